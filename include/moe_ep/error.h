@@ -1,0 +1,44 @@
+// moe_ep errors: one exception type carrying a code (CANN's numbers where CANN has one) and a message
+// that names the operation, the parameter, its value and the rule.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace moe_ep {
+
+/// Error codes. The first three are the CANN aclnn status values the C API returns unchanged.
+enum class ErrorCode : int32_t {
+  kOk = 0,
+  kNullPointer = 161001,     ///< ACLNN_ERR_PARAM_NULLPTR: a required tensor or string is missing
+  kInvalidParam = 161002,    ///< ACLNN_ERR_PARAM_INVALID: unsupported dtype / parameter
+  kInvalidConfig = 561002,   ///< ACLNN_ERR_INNER_TILING_ERROR: shape, attribute range or window size rule
+  kTimeout = 507010,         ///< a wait passed its deadline: some peer did not arrive in time
+  kInternal = 500002,        ///< a bug in moe_ep or the system (e.g. mmap failed)
+};
+
+/// The exception every moe_ep function throws. what() is the full message.
+class Error : public std::runtime_error {
+ public:
+  Error(ErrorCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  ErrorCode code() const { return code_; }
+
+ private:
+  ErrorCode code_;
+};
+
+/// Thrown when a wait passes its deadline; names the ranks that did not arrive.
+class TimeoutError : public Error {
+ public:
+  TimeoutError(const std::string& message, std::vector<int> missing_ranks)
+      : Error(ErrorCode::kTimeout, message), missing_ranks_(std::move(missing_ranks)) {}
+  /// Ranks (in the group's numbering) whose signal never came.
+  const std::vector<int>& missing_ranks() const { return missing_ranks_; }
+
+ private:
+  std::vector<int> missing_ranks_;
+};
+
+}  // namespace moe_ep

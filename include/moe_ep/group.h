@@ -1,0 +1,50 @@
+// Groups (communicators): a set of ranks that run the collective operations together, each with its
+// own window. This transport runs the ranks as threads of one process.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace moe_ep {
+
+/// Options fixed when a group is created.
+struct GroupOptions {
+  /// Deadline of every wait in an operation; 0 means MOE_EP_TIMEOUT_MS or 5 minutes.
+  std::chrono::milliseconds timeout{0};
+  /// Data area of each rank's window in bytes; 0 means MOE_EP_WINDOW_MB or 2 GiB (reserved, committed
+  /// on touch). Dispatch and combine check it against the window rule of SPEC 1.2.
+  uint64_t window_bytes = 0;
+  /// Shown in error messages.
+  std::string name = "moe_ep";
+};
+
+/// One rank's membership of a group. Cheap to move; not copyable. Operations on a group are
+/// collective: every rank of the group calls them in the same order.
+class Group {
+ public:
+  struct Impl;
+  explicit Group(std::unique_ptr<Impl> impl);
+  Group(Group&&) noexcept;
+  Group& operator=(Group&&) noexcept;
+  ~Group();
+
+  int rank() const;
+  int size() const;
+  std::chrono::milliseconds timeout() const;
+  uint64_t window_bytes() const;
+  const std::string& name() const;
+
+  Impl& impl() const { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Creates the `size` ranks of an in-process group (the thread transport): hand groups[r] to the thread
+/// that runs rank r. Memory is shared by pointer; nothing outlives the last Group.
+std::vector<Group> CreateThreadGroups(int size, const GroupOptions& options = {});
+
+}  // namespace moe_ep

@@ -1,0 +1,108 @@
+// The native operations: dispatch tokens to their experts, combine expert outputs back, reset buffers.
+// Semantics are those of the CANN operators (SPEC.md): same layouts, counts and arithmetic, bit for bit.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "moe_ep/group.h"
+#include "moe_ep/tensor.h"
+
+namespace moe_ep {
+
+/// How experts are placed; must be the same on every rank and in dispatch and combine.
+struct ExpertLayout {
+  int64_t moe_expert_num = 0;          ///< routed experts, spread evenly over ranks [S, E)
+  int64_t shared_expert_num = 0;       ///< shared experts (n_s), each replicated on S / n_s ranks
+  int64_t shared_expert_rank_num = 0;  ///< ranks [0, S) host the shared experts
+  int64_t global_bs = 0;               ///< 0: every rank has the same Bs; else max Bs * E (unequal Bs)
+};
+
+enum class Quant : int64_t {
+  kNone = 0,         ///< rows travel in their bf16 / fp16 type
+  kDynamicInt8 = 2,  ///< per-row dynamic int8 (dispatch quantMode 2) / 8-value blocks (combine commQuantMode 2)
+};
+
+/// Everything of a dispatch besides x and the expert ids.
+struct DispatchOptions {
+  ExpertLayout experts;
+  Quant quant = Quant::kNone;
+  /// expertTokenNumsType: false (1) = tokens per local expert, true (0) = cumulative.
+  bool cumulative_token_nums = false;
+  TensorView smooth_scales;  ///< optional fp32 (n_s + moe, H), with Quant::kDynamicInt8
+  TensorView active_mask;    ///< optional bool (Bs,) prefix of active tokens, or (Bs, K) active pairs
+};
+
+/// Caller-provided dispatch outputs (contiguous). Rows past the received total are left untouched.
+struct DispatchOutputs {
+  TensorView expand_x;           ///< (>= tp*A, H): x's dtype, or int8 with quantization
+  TensorView dynamic_scales;     ///< (>= tp*A,) fp32, with quantization
+  TensorView assist_info;        ///< (>= 3*tp*A,) int32: (srcRank, tokenIdx, kIdx) per row
+  TensorView expert_token_nums;  ///< (L,) int64, (1,) on shared-expert ranks
+  TensorView ep_recv_counts;     ///< (E*L*tp,) or (E*tp,) int32, inclusive cumulative
+  TensorView tp_recv_counts;     ///< (tp,) int32 (tp = 1 without a TP group)
+};
+
+/// What combine needs from dispatch: the routing and where every received row came from.
+struct DispatchHandle {
+  ExpertLayout experts;
+  int64_t bs = 0, hidden = 0, top_k = 0;
+  DType dtype = DType::kBf16;
+  int64_t num_rows = 0;     ///< rows of expand_x that hold tokens (own + TP peer's)
+  Tensor expert_ids;        ///< copy of the (Bs, K) routing
+  Tensor active_mask;       ///< copy of the mask, or empty
+  Tensor assist_info;       ///< copy of the triples
+  Tensor ep_recv_counts;    ///< copy of the counts
+  Tensor tp_recv_counts;    ///< copy of the TP counts
+};
+
+/// Dispatch results: outputs allocated by moe_ep, plus the handle.
+struct DispatchResult {
+  Tensor expand_x;           ///< rows [0, handle.num_rows) are defined
+  Tensor dynamic_scales;     ///< with quantization
+  Tensor expert_token_nums;
+  DispatchHandle handle;
+};
+
+/// Rows A that a rank of `ep` may receive from its EP group (SPEC 1.2); outputs need tp*A rows.
+int64_t DispatchReceiveRows(const Group& ep, int64_t bs, int64_t top_k, const ExpertLayout& experts);
+
+/// [collective over ep (and tp)] Sends every token of x (Bs, H) to its top-K experts (expert_ids (Bs, K)
+/// int32) and to the shared experts. `tp` is the rank's TP pair (2 ranks) or nullptr.
+DispatchResult Dispatch(Group& ep, const TensorView& x, const TensorView& expert_ids, const DispatchOptions& options,
+                        Group* tp = nullptr);
+/// [collective] As Dispatch, writing into caller buffers; returns the handle.
+DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& expert_ids,
+                            const DispatchOptions& options, const DispatchOutputs& outputs, Group* tp = nullptr);
+
+/// Everything of a combine besides the expert outputs and weights.
+struct CombineOptions {
+  Quant comm_quant = Quant::kNone;  ///< int8 on the wire (not with TP)
+  TensorView shared_expert_x;       ///< optional (Bs, H): added unweighted to every token's sum
+};
+
+/// [collective] Returns expert outputs (rows of dispatch's expand_x, same order, x's dtype) to their
+/// tokens and sums them: x[t] = sum_k w[t,k] * out(t,k) + shared outputs + shared_expert_x. Rows of
+/// inactive tokens are left as allocated (zero) / untouched (Into variant).
+Tensor Combine(Group& ep, const DispatchHandle& handle, const TensorView& expert_out, const TensorView& expert_scales,
+               const CombineOptions& options = {}, Group* tp = nullptr);
+void CombineInto(Group& ep, const DispatchHandle& handle, const TensorView& expert_out,
+                 const TensorView& expert_scales, const CombineOptions& options, const TensorView& x_out,
+                 Group* tp = nullptr);
+
+/// Outputs of CombineAddRmsNorm, each (Bs, 1, H) bf16 except rstd (Bs, 1, 1) fp32.
+struct AddRmsNormOutputs {
+  TensorView y, rstd, x;
+};
+/// [collective] Combine, then x = sum + residual_x; y = RMSNorm(x) * gamma (bf16 only, SPEC 3.5).
+void CombineAddRmsNormInto(Group& ep, const DispatchHandle& handle, const TensorView& expert_out,
+                           const TensorView& expert_scales, const TensorView& residual_x, const TensorView& gamma,
+                           float norm_eps, const CombineOptions& options, const AddRmsNormOutputs& outputs,
+                           Group* tp = nullptr);
+
+/// [collective over the ranks marked reachable] Clears this rank's window (parity back to 0). With
+/// need_sync, waits until every reachable rank has cleared its own. `reachable` has one 0/1 entry per
+/// rank; empty means all ranks.
+void BufferReset(Group& ep, std::span<const int32_t> reachable = {}, bool need_sync = true);
+
+}  // namespace moe_ep

@@ -1,0 +1,21 @@
+// Every MOE_EP_* environment variable, its default and allowed values, and how to read them.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+namespace moe_ep {
+
+/// MOE_EP_TIMEOUT_MS: deadline of every wait inside an operation, in milliseconds (default 300000,
+/// i.e. 5 minutes; any value >= 1). A group's own GroupOptions::timeout takes precedence.
+std::chrono::milliseconds DefaultTimeout();
+
+/// MOE_EP_WINDOW_MB: data area of each rank's window, in MiB (default 2048; >= 1). The memory is
+/// reserved, not committed: only pages that payloads touch cost RAM. GroupOptions::window_bytes wins.
+uint64_t DefaultWindowBytes();
+
+/// MOE_EP_ISA: instruction set of the numeric kernels: "scalar", "avx2", "avx512" or unset (the best
+/// this CPU has). Results are bit-identical on all of them; this exists for testing and benchmarking.
+/// Read once, when the first kernel runs.
+
+}  // namespace moe_ep

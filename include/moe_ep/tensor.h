@@ -1,0 +1,64 @@
+// Tensor views (borrowed memory with dtype, shape and element strides) and owning tensors.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace moe_ep {
+
+/// Element types the operators read or write.
+enum class DType : uint8_t { kBf16, kFp16, kFloat32, kInt8, kInt32, kInt64, kBool };
+
+/// Bytes per element of `dtype`.
+size_t DTypeSize(DType dtype);
+/// "bf16", "fp16", "float32", ... (for messages).
+const char* DTypeName(DType dtype);
+
+/// A borrowed, possibly strided view of memory. Strides are in elements; an empty `strides` means
+/// row-major contiguous. A default-constructed view (data == nullptr) means "absent" for optional inputs.
+struct TensorView {
+  void* data = nullptr;
+  DType dtype = DType::kBf16;
+  std::vector<int64_t> shape;
+  std::vector<int64_t> strides;
+
+  TensorView() = default;
+  TensorView(void* data, DType dtype, std::vector<int64_t> shape, std::vector<int64_t> strides = {});
+  TensorView(const void* data, DType dtype, std::vector<int64_t> shape, std::vector<int64_t> strides = {});
+
+  bool present() const { return data != nullptr; }
+  int64_t dim() const { return static_cast<int64_t>(shape.size()); }
+  int64_t numel() const;
+  /// Stride of dimension d in elements (row-major default when `strides` is empty).
+  int64_t stride(int64_t d) const;
+  /// True when the elements are dense and row-major.
+  bool contiguous() const;
+  /// "(128, 7168) bf16" (for messages).
+  std::string Describe() const;
+};
+
+/// An owning, contiguous, 64-byte aligned tensor.
+class Tensor {
+ public:
+  Tensor() = default;
+  Tensor(DType dtype, std::vector<int64_t> shape);
+
+  DType dtype() const { return view_.dtype; }
+  const std::vector<int64_t>& shape() const { return view_.shape; }
+  int64_t numel() const { return view_.numel(); }
+  size_t bytes() const { return static_cast<size_t>(numel()) * DTypeSize(dtype()); }
+  void* data() { return view_.data; }
+  const void* data() const { return view_.data; }
+  template <typename T> T* data_as() { return static_cast<T*>(view_.data); }
+  template <typename T> const T* data_as() const { return static_cast<const T*>(view_.data); }
+  const TensorView& view() const { return view_; }
+
+ private:
+  std::shared_ptr<std::byte> storage_;
+  TensorView view_;
+};
+
+}  // namespace moe_ep

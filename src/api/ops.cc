@@ -1,0 +1,203 @@
+// The native operations: build the op configuration from a Group and options, validate with the
+// native profile, run the operation, and package outputs and the handle.
+#include "moe_ep/ops.h"
+
+#include <cstring>
+#include <vector>
+
+#include "api/group_impl.h"
+#include "moe_ep/error.h"
+#include "ops/ops.h"
+#include "plan/layout.h"
+#include "plan/validate.h"
+
+namespace moe_ep {
+namespace {
+
+plan::MoeConfig BaseConfig(const Group& ep, const Group* tp, const ExpertLayout& experts) {
+  plan::MoeConfig c;
+  c.ep_world_size = ep.size();
+  c.ep_rank = ep.rank();
+  c.tp_world_size = 1;  // the native API always has a TP dimension: 1 (alone) or 2 (a pair)
+  if (tp) {
+    if (tp->size() != 2) {
+      throw Error(ErrorCode::kInvalidConfig,
+                  "tp group '" + tp->name() + "' has " + std::to_string(tp->size()) + " ranks; a TP pair has 2");
+    }
+    c.tp_world_size = 2;
+    c.tp_rank = tp->rank();
+  }
+  c.moe_expert_num = experts.moe_expert_num;
+  c.shared_expert_num = experts.shared_expert_num;
+  c.shared_expert_rank_num = experts.shared_expert_rank_num;
+  c.global_bs = experts.global_bs;
+  return c;
+}
+
+plan::WindowCapacity Capacity(const Group& ep, const Group* tp) {
+  return {ep.window_bytes(), tp ? tp->window_bytes() : 0};
+}
+
+Tensor CopyOf(const TensorView& v, int64_t elements) {
+  Tensor t(v.dtype, {elements});
+  std::memcpy(t.data(), v.data, elements * DTypeSize(v.dtype));
+  return t;
+}
+
+// Contiguous copy of an input view (the handle keeps routing and mask beyond the caller's buffers).
+Tensor DenseCopy(const TensorView& v) {
+  Tensor t(v.dtype, v.shape);
+  const size_t elem = DTypeSize(v.dtype);
+  std::vector<int64_t> idx(v.dim(), 0);
+  auto* dst = static_cast<uint8_t*>(t.data());
+  for (int64_t flat = 0; flat < v.numel(); ++flat) {
+    int64_t offset = 0, rest = flat;
+    for (int64_t d = v.dim() - 1; d >= 0; --d) {
+      offset += (rest % v.shape[d]) * v.stride(d);
+      rest /= v.shape[d];
+    }
+    std::memcpy(dst + flat * elem, static_cast<const uint8_t*>(v.data) + offset * elem, elem);
+  }
+  return t;
+}
+
+ops::OpContext Context(Group& ep, Group* tp) {
+  return ops::OpContext{*ep.impl().window, tp ? tp->impl().window.get() : nullptr, ep.impl().Deadline()};
+}
+
+plan::CombineTensors HandleTensors(const DispatchHandle& h, const TensorView& expert_out,
+                                   const TensorView& expert_scales, const CombineOptions& options) {
+  plan::CombineTensors t;
+  t.expand_x = expert_out;
+  t.expert_ids = h.expert_ids.view();
+  t.assist_info = h.assist_info.view();
+  t.ep_send_counts = h.ep_recv_counts.view();
+  t.expert_scales = expert_scales;
+  if (h.tp_recv_counts.numel() == 2) t.tp_send_counts = h.tp_recv_counts.view();
+  if (h.active_mask.numel() > 0) t.x_active_mask = h.active_mask.view();
+  t.shared_expert_x = options.shared_expert_x;
+  return t;
+}
+
+void RunCombine(Group& ep, const DispatchHandle& h, plan::CombineTensors& t, const CombineOptions& options,
+                Group* tp) {
+  plan::MoeConfig c = BaseConfig(ep, tp, h.experts);
+  c.comm_quant_mode = static_cast<int64_t>(options.comm_quant);
+  plan::ValidateCombine(c, t, plan::Profile::kNative, Capacity(ep, tp), "Combine");
+  ops::OpContext ctx = Context(ep, tp);
+  ops::Combine(c, t, ctx);
+}
+
+}  // namespace
+
+int64_t DispatchReceiveRows(const Group& ep, int64_t bs, int64_t top_k, const ExpertLayout& experts) {
+  plan::MoeConfig c = BaseConfig(ep, nullptr, experts);
+  c.bs = bs;
+  c.top_k = top_k;
+  if (c.moe_rank_num() <= 0 || c.moe_expert_num <= 0) {
+    throw Error(ErrorCode::kInvalidConfig, "DispatchReceiveRows: moe_expert_num and sharedExpertRankNum do not fit the group");
+  }
+  return plan::ReceiveRows(c);
+}
+
+DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& expert_ids,
+                            const DispatchOptions& options, const DispatchOutputs& out, Group* tp) {
+  plan::MoeConfig c = BaseConfig(ep, tp, options.experts);
+  c.quant_mode = static_cast<int64_t>(options.quant);
+  c.expert_token_nums_type = options.cumulative_token_nums ? 0 : 1;
+  const plan::DispatchTensors t{x, expert_ids, options.smooth_scales, options.active_mask, out.expand_x,
+                                out.dynamic_scales, out.assist_info, out.expert_token_nums, out.ep_recv_counts,
+                                out.tp_recv_counts};
+  plan::ValidateDispatch(c, t, plan::Profile::kNative, Capacity(ep, tp), "Dispatch");
+  ops::OpContext ctx = Context(ep, tp);
+  ops::Dispatch(c, t, ctx);
+
+  DispatchHandle h;
+  h.experts = options.experts;
+  h.bs = c.bs;
+  h.hidden = c.hidden;
+  h.top_k = c.top_k;
+  h.dtype = c.x_dtype;
+  const int64_t entries = (c.is_shared_rank() ? c.ep_world_size : c.ep_world_size * c.local_expert_num());
+  const auto* counts = static_cast<const int32_t*>(out.ep_recv_counts.data);
+  h.num_rows = counts[entries - 1] + (c.has_tp() ? counts[2 * entries - 1] : 0);
+  h.expert_ids = DenseCopy(expert_ids);
+  if (options.active_mask.present()) h.active_mask = DenseCopy(options.active_mask);
+  h.assist_info = CopyOf(out.assist_info, 3 * h.num_rows);
+  h.ep_recv_counts = CopyOf(out.ep_recv_counts, entries * c.tp_size());
+  h.tp_recv_counts = CopyOf(out.tp_recv_counts, out.tp_recv_counts.numel());
+  return h;
+}
+
+DispatchResult Dispatch(Group& ep, const TensorView& x, const TensorView& expert_ids, const DispatchOptions& options,
+                        Group* tp) {
+  if (x.dim() != 2 || expert_ids.dim() != 2) {
+    throw Error(ErrorCode::kInvalidConfig, "Dispatch: x " + x.Describe() + " and expertIds " +
+                                               expert_ids.Describe() + " must be 2-D");
+  }
+  const int64_t tp_size = tp ? 2 : 1;
+  const int64_t a = DispatchReceiveRows(ep, x.shape[0], expert_ids.shape[1], options.experts);
+  const ExpertLayout& ex = options.experts;
+  const bool shared_rank = ep.rank() < ex.shared_expert_rank_num;
+  const int64_t l = ex.moe_expert_num / (ep.size() - ex.shared_expert_rank_num);
+  const bool quant = options.quant == Quant::kDynamicInt8;
+
+  DispatchResult r;
+  r.expand_x = Tensor(quant ? DType::kInt8 : x.dtype, {tp_size * a, x.shape[1]});
+  if (quant) r.dynamic_scales = Tensor(DType::kFloat32, {tp_size * a});
+  r.expert_token_nums = Tensor(DType::kInt64, {shared_rank ? 1 : l});
+  Tensor assist(DType::kInt32, {3 * tp_size * a});
+  Tensor recv(DType::kInt32, {(shared_rank ? ep.size() : ep.size() * l) * tp_size});
+  Tensor tp_recv(DType::kInt32, {tp_size});
+  const DispatchOutputs out{r.expand_x.view(), quant ? r.dynamic_scales.view() : TensorView{}, assist.view(),
+                            r.expert_token_nums.view(), recv.view(), tp_recv.view()};
+  r.handle = DispatchInto(ep, x, expert_ids, options, out, tp);
+  return r;
+}
+
+void CombineInto(Group& ep, const DispatchHandle& h, const TensorView& expert_out, const TensorView& expert_scales,
+                 const CombineOptions& options, const TensorView& x_out, Group* tp) {
+  plan::CombineTensors t = HandleTensors(h, expert_out, expert_scales, options);
+  t.x = x_out;
+  RunCombine(ep, h, t, options, tp);
+}
+
+Tensor Combine(Group& ep, const DispatchHandle& h, const TensorView& expert_out, const TensorView& expert_scales,
+               const CombineOptions& options, Group* tp) {
+  Tensor x(expert_out.dtype, {h.bs, h.hidden});
+  CombineInto(ep, h, expert_out, expert_scales, options, x.view(), tp);
+  return x;
+}
+
+void CombineAddRmsNormInto(Group& ep, const DispatchHandle& h, const TensorView& expert_out,
+                           const TensorView& expert_scales, const TensorView& residual_x, const TensorView& gamma,
+                           float norm_eps, const CombineOptions& options, const AddRmsNormOutputs& out, Group* tp) {
+  plan::CombineTensors t = HandleTensors(h, expert_out, expert_scales, options);
+  t.add_rms_norm = true;
+  t.residual_x = residual_x;
+  t.gamma = gamma;
+  t.norm_eps = norm_eps;
+  t.x = out.x;
+  t.y = out.y;
+  t.rstd = out.rstd;
+  RunCombine(ep, h, t, options, tp);
+}
+
+void BufferReset(Group& ep, std::span<const int32_t> reachable, bool need_sync) {
+  std::vector<int32_t> all(ep.size(), 1);
+  if (reachable.empty()) reachable = all;
+  if (static_cast<int>(reachable.size()) != ep.size()) {
+    throw Error(ErrorCode::kInvalidConfig, "BufferReset: parameter 'reachable' has " +
+                                               std::to_string(reachable.size()) + " entries; rule: one per rank (" +
+                                               std::to_string(ep.size()) + ")");
+  }
+  for (int32_t v : reachable) {
+    if (v != 0 && v != 1) {
+      throw Error(ErrorCode::kInvalidConfig, "BufferReset: parameter 'reachable' holds " + std::to_string(v) +
+                                                 "; rule: entries are 0 or 1");
+    }
+  }
+  ops::BufferReset(*ep.impl().window, reachable, need_sync, ep.impl().Deadline());
+}
+
+}  // namespace moe_ep

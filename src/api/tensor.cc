@@ -1,0 +1,89 @@
+// TensorView and Tensor: element sizes, strides, descriptions and aligned allocation.
+#include "moe_ep/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+
+#include "moe_ep/error.h"
+
+namespace moe_ep {
+
+size_t DTypeSize(DType dtype) {
+  switch (dtype) {
+    case DType::kBf16:
+    case DType::kFp16: return 2;
+    case DType::kFloat32:
+    case DType::kInt32: return 4;
+    case DType::kInt64: return 8;
+    case DType::kInt8:
+    case DType::kBool: return 1;
+  }
+  return 1;
+}
+
+const char* DTypeName(DType dtype) {
+  switch (dtype) {
+    case DType::kBf16: return "bf16";
+    case DType::kFp16: return "fp16";
+    case DType::kFloat32: return "float32";
+    case DType::kInt8: return "int8";
+    case DType::kInt32: return "int32";
+    case DType::kInt64: return "int64";
+    case DType::kBool: return "bool";
+  }
+  return "?";
+}
+
+TensorView::TensorView(void* data, DType dtype, std::vector<int64_t> shape, std::vector<int64_t> strides)
+    : data(data), dtype(dtype), shape(std::move(shape)), strides(std::move(strides)) {}
+
+TensorView::TensorView(const void* data, DType dtype, std::vector<int64_t> shape, std::vector<int64_t> strides)
+    : TensorView(const_cast<void*>(data), dtype, std::move(shape), std::move(strides)) {}
+
+int64_t TensorView::numel() const {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  return n;
+}
+
+int64_t TensorView::stride(int64_t d) const {
+  if (!strides.empty()) return strides[d];
+  int64_t s = 1;
+  for (int64_t i = d + 1; i < dim(); ++i) s *= shape[i];
+  return s;
+}
+
+bool TensorView::contiguous() const {
+  int64_t expected = 1;
+  for (int64_t d = dim() - 1; d >= 0; --d) {
+    if (shape[d] != 1 && stride(d) != expected) return false;
+    expected *= shape[d];
+  }
+  return true;
+}
+
+std::string TensorView::Describe() const {
+  std::ostringstream s;
+  s << "(";
+  for (size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
+  s << (shape.size() == 1 ? ",) " : ") ") << DTypeName(dtype);
+  if (!contiguous()) s << " strided";
+  return s.str();
+}
+
+Tensor::Tensor(DType dtype, std::vector<int64_t> shape) {
+  view_ = TensorView(static_cast<void*>(nullptr), dtype, std::move(shape));
+  for (int64_t s : view_.shape) {
+    if (s < 0) throw Error(ErrorCode::kInvalidParam, "Tensor: negative dimension in " + view_.Describe());
+  }
+  // Never null, even for zero elements: a present zero-length tensor differs from an absent one.
+  const size_t bytes = (static_cast<size_t>(view_.numel()) * DTypeSize(dtype) + 63) / 64 * 64 + 64;
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw Error(ErrorCode::kInternal, "Tensor: cannot allocate " + std::to_string(bytes) + " bytes");
+  std::memset(p, 0, bytes);
+  storage_ = std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [](std::byte* q) { std::free(q); });
+  view_.data = p;
+}
+
+}  // namespace moe_ep

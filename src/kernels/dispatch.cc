@@ -1,0 +1,54 @@
+// The public row kernels: each forwards to the table of the active instruction set.
+#include "kernels/kernels.h"
+#include "kernels/row_table.h"
+
+namespace moe_ep::kernels {
+
+using internal::ActiveKernels;
+
+void HalfRowToFloat(Half type, const uint16_t* src, float* dst, int64_t n) {
+  ActiveKernels().half_row_to_float(type, src, dst, n);
+}
+
+void FloatRowToHalf(Half type, const float* src, uint16_t* dst, int64_t n) {
+  ActiveKernels().float_row_to_half(type, src, dst, n);
+}
+
+float DynamicQuantRow(Half type, const uint16_t* x, const float* smooth, int64_t h, int8_t* q) {
+  return ActiveKernels().dynamic_quant_row(type, x, smooth, h, q);
+}
+
+void CommQuantRow(Half type, const uint16_t* x, int64_t h, int8_t* q, uint16_t* scales) {
+  ActiveKernels().comm_quant_row(type, x, h, q, scales);
+}
+
+void CommDequantRow(Half type, const int8_t* q, const uint16_t* scales, int64_t h, float* v) {
+  ActiveKernels().comm_dequant_row(type, q, scales, h, v);
+}
+
+void AccumulateWeightedHalf(Half type, const uint16_t* row, float w, int64_t h, float* acc) {
+  ActiveKernels().accumulate_weighted_half(type, row, w, h, acc);
+}
+
+void AccumulateWeightedFloat(const float* v, float w, int64_t h, float* acc) {
+  ActiveKernels().accumulate_weighted_float(v, w, h, acc);
+}
+
+void AccumulateHalf(Half type, const uint16_t* row, int64_t h, float* acc) {
+  ActiveKernels().accumulate_half(type, row, h, acc);
+}
+
+void AccumulateFloat(const float* v, int64_t h, float* acc) { ActiveKernels().accumulate_float(v, h, acc); }
+
+void AddHalfRows(Half type, const uint16_t* a, const uint16_t* b, int64_t h, uint16_t* out) {
+  ActiveKernels().add_half_rows(type, a, b, h, out);
+}
+
+float AddRmsNormRow(const float* acc, const uint16_t* residual, const uint16_t* gamma, int64_t h, float eps,
+                    uint16_t* x_out, uint16_t* y_out, float* scratch) {
+  return ActiveKernels().add_rms_norm_row(acc, residual, gamma, h, eps, x_out, y_out, scratch);
+}
+
+float ReduceSumTree(const float* v, int64_t n) { return ActiveKernels().reduce_sum_tree(v, n); }
+
+}  // namespace moe_ep::kernels

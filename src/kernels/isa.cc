@@ -1,0 +1,78 @@
+// Instruction-set detection and the active-ISA switch that picks the row kernel table.
+#include <atomic>
+
+#include "kernels/kernels.h"
+#include "kernels/row_table.h"
+
+namespace moe_ep::kernels {
+namespace {
+
+Isa Detect() {
+  // __builtin_cpu_supports also checks that the OS saves the ymm / zmm state (XGETBV).
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  return avx512 ? Isa::kAvx512 : avx2 ? Isa::kAvx2 : Isa::kScalar;
+}
+
+const internal::RowKernels& TableFor(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512:
+      return internal::Avx512Kernels();
+    case Isa::kAvx2:
+      return internal::Avx2Kernels();
+    case Isa::kScalar:
+      break;
+  }
+  return internal::ScalarKernels();
+}
+
+// Both start unset and are filled on first use (no static-initialization-order dependence). Relaxed is
+// enough: the tables are constant data, and racing first users store the same values.
+std::atomic<const internal::RowKernels*> g_active_table{nullptr};
+std::atomic<int> g_active_isa{-1};
+
+}  // namespace
+
+Isa DetectedIsa() {
+  static const Isa detected = Detect();
+  return detected;
+}
+
+Isa ActiveIsa() {
+  const int isa = g_active_isa.load(std::memory_order_relaxed);
+  return isa < 0 ? DetectedIsa() : static_cast<Isa>(isa);
+}
+
+void SetActiveIsa(Isa isa) {
+  const Isa usable = static_cast<int>(isa) <= static_cast<int>(DetectedIsa()) ? isa : DetectedIsa();
+  g_active_isa.store(static_cast<int>(usable), std::memory_order_relaxed);
+  g_active_table.store(&TableFor(usable), std::memory_order_relaxed);
+}
+
+const char* IsaName(Isa isa) {
+  switch (isa) {
+    case Isa::kScalar:
+      return "scalar";
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kAvx512:
+      return "avx512";
+  }
+  return "unknown";
+}
+
+namespace internal {
+
+const RowKernels& ActiveKernels() {
+  const RowKernels* table = g_active_table.load(std::memory_order_relaxed);
+  if (table == nullptr) {
+    table = &TableFor(ActiveIsa());
+    g_active_table.store(table, std::memory_order_relaxed);
+  }
+  return *table;
+}
+
+}  // namespace internal
+}  // namespace moe_ep::kernels

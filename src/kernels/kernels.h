@@ -1,0 +1,80 @@
+// Numeric row kernels of the MoE operators: half <-> float, quantization, weighted sums, RMSNorm.
+//
+// Every function is pure, works on unaligned pointers, and gives bit-identical results on every
+// instruction set (scalar, AVX2+F16C, AVX-512): the vector paths use the same per-element operation
+// order as the scalar one. The whole project is built with -ffp-contract=off so no multiply-add is
+// ever fused. Formulas and their sources: SPEC.md sections 2.4 (dynamic quant), 3.2 (combine sum),
+// 3.3 (communication quant), 3.5 (AddRmsNorm); decisions on edge cases are in docs/numerics.md.
+#pragma once
+
+#include <cstdint>
+
+namespace moe_ep::kernels {
+
+// The 16-bit floating formats the operators carry.
+enum class Half : uint8_t { kBf16, kFp16 };
+
+// Instruction sets the row kernels can run on.
+enum class Isa : uint8_t { kScalar, kAvx2, kAvx512 };
+
+// The best instruction set this CPU supports (cached after the first call).
+Isa DetectedIsa();
+// The instruction set the row kernels use now: DetectedIsa() unless overridden.
+Isa ActiveIsa();
+// Forces the row kernels onto `isa` (tests and benchmarks); an unsupported isa falls back to the best
+// supported one below it. Not thread-safe against concurrent kernel calls.
+void SetActiveIsa(Isa isa);
+const char* IsaName(Isa isa);
+
+// ---- scalar conversions --------------------------------------------------------------------------
+float HalfToFloat(Half type, uint16_t bits);     // exact
+uint16_t FloatToHalf(Half type, float value);    // round-half-even; NaN stays NaN (quiet); fp16 overflow -> inf
+
+// ---- row conversions -----------------------------------------------------------------------------
+void HalfRowToFloat(Half type, const uint16_t* src, float* dst, int64_t n);
+void FloatRowToHalf(Half type, const float* src, uint16_t* dst, int64_t n);
+
+// ---- dispatch: dynamic per-row int8 quantization (SPEC 2.4) --------------------------------------
+// f = float(x[i]) (* smooth[i] when smooth != nullptr, one fp32 multiply); amax = max |f|;
+// ds = 127.0f / amax; q[i] = int8(rint_half_even(f * ds)); returns the row scale 1.0f / ds.
+// amax == 0 (an all-zero row): q = 0 and the scale is 1.0f / inf = 0.0f (docs/numerics.md).
+float DynamicQuantRow(Half type, const uint16_t* x, const float* smooth, int64_t h, int8_t* q);
+
+// ---- combine: int8 communication quantization (SPEC 3.3) -----------------------------------------
+// Blocks of 8 elements (the last one zero-padded). Per block: s = max|x| * (1.0f/127.0f) in fp32;
+// scales[b] = FloatToHalf(type, s); q[i] = int8(rint(fp16_rint(float(x[i]) / s))).
+// A block whose max is 0 gets s = 0, q = 0 (docs/numerics.md). Writes h values to q and
+// CommQuantScaleCount(h) values to scales.
+inline int64_t CommQuantScaleCount(int64_t h) { return (h + 7) / 8; }
+void CommQuantRow(Half type, const uint16_t* x, int64_t h, int8_t* q, uint16_t* scales);
+// v[i] = float(FloatToHalf(type, float(fp16(q[i])) * float(scales[i / 8]))): the dequantized row,
+// rounded to the row type and widened back to fp32, ready for the combine sum.
+void CommDequantRow(Half type, const int8_t* q, const uint16_t* scales, int64_t h, float* v);
+
+// ---- combine sum (SPEC 3.2), two fp32 roundings per element, never fused ------------------------
+// acc[i] = acc[i] + float(row[i]) * w
+void AccumulateWeightedHalf(Half type, const uint16_t* row, float w, int64_t h, float* acc);
+// acc[i] = acc[i] + v[i] * w
+void AccumulateWeightedFloat(const float* v, float w, int64_t h, float* acc);
+// acc[i] = acc[i] + float(row[i])          (shared experts and sharedExpertX: unweighted)
+void AccumulateHalf(Half type, const uint16_t* row, int64_t h, float* acc);
+// acc[i] = acc[i] + v[i]
+void AccumulateFloat(const float* v, int64_t h, float* acc);
+
+// ---- TP reduce-scatter add (SPEC 3.1): out[i] = FloatToHalf(float(a[i]) + float(b[i])) ------------
+void AddHalfRows(Half type, const uint16_t* a, const uint16_t* b, int64_t h, uint16_t* out);
+
+// ---- CombineAddRmsNorm tail (SPEC 3.5), bf16 only -------------------------------------------------
+// xs = acc + float(residual); x_out = bf16(xs); ms = ReduceSumTree((xs*xs) * (1.0f/h));
+// rstd = 1.0f / sqrtf(ms + eps); y = bf16(float(bf16(xs * rstd)) * float(gamma)). Returns rstd.
+// `scratch` must hold h floats.
+float AddRmsNormRow(const float* acc, const uint16_t* residual, const uint16_t* gamma, int64_t h, float eps,
+                    uint16_t* x_out, uint16_t* y_out, float* scratch);
+
+// The fixed fp32 summation order used for RMSNorm (our model of the NPU's ReduceSum, docs/numerics.md):
+// split v into chunks of 64 (the last one zero-padded); reduce each chunk by halving,
+// c[i] += c[i + w] for w = 32, 16, 8, 4, 2, 1; then apply the same to the list of chunk sums until one
+// value is left. n == 0 gives 0.0f.
+float ReduceSumTree(const float* v, int64_t n);
+
+}  // namespace moe_ep::kernels

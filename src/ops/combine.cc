@@ -1,0 +1,240 @@
+// CombineV2 / CombineAddRmsNorm (SPEC 3, 5.3): optionally reduce-scatter with the TP peer, send every
+// expert output row back to its token's owner slot t*(K+n_s)+k, then on the owner sum each active
+// token's rows in the exact fp32 order of SPEC 3.2 (and the RMSNorm tail of SPEC 3.5).
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "moe_ep/error.h"
+#include "ops/ops.h"
+#include "ops/tensor_access.h"
+#include "plan/layout.h"
+
+namespace moe_ep::ops {
+namespace {
+
+using plan::MoeConfig;
+using plan::WindowLayout;
+using transport::MakeFlag;
+using transport::Window;
+
+kernels::Half HalfOf(DType d) { return d == DType::kFp16 ? kernels::Half::kFp16 : kernels::Half::kBf16; }
+
+struct CallSlot {
+  uint64_t half_offset;
+  uint64_t flag_base;
+  uint32_t epoch;
+};
+
+CallSlot NextCombineCall(Window& w) {
+  const uint64_t call = w.counters().combine_calls++;
+  return {(call & 1) * (w.data_bytes() / 2), plan::kCombineFlagBase + (call & 1) * plan::kMaxCombineFlags,
+          static_cast<uint32_t>(transport::EpochOf(call))};
+}
+
+// Byte size of one returned row on the wire: H halves, or int8[Align32(H)] + ceil(H/8) half scales.
+uint64_t CombinePayloadBytes(const MoeConfig& c) {
+  if (c.comm_quant_mode != 2) return 2 * static_cast<uint64_t>(c.hidden);
+  return plan::AlignUp(c.hidden, 32) + 2 * static_cast<uint64_t>(kernels::CommQuantScaleCount(c.hidden));
+}
+
+// SPEC 3.1 with tp == 2: our rows for the peer go to its TP window; each of our own rows becomes
+// own + peer partial (rounded to the row type) before the EP send. Returns the reduced own rows.
+std::vector<uint16_t> ReduceScatterWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window& tp,
+                                              RowReader& expand_x, int64_t own_rows, int64_t peer_rows,
+                                              const OpContext& ctx) {
+  const CallSlot call = NextCombineCall(tp);
+  const int peer = 1 - tp.rank();
+  const uint64_t row_bytes = 2 * static_cast<uint64_t>(c.hidden);
+  for (int64_t j = 0; j < peer_rows; ++j) {
+    tp.Put(peer, call.half_offset + layout.tp_combine_offset + j * layout.combine_slot_bytes,
+           expand_x.Half(own_rows + j), row_bytes);
+  }
+  tp.Signal(peer, call.flag_base, MakeFlag(call.epoch, static_cast<uint32_t>(peer_rows)));
+  transport::WaitFlag(tp, call.flag_base, call.epoch, ctx.deadline, peer, "MoeDistributeCombine",
+                      "the TP peer's partial rows");
+  std::vector<uint16_t> reduced(own_rows * c.hidden);
+  for (int64_t i = 0; i < own_rows; ++i) {
+    const auto* partial = reinterpret_cast<const uint16_t*>(tp.LocalData() + call.half_offset +
+                                                            layout.tp_combine_offset + i * layout.combine_slot_bytes);
+    kernels::AddHalfRows(HalfOf(c.x_dtype), expand_x.Half(i), partial, c.hidden, &reduced[i * c.hidden]);
+  }
+  return reduced;
+}
+
+void SendRowsBack(const MoeConfig& c, const WindowLayout& layout, Window& ep, const CallSlot& call,
+                  const std::vector<int32_t>& assist, int64_t own_rows, const std::vector<uint16_t>& reduced,
+                  RowReader& expand_x) {
+  const uint64_t payload = CombinePayloadBytes(c);
+  std::vector<uint8_t> staging(c.comm_quant_mode == 2 ? payload : 0);
+  for (int64_t i = 0; i < own_rows; ++i) {
+    const int32_t src = assist[3 * i], token = assist[3 * i + 1], k = assist[3 * i + 2];
+    const int64_t slot = static_cast<int64_t>(token) * layout.combine_slots_per_token + k;
+    const uint16_t* row = reduced.empty() ? expand_x.Half(i) : &reduced[i * c.hidden];
+    const void* bytes = row;
+    if (c.comm_quant_mode == 2) {
+      auto* q = reinterpret_cast<int8_t*>(staging.data());
+      auto* scales = reinterpret_cast<uint16_t*>(staging.data() + plan::AlignUp(c.hidden, 32));
+      kernels::CommQuantRow(HalfOf(c.x_dtype), row, c.hidden, q, scales);
+      bytes = staging.data();
+    }
+    ep.Put(src, call.half_offset + layout.CombineSlotOffset(slot), bytes, payload);
+    ep.Signal(src, call.flag_base + slot, MakeFlag(call.epoch, 1));
+  }
+}
+
+// Sums the arrived rows of each active token (SPEC 3.2) and writes x (or x, y, rstd: SPEC 3.5).
+class TokenReducer {
+ public:
+  TokenReducer(const MoeConfig& c, const WindowLayout& layout, const plan::CombineTensors& t, Window& ep,
+               const CallSlot& call, const OpContext& ctx)
+      : c_(c), layout_(layout), t_(t), ep_(ep), call_(call), ctx_(ctx), type_(HalfOf(c.x_dtype)),
+        ids_(GatherInt32(t.expert_ids)), weights_(GatherFloat(t.expert_scales)), mask_(GatherBool(t.x_active_mask)),
+        shared_x_(t.shared_expert_x), residual_(t.residual_x), gamma_(t.gamma),
+        acc_(c.hidden), dequant_(c.comm_quant_mode == 2 ? c.hidden : 0), scratch_(t.add_rms_norm ? c.hidden : 0) {
+    if (t.add_rms_norm) gamma_row_ = gamma_.Half(0);
+  }
+
+  void Run() {
+    int64_t token_limit = c_.bs;
+    if (c_.mask == plan::MaskKind::kTokens) {
+      token_limit = 0;
+      for (int64_t t = 0; t < c_.bs; ++t) token_limit += mask_[t] ? 1 : 0;
+    }
+    for (int64_t t = 0; t < token_limit; ++t) {
+      if (c_.mask == plan::MaskKind::kPairs && !AnyPair(t)) continue;  // inactive: output row untouched
+      WaitToken(t);
+      Reduce(t);
+    }
+  }
+
+ private:
+  bool PairActive(int64_t t, int64_t k) const { return c_.mask != plan::MaskKind::kPairs || mask_[t * c_.top_k + k]; }
+  bool AnyPair(int64_t t) const {
+    for (int64_t k = 0; k < c_.top_k; ++k) {
+      if (mask_[t * c_.top_k + k]) return true;
+    }
+    return false;
+  }
+  int64_t Slot(int64_t t, int64_t k) const { return t * layout_.combine_slots_per_token + k; }
+  const uint8_t* SlotData(int64_t slot) const {
+    return ep_.LocalData() + call_.half_offset + layout_.CombineSlotOffset(slot);
+  }
+
+  void WaitToken(int64_t t) {
+    pending_.clear();
+    for (int64_t k = 0; k < c_.top_k; ++k) {
+      if (PairActive(t, k)) pending_.push_back(call_.flag_base + Slot(t, k));
+    }
+    for (int64_t i = 0; i < c_.shared_expert_num; ++i) pending_.push_back(call_.flag_base + Slot(t, c_.top_k + i));
+    transport::WaitFlags(
+        ep_, pending_, call_.epoch, ctx_.deadline,
+        [&](uint64_t idx) {
+          const int64_t k = (idx - call_.flag_base) % layout_.combine_slots_per_token;
+          return static_cast<int>(k < c_.top_k ? c_.ExpertRank(ids_[t * c_.top_k + k])
+                                               : c_.SharedRank(k - c_.top_k, c_.ep_rank));
+        },
+        "MoeDistributeCombine", "expert output rows");
+  }
+
+  // acc += slot row (times w when weighted), dequantizing first under commQuantMode 2.
+  void AddSlot(int64_t slot, const float* w) {
+    const uint8_t* data = SlotData(slot);
+    if (c_.comm_quant_mode == 2) {
+      const auto* q = reinterpret_cast<const int8_t*>(data);
+      const auto* scales = reinterpret_cast<const uint16_t*>(data + plan::AlignUp(c_.hidden, 32));
+      kernels::CommDequantRow(type_, q, scales, c_.hidden, dequant_.data());
+      if (w) kernels::AccumulateWeightedFloat(dequant_.data(), *w, c_.hidden, acc_.data());
+      else kernels::AccumulateFloat(dequant_.data(), c_.hidden, acc_.data());
+      return;
+    }
+    const auto* row = reinterpret_cast<const uint16_t*>(data);
+    if (w) kernels::AccumulateWeightedHalf(type_, row, *w, c_.hidden, acc_.data());
+    else kernels::AccumulateHalf(type_, row, c_.hidden, acc_.data());
+  }
+
+  void Reduce(int64_t t) {
+    std::fill(acc_.begin(), acc_.end(), 0.0f);
+    for (int64_t k = 0; k < c_.top_k; ++k) {
+      if (PairActive(t, k)) AddSlot(Slot(t, k), &weights_[t * c_.top_k + k]);
+    }
+    for (int64_t i = 0; i < c_.shared_expert_num; ++i) AddSlot(Slot(t, c_.top_k + i), nullptr);
+    if (t_.shared_expert_x.present()) kernels::AccumulateHalf(type_, shared_x_.Half(t), c_.hidden, acc_.data());
+
+    auto* x_out = static_cast<uint16_t*>(t_.x.data) + t * c_.hidden;
+    if (!t_.add_rms_norm) {
+      kernels::FloatRowToHalf(type_, acc_.data(), x_out, c_.hidden);
+      return;
+    }
+    auto* y_out = static_cast<uint16_t*>(t_.y.data) + t * c_.hidden;
+    static_cast<float*>(t_.rstd.data)[t] = kernels::AddRmsNormRow(acc_.data(), residual_.Half(t), gamma_row_,
+                                                                  c_.hidden, t_.norm_eps, x_out, y_out,
+                                                                  scratch_.data());
+  }
+
+  const MoeConfig& c_;
+  const WindowLayout& layout_;
+  const plan::CombineTensors& t_;
+  Window& ep_;
+  const CallSlot& call_;
+  const OpContext& ctx_;
+  kernels::Half type_;
+  std::vector<int32_t> ids_;
+  std::vector<float> weights_;
+  std::vector<uint8_t> mask_;
+  RowReader shared_x_, residual_, gamma_;
+  const uint16_t* gamma_row_ = nullptr;
+  std::vector<float> acc_, dequant_, scratch_;
+  std::vector<uint64_t> pending_;
+};
+
+[[noreturn]] void BadHandle(const std::string& param, const std::string& value, const std::string& rule) {
+  throw Error(ErrorCode::kInvalidParam,
+              "MoeDistributeCombine: parameter '" + param + "' = " + value + " violates rule: " + rule);
+}
+
+// Counts and triples come from the caller: check them before any byte moves, so a corrupted handle is
+// an error and never a write outside a window.
+void CheckReturnRoutes(const MoeConfig& c, const WindowLayout& layout, const std::vector<int32_t>& assist,
+                       int64_t own_rows, int64_t peer_rows, int64_t expand_rows) {
+  const std::string rows_rule = "own rows (" + std::to_string(own_rows) + ") + TP peer rows (" +
+                                std::to_string(peer_rows) + ") within [0, expandX rows = " +
+                                std::to_string(expand_rows) + "] and own rows <= A = " + std::to_string(layout.a);
+  if (own_rows < 0 || peer_rows < 0 || own_rows + peer_rows > expand_rows || own_rows > layout.a) {
+    BadHandle("epSendCounts", std::to_string(own_rows), rows_rule);
+  }
+  if (static_cast<int64_t>(assist.size()) < 3 * own_rows) {
+    BadHandle("assistInfoForCombine", std::to_string(assist.size()) + " entries", "needs 3 per returned row");
+  }
+  for (int64_t i = 0; i < own_rows; ++i) {
+    const int32_t src = assist[3 * i], token = assist[3 * i + 1], k = assist[3 * i + 2];
+    if (src < 0 || src >= c.ep_world_size || token < 0 || token >= layout.max_bs || k < 0 ||
+        k >= layout.combine_slots_per_token) {
+      BadHandle("assistInfoForCombine", "(" + std::to_string(src) + ", " + std::to_string(token) + ", " +
+                                            std::to_string(k) + ") at row " + std::to_string(i),
+                "triples (srcRank < epWorldSize, tokenIdx < maxBs, kIdx < K + sharedExpertNum) as dispatch wrote them");
+    }
+  }
+}
+
+}  // namespace
+
+void Combine(const MoeConfig& c, const plan::CombineTensors& t, OpContext& ctx) {
+  const WindowLayout layout(c);
+  const int64_t entries = c.is_shared_rank() ? c.ep_world_size : c.ep_world_size * c.local_expert_num();
+  const std::vector<int32_t> send_counts = GatherInt32(t.ep_send_counts);
+  const int64_t own_rows = send_counts[entries - 1];
+  const int64_t peer_rows = c.has_tp() ? GatherInt32(t.tp_send_counts)[1 - c.tp_rank] : 0;
+  const std::vector<int32_t> assist = GatherInt32(t.assist_info);
+  CheckReturnRoutes(c, layout, assist, own_rows, peer_rows, t.expand_x.shape[0]);
+  RowReader expand_x(t.expand_x);
+
+  std::vector<uint16_t> reduced;
+  if (c.has_tp()) reduced = ReduceScatterWithTpPeer(c, layout, *ctx.tp, expand_x, own_rows, peer_rows, ctx);
+  const CallSlot call = NextCombineCall(ctx.ep);
+  SendRowsBack(c, layout, ctx.ep, call, assist, own_rows, reduced, expand_x);
+  TokenReducer(c, layout, t, ctx.ep, call, ctx).Run();
+}
+
+}  // namespace moe_ep::ops

@@ -1,0 +1,228 @@
+// DispatchV2 (SPEC 2, 5.2): send every routed (token, k) and shared copy into the destination's window
+// slot, announce per-(expert, source) counts, then compact the received slots into expandX in status
+// order (local expert major, source minor); with TP, all-gather the rows with the TP peer.
+#include <cstring>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "ops/ops.h"
+#include "ops/tensor_access.h"
+#include "plan/layout.h"
+#include "plan/routing.h"
+
+namespace moe_ep::ops {
+namespace {
+
+using plan::MoeConfig;
+using plan::WindowLayout;
+using transport::MakeFlag;
+using transport::Window;
+
+kernels::Half HalfOf(DType d) { return d == DType::kFp16 ? kernels::Half::kFp16 : kernels::Half::kBf16; }
+
+// Builds and puts slot payloads: [token bytes][fp32 scale at +Align32][int32 triple at +32].
+class SlotWriter {
+ public:
+  SlotWriter(const MoeConfig& c, const WindowLayout& layout, const plan::DispatchTensors& t)
+      : c_(c), layout_(layout), x_(t.x), smooth_(t.scales), has_smooth_(t.scales.present()),
+        staging_(layout.dispatch_slot_bytes) {}
+
+  // Sends token `token` to `dst` at byte `offset`, quantized with smooth row `smooth_row`.
+  void Send(Window& ep, int dst, uint64_t offset, int32_t token, int64_t smooth_row, const int32_t triple[3]) {
+    uint8_t* slot = staging_.data();
+    if (c_.quant_mode == 2) {
+      if (has_smooth_ || cached_token_ != token) {
+        const float* smooth = has_smooth_ ? smooth_.Float(smooth_row) : nullptr;
+        cached_scale_ = kernels::DynamicQuantRow(HalfOf(c_.x_dtype), x_.Half(token), smooth, c_.hidden,
+                                                 reinterpret_cast<int8_t*>(slot));
+        cached_token_ = has_smooth_ ? -1 : token;  // without smooth scales a token quantizes the same everywhere
+      }
+      std::memcpy(slot + layout_.dispatch_scale_offset, &cached_scale_, sizeof(float));
+      std::memcpy(slot + layout_.dispatch_triple_offset, triple, 3 * sizeof(int32_t));
+      ep.Put(dst, offset, slot, layout_.dispatch_triple_offset + 3 * sizeof(int32_t));
+      return;
+    }
+    ep.Put(dst, offset, x_.Half(token), layout_.dispatch_token_bytes);
+    ep.Put(dst, offset + layout_.dispatch_triple_offset, triple, 3 * sizeof(int32_t));
+  }
+
+ private:
+  const MoeConfig& c_;
+  const WindowLayout& layout_;
+  RowReader x_;
+  RowReader smooth_;
+  bool has_smooth_;
+  std::vector<uint8_t> staging_;
+  int32_t cached_token_ = -1;
+  float cached_scale_ = 0.0f;
+};
+
+// Writes received slots into the outputs, row by row.
+class RowSink {
+ public:
+  RowSink(const MoeConfig& c, const WindowLayout& layout, const plan::DispatchTensors& t)
+      : layout_(layout), quant_(c.quant_mode == 2),
+        expand_x_(static_cast<uint8_t*>(t.expand_x.data)),
+        scales_(static_cast<float*>(t.dynamic_scales.data)),
+        assist_(static_cast<int32_t*>(t.assist_info.data)) {}
+
+  void Append(const uint8_t* slot) {
+    std::memcpy(expand_x_ + rows_ * layout_.dispatch_token_bytes, slot, layout_.dispatch_token_bytes);
+    if (quant_) std::memcpy(scales_ + rows_, slot + layout_.dispatch_scale_offset, sizeof(float));
+    std::memcpy(assist_ + 3 * rows_, slot + layout_.dispatch_triple_offset, 3 * sizeof(int32_t));
+    ++rows_;
+  }
+  int64_t rows() const { return rows_; }
+
+ private:
+  const WindowLayout& layout_;
+  bool quant_;
+  uint8_t* expand_x_;
+  float* scales_;
+  int32_t* assist_;
+  int64_t rows_ = 0;
+};
+
+// The parity half, flag base and epoch of one call on one window.
+struct CallSlot {
+  uint64_t half_offset;
+  uint64_t flag_base;
+  uint32_t epoch;
+};
+
+CallSlot NextDispatchCall(Window& w, uint64_t half_bytes) {
+  const uint64_t call = w.counters().dispatch_calls++;
+  return {(call & 1) * half_bytes, plan::kDispatchFlagBase + (call & 1) * plan::kMaxDispatchFlags,
+          static_cast<uint32_t>(transport::EpochOf(call))};
+}
+
+void SendToExperts(const MoeConfig& c, const WindowLayout& layout, const plan::RoutingPlan& plan, SlotWriter& writer,
+                   Window& ep, const CallSlot& call) {
+  const int64_t l = c.local_expert_num();
+  for (const plan::RoutedPair& p : plan.pairs) {
+    const int32_t triple[3] = {static_cast<int32_t>(c.ep_rank), p.token, p.k};
+    const uint64_t offset = call.half_offset + layout.DispatchSlotOffset(c.ep_rank * l + p.expert % l, p.slot);
+    writer.Send(ep, static_cast<int>(c.ExpertRank(p.expert)), offset, p.token, c.shared_expert_num + p.expert, triple);
+  }
+  for (int64_t i = 0; i < c.shared_expert_num; ++i) {
+    const int dst = static_cast<int>(c.SharedRank(i, c.ep_rank));
+    for (size_t slot = 0; slot < plan.valid_tokens.size(); ++slot) {
+      const int32_t token = plan.valid_tokens[slot];
+      const int32_t triple[3] = {static_cast<int32_t>(c.ep_rank), token, static_cast<int32_t>(c.top_k + i)};
+      writer.Send(ep, dst, call.half_offset + layout.DispatchSlotOffset(c.ep_rank, slot), token, i, triple);
+    }
+  }
+}
+
+// One count flag per destination entry, zero counts included, so every receiver knows when it is done.
+void AnnounceCounts(const MoeConfig& c, const plan::RoutingPlan& plan, Window& ep, const CallSlot& call) {
+  const int64_t e = c.ep_world_size, l = c.local_expert_num(), r = c.shared_replicas();
+  for (int64_t s = 0; s < c.shared_expert_rank_num; ++s) {
+    const uint32_t count = s % r == c.ep_rank % r ? static_cast<uint32_t>(plan.valid_tokens.size()) : 0;
+    ep.Signal(static_cast<int>(s), call.flag_base + c.ep_rank, MakeFlag(call.epoch, count));
+  }
+  for (int64_t expert = 0; expert < c.moe_expert_num; ++expert) {
+    const uint64_t entry = (expert % l) * e + c.ep_rank;
+    ep.Signal(static_cast<int>(c.ExpertRank(expert)), call.flag_base + entry,
+              MakeFlag(call.epoch, static_cast<uint32_t>(plan.expert_counts[expert])));
+  }
+}
+
+// Waits for every source's count, then copies slots out in status order; returns the slot offsets used
+// (for the TP all-gather) and fills epRecvCounts[0, entries).
+std::vector<uint64_t> ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, Window& ep,
+                                       const CallSlot& call, const OpContext& ctx, RowSink& sink, int32_t* recv_counts) {
+  const int64_t e = c.ep_world_size, l = c.local_expert_num();
+  const int64_t entries = c.is_shared_rank() ? e : e * l;
+  std::vector<uint64_t> indices(entries);
+  for (int64_t i = 0; i < entries; ++i) indices[i] = call.flag_base + i;
+  transport::WaitFlags(
+      ep, indices, call.epoch, ctx.deadline, [&](uint64_t idx) { return static_cast<int>((idx - call.flag_base) % e); },
+      "MoeDistributeDispatch", "token counts");
+
+  std::vector<uint64_t> slot_offsets;
+  for (int64_t entry = 0; entry < entries; ++entry) {
+    const int64_t src = entry % e, e_local = entry / e;
+    const int64_t block = c.is_shared_rank() ? src : src * l + e_local;
+    const uint32_t count = transport::FlagCount(ep.ReadFlag(call.flag_base + entry));
+    for (uint32_t s = 0; s < count; ++s) {
+      const uint64_t offset = call.half_offset + layout.DispatchSlotOffset(block, s);
+      sink.Append(ep.LocalData() + offset);
+      slot_offsets.push_back(offset);
+    }
+    recv_counts[entry] = static_cast<int32_t>(sink.rows());
+  }
+  return slot_offsets;
+}
+
+// SPEC 2.7: rows, scales and triples go to the TP peer; the peer's rows are appended after ours.
+void AllGatherWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window& ep, Window& tp,
+                         const std::vector<uint64_t>& own_slots, const OpContext& ctx, RowSink& sink,
+                         int32_t* recv_counts, int64_t entries) {
+  const CallSlot call = NextDispatchCall(tp, tp.data_bytes() / 2);
+  const int peer = 1 - tp.rank();
+  const uint64_t slot_bytes = layout.dispatch_triple_offset + 3 * sizeof(int32_t);
+  for (size_t i = 0; i < own_slots.size(); ++i) {
+    tp.Put(peer, call.half_offset + i * layout.dispatch_slot_bytes, ep.LocalData() + own_slots[i], slot_bytes);
+  }
+  for (int64_t entry = 0; entry < entries; ++entry) {
+    tp.Signal(peer, call.flag_base + entry, MakeFlag(call.epoch, static_cast<uint32_t>(recv_counts[entry])));
+  }
+  std::vector<uint64_t> indices(entries);
+  for (int64_t i = 0; i < entries; ++i) indices[i] = call.flag_base + i;
+  transport::WaitFlags(tp, indices, call.epoch, ctx.deadline, [&](uint64_t) { return peer; },
+                       "MoeDistributeDispatch", "the TP peer's rows");
+  for (int64_t entry = 0; entry < entries; ++entry) {
+    recv_counts[entries + entry] = static_cast<int32_t>(transport::FlagCount(tp.ReadFlag(call.flag_base + entry)));
+  }
+  const int64_t peer_rows = entries > 0 ? recv_counts[2 * entries - 1] : 0;
+  for (int64_t i = 0; i < peer_rows; ++i) {
+    sink.Append(tp.LocalData() + call.half_offset + i * layout.dispatch_slot_bytes);
+  }
+}
+
+void WriteExpertTokenNums(const MoeConfig& c, const int32_t* recv_counts, int64_t total, int64_t* token_nums) {
+  const int64_t e = c.ep_world_size, l = c.local_expert_num();
+  if (c.is_shared_rank() || l == 1) {
+    token_nums[0] = total;
+    return;
+  }
+  int64_t previous = 0;
+  for (int64_t el = 0; el < l; ++el) {
+    const int64_t cumulative = recv_counts[el * e + e - 1];
+    token_nums[el] = c.expert_token_nums_type == 0 ? cumulative : cumulative - previous;
+    previous = cumulative;
+  }
+}
+
+}  // namespace
+
+void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, OpContext& ctx) {
+  const WindowLayout layout(c);
+  const std::vector<int32_t> ids = GatherInt32(t.expert_ids);
+  const std::vector<uint8_t> mask = GatherBool(t.x_active_mask);
+  const plan::RoutingPlan plan = plan::BuildRoutingPlan(c, ids.data(), mask.empty() ? nullptr : mask.data());
+
+  Window& ep = ctx.ep;
+  const CallSlot call = NextDispatchCall(ep, ep.data_bytes() / 2);
+  SlotWriter writer(c, layout, t);
+  SendToExperts(c, layout, plan, writer, ep, call);
+  AnnounceCounts(c, plan, ep, call);
+
+  RowSink sink(c, layout, t);
+  auto* recv_counts = static_cast<int32_t*>(t.ep_recv_counts.data);
+  const std::vector<uint64_t> own_slots = ReceiveFromGroup(c, layout, ep, call, ctx, sink, recv_counts);
+  const int64_t own_rows = sink.rows();
+  if (c.has_tp()) {
+    const int64_t entries = c.is_shared_rank() ? c.ep_world_size : c.ep_world_size * c.local_expert_num();
+    AllGatherWithTpPeer(c, layout, ep, *ctx.tp, own_slots, ctx, sink, recv_counts, entries);
+    auto* tp_counts = static_cast<int32_t*>(t.tp_recv_counts.data);
+    tp_counts[c.tp_rank] = static_cast<int32_t>(own_rows);
+    tp_counts[1 - c.tp_rank] = static_cast<int32_t>(sink.rows() - own_rows);
+  } else if (c.tp_world_size == 1) {
+    static_cast<int32_t*>(t.tp_recv_counts.data)[0] = static_cast<int32_t>(own_rows);
+  }
+  WriteExpertTokenNums(c, recv_counts, sink.rows(), static_cast<int64_t*>(t.expert_token_nums.data));
+}
+
+}  // namespace moe_ep::ops

@@ -1,0 +1,62 @@
+// Strided tensor reading for the operations.
+#include "ops/tensor_access.h"
+
+#include <cstring>
+
+namespace moe_ep::ops {
+namespace {
+
+// Byte offset of flat row-major element `flat` in a strided view.
+int64_t ElementOffset(const TensorView& v, int64_t flat) {
+  int64_t offset = 0;
+  for (int64_t d = v.dim() - 1; d >= 0; --d) {
+    const int64_t idx = flat % v.shape[d];
+    flat /= v.shape[d];
+    offset += idx * v.stride(d);
+  }
+  return offset * static_cast<int64_t>(DTypeSize(v.dtype));
+}
+
+template <typename T>
+std::vector<T> Gather(const TensorView& v) {
+  std::vector<T> out(v.present() ? v.numel() : 0);
+  if (out.empty()) return out;
+  const auto* base = static_cast<const uint8_t*>(v.data);
+  if (v.contiguous()) {
+    std::memcpy(out.data(), base, out.size() * sizeof(T));
+    return out;
+  }
+  for (int64_t i = 0; i < static_cast<int64_t>(out.size()); ++i) {
+    std::memcpy(&out[i], base + ElementOffset(v, i), sizeof(T));
+  }
+  return out;
+}
+
+}  // namespace
+
+RowReader::RowReader(const TensorView& view) : view_(view) {
+  if (!view_.present() || view_.dim() == 0) return;
+  cols_ = view_.shape.back();
+  rows_ = cols_ == 0 ? 0 : view_.numel() / cols_;
+  elem_ = static_cast<int64_t>(DTypeSize(view_.dtype));
+  if (view_.stride(view_.dim() - 1) != 1) gathered_.resize(cols_ * elem_);
+}
+
+const uint8_t* RowReader::RowBase(int64_t i) const {
+  // Row i is the flat element i * cols_.
+  return static_cast<const uint8_t*>(view_.data) + ElementOffset(view_, i * cols_);
+}
+
+const void* RowReader::Row(int64_t i) {
+  const uint8_t* base = RowBase(i);
+  if (gathered_.empty()) return base;
+  const int64_t step = view_.stride(view_.dim() - 1) * elem_;
+  for (int64_t j = 0; j < cols_; ++j) std::memcpy(&gathered_[j * elem_], base + j * step, elem_);
+  return gathered_.data();
+}
+
+std::vector<int32_t> GatherInt32(const TensorView& view) { return Gather<int32_t>(view); }
+std::vector<float> GatherFloat(const TensorView& view) { return Gather<float>(view); }
+std::vector<uint8_t> GatherBool(const TensorView& view) { return Gather<uint8_t>(view); }
+
+}  // namespace moe_ep::ops

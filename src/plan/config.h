@@ -1,0 +1,59 @@
+// The attributes of one dispatch or combine call (CANN's names in comments) and the limits profile
+// that decides which product rules apply.
+#pragma once
+
+#include <cstdint>
+
+#include "moe_ep/tensor.h"
+
+namespace moe_ep::plan {
+
+/// Which product limits validation enforces (SPEC 0: native relaxes them, the C API enforces A3).
+enum class Profile : uint8_t { kNative, kA3 };
+
+enum class MaskKind : uint8_t { kNone, kTokens, kPairs };  // xActiveMask absent, (Bs,), (Bs,K)
+
+/// Everything a rank needs to agree on with its peers plus its own shapes.
+struct MoeConfig {
+  // group
+  int64_t ep_world_size = 0;           // epWorldSize (E)
+  int64_t ep_rank = 0;                 // epRankId
+  int64_t tp_world_size = 0;           // tpWorldSize: 0 or 1 = no TP, 2 = TP pair
+  int64_t tp_rank = 0;                 // tpRankId
+  // experts
+  int64_t moe_expert_num = 0;          // moeExpertNum
+  int64_t shared_expert_num = 0;       // sharedExpertNum (n_s), 0 when shared_expert_rank_num == 0
+  int64_t shared_expert_rank_num = 0;  // sharedExpertRankNum (S)
+  int64_t expert_shard_type = 0;       // expertShardType (must be 0)
+  // tokens
+  int64_t bs = 0;                      // local tokens (x.dim0)
+  int64_t hidden = 0;                  // H
+  int64_t top_k = 0;                   // K
+  int64_t global_bs = 0;               // globalBs: 0 => bs * E
+  DType x_dtype = DType::kBf16;        // bf16 or fp16
+  MaskKind mask = MaskKind::kNone;
+  // dispatch
+  int64_t quant_mode = 0;              // 0 or 2
+  int64_t expert_token_nums_type = 1;  // 0 cumulative, 1 per expert
+  // combine
+  int64_t comm_quant_mode = 0;         // 0 or 2
+
+  bool has_tp() const { return tp_world_size == 2; }
+  int64_t tp_size() const { return has_tp() ? 2 : 1; }
+  bool has_shared() const { return shared_expert_rank_num > 0; }
+  bool is_shared_rank() const { return ep_rank < shared_expert_rank_num; }
+  int64_t moe_rank_num() const { return ep_world_size - shared_expert_rank_num; }
+  /// L: experts per MoE rank.
+  int64_t local_expert_num() const { return moe_expert_num / moe_rank_num(); }
+  /// R: ranks per shared expert.
+  int64_t shared_replicas() const { return has_shared() ? shared_expert_rank_num / shared_expert_num : 1; }
+  /// maxBs = globalBs / E (globalBs == 0 => bs).
+  int64_t max_bs() const { return global_bs == 0 ? bs : global_bs / ep_world_size; }
+  int64_t effective_global_bs() const { return global_bs == 0 ? bs * ep_world_size : global_bs; }
+  /// Rank hosting MoE expert e.
+  int64_t ExpertRank(int64_t e) const { return e / local_expert_num() + shared_expert_rank_num; }
+  /// Shared rank that serves shared expert i for this rank.
+  int64_t SharedRank(int64_t i, int64_t src_rank) const { return i * shared_replicas() + src_rank % shared_replicas(); }
+};
+
+}  // namespace moe_ep::plan

@@ -1,0 +1,43 @@
+// Builds the routing plan: mask compaction, per-expert slots by prefix count (SPEC 2.5, 5.2).
+#include "plan/routing.h"
+
+#include <string>
+
+#include "moe_ep/error.h"
+
+namespace moe_ep::plan {
+
+RoutingPlan BuildRoutingPlan(const MoeConfig& c, const int32_t* expert_ids, const uint8_t* mask) {
+  const int64_t bs = c.bs, k_num = c.top_k;
+  RoutingPlan plan;
+  plan.expert_counts.assign(c.moe_expert_num, 0);
+  plan.pair_active.assign(bs * k_num, 0);
+
+  // 1-D mask: the kernel sends tokens [0, sum(mask)), so "true must be a prefix" (SPEC 2.5).
+  int64_t token_limit = bs;
+  if (c.mask == MaskKind::kTokens) {
+    token_limit = 0;
+    for (int64_t t = 0; t < bs; ++t) token_limit += mask[t] ? 1 : 0;
+  }
+  for (int64_t t = 0; t < token_limit; ++t) {
+    bool any = false;
+    for (int64_t k = 0; k < k_num; ++k) {
+      const int64_t idx = t * k_num + k;
+      if (c.mask == MaskKind::kPairs && !mask[idx]) continue;
+      any = true;
+      plan.pair_active[idx] = 1;
+      const int32_t e = expert_ids[idx];
+      if (e < 0 || e >= c.moe_expert_num) {
+        throw Error(ErrorCode::kInvalidParam,
+                    "MoeDistributeDispatch: parameter 'expertIds' has value " + std::to_string(e) + " at [" +
+                        std::to_string(t) + ", " + std::to_string(k) + "]; rule: 0 <= expertIds < moeExpertNum (" +
+                        std::to_string(c.moe_expert_num) + ")");
+      }
+      plan.pairs.push_back({static_cast<int32_t>(t), static_cast<int32_t>(k), e, plan.expert_counts[e]++});
+    }
+    if (any) plan.valid_tokens.push_back(static_cast<int32_t>(t));
+  }
+  return plan;
+}
+
+}  // namespace moe_ep::plan

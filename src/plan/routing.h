@@ -1,0 +1,30 @@
+// Routing plan of one dispatch: which (token, k) pairs are sent where, in which slot (SPEC 2.1, 2.5, 5.2).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "plan/config.h"
+
+namespace moe_ep::plan {
+
+/// One (token, k) pair sent to a MoE expert.
+struct RoutedPair {
+  int32_t token;   // original row index in x
+  int32_t k;       // top-k index
+  int32_t expert;  // global MoE expert id, < moe_expert_num
+  int32_t slot;    // #earlier pairs (flattened t*K+k order) routed to the same expert
+};
+
+struct RoutingPlan {
+  std::vector<int32_t> valid_tokens;   // tokens that take part, ascending; shared slot = position here
+  std::vector<RoutedPair> pairs;       // valid pairs in flattened (t*K + k) order
+  std::vector<int32_t> expert_counts;  // pairs per MoE expert
+  std::vector<uint8_t> pair_active;    // bs*K: 1 when (t,k) is sent or handled (mask true), for combine
+};
+
+/// Builds the plan from contiguous expert ids (bs*K) and the mask (bs or bs*K bytes, or nullptr).
+/// Ids must be in [0, moe_expert_num): throws an Error naming the first offending element otherwise.
+RoutingPlan BuildRoutingPlan(const MoeConfig& config, const int32_t* expert_ids, const uint8_t* mask);
+
+}  // namespace moe_ep::plan

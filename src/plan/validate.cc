@@ -1,0 +1,322 @@
+// Validation of dispatch / combine calls (SPEC 1.1-1.4): null inputs, dtypes, attribute ranges, shapes,
+// window size. Profile::kA3 enforces the product limits; Profile::kNative relaxes them (SPEC 0).
+#include "plan/validate.h"
+
+#include <algorithm>
+#include <limits>
+#include <sstream>
+#include <string>
+
+#include "moe_ep/error.h"
+#include "plan/layout.h"
+
+namespace moe_ep::plan {
+namespace {
+
+constexpr ErrorCode kNull = ErrorCode::kNullPointer;
+constexpr ErrorCode kDtype = ErrorCode::kInvalidParam;
+constexpr ErrorCode kRule = ErrorCode::kInvalidConfig;
+
+// Collects the operation name so every failure message starts the same way.
+class Checker {
+ public:
+  explicit Checker(const char* op) : op_(op) {}
+
+  void Require(bool ok, ErrorCode code, const std::string& param, const std::string& value,
+               const std::string& rule) const {
+    if (ok) return;
+    throw Error(code, std::string(op_) + ": parameter '" + param + "' = " + value + " violates rule: " + rule);
+  }
+  void Require(bool ok, const std::string& param, int64_t value, const std::string& rule) const {
+    Require(ok, kRule, param, std::to_string(value), rule);
+  }
+  void Present(const TensorView& t, const char* param) const {
+    Require(t.present(), kNull, param, "nullptr", "this tensor is required");
+  }
+  void Dtype(const TensorView& t, const char* param, DType want) const {
+    Require(t.dtype == want, kDtype, param, DTypeName(t.dtype), std::string("dtype must be ") + DTypeName(want));
+  }
+  void Dim(const TensorView& t, const char* param, int64_t dims) const {
+    Require(t.dim() == dims, kRule, param, t.Describe(), "must have " + std::to_string(dims) + " dimensions");
+  }
+  void Shape(bool ok, const TensorView& t, const char* param, const std::string& rule) const {
+    Require(ok, kRule, param, t.Describe(), rule);
+  }
+  const char* op() const { return op_; }
+
+ private:
+  const char* op_;
+};
+
+std::string Str(int64_t v) { return std::to_string(v); }
+
+bool IsHalf(DType d) { return d == DType::kBf16 || d == DType::kFp16; }
+
+// Rules shared by dispatch and combine: group, experts, batch, hidden, top-k (SPEC 1.2 / 1.3).
+void CheckCommonAttributes(const Checker& ck, MoeConfig& c, Profile p) {
+  const bool a3 = p == Profile::kA3;
+  if (a3) {
+    ck.Require(c.ep_world_size >= 2 && c.ep_world_size <= 768, "epWorldSize", c.ep_world_size, "in [2, 768]");
+  } else {
+    ck.Require(c.ep_world_size >= 1 && static_cast<uint64_t>(c.ep_world_size) <= kMaxSyncFlags, "epWorldSize",
+               c.ep_world_size, "in [1, " + Str(kMaxSyncFlags) + "]");
+  }
+  ck.Require(c.ep_rank >= 0 && c.ep_rank < c.ep_world_size, "epRankId", c.ep_rank,
+             "in [0, epWorldSize = " + Str(c.ep_world_size) + ")");
+  ck.Require(c.tp_world_size >= 0 && c.tp_world_size <= 2, "tpWorldSize", c.tp_world_size, "in [0, 2]");
+  if (c.has_tp()) {
+    ck.Require(c.tp_rank >= 0 && c.tp_rank < 2, "tpRankId", c.tp_rank, "in [0, tpWorldSize = 2)");
+  } else {
+    ck.Require(c.tp_rank == 0, "tpRankId", c.tp_rank, "must be 0 when tpWorldSize < 2");
+  }
+  ck.Require(c.expert_shard_type == 0, "expertShardType", c.expert_shard_type, "must be 0");
+  // CANN quietly drops the default sharedExpertNum=1 when no rank hosts a shared expert.
+  if (c.shared_expert_rank_num == 0 && c.shared_expert_num == 1) c.shared_expert_num = 0;
+  ck.Require(c.shared_expert_num >= 0 && c.shared_expert_num <= 4, "sharedExpertNum", c.shared_expert_num,
+             "in [0, 4]");
+  ck.Require(c.shared_expert_rank_num >= 0 && c.shared_expert_rank_num < c.ep_world_size, "sharedExpertRankNum",
+             c.shared_expert_rank_num, "in [0, epWorldSize = " + Str(c.ep_world_size) + ")");
+  ck.Require((c.shared_expert_num == 0) == (c.shared_expert_rank_num == 0), "sharedExpertNum",
+             c.shared_expert_num,
+             "sharedExpertNum and sharedExpertRankNum (" + Str(c.shared_expert_rank_num) + ") are both 0 or both > 0");
+  if (c.shared_expert_num > 0) {
+    ck.Require(c.shared_expert_rank_num % c.shared_expert_num == 0, "sharedExpertRankNum", c.shared_expert_rank_num,
+               "must be a multiple of sharedExpertNum (" + Str(c.shared_expert_num) + ")");
+  }
+  const int64_t moe_max = a3 ? 1024 : std::numeric_limits<int32_t>::max();
+  ck.Require(c.moe_expert_num > 0 && c.moe_expert_num <= moe_max, "moeExpertNum", c.moe_expert_num,
+             "in (0, " + Str(moe_max) + "]");
+  ck.Require(c.moe_expert_num % c.moe_rank_num() == 0, "moeExpertNum", c.moe_expert_num,
+             "must be a multiple of epWorldSize - sharedExpertRankNum (" + Str(c.moe_rank_num()) + ")");
+  const int64_t blocks = c.local_expert_num() * c.ep_world_size;
+  const int64_t blocks_max = a3 ? 2048 : static_cast<int64_t>(kMaxDispatchFlags);
+  ck.Require(blocks > 0 && blocks <= blocks_max, "moeExpertNum", c.moe_expert_num,
+             "localExpertNum * epWorldSize (" + Str(blocks) + ") in (0, " + Str(blocks_max) + "]");
+  if (c.has_tp()) {
+    ck.Require(c.local_expert_num() == 1, "moeExpertNum", c.moe_expert_num,
+               "one expert per MoE rank (localExpertNum == 1) when tpWorldSize == 2");
+  }
+
+  if (a3) {
+    ck.Require(c.bs >= 1 && c.bs <= 512, "Bs (x.dim0)", c.bs, "in [1, 512]");
+    ck.Require(c.hidden >= 1024 && c.hidden <= 8192, "H (x.dim1)", c.hidden, "in [1024, 8192]");
+    ck.Require(c.top_k > 0 && c.top_k <= std::min<int64_t>(16, c.moe_expert_num), "K (expertIds.dim1)", c.top_k,
+               "in (0, min(16, moeExpertNum = " + Str(c.moe_expert_num) + ")]");
+  } else {
+    ck.Require(c.bs >= 1, "Bs (x.dim0)", c.bs, ">= 1");
+    ck.Require(c.hidden >= 1, "H (x.dim1)", c.hidden, ">= 1");
+    ck.Require(c.top_k > 0 && c.top_k <= c.moe_expert_num, "K (expertIds.dim1)", c.top_k,
+               "in (0, moeExpertNum = " + Str(c.moe_expert_num) + "]");
+  }
+  const int64_t full = c.bs * c.ep_world_size;
+  ck.Require(c.global_bs == 0 || (c.global_bs >= full && c.global_bs % c.ep_world_size == 0), "globalBs", c.global_bs,
+             "0, or >= Bs * epWorldSize (" + Str(full) + ") and a multiple of epWorldSize");
+  ck.Require(!(c.global_bs > full && c.mask != MaskKind::kNone), "globalBs", c.global_bs,
+             "must not exceed Bs * epWorldSize (" + Str(full) + ") when xActiveMask is given");
+  const int64_t combine_flags = c.max_bs() * (c.top_k + c.shared_expert_num);
+  ck.Require(static_cast<uint64_t>(combine_flags) <= kMaxCombineFlags, "globalBs", c.global_bs,
+             "maxBs * (K + sharedExpertNum) = " + Str(combine_flags) + " must be <= " + Str(kMaxCombineFlags));
+}
+
+void CheckMask(const Checker& ck, MoeConfig& c, const TensorView& mask) {
+  c.mask = MaskKind::kNone;
+  if (!mask.present()) return;
+  ck.Dtype(mask, "xActiveMask", DType::kBool);
+  ck.Shape(mask.dim() == 1 || mask.dim() == 2, mask, "xActiveMask", "must be 1-D (Bs,) or 2-D (Bs, K)");
+  ck.Shape(mask.shape[0] == c.bs, mask, "xActiveMask", "dim0 must equal Bs = " + Str(c.bs));
+  if (mask.dim() == 2) {
+    ck.Shape(mask.shape[1] == c.top_k, mask, "xActiveMask", "dim1 must equal K = " + Str(c.top_k));
+  }
+  c.mask = mask.dim() == 1 ? MaskKind::kTokens : MaskKind::kPairs;
+}
+
+void CheckWindow(const Checker& ck, const MoeConfig& c, const WindowLayout& layout, WindowCapacity window) {
+  ck.Require(layout.ep_window_bytes <= window.ep_bytes, kRule, "HCCL_BUFFSIZE (EP window)",
+             Str(window.ep_bytes) + " bytes",
+             "needs 2 * (maxBs*tokD*E*L + maxBs*tokC*(K+n_s)) = " + Str(layout.ep_window_bytes) + " bytes (" +
+                 Str((layout.ep_window_bytes + (1 << 20) - 1) >> 20) + " MB)");
+  if (c.has_tp()) {
+    ck.Require(layout.tp_window_bytes <= window.tp_bytes, kRule, "HCCL_BUFFSIZE (TP window)",
+               Str(window.tp_bytes) + " bytes",
+               "needs 2 * A * (tokD + tokC) = " + Str(layout.tp_window_bytes) + " bytes");
+  }
+}
+
+}  // namespace
+
+void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowCapacity window, const char* op) {
+  const Checker ck(op);
+  ck.Present(t.x, "x");
+  ck.Present(t.expert_ids, "expertIds");
+  ck.Present(t.expand_x, "expandXOut");
+  ck.Present(t.assist_info, "assistInfoForCombineOut");
+  ck.Present(t.expert_token_nums, "expertTokenNumsOut");
+  ck.Present(t.ep_recv_counts, "epRecvCountsOut");
+  ck.Present(t.tp_recv_counts, "tpRecvCountsOut");
+  if (c.quant_mode == 2) ck.Present(t.dynamic_scales, "dynamicScalesOut");
+
+  ck.Require(IsHalf(t.x.dtype), kDtype, "x", DTypeName(t.x.dtype), "dtype must be bf16 or fp16");
+  ck.Dtype(t.expert_ids, "expertIds", DType::kInt32);
+  if (t.scales.present()) ck.Dtype(t.scales, "scales", DType::kFloat32);
+
+  ck.Require(c.quant_mode >= 0 && c.quant_mode <= 2, "quantMode", c.quant_mode, "in [0, 2]");
+  ck.Require(c.quant_mode != 1, "quantMode", c.quant_mode, "1 (static quantization) is not supported");
+  ck.Require(!(t.scales.present() && c.quant_mode == 0), kRule, "scales", t.scales.Describe(),
+             "must be absent when quantMode == 0");
+  ck.Require(c.expert_token_nums_type == 0 || c.expert_token_nums_type == 1, "expertTokenNumsType",
+             c.expert_token_nums_type, "0 or 1");
+
+  ck.Dim(t.x, "x", 2);
+  ck.Dim(t.expert_ids, "expertIds", 2);
+  c.bs = t.x.shape[0];
+  c.hidden = t.x.shape[1];
+  c.top_k = t.expert_ids.shape[1];
+  c.x_dtype = t.x.dtype;
+  ck.Shape(t.expert_ids.shape[0] == c.bs, t.expert_ids, "expertIds", "dim0 must equal Bs = " + Str(c.bs));
+  CheckMask(ck, c, t.x_active_mask);
+  CheckCommonAttributes(ck, c, p);
+
+  if (t.scales.present()) {
+    ck.Dim(t.scales, "scales", 2);
+    ck.Shape(t.scales.shape[0] == c.shared_expert_num + c.moe_expert_num && t.scales.shape[1] == c.hidden, t.scales,
+             "scales", "shape must be (sharedExpertNum + moeExpertNum, H) = (" +
+                           Str(c.shared_expert_num + c.moe_expert_num) + ", " + Str(c.hidden) + ")");
+  }
+
+  const WindowLayout layout(c);
+  const int64_t a = layout.a, tp = c.tp_size();
+  const DType out_dtype = c.quant_mode == 2 ? DType::kInt8 : c.x_dtype;
+  ck.Dtype(t.expand_x, "expandXOut", out_dtype);
+  ck.Dim(t.expand_x, "expandXOut", 2);
+  ck.Shape(t.expand_x.shape[0] >= c.tp_world_size * a && t.expand_x.shape[1] == c.hidden, t.expand_x, "expandXOut",
+           "shape must be (>= tpWorldSize * A = " + Str(c.tp_world_size * a) + ", H = " + Str(c.hidden) + ")");
+  ck.Shape(t.expand_x.shape[0] >= tp * a, t.expand_x, "expandXOut",
+           "dim0 must hold every received row: >= " + Str(tp * a));
+  if (c.quant_mode == 2) {
+    ck.Dtype(t.dynamic_scales, "dynamicScalesOut", DType::kFloat32);
+    ck.Dim(t.dynamic_scales, "dynamicScalesOut", 1);
+    ck.Shape(t.dynamic_scales.shape[0] >= tp * a, t.dynamic_scales, "dynamicScalesOut",
+             "dim0 must be >= A * tp = " + Str(tp * a));
+  }
+  ck.Dtype(t.assist_info, "assistInfoForCombineOut", DType::kInt32);
+  ck.Dim(t.assist_info, "assistInfoForCombineOut", 1);
+  ck.Shape(t.assist_info.shape[0] >= 3 * tp * a, t.assist_info, "assistInfoForCombineOut",
+           "dim0 must be >= 3 * tp * A = " + Str(3 * tp * a));
+  const int64_t token_nums = c.is_shared_rank() ? 1 : c.local_expert_num();
+  ck.Dtype(t.expert_token_nums, "expertTokenNumsOut", DType::kInt64);
+  ck.Dim(t.expert_token_nums, "expertTokenNumsOut", 1);
+  ck.Shape(t.expert_token_nums.shape[0] == token_nums, t.expert_token_nums, "expertTokenNumsOut",
+           "dim0 must be " + Str(token_nums) + (c.is_shared_rank() ? " on a shared-expert rank" : " (localExpertNum)"));
+  const int64_t recv = (c.is_shared_rank() ? c.ep_world_size : c.ep_world_size * c.local_expert_num()) * tp;
+  ck.Dtype(t.ep_recv_counts, "epRecvCountsOut", DType::kInt32);
+  ck.Dim(t.ep_recv_counts, "epRecvCountsOut", 1);
+  ck.Shape(t.ep_recv_counts.shape[0] >= recv, t.ep_recv_counts, "epRecvCountsOut", "dim0 must be >= " + Str(recv));
+  ck.Dtype(t.tp_recv_counts, "tpRecvCountsOut", DType::kInt32);
+  ck.Dim(t.tp_recv_counts, "tpRecvCountsOut", 1);
+  ck.Shape(t.tp_recv_counts.shape[0] == c.tp_world_size, t.tp_recv_counts, "tpRecvCountsOut",
+           "dim0 must equal tpWorldSize = " + Str(c.tp_world_size));
+  for (const TensorView* out : {&t.expand_x, &t.dynamic_scales, &t.assist_info, &t.expert_token_nums,
+                                &t.ep_recv_counts, &t.tp_recv_counts}) {
+    if (out->present()) ck.Shape(out->contiguous(), *out, "output", "outputs must be contiguous");
+  }
+  CheckWindow(ck, c, layout, window);
+}
+
+void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCapacity window, const char* op) {
+  const Checker ck(op);
+  ck.Present(t.expand_x, "expandX");
+  ck.Present(t.expert_ids, "expertIds");
+  ck.Present(t.assist_info, "assistInfoForCombine");
+  ck.Present(t.ep_send_counts, "epSendCounts");
+  ck.Present(t.expert_scales, "expertScales");
+  ck.Present(t.x, "xOut");
+  if (t.add_rms_norm) {
+    ck.Present(t.residual_x, "residualX");
+    ck.Present(t.gamma, "gamma");
+    ck.Present(t.y, "yOut");
+    ck.Present(t.rstd, "rstdOut");
+  }
+
+  ck.Require(IsHalf(t.expand_x.dtype), kDtype, "expandX", DTypeName(t.expand_x.dtype), "dtype must be bf16 or fp16");
+  if (t.add_rms_norm) ck.Dtype(t.expand_x, "expandX", DType::kBf16);
+  ck.Dtype(t.expert_ids, "expertIds", DType::kInt32);
+  ck.Dtype(t.assist_info, "assistInfoForCombine", DType::kInt32);
+  ck.Dtype(t.ep_send_counts, "epSendCounts", DType::kInt32);
+  ck.Dtype(t.expert_scales, "expertScales", DType::kFloat32);
+  if (t.tp_send_counts.present()) ck.Dtype(t.tp_send_counts, "tpSendCounts", DType::kInt32);
+  if (t.shared_expert_x.present()) ck.Dtype(t.shared_expert_x, "sharedExpertX", t.expand_x.dtype);
+  ck.Dtype(t.x, "xOut", t.expand_x.dtype);
+  if (t.add_rms_norm) {
+    ck.Dtype(t.residual_x, "residualX", DType::kBf16);
+    ck.Dtype(t.gamma, "gamma", DType::kBf16);
+    ck.Dtype(t.y, "yOut", DType::kBf16);
+    ck.Dtype(t.rstd, "rstdOut", DType::kFloat32);
+  }
+
+  ck.Require(c.comm_quant_mode == 0 || c.comm_quant_mode == 2, "commQuantMode", c.comm_quant_mode, "0 or 2");
+  ck.Require(!(c.comm_quant_mode != 0 && c.has_tp()), "commQuantMode", c.comm_quant_mode,
+             "must be 0 when tpWorldSize == 2");
+  if (t.add_rms_norm) {
+    ck.Require(c.comm_quant_mode == 0, "commQuantMode", c.comm_quant_mode, "must be 0 for CombineAddRmsNorm");
+  }
+
+  ck.Dim(t.expand_x, "expandX", 2);
+  ck.Dim(t.expert_ids, "expertIds", 2);
+  c.bs = t.expert_ids.shape[0];
+  c.top_k = t.expert_ids.shape[1];
+  c.hidden = t.expand_x.shape[1];
+  c.x_dtype = t.expand_x.dtype;
+  CheckMask(ck, c, t.x_active_mask);
+  CheckCommonAttributes(ck, c, p);
+  if (t.add_rms_norm) {
+    ck.Require(c.shared_expert_rank_num == 0, "sharedExpertRankNum", c.shared_expert_rank_num,
+               "must be 0 for CombineAddRmsNorm");
+  }
+
+  const WindowLayout layout(c);
+  const int64_t a = layout.a, tp = c.tp_size();
+  ck.Shape(t.expand_x.shape[0] >= c.tp_world_size * a, t.expand_x, "expandX",
+           "dim0 must be >= tpWorldSize * A = " + Str(c.tp_world_size * a));
+  ck.Dim(t.expert_scales, "expertScales", 2);
+  ck.Shape(t.expert_scales.shape[0] == c.bs && t.expert_scales.shape[1] == c.top_k, t.expert_scales, "expertScales",
+           "shape must be (Bs, K) = (" + Str(c.bs) + ", " + Str(c.top_k) + ")");
+  ck.Dim(t.assist_info, "assistInfoForCombine", 1);
+  // Native handles keep only the rows that exist; the ops check each triple before use.
+  const int64_t assist_min = p == Profile::kA3 ? a * 128 : 0;
+  ck.Shape(t.assist_info.shape[0] >= assist_min, t.assist_info, "assistInfoForCombine",
+           "dim0 must be >= " + Str(assist_min));
+  const int64_t send = (c.is_shared_rank() ? c.ep_world_size : c.ep_world_size * c.local_expert_num()) * tp;
+  ck.Dim(t.ep_send_counts, "epSendCounts", 1);
+  ck.Shape(t.ep_send_counts.shape[0] >= send, t.ep_send_counts, "epSendCounts", "dim0 must be >= " + Str(send));
+  if (c.has_tp()) {
+    ck.Present(t.tp_send_counts, "tpSendCounts");
+    ck.Dim(t.tp_send_counts, "tpSendCounts", 1);
+    ck.Shape(t.tp_send_counts.shape[0] == 2, t.tp_send_counts, "tpSendCounts", "dim0 must equal tpWorldSize = 2");
+  }
+  if (t.shared_expert_x.present()) {
+    ck.Require(c.shared_expert_rank_num == 0, kRule, "sharedExpertX", t.shared_expert_x.Describe(),
+               "only allowed when sharedExpertRankNum == 0");
+    const auto& s = t.shared_expert_x.shape;
+    const bool ok2 = s.size() == 2 && s[0] == c.bs && s[1] == c.hidden;
+    const bool ok3 = s.size() == 3 && s[0] * s[1] == c.bs && s[2] == c.hidden;
+    ck.Shape(ok2 || ok3, t.shared_expert_x, "sharedExpertX", "shape must be (Bs, H) or (d0, d1, H) with d0*d1 == Bs");
+  }
+  const int64_t out_rank = t.add_rms_norm ? 3 : 2;
+  ck.Dim(t.x, "xOut", out_rank);
+  const bool x_ok = t.x.shape.front() == c.bs && t.x.shape.back() == c.hidden && (out_rank == 2 || t.x.shape[1] == 1);
+  ck.Shape(x_ok, t.x, "xOut", t.add_rms_norm ? "shape must be (Bs, 1, H)" : "shape must be (Bs, H)");
+  ck.Shape(t.x.contiguous(), t.x, "xOut", "must be contiguous");
+  if (t.add_rms_norm) {
+    const auto bs1h = [&](const TensorView& v) {
+      return v.dim() == 3 && v.shape[0] == c.bs && v.shape[1] == 1 && v.shape[2] == c.hidden;
+    };
+    ck.Shape(bs1h(t.residual_x), t.residual_x, "residualX", "shape must be (Bs, 1, H)");
+    ck.Shape(t.gamma.dim() == 1 && t.gamma.shape[0] == c.hidden, t.gamma, "gamma", "shape must be (H,)");
+    ck.Shape(bs1h(t.y) && t.y.contiguous(), t.y, "yOut", "shape must be (Bs, 1, H), contiguous");
+    const bool rstd_ok = t.rstd.dim() == 3 && t.rstd.shape[0] == c.bs && t.rstd.shape[1] == 1 && t.rstd.shape[2] == 1;
+    ck.Shape(rstd_ok && t.rstd.contiguous(), t.rstd, "rstdOut", "shape must be (Bs, 1, 1), contiguous");
+  }
+  CheckWindow(ck, c, layout, window);
+}
+
+}  // namespace moe_ep::plan

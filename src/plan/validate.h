@@ -1,0 +1,28 @@
+// The validation rules of SPEC section 1 as checks that run before any data moves. Each failure throws
+// moe_ep::Error with CANN's code and a message naming the operation, parameter, value and rule.
+#pragma once
+
+#include <cstdint>
+
+#include "plan/config.h"
+#include "plan/op_tensors.h"
+
+namespace moe_ep::plan {
+
+/// Window capacities the rule of SPEC 1.2 is checked against (bytes; tp 0 when there is no TP window).
+struct WindowCapacity {
+  uint64_t ep_bytes = 0;
+  uint64_t tp_bytes = 0;
+};
+
+/// Checks dispatch attributes and tensors. Fills the shape fields of `config` (bs, hidden, top_k,
+/// x_dtype, mask) from the tensors. `op` names the operation in messages.
+void ValidateDispatch(MoeConfig& config, const DispatchTensors& tensors, Profile profile, WindowCapacity window,
+                      const char* op);
+
+/// Checks combine (and CombineAddRmsNorm when tensors.add_rms_norm) attributes and tensors; fills the
+/// shape fields of `config` from the tensors.
+void ValidateCombine(MoeConfig& config, const CombineTensors& tensors, Profile profile, WindowCapacity window,
+                     const char* op);
+
+}  // namespace moe_ep::plan

@@ -1,0 +1,67 @@
+// Load/store window: memcpy puts, release/acquire flags, page-dropping clear.
+#include "transport/load_store_window.h"
+
+#include <sys/mman.h>
+
+#include <cstring>
+
+#include "moe_ep/error.h"
+#include "plan/layout.h"
+
+namespace moe_ep::transport {
+namespace {
+
+std::atomic_ref<uint64_t> FlagRef(uint64_t* flags, uint64_t index) { return std::atomic_ref<uint64_t>(flags[index]); }
+
+// Zeroes [p, p + bytes): whole pages are dropped (they read back as zero and stop costing memory),
+// the unaligned edges are written.
+void ZeroRange(uint8_t* p, uint64_t bytes) {
+  const uint64_t page = 4096;
+  const auto begin = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t first = (begin + page - 1) / page * page;
+  const uintptr_t last = (begin + bytes) / page * page;
+  if (last <= first) {
+    std::memset(p, 0, bytes);
+    return;
+  }
+  std::memset(p, 0, first - begin);
+  std::memset(reinterpret_cast<void*>(last), 0, begin + bytes - last);
+  if (madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED) != 0) {
+    std::memset(reinterpret_cast<void*>(first), 0, last - first);
+  }
+}
+
+}  // namespace
+
+uint64_t FlagAreaBytes() { return plan::kFlagCount * sizeof(uint64_t); }
+
+LoadStoreWindow::LoadStoreWindow(int rank, std::vector<RankRegion> regions, uint64_t data_bytes, std::string name,
+                                 std::shared_ptr<void> keepalive)
+    : Window(rank, static_cast<int>(regions.size()), data_bytes, std::move(name)),
+      regions_(std::move(regions)),
+      keepalive_(std::move(keepalive)) {}
+
+void LoadStoreWindow::Put(int peer, uint64_t offset, const void* src, uint64_t bytes) {
+  if (offset + bytes > data_bytes()) {
+    throw Error(ErrorCode::kInternal, "put of " + std::to_string(bytes) + " bytes at offset " +
+                                          std::to_string(offset) + " overruns the " + std::to_string(data_bytes()) +
+                                          "-byte window of rank " + std::to_string(peer));
+  }
+  std::memcpy(regions_[peer].data + offset, src, bytes);
+}
+
+void LoadStoreWindow::Signal(int peer, uint64_t index, uint64_t value) {
+  FlagRef(regions_[peer].flags, index).store(value, std::memory_order_release);
+}
+
+uint64_t LoadStoreWindow::ReadFlag(uint64_t index) const {
+  return FlagRef(regions_[rank()].flags, index).load(std::memory_order_acquire);
+}
+
+void LoadStoreWindow::ClearLocal(uint64_t cleared_flags) {
+  ZeroRange(regions_[rank()].data, data_bytes());
+  ZeroRange(reinterpret_cast<uint8_t*>(regions_[rank()].flags), cleared_flags * sizeof(uint64_t));
+  counters() = OpCounters{};
+}
+
+}  // namespace moe_ep::transport

@@ -1,0 +1,40 @@
+// A Window over memory every rank can load from and store to directly (threads of one process, or
+// processes that map the same shared memory): Put is a memcpy, Signal a release store.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "transport/window.h"
+
+namespace moe_ep::transport {
+
+/// One rank's region: `data_bytes` of data then the flags, both zero on first touch.
+struct RankRegion {
+  uint8_t* data = nullptr;
+  uint64_t* flags = nullptr;  // plan::kFlagCount flags
+};
+
+class LoadStoreWindow : public Window {
+ public:
+  /// `regions[r]` is rank r's region as mapped in this process; `keepalive` owns the mappings.
+  LoadStoreWindow(int rank, std::vector<RankRegion> regions, uint64_t data_bytes, std::string name,
+                  std::shared_ptr<void> keepalive);
+
+  void Put(int peer, uint64_t offset, const void* src, uint64_t bytes) override;
+  void Signal(int peer, uint64_t index, uint64_t value) override;
+  uint64_t ReadFlag(uint64_t index) const override;
+  const uint8_t* LocalData() const override { return regions_[rank()].data; }
+  void ClearLocal(uint64_t cleared_flags) override;
+
+ private:
+  std::vector<RankRegion> regions_;
+  std::shared_ptr<void> keepalive_;
+};
+
+/// Bytes of the flag area every region carries.
+uint64_t FlagAreaBytes();
+
+}  // namespace moe_ep::transport

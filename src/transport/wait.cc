@@ -1,0 +1,78 @@
+// Waiting on flags with a deadline: spin, then yield, then sleep; on expiry name the missing ranks.
+#include <algorithm>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "moe_ep/error.h"
+#include "transport/window.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace moe_ep::transport {
+namespace {
+
+// Escalating back-off: the first polls spin (the common case on an idle core is a flag that lands
+// within microseconds), later ones give the core away so oversubscribed ranks still progress.
+class Backoff {
+ public:
+  void Pause() {
+    ++polls_;
+    if (polls_ < 64) {
+#if defined(__x86_64__)
+      _mm_pause();
+#endif
+    } else if (polls_ < 256) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(polls_ < 1024 ? 5 : 50));
+    }
+  }
+
+ private:
+  uint64_t polls_ = 0;
+};
+
+[[noreturn]] void ThrowTimeout(const Window& window, const std::vector<int>& ranks, const char* op, const char* what,
+                               uint32_t epoch) {
+  std::ostringstream msg;
+  msg << op << ": timed out on rank " << window.rank() << " of " << window.name() << " waiting for " << what
+      << " (call " << epoch << ") from rank" << (ranks.size() > 1 ? "s " : " ");
+  for (size_t i = 0; i < ranks.size(); ++i) msg << (i ? ", " : "") << ranks[i];
+  msg << "; they did not arrive before the deadline (set it with MOE_EP_TIMEOUT_MS or the group options)";
+  throw TimeoutError(msg.str(), ranks);
+}
+
+}  // namespace
+
+void WaitFlags(const Window& window, std::span<const uint64_t> indices, uint32_t epoch, Clock::time_point deadline,
+               const std::function<int(uint64_t)>& rank_of, const char* op, const char* what) {
+  std::vector<uint64_t> pending(indices.begin(), indices.end());
+  Backoff backoff;
+  while (true) {
+    std::erase_if(pending, [&](uint64_t i) { return FlagEpoch(window.ReadFlag(i)) == epoch; });
+    if (pending.empty()) return;
+    if (Clock::now() >= deadline) {
+      std::set<int> ranks;
+      for (uint64_t i : pending) ranks.insert(rank_of(i));
+      ThrowTimeout(window, std::vector<int>(ranks.begin(), ranks.end()), op, what, epoch);
+    }
+    backoff.Pause();
+  }
+}
+
+uint64_t WaitFlag(const Window& window, uint64_t index, uint32_t epoch, Clock::time_point deadline, int from_rank,
+                  const char* op, const char* what) {
+  Backoff backoff;
+  while (true) {
+    const uint64_t flag = window.ReadFlag(index);
+    if (FlagEpoch(flag) == epoch) return flag;
+    if (Clock::now() >= deadline) ThrowTimeout(window, {from_rank}, op, what, epoch);
+    backoff.Pause();
+  }
+}
+
+}  // namespace moe_ep::transport

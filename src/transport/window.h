@@ -1,0 +1,79 @@
+// Window: the symmetric communication region of one rank in a group (a data area and an area of 64-bit
+// flags), and the only interface the operations use to talk to peers. Transports implement it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+
+namespace moe_ep::transport {
+
+using Clock = std::chrono::steady_clock;
+
+/// Per-rank call counters that select the parity half and tag flags (zeroed by BufferReset).
+struct OpCounters {
+  uint64_t dispatch_calls = 0;
+  uint64_t combine_calls = 0;
+};
+
+class Window {
+ public:
+  virtual ~Window() = default;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  /// Bytes of each rank's data area.
+  uint64_t data_bytes() const { return data_bytes_; }
+  /// "EP group 'name'" or similar, for messages.
+  const std::string& name() const { return name_; }
+
+  /// Copies `bytes` from `src` into peer's data area at `offset`. Visible to the peer no later than
+  /// the next Signal to it from this rank (publish before signal).
+  virtual void Put(int peer, uint64_t offset, const void* src, uint64_t bytes) = 0;
+  /// Stores `value` into flag `index` of peer's flag area, ordered after every earlier Put to it.
+  virtual void Signal(int peer, uint64_t index, uint64_t value) = 0;
+  /// Reads local flag `index` (acquire: data put before the flag is visible after reading it).
+  virtual uint64_t ReadFlag(uint64_t index) const = 0;
+  /// The local data area (what peers Put to this rank).
+  virtual const uint8_t* LocalData() const = 0;
+  /// BufferReset: zero the local data area and flags [0, cleared_flags); later flags survive.
+  virtual void ClearLocal(uint64_t cleared_flags) = 0;
+
+  OpCounters& counters() { return counters_; }
+  /// BufferReset syncs made so far; survives the reset itself (it tags the sync flags).
+  uint64_t& reset_calls() { return reset_calls_; }
+
+ protected:
+  Window(int rank, int size, uint64_t data_bytes, std::string name)
+      : rank_(rank), size_(size), data_bytes_(data_bytes), name_(std::move(name)) {}
+
+ private:
+  int rank_;
+  int size_;
+  uint64_t data_bytes_;
+  std::string name_;
+  OpCounters counters_;
+  uint64_t reset_calls_ = 0;
+};
+
+/// A flag value: the call's epoch in the high 32 bits (never 0, so zeroed memory never matches),
+/// a payload count in the low 32 bits.
+inline uint64_t MakeFlag(uint64_t epoch, uint32_t count) { return (epoch << 32) | count; }
+inline uint32_t FlagEpoch(uint64_t flag) { return static_cast<uint32_t>(flag >> 32); }
+inline uint32_t FlagCount(uint64_t flag) { return static_cast<uint32_t>(flag); }
+/// Epoch tag of the n-th call (0-based): 1, 2, ... wrapping inside 32 bits but never 0.
+inline uint64_t EpochOf(uint64_t call_index) { return call_index % 0xFFFFFFFFull + 1; }
+
+/// Waits until every flag in `indices` carries `epoch`, or throws TimeoutError at `deadline` naming the
+/// ranks (via `rank_of(index)`) whose flags are missing, `op` and `what` was awaited. Spins briefly,
+/// then yields, then sleeps, so many ranks on few cores still progress.
+void WaitFlags(const Window& window, std::span<const uint64_t> indices, uint32_t epoch, Clock::time_point deadline,
+               const std::function<int(uint64_t)>& rank_of, const char* op, const char* what);
+
+/// Waits for a single flag; returns its value.
+uint64_t WaitFlag(const Window& window, uint64_t index, uint32_t epoch, Clock::time_point deadline, int from_rank,
+                  const char* op, const char* what);
+
+}  // namespace moe_ep::transport

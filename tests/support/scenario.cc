@@ -1,0 +1,183 @@
+// Scenario generation, thread-rank execution through the native API, and bit-exact comparison.
+#include "support/scenario.h"
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <numeric>
+#include <sstream>
+
+#include "moe_ep/ops.h"
+#include "support/run_ranks.h"
+
+namespace moe_ep::testing {
+namespace {
+
+using moe_ref::MaskKind;
+
+int64_t Uniform(std::mt19937_64& rng, int64_t lo, int64_t hi) {
+  return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+}
+bool Chance(std::mt19937_64& rng, double p) { return std::bernoulli_distribution(p)(rng); }
+
+int Ranks(const moe_ref::Config& c) { return c.ep_world_size * c.tp_world_size; }
+int64_t LocalExperts(const moe_ref::Config& c) { return c.moe_expert_num / (c.ep_world_size - c.shared_expert_rank_num); }
+
+// A random finite 16-bit float of moderate magnitude (occasionally zero), as raw bits.
+uint16_t RandomHalf(std::mt19937_64& rng, moe_ref::DType dtype) {
+  if (Chance(rng, 0.01)) return Chance(rng, 0.5) ? 0x8000 : 0;
+  const uint16_t sign = static_cast<uint16_t>(Uniform(rng, 0, 1) << 15);
+  if (dtype == moe_ref::DType::kBf16) return sign | static_cast<uint16_t>(Uniform(rng, 118, 132) << 7) | Uniform(rng, 0, 127);
+  return sign | static_cast<uint16_t>(Uniform(rng, 8, 20) << 10) | Uniform(rng, 0, 1023);
+}
+
+// Fresh routing for one rank: K distinct experts per token and a mask of the spec's kind.
+void RouteRank(const ScenarioSpec& s, std::mt19937_64& rng, moe_ref::RankInput& in) {
+  const auto& c = s.config;
+  in.expert_ids.resize(in.bs * c.top_k);
+  std::vector<int32_t> experts(c.moe_expert_num);
+  std::iota(experts.begin(), experts.end(), 0);
+  for (int64_t t = 0; t < in.bs; ++t) {
+    for (int k = 0; k < c.top_k; ++k) {  // partial Fisher-Yates: K distinct experts per token
+      std::swap(experts[k], experts[Uniform(rng, k, c.moe_expert_num - 1)]);
+      in.expert_ids[t * c.top_k + k] = experts[k];
+    }
+  }
+  in.mask_kind = s.mask;
+  in.mask.clear();
+  if (s.mask == MaskKind::kTokens) {
+    const int64_t active = Chance(rng, 0.1) ? Uniform(rng, 0, in.bs) : Uniform(rng, (in.bs + 1) / 2, in.bs);
+    for (int64_t t = 0; t < in.bs; ++t) in.mask.push_back(t < active ? 1 : 0);
+  } else if (s.mask == MaskKind::kPairs) {
+    for (int64_t i = 0; i < in.bs * c.top_k; ++i) in.mask.push_back(Chance(rng, 0.7) ? 1 : 0);
+  }
+}
+
+}  // namespace
+
+ScenarioSpec RandomSpec(std::mt19937_64& rng, int max_ranks, int64_t max_hidden, int64_t max_bs) {
+  ScenarioSpec s;
+  auto& c = s.config;
+  c.tp_world_size = max_ranks >= 4 && Chance(rng, 0.15) ? 2 : 1;
+  c.ep_world_size = static_cast<int>(Uniform(rng, 2, max_ranks / c.tp_world_size));
+  if (c.ep_world_size >= 3 && Chance(rng, 0.35)) {
+    c.shared_expert_num = static_cast<int>(Uniform(rng, 1, std::min(4, c.ep_world_size - 1)));
+    const int replicas = static_cast<int>(Uniform(rng, 1, std::max(1, (c.ep_world_size - 1) / c.shared_expert_num)));
+    c.shared_expert_rank_num = c.shared_expert_num * replicas;
+  }
+  const int64_t local = c.tp_world_size == 2 ? 1 : Uniform(rng, 1, 8);
+  c.moe_expert_num = static_cast<int>(local * (c.ep_world_size - c.shared_expert_rank_num));
+  c.top_k = static_cast<int>(Uniform(rng, 1, std::min(16, c.moe_expert_num)));
+  c.hidden = static_cast<int>(Chance(rng, 0.5) ? Uniform(rng, 1, std::min<int64_t>(96, max_hidden))
+                                               : Uniform(rng, 1, max_hidden));
+  c.dtype = Chance(rng, 0.5) ? moe_ref::DType::kBf16 : moe_ref::DType::kFp16;
+  c.quant_mode = Chance(rng, 0.4) ? 2 : 0;
+  c.expert_token_nums_type = static_cast<int>(Uniform(rng, 0, 1));
+  c.comm_quant_mode = c.tp_world_size == 1 && Chance(rng, 0.35) ? 2 : 0;
+  s.bs = Uniform(rng, 1, max_bs);
+  const int64_t mask_pick = Uniform(rng, 0, 2);
+  s.mask = mask_pick == 0 ? MaskKind::kNone : mask_pick == 1 ? MaskKind::kTokens : MaskKind::kPairs;
+  if (s.mask == MaskKind::kNone && Chance(rng, 0.3)) {
+    s.unequal_bs = Chance(rng, 0.6);
+    c.global_bs = (s.bs + Uniform(rng, 0, 3)) * c.ep_world_size;
+  } else if (Chance(rng, 0.2)) {
+    c.global_bs = s.bs * c.ep_world_size;
+  }
+  s.smooth_scales = c.quant_mode == 2 && Chance(rng, 0.6);
+  s.shared_expert_x = c.shared_expert_rank_num == 0 && Chance(rng, 0.3);
+  s.add_rms_norm = c.dtype == moe_ref::DType::kBf16 && c.shared_expert_rank_num == 0 && c.comm_quant_mode == 0 &&
+                   Chance(rng, 0.25);
+  const int64_t layout = Uniform(rng, 0, 4);
+  s.layout = layout == 3 ? InputLayout::kPaddedRows : layout == 4 ? InputLayout::kStridedColumns
+                                                                  : InputLayout::kContiguous;
+  return s;
+}
+
+std::string Describe(const ScenarioSpec& s) {
+  const auto& c = s.config;
+  std::ostringstream o;
+  o << "E=" << c.ep_world_size << " tp=" << c.tp_world_size << " moe=" << c.moe_expert_num
+    << " n_s=" << c.shared_expert_num << " S=" << c.shared_expert_rank_num << " K=" << c.top_k
+    << " H=" << c.hidden << " Bs=" << s.bs << (s.unequal_bs ? "(unequal)" : "") << " globalBs=" << c.global_bs
+    << " dtype=" << (c.dtype == moe_ref::DType::kBf16 ? "bf16" : "fp16") << " quant=" << c.quant_mode
+    << (s.smooth_scales ? "+smooth" : "") << " tokenNumsType=" << c.expert_token_nums_type
+    << " commQuant=" << c.comm_quant_mode << " mask="
+    << (s.mask == MaskKind::kNone ? "none" : s.mask == MaskKind::kTokens ? "1-D" : "2-D")
+    << (s.shared_expert_x ? " sharedExpertX" : "") << (s.add_rms_norm ? " AddRmsNorm" : "")
+    << " layout=" << static_cast<int>(s.layout);
+  return o.str();
+}
+
+ScenarioInputs MakeInputs(const ScenarioSpec& s, std::mt19937_64& rng) {
+  const auto& c = s.config;
+  ScenarioInputs in;
+  in.dispatch.resize(Ranks(c));
+  in.combine.resize(Ranks(c));
+  for (int g = 0; g < Ranks(c); ++g) {
+    auto& d = in.dispatch[g];
+    d.bs = s.unequal_bs ? Uniform(rng, 1, s.bs) : s.bs;
+    d.x.resize(d.bs * c.hidden);
+    for (auto& v : d.x) v = RandomHalf(rng, c.dtype);
+    if (s.smooth_scales) {
+      d.smooth_scales.resize((c.shared_expert_num + c.moe_expert_num) * c.hidden);
+      for (auto& v : d.smooth_scales) v = std::uniform_real_distribution<float>(0.25f, 4.0f)(rng);
+    }
+    RouteRank(s, rng, d);
+    auto& m = in.combine[g];
+    m.expert_scales.resize(d.bs * c.top_k);
+    for (auto& v : m.expert_scales) v = std::uniform_real_distribution<float>(0.0f, 1.0f)(rng);
+    if (s.shared_expert_x) {
+      m.shared_expert_x.resize(d.bs * c.hidden);
+      for (auto& v : m.shared_expert_x) v = RandomHalf(rng, c.dtype);
+    }
+    if (s.add_rms_norm) {
+      m.residual_x.resize(d.bs * c.hidden);
+      for (auto& v : m.residual_x) v = RandomHalf(rng, c.dtype);
+      m.gamma.resize(c.hidden);
+      for (auto& v : m.gamma) v = RandomHalf(rng, c.dtype);
+    }
+  }
+  return in;
+}
+
+void RerouteInputs(const ScenarioSpec& s, std::mt19937_64& rng, ScenarioInputs& in) {
+  for (auto& d : in.dispatch) {
+    RouteRank(s, rng, d);
+    for (int i = 0; i < 8 && !d.x.empty(); ++i) d.x[Uniform(rng, 0, d.x.size() - 1)] = RandomHalf(rng, s.config.dtype);
+  }
+  for (auto& m : in.combine) {
+    for (auto& v : m.expert_scales) v = std::uniform_real_distribution<float>(0.0f, 1.0f)(rng);
+  }
+}
+
+void FillExpertOutputs(const ScenarioSpec& s, const std::vector<moe_ref::DispatchOut>& expected, ScenarioInputs& in) {
+  const auto& c = s.config;
+  const int64_t h = c.hidden;
+  for (int g = 0; g < Ranks(c); ++g) {
+    const auto& e = expected[g];
+    const int tp_rank = g / c.ep_world_size;
+    const int64_t ep_rank = g % c.ep_world_size;
+    const bool shared = ep_rank < c.shared_expert_rank_num;
+    const size_t entries = shared ? c.ep_world_size : c.ep_world_size * LocalExperts(c);
+    const int64_t own_rows = e.ep_recv_counts.empty() ? 0 : e.ep_recv_counts[entries - 1];
+    auto& out = in.combine[g].expert_out;
+    out.resize(e.rows * h);
+    for (int64_t i = 0; i < e.rows; ++i) {
+      const int group = i < own_rows ? tp_rank : 1 - tp_rank;
+      const int src = group * c.ep_world_size + e.assist_info[3 * i];
+      const int64_t token = e.assist_info[3 * i + 1], k = e.assist_info[3 * i + 2];
+      const auto& sd = in.dispatch[src];
+      const int64_t expert = k < c.top_k ? sd.expert_ids[token * c.top_k + k] : -1 - (k - c.top_k);
+      // "Expert" = flip the sign bit on odd experts and swap two neighbouring elements per expert id:
+      // exact in both formats, and any misrouted row shows up.
+      const int64_t shift = (expert % 3 + 3) % 3;
+      for (int64_t j = 0; j < h; ++j) {
+        uint16_t v = sd.x[token * h + (j + shift) % h];
+        if (expert & 1) v ^= 0x8000;
+        out[i * h + j] = v;
+      }
+    }
+  }
+}
+
+}  // namespace moe_ep::testing

@@ -1,0 +1,73 @@
+// A scenario: one random MoE configuration with every rank's inputs, run through the native API on
+// in-process ranks (outputs poisoned first) and compared bit for bit with tests/reference/.
+// Used by the property tests and by the `moe-ep run` job; it needs no test framework.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "moe_ep/group.h"
+#include "reference/reference.h"
+
+namespace moe_ep::testing {
+
+/// How x is laid out in memory (the operators must read non-contiguous inputs).
+enum class InputLayout { kContiguous, kPaddedRows, kStridedColumns };
+
+struct ScenarioSpec {
+  moe_ref::Config config;
+  moe_ref::MaskKind mask = moe_ref::MaskKind::kNone;
+  bool unequal_bs = false;       // ranks draw different Bs (needs global_bs)
+  int64_t bs = 1;                // Bs (the maximum when unequal_bs)
+  bool smooth_scales = false;    // with quant_mode 2
+  bool shared_expert_x = false;
+  bool add_rms_norm = false;
+  InputLayout layout = InputLayout::kContiguous;
+};
+
+/// Draws a random spec within the given bounds (ranks <= max_ranks, hidden <= max_hidden, bs <= max_bs).
+ScenarioSpec RandomSpec(std::mt19937_64& rng, int max_ranks, int64_t max_hidden, int64_t max_bs);
+/// One-line description for logs and failure messages.
+std::string Describe(const ScenarioSpec& spec);
+
+/// Every rank's inputs for a spec, drawn from `rng`. Ranks are numbered g = tp_rank * E + ep_rank.
+struct ScenarioInputs {
+  std::vector<moe_ref::RankInput> dispatch;
+  std::vector<moe_ref::CombineInput> combine;  // expert_out is filled by FillExpertOutputs
+};
+ScenarioInputs MakeInputs(const ScenarioSpec& spec, std::mt19937_64& rng);
+/// Routes fresh expert ids and masks into existing inputs (new round, same shapes).
+void RerouteInputs(const ScenarioSpec& spec, std::mt19937_64& rng, ScenarioInputs& inputs);
+/// Expert outputs: row i of each rank = a known function of its dispatched row and local expert
+/// (so a misrouted row is visible), from the reference's dispatch result.
+void FillExpertOutputs(const ScenarioSpec& spec, const std::vector<moe_ref::DispatchOut>& expected,
+                       ScenarioInputs& inputs);
+
+/// What each rank produced, copied out of its (poisoned) buffers, whole, so untouched rows can be checked.
+struct RankResult {
+  std::vector<uint8_t> expand_x;         // whole buffer
+  std::vector<float> dynamic_scales;     // whole buffer
+  std::vector<int32_t> assist_info;      // whole buffer
+  std::vector<int64_t> expert_token_nums;
+  std::vector<int32_t> ep_recv_counts;
+  std::vector<int32_t> tp_recv_counts;
+  std::vector<uint16_t> x, y;            // combine outputs (whole)
+  std::vector<float> rstd;
+};
+
+struct RunOptions {
+  int rounds = 1;                 // dispatch + combine rounds with fresh routing each round
+  uint64_t window_bytes = 0;      // 0: default
+  bool verify_each_round = true;  // compare every round (else only the last)
+  uint64_t seed = 0;              // for rerouting between rounds
+};
+
+/// Runs the scenario on thread ranks; returns "" on success or a description of the first mismatch.
+std::string RunAndCompare(const ScenarioSpec& spec, ScenarioInputs& inputs, const RunOptions& options);
+
+/// The byte patterns outputs are poisoned with before each run.
+inline constexpr uint8_t kPoisonByte = 0xA7;
+
+}  // namespace moe_ep::testing

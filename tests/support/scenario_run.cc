@@ -1,0 +1,216 @@
+// Runs a scenario on thread ranks through the native API with poisoned outputs, and compares every
+// output element (and every untouched element) with the reference.
+#include <cstring>
+#include <sstream>
+
+#include "moe_ep/ops.h"
+#include "support/run_ranks.h"
+#include "support/scenario.h"
+
+namespace moe_ep::testing {
+namespace {
+
+DType HalfDType(const moe_ref::Config& c) { return c.dtype == moe_ref::DType::kBf16 ? DType::kBf16 : DType::kFp16; }
+
+// Memory for a (rows, h) half input in the requested layout; view() points into it.
+class LaidOutRows {
+ public:
+  LaidOutRows(const std::vector<uint16_t>& dense, int64_t rows, int64_t h, DType dtype, InputLayout layout) {
+    int64_t row_stride = h, col_stride = 1;
+    if (layout == InputLayout::kPaddedRows) row_stride = h + 3;
+    if (layout == InputLayout::kStridedColumns) col_stride = 2, row_stride = 2 * h + 1;
+    storage_.assign(rows * row_stride + 1, 0x7FFF);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t j = 0; j < h; ++j) storage_[r * row_stride + j * col_stride] = dense[r * h + j];
+    }
+    view_ = TensorView(storage_.data(), dtype, {rows, h}, {row_stride, col_stride});
+  }
+  const TensorView& view() const { return view_; }
+
+ private:
+  std::vector<uint16_t> storage_;
+  TensorView view_;
+};
+
+template <typename T>
+std::vector<T> Poisoned(int64_t n) {
+  std::vector<T> v(n);
+  std::memset(v.data(), kPoisonByte, n * sizeof(T));
+  return v;
+}
+
+template <typename T>
+bool IsPoison(const T& v) {
+  T p;
+  std::memset(&p, kPoisonByte, sizeof(T));
+  return std::memcmp(&v, &p, sizeof(T)) == 0;
+}
+
+// Compares the first expected.size() elements bit for bit and checks every later one is still poison.
+template <typename T, typename U>
+std::string CompareBuffer(const char* what, int rank, const std::vector<T>& expected, const std::vector<U>& got,
+                          size_t defined) {
+  static_assert(sizeof(T) == sizeof(U));
+  for (size_t i = 0; i < got.size(); ++i) {
+    const bool bad = i < defined ? std::memcmp(&expected[i], &got[i], sizeof(T)) != 0 : !IsPoison(got[i]);
+    if (!bad) continue;
+    std::ostringstream o;
+    o << "rank " << rank << " " << what << "[" << i << "]: ";
+    if (i < defined) {
+      o << "expected " << +expected[i] << " got " << +got[i];
+    } else {
+      o << "written past the " << defined << " defined elements (must stay untouched)";
+    }
+    return o.str();
+  }
+  return "";
+}
+
+std::string CompareRank(const ScenarioSpec& s, int g, const moe_ref::DispatchOut& e, const moe_ref::CombineOut& ce,
+                        const RankResult& r) {
+  const int64_t h = s.config.hidden;
+  std::string m;
+  if (s.config.quant_mode == 2) {
+    std::vector<uint8_t> q(e.expand_x_q.begin(), e.expand_x_q.end());
+    m = CompareBuffer("expandX", g, q, r.expand_x, e.rows * h);
+    if (m.empty()) m = CompareBuffer("dynamicScales", g, e.dynamic_scales, r.dynamic_scales, e.rows);
+  } else {
+    std::vector<uint16_t> got(r.expand_x.size() / 2);
+    std::memcpy(got.data(), r.expand_x.data(), got.size() * 2);
+    m = CompareBuffer("expandX", g, e.expand_x, got, e.rows * h);
+  }
+  if (m.empty()) m = CompareBuffer("assistInfo", g, e.assist_info, r.assist_info, 3 * e.rows);
+  if (m.empty()) m = CompareBuffer("expertTokenNums", g, e.expert_token_nums, r.expert_token_nums, e.expert_token_nums.size());
+  if (m.empty()) m = CompareBuffer("epRecvCounts", g, e.ep_recv_counts, r.ep_recv_counts, e.ep_recv_counts.size());
+  if (m.empty() && s.config.tp_world_size == 2) {
+    m = CompareBuffer("tpRecvCounts", g, e.tp_recv_counts, r.tp_recv_counts, 2);
+  }
+  for (size_t t = 0; m.empty() && t < ce.written.size(); ++t) {
+    const size_t defined = ce.written[t] ? h : 0;
+    auto slice = [&](const std::vector<uint16_t>& v) {
+      return v.empty() ? v : std::vector<uint16_t>(v.begin() + t * h, v.begin() + (t + 1) * h);
+    };
+    const std::string what = "x(token " + std::to_string(t) + ")";
+    m = CompareBuffer(what.c_str(), g, slice(ce.x), slice(r.x), defined);
+    if (m.empty() && s.add_rms_norm) {
+      const std::string ywhat = "y(token " + std::to_string(t) + ")";
+      m = CompareBuffer(ywhat.c_str(), g, slice(ce.y), slice(r.y), defined);
+      const std::vector<float> er(ce.written[t] ? 1 : 0, ce.written[t] ? ce.rstd[t] : 0.0f);
+      if (m.empty()) m = CompareBuffer("rstd", g, er, std::vector<float>{r.rstd[t]}, er.size());
+    }
+  }
+  return m;
+}
+
+// One rank's dispatch + combine on poisoned buffers.
+RankResult RunRank(const ScenarioSpec& s, const ScenarioInputs& in, int g, const moe_ref::DispatchOut& expected,
+                   Group& ep, Group* tp) {
+  const auto& c = s.config;
+  const auto& d = in.dispatch[g];
+  const auto& m = in.combine[g];
+  const int64_t h = c.hidden, tp_size = c.tp_world_size;
+  const ExpertLayout experts{c.moe_expert_num, c.shared_expert_num, c.shared_expert_rank_num, c.global_bs};
+  const int64_t a = DispatchReceiveRows(ep, d.bs, c.top_k, experts);
+  const bool quant = c.quant_mode == 2;
+  const bool shared_rank = ep.rank() < c.shared_expert_rank_num;
+  const int64_t l = c.moe_expert_num / (c.ep_world_size - c.shared_expert_rank_num);
+
+  RankResult r;
+  r.expand_x = Poisoned<uint8_t>(tp_size * a * h * (quant ? 1 : 2) + 7 * h);  // extra rows: must stay poison
+  r.dynamic_scales = Poisoned<float>(quant ? tp_size * a + 3 : 0);
+  r.assist_info = Poisoned<int32_t>(3 * tp_size * a + 5);
+  r.expert_token_nums = Poisoned<int64_t>(shared_rank ? 1 : l);
+  r.ep_recv_counts = Poisoned<int32_t>((shared_rank ? c.ep_world_size : c.ep_world_size * l) * tp_size + 2);
+  r.tp_recv_counts = Poisoned<int32_t>(tp_size);
+  const int64_t expand_rows = static_cast<int64_t>(r.expand_x.size()) / (h * (quant ? 1 : 2));
+
+  const LaidOutRows x(d.x, d.bs, h, HalfDType(c), s.layout);
+  DispatchOptions options;
+  options.experts = experts;
+  options.quant = quant ? Quant::kDynamicInt8 : Quant::kNone;
+  options.cumulative_token_nums = c.expert_token_nums_type == 0;
+  if (!d.smooth_scales.empty()) {
+    options.smooth_scales = TensorView(d.smooth_scales.data(), DType::kFloat32,
+                                       {c.shared_expert_num + c.moe_expert_num, h});
+  }
+  if (d.mask_kind == moe_ref::MaskKind::kTokens) options.active_mask = TensorView(d.mask.data(), DType::kBool, {d.bs});
+  if (d.mask_kind == moe_ref::MaskKind::kPairs) {
+    options.active_mask = TensorView(d.mask.data(), DType::kBool, {d.bs, c.top_k});
+  }
+  const DispatchOutputs outs{
+      TensorView(r.expand_x.data(), quant ? DType::kInt8 : HalfDType(c), {expand_rows, h}),
+      quant ? TensorView(r.dynamic_scales.data(), DType::kFloat32, {static_cast<int64_t>(r.dynamic_scales.size())})
+            : TensorView{},
+      TensorView(r.assist_info.data(), DType::kInt32, {static_cast<int64_t>(r.assist_info.size())}),
+      TensorView(r.expert_token_nums.data(), DType::kInt64, {static_cast<int64_t>(r.expert_token_nums.size())}),
+      TensorView(r.ep_recv_counts.data(), DType::kInt32, {static_cast<int64_t>(r.ep_recv_counts.size())}),
+      TensorView(r.tp_recv_counts.data(), DType::kInt32, {tp_size})};
+  const DispatchHandle handle = DispatchInto(ep, x.view(), TensorView(d.expert_ids.data(), DType::kInt32, {d.bs, c.top_k}),
+                                             options, outs, tp);
+
+  // Expert outputs: the reference's rows, in a buffer of tp*A rows (rows past them hold junk).
+  std::vector<uint16_t> expert_out = Poisoned<uint16_t>(tp_size * a * h);
+  std::copy(m.expert_out.begin(), m.expert_out.end(), expert_out.begin());
+  const LaidOutRows expert_view(expert_out, tp_size * a, h, HalfDType(c), s.layout);
+  const TensorView scales(m.expert_scales.data(), DType::kFloat32, {d.bs, c.top_k});
+  CombineOptions combine;
+  combine.comm_quant = c.comm_quant_mode == 2 ? Quant::kDynamicInt8 : Quant::kNone;
+  std::vector<uint16_t> shared_x;
+  if (!m.shared_expert_x.empty()) combine.shared_expert_x = TensorView(m.shared_expert_x.data(), HalfDType(c), {d.bs, h});
+  r.x = Poisoned<uint16_t>(d.bs * h);
+  if (s.add_rms_norm) {
+    r.y = Poisoned<uint16_t>(d.bs * h);
+    r.rstd = Poisoned<float>(d.bs);
+    const AddRmsNormOutputs o{TensorView(r.y.data(), DType::kBf16, {d.bs, 1, h}),
+                              TensorView(r.rstd.data(), DType::kFloat32, {d.bs, 1, 1}),
+                              TensorView(r.x.data(), DType::kBf16, {d.bs, 1, h})};
+    CombineAddRmsNormInto(ep, handle, expert_view.view(), scales,
+                          TensorView(m.residual_x.data(), DType::kBf16, {d.bs, 1, h}),
+                          TensorView(m.gamma.data(), DType::kBf16, {h}), c.norm_eps, combine, o, tp);
+  } else {
+    CombineInto(ep, handle, expert_view.view(), scales, combine, TensorView(r.x.data(), HalfDType(c), {d.bs, h}), tp);
+  }
+  (void)expected;
+  return r;
+}
+
+}  // namespace
+
+std::string RunAndCompare(const ScenarioSpec& s, ScenarioInputs& in, const RunOptions& options) {
+  const auto& c = s.config;
+  const int ep_size = c.ep_world_size, tp_size = c.tp_world_size, ranks = ep_size * tp_size;
+  GroupOptions group_options;
+  group_options.window_bytes = options.window_bytes;
+  std::vector<std::vector<Group>> ep_groups, tp_groups;
+  for (int t = 0; t < tp_size; ++t) {
+    group_options.name = "ep" + std::to_string(t);
+    ep_groups.push_back(CreateThreadGroups(ep_size, group_options));
+  }
+  if (tp_size == 2) {
+    for (int e = 0; e < ep_size; ++e) {
+      group_options.name = "tp" + std::to_string(e);
+      tp_groups.push_back(CreateThreadGroups(2, group_options));
+    }
+  }
+  std::mt19937_64 rng(options.seed);
+  for (int round = 0; round < options.rounds; ++round) {
+    if (round > 0) RerouteInputs(s, rng, in);
+    const auto expected = moe_ref::Dispatch(c, in.dispatch);
+    FillExpertOutputs(s, expected, in);
+    const auto expected_combine = s.add_rms_norm ? moe_ref::CombineAddRmsNorm(c, in.dispatch, in.combine)
+                                                 : moe_ref::Combine(c, in.dispatch, in.combine);
+    std::vector<RankResult> results(ranks);
+    RunRanks(ranks, [&](int g) {
+      const int t = g / ep_size, e = g % ep_size;
+      results[g] = RunRank(s, in, g, expected[g], ep_groups[t][e], tp_size == 2 ? &tp_groups[e][t] : nullptr);
+    });
+    if (!options.verify_each_round && round + 1 < options.rounds) continue;
+    for (int g = 0; g < ranks; ++g) {
+      const std::string m = CompareRank(s, g, expected[g], expected_combine[g], results[g]);
+      if (!m.empty()) return "round " + std::to_string(round) + ": " + m;
+    }
+  }
+  return "";
+}
+
+}  // namespace moe_ep::testing
