@@ -11,18 +11,25 @@ void BufferReset(transport::Window& ep, std::span<const int32_t> reachable, bool
                  transport::Clock::time_point deadline) {
   ep.ClearLocal(plan::kClearedFlagCount);
   if (!need_sync) return;
-  // Sync flags live past the cleared range and carry the reset generation, so a peer's flag that
-  // lands while we are still clearing is not lost, and an old reset's flag never counts.
-  const uint32_t epoch = static_cast<uint32_t>(transport::EpochOf(ep.reset_calls()++));
-  std::vector<uint64_t> awaited;
+  // Sync flags live past the cleared range, so a peer's flag that lands while we are still clearing
+  // is not lost. Each carries the sender's reset count; we wait for one newer than the last we took
+  // from that peer, so a rank that missed a reset (it was unreachable) rejoins the next one.
+  const uint64_t tag = ++ep.reset_calls();
+  std::vector<int> awaited;
   for (int peer = 0; peer < ep.size(); ++peer) {
     if (!reachable[peer]) continue;
-    ep.Signal(peer, plan::kSyncFlagBase + ep.rank(), transport::MakeFlag(epoch, 1));
-    awaited.push_back(plan::kSyncFlagBase + peer);
+    ep.Signal(peer, plan::kSyncFlagBase + ep.rank(), tag);
+    awaited.push_back(peer);
   }
-  transport::WaitFlags(
-      ep, awaited, epoch, deadline, [](uint64_t idx) { return static_cast<int>(idx - plan::kSyncFlagBase); },
-      "MoeDistributeBufferReset", "the reset sync");
+  auto& seen = ep.reset_seen();
+  transport::WaitUntil(ep, deadline, "MoeDistributeBufferReset", "the reset sync", [&](std::vector<int>& missing) {
+    missing.clear();
+    for (int peer : awaited) {
+      if (ep.ReadFlag(plan::kSyncFlagBase + peer) <= seen[peer]) missing.push_back(peer);
+    }
+    return missing.empty();
+  });
+  for (int peer : awaited) seen[peer] = ep.ReadFlag(plan::kSyncFlagBase + peer);
 }
 
 }  // namespace moe_ep::ops

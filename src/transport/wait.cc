@@ -37,10 +37,11 @@ class Backoff {
 };
 
 [[noreturn]] void ThrowTimeout(const Window& window, const std::vector<int>& ranks, const char* op, const char* what,
-                               uint32_t epoch) {
+                               uint64_t epoch) {
   std::ostringstream msg;
-  msg << op << ": timed out on rank " << window.rank() << " of " << window.name() << " waiting for " << what
-      << " (call " << epoch << ") from rank" << (ranks.size() > 1 ? "s " : " ");
+  msg << op << ": timed out on rank " << window.rank() << " of " << window.name() << " waiting for " << what;
+  if (epoch) msg << " (call " << epoch << ")";
+  msg << " from rank" << (ranks.size() > 1 ? "s " : " ");
   for (size_t i = 0; i < ranks.size(); ++i) msg << (i ? ", " : "") << ranks[i];
   msg << "; they did not arrive before the deadline (set it with MOE_EP_TIMEOUT_MS or the group options)";
   throw TimeoutError(msg.str(), ranks);
@@ -60,6 +61,16 @@ void WaitFlags(const Window& window, std::span<const uint64_t> indices, uint32_t
       for (uint64_t i : pending) ranks.insert(rank_of(i));
       ThrowTimeout(window, std::vector<int>(ranks.begin(), ranks.end()), op, what, epoch);
     }
+    backoff.Pause();
+  }
+}
+
+void WaitUntil(const Window& window, Clock::time_point deadline, const char* op, const char* what,
+               const std::function<bool(std::vector<int>&)>& done) {
+  std::vector<int> missing;
+  Backoff backoff;
+  while (!done(missing)) {
+    if (Clock::now() >= deadline) ThrowTimeout(window, missing, op, what, 0);
     backoff.Pause();
   }
 }

@@ -7,6 +7,7 @@
 #include <functional>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace moe_ep::transport {
 
@@ -44,6 +45,9 @@ class Window {
   OpCounters& counters() { return counters_; }
   /// BufferReset syncs made so far; survives the reset itself (it tags the sync flags).
   uint64_t& reset_calls() { return reset_calls_; }
+  /// The last reset-sync tag consumed from each peer (a peer that skipped a reset is behind, so a
+  /// sync waits for a tag newer than the last one seen rather than for an exact one).
+  std::vector<uint64_t>& reset_seen() { return reset_seen_; }
 
  protected:
   Window(int rank, int size, uint64_t data_bytes, std::string name)
@@ -56,6 +60,7 @@ class Window {
   std::string name_;
   OpCounters counters_;
   uint64_t reset_calls_ = 0;
+  std::vector<uint64_t> reset_seen_ = std::vector<uint64_t>(size_, 0);
 };
 
 /// A flag value: the call's epoch in the high 32 bits (never 0, so zeroed memory never matches),
@@ -71,6 +76,11 @@ inline uint64_t EpochOf(uint64_t call_index) { return call_index % 0xFFFFFFFFull
 /// then yields, then sleeps, so many ranks on few cores still progress.
 void WaitFlags(const Window& window, std::span<const uint64_t> indices, uint32_t epoch, Clock::time_point deadline,
                const std::function<int(uint64_t)>& rank_of, const char* op, const char* what);
+
+/// Polls `done(missing)` with the same back-off until it returns true, or throws TimeoutError at
+/// `deadline` naming the ranks `done` left in `missing`.
+void WaitUntil(const Window& window, Clock::time_point deadline, const char* op, const char* what,
+               const std::function<bool(std::vector<int>&)>& done);
 
 /// Waits for a single flag; returns its value.
 uint64_t WaitFlag(const Window& window, uint64_t index, uint32_t epoch, Clock::time_point deadline, int from_rank,

@@ -1,7 +1,10 @@
 // Scalar numerics of the reference model, written from first principles (shares nothing with src/):
 // bf16/fp16 <-> fp32 with round-half-to-even, integer rounding, and the fixed-order tree sum of SPEC 3.5.
+// The conversions are inline only because a large job calls them billions of times.
 #pragma once
 
+#include <bit>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -9,24 +12,89 @@
 
 namespace moe_ref::numerics {
 
+// Rounds the retained high part `kept` up when the dropped low part `dropped` (of `dropped_bits` bits) is
+// more than half an ulp, or exactly half and `kept` is odd: round half to even.
+inline uint32_t RoundKept(uint32_t kept, uint32_t dropped, int dropped_bits) {
+  const uint32_t half = 1u << (dropped_bits - 1);
+  if (dropped > half || (dropped == half && (kept & 1u) != 0)) return kept + 1;
+  return kept;
+}
+
 // bf16 = the upper 16 bits of an fp32 (1 sign, 8 exponent, 7 mantissa bits).
-float Bf16ToFloat(uint16_t bits);
+inline float Bf16ToFloat(uint16_t bits) { return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16); }
+
 // Round-half-to-even to bf16; NaN stays a (quiet) NaN, overflow gives infinity.
-uint16_t FloatToBf16(float value);
+inline uint16_t FloatToBf16(float value) {
+  const uint32_t bits = std::bit_cast<uint32_t>(value);
+  if ((bits & 0x7FFFFFFF) > 0x7F800000) return static_cast<uint16_t>((bits >> 16) | 0x0040);  // NaN: quiet
+  // Keep the upper 16 bits and round on the lower 16. A carry out of the mantissa correctly bumps the
+  // exponent (and turns values past the largest finite bf16 into infinity).
+  return static_cast<uint16_t>(RoundKept(bits >> 16, bits & 0xFFFF, 16));
+}
 
 // IEEE binary16 (1 sign, 5 exponent, 10 mantissa bits; subnormals kept).
-float HalfToFloat(uint16_t bits);
+inline float HalfToFloat(uint16_t bits) {
+  const uint32_t sign = static_cast<uint32_t>(bits & 0x8000) << 16;
+  const uint32_t exponent = (bits >> 10) & 0x1F;
+  const uint32_t mantissa = bits & 0x3FF;
+  if (exponent == 0) {  // zero or subnormal: mantissa * 2^-24 (exact in fp32)
+    const float magnitude = static_cast<float>(mantissa) * 0x1p-24f;
+    return sign != 0 ? -magnitude : magnitude;
+  }
+  if (exponent == 31) return std::bit_cast<float>(sign | 0x7F800000 | (mantissa << 13));  // inf / NaN
+  // Normal: rebias the exponent 15 -> 127 and widen the mantissa 10 -> 23 bits.
+  return std::bit_cast<float>(sign | ((exponent + 112) << 23) | (mantissa << 13));
+}
+
 // Round-half-to-even to fp16 (subnormal results included); |value| >= 65520 gives infinity.
-uint16_t FloatToHalf(float value);
+inline uint16_t FloatToHalf(float value) {
+  const uint32_t bits = std::bit_cast<uint32_t>(value);
+  const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000);
+  const uint32_t magnitude = bits & 0x7FFFFFFF;
+  if (magnitude > 0x7F800000) return sign | 0x7E00;   // NaN
+  if (magnitude >= 0x477FF000) return sign | 0x7C00;  // >= 65520 (half-way past 65504, ties up): inf
+  const uint32_t exponent = magnitude >> 23;           // biased fp32 exponent
+  const uint32_t mantissa = magnitude & 0x7FFFFF;
+  if (exponent >= 113) {
+    // Normal fp16 (>= 2^-14): rebias the exponent 127 -> 15, keep 10 of the 23 mantissa bits.
+    const uint32_t kept = ((exponent - 112) << 10) | (mantissa >> 13);
+    return sign | static_cast<uint16_t>(RoundKept(kept, mantissa & 0x1FFF, 13));
+  }
+  // Subnormal fp16: the result is m * 2^-24 with m = value * 2^24 = significand * 2^(exponent - 126).
+  if (exponent < 102) return sign;  // < 2^-25: rounds to zero (fp32 subnormals included)
+  const uint32_t significand = mantissa | 0x800000;
+  const int shift = 126 - static_cast<int>(exponent);  // 14..24
+  const uint32_t kept = significand >> shift;
+  const uint32_t dropped = significand & ((1u << shift) - 1);
+  // m may round up to 1024, which is exactly the encoding of the smallest normal.
+  return sign | static_cast<uint16_t>(RoundKept(kept, dropped, shift));
+}
 
 // The two above, selected by the job's dtype.
-float DtypeToFloat(DType dtype, uint16_t bits);
-uint16_t FloatToDtype(DType dtype, float value);
+inline float DtypeToFloat(DType dtype, uint16_t bits) {
+  return dtype == DType::kBf16 ? Bf16ToFloat(bits) : HalfToFloat(bits);
+}
+inline uint16_t FloatToDtype(DType dtype, float value) {
+  return dtype == DType::kBf16 ? FloatToBf16(value) : FloatToHalf(value);
+}
 
-// Nearest integral value, ties to even (the NPU's RINT). Uses the default FE_TONEAREST mode.
-float RoundHalfEven(float value);
+// Nearest integral value, ties to even (the NPU's RINT); independent of the FPU rounding mode.
+inline float RoundHalfEven(float value) {
+  if (!(std::fabs(value) < 0x1p23f)) return value;  // already integral (or inf / NaN)
+  const int32_t truncated = static_cast<int32_t>(value);               // toward zero
+  const float fraction = std::fabs(value - static_cast<float>(truncated));  // exact
+  int32_t rounded = truncated;
+  if (fraction > 0.5f || (fraction == 0.5f && truncated % 2 != 0)) rounded += value < 0.0f ? -1 : 1;
+  return std::copysign(static_cast<float>(rounded), value);  // keeps the sign of a zero result, like rint
+}
+
 // An integral float in [-128, 127] to int8 (exact). Outside that range it saturates; NaN gives 0.
-int8_t IntegralFloatToInt8(float value);
+inline int8_t IntegralFloatToInt8(float value) {
+  if (std::isnan(value)) return 0;
+  if (value >= 127.0f) return 127;
+  if (value <= -128.0f) return -128;
+  return static_cast<int8_t>(value);
+}
 
 // SPEC 3.5 (ReduceSum order used by CombineAddRmsNorm): split the list into chunks of 64 floats (the last
 // one zero-padded); reduce each chunk by halving steps c[i] = c[i] + c[i + w], w = 32, 16, 8, 4, 2, 1

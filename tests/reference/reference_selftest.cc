@@ -160,6 +160,16 @@ TEST(Numerics, RoundHalfEven) {
   EXPECT_EQ(numerics::RoundHalfEven(-1.5f), -2.0f);
   EXPECT_EQ(numerics::RoundHalfEven(31.75f), 32.0f);
   EXPECT_EQ(numerics::IntegralFloatToInt8(-127.0f), -127);
+  // Second opinion: the C library's nearbyint in the default FE_TONEAREST mode.
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> wide(-300.0f, 300.0f);
+  for (int i = 0; i < 200000; ++i) {
+    const float v = i % 2 == 0 ? wide(rng) : std::round(wide(rng) * 2.0f) / 2.0f;  // odd i: exact halves
+    ASSERT_EQ(std::bit_cast<uint32_t>(numerics::RoundHalfEven(v)), std::bit_cast<uint32_t>(std::nearbyint(v))) << v;
+  }
+  for (float v : {0x1p23f, -0x1p23f - 2.0f, 0x1.fffffep22f, -0x1.fffffep22f, 1e30f}) {
+    EXPECT_EQ(numerics::RoundHalfEven(v), std::nearbyint(v)) << v;
+  }
 }
 
 TEST(Numerics, ReduceSumTreeOrder) {

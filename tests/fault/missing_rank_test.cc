@@ -1,0 +1,127 @@
+// Cases: a rank that never calls dispatch; one that never calls combine; a reset sync that waits only
+// for reachable ranks. The others must fail within the deadline with a TimeoutError naming the
+// missing rank (or, for the reset, succeed without it), and the group must work again afterwards.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <vector>
+
+#include "moe_ep/error.h"
+#include "moe_ep/ops.h"
+#include "support/run_ranks.h"
+
+namespace moe_ep::testing {
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr int kRanks = 4;
+constexpr int64_t kBs = 4, kHidden = 32, kTopK = 2;
+const ExpertLayout kExperts{8, 0, 0, 0};
+
+struct RankData {
+  std::vector<uint16_t> x = std::vector<uint16_t>(kBs * kHidden, 0x3F80);  // bf16 1.0
+  std::vector<int32_t> ids;
+  std::vector<float> weights = std::vector<float>(kBs * kTopK, 0.5f);
+  explicit RankData(int rank) {
+    for (int64_t t = 0; t < kBs; ++t) {
+      for (int64_t k = 0; k < kTopK; ++k) ids.push_back(static_cast<int32_t>((rank + t + 3 * k) % 8));
+    }
+  }
+  TensorView XView() { return TensorView(x.data(), DType::kBf16, {kBs, kHidden}); }
+  TensorView IdsView() { return TensorView(ids.data(), DType::kInt32, {kBs, kTopK}); }
+  TensorView WeightsView() { return TensorView(weights.data(), DType::kFloat32, {kBs, kTopK}); }
+};
+
+std::vector<Group> ShortDeadlineGroups(milliseconds timeout) {
+  GroupOptions options;
+  options.timeout = timeout;
+  options.window_bytes = 64 << 20;
+  options.name = "fault";
+  return CreateThreadGroups(kRanks, options);
+}
+
+// Runs one full round on every rank and checks it completes.
+void RoundOnAll(std::vector<Group>& groups) {
+  RunRanks(kRanks, [&](int r) {
+    RankData d(r);
+    DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), {kExperts});
+    const Tensor x = Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView());
+    // Every token went to 2 experts that return it unchanged, weighted 0.5 each: the sum is 1.0.
+    for (int64_t i = 0; i < x.numel(); ++i) ASSERT_EQ(x.data_as<uint16_t>()[i], 0x3F80);
+  });
+}
+
+TEST(MissingRank, DispatchTimesOutNamingTheAbsentRank) {
+  auto groups = ShortDeadlineGroups(milliseconds(300));
+  const int absent = 2;
+  const auto start = std::chrono::steady_clock::now();
+  const auto errors = RunRanksCollect(kRanks, [&](int r) {
+    if (r == absent) return;
+    RankData d(r);
+    Dispatch(groups[r], d.XView(), d.IdsView(), {kExperts});
+  });
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(elapsed, milliseconds(5000)) << "waits must end at the deadline";
+  for (int r = 0; r < kRanks; ++r) {
+    if (r == absent) continue;
+    ASSERT_TRUE(errors[r]) << "rank " << r << " should have timed out";
+    try {
+      std::rethrow_exception(errors[r]);
+    } catch (const TimeoutError& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kTimeout);
+      EXPECT_EQ(e.missing_ranks(), std::vector<int>{absent}) << e.what();
+      EXPECT_NE(std::string(e.what()).find("MoeDistributeDispatch"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("rank 2"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(MissingRank, CombineTimesOutNamingTheRankThatOwesRows) {
+  auto groups = ShortDeadlineGroups(milliseconds(300));
+  const int absent = 1;
+  const auto errors = RunRanksCollect(kRanks, [&](int r) {
+    RankData d(r);
+    DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), {kExperts});
+    if (r == absent) return;
+    Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView());
+  });
+  int named = 0;
+  for (int r = 0; r < kRanks; ++r) {
+    if (!errors[r]) continue;
+    try {
+      std::rethrow_exception(errors[r]);
+    } catch (const TimeoutError& e) {
+      EXPECT_EQ(e.missing_ranks(), std::vector<int>{absent}) << e.what();
+      EXPECT_NE(std::string(e.what()).find("MoeDistributeCombine"), std::string::npos) << e.what();
+      ++named;
+    }
+  }
+  EXPECT_GT(named, 0) << "some rank routes tokens to experts on rank 1 and must have waited for it";
+}
+
+TEST(MissingRank, ResetSyncsOnlyWithReachableRanksThenAllRecover) {
+  auto groups = ShortDeadlineGroups(milliseconds(2000));
+  RoundOnAll(groups);
+  // Rank 3 is "unreachable": the others reset and sync among themselves without it.
+  const std::vector<int32_t> reachable{1, 1, 1, 0};
+  RunRanks(kRanks - 1, [&](int r) { BufferReset(groups[r], reachable, true); });
+  // Rank 3 comes back: a full reset of everyone, then rounds work again.
+  RunRanks(kRanks, [&](int r) { BufferReset(groups[r], {}, true); });
+  for (int round = 0; round < 3; ++round) RoundOnAll(groups);
+}
+
+TEST(MissingRank, GroupWorksAgainAfterATimeoutAndAReset) {
+  auto groups = ShortDeadlineGroups(milliseconds(300));
+  RunRanksCollect(kRanks, [&](int r) {
+    if (r == 0) return;
+    RankData d(r);
+    Dispatch(groups[r], d.XView(), d.IdsView(), {kExperts});
+  });
+  // The same groups: the reset drops the stale flags and call counts the failed round left behind.
+  RunRanks(kRanks, [&](int r) { BufferReset(groups[r], {}, true); });
+  RoundOnAll(groups);
+}
+
+}  // namespace
+}  // namespace moe_ep::testing
