@@ -5,6 +5,14 @@
 // order as the scalar one. The whole project is built with -ffp-contract=off so no multiply-add is
 // ever fused. Formulas and their sources: SPEC.md sections 2.4 (dynamic quant), 3.2 (combine sum),
 // 3.3 (communication quant), 3.5 (AddRmsNorm); decisions on edge cases are in docs/numerics.md.
+//
+// Degenerate inputs (inf / NaN / all-subnormal rows), decided here so every ISA agrees:
+// - "int8(...)" in the quantizers is a saturating conversion: NaN -> 0, values clamped to [-128, 127],
+//   then round half to even. In range (|v| <= 127, every normal row) it is plain rint.
+// - "max |x|" ignores NaN elements (a running max from 0 that a NaN never replaces).
+// - One exception to bit-identity: when two NaNs meet in an add or multiply (e.g. a NaN accumulator plus a
+//   NaN row), which payload survives may differ between ISAs (x86 keeps the first operand's and compilers
+//   may swap commutative operands); the result is a NaN on every ISA. Conversions keep NaN payloads exactly.
 #pragma once
 
 #include <cstdint>
@@ -37,14 +45,18 @@ void FloatRowToHalf(Half type, const float* src, uint16_t* dst, int64_t n);
 // ---- dispatch: dynamic per-row int8 quantization (SPEC 2.4) --------------------------------------
 // f = float(x[i]) (* smooth[i] when smooth != nullptr, one fp32 multiply); amax = max |f|;
 // ds = 127.0f / amax; q[i] = int8(rint_half_even(f * ds)); returns the row scale 1.0f / ds.
-// amax == 0 (an all-zero row): q = 0 and the scale is 1.0f / inf = 0.0f (docs/numerics.md).
+// amax == 0 (an all-zero row): q = 0 and the scale is 1.0f / inf = 0.0f (docs/numerics.md); this falls out
+// of the formula (0 * inf = NaN -> 0). A row with 0 < amax < ~3.7e-37 (127 / FLT_MAX: tiny bf16 values, or
+// any row after the smooth multiply) also gets ds = inf: its nonzero elements saturate to +127 / -128 and the
+// scale is 0.0f. Rows with an inf element get ds = 0: q = 0 and the scale is inf.
 float DynamicQuantRow(Half type, const uint16_t* x, const float* smooth, int64_t h, int8_t* q);
 
 // ---- combine: int8 communication quantization (SPEC 3.3) -----------------------------------------
 // Blocks of 8 elements (the last one zero-padded). Per block: s = max|x| * (1.0f/127.0f) in fp32;
 // scales[b] = FloatToHalf(type, s); q[i] = int8(rint(fp16_rint(float(x[i]) / s))).
-// A block whose max is 0 gets s = 0, q = 0 (docs/numerics.md). Writes h values to q and
-// CommQuantScaleCount(h) values to scales.
+// A block whose max is 0 gets s = 0, q = 0 (docs/numerics.md). fp16_rint rounds to binary16 half to even;
+// the int8 step is the saturating conversion above. Writes h values to q and CommQuantScaleCount(h) values
+// to scales.
 inline int64_t CommQuantScaleCount(int64_t h) { return (h + 7) / 8; }
 void CommQuantRow(Half type, const uint16_t* x, int64_t h, int8_t* q, uint16_t* scales);
 // v[i] = float(FloatToHalf(type, float(fp16(q[i])) * float(scales[i / 8]))): the dequantized row,
@@ -52,6 +64,7 @@ void CommQuantRow(Half type, const uint16_t* x, int64_t h, int8_t* q, uint16_t* 
 void CommDequantRow(Half type, const int8_t* q, const uint16_t* scales, int64_t h, float* v);
 
 // ---- combine sum (SPEC 3.2), two fp32 roundings per element, never fused ------------------------
+// The product is rounded to fp32, then the sum (so +0 acc plus a -0 product gives +0, as IEEE requires).
 // acc[i] = acc[i] + float(row[i]) * w
 void AccumulateWeightedHalf(Half type, const uint16_t* row, float w, int64_t h, float* acc);
 // acc[i] = acc[i] + v[i] * w
@@ -67,7 +80,8 @@ void AddHalfRows(Half type, const uint16_t* a, const uint16_t* b, int64_t h, uin
 // ---- CombineAddRmsNorm tail (SPEC 3.5), bf16 only -------------------------------------------------
 // xs = acc + float(residual); x_out = bf16(xs); ms = ReduceSumTree((xs*xs) * (1.0f/h));
 // rstd = 1.0f / sqrtf(ms + eps); y = bf16(float(bf16(xs * rstd)) * float(gamma)). Returns rstd.
-// `scratch` must hold h floats.
+// (xs*xs) * (1.0f/h) is two roundings with the factor computed once as 1.0f / (float)h. `scratch` must hold
+// h floats; its contents afterwards are unspecified.
 float AddRmsNormRow(const float* acc, const uint16_t* residual, const uint16_t* gamma, int64_t h, float eps,
                     uint16_t* x_out, uint16_t* y_out, float* scratch);
 

@@ -633,6 +633,17 @@ TEST(HandWorked, DynamicQuantAllZeroRowGivesZeroQAndZeroScale) {
   }
 }
 
+TEST(HandWorked, DynamicQuantTinyAmaxSaturates) {
+  // bf16 {2^-133, -2^-132, 0, 2^-130}: amax = 2^-130, 127 / amax overflows to inf, so f * ds is +-inf for the
+  // nonzero elements (saturating to 127 / -128) and 0 * inf = NaN for the zero (-> 0); the scale is 1/inf = 0.
+  const std::vector<uint16_t> x = {0x0001, 0x8002, 0x0000, 0x0008};
+  ForEachIsa([&] {
+    std::vector<int8_t> q(4);
+    EXPECT_EQ(std::bit_cast<uint32_t>(DynamicQuantRow(Half::kBf16, x.data(), nullptr, 4, q.data())), 0u);
+    EXPECT_EQ(q, (std::vector<int8_t>{127, -128, 0, 127}));
+  });
+}
+
 TEST(HandWorked, DynamicQuantRowByHand) {
   // amax = 2, so ds = 127 / 2 = 63.5 exactly and f * ds is exact: 63.5 (tie -> 64), -127, 31.75, 15.875,
   // -47.625, 0, 95.25, 7.9375. The scale 1 / 63.5 = 2/127 rounds to 0x3C810204.

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The main job: build moe_ep, then run dispatch + combine on 8 in-process ranks (128 tokens, hidden 7168,
+# top-8, 64 experts, bf16), verified against the reference, with timings. Extra flags go to `moe-ep run`
+# (e.g. --shared-experts 1 --quant int8 --bs 512); see `build/tools/moe-ep help`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOE_EP_BUILD_TESTS=OFF -DMOE_EP_BUILD_BENCH=OFF \
+  -DMOE_EP_BUILD_EXAMPLES=OFF >/dev/null
+cmake --build build --target moe-ep
+./build/tools/moe-ep run "$@"

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Every test: the release build's full suite, the same suite under ASan+UBSan, and the thread-transport
+# tests under ThreadSanitizer. Set MOE_EP_TEST_SEED to replay a printed seed; MOE_EP_SKIP_SANITIZERS=1
+# runs the release suite only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+jobs=$(nproc)
+
+build_and_test() {  # build_and_test DIR CTEST_REGEX CMAKE_ARGS...
+  local dir=$1 regex=$2
+  shift 2
+  cmake -S . -B "$dir" -G Ninja -DMOE_EP_BUILD_BENCH=OFF "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+  (cd "$dir" && ctest --output-on-failure -j "$jobs" ${regex:+-R "$regex"})
+}
+
+echo "== release build: all tests"
+build_and_test build "" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+if [[ "${MOE_EP_SKIP_SANITIZERS:-0}" != 1 ]]; then
+  echo "== ASan + UBSan: all tests"
+  build_and_test build-asan "" -DCMAKE_BUILD_TYPE=Debug "-DMOE_EP_SANITIZE=address;undefined" -DMOE_EP_BUILD_EXAMPLES=OFF
+  echo "== TSan: thread transport"
+  TSAN_OPTIONS="halt_on_error=1" build_and_test build-tsan "Property|MissingRank" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DMOE_EP_SANITIZE=thread -DMOE_EP_BUILD_EXAMPLES=OFF
+fi
