@@ -264,9 +264,9 @@ void AddHalfRows256(Half t, const uint16_t* a, const uint16_t* b, int64_t h, uin
 
 const RowKernels& Avx2Kernels() {
   static constexpr RowKernels kTable = {
-      HalfRowToFloat256,          FloatRowToHalf256,  DynamicQuantRow256, CommQuantRow256,
-      CommDequantRow256,          AccumulateWeightedHalf256, AccumulateWeightedFloat256, AccumulateHalf256,
-      AccumulateFloat256,         AddHalfRows256,     AddRmsNormRow256,   ReduceSumTree256,
+      HalfRowToFloat256,         FloatRowToHalf256,          DynamicQuantRow256, CommQuantRow256,    CommDequantRow256,
+      AccumulateWeightedHalf256, AccumulateWeightedFloat256, AccumulateHalf256,  AccumulateFloat256, AddHalfRows256,
+      AddRmsNormRow256,          ReduceSumTree256,
   };
   return kTable;
 }

@@ -259,9 +259,9 @@ void AddHalfRows512(Half t, const uint16_t* a, const uint16_t* b, int64_t h, uin
 
 const RowKernels& Avx512Kernels() {
   static constexpr RowKernels kTable = {
-      HalfRowToFloat512,          FloatRowToHalf512,  DynamicQuantRow512, CommQuantRow512,
-      CommDequantRow512,          AccumulateWeightedHalf512, AccumulateWeightedFloat512, AccumulateHalf512,
-      AccumulateFloat512,         AddHalfRows512,     AddRmsNormRow512,   ReduceSumTree512,
+      HalfRowToFloat512,         FloatRowToHalf512,          DynamicQuantRow512, CommQuantRow512,    CommDequantRow512,
+      AccumulateWeightedHalf512, AccumulateWeightedFloat512, AccumulateHalf512,  AccumulateFloat512, AddHalfRows512,
+      AddRmsNormRow512,          ReduceSumTree512,
   };
   return kTable;
 }

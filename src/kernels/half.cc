@@ -52,11 +52,11 @@ uint16_t FloatToFp16(float value) {
   // Below 2^-14: a subnormal half m * 2^-24 (or zero). abs <= 2^-25 rounds to 0 (2^-25 is a tie, 0 is even);
   // this also covers fp32 subnormals.
   if (abs <= 0x33000000u) return sign;
-  const uint32_t exp = abs >> 23;                   // 102 .. 112
+  const uint32_t exp = abs >> 23;  // 102 .. 112
   const uint32_t mant = (abs & 0x7FFFFFu) | 0x800000u;
-  const uint32_t shift = 126u - exp;                // m = mant * 2^-shift, shift in 14 .. 24
+  const uint32_t shift = 126u - exp;  // m = mant * 2^-shift, shift in 14 .. 24
   const uint32_t m = (mant + (1u << (shift - 1)) - 1u + ((mant >> shift) & 1u)) >> shift;
-  return static_cast<uint16_t>(sign | m);           // m == 1024 is exactly the smallest normal's bits
+  return static_cast<uint16_t>(sign | m);  // m == 1024 is exactly the smallest normal's bits
 }
 
 uint16_t FloatToBf16(float value) {
@@ -75,8 +75,6 @@ float HalfToFloat(Half type, uint16_t bits) {
   return Fp16ToFloat(bits);
 }
 
-uint16_t FloatToHalf(Half type, float value) {
-  return type == Half::kBf16 ? FloatToBf16(value) : FloatToFp16(value);
-}
+uint16_t FloatToHalf(Half type, float value) { return type == Half::kBf16 ? FloatToBf16(value) : FloatToFp16(value); }
 
 }  // namespace moe_ep::kernels

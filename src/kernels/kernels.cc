@@ -1,5 +1,6 @@
 // The public row kernels: each forwards to the table of the active instruction set.
 #include "kernels/kernels.h"
+
 #include "kernels/row_table.h"
 
 namespace moe_ep::kernels {

@@ -35,8 +35,8 @@ void SetActiveIsa(Isa isa);
 const char* IsaName(Isa isa);
 
 // ---- scalar conversions --------------------------------------------------------------------------
-float HalfToFloat(Half type, uint16_t bits);     // exact
-uint16_t FloatToHalf(Half type, float value);    // round-half-even; NaN stays NaN (quiet); fp16 overflow -> inf
+float HalfToFloat(Half type, uint16_t bits);   // exact
+uint16_t FloatToHalf(Half type, float value);  // round-half-even; NaN stays NaN (quiet); fp16 overflow -> inf
 
 // ---- row conversions -----------------------------------------------------------------------------
 void HalfRowToFloat(Half type, const uint16_t* src, float* dst, int64_t n);

@@ -23,8 +23,8 @@ struct RowKernels {
   void (*accumulate_half)(Half type, const uint16_t* row, int64_t h, float* acc);
   void (*accumulate_float)(const float* v, int64_t h, float* acc);
   void (*add_half_rows)(Half type, const uint16_t* a, const uint16_t* b, int64_t h, uint16_t* out);
-  float (*add_rms_norm_row)(const float* acc, const uint16_t* residual, const uint16_t* gamma, int64_t h,
-                            float eps, uint16_t* x_out, uint16_t* y_out, float* scratch);
+  float (*add_rms_norm_row)(const float* acc, const uint16_t* residual, const uint16_t* gamma, int64_t h, float eps,
+                            uint16_t* x_out, uint16_t* y_out, float* scratch);
   float (*reduce_sum_tree)(const float* v, int64_t n);
 };
 

@@ -13,10 +13,12 @@ int8_t SaturateRoundToInt8(float v) {
   v = v > -128.0f ? v : -128.0f;
   v = v < 127.0f ? v : 127.0f;
   // Round half to even without relying on the floating-point environment: v - trunc(v) is exact here.
+  // Written with bitwise & / | so the compiler emits no data-dependent branches (random rows mispredict).
   int32_t i = static_cast<int32_t>(v);
   const float frac = v - static_cast<float>(i);
-  if (frac > 0.5f || (frac == 0.5f && (i & 1) != 0)) ++i;
-  if (frac < -0.5f || (frac == -0.5f && (i & 1) != 0)) --i;
+  const int32_t odd = i & 1;
+  i += static_cast<int32_t>(frac > 0.5f) | (static_cast<int32_t>(frac == 0.5f) & odd);
+  i -= static_cast<int32_t>(frac < -0.5f) | (static_cast<int32_t>(frac == -0.5f) & odd);
   return static_cast<int8_t>(i);
 }
 
@@ -185,10 +187,12 @@ float ScalarAddRmsNormRow(const float* acc, const uint16_t* residual, const uint
 
 const RowKernels& ScalarKernels() {
   static constexpr RowKernels kTable = {
-      ScalarHalfRowToFloat,         ScalarFloatRowToHalf,          ScalarDynamicQuantRow,
-      ScalarCommQuantRow,           ScalarCommDequantRow,          ScalarAccumulateWeightedHalf,
-      ScalarAccumulateWeightedFloat, ScalarAccumulateHalf,         ScalarAccumulateFloat,
-      ScalarAddHalfRows,            ScalarAddRmsNormRow,           ScalarReduceSumTree,
+      ScalarHalfRowToFloat,          ScalarFloatRowToHalf,
+      ScalarDynamicQuantRow,         ScalarCommQuantRow,
+      ScalarCommDequantRow,          ScalarAccumulateWeightedHalf,
+      ScalarAccumulateWeightedFloat, ScalarAccumulateHalf,
+      ScalarAccumulateFloat,         ScalarAddHalfRows,
+      ScalarAddRmsNormRow,           ScalarReduceSumTree,
   };
   return kTable;
 }

@@ -22,13 +22,15 @@ void BufferReset(transport::Window& ep, std::span<const int32_t> reachable, bool
     awaited.push_back(peer);
   }
   auto& seen = ep.reset_seen();
-  transport::WaitUntil(ep, deadline, "MoeDistributeBufferReset", "the reset sync", [&](std::vector<int>& missing) {
-    missing.clear();
+  const auto missing = [&] {
+    std::vector<int> ranks;
     for (int peer : awaited) {
-      if (ep.ReadFlag(plan::kSyncFlagBase + peer) <= seen[peer]) missing.push_back(peer);
+      if (ep.ReadFlag(plan::kSyncFlagBase + peer) <= seen[peer]) ranks.push_back(peer);
     }
-    return missing.empty();
-  });
+    return ranks;
+  };
+  transport::WaitUntil(ep, deadline, "MoeDistributeBufferReset", "the reset sync", 0,
+                       [&] { return missing().empty(); }, missing);
   for (int peer : awaited) seen[peer] = ep.ReadFlag(plan::kSyncFlagBase + peer);
 }
 

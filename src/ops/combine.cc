@@ -7,6 +7,7 @@
 
 #include "kernels/kernels.h"
 #include "moe_ep/error.h"
+#include "ops/op_common.h"
 #include "ops/ops.h"
 #include "ops/tensor_access.h"
 #include "plan/layout.h"
@@ -19,18 +20,8 @@ using plan::WindowLayout;
 using transport::MakeFlag;
 using transport::Window;
 
-kernels::Half HalfOf(DType d) { return d == DType::kFp16 ? kernels::Half::kFp16 : kernels::Half::kBf16; }
-
-struct CallSlot {
-  uint64_t half_offset;
-  uint64_t flag_base;
-  uint32_t epoch;
-};
-
 CallSlot NextCombineCall(Window& w) {
-  const uint64_t call = w.counters().combine_calls++;
-  return {(call & 1) * (w.data_bytes() / 2), plan::kCombineFlagBase + (call & 1) * plan::kMaxCombineFlags,
-          static_cast<uint32_t>(transport::EpochOf(call))};
+  return NextCall(w, w.counters().combine_calls, plan::kCombineFlagBase, plan::kMaxCombineFlags);
 }
 
 // Byte size of one returned row on the wire: H halves, or int8[Align32(H)] + ceil(H/8) half scales.

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "ops/op_common.h"
 #include "ops/ops.h"
 #include "ops/tensor_access.h"
 #include "plan/layout.h"
@@ -17,8 +18,6 @@ using plan::MoeConfig;
 using plan::WindowLayout;
 using transport::MakeFlag;
 using transport::Window;
-
-kernels::Half HalfOf(DType d) { return d == DType::kFp16 ? kernels::Half::kFp16 : kernels::Half::kBf16; }
 
 // Builds and puts slot payloads: [token bytes][fp32 scale at +Align32][int32 triple at +32].
 class SlotWriter {
@@ -83,17 +82,8 @@ class RowSink {
   int64_t rows_ = 0;
 };
 
-// The parity half, flag base and epoch of one call on one window.
-struct CallSlot {
-  uint64_t half_offset;
-  uint64_t flag_base;
-  uint32_t epoch;
-};
-
-CallSlot NextDispatchCall(Window& w, uint64_t half_bytes) {
-  const uint64_t call = w.counters().dispatch_calls++;
-  return {(call & 1) * half_bytes, plan::kDispatchFlagBase + (call & 1) * plan::kMaxDispatchFlags,
-          static_cast<uint32_t>(transport::EpochOf(call))};
+CallSlot NextDispatchCall(Window& w) {
+  return NextCall(w, w.counters().dispatch_calls, plan::kDispatchFlagBase, plan::kMaxDispatchFlags);
 }
 
 void SendToExperts(const MoeConfig& c, const WindowLayout& layout, const plan::RoutingPlan& plan, SlotWriter& writer,
@@ -159,7 +149,7 @@ std::vector<uint64_t> ReceiveFromGroup(const MoeConfig& c, const WindowLayout& l
 void AllGatherWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window& ep, Window& tp,
                          const std::vector<uint64_t>& own_slots, const OpContext& ctx, RowSink& sink,
                          int32_t* recv_counts, int64_t entries) {
-  const CallSlot call = NextDispatchCall(tp, tp.data_bytes() / 2);
+  const CallSlot call = NextDispatchCall(tp);
   const int peer = 1 - tp.rank();
   const uint64_t slot_bytes = layout.dispatch_triple_offset + 3 * sizeof(int32_t);
   for (size_t i = 0; i < own_slots.size(); ++i) {
@@ -204,7 +194,7 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, OpContext& ctx
   const plan::RoutingPlan plan = plan::BuildRoutingPlan(c, ids.data(), mask.empty() ? nullptr : mask.data());
 
   Window& ep = ctx.ep;
-  const CallSlot call = NextDispatchCall(ep, ep.data_bytes() / 2);
+  const CallSlot call = NextDispatchCall(ep);
   SlotWriter writer(c, layout, t);
   SendToExperts(c, layout, plan, writer, ep, call);
   AnnounceCounts(c, plan, ep, call);

@@ -49,41 +49,36 @@ class Backoff {
 
 }  // namespace
 
-void WaitFlags(const Window& window, std::span<const uint64_t> indices, uint32_t epoch, Clock::time_point deadline,
-               const std::function<int(uint64_t)>& rank_of, const char* op, const char* what) {
-  std::vector<uint64_t> pending(indices.begin(), indices.end());
+void WaitUntil(const Window& window, Clock::time_point deadline, const char* op, const char* what, uint64_t epoch,
+               const std::function<bool()>& done, const std::function<std::vector<int>()>& missing) {
   Backoff backoff;
-  while (true) {
-    std::erase_if(pending, [&](uint64_t i) { return FlagEpoch(window.ReadFlag(i)) == epoch; });
-    if (pending.empty()) return;
-    if (Clock::now() >= deadline) {
-      std::set<int> ranks;
-      for (uint64_t i : pending) ranks.insert(rank_of(i));
-      ThrowTimeout(window, std::vector<int>(ranks.begin(), ranks.end()), op, what, epoch);
-    }
+  while (!done()) {
+    if (Clock::now() >= deadline) ThrowTimeout(window, missing(), op, what, epoch);
     backoff.Pause();
   }
 }
 
-void WaitUntil(const Window& window, Clock::time_point deadline, const char* op, const char* what,
-               const std::function<bool(std::vector<int>&)>& done) {
-  std::vector<int> missing;
-  Backoff backoff;
-  while (!done(missing)) {
-    if (Clock::now() >= deadline) ThrowTimeout(window, missing, op, what, 0);
-    backoff.Pause();
-  }
+void WaitFlags(const Window& window, std::span<const uint64_t> indices, uint32_t epoch, Clock::time_point deadline,
+               const std::function<int(uint64_t)>& rank_of, const char* op, const char* what) {
+  std::vector<uint64_t> pending(indices.begin(), indices.end());
+  const auto done = [&] {
+    std::erase_if(pending, [&](uint64_t i) { return FlagEpoch(window.ReadFlag(i)) == epoch; });
+    return pending.empty();
+  };
+  const auto missing = [&] {
+    std::set<int> ranks;
+    for (uint64_t i : pending) ranks.insert(rank_of(i));
+    return std::vector<int>(ranks.begin(), ranks.end());
+  };
+  WaitUntil(window, deadline, op, what, epoch, done, missing);
 }
 
 uint64_t WaitFlag(const Window& window, uint64_t index, uint32_t epoch, Clock::time_point deadline, int from_rank,
                   const char* op, const char* what) {
-  Backoff backoff;
-  while (true) {
-    const uint64_t flag = window.ReadFlag(index);
-    if (FlagEpoch(flag) == epoch) return flag;
-    if (Clock::now() >= deadline) ThrowTimeout(window, {from_rank}, op, what, epoch);
-    backoff.Pause();
-  }
+  WaitUntil(
+      window, deadline, op, what, epoch, [&] { return FlagEpoch(window.ReadFlag(index)) == epoch; },
+      [&] { return std::vector<int>{from_rank}; });
+  return window.ReadFlag(index);
 }
 
 }  // namespace moe_ep::transport

@@ -77,10 +77,10 @@ inline uint64_t EpochOf(uint64_t call_index) { return call_index % 0xFFFFFFFFull
 void WaitFlags(const Window& window, std::span<const uint64_t> indices, uint32_t epoch, Clock::time_point deadline,
                const std::function<int(uint64_t)>& rank_of, const char* op, const char* what);
 
-/// Polls `done(missing)` with the same back-off until it returns true, or throws TimeoutError at
-/// `deadline` naming the ranks `done` left in `missing`.
-void WaitUntil(const Window& window, Clock::time_point deadline, const char* op, const char* what,
-               const std::function<bool(std::vector<int>&)>& done);
+/// Polls `done()` with back-off until it returns true, or throws TimeoutError at `deadline` naming the
+/// ranks `missing()` returns then (epoch 0: no call number in the message).
+void WaitUntil(const Window& window, Clock::time_point deadline, const char* op, const char* what, uint64_t epoch,
+               const std::function<bool()>& done, const std::function<std::vector<int>()>& missing);
 
 /// Waits for a single flag; returns its value.
 uint64_t WaitFlag(const Window& window, uint64_t index, uint32_t epoch, Clock::time_point deadline, int from_rank,

@@ -14,10 +14,11 @@ namespace moe_ref::numerics {
 
 // Rounds the retained high part `kept` up when the dropped low part `dropped` (of `dropped_bits` bits) is
 // more than half an ulp, or exactly half and `kept` is odd: round half to even.
+// (`|` and `&` on bools instead of `||` and `&&` only keep the compiler from branching on random data.)
 inline uint32_t RoundKept(uint32_t kept, uint32_t dropped, int dropped_bits) {
   const uint32_t half = 1u << (dropped_bits - 1);
-  if (dropped > half || (dropped == half && (kept & 1u) != 0)) return kept + 1;
-  return kept;
+  const bool round_up = (dropped > half) | ((dropped == half) & ((kept & 1u) != 0));
+  return kept + (round_up ? 1u : 0u);
 }
 
 // bf16 = the upper 16 bits of an fp32 (1 sign, 8 exponent, 7 mantissa bits).
@@ -26,10 +27,11 @@ inline float Bf16ToFloat(uint16_t bits) { return std::bit_cast<float>(static_cas
 // Round-half-to-even to bf16; NaN stays a (quiet) NaN, overflow gives infinity.
 inline uint16_t FloatToBf16(float value) {
   const uint32_t bits = std::bit_cast<uint32_t>(value);
-  if ((bits & 0x7FFFFFFF) > 0x7F800000) return static_cast<uint16_t>((bits >> 16) | 0x0040);  // NaN: quiet
   // Keep the upper 16 bits and round on the lower 16. A carry out of the mantissa correctly bumps the
   // exponent (and turns values past the largest finite bf16 into infinity).
-  return static_cast<uint16_t>(RoundKept(bits >> 16, bits & 0xFFFF, 16));
+  const uint32_t rounded = RoundKept(bits >> 16, bits & 0xFFFF, 16);
+  const bool is_nan = (bits & 0x7FFFFFFF) > 0x7F800000;
+  return static_cast<uint16_t>(is_nan ? (bits >> 16) | 0x0040 : rounded);  // NaN: keep sign, force quiet
 }
 
 // IEEE binary16 (1 sign, 5 exponent, 10 mantissa bits; subnormals kept).
@@ -78,22 +80,21 @@ inline uint16_t FloatToDtype(DType dtype, float value) {
   return dtype == DType::kBf16 ? FloatToBf16(value) : FloatToHalf(value);
 }
 
-// Nearest integral value, ties to even (the NPU's RINT); independent of the FPU rounding mode.
+// Nearest integral value, ties to even (the NPU's RINT), like rint/nearbyint in the default FE_TONEAREST mode.
 inline float RoundHalfEven(float value) {
-  if (!(std::fabs(value) < 0x1p23f)) return value;  // already integral (or inf / NaN)
-  const int32_t truncated = static_cast<int32_t>(value);               // toward zero
-  const float fraction = std::fabs(value - static_cast<float>(truncated));  // exact
-  int32_t rounded = truncated;
-  if (fraction > 0.5f || (fraction == 0.5f && truncated % 2 != 0)) rounded += value < 0.0f ? -1 : 1;
-  return std::copysign(static_cast<float>(rounded), value);  // keeps the sign of a zero result, like rint
+  // value + (+-2^23) lies in [2^23, 2^24), where fp32 has no fraction bits, so that addition itself rounds
+  // value to an integer (half to even); subtracting 2^23 again is exact. Floats with |value| >= 2^23 are
+  // integral already (inf and NaN too): they get magic = 0 and pass through unchanged. (Choosing magic by
+  // an integer compare, rather than branching, lets the compiler vectorize the loops that call this.)
+  const bool has_fraction_bits = (std::bit_cast<uint32_t>(value) & 0x7FFFFFFF) < 0x4B000000;  // |value| < 2^23
+  const float magic = has_fraction_bits ? std::copysign(0x1p23f, value) : 0.0f;
+  return std::copysign((value + magic) - magic, value);  // keep the sign of a zero result, like rint
 }
 
 // An integral float in [-128, 127] to int8 (exact). Outside that range it saturates; NaN gives 0.
 inline int8_t IntegralFloatToInt8(float value) {
-  if (std::isnan(value)) return 0;
-  if (value >= 127.0f) return 127;
-  if (value <= -128.0f) return -128;
-  return static_cast<int8_t>(value);
+  const float clamped = value > 127.0f ? 127.0f : (value < -128.0f ? -128.0f : value);
+  return std::isnan(value) ? int8_t{0} : static_cast<int8_t>(static_cast<int32_t>(clamped));
 }
 
 // SPEC 3.5 (ReduceSum order used by CombineAddRmsNorm): split the list into chunks of 64 floats (the last

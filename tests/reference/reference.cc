@@ -47,22 +47,20 @@ void QuantizeRow(const Config& config, const Dims& dims, const RankInput& source
   const uint16_t* x = source.x.data() + row.token * dims.H;
   const float* smooth = source.smooth_scales.empty() ? nullptr : source.smooth_scales.data() + row.smooth_row * dims.H;
   std::vector<float> f(dims.H);
-  float amax = 0.0f;
-  for (int64_t h = 0; h < dims.H; ++h) {
-    f[h] = DtypeToFloat(config.dtype, x[h]);
-    if (smooth != nullptr) f[h] = f[h] * smooth[h];
-    if (std::fabs(f[h]) > amax) amax = std::fabs(f[h]);
+  for (int64_t h = 0; h < dims.H; ++h) f[h] = DtypeToFloat(config.dtype, x[h]);
+  if (smooth != nullptr) {
+    for (int64_t h = 0; h < dims.H; ++h) f[h] = f[h] * smooth[h];
   }
+  float amax = 0.0f;
+  for (int64_t h = 0; h < dims.H; ++h) amax = std::max(amax, std::fabs(f[h]));
   if (amax == 0.0f) {
-    for (int64_t h = 0; h < dims.H; ++h) q[h] = 0;
+    std::fill(q, q + dims.H, int8_t{0});
     *scale = 0.0f;
     return;
   }
   const float ds = 127.0f / amax;
-  for (int64_t h = 0; h < dims.H; ++h) {
-    const float scaled = f[h] * ds;
-    q[h] = numerics::IntegralFloatToInt8(numerics::RoundHalfEven(scaled));
-  }
+  for (int64_t h = 0; h < dims.H; ++h) f[h] = numerics::RoundHalfEven(f[h] * ds);
+  for (int64_t h = 0; h < dims.H; ++h) q[h] = numerics::IntegralFloatToInt8(f[h]);
   *scale = 1.0f / ds;
 }
 
@@ -150,29 +148,41 @@ std::vector<std::vector<Location>> LocateRows(const Dims& dims, const GroupLayou
   return locations;
 }
 
-// SPEC 3.3: the int8 round trip of one returned row (sender quantizes, receiver dequantizes). Blocks of 8
-// (the zero padding of the last block cannot change its amax): s = amax * (1/127); transmitted scale =
-// dtype(s); q = int8(rint(fp16(x / s))) with the unrounded s (s == 0 => q = 0); the receiver uses
-// v = float(dtype(float(fp16(q)) * float(transmitted scale))). fp16(q) is exact, so float(fp16(q)) = q.
+// SPEC 3.3: the int8 round trip of one returned row (sender quantizes, receiver dequantizes), per block of
+// 8 elements (the zero padding of the last block cannot change its amax):
+//   s = amax * (1/127); transmitted scale = dtype(s);
+//   q = int8(rint(fp16(x / s))) with the unrounded s (s == 0 => q = 0);
+//   receiver: v = float(dtype(float(fp16(q)) * float(transmitted scale))), where fp16(q) is exact.
+// Written as whole-row passes so that the compiler can vectorize the simple ones.
 void CommQuantRoundTrip(DType dtype, const std::vector<uint16_t>& row, std::vector<float>& values) {
   const float inv_127 = 1.0f / 127.0f;
   const int64_t size = static_cast<int64_t>(row.size());
+  std::vector<float> x(size);
+  for (int64_t h = 0; h < size; ++h) x[h] = DtypeToFloat(dtype, row[h]);
+
+  // Per block: the divisor (s, or 1 where s == 0: the block is all zeros then, so x / 1 = 0 gives q = 0)
+  // and the transmitted scale, spread over the block's elements.
+  std::vector<float> divisor(size);
+  std::vector<float> transmitted_scale(size);
   for (int64_t begin = 0; begin < size; begin += 8) {
     const int64_t end = std::min(begin + 8, size);
     float amax = 0.0f;
-    for (int64_t h = begin; h < end; ++h) amax = std::max(amax, std::fabs(DtypeToFloat(dtype, row[h])));
+    for (int64_t h = begin; h < end; ++h) amax = std::max(amax, std::fabs(x[h]));
     const float s = amax * inv_127;
-    const float transmitted_scale = DtypeToFloat(dtype, FloatToDtype(dtype, s));
+    const float scale = DtypeToFloat(dtype, FloatToDtype(dtype, s));
     for (int64_t h = begin; h < end; ++h) {
-      int8_t q = 0;
-      if (s != 0.0f) {
-        const float ratio = DtypeToFloat(dtype, row[h]) / s;
-        const float ratio_fp16 = numerics::HalfToFloat(numerics::FloatToHalf(ratio));
-        q = numerics::IntegralFloatToInt8(numerics::RoundHalfEven(ratio_fp16));
-      }
-      const float dequantized = static_cast<float>(q) * transmitted_scale;
-      values[h] = DtypeToFloat(dtype, FloatToDtype(dtype, dequantized));
+      divisor[h] = s == 0.0f ? 1.0f : s;
+      transmitted_scale[h] = scale;
     }
+  }
+
+  std::vector<float> ratio(size);
+  for (int64_t h = 0; h < size; ++h) ratio[h] = x[h] / divisor[h];
+  for (int64_t h = 0; h < size; ++h) ratio[h] = numerics::HalfToFloat(numerics::FloatToHalf(ratio[h]));
+  for (int64_t h = 0; h < size; ++h) {
+    const int8_t q = numerics::IntegralFloatToInt8(numerics::RoundHalfEven(ratio[h]));
+    const float dequantized = static_cast<float>(q) * transmitted_scale[h];
+    values[h] = DtypeToFloat(dtype, FloatToDtype(dtype, dequantized));
   }
 }
 

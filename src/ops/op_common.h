@@ -1,0 +1,30 @@
+// Small pieces every operation shares: the parity half / flag base / epoch of a call, and the
+// mapping from tensor dtypes to kernel half types.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/kernels.h"
+#include "moe_ep/tensor.h"
+#include "transport/window.h"
+
+namespace moe_ep::ops {
+
+/// Where one call of an operation lives in a window: its data half, its flag half and its epoch tag.
+struct CallSlot {
+  uint64_t half_offset;
+  uint64_t flag_base;
+  uint32_t epoch;
+};
+
+/// Claims the next call of an operation whose flags start at `flag_region` with `flags_per_half` per
+/// half; `calls` is that operation's counter in the window.
+inline CallSlot NextCall(transport::Window& w, uint64_t& calls, uint64_t flag_region, uint64_t flags_per_half) {
+  const uint64_t call = calls++;
+  return {(call & 1) * (w.data_bytes() / 2), flag_region + (call & 1) * flags_per_half,
+          static_cast<uint32_t>(transport::EpochOf(call))};
+}
+
+inline kernels::Half HalfOf(DType d) { return d == DType::kFp16 ? kernels::Half::kFp16 : kernels::Half::kBf16; }
+
+}  // namespace moe_ep::ops
