@@ -19,6 +19,12 @@ constexpr int kRanks = 4;
 constexpr int64_t kBs = 4, kHidden = 32, kTopK = 2;
 const ExpertLayout kExperts{8, 0, 0, 0};
 
+DispatchOptions Options() {
+  DispatchOptions options;
+  options.experts = kExperts;
+  return options;
+}
+
 struct RankData {
   std::vector<uint16_t> x = std::vector<uint16_t>(kBs * kHidden, 0x3F80);  // bf16 1.0
   std::vector<int32_t> ids;
@@ -45,7 +51,7 @@ std::vector<Group> ShortDeadlineGroups(milliseconds timeout) {
 void RoundOnAll(std::vector<Group>& groups) {
   RunRanks(kRanks, [&](int r) {
     RankData d(r);
-    DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), {kExperts});
+    DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), Options());
     const Tensor x = Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView());
     // Every token went to 2 experts that return it unchanged, weighted 0.5 each: the sum is 1.0.
     for (int64_t i = 0; i < x.numel(); ++i) ASSERT_EQ(x.data_as<uint16_t>()[i], 0x3F80);
@@ -59,7 +65,7 @@ TEST(MissingRank, DispatchTimesOutNamingTheAbsentRank) {
   const auto errors = RunRanksCollect(kRanks, [&](int r) {
     if (r == absent) return;
     RankData d(r);
-    Dispatch(groups[r], d.XView(), d.IdsView(), {kExperts});
+    Dispatch(groups[r], d.XView(), d.IdsView(), Options());
   });
   const auto elapsed = std::chrono::steady_clock::now() - start;
   EXPECT_LT(elapsed, milliseconds(5000)) << "waits must end at the deadline";
@@ -82,7 +88,7 @@ TEST(MissingRank, CombineTimesOutNamingTheRankThatOwesRows) {
   const int absent = 1;
   const auto errors = RunRanksCollect(kRanks, [&](int r) {
     RankData d(r);
-    DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), {kExperts});
+    DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), Options());
     if (r == absent) return;
     Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView());
   });
@@ -116,7 +122,7 @@ TEST(MissingRank, GroupWorksAgainAfterATimeoutAndAReset) {
   RunRanksCollect(kRanks, [&](int r) {
     if (r == 0) return;
     RankData d(r);
-    Dispatch(groups[r], d.XView(), d.IdsView(), {kExperts});
+    Dispatch(groups[r], d.XView(), d.IdsView(), Options());
   });
   // The same groups: the reset drops the stale flags and call counts the failed round left behind.
   RunRanks(kRanks, [&](int r) { BufferReset(groups[r], {}, true); });

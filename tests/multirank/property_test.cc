@@ -12,6 +12,12 @@
 namespace moe_ep::testing {
 namespace {
 
+#ifdef MOE_EP_SANITIZED
+constexpr int kScale = 4;  // sanitizer builds: a quarter of the sweeps
+#else
+constexpr int kScale = 1;
+#endif
+
 void RunRandomScenarios(uint64_t salt, int count, int max_ranks, int64_t max_hidden, int64_t max_bs, int rounds) {
   for (int i = 0; i < count; ++i) {
     const uint64_t seed = BaseSeed() ^ (salt * 1000003 + i);
@@ -27,11 +33,11 @@ void RunRandomScenarios(uint64_t salt, int count, int max_ranks, int64_t max_hid
   }
 }
 
-TEST(Property, SmallConfigurationsMatchReference) { RunRandomScenarios(1, 120, 16, 80, 24, 2); }
+TEST(Property, SmallConfigurationsMatchReference) { RunRandomScenarios(1, 120 / kScale, 16, 80, 24, 2); }
 
-TEST(Property, WideRanksAndBatchesMatchReference) { RunRandomScenarios(2, 12, 32, 300, 96, 1); }
+TEST(Property, WideRanksAndBatchesMatchReference) { RunRandomScenarios(2, 12 / kScale, 32, 300, 96, 1); }
 
-TEST(Property, LargeHiddenAndBatchMatchReference) { RunRandomScenarios(3, 4, 8, 8192, 512, 1); }
+TEST(Property, LargeHiddenAndBatchMatchReference) { RunRandomScenarios(3, 4 / kScale, 8, 8192, 512, 1); }
 
 TEST(Property, ThousandRoundsOnEightRanksStayExact) {
   const uint64_t seed = BaseSeed() ^ 0x5EED;
@@ -46,7 +52,7 @@ TEST(Property, ThousandRoundsOnEightRanksStayExact) {
   SCOPED_TRACE("seed " + std::to_string(seed));
   ScenarioInputs inputs = MakeInputs(spec, rng);
   RunOptions options;
-  options.rounds = 1000;
+  options.rounds = 1000 / kScale;
   options.seed = seed + 1;
   ASSERT_EQ(RunAndCompare(spec, inputs, options), "");
 }

@@ -63,8 +63,8 @@ std::vector<int64_t> ExpertTokenNums(const Dims& dims, const std::vector<int32_t
 
 // MoE rank d (SPEC 2.2): by local expert, then by source rank ascending, then the source's flattened
 // (t * K + k) order. buckets[e][src] already holds the last level in that order.
-EpResult LayoutMoeRank(const Config& config, const Dims& dims, const std::vector<std::vector<std::vector<Row>>>& buckets,
-                       int d) {
+EpResult LayoutMoeRank(const Config& config, const Dims& dims,
+                       const std::vector<std::vector<std::vector<Row>>>& buckets, int d) {
   EpResult result;
   result.ep_recv_counts.assign(static_cast<size_t>(dims.E) * dims.L, 0);
   for (int e_local = 0; e_local < dims.L; ++e_local) {
@@ -95,7 +95,8 @@ Dims MakeDims(const Config& config, const std::vector<RankInput>& inputs) {
   Require(dims.E >= 1, "ep_world_size must be >= 1");
   Require(dims.tp == 1 || dims.tp == 2, "tp_world_size must be 0, 1 or 2");
   Require(dims.S >= 0 && dims.S < dims.E, "shared_expert_rank_num must be in [0, E)");
-  Require((dims.n_s == 0) == (dims.S == 0), "shared_expert_num and shared_expert_rank_num must be both zero or both set");
+  Require((dims.n_s == 0) == (dims.S == 0),
+          "shared_expert_num and shared_expert_rank_num must be both zero or both set");
   Require(dims.n_s == 0 || dims.S % dims.n_s == 0, "shared_expert_rank_num must be a multiple of shared_expert_num");
   dims.R = dims.n_s == 0 ? 1 : dims.S / dims.n_s;
   Require(dims.moe >= 1 && dims.moe % (dims.E - dims.S) == 0, "moe_expert_num must be a positive multiple of E - S");

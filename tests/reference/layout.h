@@ -11,15 +11,15 @@ namespace moe_ref::layout {
 
 // The job's dimensions in SPEC notation (section 0), checked for consistency.
 struct Dims {
-  int E = 0;        // ep_world_size
-  int tp = 1;       // tp_world_size (1 or 2)
-  int moe = 0;      // moe_expert_num
-  int n_s = 0;      // shared_expert_num (0 when S == 0, SPEC 1.2)
-  int S = 0;        // shared_expert_rank_num
-  int R = 1;        // S / n_s: ranks per shared expert
-  int L = 0;        // moe / (E - S): experts per MoE rank
-  int K = 0;        // top_k
-  int64_t H = 0;    // hidden
+  int E = 0;      // ep_world_size
+  int tp = 1;     // tp_world_size (1 or 2)
+  int moe = 0;    // moe_expert_num
+  int n_s = 0;    // shared_expert_num (0 when S == 0, SPEC 1.2)
+  int S = 0;      // shared_expert_rank_num
+  int R = 1;      // S / n_s: ranks per shared expert
+  int L = 0;      // moe / (E - S): experts per MoE rank
+  int K = 0;      // top_k
+  int64_t H = 0;  // hidden
 
   int GlobalRank(int tp_rank, int ep_rank) const { return tp_rank * E + ep_rank; }
   bool IsSharedRank(int ep_rank) const { return ep_rank < S; }

@@ -6,6 +6,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "reference/reference.h"
@@ -55,7 +56,7 @@ inline uint16_t FloatToHalf(float value) {
   const uint32_t magnitude = bits & 0x7FFFFFFF;
   if (magnitude > 0x7F800000) return sign | 0x7E00;   // NaN
   if (magnitude >= 0x477FF000) return sign | 0x7C00;  // >= 65520 (half-way past 65504, ties up): inf
-  const uint32_t exponent = magnitude >> 23;           // biased fp32 exponent
+  const uint32_t exponent = magnitude >> 23;          // biased fp32 exponent
   const uint32_t mantissa = magnitude & 0x7FFFFF;
   if (exponent >= 113) {
     // Normal fp16 (>= 2^-14): rebias the exponent 127 -> 15, keep 10 of the 23 mantissa bits.
@@ -70,6 +71,23 @@ inline uint16_t FloatToHalf(float value) {
   const uint32_t dropped = significand & ((1u << shift) - 1);
   // m may round up to 1024, which is exactly the encoding of the smallest normal.
   return sign | static_cast<uint16_t>(RoundKept(kept, dropped, shift));
+}
+
+// HalfToFloat(FloatToHalf(value)) without branches (for the hot loop of the comm-quant round trip; the
+// self-test checks that the two agree): fp16 keeps 10 mantissa bits down to 2^-14, and a fixed step of
+// 2^-24 below that.
+inline float RoundToHalfGrid(float value) {
+  const uint32_t bits = std::bit_cast<uint32_t>(value);
+  const uint32_t magnitude = bits & 0x7FFFFFFF;
+  // Normal range: drop 13 of the 23 mantissa bits, half to even (a carry correctly bumps the exponent).
+  const float normal = std::bit_cast<float>(RoundKept(bits >> 13, bits & 0x1FFF, 13) << 13);
+  // Below 2^-14: in |value| + 0.5 the last mantissa bit is worth 2^-24, so that addition rounds |value| to
+  // a multiple of 2^-24, half to even; subtracting 0.5 again is exact.
+  const float subnormal = std::copysign((std::fabs(value) + 0.5f) - 0.5f, value);
+  const float infinity = std::copysign(std::numeric_limits<float>::infinity(), value);
+  const float finite = magnitude < 0x38800000 ? subnormal : normal;   // |value| < 2^-14
+  const float rounded = magnitude >= 0x477FF000 ? infinity : finite;  // |value| >= 65520
+  return magnitude > 0x7F800000 ? std::numeric_limits<float>::quiet_NaN() : rounded;
 }
 
 // The two above, selected by the job's dtype.

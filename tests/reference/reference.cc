@@ -1,5 +1,5 @@
 // The reference model's entry points: Dispatch (SPEC 2), Combine (SPEC 3.1-3.3) and CombineAddRmsNorm
-// (SPEC 3.5), computed over all ranks at once from the layouts of layout.h. Bit-exact, not fast.
+// (SPEC 3.5), computed over all ranks at once from the layouts of layout.h. Bit-exact; plain loops.
 // Build with -ffp-contract=off: every a * b + c below must round the product before the sum.
 #include "reference/reference.h"
 
@@ -148,6 +148,16 @@ std::vector<std::vector<Location>> LocateRows(const Dims& dims, const GroupLayou
   return locations;
 }
 
+// values[h] = float(dtype(values[h])), rounding half to even. (One loop per dtype, so that each loop is
+// simple enough for the compiler to vectorize.)
+void RoundThroughDtype(DType dtype, std::vector<float>& values) {
+  if (dtype == DType::kBf16) {
+    for (float& v : values) v = numerics::Bf16ToFloat(numerics::FloatToBf16(v));
+  } else {
+    for (float& v : values) v = numerics::HalfToFloat(numerics::FloatToHalf(v));
+  }
+}
+
 // SPEC 3.3: the int8 round trip of one returned row (sender quantizes, receiver dequantizes), per block of
 // 8 elements (the zero padding of the last block cannot change its amax):
 //   s = amax * (1/127); transmitted scale = dtype(s);
@@ -178,12 +188,12 @@ void CommQuantRoundTrip(DType dtype, const std::vector<uint16_t>& row, std::vect
 
   std::vector<float> ratio(size);
   for (int64_t h = 0; h < size; ++h) ratio[h] = x[h] / divisor[h];
-  for (int64_t h = 0; h < size; ++h) ratio[h] = numerics::HalfToFloat(numerics::FloatToHalf(ratio[h]));
+  for (int64_t h = 0; h < size; ++h) ratio[h] = numerics::RoundToHalfGrid(ratio[h]);  // fp16(x / s)
   for (int64_t h = 0; h < size; ++h) {
     const int8_t q = numerics::IntegralFloatToInt8(numerics::RoundHalfEven(ratio[h]));
-    const float dequantized = static_cast<float>(q) * transmitted_scale[h];
-    values[h] = DtypeToFloat(dtype, FloatToDtype(dtype, dequantized));
+    values[h] = static_cast<float>(q) * transmitted_scale[h];
   }
+  RoundThroughDtype(dtype, values);
 }
 
 // Everything combine needs, gathered once.
@@ -226,8 +236,7 @@ void ReturnedRowValues(const CombineContext& context, int rank, int64_t row, std
 }
 
 const Location& FindRow(const CombineContext& context, int owner, int64_t token, int k_idx) {
-  const Location& location =
-      context.locations[owner][token * (context.dims.K + context.dims.n_s) + k_idx];
+  const Location& location = context.locations[owner][token * (context.dims.K + context.dims.n_s) + k_idx];
   Require(location.rank >= 0, "internal: no dispatch row for rank " + std::to_string(owner) + " token " +
                                   std::to_string(token) + " kIdx " + std::to_string(k_idx));
   return location;

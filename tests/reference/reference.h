@@ -39,15 +39,16 @@ struct RankInput {
   MaskKind mask_kind = MaskKind::kNone;
   std::vector<uint8_t> mask;          // bs (kTokens, true values form a prefix) or bs * K (kPairs), 0/1
   std::vector<float> smooth_scales;   // (n_s + moe) * H, or empty; only used when quant_mode == 2
+                                      // (the model quantizes with the SENDING rank's smooth_scales)
 };
 
 // One rank's expected dispatch outputs. Only the first `rows` rows are defined; the library must leave
 // every later row of its output buffers untouched.
 struct DispatchOut {
   int64_t rows = 0;                        // own EP rows + (TP) peer's rows
-  std::vector<uint16_t> expand_x;          // rows * H (quant_mode 0)
-  std::vector<int8_t> expand_x_q;          // rows * H (quant_mode 2)
-  std::vector<float> dynamic_scales;       // rows (quant_mode 2)
+  std::vector<uint16_t> expand_x;          // rows * H (quant_mode 0; empty in quant_mode 2)
+  std::vector<int8_t> expand_x_q;          // rows * H (quant_mode 2; empty in quant_mode 0)
+  std::vector<float> dynamic_scales;       // rows (quant_mode 2; empty in quant_mode 0)
   std::vector<int32_t> assist_info;        // 3 * rows: (srcRank, tokenIdx, kIdx) per row
   std::vector<int64_t> expert_token_nums;  // L on MoE ranks, 1 on shared ranks
   std::vector<int32_t> ep_recv_counts;     // E*L (MoE) or E (shared), times tp_world_size

@@ -88,12 +88,12 @@ std::vector<uint16_t> CodedExpertOut(int holder, int64_t rows, int hidden) {
 
 TEST(Numerics, Bf16RoundsHalfToEven) {
   EXPECT_EQ(FloatToBf16(1.0f), 0x3F80);
-  EXPECT_EQ(FloatToBf16(1.0f + 0x1p-8f), 0x3F80);            // tie between 0x3F80 and 0x3F81: even
-  EXPECT_EQ(FloatToBf16(1.0f + 0x3p-8f), 0x3F82);            // tie between 0x3F81 and 0x3F82: even
+  EXPECT_EQ(FloatToBf16(1.0f + 0x1p-8f), 0x3F80);             // tie between 0x3F80 and 0x3F81: even
+  EXPECT_EQ(FloatToBf16(1.0f + 0x3p-8f), 0x3F82);             // tie between 0x3F81 and 0x3F82: even
   EXPECT_EQ(FloatToBf16(1.0f + 0x1p-8f + 0x1p-20f), 0x3F81);  // just above the tie
   EXPECT_EQ(FloatToBf16(-2.5f), 0xC020);
   EXPECT_EQ(FloatToBf16(3.4028234664e38f), 0x7F80);  // FLT_MAX rounds up to +inf
-  EXPECT_EQ(FloatToBf16(0x1p-133f), 0x0001);          // fp32 subnormal -> smallest bf16 subnormal
+  EXPECT_EQ(FloatToBf16(0x1p-133f), 0x0001);         // fp32 subnormal -> smallest bf16 subnormal
   EXPECT_TRUE(std::isnan(Bf16ToFloat(FloatToBf16(std::nanf("")))));
   EXPECT_EQ(Bf16ToFloat(0xBF80), -1.0f);
 }
@@ -124,12 +124,12 @@ TEST(Numerics, HalfByHand) {
   EXPECT_EQ(FloatToHalf(1.0f / 3.0f), 0x3555);  // 0.33333334 -> 1365 * 2^-12 = 0.333251953125
   EXPECT_EQ(FloatToHalf(65504.0f), 0x7BFF);
   EXPECT_EQ(FloatToHalf(65519.0f), 0x7BFF);
-  EXPECT_EQ(FloatToHalf(65520.0f), 0x7C00);    // tie with 65536 (odd 0x7BFF): rounds to inf
-  EXPECT_EQ(FloatToHalf(0x1p-24f), 0x0001);    // smallest subnormal
-  EXPECT_EQ(FloatToHalf(0x1p-25f), 0x0000);    // tie between 0 and 2^-24: even (0)
-  EXPECT_EQ(FloatToHalf(0x3p-25f), 0x0002);    // 1.5 * 2^-24: tie, even (2)
+  EXPECT_EQ(FloatToHalf(65520.0f), 0x7C00);       // tie with 65536 (odd 0x7BFF): rounds to inf
+  EXPECT_EQ(FloatToHalf(0x1p-24f), 0x0001);       // smallest subnormal
+  EXPECT_EQ(FloatToHalf(0x1p-25f), 0x0000);       // tie between 0 and 2^-24: even (0)
+  EXPECT_EQ(FloatToHalf(0x3p-25f), 0x0002);       // 1.5 * 2^-24: tie, even (2)
   EXPECT_EQ(FloatToHalf(-0x1.ffcp-15f), 0x8400);  // -1023.5 * 2^-24: tie, even 1024 = smallest normal
-  EXPECT_EQ(FloatToHalf(120.51095581f), 0x5788);   // 120.5: spacing 1/16 in [64, 128)
+  EXPECT_EQ(FloatToHalf(120.51095581f), 0x5788);  // 120.5: spacing 1/16 in [64, 128)
   EXPECT_EQ(HalfToFloat(0x0001), 0x1p-24f);
   EXPECT_EQ(HalfToFloat(0xC000), -2.0f);
   EXPECT_TRUE(std::isinf(HalfToFloat(0x7C00)));
@@ -151,6 +151,25 @@ TEST(Numerics, HalfMatchesCompilerFloat16) {
   }
 }
 #endif
+
+// The branch-free fp16 grid rounding used by the comm-quant path equals the two conversions above.
+TEST(Numerics, RoundToHalfGridMatchesConversions) {
+  for (uint64_t bits = 0; bits < (1ull << 32); bits += 997) {
+    const float f = std::bit_cast<float>(static_cast<uint32_t>(bits));
+    const float expected = HalfToFloat(FloatToHalf(f));
+    if (std::isnan(f)) {
+      ASSERT_TRUE(std::isnan(numerics::RoundToHalfGrid(f)));
+      continue;
+    }
+    ASSERT_EQ(std::bit_cast<uint32_t>(numerics::RoundToHalfGrid(f)), std::bit_cast<uint32_t>(expected))
+        << std::hexfloat << f;
+  }
+  for (float f : {0x1p-25f, 0x3p-25f, -0x1.ffcp-15f, 65519.0f, 65520.0f, -65520.0f, 120.51095581f, 0.0f, -0.0f}) {
+    EXPECT_EQ(std::bit_cast<uint32_t>(numerics::RoundToHalfGrid(f)),
+              std::bit_cast<uint32_t>(HalfToFloat(FloatToHalf(f))))
+        << std::hexfloat << f;
+  }
+}
 
 TEST(Numerics, RoundHalfEven) {
   ASSERT_EQ(std::fegetround(), FE_TONEAREST);

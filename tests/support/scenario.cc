@@ -170,11 +170,13 @@ void FillExpertOutputs(const ScenarioSpec& s, const std::vector<moe_ref::Dispatc
       const int64_t expert = k < c.top_k ? sd.expert_ids[token * c.top_k + k] : -1 - (k - c.top_k);
       // "Expert" = flip the sign bit on odd experts and swap two neighbouring elements per expert id:
       // exact in both formats, and any misrouted row shows up.
-      const int64_t shift = (expert % 3 + 3) % 3;
-      for (int64_t j = 0; j < h; ++j) {
-        uint16_t v = sd.x[token * h + (j + shift) % h];
-        if (expert & 1) v ^= 0x8000;
-        out[i * h + j] = v;
+      const int64_t shift = (expert % 3 + 3) % 3 % h;
+      const uint16_t* in_row = &sd.x[token * h];
+      uint16_t* out_row = &out[i * h];
+      std::copy(in_row + shift, in_row + h, out_row);
+      std::copy(in_row, in_row + shift, out_row + (h - shift));
+      if (expert & 1) {
+        for (int64_t j = 0; j < h; ++j) out_row[j] ^= 0x8000;
       }
     }
   }

@@ -35,7 +35,7 @@ class LaidOutRows {
 template <typename T>
 std::vector<T> Poisoned(int64_t n) {
   std::vector<T> v(n);
-  std::memset(v.data(), kPoisonByte, n * sizeof(T));
+  if (n > 0) std::memset(v.data(), kPoisonByte, n * sizeof(T));
   return v;
 }
 
@@ -51,6 +51,10 @@ template <typename T, typename U>
 std::string CompareBuffer(const char* what, int rank, const std::vector<T>& expected, const std::vector<U>& got,
                           size_t defined) {
   static_assert(sizeof(T) == sizeof(U));
+  // Fast path: the defined prefix matches as a block and the rest is still poison.
+  bool clean = defined <= got.size() && (defined == 0 || std::memcmp(expected.data(), got.data(), defined * sizeof(T)) == 0);
+  for (size_t i = defined; clean && i < got.size(); ++i) clean = IsPoison(got[i]);
+  if (clean) return "";
   for (size_t i = 0; i < got.size(); ++i) {
     const bool bad = i < defined ? std::memcmp(&expected[i], &got[i], sizeof(T)) != 0 : !IsPoison(got[i]);
     if (!bad) continue;

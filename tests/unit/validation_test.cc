@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -210,6 +211,10 @@ struct CombineRow {
   ErrorCode code;
   std::vector<std::string> needles;
 };
+
+// gtest prints a failing row by its name.
+void PrintTo(const DispatchRow& row, std::ostream* os) { *os << row.name; }
+void PrintTo(const CombineRow& row, std::ostream* os) { *os << row.name; }
 
 template <typename Row>
 std::string RowName(const ::testing::TestParamInfo<Row>& info) {
