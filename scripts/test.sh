@@ -7,20 +7,22 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 jobs=$(nproc)
 
-build_and_test() {  # build_and_test DIR CTEST_REGEX CMAKE_ARGS...
-  local dir=$1 regex=$2
-  shift 2
+build_and_test() {  # build_and_test DIR "TARGETS" CTEST_REGEX CMAKE_ARGS...  (empty TARGETS / REGEX: all)
+  local dir=$1 targets=$2 regex=$3
+  shift 3
   cmake -S . -B "$dir" -G Ninja -DMOE_EP_BUILD_BENCH=OFF "$@" >/dev/null
-  cmake --build "$dir" -j "$jobs"
+  # shellcheck disable=SC2086
+  cmake --build "$dir" -j "$jobs" ${targets:+--target $targets}
   (cd "$dir" && ctest --output-on-failure -j "$jobs" ${regex:+-R "$regex"})
 }
 
 echo "== release build: all tests"
-build_and_test build "" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+build_and_test build "" "" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 if [[ "${MOE_EP_SKIP_SANITIZERS:-0}" != 1 ]]; then
   echo "== ASan + UBSan: all tests"
-  build_and_test build-asan "" -DCMAKE_BUILD_TYPE=Debug "-DMOE_EP_SANITIZE=address;undefined" -DMOE_EP_BUILD_EXAMPLES=OFF
+  build_and_test build-asan "" "" -DCMAKE_BUILD_TYPE=Debug "-DMOE_EP_SANITIZE=address;undefined" -DMOE_EP_BUILD_EXAMPLES=OFF
   echo "== TSan: thread transport"
-  TSAN_OPTIONS="halt_on_error=1" build_and_test build-tsan "Property|MissingRank" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  TSAN_OPTIONS="halt_on_error=1" build_and_test build-tsan "property_test missing_rank_test" "Property|MissingRank" \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DMOE_EP_SANITIZE=thread -DMOE_EP_BUILD_EXAMPLES=OFF
 fi
