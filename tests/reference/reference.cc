@@ -148,13 +148,14 @@ std::vector<std::vector<Location>> LocateRows(const Dims& dims, const GroupLayou
   return locations;
 }
 
-// values[h] = float(dtype(values[h])), rounding half to even. (One loop per dtype, so that each loop is
-// simple enough for the compiler to vectorize.)
+// values[h] = float(dtype(values[h])), rounding half to even (the dtype test sits outside the loops).
 void RoundThroughDtype(DType dtype, std::vector<float>& values) {
+  const int64_t size = static_cast<int64_t>(values.size());
+  float* data = values.data();
   if (dtype == DType::kBf16) {
-    for (float& v : values) v = numerics::Bf16ToFloat(numerics::FloatToBf16(v));
+    for (int64_t h = 0; h < size; ++h) data[h] = numerics::Bf16ToFloat(numerics::FloatToBf16(data[h]));
   } else {
-    for (float& v : values) v = numerics::HalfToFloat(numerics::FloatToHalf(v));
+    for (int64_t h = 0; h < size; ++h) data[h] = numerics::RoundToHalfGrid(data[h]);  // HalfToFloat(FloatToHalf)
   }
 }
 
@@ -170,7 +171,8 @@ void CommQuantRoundTrip(DType dtype, const std::vector<uint16_t>& row, std::vect
   std::vector<float> x(size);
   for (int64_t h = 0; h < size; ++h) x[h] = DtypeToFloat(dtype, row[h]);
 
-  // Per block: the divisor (s, or 1 where s == 0: the block is all zeros then, so x / 1 = 0 gives q = 0)
+  // Per block: the divisor (s, or 1 where s == 0: the block is all zeros then, so x / 1 = 0 gives q = 0;
+  // a nonzero bf16/fp16 amax times 1/127 never underflows to 0 in fp32)
   // and the transmitted scale, spread over the block's elements.
   std::vector<float> divisor(size);
   std::vector<float> transmitted_scale(size);
