@@ -6,6 +6,7 @@
 #include <limits>
 #include <sstream>
 #include <string>
+#include <utility>
 
 #include "moe_ep/error.h"
 #include "plan/layout.h"
@@ -52,8 +53,16 @@ std::string Str(int64_t v) { return std::to_string(v); }
 
 bool IsHalf(DType d) { return d == DType::kBf16 || d == DType::kFp16; }
 
+// Which tensor dimension each shape quantity came from, for messages.
+struct ShapeNames {
+  const char* bs;
+  const char* hidden;
+};
+constexpr ShapeNames kDispatchShapes{"Bs (x.dim0)", "H (x.dim1)"};
+constexpr ShapeNames kCombineShapes{"Bs (expertIds.dim0)", "H (expandX.dim1)"};
+
 // Rules shared by dispatch and combine: group, experts, batch, hidden, top-k (SPEC 1.2 / 1.3).
-void CheckCommonAttributes(const Checker& ck, MoeConfig& c, Profile p) {
+void CheckCommonAttributes(const Checker& ck, MoeConfig& c, Profile p, ShapeNames names) {
   const bool a3 = p == Profile::kA3;
   if (a3) {
     ck.Require(c.ep_world_size >= 2 && c.ep_world_size <= 768, "epWorldSize", c.ep_world_size, "in [2, 768]");
@@ -98,13 +107,13 @@ void CheckCommonAttributes(const Checker& ck, MoeConfig& c, Profile p) {
   }
 
   if (a3) {
-    ck.Require(c.bs >= 1 && c.bs <= 512, "Bs (x.dim0)", c.bs, "in [1, 512]");
-    ck.Require(c.hidden >= 1024 && c.hidden <= 8192, "H (x.dim1)", c.hidden, "in [1024, 8192]");
+    ck.Require(c.bs >= 1 && c.bs <= 512, names.bs, c.bs, "in [1, 512]");
+    ck.Require(c.hidden >= 1024 && c.hidden <= 8192, names.hidden, c.hidden, "in [1024, 8192]");
     ck.Require(c.top_k > 0 && c.top_k <= std::min<int64_t>(16, c.moe_expert_num), "K (expertIds.dim1)", c.top_k,
                "in (0, min(16, moeExpertNum = " + Str(c.moe_expert_num) + ")]");
   } else {
-    ck.Require(c.bs >= 1, "Bs (x.dim0)", c.bs, ">= 1");
-    ck.Require(c.hidden >= 1, "H (x.dim1)", c.hidden, ">= 1");
+    ck.Require(c.bs >= 1, names.bs, c.bs, ">= 1");
+    ck.Require(c.hidden >= 1, names.hidden, c.hidden, ">= 1");
     ck.Require(c.top_k > 0 && c.top_k <= c.moe_expert_num, "K (expertIds.dim1)", c.top_k,
                "in (0, moeExpertNum = " + Str(c.moe_expert_num) + "]");
   }
@@ -174,7 +183,7 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
   c.x_dtype = t.x.dtype;
   ck.Shape(t.expert_ids.shape[0] == c.bs, t.expert_ids, "expertIds", "dim0 must equal Bs = " + Str(c.bs));
   CheckMask(ck, c, t.x_active_mask);
-  CheckCommonAttributes(ck, c, p);
+  CheckCommonAttributes(ck, c, p, kDispatchShapes);
 
   if (t.scales.present()) {
     ck.Dim(t.scales, "scales", 2);
@@ -215,9 +224,12 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
   ck.Dim(t.tp_recv_counts, "tpRecvCountsOut", 1);
   ck.Shape(t.tp_recv_counts.shape[0] == c.tp_world_size, t.tp_recv_counts, "tpRecvCountsOut",
            "dim0 must equal tpWorldSize = " + Str(c.tp_world_size));
-  for (const TensorView* out : {&t.expand_x, &t.dynamic_scales, &t.assist_info, &t.expert_token_nums,
-                                &t.ep_recv_counts, &t.tp_recv_counts}) {
-    if (out->present()) ck.Shape(out->contiguous(), *out, "output", "outputs must be contiguous");
+  const std::pair<const TensorView*, const char*> outputs[] = {
+      {&t.expand_x, "expandXOut"},         {&t.dynamic_scales, "dynamicScalesOut"},
+      {&t.assist_info, "assistInfoForCombineOut"}, {&t.expert_token_nums, "expertTokenNumsOut"},
+      {&t.ep_recv_counts, "epRecvCountsOut"}, {&t.tp_recv_counts, "tpRecvCountsOut"}};
+  for (const auto& [out, name] : outputs) {
+    if (out->present()) ck.Shape(out->contiguous(), *out, name, "outputs must be contiguous");
   }
   CheckWindow(ck, c, layout, window);
 }
@@ -267,7 +279,7 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
   c.hidden = t.expand_x.shape[1];
   c.x_dtype = t.expand_x.dtype;
   CheckMask(ck, c, t.x_active_mask);
-  CheckCommonAttributes(ck, c, p);
+  CheckCommonAttributes(ck, c, p, kCombineShapes);
   if (t.add_rms_norm) {
     ck.Require(c.shared_expert_rank_num == 0, "sharedExpertRankNum", c.shared_expert_rank_num,
                "must be 0 for CombineAddRmsNorm");

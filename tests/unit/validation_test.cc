@@ -311,11 +311,8 @@ TEST(DispatchA3, AssistInfoNeedsThreeIntsPerRowOfBothTpHalves) {
   ExpectOutcome([&] { RunDispatch(call); }, kRule, {"'assistInfoForCombineOut' = (384,)", "768"});
 }
 
-// BUG (minor, messages; moe_ep's own rule, not SPEC's): a strided dispatch output is rejected with parameter
-// 'output' instead of the output's name.
+// A strided dispatch output (moe_ep's own rule, not SPEC's) is rejected naming that output.
 TEST(DispatchA3, StridedOutputMessageNamesTheOutput) {
-  GTEST_SKIP() << "BUG: src/plan/validate.cc ValidateDispatch contiguity loop reports parameter 'output' "
-                  "instead of 'expandXOut' / 'assistInfoForCombineOut' / ...";
   DispatchCall call = MakeDispatch(Params{});
   call.t.expand_x.strides = {7169, 1};
   ExpectOutcome([&] { RunDispatch(call); }, kRule, {"'expandXOut'", "strided"});
@@ -586,11 +583,8 @@ TEST(CombineA3, ExpandXRowsUncheckedWithTpWorldSize0) {
   EXPECT_NO_THROW(RunCombine(call));
 }
 
-// BUG (minor, messages): in combine Bs is expertIds.dim0 and H is expandX.dim1, but the range messages still
-// name "x.dim0" / "x.dim1" (dispatch's x). The value is right; the parameter named is not the caller's tensor.
+// In combine Bs is expertIds.dim0 and H is expandX.dim1: range messages name those tensors.
 TEST(CombineA3, BsAndHMessagesNameTheCombineTensors) {
-  GTEST_SKIP() << "BUG: src/plan/validate.cc CheckCommonAttributes names Bs 'Bs (x.dim0)' and H 'H (x.dim1)' in "
-                  "ValidateCombine too, where Bs comes from expertIds.dim0 and H from expandX.dim1 (SPEC 1.3)";
   Params p;
   p.bs = 513;
   CombineCall call = MakeCombine(p);
