@@ -40,6 +40,9 @@ ScenarioSpec SpecOf(const JobOptions& o) {
   return s;
 }
 
+// Bytes one received dispatch row carries: the token (int8 plus its fp32 scale when quantized).
+int64_t DispatchRowBytes(const JobOptions& o) { return o.quant_int8 ? o.hidden + 4 : 2 * o.hidden; }
+
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0.0 : v[v.size() / 2];
@@ -91,7 +94,7 @@ Timings Measure(const JobOptions& o, const ScenarioSpec& s, const ScenarioInputs
   Timings t;
   for (int r = 0; r < ranks; ++r) {
     const int64_t rows = expected[r].rows;
-    t.dispatch_bytes += rows * (o.quant_int8 ? h + 4 : 2 * h);
+    t.dispatch_bytes += rows * DispatchRowBytes(o);
     t.combine_bytes += rows * 2 * h;
   }
   std::vector<std::thread> threads;
@@ -122,7 +125,7 @@ Timings Measure(const JobOptions& o, const ScenarioSpec& s, const ScenarioInputs
       // memcpy baselines: the bytes this rank receives in dispatch / sends in combine.
       const int64_t rows = expected[r].rows;
       std::vector<uint8_t> copy_src(rows * 2 * h, 1), copy_dst(rows * 2 * h, 2);
-      const size_t copy_d = rows * (o.quant_int8 ? h + 4 : 2 * h), copy_c = rows * 2 * h;
+      const size_t copy_d = rows * DispatchRowBytes(o), copy_c = rows * 2 * h;
       sync.arrive_and_wait();
       for (int i = 0; i < rounds; ++i) {
         dispatch_clock.Start(r);
