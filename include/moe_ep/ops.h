@@ -16,6 +16,12 @@ struct ExpertLayout {
   int64_t shared_expert_num = 0;       ///< shared experts (n_s), each replicated on S / n_s ranks
   int64_t shared_expert_rank_num = 0;  ///< ranks [0, S) host the shared experts
   int64_t global_bs = 0;               ///< 0: every rank has the same Bs; else max Bs * E (unequal Bs)
+  /// Special experts (CANN V3): ids [moe, moe+zero) add nothing, the next copy_expert_num ids add the
+  /// token itself (CombineOptions::ori_x), the next const_expert_num ids add alpha1*ori_x + alpha2*V.
+  /// They never travel: combine computes them on the token's owner.
+  int64_t zero_expert_num = 0;
+  int64_t copy_expert_num = 0;
+  int64_t const_expert_num = 0;
 };
 
 enum class Quant : int64_t {
@@ -79,6 +85,10 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
 struct CombineOptions {
   Quant comm_quant = Quant::kNone;  ///< int8 on the wire (not with TP)
   TensorView shared_expert_x;       ///< optional (Bs, H): added unweighted to every token's sum
+  TensorView ori_x;                 ///< (Bs, H) tokens before the experts: needed by copy / const experts
+  TensorView const_alpha1;          ///< (const_expert_num,) x's dtype: const expert c = alpha1[c]*ori_x + alpha2[c]*V[c]
+  TensorView const_alpha2;          ///< (const_expert_num,) x's dtype
+  TensorView const_v;               ///< (const_expert_num, H) x's dtype
 };
 
 /// [collective] Returns expert outputs (rows of dispatch's expand_x, same order, x's dtype) to their

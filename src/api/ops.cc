@@ -31,6 +31,9 @@ plan::MoeConfig BaseConfig(const Group& ep, const Group* tp, const ExpertLayout&
   c.shared_expert_num = experts.shared_expert_num;
   c.shared_expert_rank_num = experts.shared_expert_rank_num;
   c.global_bs = experts.global_bs;
+  c.zero_expert_num = experts.zero_expert_num;
+  c.copy_expert_num = experts.copy_expert_num;
+  c.const_expert_num = experts.const_expert_num;
   return c;
 }
 
@@ -76,6 +79,10 @@ plan::CombineTensors HandleTensors(const DispatchHandle& h, const TensorView& ex
   if (h.tp_recv_counts.numel() == 2) t.tp_send_counts = h.tp_recv_counts.view();
   if (h.active_mask.numel() > 0) t.x_active_mask = h.active_mask.view();
   t.shared_expert_x = options.shared_expert_x;
+  t.ori_x = options.ori_x;
+  t.const_alpha1 = options.const_alpha1;
+  t.const_alpha2 = options.const_alpha2;
+  t.const_v = options.const_v;
   return t;
 }
 

@@ -82,8 +82,9 @@ class TokenReducer {
                const CallSlot& call, const OpContext& ctx)
       : c_(c), layout_(layout), t_(t), ep_(ep), call_(call), ctx_(ctx), type_(HalfOf(c.x_dtype)),
         ids_(GatherInt32(t.expert_ids)), weights_(GatherFloat(t.expert_scales)), mask_(GatherBool(t.x_active_mask)),
-        shared_x_(t.shared_expert_x), residual_(t.residual_x), gamma_(t.gamma),
-        acc_(c.hidden), dequant_(c.comm_quant_mode == 2 ? c.hidden : 0), scratch_(t.add_rms_norm ? c.hidden : 0) {
+        shared_x_(t.shared_expert_x), residual_(t.residual_x), gamma_(t.gamma), ori_x_(t.ori_x),
+        const_v_(t.const_v), acc_(c.hidden), dequant_(c.comm_quant_mode == 2 ? c.hidden : 0), scratch_(t.add_rms_norm ? c.hidden : 0),
+        special_(c.const_expert_num > 0 ? c.hidden : 0), const_row_(special_.size()) {
     if (t.add_rms_norm) gamma_row_ = gamma_.Half(0);
   }
 
@@ -108,6 +109,7 @@ class TokenReducer {
     }
     return false;
   }
+  bool IsMoeExpert(int64_t t, int64_t k) const { return ids_[t * c_.top_k + k] < c_.moe_expert_num; }
   int64_t Slot(int64_t t, int64_t k) const { return t * layout_.combine_slots_per_token + k; }
   const uint8_t* SlotData(int64_t slot) const {
     return ep_.LocalData() + call_.half_offset + layout_.CombineSlotOffset(slot);
@@ -116,7 +118,7 @@ class TokenReducer {
   void WaitToken(int64_t t) {
     pending_.clear();
     for (int64_t k = 0; k < c_.top_k; ++k) {
-      if (PairActive(t, k)) pending_.push_back(call_.flag_base + Slot(t, k));
+      if (PairActive(t, k) && IsMoeExpert(t, k)) pending_.push_back(call_.flag_base + Slot(t, k));
     }
     for (int64_t i = 0; i < c_.shared_expert_num; ++i) pending_.push_back(call_.flag_base + Slot(t, c_.top_k + i));
     transport::WaitFlags(
@@ -145,10 +147,34 @@ class TokenReducer {
     else kernels::AccumulateHalf(type_, row, c_.hidden, acc_.data());
   }
 
+  // SPEC 3.2, V3 special experts computed here from oriX: zero adds nothing, copy adds w * oriX, const
+  // adds w * (alpha1 * oriX + alpha2 * V), every multiply and add rounded to fp32 on its own.
+  void AddSpecialExpert(int64_t t, int64_t special, float w) {
+    if (special < c_.zero_expert_num) return;
+    special -= c_.zero_expert_num;
+    if (special < c_.copy_expert_num) {
+      kernels::AccumulateWeightedHalf(type_, ori_x_.Half(t), w, c_.hidden, acc_.data());
+      return;
+    }
+    const int64_t i = special - c_.copy_expert_num;
+    const float a1 = HalfAt(t_.const_alpha1, i), a2 = HalfAt(t_.const_alpha2, i);
+    kernels::HalfRowToFloat(type_, ori_x_.Half(t), special_.data(), c_.hidden);
+    kernels::HalfRowToFloat(type_, const_v_.Half(i), const_row_.data(), c_.hidden);
+    for (int64_t h = 0; h < c_.hidden; ++h) special_[h] = a1 * special_[h] + a2 * const_row_[h];
+    kernels::AccumulateWeightedFloat(special_.data(), w, c_.hidden, acc_.data());
+  }
+
+  float HalfAt(const TensorView& v, int64_t i) const {
+    return kernels::HalfToFloat(type_, static_cast<const uint16_t*>(v.data)[i * v.stride(0)]);
+  }
+
   void Reduce(int64_t t) {
     std::fill(acc_.begin(), acc_.end(), 0.0f);
     for (int64_t k = 0; k < c_.top_k; ++k) {
-      if (PairActive(t, k)) AddSlot(Slot(t, k), &weights_[t * c_.top_k + k]);
+      if (!PairActive(t, k)) continue;
+      const float w = weights_[t * c_.top_k + k];
+      if (IsMoeExpert(t, k)) AddSlot(Slot(t, k), &w);
+      else AddSpecialExpert(t, ids_[t * c_.top_k + k] - c_.moe_expert_num, w);
     }
     for (int64_t i = 0; i < c_.shared_expert_num; ++i) AddSlot(Slot(t, c_.top_k + i), nullptr);
     if (t_.shared_expert_x.present()) kernels::AccumulateHalf(type_, shared_x_.Half(t), c_.hidden, acc_.data());
@@ -174,9 +200,9 @@ class TokenReducer {
   std::vector<int32_t> ids_;
   std::vector<float> weights_;
   std::vector<uint8_t> mask_;
-  RowReader shared_x_, residual_, gamma_;
+  RowReader shared_x_, residual_, gamma_, ori_x_, const_v_;
   const uint16_t* gamma_row_ = nullptr;
-  std::vector<float> acc_, dequant_, scratch_;
+  std::vector<float> acc_, dequant_, scratch_, special_, const_row_;
   std::vector<uint64_t> pending_;
 };
 

@@ -25,6 +25,9 @@ struct MoeConfig {
   int64_t shared_expert_num = 0;       // sharedExpertNum (n_s), 0 when shared_expert_rank_num == 0
   int64_t shared_expert_rank_num = 0;  // sharedExpertRankNum (S)
   int64_t expert_shard_type = 0;       // expertShardType (must be 0)
+  int64_t zero_expert_num = 0;         // zeroExpertNum (V3): ids [moe, moe+zero) contribute nothing
+  int64_t copy_expert_num = 0;         // copyExpertNum (V3): next ids return oriX
+  int64_t const_expert_num = 0;        // constExpertNum (V3): next ids return alpha1*oriX + alpha2*V
   // tokens
   int64_t bs = 0;                      // local tokens (x.dim0)
   int64_t hidden = 0;                  // H
@@ -38,6 +41,9 @@ struct MoeConfig {
   // combine
   int64_t comm_quant_mode = 0;         // 0 or 2
 
+  /// Special experts are computed on the token's owner in combine and never travel (SPEC 2.8).
+  int64_t special_expert_num() const { return zero_expert_num + copy_expert_num + const_expert_num; }
+  int64_t all_expert_num() const { return moe_expert_num + special_expert_num(); }
   bool has_tp() const { return tp_world_size == 2; }
   int64_t tp_size() const { return has_tp() ? 2 : 1; }
   bool has_shared() const { return shared_expert_rank_num > 0; }

@@ -11,7 +11,6 @@ RoutingPlan BuildRoutingPlan(const MoeConfig& c, const int32_t* expert_ids, cons
   const int64_t bs = c.bs, k_num = c.top_k;
   RoutingPlan plan;
   plan.expert_counts.assign(c.moe_expert_num, 0);
-  plan.pair_active.assign(bs * k_num, 0);
 
   // 1-D mask: the kernel sends tokens [0, sum(mask)), so "true must be a prefix" (SPEC 2.5).
   int64_t token_limit = bs;
@@ -25,14 +24,15 @@ RoutingPlan BuildRoutingPlan(const MoeConfig& c, const int32_t* expert_ids, cons
       const int64_t idx = t * k_num + k;
       if (c.mask == MaskKind::kPairs && !mask[idx]) continue;
       any = true;
-      plan.pair_active[idx] = 1;
       const int32_t e = expert_ids[idx];
-      if (e < 0 || e >= c.moe_expert_num) {
+      if (e < 0 || e >= c.all_expert_num()) {
         throw Error(ErrorCode::kInvalidParam,
                     "MoeDistributeDispatch: parameter 'expertIds' has value " + std::to_string(e) + " at [" +
-                        std::to_string(t) + ", " + std::to_string(k) + "]; rule: 0 <= expertIds < moeExpertNum (" +
-                        std::to_string(c.moe_expert_num) + ")");
+                        std::to_string(t) + ", " + std::to_string(k) + "]; rule: 0 <= expertIds < " +
+                        (c.special_expert_num() ? "moeExpertNum + zero/copy/const experts (" : "moeExpertNum (") +
+                        std::to_string(c.all_expert_num()) + ")");
       }
+      if (e >= c.moe_expert_num) continue;  // special expert: computed by combine on this rank
       plan.pairs.push_back({static_cast<int32_t>(t), static_cast<int32_t>(k), e, plan.expert_counts[e]++});
     }
     if (any) plan.valid_tokens.push_back(static_cast<int32_t>(t));

@@ -18,13 +18,13 @@ struct RoutedPair {
 
 struct RoutingPlan {
   std::vector<int32_t> valid_tokens;   // tokens that take part, ascending; shared slot = position here
-  std::vector<RoutedPair> pairs;       // valid pairs in flattened (t*K + k) order
+  std::vector<RoutedPair> pairs;       // valid pairs to MoE experts in flattened (t*K + k) order
   std::vector<int32_t> expert_counts;  // pairs per MoE expert
-  std::vector<uint8_t> pair_active;    // bs*K: 1 when (t,k) is sent or handled (mask true), for combine
 };
 
 /// Builds the plan from contiguous expert ids (bs*K) and the mask (bs or bs*K bytes, or nullptr).
-/// Ids must be in [0, moe_expert_num): throws an Error naming the first offending element otherwise.
+/// Ids must be in [0, all_expert_num()): throws an Error naming the first offending element otherwise.
+/// Pairs to special experts take part (they make their token valid) but are not routed.
 RoutingPlan BuildRoutingPlan(const MoeConfig& config, const int32_t* expert_ids, const uint8_t* mask);
 
 }  // namespace moe_ep::plan

@@ -51,6 +51,12 @@ class Checker {
 
 std::string Str(int64_t v) { return std::to_string(v); }
 
+// The bound on expert ids and K: moeExpertNum, plus the V3 special experts when there are any.
+std::string ExpertBound(const MoeConfig& c) {
+  return (c.special_expert_num() ? "moeExpertNum + zero/copy/const experts = " : "moeExpertNum = ") +
+         Str(c.all_expert_num());
+}
+
 bool IsHalf(DType d) { return d == DType::kBf16 || d == DType::kFp16; }
 
 // Which tensor dimension each shape quantity came from, for messages.
@@ -92,11 +98,16 @@ void CheckCommonAttributes(const Checker& ck, MoeConfig& c, Profile p, ShapeName
     ck.Require(c.shared_expert_rank_num % c.shared_expert_num == 0, "sharedExpertRankNum", c.shared_expert_rank_num,
                "must be a multiple of sharedExpertNum (" + Str(c.shared_expert_num) + ")");
   }
+  const std::pair<int64_t, const char*> specials[] = {
+      {c.zero_expert_num, "zeroExpertNum"}, {c.copy_expert_num, "copyExpertNum"}, {c.const_expert_num, "constExpertNum"}};
+  for (const auto& [count, name] : specials) ck.Require(count >= 0, name, count, ">= 0");
   const int64_t moe_max = a3 ? 1024 : std::numeric_limits<int32_t>::max();
   ck.Require(c.moe_expert_num > 0 && c.moe_expert_num <= moe_max, "moeExpertNum", c.moe_expert_num,
              "in (0, " + Str(moe_max) + "]");
   ck.Require(c.moe_expert_num % c.moe_rank_num() == 0, "moeExpertNum", c.moe_expert_num,
              "must be a multiple of epWorldSize - sharedExpertRankNum (" + Str(c.moe_rank_num()) + ")");
+  ck.Require(c.all_expert_num() <= std::numeric_limits<int32_t>::max(), "moeExpertNum", c.moe_expert_num,
+             "moeExpertNum + zero + copy + const experts (" + Str(c.all_expert_num()) + ") <= INT32_MAX");
   const int64_t blocks = c.local_expert_num() * c.ep_world_size;
   const int64_t blocks_max = a3 ? 2048 : static_cast<int64_t>(kMaxDispatchFlags);
   ck.Require(blocks > 0 && blocks <= blocks_max, "moeExpertNum", c.moe_expert_num,
@@ -109,13 +120,13 @@ void CheckCommonAttributes(const Checker& ck, MoeConfig& c, Profile p, ShapeName
   if (a3) {
     ck.Require(c.bs >= 1 && c.bs <= 512, names.bs, c.bs, "in [1, 512]");
     ck.Require(c.hidden >= 1024 && c.hidden <= 8192, names.hidden, c.hidden, "in [1024, 8192]");
-    ck.Require(c.top_k > 0 && c.top_k <= std::min<int64_t>(16, c.moe_expert_num), "K (expertIds.dim1)", c.top_k,
-               "in (0, min(16, moeExpertNum = " + Str(c.moe_expert_num) + ")]");
+    ck.Require(c.top_k > 0 && c.top_k <= std::min<int64_t>(16, c.all_expert_num()), "K (expertIds.dim1)", c.top_k,
+               "in (0, min(16, " + ExpertBound(c) + ")]");
   } else {
     ck.Require(c.bs >= 1, names.bs, c.bs, ">= 1");
     ck.Require(c.hidden >= 1, names.hidden, c.hidden, ">= 1");
-    ck.Require(c.top_k > 0 && c.top_k <= c.moe_expert_num, "K (expertIds.dim1)", c.top_k,
-               "in (0, moeExpertNum = " + Str(c.moe_expert_num) + "]");
+    ck.Require(c.top_k > 0 && c.top_k <= c.all_expert_num(), "K (expertIds.dim1)", c.top_k,
+               "in (0, " + ExpertBound(c) + "]");
   }
   const int64_t full = c.bs * c.ep_world_size;
   ck.Require(c.global_bs == 0 || (c.global_bs >= full && c.global_bs % c.ep_world_size == 0), "globalBs", c.global_bs,
@@ -148,6 +159,35 @@ void CheckWindow(const Checker& ck, const MoeConfig& c, const WindowLayout& layo
     ck.Require(layout.tp_window_bytes <= window.tp_bytes, kRule, "HCCL_BUFFSIZE (TP window)",
                Str(window.tp_bytes) + " bytes",
                "needs 2 * A * (tokD + tokC) = " + Str(layout.tp_window_bytes) + " bytes");
+  }
+}
+
+// SPEC 1.3 (V3): copy experts need oriX; const experts need oriX, alpha1, alpha2 and V, all in expandX's dtype.
+void CheckSpecialExpertInputs(const Checker& ck, const MoeConfig& c, const CombineTensors& t) {
+  const bool need_ori = c.copy_expert_num > 0 || c.const_expert_num > 0;
+  const bool need_const = c.const_expert_num > 0;
+  const auto require = [&](bool needed, const TensorView& v, const char* name) {
+    ck.Require(!needed || v.present(), kRule, name, "nullptr",
+               std::string("required when ") + (need_const ? "constExpertNum" : "copyExpertNum") + " > 0");
+    if (v.present()) ck.Dtype(v, name, c.x_dtype);
+  };
+  require(need_ori, t.ori_x, "oriX");
+  require(need_const, t.const_alpha1, "constExpertAlpha1");
+  require(need_const, t.const_alpha2, "constExpertAlpha2");
+  require(need_const, t.const_v, "constExpertV");
+  if (t.ori_x.present()) {
+    ck.Shape(t.ori_x.dim() == 2 && t.ori_x.shape[0] == c.bs && t.ori_x.shape[1] == c.hidden, t.ori_x, "oriX",
+             "shape must be (Bs, H) = (" + Str(c.bs) + ", " + Str(c.hidden) + ")");
+  }
+  for (const auto& [v, name] : {std::pair{&t.const_alpha1, "constExpertAlpha1"}, {&t.const_alpha2, "constExpertAlpha2"}}) {
+    if (!need_const) break;
+    ck.Shape(v->dim() == 1 && v->shape[0] == c.const_expert_num, *v, name,
+             "shape must be (constExpertNum,) = (" + Str(c.const_expert_num) + ",)");
+  }
+  if (need_const) {
+    ck.Shape(t.const_v.dim() == 2 && t.const_v.shape[0] == c.const_expert_num && t.const_v.shape[1] == c.hidden,
+             t.const_v, "constExpertV",
+             "shape must be (constExpertNum, H) = (" + Str(c.const_expert_num) + ", " + Str(c.hidden) + ")");
   }
 }
 
@@ -313,6 +353,7 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
     const bool ok3 = s.size() == 3 && s[0] * s[1] == c.bs && s[2] == c.hidden;
     ck.Shape(ok2 || ok3, t.shared_expert_x, "sharedExpertX", "shape must be (Bs, H) or (d0, d1, H) with d0*d1 == Bs");
   }
+  CheckSpecialExpertInputs(ck, c, t);
   const int64_t out_rank = t.add_rms_norm ? 3 : 2;
   ck.Dim(t.x, "xOut", out_rank);
   const bool x_ok = t.x.shape.front() == c.bs && t.x.shape.back() == c.hidden && (out_rank == 2 || t.x.shape[1] == 1);

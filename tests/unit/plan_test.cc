@@ -8,7 +8,7 @@
 //   ReceiveRows.*   A = globalBs*min(L, K) on MoE ranks and maxBs*ceil(E/R) on shared ranks, with and without
 //                   globalBs, for several (E, S, n_s, L, K).
 //   RoutingPlan.*   BuildRoutingPlan on small hand examples: slots by prefix count in flattened (t*K + k) order,
-//                   expert counts, valid tokens, pair_active; 1-D mask (a prefix; a non-prefix mask sends tokens
+//                   expert counts, valid tokens; 1-D mask (a prefix; a non-prefix mask sends tokens
 //                   [0, sum)); 2-D mask; out-of-range ids throw naming value and position, masked-out ones do not.
 #include <gtest/gtest.h>
 
@@ -235,7 +235,6 @@ TEST(RoutingPlan, NoMask) {
   ExpectPairs(plan, {{0, 0, 1, 0}, {0, 1, 3, 0}, {1, 0, 1, 1}, {1, 1, 0, 0}, {2, 0, 3, 1}, {2, 1, 2, 0}});
   EXPECT_EQ(plan.expert_counts, (std::vector<int32_t>{1, 2, 1, 2}));
   EXPECT_EQ(plan.valid_tokens, (std::vector<int32_t>{0, 1, 2}));
-  EXPECT_EQ(plan.pair_active, (std::vector<uint8_t>{1, 1, 1, 1, 1, 1}));
 }
 
 TEST(RoutingPlan, SlotsCountPerExpert) {
@@ -252,7 +251,6 @@ TEST(RoutingPlan, TokenMaskPrefix) {
   ExpectPairs(plan, {{0, 0, 1, 0}, {0, 1, 3, 0}, {1, 0, 1, 1}, {1, 1, 0, 0}});
   EXPECT_EQ(plan.expert_counts, (std::vector<int32_t>{1, 2, 0, 1}));
   EXPECT_EQ(plan.valid_tokens, (std::vector<int32_t>{0, 1}));
-  EXPECT_EQ(plan.pair_active, (std::vector<uint8_t>{1, 1, 1, 1, 0, 0}));
 }
 
 // SPEC 2.5: "true must be a prefix; only tokens [0, c) are sent": [1, 0, 1] sends tokens 0 and 1.
@@ -260,7 +258,6 @@ TEST(RoutingPlan, TokenMaskNotAPrefixSendsTheFirstSumTokens) {
   const std::vector<uint8_t> mask = {1, 0, 1};
   const RoutingPlan plan = BuildRoutingPlan(RoutingConfig(MaskKind::kTokens), kIds.data(), mask.data());
   EXPECT_EQ(plan.valid_tokens, (std::vector<int32_t>{0, 1}));
-  EXPECT_EQ(plan.pair_active, (std::vector<uint8_t>{1, 1, 1, 1, 0, 0}));
 }
 
 TEST(RoutingPlan, TokenMaskAllFalse) {
@@ -279,7 +276,6 @@ TEST(RoutingPlan, PairMask) {
   ExpectPairs(plan, {{0, 0, 1, 0}, {2, 0, 3, 0}, {2, 1, 2, 0}});
   EXPECT_EQ(plan.expert_counts, (std::vector<int32_t>{0, 1, 1, 1}));
   EXPECT_EQ(plan.valid_tokens, (std::vector<int32_t>{0, 2}));
-  EXPECT_EQ(plan.pair_active, (std::vector<uint8_t>{1, 0, 0, 0, 1, 1}));
 }
 
 // mask = [[0, 1], [1, 1], [0, 0]] over ids [[1, 3], [1, 0], [3, 2]]: (0,1)->e3 slot 0, (1,0)->e1 slot 0,
@@ -290,6 +286,18 @@ TEST(RoutingPlan, PairMaskSkipsMaskedPairsInSlotNumbering) {
   const RoutingPlan plan = BuildRoutingPlan(RoutingConfig(MaskKind::kPairs), ids.data(), mask.data());
   ExpectPairs(plan, {{0, 1, 3, 0}, {1, 0, 1, 0}, {1, 1, 0, 0}});
   EXPECT_EQ(plan.valid_tokens, (std::vector<int32_t>{0, 1}));
+}
+
+// V3 special experts (moe = 4, zero = 1, copy = 1, const = 1: ids 4, 5, 6) are valid, never routed, and
+// leave the slot numbering of the MoE pairs alone; a token with only special experts is still valid.
+TEST(RoutingPlan, SpecialExpertsAreNotRouted) {
+  MoeConfig c = RoutingConfig(MaskKind::kNone);
+  c.zero_expert_num = c.copy_expert_num = c.const_expert_num = 1;
+  const std::vector<int32_t> ids = {4, 1, 5, 6, 1, 6};
+  const RoutingPlan plan = BuildRoutingPlan(c, ids.data(), nullptr);
+  ExpectPairs(plan, {{0, 1, 1, 0}, {2, 0, 1, 1}});
+  EXPECT_EQ(plan.expert_counts, (std::vector<int32_t>{0, 2, 0, 0}));
+  EXPECT_EQ(plan.valid_tokens, (std::vector<int32_t>{0, 1, 2}));
 }
 
 void ExpectBadId(const MoeConfig& c, const std::vector<int32_t>& ids, const uint8_t* mask, const std::string& value,
