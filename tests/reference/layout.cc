@@ -92,6 +92,9 @@ Dims MakeDims(const Config& config, const std::vector<RankInput>& inputs) {
   dims.n_s = (dims.S == 0 && config.shared_expert_num == 1) ? 0 : config.shared_expert_num;
   dims.K = config.top_k;
   dims.H = config.hidden;
+  dims.zero = config.zero_expert_num;
+  dims.copy = config.copy_expert_num;
+  dims.cnst = config.const_expert_num;
   Require(dims.E >= 1, "ep_world_size must be >= 1");
   Require(dims.tp == 1 || dims.tp == 2, "tp_world_size must be 0, 1 or 2");
   Require(dims.S >= 0 && dims.S < dims.E, "shared_expert_rank_num must be in [0, E)");
@@ -101,6 +104,8 @@ Dims MakeDims(const Config& config, const std::vector<RankInput>& inputs) {
   dims.R = dims.n_s == 0 ? 1 : dims.S / dims.n_s;
   Require(dims.moe >= 1 && dims.moe % (dims.E - dims.S) == 0, "moe_expert_num must be a positive multiple of E - S");
   dims.L = dims.moe / (dims.E - dims.S);
+  Require(dims.zero >= 0 && dims.copy >= 0 && dims.cnst >= 0,
+          "zero_expert_num, copy_expert_num and const_expert_num must be >= 0");
   Require(dims.K >= 1, "top_k must be >= 1");
   Require(dims.H >= 1, "hidden must be >= 1");
   Require(config.quant_mode == 0 || config.quant_mode == 2, "quant_mode must be 0 or 2");
@@ -117,6 +122,7 @@ Routing RouteRank(const Dims& dims, const RankInput& input) {
   Routing routing;
   const int64_t bs = input.bs;
   routing.token_active.assign(bs, 0);
+  routing.pair_active.assign(bs * dims.K, 0);
   routing.pair_sent.assign(bs * dims.K, 0);
   // Which tokens are active and which (t, k) pairs the mask lets through (SPEC 2.5).
   std::vector<uint8_t> pair_unmasked(bs * dims.K, 1);
@@ -136,12 +142,18 @@ Routing RouteRank(const Dims& dims, const RankInput& input) {
       }
     }
   }
-  // SPEC 2.1: only ids in [0, moe) are sent (special-expert ids are not; V2 has none).
+  // SPEC 2.1 / 2.8: a pair takes part by the mask alone; of those, only ids in [0, moe) are sent (zero, copy
+  // and const experts, ids [moe, moe + zero + copy + const), are computed by combine on the owner).
   for (int64_t t = 0; t < bs; ++t) {
     for (int k = 0; k < dims.K; ++k) {
       const int64_t pair = t * dims.K + k;
       const int32_t expert = input.expert_ids[pair];
-      routing.pair_sent[pair] = routing.token_active[t] && pair_unmasked[pair] && expert >= 0 && expert < dims.moe;
+      routing.pair_active[pair] = routing.token_active[t] && pair_unmasked[pair];
+      if (!routing.pair_active[pair]) continue;
+      Require(expert >= 0 && expert < dims.TotalExperts(),
+              "expert id " + std::to_string(expert) + " of token " + std::to_string(t) + " k " + std::to_string(k) +
+                  " is outside [0, moe + zero + copy + const)");
+      routing.pair_sent[pair] = expert < dims.moe;
     }
   }
   return routing;

@@ -20,9 +20,13 @@ struct Dims {
   int L = 0;      // moe / (E - S): experts per MoE rank
   int K = 0;      // top_k
   int64_t H = 0;  // hidden
+  int zero = 0;   // zero_expert_num   (ids [moe, moe + zero))
+  int copy = 0;   // copy_expert_num   (ids [moe + zero, moe + zero + copy))
+  int cnst = 0;   // const_expert_num  (ids [moe + zero + copy, moe + zero + copy + cnst))
 
   int GlobalRank(int tp_rank, int ep_rank) const { return tp_rank * E + ep_rank; }
   bool IsSharedRank(int ep_rank) const { return ep_rank < S; }
+  int TotalExperts() const { return moe + zero + copy + cnst; }  // valid ids: [0, TotalExperts())
 };
 
 // Derives and checks the dimensions; throws std::invalid_argument on an inconsistent config or a wrong
@@ -31,9 +35,11 @@ Dims MakeDims(const Config& config, const std::vector<RankInput>& inputs);
 
 // Which tokens and (t, k) pairs of one rank take part (SPEC 2.5).
 struct Routing {
-  std::vector<uint8_t> token_active;  // bs: sent to the shared experts, combined on return
-  std::vector<uint8_t> pair_sent;     // bs * K: active/unmasked and expert id in [0, moe)
+  std::vector<uint8_t> token_active;  // bs: sent to the shared experts, combined on return (by the mask alone)
+  std::vector<uint8_t> pair_active;   // bs * K: token active and pair unmasked (any expert, special included)
+  std::vector<uint8_t> pair_sent;     // bs * K: pair_active and expert id in [0, moe) (special experts: never)
 };
+// Throws std::invalid_argument when an active pair's expert id is outside [0, moe + zero + copy + const).
 Routing RouteRank(const Dims& dims, const RankInput& input);
 
 // One row received in the EP all-to-all.

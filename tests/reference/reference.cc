@@ -1,5 +1,6 @@
-// The reference model's entry points: Dispatch (SPEC 2), Combine (SPEC 3.1-3.3) and CombineAddRmsNorm
-// (SPEC 3.5), computed over all ranks at once from the layouts of layout.h. Bit-exact; plain loops.
+// The reference model's entry points: Dispatch (SPEC 2, with the V3 special experts of 2.8), Combine
+// (SPEC 3.1-3.3) and CombineAddRmsNorm (SPEC 3.5), computed over all ranks at once from the layouts of
+// layout.h. Bit-exact; plain loops.
 // Build with -ffp-contract=off: every a * b + c below must round the product before the sum.
 #include "reference/reference.h"
 
@@ -203,6 +204,7 @@ struct CombineContext {
   const Config& config;
   const Dims& dims;
   const GroupLayouts& layouts;
+  const std::vector<RankInput>& inputs;
   const std::vector<CombineInput>& combine_inputs;
   std::vector<std::vector<Location>> locations;
 };
@@ -245,21 +247,48 @@ const Location& FindRow(const CombineContext& context, int owner, int64_t token,
 }
 
 // SPEC 3.2: the fp32 accumulator of an active token, in the kernel's exact order. Products and sums are
-// rounded separately (two statements, and the file is compiled with -ffp-contract=off).
+// rounded separately (two statements, and the file is compiled with -ffp-contract=off). Special experts
+// (zero / copy / const) are computed here, on the owner, in k order together with the MoE rows.
 void AccumulateToken(const CombineContext& context, const layout::Routing& routing, int owner, int64_t token,
                      std::vector<float>& acc) {
   const Dims& dims = context.dims;
   const CombineInput& input = context.combine_inputs[owner];
   std::vector<uint16_t> bits;
   std::vector<float> v;
+  const DType dtype = context.config.dtype;
   acc.assign(dims.H, 0.0f);
-  // MoE experts, weighted, in k order (masked pairs under a 2-D mask are skipped).
+  // MoE and special experts, weighted, in k order (masked pairs under a 2-D mask are skipped).
   for (int k = 0; k < dims.K; ++k) {
     const int64_t pair = token * dims.K + k;
-    if (!routing.pair_sent[pair]) continue;
-    const Location& location = FindRow(context, owner, token, k);
-    ReturnedRowValues(context, location.rank, location.row, bits, v);
+    if (!routing.pair_active[pair]) continue;
+    const int expert = context.inputs[owner].expert_ids[pair];
     const float w = input.expert_scales[pair];
+    if (expert < dims.moe) {
+      // MoE expert: the returned row (dequantized under comm_quant_mode 2).
+      Require(routing.pair_sent[pair], "internal: MoE pair not sent");
+      const Location& location = FindRow(context, owner, token, k);
+      ReturnedRowValues(context, location.rank, location.row, bits, v);
+    } else if (expert < dims.moe + dims.zero) {
+      continue;  // zero expert: contributes nothing
+    } else if (expert < dims.moe + dims.zero + dims.copy) {
+      // copy expert: v = float(oriX[t]).
+      const uint16_t* ori_x = input.ori_x.data() + token * dims.H;
+      v.resize(dims.H);
+      for (int64_t h = 0; h < dims.H; ++h) v[h] = DtypeToFloat(dtype, ori_x[h]);
+    } else {
+      // const expert c: v = fp32(fp32(alpha1[c] * oriX[t]) + fp32(alpha2[c] * V[c])), each step rounded.
+      const int c = expert - dims.moe - dims.zero - dims.copy;
+      const float alpha1 = DtypeToFloat(dtype, input.const_alpha1[c]);
+      const float alpha2 = DtypeToFloat(dtype, input.const_alpha2[c]);
+      const uint16_t* ori_x = input.ori_x.data() + token * dims.H;
+      const uint16_t* const_v = input.const_v.data() + c * dims.H;
+      v.resize(dims.H);
+      for (int64_t h = 0; h < dims.H; ++h) {
+        const float first = alpha1 * DtypeToFloat(dtype, ori_x[h]);
+        const float second = alpha2 * DtypeToFloat(dtype, const_v[h]);
+        v[h] = first + second;
+      }
+    }
     for (int64_t h = 0; h < dims.H; ++h) {
       const float product = v[h] * w;
       acc[h] = acc[h] + product;
@@ -293,6 +322,20 @@ void CheckCombineInputs(const Config& config, const Dims& dims, const GroupLayou
     Require(static_cast<int64_t>(input.expert_scales.size()) == bs * dims.K, who + "expert_scales must hold bs * K");
     Require(input.shared_expert_x.empty() || static_cast<int64_t>(input.shared_expert_x.size()) == bs * dims.H,
             who + "shared_expert_x must be empty or hold bs * H values");
+    // Special experts (SPEC 3.2): oriX for copy and const experts, alpha1 / alpha2 / V for const experts.
+    if (dims.copy + dims.cnst > 0) {
+      Require(static_cast<int64_t>(input.ori_x.size()) == bs * dims.H,
+              who + "ori_x must hold bs * H values when copy or const experts exist");
+    } else {
+      Require(input.ori_x.empty() || static_cast<int64_t>(input.ori_x.size()) == bs * dims.H,
+              who + "ori_x must be empty or hold bs * H values");
+    }
+    Require(static_cast<int64_t>(input.const_alpha1.size()) == dims.cnst,
+            who + "const_alpha1 must hold const_expert_num values");
+    Require(static_cast<int64_t>(input.const_alpha2.size()) == dims.cnst,
+            who + "const_alpha2 must hold const_expert_num values");
+    Require(static_cast<int64_t>(input.const_v.size()) == dims.cnst * dims.H,
+            who + "const_v must hold const_expert_num * H values");
     if (add_rms_norm) {
       Require(config.dtype == DType::kBf16, "CombineAddRmsNorm is bf16 only");
       Require(static_cast<int64_t>(input.residual_x.size()) == bs * dims.H, who + "residual_x must hold bs * H");
@@ -310,7 +353,7 @@ std::vector<CombineOut> CombineAllRanks(const Config& config, const std::vector<
   const Dims dims = layout::MakeDims(config, inputs);
   const GroupLayouts layouts = LayoutAllGroups(config, dims, inputs);
   CheckCombineInputs(config, dims, layouts, inputs, combine_inputs, add_rms_norm);
-  const CombineContext context{config, dims, layouts, combine_inputs, LocateRows(dims, layouts, inputs)};
+  const CombineContext context{config, dims, layouts, inputs, combine_inputs, LocateRows(dims, layouts, inputs)};
 
   std::vector<CombineOut> outs(inputs.size());
   std::vector<float> acc;

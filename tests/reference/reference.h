@@ -17,6 +17,13 @@ struct Config {
   int ep_world_size = 2;            // E
   int tp_world_size = 1;            // 1 (no TP) or 2
   int moe_expert_num = 2;           // MoE experts, L = moe / (E - S) per MoE rank
+  // V3 special experts (SPEC 2.8 / 3.2). Expert ids are partitioned: [0, moe) MoE experts,
+  // [moe, moe + zero) zero experts, [moe + zero, moe + zero + copy) copy experts,
+  // [moe + zero + copy, moe + zero + copy + const) const experts (const index c = e - moe - zero - copy).
+  // Special experts are never dispatched; combine computes them locally on the token owner.
+  int zero_expert_num = 0;
+  int copy_expert_num = 0;
+  int const_expert_num = 0;
   int shared_expert_num = 0;        // n_s
   int shared_expert_rank_num = 0;   // S: ranks [0, S) host shared experts
   int top_k = 1;                    // K
@@ -35,7 +42,8 @@ enum class MaskKind { kNone, kTokens, kPairs };
 struct RankInput {
   int64_t bs = 0;
   std::vector<uint16_t> x;            // bs * H raw bf16/fp16 bits, row-major
-  std::vector<int32_t> expert_ids;    // bs * K
+  std::vector<int32_t> expert_ids;    // bs * K; ids of the pairs that take part must lie in
+                                      // [0, moe + zero + copy + const)
   MaskKind mask_kind = MaskKind::kNone;
   std::vector<uint8_t> mask;          // bs (kTokens, true values form a prefix) or bs * K (kPairs), 0/1
   std::vector<float> smooth_scales;   // (n_s + moe) * H, or empty; only used when quant_mode == 2
@@ -65,6 +73,11 @@ struct CombineInput {
   std::vector<uint16_t> shared_expert_x;   // bs * H, or empty
   std::vector<uint16_t> residual_x;        // bs * H bf16 (CombineAddRmsNorm only)
   std::vector<uint16_t> gamma;             // H bf16 (CombineAddRmsNorm only)
+  // Special experts (SPEC 3.2), all in the combine dtype (bf16/fp16 bits):
+  std::vector<uint16_t> ori_x;             // bs * H (copy and const experts); may be empty when copy == const == 0
+  std::vector<uint16_t> const_alpha1;      // const_expert_num: v = alpha1[c] * oriX + alpha2[c] * V[c]
+  std::vector<uint16_t> const_alpha2;      // const_expert_num
+  std::vector<uint16_t> const_v;           // const_expert_num * H (V), row-major
 };
 
 struct CombineOut {

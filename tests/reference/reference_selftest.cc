@@ -12,6 +12,9 @@
 //   CombineSum      fp32 order without FMA, shared_expert_x, fp16 output rounding.
 //   CommQuant       comm_quant_mode 2: blocks of 8, double rounding via fp16, s == 0.
 //   AddRmsNorm      x, y and rstd of one token by hand.
+//   SpecialExperts  V3 zero / copy / const experts: never dispatched (counts, rows, slots), combine
+//                   arithmetic with fp32 rounding by hand, 2-D mask over special pairs, tokens whose
+//                   experts are all special, fp16, comm-quant (specials stay exact), input checks.
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -19,7 +22,9 @@
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
+#include <limits>
 #include <random>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
@@ -660,6 +665,370 @@ TEST(AddRmsNorm, OneTokenByHand) {
   // 1 * rstd -> bf16(1.4142135) = 1.4140625 (181/128); y = [1.4140625, 0, 0, 1.4140625].
   EXPECT_EQ(outs[1].rstd[0], 1.0f / std::sqrt(0.5f));
   EXPECT_EQ(outs[1].y, (std::vector<uint16_t>{Bf(1.4140625f), Bf(0), Bf(0), Bf(1.4140625f)}));
+}
+
+// ------------------------------------------------------------------------------------------------------
+// Special experts (V3: zero / copy / const, SPEC 2.8 and 3.2)
+// ------------------------------------------------------------------------------------------------------
+
+// E = 3, S = 1, n_s = 1 (R = 1: shared expert 0 on rank 0), moe = 2 (expert 0 on rank 1, expert 1 on
+// rank 2), zero = 1 (id 2), copy = 1 (id 3), const = 2 (ids 4, 5), K = 2, H = 2, no mask.
+// ids: r0 (bs 3) {0,2 | 3,4 | 1,0}, r1 (bs 2) {5,1 | 1,3}, r2 (bs 1) {2,0}.
+// Special pairs are never sent; every token is still active (the mask alone decides) and reaches the
+// shared expert, including r0 t1 whose experts are all special.
+// Rank 0 (shared, kIdx 2): (0,0,2) (0,1,2) (0,2,2) | (1,0,2) (1,1,2) | (2,0,2) -> counts [3, 5, 6], [6].
+// Rank 1 (e0): src 0 (t0,k0) (t2,k1) | src 1 none | src 2 (t0,k1) -> (0,0,0) (0,2,1) (2,0,1), [2, 2, 3], [3].
+// Rank 2 (e1): src 0 (t2,k0) | src 1 (t0,k1) (t1,k0) | src 2 none -> (0,2,0) (1,0,1) (1,1,0), [1, 3, 3], [3].
+Config SpecialConfig() {
+  Config config;
+  config.ep_world_size = 3;
+  config.shared_expert_num = 1;
+  config.shared_expert_rank_num = 1;
+  config.moe_expert_num = 2;
+  config.zero_expert_num = 1;
+  config.copy_expert_num = 1;
+  config.const_expert_num = 2;
+  config.top_k = 2;
+  config.hidden = 2;
+  return config;
+}
+std::vector<RankInput> SpecialInputs() {
+  return {MakeRank(0, 3, 2, {0, 2, 3, 4, 1, 0}), MakeRank(1, 2, 2, {5, 1, 1, 3}), MakeRank(2, 1, 2, {2, 0})};
+}
+
+TEST(SpecialExperts, DispatchSkipsSpecialIds) {
+  const std::vector<DispatchOut> outs = Dispatch(SpecialConfig(), SpecialInputs());
+  EXPECT_EQ(outs[0].assist_info, (Triple{0, 0, 2, 0, 1, 2, 0, 2, 2, 1, 0, 2, 1, 1, 2, 2, 0, 2}));
+  ExpectRowsFrom(outs[0], 2, {{0, 0}, {0, 1}, {0, 2}, {1, 0}, {1, 1}, {2, 0}});
+  EXPECT_EQ(outs[0].ep_recv_counts, (std::vector<int32_t>{3, 5, 6}));
+  EXPECT_EQ(outs[0].expert_token_nums, (std::vector<int64_t>{6}));
+  EXPECT_EQ(outs[1].assist_info, (Triple{0, 0, 0, 0, 2, 1, 2, 0, 1}));
+  ExpectRowsFrom(outs[1], 2, {{0, 0}, {0, 2}, {2, 0}});
+  EXPECT_EQ(outs[1].ep_recv_counts, (std::vector<int32_t>{2, 2, 3}));
+  EXPECT_EQ(outs[1].expert_token_nums, (std::vector<int64_t>{3}));
+  EXPECT_EQ(outs[2].assist_info, (Triple{0, 2, 0, 1, 0, 1, 1, 1, 0}));
+  ExpectRowsFrom(outs[2], 2, {{0, 2}, {1, 0}, {1, 1}});
+  EXPECT_EQ(outs[2].ep_recv_counts, (std::vector<int32_t>{1, 3, 3}));
+  EXPECT_EQ(outs[2].expert_token_nums, (std::vector<int64_t>{3}));
+  for (const DispatchOut& out : outs) EXPECT_TRUE(out.tp_recv_counts.empty());
+}
+
+// L = 2 (E = 2, moe = 4: experts 0, 1 on rank 0; 2, 3 on rank 1), zero = 1 (id 4), copy = 1 (id 5), K = 3.
+// r0 (bs 2): {4,1,0 | 2,5,1}; r1 (bs 2): {0,5,3 | 4,5,2}. The per-expert slots count MoE pairs only:
+// rank 0 e0: src 0 (t0,k2) | src 1 (t0,k0); e1: src 0 (t0,k1) (t1,k2) | src 1 none -> counts [1, 2, 4, 4],
+//   per expert [2, 2] (type 1).
+// rank 1 e2: src 0 (t1,k0) | src 1 (t1,k2); e3: src 0 none | src 1 (t0,k2) -> counts [1, 2, 2, 3], [2, 1].
+// An id past moe + zero + copy = 6 is invalid input.
+TEST(SpecialExperts, DispatchSlotsCountMoePairsOnly) {
+  Config config;
+  config.ep_world_size = 2;
+  config.moe_expert_num = 4;
+  config.zero_expert_num = 1;
+  config.copy_expert_num = 1;
+  config.top_k = 3;
+  config.hidden = 4;
+  std::vector<RankInput> inputs = {MakeRank(0, 2, 4, {4, 1, 0, 2, 5, 1}), MakeRank(1, 2, 4, {0, 5, 3, 4, 5, 2})};
+  const std::vector<DispatchOut> outs = Dispatch(config, inputs);
+  EXPECT_EQ(outs[0].assist_info, (Triple{0, 0, 2, 1, 0, 0, 0, 0, 1, 0, 1, 2}));
+  ExpectRowsFrom(outs[0], 4, {{0, 0}, {1, 0}, {0, 0}, {0, 1}});
+  EXPECT_EQ(outs[0].ep_recv_counts, (std::vector<int32_t>{1, 2, 4, 4}));
+  EXPECT_EQ(outs[0].expert_token_nums, (std::vector<int64_t>{2, 2}));
+  EXPECT_EQ(outs[1].assist_info, (Triple{0, 1, 0, 1, 1, 2, 1, 0, 2}));
+  ExpectRowsFrom(outs[1], 4, {{0, 1}, {1, 1}, {1, 0}});
+  EXPECT_EQ(outs[1].ep_recv_counts, (std::vector<int32_t>{1, 2, 2, 3}));
+  EXPECT_EQ(outs[1].expert_token_nums, (std::vector<int64_t>{2, 1}));
+
+  inputs[1].expert_ids[4] = 6;  // past the last special expert
+  EXPECT_THROW(Dispatch(config, inputs), std::invalid_argument);
+  inputs[1].expert_ids[4] = -1;
+  EXPECT_THROW(Dispatch(config, inputs), std::invalid_argument);
+}
+
+// Combine arithmetic, bf16, H = 4. E = 2, moe = 2 (expert 0 on rank 0, expert 1 on rank 1), zero = 1 (id 2),
+// copy = 1 (id 3), const = 2 (ids 4 = c0, 5 = c1), K = 3. Rank 0 has 5 tokens, rank 1 none.
+// Zero experts carry the weight +inf: a model that multiplied 0 * inf would produce NaN.
+// Dispatch: rank 0 (e0) rows (0,1,1) (0,2,0) (0,3,0) (0,4,2); rank 1 (e1) row (0,0,0).
+// expert_out: rank 0 rows [1, 1, 1, 1], [-(1 + 2^-6), -2, 0.5, 0], [-1, 0, 0, 0], [-2, 0, 0, 0];
+// rank 1 row [4, 8, -4, 2].
+// oriX: t0 [0.5, 1, -1, 2], t1 [1, -2, 0.5, 3], t2 [1 + 2^-6, 2, -1, 0], t3 [1 + 2^-7, 1, 0, -4], t4 [1, 0, 0, 0].
+// const: alpha1 = [2, 1], alpha2 = [0.5, 1.5 * 2^-24], V = [[1, 2, 4, -8], [1, 0, 0, 4]].
+//   t0 ids {1, 2, 3}, w {0.5, inf, 2}: e1 [4, 8, -4, 2] * 0.5 = [2, 4, -2, 1]; zero skipped;
+//      copy [0.5, 1, -1, 2] * 2 = [1, 2, -2, 4]  -> x = [3, 6, -4, 5].
+//   t1 ids {4, 0, 2}, w {0.25, 1, inf}: c0 v = 2 * [1, -2, 0.5, 3] + 0.5 * [1, 2, 4, -8] = [2.5, -3, 3, 2],
+//      * 0.25 = [0.625, -0.75, 0.75, 0.5]; e0 [1, 1, 1, 1] -> x = [1.625, 0.25, 1.75, 1.5].
+//   t2 ids {0, 5, 2}, w {1, 1, inf}: column 0: acc = e0 row -(1 + 2^-6); then c1 v = fp32(1 * (1 + 2^-6)) +
+//      fp32(1.5 * 2^-24 * 1) = 1 + 2^-6 + 0.75 * 2^-23 exactly, which rounds in fp32 (ulp 2^-23) to
+//      1 + 2^-6 + 2^-23, so acc = 2^-23 (bf16 0x3400; with v left unrounded: 1.5 * 2^-24, 0x33C0).
+//      Column 1: -2 + 2 = 0. Column 2: 0.5 - 1 = -0.5. Column 3: 0 + (0 + 1.5 * 2^-24 * 4) = 1.5 * 2^-22.
+//   t3 ids {0, 3, 2}, w {P, 1 + 2^-23, inf} with P = 1 + 2^-7 + 2^-23 (fp32):
+//      column 0: e0 (-1) * P = -P exactly; copy (1 + 2^-7) * (1 + 2^-23) = 1 + 2^-7 + 2^-23 + 2^-30 rounds
+//      to P, so acc = -P + P = 0 (an FMA would leave 2^-30). Column 1: 0 * P + 1 * (1 + 2^-23) = 1 + 2^-23
+//      -> bf16 1. Column 2: 0. Column 3: 0 + (-4) * (1 + 2^-23) = -4 - 2^-21 -> bf16 -4.
+//   t4 ids {3, 5, 0}, w {1, 1, 1} (k order matters): column 0: copy 1; c1 v = 1 + 1.5 * 2^-24 -> 1 + 2^-23;
+//      acc = 1 + (1 + 2^-23) = 2 + 2^-23, a tie at ulp 2^-22 -> 2 (even); + e0 row -2 -> 0. (Taking the
+//      MoE row first would give (-2 + 1) + (1 + 2^-23) = 2^-23.) Column 3: c1 0 + 1.5 * 2^-24 * 4 = 1.5 * 2^-22.
+TEST(SpecialExperts, CombineZeroCopyConstByHand) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float p = 1.0f + 0x1p-7f + 0x1p-23f;
+  const float w_copy = 1.0f + 0x1p-23f;
+  {  // The two fp32 roundings the expected values rely on, recomputed step by step.
+    volatile float first = 1.0f * (1.0f + 0x1p-6f);
+    volatile float second = (1.5f * 0x1p-24f) * 1.0f;
+    volatile float v = first + second;
+    EXPECT_EQ(v, 1.0f + 0x1p-6f + 0x1p-23f);
+    volatile float residual = v - (1.0f + 0x1p-6f);
+    EXPECT_EQ(residual, 0x1p-23f);
+    volatile float a = 1.0f + 0x1p-7f;
+    volatile float b = w_copy;
+    volatile float product = a * b;
+    EXPECT_EQ(product, p);
+    volatile float one = 1.0f;
+    volatile float c1 = one + (1.5f * 0x1p-24f) * one;
+    EXPECT_EQ(c1, 1.0f + 0x1p-23f);
+    volatile float sum = one + c1;
+    EXPECT_EQ(sum, 2.0f);
+    EXPECT_EQ(static_cast<double>(a) * static_cast<double>(b), static_cast<double>(p) + 0x1p-30);  // not exact
+  }
+  Config config;
+  config.moe_expert_num = 2;
+  config.zero_expert_num = 1;
+  config.copy_expert_num = 1;
+  config.const_expert_num = 2;
+  config.top_k = 3;
+  config.hidden = 4;
+  std::vector<RankInput> inputs = {MakeRank(0, 5, 4, {1, 2, 3, 4, 0, 2, 0, 5, 2, 0, 3, 2, 3, 5, 0}),
+                                   MakeRank(1, 0, 4, {})};
+  const std::vector<DispatchOut> dispatched = Dispatch(config, inputs);
+  ASSERT_EQ(dispatched[0].assist_info, (Triple{0, 1, 1, 0, 2, 0, 0, 3, 0, 0, 4, 2}));
+  ASSERT_EQ(dispatched[1].assist_info, (Triple{0, 0, 0}));
+
+  std::vector<CombineInput> combine(2);
+  for (float v : {1.0f, 1.0f, 1.0f, 1.0f, -(1.0f + 0x1p-6f), -2.0f, 0.5f, 0.0f, -1.0f, 0.0f, 0.0f, 0.0f, -2.0f, 0.0f,
+                  0.0f, 0.0f}) {
+    combine[0].expert_out.push_back(Bf(v));
+  }
+  combine[1].expert_out = {Bf(4), Bf(8), Bf(-4), Bf(2)};
+  combine[0].expert_scales = {0.5f, inf, 2.0f, 0.25f, 1.0f, inf, 1.0f, 1.0f, inf, p, w_copy, inf, 1.0f, 1.0f, 1.0f};
+  for (float v : {0.5f, 1.0f, -1.0f, 2.0f, 1.0f, -2.0f, 0.5f, 3.0f, 1.0f + 0x1p-6f, 2.0f, -1.0f, 0.0f, 1.0f + 0x1p-7f,
+                  1.0f, 0.0f, -4.0f, 1.0f, 0.0f, 0.0f, 0.0f}) {
+    combine[0].ori_x.push_back(Bf(v));
+  }
+  for (CombineInput& input : combine) {
+    input.const_alpha1 = {Bf(2), Bf(1)};
+    input.const_alpha2 = {Bf(0.5f), Bf(1.5f * 0x1p-24f)};
+    input.const_v = {Bf(1), Bf(2), Bf(4), Bf(-8), Bf(1), Bf(0), Bf(0), Bf(4)};
+  }
+  const std::vector<CombineOut> outs = Combine(config, inputs, combine);
+  EXPECT_EQ(outs[0].written, (std::vector<uint8_t>{1, 1, 1, 1, 1}));
+  EXPECT_EQ(outs[1].written, (std::vector<uint8_t>{}));
+  const std::vector<uint16_t> expected = {
+      Bf(3),      Bf(6),     Bf(-4),    Bf(5),                 // t0
+      Bf(1.625f), Bf(0.25f), Bf(1.75f), Bf(1.5f),              // t1
+      0x3400,     Bf(0),     Bf(-0.5f), Bf(1.5f * 0x1p-22f),   // t2
+      Bf(0),      Bf(1),     Bf(0),     Bf(-4),                // t3
+      Bf(0),      Bf(0),     Bf(0),     Bf(1.5f * 0x1p-22f)};  // t4
+  EXPECT_EQ(Bf(0x1p-23f), 0x3400);
+  EXPECT_EQ(outs[0].x, expected);
+
+  // CombineAddRmsNorm accumulates the same way: with a zero residual, x = bf16(acc) is the same.
+  for (CombineInput& input : combine) {
+    input.residual_x.assign(input.ori_x.size(), Bf(0));
+    input.gamma.assign(4, Bf(1));
+  }
+  const std::vector<CombineOut> norm_outs = CombineAddRmsNorm(config, inputs, combine);
+  EXPECT_EQ(norm_outs[0].written, (std::vector<uint8_t>{1, 1, 1, 1, 1}));
+  EXPECT_EQ(norm_outs[0].x, expected);
+}
+
+// fp16: copy = 1 (id 2), const = 1 (id 3), moe = 2, K = 2, H = 2; rank 0's token ids {2, 3}, w {fp32(1/3), 1}.
+// oriX [1, 1], alpha1 [0.5], alpha2 [2], V [[0.25, -0.25]]: const v = [0.5 + 0.5, 0.5 - 0.5] = [1, 0].
+// acc = [0.33333334 + 1 = 1.3333334, 0.33333334] -> fp16 [1365/1024 = 0x3D55, 1365/4096 = 0x3555].
+TEST(SpecialExperts, Fp16CopyAndConst) {
+  Config config;
+  config.dtype = DType::kFp16;
+  config.moe_expert_num = 2;
+  config.copy_expert_num = 1;
+  config.const_expert_num = 1;
+  config.top_k = 2;
+  config.hidden = 2;
+  std::vector<RankInput> inputs(2);
+  inputs[0] = {1, {FloatToHalf(7.0f), FloatToHalf(7.0f)}, {2, 3}, MaskKind::kNone, {}, {}};
+  inputs[1] = {0, {}, {}, MaskKind::kNone, {}, {}};
+  std::vector<CombineInput> combine(2);
+  combine[0].expert_scales = {1.0f / 3.0f, 1.0f};
+  combine[0].ori_x = {FloatToHalf(1.0f), FloatToHalf(1.0f)};
+  for (CombineInput& input : combine) {
+    input.const_alpha1 = {FloatToHalf(0.5f)};
+    input.const_alpha2 = {FloatToHalf(2.0f)};
+    input.const_v = {FloatToHalf(0.25f), FloatToHalf(-0.25f)};
+  }
+  EXPECT_EQ(Dispatch(config, inputs)[0].rows, 0);
+  const std::vector<CombineOut> outs = Combine(config, inputs, combine);
+  EXPECT_EQ(outs[0].written, (std::vector<uint8_t>{1}));
+  EXPECT_EQ(outs[0].x, (std::vector<uint16_t>{0x3D55, 0x3555}));
+}
+
+// 2-D mask over special experts. E = 2, moe = 2 (e0 on rank 0, e1 on rank 1), zero = 1 (id 2), copy = 1
+// (id 3), const = 1 (id 4), K = 3, H = 2.
+// r0 (bs 3): t0 ids {0, 3, 4} mask {1, 0, 1}: e0 and c0; the copy pair is masked.
+//            t1 ids {3, 99, 1} mask {1, 0, 0}: only the copy pair (the masked id 99 is never looked at).
+//            t2 ids {4, 3, 0} mask {0, 0, 0}: inactive, not sent, output row not written.
+// r1 (bs 1): t0 ids {2, 3, 1} mask {1, 1, 0}: zero and copy; e1 masked.
+// Dispatch: rank 0 (e0) gets (0,0,0) only, counts [1, 1]; rank 1 (e1) gets nothing, counts [0, 0].
+// Combine: r0 oriX t0 [1, 2], t1 [3, -1], t2 [5, 5]; r1 oriX [4, -8]; alpha1 [1], alpha2 [1], V [[0.5, 0.25]];
+// rank 0 expert_out row 0 = [8, 16].
+//   r0 t0, w {1, 1, 1}: [8, 16] + (masked copy [1, 2] skipped) + c0 (1 * [1, 2] + 1 * [0.5, 0.25]) = [9.5, 18.25].
+//   r0 t1, w {2, 1, 1}: copy [3, -1] * 2 = [6, -2].
+//   r1 t0, w {inf, 0.5, 1}: zero skipped; copy [4, -8] * 0.5 = [2, -4].
+TEST(SpecialExperts, PairMaskOverSpecialExperts) {
+  Config config;
+  config.moe_expert_num = 2;
+  config.zero_expert_num = 1;
+  config.copy_expert_num = 1;
+  config.const_expert_num = 1;
+  config.top_k = 3;
+  config.hidden = 2;
+  std::vector<RankInput> inputs = {MakeRank(0, 3, 2, {0, 3, 4, 3, 99, 1, 4, 3, 0}), MakeRank(1, 1, 2, {2, 3, 1})};
+  inputs[0].mask_kind = MaskKind::kPairs;
+  inputs[0].mask = {1, 0, 1, 1, 0, 0, 0, 0, 0};
+  inputs[1].mask_kind = MaskKind::kPairs;
+  inputs[1].mask = {1, 1, 0};
+  const std::vector<DispatchOut> outs = Dispatch(config, inputs);
+  EXPECT_EQ(outs[0].assist_info, (Triple{0, 0, 0}));
+  ExpectRowsFrom(outs[0], 2, {{0, 0}});
+  EXPECT_EQ(outs[0].ep_recv_counts, (std::vector<int32_t>{1, 1}));
+  EXPECT_EQ(outs[1].rows, 0);
+  EXPECT_EQ(outs[1].ep_recv_counts, (std::vector<int32_t>{0, 0}));
+  EXPECT_EQ(outs[1].expert_token_nums, (std::vector<int64_t>{0}));
+
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<CombineInput> combine(2);
+  combine[0].expert_out = {Bf(8), Bf(16)};
+  combine[0].expert_scales = {1, 1, 1, 2, 1, 1, 1, 1, 1};
+  combine[0].ori_x = {Bf(1), Bf(2), Bf(3), Bf(-1), Bf(5), Bf(5)};
+  combine[1].expert_scales = {inf, 0.5f, 1};
+  combine[1].ori_x = {Bf(4), Bf(-8)};
+  for (CombineInput& input : combine) {
+    input.const_alpha1 = {Bf(1)};
+    input.const_alpha2 = {Bf(1)};
+    input.const_v = {Bf(0.5f), Bf(0.25f)};
+  }
+  const std::vector<CombineOut> results = Combine(config, inputs, combine);
+  EXPECT_EQ(results[0].written, (std::vector<uint8_t>{1, 1, 0}));
+  EXPECT_EQ(results[0].x[0], Bf(9.5f));
+  EXPECT_EQ(results[0].x[1], Bf(18.25f));
+  EXPECT_EQ(results[0].x[2], Bf(6));
+  EXPECT_EQ(results[0].x[3], Bf(-2));
+  EXPECT_EQ(results[1].written, (std::vector<uint8_t>{1}));
+  EXPECT_EQ(results[1].x, (std::vector<uint16_t>{Bf(2), Bf(-4)}));
+}
+
+// Tokens whose experts are all special are active and written.
+// (a) With a shared expert: SpecialConfig / SpecialInputs (see DispatchSkipsSpecialIds), expert_out coded
+//     (row i of rank g = [16g + i, -(16g + i)]), w = 0.5 for k = 0 and 1 for k = 1.
+//     oriX: r0 t0 [9, 9], t1 [1, 2], t2 [9, 9]; r1 t0 [2, -2], t1 [9, 9]; r2 t0 [9, 9].
+//     alpha1 [1, 2], alpha2 [1, 0.5], V [[4, 8], [2, 2]].
+//     r0 t1 ids {3, 4} (copy, c0): [1, 2] * 0.5 + (1 * [1, 2] + 1 * [4, 8]) * 1 = [5.5, 11]; + shared row
+//       (rank 0 row 1 = [1, -1]) = [6.5, 10].
+//     r1 t0 ids {5, 1}: c1 = 2 * [2, -2] + 0.5 * [2, 2] = [5, -3], * 0.5 = [2.5, -1.5]; e1 row (1,0,1) = rank 2
+//       row 1 = [33, -33] -> [35.5, -34.5]; shared rank 0 row 3 = [3, -3] -> [38.5, -37.5].
+//     r2 t0 ids {2, 0}: zero skipped; e0 row (2,0,1) = rank 1 row 2 = [18, -18]; shared rank 0 row 5 = [5, -5]
+//       -> [23, -23].
+// (b) No shared expert, no MoE pair at all: E = 2, moe = 2, zero = 2 (ids 2, 3), copy = 1 (id 4), K = 2, H = 2.
+//     r0 t0 ids {2, 4}, w {inf, 2}: copy [1.5, -3] * 2 = [3, -6]; + shared_expert_x [0.25, 0.5] = [3.25, -5.5].
+//     r1 t0 ids {3, 2}: zero experts only -> written, x = [0, 0].
+TEST(SpecialExperts, TokensWithOnlySpecialExperts) {
+  {
+    const Config config = SpecialConfig();
+    const std::vector<RankInput> inputs = SpecialInputs();
+    const int64_t rows[] = {6, 3, 3};
+    const std::vector<std::vector<float>> ori_x = {{9, 9, 1, 2, 9, 9}, {2, -2, 9, 9}, {9, 9}};
+    std::vector<CombineInput> combine(3);
+    for (int g = 0; g < 3; ++g) {
+      combine[g].expert_out = CodedExpertOut(g, rows[g], 2);
+      for (int64_t t = 0; t < inputs[g].bs; ++t) combine[g].expert_scales.insert(combine[g].expert_scales.end(), {0.5f, 1.0f});
+      for (float v : ori_x[g]) combine[g].ori_x.push_back(Bf(v));
+      combine[g].const_alpha1 = {Bf(1), Bf(2)};
+      combine[g].const_alpha2 = {Bf(1), Bf(0.5f)};
+      combine[g].const_v = {Bf(4), Bf(8), Bf(2), Bf(2)};
+    }
+    const std::vector<CombineOut> outs = Combine(config, inputs, combine);
+    EXPECT_EQ(outs[0].written, (std::vector<uint8_t>{1, 1, 1}));
+    EXPECT_EQ(outs[0].x[2], Bf(6.5f));
+    EXPECT_EQ(outs[0].x[3], Bf(10));
+    EXPECT_EQ(outs[1].written, (std::vector<uint8_t>{1, 1}));
+    EXPECT_EQ(outs[1].x[0], Bf(38.5f));
+    EXPECT_EQ(outs[1].x[1], Bf(-37.5f));
+    EXPECT_EQ(outs[2].written, (std::vector<uint8_t>{1}));
+    EXPECT_EQ(outs[2].x, (std::vector<uint16_t>{Bf(23), Bf(-23)}));
+  }
+  {
+    Config config;
+    config.moe_expert_num = 2;
+    config.zero_expert_num = 2;
+    config.copy_expert_num = 1;
+    config.top_k = 2;
+    config.hidden = 2;
+    const std::vector<RankInput> inputs = {MakeRank(0, 1, 2, {2, 4}), MakeRank(1, 1, 2, {3, 2})};
+    const std::vector<DispatchOut> dispatched = Dispatch(config, inputs);
+    EXPECT_EQ(dispatched[0].rows, 0);
+    EXPECT_EQ(dispatched[1].rows, 0);
+    EXPECT_EQ(dispatched[0].ep_recv_counts, (std::vector<int32_t>{0, 0}));
+    EXPECT_EQ(dispatched[1].expert_token_nums, (std::vector<int64_t>{0}));
+    std::vector<CombineInput> combine(2);
+    combine[0].expert_scales = {std::numeric_limits<float>::infinity(), 2.0f};
+    combine[0].ori_x = {Bf(1.5f), Bf(-3)};
+    combine[0].shared_expert_x = {Bf(0.25f), Bf(0.5f)};
+    combine[1].expert_scales = {1.0f, 1.0f};
+    combine[1].ori_x = {Bf(7), Bf(7)};
+    const std::vector<CombineOut> outs = Combine(config, inputs, combine);
+    EXPECT_EQ(outs[0].written, (std::vector<uint8_t>{1}));
+    EXPECT_EQ(outs[0].x, (std::vector<uint16_t>{Bf(3.25f), Bf(-5.5f)}));
+    EXPECT_EQ(outs[1].written, (std::vector<uint8_t>{1}));
+    EXPECT_EQ(outs[1].x, (std::vector<uint16_t>{Bf(0), Bf(0)}));
+  }
+}
+
+// comm_quant_mode 2 quantizes only the returned MoE rows; special experts are computed locally, exactly.
+// E = 2, moe = 2, copy = 1 (id 2), K = 2, H = 2; rank 0's token ids {0, 2}, w {1, 1}.
+// e0 row (rank 0 row 0) = [127, 2.5]: s = 127 * fp32(1/127) = 1, q = [127, 2] (2.5 ties to even), v = [127, 2].
+// copy oriX [127, 1.5] unquantized -> x = [254, 3.5] (a quantized copy would give [254, 4]).
+TEST(SpecialExperts, CommQuantLeavesSpecialExpertsExact) {
+  Config config;
+  config.moe_expert_num = 2;
+  config.copy_expert_num = 1;
+  config.top_k = 2;
+  config.hidden = 2;
+  config.comm_quant_mode = 2;
+  const std::vector<RankInput> inputs = {MakeRank(0, 1, 2, {0, 2}), MakeRank(1, 0, 2, {})};
+  std::vector<CombineInput> combine(2);
+  combine[0].expert_out = {Bf(127), Bf(2.5f)};
+  combine[0].expert_scales = {1.0f, 1.0f};
+  combine[0].ori_x = {Bf(127), Bf(1.5f)};
+  const std::vector<CombineOut> outs = Combine(config, inputs, combine);
+  EXPECT_EQ(outs[0].x, (std::vector<uint16_t>{Bf(254), Bf(3.5f)}));
+}
+
+// Input checks for the special-expert tensors: ori_x is required with copy or const experts; the const
+// tensors must match const_expert_num.
+TEST(SpecialExperts, CombineInputSizesChecked) {
+  Config config;
+  config.moe_expert_num = 2;
+  config.const_expert_num = 1;
+  config.hidden = 2;
+  const std::vector<RankInput> inputs = {MakeRank(0, 1, 2, {2}), MakeRank(1, 0, 2, {})};
+  std::vector<CombineInput> combine(2);
+  combine[0].expert_scales = {1.0f};
+  for (CombineInput& input : combine) {
+    input.const_alpha1 = {Bf(1)};
+    input.const_alpha2 = {Bf(1)};
+    input.const_v = {Bf(1), Bf(2)};
+  }
+  EXPECT_THROW(Combine(config, inputs, combine), std::invalid_argument);  // ori_x missing on rank 0
+  combine[0].ori_x = {Bf(3), Bf(4)};
+  EXPECT_EQ(Combine(config, inputs, combine)[0].x, (std::vector<uint16_t>{Bf(4), Bf(6)}));
+  combine[1].const_v = {Bf(1)};
+  EXPECT_THROW(Combine(config, inputs, combine), std::invalid_argument);  // const_v must hold const * H
 }
 
 }  // namespace
