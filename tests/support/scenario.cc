@@ -21,6 +21,10 @@ int64_t Uniform(std::mt19937_64& rng, int64_t lo, int64_t hi) {
 bool Chance(std::mt19937_64& rng, double p) { return std::bernoulli_distribution(p)(rng); }
 
 int Ranks(const moe_ref::Config& c) { return c.ep_world_size * c.tp_world_size; }
+// MoE experts plus the V3 zero / copy / const experts (ids past moe_expert_num).
+int64_t AllExperts(const moe_ref::Config& c) {
+  return c.moe_expert_num + c.zero_expert_num + c.copy_expert_num + c.const_expert_num;
+}
 int64_t LocalExperts(const moe_ref::Config& c) { return c.moe_expert_num / (c.ep_world_size - c.shared_expert_rank_num); }
 
 // A random finite 16-bit float of moderate magnitude (occasionally zero), as raw bits.
@@ -35,11 +39,12 @@ uint16_t RandomHalf(std::mt19937_64& rng, moe_ref::DType dtype) {
 void RouteRank(const ScenarioSpec& s, std::mt19937_64& rng, moe_ref::RankInput& in) {
   const auto& c = s.config;
   in.expert_ids.resize(in.bs * c.top_k);
-  std::vector<int32_t> experts(c.moe_expert_num);
+  const int64_t all_experts = AllExperts(c);
+  std::vector<int32_t> experts(all_experts);
   std::iota(experts.begin(), experts.end(), 0);
   for (int64_t t = 0; t < in.bs; ++t) {
     for (int k = 0; k < c.top_k; ++k) {  // partial Fisher-Yates: K distinct experts per token
-      std::swap(experts[k], experts[Uniform(rng, k, c.moe_expert_num - 1)]);
+      std::swap(experts[k], experts[Uniform(rng, k, all_experts - 1)]);
       in.expert_ids[t * c.top_k + k] = experts[k];
     }
   }
@@ -67,7 +72,12 @@ ScenarioSpec RandomSpec(std::mt19937_64& rng, int max_ranks, int64_t max_hidden,
   }
   const int64_t local = c.tp_world_size == 2 ? 1 : Uniform(rng, 1, 8);
   c.moe_expert_num = static_cast<int>(local * (c.ep_world_size - c.shared_expert_rank_num));
-  c.top_k = static_cast<int>(Uniform(rng, 1, std::min(16, c.moe_expert_num)));
+  if (Chance(rng, 0.25)) {  // V3 special experts
+    c.zero_expert_num = static_cast<int>(Uniform(rng, 0, 2));
+    c.copy_expert_num = static_cast<int>(Uniform(rng, 0, 2));
+    c.const_expert_num = static_cast<int>(Uniform(rng, c.zero_expert_num + c.copy_expert_num == 0 ? 1 : 0, 2));
+  }
+  c.top_k = static_cast<int>(Uniform(rng, 1, std::min<int64_t>(16, AllExperts(c))));
   c.hidden = static_cast<int>(Chance(rng, 0.5) ? Uniform(rng, 1, std::min<int64_t>(96, max_hidden))
                                                : Uniform(rng, 1, max_hidden));
   c.dtype = Chance(rng, 0.5) ? moe_ref::DType::kBf16 : moe_ref::DType::kFp16;
@@ -105,6 +115,9 @@ std::string Describe(const ScenarioSpec& s) {
     << (s.mask == MaskKind::kNone ? "none" : s.mask == MaskKind::kTokens ? "1-D" : "2-D")
     << (s.shared_expert_x ? " sharedExpertX" : "") << (s.add_rms_norm ? " AddRmsNorm" : "")
     << " layout=" << static_cast<int>(s.layout);
+  if (c.zero_expert_num + c.copy_expert_num + c.const_expert_num > 0) {
+    o << " zero/copy/const=" << c.zero_expert_num << "/" << c.copy_expert_num << "/" << c.const_expert_num;
+  }
   return o.str();
 }
 
@@ -130,6 +143,16 @@ ScenarioInputs MakeInputs(const ScenarioSpec& s, std::mt19937_64& rng) {
       m.shared_expert_x.resize(d.bs * c.hidden);
       for (auto& v : m.shared_expert_x) v = RandomHalf(rng, c.dtype);
     }
+    if (c.copy_expert_num + c.const_expert_num > 0) {
+      m.ori_x.resize(d.bs * c.hidden);
+      for (auto& v : m.ori_x) v = RandomHalf(rng, c.dtype);
+    }
+    for (auto* alpha : {&m.const_alpha1, &m.const_alpha2}) {
+      alpha->resize(c.const_expert_num);
+      for (auto& v : *alpha) v = RandomHalf(rng, c.dtype);
+    }
+    m.const_v.resize(static_cast<size_t>(c.const_expert_num) * c.hidden);
+    for (auto& v : m.const_v) v = RandomHalf(rng, c.dtype);
     if (s.add_rms_norm) {
       m.residual_x.resize(d.bs * c.hidden);
       for (auto& v : m.residual_x) v = RandomHalf(rng, c.dtype);

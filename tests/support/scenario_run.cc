@@ -112,7 +112,8 @@ RankResult RunRank(const ScenarioSpec& s, const ScenarioInputs& in, int g, Group
   const auto& d = in.dispatch[g];
   const auto& m = in.combine[g];
   const int64_t h = c.hidden, tp_size = c.tp_world_size;
-  const ExpertLayout experts{c.moe_expert_num, c.shared_expert_num, c.shared_expert_rank_num, c.global_bs};
+  const ExpertLayout experts{c.moe_expert_num,  c.shared_expert_num, c.shared_expert_rank_num, c.global_bs,
+                             c.zero_expert_num, c.copy_expert_num,   c.const_expert_num};
   const int64_t a = DispatchReceiveRows(ep, d.bs, c.top_k, experts);
   const bool quant = c.quant_mode == 2;
   const bool shared_rank = ep.rank() < c.shared_expert_rank_num;
@@ -159,6 +160,12 @@ RankResult RunRank(const ScenarioSpec& s, const ScenarioInputs& in, int g, Group
   CombineOptions combine;
   combine.comm_quant = c.comm_quant_mode == 2 ? Quant::kDynamicInt8 : Quant::kNone;
   if (!m.shared_expert_x.empty()) combine.shared_expert_x = TensorView(m.shared_expert_x.data(), HalfDType(c), {d.bs, h});
+  if (!m.ori_x.empty()) combine.ori_x = TensorView(m.ori_x.data(), HalfDType(c), {d.bs, h});
+  if (c.const_expert_num > 0) {
+    combine.const_alpha1 = TensorView(m.const_alpha1.data(), HalfDType(c), {c.const_expert_num});
+    combine.const_alpha2 = TensorView(m.const_alpha2.data(), HalfDType(c), {c.const_expert_num});
+    combine.const_v = TensorView(m.const_v.data(), HalfDType(c), {c.const_expert_num, h});
+  }
   r.x = Poisoned<uint16_t>(d.bs * h);
   if (s.add_rms_norm) {
     r.y = Poisoned<uint16_t>(d.bs * h);
