@@ -1,5 +1,6 @@
 // Groups (communicators): a set of ranks that run the collective operations together, each with its
-// own window. This transport runs the ranks as threads of one process.
+// own window. Ranks are threads of one process (CreateThreadGroups) or processes on one host
+// (JoinProcessGroup, over shared memory).
 #pragma once
 
 #include <chrono>
@@ -37,6 +38,10 @@ class Group {
   uint64_t window_bytes() const;
   const std::string& name() const;
 
+  /// Peers (ranks of this group) that an operation of this group waited for in vain, in rank order;
+  /// a BufferReset that syncs with a peer again clears its entry.
+  std::vector<int> failed_ranks() const;
+
   Impl& impl() const { return *impl_; }
 
  private:
@@ -46,5 +51,22 @@ class Group {
 /// Creates the `size` ranks of an in-process group (the thread transport): hand groups[r] to the thread
 /// that runs rank r. Memory is shared by pointer; nothing outlives the last Group.
 std::vector<Group> CreateThreadGroups(int size, const GroupOptions& options = {});
+
+/// Where a process stands in its job: what a launcher (`moe-ep launch`, or any other) sets in
+/// MOE_EP_RANK, MOE_EP_WORLD_SIZE and MOE_EP_RENDEZVOUS (an unpredictable token naming the job).
+struct LaunchEnvironment {
+  int rank = 0;
+  int world_size = 0;
+  std::string rendezvous;
+};
+/// Reads the three variables; throws Error naming any that is missing or malformed.
+LaunchEnvironment ReadLaunchEnvironment();
+
+/// [collective over the job's processes] Joins the group of every rank of the job, one process per rank,
+/// over shared memory (the shm transport). Every process makes its groups in the same order: the n-th
+/// group with a given name is the same group everywhere. Waits at most the group timeout for the others.
+Group JoinProcessGroup(const LaunchEnvironment& job, const GroupOptions& options = {});
+/// JoinProcessGroup(ReadLaunchEnvironment(), options).
+Group JoinProcessGroup(const GroupOptions& options = {});
 
 }  // namespace moe_ep

@@ -46,7 +46,7 @@ struct DispatchOutputs {
   TensorView assist_info;        ///< (>= 3*tp*A,) int32: (srcRank, tokenIdx, kIdx) per row
   TensorView expert_token_nums;  ///< (L,) int64, (1,) on shared-expert ranks
   TensorView ep_recv_counts;     ///< (E*L*tp,) or (E*tp,) int32, inclusive cumulative
-  TensorView tp_recv_counts;     ///< (tp,) int32 (tp = 1 without a TP group)
+  TensorView tp_recv_counts;     ///< (tp,) int32 (tp = 1 without a TP group); written only with a TP pair
 };
 
 /// What combine needs from dispatch: the routing and where every received row came from.

@@ -1,9 +1,14 @@
-// Group construction for the thread transport and the Group accessors.
+// Group construction (threads of one process, processes over shared memory) and the Group accessors.
 #include "moe_ep/group.h"
+
+#include <cstdlib>
+#include <map>
+#include <mutex>
 
 #include "api/group_impl.h"
 #include "moe_ep/error.h"
 #include "moe_ep/options.h"
+#include "transport/shm/shm_team.h"
 #include "transport/thread/thread_team.h"
 
 namespace moe_ep {
@@ -19,6 +24,62 @@ std::chrono::milliseconds Group::timeout() const { return impl_->timeout; }
 uint64_t Group::window_bytes() const { return impl_->window->data_bytes(); }
 const std::string& Group::name() const { return impl_->name; }
 
+std::vector<int> Group::failed_ranks() const { return {impl_->failed.begin(), impl_->failed.end()}; }
+
+namespace {
+
+int EnvInt(const char* name) {
+  const char* text = std::getenv(name);
+  if (!text || !*text) throw Error(ErrorCode::kInvalidConfig, std::string(name) + " is not set; start the ranks with `moe-ep launch -n N -- PROGRAM`");
+  char* end = nullptr;
+  const long value = std::strtol(text, &end, 10);
+  if (*end != '\0' || value < 0 || value > (1 << 20)) {
+    throw Error(ErrorCode::kInvalidConfig, std::string(name) + " = '" + text + "' is not a rank number");
+  }
+  return static_cast<int>(value);
+}
+
+GroupOptions WithDefaults(const GroupOptions& options) {
+  GroupOptions o = options;
+  if (o.timeout.count() <= 0) o.timeout = DefaultTimeout();
+  if (o.window_bytes == 0) o.window_bytes = DefaultWindowBytes();
+  return o;
+}
+
+}  // namespace
+
+LaunchEnvironment ReadLaunchEnvironment() {
+  LaunchEnvironment job;
+  job.rank = EnvInt("MOE_EP_RANK");
+  job.world_size = EnvInt("MOE_EP_WORLD_SIZE");
+  const char* token = std::getenv("MOE_EP_RENDEZVOUS");
+  if (!token || !*token) throw Error(ErrorCode::kInvalidConfig, "MOE_EP_RENDEZVOUS is not set; start the ranks with `moe-ep launch -n N -- PROGRAM`");
+  job.rendezvous = token;
+  if (job.world_size < 1 || job.rank >= job.world_size) {
+    throw Error(ErrorCode::kInvalidConfig, "MOE_EP_RANK = " + std::to_string(job.rank) + " must be in [0, MOE_EP_WORLD_SIZE = " +
+                                               std::to_string(job.world_size) + ")");
+  }
+  return job;
+}
+
+Group JoinProcessGroup(const LaunchEnvironment& job, const GroupOptions& options) {
+  const GroupOptions o = WithDefaults(options);
+  // The n-th group of a name in this process: every rank creates its groups in the same order.
+  static std::mutex mutex;
+  static std::map<std::string, int> made;
+  int index;
+  {
+    std::lock_guard lock(mutex);
+    index = made[o.name]++;
+  }
+  const std::string group = o.name + "-" + std::to_string(index);
+  auto window = transport::JoinShmGroup(job.rendezvous, group, job.rank, job.world_size, o.window_bytes,
+                                        transport::Clock::now() + o.timeout);
+  return Group(std::make_unique<Group::Impl>(Group::Impl{std::move(window), o.timeout, o.name, {}}));
+}
+
+Group JoinProcessGroup(const GroupOptions& options) { return JoinProcessGroup(ReadLaunchEnvironment(), options); }
+
 std::vector<Group> CreateThreadGroups(int size, const GroupOptions& options) {
   if (size < 1) throw Error(ErrorCode::kInvalidParam, "CreateThreadGroups: size = " + std::to_string(size) + " must be >= 1");
   const auto timeout = options.timeout.count() > 0 ? options.timeout : DefaultTimeout();
@@ -26,7 +87,7 @@ std::vector<Group> CreateThreadGroups(int size, const GroupOptions& options) {
   const std::string name = "group '" + options.name + "'";
   std::vector<Group> groups;
   for (auto& window : transport::CreateThreadWindows(size, bytes, name)) {
-    groups.emplace_back(std::make_unique<Group::Impl>(Group::Impl{std::move(window), timeout, options.name}));
+    groups.emplace_back(std::make_unique<Group::Impl>(Group::Impl{std::move(window), timeout, options.name, {}}));
   }
   return groups;
 }

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "moe_ep/group.h"
@@ -14,6 +15,7 @@ struct Group::Impl {
   std::unique_ptr<transport::Window> window;
   std::chrono::milliseconds timeout;
   std::string name;
+  std::set<int> failed;  // peers an operation timed out waiting for (Group::failed_ranks)
 
   transport::Clock::time_point Deadline() const { return transport::Clock::now() + timeout; }
 };

@@ -64,6 +64,17 @@ Tensor DenseCopy(const TensorView& v) {
   return t;
 }
 
+// Runs one operation of `ep`, remembering the peers it timed out waiting for (Group::failed_ranks).
+template <typename Body>
+void Remembering(Group& ep, Body&& body) {
+  try {
+    body();
+  } catch (const TimeoutError& e) {
+    ep.impl().failed.insert(e.missing_ranks().begin(), e.missing_ranks().end());
+    throw;
+  }
+}
+
 ops::OpContext Context(Group& ep, Group* tp) {
   return ops::OpContext{*ep.impl().window, tp ? tp->impl().window.get() : nullptr, ep.impl().Deadline()};
 }
@@ -92,7 +103,7 @@ void RunCombine(Group& ep, const DispatchHandle& h, plan::CombineTensors& t, con
   c.comm_quant_mode = static_cast<int64_t>(options.comm_quant);
   plan::ValidateCombine(c, t, plan::Profile::kNative, Capacity(ep, tp), "Combine");
   ops::OpContext ctx = Context(ep, tp);
-  ops::Combine(c, t, ctx);
+  Remembering(ep, [&] { ops::Combine(c, t, ctx); });
 }
 
 }  // namespace
@@ -117,7 +128,7 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
                                 out.tp_recv_counts};
   plan::ValidateDispatch(c, t, plan::Profile::kNative, Capacity(ep, tp), "Dispatch");
   ops::OpContext ctx = Context(ep, tp);
-  ops::Dispatch(c, t, ctx);
+  Remembering(ep, [&] { ops::Dispatch(c, t, ctx); });
 
   DispatchHandle h;
   h.experts = options.experts;
@@ -204,7 +215,11 @@ void BufferReset(Group& ep, std::span<const int32_t> reachable, bool need_sync) 
                                                  "; rule: entries are 0 or 1");
     }
   }
-  ops::BufferReset(*ep.impl().window, reachable, need_sync, ep.impl().Deadline());
+  Remembering(ep, [&] { ops::BufferReset(*ep.impl().window, reachable, need_sync, ep.impl().Deadline()); });
+  if (!need_sync) return;
+  for (int r = 0; r < ep.size(); ++r) {
+    if (reachable[r]) ep.impl().failed.erase(r);
+  }
 }
 
 }  // namespace moe_ep

@@ -209,8 +209,6 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, OpContext& ctx
     auto* tp_counts = static_cast<int32_t*>(t.tp_recv_counts.data);
     tp_counts[c.tp_rank] = static_cast<int32_t>(own_rows);
     tp_counts[1 - c.tp_rank] = static_cast<int32_t>(sink.rows() - own_rows);
-  } else if (c.tp_world_size == 1) {
-    static_cast<int32_t*>(t.tp_recv_counts.data)[0] = static_cast<int32_t>(own_rows);
   }
   WriteExpertTokenNums(c, recv_counts, sink.rows(), static_cast<int64_t*>(t.expert_token_nums.data));
 }

@@ -17,8 +17,10 @@ inline constexpr uint64_t kMaxSyncFlags = uint64_t{1} << 16;      // one per ran
 inline constexpr uint64_t kDispatchFlagBase = 0;
 inline constexpr uint64_t kCombineFlagBase = 2 * kMaxDispatchFlags;
 inline constexpr uint64_t kSyncFlagBase = kCombineFlagBase + 2 * kMaxCombineFlags;
-inline constexpr uint64_t kFlagCount = kSyncFlagBase + kMaxSyncFlags;
-// BufferReset clears flags [0, kSyncFlagBase): the sync flags survive so a reset can itself sync.
+inline constexpr uint64_t kBarrierFlagBase = kSyncFlagBase + kMaxSyncFlags;  // one per rank: Barrier()
+inline constexpr uint64_t kFlagCount = kBarrierFlagBase + kMaxSyncFlags;
+// BufferReset clears flags [0, kSyncFlagBase): the sync and barrier flags survive so a reset can
+// itself sync and a barrier never loses a peer's arrival.
 inline constexpr uint64_t kClearedFlagCount = kSyncFlagBase;
 
 /// The layout of one call's payloads in the EP window (per parity half) and in the TP window.

@@ -37,6 +37,14 @@ class Checker {
   void Dtype(const TensorView& t, const char* param, DType want) const {
     Require(t.dtype == want, kDtype, param, DTypeName(t.dtype), std::string("dtype must be ") + DTypeName(want));
   }
+  /// A dtype that the op-def's dtype combinations allow (`supported`, given the other tensors) but an
+  /// attribute rules out, e.g. expandX bf16 with quantMode 2: the tiling's re-check rejects it (561002,
+  /// SPEC 1.2). Outside `supported` it is 161002.
+  void DtypeAgrees(const TensorView& t, const char* param, DType want, std::initializer_list<DType> supported) const {
+    const bool known = std::find(supported.begin(), supported.end(), t.dtype) != supported.end();
+    Require(t.dtype == want, known ? kRule : kDtype, param, DTypeName(t.dtype),
+            std::string("dtype must be ") + DTypeName(want));
+  }
   void Dim(const TensorView& t, const char* param, int64_t dims) const {
     Require(t.dim() == dims, kRule, param, t.Describe(), "must have " + std::to_string(dims) + " dimensions");
   }
@@ -235,7 +243,7 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
   const WindowLayout layout(c);
   const int64_t a = layout.a, tp = c.tp_size();
   const DType out_dtype = c.quant_mode == 2 ? DType::kInt8 : c.x_dtype;
-  ck.Dtype(t.expand_x, "expandXOut", out_dtype);
+  ck.DtypeAgrees(t.expand_x, "expandXOut", out_dtype, {c.x_dtype, DType::kInt8});
   ck.Dim(t.expand_x, "expandXOut", 2);
   ck.Shape(t.expand_x.shape[0] >= c.tp_world_size * a && t.expand_x.shape[1] == c.hidden, t.expand_x, "expandXOut",
            "shape must be (>= tpWorldSize * A = " + Str(c.tp_world_size * a) + ", H = " + Str(c.hidden) + ")");

@@ -26,7 +26,10 @@ void ZeroRange(uint8_t* p, uint64_t bytes) {
   }
   std::memset(p, 0, first - begin);
   std::memset(reinterpret_cast<void*>(last), 0, begin + bytes - last);
-  if (madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED) != 0) {
+  // Shared memory needs MADV_REMOVE (DONTNEED would bring the old contents back); a private anonymous
+  // mapping refuses REMOVE and zero-fills after DONTNEED.
+  void* pages = reinterpret_cast<void*>(first);
+  if (madvise(pages, last - first, MADV_REMOVE) != 0 && madvise(pages, last - first, MADV_DONTNEED) != 0) {
     std::memset(reinterpret_cast<void*>(first), 0, last - first);
   }
 }

@@ -48,6 +48,8 @@ class Window {
   /// The last reset-sync tag consumed from each peer (a peer that skipped a reset is behind, so a
   /// sync waits for a tag newer than the last one seen rather than for an exact one).
   std::vector<uint64_t>& reset_seen() { return reset_seen_; }
+  /// Barriers entered so far (tags the barrier flags; never reset).
+  uint64_t& barrier_calls() { return barrier_calls_; }
 
  protected:
   Window(int rank, int size, uint64_t data_bytes, std::string name)
@@ -60,6 +62,7 @@ class Window {
   std::string name_;
   OpCounters counters_;
   uint64_t reset_calls_ = 0;
+  uint64_t barrier_calls_ = 0;
   std::vector<uint64_t> reset_seen_ = std::vector<uint64_t>(size_, 0);
 };
 
@@ -81,6 +84,10 @@ void WaitFlags(const Window& window, std::span<const uint64_t> indices, uint32_t
 /// ranks `missing()` returns then (epoch 0: no call number in the message).
 void WaitUntil(const Window& window, Clock::time_point deadline, const char* op, const char* what, uint64_t epoch,
                const std::function<bool()>& done, const std::function<std::vector<int>()>& missing);
+
+/// Returns once every rank of the window's group has entered the same barrier, or throws TimeoutError
+/// at `deadline` naming the ranks that did not; `what` says what the barrier is for.
+void Barrier(Window& window, Clock::time_point deadline, const char* what);
 
 /// Waits for a single flag; returns its value.
 uint64_t WaitFlag(const Window& window, uint64_t index, uint32_t epoch, Clock::time_point deadline, int from_rank,

@@ -64,6 +64,14 @@ struct RunOptions {
   uint64_t seed = 0;              // for rerouting between rounds
 };
 
+/// One rank's dispatch + combine on its own groups (any transport), outputs poisoned first. `rank` is
+/// the global rank g = tp_rank * E + ep_rank; combine's expert outputs come from inputs.combine[rank].
+RankResult RunScenarioRank(const ScenarioSpec& spec, const ScenarioInputs& inputs, int rank, Group& ep, Group* tp);
+/// Compares one rank's outputs with the reference's, bit for bit, and that nothing past them was
+/// written; "" when they agree, else the first difference.
+std::string CompareScenarioRank(const ScenarioSpec& spec, int rank, const moe_ref::DispatchOut& expected,
+                                const moe_ref::CombineOut& expected_combine, const RankResult& result);
+
 /// Runs the scenario on thread ranks; returns "" on success or a description of the first mismatch.
 std::string RunAndCompare(const ScenarioSpec& spec, ScenarioInputs& inputs, const RunOptions& options);
 

@@ -70,7 +70,9 @@ std::string CompareBuffer(const char* what, int rank, const std::vector<T>& expe
   return "";
 }
 
-std::string CompareRank(const ScenarioSpec& s, int g, const moe_ref::DispatchOut& e, const moe_ref::CombineOut& ce,
+}  // namespace
+
+std::string CompareScenarioRank(const ScenarioSpec& s, int g, const moe_ref::DispatchOut& e, const moe_ref::CombineOut& ce,
                         const RankResult& r) {
   const int64_t h = s.config.hidden;
   std::string m;
@@ -106,8 +108,7 @@ std::string CompareRank(const ScenarioSpec& s, int g, const moe_ref::DispatchOut
   return m;
 }
 
-// One rank's dispatch + combine on poisoned buffers.
-RankResult RunRank(const ScenarioSpec& s, const ScenarioInputs& in, int g, Group& ep, Group* tp) {
+RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int g, Group& ep, Group* tp) {
   const auto& c = s.config;
   const auto& d = in.dispatch[g];
   const auto& m = in.combine[g];
@@ -182,8 +183,6 @@ RankResult RunRank(const ScenarioSpec& s, const ScenarioInputs& in, int g, Group
   return r;
 }
 
-}  // namespace
-
 std::string RunAndCompare(const ScenarioSpec& s, ScenarioInputs& in, const RunOptions& options) {
   const auto& c = s.config;
   const int ep_size = c.ep_world_size, tp_size = c.tp_world_size, ranks = ep_size * tp_size;
@@ -210,11 +209,11 @@ std::string RunAndCompare(const ScenarioSpec& s, ScenarioInputs& in, const RunOp
     std::vector<RankResult> results(ranks);
     RunRanks(ranks, [&](int g) {
       const int t = g / ep_size, e = g % ep_size;
-      results[g] = RunRank(s, in, g, ep_groups[t][e], tp_size == 2 ? &tp_groups[e][t] : nullptr);
+      results[g] = RunScenarioRank(s, in, g, ep_groups[t][e], tp_size == 2 ? &tp_groups[e][t] : nullptr);
     });
     if (!options.verify_each_round && round + 1 < options.rounds) continue;
     for (int g = 0; g < ranks; ++g) {
-      const std::string m = CompareRank(s, g, expected[g], expected_combine[g], results[g]);
+      const std::string m = CompareScenarioRank(s, g, expected[g], expected_combine[g], results[g]);
       if (!m.empty()) return "round " + std::to_string(round) + ": " + m;
     }
   }

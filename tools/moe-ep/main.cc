@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include "moe-ep/launch.h"
 #include "moe-ep/run_job.h"
 #include "moe_ep/error.h"
 
@@ -14,6 +15,10 @@ constexpr const char* kUsage = R"(usage: moe-ep <command> [flags]
 commands:
   run     dispatch + combine across in-process ranks (threads), verified bit for bit against the
           reference model, with per-operation median timings next to a memcpy of the same bytes
+  launch  -n N [--] PROGRAM [ARGS...]: start N processes of PROGRAM as the ranks of one job, with
+          MOE_EP_RANK, MOE_EP_WORLD_SIZE and a fresh MOE_EP_RENDEZVOUS set (moe_ep::JoinProcessGroup
+          reads them); their output is prefixed "[rank r] "; the exit status is the first non-zero
+          one of the ranks (128 + signal for a killed rank)
   help    this text
 
 run flags (defaults: the realistic decode configuration):
@@ -78,6 +83,30 @@ moe_ep::tools::JobOptions ParseRun(int argc, char** argv) {
   return o;
 }
 
+moe_ep::tools::LaunchOptions ParseLaunch(int argc, char** argv) {
+  moe_ep::tools::LaunchOptions o;
+  int i = 2;
+  for (; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--") {
+      ++i;
+      break;
+    }
+    if (flag == "-n" || flag == "--ranks") {
+      o.ranks = static_cast<int>(ParseInt(flag.c_str(), i + 1 < argc ? argv[i + 1] : nullptr, 1));
+      ++i;
+    } else if (!flag.empty() && flag[0] == '-') {
+      BadUsage("unknown launch flag '" + flag + "'");
+    } else {
+      break;
+    }
+  }
+  for (; i < argc; ++i) o.command.push_back(argv[i]);
+  if (o.ranks < 1) BadUsage("launch needs -n N");
+  if (o.command.empty()) BadUsage("launch needs a program to run");
+  return o;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -87,6 +116,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (!std::strcmp(argv[1], "run")) return moe_ep::tools::RunJob(ParseRun(argc, argv));
+    if (!std::strcmp(argv[1], "launch")) return moe_ep::tools::Launch(ParseLaunch(argc, argv));
   } catch (const moe_ep::Error& e) {
     std::fprintf(stderr, "moe-ep: error %d: %s\n", static_cast<int>(e.code()), e.what());
     return 1;

@@ -1,0 +1,27 @@
+/* CANN-compatible aclnn base (moe_ep): status codes and the executor of the two-phase operators. */
+#ifndef MOE_EP_ACLNN_ACLNN_BASE_H_
+#define MOE_EP_ACLNN_ACLNN_BASE_H_
+
+#include "acl/acl_base.h"
+#include "aclnn/acl_meta.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ACLNN_API __attribute__((visibility("default")))
+
+typedef struct aclOpExecutor aclOpExecutor;
+
+#define ACLNN_SUCCESS 0
+#define ACLNN_ERR_PARAM_NULLPTR 161001
+#define ACLNN_ERR_PARAM_INVALID 161002
+#define ACLNN_ERR_RUNTIME_ERROR 361001
+#define ACLNN_ERR_INNER 561000
+#define ACLNN_ERR_INNER_TILING_ERROR 561002
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif  // MOE_EP_ACLNN_ACLNN_BASE_H_

@@ -1,0 +1,73 @@
+// aclnnMoeDistributeBufferReset (SPEC 4.2): elasticInfo is a 0/1 link mask of epWorldSize entries;
+// epWorldSize in [16, 128] and a multiple of 16, needSync 0 or 1; clears this rank's window and, with
+// needSync, waits for the reachable ranks to have cleared theirs.
+#include <cstring>
+#include <vector>
+
+#include "aclnnop/aclnn_moe_distribute_buffer_reset.h"
+#include "cann/aclnn/executor.h"
+#include "cann/aclnn/op_args.h"
+#include "cann/runtime/runtime.h"
+#include "ops/tensor_access.h"
+
+namespace moe_ep::cann {
+namespace {
+
+constexpr char kOp[] = "aclnnMoeDistributeBufferReset";
+
+std::function<void()> BuildBufferReset(const aclTensor* elastic_info, const char* group_ep, int32_t ep_world_size,
+                                       int32_t need_sync) {
+  const std::string op = kOp;
+  if (!elastic_info) Reject(ErrorCode::kNullPointer, op, "elasticInfo", "nullptr", "this tensor is required");
+  if (!group_ep) Reject(ErrorCode::kNullPointer, op, "groupEp", "nullptr", "a group name is required");
+  const size_t name_length = std::strlen(group_ep);
+  if (name_length == 0 || name_length >= 128) {
+    Reject(ErrorCode::kInvalidParam, op, "groupEp", std::to_string(name_length) + " characters", "length in [1, 128)");
+  }
+  const TensorView mask = RequiredTensor(op, "elasticInfo", elastic_info);
+  if (mask.dtype != DType::kInt32) Reject(ErrorCode::kInvalidParam, op, "elasticInfo", DTypeName(mask.dtype), "dtype must be int32");
+  if (ep_world_size < 16 || ep_world_size > 128 || ep_world_size % 16 != 0) {
+    Reject(ErrorCode::kInvalidConfig, op, "epWorldSize", std::to_string(ep_world_size), "in [16, 128] and a multiple of 16");
+  }
+  if (need_sync != 0 && need_sync != 1) Reject(ErrorCode::kInvalidConfig, op, "needSync", std::to_string(need_sync), "0 or 1");
+  if (mask.dim() != 1 || mask.shape[0] != ep_world_size) {
+    Reject(ErrorCode::kInvalidConfig, op, "elasticInfo", mask.Describe(),
+           "shape must be (epWorldSize,) = (" + std::to_string(ep_world_size) + ",)");
+  }
+  const Groups groups = FindGroups(group_ep, "", false);
+  plan::MoeConfig c;
+  c.ep_world_size = ep_world_size;
+  c.ep_rank = groups.ep ? groups.ep->rank : 0;
+  RequireGroups(op, groups, c, group_ep, "");
+  return [groups, mask, need_sync] {
+    // Read when the reset runs: earlier work on the stream may have written the mask.
+    const std::vector<int32_t> reachable = ops::GatherInt32(mask);
+    for (size_t r = 0; r < reachable.size(); ++r) {
+      if (reachable[r] != 0 && reachable[r] != 1) {
+        Reject(ErrorCode::kInvalidConfig, kOp, "elasticInfo[" + std::to_string(r) + "]", std::to_string(reachable[r]),
+               "a link mask holds 0 or 1");
+      }
+    }
+    std::lock_guard lock(groups.ep->op_mutex);
+    ops::BufferReset(*groups.ep->window, reachable, need_sync == 1, groups.ep->Deadline());
+  };
+}
+
+}  // namespace
+}  // namespace moe_ep::cann
+
+extern "C" {
+
+aclnnStatus aclnnMoeDistributeBufferResetGetWorkspaceSize(const aclTensor* elasticInfo, const char* groupEp,
+                                                          int32_t epWorldSize, int32_t needSync,
+                                                          uint64_t* workspaceSize, aclOpExecutor** executor) {
+  return moe_ep::cann::BuildExecutor(moe_ep::cann::kOp, workspaceSize, executor, [&] {
+    return moe_ep::cann::BuildBufferReset(elasticInfo, groupEp, epWorldSize, needSync);
+  });
+}
+
+aclnnStatus aclnnMoeDistributeBufferReset(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
+  return moe_ep::cann::LaunchExecutor(moe_ep::cann::kOp, executor, stream);
+}
+
+}  // extern "C"

@@ -1,0 +1,211 @@
+// aclnnMoeDistributeCombineV2 / V3 / AddRmsNorm: SPEC 1.1 wrapper checks (161001, group-name lengths
+// 161002), dtypes (161002), the A3 tiling rules (561002), then the engine's combine on the stream.
+#include <cstring>
+
+#include "aclnnop/aclnn_moe_distribute_combine_add_rms_norm.h"
+#include "aclnnop/aclnn_moe_distribute_combine_v2.h"
+#include "aclnnop/aclnn_moe_distribute_combine_v3.h"
+#include "cann/aclnn/elastic.h"
+#include "cann/aclnn/executor.h"
+#include "cann/aclnn/op_args.h"
+
+namespace moe_ep::cann {
+namespace {
+
+struct CombineArgs {
+  const aclTensor* expand_x;
+  const aclTensor* expert_ids;
+  const aclTensor* assist_info;
+  const aclTensor* ep_send_counts;
+  const aclTensor* expert_scales;
+  const aclTensor* residual_x;  // AddRmsNorm
+  const aclTensor* gamma;       // AddRmsNorm
+  const aclTensor* tp_send_counts;
+  const aclTensor* x_active_mask;
+  const aclTensor* activation_scale;
+  const aclTensor* weight_scale;
+  const aclTensor* group_list;
+  const aclTensor* expand_scales;
+  const aclTensor* shared_expert_x;
+  const aclTensor* elastic_info;  // V3
+  const aclTensor* ori_x;         // V3
+  const aclTensor* const_alpha1;  // V3
+  const aclTensor* const_alpha2;  // V3
+  const aclTensor* const_v;       // V3
+  GroupAttributes attributes;
+  int64_t out_dtype, comm_quant_mode, group_list_type;
+  const char* comm_alg;
+  float norm_eps;  // AddRmsNorm
+  aclTensor* y;                                                // AddRmsNorm
+  aclTensor* rstd;                                             // AddRmsNorm
+  aclTensor* x;
+};
+
+void CheckWrapperRules(const std::string& op, const CombineArgs& a, bool add_rms_norm) {
+  const std::pair<const aclTensor*, const char*> required[] = {
+      {a.expand_x, "expandX"}, {a.expert_ids, "expertIds"}, {a.assist_info, "assistInfoForCombine"},
+      {a.ep_send_counts, "epSendCounts"}, {a.expert_scales, "expertScales"}, {a.x, "xOut"}};
+  for (const auto& [tensor, name] : required) {
+    if (!tensor) Reject(ErrorCode::kNullPointer, op, name, "nullptr", "this tensor is required");
+  }
+  if (add_rms_norm) {
+    for (const auto& [tensor, name] : {std::pair{a.residual_x, "residualX"}, {a.gamma, "gamma"},
+                                       {static_cast<const aclTensor*>(a.y), "yOut"},
+                                       {static_cast<const aclTensor*>(a.rstd), "rstdOut"}}) {
+      if (!tensor) Reject(ErrorCode::kNullPointer, op, name, "nullptr", "this tensor is required");
+    }
+  }
+  const char* group_ep = a.attributes.group_ep;
+  if (!group_ep || !*group_ep) Reject(ErrorCode::kNullPointer, op, "groupEp", "empty", "a group name is required");
+  // CANN's combine wrappers report over-long group names as 161002 (dispatch says 161001): SPEC 0.
+  for (const auto& [name, param] : {std::pair{group_ep, "groupEp"}, {a.attributes.group_tp, "groupTp"}}) {
+    if (name && std::strlen(name) >= 128) {
+      Reject(ErrorCode::kInvalidParam, op, param, std::to_string(std::strlen(name)) + " characters", "length < 128");
+    }
+  }
+}
+
+// Reserved parameters (SPEC 3.4): the tensors must be null and outDtype 0. groupListType is not
+// checked: CANN's tiling never reads it and the documented samples pass 1.
+void CheckReserved(const std::string& op, const CombineArgs& a) {
+  const std::pair<const aclTensor*, const char*> reserved[] = {{a.activation_scale, "activationScale"},
+                                                               {a.weight_scale, "weightScale"},
+                                                               {a.group_list, "groupList"},
+                                                               {a.expand_scales, "expandScales"}};
+  for (const auto& [tensor, name] : reserved) {
+    if (tensor) Reject(ErrorCode::kInvalidConfig, op, name, "a tensor", "reserved: must be nullptr");
+  }
+  if (a.out_dtype != 0) Reject(ErrorCode::kInvalidConfig, op, "outDtype", std::to_string(a.out_dtype), "reserved: must be 0");
+}
+
+std::function<void()> BuildCombine(const std::string& op, const CombineArgs& a, bool add_rms_norm) {
+  CheckWrapperRules(op, a, add_rms_norm);
+  plan::CombineTensors t;
+  t.expand_x = RequiredTensor(op, "expandX", a.expand_x);
+  t.expert_ids = RequiredTensor(op, "expertIds", a.expert_ids);
+  t.assist_info = RequiredTensor(op, "assistInfoForCombine", a.assist_info);
+  t.ep_send_counts = RequiredTensor(op, "epSendCounts", a.ep_send_counts);
+  t.expert_scales = RequiredTensor(op, "expertScales", a.expert_scales);
+  t.tp_send_counts = OptionalTensor(op, "tpSendCounts", a.tp_send_counts);
+  t.x_active_mask = OptionalTensor(op, "xActiveMask", a.x_active_mask);
+  t.shared_expert_x = OptionalTensor(op, "sharedExpertX", a.shared_expert_x);
+  const TensorView elastic = OptionalTensor(op, "elasticInfo", a.elastic_info);
+  t.ori_x = OptionalTensor(op, "oriX", a.ori_x);
+  t.const_alpha1 = OptionalTensor(op, "constExpertAlpha1", a.const_alpha1);
+  t.const_alpha2 = OptionalTensor(op, "constExpertAlpha2", a.const_alpha2);
+  t.const_v = OptionalTensor(op, "constExpertV", a.const_v);
+  t.x = RequiredTensor(op, "xOut", a.x);
+  if (add_rms_norm) {
+    t.add_rms_norm = true;
+    t.residual_x = RequiredTensor(op, "residualX", a.residual_x);
+    t.gamma = RequiredTensor(op, "gamma", a.gamma);
+    t.y = RequiredTensor(op, "yOut", a.y);
+    t.rstd = RequiredTensor(op, "rstdOut", a.rstd);
+    t.norm_eps = a.norm_eps;
+  }
+  CheckReserved(op, a);
+  CheckCommAlg(op, a.comm_alg);
+
+  plan::MoeConfig c = ConfigOf(a.attributes);
+  c.comm_quant_mode = a.comm_quant_mode;
+  const Groups groups = ValidateOnGroups(op, a.attributes, c, elastic, [&](plan::WindowCapacity capacity) {
+    plan::ValidateCombine(c, t, plan::Profile::kA3, capacity, op.c_str());
+  });
+  return [c, t, groups, elastic] {
+    RequireNotScaledDown(elastic);
+    RunOnGroups(groups, [&](ops::OpContext& ctx) { ops::Combine(c, t, ctx); });
+  };
+}
+
+}  // namespace
+}  // namespace moe_ep::cann
+
+using moe_ep::cann::BuildCombine;
+using moe_ep::cann::BuildExecutor;
+using moe_ep::cann::CombineArgs;
+using moe_ep::cann::LaunchExecutor;
+
+namespace {
+constexpr char kV2[] = "aclnnMoeDistributeCombineV2";
+constexpr char kV3[] = "aclnnMoeDistributeCombineV3";
+constexpr char kAddRmsNorm[] = "aclnnMoeDistributeCombineAddRmsNorm";
+}  // namespace
+
+extern "C" {
+
+aclnnStatus aclnnMoeDistributeCombineV2GetWorkspaceSize(
+    const aclTensor* expandX, const aclTensor* expertIds, const aclTensor* assistInfoForCombine,
+    const aclTensor* epSendCounts, const aclTensor* expertScales, const aclTensor* tpSendCountsOptional,
+    const aclTensor* xActiveMaskOptional, const aclTensor* activationScaleOptional,
+    const aclTensor* weightScaleOptional, const aclTensor* groupListOptional, const aclTensor* expandScalesOptional,
+    const aclTensor* sharedExpertXOptional, const char* groupEp, int64_t epWorldSize, int64_t epRankId,
+    int64_t moeExpertNum, const char* groupTp, int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType,
+    int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBs, int64_t outDtype, int64_t commQuantMode,
+    int64_t groupListType, const char* commAlg, aclTensor* xOut, uint64_t* workspaceSize, aclOpExecutor** executor) {
+  const CombineArgs args{expandX, expertIds, assistInfoForCombine, epSendCounts, expertScales, nullptr, nullptr,
+                         tpSendCountsOptional, xActiveMaskOptional, activationScaleOptional, weightScaleOptional,
+                         groupListOptional, expandScalesOptional, sharedExpertXOptional, nullptr, nullptr, nullptr,
+                         nullptr, nullptr,
+                         {groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
+                          expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, 0, 0, 0},
+                         outDtype, commQuantMode, groupListType, commAlg, 0.0f, nullptr, nullptr, xOut};
+  return BuildExecutor(kV2, workspaceSize, executor, [&] { return BuildCombine(kV2, args, false); });
+}
+
+aclnnStatus aclnnMoeDistributeCombineV2(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
+  return LaunchExecutor(kV2, executor, stream);
+}
+
+aclnnStatus aclnnMoeDistributeCombineV3GetWorkspaceSize(
+    const aclTensor* expandX, const aclTensor* expertIds, const aclTensor* assistInfoForCombine,
+    const aclTensor* epSendCounts, const aclTensor* expertScales, const aclTensor* tpSendCountsOptional,
+    const aclTensor* xActiveMaskOptional, const aclTensor* activationScaleOptional,
+    const aclTensor* weightScaleOptional, const aclTensor* groupListOptional, const aclTensor* expandScalesOptional,
+    const aclTensor* sharedExpertXOptional, const aclTensor* elasticInfoOptional, const aclTensor* oriXOptional,
+    const aclTensor* constExpertAlpha1Optional, const aclTensor* constExpertAlpha2Optional,
+    const aclTensor* constExpertVOptional, const char* groupEp, int64_t epWorldSize, int64_t epRankId,
+    int64_t moeExpertNum, const char* groupTp, int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType,
+    int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBs, int64_t outDtype, int64_t commQuantMode,
+    int64_t groupListType, const char* commAlg, int64_t zeroExpertNum, int64_t copyExpertNum, int64_t constExpertNum,
+    aclTensor* xOut, uint64_t* workspaceSize, aclOpExecutor** executor) {
+  const CombineArgs args{expandX, expertIds, assistInfoForCombine, epSendCounts, expertScales, nullptr, nullptr,
+                         tpSendCountsOptional, xActiveMaskOptional, activationScaleOptional, weightScaleOptional,
+                         groupListOptional, expandScalesOptional, sharedExpertXOptional, elasticInfoOptional,
+                         oriXOptional, constExpertAlpha1Optional, constExpertAlpha2Optional, constExpertVOptional,
+                         {groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
+                          expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, zeroExpertNum,
+                          copyExpertNum, constExpertNum},
+                         outDtype, commQuantMode, groupListType, commAlg, 0.0f, nullptr, nullptr, xOut};
+  return BuildExecutor(kV3, workspaceSize, executor, [&] { return BuildCombine(kV3, args, false); });
+}
+
+aclnnStatus aclnnMoeDistributeCombineV3(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
+  return LaunchExecutor(kV3, executor, stream);
+}
+
+aclnnStatus aclnnMoeDistributeCombineAddRmsNormGetWorkspaceSize(
+    const aclTensor* expandX, const aclTensor* expertIds, const aclTensor* assistInfoForCombine,
+    const aclTensor* epSendCounts, const aclTensor* expertScales, const aclTensor* residualX, const aclTensor* gamma,
+    const aclTensor* tpSendCountsOptional, const aclTensor* xActiveMaskOptional,
+    const aclTensor* activationScaleOptional, const aclTensor* weightScaleOptional,
+    const aclTensor* groupListOptional, const aclTensor* expandScalesOptional, const aclTensor* sharedExpertXOptional,
+    const char* groupEp, int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum, const char* groupTp,
+    int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum,
+    int64_t sharedExpertRankNum, int64_t globalBS, int64_t outDtype, int64_t commQuantMode, int64_t groupListType,
+    const char* commAlg, float normEps, aclTensor* yOut, aclTensor* rstdOut, aclTensor* xOut, uint64_t* workspaceSize,
+    aclOpExecutor** executor) {
+  const CombineArgs args{expandX, expertIds, assistInfoForCombine, epSendCounts, expertScales, residualX, gamma,
+                         tpSendCountsOptional, xActiveMaskOptional, activationScaleOptional, weightScaleOptional,
+                         groupListOptional, expandScalesOptional, sharedExpertXOptional, nullptr, nullptr, nullptr,
+                         nullptr, nullptr,
+                         {groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
+                          expertShardType, sharedExpertNum, sharedExpertRankNum, globalBS, 0, 0, 0},
+                         outDtype, commQuantMode, groupListType, commAlg, normEps, yOut, rstdOut, xOut};
+  return BuildExecutor(kAddRmsNorm, workspaceSize, executor, [&] { return BuildCombine(kAddRmsNorm, args, true); });
+}
+
+aclnnStatus aclnnMoeDistributeCombineAddRmsNorm(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
+  return LaunchExecutor(kAddRmsNorm, executor, stream);
+}
+
+}  // extern "C"

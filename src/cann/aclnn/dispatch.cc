@@ -1,0 +1,161 @@
+// aclnnMoeDistributeDispatchV2 / V3: SPEC 1.1 wrapper checks (161001), dtypes (161002), the A3 tiling
+// rules (561002), then the engine's dispatch on the stream.
+#include <cstring>
+
+#include "aclnnop/aclnn_moe_distribute_dispatch_v2.h"
+#include "aclnnop/aclnn_moe_distribute_dispatch_v3.h"
+#include "cann/aclnn/elastic.h"
+#include "cann/aclnn/executor.h"
+#include "cann/aclnn/op_args.h"
+
+namespace moe_ep::cann {
+namespace {
+
+struct DispatchArgs {
+  const aclTensor* x;
+  const aclTensor* expert_ids;
+  const aclTensor* scales;
+  const aclTensor* x_active_mask;
+  const aclTensor* expert_scales;
+  const aclTensor* elastic_info;  // V3
+  GroupAttributes attributes;
+  int64_t quant_mode, expert_token_nums_type;
+  const char* comm_alg;
+  aclTensor* expand_x;
+  aclTensor* dynamic_scales;
+  aclTensor* assist_info;
+  aclTensor* expert_token_nums;
+  aclTensor* ep_recv_counts;
+  aclTensor* tp_recv_counts;
+  aclTensor* expand_scales;
+};
+
+// The checks CANN's op_api wrapper makes before tiling: required pointers and group-name lengths, all 161001.
+void CheckWrapperRules(const std::string& op, const DispatchArgs& a) {
+  const std::pair<const aclTensor*, const char*> required[] = {
+      {a.x, "x"}, {a.expert_ids, "expertIds"}, {a.expand_x, "expandXOut"},
+      {a.assist_info, "assistInfoForCombineOut"}, {a.expert_token_nums, "expertTokenNumsOut"},
+      {a.ep_recv_counts, "epRecvCountsOut"}, {a.tp_recv_counts, "tpRecvCountsOut"}};
+  for (const auto& [tensor, name] : required) {
+    if (!tensor) Reject(ErrorCode::kNullPointer, op, name, "nullptr", "this tensor is required");
+  }
+  const char* group_ep = a.attributes.group_ep;
+  if (!group_ep || !*group_ep) Reject(ErrorCode::kNullPointer, op, "groupEp", "empty", "a group name is required");
+  if (a.quant_mode == 2 && !a.dynamic_scales) {
+    Reject(ErrorCode::kNullPointer, op, "dynamicScalesOut", "nullptr", "required when quantMode == 2");
+  }
+  for (const auto& [name, param] : {std::pair{group_ep, "groupEp"}, {a.attributes.group_tp, "groupTp"}}) {
+    if (name && std::strlen(name) >= 128) {
+      Reject(ErrorCode::kNullPointer, op, param, std::to_string(std::strlen(name)) + " characters", "length < 128");
+    }
+  }
+}
+
+// commAlg "fullmesh_v2" restrictions (SPEC 1.2).
+void CheckFullmeshV2(const std::string& op, const plan::MoeConfig& c, bool elastic) {
+  const auto require = [&](bool ok, const char* param, int64_t value, const char* rule) {
+    if (!ok) Reject(ErrorCode::kInvalidConfig, op, param, std::to_string(value), std::string(rule) + " with commAlg fullmesh_v2");
+  };
+  require(!elastic, "elasticInfo", 1, "must be absent");
+  require(c.special_expert_num() == 0, "zero/copy/constExpertNum", c.special_expert_num(), "must be 0");
+  require(c.mask != plan::MaskKind::kPairs, "xActiveMask", 2, "must not be 2-D");
+  require(!c.has_tp(), "tpWorldSize", c.tp_world_size, "must be < 2");
+  require(c.bs <= 256, "Bs (x.dim0)", c.bs, "must be <= 256");
+  require(c.top_k <= 12, "K (expertIds.dim1)", c.top_k, "must be <= 12");
+  require(c.global_bs <= c.bs * c.ep_world_size, "globalBs", c.global_bs, "must be <= Bs * epWorldSize");
+}
+
+std::function<void()> BuildDispatch(const std::string& op, const DispatchArgs& a) {
+  CheckWrapperRules(op, a);
+  plan::DispatchTensors t;
+  t.x = RequiredTensor(op, "x", a.x);
+  t.expert_ids = RequiredTensor(op, "expertIds", a.expert_ids);
+  t.scales = OptionalTensor(op, "scales", a.scales);
+  t.x_active_mask = OptionalTensor(op, "xActiveMask", a.x_active_mask);
+  OptionalTensor(op, "expertScales", a.expert_scales);  // A2 hierarchy only: accepted and unused on A3
+  const TensorView elastic = OptionalTensor(op, "elasticInfo", a.elastic_info);
+  t.expand_x = RequiredTensor(op, "expandXOut", a.expand_x);
+  t.dynamic_scales = OptionalTensor(op, "dynamicScalesOut", a.dynamic_scales);
+  t.assist_info = RequiredTensor(op, "assistInfoForCombineOut", a.assist_info);
+  t.expert_token_nums = RequiredTensor(op, "expertTokenNumsOut", a.expert_token_nums);
+  t.ep_recv_counts = RequiredTensor(op, "epRecvCountsOut", a.ep_recv_counts);
+  t.tp_recv_counts = RequiredTensor(op, "tpRecvCountsOut", a.tp_recv_counts);
+  OptionalTensor(op, "expandScalesOut", a.expand_scales);  // A2 only: accepted and never written on A3
+  const std::string alg = CheckCommAlg(op, a.comm_alg);
+
+  plan::MoeConfig c = ConfigOf(a.attributes);
+  c.quant_mode = a.quant_mode;
+  c.expert_token_nums_type = a.expert_token_nums_type;
+  const Groups groups = ValidateOnGroups(op, a.attributes, c, elastic, [&](plan::WindowCapacity capacity) {
+    plan::ValidateDispatch(c, t, plan::Profile::kA3, capacity, op.c_str());
+  });
+  if (alg == "fullmesh_v2") CheckFullmeshV2(op, c, elastic.present());
+  return [c, t, groups, elastic] {
+    RequireNotScaledDown(elastic);
+    RunOnGroups(groups, [&](ops::OpContext& ctx) { ops::Dispatch(c, t, ctx); });
+  };
+}
+
+}  // namespace
+}  // namespace moe_ep::cann
+
+using moe_ep::cann::BuildDispatch;
+using moe_ep::cann::BuildExecutor;
+using moe_ep::cann::DispatchArgs;
+using moe_ep::cann::LaunchExecutor;
+
+namespace {
+constexpr char kV2[] = "aclnnMoeDistributeDispatchV2";
+constexpr char kV3[] = "aclnnMoeDistributeDispatchV3";
+}  // namespace
+
+extern "C" {
+
+aclnnStatus aclnnMoeDistributeDispatchV2GetWorkspaceSize(
+    const aclTensor* x, const aclTensor* expertIds, const aclTensor* scalesOptional,
+    const aclTensor* xActiveMaskOptional, const aclTensor* expertScalesOptional, const char* groupEp,
+    int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum, const char* groupTp, int64_t tpWorldSize,
+    int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum, int64_t sharedExpertRankNum,
+    int64_t quantMode, int64_t globalBs, int64_t expertTokenNumsType, const char* commAlg, aclTensor* expandXOut,
+    aclTensor* dynamicScalesOut, aclTensor* assistInfoForCombineOut, aclTensor* expertTokenNumsOut,
+    aclTensor* epRecvCountsOut, aclTensor* tpRecvCountsOut, aclTensor* expandScalesOut, uint64_t* workspaceSize,
+    aclOpExecutor** executor) {
+  const DispatchArgs args{x, expertIds, scalesOptional, xActiveMaskOptional, expertScalesOptional, nullptr,
+                          {groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
+                           expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, 0, 0, 0},
+                          quantMode, expertTokenNumsType, commAlg, expandXOut, dynamicScalesOut,
+                          assistInfoForCombineOut, expertTokenNumsOut, epRecvCountsOut, tpRecvCountsOut,
+                          expandScalesOut};
+  return BuildExecutor(kV2, workspaceSize, executor, [&] { return BuildDispatch(kV2, args); });
+}
+
+aclnnStatus aclnnMoeDistributeDispatchV2(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
+  return LaunchExecutor(kV2, executor, stream);
+}
+
+aclnnStatus aclnnMoeDistributeDispatchV3GetWorkspaceSize(
+    const aclTensor* x, const aclTensor* expertIds, const aclTensor* scalesOptional,
+    const aclTensor* xActiveMaskOptional, const aclTensor* expertScalesOptional,
+    const aclTensor* elasticInfoOptional, const char* groupEp, int64_t epWorldSize, int64_t epRankId,
+    int64_t moeExpertNum, const char* groupTp, int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType,
+    int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t quantMode, int64_t globalBs,
+    int64_t expertTokenNumsType, const char* commAlg, int64_t zeroExpertNum, int64_t copyExpertNum,
+    int64_t constExpertNum, aclTensor* expandXOut, aclTensor* dynamicScalesOut, aclTensor* assistInfoForCombineOut,
+    aclTensor* expertTokenNumsOut, aclTensor* epRecvCountsOut, aclTensor* tpRecvCountsOut,
+    aclTensor* expandScalesOut, uint64_t* workspaceSize, aclOpExecutor** executor) {
+  const DispatchArgs args{x, expertIds, scalesOptional, xActiveMaskOptional, expertScalesOptional,
+                          elasticInfoOptional,
+                          {groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
+                           expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, zeroExpertNum,
+                           copyExpertNum, constExpertNum},
+                          quantMode, expertTokenNumsType, commAlg, expandXOut, dynamicScalesOut,
+                          assistInfoForCombineOut, expertTokenNumsOut, epRecvCountsOut, tpRecvCountsOut,
+                          expandScalesOut};
+  return BuildExecutor(kV3, workspaceSize, executor, [&] { return BuildDispatch(kV3, args); });
+}
+
+aclnnStatus aclnnMoeDistributeDispatchV3(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
+  return LaunchExecutor(kV3, executor, stream);
+}
+
+}  // extern "C"

@@ -1,0 +1,28 @@
+// The two phases of every aclnn operator: phase one validates and captures the work in an executor
+// (errors become CANN status codes with a message), phase two hands the executor to a stream.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "acl/acl.h"
+#include "aclnn/aclnn_base.h"
+
+struct aclOpExecutor {
+  std::string op;               // "aclnnMoeDistributeDispatchV2", ...
+  std::function<void()> work;   // the operation with its inputs captured; throws moe_ep::Error to fail
+};
+
+namespace moe_ep::cann {
+
+/// Phase one: checks the out-parameters, runs `build` (which validates and returns the work), and
+/// returns ACLNN_SUCCESS with a new executor, or the code of the moe_ep::Error `build` threw after
+/// recording its message for aclGetRecentErrMsg. The workspace size is always 0: moe_ep needs none.
+aclnnStatus BuildExecutor(const char* op, uint64_t* workspace_size, aclOpExecutor** executor,
+                          const std::function<std::function<void()>()>& build);
+
+/// Phase two: enqueues the executor's work on `stream` and takes ownership of the executor.
+aclnnStatus LaunchExecutor(const char* op, aclOpExecutor* executor, aclrtStream stream);
+
+}  // namespace moe_ep::cann

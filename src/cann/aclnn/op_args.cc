@@ -1,0 +1,114 @@
+// Argument conversion and group lookup shared by the aclnn operators.
+#include "cann/aclnn/op_args.h"
+
+#include "cann/aclnn/elastic.h"
+#include "cann/runtime/runtime.h"
+
+namespace moe_ep::cann {
+
+void Reject(ErrorCode code, const std::string& op, const std::string& param, const std::string& value,
+            const std::string& rule) {
+  throw Error(code, op + ": parameter '" + param + "' = " + value + " violates rule: " + rule);
+}
+
+TensorView OptionalTensor(const std::string& op, const char* param, const aclTensor* tensor) {
+  if (!tensor) return {};
+  if (!IsLiveTensor(tensor)) {
+    Reject(ErrorCode::kInvalidParam, op, param, "an unknown pointer", "must come from aclCreateTensor, not destroyed");
+  }
+  DType dtype;
+  if (!ToDType(tensor->dtype, &dtype)) {
+    Reject(ErrorCode::kInvalidParam, op, param, "dtype " + std::to_string(tensor->dtype),
+           "dtype not in the supported set of this parameter");
+  }
+  if (tensor->format == ACL_FORMAT_FRACTAL_NZ) {
+    Reject(ErrorCode::kInvalidConfig, op, param, "format FRACTAL_NZ", "tensors must be ND");
+  }
+  return ViewOf(*tensor);
+}
+
+TensorView RequiredTensor(const std::string& op, const char* param, const aclTensor* tensor) {
+  if (!tensor) Reject(ErrorCode::kNullPointer, op, param, "nullptr", "this tensor is required");
+  return OptionalTensor(op, param, tensor);
+}
+
+std::string GroupName(const char* name) { return name ? name : ""; }
+
+std::string CheckCommAlg(const std::string& op, const char* comm_alg) {
+  const std::string alg = comm_alg ? comm_alg : "";
+  if (alg != "" && alg != "fullmesh_v1" && alg != "fullmesh_v2") {
+    Reject(ErrorCode::kInvalidConfig, op, "commAlg", "'" + alg + "'", "one of \"\", \"fullmesh_v1\", \"fullmesh_v2\"");
+  }
+  return alg;
+}
+
+Groups FindGroups(const std::string& group_ep, const std::string& group_tp, bool has_tp) {
+  const int32_t device = CurrentDevice();
+  return {FindComm(group_ep, device), has_tp ? FindComm(group_tp, device) : nullptr};
+}
+
+plan::WindowCapacity CapacityOf(const Groups& groups) {
+  return {groups.ep ? groups.ep->window->data_bytes() : CommWindowBytes(),
+          groups.tp ? groups.tp->window->data_bytes() : CommWindowBytes()};
+}
+
+namespace {
+
+void RequireGroup(const std::string& op, const std::shared_ptr<Comm>& comm, const char* param, const std::string& name,
+                  int64_t size, const char* size_param, int64_t rank, const char* rank_param) {
+  const std::string value = "'" + name + "'";
+  if (!comm) {
+    Reject(ErrorCode::kInvalidConfig, op, param, value,
+           "must name a live HCCL communicator with a rank on this thread's device " + std::to_string(CurrentDevice()) +
+               " (HcclGetCommName; set the device with aclrtSetDevice / aclrtSetCurrentContext)");
+  }
+  if (comm->size != size || comm->rank != rank) {
+    Reject(ErrorCode::kInvalidConfig, op, param, value,
+           std::string(size_param) + " (" + std::to_string(size) + ") and " + rank_param + " (" +
+               std::to_string(rank) + ") must match the communicator's size " + std::to_string(comm->size) +
+               " and rank " + std::to_string(comm->rank));
+  }
+}
+
+}  // namespace
+
+void RequireGroups(const std::string& op, const Groups& groups, const plan::MoeConfig& c, const std::string& group_ep,
+                   const std::string& group_tp) {
+  RequireGroup(op, groups.ep, "groupEp", group_ep, c.ep_world_size, "epWorldSize", c.ep_rank, "epRankId");
+  if (c.has_tp()) {
+    if (group_tp == group_ep) Reject(ErrorCode::kInvalidConfig, op, "groupTp", "'" + group_tp + "'", "must differ from groupEp");
+    RequireGroup(op, groups.tp, "groupTp", group_tp, 2, "tpWorldSize", c.tp_rank, "tpRankId");
+  }
+}
+
+plan::MoeConfig ConfigOf(const GroupAttributes& a) {
+  plan::MoeConfig c;
+  c.ep_world_size = a.ep_world_size;
+  c.ep_rank = a.ep_rank_id;
+  c.moe_expert_num = a.moe_expert_num;
+  c.tp_world_size = a.tp_world_size;
+  c.tp_rank = a.tp_rank_id;
+  c.expert_shard_type = a.expert_shard_type;
+  c.shared_expert_num = a.shared_expert_num;
+  c.shared_expert_rank_num = a.shared_expert_rank_num;
+  c.global_bs = a.global_bs;
+  c.zero_expert_num = a.zero_expert_num;
+  c.copy_expert_num = a.copy_expert_num;
+  c.const_expert_num = a.const_expert_num;
+  return c;
+}
+
+Groups ValidateOnGroups(const std::string& op, const GroupAttributes& a, const plan::MoeConfig& c,
+                        const TensorView& elastic_info, const std::function<void(plan::WindowCapacity)>& validate) {
+  const std::string group_ep = GroupName(a.group_ep), group_tp = GroupName(a.group_tp);
+  Groups groups = FindGroups(group_ep, group_tp, a.tp_world_size == 2);
+  validate(CapacityOf(groups));
+  if (c.has_tp() && group_tp.empty()) {
+    Reject(ErrorCode::kInvalidConfig, op, "groupTp", "empty", "a TP group name is required when tpWorldSize == 2");
+  }
+  CheckElasticInfo(op, elastic_info, c);
+  RequireGroups(op, groups, c, group_ep, group_tp);
+  return groups;
+}
+
+}  // namespace moe_ep::cann

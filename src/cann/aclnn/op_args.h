@@ -1,0 +1,79 @@
+// Turning aclnn arguments into the engine's: tensor parameters into views, group names into
+// communicators, with CANN's status code and a message naming the parameter whenever one is wrong.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "aclnn/acl_meta.h"
+#include "cann/hccl/comm.h"
+#include "moe_ep/error.h"
+#include "moe_ep/tensor.h"
+#include "ops/ops.h"
+#include "plan/validate.h"
+
+namespace moe_ep::cann {
+
+/// Throws moe_ep::Error(code, "op: parameter 'param' = value violates rule: rule").
+[[noreturn]] void Reject(ErrorCode code, const std::string& op, const std::string& param, const std::string& value,
+                         const std::string& rule);
+
+/// An optional tensor parameter as a view (absent when null). A pointer that is not a live aclTensor or
+/// a dtype moe_ep does not know is 161002; a FRACTAL_NZ format is 561002 (SPEC 1.2: ND only).
+TensorView OptionalTensor(const std::string& op, const char* param, const aclTensor* tensor);
+/// As OptionalTensor, but null is 161001.
+TensorView RequiredTensor(const std::string& op, const char* param, const aclTensor* tensor);
+
+/// A group-name parameter (null reads as "").
+std::string GroupName(const char* name);
+
+/// commAlg of the A3 operators: "", "fullmesh_v1" or "fullmesh_v2" (null reads as ""); else 561002.
+std::string CheckCommAlg(const std::string& op, const char* comm_alg);
+
+/// The communicators an operation runs on, looked up by name on the calling thread's device.
+struct Groups {
+  std::shared_ptr<Comm> ep;
+  std::shared_ptr<Comm> tp;  // with tpWorldSize == 2
+};
+
+/// Looks the groups up without failing (the window capacity is needed before the rules are checked).
+Groups FindGroups(const std::string& group_ep, const std::string& group_tp, bool has_tp);
+/// The window capacity the SPEC 1.2 rule is checked against: the communicators' windows, or
+/// HCCL_BUFFSIZE for a group that is not found (which RequireGroups then reports).
+plan::WindowCapacity CapacityOf(const Groups& groups);
+/// After the rules: the groups must exist on this device and agree with epWorldSize / epRankId
+/// (tpWorldSize / tpRankId); else 561002 naming the group.
+void RequireGroups(const std::string& op, const Groups& groups, const plan::MoeConfig& config,
+                   const std::string& group_ep, const std::string& group_tp);
+
+/// The attributes dispatch and combine share (CANN's names), as phase one received them.
+struct GroupAttributes {
+  const char* group_ep;
+  int64_t ep_world_size, ep_rank_id, moe_expert_num;
+  const char* group_tp;
+  int64_t tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num, shared_expert_rank_num, global_bs;
+  int64_t zero_expert_num, copy_expert_num, const_expert_num;  // V3; 0 for V2
+};
+
+/// The engine configuration of those attributes (shapes are filled in by validation).
+plan::MoeConfig ConfigOf(const GroupAttributes& attributes);
+
+/// Phase one's common part after the tensors: `validate(capacity)` runs the rules of SPEC 1 against
+/// the communicators' windows, then the TP group name, elasticInfo and the communicators themselves
+/// are checked. Returns the groups the operation runs on.
+Groups ValidateOnGroups(const std::string& op, const GroupAttributes& attributes, const plan::MoeConfig& config,
+                        const TensorView& elastic_info, const std::function<void(plan::WindowCapacity)>& validate);
+
+/// Runs `body` with the operation context of `groups`, one operation at a time per communicator.
+template <typename Body>
+void RunOnGroups(const Groups& groups, Body&& body) {
+  std::unique_lock ep_lock(groups.ep->op_mutex);
+  std::unique_lock<std::mutex> tp_lock;
+  if (groups.tp) tp_lock = std::unique_lock(groups.tp->op_mutex);
+  ops::OpContext ctx{*groups.ep->window, groups.tp ? groups.tp->window.get() : nullptr, groups.ep->Deadline()};
+  body(ctx);
+}
+
+}  // namespace moe_ep::cann

@@ -1,0 +1,298 @@
+// HCCL communicators over the thread transport: HcclCommInitAll, root-info rendezvous of ranks that join
+// from their own threads, names, ranks, sizes and destruction, with a registry of live handles.
+#include "cann/hccl/comm.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cann/runtime/runtime.h"
+#include "hccl/hccl.h"
+#include "moe_ep/error.h"
+#include "moe_ep/options.h"
+#include "transport/thread/thread_team.h"
+
+namespace moe_ep::cann {
+namespace {
+
+constexpr char kRootMagic[] = "moe_ep-hccl-root-v1:";
+
+// A non-negative integer from the environment, or `fallback`; a malformed value is an error.
+int64_t EnvInt(const char* name, int64_t fallback) {
+  const char* text = std::getenv(name);
+  if (!text || !*text) return fallback;
+  char* end = nullptr;
+  const long long value = std::strtoll(text, &end, 10);
+  if (*end != '\0' || value < 1) {
+    throw Error(ErrorCode::kInvalidParam,
+                std::string("environment variable ") + name + " = '" + text + "' must be a positive integer");
+  }
+  return value;
+}
+
+// HCCL_EXEC_TIMEOUT (seconds) when set, else MOE_EP_TIMEOUT_MS / the moe_ep default.
+std::chrono::milliseconds OperationTimeout() {
+  const int64_t seconds = EnvInt("HCCL_EXEC_TIMEOUT", 0);
+  return seconds > 0 ? std::chrono::milliseconds(seconds * 1000) : DefaultTimeout();
+}
+
+// A rendezvous of HcclCommInitRootInfo callers: the windows are made by the first rank to arrive.
+struct PendingGroup {
+  uint32_t size = 0;
+  std::string name;
+  std::vector<std::unique_ptr<transport::Window>> windows;
+  std::vector<bool> joined;
+  uint32_t arrived = 0;
+};
+
+class Registry {
+ public:
+  static Registry& Get() {
+    static Registry* registry = new Registry;  // never destroyed: handles may outlive static teardown
+    return *registry;
+  }
+
+  HcclComm Add(std::shared_ptr<Comm> comm) {
+    std::lock_guard lock(mutex_);
+    HcclComm handle = comm.get();
+    by_name_[{comm->name, comm->device}] = comm;
+    live_[handle] = std::move(comm);
+    return handle;
+  }
+  std::shared_ptr<Comm> Lookup(HcclComm handle) {
+    std::lock_guard lock(mutex_);
+    auto it = live_.find(handle);
+    return it == live_.end() ? nullptr : it->second;
+  }
+  std::shared_ptr<Comm> Find(const std::string& name, int32_t device) {
+    std::lock_guard lock(mutex_);
+    auto it = by_name_.find({name, device});
+    return it == by_name_.end() ? nullptr : it->second;
+  }
+  bool Remove(HcclComm handle) {
+    std::lock_guard lock(mutex_);
+    auto it = live_.find(handle);
+    if (it == live_.end()) return false;
+    by_name_.erase({it->second->name, it->second->device});
+    live_.erase(it);
+    return true;
+  }
+  bool NameOnDevice(const std::string& name, int32_t device) {
+    std::lock_guard lock(mutex_);
+    return by_name_.count({name, device}) > 0;
+  }
+  std::string NewName(const char* prefix) { return prefix + std::to_string(++groups_); }
+
+  std::mutex pending_mutex;
+  std::condition_variable pending_cv;
+  std::map<std::string, std::shared_ptr<PendingGroup>> pending;
+
+ private:
+  std::mutex mutex_;
+  std::map<HcclComm, std::shared_ptr<Comm>> live_;
+  std::map<std::pair<std::string, int32_t>, std::shared_ptr<Comm>> by_name_;
+  std::atomic<uint64_t> groups_{0};
+};
+
+HcclResult Failed(HcclResult code, const std::string& message) {
+  Fail(code, message);
+  return code;
+}
+
+std::shared_ptr<Comm> MakeComm(const std::string& name, std::unique_ptr<transport::Window> window, int32_t device) {
+  auto comm = std::make_shared<Comm>();
+  comm->name = name;
+  comm->rank = window->rank();
+  comm->size = window->size();
+  comm->device = device;
+  comm->window = std::move(window);
+  comm->timeout = OperationTimeout();
+  return comm;
+}
+
+// Runs `body`, turning moe_ep errors (bad environment, mmap failure) into HCCL codes and messages.
+template <typename Body>
+HcclResult Guarded(const char* api, Body&& body) {
+  try {
+    return body();
+  } catch (const Error& e) {
+    return Failed(e.code() == ErrorCode::kInvalidParam ? HCCL_E_PARA : HCCL_E_MEMORY, std::string(api) + ": " + e.what());
+  } catch (const std::exception& e) {
+    return Failed(HCCL_E_INTERNAL, std::string(api) + ": " + e.what());
+  }
+}
+
+HcclResult JoinPending(const std::string& id, uint32_t n_ranks, uint32_t rank, int32_t device, HcclComm* comm) {
+  Registry& reg = Registry::Get();
+  std::unique_lock lock(reg.pending_mutex);
+  auto& slot = reg.pending[id];
+  if (!slot) {
+    slot = std::make_shared<PendingGroup>();
+    slot->size = n_ranks;
+    slot->name = reg.NewName("moe_ep_hccl_root_group_");
+    slot->windows = transport::CreateThreadWindows(static_cast<int>(n_ranks), CommWindowBytes(),
+                                                   "HCCL communicator '" + slot->name + "'");
+    slot->joined.assign(n_ranks, false);
+  }
+  std::shared_ptr<PendingGroup> group = slot;
+  if (group->size != n_ranks) {
+    return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: nRanks = " + std::to_string(n_ranks) +
+                                   " differs from the " + std::to_string(group->size) +
+                                   " of the ranks that joined this root info before");
+  }
+  if (group->joined[rank]) {
+    return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: rank " + std::to_string(rank) + " joined this root info twice");
+  }
+  if (reg.NameOnDevice(group->name, device)) {
+    return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: device " + std::to_string(device) +
+                                   " already holds a rank of this group");
+  }
+  group->joined[rank] = true;
+  ++group->arrived;
+  reg.pending_cv.notify_all();
+  const auto timeout = std::chrono::seconds(EnvInt("HCCL_CONNECT_TIMEOUT", 120));
+  const bool all = reg.pending_cv.wait_for(lock, timeout, [&] { return group->arrived == group->size; });
+  if (!all) {
+    group->joined[rank] = false;
+    --group->arrived;
+    std::string missing;
+    for (uint32_t r = 0; r < group->size; ++r) {
+      if (!group->joined[r]) missing += (missing.empty() ? "" : ", ") + std::to_string(r);
+    }
+    return Failed(HCCL_E_TIMEOUT, "HcclCommInitRootInfo: ranks [" + missing + "] of " + std::to_string(group->size) +
+                                      " did not join within HCCL_CONNECT_TIMEOUT = " +
+                                      std::to_string(timeout.count()) + " s");
+  }
+  *comm = reg.Add(MakeComm(group->name, std::move(group->windows[rank]), device));
+  if (reg.pending.count(id) && reg.pending[id] == group) {
+    bool all_taken = true;
+    for (auto& w : group->windows) all_taken = all_taken && !w;
+    if (all_taken) reg.pending.erase(id);
+  }
+  return HCCL_SUCCESS;
+}
+
+}  // namespace
+
+std::shared_ptr<Comm> FindComm(const std::string& name, int32_t device) { return Registry::Get().Find(name, device); }
+
+uint64_t CommWindowBytes() { return static_cast<uint64_t>(EnvInt("HCCL_BUFFSIZE", 200)) << 20; }
+
+}  // namespace moe_ep::cann
+
+using moe_ep::cann::Comm;
+using moe_ep::cann::Failed;
+using moe_ep::cann::Guarded;
+using moe_ep::cann::Registry;
+
+extern "C" {
+
+HcclResult HcclCommInitAll(uint32_t ndev, int32_t* devices, HcclComm* comms) {
+  return Guarded("HcclCommInitAll", [&]() -> HcclResult {
+    if (!devices || !comms) return Failed(HCCL_E_PTR, "HcclCommInitAll: devices and comms must not be null");
+    if (ndev == 0) return Failed(HCCL_E_PARA, "HcclCommInitAll: ndev = 0; a group needs at least one device");
+    const int32_t count = moe_ep::cann::DeviceCount();
+    std::set<int32_t> seen;
+    for (uint32_t i = 0; i < ndev; ++i) {
+      if (devices[i] < 0 || devices[i] >= count) {
+        return Failed(HCCL_E_PARA, "HcclCommInitAll: devices[" + std::to_string(i) + "] = " +
+                                       std::to_string(devices[i]) + " is not a device in [0, " +
+                                       std::to_string(count) + ")");
+      }
+      if (!seen.insert(devices[i]).second) {
+        return Failed(HCCL_E_PARA, "HcclCommInitAll: device " + std::to_string(devices[i]) +
+                                       " appears twice; one rank per device");
+      }
+    }
+    Registry& reg = Registry::Get();
+    const std::string name = reg.NewName("moe_ep_hccl_group_");
+    auto windows = moe_ep::transport::CreateThreadWindows(static_cast<int>(ndev), moe_ep::cann::CommWindowBytes(),
+                                                          "HCCL communicator '" + name + "'");
+    for (uint32_t i = 0; i < ndev; ++i) {
+      comms[i] = reg.Add(moe_ep::cann::MakeComm(name, std::move(windows[i]), devices[i]));
+    }
+    return HCCL_SUCCESS;
+  });
+}
+
+HcclResult HcclGetRootInfo(HcclRootInfo* root_info) {
+  if (!root_info) return Failed(HCCL_E_PTR, "HcclGetRootInfo: rootInfo must not be null");
+  std::random_device entropy;
+  const std::string id = std::string(moe_ep::cann::kRootMagic) + std::to_string(getpid()) + ":" +
+                         std::to_string(entropy()) + std::to_string(entropy());
+  std::memset(root_info->internal, 0, sizeof(root_info->internal));
+  std::memcpy(root_info->internal, id.data(), id.size());
+  return HCCL_SUCCESS;
+}
+
+HcclResult HcclCommInitRootInfo(uint32_t n_ranks, const HcclRootInfo* root_info, uint32_t rank, HcclComm* comm) {
+  return Guarded("HcclCommInitRootInfo", [&]() -> HcclResult {
+    if (!root_info || !comm) return Failed(HCCL_E_PTR, "HcclCommInitRootInfo: rootInfo and comm must not be null");
+    if (n_ranks == 0 || rank >= n_ranks) {
+      return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: rank = " + std::to_string(rank) + " must be in [0, nRanks = " +
+                                     std::to_string(n_ranks) + ")");
+    }
+    const std::string id(root_info->internal, strnlen(root_info->internal, sizeof(root_info->internal)));
+    if (id.rfind(moe_ep::cann::kRootMagic, 0) != 0) {
+      return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: rootInfo was not filled by HcclGetRootInfo");
+    }
+    const int32_t device = moe_ep::cann::CurrentDevice();
+    if (device < 0) {
+      return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: the calling thread has no device; call aclrtSetDevice first");
+    }
+    return moe_ep::cann::JoinPending(id, n_ranks, rank, device, comm);
+  });
+}
+
+HcclResult HcclGetCommName(HcclComm comm, char* comm_name) {
+  if (!comm_name) return Failed(HCCL_E_PTR, "HcclGetCommName: commName must not be null");
+  auto c = Registry::Get().Lookup(comm);
+  if (!c) return Failed(HCCL_E_PARA, "HcclGetCommName: comm is not a live communicator");
+  std::memset(comm_name, 0, COMM_NAME_MAX_LENGTH);
+  std::memcpy(comm_name, c->name.data(), std::min<size_t>(c->name.size(), COMM_NAME_MAX_LENGTH - 1));
+  return HCCL_SUCCESS;
+}
+
+HcclResult HcclGetRankId(HcclComm comm, uint32_t* rank) {
+  if (!rank) return Failed(HCCL_E_PTR, "HcclGetRankId: rank must not be null");
+  auto c = Registry::Get().Lookup(comm);
+  if (!c) return Failed(HCCL_E_PARA, "HcclGetRankId: comm is not a live communicator");
+  *rank = static_cast<uint32_t>(c->rank);
+  return HCCL_SUCCESS;
+}
+
+HcclResult HcclGetRankSize(HcclComm comm, uint32_t* rank_size) {
+  if (!rank_size) return Failed(HCCL_E_PTR, "HcclGetRankSize: rankSize must not be null");
+  auto c = Registry::Get().Lookup(comm);
+  if (!c) return Failed(HCCL_E_PARA, "HcclGetRankSize: comm is not a live communicator");
+  *rank_size = static_cast<uint32_t>(c->size);
+  return HCCL_SUCCESS;
+}
+
+HcclResult HcclCommDestroy(HcclComm comm) {
+  if (!Registry::Get().Remove(comm)) {
+    return Failed(HCCL_E_PARA, "HcclCommDestroy: comm is not a live communicator (destroyed already?)");
+  }
+  return HCCL_SUCCESS;
+}
+
+const char* HcclGetErrorString(HcclResult code) {
+  static const char* const kNames[] = {
+      "success", "parameter error", "empty pointer", "memory error", "internal error", "not supported",
+      "not found", "unavailable", "system call error", "timeout", "open file failure", "tcp connect failure",
+      "roce connect failure", "tcp transfer failure", "roce transfer failure", "runtime error", "driver error",
+      "profiling error", "cce error", "network error", "try again", "remote error", "suspending"};
+  const int index = static_cast<int>(code);
+  return index >= 0 && index < static_cast<int>(std::size(kNames)) ? kNames[index] : "unknown error";
+}
+
+}  // extern "C"

@@ -1,0 +1,47 @@
+// ACL data types: their element sizes (aclDataTypeSize) and the moe_ep dtype each one maps to.
+#include "cann/runtime/internal.h"
+
+extern "C" size_t aclDataTypeSize(aclDataType dataType) {
+  switch (dataType) {
+    case ACL_INT8:
+    case ACL_UINT8:
+    case ACL_BOOL:
+    case ACL_HIFLOAT8:
+    case ACL_FLOAT8_E5M2:
+    case ACL_FLOAT8_E4M3FN: return 1;
+    case ACL_FLOAT16:
+    case ACL_BF16:
+    case ACL_INT16:
+    case ACL_UINT16: return 2;
+    case ACL_FLOAT:
+    case ACL_INT32:
+    case ACL_UINT32:
+    case ACL_COMPLEX32: return 4;
+    case ACL_INT64:
+    case ACL_UINT64:
+    case ACL_DOUBLE:
+    case ACL_COMPLEX64: return 8;
+    case ACL_COMPLEX128: return 16;
+    default: return 0;  // no fixed byte size: undefined, string, and the sub-byte INT4 / UINT1
+  }
+}
+
+namespace moe_ep::cann {
+
+bool ToDType(aclDataType acl, DType* out) {
+  DType dtype;
+  switch (acl) {
+    case ACL_BF16: dtype = DType::kBf16; break;
+    case ACL_FLOAT16: dtype = DType::kFp16; break;
+    case ACL_FLOAT: dtype = DType::kFloat32; break;
+    case ACL_INT8: dtype = DType::kInt8; break;
+    case ACL_INT32: dtype = DType::kInt32; break;
+    case ACL_INT64: dtype = DType::kInt64; break;
+    case ACL_BOOL: dtype = DType::kBool; break;
+    default: return false;
+  }
+  if (out != nullptr) *out = dtype;
+  return true;
+}
+
+}  // namespace moe_ep::cann

@@ -1,0 +1,170 @@
+// Virtual devices: how many there are (MOE_EP_DEVICE_COUNT), the calling thread's current device and
+// context, and the aclrt device calls.
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+
+#include "cann/runtime/internal.h"
+
+namespace moe_ep::cann {
+namespace {
+
+constexpr int32_t kDefaultDeviceCount = 16;
+constexpr long long kMaxDeviceCount = 65536;
+
+// The device count, or why MOE_EP_DEVICE_COUNT is unusable (then `count` is 0, so that every device
+// call fails with `problem` instead of silently running with a count the user did not ask for).
+struct DeviceCountSetting {
+  int32_t count = kDefaultDeviceCount;
+  std::string problem;
+};
+
+DeviceCountSetting ReadDeviceCountSetting() {
+  DeviceCountSetting setting;
+  const char* text = std::getenv("MOE_EP_DEVICE_COUNT");
+  if (text == nullptr || *text == '\0') return setting;
+  char* end = nullptr;
+  errno = 0;
+  const long long value = std::strtoll(text, &end, 10);
+  if (*end != '\0' || errno != 0 || value < 1 || value > kMaxDeviceCount) {
+    setting.count = 0;
+    setting.problem = std::string("environment variable MOE_EP_DEVICE_COUNT = '") + text +
+                      "' must be an integer in [1, " + std::to_string(kMaxDeviceCount) + "]";
+    return setting;
+  }
+  setting.count = static_cast<int32_t>(value);
+  return setting;
+}
+
+// Read once, at first use; never destroyed, so stream workers still running at exit can use it.
+const DeviceCountSetting& Setting() {
+  static const DeviceCountSetting* const setting = new DeviceCountSetting(ReadDeviceCountSetting());
+  return *setting;
+}
+
+// aclFinalize starts a new generation; a thread's device and context from an older one are forgotten.
+std::atomic<uint64_t> g_generation{1};
+
+struct ThreadDevice {
+  int32_t device = -1;
+  aclrtContext context = nullptr;
+  uint64_t generation = 0;
+  bool pinned = false;  // a stream worker: its device outlives generations
+};
+
+thread_local ThreadDevice t_device;
+
+bool ThreadDeviceIsCurrent() {
+  return t_device.pinned || t_device.generation == g_generation.load(std::memory_order_acquire);
+}
+
+}  // namespace
+
+int32_t DeviceCount() { return Setting().count; }
+
+int32_t CurrentDevice() { return ThreadDeviceIsCurrent() ? t_device.device : -1; }
+
+namespace runtime {
+
+aclError CheckDeviceId(const char* api, int32_t device) {
+  const DeviceCountSetting& setting = Setting();
+  if (!setting.problem.empty()) {
+    return Fail(ACL_ERROR_RT_INVALID_DEVICEID,
+                std::string(api) + ": device " + std::to_string(device) + " is unusable: " + setting.problem);
+  }
+  if (device < 0 || device >= setting.count) {
+    return Fail(ACL_ERROR_RT_INVALID_DEVICEID, std::string(api) + ": device id " + std::to_string(device) +
+                                                   " is out of range: there are " + std::to_string(setting.count) +
+                                                   " virtual devices, ids 0 to " + std::to_string(setting.count - 1) +
+                                                   " (MOE_EP_DEVICE_COUNT sets the count)");
+  }
+  return ACL_SUCCESS;
+}
+
+void SetThreadDevice(int32_t device, aclrtContext context) {
+  t_device.device = device;
+  t_device.context = context;
+  t_device.generation = g_generation.load(std::memory_order_acquire);
+}
+
+void PinWorkerDevice(int32_t device) {
+  SetThreadDevice(device, nullptr);
+  t_device.pinned = true;
+}
+
+aclrtContext ThreadContext() { return ThreadDeviceIsCurrent() ? t_device.context : nullptr; }
+
+void ClearThreadContext() { t_device.context = nullptr; }
+
+void ClearThreadDevice() {
+  if (t_device.pinned) return;  // a worker keeps its stream's device
+  t_device.device = -1;
+  t_device.context = nullptr;
+}
+
+void ForgetAllThreadDevices() { g_generation.fetch_add(1, std::memory_order_acq_rel); }
+
+}  // namespace runtime
+}  // namespace moe_ep::cann
+
+using moe_ep::cann::Fail;
+using moe_ep::cann::runtime::CheckDeviceId;
+using moe_ep::cann::runtime::GuardedAclCall;
+
+// None of these calls requires aclInit first: a program that forgets it still runs (lenient on purpose;
+// CANN would return ACL_ERROR_UNINITIALIZE, which helps nobody on a host emulation).
+
+extern "C" aclError aclrtGetDeviceCount(uint32_t* count) {
+  return GuardedAclCall("aclrtGetDeviceCount", [&]() -> aclError {
+    if (count == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, "aclrtGetDeviceCount: parameter 'count' is nullptr");
+    const moe_ep::cann::DeviceCountSetting& setting = moe_ep::cann::Setting();
+    if (!setting.problem.empty()) return Fail(ACL_ERROR_INVALID_PARAM, "aclrtGetDeviceCount: " + setting.problem);
+    *count = static_cast<uint32_t>(setting.count);
+    return ACL_SUCCESS;
+  });
+}
+
+extern "C" aclError aclrtSetDevice(int32_t deviceId) {
+  return GuardedAclCall("aclrtSetDevice", [&]() -> aclError {
+    if (aclError status = CheckDeviceId("aclrtSetDevice", deviceId); status != ACL_SUCCESS) return status;
+    moe_ep::cann::runtime::SetThreadDevice(deviceId, moe_ep::cann::runtime::DefaultContext(deviceId));
+    return ACL_SUCCESS;
+  });
+}
+
+extern "C" aclError aclrtGetDevice(int32_t* deviceId) {
+  return GuardedAclCall("aclrtGetDevice", [&]() -> aclError {
+    if (deviceId == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, "aclrtGetDevice: parameter 'deviceId' is nullptr");
+    const int32_t device = moe_ep::cann::CurrentDevice();
+    if (device < 0) {
+      return Fail(ACL_ERROR_RT_CONTEXT_NULL,
+                  "aclrtGetDevice: this thread has no current device; call aclrtSetDevice or aclrtSetCurrentContext "
+                  "first");
+    }
+    *deviceId = device;
+    return ACL_SUCCESS;
+  });
+}
+
+// Releases nothing the program still holds (its streams, contexts and memory stay usable): CANN would
+// free them, but a host emulation loses nothing by keeping them, and the seed samples reset a device
+// before they are done with other threads' handles on it. Only the thread's current device is cleared.
+extern "C" aclError aclrtResetDevice(int32_t deviceId) {
+  return GuardedAclCall("aclrtResetDevice", [&]() -> aclError {
+    if (aclError status = CheckDeviceId("aclrtResetDevice", deviceId); status != ACL_SUCCESS) return status;
+    if (moe_ep::cann::CurrentDevice() == deviceId) moe_ep::cann::runtime::ClearThreadDevice();
+    return ACL_SUCCESS;
+  });
+}
+
+extern "C" aclError aclrtSynchronizeDevice() {
+  return GuardedAclCall("aclrtSynchronizeDevice", [&]() -> aclError {
+    const int32_t device = moe_ep::cann::CurrentDevice();
+    if (device < 0) {
+      return Fail(ACL_ERROR_RT_CONTEXT_NULL,
+                  "aclrtSynchronizeDevice: this thread has no current device; call aclrtSetDevice first");
+    }
+    return moe_ep::cann::runtime::SynchronizeDeviceStreams("aclrtSynchronizeDevice", device);
+  });
+}

@@ -1,0 +1,199 @@
+// "Device" and pinned host memory, both ordinary aligned host memory remembered in a registry, and the
+// synchronous and stream-ordered copies and fills.
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "cann/runtime/internal.h"
+
+namespace moe_ep::cann::runtime {
+namespace {
+
+// Cache-line alignment; CANN's device allocations are at least this aligned.
+constexpr size_t kAlignment = 64;
+// Larger requests fail cleanly here rather than abort inside a sanitizer's allocator.
+constexpr size_t kMaxAllocation = size_t{1} << 40;
+
+enum class MemoryKind { kDevice, kHost };
+
+const char* AllocatorOf(MemoryKind kind) { return kind == MemoryKind::kDevice ? "aclrtMalloc" : "aclrtMallocHost"; }
+const char* FreerOf(MemoryKind kind) { return kind == MemoryKind::kDevice ? "aclrtFree" : "aclrtFreeHost"; }
+
+struct Allocation {
+  size_t bytes = 0;
+  MemoryKind kind = MemoryKind::kDevice;
+};
+
+struct Allocations {
+  std::mutex mu;
+  std::unordered_map<const void*, Allocation> by_address;
+};
+
+// Never destroyed: stream tasks may still free memory while the process exits.
+Allocations& Live() {
+  static auto* const live = new Allocations;
+  return *live;
+}
+
+aclError Allocate(const char* api, void** ptr, size_t size, MemoryKind kind) {
+  const std::string name = api;
+  if (ptr == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, name + ": the output pointer is nullptr");
+  if (size == 0) return Fail(ACL_ERROR_INVALID_PARAM, name + ": size 0 is invalid (it must be > 0)");
+  if (size > kMaxAllocation) {
+    return Fail(ACL_ERROR_RT_MEMORY_ALLOCATION,
+                name + ": " + std::to_string(size) + " bytes is more than the emulation allocates (1 TiB)");
+  }
+  // aligned_alloc wants a multiple of the alignment. Not zero-filled, as on a device.
+  const size_t rounded = (size + kAlignment - 1) / kAlignment * kAlignment;
+  void* memory = std::aligned_alloc(kAlignment, rounded);
+  if (memory == nullptr) {
+    return Fail(ACL_ERROR_RT_MEMORY_ALLOCATION, name + ": out of host memory for " + std::to_string(size) + " bytes");
+  }
+  try {
+    Allocations& live = Live();
+    std::lock_guard<std::mutex> lock(live.mu);
+    live.by_address[memory] = Allocation{size, kind};
+  } catch (...) {
+    std::free(memory);
+    throw;
+  }
+  *ptr = memory;
+  return ACL_SUCCESS;
+}
+
+aclError Release(const char* api, void* ptr, MemoryKind kind) {
+  const std::string name = api;
+  if (ptr == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, name + ": parameter is nullptr");
+  {
+    Allocations& live = Live();
+    std::lock_guard<std::mutex> lock(live.mu);
+    auto it = live.by_address.find(ptr);
+    if (it == live.by_address.end()) {
+      return Fail(ACL_ERROR_RT_MEMORY_FREE, name + ": " + HandleName(ptr) + " is not the start of live memory from " +
+                                                AllocatorOf(kind) + " (never allocated, or already freed)");
+    }
+    if (it->second.kind != kind) {
+      return Fail(ACL_ERROR_RT_MEMORY_FREE, name + ": " + HandleName(ptr) + " (" + std::to_string(it->second.bytes) +
+                                                " bytes) came from " + AllocatorOf(it->second.kind) +
+                                                "; free it with " + FreerOf(it->second.kind));
+    }
+    live.by_address.erase(it);
+  }
+  std::free(ptr);
+  return ACL_SUCCESS;
+}
+
+bool ValidMemcpyKind(int64_t kind) { return kind >= ACL_MEMCPY_HOST_TO_HOST && kind <= ACL_MEMCPY_DEFAULT; }
+
+bool ValidMallocPolicy(int64_t policy) {
+  return policy >= ACL_MEM_MALLOC_HUGE_FIRST && policy <= ACL_MEM_MALLOC_NORMAL_ONLY_P2P;
+}
+
+// The checks aclrtMemcpy and aclrtMemcpyAsync share (the async one checks at launch).
+aclError CheckMemcpy(const std::string& api, const void* dst, size_t dest_max, const void* src, size_t count,
+                     const aclrtMemcpyKind& kind) {
+  if (dst == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, api + ": parameter 'dst' is nullptr");
+  if (src == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, api + ": parameter 'src' is nullptr");
+  if (count > dest_max) {
+    return Fail(ACL_ERROR_INVALID_PARAM, api + ": count " + std::to_string(count) + " is more than destMax " +
+                                             std::to_string(dest_max) + " (the room at dst)");
+  }
+  if (const int64_t raw_kind = RawEnumValue(kind); !ValidMemcpyKind(raw_kind)) {
+    return Fail(ACL_ERROR_INVALID_PARAM,
+                api + ": kind " + std::to_string(raw_kind) + " is not an aclrtMemcpyKind (0 to 4)");
+  }
+  return ACL_SUCCESS;
+}
+
+aclError CheckMemset(const std::string& api, const void* dst, size_t max_count, size_t count) {
+  if (dst == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, api + ": parameter 'devPtr' is nullptr");
+  if (count > max_count) {
+    return Fail(ACL_ERROR_INVALID_PARAM, api + ": count " + std::to_string(count) + " is more than maxCount " +
+                                             std::to_string(max_count) + " (the room at devPtr)");
+  }
+  return ACL_SUCCESS;
+}
+
+}  // namespace
+}  // namespace moe_ep::cann::runtime
+
+using moe_ep::cann::Fail;
+using moe_ep::cann::runtime::GuardedAclCall;
+using moe_ep::cann::runtime::MemoryKind;
+
+extern "C" aclError aclrtMalloc(void** devPtr, size_t size, aclrtMemMallocPolicy policy) {
+  return GuardedAclCall("aclrtMalloc", [&]() -> aclError {
+    const int64_t raw_policy = moe_ep::cann::runtime::RawEnumValue(policy);
+    if (!moe_ep::cann::runtime::ValidMallocPolicy(raw_policy)) {
+      return Fail(ACL_ERROR_INVALID_PARAM,
+                  "aclrtMalloc: policy " + std::to_string(raw_policy) + " is not an aclrtMemMallocPolicy (0 to 5)");
+    }
+    return moe_ep::cann::runtime::Allocate("aclrtMalloc", devPtr, size, MemoryKind::kDevice);
+  });
+}
+
+extern "C" aclError aclrtFree(void* devPtr) {
+  return GuardedAclCall("aclrtFree", [&]() -> aclError {
+    return moe_ep::cann::runtime::Release("aclrtFree", devPtr, MemoryKind::kDevice);
+  });
+}
+
+extern "C" aclError aclrtMallocHost(void** hostPtr, size_t size) {
+  return GuardedAclCall("aclrtMallocHost", [&]() -> aclError {
+    return moe_ep::cann::runtime::Allocate("aclrtMallocHost", hostPtr, size, MemoryKind::kHost);
+  });
+}
+
+extern "C" aclError aclrtFreeHost(void* hostPtr) {
+  return GuardedAclCall("aclrtFreeHost", [&]() -> aclError {
+    return moe_ep::cann::runtime::Release("aclrtFreeHost", hostPtr, MemoryKind::kHost);
+  });
+}
+
+// memmove, not memcpy: overlapping ranges then copy as if through a buffer instead of being undefined.
+extern "C" aclError aclrtMemcpy(void* dst, size_t destMax, const void* src, size_t count, aclrtMemcpyKind kind) {
+  return GuardedAclCall("aclrtMemcpy", [&]() -> aclError {
+    if (aclError status = moe_ep::cann::runtime::CheckMemcpy("aclrtMemcpy", dst, destMax, src, count, kind);
+        status != ACL_SUCCESS) {
+      return status;
+    }
+    std::memmove(dst, src, count);
+    return ACL_SUCCESS;
+  });
+}
+
+extern "C" aclError aclrtMemset(void* devPtr, size_t maxCount, int32_t value, size_t count) {
+  return GuardedAclCall("aclrtMemset", [&]() -> aclError {
+    if (aclError status = moe_ep::cann::runtime::CheckMemset("aclrtMemset", devPtr, maxCount, count);
+        status != ACL_SUCCESS) {
+      return status;
+    }
+    std::memset(devPtr, value, count);
+    return ACL_SUCCESS;
+  });
+}
+
+extern "C" aclError aclrtMemcpyAsync(void* dst, size_t destMax, const void* src, size_t count, aclrtMemcpyKind kind,
+                                     aclrtStream stream) {
+  return GuardedAclCall("aclrtMemcpyAsync", [&]() -> aclError {
+    if (aclError status = moe_ep::cann::runtime::CheckMemcpy("aclrtMemcpyAsync", dst, destMax, src, count, kind);
+        status != ACL_SUCCESS) {
+      return status;
+    }
+    return moe_ep::cann::LaunchOnStream(stream, "aclrtMemcpyAsync",
+                                        [dst, src, count] { std::memmove(dst, src, count); });
+  });
+}
+
+extern "C" aclError aclrtMemsetAsync(void* devPtr, size_t maxCount, int32_t value, size_t count, aclrtStream stream) {
+  return GuardedAclCall("aclrtMemsetAsync", [&]() -> aclError {
+    if (aclError status = moe_ep::cann::runtime::CheckMemset("aclrtMemsetAsync", devPtr, maxCount, count);
+        status != ACL_SUCCESS) {
+      return status;
+    }
+    return moe_ep::cann::LaunchOnStream(stream, "aclrtMemsetAsync",
+                                        [devPtr, value, count] { std::memset(devPtr, value, count); });
+  });
+}

@@ -1,0 +1,52 @@
+// What the aclnn and HCCL layers need from the runtime emulation: tensors as views, the calling thread's
+// device, launching work on a stream, and the thread-local error message behind aclGetRecentErrMsg.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "acl/acl.h"
+#include "aclnn/acl_meta.h"
+#include "moe_ep/tensor.h"
+
+// The C API's tensor descriptor: a view (shape, strides and offset in elements) over storage at `data`.
+struct aclTensor {
+  std::vector<int64_t> view_shape;
+  std::vector<int64_t> strides;
+  int64_t offset = 0;
+  std::vector<int64_t> storage_shape;
+  aclDataType dtype = ACL_DT_UNDEFINED;
+  aclFormat format = ACL_FORMAT_ND;
+  void* data = nullptr;
+};
+
+namespace moe_ep::cann {
+
+/// True when `t` came from aclCreateTensor and was not destroyed since.
+bool IsLiveTensor(const aclTensor* t);
+
+/// The moe_ep dtype of an ACL dtype; false when moe_ep has no such type (the caller reports 161002).
+bool ToDType(aclDataType acl, DType* out);
+
+/// The view of a tensor (data already advanced by the offset). Requires a representable dtype.
+TensorView ViewOf(const aclTensor& t);
+
+/// The virtual device the calling thread works on (aclrtSetDevice / aclrtSetCurrentContext), or -1.
+int32_t CurrentDevice();
+int32_t DeviceCount();
+
+/// Records `message` as the calling thread's recent error (aclGetRecentErrMsg) and returns `code`.
+int32_t Fail(int32_t code, const std::string& message);
+
+/// The work of one launch. It throws moe_ep::Error (or any std::exception) to fail; the stream records
+/// the first failure and its synchronize returns that code with the message.
+using StreamTask = std::function<void()>;
+
+/// Appends `task` to `stream` (nullptr: the default stream of the calling thread's current device) and
+/// returns at once. Returns ACL_SUCCESS, or an error code after Fail() for a bad stream / no device.
+/// `device` receives the device the stream belongs to when not null.
+aclError LaunchOnStream(aclrtStream stream, const char* op_name, StreamTask task, int32_t* device = nullptr);
+
+}  // namespace moe_ep::cann

@@ -1,0 +1,116 @@
+// Stream: the worker loop, failure recording and (timed) synchronization.
+#include "cann/runtime/stream.h"
+
+#include <exception>
+#include <utility>
+
+#include "cann/runtime/internal.h"
+#include "moe_ep/error.h"
+
+namespace moe_ep::cann::runtime {
+namespace {
+
+thread_local const Stream* t_worker_of = nullptr;
+
+}  // namespace
+
+Stream::Stream(int32_t device, std::string name) : device_(device), name_(std::move(name)) {
+  worker_ = std::thread([this] { WorkerLoop(); });
+}
+
+Stream::~Stream() { Shutdown(); }
+
+const Stream* Stream::OfCallingThread() { return t_worker_of; }
+
+bool Stream::Launch(std::string op_name, StreamTask task) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return false;
+    // Count the task only once it is queued: a push_back that throws must not leave a task to wait for.
+    queue_.push_back(QueuedTask{launched_ + 1, std::move(op_name), std::move(task)});
+    ++launched_;
+  }
+  work_ready_.notify_one();
+  return true;
+}
+
+Stream::Outcome Stream::Synchronize(std::optional<std::chrono::milliseconds> timeout) {
+  if (t_worker_of == this) {
+    return {ACL_ERROR_INVALID_PARAM,
+            "a task of " + name_ + " cannot wait for " + name_ + ": it would wait for itself forever"};
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  const uint64_t target = launched_;
+  auto done = [&] { return completed_ >= target; };
+  if (timeout) {
+    if (!work_done_.wait_until(lock, std::chrono::steady_clock::now() + *timeout, done)) {
+      const std::string running = running_op_.empty() ? std::string("no task") : "'" + running_op_ + "'";
+      return {ACL_ERROR_RT_STREAM_SYNC_TIMEOUT,
+              name_ + " (device " + std::to_string(device_) + ") did not finish within " +
+                  std::to_string(timeout->count()) + " ms: " + running + " is running with " +
+                  std::to_string(queue_.size()) + " more task(s) queued; the tasks go on running"};
+    }
+  } else {
+    work_done_.wait(lock, done);
+  }
+  // A failure of a task launched after this call stays for the synchronize that waits for that task.
+  if (failure_.code == ACL_SUCCESS || failure_seq_ > target) return {};
+  Outcome failure = std::move(failure_);
+  failure_ = {};
+  failure_seq_ = 0;
+  return failure;
+}
+
+void Stream::Shutdown() {
+  std::lock_guard<std::mutex> joiner(shutdown_mu_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  work_ready_.notify_one();
+  // The callers (aclrtDestroyStream, aclFinalize) refuse to run on a stream worker, so this never joins
+  // the calling thread; the check only turns that mistake into a no-op instead of a deadlock.
+  if (!worker_.joinable() || t_worker_of == this) return;
+  worker_.join();
+}
+
+Stream::Outcome Stream::Run(QueuedTask& task) {
+  try {
+    task.run();
+    return {};
+  } catch (const moe_ep::Error& e) {
+    return {static_cast<aclError>(e.code()), task.op_name + ": " + e.what(), /*task_failed=*/true};
+  } catch (const std::exception& e) {
+    return {ACL_ERROR_RT_INTERNAL_ERROR, task.op_name + ": " + e.what(), /*task_failed=*/true};
+  } catch (...) {
+    return {ACL_ERROR_RT_INTERNAL_ERROR, task.op_name + ": unknown exception", /*task_failed=*/true};
+  }
+}
+
+void Stream::WorkerLoop() {
+  t_worker_of = this;
+  PinWorkerDevice(device_);
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    work_ready_.wait(lock, [&] { return !queue_.empty() || stopping_; });
+    if (queue_.empty()) return;  // stopping, and every task has run
+    QueuedTask task = std::move(queue_.front());
+    queue_.pop_front();
+    running_op_ = task.op_name;
+    lock.unlock();
+    Outcome outcome = Run(task);
+    // Release what the task captured before anyone learns it finished: a synchronize that returns may
+    // free memory the captures still point to.
+    task.run = nullptr;
+    lock.lock();
+    running_op_.clear();
+    if (outcome.code != ACL_SUCCESS && failure_.code == ACL_SUCCESS) {
+      failure_ = std::move(outcome);
+      failure_seq_ = task.seq;
+    }
+    completed_ = task.seq;
+    work_done_.notify_all();
+  }
+}
+
+}  // namespace moe_ep::cann::runtime

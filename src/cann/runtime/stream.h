@@ -1,0 +1,83 @@
+// Stream: a queue of tasks that a worker thread of its own runs in launch order, the first failure since
+// the last synchronize, and waiting for the tasks with or without a deadline.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "cann/runtime/runtime.h"
+
+namespace moe_ep::cann::runtime {
+
+class Stream {
+ public:
+  /// What a synchronize found: ACL_SUCCESS, a task's failure ("op_name: what", reported as is), or a
+  /// problem of the wait itself (a timeout; the caller prefixes its API name).
+  struct Outcome {
+    aclError code = ACL_SUCCESS;
+    std::string message;
+    bool task_failed = false;
+  };
+
+  /// Starts the worker. `name` identifies the stream in messages ("stream 0x..", "default stream of
+  /// device 3"). Throws std::system_error when no thread can be started.
+  Stream(int32_t device, std::string name);
+  /// Shutdown().
+  ~Stream();
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  int32_t device() const { return device_; }
+  const std::string& name() const { return name_; }
+
+  /// Appends a task and returns at once; false (nothing queued) once Shutdown() has begun.
+  bool Launch(std::string op_name, StreamTask task);
+
+  /// Waits until every task launched before this call has run, for at most `timeout` when given. Returns
+  /// the first failure recorded by those tasks (and forgets it), or a timeout naming the running task;
+  /// on a timeout the tasks go on. A worker must not wait for its own stream: that is an error too.
+  Outcome Synchronize(std::optional<std::chrono::milliseconds> timeout);
+
+  /// Lets the queued tasks finish, then joins the worker. Later launches are refused. Idempotent. Not for
+  /// the stream's own worker (callers check OnStreamWorker()).
+  void Shutdown();
+
+  /// The stream whose worker is the calling thread, or nullptr.
+  static const Stream* OfCallingThread();
+
+ private:
+  struct QueuedTask {
+    uint64_t seq = 0;
+    std::string op_name;
+    StreamTask run;
+  };
+
+  void WorkerLoop();
+  // Runs one task; returns its failure (ACL_SUCCESS when it returned normally).
+  static Outcome Run(QueuedTask& task);
+
+  const int32_t device_;
+  const std::string name_;
+
+  std::mutex mu_;
+  std::condition_variable work_ready_;  // the worker waits for tasks or shutdown
+  std::condition_variable work_done_;   // synchronizers wait for `completed_`
+  std::deque<QueuedTask> queue_;
+  uint64_t launched_ = 0;   // seq of the last launched task
+  uint64_t completed_ = 0;  // seq of the last finished task
+  std::string running_op_;  // empty while idle
+  bool stopping_ = false;
+  Outcome failure_;  // the first failure since the last synchronize that took one
+  uint64_t failure_seq_ = 0;
+
+  std::mutex shutdown_mu_;  // one joiner at a time
+  std::thread worker_;      // last: starts after every other member exists
+};
+
+}  // namespace moe_ep::cann::runtime

@@ -1,0 +1,204 @@
+// The streams of the C API: created streams behind opaque handles, each device's lazily made default
+// stream (the nullptr stream), launching tasks, and the aclrt stream calls.
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cann/runtime/handle_registry.h"
+#include "cann/runtime/internal.h"
+#include "cann/runtime/stream.h"
+
+namespace moe_ep::cann::runtime {
+namespace {
+
+// Never destroyed: aclFinalize joins the workers; a program that skips it exits with them idle.
+HandleRegistry<Stream>& Streams() {
+  static auto* const streams = new HandleRegistry<Stream>(kStreamHandleTag);
+  return *streams;
+}
+
+struct DefaultStreams {
+  std::mutex mu;
+  std::map<int32_t, std::shared_ptr<Stream>> by_device;
+};
+
+DefaultStreams& Defaults() {
+  static auto* const defaults = new DefaultStreams;
+  return *defaults;
+}
+
+std::string DefaultStreamName(int32_t device) { return "the default stream of device " + std::to_string(device); }
+
+// The default stream of `device`; made on first use when `create`, else nullptr if there is none yet.
+std::shared_ptr<Stream> DefaultStream(int32_t device, bool create) {
+  DefaultStreams& defaults = Defaults();
+  std::lock_guard<std::mutex> lock(defaults.mu);
+  auto it = defaults.by_device.find(device);
+  if (it != defaults.by_device.end()) return it->second;
+  if (!create) return nullptr;
+  auto stream = std::make_shared<Stream>(device, DefaultStreamName(device));
+  defaults.by_device.emplace(device, stream);
+  return stream;
+}
+
+aclError NoCurrentDevice(const std::string& api) {
+  return Fail(ACL_ERROR_RT_CONTEXT_NULL, api +
+                                             ": this thread has no current device for the default (nullptr) stream; "
+                                             "call aclrtSetDevice or aclrtSetCurrentContext first");
+}
+
+aclError UnknownStream(const std::string& api, aclrtStream stream) {
+  return Fail(ACL_ERROR_RT_PARAM_INVALID,
+              api + ": stream " + HandleName(stream) + " is not a live stream (never created, or already destroyed)");
+}
+
+// The stream a call names: a created one, or for nullptr the current device's default stream (made
+// when `create_default`; otherwise *out stays nullptr when there is none, i.e. nothing to wait for).
+aclError ResolveStream(const std::string& api, aclrtStream handle, bool create_default, std::shared_ptr<Stream>* out) {
+  if (handle == nullptr) {
+    const int32_t device = CurrentDevice();
+    if (device < 0) return NoCurrentDevice(api);
+    *out = DefaultStream(device, create_default);
+    return ACL_SUCCESS;
+  }
+  *out = Streams().Find(handle);
+  return *out == nullptr ? UnknownStream(api, handle) : ACL_SUCCESS;
+}
+
+// A task's failure is reported as the task worded it ("op_name: what"); a failed wait names the call.
+aclError Report(const std::string& api, const Stream::Outcome& outcome) {
+  if (outcome.code == ACL_SUCCESS) return ACL_SUCCESS;
+  return Fail(outcome.code, outcome.task_failed ? outcome.message : api + ": " + outcome.message);
+}
+
+aclError Synchronize(const char* api, aclrtStream handle, std::optional<std::chrono::milliseconds> timeout) {
+  std::shared_ptr<Stream> stream;
+  if (aclError status = ResolveStream(api, handle, /*create_default=*/false, &stream); status != ACL_SUCCESS) {
+    return status;
+  }
+  if (stream == nullptr) return ACL_SUCCESS;  // the default stream never had a task
+  return Report(api, stream->Synchronize(timeout));
+}
+
+}  // namespace
+
+aclError SynchronizeDeviceStreams(const char* api, int32_t device) {
+  if (OnStreamWorker()) {
+    return Fail(ACL_ERROR_INVALID_PARAM, std::string(api) +
+                                             ": a stream task cannot wait for a whole device: it would wait for "
+                                             "its own stream");
+  }
+  std::vector<std::shared_ptr<Stream>> streams;
+  for (auto& stream : Streams().Snapshot()) {
+    if (stream->device() == device) streams.push_back(std::move(stream));
+  }
+  if (auto fallback = DefaultStream(device, /*create=*/false)) streams.push_back(std::move(fallback));
+  aclError first_failure = ACL_SUCCESS;
+  std::string messages;
+  for (const auto& stream : streams) {
+    Stream::Outcome outcome = stream->Synchronize(std::nullopt);
+    if (outcome.code == ACL_SUCCESS) continue;
+    if (first_failure == ACL_SUCCESS) first_failure = outcome.code;
+    messages += (messages.empty() ? "" : "; ") + outcome.message;
+  }
+  // Each message already names its op; several failing streams are joined with "; ".
+  if (first_failure == ACL_SUCCESS) return ACL_SUCCESS;
+  return Fail(first_failure, messages);
+}
+
+void DestroyAllStreams() {
+  std::vector<std::shared_ptr<Stream>> streams = Streams().RemoveAll();
+  {
+    DefaultStreams& defaults = Defaults();
+    std::lock_guard<std::mutex> lock(defaults.mu);
+    for (auto& [device, stream] : defaults.by_device) streams.push_back(std::move(stream));
+    defaults.by_device.clear();
+  }
+  // Outside every lock: the tasks still draining may launch, look up or synchronize other streams.
+  for (auto& stream : streams) stream->Shutdown();
+}
+
+bool OnStreamWorker() { return Stream::OfCallingThread() != nullptr; }
+
+}  // namespace moe_ep::cann::runtime
+
+namespace moe_ep::cann {
+
+aclError LaunchOnStream(aclrtStream stream, const char* op_name, StreamTask task, int32_t* device) {
+  const std::string name = op_name != nullptr ? op_name : "LaunchOnStream";
+  return runtime::GuardedAclCall(name.c_str(), [&]() -> aclError {
+    if (!task) return Fail(ACL_ERROR_INVALID_PARAM, name + ": there is no task to launch");
+    std::shared_ptr<runtime::Stream> target;
+    if (aclError status = runtime::ResolveStream(name, stream, /*create_default=*/true, &target);
+        status != ACL_SUCCESS) {
+      return status;
+    }
+    if (!target->Launch(name, std::move(task))) {
+      return Fail(ACL_ERROR_RT_PARAM_INVALID, name + ": " + target->name() + " is being destroyed");
+    }
+    if (device != nullptr) *device = target->device();
+    return ACL_SUCCESS;
+  });
+}
+
+}  // namespace moe_ep::cann
+
+using moe_ep::cann::Fail;
+using moe_ep::cann::runtime::GuardedAclCall;
+using moe_ep::cann::runtime::Stream;
+
+extern "C" aclError aclrtCreateStream(aclrtStream* stream) {
+  return GuardedAclCall("aclrtCreateStream", [&]() -> aclError {
+    if (stream == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, "aclrtCreateStream: parameter 'stream' is nullptr");
+    const int32_t device = moe_ep::cann::CurrentDevice();
+    if (device < 0) {
+      return Fail(ACL_ERROR_RT_CONTEXT_NULL,
+                  "aclrtCreateStream: this thread has no current device; call aclrtSetDevice (or "
+                  "aclrtCreateContext / aclrtSetCurrentContext) first");
+    }
+    *stream = moe_ep::cann::runtime::Streams().AddMade([&](void* handle) {
+      return std::make_shared<Stream>(device, "stream " + moe_ep::cann::runtime::HandleName(handle));
+    });
+    return ACL_SUCCESS;
+  });
+}
+
+// Waits for the stream's tasks, then joins its worker.
+extern "C" aclError aclrtDestroyStream(aclrtStream stream) {
+  return GuardedAclCall("aclrtDestroyStream", [&]() -> aclError {
+    if (stream == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, "aclrtDestroyStream: parameter 'stream' is nullptr");
+    // A task may destroy another stream (it waits for it), but not its own: it would wait for itself.
+    if (auto found = moe_ep::cann::runtime::Streams().Find(stream); found && found.get() == Stream::OfCallingThread()) {
+      return Fail(ACL_ERROR_INVALID_PARAM, "aclrtDestroyStream: a task of " + found->name() +
+                                               " cannot destroy its own stream (it would wait for itself)");
+    }
+    std::shared_ptr<Stream> removed = moe_ep::cann::runtime::Streams().Remove(stream);
+    if (removed == nullptr) return moe_ep::cann::runtime::UnknownStream("aclrtDestroyStream", stream);
+    removed->Shutdown();
+    return ACL_SUCCESS;
+  });
+}
+
+extern "C" aclError aclrtSynchronizeStream(aclrtStream stream) {
+  return GuardedAclCall("aclrtSynchronizeStream", [&]() -> aclError {
+    return moe_ep::cann::runtime::Synchronize("aclrtSynchronizeStream", stream, std::nullopt);
+  });
+}
+
+// CANN documents -1 (wait forever) and positive timeouts; 0 and other negatives are rejected rather than
+// guessed at.
+extern "C" aclError aclrtSynchronizeStreamWithTimeout(aclrtStream stream, int32_t timeout) {
+  return GuardedAclCall("aclrtSynchronizeStreamWithTimeout", [&]() -> aclError {
+    const char* api = "aclrtSynchronizeStreamWithTimeout";
+    if (timeout == -1) return moe_ep::cann::runtime::Synchronize(api, stream, std::nullopt);
+    if (timeout <= 0) {
+      return Fail(ACL_ERROR_INVALID_PARAM, std::string(api) + ": timeout " + std::to_string(timeout) +
+                                               " ms is invalid: use -1 to wait forever or a positive number of ms");
+    }
+    return moe_ep::cann::runtime::Synchronize(api, stream, std::chrono::milliseconds(timeout));
+  });
+}

@@ -1,0 +1,221 @@
+// C API property tests: random A3-legal configurations driven only through the CANN-compatible entry
+// points (aclrt*, Hccl*, aclnnMoeDistribute*), every output element bit-identical to tests/reference/,
+// rows the reference leaves undefined still poisoned. Each case forces one feature and draws the rest:
+// bf16 / fp16, shared experts (n_s 1..2), 1-D and 2-D masks, unequal Bs with globalBs, TP 2, dynamic quant
+// with smooth scales, both expertTokenNumsTypes, commQuantMode 2, sharedExpertX (2-D and 3-D),
+// CombineAddRmsNorm, V3 zero / copy / const experts, strided inputs with offsets, and one thread that
+// launches every rank (switching contexts). Also: rounds with fresh routing on the same communicators.
+// Replay a run with MOE_EP_TEST_SEED=<printed seed>.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "cann/capi_support.h"
+#include "support/test_seed.h"
+
+namespace moe_ep::capi_testing {
+namespace {
+
+using moe_ref::DType;
+using moe_ref::MaskKind;
+
+#ifdef MOE_EP_SANITIZED
+constexpr int kCycles = 1;
+#else
+constexpr int kCycles = 4;
+#endif
+
+enum Feature {
+  kBf16,
+  kFp16,
+  kShared,
+  kMask1d,
+  kMask2d,
+  kUnequalBs,
+  kTp2,
+  kQuantSmooth,
+  kTokenNumsCumulative,
+  kCommQuant,
+  kSharedX,
+  kAddRmsNorm,
+  kSpecialExperts,
+  kStrided,
+  kSingleThread,
+  kFeatureCount
+};
+
+int64_t Uniform(std::mt19937_64& rng, int64_t lo, int64_t hi) {
+  return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+}
+bool Chance(std::mt19937_64& rng, double p) { return std::bernoulli_distribution(p)(rng); }
+
+// A random A3-legal case that certainly has feature `f`.
+CapiCase RandomCase(std::mt19937_64& rng, Feature f, Launch* launch) {
+  CapiCase c;
+  auto& s = c.spec;
+  auto& cfg = s.config;
+  const bool add_rms = f == kAddRmsNorm || Chance(rng, 0.1);
+  cfg.tp_world_size = f == kTp2 || (f != kCommQuant && Chance(rng, 0.12)) ? 2 : 1;
+  cfg.ep_world_size = static_cast<int>(Uniform(rng, 2, cfg.tp_world_size == 2 && Chance(rng, 0.8) ? 4 : 8));
+  if (!add_rms && !(f == kSharedX) && cfg.ep_world_size >= 3 && (f == kShared || Chance(rng, 0.25))) {
+    cfg.shared_expert_num = static_cast<int>(Uniform(rng, 1, std::min(2, cfg.ep_world_size - 1)));
+    const int replicas =
+        static_cast<int>(Uniform(rng, 1, std::max(1, (cfg.ep_world_size - 1) / cfg.shared_expert_num)));
+    cfg.shared_expert_rank_num = cfg.shared_expert_num * replicas;
+  }
+  const int local = cfg.tp_world_size == 2 ? 1 : static_cast<int>(Uniform(rng, 1, 4));
+  cfg.moe_expert_num = local * (cfg.ep_world_size - cfg.shared_expert_rank_num);
+  const bool special = !add_rms && (f == kSpecialExperts || Chance(rng, 0.12));
+  if (special) {
+    do {
+      cfg.zero_expert_num = static_cast<int>(Uniform(rng, 0, 2));
+      cfg.copy_expert_num = static_cast<int>(Uniform(rng, 0, 2));
+      cfg.const_expert_num = static_cast<int>(Uniform(rng, 0, 2));
+    } while (cfg.zero_expert_num + cfg.copy_expert_num + cfg.const_expert_num == 0);
+  }
+  c.use_v3 = special || (!add_rms && Chance(rng, 0.2));
+  const int total = cfg.moe_expert_num + cfg.zero_expert_num + cfg.copy_expert_num + cfg.const_expert_num;
+  cfg.top_k = static_cast<int>(Uniform(rng, 1, std::min(8, total)));
+  cfg.hidden = static_cast<int>(Chance(rng, 0.5) ? Uniform(rng, 1024, 1040) : Uniform(rng, 1024, 1536));
+  cfg.dtype = add_rms || f == kBf16 ? DType::kBf16
+              : f == kFp16          ? DType::kFp16
+              : Chance(rng, 0.5)    ? DType::kBf16
+                                    : DType::kFp16;
+  cfg.quant_mode = f == kQuantSmooth || Chance(rng, 0.3) ? 2 : 0;
+  s.smooth_scales = cfg.quant_mode == 2 && (f == kQuantSmooth || Chance(rng, 0.6));
+  cfg.expert_token_nums_type = f == kTokenNumsCumulative ? 0 : static_cast<int>(Uniform(rng, 0, 1));
+  cfg.comm_quant_mode = cfg.tp_world_size == 1 && !add_rms && (f == kCommQuant || Chance(rng, 0.25)) ? 2 : 0;
+  cfg.norm_eps = Chance(rng, 0.5) ? 1e-6f : 1e-5f;
+  s.bs = Uniform(rng, 1, 16);
+  s.mask = f == kMask1d      ? MaskKind::kTokens
+           : f == kMask2d    ? MaskKind::kPairs
+           : f == kUnequalBs ? MaskKind::kNone
+                             : static_cast<MaskKind>(Uniform(rng, 0, 2));
+  if (f == kUnequalBs || (s.mask == MaskKind::kNone && Chance(rng, 0.25))) {
+    s.unequal_bs = f == kUnequalBs || Chance(rng, 0.6);
+    cfg.global_bs = (s.bs + Uniform(rng, 0, 3)) * cfg.ep_world_size;
+  } else if (Chance(rng, 0.2)) {
+    cfg.global_bs = s.bs * cfg.ep_world_size;
+  }
+  s.shared_expert_x = cfg.shared_expert_rank_num == 0 && (f == kSharedX || Chance(rng, 0.2));
+  s.add_rms_norm = add_rms;
+  const int64_t layout = f == kStrided ? Uniform(rng, 1, 2) : Uniform(rng, 0, 4) - 2;
+  s.layout = layout == 1   ? InputLayout::kPaddedRows
+             : layout == 2 ? InputLayout::kStridedColumns
+                           : InputLayout::kContiguous;
+  c.no_tp_attr = static_cast<int>(Uniform(rng, 0, 1));
+  c.default_shared_num = Chance(rng, 0.3);
+  c.pass_a2_params = Chance(rng, 0.3);
+  c.null_comm_alg = Chance(rng, 0.3);
+  c.shared_x_3d = s.shared_expert_x && Chance(rng, 0.4);
+  c.pass_zero_ori_x = c.use_v3 && Chance(rng, 0.3);
+  c.group_list_type = Uniform(rng, 0, 1);
+  *launch = f == kSingleThread ? Launch::kSingleThread
+            : Chance(rng, 0.3) ? Launch::kThreadPerRankContexts
+                               : Launch::kThreadPerRank;
+  return c;
+}
+
+const char* LaunchName(Launch l) {
+  return l == Launch::kSingleThread            ? "single thread"
+         : l == Launch::kThreadPerRankContexts ? "threads+contexts"
+                                               : "threads";
+}
+
+TEST(CapiProperty, RandomConfigurationsMatchReference) {
+  EnsureAclReady();
+  int cases = 0;
+  for (int cycle = 0; cycle < kCycles; ++cycle) {
+    for (int f = 0; f < kFeatureCount; ++f) {
+      const uint64_t seed = moe_ep::testing::BaseSeed() ^ (0xCA91ull * 1000003 + cycle * 100 + f);
+      std::mt19937_64 rng(seed);
+      Launch launch;
+      const CapiCase c = RandomCase(rng, static_cast<Feature>(f), &launch);
+      const std::string what = "case seed " + std::to_string(seed) + " (" + LaunchName(launch) + "): " + Describe(c);
+      SCOPED_TRACE(what);
+      ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+      if (c.use_v3) RouteSpecialExperts(c, rng, inputs);
+      CapiRunOptions options;
+      options.launch = launch;
+      options.two_streams = Chance(rng, 0.3);
+      ASSERT_EQ(RunCapiCase(c, inputs, options), "") << what;
+      ++cases;
+    }
+  }
+  std::printf("[capi property] %d configurations matched the reference\n", cases);
+}
+
+// Several rounds on the same communicators, with fresh routing each round (double-buffered windows,
+// parity words and flags must carry over correctly between C API calls).
+TEST(CapiProperty, RoundsOnTheSameCommunicatorsMatchReference) {
+  EnsureAclReady();
+  for (int i = 0; i < 3; ++i) {
+    const uint64_t seed = moe_ep::testing::BaseSeed() ^ (0x20DDull * 1000003 + i);
+    std::mt19937_64 rng(seed);
+    Launch launch;
+    const Feature features[] = {kMask2d, kSpecialExperts, kTp2};
+    const CapiCase c = RandomCase(rng, features[i], &launch);
+    const std::string what = "case seed " + std::to_string(seed) + ": " + Describe(c);
+    SCOPED_TRACE(what);
+    Comms comms(c.spec.config.ep_world_size, c.spec.config.tp_world_size);
+    ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+    for (int round = 0; round < 3; ++round) {
+      if (round > 0) moe_ep::testing::RerouteInputs(c.spec, rng, inputs);
+      if (c.use_v3) RouteSpecialExperts(c, rng, inputs);
+      CapiRunOptions options;
+      options.launch = round == 1 ? Launch::kSingleThread : Launch::kThreadPerRank;
+      ASSERT_EQ(RunCapiCase(c, inputs, options, &comms), "") << what << " round " << round;
+    }
+  }
+}
+
+// Without TP the A3 dispatch has no TP output: with tpWorldSize 1 (a 1-element tpRecvCounts) the
+// buffer must stay untouched, as with tpWorldSize 0 (SPEC 2.3 defines tpRecvCounts only for tp == 2;
+// the seed's docs: "无TP域通信时无输出").
+TEST(CapiProperty, TpRecvCountsUntouchedWithTpWorldSize1) {
+  EnsureAclReady();
+  const uint64_t seed = moe_ep::testing::BaseSeed() ^ 0x7B1;
+  std::mt19937_64 rng(seed);
+  CapiCase c;
+  auto& cfg = c.spec.config;
+  cfg.ep_world_size = 2;
+  cfg.moe_expert_num = 4;
+  cfg.top_k = 2;
+  cfg.hidden = 1024;
+  c.spec.bs = 3;
+  c.no_tp_attr = 1;
+  c.strict_tp_recv_counts = true;
+  SCOPED_TRACE("seed " + std::to_string(seed) + ": " + Describe(c));
+  ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+  EXPECT_EQ(RunCapiCase(c, inputs, CapiRunOptions{}), "");
+}
+
+// The DispatchV2 seed's sample configuration (EP 8 x TP 2, one shared expert rank, 7 MoE experts, K 3,
+// H 7168, Bs 8, globalBs = Bs * E, groupListType 1), launched from one thread.
+TEST(CapiProperty, SeedSampleConfigurationFromOneThread) {
+  EnsureAclReady();
+  const uint64_t seed = moe_ep::testing::BaseSeed() ^ 0x5A3B1E;
+  std::mt19937_64 rng(seed);
+  CapiCase c;
+  auto& cfg = c.spec.config;
+  cfg.ep_world_size = 8;
+  cfg.tp_world_size = 2;
+  cfg.shared_expert_num = 1;
+  cfg.shared_expert_rank_num = 1;
+  cfg.moe_expert_num = 7;
+  cfg.top_k = 3;
+  cfg.hidden = 7168;
+  cfg.global_bs = 8 * 8;
+  cfg.expert_token_nums_type = 1;
+  c.spec.bs = 8;
+  c.group_list_type = 1;
+  c.pass_a2_params = true;
+  SCOPED_TRACE("seed " + std::to_string(seed) + ": " + Describe(c));
+  ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+  CapiRunOptions options;
+  options.launch = Launch::kSingleThread;
+  ASSERT_EQ(RunCapiCase(c, inputs, options), "");
+}
+
+}  // namespace
+}  // namespace moe_ep::capi_testing

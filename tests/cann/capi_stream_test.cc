@@ -1,0 +1,548 @@
+// C API streams, deadlines and communicator lifetime. Cases:
+// (a) one thread launches dispatch for 8 ranks (8 streams, switching contexts), synchronizes them all,
+//     then does the same for combine: results equal the reference;
+// (b) the DispatchV2 seed's sample: 16 devices, EP 8 x TP 2, one shared expert rank, two streams per rank
+//     (dispatch stream, combine stream) ordered by aclrtSynchronizeStreamWithTimeout;
+// (c) a rank that never launches dispatch (or combine): the others' aclrtSynchronizeStreamWithTimeout(200)
+//     returns 507046, then a plain synchronize returns 507034 within the op deadline (MOE_EP_TIMEOUT_MS, or
+//     HCCL_EXEC_TIMEOUT seconds, read when the communicator is created) with a message naming the rank;
+// (d) BufferReset on 16 devices: needSync 0 and 1 succeed; with rank 15 masked unreachable and absent,
+//     needSync 1 succeeds on the other 15; a mask value other than 0/1 fails the stream (561002); the
+//     group then runs a dispatch + combine that matches the reference;
+// (e) memory: 16 ranks x 2 communicators at the default HCCL_BUFFSIZE (200 MB) plus one small round grow
+//     the resident set by < 300 MB (windows are reserved, not committed) and destroying them unmaps them;
+// (f) HcclCommDestroy twice (or on null) returns an error and does not crash; a destroyed communicator's
+//     name no longer resolves.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include "cann/capi_support.h"
+#include "support/test_seed.h"
+
+namespace moe_ep::capi_testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+#ifdef MOE_EP_SANITIZED
+constexpr int kSlackMs = 10000;  // sanitizers slow everything down
+#else
+constexpr int kSlackMs = 2500;
+#endif
+
+int64_t MsSince(Clock::time_point t) { return std::chrono::duration_cast<milliseconds>(Clock::now() - t).count(); }
+
+// "rank N" with no digit after it.
+bool NamesRank(const std::string& msg, int rank) {
+  const std::string key = "rank " + std::to_string(rank);
+  for (size_t pos = msg.find(key); pos != std::string::npos; pos = msg.find(key, pos + 1)) {
+    const size_t end = pos + key.size();
+    if (end >= msg.size() || !std::isdigit(static_cast<unsigned char>(msg[end]))) return true;
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// (a), (b): whole scenarios through the runner
+// ---------------------------------------------------------------------------------------------------
+
+TEST(CapiStream, OneThreadLaunchesEightRanksThenSynchronizes) {
+  EnsureAclReady();
+  for (int variant = 0; variant < 2; ++variant) {
+    const uint64_t seed = moe_ep::testing::BaseSeed() ^ (0xA11ull + variant);
+    std::mt19937_64 rng(seed);
+    CapiCase c;
+    auto& cfg = c.spec.config;
+    cfg.ep_world_size = 8;
+    cfg.moe_expert_num = 16;
+    cfg.top_k = 4;
+    cfg.hidden = 1024 + variant * 7;
+    cfg.quant_mode = variant == 1 ? 2 : 0;
+    cfg.comm_quant_mode = variant == 1 ? 2 : 0;
+    cfg.dtype = variant == 1 ? moe_ref::DType::kFp16 : moe_ref::DType::kBf16;
+    c.spec.bs = 8;
+    c.spec.mask = variant == 1 ? moe_ref::MaskKind::kPairs : moe_ref::MaskKind::kNone;
+    c.spec.smooth_scales = variant == 1;
+    SCOPED_TRACE("seed " + std::to_string(seed) + ": " + Describe(c));
+    ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+    CapiRunOptions options;
+    options.launch = Launch::kSingleThread;
+    options.two_streams = variant == 1;
+    ASSERT_EQ(RunCapiCase(c, inputs, options), "");
+  }
+}
+
+TEST(CapiStream, SeedSampleTwoStreamsPerRankSixteenDevices) {
+  EnsureAclReady();
+  const uint64_t seed = moe_ep::testing::BaseSeed() ^ 0xB22;
+  std::mt19937_64 rng(seed);
+  CapiCase c;
+  auto& cfg = c.spec.config;
+  cfg.ep_world_size = 8;
+  cfg.tp_world_size = 2;
+  cfg.shared_expert_num = 1;
+  cfg.shared_expert_rank_num = 1;
+  cfg.moe_expert_num = 7;
+  cfg.top_k = 3;
+  cfg.hidden = 7168;
+  cfg.global_bs = 8 * 8;
+  cfg.expert_token_nums_type = 1;
+  c.spec.bs = 8;
+  c.group_list_type = 1;
+  c.pass_a2_params = true;
+  SCOPED_TRACE("seed " + std::to_string(seed) + ": " + Describe(c));
+  ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+  CapiRunOptions options;
+  options.launch = Launch::kThreadPerRankContexts;
+  options.two_streams = true;
+  options.sync_timeout_ms = 10000 * (kSlackMs / 2500);
+  ASSERT_EQ(RunCapiCase(c, inputs, options), "");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// A small fixed job for the fault cases: E ranks, 2E experts (L 2), K 2, Bs 4, H 1024 (A = 8E); token t,
+// slot k of rank r goes to expert (2t + k + r) % 2E, so every rank sends to every rank when E <= 4.
+// ---------------------------------------------------------------------------------------------------
+
+constexpr int kRanks = 4;
+constexpr int64_t kBs = 4, kH = 1024, kK = 2;
+
+struct SmallRank {
+  int rank = 0, world = kRanks;
+  int64_t moe = 2 * kRanks, global_bs = 0;
+  std::string group;
+  aclrtStream stream = nullptr;
+  Tensor x, ids, expand_x, dyn_scales, assist, token_nums, ep_recv, tp_recv, scales, x_out;
+
+  SmallRank(int r, HcclComm comm, int world_size = kRanks, int64_t global_batch = 0)
+      : rank(r), world(world_size), moe(2 * world_size), global_bs(global_batch), group(CommName(comm)) {
+    const int64_t a = (global_bs != 0 ? global_bs : kBs * world) * 2;
+    std::vector<uint16_t> xs(kBs * kH);  // row t of rank r: bf16 bits 0x4000 + 16 r + t (misplaced rows show)
+    for (int64_t t = 0; t < kBs; ++t) std::fill_n(xs.begin() + t * kH, kH, static_cast<uint16_t>(0x4000 + 16 * r + t));
+    std::vector<int32_t> id;
+    for (int64_t t = 0; t < kBs; ++t) {
+      for (int64_t k = 0; k < kK; ++k) id.push_back(static_cast<int32_t>((2 * t + k + r) % moe));
+    }
+    std::vector<float> w(kBs * kK, 0.5f);
+    x = Tensor(ACL_BF16, {kBs, kH}, xs.data());
+    ids = Tensor(ACL_INT32, {kBs, kK}, id.data());
+    scales = Tensor(ACL_FLOAT, {kBs, kK}, w.data());
+    expand_x = Tensor(ACL_BF16, {a, kH});
+    dyn_scales = Tensor(ACL_FLOAT, {a});
+    assist = Tensor(ACL_INT32, {a * 128});
+    token_nums = Tensor(ACL_INT64, {2});
+    ep_recv = Tensor(ACL_INT32, {2 * world});
+    tp_recv = Tensor(ACL_INT32, {0});
+    x_out = Tensor(ACL_BF16, {kBs, kH});
+    EXPECT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS) << RecentErrMsg();
+  }
+  ~SmallRank() {
+    if (stream != nullptr) aclrtDestroyStream(stream);
+  }
+
+  aclnnStatus LaunchDispatch() {
+    uint64_t ws = 0;
+    aclOpExecutor* exec = nullptr;
+    aclnnStatus st = aclnnMoeDistributeDispatchV2GetWorkspaceSize(
+        x.get(), ids.get(), nullptr, nullptr, nullptr, group.c_str(), world, rank, moe, "", 0, 0, 0, 0, 0, 0, global_bs,
+        1, "", expand_x.get(), dyn_scales.get(), assist.get(), token_nums.get(), ep_recv.get(), tp_recv.get(), nullptr,
+        &ws, &exec);
+    if (st != ACL_SUCCESS) return st;
+    return aclnnMoeDistributeDispatchV2(nullptr, ws, exec, stream);
+  }
+  aclnnStatus LaunchCombine() {
+    uint64_t ws = 0;
+    aclOpExecutor* exec = nullptr;
+    aclnnStatus st = aclnnMoeDistributeCombineV2GetWorkspaceSize(
+        expand_x.get(), ids.get(), assist.get(), ep_recv.get(), scales.get(), tp_recv.get(), nullptr, nullptr, nullptr,
+        nullptr, nullptr, nullptr, group.c_str(), world, rank, moe, "", 0, 0, 0, 0, 0, global_bs, 0, 0, 0, "",
+        x_out.get(), &ws, &exec);
+    if (st != ACL_SUCCESS) return st;
+    return aclnnMoeDistributeCombineV2(nullptr, ws, exec, stream);
+  }
+};
+
+struct FaultOutcome {
+  aclError short_sync = -1, full_sync = -1;
+  int64_t short_ms = 0, full_ms = 0;  // since the launch
+  std::string message;
+};
+
+// Ranks other than `absent` launch the op; rank `absent` skips it (for combine: after a good dispatch).
+std::vector<FaultOutcome> RunWithAbsentRank(const std::vector<HcclComm>& comms, int absent, bool absent_in_combine) {
+  std::vector<FaultOutcome> out(kRanks);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < kRanks; ++r) {
+    threads.emplace_back([&, r] {
+      FaultOutcome& o = out[r];
+      if (aclrtSetDevice(r) != ACL_SUCCESS) {
+        o.message = "aclrtSetDevice failed";
+        return;
+      }
+      {
+        SmallRank rank(r, comms[r]);
+        if (absent_in_combine) {
+          EXPECT_EQ(rank.LaunchDispatch(), ACL_SUCCESS) << RecentErrMsg();
+          EXPECT_EQ(aclrtSynchronizeStreamWithTimeout(rank.stream, 20000), ACL_SUCCESS) << RecentErrMsg();
+        }
+        if (r != absent) {
+          const auto start = Clock::now();
+          const aclnnStatus launched = absent_in_combine ? rank.LaunchCombine() : rank.LaunchDispatch();
+          EXPECT_EQ(launched, ACL_SUCCESS) << "rank " << r << ": " << RecentErrMsg();
+          o.short_sync = aclrtSynchronizeStreamWithTimeout(rank.stream, 200);
+          o.short_ms = MsSince(start);
+          o.full_sync = aclrtSynchronizeStream(rank.stream);
+          o.full_ms = MsSince(start);
+          o.message = RecentErrMsg();
+        }
+      }
+      aclrtResetDevice(r);
+    });
+  }
+  for (auto& t : threads) t.join();
+  return out;
+}
+
+void ExpectDeadlineFailures(const std::vector<FaultOutcome>& out, int absent, int deadline_ms, const char* op) {
+  for (int r = 0; r < kRanks; ++r) {
+    if (r == absent) continue;
+    SCOPED_TRACE(std::string(op) + " on rank " + std::to_string(r));
+    const FaultOutcome& o = out[r];
+    EXPECT_EQ(o.short_sync, ACL_ERROR_RT_STREAM_SYNC_TIMEOUT) << "the 200 ms synchronize must time out first";
+    EXPECT_GE(o.short_ms, 190);
+    EXPECT_LT(o.short_ms, deadline_ms) << "the 200 ms synchronize must return before the op deadline";
+    EXPECT_EQ(o.full_sync, ACL_ERROR_RT_VECTOR_CORE_TIMEOUT) << o.message;
+    EXPECT_GE(o.full_ms, deadline_ms - 50) << "the op must wait until its deadline";
+    EXPECT_LT(o.full_ms, deadline_ms + kSlackMs) << "the op must fail at its deadline";
+    EXPECT_TRUE(NamesRank(o.message, absent)) << "the message must name rank " << absent << ": " << o.message;
+    EXPECT_NE(o.message.find(op), std::string::npos) << o.message;
+  }
+}
+
+TEST(CapiStream, AbsentRankInDispatchTimesOutNamingIt) {
+  EnsureAclReady();
+  std::vector<HcclComm> comms;
+  {
+    ScopedEnv deadline("MOE_EP_TIMEOUT_MS", "1000");
+    ScopedEnv hccl("HCCL_EXEC_TIMEOUT", nullptr);
+    comms = CreateGroup({0, 1, 2, 3});
+  }
+  const auto out = RunWithAbsentRank(comms, 2, false);
+  ExpectDeadlineFailures(out, 2, 1000, "Dispatch");
+  for (HcclComm c : comms) EXPECT_EQ(HcclCommDestroy(c), HCCL_SUCCESS);
+}
+
+TEST(CapiStream, AbsentRankInCombineTimesOutNamingIt) {
+  EnsureAclReady();
+  std::vector<HcclComm> comms;
+  {
+    ScopedEnv deadline("MOE_EP_TIMEOUT_MS", "1000");
+    ScopedEnv hccl("HCCL_EXEC_TIMEOUT", nullptr);
+    comms = CreateGroup({0, 1, 2, 3});
+  }
+  const auto out = RunWithAbsentRank(comms, 1, true);
+  ExpectDeadlineFailures(out, 1, 1000, "Combine");
+  for (HcclComm c : comms) EXPECT_EQ(HcclCommDestroy(c), HCCL_SUCCESS);
+}
+
+// HCCL_EXEC_TIMEOUT (seconds) sets the deadline when MOE_EP_TIMEOUT_MS is not set.
+TEST(CapiStream, HcclExecTimeoutSetsTheDeadline) {
+  EnsureAclReady();
+  std::vector<HcclComm> comms;
+  {
+    ScopedEnv deadline("MOE_EP_TIMEOUT_MS", nullptr);
+    ScopedEnv hccl("HCCL_EXEC_TIMEOUT", "1");
+    comms = CreateGroup({0, 1, 2, 3});
+  }
+  const auto out = RunWithAbsentRank(comms, 3, false);
+  ExpectDeadlineFailures(out, 3, 1000, "Dispatch");
+  for (HcclComm c : comms) EXPECT_EQ(HcclCommDestroy(c), HCCL_SUCCESS);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// (d) BufferReset on 16 devices
+// ---------------------------------------------------------------------------------------------------
+
+// Every rank in `callers` runs BufferReset with `mask` on its own thread; returns each sync's status.
+std::vector<aclError> ResetOn(const Comms& comms, const std::vector<int32_t>& mask, int32_t need_sync, int callers,
+                              std::vector<std::string>* messages = nullptr) {
+  std::vector<aclError> status(callers, -1);
+  if (messages) messages->assign(callers, "");
+  std::vector<std::thread> threads;
+  for (int r = 0; r < callers; ++r) {
+    threads.emplace_back([&, r] {
+      if (aclrtSetDevice(comms.Device(r, 0)) != ACL_SUCCESS) return;
+      {
+        aclrtStream stream = nullptr;
+        EXPECT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+        Tensor elastic(ACL_INT32, {16}, mask.data());
+        const std::string group = CommName(comms.ep(0, r));
+        uint64_t ws = 1;
+        aclOpExecutor* exec = nullptr;
+        aclnnStatus st =
+            aclnnMoeDistributeBufferResetGetWorkspaceSize(elastic.get(), group.c_str(), 16, need_sync, &ws, &exec);
+        EXPECT_EQ(st, ACL_SUCCESS) << "rank " << r << ": " << RecentErrMsg();
+        EXPECT_EQ(ws, 0u);
+        if (st == ACL_SUCCESS) {
+          st = aclnnMoeDistributeBufferReset(nullptr, 0, exec, stream);
+          EXPECT_EQ(st, ACL_SUCCESS) << RecentErrMsg();
+          status[r] = aclrtSynchronizeStreamWithTimeout(stream, 30000);
+          if (messages) (*messages)[r] = RecentErrMsg();
+        }
+        aclrtDestroyStream(stream);
+      }
+      aclrtResetDevice(comms.Device(r, 0));
+    });
+  }
+  for (auto& t : threads) t.join();
+  return status;
+}
+
+TEST(CapiStream, BufferResetOnSixteenDevices) {
+  EnsureAclReady();
+  // A short deadline: a reset that waited for the masked-out rank would fail after 3 s, not hang.
+  std::unique_ptr<Comms> comms;
+  {
+    ScopedEnv deadline("MOE_EP_TIMEOUT_MS", "3000");
+    comms = std::make_unique<Comms>(16, 1);
+  }
+  const std::vector<int32_t> all(16, 1);
+  for (int32_t need_sync : {0, 1}) {
+    SCOPED_TRACE("needSync " + std::to_string(need_sync));
+    for (aclError e : ResetOn(*comms, all, need_sync, 16)) EXPECT_EQ(e, ACL_SUCCESS);
+  }
+  {
+    SCOPED_TRACE("rank 15 unreachable and absent");
+    std::vector<int32_t> without_15 = all;
+    without_15[15] = 0;
+    // Waiting for rank 15 would fail every sync at the 3 s deadline.
+    for (aclError e : ResetOn(*comms, without_15, 1, 15)) EXPECT_EQ(e, ACL_SUCCESS);
+  }
+  {
+    SCOPED_TRACE("mask value 2");
+    std::vector<int32_t> bad = all;
+    bad[3] = 2;
+    std::vector<std::string> messages;
+    const auto status = ResetOn(*comms, bad, 0, 16, &messages);
+    for (int r = 0; r < 16; ++r) {
+      EXPECT_EQ(status[r], ACLNN_ERR_INNER_TILING_ERROR) << "rank " << r << ": " << messages[r];
+      EXPECT_NE(messages[r].find("elasticInfo"), std::string::npos) << messages[r];
+    }
+  }
+  {
+    SCOPED_TRACE("everyone back: full reset, then a dispatch + combine round");
+    for (aclError e : ResetOn(*comms, all, 1, 16)) EXPECT_EQ(e, ACL_SUCCESS);
+    const uint64_t seed = moe_ep::testing::BaseSeed() ^ 0xD44;
+    std::mt19937_64 rng(seed);
+    CapiCase c;
+    c.spec.config.ep_world_size = 16;
+    c.spec.config.moe_expert_num = 32;
+    c.spec.config.top_k = 3;
+    c.spec.config.hidden = 1024;
+    c.spec.bs = 3;
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+    EXPECT_EQ(RunCapiCase(c, inputs, CapiRunOptions{}, comms.get()), "");
+  }
+}
+
+// After a deadline failure (rank 15 never dispatched), a BufferReset of all 16 ranks makes the group work
+// again: the stale flags, parities and call counts of the failed round are gone.
+TEST(CapiStream, GroupWorksAgainAfterATimeoutAndABufferReset) {
+  EnsureAclReady();
+  std::unique_ptr<Comms> comms;
+  {
+    ScopedEnv deadline("MOE_EP_TIMEOUT_MS", "1000");
+    comms = std::make_unique<Comms>(16, 1);
+  }
+  std::vector<aclError> status(15, -1);
+  std::vector<std::string> messages(15);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 15; ++r) {
+    threads.emplace_back([&, r] {
+      if (aclrtSetDevice(r) != ACL_SUCCESS) return;
+      {
+        SmallRank rank(r, comms->ep(0, r), 16);
+        EXPECT_EQ(rank.LaunchDispatch(), ACL_SUCCESS) << RecentErrMsg();
+        status[r] = aclrtSynchronizeStream(rank.stream);
+        messages[r] = RecentErrMsg();
+      }
+      aclrtResetDevice(r);
+    });
+  }
+  for (auto& t : threads) t.join();
+  int named = 0;
+  for (int r = 0; r < 15; ++r) {
+    EXPECT_EQ(status[r], ACL_ERROR_RT_VECTOR_CORE_TIMEOUT) << "rank " << r << ": " << messages[r];
+    named += NamesRank(messages[r], 15) ? 1 : 0;
+  }
+  EXPECT_GT(named, 0) << "ranks that route tokens to rank 15 must name it";
+  for (aclError e : ResetOn(*comms, std::vector<int32_t>(16, 1), 1, 16)) EXPECT_EQ(e, ACL_SUCCESS);
+  const uint64_t seed = moe_ep::testing::BaseSeed() ^ 0xF66;
+  std::mt19937_64 rng(seed);
+  CapiCase c;
+  c.spec.config.ep_world_size = 16;
+  c.spec.config.moe_expert_num = 32;
+  c.spec.config.top_k = 4;
+  c.spec.config.hidden = 1024;
+  c.spec.bs = 4;
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+  for (int round = 0; round < 2; ++round) {
+    if (round > 0) moe_ep::testing::RerouteInputs(c.spec, rng, inputs);
+    EXPECT_EQ(RunCapiCase(c, inputs, CapiRunOptions{}, comms.get()), "") << "round " << round;
+  }
+}
+
+// Two groups with ranks on the same four devices run at the same time (8 threads): each operator finds
+// its own communicator by name on the calling thread's device, and neither job disturbs the other.
+TEST(CapiStream, TwoGroupsOnTheSameDevicesRunConcurrently) {
+  EnsureAclReady();
+  Comms first(4, 1), second(4, 1);
+  std::string results[2];
+  std::thread jobs[2];
+  for (int j = 0; j < 2; ++j) {
+    jobs[j] = std::thread([&, j] {
+      const uint64_t seed = moe_ep::testing::BaseSeed() ^ (0x2C0ull + j);
+      std::mt19937_64 rng(seed);
+      CapiCase c;
+      c.spec.config.ep_world_size = 4;
+      c.spec.config.moe_expert_num = 8 * (j + 1);
+      c.spec.config.top_k = 3;
+      c.spec.config.hidden = 1024 + 64 * j;
+      c.spec.config.dtype = j == 0 ? moe_ref::DType::kBf16 : moe_ref::DType::kFp16;
+      c.spec.bs = 5;
+      ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+      CapiRunOptions options;
+      options.launch = j == 0 ? Launch::kThreadPerRank : Launch::kThreadPerRankContexts;
+      for (int round = 0; round < 3 && results[j].empty(); ++round) {
+        if (round > 0) moe_ep::testing::RerouteInputs(c.spec, rng, inputs);
+        results[j] = RunCapiCase(c, inputs, options, j == 0 ? &first : &second);
+        if (!results[j].empty())
+          results[j] = "seed " + std::to_string(seed) + " round " + std::to_string(round) + ": " + results[j];
+      }
+    });
+  }
+  for (auto& t : jobs) t.join();
+  EXPECT_EQ(results[0], "");
+  EXPECT_EQ(results[1], "");
+}
+
+// DISABLED (found while writing these tests; see the report): ranks that disagree on globalBs (a value
+// that CANN requires to be equal on every rank) currently all "succeed", and ranks 0-2 receive rows from
+// the wrong window slots (rank 3 sizes its slots for maxBs 8, the others for 4). STYLE lesson 6 asks for
+// the disagreement to be detected and named; this test states that: no rank may report success, and some
+// message must name globalBs.
+TEST(CapiStream, DISABLED_RanksDisagreeingOnGlobalBsAreAnErrorNotWrongRows) {
+  EnsureAclReady();
+  std::vector<HcclComm> comms;
+  {
+    ScopedEnv deadline("MOE_EP_TIMEOUT_MS", "1000");
+    comms = CreateGroup({0, 1, 2, 3});
+  }
+  std::vector<aclError> status(kRanks, -1);
+  std::vector<std::string> messages(kRanks);
+  std::vector<int> bad_rows(kRanks, 0);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < kRanks; ++r) {
+    threads.emplace_back([&, r] {
+      if (aclrtSetDevice(r) != ACL_SUCCESS) return;
+      {
+        SmallRank rank(r, comms[r], kRanks, r == 3 ? 2 * kBs * kRanks : 0);
+        EXPECT_EQ(rank.LaunchDispatch(), ACL_SUCCESS) << RecentErrMsg();
+        status[r] = aclrtSynchronizeStream(rank.stream);
+        messages[r] = RecentErrMsg();
+        if (status[r] == ACL_SUCCESS) {
+          const auto counts = rank.ep_recv.Read<int32_t>();
+          const auto rows = rank.expand_x.Read<uint16_t>();
+          const auto assist = rank.assist.Read<int32_t>();
+          for (int32_t i = 0; i < counts.back(); ++i) {
+            const uint16_t want = static_cast<uint16_t>(0x4000 + 16 * assist[3 * i] + assist[3 * i + 1]);
+            if (rows[i * kH] != want || rows[i * kH + kH - 1] != want) ++bad_rows[r];
+          }
+        }
+      }
+      aclrtResetDevice(r);
+    });
+  }
+  for (auto& t : threads) t.join();
+  bool named = false;
+  for (int r = 0; r < kRanks; ++r) {
+    EXPECT_NE(status[r], ACL_SUCCESS) << "rank " << r << " succeeded with " << bad_rows[r] << " misplaced rows";
+    named = named || messages[r].find("globalBs") != std::string::npos;
+  }
+  EXPECT_TRUE(named) << "some rank must name the disagreeing field";
+  for (HcclComm c : comms) EXPECT_EQ(HcclCommDestroy(c), HCCL_SUCCESS);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// (e) memory, (f) destroy
+// ---------------------------------------------------------------------------------------------------
+
+TEST(CapiStream, DefaultWindowsAreReservedNotCommitted) {
+#ifdef MOE_EP_SANITIZED
+  GTEST_SKIP() << "sanitizer shadow memory makes RSS meaningless";
+#endif
+  EnsureAclReady();
+  ScopedEnv default_window("HCCL_BUFFSIZE", nullptr);
+  const int64_t rss_before = ProcStatusBytes("VmRSS"), vm_before = ProcStatusBytes("VmSize");
+  ASSERT_GT(rss_before, 0);
+  int64_t rss_after = 0, vm_with = 0;
+  {
+    Comms first(16, 1), second(16, 1);
+    vm_with = ProcStatusBytes("VmSize");
+    const uint64_t seed = moe_ep::testing::BaseSeed() ^ 0xE55;
+    std::mt19937_64 rng(seed);
+    CapiCase c;
+    c.spec.config.ep_world_size = 16;
+    c.spec.config.moe_expert_num = 16;
+    c.spec.config.top_k = 2;
+    c.spec.config.hidden = 1024;
+    c.spec.bs = 2;
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+    EXPECT_EQ(RunCapiCase(c, inputs, CapiRunOptions{}, &first), "");
+    rss_after = ProcStatusBytes("VmRSS");
+  }
+  const int64_t vm_after_destroy = ProcStatusBytes("VmSize");
+  std::printf("[capi memory] VmRSS %lld -> %lld MB with 32 windows; VmSize %lld -> %lld -> %lld MB\n",
+              static_cast<long long>(rss_before >> 20), static_cast<long long>(rss_after >> 20),
+              static_cast<long long>(vm_before >> 20), static_cast<long long>(vm_with >> 20),
+              static_cast<long long>(vm_after_destroy >> 20));
+  EXPECT_LT(rss_after - rss_before, int64_t{300} << 20) << "32 windows of 200 MB must not be committed";
+  EXPECT_GE(vm_with - vm_before, int64_t{32 * 200} << 20) << "each rank reserves an HCCL_BUFFSIZE window";
+  EXPECT_LT(vm_after_destroy - vm_before, int64_t{1} << 30) << "HcclCommDestroy must unmap the windows";
+}
+
+TEST(CapiStream, DoubleDestroyIsAnErrorNotACrash) {
+  EnsureAclReady();
+  std::vector<HcclComm> comms = CreateGroup({0, 1});
+  ASSERT_EQ(comms.size(), 2u);
+  const std::string name = CommName(comms[0]);
+  EXPECT_EQ(HcclCommDestroy(comms[0]), HCCL_SUCCESS);
+  EXPECT_NE(HcclCommDestroy(comms[0]), HCCL_SUCCESS) << "second destroy";
+  EXPECT_NE(HcclCommDestroy(nullptr), HCCL_SUCCESS) << "destroy of null";
+  char buffer[COMM_NAME_MAX_LENGTH] = {0};
+  EXPECT_NE(HcclGetCommName(comms[0], buffer), HCCL_SUCCESS) << "name of a destroyed communicator";
+  uint32_t value = 0;
+  EXPECT_NE(HcclGetRankSize(comms[0], &value), HCCL_SUCCESS);
+  // The destroyed rank's name no longer resolves on its device.
+  ASSERT_EQ(aclrtSetDevice(0), ACL_SUCCESS);
+  {
+    SmallRank rank(0, comms[1]);  // tensors of the right shape; the group name is replaced below
+    rank.group = name;
+    RecentErrMsg();
+    EXPECT_EQ(rank.LaunchDispatch(), ACLNN_ERR_INNER_TILING_ERROR);
+    EXPECT_NE(RecentErrMsg().find("groupEp"), std::string::npos);
+  }
+  aclrtResetDevice(0);
+  EXPECT_EQ(HcclCommDestroy(comms[1]), HCCL_SUCCESS);
+  EXPECT_NE(HcclCommDestroy(comms[1]), HCCL_SUCCESS);
+}
+
+}  // namespace
+}  // namespace moe_ep::capi_testing

@@ -1,0 +1,159 @@
+// Helpers for the C API tests: aclInit once, scoped environment variables, poisoned aclTensors over
+// aclrtMalloc memory (contiguous or strided), HCCL communicator sets for EP x TP jobs, and a scenario
+// runner that drives dispatch + combine through the CANN-compatible C API only and compares every
+// output element bit for bit with tests/reference/.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "acl/acl.h"
+#include "aclnn/aclnn_base.h"
+#include "aclnnop/aclnn_moe_distribute_buffer_reset.h"
+#include "aclnnop/aclnn_moe_distribute_combine_add_rms_norm.h"
+#include "aclnnop/aclnn_moe_distribute_combine_v2.h"
+#include "aclnnop/aclnn_moe_distribute_combine_v3.h"
+#include "aclnnop/aclnn_moe_distribute_dispatch_v2.h"
+#include "aclnnop/aclnn_moe_distribute_dispatch_v3.h"
+#include "hccl/hccl.h"
+#include "support/scenario.h"
+
+namespace moe_ep::capi_testing {
+
+using moe_ep::testing::InputLayout;
+using moe_ep::testing::ScenarioInputs;
+using moe_ep::testing::ScenarioSpec;
+
+/// Poison byte of every output buffer (and of the rows of inputs past the defined ones).
+inline constexpr uint8_t kPoison = 0xA7;
+/// Padding byte of strided input storage (never part of a view).
+inline constexpr uint8_t kPadding = 0xA5;
+
+/// aclInit once per process (and aclFinalize at exit); MOE_EP_TIMEOUT_MS defaults to 20 s in these
+/// tests so that a hang becomes a failure, unless the caller set it.
+void EnsureAclReady();
+
+/// The calling thread's recent error message ("" when none); reading clears it.
+std::string RecentErrMsg();
+
+/// Sets (value != nullptr) or unsets an environment variable for the scope, then restores it.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value);
+  ~ScopedEnv();
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_;
+  std::optional<std::string> old_;
+};
+
+/// A size line of /proc/self/status in bytes, e.g. "VmRSS" or "VmSize" (-1 when missing).
+int64_t ProcStatusBytes(const char* key);
+
+/// An aclTensor over its own aclrtMalloc storage. Contiguous tensors are poisoned unless given data.
+class Tensor {
+ public:
+  Tensor() = default;
+  /// Contiguous (row-major) tensor; `data` (dense, numel elements) or poison when null.
+  Tensor(aclDataType dtype, std::vector<int64_t> dims, const void* data = nullptr, aclFormat format = ACL_FORMAT_ND);
+  /// A 2-D view in the given layout over larger storage (padded rows or every other column, with an
+  /// element offset), holding the dense `data`; storage outside the view holds kPadding.
+  static Tensor Strided(aclDataType dtype, int64_t rows, int64_t cols, const void* data, InputLayout layout);
+  /// Any view: strides and offset in elements over `storage_elems` elements of storage (poisoned).
+  static Tensor View(aclDataType dtype, std::vector<int64_t> dims, std::vector<int64_t> strides, int64_t offset,
+                     int64_t storage_elems, aclFormat format = ACL_FORMAT_ND);
+  ~Tensor();
+  Tensor(Tensor&& other) noexcept;
+  Tensor& operator=(Tensor&& other) noexcept;
+
+  aclTensor* get() const { return tensor_; }
+  void* data() const { return data_; }
+  size_t storage_bytes() const { return bytes_; }
+  /// The whole storage, copied out with aclrtMemcpy.
+  std::vector<uint8_t> Bytes() const;
+  /// The whole storage as elements of T (contiguous tensors: exactly the elements).
+  template <typename T>
+  std::vector<T> Read() const {
+    const std::vector<uint8_t> b = Bytes();
+    std::vector<T> out(b.size() / sizeof(T));
+    if (!out.empty()) std::memcpy(out.data(), b.data(), out.size() * sizeof(T));
+    return out;
+  }
+  /// True when every storage byte still holds `byte`.
+  bool AllBytesAre(uint8_t byte) const;
+  void Fill(uint8_t byte);
+
+ private:
+  void Release();
+  aclTensor* tensor_ = nullptr;
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+/// Creates one HCCL group with HcclCommInitAll; comm i on devices[i]. Fails the test on error.
+std::vector<HcclComm> CreateGroup(std::vector<int32_t> devices);
+std::string CommName(HcclComm comm);
+
+/// The communicators of an EP x TP job: EP group t = ranks with tp rank t, TP group e = the pair of EP
+/// rank e. The rank (ep, tp) lives on device ep * tp_size + tp (the seeds' sample layout).
+class Comms {
+ public:
+  Comms(int ep_size, int tp_size);
+  ~Comms();
+  Comms(const Comms&) = delete;
+  Comms& operator=(const Comms&) = delete;
+  int ep_size() const { return ep_size_; }
+  int tp_size() const { return tp_size_; }
+  int Device(int ep_rank, int tp_rank) const { return ep_rank * tp_size_ + tp_rank; }
+  HcclComm ep(int tp_rank, int ep_rank) const { return ep_[tp_rank][ep_rank]; }
+  HcclComm tp(int ep_rank, int tp_rank) const { return tp_size_ == 2 ? tp_[ep_rank][tp_rank] : nullptr; }
+
+ private:
+  int ep_size_, tp_size_;
+  std::vector<std::vector<HcclComm>> ep_, tp_;
+};
+
+/// How a scenario drives the C API beyond the spec itself.
+struct CapiCase {
+  ScenarioSpec spec;                   // config.zero/copy/const_expert_num > 0 need use_v3
+  bool use_v3 = false;                 // DispatchV3 + CombineV3 (CombineAddRmsNorm has no V3 here)
+  int no_tp_attr = 0;                  // tpWorldSize passed without TP: 0 or 1 (tpRecvCounts then has that length)
+  bool default_shared_num = false;     // pass sharedExpertNum 1 with S == 0 (silently 0)
+  bool pass_a2_params = false;         // dispatch expertScalesOptional and expandScalesOut (ignored on A3)
+  bool null_comm_alg = false;          // commAlg nullptr instead of ""
+  bool shared_x_3d = false;            // sharedExpertX as (Bs, 1, H)
+  bool pass_zero_ori_x = false;        // oriX given although only zero experts exist
+  int64_t group_list_type = 0;         // combine groupListType (not checked)
+  bool strict_tp_recv_counts = false;  // also check tpRecvCounts stays poisoned with tpWorldSize 1
+};
+std::string Describe(const CapiCase& c);
+
+/// Draws V3 routing over [0, moe + zero + copy + const) for every rank (K distinct ids per token) and
+/// the special-expert combine inputs (oriX, alpha1/2, V); masks stay as drawn.
+void RouteSpecialExperts(const CapiCase& c, std::mt19937_64& rng, ScenarioInputs& inputs);
+
+enum class Launch {
+  kThreadPerRank,          // each rank thread: aclrtSetDevice
+  kThreadPerRankContexts,  // contexts made by the main thread, aclrtSetCurrentContext in each rank thread
+  kSingleThread,           // one thread launches every rank (switching contexts), then syncs all streams
+};
+
+struct CapiRunOptions {
+  Launch launch = Launch::kThreadPerRank;
+  bool two_streams = false;  // dispatch and combine on separate streams of each rank
+  int32_t sync_timeout_ms = 30000;
+};
+
+/// Runs dispatch + combine of one scenario through the C API on `comms` (created for the case when
+/// null) and compares with the reference; returns "" or the first failure.
+std::string RunCapiCase(const CapiCase& c, ScenarioInputs& inputs, const CapiRunOptions& options,
+                        const Comms* comms = nullptr);
+
+}  // namespace moe_ep::capi_testing

@@ -1,0 +1,885 @@
+// Runtime emulation tests: virtual devices, contexts, streams, memory, tensors and error messages of the
+// CANN-compatible C API (include/acl, include/aclnn/acl_meta.h) and the internal runtime.h helpers.
+//
+// Cases:
+//   AclDeviceCount.*     16 by default; MOE_EP_DEVICE_COUNT honoured; a malformed value makes device calls fail
+//                        with a message naming the variable (each in a fresh process: the count is read once).
+//   AclDevices.*         bad ids name the id and the count; no current device -> ACL_ERROR_RT_CONTEXT_NULL.
+//   AclContexts.*        create makes current; set-current switches CurrentDevice per thread; double destroy.
+//   AclErrors.*          aclGetRecentErrMsg is per thread and cleared by reading.
+//   AclLifecycle.*       aclInit twice / bad config path; aclFinalize joins every stream worker.
+//   AclStreams.*         launch order (1000 tasks, and 8 launching threads); launch never blocks; one thread on
+//                        16 streams of 16 devices; first failure reported once with its message; bounded
+//                        synchronize times out fast and names the running op; destroy waits; double destroy;
+//                        a task cannot wait for its own stream; default (nullptr) streams; SynchronizeDevice;
+//                        the seed samples' create / use in threads / destroy twice pattern.
+//   AclMemory.*          malloc argument checks and alignment; free of unknown / freed / wrong-kind pointers;
+//                        memcpy / memset bounds; async copies ordered with other tasks on the stream.
+//   AclTensors.*         each aclCreateTensor rejection; 0-d and empty tensors; getters; a non-contiguous view
+//                        round trip through ViewOf; ToDType; aclDataTypeSize; double destroy.
+#include "cann/runtime/runtime.h"
+
+#include <dirent.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <latch>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "acl/acl.h"
+#include "aclnn/aclnn_base.h"
+#include "moe_ep/error.h"
+
+namespace moe_ep::cann {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+// The calling thread's recent error message ("" when none); reading it clears it.
+std::string RecentMessage() {
+  const char* message = aclGetRecentErrMsg();
+  return message == nullptr ? std::string() : std::string(message);
+}
+
+// Runs `body` on a fresh thread (no current device, no recent error) and waits for it.
+template <typename Body>
+void OnFreshThread(Body&& body) {
+  std::thread thread(std::forward<Body>(body));
+  thread.join();
+}
+
+// Threads of this process right now.
+int ThreadCount() {
+  int count = 0;
+  DIR* dir = opendir("/proc/self/task");
+  if (dir == nullptr) return -1;
+  while (dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] != '.') ++count;
+  }
+  closedir(dir);
+  return count;
+}
+
+// Every test starts and ends with a clean runtime: no streams, no contexts, no current device.
+class RuntimeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(aclFinalize(), ACL_SUCCESS);
+    RecentMessage();
+  }
+  void TearDown() override { EXPECT_EQ(aclFinalize(), ACL_SUCCESS); }
+};
+
+using AclDeviceCount = RuntimeTest;
+using AclDevices = RuntimeTest;
+using AclContexts = RuntimeTest;
+using AclErrors = RuntimeTest;
+using AclLifecycle = RuntimeTest;
+using AclStreams = RuntimeTest;
+using AclMemory = RuntimeTest;
+using AclTensors = RuntimeTest;
+
+// ---- device count: each case runs in a re-executed process, where nothing has read the count yet ----
+
+// Sets MOE_EP_DEVICE_COUNT (nullptr: unsets it), then exits 0 when aclrtGetDeviceCount gives `expected`.
+void ExitZeroIfDeviceCountIs(const char* value, uint32_t expected) {
+  if (value == nullptr) {
+    unsetenv("MOE_EP_DEVICE_COUNT");
+  } else {
+    setenv("MOE_EP_DEVICE_COUNT", value, 1);
+  }
+  uint32_t count = 0;
+  const aclError status = aclrtGetDeviceCount(&count);
+  std::exit(status == ACL_SUCCESS && count == expected && DeviceCount() == static_cast<int32_t>(expected) ? 0 : 1);
+}
+
+TEST_F(AclDeviceCount, DefaultsToSixteen) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(ExitZeroIfDeviceCountIs(nullptr, 16), ::testing::ExitedWithCode(0), "");
+}
+
+TEST_F(AclDeviceCount, FollowsTheEnvironment) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(ExitZeroIfDeviceCountIs("4", 4), ::testing::ExitedWithCode(0), "");
+  EXPECT_EXIT(ExitZeroIfDeviceCountIs("64", 64), ::testing::ExitedWithCode(0), "");
+}
+
+TEST_F(AclDeviceCount, MalformedValueFailsEveryDeviceCallWithItsName) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        setenv("MOE_EP_DEVICE_COUNT", "lots", 1);
+        uint32_t count = 0;
+        const bool count_fails = aclrtGetDeviceCount(&count) == ACL_ERROR_INVALID_PARAM;
+        const bool set_fails = aclrtSetDevice(0) == ACL_ERROR_RT_INVALID_DEVICEID;
+        std::fprintf(stderr, "%s\n", RecentMessage().c_str());
+        std::exit(count_fails && set_fails ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "MOE_EP_DEVICE_COUNT = 'lots'");
+}
+
+TEST_F(AclDeviceCount, CountMatchesTheHelper) {
+  uint32_t count = 0;
+  ASSERT_EQ(aclrtGetDeviceCount(&count), ACL_SUCCESS);
+  EXPECT_EQ(static_cast<int32_t>(count), moe_ep::cann::DeviceCount());
+  if (std::getenv("MOE_EP_DEVICE_COUNT") == nullptr) {
+    EXPECT_EQ(count, 16u);
+  }
+  EXPECT_EQ(aclrtGetDeviceCount(nullptr), ACL_ERROR_INVALID_PARAM);
+}
+
+// ---- devices ----
+
+TEST_F(AclDevices, InvalidIdsNameTheIdAndTheCount) {
+  const int32_t count = moe_ep::cann::DeviceCount();
+  EXPECT_EQ(aclrtSetDevice(-1), ACL_ERROR_RT_INVALID_DEVICEID);
+  EXPECT_NE(RecentMessage().find("device id -1"), std::string::npos);
+  EXPECT_EQ(aclrtSetDevice(count), ACL_ERROR_RT_INVALID_DEVICEID);
+  const std::string message = RecentMessage();
+  EXPECT_NE(message.find("device id " + std::to_string(count)), std::string::npos) << message;
+  EXPECT_NE(message.find(std::to_string(count) + " virtual devices"), std::string::npos) << message;
+  aclrtContext context = nullptr;
+  EXPECT_EQ(aclrtCreateContext(&context, count + 5), ACL_ERROR_RT_INVALID_DEVICEID);
+  EXPECT_EQ(context, nullptr);
+  EXPECT_EQ(aclrtResetDevice(-7), ACL_ERROR_RT_INVALID_DEVICEID);
+  EXPECT_EQ(CurrentDevice(), -1);  // nothing above changed the thread's device
+  EXPECT_EQ(aclrtSetDevice(count - 1), ACL_SUCCESS);
+  EXPECT_EQ(CurrentDevice(), count - 1);
+}
+
+TEST_F(AclDevices, NoCurrentDeviceIsContextNull) {
+  OnFreshThread([] {
+    int32_t device = 42;
+    EXPECT_EQ(aclrtGetDevice(&device), ACL_ERROR_RT_CONTEXT_NULL);
+    EXPECT_NE(RecentMessage().find("aclrtSetDevice"), std::string::npos);
+    aclrtStream stream = nullptr;
+    EXPECT_EQ(aclrtCreateStream(&stream), ACL_ERROR_RT_CONTEXT_NULL);
+    EXPECT_NE(RecentMessage().find("call aclrtSetDevice"), std::string::npos);
+    EXPECT_EQ(LaunchOnStream(nullptr, "op", [] {}), ACL_ERROR_RT_CONTEXT_NULL);
+    EXPECT_EQ(aclrtSynchronizeDevice(), ACL_ERROR_RT_CONTEXT_NULL);
+    EXPECT_EQ(CurrentDevice(), -1);
+  });
+}
+
+TEST_F(AclDevices, SetGetResetDevice) {
+  ASSERT_EQ(aclrtSetDevice(7), ACL_SUCCESS);
+  int32_t device = -1;
+  ASSERT_EQ(aclrtGetDevice(&device), ACL_SUCCESS);
+  EXPECT_EQ(device, 7);
+  aclrtContext context = nullptr;
+  EXPECT_EQ(aclrtGetCurrentContext(&context), ACL_SUCCESS);  // the device's default context
+  EXPECT_NE(context, nullptr);
+  EXPECT_EQ(aclrtDestroyContext(context), ACL_ERROR_INVALID_PARAM);  // not the program's to destroy
+  EXPECT_EQ(aclrtResetDevice(3), ACL_SUCCESS);                       // another device: no change
+  EXPECT_EQ(CurrentDevice(), 7);
+  EXPECT_EQ(aclrtResetDevice(7), ACL_SUCCESS);
+  EXPECT_EQ(CurrentDevice(), -1);
+  EXPECT_EQ(aclrtGetDevice(&device), ACL_ERROR_RT_CONTEXT_NULL);
+}
+
+// ---- contexts ----
+
+TEST_F(AclContexts, CreateMakesCurrentAndSetCurrentSwitchesPerThread) {
+  aclrtContext context3 = nullptr;
+  aclrtContext context5 = nullptr;
+  OnFreshThread([&] {
+    ASSERT_EQ(aclrtCreateContext(&context3, 3), ACL_SUCCESS);
+    EXPECT_EQ(CurrentDevice(), 3);
+    aclrtContext current = nullptr;
+    ASSERT_EQ(aclrtGetCurrentContext(&current), ACL_SUCCESS);
+    EXPECT_EQ(current, context3);
+  });
+  EXPECT_EQ(CurrentDevice(), -1);  // the other thread's context is not this thread's
+  ASSERT_EQ(aclrtCreateContext(&context5, 5), ACL_SUCCESS);
+  EXPECT_EQ(CurrentDevice(), 5);
+  OnFreshThread([&] {
+    EXPECT_EQ(CurrentDevice(), -1);
+    ASSERT_EQ(aclrtSetCurrentContext(context3), ACL_SUCCESS);
+    EXPECT_EQ(CurrentDevice(), 3);
+    ASSERT_EQ(aclrtSetCurrentContext(context5), ACL_SUCCESS);
+    int32_t device = -1;
+    ASSERT_EQ(aclrtGetDevice(&device), ACL_SUCCESS);
+    EXPECT_EQ(device, 5);
+    // A stream made now belongs to the context's device.
+    aclrtStream stream = nullptr;
+    ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+    int32_t stream_device = -1;
+    ASSERT_EQ(LaunchOnStream(
+                  stream, "op", [] {}, &stream_device),
+              ACL_SUCCESS);
+    EXPECT_EQ(stream_device, 5);
+    EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
+  });
+  EXPECT_EQ(CurrentDevice(), 5);
+  ASSERT_EQ(aclrtSetCurrentContext(context3), ACL_SUCCESS);
+  EXPECT_EQ(CurrentDevice(), 3);
+  EXPECT_EQ(aclrtDestroyContext(context3), ACL_SUCCESS);
+  EXPECT_EQ(aclrtDestroyContext(context5), ACL_SUCCESS);
+  aclrtContext current = nullptr;
+  EXPECT_EQ(aclrtGetCurrentContext(&current), ACL_ERROR_RT_CONTEXT_NULL);  // the current one was destroyed
+  EXPECT_EQ(CurrentDevice(), 3);                                           // ...but the device stays
+}
+
+TEST_F(AclContexts, DoubleDestroyAndUnknownHandlesFail) {
+  aclrtContext context = nullptr;
+  ASSERT_EQ(aclrtCreateContext(&context, 1), ACL_SUCCESS);
+  EXPECT_EQ(aclrtDestroyContext(context), ACL_SUCCESS);
+  EXPECT_EQ(aclrtDestroyContext(context), ACL_ERROR_RT_INVALID_HANDLE);
+  EXPECT_NE(RecentMessage().find("not a live context"), std::string::npos);
+  EXPECT_EQ(aclrtSetCurrentContext(context), ACL_ERROR_RT_INVALID_HANDLE);
+  int local = 0;
+  EXPECT_EQ(aclrtDestroyContext(&local), ACL_ERROR_RT_INVALID_HANDLE);  // never a context: never dereferenced
+  EXPECT_EQ(aclrtDestroyContext(nullptr), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtSetCurrentContext(nullptr), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtCreateContext(nullptr, 0), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtGetCurrentContext(nullptr), ACL_ERROR_INVALID_PARAM);
+}
+
+// ---- error messages ----
+
+TEST_F(AclErrors, RecentMessageIsPerThreadAndClearedByReading) {
+  EXPECT_EQ(aclGetRecentErrMsg(), nullptr);
+  EXPECT_EQ(aclrtSetDevice(-3), ACL_ERROR_RT_INVALID_DEVICEID);
+  OnFreshThread([] { EXPECT_EQ(aclGetRecentErrMsg(), nullptr); });
+  const char* message = aclGetRecentErrMsg();
+  ASSERT_NE(message, nullptr);
+  EXPECT_NE(std::string(message).find("aclrtSetDevice: device id -3"), std::string::npos) << message;
+  EXPECT_EQ(aclGetRecentErrMsg(), nullptr);
+  EXPECT_EQ(Fail(12345, "custom"), 12345);
+  EXPECT_EQ(RecentMessage(), "custom");
+}
+
+// ---- lifecycle ----
+
+TEST_F(AclLifecycle, InitOnceAndConfigPathMustExist) {
+  EXPECT_EQ(aclInit(nullptr), ACL_SUCCESS);
+  EXPECT_EQ(aclInit(nullptr), ACL_ERROR_REPEAT_INITIALIZE);
+  EXPECT_NE(RecentMessage().find("already initialized"), std::string::npos);
+  EXPECT_EQ(aclFinalize(), ACL_SUCCESS);
+  EXPECT_EQ(aclInit("/nonexistent/moe_ep/acl.json"), ACL_ERROR_INVALID_PARAM);
+  EXPECT_NE(RecentMessage().find("/nonexistent/moe_ep/acl.json"), std::string::npos);
+  const std::string path = ::testing::TempDir() + "moe_ep_runtime_test_acl.json";
+  std::ofstream(path) << "{}";
+  EXPECT_EQ(aclInit(path.c_str()), ACL_SUCCESS);
+  EXPECT_EQ(aclFinalize(), ACL_SUCCESS);
+  EXPECT_EQ(aclInit(""), ACL_SUCCESS);  // "" is no path
+  std::remove(path.c_str());
+}
+
+TEST_F(AclLifecycle, WorksWithoutInit) {
+  // Lenient on purpose: a program that forgets aclInit still runs.
+  ASSERT_EQ(aclrtSetDevice(0), ACL_SUCCESS);
+  aclrtStream stream = nullptr;
+  ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+  EXPECT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS);
+  EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
+}
+
+TEST_F(AclLifecycle, FinalizeWaitsForTasksAndJoinsEveryWorker) {
+  const int threads_before = ThreadCount();
+  ASSERT_EQ(aclInit(nullptr), ACL_SUCCESS);
+  std::atomic<int> finished{0};
+  std::vector<aclrtStream> streams(4);
+  for (int device = 0; device < 4; ++device) {
+    ASSERT_EQ(aclrtSetDevice(device), ACL_SUCCESS);
+    ASSERT_EQ(aclrtCreateStream(&streams[device]), ACL_SUCCESS);
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_EQ(LaunchOnStream(streams[device], "sleepy",
+                               [&] {
+                                 std::this_thread::sleep_for(milliseconds(10));
+                                 finished.fetch_add(1);
+                               }),
+                ACL_SUCCESS);
+    }
+    ASSERT_EQ(LaunchOnStream(nullptr, "on_default", [&] { finished.fetch_add(1); }), ACL_SUCCESS);
+  }
+  EXPECT_GT(ThreadCount(), threads_before);
+  ASSERT_EQ(aclFinalize(), ACL_SUCCESS);
+  EXPECT_EQ(finished.load(), 4 * 4);
+  EXPECT_EQ(ThreadCount(), threads_before);
+  EXPECT_EQ(CurrentDevice(), -1);
+  EXPECT_EQ(aclrtSynchronizeStream(streams[0]), ACL_ERROR_RT_PARAM_INVALID);  // gone with aclFinalize
+  EXPECT_EQ(aclrtDestroyStream(streams[1]), ACL_ERROR_RT_PARAM_INVALID);
+}
+
+// ---- streams ----
+
+TEST_F(AclStreams, TasksRunInLaunchOrder) {
+  ASSERT_EQ(aclrtSetDevice(0), ACL_SUCCESS);
+  aclrtStream stream = nullptr;
+  ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+  std::vector<int> order;
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_EQ(LaunchOnStream(stream, "append", [&order, i] { order.push_back(i); }), ACL_SUCCESS);
+  }
+  ASSERT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS);
+  ASSERT_EQ(order.size(), 1000u);
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(order[i], i);
+  EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
+}
+
+TEST_F(AclStreams, EachLaunchingThreadKeepsItsOrder) {
+  ASSERT_EQ(aclrtSetDevice(1), ACL_SUCCESS);
+  aclrtStream stream = nullptr;
+  ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+  constexpr int kThreads = 8;
+  constexpr int kTasks = 200;
+  std::vector<std::vector<int>> seen(kThreads);  // written only by the stream's worker
+  std::vector<std::thread> launchers;
+  for (int t = 0; t < kThreads; ++t) {
+    launchers.emplace_back([&, t] {
+      for (int i = 0; i < kTasks; ++i) {
+        EXPECT_EQ(LaunchOnStream(stream, "append", [&seen, t, i] { seen[t].push_back(i); }), ACL_SUCCESS);
+      }
+    });
+  }
+  for (auto& launcher : launchers) launcher.join();
+  ASSERT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS);
+  for (int t = 0; t < kThreads; ++t) {
+    ASSERT_EQ(seen[t].size(), static_cast<size_t>(kTasks));
+    for (int i = 0; i < kTasks; ++i) ASSERT_EQ(seen[t][i], i);
+  }
+  EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
+}
+
+TEST_F(AclStreams, LaunchNeverBlocks) {
+  ASSERT_EQ(aclrtSetDevice(2), ACL_SUCCESS);
+  aclrtStream stream = nullptr;
+  ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+  std::latch release(1);
+  std::atomic<int> ran{0};
+  ASSERT_EQ(LaunchOnStream(stream, "blocked",
+                           [&] {
+                             release.wait();
+                             ran.fetch_add(1);
+                           }),
+            ACL_SUCCESS);
+  // The first task is stuck until released, yet every launch returns.
+  for (int i = 0; i < 50; ++i) ASSERT_EQ(LaunchOnStream(stream, "after", [&] { ran.fetch_add(1); }), ACL_SUCCESS);
+  EXPECT_EQ(ran.load(), 0);
+  release.count_down();
+  ASSERT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS);
+  EXPECT_EQ(ran.load(), 51);
+  EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
+}
+
+TEST_F(AclStreams, OneThreadDrivesSixteenDevicesConcurrently) {
+  constexpr int kDevices = 16;
+  ASSERT_GE(moe_ep::cann::DeviceCount(), kDevices);
+  std::vector<aclrtStream> streams(kDevices);
+  std::vector<int32_t> seen_device(kDevices, -1);
+  std::latch all_running(kDevices);  // only passes if the 16 streams run at the same time
+  for (int device = 0; device < kDevices; ++device) {
+    ASSERT_EQ(aclrtSetDevice(device), ACL_SUCCESS);
+    ASSERT_EQ(aclrtCreateStream(&streams[device]), ACL_SUCCESS);
+    int32_t launched_on = -1;
+    ASSERT_EQ(LaunchOnStream(
+                  streams[device], "meet",
+                  [&, device] {
+                    seen_device[device] = CurrentDevice();
+                    all_running.arrive_and_wait();
+                  },
+                  &launched_on),
+              ACL_SUCCESS);
+    EXPECT_EQ(launched_on, device);
+  }
+  for (int device = 0; device < kDevices; ++device) {
+    EXPECT_EQ(aclrtSynchronizeStreamWithTimeout(streams[device], 20000), ACL_SUCCESS) << RecentMessage();
+    EXPECT_EQ(seen_device[device], device);  // the worker runs on its stream's device
+  }
+  for (aclrtStream stream : streams) EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
+}
+
+TEST_F(AclStreams, SynchronizeReportsTheFirstFailureOnce) {
+  ASSERT_EQ(aclrtSetDevice(3), ACL_SUCCESS);
+  aclrtStream stream = nullptr;
+  ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+  std::atomic<bool> later_ran{false};
+  ASSERT_EQ(LaunchOnStream(stream, "fine", [] {}), ACL_SUCCESS);
+  ASSERT_EQ(LaunchOnStream(stream, "first_op",
+                           [] { throw moe_ep::Error(moe_ep::ErrorCode::kInvalidConfig, "window too small"); }),
+            ACL_SUCCESS);
+  ASSERT_EQ(LaunchOnStream(stream, "second_op", [] { throw std::runtime_error("second failure"); }), ACL_SUCCESS);
+  ASSERT_EQ(LaunchOnStream(stream, "later", [&] { later_ran = true; }), ACL_SUCCESS);
+  EXPECT_EQ(aclrtSynchronizeStream(stream), static_cast<aclError>(moe_ep::ErrorCode::kInvalidConfig));
+  EXPECT_EQ(RecentMessage(), "first_op: window too small");  // the second failure is not reported
+  EXPECT_TRUE(later_ran.load());                             // the stream goes on after a failure
+  EXPECT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS);
+  EXPECT_EQ(aclGetRecentErrMsg(), nullptr);
+  ASSERT_EQ(LaunchOnStream(stream, "std_op", [] { throw std::runtime_error("plain exception"); }), ACL_SUCCESS);
+  EXPECT_EQ(aclrtSynchronizeStreamWithTimeout(stream, 10000), ACL_ERROR_RT_INTERNAL_ERROR);
+  EXPECT_EQ(RecentMessage(), "std_op: plain exception");
+  EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
+}
+
+TEST_F(AclStreams, BoundedSynchronizeTimesOutWhileATaskIsBlocked) {
+  ASSERT_EQ(aclrtSetDevice(4), ACL_SUCCESS);
+  aclrtStream stream = nullptr;
+  ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+  std::latch release(1);
+  std::atomic<bool> finished{false};
+  ASSERT_EQ(LaunchOnStream(stream, "stuck_op",
+                           [&] {
+                             release.wait();
+                             finished = true;
+                           }),
+            ACL_SUCCESS);
+  const auto start = steady_clock::now();
+  EXPECT_EQ(aclrtSynchronizeStreamWithTimeout(stream, 100), ACL_ERROR_RT_STREAM_SYNC_TIMEOUT);
+  const auto waited = steady_clock::now() - start;
+  EXPECT_GE(waited, milliseconds(100));
+  EXPECT_LT(waited, milliseconds(2000));
+  const std::string message = RecentMessage();
+  EXPECT_NE(message.find("100 ms"), std::string::npos) << message;
+  EXPECT_NE(message.find("'stuck_op'"), std::string::npos) << message;
+  char handle[32];
+  std::snprintf(handle, sizeof(handle), "%p", stream);
+  EXPECT_NE(message.find(handle), std::string::npos) << message;
+  EXPECT_FALSE(finished.load());  // the task goes on
+  release.count_down();
+  EXPECT_EQ(aclrtSynchronizeStreamWithTimeout(stream, -1), ACL_SUCCESS);
+  EXPECT_TRUE(finished.load());
+  EXPECT_EQ(aclrtSynchronizeStreamWithTimeout(stream, 0), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtSynchronizeStreamWithTimeout(stream, -2), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
+}
+
+TEST_F(AclStreams, DestroyWaitsForTasksAndDoubleDestroyFails) {
+  ASSERT_EQ(aclrtSetDevice(5), ACL_SUCCESS);
+  aclrtStream stream = nullptr;
+  ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+  std::atomic<int> finished{0};
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_EQ(LaunchOnStream(stream, "sleepy",
+                             [&] {
+                               std::this_thread::sleep_for(milliseconds(10));
+                               finished.fetch_add(1);
+                             }),
+              ACL_SUCCESS);
+  }
+  EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
+  EXPECT_EQ(finished.load(), 5);
+  EXPECT_EQ(aclrtDestroyStream(stream), ACL_ERROR_RT_PARAM_INVALID);
+  EXPECT_NE(RecentMessage().find("not a live stream"), std::string::npos);
+  EXPECT_EQ(LaunchOnStream(stream, "late", [] {}), ACL_ERROR_RT_PARAM_INVALID);
+  EXPECT_EQ(aclrtSynchronizeStream(stream), ACL_ERROR_RT_PARAM_INVALID);
+  EXPECT_EQ(aclrtDestroyStream(reinterpret_cast<aclrtStream>(0x1234)), ACL_ERROR_RT_PARAM_INVALID);
+  aclrtContext context = nullptr;
+  ASSERT_EQ(aclrtCreateContext(&context, 5), ACL_SUCCESS);
+  EXPECT_EQ(aclrtDestroyStream(context), ACL_ERROR_RT_PARAM_INVALID);  // a context is not a stream
+  EXPECT_EQ(aclrtDestroyStream(nullptr), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtCreateStream(nullptr), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtDestroyContext(context), ACL_SUCCESS);
+}
+
+TEST_F(AclStreams, ATaskCannotWaitForItsOwnStream) {
+  ASSERT_EQ(aclrtSetDevice(6), ACL_SUCCESS);
+  aclrtStream stream = nullptr;
+  ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+  aclError own_sync = ACL_SUCCESS;
+  aclError own_destroy = ACL_SUCCESS;
+  aclError device_sync = ACL_SUCCESS;
+  aclError finalize = ACL_SUCCESS;
+  ASSERT_EQ(LaunchOnStream(stream, "selfish",
+                           [&, stream] {
+                             own_sync = aclrtSynchronizeStream(stream);
+                             own_destroy = aclrtDestroyStream(stream);
+                             device_sync = aclrtSynchronizeDevice();
+                             finalize = aclFinalize();
+                           }),
+            ACL_SUCCESS);
+  ASSERT_EQ(aclrtSynchronizeStreamWithTimeout(stream, 10000), ACL_SUCCESS);
+  EXPECT_EQ(own_sync, ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(own_destroy, ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(device_sync, ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(finalize, ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
+}
+
+TEST_F(AclStreams, NullStreamIsTheCurrentDevicesDefaultStream) {
+  ASSERT_EQ(aclrtSetDevice(9), ACL_SUCCESS);
+  EXPECT_EQ(aclrtSynchronizeStream(nullptr), ACL_SUCCESS);  // nothing launched yet
+  std::vector<int> order;
+  int32_t device = -1;
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_EQ(LaunchOnStream(
+                  nullptr, "append", [&order, i] { order.push_back(i); }, &device),
+              ACL_SUCCESS);
+  }
+  EXPECT_EQ(device, 9);
+  ASSERT_EQ(aclrtSynchronizeStream(nullptr), ACL_SUCCESS);
+  EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+  // Another thread on the same device shares that default stream.
+  OnFreshThread([&] {
+    ASSERT_EQ(aclrtSetDevice(9), ACL_SUCCESS);
+    ASSERT_EQ(LaunchOnStream(nullptr, "append", [&order] { order.push_back(10); }), ACL_SUCCESS);
+  });
+  ASSERT_EQ(aclrtSynchronizeStream(nullptr), ACL_SUCCESS);
+  EXPECT_EQ(order.back(), 10);
+  EXPECT_EQ(LaunchOnStream(nullptr, "empty", StreamTask()), ACL_ERROR_INVALID_PARAM);
+}
+
+TEST_F(AclStreams, SynchronizeDeviceWaitsForEveryStreamOfTheDevice) {
+  ASSERT_EQ(aclrtSetDevice(10), ACL_SUCCESS);
+  aclrtStream first = nullptr;
+  aclrtStream second = nullptr;
+  ASSERT_EQ(aclrtCreateStream(&first), ACL_SUCCESS);
+  ASSERT_EQ(aclrtCreateStream(&second), ACL_SUCCESS);
+  std::atomic<int> finished{0};
+  auto sleepy = [&] {
+    std::this_thread::sleep_for(milliseconds(20));
+    finished.fetch_add(1);
+  };
+  ASSERT_EQ(LaunchOnStream(first, "sleepy", sleepy), ACL_SUCCESS);
+  ASSERT_EQ(LaunchOnStream(second, "sleepy", sleepy), ACL_SUCCESS);
+  ASSERT_EQ(LaunchOnStream(nullptr, "sleepy", sleepy), ACL_SUCCESS);
+  ASSERT_EQ(LaunchOnStream(second, "broken", [] { throw moe_ep::Error(moe_ep::ErrorCode::kTimeout, "rank 3"); }),
+            ACL_SUCCESS);
+  EXPECT_EQ(aclrtSynchronizeDevice(), static_cast<aclError>(moe_ep::ErrorCode::kTimeout));
+  EXPECT_EQ(RecentMessage(), "broken: rank 3");
+  EXPECT_EQ(finished.load(), 3);
+  EXPECT_EQ(aclrtSynchronizeDevice(), ACL_SUCCESS);
+  EXPECT_EQ(aclrtDestroyStream(first), ACL_SUCCESS);
+  EXPECT_EQ(aclrtDestroyStream(second), ACL_SUCCESS);
+}
+
+// The pattern of the CANN seed samples: the main thread makes a context and streams per device, worker
+// threads adopt the context, run and destroy everything, then the main thread destroys it all again.
+TEST_F(AclStreams, SeedSampleLifecycleWithDoubleDestroys) {
+  constexpr int kDevices = 4;
+  ASSERT_EQ(aclInit(nullptr), ACL_SUCCESS);
+  std::vector<aclrtContext> contexts(kDevices);
+  std::vector<aclrtStream> streams(kDevices);
+  for (int device = 0; device < kDevices; ++device) {
+    ASSERT_EQ(aclrtSetDevice(device), ACL_SUCCESS);
+    ASSERT_EQ(aclrtCreateContext(&contexts[device], device), ACL_SUCCESS);
+    ASSERT_EQ(aclrtCreateStream(&streams[device]), ACL_SUCCESS);
+  }
+  std::vector<std::thread> threads;
+  std::vector<int32_t> ran_on(kDevices, -1);
+  for (int device = 0; device < kDevices; ++device) {
+    threads.emplace_back([&, device] {
+      ASSERT_EQ(aclrtSetCurrentContext(contexts[device]), ACL_SUCCESS);
+      int32_t* slot = &ran_on[device];
+      ASSERT_EQ(LaunchOnStream(streams[device], "work", [slot] { *slot = CurrentDevice(); }), ACL_SUCCESS);
+      EXPECT_EQ(aclrtSynchronizeStreamWithTimeout(streams[device], 10000), ACL_SUCCESS);
+      EXPECT_EQ(aclrtDestroyStream(streams[device]), ACL_SUCCESS);
+      EXPECT_EQ(aclrtDestroyContext(contexts[device]), ACL_SUCCESS);
+      EXPECT_EQ(aclrtResetDevice(device), ACL_SUCCESS);
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (int device = 0; device < kDevices; ++device) {
+    EXPECT_EQ(ran_on[device], device);
+    EXPECT_EQ(aclrtDestroyStream(streams[device]), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_EQ(aclrtDestroyContext(contexts[device]), ACL_ERROR_RT_INVALID_HANDLE);
+    EXPECT_EQ(aclrtResetDevice(device), ACL_SUCCESS);
+  }
+  EXPECT_EQ(aclFinalize(), ACL_SUCCESS);
+}
+
+// ---- memory ----
+
+TEST_F(AclMemory, MallocChecksItsArgumentsAndAligns) {
+  void* ptr = nullptr;
+  EXPECT_EQ(aclrtMalloc(&ptr, 0, ACL_MEM_MALLOC_HUGE_FIRST), ACL_ERROR_INVALID_PARAM);
+  EXPECT_NE(RecentMessage().find("size 0"), std::string::npos);
+  // Values the C++ enum can hold but names no policy (C callers can pass any int; see RawEnumValue).
+  EXPECT_EQ(aclrtMalloc(&ptr, 64, static_cast<aclrtMemMallocPolicy>(6)), ACL_ERROR_INVALID_PARAM);
+  EXPECT_NE(RecentMessage().find("policy 6"), std::string::npos);
+  EXPECT_EQ(aclrtMalloc(&ptr, 64, static_cast<aclrtMemMallocPolicy>(7)), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtMalloc(nullptr, 64, ACL_MEM_MALLOC_HUGE_FIRST), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtMalloc(&ptr, SIZE_MAX, ACL_MEM_MALLOC_HUGE_FIRST), ACL_ERROR_RT_MEMORY_ALLOCATION);
+  EXPECT_EQ(ptr, nullptr);
+  for (size_t size : {size_t{1}, size_t{100}, size_t{3} << 20}) {
+    ASSERT_EQ(aclrtMalloc(&ptr, size, ACL_MEM_MALLOC_NORMAL_ONLY), ACL_SUCCESS);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(ptr) % 64, 0u);
+    std::memset(ptr, 0x5a, size);  // the whole size is usable
+    EXPECT_EQ(aclrtFree(ptr), ACL_SUCCESS);
+  }
+  EXPECT_EQ(aclrtMallocHost(&ptr, 0), ACL_ERROR_INVALID_PARAM);
+  ASSERT_EQ(aclrtMallocHost(&ptr, 256), ACL_SUCCESS);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(ptr) % 64, 0u);
+  EXPECT_EQ(aclrtFreeHost(ptr), ACL_SUCCESS);
+}
+
+TEST_F(AclMemory, FreeOfUnknownFreedOrWrongKindPointersFails) {
+  void* device_ptr = nullptr;
+  void* host_ptr = nullptr;
+  ASSERT_EQ(aclrtMalloc(&device_ptr, 128, ACL_MEM_MALLOC_HUGE_FIRST), ACL_SUCCESS);
+  ASSERT_EQ(aclrtMallocHost(&host_ptr, 128), ACL_SUCCESS);
+  EXPECT_EQ(aclrtFree(host_ptr), ACL_ERROR_RT_MEMORY_FREE);
+  EXPECT_NE(RecentMessage().find("aclrtFreeHost"), std::string::npos);
+  EXPECT_EQ(aclrtFreeHost(device_ptr), ACL_ERROR_RT_MEMORY_FREE);
+  EXPECT_EQ(aclrtFree(static_cast<char*>(device_ptr) + 8), ACL_ERROR_RT_MEMORY_FREE);  // not the start
+  EXPECT_EQ(aclrtFree(device_ptr), ACL_SUCCESS);
+  EXPECT_EQ(aclrtFree(device_ptr), ACL_ERROR_RT_MEMORY_FREE);
+  EXPECT_NE(RecentMessage().find("already freed"), std::string::npos);
+  EXPECT_EQ(aclrtFreeHost(host_ptr), ACL_SUCCESS);
+  EXPECT_EQ(aclrtFreeHost(host_ptr), ACL_ERROR_RT_MEMORY_FREE);
+  int local = 0;
+  EXPECT_EQ(aclrtFree(&local), ACL_ERROR_RT_MEMORY_FREE);
+  EXPECT_EQ(aclrtFree(nullptr), ACL_ERROR_INVALID_PARAM);
+}
+
+TEST_F(AclMemory, MemcpyAndMemsetCheckBounds) {
+  std::vector<uint8_t> src(64, 7);
+  std::vector<uint8_t> dst(64, 0);
+  EXPECT_EQ(aclrtMemcpy(nullptr, 64, src.data(), 64, ACL_MEMCPY_HOST_TO_DEVICE), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtMemcpy(dst.data(), 64, nullptr, 64, ACL_MEMCPY_HOST_TO_DEVICE), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtMemcpy(dst.data(), 32, src.data(), 64, ACL_MEMCPY_HOST_TO_DEVICE), ACL_ERROR_INVALID_PARAM);
+  const std::string message = RecentMessage();
+  EXPECT_NE(message.find("count 64"), std::string::npos) << message;
+  EXPECT_NE(message.find("destMax 32"), std::string::npos) << message;
+  EXPECT_EQ(aclrtMemcpy(dst.data(), 64, src.data(), 64, static_cast<aclrtMemcpyKind>(5)), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(dst, std::vector<uint8_t>(64, 0));  // no failed call touched dst
+  EXPECT_EQ(aclrtMemcpy(dst.data(), 64, src.data(), 48, ACL_MEMCPY_DEVICE_TO_DEVICE), ACL_SUCCESS);
+  EXPECT_EQ(dst[47], 7);
+  EXPECT_EQ(dst[48], 0);
+  EXPECT_EQ(aclrtMemset(dst.data(), 16, 0x1ff, 32), ACL_ERROR_INVALID_PARAM);
+  EXPECT_NE(RecentMessage().find("maxCount 16"), std::string::npos);
+  EXPECT_EQ(aclrtMemset(nullptr, 16, 0, 16), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtMemset(dst.data(), 64, 0x1ff, 8), ACL_SUCCESS);  // the low byte, like memset
+  EXPECT_EQ(dst[0], 0xff);
+  EXPECT_EQ(dst[7], 0xff);
+  EXPECT_EQ(dst[8], 7);
+}
+
+TEST_F(AclMemory, AsyncCopiesRunInStreamOrder) {
+  ASSERT_EQ(aclrtSetDevice(11), ACL_SUCCESS);
+  aclrtStream stream = nullptr;
+  ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+  constexpr size_t kBytes = 4096;
+  void* src = nullptr;
+  void* dst = nullptr;
+  ASSERT_EQ(aclrtMalloc(&src, kBytes, ACL_MEM_MALLOC_HUGE_FIRST), ACL_SUCCESS);
+  ASSERT_EQ(aclrtMalloc(&dst, kBytes, ACL_MEM_MALLOC_HUGE_FIRST), ACL_SUCCESS);
+  ASSERT_EQ(aclrtMemset(src, kBytes, 0, kBytes), ACL_SUCCESS);
+  ASSERT_EQ(aclrtMemset(dst, kBytes, 0, kBytes), ACL_SUCCESS);
+  std::latch release(1);
+  ASSERT_EQ(LaunchOnStream(stream, "produce",
+                           [&] {
+                             release.wait();
+                             std::memset(src, 0xab, kBytes);
+                           }),
+            ACL_SUCCESS);
+  ASSERT_EQ(aclrtMemcpyAsync(dst, kBytes, src, kBytes, ACL_MEMCPY_DEVICE_TO_DEVICE, stream), ACL_SUCCESS);
+  ASSERT_EQ(aclrtMemsetAsync(src, kBytes, 0x11, kBytes / 2, stream), ACL_SUCCESS);
+  bool copy_seen_by_next_task = false;
+  ASSERT_EQ(LaunchOnStream(stream, "consume",
+                           [&] { copy_seen_by_next_task = static_cast<unsigned char*>(dst)[kBytes - 1] == 0xab; }),
+            ACL_SUCCESS);
+  // Arguments are checked at launch: nothing is queued for these.
+  EXPECT_EQ(aclrtMemcpyAsync(dst, 8, src, 16, ACL_MEMCPY_DEVICE_TO_DEVICE, stream), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtMemsetAsync(nullptr, 8, 0, 8, stream), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtMemcpyAsync(dst, 8, src, 8, ACL_MEMCPY_DEVICE_TO_DEVICE, reinterpret_cast<aclrtStream>(0x99)),
+            ACL_ERROR_RT_PARAM_INVALID);
+  EXPECT_EQ(static_cast<unsigned char*>(dst)[0], 0);  // nothing ran yet: the producer is blocked
+  release.count_down();
+  ASSERT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS);
+  const auto* out = static_cast<const unsigned char*>(dst);
+  const auto* in = static_cast<const unsigned char*>(src);
+  EXPECT_EQ(out[0], 0xab);
+  EXPECT_EQ(out[kBytes - 1], 0xab);
+  EXPECT_TRUE(copy_seen_by_next_task);
+  EXPECT_EQ(in[0], 0x11);
+  EXPECT_EQ(in[kBytes - 1], 0xab);
+  EXPECT_EQ(aclrtFree(src), ACL_SUCCESS);
+  EXPECT_EQ(aclrtFree(dst), ACL_SUCCESS);
+  EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
+}
+
+// ---- tensors ----
+
+// aclCreateTensor that must fail: nullptr, and a message containing `reason`.
+void ExpectRejected(aclTensor* tensor, const std::string& reason) {
+  EXPECT_EQ(tensor, nullptr);
+  if (tensor != nullptr) aclDestroyTensor(tensor);
+  const std::string message = RecentMessage();
+  EXPECT_NE(message.find(reason), std::string::npos) << "message: " << message;
+  EXPECT_EQ(message.rfind("aclCreateTensor: ", 0), 0u) << message;
+}
+
+TEST_F(AclTensors, CreateRejectsEachBrokenRule) {
+  float storage[24] = {};
+  const int64_t dims[] = {4, 6};
+  const int64_t strides[] = {6, 1};
+  const int64_t storage_dims[] = {24};
+  ExpectRejected(aclCreateTensor(nullptr, 2, ACL_FLOAT, strides, 0, ACL_FORMAT_ND, storage_dims, 1, storage),
+                 "viewDims is nullptr");
+  ExpectRejected(aclCreateTensor(dims, 2, ACL_FLOAT, nullptr, 0, ACL_FORMAT_ND, storage_dims, 1, storage),
+                 "stride is nullptr");
+  ExpectRejected(aclCreateTensor(dims, 2, ACL_FLOAT, strides, 0, ACL_FORMAT_ND, nullptr, 1, storage),
+                 "storageDims is nullptr");
+  const int64_t negative_dims[] = {4, -6};
+  ExpectRejected(aclCreateTensor(negative_dims, 2, ACL_FLOAT, strides, 0, ACL_FORMAT_ND, storage_dims, 1, storage),
+                 "negative dimension at index 1");
+  const int64_t negative_strides[] = {-6, 1};
+  ExpectRejected(aclCreateTensor(dims, 2, ACL_FLOAT, negative_strides, 0, ACL_FORMAT_ND, storage_dims, 1, storage),
+                 "negative stride at index 0");
+  ExpectRejected(aclCreateTensor(dims, 2, ACL_FLOAT, strides, -1, ACL_FORMAT_ND, storage_dims, 1, storage),
+                 "offset -1 is negative");
+  const int64_t negative_storage[] = {-24};
+  ExpectRejected(aclCreateTensor(dims, 2, ACL_FLOAT, strides, 0, ACL_FORMAT_ND, negative_storage, 1, storage),
+                 "storageDims (-24) has a negative dimension");
+  ExpectRejected(aclCreateTensor(dims, 2, ACL_FLOAT, strides, 0, ACL_FORMAT_ND, storage_dims, 1, nullptr),
+                 "tensorData is nullptr");
+  // One element too far: offset 1 makes the last element index 24 of a 24-element storage.
+  ExpectRejected(aclCreateTensor(dims, 2, ACL_FLOAT, strides, 1, ACL_FORMAT_ND, storage_dims, 1, storage),
+                 "reaches element 24, past the storage (24) of 24 elements");
+  const int64_t wide_strides[] = {7, 1};
+  ExpectRejected(aclCreateTensor(dims, 2, ACL_FLOAT, wide_strides, 0, ACL_FORMAT_ND, storage_dims, 1, storage),
+                 "past the storage");
+  const int64_t huge_strides[] = {INT64_MAX / 2, 1};
+  ExpectRejected(aclCreateTensor(dims, 2, ACL_FLOAT, huge_strides, 0, ACL_FORMAT_ND, storage_dims, 1, storage),
+                 "overflows int64");
+  // Each rejection is 161002 through the guard; the returned pointer is the C API's only signal.
+  aclTensor* exact = aclCreateTensor(dims, 2, ACL_FLOAT, strides, 0, ACL_FORMAT_ND, storage_dims, 1, storage);
+  ASSERT_NE(exact, nullptr) << RecentMessage();
+  EXPECT_EQ(aclDestroyTensor(exact), ACLNN_SUCCESS);
+}
+
+TEST_F(AclTensors, ScalarEmptyAndAnyDtypeAreAccepted) {
+  int64_t value = 5;
+  aclTensor* scalar = aclCreateTensor(nullptr, 0, ACL_INT64, nullptr, 0, ACL_FORMAT_ND, nullptr, 0, &value);
+  ASSERT_NE(scalar, nullptr) << RecentMessage();
+  int64_t* dims = nullptr;
+  uint64_t n = 99;
+  ASSERT_EQ(aclGetViewShape(scalar, &dims, &n), ACLNN_SUCCESS);
+  EXPECT_EQ(n, 0u);
+  delete[] dims;
+  TensorView view = ViewOf(*scalar);
+  EXPECT_EQ(view.dim(), 0);
+  EXPECT_EQ(*static_cast<int64_t*>(view.data), 5);
+  EXPECT_EQ(aclDestroyTensor(scalar), ACLNN_SUCCESS);
+
+  const int64_t empty_dims[] = {0, 7168};
+  const int64_t empty_strides[] = {7168, 1};
+  const int64_t empty_storage[] = {0};
+  aclTensor* empty =
+      aclCreateTensor(empty_dims, 2, ACL_BF16, empty_strides, 0, ACL_FORMAT_ND, empty_storage, 1, nullptr);
+  ASSERT_NE(empty, nullptr) << RecentMessage();
+  EXPECT_EQ(aclDestroyTensor(empty), ACLNN_SUCCESS);
+
+  uint8_t bytes[4] = {};
+  const int64_t dims4[] = {4};
+  const int64_t stride1[] = {1};
+  aclTensor* odd = aclCreateTensor(dims4, 1, ACL_STRING, stride1, 0, static_cast<aclFormat>(50), dims4, 1, bytes);
+  ASSERT_NE(odd, nullptr);  // the operators, not aclCreateTensor, reject unsupported types
+  aclDataType dtype = ACL_FLOAT;
+  ASSERT_EQ(aclGetDataType(odd, &dtype), ACLNN_SUCCESS);
+  EXPECT_EQ(dtype, ACL_STRING);
+  EXPECT_THROW(ViewOf(*odd), moe_ep::Error);
+  EXPECT_EQ(aclDestroyTensor(odd), ACLNN_SUCCESS);
+}
+
+TEST_F(AclTensors, NonContiguousViewRoundTripsThroughViewOf) {
+  // Storage: a 4x6 row-major float matrix holding its own indices. The view is the 3x2 block at rows 1..2,
+  // columns 1..3, seen transposed: element (i, j) = storage[7 + i + 6 j].
+  std::vector<float> storage(24);
+  for (int i = 0; i < 24; ++i) storage[i] = static_cast<float>(i);
+  const int64_t dims[] = {3, 2};
+  const int64_t strides[] = {1, 6};
+  const int64_t storage_dims[] = {4, 6};
+  aclTensor* tensor = aclCreateTensor(dims, 2, ACL_FLOAT, strides, 7, ACL_FORMAT_NCHW, storage_dims, 2, storage.data());
+  ASSERT_NE(tensor, nullptr) << RecentMessage();
+  EXPECT_TRUE(IsLiveTensor(tensor));
+
+  int64_t* view_dims = nullptr;
+  uint64_t view_n = 0;
+  ASSERT_EQ(aclGetViewShape(tensor, &view_dims, &view_n), ACLNN_SUCCESS);
+  ASSERT_EQ(view_n, 2u);
+  EXPECT_EQ(view_dims[0], 3);
+  EXPECT_EQ(view_dims[1], 2);
+  delete[] view_dims;
+  aclFormat format = ACL_FORMAT_ND;
+  ASSERT_EQ(aclGetFormat(tensor, &format), ACLNN_SUCCESS);
+  EXPECT_EQ(format, ACL_FORMAT_NCHW);
+
+  TensorView view = ViewOf(*tensor);
+  EXPECT_EQ(view.data, storage.data() + 7);
+  EXPECT_EQ(view.dtype, DType::kFloat32);
+  EXPECT_EQ(view.shape, (std::vector<int64_t>{3, 2}));
+  EXPECT_FALSE(view.contiguous());
+  auto* base = static_cast<float*>(view.data);
+  for (int64_t i = 0; i < 3; ++i) {
+    for (int64_t j = 0; j < 2; ++j) {
+      EXPECT_EQ(base[i * view.stride(0) + j * view.stride(1)], static_cast<float>(7 + i + 6 * j));
+      base[i * view.stride(0) + j * view.stride(1)] = -1.0f;  // write back through the view
+    }
+  }
+  for (int i = 0; i < 24; ++i) {
+    const bool in_view = (i >= 7 && i <= 9) || (i >= 13 && i <= 15);
+    EXPECT_EQ(storage[i], in_view ? -1.0f : static_cast<float>(i)) << "storage element " << i;
+  }
+  EXPECT_EQ(aclDestroyTensor(tensor), ACLNN_SUCCESS);
+  EXPECT_FALSE(IsLiveTensor(tensor));
+}
+
+TEST_F(AclTensors, GettersAndDestroyCheckTheirArguments) {
+  float storage[2] = {};
+  const int64_t dims[] = {2};
+  const int64_t strides[] = {1};
+  aclTensor* tensor = aclCreateTensor(dims, 1, ACL_FLOAT, strides, 0, ACL_FORMAT_ND, dims, 1, storage);
+  ASSERT_NE(tensor, nullptr);
+  int64_t* view_dims = nullptr;
+  uint64_t view_n = 0;
+  aclDataType dtype;
+  aclFormat format;
+  EXPECT_EQ(aclGetViewShape(nullptr, &view_dims, &view_n), ACLNN_ERR_PARAM_NULLPTR);
+  EXPECT_EQ(aclGetViewShape(tensor, nullptr, &view_n), ACLNN_ERR_PARAM_NULLPTR);
+  EXPECT_EQ(aclGetViewShape(tensor, &view_dims, nullptr), ACLNN_ERR_PARAM_NULLPTR);
+  EXPECT_EQ(aclGetDataType(nullptr, &dtype), ACLNN_ERR_PARAM_NULLPTR);
+  EXPECT_EQ(aclGetDataType(tensor, nullptr), ACLNN_ERR_PARAM_NULLPTR);
+  EXPECT_EQ(aclGetFormat(nullptr, &format), ACLNN_ERR_PARAM_NULLPTR);
+  EXPECT_EQ(aclGetFormat(tensor, nullptr), ACLNN_ERR_PARAM_NULLPTR);
+  EXPECT_EQ(aclDestroyTensor(tensor), ACLNN_SUCCESS);
+  EXPECT_EQ(aclDestroyTensor(tensor), ACLNN_ERR_PARAM_INVALID);
+  EXPECT_NE(RecentMessage().find("not a live aclTensor"), std::string::npos);
+  EXPECT_EQ(aclGetDataType(tensor, &dtype), ACLNN_ERR_PARAM_INVALID);
+  EXPECT_EQ(aclDestroyTensor(nullptr), ACLNN_ERR_PARAM_NULLPTR);
+  EXPECT_EQ(aclDestroyTensor(reinterpret_cast<const aclTensor*>(storage)), ACLNN_ERR_PARAM_INVALID);
+  EXPECT_FALSE(IsLiveTensor(nullptr));
+}
+
+TEST_F(AclTensors, DtypeMappingAndSizes) {
+  const std::pair<aclDataType, DType> mapped[] = {
+      {ACL_BF16, DType::kBf16},   {ACL_FLOAT16, DType::kFp16}, {ACL_FLOAT, DType::kFloat32}, {ACL_INT8, DType::kInt8},
+      {ACL_INT32, DType::kInt32}, {ACL_INT64, DType::kInt64},  {ACL_BOOL, DType::kBool},
+  };
+  for (const auto& [acl, expected] : mapped) {
+    DType dtype = DType::kBool;
+    ASSERT_TRUE(ToDType(acl, &dtype)) << acl;
+    EXPECT_EQ(dtype, expected) << acl;
+    EXPECT_EQ(aclDataTypeSize(acl), DTypeSize(expected)) << acl;
+  }
+  DType untouched = DType::kInt8;
+  for (aclDataType acl : {ACL_UINT8, ACL_DOUBLE, ACL_STRING, ACL_DT_UNDEFINED, ACL_COMPLEX64}) {
+    EXPECT_FALSE(ToDType(acl, &untouched)) << acl;
+  }
+  EXPECT_EQ(untouched, DType::kInt8);
+  const std::pair<aclDataType, size_t> sizes[] = {
+      {ACL_FLOAT, 4},        {ACL_FLOAT16, 2},  {ACL_INT8, 1},        {ACL_INT32, 4},         {ACL_UINT8, 1},
+      {ACL_INT16, 2},        {ACL_UINT16, 2},   {ACL_UINT32, 4},      {ACL_INT64, 8},         {ACL_UINT64, 8},
+      {ACL_DOUBLE, 8},       {ACL_BOOL, 1},     {ACL_BF16, 2},        {ACL_COMPLEX64, 8},     {ACL_COMPLEX128, 16},
+      {ACL_COMPLEX32, 4},    {ACL_HIFLOAT8, 1}, {ACL_FLOAT8_E5M2, 1}, {ACL_FLOAT8_E4M3FN, 1}, {ACL_STRING, 0},
+      {ACL_DT_UNDEFINED, 0}, {ACL_INT4, 0},
+  };
+  for (const auto& [acl, bytes] : sizes) EXPECT_EQ(aclDataTypeSize(acl), bytes) << acl;
+}
+
+}  // namespace
+}  // namespace moe_ep::cann

@@ -1,0 +1,109 @@
+// Ranks as processes over shared memory: `moe-ep launch` runs scenario_rank on 8 processes (random
+// configurations, a long stress loop), and the segments are private, unguessable and gone afterwards.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <set>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "moe_ep/error.h"
+#include "support/test_seed.h"
+#include "transport/shm/shm_team.h"
+
+namespace {
+
+std::set<std::string> ShmEntries() {
+  std::set<std::string> names;
+  if (DIR* dir = opendir("/dev/shm")) {
+    while (dirent* e = readdir(dir)) {
+      if (std::string(e->d_name).rfind("moe_ep.", 0) == 0) names.insert(e->d_name);
+    }
+    closedir(dir);
+  }
+  return names;
+}
+
+// Runs a command, returns its exit status and appends its output to `output`.
+int RunCommand(const std::string& command, std::string& output) {
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (!pipe) return -1;
+  char buffer[4096];
+  while (size_t n = fread(buffer, 1, sizeof(buffer), pipe)) output.append(buffer, n);
+  const int status = pclose(pipe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string Launch(int ranks, const std::string& args) {
+  return std::string(MOE_EP_TOOL) + " launch -n " + std::to_string(ranks) + " -- " + SCENARIO_RANK + " " + args;
+}
+
+TEST(ProcessRanks, RandomConfigurationsOnEightProcessesMatchReference) {
+  const uint64_t seed = moe_ep::testing::BaseSeed();
+  const auto before = ShmEntries();
+  std::string output;
+  const int status = RunCommand(Launch(8, "property " + std::to_string(seed) + " 3"), output);
+  EXPECT_EQ(status, 0) << output;
+  EXPECT_EQ(ShmEntries(), before) << "segments left in /dev/shm";
+}
+
+TEST(ProcessRanks, StressRoundsStayExactAndMemoryFlat) {
+#ifdef MOE_EP_SANITIZED
+  const int rounds = 500;
+#else
+  const int rounds = 10000;
+#endif
+  const uint64_t seed = moe_ep::testing::BaseSeed() + 1;
+  std::string output;
+  const int status = RunCommand(Launch(8, "stress " + std::to_string(seed) + " " + std::to_string(rounds)), output);
+  EXPECT_EQ(status, 0) << output;
+  EXPECT_NE(output.find(std::to_string(rounds) + " rounds equal to the reference"), std::string::npos) << output;
+}
+
+TEST(ProcessRanks, LauncherReportsTheFirstFailureAndPrefixesOutput) {
+  std::string output;
+  const int status = RunCommand(std::string(MOE_EP_TOOL) + " launch -n 3 -- sh -c 'echo hello; exit $((MOE_EP_RANK + 3))'", output);
+  EXPECT_GE(status, 3) << output;
+  EXPECT_LE(status, 5) << output;
+  for (int r = 0; r < 3; ++r) EXPECT_NE(output.find("[rank " + std::to_string(r) + "] hello"), std::string::npos) << output;
+}
+
+// While rank 0 waits for a rank 1 that never comes, its segment exists: it is 0600, another job's name
+// does not reach it, and an unprivileged user cannot open it; after the timeout it is gone.
+TEST(ShmSecurity, SegmentsArePrivateToTheJobAndItsUser) {
+  const std::string job = "sectest" + std::to_string(getpid());
+  std::thread rank0([&] {
+    EXPECT_THROW(moe_ep::transport::JoinShmGroup(job, "g", 0, 2, 1 << 20,
+                                                 moe_ep::transport::Clock::now() + std::chrono::milliseconds(1500)),
+                 moe_ep::TimeoutError);
+  });
+  const std::string name = moe_ep::transport::ShmSegmentName(job, "g", 0);
+  struct stat st {};
+  for (int i = 0; i < 100 && stat(("/dev/shm" + name).c_str(), &st) != 0; ++i) usleep(10000);
+  ASSERT_EQ(stat(("/dev/shm" + name).c_str(), &st), 0) << name;
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_LT(shm_open(moe_ep::transport::ShmSegmentName("otherjob", "g", 0).c_str(), O_RDWR, 0), 0);
+  const pid_t child = fork();
+  if (child == 0) {  // another user: must be refused
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+    _exit(shm_open(name.c_str(), O_RDWR, 0) < 0 && errno == EACCES ? 0 : 1);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  if (WEXITSTATUS(status) == 3) {
+    GTEST_LOG_(INFO) << "cannot switch to an unprivileged user here; skipped that part";
+  } else {
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "an unprivileged process opened the segment";
+  }
+  rank0.join();
+  EXPECT_NE(stat(("/dev/shm" + name).c_str(), &st), 0) << "segment left behind after a failed join";
+}
+
+}  // namespace

@@ -1,0 +1,155 @@
+// The process launcher: fork/exec per rank, prefixed output forwarding, exit status, clean-up.
+#include "moe-ep/launch.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+
+#include "transport/shm/shm_team.h"
+
+namespace moe_ep::tools {
+namespace {
+
+volatile sig_atomic_t g_forward_signal = 0;
+
+void RememberSignal(int sig) { g_forward_signal = sig; }
+
+std::string NewRendezvous() {
+  std::random_device entropy;
+  char text[33];
+  std::snprintf(text, sizeof(text), "%08x%08x%08x%08x", entropy(), entropy(), entropy(), entropy());
+  return text;
+}
+
+// One output stream of one rank: bytes are cut into lines, each written with the rank's prefix.
+struct Stream {
+  int fd = -1;
+  FILE* out = nullptr;
+  std::string prefix;
+  std::string partial;
+
+  void Drain() {
+    char buffer[65536];
+    const ssize_t n = read(fd, buffer, sizeof(buffer));
+    if (n <= 0) {
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+      if (!partial.empty()) std::fprintf(out, "%s%s\n", prefix.c_str(), partial.c_str());
+      partial.clear();
+      close(fd);
+      fd = -1;
+      return;
+    }
+    partial.append(buffer, static_cast<size_t>(n));
+    size_t start = 0;
+    for (size_t nl; (nl = partial.find('\n', start)) != std::string::npos; start = nl + 1) {
+      std::fprintf(out, "%s%.*s\n", prefix.c_str(), static_cast<int>(nl - start), partial.data() + start);
+    }
+    partial.erase(0, start);
+    std::fflush(out);
+  }
+};
+
+[[noreturn]] void ExecRank(const LaunchOptions& o, int rank, const std::string& rendezvous, int out_fd, int err_fd) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);  // a rank never outlives its launcher
+  dup2(out_fd, STDOUT_FILENO);
+  dup2(err_fd, STDERR_FILENO);
+  setenv("MOE_EP_RANK", std::to_string(rank).c_str(), 1);
+  setenv("MOE_EP_WORLD_SIZE", std::to_string(o.ranks).c_str(), 1);
+  setenv("MOE_EP_RENDEZVOUS", rendezvous.c_str(), 1);
+  std::vector<char*> argv;
+  for (const auto& arg : o.command) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  execvp(argv[0], argv.data());
+  std::fprintf(stderr, "moe-ep launch: cannot run '%s': %s\n", argv[0], std::strerror(errno));
+  _exit(127);
+}
+
+}  // namespace
+
+int Launch(const LaunchOptions& o) {
+  const std::string rendezvous = NewRendezvous();
+  struct sigaction action {};
+  action.sa_handler = RememberSignal;
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+
+  std::vector<pid_t> pids(o.ranks, -1);
+  std::vector<Stream> streams;
+  for (int rank = 0; rank < o.ranks; ++rank) {
+    int out_pipe[2], err_pipe[2];
+    if (pipe(out_pipe) != 0 || pipe(err_pipe) != 0) {
+      std::perror("moe-ep launch: pipe");
+      return 1;
+    }
+    const pid_t pid = fork();
+    if (pid < 0) {
+      std::perror("moe-ep launch: fork");
+      return 1;
+    }
+    if (pid == 0) {
+      close(out_pipe[0]);
+      close(err_pipe[0]);
+      ExecRank(o, rank, rendezvous, out_pipe[1], err_pipe[1]);
+    }
+    pids[rank] = pid;
+    close(out_pipe[1]);
+    close(err_pipe[1]);
+    const std::string prefix = "[rank " + std::to_string(rank) + "] ";
+    streams.push_back({out_pipe[0], stdout, prefix, {}});
+    streams.push_back({err_pipe[0], stderr, prefix, {}});
+  }
+
+  int first_failure = 0, running = o.ranks;
+  while (running > 0) {
+    if (g_forward_signal) {
+      for (pid_t pid : pids) {
+        if (pid > 0) kill(pid, g_forward_signal);
+      }
+      g_forward_signal = 0;
+    }
+    std::vector<pollfd> fds;
+    std::vector<Stream*> owners;
+    for (auto& s : streams) {
+      if (s.fd >= 0) {
+        fds.push_back({s.fd, POLLIN, 0});
+        owners.push_back(&s);
+      }
+    }
+    if (poll(fds.data(), fds.size(), 50) > 0) {
+      for (size_t i = 0; i < fds.size(); ++i) {
+        if (fds[i].revents) owners[i]->Drain();
+      }
+    }
+    int status = 0;
+    for (pid_t pid; (pid = waitpid(-1, &status, WNOHANG)) > 0;) {
+      for (int rank = 0; rank < o.ranks; ++rank) {
+        if (pids[rank] != pid) continue;
+        pids[rank] = -1;
+        --running;
+        const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (code != 0) {
+          std::fprintf(stderr, "moe-ep launch: rank %d %s %d\n", rank,
+                       WIFEXITED(status) ? "exited with status" : "was killed by signal",
+                       WIFEXITED(status) ? code : WTERMSIG(status));
+          if (first_failure == 0) first_failure = code;
+        }
+      }
+    }
+  }
+  for (auto& s : streams) {
+    while (s.fd >= 0) s.Drain();
+  }
+  const int left = transport::RemoveJobSegments(rendezvous);
+  if (left > 0) std::fprintf(stderr, "moe-ep launch: removed %d shared-memory segment(s) the job left behind\n", left);
+  return first_failure;
+}
+
+}  // namespace moe_ep::tools
