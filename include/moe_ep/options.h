@@ -18,4 +18,11 @@ uint64_t DefaultWindowBytes();
 /// this CPU has). Results are bit-identical on all of them; this exists for testing and benchmarking.
 /// Read once, when the first kernel runs.
 
+/// The C API (include/acl, include/hccl) also reads, when it first needs them:
+///   MOE_EP_DEVICE_COUNT   virtual devices (default 16; 1..65536)
+///   HCCL_BUFFSIZE         each communicator's window in MB (default 200)
+///   HCCL_EXEC_TIMEOUT     deadline of an operation's waits in seconds (default: MOE_EP_TIMEOUT_MS)
+///   HCCL_CONNECT_TIMEOUT  seconds HcclCommInitRootInfo waits for all ranks to join (default 120)
+/// and a process job started by `moe-ep launch` sets MOE_EP_RANK, MOE_EP_WORLD_SIZE, MOE_EP_RENDEZVOUS.
+
 }  // namespace moe_ep

@@ -7,7 +7,9 @@
 
 #include "api/group_impl.h"
 #include "moe_ep/error.h"
+#include "ops/elastic.h"
 #include "ops/ops.h"
+#include "plan/elastic.h"
 #include "plan/layout.h"
 #include "plan/validate.h"
 
@@ -64,6 +66,17 @@ Tensor DenseCopy(const TensorView& v) {
   return t;
 }
 
+// The elasticInfo table's shape; its contents are checked when the operation applies it.
+void CheckElasticInfo(const plan::MoeConfig& c, const ExpertLayout& experts, const Group* tp) {
+  if (experts.elastic_info.empty()) return;
+  const size_t want = 4 + 2 * static_cast<size_t>(c.ep_world_size);
+  if (experts.elastic_info.size() != want || tp) {
+    throw Error(ErrorCode::kInvalidConfig, "parameter 'elastic_info' has " + std::to_string(experts.elastic_info.size()) +
+                                               " entries; rule: 4 + 2 * E = " + std::to_string(want) +
+                                               ", and no TP group (SPEC 2.8)");
+  }
+}
+
 // Runs one operation of `ep`, remembering the peers it timed out waiting for (Group::failed_ranks).
 template <typename Body>
 void Remembering(Group& ep, Body&& body) {
@@ -102,8 +115,12 @@ void RunCombine(Group& ep, const DispatchHandle& h, plan::CombineTensors& t, con
   plan::MoeConfig c = BaseConfig(ep, tp, h.experts);
   c.comm_quant_mode = static_cast<int64_t>(options.comm_quant);
   plan::ValidateCombine(c, t, plan::Profile::kNative, Capacity(ep, tp), "Combine");
+  CheckElasticInfo(c, h.experts, tp);
   ops::OpContext ctx = Context(ep, tp);
-  Remembering(ep, [&] { ops::Combine(c, t, ctx); });
+  Remembering(ep, [&] {
+    ops::RunElastic(c, h.experts.elastic_info, ctx, "Combine",
+                    [&](const plan::MoeConfig& config, ops::OpContext& run) { ops::Combine(config, t, run); });
+  });
 }
 
 }  // namespace
@@ -127,8 +144,16 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
                                 out.dynamic_scales, out.assist_info, out.expert_token_nums, out.ep_recv_counts,
                                 out.tp_recv_counts};
   plan::ValidateDispatch(c, t, plan::Profile::kNative, Capacity(ep, tp), "Dispatch");
+  CheckElasticInfo(c, options.experts, tp);
   ops::OpContext ctx = Context(ep, tp);
-  Remembering(ep, [&] { ops::Dispatch(c, t, ctx); });
+  plan::MoeConfig ran = c;  // the survivors' configuration under a scaled-down elasticInfo
+  Remembering(ep, [&] {
+    ops::RunElastic(c, options.experts.elastic_info, ctx, "Dispatch",
+                    [&](const plan::MoeConfig& config, ops::OpContext& run) {
+                      ran = config;
+                      ops::Dispatch(config, t, run);
+                    });
+  });
 
   DispatchHandle h;
   h.experts = options.experts;
@@ -137,8 +162,9 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
   h.top_k = c.top_k;
   h.dtype = c.x_dtype;
   const int64_t entries = (c.is_shared_rank() ? c.ep_world_size : c.ep_world_size * c.local_expert_num());
+  const int64_t written = ran.is_shared_rank() ? ran.ep_world_size : ran.ep_world_size * ran.local_expert_num();
   const auto* counts = static_cast<const int32_t*>(out.ep_recv_counts.data);
-  h.num_rows = counts[entries - 1] + (c.has_tp() ? counts[2 * entries - 1] : 0);
+  h.num_rows = counts[written - 1] + (c.has_tp() ? counts[2 * written - 1] : 0);
   h.expert_ids = DenseCopy(expert_ids);
   if (options.active_mask.present()) h.active_mask = DenseCopy(options.active_mask);
   h.assist_info = CopyOf(out.assist_info, 3 * h.num_rows);
@@ -199,6 +225,18 @@ void CombineAddRmsNormInto(Group& ep, const DispatchHandle& h, const TensorView&
   t.y = out.y;
   t.rstd = out.rstd;
   RunCombine(ep, h, t, options, tp);
+}
+
+std::vector<int32_t> ProbeReachable(Group& ep, std::chrono::milliseconds wait) {
+  return transport::Probe(*ep.impl().window, wait.count() > 0 ? wait : ep.timeout());
+}
+
+std::vector<int32_t> ScaleDownInfo(const Group& ep, const ExpertLayout& experts, std::span<const int32_t> reachable) {
+  if (static_cast<int>(reachable.size()) != ep.size()) {
+    throw Error(ErrorCode::kInvalidConfig, "ScaleDownInfo: parameter 'reachable' has " + std::to_string(reachable.size()) +
+                                               " entries; rule: one per rank (" + std::to_string(ep.size()) + ")");
+  }
+  return plan::ElasticInfoFor(BaseConfig(ep, nullptr, experts), reachable);
 }
 
 void BufferReset(Group& ep, std::span<const int32_t> reachable, bool need_sync) {

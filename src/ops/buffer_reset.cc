@@ -1,5 +1,6 @@
 // BufferReset (SPEC 4.2): clear the local window (data, flags, call counters: parity back to 0) and
 // optionally sync with the ranks marked reachable, so survivors can start afresh together.
+#include <algorithm>
 #include <vector>
 
 #include "ops/ops.h"
@@ -31,7 +32,13 @@ void BufferReset(transport::Window& ep, std::span<const int32_t> reachable, bool
   };
   transport::WaitUntil(ep, deadline, "MoeDistributeBufferReset", "the reset sync", 0,
                        [&] { return missing().empty(); }, missing);
-  for (int peer : awaited) seen[peer] = ep.ReadFlag(plan::kSyncFlagBase + peer);
+  // The new generation: the highest reset count among the ranks that synced, which all of them see.
+  uint64_t generation = tag;
+  for (int peer : awaited) {
+    seen[peer] = ep.ReadFlag(plan::kSyncFlagBase + peer);
+    generation = std::max(generation, seen[peer]);
+  }
+  ep.counters().generation = generation;
 }
 
 }  // namespace moe_ep::ops

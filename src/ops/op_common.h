@@ -22,7 +22,7 @@ struct CallSlot {
 inline CallSlot NextCall(transport::Window& w, uint64_t& calls, uint64_t flag_region, uint64_t flags_per_half) {
   const uint64_t call = calls++;
   return {(call & 1) * (w.data_bytes() / 2), flag_region + (call & 1) * flags_per_half,
-          static_cast<uint32_t>(transport::EpochOf(call))};
+          static_cast<uint32_t>(transport::EpochOf((w.counters().generation << 24) + call))};
 }
 
 inline kernels::Half HalfOf(DType d) { return d == DType::kFp16 ? kernels::Half::kFp16 : kernels::Half::kBf16; }

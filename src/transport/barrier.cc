@@ -1,5 +1,6 @@
-// Barrier over a window: each rank stamps its barrier count into every peer's barrier flag and waits
-// for all peers' stamps to reach it (counts only grow, so a late stamp from an earlier barrier is harmless).
+// Barrier and reachability probe over a window: each rank stamps its count into every peer's flag and
+// waits for the peers' stamps to reach it (counts only grow, so a late stamp from before is harmless).
+#include <thread>
 #include <vector>
 
 #include "plan/layout.h"
@@ -18,6 +19,22 @@ void Barrier(Window& w, Clock::time_point deadline, const char* what) {
     return ranks;
   };
   WaitUntil(w, deadline, "Barrier", what, 0, [&] { return missing().empty(); }, missing);
+}
+
+std::vector<int32_t> Probe(Window& w, Clock::duration wait) {
+  const uint64_t tag = ++w.probe_calls();
+  for (int peer = 0; peer < w.size(); ++peer) w.Signal(peer, plan::kProbeFlagBase + w.rank(), tag);
+  std::vector<int32_t> reachable(w.size(), 0);
+  const auto deadline = Clock::now() + wait;
+  for (;;) {
+    int arrived = 0;
+    for (int peer = 0; peer < w.size(); ++peer) {
+      reachable[peer] = w.ReadFlag(plan::kProbeFlagBase + peer) >= tag ? 1 : 0;
+      arrived += reachable[peer];
+    }
+    if (arrived == w.size() || Clock::now() >= deadline) return reachable;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 }  // namespace moe_ep::transport

@@ -17,6 +17,9 @@ using Clock = std::chrono::steady_clock;
 struct OpCounters {
   uint64_t dispatch_calls = 0;
   uint64_t combine_calls = 0;
+  /// Set by a BufferReset that synced: the same on every rank that took part, and new, so flags a
+  /// stalled peer wrote before the reset can never match a call made after it.
+  uint64_t generation = 0;
 };
 
 class Window {
@@ -42,7 +45,8 @@ class Window {
   /// BufferReset: zero the local data area and flags [0, cleared_flags); later flags survive.
   virtual void ClearLocal(uint64_t cleared_flags) = 0;
 
-  OpCounters& counters() { return counters_; }
+  /// Call counters of dispatch / combine (a renumbered view shares those of its window).
+  virtual OpCounters& counters() { return counters_; }
   /// BufferReset syncs made so far; survives the reset itself (it tags the sync flags).
   uint64_t& reset_calls() { return reset_calls_; }
   /// The last reset-sync tag consumed from each peer (a peer that skipped a reset is behind, so a
@@ -50,6 +54,8 @@ class Window {
   std::vector<uint64_t>& reset_seen() { return reset_seen_; }
   /// Barriers entered so far (tags the barrier flags; never reset).
   uint64_t& barrier_calls() { return barrier_calls_; }
+  /// Reachability probes made so far (tags the probe flags; never reset).
+  uint64_t& probe_calls() { return probe_calls_; }
 
  protected:
   Window(int rank, int size, uint64_t data_bytes, std::string name)
@@ -63,6 +69,7 @@ class Window {
   OpCounters counters_;
   uint64_t reset_calls_ = 0;
   uint64_t barrier_calls_ = 0;
+  uint64_t probe_calls_ = 0;
   std::vector<uint64_t> reset_seen_ = std::vector<uint64_t>(size_, 0);
 };
 
@@ -88,6 +95,12 @@ void WaitUntil(const Window& window, Clock::time_point deadline, const char* op,
 /// Returns once every rank of the window's group has entered the same barrier, or throws TimeoutError
 /// at `deadline` naming the ranks that did not; `what` says what the barrier is for.
 void Barrier(Window& window, Clock::time_point deadline, const char* what);
+
+/// Reachability probe (the host's ElasticReceivableTest + InfoCollect, SPEC 4.3): stamps this rank's
+/// probe count into every peer and waits up to `wait` for the peers' stamps. Returns one 0/1 entry per
+/// rank: 1 for this rank and every peer that probed as often within the wait. Never throws for a
+/// missing peer: a dead or stalled rank is simply 0.
+std::vector<int32_t> Probe(Window& window, Clock::duration wait);
 
 /// Waits for a single flag; returns its value.
 uint64_t WaitFlag(const Window& window, uint64_t index, uint32_t epoch, Clock::time_point deadline, int from_rank,

@@ -36,16 +36,6 @@ constexpr int kSlackMs = 2500;
 
 int64_t MsSince(Clock::time_point t) { return std::chrono::duration_cast<milliseconds>(Clock::now() - t).count(); }
 
-// "rank N" with no digit after it.
-bool NamesRank(const std::string& msg, int rank) {
-  const std::string key = "rank " + std::to_string(rank);
-  for (size_t pos = msg.find(key); pos != std::string::npos; pos = msg.find(key, pos + 1)) {
-    const size_t end = pos + key.size();
-    if (end >= msg.size() || !std::isdigit(static_cast<unsigned char>(msg[end]))) return true;
-  }
-  return false;
-}
-
 // ---------------------------------------------------------------------------------------------------
 // (a), (b): whole scenarios through the runner
 // ---------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -129,6 +130,64 @@ int64_t ProcStatusBytes(const char* key) {
     if (line.rfind(prefix, 0) == 0) return std::stoll(line.substr(prefix.size())) * 1024;
   }
   return -1;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Messages
+// ---------------------------------------------------------------------------------------------------
+
+namespace {
+
+bool IdentChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
+
+bool ContainsOneValue(const std::string& msg, const std::string& value) {
+  std::string m = msg, v = value;
+  std::transform(m.begin(), m.end(), m.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
+  const bool numeric = !v.empty() && (std::isdigit(static_cast<unsigned char>(v[0])) || v[0] == '-');
+  for (size_t pos = m.find(v); pos != std::string::npos; pos = m.find(v, pos + 1)) {
+    if (!numeric) return true;
+    const bool before_ok = pos == 0 || !std::isdigit(static_cast<unsigned char>(m[pos - 1]));
+    const size_t end = pos + v.size();
+    const bool after_ok = end >= m.size() || !std::isdigit(static_cast<unsigned char>(m[end]));
+    if (before_ok && after_ok) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+// `name` appears as a whole identifier, optionally followed by "Out" or "Optional".
+bool NamesParam(const std::string& msg, const std::string& name) {
+  for (size_t pos = msg.find(name); pos != std::string::npos; pos = msg.find(name, pos + 1)) {
+    if (pos > 0 && IdentChar(msg[pos - 1])) continue;
+    size_t end = pos + name.size();
+    for (const char* suffix : {"Optional", "Out"}) {
+      if (msg.compare(end, std::strlen(suffix), suffix) == 0) {
+        end += std::strlen(suffix);
+        break;
+      }
+    }
+    if (end >= msg.size() || !IdentChar(msg[end])) return true;
+  }
+  return false;
+}
+
+bool ContainsValue(const std::string& msg, const std::string& value) {
+  size_t start = 0;
+  for (size_t bar = value.find('|'); bar != std::string::npos; start = bar + 1, bar = value.find('|', start)) {
+    if (ContainsOneValue(msg, value.substr(start, bar - start))) return true;
+  }
+  return ContainsOneValue(msg, value.substr(start));
+}
+
+bool NamesRank(const std::string& msg, int rank) {
+  const std::string key = "rank " + std::to_string(rank);
+  for (size_t pos = msg.find(key); pos != std::string::npos; pos = msg.find(key, pos + 1)) {
+    const size_t end = pos + key.size();
+    if (end >= msg.size() || !std::isdigit(static_cast<unsigned char>(msg[end]))) return true;
+  }
+  return false;
 }
 
 // ---------------------------------------------------------------------------------------------------

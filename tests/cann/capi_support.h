@@ -41,6 +41,13 @@ void EnsureAclReady();
 /// The calling thread's recent error message ("" when none); reading clears it.
 std::string RecentErrMsg();
 
+/// `name` appears in `msg` as a whole identifier, optionally followed by "Out" or "Optional".
+bool NamesParam(const std::string& msg, const std::string& name);
+/// Case-insensitive; a number must not be part of a longer number; "a|b" accepts either.
+bool ContainsValue(const std::string& msg, const std::string& value);
+/// "rank N" with no digit after it.
+bool NamesRank(const std::string& msg, int rank);
+
 /// Sets (value != nullptr) or unsets an environment variable for the scope, then restores it.
 class ScopedEnv {
  public:

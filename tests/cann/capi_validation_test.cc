@@ -72,52 +72,6 @@ class GroupsEnvironment : public ::testing::Environment {
     ::testing::AddGlobalTestEnvironment(new GroupsEnvironment);
 
 // ---------------------------------------------------------------------------------------------------
-// Message checks
-// ---------------------------------------------------------------------------------------------------
-
-bool IdentChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
-
-// `name` appears as a whole identifier, optionally followed by "Out" or "Optional".
-bool NamesParam(const std::string& msg, const std::string& name) {
-  for (size_t pos = msg.find(name); pos != std::string::npos; pos = msg.find(name, pos + 1)) {
-    if (pos > 0 && IdentChar(msg[pos - 1])) continue;
-    size_t end = pos + name.size();
-    for (const char* suffix : {"Optional", "Out"}) {
-      if (msg.compare(end, std::strlen(suffix), suffix) == 0) {
-        end += std::strlen(suffix);
-        break;
-      }
-    }
-    if (end >= msg.size() || !IdentChar(msg[end])) return true;
-  }
-  return false;
-}
-
-// Case-insensitive; a number must not be part of a longer number; "a|b" accepts either.
-bool ContainsOneValue(const std::string& msg, const std::string& value);
-bool ContainsValue(const std::string& msg, const std::string& value) {
-  size_t start = 0;
-  for (size_t bar = value.find('|'); bar != std::string::npos; start = bar + 1, bar = value.find('|', start)) {
-    if (ContainsOneValue(msg, value.substr(start, bar - start))) return true;
-  }
-  return ContainsOneValue(msg, value.substr(start));
-}
-bool ContainsOneValue(const std::string& msg, const std::string& value) {
-  std::string m = msg, v = value;
-  std::transform(m.begin(), m.end(), m.begin(), [](unsigned char c) { return std::tolower(c); });
-  std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
-  const bool numeric = !v.empty() && (std::isdigit(static_cast<unsigned char>(v[0])) || v[0] == '-');
-  for (size_t pos = m.find(v); pos != std::string::npos; pos = m.find(v, pos + 1)) {
-    if (!numeric) return true;
-    const bool before_ok = pos == 0 || !std::isdigit(static_cast<unsigned char>(m[pos - 1]));
-    const size_t end = pos + v.size();
-    const bool after_ok = end >= m.size() || !std::isdigit(static_cast<unsigned char>(m[end]));
-    if (before_ok && after_ok) return true;
-  }
-  return false;
-}
-
-// ---------------------------------------------------------------------------------------------------
 // Arguments and the calls
 // ---------------------------------------------------------------------------------------------------
 
@@ -145,11 +99,11 @@ struct DispatchArgs {
   int64_t zero = 0, copy = 0, cnst = 0;
   aclTensor *expand_x = nullptr, *dyn_scales = nullptr, *assist = nullptr, *token_nums = nullptr, *ep_recv = nullptr,
             *tp_recv = nullptr, *expand_scales = nullptr;
-  uint64_t ws_storage = 77;
-  aclOpExecutor* exec_storage = nullptr;
-  uint64_t* ws = &ws_storage;
-  aclOpExecutor** exec = &exec_storage;
-  std::string group_ep_storage, group_tp_storage;  // for long names
+  bool null_ws = false, null_exec = false;  // pass nullptr for the workspaceSize / executor out-params
+  mutable uint64_t ws_storage = 77;
+  mutable aclOpExecutor* exec_storage = nullptr;
+  uint64_t* ws() const { return null_ws ? nullptr : &ws_storage; }
+  aclOpExecutor** exec() const { return null_exec ? nullptr : &exec_storage; }
 };
 
 // E 4, rank 0, 8 experts (L 2), K 2, Bs 4, H 1024, bf16, no TP: A = Bs * E * min(L, K) = 32.
@@ -191,13 +145,13 @@ aclnnStatus Call(const DispatchArgs& a) {
         a.x, a.ids, a.scales, a.mask, a.expert_scales, a.elastic, a.group_ep, a.ep_world_size, a.ep_rank, a.moe,
         a.group_tp, a.tp_world_size, a.tp_rank, a.shard_type, a.shared_num, a.shared_rank_num, a.quant, a.global_bs,
         a.token_nums_type, a.comm_alg, a.zero, a.copy, a.cnst, a.expand_x, a.dyn_scales, a.assist, a.token_nums,
-        a.ep_recv, a.tp_recv, a.expand_scales, a.ws, a.exec);
+        a.ep_recv, a.tp_recv, a.expand_scales, a.ws(), a.exec());
   }
   return aclnnMoeDistributeDispatchV2GetWorkspaceSize(
       a.x, a.ids, a.scales, a.mask, a.expert_scales, a.group_ep, a.ep_world_size, a.ep_rank, a.moe, a.group_tp,
       a.tp_world_size, a.tp_rank, a.shard_type, a.shared_num, a.shared_rank_num, a.quant, a.global_bs,
       a.token_nums_type, a.comm_alg, a.expand_x, a.dyn_scales, a.assist, a.token_nums, a.ep_recv, a.tp_recv,
-      a.expand_scales, a.ws, a.exec);
+      a.expand_scales, a.ws(), a.exec());
 }
 
 aclnnStatus PhaseTwoNull(const DispatchArgs& a) {
@@ -223,11 +177,11 @@ struct CombineArgs {
   int64_t zero = 0, copy = 0, cnst = 0;
   float norm_eps = 1e-6f;
   aclTensor *x_out = nullptr, *y_out = nullptr, *rstd_out = nullptr;
-  uint64_t ws_storage = 77;
-  aclOpExecutor* exec_storage = nullptr;
-  uint64_t* ws = &ws_storage;
-  aclOpExecutor** exec = &exec_storage;
-  std::string group_ep_storage, group_tp_storage;
+  bool null_ws = false, null_exec = false;  // pass nullptr for the workspaceSize / executor out-params
+  mutable uint64_t ws_storage = 77;
+  mutable aclOpExecutor* exec_storage = nullptr;
+  uint64_t* ws() const { return null_ws ? nullptr : &ws_storage; }
+  aclOpExecutor** exec() const { return null_exec ? nullptr : &exec_storage; }
 };
 
 // The combine that pairs with BaseDispatch (A = 32 rows of expert output).
@@ -267,21 +221,21 @@ aclnnStatus Call(const CombineArgs& a) {
           a.expand_x, a.ids, a.assist, a.ep_send, a.scales, a.tp_send, a.mask, a.activation_scale, a.weight_scale,
           a.group_list, a.expand_scales, a.shared_x, a.group_ep, a.ep_world_size, a.ep_rank, a.moe, a.group_tp,
           a.tp_world_size, a.tp_rank, a.shard_type, a.shared_num, a.shared_rank_num, a.global_bs, a.out_dtype,
-          a.comm_quant, a.group_list_type, a.comm_alg, a.x_out, a.ws, a.exec);
+          a.comm_quant, a.group_list_type, a.comm_alg, a.x_out, a.ws(), a.exec());
     case CombineOp::kV3:
       return aclnnMoeDistributeCombineV3GetWorkspaceSize(
           a.expand_x, a.ids, a.assist, a.ep_send, a.scales, a.tp_send, a.mask, a.activation_scale, a.weight_scale,
           a.group_list, a.expand_scales, a.shared_x, a.elastic, a.ori_x, a.alpha1, a.alpha2, a.const_v, a.group_ep,
           a.ep_world_size, a.ep_rank, a.moe, a.group_tp, a.tp_world_size, a.tp_rank, a.shard_type, a.shared_num,
           a.shared_rank_num, a.global_bs, a.out_dtype, a.comm_quant, a.group_list_type, a.comm_alg, a.zero, a.copy,
-          a.cnst, a.x_out, a.ws, a.exec);
+          a.cnst, a.x_out, a.ws(), a.exec());
     case CombineOp::kAddRmsNorm:
       return aclnnMoeDistributeCombineAddRmsNormGetWorkspaceSize(
           a.expand_x, a.ids, a.assist, a.ep_send, a.scales, a.residual, a.gamma, a.tp_send, a.mask, a.activation_scale,
           a.weight_scale, a.group_list, a.expand_scales, a.shared_x, a.group_ep, a.ep_world_size, a.ep_rank, a.moe,
           a.group_tp, a.tp_world_size, a.tp_rank, a.shard_type, a.shared_num, a.shared_rank_num, a.global_bs,
-          a.out_dtype, a.comm_quant, a.group_list_type, a.comm_alg, a.norm_eps, a.y_out, a.rstd_out, a.x_out, a.ws,
-          a.exec);
+          a.out_dtype, a.comm_quant, a.group_list_type, a.comm_alg, a.norm_eps, a.y_out, a.rstd_out, a.x_out, a.ws(),
+          a.exec());
   }
   return -1;
 }
@@ -302,11 +256,11 @@ struct ResetArgs {
   const aclTensor* elastic = nullptr;
   const char* group_ep = nullptr;
   int32_t ep_world_size = 16, need_sync = 1;
-  uint64_t ws_storage = 77;
-  aclOpExecutor* exec_storage = nullptr;
-  uint64_t* ws = &ws_storage;
-  aclOpExecutor** exec = &exec_storage;
-  std::string group_ep_storage;
+  bool null_ws = false, null_exec = false;  // pass nullptr for the workspaceSize / executor out-params
+  mutable uint64_t ws_storage = 77;
+  mutable aclOpExecutor* exec_storage = nullptr;
+  uint64_t* ws() const { return null_ws ? nullptr : &ws_storage; }
+  aclOpExecutor** exec() const { return null_exec ? nullptr : &exec_storage; }
 };
 
 ResetArgs BaseReset(Scratch& s) {
@@ -317,8 +271,8 @@ ResetArgs BaseReset(Scratch& s) {
 }
 
 aclnnStatus Call(const ResetArgs& a) {
-  return aclnnMoeDistributeBufferResetGetWorkspaceSize(a.elastic, a.group_ep, a.ep_world_size, a.need_sync, a.ws,
-                                                       a.exec);
+  return aclnnMoeDistributeBufferResetGetWorkspaceSize(a.elastic, a.group_ep, a.ep_world_size, a.need_sync, a.ws(),
+                                                       a.exec());
 }
 aclnnStatus PhaseTwoNull(const ResetArgs&) {
   return aclnnMoeDistributeBufferReset(nullptr, 0, nullptr, g_groups->stream);
@@ -385,520 +339,209 @@ void CheckRule(const Rule<Args>& rule) {
   EXPECT_EQ(PhaseTwoNull(args), ACLNN_ERR_PARAM_NULLPTR) << "phase two with the null executor";
 }
 
-const std::string kLongName(128, 'g');  // length 128: one past the limit
+// Compact mutators: Set(member, value), Make(member, dtype, dims[, format]), All({...}), and the few that
+// need the communicators (their names exist only once the environment is up).
+template <typename Args>
+using Mutator = std::function<void(Args&, Scratch&)>;
+
+template <typename Args, typename M, typename V>
+Mutator<Args> Set(M Args::*member, V value) {
+  return [=](Args& a, Scratch&) { a.*member = static_cast<M>(value); };
+}
+template <typename Args, typename P>
+Mutator<Args> Make(P Args::*member, aclDataType dtype, std::vector<int64_t> dims, aclFormat format = ACL_FORMAT_ND) {
+  return [=](Args& a, Scratch& s) { a.*member = s.T(dtype, dims, format); };
+}
+template <typename Args>
+Mutator<Args> All(std::vector<Mutator<Args>> steps) {
+  return [=](Args& a, Scratch& s) {
+    for (const auto& step : steps) step(a, s);
+  };
+}
+const char* LongName() {  // length 128: one past the limit
+  static const std::string name(128, 'g');
+  return name.c_str();
+}
+template <typename Args>
+Mutator<Args> LongGroupEp() {
+  return [](Args& a, Scratch&) { a.group_ep = LongName(); };
+}
+template <typename Args>
+Mutator<Args> LongGroupTp() {
+  return [](Args& a, Scratch&) { a.group_tp = LongName(); };
+}
+template <typename Args>
+Mutator<Args> GroupEp(std::string Groups::*name) {
+  return [=](Args& a, Scratch&) { a.group_ep = (g_groups->*name).c_str(); };
+}
+template <typename Args>
+Mutator<Args> Tp() {
+  return [](Args& a, Scratch& s) { MakeTp(a, s); };
+}
+template <typename Args>
+Mutator<Args> Quant() {
+  return [](Args& a, Scratch& s) { MakeQuant(a, s); };
+}
+
+constexpr aclnnStatus kNull = ACLNN_ERR_PARAM_NULLPTR, kInvalid = ACLNN_ERR_PARAM_INVALID,
+                      kTiling = ACLNN_ERR_INNER_TILING_ERROR;
 
 // ----- DispatchV2 / V3 ----------------------------------------------------------------------------------
 
 using D = DispatchArgs;
 std::vector<Rule<D>> DispatchRules() {
-  const aclnnStatus kNull = ACLNN_ERR_PARAM_NULLPTR, kInvalid = ACLNN_ERR_PARAM_INVALID,
-                    kTiling = ACLNN_ERR_INNER_TILING_ERROR;
+  const auto v3 = Set(&D::v3, true);
+  // clang-format off
   return {
       // 1.1 null pointers and group names (161001 in dispatch).
-      {"XNull", [](D& a, Scratch&) { a.x = nullptr; }, kNull, {"x"}, {}},
-      {"ExpertIdsNull", [](D& a, Scratch&) { a.ids = nullptr; }, kNull, {"expertIds"}, {}},
-      {"ExpandXOutNull", [](D& a, Scratch&) { a.expand_x = nullptr; }, kNull, {"expandX"}, {}},
-      {"AssistInfoOutNull", [](D& a, Scratch&) { a.assist = nullptr; }, kNull, {"assistInfoForCombine"}, {}},
-      {"ExpertTokenNumsOutNull", [](D& a, Scratch&) { a.token_nums = nullptr; }, kNull, {"expertTokenNums"}, {}},
-      {"EpRecvCountsOutNull", [](D& a, Scratch&) { a.ep_recv = nullptr; }, kNull, {"epRecvCounts"}, {}},
-      {"TpRecvCountsOutNull", [](D& a, Scratch&) { a.tp_recv = nullptr; }, kNull, {"tpRecvCounts"}, {}},
-      {"GroupEpNull", [](D& a, Scratch&) { a.group_ep = nullptr; }, kNull, {"groupEp"}, {}},
-      {"GroupEpEmpty", [](D& a, Scratch&) { a.group_ep = ""; }, kNull, {"groupEp"}, {}},
-      {"DynamicScalesOutNullWithQuant2",
-       [](D& a, Scratch& s) {
-         MakeQuant(a, s);
-         a.dyn_scales = nullptr;
-       },
-       kNull,
-       {"dynamicScales"},
-       {}},
-      {"WorkspaceSizeNull", [](D& a, Scratch&) { a.ws = nullptr; }, kNull, {"workspaceSize"}, {}},
-      {"ExecutorNull", [](D& a, Scratch&) { a.exec = nullptr; }, kNull, {"executor"}, {}},
-      {"GroupEpTooLong",
-       [](D& a, Scratch&) {
-         a.group_ep_storage = kLongName;
-         a.group_ep = a.group_ep_storage.c_str();
-       },
-       kNull,
-       {"groupEp"},
-       {"128"}},
-      {"GroupTpTooLong",
-       [](D& a, Scratch&) {
-         a.group_tp_storage = kLongName;
-         a.group_tp = a.group_tp_storage.c_str();
-       },
-       kNull,
-       {"groupTp"},
-       {"128"}},
-      // 1.1 dtypes outside the op definition (161002).
-      {"XInt16",
-       [](D& a, Scratch& s) {
-         a.x = s.T(ACL_INT16, {kBs, kH});
-       },
-       kInvalid,
-       {"x"},
-       {"int16|6"}},
-      {"XFloat32",
-       [](D& a, Scratch& s) {
-         a.x = s.T(ACL_FLOAT, {kBs, kH});
-       },
-       kInvalid,
-       {"x"},
-       {"float"}},
-      {"ExpertIdsInt64",
-       [](D& a, Scratch& s) {
-         a.ids = s.T(ACL_INT64, {kBs, kK});
-       },
-       kInvalid,
-       {"expertIds"},
-       {"int64"}},
-      {"ScalesFloat16",
-       [](D& a, Scratch& s) {
-         MakeQuant(a, s);
-         a.scales = s.T(ACL_FLOAT16, {8, kH});
-       },
-       kInvalid,
-       {"scales"},
-       {}},
-      {"XActiveMaskInt8", [](D& a, Scratch& s) { a.mask = s.T(ACL_INT8, {kBs}); }, kInvalid, {"xActiveMask"}, {"int8"}},
-      {"ExpertTokenNumsInt32",
-       [](D& a, Scratch& s) { a.token_nums = s.T(ACL_INT32, {2}); },
-       kInvalid,
-       {"expertTokenNums"},
-       {"int32"}},
-      {"EpRecvCountsInt64",
-       [](D& a, Scratch& s) { a.ep_recv = s.T(ACL_INT64, {8}); },
-       kInvalid,
-       {"epRecvCounts"},
-       {"int64"}},
-      {"TpRecvCountsInt64",
-       [](D& a, Scratch& s) { a.tp_recv = s.T(ACL_INT64, {0}); },
-       kInvalid,
-       {"tpRecvCounts"},
-       {"int64"}},
-      {"AssistInfoInt64",
-       [](D& a, Scratch& s) { a.assist = s.T(ACL_INT64, {32 * 128}); },
-       kInvalid,
-       {"assistInfoForCombine"},
-       {"int64"}},
-      {"DynamicScalesFloat16",
-       [](D& a, Scratch& s) {
-         MakeQuant(a, s);
-         a.dyn_scales = s.T(ACL_FLOAT16, {32});
-       },
-       kInvalid,
-       {"dynamicScales"},
-       {}},
-      // 1.2 formats and dtype combinations (tiling re-checks, 561002).
-      {"XFractalNz",
-       [](D& a, Scratch& s) {
-         a.x = s.T(ACL_BF16, {kBs, kH}, ACL_FORMAT_FRACTAL_NZ);
-       },
-       kTiling,
-       {"x"},
+      {"XNull", Set(&D::x, nullptr), kNull, {"x"}, {}},
+      {"ExpertIdsNull", Set(&D::ids, nullptr), kNull, {"expertIds"}, {}},
+      {"ExpandXOutNull", Set(&D::expand_x, nullptr), kNull, {"expandX"}, {}},
+      {"AssistInfoOutNull", Set(&D::assist, nullptr), kNull, {"assistInfoForCombine"}, {}},
+      {"ExpertTokenNumsOutNull", Set(&D::token_nums, nullptr), kNull, {"expertTokenNums"}, {}},
+      {"EpRecvCountsOutNull", Set(&D::ep_recv, nullptr), kNull, {"epRecvCounts"}, {}},
+      {"TpRecvCountsOutNull", Set(&D::tp_recv, nullptr), kNull, {"tpRecvCounts"}, {}},
+      {"GroupEpNull", Set(&D::group_ep, nullptr), kNull, {"groupEp"}, {}},
+      {"GroupEpEmpty", Set(&D::group_ep, ""), kNull, {"groupEp"}, {}},
+      {"DynamicScalesOutNullWithQuant2", All<D>({Quant<D>(), Set(&D::dyn_scales, nullptr)}), kNull,
+       {"dynamicScales"}, {}},
+      {"WorkspaceSizeNull", Set(&D::null_ws, true), kNull, {"workspaceSize"}, {}},
+      {"ExecutorNull", Set(&D::null_exec, true), kNull, {"executor"}, {}},
+      {"GroupEpTooLong", LongGroupEp<D>(), kNull, {"groupEp"}, {"128"}},
+      {"GroupTpTooLong", LongGroupTp<D>(), kNull, {"groupTp"}, {"128"}},
+      // 1.1 dtypes outside the op definition, including its dtype combinations (161002): (x bf16, expandX
+      // fp16) is no combination; (bf16, int8) and (bf16, bf16) are, so only the tiling's quantMode-dependent
+      // re-check rejects those (561002, SPEC 1.2).
+      {"XInt16", Make(&D::x, ACL_INT16, {kBs, kH}), kInvalid, {"x"}, {"int16|6"}},
+      {"XFloat32", Make(&D::x, ACL_FLOAT, {kBs, kH}), kInvalid, {"x"}, {"float"}},
+      {"ExpertIdsInt64", Make(&D::ids, ACL_INT64, {kBs, kK}), kInvalid, {"expertIds"}, {"int64"}},
+      {"ScalesFloat16", All<D>({Quant<D>(), Make(&D::scales, ACL_FLOAT16, {8, kH})}), kInvalid, {"scales"}, {}},
+      {"XActiveMaskInt8", Make(&D::mask, ACL_INT8, {kBs}), kInvalid, {"xActiveMask"}, {"int8"}},
+      {"ExpertTokenNumsInt32", Make(&D::token_nums, ACL_INT32, {2}), kInvalid, {"expertTokenNums"}, {"int32"}},
+      {"EpRecvCountsInt64", Make(&D::ep_recv, ACL_INT64, {8}), kInvalid, {"epRecvCounts"}, {"int64"}},
+      {"TpRecvCountsInt64", Make(&D::tp_recv, ACL_INT64, {0}), kInvalid, {"tpRecvCounts"}, {"int64"}},
+      {"AssistInfoInt64", Make(&D::assist, ACL_INT64, {32 * 128}), kInvalid, {"assistInfoForCombine"}, {"int64"}},
+      {"DynamicScalesFloat16", All<D>({Quant<D>(), Make(&D::dyn_scales, ACL_FLOAT16, {32})}), kInvalid,
+       {"dynamicScales"}, {}},
+      {"ExpandXDtypeDiffersFromX", Make(&D::expand_x, ACL_FLOAT16, {32, kH}), kInvalid, {"expandX"}, {}},
+      {"ExpandXNotInt8WithQuant2", All<D>({Quant<D>(), Make(&D::expand_x, ACL_BF16, {32, kH})}), kTiling,
+       {"expandX"}, {}},
+      {"ExpandXInt8WithoutQuant", Make(&D::expand_x, ACL_INT8, {32, kH}), kTiling, {"expandX"}, {}},
+      // 1.2 formats.
+      {"XFractalNz", Make(&D::x, ACL_BF16, {kBs, kH}, ACL_FORMAT_FRACTAL_NZ), kTiling, {"x"}, {"nz"}},
+      {"ExpandXFractalNz", Make(&D::expand_x, ACL_BF16, {32, kH}, ACL_FORMAT_FRACTAL_NZ), kTiling, {"expandX"},
        {"nz"}},
-      {"ExpandXFractalNz",
-       [](D& a, Scratch& s) {
-         a.expand_x = s.T(ACL_BF16, {32, kH}, ACL_FORMAT_FRACTAL_NZ);
-       },
-       kTiling,
-       {"expandX"},
-       {"nz"}},
-      // (x bf16, expandX fp16) is no combination of the op definition (161002); (bf16, int8) and (bf16, bf16)
-      // are, so only the tiling's quantMode-dependent re-check rejects them (561002, SPEC 1.2).
-      {"ExpandXDtypeDiffersFromX",
-       [](D& a, Scratch& s) {
-         a.expand_x = s.T(ACL_FLOAT16, {32, kH});
-       },
-       kInvalid,
-       {"expandX"},
-       {}},
-      {"ExpandXNotInt8WithQuant2",
-       [](D& a, Scratch& s) {
-         MakeQuant(a, s);
-         a.expand_x = s.T(ACL_BF16, {32, kH});
-       },
-       kTiling,
-       {"expandX"},
-       {}},
-      {"ExpandXInt8WithoutQuant",
-       [](D& a, Scratch& s) {
-         a.expand_x = s.T(ACL_INT8, {32, kH});
-       },
-       kTiling,
-       {"expandX"},
-       {}},
       // 1.2 attributes.
-      {"QuantMode1", [](D& a, Scratch&) { a.quant = 1; }, kTiling, {"quantMode"}, {"1"}},
-      {"QuantMode3", [](D& a, Scratch&) { a.quant = 3; }, kTiling, {"quantMode"}, {"3"}},
-      {"ScalesWithQuant0",
-       [](D& a, Scratch& s) {
-         a.scales = s.T(ACL_FLOAT, {8, kH});
-       },
-       kTiling,
-       {"scales"},
-       {}},
-      {"CommAlgUnknown", [](D& a, Scratch&) { a.comm_alg = "bogus_alg"; }, kTiling, {"commAlg"}, {"bogus_alg"}},
-      {"FullmeshV2With2dMask",
-       [](D& a, Scratch& s) {
-         a.comm_alg = "fullmesh_v2";
-         a.mask = s.T(ACL_BOOL, {kBs, kK});
-       },
-       kTiling,
-       {"commAlg", "xActiveMask"},
-       {}},
-      {"EpWorldSize1", [](D& a, Scratch&) { a.ep_world_size = 1; }, kTiling, {"epWorldSize"}, {"1"}},
-      {"EpWorldSize769", [](D& a, Scratch&) { a.ep_world_size = 769; }, kTiling, {"epWorldSize"}, {"769"}},
-      {"TpWorldSize3", [](D& a, Scratch&) { a.tp_world_size = 3; }, kTiling, {"tpWorldSize"}, {"3"}},
-      {"EpRankIdNegative", [](D& a, Scratch&) { a.ep_rank = -1; }, kTiling, {"epRankId"}, {"-1"}},
-      {"EpRankIdNotBelowEpWorldSize", [](D& a, Scratch&) { a.ep_rank = 4; }, kTiling, {"epRankId"}, {"4"}},
-      {"TpRankIdOutOfRangeWithTp",
-       [](D& a, Scratch& s) {
-         MakeTp(a, s);
-         a.tp_rank = 2;
-       },
-       kTiling,
-       {"tpRankId"},
-       {"2"}},
-      {"GroupTpEmptyWithTp",
-       [](D& a, Scratch& s) {
-         MakeTp(a, s);
-         a.group_tp = "";
-       },
-       kTiling,
-       {"groupTp"},
-       {}},
-      {"TpRankIdNonZeroWithoutTp", [](D& a, Scratch&) { a.tp_rank = 1; }, kTiling, {"tpRankId"}, {"1"}},
-      {"ExpertShardType1", [](D& a, Scratch&) { a.shard_type = 1; }, kTiling, {"expertShardType"}, {"1"}},
-      {"SharedExpertNum5",
-       [](D& a, Scratch&) {
-         a.shared_num = 5;
-         a.shared_rank_num = 0;
-       },
-       kTiling,
-       {"sharedExpertNum"},
-       {"5"}},
-      {"SharedExpertRankNumNotBelowE",
-       [](D& a, Scratch&) {
-         a.shared_num = 1;
-         a.shared_rank_num = 4;
-       },
-       kTiling,
-       {"sharedExpertRankNum"},
-       {"4"}},
-      {"SharedRanksWithoutSharedExperts",
-       [](D& a, Scratch&) {
-         a.shared_num = 0;
-         a.shared_rank_num = 1;
-       },
-       kTiling,
-       {"sharedExpertNum", "sharedExpertRankNum"},
-       {}},
-      {"SharedRankNumNotMultipleOfSharedNum",
-       [](D& a, Scratch&) {
-         a.shared_num = 2;
-         a.shared_rank_num = 3;
-       },
-       kTiling,
-       {"sharedExpertRankNum", "sharedExpertNum"},
-       {}},
-      {"MoeExpertNum0", [](D& a, Scratch&) { a.moe = 0; }, kTiling, {"moeExpertNum"}, {"0"}},
-      {"MoeExpertNum1025", [](D& a, Scratch&) { a.moe = 1025; }, kTiling, {"moeExpertNum"}, {"1025"}},
-      {"MoeExpertNumNotMultipleOfMoeRanks", [](D& a, Scratch&) { a.moe = 7; }, kTiling, {"moeExpertNum"}, {"7"}},
+      {"QuantMode1", Set(&D::quant, 1), kTiling, {"quantMode"}, {"1"}},
+      {"QuantMode3", Set(&D::quant, 3), kTiling, {"quantMode"}, {"3"}},
+      {"ScalesWithQuant0", Make(&D::scales, ACL_FLOAT, {8, kH}), kTiling, {"scales"}, {}},
+      {"CommAlgUnknown", Set(&D::comm_alg, "bogus_alg"), kTiling, {"commAlg"}, {"bogus_alg"}},
+      {"FullmeshV2With2dMask", All<D>({Set(&D::comm_alg, "fullmesh_v2"), Make(&D::mask, ACL_BOOL, {kBs, kK})}),
+       kTiling, {"commAlg", "xActiveMask"}, {}},
+      {"EpWorldSize1", Set(&D::ep_world_size, 1), kTiling, {"epWorldSize"}, {"1"}},
+      {"EpWorldSize769", Set(&D::ep_world_size, 769), kTiling, {"epWorldSize"}, {"769"}},
+      {"TpWorldSize3", Set(&D::tp_world_size, 3), kTiling, {"tpWorldSize"}, {"3"}},
+      {"EpRankIdNegative", Set(&D::ep_rank, -1), kTiling, {"epRankId"}, {"-1"}},
+      {"EpRankIdNotBelowEpWorldSize", Set(&D::ep_rank, 4), kTiling, {"epRankId"}, {"4"}},
+      {"TpRankIdOutOfRangeWithTp", All<D>({Tp<D>(), Set(&D::tp_rank, 2)}), kTiling, {"tpRankId"}, {"2"}},
+      {"GroupTpEmptyWithTp", All<D>({Tp<D>(), Set(&D::group_tp, "")}), kTiling, {"groupTp"}, {}},
+      {"TpRankIdNonZeroWithoutTp", Set(&D::tp_rank, 1), kTiling, {"tpRankId"}, {"1"}},
+      {"ExpertShardType1", Set(&D::shard_type, 1), kTiling, {"expertShardType"}, {"1"}},
+      {"SharedExpertNum5", Set(&D::shared_num, 5), kTiling, {"sharedExpertNum"}, {"5"}},
+      {"SharedExpertRankNumNotBelowE", All<D>({Set(&D::shared_num, 1), Set(&D::shared_rank_num, 4)}), kTiling,
+       {"sharedExpertRankNum"}, {"4"}},
+      {"SharedRanksWithoutSharedExperts", Set(&D::shared_rank_num, 1), kTiling,
+       {"sharedExpertNum", "sharedExpertRankNum"}, {}},
+      {"SharedRankNumNotMultipleOfSharedNum", All<D>({Set(&D::shared_num, 2), Set(&D::shared_rank_num, 3)}),
+       kTiling, {"sharedExpertRankNum", "sharedExpertNum"}, {}},
+      {"MoeExpertNum0", Set(&D::moe, 0), kTiling, {"moeExpertNum"}, {"0"}},
+      {"MoeExpertNum1025", Set(&D::moe, 1025), kTiling, {"moeExpertNum"}, {"1025"}},
+      {"MoeExpertNumNotMultipleOfMoeRanks", Set(&D::moe, 7), kTiling, {"moeExpertNum"}, {"7"}},
+      // E 4 with 3 shared ranks: L = 1023, L * E = 4092 > 2048; rank 0 is a shared rank (outputs sized so).
       {"LocalExpertsTimesEAbove2048",
-       [](D& a, Scratch& s) {  // E 4 with 3 shared ranks: L = 1023, L * E = 4092; rank 0 is a shared rank
-         a.shared_num = 1;
-         a.shared_rank_num = 3;
-         a.moe = 1023;
-         a.token_nums = s.T(ACL_INT64, {1});
-         a.ep_recv = s.T(ACL_INT32, {4});
-       },
-       kTiling,
-       {"moeExpertNum", "localExpertNum", "epWorldSize"},
-       {}},
-      {"ExpertTokenNumsType2", [](D& a, Scratch&) { a.token_nums_type = 2; }, kTiling, {"expertTokenNumsType"}, {"2"}},
-      {"TpWithTwoLocalExperts",
-       [](D& a, Scratch& s) {
-         MakeTp(a, s);
-         a.moe = 8;
-         a.token_nums = s.T(ACL_INT64, {2});
-       },
-       kTiling,
-       {"moeExpertNum", "localExpertNum", "tpWorldSize"},
-       {}},
-      {"ZeroExpertNumNegative",
-       [](D& a, Scratch&) {
-         a.v3 = true;
-         a.zero = -1;
-       },
-       kTiling,
-       {"zeroExpertNum"},
-       {"-1"}},
-      {"CopyExpertNumNegative",
-       [](D& a, Scratch&) {
-         a.v3 = true;
-         a.copy = -2;
-       },
-       kTiling,
-       {"copyExpertNum"},
-       {"-2"}},
-      {"ConstExpertNumNegative",
-       [](D& a, Scratch&) {
-         a.v3 = true;
-         a.cnst = -3;
-       },
-       kTiling,
-       {"constExpertNum"},
-       {"-3"}},
-      {"SpecialExpertCountOverflowsInt32",
-       [](D& a, Scratch&) {
-         a.v3 = true;
-         a.zero = INT32_MAX;
-       },
-       kTiling,
-       {"zeroExpertNum", "moeExpertNum", "copyExpertNum", "constExpertNum"},
-       {}},
+       All<D>({Set(&D::shared_num, 1), Set(&D::shared_rank_num, 3), Set(&D::moe, 1023),
+               Make(&D::token_nums, ACL_INT64, {1}), Make(&D::ep_recv, ACL_INT32, {4})}),
+       kTiling, {"moeExpertNum", "localExpertNum", "epWorldSize"}, {"4092"}},
+      {"ExpertTokenNumsType2", Set(&D::token_nums_type, 2), kTiling, {"expertTokenNumsType"}, {"2"}},
+      {"TpWithTwoLocalExperts", All<D>({Tp<D>(), Set(&D::moe, 8), Make(&D::token_nums, ACL_INT64, {2})}), kTiling,
+       {"moeExpertNum", "localExpertNum", "tpWorldSize"}, {}},
+      {"ZeroExpertNumNegative", All<D>({v3, Set(&D::zero, -1)}), kTiling, {"zeroExpertNum"}, {"-1"}},
+      {"CopyExpertNumNegative", All<D>({v3, Set(&D::copy, -2)}), kTiling, {"copyExpertNum"}, {"-2"}},
+      {"ConstExpertNumNegative", All<D>({v3, Set(&D::cnst, -3)}), kTiling, {"constExpertNum"}, {"-3"}},
+      {"SpecialExpertCountOverflowsInt32", All<D>({v3, Set(&D::zero, INT32_MAX)}), kTiling,
+       {"zeroExpertNum", "moeExpertNum", "copyExpertNum", "constExpertNum"}, {}},
       // 1.2 shapes.
-      {"X3d",
-       [](D& a, Scratch& s) {
-         a.x = s.T(ACL_BF16, {kBs, 1, kH});
-       },
-       kTiling,
-       {"x"},
-       {}},
-      {"X1d", [](D& a, Scratch& s) { a.x = s.T(ACL_BF16, {kBs * kH}); }, kTiling, {"x"}, {}},
-      {"ExpertIds1d", [](D& a, Scratch& s) { a.ids = s.T(ACL_INT32, {kBs * kK}); }, kTiling, {"expertIds"}, {}},
-      {"ExpertIdsRowsDifferFromBs",
-       [](D& a, Scratch& s) {
-         a.ids = s.T(ACL_INT32, {3, kK});
-       },
-       kTiling,
-       {"expertIds"},
-       {"3"}},
-      {"ScalesShapeNotSharedPlusMoeByH",
-       [](D& a, Scratch& s) {
-         MakeQuant(a, s);
-         a.scales = s.T(ACL_FLOAT, {9, kH});
-       },
-       kTiling,
-       {"scales"},
-       {"9"}},
-      {"Scales1d",
-       [](D& a, Scratch& s) {
-         MakeQuant(a, s);
-         a.scales = s.T(ACL_FLOAT, {8 * kH});
-       },
-       kTiling,
-       {"scales"},
-       {}},
-      {"Mask1dWrongLength", [](D& a, Scratch& s) { a.mask = s.T(ACL_BOOL, {5}); }, kTiling, {"xActiveMask"}, {"5"}},
-      {"Mask2dWrongK",
-       [](D& a, Scratch& s) {
-         a.mask = s.T(ACL_BOOL, {kBs, 3});
-       },
-       kTiling,
-       {"xActiveMask"},
-       {"3"}},
-      {"Mask3d",
-       [](D& a, Scratch& s) {
-         a.mask = s.T(ACL_BOOL, {kBs, kK, 1});
-       },
-       kTiling,
-       {"xActiveMask"},
-       {}},
-      {"ExpandX1d", [](D& a, Scratch& s) { a.expand_x = s.T(ACL_BF16, {32 * kH}); }, kTiling, {"expandX"}, {}},
-      {"ExpandXFewerRowsThanA",
-       [](D& a, Scratch& s) {
-         a.expand_x = s.T(ACL_BF16, {31, kH});
-       },
-       kTiling,
-       {"expandX"},
-       {"31"}},
-      {"ExpandXWrongH",
-       [](D& a, Scratch& s) {
-         a.expand_x = s.T(ACL_BF16, {32, kH + 1});
-       },
-       kTiling,
-       {"expandX"},
-       {"1025"}},
-      {"DynamicScalesShorterThanA",
-       [](D& a, Scratch& s) {
-         MakeQuant(a, s);
-         a.dyn_scales = s.T(ACL_FLOAT, {31});
-       },
-       kTiling,
-       {"dynamicScales"},
-       {"31"}},
-      {"DynamicScales2d",
-       [](D& a, Scratch& s) {
-         MakeQuant(a, s);
-         a.dyn_scales = s.T(ACL_FLOAT, {32, 1});
-       },
-       kTiling,
-       {"dynamicScales"},
-       {}},
-      {"AssistInfoShorterThan3A",
-       [](D& a, Scratch& s) { a.assist = s.T(ACL_INT32, {95}); },
-       kTiling,
-       {"assistInfoForCombine"},
-       {"95"}},
-      {"AssistInfo2d",
-       [](D& a, Scratch& s) {
-         a.assist = s.T(ACL_INT32, {32, 128});
-       },
-       kTiling,
-       {"assistInfoForCombine"},
-       {}},
-      {"ExpertTokenNumsNotL",
-       [](D& a, Scratch& s) { a.token_nums = s.T(ACL_INT64, {3}); },
-       kTiling,
-       {"expertTokenNums"},
-       {"3"}},
-      {"EpRecvCountsShorterThanEL",
-       [](D& a, Scratch& s) { a.ep_recv = s.T(ACL_INT32, {7}); },
-       kTiling,
-       {"epRecvCounts"},
-       {"7"}},
-      {"TpRecvCountsLengthNotTpWorldSize",
-       [](D& a, Scratch& s) { a.tp_recv = s.T(ACL_INT32, {2}); },
-       kTiling,
-       {"tpRecvCounts"},
-       {"2"}},
-      {"Bs0",
-       [](D& a, Scratch& s) {
-         a.x = s.T(ACL_BF16, {0, kH});
-         a.ids = s.T(ACL_INT32, {0, kK});
-       },
-       kTiling,
-       {"x", "Bs"},
+      {"X3d", Make(&D::x, ACL_BF16, {kBs, 1, kH}), kTiling, {"x"}, {}},
+      {"X1d", Make(&D::x, ACL_BF16, {kBs * kH}), kTiling, {"x"}, {}},
+      {"ExpertIds1d", Make(&D::ids, ACL_INT32, {kBs * kK}), kTiling, {"expertIds"}, {}},
+      {"ExpertIdsRowsDifferFromBs", Make(&D::ids, ACL_INT32, {3, kK}), kTiling, {"expertIds"}, {"3"}},
+      {"ScalesShapeNotSharedPlusMoeByH", All<D>({Quant<D>(), Make(&D::scales, ACL_FLOAT, {9, kH})}), kTiling,
+       {"scales"}, {"9"}},
+      {"Scales1d", All<D>({Quant<D>(), Make(&D::scales, ACL_FLOAT, {8 * kH})}), kTiling, {"scales"}, {}},
+      {"Mask1dWrongLength", Make(&D::mask, ACL_BOOL, {5}), kTiling, {"xActiveMask"}, {"5"}},
+      {"Mask2dWrongK", Make(&D::mask, ACL_BOOL, {kBs, 3}), kTiling, {"xActiveMask"}, {"3"}},
+      {"Mask3d", Make(&D::mask, ACL_BOOL, {kBs, kK, 1}), kTiling, {"xActiveMask"}, {}},
+      {"ExpandX1d", Make(&D::expand_x, ACL_BF16, {32 * kH}), kTiling, {"expandX"}, {}},
+      {"ExpandXFewerRowsThanA", Make(&D::expand_x, ACL_BF16, {31, kH}), kTiling, {"expandX"}, {"31"}},
+      {"ExpandXWrongH", Make(&D::expand_x, ACL_BF16, {32, kH + 1}), kTiling, {"expandX"}, {"1025"}},
+      {"DynamicScalesShorterThanA", All<D>({Quant<D>(), Make(&D::dyn_scales, ACL_FLOAT, {31})}), kTiling,
+       {"dynamicScales"}, {"31"}},
+      {"DynamicScales2d", All<D>({Quant<D>(), Make(&D::dyn_scales, ACL_FLOAT, {32, 1})}), kTiling,
+       {"dynamicScales"}, {}},
+      {"AssistInfoShorterThan3A", Make(&D::assist, ACL_INT32, {95}), kTiling, {"assistInfoForCombine"}, {"95"}},
+      {"AssistInfo2d", Make(&D::assist, ACL_INT32, {32, 128}), kTiling, {"assistInfoForCombine"}, {}},
+      {"ExpertTokenNumsNotL", Make(&D::token_nums, ACL_INT64, {3}), kTiling, {"expertTokenNums"}, {"3"}},
+      {"EpRecvCountsShorterThanEL", Make(&D::ep_recv, ACL_INT32, {7}), kTiling, {"epRecvCounts"}, {"7"}},
+      {"TpRecvCountsLengthNotTpWorldSize", Make(&D::tp_recv, ACL_INT32, {2}), kTiling, {"tpRecvCounts"}, {"2"}},
+      {"Bs0", All<D>({Make(&D::x, ACL_BF16, {0, kH}), Make(&D::ids, ACL_INT32, {0, kK})}), kTiling, {"x", "Bs"},
        {"0"}},
       {"Bs513",
-       [](D& a, Scratch& s) {
-         a.x = s.T(ACL_BF16, {513, kH});
-         a.ids = s.T(ACL_INT32, {513, kK});
-         a.expand_x = s.T(ACL_BF16, {513 * 8, kH});
-         a.assist = s.T(ACL_INT32, {513 * 8 * 128});
-       },
-       kTiling,
-       {"x", "Bs"},
-       {"513"}},
-      {"GlobalBsNotMultipleOfE", [](D& a, Scratch&) { a.global_bs = 17; }, kTiling, {"globalBs"}, {"17"}},
-      {"GlobalBsBelowBsTimesE", [](D& a, Scratch&) { a.global_bs = 12; }, kTiling, {"globalBs"}, {"12"}},
+       All<D>({Make(&D::x, ACL_BF16, {513, kH}), Make(&D::ids, ACL_INT32, {513, kK}),
+               Make(&D::expand_x, ACL_BF16, {513 * 8, kH}), Make(&D::assist, ACL_INT32, {513 * 8 * 128})}),
+       kTiling, {"x", "Bs"}, {"513"}},
+      {"GlobalBsNotMultipleOfE", Set(&D::global_bs, 17), kTiling, {"globalBs"}, {"17"}},
+      {"GlobalBsBelowBsTimesE", Set(&D::global_bs, 12), kTiling, {"globalBs"}, {"12"}},
       {"GlobalBsAboveBsTimesEWithMask",
-       [](D& a, Scratch& s) {
-         a.global_bs = 20;
-         a.mask = s.T(ACL_BOOL, {kBs});
-         a.expand_x = s.T(ACL_BF16, {40, kH});
-         a.assist = s.T(ACL_INT32, {40 * 128});
-       },
-       kTiling,
-       {"globalBs", "xActiveMask"},
-       {"20"}},
-      {"H1023",
-       [](D& a, Scratch& s) {
-         a.x = s.T(ACL_BF16, {kBs, 1023});
-         a.expand_x = s.T(ACL_BF16, {32, 1023});
-       },
-       kTiling,
-       {"x", "H"},
-       {"1023"}},
-      {"H8193",
-       [](D& a, Scratch& s) {
-         a.x = s.T(ACL_BF16, {kBs, 8193});
-         a.expand_x = s.T(ACL_BF16, {32, 8193});
-       },
-       kTiling,
-       {"x", "H"},
-       {"8193"}},
+       All<D>({Set(&D::global_bs, 20), Make(&D::mask, ACL_BOOL, {kBs}), Make(&D::expand_x, ACL_BF16, {40, kH}),
+               Make(&D::assist, ACL_INT32, {40 * 128})}),
+       kTiling, {"globalBs", "xActiveMask"}, {"20"}},
+      {"H1023", All<D>({Make(&D::x, ACL_BF16, {kBs, 1023}), Make(&D::expand_x, ACL_BF16, {32, 1023})}), kTiling,
+       {"x", "H"}, {"1023"}},
+      {"H8193", All<D>({Make(&D::x, ACL_BF16, {kBs, 8193}), Make(&D::expand_x, ACL_BF16, {32, 8193})}), kTiling,
+       {"x", "H"}, {"8193"}},
+      // K 17 with 32 experts (L 8, A = 16 * 8 rows).
       {"TopK17",
-       [](D& a, Scratch& s) {  // 32 experts (L 8): A = 16 * 8
-         a.moe = 32;
-         a.ids = s.T(ACL_INT32, {kBs, 17});
-         a.expand_x = s.T(ACL_BF16, {128, kH});
-         a.assist = s.T(ACL_INT32, {128 * 128});
-         a.token_nums = s.T(ACL_INT64, {8});
-         a.ep_recv = s.T(ACL_INT32, {32});
-       },
-       kTiling,
-       {"expertIds", "K"},
-       {"17"}},
+       All<D>({Set(&D::moe, 32), Make(&D::ids, ACL_INT32, {kBs, 17}), Make(&D::expand_x, ACL_BF16, {128, kH}),
+               Make(&D::assist, ACL_INT32, {128 * 128}), Make(&D::token_nums, ACL_INT64, {8}),
+               Make(&D::ep_recv, ACL_INT32, {32})}),
+       kTiling, {"expertIds", "K"}, {"17"}},
       {"TopKAboveExpertCount",
-       [](D& a, Scratch& s) {  // 4 experts, K 5
-         a.moe = 4;
-         a.ids = s.T(ACL_INT32, {kBs, 5});
-         a.token_nums = s.T(ACL_INT64, {1});
-         a.ep_recv = s.T(ACL_INT32, {4});
-       },
-       kTiling,
-       {"expertIds", "K", "moeExpertNum"},
-       {"5"}},
+       All<D>({Set(&D::moe, 4), Make(&D::ids, ACL_INT32, {kBs, 5}), Make(&D::token_nums, ACL_INT64, {1}),
+               Make(&D::ep_recv, ACL_INT32, {4})}),
+       kTiling, {"expertIds", "K", "moeExpertNum"}, {"5"}},
       // Communicators.
-      {"GroupEpIsNoCommunicator",
-       [](D& a, Scratch&) { a.group_ep = "no_such_group"; },
-       kTiling,
-       {"groupEp"},
-       {"no_such_group"}},
-      {"GroupEpHasNoRankOnThisDevice",
-       [](D& a, Scratch&) { a.group_ep = g_groups->elsewhere_name.c_str(); },
-       kTiling,
-       {"groupEp"},
-       {}},
-      {"GroupTpIsNoCommunicator",
-       [](D& a, Scratch& s) {
-         MakeTp(a, s);
-         a.group_tp = "no_such_tp_group";
-       },
-       kTiling,
-       {"groupTp"},
+      {"GroupEpIsNoCommunicator", Set(&D::group_ep, "no_such_group"), kTiling, {"groupEp"}, {"no_such_group"}},
+      {"GroupEpHasNoRankOnThisDevice", GroupEp<D>(&Groups::elsewhere_name), kTiling, {"groupEp"}, {}},
+      {"GroupTpIsNoCommunicator", All<D>({Tp<D>(), Set(&D::group_tp, "no_such_tp_group")}), kTiling, {"groupTp"},
        {"no_such_tp_group"}},
-      {"EpWorldSizeNotCommunicatorSize",
-       [](D& a, Scratch& s) {  // E 2 with 8 experts (L 4) is valid on its own; the communicator has 4 ranks
-         a.ep_world_size = 2;
-         a.token_nums = s.T(ACL_INT64, {4});
-       },
-       kTiling,
-       {"epWorldSize"},
-       {"2"}},
-      {"EpRankIdNotCommunicatorRank", [](D& a, Scratch&) { a.ep_rank = 1; }, kTiling, {"epRankId"}, {"1"}},
+      // E 2 with 8 experts (L 4) is valid on its own; the communicator has 4 ranks.
+      {"EpWorldSizeNotCommunicatorSize", All<D>({Set(&D::ep_world_size, 2), Make(&D::token_nums, ACL_INT64, {4})}),
+       kTiling, {"epWorldSize"}, {"2"}},
+      {"EpRankIdNotCommunicatorRank", Set(&D::ep_rank, 1), kTiling, {"epRankId"}, {"1"}},
+      // HCCL_BUFFSIZE=1: H 8192, Bs 32 need 2 * (32*16896*4*2 + 32*16384*2) = 10747904 bytes.
       {"WindowTooSmall",
-       [](D& a, Scratch& s) {  // HCCL_BUFFSIZE=1: H 8192, Bs 32 need 2*(32*16896*4*2 + 32*16384*2) bytes
-         a.group_ep = g_groups->small4_name.c_str();
-         a.x = s.T(ACL_BF16, {32, 8192});
-         a.ids = s.T(ACL_INT32, {32, kK});
-         a.expand_x = s.T(ACL_BF16, {256, 8192});
-         a.dyn_scales = s.T(ACL_FLOAT, {256});
-         a.assist = s.T(ACL_INT32, {256 * 128});
-       },
-       kTiling,
-       {"HCCL_BUFFSIZE"},
-       {"10747904"}},
+       All<D>({GroupEp<D>(&Groups::small4_name), Make(&D::x, ACL_BF16, {32, 8192}), Make(&D::ids, ACL_INT32, {32, kK}),
+               Make(&D::expand_x, ACL_BF16, {256, 8192}), Make(&D::dyn_scales, ACL_FLOAT, {256}),
+               Make(&D::assist, ACL_INT32, {256 * 128})}),
+       kTiling, {"HCCL_BUFFSIZE"}, {"10747904"}},
       // V3 elasticInfo (type and shape; scale-down itself is not supported yet).
-      {"ElasticInfoInt64",
-       [](D& a, Scratch& s) {
-         a.v3 = true;
-         a.elastic = s.T(ACL_INT64, {12});
-       },
-       kInvalid,
-       {"elasticInfo"},
-       {"int64"}},
-      {"ElasticInfoWrongLength",
-       [](D& a, Scratch& s) {
-         a.v3 = true;
-         a.elastic = s.T(ACL_INT32, {11});
-       },
-       kTiling,
-       {"elasticInfo"},
+      {"ElasticInfoInt64", All<D>({v3, Make(&D::elastic, ACL_INT64, {12})}), kInvalid, {"elasticInfo"}, {"int64"}},
+      {"ElasticInfoWrongLength", All<D>({v3, Make(&D::elastic, ACL_INT32, {11})}), kTiling, {"elasticInfo"},
        {"11"}},
-      {"ElasticInfoWithTp",
-       [](D& a, Scratch& s) {
-         MakeTp(a, s);
-         a.v3 = true;
-         a.elastic = s.T(ACL_INT32, {12});
-       },
-       kTiling,
-       {"elasticInfo", "tpWorldSize"},
-       {}},
+      {"ElasticInfoWithTp", All<D>({Tp<D>(), v3, Make(&D::elastic, ACL_INT32, {12})}), kTiling,
+       {"elasticInfo", "tpWorldSize"}, {}},
   };
+  // clang-format on
 }
 
 class DispatchRule : public ::testing::TestWithParam<Rule<D>> {};
@@ -909,383 +552,112 @@ INSTANTIATE_TEST_SUITE_P(CapiValidation, DispatchRule, ::testing::ValuesIn(Dispa
 
 using C = CombineArgs;
 std::vector<Rule<C>> CombineRules() {
-  const aclnnStatus kNull = ACLNN_ERR_PARAM_NULLPTR, kInvalid = ACLNN_ERR_PARAM_INVALID,
-                    kTiling = ACLNN_ERR_INNER_TILING_ERROR;
   const CombineOp v2 = CombineOp::kV2, v3 = CombineOp::kV3, rms = CombineOp::kAddRmsNorm;
-  std::vector<Rule<C>> rules = {
+  // One expert per shared rank: rank 0 hosts the shared expert (epSendCounts E entries).
+  const auto shared_rank =
+      All<C>({Set(&C::shared_num, 1), Set(&C::shared_rank_num, 1), Set(&C::moe, 3), Make(&C::ep_send, ACL_INT32, {4})});
+  const auto const_inputs =
+      All<C>({Set(&C::cnst, 1), Make(&C::ori_x, ACL_BF16, {kBs, kH}), Make(&C::alpha1, ACL_BF16, {1}),
+              Make(&C::alpha2, ACL_BF16, {1}), Make(&C::const_v, ACL_BF16, {1, kH})});
+  // clang-format off
+  return {
       // 1.1 null pointers (161001); group names too long are 161002 in combine.
-      {"ExpandXNull", [](C& a, Scratch&) { a.expand_x = nullptr; }, kNull, {"expandX"}, {}, v2},
-      {"ExpertIdsNull", [](C& a, Scratch&) { a.ids = nullptr; }, kNull, {"expertIds"}, {}, v2},
-      {"AssistInfoNull", [](C& a, Scratch&) { a.assist = nullptr; }, kNull, {"assistInfoForCombine"}, {}, v2},
-      {"EpSendCountsNull", [](C& a, Scratch&) { a.ep_send = nullptr; }, kNull, {"epSendCounts"}, {}, v2},
-      {"ExpertScalesNull", [](C& a, Scratch&) { a.scales = nullptr; }, kNull, {"expertScales"}, {}, v2},
-      {"XOutNull", [](C& a, Scratch&) { a.x_out = nullptr; }, kNull, {"x"}, {}, v2},
-      {"GroupEpNull", [](C& a, Scratch&) { a.group_ep = nullptr; }, kNull, {"groupEp"}, {}, v2},
-      {"GroupEpEmpty", [](C& a, Scratch&) { a.group_ep = ""; }, kNull, {"groupEp"}, {}, v2},
-      {"WorkspaceSizeNull", [](C& a, Scratch&) { a.ws = nullptr; }, kNull, {"workspaceSize"}, {}, v2},
-      {"ExecutorNull", [](C& a, Scratch&) { a.exec = nullptr; }, kNull, {"executor"}, {}, v2},
-      {"GroupEpTooLong",
-       [](C& a, Scratch&) {
-         a.group_ep_storage = kLongName;
-         a.group_ep = a.group_ep_storage.c_str();
-       },
-       kInvalid,
-       {"groupEp"},
-       {"128"},
+      {"ExpandXNull", Set(&C::expand_x, nullptr), kNull, {"expandX"}, {}, v2},
+      {"ExpertIdsNull", Set(&C::ids, nullptr), kNull, {"expertIds"}, {}, v2},
+      {"AssistInfoNull", Set(&C::assist, nullptr), kNull, {"assistInfoForCombine"}, {}, v2},
+      {"EpSendCountsNull", Set(&C::ep_send, nullptr), kNull, {"epSendCounts"}, {}, v2},
+      {"ExpertScalesNull", Set(&C::scales, nullptr), kNull, {"expertScales"}, {}, v2},
+      {"XOutNull", Set(&C::x_out, nullptr), kNull, {"x"}, {}, v2},
+      {"GroupEpNull", Set(&C::group_ep, nullptr), kNull, {"groupEp"}, {}, v2},
+      {"GroupEpEmpty", Set(&C::group_ep, ""), kNull, {"groupEp"}, {}, v2},
+      {"WorkspaceSizeNull", Set(&C::null_ws, true), kNull, {"workspaceSize"}, {}, v2},
+      {"ExecutorNull", Set(&C::null_exec, true), kNull, {"executor"}, {}, v2},
+      {"GroupEpTooLong", LongGroupEp<C>(), kInvalid, {"groupEp"}, {"128"}, v2},
+      {"GroupTpTooLong", LongGroupTp<C>(), kInvalid, {"groupTp"}, {"128"}, v2},
+      {"V3ExpandXNull", Set(&C::expand_x, nullptr), kNull, {"expandX"}, {}, v3},
+      {"V3GroupEpTooLong", LongGroupEp<C>(), kInvalid, {"groupEp"}, {"128"}, v3},
+      {"AddRmsNormXOutNull", Set(&C::x_out, nullptr), kNull, {"x"}, {}, rms},
+      {"AddRmsNormResidualXNull", Set(&C::residual, nullptr), kNull, {"residualX"}, {}, rms},
+      {"AddRmsNormGammaNull", Set(&C::gamma, nullptr), kNull, {"gamma"}, {}, rms},
+      {"AddRmsNormYOutNull", Set(&C::y_out, nullptr), kNull, {"y"}, {}, rms},
+      {"AddRmsNormRstdOutNull", Set(&C::rstd_out, nullptr), kNull, {"rstd"}, {}, rms},
+      {"AddRmsNormGroupEpTooLong", LongGroupEp<C>(), kInvalid, {"groupEp"}, {"128"}, rms},
+      // 1.1 dtypes (161002); output x and sharedExpertX pair with expandX in the op definition's dtype
+      // combinations, and CombineAddRmsNorm is defined for bf16 only.
+      {"ExpandXInt16", Make(&C::expand_x, ACL_INT16, {32, kH}), kInvalid, {"expandX"}, {"int16|6"}, v2},
+      {"ExpandXFloat32", Make(&C::expand_x, ACL_FLOAT, {32, kH}), kInvalid, {"expandX"}, {"float"}, v2},
+      {"ExpertIdsInt64", Make(&C::ids, ACL_INT64, {kBs, kK}), kInvalid, {"expertIds"}, {"int64"}, v2},
+      {"ExpertScalesFloat16", Make(&C::scales, ACL_FLOAT16, {kBs, kK}), kInvalid, {"expertScales"}, {}, v2},
+      {"AssistInfoInt64", Make(&C::assist, ACL_INT64, {32 * 128}), kInvalid, {"assistInfoForCombine"}, {"int64"},
        v2},
-      {"GroupTpTooLong",
-       [](C& a, Scratch&) {
-         a.group_tp_storage = kLongName;
-         a.group_tp = a.group_tp_storage.c_str();
-       },
-       kInvalid,
-       {"groupTp"},
-       {"128"},
+      {"EpSendCountsInt64", Make(&C::ep_send, ACL_INT64, {8}), kInvalid, {"epSendCounts"}, {"int64"}, v2},
+      {"SharedExpertXDtypeDiffers", Make(&C::shared_x, ACL_FLOAT16, {kBs, kH}), kInvalid, {"sharedExpertX"}, {},
        v2},
-      {"V3ExpandXNull", [](C& a, Scratch&) { a.expand_x = nullptr; }, kNull, {"expandX"}, {}, v3},
-      {"V3GroupEpTooLong",
-       [](C& a, Scratch&) {
-         a.group_ep_storage = kLongName;
-         a.group_ep = a.group_ep_storage.c_str();
-       },
-       kInvalid,
-       {"groupEp"},
-       {"128"},
-       v3},
-      {"AddRmsNormXOutNull", [](C& a, Scratch&) { a.x_out = nullptr; }, kNull, {"x"}, {}, rms},
-      {"AddRmsNormResidualXNull", [](C& a, Scratch&) { a.residual = nullptr; }, kNull, {"residualX"}, {}, rms},
-      {"AddRmsNormGammaNull", [](C& a, Scratch&) { a.gamma = nullptr; }, kNull, {"gamma"}, {}, rms},
-      {"AddRmsNormYOutNull", [](C& a, Scratch&) { a.y_out = nullptr; }, kNull, {"y"}, {}, rms},
-      {"AddRmsNormRstdOutNull", [](C& a, Scratch&) { a.rstd_out = nullptr; }, kNull, {"rstd"}, {}, rms},
-      {"AddRmsNormGroupEpTooLong",
-       [](C& a, Scratch&) {
-         a.group_ep_storage = kLongName;
-         a.group_ep = a.group_ep_storage.c_str();
-       },
-       kInvalid,
-       {"groupEp"},
-       {"128"},
-       rms},
-      // 1.1 dtypes (161002).
-      {"ExpandXInt16",
-       [](C& a, Scratch& s) {
-         a.expand_x = s.T(ACL_INT16, {32, kH});
-       },
-       kInvalid,
-       {"expandX"},
-       {"int16|6"},
-       v2},
-      {"ExpandXFloat32",
-       [](C& a, Scratch& s) {
-         a.expand_x = s.T(ACL_FLOAT, {32, kH});
-       },
-       kInvalid,
-       {"expandX"},
-       {"float"},
-       v2},
-      {"ExpertIdsInt64",
-       [](C& a, Scratch& s) {
-         a.ids = s.T(ACL_INT64, {kBs, kK});
-       },
-       kInvalid,
-       {"expertIds"},
-       {"int64"},
-       v2},
-      {"ExpertScalesFloat16",
-       [](C& a, Scratch& s) {
-         a.scales = s.T(ACL_FLOAT16, {kBs, kK});
-       },
-       kInvalid,
-       {"expertScales"},
-       {},
-       v2},
-      {"AssistInfoInt64",
-       [](C& a, Scratch& s) { a.assist = s.T(ACL_INT64, {32 * 128}); },
-       kInvalid,
-       {"assistInfoForCombine"},
-       {"int64"},
-       v2},
-      {"EpSendCountsInt64",
-       [](C& a, Scratch& s) { a.ep_send = s.T(ACL_INT64, {8}); },
-       kInvalid,
-       {"epSendCounts"},
-       {"int64"},
-       v2},
-      {"AddRmsNormExpandXFloat16",
-       [](C& a, Scratch& s) {
-         a.expand_x = s.T(ACL_FLOAT16, {32, kH});
-       },
-       kInvalid,
-       {"expandX"},
-       {},
+      {"XOutDtypeDiffersFromExpandX", Make(&C::x_out, ACL_FLOAT16, {kBs, kH}), kInvalid, {"x"}, {}, v2},
+      {"AddRmsNormExpandXFloat16", Make(&C::expand_x, ACL_FLOAT16, {32, kH}), kInvalid, {"expandX"}, {}, rms},
+      {"AddRmsNormResidualXFloat16", Make(&C::residual, ACL_FLOAT16, {kBs, 1, kH}), kInvalid, {"residualX"}, {},
        rms},
       // 1.3 / 3.4 reserved parameters and attributes (561002).
-      {"ActivationScaleGiven",
-       [](C& a, Scratch& s) { a.activation_scale = s.T(ACL_FLOAT, {32}); },
-       kTiling,
-       {"activationScale"},
-       {},
+      {"ActivationScaleGiven", Make(&C::activation_scale, ACL_FLOAT, {32}), kTiling, {"activationScale"}, {}, v2},
+      {"WeightScaleGiven", Make(&C::weight_scale, ACL_FLOAT, {32}), kTiling, {"weightScale"}, {}, v2},
+      {"GroupListGiven", Make(&C::group_list, ACL_INT64, {2}), kTiling, {"groupList"}, {}, v2},
+      {"ExpandScalesGiven", Make(&C::expand_scales, ACL_FLOAT, {32}), kTiling, {"expandScales"}, {}, v2},
+      {"OutDtype1", Set(&C::out_dtype, 1), kTiling, {"outDtype"}, {"1"}, v2},
+      {"CommQuantMode1", Set(&C::comm_quant, 1), kTiling, {"commQuantMode"}, {"1"}, v2},
+      {"CommQuantMode2WithTp", All<C>({Tp<C>(), Set(&C::comm_quant, 2)}), kTiling,
+       {"commQuantMode", "tpWorldSize"}, {}, v2},
+      {"SharedExpertXWithSharedExpertRanks", All<C>({shared_rank, Make(&C::shared_x, ACL_BF16, {kBs, kH})}),
+       kTiling, {"sharedExpertX", "sharedExpertRankNum"}, {}, v2},
+      {"SharedExpertXWrongShape", Make(&C::shared_x, ACL_BF16, {kBs, 1000}), kTiling, {"sharedExpertX"}, {"1000"},
        v2},
-      {"WeightScaleGiven",
-       [](C& a, Scratch& s) { a.weight_scale = s.T(ACL_FLOAT, {32}); },
-       kTiling,
-       {"weightScale"},
-       {},
-       v2},
-      {"GroupListGiven", [](C& a, Scratch& s) { a.group_list = s.T(ACL_INT64, {2}); }, kTiling, {"groupList"}, {}, v2},
-      {"ExpandScalesGiven",
-       [](C& a, Scratch& s) { a.expand_scales = s.T(ACL_FLOAT, {32}); },
-       kTiling,
-       {"expandScales"},
-       {},
-       v2},
-      {"OutDtype1", [](C& a, Scratch&) { a.out_dtype = 1; }, kTiling, {"outDtype"}, {"1"}, v2},
-      {"CommQuantMode1", [](C& a, Scratch&) { a.comm_quant = 1; }, kTiling, {"commQuantMode"}, {"1"}, v2},
-      {"CommQuantMode2WithTp",
-       [](C& a, Scratch& s) {
-         MakeTp(a, s);
-         a.comm_quant = 2;
-       },
-       kTiling,
-       {"commQuantMode", "tpWorldSize"},
-       {},
-       v2},
-      {"SharedExpertXWithSharedExpertRanks",
-       [](C& a, Scratch& s) {
-         a.shared_num = 1;
-         a.shared_rank_num = 1;
-         a.moe = 3;
-         a.ep_send = s.T(ACL_INT32, {4});
-         a.shared_x = s.T(ACL_BF16, {kBs, kH});
-       },
-       kTiling,
-       {"sharedExpertX", "sharedExpertRankNum"},
-       {},
-       v2},
-      {"SharedExpertXWrongShape",
-       [](C& a, Scratch& s) {
-         a.shared_x = s.T(ACL_BF16, {kBs, 1000});
-       },
-       kTiling,
-       {"sharedExpertX"},
-       {"1000"},
-       v2},
-      // Output x and sharedExpertX pair with expandX in the op definition's dtype combinations: 161002.
-      {"SharedExpertXDtypeDiffers",
-       [](C& a, Scratch& s) {
-         a.shared_x = s.T(ACL_FLOAT16, {kBs, kH});
-       },
-       kInvalid,
-       {"sharedExpertX"},
-       {},
-       v2},
-      {"XOutDtypeDiffersFromExpandX",
-       [](C& a, Scratch& s) {
-         a.x_out = s.T(ACL_FLOAT16, {kBs, kH});
-       },
-       kInvalid,
-       {"x"},
-       {},
-       v2},
-      {"XOutWrongShape",
-       [](C& a, Scratch& s) {
-         a.x_out = s.T(ACL_BF16, {3, kH});
-       },
-       kTiling,
-       {"x"},
-       {"3"},
-       v2},
-      {"ExpandXFractalNz",
-       [](C& a, Scratch& s) {
-         a.expand_x = s.T(ACL_BF16, {32, kH}, ACL_FORMAT_FRACTAL_NZ);
-       },
-       kTiling,
-       {"expandX"},
-       {"nz"},
-       v2},
+      {"XOutWrongShape", Make(&C::x_out, ACL_BF16, {3, kH}), kTiling, {"x"}, {"3"}, v2},
+      {"ExpandXFractalNz", Make(&C::expand_x, ACL_BF16, {32, kH}, ACL_FORMAT_FRACTAL_NZ), kTiling, {"expandX"},
+       {"nz"}, v2},
       // H comes from expandX: an expandX of another width makes x (Bs, H) wrong.
-      {"ExpandXWrongH",
-       [](C& a, Scratch& s) {
-         a.expand_x = s.T(ACL_BF16, {32, kH + 1});
-       },
-       kTiling,
-       {"expandX", "x"},
-       {},
-       v2},
-      {"AssistInfoShorterThanA128",
-       [](C& a, Scratch& s) { a.assist = s.T(ACL_INT32, {32 * 128 - 1}); },
-       kTiling,
-       {"assistInfoForCombine"},
-       {"4095"},
-       v2},
-      {"EpSendCountsShorterThanEL",
-       [](C& a, Scratch& s) { a.ep_send = s.T(ACL_INT32, {7}); },
-       kTiling,
-       {"epSendCounts"},
-       {"7"},
-       v2},
-      {"ExpertScalesWrongShape",
-       [](C& a, Scratch& s) {
-         a.scales = s.T(ACL_FLOAT, {kBs, 3});
-       },
-       kTiling,
-       {"expertScales"},
-       {"3"},
-       v2},
-      {"TpSendCountsWrongLengthWithTp",
-       [](C& a, Scratch& s) {
-         MakeTp(a, s);
-         a.tp_send = s.T(ACL_INT32, {1});
-       },
-       kTiling,
-       {"tpSendCounts"},
-       {"1"},
-       v2},
-      {"Mask2dWrongK",
-       [](C& a, Scratch& s) {
-         a.mask = s.T(ACL_BOOL, {kBs, 3});
-       },
-       kTiling,
-       {"xActiveMask"},
-       {"3"},
-       v2},
-      {"H1023",
-       [](C& a, Scratch& s) {
-         a.expand_x = s.T(ACL_BF16, {32, 1023});
-         a.x_out = s.T(ACL_BF16, {kBs, 1023});
-       },
-       kTiling,
-       {"expandX", "x", "H"},
-       {"1023"},
-       v2},
+      {"ExpandXWrongH", Make(&C::expand_x, ACL_BF16, {32, kH + 1}), kTiling, {"expandX", "x"}, {}, v2},
+      {"AssistInfoShorterThanA128", Make(&C::assist, ACL_INT32, {32 * 128 - 1}), kTiling, {"assistInfoForCombine"},
+       {"4095"}, v2},
+      {"EpSendCountsShorterThanEL", Make(&C::ep_send, ACL_INT32, {7}), kTiling, {"epSendCounts"}, {"7"}, v2},
+      {"ExpertScalesWrongShape", Make(&C::scales, ACL_FLOAT, {kBs, 3}), kTiling, {"expertScales"}, {"3"}, v2},
+      {"TpSendCountsWrongLengthWithTp", All<C>({Tp<C>(), Make(&C::tp_send, ACL_INT32, {1})}), kTiling,
+       {"tpSendCounts"}, {"1"}, v2},
+      {"Mask2dWrongK", Make(&C::mask, ACL_BOOL, {kBs, 3}), kTiling, {"xActiveMask"}, {"3"}, v2},
+      {"H1023", All<C>({Make(&C::expand_x, ACL_BF16, {32, 1023}), Make(&C::x_out, ACL_BF16, {kBs, 1023})}), kTiling,
+       {"expandX", "x", "H"}, {"1023"}, v2},
       // Attributes that must agree with the dispatch and the communicator.
-      {"EpWorldSizeNotCommunicatorSize",
-       [](C& a, Scratch&) { a.ep_world_size = 2; },
-       kTiling,
-       {"epWorldSize"},
-       {"2"},
-       v2},
-      {"EpRankIdNotCommunicatorRank", [](C& a, Scratch&) { a.ep_rank = 1; }, kTiling, {"epRankId"}, {"1"}, v2},
-      {"MoeExpertNumDiffersFromDispatch",
-       [](C& a, Scratch&) { a.moe = 16; },
-       kTiling,
-       {"moeExpertNum", "epSendCounts", "expandX"},
-       {},
-       v2},
-      {"GroupEpIsNoCommunicator",
-       [](C& a, Scratch&) { a.group_ep = "no_such_group"; },
-       kTiling,
-       {"groupEp"},
-       {"no_such_group"},
-       v2},
-      {"GroupEpHasNoRankOnThisDevice",
-       [](C& a, Scratch&) { a.group_ep = g_groups->elsewhere_name.c_str(); },
-       kTiling,
-       {"groupEp"},
-       {},
-       v2},
+      {"EpWorldSizeNotCommunicatorSize", Set(&C::ep_world_size, 2), kTiling, {"epWorldSize"}, {"2"}, v2},
+      {"EpRankIdNotCommunicatorRank", Set(&C::ep_rank, 1), kTiling, {"epRankId"}, {"1"}, v2},
+      {"MoeExpertNumDiffersFromDispatch", Set(&C::moe, 16), kTiling, {"moeExpertNum", "epSendCounts", "expandX"},
+       {}, v2},
+      {"GroupEpIsNoCommunicator", Set(&C::group_ep, "no_such_group"), kTiling, {"groupEp"}, {"no_such_group"}, v2},
+      {"GroupEpHasNoRankOnThisDevice", GroupEp<C>(&Groups::elsewhere_name), kTiling, {"groupEp"}, {}, v2},
       {"WindowTooSmall",
-       [](C& a, Scratch& s) {
-         a.group_ep = g_groups->small4_name.c_str();
-         a.expand_x = s.T(ACL_BF16, {256, 8192});
-         a.ids = s.T(ACL_INT32, {32, kK});
-         a.scales = s.T(ACL_FLOAT, {32, kK});
-         a.assist = s.T(ACL_INT32, {256 * 128});
-         a.x_out = s.T(ACL_BF16, {32, 8192});
-       },
-       kTiling,
-       {"HCCL_BUFFSIZE"},
-       {"10747904"},
-       v2},
+       All<C>({GroupEp<C>(&Groups::small4_name), Make(&C::expand_x, ACL_BF16, {256, 8192}),
+               Make(&C::ids, ACL_INT32, {32, kK}), Make(&C::scales, ACL_FLOAT, {32, kK}),
+               Make(&C::assist, ACL_INT32, {256 * 128}), Make(&C::x_out, ACL_BF16, {32, 8192})}),
+       kTiling, {"HCCL_BUFFSIZE"}, {"10747904"}, v2},
       // V3 special experts.
-      {"CopyExpertsWithoutOriX", [](C& a, Scratch&) { a.copy = 1; }, kTiling, {"oriX"}, {}, v3},
-      {"ConstExpertsWithoutAlpha1",
-       [](C& a, Scratch& s) {
-         a.cnst = 1;
-         a.ori_x = s.T(ACL_BF16, {kBs, kH});
-         a.alpha2 = s.T(ACL_BF16, {1});
-         a.const_v = s.T(ACL_BF16, {1, kH});
-       },
-       kTiling,
-       {"constExpertAlpha1"},
-       {},
+      {"CopyExpertsWithoutOriX", Set(&C::copy, 1), kTiling, {"oriX"}, {}, v3},
+      {"ConstExpertsWithoutAlpha1", All<C>({const_inputs, Set(&C::alpha1, nullptr)}), kTiling,
+       {"constExpertAlpha1"}, {}, v3},
+      {"ConstExpertsWithoutAlpha2", All<C>({const_inputs, Set(&C::alpha2, nullptr)}), kTiling,
+       {"constExpertAlpha2"}, {}, v3},
+      {"ConstExpertsWithoutV", All<C>({const_inputs, Set(&C::const_v, nullptr)}), kTiling, {"constExpertV"}, {},
        v3},
-      {"ConstExpertsWithoutV",
-       [](C& a, Scratch& s) {
-         a.cnst = 1;
-         a.ori_x = s.T(ACL_BF16, {kBs, kH});
-         a.alpha1 = s.T(ACL_BF16, {1});
-         a.alpha2 = s.T(ACL_BF16, {1});
-       },
-       kTiling,
-       {"constExpertV"},
-       {},
+      {"ConstExpertsWithoutOriX", All<C>({const_inputs, Set(&C::ori_x, nullptr)}), kTiling, {"oriX"}, {}, v3},
+      {"ConstExpertVWrongShape", All<C>({const_inputs, Make(&C::const_v, ACL_BF16, {1, 1000})}), kTiling,
+       {"constExpertV"}, {"1000"}, v3},
+      {"OriXWrongShape", All<C>({Set(&C::copy, 1), Make(&C::ori_x, ACL_BF16, {3, kH})}), kTiling, {"oriX"}, {"3"},
        v3},
-      {"ConstExpertVWrongShape",
-       [](C& a, Scratch& s) {
-         a.cnst = 1;
-         a.ori_x = s.T(ACL_BF16, {kBs, kH});
-         a.alpha1 = s.T(ACL_BF16, {1});
-         a.alpha2 = s.T(ACL_BF16, {1});
-         a.const_v = s.T(ACL_BF16, {1, 1000});
-       },
-       kTiling,
-       {"constExpertV"},
-       {"1000"},
-       v3},
-      {"OriXWrongShape",
-       [](C& a, Scratch& s) {
-         a.copy = 1;
-         a.ori_x = s.T(ACL_BF16, {3, kH});
-       },
-       kTiling,
-       {"oriX"},
-       {"3"},
-       v3},
-      {"ZeroExpertNumNegative", [](C& a, Scratch&) { a.zero = -1; }, kTiling, {"zeroExpertNum"}, {"-1"}, v3},
-      {"ElasticInfoWrongLength",
-       [](C& a, Scratch& s) { a.elastic = s.T(ACL_INT32, {11}); },
-       kTiling,
-       {"elasticInfo"},
-       {"11"},
-       v3},
+      {"ZeroExpertNumNegative", Set(&C::zero, -1), kTiling, {"zeroExpertNum"}, {"-1"}, v3},
+      {"ElasticInfoWrongLength", Make(&C::elastic, ACL_INT32, {11}), kTiling, {"elasticInfo"}, {"11"}, v3},
       // 1.4 AddRmsNorm.
-      {"AddRmsNormResidualX2d",
-       [](C& a, Scratch& s) {
-         a.residual = s.T(ACL_BF16, {kBs, kH});
-       },
-       kTiling,
-       {"residualX"},
-       {},
-       rms},
-      {"AddRmsNormGammaWrongLength",
-       [](C& a, Scratch& s) { a.gamma = s.T(ACL_BF16, {1000}); },
-       kTiling,
-       {"gamma"},
-       {"1000"},
-       rms},
-      {"AddRmsNormResidualXFloat16",
-       [](C& a, Scratch& s) {
-         a.residual = s.T(ACL_FLOAT16, {kBs, 1, kH});
-       },
-       kInvalid,
-       {"residualX"},
-       {},
-       rms},
-      {"AddRmsNormWithSharedExperts",
-       [](C& a, Scratch& s) {
-         a.shared_num = 1;
-         a.shared_rank_num = 1;
-         a.moe = 3;
-         a.ep_send = s.T(ACL_INT32, {4});
-       },
-       kTiling,
-       {"sharedExpertNum", "sharedExpertRankNum"},
-       {},
-       rms},
-      {"AddRmsNormCommQuantMode2", [](C& a, Scratch&) { a.comm_quant = 2; }, kTiling, {"commQuantMode"}, {"2"}, rms},
+      {"AddRmsNormResidualX2d", Make(&C::residual, ACL_BF16, {kBs, kH}), kTiling, {"residualX"}, {}, rms},
+      {"AddRmsNormGammaWrongLength", Make(&C::gamma, ACL_BF16, {1000}), kTiling, {"gamma"}, {"1000"}, rms},
+      {"AddRmsNormWithSharedExperts", shared_rank, kTiling, {"sharedExpertNum", "sharedExpertRankNum"}, {}, rms},
+      {"AddRmsNormCommQuantMode2", Set(&C::comm_quant, 2), kTiling, {"commQuantMode"}, {"2"}, rms},
   };
-  return rules;
+  // clang-format on
 }
 
 class CombineRule : public ::testing::TestWithParam<Rule<C>> {};
@@ -1296,90 +668,33 @@ INSTANTIATE_TEST_SUITE_P(CapiValidation, CombineRule, ::testing::ValuesIn(Combin
 
 using R = ResetArgs;
 std::vector<Rule<R>> ResetRules() {
-  const aclnnStatus kNull = ACLNN_ERR_PARAM_NULLPTR, kInvalid = ACLNN_ERR_PARAM_INVALID,
-                    kTiling = ACLNN_ERR_INNER_TILING_ERROR;
+  const auto sized = [](int32_t e) { return All<R>({Set(&R::ep_world_size, e), Make(&R::elastic, ACL_INT32, {e})}); };
+  // clang-format off
   return {
-      {"ElasticInfoNull", [](R& a, Scratch&) { a.elastic = nullptr; }, kNull, {"elasticInfo"}, {}},
-      {"GroupEpNull", [](R& a, Scratch&) { a.group_ep = nullptr; }, kNull, {"groupEp"}, {}},
-      {"WorkspaceSizeNull", [](R& a, Scratch&) { a.ws = nullptr; }, kNull, {"workspaceSize"}, {}},
-      {"ExecutorNull", [](R& a, Scratch&) { a.exec = nullptr; }, kNull, {"executor"}, {}},
-      {"GroupEpEmpty", [](R& a, Scratch&) { a.group_ep = ""; }, kInvalid, {"groupEp"}, {}},
-      {"GroupEpTooLong",
-       [](R& a, Scratch&) {
-         a.group_ep_storage = kLongName;
-         a.group_ep = a.group_ep_storage.c_str();
-       },
-       kInvalid,
-       {"groupEp"},
-       {"128"}},
-      {"ElasticInfoInt64",
-       [](R& a, Scratch& s) { a.elastic = s.T(ACL_INT64, {16}); },
-       kInvalid,
-       {"elasticInfo"},
-       {"int64"}},
-      {"ElasticInfoWrongLength",
-       [](R& a, Scratch& s) { a.elastic = s.T(ACL_INT32, {17}); },
-       kTiling,
-       {"elasticInfo"},
-       {"17"}},
-      {"ElasticInfo2d",
-       [](R& a, Scratch& s) {
-         a.elastic = s.T(ACL_INT32, {16, 1});
-       },
-       kTiling,
-       {"elasticInfo"},
-       {}},
-      {"EpWorldSize8",
-       [](R& a, Scratch& s) {
-         a.ep_world_size = 8;
-         a.elastic = s.T(ACL_INT32, {8});
-       },
-       kTiling,
-       {"epWorldSize"},
-       {"8"}},
-      {"EpWorldSize24",
-       [](R& a, Scratch& s) {
-         a.ep_world_size = 24;
-         a.elastic = s.T(ACL_INT32, {24});
-       },
-       kTiling,
-       {"epWorldSize"},
-       {"24"}},
-      {"EpWorldSize144",
-       [](R& a, Scratch& s) {
-         a.ep_world_size = 144;
-         a.elastic = s.T(ACL_INT32, {144});
-       },
-       kTiling,
-       {"epWorldSize"},
-       {"144"}},
-      {"EpWorldSizeNotCommunicatorSize",
-       [](R& a, Scratch& s) {
-         a.ep_world_size = 32;
-         a.elastic = s.T(ACL_INT32, {32});
-       },
-       kTiling,
-       {"epWorldSize"},
-       {"32"}},
-      {"NeedSync2", [](R& a, Scratch&) { a.need_sync = 2; }, kTiling, {"needSync"}, {"2"}},
-      {"NeedSyncNegative", [](R& a, Scratch&) { a.need_sync = -1; }, kTiling, {"needSync"}, {"-1"}},
-      {"GroupEpIsNoCommunicator",
-       [](R& a, Scratch&) { a.group_ep = "no_such_group"; },
-       kTiling,
-       {"groupEp"},
-       {"no_such_group"}},
-      {"GroupEpHasNoRankOnThisDevice",
-       [](R& a, Scratch&) { a.group_ep = g_groups->elsewhere_name.c_str(); },
-       kTiling,
-       {"groupEp"},
-       {}},
+      {"ElasticInfoNull", Set(&R::elastic, nullptr), kNull, {"elasticInfo"}, {}},
+      {"GroupEpNull", Set(&R::group_ep, nullptr), kNull, {"groupEp"}, {}},
+      {"WorkspaceSizeNull", Set(&R::null_ws, true), kNull, {"workspaceSize"}, {}},
+      {"ExecutorNull", Set(&R::null_exec, true), kNull, {"executor"}, {}},
+      {"GroupEpEmpty", Set(&R::group_ep, ""), kInvalid, {"groupEp"}, {}},
+      {"GroupEpTooLong", LongGroupEp<R>(), kInvalid, {"groupEp"}, {"128"}},
+      {"ElasticInfoInt64", Make(&R::elastic, ACL_INT64, {16}), kInvalid, {"elasticInfo"}, {"int64"}},
+      {"ElasticInfoWrongLength", Make(&R::elastic, ACL_INT32, {17}), kTiling, {"elasticInfo"}, {"17"}},
+      {"ElasticInfo2d", Make(&R::elastic, ACL_INT32, {16, 1}), kTiling, {"elasticInfo"}, {}},
+      {"EpWorldSize8", sized(8), kTiling, {"epWorldSize"}, {"8"}},
+      {"EpWorldSize24", sized(24), kTiling, {"epWorldSize"}, {"24"}},
+      {"EpWorldSize144", sized(144), kTiling, {"epWorldSize"}, {"144"}},
+      {"EpWorldSizeNotCommunicatorSize", sized(32), kTiling, {"epWorldSize"}, {"32"}},
+      {"NeedSync2", Set(&R::need_sync, 2), kTiling, {"needSync"}, {"2"}},
+      {"NeedSyncNegative", Set(&R::need_sync, -1), kTiling, {"needSync"}, {"-1"}},
+      {"GroupEpIsNoCommunicator", Set(&R::group_ep, "no_such_group"), kTiling, {"groupEp"}, {"no_such_group"}},
+      {"GroupEpHasNoRankOnThisDevice", GroupEp<R>(&Groups::elsewhere_name), kTiling, {"groupEp"}, {}},
   };
+  // clang-format on
 }
 
 class ResetRule : public ::testing::TestWithParam<Rule<R>> {};
 TEST_P(ResetRule, RejectedWithCodeAndMessage) { CheckRule(GetParam()); }
 INSTANTIATE_TEST_SUITE_P(CapiValidation, ResetRule, ::testing::ValuesIn(ResetRules()), RuleName<R>);
-
 // ---------------------------------------------------------------------------------------------------
 // Positive controls: the bases and the accepted variants pass phase one with workspace 0.
 // ---------------------------------------------------------------------------------------------------

@@ -67,6 +67,34 @@ TEST(ProcessRanks, StressRoundsStayExactAndMemoryFlat) {
   EXPECT_NE(output.find(std::to_string(rounds) + " rounds equal to the reference"), std::string::npos) << output;
 }
 
+int CountOf(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// SPEC 4 flow: rank 5 of 8 is SIGKILLed mid-loop; the 7 survivors fail within the deadline naming it,
+// probe, reset with the reachable mask, and run 100 scaled-down V3 rounds equal to the reference.
+TEST(ProcessFaults, SurvivorsOfAKilledRankRecoverScaledDown) {
+  const auto before = ShmEntries();
+  std::string output;
+  const int status = RunCommand("MOE_EP_TIMEOUT_MS=1500 " + Launch(8, "kill " + std::to_string(moe_ep::testing::BaseSeed()) + " 100"), output);
+  EXPECT_EQ(status, 128 + 9) << output;  // the launcher reports the killed rank
+  EXPECT_EQ(CountOf(output, "waiting for token counts (call 4) from rank 5"), 7) << output;
+  EXPECT_EQ(CountOf(output, "100 scaled-down rounds equal to the reference"), 7) << output;
+  EXPECT_EQ(CountOf(output, "FAIL"), 0) << output;
+  EXPECT_EQ(ShmEntries(), before) << "segments left in /dev/shm";
+}
+
+// Rank 5 stalls (SIGSTOP) instead: same diagnosis; after SIGCONT and a reset the full group works again.
+TEST(ProcessFaults, AStalledRankRejoinsAfterContinueAndReset) {
+  std::string output;
+  const int status = RunCommand("MOE_EP_TIMEOUT_MS=1500 " + Launch(8, "stop " + std::to_string(moe_ep::testing::BaseSeed()) + " 50"), output);
+  EXPECT_EQ(status, 0) << output;
+  EXPECT_EQ(CountOf(output, "waiting for token counts (call 4) from rank 5"), 7) << output;
+  EXPECT_EQ(CountOf(output, "50 full-group rounds after the stall equal to the reference"), 8) << output;
+}
+
 TEST(ProcessRanks, LauncherReportsTheFirstFailureAndPrefixesOutput) {
   std::string output;
   const int status = RunCommand(std::string(MOE_EP_TOOL) + " launch -n 3 -- sh -c 'echo hello; exit $((MOE_EP_RANK + 3))'", output);

@@ -6,14 +6,25 @@
 //   scenario_rank property SEED CONFIGS     random configurations (E = the job's world size)
 //   scenario_rank stress SEED ROUNDS        one small configuration, ROUNDS rounds of fresh routing;
 //                                           also checks that resident memory stays flat
+//   scenario_rank kill SEED ROUNDS          rank VICTIM (env) SIGKILLs itself at round 3; the survivors must
+//                                           fail naming it, probe, reset, then run ROUNDS scaled-down rounds
+//   scenario_rank stop SEED ROUNDS          rank VICTIM SIGSTOPs itself at round 3; rank 0 sends SIGCONT after
+//                                           its deadline error; all reset and run ROUNDS full-group rounds
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <chrono>
+#include <csignal>
 #include <fstream>
+#include <thread>
+#include <unistd.h>
+#include <vector>
 #include <string>
 
 #include "moe_ep/error.h"
 #include "moe_ep/group.h"
+#include "moe_ep/ops.h"
 #include "support/scenario.h"
 
 namespace {
@@ -21,14 +32,16 @@ namespace {
 using moe_ep::testing::ScenarioInputs;
 using moe_ep::testing::ScenarioSpec;
 
-// Runs one round on this rank and checks it; returns "" or the first mismatch.
-std::string Round(const ScenarioSpec& spec, ScenarioInputs& inputs, moe_ep::Group& group) {
+// Runs one round on this rank and checks it; returns "" or the first mismatch. With `elastic` the rank
+// runs as survivor `rank` of the scaled-down job that `spec` describes.
+std::string Round(const ScenarioSpec& spec, ScenarioInputs& inputs, moe_ep::Group& group,
+                  const moe_ep::testing::ElasticRun* elastic = nullptr, int rank = -1) {
   const auto expected = moe_ref::Dispatch(spec.config, inputs.dispatch);
   moe_ep::testing::FillExpertOutputs(spec, expected, inputs);
   const auto expected_combine = spec.add_rms_norm ? moe_ref::CombineAddRmsNorm(spec.config, inputs.dispatch, inputs.combine)
                                                   : moe_ref::Combine(spec.config, inputs.dispatch, inputs.combine);
-  const int rank = group.rank();
-  const auto result = moe_ep::testing::RunScenarioRank(spec, inputs, rank, group, nullptr);
+  if (rank < 0) rank = group.rank();
+  const auto result = moe_ep::testing::RunScenarioRank(spec, inputs, rank, group, nullptr, elastic);
   return moe_ep::testing::CompareScenarioRank(spec, rank, expected[rank], expected_combine[rank], result);
 }
 
@@ -111,6 +124,154 @@ int Stress(moe_ep::Group& group, uint64_t seed, int rounds) {
   return 0;
 }
 
+constexpr int kFailRound = 3;
+
+// The job of the fault modes: one shared expert on rank 0, two experts per MoE rank, top-4.
+ScenarioSpec FaultSpec(int world) {
+  ScenarioSpec spec;
+  auto& c = spec.config;
+  c.ep_world_size = world;
+  c.shared_expert_num = 1;
+  c.shared_expert_rank_num = 1;
+  c.moe_expert_num = 2 * (world - 1);
+  c.top_k = 4;
+  c.hidden = 256;
+  spec.bs = 8;
+  return spec;
+}
+
+int Victim() { return std::getenv("VICTIM") ? std::atoi(std::getenv("VICTIM")) : 5; }
+
+std::string PidFile() { return std::string("/tmp/moe_ep.") + std::getenv("MOE_EP_RENDEZVOUS") + ".victim"; }
+
+// Rounds before the fault must match the reference; the fault round must fail on every other rank
+// with a deadline error naming the victim, within the deadline. Returns 0 when all that holds.
+int RunUntilFault(moe_ep::Group& group, const ScenarioSpec& spec, std::mt19937_64& rng, bool stop) {
+  for (int round = 0; round <= kFailRound; ++round) {
+    ScenarioInputs inputs = moe_ep::testing::MakeInputs(spec, rng);
+    if (round == kFailRound && group.rank() == Victim()) {
+      std::printf("victim: %s at round %d\n", stop ? "stopping" : "killing myself", round);
+      std::fflush(stdout);
+      if (!stop) kill(getpid(), SIGKILL);
+      std::ofstream(PidFile()) << getpid();
+      raise(SIGSTOP);
+      try {  // continued: the others are resetting by now, so this round can only time out
+        Round(spec, inputs, group);
+      } catch (const moe_ep::TimeoutError&) {
+      }
+      return 0;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      const std::string mismatch = Round(spec, inputs, group);
+      if (round == kFailRound) {
+        std::printf("FAIL: round %d succeeded without the victim\n", round);
+        return 1;
+      }
+      if (!mismatch.empty()) {
+        std::printf("MISMATCH round %d: %s\n", round, mismatch.c_str());
+        return 1;
+      }
+    } catch (const moe_ep::TimeoutError& e) {
+      const auto waited = std::chrono::steady_clock::now() - start;
+      const auto& missing = e.missing_ranks();
+      const bool named = std::find(missing.begin(), missing.end(), Victim()) != missing.end();
+      std::printf("round %d failed after %lld ms: %s\n", round,
+                  static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(waited).count()), e.what());
+      if (round != kFailRound || !named || waited > group.timeout() + std::chrono::seconds(2)) {
+        std::printf("FAIL: expected a timely deadline error naming rank %d\n", Victim());
+        return 1;
+      }
+      const auto failed = group.failed_ranks();
+      if (std::find(failed.begin(), failed.end(), Victim()) == failed.end()) {
+        std::printf("FAIL: the group does not remember rank %d as failed\n", Victim());
+        return 1;
+      }
+    }
+  }
+  return 0;
+}
+
+int Kill(moe_ep::Group& group, uint64_t seed, int rounds) {
+  std::mt19937_64 rng(seed);
+  const ScenarioSpec spec = FaultSpec(group.size());
+  if (int status = RunUntilFault(group, spec, rng, false)) return status;
+  const std::vector<int32_t> reachable = moe_ep::ProbeReachable(group, std::chrono::seconds(10));
+  for (int r = 0; r < group.size(); ++r) {
+    if (reachable[r] != (r == Victim() ? 0 : 1)) {
+      std::printf("FAIL: probe says rank %d is %s\n", r, reachable[r] ? "reachable" : "unreachable");
+      return 1;
+    }
+  }
+  moe_ep::BufferReset(group, reachable, true);
+  moe_ep::ExpertLayout layout{spec.config.moe_expert_num, spec.config.shared_expert_num,
+                              spec.config.shared_expert_rank_num, 0};
+  moe_ep::testing::ElasticRun elastic{spec.config, moe_ep::ScaleDownInfo(group, layout, reachable)};
+  const int new_rank = elastic.elastic_info[4 + group.rank()];
+  ScenarioSpec scaled = spec;
+  scaled.config.ep_world_size = elastic.elastic_info[1];
+  scaled.config.shared_expert_rank_num = elastic.elastic_info[2];
+  scaled.config.moe_expert_num = elastic.elastic_info[3];
+  for (int round = 0; round < rounds; ++round) {
+    ScenarioInputs inputs = moe_ep::testing::MakeInputs(scaled, rng);
+    const std::string mismatch = Round(scaled, inputs, group, &elastic, new_rank);
+    if (!mismatch.empty()) {
+      std::printf("MISMATCH scaled-down round %d: %s\n", round, mismatch.c_str());
+      return 1;
+    }
+  }
+  std::printf("survivor %d (now rank %d of %d): %d scaled-down rounds equal to the reference\n", group.rank(),
+              new_rank, scaled.config.ep_world_size, rounds);
+  return 0;
+}
+
+int Stop(moe_ep::Group& group, uint64_t seed, int rounds) {
+  std::mt19937_64 rng(seed);
+  const ScenarioSpec spec = FaultSpec(group.size());
+  if (int status = RunUntilFault(group, spec, rng, true)) return status;
+  if (group.rank() != Victim()) {
+    // Once every survivor has seen the failure (the probe meets them all), wake the victim: it times
+    // out in its round, then joins the reset.
+    const std::vector<int32_t> reachable = moe_ep::ProbeReachable(group, std::chrono::seconds(3));
+    if (reachable[Victim()] != 0) {
+      std::printf("FAIL: the probe reached the stopped rank %d\n", Victim());
+      return 1;
+    }
+  }
+  if (group.rank() == 0) {
+    std::ifstream pid_file(PidFile());
+    pid_t pid = 0;
+    pid_file >> pid;
+    if (pid <= 0 || kill(pid, SIGCONT) != 0) {
+      std::printf("FAIL: cannot continue the victim (pid %d)\n", pid);
+      return 1;
+    }
+    std::remove(PidFile().c_str());
+  }
+  const std::vector<int32_t> everyone(group.size(), 1);
+  for (int attempt = 0;; ++attempt) {  // the victim arrives one deadline late
+    try {
+      moe_ep::BufferReset(group, everyone, true);
+      break;
+    } catch (const moe_ep::TimeoutError& e) {
+      if (attempt == 3) {
+        std::printf("FAIL: reset never completed: %s\n", e.what());
+        return 1;
+      }
+    }
+  }
+  for (int round = 0; round < rounds; ++round) {
+    ScenarioInputs inputs = moe_ep::testing::MakeInputs(spec, rng);
+    const std::string mismatch = Round(spec, inputs, group);
+    if (!mismatch.empty()) {
+      std::printf("MISMATCH full-group round %d: %s\n", round, mismatch.c_str());
+      return 1;
+    }
+  }
+  std::printf("rank %d: %d full-group rounds after the stall equal to the reference\n", group.rank(), rounds);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -125,6 +286,8 @@ int main(int argc, char** argv) {
     moe_ep::Group group = moe_ep::JoinProcessGroup();
     if (mode == "property") return Property(group, seed, count);
     if (mode == "stress") return Stress(group, seed, count);
+    if (mode == "kill") return Kill(group, seed, count);
+    if (mode == "stop") return Stop(group, seed, count);
     std::fprintf(stderr, "unknown mode '%s'\n", mode.c_str());
     return 2;
   } catch (const moe_ep::Error& e) {

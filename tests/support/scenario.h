@@ -66,7 +66,15 @@ struct RunOptions {
 
 /// One rank's dispatch + combine on its own groups (any transport), outputs poisoned first. `rank` is
 /// the global rank g = tp_rank * E + ep_rank; combine's expert outputs come from inputs.combine[rank].
-RankResult RunScenarioRank(const ScenarioSpec& spec, const ScenarioInputs& inputs, int rank, Group& ep, Group* tp);
+/// With `elastic`, the rank runs as a survivor: `spec` and `inputs` describe the scaled-down job (rank =
+/// the new rank), `elastic->original` the group's original configuration (it sizes the buffers) and
+/// `elastic->elastic_info` the table passed to the operations.
+struct ElasticRun {
+  moe_ref::Config original;
+  std::vector<int32_t> elastic_info;
+};
+RankResult RunScenarioRank(const ScenarioSpec& spec, const ScenarioInputs& inputs, int rank, Group& ep, Group* tp,
+                           const ElasticRun* elastic = nullptr);
 /// Compares one rank's outputs with the reference's, bit for bit, and that nothing past them was
 /// written; "" when they agree, else the first difference.
 std::string CompareScenarioRank(const ScenarioSpec& spec, int rank, const moe_ref::DispatchOut& expected,

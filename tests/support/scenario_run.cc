@@ -108,24 +108,27 @@ std::string CompareScenarioRank(const ScenarioSpec& s, int g, const moe_ref::Dis
   return m;
 }
 
-RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int g, Group& ep, Group* tp) {
+RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int g, Group& ep, Group* tp,
+                           const ElasticRun* elastic) {
   const auto& c = s.config;
+  const auto& oc = elastic ? elastic->original : c;  // the group's own configuration sizes the buffers
   const auto& d = in.dispatch[g];
   const auto& m = in.combine[g];
   const int64_t h = c.hidden, tp_size = c.tp_world_size;
-  const ExpertLayout experts{c.moe_expert_num,  c.shared_expert_num, c.shared_expert_rank_num, c.global_bs,
-                             c.zero_expert_num, c.copy_expert_num,   c.const_expert_num};
+  ExpertLayout experts{oc.moe_expert_num,  oc.shared_expert_num, oc.shared_expert_rank_num, oc.global_bs,
+                       oc.zero_expert_num, oc.copy_expert_num,   oc.const_expert_num};
+  if (elastic) experts.elastic_info = elastic->elastic_info;
   const int64_t a = DispatchReceiveRows(ep, d.bs, c.top_k, experts);
   const bool quant = c.quant_mode == 2;
-  const bool shared_rank = ep.rank() < c.shared_expert_rank_num;
-  const int64_t l = c.moe_expert_num / (c.ep_world_size - c.shared_expert_rank_num);
+  const bool shared_rank = ep.rank() < oc.shared_expert_rank_num;
+  const int64_t l = oc.moe_expert_num / (oc.ep_world_size - oc.shared_expert_rank_num);
 
   RankResult r;
   r.expand_x = Poisoned<uint8_t>(tp_size * a * h * (quant ? 1 : 2) + 7 * h);  // extra rows: must stay poison
   r.dynamic_scales = Poisoned<float>(quant ? tp_size * a + 3 : 0);
   r.assist_info = Poisoned<int32_t>(3 * tp_size * a + 5);
   r.expert_token_nums = Poisoned<int64_t>(shared_rank ? 1 : l);
-  r.ep_recv_counts = Poisoned<int32_t>((shared_rank ? c.ep_world_size : c.ep_world_size * l) * tp_size + 2);
+  r.ep_recv_counts = Poisoned<int32_t>((shared_rank ? oc.ep_world_size : oc.ep_world_size * l) * tp_size + 2);
   r.tp_recv_counts = Poisoned<int32_t>(tp_size);
   const int64_t expand_rows = static_cast<int64_t>(r.expand_x.size()) / (h * (quant ? 1 : 2));
 

@@ -8,6 +8,8 @@
 #include "cann/aclnn/elastic.h"
 #include "cann/aclnn/executor.h"
 #include "cann/aclnn/op_args.h"
+#include "ops/elastic.h"
+#include "ops/tensor_access.h"
 
 namespace moe_ep::cann {
 namespace {
@@ -111,9 +113,12 @@ std::function<void()> BuildCombine(const std::string& op, const CombineArgs& a, 
   const Groups groups = ValidateOnGroups(op, a.attributes, c, elastic, [&](plan::WindowCapacity capacity) {
     plan::ValidateCombine(c, t, plan::Profile::kA3, capacity, op.c_str());
   });
-  return [c, t, groups, elastic] {
-    RequireNotScaledDown(elastic);
-    RunOnGroups(groups, [&](ops::OpContext& ctx) { ops::Combine(c, t, ctx); });
+  return [c, t, groups, elastic, op] {
+    const std::vector<int32_t> table = elastic.present() ? ops::GatherInt32(elastic) : std::vector<int32_t>{};
+    RunOnGroups(groups, [&](ops::OpContext& ctx) {
+      ops::RunElastic(c, table, ctx, op.c_str(),
+                      [&](const plan::MoeConfig& config, ops::OpContext& run) { ops::Combine(config, t, run); });
+    });
   };
 }
 

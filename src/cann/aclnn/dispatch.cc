@@ -7,6 +7,8 @@
 #include "cann/aclnn/elastic.h"
 #include "cann/aclnn/executor.h"
 #include "cann/aclnn/op_args.h"
+#include "ops/elastic.h"
+#include "ops/tensor_access.h"
 
 namespace moe_ep::cann {
 namespace {
@@ -90,9 +92,12 @@ std::function<void()> BuildDispatch(const std::string& op, const DispatchArgs& a
     plan::ValidateDispatch(c, t, plan::Profile::kA3, capacity, op.c_str());
   });
   if (alg == "fullmesh_v2") CheckFullmeshV2(op, c, elastic.present());
-  return [c, t, groups, elastic] {
-    RequireNotScaledDown(elastic);
-    RunOnGroups(groups, [&](ops::OpContext& ctx) { ops::Dispatch(c, t, ctx); });
+  return [c, t, groups, elastic, op] {
+    const std::vector<int32_t> table = elastic.present() ? ops::GatherInt32(elastic) : std::vector<int32_t>{};
+    RunOnGroups(groups, [&](ops::OpContext& ctx) {
+      ops::RunElastic(c, table, ctx, op.c_str(),
+                      [&](const plan::MoeConfig& config, ops::OpContext& run) { ops::Dispatch(config, t, run); });
+    });
   };
 }
 

@@ -18,14 +18,4 @@ void CheckElasticInfo(const std::string& op, const TensorView& elastic, const pl
   if (c.has_tp()) Reject(ErrorCode::kInvalidConfig, op, "elasticInfo", elastic.Describe(), "not allowed with tpWorldSize == 2");
 }
 
-void RequireNotScaledDown(const TensorView& elastic) {
-  if (!elastic.present()) return;
-  const int32_t scaled_down = *static_cast<const int32_t*>(elastic.data);
-  if (scaled_down != 0) {
-    throw Error(ErrorCode::kInvalidConfig,
-                "elasticInfo[0] (isScaledDown) = " + std::to_string(scaled_down) +
-                    ": elastic scale-down is not supported by this moe_ep build yet; pass isScaledDown = 0");
-  }
-}
-
 }  // namespace moe_ep::cann

@@ -1,0 +1,74 @@
+// Elastic scale-down tables: checking one, and building one from a reachability mask.
+#include "plan/elastic.h"
+
+#include <string>
+
+#include "moe_ep/error.h"
+
+namespace moe_ep::plan {
+namespace {
+
+[[noreturn]] void BadTable(const char* op, const std::string& entry, int64_t value, const std::string& rule) {
+  throw Error(ErrorCode::kInvalidConfig, std::string(op) + ": parameter 'elasticInfo" + entry + "' = " +
+                                             std::to_string(value) + " violates rule: " + rule);
+}
+
+}  // namespace
+
+ScaledDown ApplyElasticInfo(const MoeConfig& c, std::span<const int32_t> table, const char* op) {
+  const int64_t e = c.ep_world_size;
+  const int64_t new_e = table[1], new_s = table[2], new_moe = table[3];
+  if (new_e < 1 || new_e > e) BadTable(op, "[1]", new_e, "new epWorldSize in [1, epWorldSize = " + std::to_string(e) + "]");
+  if (new_s < 0 || new_s >= new_e) BadTable(op, "[2]", new_s, "new sharedExpertRankNum in [0, new epWorldSize)");
+  if (new_moe < 0 || new_moe != c.local_expert_num() * (new_e - new_s)) {
+    BadTable(op, "[3]", new_moe, "new moeExpertNum = localExpertNum (" + std::to_string(c.local_expert_num()) +
+                                     ") * (new epWorldSize - new sharedExpertRankNum): experts per rank stay");
+  }
+  if (c.shared_expert_num > 0 ? new_s % c.shared_expert_num != 0 : new_s != 0) {
+    BadTable(op, "[2]", new_s, "a multiple of sharedExpertNum (" + std::to_string(c.shared_expert_num) + ")");
+  }
+  const auto table1 = table.subspan(4, e), table2 = table.subspan(4 + e, e);
+  ScaledDown out;
+  for (int64_t r = 0; r < new_e; ++r) {
+    const int32_t old = table2[r];
+    if (old < 0 || old >= e || table1[old] != r) {
+      BadTable(op, "[4 + E + " + std::to_string(r) + "]", old, "Table2[new] = old rank with Table1[old] = new");
+    }
+    if ((r < new_s) != (old < c.shared_expert_rank_num)) {
+      BadTable(op, "[4 + E + " + std::to_string(r) + "]", old, "a rank keeps its role (shared or MoE)");
+    }
+    out.physical.push_back(old);
+  }
+  const int32_t new_rank = table1[c.ep_rank];
+  if (new_rank < 0 || new_rank >= new_e) {
+    BadTable(op, "[4 + " + std::to_string(c.ep_rank) + "]", new_rank,
+             "this rank (epRankId " + std::to_string(c.ep_rank) + ") must be one of the survivors");
+  }
+  out.config = c;
+  out.config.ep_world_size = new_e;
+  out.config.shared_expert_rank_num = new_s;
+  out.config.moe_expert_num = new_moe;
+  out.config.ep_rank = new_rank;
+  if (c.global_bs != 0) out.config.global_bs = c.global_bs / e * new_e;  // maxBs stays
+  return out;
+}
+
+std::vector<int32_t> ElasticInfoFor(const MoeConfig& c, std::span<const int32_t> reachable) {
+  const int64_t e = c.ep_world_size;
+  std::vector<int32_t> table(4 + 2 * e, -1);
+  int32_t new_e = 0, new_s = 0;
+  for (int64_t r = 0; r < e; ++r) {
+    if (!reachable[r]) continue;
+    table[4 + r] = new_e;
+    table[4 + e + new_e] = static_cast<int32_t>(r);
+    ++new_e;
+    if (r < c.shared_expert_rank_num) ++new_s;
+  }
+  table[0] = new_e < e ? 1 : 0;
+  table[1] = new_e;
+  table[2] = new_s;
+  table[3] = static_cast<int32_t>(c.local_expert_num() * (new_e - new_s));
+  return table;
+}
+
+}  // namespace moe_ep::plan

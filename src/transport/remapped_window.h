@@ -1,0 +1,34 @@
+// A window seen through a renumbering of its ranks (elastic scale-down, SPEC 2.8): the operations run
+// with the survivors numbered 0..n-1 while puts and signals reach the physical ranks.
+#pragma once
+
+#include <vector>
+
+#include "transport/window.h"
+
+namespace moe_ep::transport {
+
+class RemappedWindow : public Window {
+ public:
+  /// Logical rank r is physical rank `physical[r]` of `inner`; this process is logical `logical_rank`.
+  RemappedWindow(Window& inner, int logical_rank, std::vector<int> physical)
+      : Window(logical_rank, static_cast<int>(physical.size()), inner.data_bytes(), inner.name()),
+        inner_(inner), physical_(std::move(physical)) {}
+
+  void Put(int peer, uint64_t offset, const void* src, uint64_t bytes) override {
+    inner_.Put(physical_[peer], offset, src, bytes);
+  }
+  void Signal(int peer, uint64_t index, uint64_t value) override { inner_.Signal(physical_[peer], index, value); }
+  uint64_t ReadFlag(uint64_t index) const override { return inner_.ReadFlag(index); }
+  const uint8_t* LocalData() const override { return inner_.LocalData(); }
+  void ClearLocal(uint64_t cleared_flags) override { inner_.ClearLocal(cleared_flags); }
+  OpCounters& counters() override { return inner_.counters(); }
+  /// The physical rank of logical rank r (for messages).
+  int Physical(int r) const { return physical_[r]; }
+
+ private:
+  Window& inner_;
+  std::vector<int> physical_;
+};
+
+}  // namespace moe_ep::transport
