@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every test: the release build's full suite, the same suite under ASan+UBSan, and the thread-transport
-# tests under ThreadSanitizer. Set MOE_EP_TEST_SEED to replay a printed seed; MOE_EP_SKIP_SANITIZERS=1
+# and C API stream tests under ThreadSanitizer. Set MOE_EP_TEST_SEED to replay a printed seed; MOE_EP_SKIP_SANITIZERS=1
 # runs the release suite only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,8 +21,10 @@ build_and_test build "" "" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 if [[ "${MOE_EP_SKIP_SANITIZERS:-0}" != 1 ]]; then
   echo "== ASan + UBSan: all tests"
   build_and_test build-asan "" "" -DCMAKE_BUILD_TYPE=Debug "-DMOE_EP_SANITIZE=address;undefined" -DMOE_EP_BUILD_EXAMPLES=OFF
-  echo "== TSan: thread transport"
-  TSAN_OPTIONS="halt_on_error=1" build_and_test build-tsan "property_test missing_rank_test" "Property|MissingRank" \
+  echo "== TSan: thread transport, C API runtime and streams"
+  TSAN_OPTIONS="halt_on_error=1" build_and_test build-tsan \
+    "property_test missing_rank_test runtime_test capi_stream_test capi_property_test" \
+    "Property|MissingRank|Acl|CapiStream|CapiProperty" \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DMOE_EP_SANITIZE=thread -DMOE_EP_BUILD_EXAMPLES=OFF
 fi
