@@ -13,10 +13,13 @@ extern "C" {
 
 /* Creates the ndev communicators of one group in this process; comms[i] lives on device devices[i]. */
 HCCL_API HcclResult HcclCommInitAll(uint32_t ndev, int32_t *devices, HcclComm *comms);
-/* Root info for HcclCommInitRootInfo: call on rank 0, hand the bytes to the other ranks. */
+/* Root info for HcclCommInitRootInfo: call on rank 0, hand the bytes to the other ranks (threads of this
+ * process, or other processes on this host: through a file, a pipe, MPI...). It holds an unguessable
+ * token that names the group's shared-memory segments. */
 HCCL_API HcclResult HcclGetRootInfo(HcclRootInfo *rootInfo);
-/* Joins rank `rank` of an nRanks group on the calling thread's current device; returns when all ranks
- * have joined, or HCCL_E_TIMEOUT after HCCL_CONNECT_TIMEOUT seconds (default 120). */
+/* Joins rank `rank` of an nRanks group on the calling thread's current device (ranks may be threads or
+ * processes); returns when all ranks have joined, or HCCL_E_TIMEOUT after HCCL_CONNECT_TIMEOUT seconds
+ * (default 120). */
 HCCL_API HcclResult HcclCommInitRootInfo(uint32_t nRanks, const HcclRootInfo *rootInfo, uint32_t rank,
                                          HcclComm *comm);
 /* The group name that the aclnn operators take (groupEp / groupTp); commName holds COMM_NAME_MAX_LENGTH. */

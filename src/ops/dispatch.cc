@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "moe_ep/error.h"
 #include "ops/op_common.h"
 #include "ops/ops.h"
 #include "ops/tensor_access.h"
@@ -104,6 +105,49 @@ void SendToExperts(const MoeConfig& c, const WindowLayout& layout, const plan::R
   }
 }
 
+// What every rank of the group must agree on for the windows to line up (CANN makes it a precondition;
+// moe_ep checks it): a 32-bit FNV-1a hash of the attributes and shapes that place rows and flags.
+uint32_t AttributeFingerprint(const MoeConfig& c) {
+  const int64_t fields[] = {c.ep_world_size, c.shared_expert_rank_num, c.shared_expert_num, c.moe_expert_num,
+                            c.zero_expert_num, c.copy_expert_num, c.const_expert_num, c.top_k, c.hidden,
+                            c.max_bs(), static_cast<int64_t>(c.x_dtype), c.quant_mode, c.tp_world_size == 2};
+  uint32_t hash = 2166136261u;
+  for (int64_t v : fields) {
+    for (int byte = 0; byte < 8; ++byte) hash = (hash ^ static_cast<uint8_t>(v >> (8 * byte))) * 16777619u;
+  }
+  return hash;
+}
+
+uint64_t AgreeFlag(const CallSlot& call, int64_t rank) {
+  return plan::kAgreeFlagBase + (call.flag_base == plan::kDispatchFlagBase ? 0 : plan::kMaxSyncFlags) + rank;
+}
+
+// Every rank stamps its fingerprint into every peer before any payload moves.
+void AnnounceAttributes(const MoeConfig& c, Window& ep, const CallSlot& call) {
+  const uint64_t flag = MakeFlag(call.epoch, AttributeFingerprint(c));
+  for (int64_t peer = 0; peer < c.ep_world_size; ++peer) ep.Signal(static_cast<int>(peer), AgreeFlag(call, c.ep_rank), flag);
+}
+
+// A peer whose attributes differ would place rows where this rank does not look: fail, naming it.
+void CheckPeersAgree(const MoeConfig& c, Window& ep, const CallSlot& call, const OpContext& ctx) {
+  std::vector<uint64_t> indices;
+  for (int64_t peer = 0; peer < c.ep_world_size; ++peer) indices.push_back(AgreeFlag(call, peer));
+  transport::WaitFlags(
+      ep, indices, call.epoch, ctx.deadline,
+      [&](uint64_t idx) { return static_cast<int>(idx - AgreeFlag(call, 0)); }, "MoeDistributeDispatch",
+      "the announcements (attributes, then token counts)");
+  const uint32_t own = AttributeFingerprint(c);
+  for (int64_t peer = 0; peer < c.ep_world_size; ++peer) {
+    if (transport::FlagCount(ep.ReadFlag(indices[peer])) != own) {
+      throw Error(ErrorCode::kInvalidConfig,
+                  "MoeDistributeDispatch: rank " + std::to_string(peer) + " of " + ep.name() + " called with attributes "
+                  "that differ from rank " + std::to_string(c.ep_rank) + "'s; rule: epWorldSize, moeExpertNum, "
+                  "sharedExpertNum, sharedExpertRankNum, zero/copy/constExpertNum, globalBs (maxBs), K, H, the x dtype, "
+                  "quantMode and tpWorldSize must be the same on every rank");
+    }
+  }
+}
+
 // One count flag per destination entry, zero counts included, so every receiver knows when it is done.
 void AnnounceCounts(const MoeConfig& c, const plan::RoutingPlan& plan, Window& ep, const CallSlot& call) {
   const int64_t e = c.ep_world_size, l = c.local_expert_num(), r = c.shared_replicas();
@@ -195,9 +239,11 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, OpContext& ctx
 
   Window& ep = ctx.ep;
   const CallSlot call = NextDispatchCall(ep);
+  AnnounceAttributes(c, ep, call);
   SlotWriter writer(c, layout, t);
   SendToExperts(c, layout, plan, writer, ep, call);
   AnnounceCounts(c, plan, ep, call);
+  CheckPeersAgree(c, ep, call, ctx);
 
   RowSink sink(c, layout, t);
   auto* recv_counts = static_cast<int32_t*>(t.ep_recv_counts.data);

@@ -19,7 +19,8 @@ inline constexpr uint64_t kCombineFlagBase = 2 * kMaxDispatchFlags;
 inline constexpr uint64_t kSyncFlagBase = kCombineFlagBase + 2 * kMaxCombineFlags;
 inline constexpr uint64_t kBarrierFlagBase = kSyncFlagBase + kMaxSyncFlags;  // one per rank: Barrier()
 inline constexpr uint64_t kProbeFlagBase = kBarrierFlagBase + kMaxSyncFlags;    // one per rank: Probe()
-inline constexpr uint64_t kFlagCount = kProbeFlagBase + kMaxSyncFlags;
+inline constexpr uint64_t kAgreeFlagBase = kProbeFlagBase + kMaxSyncFlags;  // per parity, one per rank
+inline constexpr uint64_t kFlagCount = kAgreeFlagBase + 2 * kMaxSyncFlags;
 // BufferReset clears flags [0, kSyncFlagBase): the sync and barrier flags survive so a reset can
 // itself sync and a barrier never loses a peer's arrival.
 inline constexpr uint64_t kClearedFlagCount = kSyncFlagBase;

@@ -427,7 +427,7 @@ TEST(CapiStream, TwoGroupsOnTheSameDevicesRunConcurrently) {
 // the wrong window slots (rank 3 sizes its slots for maxBs 8, the others for 4). STYLE lesson 6 asks for
 // the disagreement to be detected and named; this test states that: no rank may report success, and some
 // message must name globalBs.
-TEST(CapiStream, DISABLED_RanksDisagreeingOnGlobalBsAreAnErrorNotWrongRows) {
+TEST(CapiStream, RanksDisagreeingOnGlobalBsAreAnErrorNotWrongRows) {
   EnsureAclReady();
   std::vector<HcclComm> comms;
   {

@@ -80,7 +80,7 @@ TEST(ProcessFaults, SurvivorsOfAKilledRankRecoverScaledDown) {
   std::string output;
   const int status = RunCommand("MOE_EP_TIMEOUT_MS=1500 " + Launch(8, "kill " + std::to_string(moe_ep::testing::BaseSeed()) + " 100"), output);
   EXPECT_EQ(status, 128 + 9) << output;  // the launcher reports the killed rank
-  EXPECT_EQ(CountOf(output, "waiting for token counts (call 4) from rank 5"), 7) << output;
+  EXPECT_EQ(CountOf(output, "(call 4) from rank 5"), 7) << output;
   EXPECT_EQ(CountOf(output, "100 scaled-down rounds equal to the reference"), 7) << output;
   EXPECT_EQ(CountOf(output, "FAIL"), 0) << output;
   EXPECT_EQ(ShmEntries(), before) << "segments left in /dev/shm";
@@ -91,7 +91,7 @@ TEST(ProcessFaults, AStalledRankRejoinsAfterContinueAndReset) {
   std::string output;
   const int status = RunCommand("MOE_EP_TIMEOUT_MS=1500 " + Launch(8, "stop " + std::to_string(moe_ep::testing::BaseSeed()) + " 50"), output);
   EXPECT_EQ(status, 0) << output;
-  EXPECT_EQ(CountOf(output, "waiting for token counts (call 4) from rank 5"), 7) << output;
+  EXPECT_EQ(CountOf(output, "(call 4) from rank 5"), 7) << output;
   EXPECT_EQ(CountOf(output, "50 full-group rounds after the stall equal to the reference"), 8) << output;
 }
 

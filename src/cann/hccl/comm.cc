@@ -1,11 +1,11 @@
-// HCCL communicators over the thread transport: HcclCommInitAll, root-info rendezvous of ranks that join
-// from their own threads, names, ranks, sizes and destruction, with a registry of live handles.
+// HCCL communicators: HcclCommInitAll (ranks as threads, thread transport), root-info groups (ranks as
+// threads or processes, shared-memory transport), names, ranks, sizes and destruction, with a registry
+// of live handles.
 #include "cann/hccl/comm.h"
 
 #include <unistd.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -19,12 +19,13 @@
 #include "hccl/hccl.h"
 #include "moe_ep/error.h"
 #include "moe_ep/options.h"
+#include "transport/shm/shm_team.h"
 #include "transport/thread/thread_team.h"
 
 namespace moe_ep::cann {
 namespace {
 
-constexpr char kRootMagic[] = "moe_ep-hccl-root-v1:";
+constexpr char kRootMagic[] = "moe_ep-hccl-root-v1:";  // followed by a 32-hex-digit token
 
 // A non-negative integer from the environment, or `fallback`; a malformed value is an error.
 int64_t EnvInt(const char* name, int64_t fallback) {
@@ -44,15 +45,6 @@ std::chrono::milliseconds OperationTimeout() {
   const int64_t seconds = EnvInt("HCCL_EXEC_TIMEOUT", 0);
   return seconds > 0 ? std::chrono::milliseconds(seconds * 1000) : DefaultTimeout();
 }
-
-// A rendezvous of HcclCommInitRootInfo callers: the windows are made by the first rank to arrive.
-struct PendingGroup {
-  uint32_t size = 0;
-  std::string name;
-  std::vector<std::unique_ptr<transport::Window>> windows;
-  std::vector<bool> joined;
-  uint32_t arrived = 0;
-};
 
 class Registry {
  public:
@@ -92,10 +84,6 @@ class Registry {
   }
   std::string NewName(const char* prefix) { return prefix + std::to_string(++groups_); }
 
-  std::mutex pending_mutex;
-  std::condition_variable pending_cv;
-  std::map<std::string, std::shared_ptr<PendingGroup>> pending;
-
  private:
   std::mutex mutex_;
   std::map<HcclComm, std::shared_ptr<Comm>> live_;
@@ -131,52 +119,23 @@ HcclResult Guarded(const char* api, Body&& body) {
   }
 }
 
-HcclResult JoinPending(const std::string& id, uint32_t n_ranks, uint32_t rank, int32_t device, HcclComm* comm) {
+// Every rank of a root-info group, thread or process, joins over shared memory: the root info's token
+// names the segments, so ranks in other processes find them and nobody else does.
+HcclResult JoinRootGroup(const std::string& token, uint32_t n_ranks, uint32_t rank, int32_t device, HcclComm* comm) {
   Registry& reg = Registry::Get();
-  std::unique_lock lock(reg.pending_mutex);
-  auto& slot = reg.pending[id];
-  if (!slot) {
-    slot = std::make_shared<PendingGroup>();
-    slot->size = n_ranks;
-    slot->name = reg.NewName("moe_ep_hccl_root_group_");
-    slot->windows = transport::CreateThreadWindows(static_cast<int>(n_ranks), CommWindowBytes(),
-                                                   "HCCL communicator '" + slot->name + "'");
-    slot->joined.assign(n_ranks, false);
-  }
-  std::shared_ptr<PendingGroup> group = slot;
-  if (group->size != n_ranks) {
-    return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: nRanks = " + std::to_string(n_ranks) +
-                                   " differs from the " + std::to_string(group->size) +
-                                   " of the ranks that joined this root info before");
-  }
-  if (group->joined[rank]) {
-    return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: rank " + std::to_string(rank) + " joined this root info twice");
-  }
-  if (reg.NameOnDevice(group->name, device)) {
+  const std::string name = "hccl_root_" + token.substr(0, 24);
+  if (reg.NameOnDevice(name, device)) {
     return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: device " + std::to_string(device) +
                                    " already holds a rank of this group");
   }
-  group->joined[rank] = true;
-  ++group->arrived;
-  reg.pending_cv.notify_all();
   const auto timeout = std::chrono::seconds(EnvInt("HCCL_CONNECT_TIMEOUT", 120));
-  const bool all = reg.pending_cv.wait_for(lock, timeout, [&] { return group->arrived == group->size; });
-  if (!all) {
-    group->joined[rank] = false;
-    --group->arrived;
-    std::string missing;
-    for (uint32_t r = 0; r < group->size; ++r) {
-      if (!group->joined[r]) missing += (missing.empty() ? "" : ", ") + std::to_string(r);
-    }
-    return Failed(HCCL_E_TIMEOUT, "HcclCommInitRootInfo: ranks [" + missing + "] of " + std::to_string(group->size) +
-                                      " did not join within HCCL_CONNECT_TIMEOUT = " +
-                                      std::to_string(timeout.count()) + " s");
-  }
-  *comm = reg.Add(MakeComm(group->name, std::move(group->windows[rank]), device));
-  if (reg.pending.count(id) && reg.pending[id] == group) {
-    bool all_taken = true;
-    for (auto& w : group->windows) all_taken = all_taken && !w;
-    if (all_taken) reg.pending.erase(id);
+  try {
+    auto window = transport::JoinShmGroup(token, "hccl", static_cast<int>(rank), static_cast<int>(n_ranks),
+                                          CommWindowBytes(), transport::Clock::now() + timeout);
+    *comm = reg.Add(MakeComm(name, std::move(window), device));
+  } catch (const TimeoutError& e) {
+    return Failed(HCCL_E_TIMEOUT, std::string("HcclCommInitRootInfo: ") + e.what() +
+                                      " (HCCL_CONNECT_TIMEOUT = " + std::to_string(timeout.count()) + " s)");
   }
   return HCCL_SUCCESS;
 }
@@ -227,8 +186,9 @@ HcclResult HcclCommInitAll(uint32_t ndev, int32_t* devices, HcclComm* comms) {
 HcclResult HcclGetRootInfo(HcclRootInfo* root_info) {
   if (!root_info) return Failed(HCCL_E_PTR, "HcclGetRootInfo: rootInfo must not be null");
   std::random_device entropy;
-  const std::string id = std::string(moe_ep::cann::kRootMagic) + std::to_string(getpid()) + ":" +
-                         std::to_string(entropy()) + std::to_string(entropy());
+  char token[33];
+  std::snprintf(token, sizeof(token), "%08x%08x%08x%08x", entropy(), entropy(), entropy(), entropy());
+  const std::string id = std::string(moe_ep::cann::kRootMagic) + token;
   std::memset(root_info->internal, 0, sizeof(root_info->internal));
   std::memcpy(root_info->internal, id.data(), id.size());
   return HCCL_SUCCESS;
@@ -242,14 +202,15 @@ HcclResult HcclCommInitRootInfo(uint32_t n_ranks, const HcclRootInfo* root_info,
                                      std::to_string(n_ranks) + ")");
     }
     const std::string id(root_info->internal, strnlen(root_info->internal, sizeof(root_info->internal)));
-    if (id.rfind(moe_ep::cann::kRootMagic, 0) != 0) {
+    const std::string magic = moe_ep::cann::kRootMagic;
+    if (id.rfind(magic, 0) != 0 || id.size() != magic.size() + 32) {
       return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: rootInfo was not filled by HcclGetRootInfo");
     }
     const int32_t device = moe_ep::cann::CurrentDevice();
     if (device < 0) {
       return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: the calling thread has no device; call aclrtSetDevice first");
     }
-    return moe_ep::cann::JoinPending(id, n_ranks, rank, device, comm);
+    return moe_ep::cann::JoinRootGroup(id.substr(magic.size()), n_ranks, rank, device, comm);
   });
 }
 
