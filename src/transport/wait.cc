@@ -43,7 +43,8 @@ class Backoff {
   if (epoch) msg << " (call " << epoch << ")";
   msg << " from rank" << (ranks.size() > 1 ? "s " : " ");
   for (size_t i = 0; i < ranks.size(); ++i) msg << (i ? ", " : "") << ranks[i];
-  msg << "; they did not arrive before the deadline (set it with MOE_EP_TIMEOUT_MS or the group options)";
+  msg << "; they did not arrive before the deadline (MOE_EP_TIMEOUT_MS, GroupOptions::timeout, or for the C API "
+         "HCCL_EXEC_TIMEOUT)";
   throw TimeoutError(msg.str(), ranks);
 }
 
