@@ -6,6 +6,10 @@
 
 namespace moe_ep {
 
+/// A positive integer from environment variable `name`, or `fallback` when it is unset or empty;
+/// throws Error (161002) naming the variable when it is malformed.
+int64_t PositiveEnv(const char* name, int64_t fallback);
+
 /// MOE_EP_TIMEOUT_MS: deadline of every wait inside an operation, in milliseconds (default 300000,
 /// i.e. 5 minutes; any value >= 1). A group's own GroupOptions::timeout takes precedence.
 std::chrono::milliseconds DefaultTimeout();

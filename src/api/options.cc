@@ -7,9 +7,7 @@
 #include "moe_ep/error.h"
 
 namespace moe_ep {
-namespace {
 
-// A positive integer from the environment, or `fallback` when unset; a malformed value is an error.
 int64_t PositiveEnv(const char* name, int64_t fallback) {
   const char* text = std::getenv(name);
   if (!text || !*text) return fallback;
@@ -21,8 +19,6 @@ int64_t PositiveEnv(const char* name, int64_t fallback) {
   }
   return value;
 }
-
-}  // namespace
 
 std::chrono::milliseconds DefaultTimeout() { return std::chrono::milliseconds(PositiveEnv("MOE_EP_TIMEOUT_MS", 300000)); }
 

@@ -27,22 +27,9 @@ namespace {
 
 constexpr char kRootMagic[] = "moe_ep-hccl-root-v1:";  // followed by a 32-hex-digit token
 
-// A non-negative integer from the environment, or `fallback`; a malformed value is an error.
-int64_t EnvInt(const char* name, int64_t fallback) {
-  const char* text = std::getenv(name);
-  if (!text || !*text) return fallback;
-  char* end = nullptr;
-  const long long value = std::strtoll(text, &end, 10);
-  if (*end != '\0' || value < 1) {
-    throw Error(ErrorCode::kInvalidParam,
-                std::string("environment variable ") + name + " = '" + text + "' must be a positive integer");
-  }
-  return value;
-}
-
 // HCCL_EXEC_TIMEOUT (seconds) when set, else MOE_EP_TIMEOUT_MS / the moe_ep default.
 std::chrono::milliseconds OperationTimeout() {
-  const int64_t seconds = EnvInt("HCCL_EXEC_TIMEOUT", 0);
+  const int64_t seconds = PositiveEnv("HCCL_EXEC_TIMEOUT", 0);
   return seconds > 0 ? std::chrono::milliseconds(seconds * 1000) : DefaultTimeout();
 }
 
@@ -128,7 +115,7 @@ HcclResult JoinRootGroup(const std::string& token, uint32_t n_ranks, uint32_t ra
     return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: device " + std::to_string(device) +
                                    " already holds a rank of this group");
   }
-  const auto timeout = std::chrono::seconds(EnvInt("HCCL_CONNECT_TIMEOUT", 120));
+  const auto timeout = std::chrono::seconds(PositiveEnv("HCCL_CONNECT_TIMEOUT", 120));
   try {
     auto window = transport::JoinShmGroup(token, "hccl", static_cast<int>(rank), static_cast<int>(n_ranks),
                                           CommWindowBytes(), transport::Clock::now() + timeout);
@@ -144,7 +131,7 @@ HcclResult JoinRootGroup(const std::string& token, uint32_t n_ranks, uint32_t ra
 
 std::shared_ptr<Comm> FindComm(const std::string& name, int32_t device) { return Registry::Get().Find(name, device); }
 
-uint64_t CommWindowBytes() { return static_cast<uint64_t>(EnvInt("HCCL_BUFFSIZE", 200)) << 20; }
+uint64_t CommWindowBytes() { return static_cast<uint64_t>(PositiveEnv("HCCL_BUFFSIZE", 200)) << 20; }
 
 }  // namespace moe_ep::cann
 
