@@ -746,4 +746,222 @@ std::string RunCapiCase(const CapiCase& c, ScenarioInputs& inputs, const CapiRun
   return "";
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Ranks whose communicators the caller made (root info, other processes, elastic survivors)
+// ---------------------------------------------------------------------------------------------------
+
+CapiExpected ExpectedOutputs(const CapiCase& c, ScenarioInputs& inputs) {
+  const auto& cfg = c.spec.config;
+  CapiExpected e;
+  e.dispatch = moe_ref::Dispatch(cfg, inputs.dispatch);
+  moe_ep::testing::FillExpertOutputs(c.spec, e.dispatch, inputs);
+  e.combine = moe_ref::Combine(cfg, inputs.dispatch, inputs.combine);
+  return e;
+}
+
+std::vector<int32_t> ScaleDownTable(const moe_ref::Config& original, const std::vector<int32_t>& alive) {
+  const int e = original.ep_world_size;
+  std::vector<int32_t> table(4 + 2 * e, -1);
+  int32_t new_e = 0, new_s = 0;
+  for (int r = 0; r < e; ++r) {
+    if (!alive[r]) continue;
+    table[4 + r] = new_e;          // Table1: old -> new
+    table[4 + e + new_e] = r;      // Table2: new -> old
+    ++new_e;
+    if (r < original.shared_expert_rank_num) ++new_s;
+  }
+  const int32_t local = original.moe_expert_num / (e - original.shared_expert_rank_num);
+  table[0] = 1;
+  table[1] = new_e;
+  table[2] = new_s;
+  table[3] = local * (new_e - new_s);
+  return table;
+}
+
+std::string RootInfoToken(const HcclRootInfo& root) {
+  const std::string text(root.internal, strnlen(root.internal, sizeof(root.internal)));
+  size_t start = text.size();
+  while (start > 0 && std::isxdigit(static_cast<unsigned char>(text[start - 1]))) --start;
+  return text.substr(start);
+}
+
+std::string CapiRankOutcome::Summary() const {
+  if (!failed_call.empty()) return failed_call + " returned " + std::to_string(status) + ": " + message;
+  return mismatch;
+}
+
+CapiRankOutcome RunCapiRank(const CapiCase& c, const ScenarioInputs& inputs, int rank, HcclComm ep,
+                            const CapiExpected& expected, const CapiElastic* elastic, int32_t sync_timeout_ms) {
+  const auto& cfg = c.spec.config;
+  const moe_ref::Config& oc = elastic != nullptr ? elastic->original : cfg;  // attributes and buffer sizes
+  const int64_t ep_rank = elastic != nullptr ? elastic->original_rank : rank;
+  const auto& d = inputs.dispatch[rank];
+  const auto& m = inputs.combine[rank];
+  const int64_t h = cfg.hidden, k = cfg.top_k, bs = d.bs, e = oc.ep_world_size;
+  const bool shared = ep_rank < oc.shared_expert_rank_num;
+  const int64_t local = oc.moe_expert_num / (e - oc.shared_expert_rank_num);
+  const int64_t global_bs = oc.global_bs != 0 ? oc.global_bs : bs * e;
+  int64_t a = global_bs * std::min<int64_t>(local, k);
+  if (shared) {
+    const int64_t replicas = oc.shared_expert_rank_num / oc.shared_expert_num;
+    a = global_bs / e * ((e + replicas - 1) / replicas);
+  }
+  const aclDataType half = HalfType(cfg);
+  const bool quant = cfg.quant_mode == 2;
+  const InputLayout layout = c.spec.layout;
+
+  CapiRankOutcome out;
+  auto failed = [&](const std::string& call, int32_t status) {
+    if (status == ACL_SUCCESS) return false;
+    out.failed_call = "rank " + std::to_string(rank) + ": " + call;
+    out.status = status;
+    out.message = RecentErrMsg();
+    return true;
+  };
+  char group[COMM_NAME_MAX_LENGTH] = {0};
+  if (failed("HcclGetCommName", HcclGetCommName(ep, group))) return out;
+  aclrtStream stream = nullptr;
+  if (failed("aclrtCreateStream", aclrtCreateStream(&stream))) return out;
+  struct StreamOwner {
+    aclrtStream s;
+    ~StreamOwner() { aclrtDestroyStream(s); }
+  } stream_owner{stream};
+
+  // Inputs.
+  Tensor x = Tensor::Strided(half, bs, h, d.x.data(), layout);
+  Tensor ids = Tensor::Strided(ACL_INT32, bs, k, d.expert_ids.data(), layout);
+  Tensor scales, mask, table, shared_x, ori_x, alpha1, alpha2, const_v;
+  if (!d.smooth_scales.empty()) {
+    scales = Tensor(ACL_FLOAT, {cfg.shared_expert_num + cfg.moe_expert_num, h}, d.smooth_scales.data());
+  }
+  if (d.mask_kind == moe_ref::MaskKind::kTokens) mask = Tensor(ACL_BOOL, {bs}, d.mask.data());
+  if (d.mask_kind == moe_ref::MaskKind::kPairs) mask = Tensor::Strided(ACL_BOOL, bs, k, d.mask.data(), layout);
+  if (elastic != nullptr) {
+    table = Tensor(ACL_INT32, {static_cast<int64_t>(elastic->elastic_info.size())}, elastic->elastic_info.data());
+  }
+  // Dispatch outputs, poisoned, sized for the group as created: two spare expandX rows, one spare scale.
+  Tensor expand_x(quant ? ACL_INT8 : half, {a + 2, h});
+  Tensor dyn_scales(ACL_FLOAT, {a + 1});
+  Tensor assist(ACL_INT32, {a * 128});
+  Tensor token_nums(ACL_INT64, {shared ? 1 : local});
+  Tensor ep_recv(ACL_INT32, {(shared ? 1 : local) * e});
+  Tensor tp_recv(ACL_INT32, {0});
+  // Combine inputs: expert outputs over A rows (rows past the defined ones hold poison).
+  std::vector<uint16_t> expert_rows(a * h);
+  std::memset(expert_rows.data(), kPoison, expert_rows.size() * 2);
+  std::copy(m.expert_out.begin(), m.expert_out.end(), expert_rows.begin());
+  Tensor expert_out = Tensor::Strided(half, a, h, expert_rows.data(), layout);
+  Tensor combine_scales = Tensor::Strided(ACL_FLOAT, bs, k, m.expert_scales.data(), layout);
+  if (!m.shared_expert_x.empty()) shared_x = Tensor::Strided(half, bs, h, m.shared_expert_x.data(), layout);
+  if (!m.ori_x.empty()) ori_x = Tensor::Strided(half, bs, h, m.ori_x.data(), layout);
+  if (cfg.const_expert_num > 0) {
+    alpha1 = Tensor(half, {cfg.const_expert_num}, m.const_alpha1.data());
+    alpha2 = Tensor(half, {cfg.const_expert_num}, m.const_alpha2.data());
+    const_v = Tensor(half, {cfg.const_expert_num, h}, m.const_v.data());
+  }
+  Tensor x_out(half, {bs, h});
+
+  const char* op = c.use_v3 ? "aclnnMoeDistributeDispatchV3" : "aclnnMoeDistributeDispatchV2";
+  uint64_t ws = 123;
+  aclOpExecutor* exec = nullptr;
+  aclnnStatus st;
+  if (c.use_v3) {
+    st = aclnnMoeDistributeDispatchV3GetWorkspaceSize(
+        x.get(), ids.get(), scales.get(), mask.get(), nullptr, table.get(), group, e, ep_rank, oc.moe_expert_num, "",
+        0, 0, 0, oc.shared_expert_num, oc.shared_expert_rank_num, cfg.quant_mode, oc.global_bs,
+        cfg.expert_token_nums_type, "", cfg.zero_expert_num, cfg.copy_expert_num, cfg.const_expert_num,
+        expand_x.get(), dyn_scales.get(), assist.get(), token_nums.get(), ep_recv.get(), tp_recv.get(), nullptr, &ws,
+        &exec);
+  } else {
+    st = aclnnMoeDistributeDispatchV2GetWorkspaceSize(
+        x.get(), ids.get(), scales.get(), mask.get(), nullptr, group, e, ep_rank, oc.moe_expert_num, "", 0, 0, 0,
+        oc.shared_expert_num, oc.shared_expert_rank_num, cfg.quant_mode, oc.global_bs, cfg.expert_token_nums_type, "",
+        expand_x.get(), dyn_scales.get(), assist.get(), token_nums.get(), ep_recv.get(), tp_recv.get(), nullptr, &ws,
+        &exec);
+  }
+  if (failed(std::string(op) + "GetWorkspaceSize", st)) return out;
+  st = c.use_v3 ? aclnnMoeDistributeDispatchV3(nullptr, 0, exec, stream)
+                : aclnnMoeDistributeDispatchV2(nullptr, 0, exec, stream);
+  if (failed(op, st)) return out;
+  if (failed(std::string(op) + ": aclrtSynchronizeStreamWithTimeout",
+             aclrtSynchronizeStreamWithTimeout(stream, sync_timeout_ms))) {
+    return out;
+  }
+
+  op = c.use_v3 ? "aclnnMoeDistributeCombineV3" : "aclnnMoeDistributeCombineV2";
+  ws = 123;
+  exec = nullptr;
+  if (c.use_v3) {
+    st = aclnnMoeDistributeCombineV3GetWorkspaceSize(
+        expert_out.get(), ids.get(), assist.get(), ep_recv.get(), combine_scales.get(), tp_recv.get(), mask.get(),
+        nullptr, nullptr, nullptr, nullptr, shared_x.get(), table.get(), ori_x.get(), alpha1.get(), alpha2.get(),
+        const_v.get(), group, e, ep_rank, oc.moe_expert_num, "", 0, 0, 0, oc.shared_expert_num,
+        oc.shared_expert_rank_num, oc.global_bs, 0, cfg.comm_quant_mode, 0, "", cfg.zero_expert_num,
+        cfg.copy_expert_num, cfg.const_expert_num, x_out.get(), &ws, &exec);
+  } else {
+    st = aclnnMoeDistributeCombineV2GetWorkspaceSize(
+        expert_out.get(), ids.get(), assist.get(), ep_recv.get(), combine_scales.get(), tp_recv.get(), mask.get(),
+        nullptr, nullptr, nullptr, nullptr, shared_x.get(), group, e, ep_rank, oc.moe_expert_num, "", 0, 0, 0,
+        oc.shared_expert_num, oc.shared_expert_rank_num, oc.global_bs, 0, cfg.comm_quant_mode, 0, "", x_out.get(),
+        &ws, &exec);
+  }
+  if (failed(std::string(op) + "GetWorkspaceSize", st)) return out;
+  st = c.use_v3 ? aclnnMoeDistributeCombineV3(nullptr, 0, exec, stream)
+                : aclnnMoeDistributeCombineV2(nullptr, 0, exec, stream);
+  if (failed(op, st)) return out;
+  if (failed(std::string(op) + ": aclrtSynchronizeStreamWithTimeout",
+             aclrtSynchronizeStreamWithTimeout(stream, sync_timeout_ms))) {
+    return out;
+  }
+
+  // Compare every output with the reference; everything past the defined elements must be poison.
+  const auto& ed = expected.dispatch[rank];
+  const auto& ec = expected.combine[rank];
+  std::string& mm = out.mismatch;
+  auto first = [&](std::string s) {
+    if (mm.empty() && !s.empty()) mm = "rank " + std::to_string(rank) + " (epRankId " + std::to_string(ep_rank) + ") " + s;
+  };
+  if (quant) {
+    first(CompareElements("expandX", ed.expand_x_q.data(), ed.rows * h, 1, expand_x.Bytes()));
+    first(CompareElements("dynamicScales", ed.dynamic_scales.data(), ed.rows, 4, dyn_scales.Bytes()));
+  } else {
+    first(CompareElements("expandX", ed.expand_x.data(), ed.rows * h, 2, expand_x.Bytes()));
+    first(CompareElements("dynamicScales (quantMode 0)", nullptr, 0, 4, dyn_scales.Bytes()));
+  }
+  first(CompareElements("assistInfoForCombine", ed.assist_info.data(), 3 * ed.rows, 4, assist.Bytes()));
+  first(CompareElements("expertTokenNums", ed.expert_token_nums.data(), ed.expert_token_nums.size(), 8,
+                        token_nums.Bytes()));
+  first(CompareElements("epRecvCounts", ed.ep_recv_counts.data(), ed.ep_recv_counts.size(), 4, ep_recv.Bytes()));
+  const std::vector<uint8_t> got_x = x_out.Bytes();
+  for (int64_t t = 0; mm.empty() && t < bs; ++t) {
+    first(CompareElements("x(token " + std::to_string(t) + ")", ec.x.data() + t * h, ec.written[t] ? h : 0, 2, got_x,
+                          t * h * 2, h));
+  }
+  return out;
+}
+
+std::vector<CapiRankOutcome> RunCapiRanks(const CapiCase& c, ScenarioInputs& inputs, const std::vector<HcclComm>& comms,
+                                          const std::vector<int32_t>& devices,
+                                          const std::vector<CapiElastic>* elastic) {
+  const CapiExpected expected = ExpectedOutputs(c, inputs);
+  const int ranks = static_cast<int>(comms.size());
+  std::vector<CapiRankOutcome> outcomes(ranks);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < ranks; ++r) {
+    threads.emplace_back([&, r] {
+      const aclError set = aclrtSetDevice(devices[r]);
+      if (set != ACL_SUCCESS) {
+        outcomes[r].failed_call = "rank " + std::to_string(r) + ": aclrtSetDevice";
+        outcomes[r].status = set;
+        outcomes[r].message = RecentErrMsg();
+        return;
+      }
+      outcomes[r] = RunCapiRank(c, inputs, r, comms[r], expected, elastic != nullptr ? &(*elastic)[r] : nullptr);
+      aclrtResetDevice(devices[r]);
+    });
+  }
+  for (auto& t : threads) t.join();
+  return outcomes;
+}
+
 }  // namespace moe_ep::capi_testing

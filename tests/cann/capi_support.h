@@ -163,4 +163,58 @@ struct CapiRunOptions {
 std::string RunCapiCase(const CapiCase& c, ScenarioInputs& inputs, const CapiRunOptions& options,
                         const Comms* comms = nullptr);
 
+// ---------------------------------------------------------------------------------------------------
+// Ranks whose communicators the caller made (root info, other processes, elastic survivors)
+// ---------------------------------------------------------------------------------------------------
+
+/// Every rank's reference outputs for a scenario; fills inputs.combine[*].expert_out first (from the
+/// reference dispatch), so compute it once per round before any rank runs.
+struct CapiExpected {
+  std::vector<moe_ref::DispatchOut> dispatch;
+  std::vector<moe_ref::CombineOut> combine;
+};
+CapiExpected ExpectedOutputs(const CapiCase& c, ScenarioInputs& inputs);
+
+/// A survivor of a scaled-down job (V3 elasticInfo, SPEC 2.8): the operators get the group's original
+/// attributes and this table, and every output buffer is sized for the original configuration.
+struct CapiElastic {
+  moe_ref::Config original;           // epWorldSize, moeExpertNum, sharedExpertRankNum, globalBs: as created
+  int original_rank = 0;              // epRankId passed to the operators
+  std::vector<int32_t> elastic_info;  // 4 + 2E entries
+};
+
+/// The scale-down table for the ranks marked 1 in `alive` (they keep their order and their roles; ranks
+/// [0, S) of `original` are the shared-expert ranks): [1, newE, newS, L * (newE - newS), Table1, Table2].
+std::vector<int32_t> ScaleDownTable(const moe_ref::Config& original, const std::vector<int32_t>& alive);
+
+/// The token of a root info (hccl.h: it names the group's shared-memory segments, "/moe_ep.<token>.*"):
+/// the trailing hex digits of its text; "" when there are none.
+std::string RootInfoToken(const HcclRootInfo& root);
+
+/// How one rank's run went: the first C API call that failed (its status and aclGetRecentErrMsg), or the
+/// first difference from the reference.
+struct CapiRankOutcome {
+  std::string failed_call;  // "" when every call succeeded
+  int32_t status = 0;       // that call's status
+  std::string message;      // aclGetRecentErrMsg() after it
+  std::string mismatch;     // "" when the outputs equal the reference (not compared after a failed call)
+  /// "" when all is well, else a one-line description.
+  std::string Summary() const;
+};
+
+/// One rank's dispatch + combine of `c` (EP only: no TP, no AddRmsNorm; V2 or V3 per c.use_v3) through the
+/// C API, on the calling thread's current device, on its own stream, with `ep`'s group; outputs poisoned,
+/// then compared bit for bit with expected.{dispatch,combine}[rank]. `rank` indexes `inputs` and
+/// `expected` (the EP rank of `c`); with `elastic` it is the survivor's new rank, `c` describes the
+/// scaled-down job and the call uses elastic's original attributes, rank and table.
+CapiRankOutcome RunCapiRank(const CapiCase& c, const ScenarioInputs& inputs, int rank, HcclComm ep,
+                            const CapiExpected& expected, const CapiElastic* elastic = nullptr,
+                            int32_t sync_timeout_ms = 30000);
+
+/// Every rank of `c` on its own thread: rank i sets devices[i] current and runs RunCapiRank with comms[i]
+/// (and (*elastic)[i] when given). Computes the reference first. Returns each rank's outcome.
+std::vector<CapiRankOutcome> RunCapiRanks(const CapiCase& c, ScenarioInputs& inputs, const std::vector<HcclComm>& comms,
+                                          const std::vector<int32_t>& devices,
+                                          const std::vector<CapiElastic>* elastic = nullptr);
+
 }  // namespace moe_ep::capi_testing

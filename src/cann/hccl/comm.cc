@@ -65,9 +65,15 @@ class Registry {
     live_.erase(it);
     return true;
   }
-  bool NameOnDevice(const std::string& name, int32_t device) {
+  /// Reserves (group, device) for a rank that is about to join, so two ranks of a group joining at the
+  /// same time cannot both land on one device. False when taken.
+  bool Claim(const std::string& name, int32_t device) {
     std::lock_guard lock(mutex_);
-    return by_name_.count({name, device}) > 0;
+    return by_name_.count({name, device}) == 0 && claimed_.insert({name, device}).second;
+  }
+  void Release(const std::string& name, int32_t device) {
+    std::lock_guard lock(mutex_);
+    claimed_.erase({name, device});
   }
   std::string NewName(const char* prefix) { return prefix + std::to_string(++groups_); }
 
@@ -75,6 +81,7 @@ class Registry {
   std::mutex mutex_;
   std::map<HcclComm, std::shared_ptr<Comm>> live_;
   std::map<std::pair<std::string, int32_t>, std::shared_ptr<Comm>> by_name_;
+  std::set<std::pair<std::string, int32_t>> claimed_;
   std::atomic<uint64_t> groups_{0};
 };
 
@@ -111,10 +118,16 @@ HcclResult Guarded(const char* api, Body&& body) {
 HcclResult JoinRootGroup(const std::string& token, uint32_t n_ranks, uint32_t rank, int32_t device, HcclComm* comm) {
   Registry& reg = Registry::Get();
   const std::string name = "hccl_root_" + token.substr(0, 24);
-  if (reg.NameOnDevice(name, device)) {
+  if (!reg.Claim(name, device)) {
     return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: device " + std::to_string(device) +
-                                   " already holds a rank of this group");
+                                   " already holds a rank of this group; one rank per device");
   }
+  struct ReleaseClaim {
+    Registry& reg;
+    const std::string& name;
+    int32_t device;
+    ~ReleaseClaim() { reg.Release(name, device); }
+  } release{reg, name, device};
   const auto timeout = std::chrono::seconds(PositiveEnv("HCCL_CONNECT_TIMEOUT", 120));
   try {
     auto window = transport::JoinShmGroup(token, "hccl", static_cast<int>(rank), static_cast<int>(n_ranks),

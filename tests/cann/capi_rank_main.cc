@@ -1,0 +1,164 @@
+// One rank of a C API job whose ranks are processes (started by `moe-ep launch`, which sets MOE_EP_RANK,
+// MOE_EP_WORLD_SIZE and MOE_EP_RENDEZVOUS). Rank 0 makes the HCCL root info and writes its bytes to
+// /tmp/moe_ep.<MOE_EP_RENDEZVOUS>.root (a temporary name, then rename: readers never see half a file);
+// the others wait for the file. Every process: aclInit, aclrtSetDevice(0) (each process has its own
+// virtual devices), HcclCommInitRootInfo, then a DispatchV2 + CombineV2 and a DispatchV3 + CombineV3 on
+// configurations drawn from SEED (the same in every process), each compared with the reference for this
+// rank. Prints "rank R OK" and exits 0, or prints what went wrong and exits 1.
+//
+//   capi_rank_main rootinfo SEED
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <string>
+#include <thread>
+
+#include "cann/capi_support.h"
+
+namespace {
+
+using moe_ep::capi_testing::CapiCase;
+using moe_ep::capi_testing::RecentErrMsg;
+
+int64_t Uniform(std::mt19937_64& rng, int64_t lo, int64_t hi) {
+  return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+}
+
+// A configuration of `world` ranks within the A3 limits, drawn from `rng`.
+CapiCase DrawCase(std::mt19937_64& rng, int world, bool v3) {
+  CapiCase c;
+  c.use_v3 = v3;
+  auto& cfg = c.spec.config;
+  cfg.ep_world_size = world;
+  const bool shared = world > 2 && Uniform(rng, 0, 1) == 1;
+  cfg.shared_expert_num = shared ? 1 : 0;
+  cfg.shared_expert_rank_num = shared ? 1 : 0;
+  cfg.moe_expert_num = static_cast<int>(Uniform(rng, 1, 3)) * (world - cfg.shared_expert_rank_num);
+  cfg.top_k = static_cast<int>(Uniform(rng, 1, std::min(cfg.moe_expert_num, 6)));
+  cfg.hidden = static_cast<int>(1024 + 32 * Uniform(rng, 0, 32));
+  cfg.dtype = Uniform(rng, 0, 1) ? moe_ref::DType::kFp16 : moe_ref::DType::kBf16;
+  cfg.quant_mode = Uniform(rng, 0, 1) ? 2 : 0;
+  cfg.comm_quant_mode = Uniform(rng, 0, 1) ? 2 : 0;
+  cfg.expert_token_nums_type = static_cast<int>(Uniform(rng, 0, 1));
+  c.spec.bs = Uniform(rng, 1, 8);
+  c.spec.smooth_scales = cfg.quant_mode == 2 && Uniform(rng, 0, 1) == 1;
+  c.spec.shared_expert_x = !shared && Uniform(rng, 0, 1) == 1;  // only without shared-expert ranks
+  // Either unequal Bs (globalBs set) or a mask: A3 wants globalBs <= Bs * E with xActiveMask.
+  const int64_t variant = Uniform(rng, 0, 3);
+  c.spec.unequal_bs = variant == 3;
+  if (c.spec.unequal_bs) cfg.global_bs = c.spec.bs * world;
+  c.spec.mask = variant == 1 ? moe_ref::MaskKind::kTokens
+                             : (variant == 2 ? moe_ref::MaskKind::kPairs : moe_ref::MaskKind::kNone);
+  return c;
+}
+
+int EnvInt(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? std::atoi(v) : -1;
+}
+
+// Rank 0: writes the root info's bytes under `path` (temporary name, then rename).
+bool PublishRoot(const HcclRootInfo& root, const std::string& path) {
+  const std::string tmp = path + ".tmp." + std::to_string(getpid());
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f.write(root.internal, sizeof(root.internal));
+    if (!f.flush()) return false;
+  }
+  return std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+// Other ranks: waits (bounded) until the file appears with its whole contents.
+bool ReadRoot(HcclRootInfo& root, const std::string& path, std::chrono::seconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream f(path, std::ios::binary);
+    if (f && f.read(root.internal, sizeof(root.internal)) && f.gcount() == sizeof(root.internal)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+int RootInfoJob(uint64_t seed) {
+  const int rank = EnvInt("MOE_EP_RANK"), world = EnvInt("MOE_EP_WORLD_SIZE");
+  const char* rendezvous = std::getenv("MOE_EP_RENDEZVOUS");
+  if (rank < 0 || world < 2 || rank >= world || rendezvous == nullptr) {
+    std::printf("rank %d FAIL: run under `moe-ep launch -n N` (N >= 2)\n", rank);
+    return 2;
+  }
+  const std::string path = std::string("/tmp/moe_ep.") + rendezvous + ".root";
+  setenv("MOE_EP_TIMEOUT_MS", "20000", 0);  // a hang becomes a failure
+  setenv("HCCL_CONNECT_TIMEOUT", "30", 0);
+  if (aclInit(nullptr) != ACL_SUCCESS) {
+    std::printf("rank %d FAIL: aclInit: %s\n", rank, RecentErrMsg().c_str());
+    return 1;
+  }
+  if (aclrtSetDevice(0) != ACL_SUCCESS) {
+    std::printf("rank %d FAIL: aclrtSetDevice(0): %s\n", rank, RecentErrMsg().c_str());
+    return 1;
+  }
+  HcclRootInfo root{};
+  if (rank == 0) {
+    if (HcclGetRootInfo(&root) != HCCL_SUCCESS || !PublishRoot(root, path)) {
+      std::printf("rank 0 FAIL: cannot make or publish the root info at %s: %s\n", path.c_str(), RecentErrMsg().c_str());
+      return 1;
+    }
+    // For the test that started the job: what to look for afterwards.
+    std::printf("root info file %s, token %s\n", path.c_str(), moe_ep::capi_testing::RootInfoToken(root).c_str());
+    std::fflush(stdout);
+  } else if (!ReadRoot(root, path, std::chrono::seconds(30))) {
+    std::printf("rank %d FAIL: no root info at %s after 30 s\n", rank, path.c_str());
+    return 1;
+  }
+  HcclComm comm = nullptr;
+  const HcclResult joined = HcclCommInitRootInfo(world, &root, rank, &comm);
+  const std::string join_message = RecentErrMsg();
+  if (rank == 0) std::remove(path.c_str());  // every rank has read it once all have joined
+  if (joined != HCCL_SUCCESS) {
+    std::printf("rank %d FAIL: HcclCommInitRootInfo returned %d: %s\n", rank, joined, join_message.c_str());
+    return 1;
+  }
+  uint32_t id = 999, size = 999;
+  if (HcclGetRankId(comm, &id) != HCCL_SUCCESS || HcclGetRankSize(comm, &size) != HCCL_SUCCESS ||
+      id != static_cast<uint32_t>(rank) || size != static_cast<uint32_t>(world)) {
+    std::printf("rank %d FAIL: HcclGetRankId / HcclGetRankSize say %u of %u\n", rank, id, size);
+    return 1;
+  }
+
+  std::mt19937_64 rng(seed);
+  int status = 0;
+  for (bool v3 : {false, true}) {
+    const CapiCase c = DrawCase(rng, world, v3);
+    moe_ep::testing::ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+    const auto expected = moe_ep::capi_testing::ExpectedOutputs(c, inputs);
+    const auto outcome = moe_ep::capi_testing::RunCapiRank(c, inputs, rank, comm, expected);
+    if (!outcome.Summary().empty()) {
+      std::printf("rank %d FAIL (seed %llu, %s): %s\n", rank, static_cast<unsigned long long>(seed),
+                  moe_ep::capi_testing::Describe(c).c_str(), outcome.Summary().c_str());
+      status = 1;
+      break;
+    }
+  }
+  if (HcclCommDestroy(comm) != HCCL_SUCCESS) {
+    std::printf("rank %d FAIL: HcclCommDestroy: %s\n", rank, RecentErrMsg().c_str());
+    status = 1;
+  }
+  aclrtResetDevice(0);
+  aclFinalize();
+  if (status == 0) std::printf("rank %d OK\n", rank);
+  return status;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 3 || std::string(argv[1]) != "rootinfo") {
+    std::fprintf(stderr, "usage: moe-ep launch -n N -- %s rootinfo SEED\n", argv[0]);
+    return 2;
+  }
+  return RootInfoJob(std::strtoull(argv[2], nullptr, 10));
+}
