@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,9 @@ LaunchEnvironment ReadLaunchEnvironment();
 /// over shared memory (the shm transport). Every process makes its groups in the same order: the n-th
 /// group with a given name is the same group everywhere. Waits at most the group timeout for the others.
 Group JoinProcessGroup(const LaunchEnvironment& job, const GroupOptions& options = {});
+/// [collective over `members`] Joins the group of the job ranks listed in `members` (this process
+/// included; its rank in the group is its position in the list), e.g. an EP group or a TP pair.
+Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> members, const GroupOptions& options = {});
 /// JoinProcessGroup(ReadLaunchEnvironment(), options).
 Group JoinProcessGroup(const GroupOptions& options = {});
 

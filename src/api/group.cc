@@ -1,9 +1,11 @@
 // Group construction (threads of one process, processes over shared memory) and the Group accessors.
 #include "moe_ep/group.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <set>
 
 #include "api/group_impl.h"
 #include "moe_ep/error.h"
@@ -62,20 +64,39 @@ LaunchEnvironment ReadLaunchEnvironment() {
   return job;
 }
 
-Group JoinProcessGroup(const LaunchEnvironment& job, const GroupOptions& options) {
+Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> members, const GroupOptions& options) {
   const GroupOptions o = WithDefaults(options);
-  // The n-th group of a name in this process: every rank creates its groups in the same order.
+  std::vector<int> ranks(members.begin(), members.end());
+  if (ranks.empty()) {
+    for (int r = 0; r < job.world_size; ++r) ranks.push_back(r);
+  }
+  const auto me = std::find(ranks.begin(), ranks.end(), job.rank);
+  if (me == ranks.end() || std::set<int>(ranks.begin(), ranks.end()).size() != ranks.size() ||
+      *std::min_element(ranks.begin(), ranks.end()) < 0 || *std::max_element(ranks.begin(), ranks.end()) >= job.world_size) {
+    throw Error(ErrorCode::kInvalidConfig, "JoinProcessGroup: parameter 'members' must list distinct job ranks in [0, " +
+                                               std::to_string(job.world_size) + ") including this rank (" +
+                                               std::to_string(job.rank) + ")");
+  }
+  // The n-th group of a name and member list in this process: every member creates its groups in the
+  // same order, so they agree on n.
+  std::string group = o.name;
+  for (int r : ranks) group += "-" + std::to_string(r);
   static std::mutex mutex;
   static std::map<std::string, int> made;
   int index;
   {
     std::lock_guard lock(mutex);
-    index = made[o.name]++;
+    index = made[group]++;
   }
-  const std::string group = o.name + "-" + std::to_string(index);
-  auto window = transport::JoinShmGroup(job.rendezvous, group, job.rank, job.world_size, o.window_bytes,
+  group += "." + std::to_string(index);
+  auto window = transport::JoinShmGroup(job.rendezvous, group, static_cast<int>(me - ranks.begin()),
+                                        static_cast<int>(ranks.size()), o.window_bytes,
                                         transport::Clock::now() + o.timeout);
   return Group(std::make_unique<Group::Impl>(Group::Impl{std::move(window), o.timeout, o.name, {}}));
+}
+
+Group JoinProcessGroup(const LaunchEnvironment& job, const GroupOptions& options) {
+  return JoinProcessGroup(job, {}, options);
 }
 
 Group JoinProcessGroup(const GroupOptions& options) { return JoinProcessGroup(ReadLaunchEnvironment(), options); }

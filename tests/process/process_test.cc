@@ -56,7 +56,7 @@ TEST(ProcessRanks, RandomConfigurationsOnEightProcessesMatchReference) {
   const uint64_t seed = moe_ep::testing::BaseSeed();
   const auto before = ShmEntries();
   std::string output;
-  const int status = RunCommand(Launch(8, "property " + std::to_string(seed) + " 3"), output);
+  const int status = RunCommand(Launch(8, "property " + std::to_string(seed) + " 4"), output);
   EXPECT_EQ(status, 0) << output;
   EXPECT_TRUE(NoNewEntries(before)) << "segments left in /dev/shm";
 }

@@ -3,7 +3,8 @@
 // Every rank draws the same configurations and inputs from the same seed, so each can compute the
 // reference for the whole job and check its own part. Exit status 0 = all equal.
 //
-//   scenario_rank property SEED CONFIGS     random configurations (E = the job's world size)
+//   scenario_rank property SEED CONFIGS     random configurations using every process (E = world size,
+//                                           or EP groups of world/2 with TP pairs across them)
 //   scenario_rank stress SEED ROUNDS        one small configuration, ROUNDS rounds of fresh routing;
 //                                           also checks that resident memory stays flat
 //   scenario_rank kill SEED ROUNDS          rank VICTIM (env) SIGKILLs itself at round 3; the survivors must
@@ -35,21 +36,21 @@ using moe_ep::testing::ScenarioSpec;
 // Runs one round on this rank and checks it; returns "" or the first mismatch. With `elastic` the rank
 // runs as survivor `rank` of the scaled-down job that `spec` describes.
 std::string Round(const ScenarioSpec& spec, ScenarioInputs& inputs, moe_ep::Group& group,
-                  const moe_ep::testing::ElasticRun* elastic = nullptr, int rank = -1) {
+                  const moe_ep::testing::ElasticRun* elastic = nullptr, int rank = -1, moe_ep::Group* tp = nullptr) {
   const auto expected = moe_ref::Dispatch(spec.config, inputs.dispatch);
   moe_ep::testing::FillExpertOutputs(spec, expected, inputs);
   const auto expected_combine = spec.add_rms_norm ? moe_ref::CombineAddRmsNorm(spec.config, inputs.dispatch, inputs.combine)
                                                   : moe_ref::Combine(spec.config, inputs.dispatch, inputs.combine);
   if (rank < 0) rank = group.rank();
-  const auto result = moe_ep::testing::RunScenarioRank(spec, inputs, rank, group, nullptr, elastic);
+  const auto result = moe_ep::testing::RunScenarioRank(spec, inputs, rank, group, tp, elastic);
   return moe_ep::testing::CompareScenarioRank(spec, rank, expected[rank], expected_combine[rank], result);
 }
 
-// Draws random specs until one has E == world size and no TP (one group of all the job's processes).
+// Draws random specs until one uses every process: E == world, or E * 2 == world with TP pairs.
 ScenarioSpec DrawSpec(std::mt19937_64& rng, int world) {
   for (;;) {
     ScenarioSpec s = moe_ep::testing::RandomSpec(rng, world, 4096, 32);
-    if (s.config.ep_world_size == world && s.config.tp_world_size == 1) return s;
+    if (s.config.ep_world_size * s.config.tp_world_size == world) return s;
   }
 }
 
@@ -66,7 +67,19 @@ int Property(moe_ep::Group& group, uint64_t seed, int configs) {
   for (int i = 0; i < configs; ++i) {
     const ScenarioSpec spec = DrawSpec(rng, group.size());
     ScenarioInputs inputs = moe_ep::testing::MakeInputs(spec, rng);
-    const std::string mismatch = Round(spec, inputs, group);
+    if (group.rank() == 0) std::printf("config %d: %s\n", i, moe_ep::testing::Describe(spec).c_str());
+    std::string mismatch;
+    if (spec.config.tp_world_size == 2) {  // EP groups of E ranks (one per TP rank) and TP pairs across them
+      const auto job = moe_ep::ReadLaunchEnvironment();
+      const int e = spec.config.ep_world_size, tp_rank = job.rank / e, ep_rank = job.rank % e;
+      std::vector<int> ep_members, tp_members = {ep_rank, ep_rank + e};
+      for (int r = 0; r < e; ++r) ep_members.push_back(tp_rank * e + r);
+      moe_ep::Group ep = moe_ep::JoinProcessGroup(job, ep_members);
+      moe_ep::Group tp = moe_ep::JoinProcessGroup(job, tp_members);
+      mismatch = Round(spec, inputs, ep, nullptr, job.rank, &tp);
+    } else {
+      mismatch = Round(spec, inputs, group);
+    }
     if (!mismatch.empty()) {
       std::printf("MISMATCH config %d (%s): %s\n", i, moe_ep::testing::Describe(spec).c_str(), mismatch.c_str());
       return 1;
