@@ -309,7 +309,11 @@ TEST_F(AclLifecycle, FinalizeWaitsForTasksAndJoinsEveryWorker) {
   EXPECT_GT(ThreadCount(), threads_before);
   ASSERT_EQ(aclFinalize(), ACL_SUCCESS);
   EXPECT_EQ(finished.load(), 4 * 4);
+#ifdef MOE_EP_SANITIZED
+  EXPECT_LE(ThreadCount(), threads_before + 1);  // ThreadSanitizer starts a thread of its own on first use
+#else
   EXPECT_EQ(ThreadCount(), threads_before);
+#endif
   EXPECT_EQ(CurrentDevice(), -1);
   EXPECT_EQ(aclrtSynchronizeStream(streams[0]), ACL_ERROR_RT_PARAM_INVALID);  // gone with aclFinalize
   EXPECT_EQ(aclrtDestroyStream(streams[1]), ACL_ERROR_RT_PARAM_INVALID);
