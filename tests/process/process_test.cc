@@ -141,4 +141,28 @@ TEST(ShmSecurity, SegmentsArePrivateToTheJobAndItsUser) {
   EXPECT_NE(stat(("/dev/shm" + name).c_str(), &st), 0) << "segment left behind after a failed join";
 }
 
+// Ranks that ask for different window sizes fail naming the disagreement instead of timing out.
+TEST(ShmJoin, RanksWithDifferentWindowSizesAreRefused) {
+  const std::string job = "sizetest" + std::to_string(getpid());
+  const auto deadline = moe_ep::transport::Clock::now() + std::chrono::milliseconds(1500);
+  std::string messages[2];
+  std::thread ranks[2];
+  for (int r = 0; r < 2; ++r) {
+    ranks[r] = std::thread([&, r] {
+      try {
+        moe_ep::transport::JoinShmGroup(job, "g", r, 2, (r + 1) << 20, deadline);
+      } catch (const moe_ep::Error& e) {
+        messages[r] = e.what();
+      }
+    });
+  }
+  for (auto& t : ranks) t.join();
+  const bool one_named = messages[0].find("window size") != std::string::npos ||
+                         messages[1].find("window size") != std::string::npos;
+  EXPECT_TRUE(one_named) << messages[0] << " / " << messages[1];
+  EXPECT_FALSE(messages[0].empty());
+  EXPECT_FALSE(messages[1].empty());
+  EXPECT_TRUE(moe_ep::transport::RemoveJobSegments(job) == 0) << "segments left behind";
+}
+
 }  // namespace

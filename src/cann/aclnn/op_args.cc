@@ -18,7 +18,8 @@ TensorView OptionalTensor(const std::string& op, const char* param, const aclTen
   }
   DType dtype;
   if (!ToDType(tensor->dtype, &dtype)) {
-    Reject(ErrorCode::kInvalidParam, op, param, "dtype " + std::to_string(tensor->dtype),
+    Reject(ErrorCode::kInvalidParam, op, param, std::string("dtype ") + AclDataTypeName(tensor->dtype) + " (" +
+                                                    std::to_string(tensor->dtype) + ")",
            "dtype not in the supported set of this parameter");
   }
   if (tensor->format == ACL_FORMAT_FRACTAL_NZ) {

@@ -107,7 +107,7 @@ HcclResult Guarded(const char* api, Body&& body) {
   try {
     return body();
   } catch (const Error& e) {
-    return Failed(e.code() == ErrorCode::kInvalidParam ? HCCL_E_PARA : HCCL_E_MEMORY, std::string(api) + ": " + e.what());
+    return Failed(e.code() == ErrorCode::kInternal ? HCCL_E_MEMORY : HCCL_E_PARA, std::string(api) + ": " + e.what());
   } catch (const std::exception& e) {
     return Failed(HCCL_E_INTERNAL, std::string(api) + ": " + e.what());
   }

@@ -29,6 +29,8 @@ bool IsLiveTensor(const aclTensor* t);
 
 /// The moe_ep dtype of an ACL dtype; false when moe_ep has no such type (the caller reports 161002).
 bool ToDType(aclDataType acl, DType* out);
+/// "ACL_BF16", ... for messages.
+const char* AclDataTypeName(aclDataType acl);
 
 /// The view of a tensor (data already advanced by the offset). Requires a representable dtype.
 TensorView ViewOf(const aclTensor& t);

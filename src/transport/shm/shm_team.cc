@@ -52,8 +52,17 @@ int OpenPeer(const std::string& name, uint64_t bytes, Clock::time_point deadline
     const int fd = shm_open(name.c_str(), O_RDWR, 0);
     if (fd >= 0) {
       struct stat st {};
-      if (fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) == bytes) return fd;
+      const bool sized = fstat(fd, &st) == 0 && st.st_size != 0;
+      if (sized && static_cast<uint64_t>(st.st_size) == bytes) return fd;
       close(fd);
+      // Its creator sizes a segment right after creating it: another nonzero size is a disagreement.
+      if (sized) {
+        throw Error(ErrorCode::kInvalidConfig,
+                    "joining shared-memory group '" + group + "': rank " + std::to_string(peer) + "'s window is " +
+                        std::to_string(st.st_size) + " bytes and this rank's " + std::to_string(bytes) +
+                        "; every rank must ask for the same window size (MOE_EP_WINDOW_MB, GroupOptions::window_bytes, "
+                        "HCCL_BUFFSIZE)");
+      }
     } else if (errno != ENOENT) {
       SystemError("cannot open " + name);
     }
