@@ -245,10 +245,10 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
   const DType out_dtype = c.quant_mode == 2 ? DType::kInt8 : c.x_dtype;
   ck.DtypeAgrees(t.expand_x, "expandXOut", out_dtype, {c.x_dtype, DType::kInt8});
   ck.Dim(t.expand_x, "expandXOut", 2);
-  ck.Shape(t.expand_x.shape[0] >= c.tp_world_size * a && t.expand_x.shape[1] == c.hidden, t.expand_x, "expandXOut",
-           "shape must be (>= tpWorldSize * A = " + Str(c.tp_world_size * a) + ", H = " + Str(c.hidden) + ")");
-  ck.Shape(t.expand_x.shape[0] >= tp * a, t.expand_x, "expandXOut",
-           "dim0 must hold every received row: >= " + Str(tp * a));
+  // CANN multiplies by the raw tpWorldSize (0 switches the check off); every received row is written,
+  // so moe_ep demands max(tpWorldSize, 1) * A rows (docs/validation.md).
+  ck.Shape(t.expand_x.shape[0] >= tp * a && t.expand_x.shape[1] == c.hidden, t.expand_x, "expandXOut",
+           "shape must be (max(tpWorldSize, 1) * A rows, i.e. >= " + Str(tp * a) + ", H = " + Str(c.hidden) + ")");
   if (c.quant_mode == 2) {
     ck.Dtype(t.dynamic_scales, "dynamicScalesOut", DType::kFloat32);
     ck.Dim(t.dynamic_scales, "dynamicScalesOut", 1);
