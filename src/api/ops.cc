@@ -67,14 +67,10 @@ Tensor DenseCopy(const TensorView& v) {
 }
 
 // The elasticInfo table's shape; its contents are checked when the operation applies it.
-void CheckElasticInfo(const plan::MoeConfig& c, const ExpertLayout& experts, const Group* tp) {
+void CheckElasticInfo(const plan::MoeConfig& c, const ExpertLayout& experts, const char* op) {
   if (experts.elastic_info.empty()) return;
-  const size_t want = 4 + 2 * static_cast<size_t>(c.ep_world_size);
-  if (experts.elastic_info.size() != want || tp) {
-    throw Error(ErrorCode::kInvalidConfig, "parameter 'elastic_info' has " + std::to_string(experts.elastic_info.size()) +
-                                               " entries; rule: 4 + 2 * E = " + std::to_string(want) +
-                                               ", and no TP group (SPEC 2.8)");
-  }
+  const auto entries = static_cast<int64_t>(experts.elastic_info.size());
+  plan::CheckElasticTable(c, entries, op, "elastic_info", std::to_string(entries) + " entries");
 }
 
 // Runs one operation of `ep`, remembering the peers it timed out waiting for (Group::failed_ranks).
@@ -115,7 +111,7 @@ void RunCombine(Group& ep, const DispatchHandle& h, plan::CombineTensors& t, con
   plan::MoeConfig c = BaseConfig(ep, tp, h.experts);
   c.comm_quant_mode = static_cast<int64_t>(options.comm_quant);
   plan::ValidateCombine(c, t, plan::Profile::kNative, Capacity(ep, tp), "Combine");
-  CheckElasticInfo(c, h.experts, tp);
+  CheckElasticInfo(c, h.experts, "Combine");
   ops::OpContext ctx = Context(ep, tp);
   Remembering(ep, [&] {
     ops::RunElastic(c, h.experts.elastic_info, ctx, "Combine",
@@ -144,7 +140,7 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
                                 out.dynamic_scales, out.assist_info, out.expert_token_nums, out.ep_recv_counts,
                                 out.tp_recv_counts};
   plan::ValidateDispatch(c, t, plan::Profile::kNative, Capacity(ep, tp), "Dispatch");
-  CheckElasticInfo(c, options.experts, tp);
+  CheckElasticInfo(c, options.experts, "Dispatch");
   ops::OpContext ctx = Context(ep, tp);
   plan::MoeConfig ran = c;  // the survivors' configuration under a scaled-down elasticInfo
   Remembering(ep, [&] {

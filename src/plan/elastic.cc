@@ -15,6 +15,17 @@ namespace {
 
 }  // namespace
 
+void CheckElasticTable(const MoeConfig& c, int64_t entries, const char* op, const std::string& param,
+                       const std::string& value) {
+  const int64_t want = 4 + 2 * c.ep_world_size;
+  const auto reject = [&](const std::string& rule) {
+    throw Error(ErrorCode::kInvalidConfig,
+                std::string(op) + ": parameter '" + param + "' = " + value + " violates rule: " + rule);
+  };
+  if (entries != want) reject("4 + 2 * epWorldSize = " + std::to_string(want) + " entries");
+  if (c.has_tp()) reject("not allowed with tpWorldSize == 2");
+}
+
 ScaledDown ApplyElasticInfo(const MoeConfig& c, std::span<const int32_t> table, const char* op) {
   const int64_t e = c.ep_world_size;
   const int64_t new_e = table[1], new_s = table[2], new_moe = table[3];

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "plan/config.h"
@@ -15,6 +16,11 @@ struct ScaledDown {
   MoeConfig config;            // E, S, moeExpertNum, epRankId and globalBs of the survivors
   std::vector<int> physical;   // new rank -> old rank (Table2[0, newE))
 };
+
+/// SPEC 2.8's layout rules for a table of `entries` values: 4 + 2 * epWorldSize of them, and no TP.
+/// Throws Error (561002) naming `param` with `value` (how the caller shows the table).
+void CheckElasticTable(const MoeConfig& config, int64_t entries, const char* op, const std::string& param,
+                       const std::string& value);
 
 /// For a table with isScaledDown == 1: the survivors' configuration. Throws Error (561002) naming the
 /// entry when the table is inconsistent: newE outside [1, E], this rank dropped, Table1 / Table2 not

@@ -4,7 +4,6 @@
 
 #include "aclnnop/aclnn_moe_distribute_dispatch_v2.h"
 #include "aclnnop/aclnn_moe_distribute_dispatch_v3.h"
-#include "cann/aclnn/elastic.h"
 #include "cann/aclnn/executor.h"
 #include "cann/aclnn/op_args.h"
 #include "ops/elastic.h"

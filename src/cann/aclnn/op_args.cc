@@ -1,8 +1,8 @@
 // Argument conversion and group lookup shared by the aclnn operators.
 #include "cann/aclnn/op_args.h"
 
-#include "cann/aclnn/elastic.h"
 #include "cann/runtime/runtime.h"
+#include "plan/elastic.h"
 
 namespace moe_ep::cann {
 
@@ -69,6 +69,17 @@ void RequireGroup(const std::string& op, const std::shared_ptr<Comm>& comm, cons
                std::to_string(rank) + ") must match the communicator's size " + std::to_string(comm->size) +
                " and rank " + std::to_string(comm->rank));
   }
+}
+
+// elasticInfo's layout (SPEC 2.8) in phase one; its contents are read when the operation runs, since
+// earlier work on the stream may write them (ops/elastic.h).
+void CheckElasticInfo(const std::string& op, const TensorView& elastic, const plan::MoeConfig& c) {
+  if (!elastic.present()) return;
+  if (elastic.dtype != DType::kInt32) {
+    Reject(ErrorCode::kInvalidParam, op, "elasticInfo", DTypeName(elastic.dtype), "dtype must be int32");
+  }
+  if (elastic.dim() != 1) Reject(ErrorCode::kInvalidConfig, op, "elasticInfo", elastic.Describe(), "must be 1-D");
+  plan::CheckElasticTable(c, elastic.shape[0], op.c_str(), "elasticInfo", elastic.Describe());
 }
 
 }  // namespace
