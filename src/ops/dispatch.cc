@@ -119,7 +119,7 @@ uint32_t AttributeFingerprint(const MoeConfig& c) {
 }
 
 uint64_t AgreeFlag(const CallSlot& call, int64_t rank) {
-  return plan::kAgreeFlagBase + (call.flag_base == plan::kDispatchFlagBase ? 0 : plan::kMaxSyncFlags) + rank;
+  return plan::kAgreeFlagBase + call.parity * plan::kMaxSyncFlags + rank;
 }
 
 // Every rank stamps its fingerprint into every peer before any payload moves.

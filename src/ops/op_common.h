@@ -10,8 +10,9 @@
 
 namespace moe_ep::ops {
 
-/// Where one call of an operation lives in a window: its data half, its flag half and its epoch tag.
+/// Where one call of an operation lives in a window: its parity, data half, flag half and epoch tag.
 struct CallSlot {
+  uint64_t parity;
   uint64_t half_offset;
   uint64_t flag_base;
   uint32_t epoch;
@@ -20,8 +21,8 @@ struct CallSlot {
 /// Claims the next call of an operation whose flags start at `flag_region` with `flags_per_half` per
 /// half; `calls` is that operation's counter in the window.
 inline CallSlot NextCall(transport::Window& w, uint64_t& calls, uint64_t flag_region, uint64_t flags_per_half) {
-  const uint64_t call = calls++;
-  return {(call & 1) * (w.data_bytes() / 2), flag_region + (call & 1) * flags_per_half,
+  const uint64_t call = calls++, parity = call & 1;
+  return {parity, parity * (w.data_bytes() / 2), flag_region + parity * flags_per_half,
           static_cast<uint32_t>(transport::EpochOf((w.counters().generation << 24) + call))};
 }
 
