@@ -326,6 +326,24 @@ Comms::~Comms() {
 // Scenarios
 // ---------------------------------------------------------------------------------------------------
 
+CapiCase SeedSampleCase() {
+  CapiCase c;
+  auto& cfg = c.spec.config;
+  cfg.ep_world_size = 8;
+  cfg.tp_world_size = 2;
+  cfg.shared_expert_num = 1;
+  cfg.shared_expert_rank_num = 1;
+  cfg.moe_expert_num = 7;
+  cfg.top_k = 3;
+  cfg.hidden = 7168;
+  cfg.global_bs = 8 * 8;
+  cfg.expert_token_nums_type = 1;
+  c.spec.bs = 8;
+  c.group_list_type = 1;
+  c.pass_a2_params = true;
+  return c;
+}
+
 std::string Describe(const CapiCase& c) {
   std::ostringstream o;
   const auto& cfg = c.spec.config;

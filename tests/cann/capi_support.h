@@ -142,6 +142,10 @@ struct CapiCase {
 };
 std::string Describe(const CapiCase& c);
 
+/// The DispatchV2 seed sample's configuration: EP 8 x TP 2, one shared expert rank, 7 MoE experts,
+/// K 3, H 7168, Bs 8, globalBs = Bs * E, groupListType 1, the A2-only parameters passed.
+CapiCase SeedSampleCase();
+
 /// Draws V3 routing over [0, moe + zero + copy + const) for every rank (K distinct ids per token) and
 /// the special-expert combine inputs (oriX, alpha1/2, V); masks stay as drawn.
 void RouteSpecialExperts(const CapiCase& c, std::mt19937_64& rng, ScenarioInputs& inputs);
