@@ -133,7 +133,7 @@ TEST(CapiProperty, RandomConfigurationsMatchReference) {
       const CapiCase c = RandomCase(rng, static_cast<Feature>(f), &launch);
       const std::string what = "case seed " + std::to_string(seed) + " (" + LaunchName(launch) + "): " + Describe(c);
       SCOPED_TRACE(what);
-      ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+      ScenarioInputs inputs = moe_ep::verify::MakeInputs(c.spec, rng);
       if (c.use_v3) RouteSpecialExperts(c, rng, inputs);
       CapiRunOptions options;
       options.launch = launch;
@@ -158,9 +158,9 @@ TEST(CapiProperty, RoundsOnTheSameCommunicatorsMatchReference) {
     const std::string what = "case seed " + std::to_string(seed) + ": " + Describe(c);
     SCOPED_TRACE(what);
     Comms comms(c.spec.config.ep_world_size, c.spec.config.tp_world_size);
-    ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+    ScenarioInputs inputs = moe_ep::verify::MakeInputs(c.spec, rng);
     for (int round = 0; round < 3; ++round) {
-      if (round > 0) moe_ep::testing::RerouteInputs(c.spec, rng, inputs);
+      if (round > 0) moe_ep::verify::RerouteInputs(c.spec, rng, inputs);
       if (c.use_v3) RouteSpecialExperts(c, rng, inputs);
       CapiRunOptions options;
       options.launch = round == 1 ? Launch::kSingleThread : Launch::kThreadPerRank;
@@ -186,7 +186,7 @@ TEST(CapiProperty, TpRecvCountsUntouchedWithTpWorldSize1) {
   c.no_tp_attr = 1;
   c.strict_tp_recv_counts = true;
   SCOPED_TRACE("seed " + std::to_string(seed) + ": " + Describe(c));
-  ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+  ScenarioInputs inputs = moe_ep::verify::MakeInputs(c.spec, rng);
   EXPECT_EQ(RunCapiCase(c, inputs, CapiRunOptions{}), "");
 }
 
@@ -198,7 +198,7 @@ TEST(CapiProperty, SeedSampleConfigurationFromOneThread) {
   std::mt19937_64 rng(seed);
   const CapiCase c = SeedSampleCase();
   SCOPED_TRACE("seed " + std::to_string(seed) + ": " + Describe(c));
-  ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+  ScenarioInputs inputs = moe_ep::verify::MakeInputs(c.spec, rng);
   CapiRunOptions options;
   options.launch = Launch::kSingleThread;
   ASSERT_EQ(RunCapiCase(c, inputs, options), "");

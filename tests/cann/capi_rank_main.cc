@@ -133,7 +133,7 @@ int RootInfoJob(uint64_t seed) {
   int status = 0;
   for (bool v3 : {false, true}) {
     const CapiCase c = DrawCase(rng, world, v3);
-    moe_ep::testing::ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+    moe_ep::verify::ScenarioInputs inputs = moe_ep::verify::MakeInputs(c.spec, rng);
     const auto expected = moe_ep::capi_testing::ExpectedOutputs(c, inputs);
     const auto outcome = moe_ep::capi_testing::RunCapiRank(c, inputs, rank, comm, expected);
     if (!outcome.Summary().empty()) {

@@ -120,7 +120,7 @@ TEST(CapiRootInfo, FourThreadsJoinOneGroupAndMatchTheReference) {
   std::vector<ScenarioInputs> inputs;
   std::vector<CapiExpected> expected;
   for (const auto& c : cases) {
-    inputs.push_back(moe_ep::testing::MakeInputs(c.spec, rng));
+    inputs.push_back(moe_ep::verify::MakeInputs(c.spec, rng));
     expected.push_back(ExpectedOutputs(c, inputs.back()));
   }
 
@@ -438,7 +438,7 @@ TEST(CapiElastic, SurvivorsResetAndRunScaledDownEqualToTheReference) {
   full.spec.unequal_bs = true;
   {
     SCOPED_TRACE("round 1: the full group, elasticInfo null");
-    ScenarioInputs inputs = moe_ep::testing::MakeInputs(full.spec, rng);
+    ScenarioInputs inputs = moe_ep::verify::MakeInputs(full.spec, rng);
     for (const auto& o : RunCapiRanks(full, inputs, comms, devices)) ASSERT_EQ(o.Summary(), "");
   }
 
@@ -503,7 +503,7 @@ TEST(CapiElastic, SurvivorsResetAndRunScaledDownEqualToTheReference) {
   for (int round = 0; round < 3; ++round) {
     const CapiCase c = scaled_case(round, elastic);
     SCOPED_TRACE("scaled-down round " + std::to_string(round + 1) + ": " + Describe(c));
-    ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+    ScenarioInputs inputs = moe_ep::verify::MakeInputs(c.spec, rng);
     for (const auto& o : RunCapiRanks(c, inputs, survivor_comms, survivor_devices, &elastic)) {
       ASSERT_EQ(o.Summary(), "");
     }
@@ -513,7 +513,7 @@ TEST(CapiElastic, SurvivorsResetAndRunScaledDownEqualToTheReference) {
     SCOPED_TRACE("Table1 and Table2 disagree");
     const CapiCase c = scaled_case(0, elastic);
     for (auto& b : elastic) std::swap(b.elastic_info[4 + kE + 3], b.elastic_info[4 + kE + 4]);  // Table2 only
-    ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+    ScenarioInputs inputs = moe_ep::verify::MakeInputs(c.spec, rng);
     const auto outcomes = RunCapiRanks(c, inputs, survivor_comms, survivor_devices, &elastic);
     for (const auto& o : outcomes) {
       EXPECT_NE(o.failed_call.find("aclrtSynchronizeStream"), std::string::npos) << o.Summary();
@@ -524,7 +524,7 @@ TEST(CapiElastic, SurvivorsResetAndRunScaledDownEqualToTheReference) {
   {
     SCOPED_TRACE("a good scaled-down round after the rejected table");
     const CapiCase c = scaled_case(1, elastic);
-    ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+    ScenarioInputs inputs = moe_ep::verify::MakeInputs(c.spec, rng);
     for (const auto& o : RunCapiRanks(c, inputs, survivor_comms, survivor_devices, &elastic)) {
       EXPECT_EQ(o.Summary(), "");
     }

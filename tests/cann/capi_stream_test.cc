@@ -58,7 +58,7 @@ TEST(CapiStream, OneThreadLaunchesEightRanksThenSynchronizes) {
     c.spec.mask = variant == 1 ? moe_ref::MaskKind::kPairs : moe_ref::MaskKind::kNone;
     c.spec.smooth_scales = variant == 1;
     SCOPED_TRACE("seed " + std::to_string(seed) + ": " + Describe(c));
-    ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+    ScenarioInputs inputs = moe_ep::verify::MakeInputs(c.spec, rng);
     CapiRunOptions options;
     options.launch = Launch::kSingleThread;
     options.two_streams = variant == 1;
@@ -72,7 +72,7 @@ TEST(CapiStream, SeedSampleTwoStreamsPerRankSixteenDevices) {
   std::mt19937_64 rng(seed);
   const CapiCase c = SeedSampleCase();
   SCOPED_TRACE("seed " + std::to_string(seed) + ": " + Describe(c));
-  ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+  ScenarioInputs inputs = moe_ep::verify::MakeInputs(c.spec, rng);
   CapiRunOptions options;
   options.launch = Launch::kThreadPerRankContexts;
   options.two_streams = true;
@@ -322,7 +322,7 @@ TEST(CapiStream, BufferResetOnSixteenDevices) {
     c.spec.config.hidden = 1024;
     c.spec.bs = 3;
     SCOPED_TRACE("seed " + std::to_string(seed));
-    ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+    ScenarioInputs inputs = moe_ep::verify::MakeInputs(c.spec, rng);
     EXPECT_EQ(RunCapiCase(c, inputs, CapiRunOptions{}, comms.get()), "");
   }
 }
@@ -368,9 +368,9 @@ TEST(CapiStream, GroupWorksAgainAfterATimeoutAndABufferReset) {
   c.spec.config.hidden = 1024;
   c.spec.bs = 4;
   SCOPED_TRACE("seed " + std::to_string(seed));
-  ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+  ScenarioInputs inputs = moe_ep::verify::MakeInputs(c.spec, rng);
   for (int round = 0; round < 2; ++round) {
-    if (round > 0) moe_ep::testing::RerouteInputs(c.spec, rng, inputs);
+    if (round > 0) moe_ep::verify::RerouteInputs(c.spec, rng, inputs);
     EXPECT_EQ(RunCapiCase(c, inputs, CapiRunOptions{}, comms.get()), "") << "round " << round;
   }
 }
@@ -393,11 +393,11 @@ TEST(CapiStream, TwoGroupsOnTheSameDevicesRunConcurrently) {
       c.spec.config.hidden = 1024 + 64 * j;
       c.spec.config.dtype = j == 0 ? moe_ref::DType::kBf16 : moe_ref::DType::kFp16;
       c.spec.bs = 5;
-      ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+      ScenarioInputs inputs = moe_ep::verify::MakeInputs(c.spec, rng);
       CapiRunOptions options;
       options.launch = j == 0 ? Launch::kThreadPerRank : Launch::kThreadPerRankContexts;
       for (int round = 0; round < 3 && results[j].empty(); ++round) {
-        if (round > 0) moe_ep::testing::RerouteInputs(c.spec, rng, inputs);
+        if (round > 0) moe_ep::verify::RerouteInputs(c.spec, rng, inputs);
         results[j] = RunCapiCase(c, inputs, options, j == 0 ? &first : &second);
         if (!results[j].empty())
           results[j] = "seed " + std::to_string(seed) + " round " + std::to_string(round) + ": " + results[j];
@@ -481,7 +481,7 @@ TEST(CapiStream, DefaultWindowsAreReservedNotCommitted) {
     c.spec.config.hidden = 1024;
     c.spec.bs = 2;
     SCOPED_TRACE("seed " + std::to_string(seed));
-    ScenarioInputs inputs = moe_ep::testing::MakeInputs(c.spec, rng);
+    ScenarioInputs inputs = moe_ep::verify::MakeInputs(c.spec, rng);
     EXPECT_EQ(RunCapiCase(c, inputs, CapiRunOptions{}, &first), "");
     rss_after = ProcStatusBytes("VmRSS");
   }

@@ -347,7 +347,7 @@ CapiCase SeedSampleCase() {
 std::string Describe(const CapiCase& c) {
   std::ostringstream o;
   const auto& cfg = c.spec.config;
-  o << moe_ep::testing::Describe(c.spec) << (c.use_v3 ? " V3" : " V2");
+  o << moe_ep::verify::Describe(c.spec) << (c.use_v3 ? " V3" : " V2");
   if (cfg.zero_expert_num + cfg.copy_expert_num + cfg.const_expert_num > 0) {
     o << " zero=" << cfg.zero_expert_num << " copy=" << cfg.copy_expert_num << " const=" << cfg.const_expert_num;
   }
@@ -684,7 +684,7 @@ std::string RunCapiCase(const CapiCase& c, ScenarioInputs& inputs, const CapiRun
     comms = own.get();
   }
   const auto expected = moe_ref::Dispatch(cfg, inputs.dispatch);
-  moe_ep::testing::FillExpertOutputs(c.spec, expected, inputs);
+  moe_ep::verify::FillExpertOutputs(c.spec, expected, inputs);
   const auto expected_combine = c.spec.add_rms_norm ? moe_ref::CombineAddRmsNorm(cfg, inputs.dispatch, inputs.combine)
                                                     : moe_ref::Combine(cfg, inputs.dispatch, inputs.combine);
 
@@ -772,7 +772,7 @@ CapiExpected ExpectedOutputs(const CapiCase& c, ScenarioInputs& inputs) {
   const auto& cfg = c.spec.config;
   CapiExpected e;
   e.dispatch = moe_ref::Dispatch(cfg, inputs.dispatch);
-  moe_ep::testing::FillExpertOutputs(c.spec, e.dispatch, inputs);
+  moe_ep::verify::FillExpertOutputs(c.spec, e.dispatch, inputs);
   e.combine = moe_ref::Combine(cfg, inputs.dispatch, inputs.combine);
   return e;
 }

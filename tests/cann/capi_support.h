@@ -21,13 +21,13 @@
 #include "aclnnop/aclnn_moe_distribute_dispatch_v2.h"
 #include "aclnnop/aclnn_moe_distribute_dispatch_v3.h"
 #include "hccl/hccl.h"
-#include "support/scenario.h"
+#include "verify/scenario.h"
 
 namespace moe_ep::capi_testing {
 
-using moe_ep::testing::InputLayout;
-using moe_ep::testing::ScenarioInputs;
-using moe_ep::testing::ScenarioSpec;
+using moe_ep::verify::InputLayout;
+using moe_ep::verify::ScenarioInputs;
+using moe_ep::verify::ScenarioSpec;
 
 /// Poison byte of every output buffer (and of the rows of inputs past the defined ones).
 inline constexpr uint8_t kPoison = 0xA7;

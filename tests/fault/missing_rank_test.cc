@@ -8,10 +8,12 @@
 
 #include "moe_ep/error.h"
 #include "moe_ep/ops.h"
-#include "support/run_ranks.h"
+#include "verify/run_ranks.h"
 
 namespace moe_ep::testing {
 namespace {
+
+using namespace ::moe_ep::verify;  // the scenario runner of tools/verify
 
 using std::chrono::milliseconds;
 

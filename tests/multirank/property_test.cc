@@ -6,11 +6,13 @@
 
 #include <random>
 
-#include "support/scenario.h"
+#include "verify/scenario.h"
 #include "support/test_seed.h"
 
 namespace moe_ep::testing {
 namespace {
+
+using namespace ::moe_ep::verify;  // the scenario runner of tools/verify
 
 #ifdef MOE_EP_SANITIZED
 constexpr int kScale = 4;  // sanitizer builds: a quarter of the sweeps

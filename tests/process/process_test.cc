@@ -21,21 +21,33 @@
 
 namespace {
 
-std::set<std::string> ShmEntries() {
-  std::set<std::string> names;
-  if (DIR* dir = opendir("/dev/shm")) {
-    while (dirent* e = readdir(dir)) {
-      if (std::string(e->d_name).rfind("moe_ep.", 0) == 0) names.insert(e->d_name);
-    }
-    closedir(dir);
-  }
-  return names;
+// The token `moe-ep launch` gave the job (its rank 0 prints "rendezvous TOKEN").
+std::string JobToken(const std::string& output) {
+  const std::string tag = "rendezvous ";
+  const size_t at = output.find(tag);
+  if (at == std::string::npos) return "";
+  const size_t begin = at + tag.size();
+  return output.substr(begin, output.find('\n', begin) - begin);
 }
 
-// True when /dev/shm holds no moe_ep entry that was not there `before` (other jobs may come and go).
-bool NoNewEntries(const std::set<std::string>& before) {
-  const auto after = ShmEntries();
-  return std::includes(before.begin(), before.end(), after.begin(), after.end());
+// The entries this job left in /dev/shm and /tmp. Only the job's own names count: other tests run
+// beside it (ctest -j) and create and remove theirs meanwhile.
+std::set<std::string> LeftBehind(const std::string& output) {
+  const std::string token = JobToken(output);
+  std::set<std::string> left;
+  if (token.empty()) return {"(no rendezvous token in the output)"};
+  for (const char* dir_name : {"/dev/shm", "/tmp"}) {
+    if (DIR* dir = opendir(dir_name)) {
+      while (dirent* e = readdir(dir)) {
+        const std::string name = e->d_name;
+        if (name.rfind("moe_ep.", 0) == 0 && name.find(token) != std::string::npos) {
+          left.insert(std::string(dir_name) + "/" + name);
+        }
+      }
+      closedir(dir);
+    }
+  }
+  return left;
 }
 
 // Runs a command, returns its exit status and appends its output to `output`.
@@ -54,11 +66,10 @@ std::string Launch(int ranks, const std::string& args) {
 
 TEST(ProcessRanks, RandomConfigurationsOnEightProcessesMatchReference) {
   const uint64_t seed = moe_ep::testing::BaseSeed();
-  const auto before = ShmEntries();
   std::string output;
   const int status = RunCommand(Launch(8, "property " + std::to_string(seed) + " 4"), output);
   EXPECT_EQ(status, 0) << output;
-  EXPECT_TRUE(NoNewEntries(before)) << "segments left in /dev/shm";
+  EXPECT_EQ(LeftBehind(output), std::set<std::string>{}) << output;
 }
 
 TEST(ProcessRanks, StressRoundsStayExactAndMemoryFlat) {
@@ -72,6 +83,7 @@ TEST(ProcessRanks, StressRoundsStayExactAndMemoryFlat) {
   const int status = RunCommand(Launch(8, "stress " + std::to_string(seed) + " " + std::to_string(rounds)), output);
   EXPECT_EQ(status, 0) << output;
   EXPECT_NE(output.find(std::to_string(rounds) + " rounds equal to the reference"), std::string::npos) << output;
+  EXPECT_EQ(LeftBehind(output), std::set<std::string>{}) << output;
 }
 
 int CountOf(const std::string& text, const std::string& what) {
@@ -83,14 +95,13 @@ int CountOf(const std::string& text, const std::string& what) {
 // SPEC 4 flow: rank 5 of 8 is SIGKILLed mid-loop; the 7 survivors fail within the deadline naming it,
 // probe, reset with the reachable mask, and run 100 scaled-down V3 rounds equal to the reference.
 TEST(ProcessFaults, SurvivorsOfAKilledRankRecoverScaledDown) {
-  const auto before = ShmEntries();
   std::string output;
   const int status = RunCommand("MOE_EP_TIMEOUT_MS=1500 " + Launch(8, "kill " + std::to_string(moe_ep::testing::BaseSeed()) + " 100"), output);
   EXPECT_EQ(status, 128 + 9) << output;  // the launcher reports the killed rank
   EXPECT_EQ(CountOf(output, "(call 4) from rank 5"), 7) << output;
   EXPECT_EQ(CountOf(output, "100 scaled-down rounds equal to the reference"), 7) << output;
   EXPECT_EQ(CountOf(output, "FAIL"), 0) << output;
-  EXPECT_TRUE(NoNewEntries(before)) << "segments left in /dev/shm";
+  EXPECT_EQ(LeftBehind(output), std::set<std::string>{}) << output;
 }
 
 // Rank 5 stalls (SIGSTOP) instead: same diagnosis; after SIGCONT and a reset the full group works again.
@@ -100,6 +111,7 @@ TEST(ProcessFaults, AStalledRankRejoinsAfterContinueAndReset) {
   EXPECT_EQ(status, 0) << output;
   EXPECT_EQ(CountOf(output, "(call 4) from rank 5"), 7) << output;
   EXPECT_EQ(CountOf(output, "50 full-group rounds after the stall equal to the reference"), 8) << output;
+  EXPECT_EQ(LeftBehind(output), std::set<std::string>{}) << output;
 }
 
 TEST(ProcessRanks, LauncherReportsTheFirstFailureAndPrefixesOutput) {

@@ -26,30 +26,30 @@
 #include "moe_ep/error.h"
 #include "moe_ep/group.h"
 #include "moe_ep/ops.h"
-#include "support/scenario.h"
+#include "verify/scenario.h"
 
 namespace {
 
-using moe_ep::testing::ScenarioInputs;
-using moe_ep::testing::ScenarioSpec;
+using moe_ep::verify::ScenarioInputs;
+using moe_ep::verify::ScenarioSpec;
 
 // Runs one round on this rank and checks it; returns "" or the first mismatch. With `elastic` the rank
 // runs as survivor `rank` of the scaled-down job that `spec` describes.
 std::string Round(const ScenarioSpec& spec, ScenarioInputs& inputs, moe_ep::Group& group,
-                  const moe_ep::testing::ElasticRun* elastic = nullptr, int rank = -1, moe_ep::Group* tp = nullptr) {
+                  const moe_ep::verify::ElasticRun* elastic = nullptr, int rank = -1, moe_ep::Group* tp = nullptr) {
   const auto expected = moe_ref::Dispatch(spec.config, inputs.dispatch);
-  moe_ep::testing::FillExpertOutputs(spec, expected, inputs);
+  moe_ep::verify::FillExpertOutputs(spec, expected, inputs);
   const auto expected_combine = spec.add_rms_norm ? moe_ref::CombineAddRmsNorm(spec.config, inputs.dispatch, inputs.combine)
                                                   : moe_ref::Combine(spec.config, inputs.dispatch, inputs.combine);
   if (rank < 0) rank = group.rank();
-  const auto result = moe_ep::testing::RunScenarioRank(spec, inputs, rank, group, tp, elastic);
-  return moe_ep::testing::CompareScenarioRank(spec, rank, expected[rank], expected_combine[rank], result);
+  const auto result = moe_ep::verify::RunScenarioRank(spec, inputs, rank, group, tp, elastic);
+  return moe_ep::verify::CompareScenarioRank(spec, rank, expected[rank], expected_combine[rank], result);
 }
 
 // Draws random specs until one uses every process: E == world, or E * 2 == world with TP pairs.
 ScenarioSpec DrawSpec(std::mt19937_64& rng, int world) {
   for (;;) {
-    ScenarioSpec s = moe_ep::testing::RandomSpec(rng, world, 4096, 32);
+    ScenarioSpec s = moe_ep::verify::RandomSpec(rng, world, 4096, 32);
     if (s.config.ep_world_size * s.config.tp_world_size == world) return s;
   }
 }
@@ -66,8 +66,8 @@ int Property(moe_ep::Group& group, uint64_t seed, int configs) {
   std::mt19937_64 rng(seed);
   for (int i = 0; i < configs; ++i) {
     const ScenarioSpec spec = DrawSpec(rng, group.size());
-    ScenarioInputs inputs = moe_ep::testing::MakeInputs(spec, rng);
-    if (group.rank() == 0) std::printf("config %d: %s\n", i, moe_ep::testing::Describe(spec).c_str());
+    ScenarioInputs inputs = moe_ep::verify::MakeInputs(spec, rng);
+    if (group.rank() == 0) std::printf("config %d: %s\n", i, moe_ep::verify::Describe(spec).c_str());
     std::string mismatch;
     if (spec.config.tp_world_size == 2) {  // EP groups of E ranks (one per TP rank) and TP pairs across them
       const auto job = moe_ep::ReadLaunchEnvironment();
@@ -81,7 +81,7 @@ int Property(moe_ep::Group& group, uint64_t seed, int configs) {
       mismatch = Round(spec, inputs, group);
     }
     if (!mismatch.empty()) {
-      std::printf("MISMATCH config %d (%s): %s\n", i, moe_ep::testing::Describe(spec).c_str(), mismatch.c_str());
+      std::printf("MISMATCH config %d (%s): %s\n", i, moe_ep::verify::Describe(spec).c_str(), mismatch.c_str());
       return 1;
     }
   }
@@ -100,7 +100,7 @@ int Stress(moe_ep::Group& group, uint64_t seed, int rounds) {
   c.top_k = 4;
   c.hidden = 64;
   spec.bs = 16;
-  ScenarioInputs inputs = moe_ep::testing::MakeInputs(spec, rng);
+  ScenarioInputs inputs = moe_ep::verify::MakeInputs(spec, rng);
   for (int g = 0; g < group.size(); ++g) {
     for (int64_t t = 0; t < spec.bs; ++t) {
       for (int j = 0; j < c.hidden; ++j) {
@@ -117,7 +117,7 @@ int Stress(moe_ep::Group& group, uint64_t seed, int rounds) {
     if (round > 0) {  // fresh routing and weights; x keeps its encoding
       std::vector<std::vector<uint16_t>> xs;
       for (const auto& d : inputs.dispatch) xs.push_back(d.x);
-      moe_ep::testing::RerouteInputs(spec, rng, inputs);
+      moe_ep::verify::RerouteInputs(spec, rng, inputs);
       for (size_t g = 0; g < xs.size(); ++g) inputs.dispatch[g].x = xs[g];
     }
     const std::string mismatch = Round(spec, inputs, group);
@@ -163,7 +163,7 @@ std::string PidFile() { return std::string("/tmp/moe_ep.") + std::getenv("MOE_EP
 // with a deadline error naming the victim, within the deadline. Returns 0 when all that holds.
 int RunUntilFault(moe_ep::Group& group, const ScenarioSpec& spec, std::mt19937_64& rng, bool stop) {
   for (int round = 0; round <= kFailRound; ++round) {
-    ScenarioInputs inputs = moe_ep::testing::MakeInputs(spec, rng);
+    ScenarioInputs inputs = moe_ep::verify::MakeInputs(spec, rng);
     if (round == kFailRound && group.rank() == Victim()) {
       std::printf("victim: %s at round %d\n", stop ? "stopping" : "killing myself", round);
       std::fflush(stdout);
@@ -221,14 +221,14 @@ int Kill(moe_ep::Group& group, uint64_t seed, int rounds) {
   moe_ep::BufferReset(group, reachable, true);
   moe_ep::ExpertLayout layout{spec.config.moe_expert_num, spec.config.shared_expert_num,
                               spec.config.shared_expert_rank_num, 0};
-  moe_ep::testing::ElasticRun elastic{spec.config, moe_ep::ScaleDownInfo(group, layout, reachable)};
+  moe_ep::verify::ElasticRun elastic{spec.config, moe_ep::ScaleDownInfo(group, layout, reachable)};
   const int new_rank = elastic.elastic_info[4 + group.rank()];
   ScenarioSpec scaled = spec;
   scaled.config.ep_world_size = elastic.elastic_info[1];
   scaled.config.shared_expert_rank_num = elastic.elastic_info[2];
   scaled.config.moe_expert_num = elastic.elastic_info[3];
   for (int round = 0; round < rounds; ++round) {
-    ScenarioInputs inputs = moe_ep::testing::MakeInputs(scaled, rng);
+    ScenarioInputs inputs = moe_ep::verify::MakeInputs(scaled, rng);
     const std::string mismatch = Round(scaled, inputs, group, &elastic, new_rank);
     if (!mismatch.empty()) {
       std::printf("MISMATCH scaled-down round %d: %s\n", round, mismatch.c_str());
@@ -276,7 +276,7 @@ int Stop(moe_ep::Group& group, uint64_t seed, int rounds) {
     }
   }
   for (int round = 0; round < rounds; ++round) {
-    ScenarioInputs inputs = moe_ep::testing::MakeInputs(spec, rng);
+    ScenarioInputs inputs = moe_ep::verify::MakeInputs(spec, rng);
     const std::string mismatch = Round(spec, inputs, group);
     if (!mismatch.empty()) {
       std::printf("MISMATCH full-group round %d: %s\n", round, mismatch.c_str());
@@ -297,6 +297,12 @@ int main(int argc, char** argv) {
   const std::string mode = argv[1];
   const uint64_t seed = std::strtoull(argv[2], nullptr, 10);
   const int count = std::atoi(argv[3]);
+  // The job's token, so the test judges only what this job left in /dev/shm and /tmp (other jobs run
+  // beside it under ctest -j).
+  if (const char* rank = std::getenv("MOE_EP_RANK"); rank && std::string(rank) == "0") {
+    std::printf("rendezvous %s\n", std::getenv("MOE_EP_RENDEZVOUS"));
+    std::fflush(stdout);
+  }
   try {
     moe_ep::Group group = moe_ep::JoinProcessGroup();
     if (mode == "property") return Property(group, seed, count);

@@ -37,7 +37,7 @@
 #include "plan/config.h"
 #include "plan/op_tensors.h"
 #include "plan/validate.h"
-#include "support/run_ranks.h"
+#include "verify/run_ranks.h"
 
 namespace moe_ep::plan {
 namespace {
@@ -1032,7 +1032,7 @@ void ExpectDispatchRejectedEverywhere(const std::function<void(RankInputs&, Pois
   auto groups = MakeGroups();
   std::vector<PoisonedOutputs> outs(kRanks);
   const auto start = std::chrono::steady_clock::now();
-  const auto errors = testing::RunRanksCollect(kRanks, [&](int r) {
+  const auto errors = moe_ep::verify::RunRanksCollect(kRanks, [&](int r) {
     RankInputs in(r);
     TensorView x = in.X(), ids = in.Ids();
     spoil(in, outs[r], x, ids);
@@ -1087,7 +1087,7 @@ TEST(NativeApi, NegativeExpertIdOnEveryRankThrowsEverywhereWithoutWaiting) {
 TEST(NativeApi, WindowTooSmallNamesTheRequiredSize) {
   auto groups = MakeGroups(milliseconds(2000), 36864);  // 9 pages; the thread transport rounds up to 4096
   std::vector<PoisonedOutputs> outs(kRanks);
-  const auto errors = testing::RunRanksCollect(kRanks, [&](int r) {
+  const auto errors = moe_ep::verify::RunRanksCollect(kRanks, [&](int r) {
     RankInputs in(r);
     DispatchInto(groups[r], in.X(), in.Ids(), Options(), outs[r].dispatch);
   });
@@ -1100,7 +1100,7 @@ TEST(NativeApi, WindowTooSmallNamesTheRequiredSize) {
 // The same call in a window of exactly the rule's size runs end to end (the layout fits the rule it checks).
 TEST(NativeApi, WindowOfExactlyTheRuleRuns) {
   auto groups = MakeGroups(milliseconds(2000), 40960);
-  testing::RunRanks(kRanks, [&](int r) {
+  moe_ep::verify::RunRanks(kRanks, [&](int r) {
     RankInputs in(r);
     DispatchResult res = Dispatch(groups[r], in.X(), in.Ids(), Options());
     const Tensor x = Combine(groups[r], res.handle, res.expand_x.view(), in.Weights());
@@ -1115,7 +1115,7 @@ TEST(NativeApi, ExpertIdOutOfRangeOnOneRankTimesOutTheOthersNamingIt) {
   auto groups = MakeGroups(milliseconds(300));
   std::vector<PoisonedOutputs> outs(kRanks);
   const auto start = std::chrono::steady_clock::now();
-  const auto errors = testing::RunRanksCollect(kRanks, [&](int r) {
+  const auto errors = moe_ep::verify::RunRanksCollect(kRanks, [&](int r) {
     RankInputs in(r);
     if (r == kBad) in.ids[1 * kTopK + 1] = static_cast<int32_t>(kMoe);
     DispatchInto(groups[r], in.X(), in.Ids(), Options(), outs[r].dispatch);
@@ -1144,7 +1144,7 @@ TEST(NativeApi, BadCombineCallsThrowLeaveOutputsUntouchedAndGroupUsable) {
   auto groups = MakeGroups();
   std::vector<PoisonedOutputs> outs(kRanks);
   std::vector<DispatchResult> results(kRanks);
-  testing::RunRanks(kRanks, [&](int r) {
+  moe_ep::verify::RunRanks(kRanks, [&](int r) {
     RankInputs in(r);
     results[r] = Dispatch(groups[r], in.X(), in.Ids(), Options());
   });
@@ -1201,7 +1201,7 @@ TEST(NativeApi, BadCombineCallsThrowLeaveOutputsUntouchedAndGroupUsable) {
   };
   for (const BadCall& bad : bad_calls) {
     SCOPED_TRACE(bad.what);
-    const auto errors = testing::RunRanksCollect(kRanks, [&](int r) {
+    const auto errors = moe_ep::verify::RunRanksCollect(kRanks, [&](int r) {
       RankInputs in(r);
       bad.call(r, in, outs[r]);
     });
@@ -1211,7 +1211,7 @@ TEST(NativeApi, BadCombineCallsThrowLeaveOutputsUntouchedAndGroupUsable) {
     }
   }
 
-  testing::RunRanks(kRanks, [&](int r) {
+  moe_ep::verify::RunRanks(kRanks, [&](int r) {
     RankInputs in(r);
     CombineInto(groups[r], results[r].handle, results[r].expand_x.view(), in.Weights(), {}, outs[r].x_out);
     const auto* x = static_cast<const uint16_t*>(outs[r].x_out.data);

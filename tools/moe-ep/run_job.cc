@@ -13,14 +13,14 @@
 
 #include "kernels/kernels.h"
 #include "moe_ep/ops.h"
-#include "support/scenario.h"
+#include "verify/scenario.h"
 
 namespace moe_ep::tools {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using testing::ScenarioInputs;
-using testing::ScenarioSpec;
+using moe_ep::verify::ScenarioInputs;
+using moe_ep::verify::ScenarioSpec;
 
 ScenarioSpec SpecOf(const JobOptions& o) {
   ScenarioSpec s;
@@ -169,15 +169,15 @@ void PrintRow(const char* name, double seconds, uint64_t bytes, double memcpy_se
 int RunJob(const JobOptions& o) {
   const uint64_t seed = o.seed ? o.seed : (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
   const ScenarioSpec spec = SpecOf(o);
-  std::printf("moe-ep run: %s\n", testing::Describe(spec).c_str());
+  std::printf("moe-ep run: %s\n", moe_ep::verify::Describe(spec).c_str());
   std::printf("  transport: threads (%d ranks in one process), kernels: %s, seed %llu\n", o.ranks,
               kernels::IsaName(kernels::ActiveIsa()), static_cast<unsigned long long>(seed));
 
   std::mt19937_64 rng(seed);
-  ScenarioInputs inputs = testing::MakeInputs(spec, rng);
-  testing::RunOptions verify;
+  ScenarioInputs inputs = moe_ep::verify::MakeInputs(spec, rng);
+  moe_ep::verify::RunOptions verify;
   verify.seed = seed + 1;
-  const std::string mismatch = testing::RunAndCompare(spec, inputs, verify);
+  const std::string mismatch = moe_ep::verify::RunAndCompare(spec, inputs, verify);
   if (!mismatch.empty()) {
     std::printf("VERIFY FAILED: %s\n", mismatch.c_str());
     return 1;

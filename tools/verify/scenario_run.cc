@@ -4,10 +4,10 @@
 #include <sstream>
 
 #include "moe_ep/ops.h"
-#include "support/run_ranks.h"
-#include "support/scenario.h"
+#include "verify/run_ranks.h"
+#include "verify/scenario.h"
 
-namespace moe_ep::testing {
+namespace moe_ep::verify {
 namespace {
 
 DType HalfDType(const moe_ref::Config& c) { return c.dtype == moe_ref::DType::kBf16 ? DType::kBf16 : DType::kFp16; }
@@ -223,4 +223,4 @@ std::string RunAndCompare(const ScenarioSpec& s, ScenarioInputs& in, const RunOp
   return "";
 }
 
-}  // namespace moe_ep::testing
+}  // namespace moe_ep::verify

@@ -11,7 +11,7 @@
 #include "moe_ep/group.h"
 #include "reference/reference.h"
 
-namespace moe_ep::testing {
+namespace moe_ep::verify {
 
 /// How x is laid out in memory (the operators must read non-contiguous inputs).
 enum class InputLayout { kContiguous, kPaddedRows, kStridedColumns };
@@ -86,4 +86,4 @@ std::string RunAndCompare(const ScenarioSpec& spec, ScenarioInputs& inputs, cons
 /// The byte patterns outputs are poisoned with before each run.
 inline constexpr uint8_t kPoisonByte = 0xA7;
 
-}  // namespace moe_ep::testing
+}  // namespace moe_ep::verify

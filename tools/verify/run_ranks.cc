@@ -1,9 +1,9 @@
 // Rank threads for tests.
-#include "support/run_ranks.h"
+#include "verify/run_ranks.h"
 
 #include <thread>
 
-namespace moe_ep::testing {
+namespace moe_ep::verify {
 
 std::vector<std::exception_ptr> RunRanksCollect(int n, const std::function<void(int)>& body) {
   std::vector<std::exception_ptr> errors(n);
@@ -27,4 +27,4 @@ void RunRanks(int n, const std::function<void(int)>& body) {
   }
 }
 
-}  // namespace moe_ep::testing
+}  // namespace moe_ep::verify

@@ -1,5 +1,5 @@
 // Scenario generation, thread-rank execution through the native API, and bit-exact comparison.
-#include "support/scenario.h"
+#include "verify/scenario.h"
 
 #include <algorithm>
 #include <cstring>
@@ -8,9 +8,9 @@
 #include <sstream>
 
 #include "moe_ep/ops.h"
-#include "support/run_ranks.h"
+#include "verify/run_ranks.h"
 
-namespace moe_ep::testing {
+namespace moe_ep::verify {
 namespace {
 
 using moe_ref::MaskKind;
@@ -205,4 +205,4 @@ void FillExpertOutputs(const ScenarioSpec& s, const std::vector<moe_ref::Dispatc
   }
 }
 
-}  // namespace moe_ep::testing
+}  // namespace moe_ep::verify
