@@ -17,7 +17,7 @@ struct GroupOptions {
   /// Deadline of every wait in an operation; 0 means MOE_EP_TIMEOUT_MS or 5 minutes.
   std::chrono::milliseconds timeout{0};
   /// Data area of each rank's window in bytes; 0 means MOE_EP_WINDOW_MB or 2 GiB (reserved, committed
-  /// on touch). Dispatch and combine check it against the window rule of SPEC 1.2.
+  /// on touch). Dispatch and combine check it against the window rule of docs/semantics.md 1.2.
   uint64_t window_bytes = 0;
   /// Shown in error messages.
   std::string name = "moe_ep";

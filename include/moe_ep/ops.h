@@ -1,5 +1,5 @@
 // The native operations: dispatch tokens to their experts, combine expert outputs back, reset buffers.
-// Semantics are those of the CANN operators (SPEC.md): same layouts, counts and arithmetic, bit for bit.
+// Semantics are those of the CANN operators (docs/semantics.md): same layouts, counts and arithmetic, bit for bit.
 #pragma once
 
 #include <cstdint>
@@ -23,7 +23,7 @@ struct ExpertLayout {
   int64_t zero_expert_num = 0;
   int64_t copy_expert_num = 0;
   int64_t const_expert_num = 0;
-  /// Elastic scale-down (CANN V3 elasticInfo, SPEC 2.8): empty, or the 4 + 2E table that ScaleDownInfo
+  /// Elastic scale-down (CANN V3 elasticInfo, docs/semantics.md 2.8): empty, or the 4 + 2E table that ScaleDownInfo
   /// makes. When its first entry is 1 the operations run among the survivors it lists, renumbered
   /// 0..E'-1, each MoE rank keeping its experts (expert ids then index the survivors' experts).
   std::vector<int32_t> elastic_info;
@@ -75,7 +75,7 @@ struct DispatchResult {
   DispatchHandle handle;
 };
 
-/// Rows A that a rank of `ep` may receive from its EP group (SPEC 1.2); outputs need tp*A rows.
+/// Rows A that a rank of `ep` may receive from its EP group (docs/semantics.md 1.2); outputs need tp*A rows.
 int64_t DispatchReceiveRows(const Group& ep, int64_t bs, int64_t top_k, const ExpertLayout& experts);
 
 /// [collective over ep (and tp)] Sends every token of x (Bs, H) to its top-K experts (expert_ids (Bs, K)
@@ -109,14 +109,14 @@ void CombineInto(Group& ep, const DispatchHandle& handle, const TensorView& expe
 struct AddRmsNormOutputs {
   TensorView y, rstd, x;
 };
-/// [collective] Combine, then x = sum + residual_x; y = RMSNorm(x) * gamma (bf16 only, SPEC 3.5).
+/// [collective] Combine, then x = sum + residual_x; y = RMSNorm(x) * gamma (bf16 only, docs/semantics.md 3.5).
 void CombineAddRmsNormInto(Group& ep, const DispatchHandle& handle, const TensorView& expert_out,
                            const TensorView& expert_scales, const TensorView& residual_x, const TensorView& gamma,
                            float norm_eps, const CombineOptions& options, const AddRmsNormOutputs& outputs,
                            Group* tp = nullptr);
 
 /// [collective over the live ranks] Which ranks of `ep` are alive: each calls ProbeReachable, and the
-/// ranks that all did so within `wait` (0: the group timeout) of each other are marked 1 (SPEC 4.3:
+/// ranks that all did so within `wait` (0: the group timeout) of each other are marked 1 (docs/semantics.md 4.3:
 /// ElasticReceivableTest + InfoCollect). One 0/1 entry per rank; a dead or stalled rank is 0.
 std::vector<int32_t> ProbeReachable(Group& ep, std::chrono::milliseconds wait = std::chrono::milliseconds(0));
 

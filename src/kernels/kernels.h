@@ -3,7 +3,7 @@
 // Every function is pure, works on unaligned pointers, and gives bit-identical results on every
 // instruction set (scalar, AVX2+F16C, AVX-512): the vector paths use the same per-element operation
 // order as the scalar one. The whole project is built with -ffp-contract=off so no multiply-add is
-// ever fused. Formulas and their sources: SPEC.md sections 2.4 (dynamic quant), 3.2 (combine sum),
+// ever fused. Formulas and their sources: docs/semantics.md sections 2.4 (dynamic quant), 3.2 (combine sum),
 // 3.3 (communication quant), 3.5 (AddRmsNorm); decisions on edge cases are in docs/numerics.md.
 //
 // Degenerate inputs (inf / NaN / all-subnormal rows), decided here so every ISA agrees:
@@ -42,7 +42,7 @@ uint16_t FloatToHalf(Half type, float value);  // round-half-even; NaN stays NaN
 void HalfRowToFloat(Half type, const uint16_t* src, float* dst, int64_t n);
 void FloatRowToHalf(Half type, const float* src, uint16_t* dst, int64_t n);
 
-// ---- dispatch: dynamic per-row int8 quantization (SPEC 2.4) --------------------------------------
+// ---- dispatch: dynamic per-row int8 quantization (docs/semantics.md 2.4) --------------------------------------
 // f = float(x[i]) (* smooth[i] when smooth != nullptr, one fp32 multiply); amax = max |f|;
 // ds = 127.0f / amax; q[i] = int8(rint_half_even(f * ds)); returns the row scale 1.0f / ds.
 // amax == 0 (an all-zero row): q = 0 and the scale is 1.0f / inf = 0.0f (docs/numerics.md); this falls out
@@ -51,7 +51,7 @@ void FloatRowToHalf(Half type, const float* src, uint16_t* dst, int64_t n);
 // scale is 0.0f. Rows with an inf element get ds = 0: q = 0 and the scale is inf.
 float DynamicQuantRow(Half type, const uint16_t* x, const float* smooth, int64_t h, int8_t* q);
 
-// ---- combine: int8 communication quantization (SPEC 3.3) -----------------------------------------
+// ---- combine: int8 communication quantization (docs/semantics.md 3.3) -----------------------------------------
 // Blocks of 8 elements (the last one zero-padded). Per block: s = max|x| * (1.0f/127.0f) in fp32;
 // scales[b] = FloatToHalf(type, s); q[i] = int8(rint(fp16_rint(float(x[i]) / s))).
 // A block whose max is 0 gets s = 0, q = 0 (docs/numerics.md). fp16_rint rounds to binary16 half to even;
@@ -63,7 +63,7 @@ void CommQuantRow(Half type, const uint16_t* x, int64_t h, int8_t* q, uint16_t* 
 // rounded to the row type and widened back to fp32, ready for the combine sum.
 void CommDequantRow(Half type, const int8_t* q, const uint16_t* scales, int64_t h, float* v);
 
-// ---- combine sum (SPEC 3.2), two fp32 roundings per element, never fused ------------------------
+// ---- combine sum (docs/semantics.md 3.2), two fp32 roundings per element, never fused ------------------------
 // The product is rounded to fp32, then the sum (so +0 acc plus a -0 product gives +0, as IEEE requires).
 // acc[i] = acc[i] + float(row[i]) * w
 void AccumulateWeightedHalf(Half type, const uint16_t* row, float w, int64_t h, float* acc);
@@ -74,10 +74,10 @@ void AccumulateHalf(Half type, const uint16_t* row, int64_t h, float* acc);
 // acc[i] = acc[i] + v[i]
 void AccumulateFloat(const float* v, int64_t h, float* acc);
 
-// ---- TP reduce-scatter add (SPEC 3.1): out[i] = FloatToHalf(float(a[i]) + float(b[i])) ------------
+// ---- TP reduce-scatter add (docs/semantics.md 3.1): out[i] = FloatToHalf(float(a[i]) + float(b[i])) ------------
 void AddHalfRows(Half type, const uint16_t* a, const uint16_t* b, int64_t h, uint16_t* out);
 
-// ---- CombineAddRmsNorm tail (SPEC 3.5), bf16 only -------------------------------------------------
+// ---- CombineAddRmsNorm tail (docs/semantics.md 3.5), bf16 only -------------------------------------------------
 // xs = acc + float(residual); x_out = bf16(xs); ms = ReduceSumTree((xs*xs) * (1.0f/h));
 // rstd = 1.0f / sqrtf(ms + eps); y = bf16(float(bf16(xs * rstd)) * float(gamma)). Returns rstd.
 // (xs*xs) * (1.0f/h) is two roundings with the factor computed once as 1.0f / (float)h. `scratch` must hold

@@ -1,4 +1,4 @@
-// BufferReset (SPEC 4.2): clear the local window (data, flags, call counters: parity back to 0) and
+// BufferReset (docs/semantics.md 4.2): clear the local window (data, flags, call counters: parity back to 0) and
 // optionally sync with the ranks marked reachable, so survivors can start afresh together.
 #include <algorithm>
 #include <vector>

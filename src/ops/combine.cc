@@ -1,6 +1,6 @@
-// CombineV2 / CombineAddRmsNorm (SPEC 3, 5.3): optionally reduce-scatter with the TP peer, send every
+// CombineV2 / CombineAddRmsNorm (docs/semantics.md 3, 5.3): optionally reduce-scatter with the TP peer, send every
 // expert output row back to its token's owner slot t*(K+n_s)+k, then on the owner sum each active
-// token's rows in the exact fp32 order of SPEC 3.2 (and the RMSNorm tail of SPEC 3.5).
+// token's rows in the exact fp32 order of docs/semantics.md 3.2 (and the RMSNorm tail of docs/semantics.md 3.5).
 #include <cstring>
 #include <string>
 #include <vector>
@@ -30,7 +30,7 @@ uint64_t CombinePayloadBytes(const MoeConfig& c) {
   return plan::AlignUp(c.hidden, 32) + 2 * static_cast<uint64_t>(kernels::CommQuantScaleCount(c.hidden));
 }
 
-// SPEC 3.1 with tp == 2: our rows for the peer go to its TP window; each of our own rows becomes
+// docs/semantics.md 3.1 with tp == 2: our rows for the peer go to its TP window; each of our own rows becomes
 // own + peer partial (rounded to the row type) before the EP send. Returns the reduced own rows.
 std::vector<uint16_t> ReduceScatterWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window& tp,
                                               RowReader& expand_x, int64_t own_rows, int64_t peer_rows,
@@ -75,7 +75,7 @@ void SendRowsBack(const MoeConfig& c, const WindowLayout& layout, Window& ep, co
   }
 }
 
-// Sums the arrived rows of each active token (SPEC 3.2) and writes x (or x, y, rstd: SPEC 3.5).
+// Sums the arrived rows of each active token (docs/semantics.md 3.2) and writes x (or x, y, rstd: docs/semantics.md 3.5).
 class TokenReducer {
  public:
   TokenReducer(const MoeConfig& c, const WindowLayout& layout, const plan::CombineTensors& t, Window& ep,
@@ -147,7 +147,7 @@ class TokenReducer {
     else kernels::AccumulateHalf(type_, row, c_.hidden, acc_.data());
   }
 
-  // SPEC 3.2, V3 special experts computed here from oriX: zero adds nothing, copy adds w * oriX, const
+  // docs/semantics.md 3.2, V3 special experts computed here from oriX: zero adds nothing, copy adds w * oriX, const
   // adds w * (alpha1 * oriX + alpha2 * V), every multiply and add rounded to fp32 on its own.
   void AddSpecialExpert(int64_t t, int64_t special, float w) {
     if (special < c_.zero_expert_num) return;

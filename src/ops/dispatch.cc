@@ -1,4 +1,4 @@
-// DispatchV2 (SPEC 2, 5.2): send every routed (token, k) and shared copy into the destination's window
+// DispatchV2 (docs/semantics.md 2, 5.2): send every routed (token, k) and shared copy into the destination's window
 // slot, announce per-(expert, source) counts, then compact the received slots into expandX in status
 // order (local expert major, source minor); with TP, all-gather the rows with the TP peer.
 #include <cstring>
@@ -189,7 +189,7 @@ std::vector<uint64_t> ReceiveFromGroup(const MoeConfig& c, const WindowLayout& l
   return slot_offsets;
 }
 
-// SPEC 2.7: rows, scales and triples go to the TP peer; the peer's rows are appended after ours.
+// docs/semantics.md 2.7: rows, scales and triples go to the TP peer; the peer's rows are appended after ours.
 void AllGatherWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window& ep, Window& tp,
                          const std::vector<uint64_t>& own_slots, const OpContext& ctx, RowSink& sink,
                          int32_t* recv_counts, int64_t entries) {

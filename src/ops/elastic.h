@@ -1,4 +1,4 @@
-// Running an operation under an elasticInfo table (SPEC 2.8): when it is scaled down, the survivors'
+// Running an operation under an elasticInfo table (docs/semantics.md 2.8): when it is scaled down, the survivors'
 // configuration and a renumbered view of the window; deadline errors still name the original ranks.
 #pragma once
 

@@ -18,13 +18,13 @@ struct OpContext {
   transport::Clock::time_point deadline;  // every wait of the call ends by then
 };
 
-/// Collective over ctx.ep (and ctx.tp): SPEC 2 / 5.2.
+/// Collective over ctx.ep (and ctx.tp): docs/semantics.md 2 / 5.2.
 void Dispatch(const plan::MoeConfig& config, const plan::DispatchTensors& tensors, OpContext& ctx);
 
-/// Collective over ctx.ep (and ctx.tp): SPEC 3 / 5.3; tensors.add_rms_norm selects CombineAddRmsNorm.
+/// Collective over ctx.ep (and ctx.tp): docs/semantics.md 3 / 5.3; tensors.add_rms_norm selects CombineAddRmsNorm.
 void Combine(const plan::MoeConfig& config, const plan::CombineTensors& tensors, OpContext& ctx);
 
-/// SPEC 4.2: clears the local window and, with need_sync, waits for every rank marked 1 in
+/// docs/semantics.md 4.2: clears the local window and, with need_sync, waits for every rank marked 1 in
 /// `reachable` (E entries of 0/1) to have cleared its own.
 void BufferReset(transport::Window& ep, std::span<const int32_t> reachable, bool need_sync,
                  transport::Clock::time_point deadline);

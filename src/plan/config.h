@@ -8,7 +8,7 @@
 
 namespace moe_ep::plan {
 
-/// Which product limits validation enforces (SPEC 0: native relaxes them, the C API enforces A3).
+/// Which product limits validation enforces (docs/semantics.md 0: native relaxes them, the C API enforces A3).
 enum class Profile : uint8_t { kNative, kA3 };
 
 enum class MaskKind : uint8_t { kNone, kTokens, kPairs };  // xActiveMask absent, (Bs,), (Bs,K)
@@ -41,7 +41,7 @@ struct MoeConfig {
   // combine
   int64_t comm_quant_mode = 0;         // 0 or 2
 
-  /// Special experts are computed on the token's owner in combine and never travel (SPEC 2.8).
+  /// Special experts are computed on the token's owner in combine and never travel (docs/semantics.md 2.8).
   int64_t special_expert_num() const { return zero_expert_num + copy_expert_num + const_expert_num; }
   int64_t all_expert_num() const { return moe_expert_num + special_expert_num(); }
   bool has_tp() const { return tp_world_size == 2; }

@@ -1,4 +1,4 @@
-// Window layout arithmetic (SPEC 1.2 window rule, SPEC 5.1 slot format).
+// Window layout arithmetic (docs/semantics.md 1.2 window rule, docs/semantics.md 5.1 slot format).
 #include "plan/layout.h"
 
 #include <algorithm>

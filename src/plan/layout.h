@@ -1,4 +1,4 @@
-// Window layout of SPEC 1.2 / 5.1: sizes A, slot strides and area offsets, computed by one struct
+// Window layout of docs/semantics.md 1.2 / 5.1: sizes A, slot strides and area offsets, computed by one struct
 // that both sizes the window (the rule checked at validation) and places every payload in it.
 #pragma once
 
@@ -47,7 +47,7 @@ struct WindowLayout {
   uint64_t combine_area_bytes = 0;      // maxBs * (K + n_s) * tokC, at offset 0
   uint64_t dispatch_area_offset = 0;    // == combine_area_bytes
   uint64_t ep_half_bytes = 0;           // combine area + E*L*maxBs*tokD
-  uint64_t ep_window_bytes = 0;         // 2 * ep_half_bytes: the HCCL_BUFFSIZE rule of SPEC 1.2
+  uint64_t ep_window_bytes = 0;         // 2 * ep_half_bytes: the HCCL_BUFFSIZE rule of docs/semantics.md 1.2
 
   // TP window (tp == 2), offsets inside a parity half: A dispatch slots then A combine slots.
   uint64_t tp_combine_offset = 0;
@@ -62,7 +62,7 @@ struct WindowLayout {
   uint64_t CombineSlotOffset(int64_t slot) const { return static_cast<uint64_t>(slot) * combine_slot_bytes; }
 };
 
-/// A: maxBs*ceil(E/R) on shared ranks, globalBs*min(L,K) on MoE ranks (SPEC 1.2).
+/// A: maxBs*ceil(E/R) on shared ranks, globalBs*min(L,K) on MoE ranks (docs/semantics.md 1.2).
 int64_t ReceiveRows(const MoeConfig& config);
 
 }  // namespace moe_ep::plan

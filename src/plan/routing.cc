@@ -1,4 +1,4 @@
-// Builds the routing plan: mask compaction, per-expert slots by prefix count (SPEC 2.5, 5.2).
+// Builds the routing plan: mask compaction, per-expert slots by prefix count (docs/semantics.md 2.5, 5.2).
 #include "plan/routing.h"
 
 #include <string>
@@ -12,7 +12,7 @@ RoutingPlan BuildRoutingPlan(const MoeConfig& c, const int32_t* expert_ids, cons
   RoutingPlan plan;
   plan.expert_counts.assign(c.moe_expert_num, 0);
 
-  // 1-D mask: the kernel sends tokens [0, sum(mask)), so "true must be a prefix" (SPEC 2.5).
+  // 1-D mask: the kernel sends tokens [0, sum(mask)), so "true must be a prefix" (docs/semantics.md 2.5).
   int64_t token_limit = bs;
   if (c.mask == MaskKind::kTokens) {
     token_limit = 0;

@@ -1,4 +1,4 @@
-// Routing plan of one dispatch: which (token, k) pairs are sent where, in which slot (SPEC 2.1, 2.5, 5.2).
+// Routing plan of one dispatch: which (token, k) pairs are sent where, in which slot (docs/semantics.md 2.1, 2.5, 5.2).
 #pragma once
 
 #include <cstdint>

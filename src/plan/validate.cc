@@ -1,5 +1,5 @@
-// Validation of dispatch / combine calls (SPEC 1.1-1.4): null inputs, dtypes, attribute ranges, shapes,
-// window size. Profile::kA3 enforces the product limits; Profile::kNative relaxes them (SPEC 0).
+// Validation of dispatch / combine calls (docs/semantics.md 1.1-1.4): null inputs, dtypes, attribute ranges, shapes,
+// window size. Profile::kA3 enforces the product limits; Profile::kNative relaxes them (docs/semantics.md 0).
 #include "plan/validate.h"
 
 #include <algorithm>
@@ -39,7 +39,7 @@ class Checker {
   }
   /// A dtype that the op-def's dtype combinations allow (`supported`, given the other tensors) but an
   /// attribute rules out, e.g. expandX bf16 with quantMode 2: the tiling's re-check rejects it (561002,
-  /// SPEC 1.2). Outside `supported` it is 161002.
+  /// docs/semantics.md 1.2). Outside `supported` it is 161002.
   void DtypeAgrees(const TensorView& t, const char* param, DType want, std::initializer_list<DType> supported) const {
     const bool known = std::find(supported.begin(), supported.end(), t.dtype) != supported.end();
     Require(t.dtype == want, known ? kRule : kDtype, param, DTypeName(t.dtype),
@@ -75,7 +75,7 @@ struct ShapeNames {
 constexpr ShapeNames kDispatchShapes{"Bs (x.dim0)", "H (x.dim1)"};
 constexpr ShapeNames kCombineShapes{"Bs (expertIds.dim0)", "H (expandX.dim1)"};
 
-// Rules shared by dispatch and combine: group, experts, batch, hidden, top-k (SPEC 1.2 / 1.3).
+// Rules shared by dispatch and combine: group, experts, batch, hidden, top-k (docs/semantics.md 1.2 / 1.3).
 void CheckCommonAttributes(const Checker& ck, MoeConfig& c, Profile p, ShapeNames names) {
   const bool a3 = p == Profile::kA3;
   if (a3) {
@@ -170,7 +170,7 @@ void CheckWindow(const Checker& ck, const MoeConfig& c, const WindowLayout& layo
   }
 }
 
-// SPEC 1.3 (V3): copy experts need oriX; const experts need oriX, alpha1, alpha2 and V, all in expandX's dtype.
+// docs/semantics.md 1.3 (V3): copy experts need oriX; const experts need oriX, alpha1, alpha2 and V, all in expandX's dtype.
 void CheckSpecialExpertInputs(const Checker& ck, const MoeConfig& c, const CombineTensors& t) {
   const bool need_ori = c.copy_expert_num > 0 || c.const_expert_num > 0;
   const bool need_const = c.const_expert_num > 0;

@@ -1,4 +1,4 @@
-// The validation rules of SPEC section 1 as checks that run before any data moves. Each failure throws
+// The validation rules of docs/semantics.md section 1 as checks that run before any data moves. Each failure throws
 // moe_ep::Error with CANN's code and a message naming the operation, parameter, value and rule.
 #pragma once
 
@@ -9,7 +9,7 @@
 
 namespace moe_ep::plan {
 
-/// Window capacities the rule of SPEC 1.2 is checked against (bytes; tp 0 when there is no TP window).
+/// Window capacities the rule of docs/semantics.md 1.2 is checked against (bytes; tp 0 when there is no TP window).
 struct WindowCapacity {
   uint64_t ep_bytes = 0;
   uint64_t tp_bytes = 0;

@@ -1,4 +1,4 @@
-// A window seen through a renumbering of its ranks (elastic scale-down, SPEC 2.8): the operations run
+// A window seen through a renumbering of its ranks (elastic scale-down, docs/semantics.md 2.8): the operations run
 // with the survivors numbered 0..n-1 while puts and signals reach the physical ranks.
 #pragma once
 

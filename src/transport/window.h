@@ -96,7 +96,7 @@ void WaitUntil(const Window& window, Clock::time_point deadline, const char* op,
 /// at `deadline` naming the ranks that did not; `what` says what the barrier is for.
 void Barrier(Window& window, Clock::time_point deadline, const char* what);
 
-/// Reachability probe (the host's ElasticReceivableTest + InfoCollect, SPEC 4.3): stamps this rank's
+/// Reachability probe (the host's ElasticReceivableTest + InfoCollect, docs/semantics.md 4.3): stamps this rank's
 /// probe count into every peer and waits up to `wait` for the peers' stamps. Returns one 0/1 entry per
 /// rank: 1 for this rank and every peer that probed as often within the wait. Never throws for a
 /// missing peer: a dead or stalled rank is simply 0.

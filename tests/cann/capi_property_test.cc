@@ -170,7 +170,7 @@ TEST(CapiProperty, RoundsOnTheSameCommunicatorsMatchReference) {
 }
 
 // Without TP the A3 dispatch has no TP output: with tpWorldSize 1 (a 1-element tpRecvCounts) the
-// buffer must stay untouched, as with tpWorldSize 0 (SPEC 2.3 defines tpRecvCounts only for tp == 2;
+// buffer must stay untouched, as with tpWorldSize 0 (docs/semantics.md 2.3 defines tpRecvCounts only for tp == 2;
 // the seed's docs: "无TP域通信时无输出").
 TEST(CapiProperty, TpRecvCountsUntouchedWithTpWorldSize1) {
   EnsureAclReady();

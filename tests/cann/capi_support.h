@@ -179,7 +179,7 @@ struct CapiExpected {
 };
 CapiExpected ExpectedOutputs(const CapiCase& c, ScenarioInputs& inputs);
 
-/// A survivor of a scaled-down job (V3 elasticInfo, SPEC 2.8): the operators get the group's original
+/// A survivor of a scaled-down job (V3 elasticInfo, docs/semantics.md 2.8): the operators get the group's original
 /// attributes and this table, and every output buffer is sized for the original configuration.
 struct CapiElastic {
   moe_ref::Config original;           // epWorldSize, moeExpertNum, sharedExpertRankNum, globalBs: as created

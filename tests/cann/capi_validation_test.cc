@@ -1,4 +1,4 @@
-// C API validation: one case per rule of SPEC 1.1-1.4 and 4.2, each a single change to a valid base call of
+// C API validation: one case per rule of docs/semantics.md 1.1-1.4 and 4.2, each a single change to a valid base call of
 // phase one (GetWorkspaceSize) on rank 0 of a communicator that lives on device 0 (phase one does not
 // communicate). Each case checks the exact status (161001 / 161002 / 561002), that aclGetRecentErrMsg()
 // names the parameter (and the value where it makes sense), that no tensor was touched (all are
@@ -411,7 +411,7 @@ std::vector<Rule<D>> DispatchRules() {
       {"GroupTpTooLong", LongGroupTp<D>(), kNull, {"groupTp"}, {"128"}},
       // 1.1 dtypes outside the op definition, including its dtype combinations (161002): (x bf16, expandX
       // fp16) is no combination; (bf16, int8) and (bf16, bf16) are, so only the tiling's quantMode-dependent
-      // re-check rejects those (561002, SPEC 1.2).
+      // re-check rejects those (561002, docs/semantics.md 1.2).
       {"XInt16", Make(&D::x, ACL_INT16, {kBs, kH}), kInvalid, {"x"}, {"int16|6"}},
       {"XFloat32", Make(&D::x, ACL_FLOAT, {kBs, kH}), kInvalid, {"x"}, {"float"}},
       {"ExpertIdsInt64", Make(&D::ids, ACL_INT64, {kBs, kK}), kInvalid, {"expertIds"}, {"int64"}},
@@ -664,7 +664,7 @@ class CombineRule : public ::testing::TestWithParam<Rule<C>> {};
 TEST_P(CombineRule, RejectedWithCodeAndMessage) { CheckRule(GetParam()); }
 INSTANTIATE_TEST_SUITE_P(CapiValidation, CombineRule, ::testing::ValuesIn(CombineRules()), RuleName<C>);
 
-// ----- BufferReset (SPEC 4.2) ----------------------------------------------------------------------------
+// ----- BufferReset (docs/semantics.md 4.2) ----------------------------------------------------------------------------
 
 using R = ResetArgs;
 std::vector<Rule<R>> ResetRules() {

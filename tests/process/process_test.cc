@@ -92,7 +92,7 @@ int CountOf(const std::string& text, const std::string& what) {
   return n;
 }
 
-// SPEC 4 flow: rank 5 of 8 is SIGKILLed mid-loop; the 7 survivors fail within the deadline naming it,
+// docs/semantics.md 4 flow: rank 5 of 8 is SIGKILLed mid-loop; the 7 survivors fail within the deadline naming it,
 // probe, reset with the reachable mask, and run 100 scaled-down V3 rounds equal to the reference.
 TEST(ProcessFaults, SurvivorsOfAKilledRankRecoverScaledDown) {
   std::string output;

@@ -1,5 +1,5 @@
-// Dispatch layout of one EP group (SPEC 2.1-2.6), computed the obvious way: bucket every sent pair by
-// (expert, source rank), then read the buckets out in the order of SPEC 2.2.
+// Dispatch layout of one EP group (docs/semantics.md 2.1-2.6), computed the obvious way: bucket every sent pair by
+// (expert, source rank), then read the buckets out in the order of docs/semantics.md 2.2.
 #include "reference/layout.h"
 
 #include <stdexcept>
@@ -29,7 +29,7 @@ void CheckRankInput(const Config& config, const Dims& dims, const RankInput& inp
   }
 }
 
-// Shared-expert rank d (SPEC 2.2, 2.6): shared expert i = d / R receives, from every source src with
+// Shared-expert rank d (docs/semantics.md 2.2, 2.6): shared expert i = d / R receives, from every source src with
 // src % R == d % R (ascending), that source's active tokens in index order, with kIdx = K + i.
 EpResult LayoutSharedRank(const Dims& dims, const std::vector<Routing>& routings, int d) {
   EpResult result;
@@ -48,7 +48,7 @@ EpResult LayoutSharedRank(const Dims& dims, const std::vector<Routing>& routings
   return result;
 }
 
-// expertTokenNums of a MoE rank from its cumulative epRecvCounts (SPEC 2.3): c_e = rows of local expert e;
+// expertTokenNums of a MoE rank from its cumulative epRecvCounts (docs/semantics.md 2.3): c_e = rows of local expert e;
 // type 0 gives the inclusive prefix sums of c_e, type 1 gives c_e. (With L == 1 both are [total].)
 std::vector<int64_t> ExpertTokenNums(const Dims& dims, const std::vector<int32_t>& ep_recv_counts, int type) {
   std::vector<int64_t> nums(dims.L, 0);
@@ -61,7 +61,7 @@ std::vector<int64_t> ExpertTokenNums(const Dims& dims, const std::vector<int32_t
   return nums;
 }
 
-// MoE rank d (SPEC 2.2): by local expert, then by source rank ascending, then the source's flattened
+// MoE rank d (docs/semantics.md 2.2): by local expert, then by source rank ascending, then the source's flattened
 // (t * K + k) order. buckets[e][src] already holds the last level in that order.
 EpResult LayoutMoeRank(const Config& config, const Dims& dims,
                        const std::vector<std::vector<std::vector<Row>>>& buckets, int d) {
@@ -88,7 +88,7 @@ Dims MakeDims(const Config& config, const std::vector<RankInput>& inputs) {
   dims.tp = config.tp_world_size == 0 ? 1 : config.tp_world_size;  // CANN's tp 0 means "no TP", like 1
   dims.moe = config.moe_expert_num;
   dims.S = config.shared_expert_rank_num;
-  // SPEC 1.2: shared_expert_num defaults to 1 and is silently set to 0 when S == 0.
+  // docs/semantics.md 1.2: shared_expert_num defaults to 1 and is silently set to 0 when S == 0.
   dims.n_s = (dims.S == 0 && config.shared_expert_num == 1) ? 0 : config.shared_expert_num;
   dims.K = config.top_k;
   dims.H = config.hidden;
@@ -124,7 +124,7 @@ Routing RouteRank(const Dims& dims, const RankInput& input) {
   routing.token_active.assign(bs, 0);
   routing.pair_active.assign(bs * dims.K, 0);
   routing.pair_sent.assign(bs * dims.K, 0);
-  // Which tokens are active and which (t, k) pairs the mask lets through (SPEC 2.5).
+  // Which tokens are active and which (t, k) pairs the mask lets through (docs/semantics.md 2.5).
   std::vector<uint8_t> pair_unmasked(bs * dims.K, 1);
   if (input.mask_kind == MaskKind::kNone) {
     routing.token_active.assign(bs, 1);
@@ -142,7 +142,7 @@ Routing RouteRank(const Dims& dims, const RankInput& input) {
       }
     }
   }
-  // SPEC 2.1 / 2.8: a pair takes part by the mask alone; of those, only ids in [0, moe) are sent (zero, copy
+  // docs/semantics.md 2.1 / 2.8: a pair takes part by the mask alone; of those, only ids in [0, moe) are sent (zero, copy
   // and const experts, ids [moe, moe + zero + copy + const), are computed by combine on the owner).
   for (int64_t t = 0; t < bs; ++t) {
     for (int k = 0; k < dims.K; ++k) {

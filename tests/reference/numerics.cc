@@ -1,4 +1,4 @@
-// The fixed-order tree sum of SPEC 3.5 (the scalar conversions are inline in numerics.h).
+// The fixed-order tree sum of docs/semantics.md 3.5 (the scalar conversions are inline in numerics.h).
 #include "reference/numerics.h"
 
 namespace moe_ref::numerics {

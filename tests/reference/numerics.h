@@ -1,5 +1,5 @@
 // Scalar numerics of the reference model, written from first principles (shares nothing with src/):
-// bf16/fp16 <-> fp32 with round-half-to-even, integer rounding, and the fixed-order tree sum of SPEC 3.5.
+// bf16/fp16 <-> fp32 with round-half-to-even, integer rounding, and the fixed-order tree sum of docs/semantics.md 3.5.
 // The conversions are inline only because a large job calls them billions of times.
 #pragma once
 
@@ -115,7 +115,7 @@ inline int8_t IntegralFloatToInt8(float value) {
   return std::isnan(value) ? int8_t{0} : static_cast<int8_t>(static_cast<int32_t>(clamped));
 }
 
-// SPEC 3.5 (ReduceSum order used by CombineAddRmsNorm): split the list into chunks of 64 floats (the last
+// docs/semantics.md 3.5 (ReduceSum order used by CombineAddRmsNorm): split the list into chunks of 64 floats (the last
 // one zero-padded); reduce each chunk by halving steps c[i] = c[i] + c[i + w], w = 32, 16, 8, 4, 2, 1
 // (i < w); the chunk sums form the next list; repeat until one value is left. An empty list gives 0.
 float ReduceSumTree(const std::vector<float>& values);

@@ -1,5 +1,5 @@
-// The reference model's entry points: Dispatch (SPEC 2, with the V3 special experts of 2.8), Combine
-// (SPEC 3.1-3.3) and CombineAddRmsNorm (SPEC 3.5), computed over all ranks at once from the layouts of
+// The reference model's entry points: Dispatch (docs/semantics.md 2, with the V3 special experts of 2.8), Combine
+// (docs/semantics.md 3.1-3.3) and CombineAddRmsNorm (docs/semantics.md 3.5), computed over all ranks at once from the layouts of
 // layout.h. Bit-exact; plain loops.
 // Build with -ffp-contract=off: every a * b + c below must round the product before the sum.
 #include "reference/reference.h"
@@ -40,7 +40,7 @@ GroupLayouts LayoutAllGroups(const Config& config, const Dims& dims, const std::
 // Dispatch
 // ---------------------------------------------------------------------------------------------------
 
-// SPEC 2.4: dynamic int8 quantization of one expanded row, with the smooth-scale row of its destination
+// docs/semantics.md 2.4: dynamic int8 quantization of one expanded row, with the smooth-scale row of its destination
 // expert. ds = 127 / amax, q = rint(f * ds), scale = 1 / ds. amax == 0 (decision): q = 0 and
 // scale = 1 / inf = 0.
 void QuantizeRow(const Config& config, const Dims& dims, const RankInput& source, const Row& row, int8_t* q,
@@ -65,7 +65,7 @@ void QuantizeRow(const Config& config, const Dims& dims, const RankInput& source
   *scale = 1.0f / ds;
 }
 
-// Writes row `index` of `out`: the payload (SPEC 2.2 / 2.4) and the triple (srcRank, tokenIdx, kIdx).
+// Writes row `index` of `out`: the payload (docs/semantics.md 2.2 / 2.4) and the triple (srcRank, tokenIdx, kIdx).
 void WriteDispatchRow(const Config& config, const Dims& dims, const RankInput& source, const Row& row, int64_t index,
                       DispatchOut& out) {
   if (config.quant_mode == 2) {
@@ -79,7 +79,7 @@ void WriteDispatchRow(const Config& config, const Dims& dims, const RankInput& s
   out.assist_info[3 * index + 2] = row.k_idx;
 }
 
-// One rank's dispatch outputs. Without TP: its EP result. With TP (SPEC 2.7 / 2.3): [own rows][peer rows],
+// One rank's dispatch outputs. Without TP: its EP result. With TP (docs/semantics.md 2.7 / 2.3): [own rows][peer rows],
 // epRecvCounts [own][peer] (each cumulative from 0), tpRecvCounts indexed by TP rank, expertTokenNums
 // own + peer.
 DispatchOut AssembleDispatchOut(const Config& config, const Dims& dims, const GroupLayouts& layouts,
@@ -160,7 +160,7 @@ void RoundThroughDtype(DType dtype, std::vector<float>& values) {
   }
 }
 
-// SPEC 3.3: the int8 round trip of one returned row (sender quantizes, receiver dequantizes), per block of
+// docs/semantics.md 3.3: the int8 round trip of one returned row (sender quantizes, receiver dequantizes), per block of
 // 8 elements (the zero padding of the last block cannot change its amax):
 //   s = amax * (1/127); transmitted scale = dtype(s);
 //   q = int8(rint(fp16(x / s))) with the unrounded s (s == 0 => q = 0);
@@ -210,10 +210,10 @@ struct CombineContext {
 };
 
 // The values (as floats) that the receiver uses for dispatch row `row` of rank `rank`:
-// - TP (SPEC 3.1): own row i becomes dtype(float(own[i]) + float(peer[j])), j = i + the peer's own row
+// - TP (docs/semantics.md 3.1): own row i becomes dtype(float(own[i]) + float(peer[j])), j = i + the peer's own row
 //   count (where the peer placed our row). The fp32 add then rounding equals fp16's native add too
 //   (fp32 has more than 2 * 11 + 2 bits, so the double rounding is innocuous);
-// - comm_quant_mode 2 (SPEC 3.3): the int8 round trip.
+// - comm_quant_mode 2 (docs/semantics.md 3.3): the int8 round trip.
 void ReturnedRowValues(const CombineContext& context, int rank, int64_t row, std::vector<uint16_t>& bits,
                        std::vector<float>& values) {
   const Dims& dims = context.dims;
@@ -246,7 +246,7 @@ const Location& FindRow(const CombineContext& context, int owner, int64_t token,
   return location;
 }
 
-// SPEC 3.2: the fp32 accumulator of an active token, in the kernel's exact order. Products and sums are
+// docs/semantics.md 3.2: the fp32 accumulator of an active token, in the kernel's exact order. Products and sums are
 // rounded separately (two statements, and the file is compiled with -ffp-contract=off). Special experts
 // (zero / copy / const) are computed here, on the owner, in k order together with the MoE rows.
 void AccumulateToken(const CombineContext& context, const layout::Routing& routing, int owner, int64_t token,
@@ -322,7 +322,7 @@ void CheckCombineInputs(const Config& config, const Dims& dims, const GroupLayou
     Require(static_cast<int64_t>(input.expert_scales.size()) == bs * dims.K, who + "expert_scales must hold bs * K");
     Require(input.shared_expert_x.empty() || static_cast<int64_t>(input.shared_expert_x.size()) == bs * dims.H,
             who + "shared_expert_x must be empty or hold bs * H values");
-    // Special experts (SPEC 3.2): oriX for copy and const experts, alpha1 / alpha2 / V for const experts.
+    // Special experts (docs/semantics.md 3.2): oriX for copy and const experts, alpha1 / alpha2 / V for const experts.
     if (dims.copy + dims.cnst > 0) {
       Require(static_cast<int64_t>(input.ori_x.size()) == bs * dims.H,
               who + "ori_x must hold bs * H values when copy or const experts exist");
@@ -376,7 +376,7 @@ std::vector<CombineOut> CombineAllRanks(const Config& config, const std::vector<
   return outs;
 }
 
-// SPEC 3.5: the RMSNorm tail of CombineAddRmsNorm for one token (bf16 only).
+// docs/semantics.md 3.5: the RMSNorm tail of CombineAddRmsNorm for one token (bf16 only).
 void AddRmsNormToken(const Config& config, const Dims& dims, const CombineInput& input, int64_t t,
                      const std::vector<float>& acc, CombineOut& out) {
   const int64_t H = dims.H;
@@ -414,7 +414,7 @@ std::vector<DispatchOut> Dispatch(const Config& config, const std::vector<RankIn
 
 std::vector<CombineOut> Combine(const Config& config, const std::vector<RankInput>& inputs,
                                 const std::vector<CombineInput>& combine_inputs) {
-  // SPEC 3.2: x[t] = dtype(acc), rounded half to even.
+  // docs/semantics.md 3.2: x[t] = dtype(acc), rounded half to even.
   auto finish = [&config](const Dims& dims, const CombineInput&, int64_t t, const std::vector<float>& acc,
                           CombineOut& out) {
     for (int64_t h = 0; h < dims.H; ++h) out.x[t * dims.H + h] = FloatToDtype(config.dtype, acc[h]);

@@ -1,4 +1,4 @@
-// The independent reference: a naive global-view model of SPEC.md (all ranks' inputs in, all ranks'
+// The independent reference: a naive global-view model of docs/semantics.md (all ranks' inputs in, all ranks'
 // expected outputs out). It shares no code with src/ and favours obviousness over speed: it is the
 // judge every test compares the library against, bit for bit.
 #pragma once
@@ -17,7 +17,7 @@ struct Config {
   int ep_world_size = 2;            // E
   int tp_world_size = 1;            // 1 (no TP) or 2
   int moe_expert_num = 2;           // MoE experts, L = moe / (E - S) per MoE rank
-  // V3 special experts (SPEC 2.8 / 3.2). Expert ids are partitioned: [0, moe) MoE experts,
+  // V3 special experts (docs/semantics.md 2.8 / 3.2). Expert ids are partitioned: [0, moe) MoE experts,
   // [moe, moe + zero) zero experts, [moe + zero, moe + zero + copy) copy experts,
   // [moe + zero + copy, moe + zero + copy + const) const experts (const index c = e - moe - zero - copy).
   // Special experts are never dispatched; combine computes them locally on the token owner.
@@ -73,7 +73,7 @@ struct CombineInput {
   std::vector<uint16_t> shared_expert_x;   // bs * H, or empty
   std::vector<uint16_t> residual_x;        // bs * H bf16 (CombineAddRmsNorm only)
   std::vector<uint16_t> gamma;             // H bf16 (CombineAddRmsNorm only)
-  // Special experts (SPEC 3.2), all in the combine dtype (bf16/fp16 bits):
+  // Special experts (docs/semantics.md 3.2), all in the combine dtype (bf16/fp16 bits):
   std::vector<uint16_t> ori_x;             // bs * H (copy and const experts); may be empty when copy == const == 0
   std::vector<uint16_t> const_alpha1;      // const_expert_num: v = alpha1[c] * oriX + alpha2[c] * V[c]
   std::vector<uint16_t> const_alpha2;      // const_expert_num

@@ -1,5 +1,5 @@
 // Pins the reference model itself with small cases worked out by hand (the expected values in the
-// comments were derived on paper from SPEC.md, not by running the model).
+// comments were derived on paper from docs/semantics.md, not by running the model).
 //
 // Cases:
 //   Numerics        bf16 / fp16 rounding, RINT, the ReduceSum tree order.
@@ -409,7 +409,7 @@ TEST(PairMask, DispatchAndCombine) {
   EXPECT_EQ(results[1].x[2], Bf(27.0f));
 }
 
-// S == 0 with the op-def default shared_expert_num = 1 means "no shared experts" (SPEC 1.2).
+// S == 0 with the op-def default shared_expert_num = 1 means "no shared experts" (docs/semantics.md 1.2).
 TEST(DispatchOrder, DefaultSharedExpertNumIsIgnoredWithoutSharedRanks) {
   Config config;
   config.shared_expert_num = 1;
@@ -668,7 +668,7 @@ TEST(AddRmsNorm, OneTokenByHand) {
 }
 
 // ------------------------------------------------------------------------------------------------------
-// Special experts (V3: zero / copy / const, SPEC 2.8 and 3.2)
+// Special experts (V3: zero / copy / const, docs/semantics.md 2.8 and 3.2)
 // ------------------------------------------------------------------------------------------------------
 
 // E = 3, S = 1, n_s = 1 (R = 1: shared expert 0 on rank 0), moe = 2 (expert 0 on rank 1, expert 1 on

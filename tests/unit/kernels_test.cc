@@ -1,5 +1,5 @@
 // Row kernel tests: exhaustive half conversions against an independent model, every ISA bit-identical to
-// scalar, the scalar path equal to naive formulas written here from kernels.h / SPEC, and hand-worked rows.
+// scalar, the scalar path equal to naive formulas written here from kernels.h / docs/semantics.md, and hand-worked rows.
 //
 // Cases:
 //   HalfConversion.*  all 65536 bf16 / fp16 patterns; random floats (ties, subnormals, overflow, NaN)
@@ -457,7 +457,7 @@ TEST_F(Seeded, DynamicQuantRows) {
       const auto x = HalfRow(rng_, t, n, p);
       const bool with_smooth = rng_() & 1;
       const auto smooth = FloatRow(rng_, n, p);
-      // Naive SPEC 2.4: f = x (* smooth); amax over the non-NaN |f|; ds = 127 / amax; q = int8(f * ds).
+      // Naive docs/semantics.md 2.4: f = x (* smooth); amax over the non-NaN |f|; ds = 127 / amax; q = int8(f * ds).
       std::vector<float> f(n);
       float amax = 0.0f;
       for (int64_t i = 0; i < n; ++i) {
@@ -488,7 +488,7 @@ TEST_F(Seeded, CommQuantRows) {
       const int64_t n = RandomLength(rng_);
       const Profile p = RandomProfile(rng_);
       const auto x = HalfRow(rng_, t, n, p);
-      // Naive SPEC 3.3: per block of 8, s = amax * (1/127); q = int8(rint(fp16(x / s))); s == 0 -> q = 0.
+      // Naive docs/semantics.md 3.3: per block of 8, s = amax * (1/127); q = int8(rint(fp16(x / s))); s == 0 -> q = 0.
       Outputs want, want_scales;
       for (int64_t b = 0; b * 8 < n; ++b) {
         const int64_t end = std::min(n, b * 8 + 8);
@@ -546,7 +546,7 @@ TEST_F(Seeded, AccumulateAndAddRows) {
       const auto v = FloatRow(rng_, n, p);
       const auto acc0 = FloatRow(rng_, n, p);
       const float w = RandomFloat(rng_, p);
-      // SPEC 3.2: acc + (x * w), two roundings: the product is a separate statement.
+      // docs/semantics.md 3.2: acc + (x * w), two roundings: the product is a separate statement.
       Outputs want_wh, want_wf, want_h, want_f, want_add;
       for (int64_t i = 0; i < n; ++i) {
         const float xh = RefHalfToFloat(t, row[i]);
@@ -604,7 +604,7 @@ TEST_F(Seeded, RmsNormAndReduceRows) {
     const auto residual = HalfRow(rng_, kB, n, p);
     const auto gamma = HalfRow(rng_, kB, n, p);
     const float eps = (rng_() & 1) ? 1e-6f : RandomFloat(rng_, Profile::kClean);
-    // SPEC 3.5, straight from the formula.
+    // docs/semantics.md 3.5, straight from the formula.
     std::vector<float> xs(n), sq(n);
     Outputs want;
     for (int64_t i = 0; i < n; ++i) {

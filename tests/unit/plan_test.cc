@@ -1,4 +1,4 @@
-// Plan arithmetic against numbers worked out by hand from SPEC 1.2 / 2.5 / 5.1 (not from the code).
+// Plan arithmetic against numbers worked out by hand from docs/semantics.md 1.2 / 2.5 / 5.1 (not from the code).
 //
 // Cases:
 //   WindowLayout.*  tokC = Align512(2H), tokD = Align512(Align32(2H) + 44) and the payload offsets for several H
@@ -129,7 +129,7 @@ TEST(WindowLayout, TpWindow) {
 
 // Shared experts: E=8, S=2, n_s=1, moe=48 (L=8): every rank's window is sized for E*L blocks and K+n_s
 // combine slots: 2 * (128*14848*64 + 128*14336*9) = 2 * (121634816 + 16515072) = 276299776, on shared and MoE
-// ranks alike (the rule of SPEC 1.2 does not depend on the rank).
+// ranks alike (the rule of docs/semantics.md 1.2 does not depend on the rank).
 TEST(WindowLayout, SharedExpertsAddCombineSlots) {
   MoeConfig c = Config(8, 48, 128, 7168, 8);
   c.shared_expert_num = 1;
@@ -253,7 +253,7 @@ TEST(RoutingPlan, TokenMaskPrefix) {
   EXPECT_EQ(plan.valid_tokens, (std::vector<int32_t>{0, 1}));
 }
 
-// SPEC 2.5: "true must be a prefix; only tokens [0, c) are sent": [1, 0, 1] sends tokens 0 and 1.
+// docs/semantics.md 2.5: "true must be a prefix; only tokens [0, c) are sent": [1, 0, 1] sends tokens 0 and 1.
 TEST(RoutingPlan, TokenMaskNotAPrefixSendsTheFirstSumTokens) {
   const std::vector<uint8_t> mask = {1, 0, 1};
   const RoutingPlan plan = BuildRoutingPlan(RoutingConfig(MaskKind::kTokens), kIds.data(), mask.data());

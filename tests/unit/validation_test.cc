@@ -1,18 +1,18 @@
-// Validation tests: plan::ValidateDispatch / plan::ValidateCombine against SPEC 1.1-1.4 and SPEC 0, and
+// Validation tests: plan::ValidateDispatch / plan::ValidateCombine against docs/semantics.md 1.1-1.4 and docs/semantics.md 0, and
 // the native API's behaviour on bad calls.
 //
 // Cases:
-//   DispatchA3Rules/*      one row per SPEC 1.1 / 1.2 dispatch rule: start from a valid A3 call (E=16, moe=16,
+//   DispatchA3Rules/*      one row per docs/semantics.md 1.1 / 1.2 dispatch rule: start from a valid A3 call (E=16, moe=16,
 //                          H=7168, Bs=8, K=8, bf16; or a TP / quant / shared-rank variant), change one thing,
 //                          and expect the exact code (161001 null, 161002 dtype, 561002 rule) and a message that
 //                          names the parameter and the offending value (and the required size for windows).
 //   DispatchA3Accepts/*    valid A3 dispatch calls: the base, every boundary of every range, the variants.
-//   DispatchA3.*           the silent n_s=1,S=0 -> 0 rule; the deliberate deviations from SPEC 1.2 (stricter
+//   DispatchA3.*           the silent n_s=1,S=0 -> 0 rule; the deliberate deviations from docs/semantics.md 1.2 (stricter
 //                          expandX / assistInfo minimums that keep writes in bounds).
-//   CombineA3Rules/*       the same for CombineV2 (SPEC 1.3) and CombineAddRmsNorm (SPEC 1.4).
+//   CombineA3Rules/*       the same for CombineV2 (docs/semantics.md 1.3) and CombineAddRmsNorm (docs/semantics.md 1.4).
 //   CombineA3Accepts/*     valid combine / CombineAddRmsNorm calls, boundaries and variants.
 //   CombineA3.*            rules that need more than one row, and message-naming discrepancies (skipped: BUG).
-//   NativeProfile*/*       Profile::kNative accepts what SPEC 0 relaxes (E=1, E>768, H=7, Bs>512, K>16, moe>1024,
+//   NativeProfile*/*       Profile::kNative accepts what docs/semantics.md 0 relaxes (E=1, E>768, H=7, Bs>512, K>16, moe>1024,
 //                          L*E>2048, small assistInfo) and still rejects nonsense (zero / negative sizes, S>=E,
 //                          windows too small, quantMode 1, ...).
 //   NativeApi.*            DispatchInto / CombineInto / CombineAddRmsNormInto on 4 thread ranks: bad calls throw
@@ -54,7 +54,7 @@ TensorView View(DType dtype, std::vector<int64_t> shape) { return TensorView(Dat
 
 constexpr uint64_t kBigWindow = uint64_t{4} << 30;
 
-// ---- the call under test, built from attributes with every output sized by the SPEC 1.2 formulas ----------------
+// ---- the call under test, built from attributes with every output sized by the docs/semantics.md 1.2 formulas ----------------
 
 enum class Mask { kNone, kTokens, kPairs };
 
@@ -69,7 +69,7 @@ struct Params {
   bool rms = false;  // combine: CombineAddRmsNorm
 };
 
-// A of SPEC 1.2, written here from the formula (not from plan::ReceiveRows). Guards keep invalid attributes
+// A of docs/semantics.md 1.2, written here from the formula (not from plan::ReceiveRows). Guards keep invalid attributes
 // from dividing by zero: those calls fail validation before sizes matter.
 struct Sizes {
   int64_t n_s = 0, l = 1, a = 0, tp = 1;
@@ -262,7 +262,7 @@ TEST(DispatchA3, BaseCallPassesAndFillsShapes) {
   EXPECT_EQ(call.config.mask, MaskKind::kNone);
 }
 
-// SPEC 1.2: "If S==0 and n_s==1, n_s is silently set to 0." The call passes and later sizes use n_s = 0.
+// docs/semantics.md 1.2: "If S==0 and n_s==1, n_s is silently set to 0." The call passes and later sizes use n_s = 0.
 TEST(DispatchA3, DefaultSharedExpertNumIsSilentlyDroppedWithoutSharedRanks) {
   Params p;
   p.n_s = 1, p.s = 0;
@@ -292,7 +292,7 @@ TEST(DispatchA3, MaskKindIsRecorded) {
   EXPECT_EQ(call.config.mask, MaskKind::kPairs);
 }
 
-// DEVIATION (deliberate, stricter than SPEC 1.2): SPEC checks expandX.dim0 >= tpWorldSize*A with the raw
+// DEVIATION (deliberate, stricter than docs/semantics.md 1.2): docs/semantics.md checks expandX.dim0 >= tpWorldSize*A with the raw
 // tpWorldSize, so tp=0 disables the check in CANN tiling. moe_ep writes every received row into expandX, so it
 // demands >= A rows whatever tpWorldSize is (a smaller buffer would be overrun, not rejected).
 TEST(DispatchA3, ExpandXNeedsARowsEvenWithTpWorldSize0) {
@@ -301,7 +301,7 @@ TEST(DispatchA3, ExpandXNeedsARowsEvenWithTpWorldSize0) {
   ExpectOutcome([&] { RunDispatch(call); }, kRule, {"'expandXOut' = (1, 7168)", ">= 128"});
 }
 
-// DEVIATION (deliberate, stricter than SPEC 1.2): SPEC demands assistInfo.dim0 >= 3A; with tp=2 the kernel
+// DEVIATION (deliberate, stricter than docs/semantics.md 1.2): docs/semantics.md demands assistInfo.dim0 >= 3A; with tp=2 the kernel
 // writes triples for the peer's rows too (tp*A rows), so moe_ep demands 3*tp*A.
 TEST(DispatchA3, AssistInfoNeedsThreeIntsPerRowOfBothTpHalves) {
   Params p;
@@ -311,7 +311,7 @@ TEST(DispatchA3, AssistInfoNeedsThreeIntsPerRowOfBothTpHalves) {
   ExpectOutcome([&] { RunDispatch(call); }, kRule, {"'assistInfoForCombineOut' = (384,)", "768"});
 }
 
-// A strided dispatch output (moe_ep's own rule, not SPEC's) is rejected naming that output.
+// A strided dispatch output (moe_ep's own rule, not docs/semantics.md's) is rejected naming that output.
 TEST(DispatchA3, StridedOutputMessageNamesTheOutput) {
   DispatchCall call = MakeDispatch(Params{});
   call.t.expand_x.strides = {7169, 1};
@@ -322,7 +322,7 @@ class DispatchA3Rules : public ::testing::TestWithParam<DispatchRow> {};
 TEST_P(DispatchA3Rules, FailsWithCodeNamingParameterAndValue) { CheckDispatchRow(GetParam(), Profile::kA3); }
 
 const DispatchRow kDispatchRules[] = {
-    // -- 161001: required tensors (SPEC 1.1) --
+    // -- 161001: required tensors (docs/semantics.md 1.1) --
     {"NullX", nullptr, [](DispatchCall& c) { c.t.x.data = nullptr; }, kNull, {"'x' = nullptr"}},
     {"NullExpertIds", nullptr, [](DispatchCall& c) { c.t.expert_ids.data = nullptr; }, kNull,
      {"'expertIds' = nullptr"}},
@@ -338,7 +338,7 @@ const DispatchRow kDispatchRules[] = {
      {"'tpRecvCountsOut' = nullptr"}},
     {"NullDynamicScalesWithQuantMode2", QuantMode2, [](DispatchCall& c) { c.t.dynamic_scales = {}; }, kNull,
      {"'dynamicScalesOut' = nullptr"}},
-    // -- 161002: dtypes (SPEC 1.2 dtype list) --
+    // -- 161002: dtypes (docs/semantics.md 1.2 dtype list) --
     {"XFloat32", nullptr, [](DispatchCall& c) { c.t.x.dtype = DType::kFloat32; }, kDtype, {"'x' = float32"}},
     {"XInt8", nullptr, [](DispatchCall& c) { c.t.x.dtype = DType::kInt8; }, kDtype, {"'x' = int8"}},
     {"ExpertIdsInt64", nullptr, [](DispatchCall& c) { c.t.expert_ids.dtype = DType::kInt64; }, kDtype,
@@ -499,7 +499,7 @@ const DispatchRow kDispatchRules[] = {
      {"'tpRecvCountsOut' = (1,)", "tpWorldSize = 2"}},
     {"StridedOutput", nullptr, [](DispatchCall& c) { c.t.expand_x.strides = {7169, 1}; }, kRule,
      {"strided", "contiguous"}},
-    // -- window (SPEC 1.2): E=16, L=1, maxBs=8, H=7168 -> 2*(8*14848*16 + 8*14336*8) = 5636096 --
+    // -- window (docs/semantics.md 1.2): E=16, L=1, maxBs=8, H=7168 -> 2*(8*14848*16 + 8*14336*8) = 5636096 --
     {"EpWindowOneByteShort", nullptr, [](DispatchCall& c) { c.window.ep_bytes = 5636095; }, kRule,
      {"HCCL_BUFFSIZE", "= 5636095 bytes", "5636096 bytes"}},
     // TP: 2*A*(tokD + tokC) = 2*128*(14848 + 14336) = 7471104.
@@ -559,7 +559,7 @@ const DispatchRow kDispatchPasses[] = {
      kOk, {}},
     {"EpWindowExactlyTheRule", nullptr, [](DispatchCall& c) { c.window.ep_bytes = 5636096; }, kOk, {}},
     {"TpWindowExactlyTheRule", Tp, [](DispatchCall& c) { c.window.tp_bytes = 7471104; }, kOk, {}},
-    // SPEC 1.2 demands assistInfo >= 3A in dispatch (not the A*128 of combine).
+    // docs/semantics.md 1.2 demands assistInfo >= 3A in dispatch (not the A*128 of combine).
     {"AssistInfoOutExactly3A", nullptr, [](DispatchCall& c) { c.t.assist_info.shape = {384}; }, kOk, {}},
 };
 INSTANTIATE_TEST_SUITE_P(Valid, DispatchA3Accepts, ::testing::ValuesIn(kDispatchPasses), RowName<DispatchRow>);
@@ -575,7 +575,7 @@ TEST(CombineA3, BaseCallPassesAndFillsShapes) {
   EXPECT_EQ(call.config.shared_expert_num, 0);  // the silent n_s=1,S=0 rule applies to combine too
 }
 
-// SPEC 1.3 keeps the raw tpWorldSize in "expandX.dim0 >= tp*A": with tp=0 any row count passes, and moe_ep's
+// docs/semantics.md 1.3 keeps the raw tpWorldSize in "expandX.dim0 >= tp*A": with tp=0 any row count passes, and moe_ep's
 // combine only reads the rows epSendCounts names.
 TEST(CombineA3, ExpandXRowsUncheckedWithTpWorldSize0) {
   CombineCall call = MakeCombine(Params{});
@@ -757,7 +757,7 @@ const CombineRow kCombineRules[] = {
      {"'sharedExpertX' = (2, 4, 7000)"}},
     {"SharedExpertX1D", nullptr, [](CombineCall& c) { c.t.shared_expert_x = View(DType::kBf16, {8 * 7168}); },
      kRule, {"'sharedExpertX' = (57344,)"}},
-    // -- CombineAddRmsNorm (SPEC 1.4) --
+    // -- CombineAddRmsNorm (docs/semantics.md 1.4) --
     {"RmsSharedRanks", [](Params& p) { Rms(p), SharedMoeRank(p); }, nullptr, kRule,
      {"'sharedExpertRankNum' = 2", "CombineAddRmsNorm"}},
     {"RmsResidualX2D", Rms, [](CombineCall& c) { c.t.residual_x.shape = {8, 7168}; }, kRule,
@@ -821,7 +821,7 @@ const CombineRow kCombinePasses[] = {
 };
 INSTANTIATE_TEST_SUITE_P(Valid, CombineA3Accepts, ::testing::ValuesIn(kCombinePasses), RowName<CombineRow>);
 
-// ==== native profile (SPEC 0): product limits relaxed, nonsense still rejected =================================
+// ==== native profile (docs/semantics.md 0): product limits relaxed, nonsense still rejected =================================
 
 // Small native base: E=4, moe=8, Bs=4, H=32, K=2.
 void NativeSmall(Params& p) { p.e = 4, p.rank = 1, p.moe = 8, p.bs = 4, p.h = 32, p.k = 2, p.tp = 1; }

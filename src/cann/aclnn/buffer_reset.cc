@@ -1,4 +1,4 @@
-// aclnnMoeDistributeBufferReset (SPEC 4.2): elasticInfo is a 0/1 link mask of epWorldSize entries;
+// aclnnMoeDistributeBufferReset (docs/semantics.md 4.2): elasticInfo is a 0/1 link mask of epWorldSize entries;
 // epWorldSize in [16, 128] and a multiple of 16, needSync 0 or 1; clears this rank's window and, with
 // needSync, waits for the reachable ranks to have cleared theirs.
 #include <cstring>

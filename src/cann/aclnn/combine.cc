@@ -1,4 +1,4 @@
-// aclnnMoeDistributeCombineV2 / V3 / AddRmsNorm: SPEC 1.1 wrapper checks (161001, group-name lengths
+// aclnnMoeDistributeCombineV2 / V3 / AddRmsNorm: docs/semantics.md 1.1 wrapper checks (161001, group-name lengths
 // 161002), dtypes (161002), the A3 tiling rules (561002), then the engine's combine on the stream.
 #include <cstring>
 
@@ -58,7 +58,7 @@ void CheckWrapperRules(const std::string& op, const CombineArgs& a, bool add_rms
   }
   const char* group_ep = a.attributes.group_ep;
   if (!group_ep || !*group_ep) Reject(ErrorCode::kNullPointer, op, "groupEp", "empty", "a group name is required");
-  // CANN's combine wrappers report over-long group names as 161002 (dispatch says 161001): SPEC 0.
+  // CANN's combine wrappers report over-long group names as 161002 (dispatch says 161001): docs/semantics.md 0.
   for (const auto& [name, param] : {std::pair{group_ep, "groupEp"}, {a.attributes.group_tp, "groupTp"}}) {
     if (name && std::strlen(name) >= 128) {
       Reject(ErrorCode::kInvalidParam, op, param, std::to_string(std::strlen(name)) + " characters", "length < 128");
@@ -66,7 +66,7 @@ void CheckWrapperRules(const std::string& op, const CombineArgs& a, bool add_rms
   }
 }
 
-// Reserved parameters (SPEC 3.4): the tensors must be null and outDtype 0. groupListType is not
+// Reserved parameters (docs/semantics.md 3.4): the tensors must be null and outDtype 0. groupListType is not
 // checked: CANN's tiling never reads it and the documented samples pass 1.
 void CheckReserved(const std::string& op, const CombineArgs& a) {
   const std::pair<const aclTensor*, const char*> reserved[] = {{a.activation_scale, "activationScale"},

@@ -1,4 +1,4 @@
-// aclnnMoeDistributeDispatchV2 / V3: SPEC 1.1 wrapper checks (161001), dtypes (161002), the A3 tiling
+// aclnnMoeDistributeDispatchV2 / V3: docs/semantics.md 1.1 wrapper checks (161001), dtypes (161002), the A3 tiling
 // rules (561002), then the engine's dispatch on the stream.
 #include <cstring>
 
@@ -52,7 +52,7 @@ void CheckWrapperRules(const std::string& op, const DispatchArgs& a) {
   }
 }
 
-// commAlg "fullmesh_v2" restrictions (SPEC 1.2).
+// commAlg "fullmesh_v2" restrictions (docs/semantics.md 1.2).
 void CheckFullmeshV2(const std::string& op, const plan::MoeConfig& c, bool elastic) {
   const auto require = [&](bool ok, const char* param, int64_t value, const char* rule) {
     if (!ok) Reject(ErrorCode::kInvalidConfig, op, param, std::to_string(value), std::string(rule) + " with commAlg fullmesh_v2");

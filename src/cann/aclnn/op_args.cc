@@ -71,7 +71,7 @@ void RequireGroup(const std::string& op, const std::shared_ptr<Comm>& comm, cons
   }
 }
 
-// elasticInfo's layout (SPEC 2.8) in phase one; its contents are read when the operation runs, since
+// elasticInfo's layout (docs/semantics.md 2.8) in phase one; its contents are read when the operation runs, since
 // earlier work on the stream may write them (ops/elastic.h).
 void CheckElasticInfo(const std::string& op, const TensorView& elastic, const plan::MoeConfig& c) {
   if (!elastic.present()) return;

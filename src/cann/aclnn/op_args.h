@@ -21,7 +21,7 @@ namespace moe_ep::cann {
                          const std::string& rule);
 
 /// An optional tensor parameter as a view (absent when null). A pointer that is not a live aclTensor or
-/// a dtype moe_ep does not know is 161002; a FRACTAL_NZ format is 561002 (SPEC 1.2: ND only).
+/// a dtype moe_ep does not know is 161002; a FRACTAL_NZ format is 561002 (docs/semantics.md 1.2: ND only).
 TensorView OptionalTensor(const std::string& op, const char* param, const aclTensor* tensor);
 /// As OptionalTensor, but null is 161001.
 TensorView RequiredTensor(const std::string& op, const char* param, const aclTensor* tensor);
@@ -40,7 +40,7 @@ struct Groups {
 
 /// Looks the groups up without failing (the window capacity is needed before the rules are checked).
 Groups FindGroups(const std::string& group_ep, const std::string& group_tp, bool has_tp);
-/// The window capacity the SPEC 1.2 rule is checked against: the communicators' windows, or
+/// The window capacity the docs/semantics.md 1.2 rule is checked against: the communicators' windows, or
 /// HCCL_BUFFSIZE for a group that is not found (which RequireGroups then reports).
 plan::WindowCapacity CapacityOf(const Groups& groups);
 /// After the rules: the groups must exist on this device and agree with epWorldSize / epRankId
@@ -60,7 +60,7 @@ struct GroupAttributes {
 /// The engine configuration of those attributes (shapes are filled in by validation).
 plan::MoeConfig ConfigOf(const GroupAttributes& attributes);
 
-/// Phase one's common part after the tensors: `validate(capacity)` runs the rules of SPEC 1 against
+/// Phase one's common part after the tensors: `validate(capacity)` runs the rules of docs/semantics.md 1 against
 /// the communicators' windows, then the TP group name, elasticInfo and the communicators themselves
 /// are checked. Returns the groups the operation runs on.
 Groups ValidateOnGroups(const std::string& op, const GroupAttributes& attributes, const plan::MoeConfig& config,
