@@ -11,14 +11,14 @@ set(_cann_root latest)
 set(_cann_stage ${PROJECT_BINARY_DIR}/cann_install)  # generated files, installed from here
 file(MAKE_DIRECTORY ${_cann_stage}/lib64 ${_cann_stage}/forward)
 
-install(TARGETS moe_ep LIBRARY DESTINATION ${_cann_root}/lib64 COMPONENT cann)
+install(TARGETS moe_ep_cann LIBRARY DESTINATION ${_cann_root}/lib64 COMPONENT cann)
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/acl ${PROJECT_SOURCE_DIR}/include/aclnn
                   ${PROJECT_SOURCE_DIR}/include/hccl ${PROJECT_SOURCE_DIR}/include/aclnnop
         DESTINATION ${_cann_root}/include COMPONENT cann)
 
 # The CANN library names: relative symlinks to the development name of the one real library.
 foreach(_lib ascendcl hccl nnopbase opapi op_common)
-  file(CREATE_LINK libmoe_ep.so ${_cann_stage}/lib64/lib${_lib}.so SYMBOLIC)
+  file(CREATE_LINK libmoe_ep_cann.so ${_cann_stage}/lib64/lib${_lib}.so SYMBOLIC)
   install(FILES ${_cann_stage}/lib64/lib${_lib}.so DESTINATION ${_cann_root}/lib64 COMPONENT cann)
 endforeach()
 

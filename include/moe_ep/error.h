@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+// The public API: exported from libmoe_ep, whose other symbols are hidden.
+#pragma GCC visibility push(default)
 namespace moe_ep {
 
 /// Error codes. The first three are the CANN aclnn status values the C API returns unchanged.
@@ -43,3 +45,4 @@ class TimeoutError : public Error {
 };
 
 }  // namespace moe_ep
+#pragma GCC visibility pop

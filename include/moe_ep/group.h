@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+// The public API: exported from libmoe_ep, whose other symbols are hidden.
+#pragma GCC visibility push(default)
 namespace moe_ep {
 
 /// Options fixed when a group is created.
@@ -27,7 +29,7 @@ struct GroupOptions {
 /// collective: every rank of the group calls them in the same order.
 class Group {
  public:
-  struct Impl;
+  struct Impl;  ///< the internal communicator (opaque)
   explicit Group(std::unique_ptr<Impl> impl);
   Group(Group&&) noexcept;
   Group& operator=(Group&&) noexcept;
@@ -43,9 +45,8 @@ class Group {
   /// a BufferReset that syncs with a peer again clears its entry.
   std::vector<int> failed_ranks() const;
 
-  Impl& impl() const { return *impl_; }
-
  private:
+  friend struct GroupAccess;  // the library's own view of the inside
   std::unique_ptr<Impl> impl_;
 };
 
@@ -74,3 +75,4 @@ Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> member
 Group JoinProcessGroup(const GroupOptions& options = {});
 
 }  // namespace moe_ep
+#pragma GCC visibility pop

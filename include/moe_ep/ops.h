@@ -9,6 +9,8 @@
 #include "moe_ep/group.h"
 #include "moe_ep/tensor.h"
 
+// The public API: exported from libmoe_ep, whose other symbols are hidden.
+#pragma GCC visibility push(default)
 namespace moe_ep {
 
 /// How experts are placed; must be the same on every rank and in dispatch and combine.
@@ -131,3 +133,4 @@ std::vector<int32_t> ScaleDownInfo(const Group& ep, const ExpertLayout& experts,
 void BufferReset(Group& ep, std::span<const int32_t> reachable = {}, bool need_sync = true);
 
 }  // namespace moe_ep
+#pragma GCC visibility pop

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+// The public API: exported from libmoe_ep, whose other symbols are hidden.
+#pragma GCC visibility push(default)
 namespace moe_ep {
 
 /// Element types the operators read or write.
@@ -62,3 +64,4 @@ class Tensor {
 };
 
 }  // namespace moe_ep
+#pragma GCC visibility pop

@@ -2,16 +2,16 @@
 #include "moe_ep/group.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <set>
 
 #include "api/group_impl.h"
+#include "base/env.h"
 #include "moe_ep/error.h"
 #include "moe_ep/options.h"
-#include "transport/shm/shm_team.h"
-#include "transport/thread/thread_team.h"
+#include "transport/shm/shm_window.h"
+#include "transport/thread/thread_window.h"
 
 namespace moe_ep {
 
@@ -20,25 +20,19 @@ Group::Group(Group&&) noexcept = default;
 Group& Group::operator=(Group&&) noexcept = default;
 Group::~Group() = default;
 
-int Group::rank() const { return impl_->window->rank(); }
-int Group::size() const { return impl_->window->size(); }
-std::chrono::milliseconds Group::timeout() const { return impl_->timeout; }
-uint64_t Group::window_bytes() const { return impl_->window->data_bytes(); }
-const std::string& Group::name() const { return impl_->name; }
+int Group::rank() const { return impl_->comm->rank(); }
+int Group::size() const { return impl_->comm->size(); }
+std::chrono::milliseconds Group::timeout() const { return impl_->comm->timeout(); }
+uint64_t Group::window_bytes() const { return impl_->comm->window_bytes(); }
+const std::string& Group::name() const { return impl_->comm->name(); }
 
-std::vector<int> Group::failed_ranks() const { return {impl_->failed.begin(), impl_->failed.end()}; }
+std::vector<int> Group::failed_ranks() const { return impl_->comm->failed_ranks(); }
 
 namespace {
 
-int EnvInt(const char* name) {
-  const char* text = std::getenv(name);
-  if (!text || !*text) throw Error(ErrorCode::kInvalidConfig, std::string(name) + " is not set; start the ranks with `moe-ep launch -n N -- PROGRAM`");
-  char* end = nullptr;
-  const long value = std::strtol(text, &end, 10);
-  if (*end != '\0' || value < 0 || value > (1 << 20)) {
-    throw Error(ErrorCode::kInvalidConfig, std::string(name) + " = '" + text + "' is not a rank number");
-  }
-  return static_cast<int>(value);
+Group Wrap(std::unique_ptr<transport::Window> window, const GroupOptions& o) {
+  auto comm = std::make_unique<ops::Communicator>(std::move(window), o.timeout, o.name);
+  return Group(std::make_unique<Group::Impl>(Group::Impl{std::move(comm)}));
 }
 
 GroupOptions WithDefaults(const GroupOptions& options) {
@@ -51,17 +45,8 @@ GroupOptions WithDefaults(const GroupOptions& options) {
 }  // namespace
 
 LaunchEnvironment ReadLaunchEnvironment() {
-  LaunchEnvironment job;
-  job.rank = EnvInt("MOE_EP_RANK");
-  job.world_size = EnvInt("MOE_EP_WORLD_SIZE");
-  const char* token = std::getenv("MOE_EP_RENDEZVOUS");
-  if (!token || !*token) throw Error(ErrorCode::kInvalidConfig, "MOE_EP_RENDEZVOUS is not set; start the ranks with `moe-ep launch -n N -- PROGRAM`");
-  job.rendezvous = token;
-  if (job.world_size < 1 || job.rank >= job.world_size) {
-    throw Error(ErrorCode::kInvalidConfig, "MOE_EP_RANK = " + std::to_string(job.rank) + " must be in [0, MOE_EP_WORLD_SIZE = " +
-                                               std::to_string(job.world_size) + ")");
-  }
-  return job;
+  const env::LaunchVariables job = env::Launch();
+  return {job.rank, job.world_size, job.rendezvous};
 }
 
 Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> members, const GroupOptions& options) {
@@ -90,9 +75,9 @@ Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> member
   }
   group += "." + std::to_string(index);
   auto window = transport::JoinShmGroup(job.rendezvous, group, static_cast<int>(me - ranks.begin()),
-                                        static_cast<int>(ranks.size()), o.window_bytes,
+                                        static_cast<int>(ranks.size()), o.window_bytes, ops::kWindowFlagCount,
                                         transport::Clock::now() + o.timeout);
-  return Group(std::make_unique<Group::Impl>(Group::Impl{std::move(window), o.timeout, o.name, {}}));
+  return Wrap(std::move(window), o);
 }
 
 Group JoinProcessGroup(const LaunchEnvironment& job, const GroupOptions& options) {
@@ -103,12 +88,11 @@ Group JoinProcessGroup(const GroupOptions& options) { return JoinProcessGroup(Re
 
 std::vector<Group> CreateThreadGroups(int size, const GroupOptions& options) {
   if (size < 1) throw Error(ErrorCode::kInvalidParam, "CreateThreadGroups: size = " + std::to_string(size) + " must be >= 1");
-  const auto timeout = options.timeout.count() > 0 ? options.timeout : DefaultTimeout();
-  const uint64_t bytes = options.window_bytes > 0 ? options.window_bytes : DefaultWindowBytes();
-  const std::string name = "group '" + options.name + "'";
+  const GroupOptions o = WithDefaults(options);
   std::vector<Group> groups;
-  for (auto& window : transport::CreateThreadWindows(size, bytes, name)) {
-    groups.emplace_back(std::make_unique<Group::Impl>(Group::Impl{std::move(window), timeout, options.name, {}}));
+  for (auto& window : transport::CreateThreadWindows(size, o.window_bytes, ops::kWindowFlagCount,
+                                                     "group '" + o.name + "'")) {
+    groups.push_back(Wrap(std::move(window), o));
   }
   return groups;
 }

@@ -1,23 +1,20 @@
-// The inside of a Group: its window and settings (shared by the native API and, later, the C API).
+// The inside of a Group: the internal communicator every operation runs on (ops/communicator.h).
 #pragma once
 
-#include <chrono>
 #include <memory>
-#include <set>
-#include <string>
 
 #include "moe_ep/group.h"
-#include "transport/window.h"
+#include "ops/communicator.h"
 
 namespace moe_ep {
 
 struct Group::Impl {
-  std::unique_ptr<transport::Window> window;
-  std::chrono::milliseconds timeout;
-  std::string name;
-  std::set<int> failed;  // peers an operation timed out waiting for (Group::failed_ranks)
+  std::unique_ptr<ops::Communicator> comm;
+};
 
-  transport::Clock::time_point Deadline() const { return transport::Clock::now() + timeout; }
+/// How the library reaches a Group's communicator (Group keeps it private from users).
+struct GroupAccess {
+  static ops::Communicator& Comm(const Group& group) { return *group.impl_->comm; }
 };
 
 }  // namespace moe_ep

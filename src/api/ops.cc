@@ -7,8 +7,7 @@
 
 #include "api/group_impl.h"
 #include "moe_ep/error.h"
-#include "ops/elastic.h"
-#include "ops/ops.h"
+#include "ops/operations.h"
 #include "plan/elastic.h"
 #include "plan/layout.h"
 #include "plan/validate.h"
@@ -37,10 +36,6 @@ plan::MoeConfig BaseConfig(const Group& ep, const Group* tp, const ExpertLayout&
   c.copy_expert_num = experts.copy_expert_num;
   c.const_expert_num = experts.const_expert_num;
   return c;
-}
-
-plan::WindowCapacity Capacity(const Group& ep, const Group* tp) {
-  return {ep.window_bytes(), tp ? tp->window_bytes() : 0};
 }
 
 Tensor CopyOf(const TensorView& v, int64_t elements) {
@@ -73,20 +68,8 @@ void CheckElasticInfo(const plan::MoeConfig& c, const ExpertLayout& experts, con
   plan::CheckElasticTable(c, entries, op, "elastic_info", std::to_string(entries) + " entries");
 }
 
-// Runs one operation of `ep`, remembering the peers it timed out waiting for (Group::failed_ranks).
-template <typename Body>
-void Remembering(Group& ep, Body&& body) {
-  try {
-    body();
-  } catch (const TimeoutError& e) {
-    ep.impl().failed.insert(e.missing_ranks().begin(), e.missing_ranks().end());
-    throw;
-  }
-}
-
-ops::OpContext Context(Group& ep, Group* tp) {
-  return ops::OpContext{*ep.impl().window, tp ? tp->impl().window.get() : nullptr, ep.impl().Deadline()};
-}
+ops::Communicator& CommOf(const Group& g) { return GroupAccess::Comm(g); }
+ops::Communicator* CommOf(const Group* g) { return g ? &GroupAccess::Comm(*g) : nullptr; }
 
 plan::CombineTensors HandleTensors(const DispatchHandle& h, const TensorView& expert_out,
                                    const TensorView& expert_scales, const CombineOptions& options) {
@@ -106,29 +89,34 @@ plan::CombineTensors HandleTensors(const DispatchHandle& h, const TensorView& ex
   return t;
 }
 
+// The configuration of a call with Bs tokens and top-K routing, before validation: enough to size the
+// outputs, so the experts must at least fit the group.
+plan::MoeConfig PlacedConfig(const Group& ep, const Group* tp, int64_t bs, int64_t top_k, const ExpertLayout& experts) {
+  plan::MoeConfig c = BaseConfig(ep, tp, experts);
+  c.bs = bs;
+  c.top_k = top_k;
+  if (c.moe_rank_num() <= 0 || c.moe_expert_num <= 0) {
+    throw Error(ErrorCode::kInvalidConfig, "Dispatch: ExpertLayout::moe_expert_num (" + std::to_string(c.moe_expert_num) +
+                                               ") and shared_expert_rank_num (" + std::to_string(c.shared_expert_rank_num) +
+                                               ") must leave at least one routed expert and one MoE rank in a group of " +
+                                               std::to_string(c.ep_world_size));
+  }
+  return c;
+}
+
 void RunCombine(Group& ep, const DispatchHandle& h, plan::CombineTensors& t, const CombineOptions& options,
                 Group* tp) {
   plan::MoeConfig c = BaseConfig(ep, tp, h.experts);
   c.comm_quant_mode = static_cast<int64_t>(options.comm_quant);
-  plan::ValidateCombine(c, t, plan::Profile::kNative, Capacity(ep, tp), "Combine");
+  plan::ValidateCombine(c, t, plan::Profile::kNative, ops::CapacityOf(CommOf(ep), CommOf(tp)), "Combine");
   CheckElasticInfo(c, h.experts, "Combine");
-  ops::OpContext ctx = Context(ep, tp);
-  Remembering(ep, [&] {
-    ops::RunElastic(c, h.experts.elastic_info, ctx, "Combine",
-                    [&](const plan::MoeConfig& config, ops::OpContext& run) { ops::Combine(config, t, run); });
-  });
+  ops::RunCombine(CommOf(ep), CommOf(tp), c, t, h.experts.elastic_info, "Combine");
 }
 
 }  // namespace
 
 int64_t DispatchReceiveRows(const Group& ep, int64_t bs, int64_t top_k, const ExpertLayout& experts) {
-  plan::MoeConfig c = BaseConfig(ep, nullptr, experts);
-  c.bs = bs;
-  c.top_k = top_k;
-  if (c.moe_rank_num() <= 0 || c.moe_expert_num <= 0) {
-    throw Error(ErrorCode::kInvalidConfig, "DispatchReceiveRows: moe_expert_num and sharedExpertRankNum do not fit the group");
-  }
-  return plan::ReceiveRows(c);
+  return plan::ReceiveRows(PlacedConfig(ep, nullptr, bs, top_k, experts));
 }
 
 DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& expert_ids,
@@ -139,17 +127,11 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
   const plan::DispatchTensors t{x, expert_ids, options.smooth_scales, options.active_mask, out.expand_x,
                                 out.dynamic_scales, out.assist_info, out.expert_token_nums, out.ep_recv_counts,
                                 out.tp_recv_counts};
-  plan::ValidateDispatch(c, t, plan::Profile::kNative, Capacity(ep, tp), "Dispatch");
+  plan::ValidateDispatch(c, t, plan::Profile::kNative, ops::CapacityOf(CommOf(ep), CommOf(tp)), "Dispatch");
   CheckElasticInfo(c, options.experts, "Dispatch");
-  ops::OpContext ctx = Context(ep, tp);
-  plan::MoeConfig ran = c;  // the survivors' configuration under a scaled-down elasticInfo
-  Remembering(ep, [&] {
-    ops::RunElastic(c, options.experts.elastic_info, ctx, "Dispatch",
-                    [&](const plan::MoeConfig& config, ops::OpContext& run) {
-                      ran = config;
-                      ops::Dispatch(config, t, run);
-                    });
-  });
+  // The survivors' configuration under a scaled-down elasticInfo: it says which counts were written.
+  const plan::MoeConfig ran =
+      ops::RunDispatch(CommOf(ep), CommOf(tp), c, t, options.experts.elastic_info, "Dispatch");
 
   DispatchHandle h;
   h.experts = options.experts;
@@ -157,8 +139,8 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
   h.hidden = c.hidden;
   h.top_k = c.top_k;
   h.dtype = c.x_dtype;
-  const int64_t entries = (c.is_shared_rank() ? c.ep_world_size : c.ep_world_size * c.local_expert_num());
-  const int64_t written = ran.is_shared_rank() ? ran.ep_world_size : ran.ep_world_size * ran.local_expert_num();
+  const int64_t entries = c.receive_entries();
+  const int64_t written = ran.receive_entries();
   const auto* counts = static_cast<const int32_t*>(out.ep_recv_counts.data);
   h.num_rows = counts[written - 1] + (c.has_tp() ? counts[2 * written - 1] : 0);
   h.expert_ids = DenseCopy(expert_ids);
@@ -175,20 +157,17 @@ DispatchResult Dispatch(Group& ep, const TensorView& x, const TensorView& expert
     throw Error(ErrorCode::kInvalidConfig, "Dispatch: x " + x.Describe() + " and expertIds " +
                                                expert_ids.Describe() + " must be 2-D");
   }
-  const int64_t tp_size = tp ? 2 : 1;
-  const int64_t a = DispatchReceiveRows(ep, x.shape[0], expert_ids.shape[1], options.experts);
-  const ExpertLayout& ex = options.experts;
-  const bool shared_rank = ep.rank() < ex.shared_expert_rank_num;
-  const int64_t l = ex.moe_expert_num / (ep.size() - ex.shared_expert_rank_num);
+  const plan::DispatchOutputSizes n =
+      plan::OutputSizesOf(PlacedConfig(ep, tp, x.shape[0], expert_ids.shape[1], options.experts));
   const bool quant = options.quant == Quant::kDynamicInt8;
 
   DispatchResult r;
-  r.expand_x = Tensor(quant ? DType::kInt8 : x.dtype, {tp_size * a, x.shape[1]});
-  if (quant) r.dynamic_scales = Tensor(DType::kFloat32, {tp_size * a});
-  r.expert_token_nums = Tensor(DType::kInt64, {shared_rank ? 1 : l});
-  Tensor assist(DType::kInt32, {3 * tp_size * a});
-  Tensor recv(DType::kInt32, {(shared_rank ? ep.size() : ep.size() * l) * tp_size});
-  Tensor tp_recv(DType::kInt32, {tp_size});
+  r.expand_x = Tensor(quant ? DType::kInt8 : x.dtype, {n.rows, x.shape[1]});
+  if (quant) r.dynamic_scales = Tensor(DType::kFloat32, {n.rows});
+  r.expert_token_nums = Tensor(DType::kInt64, {n.token_num_entries});
+  Tensor assist(DType::kInt32, {n.assist_entries});
+  Tensor recv(DType::kInt32, {n.recv_count_entries});
+  Tensor tp_recv(DType::kInt32, {tp ? 2 : 1});
   const DispatchOutputs out{r.expand_x.view(), quant ? r.dynamic_scales.view() : TensorView{}, assist.view(),
                             r.expert_token_nums.view(), recv.view(), tp_recv.view()};
   r.handle = DispatchInto(ep, x, expert_ids, options, out, tp);
@@ -224,7 +203,7 @@ void CombineAddRmsNormInto(Group& ep, const DispatchHandle& h, const TensorView&
 }
 
 std::vector<int32_t> ProbeReachable(Group& ep, std::chrono::milliseconds wait) {
-  return transport::Probe(*ep.impl().window, wait.count() > 0 ? wait : ep.timeout());
+  return ops::ProbeReachable(CommOf(ep), wait.count() > 0 ? wait : ep.timeout());
 }
 
 std::vector<int32_t> ScaleDownInfo(const Group& ep, const ExpertLayout& experts, std::span<const int32_t> reachable) {
@@ -249,11 +228,7 @@ void BufferReset(Group& ep, std::span<const int32_t> reachable, bool need_sync) 
                                                  "; rule: entries are 0 or 1");
     }
   }
-  Remembering(ep, [&] { ops::BufferReset(*ep.impl().window, reachable, need_sync, ep.impl().Deadline()); });
-  if (!need_sync) return;
-  for (int r = 0; r < ep.size(); ++r) {
-    if (reachable[r]) ep.impl().failed.erase(r);
-  }
+  ops::RunBufferReset(CommOf(ep), reachable, need_sync);
 }
 
 }  // namespace moe_ep

@@ -1,7 +1,10 @@
-// Instruction-set detection and the active-ISA switch that picks the row kernel table.
+// Instruction-set detection, MOE_EP_ISA, and the active-ISA switch that picks the row kernel table.
 #include <atomic>
+#include <string>
 
+#include "base/env.h"
 #include "kernels/kernels.h"
+#include "moe_ep/error.h"
 #include "kernels/row_table.h"
 
 namespace moe_ep::kernels {
@@ -28,6 +31,22 @@ const internal::RowKernels& TableFor(Isa isa) {
   return internal::ScalarKernels();
 }
 
+// MOE_EP_ISA when set (it must name an ISA this CPU has), else the best the CPU has.
+Isa ChosenIsa() {
+  const auto name = env::KernelIsa();
+  if (!name) return DetectedIsa();
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    if (*name != IsaName(isa)) continue;
+    if (static_cast<int>(isa) > static_cast<int>(DetectedIsa())) {
+      throw Error(ErrorCode::kInvalidParam, "environment variable MOE_EP_ISA = '" + *name +
+                                                "': this CPU has at most " + IsaName(DetectedIsa()));
+    }
+    return isa;
+  }
+  throw Error(ErrorCode::kInvalidParam,
+              "environment variable MOE_EP_ISA = '" + *name + "' must be one of scalar, avx2, avx512 (or unset)");
+}
+
 // Both start unset and are filled on first use (no static-initialization-order dependence). Relaxed is
 // enough: the tables are constant data, and racing first users store the same values.
 std::atomic<const internal::RowKernels*> g_active_table{nullptr};
@@ -42,7 +61,9 @@ Isa DetectedIsa() {
 
 Isa ActiveIsa() {
   const int isa = g_active_isa.load(std::memory_order_relaxed);
-  return isa < 0 ? DetectedIsa() : static_cast<Isa>(isa);
+  if (isa >= 0) return static_cast<Isa>(isa);
+  static const Isa chosen = ChosenIsa();  // a bad MOE_EP_ISA throws again on every call until fixed
+  return chosen;
 }
 
 void SetActiveIsa(Isa isa) {

@@ -3,26 +3,28 @@
 #include <algorithm>
 #include <vector>
 
-#include "ops/ops.h"
+#include "ops/protocol.h"
 #include "plan/layout.h"
 
-namespace moe_ep::ops {
+namespace moe_ep::ops::protocol {
 
-void BufferReset(transport::Window& ep, std::span<const int32_t> reachable, bool need_sync,
+void BufferReset(transport::Window& ep, OpState& state, std::span<const int32_t> reachable, bool need_sync,
                  transport::Clock::time_point deadline) {
   ep.ClearLocal(plan::kClearedFlagCount);
+  state.dispatch_calls = state.combine_calls = 0;
+  state.generation = 0;
   if (!need_sync) return;
   // Sync flags live past the cleared range, so a peer's flag that lands while we are still clearing
   // is not lost. Each carries the sender's reset count; we wait for one newer than the last we took
   // from that peer, so a rank that missed a reset (it was unreachable) rejoins the next one.
-  const uint64_t tag = ++ep.reset_calls();
+  const uint64_t tag = ++state.reset_calls;
   std::vector<int> awaited;
   for (int peer = 0; peer < ep.size(); ++peer) {
     if (!reachable[peer]) continue;
     ep.Signal(peer, plan::kSyncFlagBase + ep.rank(), tag);
     awaited.push_back(peer);
   }
-  auto& seen = ep.reset_seen();
+  auto& seen = state.reset_seen;
   const auto missing = [&] {
     std::vector<int> ranks;
     for (int peer : awaited) {
@@ -38,7 +40,7 @@ void BufferReset(transport::Window& ep, std::span<const int32_t> reachable, bool
     seen[peer] = ep.ReadFlag(plan::kSyncFlagBase + peer);
     generation = std::max(generation, seen[peer]);
   }
-  ep.counters().generation = generation;
+  state.generation = generation;
 }
 
-}  // namespace moe_ep::ops
+}  // namespace moe_ep::ops::protocol

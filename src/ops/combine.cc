@@ -8,11 +8,12 @@
 #include "kernels/kernels.h"
 #include "moe_ep/error.h"
 #include "ops/op_common.h"
-#include "ops/ops.h"
+#include "ops/protocol.h"
 #include "ops/tensor_access.h"
 #include "plan/layout.h"
+#include "plan/routing.h"
 
-namespace moe_ep::ops {
+namespace moe_ep::ops::protocol {
 namespace {
 
 using plan::MoeConfig;
@@ -20,22 +21,16 @@ using plan::WindowLayout;
 using transport::MakeFlag;
 using transport::Window;
 
-CallSlot NextCombineCall(Window& w) {
-  return NextCall(w, w.counters().combine_calls, plan::kCombineFlagBase, plan::kMaxCombineFlags);
-}
-
-// Byte size of one returned row on the wire: H halves, or int8[Align32(H)] + ceil(H/8) half scales.
-uint64_t CombinePayloadBytes(const MoeConfig& c) {
-  if (c.comm_quant_mode != 2) return 2 * static_cast<uint64_t>(c.hidden);
-  return plan::AlignUp(c.hidden, 32) + 2 * static_cast<uint64_t>(kernels::CommQuantScaleCount(c.hidden));
+CallSlot NextCombineCall(const Window& w, OpState& state) {
+  return NextCall(w, state, state.combine_calls, plan::kCombineFlagBase, plan::kMaxCombineFlags);
 }
 
 // docs/semantics.md 3.1 with tp == 2: our rows for the peer go to its TP window; each of our own rows becomes
 // own + peer partial (rounded to the row type) before the EP send. Returns the reduced own rows.
 std::vector<uint16_t> ReduceScatterWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window& tp,
                                               RowReader& expand_x, int64_t own_rows, int64_t peer_rows,
-                                              const OpContext& ctx) {
-  const CallSlot call = NextCombineCall(tp);
+                                              const Link& ctx) {
+  const CallSlot call = NextCombineCall(tp, *ctx.tp_state);
   const int peer = 1 - tp.rank();
   const uint64_t row_bytes = 2 * static_cast<uint64_t>(c.hidden);
   for (int64_t j = 0; j < peer_rows; ++j) {
@@ -57,7 +52,7 @@ std::vector<uint16_t> ReduceScatterWithTpPeer(const MoeConfig& c, const WindowLa
 void SendRowsBack(const MoeConfig& c, const WindowLayout& layout, Window& ep, const CallSlot& call,
                   const std::vector<int32_t>& assist, int64_t own_rows, const std::vector<uint16_t>& reduced,
                   RowReader& expand_x) {
-  const uint64_t payload = CombinePayloadBytes(c);
+  const uint64_t payload = layout.combine_payload_bytes;
   std::vector<uint8_t> staging(c.comm_quant_mode == 2 ? payload : 0);
   for (int64_t i = 0; i < own_rows; ++i) {
     const int32_t src = assist[3 * i], token = assist[3 * i + 1], k = assist[3 * i + 2];
@@ -66,7 +61,7 @@ void SendRowsBack(const MoeConfig& c, const WindowLayout& layout, Window& ep, co
     const void* bytes = row;
     if (c.comm_quant_mode == 2) {
       auto* q = reinterpret_cast<int8_t*>(staging.data());
-      auto* scales = reinterpret_cast<uint16_t*>(staging.data() + plan::AlignUp(c.hidden, 32));
+      auto* scales = reinterpret_cast<uint16_t*>(staging.data() + layout.combine_scale_offset);
       kernels::CommQuantRow(HalfOf(c.x_dtype), row, c.hidden, q, scales);
       bytes = staging.data();
     }
@@ -79,7 +74,7 @@ void SendRowsBack(const MoeConfig& c, const WindowLayout& layout, Window& ep, co
 class TokenReducer {
  public:
   TokenReducer(const MoeConfig& c, const WindowLayout& layout, const plan::CombineTensors& t, Window& ep,
-               const CallSlot& call, const OpContext& ctx)
+               const CallSlot& call, const Link& ctx)
       : c_(c), layout_(layout), t_(t), ep_(ep), call_(call), ctx_(ctx), type_(HalfOf(c.x_dtype)),
         ids_(GatherInt32(t.expert_ids)), weights_(GatherFloat(t.expert_scales)), mask_(GatherBool(t.x_active_mask)),
         shared_x_(t.shared_expert_x), residual_(t.residual_x), gamma_(t.gamma), ori_x_(t.ori_x),
@@ -89,11 +84,7 @@ class TokenReducer {
   }
 
   void Run() {
-    int64_t token_limit = c_.bs;
-    if (c_.mask == plan::MaskKind::kTokens) {
-      token_limit = 0;
-      for (int64_t t = 0; t < c_.bs; ++t) token_limit += mask_[t] ? 1 : 0;
-    }
+    const int64_t token_limit = plan::ActiveTokenLimit(c_, mask_.data());
     for (int64_t t = 0; t < token_limit; ++t) {
       if (c_.mask == plan::MaskKind::kPairs && !AnyPair(t)) continue;  // inactive: output row untouched
       WaitToken(t);
@@ -136,7 +127,7 @@ class TokenReducer {
     const uint8_t* data = SlotData(slot);
     if (c_.comm_quant_mode == 2) {
       const auto* q = reinterpret_cast<const int8_t*>(data);
-      const auto* scales = reinterpret_cast<const uint16_t*>(data + plan::AlignUp(c_.hidden, 32));
+      const auto* scales = reinterpret_cast<const uint16_t*>(data + layout_.combine_scale_offset);
       kernels::CommDequantRow(type_, q, scales, c_.hidden, dequant_.data());
       if (w) kernels::AccumulateWeightedFloat(dequant_.data(), *w, c_.hidden, acc_.data());
       else kernels::AccumulateFloat(dequant_.data(), c_.hidden, acc_.data());
@@ -195,7 +186,7 @@ class TokenReducer {
   const plan::CombineTensors& t_;
   Window& ep_;
   const CallSlot& call_;
-  const OpContext& ctx_;
+  const Link& ctx_;
   kernels::Half type_;
   std::vector<int32_t> ids_;
   std::vector<float> weights_;
@@ -237,9 +228,9 @@ void CheckReturnRoutes(const MoeConfig& c, const WindowLayout& layout, const std
 
 }  // namespace
 
-void Combine(const MoeConfig& c, const plan::CombineTensors& t, OpContext& ctx) {
+void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx) {
   const WindowLayout layout(c);
-  const int64_t entries = c.is_shared_rank() ? c.ep_world_size : c.ep_world_size * c.local_expert_num();
+  const int64_t entries = c.receive_entries();
   const std::vector<int32_t> send_counts = GatherInt32(t.ep_send_counts);
   const int64_t own_rows = send_counts[entries - 1];
   const int64_t peer_rows = c.has_tp() ? GatherInt32(t.tp_send_counts)[1 - c.tp_rank] : 0;
@@ -249,9 +240,9 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, OpContext& ctx) 
 
   std::vector<uint16_t> reduced;
   if (c.has_tp()) reduced = ReduceScatterWithTpPeer(c, layout, *ctx.tp, expand_x, own_rows, peer_rows, ctx);
-  const CallSlot call = NextCombineCall(ctx.ep);
+  const CallSlot call = NextCombineCall(ctx.ep, ctx.ep_state);
   SendRowsBack(c, layout, ctx.ep, call, assist, own_rows, reduced, expand_x);
   TokenReducer(c, layout, t, ctx.ep, call, ctx).Run();
 }
 
-}  // namespace moe_ep::ops
+}  // namespace moe_ep::ops::protocol

@@ -7,12 +7,12 @@
 #include "kernels/kernels.h"
 #include "moe_ep/error.h"
 #include "ops/op_common.h"
-#include "ops/ops.h"
+#include "ops/protocol.h"
 #include "ops/tensor_access.h"
 #include "plan/layout.h"
 #include "plan/routing.h"
 
-namespace moe_ep::ops {
+namespace moe_ep::ops::protocol {
 namespace {
 
 using plan::MoeConfig;
@@ -83,8 +83,8 @@ class RowSink {
   int64_t rows_ = 0;
 };
 
-CallSlot NextDispatchCall(Window& w) {
-  return NextCall(w, w.counters().dispatch_calls, plan::kDispatchFlagBase, plan::kMaxDispatchFlags);
+CallSlot NextDispatchCall(const Window& w, OpState& state) {
+  return NextCall(w, state, state.dispatch_calls, plan::kDispatchFlagBase, plan::kMaxDispatchFlags);
 }
 
 void SendToExperts(const MoeConfig& c, const WindowLayout& layout, const plan::RoutingPlan& plan, SlotWriter& writer,
@@ -129,7 +129,7 @@ void AnnounceAttributes(const MoeConfig& c, Window& ep, const CallSlot& call) {
 }
 
 // A peer whose attributes differ would place rows where this rank does not look: fail, naming it.
-void CheckPeersAgree(const MoeConfig& c, Window& ep, const CallSlot& call, const OpContext& ctx) {
+void CheckPeersAgree(const MoeConfig& c, Window& ep, const CallSlot& call, const Link& ctx) {
   std::vector<uint64_t> indices;
   for (int64_t peer = 0; peer < c.ep_world_size; ++peer) indices.push_back(AgreeFlag(call, peer));
   transport::WaitFlags(
@@ -165,9 +165,9 @@ void AnnounceCounts(const MoeConfig& c, const plan::RoutingPlan& plan, Window& e
 // Waits for every source's count, then copies slots out in status order; returns the slot offsets used
 // (for the TP all-gather) and fills epRecvCounts[0, entries).
 std::vector<uint64_t> ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, Window& ep,
-                                       const CallSlot& call, const OpContext& ctx, RowSink& sink, int32_t* recv_counts) {
+                                       const CallSlot& call, const Link& ctx, RowSink& sink, int32_t* recv_counts) {
   const int64_t e = c.ep_world_size, l = c.local_expert_num();
-  const int64_t entries = c.is_shared_rank() ? e : e * l;
+  const int64_t entries = c.receive_entries();
   std::vector<uint64_t> indices(entries);
   for (int64_t i = 0; i < entries; ++i) indices[i] = call.flag_base + i;
   transport::WaitFlags(
@@ -191,9 +191,9 @@ std::vector<uint64_t> ReceiveFromGroup(const MoeConfig& c, const WindowLayout& l
 
 // docs/semantics.md 2.7: rows, scales and triples go to the TP peer; the peer's rows are appended after ours.
 void AllGatherWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window& ep, Window& tp,
-                         const std::vector<uint64_t>& own_slots, const OpContext& ctx, RowSink& sink,
+                         const std::vector<uint64_t>& own_slots, const Link& ctx, RowSink& sink,
                          int32_t* recv_counts, int64_t entries) {
-  const CallSlot call = NextDispatchCall(tp);
+  const CallSlot call = NextDispatchCall(tp, *ctx.tp_state);
   const int peer = 1 - tp.rank();
   const uint64_t slot_bytes = layout.dispatch_triple_offset + 3 * sizeof(int32_t);
   for (size_t i = 0; i < own_slots.size(); ++i) {
@@ -231,14 +231,14 @@ void WriteExpertTokenNums(const MoeConfig& c, const int32_t* recv_counts, int64_
 
 }  // namespace
 
-void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, OpContext& ctx) {
+void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ctx) {
   const WindowLayout layout(c);
   const std::vector<int32_t> ids = GatherInt32(t.expert_ids);
   const std::vector<uint8_t> mask = GatherBool(t.x_active_mask);
   const plan::RoutingPlan plan = plan::BuildRoutingPlan(c, ids.data(), mask.empty() ? nullptr : mask.data());
 
   Window& ep = ctx.ep;
-  const CallSlot call = NextDispatchCall(ep);
+  const CallSlot call = NextDispatchCall(ep, ctx.ep_state);
   AnnounceAttributes(c, ep, call);
   SlotWriter writer(c, layout, t);
   SendToExperts(c, layout, plan, writer, ep, call);
@@ -250,7 +250,7 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, OpContext& ctx
   const std::vector<uint64_t> own_slots = ReceiveFromGroup(c, layout, ep, call, ctx, sink, recv_counts);
   const int64_t own_rows = sink.rows();
   if (c.has_tp()) {
-    const int64_t entries = c.is_shared_rank() ? c.ep_world_size : c.ep_world_size * c.local_expert_num();
+    const int64_t entries = c.receive_entries();
     AllGatherWithTpPeer(c, layout, ep, *ctx.tp, own_slots, ctx, sink, recv_counts, entries);
     auto* tp_counts = static_cast<int32_t*>(t.tp_recv_counts.data);
     tp_counts[c.tp_rank] = static_cast<int32_t>(own_rows);
@@ -259,4 +259,4 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, OpContext& ctx
   WriteExpertTokenNums(c, recv_counts, sink.rows(), static_cast<int64_t*>(t.expert_token_nums.data));
 }
 
-}  // namespace moe_ep::ops
+}  // namespace moe_ep::ops::protocol

@@ -10,10 +10,10 @@
 
 namespace moe_ep::ops {
 
-void RunElastic(const plan::MoeConfig& config, std::span<const int32_t> elastic_info, OpContext& ctx, const char* op,
-                const std::function<void(const plan::MoeConfig&, OpContext&)>& body) {
+void RunElastic(const plan::MoeConfig& config, std::span<const int32_t> elastic_info, const protocol::Link& link,
+                const char* op, const std::function<void(const plan::MoeConfig&, const protocol::Link&)>& body) {
   if (elastic_info.empty() || elastic_info[0] == 0) {
-    body(config, ctx);
+    body(config, link);
     return;
   }
   if (elastic_info[0] != 1) {
@@ -21,10 +21,10 @@ void RunElastic(const plan::MoeConfig& config, std::span<const int32_t> elastic_
                                                std::to_string(elastic_info[0]) + " violates rule: 0 or 1");
   }
   const plan::ScaledDown scaled = plan::ApplyElasticInfo(config, elastic_info, op);
-  transport::RemappedWindow survivors(ctx.ep, static_cast<int>(scaled.config.ep_rank), scaled.physical);
-  OpContext scaled_ctx{survivors, nullptr, ctx.deadline};
+  transport::RemappedWindow survivors(link.ep, static_cast<int>(scaled.config.ep_rank), scaled.physical);
+  const protocol::Link scaled_link{survivors, link.ep_state, nullptr, nullptr, link.deadline};
   try {
-    body(scaled.config, scaled_ctx);
+    body(scaled.config, scaled_link);
   } catch (const TimeoutError& e) {
     std::vector<int> original;
     std::string list;

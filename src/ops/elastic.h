@@ -6,15 +6,15 @@
 #include <functional>
 #include <span>
 
-#include "ops/ops.h"
+#include "ops/protocol.h"
 #include "plan/config.h"
 
 namespace moe_ep::ops {
 
-/// Calls body(config, ctx) unchanged when `elastic_info` is empty or not scaled down (entry 0 == 0),
-/// else body(survivors' config, ctx over the renumbered EP window). Throws Error (561002) for a table
+/// Calls body(config, link) unchanged when `elastic_info` is empty or not scaled down (entry 0 == 0),
+/// else body(survivors' config, a link over the renumbered EP window). Throws Error (561002) for a table
 /// the operators cannot honour (plan::ApplyElasticInfo) and TimeoutError naming original ranks.
-void RunElastic(const plan::MoeConfig& config, std::span<const int32_t> elastic_info, OpContext& ctx, const char* op,
-                const std::function<void(const plan::MoeConfig&, OpContext&)>& body);
+void RunElastic(const plan::MoeConfig& config, std::span<const int32_t> elastic_info, const protocol::Link& link,
+                const char* op, const std::function<void(const plan::MoeConfig&, const protocol::Link&)>& body);
 
 }  // namespace moe_ep::ops

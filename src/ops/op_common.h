@@ -6,6 +6,7 @@
 
 #include "kernels/kernels.h"
 #include "moe_ep/tensor.h"
+#include "ops/communicator.h"
 #include "transport/window.h"
 
 namespace moe_ep::ops {
@@ -18,12 +19,13 @@ struct CallSlot {
   uint32_t epoch;
 };
 
-/// Claims the next call of an operation whose flags start at `flag_region` with `flags_per_half` per
-/// half; `calls` is that operation's counter in the window.
-inline CallSlot NextCall(transport::Window& w, uint64_t& calls, uint64_t flag_region, uint64_t flags_per_half) {
+/// Claims the next call of an operation on window `w` whose flags start at `flag_region` with
+/// `flags_per_half` per half; `calls` is that operation's counter in the window's state.
+inline CallSlot NextCall(const transport::Window& w, const OpState& state, uint64_t& calls, uint64_t flag_region,
+                         uint64_t flags_per_half) {
   const uint64_t call = calls++, parity = call & 1;
   return {parity, parity * (w.data_bytes() / 2), flag_region + parity * flags_per_half,
-          static_cast<uint32_t>(transport::EpochOf((w.counters().generation << 24) + call))};
+          static_cast<uint32_t>(transport::EpochOf((state.generation << 24) + call))};
 }
 
 inline kernels::Half HalfOf(DType d) { return d == DType::kFp16 ? kernels::Half::kFp16 : kernels::Half::kBf16; }

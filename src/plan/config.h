@@ -51,6 +51,11 @@ struct MoeConfig {
   int64_t moe_rank_num() const { return ep_world_size - shared_expert_rank_num; }
   /// L: experts per MoE rank.
   int64_t local_expert_num() const { return moe_expert_num / moe_rank_num(); }
+  /// Entries of epRecvCounts per TP rank: one per (local expert, source rank) on a MoE rank, one per
+  /// source rank on a shared-expert rank (docs/semantics.md 2.3).
+  int64_t receive_entries() const { return is_shared_rank() ? ep_world_size : ep_world_size * local_expert_num(); }
+  /// Entries of expertTokenNums: L on a MoE rank, 1 on a shared-expert rank.
+  int64_t token_num_entries() const { return is_shared_rank() ? 1 : local_expert_num(); }
   /// R: ranks per shared expert.
   int64_t shared_replicas() const { return has_shared() ? shared_expert_rank_num / shared_expert_num : 1; }
   /// maxBs = globalBs / E (globalBs == 0 => bs).

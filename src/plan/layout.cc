@@ -13,6 +13,11 @@ int64_t ReceiveRows(const MoeConfig& c) {
   return c.effective_global_bs() * std::min(c.local_expert_num(), c.top_k);
 }
 
+DispatchOutputSizes OutputSizesOf(const MoeConfig& c) {
+  const int64_t tp_a = c.tp_size() * ReceiveRows(c);
+  return {tp_a, 3 * tp_a, c.token_num_entries(), c.receive_entries() * c.tp_size()};
+}
+
 WindowLayout::WindowLayout(const MoeConfig& c) {
   hidden = c.hidden;
   const uint64_t h = static_cast<uint64_t>(c.hidden);
@@ -21,6 +26,8 @@ WindowLayout::WindowLayout(const MoeConfig& c) {
   dispatch_triple_offset = dispatch_scale_offset + 32;
   dispatch_slot_bytes = AlignUp(AlignUp(2 * h, 32) + 44, 512);
   combine_slot_bytes = AlignUp(2 * h, 512);
+  combine_scale_offset = AlignUp(h, 32);
+  combine_payload_bytes = c.comm_quant_mode == 2 ? combine_scale_offset + 2 * ((h + 7) / 8) : 2 * h;
 
   max_bs = c.max_bs();
   combine_slots_per_token = c.top_k + c.shared_expert_num;

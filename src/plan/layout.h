@@ -17,12 +17,9 @@ inline constexpr uint64_t kMaxSyncFlags = uint64_t{1} << 16;      // one per ran
 inline constexpr uint64_t kDispatchFlagBase = 0;
 inline constexpr uint64_t kCombineFlagBase = 2 * kMaxDispatchFlags;
 inline constexpr uint64_t kSyncFlagBase = kCombineFlagBase + 2 * kMaxCombineFlags;
-inline constexpr uint64_t kBarrierFlagBase = kSyncFlagBase + kMaxSyncFlags;  // one per rank: Barrier()
-inline constexpr uint64_t kProbeFlagBase = kBarrierFlagBase + kMaxSyncFlags;    // one per rank: Probe()
-inline constexpr uint64_t kAgreeFlagBase = kProbeFlagBase + kMaxSyncFlags;  // per parity, one per rank
-inline constexpr uint64_t kFlagCount = kAgreeFlagBase + 2 * kMaxSyncFlags;
-// BufferReset clears flags [0, kSyncFlagBase): the sync and barrier flags survive so a reset can
-// itself sync and a barrier never loses a peer's arrival.
+inline constexpr uint64_t kAgreeFlagBase = kSyncFlagBase + kMaxSyncFlags;  // per parity, one per rank
+inline constexpr uint64_t kFlagCount = kAgreeFlagBase + 2 * kMaxSyncFlags;  // the transport's flags follow
+// BufferReset clears flags [0, kSyncFlagBase): the sync flags survive so a reset can itself sync.
 inline constexpr uint64_t kClearedFlagCount = kSyncFlagBase;
 
 /// The layout of one call's payloads in the EP window (per parity half) and in the TP window.
@@ -36,6 +33,10 @@ struct WindowLayout {
   uint64_t dispatch_triple_offset = 0; // scale + 32: int32 (srcRank, tokenIdx, kIdx)
   uint64_t dispatch_slot_bytes = 0;    // tokD = Align512(Align32(2H) + 44)
   uint64_t combine_slot_bytes = 0;     // tokC = Align512(2H)
+  // Combine's wire format: a row of H halves, or with commQuantMode 2 int8[Align32(H)] followed by
+  // ceil(H/8) half scales at combine_scale_offset.
+  uint64_t combine_payload_bytes = 0;
+  uint64_t combine_scale_offset = 0;
 
   // Counts.
   int64_t max_bs = 0;
@@ -64,5 +65,14 @@ struct WindowLayout {
 
 /// A: maxBs*ceil(E/R) on shared ranks, globalBs*min(L,K) on MoE ranks (docs/semantics.md 1.2).
 int64_t ReceiveRows(const MoeConfig& config);
+
+/// The sizes of dispatch's outputs: what validation demands and what the native API allocates.
+struct DispatchOutputSizes {
+  int64_t rows = 0;                // expandX and dynamicScales rows: tp * A
+  int64_t assist_entries = 0;      // assistInfoForCombine: 3 * tp * A
+  int64_t token_num_entries = 0;   // expertTokenNums: L, or 1 on a shared-expert rank
+  int64_t recv_count_entries = 0;  // epRecvCounts: receive_entries() * tp
+};
+DispatchOutputSizes OutputSizesOf(const MoeConfig& config);
 
 }  // namespace moe_ep::plan

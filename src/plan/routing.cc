@@ -7,17 +7,19 @@
 
 namespace moe_ep::plan {
 
+int64_t ActiveTokenLimit(const MoeConfig& c, const uint8_t* mask) {
+  if (c.mask != MaskKind::kTokens) return c.bs;
+  int64_t limit = 0;
+  for (int64_t t = 0; t < c.bs; ++t) limit += mask[t] ? 1 : 0;
+  return limit;
+}
+
 RoutingPlan BuildRoutingPlan(const MoeConfig& c, const int32_t* expert_ids, const uint8_t* mask) {
   const int64_t bs = c.bs, k_num = c.top_k;
   RoutingPlan plan;
   plan.expert_counts.assign(c.moe_expert_num, 0);
 
-  // 1-D mask: the kernel sends tokens [0, sum(mask)), so "true must be a prefix" (docs/semantics.md 2.5).
-  int64_t token_limit = bs;
-  if (c.mask == MaskKind::kTokens) {
-    token_limit = 0;
-    for (int64_t t = 0; t < bs; ++t) token_limit += mask[t] ? 1 : 0;
-  }
+  const int64_t token_limit = ActiveTokenLimit(c, mask);
   for (int64_t t = 0; t < token_limit; ++t) {
     bool any = false;
     for (int64_t k = 0; k < k_num; ++k) {

@@ -22,6 +22,10 @@ struct RoutingPlan {
   std::vector<int32_t> expert_counts;  // pairs per MoE expert
 };
 
+/// Tokens that take part under a 1-D mask: the kernel takes tokens [0, sum(mask)), so "true must be a
+/// prefix" (docs/semantics.md 2.5); all Bs tokens under no mask or a 2-D one. `mask` holds Bs or Bs*K bytes.
+int64_t ActiveTokenLimit(const MoeConfig& config, const uint8_t* mask);
+
 /// Builds the plan from contiguous expert ids (bs*K) and the mask (bs or bs*K bytes, or nullptr).
 /// Ids must be in [0, all_expert_num()): throws an Error naming the first offending element otherwise.
 /// Pairs to special experts take part (they make their token valid) but are not routed.

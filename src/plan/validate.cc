@@ -241,30 +241,30 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
   }
 
   const WindowLayout layout(c);
-  const int64_t a = layout.a, tp = c.tp_size();
+  const DispatchOutputSizes sizes = OutputSizesOf(c);
   const DType out_dtype = c.quant_mode == 2 ? DType::kInt8 : c.x_dtype;
   ck.DtypeAgrees(t.expand_x, "expandXOut", out_dtype, {c.x_dtype, DType::kInt8});
   ck.Dim(t.expand_x, "expandXOut", 2);
   // CANN multiplies by the raw tpWorldSize (0 switches the check off); every received row is written,
   // so moe_ep demands max(tpWorldSize, 1) * A rows (docs/validation.md).
-  ck.Shape(t.expand_x.shape[0] >= tp * a && t.expand_x.shape[1] == c.hidden, t.expand_x, "expandXOut",
-           "shape must be (max(tpWorldSize, 1) * A rows, i.e. >= " + Str(tp * a) + ", H = " + Str(c.hidden) + ")");
+  ck.Shape(t.expand_x.shape[0] >= sizes.rows && t.expand_x.shape[1] == c.hidden, t.expand_x, "expandXOut",
+           "shape must be (max(tpWorldSize, 1) * A rows, i.e. >= " + Str(sizes.rows) + ", H = " + Str(c.hidden) + ")");
   if (c.quant_mode == 2) {
     ck.Dtype(t.dynamic_scales, "dynamicScalesOut", DType::kFloat32);
     ck.Dim(t.dynamic_scales, "dynamicScalesOut", 1);
-    ck.Shape(t.dynamic_scales.shape[0] >= tp * a, t.dynamic_scales, "dynamicScalesOut",
-             "dim0 must be >= A * tp = " + Str(tp * a));
+    ck.Shape(t.dynamic_scales.shape[0] >= sizes.rows, t.dynamic_scales, "dynamicScalesOut",
+             "dim0 must be >= A * tp = " + Str(sizes.rows));
   }
   ck.Dtype(t.assist_info, "assistInfoForCombineOut", DType::kInt32);
   ck.Dim(t.assist_info, "assistInfoForCombineOut", 1);
-  ck.Shape(t.assist_info.shape[0] >= 3 * tp * a, t.assist_info, "assistInfoForCombineOut",
-           "dim0 must be >= 3 * tp * A = " + Str(3 * tp * a));
-  const int64_t token_nums = c.is_shared_rank() ? 1 : c.local_expert_num();
+  ck.Shape(t.assist_info.shape[0] >= sizes.assist_entries, t.assist_info, "assistInfoForCombineOut",
+           "dim0 must be >= 3 * tp * A = " + Str(sizes.assist_entries));
+  const int64_t token_nums = sizes.token_num_entries;
   ck.Dtype(t.expert_token_nums, "expertTokenNumsOut", DType::kInt64);
   ck.Dim(t.expert_token_nums, "expertTokenNumsOut", 1);
   ck.Shape(t.expert_token_nums.shape[0] == token_nums, t.expert_token_nums, "expertTokenNumsOut",
            "dim0 must be " + Str(token_nums) + (c.is_shared_rank() ? " on a shared-expert rank" : " (localExpertNum)"));
-  const int64_t recv = (c.is_shared_rank() ? c.ep_world_size : c.ep_world_size * c.local_expert_num()) * tp;
+  const int64_t recv = sizes.recv_count_entries;
   ck.Dtype(t.ep_recv_counts, "epRecvCountsOut", DType::kInt32);
   ck.Dim(t.ep_recv_counts, "epRecvCountsOut", 1);
   ck.Shape(t.ep_recv_counts.shape[0] >= recv, t.ep_recv_counts, "epRecvCountsOut", "dim0 must be >= " + Str(recv));
@@ -345,7 +345,7 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
   const int64_t assist_min = p == Profile::kA3 ? a * 128 : 0;
   ck.Shape(t.assist_info.shape[0] >= assist_min, t.assist_info, "assistInfoForCombine",
            "dim0 must be >= " + Str(assist_min));
-  const int64_t send = (c.is_shared_rank() ? c.ep_world_size : c.ep_world_size * c.local_expert_num()) * tp;
+  const int64_t send = c.receive_entries() * tp;
   ck.Dim(t.ep_send_counts, "epSendCounts", 1);
   ck.Shape(t.ep_send_counts.shape[0] >= send, t.ep_send_counts, "epSendCounts", "dim0 must be >= " + Str(send));
   if (c.has_tp()) {

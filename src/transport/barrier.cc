@@ -1,38 +1,38 @@
-// Barrier and reachability probe over a window: each rank stamps its count into every peer's flag and
-// waits for the peers' stamps to reach it (counts only grow, so a late stamp from before is harmless).
+// Barrier and reachability probe over a window's transport-owned flags: each rank stamps its count into
+// every peer's flag and waits for the peers' stamps to reach it (counts only grow, so a late stamp from
+// before is harmless).
 #include <thread>
 #include <vector>
 
-#include "plan/layout.h"
 #include "transport/window.h"
 
 namespace moe_ep::transport {
 
-void Barrier(Window& w, Clock::time_point deadline, const char* what) {
-  const uint64_t tag = ++w.barrier_calls();
-  for (int peer = 0; peer < w.size(); ++peer) w.Signal(peer, plan::kBarrierFlagBase + w.rank(), tag);
+void Window::Barrier(Clock::time_point deadline, const char* what) {
+  const uint64_t tag = ++barrier_calls_;
+  for (int peer = 0; peer < size(); ++peer) Signal(peer, BarrierFlag(rank()), tag);
   const auto missing = [&] {
     std::vector<int> ranks;
-    for (int peer = 0; peer < w.size(); ++peer) {
-      if (w.ReadFlag(plan::kBarrierFlagBase + peer) < tag) ranks.push_back(peer);
+    for (int peer = 0; peer < size(); ++peer) {
+      if (ReadFlag(BarrierFlag(peer)) < tag) ranks.push_back(peer);
     }
     return ranks;
   };
-  WaitUntil(w, deadline, "Barrier", what, 0, [&] { return missing().empty(); }, missing);
+  WaitUntil(*this, deadline, "Barrier", what, 0, [&] { return missing().empty(); }, missing);
 }
 
-std::vector<int32_t> Probe(Window& w, Clock::duration wait) {
-  const uint64_t tag = ++w.probe_calls();
-  for (int peer = 0; peer < w.size(); ++peer) w.Signal(peer, plan::kProbeFlagBase + w.rank(), tag);
-  std::vector<int32_t> reachable(w.size(), 0);
+std::vector<int32_t> Window::Probe(Clock::duration wait) {
+  const uint64_t tag = ++probe_calls_;
+  for (int peer = 0; peer < size(); ++peer) Signal(peer, ProbeFlag(rank()), tag);
+  std::vector<int32_t> reachable(size(), 0);
   const auto deadline = Clock::now() + wait;
   for (;;) {
     int arrived = 0;
-    for (int peer = 0; peer < w.size(); ++peer) {
-      reachable[peer] = w.ReadFlag(plan::kProbeFlagBase + peer) >= tag ? 1 : 0;
+    for (int peer = 0; peer < size(); ++peer) {
+      reachable[peer] = ReadFlag(ProbeFlag(peer)) >= tag ? 1 : 0;
       arrived += reachable[peer];
     }
-    if (arrived == w.size() || Clock::now() >= deadline) return reachable;
+    if (arrived == size() || Clock::now() >= deadline) return reachable;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }

@@ -3,10 +3,10 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "moe_ep/error.h"
-#include "plan/layout.h"
 
 namespace moe_ep::transport {
 namespace {
@@ -36,11 +36,13 @@ void ZeroRange(uint8_t* p, uint64_t bytes) {
 
 }  // namespace
 
-uint64_t FlagAreaBytes() { return plan::kFlagCount * sizeof(uint64_t); }
+uint64_t FlagAreaBytes(uint64_t flag_count, int size) {
+  return (flag_count + Window::TransportFlagCount(size)) * sizeof(uint64_t);
+}
 
-LoadStoreWindow::LoadStoreWindow(int rank, std::vector<RankRegion> regions, uint64_t data_bytes, std::string name,
-                                 std::shared_ptr<void> keepalive)
-    : Window(rank, static_cast<int>(regions.size()), data_bytes, std::move(name)),
+LoadStoreWindow::LoadStoreWindow(int rank, std::vector<RankRegion> regions, uint64_t data_bytes, uint64_t flag_count,
+                                 std::string name, std::shared_ptr<void> keepalive)
+    : Window(rank, static_cast<int>(regions.size()), data_bytes, flag_count, std::move(name)),
       regions_(std::move(regions)),
       keepalive_(std::move(keepalive)) {}
 
@@ -54,6 +56,11 @@ void LoadStoreWindow::Put(int peer, uint64_t offset, const void* src, uint64_t b
 }
 
 void LoadStoreWindow::Signal(int peer, uint64_t index, uint64_t value) {
+  if (index >= flag_count() + TransportFlagCount(size())) {
+    throw Error(ErrorCode::kInternal, "signal of flag " + std::to_string(index) + " beyond the " +
+                                          std::to_string(flag_count() + TransportFlagCount(size())) +
+                                          " flags of rank " + std::to_string(peer) + "'s window");
+  }
   FlagRef(regions_[peer].flags, index).store(value, std::memory_order_release);
 }
 
@@ -63,8 +70,7 @@ uint64_t LoadStoreWindow::ReadFlag(uint64_t index) const {
 
 void LoadStoreWindow::ClearLocal(uint64_t cleared_flags) {
   ZeroRange(regions_[rank()].data, data_bytes());
-  ZeroRange(reinterpret_cast<uint8_t*>(regions_[rank()].flags), cleared_flags * sizeof(uint64_t));
-  counters() = OpCounters{};
+  ZeroRange(reinterpret_cast<uint8_t*>(regions_[rank()].flags), std::min(cleared_flags, flag_count()) * sizeof(uint64_t));
 }
 
 }  // namespace moe_ep::transport

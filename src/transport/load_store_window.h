@@ -14,14 +14,14 @@ namespace moe_ep::transport {
 /// One rank's region: `data_bytes` of data then the flags, both zero on first touch.
 struct RankRegion {
   uint8_t* data = nullptr;
-  uint64_t* flags = nullptr;  // plan::kFlagCount flags
+  uint64_t* flags = nullptr;  // FlagAreaBytes(flag_count, size) / 8 flags
 };
 
 class LoadStoreWindow : public Window {
  public:
   /// `regions[r]` is rank r's region as mapped in this process; `keepalive` owns the mappings.
-  LoadStoreWindow(int rank, std::vector<RankRegion> regions, uint64_t data_bytes, std::string name,
-                  std::shared_ptr<void> keepalive);
+  LoadStoreWindow(int rank, std::vector<RankRegion> regions, uint64_t data_bytes, uint64_t flag_count,
+                  std::string name, std::shared_ptr<void> keepalive);
 
   void Put(int peer, uint64_t offset, const void* src, uint64_t bytes) override;
   void Signal(int peer, uint64_t index, uint64_t value) override;
@@ -34,7 +34,8 @@ class LoadStoreWindow : public Window {
   std::shared_ptr<void> keepalive_;
 };
 
-/// Bytes of the flag area every region carries.
-uint64_t FlagAreaBytes();
+/// Bytes of the flag area every region of a `size`-rank window carries: the user's `flag_count` flags
+/// and the transport's own.
+uint64_t FlagAreaBytes(uint64_t flag_count, int size);
 
 }  // namespace moe_ep::transport

@@ -1,5 +1,6 @@
-// A window seen through a renumbering of its ranks (elastic scale-down, docs/semantics.md 2.8): the operations run
-// with the survivors numbered 0..n-1 while puts and signals reach the physical ranks.
+// A window seen through a renumbering of its ranks (elastic scale-down, docs/semantics.md 2.8): the
+// operations run with the survivors numbered 0..n-1 while puts and signals reach the physical ranks.
+// It only renumbers; Barrier and Probe belong to the physical window.
 #pragma once
 
 #include <vector>
@@ -12,7 +13,7 @@ class RemappedWindow : public Window {
  public:
   /// Logical rank r is physical rank `physical[r]` of `inner`; this process is logical `logical_rank`.
   RemappedWindow(Window& inner, int logical_rank, std::vector<int> physical)
-      : Window(logical_rank, static_cast<int>(physical.size()), inner.data_bytes(), inner.name()),
+      : Window(logical_rank, static_cast<int>(physical.size()), inner.data_bytes(), inner.flag_count(), inner.name()),
         inner_(inner), physical_(std::move(physical)) {}
 
   void Put(int peer, uint64_t offset, const void* src, uint64_t bytes) override {
@@ -22,7 +23,6 @@ class RemappedWindow : public Window {
   uint64_t ReadFlag(uint64_t index) const override { return inner_.ReadFlag(index); }
   const uint8_t* LocalData() const override { return inner_.LocalData(); }
   void ClearLocal(uint64_t cleared_flags) override { inner_.ClearLocal(cleared_flags); }
-  OpCounters& counters() override { return inner_.counters(); }
   /// The physical rank of logical rank r (for messages).
   int Physical(int r) const { return physical_[r]; }
 

@@ -1,5 +1,6 @@
 // Window: the symmetric communication region of one rank in a group (a data area and an area of 64-bit
-// flags), and the only interface the operations use to talk to peers. Transports implement it.
+// flags), and the only interface the operations use to talk to peers. Transports implement it. It holds
+// no operation state: call counters and epochs belong to the operations (src/ops/).
 #pragma once
 
 #include <chrono>
@@ -13,15 +14,6 @@ namespace moe_ep::transport {
 
 using Clock = std::chrono::steady_clock;
 
-/// Per-rank call counters that select the parity half and tag flags (zeroed by BufferReset).
-struct OpCounters {
-  uint64_t dispatch_calls = 0;
-  uint64_t combine_calls = 0;
-  /// Set by a BufferReset that synced: the same on every rank that took part, and new, so flags a
-  /// stalled peer wrote before the reset can never match a call made after it.
-  uint64_t generation = 0;
-};
-
 class Window {
  public:
   virtual ~Window() = default;
@@ -30,6 +22,8 @@ class Window {
   int size() const { return size_; }
   /// Bytes of each rank's data area.
   uint64_t data_bytes() const { return data_bytes_; }
+  /// Flags [0, flag_count()) belong to the window's user; the transport keeps its own after them.
+  uint64_t flag_count() const { return flag_count_; }
   /// "EP group 'name'" or similar, for messages.
   const std::string& name() const { return name_; }
 
@@ -42,35 +36,36 @@ class Window {
   virtual uint64_t ReadFlag(uint64_t index) const = 0;
   /// The local data area (what peers Put to this rank).
   virtual const uint8_t* LocalData() const = 0;
-  /// BufferReset: zero the local data area and flags [0, cleared_flags); later flags survive.
+  /// Zeroes the local data area and the user's flags [0, cleared_flags); later flags survive.
   virtual void ClearLocal(uint64_t cleared_flags) = 0;
 
-  /// Call counters of dispatch / combine (a renumbered view shares those of its window).
-  virtual OpCounters& counters() { return counters_; }
-  /// BufferReset syncs made so far; survives the reset itself (it tags the sync flags).
-  uint64_t& reset_calls() { return reset_calls_; }
-  /// The last reset-sync tag consumed from each peer (a peer that skipped a reset is behind, so a
-  /// sync waits for a tag newer than the last one seen rather than for an exact one).
-  std::vector<uint64_t>& reset_seen() { return reset_seen_; }
-  /// Barriers entered so far (tags the barrier flags; never reset).
-  uint64_t& barrier_calls() { return barrier_calls_; }
-  /// Reachability probes made so far (tags the probe flags; never reset).
-  uint64_t& probe_calls() { return probe_calls_; }
+  /// Returns once every rank of the group has entered the same barrier, or throws TimeoutError at
+  /// `deadline` naming the ranks that did not; `what` says what the barrier is for.
+  void Barrier(Clock::time_point deadline, const char* what);
+  /// Reachability probe (the host's ElasticReceivableTest + InfoCollect, docs/semantics.md 4.3): stamps
+  /// this rank's probe count into every peer and waits up to `wait` for the peers' stamps. Returns one
+  /// 0/1 entry per rank: 1 for this rank and every peer that probed as often within the wait. Never
+  /// throws for a missing peer: a dead or stalled rank is simply 0.
+  std::vector<int32_t> Probe(Clock::duration wait);
+
+  /// Flags the transport adds after the user's: one per rank for Barrier, one per rank for Probe.
+  static uint64_t TransportFlagCount(int size) { return 2 * static_cast<uint64_t>(size); }
 
  protected:
-  Window(int rank, int size, uint64_t data_bytes, std::string name)
-      : rank_(rank), size_(size), data_bytes_(data_bytes), name_(std::move(name)) {}
+  Window(int rank, int size, uint64_t data_bytes, uint64_t flag_count, std::string name)
+      : rank_(rank), size_(size), data_bytes_(data_bytes), flag_count_(flag_count), name_(std::move(name)) {}
 
  private:
+  uint64_t BarrierFlag(int r) const { return flag_count_ + r; }
+  uint64_t ProbeFlag(int r) const { return flag_count_ + size_ + r; }
+
   int rank_;
   int size_;
   uint64_t data_bytes_;
+  uint64_t flag_count_;
   std::string name_;
-  OpCounters counters_;
-  uint64_t reset_calls_ = 0;
-  uint64_t barrier_calls_ = 0;
-  uint64_t probe_calls_ = 0;
-  std::vector<uint64_t> reset_seen_ = std::vector<uint64_t>(size_, 0);
+  uint64_t barrier_calls_ = 0;  // tags this rank's barrier stamps; counts only grow
+  uint64_t probe_calls_ = 0;    // tags this rank's probe stamps; counts only grow
 };
 
 /// A flag value: the call's epoch in the high 32 bits (never 0, so zeroed memory never matches),
@@ -91,16 +86,6 @@ void WaitFlags(const Window& window, std::span<const uint64_t> indices, uint32_t
 /// ranks `missing()` returns then (epoch 0: no call number in the message).
 void WaitUntil(const Window& window, Clock::time_point deadline, const char* op, const char* what, uint64_t epoch,
                const std::function<bool()>& done, const std::function<std::vector<int>()>& missing);
-
-/// Returns once every rank of the window's group has entered the same barrier, or throws TimeoutError
-/// at `deadline` naming the ranks that did not; `what` says what the barrier is for.
-void Barrier(Window& window, Clock::time_point deadline, const char* what);
-
-/// Reachability probe (the host's ElasticReceivableTest + InfoCollect, docs/semantics.md 4.3): stamps this rank's
-/// probe count into every peer and waits up to `wait` for the peers' stamps. Returns one 0/1 entry per
-/// rank: 1 for this rank and every peer that probed as often within the wait. Never throws for a
-/// missing peer: a dead or stalled rank is simply 0.
-std::vector<int32_t> Probe(Window& window, Clock::duration wait);
 
 /// Waits for a single flag; returns its value.
 uint64_t WaitFlag(const Window& window, uint64_t index, uint32_t epoch, Clock::time_point deadline, int from_rank,

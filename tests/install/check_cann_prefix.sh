@@ -35,11 +35,14 @@ done
 for h in "${source_dir}"/include/aclnnop/*.h; do
   cmp -s "$h" "${latest}/include/aclnnop/$(basename "$h")" || fail "latest/include/aclnnop/$(basename "$h") differs"
 done
-real_lib=$(readlink -f "${latest}/lib64/libmoe_ep.so")
-[[ -f "$real_lib" && ! -L "${latest}/lib64/libmoe_ep.so.0.1.0" ]] || fail "latest/lib64 holds no real libmoe_ep"
+real_lib=$(readlink -f "${latest}/lib64/libmoe_ep_cann.so")
+[[ -f "$real_lib" && ! -L "${latest}/lib64/libmoe_ep_cann.so.0.1.0" ]] || fail "latest/lib64 holds no real libmoe_ep_cann"
 for lib in ascendcl hccl nnopbase opapi op_common; do
-  [[ "$(readlink -f "${latest}/lib64/lib${lib}.so")" == "$real_lib" ]] || fail "lib${lib}.so does not resolve to libmoe_ep"
+  [[ "$(readlink -f "${latest}/lib64/lib${lib}.so")" == "$real_lib" ]] || fail "lib${lib}.so does not resolve to libmoe_ep_cann"
 done
+# The C API library exports the C entry points and nothing of the engine inside it.
+leaked=$(nm -D --defined-only "$real_lib" | awk '{print $3}' | grep -v -E '^(acl|Hccl)' | grep -v -E '^(_init|_fini|_edata|_end|__bss_start)$' || true)
+[[ -z "$leaked" ]] || fail "libmoe_ep_cann exports more than the C API: $(echo $leaked | head -c 300)"
 [[ -f "${prefix}/lib/libmoe_ep.so" || -f "${prefix}/lib64/libmoe_ep.so" ]] || fail "the native lib/ install is missing"
 
 step "setenv.bash: from any directory, idempotent, under set -u"
@@ -103,7 +106,7 @@ done
 step "run"
 for name in "${names[@]}"; do
   lib_used=$(ldd "./$name" | awk '/libmoe_ep/ {print $3}')
-  [[ "$lib_used" == "${latest}/lib64/libmoe_ep.so.0" ]] || fail "$name loads '$lib_used', not latest/lib64's"
+  [[ "$lib_used" == "${latest}/lib64/libmoe_ep_cann.so.0" ]] || fail "$name loads '$lib_used', not latest/lib64's"
   start=$SECONDS
   rc=0
   timeout 180 "./$name" >"$name.out" 2>&1 || rc=$?

@@ -17,7 +17,7 @@
 
 #include "moe_ep/error.h"
 #include "support/test_seed.h"
-#include "transport/shm/shm_team.h"
+#include "transport/shm/shm_window.h"
 
 namespace {
 
@@ -127,7 +127,7 @@ TEST(ProcessRanks, LauncherReportsTheFirstFailureAndPrefixesOutput) {
 TEST(ShmSecurity, SegmentsArePrivateToTheJobAndItsUser) {
   const std::string job = "sectest" + std::to_string(getpid());
   std::thread rank0([&] {
-    EXPECT_THROW(moe_ep::transport::JoinShmGroup(job, "g", 0, 2, 1 << 20,
+    EXPECT_THROW(moe_ep::transport::JoinShmGroup(job, "g", 0, 2, 1 << 20, 16,
                                                  moe_ep::transport::Clock::now() + std::chrono::milliseconds(1500)),
                  moe_ep::TimeoutError);
   });
@@ -162,7 +162,7 @@ TEST(ShmJoin, RanksWithDifferentWindowSizesAreRefused) {
   for (int r = 0; r < 2; ++r) {
     ranks[r] = std::thread([&, r] {
       try {
-        moe_ep::transport::JoinShmGroup(job, "g", r, 2, (r + 1) << 20, deadline);
+        moe_ep::transport::JoinShmGroup(job, "g", r, 2, (r + 1) << 20, 16, deadline);
       } catch (const moe_ep::Error& e) {
         messages[r] = e.what();
       }

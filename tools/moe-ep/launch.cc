@@ -13,7 +13,7 @@
 #include <random>
 #include <string>
 
-#include "transport/shm/shm_team.h"
+#include "transport/shm/shm_window.h"
 
 namespace moe_ep::tools {
 namespace {

@@ -37,7 +37,7 @@ std::function<void()> BuildBufferReset(const aclTensor* elastic_info, const char
   const Groups groups = FindGroups(group_ep, "", false);
   plan::MoeConfig c;
   c.ep_world_size = ep_world_size;
-  c.ep_rank = groups.ep ? groups.ep->rank : 0;
+  c.ep_rank = groups.ep ? groups.ep->comm->rank() : 0;
   RequireGroups(op, groups, c, group_ep, "");
   return [groups, mask, need_sync] {
     // Read when the reset runs: earlier work on the stream may have written the mask.
@@ -48,8 +48,7 @@ std::function<void()> BuildBufferReset(const aclTensor* elastic_info, const char
                "a link mask holds 0 or 1");
       }
     }
-    std::lock_guard lock(groups.ep->op_mutex);
-    ops::BufferReset(*groups.ep->window, reachable, need_sync == 1, groups.ep->Deadline());
+    ops::RunBufferReset(EpOf(groups), reachable, need_sync == 1);
   };
 }
 

@@ -7,7 +7,6 @@
 #include "aclnnop/aclnn_moe_distribute_combine_v3.h"
 #include "cann/aclnn/executor.h"
 #include "cann/aclnn/op_args.h"
-#include "ops/elastic.h"
 #include "ops/tensor_access.h"
 
 namespace moe_ep::cann {
@@ -114,10 +113,7 @@ std::function<void()> BuildCombine(const std::string& op, const CombineArgs& a, 
   });
   return [c, t, groups, elastic, op] {
     const std::vector<int32_t> table = elastic.present() ? ops::GatherInt32(elastic) : std::vector<int32_t>{};
-    RunOnGroups(groups, [&](ops::OpContext& ctx) {
-      ops::RunElastic(c, table, ctx, op.c_str(),
-                      [&](const plan::MoeConfig& config, ops::OpContext& run) { ops::Combine(config, t, run); });
-    });
+    ops::RunCombine(EpOf(groups), TpOf(groups), c, t, table, op.c_str());
   };
 }
 

@@ -6,7 +6,6 @@
 #include "aclnnop/aclnn_moe_distribute_dispatch_v3.h"
 #include "cann/aclnn/executor.h"
 #include "cann/aclnn/op_args.h"
-#include "ops/elastic.h"
 #include "ops/tensor_access.h"
 
 namespace moe_ep::cann {
@@ -93,10 +92,7 @@ std::function<void()> BuildDispatch(const std::string& op, const DispatchArgs& a
   if (alg == "fullmesh_v2") CheckFullmeshV2(op, c, elastic.present());
   return [c, t, groups, elastic, op] {
     const std::vector<int32_t> table = elastic.present() ? ops::GatherInt32(elastic) : std::vector<int32_t>{};
-    RunOnGroups(groups, [&](ops::OpContext& ctx) {
-      ops::RunElastic(c, table, ctx, op.c_str(),
-                      [&](const plan::MoeConfig& config, ops::OpContext& run) { ops::Dispatch(config, t, run); });
-    });
+    ops::RunDispatch(EpOf(groups), TpOf(groups), c, t, table, op.c_str());
   };
 }
 

@@ -49,8 +49,8 @@ Groups FindGroups(const std::string& group_ep, const std::string& group_tp, bool
 }
 
 plan::WindowCapacity CapacityOf(const Groups& groups) {
-  return {groups.ep ? groups.ep->window->data_bytes() : CommWindowBytes(),
-          groups.tp ? groups.tp->window->data_bytes() : CommWindowBytes()};
+  return {groups.ep ? groups.ep->comm->window_bytes() : CommWindowBytes(),
+          groups.tp ? groups.tp->comm->window_bytes() : CommWindowBytes()};
 }
 
 namespace {
@@ -63,11 +63,11 @@ void RequireGroup(const std::string& op, const std::shared_ptr<Comm>& comm, cons
            "must name a live HCCL communicator with a rank on this thread's device " + std::to_string(CurrentDevice()) +
                " (HcclGetCommName; set the device with aclrtSetDevice / aclrtSetCurrentContext)");
   }
-  if (comm->size != size || comm->rank != rank) {
+  if (comm->comm->size() != size || comm->comm->rank() != rank) {
     Reject(ErrorCode::kInvalidConfig, op, param, value,
            std::string(size_param) + " (" + std::to_string(size) + ") and " + rank_param + " (" +
-               std::to_string(rank) + ") must match the communicator's size " + std::to_string(comm->size) +
-               " and rank " + std::to_string(comm->rank));
+               std::to_string(rank) + ") must match the communicator's size " + std::to_string(comm->comm->size()) +
+               " and rank " + std::to_string(comm->comm->rank()));
   }
 }
 

@@ -11,7 +11,7 @@
 #include "cann/hccl/comm.h"
 #include "moe_ep/error.h"
 #include "moe_ep/tensor.h"
-#include "ops/ops.h"
+#include "ops/operations.h"
 #include "plan/validate.h"
 
 namespace moe_ep::cann {
@@ -66,14 +66,8 @@ plan::MoeConfig ConfigOf(const GroupAttributes& attributes);
 Groups ValidateOnGroups(const std::string& op, const GroupAttributes& attributes, const plan::MoeConfig& config,
                         const TensorView& elastic_info, const std::function<void(plan::WindowCapacity)>& validate);
 
-/// Runs `body` with the operation context of `groups`, one operation at a time per communicator.
-template <typename Body>
-void RunOnGroups(const Groups& groups, Body&& body) {
-  std::unique_lock ep_lock(groups.ep->op_mutex);
-  std::unique_lock<std::mutex> tp_lock;
-  if (groups.tp) tp_lock = std::unique_lock(groups.tp->op_mutex);
-  ops::OpContext ctx{*groups.ep->window, groups.tp ? groups.tp->window.get() : nullptr, groups.ep->Deadline()};
-  body(ctx);
-}
+/// The internal communicators of `groups` (tp null without a TP group).
+inline ops::Communicator& EpOf(const Groups& groups) { return *groups.ep->comm; }
+inline ops::Communicator* TpOf(const Groups& groups) { return groups.tp ? groups.tp->comm.get() : nullptr; }
 
 }  // namespace moe_ep::cann

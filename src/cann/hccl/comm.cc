@@ -15,23 +15,17 @@
 #include <utility>
 #include <vector>
 
+#include "base/env.h"
 #include "cann/runtime/runtime.h"
 #include "hccl/hccl.h"
 #include "moe_ep/error.h"
-#include "moe_ep/options.h"
-#include "transport/shm/shm_team.h"
-#include "transport/thread/thread_team.h"
+#include "transport/shm/shm_window.h"
+#include "transport/thread/thread_window.h"
 
 namespace moe_ep::cann {
 namespace {
 
 constexpr char kRootMagic[] = "moe_ep-hccl-root-v1:";  // followed by a 32-hex-digit token
-
-// HCCL_EXEC_TIMEOUT (seconds) when set, else MOE_EP_TIMEOUT_MS / the moe_ep default.
-std::chrono::milliseconds OperationTimeout() {
-  const int64_t seconds = PositiveEnv("HCCL_EXEC_TIMEOUT", 0);
-  return seconds > 0 ? std::chrono::milliseconds(seconds * 1000) : DefaultTimeout();
-}
 
 class Registry {
  public:
@@ -93,11 +87,8 @@ HcclResult Failed(HcclResult code, const std::string& message) {
 std::shared_ptr<Comm> MakeComm(const std::string& name, std::unique_ptr<transport::Window> window, int32_t device) {
   auto comm = std::make_shared<Comm>();
   comm->name = name;
-  comm->rank = window->rank();
-  comm->size = window->size();
   comm->device = device;
-  comm->window = std::move(window);
-  comm->timeout = OperationTimeout();
+  comm->comm = std::make_unique<ops::Communicator>(std::move(window), env::HcclOperationTimeout(), name);
   return comm;
 }
 
@@ -128,10 +119,10 @@ HcclResult JoinRootGroup(const std::string& token, uint32_t n_ranks, uint32_t ra
     int32_t device;
     ~ReleaseClaim() { reg.Release(name, device); }
   } release{reg, name, device};
-  const auto timeout = std::chrono::seconds(PositiveEnv("HCCL_CONNECT_TIMEOUT", 120));
+  const auto timeout = env::HcclConnectTimeout();
   try {
     auto window = transport::JoinShmGroup(token, "hccl", static_cast<int>(rank), static_cast<int>(n_ranks),
-                                          CommWindowBytes(), transport::Clock::now() + timeout);
+                                          CommWindowBytes(), ops::kWindowFlagCount, transport::Clock::now() + timeout);
     *comm = reg.Add(MakeComm(name, std::move(window), device));
   } catch (const TimeoutError& e) {
     return Failed(HCCL_E_TIMEOUT, std::string("HcclCommInitRootInfo: ") + e.what() +
@@ -144,7 +135,7 @@ HcclResult JoinRootGroup(const std::string& token, uint32_t n_ranks, uint32_t ra
 
 std::shared_ptr<Comm> FindComm(const std::string& name, int32_t device) { return Registry::Get().Find(name, device); }
 
-uint64_t CommWindowBytes() { return static_cast<uint64_t>(PositiveEnv("HCCL_BUFFSIZE", 200)) << 20; }
+uint64_t CommWindowBytes() { return env::HcclWindowBytes(); }
 
 }  // namespace moe_ep::cann
 
@@ -175,6 +166,7 @@ HcclResult HcclCommInitAll(uint32_t ndev, int32_t* devices, HcclComm* comms) {
     Registry& reg = Registry::Get();
     const std::string name = reg.NewName("moe_ep_hccl_group_");
     auto windows = moe_ep::transport::CreateThreadWindows(static_cast<int>(ndev), moe_ep::cann::CommWindowBytes(),
+                                                          moe_ep::ops::kWindowFlagCount,
                                                           "HCCL communicator '" + name + "'");
     for (uint32_t i = 0; i < ndev; ++i) {
       comms[i] = reg.Add(moe_ep::cann::MakeComm(name, std::move(windows[i]), devices[i]));
@@ -227,7 +219,7 @@ HcclResult HcclGetRankId(HcclComm comm, uint32_t* rank) {
   if (!rank) return Failed(HCCL_E_PTR, "HcclGetRankId: rank must not be null");
   auto c = Registry::Get().Lookup(comm);
   if (!c) return Failed(HCCL_E_PARA, "HcclGetRankId: comm is not a live communicator");
-  *rank = static_cast<uint32_t>(c->rank);
+  *rank = static_cast<uint32_t>(c->comm->rank());
   return HCCL_SUCCESS;
 }
 
@@ -235,7 +227,7 @@ HcclResult HcclGetRankSize(HcclComm comm, uint32_t* rank_size) {
   if (!rank_size) return Failed(HCCL_E_PTR, "HcclGetRankSize: rankSize must not be null");
   auto c = Registry::Get().Lookup(comm);
   if (!c) return Failed(HCCL_E_PARA, "HcclGetRankSize: comm is not a live communicator");
-  *rank_size = static_cast<uint32_t>(c->size);
+  *rank_size = static_cast<uint32_t>(c->comm->size());
   return HCCL_SUCCESS;
 }
 

@@ -1,39 +1,29 @@
 // Virtual devices: how many there are (MOE_EP_DEVICE_COUNT), the calling thread's current device and
 // context, and the aclrt device calls.
 #include <atomic>
-#include <cerrno>
-#include <cstdlib>
 #include <string>
 
+#include "base/env.h"
 #include "cann/runtime/internal.h"
+#include "moe_ep/error.h"
 
 namespace moe_ep::cann {
 namespace {
 
-constexpr int32_t kDefaultDeviceCount = 16;
-constexpr long long kMaxDeviceCount = 65536;
-
 // The device count, or why MOE_EP_DEVICE_COUNT is unusable (then `count` is 0, so that every device
 // call fails with `problem` instead of silently running with a count the user did not ask for).
 struct DeviceCountSetting {
-  int32_t count = kDefaultDeviceCount;
+  int32_t count = 0;
   std::string problem;
 };
 
 DeviceCountSetting ReadDeviceCountSetting() {
   DeviceCountSetting setting;
-  const char* text = std::getenv("MOE_EP_DEVICE_COUNT");
-  if (text == nullptr || *text == '\0') return setting;
-  char* end = nullptr;
-  errno = 0;
-  const long long value = std::strtoll(text, &end, 10);
-  if (*end != '\0' || errno != 0 || value < 1 || value > kMaxDeviceCount) {
-    setting.count = 0;
-    setting.problem = std::string("environment variable MOE_EP_DEVICE_COUNT = '") + text +
-                      "' must be an integer in [1, " + std::to_string(kMaxDeviceCount) + "]";
-    return setting;
+  try {
+    setting.count = env::DeviceCount();
+  } catch (const Error& e) {
+    setting.problem = e.what();
   }
-  setting.count = static_cast<int32_t>(value);
   return setting;
 }
 

@@ -1,5 +1,5 @@
 // Thread transport: anonymous NORESERVE mappings, one per rank, shared by pointer.
-#include "transport/thread/thread_team.h"
+#include "transport/thread/thread_window.h"
 
 #include <sys/mman.h>
 
@@ -15,7 +15,8 @@ namespace {
 // Owns the mappings of all ranks; the windows share it, so memory lives as long as any rank's window.
 class ThreadRegions {
  public:
-  ThreadRegions(int size, uint64_t data_bytes) : bytes_(data_bytes + FlagAreaBytes()) {
+  ThreadRegions(int size, uint64_t data_bytes, uint64_t flag_count)
+      : bytes_(data_bytes + FlagAreaBytes(flag_count, size)) {
     for (int r = 0; r < size; ++r) {
       void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
       if (p == MAP_FAILED) {
@@ -44,13 +45,14 @@ class ThreadRegions {
 
 }  // namespace
 
-std::vector<std::unique_ptr<Window>> CreateThreadWindows(int size, uint64_t data_bytes, const std::string& name) {
+std::vector<std::unique_ptr<Window>> CreateThreadWindows(int size, uint64_t data_bytes, uint64_t flag_count,
+                                                         const std::string& name) {
   // Flags are 8-byte aligned as long as the data area size is.
   data_bytes = (data_bytes + 4095) / 4096 * 4096;
-  auto regions = std::make_shared<ThreadRegions>(size, data_bytes);
+  auto regions = std::make_shared<ThreadRegions>(size, data_bytes, flag_count);
   std::vector<std::unique_ptr<Window>> windows;
   for (int r = 0; r < size; ++r) {
-    windows.push_back(std::make_unique<LoadStoreWindow>(r, regions->regions(), data_bytes, name, regions));
+    windows.push_back(std::make_unique<LoadStoreWindow>(r, regions->regions(), data_bytes, flag_count, name, regions));
   }
   return windows;
 }

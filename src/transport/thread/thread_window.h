@@ -11,7 +11,9 @@
 namespace moe_ep::transport {
 
 /// Creates the windows of an in-process group of `size` ranks, each with `data_bytes` of data area
-/// (reserved, committed only when touched). windows[r] belongs to the thread that runs rank r.
-std::vector<std::unique_ptr<Window>> CreateThreadWindows(int size, uint64_t data_bytes, const std::string& name);
+/// (reserved, committed only when touched) and `flag_count` user flags. windows[r] belongs to the
+/// thread that runs rank r.
+std::vector<std::unique_ptr<Window>> CreateThreadWindows(int size, uint64_t data_bytes, uint64_t flag_count,
+                                                         const std::string& name);
 
 }  // namespace moe_ep::transport

@@ -1,6 +1,6 @@
 // Shared-memory transport: segment creation (0600, O_EXCL), mapping peers as they appear, the join
 // barrier, and unlinking names as soon as everyone is mapped so killed ranks leave nothing behind.
-#include "transport/shm/shm_team.h"
+#include "transport/shm/shm_window.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -82,13 +82,13 @@ std::string ShmSegmentName(const std::string& job, const std::string& group, int
 }
 
 std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& group, int rank, int size,
-                                     uint64_t data_bytes, Clock::time_point deadline) {
+                                     uint64_t data_bytes, uint64_t flag_count, Clock::time_point deadline) {
   if (job.empty() || job.find('/') != std::string::npos || group.find('/') != std::string::npos) {
     throw Error(ErrorCode::kInvalidParam, "shared-memory transport: job '" + job + "' and group '" + group +
                                               "' must be non-empty names without '/'");
   }
   data_bytes = (data_bytes + 4095) / 4096 * 4096;
-  const uint64_t bytes = data_bytes + FlagAreaBytes();
+  const uint64_t bytes = data_bytes + FlagAreaBytes(flag_count, size);
   auto maps = std::make_shared<ShmMappings>(bytes);
   const std::string own = ShmSegmentName(job, group, rank);
   const int own_fd = shm_open(own.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
@@ -120,9 +120,9 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
     maps->Add(base);
     regions[r] = {base, reinterpret_cast<uint64_t*>(base + data_bytes)};
   }
-  auto window = std::make_unique<LoadStoreWindow>(rank, regions, data_bytes,
+  auto window = std::make_unique<LoadStoreWindow>(rank, regions, data_bytes, flag_count,
                                                   "shared-memory group '" + group + "'", maps);
-  Barrier(*window, deadline, "every rank mapping every segment");
+  window->Barrier(deadline, "every rank mapping every segment");
   shm_unlink(own.c_str());
   unlink_on_error.armed = false;
   return window;

@@ -1,0 +1,95 @@
+// Reading the environment: integers with a range, so no value can wrap the arithmetic that uses it.
+#include "base/env.h"
+
+#include <cerrno>
+#include <cstdlib>
+
+#include "moe_ep/error.h"
+#include "moe_ep/options.h"
+
+namespace moe_ep::env {
+namespace {
+
+// Windows up to 1 TiB and deadlines up to 24 days: beyond them the byte and clock arithmetic could wrap.
+constexpr int64_t kMaxWindowMb = int64_t{1} << 20;
+constexpr int64_t kMaxTimeoutMs = int64_t{1} << 31;
+
+constexpr char kLaunchHint[] = "; start the ranks with `moe-ep launch -n N -- PROGRAM`";
+
+}  // namespace
+
+std::optional<std::string> Text(const char* name) {
+  const char* text = std::getenv(name);
+  if (!text || !*text) return std::nullopt;
+  return std::string(text);
+}
+
+int64_t Integer(const char* name, int64_t fallback, int64_t min, int64_t max) {
+  const auto text = Text(name);
+  if (!text) return fallback;
+  char* end = nullptr;
+  errno = 0;
+  const long long value = std::strtoll(text->c_str(), &end, 10);
+  if (*end != '\0' || errno != 0 || value < min || value > max) {
+    throw Error(ErrorCode::kInvalidParam, std::string("environment variable ") + name + " = '" + *text +
+                                              "' must be an integer in [" + std::to_string(min) + ", " +
+                                              std::to_string(max) + "]");
+  }
+  return value;
+}
+
+std::chrono::milliseconds OperationTimeout() {
+  return std::chrono::milliseconds(Integer("MOE_EP_TIMEOUT_MS", 300000, 1, kMaxTimeoutMs));
+}
+
+uint64_t WindowBytes() { return static_cast<uint64_t>(Integer("MOE_EP_WINDOW_MB", 2048, 1, kMaxWindowMb)) << 20; }
+
+std::optional<std::string> KernelIsa() { return Text("MOE_EP_ISA"); }
+
+int32_t DeviceCount() { return static_cast<int32_t>(Integer("MOE_EP_DEVICE_COUNT", 16, 1, 65536)); }
+
+uint64_t HcclWindowBytes() { return static_cast<uint64_t>(Integer("HCCL_BUFFSIZE", 200, 1, kMaxWindowMb)) << 20; }
+
+std::chrono::milliseconds HcclOperationTimeout() {
+  const int64_t seconds = Integer("HCCL_EXEC_TIMEOUT", 0, 1, kMaxTimeoutMs / 1000);
+  return seconds > 0 ? std::chrono::milliseconds(seconds * 1000) : OperationTimeout();
+}
+
+std::chrono::seconds HcclConnectTimeout() {
+  return std::chrono::seconds(Integer("HCCL_CONNECT_TIMEOUT", 120, 1, kMaxTimeoutMs / 1000));
+}
+
+LaunchVariables Launch() {
+  const auto required = [](const char* name) {
+    const auto text = Text(name);
+    if (!text) throw Error(ErrorCode::kInvalidConfig, std::string(name) + " is not set" + kLaunchHint);
+    return *text;
+  };
+  const auto rank_number = [&](const char* name, int64_t min) {
+    required(name);
+    try {
+      return static_cast<int>(Integer(name, 0, min, 1 << 20));
+    } catch (const Error& e) {
+      throw Error(ErrorCode::kInvalidConfig, e.what() + std::string(kLaunchHint));
+    }
+  };
+  LaunchVariables job;
+  job.rank = rank_number("MOE_EP_RANK", 0);
+  job.world_size = rank_number("MOE_EP_WORLD_SIZE", 1);
+  job.rendezvous = required("MOE_EP_RENDEZVOUS");
+  if (job.rank >= job.world_size) {
+    throw Error(ErrorCode::kInvalidConfig, "MOE_EP_RANK = " + std::to_string(job.rank) +
+                                               " must be in [0, MOE_EP_WORLD_SIZE = " +
+                                               std::to_string(job.world_size) + ")");
+  }
+  return job;
+}
+
+}  // namespace moe_ep::env
+
+namespace moe_ep {
+
+std::chrono::milliseconds DefaultTimeout() { return env::OperationTimeout(); }
+uint64_t DefaultWindowBytes() { return env::WindowBytes(); }
+
+}  // namespace moe_ep

@@ -1,0 +1,42 @@
+// The one reader of the environment: every MOE_EP_* and HCCL_* variable moe_ep reads, each with its
+// default and allowed range (include/moe_ep/options.h lists them for users).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace moe_ep::env {
+
+/// The integer in variable `name`, `fallback` when it is unset or empty. Anything but a decimal integer
+/// in [min, max] throws Error (161002) naming the variable, its text and the range.
+int64_t Integer(const char* name, int64_t fallback, int64_t min, int64_t max);
+/// The text of variable `name`, nullopt when it is unset or empty.
+std::optional<std::string> Text(const char* name);
+
+/// MOE_EP_TIMEOUT_MS: the deadline of every wait of an operation (default 5 minutes).
+std::chrono::milliseconds OperationTimeout();
+/// MOE_EP_WINDOW_MB: the data area of a native group's window (default 2 GiB).
+uint64_t WindowBytes();
+/// MOE_EP_ISA: the kernels' instruction set by name, nullopt to use the best the CPU has.
+std::optional<std::string> KernelIsa();
+/// MOE_EP_DEVICE_COUNT: the C API's virtual devices (default 16).
+int32_t DeviceCount();
+/// HCCL_BUFFSIZE: the data area of a C API communicator's window (MB in the variable; default 200).
+uint64_t HcclWindowBytes();
+/// HCCL_EXEC_TIMEOUT: a C API operation's deadline (seconds in the variable); MOE_EP_TIMEOUT_MS when unset.
+std::chrono::milliseconds HcclOperationTimeout();
+/// HCCL_CONNECT_TIMEOUT: how long HcclCommInitRootInfo waits for every rank (default 120 s).
+std::chrono::seconds HcclConnectTimeout();
+
+/// What a launcher sets for each process of a job (`moe-ep launch`).
+struct LaunchVariables {
+  int rank = 0;            // MOE_EP_RANK
+  int world_size = 0;      // MOE_EP_WORLD_SIZE
+  std::string rendezvous;  // MOE_EP_RENDEZVOUS: an unpredictable token naming the job
+};
+/// Reads the three; throws Error (561002) naming any that is missing or out of range.
+LaunchVariables Launch();
+
+}  // namespace moe_ep::env

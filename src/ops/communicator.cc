@@ -1,0 +1,34 @@
+// The internal communicator: construction and the failed-ranks bookkeeping.
+#include "ops/communicator.h"
+
+#include "moe_ep/error.h"
+
+namespace moe_ep::ops {
+
+Communicator::Communicator(std::unique_ptr<transport::Window> window, std::chrono::milliseconds timeout,
+                           std::string name)
+    : window_(std::move(window)), timeout_(timeout), name_(std::move(name)) {
+  if (window_->flag_count() != kWindowFlagCount) {
+    throw Error(ErrorCode::kInternal, "communicator '" + name_ + "': its window has " +
+                                          std::to_string(window_->flag_count()) + " flags, the operations need " +
+                                          std::to_string(kWindowFlagCount));
+  }
+  state_.reset_seen.assign(window_->size(), 0);
+}
+
+std::vector<int> Communicator::failed_ranks() const {
+  std::lock_guard lock(failed_mutex_);
+  return {failed_.begin(), failed_.end()};
+}
+
+void Communicator::RememberFailed(const std::vector<int>& ranks) {
+  std::lock_guard lock(failed_mutex_);
+  failed_.insert(ranks.begin(), ranks.end());
+}
+
+void Communicator::ForgetFailed(int rank) {
+  std::lock_guard lock(failed_mutex_);
+  failed_.erase(rank);
+}
+
+}  // namespace moe_ep::ops

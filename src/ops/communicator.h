@@ -1,0 +1,69 @@
+// The one internal communicator both front doors hold (the native Group and the C API's HcclComm): a
+// rank's window, the operations' state on it, its deadline, its name, the peers it waited for in vain,
+// and the lock that runs its operations one at a time.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "plan/layout.h"
+#include "transport/window.h"
+
+namespace moe_ep::ops {
+
+/// The flags the operations use in every window (plan/layout.h maps them); transports add theirs after.
+inline constexpr uint64_t kWindowFlagCount = plan::kFlagCount;
+
+/// What the operations remember about one window between calls.
+struct OpState {
+  uint64_t dispatch_calls = 0;  // select the parity half and tag the flags; zeroed by BufferReset
+  uint64_t combine_calls = 0;
+  /// Set by a BufferReset that synced: the same on every rank that took part, and new, so flags a
+  /// stalled peer wrote before the reset can never match a call made after it.
+  uint64_t generation = 0;
+  /// BufferReset syncs made so far; survives the reset itself (it tags the sync flags).
+  uint64_t reset_calls = 0;
+  /// The last reset-sync tag consumed from each peer (a peer that skipped a reset is behind, so a sync
+  /// waits for a tag newer than the last one seen rather than for an exact one).
+  std::vector<uint64_t> reset_seen;
+};
+
+class Communicator {
+ public:
+  /// `window` must have kWindowFlagCount user flags. `name` is the group's name in messages.
+  Communicator(std::unique_ptr<transport::Window> window, std::chrono::milliseconds timeout, std::string name);
+
+  int rank() const { return window_->rank(); }
+  int size() const { return window_->size(); }
+  uint64_t window_bytes() const { return window_->data_bytes(); }
+  const std::string& name() const { return name_; }
+  std::chrono::milliseconds timeout() const { return timeout_; }
+  /// The deadline of an operation that starts now.
+  transport::Clock::time_point Deadline() const { return transport::Clock::now() + timeout_; }
+
+  transport::Window& window() { return *window_; }
+  OpState& state() { return state_; }
+  /// Held for the whole of an operation: one at a time per communicator, whichever thread calls.
+  std::mutex& mutex() { return mutex_; }
+
+  /// Peers an operation waited for in vain, in rank order; a reset that syncs with them again forgets them.
+  std::vector<int> failed_ranks() const;
+  void RememberFailed(const std::vector<int>& ranks);
+  void ForgetFailed(int rank);
+
+ private:
+  std::unique_ptr<transport::Window> window_;
+  std::chrono::milliseconds timeout_;
+  std::string name_;
+  OpState state_;
+  std::mutex mutex_;
+  mutable std::mutex failed_mutex_;  // failed_ranks() may be asked from any thread
+  std::set<int> failed_;
+};
+
+}  // namespace moe_ep::ops

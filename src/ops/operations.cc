@@ -1,0 +1,68 @@
+// Operation entries: lock the communicators, apply elasticInfo, run the protocol, remember failed peers.
+#include "ops/operations.h"
+
+#include "moe_ep/error.h"
+#include "ops/elastic.h"
+#include "ops/protocol.h"
+
+namespace moe_ep::ops {
+namespace {
+
+// Runs body(link) holding ep's (and tp's) lock; a deadline error's ranks are remembered as failed.
+template <typename Body>
+void Locked(Communicator& ep, Communicator* tp, Body&& body) {
+  std::unique_lock ep_lock(ep.mutex());
+  std::unique_lock<std::mutex> tp_lock;
+  if (tp) tp_lock = std::unique_lock(tp->mutex());
+  const protocol::Link link{ep.window(), ep.state(), tp ? &tp->window() : nullptr, tp ? &tp->state() : nullptr,
+                            ep.Deadline()};
+  try {
+    body(link);
+  } catch (const TimeoutError& e) {
+    ep.RememberFailed(e.missing_ranks());
+    throw;
+  }
+}
+
+}  // namespace
+
+plan::WindowCapacity CapacityOf(const Communicator& ep, const Communicator* tp) {
+  return {ep.window_bytes(), tp ? tp->window_bytes() : 0};
+}
+
+plan::MoeConfig RunDispatch(Communicator& ep, Communicator* tp, const plan::MoeConfig& config,
+                            const plan::DispatchTensors& tensors, std::span<const int32_t> elastic_info,
+                            const char* op) {
+  plan::MoeConfig ran = config;
+  Locked(ep, tp, [&](const protocol::Link& link) {
+    RunElastic(config, elastic_info, link, op, [&](const plan::MoeConfig& c, const protocol::Link& l) {
+      ran = c;
+      protocol::Dispatch(c, tensors, l);
+    });
+  });
+  return ran;
+}
+
+void RunCombine(Communicator& ep, Communicator* tp, const plan::MoeConfig& config, const plan::CombineTensors& tensors,
+                std::span<const int32_t> elastic_info, const char* op) {
+  Locked(ep, tp, [&](const protocol::Link& link) {
+    RunElastic(config, elastic_info, link, op,
+               [&](const plan::MoeConfig& c, const protocol::Link& l) { protocol::Combine(c, tensors, l); });
+  });
+}
+
+void RunBufferReset(Communicator& ep, std::span<const int32_t> reachable, bool need_sync) {
+  Locked(ep, nullptr, [&](const protocol::Link& link) {
+    protocol::BufferReset(link.ep, link.ep_state, reachable, need_sync, link.deadline);
+  });
+  if (!need_sync) return;
+  for (int r = 0; r < ep.size(); ++r) {
+    if (reachable[r]) ep.ForgetFailed(r);
+  }
+}
+
+std::vector<int32_t> ProbeReachable(Communicator& ep, transport::Clock::duration wait) {
+  return ep.window().Probe(wait);
+}
+
+}  // namespace moe_ep::ops

@@ -1,0 +1,36 @@
+// The protocols of the operations, written once against the Window interface: DispatchV2, CombineV2 /
+// CombineAddRmsNorm and BufferReset. They assume a validated call; operations.h is their entry.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "ops/communicator.h"
+#include "plan/config.h"
+#include "plan/op_tensors.h"
+#include "transport/window.h"
+
+namespace moe_ep::ops::protocol {
+
+/// The windows one call runs on, the operations' state of each, and the call's deadline.
+struct Link {
+  transport::Window& ep;
+  OpState& ep_state;
+  transport::Window* tp = nullptr;  // the TP pair's window when tp_world_size == 2
+  OpState* tp_state = nullptr;
+  transport::Clock::time_point deadline;  // every wait of the call ends by then
+};
+
+/// Collective over link.ep (and link.tp): docs/semantics.md 2 / 5.2.
+void Dispatch(const plan::MoeConfig& config, const plan::DispatchTensors& tensors, const Link& link);
+
+/// Collective over link.ep (and link.tp): docs/semantics.md 3 / 5.3; tensors.add_rms_norm selects
+/// CombineAddRmsNorm.
+void Combine(const plan::MoeConfig& config, const plan::CombineTensors& tensors, const Link& link);
+
+/// docs/semantics.md 4.2: clears the local window and, with need_sync, waits for every rank marked 1 in
+/// `reachable` (E entries of 0/1) to have cleared its own.
+void BufferReset(transport::Window& ep, OpState& state, std::span<const int32_t> reachable, bool need_sync,
+                 transport::Clock::time_point deadline);
+
+}  // namespace moe_ep::ops::protocol
