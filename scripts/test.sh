@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Every test: the release build's full suite, the same suite under ASan+UBSan, and the thread-transport
-# and C API stream tests under ThreadSanitizer. Set MOE_EP_TEST_SEED to replay a printed seed; MOE_EP_SKIP_SANITIZERS=1
-# runs the release suite only.
+# Every test: the format check, the release build's full suite, the same suite under ASan+UBSan, and the
+# threaded paths (transports, thread ranks, C API streams) under ThreadSanitizer. Set MOE_EP_TEST_SEED
+# to replay a printed seed; MOE_EP_SKIP_SANITIZERS=1 runs the release suite only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -16,6 +16,8 @@ build_and_test() {  # build_and_test DIR "TARGETS" CTEST_REGEX CMAKE_ARGS...  (e
   (cd "$dir" && ctest --output-on-failure -j "$jobs" ${regex:+-R "$regex"})
 }
 
+echo "== format"
+bash scripts/check_format.sh
 echo "== release build: all tests"
 build_and_test build "" "" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOE_EP_BUILD_TESTS=ON -DMOE_EP_BUILD_EXAMPLES=ON
 if [[ "${MOE_EP_SKIP_SANITIZERS:-0}" != 1 ]]; then

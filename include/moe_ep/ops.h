@@ -25,10 +25,12 @@ struct ExpertLayout {
   int64_t zero_expert_num = 0;
   int64_t copy_expert_num = 0;
   int64_t const_expert_num = 0;
-  /// Elastic scale-down (CANN V3 elasticInfo, docs/semantics.md 2.8): empty, or the 4 + 2E table that ScaleDownInfo
-  /// makes. When its first entry is 1 the operations run among the survivors it lists, renumbered
-  /// 0..E'-1, each MoE rank keeping its experts (expert ids then index the survivors' experts).
-  std::vector<int32_t> elastic_info;
+  /// Elastic scale-down (CANN V3's elasticInfo, docs/semantics.md 2.8): empty (every rank takes part), or
+  /// one 0/1 entry per rank of the EP group, as ProbeReachable returns it. The operations then run among
+  /// the ranks marked 1, renumbered 0..E'-1 in order; shared-expert ranks stay shared and each MoE rank
+  /// keeps its experts (expert ids then index the survivors' experts). Call BufferReset(ep, survivors)
+  /// first; this rank must be one of them, and there is no TP group.
+  std::vector<int32_t> survivors;
 };
 
 enum class Quant : int64_t {
@@ -121,11 +123,6 @@ void CombineAddRmsNormInto(Group& ep, const DispatchHandle& handle, const Tensor
 /// ranks that all did so within `wait` (0: the group timeout) of each other are marked 1 (docs/semantics.md 4.3:
 /// ElasticReceivableTest + InfoCollect). One 0/1 entry per rank; a dead or stalled rank is 0.
 std::vector<int32_t> ProbeReachable(Group& ep, std::chrono::milliseconds wait = std::chrono::milliseconds(0));
-
-/// The elasticInfo table for continuing with the ranks marked in `reachable` (survivors keep their
-/// order and roles; each MoE rank keeps its experts, so moeExpertNum shrinks). Set it as
-/// ExpertLayout::elastic_info after a BufferReset(ep, reachable) to go on among the survivors.
-std::vector<int32_t> ScaleDownInfo(const Group& ep, const ExpertLayout& experts, std::span<const int32_t> reachable);
 
 /// [collective over the ranks marked reachable] Clears this rank's window (parity back to 0). With
 /// need_sync, waits until every reachable rank has cleared its own. `reachable` has one 0/1 entry per

@@ -62,8 +62,8 @@ Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> member
                                                std::to_string(job.world_size) + ") including this rank (" +
                                                std::to_string(job.rank) + ")");
   }
-  // The n-th group of a name and member list in this process: every member creates its groups in the
-  // same order, so they agree on n.
+  // The n-th group of a name and member list made by this rank of this job: every member creates its
+  // groups in the same order, so they agree on n (ranks may also be threads of one process).
   std::string group = o.name;
   for (int r : ranks) group += "-" + std::to_string(r);
   static std::mutex mutex;
@@ -71,7 +71,7 @@ Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> member
   int index;
   {
     std::lock_guard lock(mutex);
-    index = made[group]++;
+    index = made[job.rendezvous + "/" + std::to_string(job.rank) + "/" + group]++;
   }
   group += "." + std::to_string(index);
   auto window = transport::JoinShmGroup(job.rendezvous, group, static_cast<int>(me - ranks.begin()),

@@ -62,10 +62,36 @@ Tensor DenseCopy(const TensorView& v) {
 }
 
 // The elasticInfo table's shape; its contents are checked when the operation applies it.
-void CheckElasticInfo(const plan::MoeConfig& c, const ExpertLayout& experts, const char* op) {
-  if (experts.elastic_info.empty()) return;
-  const auto entries = static_cast<int64_t>(experts.elastic_info.size());
-  plan::CheckElasticTable(c, entries, op, "elastic_info", std::to_string(entries) + " entries");
+// A per-rank 0/1 mask (survivors, reachable): one entry per rank of `ep`, each 0 or 1.
+void CheckRankMask(const Group& ep, std::span<const int32_t> mask, const char* op, const char* param) {
+  if (static_cast<int>(mask.size()) != ep.size()) {
+    throw Error(ErrorCode::kInvalidConfig, std::string(op) + ": parameter '" + param + "' has " +
+                                               std::to_string(mask.size()) + " entries; rule: one per rank (" +
+                                               std::to_string(ep.size()) + ")");
+  }
+  for (int32_t v : mask) {
+    if (v != 0 && v != 1) {
+      throw Error(ErrorCode::kInvalidConfig, std::string(op) + ": parameter '" + param + "' holds " +
+                                                 std::to_string(v) + "; rule: entries are 0 or 1");
+    }
+  }
+}
+
+// The elasticInfo table the operations run under: none without survivors, else the one that keeps the
+// ranks marked 1 (in order, roles and experts kept).
+std::vector<int32_t> ElasticTable(const Group& ep, const plan::MoeConfig& c, const ExpertLayout& experts,
+                                  const char* op) {
+  if (experts.survivors.empty()) return {};
+  CheckRankMask(ep, experts.survivors, op, "ExpertLayout::survivors");
+  if (!experts.survivors[ep.rank()]) {
+    throw Error(ErrorCode::kInvalidConfig, std::string(op) + ": parameter 'ExpertLayout::survivors' marks this rank (" +
+                                               std::to_string(ep.rank()) + ") 0; rule: only survivors run operations");
+  }
+  if (c.has_tp()) {
+    throw Error(ErrorCode::kInvalidConfig, std::string(op) + ": parameter 'ExpertLayout::survivors' is set with a "
+                                               "TP group; rule: elastic scale-down runs without TP");
+  }
+  return plan::ElasticInfoFor(c, experts.survivors);
 }
 
 ops::Communicator& CommOf(const Group& g) { return GroupAccess::Comm(g); }
@@ -109,8 +135,8 @@ void RunCombine(Group& ep, const DispatchHandle& h, plan::CombineTensors& t, con
   plan::MoeConfig c = BaseConfig(ep, tp, h.experts);
   c.comm_quant_mode = static_cast<int64_t>(options.comm_quant);
   plan::ValidateCombine(c, t, plan::Profile::kNative, ops::CapacityOf(CommOf(ep), CommOf(tp)), "Combine");
-  CheckElasticInfo(c, h.experts, "Combine");
-  ops::RunCombine(CommOf(ep), CommOf(tp), c, t, h.experts.elastic_info, "Combine");
+  const std::vector<int32_t> table = ElasticTable(ep, c, h.experts, "Combine");
+  ops::RunCombine(CommOf(ep), CommOf(tp), c, t, table, "Combine");
 }
 
 }  // namespace
@@ -128,10 +154,10 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
                                 out.dynamic_scales, out.assist_info, out.expert_token_nums, out.ep_recv_counts,
                                 out.tp_recv_counts};
   plan::ValidateDispatch(c, t, plan::Profile::kNative, ops::CapacityOf(CommOf(ep), CommOf(tp)), "Dispatch");
-  CheckElasticInfo(c, options.experts, "Dispatch");
+  const std::vector<int32_t> table = ElasticTable(ep, c, options.experts, "Dispatch");
   // The survivors' configuration under a scaled-down elasticInfo: it says which counts were written.
   const plan::MoeConfig ran =
-      ops::RunDispatch(CommOf(ep), CommOf(tp), c, t, options.experts.elastic_info, "Dispatch");
+      ops::RunDispatch(CommOf(ep), CommOf(tp), c, t, table, "Dispatch");
 
   DispatchHandle h;
   h.experts = options.experts;
@@ -206,28 +232,10 @@ std::vector<int32_t> ProbeReachable(Group& ep, std::chrono::milliseconds wait) {
   return ops::ProbeReachable(CommOf(ep), wait.count() > 0 ? wait : ep.timeout());
 }
 
-std::vector<int32_t> ScaleDownInfo(const Group& ep, const ExpertLayout& experts, std::span<const int32_t> reachable) {
-  if (static_cast<int>(reachable.size()) != ep.size()) {
-    throw Error(ErrorCode::kInvalidConfig, "ScaleDownInfo: parameter 'reachable' has " + std::to_string(reachable.size()) +
-                                               " entries; rule: one per rank (" + std::to_string(ep.size()) + ")");
-  }
-  return plan::ElasticInfoFor(BaseConfig(ep, nullptr, experts), reachable);
-}
-
 void BufferReset(Group& ep, std::span<const int32_t> reachable, bool need_sync) {
   std::vector<int32_t> all(ep.size(), 1);
   if (reachable.empty()) reachable = all;
-  if (static_cast<int>(reachable.size()) != ep.size()) {
-    throw Error(ErrorCode::kInvalidConfig, "BufferReset: parameter 'reachable' has " +
-                                               std::to_string(reachable.size()) + " entries; rule: one per rank (" +
-                                               std::to_string(ep.size()) + ")");
-  }
-  for (int32_t v : reachable) {
-    if (v != 0 && v != 1) {
-      throw Error(ErrorCode::kInvalidConfig, "BufferReset: parameter 'reachable' holds " + std::to_string(v) +
-                                                 "; rule: entries are 0 or 1");
-    }
-  }
+  CheckRankMask(ep, reachable, "BufferReset", "reachable");
   ops::RunBufferReset(CommOf(ep), reachable, need_sync);
 }
 

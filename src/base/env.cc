@@ -1,6 +1,7 @@
 // Reading the environment: integers with a range, so no value can wrap the arithmetic that uses it.
 #include "base/env.h"
 
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 
@@ -30,7 +31,8 @@ int64_t Integer(const char* name, int64_t fallback, int64_t min, int64_t max) {
   char* end = nullptr;
   errno = 0;
   const long long value = std::strtoll(text->c_str(), &end, 10);
-  if (*end != '\0' || errno != 0 || value < min || value > max) {
+  const bool spaced = std::isspace(static_cast<unsigned char>(text->front()));  // strtoll would skip it
+  if (spaced || *end != '\0' || errno != 0 || value < min || value > max) {
     throw Error(ErrorCode::kInvalidParam, std::string("environment variable ") + name + " = '" + *text +
                                               "' must be an integer in [" + std::to_string(min) + ", " +
                                               std::to_string(max) + "]");

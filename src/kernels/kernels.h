@@ -27,7 +27,8 @@ enum class Isa : uint8_t { kScalar, kAvx2, kAvx512 };
 
 // The best instruction set this CPU supports (cached after the first call).
 Isa DetectedIsa();
-// The instruction set the row kernels use now: DetectedIsa() unless overridden.
+// The instruction set the row kernels use now: the one SetActiveIsa forced, else MOE_EP_ISA (throws Error
+// naming it when it is not one this CPU has), else DetectedIsa().
 Isa ActiveIsa();
 // Forces the row kernels onto `isa` (tests and benchmarks); an unsupported isa falls back to the best
 // supported one below it. Not thread-safe against concurrent kernel calls.

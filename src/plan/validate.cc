@@ -3,6 +3,8 @@
 #include "plan/validate.h"
 
 #include <algorithm>
+#include <cctype>
+#include <iterator>
 #include <limits>
 #include <sstream>
 #include <string>
@@ -18,15 +20,79 @@ constexpr ErrorCode kNull = ErrorCode::kNullPointer;
 constexpr ErrorCode kDtype = ErrorCode::kInvalidParam;
 constexpr ErrorCode kRule = ErrorCode::kInvalidConfig;
 
-// Collects the operation name so every failure message starts the same way.
+// The native API's name of each CANN parameter (and of the window knob), so a native caller reads the
+// names of the fields it set. Parameters not listed keep their name.
+constexpr std::pair<const char*, const char*> kNativeNames[] = {
+    {"expertIds", "expert_ids"},
+    {"scales", "DispatchOptions::smooth_scales"},
+    {"xActiveMask", "active_mask"},
+    {"expandXOut", "DispatchOutputs::expand_x"},
+    {"dynamicScalesOut", "DispatchOutputs::dynamic_scales"},
+    {"assistInfoForCombineOut", "DispatchOutputs::assist_info"},
+    {"expertTokenNumsOut", "DispatchOutputs::expert_token_nums"},
+    {"epRecvCountsOut", "DispatchOutputs::ep_recv_counts"},
+    {"tpRecvCountsOut", "DispatchOutputs::tp_recv_counts"},
+    {"expandX", "expert_out"},
+    {"assistInfoForCombine", "DispatchHandle::assist_info"},
+    {"epSendCounts", "DispatchHandle::ep_recv_counts"},
+    {"tpSendCounts", "DispatchHandle::tp_recv_counts"},
+    {"expertScales", "expert_scales"},
+    {"sharedExpertX", "CombineOptions::shared_expert_x"},
+    {"oriX", "CombineOptions::ori_x"},
+    {"constExpertAlpha1", "CombineOptions::const_alpha1"},
+    {"constExpertAlpha2", "CombineOptions::const_alpha2"},
+    {"constExpertV", "CombineOptions::const_v"},
+    {"residualX", "residual_x"},
+    {"xOut", "x_out"},
+    {"yOut", "AddRmsNormOutputs::y"},
+    {"rstdOut", "AddRmsNormOutputs::rstd"},
+    {"epWorldSize", "ep.size()"},
+    {"epRankId", "ep.rank()"},
+    {"tpWorldSize", "tp.size()"},
+    {"tpRankId", "tp.rank()"},
+    {"moeExpertNum", "ExpertLayout::moe_expert_num"},
+    {"sharedExpertNum", "ExpertLayout::shared_expert_num"},
+    {"sharedExpertRankNum", "ExpertLayout::shared_expert_rank_num"},
+    {"globalBs", "ExpertLayout::global_bs"},
+    {"zeroExpertNum", "ExpertLayout::zero_expert_num"},
+    {"copyExpertNum", "ExpertLayout::copy_expert_num"},
+    {"constExpertNum", "ExpertLayout::const_expert_num"},
+    {"quantMode", "DispatchOptions::quant"},
+    {"commQuantMode", "CombineOptions::comm_quant"},
+    {"expertTokenNumsType", "DispatchOptions::cumulative_token_nums"},
+    {"HCCL_BUFFSIZE", "GroupOptions::window_bytes (MOE_EP_WINDOW_MB)"},
+};
+
+// `param` with every CANN identifier in it replaced by its native name ("K (expertIds.dim1)" ->
+// "K (expert_ids.dim1)").
+std::string NativeName(const std::string& param) {
+  std::string out;
+  for (size_t i = 0; i < param.size();) {
+    size_t j = i;
+    while (j < param.size() && (std::isalnum(static_cast<unsigned char>(param[j])) || param[j] == '_')) ++j;
+    if (j == i) {
+      out += param[i++];
+      continue;
+    }
+    const std::string word = param.substr(i, j - i);
+    const auto* hit = std::find_if(std::begin(kNativeNames), std::end(kNativeNames),
+                                   [&](const auto& entry) { return word == entry.first; });
+    out += hit == std::end(kNativeNames) ? word : hit->second;
+    i = j;
+  }
+  return out;
+}
+
+// Collects the operation name and the caller's naming so every failure message starts the same way.
 class Checker {
  public:
-  explicit Checker(const char* op) : op_(op) {}
+  Checker(const char* op, Profile profile) : op_(op), profile_(profile) {}
 
   void Require(bool ok, ErrorCode code, const std::string& param, const std::string& value,
                const std::string& rule) const {
     if (ok) return;
-    throw Error(code, std::string(op_) + ": parameter '" + param + "' = " + value + " violates rule: " + rule);
+    const std::string name = profile_ == Profile::kNative ? NativeName(param) : param;
+    throw Error(code, std::string(op_) + ": parameter '" + name + "' = " + value + " violates rule: " + rule);
   }
   void Require(bool ok, const std::string& param, int64_t value, const std::string& rule) const {
     Require(ok, kRule, param, std::to_string(value), rule);
@@ -55,6 +121,7 @@ class Checker {
 
  private:
   const char* op_;
+  Profile profile_;
 };
 
 std::string Str(int64_t v) { return std::to_string(v); }
@@ -202,7 +269,7 @@ void CheckSpecialExpertInputs(const Checker& ck, const MoeConfig& c, const Combi
 }  // namespace
 
 void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowCapacity window, const char* op) {
-  const Checker ck(op);
+  const Checker ck(op, p);
   ck.Present(t.x, "x");
   ck.Present(t.expert_ids, "expertIds");
   ck.Present(t.expand_x, "expandXOut");
@@ -283,7 +350,7 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
 }
 
 void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCapacity window, const char* op) {
-  const Checker ck(op);
+  const Checker ck(op, p);
   ck.Present(t.expand_x, "expandX");
   ck.Present(t.expert_ids, "expertIds");
   ck.Present(t.assist_info, "assistInfoForCombine");

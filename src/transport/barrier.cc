@@ -29,10 +29,14 @@ std::vector<int32_t> Window::Probe(Clock::duration wait) {
   for (;;) {
     int arrived = 0;
     for (int peer = 0; peer < size(); ++peer) {
-      reachable[peer] = ReadFlag(ProbeFlag(peer)) >= tag ? 1 : 0;
+      const uint64_t stamp = ReadFlag(ProbeFlag(peer));
+      reachable[peer] = stamp >= tag || stamp > probe_seen_[peer] ? 1 : 0;
       arrived += reachable[peer];
     }
-    if (arrived == size() || Clock::now() >= deadline) return reachable;
+    if (arrived == size() || Clock::now() >= deadline) {
+      for (int peer = 0; peer < size(); ++peer) probe_seen_[peer] = ReadFlag(ProbeFlag(peer));
+      return reachable;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }

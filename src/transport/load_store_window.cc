@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cstring>
 
 #include "moe_ep/error.h"
@@ -36,6 +37,13 @@ void ZeroRange(uint8_t* p, uint64_t bytes) {
 
 }  // namespace
 
+void LoadStoreWindow::CheckPeer(int peer, const char* what) const {
+  if (peer < 0 || peer >= size()) {
+    throw Error(ErrorCode::kInternal, std::string(what) + " to rank " + std::to_string(peer) + " of a " +
+                                          std::to_string(size()) + "-rank window (" + name() + ")");
+  }
+}
+
 uint64_t FlagAreaBytes(uint64_t flag_count, int size) {
   return (flag_count + Window::TransportFlagCount(size)) * sizeof(uint64_t);
 }
@@ -47,7 +55,8 @@ LoadStoreWindow::LoadStoreWindow(int rank, std::vector<RankRegion> regions, uint
       keepalive_(std::move(keepalive)) {}
 
 void LoadStoreWindow::Put(int peer, uint64_t offset, const void* src, uint64_t bytes) {
-  if (offset + bytes > data_bytes()) {
+  CheckPeer(peer, "put");
+  if (offset > data_bytes() || bytes > data_bytes() - offset) {  // written so that it cannot wrap
     throw Error(ErrorCode::kInternal, "put of " + std::to_string(bytes) + " bytes at offset " +
                                           std::to_string(offset) + " overruns the " + std::to_string(data_bytes()) +
                                           "-byte window of rank " + std::to_string(peer));
@@ -56,6 +65,7 @@ void LoadStoreWindow::Put(int peer, uint64_t offset, const void* src, uint64_t b
 }
 
 void LoadStoreWindow::Signal(int peer, uint64_t index, uint64_t value) {
+  CheckPeer(peer, "signal");
   if (index >= flag_count() + TransportFlagCount(size())) {
     throw Error(ErrorCode::kInternal, "signal of flag " + std::to_string(index) + " beyond the " +
                                           std::to_string(flag_count() + TransportFlagCount(size())) +
@@ -65,6 +75,7 @@ void LoadStoreWindow::Signal(int peer, uint64_t index, uint64_t value) {
 }
 
 uint64_t LoadStoreWindow::ReadFlag(uint64_t index) const {
+  assert(index < flag_count() + TransportFlagCount(size()));
   return FlagRef(regions_[rank()].flags, index).load(std::memory_order_acquire);
 }
 

@@ -30,6 +30,7 @@ class LoadStoreWindow : public Window {
   void ClearLocal(uint64_t cleared_flags) override;
 
  private:
+  void CheckPeer(int peer, const char* what) const;  // throws Error for a rank outside the group
   std::vector<RankRegion> regions_;
   std::shared_ptr<void> keepalive_;
 };

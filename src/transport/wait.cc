@@ -1,5 +1,6 @@
 // Waiting on flags with a deadline: spin, then yield, then sleep; on expiry name the missing ranks.
 #include <algorithm>
+#include <cassert>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -61,6 +62,7 @@ void WaitUntil(const Window& window, Clock::time_point deadline, const char* op,
 
 void WaitFlags(const Window& window, std::span<const uint64_t> indices, uint32_t epoch, Clock::time_point deadline,
                const std::function<int(uint64_t)>& rank_of, const char* op, const char* what) {
+  assert(epoch != 0 && "zeroed flags carry epoch 0: waiting for it would pass at once");
   std::vector<uint64_t> pending(indices.begin(), indices.end());
   const auto done = [&] {
     std::erase_if(pending, [&](uint64_t i) { return FlagEpoch(window.ReadFlag(i)) == epoch; });
@@ -76,6 +78,7 @@ void WaitFlags(const Window& window, std::span<const uint64_t> indices, uint32_t
 
 uint64_t WaitFlag(const Window& window, uint64_t index, uint32_t epoch, Clock::time_point deadline, int from_rank,
                   const char* op, const char* what) {
+  assert(epoch != 0 && "zeroed flags carry epoch 0: waiting for it would pass at once");
   WaitUntil(
       window, deadline, op, what, epoch, [&] { return FlagEpoch(window.ReadFlag(index)) == epoch; },
       [&] { return std::vector<int>{from_rank}; });

@@ -44,8 +44,9 @@ class Window {
   void Barrier(Clock::time_point deadline, const char* what);
   /// Reachability probe (the host's ElasticReceivableTest + InfoCollect, docs/semantics.md 4.3): stamps
   /// this rank's probe count into every peer and waits up to `wait` for the peers' stamps. Returns one
-  /// 0/1 entry per rank: 1 for this rank and every peer that probed as often within the wait. Never
-  /// throws for a missing peer: a dead or stalled rank is simply 0.
+  /// 0/1 entry per rank: 1 for this rank and every peer that probed as often, or that probed at all since
+  /// this rank's previous probe ended (a rank that missed probes while stalled counts as alive again as
+  /// soon as it probes). Never throws for a missing peer: a dead or stalled rank is simply 0.
   std::vector<int32_t> Probe(Clock::duration wait);
 
   /// Flags the transport adds after the user's: one per rank for Barrier, one per rank for Probe.
@@ -66,6 +67,7 @@ class Window {
   std::string name_;
   uint64_t barrier_calls_ = 0;  // tags this rank's barrier stamps; counts only grow
   uint64_t probe_calls_ = 0;    // tags this rank's probe stamps; counts only grow
+  std::vector<uint64_t> probe_seen_ = std::vector<uint64_t>(size_, 0);  // each peer's stamp at our last probe
 };
 
 /// A flag value: the call's epoch in the high 32 bits (never 0, so zeroed memory never matches),

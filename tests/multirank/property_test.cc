@@ -1,9 +1,13 @@
-// Property tests on thread ranks: random configurations (E 2..32, K 1..16, odd H, Bs 1..512, shared
-// experts, both masks, unequal Bs, TP 2, both quant modes, both token-count types, strided inputs),
-// every output element bit-identical to the reference, untouched rows still poisoned; and 1,000
-// consecutive rounds with fresh routing.
+// Property tests on in-process ranks, one body per test run on every transport: thread groups, and
+// shared-memory groups whose ranks are threads of this process (tools/verify's GroupMaker). Random
+// configurations (E 2..32, K 1..16, odd H, Bs 1..512, shared experts, both masks, unequal Bs, TP 2,
+// both quant modes, both token-count types, strided inputs), every output element bit-identical to the
+// reference, untouched rows still poisoned; and 1,000 consecutive rounds with fresh routing.
+// A new transport adds one entry to Transports() below (and one factory to tests/transport/).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <random>
 
 #include "verify/scenario.h"
@@ -20,29 +24,59 @@ constexpr int kScale = 4;  // sanitizer builds: a quarter of the sweeps
 constexpr int kScale = 1;
 #endif
 
-void RunRandomScenarios(uint64_t salt, int count, int max_ranks, int64_t max_hidden, int64_t max_bs, int rounds) {
-  for (int i = 0; i < count; ++i) {
-    const uint64_t seed = BaseSeed() ^ (salt * 1000003 + i);
-    std::mt19937_64 rng(seed);
-    const ScenarioSpec spec = RandomSpec(rng, max_ranks, max_hidden, max_bs);
-    SCOPED_TRACE("scenario seed " + std::to_string(seed) + ": " + Describe(spec));
-    ScenarioInputs inputs = MakeInputs(spec, rng);
-    RunOptions options;
-    options.rounds = rounds;
-    options.seed = seed + 1;
-    const std::string mismatch = RunAndCompare(spec, inputs, options);
-    ASSERT_EQ(mismatch, "") << Describe(spec);
-  }
+struct Transport {
+  const char* name;
+  GroupMaker (*groups)();
+  int share;      // runs 1/share of the thread transport's sweeps (joins cost more than thread groups)
+  uint64_t salt;  // configurations of its own: seeds differ from the other transports'
+};
+void PrintTo(const Transport& t, std::ostream* os) { *os << t.name; }
+
+std::vector<Transport> Transports() {
+  return {{"thread", ThreadGroupMaker, 1, 0}, {"shm", ShmGroupMaker, 2, 100}};
 }
 
-TEST(Property, SmallConfigurationsMatchReference) { RunRandomScenarios(1, 120 / kScale, 16, 80, 24, 2); }
+class Property : public ::testing::TestWithParam<Transport> {
+ protected:
+  // At least one of `count`, scaled down for sanitizers and for this transport's share.
+  static int Count(int count) { return std::max(1, count / kScale / GetParam().share); }
 
-TEST(Property, WideRanksAndBatchesMatchReference) { RunRandomScenarios(2, 12 / kScale, 32, 300, 96, 1); }
+  static RunOptions Options(int rounds, uint64_t seed) {
+    RunOptions options;
+    options.rounds = rounds;
+    options.seed = seed;
+    options.groups = GetParam().groups();
+    // A lost rank (or a failed join) fails the test after a minute instead of the default 5 (sanitizers: 5).
+    options.timeout = std::chrono::minutes(kScale == 1 ? 1 : 5);
+    return options;
+  }
 
-TEST(Property, LargeHiddenAndBatchMatchReference) { RunRandomScenarios(3, 4 / kScale, 8, 8192, 512, 1); }
+  static void RunRandomScenarios(uint64_t salt, int count, int max_ranks, int64_t max_hidden, int64_t max_bs,
+                                 int rounds) {
+    salt += GetParam().salt;
+    for (int i = 0; i < count; ++i) {
+      const uint64_t seed = BaseSeed() ^ (salt * 1000003 + i);
+      std::mt19937_64 rng(seed);
+      const ScenarioSpec spec = RandomSpec(rng, max_ranks, max_hidden, max_bs);
+      SCOPED_TRACE("scenario seed " + std::to_string(seed) + ": " + Describe(spec));
+      ScenarioInputs inputs = MakeInputs(spec, rng);
+      const std::string mismatch = RunAndCompare(spec, inputs, Options(rounds, seed + 1));
+      ASSERT_EQ(mismatch, "") << Describe(spec);
+    }
+  }
+};
 
-TEST(Property, ThousandRoundsOnEightRanksStayExact) {
-  const uint64_t seed = BaseSeed() ^ 0x5EED;
+INSTANTIATE_TEST_SUITE_P(Transports, Property, ::testing::ValuesIn(Transports()),
+                         [](const ::testing::TestParamInfo<Transport>& info) { return info.param.name; });
+
+TEST_P(Property, SmallConfigurationsMatchReference) { RunRandomScenarios(1, Count(120), 16, 80, 24, 2); }
+
+TEST_P(Property, WideRanksAndBatchesMatchReference) { RunRandomScenarios(2, Count(12), 32, 300, 96, 1); }
+
+TEST_P(Property, LargeHiddenAndBatchMatchReference) { RunRandomScenarios(3, Count(4), 8, 8192, 512, 1); }
+
+TEST_P(Property, ThousandRoundsOnEightRanksStayExact) {
+  const uint64_t seed = BaseSeed() ^ (0x5EED + GetParam().salt);
   std::mt19937_64 rng(seed);
   ScenarioSpec spec;
   spec.config.ep_world_size = 8;
@@ -53,10 +87,7 @@ TEST(Property, ThousandRoundsOnEightRanksStayExact) {
   spec.mask = moe_ref::MaskKind::kPairs;
   SCOPED_TRACE("seed " + std::to_string(seed));
   ScenarioInputs inputs = MakeInputs(spec, rng);
-  RunOptions options;
-  options.rounds = 1000 / kScale;
-  options.seed = seed + 1;
-  ASSERT_EQ(RunAndCompare(spec, inputs, options), "");
+  ASSERT_EQ(RunAndCompare(spec, inputs, Options(1000 / kScale, seed + 1)), "");
 }
 
 }  // namespace

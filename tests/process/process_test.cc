@@ -96,7 +96,7 @@ int CountOf(const std::string& text, const std::string& what) {
 // probe, reset with the reachable mask, and run 100 scaled-down V3 rounds equal to the reference.
 TEST(ProcessFaults, SurvivorsOfAKilledRankRecoverScaledDown) {
   std::string output;
-  const int status = RunCommand("MOE_EP_TIMEOUT_MS=1500 " + Launch(8, "kill " + std::to_string(moe_ep::testing::BaseSeed()) + " 100"), output);
+  const int status = RunCommand("MOE_EP_TIMEOUT_MS=4000 " + Launch(8, "kill " + std::to_string(moe_ep::testing::BaseSeed()) + " 100"), output);
   EXPECT_EQ(status, 128 + 9) << output;  // the launcher reports the killed rank
   EXPECT_EQ(CountOf(output, "(call 4) from rank 5"), 7) << output;
   EXPECT_EQ(CountOf(output, "100 scaled-down rounds equal to the reference"), 7) << output;
@@ -107,7 +107,7 @@ TEST(ProcessFaults, SurvivorsOfAKilledRankRecoverScaledDown) {
 // Rank 5 stalls (SIGSTOP) instead: same diagnosis; after SIGCONT and a reset the full group works again.
 TEST(ProcessFaults, AStalledRankRejoinsAfterContinueAndReset) {
   std::string output;
-  const int status = RunCommand("MOE_EP_TIMEOUT_MS=1500 " + Launch(8, "stop " + std::to_string(moe_ep::testing::BaseSeed()) + " 50"), output);
+  const int status = RunCommand("MOE_EP_TIMEOUT_MS=4000 " + Launch(8, "stop " + std::to_string(moe_ep::testing::BaseSeed()) + " 50"), output);
   EXPECT_EQ(status, 0) << output;
   EXPECT_EQ(CountOf(output, "(call 4) from rank 5"), 7) << output;
   EXPECT_EQ(CountOf(output, "50 full-group rounds after the stall equal to the reference"), 8) << output;

@@ -219,14 +219,20 @@ int Kill(moe_ep::Group& group, uint64_t seed, int rounds) {
     }
   }
   moe_ep::BufferReset(group, reachable, true);
-  moe_ep::ExpertLayout layout{spec.config.moe_expert_num, spec.config.shared_expert_num,
-                              spec.config.shared_expert_rank_num, 0};
-  moe_ep::verify::ElasticRun elastic{spec.config, moe_ep::ScaleDownInfo(group, layout, reachable)};
-  const int new_rank = elastic.elastic_info[4 + group.rank()];
+  const moe_ep::verify::ElasticRun elastic{spec.config, reachable};
+  // The survivors keep their order and roles, each MoE rank its experts: the job they form.
+  const int local_experts = spec.config.moe_expert_num / (spec.config.ep_world_size - spec.config.shared_expert_rank_num);
   ScenarioSpec scaled = spec;
-  scaled.config.ep_world_size = elastic.elastic_info[1];
-  scaled.config.shared_expert_rank_num = elastic.elastic_info[2];
-  scaled.config.moe_expert_num = elastic.elastic_info[3];
+  scaled.config.ep_world_size = 0;
+  scaled.config.shared_expert_rank_num = 0;
+  int new_rank = -1;
+  for (int r = 0; r < group.size(); ++r) {
+    if (!reachable[r]) continue;
+    if (r == group.rank()) new_rank = scaled.config.ep_world_size;
+    ++scaled.config.ep_world_size;
+    if (r < spec.config.shared_expert_rank_num) ++scaled.config.shared_expert_rank_num;
+  }
+  scaled.config.moe_expert_num = local_experts * (scaled.config.ep_world_size - scaled.config.shared_expert_rank_num);
   for (int round = 0; round < rounds; ++round) {
     ScenarioInputs inputs = moe_ep::verify::MakeInputs(scaled, rng);
     const std::string mismatch = Round(scaled, inputs, group, &elastic, new_rank);

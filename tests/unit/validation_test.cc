@@ -845,43 +845,43 @@ const DispatchRow kNativeDispatch[] = {
      nullptr, kOk, {}},
     // Still rejected: zero / negative sizes and inconsistent attributes.
     {"RejectsEpWorldSize0", [](Params& p) { NativeSmall(p), p.e = 0, p.rank = 0; }, nullptr, kRule,
-     {"'epWorldSize' = 0"}},
+     {"'ep.size()' = 0"}},
     {"RejectsEpWorldSizeMinus2", [](Params& p) { NativeSmall(p), p.e = -2, p.rank = 0; }, nullptr, kRule,
-     {"'epWorldSize' = -2"}},
+     {"'ep.size()' = -2"}},
     {"RejectsEpWorldSizeAboveFlagArea", [](Params& p) { NativeSmall(p), p.e = 65537; }, nullptr, kRule,
-     {"'epWorldSize' = 65537"}},
-    {"RejectsEpRankIdEqualsE", [](Params& p) { NativeSmall(p), p.rank = 4; }, nullptr, kRule, {"'epRankId' = 4"}},
+     {"'ep.size()' = 65537"}},
+    {"RejectsEpRankIdEqualsE", [](Params& p) { NativeSmall(p), p.rank = 4; }, nullptr, kRule, {"'ep.rank()' = 4"}},
     {"RejectsBs0", [](Params& p) { NativeSmall(p), p.bs = 0; }, nullptr, kRule, {"'Bs (x.dim0)' = 0"}},
     {"RejectsNegativeBs", [](Params& p) { NativeSmall(p), p.bs = -3; }, nullptr, kRule, {"'Bs (x.dim0)' = -3"}},
     {"RejectsH0", [](Params& p) { NativeSmall(p), p.h = 0; }, nullptr, kRule, {"'H (x.dim1)' = 0"}},
     {"RejectsNegativeH", [](Params& p) { NativeSmall(p), p.h = -32; }, nullptr, kRule, {"'H (x.dim1)' = -32"}},
-    {"RejectsK0", [](Params& p) { NativeSmall(p), p.k = 0; }, nullptr, kRule, {"'K (expertIds.dim1)' = 0"}},
+    {"RejectsK0", [](Params& p) { NativeSmall(p), p.k = 0; }, nullptr, kRule, {"'K (expert_ids.dim1)' = 0"}},
     {"RejectsKAboveMoeExpertNum", [](Params& p) { NativeSmall(p), p.k = 9; }, nullptr, kRule,
-     {"'K (expertIds.dim1)' = 9", "moeExpertNum = 8"}},
-    {"RejectsMoeExpertNum0", [](Params& p) { NativeSmall(p), p.moe = 0; }, nullptr, kRule, {"'moeExpertNum' = 0"}},
+     {"'K (expert_ids.dim1)' = 9", "moeExpertNum = 8"}},
+    {"RejectsMoeExpertNum0", [](Params& p) { NativeSmall(p), p.moe = 0; }, nullptr, kRule, {"'ExpertLayout::moe_expert_num' = 0"}},
     {"RejectsNegativeMoeExpertNum", [](Params& p) { NativeSmall(p), p.moe = -8; }, nullptr, kRule,
-     {"'moeExpertNum' = -8"}},
+     {"'ExpertLayout::moe_expert_num' = -8"}},
     {"RejectsMoeExpertNumNotMultiple", [](Params& p) { NativeSmall(p), p.moe = 6; }, nullptr, kRule,
-     {"'moeExpertNum' = 6"}},
+     {"'ExpertLayout::moe_expert_num' = 6"}},
     {"RejectsSharedRankNumEqualsE", [](Params& p) { NativeSmall(p), p.s = 4; }, nullptr, kRule,
-     {"'sharedExpertRankNum' = 4"}},
+     {"'ExpertLayout::shared_expert_rank_num' = 4"}},
     {"RejectsNegativeGlobalBs", [](Params& p) { NativeSmall(p), p.global_bs = -16; }, nullptr, kRule,
-     {"'globalBs' = -16"}},
+     {"'ExpertLayout::global_bs' = -16"}},
     {"RejectsGlobalBsBeyondCombineFlags", [](Params& p) { NativeSmall(p), p.global_bs = int64_t{4} << 22; }, nullptr,
-     kRule, {"'globalBs' = 16777216", "4194304"}},
-    {"RejectsTpWorldSize3", [](Params& p) { NativeSmall(p), p.tp = 3; }, nullptr, kRule, {"'tpWorldSize' = 3"}},
-    {"RejectsQuantMode1", [](Params& p) { NativeSmall(p), p.quant = 1; }, nullptr, kRule, {"'quantMode' = 1"}},
+     kRule, {"'ExpertLayout::global_bs' = 16777216", "4194304"}},
+    {"RejectsTpWorldSize3", [](Params& p) { NativeSmall(p), p.tp = 3; }, nullptr, kRule, {"'tp.size()' = 3"}},
+    {"RejectsQuantMode1", [](Params& p) { NativeSmall(p), p.quant = 1; }, nullptr, kRule, {"'DispatchOptions::quant' = 1"}},
     {"RejectsNullX", NativeSmall, [](DispatchCall& c) { c.t.x = {}; }, kNull, {"'x' = nullptr"}},
     {"RejectsWrongDtype", NativeSmall, [](DispatchCall& c) { c.t.expert_ids.dtype = DType::kInt8; }, kDtype,
-     {"'expertIds' = int8"}},
+     {"'expert_ids' = int8"}},
     {"RejectsExpandXBelowA", NativeSmall, [](DispatchCall& c) { c.t.expand_x.shape = {31, 32}; }, kRule,
-     {"'expandXOut' = (31, 32)", "32"}},
+     {"'DispatchOutputs::expand_x' = (31, 32)", "32"}},
     // Window: E=4, L=2, maxBs=4, H=32 (tokC = tokD = 512), K=2 -> 2*(4*512*8 + 4*512*2) = 40960.
     {"RejectsWindowTooSmall", NativeSmall, [](DispatchCall& c) { c.window.ep_bytes = 40959; }, kRule,
-     {"HCCL_BUFFSIZE", "40960 bytes"}},
+     {"GroupOptions::window_bytes (MOE_EP_WINDOW_MB)", "40960 bytes"}},
     {"AcceptsWindowExactlyTheRule", NativeSmall, [](DispatchCall& c) { c.window.ep_bytes = 40960; }, kOk, {}},
     {"RejectsHugeHAgainstWindow", [](Params& p) { NativeSmall(p), p.h = int64_t{1} << 40; }, nullptr, kRule,
-     {"HCCL_BUFFSIZE"}},
+     {"GroupOptions::window_bytes (MOE_EP_WINDOW_MB)"}},
 };
 INSTANTIATE_TEST_SUITE_P(Native, NativeProfileDispatch, ::testing::ValuesIn(kNativeDispatch), RowName<DispatchRow>);
 
@@ -917,16 +917,16 @@ const CombineRow kNativeCombine[] = {
     {"AcceptsAssistInfoOfTheRowsOnly", NativeSmall, [](CombineCall& c) { c.t.assist_info.shape = {0}; }, kOk, {}},
     {"AcceptsRmsH7", [](Params& p) { NativeSmall(p), Rms(p), p.h = 7; }, nullptr, kOk, {}},
     {"RejectsEpWorldSize0", [](Params& p) { NativeSmall(p), p.e = 0, p.rank = 0; }, nullptr, kRule,
-     {"'epWorldSize' = 0"}},
+     {"'ep.size()' = 0"}},
     {"RejectsBs0", [](Params& p) { NativeSmall(p), p.bs = 0; }, nullptr, kRule, {"= 0", ">= 1"}},
     {"RejectsH0", [](Params& p) { NativeSmall(p), p.h = 0; }, nullptr, kRule, {"= 0", ">= 1"}},
-    {"RejectsK0", [](Params& p) { NativeSmall(p), p.k = 0; }, nullptr, kRule, {"'K (expertIds.dim1)' = 0"}},
+    {"RejectsK0", [](Params& p) { NativeSmall(p), p.k = 0; }, nullptr, kRule, {"'K (expert_ids.dim1)' = 0"}},
     {"RejectsCommQuantMode1", [](Params& p) { NativeSmall(p), p.comm_quant = 1; }, nullptr, kRule,
-     {"'commQuantMode' = 1"}},
+     {"'CombineOptions::comm_quant' = 1"}},
     {"RejectsRmsFp16", [](Params& p) { NativeSmall(p), Rms(p), p.dtype = DType::kFp16; }, nullptr, kDtype,
-     {"'expandX' = fp16"}},
+     {"'expert_out' = fp16"}},
     {"RejectsWindowTooSmall", NativeSmall, [](CombineCall& c) { c.window.ep_bytes = 40959; }, kRule,
-     {"HCCL_BUFFSIZE", "40960 bytes"}},
+     {"GroupOptions::window_bytes (MOE_EP_WINDOW_MB)", "40960 bytes"}},
 };
 INSTANTIATE_TEST_SUITE_P(Native, NativeProfileCombine, ::testing::ValuesIn(kNativeCombine), RowName<CombineRow>);
 
@@ -1059,13 +1059,13 @@ TEST(NativeApi, WrongExpertIdsShapeThrowsAndLeavesOutputsUntouched) {
       [](RankInputs& in, PoisonedOutputs&, TensorView&, TensorView& ids) {
         ids = TensorView(in.ids.data(), DType::kInt32, {kBs - 1, kTopK});
       },
-      ErrorCode::kInvalidConfig, {"Dispatch", "'expertIds' = (3, 2) int32", "Bs = 4"});
+      ErrorCode::kInvalidConfig, {"Dispatch", "'expert_ids' = (3, 2) int32", "Bs = 4"});
 }
 
 TEST(NativeApi, TooSmallOutputThrowsAndLeavesOutputsUntouched) {
   ExpectDispatchRejectedEverywhere(
       [](RankInputs&, PoisonedOutputs& out, TensorView&, TensorView&) { out.dispatch.expand_x.shape = {kRows - 1, kHidden}; },
-      ErrorCode::kInvalidConfig, {"Dispatch", "'expandXOut' = (31, 32)", "32"});
+      ErrorCode::kInvalidConfig, {"Dispatch", "'DispatchOutputs::expand_x' = (31, 32)", "32"});
 }
 
 TEST(NativeApi, WrongOutputDtypeThrowsAndLeavesOutputsUntouched) {
@@ -1074,7 +1074,7 @@ TEST(NativeApi, WrongOutputDtypeThrowsAndLeavesOutputsUntouched) {
         out.dispatch.ep_recv_counts.dtype = DType::kInt64;
         out.dispatch.ep_recv_counts.shape = {kRanks};  // same bytes
       },
-      ErrorCode::kInvalidParam, {"Dispatch", "'epRecvCountsOut' = int64"});
+      ErrorCode::kInvalidParam, {"Dispatch", "'DispatchOutputs::ep_recv_counts' = int64"});
 }
 
 TEST(NativeApi, NegativeExpertIdOnEveryRankThrowsEverywhereWithoutWaiting) {
@@ -1092,7 +1092,7 @@ TEST(NativeApi, WindowTooSmallNamesTheRequiredSize) {
     DispatchInto(groups[r], in.X(), in.Ids(), Options(), outs[r].dispatch);
   });
   for (int r = 0; r < kRanks; ++r) {
-    ExpectRankError(errors[r], r, ErrorCode::kInvalidConfig, {"HCCL_BUFFSIZE", "36864 bytes", "40960 bytes"});
+    ExpectRankError(errors[r], r, ErrorCode::kInvalidConfig, {"GroupOptions::window_bytes (MOE_EP_WINDOW_MB)", "36864 bytes", "40960 bytes"});
     EXPECT_EQ(outs[r].FirstTouched(), -1) << "rank " << r;
   }
 }
@@ -1158,26 +1158,26 @@ TEST(NativeApi, BadCombineCallsThrowLeaveOutputsUntouchedAndGroupUsable) {
   std::vector<float> wide_weights(kBs * (kTopK + 1), 0.5f);
   std::vector<uint16_t> residual(kBs * kHidden, 0), gamma(kHidden, 0x3F80);
   const BadCall bad_calls[] = {
-      {"expertScales (Bs, K+1)", ErrorCode::kInvalidConfig, {"Combine", "'expertScales' = (4, 3)", "(4, 2)"},
+      {"expertScales (Bs, K+1)", ErrorCode::kInvalidConfig, {"Combine", "'expert_scales' = (4, 3)", "(4, 2)"},
        [&](int r, RankInputs&, PoisonedOutputs& o) {
          CombineInto(groups[r], results[r].handle, results[r].expand_x.view(),
                      TensorView(wide_weights.data(), DType::kFloat32, {kBs, kTopK + 1}), {}, o.x_out);
        }},
-      {"xOut float32", ErrorCode::kInvalidParam, {"'xOut' = float32", "bf16"},
+      {"xOut float32", ErrorCode::kInvalidParam, {"'x_out' = float32", "bf16"},
        [&](int r, RankInputs& in, PoisonedOutputs& o) {
          TensorView x = o.x_out;
          x.dtype = DType::kFloat32;
          x.shape = {kBs, kHidden / 2};
          CombineInto(groups[r], results[r].handle, results[r].expand_x.view(), in.Weights(), {}, x);
        }},
-      {"xOut (Bs, H - 1)", ErrorCode::kInvalidConfig, {"'xOut' = (4, 31)"},
+      {"xOut (Bs, H - 1)", ErrorCode::kInvalidConfig, {"'x_out' = (4, 31)"},
        [&](int r, RankInputs& in, PoisonedOutputs& o) {
          TensorView x = o.x_out;
          x.shape = {kBs, kHidden - 1};
          CombineInto(groups[r], results[r].handle, results[r].expand_x.view(), in.Weights(), {}, x);
        }},
       {"sharedExpertX (Bs, H / 2)", ErrorCode::kInvalidConfig,
-       {"'sharedExpertX' = (4, 16)"},
+       {"'CombineOptions::shared_expert_x' = (4, 16)"},
        [&](int r, RankInputs& in, PoisonedOutputs& o) {
          CombineOptions options;
          options.shared_expert_x = TensorView(residual.data(), DType::kBf16, {kBs, kHidden / 2});
@@ -1190,7 +1190,7 @@ TEST(NativeApi, BadCombineCallsThrowLeaveOutputsUntouchedAndGroupUsable) {
                                TensorView(gamma.data(), DType::kBf16, {kHidden - 1}), 1e-6f, {},
                                {o.y, o.rstd, o.x_rms});
        }},
-      {"AddRmsNorm rstd (Bs, 1)", ErrorCode::kInvalidConfig, {"'rstdOut' = (4, 1)"},
+      {"AddRmsNorm rstd (Bs, 1)", ErrorCode::kInvalidConfig, {"'AddRmsNormOutputs::rstd' = (4, 1)"},
        [&](int r, RankInputs& in, PoisonedOutputs& o) {
          TensorView rstd = o.rstd;
          rstd.shape = {kBs, 1};

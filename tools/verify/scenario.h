@@ -3,7 +3,10 @@
 // Used by the property tests and by the `moe-ep run` job; it needs no test framework.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -57,21 +60,39 @@ struct RankResult {
   std::vector<float> rstd;
 };
 
+/// One rank's groups in a scenario: its EP group and, with TP 2, its TP pair.
+struct RankGroups {
+  Group ep;
+  std::optional<Group> tp;
+};
+/// How a scenario's groups are made, i.e. over which transport it runs. Called once per scenario with
+/// E, the TP size and the options; returns join(g), which the runner calls on rank g's own thread for
+/// every rank at once (g = tp_rank * E + ep_rank), so transports whose joins are collective join there.
+using GroupMaker =
+    std::function<std::function<RankGroups(int g)>(int ep_size, int tp_size, const GroupOptions& options)>;
+/// Thread groups (CreateThreadGroups): the default.
+GroupMaker ThreadGroupMaker();
+/// Shared-memory groups (JoinProcessGroup over a fresh job token per scenario), every rank a thread of
+/// this process: EP groups of the members {t*E .. t*E+E-1}, then TP pairs {e, e+E}.
+GroupMaker ShmGroupMaker();
+
 struct RunOptions {
   int rounds = 1;                 // dispatch + combine rounds with fresh routing each round
   uint64_t window_bytes = 0;      // 0: default
   bool verify_each_round = true;  // compare every round (else only the last)
   uint64_t seed = 0;              // for rerouting between rounds
+  std::chrono::milliseconds timeout{0};  // the groups' deadline; 0: default
+  GroupMaker groups;              // the transport; empty: ThreadGroupMaker()
 };
 
 /// One rank's dispatch + combine on its own groups (any transport), outputs poisoned first. `rank` is
 /// the global rank g = tp_rank * E + ep_rank; combine's expert outputs come from inputs.combine[rank].
 /// With `elastic`, the rank runs as a survivor: `spec` and `inputs` describe the scaled-down job (rank =
 /// the new rank), `elastic->original` the group's original configuration (it sizes the buffers) and
-/// `elastic->elastic_info` the table passed to the operations.
+/// `elastic->survivors` the 0/1 mask over the original ranks passed to the operations.
 struct ElasticRun {
   moe_ref::Config original;
-  std::vector<int32_t> elastic_info;
+  std::vector<int32_t> survivors;
 };
 RankResult RunScenarioRank(const ScenarioSpec& spec, const ScenarioInputs& inputs, int rank, Group& ep, Group* tp,
                            const ElasticRun* elastic = nullptr);
@@ -80,7 +101,8 @@ RankResult RunScenarioRank(const ScenarioSpec& spec, const ScenarioInputs& input
 std::string CompareScenarioRank(const ScenarioSpec& spec, int rank, const moe_ref::DispatchOut& expected,
                                 const moe_ref::CombineOut& expected_combine, const RankResult& result);
 
-/// Runs the scenario on thread ranks; returns "" on success or a description of the first mismatch.
+/// Runs the scenario on in-process ranks (threads; groups from options.groups); returns "" on success or
+/// a description of the first mismatch.
 std::string RunAndCompare(const ScenarioSpec& spec, ScenarioInputs& inputs, const RunOptions& options);
 
 /// The byte patterns outputs are poisoned with before each run.

@@ -1,6 +1,10 @@
 // Runs a scenario on thread ranks through the native API with poisoned outputs, and compares every
 // output element (and every untouched element) with the reference.
+#include <unistd.h>
+
+#include <atomic>
 #include <cstring>
+#include <memory>
 #include <sstream>
 
 #include "moe_ep/ops.h"
@@ -117,7 +121,7 @@ RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int 
   const int64_t h = c.hidden, tp_size = c.tp_world_size;
   ExpertLayout experts{oc.moe_expert_num,  oc.shared_expert_num, oc.shared_expert_rank_num, oc.global_bs,
                        oc.zero_expert_num, oc.copy_expert_num,   oc.const_expert_num};
-  if (elastic) experts.elastic_info = elastic->elastic_info;
+  if (elastic) experts.survivors = elastic->survivors;
   const int64_t a = DispatchReceiveRows(ep, d.bs, c.top_k, experts);
   const bool quant = c.quant_mode == 2;
   const bool shared_rank = ep.rank() < oc.shared_expert_rank_num;
@@ -186,22 +190,64 @@ RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int 
   return r;
 }
 
+GroupMaker ThreadGroupMaker() {
+  return [](int ep_size, int tp_size, const GroupOptions& options) {
+    // Every group made here, up front; rank g's thread takes its own out.
+    struct Made {
+      std::vector<std::vector<Group>> ep, tp;  // ep[t][e], tp[e][t]
+    };
+    auto made = std::make_shared<Made>();
+    GroupOptions o = options;
+    for (int t = 0; t < tp_size; ++t) {
+      o.name = "ep" + std::to_string(t);
+      made->ep.push_back(CreateThreadGroups(ep_size, o));
+    }
+    if (tp_size == 2) {
+      for (int e = 0; e < ep_size; ++e) {
+        o.name = "tp" + std::to_string(e);
+        made->tp.push_back(CreateThreadGroups(2, o));
+      }
+    }
+    return [made, ep_size, tp_size](int g) {
+      const int t = g / ep_size, e = g % ep_size;
+      RankGroups mine{std::move(made->ep[t][e]), std::nullopt};
+      if (tp_size == 2) mine.tp.emplace(std::move(made->tp[e][t]));
+      return mine;
+    };
+  };
+}
+
+GroupMaker ShmGroupMaker() {
+  return [](int ep_size, int tp_size, const GroupOptions& options) {
+    static std::atomic<uint64_t> jobs{0};
+    const std::string token = "verify" + std::to_string(getpid()) + "x" + std::to_string(jobs++);
+    return [=](int g) {
+      const LaunchEnvironment job{g, ep_size * tp_size, token};
+      const int t = g / ep_size, e = g % ep_size;
+      std::vector<int> ep_members;
+      for (int r = 0; r < ep_size; ++r) ep_members.push_back(t * ep_size + r);
+      GroupOptions o = options;
+      o.name = "ep";
+      RankGroups mine{JoinProcessGroup(job, ep_members, o), std::nullopt};
+      if (tp_size == 2) {
+        o.name = "tp";
+        const std::vector<int> tp_members = {e, e + ep_size};
+        mine.tp.emplace(JoinProcessGroup(job, tp_members, o));
+      }
+      return mine;
+    };
+  };
+}
+
 std::string RunAndCompare(const ScenarioSpec& s, ScenarioInputs& in, const RunOptions& options) {
   const auto& c = s.config;
   const int ep_size = c.ep_world_size, tp_size = c.tp_world_size, ranks = ep_size * tp_size;
   GroupOptions group_options;
   group_options.window_bytes = options.window_bytes;
-  std::vector<std::vector<Group>> ep_groups, tp_groups;
-  for (int t = 0; t < tp_size; ++t) {
-    group_options.name = "ep" + std::to_string(t);
-    ep_groups.push_back(CreateThreadGroups(ep_size, group_options));
-  }
-  if (tp_size == 2) {
-    for (int e = 0; e < ep_size; ++e) {
-      group_options.name = "tp" + std::to_string(e);
-      tp_groups.push_back(CreateThreadGroups(2, group_options));
-    }
-  }
+  group_options.timeout = options.timeout;
+  const auto join = (options.groups ? options.groups : ThreadGroupMaker())(ep_size, tp_size, group_options);
+  std::vector<std::optional<RankGroups>> groups(ranks);
+  RunRanks(ranks, [&](int g) { groups[g].emplace(join(g)); });
   std::mt19937_64 rng(options.seed);
   for (int round = 0; round < options.rounds; ++round) {
     if (round > 0) RerouteInputs(s, rng, in);
@@ -211,8 +257,8 @@ std::string RunAndCompare(const ScenarioSpec& s, ScenarioInputs& in, const RunOp
                                                  : moe_ref::Combine(c, in.dispatch, in.combine);
     std::vector<RankResult> results(ranks);
     RunRanks(ranks, [&](int g) {
-      const int t = g / ep_size, e = g % ep_size;
-      results[g] = RunScenarioRank(s, in, g, ep_groups[t][e], tp_size == 2 ? &tp_groups[e][t] : nullptr);
+      RankGroups& mine = *groups[g];
+      results[g] = RunScenarioRank(s, in, g, mine.ep, mine.tp ? &*mine.tp : nullptr);
     });
     if (!options.verify_each_round && round + 1 < options.rounds) continue;
     for (int g = 0; g < ranks; ++g) {

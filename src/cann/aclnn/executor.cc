@@ -1,4 +1,4 @@
-// Phase one / phase two plumbing shared by every aclnn operator.
+// Phase one / phase two plumbing shared by every aclnn operator: building, tracking and launching executors.
 #include "cann/aclnn/executor.h"
 
 #include <memory>
@@ -6,7 +6,6 @@
 #include <set>
 
 #include "cann/runtime/runtime.h"
-#include "moe_ep/error.h"
 
 namespace moe_ep::cann {
 namespace {
@@ -40,17 +39,11 @@ aclnnStatus BuildExecutor(const char* op, uint64_t* workspace_size, aclOpExecuto
   const std::string name = op;
   if (!workspace_size) return Fail(ACLNN_ERR_PARAM_NULLPTR, name + ": parameter 'workspaceSize' is nullptr");
   if (!executor) return Fail(ACLNN_ERR_PARAM_NULLPTR, name + ": parameter 'executor' is nullptr");
-  try {
-    auto work = build();
-    *workspace_size = 0;
-    *executor = new aclOpExecutor{name, std::move(work)};
-    Executors().Add(*executor);
-    return ACLNN_SUCCESS;
-  } catch (const Error& e) {
-    return Fail(static_cast<int32_t>(e.code()), e.what());
-  } catch (const std::exception& e) {
-    return Fail(ACLNN_ERR_INNER, name + ": " + e.what());
-  }
+  auto built = std::make_unique<aclOpExecutor>(aclOpExecutor{name, build()});
+  Executors().Add(built.get());
+  *workspace_size = 0;
+  *executor = built.release();
+  return ACLNN_SUCCESS;
 }
 
 aclnnStatus LaunchExecutor(const char* op, aclOpExecutor* executor, aclrtStream stream) {

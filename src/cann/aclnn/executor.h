@@ -1,5 +1,5 @@
-// The two phases of every aclnn operator: phase one validates and captures the work in an executor
-// (errors become CANN status codes with a message), phase two hands the executor to a stream.
+// The two phases of every aclnn operator: phase one validates and captures the work in an executor, phase
+// two hands the executor to a stream. Each operator's entry points guard them (cann/guard.h).
 #pragma once
 
 #include <cstdint>
@@ -17,8 +17,8 @@ struct aclOpExecutor {
 namespace moe_ep::cann {
 
 /// Phase one: checks the out-parameters, runs `build` (which validates and returns the work), and
-/// returns ACLNN_SUCCESS with a new executor, or the code of the moe_ep::Error `build` threw after
-/// recording its message for aclGetRecentErrMsg. The workspace size is always 0: moe_ep needs none.
+/// returns ACLNN_SUCCESS with a new executor. What `build` throws (a moe_ep::Error naming the broken rule)
+/// is for the entry point's guard to report. The workspace size is always 0: moe_ep needs none.
 aclnnStatus BuildExecutor(const char* op, uint64_t* workspace_size, aclOpExecutor** executor,
                           const std::function<std::function<void()>()>& build);
 

@@ -50,11 +50,12 @@ void RequireGroups(const std::string& op, const Groups& groups, const plan::MoeC
 
 /// The attributes dispatch and combine share (CANN's names), as phase one received them.
 struct GroupAttributes {
-  const char* group_ep;
-  int64_t ep_world_size, ep_rank_id, moe_expert_num;
-  const char* group_tp;
-  int64_t tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num, shared_expert_rank_num, global_bs;
-  int64_t zero_expert_num, copy_expert_num, const_expert_num;  // V3; 0 for V2
+  const char* group_ep = nullptr;
+  int64_t ep_world_size = 0, ep_rank_id = 0, moe_expert_num = 0;
+  const char* group_tp = nullptr;
+  int64_t tp_world_size = 0, tp_rank_id = 0, expert_shard_type = 0, shared_expert_num = 0, shared_expert_rank_num = 0;
+  int64_t global_bs = 0;
+  int64_t zero_expert_num = 0, copy_expert_num = 0, const_expert_num = 0;  // V3; 0 for V2
 };
 
 /// The engine configuration of those attributes (shapes are filled in by validation).

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/env.h"
+#include "cann/guard.h"
 #include "cann/runtime/runtime.h"
 #include "hccl/hccl.h"
 #include "moe_ep/error.h"
@@ -92,18 +93,6 @@ std::shared_ptr<Comm> MakeComm(const std::string& name, std::unique_ptr<transpor
   return comm;
 }
 
-// Runs `body`, turning moe_ep errors (bad environment, mmap failure) into HCCL codes and messages.
-template <typename Body>
-HcclResult Guarded(const char* api, Body&& body) {
-  try {
-    return body();
-  } catch (const Error& e) {
-    return Failed(e.code() == ErrorCode::kInternal ? HCCL_E_MEMORY : HCCL_E_PARA, std::string(api) + ": " + e.what());
-  } catch (const std::exception& e) {
-    return Failed(HCCL_E_INTERNAL, std::string(api) + ": " + e.what());
-  }
-}
-
 // Every rank of a root-info group, thread or process, joins over shared memory: the root info's token
 // names the segments, so ranks in other processes find them and nobody else does.
 HcclResult JoinRootGroup(const std::string& token, uint32_t n_ranks, uint32_t rank, int32_t device, HcclComm* comm) {
@@ -139,6 +128,7 @@ uint64_t CommWindowBytes() { return env::HcclWindowBytes(); }
 
 }  // namespace moe_ep::cann
 
+using moe_ep::cann::ApiFamily;
 using moe_ep::cann::Comm;
 using moe_ep::cann::Failed;
 using moe_ep::cann::Guarded;
@@ -147,7 +137,7 @@ using moe_ep::cann::Registry;
 extern "C" {
 
 HcclResult HcclCommInitAll(uint32_t ndev, int32_t* devices, HcclComm* comms) {
-  return Guarded("HcclCommInitAll", [&]() -> HcclResult {
+  return Guarded("HcclCommInitAll", ApiFamily::kHccl, [&]() -> HcclResult {
     if (!devices || !comms) return Failed(HCCL_E_PTR, "HcclCommInitAll: devices and comms must not be null");
     if (ndev == 0) return Failed(HCCL_E_PARA, "HcclCommInitAll: ndev = 0; a group needs at least one device");
     const int32_t count = moe_ep::cann::DeviceCount();
@@ -176,18 +166,20 @@ HcclResult HcclCommInitAll(uint32_t ndev, int32_t* devices, HcclComm* comms) {
 }
 
 HcclResult HcclGetRootInfo(HcclRootInfo* root_info) {
-  if (!root_info) return Failed(HCCL_E_PTR, "HcclGetRootInfo: rootInfo must not be null");
-  std::random_device entropy;
-  char token[33];
-  std::snprintf(token, sizeof(token), "%08x%08x%08x%08x", entropy(), entropy(), entropy(), entropy());
-  const std::string id = std::string(moe_ep::cann::kRootMagic) + token;
-  std::memset(root_info->internal, 0, sizeof(root_info->internal));
-  std::memcpy(root_info->internal, id.data(), id.size());
-  return HCCL_SUCCESS;
+  return Guarded("HcclGetRootInfo", ApiFamily::kHccl, [&]() -> HcclResult {
+    if (!root_info) return Failed(HCCL_E_PTR, "HcclGetRootInfo: rootInfo must not be null");
+    std::random_device entropy;
+    char token[33];
+    std::snprintf(token, sizeof(token), "%08x%08x%08x%08x", entropy(), entropy(), entropy(), entropy());
+    const std::string id = std::string(moe_ep::cann::kRootMagic) + token;
+    std::memset(root_info->internal, 0, sizeof(root_info->internal));
+    std::memcpy(root_info->internal, id.data(), id.size());
+    return HCCL_SUCCESS;
+  });
 }
 
 HcclResult HcclCommInitRootInfo(uint32_t n_ranks, const HcclRootInfo* root_info, uint32_t rank, HcclComm* comm) {
-  return Guarded("HcclCommInitRootInfo", [&]() -> HcclResult {
+  return Guarded("HcclCommInitRootInfo", ApiFamily::kHccl, [&]() -> HcclResult {
     if (!root_info || !comm) return Failed(HCCL_E_PTR, "HcclCommInitRootInfo: rootInfo and comm must not be null");
     if (n_ranks == 0 || rank >= n_ranks) {
       return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: rank = " + std::to_string(rank) + " must be in [0, nRanks = " +
@@ -207,45 +199,75 @@ HcclResult HcclCommInitRootInfo(uint32_t n_ranks, const HcclRootInfo* root_info,
 }
 
 HcclResult HcclGetCommName(HcclComm comm, char* comm_name) {
-  if (!comm_name) return Failed(HCCL_E_PTR, "HcclGetCommName: commName must not be null");
-  auto c = Registry::Get().Lookup(comm);
-  if (!c) return Failed(HCCL_E_PARA, "HcclGetCommName: comm is not a live communicator");
-  std::memset(comm_name, 0, COMM_NAME_MAX_LENGTH);
-  std::memcpy(comm_name, c->name.data(), std::min<size_t>(c->name.size(), COMM_NAME_MAX_LENGTH - 1));
-  return HCCL_SUCCESS;
+  return Guarded("HcclGetCommName", ApiFamily::kHccl, [&]() -> HcclResult {
+    if (!comm_name) return Failed(HCCL_E_PTR, "HcclGetCommName: commName must not be null");
+    auto c = Registry::Get().Lookup(comm);
+    if (!c) return Failed(HCCL_E_PARA, "HcclGetCommName: comm is not a live communicator");
+    std::memset(comm_name, 0, COMM_NAME_MAX_LENGTH);
+    std::memcpy(comm_name, c->name.data(), std::min<size_t>(c->name.size(), COMM_NAME_MAX_LENGTH - 1));
+    return HCCL_SUCCESS;
+  });
 }
 
 HcclResult HcclGetRankId(HcclComm comm, uint32_t* rank) {
-  if (!rank) return Failed(HCCL_E_PTR, "HcclGetRankId: rank must not be null");
-  auto c = Registry::Get().Lookup(comm);
-  if (!c) return Failed(HCCL_E_PARA, "HcclGetRankId: comm is not a live communicator");
-  *rank = static_cast<uint32_t>(c->comm->rank());
-  return HCCL_SUCCESS;
+  return Guarded("HcclGetRankId", ApiFamily::kHccl, [&]() -> HcclResult {
+    if (!rank) return Failed(HCCL_E_PTR, "HcclGetRankId: rank must not be null");
+    auto c = Registry::Get().Lookup(comm);
+    if (!c) return Failed(HCCL_E_PARA, "HcclGetRankId: comm is not a live communicator");
+    *rank = static_cast<uint32_t>(c->comm->rank());
+    return HCCL_SUCCESS;
+  });
 }
 
 HcclResult HcclGetRankSize(HcclComm comm, uint32_t* rank_size) {
-  if (!rank_size) return Failed(HCCL_E_PTR, "HcclGetRankSize: rankSize must not be null");
-  auto c = Registry::Get().Lookup(comm);
-  if (!c) return Failed(HCCL_E_PARA, "HcclGetRankSize: comm is not a live communicator");
-  *rank_size = static_cast<uint32_t>(c->comm->size());
-  return HCCL_SUCCESS;
+  return Guarded("HcclGetRankSize", ApiFamily::kHccl, [&]() -> HcclResult {
+    if (!rank_size) return Failed(HCCL_E_PTR, "HcclGetRankSize: rankSize must not be null");
+    auto c = Registry::Get().Lookup(comm);
+    if (!c) return Failed(HCCL_E_PARA, "HcclGetRankSize: comm is not a live communicator");
+    *rank_size = static_cast<uint32_t>(c->comm->size());
+    return HCCL_SUCCESS;
+  });
 }
 
 HcclResult HcclCommDestroy(HcclComm comm) {
-  if (!Registry::Get().Remove(comm)) {
-    return Failed(HCCL_E_PARA, "HcclCommDestroy: comm is not a live communicator (destroyed already?)");
-  }
-  return HCCL_SUCCESS;
+  return Guarded("HcclCommDestroy", ApiFamily::kHccl, [&]() -> HcclResult {
+    if (!Registry::Get().Remove(comm)) {
+      return Failed(HCCL_E_PARA, "HcclCommDestroy: comm is not a live communicator (destroyed already?)");
+    }
+    return HCCL_SUCCESS;
+  });
 }
 
+// Never nullptr, even when the guard catches something: callers print the result without a check.
 const char* HcclGetErrorString(HcclResult code) {
-  static const char* const kNames[] = {
-      "success", "parameter error", "empty pointer", "memory error", "internal error", "not supported",
-      "not found", "unavailable", "system call error", "timeout", "open file failure", "tcp connect failure",
-      "roce connect failure", "tcp transfer failure", "roce transfer failure", "runtime error", "driver error",
-      "profiling error", "cce error", "network error", "try again", "remote error", "suspending"};
-  const int index = static_cast<int>(code);
-  return index >= 0 && index < static_cast<int>(std::size(kNames)) ? kNames[index] : "unknown error";
+  const char* const unknown = "unknown error";
+  return moe_ep::cann::GuardedValue("HcclGetErrorString", ApiFamily::kHccl, unknown, [&] {
+    static const char* const kNames[] = {"success",
+                                         "parameter error",
+                                         "empty pointer",
+                                         "memory error",
+                                         "internal error",
+                                         "not supported",
+                                         "not found",
+                                         "unavailable",
+                                         "system call error",
+                                         "timeout",
+                                         "open file failure",
+                                         "tcp connect failure",
+                                         "roce connect failure",
+                                         "tcp transfer failure",
+                                         "roce transfer failure",
+                                         "runtime error",
+                                         "driver error",
+                                         "profiling error",
+                                         "cce error",
+                                         "network error",
+                                         "try again",
+                                         "remote error",
+                                         "suspending"};
+    const int index = static_cast<int>(code);
+    return index >= 0 && index < static_cast<int>(std::size(kNames)) ? kNames[index] : unknown;
+  });
 }
 
 }  // extern "C"

@@ -53,9 +53,10 @@ void DestroyAllContexts() {
 
 }  // namespace moe_ep::cann::runtime
 
+using moe_ep::cann::ApiFamily;
 using moe_ep::cann::Fail;
+using moe_ep::cann::Guarded;
 using moe_ep::cann::runtime::Contexts;
-using moe_ep::cann::runtime::GuardedAclCall;
 using moe_ep::cann::runtime::HandleName;
 
 namespace {
@@ -69,7 +70,7 @@ aclError UnknownContext(const char* api, aclrtContext context) {
 
 // Like CANN, the new context also becomes the calling thread's current context.
 extern "C" aclError aclrtCreateContext(aclrtContext* context, int32_t deviceId) {
-  return GuardedAclCall("aclrtCreateContext", [&]() -> aclError {
+  return Guarded("aclrtCreateContext", ApiFamily::kAcl, [&]() -> aclError {
     if (context == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, "aclrtCreateContext: parameter 'context' is nullptr");
     if (aclError status = moe_ep::cann::runtime::CheckDeviceId("aclrtCreateContext", deviceId); status != ACL_SUCCESS) {
       return status;
@@ -84,7 +85,7 @@ extern "C" aclError aclrtCreateContext(aclrtContext* context, int32_t deviceId) 
 
 // Streams made while the context was current stay usable (lenient, like aclrtResetDevice).
 extern "C" aclError aclrtDestroyContext(aclrtContext context) {
-  return GuardedAclCall("aclrtDestroyContext", [&]() -> aclError {
+  return Guarded("aclrtDestroyContext", ApiFamily::kAcl, [&]() -> aclError {
     if (context == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, "aclrtDestroyContext: parameter 'context' is nullptr");
     auto found = Contexts().Find(context);
     if (found == nullptr) return UnknownContext("aclrtDestroyContext", context);
@@ -101,7 +102,7 @@ extern "C" aclError aclrtDestroyContext(aclrtContext context) {
 }
 
 extern "C" aclError aclrtSetCurrentContext(aclrtContext context) {
-  return GuardedAclCall("aclrtSetCurrentContext", [&]() -> aclError {
+  return Guarded("aclrtSetCurrentContext", ApiFamily::kAcl, [&]() -> aclError {
     if (context == nullptr) {
       return Fail(ACL_ERROR_INVALID_PARAM, "aclrtSetCurrentContext: parameter 'context' is nullptr");
     }
@@ -113,7 +114,7 @@ extern "C" aclError aclrtSetCurrentContext(aclrtContext context) {
 }
 
 extern "C" aclError aclrtGetCurrentContext(aclrtContext* context) {
-  return GuardedAclCall("aclrtGetCurrentContext", [&]() -> aclError {
+  return Guarded("aclrtGetCurrentContext", ApiFamily::kAcl, [&]() -> aclError {
     if (context == nullptr) {
       return Fail(ACL_ERROR_INVALID_PARAM, "aclrtGetCurrentContext: parameter 'context' is nullptr");
     }

@@ -1,29 +1,39 @@
 // ACL data types: their element sizes (aclDataTypeSize) and the moe_ep dtype each one maps to.
 #include "cann/runtime/internal.h"
 
+// Guarded like every entry point although the switch cannot throw: the test hook reaches it too. 0 on failure,
+// as for a type without a fixed size.
 extern "C" size_t aclDataTypeSize(aclDataType dataType) {
-  switch (dataType) {
-    case ACL_INT8:
-    case ACL_UINT8:
-    case ACL_BOOL:
-    case ACL_HIFLOAT8:
-    case ACL_FLOAT8_E5M2:
-    case ACL_FLOAT8_E4M3FN: return 1;
-    case ACL_FLOAT16:
-    case ACL_BF16:
-    case ACL_INT16:
-    case ACL_UINT16: return 2;
-    case ACL_FLOAT:
-    case ACL_INT32:
-    case ACL_UINT32:
-    case ACL_COMPLEX32: return 4;
-    case ACL_INT64:
-    case ACL_UINT64:
-    case ACL_DOUBLE:
-    case ACL_COMPLEX64: return 8;
-    case ACL_COMPLEX128: return 16;
-    default: return 0;  // no fixed byte size: undefined, string, and the sub-byte INT4 / UINT1
-  }
+  return moe_ep::cann::GuardedValue("aclDataTypeSize", moe_ep::cann::ApiFamily::kAcl, size_t{0}, [&]() -> size_t {
+    switch (dataType) {
+      case ACL_INT8:
+      case ACL_UINT8:
+      case ACL_BOOL:
+      case ACL_HIFLOAT8:
+      case ACL_FLOAT8_E5M2:
+      case ACL_FLOAT8_E4M3FN:
+        return 1;
+      case ACL_FLOAT16:
+      case ACL_BF16:
+      case ACL_INT16:
+      case ACL_UINT16:
+        return 2;
+      case ACL_FLOAT:
+      case ACL_INT32:
+      case ACL_UINT32:
+      case ACL_COMPLEX32:
+        return 4;
+      case ACL_INT64:
+      case ACL_UINT64:
+      case ACL_DOUBLE:
+      case ACL_COMPLEX64:
+        return 8;
+      case ACL_COMPLEX128:
+        return 16;
+      default:
+        return 0;  // no fixed byte size: undefined, string, and the sub-byte INT4 / UINT1
+    }
+  });
 }
 
 namespace moe_ep::cann {

@@ -98,15 +98,16 @@ void ForgetAllThreadDevices() { g_generation.fetch_add(1, std::memory_order_acq_
 }  // namespace runtime
 }  // namespace moe_ep::cann
 
+using moe_ep::cann::ApiFamily;
 using moe_ep::cann::Fail;
+using moe_ep::cann::Guarded;
 using moe_ep::cann::runtime::CheckDeviceId;
-using moe_ep::cann::runtime::GuardedAclCall;
 
 // None of these calls requires aclInit first: a program that forgets it still runs (lenient on purpose;
 // CANN would return ACL_ERROR_UNINITIALIZE, which helps nobody on a host emulation).
 
 extern "C" aclError aclrtGetDeviceCount(uint32_t* count) {
-  return GuardedAclCall("aclrtGetDeviceCount", [&]() -> aclError {
+  return Guarded("aclrtGetDeviceCount", ApiFamily::kAcl, [&]() -> aclError {
     if (count == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, "aclrtGetDeviceCount: parameter 'count' is nullptr");
     const moe_ep::cann::DeviceCountSetting& setting = moe_ep::cann::Setting();
     if (!setting.problem.empty()) return Fail(ACL_ERROR_INVALID_PARAM, "aclrtGetDeviceCount: " + setting.problem);
@@ -116,7 +117,7 @@ extern "C" aclError aclrtGetDeviceCount(uint32_t* count) {
 }
 
 extern "C" aclError aclrtSetDevice(int32_t deviceId) {
-  return GuardedAclCall("aclrtSetDevice", [&]() -> aclError {
+  return Guarded("aclrtSetDevice", ApiFamily::kAcl, [&]() -> aclError {
     if (aclError status = CheckDeviceId("aclrtSetDevice", deviceId); status != ACL_SUCCESS) return status;
     moe_ep::cann::runtime::SetThreadDevice(deviceId, moe_ep::cann::runtime::DefaultContext(deviceId));
     return ACL_SUCCESS;
@@ -124,7 +125,7 @@ extern "C" aclError aclrtSetDevice(int32_t deviceId) {
 }
 
 extern "C" aclError aclrtGetDevice(int32_t* deviceId) {
-  return GuardedAclCall("aclrtGetDevice", [&]() -> aclError {
+  return Guarded("aclrtGetDevice", ApiFamily::kAcl, [&]() -> aclError {
     if (deviceId == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, "aclrtGetDevice: parameter 'deviceId' is nullptr");
     const int32_t device = moe_ep::cann::CurrentDevice();
     if (device < 0) {
@@ -141,7 +142,7 @@ extern "C" aclError aclrtGetDevice(int32_t* deviceId) {
 // free them, but a host emulation loses nothing by keeping them, and the seed samples reset a device
 // before they are done with other threads' handles on it. Only the thread's current device is cleared.
 extern "C" aclError aclrtResetDevice(int32_t deviceId) {
-  return GuardedAclCall("aclrtResetDevice", [&]() -> aclError {
+  return Guarded("aclrtResetDevice", ApiFamily::kAcl, [&]() -> aclError {
     if (aclError status = CheckDeviceId("aclrtResetDevice", deviceId); status != ACL_SUCCESS) return status;
     if (moe_ep::cann::CurrentDevice() == deviceId) moe_ep::cann::runtime::ClearThreadDevice();
     return ACL_SUCCESS;
@@ -149,7 +150,7 @@ extern "C" aclError aclrtResetDevice(int32_t deviceId) {
 }
 
 extern "C" aclError aclrtSynchronizeDevice() {
-  return GuardedAclCall("aclrtSynchronizeDevice", [&]() -> aclError {
+  return Guarded("aclrtSynchronizeDevice", ApiFamily::kAcl, [&]() -> aclError {
     const int32_t device = moe_ep::cann::CurrentDevice();
     if (device < 0) {
       return Fail(ACL_ERROR_RT_CONTEXT_NULL,

@@ -3,6 +3,7 @@
 #include <string>
 #include <utility>
 
+#include "cann/guard.h"
 #include "cann/runtime/internal.h"
 
 namespace moe_ep::cann {
@@ -33,15 +34,6 @@ int32_t Fail(int32_t code, const std::string& message) {
 
 namespace runtime {
 
-int32_t FailNoThrow(const char* api, int32_t code, const char* what) noexcept {
-  try {
-    Fail(code, std::string(api) + ": " + what);
-  } catch (...) {
-    // Out of memory while building the message: the code alone still reports the failure.
-  }
-  return code;
-}
-
 std::string HandleName(const void* handle) {
   char text[32];
   std::snprintf(text, sizeof(text), "%p", handle);
@@ -51,12 +43,16 @@ std::string HandleName(const void* handle) {
 }  // namespace runtime
 }  // namespace moe_ep::cann
 
+// Guarded like every entry point, though nothing here allocates (swapping, not copying): when the guard
+// catches something (a test's injected throw), the result is nullptr and the message waits for the next call.
 extern "C" const char* aclGetRecentErrMsg() {
-  auto& recent = moe_ep::cann::t_recent_error;
-  if (!recent.pending) return nullptr;
-  // Swapping, not copying: nothing here allocates, so this cannot throw into a C caller.
-  recent.handed_out.swap(recent.message);
-  recent.message.clear();
-  recent.pending = false;
-  return recent.handed_out.c_str();
+  const char* const none = nullptr;
+  return moe_ep::cann::GuardedValue("aclGetRecentErrMsg", moe_ep::cann::ApiFamily::kAcl, none, [&] {
+    auto& recent = moe_ep::cann::t_recent_error;
+    if (!recent.pending) return none;
+    recent.handed_out.swap(recent.message);
+    recent.message.clear();
+    recent.pending = false;
+    return recent.handed_out.c_str();
+  });
 }

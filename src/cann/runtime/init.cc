@@ -15,13 +15,14 @@ bool g_initialized = false;  // guarded by g_init_mu
 
 }  // namespace
 
+using moe_ep::cann::ApiFamily;
 using moe_ep::cann::Fail;
-using moe_ep::cann::runtime::GuardedAclCall;
+using moe_ep::cann::Guarded;
 
 // The configuration file's content is ignored (it tunes dump and profiling on a real device), but a path
 // that names no file is reported: the program most likely meant another one. "" is treated as no path.
 extern "C" aclError aclInit(const char* configPath) {
-  return GuardedAclCall("aclInit", [&]() -> aclError {
+  return Guarded("aclInit", ApiFamily::kAcl, [&]() -> aclError {
     if (configPath != nullptr && *configPath != '\0') {
       struct stat info {};
       if (stat(configPath, &info) != 0 || !S_ISREG(info.st_mode) || access(configPath, R_OK) != 0) {
@@ -41,7 +42,7 @@ extern "C" aclError aclInit(const char* configPath) {
 // Lenient like the rest of the runtime: it also cleans up after a program that never called aclInit,
 // and a second call finds nothing left to do. Not allowed inside a stream task, which it would wait for.
 extern "C" aclError aclFinalize() {
-  return GuardedAclCall("aclFinalize", [&]() -> aclError {
+  return Guarded("aclFinalize", ApiFamily::kAcl, [&]() -> aclError {
     if (moe_ep::cann::runtime::OnStreamWorker()) {
       return Fail(ACL_ERROR_INVALID_PARAM, "aclFinalize: a stream task cannot finalize the runtime it runs on");
     }

@@ -1,15 +1,13 @@
 // What the runtime emulation's own files share: the calling thread's device and context, the default
-// context of a device, stream teardown for aclFinalize, and the guard around every C entry point.
+// context of a device, stream teardown for aclFinalize, and the guard (cann/guard.h) of their C entry points.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
-#include <exception>
-#include <new>
 #include <string>
 #include <type_traits>
-#include <utility>
 
+#include "cann/guard.h"
 #include "cann/runtime/runtime.h"
 #include "moe_ep/error.h"
 
@@ -61,7 +59,7 @@ aclrtContext DefaultContext(int32_t device);
 /// Destroys every context (aclFinalize).
 void DestroyAllContexts();
 
-// ---- streams.cc ----
+// ---- stream_api.cc ----
 
 /// Waits for every stream of `device` (its default stream included). Returns the first failure code
 /// and Fail()s with every failing stream's message; ACL_SUCCESS when none failed.
@@ -75,34 +73,7 @@ bool OnStreamWorker();
 
 // ---- errors.cc ----
 
-/// Fail(code, api + ": " + what) that cannot throw (for catch blocks): when even the message cannot be
-/// built, the code is still returned.
-int32_t FailNoThrow(const char* api, int32_t code, const char* what) noexcept;
-
 /// "0x5354000010" for messages.
 std::string HandleName(const void* handle);
-
-/// Runs the body of an extern "C" entry point so that no exception reaches a C caller: moe_ep::Error
-/// becomes its code, anything else `internal_error`, each with the message for aclGetRecentErrMsg.
-template <typename Body>
-int32_t GuardedCall(const char* api, int32_t internal_error, Body&& body) noexcept {
-  try {
-    return body();
-  } catch (const moe_ep::Error& e) {
-    return FailNoThrow(api, static_cast<int32_t>(e.code()), e.what());
-  } catch (const std::bad_alloc&) {
-    return FailNoThrow(api, internal_error, "out of host memory");
-  } catch (const std::exception& e) {
-    return FailNoThrow(api, internal_error, e.what());
-  } catch (...) {
-    return FailNoThrow(api, internal_error, "unknown exception");
-  }
-}
-
-/// GuardedCall for the aclrt / acl calls (internal errors are ACL_ERROR_INTERNAL_ERROR).
-template <typename Body>
-aclError GuardedAclCall(const char* api, Body&& body) noexcept {
-  return GuardedCall(api, ACL_ERROR_INTERNAL_ERROR, std::forward<Body>(body));
-}
 
 }  // namespace moe_ep::cann::runtime

@@ -119,12 +119,13 @@ aclError CheckMemset(const std::string& api, const void* dst, size_t max_count, 
 }  // namespace
 }  // namespace moe_ep::cann::runtime
 
+using moe_ep::cann::ApiFamily;
 using moe_ep::cann::Fail;
-using moe_ep::cann::runtime::GuardedAclCall;
+using moe_ep::cann::Guarded;
 using moe_ep::cann::runtime::MemoryKind;
 
 extern "C" aclError aclrtMalloc(void** devPtr, size_t size, aclrtMemMallocPolicy policy) {
-  return GuardedAclCall("aclrtMalloc", [&]() -> aclError {
+  return Guarded("aclrtMalloc", ApiFamily::kAcl, [&]() -> aclError {
     const int64_t raw_policy = moe_ep::cann::runtime::RawEnumValue(policy);
     if (!moe_ep::cann::runtime::ValidMallocPolicy(raw_policy)) {
       return Fail(ACL_ERROR_INVALID_PARAM,
@@ -135,26 +136,26 @@ extern "C" aclError aclrtMalloc(void** devPtr, size_t size, aclrtMemMallocPolicy
 }
 
 extern "C" aclError aclrtFree(void* devPtr) {
-  return GuardedAclCall("aclrtFree", [&]() -> aclError {
+  return Guarded("aclrtFree", ApiFamily::kAcl, [&]() -> aclError {
     return moe_ep::cann::runtime::Release("aclrtFree", devPtr, MemoryKind::kDevice);
   });
 }
 
 extern "C" aclError aclrtMallocHost(void** hostPtr, size_t size) {
-  return GuardedAclCall("aclrtMallocHost", [&]() -> aclError {
+  return Guarded("aclrtMallocHost", ApiFamily::kAcl, [&]() -> aclError {
     return moe_ep::cann::runtime::Allocate("aclrtMallocHost", hostPtr, size, MemoryKind::kHost);
   });
 }
 
 extern "C" aclError aclrtFreeHost(void* hostPtr) {
-  return GuardedAclCall("aclrtFreeHost", [&]() -> aclError {
+  return Guarded("aclrtFreeHost", ApiFamily::kAcl, [&]() -> aclError {
     return moe_ep::cann::runtime::Release("aclrtFreeHost", hostPtr, MemoryKind::kHost);
   });
 }
 
 // memmove, not memcpy: overlapping ranges then copy as if through a buffer instead of being undefined.
 extern "C" aclError aclrtMemcpy(void* dst, size_t destMax, const void* src, size_t count, aclrtMemcpyKind kind) {
-  return GuardedAclCall("aclrtMemcpy", [&]() -> aclError {
+  return Guarded("aclrtMemcpy", ApiFamily::kAcl, [&]() -> aclError {
     if (aclError status = moe_ep::cann::runtime::CheckMemcpy("aclrtMemcpy", dst, destMax, src, count, kind);
         status != ACL_SUCCESS) {
       return status;
@@ -165,7 +166,7 @@ extern "C" aclError aclrtMemcpy(void* dst, size_t destMax, const void* src, size
 }
 
 extern "C" aclError aclrtMemset(void* devPtr, size_t maxCount, int32_t value, size_t count) {
-  return GuardedAclCall("aclrtMemset", [&]() -> aclError {
+  return Guarded("aclrtMemset", ApiFamily::kAcl, [&]() -> aclError {
     if (aclError status = moe_ep::cann::runtime::CheckMemset("aclrtMemset", devPtr, maxCount, count);
         status != ACL_SUCCESS) {
       return status;
@@ -177,7 +178,7 @@ extern "C" aclError aclrtMemset(void* devPtr, size_t maxCount, int32_t value, si
 
 extern "C" aclError aclrtMemcpyAsync(void* dst, size_t destMax, const void* src, size_t count, aclrtMemcpyKind kind,
                                      aclrtStream stream) {
-  return GuardedAclCall("aclrtMemcpyAsync", [&]() -> aclError {
+  return Guarded("aclrtMemcpyAsync", ApiFamily::kAcl, [&]() -> aclError {
     if (aclError status = moe_ep::cann::runtime::CheckMemcpy("aclrtMemcpyAsync", dst, destMax, src, count, kind);
         status != ACL_SUCCESS) {
       return status;
@@ -188,7 +189,7 @@ extern "C" aclError aclrtMemcpyAsync(void* dst, size_t destMax, const void* src,
 }
 
 extern "C" aclError aclrtMemsetAsync(void* devPtr, size_t maxCount, int32_t value, size_t count, aclrtStream stream) {
-  return GuardedAclCall("aclrtMemsetAsync", [&]() -> aclError {
+  return Guarded("aclrtMemsetAsync", ApiFamily::kAcl, [&]() -> aclError {
     if (aclError status = moe_ep::cann::runtime::CheckMemset("aclrtMemsetAsync", devPtr, maxCount, count);
         status != ACL_SUCCESS) {
       return status;

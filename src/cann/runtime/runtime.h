@@ -48,7 +48,8 @@ using StreamTask = std::function<void()>;
 
 /// Appends `task` to `stream` (nullptr: the default stream of the calling thread's current device) and
 /// returns at once. Returns ACL_SUCCESS, or an error code after Fail() for a bad stream / no device.
-/// `device` receives the device the stream belongs to when not null.
+/// `device` receives the device the stream belongs to when not null. Other failures (no thread for a new
+/// default stream, out of memory) are thrown, for the calling entry point's guard to report in its family.
 aclError LaunchOnStream(aclrtStream stream, const char* op_name, StreamTask task, int32_t* device = nullptr);
 
 }  // namespace moe_ep::cann

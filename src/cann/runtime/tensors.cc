@@ -142,28 +142,27 @@ TensorView ViewOf(const aclTensor& t) {
 
 }  // namespace moe_ep::cann
 
+using moe_ep::cann::ApiFamily;
 using moe_ep::cann::Fail;
-using moe_ep::cann::runtime::GuardedCall;
+using moe_ep::cann::Guarded;
 
 extern "C" aclTensor* aclCreateTensor(const int64_t* viewDims, uint64_t viewDimsNum, aclDataType dataType,
                                       const int64_t* stride, int64_t offset, aclFormat format,
                                       const int64_t* storageDims, uint64_t storageDimsNum, void* tensorData) {
-  aclTensor* created = nullptr;
-  GuardedCall("aclCreateTensor", ACLNN_ERR_INNER, [&]() -> aclnnStatus {
+  aclTensor* const none = nullptr;
+  return moe_ep::cann::GuardedValue("aclCreateTensor", ApiFamily::kAclnn, none, [&] {
     std::unique_ptr<aclTensor> tensor = moe_ep::cann::MakeTensor(viewDims, viewDimsNum, dataType, stride, offset,
                                                                  format, storageDims, storageDimsNum, tensorData);
-    if (tensor == nullptr) return ACLNN_ERR_PARAM_INVALID;
+    if (tensor == nullptr) return none;  // MakeTensor recorded why
     auto& live = moe_ep::cann::Live();
     std::lock_guard<std::mutex> lock(live.mu);
     live.set.insert(tensor.get());
-    created = tensor.release();
-    return ACLNN_SUCCESS;
+    return tensor.release();
   });
-  return created;
 }
 
 extern "C" aclnnStatus aclDestroyTensor(const aclTensor* tensor) {
-  return GuardedCall("aclDestroyTensor", ACLNN_ERR_INNER, [&]() -> aclnnStatus {
+  return Guarded("aclDestroyTensor", ApiFamily::kAclnn, [&]() -> aclnnStatus {
     if (tensor == nullptr) return Fail(ACLNN_ERR_PARAM_NULLPTR, "aclDestroyTensor: parameter 'tensor' is nullptr");
     {
       auto& live = moe_ep::cann::Live();
@@ -179,7 +178,7 @@ extern "C" aclnnStatus aclDestroyTensor(const aclTensor* tensor) {
 }
 
 extern "C" aclnnStatus aclGetViewShape(const aclTensor* tensor, int64_t** viewDims, uint64_t* viewDimsNum) {
-  return GuardedCall("aclGetViewShape", ACLNN_ERR_INNER, [&]() -> aclnnStatus {
+  return Guarded("aclGetViewShape", ApiFamily::kAclnn, [&]() -> aclnnStatus {
     if (viewDims == nullptr) return moe_ep::cann::NullOutput("aclGetViewShape", "viewDims");
     if (viewDimsNum == nullptr) return moe_ep::cann::NullOutput("aclGetViewShape", "viewDimsNum");
     if (aclnnStatus status = moe_ep::cann::CheckTensor("aclGetViewShape", tensor); status != ACLNN_SUCCESS) {
@@ -195,7 +194,7 @@ extern "C" aclnnStatus aclGetViewShape(const aclTensor* tensor, int64_t** viewDi
 }
 
 extern "C" aclnnStatus aclGetDataType(const aclTensor* tensor, aclDataType* dataType) {
-  return GuardedCall("aclGetDataType", ACLNN_ERR_INNER, [&]() -> aclnnStatus {
+  return Guarded("aclGetDataType", ApiFamily::kAclnn, [&]() -> aclnnStatus {
     if (dataType == nullptr) return moe_ep::cann::NullOutput("aclGetDataType", "dataType");
     if (aclnnStatus status = moe_ep::cann::CheckTensor("aclGetDataType", tensor); status != ACLNN_SUCCESS) {
       return status;
@@ -206,7 +205,7 @@ extern "C" aclnnStatus aclGetDataType(const aclTensor* tensor, aclDataType* data
 }
 
 extern "C" aclnnStatus aclGetFormat(const aclTensor* tensor, aclFormat* format) {
-  return GuardedCall("aclGetFormat", ACLNN_ERR_INNER, [&]() -> aclnnStatus {
+  return Guarded("aclGetFormat", ApiFamily::kAclnn, [&]() -> aclnnStatus {
     if (format == nullptr) return moe_ep::cann::NullOutput("aclGetFormat", "format");
     if (aclnnStatus status = moe_ep::cann::CheckTensor("aclGetFormat", tensor); status != ACLNN_SUCCESS) {
       return status;

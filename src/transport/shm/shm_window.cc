@@ -40,8 +40,12 @@ class ShmMappings {
   std::vector<uint8_t*> maps_;
 };
 
-uint8_t* MapSegment(int fd, uint64_t bytes, const std::string& name) {
+// Maps a segment and closes its descriptor, whether or not the mapping worked (the mapping keeps it).
+uint8_t* MapAndClose(int fd, uint64_t bytes, const std::string& name) {
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+  const int map_errno = errno;
+  close(fd);
+  errno = map_errno;
   if (p == MAP_FAILED) SystemError("cannot map " + name);
   return static_cast<uint8_t*>(p);
 }
@@ -105,18 +109,15 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
     close(own_fd);
     SystemError("cannot size " + own);
   }
+  // Map our own segment first, closing its descriptor, so no failure below can leak it.
+  uint8_t* own_base = MapAndClose(own_fd, bytes, own);
+  maps->Add(own_base);
   std::vector<RankRegion> regions(size);
+  regions[rank] = {own_base, reinterpret_cast<uint64_t*>(own_base + data_bytes)};
   for (int r = 0; r < size; ++r) {
+    if (r == rank) continue;
     const std::string name = ShmSegmentName(job, group, r);
-    const int fd = r == rank ? own_fd : OpenPeer(name, bytes, deadline, r, group);
-    uint8_t* base = nullptr;
-    try {
-      base = MapSegment(fd, bytes, name);
-    } catch (...) {
-      close(fd);
-      throw;
-    }
-    close(fd);
+    uint8_t* base = MapAndClose(OpenPeer(name, bytes, deadline, r, group), bytes, name);
     maps->Add(base);
     regions[r] = {base, reinterpret_cast<uint64_t*>(base + data_bytes)};
   }

@@ -6,28 +6,31 @@
 #include "aclnnop/aclnn_moe_distribute_dispatch_v3.h"
 #include "cann/aclnn/executor.h"
 #include "cann/aclnn/op_args.h"
+#include "cann/guard.h"
 #include "ops/tensor_access.h"
 
 namespace moe_ep::cann {
 namespace {
 
+// Phase one's arguments by their CANN names (V2 leaves the V3-only ones absent).
 struct DispatchArgs {
-  const aclTensor* x;
-  const aclTensor* expert_ids;
-  const aclTensor* scales;
-  const aclTensor* x_active_mask;
-  const aclTensor* expert_scales;
-  const aclTensor* elastic_info;  // V3
+  const aclTensor* x = nullptr;
+  const aclTensor* expert_ids = nullptr;
+  const aclTensor* scales = nullptr;
+  const aclTensor* x_active_mask = nullptr;
+  const aclTensor* expert_scales = nullptr;
+  const aclTensor* elastic_info = nullptr;  // V3
   GroupAttributes attributes;
-  int64_t quant_mode, expert_token_nums_type;
-  const char* comm_alg;
-  aclTensor* expand_x;
-  aclTensor* dynamic_scales;
-  aclTensor* assist_info;
-  aclTensor* expert_token_nums;
-  aclTensor* ep_recv_counts;
-  aclTensor* tp_recv_counts;
-  aclTensor* expand_scales;
+  int64_t quant_mode = 0;
+  int64_t expert_token_nums_type = 0;
+  const char* comm_alg = nullptr;
+  aclTensor* expand_x = nullptr;
+  aclTensor* dynamic_scales = nullptr;
+  aclTensor* assist_info = nullptr;
+  aclTensor* expert_token_nums = nullptr;
+  aclTensor* ep_recv_counts = nullptr;
+  aclTensor* tp_recv_counts = nullptr;
+  aclTensor* expand_scales = nullptr;
 };
 
 // The checks CANN's op_api wrapper makes before tiling: required pointers and group-name lengths, all 161001.
@@ -99,9 +102,11 @@ std::function<void()> BuildDispatch(const std::string& op, const DispatchArgs& a
 }  // namespace
 }  // namespace moe_ep::cann
 
+using moe_ep::cann::ApiFamily;
 using moe_ep::cann::BuildDispatch;
 using moe_ep::cann::BuildExecutor;
 using moe_ep::cann::DispatchArgs;
+using moe_ep::cann::Guarded;
 using moe_ep::cann::LaunchExecutor;
 
 namespace {
@@ -120,17 +125,40 @@ aclnnStatus aclnnMoeDistributeDispatchV2GetWorkspaceSize(
     aclTensor* dynamicScalesOut, aclTensor* assistInfoForCombineOut, aclTensor* expertTokenNumsOut,
     aclTensor* epRecvCountsOut, aclTensor* tpRecvCountsOut, aclTensor* expandScalesOut, uint64_t* workspaceSize,
     aclOpExecutor** executor) {
-  const DispatchArgs args{x, expertIds, scalesOptional, xActiveMaskOptional, expertScalesOptional, nullptr,
-                          {groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
-                           expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, 0, 0, 0},
-                          quantMode, expertTokenNumsType, commAlg, expandXOut, dynamicScalesOut,
-                          assistInfoForCombineOut, expertTokenNumsOut, epRecvCountsOut, tpRecvCountsOut,
-                          expandScalesOut};
-  return BuildExecutor(kV2, workspaceSize, executor, [&] { return BuildDispatch(kV2, args); });
+  return Guarded("aclnnMoeDistributeDispatchV2GetWorkspaceSize", ApiFamily::kAclnn, [&] {
+    const DispatchArgs args{.x = x,
+                            .expert_ids = expertIds,
+                            .scales = scalesOptional,
+                            .x_active_mask = xActiveMaskOptional,
+                            .expert_scales = expertScalesOptional,
+                            .attributes = {.group_ep = groupEp,
+                                           .ep_world_size = epWorldSize,
+                                           .ep_rank_id = epRankId,
+                                           .moe_expert_num = moeExpertNum,
+                                           .group_tp = groupTp,
+                                           .tp_world_size = tpWorldSize,
+                                           .tp_rank_id = tpRankId,
+                                           .expert_shard_type = expertShardType,
+                                           .shared_expert_num = sharedExpertNum,
+                                           .shared_expert_rank_num = sharedExpertRankNum,
+                                           .global_bs = globalBs},
+                            .quant_mode = quantMode,
+                            .expert_token_nums_type = expertTokenNumsType,
+                            .comm_alg = commAlg,
+                            .expand_x = expandXOut,
+                            .dynamic_scales = dynamicScalesOut,
+                            .assist_info = assistInfoForCombineOut,
+                            .expert_token_nums = expertTokenNumsOut,
+                            .ep_recv_counts = epRecvCountsOut,
+                            .tp_recv_counts = tpRecvCountsOut,
+                            .expand_scales = expandScalesOut};
+    return BuildExecutor(kV2, workspaceSize, executor, [&] { return BuildDispatch(kV2, args); });
+  });
 }
 
 aclnnStatus aclnnMoeDistributeDispatchV2(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
-  return LaunchExecutor(kV2, executor, stream);
+  return Guarded("aclnnMoeDistributeDispatchV2", ApiFamily::kAclnn,
+                 [&] { return LaunchExecutor(kV2, executor, stream); });
 }
 
 aclnnStatus aclnnMoeDistributeDispatchV3GetWorkspaceSize(
@@ -143,19 +171,44 @@ aclnnStatus aclnnMoeDistributeDispatchV3GetWorkspaceSize(
     int64_t constExpertNum, aclTensor* expandXOut, aclTensor* dynamicScalesOut, aclTensor* assistInfoForCombineOut,
     aclTensor* expertTokenNumsOut, aclTensor* epRecvCountsOut, aclTensor* tpRecvCountsOut,
     aclTensor* expandScalesOut, uint64_t* workspaceSize, aclOpExecutor** executor) {
-  const DispatchArgs args{x, expertIds, scalesOptional, xActiveMaskOptional, expertScalesOptional,
-                          elasticInfoOptional,
-                          {groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
-                           expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, zeroExpertNum,
-                           copyExpertNum, constExpertNum},
-                          quantMode, expertTokenNumsType, commAlg, expandXOut, dynamicScalesOut,
-                          assistInfoForCombineOut, expertTokenNumsOut, epRecvCountsOut, tpRecvCountsOut,
-                          expandScalesOut};
-  return BuildExecutor(kV3, workspaceSize, executor, [&] { return BuildDispatch(kV3, args); });
+  return Guarded("aclnnMoeDistributeDispatchV3GetWorkspaceSize", ApiFamily::kAclnn, [&] {
+    const DispatchArgs args{.x = x,
+                            .expert_ids = expertIds,
+                            .scales = scalesOptional,
+                            .x_active_mask = xActiveMaskOptional,
+                            .expert_scales = expertScalesOptional,
+                            .elastic_info = elasticInfoOptional,
+                            .attributes = {.group_ep = groupEp,
+                                           .ep_world_size = epWorldSize,
+                                           .ep_rank_id = epRankId,
+                                           .moe_expert_num = moeExpertNum,
+                                           .group_tp = groupTp,
+                                           .tp_world_size = tpWorldSize,
+                                           .tp_rank_id = tpRankId,
+                                           .expert_shard_type = expertShardType,
+                                           .shared_expert_num = sharedExpertNum,
+                                           .shared_expert_rank_num = sharedExpertRankNum,
+                                           .global_bs = globalBs,
+                                           .zero_expert_num = zeroExpertNum,
+                                           .copy_expert_num = copyExpertNum,
+                                           .const_expert_num = constExpertNum},
+                            .quant_mode = quantMode,
+                            .expert_token_nums_type = expertTokenNumsType,
+                            .comm_alg = commAlg,
+                            .expand_x = expandXOut,
+                            .dynamic_scales = dynamicScalesOut,
+                            .assist_info = assistInfoForCombineOut,
+                            .expert_token_nums = expertTokenNumsOut,
+                            .ep_recv_counts = epRecvCountsOut,
+                            .tp_recv_counts = tpRecvCountsOut,
+                            .expand_scales = expandScalesOut};
+    return BuildExecutor(kV3, workspaceSize, executor, [&] { return BuildDispatch(kV3, args); });
+  });
 }
 
 aclnnStatus aclnnMoeDistributeDispatchV3(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
-  return LaunchExecutor(kV3, executor, stream);
+  return Guarded("aclnnMoeDistributeDispatchV3", ApiFamily::kAclnn,
+                 [&] { return LaunchExecutor(kV3, executor, stream); });
 }
 
 }  // extern "C"

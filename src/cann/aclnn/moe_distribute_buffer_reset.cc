@@ -7,6 +7,7 @@
 #include "aclnnop/aclnn_moe_distribute_buffer_reset.h"
 #include "cann/aclnn/executor.h"
 #include "cann/aclnn/op_args.h"
+#include "cann/guard.h"
 #include "cann/runtime/runtime.h"
 #include "ops/tensor_access.h"
 
@@ -55,18 +56,24 @@ std::function<void()> BuildBufferReset(const aclTensor* elastic_info, const char
 }  // namespace
 }  // namespace moe_ep::cann
 
+using moe_ep::cann::ApiFamily;
+using moe_ep::cann::Guarded;
+
 extern "C" {
 
 aclnnStatus aclnnMoeDistributeBufferResetGetWorkspaceSize(const aclTensor* elasticInfo, const char* groupEp,
                                                           int32_t epWorldSize, int32_t needSync,
                                                           uint64_t* workspaceSize, aclOpExecutor** executor) {
-  return moe_ep::cann::BuildExecutor(moe_ep::cann::kOp, workspaceSize, executor, [&] {
-    return moe_ep::cann::BuildBufferReset(elasticInfo, groupEp, epWorldSize, needSync);
+  return Guarded("aclnnMoeDistributeBufferResetGetWorkspaceSize", ApiFamily::kAclnn, [&] {
+    return moe_ep::cann::BuildExecutor(moe_ep::cann::kOp, workspaceSize, executor, [&] {
+      return moe_ep::cann::BuildBufferReset(elasticInfo, groupEp, epWorldSize, needSync);
+    });
   });
 }
 
 aclnnStatus aclnnMoeDistributeBufferReset(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
-  return moe_ep::cann::LaunchExecutor(moe_ep::cann::kOp, executor, stream);
+  return Guarded("aclnnMoeDistributeBufferReset", ApiFamily::kAclnn,
+                 [&] { return moe_ep::cann::LaunchExecutor(moe_ep::cann::kOp, executor, stream); });
 }
 
 }  // extern "C"

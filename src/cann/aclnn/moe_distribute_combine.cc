@@ -7,38 +7,42 @@
 #include "aclnnop/aclnn_moe_distribute_combine_v3.h"
 #include "cann/aclnn/executor.h"
 #include "cann/aclnn/op_args.h"
+#include "cann/guard.h"
 #include "ops/tensor_access.h"
 
 namespace moe_ep::cann {
 namespace {
 
+// Phase one's arguments by their CANN names (each variant leaves the others' own ones absent).
 struct CombineArgs {
-  const aclTensor* expand_x;
-  const aclTensor* expert_ids;
-  const aclTensor* assist_info;
-  const aclTensor* ep_send_counts;
-  const aclTensor* expert_scales;
-  const aclTensor* residual_x;  // AddRmsNorm
-  const aclTensor* gamma;       // AddRmsNorm
-  const aclTensor* tp_send_counts;
-  const aclTensor* x_active_mask;
-  const aclTensor* activation_scale;
-  const aclTensor* weight_scale;
-  const aclTensor* group_list;
-  const aclTensor* expand_scales;
-  const aclTensor* shared_expert_x;
-  const aclTensor* elastic_info;  // V3
-  const aclTensor* ori_x;         // V3
-  const aclTensor* const_alpha1;  // V3
-  const aclTensor* const_alpha2;  // V3
-  const aclTensor* const_v;       // V3
+  const aclTensor* expand_x = nullptr;
+  const aclTensor* expert_ids = nullptr;
+  const aclTensor* assist_info = nullptr;
+  const aclTensor* ep_send_counts = nullptr;
+  const aclTensor* expert_scales = nullptr;
+  const aclTensor* residual_x = nullptr;  // AddRmsNorm
+  const aclTensor* gamma = nullptr;       // AddRmsNorm
+  const aclTensor* tp_send_counts = nullptr;
+  const aclTensor* x_active_mask = nullptr;
+  const aclTensor* activation_scale = nullptr;
+  const aclTensor* weight_scale = nullptr;
+  const aclTensor* group_list = nullptr;
+  const aclTensor* expand_scales = nullptr;
+  const aclTensor* shared_expert_x = nullptr;
+  const aclTensor* elastic_info = nullptr;  // V3
+  const aclTensor* ori_x = nullptr;         // V3
+  const aclTensor* const_alpha1 = nullptr;  // V3
+  const aclTensor* const_alpha2 = nullptr;  // V3
+  const aclTensor* const_v = nullptr;       // V3
   GroupAttributes attributes;
-  int64_t out_dtype, comm_quant_mode, group_list_type;
-  const char* comm_alg;
-  float norm_eps;  // AddRmsNorm
-  aclTensor* y;                                                // AddRmsNorm
-  aclTensor* rstd;                                             // AddRmsNorm
-  aclTensor* x;
+  int64_t out_dtype = 0;
+  int64_t comm_quant_mode = 0;
+  int64_t group_list_type = 0;
+  const char* comm_alg = nullptr;
+  float norm_eps = 0.0f;      // AddRmsNorm
+  aclTensor* y = nullptr;     // AddRmsNorm
+  aclTensor* rstd = nullptr;  // AddRmsNorm
+  aclTensor* x = nullptr;
 };
 
 void CheckWrapperRules(const std::string& op, const CombineArgs& a, bool add_rms_norm) {
@@ -120,9 +124,11 @@ std::function<void()> BuildCombine(const std::string& op, const CombineArgs& a, 
 }  // namespace
 }  // namespace moe_ep::cann
 
+using moe_ep::cann::ApiFamily;
 using moe_ep::cann::BuildCombine;
 using moe_ep::cann::BuildExecutor;
 using moe_ep::cann::CombineArgs;
+using moe_ep::cann::Guarded;
 using moe_ep::cann::LaunchExecutor;
 
 namespace {
@@ -142,18 +148,42 @@ aclnnStatus aclnnMoeDistributeCombineV2GetWorkspaceSize(
     int64_t moeExpertNum, const char* groupTp, int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType,
     int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBs, int64_t outDtype, int64_t commQuantMode,
     int64_t groupListType, const char* commAlg, aclTensor* xOut, uint64_t* workspaceSize, aclOpExecutor** executor) {
-  const CombineArgs args{expandX, expertIds, assistInfoForCombine, epSendCounts, expertScales, nullptr, nullptr,
-                         tpSendCountsOptional, xActiveMaskOptional, activationScaleOptional, weightScaleOptional,
-                         groupListOptional, expandScalesOptional, sharedExpertXOptional, nullptr, nullptr, nullptr,
-                         nullptr, nullptr,
-                         {groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
-                          expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, 0, 0, 0},
-                         outDtype, commQuantMode, groupListType, commAlg, 0.0f, nullptr, nullptr, xOut};
-  return BuildExecutor(kV2, workspaceSize, executor, [&] { return BuildCombine(kV2, args, false); });
+  return Guarded("aclnnMoeDistributeCombineV2GetWorkspaceSize", ApiFamily::kAclnn, [&] {
+    const CombineArgs args{.expand_x = expandX,
+                           .expert_ids = expertIds,
+                           .assist_info = assistInfoForCombine,
+                           .ep_send_counts = epSendCounts,
+                           .expert_scales = expertScales,
+                           .tp_send_counts = tpSendCountsOptional,
+                           .x_active_mask = xActiveMaskOptional,
+                           .activation_scale = activationScaleOptional,
+                           .weight_scale = weightScaleOptional,
+                           .group_list = groupListOptional,
+                           .expand_scales = expandScalesOptional,
+                           .shared_expert_x = sharedExpertXOptional,
+                           .attributes = {.group_ep = groupEp,
+                                          .ep_world_size = epWorldSize,
+                                          .ep_rank_id = epRankId,
+                                          .moe_expert_num = moeExpertNum,
+                                          .group_tp = groupTp,
+                                          .tp_world_size = tpWorldSize,
+                                          .tp_rank_id = tpRankId,
+                                          .expert_shard_type = expertShardType,
+                                          .shared_expert_num = sharedExpertNum,
+                                          .shared_expert_rank_num = sharedExpertRankNum,
+                                          .global_bs = globalBs},
+                           .out_dtype = outDtype,
+                           .comm_quant_mode = commQuantMode,
+                           .group_list_type = groupListType,
+                           .comm_alg = commAlg,
+                           .x = xOut};
+    return BuildExecutor(kV2, workspaceSize, executor, [&] { return BuildCombine(kV2, args, false); });
+  });
 }
 
 aclnnStatus aclnnMoeDistributeCombineV2(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
-  return LaunchExecutor(kV2, executor, stream);
+  return Guarded("aclnnMoeDistributeCombineV2", ApiFamily::kAclnn,
+                 [&] { return LaunchExecutor(kV2, executor, stream); });
 }
 
 aclnnStatus aclnnMoeDistributeCombineV3GetWorkspaceSize(
@@ -168,19 +198,50 @@ aclnnStatus aclnnMoeDistributeCombineV3GetWorkspaceSize(
     int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBs, int64_t outDtype, int64_t commQuantMode,
     int64_t groupListType, const char* commAlg, int64_t zeroExpertNum, int64_t copyExpertNum, int64_t constExpertNum,
     aclTensor* xOut, uint64_t* workspaceSize, aclOpExecutor** executor) {
-  const CombineArgs args{expandX, expertIds, assistInfoForCombine, epSendCounts, expertScales, nullptr, nullptr,
-                         tpSendCountsOptional, xActiveMaskOptional, activationScaleOptional, weightScaleOptional,
-                         groupListOptional, expandScalesOptional, sharedExpertXOptional, elasticInfoOptional,
-                         oriXOptional, constExpertAlpha1Optional, constExpertAlpha2Optional, constExpertVOptional,
-                         {groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
-                          expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, zeroExpertNum,
-                          copyExpertNum, constExpertNum},
-                         outDtype, commQuantMode, groupListType, commAlg, 0.0f, nullptr, nullptr, xOut};
-  return BuildExecutor(kV3, workspaceSize, executor, [&] { return BuildCombine(kV3, args, false); });
+  return Guarded("aclnnMoeDistributeCombineV3GetWorkspaceSize", ApiFamily::kAclnn, [&] {
+    const CombineArgs args{.expand_x = expandX,
+                           .expert_ids = expertIds,
+                           .assist_info = assistInfoForCombine,
+                           .ep_send_counts = epSendCounts,
+                           .expert_scales = expertScales,
+                           .tp_send_counts = tpSendCountsOptional,
+                           .x_active_mask = xActiveMaskOptional,
+                           .activation_scale = activationScaleOptional,
+                           .weight_scale = weightScaleOptional,
+                           .group_list = groupListOptional,
+                           .expand_scales = expandScalesOptional,
+                           .shared_expert_x = sharedExpertXOptional,
+                           .elastic_info = elasticInfoOptional,
+                           .ori_x = oriXOptional,
+                           .const_alpha1 = constExpertAlpha1Optional,
+                           .const_alpha2 = constExpertAlpha2Optional,
+                           .const_v = constExpertVOptional,
+                           .attributes = {.group_ep = groupEp,
+                                          .ep_world_size = epWorldSize,
+                                          .ep_rank_id = epRankId,
+                                          .moe_expert_num = moeExpertNum,
+                                          .group_tp = groupTp,
+                                          .tp_world_size = tpWorldSize,
+                                          .tp_rank_id = tpRankId,
+                                          .expert_shard_type = expertShardType,
+                                          .shared_expert_num = sharedExpertNum,
+                                          .shared_expert_rank_num = sharedExpertRankNum,
+                                          .global_bs = globalBs,
+                                          .zero_expert_num = zeroExpertNum,
+                                          .copy_expert_num = copyExpertNum,
+                                          .const_expert_num = constExpertNum},
+                           .out_dtype = outDtype,
+                           .comm_quant_mode = commQuantMode,
+                           .group_list_type = groupListType,
+                           .comm_alg = commAlg,
+                           .x = xOut};
+    return BuildExecutor(kV3, workspaceSize, executor, [&] { return BuildCombine(kV3, args, false); });
+  });
 }
 
 aclnnStatus aclnnMoeDistributeCombineV3(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
-  return LaunchExecutor(kV3, executor, stream);
+  return Guarded("aclnnMoeDistributeCombineV3", ApiFamily::kAclnn,
+                 [&] { return LaunchExecutor(kV3, executor, stream); });
 }
 
 aclnnStatus aclnnMoeDistributeCombineAddRmsNormGetWorkspaceSize(
@@ -194,18 +255,47 @@ aclnnStatus aclnnMoeDistributeCombineAddRmsNormGetWorkspaceSize(
     int64_t sharedExpertRankNum, int64_t globalBS, int64_t outDtype, int64_t commQuantMode, int64_t groupListType,
     const char* commAlg, float normEps, aclTensor* yOut, aclTensor* rstdOut, aclTensor* xOut, uint64_t* workspaceSize,
     aclOpExecutor** executor) {
-  const CombineArgs args{expandX, expertIds, assistInfoForCombine, epSendCounts, expertScales, residualX, gamma,
-                         tpSendCountsOptional, xActiveMaskOptional, activationScaleOptional, weightScaleOptional,
-                         groupListOptional, expandScalesOptional, sharedExpertXOptional, nullptr, nullptr, nullptr,
-                         nullptr, nullptr,
-                         {groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
-                          expertShardType, sharedExpertNum, sharedExpertRankNum, globalBS, 0, 0, 0},
-                         outDtype, commQuantMode, groupListType, commAlg, normEps, yOut, rstdOut, xOut};
-  return BuildExecutor(kAddRmsNorm, workspaceSize, executor, [&] { return BuildCombine(kAddRmsNorm, args, true); });
+  return Guarded("aclnnMoeDistributeCombineAddRmsNormGetWorkspaceSize", ApiFamily::kAclnn, [&] {
+    const CombineArgs args{.expand_x = expandX,
+                           .expert_ids = expertIds,
+                           .assist_info = assistInfoForCombine,
+                           .ep_send_counts = epSendCounts,
+                           .expert_scales = expertScales,
+                           .residual_x = residualX,
+                           .gamma = gamma,
+                           .tp_send_counts = tpSendCountsOptional,
+                           .x_active_mask = xActiveMaskOptional,
+                           .activation_scale = activationScaleOptional,
+                           .weight_scale = weightScaleOptional,
+                           .group_list = groupListOptional,
+                           .expand_scales = expandScalesOptional,
+                           .shared_expert_x = sharedExpertXOptional,
+                           .attributes = {.group_ep = groupEp,
+                                          .ep_world_size = epWorldSize,
+                                          .ep_rank_id = epRankId,
+                                          .moe_expert_num = moeExpertNum,
+                                          .group_tp = groupTp,
+                                          .tp_world_size = tpWorldSize,
+                                          .tp_rank_id = tpRankId,
+                                          .expert_shard_type = expertShardType,
+                                          .shared_expert_num = sharedExpertNum,
+                                          .shared_expert_rank_num = sharedExpertRankNum,
+                                          .global_bs = globalBS},
+                           .out_dtype = outDtype,
+                           .comm_quant_mode = commQuantMode,
+                           .group_list_type = groupListType,
+                           .comm_alg = commAlg,
+                           .norm_eps = normEps,
+                           .y = yOut,
+                           .rstd = rstdOut,
+                           .x = xOut};
+    return BuildExecutor(kAddRmsNorm, workspaceSize, executor, [&] { return BuildCombine(kAddRmsNorm, args, true); });
+  });
 }
 
 aclnnStatus aclnnMoeDistributeCombineAddRmsNorm(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
-  return LaunchExecutor(kAddRmsNorm, executor, stream);
+  return Guarded("aclnnMoeDistributeCombineAddRmsNorm", ApiFamily::kAclnn,
+                 [&] { return LaunchExecutor(kAddRmsNorm, executor, stream); });
 }
 
 }  // extern "C"

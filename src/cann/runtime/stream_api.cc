@@ -1,5 +1,4 @@
-// The streams of the C API: created streams behind opaque handles, each device's lazily made default
-// stream (the nullptr stream), launching tasks, and the aclrt stream calls.
+// The aclrt stream calls, launching, and the registry of streams: the created ones and each device's default.
 #include <map>
 #include <memory>
 #include <mutex>
@@ -130,29 +129,27 @@ namespace moe_ep::cann {
 
 aclError LaunchOnStream(aclrtStream stream, const char* op_name, StreamTask task, int32_t* device) {
   const std::string name = op_name != nullptr ? op_name : "LaunchOnStream";
-  return runtime::GuardedAclCall(name.c_str(), [&]() -> aclError {
-    if (!task) return Fail(ACL_ERROR_INVALID_PARAM, name + ": there is no task to launch");
-    std::shared_ptr<runtime::Stream> target;
-    if (aclError status = runtime::ResolveStream(name, stream, /*create_default=*/true, &target);
-        status != ACL_SUCCESS) {
-      return status;
-    }
-    if (!target->Launch(name, std::move(task))) {
-      return Fail(ACL_ERROR_RT_PARAM_INVALID, name + ": " + target->name() + " is being destroyed");
-    }
-    if (device != nullptr) *device = target->device();
-    return ACL_SUCCESS;
-  });
+  if (!task) return Fail(ACL_ERROR_INVALID_PARAM, name + ": there is no task to launch");
+  std::shared_ptr<runtime::Stream> target;
+  if (aclError status = runtime::ResolveStream(name, stream, /*create_default=*/true, &target); status != ACL_SUCCESS) {
+    return status;
+  }
+  if (!target->Launch(name, std::move(task))) {
+    return Fail(ACL_ERROR_RT_PARAM_INVALID, name + ": " + target->name() + " is being destroyed");
+  }
+  if (device != nullptr) *device = target->device();
+  return ACL_SUCCESS;
 }
 
 }  // namespace moe_ep::cann
 
+using moe_ep::cann::ApiFamily;
 using moe_ep::cann::Fail;
-using moe_ep::cann::runtime::GuardedAclCall;
+using moe_ep::cann::Guarded;
 using moe_ep::cann::runtime::Stream;
 
 extern "C" aclError aclrtCreateStream(aclrtStream* stream) {
-  return GuardedAclCall("aclrtCreateStream", [&]() -> aclError {
+  return Guarded("aclrtCreateStream", ApiFamily::kAcl, [&]() -> aclError {
     if (stream == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, "aclrtCreateStream: parameter 'stream' is nullptr");
     const int32_t device = moe_ep::cann::CurrentDevice();
     if (device < 0) {
@@ -169,7 +166,7 @@ extern "C" aclError aclrtCreateStream(aclrtStream* stream) {
 
 // Waits for the stream's tasks, then joins its worker.
 extern "C" aclError aclrtDestroyStream(aclrtStream stream) {
-  return GuardedAclCall("aclrtDestroyStream", [&]() -> aclError {
+  return Guarded("aclrtDestroyStream", ApiFamily::kAcl, [&]() -> aclError {
     if (stream == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, "aclrtDestroyStream: parameter 'stream' is nullptr");
     // A task may destroy another stream (it waits for it), but not its own: it would wait for itself.
     if (auto found = moe_ep::cann::runtime::Streams().Find(stream); found && found.get() == Stream::OfCallingThread()) {
@@ -184,7 +181,7 @@ extern "C" aclError aclrtDestroyStream(aclrtStream stream) {
 }
 
 extern "C" aclError aclrtSynchronizeStream(aclrtStream stream) {
-  return GuardedAclCall("aclrtSynchronizeStream", [&]() -> aclError {
+  return Guarded("aclrtSynchronizeStream", ApiFamily::kAcl, [&]() -> aclError {
     return moe_ep::cann::runtime::Synchronize("aclrtSynchronizeStream", stream, std::nullopt);
   });
 }
@@ -192,7 +189,7 @@ extern "C" aclError aclrtSynchronizeStream(aclrtStream stream) {
 // CANN documents -1 (wait forever) and positive timeouts; 0 and other negatives are rejected rather than
 // guessed at.
 extern "C" aclError aclrtSynchronizeStreamWithTimeout(aclrtStream stream, int32_t timeout) {
-  return GuardedAclCall("aclrtSynchronizeStreamWithTimeout", [&]() -> aclError {
+  return Guarded("aclrtSynchronizeStreamWithTimeout", ApiFamily::kAcl, [&]() -> aclError {
     const char* api = "aclrtSynchronizeStreamWithTimeout";
     if (timeout == -1) return moe_ep::cann::runtime::Synchronize(api, stream, std::nullopt);
     if (timeout <= 0) {

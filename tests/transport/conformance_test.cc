@@ -1,0 +1,651 @@
+// Transport conformance: the Window contract of src/transport/window.h, checked by ONE set of test bodies
+// that runs on every transport. A transport joins with one entry in Transports() below.
+//
+// Each body runs one thread per rank, and ranks talk only through their windows: a rank regenerates from
+// the seed what its peers sent, so a body holds as well for ranks that live in other processes.
+// Random data comes from moe_ep::testing::BaseSeed() (printed; MOE_EP_TEST_SEED replays it).
+//
+// Cases (Transports/Conformance.<case>/<transport>):
+//   WindowsDescribeTheirGroup        rank, size, data_bytes (rounded up only), flag_count; fresh data and flags zero.
+//   EveryBytePutBeforeASignalIsSeenAfterIt  200 rounds on a ring of 4: fresh random ranges of 128-512 KiB in
+//                                    1-4 puts, then a signal; the reader compares every byte after the flag.
+//   WaitFlagsAcceptsOnlyTheAwaitedEpoch  zero, neighbouring, far and count==epoch words never satisfy a wait.
+//   ClearLocalZeroesDataAndTheFirstFlagsOnly  cleared_flags 0, 1, 511/512/513 (the page edge), F-1, F, F+7,
+//                                    2^64-1 and a random one: data and flags [0, N) zero, later user flags and
+//                                    the transport's own intact, peers' data and flags untouched.
+//   NoRankLeavesABarrierBeforeAllEntered  100 barriers, one dawdling rank each; BarrierTimesOut... names the absent rank.
+//   ProbeFindsEveryRankWhenAllProbe, ARankThatNeverProbes...  1s for all; 0 for a silent rank, after the wait, no throw.
+//   WaitFlagsTimesOutNamingTheRankWhoseFlagIsMissing  WaitFlags / WaitFlag: TimeoutError after the deadline
+//                                    (within a slack), missing_ranks() and the message name exactly that rank.
+//   PutPastTheDataAreaThrowsAndWritesNothing, PutWhoseRangeWrapsAroundThrows, SignalPastTheFlagsThrows: bounds.
+//   FlagWords.*                      MakeFlag / FlagEpoch / FlagCount / EpochOf arithmetic (no transport).
+//
+// Can the suite fail? MOE_EP_CONFORMANCE_MUTANT=<name> runs it on a deliberately broken transport
+// instead (the thread transport behind a faulty wrapper, see Mutant below); every mutant must make at
+// least one test fail:
+//   MOE_EP_CONFORMANCE_MUTANT=drop_byte build/tests/transport/conformance_test   # expect FAILED
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "moe_ep/error.h"
+#include "support/test_seed.h"
+#include "transport/shm/shm_window.h"
+#include "transport/thread/thread_window.h"
+#include "transport/window.h"
+#include "verify/run_ranks.h"
+
+namespace moe_ep::testing {
+namespace {
+
+namespace tr = ::moe_ep::transport;
+using namespace std::chrono_literals;
+using Windows = std::vector<std::unique_ptr<tr::Window>>;
+
+#ifdef MOE_EP_SANITIZED
+constexpr int kScale = 4;  // sanitizer builds: a quarter of the rounds
+constexpr tr::Clock::duration kSlack = 10s;
+#else
+constexpr int kScale = 1;
+constexpr tr::Clock::duration kSlack = 3s;
+#endif
+
+const char* Mutation() { return std::getenv("MOE_EP_CONFORMANCE_MUTANT"); }
+
+// Deadline of waits that must succeed: generous, but a broken transport fails instead of hanging.
+tr::Clock::duration MustArriveWithin() { return Mutation() ? 3s : 60s; }
+tr::Clock::time_point Within(tr::Clock::duration d) { return tr::Clock::now() + d; }
+
+// A group as the suite asks for it. The transport may round data_bytes up; Window::data_bytes() says.
+struct Shape {
+  int size;
+  uint64_t data_bytes;
+  uint64_t flag_count;
+};
+
+// One transport: `open` makes a fresh group and returns windows[r] for every rank r this process hosts
+// (null for ranks hosted elsewhere). Joins that are collective run on one thread per rank.
+struct Transport {
+  std::string name;
+  std::function<Windows(const Shape&)> open;
+};
+void PrintTo(const Transport& t, std::ostream* os) { *os << t.name; }
+
+Windows OpenThread(const Shape& s) {
+  return tr::CreateThreadWindows(s.size, s.data_bytes, s.flag_count, "conformance group");
+}
+
+// Every rank a thread of this process, joining over shared memory with a job token of its own.
+Windows OpenShm(const Shape& s) {
+  static std::atomic<int> groups{0};
+  const std::string job = "conf" + std::to_string(getpid()) + "x" + std::to_string(groups++);
+  Windows windows(s.size);
+  const auto deadline = Within(60s);
+  verify::RunRanks(s.size, [&](int r) {
+    windows[r] = tr::JoinShmGroup(job, "conformance", r, s.size, s.data_bytes, s.flag_count, deadline);
+  });
+  return windows;
+}
+
+// ---- Mutants: the thread transport with one deliberate fault, to show that the suite catches it. ----
+
+class Mutant : public tr::Window {
+ public:
+  Mutant(std::unique_ptr<tr::Window> inner, std::string fault)
+      : Window(inner->rank(), inner->size(), inner->data_bytes(), inner->flag_count(), inner->name()),
+        inner_(std::move(inner)),
+        fault_(std::move(fault)) {}
+
+  void Put(int peer, uint64_t offset, const void* src, uint64_t bytes) override {
+    const bool past = offset > data_bytes() || bytes > data_bytes() - offset;
+    if (fault_ == "no_put_check" && past) return;  // silently drops an out-of-range put
+    if (fault_ == "partial_put" && past && offset < data_bytes()) {  // writes the part that fits, then throws
+      inner_->Put(peer, offset, src, data_bytes() - offset);
+    }
+    if (fault_ == "drop_byte" && bytes > 0) --bytes;  // loses the last byte of every put
+    if (fault_ == "late_put" && !past) {              // the data lands after the signal
+      pending_.push_back({peer, offset, std::vector<uint8_t>(static_cast<const uint8_t*>(src),
+                                                             static_cast<const uint8_t*>(src) + bytes)});
+      return;
+    }
+    inner_->Put(peer, offset, src, bytes);
+  }
+  void Signal(int peer, uint64_t index, uint64_t value) override {
+    if (fault_ == "no_signal_check" && index >= flag_count() + TransportFlagCount(size())) return;
+    inner_->Signal(peer, index, value);
+    if (!pending_.empty()) {
+      std::this_thread::sleep_for(2ms);
+      for (const auto& p : pending_) inner_->Put(p.peer, p.offset, p.bytes.data(), p.bytes.size());
+      pending_.clear();
+    }
+  }
+  uint64_t ReadFlag(uint64_t index) const override {
+    const uint64_t v = inner_->ReadFlag(index);
+    const uint64_t f = flag_count(), n = static_cast<uint64_t>(size());
+    if (fault_ == "swap_flag_halves" && index < f) return (v << 32) | (v >> 32);  // compares the wrong half
+    if (fault_ == "early_barrier" && index >= f && index < f + n) return ~0ull;   // every peer "entered"
+    if (fault_ == "probe_all" && index >= f + n && index < f + 2 * n) return ~0ull;  // every peer "probed"
+    if (fault_ == "probe_none" && index >= f + n && index < f + 2 * n) return 0;     // no peer ever "probed"
+    return v;
+  }
+  const uint8_t* LocalData() const override { return inner_->LocalData(); }
+  void ClearLocal(uint64_t cleared_flags) override {
+    if (fault_ == "clear_all_flags") cleared_flags = flag_count();
+    if (fault_ == "clear_no_flags") cleared_flags = 0;
+    if (fault_ == "clear_peer_data") {  // zeroes a peer's data instead of (well, besides) its own
+      std::vector<uint8_t> zeros(data_bytes());
+      inner_->Put((rank() + 1) % size(), 0, zeros.data(), zeros.size());
+    }
+    std::vector<uint8_t> keep;
+    if (fault_ == "keep_data") keep.assign(LocalData(), LocalData() + data_bytes());
+    inner_->ClearLocal(cleared_flags);
+    if (fault_ == "keep_data") std::memcpy(const_cast<uint8_t*>(LocalData()), keep.data(), keep.size());
+  }
+
+ private:
+  struct Pending {
+    int peer;
+    uint64_t offset;
+    std::vector<uint8_t> bytes;
+  };
+  std::unique_ptr<tr::Window> inner_;
+  std::string fault_;
+  std::vector<Pending> pending_;
+};
+
+// The transports under test. A new transport (e.g. "mpi") adds one entry here and one GroupMaker in
+// tools/verify for tests/multirank/property_test.cc.
+std::vector<Transport> Transports() {
+  if (const char* fault = Mutation()) {
+    return {{std::string("mutant_") + fault, [fault = std::string(fault)](const Shape& s) {
+               Windows windows = OpenThread(s);
+               for (auto& w : windows) w = std::make_unique<Mutant>(std::move(w), fault);
+               return windows;
+             }}};
+  }
+  return {{"thread", OpenThread}, {"shm", OpenShm}};
+}
+
+// ---- Helpers ----
+
+// A seed per (test, rank, round, ...): SplitMix64 over the base seed and the parts.
+uint64_t Mix(uint64_t h, uint64_t v) {
+  uint64_t z = h + 0x9E3779B97F4A7C15ull + v;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+template <typename... Parts>
+uint64_t SeedOf(uint64_t first, Parts... parts) {
+  uint64_t h = Mix(0, first);
+  ((h = Mix(h, static_cast<uint64_t>(parts))), ...);
+  return h;
+}
+
+std::vector<uint8_t> RandomBytes(uint64_t seed, size_t n) {
+  std::vector<uint8_t> bytes(n);
+  uint64_t state = seed;
+  for (size_t i = 0; i < n; i += 8) {
+    const uint64_t v = Mix(state, i);
+    std::memcpy(bytes.data() + i, &v, std::min<size_t>(8, n - i));
+  }
+  return bytes;
+}
+
+// "" when [got, got + expected.size()) equals expected, else where and how it first differs.
+std::string FirstDifference(const uint8_t* got, const std::vector<uint8_t>& expected, uint64_t base) {
+  if (expected.empty() || std::memcmp(got, expected.data(), expected.size()) == 0) return "";
+  size_t i = 0;
+  while (got[i] == expected[i]) ++i;
+  size_t wrong = 0;
+  for (size_t j = i; j < expected.size(); ++j) wrong += got[j] != expected[j];
+  return "byte " + std::to_string(base + i) + " is " + std::to_string(got[i]) + ", expected " +
+         std::to_string(expected[i]) + " (" + std::to_string(wrong) + " bytes differ)";
+}
+
+// True when [p, p + n) is all zero.
+bool AllZero(const uint8_t* p, uint64_t n) {
+  return std::all_of(p, p + n, [](uint8_t b) { return b == 0; });
+}
+
+class Conformance : public ::testing::TestWithParam<Transport> {
+ protected:
+  Windows Open(int size, uint64_t data_bytes, uint64_t flag_count) {
+    Windows windows = GetParam().open({size, data_bytes, flag_count});
+    EXPECT_EQ(windows.size(), static_cast<size_t>(size));
+    return windows;
+  }
+  // The test's seed: the run's base seed and a number of the test's own.
+  static uint64_t Seed(uint64_t salt) { return SeedOf(BaseSeed(), salt); }
+
+  // Runs body(window) for every local rank, each on its own thread; an exception fails the test naming the rank.
+  static void RunRanks(Windows& windows, const std::function<void(tr::Window&)>& body) {
+    const auto errors = verify::RunRanksCollect(static_cast<int>(windows.size()), [&](int r) {
+      if (windows[r]) body(*windows[r]);
+    });
+    for (size_t r = 0; r < errors.size(); ++r) {
+      if (!errors[r]) continue;
+      try {
+        std::rethrow_exception(errors[r]);
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << "rank " << r << " threw: " << e.what();
+      }
+    }
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Transports, Conformance, ::testing::ValuesIn(Transports()),
+                         [](const ::testing::TestParamInfo<Transport>& info) { return info.param.name; });
+
+// ---- The window describes its group ----
+
+TEST_P(Conformance, WindowsDescribeTheirGroup) {
+  Windows w = Open(3, 10000, 7);
+  for (int r = 0; r < 3; ++r) {
+    ASSERT_NE(w[r], nullptr);
+    EXPECT_EQ(w[r]->rank(), r);
+    EXPECT_EQ(w[r]->size(), 3);
+    EXPECT_GE(w[r]->data_bytes(), 10000u);  // rounding up is allowed, never down
+    EXPECT_EQ(w[r]->data_bytes(), w[0]->data_bytes());
+    EXPECT_EQ(w[r]->flag_count(), 7u);
+    EXPECT_TRUE(AllZero(w[r]->LocalData(), w[r]->data_bytes())) << "a fresh window's data is not zero";
+    // The user's flags start at zero (the transport's own may already hold a join barrier's stamps).
+    for (uint64_t i = 0; i < 7; ++i) EXPECT_EQ(w[r]->ReadFlag(i), 0u) << "rank " << r << " flag " << i;
+  }
+}
+
+// ---- Put, then Signal: after seeing the flag, the reader sees every byte ----
+
+// What `writer` sends in `round`: a random range of the data area in 1..4 puts, with fresh bytes.
+struct Payload {
+  uint64_t offset;
+  std::vector<uint8_t> bytes;
+  std::vector<uint64_t> cuts;  // put boundaries inside bytes: 0 = cuts[0] < ... < cuts.back() = size
+};
+Payload DrawPayload(uint64_t seed, int writer, int round, uint64_t data_bytes) {
+  std::mt19937_64 rng(SeedOf(seed, writer, round));
+  Payload p;
+  const uint64_t length = std::uniform_int_distribution<uint64_t>(data_bytes / 4, data_bytes)(rng);
+  p.offset = std::uniform_int_distribution<uint64_t>(0, data_bytes - length)(rng);
+  p.bytes = RandomBytes(rng(), length);
+  p.cuts = {0, length};
+  const int puts = std::uniform_int_distribution<int>(1, 4)(rng);
+  for (int i = 1; i < puts; ++i) p.cuts.push_back(std::uniform_int_distribution<uint64_t>(1, length - 1)(rng));
+  std::sort(p.cuts.begin(), p.cuts.end());
+  p.cuts.erase(std::unique(p.cuts.begin(), p.cuts.end()), p.cuts.end());
+  return p;
+}
+
+TEST_P(Conformance, EveryBytePutBeforeASignalIsSeenAfterIt) {
+  const int n = 4, rounds = 200 / kScale;
+  const uint64_t seed = Seed(1);
+  constexpr uint64_t kData = 0, kAck = 1;
+  Windows w = Open(n, 512 << 10, 2);
+  RunRanks(w, [&](tr::Window& win) {
+    const int r = win.rank(), next = (r + 1) % n, prev = (r + n - 1) % n;
+    for (int k = 0; k < rounds; ++k) {
+      const uint32_t epoch = static_cast<uint32_t>(tr::EpochOf(k));
+      const Payload out = DrawPayload(seed, r, k, win.data_bytes());
+      for (size_t c = 0; c + 1 < out.cuts.size(); ++c) {
+        win.Put(next, out.offset + out.cuts[c], out.bytes.data() + out.cuts[c], out.cuts[c + 1] - out.cuts[c]);
+      }
+      win.Signal(next, kData, tr::MakeFlag(epoch, static_cast<uint32_t>(out.cuts.size() - 1)));
+
+      const Payload in = DrawPayload(seed, prev, k, win.data_bytes());
+      const uint64_t flag = tr::WaitFlag(win, kData, epoch, Within(MustArriveWithin()), prev, "conformance", "a payload");
+      EXPECT_EQ(tr::FlagCount(flag), in.cuts.size() - 1) << "rank " << r << " round " << k;
+      const std::string diff = FirstDifference(win.LocalData() + in.offset, in.bytes, in.offset);
+      if (!diff.empty()) {
+        ADD_FAILURE() << "rank " << r << " round " << k << ", payload of " << in.bytes.size() << " bytes from rank "
+                      << prev << ": " << diff;
+        return;  // the peers then time out on the acknowledgement
+      }
+      win.Signal(prev, kAck, tr::MakeFlag(epoch, 0));  // the writer may overwrite now
+      tr::WaitFlag(win, kAck, epoch, Within(MustArriveWithin()), next, "conformance", "an acknowledgement");
+    }
+  });
+}
+
+// ---- Flag words and epochs ----
+
+TEST(FlagWords, MakeFlagKeepsEpochAndCountApart) {
+  std::mt19937_64 rng(SeedOf(BaseSeed(), 2));
+  for (int i = 0; i < 100000; ++i) {
+    const uint64_t epoch = std::uniform_int_distribution<uint64_t>(1, 0xFFFFFFFFull)(rng);
+    const uint32_t count = static_cast<uint32_t>(rng());
+    const uint64_t flag = tr::MakeFlag(epoch, count);
+    ASSERT_EQ(tr::FlagEpoch(flag), epoch) << epoch << " " << count;
+    ASSERT_EQ(tr::FlagCount(flag), count) << epoch << " " << count;
+    ASSERT_NE(flag, 0u);  // a nonzero epoch never reads as zeroed memory
+  }
+  EXPECT_EQ(tr::MakeFlag(0xFFFFFFFFull, 0xFFFFFFFFu), ~0ull);
+  EXPECT_EQ(tr::FlagEpoch(tr::MakeFlag(1, 0xFFFFFFFFu)), 1u);
+}
+
+TEST(FlagWords, EpochsCountFromOneAndWrapWithoutZero) {
+  EXPECT_EQ(tr::EpochOf(0), 1u);
+  EXPECT_EQ(tr::EpochOf(1), 2u);
+  EXPECT_EQ(tr::EpochOf(0xFFFFFFFEull), 0xFFFFFFFFull);
+  EXPECT_EQ(tr::EpochOf(0xFFFFFFFFull), 1u);  // wraps inside 32 bits, skipping 0
+  EXPECT_EQ(tr::EpochOf(2 * 0xFFFFFFFFull - 1), 0xFFFFFFFFull);
+  std::mt19937_64 rng(SeedOf(BaseSeed(), 3));
+  for (int i = 0; i < 100000; ++i) {
+    const uint64_t call = rng();
+    const uint64_t epoch = tr::EpochOf(call);
+    ASSERT_GE(epoch, 1u) << call;
+    ASSERT_LE(epoch, 0xFFFFFFFFull) << call;
+    ASSERT_EQ(epoch, call % 0xFFFFFFFFull + 1) << call;
+    ASSERT_NE(tr::EpochOf(call + 1), epoch) << call;  // consecutive calls never share an epoch
+  }
+}
+
+TEST_P(Conformance, WaitFlagsAcceptsOnlyTheAwaitedEpoch) {
+  std::mt19937_64 rng(Seed(4));
+  const uint32_t epoch = std::uniform_int_distribution<uint32_t>(2, 0xFFFFFFFEu)(rng);
+  uint32_t count = static_cast<uint32_t>(rng());
+  if (count == epoch) ++count;
+  const uint32_t other = epoch ^ std::uniform_int_distribution<uint32_t>(1, 0xFFFFFFFFu)(rng);
+  // Stale words: the neighbouring epochs, a far one, and one whose count (not epoch) is the awaited value.
+  const std::vector<uint64_t> stale = {tr::MakeFlag(epoch - 1, count), tr::MakeFlag(epoch + 1, count),
+                                       tr::MakeFlag(other, count), tr::MakeFlag(other, epoch)};
+  constexpr uint64_t kFlag = 5;
+  Windows w = Open(2, 4096, 8);
+  RunRanks(w, [&](tr::Window& win) {
+    const auto all_from_0 = [](uint64_t) { return 0; };
+    const std::vector<uint64_t> indices = {kFlag};
+    if (win.rank() == 1) {  // never signalled: zero is no epoch
+      EXPECT_THROW(tr::WaitFlags(win, indices, epoch, Within(20ms), all_from_0, "conformance", "a flag"), TimeoutError);
+    }
+    for (const uint64_t word : stale) {
+      if (win.rank() == 0) win.Signal(1, kFlag, word);
+      win.Barrier(Within(MustArriveWithin()), "the stale word is stored");
+      if (win.rank() == 1) {
+        EXPECT_EQ(win.ReadFlag(kFlag), word);
+        EXPECT_THROW(tr::WaitFlags(win, indices, epoch, Within(20ms), all_from_0, "conformance", "a flag"),
+                     TimeoutError)
+            << "stale word 0x" << std::hex << word << " satisfied epoch 0x" << epoch;
+        EXPECT_THROW(tr::WaitFlag(win, kFlag, epoch, Within(20ms), 0, "conformance", "a flag"), TimeoutError)
+            << "stale word 0x" << std::hex << word << " satisfied epoch 0x" << epoch;
+      }
+      win.Barrier(Within(MustArriveWithin()), "the stale word is checked");
+    }
+    if (win.rank() == 0) win.Signal(1, kFlag, tr::MakeFlag(epoch, count));
+    if (win.rank() == 1) {
+      EXPECT_NO_THROW(tr::WaitFlags(win, indices, epoch, Within(MustArriveWithin()), all_from_0, "conformance", "a flag"));
+      EXPECT_EQ(win.ReadFlag(kFlag), tr::MakeFlag(epoch, count));
+      EXPECT_EQ(tr::WaitFlag(win, kFlag, epoch, Within(MustArriveWithin()), 0, "conformance", "a flag"),
+                tr::MakeFlag(epoch, count));
+    }
+  });
+}
+
+// ---- ClearLocal ----
+
+// In round k every rank fills slice w of every rank's data area (w = its own rank) and every flag i with
+// i % size == w; then rank k % size clears with cleared_flags[k]. Each rank checks its own window.
+TEST_P(Conformance, ClearLocalZeroesDataAndTheFirstFlagsOnly) {
+  const int n = 3;
+  constexpr uint64_t kFlags = 1000;  // 8000 bytes of flags: a whole page and an edge of another
+  std::mt19937_64 rng(Seed(5));
+  std::vector<uint64_t> cleared = {0, 1, 511, 512, 513, kFlags - 1, kFlags, kFlags + 7, ~0ull};
+  cleared.push_back(std::uniform_int_distribution<uint64_t>(2, kFlags - 2)(rng));
+  const uint64_t seed = rng();
+  Windows w = Open(n, (48 << 10) + 100, kFlags);
+  RunRanks(w, [&](tr::Window& win) {
+    const int me = win.rank();
+    const uint64_t d = win.data_bytes(), slice = d / n;
+    const auto slice_of = [&](int writer) {  // [begin, end) of writer's slice
+      return std::pair<uint64_t, uint64_t>(writer * slice, writer == n - 1 ? d : (writer + 1) * slice);
+    };
+    const auto flag_value = [&](size_t round, int target, uint64_t i) { return SeedOf(seed, round, target, i) | 1; };
+    const auto transport_flags_set = [&] {  // every barrier and probe stamp is still there
+      for (uint64_t i = kFlags; i < kFlags + tr::Window::TransportFlagCount(n); ++i) {
+        if (win.ReadFlag(i) == 0) return false;
+      }
+      return true;
+    };
+    EXPECT_EQ(win.Probe(MustArriveWithin()), std::vector<int32_t>(n, 1));  // stamps the probe flags
+    for (size_t k = 0; k < cleared.size(); ++k) {
+      for (int t = 0; t < n; ++t) {
+        const auto [begin, end] = slice_of(me);
+        const auto bytes = RandomBytes(SeedOf(seed, k, me, t), end - begin);
+        win.Put(t, begin, bytes.data(), bytes.size());
+        for (uint64_t i = me; i < kFlags; i += n) win.Signal(t, i, flag_value(k, t, i));
+      }
+      win.Barrier(Within(MustArriveWithin()), "every window is filled");
+      const int clearer = static_cast<int>(k % n);
+      if (me == clearer) win.ClearLocal(cleared[k]);
+      win.Barrier(Within(MustArriveWithin()), "the window is cleared");
+
+      const std::string where = "rank " + std::to_string(me) + ", round " + std::to_string(k) + " (rank " +
+                                std::to_string(clearer) + " cleared " + std::to_string(cleared[k]) + " flags)";
+      if (me == clearer) {
+        EXPECT_TRUE(AllZero(win.LocalData(), d)) << where << ": data not zeroed";
+      } else {
+        for (int writer = 0; writer < n; ++writer) {
+          const auto [begin, end] = slice_of(writer);
+          const std::string diff =
+              FirstDifference(win.LocalData() + begin, RandomBytes(SeedOf(seed, k, writer, me), end - begin), begin);
+          EXPECT_EQ(diff, "") << where << ": a peer's clear touched this rank's data";
+        }
+      }
+      const uint64_t zeroed = me == clearer ? std::min(cleared[k], kFlags) : 0;
+      uint64_t wrong = 0, first_wrong = kFlags;
+      for (uint64_t i = 0; i < kFlags; ++i) {
+        const uint64_t expected = i < zeroed ? 0 : flag_value(k, me, i);
+        if (win.ReadFlag(i) != expected) {
+          ++wrong;
+          first_wrong = std::min(first_wrong, i);
+        }
+      }
+      EXPECT_EQ(wrong, 0u) << where << ": " << wrong << " user flags wrong, the first is flag " << first_wrong
+                           << " (flags [0, " << zeroed << ") must be zero, the others keep their values)";
+      EXPECT_TRUE(transport_flags_set()) << where << ": the transport's own flags were cleared";
+      win.Barrier(Within(MustArriveWithin()), "every window is checked");
+    }
+  });
+}
+
+// ---- Barrier ----
+
+// Before barrier k every rank stores k into its "entered" flag at every peer (one rank, drawn anew each
+// time, dawdles first); after it, every peer's flag must read k (or k + 1: that peer already left).
+TEST_P(Conformance, NoRankLeavesABarrierBeforeAllEntered) {
+  const int n = 4, barriers = 100 / kScale;
+  const uint64_t seed = Seed(6);
+  Windows w = Open(n, 4096, n);
+  RunRanks(w, [&](tr::Window& win) {
+    for (int k = 1; k <= barriers; ++k) {
+      std::mt19937_64 rng(SeedOf(seed, k));
+      if (win.rank() == static_cast<int>(rng() % n)) std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
+      for (int peer = 0; peer < n; ++peer) win.Signal(peer, win.rank(), k);
+      win.Barrier(Within(MustArriveWithin()), "the conformance test");
+      for (int peer = 0; peer < n; ++peer) {
+        const uint64_t entered = win.ReadFlag(peer);
+        EXPECT_TRUE(entered == static_cast<uint64_t>(k) || entered == static_cast<uint64_t>(k) + 1)
+            << "rank " << win.rank() << " left barrier " << k << " while rank " << peer << " was at " << entered;
+      }
+    }
+  });
+}
+
+TEST_P(Conformance, BarrierTimesOutNamingTheRankThatNeverEnters) {
+  const int n = 4, absent = 2;
+  const auto wait = 200ms;
+  Windows w = Open(n, 4096, 1);
+  RunRanks(w, [&](tr::Window& win) {
+    win.Barrier(Within(MustArriveWithin()), "everyone");  // all present once
+    if (win.rank() == absent) return;
+    const auto start = tr::Clock::now();
+    try {
+      win.Barrier(start + wait, "the conformance test");
+      ADD_FAILURE() << "rank " << win.rank() << " passed a barrier that rank " << absent << " never entered";
+    } catch (const TimeoutError& e) {
+      const auto elapsed = tr::Clock::now() - start;
+      EXPECT_GE(elapsed, wait);
+      EXPECT_LE(elapsed, wait + kSlack);
+      EXPECT_EQ(e.missing_ranks(), std::vector<int>{absent});
+      EXPECT_EQ(e.code(), ErrorCode::kTimeout);
+      const std::string what = e.what();
+      EXPECT_NE(what.find("from rank 2;"), std::string::npos) << what;
+      EXPECT_NE(what.find("the conformance test"), std::string::npos) << what;
+      EXPECT_NE(what.find("on rank " + std::to_string(win.rank())), std::string::npos) << what;
+    }
+  });
+}
+
+// ---- Probe ----
+
+TEST_P(Conformance, ProbeFindsEveryRankWhenAllProbe) {
+  const int n = 4;
+  Windows w = Open(n, 4096, 1);
+  RunRanks(w, [&](tr::Window& win) {
+    for (int i = 0; i < 5; ++i) {
+      const auto start = tr::Clock::now();
+      EXPECT_EQ(win.Probe(MustArriveWithin()), std::vector<int32_t>(n, 1)) << "rank " << win.rank() << " probe " << i;
+      EXPECT_LT(tr::Clock::now() - start, MustArriveWithin() / 2) << "Probe did not return once all had probed";
+    }
+  });
+}
+
+TEST_P(Conformance, ARankThatNeverProbesIsUnreachableAndProbeReturnsInTime) {
+  const int n = 4, silent = 2;
+  const auto wait = 300ms;
+  Windows w = Open(n, 4096, 1);
+  RunRanks(w, [&](tr::Window& win) {
+    if (win.rank() != silent) {
+      std::vector<int32_t> expected(n, 1);
+      expected[silent] = 0;
+      const auto start = tr::Clock::now();
+      std::vector<int32_t> got;
+      EXPECT_NO_THROW(got = win.Probe(wait));
+      const auto elapsed = tr::Clock::now() - start;
+      EXPECT_EQ(got, expected) << "rank " << win.rank();
+      EXPECT_GE(elapsed, wait) << "gave up on rank " << silent << " before the wait";
+      EXPECT_LE(elapsed, wait + kSlack);
+    }
+    win.Barrier(Within(MustArriveWithin()), "after the probe");  // the silent rank stays alive meanwhile
+  });
+}
+
+// ---- Deadlines ----
+
+TEST_P(Conformance, WaitFlagsTimesOutNamingTheRankWhoseFlagIsMissing) {
+  const int n = 3;
+  const auto wait = 150ms;
+  std::mt19937_64 rng(Seed(7));
+  const uint32_t epoch = std::uniform_int_distribution<uint32_t>(1, 0xFFFFFFFFu)(rng);
+  Windows w = Open(n, 4096, 8);
+  RunRanks(w, [&](tr::Window& win) {
+    // Flag 3 + r of rank 0 comes from rank r; rank 2 sends its flag, rank 1 (present) never does.
+    if (win.rank() == 2) win.Signal(0, 3 + 2, tr::MakeFlag(epoch, 9));
+    win.Barrier(Within(MustArriveWithin()), "rank 2's flag is stored");
+    if (win.rank() != 0) return;
+    const auto rank_of = [](uint64_t index) { return static_cast<int>(index) - 3; };
+    // Arrived flags satisfy a wait even past its deadline.
+    const std::vector<uint64_t> arrived = {3 + 2};
+    EXPECT_NO_THROW(tr::WaitFlags(win, arrived, epoch, tr::Clock::now() - 1s, rank_of, "ConfOp", "the test flags"));
+    const std::vector<uint64_t> indices = {3 + 1, 3 + 2};
+    for (int single = 0; single < 2; ++single) {
+      const auto start = tr::Clock::now();
+      try {
+        if (single) {
+          tr::WaitFlag(win, 3 + 1, epoch, start + wait, 1, "ConfOp", "the test flags");
+        } else {
+          tr::WaitFlags(win, indices, epoch, start + wait, rank_of, "ConfOp", "the test flags");
+        }
+        ADD_FAILURE() << "a wait for a flag nobody sets returned";
+      } catch (const TimeoutError& e) {
+        const auto elapsed = tr::Clock::now() - start;
+        EXPECT_GE(elapsed, wait);
+        EXPECT_LE(elapsed, wait + kSlack);
+        EXPECT_EQ(e.missing_ranks(), std::vector<int>{1});
+        EXPECT_EQ(e.code(), ErrorCode::kTimeout);
+        const std::string what = e.what();
+        EXPECT_EQ(what.rfind("ConfOp: timed out on rank 0 of ", 0), 0u) << what;
+        EXPECT_NE(what.find("waiting for the test flags (call " + std::to_string(epoch) + ") from rank 1;"),
+                  std::string::npos)
+            << what;
+        EXPECT_EQ(what.find("rank 2"), std::string::npos) << what;
+      }
+    }
+  });
+}
+
+// ---- Bounds ----
+
+TEST_P(Conformance, PutPastTheDataAreaThrowsAndWritesNothing) {
+  Windows w = Open(2, 64 << 10, 2);
+  const uint64_t d = w[0]->data_bytes();
+  const std::vector<std::pair<uint64_t, uint64_t>> past = {{d, 1}, {d - 10, 11}, {0, d + 1}, {d + 4096, 8}, {1, d}};
+  const std::vector<uint8_t> payload = RandomBytes(Seed(8), d + 4096 + 16);
+  RunRanks(w, [&](tr::Window& win) {
+    if (win.rank() == 0) {
+      for (const auto& [offset, bytes] : past) {
+        EXPECT_THROW(win.Put(1, offset, payload.data(), bytes), Error) << "put of " << bytes << " at " << offset;
+      }
+      win.Put(1, d - 16, payload.data(), 16);  // ends exactly at the end: fine
+    }
+    win.Barrier(Within(MustArriveWithin()), "the puts are done");
+    if (win.rank() == 1) {
+      EXPECT_TRUE(AllZero(win.LocalData(), d - 16)) << "a refused put wrote into the window";
+      EXPECT_EQ(FirstDifference(win.LocalData() + d - 16, {payload.begin(), payload.begin() + 16}, d - 16), "");
+    }
+  });
+}
+
+// offset + bytes wraps around 2^64: must be refused like any other put past the end (in a child process,
+// since a transport that accepts it writes to a wild address).
+TEST_P(Conformance, PutWhoseRangeWrapsAroundThrows) {
+  Windows w = Open(2, 4096, 1);
+  const uint64_t d = w[0]->data_bytes();
+  const std::vector<std::pair<uint64_t, uint64_t>> wrapping = {
+      {~0ull - 5, 10}, {1, ~0ull}, {d / 2, ~0ull - d / 2 + 2}};
+  static const uint8_t source[16] = {};
+  for (const auto& [offset, bytes] : wrapping) {
+    EXPECT_EXIT(
+        {
+          try {
+            w[0]->Put(1, offset, source, bytes);
+          } catch (const Error&) {
+            std::_Exit(AllZero(w[1]->LocalData(), d) ? 0 : 2);
+          }
+          std::_Exit(1);
+        },
+        ::testing::ExitedWithCode(0), "")
+        << "put of " << bytes << " bytes at offset " << offset << " (exit 1: accepted, 2: wrote, signal: crashed)";
+  }
+}
+
+TEST_P(Conformance, SignalPastTheFlagsThrows) {
+  const uint64_t flags = 8;
+  Windows w = Open(2, 4096, flags);
+  const uint64_t end = flags + tr::Window::TransportFlagCount(2);
+  RunRanks(w, [&](tr::Window& win) {
+    if (win.rank() == 0) {
+      for (const uint64_t index : std::vector<uint64_t>{end, end + 1, end + 4096, ~0ull}) {
+        EXPECT_THROW(win.Signal(1, index, 0x1234), Error) << "signal of flag " << index << " of " << end;
+      }
+      win.Signal(1, flags - 1, 0x5678);  // the user's last flag: fine
+    }
+    win.Barrier(Within(MustArriveWithin()), "the signals are done");
+    if (win.rank() == 1) {
+      for (uint64_t i = 0; i + 1 < flags; ++i) EXPECT_EQ(win.ReadFlag(i), 0u) << i;
+      EXPECT_EQ(win.ReadFlag(flags - 1), 0x5678u);
+    }
+  });
+}
+
+}  // namespace
+}  // namespace moe_ep::testing

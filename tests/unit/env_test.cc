@@ -1,0 +1,151 @@
+// The environment reader (src/base/env.h) and the variables it serves: every MOE_EP_* / HCCL_* value is
+// range-checked, a bad one is an error naming the variable, and MOE_EP_ISA selects the kernels.
+//   EnvInteger.*   defaults, ranges, malformed and huge values
+//   EnvVariables.* each named variable's default, unit and bounds
+//   EnvIsa.*       MOE_EP_ISA picks the kernels (in a fresh process), and a bad name is a clear error
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "base/env.h"
+#include "kernels/kernels.h"
+#include "moe_ep/error.h"
+
+namespace moe_ep {
+namespace {
+
+// Sets `name` to `value` for one scope (nullptr: unset), restoring what was there.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    value ? setenv(name, value, 1) : unsetenv(name);
+  }
+  ~ScopedEnv() { old_.empty() ? unsetenv(name_) : setenv(name_, old_.c_str(), 1); }
+
+ private:
+  const char* name_;
+  std::string old_;
+};
+
+// The message of the Error `body` throws, or "" when it throws none.
+template <typename Body>
+std::string ErrorOf(Body&& body) {
+  try {
+    body();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidParam) << e.what();
+    return e.what();
+  }
+  return "";
+}
+
+constexpr char kVar[] = "MOE_EP_ENV_TEST_VALUE";
+
+TEST(EnvInteger, UnsetOrEmptyGivesTheFallback) {
+  ScopedEnv unset(kVar, nullptr);
+  EXPECT_EQ(env::Integer(kVar, 17, 1, 100), 17);
+  ScopedEnv empty(kVar, "");
+  EXPECT_EQ(env::Integer(kVar, 18, 1, 100), 18);
+}
+
+TEST(EnvInteger, InRangeValuesAreRead) {
+  for (const auto& [text, value] : {std::pair{"1", 1}, {"100", 100}, {"42", 42}}) {
+    ScopedEnv set(kVar, text);
+    EXPECT_EQ(env::Integer(kVar, 0, 1, 100), value) << text;
+  }
+}
+
+TEST(EnvInteger, BadValuesNameTheVariableTheValueAndTheRange) {
+  for (const char* text : {"0", "101", "-5", "abc", "12abc", "1.5", " 7", "99999999999999999999999"}) {
+    ScopedEnv set(kVar, text);
+    const std::string message = ErrorOf([] { env::Integer(kVar, 0, 1, 100); });
+    EXPECT_NE(message.find(kVar), std::string::npos) << text << ": " << message;
+    EXPECT_NE(message.find(std::string("'") + text + "'"), std::string::npos) << message;
+    EXPECT_NE(message.find("[1, 100]"), std::string::npos) << message;
+  }
+}
+
+TEST(EnvVariables, DefaultsAndUnits) {
+  ScopedEnv a("MOE_EP_TIMEOUT_MS", nullptr), b("MOE_EP_WINDOW_MB", nullptr), c("HCCL_BUFFSIZE", nullptr),
+      d("HCCL_EXEC_TIMEOUT", nullptr), e("HCCL_CONNECT_TIMEOUT", nullptr), f("MOE_EP_DEVICE_COUNT", nullptr);
+  EXPECT_EQ(env::OperationTimeout(), std::chrono::milliseconds(300000));
+  EXPECT_EQ(env::WindowBytes(), uint64_t{2048} << 20);
+  EXPECT_EQ(env::HcclWindowBytes(), uint64_t{200} << 20);
+  EXPECT_EQ(env::HcclOperationTimeout(), std::chrono::milliseconds(300000));
+  EXPECT_EQ(env::HcclConnectTimeout(), std::chrono::seconds(120));
+  EXPECT_EQ(env::DeviceCount(), 16);
+  ScopedEnv g("HCCL_EXEC_TIMEOUT", "7"), h("HCCL_BUFFSIZE", "3");
+  EXPECT_EQ(env::HcclOperationTimeout(), std::chrono::milliseconds(7000));
+  EXPECT_EQ(env::HcclWindowBytes(), uint64_t{3} << 20);
+}
+
+// Values so large that the byte or clock arithmetic behind them would wrap are refused, not clamped.
+TEST(EnvVariables, HugeValuesAreRefusedNamingTheVariable) {
+  for (const char* name : {"MOE_EP_TIMEOUT_MS", "MOE_EP_WINDOW_MB", "HCCL_BUFFSIZE", "HCCL_EXEC_TIMEOUT",
+                           "HCCL_CONNECT_TIMEOUT", "MOE_EP_DEVICE_COUNT"}) {
+    ScopedEnv set(name, "99999999999999");
+    const std::string message = ErrorOf([] {
+      env::OperationTimeout();
+      env::WindowBytes();
+      env::HcclWindowBytes();
+      env::HcclOperationTimeout();
+      env::HcclConnectTimeout();
+      env::DeviceCount();
+    });
+    EXPECT_NE(message.find(name), std::string::npos) << name << ": " << message;
+  }
+}
+
+TEST(EnvVariables, LaunchVariablesAreCheckedTogether) {
+  ScopedEnv rank("MOE_EP_RANK", "3"), size("MOE_EP_WORLD_SIZE", "3"), token("MOE_EP_RENDEZVOUS", "abc");
+  try {
+    env::Launch();
+    ADD_FAILURE() << "rank 3 of 3 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("MOE_EP_RANK = 3"), std::string::npos) << e.what();
+  }
+  ScopedEnv no_token("MOE_EP_RENDEZVOUS", nullptr), rank_ok("MOE_EP_RANK", "1");
+  try {
+    env::Launch();
+    ADD_FAILURE() << "missing MOE_EP_RENDEZVOUS accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("MOE_EP_RENDEZVOUS is not set"), std::string::npos) << e.what();
+  }
+}
+
+// The kernels read MOE_EP_ISA once per process, so each case runs in a fresh one (a re-executed death
+// test): it prints the ISA the kernels chose, or the error, and exits.
+void PrintChosenIsa() {
+  try {
+    std::fprintf(stderr, "isa=%s\n", kernels::IsaName(kernels::ActiveIsa()));
+    std::exit(0);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    std::exit(3);
+  }
+}
+
+TEST(EnvIsa, SelectsTheKernels) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  ScopedEnv scalar("MOE_EP_ISA", "scalar");
+  EXPECT_EXIT(PrintChosenIsa(), ::testing::ExitedWithCode(0), "isa=scalar");
+  if (kernels::DetectedIsa() >= kernels::Isa::kAvx2) {
+    ScopedEnv avx2("MOE_EP_ISA", "avx2");
+    EXPECT_EXIT(PrintChosenIsa(), ::testing::ExitedWithCode(0), "isa=avx2");
+  }
+  ScopedEnv unset("MOE_EP_ISA", nullptr);
+  const std::string best = std::string("isa=") + kernels::IsaName(kernels::DetectedIsa());
+  EXPECT_EXIT(PrintChosenIsa(), ::testing::ExitedWithCode(0), best);
+}
+
+TEST(EnvIsa, AnUnknownNameIsAnErrorNamingTheVariable) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  ScopedEnv bogus("MOE_EP_ISA", "avx9");
+  EXPECT_EXIT(PrintChosenIsa(), ::testing::ExitedWithCode(3), "MOE_EP_ISA = 'avx9'.*scalar, avx2, avx512");
+}
+
+}  // namespace
+}  // namespace moe_ep
