@@ -59,9 +59,8 @@ void BM_HalfRowToFloat(benchmark::State& state) {
         [](Row& r) { moe_ep::kernels::HalfRowToFloat(Half::kBf16, r.half.data(), r.f.data(), kH); });
 }
 void BM_AccumulateWeightedHalf(benchmark::State& state) {
-  OnIsa(state, static_cast<Isa>(state.range(0)), [](Row& r) {
-    moe_ep::kernels::AccumulateWeightedHalf(Half::kBf16, r.half.data(), 0.3f, kH, r.acc.data());
-  });
+  OnIsa(state, static_cast<Isa>(state.range(0)),
+        [](Row& r) { moe_ep::kernels::AccumulateWeightedHalf(Half::kBf16, r.half.data(), 0.3f, kH, r.acc.data()); });
 }
 void BM_FloatRowToHalf(benchmark::State& state) {
   OnIsa(state, static_cast<Isa>(state.range(0)),
@@ -73,9 +72,8 @@ void BM_DynamicQuantRow(benchmark::State& state) {
   });
 }
 void BM_CommQuantRow(benchmark::State& state) {
-  OnIsa(state, static_cast<Isa>(state.range(0)), [](Row& r) {
-    moe_ep::kernels::CommQuantRow(Half::kBf16, r.half.data(), kH, r.q.data(), r.scales.data());
-  });
+  OnIsa(state, static_cast<Isa>(state.range(0)),
+        [](Row& r) { moe_ep::kernels::CommQuantRow(Half::kBf16, r.half.data(), kH, r.q.data(), r.scales.data()); });
 }
 
 // Arg: 0 scalar, 1 AVX2, 2 AVX-512.

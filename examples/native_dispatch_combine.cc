@@ -54,9 +54,9 @@ int RunRank(moe_ep::Group& group) {
       }
     }
   }
-  const moe_ep::Tensor out = moe_ep::Combine(group, result.handle, result.expand_x.view(),
-                                             moe_ep::TensorView(weights.data(), moe_ep::DType::kFloat32,
-                                                                {kTokens, kTopK}));
+  const moe_ep::Tensor out =
+      moe_ep::Combine(group, result.handle, result.expand_x.view(),
+                      moe_ep::TensorView(weights.data(), moe_ep::DType::kFloat32, {kTokens, kTopK}));
   int bad = 0;
   for (int64_t t = 0; t < kTokens; ++t) {
     const float v = rank + t / 16.0f;

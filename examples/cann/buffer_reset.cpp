@@ -27,7 +27,9 @@ constexpr int64_t kBs = 8, kH = 1024, kK = 2, kMoeExpertNum = 16;
 constexpr int64_t kTpWorldSize = 1;  // 0 or 1: no TP communication; tpRecvCounts then has 1 entry
 constexpr float kWeights[kK] = {0.5f, 0.25f};
 
-float TokenValue(int rank, int64_t t, int64_t h, int round) { return static_cast<float>(1 + (rank + t + h + round) % 16); }
+float TokenValue(int rank, int64_t t, int64_t h, int round) {
+  return static_cast<float>(1 + (rank + t + h + round) % 16);
+}
 
 // One dispatch + combine round on EP rank `rank` of group `group_ep`; checks the combined tokens.
 bool Round(int rank, const char* group_ep, aclrtStream stream, int round) {
@@ -42,7 +44,8 @@ bool Round(int rank, const char* group_ep, aclrtStream stream, int round) {
     weights_host[t * kK] = kWeights[0];
     weights_host[t * kK + 1] = kWeights[1];
   }
-  DeviceTensor x, expert_ids, expert_scales, expand_x, assist_info, expert_token_nums, ep_recv_counts, tp_recv_counts, out;
+  DeviceTensor x, expert_ids, expert_scales, expand_x, assist_info, expert_token_nums, ep_recv_counts, tp_recv_counts,
+      out;
   const bool created = x.Create({kBs, kH}, ACL_BF16, x_host) && expert_ids.Create({kBs, kK}, ACL_INT32, ids_host) &&
                        expert_scales.Create({kBs, kK}, ACL_FLOAT, weights_host) &&
                        expand_x.Create({a, kH}, ACL_BF16, std::vector<uint16_t>(a * kH)) &&
@@ -69,8 +72,8 @@ bool Round(int rank, const char* group_ep, aclrtStream stream, int round) {
   // The expert would compute on expandX rows [0, expertTokenNums[0]) here; the identity leaves them as they are.
   if (!Ok(aclnnMoeDistributeCombineV2GetWorkspaceSize(
               expand_x.get(), expert_ids.get(), assist_info.get(), ep_recv_counts.get(), expert_scales.get(),
-              tp_recv_counts.get(), nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, group_ep, kEpWorldSize,
-              rank, kMoeExpertNum, "", kTpWorldSize, 0, 0, 0, 0, /*globalBs=*/0, /*outDtype=*/0,
+              tp_recv_counts.get(), nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, group_ep, kEpWorldSize, rank,
+              kMoeExpertNum, "", kTpWorldSize, 0, 0, 0, 0, /*globalBs=*/0, /*outDtype=*/0,
               /*commQuantMode=*/0, /*groupListType=*/0, nullptr, out.get(), &workspace_size, &executor),
           "aclnnMoeDistributeCombineV2GetWorkspaceSize") ||
       !Ok(aclnnMoeDistributeCombineV2(nullptr, workspace_size, executor, stream), "aclnnMoeDistributeCombineV2") ||
@@ -99,7 +102,8 @@ bool Reset(const char* group_ep, aclrtStream stream) {
   return Ok(aclnnMoeDistributeBufferResetGetWorkspaceSize(link_mask.get(), group_ep, kEpWorldSize, /*needSync=*/1,
                                                           &workspace_size, &executor),
             "aclnnMoeDistributeBufferResetGetWorkspaceSize") &&
-         Ok(aclnnMoeDistributeBufferReset(nullptr, workspace_size, executor, stream), "aclnnMoeDistributeBufferReset") &&
+         Ok(aclnnMoeDistributeBufferReset(nullptr, workspace_size, executor, stream),
+            "aclnnMoeDistributeBufferReset") &&
          Synchronize(stream, "aclnnMoeDistributeBufferReset");
 }
 

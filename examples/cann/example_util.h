@@ -72,7 +72,8 @@ class DeviceTensor {
   template <typename T>
   bool Read(std::vector<T>& host) const {
     host.resize(bytes_ / sizeof(T));
-    return Ok(aclrtMemcpy(host.data(), bytes_, addr_, bytes_, ACL_MEMCPY_DEVICE_TO_HOST), "aclrtMemcpy (device to host)");
+    return Ok(aclrtMemcpy(host.data(), bytes_, addr_, bytes_, ACL_MEMCPY_DEVICE_TO_HOST),
+              "aclrtMemcpy (device to host)");
   }
   aclTensor* get() const { return tensor_; }
 

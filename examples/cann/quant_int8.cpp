@@ -31,7 +31,9 @@ constexpr int64_t kLocalExpertNum = kMoeExpertNum / kEpWorldSize;
 constexpr float kWeights[kK] = {0.75f, 0.25f};
 
 // Token t of rank `src`: multiples of 1/16 in [-7.9, 7.9], exact in bf16.
-float TokenValue(int src, int64_t t, int64_t h) { return static_cast<float>((src * 131 + t * 31 + h * 7) % 255 - 127) / 16; }
+float TokenValue(int src, int64_t t, int64_t h) {
+  return static_cast<float>((src * 131 + t * 31 + h * 7) % 255 - 127) / 16;
+}
 float SmoothScale(int64_t expert, int64_t h) { return 0.5f + static_cast<float>((expert + h) % 8) / 8; }
 int32_t ExpertOf(int src, int64_t t, int64_t k) { return static_cast<int32_t>((src * 3 + t + 16 * k) % kMoeExpertNum); }
 
@@ -68,7 +70,8 @@ bool CheckAndRunExperts(int rank, const std::vector<int8_t>& expand_x, const std
         bool good = dynamic_scales[row] == scale;
         for (int64_t h = 0; good && h < kH; ++h) good = expand_x[row * kH + h] == q[h];
         if (!good) {
-          std::fprintf(stderr, "[ERROR] rank %d: row %lld (expert %lld, token %lld of rank %d) differs from the formula\n",
+          std::fprintf(stderr,
+                       "[ERROR] rank %d: row %lld (expert %lld, token %lld of rank %d) differs from the formula\n",
                        rank, static_cast<long long>(row), static_cast<long long>(e), static_cast<long long>(t), src);
           return false;
         }
@@ -108,19 +111,18 @@ bool RunRank(const Device& device, HcclComm comm) {
   }
   DeviceTensor x, expert_ids, scales, expert_scales, expand_x, dynamic_scales, assist_info, expert_token_nums,
       ep_recv_counts, tp_recv_counts, expert_out, out;
-  const bool created =
-      x.Create({kBs, kH}, ACL_BF16, x_host) && expert_ids.Create({kBs, kK}, ACL_INT32, ids_host) &&
-      scales.Create({kMoeExpertNum, kH}, ACL_FLOAT, scales_host) &&
-      expert_scales.Create({kBs, kK}, ACL_FLOAT, weights_host) &&
-      expand_x.Create({a, kH}, ACL_INT8, std::vector<int8_t>(a * kH)) &&  // int8 with quantMode 2
-      dynamic_scales.Create({a}, ACL_FLOAT, std::vector<float>(a)) &&
-      assist_info.Create({a * 128}, ACL_INT32, std::vector<int32_t>(a * 128)) &&
-      expert_token_nums.Create({kLocalExpertNum}, ACL_INT64, std::vector<int64_t>(kLocalExpertNum)) &&
-      ep_recv_counts.Create({kEpWorldSize * kLocalExpertNum}, ACL_INT32,
-                            std::vector<int32_t>(kEpWorldSize * kLocalExpertNum)) &&
-      tp_recv_counts.Create({1}, ACL_INT32, std::vector<int32_t>(1)) &&
-      expert_out.Create({a, kH}, ACL_BF16, std::vector<uint16_t>(a * kH)) &&
-      out.Create({kBs, kH}, ACL_BF16, std::vector<uint16_t>(kBs * kH));
+  const bool created = x.Create({kBs, kH}, ACL_BF16, x_host) && expert_ids.Create({kBs, kK}, ACL_INT32, ids_host) &&
+                       scales.Create({kMoeExpertNum, kH}, ACL_FLOAT, scales_host) &&
+                       expert_scales.Create({kBs, kK}, ACL_FLOAT, weights_host) &&
+                       expand_x.Create({a, kH}, ACL_INT8, std::vector<int8_t>(a * kH)) &&  // int8 with quantMode 2
+                       dynamic_scales.Create({a}, ACL_FLOAT, std::vector<float>(a)) &&
+                       assist_info.Create({a * 128}, ACL_INT32, std::vector<int32_t>(a * 128)) &&
+                       expert_token_nums.Create({kLocalExpertNum}, ACL_INT64, std::vector<int64_t>(kLocalExpertNum)) &&
+                       ep_recv_counts.Create({kEpWorldSize * kLocalExpertNum}, ACL_INT32,
+                                             std::vector<int32_t>(kEpWorldSize * kLocalExpertNum)) &&
+                       tp_recv_counts.Create({1}, ACL_INT32, std::vector<int32_t>(1)) &&
+                       expert_out.Create({a, kH}, ACL_BF16, std::vector<uint16_t>(a * kH)) &&
+                       out.Create({kBs, kH}, ACL_BF16, std::vector<uint16_t>(kBs * kH));
   if (!created) return false;
 
   uint64_t workspace_size = 0;
@@ -150,8 +152,8 @@ bool RunRank(const Device& device, HcclComm comm) {
 
   if (!Ok(aclnnMoeDistributeCombineV2GetWorkspaceSize(
               expert_out.get(), expert_ids.get(), assist_info.get(), ep_recv_counts.get(), expert_scales.get(),
-              tp_recv_counts.get(), nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, group_ep, kEpWorldSize,
-              rank, kMoeExpertNum, "", /*tpWorldSize=*/1, 0, 0, 0, 0, /*globalBs=*/0, /*outDtype=*/0,
+              tp_recv_counts.get(), nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, group_ep, kEpWorldSize, rank,
+              kMoeExpertNum, "", /*tpWorldSize=*/1, 0, 0, 0, 0, /*globalBs=*/0, /*outDtype=*/0,
               /*commQuantMode=*/0, /*groupListType=*/0, nullptr, out.get(), &workspace_size, &executor),
           "aclnnMoeDistributeCombineV2GetWorkspaceSize") ||
       !Ok(aclnnMoeDistributeCombineV2(nullptr, workspace_size, executor, device.stream),

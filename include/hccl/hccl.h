@@ -20,8 +20,7 @@ HCCL_API HcclResult HcclGetRootInfo(HcclRootInfo *rootInfo);
 /* Joins rank `rank` of an nRanks group on the calling thread's current device (ranks may be threads or
  * processes); returns when all ranks have joined, or HCCL_E_TIMEOUT after HCCL_CONNECT_TIMEOUT seconds
  * (default 120). */
-HCCL_API HcclResult HcclCommInitRootInfo(uint32_t nRanks, const HcclRootInfo *rootInfo, uint32_t rank,
-                                         HcclComm *comm);
+HCCL_API HcclResult HcclCommInitRootInfo(uint32_t nRanks, const HcclRootInfo *rootInfo, uint32_t rank, HcclComm *comm);
 /* The group name that the aclnn operators take (groupEp / groupTp); commName holds COMM_NAME_MAX_LENGTH. */
 HCCL_API HcclResult HcclGetCommName(HcclComm comm, char *commName);
 HCCL_API HcclResult HcclGetRankId(HcclComm comm, uint32_t *rank);

@@ -14,12 +14,12 @@ namespace moe_ep {
 /// Error codes. The first three are the CANN aclnn status values the C API returns unchanged.
 enum class ErrorCode : int32_t {
   kOk = 0,
-  kNullPointer = 161001,     ///< ACLNN_ERR_PARAM_NULLPTR: a required tensor or string is missing
-  kInvalidParam = 161002,    ///< ACLNN_ERR_PARAM_INVALID: unsupported dtype / parameter
-  kInvalidConfig = 561002,   ///< ACLNN_ERR_INNER_TILING_ERROR: shape, attribute range or window size rule
-  kTimeout = 507034,         ///< a wait passed its deadline (CANN ACL_ERROR_RT_VECTOR_CORE_TIMEOUT: the
-                             ///< MoE kernels run on vector cores): some peer did not arrive in time
-  kInternal = 500002,        ///< a bug in moe_ep or the system (e.g. mmap failed)
+  kNullPointer = 161001,    ///< ACLNN_ERR_PARAM_NULLPTR: a required tensor or string is missing
+  kInvalidParam = 161002,   ///< ACLNN_ERR_PARAM_INVALID: unsupported dtype / parameter
+  kInvalidConfig = 561002,  ///< ACLNN_ERR_INNER_TILING_ERROR: shape, attribute range or window size rule
+  kTimeout = 507034,        ///< a wait passed its deadline (CANN ACL_ERROR_RT_VECTOR_CORE_TIMEOUT: the
+                            ///< MoE kernels run on vector cores): some peer did not arrive in time
+  kInternal = 500002,       ///< a bug in moe_ep or the system (e.g. mmap failed)
 };
 
 /// The exception every moe_ep function throws. what() is the full message.

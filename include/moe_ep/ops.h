@@ -63,18 +63,18 @@ struct DispatchHandle {
   ExpertLayout experts;
   int64_t bs = 0, hidden = 0, top_k = 0;
   DType dtype = DType::kBf16;
-  int64_t num_rows = 0;     ///< rows of expand_x that hold tokens (own + TP peer's)
-  Tensor expert_ids;        ///< copy of the (Bs, K) routing
-  Tensor active_mask;       ///< copy of the mask, or empty
-  Tensor assist_info;       ///< copy of the triples
-  Tensor ep_recv_counts;    ///< copy of the counts
-  Tensor tp_recv_counts;    ///< copy of the TP counts
+  int64_t num_rows = 0;   ///< rows of expand_x that hold tokens (own + TP peer's)
+  Tensor expert_ids;      ///< copy of the (Bs, K) routing
+  Tensor active_mask;     ///< copy of the mask, or empty
+  Tensor assist_info;     ///< copy of the triples
+  Tensor ep_recv_counts;  ///< copy of the counts
+  Tensor tp_recv_counts;  ///< copy of the TP counts
 };
 
 /// Dispatch results: outputs allocated by moe_ep, plus the handle.
 struct DispatchResult {
-  Tensor expand_x;           ///< rows [0, handle.num_rows) are defined
-  Tensor dynamic_scales;     ///< with quantization
+  Tensor expand_x;        ///< rows [0, handle.num_rows) are defined
+  Tensor dynamic_scales;  ///< with quantization
   Tensor expert_token_nums;
   DispatchHandle handle;
 };
@@ -95,9 +95,9 @@ struct CombineOptions {
   Quant comm_quant = Quant::kNone;  ///< int8 on the wire (not with TP)
   TensorView shared_expert_x;       ///< optional (Bs, H): added unweighted to every token's sum
   TensorView ori_x;                 ///< (Bs, H) tokens before the experts: needed by copy / const experts
-  TensorView const_alpha1;          ///< (const_expert_num,) x's dtype: const expert c = alpha1[c]*ori_x + alpha2[c]*V[c]
-  TensorView const_alpha2;          ///< (const_expert_num,) x's dtype
-  TensorView const_v;               ///< (const_expert_num, H) x's dtype
+  TensorView const_alpha1;  ///< (const_expert_num,) x's dtype: const expert c = alpha1[c]*ori_x + alpha2[c]*V[c]
+  TensorView const_alpha2;  ///< (const_expert_num,) x's dtype
+  TensorView const_v;       ///< (const_expert_num, H) x's dtype
 };
 
 /// [collective] Returns expert outputs (rows of dispatch's expand_x, same order, x's dtype) to their
@@ -105,9 +105,8 @@ struct CombineOptions {
 /// inactive tokens are left as allocated (zero) / untouched (Into variant).
 Tensor Combine(Group& ep, const DispatchHandle& handle, const TensorView& expert_out, const TensorView& expert_scales,
                const CombineOptions& options = {}, Group* tp = nullptr);
-void CombineInto(Group& ep, const DispatchHandle& handle, const TensorView& expert_out,
-                 const TensorView& expert_scales, const CombineOptions& options, const TensorView& x_out,
-                 Group* tp = nullptr);
+void CombineInto(Group& ep, const DispatchHandle& handle, const TensorView& expert_out, const TensorView& expert_scales,
+                 const CombineOptions& options, const TensorView& x_out, Group* tp = nullptr);
 
 /// Outputs of CombineAddRmsNorm, each (Bs, 1, H) bf16 except rstd (Bs, 1, 1) fp32.
 struct AddRmsNormOutputs {

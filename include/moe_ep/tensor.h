@@ -54,8 +54,14 @@ class Tensor {
   size_t bytes() const { return static_cast<size_t>(numel()) * DTypeSize(dtype()); }
   void* data() { return view_.data; }
   const void* data() const { return view_.data; }
-  template <typename T> T* data_as() { return static_cast<T*>(view_.data); }
-  template <typename T> const T* data_as() const { return static_cast<const T*>(view_.data); }
+  template <typename T>
+  T* data_as() {
+    return static_cast<T*>(view_.data);
+  }
+  template <typename T>
+  const T* data_as() const {
+    return static_cast<const T*>(view_.data);
+  }
   const TensorView& view() const { return view_; }
 
  private:

@@ -57,10 +57,11 @@ Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> member
   }
   const auto me = std::find(ranks.begin(), ranks.end(), job.rank);
   if (me == ranks.end() || std::set<int>(ranks.begin(), ranks.end()).size() != ranks.size() ||
-      *std::min_element(ranks.begin(), ranks.end()) < 0 || *std::max_element(ranks.begin(), ranks.end()) >= job.world_size) {
-    throw Error(ErrorCode::kInvalidConfig, "JoinProcessGroup: parameter 'members' must list distinct job ranks in [0, " +
-                                               std::to_string(job.world_size) + ") including this rank (" +
-                                               std::to_string(job.rank) + ")");
+      *std::min_element(ranks.begin(), ranks.end()) < 0 ||
+      *std::max_element(ranks.begin(), ranks.end()) >= job.world_size) {
+    throw Error(ErrorCode::kInvalidConfig,
+                "JoinProcessGroup: parameter 'members' must list distinct job ranks in [0, " +
+                    std::to_string(job.world_size) + ") including this rank (" + std::to_string(job.rank) + ")");
   }
   // The n-th group of a name and member list made by this rank of this job: every member creates its
   // groups in the same order, so they agree on n (ranks may also be threads of one process).
@@ -87,11 +88,12 @@ Group JoinProcessGroup(const LaunchEnvironment& job, const GroupOptions& options
 Group JoinProcessGroup(const GroupOptions& options) { return JoinProcessGroup(ReadLaunchEnvironment(), options); }
 
 std::vector<Group> CreateThreadGroups(int size, const GroupOptions& options) {
-  if (size < 1) throw Error(ErrorCode::kInvalidParam, "CreateThreadGroups: size = " + std::to_string(size) + " must be >= 1");
+  if (size < 1)
+    throw Error(ErrorCode::kInvalidParam, "CreateThreadGroups: size = " + std::to_string(size) + " must be >= 1");
   const GroupOptions o = WithDefaults(options);
   std::vector<Group> groups;
-  for (auto& window : transport::CreateThreadWindows(size, o.window_bytes, ops::kWindowFlagCount,
-                                                     "group '" + o.name + "'")) {
+  for (auto& window :
+       transport::CreateThreadWindows(size, o.window_bytes, ops::kWindowFlagCount, "group '" + o.name + "'")) {
     groups.push_back(Wrap(std::move(window), o));
   }
   return groups;

@@ -88,7 +88,8 @@ std::vector<int32_t> ElasticTable(const Group& ep, const plan::MoeConfig& c, con
                                                std::to_string(ep.rank()) + ") 0; rule: only survivors run operations");
   }
   if (c.has_tp()) {
-    throw Error(ErrorCode::kInvalidConfig, std::string(op) + ": parameter 'ExpertLayout::survivors' is set with a "
+    throw Error(ErrorCode::kInvalidConfig, std::string(op) +
+                                               ": parameter 'ExpertLayout::survivors' is set with a "
                                                "TP group; rule: elastic scale-down runs without TP");
   }
   return plan::ElasticInfoFor(c, experts.survivors);
@@ -122,16 +123,16 @@ plan::MoeConfig PlacedConfig(const Group& ep, const Group* tp, int64_t bs, int64
   c.bs = bs;
   c.top_k = top_k;
   if (c.moe_rank_num() <= 0 || c.moe_expert_num <= 0) {
-    throw Error(ErrorCode::kInvalidConfig, "Dispatch: ExpertLayout::moe_expert_num (" + std::to_string(c.moe_expert_num) +
-                                               ") and shared_expert_rank_num (" + std::to_string(c.shared_expert_rank_num) +
-                                               ") must leave at least one routed expert and one MoE rank in a group of " +
-                                               std::to_string(c.ep_world_size));
+    throw Error(ErrorCode::kInvalidConfig,
+                "Dispatch: ExpertLayout::moe_expert_num (" + std::to_string(c.moe_expert_num) +
+                    ") and shared_expert_rank_num (" + std::to_string(c.shared_expert_rank_num) +
+                    ") must leave at least one routed expert and one MoE rank in a group of " +
+                    std::to_string(c.ep_world_size));
   }
   return c;
 }
 
-void RunCombine(Group& ep, const DispatchHandle& h, plan::CombineTensors& t, const CombineOptions& options,
-                Group* tp) {
+void RunCombine(Group& ep, const DispatchHandle& h, plan::CombineTensors& t, const CombineOptions& options, Group* tp) {
   plan::MoeConfig c = BaseConfig(ep, tp, h.experts);
   c.comm_quant_mode = static_cast<int64_t>(options.comm_quant);
   plan::ValidateCombine(c, t, plan::Profile::kNative, ops::CapacityOf(CommOf(ep), CommOf(tp)), "Combine");
@@ -150,14 +151,20 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
   plan::MoeConfig c = BaseConfig(ep, tp, options.experts);
   c.quant_mode = static_cast<int64_t>(options.quant);
   c.expert_token_nums_type = options.cumulative_token_nums ? 0 : 1;
-  const plan::DispatchTensors t{x, expert_ids, options.smooth_scales, options.active_mask, out.expand_x,
-                                out.dynamic_scales, out.assist_info, out.expert_token_nums, out.ep_recv_counts,
+  const plan::DispatchTensors t{x,
+                                expert_ids,
+                                options.smooth_scales,
+                                options.active_mask,
+                                out.expand_x,
+                                out.dynamic_scales,
+                                out.assist_info,
+                                out.expert_token_nums,
+                                out.ep_recv_counts,
                                 out.tp_recv_counts};
   plan::ValidateDispatch(c, t, plan::Profile::kNative, ops::CapacityOf(CommOf(ep), CommOf(tp)), "Dispatch");
   const std::vector<int32_t> table = ElasticTable(ep, c, options.experts, "Dispatch");
   // The survivors' configuration under a scaled-down elasticInfo: it says which counts were written.
-  const plan::MoeConfig ran =
-      ops::RunDispatch(CommOf(ep), CommOf(tp), c, t, table, "Dispatch");
+  const plan::MoeConfig ran = ops::RunDispatch(CommOf(ep), CommOf(tp), c, t, table, "Dispatch");
 
   DispatchHandle h;
   h.experts = options.experts;
@@ -180,8 +187,8 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
 DispatchResult Dispatch(Group& ep, const TensorView& x, const TensorView& expert_ids, const DispatchOptions& options,
                         Group* tp) {
   if (x.dim() != 2 || expert_ids.dim() != 2) {
-    throw Error(ErrorCode::kInvalidConfig, "Dispatch: x " + x.Describe() + " and expertIds " +
-                                               expert_ids.Describe() + " must be 2-D");
+    throw Error(ErrorCode::kInvalidConfig,
+                "Dispatch: x " + x.Describe() + " and expertIds " + expert_ids.Describe() + " must be 2-D");
   }
   const plan::DispatchOutputSizes n =
       plan::OutputSizesOf(PlacedConfig(ep, tp, x.shape[0], expert_ids.shape[1], options.experts));
@@ -194,8 +201,9 @@ DispatchResult Dispatch(Group& ep, const TensorView& x, const TensorView& expert
   Tensor assist(DType::kInt32, {n.assist_entries});
   Tensor recv(DType::kInt32, {n.recv_count_entries});
   Tensor tp_recv(DType::kInt32, {tp ? 2 : 1});
-  const DispatchOutputs out{r.expand_x.view(), quant ? r.dynamic_scales.view() : TensorView{}, assist.view(),
-                            r.expert_token_nums.view(), recv.view(), tp_recv.view()};
+  const DispatchOutputs out{r.expand_x.view(), quant ? r.dynamic_scales.view() : TensorView{},
+                            assist.view(),     r.expert_token_nums.view(),
+                            recv.view(),       tp_recv.view()};
   r.handle = DispatchInto(ep, x, expert_ids, options, out, tp);
   return r;
 }

@@ -81,8 +81,8 @@ LaunchVariables Launch() {
   job.rendezvous = required("MOE_EP_RENDEZVOUS");
   if (job.rank >= job.world_size) {
     throw Error(ErrorCode::kInvalidConfig, "MOE_EP_RANK = " + std::to_string(job.rank) +
-                                               " must be in [0, MOE_EP_WORLD_SIZE = " +
-                                               std::to_string(job.world_size) + ")");
+                                               " must be in [0, MOE_EP_WORLD_SIZE = " + std::to_string(job.world_size) +
+                                               ")");
   }
   return job;
 }

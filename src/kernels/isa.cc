@@ -4,8 +4,8 @@
 
 #include "base/env.h"
 #include "kernels/kernels.h"
-#include "moe_ep/error.h"
 #include "kernels/row_table.h"
+#include "moe_ep/error.h"
 
 namespace moe_ep::kernels {
 namespace {
@@ -38,8 +38,8 @@ Isa ChosenIsa() {
   for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
     if (*name != IsaName(isa)) continue;
     if (static_cast<int>(isa) > static_cast<int>(DetectedIsa())) {
-      throw Error(ErrorCode::kInvalidParam, "environment variable MOE_EP_ISA = '" + *name +
-                                                "': this CPU has at most " + IsaName(DetectedIsa()));
+      throw Error(ErrorCode::kInvalidParam,
+                  "environment variable MOE_EP_ISA = '" + *name + "': this CPU has at most " + IsaName(DetectedIsa()));
     }
     return isa;
   }

@@ -32,8 +32,8 @@ void BufferReset(transport::Window& ep, OpState& state, std::span<const int32_t>
     }
     return ranks;
   };
-  transport::WaitUntil(ep, deadline, "MoeDistributeBufferReset", "the reset sync", 0,
-                       [&] { return missing().empty(); }, missing);
+  transport::WaitUntil(
+      ep, deadline, "MoeDistributeBufferReset", "the reset sync", 0, [&] { return missing().empty(); }, missing);
   // The new generation: the highest reset count among the ranks that synced, which all of them see.
   uint64_t generation = tag;
   for (int peer : awaited) {

@@ -70,16 +70,32 @@ void SendRowsBack(const MoeConfig& c, const WindowLayout& layout, Window& ep, co
   }
 }
 
-// Sums the arrived rows of each active token (docs/semantics.md 3.2) and writes x (or x, y, rstd: docs/semantics.md 3.5).
+// Sums the arrived rows of each active token (docs/semantics.md 3.2) and writes x (or x, y, rstd:
+// docs/semantics.md 3.5).
 class TokenReducer {
  public:
   TokenReducer(const MoeConfig& c, const WindowLayout& layout, const plan::CombineTensors& t, Window& ep,
                const CallSlot& call, const Link& ctx)
-      : c_(c), layout_(layout), t_(t), ep_(ep), call_(call), ctx_(ctx), type_(HalfOf(c.x_dtype)),
-        ids_(GatherInt32(t.expert_ids)), weights_(GatherFloat(t.expert_scales)), mask_(GatherBool(t.x_active_mask)),
-        shared_x_(t.shared_expert_x), residual_(t.residual_x), gamma_(t.gamma), ori_x_(t.ori_x),
-        const_v_(t.const_v), acc_(c.hidden), dequant_(c.comm_quant_mode == 2 ? c.hidden : 0), scratch_(t.add_rms_norm ? c.hidden : 0),
-        special_(c.const_expert_num > 0 ? c.hidden : 0), const_row_(special_.size()) {
+      : c_(c),
+        layout_(layout),
+        t_(t),
+        ep_(ep),
+        call_(call),
+        ctx_(ctx),
+        type_(HalfOf(c.x_dtype)),
+        ids_(GatherInt32(t.expert_ids)),
+        weights_(GatherFloat(t.expert_scales)),
+        mask_(GatherBool(t.x_active_mask)),
+        shared_x_(t.shared_expert_x),
+        residual_(t.residual_x),
+        gamma_(t.gamma),
+        ori_x_(t.ori_x),
+        const_v_(t.const_v),
+        acc_(c.hidden),
+        dequant_(c.comm_quant_mode == 2 ? c.hidden : 0),
+        scratch_(t.add_rms_norm ? c.hidden : 0),
+        special_(c.const_expert_num > 0 ? c.hidden : 0),
+        const_row_(special_.size()) {
     if (t.add_rms_norm) gamma_row_ = gamma_.Half(0);
   }
 
@@ -129,13 +145,17 @@ class TokenReducer {
       const auto* q = reinterpret_cast<const int8_t*>(data);
       const auto* scales = reinterpret_cast<const uint16_t*>(data + layout_.combine_scale_offset);
       kernels::CommDequantRow(type_, q, scales, c_.hidden, dequant_.data());
-      if (w) kernels::AccumulateWeightedFloat(dequant_.data(), *w, c_.hidden, acc_.data());
-      else kernels::AccumulateFloat(dequant_.data(), c_.hidden, acc_.data());
+      if (w)
+        kernels::AccumulateWeightedFloat(dequant_.data(), *w, c_.hidden, acc_.data());
+      else
+        kernels::AccumulateFloat(dequant_.data(), c_.hidden, acc_.data());
       return;
     }
     const auto* row = reinterpret_cast<const uint16_t*>(data);
-    if (w) kernels::AccumulateWeightedHalf(type_, row, *w, c_.hidden, acc_.data());
-    else kernels::AccumulateHalf(type_, row, c_.hidden, acc_.data());
+    if (w)
+      kernels::AccumulateWeightedHalf(type_, row, *w, c_.hidden, acc_.data());
+    else
+      kernels::AccumulateHalf(type_, row, c_.hidden, acc_.data());
   }
 
   // docs/semantics.md 3.2, V3 special experts computed here from oriX: zero adds nothing, copy adds w * oriX, const
@@ -164,8 +184,10 @@ class TokenReducer {
     for (int64_t k = 0; k < c_.top_k; ++k) {
       if (!PairActive(t, k)) continue;
       const float w = weights_[t * c_.top_k + k];
-      if (IsMoeExpert(t, k)) AddSlot(Slot(t, k), &w);
-      else AddSpecialExpert(t, ids_[t * c_.top_k + k] - c_.moe_expert_num, w);
+      if (IsMoeExpert(t, k))
+        AddSlot(Slot(t, k), &w);
+      else
+        AddSpecialExpert(t, ids_[t * c_.top_k + k] - c_.moe_expert_num, w);
     }
     for (int64_t i = 0; i < c_.shared_expert_num; ++i) AddSlot(Slot(t, c_.top_k + i), nullptr);
     if (t_.shared_expert_x.present()) kernels::AccumulateHalf(type_, shared_x_.Half(t), c_.hidden, acc_.data());
@@ -176,9 +198,8 @@ class TokenReducer {
       return;
     }
     auto* y_out = static_cast<uint16_t*>(t_.y.data) + t * c_.hidden;
-    static_cast<float*>(t_.rstd.data)[t] = kernels::AddRmsNormRow(acc_.data(), residual_.Half(t), gamma_row_,
-                                                                  c_.hidden, t_.norm_eps, x_out, y_out,
-                                                                  scratch_.data());
+    static_cast<float*>(t_.rstd.data)[t] = kernels::AddRmsNormRow(acc_.data(), residual_.Half(t), gamma_row_, c_.hidden,
+                                                                  t_.norm_eps, x_out, y_out, scratch_.data());
   }
 
   const MoeConfig& c_;
@@ -207,8 +228,9 @@ class TokenReducer {
 void CheckReturnRoutes(const MoeConfig& c, const WindowLayout& layout, const std::vector<int32_t>& assist,
                        int64_t own_rows, int64_t peer_rows, int64_t expand_rows) {
   const std::string rows_rule = "own rows (" + std::to_string(own_rows) + ") + TP peer rows (" +
-                                std::to_string(peer_rows) + ") within [0, expandX rows = " +
-                                std::to_string(expand_rows) + "] and own rows <= A = " + std::to_string(layout.a);
+                                std::to_string(peer_rows) +
+                                ") within [0, expandX rows = " + std::to_string(expand_rows) +
+                                "] and own rows <= A = " + std::to_string(layout.a);
   if (own_rows < 0 || peer_rows < 0 || own_rows + peer_rows > expand_rows || own_rows > layout.a) {
     BadHandle("epSendCounts", std::to_string(own_rows), rows_rule);
   }
@@ -219,8 +241,9 @@ void CheckReturnRoutes(const MoeConfig& c, const WindowLayout& layout, const std
     const int32_t src = assist[3 * i], token = assist[3 * i + 1], k = assist[3 * i + 2];
     if (src < 0 || src >= c.ep_world_size || token < 0 || token >= layout.max_bs || k < 0 ||
         k >= layout.combine_slots_per_token) {
-      BadHandle("assistInfoForCombine", "(" + std::to_string(src) + ", " + std::to_string(token) + ", " +
-                                            std::to_string(k) + ") at row " + std::to_string(i),
+      BadHandle("assistInfoForCombine",
+                "(" + std::to_string(src) + ", " + std::to_string(token) + ", " + std::to_string(k) + ") at row " +
+                    std::to_string(i),
                 "triples (srcRank < epWorldSize, tokenIdx < maxBs, kIdx < K + sharedExpertNum) as dispatch wrote them");
     }
   }

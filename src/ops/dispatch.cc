@@ -24,7 +24,11 @@ using transport::Window;
 class SlotWriter {
  public:
   SlotWriter(const MoeConfig& c, const WindowLayout& layout, const plan::DispatchTensors& t)
-      : c_(c), layout_(layout), x_(t.x), smooth_(t.scales), has_smooth_(t.scales.present()),
+      : c_(c),
+        layout_(layout),
+        x_(t.x),
+        smooth_(t.scales),
+        has_smooth_(t.scales.present()),
         staging_(layout.dispatch_slot_bytes) {}
 
   // Sends token `token` to `dst` at byte `offset`, quantized with smooth row `smooth_row`.
@@ -61,7 +65,8 @@ class SlotWriter {
 class RowSink {
  public:
   RowSink(const MoeConfig& c, const WindowLayout& layout, const plan::DispatchTensors& t)
-      : layout_(layout), quant_(c.quant_mode == 2),
+      : layout_(layout),
+        quant_(c.quant_mode == 2),
         expand_x_(static_cast<uint8_t*>(t.expand_x.data)),
         scales_(static_cast<float*>(t.dynamic_scales.data)),
         assist_(static_cast<int32_t*>(t.assist_info.data)) {}
@@ -108,9 +113,19 @@ void SendToExperts(const MoeConfig& c, const WindowLayout& layout, const plan::R
 // What every rank of the group must agree on for the windows to line up (CANN makes it a precondition;
 // moe_ep checks it): a 32-bit FNV-1a hash of the attributes and shapes that place rows and flags.
 uint32_t AttributeFingerprint(const MoeConfig& c) {
-  const int64_t fields[] = {c.ep_world_size, c.shared_expert_rank_num, c.shared_expert_num, c.moe_expert_num,
-                            c.zero_expert_num, c.copy_expert_num, c.const_expert_num, c.top_k, c.hidden,
-                            c.max_bs(), static_cast<int64_t>(c.x_dtype), c.quant_mode, c.tp_world_size == 2};
+  const int64_t fields[] = {c.ep_world_size,
+                            c.shared_expert_rank_num,
+                            c.shared_expert_num,
+                            c.moe_expert_num,
+                            c.zero_expert_num,
+                            c.copy_expert_num,
+                            c.const_expert_num,
+                            c.top_k,
+                            c.hidden,
+                            c.max_bs(),
+                            static_cast<int64_t>(c.x_dtype),
+                            c.quant_mode,
+                            c.tp_world_size == 2};
   uint32_t hash = 2166136261u;
   for (int64_t v : fields) {
     for (int byte = 0; byte < 8; ++byte) hash = (hash ^ static_cast<uint8_t>(v >> (8 * byte))) * 16777619u;
@@ -125,7 +140,8 @@ uint64_t AgreeFlag(const CallSlot& call, int64_t rank) {
 // Every rank stamps its fingerprint into every peer before any payload moves.
 void AnnounceAttributes(const MoeConfig& c, Window& ep, const CallSlot& call) {
   const uint64_t flag = MakeFlag(call.epoch, AttributeFingerprint(c));
-  for (int64_t peer = 0; peer < c.ep_world_size; ++peer) ep.Signal(static_cast<int>(peer), AgreeFlag(call, c.ep_rank), flag);
+  for (int64_t peer = 0; peer < c.ep_world_size; ++peer)
+    ep.Signal(static_cast<int>(peer), AgreeFlag(call, c.ep_rank), flag);
 }
 
 // A peer whose attributes differ would place rows where this rank does not look: fail, naming it.
@@ -133,17 +149,20 @@ void CheckPeersAgree(const MoeConfig& c, Window& ep, const CallSlot& call, const
   std::vector<uint64_t> indices;
   for (int64_t peer = 0; peer < c.ep_world_size; ++peer) indices.push_back(AgreeFlag(call, peer));
   transport::WaitFlags(
-      ep, indices, call.epoch, ctx.deadline,
-      [&](uint64_t idx) { return static_cast<int>(idx - AgreeFlag(call, 0)); }, "MoeDistributeDispatch",
-      "the announcements (attributes, then token counts)");
+      ep, indices, call.epoch, ctx.deadline, [&](uint64_t idx) { return static_cast<int>(idx - AgreeFlag(call, 0)); },
+      "MoeDistributeDispatch", "the announcements (attributes, then token counts)");
   const uint32_t own = AttributeFingerprint(c);
   for (int64_t peer = 0; peer < c.ep_world_size; ++peer) {
     if (transport::FlagCount(ep.ReadFlag(indices[peer])) != own) {
-      throw Error(ErrorCode::kInvalidConfig,
-                  "MoeDistributeDispatch: rank " + std::to_string(peer) + " of " + ep.name() + " called with attributes "
-                  "that differ from rank " + std::to_string(c.ep_rank) + "'s; rule: epWorldSize, moeExpertNum, "
-                  "sharedExpertNum, sharedExpertRankNum, zero/copy/constExpertNum, globalBs (maxBs), K, H, the x dtype, "
-                  "quantMode and tpWorldSize must be the same on every rank");
+      throw Error(
+          ErrorCode::kInvalidConfig,
+          "MoeDistributeDispatch: rank " + std::to_string(peer) + " of " + ep.name() +
+              " called with attributes "
+              "that differ from rank " +
+              std::to_string(c.ep_rank) +
+              "'s; rule: epWorldSize, moeExpertNum, "
+              "sharedExpertNum, sharedExpertRankNum, zero/copy/constExpertNum, globalBs (maxBs), K, H, the x dtype, "
+              "quantMode and tpWorldSize must be the same on every rank");
     }
   }
 }
@@ -164,8 +183,8 @@ void AnnounceCounts(const MoeConfig& c, const plan::RoutingPlan& plan, Window& e
 
 // Waits for every source's count, then copies slots out in status order; returns the slot offsets used
 // (for the TP all-gather) and fills epRecvCounts[0, entries).
-std::vector<uint64_t> ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, Window& ep,
-                                       const CallSlot& call, const Link& ctx, RowSink& sink, int32_t* recv_counts) {
+std::vector<uint64_t> ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, Window& ep, const CallSlot& call,
+                                       const Link& ctx, RowSink& sink, int32_t* recv_counts) {
   const int64_t e = c.ep_world_size, l = c.local_expert_num();
   const int64_t entries = c.receive_entries();
   std::vector<uint64_t> indices(entries);
@@ -190,9 +209,8 @@ std::vector<uint64_t> ReceiveFromGroup(const MoeConfig& c, const WindowLayout& l
 }
 
 // docs/semantics.md 2.7: rows, scales and triples go to the TP peer; the peer's rows are appended after ours.
-void AllGatherWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window& ep, Window& tp,
-                         const std::vector<uint64_t>& own_slots, const Link& ctx, RowSink& sink,
-                         int32_t* recv_counts, int64_t entries) {
+void AllGatherWithTpPeer(const WindowLayout& layout, Window& ep, Window& tp, const std::vector<uint64_t>& own_slots,
+                         const Link& ctx, RowSink& sink, int32_t* recv_counts, int64_t entries) {
   const CallSlot call = NextDispatchCall(tp, *ctx.tp_state);
   const int peer = 1 - tp.rank();
   const uint64_t slot_bytes = layout.dispatch_triple_offset + 3 * sizeof(int32_t);
@@ -204,8 +222,9 @@ void AllGatherWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window&
   }
   std::vector<uint64_t> indices(entries);
   for (int64_t i = 0; i < entries; ++i) indices[i] = call.flag_base + i;
-  transport::WaitFlags(tp, indices, call.epoch, ctx.deadline, [&](uint64_t) { return peer; },
-                       "MoeDistributeDispatch", "the TP peer's rows");
+  transport::WaitFlags(
+      tp, indices, call.epoch, ctx.deadline, [&](uint64_t) { return peer; }, "MoeDistributeDispatch",
+      "the TP peer's rows");
   for (int64_t entry = 0; entry < entries; ++entry) {
     recv_counts[entries + entry] = static_cast<int32_t>(transport::FlagCount(tp.ReadFlag(call.flag_base + entry)));
   }
@@ -251,7 +270,7 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
   const int64_t own_rows = sink.rows();
   if (c.has_tp()) {
     const int64_t entries = c.receive_entries();
-    AllGatherWithTpPeer(c, layout, ep, *ctx.tp, own_slots, ctx, sink, recv_counts, entries);
+    AllGatherWithTpPeer(layout, ep, *ctx.tp, own_slots, ctx, sink, recv_counts, entries);
     auto* tp_counts = static_cast<int32_t*>(t.tp_recv_counts.data);
     tp_counts[c.tp_rank] = static_cast<int32_t>(own_rows);
     tp_counts[1 - c.tp_rank] = static_cast<int32_t>(sink.rows() - own_rows);

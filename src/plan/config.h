@@ -16,10 +16,10 @@ enum class MaskKind : uint8_t { kNone, kTokens, kPairs };  // xActiveMask absent
 /// Everything a rank needs to agree on with its peers plus its own shapes.
 struct MoeConfig {
   // group
-  int64_t ep_world_size = 0;           // epWorldSize (E)
-  int64_t ep_rank = 0;                 // epRankId
-  int64_t tp_world_size = 0;           // tpWorldSize: 0 or 1 = no TP, 2 = TP pair
-  int64_t tp_rank = 0;                 // tpRankId
+  int64_t ep_world_size = 0;  // epWorldSize (E)
+  int64_t ep_rank = 0;        // epRankId
+  int64_t tp_world_size = 0;  // tpWorldSize: 0 or 1 = no TP, 2 = TP pair
+  int64_t tp_rank = 0;        // tpRankId
   // experts
   int64_t moe_expert_num = 0;          // moeExpertNum
   int64_t shared_expert_num = 0;       // sharedExpertNum (n_s), 0 when shared_expert_rank_num == 0
@@ -29,17 +29,17 @@ struct MoeConfig {
   int64_t copy_expert_num = 0;         // copyExpertNum (V3): next ids return oriX
   int64_t const_expert_num = 0;        // constExpertNum (V3): next ids return alpha1*oriX + alpha2*V
   // tokens
-  int64_t bs = 0;                      // local tokens (x.dim0)
-  int64_t hidden = 0;                  // H
-  int64_t top_k = 0;                   // K
-  int64_t global_bs = 0;               // globalBs: 0 => bs * E
-  DType x_dtype = DType::kBf16;        // bf16 or fp16
+  int64_t bs = 0;                // local tokens (x.dim0)
+  int64_t hidden = 0;            // H
+  int64_t top_k = 0;             // K
+  int64_t global_bs = 0;         // globalBs: 0 => bs * E
+  DType x_dtype = DType::kBf16;  // bf16 or fp16
   MaskKind mask = MaskKind::kNone;
   // dispatch
   int64_t quant_mode = 0;              // 0 or 2
   int64_t expert_token_nums_type = 1;  // 0 cumulative, 1 per expert
   // combine
-  int64_t comm_quant_mode = 0;         // 0 or 2
+  int64_t comm_quant_mode = 0;  // 0 or 2
 
   /// Special experts are computed on the token's owner in combine and never travel (docs/semantics.md 2.8).
   int64_t special_expert_num() const { return zero_expert_num + copy_expert_num + const_expert_num; }

@@ -9,8 +9,8 @@ namespace moe_ep::plan {
 namespace {
 
 [[noreturn]] void BadTable(const char* op, const std::string& entry, int64_t value, const std::string& rule) {
-  throw Error(ErrorCode::kInvalidConfig, std::string(op) + ": parameter 'elasticInfo" + entry + "' = " +
-                                             std::to_string(value) + " violates rule: " + rule);
+  throw Error(ErrorCode::kInvalidConfig, std::string(op) + ": parameter 'elasticInfo" + entry +
+                                             "' = " + std::to_string(value) + " violates rule: " + rule);
 }
 
 }  // namespace
@@ -29,11 +29,13 @@ void CheckElasticTable(const MoeConfig& c, int64_t entries, const char* op, cons
 ScaledDown ApplyElasticInfo(const MoeConfig& c, std::span<const int32_t> table, const char* op) {
   const int64_t e = c.ep_world_size;
   const int64_t new_e = table[1], new_s = table[2], new_moe = table[3];
-  if (new_e < 1 || new_e > e) BadTable(op, "[1]", new_e, "new epWorldSize in [1, epWorldSize = " + std::to_string(e) + "]");
+  if (new_e < 1 || new_e > e)
+    BadTable(op, "[1]", new_e, "new epWorldSize in [1, epWorldSize = " + std::to_string(e) + "]");
   if (new_s < 0 || new_s >= new_e) BadTable(op, "[2]", new_s, "new sharedExpertRankNum in [0, new epWorldSize)");
   if (new_moe < 0 || new_moe != c.local_expert_num() * (new_e - new_s)) {
-    BadTable(op, "[3]", new_moe, "new moeExpertNum = localExpertNum (" + std::to_string(c.local_expert_num()) +
-                                     ") * (new epWorldSize - new sharedExpertRankNum): experts per rank stay");
+    BadTable(op, "[3]", new_moe,
+             "new moeExpertNum = localExpertNum (" + std::to_string(c.local_expert_num()) +
+                 ") * (new epWorldSize - new sharedExpertRankNum): experts per rank stay");
   }
   if (c.shared_expert_num > 0 ? new_s % c.shared_expert_num != 0 : new_s != 0) {
     BadTable(op, "[2]", new_s, "a multiple of sharedExpertNum (" + std::to_string(c.shared_expert_num) + ")");

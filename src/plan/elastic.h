@@ -13,8 +13,8 @@
 namespace moe_ep::plan {
 
 struct ScaledDown {
-  MoeConfig config;            // E, S, moeExpertNum, epRankId and globalBs of the survivors
-  std::vector<int> physical;   // new rank -> old rank (Table2[0, newE))
+  MoeConfig config;           // E, S, moeExpertNum, epRankId and globalBs of the survivors
+  std::vector<int> physical;  // new rank -> old rank (Table2[0, newE))
 };
 
 /// docs/semantics.md 2.8's layout rules for a table of `entries` values: 4 + 2 * epWorldSize of them, and no TP.

@@ -17,7 +17,7 @@ inline constexpr uint64_t kMaxSyncFlags = uint64_t{1} << 16;      // one per ran
 inline constexpr uint64_t kDispatchFlagBase = 0;
 inline constexpr uint64_t kCombineFlagBase = 2 * kMaxDispatchFlags;
 inline constexpr uint64_t kSyncFlagBase = kCombineFlagBase + 2 * kMaxCombineFlags;
-inline constexpr uint64_t kAgreeFlagBase = kSyncFlagBase + kMaxSyncFlags;  // per parity, one per rank
+inline constexpr uint64_t kAgreeFlagBase = kSyncFlagBase + kMaxSyncFlags;   // per parity, one per rank
 inline constexpr uint64_t kFlagCount = kAgreeFlagBase + 2 * kMaxSyncFlags;  // the transport's flags follow
 // BufferReset clears flags [0, kSyncFlagBase): the sync flags survive so a reset can itself sync.
 inline constexpr uint64_t kClearedFlagCount = kSyncFlagBase;
@@ -28,11 +28,11 @@ struct WindowLayout {
 
   // Row geometry.
   int64_t hidden = 0;
-  uint64_t dispatch_token_bytes = 0;   // H * sizeof(expandX dtype): int8 with quant, else 2
-  uint64_t dispatch_scale_offset = 0;  // Align32(token bytes): fp32 dynamic scale
-  uint64_t dispatch_triple_offset = 0; // scale + 32: int32 (srcRank, tokenIdx, kIdx)
-  uint64_t dispatch_slot_bytes = 0;    // tokD = Align512(Align32(2H) + 44)
-  uint64_t combine_slot_bytes = 0;     // tokC = Align512(2H)
+  uint64_t dispatch_token_bytes = 0;    // H * sizeof(expandX dtype): int8 with quant, else 2
+  uint64_t dispatch_scale_offset = 0;   // Align32(token bytes): fp32 dynamic scale
+  uint64_t dispatch_triple_offset = 0;  // scale + 32: int32 (srcRank, tokenIdx, kIdx)
+  uint64_t dispatch_slot_bytes = 0;     // tokD = Align512(Align32(2H) + 44)
+  uint64_t combine_slot_bytes = 0;      // tokC = Align512(2H)
   // Combine's wire format: a row of H halves, or with commQuantMode 2 int8[Align32(H)] followed by
   // ceil(H/8) half scales at combine_scale_offset.
   uint64_t combine_payload_bytes = 0;
@@ -45,15 +45,15 @@ struct WindowLayout {
   int64_t a = 0;                        // A: rows this rank can receive from its EP group
 
   // EP window, offsets inside a parity half.
-  uint64_t combine_area_bytes = 0;      // maxBs * (K + n_s) * tokC, at offset 0
-  uint64_t dispatch_area_offset = 0;    // == combine_area_bytes
-  uint64_t ep_half_bytes = 0;           // combine area + E*L*maxBs*tokD
-  uint64_t ep_window_bytes = 0;         // 2 * ep_half_bytes: the HCCL_BUFFSIZE rule of docs/semantics.md 1.2
+  uint64_t combine_area_bytes = 0;    // maxBs * (K + n_s) * tokC, at offset 0
+  uint64_t dispatch_area_offset = 0;  // == combine_area_bytes
+  uint64_t ep_half_bytes = 0;         // combine area + E*L*maxBs*tokD
+  uint64_t ep_window_bytes = 0;       // 2 * ep_half_bytes: the HCCL_BUFFSIZE rule of docs/semantics.md 1.2
 
   // TP window (tp == 2), offsets inside a parity half: A dispatch slots then A combine slots.
   uint64_t tp_combine_offset = 0;
   uint64_t tp_half_bytes = 0;
-  uint64_t tp_window_bytes = 0;         // 2 * A * (tokD + tokC)
+  uint64_t tp_window_bytes = 0;  // 2 * A * (tokD + tokC)
 
   /// Byte offset (inside a half) of slot `slot` of dispatch block `block` = src*L + e_local (shared: src).
   uint64_t DispatchSlotOffset(int64_t block, int64_t slot) const {

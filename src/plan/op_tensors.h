@@ -19,24 +19,24 @@ struct DispatchTensors {
 };
 
 struct CombineTensors {
-  TensorView expand_x;           // (tp*A, H) expert outputs, bf16/fp16
-  TensorView expert_ids;         // (Bs, K) int32
-  TensorView assist_info;        // from dispatch
-  TensorView ep_send_counts;     // dispatch's epRecvCounts
-  TensorView expert_scales;      // (Bs, K) fp32
-  TensorView tp_send_counts;     // dispatch's tpRecvCounts (tp == 2)
-  TensorView x_active_mask;      // optional, as in dispatch
-  TensorView shared_expert_x;    // optional (Bs, H) or (d0, d1, H) with d0*d1 == Bs
-  TensorView ori_x;              // V3: (Bs, H) tokens before the experts, for copy / const experts
-  TensorView const_alpha1;       // V3: (constExpertNum,) expandX dtype
-  TensorView const_alpha2;       // V3: (constExpertNum,) expandX dtype
-  TensorView const_v;            // V3: (constExpertNum, H) expandX dtype
-  TensorView x;                  // out (Bs, H); CombineAddRmsNorm: (Bs, 1, H)
+  TensorView expand_x;         // (tp*A, H) expert outputs, bf16/fp16
+  TensorView expert_ids;       // (Bs, K) int32
+  TensorView assist_info;      // from dispatch
+  TensorView ep_send_counts;   // dispatch's epRecvCounts
+  TensorView expert_scales;    // (Bs, K) fp32
+  TensorView tp_send_counts;   // dispatch's tpRecvCounts (tp == 2)
+  TensorView x_active_mask;    // optional, as in dispatch
+  TensorView shared_expert_x;  // optional (Bs, H) or (d0, d1, H) with d0*d1 == Bs
+  TensorView ori_x;            // V3: (Bs, H) tokens before the experts, for copy / const experts
+  TensorView const_alpha1;     // V3: (constExpertNum,) expandX dtype
+  TensorView const_alpha2;     // V3: (constExpertNum,) expandX dtype
+  TensorView const_v;          // V3: (constExpertNum, H) expandX dtype
+  TensorView x;                // out (Bs, H); CombineAddRmsNorm: (Bs, 1, H)
   // CombineAddRmsNorm only.
-  TensorView residual_x;         // (Bs, 1, H) bf16
-  TensorView gamma;              // (H,) bf16
-  TensorView y;                  // out (Bs, 1, H) bf16
-  TensorView rstd;               // out (Bs, 1, 1) fp32
+  TensorView residual_x;  // (Bs, 1, H) bf16
+  TensorView gamma;       // (H,) bf16
+  TensorView y;           // out (Bs, 1, H) bf16
+  TensorView rstd;        // out (Bs, 1, 1) fp32
   float norm_eps = 1e-6f;
   bool add_rms_norm = false;
 };

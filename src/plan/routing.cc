@@ -15,7 +15,7 @@ int64_t ActiveTokenLimit(const MoeConfig& c, const uint8_t* mask) {
 }
 
 RoutingPlan BuildRoutingPlan(const MoeConfig& c, const int32_t* expert_ids, const uint8_t* mask) {
-  const int64_t bs = c.bs, k_num = c.top_k;
+  const int64_t k_num = c.top_k;
   RoutingPlan plan;
   plan.expert_counts.assign(c.moe_expert_num, 0);
 

@@ -162,19 +162,18 @@ void CheckCommonAttributes(const Checker& ck, MoeConfig& c, Profile p, ShapeName
   ck.Require(c.expert_shard_type == 0, "expertShardType", c.expert_shard_type, "must be 0");
   // CANN quietly drops the default sharedExpertNum=1 when no rank hosts a shared expert.
   if (c.shared_expert_rank_num == 0 && c.shared_expert_num == 1) c.shared_expert_num = 0;
-  ck.Require(c.shared_expert_num >= 0 && c.shared_expert_num <= 4, "sharedExpertNum", c.shared_expert_num,
-             "in [0, 4]");
+  ck.Require(c.shared_expert_num >= 0 && c.shared_expert_num <= 4, "sharedExpertNum", c.shared_expert_num, "in [0, 4]");
   ck.Require(c.shared_expert_rank_num >= 0 && c.shared_expert_rank_num < c.ep_world_size, "sharedExpertRankNum",
              c.shared_expert_rank_num, "in [0, epWorldSize = " + Str(c.ep_world_size) + ")");
-  ck.Require((c.shared_expert_num == 0) == (c.shared_expert_rank_num == 0), "sharedExpertNum",
-             c.shared_expert_num,
+  ck.Require((c.shared_expert_num == 0) == (c.shared_expert_rank_num == 0), "sharedExpertNum", c.shared_expert_num,
              "sharedExpertNum and sharedExpertRankNum (" + Str(c.shared_expert_rank_num) + ") are both 0 or both > 0");
   if (c.shared_expert_num > 0) {
     ck.Require(c.shared_expert_rank_num % c.shared_expert_num == 0, "sharedExpertRankNum", c.shared_expert_rank_num,
                "must be a multiple of sharedExpertNum (" + Str(c.shared_expert_num) + ")");
   }
-  const std::pair<int64_t, const char*> specials[] = {
-      {c.zero_expert_num, "zeroExpertNum"}, {c.copy_expert_num, "copyExpertNum"}, {c.const_expert_num, "constExpertNum"}};
+  const std::pair<int64_t, const char*> specials[] = {{c.zero_expert_num, "zeroExpertNum"},
+                                                      {c.copy_expert_num, "copyExpertNum"},
+                                                      {c.const_expert_num, "constExpertNum"}};
   for (const auto& [count, name] : specials) ck.Require(count >= 0, name, count, ">= 0");
   const int64_t moe_max = a3 ? 1024 : std::numeric_limits<int32_t>::max();
   ck.Require(c.moe_expert_num > 0 && c.moe_expert_num <= moe_max, "moeExpertNum", c.moe_expert_num,
@@ -237,7 +236,8 @@ void CheckWindow(const Checker& ck, const MoeConfig& c, const WindowLayout& layo
   }
 }
 
-// docs/semantics.md 1.3 (V3): copy experts need oriX; const experts need oriX, alpha1, alpha2 and V, all in expandX's dtype.
+// docs/semantics.md 1.3 (V3): copy experts need oriX; const experts need oriX, alpha1, alpha2 and V, all in expandX's
+// dtype.
 void CheckSpecialExpertInputs(const Checker& ck, const MoeConfig& c, const CombineTensors& t) {
   const bool need_ori = c.copy_expert_num > 0 || c.const_expert_num > 0;
   const bool need_const = c.const_expert_num > 0;
@@ -254,7 +254,8 @@ void CheckSpecialExpertInputs(const Checker& ck, const MoeConfig& c, const Combi
     ck.Shape(t.ori_x.dim() == 2 && t.ori_x.shape[0] == c.bs && t.ori_x.shape[1] == c.hidden, t.ori_x, "oriX",
              "shape must be (Bs, H) = (" + Str(c.bs) + ", " + Str(c.hidden) + ")");
   }
-  for (const auto& [v, name] : {std::pair{&t.const_alpha1, "constExpertAlpha1"}, {&t.const_alpha2, "constExpertAlpha2"}}) {
+  for (const auto& [v, name] :
+       {std::pair{&t.const_alpha1, "constExpertAlpha1"}, {&t.const_alpha2, "constExpertAlpha2"}}) {
     if (!need_const) break;
     ck.Shape(v->dim() == 1 && v->shape[0] == c.const_expert_num, *v, name,
              "shape must be (constExpertNum,) = (" + Str(c.const_expert_num) + ",)");
@@ -303,8 +304,9 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
   if (t.scales.present()) {
     ck.Dim(t.scales, "scales", 2);
     ck.Shape(t.scales.shape[0] == c.shared_expert_num + c.moe_expert_num && t.scales.shape[1] == c.hidden, t.scales,
-             "scales", "shape must be (sharedExpertNum + moeExpertNum, H) = (" +
-                           Str(c.shared_expert_num + c.moe_expert_num) + ", " + Str(c.hidden) + ")");
+             "scales",
+             "shape must be (sharedExpertNum + moeExpertNum, H) = (" + Str(c.shared_expert_num + c.moe_expert_num) +
+                 ", " + Str(c.hidden) + ")");
   }
 
   const WindowLayout layout(c);
@@ -339,10 +341,12 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
   ck.Dim(t.tp_recv_counts, "tpRecvCountsOut", 1);
   ck.Shape(t.tp_recv_counts.shape[0] == c.tp_world_size, t.tp_recv_counts, "tpRecvCountsOut",
            "dim0 must equal tpWorldSize = " + Str(c.tp_world_size));
-  const std::pair<const TensorView*, const char*> outputs[] = {
-      {&t.expand_x, "expandXOut"},         {&t.dynamic_scales, "dynamicScalesOut"},
-      {&t.assist_info, "assistInfoForCombineOut"}, {&t.expert_token_nums, "expertTokenNumsOut"},
-      {&t.ep_recv_counts, "epRecvCountsOut"}, {&t.tp_recv_counts, "tpRecvCountsOut"}};
+  const std::pair<const TensorView*, const char*> outputs[] = {{&t.expand_x, "expandXOut"},
+                                                               {&t.dynamic_scales, "dynamicScalesOut"},
+                                                               {&t.assist_info, "assistInfoForCombineOut"},
+                                                               {&t.expert_token_nums, "expertTokenNumsOut"},
+                                                               {&t.ep_recv_counts, "epRecvCountsOut"},
+                                                               {&t.tp_recv_counts, "tpRecvCountsOut"}};
   for (const auto& [out, name] : outputs) {
     if (out->present()) ck.Shape(out->contiguous(), *out, name, "outputs must be contiguous");
   }

@@ -18,7 +18,8 @@ void Window::Barrier(Clock::time_point deadline, const char* what) {
     }
     return ranks;
   };
-  WaitUntil(*this, deadline, "Barrier", what, 0, [&] { return missing().empty(); }, missing);
+  WaitUntil(
+      *this, deadline, "Barrier", what, 0, [&] { return missing().empty(); }, missing);
 }
 
 std::vector<int32_t> Window::Probe(Clock::duration wait) {

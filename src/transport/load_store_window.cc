@@ -57,9 +57,9 @@ LoadStoreWindow::LoadStoreWindow(int rank, std::vector<RankRegion> regions, uint
 void LoadStoreWindow::Put(int peer, uint64_t offset, const void* src, uint64_t bytes) {
   CheckPeer(peer, "put");
   if (offset > data_bytes() || bytes > data_bytes() - offset) {  // written so that it cannot wrap
-    throw Error(ErrorCode::kInternal, "put of " + std::to_string(bytes) + " bytes at offset " +
-                                          std::to_string(offset) + " overruns the " + std::to_string(data_bytes()) +
-                                          "-byte window of rank " + std::to_string(peer));
+    throw Error(ErrorCode::kInternal, "put of " + std::to_string(bytes) + " bytes at offset " + std::to_string(offset) +
+                                          " overruns the " + std::to_string(data_bytes()) + "-byte window of rank " +
+                                          std::to_string(peer));
   }
   std::memcpy(regions_[peer].data + offset, src, bytes);
 }
@@ -81,7 +81,8 @@ uint64_t LoadStoreWindow::ReadFlag(uint64_t index) const {
 
 void LoadStoreWindow::ClearLocal(uint64_t cleared_flags) {
   ZeroRange(regions_[rank()].data, data_bytes());
-  ZeroRange(reinterpret_cast<uint8_t*>(regions_[rank()].flags), std::min(cleared_flags, flag_count()) * sizeof(uint64_t));
+  ZeroRange(reinterpret_cast<uint8_t*>(regions_[rank()].flags),
+            std::min(cleared_flags, flag_count()) * sizeof(uint64_t));
 }
 
 }  // namespace moe_ep::transport

@@ -20,8 +20,8 @@ struct RankRegion {
 class LoadStoreWindow : public Window {
  public:
   /// `regions[r]` is rank r's region as mapped in this process; `keepalive` owns the mappings.
-  LoadStoreWindow(int rank, std::vector<RankRegion> regions, uint64_t data_bytes, uint64_t flag_count,
-                  std::string name, std::shared_ptr<void> keepalive);
+  LoadStoreWindow(int rank, std::vector<RankRegion> regions, uint64_t data_bytes, uint64_t flag_count, std::string name,
+                  std::shared_ptr<void> keepalive);
 
   void Put(int peer, uint64_t offset, const void* src, uint64_t bytes) override;
   void Signal(int peer, uint64_t index, uint64_t value) override;

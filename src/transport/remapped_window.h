@@ -14,7 +14,8 @@ class RemappedWindow : public Window {
   /// Logical rank r is physical rank `physical[r]` of `inner`; this process is logical `logical_rank`.
   RemappedWindow(Window& inner, int logical_rank, std::vector<int> physical)
       : Window(logical_rank, static_cast<int>(physical.size()), inner.data_bytes(), inner.flag_count(), inner.name()),
-        inner_(inner), physical_(std::move(physical)) {}
+        inner_(inner),
+        physical_(std::move(physical)) {}
 
   void Put(int peer, uint64_t offset, const void* src, uint64_t bytes) override {
     inner_.Put(physical_[peer], offset, src, bytes);

@@ -51,8 +51,8 @@ CapiCase DrawCase(std::mt19937_64& rng, int world, bool v3) {
   const int64_t variant = Uniform(rng, 0, 3);
   c.spec.unequal_bs = variant == 3;
   if (c.spec.unequal_bs) cfg.global_bs = c.spec.bs * world;
-  c.spec.mask = variant == 1 ? moe_ref::MaskKind::kTokens
-                             : (variant == 2 ? moe_ref::MaskKind::kPairs : moe_ref::MaskKind::kNone);
+  c.spec.mask =
+      variant == 1 ? moe_ref::MaskKind::kTokens : (variant == 2 ? moe_ref::MaskKind::kPairs : moe_ref::MaskKind::kNone);
   return c;
 }
 
@@ -104,7 +104,8 @@ int RootInfoJob(uint64_t seed) {
   HcclRootInfo root{};
   if (rank == 0) {
     if (HcclGetRootInfo(&root) != HCCL_SUCCESS || !PublishRoot(root, path)) {
-      std::printf("rank 0 FAIL: cannot make or publish the root info at %s: %s\n", path.c_str(), RecentErrMsg().c_str());
+      std::printf("rank 0 FAIL: cannot make or publish the root info at %s: %s\n", path.c_str(),
+                  RecentErrMsg().c_str());
       return 1;
     }
     // For the test that started the job: what to look for afterwards.

@@ -14,9 +14,9 @@
 //     Table1 and Table2 disagree fails every synchronize with 561002 naming elasticInfo, and the group
 //     still runs a good round afterwards.
 #include <dirent.h>
-#include <unistd.h>
-
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <barrier>
 #include <chrono>
@@ -24,7 +24,6 @@
 #include <future>
 #include <random>
 #include <set>
-#include <sys/wait.h>
 #include <thread>
 
 #include "cann/capi_support.h"
@@ -265,8 +264,7 @@ TEST(CapiRootInfo, RankOutsideTheGroupIsRejected) {
     for (const auto& [n_ranks, rank] : cases) {
       HcclComm comm = nullptr;
       const auto start = Clock::now();
-      EXPECT_EQ(HcclCommInitRootInfo(n_ranks, &root, rank, &comm), HCCL_E_PARA)
-          << "rank " << rank << " of " << n_ranks;
+      EXPECT_EQ(HcclCommInitRootInfo(n_ranks, &root, rank, &comm), HCCL_E_PARA) << "rank " << rank << " of " << n_ranks;
       const std::string msg = RecentErrMsg();
       EXPECT_TRUE(NamesParam(msg, "rank") || NamesParam(msg, "nRanks")) << msg;
       EXPECT_TRUE(ContainsValue(msg, std::to_string(rank))) << msg;

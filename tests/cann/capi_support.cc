@@ -783,8 +783,8 @@ std::vector<int32_t> ScaleDownTable(const moe_ref::Config& original, const std::
   int32_t new_e = 0, new_s = 0;
   for (int r = 0; r < e; ++r) {
     if (!alive[r]) continue;
-    table[4 + r] = new_e;          // Table1: old -> new
-    table[4 + e + new_e] = r;      // Table2: new -> old
+    table[4 + r] = new_e;      // Table1: old -> new
+    table[4 + e + new_e] = r;  // Table2: new -> old
     ++new_e;
     if (r < original.shared_expert_rank_num) ++new_s;
   }
@@ -885,11 +885,10 @@ CapiRankOutcome RunCapiRank(const CapiCase& c, const ScenarioInputs& inputs, int
   aclnnStatus st;
   if (c.use_v3) {
     st = aclnnMoeDistributeDispatchV3GetWorkspaceSize(
-        x.get(), ids.get(), scales.get(), mask.get(), nullptr, table.get(), group, e, ep_rank, oc.moe_expert_num, "",
-        0, 0, 0, oc.shared_expert_num, oc.shared_expert_rank_num, cfg.quant_mode, oc.global_bs,
-        cfg.expert_token_nums_type, "", cfg.zero_expert_num, cfg.copy_expert_num, cfg.const_expert_num,
-        expand_x.get(), dyn_scales.get(), assist.get(), token_nums.get(), ep_recv.get(), tp_recv.get(), nullptr, &ws,
-        &exec);
+        x.get(), ids.get(), scales.get(), mask.get(), nullptr, table.get(), group, e, ep_rank, oc.moe_expert_num, "", 0,
+        0, 0, oc.shared_expert_num, oc.shared_expert_rank_num, cfg.quant_mode, oc.global_bs, cfg.expert_token_nums_type,
+        "", cfg.zero_expert_num, cfg.copy_expert_num, cfg.const_expert_num, expand_x.get(), dyn_scales.get(),
+        assist.get(), token_nums.get(), ep_recv.get(), tp_recv.get(), nullptr, &ws, &exec);
   } else {
     st = aclnnMoeDistributeDispatchV2GetWorkspaceSize(
         x.get(), ids.get(), scales.get(), mask.get(), nullptr, group, e, ep_rank, oc.moe_expert_num, "", 0, 0, 0,
@@ -920,8 +919,8 @@ CapiRankOutcome RunCapiRank(const CapiCase& c, const ScenarioInputs& inputs, int
     st = aclnnMoeDistributeCombineV2GetWorkspaceSize(
         expert_out.get(), ids.get(), assist.get(), ep_recv.get(), combine_scales.get(), tp_recv.get(), mask.get(),
         nullptr, nullptr, nullptr, nullptr, shared_x.get(), group, e, ep_rank, oc.moe_expert_num, "", 0, 0, 0,
-        oc.shared_expert_num, oc.shared_expert_rank_num, oc.global_bs, 0, cfg.comm_quant_mode, 0, "", x_out.get(),
-        &ws, &exec);
+        oc.shared_expert_num, oc.shared_expert_rank_num, oc.global_bs, 0, cfg.comm_quant_mode, 0, "", x_out.get(), &ws,
+        &exec);
   }
   if (failed(std::string(op) + "GetWorkspaceSize", st)) return out;
   st = c.use_v3 ? aclnnMoeDistributeCombineV3(nullptr, 0, exec, stream)
@@ -937,7 +936,8 @@ CapiRankOutcome RunCapiRank(const CapiCase& c, const ScenarioInputs& inputs, int
   const auto& ec = expected.combine[rank];
   std::string& mm = out.mismatch;
   auto first = [&](std::string s) {
-    if (mm.empty() && !s.empty()) mm = "rank " + std::to_string(rank) + " (epRankId " + std::to_string(ep_rank) + ") " + s;
+    if (mm.empty() && !s.empty())
+      mm = "rank " + std::to_string(rank) + " (epRankId " + std::to_string(ep_rank) + ") " + s;
   };
   if (quant) {
     first(CompareElements("expandX", ed.expand_x_q.data(), ed.rows * h, 1, expand_x.Bytes()));

@@ -1,12 +1,11 @@
-// C API validation: one case per rule of docs/semantics.md 1.1-1.4 and 4.2, each a single change to a valid base call of
-// phase one (GetWorkspaceSize) on rank 0 of a communicator that lives on device 0 (phase one does not
-// communicate). Each case checks the exact status (161001 / 161002 / 561002), that aclGetRecentErrMsg()
-// names the parameter (and the value where it makes sense), that no tensor was touched (all are
-// poisoned before, byte-compared after), and that phase two with the null executor returns 161001.
-// Positive controls: every base call, and the accepted variants (n_s 1 with S 0, tpWorldSize 1,
-// groupListType 1, A2-only parameters, 3-D sharedExpertX, TP, quant with smooth scales) succeed.
-// Communicators: EP 4 on devices 0-3, a TP pair on devices 0 and 4, a pair on devices 5-6 (a name that has
-// no rank on device 0), 16 ranks for BufferReset, and EP 4 created with HCCL_BUFFSIZE=1 (window too small).
+// C API validation: one case per rule of docs/semantics.md 1.1-1.4 and 4.2, each a single change to a valid base call
+// of phase one (GetWorkspaceSize) on rank 0 of a communicator that lives on device 0 (phase one does not communicate).
+// Each case checks the exact status (161001 / 161002 / 561002), that aclGetRecentErrMsg() names the parameter (and the
+// value where it makes sense), that no tensor was touched (all are poisoned before, byte-compared after), and that
+// phase two with the null executor returns 161001. Positive controls: every base call, and the accepted variants (n_s 1
+// with S 0, tpWorldSize 1, groupListType 1, A2-only parameters, 3-D sharedExpertX, TP, quant with smooth scales)
+// succeed. Communicators: EP 4 on devices 0-3, a TP pair on devices 0 and 4, a pair on devices 5-6 (a name that has no
+// rank on device 0), 16 ranks for BufferReset, and EP 4 created with HCCL_BUFFSIZE=1 (window too small).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -664,7 +663,8 @@ class CombineRule : public ::testing::TestWithParam<Rule<C>> {};
 TEST_P(CombineRule, RejectedWithCodeAndMessage) { CheckRule(GetParam()); }
 INSTANTIATE_TEST_SUITE_P(CapiValidation, CombineRule, ::testing::ValuesIn(CombineRules()), RuleName<C>);
 
-// ----- BufferReset (docs/semantics.md 4.2) ----------------------------------------------------------------------------
+// ----- BufferReset (docs/semantics.md 4.2)
+// ----------------------------------------------------------------------------
 
 using R = ResetArgs;
 std::vector<Rule<R>> ResetRules() {

@@ -10,8 +10,8 @@
 #include <chrono>
 #include <random>
 
-#include "verify/scenario.h"
 #include "support/test_seed.h"
+#include "verify/scenario.h"
 
 namespace moe_ep::testing {
 namespace {
@@ -32,9 +32,7 @@ struct Transport {
 };
 void PrintTo(const Transport& t, std::ostream* os) { *os << t.name; }
 
-std::vector<Transport> Transports() {
-  return {{"thread", ThreadGroupMaker, 1, 0}, {"shm", ShmGroupMaker, 2, 100}};
-}
+std::vector<Transport> Transports() { return {{"thread", ThreadGroupMaker, 1, 0}, {"shm", ShmGroupMaker, 2, 100}}; }
 
 class Property : public ::testing::TestWithParam<Transport> {
  protected:

@@ -2,6 +2,7 @@
 // configurations, a long stress loop), and the segments are private, unguessable and gone afterwards.
 #include <dirent.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -12,8 +13,6 @@
 #include <set>
 #include <string>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "moe_ep/error.h"
 #include "support/test_seed.h"
@@ -96,7 +95,8 @@ int CountOf(const std::string& text, const std::string& what) {
 // probe, reset with the reachable mask, and run 100 scaled-down V3 rounds equal to the reference.
 TEST(ProcessFaults, SurvivorsOfAKilledRankRecoverScaledDown) {
   std::string output;
-  const int status = RunCommand("MOE_EP_TIMEOUT_MS=4000 " + Launch(8, "kill " + std::to_string(moe_ep::testing::BaseSeed()) + " 100"), output);
+  const int status = RunCommand(
+      "MOE_EP_TIMEOUT_MS=4000 " + Launch(8, "kill " + std::to_string(moe_ep::testing::BaseSeed()) + " 100"), output);
   EXPECT_EQ(status, 128 + 9) << output;  // the launcher reports the killed rank
   EXPECT_EQ(CountOf(output, "(call 4) from rank 5"), 7) << output;
   EXPECT_EQ(CountOf(output, "100 scaled-down rounds equal to the reference"), 7) << output;
@@ -107,7 +107,8 @@ TEST(ProcessFaults, SurvivorsOfAKilledRankRecoverScaledDown) {
 // Rank 5 stalls (SIGSTOP) instead: same diagnosis; after SIGCONT and a reset the full group works again.
 TEST(ProcessFaults, AStalledRankRejoinsAfterContinueAndReset) {
   std::string output;
-  const int status = RunCommand("MOE_EP_TIMEOUT_MS=4000 " + Launch(8, "stop " + std::to_string(moe_ep::testing::BaseSeed()) + " 50"), output);
+  const int status = RunCommand(
+      "MOE_EP_TIMEOUT_MS=4000 " + Launch(8, "stop " + std::to_string(moe_ep::testing::BaseSeed()) + " 50"), output);
   EXPECT_EQ(status, 0) << output;
   EXPECT_EQ(CountOf(output, "(call 4) from rank 5"), 7) << output;
   EXPECT_EQ(CountOf(output, "50 full-group rounds after the stall equal to the reference"), 8) << output;
@@ -116,10 +117,12 @@ TEST(ProcessFaults, AStalledRankRejoinsAfterContinueAndReset) {
 
 TEST(ProcessRanks, LauncherReportsTheFirstFailureAndPrefixesOutput) {
   std::string output;
-  const int status = RunCommand(std::string(MOE_EP_TOOL) + " launch -n 3 -- sh -c 'echo hello; exit $((MOE_EP_RANK + 3))'", output);
+  const int status =
+      RunCommand(std::string(MOE_EP_TOOL) + " launch -n 3 -- sh -c 'echo hello; exit $((MOE_EP_RANK + 3))'", output);
   EXPECT_GE(status, 3) << output;
   EXPECT_LE(status, 5) << output;
-  for (int r = 0; r < 3; ++r) EXPECT_NE(output.find("[rank " + std::to_string(r) + "] hello"), std::string::npos) << output;
+  for (int r = 0; r < 3; ++r)
+    EXPECT_NE(output.find("[rank " + std::to_string(r) + "] hello"), std::string::npos) << output;
 }
 
 // While rank 0 waits for a rank 1 that never comes, its segment exists: it is 0600, another job's name
@@ -169,8 +172,8 @@ TEST(ShmJoin, RanksWithDifferentWindowSizesAreRefused) {
     });
   }
   for (auto& t : ranks) t.join();
-  const bool one_named = messages[0].find("window size") != std::string::npos ||
-                         messages[1].find("window size") != std::string::npos;
+  const bool one_named =
+      messages[0].find("window size") != std::string::npos || messages[1].find("window size") != std::string::npos;
   EXPECT_TRUE(one_named) << messages[0] << " / " << messages[1];
   EXPECT_FALSE(messages[0].empty());
   EXPECT_FALSE(messages[1].empty());

@@ -11,17 +11,18 @@
 //                                           fail naming it, probe, reset, then run ROUNDS scaled-down rounds
 //   scenario_rank stop SEED ROUNDS          rank VICTIM SIGSTOPs itself at round 3; rank 0 sends SIGCONT after
 //                                           its deadline error; all reset and run ROUNDS full-group rounds
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <chrono>
-#include <csignal>
 #include <fstream>
-#include <thread>
-#include <unistd.h>
-#include <vector>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "moe_ep/error.h"
 #include "moe_ep/group.h"
@@ -39,8 +40,9 @@ std::string Round(const ScenarioSpec& spec, ScenarioInputs& inputs, moe_ep::Grou
                   const moe_ep::verify::ElasticRun* elastic = nullptr, int rank = -1, moe_ep::Group* tp = nullptr) {
   const auto expected = moe_ref::Dispatch(spec.config, inputs.dispatch);
   moe_ep::verify::FillExpertOutputs(spec, expected, inputs);
-  const auto expected_combine = spec.add_rms_norm ? moe_ref::CombineAddRmsNorm(spec.config, inputs.dispatch, inputs.combine)
-                                                  : moe_ref::Combine(spec.config, inputs.dispatch, inputs.combine);
+  const auto expected_combine = spec.add_rms_norm
+                                    ? moe_ref::CombineAddRmsNorm(spec.config, inputs.dispatch, inputs.combine)
+                                    : moe_ref::Combine(spec.config, inputs.dispatch, inputs.combine);
   if (rank < 0) rank = group.rank();
   const auto result = moe_ep::verify::RunScenarioRank(spec, inputs, rank, group, tp, elastic);
   return moe_ep::verify::CompareScenarioRank(spec, rank, expected[rank], expected_combine[rank], result);
@@ -192,7 +194,8 @@ int RunUntilFault(moe_ep::Group& group, const ScenarioSpec& spec, std::mt19937_6
       const auto& missing = e.missing_ranks();
       const bool named = std::find(missing.begin(), missing.end(), Victim()) != missing.end();
       std::printf("round %d failed after %lld ms: %s\n", round,
-                  static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(waited).count()), e.what());
+                  static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(waited).count()),
+                  e.what());
       if (round != kFailRound || !named || waited > group.timeout() + std::chrono::seconds(2)) {
         std::printf("FAIL: expected a timely deadline error naming rank %d\n", Victim());
         return 1;
@@ -221,7 +224,8 @@ int Kill(moe_ep::Group& group, uint64_t seed, int rounds) {
   moe_ep::BufferReset(group, reachable, true);
   const moe_ep::verify::ElasticRun elastic{spec.config, reachable};
   // The survivors keep their order and roles, each MoE rank its experts: the job they form.
-  const int local_experts = spec.config.moe_expert_num / (spec.config.ep_world_size - spec.config.shared_expert_rank_num);
+  const int local_experts =
+      spec.config.moe_expert_num / (spec.config.ep_world_size - spec.config.shared_expert_rank_num);
   ScenarioSpec scaled = spec;
   scaled.config.ep_world_size = 0;
   scaled.config.shared_expert_rank_num = 0;
@@ -241,8 +245,8 @@ int Kill(moe_ep::Group& group, uint64_t seed, int rounds) {
       return 1;
     }
   }
-  std::printf("survivor %d (now rank %d of %d): %d scaled-down rounds equal to the reference\n", group.rank(),
-              new_rank, scaled.config.ep_world_size, rounds);
+  std::printf("survivor %d (now rank %d of %d): %d scaled-down rounds equal to the reference\n", group.rank(), new_rank,
+              scaled.config.ep_world_size, rounds);
   return 0;
 }
 

@@ -142,17 +142,17 @@ Routing RouteRank(const Dims& dims, const RankInput& input) {
       }
     }
   }
-  // docs/semantics.md 2.1 / 2.8: a pair takes part by the mask alone; of those, only ids in [0, moe) are sent (zero, copy
-  // and const experts, ids [moe, moe + zero + copy + const), are computed by combine on the owner).
+  // docs/semantics.md 2.1 / 2.8: a pair takes part by the mask alone; of those, only ids in [0, moe) are sent (zero,
+  // copy and const experts, ids [moe, moe + zero + copy + const), are computed by combine on the owner).
   for (int64_t t = 0; t < bs; ++t) {
     for (int k = 0; k < dims.K; ++k) {
       const int64_t pair = t * dims.K + k;
       const int32_t expert = input.expert_ids[pair];
       routing.pair_active[pair] = routing.token_active[t] && pair_unmasked[pair];
       if (!routing.pair_active[pair]) continue;
-      Require(expert >= 0 && expert < dims.TotalExperts(),
-              "expert id " + std::to_string(expert) + " of token " + std::to_string(t) + " k " + std::to_string(k) +
-                  " is outside [0, moe + zero + copy + const)");
+      Require(expert >= 0 && expert < dims.TotalExperts(), "expert id " + std::to_string(expert) + " of token " +
+                                                               std::to_string(t) + " k " + std::to_string(k) +
+                                                               " is outside [0, moe + zero + copy + const)");
       routing.pair_sent[pair] = expert < dims.moe;
     }
   }

@@ -1,7 +1,7 @@
 // The reference model's entry points: Dispatch (docs/semantics.md 2, with the V3 special experts of 2.8), Combine
-// (docs/semantics.md 3.1-3.3) and CombineAddRmsNorm (docs/semantics.md 3.5), computed over all ranks at once from the layouts of
-// layout.h. Bit-exact; plain loops.
-// Build with -ffp-contract=off: every a * b + c below must round the product before the sum.
+// (docs/semantics.md 3.1-3.3) and CombineAddRmsNorm (docs/semantics.md 3.5), computed over all ranks at once from the
+// layouts of layout.h. Bit-exact; plain loops. Build with -ffp-contract=off: every a * b + c below must round the
+// product before the sum.
 #include "reference/reference.h"
 
 #include <algorithm>

@@ -14,9 +14,9 @@ enum class DType { kBf16, kFp16 };
 // EP group (ranks with the same tp_rank) is contiguous. With tp_world_size == 2 rank (ep, 0) and
 // rank (ep, 1) form a TP pair.
 struct Config {
-  int ep_world_size = 2;            // E
-  int tp_world_size = 1;            // 1 (no TP) or 2
-  int moe_expert_num = 2;           // MoE experts, L = moe / (E - S) per MoE rank
+  int ep_world_size = 2;   // E
+  int tp_world_size = 1;   // 1 (no TP) or 2
+  int moe_expert_num = 2;  // MoE experts, L = moe / (E - S) per MoE rank
   // V3 special experts (docs/semantics.md 2.8 / 3.2). Expert ids are partitioned: [0, moe) MoE experts,
   // [moe, moe + zero) zero experts, [moe + zero, moe + zero + copy) copy experts,
   // [moe + zero + copy, moe + zero + copy + const) const experts (const index c = e - moe - zero - copy).
@@ -24,16 +24,16 @@ struct Config {
   int zero_expert_num = 0;
   int copy_expert_num = 0;
   int const_expert_num = 0;
-  int shared_expert_num = 0;        // n_s
-  int shared_expert_rank_num = 0;   // S: ranks [0, S) host shared experts
-  int top_k = 1;                    // K
-  int hidden = 8;                   // H
-  int64_t global_bs = 0;            // 0 => Bs * E (all ranks have the same Bs)
+  int shared_expert_num = 0;       // n_s
+  int shared_expert_rank_num = 0;  // S: ranks [0, S) host shared experts
+  int top_k = 1;                   // K
+  int hidden = 8;                  // H
+  int64_t global_bs = 0;           // 0 => Bs * E (all ranks have the same Bs)
   DType dtype = DType::kBf16;
-  int quant_mode = 0;               // dispatch: 0 none, 2 dynamic int8
-  int expert_token_nums_type = 1;   // 0 cumulative, 1 per expert
-  int comm_quant_mode = 0;          // combine: 0 none, 2 int8 blocks of 8
-  float norm_eps = 1e-6f;           // CombineAddRmsNorm
+  int quant_mode = 0;              // dispatch: 0 none, 2 dynamic int8
+  int expert_token_nums_type = 1;  // 0 cumulative, 1 per expert
+  int comm_quant_mode = 0;         // combine: 0 none, 2 int8 blocks of 8
+  float norm_eps = 1e-6f;          // CombineAddRmsNorm
 };
 
 enum class MaskKind { kNone, kTokens, kPairs };
@@ -41,13 +41,13 @@ enum class MaskKind { kNone, kTokens, kPairs };
 // One rank's dispatch-side inputs (also the routing that combine uses).
 struct RankInput {
   int64_t bs = 0;
-  std::vector<uint16_t> x;            // bs * H raw bf16/fp16 bits, row-major
-  std::vector<int32_t> expert_ids;    // bs * K; ids of the pairs that take part must lie in
-                                      // [0, moe + zero + copy + const)
+  std::vector<uint16_t> x;          // bs * H raw bf16/fp16 bits, row-major
+  std::vector<int32_t> expert_ids;  // bs * K; ids of the pairs that take part must lie in
+                                    // [0, moe + zero + copy + const)
   MaskKind mask_kind = MaskKind::kNone;
-  std::vector<uint8_t> mask;          // bs (kTokens, true values form a prefix) or bs * K (kPairs), 0/1
-  std::vector<float> smooth_scales;   // (n_s + moe) * H, or empty; only used when quant_mode == 2
-                                      // (the model quantizes with the SENDING rank's smooth_scales)
+  std::vector<uint8_t> mask;         // bs (kTokens, true values form a prefix) or bs * K (kPairs), 0/1
+  std::vector<float> smooth_scales;  // (n_s + moe) * H, or empty; only used when quant_mode == 2
+                                     // (the model quantizes with the SENDING rank's smooth_scales)
 };
 
 // One rank's expected dispatch outputs. Only the first `rows` rows are defined; the library must leave
@@ -68,23 +68,23 @@ std::vector<DispatchOut> Dispatch(const Config& config, const std::vector<RankIn
 // One rank's combine-side inputs. `expert_out` holds the expert outputs for the rows of that rank's
 // dispatch result, in the same order (row i of expert_out is the output for dispatch row i).
 struct CombineInput {
-  std::vector<uint16_t> expert_out;        // DispatchOut.rows * H, dtype bits
-  std::vector<float> expert_scales;        // bs * K
-  std::vector<uint16_t> shared_expert_x;   // bs * H, or empty
-  std::vector<uint16_t> residual_x;        // bs * H bf16 (CombineAddRmsNorm only)
-  std::vector<uint16_t> gamma;             // H bf16 (CombineAddRmsNorm only)
+  std::vector<uint16_t> expert_out;       // DispatchOut.rows * H, dtype bits
+  std::vector<float> expert_scales;       // bs * K
+  std::vector<uint16_t> shared_expert_x;  // bs * H, or empty
+  std::vector<uint16_t> residual_x;       // bs * H bf16 (CombineAddRmsNorm only)
+  std::vector<uint16_t> gamma;            // H bf16 (CombineAddRmsNorm only)
   // Special experts (docs/semantics.md 3.2), all in the combine dtype (bf16/fp16 bits):
-  std::vector<uint16_t> ori_x;             // bs * H (copy and const experts); may be empty when copy == const == 0
-  std::vector<uint16_t> const_alpha1;      // const_expert_num: v = alpha1[c] * oriX + alpha2[c] * V[c]
-  std::vector<uint16_t> const_alpha2;      // const_expert_num
-  std::vector<uint16_t> const_v;           // const_expert_num * H (V), row-major
+  std::vector<uint16_t> ori_x;         // bs * H (copy and const experts); may be empty when copy == const == 0
+  std::vector<uint16_t> const_alpha1;  // const_expert_num: v = alpha1[c] * oriX + alpha2[c] * V[c]
+  std::vector<uint16_t> const_alpha2;  // const_expert_num
+  std::vector<uint16_t> const_v;       // const_expert_num * H (V), row-major
 };
 
 struct CombineOut {
-  std::vector<uint8_t> written;   // bs: 1 where the token is active and its output rows are written
-  std::vector<uint16_t> x;        // bs * H; rows with written == 0 are unspecified (library: untouched)
-  std::vector<uint16_t> y;        // bs * H (CombineAddRmsNorm only)
-  std::vector<float> rstd;        // bs (CombineAddRmsNorm only)
+  std::vector<uint8_t> written;  // bs: 1 where the token is active and its output rows are written
+  std::vector<uint16_t> x;       // bs * H; rows with written == 0 are unspecified (library: untouched)
+  std::vector<uint16_t> y;       // bs * H (CombineAddRmsNorm only)
+  std::vector<float> rstd;       // bs (CombineAddRmsNorm only)
 };
 
 // CombineV2: `inputs` is the same routing that was dispatched, `combine_inputs` per rank.

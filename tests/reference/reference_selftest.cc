@@ -809,8 +809,8 @@ TEST(SpecialExperts, CombineZeroCopyConstByHand) {
   }
   combine[1].expert_out = {Bf(4), Bf(8), Bf(-4), Bf(2)};
   combine[0].expert_scales = {0.5f, inf, 2.0f, 0.25f, 1.0f, inf, 1.0f, 1.0f, inf, p, w_copy, inf, 1.0f, 1.0f, 1.0f};
-  for (float v : {0.5f, 1.0f, -1.0f, 2.0f, 1.0f, -2.0f, 0.5f, 3.0f, 1.0f + 0x1p-6f, 2.0f, -1.0f, 0.0f, 1.0f + 0x1p-7f,
-                  1.0f, 0.0f, -4.0f, 1.0f, 0.0f, 0.0f, 0.0f}) {
+  for (float v : {0.5f,  1.0f, -1.0f,          2.0f, 1.0f, -2.0f, 0.5f, 3.0f, 1.0f + 0x1p-6f, 2.0f,
+                  -1.0f, 0.0f, 1.0f + 0x1p-7f, 1.0f, 0.0f, -4.0f, 1.0f, 0.0f, 0.0f,           0.0f}) {
     combine[0].ori_x.push_back(Bf(v));
   }
   for (CombineInput& input : combine) {
@@ -821,12 +821,11 @@ TEST(SpecialExperts, CombineZeroCopyConstByHand) {
   const std::vector<CombineOut> outs = Combine(config, inputs, combine);
   EXPECT_EQ(outs[0].written, (std::vector<uint8_t>{1, 1, 1, 1, 1}));
   EXPECT_EQ(outs[1].written, (std::vector<uint8_t>{}));
-  const std::vector<uint16_t> expected = {
-      Bf(3),      Bf(6),     Bf(-4),    Bf(5),                 // t0
-      Bf(1.625f), Bf(0.25f), Bf(1.75f), Bf(1.5f),              // t1
-      0x3400,     Bf(0),     Bf(-0.5f), Bf(1.5f * 0x1p-22f),   // t2
-      Bf(0),      Bf(1),     Bf(0),     Bf(-4),                // t3
-      Bf(0),      Bf(0),     Bf(0),     Bf(1.5f * 0x1p-22f)};  // t4
+  const std::vector<uint16_t> expected = {Bf(3),      Bf(6),     Bf(-4),    Bf(5),                 // t0
+                                          Bf(1.625f), Bf(0.25f), Bf(1.75f), Bf(1.5f),              // t1
+                                          0x3400,     Bf(0),     Bf(-0.5f), Bf(1.5f * 0x1p-22f),   // t2
+                                          Bf(0),      Bf(1),     Bf(0),     Bf(-4),                // t3
+                                          Bf(0),      Bf(0),     Bf(0),     Bf(1.5f * 0x1p-22f)};  // t4
   EXPECT_EQ(Bf(0x1p-23f), 0x3400);
   EXPECT_EQ(outs[0].x, expected);
 
@@ -946,7 +945,8 @@ TEST(SpecialExperts, TokensWithOnlySpecialExperts) {
     std::vector<CombineInput> combine(3);
     for (int g = 0; g < 3; ++g) {
       combine[g].expert_out = CodedExpertOut(g, rows[g], 2);
-      for (int64_t t = 0; t < inputs[g].bs; ++t) combine[g].expert_scales.insert(combine[g].expert_scales.end(), {0.5f, 1.0f});
+      for (int64_t t = 0; t < inputs[g].bs; ++t)
+        combine[g].expert_scales.insert(combine[g].expert_scales.end(), {0.5f, 1.0f});
       for (float v : ori_x[g]) combine[g].ori_x.push_back(Bf(v));
       combine[g].const_alpha1 = {Bf(1), Bf(2)};
       combine[g].const_alpha2 = {Bf(1), Bf(0.5f)};

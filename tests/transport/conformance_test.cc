@@ -13,9 +13,9 @@
 //   ClearLocalZeroesDataAndTheFirstFlagsOnly  cleared_flags 0, 1, 511/512/513 (the page edge), F-1, F, F+7,
 //                                    2^64-1 and a random one: data and flags [0, N) zero, later user flags and
 //                                    the transport's own intact, peers' data and flags untouched.
-//   NoRankLeavesABarrierBeforeAllEntered  100 barriers, one dawdling rank each; BarrierTimesOut... names the absent rank.
-//   ProbeFindsEveryRankWhenAllProbe, ARankThatNeverProbes...  1s for all; 0 for a silent rank, after the wait, no throw.
-//   WaitFlagsTimesOutNamingTheRankWhoseFlagIsMissing  WaitFlags / WaitFlag: TimeoutError after the deadline
+//   NoRankLeavesABarrierBeforeAllEntered  100 barriers, one dawdling rank each; BarrierTimesOut... names the absent
+//   rank. ProbeFindsEveryRankWhenAllProbe, ARankThatNeverProbes...  1s for all; 0 for a silent rank, after the wait, no
+//   throw. WaitFlagsTimesOutNamingTheRankWhoseFlagIsMissing  WaitFlags / WaitFlag: TimeoutError after the deadline
 //                                    (within a slack), missing_ranks() and the message name exactly that rank.
 //   PutPastTheDataAreaThrowsAndWritesNothing, PutWhoseRangeWrapsAroundThrows, SignalPastTheFlagsThrows: bounds.
 //   FlagWords.*                      MakeFlag / FlagEpoch / FlagCount / EpochOf arithmetic (no transport).
@@ -109,14 +109,15 @@ class Mutant : public tr::Window {
 
   void Put(int peer, uint64_t offset, const void* src, uint64_t bytes) override {
     const bool past = offset > data_bytes() || bytes > data_bytes() - offset;
-    if (fault_ == "no_put_check" && past) return;  // silently drops an out-of-range put
+    if (fault_ == "no_put_check" && past) return;                    // silently drops an out-of-range put
     if (fault_ == "partial_put" && past && offset < data_bytes()) {  // writes the part that fits, then throws
       inner_->Put(peer, offset, src, data_bytes() - offset);
     }
     if (fault_ == "drop_byte" && bytes > 0) --bytes;  // loses the last byte of every put
     if (fault_ == "late_put" && !past) {              // the data lands after the signal
-      pending_.push_back({peer, offset, std::vector<uint8_t>(static_cast<const uint8_t*>(src),
-                                                             static_cast<const uint8_t*>(src) + bytes)});
+      pending_.push_back(
+          {peer, offset,
+           std::vector<uint8_t>(static_cast<const uint8_t*>(src), static_cast<const uint8_t*>(src) + bytes)});
       return;
     }
     inner_->Put(peer, offset, src, bytes);
@@ -133,8 +134,8 @@ class Mutant : public tr::Window {
   uint64_t ReadFlag(uint64_t index) const override {
     const uint64_t v = inner_->ReadFlag(index);
     const uint64_t f = flag_count(), n = static_cast<uint64_t>(size());
-    if (fault_ == "swap_flag_halves" && index < f) return (v << 32) | (v >> 32);  // compares the wrong half
-    if (fault_ == "early_barrier" && index >= f && index < f + n) return ~0ull;   // every peer "entered"
+    if (fault_ == "swap_flag_halves" && index < f) return (v << 32) | (v >> 32);     // compares the wrong half
+    if (fault_ == "early_barrier" && index >= f && index < f + n) return ~0ull;      // every peer "entered"
     if (fault_ == "probe_all" && index >= f + n && index < f + 2 * n) return ~0ull;  // every peer "probed"
     if (fault_ == "probe_none" && index >= f + n && index < f + 2 * n) return 0;     // no peer ever "probed"
     return v;
@@ -303,7 +304,8 @@ TEST_P(Conformance, EveryBytePutBeforeASignalIsSeenAfterIt) {
       win.Signal(next, kData, tr::MakeFlag(epoch, static_cast<uint32_t>(out.cuts.size() - 1)));
 
       const Payload in = DrawPayload(seed, prev, k, win.data_bytes());
-      const uint64_t flag = tr::WaitFlag(win, kData, epoch, Within(MustArriveWithin()), prev, "conformance", "a payload");
+      const uint64_t flag =
+          tr::WaitFlag(win, kData, epoch, Within(MustArriveWithin()), prev, "conformance", "a payload");
       EXPECT_EQ(tr::FlagCount(flag), in.cuts.size() - 1) << "rank " << r << " round " << k;
       const std::string diff = FirstDifference(win.LocalData() + in.offset, in.bytes, in.offset);
       if (!diff.empty()) {
@@ -382,7 +384,8 @@ TEST_P(Conformance, WaitFlagsAcceptsOnlyTheAwaitedEpoch) {
     }
     if (win.rank() == 0) win.Signal(1, kFlag, tr::MakeFlag(epoch, count));
     if (win.rank() == 1) {
-      EXPECT_NO_THROW(tr::WaitFlags(win, indices, epoch, Within(MustArriveWithin()), all_from_0, "conformance", "a flag"));
+      EXPECT_NO_THROW(
+          tr::WaitFlags(win, indices, epoch, Within(MustArriveWithin()), all_from_0, "conformance", "a flag"));
       EXPECT_EQ(win.ReadFlag(kFlag), tr::MakeFlag(epoch, count));
       EXPECT_EQ(tr::WaitFlag(win, kFlag, epoch, Within(MustArriveWithin()), 0, "conformance", "a flag"),
                 tr::MakeFlag(epoch, count));
@@ -468,7 +471,8 @@ TEST_P(Conformance, NoRankLeavesABarrierBeforeAllEntered) {
   RunRanks(w, [&](tr::Window& win) {
     for (int k = 1; k <= barriers; ++k) {
       std::mt19937_64 rng(SeedOf(seed, k));
-      if (win.rank() == static_cast<int>(rng() % n)) std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
+      if (win.rank() == static_cast<int>(rng() % n))
+        std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
       for (int peer = 0; peer < n; ++peer) win.Signal(peer, win.rank(), k);
       win.Barrier(Within(MustArriveWithin()), "the conformance test");
       for (int peer = 0; peer < n; ++peer) {
@@ -610,8 +614,7 @@ TEST_P(Conformance, PutPastTheDataAreaThrowsAndWritesNothing) {
 TEST_P(Conformance, PutWhoseRangeWrapsAroundThrows) {
   Windows w = Open(2, 4096, 1);
   const uint64_t d = w[0]->data_bytes();
-  const std::vector<std::pair<uint64_t, uint64_t>> wrapping = {
-      {~0ull - 5, 10}, {1, ~0ull}, {d / 2, ~0ull - d / 2 + 2}};
+  const std::vector<std::pair<uint64_t, uint64_t>> wrapping = {{~0ull - 5, 10}, {1, ~0ull}, {d / 2, ~0ull - d / 2 + 2}};
   static const uint8_t source[16] = {};
   for (const auto& [offset, bytes] : wrapping) {
     EXPECT_EXIT(

@@ -3,13 +3,14 @@
 //   EnvInteger.*   defaults, ranges, malformed and huge values
 //   EnvVariables.* each named variable's default, unit and bounds
 //   EnvIsa.*       MOE_EP_ISA picks the kernels (in a fresh process), and a bad name is a clear error
+#include "base/env.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
-#include "base/env.h"
 #include "kernels/kernels.h"
 #include "moe_ep/error.h"
 

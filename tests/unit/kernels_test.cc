@@ -1,5 +1,6 @@
 // Row kernel tests: exhaustive half conversions against an independent model, every ISA bit-identical to
-// scalar, the scalar path equal to naive formulas written here from kernels.h / docs/semantics.md, and hand-worked rows.
+// scalar, the scalar path equal to naive formulas written here from kernels.h / docs/semantics.md, and hand-worked
+// rows.
 //
 // Cases:
 //   HalfConversion.*  all 65536 bf16 / fp16 patterns; random floats (ties, subnormals, overflow, NaN)

@@ -38,8 +38,8 @@ MoeConfig Config(int64_t e, int64_t moe, int64_t bs, int64_t h, int64_t k) {
 
 struct RowGeometry {
   int64_t h;
-  uint64_t tok_c, tok_d;                            // Align512(2H), Align512(Align32(2H) + 44)
-  uint64_t token, scale_offset, triple_offset;      // bf16 payload
+  uint64_t tok_c, tok_d;                              // Align512(2H), Align512(Align32(2H) + 44)
+  uint64_t token, scale_offset, triple_offset;        // bf16 payload
   uint64_t q_token, q_scale_offset, q_triple_offset;  // int8 payload
 };
 
@@ -159,10 +159,10 @@ TEST(WindowLayout, GlobalBsSizesSlotsByMaxBs) {
 TEST(ReceiveRows, MoeRanks) {
   // globalBs * min(L, K).
   EXPECT_EQ(ReceiveRows(Config(8, 64, 128, 7168, 8)), 1024 * 8);
-  EXPECT_EQ(ReceiveRows(Config(8, 64, 128, 7168, 4)), 1024 * 4);   // K < L
-  EXPECT_EQ(ReceiveRows(Config(8, 16, 128, 7168, 8)), 1024 * 2);   // L = 2 < K
-  EXPECT_EQ(ReceiveRows(Config(16, 16, 8, 7168, 8)), 128);         // L = 1
-  EXPECT_EQ(ReceiveRows(Config(1, 4, 3, 32, 2)), 3 * 2);           // native E = 1
+  EXPECT_EQ(ReceiveRows(Config(8, 64, 128, 7168, 4)), 1024 * 4);  // K < L
+  EXPECT_EQ(ReceiveRows(Config(8, 16, 128, 7168, 8)), 1024 * 2);  // L = 2 < K
+  EXPECT_EQ(ReceiveRows(Config(16, 16, 8, 7168, 8)), 128);        // L = 1
+  EXPECT_EQ(ReceiveRows(Config(1, 4, 3, 32, 2)), 3 * 2);          // native E = 1
   MoeConfig c = Config(8, 64, 100, 7168, 8);
   c.global_bs = 2048;  // maxBs = 256
   EXPECT_EQ(ReceiveRows(c), 2048 * 8);

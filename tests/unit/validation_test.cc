@@ -1,18 +1,21 @@
-// Validation tests: plan::ValidateDispatch / plan::ValidateCombine against docs/semantics.md 1.1-1.4 and docs/semantics.md 0, and
-// the native API's behaviour on bad calls.
+// Validation tests: plan::ValidateDispatch / plan::ValidateCombine against docs/semantics.md 1.1-1.4 and
+// docs/semantics.md 0, and the native API's behaviour on bad calls.
 //
 // Cases:
-//   DispatchA3Rules/*      one row per docs/semantics.md 1.1 / 1.2 dispatch rule: start from a valid A3 call (E=16, moe=16,
+//   DispatchA3Rules/*      one row per docs/semantics.md 1.1 / 1.2 dispatch rule: start from a valid A3 call (E=16,
+//   moe=16,
 //                          H=7168, Bs=8, K=8, bf16; or a TP / quant / shared-rank variant), change one thing,
 //                          and expect the exact code (161001 null, 161002 dtype, 561002 rule) and a message that
 //                          names the parameter and the offending value (and the required size for windows).
 //   DispatchA3Accepts/*    valid A3 dispatch calls: the base, every boundary of every range, the variants.
-//   DispatchA3.*           the silent n_s=1,S=0 -> 0 rule; the deliberate deviations from docs/semantics.md 1.2 (stricter
+//   DispatchA3.*           the silent n_s=1,S=0 -> 0 rule; the deliberate deviations from docs/semantics.md 1.2
+//   (stricter
 //                          expandX / assistInfo minimums that keep writes in bounds).
-//   CombineA3Rules/*       the same for CombineV2 (docs/semantics.md 1.3) and CombineAddRmsNorm (docs/semantics.md 1.4).
-//   CombineA3Accepts/*     valid combine / CombineAddRmsNorm calls, boundaries and variants.
+//   CombineA3Rules/*       the same for CombineV2 (docs/semantics.md 1.3) and CombineAddRmsNorm
+//   (docs/semantics.md 1.4). CombineA3Accepts/*     valid combine / CombineAddRmsNorm calls, boundaries and variants.
 //   CombineA3.*            rules that need more than one row, and message-naming discrepancies (skipped: BUG).
-//   NativeProfile*/*       Profile::kNative accepts what docs/semantics.md 0 relaxes (E=1, E>768, H=7, Bs>512, K>16, moe>1024,
+//   NativeProfile*/*       Profile::kNative accepts what docs/semantics.md 0 relaxes (E=1, E>768, H=7, Bs>512, K>16,
+//   moe>1024,
 //                          L*E>2048, small assistInfo) and still rejects nonsense (zero / negative sizes, S>=E,
 //                          windows too small, quantMode 1, ...).
 //   NativeApi.*            DispatchInto / CombineInto / CombineAddRmsNormInto on 4 thread ranks: bad calls throw
@@ -54,7 +57,8 @@ TensorView View(DType dtype, std::vector<int64_t> shape) { return TensorView(Dat
 
 constexpr uint64_t kBigWindow = uint64_t{4} << 30;
 
-// ---- the call under test, built from attributes with every output sized by the docs/semantics.md 1.2 formulas ----------------
+// ---- the call under test, built from attributes with every output sized by the docs/semantics.md 1.2 formulas
+// ----------------
 
 enum class Mask { kNone, kTokens, kPairs };
 
@@ -69,8 +73,8 @@ struct Params {
   bool rms = false;  // combine: CombineAddRmsNorm
 };
 
-// A of docs/semantics.md 1.2, written here from the formula (not from plan::ReceiveRows). Guards keep invalid attributes
-// from dividing by zero: those calls fail validation before sizes matter.
+// A of docs/semantics.md 1.2, written here from the formula (not from plan::ReceiveRows). Guards keep invalid
+// attributes from dividing by zero: those calls fail validation before sizes matter.
 struct Sizes {
   int64_t n_s = 0, l = 1, a = 0, tp = 1;
   bool shared_rank = false;
@@ -243,9 +247,9 @@ void QuantMode2(Params& p) { p.quant = 2; }
 void QuantMode2Scales(Params& p) { p.quant = 2, p.scales = true; }
 void Tp(Params& p) { p.tp = 2, p.tp_rank = 1; }
 void TpQuantMode2(Params& p) { Tp(p), QuantMode2(p); }
-void TwoLocal(Params& p) { p.moe = 32; }                               // L = 2 on every MoE rank
-void SharedMoeRank(Params& p) { p.s = 2, p.n_s = 1, p.moe = 28; }       // R = 2, L = 2, rank 5 is a MoE rank
-void SharedRank(Params& p) { SharedMoeRank(p), p.rank = 0; }           // A = maxBs * ceil(E/R) = 64
+void TwoLocal(Params& p) { p.moe = 32; }                           // L = 2 on every MoE rank
+void SharedMoeRank(Params& p) { p.s = 2, p.n_s = 1, p.moe = 28; }  // R = 2, L = 2, rank 5 is a MoE rank
+void SharedRank(Params& p) { SharedMoeRank(p), p.rank = 0; }       // A = maxBs * ceil(E/R) = 64
 void Tokens(Params& p) { p.mask = Mask::kTokens; }
 void Pairs(Params& p) { p.mask = Mask::kPairs; }
 void Rms(Params& p) { p.rms = true; }
@@ -292,17 +296,17 @@ TEST(DispatchA3, MaskKindIsRecorded) {
   EXPECT_EQ(call.config.mask, MaskKind::kPairs);
 }
 
-// DEVIATION (deliberate, stricter than docs/semantics.md 1.2): docs/semantics.md checks expandX.dim0 >= tpWorldSize*A with the raw
-// tpWorldSize, so tp=0 disables the check in CANN tiling. moe_ep writes every received row into expandX, so it
-// demands >= A rows whatever tpWorldSize is (a smaller buffer would be overrun, not rejected).
+// DEVIATION (deliberate, stricter than docs/semantics.md 1.2): docs/semantics.md checks expandX.dim0 >= tpWorldSize*A
+// with the raw tpWorldSize, so tp=0 disables the check in CANN tiling. moe_ep writes every received row into expandX,
+// so it demands >= A rows whatever tpWorldSize is (a smaller buffer would be overrun, not rejected).
 TEST(DispatchA3, ExpandXNeedsARowsEvenWithTpWorldSize0) {
   DispatchCall call = MakeDispatch(Params{});
   call.t.expand_x.shape = {1, 7168};
   ExpectOutcome([&] { RunDispatch(call); }, kRule, {"'expandXOut' = (1, 7168)", ">= 128"});
 }
 
-// DEVIATION (deliberate, stricter than docs/semantics.md 1.2): docs/semantics.md demands assistInfo.dim0 >= 3A; with tp=2 the kernel
-// writes triples for the peer's rows too (tp*A rows), so moe_ep demands 3*tp*A.
+// DEVIATION (deliberate, stricter than docs/semantics.md 1.2): docs/semantics.md demands assistInfo.dim0 >= 3A; with
+// tp=2 the kernel writes triples for the peer's rows too (tp*A rows), so moe_ep demands 3*tp*A.
 TEST(DispatchA3, AssistInfoNeedsThreeIntsPerRowOfBothTpHalves) {
   Params p;
   Tp(p);
@@ -324,77 +328,188 @@ TEST_P(DispatchA3Rules, FailsWithCodeNamingParameterAndValue) { CheckDispatchRow
 const DispatchRow kDispatchRules[] = {
     // -- 161001: required tensors (docs/semantics.md 1.1) --
     {"NullX", nullptr, [](DispatchCall& c) { c.t.x.data = nullptr; }, kNull, {"'x' = nullptr"}},
-    {"NullExpertIds", nullptr, [](DispatchCall& c) { c.t.expert_ids.data = nullptr; }, kNull,
+    {"NullExpertIds",
+     nullptr,
+     [](DispatchCall& c) { c.t.expert_ids.data = nullptr; },
+     kNull,
      {"'expertIds' = nullptr"}},
-    {"NullExpandXOut", nullptr, [](DispatchCall& c) { c.t.expand_x.data = nullptr; }, kNull,
+    {"NullExpandXOut",
+     nullptr,
+     [](DispatchCall& c) { c.t.expand_x.data = nullptr; },
+     kNull,
      {"'expandXOut' = nullptr"}},
-    {"NullAssistInfoOut", nullptr, [](DispatchCall& c) { c.t.assist_info.data = nullptr; }, kNull,
+    {"NullAssistInfoOut",
+     nullptr,
+     [](DispatchCall& c) { c.t.assist_info.data = nullptr; },
+     kNull,
      {"'assistInfoForCombineOut' = nullptr"}},
-    {"NullExpertTokenNumsOut", nullptr, [](DispatchCall& c) { c.t.expert_token_nums.data = nullptr; }, kNull,
+    {"NullExpertTokenNumsOut",
+     nullptr,
+     [](DispatchCall& c) { c.t.expert_token_nums.data = nullptr; },
+     kNull,
      {"'expertTokenNumsOut' = nullptr"}},
-    {"NullEpRecvCountsOut", nullptr, [](DispatchCall& c) { c.t.ep_recv_counts.data = nullptr; }, kNull,
+    {"NullEpRecvCountsOut",
+     nullptr,
+     [](DispatchCall& c) { c.t.ep_recv_counts.data = nullptr; },
+     kNull,
      {"'epRecvCountsOut' = nullptr"}},
-    {"NullTpRecvCountsOutEvenWithoutTp", nullptr, [](DispatchCall& c) { c.t.tp_recv_counts.data = nullptr; }, kNull,
+    {"NullTpRecvCountsOutEvenWithoutTp",
+     nullptr,
+     [](DispatchCall& c) { c.t.tp_recv_counts.data = nullptr; },
+     kNull,
      {"'tpRecvCountsOut' = nullptr"}},
-    {"NullDynamicScalesWithQuantMode2", QuantMode2, [](DispatchCall& c) { c.t.dynamic_scales = {}; }, kNull,
+    {"NullDynamicScalesWithQuantMode2",
+     QuantMode2,
+     [](DispatchCall& c) { c.t.dynamic_scales = {}; },
+     kNull,
      {"'dynamicScalesOut' = nullptr"}},
     // -- 161002: dtypes (docs/semantics.md 1.2 dtype list) --
     {"XFloat32", nullptr, [](DispatchCall& c) { c.t.x.dtype = DType::kFloat32; }, kDtype, {"'x' = float32"}},
     {"XInt8", nullptr, [](DispatchCall& c) { c.t.x.dtype = DType::kInt8; }, kDtype, {"'x' = int8"}},
-    {"ExpertIdsInt64", nullptr, [](DispatchCall& c) { c.t.expert_ids.dtype = DType::kInt64; }, kDtype,
+    {"ExpertIdsInt64",
+     nullptr,
+     [](DispatchCall& c) { c.t.expert_ids.dtype = DType::kInt64; },
+     kDtype,
      {"'expertIds' = int64", "int32"}},
-    {"ScalesFp16", QuantMode2Scales, [](DispatchCall& c) { c.t.scales.dtype = DType::kFp16; }, kDtype,
+    {"ScalesFp16",
+     QuantMode2Scales,
+     [](DispatchCall& c) { c.t.scales.dtype = DType::kFp16; },
+     kDtype,
      {"'scales' = fp16", "float32"}},
-    {"MaskInt8", Tokens, [](DispatchCall& c) { c.t.x_active_mask.dtype = DType::kInt8; }, kDtype,
+    {"MaskInt8",
+     Tokens,
+     [](DispatchCall& c) { c.t.x_active_mask.dtype = DType::kInt8; },
+     kDtype,
      {"'xActiveMask' = int8", "bool"}},
-    {"ExpandXOutFp16ForBf16X", nullptr, [](DispatchCall& c) { c.t.expand_x.dtype = DType::kFp16; }, kDtype,
+    {"ExpandXOutFp16ForBf16X",
+     nullptr,
+     [](DispatchCall& c) { c.t.expand_x.dtype = DType::kFp16; },
+     kDtype,
      {"'expandXOut' = fp16", "bf16"}},
-    {"ExpandXOutBf16WithQuantMode2", QuantMode2, [](DispatchCall& c) { c.t.expand_x.dtype = DType::kBf16; }, kRule,
+    {"ExpandXOutBf16WithQuantMode2",
+     QuantMode2,
+     [](DispatchCall& c) { c.t.expand_x.dtype = DType::kBf16; },
+     kRule,
      {"'expandXOut' = bf16", "int8"}},
-    {"DynamicScalesOutBf16", QuantMode2, [](DispatchCall& c) { c.t.dynamic_scales.dtype = DType::kBf16; }, kDtype,
+    {"DynamicScalesOutBf16",
+     QuantMode2,
+     [](DispatchCall& c) { c.t.dynamic_scales.dtype = DType::kBf16; },
+     kDtype,
      {"'dynamicScalesOut' = bf16", "float32"}},
-    {"AssistInfoOutInt64", nullptr, [](DispatchCall& c) { c.t.assist_info.dtype = DType::kInt64; }, kDtype,
+    {"AssistInfoOutInt64",
+     nullptr,
+     [](DispatchCall& c) { c.t.assist_info.dtype = DType::kInt64; },
+     kDtype,
      {"'assistInfoForCombineOut' = int64", "int32"}},
-    {"ExpertTokenNumsOutInt32", nullptr, [](DispatchCall& c) { c.t.expert_token_nums.dtype = DType::kInt32; }, kDtype,
+    {"ExpertTokenNumsOutInt32",
+     nullptr,
+     [](DispatchCall& c) { c.t.expert_token_nums.dtype = DType::kInt32; },
+     kDtype,
      {"'expertTokenNumsOut' = int32", "int64"}},
-    {"EpRecvCountsOutInt64", nullptr, [](DispatchCall& c) { c.t.ep_recv_counts.dtype = DType::kInt64; }, kDtype,
+    {"EpRecvCountsOutInt64",
+     nullptr,
+     [](DispatchCall& c) { c.t.ep_recv_counts.dtype = DType::kInt64; },
+     kDtype,
      {"'epRecvCountsOut' = int64"}},
-    {"TpRecvCountsOutInt64", nullptr, [](DispatchCall& c) { c.t.tp_recv_counts.dtype = DType::kInt64; }, kDtype,
+    {"TpRecvCountsOutInt64",
+     nullptr,
+     [](DispatchCall& c) { c.t.tp_recv_counts.dtype = DType::kInt64; },
+     kDtype,
      {"'tpRecvCountsOut' = int64"}},
     // -- quantMode, scales, expertTokenNumsType --
     {"QuantMode3", [](Params& p) { p.quant = 3; }, nullptr, kRule, {"'quantMode' = 3", "[0, 2]"}},
     {"QuantModeMinus1", [](Params& p) { p.quant = -1; }, nullptr, kRule, {"'quantMode' = -1"}},
     {"QuantMode1StaticRejected", [](Params& p) { p.quant = 1; }, nullptr, kRule, {"'quantMode' = 1", "static"}},
-    {"ScalesWithQuantMode0", [](Params& p) { p.scales = true; }, nullptr, kRule,
+    {"ScalesWithQuantMode0",
+     [](Params& p) { p.scales = true; },
+     nullptr,
+     kRule,
      {"'scales' = (16, 7168) float32", "quantMode == 0"}},
-    {"ExpertTokenNumsType2", [](Params& p) { p.token_nums_type = 2; }, nullptr, kRule,
-     {"'expertTokenNumsType' = 2"}},
+    {"ExpertTokenNumsType2", [](Params& p) { p.token_nums_type = 2; }, nullptr, kRule, {"'expertTokenNumsType' = 2"}},
     // -- ranks of every tensor --
-    {"X3D", nullptr, [](DispatchCall& c) { c.t.x.shape = {8, 1, 7168}; }, kRule, {"'x' = (8, 1, 7168)", "2 dim"}},
-    {"ExpertIds1D", nullptr, [](DispatchCall& c) { c.t.expert_ids.shape = {64}; }, kRule,
+    {"X3D",
+     nullptr,
+     [](DispatchCall& c) {
+       c.t.x.shape = {8, 1, 7168};
+     },
+     kRule,
+     {"'x' = (8, 1, 7168)", "2 dim"}},
+    {"ExpertIds1D",
+     nullptr,
+     [](DispatchCall& c) { c.t.expert_ids.shape = {64}; },
+     kRule,
      {"'expertIds' = (64,)", "2 dim"}},
-    {"Scales1D", QuantMode2Scales, [](DispatchCall& c) { c.t.scales.shape = {16 * 7168}; }, kRule,
+    {"Scales1D",
+     QuantMode2Scales,
+     [](DispatchCall& c) { c.t.scales.shape = {16 * 7168}; },
+     kRule,
      {"'scales' = (114688,)", "2 dim"}},
-    {"Mask3D", Tokens, [](DispatchCall& c) { c.t.x_active_mask.shape = {8, 8, 1}; }, kRule,
+    {"Mask3D",
+     Tokens,
+     [](DispatchCall& c) {
+       c.t.x_active_mask.shape = {8, 8, 1};
+     },
+     kRule,
      {"'xActiveMask' = (8, 8, 1)", "1-D"}},
-    {"Mask1DDim0NotBs", Tokens, [](DispatchCall& c) { c.t.x_active_mask.shape = {7}; }, kRule,
+    {"Mask1DDim0NotBs",
+     Tokens,
+     [](DispatchCall& c) { c.t.x_active_mask.shape = {7}; },
+     kRule,
      {"'xActiveMask' = (7,)", "Bs = 8"}},
-    {"Mask2DDim0NotBs", Pairs, [](DispatchCall& c) { c.t.x_active_mask.shape = {9, 8}; }, kRule,
+    {"Mask2DDim0NotBs",
+     Pairs,
+     [](DispatchCall& c) {
+       c.t.x_active_mask.shape = {9, 8};
+     },
+     kRule,
      {"'xActiveMask' = (9, 8)", "Bs = 8"}},
-    {"Mask2DDim1NotK", Pairs, [](DispatchCall& c) { c.t.x_active_mask.shape = {8, 7}; }, kRule,
+    {"Mask2DDim1NotK",
+     Pairs,
+     [](DispatchCall& c) {
+       c.t.x_active_mask.shape = {8, 7};
+     },
+     kRule,
      {"'xActiveMask' = (8, 7)", "K = 8"}},
-    {"ExpandXOut1D", nullptr, [](DispatchCall& c) { c.t.expand_x.shape = {128 * 7168}; }, kRule,
+    {"ExpandXOut1D",
+     nullptr,
+     [](DispatchCall& c) { c.t.expand_x.shape = {128 * 7168}; },
+     kRule,
      {"'expandXOut' = (917504,)", "2 dim"}},
-    {"DynamicScalesOut2D", QuantMode2, [](DispatchCall& c) { c.t.dynamic_scales.shape = {128, 1}; }, kRule,
+    {"DynamicScalesOut2D",
+     QuantMode2,
+     [](DispatchCall& c) {
+       c.t.dynamic_scales.shape = {128, 1};
+     },
+     kRule,
      {"'dynamicScalesOut' = (128, 1)", "1 dim"}},
-    {"AssistInfoOut2D", nullptr, [](DispatchCall& c) { c.t.assist_info.shape = {384, 1}; }, kRule,
+    {"AssistInfoOut2D",
+     nullptr,
+     [](DispatchCall& c) {
+       c.t.assist_info.shape = {384, 1};
+     },
+     kRule,
      {"'assistInfoForCombineOut' = (384, 1)", "1 dim"}},
-    {"ExpertTokenNumsOut2D", nullptr, [](DispatchCall& c) { c.t.expert_token_nums.shape = {1, 1}; }, kRule,
+    {"ExpertTokenNumsOut2D",
+     nullptr,
+     [](DispatchCall& c) {
+       c.t.expert_token_nums.shape = {1, 1};
+     },
+     kRule,
      {"'expertTokenNumsOut' = (1, 1)", "1 dim"}},
-    {"EpRecvCountsOut2D", nullptr, [](DispatchCall& c) { c.t.ep_recv_counts.shape = {16, 1}; }, kRule,
+    {"EpRecvCountsOut2D",
+     nullptr,
+     [](DispatchCall& c) {
+       c.t.ep_recv_counts.shape = {16, 1};
+     },
+     kRule,
      {"'epRecvCountsOut' = (16, 1)", "1 dim"}},
-    {"TpRecvCountsOut2D", [](Params& p) { p.tp = 1; }, [](DispatchCall& c) { c.t.tp_recv_counts.shape = {1, 1}; },
-     kRule, {"'tpRecvCountsOut' = (1, 1)", "1 dim"}},
+    {"TpRecvCountsOut2D",
+     [](Params& p) { p.tp = 1; },
+     [](DispatchCall& c) {
+       c.t.tp_recv_counts.shape = {1, 1};
+     },
+     kRule,
+     {"'tpRecvCountsOut' = (1, 1)", "1 dim"}},
     // -- epWorldSize in [2, 768], tpWorldSize in [0, 2], rank ids --
     {"EpWorldSize1", [](Params& p) { p.e = 1, p.rank = 0; }, nullptr, kRule, {"'epWorldSize' = 1", "[2, 768]"}},
     {"EpWorldSize0", [](Params& p) { p.e = 0, p.rank = 0; }, nullptr, kRule, {"'epWorldSize' = 0"}},
@@ -403,107 +518,247 @@ const DispatchRow kDispatchRules[] = {
     {"EpRankIdMinus1", [](Params& p) { p.rank = -1; }, nullptr, kRule, {"'epRankId' = -1"}},
     {"TpWorldSize3", [](Params& p) { p.tp = 3; }, nullptr, kRule, {"'tpWorldSize' = 3", "[0, 2]"}},
     {"TpWorldSizeMinus1", [](Params& p) { p.tp = -1; }, nullptr, kRule, {"'tpWorldSize' = -1"}},
-    {"TpRankId1WithoutTp", [](Params& p) { p.tp_rank = 1; }, nullptr, kRule,
+    {"TpRankId1WithoutTp",
+     [](Params& p) { p.tp_rank = 1; },
+     nullptr,
+     kRule,
      {"'tpRankId' = 1", "must be 0 when tpWorldSize < 2"}},
     {"TpRankId1WithTpWorldSize1", [](Params& p) { p.tp = 1, p.tp_rank = 1; }, nullptr, kRule, {"'tpRankId' = 1"}},
     {"TpRankId2WithTp", [](Params& p) { Tp(p), p.tp_rank = 2; }, nullptr, kRule, {"'tpRankId' = 2", "[0, "}},
     {"TpRankIdMinus1WithTp", [](Params& p) { Tp(p), p.tp_rank = -1; }, nullptr, kRule, {"'tpRankId' = -1"}},
     {"ExpertShardType1", [](Params& p) { p.shard = 1; }, nullptr, kRule, {"'expertShardType' = 1", "must be 0"}},
     // -- shared experts --
-    {"SharedExpertNum5", [](Params& p) { p.n_s = 5, p.s = 5, p.moe = 11; }, nullptr, kRule,
+    {"SharedExpertNum5",
+     [](Params& p) { p.n_s = 5, p.s = 5, p.moe = 11; },
+     nullptr,
+     kRule,
      {"'sharedExpertNum' = 5", "[0, 4]"}},
     {"SharedExpertNumMinus1", [](Params& p) { p.n_s = -1; }, nullptr, kRule, {"'sharedExpertNum' = -1"}},
-    {"SharedExpertRankNumEqualsE", [](Params& p) { p.s = 16; }, nullptr, kRule,
+    {"SharedExpertRankNumEqualsE",
+     [](Params& p) { p.s = 16; },
+     nullptr,
+     kRule,
      {"'sharedExpertRankNum' = 16", "epWorldSize = 16"}},
     {"SharedExpertRankNumMinus1", [](Params& p) { p.s = -1; }, nullptr, kRule, {"'sharedExpertRankNum' = -1"}},
-    {"SharedExpertsWithoutSharedRanks", [](Params& p) { p.n_s = 2, p.s = 0; }, nullptr, kRule,
+    {"SharedExpertsWithoutSharedRanks",
+     [](Params& p) { p.n_s = 2, p.s = 0; },
+     nullptr,
+     kRule,
      {"'sharedExpertNum' = 2", "sharedExpertRankNum (0)"}},
-    {"SharedRanksWithoutSharedExperts", [](Params& p) { p.n_s = 0, p.s = 2, p.moe = 14; }, nullptr, kRule,
+    {"SharedRanksWithoutSharedExperts",
+     [](Params& p) { p.n_s = 0, p.s = 2, p.moe = 14; },
+     nullptr,
+     kRule,
      {"'sharedExpertNum' = 0", "sharedExpertRankNum (2)"}},
-    {"SharedRankNumNotMultipleOfSharedExpertNum", [](Params& p) { p.n_s = 2, p.s = 3, p.moe = 26; }, nullptr, kRule,
+    {"SharedRankNumNotMultipleOfSharedExpertNum",
+     [](Params& p) { p.n_s = 2, p.s = 3, p.moe = 26; },
+     nullptr,
+     kRule,
      {"'sharedExpertRankNum' = 3", "multiple of sharedExpertNum (2)"}},
     // -- moeExpertNum, L --
     {"MoeExpertNum0", [](Params& p) { p.moe = 0; }, nullptr, kRule, {"'moeExpertNum' = 0", "(0, 1024]"}},
     {"MoeExpertNum1025", [](Params& p) { p.moe = 1025; }, nullptr, kRule, {"'moeExpertNum' = 1025", "(0, 1024]"}},
-    {"MoeExpertNumNotMultipleOfMoeRanks", [](Params& p) { p.moe = 24; }, nullptr, kRule,
+    {"MoeExpertNumNotMultipleOfMoeRanks",
+     [](Params& p) { p.moe = 24; },
+     nullptr,
+     kRule,
      {"'moeExpertNum' = 24", "multiple of epWorldSize - sharedExpertRankNum (16)"}},
-    {"LocalExpertsTimesEAbove2048", [](Params& p) { p.e = 64, p.s = 48, p.moe = 1024; }, nullptr, kRule,
+    {"LocalExpertsTimesEAbove2048",
+     [](Params& p) { p.e = 64, p.s = 48, p.moe = 1024; },
+     nullptr,
+     kRule,
      {"'moeExpertNum' = 1024", "(4096)", "2048"}},
-    {"TpNeedsOneLocalExpert", [](Params& p) { Tp(p), p.moe = 32; }, nullptr, kRule,
+    {"TpNeedsOneLocalExpert",
+     [](Params& p) { Tp(p), p.moe = 32; },
+     nullptr,
+     kRule,
      {"'moeExpertNum' = 32", "localExpertNum == 1"}},
     // -- Bs, globalBs, H, K --
     {"Bs0", [](Params& p) { p.bs = 0; }, nullptr, kRule, {"'Bs (x.dim0)' = 0", "[1, 512]"}},
     {"Bs513", [](Params& p) { p.bs = 513; }, nullptr, kRule, {"'Bs (x.dim0)' = 513", "[1, 512]"}},
-    {"GlobalBsNotMultipleOfE", [](Params& p) { p.global_bs = 129; }, nullptr, kRule,
+    {"GlobalBsNotMultipleOfE",
+     [](Params& p) { p.global_bs = 129; },
+     nullptr,
+     kRule,
      {"'globalBs' = 129", "multiple of epWorldSize"}},
     {"GlobalBsBelowBsTimesE", [](Params& p) { p.global_bs = 112; }, nullptr, kRule, {"'globalBs' = 112", "(128)"}},
-    {"GlobalBsAboveBsTimesEWith1DMask", [](Params& p) { p.global_bs = 256, Tokens(p); }, nullptr, kRule,
+    {"GlobalBsAboveBsTimesEWith1DMask",
+     [](Params& p) { p.global_bs = 256, Tokens(p); },
+     nullptr,
+     kRule,
      {"'globalBs' = 256", "xActiveMask"}},
-    {"GlobalBsAboveBsTimesEWith2DMask", [](Params& p) { p.global_bs = 256, Pairs(p); }, nullptr, kRule,
+    {"GlobalBsAboveBsTimesEWith2DMask",
+     [](Params& p) { p.global_bs = 256, Pairs(p); },
+     nullptr,
+     kRule,
      {"'globalBs' = 256", "xActiveMask"}},
     {"H1023", [](Params& p) { p.h = 1023; }, nullptr, kRule, {"'H (x.dim1)' = 1023", "[1024, 8192]"}},
     {"H8193", [](Params& p) { p.h = 8193; }, nullptr, kRule, {"'H (x.dim1)' = 8193", "[1024, 8192]"}},
-    {"ExpertIdsDim0NotBs", nullptr, [](DispatchCall& c) { c.t.expert_ids.shape = {7, 8}; }, kRule,
+    {"ExpertIdsDim0NotBs",
+     nullptr,
+     [](DispatchCall& c) {
+       c.t.expert_ids.shape = {7, 8};
+     },
+     kRule,
      {"'expertIds' = (7, 8) int32", "Bs = 8"}},
     {"K0", [](Params& p) { p.k = 0; }, nullptr, kRule, {"'K (expertIds.dim1)' = 0"}},
     {"K17", [](Params& p) { p.k = 17, p.moe = 32; }, nullptr, kRule, {"'K (expertIds.dim1)' = 17", "16"}},
-    {"KAboveMoeExpertNum", [](Params& p) { p.e = 4, p.moe = 4, p.k = 5, p.rank = 1; }, nullptr, kRule,
+    {"KAboveMoeExpertNum",
+     [](Params& p) { p.e = 4, p.moe = 4, p.k = 5, p.rank = 1; },
+     nullptr,
+     kRule,
      {"'K (expertIds.dim1)' = 5", "moeExpertNum = 4"}},
     // -- scales shape (n_s + moe, H) --
-    {"ScalesRowsNotSharedPlusMoe", QuantMode2Scales, [](DispatchCall& c) { c.t.scales.shape = {17, 7168}; }, kRule,
+    {"ScalesRowsNotSharedPlusMoe",
+     QuantMode2Scales,
+     [](DispatchCall& c) {
+       c.t.scales.shape = {17, 7168};
+     },
+     kRule,
      {"'scales' = (17, 7168)", "(16, 7168)"}},
-    {"ScalesColsNotH", QuantMode2Scales, [](DispatchCall& c) { c.t.scales.shape = {16, 1024}; }, kRule,
+    {"ScalesColsNotH",
+     QuantMode2Scales,
+     [](DispatchCall& c) {
+       c.t.scales.shape = {16, 1024};
+     },
+     kRule,
      {"'scales' = (16, 1024)", "(16, 7168)"}},
-    {"ScalesMissingSharedRow", [](Params& p) { QuantMode2Scales(p), SharedMoeRank(p); },
-     [](DispatchCall& c) { c.t.scales.shape = {28, 7168}; }, kRule, {"'scales' = (28, 7168)", "(29, 7168)"}},
+    {"ScalesMissingSharedRow",
+     [](Params& p) { QuantMode2Scales(p), SharedMoeRank(p); },
+     [](DispatchCall& c) {
+       c.t.scales.shape = {28, 7168};
+     },
+     kRule,
+     {"'scales' = (28, 7168)", "(29, 7168)"}},
     // -- output sizes (A = 128 on the base, 64 on the shared rank, 256 with L = 2 and on shared MoE ranks) --
-    {"ExpandXOutRowsBelowA", nullptr, [](DispatchCall& c) { c.t.expand_x.shape = {127, 7168}; }, kRule,
+    {"ExpandXOutRowsBelowA",
+     nullptr,
+     [](DispatchCall& c) {
+       c.t.expand_x.shape = {127, 7168};
+     },
+     kRule,
      {"'expandXOut' = (127, 7168)", "128"}},
-    {"ExpandXOutRowsBelowTpTimesA", Tp, [](DispatchCall& c) { c.t.expand_x.shape = {255, 7168}; }, kRule,
+    {"ExpandXOutRowsBelowTpTimesA",
+     Tp,
+     [](DispatchCall& c) {
+       c.t.expand_x.shape = {255, 7168};
+     },
+     kRule,
      {"'expandXOut' = (255, 7168)", "256"}},
-    {"ExpandXOutRowsBelowAOnSharedRank", SharedRank, [](DispatchCall& c) { c.t.expand_x.shape = {63, 7168}; },
-     kRule, {"'expandXOut' = (63, 7168)", "64"}},
-    {"ExpandXOutRowsBelowAWithTwoLocalExperts", TwoLocal, [](DispatchCall& c) { c.t.expand_x.shape = {255, 7168}; },
-     kRule, {"'expandXOut' = (255, 7168)", "256"}},
-    {"ExpandXOutColsNotH", nullptr, [](DispatchCall& c) { c.t.expand_x.shape = {128, 7167}; }, kRule,
+    {"ExpandXOutRowsBelowAOnSharedRank",
+     SharedRank,
+     [](DispatchCall& c) {
+       c.t.expand_x.shape = {63, 7168};
+     },
+     kRule,
+     {"'expandXOut' = (63, 7168)", "64"}},
+    {"ExpandXOutRowsBelowAWithTwoLocalExperts",
+     TwoLocal,
+     [](DispatchCall& c) {
+       c.t.expand_x.shape = {255, 7168};
+     },
+     kRule,
+     {"'expandXOut' = (255, 7168)", "256"}},
+    {"ExpandXOutColsNotH",
+     nullptr,
+     [](DispatchCall& c) {
+       c.t.expand_x.shape = {128, 7167};
+     },
+     kRule,
      {"'expandXOut' = (128, 7167)", "H = 7168"}},
-    {"DynamicScalesOutBelowA", QuantMode2, [](DispatchCall& c) { c.t.dynamic_scales.shape = {127}; }, kRule,
+    {"DynamicScalesOutBelowA",
+     QuantMode2,
+     [](DispatchCall& c) { c.t.dynamic_scales.shape = {127}; },
+     kRule,
      {"'dynamicScalesOut' = (127,)", "128"}},
-    {"DynamicScalesOutBelowTpTimesA", TpQuantMode2, [](DispatchCall& c) { c.t.dynamic_scales.shape = {255}; }, kRule,
+    {"DynamicScalesOutBelowTpTimesA",
+     TpQuantMode2,
+     [](DispatchCall& c) { c.t.dynamic_scales.shape = {255}; },
+     kRule,
      {"'dynamicScalesOut' = (255,)", "256"}},
-    {"AssistInfoOutBelow3A", nullptr, [](DispatchCall& c) { c.t.assist_info.shape = {383}; }, kRule,
+    {"AssistInfoOutBelow3A",
+     nullptr,
+     [](DispatchCall& c) { c.t.assist_info.shape = {383}; },
+     kRule,
      {"'assistInfoForCombineOut' = (383,)", "384"}},
-    {"AssistInfoOutBelow3AOnSharedRank", SharedRank, [](DispatchCall& c) { c.t.assist_info.shape = {191}; }, kRule,
+    {"AssistInfoOutBelow3AOnSharedRank",
+     SharedRank,
+     [](DispatchCall& c) { c.t.assist_info.shape = {191}; },
+     kRule,
      {"'assistInfoForCombineOut' = (191,)", "192"}},
-    {"ExpertTokenNumsOutNotL", nullptr, [](DispatchCall& c) { c.t.expert_token_nums.shape = {2}; }, kRule,
+    {"ExpertTokenNumsOutNotL",
+     nullptr,
+     [](DispatchCall& c) { c.t.expert_token_nums.shape = {2}; },
+     kRule,
      {"'expertTokenNumsOut' = (2,)", "localExpertNum"}},
-    {"ExpertTokenNumsOutNotLWithTwoLocalExperts", TwoLocal,
-     [](DispatchCall& c) { c.t.expert_token_nums.shape = {1}; }, kRule, {"'expertTokenNumsOut' = (1,)", "2"}},
-    {"ExpertTokenNumsOutNot1OnSharedRank", SharedRank, [](DispatchCall& c) { c.t.expert_token_nums.shape = {2}; },
-     kRule, {"'expertTokenNumsOut' = (2,)", "shared"}},
-    {"EpRecvCountsOutBelowEL", nullptr, [](DispatchCall& c) { c.t.ep_recv_counts.shape = {15}; }, kRule,
+    {"ExpertTokenNumsOutNotLWithTwoLocalExperts",
+     TwoLocal,
+     [](DispatchCall& c) { c.t.expert_token_nums.shape = {1}; },
+     kRule,
+     {"'expertTokenNumsOut' = (1,)", "2"}},
+    {"ExpertTokenNumsOutNot1OnSharedRank",
+     SharedRank,
+     [](DispatchCall& c) { c.t.expert_token_nums.shape = {2}; },
+     kRule,
+     {"'expertTokenNumsOut' = (2,)", "shared"}},
+    {"EpRecvCountsOutBelowEL",
+     nullptr,
+     [](DispatchCall& c) { c.t.ep_recv_counts.shape = {15}; },
+     kRule,
      {"'epRecvCountsOut' = (15,)", ">= 16"}},
-    {"EpRecvCountsOutBelowELWithTwoLocalExperts", TwoLocal, [](DispatchCall& c) { c.t.ep_recv_counts.shape = {31}; },
-     kRule, {"'epRecvCountsOut' = (31,)", ">= 32"}},
-    {"EpRecvCountsOutBelowELOnSharedMoeRank", SharedMoeRank,
-     [](DispatchCall& c) { c.t.ep_recv_counts.shape = {31}; }, kRule, {"'epRecvCountsOut' = (31,)", ">= 32"}},
-    {"EpRecvCountsOutBelowEOnSharedRank", SharedRank, [](DispatchCall& c) { c.t.ep_recv_counts.shape = {15}; },
-     kRule, {"'epRecvCountsOut' = (15,)", ">= 16"}},
-    {"EpRecvCountsOutBelow2EWithTp", Tp, [](DispatchCall& c) { c.t.ep_recv_counts.shape = {31}; }, kRule,
+    {"EpRecvCountsOutBelowELWithTwoLocalExperts",
+     TwoLocal,
+     [](DispatchCall& c) { c.t.ep_recv_counts.shape = {31}; },
+     kRule,
      {"'epRecvCountsOut' = (31,)", ">= 32"}},
-    {"TpRecvCountsOutNotTpWorldSize0", nullptr, [](DispatchCall& c) { c.t.tp_recv_counts.shape = {1}; }, kRule,
+    {"EpRecvCountsOutBelowELOnSharedMoeRank",
+     SharedMoeRank,
+     [](DispatchCall& c) { c.t.ep_recv_counts.shape = {31}; },
+     kRule,
+     {"'epRecvCountsOut' = (31,)", ">= 32"}},
+    {"EpRecvCountsOutBelowEOnSharedRank",
+     SharedRank,
+     [](DispatchCall& c) { c.t.ep_recv_counts.shape = {15}; },
+     kRule,
+     {"'epRecvCountsOut' = (15,)", ">= 16"}},
+    {"EpRecvCountsOutBelow2EWithTp",
+     Tp,
+     [](DispatchCall& c) { c.t.ep_recv_counts.shape = {31}; },
+     kRule,
+     {"'epRecvCountsOut' = (31,)", ">= 32"}},
+    {"TpRecvCountsOutNotTpWorldSize0",
+     nullptr,
+     [](DispatchCall& c) { c.t.tp_recv_counts.shape = {1}; },
+     kRule,
      {"'tpRecvCountsOut' = (1,)", "tpWorldSize = 0"}},
-    {"TpRecvCountsOutNotTpWorldSize1", [](Params& p) { p.tp = 1; },
-     [](DispatchCall& c) { c.t.tp_recv_counts.shape = {2}; }, kRule, {"'tpRecvCountsOut' = (2,)", "tpWorldSize = 1"}},
-    {"TpRecvCountsOutNotTpWorldSize2", Tp, [](DispatchCall& c) { c.t.tp_recv_counts.shape = {1}; }, kRule,
+    {"TpRecvCountsOutNotTpWorldSize1",
+     [](Params& p) { p.tp = 1; },
+     [](DispatchCall& c) { c.t.tp_recv_counts.shape = {2}; },
+     kRule,
+     {"'tpRecvCountsOut' = (2,)", "tpWorldSize = 1"}},
+    {"TpRecvCountsOutNotTpWorldSize2",
+     Tp,
+     [](DispatchCall& c) { c.t.tp_recv_counts.shape = {1}; },
+     kRule,
      {"'tpRecvCountsOut' = (1,)", "tpWorldSize = 2"}},
-    {"StridedOutput", nullptr, [](DispatchCall& c) { c.t.expand_x.strides = {7169, 1}; }, kRule,
+    {"StridedOutput",
+     nullptr,
+     [](DispatchCall& c) {
+       c.t.expand_x.strides = {7169, 1};
+     },
+     kRule,
      {"strided", "contiguous"}},
     // -- window (docs/semantics.md 1.2): E=16, L=1, maxBs=8, H=7168 -> 2*(8*14848*16 + 8*14336*8) = 5636096 --
-    {"EpWindowOneByteShort", nullptr, [](DispatchCall& c) { c.window.ep_bytes = 5636095; }, kRule,
+    {"EpWindowOneByteShort",
+     nullptr,
+     [](DispatchCall& c) { c.window.ep_bytes = 5636095; },
+     kRule,
      {"HCCL_BUFFSIZE", "= 5636095 bytes", "5636096 bytes"}},
     // TP: 2*A*(tokD + tokC) = 2*128*(14848 + 14336) = 7471104.
-    {"TpWindowOneByteShort", Tp, [](DispatchCall& c) { c.window.tp_bytes = 7471103; }, kRule,
+    {"TpWindowOneByteShort",
+     Tp,
+     [](DispatchCall& c) { c.window.tp_bytes = 7471103; },
+     kRule,
      {"HCCL_BUFFSIZE (TP window)", "= 7471103 bytes", "7471104 bytes"}},
 };
 INSTANTIATE_TEST_SUITE_P(Rules, DispatchA3Rules, ::testing::ValuesIn(kDispatchRules), RowName<DispatchRow>);
@@ -532,13 +787,15 @@ const DispatchRow kDispatchPasses[] = {
     {"SharedRank", SharedRank, nullptr, kOk, {}},
     {"SharedRankLast", [](Params& p) { SharedMoeRank(p), p.rank = 1; }, nullptr, kOk, {}},
     {"SharedMoeRank", SharedMoeRank, nullptr, kOk, {}},
-    {"FourSharedExpertsOnFourRanks", [](Params& p) { p.n_s = 4, p.s = 4, p.moe = 12, p.rank = 3; }, nullptr, kOk,
-     {}},
+    {"FourSharedExpertsOnFourRanks", [](Params& p) { p.n_s = 4, p.s = 4, p.moe = 12, p.rank = 3; }, nullptr, kOk, {}},
     {"TwoSharedExpertsOnSixRanks", [](Params& p) { p.n_s = 2, p.s = 6, p.moe = 20, p.rank = 4; }, nullptr, kOk, {}},
     {"SharedRankNumEMinus1", [](Params& p) { p.s = 15, p.moe = 1, p.k = 1; }, nullptr, kOk, {}},
     {"MoeExpertNum1024", [](Params& p) { p.moe = 1024; }, nullptr, kOk, {}},
-    {"LocalExpertsTimesE2048", [](Params& p) { p.e = 64, p.s = 32, p.moe = 1024, p.rank = 40, p.h = 1024; }, nullptr,
-     kOk, {}},
+    {"LocalExpertsTimesE2048",
+     [](Params& p) { p.e = 64, p.s = 32, p.moe = 1024, p.rank = 40, p.h = 1024; },
+     nullptr,
+     kOk,
+     {}},
     {"Bs1", [](Params& p) { p.bs = 1; }, nullptr, kOk, {}},
     {"Bs512", [](Params& p) { p.bs = 512, p.h = 1024; }, nullptr, kOk, {}},
     {"GlobalBsEqualBsTimesE", [](Params& p) { p.global_bs = 128; }, nullptr, kOk, {}},
@@ -550,13 +807,15 @@ const DispatchRow kDispatchPasses[] = {
     {"K1", [](Params& p) { p.k = 1; }, nullptr, kOk, {}},
     {"K16", [](Params& p) { p.k = 16, p.moe = 32; }, nullptr, kOk, {}},
     {"KEqualsMoeExpertNum", [](Params& p) { p.e = 4, p.moe = 4, p.k = 4, p.rank = 1; }, nullptr, kOk, {}},
-    {"OutputsLargerThanNeeded", nullptr,
+    {"OutputsLargerThanNeeded",
+     nullptr,
      [](DispatchCall& c) {
        c.t.expand_x.shape = {1000, 7168};
        c.t.assist_info.shape = {128 * 128};
        c.t.ep_recv_counts.shape = {100};
      },
-     kOk, {}},
+     kOk,
+     {}},
     {"EpWindowExactlyTheRule", nullptr, [](DispatchCall& c) { c.window.ep_bytes = 5636096; }, kOk, {}},
     {"TpWindowExactlyTheRule", Tp, [](DispatchCall& c) { c.window.tp_bytes = 7471104; }, kOk, {}},
     // docs/semantics.md 1.2 demands assistInfo >= 3A in dispatch (not the A*128 of combine).
@@ -575,8 +834,8 @@ TEST(CombineA3, BaseCallPassesAndFillsShapes) {
   EXPECT_EQ(call.config.shared_expert_num, 0);  // the silent n_s=1,S=0 rule applies to combine too
 }
 
-// docs/semantics.md 1.3 keeps the raw tpWorldSize in "expandX.dim0 >= tp*A": with tp=0 any row count passes, and moe_ep's
-// combine only reads the rows epSendCounts names.
+// docs/semantics.md 1.3 keeps the raw tpWorldSize in "expandX.dim0 >= tp*A": with tp=0 any row count passes, and
+// moe_ep's combine only reads the rows epSendCounts names.
 TEST(CombineA3, ExpandXRowsUncheckedWithTpWorldSize0) {
   CombineCall call = MakeCombine(Params{});
   call.t.expand_x.shape = {1, 7168};
@@ -601,80 +860,172 @@ TEST_P(CombineA3Rules, FailsWithCodeNamingParameterAndValue) { CheckCombineRow(G
 const CombineRow kCombineRules[] = {
     // -- 161001 --
     {"NullExpandX", nullptr, [](CombineCall& c) { c.t.expand_x.data = nullptr; }, kNull, {"'expandX' = nullptr"}},
-    {"NullExpertIds", nullptr, [](CombineCall& c) { c.t.expert_ids.data = nullptr; }, kNull,
-     {"'expertIds' = nullptr"}},
-    {"NullAssistInfo", nullptr, [](CombineCall& c) { c.t.assist_info.data = nullptr; }, kNull,
+    {"NullExpertIds", nullptr, [](CombineCall& c) { c.t.expert_ids.data = nullptr; }, kNull, {"'expertIds' = nullptr"}},
+    {"NullAssistInfo",
+     nullptr,
+     [](CombineCall& c) { c.t.assist_info.data = nullptr; },
+     kNull,
      {"'assistInfoForCombine' = nullptr"}},
-    {"NullEpSendCounts", nullptr, [](CombineCall& c) { c.t.ep_send_counts.data = nullptr; }, kNull,
+    {"NullEpSendCounts",
+     nullptr,
+     [](CombineCall& c) { c.t.ep_send_counts.data = nullptr; },
+     kNull,
      {"'epSendCounts' = nullptr"}},
-    {"NullExpertScales", nullptr, [](CombineCall& c) { c.t.expert_scales.data = nullptr; }, kNull,
+    {"NullExpertScales",
+     nullptr,
+     [](CombineCall& c) { c.t.expert_scales.data = nullptr; },
+     kNull,
      {"'expertScales' = nullptr"}},
     {"NullXOut", nullptr, [](CombineCall& c) { c.t.x.data = nullptr; }, kNull, {"'xOut' = nullptr"}},
-    {"NullTpSendCountsWithTp", Tp, [](CombineCall& c) { c.t.tp_send_counts = {}; }, kNull,
+    {"NullTpSendCountsWithTp",
+     Tp,
+     [](CombineCall& c) { c.t.tp_send_counts = {}; },
+     kNull,
      {"'tpSendCounts' = nullptr"}},
-    {"RmsNullResidualX", Rms, [](CombineCall& c) { c.t.residual_x.data = nullptr; }, kNull,
-     {"'residualX' = nullptr"}},
+    {"RmsNullResidualX", Rms, [](CombineCall& c) { c.t.residual_x.data = nullptr; }, kNull, {"'residualX' = nullptr"}},
     {"RmsNullGamma", Rms, [](CombineCall& c) { c.t.gamma.data = nullptr; }, kNull, {"'gamma' = nullptr"}},
     {"RmsNullYOut", Rms, [](CombineCall& c) { c.t.y.data = nullptr; }, kNull, {"'yOut' = nullptr"}},
     {"RmsNullRstdOut", Rms, [](CombineCall& c) { c.t.rstd.data = nullptr; }, kNull, {"'rstdOut' = nullptr"}},
     // -- 161002 --
-    {"ExpandXFloat32", nullptr, [](CombineCall& c) { c.t.expand_x.dtype = DType::kFloat32; }, kDtype,
+    {"ExpandXFloat32",
+     nullptr,
+     [](CombineCall& c) { c.t.expand_x.dtype = DType::kFloat32; },
+     kDtype,
      {"'expandX' = float32", "bf16 or fp16"}},
-    {"ExpertIdsInt64", nullptr, [](CombineCall& c) { c.t.expert_ids.dtype = DType::kInt64; }, kDtype,
+    {"ExpertIdsInt64",
+     nullptr,
+     [](CombineCall& c) { c.t.expert_ids.dtype = DType::kInt64; },
+     kDtype,
      {"'expertIds' = int64"}},
-    {"AssistInfoInt64", nullptr, [](CombineCall& c) { c.t.assist_info.dtype = DType::kInt64; }, kDtype,
+    {"AssistInfoInt64",
+     nullptr,
+     [](CombineCall& c) { c.t.assist_info.dtype = DType::kInt64; },
+     kDtype,
      {"'assistInfoForCombine' = int64"}},
-    {"EpSendCountsInt64", nullptr, [](CombineCall& c) { c.t.ep_send_counts.dtype = DType::kInt64; }, kDtype,
+    {"EpSendCountsInt64",
+     nullptr,
+     [](CombineCall& c) { c.t.ep_send_counts.dtype = DType::kInt64; },
+     kDtype,
      {"'epSendCounts' = int64"}},
-    {"ExpertScalesBf16", nullptr, [](CombineCall& c) { c.t.expert_scales.dtype = DType::kBf16; }, kDtype,
+    {"ExpertScalesBf16",
+     nullptr,
+     [](CombineCall& c) { c.t.expert_scales.dtype = DType::kBf16; },
+     kDtype,
      {"'expertScales' = bf16", "float32"}},
-    {"TpSendCountsInt64", Tp, [](CombineCall& c) { c.t.tp_send_counts.dtype = DType::kInt64; }, kDtype,
+    {"TpSendCountsInt64",
+     Tp,
+     [](CombineCall& c) { c.t.tp_send_counts.dtype = DType::kInt64; },
+     kDtype,
      {"'tpSendCounts' = int64"}},
-    {"MaskInt32", Tokens, [](CombineCall& c) { c.t.x_active_mask.dtype = DType::kInt32; }, kDtype,
+    {"MaskInt32",
+     Tokens,
+     [](CombineCall& c) { c.t.x_active_mask.dtype = DType::kInt32; },
+     kDtype,
      {"'xActiveMask' = int32"}},
-    {"SharedExpertXFp16ForBf16", nullptr,
-     [](CombineCall& c) { c.t.shared_expert_x = View(DType::kFp16, {8, 7168}); }, kDtype,
+    {"SharedExpertXFp16ForBf16",
+     nullptr,
+     [](CombineCall& c) {
+       c.t.shared_expert_x = View(DType::kFp16, {8, 7168});
+     },
+     kDtype,
      {"'sharedExpertX' = fp16", "bf16"}},
-    {"XOutFp16ForBf16", nullptr, [](CombineCall& c) { c.t.x.dtype = DType::kFp16; }, kDtype,
-     {"'xOut' = fp16", "bf16"}},
-    {"RmsExpandXFp16", [](Params& p) { Rms(p), p.dtype = DType::kFp16; }, nullptr, kDtype,
+    {"XOutFp16ForBf16", nullptr, [](CombineCall& c) { c.t.x.dtype = DType::kFp16; }, kDtype, {"'xOut' = fp16", "bf16"}},
+    {"RmsExpandXFp16",
+     [](Params& p) { Rms(p), p.dtype = DType::kFp16; },
+     nullptr,
+     kDtype,
      {"'expandX' = fp16", "bf16"}},
-    {"RmsResidualXFp16", Rms, [](CombineCall& c) { c.t.residual_x.dtype = DType::kFp16; }, kDtype,
+    {"RmsResidualXFp16",
+     Rms,
+     [](CombineCall& c) { c.t.residual_x.dtype = DType::kFp16; },
+     kDtype,
      {"'residualX' = fp16"}},
-    {"RmsGammaFloat32", Rms, [](CombineCall& c) { c.t.gamma.dtype = DType::kFloat32; }, kDtype,
-     {"'gamma' = float32"}},
+    {"RmsGammaFloat32", Rms, [](CombineCall& c) { c.t.gamma.dtype = DType::kFloat32; }, kDtype, {"'gamma' = float32"}},
     {"RmsYOutFp16", Rms, [](CombineCall& c) { c.t.y.dtype = DType::kFp16; }, kDtype, {"'yOut' = fp16"}},
-    {"RmsRstdOutBf16", Rms, [](CombineCall& c) { c.t.rstd.dtype = DType::kBf16; }, kDtype,
+    {"RmsRstdOutBf16",
+     Rms,
+     [](CombineCall& c) { c.t.rstd.dtype = DType::kBf16; },
+     kDtype,
      {"'rstdOut' = bf16", "float32"}},
     {"RmsXOutFp16", Rms, [](CombineCall& c) { c.t.x.dtype = DType::kFp16; }, kDtype, {"'xOut' = fp16"}},
     // -- commQuantMode --
     {"CommQuantMode1", [](Params& p) { p.comm_quant = 1; }, nullptr, kRule, {"'commQuantMode' = 1", "0 or 2"}},
     {"CommQuantMode3", [](Params& p) { p.comm_quant = 3; }, nullptr, kRule, {"'commQuantMode' = 3"}},
     {"CommQuantModeMinus1", [](Params& p) { p.comm_quant = -1; }, nullptr, kRule, {"'commQuantMode' = -1"}},
-    {"CommQuantMode2WithTp", [](Params& p) { Tp(p), p.comm_quant = 2; }, nullptr, kRule,
+    {"CommQuantMode2WithTp",
+     [](Params& p) { Tp(p), p.comm_quant = 2; },
+     nullptr,
+     kRule,
      {"'commQuantMode' = 2", "tpWorldSize == 2"}},
-    {"RmsCommQuantMode2", [](Params& p) { Rms(p), p.comm_quant = 2; }, nullptr, kRule,
+    {"RmsCommQuantMode2",
+     [](Params& p) { Rms(p), p.comm_quant = 2; },
+     nullptr,
+     kRule,
      {"'commQuantMode' = 2", "CombineAddRmsNorm"}},
     // -- ranks --
-    {"ExpandX3D", nullptr, [](CombineCall& c) { c.t.expand_x.shape = {128, 1, 7168}; }, kRule,
+    {"ExpandX3D",
+     nullptr,
+     [](CombineCall& c) {
+       c.t.expand_x.shape = {128, 1, 7168};
+     },
+     kRule,
      {"'expandX' = (128, 1, 7168)", "2 dim"}},
-    {"ExpertIds1D", nullptr, [](CombineCall& c) { c.t.expert_ids.shape = {64}; }, kRule,
+    {"ExpertIds1D",
+     nullptr,
+     [](CombineCall& c) { c.t.expert_ids.shape = {64}; },
+     kRule,
      {"'expertIds' = (64,)", "2 dim"}},
-    {"ExpertScales1D", nullptr, [](CombineCall& c) { c.t.expert_scales.shape = {64}; }, kRule,
+    {"ExpertScales1D",
+     nullptr,
+     [](CombineCall& c) { c.t.expert_scales.shape = {64}; },
+     kRule,
      {"'expertScales' = (64,)", "2 dim"}},
-    {"AssistInfo2D", nullptr, [](CombineCall& c) { c.t.assist_info.shape = {16384, 1}; }, kRule,
+    {"AssistInfo2D",
+     nullptr,
+     [](CombineCall& c) {
+       c.t.assist_info.shape = {16384, 1};
+     },
+     kRule,
      {"'assistInfoForCombine' = (16384, 1)", "1 dim"}},
-    {"EpSendCounts2D", nullptr, [](CombineCall& c) { c.t.ep_send_counts.shape = {16, 1}; }, kRule,
+    {"EpSendCounts2D",
+     nullptr,
+     [](CombineCall& c) {
+       c.t.ep_send_counts.shape = {16, 1};
+     },
+     kRule,
      {"'epSendCounts' = (16, 1)", "1 dim"}},
-    {"TpSendCounts2D", Tp, [](CombineCall& c) { c.t.tp_send_counts.shape = {2, 1}; }, kRule,
+    {"TpSendCounts2D",
+     Tp,
+     [](CombineCall& c) {
+       c.t.tp_send_counts.shape = {2, 1};
+     },
+     kRule,
      {"'tpSendCounts' = (2, 1)", "1 dim"}},
-    {"Mask3D", Tokens, [](CombineCall& c) { c.t.x_active_mask.shape = {8, 1, 1}; }, kRule,
+    {"Mask3D",
+     Tokens,
+     [](CombineCall& c) {
+       c.t.x_active_mask.shape = {8, 1, 1};
+     },
+     kRule,
      {"'xActiveMask' = (8, 1, 1)"}},
-    {"Mask1DDim0NotBs", Tokens, [](CombineCall& c) { c.t.x_active_mask.shape = {9}; }, kRule,
+    {"Mask1DDim0NotBs",
+     Tokens,
+     [](CombineCall& c) { c.t.x_active_mask.shape = {9}; },
+     kRule,
      {"'xActiveMask' = (9,)", "Bs = 8"}},
-    {"Mask2DDim1NotK", Pairs, [](CombineCall& c) { c.t.x_active_mask.shape = {8, 9}; }, kRule,
+    {"Mask2DDim1NotK",
+     Pairs,
+     [](CombineCall& c) {
+       c.t.x_active_mask.shape = {8, 9};
+     },
+     kRule,
      {"'xActiveMask' = (8, 9)", "K = 8"}},
-    {"XOut3D", nullptr, [](CombineCall& c) { c.t.x.shape = {8, 1, 7168}; }, kRule,
+    {"XOut3D",
+     nullptr,
+     [](CombineCall& c) {
+       c.t.x.shape = {8, 1, 7168};
+     },
+     kRule,
      {"'xOut' = (8, 1, 7168)", "2 dim"}},
     // -- attribute rules shared with dispatch --
     {"EpWorldSize1", [](Params& p) { p.e = 1, p.rank = 0; }, nullptr, kRule, {"'epWorldSize' = 1", "[2, 768]"}},
@@ -684,22 +1035,39 @@ const CombineRow kCombineRules[] = {
     {"TpRankId1WithoutTp", [](Params& p) { p.tp_rank = 1; }, nullptr, kRule, {"'tpRankId' = 1"}},
     {"TpRankId2WithTp", [](Params& p) { Tp(p), p.tp_rank = 2; }, nullptr, kRule, {"'tpRankId' = 2"}},
     {"ExpertShardType1", [](Params& p) { p.shard = 1; }, nullptr, kRule, {"'expertShardType' = 1"}},
-    {"SharedExpertNum5", [](Params& p) { p.n_s = 5, p.s = 5, p.moe = 11; }, nullptr, kRule,
-     {"'sharedExpertNum' = 5"}},
+    {"SharedExpertNum5", [](Params& p) { p.n_s = 5, p.s = 5, p.moe = 11; }, nullptr, kRule, {"'sharedExpertNum' = 5"}},
     {"SharedExpertRankNumEqualsE", [](Params& p) { p.s = 16; }, nullptr, kRule, {"'sharedExpertRankNum' = 16"}},
-    {"SharedExpertsWithoutSharedRanks", [](Params& p) { p.n_s = 2; }, nullptr, kRule,
+    {"SharedExpertsWithoutSharedRanks",
+     [](Params& p) { p.n_s = 2; },
+     nullptr,
+     kRule,
      {"'sharedExpertNum' = 2", "sharedExpertRankNum (0)"}},
-    {"SharedRanksWithoutSharedExperts", [](Params& p) { p.n_s = 0, p.s = 2, p.moe = 14; }, nullptr, kRule,
+    {"SharedRanksWithoutSharedExperts",
+     [](Params& p) { p.n_s = 0, p.s = 2, p.moe = 14; },
+     nullptr,
+     kRule,
      {"'sharedExpertNum' = 0", "sharedExpertRankNum (2)"}},
-    {"SharedRankNumNotMultipleOfSharedExpertNum", [](Params& p) { p.n_s = 2, p.s = 3, p.moe = 26; }, nullptr, kRule,
+    {"SharedRankNumNotMultipleOfSharedExpertNum",
+     [](Params& p) { p.n_s = 2, p.s = 3, p.moe = 26; },
+     nullptr,
+     kRule,
      {"'sharedExpertRankNum' = 3"}},
     {"MoeExpertNum0", [](Params& p) { p.moe = 0; }, nullptr, kRule, {"'moeExpertNum' = 0"}},
     {"MoeExpertNum1025", [](Params& p) { p.moe = 1025; }, nullptr, kRule, {"'moeExpertNum' = 1025"}},
-    {"MoeExpertNumNotMultipleOfMoeRanks", [](Params& p) { p.moe = 24; }, nullptr, kRule,
+    {"MoeExpertNumNotMultipleOfMoeRanks",
+     [](Params& p) { p.moe = 24; },
+     nullptr,
+     kRule,
      {"'moeExpertNum' = 24", "multiple"}},
-    {"LocalExpertsTimesEAbove2048", [](Params& p) { p.e = 64, p.s = 48, p.moe = 1024; }, nullptr, kRule,
+    {"LocalExpertsTimesEAbove2048",
+     [](Params& p) { p.e = 64, p.s = 48, p.moe = 1024; },
+     nullptr,
+     kRule,
      {"'moeExpertNum' = 1024", "(4096)"}},
-    {"TpNeedsOneLocalExpert", [](Params& p) { Tp(p), p.moe = 32; }, nullptr, kRule,
+    {"TpNeedsOneLocalExpert",
+     [](Params& p) { Tp(p), p.moe = 32; },
+     nullptr,
+     kRule,
      {"'moeExpertNum' = 32", "localExpertNum == 1"}},
     {"Bs0", [](Params& p) { p.bs = 0; }, nullptr, kRule, {"Bs", "= 0", "[1, 512]"}},
     {"Bs513", [](Params& p) { p.bs = 513; }, nullptr, kRule, {"Bs", "= 513", "[1, 512]"}},
@@ -709,79 +1077,222 @@ const CombineRow kCombineRules[] = {
     {"K17", [](Params& p) { p.k = 17, p.moe = 32; }, nullptr, kRule, {"'K (expertIds.dim1)' = 17"}},
     {"GlobalBsNotMultipleOfE", [](Params& p) { p.global_bs = 129; }, nullptr, kRule, {"'globalBs' = 129"}},
     {"GlobalBsBelowBsTimesE", [](Params& p) { p.global_bs = 112; }, nullptr, kRule, {"'globalBs' = 112"}},
-    {"GlobalBsAboveBsTimesEWithMask", [](Params& p) { p.global_bs = 256, Tokens(p); }, nullptr, kRule,
+    {"GlobalBsAboveBsTimesEWithMask",
+     [](Params& p) { p.global_bs = 256, Tokens(p); },
+     nullptr,
+     kRule,
      {"'globalBs' = 256", "xActiveMask"}},
     // -- shapes --
-    {"ExpertScalesNotBsK", nullptr, [](CombineCall& c) { c.t.expert_scales.shape = {8, 7}; }, kRule,
+    {"ExpertScalesNotBsK",
+     nullptr,
+     [](CombineCall& c) {
+       c.t.expert_scales.shape = {8, 7};
+     },
+     kRule,
      {"'expertScales' = (8, 7)", "(8, 8)"}},
-    {"ExpertScalesDim0NotBs", nullptr, [](CombineCall& c) { c.t.expert_scales.shape = {9, 8}; }, kRule,
+    {"ExpertScalesDim0NotBs",
+     nullptr,
+     [](CombineCall& c) {
+       c.t.expert_scales.shape = {9, 8};
+     },
+     kRule,
      {"'expertScales' = (9, 8)", "(8, 8)"}},
-    {"AssistInfoBelowATimes128", nullptr, [](CombineCall& c) { c.t.assist_info.shape = {16383}; }, kRule,
+    {"AssistInfoBelowATimes128",
+     nullptr,
+     [](CombineCall& c) { c.t.assist_info.shape = {16383}; },
+     kRule,
      {"'assistInfoForCombine' = (16383,)", "16384"}},
-    {"AssistInfoBelowATimes128OnSharedRank", SharedRank, [](CombineCall& c) { c.t.assist_info.shape = {64 * 128 - 1}; },
-     kRule, {"'assistInfoForCombine' = (8191,)", "8192"}},
-    {"AssistInfoOnly3A", nullptr, [](CombineCall& c) { c.t.assist_info.shape = {384}; }, kRule,
+    {"AssistInfoBelowATimes128OnSharedRank",
+     SharedRank,
+     [](CombineCall& c) { c.t.assist_info.shape = {64 * 128 - 1}; },
+     kRule,
+     {"'assistInfoForCombine' = (8191,)", "8192"}},
+    {"AssistInfoOnly3A",
+     nullptr,
+     [](CombineCall& c) { c.t.assist_info.shape = {384}; },
+     kRule,
      {"'assistInfoForCombine' = (384,)", "16384"}},
-    {"EpSendCountsBelowEL", nullptr, [](CombineCall& c) { c.t.ep_send_counts.shape = {15}; }, kRule,
+    {"EpSendCountsBelowEL",
+     nullptr,
+     [](CombineCall& c) { c.t.ep_send_counts.shape = {15}; },
+     kRule,
      {"'epSendCounts' = (15,)", ">= 16"}},
-    {"EpSendCountsBelowELWithTwoLocalExperts", TwoLocal, [](CombineCall& c) { c.t.ep_send_counts.shape = {31}; },
-     kRule, {"'epSendCounts' = (31,)", ">= 32"}},
-    {"EpSendCountsBelowEOnSharedRank", SharedRank, [](CombineCall& c) { c.t.ep_send_counts.shape = {15}; }, kRule,
-     {"'epSendCounts' = (15,)", ">= 16"}},
-    {"EpSendCountsBelowELTimesTp", Tp, [](CombineCall& c) { c.t.ep_send_counts.shape = {31}; }, kRule,
+    {"EpSendCountsBelowELWithTwoLocalExperts",
+     TwoLocal,
+     [](CombineCall& c) { c.t.ep_send_counts.shape = {31}; },
+     kRule,
      {"'epSendCounts' = (31,)", ">= 32"}},
-    {"TpSendCountsNotTp", Tp, [](CombineCall& c) { c.t.tp_send_counts.shape = {1}; }, kRule,
+    {"EpSendCountsBelowEOnSharedRank",
+     SharedRank,
+     [](CombineCall& c) { c.t.ep_send_counts.shape = {15}; },
+     kRule,
+     {"'epSendCounts' = (15,)", ">= 16"}},
+    {"EpSendCountsBelowELTimesTp",
+     Tp,
+     [](CombineCall& c) { c.t.ep_send_counts.shape = {31}; },
+     kRule,
+     {"'epSendCounts' = (31,)", ">= 32"}},
+    {"TpSendCountsNotTp",
+     Tp,
+     [](CombineCall& c) { c.t.tp_send_counts.shape = {1}; },
+     kRule,
      {"'tpSendCounts' = (1,)", "tpWorldSize = 2"}},
-    {"ExpandXRowsBelowTpTimesA", Tp, [](CombineCall& c) { c.t.expand_x.shape = {255, 7168}; }, kRule,
+    {"ExpandXRowsBelowTpTimesA",
+     Tp,
+     [](CombineCall& c) {
+       c.t.expand_x.shape = {255, 7168};
+     },
+     kRule,
      {"'expandX' = (255, 7168)", "256"}},
-    {"XOutDim0NotBs", nullptr, [](CombineCall& c) { c.t.x.shape = {7, 7168}; }, kRule,
+    {"XOutDim0NotBs",
+     nullptr,
+     [](CombineCall& c) {
+       c.t.x.shape = {7, 7168};
+     },
+     kRule,
      {"'xOut' = (7, 7168)", "(Bs, H)"}},
-    {"XOutDim1NotH", nullptr, [](CombineCall& c) { c.t.x.shape = {8, 7167}; }, kRule,
+    {"XOutDim1NotH",
+     nullptr,
+     [](CombineCall& c) {
+       c.t.x.shape = {8, 7167};
+     },
+     kRule,
      {"'xOut' = (8, 7167)", "(Bs, H)"}},
-    {"XOutStrided", nullptr, [](CombineCall& c) { c.t.x.strides = {7200, 1}; }, kRule,
+    {"XOutStrided",
+     nullptr,
+     [](CombineCall& c) {
+       c.t.x.strides = {7200, 1};
+     },
+     kRule,
      {"'xOut'", "strided", "contiguous"}},
-    {"SharedExpertXWithSharedRanks", SharedMoeRank,
-     [](CombineCall& c) { c.t.shared_expert_x = View(DType::kBf16, {8, 7168}); }, kRule,
+    {"SharedExpertXWithSharedRanks",
+     SharedMoeRank,
+     [](CombineCall& c) {
+       c.t.shared_expert_x = View(DType::kBf16, {8, 7168});
+     },
+     kRule,
      {"'sharedExpertX' = (8, 7168)", "sharedExpertRankNum == 0"}},
-    {"SharedExpertX2DColsNotH", nullptr,
-     [](CombineCall& c) { c.t.shared_expert_x = View(DType::kBf16, {8, 7167}); }, kRule,
+    {"SharedExpertX2DColsNotH",
+     nullptr,
+     [](CombineCall& c) {
+       c.t.shared_expert_x = View(DType::kBf16, {8, 7167});
+     },
+     kRule,
      {"'sharedExpertX' = (8, 7167)", "(Bs, H)"}},
-    {"SharedExpertX2DRowsNotBs", nullptr,
-     [](CombineCall& c) { c.t.shared_expert_x = View(DType::kBf16, {4, 7168}); }, kRule,
+    {"SharedExpertX2DRowsNotBs",
+     nullptr,
+     [](CombineCall& c) {
+       c.t.shared_expert_x = View(DType::kBf16, {4, 7168});
+     },
+     kRule,
      {"'sharedExpertX' = (4, 7168)"}},
-    {"SharedExpertX3DProductNotBs", nullptr,
-     [](CombineCall& c) { c.t.shared_expert_x = View(DType::kBf16, {3, 3, 7168}); }, kRule,
+    {"SharedExpertX3DProductNotBs",
+     nullptr,
+     [](CombineCall& c) {
+       c.t.shared_expert_x = View(DType::kBf16, {3, 3, 7168});
+     },
+     kRule,
      {"'sharedExpertX' = (3, 3, 7168)", "d0*d1 == Bs"}},
-    {"SharedExpertX3DLastNotH", nullptr,
-     [](CombineCall& c) { c.t.shared_expert_x = View(DType::kBf16, {2, 4, 7000}); }, kRule,
+    {"SharedExpertX3DLastNotH",
+     nullptr,
+     [](CombineCall& c) {
+       c.t.shared_expert_x = View(DType::kBf16, {2, 4, 7000});
+     },
+     kRule,
      {"'sharedExpertX' = (2, 4, 7000)"}},
-    {"SharedExpertX1D", nullptr, [](CombineCall& c) { c.t.shared_expert_x = View(DType::kBf16, {8 * 7168}); },
-     kRule, {"'sharedExpertX' = (57344,)"}},
+    {"SharedExpertX1D",
+     nullptr,
+     [](CombineCall& c) { c.t.shared_expert_x = View(DType::kBf16, {8 * 7168}); },
+     kRule,
+     {"'sharedExpertX' = (57344,)"}},
     // -- CombineAddRmsNorm (docs/semantics.md 1.4) --
-    {"RmsSharedRanks", [](Params& p) { Rms(p), SharedMoeRank(p); }, nullptr, kRule,
+    {"RmsSharedRanks",
+     [](Params& p) { Rms(p), SharedMoeRank(p); },
+     nullptr,
+     kRule,
      {"'sharedExpertRankNum' = 2", "CombineAddRmsNorm"}},
-    {"RmsResidualX2D", Rms, [](CombineCall& c) { c.t.residual_x.shape = {8, 7168}; }, kRule,
+    {"RmsResidualX2D",
+     Rms,
+     [](CombineCall& c) {
+       c.t.residual_x.shape = {8, 7168};
+     },
+     kRule,
      {"'residualX' = (8, 7168)", "(Bs, 1, H)"}},
-    {"RmsResidualXMiddleNot1", Rms, [](CombineCall& c) { c.t.residual_x.shape = {4, 2, 7168}; }, kRule,
+    {"RmsResidualXMiddleNot1",
+     Rms,
+     [](CombineCall& c) {
+       c.t.residual_x.shape = {4, 2, 7168};
+     },
+     kRule,
      {"'residualX' = (4, 2, 7168)"}},
-    {"RmsResidualXLastNotH", Rms, [](CombineCall& c) { c.t.residual_x.shape = {8, 1, 7167}; }, kRule,
+    {"RmsResidualXLastNotH",
+     Rms,
+     [](CombineCall& c) {
+       c.t.residual_x.shape = {8, 1, 7167};
+     },
+     kRule,
      {"'residualX' = (8, 1, 7167)"}},
     {"RmsGammaNotH", Rms, [](CombineCall& c) { c.t.gamma.shape = {7167}; }, kRule, {"'gamma' = (7167,)", "(H,)"}},
-    {"RmsGamma2D", Rms, [](CombineCall& c) { c.t.gamma.shape = {1, 7168}; }, kRule, {"'gamma' = (1, 7168)"}},
-    {"RmsYOut2D", Rms, [](CombineCall& c) { c.t.y.shape = {8, 7168}; }, kRule, {"'yOut' = (8, 7168)", "(Bs, 1, H)"}},
-    {"RmsYOutDim0NotBs", Rms, [](CombineCall& c) { c.t.y.shape = {7, 1, 7168}; }, kRule, {"'yOut' = (7, 1, 7168)"}},
-    {"RmsRstdOut2D", Rms, [](CombineCall& c) { c.t.rstd.shape = {8, 1}; }, kRule,
+    {"RmsGamma2D",
+     Rms,
+     [](CombineCall& c) {
+       c.t.gamma.shape = {1, 7168};
+     },
+     kRule,
+     {"'gamma' = (1, 7168)"}},
+    {"RmsYOut2D",
+     Rms,
+     [](CombineCall& c) {
+       c.t.y.shape = {8, 7168};
+     },
+     kRule,
+     {"'yOut' = (8, 7168)", "(Bs, 1, H)"}},
+    {"RmsYOutDim0NotBs",
+     Rms,
+     [](CombineCall& c) {
+       c.t.y.shape = {7, 1, 7168};
+     },
+     kRule,
+     {"'yOut' = (7, 1, 7168)"}},
+    {"RmsRstdOut2D",
+     Rms,
+     [](CombineCall& c) {
+       c.t.rstd.shape = {8, 1};
+     },
+     kRule,
      {"'rstdOut' = (8, 1)", "(Bs, 1, 1)"}},
-    {"RmsRstdOutLastNot1", Rms, [](CombineCall& c) { c.t.rstd.shape = {8, 1, 2}; }, kRule,
+    {"RmsRstdOutLastNot1",
+     Rms,
+     [](CombineCall& c) {
+       c.t.rstd.shape = {8, 1, 2};
+     },
+     kRule,
      {"'rstdOut' = (8, 1, 2)"}},
-    {"RmsXOut2D", Rms, [](CombineCall& c) { c.t.x.shape = {8, 7168}; }, kRule, {"'xOut' = (8, 7168)", "3 dim"}},
-    {"RmsXOutMiddleNot1", Rms, [](CombineCall& c) { c.t.x.shape = {4, 2, 7168}; }, kRule,
+    {"RmsXOut2D",
+     Rms,
+     [](CombineCall& c) {
+       c.t.x.shape = {8, 7168};
+     },
+     kRule,
+     {"'xOut' = (8, 7168)", "3 dim"}},
+    {"RmsXOutMiddleNot1",
+     Rms,
+     [](CombineCall& c) {
+       c.t.x.shape = {4, 2, 7168};
+     },
+     kRule,
      {"'xOut' = (4, 2, 7168)", "(Bs, 1, H)"}},
     {"RmsEpWorldSize1", [](Params& p) { Rms(p), p.e = 1, p.rank = 0; }, nullptr, kRule, {"'epWorldSize' = 1"}},
     // -- window --
-    {"EpWindowOneByteShort", nullptr, [](CombineCall& c) { c.window.ep_bytes = 5636095; }, kRule,
+    {"EpWindowOneByteShort",
+     nullptr,
+     [](CombineCall& c) { c.window.ep_bytes = 5636095; },
+     kRule,
      {"HCCL_BUFFSIZE", "= 5636095 bytes", "5636096 bytes"}},
-    {"TpWindowOneByteShort", Tp, [](CombineCall& c) { c.window.tp_bytes = 7471103; }, kRule,
+    {"TpWindowOneByteShort",
+     Tp,
+     [](CombineCall& c) { c.window.tp_bytes = 7471103; },
+     kRule,
      {"HCCL_BUFFSIZE (TP window)", "7471104 bytes"}},
 };
 INSTANTIATE_TEST_SUITE_P(Rules, CombineA3Rules, ::testing::ValuesIn(kCombineRules), RowName<CombineRow>);
@@ -804,24 +1315,45 @@ const CombineRow kCombinePasses[] = {
     {"EpWorldSize768", [](Params& p) { p.e = 768, p.moe = 768, p.rank = 767; }, nullptr, kOk, {}},
     {"Bs512H1024", [](Params& p) { p.bs = 512, p.h = 1024; }, nullptr, kOk, {}},
     {"H8192K16", [](Params& p) { p.h = 8192, p.k = 16, p.moe = 32; }, nullptr, kOk, {}},
-    {"SharedExpertX2D", nullptr, [](CombineCall& c) { c.t.shared_expert_x = View(DType::kBf16, {8, 7168}); }, kOk,
+    {"SharedExpertX2D",
+     nullptr,
+     [](CombineCall& c) {
+       c.t.shared_expert_x = View(DType::kBf16, {8, 7168});
+     },
+     kOk,
      {}},
-    {"SharedExpertX3D", nullptr, [](CombineCall& c) { c.t.shared_expert_x = View(DType::kBf16, {2, 4, 7168}); }, kOk,
+    {"SharedExpertX3D",
+     nullptr,
+     [](CombineCall& c) {
+       c.t.shared_expert_x = View(DType::kBf16, {2, 4, 7168});
+     },
+     kOk,
      {}},
-    {"SharedExpertX3DLeading1", nullptr,
-     [](CombineCall& c) { c.t.shared_expert_x = View(DType::kBf16, {1, 8, 7168}); }, kOk, {}},
+    {"SharedExpertX3DLeading1",
+     nullptr,
+     [](CombineCall& c) {
+       c.t.shared_expert_x = View(DType::kBf16, {1, 8, 7168});
+     },
+     kOk,
+     {}},
     {"AssistInfoExactlyATimes128", nullptr, [](CombineCall& c) { c.t.assist_info.shape = {16384}; }, kOk, {}},
     {"TpSendCountsAbsentWithoutTp", nullptr, [](CombineCall& c) { c.t.tp_send_counts = {}; }, kOk, {}},
     {"EpWindowExactlyTheRule", nullptr, [](CombineCall& c) { c.window.ep_bytes = 5636096; }, kOk, {}},
     {"Rms", Rms, nullptr, kOk, {}},
     {"RmsWithMask", [](Params& p) { Rms(p), Tokens(p); }, nullptr, kOk, {}},
-    {"RmsWithSharedExpertX", Rms, [](CombineCall& c) { c.t.shared_expert_x = View(DType::kBf16, {8, 7168}); }, kOk,
+    {"RmsWithSharedExpertX",
+     Rms,
+     [](CombineCall& c) {
+       c.t.shared_expert_x = View(DType::kBf16, {8, 7168});
+     },
+     kOk,
      {}},
     {"RmsTp", [](Params& p) { Rms(p), Tp(p); }, nullptr, kOk, {}},
 };
 INSTANTIATE_TEST_SUITE_P(Valid, CombineA3Accepts, ::testing::ValuesIn(kCombinePasses), RowName<CombineRow>);
 
-// ==== native profile (docs/semantics.md 0): product limits relaxed, nonsense still rejected =================================
+// ==== native profile (docs/semantics.md 0): product limits relaxed, nonsense still rejected
+// =================================
 
 // Small native base: E=4, moe=8, Bs=4, H=32, K=2.
 void NativeSmall(Params& p) { p.e = 4, p.rank = 1, p.moe = 8, p.bs = 4, p.h = 32, p.k = 2, p.tp = 1; }
@@ -833,22 +1365,37 @@ const DispatchRow kNativeDispatch[] = {
     // Relaxed: each of these fails under kA3 (see NativeRelaxationsFailUnderA3).
     {"AcceptsSmallCall", NativeSmall, nullptr, kOk, {}},
     {"AcceptsEpWorldSize1", [](Params& p) { NativeSmall(p), p.e = 1, p.rank = 0; }, nullptr, kOk, {}},
-    {"AcceptsEpWorldSize1024", [](Params& p) { NativeSmall(p), p.e = 1024, p.moe = 1024, p.rank = 1000; }, nullptr,
-     kOk, {}},
+    {"AcceptsEpWorldSize1024",
+     [](Params& p) { NativeSmall(p), p.e = 1024, p.moe = 1024, p.rank = 1000; },
+     nullptr,
+     kOk,
+     {}},
     {"AcceptsH7", [](Params& p) { NativeSmall(p), p.h = 7; }, nullptr, kOk, {}},
     {"AcceptsH1", [](Params& p) { NativeSmall(p), p.h = 1; }, nullptr, kOk, {}},
     {"AcceptsH10000", [](Params& p) { NativeSmall(p), p.h = 10000; }, nullptr, kOk, {}},
     {"AcceptsBs1000", [](Params& p) { NativeSmall(p), p.bs = 1000; }, nullptr, kOk, {}},
     {"AcceptsK20", [](Params& p) { NativeSmall(p), p.moe = 32, p.k = 20; }, nullptr, kOk, {}},
     {"AcceptsMoeExpertNum2048", [](Params& p) { NativeSmall(p), p.moe = 2048; }, nullptr, kOk, {}},
-    {"AcceptsLocalExpertsTimesEAbove2048", [](Params& p) { NativeSmall(p), p.e = 64, p.s = 48, p.moe = 1024; },
-     nullptr, kOk, {}},
+    {"AcceptsLocalExpertsTimesEAbove2048",
+     [](Params& p) { NativeSmall(p), p.e = 64, p.s = 48, p.moe = 1024; },
+     nullptr,
+     kOk,
+     {}},
     // Still rejected: zero / negative sizes and inconsistent attributes.
-    {"RejectsEpWorldSize0", [](Params& p) { NativeSmall(p), p.e = 0, p.rank = 0; }, nullptr, kRule,
+    {"RejectsEpWorldSize0",
+     [](Params& p) { NativeSmall(p), p.e = 0, p.rank = 0; },
+     nullptr,
+     kRule,
      {"'ep.size()' = 0"}},
-    {"RejectsEpWorldSizeMinus2", [](Params& p) { NativeSmall(p), p.e = -2, p.rank = 0; }, nullptr, kRule,
+    {"RejectsEpWorldSizeMinus2",
+     [](Params& p) { NativeSmall(p), p.e = -2, p.rank = 0; },
+     nullptr,
+     kRule,
      {"'ep.size()' = -2"}},
-    {"RejectsEpWorldSizeAboveFlagArea", [](Params& p) { NativeSmall(p), p.e = 65537; }, nullptr, kRule,
+    {"RejectsEpWorldSizeAboveFlagArea",
+     [](Params& p) { NativeSmall(p), p.e = 65537; },
+     nullptr,
+     kRule,
      {"'ep.size()' = 65537"}},
     {"RejectsEpRankIdEqualsE", [](Params& p) { NativeSmall(p), p.rank = 4; }, nullptr, kRule, {"'ep.rank()' = 4"}},
     {"RejectsBs0", [](Params& p) { NativeSmall(p), p.bs = 0; }, nullptr, kRule, {"'Bs (x.dim0)' = 0"}},
@@ -856,31 +1403,71 @@ const DispatchRow kNativeDispatch[] = {
     {"RejectsH0", [](Params& p) { NativeSmall(p), p.h = 0; }, nullptr, kRule, {"'H (x.dim1)' = 0"}},
     {"RejectsNegativeH", [](Params& p) { NativeSmall(p), p.h = -32; }, nullptr, kRule, {"'H (x.dim1)' = -32"}},
     {"RejectsK0", [](Params& p) { NativeSmall(p), p.k = 0; }, nullptr, kRule, {"'K (expert_ids.dim1)' = 0"}},
-    {"RejectsKAboveMoeExpertNum", [](Params& p) { NativeSmall(p), p.k = 9; }, nullptr, kRule,
+    {"RejectsKAboveMoeExpertNum",
+     [](Params& p) { NativeSmall(p), p.k = 9; },
+     nullptr,
+     kRule,
      {"'K (expert_ids.dim1)' = 9", "moeExpertNum = 8"}},
-    {"RejectsMoeExpertNum0", [](Params& p) { NativeSmall(p), p.moe = 0; }, nullptr, kRule, {"'ExpertLayout::moe_expert_num' = 0"}},
-    {"RejectsNegativeMoeExpertNum", [](Params& p) { NativeSmall(p), p.moe = -8; }, nullptr, kRule,
+    {"RejectsMoeExpertNum0",
+     [](Params& p) { NativeSmall(p), p.moe = 0; },
+     nullptr,
+     kRule,
+     {"'ExpertLayout::moe_expert_num' = 0"}},
+    {"RejectsNegativeMoeExpertNum",
+     [](Params& p) { NativeSmall(p), p.moe = -8; },
+     nullptr,
+     kRule,
      {"'ExpertLayout::moe_expert_num' = -8"}},
-    {"RejectsMoeExpertNumNotMultiple", [](Params& p) { NativeSmall(p), p.moe = 6; }, nullptr, kRule,
+    {"RejectsMoeExpertNumNotMultiple",
+     [](Params& p) { NativeSmall(p), p.moe = 6; },
+     nullptr,
+     kRule,
      {"'ExpertLayout::moe_expert_num' = 6"}},
-    {"RejectsSharedRankNumEqualsE", [](Params& p) { NativeSmall(p), p.s = 4; }, nullptr, kRule,
+    {"RejectsSharedRankNumEqualsE",
+     [](Params& p) { NativeSmall(p), p.s = 4; },
+     nullptr,
+     kRule,
      {"'ExpertLayout::shared_expert_rank_num' = 4"}},
-    {"RejectsNegativeGlobalBs", [](Params& p) { NativeSmall(p), p.global_bs = -16; }, nullptr, kRule,
+    {"RejectsNegativeGlobalBs",
+     [](Params& p) { NativeSmall(p), p.global_bs = -16; },
+     nullptr,
+     kRule,
      {"'ExpertLayout::global_bs' = -16"}},
-    {"RejectsGlobalBsBeyondCombineFlags", [](Params& p) { NativeSmall(p), p.global_bs = int64_t{4} << 22; }, nullptr,
-     kRule, {"'ExpertLayout::global_bs' = 16777216", "4194304"}},
+    {"RejectsGlobalBsBeyondCombineFlags",
+     [](Params& p) { NativeSmall(p), p.global_bs = int64_t{4} << 22; },
+     nullptr,
+     kRule,
+     {"'ExpertLayout::global_bs' = 16777216", "4194304"}},
     {"RejectsTpWorldSize3", [](Params& p) { NativeSmall(p), p.tp = 3; }, nullptr, kRule, {"'tp.size()' = 3"}},
-    {"RejectsQuantMode1", [](Params& p) { NativeSmall(p), p.quant = 1; }, nullptr, kRule, {"'DispatchOptions::quant' = 1"}},
+    {"RejectsQuantMode1",
+     [](Params& p) { NativeSmall(p), p.quant = 1; },
+     nullptr,
+     kRule,
+     {"'DispatchOptions::quant' = 1"}},
     {"RejectsNullX", NativeSmall, [](DispatchCall& c) { c.t.x = {}; }, kNull, {"'x' = nullptr"}},
-    {"RejectsWrongDtype", NativeSmall, [](DispatchCall& c) { c.t.expert_ids.dtype = DType::kInt8; }, kDtype,
+    {"RejectsWrongDtype",
+     NativeSmall,
+     [](DispatchCall& c) { c.t.expert_ids.dtype = DType::kInt8; },
+     kDtype,
      {"'expert_ids' = int8"}},
-    {"RejectsExpandXBelowA", NativeSmall, [](DispatchCall& c) { c.t.expand_x.shape = {31, 32}; }, kRule,
+    {"RejectsExpandXBelowA",
+     NativeSmall,
+     [](DispatchCall& c) {
+       c.t.expand_x.shape = {31, 32};
+     },
+     kRule,
      {"'DispatchOutputs::expand_x' = (31, 32)", "32"}},
     // Window: E=4, L=2, maxBs=4, H=32 (tokC = tokD = 512), K=2 -> 2*(4*512*8 + 4*512*2) = 40960.
-    {"RejectsWindowTooSmall", NativeSmall, [](DispatchCall& c) { c.window.ep_bytes = 40959; }, kRule,
+    {"RejectsWindowTooSmall",
+     NativeSmall,
+     [](DispatchCall& c) { c.window.ep_bytes = 40959; },
+     kRule,
      {"GroupOptions::window_bytes (MOE_EP_WINDOW_MB)", "40960 bytes"}},
     {"AcceptsWindowExactlyTheRule", NativeSmall, [](DispatchCall& c) { c.window.ep_bytes = 40960; }, kOk, {}},
-    {"RejectsHugeHAgainstWindow", [](Params& p) { NativeSmall(p), p.h = int64_t{1} << 40; }, nullptr, kRule,
+    {"RejectsHugeHAgainstWindow",
+     [](Params& p) { NativeSmall(p), p.h = int64_t{1} << 40; },
+     nullptr,
+     kRule,
      {"GroupOptions::window_bytes (MOE_EP_WINDOW_MB)"}},
 };
 INSTANTIATE_TEST_SUITE_P(Native, NativeProfileDispatch, ::testing::ValuesIn(kNativeDispatch), RowName<DispatchRow>);
@@ -916,16 +1503,28 @@ const CombineRow kNativeCombine[] = {
     // Native handles keep only the triples that exist: no A*128 minimum.
     {"AcceptsAssistInfoOfTheRowsOnly", NativeSmall, [](CombineCall& c) { c.t.assist_info.shape = {0}; }, kOk, {}},
     {"AcceptsRmsH7", [](Params& p) { NativeSmall(p), Rms(p), p.h = 7; }, nullptr, kOk, {}},
-    {"RejectsEpWorldSize0", [](Params& p) { NativeSmall(p), p.e = 0, p.rank = 0; }, nullptr, kRule,
+    {"RejectsEpWorldSize0",
+     [](Params& p) { NativeSmall(p), p.e = 0, p.rank = 0; },
+     nullptr,
+     kRule,
      {"'ep.size()' = 0"}},
     {"RejectsBs0", [](Params& p) { NativeSmall(p), p.bs = 0; }, nullptr, kRule, {"= 0", ">= 1"}},
     {"RejectsH0", [](Params& p) { NativeSmall(p), p.h = 0; }, nullptr, kRule, {"= 0", ">= 1"}},
     {"RejectsK0", [](Params& p) { NativeSmall(p), p.k = 0; }, nullptr, kRule, {"'K (expert_ids.dim1)' = 0"}},
-    {"RejectsCommQuantMode1", [](Params& p) { NativeSmall(p), p.comm_quant = 1; }, nullptr, kRule,
+    {"RejectsCommQuantMode1",
+     [](Params& p) { NativeSmall(p), p.comm_quant = 1; },
+     nullptr,
+     kRule,
      {"'CombineOptions::comm_quant' = 1"}},
-    {"RejectsRmsFp16", [](Params& p) { NativeSmall(p), Rms(p), p.dtype = DType::kFp16; }, nullptr, kDtype,
+    {"RejectsRmsFp16",
+     [](Params& p) { NativeSmall(p), Rms(p), p.dtype = DType::kFp16; },
+     nullptr,
+     kDtype,
      {"'expert_out' = fp16"}},
-    {"RejectsWindowTooSmall", NativeSmall, [](CombineCall& c) { c.window.ep_bytes = 40959; }, kRule,
+    {"RejectsWindowTooSmall",
+     NativeSmall,
+     [](CombineCall& c) { c.window.ep_bytes = 40959; },
+     kRule,
      {"GroupOptions::window_bytes (MOE_EP_WINDOW_MB)", "40960 bytes"}},
 };
 INSTANTIATE_TEST_SUITE_P(Native, NativeProfileCombine, ::testing::ValuesIn(kNativeCombine), RowName<CombineRow>);
@@ -1009,7 +1608,8 @@ struct PoisonedOutputs {
 };
 
 // Rethrows `error` and checks it is a moe_ep::Error (not a timeout) with `code` and every needle.
-void ExpectRankError(const std::exception_ptr& error, int rank, ErrorCode code, const std::vector<std::string>& needles) {
+void ExpectRankError(const std::exception_ptr& error, int rank, ErrorCode code,
+                     const std::vector<std::string>& needles) {
   ASSERT_TRUE(error) << "rank " << rank << " did not throw";
   try {
     std::rethrow_exception(error);
@@ -1026,9 +1626,9 @@ void ExpectRankError(const std::exception_ptr& error, int rank, ErrorCode code, 
 }
 
 // Every rank calls DispatchInto with the same kind of mistake: all fail at validation, before any wait.
-void ExpectDispatchRejectedEverywhere(const std::function<void(RankInputs&, PoisonedOutputs&, TensorView&, TensorView&)>&
-                                          spoil,
-                                      ErrorCode code, const std::vector<std::string>& needles) {
+void ExpectDispatchRejectedEverywhere(
+    const std::function<void(RankInputs&, PoisonedOutputs&, TensorView&, TensorView&)>& spoil, ErrorCode code,
+    const std::vector<std::string>& needles) {
   auto groups = MakeGroups();
   std::vector<PoisonedOutputs> outs(kRanks);
   const auto start = std::chrono::steady_clock::now();
@@ -1064,7 +1664,9 @@ TEST(NativeApi, WrongExpertIdsShapeThrowsAndLeavesOutputsUntouched) {
 
 TEST(NativeApi, TooSmallOutputThrowsAndLeavesOutputsUntouched) {
   ExpectDispatchRejectedEverywhere(
-      [](RankInputs&, PoisonedOutputs& out, TensorView&, TensorView&) { out.dispatch.expand_x.shape = {kRows - 1, kHidden}; },
+      [](RankInputs&, PoisonedOutputs& out, TensorView&, TensorView&) {
+        out.dispatch.expand_x.shape = {kRows - 1, kHidden};
+      },
       ErrorCode::kInvalidConfig, {"Dispatch", "'DispatchOutputs::expand_x' = (31, 32)", "32"});
 }
 
@@ -1092,7 +1694,8 @@ TEST(NativeApi, WindowTooSmallNamesTheRequiredSize) {
     DispatchInto(groups[r], in.X(), in.Ids(), Options(), outs[r].dispatch);
   });
   for (int r = 0; r < kRanks; ++r) {
-    ExpectRankError(errors[r], r, ErrorCode::kInvalidConfig, {"GroupOptions::window_bytes (MOE_EP_WINDOW_MB)", "36864 bytes", "40960 bytes"});
+    ExpectRankError(errors[r], r, ErrorCode::kInvalidConfig,
+                    {"GroupOptions::window_bytes (MOE_EP_WINDOW_MB)", "36864 bytes", "40960 bytes"});
     EXPECT_EQ(outs[r].FirstTouched(), -1) << "rank " << r;
   }
 }
@@ -1121,7 +1724,8 @@ TEST(NativeApi, ExpertIdOutOfRangeOnOneRankTimesOutTheOthersNamingIt) {
     DispatchInto(groups[r], in.X(), in.Ids(), Options(), outs[r].dispatch);
   });
   EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(3000)) << "waits must end at the deadline";
-  ExpectRankError(errors[kBad], kBad, ErrorCode::kInvalidParam, {"'expertIds'", "value 8", "[1, 1]", "moeExpertNum (8)"});
+  ExpectRankError(errors[kBad], kBad, ErrorCode::kInvalidParam,
+                  {"'expertIds'", "value 8", "[1, 1]", "moeExpertNum (8)"});
   for (int r = 0; r < kRanks; ++r) {
     EXPECT_EQ(outs[r].FirstTouched(), -1) << "rank " << r << " wrote into its outputs";
     if (r == kBad) continue;
@@ -1158,39 +1762,50 @@ TEST(NativeApi, BadCombineCallsThrowLeaveOutputsUntouchedAndGroupUsable) {
   std::vector<float> wide_weights(kBs * (kTopK + 1), 0.5f);
   std::vector<uint16_t> residual(kBs * kHidden, 0), gamma(kHidden, 0x3F80);
   const BadCall bad_calls[] = {
-      {"expertScales (Bs, K+1)", ErrorCode::kInvalidConfig, {"Combine", "'expert_scales' = (4, 3)", "(4, 2)"},
+      {"expertScales (Bs, K+1)",
+       ErrorCode::kInvalidConfig,
+       {"Combine", "'expert_scales' = (4, 3)", "(4, 2)"},
        [&](int r, RankInputs&, PoisonedOutputs& o) {
          CombineInto(groups[r], results[r].handle, results[r].expand_x.view(),
                      TensorView(wide_weights.data(), DType::kFloat32, {kBs, kTopK + 1}), {}, o.x_out);
        }},
-      {"xOut float32", ErrorCode::kInvalidParam, {"'x_out' = float32", "bf16"},
+      {"xOut float32",
+       ErrorCode::kInvalidParam,
+       {"'x_out' = float32", "bf16"},
        [&](int r, RankInputs& in, PoisonedOutputs& o) {
          TensorView x = o.x_out;
          x.dtype = DType::kFloat32;
          x.shape = {kBs, kHidden / 2};
          CombineInto(groups[r], results[r].handle, results[r].expand_x.view(), in.Weights(), {}, x);
        }},
-      {"xOut (Bs, H - 1)", ErrorCode::kInvalidConfig, {"'x_out' = (4, 31)"},
+      {"xOut (Bs, H - 1)",
+       ErrorCode::kInvalidConfig,
+       {"'x_out' = (4, 31)"},
        [&](int r, RankInputs& in, PoisonedOutputs& o) {
          TensorView x = o.x_out;
          x.shape = {kBs, kHidden - 1};
          CombineInto(groups[r], results[r].handle, results[r].expand_x.view(), in.Weights(), {}, x);
        }},
-      {"sharedExpertX (Bs, H / 2)", ErrorCode::kInvalidConfig,
+      {"sharedExpertX (Bs, H / 2)",
+       ErrorCode::kInvalidConfig,
        {"'CombineOptions::shared_expert_x' = (4, 16)"},
        [&](int r, RankInputs& in, PoisonedOutputs& o) {
          CombineOptions options;
          options.shared_expert_x = TensorView(residual.data(), DType::kBf16, {kBs, kHidden / 2});
          CombineInto(groups[r], results[r].handle, results[r].expand_x.view(), in.Weights(), options, o.x_out);
        }},
-      {"AddRmsNorm gamma (H - 1,)", ErrorCode::kInvalidConfig, {"'gamma' = (31,)", "(H,)"},
+      {"AddRmsNorm gamma (H - 1,)",
+       ErrorCode::kInvalidConfig,
+       {"'gamma' = (31,)", "(H,)"},
        [&](int r, RankInputs& in, PoisonedOutputs& o) {
          CombineAddRmsNormInto(groups[r], results[r].handle, results[r].expand_x.view(), in.Weights(),
                                TensorView(residual.data(), DType::kBf16, {kBs, 1, kHidden}),
                                TensorView(gamma.data(), DType::kBf16, {kHidden - 1}), 1e-6f, {},
                                {o.y, o.rstd, o.x_rms});
        }},
-      {"AddRmsNorm rstd (Bs, 1)", ErrorCode::kInvalidConfig, {"'AddRmsNormOutputs::rstd' = (4, 1)"},
+      {"AddRmsNorm rstd (Bs, 1)",
+       ErrorCode::kInvalidConfig,
+       {"'AddRmsNormOutputs::rstd' = (4, 1)"},
        [&](int r, RankInputs& in, PoisonedOutputs& o) {
          TensorView rstd = o.rstd;
          rstd.shape = {kBs, 1};

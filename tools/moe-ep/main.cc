@@ -62,16 +62,26 @@ moe_ep::tools::JobOptions ParseRun(int argc, char** argv) {
       ++i;
       return ParseInt(flag.c_str(), value, min);
     };
-    if (flag == "--ranks") o.ranks = static_cast<int>(take_int(1));
-    else if (flag == "--bs") o.bs = take_int(1);
-    else if (flag == "--hidden") o.hidden = take_int(1);
-    else if (flag == "--topk") o.top_k = take_int(1);
-    else if (flag == "--experts") o.experts = take_int(1);
-    else if (flag == "--shared-experts") o.shared_expert_ranks = take_int(0);
-    else if (flag == "--repeats") o.repeats = static_cast<int>(take_int(1));
-    else if (flag == "--warmup") o.warmup = static_cast<int>(take_int(0));
-    else if (flag == "--seed") o.seed = static_cast<uint64_t>(take_int(1));
-    else if (flag == "--fp16") o.fp16 = true;
+    if (flag == "--ranks")
+      o.ranks = static_cast<int>(take_int(1));
+    else if (flag == "--bs")
+      o.bs = take_int(1);
+    else if (flag == "--hidden")
+      o.hidden = take_int(1);
+    else if (flag == "--topk")
+      o.top_k = take_int(1);
+    else if (flag == "--experts")
+      o.experts = take_int(1);
+    else if (flag == "--shared-experts")
+      o.shared_expert_ranks = take_int(0);
+    else if (flag == "--repeats")
+      o.repeats = static_cast<int>(take_int(1));
+    else if (flag == "--warmup")
+      o.warmup = static_cast<int>(take_int(0));
+    else if (flag == "--seed")
+      o.seed = static_cast<uint64_t>(take_int(1));
+    else if (flag == "--fp16")
+      o.fp16 = true;
     else if (flag == "--quant" || flag == "--comm-quant") {
       ++i;
       if (!value || std::strcmp(value, "int8") != 0) BadUsage(flag + " takes 'int8'");

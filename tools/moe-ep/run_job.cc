@@ -167,7 +167,8 @@ void PrintRow(const char* name, double seconds, uint64_t bytes, double memcpy_se
 }  // namespace
 
 int RunJob(const JobOptions& o) {
-  const uint64_t seed = o.seed ? o.seed : (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+  const uint64_t seed =
+      o.seed ? o.seed : (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
   const ScenarioSpec spec = SpecOf(o);
   std::printf("moe-ep run: %s\n", moe_ep::verify::Describe(spec).c_str());
   std::printf("  transport: threads (%d ranks in one process), kernels: %s, seed %llu\n", o.ranks,
@@ -186,8 +187,10 @@ int RunJob(const JobOptions& o) {
 
   const auto expected = moe_ref::Dispatch(spec.config, inputs.dispatch);
   const Timings t = Measure(o, spec, inputs, expected);
-  std::printf("timings (%d rounds after %d warm-up; slowest rank per round; bytes = rows received x row bytes, "
-              "all ranks):\n", o.repeats, o.warmup);
+  std::printf(
+      "timings (%d rounds after %d warm-up; slowest rank per round; bytes = rows received x row bytes, "
+      "all ranks):\n",
+      o.repeats, o.warmup);
   PrintRow("dispatch", t.dispatch, t.dispatch_bytes, t.memcpy_dispatch);
   PrintRow("combine", t.combine, t.combine_bytes, t.memcpy_combine);
   return 0;

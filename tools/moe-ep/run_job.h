@@ -14,11 +14,11 @@ struct JobOptions {
   int64_t experts = 64;
   int64_t shared_expert_ranks = 0;  // with --shared-experts: 1 shared expert on this many ranks
   bool fp16 = false;
-  bool quant_int8 = false;          // dispatch quantMode 2
-  bool comm_quant_int8 = false;     // combine commQuantMode 2
+  bool quant_int8 = false;       // dispatch quantMode 2
+  bool comm_quant_int8 = false;  // combine commQuantMode 2
   int repeats = 20;
   int warmup = 3;
-  uint64_t seed = 0;                // 0: random (printed)
+  uint64_t seed = 0;  // 0: random (printed)
 };
 
 /// Runs the job; returns the process exit code (0 = verified).

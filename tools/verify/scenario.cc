@@ -25,13 +25,16 @@ int Ranks(const moe_ref::Config& c) { return c.ep_world_size * c.tp_world_size; 
 int64_t AllExperts(const moe_ref::Config& c) {
   return c.moe_expert_num + c.zero_expert_num + c.copy_expert_num + c.const_expert_num;
 }
-int64_t LocalExperts(const moe_ref::Config& c) { return c.moe_expert_num / (c.ep_world_size - c.shared_expert_rank_num); }
+int64_t LocalExperts(const moe_ref::Config& c) {
+  return c.moe_expert_num / (c.ep_world_size - c.shared_expert_rank_num);
+}
 
 // A random finite 16-bit float of moderate magnitude (occasionally zero), as raw bits.
 uint16_t RandomHalf(std::mt19937_64& rng, moe_ref::DType dtype) {
   if (Chance(rng, 0.01)) return Chance(rng, 0.5) ? 0x8000 : 0;
   const uint16_t sign = static_cast<uint16_t>(Uniform(rng, 0, 1) << 15);
-  if (dtype == moe_ref::DType::kBf16) return sign | static_cast<uint16_t>(Uniform(rng, 118, 132) << 7) | Uniform(rng, 0, 127);
+  if (dtype == moe_ref::DType::kBf16)
+    return sign | static_cast<uint16_t>(Uniform(rng, 118, 132) << 7) | Uniform(rng, 0, 127);
   return sign | static_cast<uint16_t>(Uniform(rng, 8, 20) << 10) | Uniform(rng, 0, 1023);
 }
 
@@ -95,11 +98,12 @@ ScenarioSpec RandomSpec(std::mt19937_64& rng, int max_ranks, int64_t max_hidden,
   }
   s.smooth_scales = c.quant_mode == 2 && Chance(rng, 0.6);
   s.shared_expert_x = c.shared_expert_rank_num == 0 && Chance(rng, 0.3);
-  s.add_rms_norm = c.dtype == moe_ref::DType::kBf16 && c.shared_expert_rank_num == 0 && c.comm_quant_mode == 0 &&
-                   Chance(rng, 0.25);
+  s.add_rms_norm =
+      c.dtype == moe_ref::DType::kBf16 && c.shared_expert_rank_num == 0 && c.comm_quant_mode == 0 && Chance(rng, 0.25);
   const int64_t layout = Uniform(rng, 0, 4);
-  s.layout = layout == 3 ? InputLayout::kPaddedRows : layout == 4 ? InputLayout::kStridedColumns
-                                                                  : InputLayout::kContiguous;
+  s.layout = layout == 3   ? InputLayout::kPaddedRows
+             : layout == 4 ? InputLayout::kStridedColumns
+                           : InputLayout::kContiguous;
   return s;
 }
 
@@ -107,12 +111,14 @@ std::string Describe(const ScenarioSpec& s) {
   const auto& c = s.config;
   std::ostringstream o;
   o << "E=" << c.ep_world_size << " tp=" << c.tp_world_size << " moe=" << c.moe_expert_num
-    << " n_s=" << c.shared_expert_num << " S=" << c.shared_expert_rank_num << " K=" << c.top_k
-    << " H=" << c.hidden << " Bs=" << s.bs << (s.unequal_bs ? "(unequal)" : "") << " globalBs=" << c.global_bs
+    << " n_s=" << c.shared_expert_num << " S=" << c.shared_expert_rank_num << " K=" << c.top_k << " H=" << c.hidden
+    << " Bs=" << s.bs << (s.unequal_bs ? "(unequal)" : "") << " globalBs=" << c.global_bs
     << " dtype=" << (c.dtype == moe_ref::DType::kBf16 ? "bf16" : "fp16") << " quant=" << c.quant_mode
     << (s.smooth_scales ? "+smooth" : "") << " tokenNumsType=" << c.expert_token_nums_type
     << " commQuant=" << c.comm_quant_mode << " mask="
-    << (s.mask == MaskKind::kNone ? "none" : s.mask == MaskKind::kTokens ? "1-D" : "2-D")
+    << (s.mask == MaskKind::kNone     ? "none"
+        : s.mask == MaskKind::kTokens ? "1-D"
+                                      : "2-D")
     << (s.shared_expert_x ? " sharedExpertX" : "") << (s.add_rms_norm ? " AddRmsNorm" : "")
     << " layout=" << static_cast<int>(s.layout);
   if (c.zero_expert_num + c.copy_expert_num + c.const_expert_num > 0) {

@@ -22,9 +22,9 @@ enum class InputLayout { kContiguous, kPaddedRows, kStridedColumns };
 struct ScenarioSpec {
   moe_ref::Config config;
   moe_ref::MaskKind mask = moe_ref::MaskKind::kNone;
-  bool unequal_bs = false;       // ranks draw different Bs (needs global_bs)
-  int64_t bs = 1;                // Bs (the maximum when unequal_bs)
-  bool smooth_scales = false;    // with quant_mode 2
+  bool unequal_bs = false;     // ranks draw different Bs (needs global_bs)
+  int64_t bs = 1;              // Bs (the maximum when unequal_bs)
+  bool smooth_scales = false;  // with quant_mode 2
   bool shared_expert_x = false;
   bool add_rms_norm = false;
   InputLayout layout = InputLayout::kContiguous;
@@ -50,13 +50,13 @@ void FillExpertOutputs(const ScenarioSpec& spec, const std::vector<moe_ref::Disp
 
 /// What each rank produced, copied out of its (poisoned) buffers, whole, so untouched rows can be checked.
 struct RankResult {
-  std::vector<uint8_t> expand_x;         // whole buffer
-  std::vector<float> dynamic_scales;     // whole buffer
-  std::vector<int32_t> assist_info;      // whole buffer
+  std::vector<uint8_t> expand_x;      // whole buffer
+  std::vector<float> dynamic_scales;  // whole buffer
+  std::vector<int32_t> assist_info;   // whole buffer
   std::vector<int64_t> expert_token_nums;
   std::vector<int32_t> ep_recv_counts;
   std::vector<int32_t> tp_recv_counts;
-  std::vector<uint16_t> x, y;            // combine outputs (whole)
+  std::vector<uint16_t> x, y;  // combine outputs (whole)
   std::vector<float> rstd;
 };
 
@@ -77,12 +77,12 @@ GroupMaker ThreadGroupMaker();
 GroupMaker ShmGroupMaker();
 
 struct RunOptions {
-  int rounds = 1;                 // dispatch + combine rounds with fresh routing each round
-  uint64_t window_bytes = 0;      // 0: default
-  bool verify_each_round = true;  // compare every round (else only the last)
-  uint64_t seed = 0;              // for rerouting between rounds
+  int rounds = 1;                        // dispatch + combine rounds with fresh routing each round
+  uint64_t window_bytes = 0;             // 0: default
+  bool verify_each_round = true;         // compare every round (else only the last)
+  uint64_t seed = 0;                     // for rerouting between rounds
   std::chrono::milliseconds timeout{0};  // the groups' deadline; 0: default
-  GroupMaker groups;              // the transport; empty: ThreadGroupMaker()
+  GroupMaker groups;                     // the transport; empty: ThreadGroupMaker()
 };
 
 /// One rank's dispatch + combine on its own groups (any transport), outputs poisoned first. `rank` is

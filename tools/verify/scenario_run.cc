@@ -56,7 +56,8 @@ std::string CompareBuffer(const char* what, int rank, const std::vector<T>& expe
                           size_t defined) {
   static_assert(sizeof(T) == sizeof(U));
   // Fast path: the defined prefix matches as a block and the rest is still poison.
-  bool clean = defined <= got.size() && (defined == 0 || std::memcmp(expected.data(), got.data(), defined * sizeof(T)) == 0);
+  bool clean =
+      defined <= got.size() && (defined == 0 || std::memcmp(expected.data(), got.data(), defined * sizeof(T)) == 0);
   for (size_t i = defined; clean && i < got.size(); ++i) clean = IsPoison(got[i]);
   if (clean) return "";
   for (size_t i = 0; i < got.size(); ++i) {
@@ -76,8 +77,8 @@ std::string CompareBuffer(const char* what, int rank, const std::vector<T>& expe
 
 }  // namespace
 
-std::string CompareScenarioRank(const ScenarioSpec& s, int g, const moe_ref::DispatchOut& e, const moe_ref::CombineOut& ce,
-                        const RankResult& r) {
+std::string CompareScenarioRank(const ScenarioSpec& s, int g, const moe_ref::DispatchOut& e,
+                                const moe_ref::CombineOut& ce, const RankResult& r) {
   const int64_t h = s.config.hidden;
   std::string m;
   if (s.config.quant_mode == 2) {
@@ -90,7 +91,8 @@ std::string CompareScenarioRank(const ScenarioSpec& s, int g, const moe_ref::Dis
     m = CompareBuffer("expandX", g, e.expand_x, got, e.rows * h);
   }
   if (m.empty()) m = CompareBuffer("assistInfo", g, e.assist_info, r.assist_info, 3 * e.rows);
-  if (m.empty()) m = CompareBuffer("expertTokenNums", g, e.expert_token_nums, r.expert_token_nums, e.expert_token_nums.size());
+  if (m.empty())
+    m = CompareBuffer("expertTokenNums", g, e.expert_token_nums, r.expert_token_nums, e.expert_token_nums.size());
   if (m.empty()) m = CompareBuffer("epRecvCounts", g, e.ep_recv_counts, r.ep_recv_counts, e.ep_recv_counts.size());
   if (m.empty() && s.config.tp_world_size == 2) {
     m = CompareBuffer("tpRecvCounts", g, e.tp_recv_counts, r.tp_recv_counts, 2);
@@ -142,8 +144,8 @@ RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int 
   options.quant = quant ? Quant::kDynamicInt8 : Quant::kNone;
   options.cumulative_token_nums = c.expert_token_nums_type == 0;
   if (!d.smooth_scales.empty()) {
-    options.smooth_scales = TensorView(d.smooth_scales.data(), DType::kFloat32,
-                                       {c.shared_expert_num + c.moe_expert_num, h});
+    options.smooth_scales =
+        TensorView(d.smooth_scales.data(), DType::kFloat32, {c.shared_expert_num + c.moe_expert_num, h});
   }
   if (d.mask_kind == moe_ref::MaskKind::kTokens) options.active_mask = TensorView(d.mask.data(), DType::kBool, {d.bs});
   if (d.mask_kind == moe_ref::MaskKind::kPairs) {
@@ -157,8 +159,8 @@ RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int 
       TensorView(r.expert_token_nums.data(), DType::kInt64, {static_cast<int64_t>(r.expert_token_nums.size())}),
       TensorView(r.ep_recv_counts.data(), DType::kInt32, {static_cast<int64_t>(r.ep_recv_counts.size())}),
       TensorView(r.tp_recv_counts.data(), DType::kInt32, {tp_size})};
-  const DispatchHandle handle = DispatchInto(ep, x.view(), TensorView(d.expert_ids.data(), DType::kInt32, {d.bs, c.top_k}),
-                                             options, outs, tp);
+  const DispatchHandle handle =
+      DispatchInto(ep, x.view(), TensorView(d.expert_ids.data(), DType::kInt32, {d.bs, c.top_k}), options, outs, tp);
 
   // Expert outputs: the reference's rows, in a buffer of tp*A rows (rows past them hold junk).
   std::vector<uint16_t> expert_out = Poisoned<uint16_t>(tp_size * a * h);
@@ -167,7 +169,8 @@ RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int 
   const TensorView scales(m.expert_scales.data(), DType::kFloat32, {d.bs, c.top_k});
   CombineOptions combine;
   combine.comm_quant = c.comm_quant_mode == 2 ? Quant::kDynamicInt8 : Quant::kNone;
-  if (!m.shared_expert_x.empty()) combine.shared_expert_x = TensorView(m.shared_expert_x.data(), HalfDType(c), {d.bs, h});
+  if (!m.shared_expert_x.empty())
+    combine.shared_expert_x = TensorView(m.shared_expert_x.data(), HalfDType(c), {d.bs, h});
   if (!m.ori_x.empty()) combine.ori_x = TensorView(m.ori_x.data(), HalfDType(c), {d.bs, h});
   if (c.const_expert_num > 0) {
     combine.const_alpha1 = TensorView(m.const_alpha1.data(), HalfDType(c), {c.const_expert_num});

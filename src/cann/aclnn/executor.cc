@@ -49,7 +49,8 @@ aclnnStatus BuildExecutor(const char* op, uint64_t* workspace_size, aclOpExecuto
 aclnnStatus LaunchExecutor(const char* op, aclOpExecutor* executor, aclrtStream stream) {
   if (!executor) return Fail(ACLNN_ERR_PARAM_NULLPTR, std::string(op) + ": parameter 'executor' is nullptr");
   if (!Executors().Take(executor)) {
-    return Fail(ACLNN_ERR_PARAM_INVALID, std::string(op) + ": the executor is not one phase one returned, or it ran already");
+    return Fail(ACLNN_ERR_PARAM_INVALID,
+                std::string(op) + ": the executor is not one phase one returned, or it ran already");
   }
   std::shared_ptr<aclOpExecutor> owned(executor);
   if (owned->op != op) {

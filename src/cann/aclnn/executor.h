@@ -10,8 +10,8 @@
 #include "aclnn/aclnn_base.h"
 
 struct aclOpExecutor {
-  std::string op;               // "aclnnMoeDistributeDispatchV2", ...
-  std::function<void()> work;   // the operation with its inputs captured; throws moe_ep::Error to fail
+  std::string op;              // "aclnnMoeDistributeDispatchV2", ...
+  std::function<void()> work;  // the operation with its inputs captured; throws moe_ep::Error to fail
 };
 
 namespace moe_ep::cann {

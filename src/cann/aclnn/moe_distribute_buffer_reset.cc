@@ -26,11 +26,14 @@ std::function<void()> BuildBufferReset(const aclTensor* elastic_info, const char
     Reject(ErrorCode::kInvalidParam, op, "groupEp", std::to_string(name_length) + " characters", "length in [1, 128)");
   }
   const TensorView mask = RequiredTensor(op, "elasticInfo", elastic_info);
-  if (mask.dtype != DType::kInt32) Reject(ErrorCode::kInvalidParam, op, "elasticInfo", DTypeName(mask.dtype), "dtype must be int32");
+  if (mask.dtype != DType::kInt32)
+    Reject(ErrorCode::kInvalidParam, op, "elasticInfo", DTypeName(mask.dtype), "dtype must be int32");
   if (ep_world_size < 16 || ep_world_size > 128 || ep_world_size % 16 != 0) {
-    Reject(ErrorCode::kInvalidConfig, op, "epWorldSize", std::to_string(ep_world_size), "in [16, 128] and a multiple of 16");
+    Reject(ErrorCode::kInvalidConfig, op, "epWorldSize", std::to_string(ep_world_size),
+           "in [16, 128] and a multiple of 16");
   }
-  if (need_sync != 0 && need_sync != 1) Reject(ErrorCode::kInvalidConfig, op, "needSync", std::to_string(need_sync), "0 or 1");
+  if (need_sync != 0 && need_sync != 1)
+    Reject(ErrorCode::kInvalidConfig, op, "needSync", std::to_string(need_sync), "0 or 1");
   if (mask.dim() != 1 || mask.shape[0] != ep_world_size) {
     Reject(ErrorCode::kInvalidConfig, op, "elasticInfo", mask.Describe(),
            "shape must be (epWorldSize,) = (" + std::to_string(ep_world_size) + ",)");

@@ -46,14 +46,18 @@ struct CombineArgs {
 };
 
 void CheckWrapperRules(const std::string& op, const CombineArgs& a, bool add_rms_norm) {
-  const std::pair<const aclTensor*, const char*> required[] = {
-      {a.expand_x, "expandX"}, {a.expert_ids, "expertIds"}, {a.assist_info, "assistInfoForCombine"},
-      {a.ep_send_counts, "epSendCounts"}, {a.expert_scales, "expertScales"}, {a.x, "xOut"}};
+  const std::pair<const aclTensor*, const char*> required[] = {{a.expand_x, "expandX"},
+                                                               {a.expert_ids, "expertIds"},
+                                                               {a.assist_info, "assistInfoForCombine"},
+                                                               {a.ep_send_counts, "epSendCounts"},
+                                                               {a.expert_scales, "expertScales"},
+                                                               {a.x, "xOut"}};
   for (const auto& [tensor, name] : required) {
     if (!tensor) Reject(ErrorCode::kNullPointer, op, name, "nullptr", "this tensor is required");
   }
   if (add_rms_norm) {
-    for (const auto& [tensor, name] : {std::pair{a.residual_x, "residualX"}, {a.gamma, "gamma"},
+    for (const auto& [tensor, name] : {std::pair{a.residual_x, "residualX"},
+                                       {a.gamma, "gamma"},
                                        {static_cast<const aclTensor*>(a.y), "yOut"},
                                        {static_cast<const aclTensor*>(a.rstd), "rstdOut"}}) {
       if (!tensor) Reject(ErrorCode::kNullPointer, op, name, "nullptr", "this tensor is required");
@@ -79,7 +83,8 @@ void CheckReserved(const std::string& op, const CombineArgs& a) {
   for (const auto& [tensor, name] : reserved) {
     if (tensor) Reject(ErrorCode::kInvalidConfig, op, name, "a tensor", "reserved: must be nullptr");
   }
-  if (a.out_dtype != 0) Reject(ErrorCode::kInvalidConfig, op, "outDtype", std::to_string(a.out_dtype), "reserved: must be 0");
+  if (a.out_dtype != 0)
+    Reject(ErrorCode::kInvalidConfig, op, "outDtype", std::to_string(a.out_dtype), "reserved: must be 0");
 }
 
 std::function<void()> BuildCombine(const std::string& op, const CombineArgs& a, bool add_rms_norm) {
@@ -248,13 +253,12 @@ aclnnStatus aclnnMoeDistributeCombineAddRmsNormGetWorkspaceSize(
     const aclTensor* expandX, const aclTensor* expertIds, const aclTensor* assistInfoForCombine,
     const aclTensor* epSendCounts, const aclTensor* expertScales, const aclTensor* residualX, const aclTensor* gamma,
     const aclTensor* tpSendCountsOptional, const aclTensor* xActiveMaskOptional,
-    const aclTensor* activationScaleOptional, const aclTensor* weightScaleOptional,
-    const aclTensor* groupListOptional, const aclTensor* expandScalesOptional, const aclTensor* sharedExpertXOptional,
-    const char* groupEp, int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum, const char* groupTp,
-    int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum,
-    int64_t sharedExpertRankNum, int64_t globalBS, int64_t outDtype, int64_t commQuantMode, int64_t groupListType,
-    const char* commAlg, float normEps, aclTensor* yOut, aclTensor* rstdOut, aclTensor* xOut, uint64_t* workspaceSize,
-    aclOpExecutor** executor) {
+    const aclTensor* activationScaleOptional, const aclTensor* weightScaleOptional, const aclTensor* groupListOptional,
+    const aclTensor* expandScalesOptional, const aclTensor* sharedExpertXOptional, const char* groupEp,
+    int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum, const char* groupTp, int64_t tpWorldSize,
+    int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBS,
+    int64_t outDtype, int64_t commQuantMode, int64_t groupListType, const char* commAlg, float normEps, aclTensor* yOut,
+    aclTensor* rstdOut, aclTensor* xOut, uint64_t* workspaceSize, aclOpExecutor** executor) {
   return Guarded("aclnnMoeDistributeCombineAddRmsNormGetWorkspaceSize", ApiFamily::kAclnn, [&] {
     const CombineArgs args{.expand_x = expandX,
                            .expert_ids = expertIds,

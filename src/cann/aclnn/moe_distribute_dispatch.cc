@@ -35,10 +35,13 @@ struct DispatchArgs {
 
 // The checks CANN's op_api wrapper makes before tiling: required pointers and group-name lengths, all 161001.
 void CheckWrapperRules(const std::string& op, const DispatchArgs& a) {
-  const std::pair<const aclTensor*, const char*> required[] = {
-      {a.x, "x"}, {a.expert_ids, "expertIds"}, {a.expand_x, "expandXOut"},
-      {a.assist_info, "assistInfoForCombineOut"}, {a.expert_token_nums, "expertTokenNumsOut"},
-      {a.ep_recv_counts, "epRecvCountsOut"}, {a.tp_recv_counts, "tpRecvCountsOut"}};
+  const std::pair<const aclTensor*, const char*> required[] = {{a.x, "x"},
+                                                               {a.expert_ids, "expertIds"},
+                                                               {a.expand_x, "expandXOut"},
+                                                               {a.assist_info, "assistInfoForCombineOut"},
+                                                               {a.expert_token_nums, "expertTokenNumsOut"},
+                                                               {a.ep_recv_counts, "epRecvCountsOut"},
+                                                               {a.tp_recv_counts, "tpRecvCountsOut"}};
   for (const auto& [tensor, name] : required) {
     if (!tensor) Reject(ErrorCode::kNullPointer, op, name, "nullptr", "this tensor is required");
   }
@@ -57,7 +60,9 @@ void CheckWrapperRules(const std::string& op, const DispatchArgs& a) {
 // commAlg "fullmesh_v2" restrictions (docs/semantics.md 1.2).
 void CheckFullmeshV2(const std::string& op, const plan::MoeConfig& c, bool elastic) {
   const auto require = [&](bool ok, const char* param, int64_t value, const char* rule) {
-    if (!ok) Reject(ErrorCode::kInvalidConfig, op, param, std::to_string(value), std::string(rule) + " with commAlg fullmesh_v2");
+    if (!ok)
+      Reject(ErrorCode::kInvalidConfig, op, param, std::to_string(value),
+             std::string(rule) + " with commAlg fullmesh_v2");
   };
   require(!elastic, "elasticInfo", 1, "must be absent");
   require(c.special_expert_num() == 0, "zero/copy/constExpertNum", c.special_expert_num(), "must be 0");
@@ -120,8 +125,8 @@ aclnnStatus aclnnMoeDistributeDispatchV2GetWorkspaceSize(
     const aclTensor* x, const aclTensor* expertIds, const aclTensor* scalesOptional,
     const aclTensor* xActiveMaskOptional, const aclTensor* expertScalesOptional, const char* groupEp,
     int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum, const char* groupTp, int64_t tpWorldSize,
-    int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum, int64_t sharedExpertRankNum,
-    int64_t quantMode, int64_t globalBs, int64_t expertTokenNumsType, const char* commAlg, aclTensor* expandXOut,
+    int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t quantMode,
+    int64_t globalBs, int64_t expertTokenNumsType, const char* commAlg, aclTensor* expandXOut,
     aclTensor* dynamicScalesOut, aclTensor* assistInfoForCombineOut, aclTensor* expertTokenNumsOut,
     aclTensor* epRecvCountsOut, aclTensor* tpRecvCountsOut, aclTensor* expandScalesOut, uint64_t* workspaceSize,
     aclOpExecutor** executor) {
@@ -163,14 +168,14 @@ aclnnStatus aclnnMoeDistributeDispatchV2(void*, uint64_t, aclOpExecutor* executo
 
 aclnnStatus aclnnMoeDistributeDispatchV3GetWorkspaceSize(
     const aclTensor* x, const aclTensor* expertIds, const aclTensor* scalesOptional,
-    const aclTensor* xActiveMaskOptional, const aclTensor* expertScalesOptional,
-    const aclTensor* elasticInfoOptional, const char* groupEp, int64_t epWorldSize, int64_t epRankId,
-    int64_t moeExpertNum, const char* groupTp, int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType,
-    int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t quantMode, int64_t globalBs,
-    int64_t expertTokenNumsType, const char* commAlg, int64_t zeroExpertNum, int64_t copyExpertNum,
-    int64_t constExpertNum, aclTensor* expandXOut, aclTensor* dynamicScalesOut, aclTensor* assistInfoForCombineOut,
-    aclTensor* expertTokenNumsOut, aclTensor* epRecvCountsOut, aclTensor* tpRecvCountsOut,
-    aclTensor* expandScalesOut, uint64_t* workspaceSize, aclOpExecutor** executor) {
+    const aclTensor* xActiveMaskOptional, const aclTensor* expertScalesOptional, const aclTensor* elasticInfoOptional,
+    const char* groupEp, int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum, const char* groupTp,
+    int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum,
+    int64_t sharedExpertRankNum, int64_t quantMode, int64_t globalBs, int64_t expertTokenNumsType, const char* commAlg,
+    int64_t zeroExpertNum, int64_t copyExpertNum, int64_t constExpertNum, aclTensor* expandXOut,
+    aclTensor* dynamicScalesOut, aclTensor* assistInfoForCombineOut, aclTensor* expertTokenNumsOut,
+    aclTensor* epRecvCountsOut, aclTensor* tpRecvCountsOut, aclTensor* expandScalesOut, uint64_t* workspaceSize,
+    aclOpExecutor** executor) {
   return Guarded("aclnnMoeDistributeDispatchV3GetWorkspaceSize", ApiFamily::kAclnn, [&] {
     const DispatchArgs args{.x = x,
                             .expert_ids = expertIds,

@@ -18,8 +18,8 @@ TensorView OptionalTensor(const std::string& op, const char* param, const aclTen
   }
   DType dtype;
   if (!ToDType(tensor->dtype, &dtype)) {
-    Reject(ErrorCode::kInvalidParam, op, param, std::string("dtype ") + AclDataTypeName(tensor->dtype) + " (" +
-                                                    std::to_string(tensor->dtype) + ")",
+    Reject(ErrorCode::kInvalidParam, op, param,
+           std::string("dtype ") + AclDataTypeName(tensor->dtype) + " (" + std::to_string(tensor->dtype) + ")",
            "dtype not in the supported set of this parameter");
   }
   if (tensor->format == ACL_FORMAT_FRACTAL_NZ) {
@@ -65,9 +65,9 @@ void RequireGroup(const std::string& op, const std::shared_ptr<Comm>& comm, cons
   }
   if (comm->comm->size() != size || comm->comm->rank() != rank) {
     Reject(ErrorCode::kInvalidConfig, op, param, value,
-           std::string(size_param) + " (" + std::to_string(size) + ") and " + rank_param + " (" +
-               std::to_string(rank) + ") must match the communicator's size " + std::to_string(comm->comm->size()) +
-               " and rank " + std::to_string(comm->comm->rank()));
+           std::string(size_param) + " (" + std::to_string(size) + ") and " + rank_param + " (" + std::to_string(rank) +
+               ") must match the communicator's size " + std::to_string(comm->comm->size()) + " and rank " +
+               std::to_string(comm->comm->rank()));
   }
 }
 
@@ -88,7 +88,8 @@ void RequireGroups(const std::string& op, const Groups& groups, const plan::MoeC
                    const std::string& group_tp) {
   RequireGroup(op, groups.ep, "groupEp", group_ep, c.ep_world_size, "epWorldSize", c.ep_rank, "epRankId");
   if (c.has_tp()) {
-    if (group_tp == group_ep) Reject(ErrorCode::kInvalidConfig, op, "groupTp", "'" + group_tp + "'", "must differ from groupEp");
+    if (group_tp == group_ep)
+      Reject(ErrorCode::kInvalidConfig, op, "groupTp", "'" + group_tp + "'", "must differ from groupEp");
     RequireGroup(op, groups.tp, "groupTp", group_tp, 2, "tpWorldSize", c.tp_rank, "tpRankId");
   }
 }

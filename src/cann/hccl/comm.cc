@@ -144,20 +144,20 @@ HcclResult HcclCommInitAll(uint32_t ndev, int32_t* devices, HcclComm* comms) {
     std::set<int32_t> seen;
     for (uint32_t i = 0; i < ndev; ++i) {
       if (devices[i] < 0 || devices[i] >= count) {
-        return Failed(HCCL_E_PARA, "HcclCommInitAll: devices[" + std::to_string(i) + "] = " +
-                                       std::to_string(devices[i]) + " is not a device in [0, " +
+        return Failed(HCCL_E_PARA, "HcclCommInitAll: devices[" + std::to_string(i) +
+                                       "] = " + std::to_string(devices[i]) + " is not a device in [0, " +
                                        std::to_string(count) + ")");
       }
       if (!seen.insert(devices[i]).second) {
-        return Failed(HCCL_E_PARA, "HcclCommInitAll: device " + std::to_string(devices[i]) +
-                                       " appears twice; one rank per device");
+        return Failed(HCCL_E_PARA,
+                      "HcclCommInitAll: device " + std::to_string(devices[i]) + " appears twice; one rank per device");
       }
     }
     Registry& reg = Registry::Get();
     const std::string name = reg.NewName("moe_ep_hccl_group_");
-    auto windows = moe_ep::transport::CreateThreadWindows(static_cast<int>(ndev), moe_ep::cann::CommWindowBytes(),
-                                                          moe_ep::ops::kWindowFlagCount,
-                                                          "HCCL communicator '" + name + "'");
+    auto windows =
+        moe_ep::transport::CreateThreadWindows(static_cast<int>(ndev), moe_ep::cann::CommWindowBytes(),
+                                               moe_ep::ops::kWindowFlagCount, "HCCL communicator '" + name + "'");
     for (uint32_t i = 0; i < ndev; ++i) {
       comms[i] = reg.Add(moe_ep::cann::MakeComm(name, std::move(windows[i]), devices[i]));
     }
@@ -182,8 +182,8 @@ HcclResult HcclCommInitRootInfo(uint32_t n_ranks, const HcclRootInfo* root_info,
   return Guarded("HcclCommInitRootInfo", ApiFamily::kHccl, [&]() -> HcclResult {
     if (!root_info || !comm) return Failed(HCCL_E_PTR, "HcclCommInitRootInfo: rootInfo and comm must not be null");
     if (n_ranks == 0 || rank >= n_ranks) {
-      return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: rank = " + std::to_string(rank) + " must be in [0, nRanks = " +
-                                     std::to_string(n_ranks) + ")");
+      return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: rank = " + std::to_string(rank) +
+                                     " must be in [0, nRanks = " + std::to_string(n_ranks) + ")");
     }
     const std::string id(root_info->internal, strnlen(root_info->internal, sizeof(root_info->internal)));
     const std::string magic = moe_ep::cann::kRootMagic;

@@ -41,14 +41,29 @@ namespace moe_ep::cann {
 bool ToDType(aclDataType acl, DType* out) {
   DType dtype;
   switch (acl) {
-    case ACL_BF16: dtype = DType::kBf16; break;
-    case ACL_FLOAT16: dtype = DType::kFp16; break;
-    case ACL_FLOAT: dtype = DType::kFloat32; break;
-    case ACL_INT8: dtype = DType::kInt8; break;
-    case ACL_INT32: dtype = DType::kInt32; break;
-    case ACL_INT64: dtype = DType::kInt64; break;
-    case ACL_BOOL: dtype = DType::kBool; break;
-    default: return false;
+    case ACL_BF16:
+      dtype = DType::kBf16;
+      break;
+    case ACL_FLOAT16:
+      dtype = DType::kFp16;
+      break;
+    case ACL_FLOAT:
+      dtype = DType::kFloat32;
+      break;
+    case ACL_INT8:
+      dtype = DType::kInt8;
+      break;
+    case ACL_INT32:
+      dtype = DType::kInt32;
+      break;
+    case ACL_INT64:
+      dtype = DType::kInt64;
+      break;
+    case ACL_BOOL:
+      dtype = DType::kBool;
+      break;
+    default:
+      return false;
   }
   if (out != nullptr) *out = dtype;
   return true;
@@ -56,29 +71,52 @@ bool ToDType(aclDataType acl, DType* out) {
 
 const char* AclDataTypeName(aclDataType acl) {
   switch (acl) {
-    case ACL_FLOAT: return "ACL_FLOAT";
-    case ACL_FLOAT16: return "ACL_FLOAT16";
-    case ACL_INT8: return "ACL_INT8";
-    case ACL_INT32: return "ACL_INT32";
-    case ACL_UINT8: return "ACL_UINT8";
-    case ACL_INT16: return "ACL_INT16";
-    case ACL_UINT16: return "ACL_UINT16";
-    case ACL_UINT32: return "ACL_UINT32";
-    case ACL_INT64: return "ACL_INT64";
-    case ACL_UINT64: return "ACL_UINT64";
-    case ACL_DOUBLE: return "ACL_DOUBLE";
-    case ACL_BOOL: return "ACL_BOOL";
-    case ACL_STRING: return "ACL_STRING";
-    case ACL_COMPLEX64: return "ACL_COMPLEX64";
-    case ACL_COMPLEX128: return "ACL_COMPLEX128";
-    case ACL_BF16: return "ACL_BF16";
-    case ACL_INT4: return "ACL_INT4";
-    case ACL_UINT1: return "ACL_UINT1";
-    case ACL_COMPLEX32: return "ACL_COMPLEX32";
-    case ACL_HIFLOAT8: return "ACL_HIFLOAT8";
-    case ACL_FLOAT8_E5M2: return "ACL_FLOAT8_E5M2";
-    case ACL_FLOAT8_E4M3FN: return "ACL_FLOAT8_E4M3FN";
-    default: return "an unknown aclDataType";
+    case ACL_FLOAT:
+      return "ACL_FLOAT";
+    case ACL_FLOAT16:
+      return "ACL_FLOAT16";
+    case ACL_INT8:
+      return "ACL_INT8";
+    case ACL_INT32:
+      return "ACL_INT32";
+    case ACL_UINT8:
+      return "ACL_UINT8";
+    case ACL_INT16:
+      return "ACL_INT16";
+    case ACL_UINT16:
+      return "ACL_UINT16";
+    case ACL_UINT32:
+      return "ACL_UINT32";
+    case ACL_INT64:
+      return "ACL_INT64";
+    case ACL_UINT64:
+      return "ACL_UINT64";
+    case ACL_DOUBLE:
+      return "ACL_DOUBLE";
+    case ACL_BOOL:
+      return "ACL_BOOL";
+    case ACL_STRING:
+      return "ACL_STRING";
+    case ACL_COMPLEX64:
+      return "ACL_COMPLEX64";
+    case ACL_COMPLEX128:
+      return "ACL_COMPLEX128";
+    case ACL_BF16:
+      return "ACL_BF16";
+    case ACL_INT4:
+      return "ACL_INT4";
+    case ACL_UINT1:
+      return "ACL_UINT1";
+    case ACL_COMPLEX32:
+      return "ACL_COMPLEX32";
+    case ACL_HIFLOAT8:
+      return "ACL_HIFLOAT8";
+    case ACL_FLOAT8_E5M2:
+      return "ACL_FLOAT8_E5M2";
+    case ACL_FLOAT8_E4M3FN:
+      return "ACL_FLOAT8_E4M3FN";
+    default:
+      return "an unknown aclDataType";
   }
 }
 

@@ -9,12 +9,12 @@
 
 namespace moe_ep::transport {
 
-/// Joins rank `rank` of a `size`-rank group of processes (windows of `data_bytes` and `flag_count` user flags). `job` (an unpredictable token shared by the
-/// job's processes: the rendezvous) and `group` name the segments "/moe_ep.<job>.<group>.<rank>".
-/// Creates this rank's segment (mode 0600, never an existing one), maps every peer's as it appears,
-/// waits until every rank has mapped every segment, then removes its segment's name: from then on
-/// nothing is left in /dev/shm, whatever happens to the processes. Throws TimeoutError naming the
-/// ranks that did not show up by `deadline`.
+/// Joins rank `rank` of a `size`-rank group of processes (windows of `data_bytes` and `flag_count` user flags). `job`
+/// (an unpredictable token shared by the job's processes: the rendezvous) and `group` name the segments
+/// "/moe_ep.<job>.<group>.<rank>". Creates this rank's segment (mode 0600, never an existing one), maps every peer's as
+/// it appears, waits until every rank has mapped every segment, then removes its segment's name: from then on nothing
+/// is left in /dev/shm, whatever happens to the processes. Throws TimeoutError naming the ranks that did not show up by
+/// `deadline`.
 std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& group, int rank, int size,
                                      uint64_t data_bytes, uint64_t flag_count, Clock::time_point deadline);
 
