@@ -16,8 +16,12 @@ void BufferReset(transport::Window& ep, OpState& state, std::span<const int32_t>
   if (!need_sync) return;
   // Sync flags live past the cleared range, so a peer's flag that lands while we are still clearing
   // is not lost. Each carries the sender's reset count; we wait for one newer than the last we took
-  // from that peer, so a rank that missed a reset (it was unreachable) rejoins the next one.
-  const uint64_t tag = ++state.reset_calls;
+  // from that peer, so a rank that missed a reset (it was unreachable) rejoins the next one. A retry
+  // after a timed-out sync is the same reset: it keeps its tag, so ranks that needed different numbers
+  // of attempts still see the same tags and agree on the generation.
+  if (!state.reset_unfinished) ++state.reset_calls;
+  state.reset_unfinished = true;
+  const uint64_t tag = state.reset_calls;
   std::vector<int> awaited;
   for (int peer = 0; peer < ep.size(); ++peer) {
     if (!reachable[peer]) continue;
@@ -41,6 +45,7 @@ void BufferReset(transport::Window& ep, OpState& state, std::span<const int32_t>
     generation = std::max(generation, seen[peer]);
   }
   state.generation = generation;
+  state.reset_unfinished = false;
 }
 
 }  // namespace moe_ep::ops::protocol

@@ -26,8 +26,10 @@ struct OpState {
   /// Set by a BufferReset that synced: the same on every rank that took part, and new, so flags a
   /// stalled peer wrote before the reset can never match a call made after it.
   uint64_t generation = 0;
-  /// BufferReset syncs made so far; survives the reset itself (it tags the sync flags).
+  /// BufferReset syncs begun so far; survives the reset itself (it tags the sync flags).
   uint64_t reset_calls = 0;
+  /// The last sync timed out: the next BufferReset retries it under the same tag.
+  bool reset_unfinished = false;
   /// The last reset-sync tag consumed from each peer (a peer that skipped a reset is behind, so a sync
   /// waits for a tag newer than the last one seen rather than for an exact one).
   std::vector<uint64_t> reset_seen;

@@ -1,0 +1,79 @@
+// A BufferReset sync that times out on one rank and is retried must end with every rank on the same
+// generation (the epochs of every later call depend on it). The late rank's sync flag is held back
+// from rank 1 until rank 1's first attempt has timed out, so rank 1 needs two attempts and ranks 0 and
+// 2 need one, deterministically.
+//   ResetRetry.RanksThatNeededDifferentAttemptsAgreeOnTheGeneration
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include "moe_ep/error.h"
+#include "ops/communicator.h"
+#include "ops/protocol.h"
+#include "plan/layout.h"
+#include "transport/thread/thread_window.h"
+#include "verify/run_ranks.h"
+
+namespace moe_ep {
+namespace {
+
+using transport::Clock;
+
+// Forwards to a window, but holds this rank's reset-sync signal to `held_peer` until `release` is set.
+class HoldingWindow : public transport::Window {
+ public:
+  HoldingWindow(transport::Window& inner, int held_peer, const std::atomic<bool>& release)
+      : Window(inner.rank(), inner.size(), inner.data_bytes(), inner.flag_count(), inner.name()),
+        inner_(inner), held_peer_(held_peer), release_(release) {}
+  void Put(int peer, uint64_t offset, const void* src, uint64_t bytes) override {
+    inner_.Put(peer, offset, src, bytes);
+  }
+  void Signal(int peer, uint64_t index, uint64_t value) override {
+    const bool sync_flag = index >= plan::kSyncFlagBase && index < plan::kSyncFlagBase + plan::kMaxSyncFlags;
+    while (sync_flag && peer == held_peer_ && !release_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    inner_.Signal(peer, index, value);
+  }
+  uint64_t ReadFlag(uint64_t index) const override { return inner_.ReadFlag(index); }
+  const uint8_t* LocalData() const override { return inner_.LocalData(); }
+  void ClearLocal(uint64_t cleared_flags) override { inner_.ClearLocal(cleared_flags); }
+
+ private:
+  transport::Window& inner_;
+  int held_peer_;
+  const std::atomic<bool>& release_;
+};
+
+TEST(ResetRetry, RanksThatNeededDifferentAttemptsAgreeOnTheGeneration) {
+  constexpr int kRanks = 3;
+  auto windows = transport::CreateThreadWindows(kRanks, 1 << 16, ops::kWindowFlagCount, "reset retry");
+  std::vector<ops::OpState> states(kRanks);
+  for (auto& s : states) s.reset_seen.assign(kRanks, 0);
+  std::atomic<bool> rank1_timed_out{false};
+  HoldingWindow late_rank(*windows[2], /*held_peer=*/1, rank1_timed_out);
+  const std::vector<int32_t> everyone(kRanks, 1);
+  const auto long_deadline = [] { return Clock::now() + std::chrono::seconds(30); };
+
+  verify::RunRanks(kRanks, [&](int r) {
+    if (r == 1) {
+      // First attempt: rank 2's flag is held back, so it times out.
+      EXPECT_THROW(ops::protocol::BufferReset(*windows[1], states[1], everyone, true,
+                                              Clock::now() + std::chrono::milliseconds(200)),
+                   TimeoutError);
+      rank1_timed_out = true;
+      ops::protocol::BufferReset(*windows[1], states[1], everyone, true, long_deadline());
+    } else if (r == 2) {
+      ops::protocol::BufferReset(late_rank, states[2], everyone, true, long_deadline());
+    } else {
+      ops::protocol::BufferReset(*windows[0], states[0], everyone, true, long_deadline());
+    }
+  });
+  EXPECT_EQ(states[0].generation, states[1].generation);
+  EXPECT_EQ(states[1].generation, states[2].generation);
+  EXPECT_NE(states[0].generation, 0u);
+}
+
+}  // namespace
+}  // namespace moe_ep
