@@ -2,7 +2,7 @@
 # Checks that every C++ file follows .clang-format (Google style, 120 columns); with --fix, rewrites them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t files < <(git ls-files -- '*.h' '*.cc' '*.cpp' | grep -v '^tests/install/seed_samples/')
+mapfile -t files < <(git ls-files --cached --others --exclude-standard -- '*.h' '*.cc' '*.cpp' | grep -v '^tests/install/seed_samples/')
 if [[ "${1:-}" == --fix ]]; then
   clang-format -i "${files[@]}"
   exit 0

@@ -27,13 +27,16 @@ class HoldingWindow : public transport::Window {
  public:
   HoldingWindow(transport::Window& inner, int held_peer, const std::atomic<bool>& release)
       : Window(inner.rank(), inner.size(), inner.data_bytes(), inner.flag_count(), inner.name()),
-        inner_(inner), held_peer_(held_peer), release_(release) {}
+        inner_(inner),
+        held_peer_(held_peer),
+        release_(release) {}
   void Put(int peer, uint64_t offset, const void* src, uint64_t bytes) override {
     inner_.Put(peer, offset, src, bytes);
   }
   void Signal(int peer, uint64_t index, uint64_t value) override {
     const bool sync_flag = index >= plan::kSyncFlagBase && index < plan::kSyncFlagBase + plan::kMaxSyncFlags;
-    while (sync_flag && peer == held_peer_ && !release_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    while (sync_flag && peer == held_peer_ && !release_.load())
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
     inner_.Signal(peer, index, value);
   }
   uint64_t ReadFlag(uint64_t index) const override { return inner_.ReadFlag(index); }
