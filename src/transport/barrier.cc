@@ -2,6 +2,7 @@
 // every peer's flag and waits for the peers' stamps to reach it (counts only grow, so a late stamp from
 // before is harmless).
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "transport/window.h"
@@ -26,16 +27,18 @@ std::vector<int32_t> Window::Probe(Clock::duration wait) {
   const uint64_t tag = ++probe_calls_;
   for (int peer = 0; peer < size(); ++peer) Signal(peer, ProbeFlag(rank()), tag);
   std::vector<int32_t> reachable(size(), 0);
+  std::vector<uint64_t> stamps(size(), 0);
   const auto deadline = Clock::now() + wait;
   for (;;) {
     int arrived = 0;
     for (int peer = 0; peer < size(); ++peer) {
-      const uint64_t stamp = ReadFlag(ProbeFlag(peer));
-      reachable[peer] = stamp >= tag || stamp > probe_seen_[peer] ? 1 : 0;
+      stamps[peer] = ReadFlag(ProbeFlag(peer));
+      reachable[peer] = stamps[peer] >= tag || stamps[peer] > probe_seen_[peer] ? 1 : 0;
       arrived += reachable[peer];
     }
     if (arrived == size() || Clock::now() >= deadline) {
-      for (int peer = 0; peer < size(); ++peer) probe_seen_[peer] = ReadFlag(ProbeFlag(peer));
+      // Remember the stamps this verdict was made from: one that lands later counts at the next probe.
+      probe_seen_ = std::move(stamps);
       return reachable;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));

@@ -66,16 +66,16 @@ void LoadStoreWindow::Put(int peer, uint64_t offset, const void* src, uint64_t b
 
 void LoadStoreWindow::Signal(int peer, uint64_t index, uint64_t value) {
   CheckPeer(peer, "signal");
-  if (index >= flag_count() + TransportFlagCount(size())) {
+  if (index >= all_flag_count()) {
     throw Error(ErrorCode::kInternal, "signal of flag " + std::to_string(index) + " beyond the " +
-                                          std::to_string(flag_count() + TransportFlagCount(size())) +
-                                          " flags of rank " + std::to_string(peer) + "'s window");
+                                          std::to_string(all_flag_count()) + " flags of rank " + std::to_string(peer) +
+                                          "'s window");
   }
   FlagRef(regions_[peer].flags, index).store(value, std::memory_order_release);
 }
 
 uint64_t LoadStoreWindow::ReadFlag(uint64_t index) const {
-  assert(index < flag_count() + TransportFlagCount(size()));
+  assert(index < all_flag_count());
   return FlagRef(regions_[rank()].flags, index).load(std::memory_order_acquire);
 }
 

@@ -51,6 +51,8 @@ class Window {
 
   /// Flags the transport adds after the user's: one per rank for Barrier, one per rank for Probe.
   static uint64_t TransportFlagCount(int size) { return 2 * static_cast<uint64_t>(size); }
+  /// Every flag of a rank's window: the user's and the transport's.
+  uint64_t all_flag_count() const { return flag_count_ + TransportFlagCount(size_); }
 
  protected:
   Window(int rank, int size, uint64_t data_bytes, uint64_t flag_count, std::string name)
