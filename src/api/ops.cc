@@ -35,6 +35,7 @@ plan::MoeConfig BaseConfig(const Group& ep, const Group* tp, const ExpertLayout&
   c.zero_expert_num = experts.zero_expert_num;
   c.copy_expert_num = experts.copy_expert_num;
   c.const_expert_num = experts.const_expert_num;
+  c.elastic = !experts.survivors.empty();
   return c;
 }
 
@@ -116,19 +117,19 @@ plan::CombineTensors HandleTensors(const DispatchHandle& h, const TensorView& ex
   return t;
 }
 
-// The configuration of a call with Bs tokens and top-K routing, before validation: enough to size the
-// outputs, so the experts must at least fit the group.
-plan::MoeConfig PlacedConfig(const Group& ep, const Group* tp, int64_t bs, int64_t top_k, const ExpertLayout& experts) {
-  plan::MoeConfig c = BaseConfig(ep, tp, experts);
-  c.bs = bs;
-  c.top_k = top_k;
-  if (c.moe_rank_num() <= 0 || c.moe_expert_num <= 0) {
-    throw Error(ErrorCode::kInvalidConfig,
-                "Dispatch: ExpertLayout::moe_expert_num (" + std::to_string(c.moe_expert_num) +
-                    ") and shared_expert_rank_num (" + std::to_string(c.shared_expert_rank_num) +
-                    ") must leave at least one routed expert and one MoE rank in a group of " +
-                    std::to_string(c.ep_world_size));
-  }
+// The configuration of a call with Bs tokens of H and top-K routing, its attributes validated: enough to
+// size the outputs before they exist.
+plan::MoeConfig PlacedConfig(const Group& ep, const Group* tp, const TensorView& x, const TensorView& expert_ids,
+                             const DispatchOptions& options) {
+  plan::MoeConfig c = BaseConfig(ep, tp, options.experts);
+  c.quant_mode = static_cast<int64_t>(options.quant);
+  c.expert_token_nums_type = options.cumulative_token_nums ? 0 : 1;
+  plan::DispatchTensors inputs;
+  inputs.x = x;
+  inputs.expert_ids = expert_ids;
+  inputs.scales = options.smooth_scales;
+  inputs.x_active_mask = options.active_mask;
+  plan::ValidateDispatchInputs(c, inputs, plan::Profile::kNative, "Dispatch");
   return c;
 }
 
@@ -143,7 +144,12 @@ void RunCombine(Group& ep, const DispatchHandle& h, plan::CombineTensors& t, con
 }  // namespace
 
 int64_t DispatchReceiveRows(const Group& ep, int64_t bs, int64_t top_k, const ExpertLayout& experts) {
-  return plan::ReceiveRows(PlacedConfig(ep, nullptr, bs, top_k, experts));
+  plan::MoeConfig c = BaseConfig(ep, nullptr, experts);
+  c.bs = bs;
+  c.top_k = top_k;
+  c.hidden = 1;  // A does not depend on H
+  plan::ValidateAttributes(c, plan::Profile::kNative, "DispatchReceiveRows");
+  return plan::ReceiveRows(c);
 }
 
 DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& expert_ids,
@@ -186,12 +192,8 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
 
 DispatchResult Dispatch(Group& ep, const TensorView& x, const TensorView& expert_ids, const DispatchOptions& options,
                         Group* tp) {
-  if (x.dim() != 2 || expert_ids.dim() != 2) {
-    throw Error(ErrorCode::kInvalidConfig,
-                "Dispatch: x " + x.Describe() + " and expertIds " + expert_ids.Describe() + " must be 2-D");
-  }
   const plan::DispatchOutputSizes n =
-      plan::OutputSizesOf(PlacedConfig(ep, tp, x.shape[0], expert_ids.shape[1], options.experts));
+      plan::OutputSizesOf(PlacedConfig(ep, tp, x, expert_ids, options));
   const bool quant = options.quant == Quant::kDynamicInt8;
 
   DispatchResult r;

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "base/saturating.h"
 #include "moe_ep/error.h"
 
 namespace moe_ep {
@@ -52,24 +53,28 @@ TensorView::TensorView(void* data, DType dtype, std::vector<int64_t> shape, std:
 TensorView::TensorView(const void* data, DType dtype, std::vector<int64_t> shape, std::vector<int64_t> strides)
     : TensorView(const_cast<void*>(data), dtype, std::move(shape), std::move(strides)) {}
 
+// Products of dimensions saturate, so a hostile view reads as huge (and fails validation) instead of
+// overflowing before validation has looked at it.
 int64_t TensorView::numel() const {
   int64_t n = 1;
-  for (int64_t s : shape) n *= s;
+  for (int64_t s : shape) n = SaturatingMul(n, s);
   return n;
 }
 
 int64_t TensorView::stride(int64_t d) const {
-  if (!strides.empty()) return strides[d];
+  // A view with too few strides is malformed (validation says so); reading past them is not an option.
+  if (!strides.empty()) return d < static_cast<int64_t>(strides.size()) ? strides[d] : 0;
   int64_t s = 1;
-  for (int64_t i = d + 1; i < dim(); ++i) s *= shape[i];
+  for (int64_t i = d + 1; i < dim(); ++i) s = SaturatingMul(s, shape[i]);
   return s;
 }
 
 bool TensorView::contiguous() const {
+  if (!strides.empty() && strides.size() != shape.size()) return false;
   int64_t expected = 1;
   for (int64_t d = dim() - 1; d >= 0; --d) {
     if (shape[d] != 1 && stride(d) != expected) return false;
-    expected *= shape[d];
+    expected = SaturatingMul(expected, shape[d]);
   }
   return true;
 }
@@ -85,11 +90,16 @@ std::string TensorView::Describe() const {
 
 Tensor::Tensor(DType dtype, std::vector<int64_t> shape) {
   view_ = TensorView(static_cast<void*>(nullptr), dtype, std::move(shape));
+  uint64_t bytes = DTypeSize(dtype);
   for (int64_t s : view_.shape) {
     if (s < 0) throw Error(ErrorCode::kInvalidParam, "Tensor: negative dimension in " + view_.Describe());
+    bytes = SaturatingMul(bytes, static_cast<uint64_t>(s));
+  }
+  if (bytes > (uint64_t{1} << 48)) {
+    throw Error(ErrorCode::kInvalidParam, "Tensor: " + view_.Describe() + " is larger than 2^48 bytes");
   }
   // Never null, even for zero elements: a present zero-length tensor differs from an absent one.
-  const size_t bytes = (static_cast<size_t>(view_.numel()) * DTypeSize(dtype) + 63) / 64 * 64 + 64;
+  bytes = (bytes + 63) / 64 * 64 + 64;
   void* p = std::aligned_alloc(64, bytes);
   if (!p) throw Error(ErrorCode::kInternal, "Tensor: cannot allocate " + std::to_string(bytes) + " bytes");
   std::memset(p, 0, bytes);

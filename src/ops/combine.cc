@@ -1,8 +1,10 @@
 // CombineV2 / CombineAddRmsNorm (docs/semantics.md 3, 5.3): optionally reduce-scatter with the TP peer, send every
 // expert output row back to its token's owner slot t*(K+n_s)+k, then on the owner sum each active
 // token's rows in the exact fp32 order of docs/semantics.md 3.2 (and the RMSNorm tail of docs/semantics.md 3.5).
+#include <algorithm>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -75,7 +77,7 @@ void SendRowsBack(const MoeConfig& c, const WindowLayout& layout, Window& ep, co
 class TokenReducer {
  public:
   TokenReducer(const MoeConfig& c, const WindowLayout& layout, const plan::CombineTensors& t, Window& ep,
-               const CallSlot& call, const Link& ctx)
+               const CallSlot& call, const Link& ctx, std::vector<int32_t> ids, std::vector<uint8_t> mask)
       : c_(c),
         layout_(layout),
         t_(t),
@@ -83,9 +85,9 @@ class TokenReducer {
         call_(call),
         ctx_(ctx),
         type_(HalfOf(c.x_dtype)),
-        ids_(GatherInt32(t.expert_ids)),
+        ids_(std::move(ids)),
         weights_(GatherFloat(t.expert_scales)),
-        mask_(GatherBool(t.x_active_mask)),
+        mask_(std::move(mask)),
         shared_x_(t.shared_expert_x),
         residual_(t.residual_x),
         gamma_(t.gamma),
@@ -254,18 +256,22 @@ void CheckReturnRoutes(const MoeConfig& c, const WindowLayout& layout, const std
 void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx) {
   const WindowLayout layout(c);
   const int64_t entries = c.receive_entries();
-  const std::vector<int32_t> send_counts = GatherInt32(t.ep_send_counts);
-  const int64_t own_rows = send_counts[entries - 1];
+  // Only the prefixes that are used are read: a view may be far longer than its data (stride 0).
+  const int64_t own_rows = GatherInt32(t.ep_send_counts, entries)[entries - 1];
   const int64_t peer_rows = c.has_tp() ? GatherInt32(t.tp_send_counts)[1 - c.tp_rank] : 0;
-  const std::vector<int32_t> assist = GatherInt32(t.assist_info);
+  const std::vector<int32_t> assist =
+      GatherInt32(t.assist_info, 3 * std::clamp<int64_t>(own_rows, 0, t.expand_x.shape[0]));
   CheckReturnRoutes(c, layout, assist, own_rows, peer_rows, t.expand_x.shape[0]);
+  std::vector<int32_t> ids = GatherInt32(t.expert_ids);
+  std::vector<uint8_t> mask = GatherBool(t.x_active_mask);
+  plan::CheckExpertIds(c, ids.data(), mask.empty() ? nullptr : mask.data(), "MoeDistributeCombine");
   RowReader expand_x(t.expand_x);
 
   std::vector<uint16_t> reduced;
   if (c.has_tp()) reduced = ReduceScatterWithTpPeer(c, layout, *ctx.tp, expand_x, own_rows, peer_rows, ctx);
   const CallSlot call = NextCombineCall(ctx.ep, ctx.ep_state);
   SendRowsBack(c, layout, ctx.ep, call, assist, own_rows, reduced, expand_x);
-  TokenReducer(c, layout, t, ctx.ep, call, ctx).Run();
+  TokenReducer(c, layout, t, ctx.ep, call, ctx, std::move(ids), std::move(mask)).Run();
 }
 
 }  // namespace moe_ep::ops::protocol

@@ -1,7 +1,9 @@
 // DispatchV2 (docs/semantics.md 2, 5.2): send every routed (token, k) and shared copy into the destination's window
 // slot, announce per-(expert, source) counts, then compact the received slots into expandX in status
 // order (local expert major, source minor); with TP, all-gather the rows with the TP peer.
+#include <algorithm>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -61,7 +63,7 @@ class SlotWriter {
   float cached_scale_ = 0.0f;
 };
 
-// Writes received slots into the outputs, row by row.
+// Writes received slots into the outputs, row by row, never past the rows the outputs hold.
 class RowSink {
  public:
   RowSink(const MoeConfig& c, const WindowLayout& layout, const plan::DispatchTensors& t)
@@ -69,7 +71,21 @@ class RowSink {
         quant_(c.quant_mode == 2),
         expand_x_(static_cast<uint8_t*>(t.expand_x.data)),
         scales_(static_cast<float*>(t.dynamic_scales.data)),
-        assist_(static_cast<int32_t*>(t.assist_info.data)) {}
+        assist_(static_cast<int32_t*>(t.assist_info.data)),
+        capacity_(std::min({t.expand_x.shape[0], quant_ ? t.dynamic_scales.shape[0] : t.expand_x.shape[0],
+                            t.assist_info.shape[0] / 3})) {}
+
+  // Validation sized the outputs for every row the peers can send; this is the last line of defence
+  // against a peer that announces more (a layout disagreement or corrupted memory), checked before a
+  // row is written.
+  void Reserve(int64_t more, const std::string& from) const {
+    if (more > capacity_ - rows_) {
+      throw Error(ErrorCode::kInternal, "MoeDistributeDispatch: " + from + " announced " + std::to_string(more) +
+                                            " rows, but only " + std::to_string(capacity_ - rows_) +
+                                            " of the outputs' " + std::to_string(capacity_) +
+                                            " rows are left; the ranks disagree about the layout");
+    }
+  }
 
   void Append(const uint8_t* slot) {
     std::memcpy(expand_x_ + rows_ * layout_.dispatch_token_bytes, slot, layout_.dispatch_token_bytes);
@@ -85,6 +101,7 @@ class RowSink {
   uint8_t* expand_x_;
   float* scales_;
   int32_t* assist_;
+  int64_t capacity_;
   int64_t rows_ = 0;
 };
 
@@ -193,6 +210,19 @@ std::vector<uint64_t> ReceiveFromGroup(const MoeConfig& c, const WindowLayout& l
       ep, indices, call.epoch, ctx.deadline, [&](uint64_t idx) { return static_cast<int>((idx - call.flag_base) % e); },
       "MoeDistributeDispatch", "token counts");
 
+  // A count beyond maxBs would read slots of the next block (or past the window): refuse it first.
+  int64_t total = 0;
+  for (int64_t entry = 0; entry < entries; ++entry) {
+    const uint32_t count = transport::FlagCount(ep.ReadFlag(call.flag_base + entry));
+    if (count > static_cast<uint64_t>(layout.max_bs)) {
+      throw Error(ErrorCode::kInternal, "MoeDistributeDispatch: rank " + std::to_string(entry % e) + " announced " +
+                                            std::to_string(count) + " rows for one expert, more than maxBs = " +
+                                            std::to_string(layout.max_bs) + "; the ranks disagree about the layout");
+    }
+    total += count;
+  }
+  sink.Reserve(total, "the EP group");
+
   std::vector<uint64_t> slot_offsets;
   for (int64_t entry = 0; entry < entries; ++entry) {
     const int64_t src = entry % e, e_local = entry / e;
@@ -229,6 +259,12 @@ void AllGatherWithTpPeer(const WindowLayout& layout, Window& ep, Window& tp, con
     recv_counts[entries + entry] = static_cast<int32_t>(transport::FlagCount(tp.ReadFlag(call.flag_base + entry)));
   }
   const int64_t peer_rows = entries > 0 ? recv_counts[2 * entries - 1] : 0;
+  if (peer_rows < 0 || peer_rows > layout.a) {  // the TP window holds A slots
+    throw Error(ErrorCode::kInternal, "MoeDistributeDispatch: the TP peer announced " + std::to_string(peer_rows) +
+                                          " rows, outside [0, A = " + std::to_string(layout.a) +
+                                          "]; the ranks disagree about the layout");
+  }
+  sink.Reserve(peer_rows, "the TP peer");
   for (int64_t i = 0; i < peer_rows; ++i) {
     sink.Append(tp.LocalData() + call.half_offset + i * layout.dispatch_slot_bytes);
   }
@@ -254,6 +290,7 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
   const WindowLayout layout(c);
   const std::vector<int32_t> ids = GatherInt32(t.expert_ids);
   const std::vector<uint8_t> mask = GatherBool(t.x_active_mask);
+  plan::CheckExpertIds(c, ids.data(), mask.empty() ? nullptr : mask.data(), "MoeDistributeDispatch");
   const plan::RoutingPlan plan = plan::BuildRoutingPlan(c, ids.data(), mask.empty() ? nullptr : mask.data());
 
   Window& ep = ctx.ep;

@@ -1,6 +1,7 @@
 // Strided tensor reading for the operations.
 #include "ops/tensor_access.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace moe_ep::ops {
@@ -18,8 +19,8 @@ int64_t ElementOffset(const TensorView& v, int64_t flat) {
 }
 
 template <typename T>
-std::vector<T> Gather(const TensorView& v) {
-  std::vector<T> out(v.present() ? v.numel() : 0);
+std::vector<T> Gather(const TensorView& v, int64_t limit = INT64_MAX) {
+  std::vector<T> out(v.present() ? std::min(v.numel(), limit) : 0);
   if (out.empty()) return out;
   const auto* base = static_cast<const uint8_t*>(v.data);
   if (v.contiguous()) {
@@ -55,7 +56,7 @@ const void* RowReader::Row(int64_t i) {
   return gathered_.data();
 }
 
-std::vector<int32_t> GatherInt32(const TensorView& view) { return Gather<int32_t>(view); }
+std::vector<int32_t> GatherInt32(const TensorView& view, int64_t limit) { return Gather<int32_t>(view, limit); }
 std::vector<float> GatherFloat(const TensorView& view) { return Gather<float>(view); }
 std::vector<uint8_t> GatherBool(const TensorView& view) { return Gather<uint8_t>(view); }
 

@@ -29,8 +29,9 @@ class RowReader {
   std::vector<uint8_t> gathered_;
 };
 
-/// Copies any-rank int32 / float / bool / int64 tensors into contiguous row-major vectors.
-std::vector<int32_t> GatherInt32(const TensorView& view);
+/// Copies any-rank int32 / float / bool tensors into contiguous row-major vectors; GatherInt32 copies
+/// at most the first `limit` elements.
+std::vector<int32_t> GatherInt32(const TensorView& view, int64_t limit = INT64_MAX);
 std::vector<float> GatherFloat(const TensorView& view);
 std::vector<uint8_t> GatherBool(const TensorView& view);  // empty when the view is absent
 

@@ -40,6 +40,8 @@ struct MoeConfig {
   int64_t expert_token_nums_type = 1;  // 0 cumulative, 1 per expert
   // combine
   int64_t comm_quant_mode = 0;  // 0 or 2
+  // elasticInfo given (V3, or native survivors): outputs are sized for either role (docs/semantics.md 1.2)
+  bool elastic = false;
 
   /// Special experts are computed on the token's owner in combine and never travel (docs/semantics.md 2.8).
   int64_t special_expert_num() const { return zero_expert_num + copy_expert_num + const_expert_num; }

@@ -37,8 +37,12 @@ ScaledDown ApplyElasticInfo(const MoeConfig& c, std::span<const int32_t> table, 
              "new moeExpertNum = localExpertNum (" + std::to_string(c.local_expert_num()) +
                  ") * (new epWorldSize - new sharedExpertRankNum): experts per rank stay");
   }
-  if (c.shared_expert_num > 0 ? new_s % c.shared_expert_num != 0 : new_s != 0) {
-    BadTable(op, "[2]", new_s, "a multiple of sharedExpertNum (" + std::to_string(c.shared_expert_num) + ")");
+  if (c.shared_expert_num > 0 ? new_s % c.shared_expert_num != 0 || new_s == 0 : new_s != 0) {
+    BadTable(op, "[2]", new_s,
+             c.shared_expert_num > 0
+                 ? "a non-zero multiple of sharedExpertNum (" + std::to_string(c.shared_expert_num) +
+                       "): every shared expert keeps at least one rank"
+                 : "0 when there are no shared experts");
   }
   const auto table1 = table.subspan(4, e), table2 = table.subspan(4 + e, e);
   ScaledDown out;
@@ -51,6 +55,15 @@ ScaledDown ApplyElasticInfo(const MoeConfig& c, std::span<const int32_t> table, 
       BadTable(op, "[4 + E + " + std::to_string(r) + "]", old, "a rank keeps its role (shared or MoE)");
     }
     out.physical.push_back(old);
+  }
+  // The other direction too: a rank that left must say so (-1), or it would receive as a survivor's
+  // double.
+  for (int64_t old = 0; old < e; ++old) {
+    const int32_t r = table1[old];
+    if (r != -1 && (r < 0 || r >= new_e || table2[r] != old)) {
+      BadTable(op, "[4 + " + std::to_string(old) + "]", r,
+               "Table1[old] = -1 for a rank that left, else the new rank n with Table2[n] = old");
+    }
   }
   const int32_t new_rank = table1[c.ep_rank];
   if (new_rank < 0 || new_rank >= new_e) {

@@ -24,7 +24,8 @@ void CheckElasticTable(const MoeConfig& config, int64_t entries, const char* op,
 
 /// For a table with isScaledDown == 1: the survivors' configuration. Throws Error (561002) naming the
 /// entry when the table is inconsistent: newE outside [1, E], this rank dropped, Table1 / Table2 not
-/// inverse to each other, experts per MoE rank changed, or a rank's role (shared / MoE) changed.
+/// inverse to each other (in both directions), experts per MoE rank changed, a rank's role (shared /
+/// MoE) changed, or a shared expert left without a rank.
 ScaledDown ApplyElasticInfo(const MoeConfig& original, std::span<const int32_t> table, const char* op);
 
 /// Builds the table for survivors `reachable` (E entries of 0/1): survivors keep their order, shared

@@ -3,14 +3,31 @@
 
 #include <algorithm>
 
+#include "base/saturating.h"
+
 namespace moe_ep::plan {
 
-int64_t ReceiveRows(const MoeConfig& c) {
+namespace {
+
+// A by the rank's own role.
+int64_t RoleReceiveRows(const MoeConfig& c) {
   if (c.is_shared_rank()) {
     const int64_t r = c.shared_replicas();
-    return c.max_bs() * ((c.ep_world_size + r - 1) / r);
+    return SaturatingMul(c.max_bs(), (c.ep_world_size + r - 1) / r);
   }
-  return c.effective_global_bs() * std::min(c.local_expert_num(), c.top_k);
+  return SaturatingMul(SaturatingMul(c.max_bs(), c.ep_world_size), std::min(c.local_expert_num(), c.top_k));
+}
+
+}  // namespace
+
+int64_t ReceiveRows(const MoeConfig& c) {
+  // Under elasticInfo a rank is sized for either role (docs/semantics.md 1.2): a scaled-down job can
+  // leave fewer replicas of a shared expert, and their rows must still fit.
+  if (!c.elastic) return RoleReceiveRows(c);
+  MoeConfig shared = c, moe = c;
+  shared.ep_rank = 0;
+  moe.ep_rank = c.shared_expert_rank_num;
+  return c.has_shared() ? std::max(RoleReceiveRows(shared), RoleReceiveRows(moe)) : RoleReceiveRows(moe);
 }
 
 DispatchOutputSizes OutputSizesOf(const MoeConfig& c) {
@@ -34,14 +51,17 @@ WindowLayout::WindowLayout(const MoeConfig& c) {
   dispatch_blocks = c.ep_world_size * c.local_expert_num();
   a = ReceiveRows(c);
 
-  combine_area_bytes = static_cast<uint64_t>(max_bs) * combine_slots_per_token * combine_slot_bytes;
+  // Saturating: attributes that validation has not bounded yet must not wrap to a window that fits.
+  const auto mul = SaturatingMul<uint64_t>;
+  const auto bs = static_cast<uint64_t>(max_bs), rows = static_cast<uint64_t>(a);
+  combine_area_bytes = mul(mul(bs, combine_slots_per_token), combine_slot_bytes);
   dispatch_area_offset = combine_area_bytes;
-  ep_half_bytes = combine_area_bytes + static_cast<uint64_t>(dispatch_blocks) * max_bs * dispatch_slot_bytes;
-  ep_window_bytes = 2 * ep_half_bytes;
+  ep_half_bytes = SaturatingAdd(combine_area_bytes, mul(mul(dispatch_blocks, bs), dispatch_slot_bytes));
+  ep_window_bytes = mul(2, ep_half_bytes);
 
-  tp_combine_offset = static_cast<uint64_t>(a) * dispatch_slot_bytes;
-  tp_half_bytes = static_cast<uint64_t>(a) * (dispatch_slot_bytes + combine_slot_bytes);
-  tp_window_bytes = c.has_tp() ? 2 * tp_half_bytes : 0;
+  tp_combine_offset = mul(rows, dispatch_slot_bytes);
+  tp_half_bytes = mul(rows, SaturatingAdd(dispatch_slot_bytes, combine_slot_bytes));
+  tp_window_bytes = c.has_tp() ? mul(2, tp_half_bytes) : 0;
 }
 
 }  // namespace moe_ep::plan

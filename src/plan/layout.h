@@ -63,7 +63,8 @@ struct WindowLayout {
   uint64_t CombineSlotOffset(int64_t slot) const { return static_cast<uint64_t>(slot) * combine_slot_bytes; }
 };
 
-/// A: maxBs*ceil(E/R) on shared ranks, globalBs*min(L,K) on MoE ranks (docs/semantics.md 1.2).
+/// A: maxBs*ceil(E/R) on shared ranks, globalBs*min(L,K) on MoE ranks, the larger of the two on every
+/// rank under elasticInfo (docs/semantics.md 1.2). Saturates instead of overflowing.
 int64_t ReceiveRows(const MoeConfig& config);
 
 /// The sizes of dispatch's outputs: what validation demands and what the native API allocates.

@@ -1,7 +1,11 @@
 // Builds the routing plan: mask compaction, per-expert slots by prefix count (docs/semantics.md 2.5, 5.2).
 #include "plan/routing.h"
 
+#include <algorithm>
+#include <iterator>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "moe_ep/error.h"
 
@@ -12,6 +16,44 @@ int64_t ActiveTokenLimit(const MoeConfig& c, const uint8_t* mask) {
   int64_t limit = 0;
   for (int64_t t = 0; t < c.bs; ++t) limit += mask[t] ? 1 : 0;
   return limit;
+}
+
+namespace {
+
+[[noreturn]] void BadExpertId(const char* op, int64_t t, int64_t k, int32_t value, const std::string& rule) {
+  throw Error(ErrorCode::kInvalidParam, std::string(op) + ": parameter 'expertIds' has value " +
+                                            std::to_string(value) + " at [" + std::to_string(t) + ", " +
+                                            std::to_string(k) + "]; rule: " + rule);
+}
+
+}  // namespace
+
+void CheckExpertIds(const MoeConfig& c, const int32_t* expert_ids, const uint8_t* mask, const char* op) {
+  const int64_t k_num = c.top_k, token_limit = ActiveTokenLimit(c, mask);
+  const std::string range = std::string("0 <= expertIds < ") +
+                            (c.special_expert_num() ? "moeExpertNum + zero/copy/const experts (" : "moeExpertNum (") +
+                            std::to_string(c.all_expert_num()) + ")";
+  std::vector<std::pair<int32_t, int64_t>> routed;  // (MoE expert, k) of one token
+  for (int64_t t = 0; t < token_limit; ++t) {
+    routed.clear();
+    for (int64_t k = 0; k < k_num; ++k) {
+      const int64_t idx = t * k_num + k;
+      if (c.mask == MaskKind::kPairs && !mask[idx]) continue;
+      const int32_t e = expert_ids[idx];
+      if (e < 0 || e >= c.all_expert_num()) BadExpertId(op, t, k, e, range);
+      if (e < c.moe_expert_num) routed.emplace_back(e, k);
+    }
+    // A repeated MoE expert would send a token twice to one rank, beyond the A rows the outputs hold
+    // (A counts one row per token and local expert). Special experts never travel: repeats are harmless.
+    std::sort(routed.begin(), routed.end());
+    const auto twin = std::adjacent_find(routed.begin(), routed.end(),
+                                         [](const auto& a, const auto& b) { return a.first == b.first; });
+    if (twin != routed.end()) {
+      BadExpertId(op, t, std::next(twin)->second, twin->first,
+                  "a token's MoE expert ids are distinct (it is also at [" + std::to_string(t) + ", " +
+                      std::to_string(twin->second) + "])");
+    }
+  }
 }
 
 RoutingPlan BuildRoutingPlan(const MoeConfig& c, const int32_t* expert_ids, const uint8_t* mask) {
@@ -27,13 +69,6 @@ RoutingPlan BuildRoutingPlan(const MoeConfig& c, const int32_t* expert_ids, cons
       if (c.mask == MaskKind::kPairs && !mask[idx]) continue;
       any = true;
       const int32_t e = expert_ids[idx];
-      if (e < 0 || e >= c.all_expert_num()) {
-        throw Error(ErrorCode::kInvalidParam,
-                    "MoeDistributeDispatch: parameter 'expertIds' has value " + std::to_string(e) + " at [" +
-                        std::to_string(t) + ", " + std::to_string(k) + "]; rule: 0 <= expertIds < " +
-                        (c.special_expert_num() ? "moeExpertNum + zero/copy/const experts (" : "moeExpertNum (") +
-                        std::to_string(c.all_expert_num()) + ")");
-      }
       if (e >= c.moe_expert_num) continue;  // special expert: computed by combine on this rank
       plan.pairs.push_back({static_cast<int32_t>(t), static_cast<int32_t>(k), e, plan.expert_counts[e]++});
     }

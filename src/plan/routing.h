@@ -26,9 +26,14 @@ struct RoutingPlan {
 /// prefix" (docs/semantics.md 2.5); all Bs tokens under no mask or a 2-D one. `mask` holds Bs or Bs*K bytes.
 int64_t ActiveTokenLimit(const MoeConfig& config, const uint8_t* mask);
 
-/// Builds the plan from contiguous expert ids (bs*K) and the mask (bs or bs*K bytes, or nullptr).
-/// Ids must be in [0, all_expert_num()): throws an Error naming the first offending element otherwise.
-/// Pairs to special experts take part (they make their token valid) but are not routed.
+/// The expert ids of the active (token, k) pairs, contiguous (bs*K) with the mask (bs or bs*K bytes, or
+/// nullptr), as dispatch and combine both demand them: each in [0, all_expert_num()), and a token's MoE
+/// experts distinct (docs/semantics.md 2.1). Throws Error (161002) naming `op` and the first offending
+/// element otherwise.
+void CheckExpertIds(const MoeConfig& config, const int32_t* expert_ids, const uint8_t* mask, const char* op);
+
+/// Builds the plan from expert ids that passed CheckExpertIds. Pairs to special experts take part
+/// (they make their token valid) but are not routed.
 RoutingPlan BuildRoutingPlan(const MoeConfig& config, const int32_t* expert_ids, const uint8_t* mask);
 
 }  // namespace moe_ep::plan

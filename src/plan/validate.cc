@@ -10,6 +10,7 @@
 #include <string>
 #include <utility>
 
+#include "base/saturating.h"
 #include "moe_ep/error.h"
 #include "plan/layout.h"
 
@@ -142,6 +143,30 @@ struct ShapeNames {
 constexpr ShapeNames kDispatchShapes{"Bs (x.dim0)", "H (x.dim1)"};
 constexpr ShapeNames kCombineShapes{"Bs (expertIds.dim0)", "H (expandX.dim1)"};
 
+// A view's own arithmetic: dims and strides non-negative, one stride per dimension, and the element
+// count and the furthest element within int64. aclCreateTensor checks the same for the C API; native
+// callers build views by hand, and every later index computation relies on this.
+void CheckView(const Checker& ck, const TensorView& v, const char* param) {
+  if (!v.present()) return;
+  bool ok = v.strides.empty() || v.strides.size() == v.shape.size();
+  int64_t numel = 1, reach = 0;
+  for (size_t d = 0; ok && d < v.shape.size(); ++d) {
+    const int64_t extent = v.shape[d], stride = v.strides.empty() ? 0 : v.strides[d];
+    int64_t step = 0;
+    ok = extent >= 0 && stride >= 0 && !__builtin_mul_overflow(numel, extent, &numel) &&
+         !__builtin_mul_overflow(extent > 0 ? extent - 1 : 0, stride, &step) &&
+         !__builtin_add_overflow(reach, step, &reach);
+  }
+  ok = ok && !__builtin_mul_overflow(std::max(numel, reach + 1), static_cast<int64_t>(DTypeSize(v.dtype)), &reach);
+  ck.Shape(ok, v, param,
+           "a view has non-negative dimensions and strides, one stride per dimension, and its size in bytes fits "
+           "int64");
+}
+
+void CheckViews(const Checker& ck, std::initializer_list<std::pair<const TensorView*, const char*>> views) {
+  for (const auto& [v, param] : views) CheckView(ck, *v, param);
+}
+
 // Rules shared by dispatch and combine: group, experts, batch, hidden, top-k (docs/semantics.md 1.2 / 1.3).
 void CheckCommonAttributes(const Checker& ck, MoeConfig& c, Profile p, ShapeNames names) {
   const bool a3 = p == Profile::kA3;
@@ -174,7 +199,9 @@ void CheckCommonAttributes(const Checker& ck, MoeConfig& c, Profile p, ShapeName
   const std::pair<int64_t, const char*> specials[] = {{c.zero_expert_num, "zeroExpertNum"},
                                                       {c.copy_expert_num, "copyExpertNum"},
                                                       {c.const_expert_num, "constExpertNum"}};
-  for (const auto& [count, name] : specials) ck.Require(count >= 0, name, count, ">= 0");
+  for (const auto& [count, name] : specials) {
+    ck.Require(count >= 0 && count <= std::numeric_limits<int32_t>::max(), name, count, "in [0, INT32_MAX]");
+  }
   const int64_t moe_max = a3 ? 1024 : std::numeric_limits<int32_t>::max();
   ck.Require(c.moe_expert_num > 0 && c.moe_expert_num <= moe_max, "moeExpertNum", c.moe_expert_num,
              "in (0, " + Str(moe_max) + "]");
@@ -198,18 +225,24 @@ void CheckCommonAttributes(const Checker& ck, MoeConfig& c, Profile p, ShapeName
                "in (0, min(16, " + ExpertBound(c) + ")]");
   } else {
     ck.Require(c.bs >= 1, names.bs, c.bs, ">= 1");
-    ck.Require(c.hidden >= 1, names.hidden, c.hidden, ">= 1");
+    ck.Require(c.hidden >= 1 && c.hidden <= std::numeric_limits<int32_t>::max(), names.hidden, c.hidden,
+               "in [1, INT32_MAX]");
     ck.Require(c.top_k > 0 && c.top_k <= c.all_expert_num(), "K (expertIds.dim1)", c.top_k,
                "in (0, " + ExpertBound(c) + "]");
   }
-  const int64_t full = c.bs * c.ep_world_size;
-  ck.Require(c.global_bs == 0 || (c.global_bs >= full && c.global_bs % c.ep_world_size == 0), "globalBs", c.global_bs,
-             "0, or >= Bs * epWorldSize (" + Str(full) + ") and a multiple of epWorldSize");
+  // Bounded before anything is multiplied: a huge globalBs must fail here, not wrap the sizes below.
+  const int64_t full = SaturatingMul(c.bs, c.ep_world_size);
+  const std::string global_rule = "0, or >= Bs * epWorldSize (" + Str(full) + ") and a multiple of epWorldSize";
+  ck.Require(c.global_bs >= 0 && c.global_bs % c.ep_world_size == 0, "globalBs", c.global_bs, global_rule);
+  const int64_t slots_per_token = c.top_k + c.shared_expert_num;
+  const int64_t max_bs_limit = static_cast<int64_t>(kMaxCombineFlags) / slots_per_token;
+  ck.Require(c.max_bs() <= max_bs_limit, "globalBs", c.global_bs,
+             "maxBs (globalBs / epWorldSize, or Bs when globalBs is 0) = " + Str(c.max_bs()) +
+                 " times K + sharedExpertNum (" + Str(slots_per_token) + ") must be <= " + Str(kMaxCombineFlags) +
+                 ", so maxBs <= " + Str(max_bs_limit));
+  ck.Require(c.global_bs == 0 || c.max_bs() >= c.bs, "globalBs", c.global_bs, global_rule);
   ck.Require(!(c.global_bs > full && c.mask != MaskKind::kNone), "globalBs", c.global_bs,
              "must not exceed Bs * epWorldSize (" + Str(full) + ") when xActiveMask is given");
-  const int64_t combine_flags = c.max_bs() * (c.top_k + c.shared_expert_num);
-  ck.Require(static_cast<uint64_t>(combine_flags) <= kMaxCombineFlags, "globalBs", c.global_bs,
-             "maxBs * (K + sharedExpertNum) = " + Str(combine_flags) + " must be <= " + Str(kMaxCombineFlags));
 }
 
 void CheckMask(const Checker& ck, MoeConfig& c, const TensorView& mask) {
@@ -267,18 +300,8 @@ void CheckSpecialExpertInputs(const Checker& ck, const MoeConfig& c, const Combi
   }
 }
 
-}  // namespace
-
-void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowCapacity window, const char* op) {
-  const Checker ck(op, p);
-  ck.Present(t.x, "x");
-  ck.Present(t.expert_ids, "expertIds");
-  ck.Present(t.expand_x, "expandXOut");
-  ck.Present(t.assist_info, "assistInfoForCombineOut");
-  ck.Present(t.expert_token_nums, "expertTokenNumsOut");
-  ck.Present(t.ep_recv_counts, "epRecvCountsOut");
-  ck.Present(t.tp_recv_counts, "tpRecvCountsOut");
-  if (c.quant_mode == 2) ck.Present(t.dynamic_scales, "dynamicScalesOut");
+// Everything about dispatch's inputs and attributes; fills the shape fields of `c`.
+void CheckDispatchInputs(const Checker& ck, MoeConfig& c, const DispatchTensors& t, Profile p) {
 
   ck.Require(IsHalf(t.x.dtype), kDtype, "x", DTypeName(t.x.dtype), "dtype must be bf16 or fp16");
   ck.Dtype(t.expert_ids, "expertIds", DType::kInt32);
@@ -308,6 +331,33 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
              "shape must be (sharedExpertNum + moeExpertNum, H) = (" + Str(c.shared_expert_num + c.moe_expert_num) +
                  ", " + Str(c.hidden) + ")");
   }
+  CheckViews(ck, {{&t.x, "x"}, {&t.expert_ids, "expertIds"}, {&t.scales, "scales"}, {&t.x_active_mask, "xActiveMask"}});
+}
+
+}  // namespace
+
+void ValidateAttributes(MoeConfig& c, Profile p, const char* op) {
+  CheckCommonAttributes(Checker(op, p), c, p, {"Bs", "H"});
+}
+
+void ValidateDispatchInputs(MoeConfig& c, const DispatchTensors& t, Profile p, const char* op) {
+  const Checker ck(op, p);
+  ck.Present(t.x, "x");
+  ck.Present(t.expert_ids, "expertIds");
+  CheckDispatchInputs(ck, c, t, p);
+}
+
+void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowCapacity window, const char* op) {
+  const Checker ck(op, p);
+  ck.Present(t.x, "x");
+  ck.Present(t.expert_ids, "expertIds");
+  ck.Present(t.expand_x, "expandXOut");
+  ck.Present(t.assist_info, "assistInfoForCombineOut");
+  ck.Present(t.expert_token_nums, "expertTokenNumsOut");
+  ck.Present(t.ep_recv_counts, "epRecvCountsOut");
+  ck.Present(t.tp_recv_counts, "tpRecvCountsOut");
+  if (c.quant_mode == 2) ck.Present(t.dynamic_scales, "dynamicScalesOut");
+  CheckDispatchInputs(ck, c, t, p);
 
   const WindowLayout layout(c);
   const DispatchOutputSizes sizes = OutputSizesOf(c);
@@ -349,6 +399,7 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
                                                                {&t.tp_recv_counts, "tpRecvCountsOut"}};
   for (const auto& [out, name] : outputs) {
     if (out->present()) ck.Shape(out->contiguous(), *out, name, "outputs must be contiguous");
+    CheckView(ck, *out, name);
   }
   CheckWindow(ck, c, layout, window);
 }
@@ -448,6 +499,23 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
     const bool rstd_ok = t.rstd.dim() == 3 && t.rstd.shape[0] == c.bs && t.rstd.shape[1] == 1 && t.rstd.shape[2] == 1;
     ck.Shape(rstd_ok && t.rstd.contiguous(), t.rstd, "rstdOut", "shape must be (Bs, 1, 1), contiguous");
   }
+  CheckViews(ck, {{&t.expand_x, "expandX"},
+                  {&t.expert_ids, "expertIds"},
+                  {&t.assist_info, "assistInfoForCombine"},
+                  {&t.ep_send_counts, "epSendCounts"},
+                  {&t.expert_scales, "expertScales"},
+                  {&t.tp_send_counts, "tpSendCounts"},
+                  {&t.x_active_mask, "xActiveMask"},
+                  {&t.shared_expert_x, "sharedExpertX"},
+                  {&t.ori_x, "oriX"},
+                  {&t.const_alpha1, "constExpertAlpha1"},
+                  {&t.const_alpha2, "constExpertAlpha2"},
+                  {&t.const_v, "constExpertV"},
+                  {&t.x, "xOut"},
+                  {&t.residual_x, "residualX"},
+                  {&t.gamma, "gamma"},
+                  {&t.y, "yOut"},
+                  {&t.rstd, "rstdOut"}});
   CheckWindow(ck, c, layout, window);
 }
 

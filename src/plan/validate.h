@@ -20,6 +20,14 @@ struct WindowCapacity {
 void ValidateDispatch(MoeConfig& config, const DispatchTensors& tensors, Profile profile, WindowCapacity window,
                       const char* op);
 
+/// The attribute rules alone (group, experts, Bs, H, K, globalBs) on a `config` that holds bs, hidden
+/// and top_k: what must hold before A is computed from it.
+void ValidateAttributes(MoeConfig& config, Profile profile, const char* op);
+
+/// The rules on dispatch's inputs and attributes alone (outputs may be absent): what must hold before
+/// outputs are sized from `config`. Fills the same shape fields.
+void ValidateDispatchInputs(MoeConfig& config, const DispatchTensors& tensors, Profile profile, const char* op);
+
 /// Checks combine (and CombineAddRmsNorm when tensors.add_rms_norm) attributes and tensors; fills the
 /// shape fields of `config` from the tensors.
 void ValidateCombine(MoeConfig& config, const CombineTensors& tensors, Profile profile, WindowCapacity window,

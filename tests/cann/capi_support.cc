@@ -819,11 +819,14 @@ CapiRankOutcome RunCapiRank(const CapiCase& c, const ScenarioInputs& inputs, int
   const bool shared = ep_rank < oc.shared_expert_rank_num;
   const int64_t local = oc.moe_expert_num / (e - oc.shared_expert_rank_num);
   const int64_t global_bs = oc.global_bs != 0 ? oc.global_bs : bs * e;
-  int64_t a = global_bs * std::min<int64_t>(local, k);
-  if (shared) {
+  // A by role; with elasticInfo every rank is sized for the larger role (docs/semantics.md 1.2).
+  const int64_t moe_a = global_bs * std::min<int64_t>(local, k);
+  int64_t shared_a = 0;
+  if (oc.shared_expert_rank_num > 0) {
     const int64_t replicas = oc.shared_expert_rank_num / oc.shared_expert_num;
-    a = global_bs / e * ((e + replicas - 1) / replicas);
+    shared_a = global_bs / e * ((e + replicas - 1) / replicas);
   }
+  const int64_t a = elastic != nullptr ? std::max(moe_a, shared_a) : shared ? shared_a : moe_a;
   const aclDataType half = HalfType(cfg);
   const bool quant = cfg.quant_mode == 2;
   const InputLayout layout = c.spec.layout;

@@ -6,7 +6,10 @@
 //                   H=7168, top-8, 64-expert, Bs=128 case (272629760 bytes = 260 MiB, above the 200 MB default);
 //                   slot offsets inside a half; the TP window 2*A*(tokD + tokC); shared-expert windows.
 //   ReceiveRows.*   A = globalBs*min(L, K) on MoE ranks and maxBs*ceil(E/R) on shared ranks, with and without
-//                   globalBs, for several (E, S, n_s, L, K).
+//                   globalBs, for several (E, S, n_s, L, K); the larger of the two on every rank under
+//                   elasticInfo; saturation instead of a wrap for absurd sizes.
+//   ElasticTable.*  ApplyElasticInfo refuses a table that leaves a shared expert without a rank or lets a rank
+//                   that left stand in for a survivor (Table1 -> Table2 direction).
 //   RoutingPlan.*   BuildRoutingPlan on small hand examples: slots by prefix count in flattened (t*K + k) order,
 //                   expert counts, valid tokens; 1-D mask (a prefix; a non-prefix mask sends tokens
 //                   [0, sum)); 2-D mask; out-of-range ids throw naming value and position, masked-out ones do not.
@@ -18,6 +21,7 @@
 
 #include "moe_ep/error.h"
 #include "plan/config.h"
+#include "plan/elastic.h"
 #include "plan/layout.h"
 #include "plan/routing.h"
 
@@ -204,6 +208,70 @@ TEST(ReceiveRows, SharedAndMoeRanksWithSharedExperts) {
   EXPECT_EQ(ReceiveRows(c), 2048 * 8);
 }
 
+// docs/semantics.md 1.2: with elasticInfo every rank is sized for either role, because a scaled-down job can
+// leave fewer replicas of a shared expert. E=4, S=2, n_s=1 (R=2), moe=2 (L=1), K=2, Bs=8: shared A =
+// 8 * ceil(4/2) = 16, MoE A = 32 * min(1, 2) = 32.
+TEST(ReceiveRows, ElasticSizesEveryRankForTheLargerRole) {
+  MoeConfig c = Config(4, 2, 8, 1024, 2);
+  c.shared_expert_num = 1;
+  c.shared_expert_rank_num = 2;
+  EXPECT_EQ(ReceiveRows(c), 16);
+  c.elastic = true;
+  EXPECT_EQ(ReceiveRows(c), 32);
+  c.ep_rank = 3;
+  EXPECT_EQ(ReceiveRows(c), 32);
+  // After dropping replica 1 the survivor (E=3, S=1, R=1) receives 8 * 3 = 24 <= 32.
+  MoeConfig scaled = Config(3, 2, 8, 1024, 2);
+  scaled.shared_expert_num = 1;
+  scaled.shared_expert_rank_num = 1;
+  EXPECT_EQ(ReceiveRows(scaled), 24);
+}
+
+TEST(ReceiveRows, AbsurdSizesSaturateInsteadOfWrapping) {
+  MoeConfig c = Config(2, 4, 8, 1024, 2);
+  c.global_bs = int64_t{1} << 62;
+  EXPECT_EQ(ReceiveRows(c), INT64_MAX);
+  EXPECT_EQ(WindowLayout(c).ep_window_bytes, UINT64_MAX);
+}
+
+// E=4, S=2, n_s=1, moe=2: tables are [isScaledDown, newE, newS, newMoe, Table1[4], Table2[4]].
+MoeConfig ElasticConfig(int64_t rank) {
+  MoeConfig c = Config(4, 2, 8, 1024, 2);
+  c.shared_expert_num = 1;
+  c.shared_expert_rank_num = 2;
+  c.ep_rank = rank;
+  return c;
+}
+
+void ExpectBadTable(const MoeConfig& c, const std::vector<int32_t>& table, const std::string& entry,
+                    const std::string& rule) {
+  try {
+    ApplyElasticInfo(c, table, "op");
+    ADD_FAILURE() << "table accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidConfig);
+    EXPECT_NE(std::string(e.what()).find("'elasticInfo" + entry + "'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(rule), std::string::npos) << e.what();
+  }
+}
+
+TEST(ElasticTable, EverySharedExpertKeepsARank) {
+  // Ranks 2 and 3 survive; both shared replicas are gone.
+  ExpectBadTable(ElasticConfig(2), {1, 2, 0, 2, -1, -1, 0, 1, 2, 3, -1, -1}, "[2]",
+                 "every shared expert keeps at least one rank");
+  const std::vector<int32_t> table = {1, 3, 1, 2, 0, -1, 1, 2, 0, 2, 3, -1};
+  const ScaledDown ok = ApplyElasticInfo(ElasticConfig(2), table, "op");
+  EXPECT_EQ(ok.config.ep_world_size, 3);
+  EXPECT_EQ(ok.config.ep_rank, 1);
+  EXPECT_EQ(ok.physical, (std::vector<int>{0, 2, 3}));
+}
+
+TEST(ElasticTable, ARankThatLeftCannotStandInForASurvivor) {
+  // Rank 1 left (not in Table2) but Table1 still gives it new rank 1, the slot of original rank 2: it would
+  // run as rank 2's double.
+  ExpectBadTable(ElasticConfig(1), {1, 3, 1, 2, 0, 1, 1, 2, 0, 2, 3, -1}, "[4 + 1]", "Table1[old] = -1");
+}
+
 // ---- BuildRoutingPlan --------------------------------------------------------------------------------------------
 
 MoeConfig RoutingConfig(MaskKind mask) {
@@ -301,16 +369,16 @@ TEST(RoutingPlan, SpecialExpertsAreNotRouted) {
 }
 
 void ExpectBadId(const MoeConfig& c, const std::vector<int32_t>& ids, const uint8_t* mask, const std::string& value,
-                 const std::string& where) {
+                 const std::string& where, const std::string& rule = "moeExpertNum (4)") {
   try {
-    BuildRoutingPlan(c, ids.data(), mask);
+    CheckExpertIds(c, ids.data(), mask, "MoeDistributeDispatch");
     ADD_FAILURE() << "no error for id " << value;
   } catch (const Error& e) {
     const std::string what = e.what();
     EXPECT_NE(what.find("expertIds"), std::string::npos) << what;
     EXPECT_NE(what.find("value " + value), std::string::npos) << what;
     EXPECT_NE(what.find(where), std::string::npos) << what;
-    EXPECT_NE(what.find("moeExpertNum (4)"), std::string::npos) << what;
+    EXPECT_NE(what.find(rule), std::string::npos) << what;
   }
 }
 
@@ -321,13 +389,26 @@ TEST(RoutingPlan, OutOfRangeIdsThrowNamingValueAndPosition) {
   ExpectBadId(RoutingConfig(MaskKind::kPairs), {1, 3, 1, 0, 3, 9}, pairs.data(), "9", "[2, 1]");
 }
 
+// docs/semantics.md 2.1: a MoE expert twice in one token would send it twice to one rank, past A; the
+// second occurrence is named. Special experts never travel, so they may repeat; masked pairs do not count.
+TEST(RoutingPlan, RepeatedMoeExpertInATokenThrows) {
+  const std::string distinct = "distinct (it is also at [1, 0])";
+  ExpectBadId(RoutingConfig(MaskKind::kNone), {1, 3, 2, 2, 3, 0}, nullptr, "2", "[1, 1]", distinct);
+  MoeConfig special = RoutingConfig(MaskKind::kNone);
+  special.zero_expert_num = 1;
+  EXPECT_NO_THROW(CheckExpertIds(special, std::vector<int32_t>{4, 4, 1, 0, 3, 2}.data(), nullptr, "op"));
+  const std::vector<uint8_t> pairs = {1, 1, 1, 0, 1, 1};
+  EXPECT_NO_THROW(CheckExpertIds(RoutingConfig(MaskKind::kPairs), std::vector<int32_t>{1, 3, 2, 2, 3, 0}.data(),
+                                 pairs.data(), "op"));
+}
+
 // Ids that are never sent (masked pairs, tokens past the 1-D mask's count) are not read as routes.
 TEST(RoutingPlan, MaskedOutIdsAreNotChecked) {
   const std::vector<int32_t> ids = {1, 3, 1, 0, 99, -5};
   const std::vector<uint8_t> tokens = {1, 1, 0};
-  EXPECT_NO_THROW(BuildRoutingPlan(RoutingConfig(MaskKind::kTokens), ids.data(), tokens.data()));
+  EXPECT_NO_THROW(CheckExpertIds(RoutingConfig(MaskKind::kTokens), ids.data(), tokens.data(), "op"));
   const std::vector<uint8_t> pairs = {1, 1, 1, 1, 0, 0};
-  EXPECT_NO_THROW(BuildRoutingPlan(RoutingConfig(MaskKind::kPairs), ids.data(), pairs.data()));
+  EXPECT_NO_THROW(CheckExpertIds(RoutingConfig(MaskKind::kPairs), ids.data(), pairs.data(), "op"));
 }
 
 }  // namespace

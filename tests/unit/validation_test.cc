@@ -1465,10 +1465,12 @@ const DispatchRow kNativeDispatch[] = {
      {"GroupOptions::window_bytes (MOE_EP_WINDOW_MB)", "40960 bytes"}},
     {"AcceptsWindowExactlyTheRule", NativeSmall, [](DispatchCall& c) { c.window.ep_bytes = 40960; }, kOk, {}},
     {"RejectsHugeHAgainstWindow",
-     [](Params& p) { NativeSmall(p), p.h = int64_t{1} << 40; },
+     [](Params& p) { NativeSmall(p), p.h = int64_t{1} << 30; },
      nullptr,
      kRule,
      {"GroupOptions::window_bytes (MOE_EP_WINDOW_MB)"}},
+    {"RejectsHAboveInt32", [](Params& p) { NativeSmall(p), p.h = int64_t{1} << 40; }, nullptr, kRule,
+     {"'H (x.dim1)' = 1099511627776", "INT32_MAX"}},
 };
 INSTANTIATE_TEST_SUITE_P(Native, NativeProfileDispatch, ::testing::ValuesIn(kNativeDispatch), RowName<DispatchRow>);
 
@@ -1509,7 +1511,7 @@ const CombineRow kNativeCombine[] = {
      kRule,
      {"'ep.size()' = 0"}},
     {"RejectsBs0", [](Params& p) { NativeSmall(p), p.bs = 0; }, nullptr, kRule, {"= 0", ">= 1"}},
-    {"RejectsH0", [](Params& p) { NativeSmall(p), p.h = 0; }, nullptr, kRule, {"= 0", ">= 1"}},
+    {"RejectsH0", [](Params& p) { NativeSmall(p), p.h = 0; }, nullptr, kRule, {"= 0", "in [1, INT32_MAX]"}},
     {"RejectsK0", [](Params& p) { NativeSmall(p), p.k = 0; }, nullptr, kRule, {"'K (expert_ids.dim1)' = 0"}},
     {"RejectsCommQuantMode1",
      [](Params& p) { NativeSmall(p), p.comm_quant = 1; },

@@ -117,6 +117,7 @@ std::function<void()> BuildCombine(const std::string& op, const CombineArgs& a, 
 
   plan::MoeConfig c = ConfigOf(a.attributes);
   c.comm_quant_mode = a.comm_quant_mode;
+  c.elastic = elastic.present();
   const Groups groups = ValidateOnGroups(op, a.attributes, c, elastic, [&](plan::WindowCapacity capacity) {
     plan::ValidateCombine(c, t, plan::Profile::kA3, capacity, op.c_str());
   });

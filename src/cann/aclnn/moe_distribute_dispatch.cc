@@ -94,6 +94,7 @@ std::function<void()> BuildDispatch(const std::string& op, const DispatchArgs& a
   plan::MoeConfig c = ConfigOf(a.attributes);
   c.quant_mode = a.quant_mode;
   c.expert_token_nums_type = a.expert_token_nums_type;
+  c.elastic = elastic.present();
   const Groups groups = ValidateOnGroups(op, a.attributes, c, elastic, [&](plan::WindowCapacity capacity) {
     plan::ValidateDispatch(c, t, plan::Profile::kA3, capacity, op.c_str());
   });

@@ -20,6 +20,7 @@
 #include "cann/runtime/runtime.h"
 #include "hccl/hccl.h"
 #include "moe_ep/error.h"
+#include "plan/layout.h"
 #include "transport/shm/shm_window.h"
 #include "transport/thread/thread_window.h"
 
@@ -27,6 +28,8 @@ namespace moe_ep::cann {
 namespace {
 
 constexpr char kRootMagic[] = "moe_ep-hccl-root-v1:";  // followed by a 32-hex-digit token
+// A window has one synchronisation flag per rank; a larger group could not synchronise.
+constexpr uint32_t kMaxRanks = static_cast<uint32_t>(plan::kMaxSyncFlags);
 
 class Registry {
  public:
@@ -181,7 +184,11 @@ HcclResult HcclGetRootInfo(HcclRootInfo* root_info) {
 HcclResult HcclCommInitRootInfo(uint32_t n_ranks, const HcclRootInfo* root_info, uint32_t rank, HcclComm* comm) {
   return Guarded("HcclCommInitRootInfo", ApiFamily::kHccl, [&]() -> HcclResult {
     if (!root_info || !comm) return Failed(HCCL_E_PTR, "HcclCommInitRootInfo: rootInfo and comm must not be null");
-    if (n_ranks == 0 || rank >= n_ranks) {
+    if (n_ranks == 0 || n_ranks > moe_ep::cann::kMaxRanks) {
+      return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: nRanks = " + std::to_string(n_ranks) + " must be in [1, " +
+                                     std::to_string(moe_ep::cann::kMaxRanks) + "]");
+    }
+    if (rank >= n_ranks) {
       return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: rank = " + std::to_string(rank) +
                                      " must be in [0, nRanks = " + std::to_string(n_ranks) + ")");
     }

@@ -4,7 +4,8 @@
 #include <cstring>
 #include <mutex>
 #include <string>
-#include <unordered_map>
+#include <map>
+#include <optional>
 
 #include "cann/runtime/internal.h"
 
@@ -28,7 +29,7 @@ struct Allocation {
 
 struct Allocations {
   std::mutex mu;
-  std::unordered_map<const void*, Allocation> by_address;
+  std::map<const void*, Allocation, std::less<>> by_address;  // ordered: RoomAt finds the one holding a pointer
 };
 
 // Never destroyed: stream tasks may still free memory while the process exits.
@@ -91,6 +92,29 @@ bool ValidMallocPolicy(int64_t policy) {
   return policy >= ACL_MEM_MALLOC_HUGE_FIRST && policy <= ACL_MEM_MALLOC_NORMAL_ONLY_P2P;
 }
 
+// Bytes from `p` to the end of the live allocation that holds it; nullopt for memory moe_ep did not
+// allocate (ordinary host memory, which it cannot measure).
+std::optional<size_t> RoomAt(const void* p) {
+  Allocations& live = Live();
+  std::lock_guard<std::mutex> lock(live.mu);
+  auto it = live.by_address.upper_bound(p);
+  if (it == live.by_address.begin()) return std::nullopt;
+  --it;
+  const auto* start = static_cast<const uint8_t*>(it->first);
+  const auto* at = static_cast<const uint8_t*>(p);
+  const size_t offset = static_cast<size_t>(at - start);
+  if (std::less<>()(at, start) || offset >= it->second.bytes) return std::nullopt;
+  return it->second.bytes - offset;
+}
+
+// `claimed` bytes at `p` (a destMax, maxCount or count) must lie inside the allocation holding p.
+aclError CheckRoom(const std::string& api, const char* param, const void* p, const char* claim_name, size_t claimed) {
+  const std::optional<size_t> room = RoomAt(p);
+  if (!room || claimed <= *room) return ACL_SUCCESS;
+  return Fail(ACL_ERROR_INVALID_PARAM, api + ": " + claim_name + " " + std::to_string(claimed) + " is more than the " +
+                                           std::to_string(*room) + " bytes left in the allocation at '" + param + "'");
+}
+
 // The checks aclrtMemcpy and aclrtMemcpyAsync share (the async one checks at launch).
 aclError CheckMemcpy(const std::string& api, const void* dst, size_t dest_max, const void* src, size_t count,
                      const aclrtMemcpyKind& kind) {
@@ -104,7 +128,8 @@ aclError CheckMemcpy(const std::string& api, const void* dst, size_t dest_max, c
     return Fail(ACL_ERROR_INVALID_PARAM,
                 api + ": kind " + std::to_string(raw_kind) + " is not an aclrtMemcpyKind (0 to 4)");
   }
-  return ACL_SUCCESS;
+  if (aclError status = CheckRoom(api, "dst", dst, "destMax", dest_max); status != ACL_SUCCESS) return status;
+  return CheckRoom(api, "src", src, "count", count);
 }
 
 aclError CheckMemset(const std::string& api, const void* dst, size_t max_count, size_t count) {
@@ -113,7 +138,7 @@ aclError CheckMemset(const std::string& api, const void* dst, size_t max_count, 
     return Fail(ACL_ERROR_INVALID_PARAM, api + ": count " + std::to_string(count) + " is more than maxCount " +
                                              std::to_string(max_count) + " (the room at devPtr)");
   }
-  return ACL_SUCCESS;
+  return CheckRoom(api, "devPtr", dst, "maxCount", max_count);
 }
 
 }  // namespace

@@ -1,0 +1,358 @@
+// Bad data through the C API never crashes or writes out of bounds: each case is a defect a hostile
+// caller once triggered (out-of-range and repeated expert ids, a huge globalBs, an elastic table that
+// drops a shared-expert replica, out-of-range environment values and nRanks, a destMax past the
+// allocation, a stride-0 view far longer than its storage). Each must fail with its documented code and
+// a message naming the tensor or parameter, leave the outputs untouched, and leave the group usable: a
+// good round afterwards returns every token bit for bit.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <functional>
+#include <random>
+#include <thread>
+
+#include "cann/capi_support.h"
+#include "support/test_seed.h"
+
+namespace moe_ep::capi_testing {
+namespace {
+
+// Two ranks, four experts (L 2), top-2, Bs 8, H 1024: A = globalBs * min(L, K) = 32.
+constexpr int kRanks = 2;
+constexpr int64_t kMoe = 4, kBs = 8, kH = 1024, kK = 2, kA = kBs * kRanks * 2;
+
+// Runs body(rank) on one thread per rank, with that rank's device current.
+void OnEveryRank(const std::function<void(int)>& body) {
+  std::vector<std::thread> threads;
+  for (int r = 0; r < kRanks; ++r) {
+    threads.emplace_back([&, r] {
+      ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS) << RecentErrMsg();
+      body(r);
+      aclrtResetDevice(r);
+    });
+  }
+  for (auto& t : threads) t.join();
+}
+
+// What a call came to: the first status that was not success (from the GetWorkspaceSize phase or from the
+// stream) and aclGetRecentErrMsg after it.
+struct Outcome {
+  aclnnStatus status = ACL_SUCCESS;
+  std::string message;
+  bool launched = false;  // phase one succeeded: the failure (if any) came through the stream
+};
+
+// One rank's tensors for dispatch and combine; rank r's token t is the bf16 value 0x3F80 + 16r + t in
+// every column, so each returned row shows where it came from. Combine weights are 0.5 and 0.5: a good
+// round returns x exactly.
+struct Rank {
+  int rank;
+  std::string group;
+  aclrtStream stream = nullptr;
+  std::vector<uint16_t> x_host;
+  Tensor x, ids, weights, expand_x, dynamic_scales, assist, token_nums, ep_recv, tp_recv, x_out;
+
+  Rank(int r, HcclComm comm) : rank(r), group(CommName(comm)), x_host(kBs * kH) {
+    for (int64_t t = 0; t < kBs; ++t) {
+      std::fill_n(x_host.begin() + t * kH, kH, static_cast<uint16_t>(0x3F80 + 16 * r + t));
+    }
+    x = Tensor(ACL_BF16, {kBs, kH}, x_host.data());
+    SetIds(GoodIds());
+    const std::vector<float> w(kBs * kK, 0.5f);
+    weights = Tensor(ACL_FLOAT, {kBs, kK}, w.data());
+    expand_x = Tensor(ACL_BF16, {kA, kH});
+    dynamic_scales = Tensor(ACL_FLOAT, {kA});
+    assist = Tensor(ACL_INT32, {kA * 128});
+    token_nums = Tensor(ACL_INT64, {2});
+    ep_recv = Tensor(ACL_INT32, {2 * kRanks});
+    tp_recv = Tensor(ACL_INT32, {0});
+    x_out = Tensor(ACL_BF16, {kBs, kH});
+    EXPECT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS) << RecentErrMsg();
+  }
+  ~Rank() {
+    if (stream != nullptr) aclrtDestroyStream(stream);
+  }
+
+  // Token t goes to experts (t + r) % 4 and (t + r + 1) % 4: distinct, and every rank sends to both.
+  std::vector<int32_t> GoodIds() const {
+    std::vector<int32_t> id;
+    for (int64_t t = 0; t < kBs; ++t) {
+      for (int64_t k = 0; k < kK; ++k) id.push_back(static_cast<int32_t>((t + rank + k) % kMoe));
+    }
+    return id;
+  }
+  void SetIds(const std::vector<int32_t>& id) { ids = Tensor(ACL_INT32, {kBs, kK}, id.data()); }
+
+  Outcome Finish(aclnnStatus phase_one) {
+    Outcome o;
+    if (phase_one != ACL_SUCCESS) {
+      o.status = phase_one;
+      o.message = RecentErrMsg();
+      return o;
+    }
+    o.launched = true;
+    o.status = aclrtSynchronizeStreamWithTimeout(stream, 30000);
+    o.message = RecentErrMsg();
+    return o;
+  }
+  Outcome Dispatch(int64_t global_bs = 0) {
+    uint64_t ws = 0;
+    aclOpExecutor* exec = nullptr;
+    aclnnStatus st = aclnnMoeDistributeDispatchV2GetWorkspaceSize(
+        x.get(), ids.get(), nullptr, nullptr, nullptr, group.c_str(), kRanks, rank, kMoe, "", 0, 0, 0, 0, 0, 0,
+        global_bs, 1, "", expand_x.get(), dynamic_scales.get(), assist.get(), token_nums.get(), ep_recv.get(),
+        tp_recv.get(), nullptr, &ws, &exec);
+    if (st == ACL_SUCCESS) st = aclnnMoeDistributeDispatchV2(nullptr, ws, exec, stream);
+    return Finish(st);
+  }
+  Outcome Combine(const aclTensor* assist_info = nullptr) {
+    uint64_t ws = 0;
+    aclOpExecutor* exec = nullptr;
+    aclnnStatus st = aclnnMoeDistributeCombineV2GetWorkspaceSize(
+        expand_x.get(), ids.get(), assist_info ? assist_info : assist.get(), ep_recv.get(), weights.get(),
+        tp_recv.get(), nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, group.c_str(), kRanks, rank, kMoe, "", 0,
+        0, 0, 0, 0, 0, 0, 0, 0, "", x_out.get(), &ws, &exec);
+    if (st == ACL_SUCCESS) st = aclnnMoeDistributeCombineV2(nullptr, ws, exec, stream);
+    return Finish(st);
+  }
+  // A good round: dispatch, then combine of the unchanged rows; x comes back bit for bit.
+  void ExpectGoodRound() {
+    SetIds(GoodIds());
+    x_out.Fill(kPoison);
+    const Outcome d = Dispatch();
+    ASSERT_EQ(d.status, ACL_SUCCESS) << "rank " << rank << ": " << d.message;
+    const Outcome c = Combine();
+    ASSERT_EQ(c.status, ACL_SUCCESS) << "rank " << rank << ": " << c.message;
+    EXPECT_EQ(x_out.Read<uint16_t>(), x_host) << "rank " << rank << ": the group is not usable after the error";
+  }
+};
+
+class CapiBadData : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    EnsureAclReady();
+    comms_ = new std::vector<HcclComm>(CreateGroup({0, 1}));
+  }
+  static void TearDownTestSuite() {
+    for (HcclComm c : *comms_) HcclCommDestroy(c);
+    delete comms_;
+  }
+  static HcclComm comm(int r) { return (*comms_)[r]; }
+  static std::vector<HcclComm>* comms_;
+};
+std::vector<HcclComm>* CapiBadData::comms_ = nullptr;
+
+void ExpectRunTimeFailure(const Outcome& o, aclnnStatus code, const std::string& param, const std::string& value) {
+  EXPECT_TRUE(o.launched) << "phase one should accept (the data is read when the operation runs): " << o.message;
+  EXPECT_EQ(o.status, code) << o.message;
+  EXPECT_TRUE(NamesParam(o.message, param)) << o.message;
+  EXPECT_TRUE(ContainsValue(o.message, value)) << o.message;
+}
+
+// Defect 1: combine read an id >= moeExpertNum as a special expert (through a null alpha1: SIGSEGV) and
+// waited for a negative one until the deadline, naming "rank -3".
+TEST_F(CapiBadData, CombineRejectsExpertIdsOutOfRangeBeforeAnyRowMoves) {
+  for (const int32_t bad : {1000, -3, static_cast<int32_t>(kMoe)}) {
+    SCOPED_TRACE("expert id " + std::to_string(bad));
+    OnEveryRank([&](int r) {
+      Rank rank(r, comm(r));
+      ASSERT_EQ(rank.Dispatch().status, ACL_SUCCESS) << RecentErrMsg();
+      rank.SetIds(std::vector<int32_t>(kBs * kK, bad));
+      const auto start = std::chrono::steady_clock::now();
+      ExpectRunTimeFailure(rank.Combine(), ACLNN_ERR_PARAM_INVALID, "expertIds", std::to_string(bad));
+      EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5)) << "no wait for absent rows";
+      EXPECT_TRUE(rank.x_out.AllBytesAre(kPoison)) << "xOut written by a failed combine";
+      rank.ExpectGoodRound();
+    });
+  }
+}
+
+// Defect 2: the same expert twice in a token sent more rows to a rank than expandXOut holds when the rank
+// hosts fewer experts than K (A = globalBs * min(L, K) counts one row per token and local expert).
+TEST_F(CapiBadData, DispatchRejectsARepeatedExpertInAToken) {
+  OnEveryRank([&](int r) {
+    Rank rank(r, comm(r));
+    rank.SetIds(std::vector<int32_t>(kBs * kK, 0));
+    const Outcome o = rank.Dispatch();
+    ExpectRunTimeFailure(o, ACLNN_ERR_PARAM_INVALID, "expertIds", "0");
+    EXPECT_NE(o.message.find("distinct"), std::string::npos) << o.message;
+    EXPECT_NE(o.message.find("[0, 1]"), std::string::npos) << "the second occurrence is named: " << o.message;
+    EXPECT_TRUE(rank.expand_x.AllBytesAre(kPoison)) << "expandXOut written by a failed dispatch";
+    EXPECT_TRUE(rank.assist.AllBytesAre(kPoison));
+    rank.ExpectGoodRound();
+  });
+}
+
+// Defect 3: globalBs = 2^61 wrapped maxBs * (K + n_s), A and the window size to 0, so a 0-row expandXOut
+// passed and was then overflowed. Now every size is bounded before it is multiplied.
+TEST_F(CapiBadData, HugeGlobalBsIsRejectedInPhaseOne) {
+  OnEveryRank([&](int r) {
+    Rank rank(r, comm(r));
+    rank.expand_x = Tensor(ACL_BF16, {0, kH});
+    for (const int64_t global_bs : {int64_t{1} << 61, int64_t{1} << 62, INT64_MAX - 1, int64_t{1} << 40}) {
+      const Outcome o = rank.Dispatch(global_bs);
+      EXPECT_FALSE(o.launched) << global_bs;
+      EXPECT_EQ(o.status, ACLNN_ERR_INNER_TILING_ERROR) << o.message;
+      EXPECT_TRUE(NamesParam(o.message, "globalBs")) << o.message;
+      EXPECT_TRUE(ContainsValue(o.message, std::to_string(global_bs))) << o.message;
+    }
+    rank.expand_x = Tensor(ACL_BF16, {kA, kH});
+    rank.ExpectGoodRound();
+  });
+}
+
+// A view far longer than its storage (stride 0) is read only as far as the counts say: before, combine
+// copied the whole (2^40,) assistInfoForCombine and died in std::bad_alloc.
+TEST_F(CapiBadData, StrideZeroViewIsReadOnlyAsFarAsNeeded) {
+  OnEveryRank([&](int r) {
+    Rank rank(r, comm(r));
+    ASSERT_EQ(rank.Dispatch().status, ACL_SUCCESS) << RecentErrMsg();
+    Tensor endless = Tensor::View(ACL_INT32, {int64_t{1} << 40}, {0}, 0, 1);
+    const int32_t minus_one = -1;
+    ASSERT_EQ(aclrtMemcpy(endless.data(), sizeof minus_one, &minus_one, sizeof minus_one, ACL_MEMCPY_HOST_TO_DEVICE),
+              ACL_SUCCESS);
+    ExpectRunTimeFailure(rank.Combine(endless.get()), ACLNN_ERR_PARAM_INVALID, "assistInfoForCombine", "-1");
+    rank.ExpectGoodRound();
+  });
+}
+
+// Defect 4: a scaled-down job that drops one replica of the shared expert sends the surviving replica
+// more rows (maxBs * ceil(newE / newR)) than its role's A. With elasticInfo every rank is sized for the
+// larger role (docs/semantics.md 1.2), so the round is exact; before, it corrupted the heap and exited 0.
+TEST(CapiBadDataElastic, DroppingASharedReplicaRunsExactlyWithBuffersSizedForEitherRole) {
+  EnsureAclReady();
+  const uint64_t seed = moe_ep::testing::BaseSeed() ^ 0xE1A5;
+  std::mt19937_64 rng(seed);
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  constexpr int kE = 4, kDead = 1;  // ranks 0 and 1 replicate the shared expert; 2 and 3 host one expert each
+  const std::vector<int32_t> devices = {0, 1, 2, 3};
+  const std::vector<HcclComm> comms = CreateGroup(devices);
+  moe_ref::Config original;
+  original.ep_world_size = kE;
+  original.shared_expert_num = 1;
+  original.shared_expert_rank_num = 2;
+  original.moe_expert_num = 2;
+  original.top_k = 2;
+  original.hidden = 1024;
+  std::vector<int32_t> alive(kE, 1);
+  alive[kDead] = 0;
+  const std::vector<int32_t> table = ScaleDownTable(original, alive);
+  ASSERT_EQ(table[2], 1) << "one shared replica is left";
+
+  CapiCase c;
+  c.use_v3 = true;
+  c.spec.bs = 8;
+  auto& sc = c.spec.config;
+  sc = original;
+  sc.ep_world_size = table[1];
+  sc.shared_expert_rank_num = table[2];
+  sc.moe_expert_num = table[3];
+  std::vector<CapiElastic> elastic;
+  std::vector<HcclComm> survivor_comms;
+  std::vector<int32_t> survivor_devices;
+  for (int i = 0; i < table[1]; ++i) {
+    const int old = table[4 + kE + i];
+    elastic.push_back(CapiElastic{original, old, table});
+    survivor_comms.push_back(comms[old]);
+    survivor_devices.push_back(devices[old]);
+  }
+
+  // Buffers sized for the shared role alone (maxBs * ceil(E / R) = 16 rows, the surviving replica gets
+  // 8 * 3 = 24) are refused in phase one, naming expandXOut: MoE A = globalBs * min(L, K) = 32.
+  std::thread([&] {
+    ASSERT_EQ(aclrtSetDevice(0), ACL_SUCCESS);
+    {
+      const std::vector<uint16_t> x(8 * 1024, 0x3F80);
+      const std::vector<int32_t> ids(8 * 2, 0);
+      Tensor tx(ACL_BF16, {8, 1024}, x.data()), tids(ACL_INT32, {8, 2}, ids.data());
+      Tensor info(ACL_INT32, {static_cast<int64_t>(table.size())}, table.data());
+      Tensor expand(ACL_BF16, {16, 1024}), assist(ACL_INT32, {16 * 128}), nums(ACL_INT64, {1}), recv(ACL_INT32, {kE}),
+          tp(ACL_INT32, {0});
+      uint64_t ws = 0;
+      aclOpExecutor* exec = nullptr;
+      EXPECT_EQ(aclnnMoeDistributeDispatchV3GetWorkspaceSize(
+                    tx.get(), tids.get(), nullptr, nullptr, nullptr, info.get(), CommName(comms[0]).c_str(), kE, 0, 2,
+                    "", 0, 0, 0, 1, 2, 0, 0, 1, "", 0, 0, 0, expand.get(), nullptr, assist.get(), nums.get(),
+                    recv.get(), tp.get(), nullptr, &ws, &exec),
+                ACLNN_ERR_INNER_TILING_ERROR);
+      const std::string message = RecentErrMsg();
+      EXPECT_TRUE(NamesParam(message, "expandXOut")) << message;
+      EXPECT_NE(message.find(">= 32"), std::string::npos) << message;
+    }
+    aclrtResetDevice(0);
+  }).join();
+
+  // Sized for either role, the scaled-down round is exact.
+  ScenarioInputs inputs = moe_ep::verify::MakeInputs(c.spec, rng);
+  for (const auto& o : RunCapiRanks(c, inputs, survivor_comms, survivor_devices, &elastic)) {
+    EXPECT_EQ(o.Summary(), "");
+  }
+  for (HcclComm comm : comms) HcclCommDestroy(comm);
+}
+
+// Defect 5: HCCL_BUFFSIZE and the timeouts saturated and then wrapped (<< 20, * 1000): flags landed
+// before the mapping. Every value is now an integer in a documented range, or an error naming it.
+TEST(CapiBadDataEnvironment, ValuesOutOfRangeFailCommunicatorCreationNamingTheVariable) {
+  EnsureAclReady();
+  for (const char* name : {"HCCL_BUFFSIZE", "HCCL_EXEC_TIMEOUT", "MOE_EP_TIMEOUT_MS"}) {
+    for (const char* value : {"99999999999999999999", "-1", "0", "12abc"}) {
+      SCOPED_TRACE(std::string(name) + "=" + value);
+      ScopedEnv env(name, value);
+      std::vector<HcclComm> comms(2, nullptr);
+      const int32_t devices[2] = {0, 1};
+      EXPECT_NE(HcclCommInitAll(2, const_cast<int32_t*>(devices), comms.data()), HCCL_SUCCESS);
+      const std::string message = RecentErrMsg();
+      EXPECT_NE(message.find(name), std::string::npos) << message;
+      EXPECT_NE(message.find(value), std::string::npos) << message;
+      for (HcclComm c : comms) EXPECT_EQ(c, nullptr);
+    }
+  }
+}
+
+// Defect 6: nRanks 2^30 allocated 16 GB before it timed out.
+TEST(CapiBadDataEnvironment, RootInfoNRanksIsBoundedBeforeAnythingIsAllocated) {
+  EnsureAclReady();
+  ASSERT_EQ(aclrtSetDevice(0), ACL_SUCCESS);
+  HcclRootInfo root{};
+  ASSERT_EQ(HcclGetRootInfo(&root), HCCL_SUCCESS);
+  for (const uint32_t n_ranks : {uint32_t{1} << 30, uint32_t{65537}, UINT32_MAX}) {
+    HcclComm comm = nullptr;
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_EQ(HcclCommInitRootInfo(n_ranks, &root, 0, &comm), HCCL_E_PARA);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+    const std::string message = RecentErrMsg();
+    EXPECT_NE(message.find("nRanks = " + std::to_string(n_ranks)), std::string::npos) << message;
+    EXPECT_EQ(comm, nullptr);
+  }
+  aclrtResetDevice(0);
+}
+
+// aclrtMemcpy / aclrtMemset trusted a destMax (maxCount) larger than the allocation, and a count larger
+// than what is left at src.
+TEST(CapiBadDataMemory, CopiesAndFillsStayInsideTheAllocation) {
+  EnsureAclReady();
+  ASSERT_EQ(aclrtSetDevice(0), ACL_SUCCESS);
+  void* small = nullptr;
+  void* big = nullptr;
+  ASSERT_EQ(aclrtMalloc(&small, 64, ACL_MEM_MALLOC_HUGE_FIRST), ACL_SUCCESS);
+  ASSERT_EQ(aclrtMalloc(&big, 256, ACL_MEM_MALLOC_HUGE_FIRST), ACL_SUCCESS);
+  std::vector<uint8_t> host(256, 1);
+  EXPECT_EQ(aclrtMemcpy(small, 128, host.data(), 64, ACL_MEMCPY_HOST_TO_DEVICE), ACL_ERROR_INVALID_PARAM);
+  EXPECT_NE(RecentErrMsg().find("destMax 128"), std::string::npos);
+  EXPECT_EQ(aclrtMemcpy(static_cast<uint8_t*>(small) + 32, 64, host.data(), 8, ACL_MEMCPY_HOST_TO_DEVICE),
+            ACL_ERROR_INVALID_PARAM)
+      << "destMax counts from dst, not from the allocation's start";
+  EXPECT_EQ(aclrtMemcpy(big, 256, small, 128, ACL_MEMCPY_DEVICE_TO_DEVICE), ACL_ERROR_INVALID_PARAM);
+  EXPECT_NE(RecentErrMsg().find("'src'"), std::string::npos);
+  EXPECT_EQ(aclrtMemset(small, 65, 0, 8), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtMemcpy(small, 64, host.data(), 64, ACL_MEMCPY_HOST_TO_DEVICE), ACL_SUCCESS) << RecentErrMsg();
+  EXPECT_EQ(aclrtMemcpy(big, 256, small, 64, ACL_MEMCPY_DEVICE_TO_DEVICE), ACL_SUCCESS) << RecentErrMsg();
+  EXPECT_EQ(aclrtMemset(static_cast<uint8_t*>(small) + 60, 4, 0, 4), ACL_SUCCESS) << RecentErrMsg();
+  aclrtFree(small);
+  aclrtFree(big);
+  aclrtResetDevice(0);
+}
+
+}  // namespace
+}  // namespace moe_ep::capi_testing

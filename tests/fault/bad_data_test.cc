@@ -1,0 +1,181 @@
+// Bad data through the native API never crashes or writes out of bounds: corrupted expert ids in a
+// combine handle, a repeated expert in a token, a huge global_bs, malformed views, survivors that drop a
+// shared-expert replica, absurd allocations. Each fails with its code and a message naming the field,
+// and the group stays usable: the next good round returns every token bit for bit.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "moe_ep/error.h"
+#include "moe_ep/ops.h"
+#include "verify/run_ranks.h"
+
+namespace moe_ep::testing {
+namespace {
+
+using namespace ::moe_ep::verify;  // the rank runner of tools/verify
+
+constexpr int kRanks = 2;
+constexpr int64_t kBs = 8, kHidden = 64, kTopK = 2, kMoe = 4;
+
+// Rank r's token t is the bf16 value 0x3F80 + 16r + t in every column; it goes to experts (t + r) % 4 and
+// (t + r + 1) % 4 with weights 0.5 and 0.5, so a good round returns x exactly.
+struct RankData {
+  std::vector<uint16_t> x;
+  std::vector<int32_t> ids;
+  std::vector<float> weights = std::vector<float>(kBs * kTopK, 0.5f);
+  explicit RankData(int rank, int64_t moe = kMoe) : x(kBs * kHidden) {
+    for (int64_t t = 0; t < kBs; ++t) {
+      std::fill_n(x.begin() + t * kHidden, kHidden, static_cast<uint16_t>(0x3F80 + 16 * rank + t));
+      for (int64_t k = 0; k < kTopK; ++k) ids.push_back(static_cast<int32_t>((t + rank + k) % moe));
+    }
+  }
+  TensorView XView() { return TensorView(x.data(), DType::kBf16, {kBs, kHidden}); }
+  TensorView IdsView() { return TensorView(ids.data(), DType::kInt32, {kBs, kTopK}); }
+  TensorView WeightsView() { return TensorView(weights.data(), DType::kFloat32, {kBs, kTopK}); }
+};
+
+DispatchOptions Options(ExpertLayout experts = {kMoe, 0, 0, 0}) {
+  DispatchOptions options;
+  options.experts = std::move(experts);
+  return options;
+}
+
+std::vector<Group> Groups(int ranks = kRanks) {
+  GroupOptions options;
+  options.timeout = std::chrono::milliseconds(4000);
+  options.window_bytes = 16 << 20;
+  options.name = "bad-data";
+  return CreateThreadGroups(ranks, options);
+}
+
+std::vector<uint16_t> Values(const Tensor& t) {
+  return std::vector<uint16_t>(t.data_as<uint16_t>(), t.data_as<uint16_t>() + t.numel());
+}
+
+void ExpectGoodRound(Group& group, int rank) {
+  RankData d(rank);
+  DispatchResult res = Dispatch(group, d.XView(), d.IdsView(), Options());
+  const Tensor x = Combine(group, res.handle, res.expand_x.view(), d.WeightsView());
+  EXPECT_EQ(Values(x), d.x) << "rank " << rank << ": the group is not usable after the error";
+}
+
+// Calls f, which must throw moe_ep::Error with `code` and a message holding every one of `parts`.
+template <typename F>
+void ExpectError(F&& f, ErrorCode code, const std::vector<std::string>& parts) {
+  try {
+    f();
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), code) << e.what();
+    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+  }
+}
+
+// A combine handle whose routing was overwritten: ids past moe_expert_num (once read as special experts
+// through absent tensors) and negative ids (once waited for until the deadline) fail before a row moves.
+TEST(BadData, CombineRejectsCorruptedExpertIdsInTheHandle) {
+  auto groups = Groups();
+  for (const int32_t bad : {1000, -3, static_cast<int32_t>(kMoe)}) {
+    SCOPED_TRACE("expert id " + std::to_string(bad));
+    RunRanks(kRanks, [&](int r) {
+      RankData d(r);
+      DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), Options());
+      res.handle.expert_ids.data_as<int32_t>()[kTopK + 1] = bad;  // token 1, k 1
+      ExpectError([&] { Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView()); },
+                  ErrorCode::kInvalidParam, {"expertIds", "value " + std::to_string(bad), "at [1, 1]"});
+      ExpectGoodRound(groups[r], r);
+    });
+  }
+}
+
+TEST(BadData, DispatchRejectsARepeatedExpertInAToken) {
+  auto groups = Groups();
+  RunRanks(kRanks, [&](int r) {
+    RankData d(r, 2);
+    ExpertLayout two{2, 0, 0, 0};
+    d.ids.assign(kBs * kTopK, 0);
+    ExpectError([&] { Dispatch(groups[r], d.XView(), d.IdsView(), Options(two)); }, ErrorCode::kInvalidParam,
+                {"expertIds", "value 0", "at [0, 1]", "distinct"});
+    ExpectGoodRound(groups[r], r);
+  });
+}
+
+TEST(BadData, HugeGlobalBsIsRejectedBeforeAnythingIsAllocated) {
+  auto groups = Groups();
+  RunRanks(kRanks, [&](int r) {
+    RankData d(r);
+    for (const int64_t global_bs : {int64_t{1} << 61, int64_t{1} << 62, INT64_MAX - 1}) {
+      ExpectError(
+          [&] {
+            Dispatch(groups[r], d.XView(), d.IdsView(), Options({kMoe, 0, 0, global_bs}));
+          },
+          ErrorCode::kInvalidConfig, {"global_bs", std::to_string(global_bs)});
+      ExpectError(
+          [&] {
+            DispatchReceiveRows(groups[r], kBs, kTopK, {kMoe, 0, 0, global_bs});
+          },
+          ErrorCode::kInvalidConfig, {"global_bs", std::to_string(global_bs)});
+    }
+    ExpectGoodRound(groups[r], r);
+  });
+}
+
+// Views are built by hand in the native API: too few strides, negative strides, element counts or byte
+// sizes past int64 are refused by name instead of read.
+TEST(BadData, MalformedViewsAreRejectedByName) {
+  auto groups = Groups();
+  RunRanks(kRanks, [&](int r) {
+    RankData d(r);
+    const TensorView few_strides(d.ids.data(), DType::kInt32, {kBs, kTopK}, {1});
+    const TensorView negative_stride(d.ids.data(), DType::kInt32, {kBs, kTopK}, {-2, 1});
+    const TensorView endless_x(d.x.data(), DType::kBf16, {kBs, int64_t{1} << 62}, {0, 0});
+    for (const TensorView& ids : {few_strides, negative_stride}) {
+      ExpectError([&] { Dispatch(groups[r], d.XView(), ids, Options()); }, ErrorCode::kInvalidConfig,
+                  {"expert_ids", "non-negative dimensions and strides"});
+    }
+    ExpectError([&] { Dispatch(groups[r], endless_x, d.IdsView(), Options()); }, ErrorCode::kInvalidConfig,
+                {"H (x.dim1)", "INT32_MAX"});
+    ExpectError(
+        [] {
+          Tensor(DType::kFloat32, {int64_t{1} << 40, int64_t{1} << 40});
+        },
+        ErrorCode::kInvalidParam, {"larger than 2^48 bytes"});
+    ExpectGoodRound(groups[r], r);
+  });
+}
+
+// Survivors that leave one replica of the shared expert: the remaining replica receives maxBs * 3 rows,
+// more than its role's A (maxBs * ceil(4 / 2)). Outputs are sized for either role under survivors, so the
+// round is exact: every token comes back as x (two MoE halves) plus x (the shared expert), i.e. 2x.
+TEST(BadData, SurvivorsDroppingASharedReplicaRunExactly) {
+  auto groups = Groups(4);
+  const ExpertLayout experts{2, 1, 2, 0, 0, 0, 0, {1, 0, 1, 1}};
+  RunRanks(4, [&](int r) {
+    if (r == 1) return;  // the dead replica
+    BufferReset(groups[r], experts.survivors);
+    RankData d(r, 2);
+    DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), Options(experts));
+    EXPECT_GE(res.expand_x.view().shape[0], 8 * 3) << "sized for the shared role's scaled-down rows";
+    const Tensor x = Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView());
+    std::vector<uint16_t> twice = d.x;
+    for (uint16_t& v : twice) v = static_cast<uint16_t>(v + 0x80);  // bf16 exponent + 1: exactly 2x
+    EXPECT_EQ(Values(x), twice) << "rank " << r;
+  });
+}
+
+// Tables that let a shared expert lose every rank, or let a rank that left act as a survivor, are refused.
+TEST(BadData, SurvivorsMustKeepEverySharedExpert) {
+  auto groups = Groups(4);
+  const ExpertLayout experts{2, 1, 2, 0, 0, 0, 0, {0, 0, 1, 1}};
+  RunRanks(4, [&](int r) {
+    if (r < 2) return;
+    RankData d(r, 2);
+    ExpectError([&] { Dispatch(groups[r], d.XView(), d.IdsView(), Options(experts)); }, ErrorCode::kInvalidConfig,
+                {"elasticInfo[2]", "every shared expert keeps at least one rank"});
+  });
+}
+
+}  // namespace
+}  // namespace moe_ep::testing
