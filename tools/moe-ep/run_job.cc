@@ -79,7 +79,10 @@ Timings Measure(const JobOptions& o, const ScenarioSpec& s, const ScenarioInputs
   const int ranks = o.ranks;
   const int64_t h = c.hidden;
   const DType dtype = o.fp16 ? DType::kFp16 : DType::kBf16;
-  const ExpertLayout experts{c.moe_expert_num, c.shared_expert_num, c.shared_expert_rank_num, 0};
+  ExpertLayout experts;
+  experts.moe_expert_num = c.moe_expert_num;
+  experts.shared_expert_num = c.shared_expert_num;
+  experts.shared_expert_rank_num = c.shared_expert_rank_num;
   std::vector<Group> groups = CreateThreadGroups(ranks, GroupOptions{{}, 0, "moe-ep run"});
   PhaseClock dispatch_clock(ranks), combine_clock(ranks), copy_d_clock(ranks), copy_c_clock(ranks);
   std::vector<PhaseClock*> clocks{&dispatch_clock, &combine_clock, &copy_d_clock, &copy_c_clock};
@@ -124,8 +127,11 @@ Timings Measure(const JobOptions& o, const ScenarioSpec& s, const ScenarioInputs
       combine.comm_quant = o.comm_quant_int8 ? Quant::kDynamicInt8 : Quant::kNone;
       // memcpy baselines: the bytes this rank receives in dispatch / sends in combine.
       const int64_t rows = expected[r].rows;
-      std::vector<uint8_t> copy_src(rows * 2 * h, 1), copy_dst(rows * 2 * h, 2);
       const size_t copy_d = rows * DispatchRowBytes(o), copy_c = rows * 2 * h;
+      // A quantized row (H + 4 bytes) outgrows a 16-bit one (2H) when H < 4: size for the larger. At least one
+      // byte, so that a rank receiving no rows still passes memcpy valid pointers.
+      const size_t copy_bytes = std::max<size_t>({copy_d, copy_c, 1});
+      std::vector<uint8_t> copy_src(copy_bytes, 1), copy_dst(copy_bytes, 2);
       sync.arrive_and_wait();
       for (int i = 0; i < rounds; ++i) {
         dispatch_clock.Start(r);

@@ -1,0 +1,307 @@
+// The moe-ep command line: tables of bad flag sets (exit 2, one line naming the flag) and good ones (parsed values),
+// the --help text's bounds, and the built binary refusing `run --topk 65` / `run --experts 7` instead of crashing.
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "moe-ep/options.h"
+
+extern char** environ;
+
+namespace moe_ep::tools {
+namespace {
+
+// The default window (MOE_EP_WINDOW_MB unset), passed explicitly so that no row depends on the environment.
+constexpr uint64_t kDefaultWindow = uint64_t{2048} << 20;
+
+ParseResult Parse(std::initializer_list<const char*> words, uint64_t window = kDefaultWindow) {
+  const std::vector<std::string> args(words.begin(), words.end());
+  return ParseCommandLine(args, window);
+}
+
+std::string Joined(std::initializer_list<const char*> words) {
+  std::string text;
+  for (const char* word : words) text += std::string(text.empty() ? "" : " ") + "'" + word + "'";
+  return text;
+}
+
+struct BadRow {
+  std::initializer_list<const char*> args;
+  const char* named;  // what the message must contain: the flag (and its value where it has one)
+};
+
+const BadRow kBadRows[] = {
+    // The two that crashed in the input generator.
+    {{"run", "--topk", "65"}, "--topk 65 violates rule: <= --experts (64)"},
+    {{"run", "--experts", "7"}, "--experts 7 violates rule: a multiple of the MoE ranks"},
+    // Not numbers, overflow, negative, zero, out of the documented bounds.
+    {{"run", "--bs", "99999999999999999999"}, "--bs 99999999999999999999 violates rule: an integer in [1, 8192]"},
+    {{"run", "--ranks", "4294967297"}, "--ranks 4294967297"},
+    {{"run", "--hidden", "-5"}, "--hidden -5"},
+    {{"run", "--warmup", "-1"}, "--warmup -1"},
+    {{"run", "--shared-experts", "-1"}, "--shared-experts -1"},
+    {{"run", "--ranks", "0"}, "--ranks 0"},
+    {{"run", "--bs", "0"}, "--bs 0"},
+    {{"run", "--topk", "0"}, "--topk 0"},
+    {{"run", "--experts", "0"}, "--experts 0"},
+    {{"run", "--repeats", "0"}, "--repeats 0"},
+    {{"run", "--seed", "0"}, "--seed 0"},
+    {{"run", "--seed", "18446744073709551616"}, "--seed 18446744073709551616"},
+    {{"run", "--seed", "-1"}, "--seed -1"},
+    {{"run", "--bs", "abc"}, "--bs abc"},
+    {{"run", "--bs", "12x"}, "--bs 12x"},
+    {{"run", "--bs", "0x10"}, "--bs 0x10"},
+    {{"run", "--bs", "+8"}, "--bs +8"},
+    {{"run", "--bs", " 8"}, "--bs ' 8'"},
+    {{"run", "--bs", ""}, "--bs ''"},
+    {{"run", "--hidden", "1e3"}, "--hidden 1e3"},
+    {{"run", "--ranks", "257"}, "--ranks 257"},
+    {{"run", "--bs", "8193"}, "--bs 8193"},
+    {{"run", "--hidden", "65537"}, "--hidden 65537"},
+    {{"run", "--experts", "4097"}, "--experts 4097"},
+    {{"run", "--topk", "1025"}, "--topk 1025"},
+    {{"run", "--repeats", "100001"}, "--repeats 100001"},
+    {{"run", "--quant", "fp8"}, "--quant fp8 violates rule: must be int8"},
+    {{"run", "--comm-quant", "INT8"}, "--comm-quant INT8"},
+    // Unknown flags, missing values, stray words, repeats.
+    {{"run", "--frobnicate"}, "unknown flag --frobnicate"},
+    {{"run", "--bs=8"}, "unknown flag --bs=8 (write '--bs VALUE'"},
+    {{"run", "-bs", "8"}, "unexpected argument -bs"},
+    {{"run", "8"}, "unexpected argument 8"},
+    {{"run", "--bs"}, "--bs needs a value"},
+    {{"run", "--bs", "--hidden", "8"}, "--bs needs a value"},
+    {{"run", "--quant"}, "--quant needs a value"},
+    {{"run", "--seed"}, "--seed needs a value"},
+    {{"run", "--bs", "8", "--bs", "16"}, "--bs 16 violates rule: each flag at most once (already given as 8)"},
+    {{"run", "--fp16", "--fp16"}, "--fp16 violates rule: each flag at most once"},
+    // Cross-flag rules.
+    {{"run", "--shared-experts", "8"}, "--shared-experts 8 violates rule: < --ranks (8)"},
+    {{"run", "--ranks", "1", "--shared-experts", "1"}, "--shared-experts 1 violates rule: < --ranks (1)"},
+    {{"run", "--ranks", "4", "--shared-experts", "1"},
+     "--experts 64 violates rule: a multiple of the MoE ranks, "
+     "--ranks - --shared-experts = 3"},
+    {{"run", "--ranks", "3"}, "--experts 64 violates rule: a multiple of the MoE ranks"},
+    {{"run", "--ranks", "2", "--experts", "2", "--topk", "3"}, "--topk 3 violates rule: <= --experts (2)"},
+    {{"run", "--ranks", "1", "--experts", "1024", "--topk", "1024", "--bs", "8192", "--hidden", "1"},
+     "--bs 8192 violates rule: --bs x (--topk + shared experts) = 8388608 <= 4194304"},
+    {{"run", "--bs", "1024"},
+     "--bs 1024 with --hidden 7168, --topk 8, --experts 64, --ranks 8 violates rule: each "
+     "rank's window needs"},
+    {{"run", "--ranks", "256", "--experts", "256", "--topk", "1"},
+     "--bs 128 with --hidden 7168, --topk 1, "
+     "--experts 256, --ranks 256 violates rule: the "
+     "job's memory"},
+    // launch and the command itself.
+    {{"launch", "prog"}, "-n N is required"},
+    {{"launch", "-n", "0", "prog"}, "-n 0 violates rule: an integer in [1, 512]"},
+    {{"launch", "-n", "513", "prog"}, "-n 513"},
+    {{"launch", "--ranks", "99999999999999999999", "prog"}, "--ranks 99999999999999999999"},
+    {{"launch", "-n", "two", "prog"}, "-n two"},
+    {{"launch", "-n"}, "-n needs a value"},
+    {{"launch", "-n", "4"}, "missing PROGRAM"},
+    {{"launch", "-n", "4", "--"}, "missing PROGRAM"},
+    {{"launch", "-n", "2", "-n", "3", "prog"}, "-n 3 violates rule: -n / --ranks at most once"},
+    {{"launch", "--bogus", "-n", "2", "prog"}, "unknown flag --bogus"},
+    {{}, "missing command"},
+    {{"frob"}, "unknown command frob"},
+};
+
+TEST(CliFlags, EveryBadSetExitsTwoWithOneLineNamingTheFlag) {
+  ASSERT_GE(std::size(kBadRows), 25u);
+  for (const BadRow& row : kBadRows) {
+    SCOPED_TRACE(Joined(row.args));
+    const ParseResult result = Parse(row.args);
+    EXPECT_FALSE(result.ok());
+    EXPECT_EQ(result.exit_code, 2);
+    EXPECT_NE(result.error.find(row.named), std::string::npos) << result.error;
+    EXPECT_EQ(result.error.find('\n'), std::string::npos) << result.error;
+    EXPECT_EQ(result.error.rfind("moe-ep", 0), 0u) << result.error;
+  }
+}
+
+TEST(CliFlags, WindowRuleFollowsTheGivenWindow) {
+  const ParseResult small = Parse({"run"}, uint64_t{64} << 20);
+  ASSERT_FALSE(small.ok());
+  EXPECT_NE(small.error.find("more than MOE_EP_WINDOW_MB = 64 MiB"), std::string::npos) << small.error;
+  EXPECT_TRUE(Parse({"run"}, uint64_t{512} << 20).ok());
+}
+
+TEST(CliFlags, UnprintableValuesAreEscapedOntoOneLine) {
+  const ParseResult result = Parse({"run", "--bs", "8\n\x01'x"});
+  ASSERT_FALSE(result.ok());
+  EXPECT_NE(result.error.find("--bs '8\\x0a\\x01\\'x'"), std::string::npos) << result.error;
+}
+
+struct GoodRow {
+  std::initializer_list<const char*> args;
+  JobOptions expected;
+};
+
+JobOptions With(void (*change)(JobOptions&)) {
+  JobOptions o;
+  change(o);
+  return o;
+}
+
+const GoodRow kGoodRuns[] = {
+    {{"run"}, JobOptions{}},
+    {{"run", "--bs", "8", "--repeats", "2"}, With([](JobOptions& o) { o.bs = 8, o.repeats = 2; })},
+    {{"run", "--bs", "0008"}, With([](JobOptions& o) { o.bs = 8; })},
+    {{"run", "--bs", "512"}, With([](JobOptions& o) { o.bs = 512; })},
+    {{"run", "--shared-experts", "1", "--experts", "63"},
+     With([](JobOptions& o) { o.shared_expert_ranks = 1, o.experts = 63; })},
+    {{"run", "--ranks", "4", "--experts", "12", "--shared-experts", "1", "--topk", "12"},
+     With([](JobOptions& o) { o.ranks = 4, o.experts = 12, o.shared_expert_ranks = 1, o.top_k = 12; })},
+    {{"run", "--fp16", "--quant", "int8", "--comm-quant", "int8", "--seed", "18446744073709551615"},
+     With([](JobOptions& o) { o.fp16 = o.quant_int8 = o.comm_quant_int8 = true, o.seed = UINT64_MAX; })},
+    {{"run", "--ranks", "1", "--experts", "1", "--topk", "1", "--bs", "1", "--hidden", "1", "--repeats", "1",
+      "--warmup", "0"},
+     With([](JobOptions& o) {
+       o.ranks = 1, o.experts = 1, o.top_k = 1, o.bs = 1, o.hidden = 1, o.repeats = 1, o.warmup = 0;
+     })},
+    {{"run", "--ranks", "256", "--experts", "256", "--topk", "1", "--bs", "1", "--hidden", "8"},
+     With([](JobOptions& o) { o.ranks = 256, o.experts = 256, o.top_k = 1, o.bs = 1, o.hidden = 8; })},
+    {{"run", "--ranks", "2", "--experts", "4096", "--topk", "1024", "--bs", "16", "--hidden", "1", "--repeats",
+      "100000", "--warmup", "100000"},
+     With([](JobOptions& o) {
+       o.ranks = 2, o.experts = 4096, o.top_k = 1024, o.bs = 16, o.hidden = 1, o.repeats = 100000, o.warmup = 100000;
+     })},
+};
+
+TEST(CliFlags, GoodRunSetsParseToTheirValues) {
+  for (const GoodRow& row : kGoodRuns) {
+    SCOPED_TRACE(Joined(row.args));
+    const ParseResult result = Parse(row.args);
+    ASSERT_TRUE(result.ok()) << result.error;
+    ASSERT_EQ(result.command_line->command, Command::kRun);
+    const JobOptions& got = result.command_line->job;
+    const JobOptions& want = row.expected;
+    EXPECT_EQ(got.ranks, want.ranks);
+    EXPECT_EQ(got.bs, want.bs);
+    EXPECT_EQ(got.hidden, want.hidden);
+    EXPECT_EQ(got.top_k, want.top_k);
+    EXPECT_EQ(got.experts, want.experts);
+    EXPECT_EQ(got.shared_expert_ranks, want.shared_expert_ranks);
+    EXPECT_EQ(got.fp16, want.fp16);
+    EXPECT_EQ(got.quant_int8, want.quant_int8);
+    EXPECT_EQ(got.comm_quant_int8, want.comm_quant_int8);
+    EXPECT_EQ(got.repeats, want.repeats);
+    EXPECT_EQ(got.warmup, want.warmup);
+    EXPECT_EQ(got.seed, want.seed);
+    EXPECT_LE(EstimatedJobBytes(got), kMaxJobBytes);
+  }
+}
+
+TEST(CliFlags, GoodLaunchSetsKeepTheProgramsArguments) {
+  struct Row {
+    std::initializer_list<const char*> args;
+    int ranks;
+    std::vector<std::string> command;
+  };
+  const Row rows[] = {
+      {{"launch", "-n", "4", "--", "prog", "a", "-n", "9"}, 4, {"prog", "a", "-n", "9"}},
+      {{"launch", "-n", "2", "prog", "--help"}, 2, {"prog", "--help"}},
+      {{"launch", "--ranks", "512", "sh", "-c", "true"}, 512, {"sh", "-c", "true"}},
+      {{"launch", "-n", "1", "--", "--odd-name"}, 1, {"--odd-name"}},
+  };
+  for (const Row& row : rows) {
+    SCOPED_TRACE(Joined(row.args));
+    const ParseResult result = Parse(row.args);
+    ASSERT_TRUE(result.ok()) << result.error;
+    ASSERT_EQ(result.command_line->command, Command::kLaunch);
+    EXPECT_EQ(result.command_line->launch.ranks, row.ranks);
+    EXPECT_EQ(result.command_line->launch.command, row.command);
+  }
+}
+
+TEST(CliFlags, HelpWinsWherePlacedBeforeAnyProblem) {
+  for (const auto& args : {std::initializer_list<const char*>{"help"},
+                           {"--help"},
+                           {"-h"},
+                           {"run", "--help"},
+                           {"run", "--bs", "8", "-h"},
+                           {"launch", "--help"}}) {
+    SCOPED_TRACE(Joined(args));
+    const ParseResult result = Parse(args);
+    ASSERT_TRUE(result.ok()) << result.error;
+    EXPECT_EQ(result.command_line->command, Command::kHelp);
+  }
+}
+
+TEST(CliFlags, HelpStatesEveryBound) {
+  const std::string& help = UsageText();
+  for (const std::string bound :
+       {"1..256", "1..8192", "1..65536", "1..1024", "1..4096", "0..255", "1..100000", "0..100000", "[1, 512]",
+        "4194304", "32 GiB", "--topk <= --experts", "--experts a multiple of E - S", "MOE_EP_WINDOW_MB"}) {
+    EXPECT_NE(help.find(bound), std::string::npos) << bound;
+  }
+}
+
+// Runs the built moe-ep with `args`; returns its wait status and what it wrote on stdout and stderr.
+int RunTool(const std::vector<std::string>& args, std::string& output) {
+  int pipe_fds[2];
+  if (pipe(pipe_fds) != 0) return -1;
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDERR_FILENO);
+  posix_spawn_file_actions_addclose(&actions, pipe_fds[0]);
+  std::vector<std::string> words{MOE_EP_TOOL};
+  words.insert(words.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& word : words) argv.push_back(word.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  const int spawned = posix_spawn(&pid, MOE_EP_TOOL, &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(pipe_fds[1]);
+  char buffer[4096];
+  for (ssize_t n; (n = read(pipe_fds[0], buffer, sizeof(buffer))) > 0;) output.append(buffer, static_cast<size_t>(n));
+  close(pipe_fds[0]);
+  if (spawned != 0) return -1;
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return status;
+}
+
+TEST(CliFlags, BinaryRefusesWhatUsedToCrash) {
+  const struct {
+    std::vector<std::string> args;
+    std::string message;
+  } cases[] = {
+      {{"run", "--topk", "65"}, "moe-ep run: --topk 65 violates rule: <= --experts (64) (see 'moe-ep --help')\n"},
+      {{"run", "--experts", "7"},
+       "moe-ep run: --experts 7 violates rule: a multiple of the MoE ranks, --ranks - --shared-experts = 8 (see "
+       "'moe-ep --help')\n"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.args[1]);
+    std::string output;
+    const int status = RunTool(c.args, output);
+    ASSERT_TRUE(WIFEXITED(status)) << "status " << status << ": " << output;  // not a signal
+    EXPECT_EQ(WEXITSTATUS(status), 2) << output;
+    EXPECT_EQ(output, c.message);  // nothing else: no job was described or started
+  }
+}
+
+// The fuzzer's first find: with --quant int8 and H < 4 a quantized row (H + 4 bytes) outgrew the 2H-byte buffer of
+// the memcpy baseline. Under the ASan build this fails if the buffer is undersized again.
+TEST(CliFlags, BinaryRunsTheSmallestQuantizedJob) {
+  std::string output;
+  const int status = RunTool(
+      {"run",  "--ranks",      "2",    "--experts", "2", "--topk",   "2", "--bs",   "2", "--hidden", "1", "--quant",
+       "int8", "--comm-quant", "int8", "--repeats", "1", "--warmup", "0", "--seed", "5"},
+      output);
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status << ": " << output;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << output;
+  EXPECT_NE(output.find("verified"), std::string::npos) << output;
+}
+
+}  // namespace
+}  // namespace moe_ep::tools

@@ -1,0 +1,406 @@
+// Parsing and validation of the moe-ep command line: one table of `run` flags drives parsing, range checks and the
+// --help text, then the cross-flag rules run in a fixed order, so the first broken rule is the one reported.
+#include "moe-ep/options.h"
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstdio>
+#include <exception>
+#include <limits>
+#include <string_view>
+#include <vector>
+
+#include "moe_ep/options.h"
+#include "plan/config.h"
+#include "plan/layout.h"
+
+namespace moe_ep::tools {
+namespace {
+
+// How a message shows a value the user typed: as typed when it is short and plain, else quoted with escapes and
+// cut short, so that a message stays one line whatever bytes the argument holds.
+std::string Shown(std::string_view text) {
+  constexpr size_t kMaxShown = 48;
+  const bool plain = !text.empty() && text.size() <= kMaxShown && std::all_of(text.begin(), text.end(), [](char ch) {
+    return ch > ' ' && ch < 0x7f && ch != '\'' && ch != '\\';
+  });
+  if (plain) return std::string(text);
+  std::string out = "'";
+  for (size_t i = 0; i < text.size() && i < kMaxShown; ++i) {
+    const auto ch = static_cast<unsigned char>(text[i]);
+    if (ch == '\'' || ch == '\\') {
+      out += '\\';
+      out += static_cast<char>(ch);
+    } else if (ch >= ' ' && ch < 0x7f) {
+      out += static_cast<char>(ch);
+    } else {
+      char escaped[8];
+      std::snprintf(escaped, sizeof(escaped), "\\x%02x", ch);
+      out += escaped;
+    }
+  }
+  return out + (text.size() > kMaxShown ? "'..." : "'");
+}
+
+// `text` with every control character turned into a space: a message from elsewhere kept to one line.
+std::string OneLine(std::string text) {
+  std::replace_if(
+      text.begin(), text.end(), [](char ch) { return static_cast<unsigned char>(ch) < ' '; }, ' ');
+  return text;
+}
+
+// The decimal integer `text` spells, if it spells one exactly (no sign but '-', no spaces, no suffix) and it
+// fits T. Overflow is "not a number in range", never a wrapped value.
+template <typename T>
+std::optional<T> DecimalInteger(std::string_view text) {
+  T value{};
+  const char* end = text.data() + text.size();
+  const auto [stop, error] = std::from_chars(text.data(), end, value);
+  if (error != std::errc() || stop != end) return std::nullopt;
+  return value;
+}
+
+std::string RangeRule(int64_t min, int64_t max) {
+  return "an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "]";
+}
+
+// One `run` flag: how its value is read and where it goes. The table below is the whole list: the parser, the
+// range checks and --help all read it.
+struct RunFlag {
+  enum class Kind { kInteger, kSeed, kSwitch, kInt8 };
+  const char* name;
+  Kind kind;
+  int64_t min = 0, max = 0;  // kInteger
+  const char* help = "";
+  const char* default_text = "";
+  void (*store_integer)(JobOptions&, int64_t) = nullptr;  // kInteger
+  bool JobOptions::*store_switch = nullptr;               // kSwitch, kInt8
+};
+
+using Kind = RunFlag::Kind;
+const std::array<RunFlag, 12> kRunFlags{{
+    {"--ranks", Kind::kInteger, 1, kMaxRanks, "EP ranks (threads of this process)", "8",
+     [](JobOptions& o, int64_t v) { o.ranks = static_cast<int>(v); }},
+    {"--bs", Kind::kInteger, 1, kMaxBs, "tokens per rank", "128", [](JobOptions& o, int64_t v) { o.bs = v; }},
+    {"--hidden", Kind::kInteger, 1, kMaxHidden, "hidden size H", "7168",
+     [](JobOptions& o, int64_t v) { o.hidden = v; }},
+    {"--topk", Kind::kInteger, 1, kMaxTopK, "experts per token K", "8", [](JobOptions& o, int64_t v) { o.top_k = v; }},
+    {"--experts", Kind::kInteger, 1, kMaxExperts, "routed (MoE) experts", "64",
+     [](JobOptions& o, int64_t v) { o.experts = v; }},
+    {"--shared-experts", Kind::kInteger, 0, kMaxRanks - 1, "one shared expert replicated on N ranks", "0 = none",
+     [](JobOptions& o, int64_t v) { o.shared_expert_ranks = v; }},
+    {"--repeats", Kind::kInteger, 1, kMaxRounds, "timed rounds (medians are reported)", "20",
+     [](JobOptions& o, int64_t v) { o.repeats = static_cast<int>(v); }},
+    {"--warmup", Kind::kInteger, 0, kMaxRounds, "untimed rounds first", "3",
+     [](JobOptions& o, int64_t v) { o.warmup = static_cast<int>(v); }},
+    {"--seed", Kind::kSeed, 0, 0, "input seed, up to 2^64-1", "random, printed"},
+    {"--fp16", Kind::kSwitch, 0, 0, "fp16 tokens instead of bf16", "", nullptr, &JobOptions::fp16},
+    {"--quant", Kind::kInt8, 0, 0, "dispatch with dynamic int8 quantization (quantMode 2)", "", nullptr,
+     &JobOptions::quant_int8},
+    {"--comm-quant", Kind::kInt8, 0, 0, "combine with int8 communication quantization (commQuantMode 2)", "", nullptr,
+     &JobOptions::comm_quant_int8},
+}};
+
+std::string RuleOf(const RunFlag& flag) {
+  switch (flag.kind) {
+    case Kind::kInteger:
+      return RangeRule(flag.min, flag.max);
+    case Kind::kSeed:
+      return "an integer in [1, 18446744073709551615]";
+    case Kind::kInt8:
+      return "must be int8";
+    case Kind::kSwitch:
+      break;
+  }
+  return "takes no value";
+}
+
+ParseResult Invalid(std::string message) {
+  ParseResult result;
+  result.exit_code = kBadUsageExitCode;
+  result.error = std::move(message);
+  return result;
+}
+
+ParseResult Valid(CommandLine command_line) {
+  ParseResult result;
+  result.command_line = std::move(command_line);
+  return result;
+}
+
+bool IsHelp(std::string_view word) { return word == "help" || word == "--help" || word == "-h"; }
+
+// A word in the value position that is really the next flag: the value is missing (negative numbers start with a
+// single '-' and stay values, to be refused by their range).
+bool LooksLikeFlag(std::string_view word) { return word.size() > 2 && word.substr(0, 2) == "--"; }
+
+std::string UnknownFlag(const char* prefix, std::string_view word) {
+  std::string message = std::string(prefix) + "unknown flag " + Shown(word);
+  if (const size_t equals = word.find('='); equals != std::string_view::npos && equals > 2) {
+    message += " (write '" + Shown(word.substr(0, equals)) + " VALUE', without '=')";
+  }
+  return message;
+}
+
+// The configuration every rank of the job validates, seen from `rank` (the window and A depend on its role).
+plan::MoeConfig ConfigOf(const JobOptions& o, int64_t rank) {
+  plan::MoeConfig c;
+  c.ep_world_size = o.ranks;
+  c.ep_rank = rank;
+  c.tp_world_size = 1;
+  c.moe_expert_num = o.experts;
+  c.shared_expert_num = o.shared_expert_ranks > 0 ? 1 : 0;
+  c.shared_expert_rank_num = o.shared_expert_ranks;
+  c.bs = o.bs;
+  c.hidden = o.hidden;
+  c.top_k = o.top_k;
+  c.x_dtype = o.fp16 ? DType::kFp16 : DType::kBf16;
+  c.quant_mode = o.quant_int8 ? 2 : 0;
+  c.comm_quant_mode = o.comm_quant_int8 ? 2 : 0;
+  return c;
+}
+
+constexpr const char* kRunPrefix = "moe-ep run: ";
+constexpr const char* kLaunchPrefix = "moe-ep launch: ";
+
+std::string Violation(const std::string& flag, int64_t value, const std::string& rule) {
+  return kRunPrefix + flag + " " + std::to_string(value) + " violates rule: " + rule;
+}
+
+std::string MiB(uint64_t bytes) { return std::to_string((bytes + (uint64_t{1} << 20) - 1) >> 20) + " MiB"; }
+
+// The rules between flags (each flag is already in its own range), in a fixed order; "" when all hold. They are
+// those of src/plan/validate.cc (native profile) for the configuration the job builds, plus the memory bound.
+std::string CrossFlagViolation(const JobOptions& o, std::optional<uint64_t> window_bytes) {
+  if (o.shared_expert_ranks >= o.ranks) {
+    return Violation("--shared-experts", o.shared_expert_ranks,
+                     "< --ranks (" + std::to_string(o.ranks) + "), so that a rank is left for the routed experts");
+  }
+  const int64_t moe_ranks = o.ranks - o.shared_expert_ranks;
+  if (o.experts % moe_ranks != 0) {
+    return Violation("--experts", o.experts,
+                     "a multiple of the MoE ranks, --ranks - --shared-experts = " + std::to_string(moe_ranks));
+  }
+  if (o.top_k > o.experts) return Violation("--topk", o.top_k, "<= --experts (" + std::to_string(o.experts) + ")");
+  const int64_t shared_slots = o.shared_expert_ranks > 0 ? 1 : 0;
+  const int64_t combine_flags = o.bs * (o.top_k + shared_slots);
+  if (static_cast<uint64_t>(combine_flags) > plan::kMaxCombineFlags) {
+    return Violation("--bs", o.bs,
+                     "--bs x (--topk + shared experts) = " + std::to_string(combine_flags) +
+                         " <= " + std::to_string(plan::kMaxCombineFlags) + " (combine flags of a window)");
+  }
+  // The library's other flag rule, experts per MoE rank x ranks <= kMaxDispatchFlags, holds within the bounds.
+  static_assert(static_cast<uint64_t>(kMaxExperts * kMaxRanks) <= plan::kMaxDispatchFlags);
+
+  const std::string sizes = " with --hidden " + std::to_string(o.hidden) + ", --topk " + std::to_string(o.top_k) +
+                            ", --experts " + std::to_string(o.experts) + ", --ranks " + std::to_string(o.ranks);
+  uint64_t window = 0;
+  try {
+    window = window_bytes ? *window_bytes : DefaultWindowBytes();
+  } catch (const std::exception& e) {  // MOE_EP_WINDOW_MB out of its range: the job could not start either
+    return kRunPrefix + OneLine(e.what());
+  }
+  const uint64_t needed = plan::WindowLayout(ConfigOf(o, o.shared_expert_ranks)).ep_window_bytes;
+  if (needed > window) {
+    return kRunPrefix + std::string("--bs ") + std::to_string(o.bs) + sizes +
+           " violates rule: each rank's window needs 2 x (bs x tokD x E x L + bs x tokC x (K + shared)) = " +
+           MiB(needed) + ", more than MOE_EP_WINDOW_MB = " + MiB(window) +
+           "; lower these flags or raise MOE_EP_WINDOW_MB";
+  }
+  const uint64_t memory = EstimatedJobBytes(o);
+  if (memory > kMaxJobBytes) {
+    return kRunPrefix + std::string("--bs ") + std::to_string(o.bs) + sizes + " violates rule: the job's memory, " +
+           "estimated at " + MiB(memory) + ", must stay <= " + MiB(kMaxJobBytes) + "; lower these flags";
+  }
+  return "";
+}
+
+ParseResult ParseRun(std::span<const std::string> args, std::optional<uint64_t> window_bytes) {
+  CommandLine line;
+  line.command = Command::kRun;
+  JobOptions& o = line.job;
+  std::array<std::optional<std::string>, kRunFlags.size()> seen;  // the value each flag was given
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& word = args[i];
+    if (IsHelp(word) && word != "help") return Valid(CommandLine{});
+    const auto flag =
+        std::find_if(kRunFlags.begin(), kRunFlags.end(), [&](const RunFlag& f) { return word == f.name; });
+    if (flag == kRunFlags.end()) {
+      if (!LooksLikeFlag(word)) {
+        return Invalid(kRunPrefix + std::string("unexpected argument ") + Shown(word) + " (flags start with --)");
+      }
+      return Invalid(UnknownFlag(kRunPrefix, word));
+    }
+    const std::string name = flag->name;
+    std::string value;
+    if (flag->kind != Kind::kSwitch) {
+      if (i + 1 >= args.size() || LooksLikeFlag(args[i + 1])) {
+        return Invalid(kRunPrefix + name + " needs a value: " + RuleOf(*flag));
+      }
+      value = args[++i];
+    }
+    auto& earlier = seen[flag - kRunFlags.begin()];
+    if (earlier) {
+      return Invalid(kRunPrefix + name + (value.empty() ? "" : " " + Shown(value)) +
+                     " violates rule: each flag at most once (already given" +
+                     (earlier->empty() ? "" : " as " + Shown(*earlier)) + ")");
+    }
+    earlier = value;
+    const std::string bad_value = kRunPrefix + name + " " + Shown(value) + " violates rule: " + RuleOf(*flag);
+    switch (flag->kind) {
+      case Kind::kInteger: {
+        const auto v = DecimalInteger<int64_t>(value);
+        if (!v || *v < flag->min || *v > flag->max) return Invalid(bad_value);
+        flag->store_integer(o, *v);
+        break;
+      }
+      case Kind::kSeed: {
+        const auto v = DecimalInteger<uint64_t>(value);
+        if (!v || *v == 0) return Invalid(bad_value);
+        o.seed = *v;
+        break;
+      }
+      case Kind::kInt8:
+        if (value != "int8") return Invalid(bad_value);
+        o.*(flag->store_switch) = true;
+        break;
+      case Kind::kSwitch:
+        o.*(flag->store_switch) = true;
+        break;
+    }
+  }
+  if (std::string violation = CrossFlagViolation(o, window_bytes); !violation.empty()) {
+    return Invalid(std::move(violation));
+  }
+  return Valid(std::move(line));
+}
+
+ParseResult ParseLaunch(std::span<const std::string> args) {
+  CommandLine line;
+  line.command = Command::kLaunch;
+  LaunchOptions& o = line.launch;
+  std::optional<std::string> ranks_text;
+  size_t i = 0;
+  for (; i < args.size(); ++i) {
+    const std::string& word = args[i];
+    if (word == "--") {
+      ++i;
+      break;
+    }
+    if (word == "--help" || word == "-h") return Valid(CommandLine{});
+    if (word == "-n" || word == "--ranks") {
+      const std::string rule = RangeRule(1, kMaxLaunchRanks);
+      if (i + 1 >= args.size() || LooksLikeFlag(args[i + 1])) {
+        return Invalid(kLaunchPrefix + word + " needs a value: " + rule);
+      }
+      const std::string& value = args[++i];
+      if (ranks_text) {
+        return Invalid(kLaunchPrefix + word + " " + Shown(value) +
+                       " violates rule: -n / --ranks at most once (already given as " + Shown(*ranks_text) + ")");
+      }
+      ranks_text = value;
+      const auto v = DecimalInteger<int64_t>(value);
+      if (!v || *v < 1 || *v > kMaxLaunchRanks) {
+        return Invalid(kLaunchPrefix + word + " " + Shown(value) + " violates rule: " + rule);
+      }
+      o.ranks = static_cast<int>(*v);
+    } else if (!word.empty() && word[0] == '-') {
+      return Invalid(UnknownFlag(kLaunchPrefix, word));
+    } else {
+      break;  // the program: it and everything after it are the ranks' command
+    }
+  }
+  if (!ranks_text) return Invalid(kLaunchPrefix + std::string("-n N is required: the number of rank processes"));
+  if (i >= args.size()) return Invalid(kLaunchPrefix + std::string("missing PROGRAM: the command each rank runs"));
+  if (args[i].empty()) return Invalid(kLaunchPrefix + std::string("PROGRAM '' violates rule: a non-empty name"));
+  o.command.assign(args.begin() + static_cast<std::ptrdiff_t>(i), args.end());
+  return Valid(std::move(line));
+}
+
+std::string BuildUsage() {
+  std::string text = R"(usage: moe-ep <command> [flags]
+
+commands:
+  run     dispatch + combine across in-process ranks (threads), verified bit for bit against the
+          reference model, with per-operation median timings next to a memcpy of the same bytes
+  launch  -n N [--] PROGRAM [ARGS...]: start N processes of PROGRAM as the ranks of one job, with
+          MOE_EP_RANK, MOE_EP_WORLD_SIZE and a fresh MOE_EP_RENDEZVOUS set (moe_ep::JoinProcessGroup
+          reads them); their output is prefixed "[rank r] "; the exit status is the first non-zero
+          one of the ranks (128 + signal for a killed rank); N in [1, )" +
+                     std::to_string(kMaxLaunchRanks) + R"(]
+  help    this text (also --help or -h, after any command)
+
+run flags (each at most once), their bounds and [defaults: the realistic decode configuration]:
+)";
+  for (const RunFlag& flag : kRunFlags) {
+    const char* value = flag.kind == Kind::kSwitch ? "" : flag.kind == Kind::kInt8 ? " int8" : " N";
+    std::string row = "  " + std::string(flag.name) + value;
+    row.resize(std::max<size_t>(row.size() + 1, 23), ' ');
+    row += flag.help;
+    if (flag.kind == Kind::kInteger) {
+      row.resize(std::max<size_t>(row.size() + 1, 66), ' ');
+      row += std::to_string(flag.min) + ".." + std::to_string(flag.max);
+      row.resize(std::max<size_t>(row.size() + 1, 79), ' ');
+      row.append("[").append(flag.default_text).append("]");
+    } else if (flag.kind == Kind::kSeed) {
+      row.append(" [").append(flag.default_text).append("]");
+    }
+    text += row + "\n";
+  }
+  text += R"(
+run rules, all checked before any input is made (E = --ranks, S = --shared-experts, K = --topk):
+  --shared-experts < --ranks                  (a rank is left for the routed experts)
+  --experts a multiple of E - S               (every MoE rank holds L = --experts / (E - S) experts)
+  --topk <= --experts
+  --bs x (K + shared) <= )" +
+          std::to_string(plan::kMaxCombineFlags) +
+          R"(              (the combine flags of a rank's window)
+  each rank's window, 2 x (bs x tokD x E x L + bs x tokC x (K + shared)) bytes with tokD ~ tokC ~ 2 x
+  --hidden, fits MOE_EP_WINDOW_MB (reserved, not committed: raising it costs no memory)
+  the job's memory, estimated at 2 x --hidden x (4 x the receive rows of all ranks + 8 x E x --bs x
+  (K + shared)) bytes, stays <= )" +
+          std::to_string(kMaxJobBytes >> 30) + R"( GiB (a MoE rank's receive rows: --bs x E x min(L, K))
+
+environment: MOE_EP_TIMEOUT_MS, MOE_EP_WINDOW_MB, MOE_EP_ISA (see include/moe_ep/options.h)
+exit status: 0 verified, 1 mismatch or error, 2 bad usage (one line on stderr naming the flag and the rule)
+)";
+  return text;
+}
+
+}  // namespace
+
+uint64_t EstimatedJobBytes(const JobOptions& o) {
+  // In double: exact enough for a bound, and it cannot wrap for any option values.
+  const double shared_ranks = static_cast<double>(o.shared_expert_ranks);
+  const double moe_ranks = static_cast<double>(o.ranks) - shared_ranks;
+  const double receive_rows = shared_ranks * static_cast<double>(plan::ReceiveRows(ConfigOf(o, 0))) +
+                              moe_ranks * static_cast<double>(plan::ReceiveRows(ConfigOf(o, o.ranks - 1)));
+  const double travelling_rows = static_cast<double>(o.ranks) * static_cast<double>(o.bs) *
+                                 static_cast<double>(o.top_k + (o.shared_expert_ranks > 0 ? 1 : 0));
+  const double bytes = 2.0 * static_cast<double>(o.hidden) * (4.0 * receive_rows + 8.0 * travelling_rows);
+  constexpr double kAll = static_cast<double>(std::numeric_limits<uint64_t>::max());
+  return bytes >= kAll ? std::numeric_limits<uint64_t>::max() : static_cast<uint64_t>(bytes);
+}
+
+ParseResult ParseCommandLine(std::span<const std::string> args, std::optional<uint64_t> window_bytes) {
+  try {
+    if (args.empty()) return Invalid("moe-ep: missing command: run, launch or help");
+    const std::string& command = args.front();
+    if (IsHelp(command)) return Valid(CommandLine{});
+    if (command == "run") return ParseRun(args.subspan(1), window_bytes);
+    if (command == "launch") return ParseLaunch(args.subspan(1));
+    return Invalid("moe-ep: unknown command " + Shown(command) + " (commands: run, launch, help)");
+  } catch (const std::exception& e) {  // only std::bad_alloc can reach here; the caller still gets an answer
+    ParseResult result = Invalid(std::string("moe-ep: ") + e.what());
+    result.exit_code = 1;
+    return result;
+  }
+}
+
+const std::string& UsageText() {
+  static const std::string text = BuildUsage();
+  return text;
+}
+
+}  // namespace moe_ep::tools
