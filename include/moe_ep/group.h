@@ -1,6 +1,7 @@
 // Groups (communicators): a set of ranks that run the collective operations together, each with its
-// own window. Ranks are threads of one process (CreateThreadGroups) or processes on one host
-// (JoinProcessGroup, over shared memory).
+// own window. Ranks are threads of one process (CreateThreadGroups), processes on one host
+// (JoinProcessGroup, over shared memory), or MPI processes on several hosts (JoinProcessGroup under
+// mpirun, or JoinMpiGroup in moe_ep/mpi.h: shared memory inside a host, MPI between hosts).
 #pragma once
 
 #include <chrono>
@@ -55,7 +56,9 @@ class Group {
 std::vector<Group> CreateThreadGroups(int size, const GroupOptions& options = {});
 
 /// Where a process stands in its job: what a launcher (`moe-ep launch`, or any other) sets in
-/// MOE_EP_RANK, MOE_EP_WORLD_SIZE and MOE_EP_RENDEZVOUS (an unpredictable token naming the job).
+/// MOE_EP_RANK, MOE_EP_WORLD_SIZE and MOE_EP_RENDEZVOUS (an unpredictable token naming the job). Under
+/// an MPI launcher (mpirun) without MOE_EP_RENDEZVOUS: the launcher's rank and size (MPI_COMM_WORLD's),
+/// and an empty rendezvous, which makes JoinProcessGroup use the hosts transport.
 struct LaunchEnvironment {
   int rank = 0;
   int world_size = 0;
@@ -65,7 +68,7 @@ struct LaunchEnvironment {
 LaunchEnvironment ReadLaunchEnvironment();
 
 /// [collective over the job's processes] Joins the group of every rank of the job, one process per rank,
-/// over shared memory (the shm transport). Every process makes its groups in the same order: the n-th
+/// over shared memory (the shm transport), or under mpirun over the hosts transport. Every process makes its groups in the same order: the n-th
 /// group with a given name is the same group everywhere. Waits at most the group timeout for the others.
 Group JoinProcessGroup(const LaunchEnvironment& job, const GroupOptions& options = {});
 /// [collective over `members`] Joins the group of the job ranks listed in `members` (this process

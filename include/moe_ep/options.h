@@ -29,7 +29,10 @@ uint64_t DefaultWindowBytes();
 ///   HCCL_BUFFSIZE         each communicator's window in MB (default 200; 1 .. 2^20)
 ///   HCCL_EXEC_TIMEOUT     deadline of an operation's waits in seconds (default: MOE_EP_TIMEOUT_MS)
 ///   HCCL_CONNECT_TIMEOUT  seconds HcclCommInitRootInfo waits for all ranks to join (default 120)
-/// and a process job started by `moe-ep launch` sets MOE_EP_RANK, MOE_EP_WORLD_SIZE, MOE_EP_RENDEZVOUS.
+/// and a process job started by `moe-ep launch` sets MOE_EP_RANK, MOE_EP_WORLD_SIZE, MOE_EP_RENDEZVOUS
+/// (under mpirun without them, the launcher's OMPI_COMM_WORLD_RANK / _SIZE or PMI_RANK / PMI_SIZE).
+/// For tests of the hosts transport on one machine, MOE_EP_HOSTS_SPLIT=N (0 .. 2^20, default 0) makes
+/// every N consecutive ranks of a group a simulated host.
 
 }  // namespace moe_ep
 #pragma GCC visibility pop

@@ -2,6 +2,7 @@
 #include "moe_ep/group.h"
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <set>
@@ -11,6 +12,10 @@
 #include "moe_ep/error.h"
 #include "moe_ep/options.h"
 #include "transport/shm/shm_window.h"
+#ifdef MOE_EP_HAVE_MPI
+#include "moe_ep/mpi.h"
+#include "transport/mpi/hosts_window.h"
+#endif
 #include "transport/thread/thread_window.h"
 
 namespace moe_ep {
@@ -75,9 +80,20 @@ Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> member
     index = made[job.rendezvous + "/" + std::to_string(job.rank) + "/" + group]++;
   }
   group += "." + std::to_string(index);
-  auto window = transport::JoinShmGroup(job.rendezvous, group, static_cast<int>(me - ranks.begin()),
-                                        static_cast<int>(ranks.size()), o.window_bytes, ops::kWindowFlagCount,
-                                        transport::Clock::now() + o.timeout);
+  const auto deadline = transport::Clock::now() + o.timeout;
+  if (job.rendezvous.empty()) {  // started by an MPI launcher: the hosts transport
+#ifdef MOE_EP_HAVE_MPI
+    return Wrap(transport::JoinHostsGroupOfWorldRanks(ranks, group, o.window_bytes, ops::kWindowFlagCount, deadline),
+                o);
+#else
+    throw Error(ErrorCode::kInvalidConfig,
+                "JoinProcessGroup: the job has no MOE_EP_RENDEZVOUS (an MPI launcher started it?), and this moe_ep "
+                "was built without MPI: install libopenmpi-dev and rebuild, or start the ranks with `moe-ep launch`");
+#endif
+  }
+  auto window =
+      transport::JoinShmGroup(job.rendezvous, group, static_cast<int>(me - ranks.begin()),
+                              static_cast<int>(ranks.size()), o.window_bytes, ops::kWindowFlagCount, deadline);
   return Wrap(std::move(window), o);
 }
 
@@ -86,6 +102,17 @@ Group JoinProcessGroup(const LaunchEnvironment& job, const GroupOptions& options
 }
 
 Group JoinProcessGroup(const GroupOptions& options) { return JoinProcessGroup(ReadLaunchEnvironment(), options); }
+
+#ifdef MOE_EP_HAVE_MPI
+Group JoinMpiGroup(MPI_Comm comm, const GroupOptions& options) {
+  const GroupOptions o = WithDefaults(options);
+  static std::atomic<int> made{0};  // every rank makes its groups in the same order
+  const std::string group = o.name + ".mpi." + std::to_string(made++);
+  return Wrap(transport::JoinHostsGroup(comm, group, o.window_bytes, ops::kWindowFlagCount,
+                                        transport::Clock::now() + o.timeout),
+              o);
+}
+#endif
 
 std::vector<Group> CreateThreadGroups(int size, const GroupOptions& options) {
   if (size < 1)

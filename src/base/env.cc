@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
+#include <utility>
 
 #include "moe_ep/error.h"
 #include "moe_ep/options.h"
@@ -15,7 +16,7 @@ namespace {
 constexpr int64_t kMaxWindowMb = int64_t{1} << 20;
 constexpr int64_t kMaxTimeoutMs = int64_t{1} << 31;
 
-constexpr char kLaunchHint[] = "; start the ranks with `moe-ep launch -n N -- PROGRAM`";
+constexpr char kLaunchHint[] = "; start the ranks with `moe-ep launch -n N -- PROGRAM` or with mpirun";
 
 }  // namespace
 
@@ -61,7 +62,26 @@ std::chrono::seconds HcclConnectTimeout() {
   return std::chrono::seconds(Integer("HCCL_CONNECT_TIMEOUT", 120, 1, kMaxTimeoutMs / 1000));
 }
 
+int HostsSplit() { return static_cast<int>(Integer("MOE_EP_HOSTS_SPLIT", 0, 0, 1 << 20)); }
+
+std::optional<LaunchVariables> MpiLaunch() {
+  // Open MPI, then MPICH's Hydra (PMIx-only launchers also set one of these through their MPI).
+  const std::pair<const char*, const char*> launchers[] = {{"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
+                                                           {"PMI_RANK", "PMI_SIZE"}};
+  for (const auto& [rank, size] : launchers) {
+    if (!Text(rank) || !Text(size)) continue;
+    LaunchVariables job;
+    job.world_size = static_cast<int>(Integer(size, 0, 1, 1 << 20));
+    job.rank = static_cast<int>(Integer(rank, 0, 0, job.world_size - 1));
+    return job;  // rendezvous empty: the job's groups meet over MPI
+  }
+  return std::nullopt;
+}
+
 LaunchVariables Launch() {
+  if (!Text("MOE_EP_RENDEZVOUS")) {
+    if (auto job = MpiLaunch()) return *job;
+  }
   const auto required = [](const char* name) {
     const auto text = Text(name);
     if (!text) throw Error(ErrorCode::kInvalidConfig, std::string(name) + " is not set" + kLaunchHint);

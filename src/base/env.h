@@ -30,13 +30,21 @@ std::chrono::milliseconds HcclOperationTimeout();
 /// HCCL_CONNECT_TIMEOUT: how long HcclCommInitRootInfo waits for every rank (default 120 s).
 std::chrono::seconds HcclConnectTimeout();
 
+/// MOE_EP_HOSTS_SPLIT (tests only): 0 (default) groups ranks into hosts by where they run; N > 0 makes
+/// every N consecutive ranks of a hosts group a simulated host, so one machine exercises the MPI path.
+int HostsSplit();
+
 /// What a launcher sets for each process of a job (`moe-ep launch`).
 struct LaunchVariables {
   int rank = 0;            // MOE_EP_RANK
   int world_size = 0;      // MOE_EP_WORLD_SIZE
   std::string rendezvous;  // MOE_EP_RENDEZVOUS: an unpredictable token naming the job
 };
-/// Reads the three; throws Error (561002) naming any that is missing or out of range.
+/// Reads the three; throws Error (561002) naming any that is missing or out of range. Under an MPI
+/// launcher without MOE_EP_RENDEZVOUS: rank and size from the launcher (MpiLaunch), rendezvous empty.
 LaunchVariables Launch();
+/// The rank and size an MPI launcher set (Open MPI's OMPI_COMM_WORLD_RANK / _SIZE, MPICH's PMI_RANK /
+/// PMI_SIZE), with an empty rendezvous; nullopt when the process was not started by one.
+std::optional<LaunchVariables> MpiLaunch();
 
 }  // namespace moe_ep::env

@@ -8,9 +8,11 @@
 namespace moe_ep::ops {
 namespace {
 
-// Runs body(link) holding ep's (and tp's) lock; a deadline error's ranks are remembered as failed.
+// Runs body(link) holding ep's (and tp's) lock, then waits until everything it sent has been taken (a
+// message-passing transport must not leave a phase's last message for the next call); a deadline
+// error's ranks are remembered as failed.
 template <typename Body>
-void Locked(Communicator& ep, Communicator* tp, Body&& body) {
+void Locked(Communicator& ep, Communicator* tp, const char* op, Body&& body, std::span<const int> also_gone = {}) {
   std::unique_lock ep_lock(ep.mutex());
   std::unique_lock<std::mutex> tp_lock;
   if (tp) tp_lock = std::unique_lock(tp->mutex());
@@ -18,6 +20,10 @@ void Locked(Communicator& ep, Communicator* tp, Body&& body) {
                             ep.Deadline()};
   try {
     body(link);
+    std::vector<int> gone = ep.failed_ranks();
+    gone.insert(gone.end(), also_gone.begin(), also_gone.end());
+    link.ep.Drain(link.deadline, op, gone);
+    if (tp) link.tp->Drain(link.deadline, op, tp->failed_ranks());
   } catch (const TimeoutError& e) {
     ep.RememberFailed(e.missing_ranks());
     throw;
@@ -34,7 +40,7 @@ plan::MoeConfig RunDispatch(Communicator& ep, Communicator* tp, const plan::MoeC
                             const plan::DispatchTensors& tensors, std::span<const int32_t> elastic_info,
                             const char* op) {
   plan::MoeConfig ran = config;
-  Locked(ep, tp, [&](const protocol::Link& link) {
+  Locked(ep, tp, op, [&](const protocol::Link& link) {
     RunElastic(config, elastic_info, link, op, [&](const plan::MoeConfig& c, const protocol::Link& l) {
       ran = c;
       protocol::Dispatch(c, tensors, l);
@@ -45,16 +51,23 @@ plan::MoeConfig RunDispatch(Communicator& ep, Communicator* tp, const plan::MoeC
 
 void RunCombine(Communicator& ep, Communicator* tp, const plan::MoeConfig& config, const plan::CombineTensors& tensors,
                 std::span<const int32_t> elastic_info, const char* op) {
-  Locked(ep, tp, [&](const protocol::Link& link) {
+  Locked(ep, tp, op, [&](const protocol::Link& link) {
     RunElastic(config, elastic_info, link, op,
                [&](const plan::MoeConfig& c, const protocol::Link& l) { protocol::Combine(c, tensors, l); });
   });
 }
 
 void RunBufferReset(Communicator& ep, std::span<const int32_t> reachable, bool need_sync) {
-  Locked(ep, nullptr, [&](const protocol::Link& link) {
-    protocol::BufferReset(link.ep, link.ep_state, reachable, need_sync, link.deadline);
-  });
+  std::vector<int> unreachable;  // what was queued for them is given up
+  for (int r = 0; r < static_cast<int>(reachable.size()); ++r) {
+    if (!reachable[r]) unreachable.push_back(r);
+  }
+  Locked(
+      ep, nullptr, "MoeDistributeBufferReset",
+      [&](const protocol::Link& link) {
+        protocol::BufferReset(link.ep, link.ep_state, reachable, need_sync, link.deadline);
+      },
+      unreachable);
   if (!need_sync) return;
   for (int r = 0; r < ep.size(); ++r) {
     if (reachable[r]) ep.ForgetFailed(r);

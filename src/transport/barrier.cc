@@ -30,6 +30,7 @@ std::vector<int32_t> Window::Probe(Clock::duration wait) {
   std::vector<uint64_t> stamps(size(), 0);
   const auto deadline = Clock::now() + wait;
   for (;;) {
+    Progress();
     int arrived = 0;
     for (int peer = 0; peer < size(); ++peer) {
       stamps[peer] = ReadFlag(ProbeFlag(peer));

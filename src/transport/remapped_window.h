@@ -24,6 +24,12 @@ class RemappedWindow : public Window {
   uint64_t ReadFlag(uint64_t index) const override { return inner_.ReadFlag(index); }
   const uint8_t* LocalData() const override { return inner_.LocalData(); }
   void ClearLocal(uint64_t cleared_flags) override { inner_.ClearLocal(cleared_flags); }
+  void Progress() const override { inner_.Progress(); }
+  void Drain(Clock::time_point deadline, const char* op, std::span<const int> gone) override {
+    std::vector<int> physical_gone;
+    for (int r : gone) physical_gone.push_back(physical_[r]);
+    inner_.Drain(deadline, op, physical_gone);
+  }
   /// The physical rank of logical rank r (for messages).
   int Physical(int r) const { return physical_[r]; }
 

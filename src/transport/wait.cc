@@ -54,7 +54,9 @@ class Backoff {
 void WaitUntil(const Window& window, Clock::time_point deadline, const char* op, const char* what, uint64_t epoch,
                const std::function<bool()>& done, const std::function<std::vector<int>()>& missing) {
   Backoff backoff;
-  while (!done()) {
+  for (;;) {
+    window.Progress();
+    if (done()) return;
     if (Clock::now() >= deadline) ThrowTimeout(window, missing(), op, what, epoch);
     backoff.Pause();
   }

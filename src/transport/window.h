@@ -39,6 +39,18 @@ class Window {
   /// Zeroes the local data area and the user's flags [0, cleared_flags); later flags survive.
   virtual void ClearLocal(uint64_t cleared_flags) = 0;
 
+  /// Moves data in flight: sends what Put and Signal queued, lands what arrived. Transports whose
+  /// peers share memory have nothing to do; a message-passing transport progresses only here, so every
+  /// wait calls it on each poll. Never blocks. Const: waits see the window as read-only.
+  virtual void Progress() const {}
+  /// Returns once every Put and Signal issued so far has reached its peer (each operation ends with
+  /// it, so nothing it sent waits for a later call), or throws TimeoutError at `deadline` naming the
+  /// peers that did not take it. What is still on its way to a rank in `gone` (known to have failed)
+  /// is given up instead. `op` names the operation in the message.
+  virtual void Drain(Clock::time_point deadline, const char* op, std::span<const int> gone) {
+    (void)deadline, (void)op, (void)gone;
+  }
+
   /// Returns once every rank of the group has entered the same barrier, or throws TimeoutError at
   /// `deadline` naming the ranks that did not; `what` says what the barrier is for.
   void Barrier(Clock::time_point deadline, const char* what);

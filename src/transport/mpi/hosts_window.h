@@ -1,0 +1,32 @@
+// The hosts transport: the ranks of a group are MPI processes on one or more hosts. Peers on this
+// rank's host go through the host's shared-memory window; peers on other hosts through two-sided MPI
+// messages on a private communicator, one aggregated message per peer per phase, landed by the
+// receiver inside its waits (docs/hosts.md).
+#pragma once
+
+#include <mpi.h>
+
+#include <memory>
+#include <span>
+#include <string>
+
+#include "transport/window.h"
+
+namespace moe_ep::transport {
+
+/// Joins the group of every rank of `comm` (collective over `comm`, which it duplicates; this rank is
+/// its rank in `comm`): ranks on one host (MPI_Comm_split_type, MPI_COMM_TYPE_SHARED) share a
+/// shared-memory window whose rendezvous token the host agrees on over MPI; the others are reached over
+/// MPI. `group` names the segments; windows of `data_bytes` and `flag_count` user flags. With
+/// MOE_EP_HOSTS_SPLIT=N (tests only) ranks [kN, kN + N) of `comm` count as one host. Throws TimeoutError at
+/// `deadline` when a host's ranks do not all show up.
+std::unique_ptr<Window> JoinHostsGroup(MPI_Comm comm, const std::string& group, uint64_t data_bytes,
+                                       uint64_t flag_count, Clock::time_point deadline);
+
+/// JoinHostsGroup over the ranks of MPI_COMM_WORLD listed in `members` (collective over them only; this
+/// process's rank in the group is its position in the list). Initialises MPI when the program did not.
+std::unique_ptr<Window> JoinHostsGroupOfWorldRanks(std::span<const int> members, const std::string& group,
+                                                   uint64_t data_bytes, uint64_t flag_count,
+                                                   Clock::time_point deadline);
+
+}  // namespace moe_ep::transport

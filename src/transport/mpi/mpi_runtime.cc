@@ -1,0 +1,55 @@
+// MPI initialisation on demand and the lock around moe_ep's MPI calls.
+#include "transport/mpi/mpi_runtime.h"
+
+#include <cstdlib>
+#include <string>
+
+#include "moe_ep/error.h"
+
+namespace moe_ep::transport::mpi {
+namespace {
+
+std::mutex& Mutex() {
+  static auto* const mutex = new std::mutex;  // never destroyed: used from atexit
+  return *mutex;
+}
+
+void FinalizeAtExit() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+}  // namespace
+
+bool LaunchedByMpi() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE"}) {
+    const char* value = std::getenv(name);
+    if (value != nullptr && *value != '\0') return true;
+  }
+  return false;
+}
+
+void EnsureInitialized() {
+  const auto lock = Lock();
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (finalized) throw Error(ErrorCode::kInvalidConfig, "moe_ep: MPI was finalized already; it cannot start again");
+  if (initialized) return;
+  int provided = 0;
+  Check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
+  std::atexit(FinalizeAtExit);
+}
+
+std::unique_lock<std::mutex> Lock() { return std::unique_lock<std::mutex>(Mutex()); }
+
+void Check(int status, const char* call) {
+  if (status == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int length = 0;
+  MPI_Error_string(status, text, &length);
+  throw Error(ErrorCode::kInternal, std::string("moe_ep: ") + call + " failed: " + std::string(text, length));
+}
+
+}  // namespace moe_ep::transport::mpi
