@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every test: the format check, the release build's full suite, the same suite under ASan+UBSan, and the
-# threaded paths (transports, thread ranks, C API streams) under ThreadSanitizer. Set MOE_EP_TEST_SEED
-# to replay a printed seed; MOE_EP_SKIP_SANITIZERS=1 runs the release suite only.
+# Every test: the format check, the release build's full suite, the same suite under ASan+UBSan, the
+# fuzzers for a bounded time (scripts/fuzz.sh), and the threaded paths (transports, thread ranks, C API
+# streams) under ThreadSanitizer. Set MOE_EP_TEST_SEED to replay a printed seed; MOE_EP_SKIP_SANITIZERS=1
+# runs the release suite only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -23,6 +24,8 @@ build_and_test build "" "" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOE_EP_BUILD_TEST
 if [[ "${MOE_EP_SKIP_SANITIZERS:-0}" != 1 ]]; then
   echo "== ASan + UBSan: all tests"
   build_and_test build-asan "" "" -DCMAKE_BUILD_TYPE=Debug "-DMOE_EP_SANITIZE=address;undefined" -DMOE_EP_BUILD_EXAMPLES=OFF
+  echo "== fuzzers (clang, ASan + UBSan): C API, native API, moe-ep command line"
+  bash scripts/fuzz.sh
   echo "== TSan: thread transport, C API runtime and streams"
   TSAN_OPTIONS="halt_on_error=1" build_and_test build-tsan \
     "property_test conformance_test missing_rank_test reset_retry_test runtime_test capi_stream_test capi_property_test" \

@@ -192,8 +192,7 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
 
 DispatchResult Dispatch(Group& ep, const TensorView& x, const TensorView& expert_ids, const DispatchOptions& options,
                         Group* tp) {
-  const plan::DispatchOutputSizes n =
-      plan::OutputSizesOf(PlacedConfig(ep, tp, x, expert_ids, options));
+  const plan::DispatchOutputSizes n = plan::OutputSizesOf(PlacedConfig(ep, tp, x, expert_ids, options));
   const bool quant = options.quant == Quant::kDynamicInt8;
 
   DispatchResult r;

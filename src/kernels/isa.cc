@@ -1,4 +1,6 @@
 // Instruction-set detection, MOE_EP_ISA, and the active-ISA switch that picks the row kernel table.
+#include <cpuid.h>
+
 #include <atomic>
 #include <string>
 
@@ -10,10 +12,16 @@
 namespace moe_ep::kernels {
 namespace {
 
+// F16C from CPUID leaf 1: clang 14's __builtin_cpu_supports does not know the name.
+bool HasF16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+}
+
 Isa Detect() {
-  // __builtin_cpu_supports also checks that the OS saves the ymm / zmm state (XGETBV).
+  // __builtin_cpu_supports also checks that the OS saves the ymm / zmm state (XGETBV); F16C needs AVX's.
   __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  const bool avx2 = __builtin_cpu_supports("avx2") && HasF16c();
   const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
   return avx512 ? Isa::kAvx512 : avx2 ? Isa::kAvx2 : Isa::kScalar;

@@ -21,9 +21,9 @@ int64_t ActiveTokenLimit(const MoeConfig& c, const uint8_t* mask) {
 namespace {
 
 [[noreturn]] void BadExpertId(const char* op, int64_t t, int64_t k, int32_t value, const std::string& rule) {
-  throw Error(ErrorCode::kInvalidParam, std::string(op) + ": parameter 'expertIds' has value " +
-                                            std::to_string(value) + " at [" + std::to_string(t) + ", " +
-                                            std::to_string(k) + "]; rule: " + rule);
+  throw Error(ErrorCode::kInvalidParam, std::string(op) + ": parameter 'expertIds' has value " + std::to_string(value) +
+                                            " at [" + std::to_string(t) + ", " + std::to_string(k) +
+                                            "]; rule: " + rule);
 }
 
 }  // namespace

@@ -302,7 +302,6 @@ void CheckSpecialExpertInputs(const Checker& ck, const MoeConfig& c, const Combi
 
 // Everything about dispatch's inputs and attributes; fills the shape fields of `c`.
 void CheckDispatchInputs(const Checker& ck, MoeConfig& c, const DispatchTensors& t, Profile p) {
-
   ck.Require(IsHalf(t.x.dtype), kDtype, "x", DTypeName(t.x.dtype), "dtype must be bf16 or fp16");
   ck.Dtype(t.expert_ids, "expertIds", DType::kInt32);
   if (t.scales.present()) ck.Dtype(t.scales, "scales", DType::kFloat32);

@@ -1469,7 +1469,10 @@ const DispatchRow kNativeDispatch[] = {
      nullptr,
      kRule,
      {"GroupOptions::window_bytes (MOE_EP_WINDOW_MB)"}},
-    {"RejectsHAboveInt32", [](Params& p) { NativeSmall(p), p.h = int64_t{1} << 40; }, nullptr, kRule,
+    {"RejectsHAboveInt32",
+     [](Params& p) { NativeSmall(p), p.h = int64_t{1} << 40; },
+     nullptr,
+     kRule,
      {"'H (x.dim1)' = 1099511627776", "INT32_MAX"}},
 };
 INSTANTIATE_TEST_SUITE_P(Native, NativeProfileDispatch, ::testing::ValuesIn(kNativeDispatch), RowName<DispatchRow>);

@@ -3,9 +3,10 @@
 
 // Guarded like every entry point although the switch cannot throw: the test hook reaches it too. 0 on failure,
 // as for a type without a fixed size.
+// A C caller may pass any int: it is read raw first, since loading an out-of-range enum is undefined in C++.
 extern "C" size_t aclDataTypeSize(aclDataType dataType) {
   return moe_ep::cann::GuardedValue("aclDataTypeSize", moe_ep::cann::ApiFamily::kAcl, size_t{0}, [&]() -> size_t {
-    switch (dataType) {
+    switch (moe_ep::cann::runtime::RawEnumValue(dataType)) {
       case ACL_INT8:
       case ACL_UINT8:
       case ACL_BOOL:

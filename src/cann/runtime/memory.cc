@@ -2,10 +2,10 @@
 // synchronous and stream-ordered copies and fills.
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
-#include <string>
 #include <map>
+#include <mutex>
 #include <optional>
+#include <string>
 
 #include "cann/runtime/internal.h"
 

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets of tests/fuzz (clang 14, ASan + UBSan, in build-fuzz/) and runs each for a bounded time
+# from a copy of its seed corpus; fails on any crash, leak, timeout or OOM. `--replay` runs each target once over its
+# checked-in corpus instead (quick). MOE_EP_FUZZ_SECONDS sets the time per target (default 60).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=fuzz
+case "${1:-}" in
+  "") ;;
+  --replay) mode=replay ;;
+  *)
+    echo "usage: $0 [--replay]   (MOE_EP_FUZZ_SECONDS=N: seconds per target, default 60)" >&2
+    exit 2
+    ;;
+esac
+seconds=${MOE_EP_FUZZ_SECONDS:-60}
+jobs=$(nproc)
+
+# The compiler and its libFuzzer / sanitizer runtimes (only those missing; needs root), as scripts/deps.sh does.
+packages=(clang-14 libclang-rt-14-dev cmake ninja-build)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DMOE_EP_BUILD_FUZZERS=ON "-DMOE_EP_SANITIZE=address;undefined" -DMOE_EP_BUILD_TESTS=OFF \
+  -DMOE_EP_BUILD_EXAMPLES=OFF -DMOE_EP_BUILD_BENCH=OFF "${launcher[@]}" >/dev/null
+
+# Every fuzz target this configuration defines (cli_fuzz only once tools/ provides moe_ep_cli).
+targets=()
+for t in capi_fuzz native_fuzz cli_fuzz; do
+  if cmake --build build-fuzz --target help | grep -q "^$t:"; then targets+=("$t"); fi
+done
+cmake --build build-fuzz -j "$jobs" --target "${targets[@]}"
+
+# Fatal UBSan reports with their stacks; leaks checked after every input that allocated more than it freed.
+export ASAN_OPTIONS="detect_leaks=1:${ASAN_OPTIONS:-}"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
+
+# Inputs run in a scratch copy: libFuzzer writes what it finds into its first corpus directory, and the
+# checked-in corpus stays as committed. Reproducers of failures are kept in build-fuzz/fuzz-artifacts/<target>/.
+work=$(mktemp -d /tmp/moe_ep_fuzz.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+mkdir -p build-fuzz/fuzz-artifacts
+failed=()
+summary=()
+line_failed=()
+for t in "${targets[@]}"; do
+  seeds=tests/fuzz/corpus/${t%_fuzz}
+  mkdir -p "$work/$t/corpus" "$work/$t/artifacts"
+  if [[ -d $seeds ]]; then cp "$seeds"/* "$work/$t/corpus/" 2>/dev/null || true; fi
+  common=(-timeout=30 -rss_limit_mb=4096 -detect_leaks=1 -max_len=1024 -print_final_stats=1
+    "-artifact_prefix=$work/$t/artifacts/")
+  if [[ $mode == replay ]]; then
+    echo "== $t: replaying $(find "$work/$t/corpus" -type f | wc -l) inputs of $seeds"
+    run=("build-fuzz/tests/fuzz/$t" "${common[@]}" -runs=0 "$work/$t/corpus")
+  else
+    echo "== $t: fuzzing for $seconds s from $(find "$work/$t/corpus" -type f | wc -l) seeds of $seeds"
+    run=("build-fuzz/tests/fuzz/$t" "${common[@]}" "-max_total_time=$seconds" "$work/$t/corpus")
+  fi
+  rc=0
+  "${run[@]}" >"$work/$t/log" 2>&1 || rc=$?
+  # libFuzzer's last status line ("#N DONE cov: C ft: F corp: ...") and its final stats.
+  status=$(grep -E '^#[0-9]+[[:space:]]+(INITED|DONE|pulse|NEW|REDUCE)' "$work/$t/log" | tail -1 || true)
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/$t/log" | tail -1)
+  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$work/$t/log" | tail -1)
+  cov=$(sed -n 's/.* cov: \([0-9]*\) ft: \([0-9]*\).*/cov \1, ft \2/p' <<<"$status")
+  line="$t: ${execs:-?} execs, ${rate:-?}/s, ${cov:-no coverage line}"
+  if ((rc != 0)) || [[ -n $(ls -A "$work/$t/artifacts") ]]; then
+    echo "---- $t FAILED (exit $rc); the end of its log:"
+    grep -v '^#[0-9]' "$work/$t/log" | tail -60
+    if [[ $mode == replay ]]; then
+      # libFuzzer stops at the first failing input: run each one alone to name all of them.
+      for f in "$work/$t/corpus"/*; do
+        "build-fuzz/tests/fuzz/$t" "${common[@]}" "$f" >/dev/null 2>&1 || line_failed+=("$(basename "$f")")
+      done
+      echo "---- failing inputs of $seeds: ${line_failed[*]:-none alone (only in sequence)}"
+      line_failed=()
+    fi
+    rm -rf "build-fuzz/fuzz-artifacts/$t"
+    cp -r "$work/$t/artifacts" "build-fuzz/fuzz-artifacts/$t"
+    echo "---- reproducers: build-fuzz/fuzz-artifacts/$t/ (replay: build-fuzz/tests/fuzz/$t FILE)"
+    failed+=("$t")
+    line="$line  FAILED"
+  fi
+  echo "$line"
+  summary+=("$line")
+done
+
+echo "== fuzz summary ($mode)"
+printf '  %s\n' "${summary[@]}"
+if ((${#failed[@]})); then
+  echo "fuzzing failed: ${failed[*]}" >&2
+  exit 1
+fi
