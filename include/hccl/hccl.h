@@ -14,8 +14,11 @@ extern "C" {
 /* Creates the ndev communicators of one group in this process; comms[i] lives on device devices[i]. */
 HCCL_API HcclResult HcclCommInitAll(uint32_t ndev, int32_t *devices, HcclComm *comms);
 /* Root info for HcclCommInitRootInfo: call on rank 0, hand the bytes to the other ranks (threads of this
- * process, or other processes on this host: through a file, a pipe, MPI...). It holds an unguessable
- * token that names the group's shared-memory segments. */
+ * process, or other processes: through a file, a pipe, MPI_Bcast...). It holds an unguessable token that
+ * names the group's shared-memory segments, and the host it was made on. In an MPI job (the program
+ * initialised MPI, or mpirun started it, in which case moe_ep initialises MPI) it also holds this
+ * process's MPI rank: the group then meets over MPI and may span hosts (the calling process must be a
+ * member; one rank of a group per process). */
 HCCL_API HcclResult HcclGetRootInfo(HcclRootInfo *rootInfo);
 /* Joins rank `rank` of an nRanks group on the calling thread's current device (ranks may be threads or
  * processes); returns when all ranks have joined, or HCCL_E_TIMEOUT after HCCL_CONNECT_TIMEOUT seconds

@@ -7,8 +7,12 @@
 // rank. Prints "rank R OK" and exits 0, or prints what went wrong and exits 1.
 //
 //   capi_rank_main rootinfo SEED
+//   capi_rank_main mpi SEED        under mpirun: the multi-host CANN pattern instead of the file: MPI_Init,
+//                                  rank 0 makes the root info, MPI_Bcast hands it to every rank, each sets
+//                                  its device to its local rank on its host
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +22,9 @@
 #include <thread>
 
 #include "cann/capi_support.h"
+#ifdef MOE_EP_TEST_MPI
+#include <mpi.h>
+#endif
 
 namespace {
 
@@ -83,11 +90,23 @@ bool ReadRoot(HcclRootInfo& root, const std::string& path, std::chrono::seconds 
   return false;
 }
 
-int RootInfoJob(uint64_t seed) {
-  const int rank = EnvInt("MOE_EP_RANK"), world = EnvInt("MOE_EP_WORLD_SIZE");
+// How the ranks share the root info: through a file (moe-ep launch) or MPI_Bcast (mpirun).
+enum class RootShare { kFile, kMpi };
+
+int RootInfoJob(uint64_t seed, RootShare share) {
+  int rank = EnvInt("MOE_EP_RANK"), world = EnvInt("MOE_EP_WORLD_SIZE"), device = 0;
   const char* rendezvous = std::getenv("MOE_EP_RENDEZVOUS");
+#ifdef MOE_EP_TEST_MPI
+  if (share == RootShare::kMpi) {
+    MPI_Init(nullptr, nullptr);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    device = std::max(EnvInt("OMPI_COMM_WORLD_LOCAL_RANK"), 0);  // as multi-node CANN programs do
+    rendezvous = "mpi";
+  }
+#endif
   if (rank < 0 || world < 2 || rank >= world || rendezvous == nullptr) {
-    std::printf("rank %d FAIL: run under `moe-ep launch -n N` (N >= 2)\n", rank);
+    std::printf("rank %d FAIL: run under `moe-ep launch -n N` or mpirun (N >= 2)\n", rank);
     return 2;
   }
   const std::string path = std::string("/tmp/moe_ep.") + rendezvous + ".root";
@@ -97,12 +116,20 @@ int RootInfoJob(uint64_t seed) {
     std::printf("rank %d FAIL: aclInit: %s\n", rank, RecentErrMsg().c_str());
     return 1;
   }
-  if (aclrtSetDevice(0) != ACL_SUCCESS) {
-    std::printf("rank %d FAIL: aclrtSetDevice(0): %s\n", rank, RecentErrMsg().c_str());
+  if (aclrtSetDevice(device) != ACL_SUCCESS) {
+    std::printf("rank %d FAIL: aclrtSetDevice(%d): %s\n", rank, device, RecentErrMsg().c_str());
     return 1;
   }
   HcclRootInfo root{};
-  if (rank == 0) {
+  if (share == RootShare::kMpi) {
+#ifdef MOE_EP_TEST_MPI
+    if (rank == 0 && HcclGetRootInfo(&root) != HCCL_SUCCESS) {
+      std::printf("rank 0 FAIL: HcclGetRootInfo: %s\n", RecentErrMsg().c_str());
+      return 1;
+    }
+    MPI_Bcast(root.internal, sizeof(root.internal), MPI_CHAR, 0, MPI_COMM_WORLD);
+#endif
+  } else if (rank == 0) {
     if (HcclGetRootInfo(&root) != HCCL_SUCCESS || !PublishRoot(root, path)) {
       std::printf("rank 0 FAIL: cannot make or publish the root info at %s: %s\n", path.c_str(),
                   RecentErrMsg().c_str());
@@ -118,7 +145,7 @@ int RootInfoJob(uint64_t seed) {
   HcclComm comm = nullptr;
   const HcclResult joined = HcclCommInitRootInfo(world, &root, rank, &comm);
   const std::string join_message = RecentErrMsg();
-  if (rank == 0) std::remove(path.c_str());  // every rank has read it once all have joined
+  if (rank == 0 && share == RootShare::kFile) std::remove(path.c_str());  // all have read it once all joined
   if (joined != HCCL_SUCCESS) {
     std::printf("rank %d FAIL: HcclCommInitRootInfo returned %d: %s\n", rank, joined, join_message.c_str());
     return 1;
@@ -148,8 +175,11 @@ int RootInfoJob(uint64_t seed) {
     std::printf("rank %d FAIL: HcclCommDestroy: %s\n", rank, RecentErrMsg().c_str());
     status = 1;
   }
-  aclrtResetDevice(0);
+  aclrtResetDevice(device);
   aclFinalize();
+#ifdef MOE_EP_TEST_MPI
+  if (share == RootShare::kMpi) MPI_Finalize();
+#endif
   if (status == 0) std::printf("rank %d OK\n", rank);
   return status;
 }
@@ -157,9 +187,17 @@ int RootInfoJob(uint64_t seed) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 3 || std::string(argv[1]) != "rootinfo") {
-    std::fprintf(stderr, "usage: moe-ep launch -n N -- %s rootinfo SEED\n", argv[0]);
+  const std::string mode = argc == 3 ? argv[1] : "";
+  if (mode != "rootinfo" && mode != "mpi") {
+    std::fprintf(stderr, "usage: moe-ep launch -n N -- %s rootinfo SEED\n       mpirun -np N %s mpi SEED\n", argv[0],
+                 argv[0]);
     return 2;
   }
-  return RootInfoJob(std::strtoull(argv[2], nullptr, 10));
+#ifndef MOE_EP_TEST_MPI
+  if (mode == "mpi") {
+    std::fprintf(stderr, "%s was built without MPI\n", argv[0]);
+    return 2;
+  }
+#endif
+  return RootInfoJob(std::strtoull(argv[2], nullptr, 10), mode == "mpi" ? RootShare::kMpi : RootShare::kFile);
 }

@@ -798,9 +798,11 @@ std::vector<int32_t> ScaleDownTable(const moe_ref::Config& original, const std::
 
 std::string RootInfoToken(const HcclRootInfo& root) {
   const std::string text(root.internal, strnlen(root.internal, sizeof(root.internal)));
-  size_t start = text.size();
-  while (start > 0 && std::isxdigit(static_cast<unsigned char>(text[start - 1]))) --start;
-  return text.substr(start);
+  const size_t colon = text.find(':');
+  if (colon == std::string::npos) return "";
+  size_t end = colon + 1;
+  while (end < text.size() && std::isxdigit(static_cast<unsigned char>(text[end]))) ++end;
+  return text.substr(colon + 1, end - colon - 1);
 }
 
 std::string CapiRankOutcome::Summary() const {

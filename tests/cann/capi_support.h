@@ -192,7 +192,7 @@ struct CapiElastic {
 std::vector<int32_t> ScaleDownTable(const moe_ref::Config& original, const std::vector<int32_t>& alive);
 
 /// The token of a root info (hccl.h: it names the group's shared-memory segments, "/moe_ep.<token>.*"):
-/// the trailing hex digits of its text; "" when there are none.
+/// the hex digits after the first ':' of its text; "" when there are none.
 std::string RootInfoToken(const HcclRootInfo& root);
 
 /// How one rank's run went: the first C API call that failed (its status and aclGetRecentErrMsg), or the

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -22,6 +23,10 @@
 #include "moe_ep/error.h"
 #include "plan/layout.h"
 #include "transport/shm/shm_window.h"
+#ifdef MOE_EP_HAVE_MPI
+#include "transport/mpi/mpi_runtime.h"
+#include "transport/mpi/rendezvous.h"
+#endif
 #include "transport/thread/thread_window.h"
 
 namespace moe_ep::cann {
@@ -96,11 +101,51 @@ std::shared_ptr<Comm> MakeComm(const std::string& name, std::unique_ptr<transpor
   return comm;
 }
 
-// Every rank of a root-info group, thread or process, joins over shared memory: the root info's token
-// names the segments, so ranks in other processes find them and nobody else does.
-HcclResult JoinRootGroup(const std::string& token, uint32_t n_ranks, uint32_t rank, int32_t device, HcclComm* comm) {
+// What a root info carries after kRootMagic: "<32-hex token>|<host name>[@<MPI world rank of its maker>]".
+struct RootInfoText {
+  std::string token;
+  std::string host;
+  int root_world = -1;  // >= 0: the group meets over MPI
+};
+
+std::string HostName() {
+  char name[256] = {};
+  gethostname(name, sizeof name - 1);
+  return name;
+}
+
+std::optional<RootInfoText> ParseRootInfo(const std::string& text) {
+  const std::string magic = kRootMagic;
+  if (text.rfind(magic, 0) != 0 || text.size() < magic.size() + 33 || text[magic.size() + 32] != '|') {
+    return std::nullopt;
+  }
+  RootInfoText info;
+  info.token = text.substr(magic.size(), 32);
+  if (info.token.find_first_not_of("0123456789abcdef") != std::string::npos) return std::nullopt;
+  std::string rest = text.substr(magic.size() + 33);
+  if (const size_t at = rest.rfind('@'); at != std::string::npos) {
+    const std::string world = rest.substr(at + 1);
+    if (world.empty() || world.size() > 9 || world.find_first_not_of("0123456789") != std::string::npos) {
+      return std::nullopt;
+    }
+    info.root_world = std::stoi(world);
+    rest.resize(at);
+  }
+  info.host = rest;
+  return info;
+}
+
+// Every rank of a root-info group joins over shared memory when the group is on one host (the root
+// info's token names the segments, so ranks in other processes find them and nobody else does), or over
+// MPI (the hosts transport) when the root info's maker was an MPI process.
+HcclResult JoinRootGroup(const RootInfoText& info, uint32_t n_ranks, uint32_t rank, int32_t device, HcclComm* comm) {
+  if (info.root_world < 0 && info.host != HostName()) {
+    return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: the root info was made on host '" + info.host +
+                                   "' and this is host '" + HostName() +
+                                   "'; ranks on several hosts meet over MPI: start every rank with mpirun");
+  }
   Registry& reg = Registry::Get();
-  const std::string name = "hccl_root_" + token.substr(0, 24);
+  const std::string name = "hccl_root_" + info.token.substr(0, 24);
   if (!reg.Claim(name, device)) {
     return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: device " + std::to_string(device) +
                                    " already holds a rank of this group; one rank per device");
@@ -112,9 +157,23 @@ HcclResult JoinRootGroup(const std::string& token, uint32_t n_ranks, uint32_t ra
     ~ReleaseClaim() { reg.Release(name, device); }
   } release{reg, name, device};
   const auto timeout = env::HcclConnectTimeout();
+  const auto deadline = transport::Clock::now() + timeout;
   try {
-    auto window = transport::JoinShmGroup(token, "hccl", static_cast<int>(rank), static_cast<int>(n_ranks),
-                                          CommWindowBytes(), ops::kWindowFlagCount, transport::Clock::now() + timeout);
+    std::unique_ptr<transport::Window> window;
+    if (info.root_world >= 0) {
+#ifdef MOE_EP_HAVE_MPI
+      window = transport::mpi::JoinRootInfoGroup(info.token, info.root_world, static_cast<int>(rank),
+                                                 static_cast<int>(n_ranks), CommWindowBytes(), ops::kWindowFlagCount,
+                                                 deadline);
+#else
+      return Failed(HCCL_E_NOT_SUPPORT,
+                    "HcclCommInitRootInfo: the root info was made by an MPI process, and this "
+                    "moe_ep was built without MPI (install libopenmpi-dev and rebuild)");
+#endif
+    } else {
+      window = transport::JoinShmGroup(info.token, "hccl", static_cast<int>(rank), static_cast<int>(n_ranks),
+                                       CommWindowBytes(), ops::kWindowFlagCount, deadline);
+    }
     *comm = reg.Add(MakeComm(name, std::move(window), device));
   } catch (const TimeoutError& e) {
     return Failed(HCCL_E_TIMEOUT, std::string("HcclCommInitRootInfo: ") + e.what() +
@@ -174,7 +233,12 @@ HcclResult HcclGetRootInfo(HcclRootInfo* root_info) {
     std::random_device entropy;
     char token[33];
     std::snprintf(token, sizeof(token), "%08x%08x%08x%08x", entropy(), entropy(), entropy(), entropy());
-    const std::string id = std::string(moe_ep::cann::kRootMagic) + token;
+    // Under MPI the maker's world rank travels along: the group then meets over MPI (docs/hosts.md).
+    std::string id = std::string(moe_ep::cann::kRootMagic) + token + "|" + moe_ep::cann::HostName();
+#ifdef MOE_EP_HAVE_MPI
+    if (moe_ep::transport::mpi::Active()) id += "@" + std::to_string(moe_ep::transport::mpi::WorldRank());
+#endif
+    if (id.size() >= sizeof(root_info->internal)) id.resize(sizeof(root_info->internal) - 1);
     std::memset(root_info->internal, 0, sizeof(root_info->internal));
     std::memcpy(root_info->internal, id.data(), id.size());
     return HCCL_SUCCESS;
@@ -193,15 +257,13 @@ HcclResult HcclCommInitRootInfo(uint32_t n_ranks, const HcclRootInfo* root_info,
                                      " must be in [0, nRanks = " + std::to_string(n_ranks) + ")");
     }
     const std::string id(root_info->internal, strnlen(root_info->internal, sizeof(root_info->internal)));
-    const std::string magic = moe_ep::cann::kRootMagic;
-    if (id.rfind(magic, 0) != 0 || id.size() != magic.size() + 32) {
-      return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: rootInfo was not filled by HcclGetRootInfo");
-    }
+    const auto info = moe_ep::cann::ParseRootInfo(id);
+    if (!info) return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: rootInfo was not filled by HcclGetRootInfo");
     const int32_t device = moe_ep::cann::CurrentDevice();
     if (device < 0) {
       return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: the calling thread has no device; call aclrtSetDevice first");
     }
-    return moe_ep::cann::JoinRootGroup(id.substr(magic.size()), n_ranks, rank, device, comm);
+    return moe_ep::cann::JoinRootGroup(*info, n_ranks, rank, device, comm);
   });
 }
 

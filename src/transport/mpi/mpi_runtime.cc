@@ -30,6 +30,13 @@ bool LaunchedByMpi() {
   return false;
 }
 
+bool Active() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  return (initialized && !finalized) || LaunchedByMpi();
+}
+
 void EnsureInitialized() {
   const auto lock = Lock();
   int initialized = 0, finalized = 0;

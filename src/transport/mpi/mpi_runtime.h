@@ -12,6 +12,9 @@ namespace moe_ep::transport::mpi {
 /// PMIX_RANK, MPICH Hydra's PMI_SIZE).
 bool LaunchedByMpi();
 
+/// True when moe_ep should form groups over MPI: the program initialised MPI, or a launcher started it.
+bool Active();
+
 /// Makes sure MPI is initialised: when the program has not called MPI_Init, moe_ep calls
 /// MPI_Init_thread itself (and MPI_Finalize at exit). Throws Error when MPI was finalised already.
 void EnsureInitialized();
