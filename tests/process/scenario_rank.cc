@@ -159,7 +159,13 @@ ScenarioSpec FaultSpec(int world) {
 
 int Victim() { return std::getenv("VICTIM") ? std::atoi(std::getenv("VICTIM")) : 5; }
 
-std::string PidFile() { return std::string("/tmp/moe_ep.") + std::getenv("MOE_EP_RENDEZVOUS") + ".victim"; }
+// Where the stopped victim leaves its pid for rank 0: named after the job (moe-ep launch's rendezvous, or
+// under mpirun its job id; simulated hosts share /tmp and the pid space).
+std::string PidFile() {
+  const char* job = std::getenv("MOE_EP_RENDEZVOUS");
+  if (job == nullptr) job = std::getenv("OMPI_MCA_ess_base_jobid");
+  return std::string("/tmp/moe_ep.") + (job != nullptr ? job : "job") + ".victim";
+}
 
 // Rounds before the fault must match the reference; the fault round must fail on every other rank
 // with a deadline error naming the victim, within the deadline. Returns 0 when all that holds.
