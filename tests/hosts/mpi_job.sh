@@ -5,7 +5,6 @@
 # fresh seed, printed first (replay with MOE_EP_TEST_SEED). Passes when every rank prints "OK" or
 # "equal to the reference"; mpirun is ended by the script, whatever happens.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
 np=$1 per_host=$2
 shift 2
 seed=${MOE_EP_TEST_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
@@ -16,11 +15,13 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # --bind-to none and yield: many ranks on few cores must share them; orte_tmpdir_base: nothing left behind.
+# No leak check in sanitizer builds: Open MPI leaves allocations of plugins it has unloaded, which no
+# suppression can name (the rest of the suite checks moe_ep's own leaks).
 status=0
 timeout -k 5 120 mpirun -np "$np" --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 \
   --mca btl tcp,vader,self --mca orte_tmpdir_base "$tmp" \
   -x MOE_EP_HOSTS_SPLIT="$per_host" -x MOE_EP_TIMEOUT_MS="${MOE_EP_TIMEOUT_MS:-20000}" \
-  -x LSAN_OPTIONS="suppressions=$here/lsan.supp" \
+  -x ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" \
   "${args[@]}" >"$tmp/out" 2>&1 || status=$?
 cat "$tmp/out"
 good=$(grep -cE "OK$|equal to the reference" "$tmp/out" || true)

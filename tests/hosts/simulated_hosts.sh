@@ -87,6 +87,8 @@ chmod +x "$dir/agent"
 before=0
 for i in $(seq 1 "$hosts"); do before=$((before + $(ip netns exec "$ctl" cat "/sys/class/net/p$i/statistics/rx_bytes"))); done
 
+# No leak check in sanitizer builds: Open MPI leaves allocations of plugins it has unloaded, which no
+# suppression can name (the rest of the suite checks moe_ep's own leaks).
 hostlist=$(for i in $(seq 1 "$hosts"); do printf 'h%s:%s,' "$i" "$per_host"; done)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mkdir -p "$dir/tmp"
@@ -99,7 +101,7 @@ timeout -k 5 "${MOE_EP_HOSTS_LIMIT_S:-240}" ip netns exec "$ctl" mpirun -np "$np
   --mca btl tcp,vader,self --mca btl_tcp_if_include "$net/24" --mca oob_tcp_if_include "$net/24" \
   --mca btl_vader_backing_directory /dev/shm/ompi --mca orte_tmpdir_base "$dir/tmp" \
   --bind-to none --mca mpi_yield_when_idle 1 --mca orte_abort_on_non_zero_status 0 \
-  -x MOE_EP_TIMEOUT_MS="${MOE_EP_TIMEOUT_MS:-20000}" -x LSAN_OPTIONS="suppressions=$(cd "$(dirname "$0")" && pwd)/lsan.supp" \
+  -x MOE_EP_TIMEOUT_MS="${MOE_EP_TIMEOUT_MS:-20000}" -x ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" \
   "${args[@]}" >"$dir/out" 2>&1 &
 mpirun_pid=$!
 while kill -0 "$mpirun_pid" 2>/dev/null; do
