@@ -172,7 +172,7 @@ class HostsWindow final : public Window {
     const size_t at = box.size();
     box.resize(at + sizeof header + payload_bytes);
     std::memcpy(box.data() + at, &header, sizeof header);
-    if (payload_bytes > 0) std::memcpy(box.data() + at + sizeof header, payload, header.b);
+    if (payload != nullptr && payload_bytes > 0) std::memcpy(box.data() + at + sizeof header, payload, header.b);
   }
 
   // Sends `peer`'s queued records as one message (the caller holds the MPI lock).
