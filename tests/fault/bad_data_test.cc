@@ -36,7 +36,15 @@ struct RankData {
   TensorView WeightsView() { return TensorView(weights.data(), DType::kFloat32, {kBs, kTopK}); }
 };
 
-DispatchOptions Options(ExpertLayout experts = {kMoe, 0, 0, 0}) {
+// Routed experts, nothing else.
+ExpertLayout Moe(int64_t experts, int64_t global_bs = 0) {
+  ExpertLayout layout;
+  layout.moe_expert_num = experts;
+  layout.global_bs = global_bs;
+  return layout;
+}
+
+DispatchOptions Options(ExpertLayout experts = Moe(kMoe)) {
   DispatchOptions options;
   options.experts = std::move(experts);
   return options;
@@ -94,7 +102,7 @@ TEST(BadData, DispatchRejectsARepeatedExpertInAToken) {
   auto groups = Groups();
   RunRanks(kRanks, [&](int r) {
     RankData d(r, 2);
-    ExpertLayout two{2, 0, 0, 0};
+    const ExpertLayout two = Moe(2);
     d.ids.assign(kBs * kTopK, 0);
     ExpectError([&] { Dispatch(groups[r], d.XView(), d.IdsView(), Options(two)); }, ErrorCode::kInvalidParam,
                 {"expertIds", "value 0", "at [0, 1]", "distinct"});
@@ -107,16 +115,10 @@ TEST(BadData, HugeGlobalBsIsRejectedBeforeAnythingIsAllocated) {
   RunRanks(kRanks, [&](int r) {
     RankData d(r);
     for (const int64_t global_bs : {int64_t{1} << 61, int64_t{1} << 62, INT64_MAX - 1}) {
-      ExpectError(
-          [&] {
-            Dispatch(groups[r], d.XView(), d.IdsView(), Options({kMoe, 0, 0, global_bs}));
-          },
-          ErrorCode::kInvalidConfig, {"global_bs", std::to_string(global_bs)});
-      ExpectError(
-          [&] {
-            DispatchReceiveRows(groups[r], kBs, kTopK, {kMoe, 0, 0, global_bs});
-          },
-          ErrorCode::kInvalidConfig, {"global_bs", std::to_string(global_bs)});
+      ExpectError([&] { Dispatch(groups[r], d.XView(), d.IdsView(), Options(Moe(kMoe, global_bs))); },
+                  ErrorCode::kInvalidConfig, {"global_bs", std::to_string(global_bs)});
+      ExpectError([&] { DispatchReceiveRows(groups[r], kBs, kTopK, Moe(kMoe, global_bs)); }, ErrorCode::kInvalidConfig,
+                  {"global_bs", std::to_string(global_bs)});
     }
     ExpectGoodRound(groups[r], r);
   });

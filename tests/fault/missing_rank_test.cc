@@ -19,7 +19,7 @@ using std::chrono::milliseconds;
 
 constexpr int kRanks = 4;
 constexpr int64_t kBs = 4, kHidden = 32, kTopK = 2;
-const ExpertLayout kExperts{8, 0, 0, 0};
+const ExpertLayout kExperts{8, 0, 0, 0, 0, 0, 0, {}};
 
 DispatchOptions Options() {
   DispatchOptions options;
