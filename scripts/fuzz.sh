@@ -17,18 +17,8 @@ esac
 seconds=${MOE_EP_FUZZ_SECONDS:-60}
 jobs=$(nproc)
 
-# The compiler and its libFuzzer / sanitizer runtimes (only those missing; needs root), as scripts/deps.sh does.
-packages=(clang-14 libclang-rt-14-dev cmake ninja-build)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "installing: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+# The build's packages, and the compiler with its libFuzzer / sanitizer runtimes.
+bash scripts/deps.sh clang-14 libclang-rt-14-dev
 
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)

@@ -117,13 +117,19 @@ plan::CombineTensors HandleTensors(const DispatchHandle& h, const TensorView& ex
   return t;
 }
 
+// A dispatch's configuration before its shapes are known.
+plan::MoeConfig DispatchConfig(const Group& ep, const Group* tp, const DispatchOptions& options) {
+  plan::MoeConfig c = BaseConfig(ep, tp, options.experts);
+  c.quant_mode = static_cast<int64_t>(options.quant);
+  c.expert_token_nums_type = options.cumulative_token_nums ? 0 : 1;
+  return c;
+}
+
 // The configuration of a call with Bs tokens of H and top-K routing, its attributes validated: enough to
 // size the outputs before they exist.
 plan::MoeConfig PlacedConfig(const Group& ep, const Group* tp, const TensorView& x, const TensorView& expert_ids,
                              const DispatchOptions& options) {
-  plan::MoeConfig c = BaseConfig(ep, tp, options.experts);
-  c.quant_mode = static_cast<int64_t>(options.quant);
-  c.expert_token_nums_type = options.cumulative_token_nums ? 0 : 1;
+  plan::MoeConfig c = DispatchConfig(ep, tp, options);
   plan::DispatchTensors inputs;
   inputs.x = x;
   inputs.expert_ids = expert_ids;
@@ -154,9 +160,7 @@ int64_t DispatchReceiveRows(const Group& ep, int64_t bs, int64_t top_k, const Ex
 
 DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& expert_ids,
                             const DispatchOptions& options, const DispatchOutputs& out, Group* tp) {
-  plan::MoeConfig c = BaseConfig(ep, tp, options.experts);
-  c.quant_mode = static_cast<int64_t>(options.quant);
-  c.expert_token_nums_type = options.cumulative_token_nums ? 0 : 1;
+  plan::MoeConfig c = DispatchConfig(ep, tp, options);
   const plan::DispatchTensors t{x,
                                 expert_ids,
                                 options.smooth_scales,

@@ -41,7 +41,6 @@
 namespace moe_ep_fuzz::capi {
 namespace {
 
-constexpr size_t kMaxOpsPerInput = 8;
 // No tensor's storage is larger. A view that would need more is shrunk to kShrunkTensorBytes (filling the maximum
 // would make such inputs slow to no purpose), except the deliberately huge views, which get one element of storage
 // that aclCreateTensor must refuse (and if it does not, ASan sees the operator read past it).
@@ -66,12 +65,6 @@ const EnvKnob kKnobs[] = {
     {"HCCL_CONNECT_TIMEOUT", "1", {"1", "0", "-1", "x", "99999999999999999999", "2147484", "2"}},
 };
 const int kKnobKeys[] = {kEnvBuffSize, kEnvExecTimeout, kEnvTimeoutMs, kEnvConnectTimeout};
-
-void RestoreHarnessEnvironment() {
-  for (const EnvKnob& knob : kKnobs) {
-    if (GetEnv(knob.name) != knob.harness_value) SetEnv(knob.name, knob.harness_value);
-  }
-}
 
 // The variables a communicator reads when it is created: one made under other values must be made again.
 std::string CreationEnvironment() {
@@ -113,15 +106,6 @@ RankThreads& Workers() {
 // ---------------------------------------------------------------------------------------------------
 // Communicators
 // ---------------------------------------------------------------------------------------------------
-
-struct Topology {
-  int ep_size;
-  int tp_size;
-  int ranks() const { return ep_size * tp_size; }
-  int EpRank(int g) const { return g % ep_size; }
-  int TpRank(int g) const { return g / ep_size; }
-};
-constexpr Topology kTopologies[] = {{2, 1}, {4, 1}, {2, 2}};
 
 /// The communicators of one topology: worker g's EP communicator (and TP pair with TP), with their names.
 struct CommSet {
@@ -1202,13 +1186,7 @@ void RunReset(const Op& op) {
   }
 }
 
-void RunEnv(const Op& op) {
-  for (size_t i = 0; i < std::size(kKnobs); ++i) {
-    if (!op.Has(kKnobKeys[i])) continue;
-    const auto& choices = kKnobs[i].choices;
-    SetEnv(kKnobs[i].name, choices[static_cast<uint64_t>(op.Get(kKnobKeys[i], 0)) % choices.size()]);
-  }
-}
+void RunEnv(const Op& op) { ApplyEnvKnobs(op, kKnobs, kKnobKeys); }
 
 void RunJoin(const Op& op) {
   const uint32_t n_ranks = static_cast<uint32_t>(op.Get(kJoinRanks, 2));
@@ -1337,7 +1315,7 @@ void RunTensor(const Op& op) {
 
 void Setup() {
   static const bool ready = [] {
-    RestoreHarnessEnvironment();
+    RestoreHarnessEnvironment(kKnobs);
     const aclError e = aclInit(nullptr);
     if (e != ACL_SUCCESS && e != ACL_ERROR_REPEAT_INITIALIZE) Die("harness: aclInit returned %d", e);
     Workers();
@@ -1355,14 +1333,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace moe_ep_fuzz::capi;
   Setup();
   WatchdogScope watchdog;
-  RestoreHarnessEnvironment();
-  const std::vector<Op> ops = ParseOps(data, size, kOpcodeCount, kMaxOpsPerInput);
-  // Ops start only within the first 3 s, so that an input of slow ops (deadlines of up to 2 s) ends well inside the
-  // watchdog's 10 s: only a wait that overstays its own deadline can reach it.
-  const auto start = std::chrono::steady_clock::now();
-  for (size_t i = 0; i < ops.size() && std::chrono::steady_clock::now() - start < std::chrono::seconds(3); ++i) {
-    const Op& op = ops[i];
-    Watchdog::Get().Doing("op %zu (%s)", i, kOpNames[op.opcode]);
+  RestoreHarnessEnvironment(kKnobs);
+  RunOps(data, size, kOpcodeCount, kOpNames, [&](const Op& op) {
     switch (op.opcode) {
       case kRound:
       case kDispatch:
@@ -1384,6 +1356,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       default:
         break;
     }
-  }
+  });
   return 0;
 }

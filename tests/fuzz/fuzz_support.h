@@ -18,6 +18,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -408,5 +409,46 @@ struct EnvKnob {
   std::optional<std::string> harness_value;
   std::vector<std::optional<std::string>> choices;
 };
+
+/// Gives every knob the harness's own value again (each input starts from it).
+inline void RestoreHarnessEnvironment(std::span<const EnvKnob> knobs) {
+  for (const EnvKnob& knob : knobs) {
+    if (GetEnv(knob.name) != knob.harness_value) SetEnv(knob.name, knob.harness_value);
+  }
+}
+
+/// Sets the knobs `op` names: knobs[i] from the op's setting keys[i].
+inline void ApplyEnvKnobs(const Op& op, std::span<const EnvKnob> knobs, std::span<const int> keys) {
+  for (size_t i = 0; i < knobs.size(); ++i) {
+    if (!op.Has(keys[i])) continue;
+    const auto& choices = knobs[i].choices;
+    SetEnv(knobs[i].name, choices[static_cast<uint64_t>(op.Get(keys[i], 0)) % choices.size()]);
+  }
+}
+
+/// The rank layouts both targets run: EP 2, EP 4, and EP 2 x TP 2; worker g is EP rank g % ep_size of TP rank
+/// g / ep_size.
+struct Topology {
+  int ep_size;
+  int tp_size;
+  int ranks() const { return ep_size * tp_size; }
+  int EpRank(int g) const { return g % ep_size; }
+  int TpRank(int g) const { return g / ep_size; }
+};
+inline constexpr Topology kTopologies[] = {{2, 1}, {4, 1}, {2, 2}};
+
+/// The ops of one input, run in order by run(op), each named to the watchdog. Ops start only within the first
+/// 3 s, so that an input of slow ops (deadlines of up to 2 s) ends well inside the watchdog's 10 s: only a wait
+/// that overstays its own deadline can reach it.
+template <typename RunOp>
+void RunOps(const uint8_t* data, size_t size, int opcode_count, const char* const* names, RunOp&& run) {
+  constexpr size_t kMaxOpsPerInput = 8;
+  const std::vector<Op> ops = ParseOps(data, size, opcode_count, kMaxOpsPerInput);
+  const auto start = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < ops.size() && std::chrono::steady_clock::now() - start < std::chrono::seconds(3); ++i) {
+    Watchdog::Get().Doing("op %zu (%s)", i, names[ops[i].opcode]);
+    run(ops[i]);
+  }
+}
 
 }  // namespace moe_ep_fuzz

@@ -35,7 +35,6 @@ namespace {
 
 using moe_ep::DType;
 
-constexpr size_t kMaxOpsPerInput = 8;
 constexpr int64_t kMaxViewBytes = int64_t{16} << 20;
 // A view that does not fit is shrunk to this (filling the maximum would make such inputs slow to no purpose).
 constexpr int64_t kShrunkViewBytes = int64_t{1} << 20;
@@ -52,12 +51,6 @@ const EnvKnob kKnobs[] = {
     {"MOE_EP_WINDOW_MB", "64", {"64", "1", "0", "-1", "x", "1048577", "99999999999999999999", "4096", kUnset}},
 };
 const int kKnobKeys[] = {kEnvTimeoutMs, kEnvWindowMb};
-
-void RestoreHarnessEnvironment() {
-  for (const EnvKnob& knob : kKnobs) {
-    if (GetEnv(knob.name) != knob.harness_value) SetEnv(knob.name, knob.harness_value);
-  }
-}
 
 /// The options the harness's own groups are made with (kGroups changes them for the rest of the input). The
 /// choices keep every deadline short; a throwaway group (kGroupSize) takes raw values instead.
@@ -127,15 +120,6 @@ Outcome Attempt(const char* what, int rank, Body&& body) {
 // ---------------------------------------------------------------------------------------------------
 // Groups
 // ---------------------------------------------------------------------------------------------------
-
-struct Topology {
-  int ep_size;
-  int tp_size;
-  int ranks() const { return ep_size * tp_size; }
-  int EpRank(int g) const { return g % ep_size; }
-  int TpRank(int g) const { return g / ep_size; }
-};
-constexpr Topology kTopologies[] = {{2, 1}, {4, 1}, {2, 2}};
 
 /// The groups of one topology: worker g's EP group and (with TP) its TP pair.
 struct GroupSet {
@@ -919,11 +903,7 @@ void RunGroups(const Op& op, HarnessOptions& options) {
 }
 
 void RunEnv(const Op& op) {
-  for (size_t i = 0; i < std::size(kKnobs); ++i) {
-    if (!op.Has(kKnobKeys[i])) continue;
-    const auto& choices = kKnobs[i].choices;
-    SetEnv(kKnobs[i].name, choices[static_cast<uint64_t>(op.Get(kKnobKeys[i], 0)) % choices.size()]);
-  }
+  ApplyEnvKnobs(op, kKnobs, kKnobKeys);
   Attempt("DefaultTimeout / DefaultWindowBytes", -1, [] {
     (void)moe_ep::DefaultTimeout();
     (void)moe_ep::DefaultWindowBytes();
@@ -972,22 +952,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace moe_ep_fuzz;
   using namespace moe_ep_fuzz::native;
   static const bool ready = [] {
-    RestoreHarnessEnvironment();
+    RestoreHarnessEnvironment(kKnobs);
     Workers();
     Watchdog::Get();
     return true;
   }();
   (void)ready;
   WatchdogScope watchdog;
-  RestoreHarnessEnvironment();
+  RestoreHarnessEnvironment(kKnobs);
   HarnessOptions options;  // every input starts from the harness's group options
-  const std::vector<Op> ops = ParseOps(data, size, kOpcodeCount, kMaxOpsPerInput);
-  // Ops start only within the first 3 s, so that an input of slow ops (deadlines of up to 2 s) ends well inside the
-  // watchdog's 10 s: only a wait that overstays its own deadline can reach it.
-  const auto start = std::chrono::steady_clock::now();
-  for (size_t i = 0; i < ops.size() && std::chrono::steady_clock::now() - start < std::chrono::seconds(3); ++i) {
-    const Op& op = ops[i];
-    Watchdog::Get().Doing("op %zu (%s)", i, kOpNames[op.opcode]);
+  RunOps(data, size, kOpcodeCount, kOpNames, [&](const Op& op) {
     switch (op.opcode) {
       case kRound:
       case kDispatch:
@@ -1009,6 +983,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       default:
         break;
     }
-  }
+  });
   return 0;
 }
