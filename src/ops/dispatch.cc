@@ -44,11 +44,12 @@ class SlotWriter {
         cached_token_ = has_smooth_ ? -1 : token;  // without smooth scales a token quantizes the same everywhere
       }
       std::memcpy(slot + layout_.dispatch_scale_offset, &cached_scale_, sizeof(float));
-      std::memcpy(slot + layout_.dispatch_triple_offset, triple, 3 * sizeof(int32_t));
-      ep.Put(dst, offset, slot, layout_.dispatch_triple_offset + 3 * sizeof(int32_t));
-      return;
+      ep.Put(dst, offset, slot, layout_.dispatch_scale_offset + sizeof(float));
+    } else {
+      ep.Put(dst, offset, x_.Half(token), layout_.dispatch_token_bytes);
     }
-    ep.Put(dst, offset, x_.Half(token), layout_.dispatch_token_bytes);
+    // The triple travels apart from the row, so a row bound for several experts is the same bytes each
+    // time (the hosts transport sends it to another host once).
     ep.Put(dst, offset + layout_.dispatch_triple_offset, triple, 3 * sizeof(int32_t));
   }
 

@@ -18,10 +18,12 @@ void Locked(Communicator& ep, Communicator* tp, const char* op, Body&& body, std
   if (tp) tp_lock = std::unique_lock(tp->mutex());
   const protocol::Link link{ep.window(), ep.state(), tp ? &tp->window() : nullptr, tp ? &tp->state() : nullptr,
                             ep.Deadline()};
+  std::vector<int> gone = ep.failed_ranks();
+  gone.insert(gone.end(), also_gone.begin(), also_gone.end());
+  link.ep.SetFailedPeers(gone);
+  if (tp) link.tp->SetFailedPeers(tp->failed_ranks());
   try {
     body(link);
-    std::vector<int> gone = ep.failed_ranks();
-    gone.insert(gone.end(), also_gone.begin(), also_gone.end());
     link.ep.Drain(link.deadline, op, gone);
     if (tp) link.tp->Drain(link.deadline, op, tp->failed_ranks());
   } catch (const TimeoutError& e) {

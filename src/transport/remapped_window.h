@@ -26,14 +26,19 @@ class RemappedWindow : public Window {
   void ClearLocal(uint64_t cleared_flags) override { inner_.ClearLocal(cleared_flags); }
   void Progress() const override { inner_.Progress(); }
   void Drain(Clock::time_point deadline, const char* op, std::span<const int> gone) override {
-    std::vector<int> physical_gone;
-    for (int r : gone) physical_gone.push_back(physical_[r]);
-    inner_.Drain(deadline, op, physical_gone);
+    inner_.Drain(deadline, op, Physical(gone));
   }
+  void SetFailedPeers(std::span<const int> failed) override { inner_.SetFailedPeers(Physical(failed)); }
   /// The physical rank of logical rank r (for messages).
   int Physical(int r) const { return physical_[r]; }
 
  private:
+  std::vector<int> Physical(std::span<const int> ranks) const {
+    std::vector<int> physical;
+    for (int r : ranks) physical.push_back(physical_[r]);
+    return physical;
+  }
+
   Window& inner_;
   std::vector<int> physical_;
 };

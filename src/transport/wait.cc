@@ -46,6 +46,7 @@ class Backoff {
   for (size_t i = 0; i < ranks.size(); ++i) msg << (i ? ", " : "") << ranks[i];
   msg << "; they did not arrive before the deadline (MOE_EP_TIMEOUT_MS, GroupOptions::timeout, or for the C API "
          "HCCL_EXEC_TIMEOUT)";
+  msg << window.ExplainMissing(ranks);
   throw TimeoutError(msg.str(), ranks);
 }
 

@@ -50,6 +50,16 @@ class Window {
   virtual void Drain(Clock::time_point deadline, const char* op, std::span<const int> gone) {
     (void)deadline, (void)op, (void)gone;
   }
+  /// Peers known to have failed (a deadline passed without them, or a reset found them unreachable).
+  /// A transport that relays traffic through peers stops relaying through these; others ignore it.
+  /// Each operation states them before it sends anything.
+  virtual void SetFailedPeers(std::span<const int> failed) { (void)failed; }
+  /// What the transport adds to a timeout naming `missing` (say, the relay their messages come through);
+  /// empty by default.
+  virtual std::string ExplainMissing(std::span<const int> missing) const {
+    (void)missing;
+    return {};
+  }
 
   /// Returns once every rank of the group has entered the same barrier, or throws TimeoutError at
   /// `deadline` naming the ranks that did not; `what` says what the barrier is for.

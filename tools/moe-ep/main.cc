@@ -1,8 +1,11 @@
 // The moe-ep command: hands its arguments to the one parser (options.h) and runs what it validated.
+#include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "base/env.h"
 #include "moe-ep/launch.h"
 #include "moe-ep/options.h"
 #include "moe-ep/run_job.h"
@@ -10,7 +13,13 @@
 
 int main(int argc, char** argv) {
   using namespace moe_ep::tools;
-  const std::vector<std::string> args(argv + 1, argv + argc);
+  std::vector<std::string> args(argv + 1, argv + argc);
+  // Under mpirun (and not inside `moe-ep launch`) `run` is one rank per process: --ranks is the job's size.
+  std::optional<moe_ep::env::LaunchVariables> mpi;
+  if (!args.empty() && args[0] == "run" && !moe_ep::env::Text("MOE_EP_RENDEZVOUS")) mpi = moe_ep::env::MpiLaunch();
+  const bool ranks_given = std::any_of(
+      args.begin(), args.end(), [](const std::string& a) { return a == "--ranks" || a.starts_with("--ranks="); });
+  if (mpi && !ranks_given) args.insert(args.end(), {"--ranks", std::to_string(mpi->world_size)});
   const ParseResult parsed = ParseCommandLine(args);
   if (!parsed.ok()) {
     std::fprintf(stderr, "%s (see 'moe-ep --help')\n", parsed.error.c_str());
@@ -20,7 +29,18 @@ int main(int argc, char** argv) {
   try {
     switch (line.command) {
       case Command::kRun:
-        return RunJob(line.job);
+        if (!mpi) return RunJob(line.job);
+        if (line.job.ranks != mpi->world_size) {
+          std::fprintf(stderr, "moe-ep run: --ranks %d, but mpirun started %d processes, one rank each\n",
+                       line.job.ranks, mpi->world_size);
+          return 2;
+        }
+#if MOE_EP_HAVE_MPI
+        return RunJobOverMpi(line.job);
+#else
+        std::fprintf(stderr, "moe-ep run: started by mpirun, but this moe-ep was built without MPI\n");
+        return 2;
+#endif
       case Command::kLaunch:
         return Launch(line.launch);
       case Command::kHelp:

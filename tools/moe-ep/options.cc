@@ -80,7 +80,7 @@ struct RunFlag {
 
 using Kind = RunFlag::Kind;
 const std::array<RunFlag, 12> kRunFlags{{
-    {"--ranks", Kind::kInteger, 1, kMaxRanks, "EP ranks (threads of this process)", "8",
+    {"--ranks", Kind::kInteger, 1, kMaxRanks, "EP ranks (threads; under mpirun: -np)", "8",
      [](JobOptions& o, int64_t v) { o.ranks = static_cast<int>(v); }},
     {"--bs", Kind::kInteger, 1, kMaxBs, "tokens per rank", "128", [](JobOptions& o, int64_t v) { o.bs = v; }},
     {"--hidden", Kind::kInteger, 1, kMaxHidden, "hidden size H", "7168",
@@ -323,7 +323,8 @@ std::string BuildUsage() {
 
 commands:
   run     dispatch + combine across in-process ranks (threads), verified bit for bit against the
-          reference model, with per-operation median timings next to a memcpy of the same bytes
+          reference model, with per-operation median timings next to a memcpy of the same bytes;
+          started by mpirun, each process is one rank (on one or more hosts; docs/hosts.md)
   launch  -n N [--] PROGRAM [ARGS...]: start N processes of PROGRAM as the ranks of one job, with
           MOE_EP_RANK, MOE_EP_WORLD_SIZE and a fresh MOE_EP_RENDEZVOUS set (moe_ep::JoinProcessGroup
           reads them); their output is prefixed "[rank r] "; the exit status is the first non-zero
@@ -362,7 +363,7 @@ run rules, all checked before any input is made (E = --ranks, S = --shared-exper
   (K + shared)) bytes, stays <= )" +
           std::to_string(kMaxJobBytes >> 30) + R"( GiB (a MoE rank's receive rows: --bs x E x min(L, K))
 
-environment: MOE_EP_TIMEOUT_MS, MOE_EP_WINDOW_MB, MOE_EP_ISA (see include/moe_ep/options.h)
+environment: MOE_EP_TIMEOUT_MS, MOE_EP_WINDOW_MB, MOE_EP_ISA, MOE_EP_HOSTS_RELAY (see include/moe_ep/options.h)
 exit status: 0 verified, 1 mismatch or error, 2 bad usage (one line on stderr naming the flag and the rule)
 )";
   return text;

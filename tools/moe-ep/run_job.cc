@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "moe-ep/rank_job.h"
 #include "moe_ep/ops.h"
 #include "verify/scenario.h"
 
@@ -21,32 +22,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using moe_ep::verify::ScenarioInputs;
 using moe_ep::verify::ScenarioSpec;
-
-ScenarioSpec SpecOf(const JobOptions& o) {
-  ScenarioSpec s;
-  auto& c = s.config;
-  c.ep_world_size = o.ranks;
-  c.moe_expert_num = static_cast<int>(o.experts);
-  c.top_k = static_cast<int>(o.top_k);
-  c.hidden = static_cast<int>(o.hidden);
-  c.dtype = o.fp16 ? moe_ref::DType::kFp16 : moe_ref::DType::kBf16;
-  c.quant_mode = o.quant_int8 ? 2 : 0;
-  c.comm_quant_mode = o.comm_quant_int8 ? 2 : 0;
-  if (o.shared_expert_ranks > 0) {
-    c.shared_expert_num = 1;
-    c.shared_expert_rank_num = static_cast<int>(o.shared_expert_ranks);
-  }
-  s.bs = o.bs;
-  return s;
-}
-
-// Bytes one received dispatch row carries: the token (int8 plus its fp32 scale when quantized).
-int64_t DispatchRowBytes(const JobOptions& o) { return o.quant_int8 ? o.hidden + 4 : 2 * o.hidden; }
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
 
 // Per-round durations of a phase: from the moment all ranks leave the barrier to the last one's end.
 class PhaseClock {
@@ -75,14 +50,7 @@ struct Timings {
 // Runs warmup + repeats rounds on every rank; rounds are separated by barriers so phases don't overlap.
 Timings Measure(const JobOptions& o, const ScenarioSpec& s, const ScenarioInputs& in,
                 const std::vector<moe_ref::DispatchOut>& expected) {
-  const auto& c = s.config;
   const int ranks = o.ranks;
-  const int64_t h = c.hidden;
-  const DType dtype = o.fp16 ? DType::kFp16 : DType::kBf16;
-  ExpertLayout experts;
-  experts.moe_expert_num = c.moe_expert_num;
-  experts.shared_expert_num = c.shared_expert_num;
-  experts.shared_expert_rank_num = c.shared_expert_rank_num;
   std::vector<Group> groups = CreateThreadGroups(ranks, GroupOptions{{}, 0, "moe-ep run"});
   PhaseClock dispatch_clock(ranks), combine_clock(ranks), copy_d_clock(ranks), copy_c_clock(ranks);
   std::vector<PhaseClock*> clocks{&dispatch_clock, &combine_clock, &copy_d_clock, &copy_c_clock};
@@ -96,62 +64,29 @@ Timings Measure(const JobOptions& o, const ScenarioSpec& s, const ScenarioInputs
 
   Timings t;
   for (int r = 0; r < ranks; ++r) {
-    const int64_t rows = expected[r].rows;
-    t.dispatch_bytes += rows * DispatchRowBytes(o);
-    t.combine_bytes += rows * 2 * h;
+    t.dispatch_bytes += expected[r].rows * DispatchRowBytes(o);
+    t.combine_bytes += expected[r].rows * 2 * s.config.hidden;
   }
   std::vector<std::thread> threads;
   for (int r = 0; r < ranks; ++r) {
     threads.emplace_back([&, r] {
-      const auto& d = in.dispatch[r];
-      const int64_t a = DispatchReceiveRows(groups[r], d.bs, c.top_k, experts);
-      const int64_t l = c.moe_expert_num / (c.ep_world_size - c.shared_expert_rank_num);
-      const bool shared_rank = r < c.shared_expert_rank_num;
-      std::vector<uint8_t> expand_x(a * h * 2);
-      std::vector<float> scales(a);
-      std::vector<int32_t> assist(3 * a), recv(ranks * l), tp_recv(1);
-      std::vector<int64_t> token_nums(shared_rank ? 1 : l);
-      std::vector<uint16_t> expert_out(a * h), x_out(d.bs * h);
-      std::copy(in.combine[r].expert_out.begin(), in.combine[r].expert_out.end(), expert_out.begin());
-      DispatchOptions options;
-      options.experts = experts;
-      options.quant = o.quant_int8 ? Quant::kDynamicInt8 : Quant::kNone;
-      const DispatchOutputs outs{
-          TensorView(expand_x.data(), o.quant_int8 ? DType::kInt8 : dtype, {a, h}),
-          o.quant_int8 ? TensorView(scales.data(), DType::kFloat32, {a}) : TensorView{},
-          TensorView(assist.data(), DType::kInt32, {3 * a}),
-          TensorView(token_nums.data(), DType::kInt64, {static_cast<int64_t>(token_nums.size())}),
-          TensorView(recv.data(), DType::kInt32, {static_cast<int64_t>(recv.size())}),
-          TensorView(tp_recv.data(), DType::kInt32, {1})};
-      CombineOptions combine;
-      combine.comm_quant = o.comm_quant_int8 ? Quant::kDynamicInt8 : Quant::kNone;
-      // memcpy baselines: the bytes this rank receives in dispatch / sends in combine.
-      const int64_t rows = expected[r].rows;
-      const size_t copy_d = rows * DispatchRowBytes(o), copy_c = rows * 2 * h;
-      // A quantized row (H + 4 bytes) outgrows a 16-bit one (2H) when H < 4: size for the larger. At least one
-      // byte, so that a rank receiving no rows still passes memcpy valid pointers.
-      const size_t copy_bytes = std::max<size_t>({copy_d, copy_c, 1});
-      std::vector<uint8_t> copy_src(copy_bytes, 1), copy_dst(copy_bytes, 2);
+      RankJob job(o, s, in, r, expected[r].rows, groups[r]);
       sync.arrive_and_wait();
       for (int i = 0; i < rounds; ++i) {
         dispatch_clock.Start(r);
-        const DispatchHandle handle =
-            DispatchInto(groups[r], TensorView(d.x.data(), dtype, {d.bs, h}),
-                         TensorView(d.expert_ids.data(), DType::kInt32, {d.bs, c.top_k}), options, outs);
+        job.Dispatch();
         dispatch_clock.End(r);
         sync.arrive_and_wait();
         combine_clock.Start(r);
-        CombineInto(groups[r], handle, TensorView(expert_out.data(), dtype, {a, h}),
-                    TensorView(in.combine[r].expert_scales.data(), DType::kFloat32, {d.bs, c.top_k}), combine,
-                    TensorView(x_out.data(), dtype, {d.bs, h}));
+        job.Combine();
         combine_clock.End(r);
         sync.arrive_and_wait();
         copy_d_clock.Start(r);
-        std::memcpy(copy_dst.data(), copy_src.data(), copy_d);
+        job.CopyDispatchBytes();
         copy_d_clock.End(r);
         sync.arrive_and_wait();
         copy_c_clock.Start(r);
-        std::memcpy(copy_dst.data(), copy_src.data(), copy_c);
+        job.CopyCombineBytes();
         copy_c_clock.End(r);
         sync.arrive_and_wait();
       }
@@ -163,11 +98,6 @@ Timings Measure(const JobOptions& o, const ScenarioSpec& s, const ScenarioInputs
   t.memcpy_dispatch = copy_d_clock.MedianSeconds();
   t.memcpy_combine = copy_c_clock.MedianSeconds();
   return t;
-}
-
-void PrintRow(const char* name, double seconds, uint64_t bytes, double memcpy_seconds) {
-  std::printf("  %-10s median %9.1f us   %7.2f GB/s   memcpy of the same bytes %9.1f us   ratio %.2fx\n", name,
-              seconds * 1e6, bytes / seconds / 1e9, memcpy_seconds * 1e6, seconds / memcpy_seconds);
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// `moe-ep run`: dispatch + combine across in-process ranks on a realistic configuration, verified
+// `moe-ep run`: dispatch + combine across ranks (threads, or MPI processes) on a realistic configuration, verified
 // against the reference, timed against a memcpy of the same bytes in the same run.
 #pragma once
 
@@ -21,7 +21,11 @@ struct JobOptions {
   uint64_t seed = 0;  // 0: random (printed)
 };
 
-/// Runs the job; returns the process exit code (0 = verified).
+/// Runs the job on `options.ranks` threads; returns the process exit code (0 = verified).
 int RunJob(const JobOptions& options);
+
+/// Runs the job with this process as one rank of an MPI job (started by mpirun; options.ranks is the
+/// number of processes); returns the exit code, the same on every rank. Built when MPI is found.
+int RunJobOverMpi(const JobOptions& options);
 
 }  // namespace moe_ep::tools

@@ -3,13 +3,17 @@
 #include "transport/mpi/hosts_window.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <functional>
 #include <list>
+#include <map>
+#include <mutex>
 #include <random>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -24,14 +28,22 @@ namespace {
 constexpr int kTag = 0x4D45;
 // Messages stay far below MPI's int count limit; a longer phase goes as several messages, in order.
 constexpr uint64_t kMaxMessageBytes = uint64_t{1} << 30;
+// Payloads this large are looked up among those already queued for the same rank: a row bound for
+// several ranks of one host crosses to it once.
+constexpr uint64_t kSharedPayloadMinBytes = 256;
+// The background progress of a relaying window: often while messages move, seldom when idle.
+constexpr auto kBusyPause = std::chrono::microseconds(100);
+constexpr auto kIdlePause = std::chrono::milliseconds(2);
 
 // The records of an aggregated message, applied in order (so a put lands before a later signal): a
-// put is its header and then `b` bytes padded to 8; a signal is its header alone.
-enum class RecordKind : uint64_t { kPut = 1, kSignal = 2 };
+// put is its header and then `b` bytes padded to 8; a copy and a signal are their header alone.
+enum class RecordKind : uint32_t { kPut = 1, kSignal = 2, kCopy = 3 };
 struct RecordHeader {
   RecordKind kind;
-  uint64_t a;  // put: offset; signal: flag index
-  uint64_t b;  // put: bytes; signal: value
+  int32_t target;  // the receiving host's window index of the rank it is for: the receiver, or one it relays to
+  uint64_t a;      // put, copy: offset; signal: flag index
+  uint64_t b;      // put, copy: bytes; signal: value
+  uint64_t from;   // copy: where in this message the payload starts (an earlier put's)
 };
 
 uint64_t Padded(uint64_t bytes) { return (bytes + 7) / 8 * 8; }
@@ -43,19 +55,56 @@ void Abandon(std::vector<uint8_t> buffer) {
   graveyard->push_back(std::move(buffer));
 }
 
+// Where each rank of a group runs: hosts numbered by their first rank, ranks of a host in group order.
+struct Topology {
+  std::vector<int> host_of;                  // rank -> host
+  std::vector<int> local_of;                 // rank -> its index among its host's ranks
+  std::vector<std::vector<int>> host_ranks;  // host -> its ranks
+};
+
+Topology TopologyOf(const std::vector<int>& leader_of) {
+  Topology t;
+  std::map<int, int> host_of_leader;
+  for (int leader : leader_of) {
+    const auto [it, fresh] = host_of_leader.try_emplace(leader, static_cast<int>(t.host_ranks.size()));
+    if (fresh) t.host_ranks.emplace_back();
+    const int rank = static_cast<int>(t.host_of.size());
+    t.host_of.push_back(it->second);
+    t.local_of.push_back(static_cast<int>(t.host_ranks[it->second].size()));
+    t.host_ranks[it->second].push_back(rank);
+  }
+  return t;
+}
+
+// Two-level when it pays: several hosts, and some host with several ranks to relay to.
+bool RelayPays(const Topology& t) {
+  if (!env::HostsRelay() || t.host_ranks.size() < 2) return false;
+  return std::any_of(t.host_ranks.begin(), t.host_ranks.end(), [](const auto& ranks) { return ranks.size() > 1; });
+}
+
 class HostsWindow final : public Window {
  public:
   HostsWindow(int rank, int size, uint64_t data_bytes, uint64_t flag_count, std::string name, MPI_Comm comm,
-              std::unique_ptr<Window> host, std::vector<int> host_index)
+              std::unique_ptr<Window> host, Topology topology)
       : Window(rank, size, data_bytes, flag_count, std::move(name)),
         comm_(comm),
         host_(std::move(host)),
-        host_index_(std::move(host_index)),
+        topology_(std::move(topology)),
+        relay_(RelayPays(topology_)),
+        failed_(size, false),
         outbox_(size),
-        receives_(size) {}
+        receives_(size) {
+    // A relay forwards what its host's ranks wait for even while its own program is elsewhere.
+    if (relay_) progress_thread_ = std::jthread([this](std::stop_token stop) { ProgressInBackground(stop); });
+  }
 
   ~HostsWindow() override {
+    if (progress_thread_.joinable()) {
+      progress_thread_.request_stop();
+      progress_thread_.join();
+    }
     const auto lock = mpi::Lock();
+    if (mpi::Finalized()) return;  // nothing may be freed any more; the program ends
     for (InFlight& send : sends_) {
       MPI_Request_free(&send.request);
       Abandon(std::move(send.buffer));
@@ -71,31 +120,37 @@ class HostsWindow final : public Window {
 
   void Put(int peer, uint64_t offset, const void* src, uint64_t bytes) override {
     CheckPeer(peer, "put");
-    if (OnThisHost(peer)) return host_->Put(host_index_[peer], offset, src, bytes);
+    if (OnThisHost(peer)) return host_->Put(topology_.local_of[peer], offset, src, bytes);
     if (offset > data_bytes() || bytes > data_bytes() - offset) {  // written so that it cannot wrap
       throw Error(ErrorCode::kInternal, "put of " + std::to_string(bytes) + " bytes at offset " +
                                             std::to_string(offset) + " overruns the " + std::to_string(data_bytes()) +
                                             "-byte window of rank " + std::to_string(peer));
     }
+    const std::lock_guard lock(engine_);
+    const int via = Route(peer);
     const auto* bytes_in = static_cast<const uint8_t*>(src);
     constexpr uint64_t kPiece = kMaxMessageBytes / 2;
     uint64_t done = 0;
     do {
       const uint64_t piece = std::min(kPiece, bytes - done);
-      Append(peer, {RecordKind::kPut, offset + done, piece}, bytes_in + done);
+      Queue(via, {RecordKind::kPut, topology_.local_of[peer], offset + done, piece, 0}, bytes_in + done);
       done += piece;
     } while (done < bytes);
   }
 
   void Signal(int peer, uint64_t index, uint64_t value) override {
     CheckPeer(peer, "signal");
-    if (OnThisHost(peer)) return host_->Signal(host_index_[peer], index, value);
+    if (OnThisHost(peer)) return host_->Signal(topology_.local_of[peer], index, value);
     if (index >= all_flag_count()) {
       throw Error(ErrorCode::kInternal, "signal of flag " + std::to_string(index) + " beyond the " +
                                             std::to_string(all_flag_count()) + " flags of rank " +
                                             std::to_string(peer) + "'s window");
     }
-    Append(peer, {RecordKind::kSignal, index, value}, nullptr);
+    const std::lock_guard lock(engine_);
+    // The transport's own flags (barrier, probe) go straight to the peer: a probe must not depend on a
+    // relay that may be the rank that died.
+    const int via = index < flag_count() ? Route(peer) : peer;
+    Queue(via, {RecordKind::kSignal, topology_.local_of[peer], index, value, 0}, nullptr);
   }
 
   uint64_t ReadFlag(uint64_t index) const override { return host_->ReadFlag(index); }
@@ -103,22 +158,18 @@ class HostsWindow final : public Window {
   void ClearLocal(uint64_t cleared_flags) override { host_->ClearLocal(cleared_flags); }
 
   void Progress() const override {
-    const auto lock = mpi::Lock();
-    for (int peer = 0; peer < size(); ++peer) SendQueued(peer);
-    std::erase_if(sends_, [](InFlight& send) {
-      int done = 0;
-      mpi::Check(MPI_Test(&send.request, &done, MPI_STATUS_IGNORE), "MPI_Test");
-      return done != 0;
-    });
-    Receive();
+    const std::lock_guard lock(engine_);
+    const auto mpi_lock = mpi::Lock();
+    ProgressLocked();
   }
 
   void Drain(Clock::time_point deadline, const char* op, std::span<const int> gone) override {
     {
-      const auto lock = mpi::Lock();
+      const std::lock_guard lock(engine_);
+      const auto mpi_lock = mpi::Lock();
       for (int peer : gone) {
         if (peer < 0 || peer >= size()) continue;
-        outbox_[peer].clear();
+        outbox_[peer] = {};
         std::erase_if(sends_, [&](InFlight& send) {
           if (send.peer != peer) return false;
           MPI_Request_free(&send.request);
@@ -128,9 +179,10 @@ class HostsWindow final : public Window {
       }
     }
     const auto undelivered = [&] {
+      const std::lock_guard lock(engine_);
       std::vector<int> ranks;
       for (int peer = 0; peer < size(); ++peer) {
-        const bool queued = !outbox_[peer].empty();
+        const bool queued = !outbox_[peer].records.empty();
         const bool sending =
             std::any_of(sends_.begin(), sends_.end(), [&](const InFlight& s) { return s.peer == peer; });
         if (queued || sending) ranks.push_back(peer);
@@ -141,7 +193,34 @@ class HostsWindow final : public Window {
         *this, deadline, op, "its messages to be taken", 0, [&] { return undelivered().empty(); }, undelivered);
   }
 
+  std::string ExplainMissing(std::span<const int> missing) const override {
+    std::string text;
+    for (int peer : missing) {
+      if (peer < 0 || peer >= size() || OnThisHost(peer) || !relay_) continue;
+      const std::vector<int>& ranks = topology_.host_ranks[topology_.host_of[rank()]];
+      const int relay = ranks[static_cast<size_t>(topology_.local_of[peer]) % ranks.size()];
+      // A relay that is missing too may be all that is wrong with the peer.
+      if (relay == rank() || std::find(missing.begin(), missing.end(), relay) == missing.end()) continue;
+      text += "; rank " + std::to_string(peer) + "'s messages to this host come through rank " + std::to_string(relay) +
+              ", missing too";
+    }
+    return text;
+  }
+
+  void SetFailedPeers(std::span<const int> failed) override {
+    const std::lock_guard lock(engine_);
+    std::fill(failed_.begin(), failed_.end(), false);
+    for (int peer : failed) {
+      if (peer >= 0 && peer < size()) failed_[peer] = true;
+    }
+  }
+
  private:
+  struct Outbox {
+    std::vector<uint8_t> records;  // not sent yet
+    // The put payloads in `records` by source address and size -> where they start, for copies.
+    std::map<std::pair<const void*, uint64_t>, uint64_t> payloads;
+  };
   struct InFlight {
     int peer;
     std::vector<uint8_t> buffer;
@@ -152,7 +231,7 @@ class HostsWindow final : public Window {
     MPI_Request request = MPI_REQUEST_NULL;
   };
 
-  bool OnThisHost(int peer) const { return host_index_[peer] >= 0; }
+  bool OnThisHost(int peer) const { return topology_.host_of[peer] == topology_.host_of[rank()]; }
 
   void CheckPeer(int peer, const char* what) const {
     if (peer < 0 || peer >= size()) {
@@ -161,33 +240,94 @@ class HostsWindow final : public Window {
     }
   }
 
-  // Queues a record for `peer`; a message that would grow past kMaxMessageBytes is sent first.
-  void Append(int peer, RecordHeader header, const uint8_t* payload) {
-    std::vector<uint8_t>& box = outbox_[peer];
-    const uint64_t payload_bytes = header.kind == RecordKind::kPut ? Padded(header.b) : 0;
-    if (!box.empty() && box.size() + sizeof header + payload_bytes > kMaxMessageBytes) {
-      const auto lock = mpi::Lock();
-      SendQueued(peer);
+  // The rank a message for remote `peer` goes to: flat, the peer itself; two-level, the rank of the
+  // peer's host with this rank's local index (the next one when that one failed), so all this rank
+  // sends to a host travels one ordered channel and a row for several of its ranks crosses once.
+  int Route(int peer) const {
+    if (!relay_) return peer;
+    const std::vector<int>& ranks = topology_.host_ranks[topology_.host_of[peer]];
+    const size_t first = static_cast<size_t>(topology_.local_of[rank()]) % ranks.size();
+    for (size_t i = 0; i < ranks.size(); ++i) {
+      const int relay = ranks[(first + i) % ranks.size()];
+      if (!failed_[relay]) return relay;
     }
-    const size_t at = box.size();
-    box.resize(at + sizeof header + payload_bytes);
-    std::memcpy(box.data() + at, &header, sizeof header);
-    if (payload != nullptr && payload_bytes > 0) std::memcpy(box.data() + at + sizeof header, payload, header.b);
+    return peer;
   }
 
-  // Sends `peer`'s queued records as one message (the caller holds the MPI lock).
+  // Queues a record for `via` (the caller holds engine_); a message that would grow past
+  // kMaxMessageBytes is sent first. A put whose bytes are queued already becomes a copy of them.
+  void Queue(int via, RecordHeader header, const uint8_t* payload) {
+    Outbox& box = outbox_[via];
+    uint64_t payload_bytes = header.kind == RecordKind::kPut ? Padded(header.b) : 0;
+    if (!box.records.empty() && box.records.size() + sizeof header + payload_bytes > kMaxMessageBytes) {
+      const auto lock = mpi::Lock();
+      SendQueued(via);
+    }
+    if (header.kind == RecordKind::kPut && header.b >= kSharedPayloadMinBytes) {
+      const auto [it, fresh] = box.payloads.try_emplace({payload, header.b}, 0);
+      if (!fresh && std::memcmp(box.records.data() + it->second, payload, header.b) == 0) {
+        header.kind = RecordKind::kCopy;
+        header.from = it->second;
+        payload_bytes = 0;
+      } else {
+        it->second = box.records.size() + sizeof header;
+      }
+    }
+    const size_t at = box.records.size();
+    box.records.resize(at + sizeof header + payload_bytes);
+    std::memcpy(box.records.data() + at, &header, sizeof header);
+    if (payload != nullptr && payload_bytes > 0)
+      std::memcpy(box.records.data() + at + sizeof header, payload, header.b);
+  }
+
+  // Sends `peer`'s queued records as one message (the caller holds engine_ and the MPI lock).
   void SendQueued(int peer) const {
-    if (outbox_[peer].empty()) return;
-    InFlight& send = sends_.emplace_back(InFlight{peer, std::move(outbox_[peer])});
-    outbox_[peer].clear();
+    Outbox& box = outbox_[peer];
+    if (box.records.empty()) return;
+    InFlight& send = sends_.emplace_back(InFlight{peer, std::move(box.records)});
+    box = {};
     mpi::Check(
         MPI_Isend(send.buffer.data(), static_cast<int>(send.buffer.size()), MPI_BYTE, peer, kTag, comm_, &send.request),
         "MPI_Isend");
   }
 
+  // Sends what is queued, retires finished sends, lands what arrived (the caller holds engine_ and the
+  // MPI lock). Returns whether anything is still moving.
+  bool ProgressLocked() const {
+    for (int peer = 0; peer < size(); ++peer) SendQueued(peer);
+    std::erase_if(sends_, [](InFlight& send) {
+      int done = 0;
+      mpi::Check(MPI_Test(&send.request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+      return done != 0;
+    });
+    const bool received = Receive();
+    const bool receiving = std::any_of(receives_.begin(), receives_.end(), [](const auto& q) { return !q.empty(); });
+    return received || receiving || !sends_.empty();
+  }
+
+  void ProgressInBackground(const std::stop_token& stop) const {
+    auto pause = kBusyPause;
+    while (!stop.stop_requested()) {
+      std::this_thread::sleep_for(pause);
+      std::unique_lock lock(engine_, std::try_to_lock);
+      if (!lock) {  // an operation holds the engine and progresses it itself
+        pause = kBusyPause;
+        continue;
+      }
+      const auto mpi_lock = mpi::Lock();
+      if (mpi::Finalized()) return;
+      try {
+        pause = ProgressLocked() ? kBusyPause : kIdlePause;
+      } catch (const Error&) {
+        pause = kIdlePause;  // the next operation's own progress meets the same error and reports it
+      }
+    }
+  }
+
   // Matches every message that arrived, then applies each source's completed messages in match order
   // (MPI does not overtake between one pair of ranks, so records apply in the order they were queued).
-  void Receive() const {
+  // Returns whether any message was applied.
+  bool Receive() const {
     for (;;) {
       int arrived = 0;
       MPI_Message message;
@@ -200,6 +340,7 @@ class HostsWindow final : public Window {
       in.buffer.resize(static_cast<size_t>(count));
       mpi::Check(MPI_Imrecv(in.buffer.data(), count, MPI_BYTE, &message, &in.request), "MPI_Imrecv");
     }
+    bool applied = false;
     for (int source = 0; source < size(); ++source) {
       auto& queue = receives_[source];
       while (!queue.empty()) {
@@ -208,26 +349,32 @@ class HostsWindow final : public Window {
         if (!done) break;
         Apply(source, queue.front().buffer);
         queue.pop_front();
+        applied = true;
       }
     }
+    return applied;
   }
 
-  // Lands one message's records in this rank's window through the host window (so flags are released
-  // exactly as a local peer's would be).
+  // Lands one message's records through the host window, in this rank's window or (relaying) in the
+  // host rank each is for, so flags are released exactly as a local peer's would be.
   void Apply(int source, const std::vector<uint8_t>& message) const {
-    const int self = host_index_[rank()];
     for (size_t at = 0; at < message.size();) {
+      const size_t record = at;
       RecordHeader header;
-      if (message.size() - at < sizeof header) BadMessage(source, at);
+      if (message.size() - at < sizeof header) BadMessage(source, record);
       std::memcpy(&header, message.data() + at, sizeof header);
       at += sizeof header;
+      if (header.target < 0 || header.target >= host_->size()) BadMessage(source, record);
+      const uint64_t left = message.size() - at;
       if (header.kind == RecordKind::kSignal) {
-        host_->Signal(self, header.a, header.b);
-      } else if (header.kind == RecordKind::kPut && Padded(header.b) <= message.size() - at) {
-        host_->Put(self, header.a, message.data() + at, header.b);
+        host_->Signal(header.target, header.a, header.b);
+      } else if (header.kind == RecordKind::kPut && header.b <= left && Padded(header.b) <= left) {
+        host_->Put(header.target, header.a, message.data() + at, header.b);
         at += Padded(header.b);
+      } else if (header.kind == RecordKind::kCopy && header.from <= record && header.b <= record - header.from) {
+        host_->Put(header.target, header.a, message.data() + header.from, header.b);
       } else {
-        BadMessage(source, at);
+        BadMessage(source, record);
       }
     }
   }
@@ -239,11 +386,16 @@ class HostsWindow final : public Window {
 
   MPI_Comm comm_;
   std::unique_ptr<Window> host_;
-  std::vector<int> host_index_;  // peer -> its rank in the host window, -1 on another host
-  // Progress is const (waits see a read-only window) but moves the messages: the engine is mutable.
-  mutable std::vector<std::vector<uint8_t>> outbox_;    // per peer: records not sent yet
+  Topology topology_;
+  bool relay_;  // two-level: messages for another host go through one rank there
+  // The message engine: Put and Signal queue, Progress (const: waits see a read-only window) and the
+  // background thread move messages. engine_ guards everything below it.
+  mutable std::mutex engine_;
+  std::vector<bool> failed_;                            // ranks not to relay through
+  mutable std::vector<Outbox> outbox_;                  // per destination
   mutable std::list<InFlight> sends_;                   // a list: MPI holds each buffer until it completes
   mutable std::vector<std::deque<Incoming>> receives_;  // per source, in match order
+  std::jthread progress_thread_;                        // relaying windows only
 };
 
 std::string RandomToken() {
@@ -288,15 +440,10 @@ std::unique_ptr<Window> JoinHostsGroup(MPI_Comm parent, const std::string& group
     mpi::Check(MPI_Allgather(&leader, 1, MPI_INT, leader_of.data(), 1, MPI_INT, comm), "MPI_Allgather");
     MPI_Comm_free(&host_comm);
   }
-  // Host ranks keep the group's order: split_type's key is the rank in comm.
-  std::vector<int> host_index(size, -1);
-  for (int r = 0, next = 0; r < size; ++r) {
-    if (leader_of[r] == leader_of[rank]) host_index[r] = next++;
-  }
   std::unique_ptr<Window> host = JoinShmGroup(token, group, host_rank, host_size, data_bytes,
                                               flag_count + Window::TransportFlagCount(size), deadline);
   return std::make_unique<HostsWindow>(rank, size, data_bytes, flag_count, "hosts group '" + group + "'", comm,
-                                       std::move(host), std::move(host_index));
+                                       std::move(host), TopologyOf(leader_of));
 }
 
 std::unique_ptr<Window> JoinHostsGroupOfWorldRanks(std::span<const int> members, const std::string& group,

@@ -15,6 +15,7 @@ std::mutex& Mutex() {
 }
 
 void FinalizeAtExit() {
+  const auto lock = Lock();  // a hosts window's progress thread checks MPI_Finalized under it
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized) MPI_Finalize();
@@ -47,6 +48,12 @@ void EnsureInitialized() {
   int provided = 0;
   Check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
   std::atexit(FinalizeAtExit);
+}
+
+bool Finalized() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  return finalized != 0;
 }
 
 std::unique_lock<std::mutex> Lock() { return std::unique_lock<std::mutex>(Mutex()); }

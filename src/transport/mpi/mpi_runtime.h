@@ -23,6 +23,9 @@ void EnsureInitialized();
 /// several communicators (EP, TP) may be driven from different threads.
 std::unique_lock<std::mutex> Lock();
 
+/// True once MPI_Finalize ran (the program's or moe_ep's); no MPI call but this one is allowed then.
+bool Finalized();
+
 /// Throws Error (500002) naming `call` when an MPI call did not return MPI_SUCCESS.
 void Check(int status, const char* call);
 
