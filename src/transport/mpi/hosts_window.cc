@@ -31,9 +31,12 @@ constexpr uint64_t kMaxMessageBytes = uint64_t{1} << 30;
 // Payloads this large are looked up among those already queued for the same rank: a row bound for
 // several ranks of one host crosses to it once.
 constexpr uint64_t kSharedPayloadMinBytes = 256;
-// The background progress of a relaying window: often while messages move, seldom when idle.
-constexpr auto kBusyPause = std::chrono::microseconds(100);
-constexpr auto kIdlePause = std::chrono::milliseconds(2);
+// The background progress of a relaying window: MPI moves a large message only inside MPI calls, so
+// while one is moving the thread polls almost continuously; for a while after, often; idle, seldom.
+constexpr auto kMovingPause = std::chrono::microseconds(10);
+constexpr auto kRecentPause = std::chrono::microseconds(100);
+constexpr auto kIdlePause = std::chrono::milliseconds(1);
+constexpr auto kRecentFor = std::chrono::milliseconds(50);
 
 // The records of an aggregated message, applied in order (so a put lands before a later signal): a
 // put is its header and then `b` bytes padded to 8; a copy and a signal are their header alone.
@@ -306,21 +309,27 @@ class HostsWindow final : public Window {
   }
 
   void ProgressInBackground(const std::stop_token& stop) const {
-    auto pause = kBusyPause;
+    auto pause = kRecentPause;
+    auto last_moving = Clock::now();
     while (!stop.stop_requested()) {
       std::this_thread::sleep_for(pause);
       std::unique_lock lock(engine_, std::try_to_lock);
       if (!lock) {  // an operation holds the engine and progresses it itself
-        pause = kBusyPause;
+        last_moving = Clock::now();
+        pause = kRecentPause;
         continue;
       }
       const auto mpi_lock = mpi::Lock();
       if (mpi::Finalized()) return;
+      bool moving = false;
       try {
-        pause = ProgressLocked() ? kBusyPause : kIdlePause;
+        moving = ProgressLocked();
       } catch (const Error&) {
-        pause = kIdlePause;  // the next operation's own progress meets the same error and reports it
+        // the next operation's own progress meets the same error and reports it
       }
+      const auto now = Clock::now();
+      if (moving) last_moving = now;
+      pause = moving ? kMovingPause : now - last_moving < kRecentFor ? kRecentPause : kIdlePause;
     }
   }
 
