@@ -34,8 +34,8 @@ std::chrono::seconds HcclConnectTimeout();
 /// every N consecutive ranks of a hosts group a simulated host, so one machine exercises the MPI path.
 int HostsSplit();
 
-/// MOE_EP_HOSTS_RELAY: 1 (default) sends what goes to another host through one rank there, which
-/// forwards it over shared memory (two-level); 0 sends every message straight to its rank (flat).
+/// MOE_EP_HOSTS_RELAY: 1 sends what goes to another host through one rank there, which forwards it
+/// over shared memory (two-level); 0 (default) sends every message straight to its rank (flat).
 bool HostsRelay();
 
 /// What a launcher sets for each process of a job (`moe-ep launch`).

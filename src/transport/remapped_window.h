@@ -24,7 +24,7 @@ class RemappedWindow : public Window {
   uint64_t ReadFlag(uint64_t index) const override { return inner_.ReadFlag(index); }
   const uint8_t* LocalData() const override { return inner_.LocalData(); }
   void ClearLocal(uint64_t cleared_flags) override { inner_.ClearLocal(cleared_flags); }
-  void Progress() const override { inner_.Progress(); }
+  bool Progress() const override { return inner_.Progress(); }
   void Drain(Clock::time_point deadline, const char* op, std::span<const int> gone) override {
     inner_.Drain(deadline, op, Physical(gone));
   }

@@ -32,6 +32,8 @@ class Backoff {
       std::this_thread::sleep_for(std::chrono::microseconds(polls_ < 1024 ? 5 : 50));
     }
   }
+  // Messages are moving: stay at yielding, never sleep (a message advances only while it is polled).
+  void KeepAwake() { polls_ = std::min<uint64_t>(polls_, 64); }
 
  private:
   uint64_t polls_ = 0;
@@ -56,9 +58,10 @@ void WaitUntil(const Window& window, Clock::time_point deadline, const char* op,
                const std::function<bool()>& done, const std::function<std::vector<int>()>& missing) {
   Backoff backoff;
   for (;;) {
-    window.Progress();
+    const bool moving = window.Progress();
     if (done()) return;
     if (Clock::now() >= deadline) ThrowTimeout(window, missing(), op, what, epoch);
+    if (moving) backoff.KeepAwake();
     backoff.Pause();
   }
 }

@@ -41,8 +41,10 @@ class Window {
 
   /// Moves data in flight: sends what Put and Signal queued, lands what arrived. Transports whose
   /// peers share memory have nothing to do; a message-passing transport progresses only here, so every
-  /// wait calls it on each poll. Never blocks. Const: waits see the window as read-only.
-  virtual void Progress() const {}
+  /// wait calls it on each poll. Never blocks. Const: waits see the window as read-only. Returns whether
+  /// messages are still moving: the caller should then poll again at once rather than sleep (a large
+  /// message advances only while it is polled).
+  virtual bool Progress() const { return false; }
   /// Returns once every Put and Signal issued so far has reached its peer (each operation ends with
   /// it, so nothing it sent waits for a later call), or throws TimeoutError at `deadline` naming the
   /// peers that did not take it. What is still on its way to a rank in `gone` (known to have failed)

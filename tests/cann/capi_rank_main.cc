@@ -10,6 +10,17 @@
 //   capi_rank_main mpi SEED        under mpirun: the multi-host CANN pattern instead of the file: MPI_Init,
 //                                  rank 0 makes the root info, MPI_Bcast hands it to every rank, each sets
 //                                  its device to its local rank on its host
+//   capi_rank_main mpi-seed-sample SEED H BS
+//                                  under mpirun with 2E processes: the DispatchV2 seed sample's configuration
+//                                  (EP E x TP 2, world rank = ep * 2 + tp, one shared expert rank, one MoE
+//                                  expert on each other rank, K 3, globalBs = BS * E, groupListType 1, the A2
+//                                  parameters passed) at hidden size H and BS tokens per rank. Each EP group
+//                                  (one per TP rank) and each TP pair gets its root info from its rank 0 over
+//                                  MPI_Bcast on an MPI_Comm_split of the world; each process sets its device
+//                                  to its local rank and joins both. Round 1 runs the sample exactly (V2, bf16,
+//                                  no quantization); round 2 runs V3 with the data type, quantization, smooth
+//                                  scales and active mask drawn from SEED. Each rank compares every output
+//                                  with the reference bit for bit.
 #include <unistd.h>
 
 #include <algorithm>
@@ -184,19 +195,125 @@ int RootInfoJob(uint64_t seed, RootShare share) {
   return status;
 }
 
+#ifdef MOE_EP_TEST_MPI
+// The seed sample's configuration across processes (see the top of the file); world = 2E.
+int SeedSampleJob(uint64_t seed, int hidden, int64_t bs) {
+  MPI_Init(nullptr, nullptr);
+  int world_rank = -1, world = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  const int tp_size = 2, ep_size = world / tp_size;
+  const int ep_rank = world_rank / tp_size, tp_rank = world_rank % tp_size;  // the sample's device layout
+  const int device = std::max(EnvInt("OMPI_COMM_WORLD_LOCAL_RANK"), 0);
+  const int g = tp_rank * ep_size + ep_rank;  // the rank's index in the scenario's inputs
+  const auto fail = [&](const std::string& what) {
+    std::printf("rank %d (ep %d, tp %d) FAIL (seed %llu): %s\n", world_rank, ep_rank, tp_rank,
+                static_cast<unsigned long long>(seed), what.c_str());
+    std::fflush(stdout);
+    return 1;
+  };
+  if (world % tp_size != 0 || ep_size < 2) return fail("needs 2E processes, E >= 2; got " + std::to_string(world));
+  setenv("MOE_EP_TIMEOUT_MS", "20000", 0);  // a hang becomes a failure
+  setenv("HCCL_CONNECT_TIMEOUT", "30", 0);
+  if (aclInit(nullptr) != ACL_SUCCESS) return fail("aclInit: " + RecentErrMsg());
+  if (aclrtSetDevice(device) != ACL_SUCCESS) {
+    return fail("aclrtSetDevice(" + std::to_string(device) + "): " + RecentErrMsg());
+  }
+  // EP group t: the ranks of TP rank t, by EP rank; TP pair e: EP rank e's two ranks, by TP rank.
+  MPI_Comm ep_mpi = MPI_COMM_NULL, tp_mpi = MPI_COMM_NULL;
+  MPI_Comm_split(MPI_COMM_WORLD, tp_rank, ep_rank, &ep_mpi);
+  MPI_Comm_split(MPI_COMM_WORLD, ep_rank, tp_rank, &tp_mpi);
+  HcclRootInfo ep_root{}, tp_root{};
+  if (ep_rank == 0 && HcclGetRootInfo(&ep_root) != HCCL_SUCCESS) return fail("HcclGetRootInfo (EP): " + RecentErrMsg());
+  if (tp_rank == 0 && HcclGetRootInfo(&tp_root) != HCCL_SUCCESS) return fail("HcclGetRootInfo (TP): " + RecentErrMsg());
+  MPI_Bcast(ep_root.internal, sizeof(ep_root.internal), MPI_CHAR, 0, ep_mpi);
+  MPI_Bcast(tp_root.internal, sizeof(tp_root.internal), MPI_CHAR, 0, tp_mpi);
+  MPI_Comm_free(&ep_mpi);
+  MPI_Comm_free(&tp_mpi);
+  HcclComm ep = nullptr, tp = nullptr;
+  if (const HcclResult r = HcclCommInitRootInfo(ep_size, &ep_root, ep_rank, &ep); r != HCCL_SUCCESS) {
+    return fail("HcclCommInitRootInfo (EP group " + std::to_string(tp_rank) + ") returned " + std::to_string(r) + ": " +
+                RecentErrMsg());
+  }
+  if (const HcclResult r = HcclCommInitRootInfo(tp_size, &tp_root, tp_rank, &tp); r != HCCL_SUCCESS) {
+    return fail("HcclCommInitRootInfo (TP pair " + std::to_string(ep_rank) + ") returned " + std::to_string(r) + ": " +
+                RecentErrMsg());
+  }
+  uint32_t id = 999, size = 999, tp_id = 999, tp_size_got = 999;
+  if (HcclGetRankId(ep, &id) != HCCL_SUCCESS || HcclGetRankSize(ep, &size) != HCCL_SUCCESS ||
+      HcclGetRankId(tp, &tp_id) != HCCL_SUCCESS || HcclGetRankSize(tp, &tp_size_got) != HCCL_SUCCESS ||
+      id != static_cast<uint32_t>(ep_rank) || size != static_cast<uint32_t>(ep_size) ||
+      tp_id != static_cast<uint32_t>(tp_rank) || tp_size_got != static_cast<uint32_t>(tp_size)) {
+    return fail("HcclGetRankId / HcclGetRankSize say EP " + std::to_string(id) + " of " + std::to_string(size) +
+                ", TP " + std::to_string(tp_id) + " of " + std::to_string(tp_size_got));
+  }
+
+  // The seed sample, scaled: E ranks, rank 0 the shared expert's, one MoE expert on each of the others.
+  CapiCase sample = moe_ep::capi_testing::SeedSampleCase();
+  auto& cfg = sample.spec.config;
+  cfg.ep_world_size = ep_size;
+  cfg.moe_expert_num = ep_size - cfg.shared_expert_rank_num;
+  cfg.top_k = std::min(cfg.top_k, cfg.moe_expert_num);
+  cfg.hidden = hidden;
+  sample.spec.bs = bs;
+  cfg.global_bs = bs * ep_size;
+  std::mt19937_64 rng(seed);
+  int status = 0;
+  for (int round = 0; round < 2 && status == 0; ++round) {
+    CapiCase c = sample;
+    if (round == 1) {  // V3, with what the sample leaves at its defaults drawn
+      c.use_v3 = true;
+      auto& k = c.spec.config;
+      k.dtype = Uniform(rng, 0, 1) ? moe_ref::DType::kFp16 : moe_ref::DType::kBf16;
+      k.quant_mode = Uniform(rng, 0, 1) ? 2 : 0;
+      c.spec.smooth_scales = k.quant_mode == 2 && Uniform(rng, 0, 1) == 1;
+      const int64_t mask = Uniform(rng, 0, 2);
+      c.spec.mask = mask == 1   ? moe_ref::MaskKind::kTokens
+                    : mask == 2 ? moe_ref::MaskKind::kPairs
+                                : moe_ref::MaskKind::kNone;
+    }
+    if (world_rank == 0) std::printf("round %d: %s\n", round + 1, moe_ep::capi_testing::Describe(c).c_str());
+    moe_ep::verify::ScenarioInputs inputs = moe_ep::verify::MakeInputs(c.spec, rng);
+    const auto expected = moe_ep::capi_testing::ExpectedOutputs(c, inputs);
+    const std::string failure = moe_ep::capi_testing::RunCapiCaseRank(c, inputs, expected, ep_rank, tp_rank, ep, tp);
+    if (!failure.empty()) {
+      status = fail("round " + std::to_string(round + 1) + " (" + moe_ep::capi_testing::Describe(c) + "): " + failure);
+    }
+  }
+  if (HcclCommDestroy(tp) != HCCL_SUCCESS) status = fail("HcclCommDestroy (TP): " + RecentErrMsg());
+  if (HcclCommDestroy(ep) != HCCL_SUCCESS) status = fail("HcclCommDestroy (EP): " + RecentErrMsg());
+  aclrtResetDevice(device);
+  aclFinalize();
+  MPI_Finalize();
+  if (status == 0) {
+    std::printf("rank %d (ep %d, tp %d, global %d) of the seed sample's EP %d x TP 2 OK\n", world_rank, ep_rank,
+                tp_rank, g, ep_size);
+  }
+  return status;
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::string mode = argc == 3 ? argv[1] : "";
-  if (mode != "rootinfo" && mode != "mpi") {
-    std::fprintf(stderr, "usage: moe-ep launch -n N -- %s rootinfo SEED\n       mpirun -np N %s mpi SEED\n", argv[0],
-                 argv[0]);
+  const std::string mode = argc >= 2 ? argv[1] : "";
+  const bool usage_ok =
+      ((mode == "rootinfo" || mode == "mpi") && argc == 3) || (mode == "mpi-seed-sample" && argc == 5);
+  if (!usage_ok) {
+    std::fprintf(stderr,
+                 "usage: moe-ep launch -n N -- %s rootinfo SEED\n       mpirun -np N %s mpi SEED\n"
+                 "       mpirun -np 2E %s mpi-seed-sample SEED H BS\n",
+                 argv[0], argv[0], argv[0]);
     return 2;
   }
 #ifndef MOE_EP_TEST_MPI
-  if (mode == "mpi") {
+  if (mode != "rootinfo") {
     std::fprintf(stderr, "%s was built without MPI\n", argv[0]);
     return 2;
+  }
+#else
+  if (mode == "mpi-seed-sample") {
+    return SeedSampleJob(std::strtoull(argv[2], nullptr, 10), std::atoi(argv[3]), std::atoll(argv[4]));
   }
 #endif
   return RootInfoJob(std::strtoull(argv[2], nullptr, 10), mode == "mpi" ? RootShare::kMpi : RootShare::kFile);

@@ -313,7 +313,18 @@ Comms::Comms(int ep_size, int tp_size) : ep_size_(ep_size), tp_size_(tp_size) {
   }
 }
 
+Comms::Comms(int ep_size, int tp_size, int ep_rank, int tp_rank, HcclComm ep, HcclComm tp)
+    : ep_size_(ep_size), tp_size_(tp_size), owned_(false) {
+  ep_.assign(tp_size, std::vector<HcclComm>(ep_size, nullptr));
+  ep_[tp_rank][ep_rank] = ep;
+  if (tp_size == 2) {
+    tp_.assign(ep_size, std::vector<HcclComm>(2, nullptr));
+    tp_[ep_rank][tp_rank] = tp;
+  }
+}
+
 Comms::~Comms() {
+  if (!owned_) return;
   for (auto& group : ep_) {
     for (HcclComm c : group) EXPECT_EQ(HcclCommDestroy(c), HCCL_SUCCESS);
   }
@@ -586,6 +597,17 @@ class Runner {
   }
 
   // Frees tensors and streams on the rank's device.
+  // One rank's whole round on its own thread: prepare, dispatch, combine, collect, release.
+  void RunRound(RankIo& r) {
+    Prepare(r);
+    LaunchDispatch(r);
+    Sync(r, r.dispatch_stream, "dispatch");
+    LaunchCombine(r);
+    Sync(r, r.combine_stream, "combine");
+    Collect(r);
+    Release(r);
+  }
+
   void Release(RankIo& r) {
     if (r.combine_stream != nullptr && r.combine_stream != r.dispatch_stream) aclrtDestroyStream(r.combine_stream);
     if (r.dispatch_stream != nullptr) aclrtDestroyStream(r.dispatch_stream);
@@ -702,13 +724,7 @@ std::string RunCapiCase(const CapiCase& c, ScenarioInputs& inputs, const CapiRun
       threads.emplace_back([&, g] {
         RankIo& r = io[g];
         r.error = context_error(aclrtSetDevice(r.device), "aclrtSetDevice");
-        runner.Prepare(r);
-        runner.LaunchDispatch(r);
-        runner.Sync(r, r.dispatch_stream, "dispatch");
-        runner.LaunchCombine(r);
-        runner.Sync(r, r.combine_stream, "combine");
-        runner.Collect(r);
-        runner.Release(r);
+        runner.RunRound(r);
         aclrtResetDevice(r.device);
       });
     }
@@ -773,8 +789,21 @@ CapiExpected ExpectedOutputs(const CapiCase& c, ScenarioInputs& inputs) {
   CapiExpected e;
   e.dispatch = moe_ref::Dispatch(cfg, inputs.dispatch);
   moe_ep::verify::FillExpertOutputs(c.spec, e.dispatch, inputs);
-  e.combine = moe_ref::Combine(cfg, inputs.dispatch, inputs.combine);
+  e.combine = c.spec.add_rms_norm ? moe_ref::CombineAddRmsNorm(cfg, inputs.dispatch, inputs.combine)
+                                  : moe_ref::Combine(cfg, inputs.dispatch, inputs.combine);
   return e;
+}
+
+std::string RunCapiCaseRank(const CapiCase& c, const ScenarioInputs& inputs, const CapiExpected& expected, int ep_rank,
+                            int tp_rank, HcclComm ep, HcclComm tp, const CapiRunOptions& options) {
+  const auto& cfg = c.spec.config;
+  const Comms comms(cfg.ep_world_size, cfg.tp_world_size, ep_rank, tp_rank, ep, tp);
+  Runner runner(c, inputs, options, comms);
+  RankIo r;
+  runner.Init(r, tp_rank * cfg.ep_world_size + ep_rank);
+  runner.RunRound(r);
+  if (!r.error.empty()) return "rank " + std::to_string(r.g) + ": " + r.error;
+  return runner.Compare(r, expected.dispatch[r.g], expected.combine[r.g]);
 }
 
 std::vector<int32_t> ScaleDownTable(const moe_ref::Config& original, const std::vector<int32_t>& alive) {

@@ -113,6 +113,9 @@ std::string CommName(HcclComm comm);
 class Comms {
  public:
   Comms(int ep_size, int tp_size);
+  /// One rank's communicators made by the caller (say, over MPI in a process per rank): ep(tp_rank, ep_rank)
+  /// and tp(ep_rank, tp_rank) are `ep` and `tp` (null with tp_size 1); the other ranks' are null. Not owned.
+  Comms(int ep_size, int tp_size, int ep_rank, int tp_rank, HcclComm ep, HcclComm tp);
   ~Comms();
   Comms(const Comms&) = delete;
   Comms& operator=(const Comms&) = delete;
@@ -124,6 +127,7 @@ class Comms {
 
  private:
   int ep_size_, tp_size_;
+  bool owned_ = true;
   std::vector<std::vector<HcclComm>> ep_, tp_;
 };
 
@@ -171,13 +175,21 @@ std::string RunCapiCase(const CapiCase& c, ScenarioInputs& inputs, const CapiRun
 // Ranks whose communicators the caller made (root info, other processes, elastic survivors)
 // ---------------------------------------------------------------------------------------------------
 
-/// Every rank's reference outputs for a scenario; fills inputs.combine[*].expert_out first (from the
-/// reference dispatch), so compute it once per round before any rank runs.
+/// Every rank's reference outputs for a scenario (combine: CombineAddRmsNorm's with spec.add_rms_norm);
+/// fills inputs.combine[*].expert_out first (from the reference dispatch), so compute it once per round
+/// before any rank runs.
 struct CapiExpected {
   std::vector<moe_ref::DispatchOut> dispatch;
   std::vector<moe_ref::CombineOut> combine;
 };
 CapiExpected ExpectedOutputs(const CapiCase& c, ScenarioInputs& inputs);
+
+/// One rank (ep_rank, tp_rank) of any case RunCapiCase runs (EP x TP, AddRmsNorm, every CapiCase option),
+/// with the communicators the caller made (`tp` null without TP), on the calling thread's current device:
+/// dispatch + combine on its own stream(s), outputs poisoned, then compared bit for bit with expected's
+/// entry of global rank tp_rank * E + ep_rank (the index of `inputs`). Returns "" or the first failure.
+std::string RunCapiCaseRank(const CapiCase& c, const ScenarioInputs& inputs, const CapiExpected& expected, int ep_rank,
+                            int tp_rank, HcclComm ep, HcclComm tp, const CapiRunOptions& options = {});
 
 /// A survivor of a scaled-down job (V3 elasticInfo, docs/semantics.md 2.8): the operators get the group's original
 /// attributes and this table, and every output buffer is sized for the original configuration.

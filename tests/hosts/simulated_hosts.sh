@@ -8,7 +8,12 @@
 #
 #   simulated_hosts.sh HOSTS RANKS PROGRAM ARGS...     ("random" in ARGS: a fresh seed, printed first)
 #
+# MOE_EP_HOSTS_RELAY (1: two-level between hosts; default 0, flat) reaches the ranks.
 # MOE_EP_HOSTS_SURVIVORS=N: a rank dies on purpose; N ranks must report success, then mpirun is ended here.
+# MOE_EP_HOSTS_RATE=RATE (a tc rate such as 2gbit or 500mbit; unset: links as fast as the machine): shapes
+#   every host's link to RATE in each direction with a token bucket filter (tc tbf, egress, burst 1 MB), on
+#   the veth end inside the host (what it sends) and on its bridge port (what it receives), as a NIC of that
+#   speed would. Ranks of one host still meet over shared memory, unshaped.
 set -euo pipefail
 hosts=$1 per_host=$2
 shift 2
@@ -64,6 +69,14 @@ for i in $(seq 1 "$hosts"); do
   ip -n "$ns" link set eth0 up
   ip -n "$ns" link set lo up
 done
+rate=${MOE_EP_HOSTS_RATE:-}
+if [[ -n $rate ]]; then
+  for i in $(seq 1 "$hosts"); do
+    ip netns exec "${id}h$i" tc qdisc add dev eth0 root tbf rate "$rate" burst 1mb latency 50ms
+    ip netns exec "$ctl" tc qdisc add dev "p$i" root tbf rate "$rate" burst 1mb latency 50ms
+  done
+  echo "[moe_ep test] every host's link shaped to $rate each way (tc tbf)"
+fi
 for ns in "${namespaces[@]}"; do
   mkdir -p "/etc/netns/$ns"
   cp "$dir/hosts" "/etc/netns/$ns/hosts"
@@ -101,7 +114,8 @@ timeout -k 5 "${MOE_EP_HOSTS_LIMIT_S:-240}" ip netns exec "$ctl" mpirun -np "$np
   --mca btl tcp,vader,self --mca btl_tcp_if_include "$net/24" --mca oob_tcp_if_include "$net/24" \
   --mca btl_vader_backing_directory /dev/shm/ompi --mca orte_tmpdir_base "$dir/tmp" \
   --bind-to none --mca mpi_yield_when_idle 1 --mca orte_abort_on_non_zero_status 0 \
-  -x MOE_EP_TIMEOUT_MS="${MOE_EP_TIMEOUT_MS:-20000}" -x ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" \
+  -x MOE_EP_TIMEOUT_MS="${MOE_EP_TIMEOUT_MS:-20000}" -x MOE_EP_HOSTS_RELAY="${MOE_EP_HOSTS_RELAY:-0}" \
+  -x ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" \
   "${args[@]}" >"$dir/out" 2>&1 &
 mpirun_pid=$!
 while kill -0 "$mpirun_pid" 2>/dev/null; do

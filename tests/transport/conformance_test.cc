@@ -2,11 +2,13 @@
 // that runs on every transport. A transport joins with one entry in Transports() below.
 //
 // Each body runs one thread per rank, and ranks talk only through their windows: a rank regenerates from
-// the seed what its peers sent, so a body holds as well for ranks that live in other processes.
+// the seed what its peers sent and asserts only what its own window shows, so a body holds as well for
+// ranks that live in other processes. Each body ends with Drain, as an operation does.
 // Random data comes from moe_ep::testing::BaseSeed() (printed; MOE_EP_TEST_SEED replays it).
 //
 // Cases (Transports/Conformance.<case>/<transport>):
-//   WindowsDescribeTheirGroup        rank, size, data_bytes (rounded up only), flag_count; fresh data and flags zero.
+//   WindowsDescribeTheirGroup        rank, size, data_bytes (rounded up only, the same on every rank: each tells
+//                                    the others in a flag), flag_count; fresh data and flags zero.
 //   EveryBytePutBeforeASignalIsSeenAfterIt  200 rounds on a ring of 4: fresh random ranges of 128-512 KiB in
 //                                    1-4 puts, then a signal; the reader compares every byte after the flag.
 //   WaitFlagsAcceptsOnlyTheAwaitedEpoch  zero, neighbouring, far and count==epoch words never satisfy a wait.
@@ -14,9 +16,10 @@
 //                                    2^64-1 and a random one: data and flags [0, N) zero, later user flags and
 //                                    the transport's own intact, peers' data and flags untouched.
 //   NoRankLeavesABarrierBeforeAllEntered  100 barriers, one dawdling rank each; BarrierTimesOut... names the absent
-//   rank. ProbeFindsEveryRankWhenAllProbe, ARankThatNeverProbes...  1s for all; 0 for a silent rank, after the wait, no
-//   throw. WaitFlagsTimesOutNamingTheRankWhoseFlagIsMissing  WaitFlags / WaitFlag: TimeoutError after the deadline
-//                                    (within a slack), missing_ranks() and the message name exactly that rank.
+//   rank (which then catches up). ProbeFindsEveryRankWhenAllProbe, ARankThatNeverProbes...  1s for all; 0 for a
+//   silent rank, after the wait, no throw. WaitFlagsTimesOutNamingTheRankWhoseFlagIsMissing  WaitFlags / WaitFlag:
+//                                    TimeoutError after the deadline (within a slack), missing_ranks() and the
+//                                    message name exactly that rank.
 //   PutPastTheDataAreaThrowsAndWritesNothing, PutWhoseRangeWrapsAroundThrows, SignalPastTheFlagsThrows: bounds.
 //   FlagWords.*                      MakeFlag / FlagEpoch / FlagCount / EpochOf arithmetic (no transport).
 //
@@ -24,6 +27,14 @@
 // instead (the thread transport behind a faulty wrapper, see Mutant below); every mutant must make at
 // least one test fail:
 //   MOE_EP_CONFORMANCE_MUTANT=drop_byte build/tests/transport/conformance_test   # expect FAILED
+//
+// The hosts transport (src/transport/mpi/) runs the same bodies from this file built a second time with
+// MOE_EP_CONFORMANCE_HOSTS (hosts_conformance_test, tests/hosts/): one rank per MPI process under mpirun
+// (tests/hosts/mpi_job.sh, simulated_hosts.sh), every process opening every group in the same order (a
+// process outside a group sits the case out), the seed of rank 0 for all (main() at the end). The bodies
+// assert only what a rank sees in its own window, so they hold there as they do with every rank in one
+// process. A mutant there wraps the hosts windows:
+//   MOE_EP_CONFORMANCE_MUTANT=late_put tests/hosts/mpi_job.sh 4 1 build/tests/hosts/hosts_conformance_test random
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -35,8 +46,10 @@
 #include <functional>
 #include <memory>
 #include <random>
+#include <span>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "moe_ep/error.h"
@@ -45,6 +58,13 @@
 #include "transport/thread/thread_window.h"
 #include "transport/window.h"
 #include "verify/run_ranks.h"
+#ifdef MOE_EP_CONFORMANCE_HOSTS
+#include <mpi.h>
+
+#include <cstdio>
+
+#include "transport/mpi/hosts_window.h"
+#endif
 
 namespace moe_ep::testing {
 namespace {
@@ -82,12 +102,12 @@ struct Transport {
 };
 void PrintTo(const Transport& t, std::ostream* os) { *os << t.name; }
 
-Windows OpenThread(const Shape& s) {
+[[maybe_unused]] Windows OpenThread(const Shape& s) {
   return tr::CreateThreadWindows(s.size, s.data_bytes, s.flag_count, "conformance group");
 }
 
 // Every rank a thread of this process, joining over shared memory with a job token of its own.
-Windows OpenShm(const Shape& s) {
+[[maybe_unused]] Windows OpenShm(const Shape& s) {
   static std::atomic<int> groups{0};
   const std::string job = "conf" + std::to_string(getpid()) + "x" + std::to_string(groups++);
   Windows windows(s.size);
@@ -97,6 +117,34 @@ Windows OpenShm(const Shape& s) {
   });
   return windows;
 }
+
+#ifdef MOE_EP_CONFORMANCE_HOSTS
+// One rank per MPI process, over the hosts transport. Group rank g lives on world rank g * W / size (W: the
+// job's processes), so that even a 2-rank group spans hosts when the launcher fills hosts slot by slot
+// (MOE_EP_HOSTS_SPLIT simulates hosts by group rank instead). A process outside the group gets no window.
+// Collective over MPI_COMM_WORLD: every process opens every group of the run, in the same order.
+Windows OpenHosts(const Shape& s) {
+  int world = 0, me = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  MPI_Comm_rank(MPI_COMM_WORLD, &me);
+  Windows windows(s.size);
+  if (s.size > world) {  // the same verdict in every process: nobody joins
+    ADD_FAILURE() << "a case of " << s.size << " ranks needs as many MPI processes; this job has " << world;
+    return windows;
+  }
+  int rank = -1;
+  for (int g = 0; g < s.size; ++g) {
+    if (static_cast<int64_t>(g) * world / s.size == me) rank = g;
+  }
+  MPI_Comm comm = MPI_COMM_NULL;
+  MPI_Comm_split(MPI_COMM_WORLD, rank >= 0 ? 0 : MPI_UNDEFINED, rank, &comm);
+  if (comm != MPI_COMM_NULL) {
+    windows[rank] = tr::JoinHostsGroup(comm, "conformance", s.data_bytes, s.flag_count, Within(60s));
+    MPI_Comm_free(&comm);
+  }
+  return windows;
+}
+#endif
 
 // ---- Mutants: the thread transport with one deliberate fault, to show that the suite catches it. ----
 
@@ -126,6 +174,7 @@ class Mutant : public tr::Window {
     if (fault_ == "no_signal_check" && index >= flag_count() + TransportFlagCount(size())) return;
     inner_->Signal(peer, index, value);
     if (!pending_.empty()) {
+      inner_->Progress();  // a message-passing transport: the signal leaves in a message of its own
       std::this_thread::sleep_for(2ms);
       for (const auto& p : pending_) inner_->Put(p.peer, p.offset, p.bytes.data(), p.bytes.size());
       pending_.clear();
@@ -141,6 +190,12 @@ class Mutant : public tr::Window {
     return v;
   }
   const uint8_t* LocalData() const override { return inner_->LocalData(); }
+  // A message-passing transport moves data only here (the return type follows Window's).
+  using ProgressResult = decltype(std::declval<const tr::Window&>().Progress());
+  ProgressResult Progress() const override { return inner_->Progress(); }
+  void Drain(tr::Clock::time_point deadline, const char* op, std::span<const int> gone) override {
+    inner_->Drain(deadline, op, gone);
+  }
   void ClearLocal(uint64_t cleared_flags) override {
     if (fault_ == "clear_all_flags") cleared_flags = flag_count();
     if (fault_ == "clear_no_flags") cleared_flags = 0;
@@ -165,17 +220,30 @@ class Mutant : public tr::Window {
   std::vector<Pending> pending_;
 };
 
-// The transports under test. A new transport (e.g. "mpi") adds one entry here and one GroupMaker in
-// tools/verify for tests/multirank/property_test.cc.
+// The transports under test. A new transport adds one entry here and one GroupMaker in tools/verify for
+// tests/multirank/property_test.cc. The hosts build runs the hosts transport only (its mutants wrap it).
 std::vector<Transport> Transports() {
+#ifdef MOE_EP_CONFORMANCE_HOSTS
+  const std::string base = "hosts_";
+  const auto open_base = OpenHosts;
+#else
+  const std::string base;
+  const auto open_base = OpenThread;
+#endif
   if (const char* fault = Mutation()) {
-    return {{std::string("mutant_") + fault, [fault = std::string(fault)](const Shape& s) {
-               Windows windows = OpenThread(s);
-               for (auto& w : windows) w = std::make_unique<Mutant>(std::move(w), fault);
+    return {{base + "mutant_" + fault, [fault = std::string(fault), open_base](const Shape& s) {
+               Windows windows = open_base(s);
+               for (auto& w : windows) {
+                 if (w) w = std::make_unique<Mutant>(std::move(w), fault);
+               }
                return windows;
              }}};
   }
+#ifdef MOE_EP_CONFORMANCE_HOSTS
+  return {{"hosts", OpenHosts}};
+#else
   return {{"thread", OpenThread}, {"shm", OpenShm}};
+#endif
 }
 
 // ---- Helpers ----
@@ -222,18 +290,28 @@ bool AllZero(const uint8_t* p, uint64_t n) {
 
 class Conformance : public ::testing::TestWithParam<Transport> {
  protected:
+  // windows[r] for every rank r this process hosts, null for the others (other processes: the hosts transport).
   Windows Open(int size, uint64_t data_bytes, uint64_t flag_count) {
     Windows windows = GetParam().open({size, data_bytes, flag_count});
     EXPECT_EQ(windows.size(), static_cast<size_t>(size));
+    for (size_t r = 0; r < windows.size(); ++r) {
+      if (windows[r]) {
+        EXPECT_EQ(windows[r]->rank(), static_cast<int>(r)) << "the window opened as rank " << r;
+      }
+    }
     return windows;
   }
   // The test's seed: the run's base seed and a number of the test's own.
   static uint64_t Seed(uint64_t salt) { return SeedOf(BaseSeed(), salt); }
 
   // Runs body(window) for every local rank, each on its own thread; an exception fails the test naming the rank.
+  // Then, as every operation ends, Drain: what the body sent reaches its peers before the window may go (a
+  // message-passing transport sends only while it waits, and a rank's last act may be a Signal).
   static void RunRanks(Windows& windows, const std::function<void(tr::Window&)>& body) {
     const auto errors = verify::RunRanksCollect(static_cast<int>(windows.size()), [&](int r) {
-      if (windows[r]) body(*windows[r]);
+      if (!windows[r]) return;
+      body(*windows[r]);
+      windows[r]->Drain(Within(MustArriveWithin()), "conformance", {});
     });
     for (size_t r = 0; r < errors.size(); ++r) {
       if (!errors[r]) continue;
@@ -252,18 +330,26 @@ INSTANTIATE_TEST_SUITE_P(Transports, Conformance, ::testing::ValuesIn(Transports
 // ---- The window describes its group ----
 
 TEST_P(Conformance, WindowsDescribeTheirGroup) {
-  Windows w = Open(3, 10000, 7);
-  for (int r = 0; r < 3; ++r) {
-    ASSERT_NE(w[r], nullptr);
-    EXPECT_EQ(w[r]->rank(), r);
-    EXPECT_EQ(w[r]->size(), 3);
-    EXPECT_GE(w[r]->data_bytes(), 10000u);  // rounding up is allowed, never down
-    EXPECT_EQ(w[r]->data_bytes(), w[0]->data_bytes());
-    EXPECT_EQ(w[r]->flag_count(), 7u);
-    EXPECT_TRUE(AllZero(w[r]->LocalData(), w[r]->data_bytes())) << "a fresh window's data is not zero";
+  const int n = 3;
+  constexpr uint64_t kFlags = 7;
+  Windows w = Open(n, 10000, kFlags);
+  RunRanks(w, [&](tr::Window& win) {
+    const int r = win.rank();
+    EXPECT_EQ(win.size(), n);
+    EXPECT_GE(win.data_bytes(), 10000u);  // rounding up is allowed, never down
+    EXPECT_EQ(win.flag_count(), kFlags);
+    EXPECT_TRUE(AllZero(win.LocalData(), win.data_bytes())) << "rank " << r << ": a fresh window's data is not zero";
     // The user's flags start at zero (the transport's own may already hold a join barrier's stamps).
-    for (uint64_t i = 0; i < 7; ++i) EXPECT_EQ(w[r]->ReadFlag(i), 0u) << "rank " << r << " flag " << i;
-  }
+    for (uint64_t i = 0; i < kFlags; ++i) EXPECT_EQ(win.ReadFlag(i), 0u) << "rank " << r << " flag " << i;
+    win.Barrier(Within(MustArriveWithin()), "every rank has looked at its fresh window");
+    // Every rank has the same data_bytes: each tells every rank its own, in flag `its rank`.
+    for (int peer = 0; peer < n; ++peer) win.Signal(peer, r, win.data_bytes());
+    win.Barrier(Within(MustArriveWithin()), "every rank has told its size");
+    for (int peer = 0; peer < n; ++peer) {
+      EXPECT_EQ(win.ReadFlag(peer), win.data_bytes())
+          << "rank " << peer << "'s data area differs from rank " << r << "'s";
+    }
+  });
 }
 
 // ---- Put, then Signal: after seeing the flag, the reader sees every byte ----
@@ -484,13 +570,27 @@ TEST_P(Conformance, NoRankLeavesABarrierBeforeAllEntered) {
   });
 }
 
+// The absent rank rejoins once every other rank has given up on it (each says so in flag `its rank`): it
+// enters the barrier they abandoned, then the next one with them, so the group ends in step with nothing in
+// flight (ranks in other processes would otherwise leave stamps undelivered).
 TEST_P(Conformance, BarrierTimesOutNamingTheRankThatNeverEnters) {
   const int n = 4, absent = 2;
   const auto wait = 200ms;
-  Windows w = Open(n, 4096, 1);
+  Windows w = Open(n, 4096, n);
   RunRanks(w, [&](tr::Window& win) {
     win.Barrier(Within(MustArriveWithin()), "everyone");  // all present once
-    if (win.rank() == absent) return;
+    if (win.rank() == absent) {
+      std::vector<uint64_t> others;
+      for (int r = 0; r < n; ++r) {
+        if (r != absent) others.push_back(r);
+      }
+      tr::WaitFlags(
+          win, others, 1, Within(MustArriveWithin()), [](uint64_t i) { return static_cast<int>(i); }, "conformance",
+          "the others to give up on the barrier");
+      win.Barrier(Within(MustArriveWithin()), "the barrier the others gave up");
+      win.Barrier(Within(MustArriveWithin()), "the absent rank's return");
+      return;
+    }
     const auto start = tr::Clock::now();
     try {
       win.Barrier(start + wait, "the conformance test");
@@ -506,6 +606,8 @@ TEST_P(Conformance, BarrierTimesOutNamingTheRankThatNeverEnters) {
       EXPECT_NE(what.find("the conformance test"), std::string::npos) << what;
       EXPECT_NE(what.find("on rank " + std::to_string(win.rank())), std::string::npos) << what;
     }
+    win.Signal(absent, win.rank(), tr::MakeFlag(1, 0));
+    win.Barrier(Within(MustArriveWithin()), "the absent rank's return");
   });
 }
 
@@ -591,11 +693,11 @@ TEST_P(Conformance, WaitFlagsTimesOutNamingTheRankWhoseFlagIsMissing) {
 
 TEST_P(Conformance, PutPastTheDataAreaThrowsAndWritesNothing) {
   Windows w = Open(2, 64 << 10, 2);
-  const uint64_t d = w[0]->data_bytes();
-  const std::vector<std::pair<uint64_t, uint64_t>> past = {{d, 1}, {d - 10, 11}, {0, d + 1}, {d + 4096, 8}, {1, d}};
-  const std::vector<uint8_t> payload = RandomBytes(Seed(8), d + 4096 + 16);
   RunRanks(w, [&](tr::Window& win) {
+    const uint64_t d = win.data_bytes();  // the same on both ranks (WindowsDescribeTheirGroup)
     if (win.rank() == 0) {
+      const std::vector<std::pair<uint64_t, uint64_t>> past = {{d, 1}, {d - 10, 11}, {0, d + 1}, {d + 4096, 8}, {1, d}};
+      const std::vector<uint8_t> payload = RandomBytes(Seed(8), d + 4096 + 16);
       for (const auto& [offset, bytes] : past) {
         EXPECT_THROW(win.Put(1, offset, payload.data(), bytes), Error) << "put of " << bytes << " at " << offset;
       }
@@ -604,31 +706,42 @@ TEST_P(Conformance, PutPastTheDataAreaThrowsAndWritesNothing) {
     win.Barrier(Within(MustArriveWithin()), "the puts are done");
     if (win.rank() == 1) {
       EXPECT_TRUE(AllZero(win.LocalData(), d - 16)) << "a refused put wrote into the window";
-      EXPECT_EQ(FirstDifference(win.LocalData() + d - 16, {payload.begin(), payload.begin() + 16}, d - 16), "");
+      EXPECT_EQ(FirstDifference(win.LocalData() + d - 16, RandomBytes(Seed(8), 16), d - 16), "");
     }
   });
 }
 
 // offset + bytes wraps around 2^64: must be refused like any other put past the end (in a child process,
-// since a transport that accepts it writes to a wild address).
+// since a transport that accepts it writes to a wild address). The writer's process forks; the child checks
+// the target's window too when it is in this process (a copy after the fork: the parent cannot see what the
+// child wrote there); afterwards the target checks its own window (shared memory shows a stray write).
 TEST_P(Conformance, PutWhoseRangeWrapsAroundThrows) {
+  const int writer = 0, target = 1;
   Windows w = Open(2, 4096, 1);
-  const uint64_t d = w[0]->data_bytes();
-  const std::vector<std::pair<uint64_t, uint64_t>> wrapping = {{~0ull - 5, 10}, {1, ~0ull}, {d / 2, ~0ull - d / 2 + 2}};
-  static const uint8_t source[16] = {};
-  for (const auto& [offset, bytes] : wrapping) {
-    EXPECT_EXIT(
-        {
-          try {
-            w[0]->Put(1, offset, source, bytes);
-          } catch (const Error&) {
-            std::_Exit(AllZero(w[1]->LocalData(), d) ? 0 : 2);
-          }
-          std::_Exit(1);
-        },
-        ::testing::ExitedWithCode(0), "")
-        << "put of " << bytes << " bytes at offset " << offset << " (exit 1: accepted, 2: wrote, signal: crashed)";
+  if (w[writer]) {  // on the test's thread: a fork copies only the calling thread
+    const tr::Window& local_target = w[target] ? *w[target] : *w[writer];
+    const uint64_t d = w[writer]->data_bytes();
+    const std::vector<std::pair<uint64_t, uint64_t>> wrapping = {
+        {~0ull - 5, 10}, {1, ~0ull}, {d / 2, ~0ull - d / 2 + 2}};
+    static const uint8_t source[16] = {};
+    for (const auto& [offset, bytes] : wrapping) {
+      EXPECT_EXIT(
+          {
+            try {
+              w[writer]->Put(target, offset, source, bytes);
+            } catch (const Error&) {
+              std::_Exit(AllZero(local_target.LocalData(), d) ? 0 : 2);
+            }
+            std::_Exit(1);
+          },
+          ::testing::ExitedWithCode(0), "")
+          << "put of " << bytes << " bytes at offset " << offset << " (exit 1: accepted, 2: wrote, signal: crashed)";
+    }
   }
+  RunRanks(w, [&](tr::Window& win) {
+    win.Barrier(Within(MustArriveWithin()), "the wrapping puts are refused");
+    EXPECT_TRUE(AllZero(win.LocalData(), win.data_bytes())) << "rank " << win.rank() << ": a refused put wrote here";
+  });
 }
 
 TEST_P(Conformance, SignalPastTheFlagsThrows) {
@@ -652,3 +765,37 @@ TEST_P(Conformance, SignalPastTheFlagsThrows) {
 
 }  // namespace
 }  // namespace moe_ep::testing
+
+#ifdef MOE_EP_CONFORMANCE_HOSTS
+// hosts_conformance_test [SEED] [--gtest_...]: one rank of every case per MPI process, under mpirun. Rank 0's
+// seed (SEED, else MOE_EP_TEST_SEED, else drawn) is broadcast to every process and printed by each, so all
+// draw the same data and a failure replays with the printed seed. Each process prints "... OK" when every
+// case passed in it (the verdict tests/hosts/mpi_job.sh and simulated_hosts.sh count).
+int main(int argc, char** argv) {
+  int provided = 0, me = 0, world = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);  // the bodies call MPI from rank threads
+  MPI_Comm_rank(MPI_COMM_WORLD, &me);
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  ::testing::InitGoogleTest(&argc, argv);
+  unsigned long long seed = 0;
+  if (me == 0) {
+    const char* forced = argc > 1 ? argv[1] : std::getenv("MOE_EP_TEST_SEED");
+    seed = forced != nullptr ? std::strtoull(forced, nullptr, 10)
+                             : (static_cast<unsigned long long>(std::random_device{}()) << 32) ^ std::random_device{}();
+  }
+  MPI_Bcast(&seed, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD);
+  setenv("MOE_EP_TEST_SEED", std::to_string(seed).c_str(), 1);
+  moe_ep::testing::BaseSeed();  // reads and prints it
+  const int failed = RUN_ALL_TESTS();
+  const ::testing::UnitTest& unit = *::testing::UnitTest::GetInstance();
+  MPI_Finalize();
+  if (failed != 0 || unit.successful_test_count() == 0) {
+    std::printf("rank %d of %d: FAILED (%d of %d cases failed; seed %llu)\n", me, world, unit.failed_test_count(),
+                unit.test_to_run_count(), seed);
+    return 1;
+  }
+  std::printf("rank %d of %d: %d conformance cases on the hosts transport OK\n", me, world,
+              unit.successful_test_count());
+  return 0;
+}
+#endif

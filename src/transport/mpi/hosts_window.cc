@@ -3,6 +3,7 @@
 #include "transport/mpi/hosts_window.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -37,6 +38,10 @@ constexpr auto kMovingPause = std::chrono::microseconds(10);
 constexpr auto kRecentPause = std::chrono::microseconds(100);
 constexpr auto kIdlePause = std::chrono::milliseconds(1);
 constexpr auto kRecentFor = std::chrono::milliseconds(50);
+// The background thread stays out of MPI until the operations have not polled for this long.
+constexpr auto kForegroundQuiet = std::chrono::duration_cast<Clock::duration>(std::chrono::milliseconds(2));
+// How long a relaying window waits, when it is destroyed, for the others to leave too.
+constexpr auto kFarewellWait = std::chrono::seconds(5);
 
 // The records of an aggregated message, applied in order (so a put lands before a later signal): a
 // put is its header and then `b` bytes padded to 8; a copy and a signal are their header alone.
@@ -102,6 +107,7 @@ class HostsWindow final : public Window {
   }
 
   ~HostsWindow() override {
+    if (relay_) Farewell();
     if (progress_thread_.joinable()) {
       progress_thread_.request_stop();
       progress_thread_.join();
@@ -143,27 +149,31 @@ class HostsWindow final : public Window {
 
   void Signal(int peer, uint64_t index, uint64_t value) override {
     CheckPeer(peer, "signal");
-    if (OnThisHost(peer)) return host_->Signal(topology_.local_of[peer], index, value);
+    // Checked here, not by the host window: its flags go on past the group's (its own barrier and probe).
     if (index >= all_flag_count()) {
       throw Error(ErrorCode::kInternal, "signal of flag " + std::to_string(index) + " beyond the " +
                                             std::to_string(all_flag_count()) + " flags of rank " +
                                             std::to_string(peer) + "'s window");
     }
+    if (OnThisHost(peer)) return host_->Signal(topology_.local_of[peer], index, value);
     const std::lock_guard lock(engine_);
-    // The transport's own flags (barrier, probe) go straight to the peer: a probe must not depend on a
-    // relay that may be the rank that died.
-    const int via = index < flag_count() ? Route(peer) : peer;
+    // Probe stamps go straight to the peer: a probe must not depend on a relay that may be the rank that
+    // died. Everything else (barrier stamps too: a barrier orders the puts before it) takes the route.
+    const bool probe = index >= flag_count() + static_cast<uint64_t>(size());
+    const int via = probe ? peer : Route(peer);
     Queue(via, {RecordKind::kSignal, topology_.local_of[peer], index, value, 0}, nullptr);
   }
 
   uint64_t ReadFlag(uint64_t index) const override { return host_->ReadFlag(index); }
   const uint8_t* LocalData() const override { return host_->LocalData(); }
-  void ClearLocal(uint64_t cleared_flags) override { host_->ClearLocal(cleared_flags); }
+  // The host window's flags go on past the group's: its barrier and probe flags must survive.
+  void ClearLocal(uint64_t cleared_flags) override { host_->ClearLocal(std::min(cleared_flags, flag_count())); }
 
-  void Progress() const override {
+  bool Progress() const override {
+    last_foreground_ = Clock::now().time_since_epoch().count();
     const std::lock_guard lock(engine_);
     const auto mpi_lock = mpi::Lock();
-    ProgressLocked();
+    return ProgressLocked();
   }
 
   void Drain(Clock::time_point deadline, const char* op, std::span<const int> gone) override {
@@ -234,6 +244,24 @@ class HostsWindow final : public Window {
     MPI_Request request = MPI_REQUEST_NULL;
   };
 
+  // A relay must not leave while a peer may still send it rows for others of its host: the ranks leave
+  // together (a barrier, whose stamps follow the data through the relays). Not when a rank is known to
+  // have failed (it would never come), and never longer than kFarewellWait.
+  void Farewell() {
+    {
+      const std::lock_guard lock(engine_);
+      if (std::find(failed_.begin(), failed_.end(), true) != failed_.end()) return;
+      const auto mpi_lock = mpi::Lock();
+      if (mpi::Finalized()) return;
+    }
+    try {
+      Barrier(Clock::now() + kFarewellWait, "every rank leaving the group");
+      Drain(Clock::now() + kFarewellWait, "leaving the group", {});
+    } catch (const Error&) {
+      // a rank that did not come is gone; leave without it
+    }
+  }
+
   bool OnThisHost(int peer) const { return topology_.host_of[peer] == topology_.host_of[rank()]; }
 
   void CheckPeer(int peer, const char* what) const {
@@ -294,10 +322,12 @@ class HostsWindow final : public Window {
         "MPI_Isend");
   }
 
-  // Sends what is queued, retires finished sends, lands what arrived (the caller holds engine_ and the
-  // MPI lock). Returns whether anything is still moving.
-  bool ProgressLocked() const {
-    for (int peer = 0; peer < size(); ++peer) SendQueued(peer);
+  // Sends what is queued (unless `keep_queued`), retires finished sends, lands what arrived (the caller
+  // holds engine_ and the MPI lock). Returns whether anything is still moving.
+  bool ProgressLocked(bool keep_queued = false) const {
+    if (!keep_queued) {
+      for (int peer = 0; peer < size(); ++peer) SendQueued(peer);
+    }
     std::erase_if(sends_, [](InFlight& send) {
       int done = 0;
       mpi::Check(MPI_Test(&send.request, &done, MPI_STATUS_IGNORE), "MPI_Test");
@@ -312,7 +342,16 @@ class HostsWindow final : public Window {
     auto pause = kRecentPause;
     auto last_moving = Clock::now();
     while (!stop.stop_requested()) {
-      std::this_thread::sleep_for(pause);
+      // While an operation polls, it moves the messages itself: two threads in MPI at once slow both.
+      if (Clock::now().time_since_epoch().count() - last_foreground_ < kForegroundQuiet.count()) {
+        std::this_thread::sleep_for(kForegroundQuiet);
+        continue;
+      }
+      if (pause == kMovingPause) {
+        std::this_thread::yield();  // a sleep this short would last the timer slack (50 us) and more
+      } else {
+        std::this_thread::sleep_for(pause);
+      }
       std::unique_lock lock(engine_, std::try_to_lock);
       if (!lock) {  // an operation holds the engine and progresses it itself
         last_moving = Clock::now();
@@ -323,7 +362,9 @@ class HostsWindow final : public Window {
       if (mpi::Finalized()) return;
       bool moving = false;
       try {
-        moving = ProgressLocked();
+        // What an operation queues goes out from its own waits, as one message per destination and phase:
+        // sent from here, between two of its puts, it would split into many.
+        moving = ProgressLocked(/*keep_queued=*/true);
       } catch (const Error&) {
         // the next operation's own progress meets the same error and reports it
       }
@@ -404,6 +445,7 @@ class HostsWindow final : public Window {
   mutable std::vector<Outbox> outbox_;                  // per destination
   mutable std::list<InFlight> sends_;                   // a list: MPI holds each buffer until it completes
   mutable std::vector<std::deque<Incoming>> receives_;  // per source, in match order
+  mutable std::atomic<Clock::rep> last_foreground_{0};  // when an operation last polled
   std::jthread progress_thread_;                        // relaying windows only
 };
 
