@@ -32,13 +32,12 @@ constexpr uint64_t kMaxMessageBytes = uint64_t{1} << 30;
 // Payloads this large are looked up among those already queued for the same rank: a row bound for
 // several ranks of one host crosses to it once.
 constexpr uint64_t kSharedPayloadMinBytes = 256;
-// The background progress of a relaying window: MPI moves a large message only inside MPI calls, so
-// while one is moving the thread polls almost continuously; for a while after, often; idle, seldom.
-constexpr auto kMovingPause = std::chrono::microseconds(10);
-constexpr auto kRecentPause = std::chrono::microseconds(100);
-constexpr auto kIdlePause = std::chrono::milliseconds(1);
-constexpr auto kRecentFor = std::chrono::milliseconds(50);
-// The background thread stays out of MPI until the operations have not polled for this long.
+// The background progress of a relaying window. It is needed only when a relay's own operations are
+// over while a peer still sends it rows for others (rare: those rows share messages with the relay's
+// own), and each of its MPI calls slows the MPI calls of the program's thread, so it polls seldom, and
+// almost continuously only while a message it matched is arriving. It stays out of MPI while an
+// operation polls.
+constexpr auto kIdlePause = std::chrono::milliseconds(5);
 constexpr auto kForegroundQuiet = std::chrono::duration_cast<Clock::duration>(std::chrono::milliseconds(2));
 // How long a relaying window waits, when it is destroyed, for the others to leave too.
 constexpr auto kFarewellWait = std::chrono::seconds(5);
@@ -339,38 +338,29 @@ class HostsWindow final : public Window {
   }
 
   void ProgressInBackground(const std::stop_token& stop) const {
-    auto pause = kRecentPause;
-    auto last_moving = Clock::now();
+    bool arriving = false;
     while (!stop.stop_requested()) {
-      // While an operation polls, it moves the messages itself: two threads in MPI at once slow both.
       if (Clock::now().time_since_epoch().count() - last_foreground_ < kForegroundQuiet.count()) {
         std::this_thread::sleep_for(kForegroundQuiet);
         continue;
       }
-      if (pause == kMovingPause) {
-        std::this_thread::yield();  // a sleep this short would last the timer slack (50 us) and more
+      if (arriving) {
+        std::this_thread::yield();  // a message advances only while it is polled
       } else {
-        std::this_thread::sleep_for(pause);
+        std::this_thread::sleep_for(kIdlePause);
       }
       std::unique_lock lock(engine_, std::try_to_lock);
-      if (!lock) {  // an operation holds the engine and progresses it itself
-        last_moving = Clock::now();
-        pause = kRecentPause;
-        continue;
-      }
+      if (!lock) continue;  // an operation holds the engine and progresses it itself
       const auto mpi_lock = mpi::Lock();
       if (mpi::Finalized()) return;
-      bool moving = false;
       try {
         // What an operation queues goes out from its own waits, as one message per destination and phase:
         // sent from here, between two of its puts, it would split into many.
-        moving = ProgressLocked(/*keep_queued=*/true);
+        ProgressLocked(/*keep_queued=*/true);
       } catch (const Error&) {
         // the next operation's own progress meets the same error and reports it
       }
-      const auto now = Clock::now();
-      if (moving) last_moving = now;
-      pause = moving ? kMovingPause : now - last_moving < kRecentFor ? kRecentPause : kIdlePause;
+      arriving = std::any_of(receives_.begin(), receives_.end(), [](const auto& q) { return !q.empty(); });
     }
   }
 
