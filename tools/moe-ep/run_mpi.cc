@@ -14,19 +14,20 @@
 #include "moe-ep/rank_job.h"
 #include "moe-ep/run_job.h"
 #include "moe_ep/mpi.h"
+#include "transport/mpi/hosts_window.h"
+#include "transport/mpi/mpi_runtime.h"
 
 namespace moe_ep::tools {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Hosts of the job as MPI sees them (or as MOE_EP_HOSTS_SPLIT simulates them).
-int CountHosts(int rank) {
+// Hosts of the job, grouped as the hosts transport groups them.
+int CountHosts() {
   MPI_Comm host = MPI_COMM_NULL;
-  if (const int per_host = env::HostsSplit(); per_host > 0) {
-    MPI_Comm_split(MPI_COMM_WORLD, rank / per_host, rank, &host);
-  } else {
-    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &host);
+  {
+    const auto lock = transport::mpi::Lock();
+    host = transport::SplitByHost(MPI_COMM_WORLD);
   }
   int host_rank = 0, leaders = 0;
   MPI_Comm_rank(host, &host_rank);
@@ -50,7 +51,7 @@ double Timed(Phase&& phase) {
 int RunJobOverMpi(const JobOptions& o) {
   Group group = JoinMpiGroup(MPI_COMM_WORLD, GroupOptions{{}, 0, "moe-ep run"});  // initialises MPI if need be
   const int rank = group.rank(), size = group.size();
-  const int hosts = CountHosts(rank);
+  const int hosts = CountHosts();
   uint64_t seed = o.seed ? o.seed : (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
   MPI_Bcast(&seed, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);  // every rank draws the same inputs
   const verify::ScenarioSpec spec = SpecOf(o);

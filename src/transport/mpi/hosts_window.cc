@@ -209,8 +209,7 @@ class HostsWindow final : public Window {
     std::string text;
     for (int peer : missing) {
       if (peer < 0 || peer >= size() || OnThisHost(peer) || !relay_) continue;
-      const std::vector<int>& ranks = topology_.host_ranks[topology_.host_of[rank()]];
-      const int relay = ranks[static_cast<size_t>(topology_.local_of[peer]) % ranks.size()];
+      const int relay = RelayOf(peer, topology_.host_of[rank()], 0);
       // A relay that is missing too may be all that is wrong with the peer.
       if (relay == rank() || std::find(missing.begin(), missing.end(), relay) == missing.end()) continue;
       text += "; rank " + std::to_string(peer) + "'s messages to this host come through rank " + std::to_string(relay) +
@@ -275,13 +274,22 @@ class HostsWindow final : public Window {
   // sends to a host travels one ordered channel and a row for several of its ranks crosses once.
   int Route(int peer) const {
     if (!relay_) return peer;
-    const std::vector<int>& ranks = topology_.host_ranks[topology_.host_of[peer]];
-    const size_t first = static_cast<size_t>(topology_.local_of[rank()]) % ranks.size();
-    for (size_t i = 0; i < ranks.size(); ++i) {
-      const int relay = ranks[(first + i) % ranks.size()];
+    for (int skip = 0; skip < static_cast<int>(topology_.host_ranks[topology_.host_of[peer]].size()); ++skip) {
+      const int relay = RelayOf(rank(), topology_.host_of[peer], skip);
       if (!failed_[relay]) return relay;
     }
     return peer;
+  }
+
+  // The rank of `host` that relays what `sender` sends there, passing over `skip` failed ones.
+  int RelayOf(int sender, int host, int skip) const {
+    const std::vector<int>& ranks = topology_.host_ranks[host];
+    return ranks[(static_cast<size_t>(topology_.local_of[sender]) + skip) % ranks.size()];
+  }
+
+  // Whether a message this rank matched is still arriving.
+  bool Arriving() const {
+    return std::any_of(receives_.begin(), receives_.end(), [](const auto& q) { return !q.empty(); });
   }
 
   // Queues a record for `via` (the caller holds engine_); a message that would grow past
@@ -333,8 +341,7 @@ class HostsWindow final : public Window {
       return done != 0;
     });
     const bool received = Receive();
-    const bool receiving = std::any_of(receives_.begin(), receives_.end(), [](const auto& q) { return !q.empty(); });
-    return received || receiving || !sends_.empty();
+    return received || Arriving() || !sends_.empty();
   }
 
   void ProgressInBackground(const std::stop_token& stop) const {
@@ -360,7 +367,7 @@ class HostsWindow final : public Window {
       } catch (const Error&) {
         // the next operation's own progress meets the same error and reports it
       }
-      arriving = std::any_of(receives_.begin(), receives_.end(), [](const auto& q) { return !q.empty(); });
+      arriving = Arriving();
     }
   }
 
@@ -452,6 +459,18 @@ std::string RandomToken() {
 
 }  // namespace
 
+MPI_Comm SplitByHost(MPI_Comm comm) {
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm host = MPI_COMM_NULL;
+  if (const int per_host = env::HostsSplit(); per_host > 0) {  // tests: simulated hosts of per_host ranks
+    mpi::Check(MPI_Comm_split(comm, rank / per_host, rank, &host), "MPI_Comm_split");
+  } else {
+    mpi::Check(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &host), "MPI_Comm_split_type");
+  }
+  return host;
+}
+
 std::unique_ptr<Window> JoinHostsGroup(MPI_Comm parent, const std::string& group, uint64_t data_bytes,
                                        uint64_t flag_count, Clock::time_point deadline) {
   mpi::EnsureInitialized();
@@ -464,12 +483,7 @@ std::unique_ptr<Window> JoinHostsGroup(MPI_Comm parent, const std::string& group
     mpi::Check(MPI_Comm_dup(parent, &comm), "MPI_Comm_dup");
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
-    if (const int per_host = env::HostsSplit(); per_host > 0) {  // tests: simulated hosts of per_host ranks
-      mpi::Check(MPI_Comm_split(comm, rank / per_host, rank, &host_comm), "MPI_Comm_split");
-    } else {
-      mpi::Check(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &host_comm),
-                 "MPI_Comm_split_type");
-    }
+    host_comm = SplitByHost(comm);
     MPI_Comm_rank(host_comm, &host_rank);
     MPI_Comm_size(host_comm, &host_size);
     // Each host's first rank names the host (its rank in comm) and draws the host's rendezvous token.

@@ -14,6 +14,11 @@
 
 namespace moe_ep::transport {
 
+/// [collective over `comm`] The ranks of `comm` on this rank's host, in `comm`'s order (with
+/// MOE_EP_HOSTS_SPLIT=N: on its simulated host of N consecutive ranks). The caller holds mpi::Lock()
+/// and frees the communicator.
+MPI_Comm SplitByHost(MPI_Comm comm);
+
 /// Joins the group of every rank of `comm` (collective over `comm`, which it duplicates; this rank is
 /// its rank in `comm`): ranks on one host (MPI_Comm_split_type, MPI_COMM_TYPE_SHARED) share a
 /// shared-memory window whose rendezvous token the host agrees on over MPI; the others are reached over
