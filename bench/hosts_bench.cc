@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -158,15 +159,30 @@ double Median(std::vector<double> values) {
   return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
 }
 
-// Seconds the slowest rank spent in `op`, all ranks starting together.
-double TimeSlowestRank(const std::function<void()>& op) {
+double ProcessCpuSeconds() {
+  timespec now{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);
+  return static_cast<double>(now.tv_sec) + 1e-9 * static_cast<double>(now.tv_nsec);
+}
+
+struct OpTime {
+  double slowest_rank = 0;   // seconds of wall time, the slowest rank's
+  double cpu_all_ranks = 0;  // CPU seconds, all ranks' processes together
+};
+
+// The time `op` took, all ranks starting together: wall time of the slowest rank, and the CPU time all
+// ranks spent (on a machine with fewer cores than ranks, what one rank burns waiting another lacks).
+OpTime TimeOp(const std::function<void()>& op) {
   MPI_Barrier(MPI_COMM_WORLD);
+  const double cpu_start = ProcessCpuSeconds();
   const auto start = std::chrono::steady_clock::now();
   op();
-  const double mine = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  double slowest = 0;
-  MPI_Allreduce(&mine, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-  return slowest;
+  const double mine[2] = {std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+                          ProcessCpuSeconds() - cpu_start};
+  double slowest = 0, cpu = 0;
+  MPI_Allreduce(&mine[0], &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Allreduce(&mine[1], &cpu, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  return {slowest, cpu};
 }
 
 struct JobShape {
@@ -260,11 +276,13 @@ bool RunConfiguration(moe_ep::Group& group, const JobShape& job, const Options& 
       },
       [&] { std::memcpy(copy_to.data(), copy_from.data(), rows * row_bytes); },
   };
-  std::vector<double> seconds[kOps];
+  std::vector<double> seconds[kOps], cpu_seconds[kOps];
   for (int round = 0; round < options.warmup + options.repeats; ++round) {
     for (int op = 0; op < kOps; ++op) {
-      const double slowest = TimeSlowestRank(ops[op]);
-      if (round >= options.warmup) seconds[op].push_back(slowest);
+      const OpTime time = TimeOp(ops[op]);
+      if (round < options.warmup) continue;
+      seconds[op].push_back(time.slowest_rank);
+      cpu_seconds[op].push_back(time.cpu_all_ranks);
     }
   }
 
@@ -288,6 +306,11 @@ bool RunConfiguration(moe_ep::Group& group, const JobShape& job, const Options& 
       std::printf("%-9s %10.2f %13.2f %10.2f %13.2fx %16.2fx %17.2fx\n", names[which], mine, theirs, copy, mine / copy,
                   theirs / copy, theirs / mine);
     }
+    std::printf(
+        "CPU ms, all ranks together (medians): moe_ep dispatch %.1f, combine %.1f; alltoallv dispatch %.1f, "
+        "combine %.1f\n",
+        Median(cpu_seconds[kMoeEpDispatch]) * 1e3, Median(cpu_seconds[kMoeEpCombine]) * 1e3,
+        Median(cpu_seconds[kAlltoallvDispatch]) * 1e3, Median(cpu_seconds[kAlltoallvCombine]) * 1e3);
     if (disagreeing_ranks == 0) {
       std::printf(
           "verified: the alltoallv baseline's expandX and combined tokens equal moe_ep's, bit for bit, "

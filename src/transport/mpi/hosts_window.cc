@@ -55,10 +55,74 @@ struct RecordHeader {
 
 uint64_t Padded(uint64_t bytes) { return (bytes + 7) / 8 * 8; }
 
+// The bytes of one message, uninitialised and kept from message to message: messages run to megabytes,
+// and each fresh page would cost a page fault and the kernel's zero-fill, more than the copy into it.
+class MessageBuffer {
+ public:
+  uint8_t* data() const { return bytes_.get(); }
+  size_t size() const { return size_; }
+  size_t capacity() const { return capacity_; }
+  bool empty() const { return size_ == 0; }
+  void Clear() { size_ = 0; }
+  // Makes the buffer `size` bytes long, keeping its first min(size, size()) bytes.
+  void Resize(size_t size) {
+    if (size > capacity_) {
+      const size_t capacity = std::max(size, 2 * capacity_);
+      std::unique_ptr<uint8_t[]> grown(new uint8_t[capacity]);
+      if (size_ > 0) std::memcpy(grown.get(), bytes_.get(), size_);
+      bytes_ = std::move(grown);
+      capacity_ = capacity;
+    }
+    size_ = size;
+  }
+  // Appends `size` uninitialised bytes; returns where they start.
+  uint8_t* Append(size_t size) {
+    const size_t at = size_;
+    Resize(at + size);
+    return data() + at;
+  }
+
+ private:
+  std::unique_ptr<uint8_t[]> bytes_;
+  size_t size_ = 0;
+  size_t capacity_ = 0;
+};
+
+// Finished messages' buffers for the next ones, kept per peer and direction: a phase's message to (or
+// from) a peer is about as long as the same phase's last one, so a kept buffer is long enough already.
+class BufferPool {
+ public:
+  // The shortest kept buffer of at least `bytes`, else the longest.
+  MessageBuffer Take(size_t bytes) {
+    if (kept_.empty()) return {};
+    auto best = kept_.begin();
+    for (auto it = kept_.begin(); it != kept_.end(); ++it) {
+      const bool fits = it->capacity() >= bytes, best_fits = best->capacity() >= bytes;
+      if (fits != best_fits ? fits : (fits ? it->capacity() < best->capacity() : it->capacity() > best->capacity()))
+        best = it;
+    }
+    MessageBuffer buffer = std::move(*best);
+    kept_.erase(best);
+    return buffer;
+  }
+  // Keeps `buffer`; past kKept buffers the shortest goes.
+  void Give(MessageBuffer buffer) {
+    buffer.Clear();
+    kept_.push_back(std::move(buffer));
+    if (kept_.size() <= kKept) return;
+    kept_.erase(std::min_element(kept_.begin(), kept_.end(),
+                                 [](const auto& a, const auto& b) { return a.capacity() < b.capacity(); }));
+  }
+
+ private:
+  static constexpr size_t kKept = 2;  // one phase's message in flight while the next one fills
+  std::vector<MessageBuffer> kept_;
+};
+
 // Buffers MPI may still touch (a send to, or a receive from, a rank that died mid-message): kept for
 // the life of the process rather than freed under MPI's feet.
-void Abandon(std::vector<uint8_t> buffer) {
-  static auto* const graveyard = new std::vector<std::vector<uint8_t>>;
+void Abandon(MessageBuffer buffer) {
+  static auto* const graveyard = new std::vector<MessageBuffer>;
   graveyard->push_back(std::move(buffer));
 }
 
@@ -100,7 +164,9 @@ class HostsWindow final : public Window {
         relay_(RelayPays(topology_)),
         failed_(size, false),
         outbox_(size),
-        receives_(size) {
+        receives_(size),
+        send_buffers_(size),
+        receive_buffers_(size) {
     // A relay forwards what its host's ranks wait for even while its own program is elsewhere.
     if (relay_) progress_thread_ = std::jthread([this](std::stop_token stop) { ProgressInBackground(stop); });
   }
@@ -228,17 +294,17 @@ class HostsWindow final : public Window {
 
  private:
   struct Outbox {
-    std::vector<uint8_t> records;  // not sent yet
+    MessageBuffer records;  // not sent yet
     // The put payloads in `records` by source address and size -> where they start, for copies.
     std::map<std::pair<const void*, uint64_t>, uint64_t> payloads;
   };
   struct InFlight {
     int peer;
-    std::vector<uint8_t> buffer;
+    MessageBuffer buffer;
     MPI_Request request = MPI_REQUEST_NULL;
   };
   struct Incoming {
-    std::vector<uint8_t> buffer;
+    MessageBuffer buffer;
     MPI_Request request = MPI_REQUEST_NULL;
   };
 
@@ -311,11 +377,12 @@ class HostsWindow final : public Window {
         it->second = box.records.size() + sizeof header;
       }
     }
-    const size_t at = box.records.size();
-    box.records.resize(at + sizeof header + payload_bytes);
-    std::memcpy(box.records.data() + at, &header, sizeof header);
-    if (payload != nullptr && payload_bytes > 0)
-      std::memcpy(box.records.data() + at + sizeof header, payload, header.b);
+    uint8_t* record = box.records.Append(sizeof header + payload_bytes);
+    std::memcpy(record, &header, sizeof header);
+    if (payload_bytes > 0) {
+      std::memcpy(record + sizeof header, payload, header.b);
+      std::memset(record + sizeof header + header.b, 0, payload_bytes - header.b);  // the padding
+    }
   }
 
   // Sends `peer`'s queued records as one message (the caller holds engine_ and the MPI lock).
@@ -323,7 +390,8 @@ class HostsWindow final : public Window {
     Outbox& box = outbox_[peer];
     if (box.records.empty()) return;
     InFlight& send = sends_.emplace_back(InFlight{peer, std::move(box.records)});
-    box = {};
+    box.records = send_buffers_[peer].Take(send.buffer.size());
+    box.payloads.clear();
     mpi::Check(
         MPI_Isend(send.buffer.data(), static_cast<int>(send.buffer.size()), MPI_BYTE, peer, kTag, comm_, &send.request),
         "MPI_Isend");
@@ -335,9 +403,10 @@ class HostsWindow final : public Window {
     if (!keep_queued) {
       for (int peer = 0; peer < size(); ++peer) SendQueued(peer);
     }
-    std::erase_if(sends_, [](InFlight& send) {
+    std::erase_if(sends_, [this](InFlight& send) {
       int done = 0;
       mpi::Check(MPI_Test(&send.request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+      if (done) send_buffers_[send.peer].Give(std::move(send.buffer));
       return done != 0;
     });
     const bool received = Receive();
@@ -383,8 +452,9 @@ class HostsWindow final : public Window {
       if (!arrived) break;
       int count = 0;
       mpi::Check(MPI_Get_count(&status, MPI_BYTE, &count), "MPI_Get_count");
-      Incoming& in = receives_[status.MPI_SOURCE].emplace_back();
-      in.buffer.resize(static_cast<size_t>(count));
+      Incoming& in = receives_[status.MPI_SOURCE].emplace_back(
+          Incoming{receive_buffers_[status.MPI_SOURCE].Take(static_cast<size_t>(count))});
+      in.buffer.Resize(static_cast<size_t>(count));
       mpi::Check(MPI_Imrecv(in.buffer.data(), count, MPI_BYTE, &message, &in.request), "MPI_Imrecv");
     }
     bool applied = false;
@@ -395,6 +465,7 @@ class HostsWindow final : public Window {
         mpi::Check(MPI_Test(&queue.front().request, &done, MPI_STATUS_IGNORE), "MPI_Test");
         if (!done) break;
         Apply(source, queue.front().buffer);
+        receive_buffers_[source].Give(std::move(queue.front().buffer));
         queue.pop_front();
         applied = true;
       }
@@ -404,7 +475,7 @@ class HostsWindow final : public Window {
 
   // Lands one message's records through the host window, in this rank's window or (relaying) in the
   // host rank each is for, so flags are released exactly as a local peer's would be.
-  void Apply(int source, const std::vector<uint8_t>& message) const {
+  void Apply(int source, const MessageBuffer& message) const {
     for (size_t at = 0; at < message.size();) {
       const size_t record = at;
       RecordHeader header;
@@ -441,6 +512,8 @@ class HostsWindow final : public Window {
   std::vector<bool> failed_;                            // ranks not to relay through
   mutable std::vector<Outbox> outbox_;                  // per destination
   mutable std::list<InFlight> sends_;                   // a list: MPI holds each buffer until it completes
+  mutable std::vector<BufferPool> send_buffers_;        // per destination
+  mutable std::vector<BufferPool> receive_buffers_;     // per source
   mutable std::vector<std::deque<Incoming>> receives_;  // per source, in match order
   mutable std::atomic<Clock::rep> last_foreground_{0};  // when an operation last polled
   std::jthread progress_thread_;                        // relaying windows only
