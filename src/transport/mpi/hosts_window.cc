@@ -180,12 +180,12 @@ class HostsWindow final : public Window {
     const auto lock = mpi::Lock();
     if (mpi::Finalized()) return;  // nothing may be freed any more; the program ends
     for (InFlight& send : sends_) {
-      MPI_Request_free(&send.request);
+      if (send.request != MPI_REQUEST_NULL) MPI_Request_free(&send.request);
       Abandon(std::move(send.buffer));
     }
     for (auto& queue : receives_) {
       for (Incoming& in : queue) {
-        MPI_Request_free(&in.request);
+        if (in.request != MPI_REQUEST_NULL) MPI_Request_free(&in.request);
         Abandon(std::move(in.buffer));
       }
     }
@@ -250,7 +250,7 @@ class HostsWindow final : public Window {
         outbox_[peer] = {};
         std::erase_if(sends_, [&](InFlight& send) {
           if (send.peer != peer) return false;
-          MPI_Request_free(&send.request);
+          if (send.request != MPI_REQUEST_NULL) MPI_Request_free(&send.request);
           Abandon(std::move(send.buffer));
           return true;
         });
@@ -397,20 +397,45 @@ class HostsWindow final : public Window {
         "MPI_Isend");
   }
 
-  // Sends what is queued (unless `keep_queued`), retires finished sends, lands what arrived (the caller
-  // holds engine_ and the MPI lock). Returns whether anything is still moving.
+  // Sends what is queued (unless `keep_queued`), matches what arrived, tests every send and receive at
+  // once, retires finished sends and lands finished messages (the caller holds engine_ and the MPI
+  // lock). Returns whether anything is still moving.
   bool ProgressLocked(bool keep_queued = false) const {
     if (!keep_queued) {
       for (int peer = 0; peer < size(); ++peer) SendQueued(peer);
     }
+    MatchArrived();
+    TestRequests();
     std::erase_if(sends_, [this](InFlight& send) {
-      int done = 0;
-      mpi::Check(MPI_Test(&send.request, &done, MPI_STATUS_IGNORE), "MPI_Test");
-      if (done) send_buffers_[send.peer].Give(std::move(send.buffer));
-      return done != 0;
+      if (send.request != MPI_REQUEST_NULL) return false;
+      send_buffers_[send.peer].Give(std::move(send.buffer));
+      return true;
     });
-    const bool received = Receive();
-    return received || Arriving() || !sends_.empty();
+    const bool applied = ApplyReceived();
+    return applied || Arriving() || !sends_.empty();
+  }
+
+  // Tests every pending send and receive with one MPI_Testsome; finished ones become MPI_REQUEST_NULL.
+  // One call, not one per request: each MPI call progresses every connection, and with more ranks than
+  // cores Open MPI yields the core in each call that finds nothing to do.
+  void TestRequests() const {
+    pending_.clear();
+    for (InFlight& send : sends_) pending_.push_back(&send.request);
+    for (auto& queue : receives_) {
+      for (Incoming& in : queue) {
+        if (in.request != MPI_REQUEST_NULL) pending_.push_back(&in.request);
+      }
+    }
+    if (pending_.empty()) return;
+    requests_.clear();
+    for (MPI_Request* request : pending_) requests_.push_back(*request);
+    finished_.resize(requests_.size());
+    int count = 0;
+    mpi::Check(MPI_Testsome(static_cast<int>(requests_.size()), requests_.data(), &count, finished_.data(),
+                            MPI_STATUSES_IGNORE),
+               "MPI_Testsome");
+    if (count == MPI_UNDEFINED) return;
+    for (int i = 0; i < count; ++i) *pending_[finished_[i]] = MPI_REQUEST_NULL;
   }
 
   void ProgressInBackground(const std::stop_token& stop) const {
@@ -440,10 +465,8 @@ class HostsWindow final : public Window {
     }
   }
 
-  // Matches every message that arrived, then applies each source's completed messages in match order
-  // (MPI does not overtake between one pair of ranks, so records apply in the order they were queued).
-  // Returns whether any message was applied.
-  bool Receive() const {
+  // Matches every message that arrived and starts receiving it.
+  void MatchArrived() const {
     for (;;) {
       int arrived = 0;
       MPI_Message message;
@@ -457,13 +480,15 @@ class HostsWindow final : public Window {
       in.buffer.Resize(static_cast<size_t>(count));
       mpi::Check(MPI_Imrecv(in.buffer.data(), count, MPI_BYTE, &message, &in.request), "MPI_Imrecv");
     }
+  }
+
+  // Applies each source's received messages in match order (MPI does not overtake between one pair of
+  // ranks, so records apply in the order they were queued). Returns whether any message was applied.
+  bool ApplyReceived() const {
     bool applied = false;
     for (int source = 0; source < size(); ++source) {
       auto& queue = receives_[source];
-      while (!queue.empty()) {
-        int done = 0;
-        mpi::Check(MPI_Test(&queue.front().request, &done, MPI_STATUS_IGNORE), "MPI_Test");
-        if (!done) break;
+      while (!queue.empty() && queue.front().request == MPI_REQUEST_NULL) {
         Apply(source, queue.front().buffer);
         receive_buffers_[source].Give(std::move(queue.front().buffer));
         queue.pop_front();
@@ -514,6 +539,9 @@ class HostsWindow final : public Window {
   mutable std::list<InFlight> sends_;                   // a list: MPI holds each buffer until it completes
   mutable std::vector<BufferPool> send_buffers_;        // per destination
   mutable std::vector<BufferPool> receive_buffers_;     // per source
+  mutable std::vector<MPI_Request*> pending_;           // TestRequests' scratch: the requests it tests,
+  mutable std::vector<MPI_Request> requests_;           // their handles,
+  mutable std::vector<int> finished_;                   // and which finished
   mutable std::vector<std::deque<Incoming>> receives_;  // per source, in match order
   mutable std::atomic<Clock::rep> last_foreground_{0};  // when an operation last polled
   std::jthread progress_thread_;                        // relaying windows only
