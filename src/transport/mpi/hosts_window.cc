@@ -272,7 +272,7 @@ class HostsWindow final : public Window {
   }
 
   std::string ExplainMissing(std::span<const int> missing) const override {
-    std::string text;
+    std::string text = MessagesInFlight();
     for (int peer : missing) {
       if (peer < 0 || peer >= size() || OnThisHost(peer) || !relay_) continue;
       const int relay = RelayOf(peer, topology_.host_of[rank()], 0);
@@ -280,6 +280,25 @@ class HostsWindow final : public Window {
       if (relay == rank() || std::find(missing.begin(), missing.end(), relay) == missing.end()) continue;
       text += "; rank " + std::to_string(peer) + "'s messages to this host come through rank " + std::to_string(relay) +
               ", missing too";
+    }
+    return text;
+  }
+
+  // This rank's messages still under way, for a timeout's message: where a lost or stuck one is.
+  std::string MessagesInFlight() const {
+    const std::lock_guard lock(engine_);
+    std::string text;
+    for (int peer = 0; peer < size(); ++peer) {
+      const auto sending = std::count_if(sends_.begin(), sends_.end(), [&](const InFlight& s) {
+        return s.peer == peer && s.request != MPI_REQUEST_NULL;
+      });
+      const auto arriving = std::count_if(receives_[peer].begin(), receives_[peer].end(),
+                                          [](const Incoming& in) { return in.request != MPI_REQUEST_NULL; });
+      const size_t queued = outbox_[peer].records.size();
+      if (sending == 0 && arriving == 0 && queued == 0) continue;
+      text += (text.empty() ? "; messages under way: " : ", ") + std::string("rank ") + std::to_string(peer) + " (" +
+              std::to_string(sending) + " sending, " + std::to_string(arriving) + " arriving, " +
+              std::to_string(queued) + " bytes queued)";
     }
     return text;
   }
