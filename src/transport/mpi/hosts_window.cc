@@ -95,12 +95,12 @@ class BufferPool {
   // The shortest kept buffer of at least `bytes`, else the longest.
   MessageBuffer Take(size_t bytes) {
     if (kept_.empty()) return {};
-    auto best = kept_.begin();
-    for (auto it = kept_.begin(); it != kept_.end(); ++it) {
-      const bool fits = it->capacity() >= bytes, best_fits = best->capacity() >= bytes;
-      if (fits != best_fits ? fits : (fits ? it->capacity() < best->capacity() : it->capacity() > best->capacity()))
-        best = it;
-    }
+    const auto better = [bytes](const MessageBuffer& a, const MessageBuffer& b) {
+      const bool a_fits = a.capacity() >= bytes, b_fits = b.capacity() >= bytes;
+      if (a_fits != b_fits) return a_fits;
+      return a_fits ? a.capacity() < b.capacity() : a.capacity() > b.capacity();
+    };
+    const auto best = std::min_element(kept_.begin(), kept_.end(), better);
     MessageBuffer buffer = std::move(*best);
     kept_.erase(best);
     return buffer;
