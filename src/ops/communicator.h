@@ -35,6 +35,12 @@ struct OpState {
   std::vector<uint64_t> reset_seen;
 };
 
+/// Numbers an operation alike on every rank: the generation of the last synced reset (high 32 bits),
+/// then the dispatch and combine calls since (Window::EndOperation).
+inline uint64_t OperationSequence(const OpState& state) {
+  return state.generation << 32 | ((state.dispatch_calls + state.combine_calls) & 0xFFFFFFFF);
+}
+
 class Communicator {
  public:
   /// `window` must have kWindowFlagCount user flags. `name` is the group's name in messages.

@@ -8,9 +8,9 @@
 namespace moe_ep::ops {
 namespace {
 
-// Runs body(link) holding ep's (and tp's) lock, then waits until everything it sent has been taken (a
-// message-passing transport must not leave a phase's last message for the next call); a deadline
-// error's ranks are remembered as failed.
+// Runs body(link) holding ep's (and tp's) lock, marks the operation's end (failed or not), then waits
+// until everything it sent has been taken (a message-passing transport must not leave a phase's last
+// message for the next call); a deadline error's ranks are remembered as failed.
 template <typename Body>
 void Locked(Communicator& ep, Communicator* tp, const char* op, Body&& body, std::span<const int> also_gone = {}) {
   std::unique_lock ep_lock(ep.mutex());
@@ -22,8 +22,18 @@ void Locked(Communicator& ep, Communicator* tp, const char* op, Body&& body, std
   gone.insert(gone.end(), also_gone.begin(), also_gone.end());
   link.ep.SetFailedPeers(gone);
   if (tp) link.tp->SetFailedPeers(tp->failed_ranks());
+  const auto end = [&] {
+    link.ep.EndOperation(OperationSequence(ep.state()));
+    if (tp) link.tp->EndOperation(OperationSequence(tp->state()));
+  };
   try {
-    body(link);
+    try {
+      body(link);
+    } catch (...) {
+      end();  // the peers' count of operations must not fall behind this rank's
+      throw;
+    }
+    end();
     link.ep.Drain(link.deadline, op, gone);
     if (tp) link.tp->Drain(link.deadline, op, tp->failed_ranks());
   } catch (const TimeoutError& e) {

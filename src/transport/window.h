@@ -45,10 +45,16 @@ class Window {
   /// messages are still moving: the caller should then poll again at once rather than sleep (a large
   /// message advances only while it is polled).
   virtual bool Progress() const { return false; }
+  /// Marks the end of an operation, one that failed too: `sequence` numbers it alike on every rank
+  /// (the operations' own count). A transport that relays tells the ranks relaying for this one that
+  /// nothing more of this operation follows; the others ignore it.
+  virtual void EndOperation(uint64_t sequence) { (void)sequence; }
   /// Returns once every Put and Signal issued so far has reached its peer (each operation ends with
-  /// it, so nothing it sent waits for a later call), or throws TimeoutError at `deadline` naming the
-  /// peers that did not take it. What is still on its way to a rank in `gone` (known to have failed)
-  /// is given up instead. `op` names the operation in the message.
+  /// it, so nothing it sent waits for a later call) and, on a transport that relays, once everything
+  /// peers sent through this rank up to their EndOperation of the same sequence has been handed on (a
+  /// relay never leaves an operation owing its host's ranks rows); or throws TimeoutError at `deadline`
+  /// naming the peers missing. What is still on its way to, or expected from, a rank in `gone` (known to
+  /// have failed) is given up instead. `op` names the operation in the message.
   virtual void Drain(Clock::time_point deadline, const char* op, std::span<const int> gone) {
     (void)deadline, (void)op, (void)gone;
   }

@@ -193,6 +193,7 @@ class Mutant : public tr::Window {
   // A message-passing transport moves data only here (the return type follows Window's).
   using ProgressResult = decltype(std::declval<const tr::Window&>().Progress());
   ProgressResult Progress() const override { return inner_->Progress(); }
+  void EndOperation(uint64_t sequence) override { inner_->EndOperation(sequence); }
   void Drain(tr::Clock::time_point deadline, const char* op, std::span<const int> gone) override {
     inner_->Drain(deadline, op, gone);
   }
@@ -305,12 +306,21 @@ class Conformance : public ::testing::TestWithParam<Transport> {
   static uint64_t Seed(uint64_t salt) { return SeedOf(BaseSeed(), salt); }
 
   // Runs body(window) for every local rank, each on its own thread; an exception fails the test naming the rank.
-  // Then, as every operation ends, Drain: what the body sent reaches its peers before the window may go (a
-  // message-passing transport sends only while it waits, and a rank's last act may be a Signal).
+  // Then, as every operation ends, EndOperation and Drain: what the body sent reaches its peers, relayed too,
+  // before the window may go (a message-passing transport sends only while it waits, and a rank's last act may
+  // be a Signal). Every process runs the same bodies in the same order, so their count numbers them alike.
   static void RunRanks(Windows& windows, const std::function<void(tr::Window&)>& body) {
+    static std::atomic<uint64_t> bodies{0};
+    const uint64_t sequence = ++bodies;
     const auto errors = verify::RunRanksCollect(static_cast<int>(windows.size()), [&](int r) {
       if (!windows[r]) return;
-      body(*windows[r]);
+      try {
+        body(*windows[r]);
+      } catch (...) {
+        windows[r]->EndOperation(sequence);  // as an operation does: its peers' relays must not wait for it
+        throw;
+      }
+      windows[r]->EndOperation(sequence);
       windows[r]->Drain(Within(MustArriveWithin()), "conformance", {});
     });
     for (size_t r = 0; r < errors.size(); ++r) {

@@ -3,7 +3,6 @@
 #include "transport/mpi/hosts_window.h"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -14,7 +13,6 @@
 #include <mutex>
 #include <random>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -32,23 +30,15 @@ constexpr uint64_t kMaxMessageBytes = uint64_t{1} << 30;
 // Payloads this large are looked up among those already queued for the same rank: a row bound for
 // several ranks of one host crosses to it once.
 constexpr uint64_t kSharedPayloadMinBytes = 256;
-// The background progress of a relaying window. It is needed only when a relay's own operations are
-// over while a peer still sends it rows for others (rare: those rows share messages with the relay's
-// own), and each of its MPI calls slows the MPI calls of the program's thread, so it polls seldom, and
-// almost continuously only while a message it matched is arriving. It stays out of MPI while an
-// operation polls.
-constexpr auto kIdlePause = std::chrono::milliseconds(5);
-constexpr auto kForegroundQuiet = std::chrono::duration_cast<Clock::duration>(std::chrono::milliseconds(2));
-// How long a relaying window waits, when it is destroyed, for the others to leave too.
-constexpr auto kFarewellWait = std::chrono::seconds(5);
 
 // The records of an aggregated message, applied in order (so a put lands before a later signal): a
-// put is its header and then `b` bytes padded to 8; a copy and a signal are their header alone.
-enum class RecordKind : uint32_t { kPut = 1, kSignal = 2, kCopy = 3 };
+// put is its header and then `b` bytes padded to 8; a copy, a signal and an end are their header alone.
+// An end (two-level only) tells the relay that the sender's operation `a` sent everything before it.
+enum class RecordKind : uint32_t { kPut = 1, kSignal = 2, kCopy = 3, kEnd = 4 };
 struct RecordHeader {
   RecordKind kind;
   int32_t target;  // the receiving host's window index of the rank it is for: the receiver, or one it relays to
-  uint64_t a;      // put, copy: offset; signal: flag index
+  uint64_t a;      // put, copy: offset; signal: flag index; end: the operation's sequence
   uint64_t b;      // put, copy: bytes; signal: value
   uint64_t from;   // copy: where in this message the payload starts (an earlier put's)
 };
@@ -164,19 +154,12 @@ class HostsWindow final : public Window {
         relay_(RelayPays(topology_)),
         failed_(size, false),
         outbox_(size),
-        receives_(size),
+        ended_(size, 0),
         send_buffers_(size),
-        receive_buffers_(size) {
-    // A relay forwards what its host's ranks wait for even while its own program is elsewhere.
-    if (relay_) progress_thread_ = std::jthread([this](std::stop_token stop) { ProgressInBackground(stop); });
-  }
+        receive_buffers_(size),
+        receives_(size) {}
 
   ~HostsWindow() override {
-    if (relay_) Farewell();
-    if (progress_thread_.joinable()) {
-      progress_thread_.request_stop();
-      progress_thread_.join();
-    }
     const auto lock = mpi::Lock();
     if (mpi::Finalized()) return;  // nothing may be freed any more; the program ends
     for (InFlight& send : sends_) {
@@ -235,7 +218,6 @@ class HostsWindow final : public Window {
   void ClearLocal(uint64_t cleared_flags) override { host_->ClearLocal(std::min(cleared_flags, flag_count())); }
 
   bool Progress() const override {
-    last_foreground_ = Clock::now().time_since_epoch().count();
     const std::lock_guard lock(engine_);
     const auto mpi_lock = mpi::Lock();
     return ProgressLocked();
@@ -269,10 +251,41 @@ class HostsWindow final : public Window {
     };
     WaitUntil(
         *this, deadline, op, "its messages to be taken", 0, [&] { return undelivered().empty(); }, undelivered);
+    if (!relay_) return;
+    // A relay stays until it has handed on everything its senders sent through it for this operation:
+    // once it left, nothing would (the program may block in MPI, or compute, while a host rank waits).
+    const auto unended = [&] {
+      const std::lock_guard lock(engine_);
+      std::vector<int> ranks;
+      for (int sender = 0; sender < size(); ++sender) {
+        if (OnThisHost(sender) || failed_[sender] || std::find(gone.begin(), gone.end(), sender) != gone.end() ||
+            RelayFor(sender, topology_.host_of[rank()]) != rank() || Ended(ended_[sender], sequence_)) {
+          continue;
+        }
+        ranks.push_back(sender);
+      }
+      return ranks;
+    };
+    WaitUntil(
+        *this, deadline, op, "the rows it relays", 0, [&] { return unended().empty(); }, unended);
+  }
+
+  void EndOperation(uint64_t sequence) override {
+    if (!relay_) return;
+    const std::lock_guard lock(engine_);
+    sequence_ = sequence;
+    for (int host = 0; host < static_cast<int>(topology_.host_ranks.size()); ++host) {
+      if (host == topology_.host_of[rank()]) continue;
+      if (const int relay = RelayFor(rank(), host); relay >= 0)
+        Queue(relay, {RecordKind::kEnd, 0, sequence, 0, 0}, nullptr);
+    }
+    const auto mpi_lock = mpi::Lock();
+    for (int peer = 0; peer < size(); ++peer) SendQueued(peer);
   }
 
   std::string ExplainMissing(std::span<const int> missing) const override {
     std::string text = MessagesInFlight();
+    if (relay_) text += EndsSeen(missing);
     for (int peer : missing) {
       if (peer < 0 || peer >= size() || OnThisHost(peer) || !relay_) continue;
       const int relay = RelayOf(peer, topology_.host_of[rank()], 0);
@@ -282,6 +295,23 @@ class HostsWindow final : public Window {
               ", missing too";
     }
     return text;
+  }
+
+  // The last operation end each of `missing` that relays through this rank sent it, for a timeout's message.
+  std::string EndsSeen(std::span<const int> missing) const {
+    const std::lock_guard lock(engine_);
+    std::string text;
+    for (int peer : missing) {
+      if (peer < 0 || peer >= size() || OnThisHost(peer) || RelayFor(peer, topology_.host_of[rank()]) != rank()) {
+        continue;
+      }
+      text += (text.empty() ? "; operations ended (this rank's last: " + Describe(sequence_) + "): " : ", ") +
+              std::string("rank ") + std::to_string(peer) + " " + Describe(ended_[peer]);
+    }
+    return text;
+  }
+  static std::string Describe(uint64_t sequence) {
+    return std::to_string(sequence & 0xFFFFFFFF) + " of generation " + std::to_string(sequence >> 32);
   }
 
   // This rank's messages still under way, for a timeout's message: where a lost or stuck one is.
@@ -327,24 +357,6 @@ class HostsWindow final : public Window {
     MPI_Request request = MPI_REQUEST_NULL;
   };
 
-  // A relay must not leave while a peer may still send it rows for others of its host: the ranks leave
-  // together (a barrier, whose stamps follow the data through the relays). Not when a rank is known to
-  // have failed (it would never come), and never longer than kFarewellWait.
-  void Farewell() {
-    {
-      const std::lock_guard lock(engine_);
-      if (std::find(failed_.begin(), failed_.end(), true) != failed_.end()) return;
-      const auto mpi_lock = mpi::Lock();
-      if (mpi::Finalized()) return;
-    }
-    try {
-      Barrier(Clock::now() + kFarewellWait, "every rank leaving the group");
-      Drain(Clock::now() + kFarewellWait, "leaving the group", {});
-    } catch (const Error&) {
-      // a rank that did not come is gone; leave without it
-    }
-  }
-
   bool OnThisHost(int peer) const { return topology_.host_of[peer] == topology_.host_of[rank()]; }
 
   void CheckPeer(int peer, const char* what) const {
@@ -357,13 +369,22 @@ class HostsWindow final : public Window {
   // The rank a message for remote `peer` goes to: flat, the peer itself; two-level, the rank of the
   // peer's host with this rank's local index (the next one when that one failed), so all this rank
   // sends to a host travels one ordered channel and a row for several of its ranks crosses once.
-  int Route(int peer) const {
-    if (!relay_) return peer;
-    for (int skip = 0; skip < static_cast<int>(topology_.host_ranks[topology_.host_of[peer]].size()); ++skip) {
-      const int relay = RelayOf(rank(), topology_.host_of[peer], skip);
+  int Route(int peer) const { return relay_ ? RelayFor(rank(), topology_.host_of[peer], peer) : peer; }
+
+  // The rank of `host` that relays what `sender` sends there: the one with the sender's local index, or
+  // the next one alive; `otherwise` when every rank of the host failed.
+  int RelayFor(int sender, int host, int otherwise = -1) const {
+    for (int skip = 0; skip < static_cast<int>(topology_.host_ranks[host].size()); ++skip) {
+      const int relay = RelayOf(sender, host, skip);
       if (!failed_[relay]) return relay;
     }
-    return peer;
+    return otherwise;
+  }
+
+  // Whether an end mark `mark` covers this rank's operation `sequence`: the same reset generation (high
+  // 32 bits), and that operation or a later one.
+  static bool Ended(uint64_t mark, uint64_t sequence) {
+    return mark >> 32 == sequence >> 32 && (mark & 0xFFFFFFFF) >= (sequence & 0xFFFFFFFF);
   }
 
   // The rank of `host` that relays what `sender` sends there, passing over `skip` failed ones.
@@ -386,7 +407,11 @@ class HostsWindow final : public Window {
       const auto lock = mpi::Lock();
       SendQueued(via);
     }
-    if (header.kind == RecordKind::kPut && header.b >= kSharedPayloadMinBytes) {
+    if (header.kind != RecordKind::kPut) {
+      std::memcpy(box.records.Append(sizeof header), &header, sizeof header);
+      return;
+    }
+    if (header.b >= kSharedPayloadMinBytes) {
       const auto [it, fresh] = box.payloads.try_emplace({payload, header.b}, 0);
       if (!fresh && std::memcmp(box.records.data() + it->second, payload, header.b) == 0) {
         header.kind = RecordKind::kCopy;
@@ -398,7 +423,7 @@ class HostsWindow final : public Window {
     }
     uint8_t* record = box.records.Append(sizeof header + payload_bytes);
     std::memcpy(record, &header, sizeof header);
-    if (payload_bytes > 0) {
+    if (payload_bytes > 0) {  // not a copy
       std::memcpy(record + sizeof header, payload, header.b);
       std::memset(record + sizeof header + header.b, 0, payload_bytes - header.b);  // the padding
     }
@@ -416,13 +441,11 @@ class HostsWindow final : public Window {
         "MPI_Isend");
   }
 
-  // Sends what is queued (unless `keep_queued`), matches what arrived, tests every send and receive at
-  // once, retires finished sends and lands finished messages (the caller holds engine_ and the MPI
-  // lock). Returns whether anything is still moving.
-  bool ProgressLocked(bool keep_queued = false) const {
-    if (!keep_queued) {
-      for (int peer = 0; peer < size(); ++peer) SendQueued(peer);
-    }
+  // Sends what is queued, matches what arrived, tests every send and receive at once, retires finished
+  // sends and lands finished messages (the caller holds engine_ and the MPI lock). Returns whether
+  // anything is still moving.
+  bool ProgressLocked() const {
+    for (int peer = 0; peer < size(); ++peer) SendQueued(peer);
     MatchArrived();
     TestRequests();
     std::erase_if(sends_, [this](InFlight& send) {
@@ -455,33 +478,6 @@ class HostsWindow final : public Window {
                "MPI_Testsome");
     if (count == MPI_UNDEFINED) return;
     for (int i = 0; i < count; ++i) *pending_[finished_[i]] = MPI_REQUEST_NULL;
-  }
-
-  void ProgressInBackground(const std::stop_token& stop) const {
-    bool arriving = false;
-    while (!stop.stop_requested()) {
-      if (Clock::now().time_since_epoch().count() - last_foreground_ < kForegroundQuiet.count()) {
-        std::this_thread::sleep_for(kForegroundQuiet);
-        continue;
-      }
-      if (arriving) {
-        std::this_thread::yield();  // a message advances only while it is polled
-      } else {
-        std::this_thread::sleep_for(kIdlePause);
-      }
-      std::unique_lock lock(engine_, std::try_to_lock);
-      if (!lock) continue;  // an operation holds the engine and progresses it itself
-      const auto mpi_lock = mpi::Lock();
-      if (mpi::Finalized()) return;
-      try {
-        // What an operation queues goes out from its own waits, as one message per destination and phase:
-        // sent from here, between two of its puts, it would split into many.
-        ProgressLocked(/*keep_queued=*/true);
-      } catch (const Error&) {
-        // the next operation's own progress meets the same error and reports it
-      }
-      arriving = Arriving();
-    }
   }
 
   // Matches every message that arrived and starts receiving it.
@@ -528,7 +524,9 @@ class HostsWindow final : public Window {
       at += sizeof header;
       if (header.target < 0 || header.target >= host_->size()) BadMessage(source, record);
       const uint64_t left = message.size() - at;
-      if (header.kind == RecordKind::kSignal) {
+      if (header.kind == RecordKind::kEnd) {
+        ended_[source] = header.a;
+      } else if (header.kind == RecordKind::kSignal) {
         host_->Signal(header.target, header.a, header.b);
       } else if (header.kind == RecordKind::kPut && header.b <= left && Padded(header.b) <= left) {
         host_->Put(header.target, header.a, message.data() + at, header.b);
@@ -550,11 +548,14 @@ class HostsWindow final : public Window {
   std::unique_ptr<Window> host_;
   Topology topology_;
   bool relay_;  // two-level: messages for another host go through one rank there
-  // The message engine: Put and Signal queue, Progress (const: waits see a read-only window) and the
-  // background thread move messages. engine_ guards everything below it.
+  // The message engine: Put, Signal and EndOperation queue, Progress (const: waits see a read-only
+  // window) moves messages. engine_ guards everything below it (a probe may run on another
+  // thread than an operation).
   mutable std::mutex engine_;
   std::vector<bool> failed_;                            // ranks not to relay through
   mutable std::vector<Outbox> outbox_;                  // per destination
+  uint64_t sequence_ = 0;                               // this rank's last EndOperation
+  mutable std::vector<uint64_t> ended_;                 // per sender: its last end mark (two-level)
   mutable std::list<InFlight> sends_;                   // a list: MPI holds each buffer until it completes
   mutable std::vector<BufferPool> send_buffers_;        // per destination
   mutable std::vector<BufferPool> receive_buffers_;     // per source
@@ -562,8 +563,6 @@ class HostsWindow final : public Window {
   mutable std::vector<MPI_Request> requests_;           // their handles,
   mutable std::vector<int> finished_;                   // and which finished
   mutable std::vector<std::deque<Incoming>> receives_;  // per source, in match order
-  mutable std::atomic<Clock::rep> last_foreground_{0};  // when an operation last polled
-  std::jthread progress_thread_;                        // relaying windows only
 };
 
 std::string RandomToken() {

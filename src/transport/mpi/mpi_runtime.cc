@@ -15,7 +15,7 @@ std::mutex& Mutex() {
 }
 
 void FinalizeAtExit() {
-  const auto lock = Lock();  // a hosts window's progress thread checks MPI_Finalized under it
+  const auto lock = Lock();  // an operation still running on another thread finishes its MPI call first
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized) MPI_Finalize();
