@@ -67,7 +67,7 @@ void SendRowsBack(const MoeConfig& c, const WindowLayout& layout, Window& ep, co
       kernels::CommQuantRow(HalfOf(c.x_dtype), row, c.hidden, q, scales);
       bytes = staging.data();
     }
-    ep.Put(src, call.half_offset + layout.CombineSlotOffset(slot), bytes, payload);
+    ep.PutRow(src, call.half_offset + layout.CombineSlotOffset(slot), bytes, payload, call.epoch);
     ep.Signal(src, call.flag_base + slot, MakeFlag(call.epoch, 1));
   }
 }
@@ -121,7 +121,7 @@ class TokenReducer {
   bool IsMoeExpert(int64_t t, int64_t k) const { return ids_[t * c_.top_k + k] < c_.moe_expert_num; }
   int64_t Slot(int64_t t, int64_t k) const { return t * layout_.combine_slots_per_token + k; }
   const uint8_t* SlotData(int64_t slot) const {
-    return ep_.LocalData() + call_.half_offset + layout_.CombineSlotOffset(slot);
+    return ep_.Row(call_.half_offset + layout_.CombineSlotOffset(slot), layout_.combine_payload_bytes, call_.epoch);
   }
 
   void WaitToken(int64_t t) {

@@ -20,6 +20,12 @@ class RemappedWindow : public Window {
   void Put(int peer, uint64_t offset, const void* src, uint64_t bytes) override {
     inner_.Put(physical_[peer], offset, src, bytes);
   }
+  void PutRow(int peer, uint64_t offset, const void* src, uint64_t bytes, uint64_t tag) override {
+    inner_.PutRow(physical_[peer], offset, src, bytes, tag);
+  }
+  const uint8_t* Row(uint64_t offset, uint64_t bytes, uint64_t tag) const override {
+    return inner_.Row(offset, bytes, tag);
+  }
   void Signal(int peer, uint64_t index, uint64_t value) override { inner_.Signal(physical_[peer], index, value); }
   uint64_t ReadFlag(uint64_t index) const override { return inner_.ReadFlag(index); }
   const uint8_t* LocalData() const override { return inner_.LocalData(); }

@@ -32,6 +32,20 @@ class Window {
   virtual void Put(int peer, uint64_t offset, const void* src, uint64_t bytes) = 0;
   /// Stores `value` into flag `index` of peer's flag area, ordered after every earlier Put to it.
   virtual void Signal(int peer, uint64_t index, uint64_t value) = 0;
+  /// Put for bytes the peer reads once, through Row with the same `tag`, in the operation that put them
+  /// (a combine row): a message-passing transport may leave them in the message they arrived in instead
+  /// of copying them into the peer's data area. `tag` tells this put apart from earlier ones at `offset`
+  /// (the call's epoch).
+  virtual void PutRow(int peer, uint64_t offset, const void* src, uint64_t bytes, uint64_t tag) {
+    (void)tag;
+    Put(peer, offset, src, bytes);
+  }
+  /// Where the local bytes [offset, offset + bytes) are, as a Put or a PutRow with `tag` left them: in the
+  /// local data area, or in the message a PutRow arrived in (valid until this rank's next EndOperation).
+  virtual const uint8_t* Row(uint64_t offset, uint64_t bytes, uint64_t tag) const {
+    (void)bytes, (void)tag;
+    return LocalData() + offset;
+  }
   /// Reads local flag `index` (acquire: data put before the flag is visible after reading it).
   virtual uint64_t ReadFlag(uint64_t index) const = 0;
   /// The local data area (what peers Put to this rank).

@@ -11,6 +11,8 @@
 //                                    the others in a flag), flag_count; fresh data and flags zero.
 //   EveryBytePutBeforeASignalIsSeenAfterIt  200 rounds on a ring of 4: fresh random ranges of 128-512 KiB in
 //                                    1-4 puts, then a signal; the reader compares every byte after the flag.
+//   RowsShowTheirOwnPutNeverAnEarlierOne  3 rounds of 12 rows at the same offsets (PutRow, half left unread;
+//                                    plain Put; PutRow): Row shows each round's bytes, never an earlier row's.
 //   WaitFlagsAcceptsOnlyTheAwaitedEpoch  zero, neighbouring, far and count==epoch words never satisfy a wait.
 //   ClearLocalZeroesDataAndTheFirstFlagsOnly  cleared_flags 0, 1, 511/512/513 (the page edge), F-1, F, F+7,
 //                                    2^64-1 and a random one: data and flags [0, N) zero, later user flags and
@@ -44,6 +46,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
 #include <random>
 #include <span>
@@ -190,6 +193,12 @@ class Mutant : public tr::Window {
     return v;
   }
   const uint8_t* LocalData() const override { return inner_->LocalData(); }
+  const uint8_t* Row(uint64_t offset, uint64_t bytes, uint64_t tag) const override {
+    const uint8_t* row = inner_->Row(offset, bytes, tag);
+    if (fault_ != "stale_row") return row;
+    // Keeps showing the first bytes ever read at each offset.
+    return first_rows_.try_emplace(offset, row, row + bytes).first->second.data();
+  }
   // A message-passing transport moves data only here (the return type follows Window's).
   using ProgressResult = decltype(std::declval<const tr::Window&>().Progress());
   ProgressResult Progress() const override { return inner_->Progress(); }
@@ -219,6 +228,7 @@ class Mutant : public tr::Window {
   std::unique_ptr<tr::Window> inner_;
   std::string fault_;
   std::vector<Pending> pending_;
+  mutable std::map<uint64_t, std::vector<uint8_t>> first_rows_;  // stale_row
 };
 
 // The transports under test. A new transport adds one entry here and one GroupMaker in tools/verify for
@@ -445,6 +455,45 @@ TEST(FlagWords, EpochsCountFromOneAndWrapWithoutZero) {
     ASSERT_LE(epoch, 0xFFFFFFFFull) << call;
     ASSERT_EQ(epoch, call % 0xFFFFFFFFull + 1) << call;
     ASSERT_NE(tr::EpochOf(call + 1), epoch) << call;  // consecutive calls never share an epoch
+  }
+}
+
+// Rows (PutRow, read through Row with the put's tag) on a ring of 4, 3 rounds at the same offsets, one round per
+// operation: rows put with PutRow, of which the reader reads only every other one; then plain puts over all of
+// them; then rows again. Every read shows the bytes of its own round, never a row left unread by an earlier one.
+TEST_P(Conformance, RowsShowTheirOwnPutNeverAnEarlierOne) {
+  const int n = 4, rows = 12;
+  const uint64_t seed = Seed(10);
+  constexpr uint64_t kData = 0, kAck = 1, kStride = 8192;
+  Windows w = Open(n, rows * kStride, 2);
+  // The bytes `writer` puts at row i in `round` (a fresh length each time).
+  const auto row_bytes = [&](int writer, int round, int i) {
+    std::mt19937_64 rng(SeedOf(seed, writer, round, i));
+    return RandomBytes(rng(), std::uniform_int_distribution<uint64_t>(1, kStride)(rng));
+  };
+  for (int round = 0; round < 3; ++round) {
+    const uint32_t epoch = static_cast<uint32_t>(tr::EpochOf(round));
+    RunRanks(w, [&](tr::Window& win) {
+      const int r = win.rank(), next = (r + 1) % n, prev = (r + n - 1) % n;
+      for (int i = 0; i < rows; ++i) {
+        const std::vector<uint8_t> out = row_bytes(r, round, i);
+        if (round == 1) {
+          win.Put(next, i * kStride, out.data(), out.size());
+        } else {
+          win.PutRow(next, i * kStride, out.data(), out.size(), epoch);
+        }
+      }
+      win.Signal(next, kData, tr::MakeFlag(epoch, rows));
+      tr::WaitFlag(win, kData, epoch, Within(MustArriveWithin()), prev, "conformance", "the rows");
+      for (int i = 0; i < rows; ++i) {
+        if (round == 0 && i % 2 == 1) continue;  // left unread
+        const std::vector<uint8_t> in = row_bytes(prev, round, i);
+        const std::string diff = FirstDifference(win.Row(i * kStride, in.size(), epoch), in, i * kStride);
+        EXPECT_EQ(diff, "") << "rank " << r << " round " << round << ", row " << i << " from rank " << prev;
+      }
+      win.Signal(prev, kAck, tr::MakeFlag(epoch, 0));  // the writer may overwrite now
+      tr::WaitFlag(win, kAck, epoch, Within(MustArriveWithin()), next, "conformance", "an acknowledgement");
+    });
   }
 }
 

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <random>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -27,20 +28,22 @@ namespace {
 constexpr int kTag = 0x4D45;
 // Messages stay far below MPI's int count limit; a longer phase goes as several messages, in order.
 constexpr uint64_t kMaxMessageBytes = uint64_t{1} << 30;
+constexpr uint64_t kPiece = kMaxMessageBytes / 2;  // a longer put goes as several records
 // Payloads this large are looked up among those already queued for the same rank: a row bound for
 // several ranks of one host crosses to it once.
 constexpr uint64_t kSharedPayloadMinBytes = 256;
 
 // The records of an aggregated message, applied in order (so a put lands before a later signal): a
-// put is its header and then `b` bytes padded to 8; a copy, a signal and an end are their header alone.
-// An end (two-level only) tells the relay that the sender's operation `a` sent everything before it.
-enum class RecordKind : uint32_t { kPut = 1, kSignal = 2, kCopy = 3, kEnd = 4 };
+// put or a row is its header and then `b` bytes padded to 8; a copy, a signal and an end are their header
+// alone. A row (Window::PutRow) stays in the message when it is for the receiver itself. An end (two-level
+// only) tells the relay that the sender's operation `a` sent everything before it.
+enum class RecordKind : uint32_t { kPut = 1, kSignal = 2, kCopy = 3, kEnd = 4, kRow = 5 };
 struct RecordHeader {
   RecordKind kind;
   int32_t target;  // the receiving host's window index of the rank it is for: the receiver, or one it relays to
-  uint64_t a;      // put, copy: offset; signal: flag index; end: the operation's sequence
-  uint64_t b;      // put, copy: bytes; signal: value
-  uint64_t from;   // copy: where in this message the payload starts (an earlier put's)
+  uint64_t a;      // put, copy, row: offset; signal: flag index; end: the operation's sequence
+  uint64_t b;      // put, copy, row: bytes; signal: value
+  uint64_t from;   // copy: where in this message the payload starts (an earlier put's); row: its tag
 };
 
 uint64_t Padded(uint64_t bytes) { return (bytes + 7) / 8 * 8; }
@@ -178,21 +181,38 @@ class HostsWindow final : public Window {
   void Put(int peer, uint64_t offset, const void* src, uint64_t bytes) override {
     CheckPeer(peer, "put");
     if (OnThisHost(peer)) return host_->Put(topology_.local_of[peer], offset, src, bytes);
-    if (offset > data_bytes() || bytes > data_bytes() - offset) {  // written so that it cannot wrap
-      throw Error(ErrorCode::kInternal, "put of " + std::to_string(bytes) + " bytes at offset " +
-                                            std::to_string(offset) + " overruns the " + std::to_string(data_bytes()) +
-                                            "-byte window of rank " + std::to_string(peer));
-    }
+    CheckRange(peer, offset, bytes);
     const std::lock_guard lock(engine_);
     const int via = Route(peer);
     const auto* bytes_in = static_cast<const uint8_t*>(src);
-    constexpr uint64_t kPiece = kMaxMessageBytes / 2;
     uint64_t done = 0;
     do {
       const uint64_t piece = std::min(kPiece, bytes - done);
       Queue(via, {RecordKind::kPut, topology_.local_of[peer], offset + done, piece, 0}, bytes_in + done);
       done += piece;
     } while (done < bytes);
+  }
+
+  void PutRow(int peer, uint64_t offset, const void* src, uint64_t bytes, uint64_t tag) override {
+    CheckPeer(peer, "put");
+    if (OnThisHost(peer) || bytes > kPiece) return Put(peer, offset, src, bytes);
+    CheckRange(peer, offset, bytes);
+    const std::lock_guard lock(engine_);
+    Queue(Route(peer), {RecordKind::kRow, topology_.local_of[peer], offset, bytes, tag},
+          static_cast<const uint8_t*>(src));
+  }
+
+  const uint8_t* Row(uint64_t offset, uint64_t bytes, uint64_t tag) const override {
+    const std::lock_guard lock(engine_);
+    const auto it = rows_.find(offset);
+    if (it == rows_.end() || it->second.tag != tag) return host_->LocalData() + offset;
+    if (bytes > it->second.bytes) {
+      throw Error(ErrorCode::kInternal, "a read of " + std::to_string(bytes) + " bytes at offset " +
+                                            std::to_string(offset) + " of " + name() + " passes the " +
+                                            std::to_string(it->second.bytes) + "-byte row that arrived there");
+    }
+    it->second.read = true;
+    return it->second.data;
   }
 
   void Signal(int peer, uint64_t index, uint64_t value) override {
@@ -209,13 +229,18 @@ class HostsWindow final : public Window {
     // died. Everything else (barrier stamps too: a barrier orders the puts before it) takes the route.
     const bool probe = index >= flag_count() + static_cast<uint64_t>(size());
     const int via = probe ? peer : Route(peer);
-    Queue(via, {RecordKind::kSignal, topology_.local_of[peer], index, value, 0}, nullptr);
+    QueueHeader(via, {RecordKind::kSignal, topology_.local_of[peer], index, value, 0});
   }
 
   uint64_t ReadFlag(uint64_t index) const override { return host_->ReadFlag(index); }
   const uint8_t* LocalData() const override { return host_->LocalData(); }
   // The host window's flags go on past the group's: its barrier and probe flags must survive.
-  void ClearLocal(uint64_t cleared_flags) override { host_->ClearLocal(std::min(cleared_flags, flag_count())); }
+  void ClearLocal(uint64_t cleared_flags) override {
+    host_->ClearLocal(std::min(cleared_flags, flag_count()));
+    const std::lock_guard lock(engine_);
+    rows_.clear();
+    ReleaseRowMessages();
+  }
 
   bool Progress() const override {
     const std::lock_guard lock(engine_);
@@ -271,13 +296,15 @@ class HostsWindow final : public Window {
   }
 
   void EndOperation(uint64_t sequence) override {
-    if (!relay_) return;
     const std::lock_guard lock(engine_);
+    std::erase_if(rows_, [](const auto& row) { return row.second.read; });
+    ReleaseRowMessages();
+    if (!relay_) return;
     sequence_ = sequence;
     for (int host = 0; host < static_cast<int>(topology_.host_ranks.size()); ++host) {
       if (host == topology_.host_of[rank()]) continue;
       if (const int relay = RelayFor(rank(), host); relay >= 0)
-        Queue(relay, {RecordKind::kEnd, 0, sequence, 0, 0}, nullptr);
+        QueueHeader(relay, {RecordKind::kEnd, 0, sequence, 0, 0});
     }
     const auto mpi_lock = mpi::Lock();
     for (int peer = 0; peer < size(); ++peer) SendQueued(peer);
@@ -359,6 +386,29 @@ class HostsWindow final : public Window {
 
   bool OnThisHost(int peer) const { return topology_.host_of[peer] == topology_.host_of[rank()]; }
 
+  void CheckRange(int peer, uint64_t offset, uint64_t bytes) const {
+    if (offset > data_bytes() || bytes > data_bytes() - offset) {  // written so that it cannot wrap
+      throw Error(ErrorCode::kInternal, "put of " + std::to_string(bytes) + " bytes at offset " +
+                                            std::to_string(offset) + " overruns the " + std::to_string(data_bytes()) +
+                                            "-byte window of rank " + std::to_string(peer));
+    }
+  }
+
+  // Gives back to their pools the messages no row left for Row points into any more (the caller holds
+  // engine_).
+  void ReleaseRowMessages() const {
+    for (auto& [data, message] : row_messages_) message.rows = 0;
+    for (const auto& [offset, row] : rows_) ++row_messages_.at(row.message).rows;
+    for (auto it = row_messages_.begin(); it != row_messages_.end();) {
+      if (it->second.rows > 0) {
+        ++it;
+        continue;
+      }
+      receive_buffers_[it->second.source].Give(std::move(it->second.buffer));
+      it = row_messages_.erase(it);
+    }
+  }
+
   void CheckPeer(int peer, const char* what) const {
     if (peer < 0 || peer >= size()) {
       throw Error(ErrorCode::kInternal, std::string(what) + " to rank " + std::to_string(peer) + " of a " +
@@ -398,20 +448,27 @@ class HostsWindow final : public Window {
     return std::any_of(receives_.begin(), receives_.end(), [](const auto& q) { return !q.empty(); });
   }
 
-  // Queues a record for `via` (the caller holds engine_); a message that would grow past
-  // kMaxMessageBytes is sent first. A put whose bytes are queued already becomes a copy of them.
+  // Queues a record of its header alone (signal, end) for `via` (the caller holds engine_).
+  void QueueHeader(int via, const RecordHeader& header) {
+    MakeRoom(via, sizeof header);
+    std::memcpy(outbox_[via].records.Append(sizeof header), &header, sizeof header);
+  }
+
+  // Sends what is queued for `via` first when `bytes` more would take its message past kMaxMessageBytes.
+  void MakeRoom(int via, uint64_t bytes) {
+    const MessageBuffer& records = outbox_[via].records;
+    if (records.empty() || records.size() + bytes <= kMaxMessageBytes) return;
+    const auto lock = mpi::Lock();
+    SendQueued(via);
+  }
+
+  // Queues a put or a row and its payload for `via` (the caller holds engine_). A put whose bytes are
+  // queued already becomes a copy of them.
   void Queue(int via, RecordHeader header, const uint8_t* payload) {
+    uint64_t payload_bytes = Padded(header.b);
+    MakeRoom(via, sizeof header + payload_bytes);
     Outbox& box = outbox_[via];
-    uint64_t payload_bytes = header.kind == RecordKind::kPut ? Padded(header.b) : 0;
-    if (!box.records.empty() && box.records.size() + sizeof header + payload_bytes > kMaxMessageBytes) {
-      const auto lock = mpi::Lock();
-      SendQueued(via);
-    }
-    if (header.kind != RecordKind::kPut) {
-      std::memcpy(box.records.Append(sizeof header), &header, sizeof header);
-      return;
-    }
-    if (header.b >= kSharedPayloadMinBytes) {
+    if (header.kind == RecordKind::kPut && header.b >= kSharedPayloadMinBytes) {
       const auto [it, fresh] = box.payloads.try_emplace({payload, header.b}, 0);
       if (!fresh && std::memcmp(box.records.data() + it->second, payload, header.b) == 0) {
         header.kind = RecordKind::kCopy;
@@ -504,9 +561,15 @@ class HostsWindow final : public Window {
     for (int source = 0; source < size(); ++source) {
       auto& queue = receives_[source];
       while (!queue.empty() && queue.front().request == MPI_REQUEST_NULL) {
-        Apply(source, queue.front().buffer);
-        receive_buffers_[source].Give(std::move(queue.front().buffer));
+        // Kept while rows it holds wait for Row (moving the buffer keeps its bytes where they are).
+        const uint8_t* data = queue.front().buffer.data();
+        RowMessage& message = row_messages_[data] = {std::move(queue.front().buffer), source, 0};
         queue.pop_front();
+        Apply(source, message.buffer);
+        if (message.rows == 0) {
+          receive_buffers_[source].Give(std::move(message.buffer));
+          row_messages_.erase(data);
+        }
         applied = true;
       }
     }
@@ -531,12 +594,37 @@ class HostsWindow final : public Window {
       } else if (header.kind == RecordKind::kPut && header.b <= left && Padded(header.b) <= left) {
         host_->Put(header.target, header.a, message.data() + at, header.b);
         at += Padded(header.b);
+      } else if (header.kind == RecordKind::kRow && header.b <= left && Padded(header.b) <= left) {
+        if (header.target == host_->rank()) {
+          KeepRow(header.a, {message.data() + at, header.b, header.from, message.data(), false});
+        } else {
+          host_->Put(header.target, header.a, message.data() + at, header.b);
+        }
+        at += Padded(header.b);
       } else if (header.kind == RecordKind::kCopy && header.from <= record && header.b <= record - header.from) {
         host_->Put(header.target, header.a, message.data() + header.from, header.b);
       } else {
         BadMessage(source, record);
       }
     }
+  }
+
+  // Leaves a row where it arrived for Row; a row left earlier at the same offset is dropped (the caller
+  // holds engine_).
+  struct ArrivedRow {
+    const uint8_t* data;
+    uint64_t bytes;
+    uint64_t tag;
+    const uint8_t* message;  // the data of the message it is in (row_messages_' key)
+    bool read;               // by Row: dropped at the next EndOperation
+  };
+  void KeepRow(uint64_t offset, const ArrivedRow& row) const {
+    const auto [it, fresh] = rows_.try_emplace(offset, row);
+    if (!fresh) {
+      --row_messages_.at(it->second.message).rows;  // released at the next EndOperation, when no row is left
+      it->second = row;
+    }
+    ++row_messages_.at(row.message).rows;
   }
 
   [[noreturn]] void BadMessage(int source, size_t at) const {
@@ -563,6 +651,15 @@ class HostsWindow final : public Window {
   mutable std::vector<MPI_Request> requests_;           // their handles,
   mutable std::vector<int> finished_;                   // and which finished
   mutable std::vector<std::deque<Incoming>> receives_;  // per source, in match order
+  // Rows left in their messages for Row, by offset, and those messages (by their data) with how many rows of
+  // rows_ are in each.
+  struct RowMessage {
+    MessageBuffer buffer;
+    int source;
+    size_t rows;
+  };
+  mutable std::unordered_map<uint64_t, ArrivedRow> rows_;
+  mutable std::unordered_map<const uint8_t*, RowMessage> row_messages_;
 };
 
 std::string RandomToken() {
