@@ -3,6 +3,7 @@
 #include "transport/mpi/hosts_window.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -52,6 +53,9 @@ uint64_t Padded(uint64_t bytes) { return (bytes + 7) / 8 * 8; }
 // and each fresh page would cost a page fault and the kernel's zero-fill, more than the copy into it.
 class MessageBuffer {
  public:
+  MessageBuffer() = default;
+  explicit MessageBuffer(size_t capacity)
+      : bytes_(capacity > 0 ? new uint8_t[capacity] : nullptr), capacity_(capacity) {}
   uint8_t* data() const { return bytes_.get(); }
   size_t size() const { return size_; }
   size_t capacity() const { return capacity_; }
@@ -85,15 +89,15 @@ class MessageBuffer {
 // from) a peer is about as long as the same phase's last one, so a kept buffer is long enough already.
 class BufferPool {
  public:
-  // The shortest kept buffer of at least `bytes`, else the longest.
+  // The shortest kept buffer of at least `bytes`, else a new one of `bytes` (a buffer that grew as it
+  // filled would copy itself at each doubling).
   MessageBuffer Take(size_t bytes) {
-    if (kept_.empty()) return {};
-    const auto better = [bytes](const MessageBuffer& a, const MessageBuffer& b) {
+    const auto fitting_first_then_shortest = [bytes](const MessageBuffer& a, const MessageBuffer& b) {
       const bool a_fits = a.capacity() >= bytes, b_fits = b.capacity() >= bytes;
-      if (a_fits != b_fits) return a_fits;
-      return a_fits ? a.capacity() < b.capacity() : a.capacity() > b.capacity();
+      return a_fits != b_fits ? a_fits : a.capacity() < b.capacity();
     };
-    const auto best = std::min_element(kept_.begin(), kept_.end(), better);
+    const auto best = std::min_element(kept_.begin(), kept_.end(), fitting_first_then_shortest);
+    if (best == kept_.end() || best->capacity() < bytes) return MessageBuffer(bytes);
     MessageBuffer buffer = std::move(*best);
     kept_.erase(best);
     return buffer;
@@ -373,6 +377,11 @@ class HostsWindow final : public Window {
     MessageBuffer records;  // not sent yet
     // The put payloads in `records` by source address and size -> where they start, for copies.
     std::map<std::pair<const void*, uint64_t>, uint64_t> payloads;
+    // The lengths of the last messages sent: the next one starts in a buffer as long as the longest, as
+    // the phases of an operation differ (a few signals, then megabytes of rows) and a buffer that grows
+    // midway costs a copy and fresh pages.
+    std::array<size_t, 8> recent{};
+    size_t sent = 0;
   };
   struct InFlight {
     int peer;
@@ -491,7 +500,8 @@ class HostsWindow final : public Window {
     Outbox& box = outbox_[peer];
     if (box.records.empty()) return;
     InFlight& send = sends_.emplace_back(InFlight{peer, std::move(box.records)});
-    box.records = send_buffers_[peer].Take(send.buffer.size());
+    box.recent[box.sent++ % box.recent.size()] = send.buffer.size();
+    box.records = send_buffers_[peer].Take(*std::max_element(box.recent.begin(), box.recent.end()));
     box.payloads.clear();
     mpi::Check(
         MPI_Isend(send.buffer.data(), static_cast<int>(send.buffer.size()), MPI_BYTE, peer, kTag, comm_, &send.request),
