@@ -12,7 +12,8 @@
 //   EveryBytePutBeforeASignalIsSeenAfterIt  200 rounds on a ring of 4: fresh random ranges of 128-512 KiB in
 //                                    1-4 puts, then a signal; the reader compares every byte after the flag.
 //   RowsShowTheirOwnPutNeverAnEarlierOne  3 rounds of 12 rows at the same offsets (PutRow, half left unread;
-//                                    plain Put; PutRow): Row shows each round's bytes, never an earlier row's.
+//                                    plain Put; both alternating): Row shows each round's bytes, never an earlier
+//                                    row's.
 //   WaitFlagsAcceptsOnlyTheAwaitedEpoch  zero, neighbouring, far and count==epoch words never satisfy a wait.
 //   ClearLocalZeroesDataAndTheFirstFlagsOnly  cleared_flags 0, 1, 511/512/513 (the page edge), F-1, F, F+7,
 //                                    2^64-1 and a random one: data and flags [0, N) zero, later user flags and
@@ -460,7 +461,8 @@ TEST(FlagWords, EpochsCountFromOneAndWrapWithoutZero) {
 
 // Rows (PutRow, read through Row with the put's tag) on a ring of 4, 3 rounds at the same offsets, one round per
 // operation: rows put with PutRow, of which the reader reads only every other one; then plain puts over all of
-// them; then rows again. Every read shows the bytes of its own round, never a row left unread by an earlier one.
+// them; then puts and rows alternating. Every read shows the bytes of its own round, never a row left unread by
+// an earlier one.
 TEST_P(Conformance, RowsShowTheirOwnPutNeverAnEarlierOne) {
   const int n = 4, rows = 12;
   const uint64_t seed = Seed(10);
@@ -477,7 +479,8 @@ TEST_P(Conformance, RowsShowTheirOwnPutNeverAnEarlierOne) {
       const int r = win.rank(), next = (r + 1) % n, prev = (r + n - 1) % n;
       for (int i = 0; i < rows; ++i) {
         const std::vector<uint8_t> out = row_bytes(r, round, i);
-        if (round == 1) {
+        // Round 2 starts with a plain put and alternates: puts and rows to one peer in one operation.
+        if (round == 1 || (round == 2 && i % 2 == 0)) {
           win.Put(next, i * kStride, out.data(), out.size());
         } else {
           win.PutRow(next, i * kStride, out.data(), out.size(), epoch);

@@ -160,6 +160,7 @@ class HostsWindow final : public Window {
         topology_(std::move(topology)),
         relay_(RelayPays(topology_)),
         failed_(size, false),
+        channel_(size, Channel::kUndecided),
         outbox_(size),
         ended_(size, 0),
         send_buffers_(size),
@@ -202,7 +203,7 @@ class HostsWindow final : public Window {
     if (OnThisHost(peer) || bytes > kPiece) return Put(peer, offset, src, bytes);
     CheckRange(peer, offset, bytes);
     const std::lock_guard lock(engine_);
-    Queue(Route(peer), {RecordKind::kRow, topology_.local_of[peer], offset, bytes, tag},
+    Queue(RouteRow(peer), {RecordKind::kRow, topology_.local_of[peer], offset, bytes, tag},
           static_cast<const uint8_t*>(src));
   }
 
@@ -304,6 +305,7 @@ class HostsWindow final : public Window {
     std::erase_if(rows_, [](const auto& row) { return row.second.read; });
     ReleaseRowMessages();
     if (!relay_) return;
+    std::fill(channel_.begin(), channel_.end(), Channel::kUndecided);
     sequence_ = sequence;
     for (int host = 0; host < static_cast<int>(topology_.host_ranks.size()); ++host) {
       if (host == topology_.host_of[rank()]) continue;
@@ -428,7 +430,18 @@ class HostsWindow final : public Window {
   // The rank a message for remote `peer` goes to: flat, the peer itself; two-level, the rank of the
   // peer's host with this rank's local index (the next one when that one failed), so all this rank
   // sends to a host travels one ordered channel and a row for several of its ranks crosses once.
-  int Route(int peer) const { return relay_ ? RelayFor(rank(), topology_.host_of[peer], peer) : peer; }
+  // Two-level, an operation's records to a peer all take one channel, chosen by the first of them: a row
+  // (PutRow: combine's, which no relay could shrink) goes straight to the peer, anything else through the
+  // relay. One channel keeps them in order (publish before signal); EndOperation chooses afresh.
+  int Route(int peer) {
+    if (!relay_ || channel_[peer] == Channel::kDirect) return peer;
+    channel_[peer] = Channel::kRelay;
+    return RelayFor(rank(), topology_.host_of[peer], peer);
+  }
+  int RouteRow(int peer) {
+    if (relay_ && channel_[peer] == Channel::kUndecided) channel_[peer] = Channel::kDirect;
+    return Route(peer);
+  }
 
   // The rank of `host` that relays what `sender` sends there: the one with the sender's local index, or
   // the next one alive; `otherwise` when every rank of the host failed.
@@ -650,7 +663,9 @@ class HostsWindow final : public Window {
   // window) moves messages. engine_ guards everything below it (a probe may run on another
   // thread than an operation).
   mutable std::mutex engine_;
-  std::vector<bool> failed_;                            // ranks not to relay through
+  std::vector<bool> failed_;  // ranks not to relay through
+  enum class Channel : uint8_t { kUndecided, kRelay, kDirect };
+  std::vector<Channel> channel_;                        // per peer, this operation's (two-level)
   mutable std::vector<Outbox> outbox_;                  // per destination
   uint64_t sequence_ = 0;                               // this rank's last EndOperation
   mutable std::vector<uint64_t> ended_;                 // per sender: its last end mark (two-level)
