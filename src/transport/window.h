@@ -61,7 +61,8 @@ class Window {
   virtual bool Progress() const { return false; }
   /// Marks the end of an operation, one that failed too: `sequence` numbers it alike on every rank
   /// (the operations' own count). A transport that relays tells the ranks relaying for this one that
-  /// nothing more of this operation follows; the others ignore it.
+  /// nothing more of this operation follows; one that leaves rows in their messages lets go of those
+  /// Row returned; the others ignore it.
   virtual void EndOperation(uint64_t sequence) { (void)sequence; }
   /// Returns once every Put and Signal issued so far has reached its peer (each operation ends with
   /// it, so nothing it sent waits for a later call) and, on a transport that relays, once everything

@@ -15,6 +15,7 @@
 #include <random>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -288,8 +289,8 @@ class HostsWindow final : public Window {
       const std::lock_guard lock(engine_);
       std::vector<int> ranks;
       for (int sender = 0; sender < size(); ++sender) {
-        if (OnThisHost(sender) || failed_[sender] || std::find(gone.begin(), gone.end(), sender) != gone.end() ||
-            RelayFor(sender, topology_.host_of[rank()]) != rank() || Ended(ended_[sender], sequence_)) {
+        if (!RelaysThroughThisRank(sender) || failed_[sender] ||
+            std::find(gone.begin(), gone.end(), sender) != gone.end() || Ended(ended_[sender], sequence_)) {
           continue;
         }
         ranks.push_back(sender);
@@ -335,9 +336,7 @@ class HostsWindow final : public Window {
     const std::lock_guard lock(engine_);
     std::string text;
     for (int peer : missing) {
-      if (peer < 0 || peer >= size() || OnThisHost(peer) || RelayFor(peer, topology_.host_of[rank()]) != rank()) {
-        continue;
-      }
+      if (peer < 0 || peer >= size() || !RelaysThroughThisRank(peer)) continue;
       text += (text.empty() ? "; operations ended (this rank's last: " + Describe(sequence_) + "): " : ", ") +
               std::string("rank ") + std::to_string(peer) + " " + Describe(ended_[peer]);
     }
@@ -408,10 +407,10 @@ class HostsWindow final : public Window {
   // Gives back to their pools the messages no row left for Row points into any more (the caller holds
   // engine_).
   void ReleaseRowMessages() const {
-    for (auto& [data, message] : row_messages_) message.rows = 0;
-    for (const auto& [offset, row] : rows_) ++row_messages_.at(row.message).rows;
+    std::unordered_set<const uint8_t*> holding;
+    for (const auto& [offset, row] : rows_) holding.insert(row.message);
     for (auto it = row_messages_.begin(); it != row_messages_.end();) {
-      if (it->second.rows > 0) {
+      if (holding.count(it->first) > 0) {
         ++it;
         continue;
       }
@@ -427,12 +426,12 @@ class HostsWindow final : public Window {
     }
   }
 
-  // The rank a message for remote `peer` goes to: flat, the peer itself; two-level, the rank of the
-  // peer's host with this rank's local index (the next one when that one failed), so all this rank
-  // sends to a host travels one ordered channel and a row for several of its ranks crosses once.
-  // Two-level, an operation's records to a peer all take one channel, chosen by the first of them: a row
-  // (PutRow: combine's, which no relay could shrink) goes straight to the peer, anything else through the
-  // relay. One channel keeps them in order (publish before signal); EndOperation chooses afresh.
+  // The rank a record for remote `peer` goes to: flat, the peer itself; two-level, the relay (the rank of
+  // the peer's host with this rank's local index, or the next one alive), so a row for several ranks of a
+  // host crosses once. Two-level, an operation's records to a peer all take one channel, chosen by the
+  // first of them: a row (RouteRow: combine's, which no relay could shrink) goes straight to the peer,
+  // anything else through the relay. One channel keeps them in order (publish before signal);
+  // EndOperation chooses afresh.
   int Route(int peer) {
     if (!relay_ || channel_[peer] == Channel::kDirect) return peer;
     channel_[peer] = Channel::kRelay;
@@ -451,6 +450,11 @@ class HostsWindow final : public Window {
       if (!failed_[relay]) return relay;
     }
     return otherwise;
+  }
+
+  // Whether what `sender` sends to this host comes through this rank (two-level).
+  bool RelaysThroughThisRank(int sender) const {
+    return !OnThisHost(sender) && RelayFor(sender, topology_.host_of[rank()]) == rank();
   }
 
   // Whether an end mark `mark` covers this rank's operation `sequence`: the same reset generation (high
@@ -586,10 +590,9 @@ class HostsWindow final : public Window {
       while (!queue.empty() && queue.front().request == MPI_REQUEST_NULL) {
         // Kept while rows it holds wait for Row (moving the buffer keeps its bytes where they are).
         const uint8_t* data = queue.front().buffer.data();
-        RowMessage& message = row_messages_[data] = {std::move(queue.front().buffer), source, 0};
+        RowMessage& message = row_messages_[data] = {std::move(queue.front().buffer), source};
         queue.pop_front();
-        Apply(source, message.buffer);
-        if (message.rows == 0) {
+        if (!Apply(source, message.buffer)) {
           receive_buffers_[source].Give(std::move(message.buffer));
           row_messages_.erase(data);
         }
@@ -600,8 +603,10 @@ class HostsWindow final : public Window {
   }
 
   // Lands one message's records through the host window, in this rank's window or (relaying) in the
-  // host rank each is for, so flags are released exactly as a local peer's would be.
-  void Apply(int source, const MessageBuffer& message) const {
+  // host rank each is for, so flags are released exactly as a local peer's would be. Returns whether it
+  // left rows for this rank in the message (which must then be kept).
+  bool Apply(int source, const MessageBuffer& message) const {
+    bool kept_rows = false;
     for (size_t at = 0; at < message.size();) {
       const size_t record = at;
       RecordHeader header;
@@ -619,7 +624,10 @@ class HostsWindow final : public Window {
         at += Padded(header.b);
       } else if (header.kind == RecordKind::kRow && header.b <= left && Padded(header.b) <= left) {
         if (header.target == host_->rank()) {
-          KeepRow(header.a, {message.data() + at, header.b, header.from, message.data(), false});
+          // Left where it arrived for Row; a row left earlier at the same offset is dropped.
+          rows_.insert_or_assign(header.a,
+                                 ArrivedRow{message.data() + at, header.b, header.from, message.data(), false});
+          kept_rows = true;
         } else {
           host_->Put(header.target, header.a, message.data() + at, header.b);
         }
@@ -630,24 +638,7 @@ class HostsWindow final : public Window {
         BadMessage(source, record);
       }
     }
-  }
-
-  // Leaves a row where it arrived for Row; a row left earlier at the same offset is dropped (the caller
-  // holds engine_).
-  struct ArrivedRow {
-    const uint8_t* data;
-    uint64_t bytes;
-    uint64_t tag;
-    const uint8_t* message;  // the data of the message it is in (row_messages_' key)
-    bool read;               // by Row: dropped at the next EndOperation
-  };
-  void KeepRow(uint64_t offset, const ArrivedRow& row) const {
-    const auto [it, fresh] = rows_.try_emplace(offset, row);
-    if (!fresh) {
-      --row_messages_.at(it->second.message).rows;  // released at the next EndOperation, when no row is left
-      it->second = row;
-    }
-    ++row_messages_.at(row.message).rows;
+    return kept_rows;
   }
 
   [[noreturn]] void BadMessage(int source, size_t at) const {
@@ -676,12 +667,17 @@ class HostsWindow final : public Window {
   mutable std::vector<MPI_Request> requests_;           // their handles,
   mutable std::vector<int> finished_;                   // and which finished
   mutable std::vector<std::deque<Incoming>> receives_;  // per source, in match order
-  // Rows left in their messages for Row, by offset, and those messages (by their data) with how many rows of
-  // rows_ are in each.
+  // Rows left in their messages for Row, by offset, and those messages, by their data.
+  struct ArrivedRow {
+    const uint8_t* data;
+    uint64_t bytes;
+    uint64_t tag;
+    const uint8_t* message;  // the data of the message it is in (row_messages_' key)
+    bool read;               // by Row: dropped at the next EndOperation
+  };
   struct RowMessage {
     MessageBuffer buffer;
     int source;
-    size_t rows;
   };
   mutable std::unordered_map<uint64_t, ArrivedRow> rows_;
   mutable std::unordered_map<const uint8_t*, RowMessage> row_messages_;
