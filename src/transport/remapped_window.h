@@ -31,6 +31,7 @@ class RemappedWindow : public Window {
   const uint8_t* LocalData() const override { return inner_.LocalData(); }
   void ClearLocal(uint64_t cleared_flags) override { inner_.ClearLocal(cleared_flags); }
   bool Progress() const override { return inner_.Progress(); }
+  void Flush() const override { inner_.Flush(); }
   void Drain(Clock::time_point deadline, const char* op, std::span<const int> gone) override {
     inner_.Drain(deadline, op, Physical(gone));
   }

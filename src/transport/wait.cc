@@ -56,12 +56,20 @@ class Backoff {
 
 void WaitUntil(const Window& window, Clock::time_point deadline, const char* op, const char* what, uint64_t epoch,
                const std::function<bool()>& done, const std::function<std::vector<int>()>& missing) {
+  // Flags that are there already need no poll: with more ranks than cores an MPI poll that finds nothing
+  // gives the core away, and combine waits once per token.
+  if (done()) return window.Flush();
   Backoff backoff;
   for (;;) {
     const bool moving = window.Progress();
     if (done()) return;
     if (Clock::now() >= deadline) ThrowTimeout(window, missing(), op, what, epoch);
-    if (moving) backoff.KeepAwake();
+    if (moving) {
+      // Poll again at once: a message advances only while it is polled, and an MPI poll that finds
+      // nothing to do yields the core by itself when ranks outnumber cores.
+      backoff.KeepAwake();
+      continue;
+    }
     backoff.Pause();
   }
 }

@@ -59,6 +59,9 @@ class Window {
   /// messages are still moving: the caller should then poll again at once rather than sleep (a large
   /// message advances only while it is polled).
   virtual bool Progress() const { return false; }
+  /// Sends what Put and Signal queued, without looking for arrivals: what a wait calls instead of
+  /// Progress when its flags are there already (a poll that finds nothing may give the core away).
+  virtual void Flush() const {}
   /// Marks the end of an operation, one that failed too: `sequence` numbers it alike on every rank
   /// (the operations' own count). A transport that relays tells the ranks relaying for this one that
   /// nothing more of this operation follows; one that leaves rows in their messages lets go of those

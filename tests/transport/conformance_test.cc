@@ -203,6 +203,7 @@ class Mutant : public tr::Window {
   // A message-passing transport moves data only here (the return type follows Window's).
   using ProgressResult = decltype(std::declval<const tr::Window&>().Progress());
   ProgressResult Progress() const override { return inner_->Progress(); }
+  void Flush() const override { inner_->Flush(); }
   void EndOperation(uint64_t sequence) override { inner_->EndOperation(sequence); }
   void Drain(tr::Clock::time_point deadline, const char* op, std::span<const int> gone) override {
     inner_->Drain(deadline, op, gone);

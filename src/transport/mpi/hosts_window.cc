@@ -254,6 +254,13 @@ class HostsWindow final : public Window {
     return ProgressLocked();
   }
 
+  void Flush() const override {
+    const std::lock_guard lock(engine_);
+    const auto mpi_lock = mpi::Lock();
+    for (int peer = 0; peer < size(); ++peer) SendQueued(peer);
+    if (!sends_.empty() || Arriving()) ProgressLocked();
+  }
+
   void Drain(Clock::time_point deadline, const char* op, std::span<const int> gone) override {
     {
       const std::lock_guard lock(engine_);
