@@ -15,6 +15,21 @@
 #pragma GCC visibility push(default)
 namespace moe_ep {
 
+/// How dispatch and combine move rows between ranks that can read each other's memory in place (today:
+/// the ranks of CreateThreadGroups); other ranks always push. Both paths give the same bits.
+enum class DataPath : uint8_t {
+  /// MOE_EP_DATA_PATH when set, else by size: a rank's rows are pulled when it sends at least
+  /// kPullMinBytes of them in a call, pushed below that (a pull costs one more round trip).
+  kAuto,
+  /// The sender copies each row into the receiver's window and the receiver copies it out: two copies.
+  kPush,
+  /// The receiver copies each row straight from the sender's tensor into its output (dispatch), or reads
+  /// it there as it sums (combine), then tells the sender it is done: one copy.
+  kPull,
+};
+/// The size from which DataPath::kAuto pulls: the row bytes one rank sends in one call.
+inline constexpr uint64_t kPullMinBytes = uint64_t{32} << 10;
+
 /// Options fixed when a group is created.
 struct GroupOptions {
   /// Deadline of every wait in an operation; 0 means MOE_EP_TIMEOUT_MS or 5 minutes.
@@ -24,6 +39,8 @@ struct GroupOptions {
   uint64_t window_bytes = 0;
   /// Shown in error messages.
   std::string name = "moe_ep";
+  /// Push or pull rows (kAuto: MOE_EP_DATA_PATH, else by size).
+  DataPath data_path = DataPath::kAuto;
 };
 
 /// One rank's membership of a group. Cheap to move; not copyable. Operations on a group are

@@ -16,6 +16,10 @@ std::chrono::milliseconds DefaultTimeout();
 /// reserved, not committed: only pages that payloads touch cost RAM. GroupOptions::window_bytes wins.
 uint64_t DefaultWindowBytes();
 
+/// MOE_EP_DATA_PATH: "push", "pull" or "auto" (the default): how a group whose GroupOptions::data_path
+/// is DataPath::kAuto moves rows between ranks that can read each other's memory (moe_ep/group.h); the C
+/// API's communicators read it too. "auto" pulls a rank's rows when it sends at least kPullMinBytes.
+///
 /// MOE_EP_ISA: instruction set of the numeric kernels: "scalar", "avx2", "avx512" or unset (the best
 /// this CPU has). Results are bit-identical on all of them; this exists for testing and benchmarking.
 /// Read when the first kernel runs; another name, or one this CPU lacks, fails that operation with an
@@ -32,7 +36,7 @@ uint64_t DefaultWindowBytes();
 /// and a process job started by `moe-ep launch` sets MOE_EP_RANK, MOE_EP_WORLD_SIZE, MOE_EP_RENDEZVOUS
 /// (under mpirun without them, the launcher's OMPI_COMM_WORLD_RANK / _SIZE or PMI_RANK / PMI_SIZE).
 /// For tests of the hosts transport on one machine, MOE_EP_HOSTS_SPLIT=N (0 .. 2^20, default 0) makes
-/// every N consecutive ranks of a group a simulated host. MOE_EP_HOSTS_RELAY (0 or 1, default 1): with
+/// every N consecutive ranks of a group a simulated host. MOE_EP_HOSTS_RELAY (0 or 1, default 0): with
 /// 1, what a rank sends to another host goes to one rank there, which hands it on over shared memory (a
 /// row bound for several ranks of that host crosses once); 0 sends every message straight to its rank.
 

@@ -47,6 +47,15 @@ std::chrono::milliseconds OperationTimeout() {
 
 uint64_t WindowBytes() { return static_cast<uint64_t>(Integer("MOE_EP_WINDOW_MB", 2048, 1, kMaxWindowMb)) << 20; }
 
+DataPath DataPathChoice() {
+  const auto text = Text("MOE_EP_DATA_PATH");
+  if (!text || *text == "auto") return DataPath::kAuto;
+  if (*text == "push") return DataPath::kPush;
+  if (*text == "pull") return DataPath::kPull;
+  throw Error(ErrorCode::kInvalidParam,
+              "environment variable MOE_EP_DATA_PATH = '" + *text + "' must be 'push', 'pull' or 'auto'");
+}
+
 std::optional<std::string> KernelIsa() { return Text("MOE_EP_ISA"); }
 
 int32_t DeviceCount() { return static_cast<int32_t>(Integer("MOE_EP_DEVICE_COUNT", 16, 1, 65536)); }

@@ -7,6 +7,8 @@
 #include <optional>
 #include <string>
 
+#include "moe_ep/group.h"
+
 namespace moe_ep::env {
 
 /// The integer in variable `name`, `fallback` when it is unset or empty. Anything but a decimal integer
@@ -19,6 +21,9 @@ std::optional<std::string> Text(const char* name);
 std::chrono::milliseconds OperationTimeout();
 /// MOE_EP_WINDOW_MB: the data area of a native group's window (default 2 GiB).
 uint64_t WindowBytes();
+/// MOE_EP_DATA_PATH: "push", "pull" or "auto" (default, also when unset); anything else throws Error
+/// (161002) naming the variable and the three values.
+DataPath DataPathChoice();
 /// MOE_EP_ISA: the kernels' instruction set by name, nullopt to use the best the CPU has.
 std::optional<std::string> KernelIsa();
 /// MOE_EP_DEVICE_COUNT: the C API's virtual devices (default 16).

@@ -1,8 +1,10 @@
 // CombineV2 / CombineAddRmsNorm (docs/semantics.md 3, 5.3): optionally reduce-scatter with the TP peer, send every
-// expert output row back to its token's owner slot t*(K+n_s)+k, then on the owner sum each active
+// expert output row back to its token's owner slot t*(K+n_s)+k (pushed; pulled, the slot's flag carries
+// the row's index and the owner reads it from this rank's buffer), then on the owner sum each active
 // token's rows in the exact fp32 order of docs/semantics.md 3.2 (and the RMSNorm tail of docs/semantics.md 3.5).
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -11,6 +13,7 @@
 #include "moe_ep/error.h"
 #include "ops/op_common.h"
 #include "ops/protocol.h"
+#include "ops/pull.h"
 #include "ops/tensor_access.h"
 #include "plan/layout.h"
 #include "plan/routing.h"
@@ -51,25 +54,49 @@ std::vector<uint16_t> ReduceScatterWithTpPeer(const MoeConfig& c, const WindowLa
   return reduced;
 }
 
-void SendRowsBack(const MoeConfig& c, const WindowLayout& layout, Window& ep, const CallSlot& call,
-                  const std::vector<int32_t>& assist, int64_t own_rows, const std::vector<uint16_t>& reduced,
-                  RowReader& expand_x) {
+// Combine's wire format of one row: the row itself, or under commQuantMode 2 its int8 values and half
+// scales in `staging`.
+const uint8_t* WireRow(const MoeConfig& c, const WindowLayout& layout, const uint16_t* row,
+                       std::vector<uint8_t>& staging) {
+  if (c.comm_quant_mode != 2) return reinterpret_cast<const uint8_t*>(row);
+  staging.resize(layout.combine_payload_bytes);
+  auto* q = reinterpret_cast<int8_t*>(staging.data());
+  auto* scales = reinterpret_cast<uint16_t*>(staging.data() + layout.combine_scale_offset);
+  kernels::CommQuantRow(HalfOf(c.x_dtype), row, c.hidden, q, scales);
+  return staging.data();
+}
+
+// Sends every own row back to its token's owner: into the owner's slot, or, to an owner told where
+// `source` is, only the row's index in the slot's flag. Returns the owners that read `source` in place.
+std::vector<int> SendRowsBack(const MoeConfig& c, const WindowLayout& layout, Window& ep, const CallSlot& call,
+                              const std::vector<int32_t>& assist, int64_t own_rows,
+                              const std::vector<uint16_t>& reduced, RowReader& expand_x,
+                              const std::optional<pull::Rows>& source, uint64_t min_bytes) {
   const uint64_t payload = layout.combine_payload_bytes;
-  std::vector<uint8_t> staging(c.comm_quant_mode == 2 ? payload : 0);
+  std::vector<uint8_t> owns_rows(c.ep_world_size, 0);
+  for (int64_t i = 0; i < own_rows; ++i) owns_rows[assist[3 * i]] = 1;
+  const std::vector<uint64_t> tokens = pull::Expose(ep, source, own_rows * payload, min_bytes);
+  const pull::CallFlags flags(plan::kCombinePullFlagBase, call);
+  std::vector<int> readers;
+  for (int owner = 0; owner < static_cast<int>(c.ep_world_size); ++owner) {
+    if (!owns_rows[owner] || tokens[owner] == 0) continue;
+    pull::Announce(ep, flags, owner, tokens[owner], *source);
+    readers.push_back(owner);
+  }
+  std::vector<uint8_t> staging;
   for (int64_t i = 0; i < own_rows; ++i) {
     const int32_t src = assist[3 * i], token = assist[3 * i + 1], k = assist[3 * i + 2];
     const int64_t slot = static_cast<int64_t>(token) * layout.combine_slots_per_token + k;
-    const uint16_t* row = reduced.empty() ? expand_x.Half(i) : &reduced[i * c.hidden];
-    const void* bytes = row;
-    if (c.comm_quant_mode == 2) {
-      auto* q = reinterpret_cast<int8_t*>(staging.data());
-      auto* scales = reinterpret_cast<uint16_t*>(staging.data() + layout.combine_scale_offset);
-      kernels::CommQuantRow(HalfOf(c.x_dtype), row, c.hidden, q, scales);
-      bytes = staging.data();
+    if (tokens[src] != 0) {
+      ep.Signal(src, call.flag_base + slot, MakeFlag(call.epoch, static_cast<uint32_t>(i)));
+      continue;
     }
-    ep.PutRow(src, call.half_offset + layout.CombineSlotOffset(slot), bytes, payload, call.epoch);
+    const uint16_t* row = reduced.empty() ? expand_x.Half(i) : &reduced[i * c.hidden];
+    ep.PutRow(src, call.half_offset + layout.CombineSlotOffset(slot), WireRow(c, layout, row, staging), payload,
+              call.epoch);
     ep.Signal(src, call.flag_base + slot, MakeFlag(call.epoch, 1));
   }
+  return readers;
 }
 
 // Sums the arrived rows of each active token (docs/semantics.md 3.2) and writes x (or x, y, rstd:
@@ -97,7 +124,9 @@ class TokenReducer {
         dequant_(c.comm_quant_mode == 2 ? c.hidden : 0),
         scratch_(t.add_rms_norm ? c.hidden : 0),
         special_(c.const_expert_num > 0 ? c.hidden : 0),
-        const_row_(special_.size()) {
+        const_row_(special_.size()),
+        pull_flags_(plan::kCombinePullFlagBase, call),
+        sources_(c.ep_world_size) {
     if (t.add_rms_norm) gamma_row_ = gamma_.Half(0);
   }
 
@@ -108,6 +137,14 @@ class TokenReducer {
       WaitToken(t);
       Reduce(t);
     }
+  }
+  /// The ranks whose rows Run read in place (each must hear that it is done).
+  std::vector<int> pulled_from() const {
+    std::vector<int> ranks;
+    for (int r = 0; r < static_cast<int>(sources_.size()); ++r) {
+      if (sources_[r] && sources_[r]->base) ranks.push_back(r);
+    }
+    return ranks;
   }
 
  private:
@@ -120,8 +157,30 @@ class TokenReducer {
   }
   bool IsMoeExpert(int64_t t, int64_t k) const { return ids_[t * c_.top_k + k] < c_.moe_expert_num; }
   int64_t Slot(int64_t t, int64_t k) const { return t * layout_.combine_slots_per_token + k; }
-  const uint8_t* SlotData(int64_t slot) const {
-    return ep_.Row(call_.half_offset + layout_.CombineSlotOffset(slot), layout_.combine_payload_bytes, call_.epoch);
+  // The rank that sends slot (t, k): the expert's, or for k >= K the shared expert's serving this rank.
+  int SenderOf(int64_t t, int64_t k) const {
+    return static_cast<int>(k < c_.top_k ? c_.ExpertRank(ids_[t * c_.top_k + k])
+                                         : c_.SharedRank(k - c_.top_k, c_.ep_rank));
+  }
+  // Slot (t, k)'s row in the wire format: where it landed, or read in place from the sender's buffer.
+  const uint8_t* SlotData(int64_t t, int64_t k) {
+    const int64_t slot = Slot(t, k);
+    const int sender = SenderOf(t, k);
+    if (!sources_[sender]) {
+      const uint64_t row_bytes = 2 * static_cast<uint64_t>(c_.hidden);
+      sources_[sender] = pull::Announced(ep_, pull_flags_, sender, row_bytes).value_or(pull::Rows{});
+    }
+    const pull::Rows& source = *sources_[sender];
+    if (!source.base) {
+      return ep_.Row(call_.half_offset + layout_.CombineSlotOffset(slot), layout_.combine_payload_bytes, call_.epoch);
+    }
+    const uint32_t index = transport::FlagCount(ep_.ReadFlag(call_.flag_base + slot));
+    if (index >= source.count) {
+      throw Error(ErrorCode::kInternal, "MoeDistributeCombine: rank " + std::to_string(sender) + " announced row " +
+                                            std::to_string(index) + " of the " + std::to_string(source.count) +
+                                            " it exposed");
+    }
+    return WireRow(c_, layout_, reinterpret_cast<const uint16_t*>(source.Row(index)), wire_);
   }
 
   void WaitToken(int64_t t) {
@@ -132,17 +191,13 @@ class TokenReducer {
     for (int64_t i = 0; i < c_.shared_expert_num; ++i) pending_.push_back(call_.flag_base + Slot(t, c_.top_k + i));
     transport::WaitFlags(
         ep_, pending_, call_.epoch, ctx_.deadline,
-        [&](uint64_t idx) {
-          const int64_t k = (idx - call_.flag_base) % layout_.combine_slots_per_token;
-          return static_cast<int>(k < c_.top_k ? c_.ExpertRank(ids_[t * c_.top_k + k])
-                                               : c_.SharedRank(k - c_.top_k, c_.ep_rank));
-        },
+        [&](uint64_t idx) { return SenderOf(t, (idx - call_.flag_base) % layout_.combine_slots_per_token); },
         "MoeDistributeCombine", "expert output rows");
   }
 
-  // acc += slot row (times w when weighted), dequantizing first under commQuantMode 2.
-  void AddSlot(int64_t slot, const float* w) {
-    const uint8_t* data = SlotData(slot);
+  // acc += slot (t, k)'s row (times w when weighted), dequantizing first under commQuantMode 2.
+  void AddSlot(int64_t t, int64_t k, const float* w) {
+    const uint8_t* data = SlotData(t, k);
     if (c_.comm_quant_mode == 2) {
       const auto* q = reinterpret_cast<const int8_t*>(data);
       const auto* scales = reinterpret_cast<const uint16_t*>(data + layout_.combine_scale_offset);
@@ -187,11 +242,11 @@ class TokenReducer {
       if (!PairActive(t, k)) continue;
       const float w = weights_[t * c_.top_k + k];
       if (IsMoeExpert(t, k))
-        AddSlot(Slot(t, k), &w);
+        AddSlot(t, k, &w);
       else
         AddSpecialExpert(t, ids_[t * c_.top_k + k] - c_.moe_expert_num, w);
     }
-    for (int64_t i = 0; i < c_.shared_expert_num; ++i) AddSlot(Slot(t, c_.top_k + i), nullptr);
+    for (int64_t i = 0; i < c_.shared_expert_num; ++i) AddSlot(t, c_.top_k + i, nullptr);
     if (t_.shared_expert_x.present()) kernels::AccumulateHalf(type_, shared_x_.Half(t), c_.hidden, acc_.data());
 
     auto* x_out = static_cast<uint16_t*>(t_.x.data) + t * c_.hidden;
@@ -218,6 +273,9 @@ class TokenReducer {
   const uint16_t* gamma_row_ = nullptr;
   std::vector<float> acc_, dequant_, scratch_, special_, const_row_;
   std::vector<uint64_t> pending_;
+  pull::CallFlags pull_flags_;
+  std::vector<std::optional<pull::Rows>> sources_;  // per sender, once its first row is read: base null if pushed
+  std::vector<uint8_t> wire_;                       // a pulled row quantized as the sender would have sent it
 };
 
 [[noreturn]] void BadHandle(const std::string& param, const std::string& value, const std::string& rule) {
@@ -269,9 +327,20 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
 
   std::vector<uint16_t> reduced;
   if (c.has_tp()) reduced = ReduceScatterWithTpPeer(c, layout, *ctx.tp, expand_x, own_rows, peer_rows, ctx);
+  const uint64_t row_bytes = 2 * static_cast<uint64_t>(c.hidden);
+  const std::optional<pull::Rows> source = reduced.empty()
+                                               ? pull::RowsOf(t.expand_x)
+                                               : pull::Rows{reinterpret_cast<const uint8_t*>(reduced.data()), row_bytes,
+                                                            static_cast<uint64_t>(own_rows), row_bytes};
   const CallSlot call = NextCombineCall(ctx.ep, ctx.ep_state);
-  SendRowsBack(c, layout, ctx.ep, call, assist, own_rows, reduced, expand_x);
-  TokenReducer(c, layout, t, ctx.ep, call, ctx, std::move(ids), std::move(mask)).Run();
+  const std::vector<int> readers =
+      SendRowsBack(c, layout, ctx.ep, call, assist, own_rows, reduced, expand_x, source, ctx.pull_min_bytes);
+  TokenReducer reducer(c, layout, t, ctx.ep, call, ctx, std::move(ids), std::move(mask));
+  reducer.Run();
+  const pull::CallFlags flags(plan::kCombinePullFlagBase, call);
+  for (int sender : reducer.pulled_from()) pull::SignalDone(ctx.ep, flags, sender);
+  // The caller may overwrite expandX once this returns: not before every owner reading it is done.
+  pull::WaitDone(ctx.ep, flags, readers, ctx.deadline, "MoeDistributeCombine");
 }
 
 }  // namespace moe_ep::ops::protocol

@@ -1,13 +1,16 @@
 // The internal communicator: construction and the failed-ranks bookkeeping.
 #include "ops/communicator.h"
 
+#include "base/env.h"
 #include "moe_ep/error.h"
 
 namespace moe_ep::ops {
 
 Communicator::Communicator(std::unique_ptr<transport::Window> window, std::chrono::milliseconds timeout,
-                           std::string name)
+                           std::string name, DataPath data_path)
     : window_(std::move(window)), timeout_(timeout), name_(std::move(name)) {
+  if (data_path == DataPath::kAuto) data_path = env::DataPathChoice();
+  pull_min_bytes_ = data_path == DataPath::kPush ? UINT64_MAX : data_path == DataPath::kPull ? 0 : kPullMinBytes;
   if (window_->flag_count() != kWindowFlagCount) {
     throw Error(ErrorCode::kInternal, "communicator '" + name_ + "': its window has " +
                                           std::to_string(window_->flag_count()) + " flags, the operations need " +

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "moe_ep/group.h"
 #include "plan/layout.h"
 #include "transport/window.h"
 
@@ -43,14 +44,19 @@ inline uint64_t OperationSequence(const OpState& state) {
 
 class Communicator {
  public:
-  /// `window` must have kWindowFlagCount user flags. `name` is the group's name in messages.
-  Communicator(std::unique_ptr<transport::Window> window, std::chrono::milliseconds timeout, std::string name);
+  /// `window` must have kWindowFlagCount user flags. `name` is the group's name in messages. `data_path`
+  /// kAuto reads MOE_EP_DATA_PATH.
+  Communicator(std::unique_ptr<transport::Window> window, std::chrono::milliseconds timeout, std::string name,
+               DataPath data_path = DataPath::kAuto);
 
   int rank() const { return window_->rank(); }
   int size() const { return window_->size(); }
   uint64_t window_bytes() const { return window_->data_bytes(); }
   const std::string& name() const { return name_; }
   std::chrono::milliseconds timeout() const { return timeout_; }
+  /// A rank pulls its rows in a call when it sends at least this many bytes of them (0: always where
+  /// peers can read them in place; UINT64_MAX: never).
+  uint64_t pull_min_bytes() const { return pull_min_bytes_; }
   /// The deadline of an operation that starts now.
   transport::Clock::time_point Deadline() const { return transport::Clock::now() + timeout_; }
 
@@ -68,6 +74,7 @@ class Communicator {
   std::unique_ptr<transport::Window> window_;
   std::chrono::milliseconds timeout_;
   std::string name_;
+  uint64_t pull_min_bytes_;
   OpState state_;
   std::mutex mutex_;
   mutable std::mutex failed_mutex_;  // failed_ranks() may be asked from any thread

@@ -1,8 +1,10 @@
 // DispatchV2 (docs/semantics.md 2, 5.2): send every routed (token, k) and shared copy into the destination's window
-// slot, announce per-(expert, source) counts, then compact the received slots into expandX in status
-// order (local expert major, source minor); with TP, all-gather the rows with the TP peer.
+// slot (pushed) or only its triple there (pulled: the destination reads the row from this rank's x),
+// announce per-(expert, source) counts, then compact the received rows into expandX in status order
+// (local expert major, source minor); with TP, all-gather the rows with the TP peer.
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -10,6 +12,7 @@
 #include "moe_ep/error.h"
 #include "ops/op_common.h"
 #include "ops/protocol.h"
+#include "ops/pull.h"
 #include "ops/tensor_access.h"
 #include "plan/layout.h"
 #include "plan/routing.h"
@@ -33,10 +36,14 @@ class SlotWriter {
         has_smooth_(t.scales.present()),
         staging_(layout.dispatch_slot_bytes) {}
 
-  // Sends token `token` to `dst` at byte `offset`, quantized with smooth row `smooth_row`.
-  void Send(Window& ep, int dst, uint64_t offset, int32_t token, int64_t smooth_row, const int32_t triple[3]) {
+  // Sends token `token` to `dst` at byte `offset`, quantized with smooth row `smooth_row`; a pulled
+  // token sends its triple alone (the destination reads and quantizes the row itself).
+  void Send(Window& ep, int dst, uint64_t offset, int32_t token, int64_t smooth_row, const int32_t triple[3],
+            bool pulled) {
     uint8_t* slot = staging_.data();
-    if (c_.quant_mode == 2) {
+    if (pulled) {
+      // nothing but the triple below
+    } else if (c_.quant_mode == 2) {
       if (has_smooth_ || cached_token_ != token) {
         const float* smooth = has_smooth_ ? smooth_.Float(smooth_row) : nullptr;
         cached_scale_ = kernels::DynamicQuantRow(HalfOf(c_.x_dtype), x_.Half(token), smooth, c_.hidden,
@@ -89,14 +96,31 @@ class RowSink {
   }
 
   void Append(const uint8_t* slot) {
-    std::memcpy(expand_x_ + rows_ * layout_.dispatch_token_bytes, slot, layout_.dispatch_token_bytes);
+    std::memcpy(Row(rows_), slot, layout_.dispatch_token_bytes);
     if (quant_) std::memcpy(scales_ + rows_, slot + layout_.dispatch_scale_offset, sizeof(float));
+    AppendTriple(slot);
+  }
+  // A pulled row: the sender's token `row` (and smooth row), quantized here as the sender would have.
+  void AppendPulled(const uint8_t* slot, kernels::Half type, int64_t hidden, const uint8_t* row, const float* smooth) {
+    if (quant_) {
+      scales_[rows_] = kernels::DynamicQuantRow(type, reinterpret_cast<const uint16_t*>(row), smooth, hidden,
+                                                reinterpret_cast<int8_t*>(Row(rows_)));
+    } else {
+      std::memcpy(Row(rows_), row, layout_.dispatch_token_bytes);
+    }
+    AppendTriple(slot);
+  }
+  int64_t rows() const { return rows_; }
+  uint8_t* Row(int64_t i) const { return expand_x_ + i * layout_.dispatch_token_bytes; }
+  const float* Scale(int64_t i) const { return scales_ + i; }
+  const int32_t* Triple(int64_t i) const { return assist_ + 3 * i; }
+
+ private:
+  void AppendTriple(const uint8_t* slot) {
     std::memcpy(assist_ + 3 * rows_, slot + layout_.dispatch_triple_offset, 3 * sizeof(int32_t));
     ++rows_;
   }
-  int64_t rows() const { return rows_; }
 
- private:
   const WindowLayout& layout_;
   bool quant_;
   uint8_t* expand_x_;
@@ -110,20 +134,57 @@ CallSlot NextDispatchCall(const Window& w, OpState& state) {
   return NextCall(w, state, state.dispatch_calls, plan::kDispatchFlagBase, plan::kMaxDispatchFlags);
 }
 
+// The ranks this rank sends at least one row to.
+std::vector<int> Destinations(const MoeConfig& c, const plan::RoutingPlan& plan) {
+  std::vector<uint8_t> receives(c.ep_world_size, 0);
+  for (const plan::RoutedPair& p : plan.pairs) receives[c.ExpertRank(p.expert)] = 1;
+  if (!plan.valid_tokens.empty()) {
+    for (int64_t i = 0; i < c.shared_expert_num; ++i) receives[c.SharedRank(i, c.ep_rank)] = 1;
+  }
+  std::vector<int> ranks;
+  for (int r = 0; r < static_cast<int>(c.ep_world_size); ++r) {
+    if (receives[r]) ranks.push_back(r);
+  }
+  return ranks;
+}
+
+// Per rank: whether it pulls this rank's rows (then it has been told where x, and any smooth scales, are).
+std::vector<uint8_t> AnnouncePulls(const MoeConfig& c, const WindowLayout& layout, const plan::DispatchTensors& t,
+                                   const plan::RoutingPlan& plan, const std::vector<int>& destinations, Window& ep,
+                                   const CallSlot& call, uint64_t min_bytes) {
+  const uint64_t rows = plan.pairs.size() + c.shared_expert_num * plan.valid_tokens.size();
+  const uint64_t sent_bytes = rows * layout.dispatch_token_bytes;
+  const std::optional<pull::Rows> x = pull::RowsOf(t.x);
+  const bool smoothed = c.quant_mode == 2 && t.scales.present();
+  const std::optional<pull::Rows> smooth = smoothed ? pull::RowsOf(t.scales) : std::nullopt;
+  const std::vector<uint64_t> x_tokens = pull::Expose(ep, x, sent_bytes, min_bytes);
+  const std::vector<uint64_t> smooth_tokens = pull::Expose(ep, smooth, smoothed ? sent_bytes : 0, min_bytes);
+  std::vector<uint8_t> pulled(c.ep_world_size, 0);
+  const pull::CallFlags flags(plan::kDispatchPullFlagBase, call);
+  for (int dst : destinations) {
+    if (x_tokens[dst] == 0 || (smoothed && smooth_tokens[dst] == 0)) continue;
+    pull::Announce(ep, flags, dst, x_tokens[dst], *x, smoothed ? smooth_tokens[dst] : 0, smooth.value_or(pull::Rows{}));
+    pulled[dst] = 1;
+  }
+  return pulled;
+}
+
 void SendToExperts(const MoeConfig& c, const WindowLayout& layout, const plan::RoutingPlan& plan, SlotWriter& writer,
-                   Window& ep, const CallSlot& call) {
+                   Window& ep, const CallSlot& call, const std::vector<uint8_t>& pulled) {
   const int64_t l = c.local_expert_num();
   for (const plan::RoutedPair& p : plan.pairs) {
     const int32_t triple[3] = {static_cast<int32_t>(c.ep_rank), p.token, p.k};
     const uint64_t offset = call.half_offset + layout.DispatchSlotOffset(c.ep_rank * l + p.expert % l, p.slot);
-    writer.Send(ep, static_cast<int>(c.ExpertRank(p.expert)), offset, p.token, c.shared_expert_num + p.expert, triple);
+    const int dst = static_cast<int>(c.ExpertRank(p.expert));
+    writer.Send(ep, dst, offset, p.token, c.shared_expert_num + p.expert, triple, pulled[dst]);
   }
   for (int64_t i = 0; i < c.shared_expert_num; ++i) {
     const int dst = static_cast<int>(c.SharedRank(i, c.ep_rank));
     for (size_t slot = 0; slot < plan.valid_tokens.size(); ++slot) {
       const int32_t token = plan.valid_tokens[slot];
       const int32_t triple[3] = {static_cast<int32_t>(c.ep_rank), token, static_cast<int32_t>(c.top_k + i)};
-      writer.Send(ep, dst, call.half_offset + layout.DispatchSlotOffset(c.ep_rank, slot), token, i, triple);
+      writer.Send(ep, dst, call.half_offset + layout.DispatchSlotOffset(c.ep_rank, slot), token, i, triple,
+                  pulled[dst]);
     }
   }
 }
@@ -199,10 +260,49 @@ void AnnounceCounts(const MoeConfig& c, const plan::RoutingPlan& plan, Window& e
   }
 }
 
-// Waits for every source's count, then copies slots out in status order; returns the slot offsets used
-// (for the TP all-gather) and fills epRecvCounts[0, entries).
-std::vector<uint64_t> ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, Window& ep, const CallSlot& call,
-                                       const Link& ctx, RowSink& sink, int32_t* recv_counts) {
+// The smooth-scale row a source quantized rows for this rank with: shared expert i on a shared rank,
+// n_s + the expert on a MoE rank (as SendToExperts chose it).
+int64_t SmoothRowHere(const MoeConfig& c, int64_t e_local) {
+  return c.is_shared_rank()
+             ? c.ep_rank / c.shared_replicas()
+             : c.shared_expert_num + (c.ep_rank - c.shared_expert_rank_num) * c.local_expert_num() + e_local;
+}
+
+// Where a source's pulled rows are: its x and (quantizing with smooth scales) its scales.
+struct PulledSource {
+  pull::Rows x, smooth;
+};
+
+// Reads the pull announcement of every source that sends rows here (nullopt: it pushed them).
+std::vector<std::optional<PulledSource>> PulledSources(const MoeConfig& c, const plan::DispatchTensors& t,
+                                                       const Window& ep, const CallSlot& call,
+                                                       const std::vector<uint64_t>& counts_by_source) {
+  const pull::CallFlags flags(plan::kDispatchPullFlagBase, call);
+  const uint64_t row_bytes = c.hidden * DTypeSize(t.x.dtype);
+  const bool smoothed = c.quant_mode == 2 && t.scales.present();
+  std::vector<std::optional<PulledSource>> sources(c.ep_world_size);
+  for (int src = 0; src < static_cast<int>(c.ep_world_size); ++src) {
+    if (counts_by_source[src] == 0) continue;
+    const std::optional<pull::Rows> x = pull::Announced(ep, flags, src, row_bytes);
+    if (!x) continue;
+    PulledSource source{*x, {}};
+    if (smoothed) source.smooth = *pull::Announced(ep, flags, src, c.hidden * sizeof(float), /*second=*/true);
+    sources[src] = source;
+  }
+  return sources;
+}
+
+[[noreturn]] void BadPulledRow(int src, const std::string& what, uint64_t value, uint64_t limit) {
+  throw Error(ErrorCode::kInternal, "MoeDistributeDispatch: rank " + std::to_string(src) + " sent a row whose " + what +
+                                        " = " + std::to_string(value) + " is outside the " + std::to_string(limit) +
+                                        " it announced; the ranks disagree about the layout");
+}
+
+// Waits for every source's count, then copies rows out in status order, from the window's slots or (pulled)
+// straight from the source's x; fills epRecvCounts[0, entries) and returns the sources it pulled from.
+std::vector<int> ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, const plan::DispatchTensors& t,
+                                  Window& ep, const CallSlot& call, const Link& ctx, RowSink& sink,
+                                  int32_t* recv_counts) {
   const int64_t e = c.ep_world_size, l = c.local_expert_num();
   const int64_t entries = c.receive_entries();
   std::vector<uint64_t> indices(entries);
@@ -223,30 +323,59 @@ std::vector<uint64_t> ReceiveFromGroup(const MoeConfig& c, const WindowLayout& l
     total += count;
   }
   sink.Reserve(total, "the EP group");
+  std::vector<uint64_t> counts_by_source(e, 0);
+  for (int64_t entry = 0; entry < entries; ++entry) {
+    counts_by_source[entry % e] += transport::FlagCount(ep.ReadFlag(call.flag_base + entry));
+  }
+  const std::vector<std::optional<PulledSource>> pulled = PulledSources(c, t, ep, call, counts_by_source);
 
-  std::vector<uint64_t> slot_offsets;
+  const kernels::Half type = HalfOf(c.x_dtype);
   for (int64_t entry = 0; entry < entries; ++entry) {
     const int64_t src = entry % e, e_local = entry / e;
     const int64_t block = c.is_shared_rank() ? src : src * l + e_local;
     const uint32_t count = transport::FlagCount(ep.ReadFlag(call.flag_base + entry));
+    const int64_t smooth_row = SmoothRowHere(c, e_local);
     for (uint32_t s = 0; s < count; ++s) {
-      const uint64_t offset = call.half_offset + layout.DispatchSlotOffset(block, s);
-      sink.Append(ep.LocalData() + offset);
-      slot_offsets.push_back(offset);
+      const uint8_t* slot = ep.LocalData() + call.half_offset + layout.DispatchSlotOffset(block, s);
+      if (!pulled[src]) {
+        sink.Append(slot);
+        continue;
+      }
+      const PulledSource& source = *pulled[src];
+      int32_t token = 0;
+      std::memcpy(&token, slot + layout.dispatch_triple_offset + sizeof(int32_t), sizeof token);
+      if (token < 0 || static_cast<uint64_t>(token) >= source.x.count) {
+        BadPulledRow(static_cast<int>(src), "token index", static_cast<uint64_t>(token), source.x.count);
+      }
+      const float* smooth = nullptr;
+      if (source.smooth.base) {
+        if (static_cast<uint64_t>(smooth_row) >= source.smooth.count) {
+          BadPulledRow(static_cast<int>(src), "smooth-scale row", smooth_row, source.smooth.count);
+        }
+        smooth = reinterpret_cast<const float*>(source.smooth.Row(smooth_row));
+      }
+      sink.AppendPulled(slot, type, c.hidden, source.x.Row(token), smooth);
     }
     recv_counts[entry] = static_cast<int32_t>(sink.rows());
   }
-  return slot_offsets;
+  std::vector<int> pulled_from;
+  for (int src = 0; src < static_cast<int>(e); ++src) {
+    if (pulled[src]) pulled_from.push_back(src);
+  }
+  return pulled_from;
 }
 
-// docs/semantics.md 2.7: rows, scales and triples go to the TP peer; the peer's rows are appended after ours.
-void AllGatherWithTpPeer(const WindowLayout& layout, Window& ep, Window& tp, const std::vector<uint64_t>& own_slots,
-                         const Link& ctx, RowSink& sink, int32_t* recv_counts, int64_t entries) {
+// docs/semantics.md 2.7: rows, scales and triples go to the TP peer (from the outputs, where they are
+// whichever path brought them); the peer's rows are appended after ours.
+void AllGatherWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window& tp, const Link& ctx, RowSink& sink,
+                         int32_t* recv_counts, int64_t entries) {
   const CallSlot call = NextDispatchCall(tp, *ctx.tp_state);
   const int peer = 1 - tp.rank();
-  const uint64_t slot_bytes = layout.dispatch_triple_offset + 3 * sizeof(int32_t);
-  for (size_t i = 0; i < own_slots.size(); ++i) {
-    tp.Put(peer, call.half_offset + i * layout.dispatch_slot_bytes, ep.LocalData() + own_slots[i], slot_bytes);
+  for (int64_t i = 0; i < sink.rows(); ++i) {
+    const uint64_t slot = call.half_offset + i * layout.dispatch_slot_bytes;
+    tp.Put(peer, slot, sink.Row(i), layout.dispatch_token_bytes);
+    if (c.quant_mode == 2) tp.Put(peer, slot + layout.dispatch_scale_offset, sink.Scale(i), sizeof(float));
+    tp.Put(peer, slot + layout.dispatch_triple_offset, sink.Triple(i), 3 * sizeof(int32_t));
   }
   for (int64_t entry = 0; entry < entries; ++entry) {
     tp.Signal(peer, call.flag_base + entry, MakeFlag(call.epoch, static_cast<uint32_t>(recv_counts[entry])));
@@ -297,23 +426,34 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
   Window& ep = ctx.ep;
   const CallSlot call = NextDispatchCall(ep, ctx.ep_state);
   AnnounceAttributes(c, ep, call);
+  const std::vector<int> destinations = Destinations(c, plan);
+  const std::vector<uint8_t> pulled = AnnouncePulls(c, layout, t, plan, destinations, ep, call, ctx.pull_min_bytes);
   SlotWriter writer(c, layout, t);
-  SendToExperts(c, layout, plan, writer, ep, call);
+  SendToExperts(c, layout, plan, writer, ep, call, pulled);
   AnnounceCounts(c, plan, ep, call);
   CheckPeersAgree(c, ep, call, ctx);
 
   RowSink sink(c, layout, t);
   auto* recv_counts = static_cast<int32_t*>(t.ep_recv_counts.data);
-  const std::vector<uint64_t> own_slots = ReceiveFromGroup(c, layout, ep, call, ctx, sink, recv_counts);
+  const pull::CallFlags pull_flags(plan::kDispatchPullFlagBase, call);
+  for (int src : ReceiveFromGroup(c, layout, t, ep, call, ctx, sink, recv_counts)) {
+    pull::SignalDone(ep, pull_flags, src);
+  }
   const int64_t own_rows = sink.rows();
   if (c.has_tp()) {
     const int64_t entries = c.receive_entries();
-    AllGatherWithTpPeer(layout, ep, *ctx.tp, own_slots, ctx, sink, recv_counts, entries);
+    AllGatherWithTpPeer(c, layout, *ctx.tp, ctx, sink, recv_counts, entries);
     auto* tp_counts = static_cast<int32_t*>(t.tp_recv_counts.data);
     tp_counts[c.tp_rank] = static_cast<int32_t>(own_rows);
     tp_counts[1 - c.tp_rank] = static_cast<int32_t>(sink.rows() - own_rows);
   }
   WriteExpertTokenNums(c, recv_counts, sink.rows(), static_cast<int64_t*>(t.expert_token_nums.data));
+  // The caller may overwrite x once this returns: not before every rank reading it in place is done.
+  std::vector<int> readers;
+  for (int dst : destinations) {
+    if (pulled[dst]) readers.push_back(dst);
+  }
+  pull::WaitDone(ep, pull_flags, readers, ctx.deadline, "MoeDistributeDispatch");
 }
 
 }  // namespace moe_ep::ops::protocol

@@ -19,6 +19,7 @@ struct Link {
   transport::Window* tp = nullptr;  // the TP pair's window when tp_world_size == 2
   OpState* tp_state = nullptr;
   transport::Clock::time_point deadline;  // every wait of the call ends by then
+  uint64_t pull_min_bytes = UINT64_MAX;   // Communicator::pull_min_bytes
 };
 
 /// Collective over link.ep (and link.tp): docs/semantics.md 2 / 5.2.

@@ -16,7 +16,12 @@ inline constexpr uint64_t kMaxCombineFlags = uint64_t{1} << 22;   // per parity:
 inline constexpr uint64_t kMaxSyncFlags = uint64_t{1} << 16;      // one per rank (barrier, reset sync)
 inline constexpr uint64_t kDispatchFlagBase = 0;
 inline constexpr uint64_t kCombineFlagBase = 2 * kMaxDispatchFlags;
-inline constexpr uint64_t kSyncFlagBase = kCombineFlagBase + 2 * kMaxCombineFlags;
+// The pull data path's flags (ops/pull.h): per parity, kPullFields per rank, dispatch's then combine's.
+inline constexpr uint64_t kPullFields = 16;
+inline constexpr uint64_t kMaxPullFlags = kPullFields * kMaxSyncFlags;  // per parity
+inline constexpr uint64_t kDispatchPullFlagBase = kCombineFlagBase + 2 * kMaxCombineFlags;
+inline constexpr uint64_t kCombinePullFlagBase = kDispatchPullFlagBase + 2 * kMaxPullFlags;
+inline constexpr uint64_t kSyncFlagBase = kCombinePullFlagBase + 2 * kMaxPullFlags;
 inline constexpr uint64_t kAgreeFlagBase = kSyncFlagBase + kMaxSyncFlags;   // per parity, one per rank
 inline constexpr uint64_t kFlagCount = kAgreeFlagBase + 2 * kMaxSyncFlags;  // the transport's flags follow
 // BufferReset clears flags [0, kSyncFlagBase): the sync flags survive so a reset can itself sync.

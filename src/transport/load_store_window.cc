@@ -49,10 +49,11 @@ uint64_t FlagAreaBytes(uint64_t flag_count, int size) {
 }
 
 LoadStoreWindow::LoadStoreWindow(int rank, std::vector<RankRegion> regions, uint64_t data_bytes, uint64_t flag_count,
-                                 std::string name, std::shared_ptr<void> keepalive)
+                                 std::string name, std::shared_ptr<void> keepalive, bool one_address_space)
     : Window(rank, static_cast<int>(regions.size()), data_bytes, flag_count, std::move(name)),
       regions_(std::move(regions)),
-      keepalive_(std::move(keepalive)) {}
+      keepalive_(std::move(keepalive)),
+      one_address_space_(one_address_space) {}
 
 void LoadStoreWindow::Put(int peer, uint64_t offset, const void* src, uint64_t bytes) {
   CheckPeer(peer, "put");
@@ -72,6 +73,18 @@ void LoadStoreWindow::Signal(int peer, uint64_t index, uint64_t value) {
                                           "'s window");
   }
   FlagRef(regions_[peer].flags, index).store(value, std::memory_order_release);
+}
+
+uint64_t LoadStoreWindow::Expose(int peer, const void* p, uint64_t bytes) const {
+  CheckPeer(peer, "expose");
+  (void)bytes;
+  return one_address_space_ ? reinterpret_cast<uintptr_t>(p) : 0;
+}
+
+const uint8_t* LoadStoreWindow::Resolve(int peer, uint64_t token, uint64_t bytes) const {
+  CheckPeer(peer, "resolve");
+  (void)bytes;
+  return one_address_space_ ? reinterpret_cast<const uint8_t*>(static_cast<uintptr_t>(token)) : nullptr;
 }
 
 uint64_t LoadStoreWindow::ReadFlag(uint64_t index) const {

@@ -1,5 +1,6 @@
 // A Window over memory every rank can load from and store to directly (threads of one process, or
-// processes that map the same shared memory): Put is a memcpy, Signal a release store.
+// processes that map the same shared memory): Put is a memcpy, Signal a release store; ranks that share
+// an address space expose any memory to each other by its address.
 #pragma once
 
 #include <atomic>
@@ -19,13 +20,16 @@ struct RankRegion {
 
 class LoadStoreWindow : public Window {
  public:
-  /// `regions[r]` is rank r's region as mapped in this process; `keepalive` owns the mappings.
+  /// `regions[r]` is rank r's region as mapped in this process; `keepalive` owns the mappings. With
+  /// `one_address_space` (the ranks are threads of one process) every address is peer-visible.
   LoadStoreWindow(int rank, std::vector<RankRegion> regions, uint64_t data_bytes, uint64_t flag_count, std::string name,
-                  std::shared_ptr<void> keepalive);
+                  std::shared_ptr<void> keepalive, bool one_address_space = false);
 
   void Put(int peer, uint64_t offset, const void* src, uint64_t bytes) override;
   void Signal(int peer, uint64_t index, uint64_t value) override;
   uint64_t ReadFlag(uint64_t index) const override;
+  uint64_t Expose(int peer, const void* p, uint64_t bytes) const override;
+  const uint8_t* Resolve(int peer, uint64_t token, uint64_t bytes) const override;
   const uint8_t* LocalData() const override { return regions_[rank()].data; }
   void ClearLocal(uint64_t cleared_flags) override;
 
@@ -33,6 +37,7 @@ class LoadStoreWindow : public Window {
   void CheckPeer(int peer, const char* what) const;  // throws Error for a rank outside the group
   std::vector<RankRegion> regions_;
   std::shared_ptr<void> keepalive_;
+  bool one_address_space_;
 };
 
 /// Bytes of the flag area every region of a `size`-rank window carries: the user's `flag_count` flags

@@ -27,6 +27,12 @@ class RemappedWindow : public Window {
     return inner_.Row(offset, bytes, tag);
   }
   void Signal(int peer, uint64_t index, uint64_t value) override { inner_.Signal(physical_[peer], index, value); }
+  uint64_t Expose(int peer, const void* p, uint64_t bytes) const override {
+    return inner_.Expose(physical_[peer], p, bytes);
+  }
+  const uint8_t* Resolve(int peer, uint64_t token, uint64_t bytes) const override {
+    return inner_.Resolve(physical_[peer], token, bytes);
+  }
   uint64_t ReadFlag(uint64_t index) const override { return inner_.ReadFlag(index); }
   const uint8_t* LocalData() const override { return inner_.LocalData(); }
   void ClearLocal(uint64_t cleared_flags) override { inner_.ClearLocal(cleared_flags); }

@@ -46,6 +46,19 @@ class Window {
     (void)bytes, (void)tag;
     return LocalData() + offset;
   }
+  /// Peer-visible memory, for the pull data path: a nonzero token from which `peer` can find [p, p + bytes)
+  /// with Resolve when it can read those bytes in place (ranks that share an address space), else 0 (the
+  /// bytes must travel by Put). Reading them is the peer's business: the caller keeps them unchanged until
+  /// the peer says it is done.
+  virtual uint64_t Expose(int peer, const void* p, uint64_t bytes) const {
+    (void)peer, (void)p, (void)bytes;
+    return 0;
+  }
+  /// Where the `bytes` that `peer` exposed to this rank under `token` are in this process.
+  virtual const uint8_t* Resolve(int peer, uint64_t token, uint64_t bytes) const {
+    (void)peer, (void)token, (void)bytes;
+    return nullptr;
+  }
   /// Reads local flag `index` (acquire: data put before the flag is visible after reading it).
   virtual uint64_t ReadFlag(uint64_t index) const = 0;
   /// The local data area (what peers Put to this rank).

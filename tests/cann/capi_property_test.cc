@@ -11,6 +11,7 @@
 #include <random>
 
 #include "cann/capi_support.h"
+#include "support/scoped_env.h"
 #include "support/test_seed.h"
 
 namespace moe_ep::capi_testing {
@@ -131,7 +132,11 @@ TEST(CapiProperty, RandomConfigurationsMatchReference) {
       std::mt19937_64 rng(seed);
       Launch launch;
       const CapiCase c = RandomCase(rng, static_cast<Feature>(f), &launch);
-      const std::string what = "case seed " + std::to_string(seed) + " (" + LaunchName(launch) + "): " + Describe(c);
+      // Both data paths, forced (the communicators read MOE_EP_DATA_PATH when they are made, below).
+      const char* data_path = (seed >> 7) % 2 ? "pull" : "push";
+      const moe_ep::testing::ScopedEnv path_env("MOE_EP_DATA_PATH", data_path);
+      const std::string what =
+          "case seed " + std::to_string(seed) + " (" + LaunchName(launch) + ", " + data_path + "): " + Describe(c);
       SCOPED_TRACE(what);
       ScenarioInputs inputs = moe_ep::verify::MakeInputs(c.spec, rng);
       if (c.use_v3) RouteSpecialExperts(c, rng, inputs);

@@ -1,5 +1,6 @@
-// Property tests on in-process ranks, one body per test run on every transport: thread groups, and
-// shared-memory groups whose ranks are threads of this process (tools/verify's GroupMaker). Random
+// Property tests on in-process ranks, one body per test run on every transport and data path: thread
+// groups pushing and pulling rows, and shared-memory groups whose ranks are threads of this process
+// (tools/verify's GroupMaker). Random
 // configurations (E 2..32, K 1..16, odd H, Bs 1..512, shared experts, both masks, unequal Bs, TP 2,
 // both quant modes, both token-count types, strided inputs), every output element bit-identical to the
 // reference, untouched rows still poisoned; and 1,000 consecutive rounds with fresh routing.
@@ -27,12 +28,17 @@ constexpr int kScale = 1;
 struct Transport {
   const char* name;
   GroupMaker (*groups)();
-  int share;      // runs 1/share of the thread transport's sweeps (joins cost more than thread groups)
+  DataPath data_path;
+  int share;      // runs 1/share of the sweeps (shm joins cost more; the thread paths split the sweeps)
   uint64_t salt;  // configurations of its own: seeds differ from the other transports'
 };
 void PrintTo(const Transport& t, std::ostream* os) { *os << t.name; }
 
-std::vector<Transport> Transports() { return {{"thread", ThreadGroupMaker, 1, 0}, {"shm", ShmGroupMaker, 2, 100}}; }
+std::vector<Transport> Transports() {
+  return {{"thread_push", ThreadGroupMaker, DataPath::kPush, 2, 0},
+          {"thread_pull", ThreadGroupMaker, DataPath::kPull, 2, 200},
+          {"shm", ShmGroupMaker, DataPath::kAuto, 2, 100}};
+}
 
 class Property : public ::testing::TestWithParam<Transport> {
  protected:
@@ -44,6 +50,7 @@ class Property : public ::testing::TestWithParam<Transport> {
     options.rounds = rounds;
     options.seed = seed;
     options.groups = GetParam().groups();
+    options.data_path = GetParam().data_path;
     // A lost rank (or a failed join) fails the test after a minute instead of the default 5 (sanitizers: 5).
     options.timeout = std::chrono::minutes(kScale == 1 ? 1 : 5);
     return options;

@@ -14,6 +14,9 @@
 //   RowsShowTheirOwnPutNeverAnEarlierOne  3 rounds of 12 rows at the same offsets (PutRow, half left unread;
 //                                    plain Put; both alternating): Row shows each round's bytes, never an earlier
 //                                    row's.
+//   ExposedBytesResolveInPlace       a random buffer exposed to the next rank of a ring (its token sent in two
+//                                    flags): a nonzero token resolves to the same bytes there, and to later
+//                                    writes of the owner; a transport without peer-visible memory gives 0.
 //   WaitFlagsAcceptsOnlyTheAwaitedEpoch  zero, neighbouring, far and count==epoch words never satisfy a wait.
 //   ClearLocalZeroesDataAndTheFirstFlagsOnly  cleared_flags 0, 1, 511/512/513 (the page edge), F-1, F, F+7,
 //                                    2^64-1 and a random one: data and flags [0, N) zero, later user flags and
@@ -204,6 +207,11 @@ class Mutant : public tr::Window {
   using ProgressResult = decltype(std::declval<const tr::Window&>().Progress());
   ProgressResult Progress() const override { return inner_->Progress(); }
   void Flush() const override { inner_->Flush(); }
+  uint64_t Expose(int peer, const void* p, uint64_t bytes) const override { return inner_->Expose(peer, p, bytes); }
+  const uint8_t* Resolve(int peer, uint64_t token, uint64_t bytes) const override {
+    const uint8_t* p = inner_->Resolve(peer, token, bytes);
+    return fault_ == "resolve_shifted" && p ? p + 1 : p;  // one byte off
+  }
   void EndOperation(uint64_t sequence) override { inner_->EndOperation(sequence); }
   void Drain(tr::Clock::time_point deadline, const char* op, std::span<const int> gone) override {
     inner_->Drain(deadline, op, gone);
@@ -499,6 +507,49 @@ TEST_P(Conformance, RowsShowTheirOwnPutNeverAnEarlierOne) {
       tr::WaitFlag(win, kAck, epoch, Within(MustArriveWithin()), next, "conformance", "an acknowledgement");
     });
   }
+}
+
+TEST_P(Conformance, ExposedBytesResolveInPlace) {
+  const int n = 4;
+  const uint64_t seed = Seed(11);
+  constexpr uint64_t kLow = 0, kHigh = 1, kRead = 2, kWritten = 3, kDone = 4;
+  const uint32_t epoch = static_cast<uint32_t>(tr::EpochOf(0));
+  Windows w = Open(n, 4096, 8);
+  RunRanks(w, [&](tr::Window& win) {
+    const int r = win.rank(), next = (r + 1) % n, prev = (r + n - 1) % n;
+    const auto bytes_of = [&](int owner, int version) {  // the same length in every version
+      return RandomBytes(SeedOf(seed, owner, version), 1 + SeedOf(seed, owner) % 100000);
+    };
+    std::vector<uint8_t> mine = bytes_of(r, 0);
+    const uint64_t token = win.Expose(next, mine.data(), mine.size());
+    win.Signal(next, kLow, tr::MakeFlag(epoch, static_cast<uint32_t>(token)));
+    win.Signal(next, kHigh, tr::MakeFlag(epoch, static_cast<uint32_t>(token >> 32)));
+    tr::WaitFlag(win, kLow, epoch, Within(MustArriveWithin()), prev, "conformance", "the token");
+    const uint64_t theirs = uint64_t{tr::FlagCount(tr::WaitFlag(win, kHigh, epoch, Within(MustArriveWithin()), prev,
+                                                                "conformance", "the token"))}
+                                << 32 |
+                            tr::FlagCount(win.ReadFlag(kLow));
+    const std::vector<uint8_t> expected = bytes_of(prev, 0);
+    if (theirs != 0) {
+      const uint8_t* p = win.Resolve(prev, theirs, expected.size());
+      ASSERT_NE(p, nullptr) << "rank " << r << ": a nonzero token from rank " << prev << " resolves to nothing";
+      EXPECT_EQ(FirstDifference(p, expected, 0), "") << "rank " << r << " reading rank " << prev << "'s bytes";
+    }
+    // The owner writes new bytes in place (no Put, no Signal ordering them): the reader sees them once told.
+    win.Signal(prev, kRead, tr::MakeFlag(epoch, 0));
+    tr::WaitFlag(win, kRead, epoch, Within(MustArriveWithin()), next, "conformance", "the first read");
+    const std::vector<uint8_t> rewrite = bytes_of(r, 1);  // as long as the first version
+    std::copy(rewrite.begin(), rewrite.end(), mine.begin());
+    win.Signal(next, kWritten, tr::MakeFlag(epoch, 0));
+    tr::WaitFlag(win, kWritten, epoch, Within(MustArriveWithin()), prev, "conformance", "the rewrite");
+    if (theirs != 0) {
+      EXPECT_EQ(FirstDifference(win.Resolve(prev, theirs, expected.size()), bytes_of(prev, 1), 0), "")
+          << "rank " << r << " rereading rank " << prev << "'s bytes";
+    }
+    win.Signal(prev, kDone, tr::MakeFlag(epoch, 0));  // the owner may free its buffer now
+    tr::WaitFlag(win, kDone, epoch, Within(MustArriveWithin()), next, "conformance", "the reader's end");
+    win.Drain(Within(MustArriveWithin()), "conformance", {});
+  });
 }
 
 TEST_P(Conformance, WaitFlagsAcceptsOnlyTheAwaitedEpoch) {

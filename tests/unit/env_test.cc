@@ -1,7 +1,7 @@
 // The environment reader (src/base/env.h) and the variables it serves: every MOE_EP_* / HCCL_* value is
 // range-checked, a bad one is an error naming the variable, and MOE_EP_ISA selects the kernels.
 //   EnvInteger.*   defaults, ranges, malformed and huge values
-//   EnvVariables.* each named variable's default, unit and bounds
+//   EnvVariables.* each named variable's default, unit and bounds (MOE_EP_DATA_PATH: its three names)
 //   EnvIsa.*       MOE_EP_ISA picks the kernels (in a fresh process), and a bad name is a clear error
 #include "base/env.h"
 
@@ -13,23 +13,12 @@
 
 #include "kernels/kernels.h"
 #include "moe_ep/error.h"
+#include "support/scoped_env.h"
 
 namespace moe_ep {
 namespace {
 
-// Sets `name` to `value` for one scope (nullptr: unset), restoring what was there.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    value ? setenv(name, value, 1) : unsetenv(name);
-  }
-  ~ScopedEnv() { old_.empty() ? unsetenv(name_) : setenv(name_, old_.c_str(), 1); }
-
- private:
-  const char* name_;
-  std::string old_;
-};
+using testing::ScopedEnv;
 
 // The message of the Error `body` throws, or "" when it throws none.
 template <typename Body>
@@ -81,6 +70,25 @@ TEST(EnvVariables, DefaultsAndUnits) {
   ScopedEnv g("HCCL_EXEC_TIMEOUT", "7"), h("HCCL_BUFFSIZE", "3");
   EXPECT_EQ(env::HcclOperationTimeout(), std::chrono::milliseconds(7000));
   EXPECT_EQ(env::HcclWindowBytes(), uint64_t{3} << 20);
+}
+
+TEST(EnvVariables, DataPathIsPushPullOrAuto) {
+  const std::pair<const char*, DataPath> values[] = {{nullptr, DataPath::kAuto},
+                                                     {"", DataPath::kAuto},
+                                                     {"auto", DataPath::kAuto},
+                                                     {"push", DataPath::kPush},
+                                                     {"pull", DataPath::kPull}};
+  for (const auto& [text, path] : values) {
+    ScopedEnv set("MOE_EP_DATA_PATH", text);
+    EXPECT_EQ(env::DataPathChoice(), path) << (text ? text : "(unset)");
+  }
+  for (const char* text : {"PULL", "pulled", " push", "1"}) {
+    ScopedEnv set("MOE_EP_DATA_PATH", text);
+    const std::string message = ErrorOf([] { env::DataPathChoice(); });
+    EXPECT_NE(message.find("MOE_EP_DATA_PATH"), std::string::npos) << text << ": " << message;
+    EXPECT_NE(message.find(std::string("'") + text + "'"), std::string::npos) << message;
+    EXPECT_NE(message.find("'push', 'pull' or 'auto'"), std::string::npos) << message;
+  }
 }
 
 // Values so large that the byte or clock arithmetic behind them would wrap are refused, not clamped.

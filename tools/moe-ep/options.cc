@@ -363,7 +363,8 @@ run rules, all checked before any input is made (E = --ranks, S = --shared-exper
   (K + shared)) bytes, stays <= )" +
           std::to_string(kMaxJobBytes >> 30) + R"( GiB (a MoE rank's receive rows: --bs x E x min(L, K))
 
-environment: MOE_EP_TIMEOUT_MS, MOE_EP_WINDOW_MB, MOE_EP_ISA, MOE_EP_HOSTS_RELAY (see include/moe_ep/options.h)
+environment: MOE_EP_TIMEOUT_MS, MOE_EP_WINDOW_MB, MOE_EP_ISA, MOE_EP_DATA_PATH, MOE_EP_HOSTS_RELAY (see
+include/moe_ep/options.h)
 exit status: 0 verified, 1 mismatch or error, 2 bad usage (one line on stderr naming the flag and the rule)
 )";
   return text;

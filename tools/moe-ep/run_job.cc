@@ -8,9 +8,11 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "base/env.h"
 #include "kernels/kernels.h"
 #include "moe-ep/rank_job.h"
 #include "moe_ep/ops.h"
@@ -100,6 +102,33 @@ Timings Measure(const JobOptions& o, const ScenarioSpec& s, const ScenarioInputs
   return t;
 }
 
+// How many of the ranks, each sending `sent_bytes[r]` of rows in a call, pull them rather than push.
+int PullingRanks(const std::vector<uint64_t>& sent_bytes) {
+  const DataPath path = env::DataPathChoice();
+  if (path != DataPath::kAuto) return path == DataPath::kPull ? static_cast<int>(sent_bytes.size()) : 0;
+  return static_cast<int>(
+      std::count_if(sent_bytes.begin(), sent_bytes.end(), [](uint64_t bytes) { return bytes >= kPullMinBytes; }));
+}
+
+// Which data path each operation takes on how many ranks, and why.
+void PrintDataPath(const JobOptions& o, const ScenarioSpec& s, const std::vector<moe_ref::DispatchOut>& expected) {
+  std::vector<uint64_t> dispatch_sent, combine_sent;
+  const uint64_t shared = o.shared_expert_ranks > 0 ? 1 : 0;
+  for (const auto& rank : expected) {
+    dispatch_sent.push_back(o.bs * (o.top_k + shared) * (o.quant_int8 ? o.hidden : 2 * o.hidden));
+    const uint64_t h = s.config.hidden;  // a combine row as it travels (commQuantMode 2: int8 + half scales)
+    combine_sent.push_back(rank.rows * (o.comm_quant_int8 ? (h + 31) / 32 * 32 + 2 * ((h + 7) / 8) : 2 * h));
+  }
+  const char* chosen = env::DataPathChoice() == DataPath::kAuto ? "auto, by size: a rank pulls from " : "forced by ";
+  std::printf(
+      "  data path: dispatch pulls on %d of %d ranks, combine on %d (%s%s)\n", PullingRanks(dispatch_sent), o.ranks,
+      PullingRanks(combine_sent), chosen,
+      env::DataPathChoice() == DataPath::kAuto
+          ? (std::to_string(kPullMinBytes >> 10) + " KiB of rows per call; MOE_EP_DATA_PATH=push|pull forces one")
+                .c_str()
+          : "MOE_EP_DATA_PATH");
+}
+
 }  // namespace
 
 int RunJob(const JobOptions& o) {
@@ -122,6 +151,7 @@ int RunJob(const JobOptions& o) {
   std::printf("  verified: dispatch outputs and combine results bit-identical to the reference on every rank\n");
 
   const auto expected = moe_ref::Dispatch(spec.config, inputs.dispatch);
+  PrintDataPath(o, spec, expected);
   const Timings t = Measure(o, spec, inputs, expected);
   std::printf(
       "timings (%d rounds after %d warm-up; slowest rank per round; bytes = rows received x row bytes, "

@@ -83,6 +83,7 @@ struct RunOptions {
   uint64_t seed = 0;                     // for rerouting between rounds
   std::chrono::milliseconds timeout{0};  // the groups' deadline; 0: default
   GroupMaker groups;                     // the transport; empty: ThreadGroupMaker()
+  DataPath data_path = DataPath::kAuto;  // the groups' GroupOptions::data_path
 };
 
 /// One rank's dispatch + combine on its own groups (any transport), outputs poisoned first. `rank` is

@@ -30,6 +30,9 @@ class LaidOutRows {
     view_ = TensorView(storage_.data(), dtype, {rows, h}, {row_stride, col_stride});
   }
   const TensorView& view() const { return view_; }
+  // What a caller may do as soon as the operation that read the rows returned: peers that read them in
+  // place must be done by then.
+  void Overwrite() { std::fill(storage_.begin(), storage_.end(), 0xFFFF); }
 
  private:
   std::vector<uint16_t> storage_;
@@ -138,7 +141,7 @@ RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int 
   r.tp_recv_counts = Poisoned<int32_t>(tp_size);
   const int64_t expand_rows = static_cast<int64_t>(r.expand_x.size()) / (h * (quant ? 1 : 2));
 
-  const LaidOutRows x(d.x, d.bs, h, HalfDType(c), s.layout);
+  LaidOutRows x(d.x, d.bs, h, HalfDType(c), s.layout);
   DispatchOptions options;
   options.experts = experts;
   options.quant = quant ? Quant::kDynamicInt8 : Quant::kNone;
@@ -161,11 +164,12 @@ RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int 
       TensorView(r.tp_recv_counts.data(), DType::kInt32, {tp_size})};
   const DispatchHandle handle =
       DispatchInto(ep, x.view(), TensorView(d.expert_ids.data(), DType::kInt32, {d.bs, c.top_k}), options, outs, tp);
+  x.Overwrite();
 
   // Expert outputs: the reference's rows, in a buffer of tp*A rows (rows past them hold junk).
   std::vector<uint16_t> expert_out = Poisoned<uint16_t>(tp_size * a * h);
   std::copy(m.expert_out.begin(), m.expert_out.end(), expert_out.begin());
-  const LaidOutRows expert_view(expert_out, tp_size * a, h, HalfDType(c), s.layout);
+  LaidOutRows expert_view(expert_out, tp_size * a, h, HalfDType(c), s.layout);
   const TensorView scales(m.expert_scales.data(), DType::kFloat32, {d.bs, c.top_k});
   CombineOptions combine;
   combine.comm_quant = c.comm_quant_mode == 2 ? Quant::kDynamicInt8 : Quant::kNone;
@@ -190,6 +194,7 @@ RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int 
   } else {
     CombineInto(ep, handle, expert_view.view(), scales, combine, TensorView(r.x.data(), HalfDType(c), {d.bs, h}), tp);
   }
+  expert_view.Overwrite();
   return r;
 }
 
@@ -248,6 +253,7 @@ std::string RunAndCompare(const ScenarioSpec& s, ScenarioInputs& in, const RunOp
   GroupOptions group_options;
   group_options.window_bytes = options.window_bytes;
   group_options.timeout = options.timeout;
+  group_options.data_path = options.data_path;
   const auto join = (options.groups ? options.groups : ThreadGroupMaker())(ep_size, tp_size, group_options);
   std::vector<std::optional<RankGroups>> groups(ranks);
   RunRanks(ranks, [&](int g) { groups[g].emplace(join(g)); });

@@ -52,7 +52,8 @@ std::vector<std::unique_ptr<Window>> CreateThreadWindows(int size, uint64_t data
   auto regions = std::make_shared<ThreadRegions>(size, data_bytes, flag_count);
   std::vector<std::unique_ptr<Window>> windows;
   for (int r = 0; r < size; ++r) {
-    windows.push_back(std::make_unique<LoadStoreWindow>(r, regions->regions(), data_bytes, flag_count, name, regions));
+    windows.push_back(std::make_unique<LoadStoreWindow>(r, regions->regions(), data_bytes, flag_count, name, regions,
+                                                        /*one_address_space=*/true));
   }
   return windows;
 }

@@ -1,0 +1,116 @@
+// The pull data path's announcements (a token, a stride and a row count in 32-bit flag halves) and its
+// done handshake.
+#include "ops/pull.h"
+
+#include <string>
+
+#include "moe_ep/error.h"
+#include "plan/layout.h"
+
+namespace moe_ep::ops::pull {
+namespace {
+
+using transport::FlagCount;
+using transport::FlagEpoch;
+using transport::MakeFlag;
+
+// The flags rank r's announcement takes in a peer's window (and, kDone, the peer's word in r's).
+enum Field : uint64_t {
+  kTokenLow,
+  kTokenHigh,
+  kStride,
+  kCount,
+  kSecondLow,
+  kSecondHigh,
+  kSecondStride,
+  kSecondCount,
+  kDone,
+};
+static_assert(kDone < plan::kPullFields);
+
+uint64_t FlagOf(const CallFlags& flags, int rank, Field field) {
+  return flags.base + static_cast<uint64_t>(rank) * plan::kPullFields + field;
+}
+
+// A stride and a count travel as 32-bit flag payloads.
+bool Fits(const Rows& rows) { return rows.stride <= UINT32_MAX && rows.count <= UINT32_MAX; }
+
+}  // namespace
+
+std::optional<Rows> RowsOf(const TensorView& view) {
+  if (!view.present() || view.dim() != 2 || view.stride(1) != 1 || view.stride(0) < view.shape[1]) return std::nullopt;
+  const uint64_t elem = DTypeSize(view.dtype);
+  return Rows{static_cast<const uint8_t*>(view.data), static_cast<uint64_t>(view.stride(0)) * elem,
+              static_cast<uint64_t>(view.shape[0]), static_cast<uint64_t>(view.shape[1]) * elem};
+}
+
+CallFlags::CallFlags(uint64_t region, const CallSlot& call)
+    : base(region + call.parity * plan::kMaxPullFlags), epoch(call.epoch) {}
+
+std::vector<uint64_t> Expose(const transport::Window& ep, const std::optional<Rows>& rows, uint64_t sent_bytes,
+                             uint64_t min_bytes) {
+  std::vector<uint64_t> tokens(ep.size(), 0);
+  if (!rows || sent_bytes < min_bytes || !Fits(*rows)) return tokens;
+  for (int peer = 0; peer < ep.size(); ++peer) tokens[peer] = ep.Expose(peer, rows->base, rows->span());
+  return tokens;
+}
+
+void Announce(transport::Window& ep, const CallFlags& flags, int peer, uint64_t token, const Rows& rows,
+              uint64_t second_token, const Rows& second) {
+  const int self = ep.rank();
+  const auto put = [&](Field field, uint64_t value) {
+    ep.Signal(peer, FlagOf(flags, self, field), MakeFlag(flags.epoch, static_cast<uint32_t>(value)));
+  };
+  if (second_token != 0) {
+    put(kSecondLow, second_token);
+    put(kSecondHigh, second_token >> 32);
+    put(kSecondStride, second.stride);
+    put(kSecondCount, second.count);
+  }
+  put(kStride, rows.stride);
+  put(kCount, rows.count);
+  put(kTokenHigh, token >> 32);
+  put(kTokenLow, token);  // last: a current kTokenLow means the rest is current too
+}
+
+std::optional<Rows> Announced(const transport::Window& ep, const CallFlags& flags, int sender, uint64_t row_bytes,
+                              bool second) {
+  const auto read = [&](Field field) { return ep.ReadFlag(FlagOf(flags, sender, field)); };
+  if (FlagEpoch(read(kTokenLow)) != flags.epoch) return std::nullopt;
+  const Field low = second ? kSecondLow : kTokenLow, high = second ? kSecondHigh : kTokenHigh;
+  const Field stride = second ? kSecondStride : kStride, count = second ? kSecondCount : kCount;
+  const uint64_t fields[] = {read(low), read(high), read(stride), read(count)};
+  for (uint64_t f : fields) {
+    if (FlagEpoch(f) != flags.epoch) {
+      throw Error(ErrorCode::kInternal, "rank " + std::to_string(sender) + " of " + ep.name() +
+                                            " announced its rows to rank " + std::to_string(ep.rank()) +
+                                            " without saying where its " + (second ? "second tensor" : "rows") +
+                                            " are");
+    }
+  }
+  Rows rows{nullptr, FlagCount(fields[2]), FlagCount(fields[3]), row_bytes};
+  const uint64_t token = uint64_t{FlagCount(fields[1])} << 32 | FlagCount(fields[0]);
+  rows.base = ep.Resolve(sender, token, rows.span());
+  if (rows.base == nullptr) {
+    throw Error(ErrorCode::kInternal, "rank " + std::to_string(sender) + " of " + ep.name() +
+                                          " announced rows that rank " + std::to_string(ep.rank()) +
+                                          " cannot read in place");
+  }
+  return rows;
+}
+
+void SignalDone(transport::Window& ep, const CallFlags& flags, int sender) {
+  ep.Signal(sender, FlagOf(flags, ep.rank(), kDone), MakeFlag(flags.epoch, 1));
+}
+
+void WaitDone(const transport::Window& ep, const CallFlags& flags, std::span<const int> readers,
+              transport::Clock::time_point deadline, const char* op) {
+  std::vector<uint64_t> indices;
+  for (int reader : readers) indices.push_back(FlagOf(flags, reader, kDone));
+  transport::WaitFlags(
+      ep, indices, flags.epoch, deadline,
+      [&](uint64_t index) { return static_cast<int>((index - flags.base) / plan::kPullFields); }, op,
+      "the ranks reading this rank's rows in place to finish");
+}
+
+}  // namespace moe_ep::ops::pull

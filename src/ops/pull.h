@@ -1,0 +1,62 @@
+// The pull data path: a sender announces where the rows it sends to a peer are (a tensor the peer can
+// read in place), the peer copies them from there and then says it is done, and the sender returns
+// only after every such peer did (its caller may overwrite the tensor as soon as the call returns).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "moe_ep/tensor.h"
+#include "ops/op_common.h"
+#include "transport/window.h"
+
+namespace moe_ep::ops::pull {
+
+/// Rows at a uniform stride: row i is [base + i * stride, + row_bytes); `count` rows.
+struct Rows {
+  const uint8_t* base = nullptr;
+  uint64_t stride = 0;
+  uint64_t count = 0;
+  uint64_t row_bytes = 0;
+  const uint8_t* Row(uint64_t i) const { return base + i * stride; }
+  /// Bytes from the first row's start to the last row's end.
+  uint64_t span() const { return count == 0 ? 0 : (count - 1) * stride + row_bytes; }
+};
+
+/// The rows of a 2-D view whose last dimension is dense, else nullopt (such a tensor is pushed).
+std::optional<Rows> RowsOf(const TensorView& view);
+
+/// One call's pull flags in a window: `region` is plan::kDispatchPullFlagBase or kCombinePullFlagBase.
+struct CallFlags {
+  CallFlags(uint64_t region, const CallSlot& call);
+  uint64_t base;
+  uint32_t epoch;
+};
+
+/// Per peer of `ep`: the token under which `rows` are exposed to it, 0 where its rows must be pushed (the
+/// call sends fewer than `min_bytes` of rows, or the peer cannot read this memory in place).
+std::vector<uint64_t> Expose(const transport::Window& ep, const std::optional<Rows>& rows, uint64_t sent_bytes,
+                             uint64_t min_bytes);
+
+/// Tells `peer` where this rank's rows are (`token` from Expose) and, optionally, a second tensor's
+/// (dispatch's smooth scales). Signalled before any row or count flag of the call, so a peer that saw
+/// one of those sees this.
+void Announce(transport::Window& ep, const CallFlags& flags, int peer, uint64_t token, const Rows& rows,
+              uint64_t second_token = 0, const Rows& second = {});
+
+/// The rows `sender` announced to this rank in this call, resolved in this process, or nullopt when it
+/// announced nothing (it pushed); each row is `row_bytes` long. `second` selects the second tensor.
+std::optional<Rows> Announced(const transport::Window& ep, const CallFlags& flags, int sender, uint64_t row_bytes,
+                              bool second = false);
+
+/// Tells `sender` that this rank has finished reading what it announced.
+void SignalDone(transport::Window& ep, const CallFlags& flags, int sender);
+
+/// Waits until every rank in `readers` has said it is done with this rank's rows, or throws TimeoutError
+/// at `deadline` naming those that did not.
+void WaitDone(const transport::Window& ep, const CallFlags& flags, std::span<const int> readers,
+              transport::Clock::time_point deadline, const char* op);
+
+}  // namespace moe_ep::ops::pull
