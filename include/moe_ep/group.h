@@ -15,8 +15,9 @@
 #pragma GCC visibility push(default)
 namespace moe_ep {
 
-/// How dispatch and combine move rows between ranks that can read each other's memory in place (today:
-/// the ranks of CreateThreadGroups); other ranks always push. Both paths give the same bits.
+/// How dispatch and combine move rows between ranks that can read each other's memory in place (the
+/// ranks of CreateThreadGroups; process ranks of one host for tensors made with Tensor::PeerVisible);
+/// other rows are always pushed. Both paths give the same bits.
 enum class DataPath : uint8_t {
   /// MOE_EP_DATA_PATH when set, else by size: a rank's rows are pulled when it sends at least
   /// kPullMinBytes of them in a call, pushed below that (a pull costs one more round trip).

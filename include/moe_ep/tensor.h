@@ -42,11 +42,16 @@ struct TensorView {
   std::string Describe() const;
 };
 
-/// An owning, contiguous, 64-byte aligned tensor.
+/// An owning, contiguous, 64-byte aligned, zero-filled tensor.
 class Tensor {
  public:
   Tensor() = default;
   Tensor(DType dtype, std::vector<int64_t> shape);
+  /// The same, in this process's shared heap: ranks that are other processes of this host read it in
+  /// place, so dispatch's x and combine's expert outputs allocated here move with one copy per row (the
+  /// pull data path). Tensors anywhere else still work: their rows are pushed. Threads of one process
+  /// need nothing of this (every address is visible to them).
+  static Tensor PeerVisible(DType dtype, std::vector<int64_t> shape);
 
   DType dtype() const { return view_.dtype; }
   const std::vector<int64_t>& shape() const { return view_.shape; }
@@ -65,6 +70,7 @@ class Tensor {
   const TensorView& view() const { return view_; }
 
  private:
+  static uint64_t StorageBytes(const TensorView& view);  // checks the shape; throws Error when it cannot be
   std::shared_ptr<std::byte> storage_;
   TensorView view_;
 };

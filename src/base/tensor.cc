@@ -88,18 +88,22 @@ std::string TensorView::Describe() const {
   return s.str();
 }
 
-Tensor::Tensor(DType dtype, std::vector<int64_t> shape) {
-  view_ = TensorView(static_cast<void*>(nullptr), dtype, std::move(shape));
-  uint64_t bytes = DTypeSize(dtype);
-  for (int64_t s : view_.shape) {
-    if (s < 0) throw Error(ErrorCode::kInvalidParam, "Tensor: negative dimension in " + view_.Describe());
+uint64_t Tensor::StorageBytes(const TensorView& view) {
+  uint64_t bytes = DTypeSize(view.dtype);
+  for (int64_t s : view.shape) {
+    if (s < 0) throw Error(ErrorCode::kInvalidParam, "Tensor: negative dimension in " + view.Describe());
     bytes = SaturatingMul(bytes, static_cast<uint64_t>(s));
   }
   if (bytes > (uint64_t{1} << 48)) {
-    throw Error(ErrorCode::kInvalidParam, "Tensor: " + view_.Describe() + " is larger than 2^48 bytes");
+    throw Error(ErrorCode::kInvalidParam, "Tensor: " + view.Describe() + " is larger than 2^48 bytes");
   }
   // Never null, even for zero elements: a present zero-length tensor differs from an absent one.
-  bytes = (bytes + 63) / 64 * 64 + 64;
+  return (bytes + 63) / 64 * 64 + 64;
+}
+
+Tensor::Tensor(DType dtype, std::vector<int64_t> shape) {
+  view_ = TensorView(static_cast<void*>(nullptr), dtype, std::move(shape));
+  const uint64_t bytes = StorageBytes(view_);
   void* p = std::aligned_alloc(64, bytes);
   if (!p) throw Error(ErrorCode::kInternal, "Tensor: cannot allocate " + std::to_string(bytes) + " bytes");
   std::memset(p, 0, bytes);

@@ -33,8 +33,10 @@ class LoadStoreWindow : public Window {
   const uint8_t* LocalData() const override { return regions_[rank()].data; }
   void ClearLocal(uint64_t cleared_flags) override;
 
- private:
+ protected:
   void CheckPeer(int peer, const char* what) const;  // throws Error for a rank outside the group
+
+ private:
   std::vector<RankRegion> regions_;
   std::shared_ptr<void> keepalive_;
   bool one_address_space_;

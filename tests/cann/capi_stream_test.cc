@@ -492,7 +492,9 @@ TEST(CapiStream, DefaultWindowsAreReservedNotCommitted) {
               static_cast<long long>(vm_after_destroy >> 20));
   EXPECT_LT(rss_after - rss_before, int64_t{300} << 20) << "32 windows of 200 MB must not be committed";
   EXPECT_GE(vm_with - vm_before, int64_t{32 * 200} << 20) << "each rank reserves an HCCL_BUFFSIZE window";
-  EXPECT_LT(vm_after_destroy - vm_before, int64_t{1} << 30) << "HcclCommDestroy must unmap the windows";
+  // What stays is not windows (6.4 GB): stream threads' stacks and malloc arenas, and the shared heap's
+  // chunk that aclrtMalloc carves (kept for the next allocation).
+  EXPECT_LT(vm_after_destroy - vm_before, int64_t{2} << 30) << "HcclCommDestroy must unmap the windows";
 }
 
 TEST(CapiStream, DoubleDestroyIsAnErrorNotACrash) {

@@ -1,6 +1,7 @@
 // Property tests on in-process ranks, one body per test run on every transport and data path: thread
 // groups pushing and pulling rows, and shared-memory groups whose ranks are threads of this process
-// (tools/verify's GroupMaker). Random
+// (tools/verify's GroupMaker) pushing, pulling from the shared heap, and asked to pull from memory
+// outside it (pushed). Random
 // configurations (E 2..32, K 1..16, odd H, Bs 1..512, shared experts, both masks, unequal Bs, TP 2,
 // both quant modes, both token-count types, strided inputs), every output element bit-identical to the
 // reference, untouched rows still poisoned; and 1,000 consecutive rounds with fresh routing.
@@ -29,15 +30,19 @@ struct Transport {
   const char* name;
   GroupMaker (*groups)();
   DataPath data_path;
-  int share;      // runs 1/share of the sweeps (shm joins cost more; the thread paths split the sweeps)
-  uint64_t salt;  // configurations of its own: seeds differ from the other transports'
+  bool peer_visible;  // inputs in the shared heap
+  int share;          // runs 1/share of the sweeps (shm joins cost more; the thread paths split the sweeps)
+  uint64_t salt;      // configurations of its own: seeds differ from the other transports'
 };
 void PrintTo(const Transport& t, std::ostream* os) { *os << t.name; }
 
 std::vector<Transport> Transports() {
-  return {{"thread_push", ThreadGroupMaker, DataPath::kPush, 2, 0},
-          {"thread_pull", ThreadGroupMaker, DataPath::kPull, 2, 200},
-          {"shm", ShmGroupMaker, DataPath::kAuto, 2, 100}};
+  // shm_fallback: pull asked for, inputs in ordinary memory, which peers cannot read in place: pushed.
+  return {{"thread_push", ThreadGroupMaker, DataPath::kPush, false, 2, 0},
+          {"thread_pull", ThreadGroupMaker, DataPath::kPull, false, 2, 200},
+          {"shm_push", ShmGroupMaker, DataPath::kPush, false, 4, 100},
+          {"shm_pull", ShmGroupMaker, DataPath::kPull, true, 4, 300},
+          {"shm_fallback", ShmGroupMaker, DataPath::kPull, false, 8, 400}};
 }
 
 class Property : public ::testing::TestWithParam<Transport> {
@@ -51,6 +56,7 @@ class Property : public ::testing::TestWithParam<Transport> {
     options.seed = seed;
     options.groups = GetParam().groups();
     options.data_path = GetParam().data_path;
+    options.peer_visible = GetParam().peer_visible;
     // A lost rank (or a failed join) fails the test after a minute instead of the default 5 (sanitizers: 5).
     options.timeout = std::chrono::minutes(kScale == 1 ? 1 : 5);
     return options;

@@ -71,6 +71,17 @@ TEST(ProcessRanks, RandomConfigurationsOnEightProcessesMatchReference) {
   EXPECT_EQ(LeftBehind(output), std::set<std::string>{}) << output;
 }
 
+// The pull data path between processes: x and the expert outputs in the shared heap, read in place by
+// the peers (MOE_EP_DATA_PATH=pull forces it at every size).
+TEST(ProcessRanks, RowsPulledFromTheSharedHeapMatchReference) {
+  const uint64_t seed = moe_ep::testing::BaseSeed() + 2;
+  std::string output;
+  const int status =
+      RunCommand("MOE_EP_DATA_PATH=pull " + Launch(8, "property " + std::to_string(seed) + " 4 heap"), output);
+  EXPECT_EQ(status, 0) << output;
+  EXPECT_EQ(LeftBehind(output), std::set<std::string>{}) << output;
+}
+
 TEST(ProcessRanks, StressRoundsStayExactAndMemoryFlat) {
 #ifdef MOE_EP_SANITIZED
   const int rounds = 200;

@@ -37,14 +37,15 @@ using moe_ep::verify::ScenarioSpec;
 // Runs one round on this rank and checks it; returns "" or the first mismatch. With `elastic` the rank
 // runs as survivor `rank` of the scaled-down job that `spec` describes.
 std::string Round(const ScenarioSpec& spec, ScenarioInputs& inputs, moe_ep::Group& group,
-                  const moe_ep::verify::ElasticRun* elastic = nullptr, int rank = -1, moe_ep::Group* tp = nullptr) {
+                  const moe_ep::verify::ElasticRun* elastic = nullptr, int rank = -1, moe_ep::Group* tp = nullptr,
+                  bool peer_visible = false) {
   const auto expected = moe_ref::Dispatch(spec.config, inputs.dispatch);
   moe_ep::verify::FillExpertOutputs(spec, expected, inputs);
   const auto expected_combine = spec.add_rms_norm
                                     ? moe_ref::CombineAddRmsNorm(spec.config, inputs.dispatch, inputs.combine)
                                     : moe_ref::Combine(spec.config, inputs.dispatch, inputs.combine);
   if (rank < 0) rank = group.rank();
-  const auto result = moe_ep::verify::RunScenarioRank(spec, inputs, rank, group, tp, elastic);
+  const auto result = moe_ep::verify::RunScenarioRank(spec, inputs, rank, group, tp, elastic, peer_visible);
   return moe_ep::verify::CompareScenarioRank(spec, rank, expected[rank], expected_combine[rank], result);
 }
 
@@ -64,7 +65,8 @@ long ResidentKb() {
   return -1;
 }
 
-int Property(moe_ep::Group& group, uint64_t seed, int configs) {
+// With `peer_visible`, x and the expert outputs are in the shared heap, where peers read them in place.
+int Property(moe_ep::Group& group, uint64_t seed, int configs, bool peer_visible) {
   std::mt19937_64 rng(seed);
   for (int i = 0; i < configs; ++i) {
     const ScenarioSpec spec = DrawSpec(rng, group.size());
@@ -78,9 +80,9 @@ int Property(moe_ep::Group& group, uint64_t seed, int configs) {
       for (int r = 0; r < e; ++r) ep_members.push_back(tp_rank * e + r);
       moe_ep::Group ep = moe_ep::JoinProcessGroup(job, ep_members);
       moe_ep::Group tp = moe_ep::JoinProcessGroup(job, tp_members);
-      mismatch = Round(spec, inputs, ep, nullptr, job.rank, &tp);
+      mismatch = Round(spec, inputs, ep, nullptr, job.rank, &tp, peer_visible);
     } else {
-      mismatch = Round(spec, inputs, group);
+      mismatch = Round(spec, inputs, group, nullptr, -1, nullptr, peer_visible);
     }
     if (!mismatch.empty()) {
       std::printf("MISMATCH config %d (%s): %s\n", i, moe_ep::verify::Describe(spec).c_str(), mismatch.c_str());
@@ -306,10 +308,11 @@ int Stop(moe_ep::Group& group, uint64_t seed, int rounds) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: %s property|stress SEED COUNT (run under moe-ep launch)\n", argv[0]);
+  if (argc != 4 && !(argc == 5 && std::string(argv[4]) == "heap")) {
+    std::fprintf(stderr, "usage: %s property|stress|kill|stop SEED COUNT [heap] (run under moe-ep launch)\n", argv[0]);
     return 2;
   }
+  const bool peer_visible = argc == 5;  // property: inputs in the shared heap
   const std::string mode = argv[1];
   const uint64_t seed = std::strtoull(argv[2], nullptr, 10);
   const int count = std::atoi(argv[3]);
@@ -321,7 +324,7 @@ int main(int argc, char** argv) {
   }
   try {
     moe_ep::Group group = moe_ep::JoinProcessGroup();
-    if (mode == "property") return Property(group, seed, count);
+    if (mode == "property") return Property(group, seed, count, peer_visible);
     if (mode == "stress") return Stress(group, seed, count);
     if (mode == "kill") return Kill(group, seed, count);
     if (mode == "stop") return Stop(group, seed, count);

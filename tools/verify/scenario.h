@@ -84,6 +84,7 @@ struct RunOptions {
   std::chrono::milliseconds timeout{0};  // the groups' deadline; 0: default
   GroupMaker groups;                     // the transport; empty: ThreadGroupMaker()
   DataPath data_path = DataPath::kAuto;  // the groups' GroupOptions::data_path
+  bool peer_visible = false;             // x and expert outputs in the shared heap (RunScenarioRank)
 };
 
 /// One rank's dispatch + combine on its own groups (any transport), outputs poisoned first. `rank` is
@@ -95,8 +96,10 @@ struct ElasticRun {
   moe_ref::Config original;
   std::vector<int32_t> survivors;
 };
+/// With `peer_visible`, x and the expert outputs live in the shared heap (Tensor::PeerVisible), where
+/// ranks that are processes read them in place (the pull data path); else in ordinary memory.
 RankResult RunScenarioRank(const ScenarioSpec& spec, const ScenarioInputs& inputs, int rank, Group& ep, Group* tp,
-                           const ElasticRun* elastic = nullptr);
+                           const ElasticRun* elastic = nullptr, bool peer_visible = false);
 /// Compares one rank's outputs with the reference's, bit for bit, and that nothing past them was
 /// written; "" when they agree, else the first difference.
 std::string CompareScenarioRank(const ScenarioSpec& spec, int rank, const moe_ref::DispatchOut& expected,

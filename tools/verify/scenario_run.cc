@@ -19,23 +19,28 @@ DType HalfDType(const moe_ref::Config& c) { return c.dtype == moe_ref::DType::kB
 // Memory for a (rows, h) half input in the requested layout; view() points into it.
 class LaidOutRows {
  public:
-  LaidOutRows(const std::vector<uint16_t>& dense, int64_t rows, int64_t h, DType dtype, InputLayout layout) {
+  // `peer_visible`: in the shared heap (Tensor::PeerVisible), where process ranks read rows in place.
+  LaidOutRows(const std::vector<uint16_t>& dense, int64_t rows, int64_t h, DType dtype, InputLayout layout,
+              bool peer_visible) {
     int64_t row_stride = h, col_stride = 1;
     if (layout == InputLayout::kPaddedRows) row_stride = h + 3;
     if (layout == InputLayout::kStridedColumns) col_stride = 2, row_stride = 2 * h + 1;
-    storage_.assign(rows * row_stride + 1, 0x7FFF);
+    const int64_t elements = rows * row_stride + 1;
+    storage_ = peer_visible ? Tensor::PeerVisible(DType::kBf16, {elements}) : Tensor(DType::kBf16, {elements});
+    uint16_t* s = storage_.data_as<uint16_t>();
+    std::fill(s, s + elements, 0x7FFF);
     for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t j = 0; j < h; ++j) storage_[r * row_stride + j * col_stride] = dense[r * h + j];
+      for (int64_t j = 0; j < h; ++j) s[r * row_stride + j * col_stride] = dense[r * h + j];
     }
-    view_ = TensorView(storage_.data(), dtype, {rows, h}, {row_stride, col_stride});
+    view_ = TensorView(s, dtype, {rows, h}, {row_stride, col_stride});
   }
   const TensorView& view() const { return view_; }
   // What a caller may do as soon as the operation that read the rows returned: peers that read them in
   // place must be done by then.
-  void Overwrite() { std::fill(storage_.begin(), storage_.end(), 0xFFFF); }
+  void Overwrite() { std::memset(storage_.data(), 0xFF, storage_.bytes()); }
 
  private:
-  std::vector<uint16_t> storage_;
+  Tensor storage_;
   TensorView view_;
 };
 
@@ -118,7 +123,7 @@ std::string CompareScenarioRank(const ScenarioSpec& s, int g, const moe_ref::Dis
 }
 
 RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int g, Group& ep, Group* tp,
-                           const ElasticRun* elastic) {
+                           const ElasticRun* elastic, bool peer_visible) {
   const auto& c = s.config;
   const auto& oc = elastic ? elastic->original : c;  // the group's own configuration sizes the buffers
   const auto& d = in.dispatch[g];
@@ -141,7 +146,7 @@ RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int 
   r.tp_recv_counts = Poisoned<int32_t>(tp_size);
   const int64_t expand_rows = static_cast<int64_t>(r.expand_x.size()) / (h * (quant ? 1 : 2));
 
-  LaidOutRows x(d.x, d.bs, h, HalfDType(c), s.layout);
+  LaidOutRows x(d.x, d.bs, h, HalfDType(c), s.layout, peer_visible);
   DispatchOptions options;
   options.experts = experts;
   options.quant = quant ? Quant::kDynamicInt8 : Quant::kNone;
@@ -169,7 +174,7 @@ RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int 
   // Expert outputs: the reference's rows, in a buffer of tp*A rows (rows past them hold junk).
   std::vector<uint16_t> expert_out = Poisoned<uint16_t>(tp_size * a * h);
   std::copy(m.expert_out.begin(), m.expert_out.end(), expert_out.begin());
-  LaidOutRows expert_view(expert_out, tp_size * a, h, HalfDType(c), s.layout);
+  LaidOutRows expert_view(expert_out, tp_size * a, h, HalfDType(c), s.layout, peer_visible);
   const TensorView scales(m.expert_scales.data(), DType::kFloat32, {d.bs, c.top_k});
   CombineOptions combine;
   combine.comm_quant = c.comm_quant_mode == 2 ? Quant::kDynamicInt8 : Quant::kNone;
@@ -267,7 +272,7 @@ std::string RunAndCompare(const ScenarioSpec& s, ScenarioInputs& in, const RunOp
     std::vector<RankResult> results(ranks);
     RunRanks(ranks, [&](int g) {
       RankGroups& mine = *groups[g];
-      results[g] = RunScenarioRank(s, in, g, mine.ep, mine.tp ? &*mine.tp : nullptr);
+      results[g] = RunScenarioRank(s, in, g, mine.ep, mine.tp ? &*mine.tp : nullptr, nullptr, options.peer_visible);
     });
     if (!options.verify_each_round && round + 1 < options.rounds) continue;
     for (int g = 0; g < ranks; ++g) {

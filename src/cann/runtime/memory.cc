@@ -1,5 +1,6 @@
-// "Device" and pinned host memory, both ordinary aligned host memory remembered in a registry, and the
-// synchronous and stream-ordered copies and fills.
+// "Device" memory (from the shared heap: what peers reach in place, as an NPU's device memory is) and
+// pinned host memory (ordinary aligned memory), both remembered in a registry, and the synchronous and
+// stream-ordered copies and fills.
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -8,6 +9,8 @@
 #include <string>
 
 #include "cann/runtime/internal.h"
+#include "moe_ep/error.h"
+#include "transport/shm/shared_heap.h"
 
 namespace moe_ep::cann::runtime {
 namespace {
@@ -38,6 +41,14 @@ Allocations& Live() {
   return *live;
 }
 
+void FreeMemory(void* p, MemoryKind kind) {
+  if (kind == MemoryKind::kHost) {
+    std::free(p);
+  } else {
+    transport::SharedHeap::Process().Free(p);
+  }
+}
+
 aclError Allocate(const char* api, void** ptr, size_t size, MemoryKind kind) {
   const std::string name = api;
   if (ptr == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, name + ": the output pointer is nullptr");
@@ -48,7 +59,16 @@ aclError Allocate(const char* api, void** ptr, size_t size, MemoryKind kind) {
   }
   // aligned_alloc wants a multiple of the alignment. Not zero-filled, as on a device.
   const size_t rounded = (size + kAlignment - 1) / kAlignment * kAlignment;
-  void* memory = std::aligned_alloc(kAlignment, rounded);
+  void* memory = nullptr;
+  if (kind == MemoryKind::kHost) {
+    memory = std::aligned_alloc(kAlignment, rounded);
+  } else {
+    try {
+      memory = transport::SharedHeap::Process().Allocate(rounded);
+    } catch (const Error&) {
+      memory = nullptr;
+    }
+  }
   if (memory == nullptr) {
     return Fail(ACL_ERROR_RT_MEMORY_ALLOCATION, name + ": out of host memory for " + std::to_string(size) + " bytes");
   }
@@ -57,7 +77,7 @@ aclError Allocate(const char* api, void** ptr, size_t size, MemoryKind kind) {
     std::lock_guard<std::mutex> lock(live.mu);
     live.by_address[memory] = Allocation{size, kind};
   } catch (...) {
-    std::free(memory);
+    FreeMemory(memory, kind);
     throw;
   }
   *ptr = memory;
@@ -82,7 +102,7 @@ aclError Release(const char* api, void* ptr, MemoryKind kind) {
     }
     live.by_address.erase(it);
   }
-  std::free(ptr);
+  FreeMemory(ptr, kind);
   return ACL_SUCCESS;
 }
 

@@ -238,6 +238,16 @@ class HostsWindow final : public Window {
     QueueHeader(via, {RecordKind::kSignal, topology_.local_of[peer], index, value, 0});
   }
 
+  // Peers on this host may read this rank's memory in place (through the host window); others never.
+  uint64_t Expose(int peer, const void* p, uint64_t bytes) const override {
+    CheckPeer(peer, "expose");
+    return OnThisHost(peer) ? host_->Expose(topology_.local_of[peer], p, bytes) : 0;
+  }
+  const uint8_t* Resolve(int peer, uint64_t token, uint64_t bytes) const override {
+    CheckPeer(peer, "resolve");
+    return OnThisHost(peer) ? host_->Resolve(topology_.local_of[peer], token, bytes) : nullptr;
+  }
+
   uint64_t ReadFlag(uint64_t index) const override { return host_->ReadFlag(index); }
   const uint8_t* LocalData() const override { return host_->LocalData(); }
   // The host window's flags go on past the group's: its barrier and probe flags must survive.

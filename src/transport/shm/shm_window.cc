@@ -15,6 +15,7 @@
 
 #include "moe_ep/error.h"
 #include "transport/load_store_window.h"
+#include "transport/shm/shared_heap.h"
 
 namespace moe_ep::transport {
 namespace {
@@ -79,6 +80,20 @@ int OpenPeer(const std::string& name, uint64_t bytes, Clock::time_point deadline
   }
 }
 
+// Processes reach each other's memory where it is in a shared heap (SharedHeap), by token.
+class ShmWindow final : public LoadStoreWindow {
+ public:
+  using LoadStoreWindow::LoadStoreWindow;
+  uint64_t Expose(int peer, const void* p, uint64_t bytes) const override {
+    CheckPeer(peer, "expose");
+    return SharedHeap::Process().TokenOf(p, bytes);
+  }
+  const uint8_t* Resolve(int peer, uint64_t token, uint64_t bytes) const override {
+    CheckPeer(peer, "resolve");
+    return SharedHeap::Map(token, bytes);
+  }
+};
+
 }  // namespace
 
 std::string ShmSegmentName(const std::string& job, const std::string& group, int rank) {
@@ -121,8 +136,8 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
     maps->Add(base);
     regions[r] = {base, reinterpret_cast<uint64_t*>(base + data_bytes)};
   }
-  auto window = std::make_unique<LoadStoreWindow>(rank, regions, data_bytes, flag_count,
-                                                  "shared-memory group '" + group + "'", maps);
+  auto window =
+      std::make_unique<ShmWindow>(rank, regions, data_bytes, flag_count, "shared-memory group '" + group + "'", maps);
   window->Barrier(deadline, "every rank mapping every segment");
   shm_unlink(own.c_str());
   unlink_on_error.armed = false;

@@ -1,0 +1,231 @@
+// The shared heap: memfd chunks carved first-fit (freed blocks merge with their neighbours and are
+// reused), tokens that name a chunk by (pid, descriptor, offset), and peers' chunks mapped on demand.
+#include "transport/shm/shared_heap.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "moe_ep/error.h"
+
+namespace moe_ep::transport {
+namespace {
+
+constexpr size_t kAlignment = 64;
+constexpr size_t kChunkBytes = size_t{64} << 20;  // address space only: pages cost memory once touched
+constexpr size_t kChunkRounding = size_t{2} << 20;
+constexpr char kChunkName[] = "moe_ep heap";  // /proc/<pid>/fd/<fd> reads "/memfd:moe_ep heap (deleted)"
+
+// A token: pid (22 bits) | descriptor (10 bits) | offset in the chunk (32 bits).
+constexpr int kPidBits = 22, kFdBits = 10, kOffsetBits = 32;
+
+uint64_t TokenFor(uint64_t pid, uint64_t fd, uint64_t offset) {
+  return pid << (kFdBits + kOffsetBits) | fd << kOffsetBits | offset;
+}
+
+struct Chunk {
+  int fd = -1;
+  uint8_t* base = nullptr;
+  size_t size = 0;
+  std::map<size_t, size_t> free;  // offset -> bytes, never two adjacent
+};
+
+struct Block {
+  Chunk* chunk;
+  size_t offset, size;
+};
+
+[[noreturn]] void Fail(const std::string& what) {
+  throw Error(ErrorCode::kInternal, "shared heap: " + what + ": " + std::strerror(errno));
+}
+
+std::unique_ptr<Chunk> NewChunk(size_t bytes) {
+  auto chunk = std::make_unique<Chunk>();
+  chunk->size = std::max(kChunkBytes, (bytes + kChunkRounding - 1) / kChunkRounding * kChunkRounding);
+  int fd = memfd_create(kChunkName, MFD_CLOEXEC);
+  if (fd < 0) Fail("cannot create a memory file");
+  if (fd >= (1 << kFdBits)) {  // a token names descriptors below 1024: take the lowest free one
+    const int low = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (low >= 0) close(fd), fd = low;
+  }
+  if (fchmod(fd, 0600) != 0 || ftruncate(fd, static_cast<off_t>(chunk->size)) != 0) {
+    close(fd);
+    Fail("cannot size a " + std::to_string(chunk->size) + "-byte chunk");
+  }
+  void* p = mmap(nullptr, chunk->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+  if (p == MAP_FAILED) {
+    close(fd);
+    Fail("cannot map a " + std::to_string(chunk->size) + "-byte chunk");
+  }
+  chunk->fd = fd;  // kept open: peers open it through /proc/<pid>/fd
+  chunk->base = static_cast<uint8_t*>(p);
+  chunk->free[0] = chunk->size;
+  return chunk;
+}
+
+// Another process's chunks (or this process's, made by another copy of the heap) as mapped here.
+struct Mapped {
+  const uint8_t* base;
+  size_t size;
+};
+std::mutex mapped_mutex;
+std::map<std::pair<uint64_t, uint64_t>, Mapped>& MappedChunks() {
+  static auto* const mapped = new std::map<std::pair<uint64_t, uint64_t>, Mapped>;
+  return *mapped;
+}
+
+// Maps chunk `fd` of process `pid`; nullopt when it is not a heap chunk that this process may open.
+std::optional<Mapped> MapPeerChunk(uint64_t pid, uint64_t fd) {
+  const std::string path = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
+  char target[256] = {};
+  const ssize_t n = readlink(path.c_str(), target, sizeof target - 1);
+  const std::string expected = std::string("/memfd:") + kChunkName;
+  if (n < 0 || std::strncmp(target, expected.c_str(), expected.size()) != 0) return std::nullopt;
+  const int chunk_fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (chunk_fd < 0) return std::nullopt;
+  struct stat st {};
+  void* p = MAP_FAILED;
+  if (fstat(chunk_fd, &st) == 0 && st.st_size > 0) {
+    p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, chunk_fd, 0);
+  }
+  close(chunk_fd);  // the mapping keeps the memory
+  if (p == MAP_FAILED) return std::nullopt;
+  return Mapped{static_cast<const uint8_t*>(p), static_cast<size_t>(st.st_size)};
+}
+
+}  // namespace
+
+struct SharedHeap::State {
+  mutable std::mutex mutex;
+  std::vector<std::unique_ptr<Chunk>> chunks;
+  std::map<const uint8_t*, Block> live;  // by start address
+};
+
+SharedHeap& SharedHeap::Process() {
+  static auto* const heap = new SharedHeap;
+  return *heap;
+}
+
+SharedHeap::State& SharedHeap::state() const {
+  static auto* const state = new State;
+  return *state;
+}
+
+void* SharedHeap::Allocate(size_t bytes) {
+  if (bytes == 0 || bytes > (size_t{1} << 40)) {
+    throw Error(ErrorCode::kInvalidParam,
+                "shared heap: " + std::to_string(bytes) + " bytes requested; the size must be in [1, 2^40]");
+  }
+  const size_t size = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  State& s = state();
+  const std::lock_guard lock(s.mutex);
+  for (;;) {
+    for (const auto& chunk : s.chunks) {
+      for (auto it = chunk->free.begin(); it != chunk->free.end(); ++it) {
+        if (it->second < size) continue;
+        const size_t offset = it->first, left = it->second - size;
+        chunk->free.erase(it);
+        if (left > 0) chunk->free[offset + size] = left;
+        uint8_t* p = chunk->base + offset;
+        s.live[p] = Block{chunk.get(), offset, size};
+        return p;
+      }
+    }
+    s.chunks.push_back(NewChunk(size));
+  }
+}
+
+void SharedHeap::Free(const void* p) {
+  State& s = state();
+  const std::lock_guard lock(s.mutex);
+  const auto it = s.live.find(static_cast<const uint8_t*>(p));
+  if (it == s.live.end()) {
+    char address[32];
+    std::snprintf(address, sizeof address, "%p", p);
+    throw Error(ErrorCode::kInvalidParam, std::string("shared heap: ") + address +
+                                              " is not the start of live shared-heap memory (never allocated there, "
+                                              "or already freed); nothing was freed");
+  }
+  auto& free = it->second.chunk->free;
+  size_t offset = it->second.offset, size = it->second.size;
+  s.live.erase(it);
+  // Merge with the free block after, then with the one before.
+  if (const auto next = free.find(offset + size); next != free.end()) {
+    size += next->second;
+    free.erase(next);
+  }
+  if (auto prev = free.lower_bound(offset); prev != free.begin()) {
+    --prev;
+    if (prev->first + prev->second == offset) {
+      prev->second += size;
+      return;
+    }
+  }
+  free[offset] = size;
+}
+
+size_t SharedHeap::RoomAt(const void* p) const {
+  State& s = state();
+  const auto* at = static_cast<const uint8_t*>(p);
+  const std::lock_guard lock(s.mutex);
+  auto it = s.live.upper_bound(at);
+  if (it == s.live.begin()) return 0;
+  --it;
+  const size_t offset = static_cast<size_t>(at - it->first);
+  return offset < it->second.size ? it->second.size - offset : 0;
+}
+
+uint64_t SharedHeap::TokenOf(const void* p, uint64_t bytes) const {
+  State& s = state();
+  const auto* at = static_cast<const uint8_t*>(p);
+  const uint64_t pid = static_cast<uint64_t>(getpid());
+  if (pid >= (uint64_t{1} << kPidBits)) return 0;
+  const std::lock_guard lock(s.mutex);
+  for (const auto& chunk : s.chunks) {
+    if (at < chunk->base || at >= chunk->base + chunk->size) continue;
+    const uint64_t offset = static_cast<uint64_t>(at - chunk->base);
+    const bool fits = bytes <= chunk->size - offset;
+    const bool named = chunk->fd < (1 << kFdBits) && offset < (uint64_t{1} << kOffsetBits);
+    return fits && named ? TokenFor(pid, static_cast<uint64_t>(chunk->fd), offset) : 0;
+  }
+  return 0;
+}
+
+const uint8_t* SharedHeap::Map(uint64_t token, uint64_t bytes) {
+  const uint64_t pid = token >> (kFdBits + kOffsetBits);
+  const uint64_t fd = (token >> kOffsetBits) & ((uint64_t{1} << kFdBits) - 1);
+  const uint64_t offset = token & ((uint64_t{1} << kOffsetBits) - 1);
+  if (pid == static_cast<uint64_t>(getpid())) {  // one of ours: no second mapping
+    State& s = Process().state();
+    const std::lock_guard lock(s.mutex);
+    for (const auto& chunk : s.chunks) {
+      if (static_cast<uint64_t>(chunk->fd) != fd) continue;
+      return offset <= chunk->size && bytes <= chunk->size - offset ? chunk->base + offset : nullptr;
+    }
+  }
+  const std::lock_guard lock(mapped_mutex);
+  auto& mapped = MappedChunks();
+  auto it = mapped.find({pid, fd});
+  if (it == mapped.end()) {
+    const std::optional<Mapped> chunk = MapPeerChunk(pid, fd);
+    if (!chunk) return nullptr;
+    it = mapped.emplace(std::pair{pid, fd}, *chunk).first;
+  }
+  const Mapped& chunk = it->second;
+  return offset <= chunk.size && bytes <= chunk.size - offset ? chunk.base + offset : nullptr;
+}
+
+}  // namespace moe_ep::transport

@@ -1,0 +1,183 @@
+// The shared heap (src/transport/shm/shared_heap.h): memory another process reads and writes in place
+// through a token, chunks private to the user (0600) and never named in /dev/shm, freed blocks reused,
+// and bad pointers or tokens an error or a null, never a crash.
+#include "transport/shm/shared_heap.h"
+
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "moe_ep/error.h"
+#include "moe_ep/tensor.h"
+#include "support/test_seed.h"
+
+namespace moe_ep::transport {
+namespace {
+
+std::set<std::string> ShmEntries() {
+  std::set<std::string> names;
+  if (DIR* dir = opendir("/dev/shm")) {
+    while (dirent* e = readdir(dir)) names.insert(e->d_name);
+    closedir(dir);
+  }
+  return names;
+}
+
+std::vector<uint8_t> RandomBytes(std::mt19937_64& rng, size_t n) {
+  std::vector<uint8_t> v(n);
+  for (auto& b : v) b = static_cast<uint8_t>(rng());
+  return v;
+}
+
+// Reads a whole message of `n` bytes from a pipe.
+bool ReadAll(int fd, void* p, size_t n) {
+  auto* at = static_cast<uint8_t*>(p);
+  while (n > 0) {
+    const ssize_t got = read(fd, at, n);
+    if (got <= 0) return false;
+    at += got, n -= static_cast<size_t>(got);
+  }
+  return true;
+}
+
+TEST(SharedHeap, AnotherProcessReadsAndWritesInPlace) {
+  std::mt19937_64 rng(moe_ep::testing::BaseSeed());
+  SharedHeap& heap = SharedHeap::Process();
+  const size_t n = 1 + rng() % (3 << 20);
+  const std::vector<uint8_t> bytes = RandomBytes(rng, n);
+  auto* p = static_cast<uint8_t*>(heap.Allocate(n));
+  std::memcpy(p, bytes.data(), n);
+  const size_t at = rng() % n;  // a token may name any range inside the chunk
+  const uint64_t token = heap.TokenOf(p + at, n - at);
+  ASSERT_NE(token, 0u);
+  EXPECT_EQ(SharedHeap::Map(token, n - at), p + at);  // this process: its own mapping
+
+  int to_parent[2];
+  ASSERT_EQ(pipe(to_parent), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {  // another process: maps the parent's chunk through the token, checks, writes back
+    const uint8_t* q = SharedHeap::Map(token, n - at);
+    uint8_t same = q && std::memcmp(q, bytes.data() + at, n - at) == 0;
+    if (q) const_cast<uint8_t*>(q)[0] ^= 0xFF;
+    _exit(write(to_parent[1], &same, 1) == 1 ? 0 : 1);
+  }
+  uint8_t same = 0;
+  ASSERT_TRUE(ReadAll(to_parent[0], &same, 1));
+  int status = 0;
+  waitpid(child, &status, 0);
+  close(to_parent[0]), close(to_parent[1]);
+  EXPECT_EQ(same, 1) << "the child read other bytes through the token";
+  EXPECT_EQ(p[at], static_cast<uint8_t>(bytes[at] ^ 0xFF)) << "the child's write did not land in place";
+  heap.Free(p);
+}
+
+TEST(SharedHeap, ChunksArePrivateUnnamedAndGoWithTheirProcess) {
+  const std::set<std::string> before = ShmEntries();
+  int to_parent[2];
+  ASSERT_EQ(pipe(to_parent), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {  // allocates, says where, and waits to be killed
+    void* p = SharedHeap::Process().Allocate(4096);
+    std::memset(p, 0x5A, 4096);
+    const uint64_t token = SharedHeap::Process().TokenOf(p, 4096);
+    if (write(to_parent[1], &token, sizeof token) != sizeof token) _exit(1);
+    pause();
+    _exit(0);
+  }
+  uint64_t token = 0;
+  ASSERT_TRUE(ReadAll(to_parent[0], &token, sizeof token));
+  close(to_parent[0]), close(to_parent[1]);
+  // The chunk's mode, as a peer opening it sees it.
+  const std::string fd_path = "/proc/" + std::to_string(child) + "/fd/" + std::to_string((token >> 32) & 1023);
+  struct stat st {};
+  ASSERT_EQ(stat(fd_path.c_str(), &st), 0) << fd_path;
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  const uint8_t* q = SharedHeap::Map(token, 4096);
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(q[4095], 0x5A);
+  EXPECT_EQ(ShmEntries(), before) << "a heap chunk has a name in /dev/shm";
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  EXPECT_EQ(q[0], 0x5A) << "a mapping outlives its owner";
+  EXPECT_EQ(ShmEntries(), before);
+  EXPECT_EQ(SharedHeap::Map(token + (uint64_t{1} << 32), 16), nullptr) << "a token naming a gone descriptor maps";
+}
+
+TEST(SharedHeap, FreedBlocksAreReusedAndMerge) {
+  SharedHeap& heap = SharedHeap::Process();
+  void* a = heap.Allocate(1000);
+  void* b = heap.Allocate(5000);
+  void* c = heap.Allocate(64);
+  EXPECT_EQ(heap.RoomAt(b), 5056u);  // rounded to 64
+  heap.Free(b);
+  EXPECT_EQ(heap.RoomAt(b), 0u);
+  EXPECT_EQ(heap.Allocate(5000), b) << "a freed block of the same size is not reused";
+  heap.Free(a);
+  heap.Free(b);  // merges with a's block: room for both at a
+  void* ab = heap.Allocate(1024 + 5056);
+  EXPECT_EQ(ab, a);
+  heap.Free(ab);
+  heap.Free(c);
+}
+
+TEST(SharedHeap, BadPointersAreErrorsThatFreeNothing) {
+  SharedHeap& heap = SharedHeap::Process();
+  auto* p = static_cast<uint8_t*>(heap.Allocate(256));
+  int on_stack = 0;
+  for (const void* bad :
+       {static_cast<const void*>(p + 64), static_cast<const void*>(&on_stack), static_cast<const void*>(nullptr)}) {
+    try {
+      heap.Free(bad);
+      ADD_FAILURE() << "freeing " << bad << " did not throw";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidParam);
+      EXPECT_NE(std::string(e.what()).find("not the start of live shared-heap memory"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(heap.RoomAt(p), 256u) << "a refused free freed something";
+  heap.Free(p);
+  EXPECT_THROW(heap.Free(p), Error) << "a double free is not refused";
+  EXPECT_THROW(heap.Allocate(0), Error);
+  EXPECT_EQ(heap.TokenOf(&on_stack, 4), 0u) << "memory outside the heap has a token";
+  EXPECT_EQ(SharedHeap::Map(0, 1), nullptr);
+  EXPECT_EQ(SharedHeap::Map(~uint64_t{0}, 1), nullptr);
+}
+
+// The mapping of /proc/self/maps that holds `p` (its path), "" when none does.
+std::string MappingOf(const void* p) {
+  std::ifstream maps("/proc/self/maps");
+  const auto at = reinterpret_cast<uintptr_t>(p);
+  for (std::string line; std::getline(maps, line);) {
+    uintptr_t begin = 0, end = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx", &begin, &end) != 2 || at < begin || at >= end) continue;
+    const size_t path = line.find('/');
+    return path == std::string::npos ? "(anonymous)" : line.substr(path);
+  }
+  return "";
+}
+
+// Through the public API (libmoe_ep holds a heap of its own, so this checks where the memory is mapped).
+TEST(SharedHeap, PeerVisibleTensorsLiveInTheHeap) {
+  Tensor t = Tensor::PeerVisible(DType::kBf16, {3, 5});
+  EXPECT_EQ(t.numel(), 15);
+  EXPECT_EQ(MappingOf(t.data()).rfind("/memfd:moe_ep heap", 0), 0u) << MappingOf(t.data());
+  for (int i = 0; i < 15; ++i) EXPECT_EQ(t.data_as<uint16_t>()[i], 0) << "not zero-filled";
+  Tensor ordinary(DType::kBf16, {3, 5});
+  EXPECT_EQ(MappingOf(ordinary.data()).find("memfd"), std::string::npos) << MappingOf(ordinary.data());
+}
+
+}  // namespace
+}  // namespace moe_ep::transport
