@@ -20,6 +20,9 @@ uint64_t DefaultWindowBytes();
 /// is DataPath::kAuto moves rows between ranks that can read each other's memory (moe_ep/group.h); the C
 /// API's communicators read it too. "auto" pulls a rank's rows when it sends at least kPullMinBytes.
 ///
+/// MOE_EP_THREADS: threads per rank (1 .. 1024) for a group whose GroupOptions::threads is 0, and for
+/// the C API's communicators; default: this machine's cores shared out among the group's ranks, at least 1.
+///
 /// MOE_EP_ISA: instruction set of the numeric kernels: "scalar", "avx2", "avx512" or unset (the best
 /// this CPU has). Results are bit-identical on all of them; this exists for testing and benchmarking.
 /// Read when the first kernel runs; another name, or one this CPU lacks, fails that operation with an

@@ -36,7 +36,7 @@ std::vector<int> Group::failed_ranks() const { return impl_->comm->failed_ranks(
 namespace {
 
 Group Wrap(std::unique_ptr<transport::Window> window, const GroupOptions& o) {
-  auto comm = std::make_unique<ops::Communicator>(std::move(window), o.timeout, o.name, o.data_path);
+  auto comm = std::make_unique<ops::Communicator>(std::move(window), o.timeout, o.name, o.data_path, o.threads);
   return Group(std::make_unique<Group::Impl>(Group::Impl{std::move(comm)}));
 }
 

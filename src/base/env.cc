@@ -47,6 +47,8 @@ std::chrono::milliseconds OperationTimeout() {
 
 uint64_t WindowBytes() { return static_cast<uint64_t>(Integer("MOE_EP_WINDOW_MB", 2048, 1, kMaxWindowMb)) << 20; }
 
+int Threads(int fallback) { return static_cast<int>(Integer("MOE_EP_THREADS", fallback, 1, 1024)); }
+
 DataPath DataPathChoice() {
   const auto text = Text("MOE_EP_DATA_PATH");
   if (!text || *text == "auto") return DataPath::kAuto;

@@ -24,6 +24,8 @@ uint64_t WindowBytes();
 /// MOE_EP_DATA_PATH: "push", "pull" or "auto" (default, also when unset); anything else throws Error
 /// (161002) naming the variable and the three values.
 DataPath DataPathChoice();
+/// MOE_EP_THREADS: threads per rank, the rank's own included (1 .. 1024); `fallback` when unset.
+int Threads(int fallback);
 /// MOE_EP_ISA: the kernels' instruction set by name, nullopt to use the best the CPU has.
 std::optional<std::string> KernelIsa();
 /// MOE_EP_DEVICE_COUNT: the C API's virtual devices (default 16).

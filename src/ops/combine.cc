@@ -4,6 +4,7 @@
 // token's rows in the exact fp32 order of docs/semantics.md 3.2 (and the RMSNorm tail of docs/semantics.md 3.5).
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -70,8 +71,8 @@ const uint8_t* WireRow(const MoeConfig& c, const WindowLayout& layout, const uin
 // `source` is, only the row's index in the slot's flag. Returns the owners that read `source` in place.
 std::vector<int> SendRowsBack(const MoeConfig& c, const WindowLayout& layout, Window& ep, const CallSlot& call,
                               const std::vector<int32_t>& assist, int64_t own_rows,
-                              const std::vector<uint16_t>& reduced, RowReader& expand_x,
-                              const std::optional<pull::Rows>& source, uint64_t min_bytes) {
+                              const std::vector<uint16_t>& reduced, const RowReader& expand_x,
+                              const std::optional<pull::Rows>& source, uint64_t min_bytes, const Link& ctx) {
   const uint64_t payload = layout.combine_payload_bytes;
   std::vector<uint8_t> owns_rows(c.ep_world_size, 0);
   for (int64_t i = 0; i < own_rows; ++i) owns_rows[assist[3 * i]] = 1;
@@ -83,19 +84,22 @@ std::vector<int> SendRowsBack(const MoeConfig& c, const WindowLayout& layout, Wi
     pull::Announce(ep, flags, owner, tokens[owner], *source);
     readers.push_back(owner);
   }
-  std::vector<uint8_t> staging;
-  for (int64_t i = 0; i < own_rows; ++i) {
-    const int32_t src = assist[3 * i], token = assist[3 * i + 1], k = assist[3 * i + 2];
-    const int64_t slot = static_cast<int64_t>(token) * layout.combine_slots_per_token + k;
-    if (tokens[src] != 0) {
-      ep.Signal(src, call.flag_base + slot, MakeFlag(call.epoch, static_cast<uint32_t>(i)));
-      continue;
+  ctx.ForEachPart(own_rows, [&](int, int64_t begin, int64_t end) {
+    RowReader rows(expand_x);  // its own: a strided row is gathered into the reader
+    std::vector<uint8_t> staging;
+    for (int64_t i = begin; i < end; ++i) {
+      const int32_t src = assist[3 * i], token = assist[3 * i + 1], k = assist[3 * i + 2];
+      const int64_t slot = static_cast<int64_t>(token) * layout.combine_slots_per_token + k;
+      if (tokens[src] != 0) {
+        ep.Signal(src, call.flag_base + slot, MakeFlag(call.epoch, static_cast<uint32_t>(i)));
+        continue;
+      }
+      const uint16_t* row = reduced.empty() ? rows.Half(i) : &reduced[i * c.hidden];
+      ep.PutRow(src, call.half_offset + layout.CombineSlotOffset(slot), WireRow(c, layout, row, staging), payload,
+                call.epoch);
+      ep.Signal(src, call.flag_base + slot, MakeFlag(call.epoch, 1));
     }
-    const uint16_t* row = reduced.empty() ? expand_x.Half(i) : &reduced[i * c.hidden];
-    ep.PutRow(src, call.half_offset + layout.CombineSlotOffset(slot), WireRow(c, layout, row, staging), payload,
-              call.epoch);
-    ep.Signal(src, call.flag_base + slot, MakeFlag(call.epoch, 1));
-  }
+  });
   return readers;
 }
 
@@ -103,8 +107,11 @@ std::vector<int> SendRowsBack(const MoeConfig& c, const WindowLayout& layout, Wi
 // docs/semantics.md 3.5).
 class TokenReducer {
  public:
+  // `ids`, `weights` and `mask` are the call's expertIds, expertScales and xActiveMask, shared by the
+  // reducers of all parts.
   TokenReducer(const MoeConfig& c, const WindowLayout& layout, const plan::CombineTensors& t, Window& ep,
-               const CallSlot& call, const Link& ctx, std::vector<int32_t> ids, std::vector<uint8_t> mask)
+               const CallSlot& call, const Link& ctx, const std::vector<int32_t>& ids,
+               const std::vector<float>& weights, const std::vector<uint8_t>& mask)
       : c_(c),
         layout_(layout),
         t_(t),
@@ -112,9 +119,9 @@ class TokenReducer {
         call_(call),
         ctx_(ctx),
         type_(HalfOf(c.x_dtype)),
-        ids_(std::move(ids)),
-        weights_(GatherFloat(t.expert_scales)),
-        mask_(std::move(mask)),
+        ids_(ids),
+        weights_(weights),
+        mask_(mask),
         shared_x_(t.shared_expert_x),
         residual_(t.residual_x),
         gamma_(t.gamma),
@@ -130,9 +137,9 @@ class TokenReducer {
     if (t.add_rms_norm) gamma_row_ = gamma_.Half(0);
   }
 
-  void Run() {
-    const int64_t token_limit = plan::ActiveTokenLimit(c_, mask_.data());
-    for (int64_t t = 0; t < token_limit; ++t) {
+  // Sums tokens [begin, end).
+  void Run(int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
       if (c_.mask == plan::MaskKind::kPairs && !AnyPair(t)) continue;  // inactive: output row untouched
       WaitToken(t);
       Reduce(t);
@@ -266,9 +273,9 @@ class TokenReducer {
   const CallSlot& call_;
   const Link& ctx_;
   kernels::Half type_;
-  std::vector<int32_t> ids_;
-  std::vector<float> weights_;
-  std::vector<uint8_t> mask_;
+  const std::vector<int32_t>& ids_;
+  const std::vector<float>& weights_;
+  const std::vector<uint8_t>& mask_;
   RowReader shared_x_, residual_, gamma_, ori_x_, const_v_;
   const uint16_t* gamma_row_ = nullptr;
   std::vector<float> acc_, dequant_, scratch_, special_, const_row_;
@@ -320,8 +327,8 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
   const std::vector<int32_t> assist =
       GatherInt32(t.assist_info, 3 * std::clamp<int64_t>(own_rows, 0, t.expand_x.shape[0]));
   CheckReturnRoutes(c, layout, assist, own_rows, peer_rows, t.expand_x.shape[0]);
-  std::vector<int32_t> ids = GatherInt32(t.expert_ids);
-  std::vector<uint8_t> mask = GatherBool(t.x_active_mask);
+  const std::vector<int32_t> ids = GatherInt32(t.expert_ids);
+  const std::vector<uint8_t> mask = GatherBool(t.x_active_mask);
   plan::CheckExpertIds(c, ids.data(), mask.empty() ? nullptr : mask.data(), "MoeDistributeCombine");
   RowReader expand_x(t.expand_x);
 
@@ -334,11 +341,20 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
                                                             static_cast<uint64_t>(own_rows), row_bytes};
   const CallSlot call = NextCombineCall(ctx.ep, ctx.ep_state);
   const std::vector<int> readers =
-      SendRowsBack(c, layout, ctx.ep, call, assist, own_rows, reduced, expand_x, source, ctx.pull_min_bytes);
-  TokenReducer reducer(c, layout, t, ctx.ep, call, ctx, std::move(ids), std::move(mask));
-  reducer.Run();
+      SendRowsBack(c, layout, ctx.ep, call, assist, own_rows, reduced, expand_x, source, ctx.pull_min_bytes, ctx);
+  const std::vector<float> weights = GatherFloat(t.expert_scales);
+  std::vector<uint8_t> pulled_from(c.ep_world_size, 0);
+  std::mutex pulled_mutex;
+  ctx.ForEachPart(plan::ActiveTokenLimit(c, mask.data()), [&](int, int64_t begin, int64_t end) {
+    TokenReducer reducer(c, layout, t, ctx.ep, call, ctx, ids, weights, mask);
+    reducer.Run(begin, end);
+    const std::lock_guard lock(pulled_mutex);
+    for (int sender : reducer.pulled_from()) pulled_from[sender] = 1;
+  });
   const pull::CallFlags flags(plan::kCombinePullFlagBase, call);
-  for (int sender : reducer.pulled_from()) pull::SignalDone(ctx.ep, flags, sender);
+  for (int sender = 0; sender < static_cast<int>(c.ep_world_size); ++sender) {
+    if (pulled_from[sender]) pull::SignalDone(ctx.ep, flags, sender);
+  }
   // The caller may overwrite expandX once this returns: not before every owner reading it is done.
   pull::WaitDone(ctx.ep, flags, readers, ctx.deadline, "MoeDistributeCombine");
 }

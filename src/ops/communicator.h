@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "moe_ep/group.h"
+#include "ops/workers.h"
 #include "plan/layout.h"
 #include "transport/window.h"
 
@@ -47,7 +48,7 @@ class Communicator {
   /// `window` must have kWindowFlagCount user flags. `name` is the group's name in messages. `data_path`
   /// kAuto reads MOE_EP_DATA_PATH.
   Communicator(std::unique_ptr<transport::Window> window, std::chrono::milliseconds timeout, std::string name,
-               DataPath data_path = DataPath::kAuto);
+               DataPath data_path = DataPath::kAuto, int threads = 0);
 
   int rank() const { return window_->rank(); }
   int size() const { return window_->size(); }
@@ -57,6 +58,8 @@ class Communicator {
   /// A rank pulls its rows in a call when it sends at least this many bytes of them (0: always where
   /// peers can read them in place; UINT64_MAX: never).
   uint64_t pull_min_bytes() const { return pull_min_bytes_; }
+  /// The rank's worker threads (GroupOptions::threads, else MOE_EP_THREADS, else the cores shared out).
+  Workers& workers() { return *workers_; }
   /// The deadline of an operation that starts now.
   transport::Clock::time_point Deadline() const { return transport::Clock::now() + timeout_; }
 
@@ -75,6 +78,7 @@ class Communicator {
   std::chrono::milliseconds timeout_;
   std::string name_;
   uint64_t pull_min_bytes_;
+  std::unique_ptr<Workers> workers_;
   OpState state_;
   std::mutex mutex_;
   mutable std::mutex failed_mutex_;  // failed_ranks() may be asked from any thread

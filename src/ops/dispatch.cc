@@ -95,20 +95,28 @@ class RowSink {
     }
   }
 
-  void Append(const uint8_t* slot) {
-    std::memcpy(Row(rows_), slot, layout_.dispatch_token_bytes);
-    if (quant_) std::memcpy(scales_ + rows_, slot + layout_.dispatch_scale_offset, sizeof(float));
-    AppendTriple(slot);
+  // Takes the next `n` rows (after Reserve); returns the first. Rows taken are then written, in any order
+  // and from any thread, with Write or WritePulled.
+  int64_t Take(int64_t n) {
+    const int64_t first = rows_;
+    rows_ += n;
+    return first;
+  }
+  void Write(int64_t i, const uint8_t* slot) const {
+    std::memcpy(Row(i), slot, layout_.dispatch_token_bytes);
+    if (quant_) std::memcpy(scales_ + i, slot + layout_.dispatch_scale_offset, sizeof(float));
+    WriteTriple(i, slot);
   }
   // A pulled row: the sender's token `row` (and smooth row), quantized here as the sender would have.
-  void AppendPulled(const uint8_t* slot, kernels::Half type, int64_t hidden, const uint8_t* row, const float* smooth) {
+  void WritePulled(int64_t i, const uint8_t* slot, kernels::Half type, int64_t hidden, const uint8_t* row,
+                   const float* smooth) const {
     if (quant_) {
-      scales_[rows_] = kernels::DynamicQuantRow(type, reinterpret_cast<const uint16_t*>(row), smooth, hidden,
-                                                reinterpret_cast<int8_t*>(Row(rows_)));
+      scales_[i] = kernels::DynamicQuantRow(type, reinterpret_cast<const uint16_t*>(row), smooth, hidden,
+                                            reinterpret_cast<int8_t*>(Row(i)));
     } else {
-      std::memcpy(Row(rows_), row, layout_.dispatch_token_bytes);
+      std::memcpy(Row(i), row, layout_.dispatch_token_bytes);
     }
-    AppendTriple(slot);
+    WriteTriple(i, slot);
   }
   int64_t rows() const { return rows_; }
   uint8_t* Row(int64_t i) const { return expand_x_ + i * layout_.dispatch_token_bytes; }
@@ -116,9 +124,8 @@ class RowSink {
   const int32_t* Triple(int64_t i) const { return assist_ + 3 * i; }
 
  private:
-  void AppendTriple(const uint8_t* slot) {
-    std::memcpy(assist_ + 3 * rows_, slot + layout_.dispatch_triple_offset, 3 * sizeof(int32_t));
-    ++rows_;
+  void WriteTriple(int64_t i, const uint8_t* slot) const {
+    std::memcpy(assist_ + 3 * i, slot + layout_.dispatch_triple_offset, 3 * sizeof(int32_t));
   }
 
   const WindowLayout& layout_;
@@ -312,9 +319,13 @@ std::vector<int> ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout
       "MoeDistributeDispatch", "token counts");
 
   // A count beyond maxBs would read slots of the next block (or past the window): refuse it first.
+  std::vector<int64_t> counts(entries);
+  std::vector<uint64_t> counts_by_source(e, 0);
   int64_t total = 0;
   for (int64_t entry = 0; entry < entries; ++entry) {
     const uint32_t count = transport::FlagCount(ep.ReadFlag(call.flag_base + entry));
+    counts[entry] = count;
+    counts_by_source[entry % e] += count;
     if (count > static_cast<uint64_t>(layout.max_bs)) {
       throw Error(ErrorCode::kInternal, "MoeDistributeDispatch: rank " + std::to_string(entry % e) + " announced " +
                                             std::to_string(count) + " rows for one expert, more than maxBs = " +
@@ -323,22 +334,27 @@ std::vector<int> ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout
     total += count;
   }
   sink.Reserve(total, "the EP group");
-  std::vector<uint64_t> counts_by_source(e, 0);
-  for (int64_t entry = 0; entry < entries; ++entry) {
-    counts_by_source[entry % e] += transport::FlagCount(ep.ReadFlag(call.flag_base + entry));
-  }
   const std::vector<std::optional<PulledSource>> pulled = PulledSources(c, t, ep, call, counts_by_source);
 
+  // Rows come out in entry order: entry i's rows start where entry i-1's end (its epRecvCounts value).
+  const int64_t first = sink.Take(total);
+  std::vector<int64_t> entry_end(entries);
+  for (int64_t entry = 0, end = first; entry < entries; ++entry) {
+    end += counts[entry];
+    entry_end[entry] = end;
+    recv_counts[entry] = static_cast<int32_t>(end);
+  }
   const kernels::Half type = HalfOf(c.x_dtype);
-  for (int64_t entry = 0; entry < entries; ++entry) {
-    const int64_t src = entry % e, e_local = entry / e;
-    const int64_t block = c.is_shared_rank() ? src : src * l + e_local;
-    const uint32_t count = transport::FlagCount(ep.ReadFlag(call.flag_base + entry));
-    const int64_t smooth_row = SmoothRowHere(c, e_local);
-    for (uint32_t s = 0; s < count; ++s) {
+  ctx.ForEachPart(total, [&](int, int64_t begin, int64_t end) {
+    int64_t entry = std::upper_bound(entry_end.begin(), entry_end.end(), first + begin) - entry_end.begin();
+    for (int64_t row = first + begin; row < first + end; ++row) {
+      while (row >= entry_end[entry]) ++entry;
+      const int64_t src = entry % e, e_local = entry / e;
+      const int64_t block = c.is_shared_rank() ? src : src * l + e_local;
+      const int64_t s = row - (entry_end[entry] - counts[entry]);
       const uint8_t* slot = ep.LocalData() + call.half_offset + layout.DispatchSlotOffset(block, s);
       if (!pulled[src]) {
-        sink.Append(slot);
+        sink.Write(row, slot);
         continue;
       }
       const PulledSource& source = *pulled[src];
@@ -349,15 +365,15 @@ std::vector<int> ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout
       }
       const float* smooth = nullptr;
       if (source.smooth.base) {
+        const int64_t smooth_row = SmoothRowHere(c, e_local);
         if (static_cast<uint64_t>(smooth_row) >= source.smooth.count) {
           BadPulledRow(static_cast<int>(src), "smooth-scale row", smooth_row, source.smooth.count);
         }
         smooth = reinterpret_cast<const float*>(source.smooth.Row(smooth_row));
       }
-      sink.AppendPulled(slot, type, c.hidden, source.x.Row(token), smooth);
+      sink.WritePulled(row, slot, type, c.hidden, source.x.Row(token), smooth);
     }
-    recv_counts[entry] = static_cast<int32_t>(sink.rows());
-  }
+  });
   std::vector<int> pulled_from;
   for (int src = 0; src < static_cast<int>(e); ++src) {
     if (pulled[src]) pulled_from.push_back(src);
@@ -395,9 +411,12 @@ void AllGatherWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window&
                                           "]; the ranks disagree about the layout");
   }
   sink.Reserve(peer_rows, "the TP peer");
-  for (int64_t i = 0; i < peer_rows; ++i) {
-    sink.Append(tp.LocalData() + call.half_offset + i * layout.dispatch_slot_bytes);
-  }
+  const int64_t first = sink.Take(peer_rows);
+  ctx.ForEachPart(peer_rows, [&](int, int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      sink.Write(first + i, tp.LocalData() + call.half_offset + i * layout.dispatch_slot_bytes);
+    }
+  });
 }
 
 void WriteExpertTokenNums(const MoeConfig& c, const int32_t* recv_counts, int64_t total, int64_t* token_nums) {

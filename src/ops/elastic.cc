@@ -22,7 +22,8 @@ void RunElastic(const plan::MoeConfig& config, std::span<const int32_t> elastic_
   }
   const plan::ScaledDown scaled = plan::ApplyElasticInfo(config, elastic_info, op);
   transport::RemappedWindow survivors(link.ep, static_cast<int>(scaled.config.ep_rank), scaled.physical);
-  const protocol::Link scaled_link{survivors, link.ep_state, nullptr, nullptr, link.deadline, link.pull_min_bytes};
+  const protocol::Link scaled_link{survivors,     link.ep_state,       nullptr,     nullptr,
+                                   link.deadline, link.pull_min_bytes, link.workers};
   try {
     body(scaled.config, scaled_link);
   } catch (const TimeoutError& e) {

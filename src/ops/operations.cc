@@ -17,8 +17,8 @@ void Locked(Communicator& ep, Communicator* tp, const char* op, Body&& body, std
   std::unique_lock<std::mutex> tp_lock;
   if (tp) tp_lock = std::unique_lock(tp->mutex());
   const protocol::Link link{
-      ep.window(),   ep.state(),         tp ? &tp->window() : nullptr, tp ? &tp->state() : nullptr,
-      ep.Deadline(), ep.pull_min_bytes()};
+      ep.window(),         ep.state(),   tp ? &tp->window() : nullptr, tp ? &tp->state() : nullptr, ep.Deadline(),
+      ep.pull_min_bytes(), &ep.workers()};
   std::vector<int> gone = ep.failed_ranks();
   gone.insert(gone.end(), also_gone.begin(), also_gone.end());
   link.ep.SetFailedPeers(gone);

@@ -3,9 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 
 #include "ops/communicator.h"
+#include "ops/workers.h"
 #include "plan/config.h"
 #include "plan/op_tensors.h"
 #include "transport/window.h"
@@ -20,6 +22,14 @@ struct Link {
   OpState* tp_state = nullptr;
   transport::Clock::time_point deadline;  // every wait of the call ends by then
   uint64_t pull_min_bytes = UINT64_MAX;   // Communicator::pull_min_bytes
+  Workers* workers = nullptr;             // Communicator::workers; null: the caller's thread alone
+
+  /// body(part, begin, end) over [0, n) split among the workers (ops/workers.h).
+  void ForEachPart(int64_t n, const std::function<void(int part, int64_t begin, int64_t end)>& body) const {
+    if (workers) return workers->ForEachPart(n, body);
+    body(0, 0, n);
+  }
+  int parts() const { return workers ? workers->threads() : 1; }
 };
 
 /// Collective over link.ep (and link.tp): docs/semantics.md 2 / 5.2.

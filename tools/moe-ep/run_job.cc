@@ -16,6 +16,7 @@
 #include "kernels/kernels.h"
 #include "moe-ep/rank_job.h"
 #include "moe_ep/ops.h"
+#include "ops/workers.h"
 #include "verify/scenario.h"
 
 namespace moe_ep::tools {
@@ -136,7 +137,8 @@ int RunJob(const JobOptions& o) {
       o.seed ? o.seed : (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
   const ScenarioSpec spec = SpecOf(o);
   std::printf("moe-ep run: %s\n", moe_ep::verify::Describe(spec).c_str());
-  std::printf("  transport: threads (%d ranks in one process), kernels: %s, seed %llu\n", o.ranks,
+  std::printf("  transport: threads (%d ranks in one process, %d worker thread%s each), kernels: %s, seed %llu\n",
+              o.ranks, ops::DefaultThreads(o.ranks), ops::DefaultThreads(o.ranks) == 1 ? "" : "s",
               kernels::IsaName(kernels::ActiveIsa()), static_cast<unsigned long long>(seed));
 
   std::mt19937_64 rng(seed);

@@ -85,6 +85,7 @@ struct RunOptions {
   GroupMaker groups;                     // the transport; empty: ThreadGroupMaker()
   DataPath data_path = DataPath::kAuto;  // the groups' GroupOptions::data_path
   bool peer_visible = false;             // x and expert outputs in the shared heap (RunScenarioRank)
+  int threads = 0;                       // the groups' GroupOptions::threads (0: MOE_EP_THREADS or the cores)
 };
 
 /// One rank's dispatch + combine on its own groups (any transport), outputs poisoned first. `rank` is

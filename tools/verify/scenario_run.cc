@@ -259,6 +259,7 @@ std::string RunAndCompare(const ScenarioSpec& s, ScenarioInputs& in, const RunOp
   group_options.window_bytes = options.window_bytes;
   group_options.timeout = options.timeout;
   group_options.data_path = options.data_path;
+  group_options.threads = options.threads;
   const auto join = (options.groups ? options.groups : ThreadGroupMaker())(ep_size, tp_size, group_options);
   std::vector<std::optional<RankGroups>> groups(ranks);
   RunRanks(ranks, [&](int g) { groups[g].emplace(join(g)); });

@@ -1,0 +1,91 @@
+// Worker threads: helpers sleep on a condition variable between calls; each call cuts [0, n) into
+// contiguous parts, one per thread.
+#include "ops/workers.h"
+
+#include <algorithm>
+
+#include "base/env.h"
+
+namespace moe_ep::ops {
+
+Workers::Workers(int threads) {
+  for (int i = 1; i < std::max(threads, 1); ++i) helpers_.emplace_back([this, i] { Serve(i); });
+}
+
+Workers::~Workers() {
+  {
+    const std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  for (auto& helper : helpers_) helper.join();
+}
+
+namespace {
+// Part `part` of `parts` over [0, n): contiguous, the first n % parts parts one longer.
+std::pair<int64_t, int64_t> PartRange(int64_t n, int parts, int part) {
+  const int64_t base = n / parts, extra = n % parts;
+  const int64_t begin = part * base + std::min<int64_t>(part, extra);
+  return {begin, begin + base + (part < extra ? 1 : 0)};
+}
+}  // namespace
+
+void Workers::ForEachPart(int64_t n, const std::function<void(int part, int64_t begin, int64_t end)>& body) {
+  const int parts = static_cast<int>(std::min<int64_t>(threads(), std::max<int64_t>(n, 1)));
+  if (parts == 1) {
+    body(0, 0, n);
+    return;
+  }
+  {
+    const std::lock_guard lock(mutex_);
+    n_ = n, parts_ = parts, body_ = &body, error_ = nullptr;
+    busy_ = static_cast<int>(helpers_.size());
+    ++round_;
+  }
+  wake_.notify_all();
+  std::exception_ptr mine;
+  try {
+    const auto [begin, end] = PartRange(n, parts, 0);
+    body(0, begin, end);
+  } catch (...) {
+    mine = std::current_exception();
+  }
+  std::unique_lock lock(mutex_);
+  done_.wait(lock, [&] { return busy_ == 0; });
+  body_ = nullptr;
+  if (mine) std::rethrow_exception(mine);
+  if (error_) std::rethrow_exception(error_);
+}
+
+void Workers::Serve(int helper) {
+  uint64_t seen = 0;
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    wake_.wait(lock, [&] { return stopping_ || round_ != seen; });
+    if (stopping_) return;
+    seen = round_;
+    const int parts = parts_;
+    const int64_t n = n_;
+    const auto* body = body_;
+    lock.unlock();
+    std::exception_ptr error;
+    if (helper < parts) {
+      try {
+        const auto [begin, end] = PartRange(n, parts, helper);
+        (*body)(helper, begin, end);
+      } catch (...) {
+        error = std::current_exception();
+      }
+    }
+    lock.lock();
+    if (error && !error_) error_ = error;
+    if (--busy_ == 0) done_.notify_one();
+  }
+}
+
+int DefaultThreads(int local_ranks) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return env::Threads(std::max(1, cores / std::max(local_ranks, 1)));
+}
+
+}  // namespace moe_ep::ops

@@ -1,0 +1,50 @@
+// Worker threads inside one rank: an operation splits its row copies and token sums over them (as the
+// NPU splits rows over its cores). Each piece of work writes its own rows, so results are the same bits
+// for every thread count.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace moe_ep::ops {
+
+class Workers {
+ public:
+  /// `threads` >= 1 in all, the caller's own thread included (threads - 1 are started here).
+  explicit Workers(int threads);
+  ~Workers();
+  Workers(const Workers&) = delete;
+  Workers& operator=(const Workers&) = delete;
+
+  int threads() const { return static_cast<int>(helpers_.size()) + 1; }
+
+  /// Runs body(part, begin, end) over [0, n) cut into at most threads() contiguous parts, part 0 on the
+  /// calling thread, and returns when all are done; the first exception a part threw is rethrown then.
+  /// One call at a time (an operation holds its communicator's lock).
+  void ForEachPart(int64_t n, const std::function<void(int part, int64_t begin, int64_t end)>& body);
+
+ private:
+  void Serve(int helper);
+
+  std::vector<std::thread> helpers_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  uint64_t round_ = 0;  // counts calls; a helper runs each round once
+  int busy_ = 0;        // helpers still running this round's parts
+  bool stopping_ = false;
+  int64_t n_ = 0;
+  int parts_ = 0;
+  const std::function<void(int, int64_t, int64_t)>* body_ = nullptr;
+  std::exception_ptr error_;
+};
+
+/// The default thread count of a rank: the cores of this machine shared out among `local_ranks` ranks,
+/// at least 1 (MOE_EP_THREADS overrides it).
+int DefaultThreads(int local_ranks);
+
+}  // namespace moe_ep::ops
