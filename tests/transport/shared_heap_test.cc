@@ -51,6 +51,19 @@ bool ReadAll(int fd, void* p, size_t n) {
   return true;
 }
 
+// The mapping of /proc/self/maps that holds `p` (its path), "" when none does.
+std::string MappingOf(const void* p) {
+  std::ifstream maps("/proc/self/maps");
+  const auto at = reinterpret_cast<uintptr_t>(p);
+  for (std::string line; std::getline(maps, line);) {
+    uintptr_t begin = 0, end = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx", &begin, &end) != 2 || at < begin || at >= end) continue;
+    const size_t path = line.find('/');
+    return path == std::string::npos ? "(anonymous)" : line.substr(path);
+  }
+  return "";
+}
+
 TEST(SharedHeap, AnotherProcessReadsAndWritesInPlace) {
   std::mt19937_64 rng(moe_ep::testing::BaseSeed());
   SharedHeap& heap = SharedHeap::Process();
@@ -133,6 +146,24 @@ TEST(SharedHeap, FreedBlocksAreReusedAndMerge) {
   heap.Free(c);
 }
 
+// A block larger than a chunk gets a chunk of its own, which goes back to the system when it is freed.
+TEST(SharedHeap, LargeBlocksGoBackToTheSystemWhenFreed) {
+  SharedHeap& heap = SharedHeap::Process();
+  const size_t bytes = size_t{100} << 20;
+  auto* p = static_cast<uint8_t*>(heap.Allocate(bytes));
+  p[0] = 1, p[bytes - 1] = 2;
+  const uint64_t token = heap.TokenOf(p, bytes);
+  EXPECT_NE(token, 0u);
+  EXPECT_EQ(MappingOf(p).rfind("/memfd:moe_ep heap", 0), 0u) << MappingOf(p);
+  heap.Free(p);
+  EXPECT_EQ(MappingOf(p).find("memfd"), std::string::npos) << "a freed large chunk is still mapped";
+  EXPECT_EQ(heap.TokenOf(p, 1), 0u);
+  EXPECT_EQ(SharedHeap::Map(token, 1), nullptr) << "the released chunk still resolves";
+  void* again = heap.Allocate(bytes);  // a new chunk, under another descriptor
+  EXPECT_NE(heap.TokenOf(again, bytes) >> 32, token >> 32);
+  heap.Free(again);
+}
+
 TEST(SharedHeap, BadPointersAreErrorsThatFreeNothing) {
   SharedHeap& heap = SharedHeap::Process();
   auto* p = static_cast<uint8_t*>(heap.Allocate(256));
@@ -151,22 +182,10 @@ TEST(SharedHeap, BadPointersAreErrorsThatFreeNothing) {
   heap.Free(p);
   EXPECT_THROW(heap.Free(p), Error) << "a double free is not refused";
   EXPECT_THROW(heap.Allocate(0), Error);
+  EXPECT_THROW(heap.Allocate(size_t{1} << 52), Error) << "more than the machine's memory";
   EXPECT_EQ(heap.TokenOf(&on_stack, 4), 0u) << "memory outside the heap has a token";
   EXPECT_EQ(SharedHeap::Map(0, 1), nullptr);
   EXPECT_EQ(SharedHeap::Map(~uint64_t{0}, 1), nullptr);
-}
-
-// The mapping of /proc/self/maps that holds `p` (its path), "" when none does.
-std::string MappingOf(const void* p) {
-  std::ifstream maps("/proc/self/maps");
-  const auto at = reinterpret_cast<uintptr_t>(p);
-  for (std::string line; std::getline(maps, line);) {
-    uintptr_t begin = 0, end = 0;
-    if (std::sscanf(line.c_str(), "%lx-%lx", &begin, &end) != 2 || at < begin || at >= end) continue;
-    const size_t path = line.find('/');
-    return path == std::string::npos ? "(anonymous)" : line.substr(path);
-  }
-  return "";
 }
 
 // Through the public API (libmoe_ep holds a heap of its own, so this checks where the memory is mapped).

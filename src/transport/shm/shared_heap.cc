@@ -76,6 +76,19 @@ std::unique_ptr<Chunk> NewChunk(size_t bytes) {
   return chunk;
 }
 
+// Gives a wholly free chunk larger than the default back to the system (one request made it). Its
+// descriptor stays open, at length 0: a new chunk never takes its number, so a peer's mapping of this
+// one can never be taken for the new one's.
+void ReleaseChunk(Chunk& chunk) {
+  munmap(chunk.base, chunk.size);
+  if (ftruncate(chunk.fd, 0) != 0) {
+    // The pages stay until the process exits; nothing else depends on it.
+  }
+  chunk.base = nullptr;
+  chunk.size = 0;
+  chunk.free.clear();
+}
+
 // Another process's chunks (or this process's, made by another copy of the heap) as mapped here.
 struct Mapped {
   const uint8_t* base;
@@ -125,9 +138,13 @@ SharedHeap::State& SharedHeap::state() const {
 }
 
 void* SharedHeap::Allocate(size_t bytes) {
-  if (bytes == 0 || bytes > (size_t{1} << 40)) {
-    throw Error(ErrorCode::kInvalidParam,
-                "shared heap: " + std::to_string(bytes) + " bytes requested; the size must be in [1, 2^40]");
+  // Chunks are reserved, not committed, so a request larger than the machine would still succeed and
+  // fail only once touched: refuse it now, as an allocator would.
+  const uint64_t memory = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  if (bytes == 0 || bytes > memory) {
+    throw Error(ErrorCode::kInvalidParam, "shared heap: " + std::to_string(bytes) +
+                                              " bytes requested; the size must be in [1, this machine's memory = " +
+                                              std::to_string(memory) + "]");
   }
   const size_t size = (bytes + kAlignment - 1) / kAlignment * kAlignment;
   State& s = state();
@@ -159,22 +176,24 @@ void SharedHeap::Free(const void* p) {
                                               " is not the start of live shared-heap memory (never allocated there, "
                                               "or already freed); nothing was freed");
   }
-  auto& free = it->second.chunk->free;
+  Chunk& chunk = *it->second.chunk;
   size_t offset = it->second.offset, size = it->second.size;
   s.live.erase(it);
   // Merge with the free block after, then with the one before.
-  if (const auto next = free.find(offset + size); next != free.end()) {
+  if (const auto next = chunk.free.find(offset + size); next != chunk.free.end()) {
     size += next->second;
-    free.erase(next);
+    chunk.free.erase(next);
   }
-  if (auto prev = free.lower_bound(offset); prev != free.begin()) {
+  if (auto prev = chunk.free.lower_bound(offset);
+      prev != chunk.free.begin() && std::prev(prev)->first + std::prev(prev)->second == offset) {
     --prev;
-    if (prev->first + prev->second == offset) {
-      prev->second += size;
-      return;
-    }
+    prev->second += size;
+  } else {
+    chunk.free[offset] = size;
   }
-  free[offset] = size;
+  if (chunk.size > kChunkBytes && chunk.free.size() == 1 && chunk.free.begin()->second == chunk.size) {
+    ReleaseChunk(chunk);
+  }
 }
 
 size_t SharedHeap::RoomAt(const void* p) const {
