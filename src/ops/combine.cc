@@ -68,21 +68,21 @@ const uint8_t* WireRow(const MoeConfig& c, const WindowLayout& layout, const uin
 }
 
 // Sends every own row back to its token's owner: into the owner's slot, or, to an owner told where
-// `source` is, only the row's index in the slot's flag. Returns the owners that read `source` in place.
-std::vector<int> SendRowsBack(const MoeConfig& c, const WindowLayout& layout, Window& ep, const CallSlot& call,
-                              const std::vector<int32_t>& assist, int64_t own_rows,
-                              const std::vector<uint16_t>& reduced, const RowReader& expand_x,
-                              const std::optional<pull::Rows>& source, uint64_t min_bytes, const Link& ctx) {
+// `source` is, only the row's index in the slot's flag. Returns, per rank, whether it reads `source` in place.
+std::vector<uint8_t> SendRowsBack(const MoeConfig& c, const WindowLayout& layout, Window& ep, const CallSlot& call,
+                                  const std::vector<int32_t>& assist, int64_t own_rows,
+                                  const std::vector<uint16_t>& reduced, const RowReader& expand_x,
+                                  const std::optional<pull::Rows>& source, uint64_t min_bytes, const Link& ctx) {
   const uint64_t payload = layout.combine_payload_bytes;
   std::vector<uint8_t> owns_rows(c.ep_world_size, 0);
   for (int64_t i = 0; i < own_rows; ++i) owns_rows[assist[3 * i]] = 1;
   const std::vector<uint64_t> tokens = pull::Expose(ep, source, own_rows * payload, min_bytes);
   const pull::CallFlags flags(plan::kCombinePullFlagBase, call);
-  std::vector<int> readers;
+  std::vector<uint8_t> readers(c.ep_world_size, 0);
   for (int owner = 0; owner < static_cast<int>(c.ep_world_size); ++owner) {
     if (!owns_rows[owner] || tokens[owner] == 0) continue;
     pull::Announce(ep, flags, owner, tokens[owner], *source);
-    readers.push_back(owner);
+    readers[owner] = 1;
   }
   ctx.ForEachPart(own_rows, [&](int, int64_t begin, int64_t end) {
     RowReader rows(expand_x);  // its own: a strided row is gathered into the reader
@@ -145,13 +145,11 @@ class TokenReducer {
       Reduce(t);
     }
   }
-  /// The ranks whose rows Run read in place (each must hear that it is done).
-  std::vector<int> pulled_from() const {
-    std::vector<int> ranks;
-    for (int r = 0; r < static_cast<int>(sources_.size()); ++r) {
-      if (sources_[r] && sources_[r]->base) ranks.push_back(r);
+  /// Sets senders[r] for every rank whose rows Run read in place (each must hear that it is done).
+  void MarkPulledFrom(std::vector<uint8_t>& senders) const {
+    for (size_t r = 0; r < sources_.size(); ++r) {
+      if (sources_[r] && sources_[r]->base) senders[r] = 1;
     }
-    return ranks;
   }
 
  private:
@@ -340,7 +338,7 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
                                                : pull::Rows{reinterpret_cast<const uint8_t*>(reduced.data()), row_bytes,
                                                             static_cast<uint64_t>(own_rows), row_bytes};
   const CallSlot call = NextCombineCall(ctx.ep, ctx.ep_state);
-  const std::vector<int> readers =
+  const std::vector<uint8_t> readers =
       SendRowsBack(c, layout, ctx.ep, call, assist, own_rows, reduced, expand_x, source, ctx.pull_min_bytes, ctx);
   const std::vector<float> weights = GatherFloat(t.expert_scales);
   std::vector<uint8_t> pulled_from(c.ep_world_size, 0);
@@ -349,7 +347,7 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
     TokenReducer reducer(c, layout, t, ctx.ep, call, ctx, ids, weights, mask);
     reducer.Run(begin, end);
     const std::lock_guard lock(pulled_mutex);
-    for (int sender : reducer.pulled_from()) pulled_from[sender] = 1;
+    reducer.MarkPulledFrom(pulled_from);
   });
   const pull::CallFlags flags(plan::kCombinePullFlagBase, call);
   for (int sender = 0; sender < static_cast<int>(c.ep_world_size); ++sender) {

@@ -141,24 +141,16 @@ CallSlot NextDispatchCall(const Window& w, OpState& state) {
   return NextCall(w, state, state.dispatch_calls, plan::kDispatchFlagBase, plan::kMaxDispatchFlags);
 }
 
-// The ranks this rank sends at least one row to.
-std::vector<int> Destinations(const MoeConfig& c, const plan::RoutingPlan& plan) {
+// Per rank: whether it pulls this rank's rows (it receives at least one and has been told where x, and
+// any smooth scales, are).
+std::vector<uint8_t> AnnouncePulls(const MoeConfig& c, const WindowLayout& layout, const plan::DispatchTensors& t,
+                                   const plan::RoutingPlan& plan, Window& ep, const CallSlot& call,
+                                   uint64_t min_bytes) {
   std::vector<uint8_t> receives(c.ep_world_size, 0);
   for (const plan::RoutedPair& p : plan.pairs) receives[c.ExpertRank(p.expert)] = 1;
   if (!plan.valid_tokens.empty()) {
     for (int64_t i = 0; i < c.shared_expert_num; ++i) receives[c.SharedRank(i, c.ep_rank)] = 1;
   }
-  std::vector<int> ranks;
-  for (int r = 0; r < static_cast<int>(c.ep_world_size); ++r) {
-    if (receives[r]) ranks.push_back(r);
-  }
-  return ranks;
-}
-
-// Per rank: whether it pulls this rank's rows (then it has been told where x, and any smooth scales, are).
-std::vector<uint8_t> AnnouncePulls(const MoeConfig& c, const WindowLayout& layout, const plan::DispatchTensors& t,
-                                   const plan::RoutingPlan& plan, const std::vector<int>& destinations, Window& ep,
-                                   const CallSlot& call, uint64_t min_bytes) {
   const uint64_t rows = plan.pairs.size() + c.shared_expert_num * plan.valid_tokens.size();
   const uint64_t sent_bytes = rows * layout.dispatch_token_bytes;
   const std::optional<pull::Rows> x = pull::RowsOf(t.x);
@@ -168,8 +160,8 @@ std::vector<uint8_t> AnnouncePulls(const MoeConfig& c, const WindowLayout& layou
   const std::vector<uint64_t> smooth_tokens = pull::Expose(ep, smooth, smoothed ? sent_bytes : 0, min_bytes);
   std::vector<uint8_t> pulled(c.ep_world_size, 0);
   const pull::CallFlags flags(plan::kDispatchPullFlagBase, call);
-  for (int dst : destinations) {
-    if (x_tokens[dst] == 0 || (smoothed && smooth_tokens[dst] == 0)) continue;
+  for (int dst = 0; dst < static_cast<int>(c.ep_world_size); ++dst) {
+    if (!receives[dst] || x_tokens[dst] == 0 || (smoothed && smooth_tokens[dst] == 0)) continue;
     pull::Announce(ep, flags, dst, x_tokens[dst], *x, smoothed ? smooth_tokens[dst] : 0, smooth.value_or(pull::Rows{}));
     pulled[dst] = 1;
   }
@@ -306,10 +298,10 @@ std::vector<std::optional<PulledSource>> PulledSources(const MoeConfig& c, const
 }
 
 // Waits for every source's count, then copies rows out in status order, from the window's slots or (pulled)
-// straight from the source's x; fills epRecvCounts[0, entries) and returns the sources it pulled from.
-std::vector<int> ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, const plan::DispatchTensors& t,
-                                  Window& ep, const CallSlot& call, const Link& ctx, RowSink& sink,
-                                  int32_t* recv_counts) {
+// straight from the source's x, and tells each source it pulled from that it is done; fills
+// epRecvCounts[0, entries).
+void ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, const plan::DispatchTensors& t, Window& ep,
+                      const CallSlot& call, const Link& ctx, RowSink& sink, int32_t* recv_counts) {
   const int64_t e = c.ep_world_size, l = c.local_expert_num();
   const int64_t entries = c.receive_entries();
   std::vector<uint64_t> indices(entries);
@@ -374,11 +366,10 @@ std::vector<int> ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout
       sink.WritePulled(row, slot, type, c.hidden, source.x.Row(token), smooth);
     }
   });
-  std::vector<int> pulled_from;
+  const pull::CallFlags flags(plan::kDispatchPullFlagBase, call);
   for (int src = 0; src < static_cast<int>(e); ++src) {
-    if (pulled[src]) pulled_from.push_back(src);
+    if (pulled[src]) pull::SignalDone(ep, flags, src);
   }
-  return pulled_from;
 }
 
 // docs/semantics.md 2.7: rows, scales and triples go to the TP peer (from the outputs, where they are
@@ -445,8 +436,7 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
   Window& ep = ctx.ep;
   const CallSlot call = NextDispatchCall(ep, ctx.ep_state);
   AnnounceAttributes(c, ep, call);
-  const std::vector<int> destinations = Destinations(c, plan);
-  const std::vector<uint8_t> pulled = AnnouncePulls(c, layout, t, plan, destinations, ep, call, ctx.pull_min_bytes);
+  const std::vector<uint8_t> pulled = AnnouncePulls(c, layout, t, plan, ep, call, ctx.pull_min_bytes);
   SlotWriter writer(c, layout, t);
   SendToExperts(c, layout, plan, writer, ep, call, pulled);
   AnnounceCounts(c, plan, ep, call);
@@ -454,10 +444,7 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
 
   RowSink sink(c, layout, t);
   auto* recv_counts = static_cast<int32_t*>(t.ep_recv_counts.data);
-  const pull::CallFlags pull_flags(plan::kDispatchPullFlagBase, call);
-  for (int src : ReceiveFromGroup(c, layout, t, ep, call, ctx, sink, recv_counts)) {
-    pull::SignalDone(ep, pull_flags, src);
-  }
+  ReceiveFromGroup(c, layout, t, ep, call, ctx, sink, recv_counts);
   const int64_t own_rows = sink.rows();
   if (c.has_tp()) {
     const int64_t entries = c.receive_entries();
@@ -468,11 +455,7 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
   }
   WriteExpertTokenNums(c, recv_counts, sink.rows(), static_cast<int64_t*>(t.expert_token_nums.data));
   // The caller may overwrite x once this returns: not before every rank reading it in place is done.
-  std::vector<int> readers;
-  for (int dst : destinations) {
-    if (pulled[dst]) readers.push_back(dst);
-  }
-  pull::WaitDone(ep, pull_flags, readers, ctx.deadline, "MoeDistributeDispatch");
+  pull::WaitDone(ep, pull::CallFlags(plan::kDispatchPullFlagBase, call), pulled, ctx.deadline, "MoeDistributeDispatch");
 }
 
 }  // namespace moe_ep::ops::protocol

@@ -54,9 +54,9 @@ std::optional<Rows> Announced(const transport::Window& ep, const CallFlags& flag
 /// Tells `sender` that this rank has finished reading what it announced.
 void SignalDone(transport::Window& ep, const CallFlags& flags, int sender);
 
-/// Waits until every rank in `readers` has said it is done with this rank's rows, or throws TimeoutError
-/// at `deadline` naming those that did not.
-void WaitDone(const transport::Window& ep, const CallFlags& flags, std::span<const int> readers,
+/// Waits until every rank r with reads[r] != 0 has said it is done with this rank's rows, or throws
+/// TimeoutError at `deadline` naming those that did not.
+void WaitDone(const transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads,
               transport::Clock::time_point deadline, const char* op);
 
 }  // namespace moe_ep::ops::pull
