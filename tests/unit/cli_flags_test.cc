@@ -1,10 +1,12 @@
 // The moe-ep command line: tables of bad flag sets (exit 2, one line naming the flag) and good ones (parsed values),
 // the --help text's bounds, and the built binary refusing `run --topk 65` / `run --experts 7` instead of crashing.
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -108,6 +110,24 @@ const BadRow kBadRows[] = {
     {{"launch", "-n", "4", "--"}, "missing PROGRAM"},
     {{"launch", "-n", "2", "-n", "3", "prog"}, "-n 3 violates rule: -n / --ranks at most once"},
     {{"launch", "--bogus", "-n", "2", "prog"}, "unknown flag --bogus"},
+    // bench: run's ranges element by element, its own lists, and run's rules for every configuration.
+    {{"bench", "--bs", "0"}, "moe-ep bench: --bs 0 violates rule: an integer in [1, 8192], or a list of them"},
+    {{"bench", "--bs", "1,,8"}, "--bs 1,,8 violates rule"},
+    {{"bench", "--bs", "1,8193"}, "--bs 1,8193 violates rule"},
+    {{"bench", "--ranks", "2,0"}, "--ranks 2,0 violates rule"},
+    {{"bench", "--transports", "threads,gpu"}, "--transports threads,gpu violates rule: a list of threads, processes"},
+    {{"bench", "--quant", "fp8"}, "--quant fp8 violates rule: a list of off, int8"},
+    {{"bench", "--hidden", "1,2"}, "--hidden 1,2 violates rule: an integer in [1, 65536]"},
+    {{"bench", "--seed", "0"}, "--seed 0"},
+    {{"bench", "--json", ""}, "--json '' violates rule: a file name"},
+    {{"bench", "--ranks", "4,3"}, "moe-ep bench: --experts 64 violates rule: a multiple of the MoE ranks"},
+    {{"bench", "--topk", "65"}, "moe-ep bench: --topk 65 violates rule: <= --experts (64)"},
+    {{"bench", "--bs"}, "--bs needs a value"},
+    {{"bench", "--bs", "8", "--bs", "16"}, "--bs 16 violates rule: each flag at most once"},
+    {{"bench", "--fp16"}, "unknown flag --fp16"},
+    {{"bench", "8"}, "unexpected argument 8"},
+    {{"run", "--processes", "--processes"}, "--processes violates rule: each flag at most once"},
+    {{"bench-rank"}, "unknown command bench-rank"},
     {{}, "missing command"},
     {{"frob"}, "unknown command frob"},
 };
@@ -220,12 +240,39 @@ TEST(CliFlags, GoodLaunchSetsKeepTheProgramsArguments) {
   }
 }
 
+TEST(CliFlags, GoodBenchSetsParseToTheirLists) {
+  const ParseResult result =
+      Parse({"bench", "--bs", "1,8,4096", "--ranks", "2,4", "--transports", "alltoallv,threads", "--quant", "int8,off",
+             "--hidden", "64", "--repeats", "3", "--warmup", "0", "--seed", "7", "--json", "out.json"});
+  ASSERT_TRUE(result.ok()) << result.error;
+  ASSERT_EQ(result.command_line->command, Command::kBench);
+  const BenchOptions& b = result.command_line->bench;
+  EXPECT_EQ(b.tokens, (std::vector<int64_t>{1, 8, 4096}));
+  EXPECT_EQ(b.ranks, (std::vector<int>{2, 4}));
+  EXPECT_EQ(b.systems, (std::vector<BenchSystem>{BenchSystem::kAlltoallv, BenchSystem::kThreads}));
+  EXPECT_EQ(b.quant, (std::vector<bool>{true, false}));
+  EXPECT_EQ(b.hidden, 64);
+  EXPECT_EQ(b.top_k, 8);
+  EXPECT_EQ(b.repeats, 3);
+  EXPECT_EQ(b.warmup, 0);
+  EXPECT_EQ(b.seed, 7u);
+  EXPECT_EQ(b.json_path, "out.json");
+  // Defaults, and run's --processes switch.
+  const ParseResult defaults = Parse({"bench"});
+  ASSERT_TRUE(defaults.ok()) << defaults.error;
+  EXPECT_EQ(defaults.command_line->bench.tokens, BenchOptions{}.tokens);
+  const ParseResult processes = Parse({"run", "--processes"});
+  ASSERT_TRUE(processes.ok()) << processes.error;
+  EXPECT_TRUE(processes.command_line->job.processes);
+}
+
 TEST(CliFlags, HelpWinsWherePlacedBeforeAnyProblem) {
   for (const auto& args : {std::initializer_list<const char*>{"help"},
                            {"--help"},
                            {"-h"},
                            {"run", "--help"},
                            {"run", "--bs", "8", "-h"},
+                           {"bench", "--bs", "1", "--help"},
                            {"launch", "--help"}}) {
     SCOPED_TRACE(Joined(args));
     const ParseResult result = Parse(args);
@@ -301,6 +348,91 @@ TEST(CliFlags, BinaryRunsTheSmallestQuantizedJob) {
   ASSERT_TRUE(WIFEXITED(status)) << "status " << status << ": " << output;
   EXPECT_EQ(WEXITSTATUS(status), 0) << output;
   EXPECT_NE(output.find("verified"), std::string::npos) << output;
+}
+
+// The main job with its ranks as processes of this host: every rank verifies its outputs, the launcher prints the
+// timings of all of them.
+TEST(CliFlags, BinaryRunsTheJobOnProcesses) {
+  std::string output;
+  const int status = RunTool({"run", "--processes", "--ranks", "3", "--experts", "6", "--topk", "2", "--bs", "5",
+                              "--hidden", "64", "--repeats", "2", "--warmup", "0"},
+                             output);
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status << ": " << output;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << output;
+  for (const char* line : {"transport: processes (3 ranks", "[rank 0] verified", "[rank 2] verified",
+                           "verified: every rank's", "data path:", "dispatch   median", "combine    median"}) {
+    EXPECT_NE(output.find(line), std::string::npos) << line << " in\n" << output;
+  }
+}
+
+// SIGTERM to `moe-ep launch` reaches the ranks, and the launcher ends by it too once they are gone (a bench that
+// launches job after job stops rather than going on to the next).
+TEST(CliFlags, LaunchForwardsSigtermAndEndsByIt) {
+  std::vector<std::string> words{MOE_EP_TOOL, "launch", "-n", "2", "--", "sleep", "30"};
+  std::vector<char*> argv;
+  for (auto& word : words) argv.push_back(word.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawn(&pid, MOE_EP_TOOL, nullptr, nullptr, argv.data(), environ), 0);
+  usleep(300 * 1000);  // the ranks are started
+  kill(pid, SIGTERM);
+  int status = 0;
+  for (int waited_ms = 0; waitpid(pid, &status, WNOHANG) == 0; waited_ms += 10) {
+    ASSERT_LT(waited_ms, 10000) << "the launcher outlived SIGTERM by 10 s";
+    usleep(10 * 1000);
+  }
+  ASSERT_TRUE(WIFSIGNALED(status)) << "status " << status;
+  EXPECT_EQ(WTERMSIG(status), SIGTERM);
+}
+
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// A small sweep on threads and processes with and without quantization: a table row and a JSON entry with both
+// operations' medians for each of the 2 x 2 x 2 measurements, nothing skipped or failed.
+TEST(CliFlags, BinaryBenchesASweepAndWritesJson) {
+  const std::string json = ::testing::TempDir() + "/moe_ep_bench_test.json";
+  std::string output;
+  const int status = RunTool({"bench",
+                              "--ranks",
+                              "2",
+                              "--experts",
+                              "4",
+                              "--topk",
+                              "2",
+                              "--bs",
+                              "1,6",
+                              "--hidden",
+                              "64",
+                              "--transports",
+                              "threads,processes",
+                              "--quant",
+                              "off,int8",
+                              "--repeats",
+                              "2",
+                              "--warmup",
+                              "1",
+                              "--json",
+                              json},
+                             output);
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status << ": " << output;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << output;
+  EXPECT_EQ(Count(output, "\nthreads "), 4u) << output;
+  EXPECT_EQ(Count(output, "\nprocesses "), 4u) << output;
+  EXPECT_EQ(Count(output, "skipped") + Count(output, "failed"), 0u) << output;
+  FILE* file = std::fopen(json.c_str(), "r");
+  ASSERT_NE(file, nullptr) << json;
+  std::string text;
+  char buffer[4096];
+  for (size_t n; (n = std::fread(buffer, 1, sizeof(buffer), file)) > 0;) text.append(buffer, n);
+  std::fclose(file);
+  EXPECT_EQ(Count(text, "\"system\": "), 8u) << text;
+  EXPECT_EQ(Count(text, "\"median_us\": "), 16u) << text;
+  EXPECT_EQ(Count(text, "\"quant\": \"int8\""), 4u) << text;
+  EXPECT_EQ(Count(text, "\"note\""), 0u) << text;
 }
 
 }  // namespace

@@ -76,10 +76,20 @@ struct Stream {
 
 int Launch(const LaunchOptions& o) {
   const std::string rendezvous = NewRendezvous();
+  // Forwarded to the ranks while they run; the caller's handlers come back on return (a bench launches many jobs).
+  struct CallerHandlers {
+    struct sigaction on_int {
+    }, on_term{};
+    void Restore() const {
+      sigaction(SIGINT, &on_int, nullptr);
+      sigaction(SIGTERM, &on_term, nullptr);
+    }
+    ~CallerHandlers() { Restore(); }
+  } caller;
   struct sigaction action {};
   action.sa_handler = RememberSignal;
-  sigaction(SIGINT, &action, nullptr);
-  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, &caller.on_int);
+  sigaction(SIGTERM, &action, &caller.on_term);
 
   std::vector<pid_t> pids(o.ranks, -1);
   std::vector<Stream> streams;
@@ -107,12 +117,13 @@ int Launch(const LaunchOptions& o) {
     streams.push_back({err_pipe[0], stderr, prefix, {}});
   }
 
-  int first_failure = 0, running = o.ranks;
+  int first_failure = 0, running = o.ranks, forwarded = 0;
   while (running > 0) {
     if (g_forward_signal) {
       for (pid_t pid : pids) {
         if (pid > 0) kill(pid, g_forward_signal);
       }
+      forwarded = g_forward_signal;
       g_forward_signal = 0;
     }
     std::vector<pollfd> fds;
@@ -149,6 +160,10 @@ int Launch(const LaunchOptions& o) {
   }
   const int left = transport::RemoveJobSegments(rendezvous);
   if (left > 0) std::fprintf(stderr, "moe-ep launch: removed %d shared-memory segment(s) the job left behind\n", left);
+  if (forwarded != 0) {  // interrupted: once the ranks are gone, so is the launcher, as the signal asked
+    caller.Restore();
+    raise(forwarded);
+  }
   return first_failure;
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "base/env.h"
+#include "moe-ep/bench.h"
 #include "moe-ep/launch.h"
 #include "moe-ep/options.h"
 #include "moe-ep/run_job.h"
@@ -29,6 +30,18 @@ int main(int argc, char** argv) {
   try {
     switch (line.command) {
       case Command::kRun:
+        if (const auto results_dir = ProcessRankResultsDir(); results_dir && moe_ep::env::Text("MOE_EP_RENDEZVOUS")) {
+          return RunJobAsProcessRank(line.job, *results_dir);  // a rank started by `run --processes`
+        }
+        if (line.job.processes) {
+          if (mpi) {
+            std::fprintf(stderr, "moe-ep run: --processes starts its own rank processes; under mpirun leave it out\n");
+            return kBadUsageExitCode;
+          }
+          std::vector<std::string> rank_args(args.begin() + 1, args.end());
+          std::erase(rank_args, std::string("--processes"));
+          return RunJobOverProcesses(line.job, std::move(rank_args));
+        }
         if (!mpi) return RunJob(line.job);
         if (line.job.ranks != mpi->world_size) {
           std::fprintf(stderr, "moe-ep run: --ranks %d, but mpirun started %d processes, one rank each\n",
@@ -41,6 +54,10 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "moe-ep run: started by mpirun, but this moe-ep was built without MPI\n");
         return 2;
 #endif
+      case Command::kBench:
+        return RunBench(line.bench);
+      case Command::kBenchRank:
+        return RunBenchRank(line.bench_point);
       case Command::kLaunch:
         return Launch(line.launch);
       case Command::kHelp:

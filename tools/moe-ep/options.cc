@@ -79,7 +79,7 @@ struct RunFlag {
 };
 
 using Kind = RunFlag::Kind;
-const std::array<RunFlag, 12> kRunFlags{{
+const std::array<RunFlag, 13> kRunFlags{{
     {"--ranks", Kind::kInteger, 1, kMaxRanks, "EP ranks (threads; under mpirun: -np)", "8",
      [](JobOptions& o, int64_t v) { o.ranks = static_cast<int>(v); }},
     {"--bs", Kind::kInteger, 1, kMaxBs, "tokens per rank", "128", [](JobOptions& o, int64_t v) { o.bs = v; }},
@@ -100,6 +100,8 @@ const std::array<RunFlag, 12> kRunFlags{{
      &JobOptions::quant_int8},
     {"--comm-quant", Kind::kInt8, 0, 0, "combine with int8 communication quantization (commQuantMode 2)", "", nullptr,
      &JobOptions::comm_quant_int8},
+    {"--processes", Kind::kSwitch, 0, 0, "ranks as processes of this host (shared memory), not threads", "", nullptr,
+     &JobOptions::processes},
 }};
 
 std::string RuleOf(const RunFlag& flag) {
@@ -164,34 +166,39 @@ plan::MoeConfig ConfigOf(const JobOptions& o, int64_t rank) {
 constexpr const char* kRunPrefix = "moe-ep run: ";
 constexpr const char* kLaunchPrefix = "moe-ep launch: ";
 
-std::string Violation(const std::string& flag, int64_t value, const std::string& rule) {
-  return kRunPrefix + flag + " " + std::to_string(value) + " violates rule: " + rule;
+std::string Violation(const char* prefix, const std::string& flag, int64_t value, const std::string& rule) {
+  return prefix + flag + " " + std::to_string(value) + " violates rule: " + rule;
 }
 
 std::string MiB(uint64_t bytes) { return std::to_string((bytes + (uint64_t{1} << 20) - 1) >> 20) + " MiB"; }
 
 // The rules between flags (each flag is already in its own range), in a fixed order; "" when all hold. They are
-// those of src/plan/validate.cc (native profile) for the configuration the job builds, plus the memory bound.
-std::string CrossFlagViolation(const JobOptions& o, std::optional<uint64_t> window_bytes) {
+// those of src/plan/validate.cc (native profile) for the configuration the job builds, plus (for `run`, whose
+// window is MOE_EP_WINDOW_MB and whose verification holds every rank's rows) the window and memory bounds.
+// Messages start with `prefix`, the command.
+std::string CrossFlagViolation(const JobOptions& o, std::optional<uint64_t> window_bytes, const char* prefix,
+                               bool bound_window_and_memory) {
   if (o.shared_expert_ranks >= o.ranks) {
-    return Violation("--shared-experts", o.shared_expert_ranks,
+    return Violation(prefix, "--shared-experts", o.shared_expert_ranks,
                      "< --ranks (" + std::to_string(o.ranks) + "), so that a rank is left for the routed experts");
   }
   const int64_t moe_ranks = o.ranks - o.shared_expert_ranks;
   if (o.experts % moe_ranks != 0) {
-    return Violation("--experts", o.experts,
+    return Violation(prefix, "--experts", o.experts,
                      "a multiple of the MoE ranks, --ranks - --shared-experts = " + std::to_string(moe_ranks));
   }
-  if (o.top_k > o.experts) return Violation("--topk", o.top_k, "<= --experts (" + std::to_string(o.experts) + ")");
+  if (o.top_k > o.experts)
+    return Violation(prefix, "--topk", o.top_k, "<= --experts (" + std::to_string(o.experts) + ")");
   const int64_t shared_slots = o.shared_expert_ranks > 0 ? 1 : 0;
   const int64_t combine_flags = o.bs * (o.top_k + shared_slots);
   if (static_cast<uint64_t>(combine_flags) > plan::kMaxCombineFlags) {
-    return Violation("--bs", o.bs,
+    return Violation(prefix, "--bs", o.bs,
                      "--bs x (--topk + shared experts) = " + std::to_string(combine_flags) +
                          " <= " + std::to_string(plan::kMaxCombineFlags) + " (combine flags of a window)");
   }
   // The library's other flag rule, experts per MoE rank x ranks <= kMaxDispatchFlags, holds within the bounds.
   static_assert(static_cast<uint64_t>(kMaxExperts * kMaxRanks) <= plan::kMaxDispatchFlags);
+  if (!bound_window_and_memory) return "";
 
   const std::string sizes = " with --hidden " + std::to_string(o.hidden) + ", --topk " + std::to_string(o.top_k) +
                             ", --experts " + std::to_string(o.experts) + ", --ranks " + std::to_string(o.ranks);
@@ -201,7 +208,7 @@ std::string CrossFlagViolation(const JobOptions& o, std::optional<uint64_t> wind
   } catch (const std::exception& e) {  // MOE_EP_WINDOW_MB out of its range: the job could not start either
     return kRunPrefix + OneLine(e.what());
   }
-  const uint64_t needed = plan::WindowLayout(ConfigOf(o, o.shared_expert_ranks)).ep_window_bytes;
+  const uint64_t needed = WindowBytesNeeded(o);
   if (needed > window) {
     return kRunPrefix + std::string("--bs ") + std::to_string(o.bs) + sizes +
            " violates rule: each rank's window needs 2 x (bs x tokD x E x L + bs x tokC x (K + shared)) = " +
@@ -270,8 +277,107 @@ ParseResult ParseRun(std::span<const std::string> args, std::optional<uint64_t> 
         break;
     }
   }
-  if (std::string violation = CrossFlagViolation(o, window_bytes); !violation.empty()) {
+  if (std::string violation = CrossFlagViolation(o, window_bytes, kRunPrefix, true); !violation.empty()) {
     return Invalid(std::move(violation));
+  }
+  return Valid(std::move(line));
+}
+
+constexpr const char* kBenchPrefix = "moe-ep bench: ";
+
+// The words of a comma-separated list ("" gives one empty word, which no list accepts).
+std::vector<std::string> ListWords(const std::string& text) {
+  std::vector<std::string> words;
+  size_t start = 0;
+  for (size_t comma; (comma = text.find(',', start)) != std::string::npos; start = comma + 1) {
+    words.push_back(text.substr(start, comma - start));
+  }
+  words.push_back(text.substr(start));
+  return words;
+}
+
+// `bench` takes run's sizing flags, --bs and --ranks as lists, --quant as a list of off / int8, and its own
+// --transports and --json. Every configuration of the sweep must pass run's rules between flags.
+ParseResult ParseBench(std::span<const std::string> args) {
+  CommandLine line;
+  line.command = Command::kBench;
+  BenchOptions& b = line.bench;
+  std::vector<std::string> seen;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& word = args[i];
+    if (IsHelp(word) && word != "help") return Valid(CommandLine{});
+    if (!LooksLikeFlag(word)) {
+      return Invalid(kBenchPrefix + std::string("unexpected argument ") + Shown(word) + " (flags start with --)");
+    }
+    static constexpr std::array<std::string_view, 11> kBenchFlags = {"--bs",     "--ranks", "--transports", "--quant",
+                                                                     "--hidden", "--topk",  "--experts",    "--repeats",
+                                                                     "--warmup", "--seed",  "--json"};
+    if (std::find(kBenchFlags.begin(), kBenchFlags.end(), word) == kBenchFlags.end()) {
+      return Invalid(UnknownFlag(kBenchPrefix, word));
+    }
+    if (i + 1 >= args.size() || LooksLikeFlag(args[i + 1])) return Invalid(kBenchPrefix + word + " needs a value");
+    const std::string& value = args[++i];
+    if (std::find(seen.begin(), seen.end(), word) != seen.end()) {
+      return Invalid(kBenchPrefix + word + " " + Shown(value) + " violates rule: each flag at most once");
+    }
+    seen.push_back(word);
+    const std::string bad_value = kBenchPrefix + word + " " + Shown(value) + " violates rule: ";
+    if (word == "--json") {
+      if (value.empty()) return Invalid(bad_value + "a file name");
+      b.json_path = value;
+      continue;
+    }
+    if (word == "--transports" || word == "--quant") {
+      const bool transports = word == "--transports";
+      const std::vector<std::string> choices =
+          transports ? std::vector<std::string>{"threads", "processes", "hosts", "alltoallv"}
+                     : std::vector<std::string>{"off", "int8"};
+      const std::string rule = transports ? "a list of threads, processes, hosts, alltoallv" : "a list of off, int8";
+      if (transports) {
+        b.systems.clear();
+      } else {
+        b.quant.clear();
+      }
+      for (const std::string& item : ListWords(value)) {
+        const auto at = std::find(choices.begin(), choices.end(), item);
+        if (at == choices.end()) return Invalid(bad_value + rule);
+        const auto index = at - choices.begin();
+        if (transports) {
+          b.systems.push_back(static_cast<BenchSystem>(index));
+        } else {
+          b.quant.push_back(index == 1);
+        }
+      }
+      continue;
+    }
+    const RunFlag& flag =
+        *std::find_if(kRunFlags.begin(), kRunFlags.end(), [&](const RunFlag& f) { return word == f.name; });
+    if (flag.kind == Kind::kSeed) {
+      const auto v = DecimalInteger<uint64_t>(value);
+      if (!v || *v == 0) return Invalid(bad_value + RuleOf(flag));
+      b.seed = *v;
+      continue;
+    }
+    const bool list = word == "--bs" || word == "--ranks";
+    std::vector<int64_t> numbers;
+    for (const std::string& item : list ? ListWords(value) : std::vector<std::string>{value}) {
+      const auto v = DecimalInteger<int64_t>(item);
+      if (!v || *v < flag.min || *v > flag.max)
+        return Invalid(bad_value + RuleOf(flag) + (list ? ", or a list of them" : ""));
+      numbers.push_back(*v);
+    }
+    if (word == "--bs") b.tokens = numbers;
+    if (word == "--ranks") b.ranks.assign(numbers.begin(), numbers.end());
+    if (word == "--hidden") b.hidden = numbers[0];
+    if (word == "--topk") b.top_k = numbers[0];
+    if (word == "--experts") b.experts = numbers[0];
+    if (word == "--repeats") b.repeats = static_cast<int>(numbers[0]);
+    if (word == "--warmup") b.warmup = static_cast<int>(numbers[0]);
+  }
+  for (const JobOptions& o : Configurations(b, 0)) {
+    if (std::string violation = CrossFlagViolation(o, std::nullopt, kBenchPrefix, false); !violation.empty()) {
+      return Invalid(std::move(violation));
+    }
   }
   return Valid(std::move(line));
 }
@@ -324,7 +430,11 @@ std::string BuildUsage() {
 commands:
   run     dispatch + combine across in-process ranks (threads), verified bit for bit against the
           reference model, with per-operation median timings next to a memcpy of the same bytes;
-          started by mpirun, each process is one rank (on one or more hosts; docs/hosts.md)
+          --processes: each rank a process of this host; started by mpirun, each process is one
+          rank (on one or more hosts; docs/hosts.md)
+  bench   dispatch + combine timed over a sweep (tokens per rank, ranks, transports, quantization):
+          medians, GB/s, the ratio to a memcpy of the same bytes and the barrier round trip of the
+          same transport, measured in the same run, next to an MPI_Alltoallv dispatcher; see below
   launch  -n N [--] PROGRAM [ARGS...]: start N processes of PROGRAM as the ranks of one job, with
           MOE_EP_RANK, MOE_EP_WORLD_SIZE and a fresh MOE_EP_RENDEZVOUS set (moe_ep::JoinProcessGroup
           reads them); their output is prefixed "[rank r] "; the exit status is the first non-zero
@@ -363,14 +473,29 @@ run rules, all checked before any input is made (E = --ranks, S = --shared-exper
   (K + shared)) bytes, stays <= )" +
           std::to_string(kMaxJobBytes >> 30) + R"( GiB (a MoE rank's receive rows: --bs x E x min(L, K))
 
+bench flags (each at most once; run's rules above hold for every configuration of the sweep):
+  --bs N[,N...]        tokens per rank                                      [1,8,64,128,512,2048]
+  --ranks N[,N...]     EP ranks                                             [8]
+  --transports LIST    of threads, processes (this host, shared memory), hosts (the MPI transport,
+                       mpirun on this host), alltoallv (the baseline, bf16 only; needs mpirun)
+                                                                   [threads,processes,alltoallv]
+  --quant LIST         of off, int8 (dispatch quantMode 2)                  [off]
+  --hidden, --topk, --experts, --seed as for run; --repeats N [9], --warmup N [2]
+  --json FILE          also write the results as JSON (scripts/plot_bench.py draws them)
+  A configuration whose memory would pass 80% of MemAvailable is skipped, with a note.
+
 environment: MOE_EP_TIMEOUT_MS, MOE_EP_WINDOW_MB, MOE_EP_ISA, MOE_EP_DATA_PATH, MOE_EP_HOSTS_RELAY (see
 include/moe_ep/options.h)
-exit status: 0 verified, 1 mismatch or error, 2 bad usage (one line on stderr naming the flag and the rule)
+exit status: 0 verified (bench: measured), 1 mismatch or error, 2 bad usage (one line on stderr naming the flag and the rule)
 )";
   return text;
 }
 
 }  // namespace
+
+uint64_t WindowBytesNeeded(const JobOptions& o) {
+  return plan::WindowLayout(ConfigOf(o, o.shared_expert_ranks)).ep_window_bytes;
+}
 
 uint64_t EstimatedJobBytes(const JobOptions& o) {
   // In double: exact enough for a bound, and it cannot wrap for any option values.
@@ -387,12 +512,19 @@ uint64_t EstimatedJobBytes(const JobOptions& o) {
 
 ParseResult ParseCommandLine(std::span<const std::string> args, std::optional<uint64_t> window_bytes) {
   try {
-    if (args.empty()) return Invalid("moe-ep: missing command: run, launch or help");
+    if (args.empty()) return Invalid("moe-ep: missing command: run, bench, launch or help");
     const std::string& command = args.front();
     if (IsHelp(command)) return Valid(CommandLine{});
     if (command == "run") return ParseRun(args.subspan(1), window_bytes);
     if (command == "launch") return ParseLaunch(args.subspan(1));
-    return Invalid("moe-ep: unknown command " + Shown(command) + " (commands: run, launch, help)");
+    if (command == "bench") return ParseBench(args.subspan(1));
+    if (command == "bench-rank" && args.size() == 2) {  // started by `bench` itself, with the point to measure
+      CommandLine line;
+      line.command = Command::kBenchRank;
+      line.bench_point = args[1];
+      return Valid(std::move(line));
+    }
+    return Invalid("moe-ep: unknown command " + Shown(command) + " (commands: run, bench, launch, help)");
   } catch (const std::exception& e) {  // only std::bad_alloc can reach here; the caller still gets an answer
     ParseResult result = Invalid(std::string("moe-ep: ") + e.what());
     result.exit_code = 1;

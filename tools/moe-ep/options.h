@@ -1,5 +1,5 @@
-// The moe-ep command line: parses and validates every flag of `run` and `launch` without exiting, so the command,
-// the tests and the fuzzer share one parser and nothing is generated or started before all of it is checked.
+// The moe-ep command line: parses and validates every flag of `run`, `bench` and `launch` without exiting, so the
+// command, the tests and the fuzzer share one parser and nothing is generated or started before all of it is checked.
 #pragma once
 
 #include <cstdint>
@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 
+#include "moe-ep/bench.h"
 #include "moe-ep/launch.h"
 #include "moe-ep/run_job.h"
 
@@ -28,13 +29,15 @@ inline constexpr int64_t kMaxLaunchRanks = 512;
 /// The exit status of a bad command line (and of `moe-ep` without a command).
 inline constexpr int kBadUsageExitCode = 2;
 
-enum class Command { kHelp, kRun, kLaunch };
+enum class Command { kHelp, kRun, kBench, kBenchRank, kLaunch };
 
 /// A valid command line.
 struct CommandLine {
   Command command = Command::kHelp;
-  JobOptions job;        // kRun
-  LaunchOptions launch;  // kLaunch
+  JobOptions job;           // kRun
+  BenchOptions bench;       // kBench
+  std::string bench_point;  // kBenchRank: what `bench` hands the rank processes it starts
+  LaunchOptions launch;     // kLaunch
 };
 
 /// The parser's answer: a valid command line, or why not and with which exit status.
@@ -49,6 +52,9 @@ struct ParseResult {
 /// in combination, including that each rank's window fits `window_bytes` (nullopt: MOE_EP_WINDOW_MB, as the job's
 /// groups will use) and that EstimatedJobBytes <= kMaxJobBytes. Never exits, never throws for any input.
 ParseResult ParseCommandLine(std::span<const std::string> args, std::optional<uint64_t> window_bytes = std::nullopt);
+
+/// The window each rank of the job needs (the HCCL_BUFFSIZE rule), for these (valid) options.
+uint64_t WindowBytesNeeded(const JobOptions& options);
 
 /// An upper estimate of the bytes `moe-ep run` touches with these (valid) options: the receive buffers sized for
 /// the worst case (A rows per rank) are held about four times over (output, its poisoned copy, the timed buffers),

@@ -1,14 +1,22 @@
-// One rank's part of the main job: buffers sized as the CANN docs size them, the two operations, and
-// the memcpy baselines.
+// One rank's part of a timed job: buffers sized as the CANN docs size them (touched only where rows land, so a
+// large receive bound costs no memory), the two operations, a barrier, and the memcpy baselines.
 #include "moe-ep/rank_job.h"
 
 #include <algorithm>
+#include <barrier>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <exception>
+#include <random>
+#include <thread>
+
+#include "api/group_impl.h"
+#include "base/env.h"
+#include "transport/shm/shared_heap.h"
 
 namespace moe_ep::tools {
 
-using verify::ScenarioInputs;
 using verify::ScenarioSpec;
 
 ScenarioSpec SpecOf(const JobOptions& o) {
@@ -31,76 +39,186 @@ ScenarioSpec SpecOf(const JobOptions& o) {
 
 int64_t DispatchRowBytes(const JobOptions& o) { return o.quant_int8 ? o.hidden + 4 : 2 * o.hidden; }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
+namespace {
 
 void PrintRow(const char* name, double seconds, uint64_t bytes, double memcpy_seconds) {
   std::printf("  %-10s median %9.1f us   %7.2f GB/s   memcpy of the same bytes %9.1f us   ratio %.2fx\n", name,
               seconds * 1e6, bytes / seconds / 1e9, memcpy_seconds * 1e6, seconds / memcpy_seconds);
 }
 
-RankJob::RankJob(const JobOptions& o, const ScenarioSpec& s, const ScenarioInputs& in, int rank, int64_t received_rows,
-                 Group& group)
-    : o_(o), s_(s), in_(in), rank_(rank), group_(group) {
-  const auto& c = s.config;
-  const int64_t h = c.hidden;
-  const DType dtype = o.fp16 ? DType::kFp16 : DType::kBf16;
-  ExpertLayout experts;
-  experts.moe_expert_num = c.moe_expert_num;
-  experts.shared_expert_num = c.shared_expert_num;
-  experts.shared_expert_rank_num = c.shared_expert_rank_num;
+// How many of the ranks, each sending `sent_bytes[r]` of rows in a call, pull them rather than push.
+int PullingRanks(const std::vector<uint64_t>& sent_bytes) {
+  const DataPath path = env::DataPathChoice();
+  if (path != DataPath::kAuto) return path == DataPath::kPull ? static_cast<int>(sent_bytes.size()) : 0;
+  return static_cast<int>(
+      std::count_if(sent_bytes.begin(), sent_bytes.end(), [](uint64_t bytes) { return bytes >= kPullMinBytes; }));
+}
+
+}  // namespace
+
+void PrintTimings(const JobOptions& o, std::span<const RankTimes> times, bool one_clock) {
+  const std::vector<double> medians = SlowestRankMedians(times, one_clock);
+  std::vector<uint64_t> dispatch_sent, combine_sent;
+  uint64_t rows = 0;
+  const uint64_t shared = o.shared_expert_ranks > 0 ? 1 : 0;
+  const uint64_t h = o.hidden;
+  for (const RankTimes& rank : times) {
+    dispatch_sent.push_back(o.bs * (o.top_k + shared) * (o.quant_int8 ? h : 2 * h));
+    // A combine row as it travels (commQuantMode 2: int8 + half scales).
+    combine_sent.push_back(rank.rows * (o.comm_quant_int8 ? (h + 31) / 32 * 32 + 2 * ((h + 7) / 8) : 2 * h));
+    rows += rank.rows;
+  }
+  const bool automatic = env::DataPathChoice() == DataPath::kAuto;
+  std::printf("  data path: dispatch pulls on %d of %d ranks, combine on %d (%s)\n", PullingRanks(dispatch_sent),
+              o.ranks, PullingRanks(combine_sent),
+              automatic ? ("auto, by size: a rank pulls from " + std::to_string(kPullMinBytes >> 10) +
+                           " KiB of rows per call; MOE_EP_DATA_PATH=push|pull forces one")
+                              .c_str()
+                        : "forced by MOE_EP_DATA_PATH");
+  std::printf(
+      "timings (medians of %d rounds after %d warm-up, a round %s; bytes = rows received x row bytes, all "
+      "ranks):\n",
+      o.repeats, o.warmup,
+      one_clock ? "from the first rank's start to the last rank's end" : "the slowest rank's time");
+  PrintRow("dispatch", medians[kDispatch], rows * DispatchRowBytes(o), medians[kMemcpyDispatch]);
+  PrintRow("combine", medians[kCombine], rows * 2 * h, medians[kMemcpyCombine]);
+}
+
+RankInputs InputsOf(const verify::ScenarioInputs& in, int rank) {
   const auto& d = in.dispatch[rank];
-  const int64_t a = DispatchReceiveRows(group, d.bs, c.top_k, experts);
-  const int64_t l = c.moe_expert_num / (c.ep_world_size - c.shared_expert_rank_num);
-  const bool shared_rank = rank < c.shared_expert_rank_num;
-  expand_x_.resize(a * h * 2);
-  scales_.resize(a);
-  assist_.resize(3 * a);
-  recv_.resize(c.ep_world_size * l);
-  tp_recv_.resize(1);
-  token_nums_.resize(shared_rank ? 1 : l);
-  expert_out_.assign(in.combine[rank].expert_out.begin(), in.combine[rank].expert_out.end());
-  expert_out_.resize(a * h);
-  x_out_.resize(d.bs * h);
-  dispatch_options_.experts = experts;
+  const auto& c = in.combine[rank];
+  return {d.x, d.expert_ids, c.expert_scales, c.expert_out};
+}
+
+VerifiedJob MakeVerifiedJob(const JobOptions& o, uint64_t seed) {
+  VerifiedJob job;
+  job.spec = SpecOf(o);
+  std::mt19937_64 rng(seed);
+  job.inputs = verify::MakeInputs(job.spec, rng);
+  job.expected = moe_ref::Dispatch(job.spec.config, job.inputs.dispatch);
+  verify::FillExpertOutputs(job.spec, job.expected, job.inputs);
+  job.expected_combine = moe_ref::Combine(job.spec.config, job.inputs.dispatch, job.inputs.combine);
+  return job;
+}
+
+std::string VerifyRank(const VerifiedJob& job, int rank, Group& group) {
+  const verify::RankResult result =
+      verify::RunScenarioRank(job.spec, job.inputs, rank, group, nullptr, nullptr, /*peer_visible=*/true);
+  return verify::CompareScenarioRank(job.spec, rank, job.expected[rank], job.expected_combine[rank], result);
+}
+
+// A tensor whose memory is not touched before it is written: the receive bound A is the worst case, and rows
+// that never arrive should cost nothing. In the shared heap when peers must read it in place.
+UntouchedTensor Untouched(DType dtype, std::vector<int64_t> shape, bool peer_visible) {
+  const TensorView shape_only(static_cast<void*>(nullptr), dtype, shape);
+  const size_t bytes = std::max<size_t>(static_cast<size_t>(shape_only.numel()) * DTypeSize(dtype), 1);
+  std::shared_ptr<std::byte> storage;
+  if (peer_visible) {
+    storage.reset(static_cast<std::byte*>(transport::SharedHeap::Process().Allocate(bytes)),
+                  [](std::byte* p) { transport::SharedHeap::Process().Free(p); });
+  } else {
+    storage.reset(new std::byte[bytes], std::default_delete<std::byte[]>());
+  }
+  UntouchedTensor t;
+  t.view = TensorView(static_cast<void*>(storage.get()), dtype, std::move(shape));
+  t.storage = std::move(storage);
+  return t;
+}
+
+RankJob::RankJob(const JobOptions& o, int rank, const RankInputs& in, Group& group)
+    : o_(o),
+      group_(group),
+      expert_ids_(in.expert_ids),
+      expert_scales_(in.expert_scales),
+      expert_out_given_(!in.expert_out.empty()) {
+  const int64_t h = o.hidden;
+  const DType dtype = o.fp16 ? DType::kFp16 : DType::kBf16;
+  ExpertLayout& experts = dispatch_options_.experts;
+  experts.moe_expert_num = o.experts;
+  experts.shared_expert_num = o.shared_expert_ranks > 0 ? 1 : 0;
+  experts.shared_expert_rank_num = o.shared_expert_ranks;
+  const int64_t a = DispatchReceiveRows(group, o.bs, o.top_k, experts);
+  const int64_t l = o.experts / (o.ranks - o.shared_expert_ranks);
+  const bool shared_rank = rank < o.shared_expert_ranks;
+  x_ = Untouched(dtype, {o.bs, h}, true);
+  std::memcpy(x_.data(), in.x.data(), x_.bytes());
+  expert_out_ = Untouched(dtype, {a, h}, true);
+  std::memcpy(expert_out_.data(), in.expert_out.data(), std::min(in.expert_out.size_bytes(), expert_out_.bytes()));
+  expand_x_ = Untouched(o.quant_int8 ? DType::kInt8 : dtype, {a, h}, false);
+  scales_ = Untouched(DType::kFloat32, {a}, false);
+  assist_ = Untouched(DType::kInt32, {3 * a}, false);
+  recv_ = Untouched(DType::kInt32, {o.ranks * l}, false);
+  tp_recv_ = Untouched(DType::kInt32, {1}, false);
+  token_nums_ = Untouched(DType::kInt64, {shared_rank ? 1 : l}, false);
+  x_out_ = Untouched(dtype, {o.bs, h}, false);
   dispatch_options_.quant = o.quant_int8 ? Quant::kDynamicInt8 : Quant::kNone;
   combine_options_.comm_quant = o.comm_quant_int8 ? Quant::kDynamicInt8 : Quant::kNone;
-  outs_ = DispatchOutputs{TensorView(expand_x_.data(), o.quant_int8 ? DType::kInt8 : dtype, {a, h}),
-                          o.quant_int8 ? TensorView(scales_.data(), DType::kFloat32, {a}) : TensorView{},
-                          TensorView(assist_.data(), DType::kInt32, {3 * a}),
-                          TensorView(token_nums_.data(), DType::kInt64, {static_cast<int64_t>(token_nums_.size())}),
-                          TensorView(recv_.data(), DType::kInt32, {static_cast<int64_t>(recv_.size())}),
-                          TensorView(tp_recv_.data(), DType::kInt32, {1})};
-  copy_dispatch_bytes_ = received_rows * DispatchRowBytes(o);
-  copy_combine_bytes_ = received_rows * 2 * h;
-  // A quantized row (H + 4 bytes) outgrows a 16-bit one (2H) when H < 4: size for the larger. At least one
-  // byte, so that a rank receiving no rows still passes memcpy valid pointers.
-  const size_t copy_bytes = std::max<size_t>({copy_dispatch_bytes_, copy_combine_bytes_, 1});
-  copy_src_.assign(copy_bytes, 1);
-  copy_dst_.assign(copy_bytes, 2);
+  outs_ = DispatchOutputs{expand_x_.view, o.quant_int8 ? scales_.view : TensorView{},
+                          assist_.view,   token_nums_.view,
+                          recv_.view,     tp_recv_.view};
 }
 
 void RankJob::Dispatch() {
-  const auto& c = s_.config;
-  const auto& d = in_.dispatch[rank_];
-  const DType dtype = o_.fp16 ? DType::kFp16 : DType::kBf16;
-  handle_ = DispatchInto(group_, TensorView(d.x.data(), dtype, {d.bs, c.hidden}),
-                         TensorView(d.expert_ids.data(), DType::kInt32, {d.bs, c.top_k}), dispatch_options_, outs_);
+  handle_ = DispatchInto(group_, x_.view, TensorView(expert_ids_.data(), DType::kInt32, {o_.bs, o_.top_k}),
+                         dispatch_options_, outs_);
 }
 
 void RankJob::Combine() {
-  const auto& c = s_.config;
-  const auto& d = in_.dispatch[rank_];
-  const DType dtype = o_.fp16 ? DType::kFp16 : DType::kBf16;
-  const int64_t a = outs_.expand_x.shape[0];
-  CombineInto(group_, handle_, TensorView(expert_out_.data(), dtype, {a, c.hidden}),
-              TensorView(in_.combine[rank_].expert_scales.data(), DType::kFloat32, {d.bs, c.top_k}), combine_options_,
-              TensorView(x_out_.data(), dtype, {d.bs, c.hidden}));
+  CombineInto(group_, handle_, expert_out_.view, TensorView(expert_scales_.data(), DType::kFloat32, {o_.bs, o_.top_k}),
+              combine_options_, x_out_.view);
 }
 
-void RankJob::CopyDispatchBytes() { std::memcpy(copy_dst_.data(), copy_src_.data(), copy_dispatch_bytes_); }
-void RankJob::CopyCombineBytes() { std::memcpy(copy_dst_.data(), copy_src_.data(), copy_combine_bytes_); }
+void RankJob::CopyDispatchBytes() {
+  std::memcpy(copy_to_.data(), expand_x_.data(), handle_.num_rows * DispatchRowBytes(o_));
+}
+void RankJob::CopyCombineBytes() { std::memcpy(copy_to_.data(), expert_out_.data(), handle_.num_rows * 2 * o_.hidden); }
+
+void RankJob::Barrier() {
+  GroupAccess::Comm(group_).window().Barrier(std::chrono::steady_clock::now() + group_.timeout(), "moe-ep barrier");
+}
+
+RankTimes RankJob::Time(const std::function<void()>& sync, bool barrier) {
+  Dispatch();
+  if (!expert_out_given_) {
+    // Finite values of the right dtype in every received row: the combine sums real numbers, not NaNs.
+    auto* out = static_cast<uint16_t*>(expert_out_.data());
+    const uint16_t one = o_.fp16 ? 0x3C00 : 0x3F80;
+    for (int64_t i = 0; i < handle_.num_rows * o_.hidden; ++i) out[i] = static_cast<uint16_t>(one + (i % 61));
+  }
+  Combine();
+  const size_t copy_bytes = handle_.num_rows * std::max(DispatchRowBytes(o_), 2 * o_.hidden);
+  copy_to_.assign(std::max<size_t>(copy_bytes, 1), 0);
+  std::vector<std::function<void()>> ops = {[this] { Dispatch(); }, [this] { Combine(); },
+                                            [this] { CopyDispatchBytes(); }, [this] { CopyCombineBytes(); }};
+  if (barrier) ops.emplace_back([this] { Barrier(); });
+  RankTimes times = TimeRounds(o_.warmup, o_.repeats, sync, ops);
+  times.rows = handle_.num_rows;
+  return times;
+}
+
+std::vector<RankTimes> TimeThreadRanks(const JobOptions& o, const GroupOptions& group_options,
+                                       const std::function<RankInputs(int)>& inputs, bool barrier) {
+  std::vector<Group> groups = CreateThreadGroups(o.ranks, group_options);
+  std::barrier sync(o.ranks);
+  std::vector<RankTimes> times(o.ranks);
+  std::vector<std::exception_ptr> errors(o.ranks);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < o.ranks; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        RankJob job(o, r, inputs(r), groups[r]);
+        times[r] = job.Time([&] { sync.arrive_and_wait(); }, barrier);
+      } catch (...) {  // the others then fail their own waits by the group's deadline
+        errors[r] = std::current_exception();
+        sync.arrive_and_drop();
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (const auto& error : errors) {
+    if (error) std::rethrow_exception(error);
+  }
+  return times;
+}
 
 }  // namespace moe_ep::tools

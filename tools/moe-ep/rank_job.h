@@ -1,10 +1,15 @@
-// One rank's part of the main job: its buffers, one dispatch, one combine, and the memcpy of the same
-// bytes that each is timed against (shared by the run over threads and the run over MPI processes).
+// One rank's part of a timed job (`moe-ep run`, `moe-ep bench`): its buffers, dispatch, combine, a barrier of
+// the transport, and the memcpy of the same bytes that each operation is measured against.
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
 #include <vector>
 
+#include "moe-ep/rank_times.h"
 #include "moe-ep/run_job.h"
 #include "moe_ep/ops.h"
 #include "verify/scenario.h"
@@ -17,40 +22,83 @@ verify::ScenarioSpec SpecOf(const JobOptions& o);
 /// Bytes one received dispatch row carries: the token (int8 plus its fp32 scale when quantized).
 int64_t DispatchRowBytes(const JobOptions& o);
 
-double Median(std::vector<double> v);
+/// Prints which data path each operation took on how many ranks, then the timings table: dispatch and combine
+/// (SlowestRankMedians(times, one_clock)) next to a memcpy of the same bytes.
+void PrintTimings(const JobOptions& o, std::span<const RankTimes> times, bool one_clock = true);
 
-/// Prints one line of the timings table.
-void PrintRow(const char* name, double seconds, uint64_t bytes, double memcpy_seconds);
+/// What one rank feeds its operations; expert_out may be empty (then the rank makes up finite values).
+struct RankInputs {
+  std::span<const uint16_t> x;           // (bs, hidden), bf16 or fp16 bits
+  std::span<const int32_t> expert_ids;   // (bs, top_k)
+  std::span<const float> expert_scales;  // (bs, top_k)
+  std::span<const uint16_t> expert_out;  // (rows received, hidden), or empty
+};
+
+/// A tensor's memory and its view; touched only where written (see rank_job.cc).
+struct UntouchedTensor {
+  std::shared_ptr<std::byte> storage;
+  TensorView view;
+  void* data() const { return view.data; }
+  size_t bytes() const { return static_cast<size_t>(view.numel()) * DTypeSize(view.dtype); }
+};
+
+/// Rank `rank`'s inputs in a verified job's (expert outputs included once FillExpertOutputs ran).
+RankInputs InputsOf(const verify::ScenarioInputs& in, int rank);
+
+/// The verified job as one rank process sees it: every rank's inputs drawn from `seed` and what the
+/// reference computes of them.
+struct VerifiedJob {
+  verify::ScenarioSpec spec;
+  verify::ScenarioInputs inputs;
+  std::vector<moe_ref::DispatchOut> expected;
+  std::vector<moe_ref::CombineOut> expected_combine;
+};
+VerifiedJob MakeVerifiedJob(const JobOptions& o, uint64_t seed);
+/// Runs one dispatch + combine of rank `rank` on `group` (x and expert outputs in the shared heap, outputs
+/// poisoned first) and compares every output with the reference; "" when equal, else the first difference.
+std::string VerifyRank(const VerifiedJob& job, int rank, Group& group);
+
+/// The timed operations of a round, in order (TimeRounds' ops).
+enum TimedOp { kDispatch, kCombine, kMemcpyDispatch, kMemcpyCombine, kBarrier, kTimedOps };
 
 class RankJob {
  public:
-  /// Rank `rank` of `group`, which receives `received_rows` rows in dispatch (from the reference).
-  RankJob(const JobOptions& o, const verify::ScenarioSpec& s, const verify::ScenarioInputs& in, int rank,
-          int64_t received_rows, Group& group);
+  /// Rank `rank` of `group` (its EP rank). x and the expert outputs are copied into the shared heap
+  /// (Tensor::PeerVisible), so that rank processes of one host move them with one copy (the pull path).
+  RankJob(const JobOptions& o, int rank, const RankInputs& in, Group& group);
 
   void Dispatch();
   void Combine();  // of the last Dispatch
-  /// The baselines: a memcpy of the bytes this rank receives in dispatch / sends back in combine.
+  /// The baselines: a memcpy of the bytes this rank received in the last dispatch / sends back in combine.
   void CopyDispatchBytes();
   void CopyCombineBytes();
+  /// One barrier round trip of the group's transport.
+  void Barrier();
+  /// Rows the last dispatch handed this rank.
+  int64_t rows() const { return handle_.num_rows; }
+
+  /// One warm-up dispatch + combine, then TimeRounds of the kTimedOps operations (with `barrier`: the
+  /// barrier round trip too, else kTimedOps - 1 of them). `sync` lines up the ranks before each op.
+  RankTimes Time(const std::function<void()>& sync, bool barrier);
 
  private:
   const JobOptions& o_;
-  const verify::ScenarioSpec& s_;
-  const verify::ScenarioInputs& in_;
-  int rank_;
   Group& group_;
   DispatchOptions dispatch_options_;
   CombineOptions combine_options_;
-  std::vector<uint8_t> expand_x_;
-  std::vector<float> scales_;
-  std::vector<int32_t> assist_, recv_, tp_recv_;
-  std::vector<int64_t> token_nums_;
-  std::vector<uint16_t> expert_out_, x_out_;
+  std::span<const int32_t> expert_ids_;
+  std::span<const float> expert_scales_;
+  bool expert_out_given_;
+  UntouchedTensor x_, expert_out_;  // in the shared heap
+  UntouchedTensor expand_x_, scales_, assist_, recv_, tp_recv_, token_nums_, x_out_;
   DispatchOutputs outs_;
   DispatchHandle handle_;
-  size_t copy_dispatch_bytes_ = 0, copy_combine_bytes_ = 0;
-  std::vector<uint8_t> copy_src_, copy_dst_;
+  std::vector<uint8_t> copy_to_;  // the memcpy baselines' destination, sized by the first dispatch
 };
+
+/// Runs RankJob::Time on `o.ranks` thread ranks of one group made with `group_options` (rank r fed inputs(r)),
+/// a std::barrier lining them up before every op; returns each rank's times.
+std::vector<RankTimes> TimeThreadRanks(const JobOptions& o, const GroupOptions& group_options,
+                                       const std::function<RankInputs(int)>& inputs, bool barrier);
 
 }  // namespace moe_ep::tools

@@ -1,8 +1,11 @@
-// `moe-ep run`: dispatch + combine across ranks (threads, or MPI processes) on a realistic configuration, verified
-// against the reference, timed against a memcpy of the same bytes in the same run.
+// `moe-ep run`: dispatch + combine across ranks (threads, processes of this host, or MPI processes) on a realistic
+// configuration, verified against the reference, timed against a memcpy of the same bytes in the same run.
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
 
 namespace moe_ep::tools {
 
@@ -18,11 +21,22 @@ struct JobOptions {
   bool comm_quant_int8 = false;  // combine commQuantMode 2
   int repeats = 20;
   int warmup = 3;
-  uint64_t seed = 0;  // 0: random (printed)
+  uint64_t seed = 0;       // 0: random (printed)
+  bool processes = false;  // ranks as processes of this host (over shared memory) rather than threads
 };
 
 /// Runs the job on `options.ranks` threads; returns the process exit code (0 = verified).
 int RunJob(const JobOptions& options);
+
+/// Runs the job on `options.ranks` processes of this program started through `moe-ep launch`'s launcher, each
+/// one rank (RunJobAsProcessRank); `args` are the run flags to hand them. Prints their timings; returns the
+/// exit code (the first failing rank's status, else 0).
+int RunJobOverProcesses(const JobOptions& options, std::vector<std::string> args);
+/// Set in a rank process started by RunJobOverProcesses: where it leaves its timings.
+std::optional<std::string> ProcessRankResultsDir();
+/// One rank process of RunJobOverProcesses: joins the process group, verifies its outputs, writes its timings
+/// to `results_dir`; returns the exit code.
+int RunJobAsProcessRank(const JobOptions& options, const std::string& results_dir);
 
 /// Runs the job with this process as one rank of an MPI job (started by mpirun; options.ranks is the
 /// number of processes); returns the exit code, the same on every rank. Built when MPI is found.

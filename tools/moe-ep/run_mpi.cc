@@ -3,7 +3,6 @@
 // a memcpy of the same bytes.
 #include <mpi.h>
 
-#include <chrono>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -20,8 +19,6 @@
 namespace moe_ep::tools {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 // Hosts of the job, grouped as the hosts transport groups them.
 int CountHosts() {
   MPI_Comm host = MPI_COMM_NULL;
@@ -37,15 +34,6 @@ int CountHosts() {
   return leaders;
 }
 
-// One phase of a round on every rank at once: the barrier lines the ranks up, the time is this rank's.
-template <typename Phase>
-double Timed(Phase&& phase) {
-  MPI_Barrier(MPI_COMM_WORLD);
-  const auto start = Clock::now();
-  phase();
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
 }  // namespace
 
 int RunJobOverMpi(const JobOptions& o) {
@@ -54,9 +42,9 @@ int RunJobOverMpi(const JobOptions& o) {
   const int hosts = CountHosts();
   uint64_t seed = o.seed ? o.seed : (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
   MPI_Bcast(&seed, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);  // every rank draws the same inputs
-  const verify::ScenarioSpec spec = SpecOf(o);
+  const VerifiedJob job = MakeVerifiedJob(o, seed);
   if (rank == 0) {
-    std::printf("moe-ep run: %s\n", verify::Describe(spec).c_str());
+    std::printf("moe-ep run: %s\n", verify::Describe(job.spec).c_str());
     std::printf(
         "  transport: hosts (MPI), %d ranks as processes on %d host%s, between hosts %s, kernels: %s, seed %llu\n",
         size, hosts, hosts == 1 ? "" : "s",
@@ -64,14 +52,7 @@ int RunJobOverMpi(const JobOptions& o) {
         kernels::IsaName(kernels::ActiveIsa()), static_cast<unsigned long long>(seed));
     std::fflush(stdout);
   }
-
-  std::mt19937_64 rng(seed);
-  verify::ScenarioInputs inputs = verify::MakeInputs(spec, rng);
-  const auto expected = moe_ref::Dispatch(spec.config, inputs.dispatch);
-  verify::FillExpertOutputs(spec, expected, inputs);
-  const auto expected_combine = moe_ref::Combine(spec.config, inputs.dispatch, inputs.combine);
-  const auto result = verify::RunScenarioRank(spec, inputs, rank, group, nullptr, nullptr);
-  const std::string mismatch = verify::CompareScenarioRank(spec, rank, expected[rank], expected_combine[rank], result);
+  const std::string mismatch = VerifyRank(job, rank, group);
   if (mismatch.empty()) {
     std::printf("  rank %d: dispatch outputs and combine results equal to the reference\n", rank);
   } else {
@@ -83,32 +64,30 @@ int RunJobOverMpi(const JobOptions& o) {
   if (failed) return 1;
   if (rank == 0) std::printf("  verified: bit-identical to the reference on every rank\n");
 
-  RankJob job(o, spec, inputs, rank, expected[rank].rows, group);
-  const int rounds = o.warmup + o.repeats;
-  std::vector<double> seconds(4 * static_cast<size_t>(rounds));  // per round: dispatch, combine, 2 memcpy
-  for (int i = 0; i < rounds; ++i) {
-    seconds[4 * i] = Timed([&] { job.Dispatch(); });
-    seconds[4 * i + 1] = Timed([&] { job.Combine(); });
-    seconds[4 * i + 2] = Timed([&] { job.CopyDispatchBytes(); });
-    seconds[4 * i + 3] = Timed([&] { job.CopyCombineBytes(); });
+  RankJob timed(o, rank, InputsOf(job.inputs, rank), group);
+  RankTimes mine = timed.Time([] { MPI_Barrier(MPI_COMM_WORLD); }, false);
+  // Rank 0 gets every rank's times, as rank processes of one host hand them over in files.
+  std::vector<double> flat;
+  for (const auto* ops : {&mine.starts, &mine.seconds}) {
+    for (const auto& op : *ops) flat.insert(flat.end(), op.begin(), op.end());
   }
-  MPI_Allreduce(MPI_IN_PLACE, seconds.data(), static_cast<int>(seconds.size()), MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  flat.push_back(static_cast<double>(mine.rows));
+  std::vector<double> all(rank == 0 ? flat.size() * size : 0);
+  MPI_Gather(flat.data(), static_cast<int>(flat.size()), MPI_DOUBLE, all.data(), static_cast<int>(flat.size()),
+             MPI_DOUBLE, 0, MPI_COMM_WORLD);
   if (rank != 0) return 0;
-  std::vector<double> phase[4];
-  for (int i = o.warmup; i < rounds; ++i) {
-    for (int p = 0; p < 4; ++p) phase[p].push_back(seconds[4 * i + p]);
-  }
-  uint64_t dispatch_bytes = 0, combine_bytes = 0;
+  std::vector<RankTimes> times(size, mine);
   for (int r = 0; r < size; ++r) {
-    dispatch_bytes += expected[r].rows * DispatchRowBytes(o);
-    combine_bytes += expected[r].rows * 2 * spec.config.hidden;
+    const double* from = &all[r * flat.size()];
+    for (auto* ops : {&times[r].starts, &times[r].seconds}) {
+      for (auto& op : *ops) {
+        for (double& s : op) s = *from++;
+      }
+    }
+    times[r].rows = static_cast<int64_t>(*from);
   }
-  std::printf(
-      "timings (%d rounds after %d warm-up; slowest rank per round; bytes = rows received x row bytes, "
-      "all ranks):\n",
-      o.repeats, o.warmup);
-  PrintRow("dispatch", Median(phase[0]), dispatch_bytes, Median(phase[2]));
-  PrintRow("combine", Median(phase[1]), combine_bytes, Median(phase[3]));
+  // On one host the ranks share the steady clock, and the span from the first start to the last end is the time.
+  PrintTimings(o, times, /*one_clock=*/hosts == 1);
   return 0;
 }
 

@@ -1,0 +1,85 @@
+// How `moe-ep run` and `moe-ep bench` turn the ranks' own timings into one number per op: the span from the first
+// start to the last end (one clock) or the slowest rank (clocks apart), the median over rounds; and the files rank
+// processes hand their timings over in.
+#include "moe-ep/rank_times.h"
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "gtest/gtest.h"
+#include "moe_ep/error.h"
+#include "support/test_seed.h"
+
+namespace moe_ep::tools {
+namespace {
+
+// A rank whose op 0 starts at starts[i] and lasts seconds[i] in round i.
+RankTimes OneOp(std::vector<double> starts, std::vector<double> seconds, int64_t rows = 0) {
+  RankTimes t;
+  t.starts = {std::move(starts)};
+  t.seconds = {std::move(seconds)};
+  t.rows = rows;
+  return t;
+}
+
+TEST(RankTimes, SpanFromFirstStartToLastEndOrSlowestRank) {
+  // Round 0: rank 1 starts late (it waited for a core) and ends last: span 0.5, slowest own time 0.2.
+  // Rounds 1 and 2 make the medians (middle of three) distinguishable from a mean.
+  const std::vector<RankTimes> ranks = {OneOp({10.0, 20.0, 30.0}, {0.1, 0.3, 1.0}),
+                                        OneOp({10.3, 20.0, 30.5}, {0.2, 0.1, 0.1})};
+  EXPECT_NEAR(SlowestRankMedians(ranks, true)[0], 0.5, 1e-9);   // spans 0.5, 0.3, 1.0
+  EXPECT_NEAR(SlowestRankMedians(ranks, false)[0], 0.3, 1e-9);  // slowest 0.2, 0.3, 1.0
+}
+
+TEST(RankTimes, FilesRoundTripBitForBitAndNameAMissingRank) {
+  const uint64_t seed = moe_ep::testing::BaseSeed();
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> value(0.0, 1e6);
+  const ResultsDir dir;
+  std::vector<RankTimes> written;
+  for (int r = 0; r < 3; ++r) {
+    RankTimes t;
+    t.rows = static_cast<int64_t>(rng() >> 20);
+    for (int op = 0; op < 4; ++op) {
+      t.starts.emplace_back();
+      t.seconds.emplace_back();
+      for (int round = 0; round < 5; ++round) {
+        t.starts.back().push_back(value(rng));
+        t.seconds.back().push_back(value(rng) * 1e-9);
+      }
+    }
+    WriteRankTimes(dir.path(), "tag", r, t);
+    written.push_back(t);
+  }
+  const std::vector<RankTimes> read = ReadRankTimes(dir.path(), "tag", 3);
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_EQ(read[r].rows, written[r].rows);
+    EXPECT_EQ(read[r].starts, written[r].starts);
+    EXPECT_EQ(read[r].seconds, written[r].seconds);
+  }
+  try {
+    ReadRankTimes(dir.path(), "tag", 4);
+    FAIL() << "rank 3 wrote nothing";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("rank 3 left no complete timings"), std::string::npos) << e.what();
+  }
+  std::ofstream(dir.path() + "/tag.rank1") << "7 4 5\n1 2 3\n";  // cut short
+  EXPECT_THROW(ReadRankTimes(dir.path(), "tag", 3), Error);
+}
+
+TEST(RankTimes, ResultsDirIsPrivateAndGoesAway) {
+  std::string path;
+  {
+    const ResultsDir dir;
+    path = dir.path();
+    const auto perms = std::filesystem::status(path).permissions();
+    EXPECT_EQ(perms & (std::filesystem::perms::group_all | std::filesystem::perms::others_all),
+              std::filesystem::perms::none);
+    std::ofstream(path + "/file") << "x";
+  }
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+}  // namespace
+}  // namespace moe_ep::tools

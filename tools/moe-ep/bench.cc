@@ -1,0 +1,432 @@
+// `moe-ep bench`: the sweep, one measurement per (configuration, system), the table and the JSON file.
+#include "moe-ep/bench.h"
+
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <random>
+#include <sstream>
+
+#include "base/env.h"
+#include "kernels/kernels.h"
+#include "moe-ep/launch.h"
+#include "moe-ep/options.h"
+#include "moe-ep/rank_job.h"
+#include "moe_ep/error.h"
+#include "ops/workers.h"
+
+extern char** environ;
+
+namespace moe_ep::tools {
+
+const char* SystemName(BenchSystem system) {
+  switch (system) {
+    case BenchSystem::kThreads:
+      return "threads";
+    case BenchSystem::kProcesses:
+      return "processes";
+    case BenchSystem::kHosts:
+      return "hosts";
+    case BenchSystem::kAlltoallv:
+      return "alltoallv";
+  }
+  return "?";
+}
+
+namespace {
+
+// What a rank process of a measurement is told (the hidden `bench-rank` command's one argument): the
+// configuration as `moe-ep run` options, which systems it times, and where it leaves the times.
+struct BenchPoint {
+  JobOptions job;
+  bool processes = false;  // a rank of a `moe-ep launch` job (kProcesses), else of an mpirun job
+  bool hosts = false;      // mpirun: time moe_ep over the hosts transport
+  bool alltoallv = false;  // mpirun: time the MPI_Alltoallv dispatcher
+  std::string dir;
+};
+
+std::string Encode(const BenchPoint& p) {
+  const JobOptions& o = p.job;
+  std::ostringstream out;
+  out << "processes=" << p.processes << ";hosts=" << p.hosts << ";alltoallv=" << p.alltoallv << ";ranks=" << o.ranks
+      << ";tokens=" << o.bs << ";hidden=" << o.hidden << ";topk=" << o.top_k << ";experts=" << o.experts
+      << ";quant=" << o.quant_int8 << ";repeats=" << o.repeats << ";warmup=" << o.warmup << ";seed=" << o.seed
+      << ";dir=" << p.dir;
+  return out.str();
+}
+
+// The inverse of Encode; throws Error for anything else (the argument comes from RunBench, not from users).
+BenchPoint Decode(const std::string& text) {
+  std::map<std::string, std::string> fields;
+  std::istringstream in(text);
+  for (std::string field; std::getline(in, field, ';');) {
+    const size_t equals = field.find('=');
+    if (equals == std::string::npos) break;
+    fields[field.substr(0, equals)] = field.substr(equals + 1);
+  }
+  auto number = [&](const char* name) -> int64_t {
+    const auto it = fields.find(name);
+    try {
+      if (it != fields.end()) return std::stoll(it->second);
+    } catch (const std::exception&) {
+    }
+    throw Error(ErrorCode::kInvalidParam, std::string("moe-ep bench-rank: the point lacks a number for ") + name +
+                                              " (this command is started by moe-ep bench)");
+  };
+  BenchPoint p;
+  p.processes = number("processes") != 0;
+  p.hosts = number("hosts") != 0;
+  p.alltoallv = number("alltoallv") != 0;
+  JobOptions& o = p.job;
+  o.ranks = static_cast<int>(number("ranks"));
+  o.bs = number("tokens");
+  o.hidden = number("hidden");
+  o.top_k = number("topk");
+  o.experts = number("experts");
+  o.quant_int8 = number("quant") != 0;
+  o.repeats = static_cast<int>(number("repeats"));
+  o.warmup = static_cast<int>(number("warmup"));
+  o.seed = std::stoull(fields["seed"]);
+  p.dir = fields["dir"];
+  return p;
+}
+
+}  // namespace
+
+BenchInputs DrawBenchInputs(const JobOptions& o, int rank) {
+  std::seed_seq seq{o.seed, static_cast<uint64_t>(o.bs), static_cast<uint64_t>(rank)};
+  std::mt19937_64 rng(seq);
+  BenchInputs in;
+  std::uniform_int_distribution<uint32_t> mantissa(0, 0x7F), exponent(0x7C, 0x7E);  // bf16 in +-[1/8, 1)
+  in.x.resize(o.bs * o.hidden);
+  for (auto& v : in.x) v = static_cast<uint16_t>((rng() & 0x8000) | (exponent(rng) << 7) | mantissa(rng));
+  std::vector<int32_t> experts(o.experts);
+  std::uniform_real_distribution<float> weight(0.0f, 1.0f);
+  for (int64_t t = 0; t < o.bs; ++t) {
+    std::iota(experts.begin(), experts.end(), 0);
+    for (int64_t k = 0; k < o.top_k; ++k) {  // partial Fisher-Yates: the first K are a uniform draw
+      std::uniform_int_distribution<int64_t> pick(k, o.experts - 1);
+      std::swap(experts[k], experts[pick(rng)]);
+      in.expert_ids.push_back(experts[k]);
+      in.expert_scales.push_back(weight(rng));
+    }
+  }
+  return in;
+}
+
+namespace {
+
+// One row of the table: a configuration on one system.
+struct BenchResult {
+  BenchSystem system;
+  JobOptions job;
+  std::vector<double> medians;  // by TimedOp; empty when the measurement did not run
+  int64_t rows = 0;             // received by all ranks together
+  std::string note;             // why there are no medians
+};
+
+uint64_t MemAvailableBytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  uint64_t kib = 0;
+  std::string unit;
+  while (in >> key >> kib >> unit) {
+    if (key == "MemAvailable:") return kib << 10;
+  }
+  return 0;
+}
+
+// The memory a measurement touches, roughly: per rank x, and for the rows it receives (about bs x K) moe_ep's
+// expandX, expert outputs, memcpy destination and, when rows are pushed, their window slots both ways; the
+// baseline holds about seven buffers of those rows (sent, received, sorted, returned, ...).
+uint64_t TouchedBytes(const JobOptions& o, BenchSystem system) {
+  const uint64_t row = 2 * static_cast<uint64_t>(o.hidden);
+  const uint64_t rows = static_cast<uint64_t>(o.bs) * static_cast<uint64_t>(o.top_k);
+  const bool pushed = rows * row < kPullMinBytes;
+  const uint64_t copies = system == BenchSystem::kAlltoallv ? 7 : pushed ? 5 : 3;
+  return static_cast<uint64_t>(o.ranks) * (o.bs * row + rows * row * copies);
+}
+
+std::string GiB(uint64_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.1f GiB", static_cast<double>(bytes) / (1 << 30));
+  return text;
+}
+
+// Starts a program and waits for it; returns its exit status (127: it could not be started).
+int RunProgram(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  if (posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), environ) != 0) return 127;
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+#if MOE_EP_HAVE_MPI
+constexpr bool kBuiltWithMpi = true;
+#else
+constexpr bool kBuiltWithMpi = false;
+#endif
+
+bool MpirunFound() { return kBuiltWithMpi && RunProgram({"sh", "-c", "command -v mpirun >/dev/null 2>&1"}) == 0; }
+
+GroupOptions BenchGroupOptions(const JobOptions& o) {
+  GroupOptions options;
+  options.name = "moe-ep bench";
+  options.window_bytes = std::max(WindowBytesNeeded(o), uint64_t{1} << 20);
+  return options;
+}
+
+// Measures one configuration on the systems asked for; results in the order of `systems`.
+std::vector<BenchResult> MeasureConfiguration(const BenchOptions& options, const JobOptions& job, bool mpirun) {
+  std::vector<BenchResult> results;
+  for (BenchSystem system : options.systems) results.push_back({system, job, {}, 0, ""});
+  auto result_of = [&](BenchSystem system) -> BenchResult& {
+    return *std::find_if(results.begin(), results.end(), [&](const BenchResult& r) { return r.system == system; });
+  };
+  auto record = [&](BenchSystem system, const std::vector<RankTimes>& times) {
+    BenchResult& r = result_of(system);
+    r.medians = SlowestRankMedians(times);
+    for (const RankTimes& rank : times) r.rows += rank.rows;
+  };
+  const uint64_t available = MemAvailableBytes();
+  for (BenchResult& r : results) {
+    if (const uint64_t touched = TouchedBytes(job, r.system); touched > available / 10 * 8) {
+      r.note = "skipped: needs about " + GiB(touched) + ", " + GiB(available) + " available";
+    }
+  }
+  const std::string window_mb = std::to_string((BenchGroupOptions(job).window_bytes + (1 << 20) - 1) >> 20);
+  // Asked for and not skipped.
+  auto wanted = [&](BenchSystem s) {
+    return std::count(options.systems.begin(), options.systems.end(), s) > 0 && result_of(s).note.empty();
+  };
+  auto attempt = [&](std::initializer_list<BenchSystem> systems, const std::function<void()>& measure) {
+    try {
+      measure();
+    } catch (const std::exception& e) {
+      for (BenchSystem s : systems) {
+        if (wanted(s)) result_of(s).note = std::string("failed: ") + e.what();
+      }
+    }
+  };
+  if (wanted(BenchSystem::kThreads)) {
+    attempt({BenchSystem::kThreads}, [&] {
+      std::vector<BenchInputs> inputs(job.ranks);
+      for (int r = 0; r < job.ranks; ++r) inputs[r] = DrawBenchInputs(job, r);
+      record(BenchSystem::kThreads, TimeThreadRanks(
+                                        job, BenchGroupOptions(job), [&](int r) { return inputs[r].View(); }, true));
+    });
+  }
+  if (wanted(BenchSystem::kProcesses)) {
+    attempt({BenchSystem::kProcesses}, [&] {
+      const ResultsDir dir;
+      const BenchPoint point{job, true, false, false, dir.path()};
+      setenv("MOE_EP_WINDOW_MB", window_mb.c_str(), 1);  // NOLINT(concurrency-mt-unsafe): no threads now
+      const int status = Launch(LaunchOptions{job.ranks, {SelfExecutable(), "bench-rank", Encode(point)}});
+      unsetenv("MOE_EP_WINDOW_MB");  // NOLINT(concurrency-mt-unsafe)
+      if (status != 0) throw Error(ErrorCode::kInternal, "a rank process exited with status " + std::to_string(status));
+      record(BenchSystem::kProcesses, ReadRankTimes(dir.path(), "processes", job.ranks));
+    });
+  }
+  if (wanted(BenchSystem::kAlltoallv) && job.quant_int8) {
+    result_of(BenchSystem::kAlltoallv).note = "skipped: the baseline moves bf16 rows only";
+  }
+  const bool hosts = wanted(BenchSystem::kHosts), alltoallv = wanted(BenchSystem::kAlltoallv);
+  if ((hosts || alltoallv) && !mpirun) {
+    for (BenchSystem s : {BenchSystem::kHosts, BenchSystem::kAlltoallv}) {
+      if (wanted(s)) result_of(s).note = "skipped: no mpirun, or moe-ep built without MPI";
+    }
+  } else if (hosts || alltoallv) {
+    attempt({BenchSystem::kHosts, BenchSystem::kAlltoallv}, [&] {
+      const ResultsDir dir;
+      const BenchPoint point{job, false, hosts, alltoallv, dir.path()};
+      std::vector<std::string> mpirun = {"mpirun",
+                                         "-n",
+                                         std::to_string(job.ranks),
+                                         "--oversubscribe",
+                                         "--bind-to",
+                                         "none",
+                                         "--mca",
+                                         "mpi_yield_when_idle",
+                                         "1",
+                                         "-x",
+                                         "MOE_EP_WINDOW_MB=" + window_mb};
+      if (geteuid() == 0) mpirun.emplace_back("--allow-run-as-root");  // mpirun refuses root without it
+      mpirun.insert(mpirun.end(), {SelfExecutable(), "bench-rank", Encode(point)});
+      const int status = RunProgram(mpirun);
+      if (status != 0) throw Error(ErrorCode::kInternal, "mpirun exited with status " + std::to_string(status));
+      if (hosts) record(BenchSystem::kHosts, ReadRankTimes(dir.path(), "hosts", job.ranks));
+      if (alltoallv) record(BenchSystem::kAlltoallv, ReadRankTimes(dir.path(), "alltoallv", job.ranks));
+    });
+  }
+  return results;
+}
+
+uint64_t DispatchBytes(const BenchResult& r) { return r.rows * DispatchRowBytes(r.job); }
+uint64_t CombineBytes(const BenchResult& r) { return r.rows * 2 * r.job.hidden; }
+
+// The baseline's time over this system's for the same op, or 0 when either is missing.
+double SpeedupOverBaseline(const std::vector<BenchResult>& results, const BenchResult& r, TimedOp op) {
+  for (const BenchResult& other : results) {
+    if (other.system == BenchSystem::kAlltoallv && !other.medians.empty() && !r.medians.empty()) {
+      return other.medians[op] / r.medians[op];
+    }
+  }
+  return 0;
+}
+
+void PrintHeader() {
+  std::printf("%-9s %5s %6s %5s | %11s %7s %7s | %11s %7s %7s | %10s | %s\n", "system", "ranks", "tokens", "quant",
+              "dispatch us", "GB/s", "memcpy", "combine us", "GB/s", "memcpy", "barrier us",
+              "alltoallv/this (dispatch, combine)");
+}
+
+void PrintResult(const std::vector<BenchResult>& results, const BenchResult& r) {
+  std::printf("%-9s %5d %6lld %5s | ", SystemName(r.system), r.job.ranks, static_cast<long long>(r.job.bs),
+              r.job.quant_int8 ? "int8" : "-");
+  if (r.medians.empty()) {
+    std::printf("%s\n", r.note.c_str());
+    return;
+  }
+  const auto& m = r.medians;
+  std::printf("%11.1f %7.2f %6.2fx | %11.1f %7.2f %6.2fx | %10.1f |", m[kDispatch] * 1e6,
+              DispatchBytes(r) / m[kDispatch] / 1e9, m[kDispatch] / m[kMemcpyDispatch], m[kCombine] * 1e6,
+              CombineBytes(r) / m[kCombine] / 1e9, m[kCombine] / m[kMemcpyCombine], m[kBarrier] * 1e6);
+  if (r.system != BenchSystem::kAlltoallv && SpeedupOverBaseline(results, r, kDispatch) > 0) {
+    std::printf(" %.2fx, %.2fx", SpeedupOverBaseline(results, r, kDispatch), SpeedupOverBaseline(results, r, kCombine));
+  }
+  std::printf("\n");
+  std::fflush(stdout);
+}
+
+void WriteJson(const std::string& path, const BenchOptions& o, uint64_t seed,
+               const std::vector<std::vector<BenchResult>>& all) {
+  std::ofstream out(path);
+  out.precision(9);
+  out << "{\n  \"config\": {\"hidden\": " << o.hidden << ", \"top_k\": " << o.top_k << ", \"experts\": " << o.experts
+      << ", \"dtype\": \"bf16\", \"repeats\": " << o.repeats << ", \"warmup\": " << o.warmup << ", \"seed\": " << seed
+      << ", \"cores\": " << std::thread::hardware_concurrency() << ", \"kernels\": \""
+      << kernels::IsaName(kernels::ActiveIsa())
+      << "\", \"statistic\": \"median over rounds of first start to last end\"},\n"
+      << "  \"results\": [";
+  const char* separator = "\n";
+  for (const auto& configuration : all) {
+    for (const BenchResult& r : configuration) {
+      out << separator << "    {\"system\": \"" << SystemName(r.system) << "\", \"ranks\": " << r.job.ranks
+          << ", \"tokens\": " << r.job.bs << ", \"quant\": " << (r.job.quant_int8 ? "\"int8\"" : "null");
+      separator = ",\n";
+      if (r.medians.empty()) {
+        std::string note = r.note;
+        std::replace(note.begin(), note.end(), '"', '\'');
+        std::replace(note.begin(), note.end(), '\\', '/');
+        out << ", \"note\": \"" << note << "\"}";
+        continue;
+      }
+      const auto& m = r.medians;
+      out << ", \"rows\": " << r.rows << ", \"barrier_us\": " << m[kBarrier] * 1e6;
+      const struct {
+        const char* name;
+        TimedOp op, copy;
+        uint64_t bytes;
+      } ops[] = {{"dispatch", kDispatch, kMemcpyDispatch, DispatchBytes(r)},
+                 {"combine", kCombine, kMemcpyCombine, CombineBytes(r)}};
+      for (const auto& op : ops) {
+        out << ", \"" << op.name << "\": {\"median_us\": " << m[op.op] * 1e6 << ", \"bytes\": " << op.bytes
+            << ", \"gb_per_s\": " << op.bytes / m[op.op] / 1e9 << ", \"memcpy_us\": " << m[op.copy] * 1e6
+            << ", \"ratio_to_memcpy\": " << m[op.op] / m[op.copy];
+        if (const double s = SpeedupOverBaseline(configuration, r, op.op);
+            s > 0 && r.system != BenchSystem::kAlltoallv) {
+          out << ", \"alltoallv_over_this\": " << s;
+        }
+        out << "}";
+      }
+      out << "}";
+    }
+  }
+  out << "\n  ]\n}\n";
+  if (!out) throw Error(ErrorCode::kInvalidParam, "--json " + path + ": cannot write the file");
+}
+
+}  // namespace
+
+std::vector<JobOptions> Configurations(const BenchOptions& o, uint64_t seed) {
+  std::vector<JobOptions> jobs;
+  for (int ranks : o.ranks) {
+    for (bool quant : o.quant) {
+      for (int64_t tokens : o.tokens) {
+        JobOptions& job = jobs.emplace_back();
+        job.ranks = ranks;
+        job.bs = tokens;
+        job.hidden = o.hidden;
+        job.top_k = o.top_k;
+        job.experts = o.experts;
+        job.quant_int8 = quant;
+        job.repeats = o.repeats;
+        job.warmup = o.warmup;
+        job.seed = seed;
+      }
+    }
+  }
+  return jobs;
+}
+
+int RunBench(const BenchOptions& o) {
+  const uint64_t seed =
+      o.seed ? o.seed : (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+  const bool mpirun = MpirunFound();
+  std::printf(
+      "moe-ep bench: H %lld, top-%lld of %lld experts, bf16 tokens; medians of %d rounds after %d warm-up, a round "
+      "from the first rank's start to the last rank's end; kernels %s, %u cores; seed %llu\n",
+      static_cast<long long>(o.hidden), static_cast<long long>(o.top_k), static_cast<long long>(o.experts), o.repeats,
+      o.warmup, kernels::IsaName(kernels::ActiveIsa()), std::thread::hardware_concurrency(),
+      static_cast<unsigned long long>(seed));
+  std::printf(
+      "  GB/s: rows received x row bytes, all ranks, over the median; memcpy: the op's median over that of a memcpy of "
+      "the same bytes on every rank; barrier: a round trip of the same transport; alltoallv/this above 1: moe_ep is "
+      "faster\n");
+  PrintHeader();
+  std::vector<std::vector<BenchResult>> all;
+  bool failed = false;
+  for (const JobOptions& job : Configurations(o, seed)) {
+    all.push_back(MeasureConfiguration(o, job, mpirun));
+    for (const BenchResult& r : all.back()) {
+      PrintResult(all.back(), r);
+      failed = failed || r.note.starts_with("failed");
+    }
+  }
+  if (!o.json_path.empty()) {
+    WriteJson(o.json_path, o, seed, all);
+    std::printf("wrote %s (scripts/plot_bench.py draws it)\n", o.json_path.c_str());
+  }
+  return failed ? 1 : 0;
+}
+
+#if !MOE_EP_HAVE_MPI
+int RunBenchMpiRank(const JobOptions&, bool, bool, const std::string&) {
+  throw Error(ErrorCode::kInvalidParam, "moe-ep bench-rank: this moe-ep was built without MPI");
+}
+#endif
+
+int RunBenchRank(const std::string& text) {
+  const BenchPoint p = Decode(text);
+  if (!p.processes) return RunBenchMpiRank(p.job, p.hosts, p.alltoallv, p.dir);
+  Group group = JoinProcessGroup(BenchGroupOptions(p.job));
+  const BenchInputs inputs = DrawBenchInputs(p.job, group.rank());
+  RankJob job(p.job, group.rank(), inputs.View(), group);
+  WriteRankTimes(p.dir, "processes", group.rank(), job.Time([&] { job.Barrier(); }, true));
+  return 0;
+}
+
+}  // namespace moe_ep::tools

@@ -1,0 +1,59 @@
+// A rank of a `moe-ep bench` measurement under mpirun: moe_ep over the hosts transport and the MPI_Alltoallv
+// dispatcher on the same inputs, each op timed after an MPI_Barrier.
+#include <mpi.h>
+
+#include <cstring>
+#include <string>
+
+#include "alltoallv_dispatcher.h"
+#include "moe-ep/bench.h"
+#include "moe_ep/error.h"
+#include "moe_ep/mpi.h"
+#include "transport/mpi/mpi_runtime.h"
+
+namespace moe_ep::tools {
+namespace {
+
+void SyncAll() { MPI_Barrier(MPI_COMM_WORLD); }
+
+// The baseline's rounds: its dispatch and combine, the same memcpy baselines, and an MPI_Barrier round trip.
+RankTimes TimeAlltoallv(const JobOptions& job, const BenchInputs& in) {
+  moe_ep_bench::AlltoallvDispatcher alltoallv(MPI_COMM_WORLD, static_cast<int>(job.experts), job.hidden);
+  const int top_k = static_cast<int>(job.top_k);
+  alltoallv.Dispatch(in.x, in.expert_ids, top_k);
+  const size_t row_bytes = 2 * job.hidden;
+  const size_t rows = alltoallv.received_rows();
+  std::vector<uint16_t> expert_out(alltoallv.expand_x().begin(), alltoallv.expand_x().end());
+  std::vector<uint16_t> combined(job.bs * job.hidden);
+  std::vector<uint8_t> copy_to(std::max<size_t>(rows * row_bytes, 1));
+  const std::function<void()> ops[] = {
+      [&] { alltoallv.Dispatch(in.x, in.expert_ids, top_k); },
+      [&] { alltoallv.Combine(expert_out, in.expert_scales, combined); },
+      [&] { std::memcpy(copy_to.data(), alltoallv.expand_x().data(), rows * row_bytes); },
+      [&] { std::memcpy(copy_to.data(), expert_out.data(), rows * row_bytes); },
+      [&] { MPI_Barrier(MPI_COMM_WORLD); },
+  };
+  RankTimes times = TimeRounds(job.warmup, job.repeats, SyncAll, ops);
+  times.rows = static_cast<int64_t>(rows);
+  return times;
+}
+
+}  // namespace
+
+int RunBenchMpiRank(const JobOptions& job, bool hosts, bool alltoallv, const std::string& dir) {
+  transport::mpi::EnsureInitialized();
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  const BenchInputs inputs = DrawBenchInputs(job, rank);
+  if (hosts) {
+    GroupOptions options;
+    options.name = "moe-ep bench";
+    Group group = JoinMpiGroup(MPI_COMM_WORLD, options);  // the window from MOE_EP_WINDOW_MB, set by moe-ep bench
+    RankJob timed(job, rank, inputs.View(), group);
+    WriteRankTimes(dir, "hosts", rank, timed.Time(SyncAll, true));
+  }
+  if (alltoallv) WriteRankTimes(dir, "alltoallv", rank, TimeAlltoallv(job, inputs));
+  return 0;
+}
+
+}  // namespace moe_ep::tools

@@ -1,0 +1,58 @@
+// The timings of a job whose ranks may be threads or processes: each rank times its own rounds, the ranks'
+// times meet in one place (memory, or files written by rank processes), and the table takes per round the
+// slowest rank and over the rounds the median.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace moe_ep::tools {
+
+double Median(std::vector<double> v);
+
+/// One rank's timings for the timed rounds (after the warm-up): when each op started on this rank's
+/// steady clock, starts[op][round], and how long it took, seconds[op][round]; and how many rows dispatch
+/// handed it (the bytes a memcpy of the same size copies).
+struct RankTimes {
+  std::vector<std::vector<double>> starts, seconds;
+  int64_t rows = 0;
+};
+
+/// Runs warmup + repeats rounds of `ops`; every op starts right after sync() returns on this rank (a barrier of
+/// all ranks) and is timed to its end on this rank.
+RankTimes TimeRounds(int warmup, int repeats, const std::function<void()>& sync,
+                     std::span<const std::function<void()>> ops);
+
+/// Per op, the median over rounds of the op's time in that round: with `one_clock` (every rank on this
+/// host, the steady clock shared), from the first rank's start to the last rank's end, else the slowest
+/// rank's own time. A rank's own time misses the time it waited for a core to leave the barrier: with
+/// more ranks than cores only the span is the time the op took.
+std::vector<double> SlowestRankMedians(std::span<const RankTimes> ranks, bool one_clock = true);
+
+/// Where rank processes leave their times for the process that started them: one file per rank and tag
+/// (a tag tells apart systems timed by the same job).
+void WriteRankTimes(const std::string& dir, const std::string& tag, int rank, const RankTimes& times);
+/// Reads the files of ranks [0, ranks); throws moe_ep::Error naming the first rank whose file is missing or
+/// malformed (it did not get as far as writing it).
+std::vector<RankTimes> ReadRankTimes(const std::string& dir, const std::string& tag, int ranks);
+
+/// A fresh private directory for such files (under TMPDIR or /tmp), removed with its files on destruction.
+class ResultsDir {
+ public:
+  ResultsDir();
+  ~ResultsDir();
+  ResultsDir(const ResultsDir&) = delete;
+  ResultsDir& operator=(const ResultsDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+/// The path of this program, to start more copies of it.
+std::string SelfExecutable();
+
+}  // namespace moe_ep::tools
