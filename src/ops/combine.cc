@@ -353,6 +353,7 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
   for (int sender = 0; sender < static_cast<int>(c.ep_world_size); ++sender) {
     if (pulled_from[sender]) pull::SignalDone(ctx.ep, flags, sender);
   }
+  ctx.ep_state.combine_readers = static_cast<int>(std::count(readers.begin(), readers.end(), 1));
   // The caller may overwrite expandX once this returns: not before every owner reading it is done.
   pull::WaitDone(ctx.ep, flags, readers, ctx.deadline, "MoeDistributeCombine");
 }

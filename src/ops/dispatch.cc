@@ -454,6 +454,7 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
     tp_counts[1 - c.tp_rank] = static_cast<int32_t>(sink.rows() - own_rows);
   }
   WriteExpertTokenNums(c, recv_counts, sink.rows(), static_cast<int64_t*>(t.expert_token_nums.data));
+  ctx.ep_state.dispatch_readers = static_cast<int>(std::count(pulled.begin(), pulled.end(), 1));
   // The caller may overwrite x once this returns: not before every rank reading it in place is done.
   pull::WaitDone(ep, pull::CallFlags(plan::kDispatchPullFlagBase, call), pulled, ctx.deadline, "MoeDistributeDispatch");
 }

@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -144,6 +145,30 @@ TEST(SharedHeap, FreedBlocksAreReusedAndMerge) {
   EXPECT_EQ(ab, a);
   heap.Free(ab);
   heap.Free(c);
+}
+
+// Zeroed blocks: a reused one is cleared; one in a chunk made for it is zero already and left untouched (a large
+// peer-visible tensor costs memory only where it is written).
+TEST(SharedHeap, ZeroedBlocksAreClearedOrFreshAndUntouched) {
+  SharedHeap& heap = SharedHeap::Process();
+  auto* dirty = static_cast<uint8_t*>(heap.Allocate(4096));
+  std::memset(dirty, 0xA7, 4096);
+  heap.Free(dirty);
+  auto* reused = static_cast<uint8_t*>(heap.AllocateZeroed(4096));
+  ASSERT_EQ(reused, dirty) << "the freed block was not reused";
+  for (int i = 0; i < 4096; ++i) ASSERT_EQ(reused[i], 0) << "byte " << i;
+  heap.Free(reused);
+
+  const size_t bytes = size_t{256} << 20;
+  auto* fresh = static_cast<uint8_t*>(heap.AllocateZeroed(bytes));
+  std::vector<unsigned char> resident(bytes / 4096);
+  ASSERT_EQ(mincore(fresh, bytes, resident.data()), 0);
+  size_t touched = 0;
+  for (unsigned char page : resident) touched += page & 1;
+  EXPECT_EQ(touched, 0u) << "pages of a fresh chunk were touched";
+  EXPECT_EQ(fresh[0], 0);
+  EXPECT_EQ(fresh[bytes - 1], 0);
+  heap.Free(fresh);
 }
 
 // A block larger than a chunk gets a chunk of its own, which goes back to the system when it is freed.

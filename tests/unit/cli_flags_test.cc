@@ -13,6 +13,7 @@
 
 #include "gtest/gtest.h"
 #include "moe-ep/options.h"
+#include "support/scoped_env.h"
 
 extern char** environ;
 
@@ -353,6 +354,8 @@ TEST(CliFlags, BinaryRunsTheSmallestQuantizedJob) {
 // The main job with its ranks as processes of this host: every rank verifies its outputs, the launcher prints the
 // timings of all of them.
 TEST(CliFlags, BinaryRunsTheJobOnProcesses) {
+  // Rows pulled (read in place through the shared heap) whatever their size; the job must say so.
+  const moe_ep::testing::ScopedEnv pull("MOE_EP_DATA_PATH", "pull");
   std::string output;
   const int status = RunTool({"run", "--processes", "--ranks", "3", "--experts", "6", "--topk", "2", "--bs", "5",
                               "--hidden", "64", "--repeats", "2", "--warmup", "0"},
@@ -360,7 +363,8 @@ TEST(CliFlags, BinaryRunsTheJobOnProcesses) {
   ASSERT_TRUE(WIFEXITED(status)) << "status " << status << ": " << output;
   EXPECT_EQ(WEXITSTATUS(status), 0) << output;
   for (const char* line : {"transport: processes (3 ranks", "[rank 0] verified", "[rank 2] verified",
-                           "verified: every rank's", "data path:", "dispatch   median", "combine    median"}) {
+                           "verified: every rank's", "the rows of 3 of 3 ranks were pulled in dispatch",
+                           "of 3 in combine", "dispatch   median", "combine    median"}) {
     EXPECT_NE(output.find(line), std::string::npos) << line << " in\n" << output;
   }
 }
@@ -392,8 +396,10 @@ size_t Count(const std::string& text, const std::string& what) {
 }
 
 // A small sweep on threads and processes with and without quantization: a table row and a JSON entry with both
-// operations' medians for each of the 2 x 2 x 2 measurements, nothing skipped or failed.
+// operations' medians for each of the 2 x 2 x 2 measurements, nothing skipped or failed, and every row pulled as
+// MOE_EP_DATA_PATH asks (process ranks reach each other's tensors through the library's shared heap).
 TEST(CliFlags, BinaryBenchesASweepAndWritesJson) {
+  const moe_ep::testing::ScopedEnv pull("MOE_EP_DATA_PATH", "pull");
   const std::string json = ::testing::TempDir() + "/moe_ep_bench_test.json";
   std::string output;
   const int status = RunTool({"bench",
@@ -423,6 +429,7 @@ TEST(CliFlags, BinaryBenchesASweepAndWritesJson) {
   EXPECT_EQ(Count(output, "\nthreads "), 4u) << output;
   EXPECT_EQ(Count(output, "\nprocesses "), 4u) << output;
   EXPECT_EQ(Count(output, "skipped") + Count(output, "failed"), 0u) << output;
+  EXPECT_EQ(Count(output, " pull/pull | "), 8u) << output;
   FILE* file = std::fopen(json.c_str(), "r");
   ASSERT_NE(file, nullptr) << json;
   std::string text;
@@ -433,6 +440,7 @@ TEST(CliFlags, BinaryBenchesASweepAndWritesJson) {
   EXPECT_EQ(Count(text, "\"median_us\": "), 16u) << text;
   EXPECT_EQ(Count(text, "\"quant\": \"int8\""), 4u) << text;
   EXPECT_EQ(Count(text, "\"note\""), 0u) << text;
+  EXPECT_EQ(Count(text, "\"path\": \"pull\""), 16u) << text;
 }
 
 }  // namespace

@@ -130,6 +130,8 @@ struct BenchResult {
   JobOptions job;
   std::vector<double> medians;  // by TimedOp; empty when the measurement did not run
   int64_t rows = 0;             // received by all ranks together
+  int dispatch_pulled = 0;      // ranks whose rows were read in place (pulled) in dispatch
+  int combine_pulled = 0;       // ... in combine
   std::string note;             // why there are no medians
 };
 
@@ -192,14 +194,18 @@ GroupOptions BenchGroupOptions(const JobOptions& o) {
 // Measures one configuration on the systems asked for; results in the order of `systems`.
 std::vector<BenchResult> MeasureConfiguration(const BenchOptions& options, const JobOptions& job, bool mpirun) {
   std::vector<BenchResult> results;
-  for (BenchSystem system : options.systems) results.push_back({system, job, {}, 0, ""});
+  for (BenchSystem system : options.systems) results.push_back({system, job, {}, 0, 0, 0, ""});
   auto result_of = [&](BenchSystem system) -> BenchResult& {
     return *std::find_if(results.begin(), results.end(), [&](const BenchResult& r) { return r.system == system; });
   };
   auto record = [&](BenchSystem system, const std::vector<RankTimes>& times) {
     BenchResult& r = result_of(system);
     r.medians = SlowestRankMedians(times);
-    for (const RankTimes& rank : times) r.rows += rank.rows;
+    for (const RankTimes& rank : times) {
+      r.rows += rank.rows;
+      r.dispatch_pulled += rank.dispatch_readers > 0 ? 1 : 0;
+      r.combine_pulled += rank.combine_readers > 0 ? 1 : 0;
+    }
   };
   const uint64_t available = MemAvailableBytes();
   for (BenchResult& r : results) {
@@ -287,15 +293,24 @@ double SpeedupOverBaseline(const std::vector<BenchResult>& results, const BenchR
   return 0;
 }
 
+// How a measurement's rows travelled in one op: every rank's pulled, none, or some.
+const char* PathOf(const BenchResult& r, int pulled_ranks) {
+  if (r.system == BenchSystem::kAlltoallv) return "-";
+  return pulled_ranks == r.job.ranks ? "pull" : pulled_ranks == 0 ? "push" : "part";
+}
+
 void PrintHeader() {
-  std::printf("%-9s %5s %6s %5s | %11s %7s %7s | %11s %7s %7s | %10s | %s\n", "system", "ranks", "tokens", "quant",
-              "dispatch us", "GB/s", "memcpy", "combine us", "GB/s", "memcpy", "barrier us",
+  std::printf("%-9s %5s %6s %5s %9s | %11s %7s %7s | %11s %7s %7s | %10s | %s\n", "system", "ranks", "tokens", "quant",
+              "path d/c", "dispatch us", "GB/s", "memcpy", "combine us", "GB/s", "memcpy", "barrier us",
               "alltoallv/this (dispatch, combine)");
 }
 
 void PrintResult(const std::vector<BenchResult>& results, const BenchResult& r) {
-  std::printf("%-9s %5d %6lld %5s | ", SystemName(r.system), r.job.ranks, static_cast<long long>(r.job.bs),
-              r.job.quant_int8 ? "int8" : "-");
+  const std::string path = r.medians.empty()
+                               ? std::string("")
+                               : std::string(PathOf(r, r.dispatch_pulled)) + "/" + PathOf(r, r.combine_pulled);
+  std::printf("%-9s %5d %6lld %5s %9s | ", SystemName(r.system), r.job.ranks, static_cast<long long>(r.job.bs),
+              r.job.quant_int8 ? "int8" : "-", path.c_str());
   if (r.medians.empty()) {
     std::printf("%s\n", r.note.c_str());
     return;
@@ -340,10 +355,12 @@ void WriteJson(const std::string& path, const BenchOptions& o, uint64_t seed,
         const char* name;
         TimedOp op, copy;
         uint64_t bytes;
-      } ops[] = {{"dispatch", kDispatch, kMemcpyDispatch, DispatchBytes(r)},
-                 {"combine", kCombine, kMemcpyCombine, CombineBytes(r)}};
+        int pulled;
+      } ops[] = {{"dispatch", kDispatch, kMemcpyDispatch, DispatchBytes(r), r.dispatch_pulled},
+                 {"combine", kCombine, kMemcpyCombine, CombineBytes(r), r.combine_pulled}};
       for (const auto& op : ops) {
         out << ", \"" << op.name << "\": {\"median_us\": " << m[op.op] * 1e6 << ", \"bytes\": " << op.bytes
+            << ", \"path\": \"" << PathOf(r, op.pulled) << "\", \"pulled_ranks\": " << op.pulled
             << ", \"gb_per_s\": " << op.bytes / m[op.op] / 1e9 << ", \"memcpy_us\": " << m[op.copy] * 1e6
             << ", \"ratio_to_memcpy\": " << m[op.op] / m[op.copy];
         if (const double s = SpeedupOverBaseline(configuration, r, op.op);

@@ -13,7 +13,6 @@
 
 #include "api/group_impl.h"
 #include "base/env.h"
-#include "transport/shm/shared_heap.h"
 
 namespace moe_ep::tools {
 
@@ -46,35 +45,27 @@ void PrintRow(const char* name, double seconds, uint64_t bytes, double memcpy_se
               seconds * 1e6, bytes / seconds / 1e9, memcpy_seconds * 1e6, seconds / memcpy_seconds);
 }
 
-// How many of the ranks, each sending `sent_bytes[r]` of rows in a call, pull them rather than push.
-int PullingRanks(const std::vector<uint64_t>& sent_bytes) {
-  const DataPath path = env::DataPathChoice();
-  if (path != DataPath::kAuto) return path == DataPath::kPull ? static_cast<int>(sent_bytes.size()) : 0;
-  return static_cast<int>(
-      std::count_if(sent_bytes.begin(), sent_bytes.end(), [](uint64_t bytes) { return bytes >= kPullMinBytes; }));
-}
-
 }  // namespace
 
 void PrintTimings(const JobOptions& o, std::span<const RankTimes> times, bool one_clock) {
   const std::vector<double> medians = SlowestRankMedians(times, one_clock);
-  std::vector<uint64_t> dispatch_sent, combine_sent;
   uint64_t rows = 0;
-  const uint64_t shared = o.shared_expert_ranks > 0 ? 1 : 0;
-  const uint64_t h = o.hidden;
+  int dispatch_pulled = 0, combine_pulled = 0;
   for (const RankTimes& rank : times) {
-    dispatch_sent.push_back(o.bs * (o.top_k + shared) * (o.quant_int8 ? h : 2 * h));
-    // A combine row as it travels (commQuantMode 2: int8 + half scales).
-    combine_sent.push_back(rank.rows * (o.comm_quant_int8 ? (h + 31) / 32 * 32 + 2 * ((h + 7) / 8) : 2 * h));
     rows += rank.rows;
+    dispatch_pulled += rank.dispatch_readers > 0 ? 1 : 0;
+    combine_pulled += rank.combine_readers > 0 ? 1 : 0;
   }
-  const bool automatic = env::DataPathChoice() == DataPath::kAuto;
-  std::printf("  data path: dispatch pulls on %d of %d ranks, combine on %d (%s)\n", PullingRanks(dispatch_sent),
-              o.ranks, PullingRanks(combine_sent),
-              automatic ? ("auto, by size: a rank pulls from " + std::to_string(kPullMinBytes >> 10) +
-                           " KiB of rows per call; MOE_EP_DATA_PATH=push|pull forces one")
-                              .c_str()
-                        : "forced by MOE_EP_DATA_PATH");
+  const uint64_t h = o.hidden;
+  std::printf(
+      "  data path: the rows of %d of %d ranks were pulled in dispatch (read in place by their receivers), of %d in "
+      "combine; the others' were pushed (%s)\n",
+      dispatch_pulled, o.ranks, combine_pulled,
+      env::DataPathChoice() == DataPath::kAuto
+          ? ("by size: from " + std::to_string(kPullMinBytes >> 10) +
+             " KiB of rows per call where peers reach the tensors; MOE_EP_DATA_PATH=push|pull forces one")
+                .c_str()
+          : "as MOE_EP_DATA_PATH forces");
   std::printf(
       "timings (medians of %d rounds after %d warm-up, a round %s; bytes = rows received x row bytes, all "
       "ranks):\n",
@@ -108,20 +99,13 @@ std::string VerifyRank(const VerifiedJob& job, int rank, Group& group) {
 }
 
 // A tensor whose memory is not touched before it is written: the receive bound A is the worst case, and rows
-// that never arrive should cost nothing. In the shared heap when peers must read it in place.
-UntouchedTensor Untouched(DType dtype, std::vector<int64_t> shape, bool peer_visible) {
+// that never arrive should cost nothing.
+UntouchedTensor Untouched(DType dtype, std::vector<int64_t> shape) {
   const TensorView shape_only(static_cast<void*>(nullptr), dtype, shape);
   const size_t bytes = std::max<size_t>(static_cast<size_t>(shape_only.numel()) * DTypeSize(dtype), 1);
-  std::shared_ptr<std::byte> storage;
-  if (peer_visible) {
-    storage.reset(static_cast<std::byte*>(transport::SharedHeap::Process().Allocate(bytes)),
-                  [](std::byte* p) { transport::SharedHeap::Process().Free(p); });
-  } else {
-    storage.reset(new std::byte[bytes], std::default_delete<std::byte[]>());
-  }
   UntouchedTensor t;
-  t.view = TensorView(static_cast<void*>(storage.get()), dtype, std::move(shape));
-  t.storage = std::move(storage);
+  t.storage.reset(new std::byte[bytes], std::default_delete<std::byte[]>());
+  t.view = TensorView(static_cast<void*>(t.storage.get()), dtype, std::move(shape));
   return t;
 }
 
@@ -140,17 +124,18 @@ RankJob::RankJob(const JobOptions& o, int rank, const RankInputs& in, Group& gro
   const int64_t a = DispatchReceiveRows(group, o.bs, o.top_k, experts);
   const int64_t l = o.experts / (o.ranks - o.shared_expert_ranks);
   const bool shared_rank = rank < o.shared_expert_ranks;
-  x_ = Untouched(dtype, {o.bs, h}, true);
+  // In the library's shared heap (a large tensor gets a chunk of its own, untouched until written).
+  x_ = Tensor::PeerVisible(dtype, {o.bs, h});
   std::memcpy(x_.data(), in.x.data(), x_.bytes());
-  expert_out_ = Untouched(dtype, {a, h}, true);
+  expert_out_ = Tensor::PeerVisible(dtype, {a, h});
   std::memcpy(expert_out_.data(), in.expert_out.data(), std::min(in.expert_out.size_bytes(), expert_out_.bytes()));
-  expand_x_ = Untouched(o.quant_int8 ? DType::kInt8 : dtype, {a, h}, false);
-  scales_ = Untouched(DType::kFloat32, {a}, false);
-  assist_ = Untouched(DType::kInt32, {3 * a}, false);
-  recv_ = Untouched(DType::kInt32, {o.ranks * l}, false);
-  tp_recv_ = Untouched(DType::kInt32, {1}, false);
-  token_nums_ = Untouched(DType::kInt64, {shared_rank ? 1 : l}, false);
-  x_out_ = Untouched(dtype, {o.bs, h}, false);
+  expand_x_ = Untouched(o.quant_int8 ? DType::kInt8 : dtype, {a, h});
+  scales_ = Untouched(DType::kFloat32, {a});
+  assist_ = Untouched(DType::kInt32, {3 * a});
+  recv_ = Untouched(DType::kInt32, {o.ranks * l});
+  tp_recv_ = Untouched(DType::kInt32, {1});
+  token_nums_ = Untouched(DType::kInt64, {shared_rank ? 1 : l});
+  x_out_ = Untouched(dtype, {o.bs, h});
   dispatch_options_.quant = o.quant_int8 ? Quant::kDynamicInt8 : Quant::kNone;
   combine_options_.comm_quant = o.comm_quant_int8 ? Quant::kDynamicInt8 : Quant::kNone;
   outs_ = DispatchOutputs{expand_x_.view, o.quant_int8 ? scales_.view : TensorView{},
@@ -159,13 +144,13 @@ RankJob::RankJob(const JobOptions& o, int rank, const RankInputs& in, Group& gro
 }
 
 void RankJob::Dispatch() {
-  handle_ = DispatchInto(group_, x_.view, TensorView(expert_ids_.data(), DType::kInt32, {o_.bs, o_.top_k}),
+  handle_ = DispatchInto(group_, x_.view(), TensorView(expert_ids_.data(), DType::kInt32, {o_.bs, o_.top_k}),
                          dispatch_options_, outs_);
 }
 
 void RankJob::Combine() {
-  CombineInto(group_, handle_, expert_out_.view, TensorView(expert_scales_.data(), DType::kFloat32, {o_.bs, o_.top_k}),
-              combine_options_, x_out_.view);
+  CombineInto(group_, handle_, expert_out_.view(),
+              TensorView(expert_scales_.data(), DType::kFloat32, {o_.bs, o_.top_k}), combine_options_, x_out_.view);
 }
 
 void RankJob::CopyDispatchBytes() {
@@ -193,6 +178,9 @@ RankTimes RankJob::Time(const std::function<void()>& sync, bool barrier) {
   if (barrier) ops.emplace_back([this] { Barrier(); });
   RankTimes times = TimeRounds(o_.warmup, o_.repeats, sync, ops);
   times.rows = handle_.num_rows;
+  const ops::OpState& state = GroupAccess::Comm(group_).state();
+  times.dispatch_readers = state.dispatch_readers;
+  times.combine_readers = state.combine_readers;
   return times;
 }
 

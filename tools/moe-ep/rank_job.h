@@ -65,6 +65,8 @@ class RankJob {
  public:
   /// Rank `rank` of `group` (its EP rank). x and the expert outputs are copied into the shared heap
   /// (Tensor::PeerVisible), so that rank processes of one host move them with one copy (the pull path).
+  /// (Through the library's allocator: the shared heap moe-ep links in statically is another heap, whose
+  /// memory the library's windows cannot name.)
   RankJob(const JobOptions& o, int rank, const RankInputs& in, Group& group);
 
   void Dispatch();
@@ -89,7 +91,7 @@ class RankJob {
   std::span<const int32_t> expert_ids_;
   std::span<const float> expert_scales_;
   bool expert_out_given_;
-  UntouchedTensor x_, expert_out_;  // in the shared heap
+  Tensor x_, expert_out_;  // Tensor::PeerVisible
   UntouchedTensor expand_x_, scales_, assist_, recv_, tp_recv_, token_nums_, x_out_;
   DispatchOutputs outs_;
   DispatchHandle handle_;

@@ -14,11 +14,13 @@ namespace moe_ep::tools {
 double Median(std::vector<double> v);
 
 /// One rank's timings for the timed rounds (after the warm-up): when each op started on this rank's
-/// steady clock, starts[op][round], and how long it took, seconds[op][round]; and how many rows dispatch
-/// handed it (the bytes a memcpy of the same size copies).
+/// steady clock, starts[op][round], and how long it took, seconds[op][round]; how many rows dispatch
+/// handed it (the bytes a memcpy of the same size copies); and the data path its rows took.
 struct RankTimes {
   std::vector<std::vector<double>> starts, seconds;
   int64_t rows = 0;
+  /// How many peers read this rank's rows in place (pulled them) in its last dispatch / combine.
+  int dispatch_readers = 0, combine_readers = 0;
 };
 
 /// Runs warmup + repeats rounds of `ops`; every op starts right after sync() returns on this rank (a barrier of

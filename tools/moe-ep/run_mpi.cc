@@ -71,7 +71,8 @@ int RunJobOverMpi(const JobOptions& o) {
   for (const auto* ops : {&mine.starts, &mine.seconds}) {
     for (const auto& op : *ops) flat.insert(flat.end(), op.begin(), op.end());
   }
-  flat.push_back(static_cast<double>(mine.rows));
+  flat.insert(flat.end(), {static_cast<double>(mine.rows), static_cast<double>(mine.dispatch_readers),
+                           static_cast<double>(mine.combine_readers)});
   std::vector<double> all(rank == 0 ? flat.size() * size : 0);
   MPI_Gather(flat.data(), static_cast<int>(flat.size()), MPI_DOUBLE, all.data(), static_cast<int>(flat.size()),
              MPI_DOUBLE, 0, MPI_COMM_WORLD);
@@ -84,7 +85,9 @@ int RunJobOverMpi(const JobOptions& o) {
         for (double& s : op) s = *from++;
       }
     }
-    times[r].rows = static_cast<int64_t>(*from);
+    times[r].rows = static_cast<int64_t>(from[0]);
+    times[r].dispatch_readers = static_cast<int>(from[1]);
+    times[r].combine_readers = static_cast<int>(from[2]);
   }
   // On one host the ranks share the steady clock, and the span from the first start to the last end is the time.
   PrintTimings(o, times, /*one_clock=*/hosts == 1);

@@ -138,6 +138,19 @@ SharedHeap::State& SharedHeap::state() const {
 }
 
 void* SharedHeap::Allocate(size_t bytes) {
+  bool fresh = false;
+  return AllocateFrom(bytes, &fresh);
+}
+
+void* SharedHeap::AllocateZeroed(size_t bytes) {
+  bool fresh = false;
+  void* p = AllocateFrom(bytes, &fresh);
+  if (!fresh) std::memset(p, 0, bytes);
+  return p;
+}
+
+// Sets *fresh when the block comes from a chunk made for it (a new memory file reads as zeros).
+void* SharedHeap::AllocateFrom(size_t bytes, bool* fresh) {
   // Chunks are reserved, not committed, so a request larger than the machine would still succeed and
   // fail only once touched: refuse it now, as an allocator would.
   const uint64_t memory = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
@@ -162,6 +175,7 @@ void* SharedHeap::Allocate(size_t bytes) {
       }
     }
     s.chunks.push_back(NewChunk(size));
+    *fresh = true;  // the loop takes its first free range: the new chunk, the only one large enough
   }
 }
 

@@ -17,6 +17,9 @@ class SharedHeap {
   /// `bytes` (> 0) of peer-visible memory, 64-byte aligned, uninitialised. Throws Error naming the size
   /// when the system has no memory for it.
   void* Allocate(size_t bytes);
+  /// The same, zero-filled. A block carved from a chunk made for it is zero already and is left untouched
+  /// (its pages cost memory only once written); any other block is cleared.
+  void* AllocateZeroed(size_t bytes);
   /// Returns memory that Allocate gave. Anything else (an interior pointer, a pointer freed already,
   /// memory from elsewhere) throws Error naming it, and frees nothing.
   void Free(const void* p);
@@ -33,6 +36,7 @@ class SharedHeap {
   static const uint8_t* Map(uint64_t token, uint64_t bytes);
 
  private:
+  void* AllocateFrom(size_t bytes, bool* fresh);
   SharedHeap() = default;
   struct State;
   State& state() const;
