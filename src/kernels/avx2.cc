@@ -162,6 +162,22 @@ void AccumulateHalfT(const uint16_t* row, float w, int64_t h, float* acc) {
   }
 }
 
+template <Half kType>
+void SumHalfRowsT(const uint16_t* const* rows, const float* weights, const uint8_t* weighted, int64_t n, int64_t h,
+                  uint16_t* out) {
+  int64_t i = 0;
+  for (; i + 8 <= h; i += 8) {
+    __m256 sum = _mm256_setzero_ps();
+    for (int64_t j = 0; j < n; ++j) {
+      __m256 v = LoadHalf<kType>(rows[j] + i);
+      if (weighted[j]) v = _mm256_mul_ps(v, _mm256_set1_ps(weights[j]));
+      sum = _mm256_add_ps(sum, v);
+    }
+    StoreHalf<kType>(out + i, sum);
+  }
+  ScalarSumHalfRowsFrom(kType, rows, weights, weighted, n, i, h, out);
+}
+
 template <bool kWeighted>
 void AccumulateFloatT(const float* src, float w, int64_t h, float* acc) {
   const __m256 w_v = _mm256_set1_ps(w);
@@ -260,13 +276,29 @@ void AddHalfRows256(Half t, const uint16_t* a, const uint16_t* b, int64_t h, uin
   t == Half::kBf16 ? AddHalfRowsT<Half::kBf16>(a, b, h, out) : AddHalfRowsT<Half::kFp16>(a, b, h, out);
 }
 
+void SumHalfRows256(Half t, const uint16_t* const* rows, const float* weights, const uint8_t* weighted, int64_t n,
+                    int64_t h, uint16_t* out) {
+  t == Half::kBf16 ? SumHalfRowsT<Half::kBf16>(rows, weights, weighted, n, h, out)
+                   : SumHalfRowsT<Half::kFp16>(rows, weights, weighted, n, h, out);
+}
+
 }  // namespace
 
 const RowKernels& Avx2Kernels() {
   static constexpr RowKernels kTable = {
-      HalfRowToFloat256,         FloatRowToHalf256,          DynamicQuantRow256, CommQuantRow256,    CommDequantRow256,
-      AccumulateWeightedHalf256, AccumulateWeightedFloat256, AccumulateHalf256,  AccumulateFloat256, AddHalfRows256,
-      AddRmsNormRow256,          ReduceSumTree256,
+      HalfRowToFloat256,
+      FloatRowToHalf256,
+      DynamicQuantRow256,
+      CommQuantRow256,
+      CommDequantRow256,
+      AccumulateWeightedHalf256,
+      AccumulateWeightedFloat256,
+      AccumulateHalf256,
+      AccumulateFloat256,
+      AddHalfRows256,
+      SumHalfRows256,
+      AddRmsNormRow256,
+      ReduceSumTree256,
   };
   return kTable;
 }

@@ -163,6 +163,21 @@ void AccumulateHalfT(const uint16_t* row, float w, int64_t h, float* acc) {
   }
 }
 
+template <Half kType>
+void SumHalfRowsT(const uint16_t* const* rows, const float* weights, const uint8_t* weighted, int64_t n, int64_t h,
+                  uint16_t* out) {
+  for (int64_t i = 0; i < h; i += 16) {
+    const __mmask16 m = TailMask(h - i);
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; ++j) {
+      __m512 v = LoadHalf<kType>(rows[j] + i, m);
+      if (weighted[j]) v = _mm512_mul_ps(v, _mm512_set1_ps(weights[j]));
+      sum = _mm512_add_ps(sum, v);
+    }
+    StoreHalf<kType>(out + i, m, sum);
+  }
+}
+
 template <bool kWeighted>
 void AccumulateFloatT(const float* src, float w, int64_t h, float* acc) {
   const __m512 w_v = _mm512_set1_ps(w);
@@ -255,13 +270,29 @@ void AddHalfRows512(Half t, const uint16_t* a, const uint16_t* b, int64_t h, uin
   t == Half::kBf16 ? AddHalfRowsT<Half::kBf16>(a, b, h, out) : AddHalfRowsT<Half::kFp16>(a, b, h, out);
 }
 
+void SumHalfRows512(Half t, const uint16_t* const* rows, const float* weights, const uint8_t* weighted, int64_t n,
+                    int64_t h, uint16_t* out) {
+  t == Half::kBf16 ? SumHalfRowsT<Half::kBf16>(rows, weights, weighted, n, h, out)
+                   : SumHalfRowsT<Half::kFp16>(rows, weights, weighted, n, h, out);
+}
+
 }  // namespace
 
 const RowKernels& Avx512Kernels() {
   static constexpr RowKernels kTable = {
-      HalfRowToFloat512,         FloatRowToHalf512,          DynamicQuantRow512, CommQuantRow512,    CommDequantRow512,
-      AccumulateWeightedHalf512, AccumulateWeightedFloat512, AccumulateHalf512,  AccumulateFloat512, AddHalfRows512,
-      AddRmsNormRow512,          ReduceSumTree512,
+      HalfRowToFloat512,
+      FloatRowToHalf512,
+      DynamicQuantRow512,
+      CommQuantRow512,
+      CommDequantRow512,
+      AccumulateWeightedHalf512,
+      AccumulateWeightedFloat512,
+      AccumulateHalf512,
+      AccumulateFloat512,
+      AddHalfRows512,
+      SumHalfRows512,
+      AddRmsNormRow512,
+      ReduceSumTree512,
   };
   return kTable;
 }

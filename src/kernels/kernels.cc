@@ -41,6 +41,11 @@ void AccumulateHalf(Half type, const uint16_t* row, int64_t h, float* acc) {
 
 void AccumulateFloat(const float* v, int64_t h, float* acc) { ActiveKernels().accumulate_float(v, h, acc); }
 
+void SumHalfRows(Half type, const uint16_t* const* rows, const float* weights, const uint8_t* weighted, int64_t n,
+                 int64_t h, uint16_t* out) {
+  ActiveKernels().sum_half_rows(type, rows, weights, weighted, n, h, out);
+}
+
 void AddHalfRows(Half type, const uint16_t* a, const uint16_t* b, int64_t h, uint16_t* out) {
   ActiveKernels().add_half_rows(type, a, b, h, out);
 }

@@ -75,6 +75,14 @@ void AccumulateHalf(Half type, const uint16_t* row, int64_t h, float* acc);
 // acc[i] = acc[i] + v[i]
 void AccumulateFloat(const float* v, int64_t h, float* acc);
 
+// The whole sum of one token in one pass, for rows that are all half rows (no float rows): with s = +0,
+// s = s + (weighted[j] ? float(rows[j][i]) * weights[j] : float(rows[j][i])) for j = 0 .. n-1, each multiply
+// and add rounded to fp32; out[i] = FloatToHalf(type, s). The same bits as FloatRowToHalf of an acc zeroed and
+// then given AccumulateWeightedHalf / AccumulateHalf row by row in that order, but every row is read once per
+// block of columns with the sum held in registers (no acc round trip per row).
+void SumHalfRows(Half type, const uint16_t* const* rows, const float* weights, const uint8_t* weighted, int64_t n,
+                 int64_t h, uint16_t* out);
+
 // ---- TP reduce-scatter add (docs/semantics.md 3.1): out[i] = FloatToHalf(float(a[i]) + float(b[i])) ------------
 void AddHalfRows(Half type, const uint16_t* a, const uint16_t* b, int64_t h, uint16_t* out);
 

@@ -23,6 +23,8 @@ struct RowKernels {
   void (*accumulate_half)(Half type, const uint16_t* row, int64_t h, float* acc);
   void (*accumulate_float)(const float* v, int64_t h, float* acc);
   void (*add_half_rows)(Half type, const uint16_t* a, const uint16_t* b, int64_t h, uint16_t* out);
+  void (*sum_half_rows)(Half type, const uint16_t* const* rows, const float* weights, const uint8_t* weighted,
+                        int64_t n, int64_t h, uint16_t* out);
   float (*add_rms_norm_row)(const float* acc, const uint16_t* residual, const uint16_t* gamma, int64_t h, float eps,
                             uint16_t* x_out, uint16_t* y_out, float* scratch);
   float (*reduce_sum_tree)(const float* v, int64_t n);
@@ -60,6 +62,9 @@ void ScalarAccumulateWeightedFloat(const float* v, float w, int64_t h, float* ac
 void ScalarAccumulateHalf(Half type, const uint16_t* row, int64_t h, float* acc);
 void ScalarAccumulateFloat(const float* v, int64_t h, float* acc);
 void ScalarAddHalfRows(Half type, const uint16_t* a, const uint16_t* b, int64_t h, uint16_t* out);
+// SumHalfRows on columns [begin, h) only (a vector path's tail).
+void ScalarSumHalfRowsFrom(Half type, const uint16_t* const* rows, const float* weights, const uint8_t* weighted,
+                           int64_t n, int64_t begin, int64_t h, uint16_t* out);
 // The two passes of AddRmsNormRow around the reduction, so a vector path can reuse any of them.
 // Pass 1: xs = acc + float(residual); x_out = bf16(xs); scratch = (xs * xs) * inv_h.
 void ScalarRmsNormPass1(const float* acc, const uint16_t* residual, int64_t h, float inv_h, uint16_t* x_out,

@@ -150,6 +150,23 @@ void ScalarAddHalfRows(Half type, const uint16_t* a, const uint16_t* b, int64_t 
   for (int64_t i = 0; i < h; ++i) out[i] = FloatToHalf(type, HalfToFloat(type, a[i]) + HalfToFloat(type, b[i]));
 }
 
+void ScalarSumHalfRowsFrom(Half type, const uint16_t* const* rows, const float* weights, const uint8_t* weighted,
+                           int64_t n, int64_t begin, int64_t h, uint16_t* out) {
+  for (int64_t i = begin; i < h; ++i) {
+    float sum = 0.0f;
+    for (int64_t j = 0; j < n; ++j) {
+      const float v = HalfToFloat(type, rows[j][i]);
+      if (weighted[j]) {
+        const float product = v * weights[j];
+        sum = sum + product;
+      } else {
+        sum = sum + v;
+      }
+    }
+    out[i] = FloatToHalf(type, sum);
+  }
+}
+
 void ScalarRmsNormPass1(const float* acc, const uint16_t* residual, int64_t h, float inv_h, uint16_t* x_out,
                         float* scratch) {
   for (int64_t i = 0; i < h; ++i) {
@@ -185,14 +202,30 @@ float ScalarAddRmsNormRow(const float* acc, const uint16_t* residual, const uint
 
 }  // namespace
 
+namespace {
+
+void ScalarSumHalfRows(Half type, const uint16_t* const* rows, const float* weights, const uint8_t* weighted, int64_t n,
+                       int64_t h, uint16_t* out) {
+  ScalarSumHalfRowsFrom(type, rows, weights, weighted, n, 0, h, out);
+}
+
+}  // namespace
+
 const RowKernels& ScalarKernels() {
   static constexpr RowKernels kTable = {
-      ScalarHalfRowToFloat,          ScalarFloatRowToHalf,
-      ScalarDynamicQuantRow,         ScalarCommQuantRow,
-      ScalarCommDequantRow,          ScalarAccumulateWeightedHalf,
-      ScalarAccumulateWeightedFloat, ScalarAccumulateHalf,
-      ScalarAccumulateFloat,         ScalarAddHalfRows,
-      ScalarAddRmsNormRow,           ScalarReduceSumTree,
+      ScalarHalfRowToFloat,
+      ScalarFloatRowToHalf,
+      ScalarDynamicQuantRow,
+      ScalarCommQuantRow,
+      ScalarCommDequantRow,
+      ScalarAccumulateWeightedHalf,
+      ScalarAccumulateWeightedFloat,
+      ScalarAccumulateHalf,
+      ScalarAccumulateFloat,
+      ScalarAddHalfRows,
+      ScalarSumHalfRows,
+      ScalarAddRmsNormRow,
+      ScalarReduceSumTree,
   };
   return kTable;
 }

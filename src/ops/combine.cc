@@ -241,7 +241,40 @@ class TokenReducer {
     return kernels::HalfToFloat(type_, static_cast<const uint16_t*>(v.data)[i * v.stride(0)]);
   }
 
+  // Token t's contributions when every one is a half row (no const expert, no dequantized or float row), in
+  // Reduce's order, into rows_ / row_weights_ / row_weighted_; false when some is not.
+  bool GatherHalfRows(int64_t t) {
+    rows_.clear(), row_weights_.clear(), row_weighted_.clear();
+    auto add = [&](const void* row, float w, bool weighted) {
+      rows_.push_back(static_cast<const uint16_t*>(row));
+      row_weights_.push_back(w);
+      row_weighted_.push_back(weighted ? 1 : 0);
+    };
+    for (int64_t k = 0; k < c_.top_k; ++k) {
+      if (!PairActive(t, k)) continue;
+      const float w = weights_[t * c_.top_k + k];
+      if (IsMoeExpert(t, k)) {
+        add(SlotData(t, k), w, true);
+        continue;
+      }
+      const int64_t special = ids_[t * c_.top_k + k] - c_.moe_expert_num - c_.zero_expert_num;
+      if (special < 0) continue;                        // a zero expert adds nothing
+      if (special >= c_.copy_expert_num) return false;  // a const expert's row is computed in fp32
+      add(ori_x_.Half(t), w, true);
+    }
+    for (int64_t i = 0; i < c_.shared_expert_num; ++i) add(SlotData(t, c_.top_k + i), 0.0f, false);
+    if (t_.shared_expert_x.present()) add(shared_x_.Half(t), 0.0f, false);
+    return true;
+  }
+
   void Reduce(int64_t t) {
+    // The common case in one pass over the rows (kernels::SumHalfRows: the same bits as the steps below).
+    if (!t_.add_rms_norm && c_.comm_quant_mode != 2 && GatherHalfRows(t)) {
+      kernels::SumHalfRows(type_, rows_.data(), row_weights_.data(), row_weighted_.data(),
+                           static_cast<int64_t>(rows_.size()), c_.hidden,
+                           static_cast<uint16_t*>(t_.x.data) + t * c_.hidden);
+      return;
+    }
     std::fill(acc_.begin(), acc_.end(), 0.0f);
     for (int64_t k = 0; k < c_.top_k; ++k) {
       if (!PairActive(t, k)) continue;
@@ -279,6 +312,9 @@ class TokenReducer {
   std::vector<float> acc_, dequant_, scratch_, special_, const_row_;
   std::vector<uint64_t> pending_;
   pull::CallFlags pull_flags_;
+  std::vector<const uint16_t*> rows_;  // GatherHalfRows' rows, weights and whether each is weighted
+  std::vector<float> row_weights_;
+  std::vector<uint8_t> row_weighted_;
   std::vector<std::optional<pull::Rows>> sources_;  // per sender, once its first row is read: base null if pushed
   std::vector<uint8_t> wire_;                       // a pulled row quantized as the sender would have sent it
 };

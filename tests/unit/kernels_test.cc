@@ -596,6 +596,52 @@ TEST_F(Seeded, AccumulateAndAddRows) {
   }
 }
 
+// The one-pass token sum: 0..9 rows, each weighted or not, summed from +0 in order with every multiply and add
+// rounded to fp32, then rounded to the row type (docs/semantics.md 3.2).
+TEST_F(Seeded, SumHalfRows) {
+  for (int trial = 0; trial < kTrials && !HasFailure(); ++trial) {
+    for (Half t : kTypes) {
+      const int64_t n = RandomLength(rng_);
+      const Profile p = RandomProfile(rng_);
+      const int64_t count = static_cast<int64_t>(rng_() % 10);
+      std::vector<std::vector<uint16_t>> rows;
+      std::vector<float> weights;
+      std::vector<uint8_t> weighted;
+      for (int64_t j = 0; j < count; ++j) {
+        rows.push_back(HalfRow(rng_, t, n, p));
+        weights.push_back(RandomFloat(rng_, p));
+        weighted.push_back(rng_() % 3 != 0 ? 1 : 0);
+      }
+      Outputs want;
+      for (int64_t i = 0; i < n; ++i) {
+        float sum = 0.0f;
+        for (int64_t j = 0; j < count; ++j) {
+          const float x = RefHalfToFloat(t, rows[j][i]);
+          const float product = x * weights[j];
+          sum = sum + (weighted[j] ? product : x);
+        }
+        want.Add(t, RefFloatToHalf(t, sum));
+      }
+      ExpectKernel(
+          Name("SumHalfRows", t, n) + " rows=" + std::to_string(count), want,
+          [&] {
+            std::vector<std::unique_ptr<Guarded<uint16_t>>> guarded;
+            std::vector<const uint16_t*> pointers;
+            for (const auto& row : rows) {
+              guarded.push_back(std::make_unique<Guarded<uint16_t>>(row, rng_));
+              pointers.push_back(guarded.back()->data());
+            }
+            Guarded<uint16_t> out(n, rng_);
+            SumHalfRows(t, pointers.data(), weights.data(), weighted.data(), count, n, out.data());
+            Outputs o;
+            o.AddHalves(t, out);
+            return o;
+          },
+          NanPayload::kAnyWhenNansMeet);
+    }
+  }
+}
+
 TEST_F(Seeded, RmsNormAndReduceRows) {
   constexpr Half kB = Half::kBf16;
   for (int trial = 0; trial < 2 * kTrials && !HasFailure(); ++trial) {
