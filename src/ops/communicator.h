@@ -32,8 +32,9 @@ struct OpState {
   uint64_t reset_calls = 0;
   /// The last sync timed out: the next BufferReset retries it under the same tag.
   bool reset_unfinished = false;
-  /// How many peers read this rank's rows in place (pulled them) in the last dispatch and the last combine;
-  /// the others' rows were pushed. What the tools report as the data path taken.
+  /// How many ranks (this one included, when it keeps rows of its own) read this rank's rows in place (pulled
+  /// them) in the last dispatch and the last combine; rows to the others were pushed. What the tools report as
+  /// the data path taken.
   int dispatch_readers = 0;
   int combine_readers = 0;
   /// The last reset-sync tag consumed from each peer (a peer that skipped a reset is behind, so a sync

@@ -126,6 +126,8 @@ const BadRow kBadRows[] = {
     {{"bench", "--bs"}, "--bs needs a value"},
     {{"bench", "--bs", "8", "--bs", "16"}, "--bs 16 violates rule: each flag at most once"},
     {{"bench", "--fp16"}, "unknown flag --fp16"},
+    {{"bench", "--transports", "threads,threads"}, "--transports threads,threads violates rule: each value of a list"},
+    {{"bench", "--bs", "8,1,8"}, "--bs 8,1,8 violates rule: each value of a list at most once"},
     {{"bench", "8"}, "unexpected argument 8"},
     {{"run", "--processes", "--processes"}, "--processes violates rule: each flag at most once"},
     {{"bench-rank"}, "unknown command bench-rank"},

@@ -1,12 +1,15 @@
 // `moe-ep bench`: the sweep, one measurement per (configuration, system), the table and the JSON file.
 #include "moe-ep/bench.h"
 
-#include <spawn.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -22,8 +25,6 @@
 #include "moe-ep/rank_job.h"
 #include "moe_ep/error.h"
 #include "ops/workers.h"
-
-extern char** environ;
 
 namespace moe_ep::tools {
 
@@ -63,43 +64,62 @@ std::string Encode(const BenchPoint& p) {
   return out.str();
 }
 
-// The inverse of Encode; throws Error for anything else (the argument comes from RunBench, not from users).
+// The inverse of Encode, checked as `bench` checks its flags (the argument comes from RunBench, but the command
+// can be typed): throws Error naming the first field that is missing, malformed or breaks a rule.
 BenchPoint Decode(const std::string& text) {
+  constexpr const char* kPrefix = "moe-ep bench-rank: ";
+  const size_t dir_at = text.find(";dir=");  // the last field: the rest of the text, whatever it holds
   std::map<std::string, std::string> fields;
-  std::istringstream in(text);
+  std::istringstream in(text.substr(0, dir_at));
   for (std::string field; std::getline(in, field, ';');) {
     const size_t equals = field.find('=');
-    if (equals == std::string::npos) break;
-    fields[field.substr(0, equals)] = field.substr(equals + 1);
+    if (equals != std::string::npos) fields[field.substr(0, equals)] = field.substr(equals + 1);
   }
-  auto number = [&](const char* name) -> int64_t {
-    const auto it = fields.find(name);
-    try {
-      if (it != fields.end()) return std::stoll(it->second);
-    } catch (const std::exception&) {
+  auto number = [&](const char* name, int64_t min, int64_t max) -> int64_t {
+    const std::string& value = fields[name];
+    int64_t v = 0;
+    const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), v);
+    if (error != std::errc() || end != value.data() + value.size() || v < min || v > max) {
+      throw Error(ErrorCode::kInvalidParam, std::string(kPrefix) + name + " '" + value +
+                                                "' violates rule: an integer in [" + std::to_string(min) + ", " +
+                                                std::to_string(max) + "] (this command is started by moe-ep bench)");
     }
-    throw Error(ErrorCode::kInvalidParam, std::string("moe-ep bench-rank: the point lacks a number for ") + name +
-                                              " (this command is started by moe-ep bench)");
+    return v;
   };
   BenchPoint p;
-  p.processes = number("processes") != 0;
-  p.hosts = number("hosts") != 0;
-  p.alltoallv = number("alltoallv") != 0;
+  p.processes = number("processes", 0, 1) != 0;
+  p.hosts = number("hosts", 0, 1) != 0;
+  p.alltoallv = number("alltoallv", 0, 1) != 0;
   JobOptions& o = p.job;
-  o.ranks = static_cast<int>(number("ranks"));
-  o.bs = number("tokens");
-  o.hidden = number("hidden");
-  o.top_k = number("topk");
-  o.experts = number("experts");
-  o.quant_int8 = number("quant") != 0;
-  o.repeats = static_cast<int>(number("repeats"));
-  o.warmup = static_cast<int>(number("warmup"));
-  o.seed = std::stoull(fields["seed"]);
-  p.dir = fields["dir"];
+  o.ranks = static_cast<int>(number("ranks", 1, kMaxRanks));
+  o.bs = number("tokens", 1, kMaxBs);
+  o.hidden = number("hidden", 1, kMaxHidden);
+  o.top_k = number("topk", 1, kMaxTopK);
+  o.experts = number("experts", 1, kMaxExperts);
+  o.quant_int8 = number("quant", 0, 1) != 0;
+  o.repeats = static_cast<int>(number("repeats", 1, kMaxRounds));
+  o.warmup = static_cast<int>(number("warmup", 0, kMaxRounds));
+  const std::string& seed = fields["seed"];
+  const auto [end, error] = std::from_chars(seed.data(), seed.data() + seed.size(), o.seed);
+  if (error != std::errc() || end != seed.data() + seed.size()) {
+    throw Error(ErrorCode::kInvalidParam, std::string(kPrefix) + "seed '" + seed + "' violates rule: an integer");
+  }
+  if (std::string violation = BenchConfigurationViolation(o); !violation.empty()) {
+    throw Error(ErrorCode::kInvalidParam, violation);
+  }
+  if (dir_at == std::string::npos) throw Error(ErrorCode::kInvalidParam, std::string(kPrefix) + "the point has no dir");
+  p.dir = text.substr(dir_at + 5);
   return p;
 }
 
 }  // namespace
+
+GroupOptions BenchGroupOptions(const JobOptions& o) {
+  GroupOptions options;
+  options.name = "moe-ep bench";
+  options.window_bytes = std::max(WindowBytesNeeded(o), uint64_t{1} << 20);
+  return options;
+}
 
 BenchInputs DrawBenchInputs(const JobOptions& o, int rank) {
   std::seed_seq seq{o.seed, static_cast<uint64_t>(o.bs), static_cast<uint64_t>(rank)};
@@ -163,13 +183,19 @@ std::string GiB(uint64_t bytes) {
   return text;
 }
 
-// Starts a program and waits for it; returns its exit status (127: it could not be started).
+// Starts a program and waits for it; returns its exit status (127: it could not be started). The program
+// dies with this process (mpirun then ends its ranks).
 int RunProgram(const std::vector<std::string>& argv) {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  pid_t pid = 0;
-  if (posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), environ) != 0) return 127;
+  const pid_t pid = fork();
+  if (pid < 0) return 127;
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
@@ -183,13 +209,6 @@ constexpr bool kBuiltWithMpi = false;
 #endif
 
 bool MpirunFound() { return kBuiltWithMpi && RunProgram({"sh", "-c", "command -v mpirun >/dev/null 2>&1"}) == 0; }
-
-GroupOptions BenchGroupOptions(const JobOptions& o) {
-  GroupOptions options;
-  options.name = "moe-ep bench";
-  options.window_bytes = std::max(WindowBytesNeeded(o), uint64_t{1} << 20);
-  return options;
-}
 
 // Measures one configuration on the systems asked for; results in the order of `systems`.
 std::vector<BenchResult> MeasureConfiguration(const BenchOptions& options, const JobOptions& job, bool mpirun) {
@@ -213,7 +232,6 @@ std::vector<BenchResult> MeasureConfiguration(const BenchOptions& options, const
       r.note = "skipped: needs about " + GiB(touched) + ", " + GiB(available) + " available";
     }
   }
-  const std::string window_mb = std::to_string((BenchGroupOptions(job).window_bytes + (1 << 20) - 1) >> 20);
   // Asked for and not skipped.
   auto wanted = [&](BenchSystem s) {
     return std::count(options.systems.begin(), options.systems.end(), s) > 0 && result_of(s).note.empty();
@@ -239,9 +257,7 @@ std::vector<BenchResult> MeasureConfiguration(const BenchOptions& options, const
     attempt({BenchSystem::kProcesses}, [&] {
       const ResultsDir dir;
       const BenchPoint point{job, true, false, false, dir.path()};
-      setenv("MOE_EP_WINDOW_MB", window_mb.c_str(), 1);  // NOLINT(concurrency-mt-unsafe): no threads now
       const int status = Launch(LaunchOptions{job.ranks, {SelfExecutable(), "bench-rank", Encode(point)}});
-      unsetenv("MOE_EP_WINDOW_MB");  // NOLINT(concurrency-mt-unsafe)
       if (status != 0) throw Error(ErrorCode::kInternal, "a rank process exited with status " + std::to_string(status));
       record(BenchSystem::kProcesses, ReadRankTimes(dir.path(), "processes", job.ranks));
     });
@@ -266,9 +282,7 @@ std::vector<BenchResult> MeasureConfiguration(const BenchOptions& options, const
                                          "none",
                                          "--mca",
                                          "mpi_yield_when_idle",
-                                         "1",
-                                         "-x",
-                                         "MOE_EP_WINDOW_MB=" + window_mb};
+                                         "1"};
       if (geteuid() == 0) mpirun.emplace_back("--allow-run-as-root");  // mpirun refuses root without it
       mpirun.insert(mpirun.end(), {SelfExecutable(), "bench-rank", Encode(point)});
       const int status = RunProgram(mpirun);
@@ -326,13 +340,38 @@ void PrintResult(const std::vector<BenchResult>& results, const BenchResult& r) 
   std::fflush(stdout);
 }
 
-void WriteJson(const std::string& path, const BenchOptions& o, uint64_t seed,
+// A JSON string: quotes, backslashes and control characters escaped.
+std::string JsonString(const std::string& text) {
+  std::string out = "\"";
+  for (const char ch : text) {
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (static_cast<unsigned char>(ch) < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(ch)));
+      out += escaped;
+    } else {
+      out += ch;
+    }
+  }
+  return out + "\"";
+}
+
+// A JSON number, or null for what JSON has no number for (a median of 0 divides into infinity).
+std::string JsonNumber(double value) {
+  if (!std::isfinite(value)) return "null";
+  char text[32];
+  std::snprintf(text, sizeof text, "%.9g", value);
+  return text;
+}
+
+// Writes the results to `out`, opened before the sweep so that a bad path fails before anything is measured.
+void WriteJson(std::ofstream& out, const std::string& path, const BenchOptions& o, uint64_t seed,
                const std::vector<std::vector<BenchResult>>& all) {
-  std::ofstream out(path);
-  out.precision(9);
   out << "{\n  \"config\": {\"hidden\": " << o.hidden << ", \"top_k\": " << o.top_k << ", \"experts\": " << o.experts
-      << ", \"dtype\": \"bf16\", \"repeats\": " << o.repeats << ", \"warmup\": " << o.warmup << ", \"seed\": " << seed
-      << ", \"cores\": " << std::thread::hardware_concurrency() << ", \"kernels\": \""
+      << ", \"dtype\": \"bf16\", \"repeats\": " << o.repeats << ", \"warmup\": " << o.warmup << ", \"seed\": \"" << seed
+      << "\", \"cores\": " << std::thread::hardware_concurrency() << ", \"kernels\": \""
       << kernels::IsaName(kernels::ActiveIsa())
       << "\", \"statistic\": \"median over rounds of first start to last end\"},\n"
       << "  \"results\": [";
@@ -343,14 +382,11 @@ void WriteJson(const std::string& path, const BenchOptions& o, uint64_t seed,
           << ", \"tokens\": " << r.job.bs << ", \"quant\": " << (r.job.quant_int8 ? "\"int8\"" : "null");
       separator = ",\n";
       if (r.medians.empty()) {
-        std::string note = r.note;
-        std::replace(note.begin(), note.end(), '"', '\'');
-        std::replace(note.begin(), note.end(), '\\', '/');
-        out << ", \"note\": \"" << note << "\"}";
+        out << ", \"note\": " << JsonString(r.note) << "}";
         continue;
       }
       const auto& m = r.medians;
-      out << ", \"rows\": " << r.rows << ", \"barrier_us\": " << m[kBarrier] * 1e6;
+      out << ", \"rows\": " << r.rows << ", \"barrier_us\": " << JsonNumber(m[kBarrier] * 1e6);
       const struct {
         const char* name;
         TimedOp op, copy;
@@ -359,13 +395,14 @@ void WriteJson(const std::string& path, const BenchOptions& o, uint64_t seed,
       } ops[] = {{"dispatch", kDispatch, kMemcpyDispatch, DispatchBytes(r), r.dispatch_pulled},
                  {"combine", kCombine, kMemcpyCombine, CombineBytes(r), r.combine_pulled}};
       for (const auto& op : ops) {
-        out << ", \"" << op.name << "\": {\"median_us\": " << m[op.op] * 1e6 << ", \"bytes\": " << op.bytes
+        out << ", \"" << op.name << "\": {\"median_us\": " << JsonNumber(m[op.op] * 1e6) << ", \"bytes\": " << op.bytes
             << ", \"path\": \"" << PathOf(r, op.pulled) << "\", \"pulled_ranks\": " << op.pulled
-            << ", \"gb_per_s\": " << op.bytes / m[op.op] / 1e9 << ", \"memcpy_us\": " << m[op.copy] * 1e6
-            << ", \"ratio_to_memcpy\": " << m[op.op] / m[op.copy];
+            << ", \"gb_per_s\": " << JsonNumber(op.bytes / m[op.op] / 1e9)
+            << ", \"memcpy_us\": " << JsonNumber(m[op.copy] * 1e6)
+            << ", \"ratio_to_memcpy\": " << JsonNumber(m[op.op] / m[op.copy]);
         if (const double s = SpeedupOverBaseline(configuration, r, op.op);
             s > 0 && r.system != BenchSystem::kAlltoallv) {
-          out << ", \"alltoallv_over_this\": " << s;
+          out << ", \"alltoallv_over_this\": " << JsonNumber(s);
         }
         out << "}";
       }
@@ -373,7 +410,8 @@ void WriteJson(const std::string& path, const BenchOptions& o, uint64_t seed,
     }
   }
   out << "\n  ]\n}\n";
-  if (!out) throw Error(ErrorCode::kInvalidParam, "--json " + path + ": cannot write the file");
+  out.flush();
+  if (!out) throw Error(ErrorCode::kInvalidParam, "--json " + path + ": writing the file failed");
 }
 
 }  // namespace
@@ -400,8 +438,7 @@ std::vector<JobOptions> Configurations(const BenchOptions& o, uint64_t seed) {
 }
 
 int RunBench(const BenchOptions& o) {
-  const uint64_t seed =
-      o.seed ? o.seed : (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+  const uint64_t seed = SeedOr(o.seed);
   const bool mpirun = MpirunFound();
   std::printf(
       "moe-ep bench: H %lld, top-%lld of %lld experts, bf16 tokens; medians of %d rounds after %d warm-up, a round "
@@ -413,10 +450,19 @@ int RunBench(const BenchOptions& o) {
       "  GB/s: rows received x row bytes, all ranks, over the median; memcpy: the op's median over that of a memcpy of "
       "the same bytes on every rank; barrier: a round trip of the same transport; alltoallv/this above 1: moe_ep is "
       "faster\n");
+  std::ofstream json;
+  if (!o.json_path.empty()) {
+    json.open(o.json_path);
+    if (!json) {
+      throw Error(ErrorCode::kInvalidParam,
+                  "--json " + o.json_path + ": cannot open the file for writing: " + std::strerror(errno));
+    }
+  }
   PrintHeader();
   std::vector<std::vector<BenchResult>> all;
   bool failed = false;
   for (const JobOptions& job : Configurations(o, seed)) {
+    if (InterruptedBy() != 0) break;  // a signal stopped a measurement: stop the sweep
     all.push_back(MeasureConfiguration(o, job, mpirun));
     for (const BenchResult& r : all.back()) {
       PrintResult(all.back(), r);
@@ -424,7 +470,7 @@ int RunBench(const BenchOptions& o) {
     }
   }
   if (!o.json_path.empty()) {
-    WriteJson(o.json_path, o, seed, all);
+    WriteJson(json, o.json_path, o, seed, all);
     std::printf("wrote %s (scripts/plot_bench.py draws it)\n", o.json_path.c_str());
   }
   return failed ? 1 : 0;

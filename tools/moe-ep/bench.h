@@ -42,6 +42,9 @@ std::vector<JobOptions> Configurations(const BenchOptions& options, uint64_t see
 /// Returns 0, or 1 when a measurement failed (the others still ran).
 int RunBench(const BenchOptions& options);
 
+/// The group a measurement's ranks make: its window sized for the configuration.
+GroupOptions BenchGroupOptions(const JobOptions& job);
+
 /// One rank's inputs in a measurement, drawn from the job's seed, its Bs and the rank: bf16 tokens, K distinct
 /// experts per token uniformly at random, weights in [0, 1).
 struct BenchInputs {

@@ -2,6 +2,7 @@
 // dispatcher on the same inputs, each op timed after an MPI_Barrier.
 #include <mpi.h>
 
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -9,7 +10,6 @@
 #include "moe-ep/bench.h"
 #include "moe_ep/error.h"
 #include "moe_ep/mpi.h"
-#include "transport/mpi/mpi_runtime.h"
 
 namespace moe_ep::tools {
 namespace {
@@ -41,18 +41,30 @@ RankTimes TimeAlltoallv(const JobOptions& job, const BenchInputs& in) {
 }  // namespace
 
 int RunBenchMpiRank(const JobOptions& job, bool hosts, bool alltoallv, const std::string& dir) {
-  transport::mpi::EnsureInitialized();
+  // This process owns MPI (the library's copy of its MPI state is not the one linked into moe-ep): thread-multiple,
+  // as the library needs, and finalized here once the group is gone.
+  int provided = 0;
+  MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  const BenchInputs inputs = DrawBenchInputs(job, rank);
-  if (hosts) {
-    GroupOptions options;
-    options.name = "moe-ep bench";
-    Group group = JoinMpiGroup(MPI_COMM_WORLD, options);  // the window from MOE_EP_WINDOW_MB, set by moe-ep bench
-    RankJob timed(job, rank, inputs.View(), group);
-    WriteRankTimes(dir, "hosts", rank, timed.Time(SyncAll, true));
+  try {
+    if (provided < MPI_THREAD_MULTIPLE) {
+      throw Error(ErrorCode::kInternal, "moe-ep bench-rank: this MPI does not provide MPI_THREAD_MULTIPLE");
+    }
+    const BenchInputs inputs = DrawBenchInputs(job, rank);
+    if (hosts) {
+      Group group = JoinMpiGroup(MPI_COMM_WORLD, BenchGroupOptions(job));
+      RankJob timed(job, rank, inputs.View(), group);
+      WriteRankTimes(dir, "hosts", rank, timed.Time(SyncAll, true));
+    }
+    if (alltoallv) WriteRankTimes(dir, "alltoallv", rank, TimeAlltoallv(job, inputs));
+  } catch (const std::exception& e) {
+    // The other ranks may wait in a collective without a deadline: end the whole job.
+    std::fprintf(stderr, "moe-ep bench-rank: rank %d: %s\n", rank, e.what());
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
   }
-  if (alltoallv) WriteRankTimes(dir, "alltoallv", rank, TimeAlltoallv(job, inputs));
+  MPI_Finalize();
   return 0;
 }
 

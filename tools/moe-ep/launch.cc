@@ -19,6 +19,7 @@ namespace moe_ep::tools {
 namespace {
 
 volatile sig_atomic_t g_forward_signal = 0;
+int g_interrupted_by = 0;  // the signal a Launch forwarded to its ranks
 
 void RememberSignal(int sig) { g_forward_signal = sig; }
 
@@ -86,6 +87,7 @@ int Launch(const LaunchOptions& o) {
     }
     ~CallerHandlers() { Restore(); }
   } caller;
+  g_forward_signal = 0;
   struct sigaction action {};
   action.sa_handler = RememberSignal;
   sigaction(SIGINT, &action, &caller.on_int);
@@ -93,16 +95,27 @@ int Launch(const LaunchOptions& o) {
 
   std::vector<pid_t> pids(o.ranks, -1);
   std::vector<Stream> streams;
+  // A rank that cannot be started ends the job: the ranks already running are killed and reaped.
+  auto abandon = [&](const char* what) {
+    std::perror(what);
+    for (pid_t pid : pids) {
+      if (pid > 0) kill(pid, SIGKILL), waitpid(pid, nullptr, 0);
+    }
+    for (auto& s : streams) close(s.fd);
+    transport::RemoveJobSegments(rendezvous);
+    return 1;
+  };
   for (int rank = 0; rank < o.ranks; ++rank) {
     int out_pipe[2], err_pipe[2];
-    if (pipe(out_pipe) != 0 || pipe(err_pipe) != 0) {
-      std::perror("moe-ep launch: pipe");
-      return 1;
+    if (pipe(out_pipe) != 0) return abandon("moe-ep launch: pipe");
+    if (pipe(err_pipe) != 0) {
+      close(out_pipe[0]), close(out_pipe[1]);
+      return abandon("moe-ep launch: pipe");
     }
     const pid_t pid = fork();
     if (pid < 0) {
-      std::perror("moe-ep launch: fork");
-      return 1;
+      for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) close(fd);
+      return abandon("moe-ep launch: fork");
     }
     if (pid == 0) {
       close(out_pipe[0]);
@@ -155,16 +168,16 @@ int Launch(const LaunchOptions& o) {
       }
     }
   }
+  if (g_forward_signal) forwarded = g_forward_signal;  // arrived as the last rank ended: nobody left to tell
   for (auto& s : streams) {
     while (s.fd >= 0) s.Drain();
   }
   const int left = transport::RemoveJobSegments(rendezvous);
   if (left > 0) std::fprintf(stderr, "moe-ep launch: removed %d shared-memory segment(s) the job left behind\n", left);
-  if (forwarded != 0) {  // interrupted: once the ranks are gone, so is the launcher, as the signal asked
-    caller.Restore();
-    raise(forwarded);
-  }
-  return first_failure;
+  if (forwarded != 0) g_interrupted_by = forwarded;
+  return first_failure != 0 || forwarded == 0 ? first_failure : 128 + forwarded;
 }
+
+int InterruptedBy() { return g_interrupted_by; }
 
 }  // namespace moe_ep::tools

@@ -1,6 +1,8 @@
 // The moe-ep command: hands its arguments to the one parser (options.h) and runs what it validated.
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
+#include <exception>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,7 +14,18 @@
 #include "moe-ep/run_job.h"
 #include "moe_ep/error.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+// The command's answer, unless a launcher forwarded a signal: then, its clean-up done, the process ends by it.
+int Finish(int status) {
+  if (const int signal = moe_ep::tools::InterruptedBy(); signal != 0) {
+    std::signal(signal, SIG_DFL);
+    std::raise(signal);
+  }
+  return status;
+}
+
+int Run(int argc, char** argv) {
   using namespace moe_ep::tools;
   std::vector<std::string> args(argv + 1, argv + argc);
   // Under mpirun (and not inside `moe-ep launch`) `run` is one rank per process: --ranks is the job's size.
@@ -66,7 +79,14 @@ int main(int argc, char** argv) {
   } catch (const moe_ep::Error& e) {
     std::fprintf(stderr, "moe-ep: error %d: %s\n", static_cast<int>(e.code()), e.what());
     return 1;
+  } catch (const std::exception& e) {  // the system's (a file that cannot be written, memory): not a crash either
+    std::fprintf(stderr, "moe-ep: %s\n", e.what());
+    return 1;
   }
   std::fputs(UsageText().c_str(), stdout);
   return 0;
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return Finish(Run(argc, argv)); }

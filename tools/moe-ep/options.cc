@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <exception>
 #include <limits>
+#include <set>
 #include <string_view>
 #include <vector>
 
@@ -322,6 +323,11 @@ ParseResult ParseBench(std::span<const std::string> args) {
     }
     seen.push_back(word);
     const std::string bad_value = kBenchPrefix + word + " " + Shown(value) + " violates rule: ";
+    const bool list_flag = word == "--bs" || word == "--ranks" || word == "--transports" || word == "--quant";
+    if (const std::vector<std::string> items = ListWords(value);
+        list_flag && std::set<std::string>(items.begin(), items.end()).size() != items.size()) {
+      return Invalid(bad_value + "each value of a list at most once");
+    }
     if (word == "--json") {
       if (value.empty()) return Invalid(bad_value + "a file name");
       b.json_path = value;
@@ -358,12 +364,11 @@ ParseResult ParseBench(std::span<const std::string> args) {
       b.seed = *v;
       continue;
     }
-    const bool list = word == "--bs" || word == "--ranks";
     std::vector<int64_t> numbers;
-    for (const std::string& item : list ? ListWords(value) : std::vector<std::string>{value}) {
+    for (const std::string& item : list_flag ? ListWords(value) : std::vector<std::string>{value}) {
       const auto v = DecimalInteger<int64_t>(item);
       if (!v || *v < flag.min || *v > flag.max)
-        return Invalid(bad_value + RuleOf(flag) + (list ? ", or a list of them" : ""));
+        return Invalid(bad_value + RuleOf(flag) + (list_flag ? ", or a list of them" : ""));
       numbers.push_back(*v);
     }
     if (word == "--bs") b.tokens = numbers;
@@ -375,9 +380,8 @@ ParseResult ParseBench(std::span<const std::string> args) {
     if (word == "--warmup") b.warmup = static_cast<int>(numbers[0]);
   }
   for (const JobOptions& o : Configurations(b, 0)) {
-    if (std::string violation = CrossFlagViolation(o, std::nullopt, kBenchPrefix, false); !violation.empty()) {
+    if (std::string violation = BenchConfigurationViolation(o); !violation.empty())
       return Invalid(std::move(violation));
-    }
   }
   return Valid(std::move(line));
 }
@@ -470,7 +474,7 @@ run rules, all checked before any input is made (E = --ranks, S = --shared-exper
   each rank's window, 2 x (bs x tokD x E x L + bs x tokC x (K + shared)) bytes with tokD ~ tokC ~ 2 x
   --hidden, fits MOE_EP_WINDOW_MB (reserved, not committed: raising it costs no memory)
   the job's memory, estimated at 2 x --hidden x (4 x the receive rows of all ranks + 8 x E x --bs x
-  (K + shared)) bytes, stays <= )" +
+  (K + shared) (x E with --processes: every rank process holds every rank's inputs)) bytes, stays <= )" +
           std::to_string(kMaxJobBytes >> 30) + R"( GiB (a MoE rank's receive rows: --bs x E x min(L, K))
 
 bench flags (each at most once; run's rules above hold for every configuration of the sweep):
@@ -493,6 +497,10 @@ exit status: 0 verified (bench: measured), 1 mismatch or error, 2 bad usage (one
 
 }  // namespace
 
+std::string BenchConfigurationViolation(const JobOptions& o) {
+  return CrossFlagViolation(o, std::nullopt, kBenchPrefix, false);
+}
+
 uint64_t WindowBytesNeeded(const JobOptions& o) {
   return plan::WindowLayout(ConfigOf(o, o.shared_expert_ranks)).ep_window_bytes;
 }
@@ -505,7 +513,9 @@ uint64_t EstimatedJobBytes(const JobOptions& o) {
                               moe_ranks * static_cast<double>(plan::ReceiveRows(ConfigOf(o, o.ranks - 1)));
   const double travelling_rows = static_cast<double>(o.ranks) * static_cast<double>(o.bs) *
                                  static_cast<double>(o.top_k + (o.shared_expert_ranks > 0 ? 1 : 0));
-  const double bytes = 2.0 * static_cast<double>(o.hidden) * (4.0 * receive_rows + 8.0 * travelling_rows);
+  // Rank processes (--processes) each draw every rank's inputs and compute the reference: that term E times.
+  const double holders = o.processes ? static_cast<double>(o.ranks) : 1.0;
+  const double bytes = 2.0 * static_cast<double>(o.hidden) * (4.0 * receive_rows + 8.0 * travelling_rows * holders);
   constexpr double kAll = static_cast<double>(std::numeric_limits<uint64_t>::max());
   return bytes >= kAll ? std::numeric_limits<uint64_t>::max() : static_cast<uint64_t>(bytes);
 }

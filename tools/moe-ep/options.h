@@ -53,12 +53,17 @@ struct ParseResult {
 /// groups will use) and that EstimatedJobBytes <= kMaxJobBytes. Never exits, never throws for any input.
 ParseResult ParseCommandLine(std::span<const std::string> args, std::optional<uint64_t> window_bytes = std::nullopt);
 
+/// The first rule between flags that a `bench` configuration breaks (run's, without the window and memory
+/// bounds, which the bench handles itself), or "".
+std::string BenchConfigurationViolation(const JobOptions& options);
+
 /// The window each rank of the job needs (the HCCL_BUFFSIZE rule), for these (valid) options.
 uint64_t WindowBytesNeeded(const JobOptions& options);
 
 /// An upper estimate of the bytes `moe-ep run` touches with these (valid) options: the receive buffers sized for
 /// the worst case (A rows per rank) are held about four times over (output, its poisoned copy, the timed buffers),
-/// and the rows that actually travel about eight times (inputs, reference, window slots, memcpy baseline).
+/// and the rows that actually travel about eight times (inputs, reference, window slots, memcpy baseline), by every
+/// rank process with --processes.
 uint64_t EstimatedJobBytes(const JobOptions& options);
 
 /// The text `moe-ep help` prints: commands, flags with defaults and bounds, the cross-flag rules.

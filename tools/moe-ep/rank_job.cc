@@ -36,6 +36,10 @@ ScenarioSpec SpecOf(const JobOptions& o) {
   return s;
 }
 
+uint64_t SeedOr(uint64_t seed) {
+  return seed ? seed : (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+}
+
 int64_t DispatchRowBytes(const JobOptions& o) { return o.quant_int8 ? o.hidden + 4 : 2 * o.hidden; }
 
 namespace {

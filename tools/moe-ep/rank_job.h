@@ -19,6 +19,9 @@ namespace moe_ep::tools {
 /// The scenario `moe-ep run` runs for these options.
 verify::ScenarioSpec SpecOf(const JobOptions& o);
 
+/// `seed`, or when it is 0 a fresh random one (printed by the caller, so the run can be replayed).
+uint64_t SeedOr(uint64_t seed);
+
 /// Bytes one received dispatch row carries: the token (int8 plus its fp32 scale when quantized).
 int64_t DispatchRowBytes(const JobOptions& o);
 

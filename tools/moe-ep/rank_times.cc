@@ -5,8 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -17,7 +19,9 @@ namespace moe_ep::tools {
 
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
+  const size_t n = v.size();
+  if (n == 0) return 0.0;
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 RankTimes TimeRounds(int warmup, int repeats, const std::function<void()>& sync,
@@ -116,7 +120,8 @@ ResultsDir::ResultsDir() {
   const char* base = getenv("TMPDIR");  // NOLINT(concurrency-mt-unsafe): read before any thread starts
   std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/moe-ep.XXXXXX";
   if (mkdtemp(pattern.data()) == nullptr) {
-    throw Error(ErrorCode::kInternal, "cannot make a directory for the ranks' timings from " + pattern);
+    throw Error(ErrorCode::kInternal,
+                "cannot make a directory for the ranks' timings from " + pattern + ": " + std::strerror(errno));
   }
   path_ = pattern;
 }

@@ -1,6 +1,7 @@
 // The timings of a job whose ranks may be threads or processes: each rank times its own rounds, the ranks'
-// times meet in one place (memory, or files written by rank processes), and the table takes per round the
-// slowest rank and over the rounds the median.
+// times meet in one place (memory, or files written by rank processes), and the table takes per round the span
+// from the first rank's start to the last rank's end (or, clocks apart, the slowest rank) and the median over
+// the rounds.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +12,7 @@
 
 namespace moe_ep::tools {
 
+/// The middle value (the mean of the two middle ones for an even count); 0 for none.
 double Median(std::vector<double> v);
 
 /// One rank's timings for the timed rounds (after the warm-up): when each op started on this rank's
@@ -19,7 +21,7 @@ double Median(std::vector<double> v);
 struct RankTimes {
   std::vector<std::vector<double>> starts, seconds;
   int64_t rows = 0;
-  /// How many peers read this rank's rows in place (pulled them) in its last dispatch / combine.
+  /// How many ranks (itself included) read this rank's rows in place (pulled them) in its last dispatch / combine.
   int dispatch_readers = 0, combine_readers = 0;
 };
 

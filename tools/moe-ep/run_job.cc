@@ -1,5 +1,5 @@
 // The main job on threads or on processes of this host: verify one round against the reference, then time
-// dispatch and combine (medians over repeats, slowest rank per round) next to a memcpy of the same bytes.
+// dispatch and combine (medians over repeats, first start to last end per round) next to a memcpy of the same bytes.
 #include "moe-ep/run_job.h"
 
 #include <cstdio>
@@ -21,17 +21,13 @@ namespace {
 using moe_ep::verify::ScenarioInputs;
 using moe_ep::verify::ScenarioSpec;
 
-uint64_t SeedOf(const JobOptions& o) {
-  return o.seed ? o.seed : (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
-}
-
 // The environment variable through which `run --processes` tells its rank processes where to leave their times.
 constexpr const char* kResultsDirVariable = "MOE_EP_RUN_RESULTS";
 
 }  // namespace
 
 int RunJob(const JobOptions& o) {
-  const uint64_t seed = SeedOf(o);
+  const uint64_t seed = SeedOr(o.seed);
   const ScenarioSpec spec = SpecOf(o);
   std::printf("moe-ep run: %s\n", moe_ep::verify::Describe(spec).c_str());
   std::printf("  transport: threads (%d ranks in one process, %d worker thread%s each), kernels: %s, seed %llu\n",
@@ -55,7 +51,7 @@ int RunJob(const JobOptions& o) {
 }
 
 int RunJobOverProcesses(const JobOptions& o, std::vector<std::string> args) {
-  const uint64_t seed = SeedOf(o);
+  const uint64_t seed = SeedOr(o.seed);
   std::printf("moe-ep run: %s\n", moe_ep::verify::Describe(SpecOf(o)).c_str());
   std::printf(
       "  transport: processes (%d ranks, one process each, over shared memory; x and expert outputs in the "

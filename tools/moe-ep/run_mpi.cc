@@ -1,6 +1,6 @@
 // `moe-ep run` under mpirun: each process is one rank, on one or more hosts. Every rank checks its own
-// outputs against the reference, then dispatch and combine are timed (slowest rank per round) next to
-// a memcpy of the same bytes.
+// outputs against the reference, then dispatch and combine are timed (per round: first start to last end on one host,
+// the slowest rank across hosts) next to a memcpy of the same bytes.
 #include <mpi.h>
 
 #include <cstdio>
@@ -14,18 +14,14 @@
 #include "moe-ep/run_job.h"
 #include "moe_ep/mpi.h"
 #include "transport/mpi/hosts_window.h"
-#include "transport/mpi/mpi_runtime.h"
 
 namespace moe_ep::tools {
 namespace {
 
 // Hosts of the job, grouped as the hosts transport groups them.
 int CountHosts() {
-  MPI_Comm host = MPI_COMM_NULL;
-  {
-    const auto lock = transport::mpi::Lock();
-    host = transport::SplitByHost(MPI_COMM_WORLD);
-  }
+  // The tool's own MPI calls run on this thread between operations, never while one runs.
+  MPI_Comm host = transport::SplitByHost(MPI_COMM_WORLD);
   int host_rank = 0, leaders = 0;
   MPI_Comm_rank(host, &host_rank);
   const int leader = host_rank == 0 ? 1 : 0;
@@ -40,7 +36,7 @@ int RunJobOverMpi(const JobOptions& o) {
   Group group = JoinMpiGroup(MPI_COMM_WORLD, GroupOptions{{}, 0, "moe-ep run"});  // initialises MPI if need be
   const int rank = group.rank(), size = group.size();
   const int hosts = CountHosts();
-  uint64_t seed = o.seed ? o.seed : (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+  uint64_t seed = SeedOr(o.seed);
   MPI_Bcast(&seed, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);  // every rank draws the same inputs
   const VerifiedJob job = MakeVerifiedJob(o, seed);
   if (rank == 0) {
