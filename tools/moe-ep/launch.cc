@@ -112,15 +112,26 @@ int Launch(const LaunchOptions& o) {
       close(out_pipe[0]), close(out_pipe[1]);
       return abandon("moe-ep launch: pipe");
     }
+    // SIGINT / SIGTERM stay blocked across fork: the child drops the launcher's handler before it takes them, so
+    // one sent to it before exec still ends it (caught by RememberSignal there, it would be lost).
+    sigset_t stop_signals, previous;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    sigprocmask(SIG_BLOCK, &stop_signals, &previous);
     const pid_t pid = fork();
-    if (pid < 0) {
-      for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) close(fd);
-      return abandon("moe-ep launch: fork");
-    }
     if (pid == 0) {
+      signal(SIGINT, SIG_DFL);
+      signal(SIGTERM, SIG_DFL);
+      sigprocmask(SIG_SETMASK, &previous, nullptr);
       close(out_pipe[0]);
       close(err_pipe[0]);
       ExecRank(o, rank, rendezvous, out_pipe[1], err_pipe[1]);
+    }
+    sigprocmask(SIG_SETMASK, &previous, nullptr);
+    if (pid < 0) {
+      for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) close(fd);
+      return abandon("moe-ep launch: fork");
     }
     pids[rank] = pid;
     close(out_pipe[1]);

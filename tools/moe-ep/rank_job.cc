@@ -132,7 +132,9 @@ RankJob::RankJob(const JobOptions& o, int rank, const RankInputs& in, Group& gro
   x_ = Tensor::PeerVisible(dtype, {o.bs, h});
   std::memcpy(x_.data(), in.x.data(), x_.bytes());
   expert_out_ = Tensor::PeerVisible(dtype, {a, h});
-  std::memcpy(expert_out_.data(), in.expert_out.data(), std::min(in.expert_out.size_bytes(), expert_out_.bytes()));
+  if (!in.expert_out.empty()) {
+    std::memcpy(expert_out_.data(), in.expert_out.data(), std::min(in.expert_out.size_bytes(), expert_out_.bytes()));
+  }
   expand_x_ = Untouched(o.quant_int8 ? DType::kInt8 : dtype, {a, h});
   scales_ = Untouched(DType::kFloat32, {a});
   assist_ = Untouched(DType::kInt32, {3 * a});
@@ -157,8 +159,12 @@ void RankJob::Combine() {
               TensorView(expert_scales_.data(), DType::kFloat32, {o_.bs, o_.top_k}), combine_options_, x_out_.view);
 }
 
+// The bytes dispatch received: the rows, and under quantization their scales (kept apart in expandX and
+// dynamicScales, as dispatch writes them).
 void RankJob::CopyDispatchBytes() {
-  std::memcpy(copy_to_.data(), expand_x_.data(), handle_.num_rows * DispatchRowBytes(o_));
+  const size_t rows = handle_.num_rows * o_.hidden * (o_.quant_int8 ? 1 : 2);
+  std::memcpy(copy_to_.data(), expand_x_.data(), rows);
+  if (o_.quant_int8) std::memcpy(copy_to_.data() + rows, scales_.data(), handle_.num_rows * sizeof(float));
 }
 void RankJob::CopyCombineBytes() { std::memcpy(copy_to_.data(), expert_out_.data(), handle_.num_rows * 2 * o_.hidden); }
 
