@@ -474,8 +474,9 @@ run rules, all checked before any input is made (E = --ranks, S = --shared-exper
   each rank's window, 2 x (bs x tokD x E x L + bs x tokC x (K + shared)) bytes with tokD ~ tokC ~ 2 x
   --hidden, fits MOE_EP_WINDOW_MB (reserved, not committed: raising it costs no memory)
   the job's memory, estimated at 2 x --hidden x (4 x the receive rows of all ranks + 8 x E x --bs x
-  (K + shared) (x E with --processes: every rank process holds every rank's inputs)) bytes, stays <= )" +
-          std::to_string(kMaxJobBytes >> 30) + R"( GiB (a MoE rank's receive rows: --bs x E x min(L, K))
+  (K + shared)) bytes, stays <= )" +
+          std::to_string(kMaxJobBytes >> 30) + R"( GiB (a MoE rank's receive rows: --bs x E x min(L, K);
+  with --processes the second term counts E times: every rank process holds every rank's inputs)
 
 bench flags (each at most once; run's rules above hold for every configuration of the sweep):
   --bs N[,N...]        tokens per rank                                      [1,8,64,128,512,2048]
