@@ -42,7 +42,6 @@ struct UntouchedTensor {
   std::shared_ptr<std::byte> storage;
   TensorView view;
   void* data() const { return view.data; }
-  size_t bytes() const { return static_cast<size_t>(view.numel()) * DTypeSize(view.dtype); }
 };
 
 /// Rank `rank`'s inputs in a verified job's (expert outputs included once FillExpertOutputs ran).
