@@ -6,6 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE_EP_BUILD_TESTS=OFF -DMOE_EP_BUILD_BENCH=OFF \
-  -DMOE_EP_BUILD_EXAMPLES=OFF >/dev/null
+  -DMOE_EP_BUILD_EXAMPLES=OFF -DMOE_EP_BUILD_PYTHON=OFF >/dev/null
 cmake --build build --target moe-ep
 ./build/tools/moe-ep run "$@"

@@ -5,7 +5,7 @@
 # runs the release suite only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh
+bash scripts/deps.sh python3-dev pybind11-dev python3-numpy python3-torch python3-pytest  # + the Python package's
 jobs=$(nproc)
 
 build_and_test() {  # build_and_test DIR "TARGETS" CTEST_REGEX CMAKE_ARGS...  (empty TARGETS / REGEX: all)
@@ -20,7 +20,8 @@ build_and_test() {  # build_and_test DIR "TARGETS" CTEST_REGEX CMAKE_ARGS...  (e
 echo "== format"
 bash scripts/check_format.sh
 echo "== release build: all tests"
-build_and_test build "" "" -DCMAKE_BUILD_TYPE=Release -DMOE_EP_BUILD_TESTS=ON -DMOE_EP_BUILD_EXAMPLES=ON
+build_and_test build "" "" -DCMAKE_BUILD_TYPE=Release -DMOE_EP_BUILD_TESTS=ON -DMOE_EP_BUILD_EXAMPLES=ON \
+  -DMOE_EP_BUILD_PYTHON=ON
 if [[ "${MOE_EP_SKIP_SANITIZERS:-0}" != 1 ]]; then
   echo "== ASan + UBSan: all tests"
   build_and_test build-asan "" "" -DCMAKE_BUILD_TYPE=Debug "-DMOE_EP_SANITIZE=address;undefined" -DMOE_EP_BUILD_EXAMPLES=OFF

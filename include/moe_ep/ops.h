@@ -82,6 +82,17 @@ struct DispatchResult {
 /// Rows A that a rank of `ep` may receive from its EP group (docs/semantics.md 1.2); outputs need tp*A rows.
 int64_t DispatchReceiveRows(const Group& ep, int64_t bs, int64_t top_k, const ExpertLayout& experts);
 
+/// Element counts of the dispatch outputs on this rank for these inputs: what Dispatch allocates and
+/// DispatchInto needs (expand_x has `rows` rows, dynamic_scales `rows` entries). Validates the inputs.
+struct DispatchSizes {
+  int64_t rows = 0;                ///< tp * A
+  int64_t assist_entries = 0;      ///< 3 * tp * A
+  int64_t token_num_entries = 0;   ///< expert_token_nums
+  int64_t recv_count_entries = 0;  ///< ep_recv_counts
+};
+DispatchSizes DispatchOutputSizes(const Group& ep, const TensorView& x, const TensorView& expert_ids,
+                                  const DispatchOptions& options, const Group* tp = nullptr);
+
 /// [collective over ep (and tp)] Sends every token of x (Bs, H) to its top-K experts (expert_ids (Bs, K)
 /// int32) and to the shared experts. `tp` is the rank's TP pair (2 ranks) or nullptr.
 DispatchResult Dispatch(Group& ep, const TensorView& x, const TensorView& expert_ids, const DispatchOptions& options,

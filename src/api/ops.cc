@@ -194,9 +194,15 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
   return h;
 }
 
+DispatchSizes DispatchOutputSizes(const Group& ep, const TensorView& x, const TensorView& expert_ids,
+                                  const DispatchOptions& options, const Group* tp) {
+  const plan::DispatchOutputSizes n = plan::OutputSizesOf(PlacedConfig(ep, tp, x, expert_ids, options));
+  return {n.rows, n.assist_entries, n.token_num_entries, n.recv_count_entries};
+}
+
 DispatchResult Dispatch(Group& ep, const TensorView& x, const TensorView& expert_ids, const DispatchOptions& options,
                         Group* tp) {
-  const plan::DispatchOutputSizes n = plan::OutputSizesOf(PlacedConfig(ep, tp, x, expert_ids, options));
+  const DispatchSizes n = DispatchOutputSizes(ep, x, expert_ids, options, tp);
   const bool quant = options.quant == Quant::kDynamicInt8;
 
   DispatchResult r;

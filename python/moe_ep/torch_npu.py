@@ -1,0 +1,255 @@
+"""torch_npu's MoE distribute operators on CPU tensors: `import moe_ep.torch_npu as torch_npu`, and code
+written for Ascend NPUs runs unchanged. Same names, parameter order, keyword-only split, defaults, output
+tuples and output shapes as torch_npu (its op-plugin schema); each call runs the CANN operator
+(aclnnMoeDistribute*, Atlas A3 rules and error codes) through moe_ep's C API, on the communicator whose
+name the group gives (moe_ep.distributed.get_hccl_comm_name), and returns when the outputs are written.
+
+Accepted with no effect, as on A3: expand_scales handed back to combine. Refused with an error naming
+the value: performance_info (NPU wait times), comm_alg "hierarchy", y_dtype / x_dtype / scales_dtype
+other than the dtypes the outputs and inputs have anyway, and anything the operator itself rejects.
+"""
+
+import math
+import types
+
+import torch
+
+from . import _tensors
+from ._moe_ep import cann as _cann
+from .errors import INVALID_CONFIG, INVALID_PARAM, InvalidArgumentError
+
+# Test aid: fill every output with a byte pattern before the operator runs, so that an element the
+# operator should write but does not shows up (torch_npu's outputs are uninitialised memory).
+poison_outputs = False
+
+# torch ScalarType numbers, as torch_npu's integer dtype arguments carry them.
+_SCALAR_TYPE = {torch.int8: 1, torch.float16: 5, torch.float32: 6, torch.bfloat16: 15}
+
+
+class _Npu(types.SimpleNamespace):
+    """torch_npu.npu's device calls: moe_ep's virtual devices (one rank per device and process)."""
+
+    @staticmethod
+    def set_device(device):
+        _cann.set_device(int(device.index if isinstance(device, torch.device) else device))
+
+    @staticmethod
+    def current_device():
+        return max(_cann.current_device(), 0)
+
+    @staticmethod
+    def synchronize(device=None):
+        """Operators return when done: nothing to wait for."""
+
+
+npu = _Npu()
+
+
+def _fail(rule, code=INVALID_PARAM):
+    raise InvalidArgumentError(rule, code)
+
+
+def _empty(shape, dtype):
+    t = torch.empty(shape, dtype=dtype)
+    if poison_outputs:
+        t.view(-1).view(torch.uint8).fill_(0xA5)
+    return t
+
+
+def _check_dtype_arg(op, name, value, expected):
+    """y_dtype / x_dtype / scales_dtype: accepted when they name the dtype the tensor has anyway."""
+    if value is None:
+        return
+    ok = value == expected or value == _SCALAR_TYPE.get(expected)
+    if not ok:
+        _fail(f"{op}: {name} = {value} is not supported by moe_ep (only the dtype {expected} this call "
+              "uses anyway, or None; the other dtypes are for Ascend 950's quantized formats)")
+
+
+def _check_common(op, ep_world_size, ep_rank_id, shared_expert_num, shared_expert_rank_num, comm_alg,
+                  performance_info):
+    if performance_info is not None:
+        _fail(f"{op}: performance_info is not supported by moe_ep (it accumulates NPU-side wait times); pass None")
+    if comm_alg == "hierarchy":
+        _fail(f"{op}: comm_alg = 'hierarchy' (the two-level algorithm across servers) is not supported by moe_ep "
+              "on A3; use '' (the default), 'fullmesh_v1' or 'fullmesh_v2'", INVALID_CONFIG)
+    if not 0 <= ep_rank_id < ep_world_size:
+        _fail(f"{op}: ep_rank_id = {ep_rank_id} must be in [0, ep_world_size = {ep_world_size})")
+    if not 0 <= shared_expert_rank_num < ep_world_size:
+        _fail(f"{op}: shared_expert_rank_num = {shared_expert_rank_num} must be in [0, ep_world_size = {ep_world_size})")
+    default_or_none = (shared_expert_num, shared_expert_rank_num) in ((1, 0), (0, 0))
+    if not default_or_none and not (shared_expert_num > 0 and shared_expert_rank_num // shared_expert_num > 0
+                                    and shared_expert_rank_num % shared_expert_num == 0):
+        _fail(f"{op}: shared_expert_num = {shared_expert_num} with shared_expert_rank_num = {shared_expert_rank_num}: "
+              "shared_expert_rank_num must be a positive multiple of shared_expert_num (or both 0, or 1 and 0)")
+
+
+def _check_2d(op, **tensors):
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            _fail(f"{op}: {name} must be a torch.Tensor, not {type(t).__name__}", 161001 if t is None else INVALID_PARAM)
+        if t.dim() != 2:
+            _fail(f"{op}: {name} has shape {tuple(t.shape)}; it must be 2-D")
+
+
+def _receive_rows(bs, k, ep_world_size, ep_rank_id, moe_expert_num, expert_shard_type, shared_expert_num,
+                  shared_expert_rank_num, global_bs, elastic):
+    """(A, local experts): the rows a rank may receive and its expert count, as torch_npu sizes them."""
+    global_bs_real = global_bs if global_bs else bs * ep_world_size
+    moe_ranks = ep_world_size - shared_expert_rank_num
+    moe_local = moe_expert_num // moe_ranks if moe_ranks > 0 else 0
+    max_bs = global_bs_real // ep_world_size
+    per_shared = shared_expert_rank_num // shared_expert_num if shared_expert_num else 0
+    shared_groups = math.ceil(ep_world_size / per_shared) if per_shared else 0
+    shared_front = expert_shard_type == 0
+    if shared_front and ep_rank_id < shared_expert_rank_num:
+        local, rows = 1, max_bs * shared_groups
+    else:
+        local, rows = moe_local, global_bs_real * min(moe_local, k)
+    if shared_front and elastic:
+        # Elastic scale-down may move this rank's role: size for the larger one.
+        if (shared_expert_num, shared_expert_rank_num) in ((1, 0), (0, 0)):
+            local = max(local, moe_local)
+            rows = global_bs_real * min(local, k)
+        else:
+            rows = max(max_bs * shared_groups, global_bs_real * min(moe_local, k))
+            local = max(local, moe_local)
+    return rows, local, global_bs_real
+
+
+def npu_moe_distribute_dispatch_v2(x, expert_ids, group_ep, ep_world_size, ep_rank_id, moe_expert_num, *,
+                                   scales=None, x_active_mask=None, expert_scales=None, elastic_info=None,
+                                   performance_info=None, group_tp="", tp_world_size=0, tp_rank_id=0,
+                                   expert_shard_type=0, shared_expert_num=1, shared_expert_rank_num=0, quant_mode=0,
+                                   global_bs=0, expert_token_nums_type=1, comm_alg="", zero_expert_num=0,
+                                   copy_expert_num=0, const_expert_num=0, y_dtype=None, x_dtype=None,
+                                   scales_dtype=None):
+    """Sends each token of x (Bs, H) to its top-K experts (expert_ids (Bs, K) int32) and to the shared
+    experts. Returns (expand_x, dynamic_scales, assist_info_for_combine, expert_token_nums, ep_recv_counts,
+    tp_recv_counts, expand_scales)."""
+    op = "npu_moe_distribute_dispatch_v2"
+    _check_2d(op, x=x, expert_ids=expert_ids)
+    _check_common(op, ep_world_size, ep_rank_id, shared_expert_num, shared_expert_rank_num, comm_alg,
+                  performance_info)
+    if expert_token_nums_type not in (0, 1):
+        _fail(f"{op}: expert_token_nums_type = {expert_token_nums_type} must be 0 (cumulative) or 1 (counts)")
+    out_dtype = x.dtype if quant_mode == 0 else torch.int8
+    _check_dtype_arg(op, "y_dtype", y_dtype, out_dtype)
+    _check_dtype_arg(op, "x_dtype", x_dtype, x.dtype)
+    _check_dtype_arg(op, "scales_dtype", scales_dtype, torch.float32)
+    (bs, h), k = x.shape, expert_ids.shape[1]
+    rows, local, global_bs_real = _receive_rows(bs, k, ep_world_size, ep_rank_id, moe_expert_num, expert_shard_type,
+                                                shared_expert_num, shared_expert_rank_num, global_bs,
+                                                elastic_info is not None)
+    tp = tp_world_size
+    counts = ep_world_size * local * (tp if tp == 2 else 1)
+    if expert_scales is not None:  # torch_npu sizes A2's layout whenever expert_scales is given (A3 ignores the rest)
+        counts = ep_world_size * local + global_bs_real * 2 * k * (ep_world_size // 8)
+    outputs = {
+        "expand_x": _empty((max(rows, rows * tp), h), out_dtype),
+        "dynamic_scales": _empty((rows * tp if tp else rows,), torch.float32),
+        "assist_info_for_combine": _empty((max(bs * k, rows * 128),), torch.int32),
+        "expert_token_nums": _empty((local,), torch.int64),
+        "ep_recv_counts": _empty((counts,), torch.int32),
+        "tp_recv_counts": _empty((tp,), torch.int32),
+        "expand_scales": _empty((rows,), torch.float32),
+    }
+    inputs = {"x": x, "expert_ids": expert_ids, "scales": scales, "x_active_mask": x_active_mask,
+              "expert_scales": expert_scales, "elastic_info": elastic_info}
+    tensors = {name: _tensors.spec(t, name) for name, t in {**inputs, **outputs}.items()}
+    _cann.dispatch(tensors, {
+        "group_ep": group_ep, "ep_world_size": ep_world_size, "ep_rank_id": ep_rank_id,
+        "moe_expert_num": moe_expert_num, "group_tp": group_tp, "tp_world_size": tp_world_size,
+        "tp_rank_id": tp_rank_id, "expert_shard_type": expert_shard_type, "shared_expert_num": shared_expert_num,
+        "shared_expert_rank_num": shared_expert_rank_num, "quant_mode": quant_mode, "global_bs": global_bs_real,
+        "expert_token_nums_type": expert_token_nums_type, "comm_alg": comm_alg, "zero_expert_num": zero_expert_num,
+        "copy_expert_num": copy_expert_num, "const_expert_num": const_expert_num})
+    return tuple(outputs.values())
+
+
+def npu_moe_distribute_combine_v2(expand_x, expert_ids, assist_info_for_combine, ep_send_counts, expert_scales,
+                                  group_ep, ep_world_size, ep_rank_id, moe_expert_num, *, tp_send_counts=None,
+                                  x_active_mask=None, expand_scales=None, shared_expert_x=None, elastic_info=None,
+                                  ori_x=None, const_expert_alpha_1=None, const_expert_alpha_2=None,
+                                  const_expert_v=None, performance_info=None, group_tp="", tp_world_size=0,
+                                  tp_rank_id=0, expert_shard_type=0, shared_expert_num=1, shared_expert_rank_num=0,
+                                  global_bs=0, comm_quant_mode=0, comm_alg="", zero_expert_num=0, copy_expert_num=0,
+                                  const_expert_num=0):
+    """Returns the expert outputs expand_x (rows in dispatch's order) to their tokens and sums them with the
+    weights expert_scales (Bs, K) fp32. Returns x (Bs, H) in expand_x's dtype."""
+    op = "npu_moe_distribute_combine_v2"
+    del expand_scales  # dispatch's expand_scales, handed back by callers: A3 does not read it
+    _check_2d(op, expand_x=expand_x, expert_ids=expert_ids)
+    _check_common(op, ep_world_size, ep_rank_id, shared_expert_num, shared_expert_rank_num, comm_alg,
+                  performance_info)
+    if expand_x.dtype not in (torch.bfloat16, torch.float16):
+        _fail(f"{op}: expand_x has dtype {expand_x.dtype}; moe_ep takes bf16 or fp16 (int32-packed int4 is A2's)")
+    out = _empty((expert_ids.shape[0], expand_x.shape[1]), expand_x.dtype)
+    inputs = {"expand_x": expand_x, "expert_ids": expert_ids, "assist_info_for_combine": assist_info_for_combine,
+              "ep_send_counts": ep_send_counts, "expert_scales": expert_scales, "tp_send_counts": tp_send_counts,
+              "x_active_mask": x_active_mask, "shared_expert_x": shared_expert_x, "elastic_info": elastic_info, "ori_x": ori_x, "const_expert_alpha_1": const_expert_alpha_1,
+              "const_expert_alpha_2": const_expert_alpha_2, "const_expert_v": const_expert_v, "out": out}
+    global_bs_real = global_bs if global_bs else expert_ids.shape[0] * ep_world_size
+    _cann.combine({name: _tensors.spec(t, name) for name, t in inputs.items()}, {
+        "group_ep": group_ep, "ep_world_size": ep_world_size, "ep_rank_id": ep_rank_id,
+        "moe_expert_num": moe_expert_num, "group_tp": group_tp, "tp_world_size": tp_world_size,
+        "tp_rank_id": tp_rank_id, "expert_shard_type": expert_shard_type, "shared_expert_num": shared_expert_num,
+        "shared_expert_rank_num": shared_expert_rank_num, "global_bs": global_bs_real,
+        "comm_quant_mode": comm_quant_mode, "comm_alg": comm_alg, "zero_expert_num": zero_expert_num,
+        "copy_expert_num": copy_expert_num, "const_expert_num": const_expert_num})
+    return out
+
+
+def npu_moe_distribute_combine_add_rms_norm(expand_x, expert_ids, expand_idx, ep_send_counts, expert_scales,
+                                            residual_x, gamma, group_ep, ep_world_size, ep_rank_id, moe_expert_num, *,
+                                            tp_send_counts=None, x_active_mask=None, activation_scale=None,
+                                            weight_scale=None, group_list=None, expand_scales=None,
+                                            shared_expert_x=None, elastic_info=None, ori_x=None,
+                                            const_expert_alpha_1=None, const_expert_alpha_2=None,
+                                            const_expert_v=None, group_tp="", tp_world_size=0, tp_rank_id=0,
+                                            expert_shard_type=0, shared_expert_num=1, shared_expert_rank_num=0,
+                                            global_bs=0, out_dtype=0, comm_quant_mode=0, group_list_type=0,
+                                            comm_alg="", norm_eps=1e-06, zero_expert_num=0, copy_expert_num=0,
+                                            const_expert_num=0):
+    """Combine, then x = sum + residual_x and y = RMSNorm(x) * gamma (bf16). Returns (y, rstd, x): y and x
+    (Bs, 1, H), rstd (Bs, 1, 1) fp32."""
+    op = "npu_moe_distribute_combine_add_rms_norm"
+    del expand_scales  # as in combine_v2: A3 does not read it
+    _check_2d(op, expand_x=expand_x, expert_ids=expert_ids)
+    _check_common(op, ep_world_size, ep_rank_id, shared_expert_num, shared_expert_rank_num, comm_alg, None)
+    elastic_or_special = {"elastic_info": elastic_info, "ori_x": ori_x, "const_expert_alpha_1": const_expert_alpha_1,
+                          "const_expert_alpha_2": const_expert_alpha_2, "const_expert_v": const_expert_v}
+    for name, t in elastic_or_special.items():
+        if t is not None:
+            _fail(f"{op}: {name} is not supported by moe_ep's CombineAddRmsNorm (its first version, without "
+                  "elastic scale-down or special experts); pass None")
+    for name, n in (("zero_expert_num", zero_expert_num), ("copy_expert_num", copy_expert_num),
+                    ("const_expert_num", const_expert_num)):
+        if n:
+            _fail(f"{op}: {name} = {n} is not supported by moe_ep's CombineAddRmsNorm (no special experts); pass 0")
+    if expand_x.dtype not in (torch.bfloat16, torch.float16):
+        _fail(f"{op}: expand_x has dtype {expand_x.dtype}; the operator takes bf16")
+    n, h = expert_ids.shape[0], expand_x.shape[1]
+    y, rstd, x = _empty((n, 1, h), expand_x.dtype), _empty((n, 1, 1), torch.float32), _empty((n, 1, h), expand_x.dtype)
+    inputs = {"expand_x": expand_x, "expert_ids": expert_ids, "expand_idx": expand_idx,
+              "ep_send_counts": ep_send_counts, "expert_scales": expert_scales, "residual_x": residual_x,
+              "gamma": gamma, "tp_send_counts": tp_send_counts, "x_active_mask": x_active_mask,
+              "activation_scale": activation_scale, "weight_scale": weight_scale, "group_list": group_list,
+              "shared_expert_x": shared_expert_x, "y": y, "rstd": rstd, "x": x}
+    global_bs_real = global_bs if global_bs else n * ep_world_size
+    _cann.combine_add_rms_norm({name: _tensors.spec(t, name) for name, t in inputs.items()}, {
+        "group_ep": group_ep, "ep_world_size": ep_world_size, "ep_rank_id": ep_rank_id,
+        "moe_expert_num": moe_expert_num, "group_tp": group_tp, "tp_world_size": tp_world_size,
+        "tp_rank_id": tp_rank_id, "expert_shard_type": expert_shard_type, "shared_expert_num": shared_expert_num,
+        "shared_expert_rank_num": shared_expert_rank_num, "global_bs": global_bs_real, "out_dtype": out_dtype,
+        "comm_quant_mode": comm_quant_mode, "group_list_type": group_list_type, "comm_alg": comm_alg,
+        "norm_eps": float(norm_eps)})
+    return y, rstd, x
+
+
+def npu_moe_distribute_buffer_reset(elastic_info, group_ep, ep_world_size, need_sync=1):
+    """The BufferReset operator (aclnnMoeDistributeBufferReset; torch_npu has no binding for it): clears
+    this rank's window of the EP group; elastic_info is the int32 0/1 mask (ep_world_size,) of the ranks
+    that take part; need_sync 1 waits until each of them has cleared its own."""
+    tensors = {"elastic_info": _tensors.spec(elastic_info, "elastic_info")}
+    _cann.buffer_reset(tensors, {"group_ep": group_ep, "ep_world_size": ep_world_size, "need_sync": need_sync})

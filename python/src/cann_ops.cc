@@ -1,0 +1,300 @@
+// moe_ep._moe_ep.cann: the CANN C API as torch_npu drives it (devices, HCCL communicators, the aclnn
+// operators run on the calling thread's stream and waited for), for moe_ep/torch_npu.py.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "acl/acl.h"
+#include "aclnn/acl_meta.h"
+#include "aclnnop/aclnn_moe_distribute_buffer_reset.h"
+#include "aclnnop/aclnn_moe_distribute_combine_add_rms_norm.h"
+#include "aclnnop/aclnn_moe_distribute_combine_v3.h"
+#include "aclnnop/aclnn_moe_distribute_dispatch_v3.h"
+#include "errors.h"
+#include "hccl/hccl.h"
+#include "moe_ep/error.h"
+#include "tensor_arg.h"
+
+namespace py = pybind11;
+
+namespace moe_ep::python {
+namespace {
+
+aclDataType AclType(DType dtype) {
+  switch (dtype) {
+    case DType::kBf16:
+      return ACL_BF16;
+    case DType::kFp16:
+      return ACL_FLOAT16;
+    case DType::kFloat32:
+      return ACL_FLOAT;
+    case DType::kInt8:
+      return ACL_INT8;
+    case DType::kInt32:
+      return ACL_INT32;
+    case DType::kInt64:
+      return ACL_INT64;
+    case DType::kBool:
+      return ACL_BOOL;
+  }
+  throw Error(ErrorCode::kInternal, "moe_ep Python binding: unknown dtype");
+}
+
+// The named arguments of one operator call: tensors (as aclTensors, destroyed with this) and attributes,
+// every key read exactly once so that a misspelt or forgotten key in moe_ep/torch_npu.py fails loudly.
+class OpArgs {
+ public:
+  OpArgs(const char* op, py::dict tensors, py::dict attrs) : op_(op), tensors_(tensors), attrs_(attrs) {}
+  OpArgs(const OpArgs&) = delete;
+  OpArgs& operator=(const OpArgs&) = delete;
+  ~OpArgs() {
+    for (aclTensor* t : made_) aclDestroyTensor(t);
+  }
+
+  aclTensor* Tensor(const char* key) {
+    const py::handle spec = Take(tensors_, key);
+    if (spec.is_none()) return nullptr;
+    // A tensor without elements (torch_npu's (0,) tp_recv_counts) is present, at address 0.
+    const TensorView view = ViewOf(spec, key);
+    std::vector<int64_t> strides(view.shape.size());
+    for (int64_t d = 0; d < view.dim(); ++d) strides[d] = view.stride(d);
+    const std::vector<int64_t> storage{ElementSpan(view)};
+    aclTensor* t = aclCreateTensor(view.shape.data(), view.shape.size(), AclType(view.dtype), strides.data(), 0,
+                                   ACL_FORMAT_ND, storage.data(), storage.size(), view.data);
+    if (t == nullptr) CheckCann(ACLNN_ERR_PARAM_INVALID, "aclCreateTensor");
+    made_.push_back(t);
+    return t;
+  }
+  int64_t Int(const char* key) { return Take(attrs_, key).cast<int64_t>(); }
+  double Float(const char* key) { return Take(attrs_, key).cast<double>(); }
+  // The string stays alive in this object until the operator has run.
+  const char* Str(const char* key) { return strings_.emplace_back(Take(attrs_, key).cast<std::string>()).c_str(); }
+
+  // Every key was read: anything else is a bug of the caller.
+  void CheckAllRead() const {
+    for (const py::dict* d : {&tensors_, &attrs_}) {
+      for (auto item : *d) {
+        const auto key = item.first.cast<std::string>();
+        if (!read_.count(key)) {
+          throw Error(ErrorCode::kInternal,
+                      std::string("moe_ep Python binding: ") + op_ + " got unknown argument " + key);
+        }
+      }
+    }
+  }
+
+ private:
+  py::handle Take(const py::dict& d, const char* key) {
+    read_.insert(key);
+    if (!d.contains(key)) {
+      throw Error(ErrorCode::kInternal, std::string("moe_ep Python binding: ") + op_ + " is missing argument " + key);
+    }
+    return d[key];
+  }
+
+  const char* op_;
+  py::dict tensors_, attrs_;
+  std::set<std::string> read_;
+  std::vector<aclTensor*> made_;
+  std::deque<std::string> strings_;
+};
+
+// The calling thread's stream on its current device (made on first use, like torch_npu's current
+// stream); a thread with no device is given device 0, as a process that never called set_device is.
+aclrtStream ThreadStream() {
+  int32_t device = -1;
+  if (aclrtGetDevice(&device) != ACL_SUCCESS) {
+    CheckCann(aclrtSetDevice(0), "aclrtSetDevice");
+    device = 0;
+  }
+  struct Streams {
+    std::map<int32_t, aclrtStream> by_device;
+    ~Streams() {
+      for (auto& [device, stream] : by_device) aclrtDestroyStream(stream);
+    }
+  };
+  thread_local Streams streams;
+  aclrtStream& stream = streams.by_device[device];
+  if (stream == nullptr) CheckCann(aclrtCreateStream(&stream), "aclrtCreateStream");
+  return stream;
+}
+
+// Runs one aclnn operator the way torch_npu does: first phase (validation, workspace size), workspace,
+// second phase on the stream, then waits for it (the tensors are CPU memory the caller reads next).
+template <typename Prepare, typename Launch>
+void RunOperator(const char* op, Prepare prepare, Launch launch) {
+  uint64_t workspace_bytes = 0;
+  aclOpExecutor* executor = nullptr;
+  CheckCann(prepare(&workspace_bytes, &executor), op);
+  aclrtStream stream = ThreadStream();
+  void* workspace = nullptr;
+  if (workspace_bytes > 0)
+    CheckCann(aclrtMalloc(&workspace, workspace_bytes, ACL_MEM_MALLOC_HUGE_FIRST), "aclrtMalloc");
+  std::unique_ptr<void, decltype(&aclrtFree)> free_workspace(workspace, &aclrtFree);
+  CheckCann(launch(workspace, workspace_bytes, executor, stream), op);
+  CheckCann(aclrtSynchronizeStream(stream), op);
+}
+
+void Dispatch(py::dict tensors, py::dict attrs) {
+  OpArgs a("npu_moe_distribute_dispatch_v2", tensors, attrs);
+  aclTensor *x = a.Tensor("x"), *ids = a.Tensor("expert_ids"), *scales = a.Tensor("scales"),
+            *mask = a.Tensor("x_active_mask"), *expert_scales = a.Tensor("expert_scales"),
+            *elastic = a.Tensor("elastic_info"), *expand_x = a.Tensor("expand_x"),
+            *dynamic_scales = a.Tensor("dynamic_scales"), *assist = a.Tensor("assist_info_for_combine"),
+            *token_nums = a.Tensor("expert_token_nums"), *ep_counts = a.Tensor("ep_recv_counts"),
+            *tp_counts = a.Tensor("tp_recv_counts"), *expand_scales = a.Tensor("expand_scales");
+  const char *group_ep = a.Str("group_ep"), *group_tp = a.Str("group_tp"), *comm_alg = a.Str("comm_alg");
+  const int64_t ep_world_size = a.Int("ep_world_size"), ep_rank_id = a.Int("ep_rank_id"),
+                moe_expert_num = a.Int("moe_expert_num"), tp_world_size = a.Int("tp_world_size"),
+                tp_rank_id = a.Int("tp_rank_id"), expert_shard_type = a.Int("expert_shard_type"),
+                shared_expert_num = a.Int("shared_expert_num"), shared_rank_num = a.Int("shared_expert_rank_num"),
+                quant_mode = a.Int("quant_mode"), global_bs = a.Int("global_bs"),
+                token_nums_type = a.Int("expert_token_nums_type"), zero = a.Int("zero_expert_num"),
+                copy = a.Int("copy_expert_num"), constant = a.Int("const_expert_num");
+  a.CheckAllRead();
+  py::gil_scoped_release unlocked;
+  RunOperator(
+      "aclnnMoeDistributeDispatchV3",
+      [&](uint64_t* bytes, aclOpExecutor** executor) {
+        return aclnnMoeDistributeDispatchV3GetWorkspaceSize(
+            x, ids, scales, mask, expert_scales, elastic, group_ep, ep_world_size, ep_rank_id, moe_expert_num, group_tp,
+            tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num, shared_rank_num, quant_mode, global_bs,
+            token_nums_type, comm_alg, zero, copy, constant, expand_x, dynamic_scales, assist, token_nums, ep_counts,
+            tp_counts, expand_scales, bytes, executor);
+      },
+      aclnnMoeDistributeDispatchV3);
+}
+
+void Combine(py::dict tensors, py::dict attrs) {
+  OpArgs a("npu_moe_distribute_combine_v2", tensors, attrs);
+  aclTensor *expand_x = a.Tensor("expand_x"), *ids = a.Tensor("expert_ids"),
+            *assist = a.Tensor("assist_info_for_combine"), *send_counts = a.Tensor("ep_send_counts"),
+            *expert_scales = a.Tensor("expert_scales"), *tp_counts = a.Tensor("tp_send_counts"),
+            *mask = a.Tensor("x_active_mask"), *shared_x = a.Tensor("shared_expert_x"),
+            *elastic = a.Tensor("elastic_info"), *ori_x = a.Tensor("ori_x"), *alpha1 = a.Tensor("const_expert_alpha_1"),
+            *alpha2 = a.Tensor("const_expert_alpha_2"), *const_v = a.Tensor("const_expert_v"), *out = a.Tensor("out");
+  const char *group_ep = a.Str("group_ep"), *group_tp = a.Str("group_tp"), *comm_alg = a.Str("comm_alg");
+  const int64_t ep_world_size = a.Int("ep_world_size"), ep_rank_id = a.Int("ep_rank_id"),
+                moe_expert_num = a.Int("moe_expert_num"), tp_world_size = a.Int("tp_world_size"),
+                tp_rank_id = a.Int("tp_rank_id"), expert_shard_type = a.Int("expert_shard_type"),
+                shared_expert_num = a.Int("shared_expert_num"), shared_rank_num = a.Int("shared_expert_rank_num"),
+                global_bs = a.Int("global_bs"), comm_quant_mode = a.Int("comm_quant_mode"),
+                zero = a.Int("zero_expert_num"), copy = a.Int("copy_expert_num"), constant = a.Int("const_expert_num");
+  a.CheckAllRead();
+  py::gil_scoped_release unlocked;
+  RunOperator(
+      "aclnnMoeDistributeCombineV3",
+      [&](uint64_t* bytes, aclOpExecutor** executor) {
+        // torch_npu passes no activation / weight scales or group list, out_dtype 0 and group_list_type 0;
+        // expandScales is A2's (moe_ep/torch_npu.py accepts it and does not pass it on).
+        return aclnnMoeDistributeCombineV3GetWorkspaceSize(
+            expand_x, ids, assist, send_counts, expert_scales, tp_counts, mask, nullptr, nullptr, nullptr, nullptr,
+            shared_x, elastic, ori_x, alpha1, alpha2, const_v, group_ep, ep_world_size, ep_rank_id, moe_expert_num,
+            group_tp, tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num, shared_rank_num, global_bs, 0,
+            comm_quant_mode, 0, comm_alg, zero, copy, constant, out, bytes, executor);
+      },
+      aclnnMoeDistributeCombineV3);
+}
+
+void CombineAddRmsNorm(py::dict tensors, py::dict attrs) {
+  OpArgs a("npu_moe_distribute_combine_add_rms_norm", tensors, attrs);
+  aclTensor *expand_x = a.Tensor("expand_x"), *ids = a.Tensor("expert_ids"), *assist = a.Tensor("expand_idx"),
+            *send_counts = a.Tensor("ep_send_counts"), *expert_scales = a.Tensor("expert_scales"),
+            *residual_x = a.Tensor("residual_x"), *gamma = a.Tensor("gamma"), *tp_counts = a.Tensor("tp_send_counts"),
+            *mask = a.Tensor("x_active_mask"), *activation_scale = a.Tensor("activation_scale"),
+            *weight_scale = a.Tensor("weight_scale"), *group_list = a.Tensor("group_list"),
+            *shared_x = a.Tensor("shared_expert_x"), *y = a.Tensor("y"), *rstd = a.Tensor("rstd"), *x = a.Tensor("x");
+  const char *group_ep = a.Str("group_ep"), *group_tp = a.Str("group_tp"), *comm_alg = a.Str("comm_alg");
+  const int64_t ep_world_size = a.Int("ep_world_size"), ep_rank_id = a.Int("ep_rank_id"),
+                moe_expert_num = a.Int("moe_expert_num"), tp_world_size = a.Int("tp_world_size"),
+                tp_rank_id = a.Int("tp_rank_id"), expert_shard_type = a.Int("expert_shard_type"),
+                shared_expert_num = a.Int("shared_expert_num"), shared_rank_num = a.Int("shared_expert_rank_num"),
+                global_bs = a.Int("global_bs"), out_dtype = a.Int("out_dtype"),
+                comm_quant_mode = a.Int("comm_quant_mode"), group_list_type = a.Int("group_list_type");
+  const auto norm_eps = static_cast<float>(a.Float("norm_eps"));
+  a.CheckAllRead();
+  py::gil_scoped_release unlocked;
+  RunOperator(
+      "aclnnMoeDistributeCombineAddRmsNorm",
+      [&](uint64_t* bytes, aclOpExecutor** executor) {
+        return aclnnMoeDistributeCombineAddRmsNormGetWorkspaceSize(
+            expand_x, ids, assist, send_counts, expert_scales, residual_x, gamma, tp_counts, mask, activation_scale,
+            weight_scale, group_list, nullptr, shared_x, group_ep, ep_world_size, ep_rank_id, moe_expert_num, group_tp,
+            tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num, shared_rank_num, global_bs, out_dtype,
+            comm_quant_mode, group_list_type, comm_alg, norm_eps, y, rstd, x, bytes, executor);
+      },
+      aclnnMoeDistributeCombineAddRmsNorm);
+}
+
+void BufferReset(py::dict tensors, py::dict attrs) {
+  OpArgs a("npu_moe_distribute_buffer_reset", tensors, attrs);
+  aclTensor* elastic = a.Tensor("elastic_info");
+  const char* group_ep = a.Str("group_ep");
+  const auto ep_world_size = static_cast<int32_t>(a.Int("ep_world_size"));
+  const auto need_sync = static_cast<int32_t>(a.Int("need_sync"));
+  a.CheckAllRead();
+  py::gil_scoped_release unlocked;
+  RunOperator(
+      "aclnnMoeDistributeBufferReset",
+      [&](uint64_t* bytes, aclOpExecutor** executor) {
+        return aclnnMoeDistributeBufferResetGetWorkspaceSize(elastic, group_ep, ep_world_size, need_sync, bytes,
+                                                             executor);
+      },
+      aclnnMoeDistributeBufferReset);
+}
+
+// A communicator as Python sees it: its handle (for destroy) and its name (what the operators take).
+py::tuple CommEntry(HcclComm comm) {
+  char name[128] = {};
+  CheckCann(HcclGetCommName(comm, name), "HcclGetCommName");
+  return py::make_tuple(reinterpret_cast<uintptr_t>(comm), std::string(name));
+}
+
+}  // namespace
+
+void BindCann(py::module_& m) {
+  m.def("set_device", [](int32_t device) { CheckCann(aclrtSetDevice(device), "aclrtSetDevice"); });
+  m.def("current_device", [] {
+    int32_t device = -1;
+    return aclrtGetDevice(&device) == ACL_SUCCESS ? device : -1;
+  });
+  m.def("root_info", [] {
+    HcclRootInfo info{};
+    CheckCann(HcclGetRootInfo(&info), "HcclGetRootInfo");
+    return py::bytes(info.internal, sizeof(info.internal));
+  });
+  m.def("init_root_info", [](uint32_t n_ranks, const std::string& root, uint32_t rank) {
+    HcclRootInfo info{};
+    if (root.size() != sizeof(info.internal)) {
+      throw Error(ErrorCode::kInvalidParam, "root info must be " + std::to_string(sizeof(info.internal)) +
+                                                " bytes (from root_info()), not " + std::to_string(root.size()));
+    }
+    std::memcpy(info.internal, root.data(), root.size());
+    HcclComm comm = nullptr;
+    {
+      py::gil_scoped_release unlocked;  // waits for every rank of the group
+      CheckCann(HcclCommInitRootInfo(n_ranks, &info, rank, &comm), "HcclCommInitRootInfo");
+    }
+    return CommEntry(comm);
+  });
+  m.def("init_all", [](std::vector<int32_t> devices) {
+    std::vector<HcclComm> comms(devices.size());
+    CheckCann(HcclCommInitAll(static_cast<uint32_t>(devices.size()), devices.data(), comms.data()), "HcclCommInitAll");
+    py::list entries;
+    for (HcclComm comm : comms) entries.append(CommEntry(comm));
+    return entries;
+  });
+  m.def("destroy",
+        [](uintptr_t comm) { CheckCann(HcclCommDestroy(reinterpret_cast<HcclComm>(comm)), "HcclCommDestroy"); });
+  m.def("dispatch", &Dispatch);
+  m.def("combine", &Combine);
+  m.def("combine_add_rms_norm", &CombineAddRmsNorm);
+  m.def("buffer_reset", &BufferReset);
+}
+
+}  // namespace moe_ep::python

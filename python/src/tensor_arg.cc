@@ -1,0 +1,52 @@
+// Turns the tensor tuples of moe_ep/_tensors.py into TensorViews.
+#include "tensor_arg.h"
+
+#include <pybind11/stl.h>
+
+#include <string>
+
+#include "moe_ep/error.h"
+
+namespace py = pybind11;
+
+namespace moe_ep::python {
+namespace {
+
+DType DTypeNamed(const std::string& name, const char* arg) {
+  for (DType d :
+       {DType::kBf16, DType::kFp16, DType::kFloat32, DType::kInt8, DType::kInt32, DType::kInt64, DType::kBool}) {
+    if (name == DTypeName(d)) return d;
+  }
+  throw Error(ErrorCode::kInternal,
+              std::string("moe_ep Python binding: ") + arg + " has dtype '" + name + "', which no moe_ep tensor has");
+}
+
+}  // namespace
+
+TensorView ViewOf(py::handle spec, const char* name) {
+  if (spec.is_none()) return {};
+  const auto items = spec.cast<py::tuple>();
+  if (items.size() != 4) {
+    throw Error(ErrorCode::kInternal, std::string("moe_ep Python binding: ") + name + " is not a tensor tuple");
+  }
+  auto shape = items[2].cast<std::vector<int64_t>>();
+  auto strides = items[3].cast<std::vector<int64_t>>();
+  if (strides.size() != shape.size()) {
+    throw Error(ErrorCode::kInternal, std::string("moe_ep Python binding: ") + name + " has " +
+                                          std::to_string(shape.size()) + " dims and " + std::to_string(strides.size()) +
+                                          " strides");
+  }
+  auto* data = reinterpret_cast<void*>(items[0].cast<uintptr_t>());
+  return TensorView(data, DTypeNamed(items[1].cast<std::string>(), name), std::move(shape), std::move(strides));
+}
+
+int64_t ElementSpan(const TensorView& view) {
+  int64_t last = 0;
+  for (int64_t d = 0; d < view.dim(); ++d) {
+    if (view.shape[d] == 0) return 0;
+    last += (view.shape[d] - 1) * view.stride(d);
+  }
+  return last + 1;
+}
+
+}  // namespace moe_ep::python

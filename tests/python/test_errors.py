@@ -1,0 +1,90 @@
+# Bad input to moe_ep.torch_npu raises a moe_ep.Error subclass with the CANN code and a message naming parameter, value
+# and rule; a peer that never comes gives moe_ep.TimeoutError naming it; nothing crashes the interpreter.
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import moe_ep
+import moe_ep.distributed as md
+import moe_ep.torch_npu as torch_npu
+from moe_ep import errors
+
+
+@pytest.fixture(scope="module")
+def name():
+    torch_npu.npu.set_device(0)
+    return md.thread_comm_names(2)[0]
+
+
+def good(name, **change):
+    args = dict(x=torch.zeros(4, 1024, dtype=torch.bfloat16), expert_ids=torch.tensor([[0, 1]] * 4, dtype=torch.int32),
+                group_ep=name, ep_world_size=2, ep_rank_id=0, moe_expert_num=4)
+    args.update(change)
+    return args
+
+
+BAD = {
+    "hidden_out_of_range": (dict(x=torch.zeros(4, 32, dtype=torch.bfloat16)), errors.INVALID_CONFIG, "H (x.dim1)"),
+    "x_float32": (dict(x=torch.zeros(4, 1024)), errors.INVALID_PARAM, "'x'"),
+    "ids_int64": (dict(expert_ids=torch.zeros(4, 2, dtype=torch.int64)), errors.INVALID_PARAM, "expertIds"),
+    "expert_out_of_range": (dict(expert_ids=torch.tensor([[0, 9]] * 4, dtype=torch.int32)), errors.INVALID_PARAM,
+                            "expertIds"),
+    "rank_out_of_range": (dict(ep_rank_id=2), errors.INVALID_PARAM, "ep_rank_id = 2"),
+    "unknown_group": (dict(group_ep="no_such_group"), errors.INVALID_CONFIG, "no_such_group"),
+    "quant_mode_1": (dict(quant_mode=1), errors.INVALID_CONFIG, "quantMode"),
+    "hierarchy": (dict(comm_alg="hierarchy"), errors.INVALID_CONFIG, "hierarchy"),
+    "performance_info": (dict(performance_info=torch.zeros(2, dtype=torch.int64)), errors.INVALID_PARAM,
+                         "performance_info"),
+    "y_dtype_fp8": (dict(y_dtype=24), errors.INVALID_PARAM, "y_dtype = 24"),
+    "x_not_a_tensor": (dict(x=[[0.0] * 1024] * 4), errors.INVALID_PARAM, "x must be a torch.Tensor"),
+    "x_1d": (dict(x=torch.zeros(1024, dtype=torch.bfloat16)), errors.INVALID_PARAM, "it must be 2-D"),
+    "token_nums_type_2": (dict(expert_token_nums_type=2), errors.INVALID_PARAM, "expert_token_nums_type = 2"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_dispatch_input_raises_invalid_argument(name, case):
+    change, code, named = BAD[case]
+    with pytest.raises(moe_ep.InvalidArgumentError) as caught:
+        torch_npu.npu_moe_distribute_dispatch_v2(**good(name, **change))
+    assert caught.value.code == code, str(caught.value)
+    assert named in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_combine_rejects_int32_expand_x(name):
+    with pytest.raises(moe_ep.InvalidArgumentError, match="expand_x has dtype torch.int32"):
+        torch_npu.npu_moe_distribute_combine_v2(
+            torch.zeros(8, 1024, dtype=torch.int32), torch.zeros(4, 2, dtype=torch.int32), torch.zeros(8, dtype=torch.int32),
+            torch.zeros(4, dtype=torch.int32), torch.zeros(4, 2), name, 2, 0, 4)
+
+
+def test_add_rms_norm_rejects_special_experts(name):
+    with pytest.raises(moe_ep.InvalidArgumentError, match="const_expert_num = 1"):
+        torch_npu.npu_moe_distribute_combine_add_rms_norm(
+            torch.zeros(8, 1024, dtype=torch.bfloat16), torch.zeros(4, 2, dtype=torch.int32),
+            torch.zeros(8, dtype=torch.int32), torch.zeros(4, dtype=torch.int32), torch.zeros(4, 2),
+            torch.zeros(4, 1, 1024, dtype=torch.bfloat16), torch.zeros(1024, dtype=torch.bfloat16), name, 2, 0, 4,
+            const_expert_num=1)
+
+
+def test_missing_peer_is_a_timeout_naming_it():
+    # A child interpreter: HCCL_EXEC_TIMEOUT is read when the communicator is made. Rank 1 never calls.
+    script = textwrap.dedent("""
+        import torch, moe_ep, moe_ep.distributed as md, moe_ep.torch_npu as torch_npu
+        torch_npu.npu.set_device(0)
+        name = md.thread_comm_names(2)[0]
+        try:
+            torch_npu.npu_moe_distribute_dispatch_v2(torch.zeros(4, 1024, dtype=torch.bfloat16),
+                torch.tensor([[2, 3]] * 4, dtype=torch.int32), name, 2, 0, 4)
+        except moe_ep.TimeoutError as e:
+            print("missing", e.missing_ranks, e.code)
+    """)
+    env = dict(os.environ, HCCL_EXEC_TIMEOUT="1")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "missing [1] 507034" in done.stdout, done.stdout + done.stderr

@@ -1,0 +1,113 @@
+# The native Python API on thread ranks: torch and numpy inputs bit for bit against the golden model, elastic scale-down
+# after a rank stops, and clear errors (bad input, a missing peer).
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import moe_ep
+from torch_golden import golden_combine, golden_dispatch
+from test_torch_npu_ops import assert_bits
+
+
+def on_threads(groups, body):
+    """Runs body(rank, group) on one thread per group; returns the results, re-raising the first failure."""
+    results, failures = [None] * len(groups), []
+
+    def run(r):
+        try:
+            results[r] = body(r, groups[r])
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            failures.append(e)
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in range(len(groups))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise failures[0]
+    return results
+
+
+def draw(seed, ranks, bs=5, hidden=64, top_k=3, experts=6):
+    g = torch.Generator().manual_seed(seed)
+    x = [torch.randn(bs, hidden, generator=g).to(torch.bfloat16) for _ in range(ranks)]
+    ids = [torch.stack([torch.randperm(experts, generator=g)[:top_k] for _ in range(bs)]).to(torch.int32)
+           for _ in range(ranks)]
+    w = [torch.rand(bs, top_k, generator=g) for _ in range(ranks)]
+    outs = [torch.randn(bs * ranks * top_k, hidden, generator=g).to(torch.bfloat16) for _ in range(ranks)]
+    return x, ids, w, outs
+
+
+@pytest.mark.parametrize("kind", ["torch", "numpy"])
+def test_dispatch_combine_match_golden(seed, kind):
+    ranks, experts = 3, 6
+    x, ids, w, outs = draw(seed, ranks, experts=experts)
+    as_input = (lambda t: t) if kind == "torch" else (
+        lambda t: moe_ep.bf16(t.view(torch.int16).numpy().view(np.uint16)) if t.dtype == torch.bfloat16 else t.numpy())
+
+    def body(r, group):
+        d = moe_ep.dispatch(group, as_input(x[r]), as_input(ids[r]), moe_expert_num=experts)
+        y = moe_ep.combine(group, d.handle, as_input(outs[r][: d.expand_x.shape[0]]), as_input(w[r]))
+        return d, y
+
+    got = on_threads(moe_ep.thread_groups(ranks, timeout=60), body)
+    want = golden_dispatch(x, ids, ep_world_size=ranks, moe_expert_num=experts, shared_expert_num=0)
+    want_y = golden_combine(outs, ids, w, ep_world_size=ranks, moe_expert_num=experts, shared_expert_num=0)
+    back = (lambda t: t) if kind == "torch" else (
+        lambda t: torch.from_numpy(t.array.view(np.int16)).view(torch.bfloat16) if isinstance(t, moe_ep.bf16)
+        else torch.from_numpy(t))
+    for r, (d, y) in enumerate(got):
+        rows = want[r]["rows"]
+        assert d.handle.num_rows == rows
+        assert_bits(back(d.expand_x)[:rows], want[r]["expand_x"], f"seed {seed} rank {r} expand_x")
+        assert_bits(back(d.assist_info)[: 3 * rows], want[r]["assist_info"], f"seed {seed} rank {r} assist_info")
+        assert_bits(back(d.expert_token_nums), want[r]["expert_token_nums"], f"seed {seed} rank {r} token nums")
+        assert_bits(back(d.ep_recv_counts), want[r]["ep_recv_counts"], f"seed {seed} rank {r} ep_recv_counts")
+        assert_bits(back(y), want_y[r], f"seed {seed} rank {r} combine")
+
+
+def test_survivors_go_on_after_a_rank_stops(seed):
+    # Rank 3 of 4 never calls again: the others probe, reset and dispatch among themselves, as a 3-rank group would.
+    x, ids, w, outs = draw(seed, 3, experts=6)
+    groups = moe_ep.thread_groups(4, timeout=2)
+
+    def body(r, group):
+        if r == 3:
+            return None
+        reachable = moe_ep.probe_reachable(group, wait=1)
+        moe_ep.buffer_reset(group, reachable)
+        d = moe_ep.dispatch(group, x[r], ids[r], moe_expert_num=8, survivors=reachable)
+        return reachable, d, moe_ep.combine(group, d.handle, outs[r][: d.expand_x.shape[0]], w[r])
+
+    got = on_threads(groups, body)
+    want = golden_dispatch(x, ids, ep_world_size=3, moe_expert_num=6, shared_expert_num=0)
+    want_y = golden_combine(outs, ids, w, ep_world_size=3, moe_expert_num=6, shared_expert_num=0)
+    for r in range(3):
+        reachable, d, y = got[r]
+        assert reachable == [1, 1, 1, 0]
+        assert_bits(d.expand_x[: want[r]["rows"]], want[r]["expand_x"], f"seed {seed} survivor {r} expand_x")
+        assert_bits(y, want_y[r], f"seed {seed} survivor {r} combine")
+
+
+def test_bad_input_names_the_parameter():
+    group = moe_ep.thread_groups(1)[0]
+    with pytest.raises(moe_ep.InvalidArgumentError, match="'x'.*bf16 or fp16") as caught:
+        moe_ep.dispatch(group, torch.zeros(2, 8), torch.zeros(2, 1, dtype=torch.int32), moe_expert_num=1)
+    assert caught.value.code == moe_ep.errors.INVALID_PARAM
+    with pytest.raises(moe_ep.InvalidArgumentError, match="quant = 'int4'"):
+        moe_ep.dispatch(group, torch.zeros(2, 8, dtype=torch.bfloat16), torch.zeros(2, 1, dtype=torch.int32),
+                        moe_expert_num=1, quant="int4")
+    with pytest.raises(moe_ep.InvalidArgumentError, match="x has dtype float64"):
+        moe_ep.dispatch(group, np.zeros((2, 8)), np.zeros((2, 1), dtype=np.int32), moe_expert_num=1)
+
+
+def test_missing_peer_times_out_naming_it():
+    groups = moe_ep.thread_groups(2, timeout=0.5)
+    with pytest.raises(moe_ep.TimeoutError) as caught:
+        moe_ep.dispatch(groups[0], torch.zeros(2, 8, dtype=torch.bfloat16), torch.ones(2, 1, dtype=torch.int32),
+                        moe_expert_num=2)
+    assert caught.value.missing_ranks == [1]
+    assert groups[0].failed_ranks == [1]
