@@ -4,10 +4,13 @@ operators, on CPU tensors (torch tensors or numpy arrays).
 Native API (this module): make groups (thread_groups, join_process_group, join_torch_group), then
 dispatch(...) -> DispatchResult with a handle, combine(...), combine_add_rms_norm(...), probe_reachable,
 buffer_reset. torch_npu's functions: moe_ep.torch_npu; group names for them: moe_ep.distributed.
-Every call releases the GIL; every failure raises a moe_ep.Error (see moe_ep.errors).
+Every call that may wait for another rank releases the GIL; every failure raises a moe_ep.Error (see
+moe_ep.errors).
 """
 
 import collections
+import datetime
+import operator
 import secrets
 
 from . import _tensors
@@ -24,11 +27,23 @@ Group.__doc__ = """One rank's membership of a group: rank, size, timeout, window
 Operations on a group are collective: every rank calls them in the same order."""
 
 
+def _int(name, value, lo, hi):
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise InvalidArgumentError(f"{name} = {value!r} must be an int") from None
+    if not lo <= value <= hi:
+        raise InvalidArgumentError(f"{name} = {value} must be in [{lo}, {hi}]")
+    return value
+
+
 def _options(timeout, window_mb, name, data_path, threads):
-    if timeout is not None and not timeout > 0:
-        raise InvalidArgumentError(f"timeout = {timeout} must be a positive number of seconds (or None: the default)")
+    if timeout is not None and not 0 < timeout <= 2**31 / 1000:
+        raise InvalidArgumentError(f"timeout = {timeout} must be a positive number of seconds up to 2^31 ms "
+                                   "(or None: the default)")
     return {"timeout_ms": 0 if timeout is None else max(1, round(timeout * 1000)),
-            "window_bytes": int(window_mb) << 20, "name": name, "data_path": data_path, "threads": int(threads)}
+            "window_bytes": _int("window_mb", window_mb, 0, 2**20) << 20, "name": str(name), "data_path": data_path,
+            "threads": _int("threads", threads, 0, 1024)}
 
 
 def thread_groups(size, *, timeout=None, window_mb=0, name="moe_ep", data_path="auto", threads=0):
@@ -36,7 +51,8 @@ def thread_groups(size, *, timeout=None, window_mb=0, name="moe_ep", data_path="
     that runs rank r. timeout: seconds each wait may take (None: MOE_EP_TIMEOUT_MS or 5 minutes);
     window_mb: each rank's window (0: MOE_EP_WINDOW_MB or 2048); data_path: "auto", "push" or "pull";
     threads: worker threads per rank (0: MOE_EP_THREADS or the cores shared out)."""
-    return _native.create_thread_groups(int(size), _options(timeout, window_mb, name, data_path, threads))
+    return _native.create_thread_groups(_int("size", size, 1, 65536), _options(timeout, window_mb, name, data_path,
+                                                                                threads))
 
 
 def join_process_group(members=None, *, job=None, timeout=None, window_mb=0, name="moe_ep", data_path="auto",
@@ -79,7 +95,8 @@ def _layout(moe_expert_num, shared_expert_num, shared_expert_rank_num, global_bs
     return {"moe_expert_num": int(moe_expert_num), "shared_expert_num": int(shared_expert_num),
             "shared_expert_rank_num": int(shared_expert_rank_num), "global_bs": int(global_bs),
             "zero_expert_num": int(zero_expert_num), "copy_expert_num": int(copy_expert_num),
-            "const_expert_num": int(const_expert_num), "survivors": [int(s) for s in (survivors or [])]}
+            "const_expert_num": int(const_expert_num),
+            "survivors": [] if survivors is None else [int(s) for s in survivors]}
 
 
 def _quant(value, name):
@@ -130,9 +147,10 @@ def combine(group, handle, expert_out, expert_scales, *, comm_quant=None, shared
     tokens and sums them: x[t] = sum_k w[t, k] * out(t, k) + shared outputs + shared_expert_x, with
     expert_scales w (Bs, K) fp32. comm_quant="int8": int8 on the wire. Returns x (Bs, H); rows of inactive
     tokens are zero."""
+    expert_out_spec = _tensors.spec(expert_out, "expert_out")  # checked before an output is made in its dtype
     x = _tensors.zeros(expert_out, _tensors.dtype_name(expert_out), (handle.bs, handle.hidden))
     _native.combine(group, handle, {
-        "expert_out": _tensors.spec(expert_out, "expert_out"), "expert_scales": _tensors.spec(expert_scales, "expert_scales"),
+        "expert_out": expert_out_spec, "expert_scales": _tensors.spec(expert_scales, "expert_scales"),
         "out": _tensors.spec(x, "out"),
         "options": _combine_options(comm_quant, shared_expert_x, ori_x, const_alpha1, const_alpha2, const_v),
         "residual_x": None, "gamma": None, "rstd": None, "y": None, "norm_eps": 0.0}, tp)
@@ -143,11 +161,12 @@ def combine_add_rms_norm(group, handle, expert_out, expert_scales, residual_x, g
                          shared_expert_x=None, tp=None):
     """[collective] combine, then x = sum + residual_x and y = RMSNorm(x) * gamma (bf16 only). residual_x
     (Bs, 1, H), gamma (H,). Returns (y, rstd, x): y and x (Bs, 1, H), rstd (Bs, 1, 1) fp32."""
+    expert_out_spec = _tensors.spec(expert_out, "expert_out")  # checked before an output is made in its dtype
     like, dtype = expert_out, _tensors.dtype_name(expert_out)
     y, x = (_tensors.zeros(like, dtype, (handle.bs, 1, handle.hidden)) for _ in range(2))
     rstd = _tensors.zeros(like, "float32", (handle.bs, 1, 1))
     _native.combine(group, handle, {
-        "expert_out": _tensors.spec(expert_out, "expert_out"), "expert_scales": _tensors.spec(expert_scales, "expert_scales"),
+        "expert_out": expert_out_spec, "expert_scales": _tensors.spec(expert_scales, "expert_scales"),
         "out": _tensors.spec(x, "x"),
         "options": _combine_options(None, shared_expert_x, None, None, None, None),
         "residual_x": _tensors.spec(residual_x, "residual_x"), "gamma": _tensors.spec(gamma, "gamma"),
@@ -158,14 +177,14 @@ def combine_add_rms_norm(group, handle, expert_out, expert_scales, residual_x, g
 def probe_reachable(group, wait=None):
     """[collective over the live ranks] One 0/1 entry per rank of the group: 1 for the ranks that all called
     probe_reachable within `wait` seconds (None: the group timeout) of each other."""
-    import datetime
-
+    if wait is not None and not 0 < wait <= 2**31 / 1000:
+        raise InvalidArgumentError(f"probe_reachable: wait = {wait} must be a positive number of seconds (or None)")
     return _native.probe_reachable(group, datetime.timedelta(seconds=wait or 0))
 
 
 def buffer_reset(group, reachable=None, need_sync=True):
     """[collective over the reachable ranks] Clears this rank's window; with need_sync waits until every
     reachable rank has cleared its own. reachable: probe_reachable's mask (None: every rank)."""
-    _native.buffer_reset(group, [int(r) for r in (reachable or [])], bool(need_sync))
+    _native.buffer_reset(group, [] if reachable is None else [int(r) for r in reachable], bool(need_sync))
 
 

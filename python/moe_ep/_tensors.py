@@ -71,12 +71,22 @@ def spec(t, name):
     return (a.ctypes.data, name_of_dtype, list(a.shape), [s // a.itemsize for s in a.strides])
 
 
+# Test aid: fill the native API's outputs with a byte pattern instead of zeros, so that an element the
+# operation should write but does not shows up.
+poison_outputs = False
+
+
 def zeros(like, dtype, shape):
     """A zero-filled output of `shape` in the kind of `like` (torch or numpy). dtype is a moe_ep name."""
+    fill = 0xA5 if poison_outputs else 0
     if is_torch(like):
         by_name = {v: k for k, v in _TORCH.items()}
-        return torch.zeros(shape, dtype=by_name[dtype])
-    if dtype == "bf16":
-        return bf16(np.zeros(shape, dtype=np.uint16))
-    by_name = {v: k for k, v in _NUMPY.items()}
-    return np.zeros(shape, dtype=by_name[dtype])
+        t = torch.zeros(shape, dtype=by_name[dtype])
+        if fill:
+            t.view(-1).view(torch.uint8).fill_(fill)
+        return t
+    numpy_dtype = np.uint16 if dtype == "bf16" else {v: k for k, v in _NUMPY.items()}[dtype]
+    a = np.zeros(shape, dtype=numpy_dtype)
+    if fill:
+        a.view(np.uint8).fill(fill)
+    return bf16(a) if dtype == "bf16" else a

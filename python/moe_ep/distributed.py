@@ -7,18 +7,24 @@
   and the name lookup of NPU code run unchanged.
 * thread_comm_names(n): n ranks as threads of this process (no torch.distributed); thread i calls
   moe_ep.torch_npu.npu.set_device(i) and then uses names[i].
+* launch_comm_name(members): the processes of a `moe-ep launch` job (no torch.distributed).
 """
 
+import hashlib
+import os
 import threading
+import time
 
 import torch
 import torch.distributed as dist
 
 from ._moe_ep import cann as _cann
+from . import errors
 from .errors import InvalidArgumentError
 
 _lock = threading.Lock()
 _names = {}  # process group -> (communicator handle, name); a group keeps its communicator for life
+_making = {}  # process group -> the lock its first get_hccl_comm_name holds while it makes the communicator
 
 
 def _ensure_device():
@@ -39,21 +45,21 @@ def get_hccl_comm_name(group=None, rank=None):
     if group is None:
         group = dist.distributed_c10d._get_default_group()
     with _lock:
+        making = _making.setdefault(group, threading.Lock())
+    with making:  # one maker per group; other threads of this process asking for it wait for its name
         if group in _names:
             return _names[group][1]
-    group_rank, size = dist.get_rank(group), dist.get_world_size(group)
-    if group_rank < 0:
-        raise InvalidArgumentError("get_hccl_comm_name: this process is not a member of the group")
-    _ensure_device()
-    # Rank 0 of the group makes the root info and the group's own broadcast hands it to the others, as
-    # NPU programs do with HcclGetRootInfo + a broadcast + HcclCommInitRootInfo.
-    root = bytearray(_cann.root_info()) if group_rank == 0 else bytearray(4108)
-    payload = torch.frombuffer(root, dtype=torch.uint8)
-    group.broadcast(payload, 0).wait()
-    handle, name = _cann.init_root_info(size, bytes(payload.numpy()), group_rank)
-    with _lock:
-        _names[group] = (handle, name)
-    return name
+        group_rank, size = dist.get_rank(group), dist.get_world_size(group)
+        if group_rank < 0:
+            raise InvalidArgumentError("get_hccl_comm_name: this process is not a member of the group")
+        _ensure_device()
+        # Rank 0 of the group makes the root info and the group's own broadcast hands it to the others, as
+        # NPU programs do with HcclGetRootInfo + a broadcast + HcclCommInitRootInfo.
+        root = bytearray(_cann.root_info()) if group_rank == 0 else bytearray(_cann.ROOT_INFO_BYTES)
+        payload = torch.frombuffer(root, dtype=torch.uint8)
+        group.broadcast(payload, 0).wait()
+        _names[group] = _cann.init_root_info(size, bytes(payload.numpy()), group_rank)
+        return _names[group][1]
 
 
 def thread_comm_names(n, first_device=0):
@@ -62,6 +68,71 @@ def thread_comm_names(n, first_device=0):
     if n < 1:
         raise InvalidArgumentError(f"thread_comm_names: n = {n} must be at least 1")
     return [name for _, name in _cann.init_all(list(range(first_device, first_device + n)))]
+
+
+_launch_groups = {}  # member list -> how many groups of it this process has made (the n-th is the same everywhere)
+
+
+def _launch_job():
+    values = {}
+    for var in ("MOE_EP_RANK", "MOE_EP_WORLD_SIZE", "MOE_EP_RENDEZVOUS"):
+        if not os.environ.get(var):
+            raise InvalidArgumentError(f"launch_comm_name: {var} is not set; start the ranks with `moe-ep launch -n N`")
+        values[var] = os.environ[var]
+    try:
+        rank, size = int(values["MOE_EP_RANK"]), int(values["MOE_EP_WORLD_SIZE"])
+    except ValueError:
+        raise InvalidArgumentError(f"launch_comm_name: MOE_EP_RANK / MOE_EP_WORLD_SIZE = {values['MOE_EP_RANK']!r} / "
+                                   f"{values['MOE_EP_WORLD_SIZE']!r} must be integers") from None
+    return rank, size, values["MOE_EP_RENDEZVOUS"]
+
+
+def launch_comm_name(members=None, timeout=None):
+    """[collective over `members`] The name of a communicator of the processes of a `moe-ep launch` job: every
+    rank, or the job ranks in `members` (this process's rank in the communicator is its position there), on
+    this host. Every process makes its communicators in the same order. timeout: seconds each member waits
+    for the others, for the root info and then for joining (None: HCCL_CONNECT_TIMEOUT, else 120; the join
+    always waits HCCL_CONNECT_TIMEOUT). A TimeoutError for the root info lists the first member's job rank."""
+    rank, size, token = _launch_job()
+    members = list(range(size)) if members is None else [int(m) for m in members]
+    if rank not in members or len(set(members)) != len(members) or not all(0 <= m < size for m in members):
+        raise InvalidArgumentError(f"launch_comm_name: members {members} must be distinct job ranks in [0, {size}) "
+                                   f"and include this process's rank {rank}")
+    with _lock:
+        nth = _launch_groups.get(tuple(members), 0)
+    # The first member makes the root info and hands it over in a file only the job can name (its name comes
+    # from the job's unguessable token) and only this user can read; the others wait for it.
+    key = hashlib.sha256(f"{token}|{members}|{nth}".encode()).hexdigest()[:40]
+    path = f"/dev/shm/moe_ep_root_{key}"
+    _ensure_device()
+    is_root = members.index(rank) == 0
+    if is_root:
+        root = _cann.root_info()
+        try:
+            fd = os.open(path + ".part", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as e:
+            raise errors.Error(f"launch_comm_name: cannot create {path}.part: {e.strerror}") from None
+        with os.fdopen(fd, "wb") as f:
+            f.write(root)
+        os.rename(path + ".part", path)
+    else:
+        wait = timeout if timeout is not None else float(os.environ.get("HCCL_CONNECT_TIMEOUT") or 120)
+        deadline = time.monotonic() + wait
+        while not os.path.exists(path):
+            if time.monotonic() > deadline:
+                raise errors.TimeoutError(f"launch_comm_name: job rank {members[0]} (the first member) made no root info "
+                                    f"within {wait} s", missing_ranks=[members[0]])
+            time.sleep(0.01)
+        with open(path, "rb") as f:
+            root = f.read()
+    try:
+        _, name = _cann.init_root_info(len(members), root, members.index(rank))
+    finally:
+        if is_root:  # every member has joined (or the wait failed): nobody needs the root info any more
+            os.unlink(path)
+    with _lock:  # counted once it exists: a failed attempt does not shift this process's numbering
+        _launch_groups[tuple(members)] = nth + 1
+    return name
 
 
 def _hccl_group_class():

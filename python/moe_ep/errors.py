@@ -29,6 +29,9 @@ class Error(RuntimeError):
 class InvalidArgumentError(Error, ValueError):
     """A parameter broke a rule of the operator or the call (also a ValueError)."""
 
+    def __init__(self, message, code=INVALID_PARAM):
+        super().__init__(message, code)
+
 
 class TimeoutError(Error, builtins.TimeoutError):
     """A wait passed its deadline. `missing_ranks` lists the ranks (in the group's numbering) that did not

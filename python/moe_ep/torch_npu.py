@@ -6,10 +6,13 @@ name the group gives (moe_ep.distributed.get_hccl_comm_name), and returns when t
 
 Accepted with no effect, as on A3: expand_scales handed back to combine. Refused with an error naming
 the value: performance_info (NPU wait times), comm_alg "hierarchy", y_dtype / x_dtype / scales_dtype
-other than the dtypes the outputs and inputs have anyway, and anything the operator itself rejects.
+other than the dtypes the outputs and inputs have anyway, for combine_add_rms_norm (the operator's first
+version) elastic_info, ori_x, the const-expert tensors and special-expert counts, and anything the
+operator itself rejects.
 """
 
 import math
+import operator
 import types
 
 import torch
@@ -31,7 +34,9 @@ class _Npu(types.SimpleNamespace):
 
     @staticmethod
     def set_device(device):
-        _cann.set_device(int(device.index if isinstance(device, torch.device) else device))
+        index = device.index if isinstance(device, torch.device) else device
+        _check_ints("npu.set_device", device=index)
+        _cann.set_device(int(index))
 
     @staticmethod
     def current_device():
@@ -66,6 +71,22 @@ def _check_dtype_arg(op, name, value, expected):
               "uses anyway, or None; the other dtypes are for Ascend 950's quantized formats)")
 
 
+def _check_ints(op, **values):
+    """Integer attributes: ints in [0, 2^31) (the operators bound them further), so that outputs can be sized."""
+    for name, value in values.items():
+        try:
+            value = operator.index(value)
+        except TypeError:
+            _fail(f"{op}: {name} = {value!r} must be an int")
+        if not 0 <= value < 2**31:
+            _fail(f"{op}: {name} = {value} must be in [0, 2^31)")
+
+
+def _global_bs(global_bs, bs, ep_world_size):
+    """What torch_npu hands the operator: global_bs, or Bs * ep_world_size for 0."""
+    return global_bs if global_bs else bs * ep_world_size
+
+
 def _check_common(op, ep_world_size, ep_rank_id, shared_expert_num, shared_expert_rank_num, comm_alg,
                   performance_info):
     if performance_info is not None:
@@ -95,7 +116,7 @@ def _check_2d(op, **tensors):
 def _receive_rows(bs, k, ep_world_size, ep_rank_id, moe_expert_num, expert_shard_type, shared_expert_num,
                   shared_expert_rank_num, global_bs, elastic):
     """(A, local experts): the rows a rank may receive and its expert count, as torch_npu sizes them."""
-    global_bs_real = global_bs if global_bs else bs * ep_world_size
+    global_bs_real = _global_bs(global_bs, bs, ep_world_size)
     moe_ranks = ep_world_size - shared_expert_rank_num
     moe_local = moe_expert_num // moe_ranks if moe_ranks > 0 else 0
     max_bs = global_bs_real // ep_world_size
@@ -128,6 +149,11 @@ def npu_moe_distribute_dispatch_v2(x, expert_ids, group_ep, ep_world_size, ep_ra
     experts. Returns (expand_x, dynamic_scales, assist_info_for_combine, expert_token_nums, ep_recv_counts,
     tp_recv_counts, expand_scales)."""
     op = "npu_moe_distribute_dispatch_v2"
+    _check_ints(op, ep_world_size=ep_world_size, ep_rank_id=ep_rank_id, moe_expert_num=moe_expert_num,
+                tp_world_size=tp_world_size, tp_rank_id=tp_rank_id, expert_shard_type=expert_shard_type,
+                shared_expert_num=shared_expert_num, shared_expert_rank_num=shared_expert_rank_num,
+                quant_mode=quant_mode, global_bs=global_bs, expert_token_nums_type=expert_token_nums_type,
+                zero_expert_num=zero_expert_num, copy_expert_num=copy_expert_num, const_expert_num=const_expert_num)
     _check_2d(op, x=x, expert_ids=expert_ids)
     _check_common(op, ep_world_size, ep_rank_id, shared_expert_num, shared_expert_rank_num, comm_alg,
                   performance_info)
@@ -179,6 +205,11 @@ def npu_moe_distribute_combine_v2(expand_x, expert_ids, assist_info_for_combine,
     weights expert_scales (Bs, K) fp32. Returns x (Bs, H) in expand_x's dtype."""
     op = "npu_moe_distribute_combine_v2"
     del expand_scales  # dispatch's expand_scales, handed back by callers: A3 does not read it
+    _check_ints(op, ep_world_size=ep_world_size, ep_rank_id=ep_rank_id, moe_expert_num=moe_expert_num,
+                tp_world_size=tp_world_size, tp_rank_id=tp_rank_id, expert_shard_type=expert_shard_type,
+                shared_expert_num=shared_expert_num, shared_expert_rank_num=shared_expert_rank_num,
+                global_bs=global_bs, comm_quant_mode=comm_quant_mode, zero_expert_num=zero_expert_num,
+                copy_expert_num=copy_expert_num, const_expert_num=const_expert_num)
     _check_2d(op, expand_x=expand_x, expert_ids=expert_ids)
     _check_common(op, ep_world_size, ep_rank_id, shared_expert_num, shared_expert_rank_num, comm_alg,
                   performance_info)
@@ -189,7 +220,7 @@ def npu_moe_distribute_combine_v2(expand_x, expert_ids, assist_info_for_combine,
               "ep_send_counts": ep_send_counts, "expert_scales": expert_scales, "tp_send_counts": tp_send_counts,
               "x_active_mask": x_active_mask, "shared_expert_x": shared_expert_x, "elastic_info": elastic_info, "ori_x": ori_x, "const_expert_alpha_1": const_expert_alpha_1,
               "const_expert_alpha_2": const_expert_alpha_2, "const_expert_v": const_expert_v, "out": out}
-    global_bs_real = global_bs if global_bs else expert_ids.shape[0] * ep_world_size
+    global_bs_real = _global_bs(global_bs, expert_ids.shape[0], ep_world_size)
     _cann.combine({name: _tensors.spec(t, name) for name, t in inputs.items()}, {
         "group_ep": group_ep, "ep_world_size": ep_world_size, "ep_rank_id": ep_rank_id,
         "moe_expert_num": moe_expert_num, "group_tp": group_tp, "tp_world_size": tp_world_size,
@@ -215,6 +246,11 @@ def npu_moe_distribute_combine_add_rms_norm(expand_x, expert_ids, expand_idx, ep
     (Bs, 1, H), rstd (Bs, 1, 1) fp32."""
     op = "npu_moe_distribute_combine_add_rms_norm"
     del expand_scales  # as in combine_v2: A3 does not read it
+    _check_ints(op, ep_world_size=ep_world_size, ep_rank_id=ep_rank_id, moe_expert_num=moe_expert_num,
+                tp_world_size=tp_world_size, tp_rank_id=tp_rank_id, expert_shard_type=expert_shard_type,
+                shared_expert_num=shared_expert_num, shared_expert_rank_num=shared_expert_rank_num,
+                global_bs=global_bs, out_dtype=out_dtype, comm_quant_mode=comm_quant_mode,
+                group_list_type=group_list_type)
     _check_2d(op, expand_x=expand_x, expert_ids=expert_ids)
     _check_common(op, ep_world_size, ep_rank_id, shared_expert_num, shared_expert_rank_num, comm_alg, None)
     elastic_or_special = {"elastic_info": elastic_info, "ori_x": ori_x, "const_expert_alpha_1": const_expert_alpha_1,
@@ -228,7 +264,8 @@ def npu_moe_distribute_combine_add_rms_norm(expand_x, expert_ids, expand_idx, ep
         if n:
             _fail(f"{op}: {name} = {n} is not supported by moe_ep's CombineAddRmsNorm (no special experts); pass 0")
     if expand_x.dtype not in (torch.bfloat16, torch.float16):
-        _fail(f"{op}: expand_x has dtype {expand_x.dtype}; the operator takes bf16")
+        _fail(f"{op}: expand_x has dtype {expand_x.dtype}; the operator takes bf16 (and fp16, which it then refuses "
+              "by its own rule)")
     n, h = expert_ids.shape[0], expand_x.shape[1]
     y, rstd, x = _empty((n, 1, h), expand_x.dtype), _empty((n, 1, 1), torch.float32), _empty((n, 1, h), expand_x.dtype)
     inputs = {"expand_x": expand_x, "expert_ids": expert_ids, "expand_idx": expand_idx,
@@ -236,7 +273,7 @@ def npu_moe_distribute_combine_add_rms_norm(expand_x, expert_ids, expand_idx, ep
               "gamma": gamma, "tp_send_counts": tp_send_counts, "x_active_mask": x_active_mask,
               "activation_scale": activation_scale, "weight_scale": weight_scale, "group_list": group_list,
               "shared_expert_x": shared_expert_x, "y": y, "rstd": rstd, "x": x}
-    global_bs_real = global_bs if global_bs else n * ep_world_size
+    global_bs_real = _global_bs(global_bs, n, ep_world_size)
     _cann.combine_add_rms_norm({name: _tensors.spec(t, name) for name, t in inputs.items()}, {
         "group_ep": group_ep, "ep_world_size": ep_world_size, "ep_rank_id": ep_rank_id,
         "moe_expert_num": moe_expert_num, "group_tp": group_tp, "tp_world_size": tp_world_size,
@@ -251,5 +288,6 @@ def npu_moe_distribute_buffer_reset(elastic_info, group_ep, ep_world_size, need_
     """The BufferReset operator (aclnnMoeDistributeBufferReset; torch_npu has no binding for it): clears
     this rank's window of the EP group; elastic_info is the int32 0/1 mask (ep_world_size,) of the ranks
     that take part; need_sync 1 waits until each of them has cleared its own."""
+    _check_ints("npu_moe_distribute_buffer_reset", ep_world_size=ep_world_size, need_sync=need_sync)
     tensors = {"elastic_info": _tensors.spec(elastic_info, "elastic_info")}
     _cann.buffer_reset(tensors, {"group_ep": group_ep, "ep_world_size": ep_world_size, "need_sync": need_sync})

@@ -3,9 +3,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstring>
+#include <deque>
 #include <map>
 #include <memory>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "aclnnop/aclnn_moe_distribute_combine_add_rms_norm.h"
 #include "aclnnop/aclnn_moe_distribute_combine_v3.h"
 #include "aclnnop/aclnn_moe_distribute_dispatch_v3.h"
+#include "args.h"
 #include "errors.h"
 #include "hccl/hccl.h"
 #include "moe_ep/error.h"
@@ -45,11 +47,10 @@ aclDataType AclType(DType dtype) {
   throw Error(ErrorCode::kInternal, "moe_ep Python binding: unknown dtype");
 }
 
-// The named arguments of one operator call: tensors (as aclTensors, destroyed with this) and attributes,
-// every key read exactly once so that a misspelt or forgotten key in moe_ep/torch_npu.py fails loudly.
+// The named arguments of one operator call: tensors (as aclTensors, destroyed with this) and attributes.
 class OpArgs {
  public:
-  OpArgs(const char* op, py::dict tensors, py::dict attrs) : op_(op), tensors_(tensors), attrs_(attrs) {}
+  OpArgs(const char* op, py::dict tensors, py::dict attrs) : tensors_(op, tensors), attrs_(op, attrs) {}
   OpArgs(const OpArgs&) = delete;
   OpArgs& operator=(const OpArgs&) = delete;
   ~OpArgs() {
@@ -57,49 +58,30 @@ class OpArgs {
   }
 
   aclTensor* Tensor(const char* key) {
-    const py::handle spec = Take(tensors_, key);
-    if (spec.is_none()) return nullptr;
-    // A tensor without elements (torch_npu's (0,) tp_recv_counts) is present, at address 0.
-    const TensorView view = ViewOf(spec, key);
+    if (tensors_[key].is_none()) return nullptr;
+    const TensorView view = tensors_.View(key);
     std::vector<int64_t> strides(view.shape.size());
     for (int64_t d = 0; d < view.dim(); ++d) strides[d] = view.stride(d);
-    const std::vector<int64_t> storage{ElementSpan(view)};
+    const std::vector<int64_t> storage{ElementSpan(view, key)};
     aclTensor* t = aclCreateTensor(view.shape.data(), view.shape.size(), AclType(view.dtype), strides.data(), 0,
                                    ACL_FORMAT_ND, storage.data(), storage.size(), view.data);
     if (t == nullptr) CheckCann(ACLNN_ERR_PARAM_INVALID, "aclCreateTensor");
     made_.push_back(t);
     return t;
   }
-  int64_t Int(const char* key) { return Take(attrs_, key).cast<int64_t>(); }
-  double Float(const char* key) { return Take(attrs_, key).cast<double>(); }
+  int64_t Int(const char* key) { return attrs_.Int(key); }
+  int32_t Int32(const char* key) { return attrs_.As<int32_t>(key); }
+  double Float(const char* key) { return attrs_.As<double>(key); }
   // The string stays alive in this object until the operator has run.
-  const char* Str(const char* key) { return strings_.emplace_back(Take(attrs_, key).cast<std::string>()).c_str(); }
+  const char* Str(const char* key) { return strings_.emplace_back(attrs_.As<std::string>(key)).c_str(); }
 
-  // Every key was read: anything else is a bug of the caller.
   void CheckAllRead() const {
-    for (const py::dict* d : {&tensors_, &attrs_}) {
-      for (auto item : *d) {
-        const auto key = item.first.cast<std::string>();
-        if (!read_.count(key)) {
-          throw Error(ErrorCode::kInternal,
-                      std::string("moe_ep Python binding: ") + op_ + " got unknown argument " + key);
-        }
-      }
-    }
+    tensors_.CheckAllRead();
+    attrs_.CheckAllRead();
   }
 
  private:
-  py::handle Take(const py::dict& d, const char* key) {
-    read_.insert(key);
-    if (!d.contains(key)) {
-      throw Error(ErrorCode::kInternal, std::string("moe_ep Python binding: ") + op_ + " is missing argument " + key);
-    }
-    return d[key];
-  }
-
-  const char* op_;
-  py::dict tensors_, attrs_;
-  std::set<std::string> read_;
+  Args tensors_, attrs_;
   std::vector<aclTensor*> made_;
   std::deque<std::string> strings_;
 };
@@ -235,8 +217,8 @@ void BufferReset(py::dict tensors, py::dict attrs) {
   OpArgs a("npu_moe_distribute_buffer_reset", tensors, attrs);
   aclTensor* elastic = a.Tensor("elastic_info");
   const char* group_ep = a.Str("group_ep");
-  const auto ep_world_size = static_cast<int32_t>(a.Int("ep_world_size"));
-  const auto need_sync = static_cast<int32_t>(a.Int("need_sync"));
+  const auto ep_world_size = a.Int32("ep_world_size");
+  const auto need_sync = a.Int32("need_sync");
   a.CheckAllRead();
   py::gil_scoped_release unlocked;
   RunOperator(
@@ -258,6 +240,7 @@ py::tuple CommEntry(HcclComm comm) {
 }  // namespace
 
 void BindCann(py::module_& m) {
+  m.attr("ROOT_INFO_BYTES") = sizeof(HcclRootInfo::internal);
   m.def("set_device", [](int32_t device) { CheckCann(aclrtSetDevice(device), "aclrtSetDevice"); });
   m.def("current_device", [] {
     int32_t device = -1;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "args.h"
 #include "errors.h"
 #include "moe_ep/error.h"
 #include "moe_ep/group.h"
@@ -21,40 +22,13 @@ namespace py = pybind11;
 namespace moe_ep::python {
 namespace {
 
-// Keys of a Python dict, each read once; a key nobody read is a bug of moe_ep/__init__.py.
-class Keys {
- public:
-  Keys(const char* what, py::dict d) : what_(what), d_(d) {}
-  py::handle operator[](const char* key) {
-    read_.push_back(key);
-    if (!d_.contains(key))
-      throw Error(ErrorCode::kInternal, std::string("moe_ep Python binding: ") + what_ + " lacks " + key);
-    return d_[key];
-  }
-  TensorView View(const char* key) { return ViewOf((*this)[key], key); }
-  int64_t Int(const char* key) { return (*this)[key].cast<int64_t>(); }
-  void CheckAllRead() const {
-    for (auto item : d_) {
-      const auto key = item.first.cast<std::string>();
-      if (std::find(read_.begin(), read_.end(), key) == read_.end()) {
-        throw Error(ErrorCode::kInternal, std::string("moe_ep Python binding: ") + what_ + " has unknown key " + key);
-      }
-    }
-  }
-
- private:
-  const char* what_;
-  py::dict d_;
-  std::vector<std::string> read_;
-};
-
 GroupOptions OptionsOf(py::dict d) {
-  Keys k("group options", d);
+  Args k("group options", d);
   GroupOptions o;
   o.timeout = std::chrono::milliseconds(k.Int("timeout_ms"));
   o.window_bytes = static_cast<uint64_t>(k.Int("window_bytes"));
-  o.name = k["name"].cast<std::string>();
-  const auto path = k["data_path"].cast<std::string>();
+  o.name = k.As<std::string>("name");
+  const auto path = k.As<std::string>("data_path");
   if (path == "auto") {
     o.data_path = DataPath::kAuto;
   } else if (path == "push") {
@@ -70,7 +44,7 @@ GroupOptions OptionsOf(py::dict d) {
 }
 
 ExpertLayout LayoutOf(py::dict d) {
-  Keys k("expert layout", d);
+  Args k("expert layout", d);
   ExpertLayout l;
   l.moe_expert_num = k.Int("moe_expert_num");
   l.shared_expert_num = k.Int("shared_expert_num");
@@ -79,7 +53,7 @@ ExpertLayout LayoutOf(py::dict d) {
   l.zero_expert_num = k.Int("zero_expert_num");
   l.copy_expert_num = k.Int("copy_expert_num");
   l.const_expert_num = k.Int("const_expert_num");
-  l.survivors = k["survivors"].cast<std::vector<int32_t>>();
+  l.survivors = k.As<std::vector<int32_t>>("survivors");
   k.CheckAllRead();
   return l;
 }
@@ -91,18 +65,18 @@ Quant QuantOf(int64_t mode) {
   return static_cast<Quant>(mode);
 }
 
-DispatchOptions DispatchOptionsOf(Keys& k) {
+DispatchOptions DispatchOptionsOf(Args& k) {
   DispatchOptions o;
-  o.experts = LayoutOf(k["layout"].cast<py::dict>());
+  o.experts = LayoutOf(k.As<py::dict>("layout"));
   o.quant = QuantOf(k.Int("quant"));
-  o.cumulative_token_nums = k["cumulative_token_nums"].cast<bool>();
+  o.cumulative_token_nums = k.As<bool>("cumulative_token_nums");
   o.smooth_scales = k.View("smooth_scales");
   o.active_mask = k.View("active_mask");
   return o;
 }
 
 CombineOptions CombineOptionsOf(py::dict d) {
-  Keys k("combine options", d);
+  Args k("combine options", d);
   CombineOptions o;
   o.comm_quant = QuantOf(k.Int("comm_quant"));
   o.shared_expert_x = k.View("shared_expert_x");
@@ -142,9 +116,9 @@ void BindNative(py::module_& m) {
           env = ReadLaunchEnvironment();
         } else {
           const auto t = job.cast<py::tuple>();
-          env.rank = t[0].cast<int>();
-          env.world_size = t[1].cast<int>();
-          env.rendezvous = t[2].cast<std::string>();
+          env.rank = ArgAs<int>(t[0], "job rank");
+          env.world_size = ArgAs<int>(t[1], "job world_size");
+          env.rendezvous = ArgAs<std::string>(t[2], "job rendezvous");
         }
         py::gil_scoped_release unlocked;  // waits for the other processes
         return members ? JoinProcessGroup(env, *members, o) : JoinProcessGroup(env, o);
@@ -152,7 +126,7 @@ void BindNative(py::module_& m) {
       py::arg("job"), py::arg("members"), py::arg("options"));
 
   m.def("output_sizes", [](const Group& ep, py::dict args, const Group* tp) {
-    Keys k("dispatch arguments", args);
+    Args k("dispatch arguments", args);
     const TensorView x = k.View("x"), ids = k.View("expert_ids");
     const DispatchOptions o = DispatchOptionsOf(k);
     k.CheckAllRead();
@@ -161,11 +135,11 @@ void BindNative(py::module_& m) {
   });
 
   m.def("dispatch", [](Group& ep, py::dict args, py::dict outputs, Group* tp) {
-    Keys k("dispatch arguments", args);
+    Args k("dispatch arguments", args);
     const TensorView x = k.View("x"), ids = k.View("expert_ids");
     const DispatchOptions o = DispatchOptionsOf(k);
     k.CheckAllRead();
-    Keys ko("dispatch outputs", outputs);
+    Args ko("dispatch outputs", outputs);
     DispatchOutputs out;
     out.expand_x = ko.View("expand_x");
     out.dynamic_scales = ko.View("dynamic_scales");
@@ -179,12 +153,12 @@ void BindNative(py::module_& m) {
   });
 
   m.def("combine", [](Group& ep, const DispatchHandle& handle, py::dict args, Group* tp) {
-    Keys k("combine arguments", args);
+    Args k("combine arguments", args);
     const TensorView expert_out = k.View("expert_out"), scales = k.View("expert_scales"), out = k.View("out");
-    const CombineOptions o = CombineOptionsOf(k["options"].cast<py::dict>());
+    const CombineOptions o = CombineOptionsOf(k.As<py::dict>("options"));
     const TensorView residual = k.View("residual_x"), gamma = k.View("gamma");
     const TensorView rstd = k.View("rstd"), y = k.View("y");
-    const auto eps = k["norm_eps"].cast<float>();
+    const auto eps = k.As<float>("norm_eps");
     k.CheckAllRead();
     py::gil_scoped_release unlocked;
     if (residual.present()) {

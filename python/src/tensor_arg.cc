@@ -37,14 +37,24 @@ TensorView ViewOf(py::handle spec, const char* name) {
                                           " strides");
   }
   auto* data = reinterpret_cast<void*>(items[0].cast<uintptr_t>());
-  return TensorView(data, DTypeNamed(items[1].cast<std::string>(), name), std::move(shape), std::move(strides));
+  // A tensor without elements may have no address (torch allocates none for a (0,) tensor): it is still
+  // given, not absent; nothing is ever read or written through it.
+  static std::byte no_elements;
+  TensorView view(data, DTypeNamed(items[1].cast<std::string>(), name), std::move(shape), std::move(strides));
+  if (view.data == nullptr && view.numel() == 0) view.data = &no_elements;
+  return view;
 }
 
-int64_t ElementSpan(const TensorView& view) {
+int64_t ElementSpan(const TensorView& view, const char* name) {
   int64_t last = 0;
   for (int64_t d = 0; d < view.dim(); ++d) {
     if (view.shape[d] == 0) return 0;
-    last += (view.shape[d] - 1) * view.stride(d);
+    int64_t reach = 0;
+    if (view.shape[d] < 0 || __builtin_mul_overflow(view.shape[d] - 1, view.stride(d), &reach) ||
+        __builtin_add_overflow(last, reach, &last)) {
+      throw Error(ErrorCode::kInvalidConfig,
+                  std::string(name) + " = " + view.Describe() + ": its shape and strides reach past 2^63 elements");
+    }
   }
   return last + 1;
 }

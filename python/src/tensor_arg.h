@@ -4,6 +4,9 @@
 
 #include <pybind11/pybind11.h>
 
+#include <string>
+
+#include "moe_ep/error.h"
 #include "moe_ep/tensor.h"
 
 namespace moe_ep::python {
@@ -12,7 +15,20 @@ namespace moe_ep::python {
 /// (only moe_ep's own Python code makes them, so that is a bug, reported as such).
 TensorView ViewOf(pybind11::handle spec, const char* name);
 
-/// Elements from the view's first element to its furthest one, inclusive (0 when it has none).
-int64_t ElementSpan(const TensorView& view);
+/// Elements from the view's first element to its furthest one, inclusive (0 when it has none); throws
+/// moe_ep::Error naming `name` when that overflows.
+int64_t ElementSpan(const TensorView& view, const char* name);
+
+/// The value of a Python argument as T; a value of the wrong type or range is moe_ep::Error (161002)
+/// naming `what`, not pybind11's cast error.
+template <typename T>
+T ArgAs(pybind11::handle value, const std::string& what) {
+  try {
+    return value.cast<T>();
+  } catch (const pybind11::cast_error&) {
+    throw Error(ErrorCode::kInvalidParam,
+                what + " = " + pybind11::repr(value).cast<std::string>() + " has the wrong type or is out of range");
+  }
+}
 
 }  // namespace moe_ep::python

@@ -3,7 +3,8 @@
 # and P/latest/bin/setenv.bash, builds examples/cann/*.cpp and the documentation's two samples
 # (seed_samples/) with the documented g++ line after `source P/latest/bin/setenv.bash`, runs them (each
 # must exit 0; the samples, which exit 0 regardless, must also print their success lines), and builds
-# and runs examples/native_dispatch_combine.cc through find_package(moe_ep) (consumer/).
+# and runs examples/native_dispatch_combine.cc through find_package(moe_ep) (consumer/), and the Python
+# package from the prefix when the build has one.
 # Usage: check_cann_prefix.sh BUILD_DIR SOURCE_DIR. The prefix is removed on success, kept on failure.
 set -euo pipefail
 build=$(cd "$1" && pwd)
@@ -118,4 +119,16 @@ done
   { cat sample_dispatch_v2_sample.out; fail "dispatch_v2_sample: not all 16 devices succeeded"; }
 [[ $(grep -c "finished reset" sample_buffer_reset_sample.out) -eq 16 ]] ||
   { cat sample_buffer_reset_sample.out; fail "buffer_reset_sample: not all 16 devices finished"; }
+# The Python package, when this build made it: the installed copy imports from the prefix alone (its
+# libraries found relative to it) and runs the native example.
+if [[ -d "${build}/python/moe_ep" ]]; then
+  step "python package from the prefix"
+  package="${prefix}/lib/python3/dist-packages"
+  [[ -f "${package}/moe_ep/torch_npu.py" ]] || fail "the python package is not in ${package}"
+  (cd "$work" && PYTHONPATH="$package" timeout 180 /usr/bin/python3 -c \
+    'import moe_ep, moe_ep.torch_npu; assert moe_ep.__file__.startswith("'"$package"'"), moe_ep.__file__') ||
+    fail "moe_ep does not import from ${package}"
+  (cd "$work" && PYTHONPATH="$package" timeout 180 /usr/bin/python3 "${source_dir}/examples/python/native_threads.py") ||
+    fail "examples/python/native_threads.py failed with the installed package"
+fi
 step "all OK"

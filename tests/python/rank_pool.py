@@ -35,7 +35,7 @@ def _worker(rank, init_file, jobs, results):
     ep2 = [dist.new_group([0, 2]), dist.new_group([1, 3])]
     tp = [dist.new_group([0, 1]), dist.new_group([2, 3])]
     names = {"ep4": md.get_hccl_comm_name(ep4, rank), "ep2": md.get_hccl_comm_name(ep2[rank % 2], rank),
-             "tp": md.get_hccl_comm_name(tp[rank // 2], rank)}
+             "tp": md.get_hccl_comm_name(tp[rank // 2], rank), "torch_ep4": ep4}
     while True:
         job = jobs.get()
         if job is None:
@@ -63,8 +63,11 @@ def dispatch_combine(torch_npu, names, rank, case):
     group_ep = names["ep2"] if tp == 2 else names["ep4"]
     group_tp = names["tp"] if tp == 2 else ""
     mine = case["ranks"][rank]
+    x = mine["x"]
+    if case.get("strided"):  # the same values in a column-major layout: strides must be honoured
+        x = x.t().contiguous().t()
     out = torch_npu.npu_moe_distribute_dispatch_v2(
-        x=mine["x"], expert_ids=mine["expert_ids"], group_ep=group_ep, ep_world_size=ep_size, ep_rank_id=ep_rank,
+        x=x, expert_ids=mine["expert_ids"], group_ep=group_ep, ep_world_size=ep_size, ep_rank_id=ep_rank,
         moe_expert_num=case["moe_expert_num"], scales=case.get("scales"), x_active_mask=mine.get("x_active_mask"),
         group_tp=group_tp, tp_world_size=tp, tp_rank_id=tp_rank, quant_mode=case.get("quant_mode", 0),
         expert_token_nums_type=case.get("expert_token_nums_type", 1), **_kw(case, *_LAYOUT))
@@ -88,6 +91,23 @@ def dispatch_combine(torch_npu, names, rank, case):
             const_expert_alpha_2=case.get("const_expert_alpha_2"), const_expert_v=case.get("const_expert_v"),
             **_kw(case, "zero_expert_num", "copy_expert_num", "const_expert_num"), **common)
     return {"dispatch": out, "combine": combined}
+
+
+_native_groups = {}
+
+
+def native_dispatch_combine(torch_npu, names, rank, case):
+    """One rank's dispatch and combine through the native API, on a moe_ep group made from the torch group."""
+    import moe_ep
+
+    if "ep4" not in _native_groups:
+        _native_groups["ep4"] = moe_ep.join_torch_group(names["torch_ep4"], timeout=60)
+    group, mine = _native_groups["ep4"], case["ranks"][rank]
+    d = moe_ep.dispatch(group, mine["x"], mine["expert_ids"], moe_expert_num=case["moe_expert_num"],
+                        quant="int8" if case.get("quant_mode") == 2 else None)
+    y = moe_ep.combine(group, d.handle, mine["expert_out"][: d.expand_x.shape[0]], mine["expert_scales"])
+    return {"dispatch": (d.expand_x, d.dynamic_scales, d.assist_info, d.expert_token_nums, d.ep_recv_counts,
+                         d.tp_recv_counts, None), "combine": y}
 
 
 class RankPool:

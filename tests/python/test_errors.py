@@ -43,6 +43,10 @@ BAD = {
     "x_not_a_tensor": (dict(x=[[0.0] * 1024] * 4), errors.INVALID_PARAM, "x must be a torch.Tensor"),
     "x_1d": (dict(x=torch.zeros(1024, dtype=torch.bfloat16)), errors.INVALID_PARAM, "it must be 2-D"),
     "token_nums_type_2": (dict(expert_token_nums_type=2), errors.INVALID_PARAM, "expert_token_nums_type = 2"),
+    "negative_moe_expert_num": (dict(moe_expert_num=-8), errors.INVALID_PARAM, "moe_expert_num = -8"),
+    "huge_global_bs": (dict(global_bs=2**64), errors.INVALID_PARAM, "global_bs = 18446744073709551616"),
+    "group_name_not_a_string": (dict(group_ep=123), errors.INVALID_PARAM, "group_ep = 123"),
+    "world_size_not_an_int": (dict(ep_world_size="2"), errors.INVALID_PARAM, "ep_world_size = '2' must be an int"),
 }
 
 

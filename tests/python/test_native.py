@@ -8,7 +8,15 @@ import torch
 
 import moe_ep
 from torch_golden import golden_combine, golden_dispatch
-from test_torch_npu_ops import assert_bits
+from bitwise import assert_bits
+
+
+@pytest.fixture(autouse=True)
+def poisoned_outputs():
+    # Outputs start as a byte pattern, not zeros: an element that should be written and is not shows up.
+    moe_ep._tensors.poison_outputs = True
+    yield
+    moe_ep._tensors.poison_outputs = False
 
 
 def on_threads(groups, body):
@@ -102,6 +110,17 @@ def test_bad_input_names_the_parameter():
                         moe_expert_num=1, quant="int4")
     with pytest.raises(moe_ep.InvalidArgumentError, match="x has dtype float64"):
         moe_ep.dispatch(group, np.zeros((2, 8)), np.zeros((2, 1), dtype=np.int32), moe_expert_num=1)
+    with pytest.raises(moe_ep.InvalidArgumentError, match="expert_out has dtype torch.float64"):
+        moe_ep.combine(group, None, torch.zeros(2, 8, dtype=torch.float64), torch.zeros(2, 1))
+    with pytest.raises(moe_ep.InvalidArgumentError, match=r"window_mb = -1 must be in \[0, 1048576\]"):
+        moe_ep.thread_groups(2, window_mb=-1)
+    with pytest.raises(moe_ep.InvalidArgumentError, match=r"size = 1099511627776 must be in"):
+        moe_ep.thread_groups(2**40)
+    with pytest.raises(moe_ep.InvalidArgumentError, match="wait = -5"):
+        moe_ep.probe_reachable(group, -5)
+    with pytest.raises(moe_ep.InvalidArgumentError, match="expert layout: moe_expert_num"):
+        moe_ep.dispatch(group, torch.zeros(2, 8, dtype=torch.bfloat16), torch.zeros(2, 1, dtype=torch.int32),
+                        moe_expert_num=2**70)
 
 
 def test_missing_peer_times_out_naming_it():

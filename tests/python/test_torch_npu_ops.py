@@ -5,6 +5,7 @@ import random
 import pytest
 import torch
 
+from bitwise import assert_bits
 from rank_pool import WORLD, RankPool
 from torch_golden import active_tokens, golden_combine, golden_combine_add_rms_norm, golden_dispatch
 
@@ -14,21 +15,6 @@ def pool(tmp_path_factory):
     p = RankPool(str(tmp_path_factory.mktemp("ranks")))
     yield p
     p.close()
-
-
-def bits(t):
-    """A tensor's bit patterns, so that equality is bit equality (NaN, -0)."""
-    width = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()]
-    return t.contiguous().view(width) if t.is_floating_point() else t
-
-
-def assert_bits(ours, golden, what):
-    assert ours.shape == golden.shape, f"{what}: shape {tuple(ours.shape)}, golden {tuple(golden.shape)}"
-    same = bits(ours) == bits(golden)
-    if not bool(same.all()):
-        where = (~same).nonzero()[0].tolist()
-        raise AssertionError(f"{what}: {int((~same).sum())} elements differ, first at {where}: "
-                             f"ours {ours[tuple(where)]!r}, golden {golden[tuple(where)]!r}")
 
 
 def make_case(seed, *, tp_world_size=0, bs=(6, 6, 6, 6), hidden=1024, top_k=4, moe_expert_num=8, dtype=torch.bfloat16,
@@ -65,7 +51,6 @@ def make_case(seed, *, tp_world_size=0, bs=(6, 6, 6, 6), hidden=1024, top_k=4, m
         case["const_expert_alpha_2"] = torch.randn(c, generator=g).to(dtype)
         case["const_expert_v"] = torch.randn(c, hidden, generator=g).to(dtype)
     if extra.get("quant_mode") == 2 and extra.get("smooth"):
-        del case["smooth"]
         shared = extra.get("shared_expert_num", 0) if extra.get("shared_expert_rank_num") else 0
         case["scales"] = torch.rand(shared + moe_expert_num, hidden, generator=g) + 0.5
     case.pop("smooth", None)
@@ -79,9 +64,9 @@ def golden_order(case):
     return list(range(WORLD))
 
 
-def check(pool, case):
+def check(pool, case, job="dispatch_combine"):
     order = golden_order(case)
-    got = pool.run("dispatch_combine", case)
+    got = pool.run(job, case)
     per = lambda key: [case["ranks"][w].get(key) for w in order]  # noqa: E731
     tp = case["tp_world_size"]
     layout = {k: case[k] for k in ("shared_expert_num", "shared_expert_rank_num", "global_bs", "zero_expert_num",
@@ -107,7 +92,6 @@ def check(pool, case):
         assert_bits(ep_counts[:n], gold["ep_recv_counts"], f"{tag} ep_recv_counts")
         if tp == 2:
             assert_bits(tp_counts, gold["tp_recv_counts"], f"{tag} tp_recv_counts")
-    outs = [got[w]["dispatch"][0].new_empty(0) for w in order]  # placeholder list, replaced below
     outs = [case["ranks"][w]["expert_out"] for w in order]
     combine_args = dict(ep_world_size=ep_size, moe_expert_num=case["moe_expert_num"], tp_world_size=max(tp, 1),
                         x_active_mask=masks if any(m is not None for m in masks) else None,
@@ -133,6 +117,7 @@ def check(pool, case):
 
 CASES = {
     "basic": dict(),
+    "strided_x": dict(strided=True),
     "fp16_cumulative_counts": dict(dtype=torch.float16, expert_token_nums_type=0),
     "prefix_mask": dict(mask="prefix"),
     "pair_mask": dict(mask="pairs"),
@@ -157,3 +142,42 @@ def test_dispatch_then_combine_match_golden(pool, seed, name):
         extra["gamma"] = torch.randn(1024, generator=g).to(torch.bfloat16)
     print(f"case {name}: seed {case_seed}")
     check(pool, make_case(case_seed, **extra))
+
+
+@pytest.mark.parametrize("quant_mode", [0, 2])
+def test_native_group_from_torch_group_matches_golden(pool, seed, quant_mode):
+    # moe_ep.join_torch_group: the native API on the processes of a torch.distributed group.
+    case_seed = (seed * 7919 + quant_mode) % 2**31
+    print(f"native, quant_mode {quant_mode}: seed {case_seed}")
+    check(pool, make_case(case_seed, quant_mode=quant_mode, shared_expert_num=0), job="native_dispatch_combine")
+
+
+# torch_npu's output shapes (op-plugin's kernel), worked out by hand for each kind of rank.
+SHAPES = {
+    # E 4, Bs 6, K 4, moe 8: L = 2, A = Bs*E * min(L, K) = 48.
+    "moe_rank": (dict(), 0, [(48, 1024), (48,), (6144,), (2,), (8,), (0,), (48,)]),
+    # S 1, n_s 1, moe 6: rank 0 is the shared rank: L = 1, A = max_bs * ceil(E / (S / n_s)) = 6 * 4 = 24.
+    "shared_rank": (dict(shared_expert_num=1, shared_expert_rank_num=1, moe_expert_num=6), 0,
+                    [(24, 1024), (24,), (3072,), (1,), (4,), (0,), (24,)]),
+    # ... and rank 1 a MoE rank: L = 6 / 3 = 2, A = 24 * 2 = 48.
+    "moe_rank_beside_shared": (dict(shared_expert_num=1, shared_expert_rank_num=1, moe_expert_num=6), 1,
+                               [(48, 1024), (48,), (6144,), (2,), (8,), (0,), (48,)]),
+    # global_bs 40: A = 40 * 2 = 80.
+    "global_bs": (dict(global_bs=40), 0, [(80, 1024), (80,), (10240,), (2,), (8,), (0,), (80,)]),
+    # EP 2 x TP 2, moe 2, K 2: L = 1, A = 12, rows and scales for both TP ranks, counts E * L * tp.
+    "tp2": (dict(tp_world_size=2, moe_expert_num=2, top_k=2), 0,
+            [(24, 1024), (24,), (1536,), (1,), (4,), (2,), (12,)]),
+    # quant_mode 2: expand_x int8, same shapes.
+    "quant": (dict(quant_mode=2), 0, [(48, 1024), (48,), (6144,), (2,), (8,), (0,), (48,)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_output_shapes_are_torch_npus(pool, seed, name):
+    extra, rank, want = SHAPES[name]
+    case = make_case(seed, **extra)
+    got = pool.run("dispatch_combine", case)[rank]["dispatch"]
+    assert [tuple(t.shape) for t in got] == want
+    assert got[0].dtype == (torch.int8 if extra.get("quant_mode") == 2 else torch.bfloat16)
+    assert [t.dtype for t in got[1:]] == [torch.float32, torch.int32, torch.int64, torch.int32, torch.int32,
+                                          torch.float32]

@@ -1,0 +1,17 @@
+# Bit-for-bit comparison of tensors for the Python suite (NaN and -0 included), with a message naming the first difference.
+import torch
+
+
+def bits(t):
+    """A tensor's bit patterns, so that equality is bit equality."""
+    width = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()]
+    return t.contiguous().view(width) if t.is_floating_point() else t
+
+
+def assert_bits(ours, golden, what):
+    assert ours.shape == golden.shape, f"{what}: shape {tuple(ours.shape)}, golden {tuple(golden.shape)}"
+    same = bits(ours) == bits(golden)
+    if not bool(same.all()):
+        where = (~same).nonzero()[0].tolist()
+        raise AssertionError(f"{what}: {int((~same).sum())} elements differ, first at {where}: "
+                             f"ours {ours[tuple(where)]!r}, golden {golden[tuple(where)]!r}")

@@ -1,0 +1,34 @@
+# Ranks as processes started by `moe-ep launch`, without torch.distributed: group names from the launch environment
+# (moe_ep.distributed.launch_comm_name) and the native process group. MOE_EP_TOOL names the moe-ep command.
+import os
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.mark.skipif(not os.environ.get("MOE_EP_TOOL"), reason="MOE_EP_TOOL (the moe-ep command) is not set")
+def root_files():
+    return {f for f in os.listdir("/dev/shm") if f.startswith("moe_ep_root_")}
+
+
+def test_launch_job_ranks_dispatch_and_combine(seed):
+    script = ("import os, sys; sys.argv = [sys.argv[0], os.environ['MOE_EP_RANK'], os.environ['MOE_EP_WORLD_SIZE']];"
+              f" sys.path.insert(0, {HERE!r}); import launch_rank; launch_rank.main()")
+    before = root_files()
+    env = dict(os.environ, MOE_EP_TIMEOUT_MS="60000", MOE_EP_TEST_SEED=str(seed))
+    done = subprocess.run([os.environ["MOE_EP_TOOL"], "launch", "-n", "4", "--", sys.executable, "-c", script],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("both paths bit for bit") == 4, done.stdout
+    assert root_files() <= before, "a root info file was left behind"
+
+
+def test_launch_comm_name_outside_a_job_says_how_to_start_one():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOE_EP_")}
+    done = subprocess.run([sys.executable, "-c", "import moe_ep.distributed as md; md.launch_comm_name()"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode != 0
+    assert "MOE_EP_RANK is not set; start the ranks with `moe-ep launch -n N`" in done.stderr
