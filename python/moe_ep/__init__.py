@@ -85,7 +85,7 @@ DispatchResult = collections.namedtuple(
     "DispatchResult", "expand_x dynamic_scales assist_info expert_token_nums ep_recv_counts tp_recv_counts handle")
 DispatchResult.__doc__ = """What dispatch returns. expand_x: room for every row this rank may receive, the
 first handle.num_rows received (int8 with quant="int8", then dynamic_scales their fp32 scales, else
-None), the rest zero; assist_info: the (srcRank, tokenIdx, kIdx) triple of each received row;
+None), the rest uninitialised; assist_info: the (srcRank, tokenIdx, kIdx) triple of each received row;
 expert_token_nums / ep_recv_counts / tp_recv_counts: the counts of the CANN operator; handle: what combine
 needs. combine takes expert outputs of expand_x's shape, rows in the same order."""
 
@@ -123,12 +123,13 @@ def dispatch(group, x, expert_ids, *, moe_expert_num, shared_expert_num=0, share
     rows, assist, token_nums, recv = _native.output_sizes(group, args, tp)
     quantized = args["quant"] == 2
     hidden = x.shape[1]
-    out = {"expand_x": _tensors.zeros(x, "int8" if quantized else _tensors.dtype_name(x), (rows, hidden)),
-           "dynamic_scales": _tensors.zeros(x, "float32", (rows,)) if quantized else None,
-           "assist_info": _tensors.zeros(x, "int32", (assist,)),
-           "expert_token_nums": _tensors.zeros(x, "int64", (token_nums,)),
-           "ep_recv_counts": _tensors.zeros(x, "int32", (recv,)),
-           "tp_recv_counts": _tensors.zeros(x, "int32", (2 if tp is not None else 1,))}
+    # The receive bounds are filled only up to what arrives: left uninitialised, they cost nothing untouched.
+    out = {"expand_x": _tensors.output(x, "int8" if quantized else _tensors.dtype_name(x), (rows, hidden), False),
+           "dynamic_scales": _tensors.output(x, "float32", (rows,), False) if quantized else None,
+           "assist_info": _tensors.output(x, "int32", (assist,), False),
+           "expert_token_nums": _tensors.output(x, "int64", (token_nums,)),
+           "ep_recv_counts": _tensors.output(x, "int32", (recv,)),
+           "tp_recv_counts": _tensors.output(x, "int32", (2 if tp is not None else 1,))}
     handle = _native.dispatch(group, args, {k: _tensors.spec(v, k) for k, v in out.items()}, tp)
     return DispatchResult(out["expand_x"], out["dynamic_scales"], out["assist_info"], out["expert_token_nums"],
                           out["ep_recv_counts"], out["tp_recv_counts"] if tp is not None else None, handle)
@@ -148,7 +149,7 @@ def combine(group, handle, expert_out, expert_scales, *, comm_quant=None, shared
     expert_scales w (Bs, K) fp32. comm_quant="int8": int8 on the wire. Returns x (Bs, H); rows of inactive
     tokens are zero."""
     expert_out_spec = _tensors.spec(expert_out, "expert_out")  # checked before an output is made in its dtype
-    x = _tensors.zeros(expert_out, _tensors.dtype_name(expert_out), (handle.bs, handle.hidden))
+    x = _tensors.output(expert_out, _tensors.dtype_name(expert_out), (handle.bs, handle.hidden))
     _native.combine(group, handle, {
         "expert_out": expert_out_spec, "expert_scales": _tensors.spec(expert_scales, "expert_scales"),
         "out": _tensors.spec(x, "out"),
@@ -163,8 +164,8 @@ def combine_add_rms_norm(group, handle, expert_out, expert_scales, residual_x, g
     (Bs, 1, H), gamma (H,). Returns (y, rstd, x): y and x (Bs, 1, H), rstd (Bs, 1, 1) fp32."""
     expert_out_spec = _tensors.spec(expert_out, "expert_out")  # checked before an output is made in its dtype
     like, dtype = expert_out, _tensors.dtype_name(expert_out)
-    y, x = (_tensors.zeros(like, dtype, (handle.bs, 1, handle.hidden)) for _ in range(2))
-    rstd = _tensors.zeros(like, "float32", (handle.bs, 1, 1))
+    y, x = (_tensors.output(like, dtype, (handle.bs, 1, handle.hidden)) for _ in range(2))
+    rstd = _tensors.output(like, "float32", (handle.bs, 1, 1))
     _native.combine(group, handle, {
         "expert_out": expert_out_spec, "expert_scales": _tensors.spec(expert_scales, "expert_scales"),
         "out": _tensors.spec(x, "x"),

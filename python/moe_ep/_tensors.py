@@ -1,6 +1,7 @@
 """Tensors crossing into the C++ extension: torch tensors (CPU) and numpy arrays become tuples
 (address, dtype name, shape, strides in elements); outputs are allocated in the caller's kind."""
 
+from . import _moe_ep
 from .errors import InvalidArgumentError
 
 try:
@@ -76,17 +77,38 @@ def spec(t, name):
 poison_outputs = False
 
 
-def zeros(like, dtype, shape):
-    """A zero-filled output of `shape` in the kind of `like` (torch or numpy). dtype is a moe_ep name."""
-    fill = 0xA5 if poison_outputs else 0
+def _count(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def empty_torch(shape, dtype):
+    """An uninitialised torch tensor in a pooled block (its pages stay mapped for the next call's outputs)."""
+    n = _count(shape)
+    if n == 0:
+        return torch.empty(shape, dtype=dtype)
+    block = _moe_ep.allocate(n * torch.empty((), dtype=dtype).element_size())
+    return torch.frombuffer(block, dtype=dtype, count=n).view(shape)
+
+
+def output(like, dtype, shape, zeroed=True):
+    """An output of `shape` in the kind of `like` (torch or numpy); dtype is a moe_ep name. zeroed=False
+    leaves it uninitialised, in a pooled block: a receive bound the operation fills only in part costs no
+    pass over memory, and no page faults once the pool holds a block of its size."""
     if is_torch(like):
-        by_name = {v: k for k, v in _TORCH.items()}
-        t = torch.zeros(shape, dtype=by_name[dtype])
-        if fill:
-            t.view(-1).view(torch.uint8).fill_(fill)
-        return t
-    numpy_dtype = np.uint16 if dtype == "bf16" else {v: k for k, v in _NUMPY.items()}[dtype]
-    a = np.zeros(shape, dtype=numpy_dtype)
-    if fill:
-        a.view(np.uint8).fill(fill)
-    return bf16(a) if dtype == "bf16" else a
+        torch_dtype = {v: k for k, v in _TORCH.items()}[dtype]
+        t = torch.zeros(shape, dtype=torch_dtype) if zeroed and not poison_outputs else empty_torch(shape, torch_dtype)
+    else:
+        numpy_dtype = np.dtype(np.uint16 if dtype == "bf16" else {v: k for k, v in _NUMPY.items()}[dtype])
+        n = _count(shape)
+        if zeroed and not poison_outputs or n == 0:
+            t = np.zeros(shape, dtype=numpy_dtype)
+        else:
+            t = np.frombuffer(_moe_ep.allocate(n * numpy_dtype.itemsize), dtype=numpy_dtype, count=n).reshape(shape)
+    if poison_outputs and is_torch(t):
+        t.view(-1).view(torch.uint8).fill_(0xA5)
+    elif poison_outputs:
+        t.reshape(-1).view(np.uint8).fill(0xA5)
+    return bf16(t) if dtype == "bf16" and not is_torch(t) else t

@@ -55,7 +55,7 @@ def _fail(rule, code=INVALID_PARAM):
 
 
 def _empty(shape, dtype):
-    t = torch.empty(shape, dtype=dtype)
+    t = _tensors.empty_torch(shape, dtype)
     if poison_outputs:
         t.view(-1).view(torch.uint8).fill_(0xA5)
     return t

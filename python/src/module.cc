@@ -2,6 +2,7 @@
 // drives it (submodule cann). The Python package around it is python/moe_ep/.
 #include <pybind11/pybind11.h>
 
+#include "buffer_pool.h"
 #include "errors.h"
 
 namespace moe_ep::python {
@@ -12,6 +13,7 @@ void BindCann(pybind11::module_& m);
 PYBIND11_MODULE(_moe_ep, m) {
   m.doc() = "moe_ep's C++ core; use the moe_ep package (moe_ep, moe_ep.torch_npu, moe_ep.distributed)";
   moe_ep::python::BindErrors(m);
+  moe_ep::python::BindBufferPool(m);
   auto native = m.def_submodule("native", "the native C++ API");
   moe_ep::python::BindNative(native);
   auto cann = m.def_submodule("cann", "the CANN C API, as torch_npu calls it");

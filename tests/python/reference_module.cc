@@ -1,0 +1,96 @@
+// moe_ref_py: the C++ reference model of tests/reference for the Python suite's one cross-check (the torch
+// golden model against it on the same inputs). Arrays cross as numpy arrays of the raw element bits.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <vector>
+
+#include "reference/reference.h"
+
+namespace py = pybind11;
+
+namespace {
+
+template <typename T>
+std::vector<T> Vec(const py::dict& d, const char* key) {
+  if (!d.contains(key) || d[key].is_none()) return {};
+  auto a = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(d[key]);
+  return std::vector<T>(a.data(), a.data() + a.size());
+}
+
+template <typename T>
+py::array_t<T> Array(const std::vector<T>& v) {
+  return py::array_t<T>(static_cast<py::ssize_t>(v.size()), v.data());
+}
+
+moe_ref::Config ConfigOf(const py::dict& c) {
+  moe_ref::Config config;
+  config.ep_world_size = c["ep_world_size"].cast<int>();
+  config.tp_world_size = c["tp_world_size"].cast<int>();
+  config.moe_expert_num = c["moe_expert_num"].cast<int>();
+  config.shared_expert_num = c["shared_expert_num"].cast<int>();
+  config.shared_expert_rank_num = c["shared_expert_rank_num"].cast<int>();
+  config.top_k = c["top_k"].cast<int>();
+  config.hidden = c["hidden"].cast<int>();
+  config.global_bs = c["global_bs"].cast<int64_t>();
+  config.dtype = c["fp16"].cast<bool>() ? moe_ref::DType::kFp16 : moe_ref::DType::kBf16;
+  config.quant_mode = c["quant_mode"].cast<int>();
+  config.expert_token_nums_type = c["expert_token_nums_type"].cast<int>();
+  config.comm_quant_mode = c["comm_quant_mode"].cast<int>();
+  return config;
+}
+
+std::vector<moe_ref::RankInput> InputsOf(const py::list& ranks) {
+  std::vector<moe_ref::RankInput> inputs;
+  for (auto item : ranks) {
+    const auto r = item.cast<py::dict>();
+    moe_ref::RankInput in;
+    in.bs = r["bs"].cast<int64_t>();
+    in.x = Vec<uint16_t>(r, "x");
+    in.expert_ids = Vec<int32_t>(r, "expert_ids");
+    in.mask = Vec<uint8_t>(r, "mask");
+    const auto kind = r["mask_kind"].cast<int>();
+    in.mask_kind = kind == 0   ? moe_ref::MaskKind::kNone
+                   : kind == 1 ? moe_ref::MaskKind::kTokens
+                               : moe_ref::MaskKind::kPairs;
+    in.smooth_scales = Vec<float>(r, "smooth_scales");
+    inputs.push_back(std::move(in));
+  }
+  return inputs;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(moe_ref_py, m) {
+  m.def("dispatch", [](py::dict config, py::list ranks) {
+    py::list out;
+    for (const auto& d : moe_ref::Dispatch(ConfigOf(config), InputsOf(ranks))) {
+      py::dict o;
+      o["rows"] = d.rows;
+      o["expand_x"] = d.expand_x.empty() ? py::object(Array(d.expand_x_q)) : py::object(Array(d.expand_x));
+      o["dynamic_scales"] = Array(d.dynamic_scales);
+      o["assist_info"] = Array(d.assist_info);
+      o["expert_token_nums"] = Array(d.expert_token_nums);
+      o["ep_recv_counts"] = Array(d.ep_recv_counts);
+      o["tp_recv_counts"] = Array(d.tp_recv_counts);
+      out.append(o);
+    }
+    return out;
+  });
+  m.def("combine", [](py::dict config, py::list ranks, py::list combine_ranks) {
+    std::vector<moe_ref::CombineInput> inputs;
+    for (auto item : combine_ranks) {
+      const auto r = item.cast<py::dict>();
+      moe_ref::CombineInput in;
+      in.expert_out = Vec<uint16_t>(r, "expert_out");
+      in.expert_scales = Vec<float>(r, "expert_scales");
+      inputs.push_back(std::move(in));
+    }
+    py::list out;
+    for (const auto& c : moe_ref::Combine(ConfigOf(config), InputsOf(ranks), inputs)) {
+      out.append(py::make_tuple(Array(c.written), Array(c.x)));
+    }
+    return out;
+  });
+}
