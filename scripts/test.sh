@@ -22,6 +22,8 @@ bash scripts/check_format.sh
 echo "== release build: all tests"
 build_and_test build "" "" -DCMAKE_BUILD_TYPE=Release -DMOE_EP_BUILD_TESTS=ON -DMOE_EP_BUILD_EXAMPLES=ON \
   -DMOE_EP_BUILD_PYTHON=ON
+# The Python suite is never skipped here: a release build without the package is a failure.
+compgen -G "build/python/moe_ep/_moe_ep*.so" >/dev/null || { echo "the Python package was not built (see cmake's output)"; exit 1; }
 if [[ "${MOE_EP_SKIP_SANITIZERS:-0}" != 1 ]]; then
   echo "== ASan + UBSan: all tests"
   build_and_test build-asan "" "" -DCMAKE_BUILD_TYPE=Debug "-DMOE_EP_SANITIZE=address;undefined" -DMOE_EP_BUILD_EXAMPLES=OFF
