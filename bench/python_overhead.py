@@ -1,14 +1,18 @@
-"""What the Python package adds to an operation: dispatch and combine on 8 thread ranks (H 7168, top-8 of 64
+"""What the Python package adds to an operation: dispatch and combine on 8 ranks (H 7168, top-8 of 64
 experts, bf16) through moe_ep's native Python API and through moe_ep.torch_npu, next to the same
-configuration from C++ (`moe-ep bench --transports threads`), all in one run. A round's time is the span
-from the first rank's start to the last rank's end (as moe-ep bench measures); medians over the rounds.
+configuration from C++ (`moe-ep bench`), all in one run. Ranks are processes (torch.multiprocessing, gloo
+groups, as Python callers run them), which run their rounds back to back; an op's time is the slowest
+rank's own time in a round. With --threads they are threads of this interpreter (sharing its GIL), and
+a round's time is the span from the first rank's start to the last rank's end, after a barrier, as
+moe-ep bench measures. Medians over the rounds.
 
-    PYTHONPATH=build/python /usr/bin/python3 bench/python_overhead.py [--moe-ep build/tools/moe-ep] [--repeats 15]
+    PYTHONPATH=build/python /usr/bin/python3 bench/python_overhead.py [--threads] [--ranks 8] [--bs 1,128]
 """
 
 import argparse
 import json
 import os
+import queue
 import statistics
 import subprocess
 import tempfile
@@ -23,7 +27,8 @@ import moe_ep  # noqa: E402
 import moe_ep.distributed as md  # noqa: E402
 import moe_ep.torch_npu as torch_npu  # noqa: E402
 
-RANKS, H, K, EXPERTS = 8, 7168, 8, 64
+H, K, EXPERTS = 7168, 8, 64
+RANKS = 8  # --ranks
 
 
 def inputs(bs, rank):
@@ -45,9 +50,10 @@ def native_rank(group, rank, bs):
     return run
 
 
-def torch_npu_rank(name, rank, bs):
+def torch_npu_rank(name, rank, bs, threads=True):
     x, ids, w = inputs(bs, rank)
-    torch_npu.npu.set_device(rank)
+    if threads:  # thread i of thread_comm_names runs on device i; a process's communicators are on its device 0
+        torch_npu.npu.set_device(rank)
 
     def run():
         t0 = time.perf_counter()
@@ -84,16 +90,79 @@ def measure(make_rank, handles, bs, repeats, warmup):
         t.join()
     if failures:
         raise next((e for e in failures if not isinstance(e, threading.BrokenBarrierError)), failures[0])
-    rounds = range(warmup, warmup + repeats)
-    dispatch = [max(times[r][i][1] for r in range(RANKS)) - min(times[r][i][0] for r in range(RANKS)) for i in rounds]
-    combine = [max(times[r][i][2] for r in range(RANKS)) - min(times[r][i][1] for r in range(RANKS)) for i in rounds]
+    return spans([t[warmup:] for t in times])
+
+
+def process_rank(rank, ranks, init_file, sizes, repeats, warmup, results):
+    """One rank process: every size through both APIs; its (t0, t1, t2) per round go to the parent."""
+    import torch.distributed as dist
+
+    global RANKS
+    RANKS = ranks
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=ranks)
+    group = moe_ep.join_torch_group()
+    name = md.get_hccl_comm_name() if ranks >= 2 else None
+    mine = {}
+    for bs in sizes:
+        runs = {"native": native_rank(group, rank, bs)}
+        if name:
+            runs["torch_npu"] = torch_npu_rank(name, rank, bs, threads=False)
+        for api, run in runs.items():
+            # Back to back, without a barrier between rounds: a gloo barrier lets processes go at instants
+            # milliseconds apart, more than the operations take.
+            dist.barrier()
+            mine[(api, bs)] = [run() for _ in range(warmup + repeats)][warmup:]
+    results.put((rank, mine))
+    dist.barrier()
+
+
+def measure_processes(sizes, repeats, warmup):
+    """{(api, bs): (dispatch us, combine us)} with every rank a process."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = [ctx.Process(target=process_rank, args=(r, RANKS, os.path.join(tmp, "init"), sizes, repeats, warmup,
+                                                        results)) for r in range(RANKS)]
+        for p in procs:
+            p.start()
+        got = {}
+        while len(got) < RANKS:
+            try:
+                rank, times = results.get(timeout=5)
+                got[rank] = times
+            except queue.Empty:
+                if any(p.exitcode not in (None, 0) for p in procs):
+                    for p in procs:
+                        p.kill()
+                    raise SystemExit("a rank process failed (its error is above)")
+        for p in procs:
+            p.join()
+    return {key: own_times([got[r][key] for r in range(RANKS)]) for key in got[0]}
+
+
+def own_times(times):
+    """Median over rounds of the slowest rank's own dispatch and combine time (us)."""
+    rounds = range(len(times[0]))
+    dispatch = [max(t[i][1] - t[i][0] for t in times) for i in rounds]
+    combine = [max(t[i][2] - t[i][1] for t in times) for i in rounds]
     return statistics.median(dispatch) * 1e6, statistics.median(combine) * 1e6
 
 
-def cpp(moe_ep_cmd, sizes, repeats, warmup):
+def spans(times):
+    """Median spans (us) of dispatch and combine, from each rank's (t0, t1, t2) per round."""
+    rounds = range(len(times[0]))
+    ranks = range(len(times))
+    dispatch = [max(times[r][i][1] for r in ranks) - min(times[r][i][0] for r in ranks) for i in rounds]
+    combine = [max(times[r][i][2] for r in ranks) - min(times[r][i][1] for r in ranks) for i in rounds]
+    return statistics.median(dispatch) * 1e6, statistics.median(combine) * 1e6
+
+
+def cpp(moe_ep_cmd, sizes, repeats, warmup, transport):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "bench.json")
-        subprocess.run([moe_ep_cmd, "bench", "--transports", "threads", "--ranks", str(RANKS), "--bs",
+        subprocess.run([moe_ep_cmd, "bench", "--transports", transport, "--ranks", str(RANKS), "--bs",
                         ",".join(map(str, sizes)), "--hidden", str(H), "--topk", str(K), "--experts", str(EXPERTS),
                         "--repeats", str(repeats), "--warmup", str(warmup), "--json", out],
                        check=True, stdout=subprocess.DEVNULL)
@@ -105,22 +174,33 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--moe-ep", default="build/tools/moe-ep", help="the moe-ep command [build/tools/moe-ep]")
     parser.add_argument("--bs", default="1,128", help="tokens per rank, comma-separated [1,128]")
+    parser.add_argument("--ranks", type=int, default=8, help="ranks [8]; 1 shows the cost of a call alone")
+    parser.add_argument("--threads", action="store_true", help="ranks as threads of this interpreter")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
+    global RANKS
+    RANKS = args.ranks
     sizes = [int(s) for s in args.bs.split(",")]
-    groups = moe_ep.thread_groups(RANKS)
-    names = md.thread_comm_names(RANKS)
-    base = cpp(args.moe_ep, sizes, args.repeats, args.warmup)
-    print(f"{RANKS} thread ranks, H {H}, top-{K} of {EXPERTS} experts, bf16; medians of {args.repeats} rounds (us)")
+    base = cpp(args.moe_ep, sizes, args.repeats, args.warmup, "threads" if args.threads else "processes")
+    if args.threads:
+        groups = moe_ep.thread_groups(RANKS)
+        names = md.thread_comm_names(RANKS) if RANKS >= 2 else None  # A3's operators need at least 2 ranks
+        py = {}
+        for bs in sizes:
+            py[("native", bs)] = measure(native_rank, groups, bs, args.repeats, args.warmup)
+            if names:
+                py[("torch_npu", bs)] = measure(torch_npu_rank, names, bs, args.repeats, args.warmup)
+    else:
+        py = measure_processes(sizes, args.repeats, args.warmup)
+    kind = "thread" if args.threads else "process"
+    print(f"{RANKS} {kind} ranks, H {H}, top-{K} of {EXPERTS} experts, bf16; medians of {args.repeats} rounds (us)")
     print(f"{'tokens':>6}  {'op':8} {'C++':>9} {'native py':>10} {'overhead':>9} {'torch_npu':>10} {'overhead':>9}")
     for bs in sizes:
-        native = measure(native_rank, groups, bs, args.repeats, args.warmup)
-        npu = measure(torch_npu_rank, names, bs, args.repeats, args.warmup)
         for i, op in enumerate(("dispatch", "combine")):
-            c = base[bs][i]
-            print(f"{bs:>6}  {op:8} {c:9.1f} {native[i]:10.1f} {native[i] - c:+9.1f} {npu[i]:10.1f} {npu[i] - c:+9.1f}")
-
+            c, native, npu = base[bs][i], py[("native", bs)][i], py.get(("torch_npu", bs))
+            npu_text = f"{npu[i]:10.1f} {npu[i] - c:+9.1f}" if npu else f"{'-':>10} {'-':>9}"
+            print(f"{bs:>6}  {op:8} {c:9.1f} {native:10.1f} {native - c:+9.1f} {npu_text}")
 
 if __name__ == "__main__":
     main()
