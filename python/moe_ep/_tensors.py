@@ -84,12 +84,15 @@ def _count(shape):
     return n
 
 
+_ELEMENT_SIZE = {d: torch.empty((), dtype=d).element_size() for d in _TORCH} if torch is not None else {}
+
+
 def empty_torch(shape, dtype):
     """An uninitialised torch tensor in a pooled block (its pages stay mapped for the next call's outputs)."""
     n = _count(shape)
     if n == 0:
         return torch.empty(shape, dtype=dtype)
-    block = _moe_ep.allocate(n * torch.empty((), dtype=dtype).element_size())
+    block = _moe_ep.allocate(n * _ELEMENT_SIZE[dtype])
     return torch.frombuffer(block, dtype=dtype, count=n).view(shape)
 
 
