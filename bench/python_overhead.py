@@ -1,7 +1,8 @@
 """What the Python package adds to an operation: dispatch and combine on 8 ranks (H 7168, top-8 of 64
 experts, bf16) through moe_ep's native Python API and through moe_ep.torch_npu, next to the same
 configuration from C++ (`moe-ep bench`), all in one run. Ranks are processes (torch.multiprocessing, gloo
-groups, as Python callers run them), which run their rounds back to back; an op's time is the slowest
+groups, as Python callers run them), which run their rounds back to back; the native API's x and expert
+outputs are in the shared heap (moe_ep.peer_visible), as moe-ep bench's are, torch_npu's are torch's; an op's time is the slowest
 rank's own time in a round. With --threads they are threads of this interpreter (sharing its GIL), and
 a round's time is the span from the first rank's start to the last rank's end, after a barrier, as
 moe-ep bench measures. Medians over the rounds.
@@ -38,14 +39,20 @@ def inputs(bs, rank):
     return x, ids, torch.rand(bs, K, generator=g)
 
 
-def native_rank(group, rank, bs):
+def native_rank(group, rank, bs, heap=False):
+    """heap: x and the expert outputs in the shared heap (moe_ep.peer_visible), as moe-ep bench has them."""
     x, ids, w = inputs(bs, rank)
+    expert_out = []
+    if heap:
+        x = moe_ep.peer_visible(x.shape, x.dtype).copy_(x)
 
     def run():
         t0 = time.perf_counter()
         d = moe_ep.dispatch(group, x, ids, moe_expert_num=EXPERTS)
         t1 = time.perf_counter()
-        moe_ep.combine(group, d.handle, d.expand_x, w)
+        if heap and not expert_out:  # the experts' output buffer, made once
+            expert_out.append(moe_ep.peer_visible(d.expand_x.shape, d.expand_x.dtype).copy_(d.expand_x))
+        moe_ep.combine(group, d.handle, expert_out[0] if heap else d.expand_x, w)
         return t0, t1, time.perf_counter()
     return run
 
@@ -104,7 +111,7 @@ def process_rank(rank, ranks, init_file, sizes, repeats, warmup, results):
     name = md.get_hccl_comm_name() if ranks >= 2 else None
     mine = {}
     for bs in sizes:
-        runs = {"native": native_rank(group, rank, bs)}
+        runs = {"native": native_rank(group, rank, bs, heap=True)}
         if name:
             runs["torch_npu"] = torch_npu_rank(name, rank, bs, threads=False)
         for api, run in runs.items():

@@ -19,7 +19,7 @@ from ._tensors import bf16
 from .errors import Error, InvalidArgumentError, TimeoutError
 
 __all__ = ["Error", "InvalidArgumentError", "TimeoutError", "bf16", "Group", "thread_groups", "join_process_group",
-           "join_torch_group", "DispatchResult", "dispatch", "combine", "combine_add_rms_norm", "probe_reachable",
+           "join_torch_group", "peer_visible", "DispatchResult", "dispatch", "combine", "combine_add_rms_norm", "probe_reachable",
            "buffer_reset"]
 
 Group = _native.Group
@@ -79,6 +79,30 @@ def join_torch_group(group=None, *, timeout=None, window_mb=0, name="moe_ep", da
     job = (dist.get_rank(group), dist.get_world_size(group), "torch-" + bytes(payload.numpy()).decode())
     return join_process_group(job=job, timeout=timeout, window_mb=window_mb, name=name, data_path=data_path,
                               threads=threads)
+
+
+def peer_visible(shape, dtype):
+    """A zeroed tensor in this process's shared heap: process ranks of this host read it in place, so a
+    dispatch's x or a combine's expert outputs allocated here move with one copy per row (the pull data
+    path) instead of two. dtype: a torch dtype (a torch tensor), a numpy dtype (a numpy array), or "bf16"
+    (a moe_ep.bf16 array). Ranks that are threads need none of this: all their memory is shared."""
+    shape = tuple(int(d) for d in shape)
+    n = 1
+    for d in shape:
+        n *= d
+    if _tensors.torch is not None and isinstance(dtype, _tensors.torch.dtype):
+        if dtype not in _tensors._ELEMENT_SIZE:
+            raise InvalidArgumentError(f"peer_visible: dtype {dtype} is not one moe_ep's operations take")
+        block = _native.peer_visible_block(n * _tensors._ELEMENT_SIZE[dtype])
+        return _tensors.torch.frombuffer(block, dtype=dtype, count=n).view(shape) if n else \
+            _tensors.torch.empty(shape, dtype=dtype)
+    import numpy as np
+
+    numpy_dtype = np.dtype(np.uint16 if dtype == "bf16" else dtype)
+    if numpy_dtype not in _tensors._NUMPY and dtype != "bf16":
+        raise InvalidArgumentError(f"peer_visible: dtype {dtype} is not one moe_ep's operations take")
+    a = np.frombuffer(_native.peer_visible_block(n * numpy_dtype.itemsize), dtype=numpy_dtype, count=n).reshape(shape)
+    return _tensors.bf16(a) if dtype == "bf16" else a
 
 
 DispatchResult = collections.namedtuple(

@@ -90,7 +90,20 @@ CombineOptions CombineOptionsOf(py::dict d) {
 
 }  // namespace
 
+// A block of this process's shared heap (Tensor::PeerVisible) as a Python buffer: tensors viewing it are
+// read in place by process ranks of this host (the pull data path).
+struct PeerVisibleBlock {
+  Tensor storage;
+};
+
 void BindNative(py::module_& m) {
+  py::class_<PeerVisibleBlock>(m, "PeerVisibleBlock", py::buffer_protocol()).def_buffer([](PeerVisibleBlock& b) {
+    return py::buffer_info(b.storage.data(), 1, py::format_descriptor<uint8_t>::format(), 1,
+                           {static_cast<py::ssize_t>(b.storage.bytes())}, {1});
+  });
+  m.def("peer_visible_block", [](int64_t bytes) {
+    return PeerVisibleBlock{Tensor::PeerVisible(DType::kInt8, {std::max<int64_t>(bytes, 1)})};
+  });
   py::class_<Group>(m, "Group")
       .def_property_readonly("rank", &Group::rank)
       .def_property_readonly("size", &Group::size)

@@ -103,9 +103,13 @@ def native_dispatch_combine(torch_npu, names, rank, case):
     if "ep4" not in _native_groups:
         _native_groups["ep4"] = moe_ep.join_torch_group(names["torch_ep4"], timeout=60)
     group, mine = _native_groups["ep4"], case["ranks"][rank]
-    d = moe_ep.dispatch(group, mine["x"], mine["expert_ids"], moe_expert_num=case["moe_expert_num"],
+    x, expert_out = mine["x"], mine["expert_out"]
+    if case.get("peer_visible"):  # in the shared heap: peers read them in place (pull forced by the driver)
+        x = moe_ep.peer_visible(x.shape, x.dtype).copy_(x)
+        expert_out = moe_ep.peer_visible(expert_out.shape, expert_out.dtype).copy_(expert_out)
+    d = moe_ep.dispatch(group, x, mine["expert_ids"], moe_expert_num=case["moe_expert_num"],
                         quant="int8" if case.get("quant_mode") == 2 else None)
-    y = moe_ep.combine(group, d.handle, mine["expert_out"][: d.expand_x.shape[0]], mine["expert_scales"])
+    y = moe_ep.combine(group, d.handle, expert_out[: d.expand_x.shape[0]], mine["expert_scales"])
     return {"dispatch": (d.expand_x, d.dynamic_scales, d.assist_info, d.expert_token_nums, d.ep_recv_counts,
                          d.tp_recv_counts, None), "combine": y}
 
@@ -116,6 +120,7 @@ class RankPool:
     def __init__(self, tmpdir, timeout_s=300):
         ctx = mp.get_context("spawn")
         os.environ.setdefault("MOE_EP_TIMEOUT_MS", "60000")
+        os.environ.setdefault("MOE_EP_DATA_PATH", "pull")  # rows in the shared heap are pulled, the rest pushed
         self.timeout_s = timeout_s
         self.results = ctx.Queue()
         self.jobs = [ctx.Queue() for _ in range(WORLD)]

@@ -144,12 +144,14 @@ def test_dispatch_then_combine_match_golden(pool, seed, name):
     check(pool, make_case(case_seed, **extra))
 
 
-@pytest.mark.parametrize("quant_mode", [0, 2])
-def test_native_group_from_torch_group_matches_golden(pool, seed, quant_mode):
-    # moe_ep.join_torch_group: the native API on the processes of a torch.distributed group.
-    case_seed = (seed * 7919 + quant_mode) % 2**31
-    print(f"native, quant_mode {quant_mode}: seed {case_seed}")
-    check(pool, make_case(case_seed, quant_mode=quant_mode, shared_expert_num=0), job="native_dispatch_combine")
+@pytest.mark.parametrize("quant_mode, peer_visible", [(0, False), (2, False), (0, True), (2, True)])
+def test_native_group_from_torch_group_matches_golden(pool, seed, quant_mode, peer_visible):
+    # moe_ep.join_torch_group: the native API on the processes of a torch.distributed group; with
+    # peer_visible, x and the expert outputs are in the shared heap and pulled (MOE_EP_DATA_PATH=pull).
+    case_seed = (seed * 7919 + quant_mode + 10 * peer_visible) % 2**31
+    print(f"native, quant_mode {quant_mode}, peer_visible {peer_visible}: seed {case_seed}")
+    check(pool, make_case(case_seed, quant_mode=quant_mode, shared_expert_num=0, peer_visible=peer_visible),
+          job="native_dispatch_combine")
 
 
 # torch_npu's output shapes (op-plugin's kernel), worked out by hand for each kind of rank.
