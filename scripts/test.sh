@@ -11,7 +11,8 @@ jobs=$(nproc)
 build_and_test() {  # build_and_test DIR "TARGETS" CTEST_REGEX CMAKE_ARGS...  (empty TARGETS / REGEX: all)
   local dir=$1 targets=$2 regex=$3
   shift 3
-  cmake -S . -B "$dir" -G Ninja -DMOE_EP_BUILD_BENCH=OFF "$@" >/dev/null
+  # File by file (scripts/run.sh's unity build would merge the tests' helpers into shared translation units).
+  cmake -S . -B "$dir" -G Ninja -DMOE_EP_BUILD_BENCH=OFF -DCMAKE_UNITY_BUILD=OFF "$@" >/dev/null
   # shellcheck disable=SC2086
   cmake --build "$dir" -j "$jobs" ${targets:+--target $targets}
   (cd "$dir" && ctest --output-on-failure -j "$jobs" ${regex:+-R "$regex"})
