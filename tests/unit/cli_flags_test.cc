@@ -366,7 +366,7 @@ TEST(CliFlags, BinaryRunsTheJobOnProcesses) {
   EXPECT_EQ(WEXITSTATUS(status), 0) << output;
   for (const char* line : {"transport: processes (3 ranks", "[rank 0] verified", "[rank 2] verified",
                            "verified: every rank's", "the rows of 3 of 3 ranks were pulled in dispatch",
-                           "of 3 in combine", "dispatch   median", "combine    median"}) {
+                           "of 3 of 3 ranks with rows in combine", "dispatch   median", "combine    median"}) {
     EXPECT_NE(output.find(line), std::string::npos) << line << " in\n" << output;
   }
 }

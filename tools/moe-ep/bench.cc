@@ -152,6 +152,7 @@ struct BenchResult {
   int64_t rows = 0;             // received by all ranks together
   int dispatch_pulled = 0;      // ranks whose rows were read in place (pulled) in dispatch
   int combine_pulled = 0;       // ... in combine
+  int combine_senders = 0;      // ranks with rows to give back in combine (every rank gives tokens in dispatch)
   std::string note;             // why there are no medians
 };
 
@@ -213,7 +214,7 @@ bool MpirunFound() { return kBuiltWithMpi && RunProgram({"sh", "-c", "command -v
 // Measures one configuration on the systems asked for; results in the order of `systems`.
 std::vector<BenchResult> MeasureConfiguration(const BenchOptions& options, const JobOptions& job, bool mpirun) {
   std::vector<BenchResult> results;
-  for (BenchSystem system : options.systems) results.push_back({system, job, {}, 0, 0, 0, ""});
+  for (BenchSystem system : options.systems) results.push_back({system, job, {}, 0, 0, 0, 0, ""});
   auto result_of = [&](BenchSystem system) -> BenchResult& {
     return *std::find_if(results.begin(), results.end(), [&](const BenchResult& r) { return r.system == system; });
   };
@@ -224,6 +225,7 @@ std::vector<BenchResult> MeasureConfiguration(const BenchOptions& options, const
       r.rows += rank.rows;
       r.dispatch_pulled += rank.dispatch_readers > 0 ? 1 : 0;
       r.combine_pulled += rank.combine_readers > 0 ? 1 : 0;
+      r.combine_senders += rank.rows > 0 ? 1 : 0;
     }
   };
   const uint64_t available = MemAvailableBytes();
@@ -307,10 +309,11 @@ double SpeedupOverBaseline(const std::vector<BenchResult>& results, const BenchR
   return 0;
 }
 
-// How a measurement's rows travelled in one op: every rank's pulled, none, or some.
-const char* PathOf(const BenchResult& r, int pulled_ranks) {
+// How a measurement's rows travelled in one op: those of every rank that had rows to give were pulled, none,
+// or some. (At a few tokens a rank may receive no rows in dispatch and so give none back in combine.)
+const char* PathOf(const BenchResult& r, int pulled_ranks, int senders) {
   if (r.system == BenchSystem::kAlltoallv) return "-";
-  return pulled_ranks == r.job.ranks ? "pull" : pulled_ranks == 0 ? "push" : "part";
+  return pulled_ranks == senders ? "pull" : pulled_ranks == 0 ? "push" : "part";
 }
 
 void PrintHeader() {
@@ -320,9 +323,9 @@ void PrintHeader() {
 }
 
 void PrintResult(const std::vector<BenchResult>& results, const BenchResult& r) {
-  const std::string path = r.medians.empty()
-                               ? std::string("")
-                               : std::string(PathOf(r, r.dispatch_pulled)) + "/" + PathOf(r, r.combine_pulled);
+  const std::string path = r.medians.empty() ? std::string("")
+                                             : std::string(PathOf(r, r.dispatch_pulled, r.job.ranks)) + "/" +
+                                                   PathOf(r, r.combine_pulled, r.combine_senders);
   std::printf("%-9s %5d %6lld %5s %9s | ", SystemName(r.system), r.job.ranks, static_cast<long long>(r.job.bs),
               r.job.quant_int8 ? "int8" : "-", path.c_str());
   if (r.medians.empty()) {
@@ -391,12 +394,12 @@ void WriteJson(std::ofstream& out, const std::string& path, const BenchOptions& 
         const char* name;
         TimedOp op, copy;
         uint64_t bytes;
-        int pulled;
-      } ops[] = {{"dispatch", kDispatch, kMemcpyDispatch, DispatchBytes(r), r.dispatch_pulled},
-                 {"combine", kCombine, kMemcpyCombine, CombineBytes(r), r.combine_pulled}};
+        int pulled, senders;
+      } ops[] = {{"dispatch", kDispatch, kMemcpyDispatch, DispatchBytes(r), r.dispatch_pulled, r.job.ranks},
+                 {"combine", kCombine, kMemcpyCombine, CombineBytes(r), r.combine_pulled, r.combine_senders}};
       for (const auto& op : ops) {
         out << ", \"" << op.name << "\": {\"median_us\": " << JsonNumber(m[op.op] * 1e6) << ", \"bytes\": " << op.bytes
-            << ", \"path\": \"" << PathOf(r, op.pulled) << "\", \"pulled_ranks\": " << op.pulled
+            << ", \"path\": \"" << PathOf(r, op.pulled, op.senders) << "\", \"pulled_ranks\": " << op.pulled
             << ", \"gb_per_s\": " << JsonNumber(op.bytes / m[op.op] / 1e9)
             << ", \"memcpy_us\": " << JsonNumber(m[op.copy] * 1e6)
             << ", \"ratio_to_memcpy\": " << JsonNumber(m[op.op] / m[op.copy]);

@@ -54,17 +54,18 @@ void PrintRow(const char* name, double seconds, uint64_t bytes, double memcpy_se
 void PrintTimings(const JobOptions& o, std::span<const RankTimes> times, bool one_clock) {
   const std::vector<double> medians = SlowestRankMedians(times, one_clock);
   uint64_t rows = 0;
-  int dispatch_pulled = 0, combine_pulled = 0;
+  int dispatch_pulled = 0, combine_pulled = 0, combine_senders = 0;
   for (const RankTimes& rank : times) {
     rows += rank.rows;
     dispatch_pulled += rank.dispatch_readers > 0 ? 1 : 0;
     combine_pulled += rank.combine_readers > 0 ? 1 : 0;
+    combine_senders += rank.rows > 0 ? 1 : 0;  // a rank that received no rows gives none back
   }
   const uint64_t h = o.hidden;
   std::printf(
-      "  data path: the rows of %d of %d ranks were pulled in dispatch (read in place by their receivers), of %d in "
-      "combine; the others' were pushed (%s)\n",
-      dispatch_pulled, o.ranks, combine_pulled,
+      "  data path: the rows of %d of %d ranks were pulled in dispatch (read in place by their receivers), of %d of "
+      "%d ranks with rows in combine; the others' were pushed (%s)\n",
+      dispatch_pulled, o.ranks, combine_pulled, combine_senders,
       env::DataPathChoice() == DataPath::kAuto
           ? ("by size: from " + std::to_string(kPullMinBytes >> 10) +
              " KiB of rows per call where peers reach the tensors; MOE_EP_DATA_PATH=push|pull forces one")
