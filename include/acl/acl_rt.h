@@ -36,6 +36,9 @@ ACL_FUNC_VISIBILITY aclError aclrtSetDevice(int32_t deviceId);
 ACL_FUNC_VISIBILITY aclError aclrtGetDevice(int32_t *deviceId);
 ACL_FUNC_VISIBILITY aclError aclrtResetDevice(int32_t deviceId);
 ACL_FUNC_VISIBILITY aclError aclrtSynchronizeDevice();
+/* The SoC the operators behave as: MOE_EP_SOC_NAME, default "Ascend910_9391" (Atlas A3); an Ascend910B<n>
+ * name selects Atlas A2. NULL (aclGetRecentErrMsg says why) when the variable names no known SoC. */
+ACL_FUNC_VISIBILITY const char *aclrtGetSocName();
 
 ACL_FUNC_VISIBILITY aclError aclrtCreateContext(aclrtContext *context, int32_t deviceId);
 ACL_FUNC_VISIBILITY aclError aclrtDestroyContext(aclrtContext context);

@@ -62,6 +62,24 @@ std::optional<std::string> KernelIsa() { return Text("MOE_EP_ISA"); }
 
 int32_t DeviceCount() { return static_cast<int32_t>(Integer("MOE_EP_DEVICE_COUNT", 16, 1, 65536)); }
 
+std::pair<const char*, Product> SocName() {
+  // The names CANN's operator build maps to each product (Ascend910_93xx: A3; Ascend910B<n>: A2).
+  static constexpr std::pair<const char*, Product> kSocs[] = {
+      {"Ascend910_9391", Product::kA3}, {"Ascend910_9381", Product::kA3}, {"Ascend910_9372", Product::kA3},
+      {"Ascend910_9392", Product::kA3}, {"Ascend910_9382", Product::kA3}, {"Ascend910_9362", Product::kA3},
+      {"Ascend910B1", Product::kA2},    {"Ascend910B2", Product::kA2},    {"Ascend910B2C", Product::kA2},
+      {"Ascend910B3", Product::kA2},    {"Ascend910B4", Product::kA2},    {"Ascend910B4-1", Product::kA2}};
+  const auto text = Text("MOE_EP_SOC_NAME");
+  if (!text) return kSocs[0];
+  std::string names;
+  for (const auto& soc : kSocs) {
+    if (*text == soc.first) return soc;
+    names += names.empty() ? soc.first : std::string(", ") + soc.first;
+  }
+  throw Error(ErrorCode::kInvalidParam, "environment variable MOE_EP_SOC_NAME = '" + *text +
+                                            "' must name an Atlas A3 or Atlas A2 SoC: one of " + names);
+}
+
 uint64_t HcclWindowBytes() { return static_cast<uint64_t>(Integer("HCCL_BUFFSIZE", 200, 1, kMaxWindowMb)) << 20; }
 
 std::chrono::milliseconds HcclOperationTimeout() {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "moe_ep/group.h"
 
@@ -30,6 +31,14 @@ int Threads(int fallback);
 std::optional<std::string> KernelIsa();
 /// MOE_EP_DEVICE_COUNT: the C API's virtual devices (default 16).
 int32_t DeviceCount();
+/// The product the C API behaves as (docs/a2.md).
+enum class Product : uint8_t { kA3, kA2 };
+/// MOE_EP_SOC_NAME: the SoC the C API emulates, as aclrtGetSocName reports it: an Atlas A3 name
+/// (Ascend910_9391 by default, also 9381, 9372, 9392, 9382, 9362) or an Atlas A2 one (Ascend910B1, B2, B2C,
+/// B3, B4, B4-1). Anything else throws Error (161002) naming the variable and the names. Returns the
+/// name (a static string) and its product.
+std::pair<const char*, Product> SocName();
+
 /// HCCL_BUFFSIZE: the data area of a C API communicator's window (MB in the variable; default 200).
 uint64_t HcclWindowBytes();
 /// HCCL_EXEC_TIMEOUT: a C API operation's deadline (seconds in the variable); MOE_EP_TIMEOUT_MS when unset.

@@ -67,15 +67,108 @@ const uint8_t* WireRow(const MoeConfig& c, const WindowLayout& layout, const uin
   return staging.data();
 }
 
+// Where one own row goes back to: its token's owner and the owner's combine slot.
+struct ReturnRoute {
+  int32_t owner;
+  int64_t slot;
+};
+
+// Atlas A3: from the row's triple, into slot t*(K+n_s)+k.
+std::vector<ReturnRoute> TripleRoutes(const WindowLayout& layout, const std::vector<int32_t>& assist,
+                                      int64_t own_rows) {
+  std::vector<ReturnRoute> routes(own_rows);
+  for (int64_t i = 0; i < own_rows; ++i) {
+    routes[i] = {assist[3 * i],
+                 static_cast<int64_t>(assist[3 * i + 1]) * layout.combine_slots_per_token + assist[3 * i + 2]};
+  }
+  return routes;
+}
+
+uint64_t SlotBaseFlag(const CallSlot& call, int64_t owner) {
+  return plan::kCombineBaseFlagBase + call.parity * plan::kMaxSyncFlags + owner;
+}
+
+[[noreturn]] void BadHandle(const std::string& param, const std::string& value, const std::string& rule) {
+  throw Error(ErrorCode::kInvalidParam,
+              "MoeDistributeCombine: parameter '" + param + "' = " + value + " violates rule: " + rule);
+}
+
+// Atlas A2 (docs/a2.md): an owner's slots hold its (token, k) pairs in expert order, so the row of pair (t, k)
+// to expert e is at slot first[e] + expandIdx[t*K+k], first[e] = the owner's pairs to lower experts. Tells
+// every rank where its own experts' rows start (first[rank * L]) and returns each pair's slot (-1: none).
+std::vector<int64_t> ExpandIdxSlots(const MoeConfig& c, const std::vector<int32_t>& ids,
+                                    const std::vector<uint8_t>& mask, const std::vector<int32_t>& expand_idx,
+                                    Window& ep, const CallSlot& call) {
+  const int64_t active = plan::ActiveTokenLimit(c, mask.empty() ? nullptr : mask.data()), k_num = c.top_k;
+  std::vector<int64_t> first(c.moe_expert_num + 1, 0);
+  for (int64_t i = 0; i < active * k_num; ++i) {
+    if (ids[i] < c.moe_expert_num) ++first[ids[i] + 1];
+  }
+  for (int64_t e = 0; e < c.moe_expert_num; ++e) first[e + 1] += first[e];
+  std::vector<int64_t> slots(c.bs * k_num, -1);
+  for (int64_t i = 0; i < active * k_num; ++i) {
+    const int32_t e = ids[i];
+    if (e >= c.moe_expert_num) continue;
+    const int64_t block = first[e + 1] - first[e];
+    if (expand_idx[i] < 0 || expand_idx[i] >= block) {
+      BadHandle("assistInfoForCombine", std::to_string(expand_idx[i]) + " at [" + std::to_string(i) + "]",
+                "expandIdx of a pair to expert " + std::to_string(e) + " is in [0, " + std::to_string(block) +
+                    "), this rank's pairs to that expert (as dispatch wrote it)");
+    }
+    slots[i] = first[e] + expand_idx[i];
+  }
+  for (int64_t rank = 0; rank < c.ep_world_size; ++rank) {
+    const auto start = static_cast<uint32_t>(first[rank * c.local_expert_num()]);
+    ep.Signal(static_cast<int>(rank), SlotBaseFlag(call, c.ep_rank), MakeFlag(call.epoch, start));
+  }
+  return slots;
+}
+
+// Atlas A2 (docs/a2.md): own rows come in blocks (local expert, owner) as epSendCounts lays them out; row j of
+// block (e_local, owner) goes to the owner's slot start + (its rows from lower local experts) + j, where
+// start is what the owner announced.
+std::vector<ReturnRoute> BlockRoutes(const MoeConfig& c, const WindowLayout& layout, const std::vector<int32_t>& counts,
+                                     int64_t own_rows, Window& ep, const CallSlot& call, const Link& ctx) {
+  const int64_t e_num = c.ep_world_size, l = c.local_expert_num();
+  const int64_t slot_limit = layout.max_bs * layout.combine_slots_per_token;
+  std::vector<ReturnRoute> routes(own_rows);
+  std::vector<int64_t> next(e_num, -1);  // per owner: its next slot, once its start is known
+  int64_t previous = 0;
+  for (int64_t el = 0; el < l; ++el) {
+    for (int64_t owner = 0; owner < e_num; ++owner) {
+      const int64_t entry = el * e_num + owner, end = counts[entry];
+      if (end < previous || end > own_rows) {
+        BadHandle("epSendCounts", std::to_string(end) + " at [" + std::to_string(entry) + "]",
+                  "cumulative counts, non-decreasing up to " + std::to_string(own_rows) + " (as dispatch wrote them)");
+      }
+      if (end > previous && next[owner] < 0) {
+        next[owner] = transport::FlagCount(transport::WaitFlag(ep, SlotBaseFlag(call, owner), call.epoch, ctx.deadline,
+                                                               static_cast<int>(owner), "MoeDistributeCombine",
+                                                               "where its rows go (the owner's slot start)"));
+      }
+      for (int64_t row = previous; row < end; ++row) {
+        if (next[owner] >= slot_limit) {
+          BadHandle("epSendCounts", std::to_string(end) + " at [" + std::to_string(entry) + "]",
+                    "rank " + std::to_string(owner) + " holds " + std::to_string(slot_limit) + " rows (maxBs * K)");
+        }
+        routes[row] = {static_cast<int32_t>(owner), next[owner]++};
+      }
+      previous = end;
+    }
+  }
+  return routes;
+}
+
 // Sends every own row back to its token's owner: into the owner's slot, or, to an owner told where
 // `source` is, only the row's index in the slot's flag. Returns, per rank, whether it reads `source` in place.
 std::vector<uint8_t> SendRowsBack(const MoeConfig& c, const WindowLayout& layout, Window& ep, const CallSlot& call,
-                                  const std::vector<int32_t>& assist, int64_t own_rows,
-                                  const std::vector<uint16_t>& reduced, const RowReader& expand_x,
-                                  const std::optional<pull::Rows>& source, uint64_t min_bytes, const Link& ctx) {
+                                  const std::vector<ReturnRoute>& routes, const std::vector<uint16_t>& reduced,
+                                  const RowReader& expand_x, const std::optional<pull::Rows>& source,
+                                  uint64_t min_bytes, const Link& ctx) {
   const uint64_t payload = layout.combine_payload_bytes;
+  const auto own_rows = static_cast<int64_t>(routes.size());
   std::vector<uint8_t> owns_rows(c.ep_world_size, 0);
-  for (int64_t i = 0; i < own_rows; ++i) owns_rows[assist[3 * i]] = 1;
+  for (const ReturnRoute& route : routes) owns_rows[route.owner] = 1;
   const std::vector<uint64_t> tokens = pull::Expose(ep, source, own_rows * payload, min_bytes);
   const pull::CallFlags flags(plan::kCombinePullFlagBase, call);
   std::vector<uint8_t> readers(c.ep_world_size, 0);
@@ -88,8 +181,8 @@ std::vector<uint8_t> SendRowsBack(const MoeConfig& c, const WindowLayout& layout
     RowReader rows(expand_x);  // its own: a strided row is gathered into the reader
     std::vector<uint8_t> staging;
     for (int64_t i = begin; i < end; ++i) {
-      const int32_t src = assist[3 * i], token = assist[3 * i + 1], k = assist[3 * i + 2];
-      const int64_t slot = static_cast<int64_t>(token) * layout.combine_slots_per_token + k;
+      const int32_t src = routes[i].owner;
+      const int64_t slot = routes[i].slot;
       if (tokens[src] != 0) {
         ep.Signal(src, call.flag_base + slot, MakeFlag(call.epoch, static_cast<uint32_t>(i)));
         continue;
@@ -111,7 +204,8 @@ class TokenReducer {
   // reducers of all parts.
   TokenReducer(const MoeConfig& c, const WindowLayout& layout, const plan::CombineTensors& t, Window& ep,
                const CallSlot& call, const Link& ctx, const std::vector<int32_t>& ids,
-               const std::vector<float>& weights, const std::vector<uint8_t>& mask)
+               const std::vector<float>& weights, const std::vector<uint8_t>& mask,
+               const std::vector<int64_t>& pair_slots)
       : c_(c),
         layout_(layout),
         t_(t),
@@ -122,6 +216,7 @@ class TokenReducer {
         ids_(ids),
         weights_(weights),
         mask_(mask),
+        pair_slots_(pair_slots),
         shared_x_(t.shared_expert_x),
         residual_(t.residual_x),
         gamma_(t.gamma),
@@ -161,7 +256,9 @@ class TokenReducer {
     return false;
   }
   bool IsMoeExpert(int64_t t, int64_t k) const { return ids_[t * c_.top_k + k] < c_.moe_expert_num; }
-  int64_t Slot(int64_t t, int64_t k) const { return t * layout_.combine_slots_per_token + k; }
+  int64_t Slot(int64_t t, int64_t k) const {
+    return pair_slots_.empty() ? t * layout_.combine_slots_per_token + k : pair_slots_[t * c_.top_k + k];
+  }
   // The rank that sends slot (t, k): the expert's, or for k >= K the shared expert's serving this rank.
   int SenderOf(int64_t t, int64_t k) const {
     return static_cast<int>(k < c_.top_k ? c_.ExpertRank(ids_[t * c_.top_k + k])
@@ -189,14 +286,18 @@ class TokenReducer {
   }
 
   void WaitToken(int64_t t) {
-    pending_.clear();
-    for (int64_t k = 0; k < c_.top_k; ++k) {
-      if (PairActive(t, k) && IsMoeExpert(t, k)) pending_.push_back(call_.flag_base + Slot(t, k));
+    pending_.clear(), pending_k_.clear();
+    for (int64_t k = 0; k < c_.top_k + c_.shared_expert_num; ++k) {
+      if (k >= c_.top_k || (PairActive(t, k) && IsMoeExpert(t, k))) {
+        pending_.push_back(call_.flag_base + Slot(t, k));
+        pending_k_.push_back(k);
+      }
     }
-    for (int64_t i = 0; i < c_.shared_expert_num; ++i) pending_.push_back(call_.flag_base + Slot(t, c_.top_k + i));
     transport::WaitFlags(
         ep_, pending_, call_.epoch, ctx_.deadline,
-        [&](uint64_t idx) { return SenderOf(t, (idx - call_.flag_base) % layout_.combine_slots_per_token); },
+        [&](uint64_t idx) {
+          return SenderOf(t, pending_k_[std::find(pending_.begin(), pending_.end(), idx) - pending_.begin()]);
+        },
         "MoeDistributeCombine", "expert output rows");
   }
 
@@ -307,10 +408,12 @@ class TokenReducer {
   const std::vector<int32_t>& ids_;
   const std::vector<float>& weights_;
   const std::vector<uint8_t>& mask_;
+  const std::vector<int64_t>& pair_slots_;  // Atlas A2's slot of each (token, k); empty: t*(K+n_s)+k
   RowReader shared_x_, residual_, gamma_, ori_x_, const_v_;
   const uint16_t* gamma_row_ = nullptr;
   std::vector<float> acc_, dequant_, scratch_, special_, const_row_;
   std::vector<uint64_t> pending_;
+  std::vector<int64_t> pending_k_;  // the k of each pending flag
   pull::CallFlags pull_flags_;
   std::vector<const uint16_t*> rows_;  // GatherHalfRows' rows, weights and whether each is weighted
   std::vector<float> row_weights_;
@@ -318,11 +421,6 @@ class TokenReducer {
   std::vector<std::optional<pull::Rows>> sources_;  // per sender, once its first row is read: base null if pushed
   std::vector<uint8_t> wire_;                       // a pulled row quantized as the sender would have sent it
 };
-
-[[noreturn]] void BadHandle(const std::string& param, const std::string& value, const std::string& rule) {
-  throw Error(ErrorCode::kInvalidParam,
-              "MoeDistributeCombine: parameter '" + param + "' = " + value + " violates rule: " + rule);
-}
 
 // Counts and triples come from the caller: check them before any byte moves, so a corrupted handle is
 // an error and never a write outside a window.
@@ -335,6 +433,7 @@ void CheckReturnRoutes(const MoeConfig& c, const WindowLayout& layout, const std
   if (own_rows < 0 || peer_rows < 0 || own_rows + peer_rows > expand_rows || own_rows > layout.a) {
     BadHandle("epSendCounts", std::to_string(own_rows), rows_rule);
   }
+  if (c.expand_idx()) return;  // Atlas A2: BlockRoutes and ExpandIdxSlots check counts and expandIdx
   if (static_cast<int64_t>(assist.size()) < 3 * own_rows) {
     BadHandle("assistInfoForCombine", std::to_string(assist.size()) + " entries", "needs 3 per returned row");
   }
@@ -358,11 +457,12 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
   // Only the prefixes that are used are read: a view may be far longer than its data (stride 0).
   const int64_t own_rows = GatherInt32(t.ep_send_counts, entries)[entries - 1];
   const int64_t peer_rows = c.has_tp() ? GatherInt32(t.tp_send_counts)[1 - c.tp_rank] : 0;
-  const std::vector<int32_t> assist =
-      GatherInt32(t.assist_info, 3 * std::clamp<int64_t>(own_rows, 0, t.expand_x.shape[0]));
+  const std::vector<uint8_t> mask = GatherBool(t.x_active_mask);
+  const std::vector<int32_t> assist = GatherInt32(
+      t.assist_info, c.expand_idx() ? plan::ActiveTokenLimit(c, mask.empty() ? nullptr : mask.data()) * c.top_k
+                                    : 3 * std::clamp<int64_t>(own_rows, 0, t.expand_x.shape[0]));
   CheckReturnRoutes(c, layout, assist, own_rows, peer_rows, t.expand_x.shape[0]);
   const std::vector<int32_t> ids = GatherInt32(t.expert_ids);
-  const std::vector<uint8_t> mask = GatherBool(t.x_active_mask);
   plan::CheckExpertIds(c, ids.data(), mask.empty() ? nullptr : mask.data(), "MoeDistributeCombine");
   RowReader expand_x(t.expand_x);
 
@@ -374,13 +474,21 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
                                                : pull::Rows{reinterpret_cast<const uint8_t*>(reduced.data()), row_bytes,
                                                             static_cast<uint64_t>(own_rows), row_bytes};
   const CallSlot call = NextCombineCall(ctx.ep, ctx.ep_state);
+  std::vector<int64_t> pair_slots;
+  std::vector<ReturnRoute> routes;
+  if (c.expand_idx()) {
+    pair_slots = ExpandIdxSlots(c, ids, mask, assist, ctx.ep, call);
+    routes = BlockRoutes(c, layout, GatherInt32(t.ep_send_counts, entries), own_rows, ctx.ep, call, ctx);
+  } else {
+    routes = TripleRoutes(layout, assist, own_rows);
+  }
   const std::vector<uint8_t> readers =
-      SendRowsBack(c, layout, ctx.ep, call, assist, own_rows, reduced, expand_x, source, ctx.pull_min_bytes, ctx);
+      SendRowsBack(c, layout, ctx.ep, call, routes, reduced, expand_x, source, ctx.pull_min_bytes, ctx);
   const std::vector<float> weights = GatherFloat(t.expert_scales);
   std::vector<uint8_t> pulled_from(c.ep_world_size, 0);
   std::mutex pulled_mutex;
   ctx.ForEachPart(plan::ActiveTokenLimit(c, mask.data()), [&](int, int64_t begin, int64_t end) {
-    TokenReducer reducer(c, layout, t, ctx.ep, call, ctx, ids, weights, mask);
+    TokenReducer reducer(c, layout, t, ctx.ep, call, ctx, ids, weights, mask, pair_slots);
     reducer.Run(begin, end);
     const std::lock_guard lock(pulled_mutex);
     reducer.MarkPulledFrom(pulled_from);

@@ -79,9 +79,9 @@ class RowSink {
         quant_(c.quant_mode == 2),
         expand_x_(static_cast<uint8_t*>(t.expand_x.data)),
         scales_(static_cast<float*>(t.dynamic_scales.data)),
-        assist_(static_cast<int32_t*>(t.assist_info.data)),
+        assist_(c.expand_idx() ? nullptr : static_cast<int32_t*>(t.assist_info.data)),
         capacity_(std::min({t.expand_x.shape[0], quant_ ? t.dynamic_scales.shape[0] : t.expand_x.shape[0],
-                            t.assist_info.shape[0] / 3})) {}
+                            assist_ ? t.assist_info.shape[0] / 3 : t.expand_x.shape[0]})) {}
 
   // Validation sized the outputs for every row the peers can send; this is the last line of defence
   // against a peer that announces more (a layout disagreement or corrupted memory), checked before a
@@ -125,6 +125,7 @@ class RowSink {
 
  private:
   void WriteTriple(int64_t i, const uint8_t* slot) const {
+    if (!assist_) return;  // Atlas A2's layout: the sender wrote expandIdx instead
     std::memcpy(assist_ + 3 * i, slot + layout_.dispatch_triple_offset, 3 * sizeof(int32_t));
   }
 
@@ -132,7 +133,7 @@ class RowSink {
   bool quant_;
   uint8_t* expand_x_;
   float* scales_;
-  int32_t* assist_;
+  int32_t* assist_;  // null under AssistLayout::kExpandIdx
   int64_t capacity_;
   int64_t rows_ = 0;
 };
@@ -203,7 +204,8 @@ uint32_t AttributeFingerprint(const MoeConfig& c) {
                             c.max_bs(),
                             static_cast<int64_t>(c.x_dtype),
                             c.quant_mode,
-                            c.tp_world_size == 2};
+                            c.tp_world_size == 2,
+                            static_cast<int64_t>(c.assist)};
   uint32_t hash = 2166136261u;
   for (int64_t v : fields) {
     for (int byte = 0; byte < 8; ++byte) hash = (hash ^ static_cast<uint8_t>(v >> (8 * byte))) * 16777619u;
@@ -240,7 +242,8 @@ void CheckPeersAgree(const MoeConfig& c, Window& ep, const CallSlot& call, const
               std::to_string(c.ep_rank) +
               "'s; rule: epWorldSize, moeExpertNum, "
               "sharedExpertNum, sharedExpertRankNum, zero/copy/constExpertNum, globalBs (maxBs), K, H, the x dtype, "
-              "quantMode and tpWorldSize must be the same on every rank");
+              "quantMode, tpWorldSize and the product (Atlas A3 or A2: MOE_EP_SOC_NAME in the C API) must be the "
+              "same on every rank");
     }
   }
 }
@@ -410,6 +413,14 @@ void AllGatherWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window&
   });
 }
 
+// Atlas A2's assistInfoForCombine (docs/a2.md): for each (token, k) of the active tokens, in flattened order, how
+// many earlier pairs of this rank went to the same expert (the row's place in its block on the expert's rank); 0
+// for pairs that travel nowhere. Later entries are left untouched.
+void WriteExpandIdx(const MoeConfig& c, const plan::RoutingPlan& plan, int64_t active_tokens, int32_t* expand_idx) {
+  std::fill(expand_idx, expand_idx + active_tokens * c.top_k, 0);
+  for (const plan::RoutedPair& p : plan.pairs) expand_idx[p.token * c.top_k + p.k] = p.slot;
+}
+
 void WriteExpertTokenNums(const MoeConfig& c, const int32_t* recv_counts, int64_t total, int64_t* token_nums) {
   const int64_t e = c.ep_world_size, l = c.local_expert_num();
   if (c.is_shared_rank() || l == 1) {
@@ -432,6 +443,10 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
   const std::vector<uint8_t> mask = GatherBool(t.x_active_mask);
   plan::CheckExpertIds(c, ids.data(), mask.empty() ? nullptr : mask.data(), "MoeDistributeDispatch");
   const plan::RoutingPlan plan = plan::BuildRoutingPlan(c, ids.data(), mask.empty() ? nullptr : mask.data());
+  if (c.expand_idx()) {
+    WriteExpandIdx(c, plan, plan::ActiveTokenLimit(c, mask.empty() ? nullptr : mask.data()),
+                   static_cast<int32_t*>(t.assist_info.data));
+  }
 
   Window& ep = ctx.ep;
   const CallSlot call = NextDispatchCall(ep, ctx.ep_state);

@@ -8,8 +8,14 @@
 
 namespace moe_ep::plan {
 
-/// Which product limits validation enforces (docs/semantics.md 0: native relaxes them, the C API enforces A3).
-enum class Profile : uint8_t { kNative, kA3 };
+/// Which product limits validation enforces (docs/semantics.md 0: native relaxes them, the C API enforces A3,
+/// or Atlas A2's with commAlg "fullmesh" or "hierarchy" (docs/a2.md)).
+enum class Profile : uint8_t { kNative, kA3, kA2Fullmesh, kA2Hierarchy };
+inline bool IsA2(Profile p) { return p == Profile::kA2Fullmesh || p == Profile::kA2Hierarchy; }
+
+/// What dispatch's assistInfoForCombine holds and combine reads back: Atlas A3's (srcRank, tokenIdx, kIdx)
+/// per received row, or Atlas A2's expandIdx per sent (token, k) pair (docs/a2.md).
+enum class AssistLayout : uint8_t { kTriples, kExpandIdx };
 
 enum class MaskKind : uint8_t { kNone, kTokens, kPairs };  // xActiveMask absent, (Bs,), (Bs,K)
 
@@ -42,6 +48,9 @@ struct MoeConfig {
   int64_t comm_quant_mode = 0;  // 0 or 2
   // elasticInfo given (V3, or native survivors): outputs are sized for either role (docs/semantics.md 1.2)
   bool elastic = false;
+  AssistLayout assist = AssistLayout::kTriples;
+
+  bool expand_idx() const { return assist == AssistLayout::kExpandIdx; }
 
   /// Special experts are computed on the token's owner in combine and never travel (docs/semantics.md 2.8).
   int64_t special_expert_num() const { return zero_expert_num + copy_expert_num + const_expert_num; }

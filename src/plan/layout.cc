@@ -32,7 +32,8 @@ int64_t ReceiveRows(const MoeConfig& c) {
 
 DispatchOutputSizes OutputSizesOf(const MoeConfig& c) {
   const int64_t tp_a = c.tp_size() * ReceiveRows(c);
-  return {tp_a, 3 * tp_a, c.token_num_entries(), c.receive_entries() * c.tp_size()};
+  const int64_t assist = c.expand_idx() ? SaturatingMul(c.bs, c.top_k) : 3 * tp_a;
+  return {tp_a, assist, c.token_num_entries(), c.receive_entries() * c.tp_size()};
 }
 
 WindowLayout::WindowLayout(const MoeConfig& c) {

@@ -21,7 +21,9 @@ inline constexpr uint64_t kPullFields = 16;
 inline constexpr uint64_t kMaxPullFlags = kPullFields * kMaxSyncFlags;  // per parity
 inline constexpr uint64_t kDispatchPullFlagBase = kCombineFlagBase + 2 * kMaxCombineFlags;
 inline constexpr uint64_t kCombinePullFlagBase = kDispatchPullFlagBase + 2 * kMaxPullFlags;
-inline constexpr uint64_t kSyncFlagBase = kCombinePullFlagBase + 2 * kMaxPullFlags;
+// Atlas A2's combine (docs/a2.md): per parity, one per token owner: where its rows from this expert rank start.
+inline constexpr uint64_t kCombineBaseFlagBase = kCombinePullFlagBase + 2 * kMaxPullFlags;
+inline constexpr uint64_t kSyncFlagBase = kCombineBaseFlagBase + 2 * kMaxSyncFlags;
 inline constexpr uint64_t kAgreeFlagBase = kSyncFlagBase + kMaxSyncFlags;   // per parity, one per rank
 inline constexpr uint64_t kFlagCount = kAgreeFlagBase + 2 * kMaxSyncFlags;  // the transport's flags follow
 // BufferReset clears flags [0, kSyncFlagBase): the sync flags survive so a reset can itself sync.
@@ -75,7 +77,7 @@ int64_t ReceiveRows(const MoeConfig& config);
 /// The sizes of dispatch's outputs: what validation demands and what the native API allocates.
 struct DispatchOutputSizes {
   int64_t rows = 0;                // expandX and dynamicScales rows: tp * A
-  int64_t assist_entries = 0;      // assistInfoForCombine: 3 * tp * A
+  int64_t assist_entries = 0;      // assistInfoForCombine: 3 * tp * A (triples), Bs * K (expandIdx)
   int64_t token_num_entries = 0;   // expertTokenNums: L, or 1 on a shared-expert rank
   int64_t recv_count_entries = 0;  // epRecvCounts: receive_entries() * tp
 };

@@ -167,18 +167,62 @@ void CheckViews(const Checker& ck, std::initializer_list<std::pair<const TensorV
   for (const auto& [v, param] : views) CheckView(ck, *v, param);
 }
 
-// Rules shared by dispatch and combine: group, experts, batch, hidden, top-k (docs/semantics.md 1.2 / 1.3).
-void CheckCommonAttributes(const Checker& ck, MoeConfig& c, Profile p, ShapeNames names) {
-  const bool a3 = p == Profile::kA3;
-  if (a3) {
-    ck.Require(c.ep_world_size >= 2 && c.ep_world_size <= 768, "epWorldSize", c.ep_world_size, "in [2, 768]");
-  } else {
-    ck.Require(c.ep_world_size >= 1 && static_cast<uint64_t>(c.ep_world_size) <= kMaxSyncFlags, "epWorldSize",
-               c.ep_world_size, "in [1, " + Str(kMaxSyncFlags) + "]");
+// The product limits of a profile (docs/semantics.md 1.2, docs/a2.md). Atlas A2's per-rank expert limit holds
+// for dispatch with "fullmesh" only: the kernel sources check it nowhere else.
+struct Limits {
+  int64_t ep_min, ep_max, ep_multiple;
+  int64_t moe_max, per_rank_max, blocks_max;
+  int64_t bs_max;
+  int64_t hidden_min, hidden_max, hidden_multiple;
+  int64_t top_k_max;
+  const char* product;  // appended to rules: where the limit comes from
+};
+
+Limits LimitsOf(Profile p, bool dispatch) {
+  constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
+  constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
+  switch (p) {
+    case Profile::kA3:
+      return {2, 768, 1, 1024, kNone, 2048, 512, 1024, 8192, 1, 16, ""};
+    case Profile::kA2Fullmesh:
+      return {8, 256, 8, 512, dispatch ? 24 : kNone, kNone, 256, 32, 7168, 32, 16, " on Atlas A2 (commAlg fullmesh)"};
+    case Profile::kA2Hierarchy:
+      return {8, 64, 8, 512, kNone, kNone, 256, 32, 10240, 32, 16, " on Atlas A2 (commAlg hierarchy)"};
+    case Profile::kNative:
+      break;
   }
+  return {1,         static_cast<int64_t>(kMaxSyncFlags),
+          1,         kInt32Max,
+          kNone,     static_cast<int64_t>(kMaxDispatchFlags),
+          kNone,     1,
+          kInt32Max, 1,
+          kNone,     ""};
+}
+
+// "in [min, max]" (and "a multiple of m"), with the product the limit belongs to.
+std::string RangeRule(int64_t min, int64_t max, int64_t multiple, const char* product) {
+  const std::string top = max == std::numeric_limits<int32_t>::max() ? "INT32_MAX" : Str(max);
+  return (multiple > 1 ? "a multiple of " + Str(multiple) + " in [" : "in [") + Str(min) + ", " + top + "]" + product;
+}
+
+// Atlas A2 has no TP, no shared-expert ranks and no const experts (docs/a2.md).
+void CheckA2Structure(const Checker& ck, const MoeConfig& c, const char* product) {
+  ck.Require(c.tp_world_size <= 1, "tpWorldSize", c.tp_world_size, std::string("0 or 1: no TP") + product);
+  ck.Require(c.shared_expert_rank_num == 0, "sharedExpertRankNum", c.shared_expert_rank_num,
+             std::string("must be 0: no shared-expert ranks") + product);
+  ck.Require(c.const_expert_num == 0, "constExpertNum", c.const_expert_num,
+             std::string("must be 0: no const experts") + product);
+}
+
+// Rules shared by dispatch and combine: group, experts, batch, hidden, top-k (docs/semantics.md 1.2 / 1.3).
+void CheckCommonAttributes(const Checker& ck, MoeConfig& c, Profile p, ShapeNames names, bool dispatch) {
+  const Limits lim = LimitsOf(p, dispatch);
+  ck.Require(c.ep_world_size >= lim.ep_min && c.ep_world_size <= lim.ep_max && c.ep_world_size % lim.ep_multiple == 0,
+             "epWorldSize", c.ep_world_size, RangeRule(lim.ep_min, lim.ep_max, lim.ep_multiple, lim.product));
   ck.Require(c.ep_rank >= 0 && c.ep_rank < c.ep_world_size, "epRankId", c.ep_rank,
              "in [0, epWorldSize = " + Str(c.ep_world_size) + ")");
   ck.Require(c.tp_world_size >= 0 && c.tp_world_size <= 2, "tpWorldSize", c.tp_world_size, "in [0, 2]");
+  if (IsA2(p)) CheckA2Structure(ck, c, lim.product);
   if (c.has_tp()) {
     ck.Require(c.tp_rank >= 0 && c.tp_rank < 2, "tpRankId", c.tp_rank, "in [0, tpWorldSize = 2)");
   } else {
@@ -202,34 +246,32 @@ void CheckCommonAttributes(const Checker& ck, MoeConfig& c, Profile p, ShapeName
   for (const auto& [count, name] : specials) {
     ck.Require(count >= 0 && count <= std::numeric_limits<int32_t>::max(), name, count, "in [0, INT32_MAX]");
   }
-  const int64_t moe_max = a3 ? 1024 : std::numeric_limits<int32_t>::max();
-  ck.Require(c.moe_expert_num > 0 && c.moe_expert_num <= moe_max, "moeExpertNum", c.moe_expert_num,
-             "in (0, " + Str(moe_max) + "]");
+  ck.Require(c.moe_expert_num > 0 && c.moe_expert_num <= lim.moe_max, "moeExpertNum", c.moe_expert_num,
+             "in (0, " + Str(lim.moe_max) + "]" + lim.product);
   ck.Require(c.moe_expert_num % c.moe_rank_num() == 0, "moeExpertNum", c.moe_expert_num,
              "must be a multiple of epWorldSize - sharedExpertRankNum (" + Str(c.moe_rank_num()) + ")");
   ck.Require(c.all_expert_num() <= std::numeric_limits<int32_t>::max(), "moeExpertNum", c.moe_expert_num,
              "moeExpertNum + zero + copy + const experts (" + Str(c.all_expert_num()) + ") <= INT32_MAX");
+  ck.Require(c.local_expert_num() <= lim.per_rank_max, "moeExpertNum", c.moe_expert_num,
+             "at most " + Str(lim.per_rank_max) +
+                 " experts per rank (moeExpertNum / epWorldSize = " + Str(c.local_expert_num()) + ")" + lim.product);
   const int64_t blocks = c.local_expert_num() * c.ep_world_size;
-  const int64_t blocks_max = a3 ? 2048 : static_cast<int64_t>(kMaxDispatchFlags);
-  ck.Require(blocks > 0 && blocks <= blocks_max, "moeExpertNum", c.moe_expert_num,
-             "localExpertNum * epWorldSize (" + Str(blocks) + ") in (0, " + Str(blocks_max) + "]");
+  ck.Require(blocks > 0 && blocks <= lim.blocks_max, "moeExpertNum", c.moe_expert_num,
+             "localExpertNum * epWorldSize (" + Str(blocks) + ") in (0, " + Str(lim.blocks_max) + "]");
   if (c.has_tp()) {
     ck.Require(c.local_expert_num() == 1, "moeExpertNum", c.moe_expert_num,
                "one expert per MoE rank (localExpertNum == 1) when tpWorldSize == 2");
   }
 
-  if (a3) {
-    ck.Require(c.bs >= 1 && c.bs <= 512, names.bs, c.bs, "in [1, 512]");
-    ck.Require(c.hidden >= 1024 && c.hidden <= 8192, names.hidden, c.hidden, "in [1024, 8192]");
-    ck.Require(c.top_k > 0 && c.top_k <= std::min<int64_t>(16, c.all_expert_num()), "K (expertIds.dim1)", c.top_k,
-               "in (0, min(16, " + ExpertBound(c) + ")]");
-  } else {
-    ck.Require(c.bs >= 1, names.bs, c.bs, ">= 1");
-    ck.Require(c.hidden >= 1 && c.hidden <= std::numeric_limits<int32_t>::max(), names.hidden, c.hidden,
-               "in [1, INT32_MAX]");
-    ck.Require(c.top_k > 0 && c.top_k <= c.all_expert_num(), "K (expertIds.dim1)", c.top_k,
-               "in (0, " + ExpertBound(c) + "]");
-  }
+  ck.Require(c.bs >= 1 && c.bs <= lim.bs_max, names.bs, c.bs,
+             lim.bs_max == std::numeric_limits<int64_t>::max() ? ">= 1" : RangeRule(1, lim.bs_max, 1, lim.product));
+  ck.Require(c.hidden >= lim.hidden_min && c.hidden <= lim.hidden_max && c.hidden % lim.hidden_multiple == 0,
+             names.hidden, c.hidden, RangeRule(lim.hidden_min, lim.hidden_max, lim.hidden_multiple, lim.product));
+  const int64_t k_max = std::min(lim.top_k_max, c.all_expert_num());
+  ck.Require(c.top_k > 0 && c.top_k <= k_max, "K (expertIds.dim1)", c.top_k,
+             lim.top_k_max == std::numeric_limits<int64_t>::max()
+                 ? "in (0, " + ExpertBound(c) + "]"
+                 : "in (0, min(" + Str(lim.top_k_max) + ", " + ExpertBound(c) + ")]");
   // Bounded before anything is multiplied: a huge globalBs must fail here, not wrap the sizes below.
   const int64_t full = SaturatingMul(c.bs, c.ep_world_size);
   const std::string global_rule = "0, or >= Bs * epWorldSize (" + Str(full) + ") and a multiple of epWorldSize";
@@ -245,10 +287,11 @@ void CheckCommonAttributes(const Checker& ck, MoeConfig& c, Profile p, ShapeName
              "must not exceed Bs * epWorldSize (" + Str(full) + ") when xActiveMask is given");
 }
 
-void CheckMask(const Checker& ck, MoeConfig& c, const TensorView& mask) {
+void CheckMask(const Checker& ck, MoeConfig& c, const TensorView& mask, Profile p) {
   c.mask = MaskKind::kNone;
   if (!mask.present()) return;
   ck.Dtype(mask, "xActiveMask", DType::kBool);
+  if (IsA2(p)) ck.Shape(mask.dim() == 1, mask, "xActiveMask", "must be 1-D (Bs,) on Atlas A2");
   ck.Shape(mask.dim() == 1 || mask.dim() == 2, mask, "xActiveMask", "must be 1-D (Bs,) or 2-D (Bs, K)");
   ck.Shape(mask.shape[0] == c.bs, mask, "xActiveMask", "dim0 must equal Bs = " + Str(c.bs));
   if (mask.dim() == 2) {
@@ -257,7 +300,18 @@ void CheckMask(const Checker& ck, MoeConfig& c, const TensorView& mask) {
   c.mask = mask.dim() == 1 ? MaskKind::kTokens : MaskKind::kPairs;
 }
 
-void CheckWindow(const Checker& ck, const MoeConfig& c, const WindowLayout& layout, WindowCapacity window) {
+void CheckWindow(const Checker& ck, const MoeConfig& c, const WindowLayout& layout, WindowCapacity window, Profile p) {
+  if (p == Profile::kA2Fullmesh) {
+    // Atlas A2's documented rule (its kernels do not check it); moe_ep's own layout is checked below.
+    constexpr uint64_t kMb = uint64_t{1} << 20;
+    const uint64_t rows = SaturatingMul<uint64_t>(SaturatingMul<uint64_t>(c.bs, c.ep_world_size),
+                                                  std::min(c.local_expert_num(), c.top_k));
+    const uint64_t need = SaturatingMul<uint64_t>(
+        2, SaturatingAdd<uint64_t>(SaturatingMul<uint64_t>(rows, 2 * static_cast<uint64_t>(c.hidden)), 2 * kMb));
+    ck.Require(need <= window.ep_bytes, kRule, "HCCL_BUFFSIZE (EP window)", Str(window.ep_bytes) + " bytes",
+               "needs 2 * (Bs * epWorldSize * min(localExpertNum, K) * H * 2 + 2 MB) = " + Str(need) +
+                   " bytes on Atlas A2 (commAlg fullmesh)");
+  }
   ck.Require(layout.ep_window_bytes <= window.ep_bytes, kRule, "HCCL_BUFFSIZE (EP window)",
              Str(window.ep_bytes) + " bytes",
              "needs 2 * (maxBs*tokD*E*L + maxBs*tokC*(K+n_s)) = " + Str(layout.ep_window_bytes) + " bytes (" +
@@ -320,8 +374,8 @@ void CheckDispatchInputs(const Checker& ck, MoeConfig& c, const DispatchTensors&
   c.top_k = t.expert_ids.shape[1];
   c.x_dtype = t.x.dtype;
   ck.Shape(t.expert_ids.shape[0] == c.bs, t.expert_ids, "expertIds", "dim0 must equal Bs = " + Str(c.bs));
-  CheckMask(ck, c, t.x_active_mask);
-  CheckCommonAttributes(ck, c, p, kDispatchShapes);
+  CheckMask(ck, c, t.x_active_mask, p);
+  CheckCommonAttributes(ck, c, p, kDispatchShapes, /*dispatch=*/true);
 
   if (t.scales.present()) {
     ck.Dim(t.scales, "scales", 2);
@@ -336,7 +390,7 @@ void CheckDispatchInputs(const Checker& ck, MoeConfig& c, const DispatchTensors&
 }  // namespace
 
 void ValidateAttributes(MoeConfig& c, Profile p, const char* op) {
-  CheckCommonAttributes(Checker(op, p), c, p, {"Bs", "H"});
+  CheckCommonAttributes(Checker(op, p), c, p, {"Bs", "H"}, /*dispatch=*/true);
 }
 
 void ValidateDispatchInputs(MoeConfig& c, const DispatchTensors& t, Profile p, const char* op) {
@@ -357,6 +411,14 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
   ck.Present(t.tp_recv_counts, "tpRecvCountsOut");
   if (c.quant_mode == 2) ck.Present(t.dynamic_scales, "dynamicScalesOut");
   CheckDispatchInputs(ck, c, t, p);
+  if (IsA2(p)) {
+    // Atlas A2's kernel quantizes exactly when expandX is int8, whatever quantMode says (docs/a2.md).
+    ck.Require(t.expand_x.dtype == c.x_dtype || t.expand_x.dtype == DType::kInt8, kDtype, "expandXOut",
+               DTypeName(t.expand_x.dtype), std::string("dtype must be x's (") + DTypeName(c.x_dtype) + ") or int8");
+    c.quant_mode = t.expand_x.dtype == DType::kInt8 ? 2 : 0;
+    ck.Require(c.quant_mode == 0 || t.dynamic_scales.present(), kRule, "dynamicScalesOut", "nullptr",
+               "required when expandXOut is int8 (Atlas A2 quantizes by expandX's dtype)");
+  }
 
   const WindowLayout layout(c);
   const DispatchOutputSizes sizes = OutputSizesOf(c);
@@ -376,7 +438,8 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
   ck.Dtype(t.assist_info, "assistInfoForCombineOut", DType::kInt32);
   ck.Dim(t.assist_info, "assistInfoForCombineOut", 1);
   ck.Shape(t.assist_info.shape[0] >= sizes.assist_entries, t.assist_info, "assistInfoForCombineOut",
-           "dim0 must be >= 3 * tp * A = " + Str(sizes.assist_entries));
+           c.expand_idx() ? "dim0 must be >= Bs * K = " + Str(sizes.assist_entries)
+                          : "dim0 must be >= 3 * tp * A = " + Str(sizes.assist_entries));
   const int64_t token_nums = sizes.token_num_entries;
   ck.Dtype(t.expert_token_nums, "expertTokenNumsOut", DType::kInt64);
   ck.Dim(t.expert_token_nums, "expertTokenNumsOut", 1);
@@ -388,8 +451,10 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
   ck.Shape(t.ep_recv_counts.shape[0] >= recv, t.ep_recv_counts, "epRecvCountsOut", "dim0 must be >= " + Str(recv));
   ck.Dtype(t.tp_recv_counts, "tpRecvCountsOut", DType::kInt32);
   ck.Dim(t.tp_recv_counts, "tpRecvCountsOut", 1);
-  ck.Shape(t.tp_recv_counts.shape[0] == c.tp_world_size, t.tp_recv_counts, "tpRecvCountsOut",
-           "dim0 must equal tpWorldSize = " + Str(c.tp_world_size));
+  if (!IsA2(p)) {  // A2 forces tpWorldSize to 0 and never writes it
+    ck.Shape(t.tp_recv_counts.shape[0] == c.tp_world_size, t.tp_recv_counts, "tpRecvCountsOut",
+             "dim0 must equal tpWorldSize = " + Str(c.tp_world_size));
+  }
   const std::pair<const TensorView*, const char*> outputs[] = {{&t.expand_x, "expandXOut"},
                                                                {&t.dynamic_scales, "dynamicScalesOut"},
                                                                {&t.assist_info, "assistInfoForCombineOut"},
@@ -400,7 +465,7 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
     if (out->present()) ck.Shape(out->contiguous(), *out, name, "outputs must be contiguous");
     CheckView(ck, *out, name);
   }
-  CheckWindow(ck, c, layout, window);
+  CheckWindow(ck, c, layout, window, p);
 }
 
 void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCapacity window, const char* op) {
@@ -435,6 +500,15 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
   }
 
   ck.Require(c.comm_quant_mode == 0 || c.comm_quant_mode == 2, "commQuantMode", c.comm_quant_mode, "0 or 2");
+  ck.Require(!(c.comm_quant_mode != 0 && p == Profile::kA2Fullmesh), "commQuantMode", c.comm_quant_mode,
+             "must be 0 on Atlas A2 with commAlg fullmesh (2 needs hierarchy)");
+  if (IsA2(p)) {
+    for (const auto& [v, name] : {std::pair{&t.const_alpha1, "constExpertAlpha1"},
+                                  {&t.const_alpha2, "constExpertAlpha2"},
+                                  {&t.const_v, "constExpertV"}}) {
+      ck.Require(!v->present(), kRule, name, v->Describe(), "must be absent on Atlas A2 (no const experts)");
+    }
+  }
   ck.Require(!(c.comm_quant_mode != 0 && c.has_tp()), "commQuantMode", c.comm_quant_mode,
              "must be 0 when tpWorldSize == 2");
   if (t.add_rms_norm) {
@@ -447,8 +521,8 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
   c.top_k = t.expert_ids.shape[1];
   c.hidden = t.expand_x.shape[1];
   c.x_dtype = t.expand_x.dtype;
-  CheckMask(ck, c, t.x_active_mask);
-  CheckCommonAttributes(ck, c, p, kCombineShapes);
+  CheckMask(ck, c, t.x_active_mask, p);
+  CheckCommonAttributes(ck, c, p, kCombineShapes, /*dispatch=*/false);
   if (t.add_rms_norm) {
     ck.Require(c.shared_expert_rank_num == 0, "sharedExpertRankNum", c.shared_expert_rank_num,
                "must be 0 for CombineAddRmsNorm");
@@ -456,16 +530,19 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
 
   const WindowLayout layout(c);
   const int64_t a = layout.a, tp = c.tp_size();
-  ck.Shape(t.expand_x.shape[0] >= c.tp_world_size * a, t.expand_x, "expandX",
-           "dim0 must be >= tpWorldSize * A = " + Str(c.tp_world_size * a));
+  if (!IsA2(p)) {  // A2 forces tpWorldSize to 0, which switches this check off
+    ck.Shape(t.expand_x.shape[0] >= c.tp_world_size * a, t.expand_x, "expandX",
+             "dim0 must be >= tpWorldSize * A = " + Str(c.tp_world_size * a));
+  }
   ck.Dim(t.expert_scales, "expertScales", 2);
   ck.Shape(t.expert_scales.shape[0] == c.bs && t.expert_scales.shape[1] == c.top_k, t.expert_scales, "expertScales",
            "shape must be (Bs, K) = (" + Str(c.bs) + ", " + Str(c.top_k) + ")");
   ck.Dim(t.assist_info, "assistInfoForCombine", 1);
-  // Native handles keep only the rows that exist; the ops check each triple before use.
-  const int64_t assist_min = p == Profile::kA3 ? a * 128 : 0;
+  // Native handles keep only the rows that exist; the ops check each triple before use. Atlas A2 reads one
+  // expandIdx per (token, k).
+  const int64_t assist_min = c.expand_idx() ? c.bs * c.top_k : p == Profile::kA3 ? a * 128 : 0;
   ck.Shape(t.assist_info.shape[0] >= assist_min, t.assist_info, "assistInfoForCombine",
-           "dim0 must be >= " + Str(assist_min));
+           c.expand_idx() ? "dim0 must be >= Bs * K = " + Str(assist_min) : "dim0 must be >= " + Str(assist_min));
   const int64_t send = c.receive_entries() * tp;
   ck.Dim(t.ep_send_counts, "epSendCounts", 1);
   ck.Shape(t.ep_send_counts.shape[0] >= send, t.ep_send_counts, "epSendCounts", "dim0 must be >= " + Str(send));
@@ -515,7 +592,7 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
                   {&t.gamma, "gamma"},
                   {&t.y, "yOut"},
                   {&t.rstd, "rstdOut"}});
-  CheckWindow(ck, c, layout, window);
+  CheckWindow(ck, c, layout, window, p);
 }
 
 }  // namespace moe_ep::plan

@@ -4,7 +4,8 @@
 // bf16 / fp16, shared experts (n_s 1..2), 1-D and 2-D masks, unequal Bs with globalBs, TP 2, dynamic quant
 // with smooth scales, both expertTokenNumsTypes, commQuantMode 2, sharedExpertX (2-D and 3-D),
 // CombineAddRmsNorm, V3 zero / copy / const experts, strided inputs with offsets, and one thread that
-// launches every rank (switching contexts). Also: rounds with fresh routing on the same communicators.
+// launches every rank (switching contexts). Also: rounds with fresh routing on the same communicators, and the
+// same on Atlas A2 (MOE_EP_SOC_NAME=Ascend910B3: A2's rules and expandIdx layout).
 // Replay a run with MOE_EP_TEST_SEED=<printed seed>.
 #include <gtest/gtest.h>
 
@@ -117,6 +118,45 @@ CapiCase RandomCase(std::mt19937_64& rng, Feature f, Launch* launch) {
   return c;
 }
 
+// A random Atlas A2-legal case (docs/a2.md): epWorldSize 8 or 16, H a multiple of 32, no TP, no shared or const
+// experts, masks 1-D, zero / copy experts through V3; sharedExpertX passed sometimes (A2 never reads it).
+CapiCase RandomA2Case(std::mt19937_64& rng) {
+  CapiCase c;
+  auto& s = c.spec;
+  auto& cfg = s.config;
+  cfg.a2 = true;
+  cfg.ep_world_size = Chance(rng, 0.8) ? 8 : 16;
+  cfg.moe_expert_num = static_cast<int>(Uniform(rng, 1, 3)) * cfg.ep_world_size;
+  if (Chance(rng, 0.3)) {
+    cfg.zero_expert_num = static_cast<int>(Uniform(rng, 0, 2));
+    cfg.copy_expert_num = static_cast<int>(Uniform(rng, cfg.zero_expert_num == 0 ? 1 : 0, 2));
+  }
+  c.use_v3 = cfg.zero_expert_num + cfg.copy_expert_num > 0 || Chance(rng, 0.3);
+  cfg.top_k = static_cast<int>(Uniform(rng, 1, std::min(8, cfg.moe_expert_num + cfg.zero_expert_num)));
+  cfg.hidden = static_cast<int>(32 * Uniform(rng, 1, 24));
+  cfg.dtype = Chance(rng, 0.5) ? DType::kBf16 : DType::kFp16;
+  cfg.quant_mode = Chance(rng, 0.5) ? 2 : 0;
+  s.smooth_scales = cfg.quant_mode == 2 && Chance(rng, 0.5);
+  cfg.expert_token_nums_type = static_cast<int>(Uniform(rng, 0, 1));
+  s.bs = Uniform(rng, 1, 16);
+  s.mask = Chance(rng, 0.4) ? MaskKind::kTokens : MaskKind::kNone;
+  if (s.mask == MaskKind::kNone && Chance(rng, 0.4)) {
+    s.unequal_bs = true;
+    cfg.global_bs = (s.bs + Uniform(rng, 0, 3)) * cfg.ep_world_size;
+  }
+  s.shared_expert_x = Chance(rng, 0.3);
+  const int64_t layout = Uniform(rng, 0, 4) - 2;
+  s.layout = layout == 1   ? InputLayout::kPaddedRows
+             : layout == 2 ? InputLayout::kStridedColumns
+                           : InputLayout::kContiguous;
+  c.no_tp_attr = static_cast<int>(Uniform(rng, 0, 1));
+  c.default_shared_num = Chance(rng, 0.3);
+  c.pass_a2_params = Chance(rng, 0.5);
+  c.null_comm_alg = Chance(rng, 0.3);
+  c.group_list_type = Uniform(rng, 0, 1);
+  return c;
+}
+
 const char* LaunchName(Launch l) {
   return l == Launch::kSingleThread            ? "single thread"
          : l == Launch::kThreadPerRankContexts ? "threads+contexts"
@@ -148,6 +188,33 @@ TEST(CapiProperty, RandomConfigurationsMatchReference) {
     }
   }
   std::printf("[capi property] %d configurations matched the reference\n", cases);
+}
+
+// Atlas A2 (MOE_EP_SOC_NAME names an Ascend910B SoC): random A2-legal configurations through the C API on both data
+// paths, assistInfoForCombine holding expandIdx, every output bit for bit against the reference's A2 layout; each
+// case runs two rounds with fresh routing on the same communicators.
+TEST(CapiProperty, AtlasA2ConfigurationsMatchReference) {
+  EnsureAclReady();
+  const moe_ep::testing::ScopedEnv soc("MOE_EP_SOC_NAME", "Ascend910B3");
+  for (int i = 0; i < 3 * kCycles; ++i) {
+    const uint64_t seed = moe_ep::testing::BaseSeed() ^ (0xA2A2ull * 1000003 + i);
+    std::mt19937_64 rng(seed);
+    const CapiCase c = RandomA2Case(rng);
+    const char* data_path = (seed >> 7) % 2 ? "pull" : "push";
+    const moe_ep::testing::ScopedEnv path_env("MOE_EP_DATA_PATH", data_path);
+    const std::string what = "case seed " + std::to_string(seed) + " (" + data_path + "): " + Describe(c);
+    SCOPED_TRACE(what);
+    Comms comms(c.spec.config.ep_world_size, 1);
+    ScenarioInputs inputs = moe_ep::verify::MakeInputs(c.spec, rng);
+    for (int round = 0; round < 2; ++round) {
+      if (round > 0) moe_ep::verify::RerouteInputs(c.spec, rng, inputs);
+      if (c.use_v3) RouteSpecialExperts(c, rng, inputs);
+      CapiRunOptions options;
+      options.launch = Chance(rng, 0.3) ? Launch::kThreadPerRankContexts : Launch::kThreadPerRank;
+      options.two_streams = Chance(rng, 0.3);
+      ASSERT_EQ(RunCapiCase(c, inputs, options, &comms), "") << what << " round " << round;
+    }
+  }
 }
 
 // Several rounds on the same communicators, with fresh routing each round (double-buffered windows,

@@ -358,7 +358,7 @@ CapiCase SeedSampleCase() {
 std::string Describe(const CapiCase& c) {
   std::ostringstream o;
   const auto& cfg = c.spec.config;
-  o << moe_ep::verify::Describe(c.spec) << (c.use_v3 ? " V3" : " V2");
+  o << moe_ep::verify::Describe(c.spec) << (c.use_v3 ? " V3" : " V2") << (cfg.a2 ? " AtlasA2" : "");
   if (cfg.zero_expert_num + cfg.copy_expert_num + cfg.const_expert_num > 0) {
     o << " zero=" << cfg.zero_expert_num << " copy=" << cfg.copy_expert_num << " const=" << cfg.const_expert_num;
   }
@@ -427,7 +427,7 @@ class Runner {
   int64_t SharedNumAttr() const {
     return cfg_.shared_expert_rank_num == 0 && c_.default_shared_num ? 1 : cfg_.shared_expert_num;
   }
-  const char* CommAlg() const { return c_.null_comm_alg ? nullptr : ""; }
+  const char* CommAlg() const { return c_.null_comm_alg ? nullptr : cfg_.a2 ? "fullmesh" : ""; }
 
   void Init(RankIo& r, int g) {
     r.g = g;
@@ -654,7 +654,12 @@ class Runner {
       first(CompareElements("expandX", e.expand_x.data(), e.rows * h, 2, r.got_expand_x));
       first(CompareElements("dynamicScales (quantMode 0)", nullptr, 0, 4, r.got_dyn_scales));
     }
-    first(CompareElements("assistInfoForCombine", e.assist_info.data(), 3 * e.rows, 4, r.got_assist));
+    if (cfg_.a2) {  // Atlas A2: this rank's expandIdx per (token, k), written by the sender
+      first(CompareElements("assistInfoForCombine (expandIdx)", e.expand_idx.data(), e.expand_idx.size(), 4,
+                            r.got_assist));
+    } else {
+      first(CompareElements("assistInfoForCombine", e.assist_info.data(), 3 * e.rows, 4, r.got_assist));
+    }
     first(CompareElements("expertTokenNums", e.expert_token_nums.data(), e.expert_token_nums.size(), 8,
                           r.got_token_nums));
     first(CompareElements("epRecvCounts", e.ep_recv_counts.data(), e.ep_recv_counts.size(), 4, r.got_ep_recv));

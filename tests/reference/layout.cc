@@ -23,6 +23,7 @@ void CheckRankInput(const Config& config, const Dims& dims, const RankInput& inp
   } else if (input.mask_kind == MaskKind::kPairs) {
     Require(static_cast<int64_t>(input.mask.size()) == input.bs * dims.K, who + "a pair mask must hold bs * K values");
   }
+  if (config.a2) Require(input.mask_kind != MaskKind::kPairs, who + "A2 takes no 2-D (pair) mask");
   if (config.quant_mode == 2 && !input.smooth_scales.empty()) {
     Require(static_cast<int64_t>(input.smooth_scales.size()) == (dims.n_s + dims.moe) * dims.H,
             who + "smooth_scales must hold (n_s + moe) * H values");
@@ -112,6 +113,13 @@ Dims MakeDims(const Config& config, const std::vector<RankInput>& inputs) {
   Require(config.expert_token_nums_type == 0 || config.expert_token_nums_type == 1,
           "expert_token_nums_type must be 0 or 1");
   Require(config.comm_quant_mode == 0 || config.comm_quant_mode == 2, "comm_quant_mode must be 0 or 2");
+  if (config.a2) {
+    // A2 (docs/semantics.md 1.2): TP and shared experts are forced off, and there are no const experts.
+    Require(dims.tp == 1, "A2 has no TP: tp_world_size must be 0 or 1");
+    Require(dims.S == 0 && dims.n_s == 0,
+            "A2 has no shared experts: shared_expert_rank_num and shared_expert_num must be 0");
+    Require(dims.cnst == 0, "A2 has no const experts: const_expert_num must be 0");
+  }
   Require(static_cast<int64_t>(inputs.size()) == static_cast<int64_t>(dims.E) * dims.tp,
           "inputs must hold ep_world_size * tp_world_size ranks");
   for (size_t g = 0; g < inputs.size(); ++g) CheckRankInput(config, dims, inputs[g], static_cast<int>(g));

@@ -65,7 +65,8 @@ void QuantizeRow(const Config& config, const Dims& dims, const RankInput& source
   *scale = 1.0f / ds;
 }
 
-// Writes row `index` of `out`: the payload (docs/semantics.md 2.2 / 2.4) and the triple (srcRank, tokenIdx, kIdx).
+// Writes row `index` of `out`: the payload (docs/semantics.md 2.2 / 2.4) and, on A3, the triple (srcRank, tokenIdx,
+// kIdx). A2 has no triples.
 void WriteDispatchRow(const Config& config, const Dims& dims, const RankInput& source, const Row& row, int64_t index,
                       DispatchOut& out) {
   if (config.quant_mode == 2) {
@@ -74,6 +75,7 @@ void WriteDispatchRow(const Config& config, const Dims& dims, const RankInput& s
     const uint16_t* x = source.x.data() + row.token * dims.H;
     std::copy(x, x + dims.H, out.expand_x.begin() + index * dims.H);
   }
+  if (config.a2) return;
   out.assist_info[3 * index + 0] = row.src;
   out.assist_info[3 * index + 1] = row.token;
   out.assist_info[3 * index + 2] = row.k_idx;
@@ -95,7 +97,7 @@ DispatchOut AssembleDispatchOut(const Config& config, const Dims& dims, const Gr
   } else {
     out.expand_x.assign(out.rows * dims.H, 0);
   }
-  out.assist_info.assign(3 * out.rows, 0);
+  if (!config.a2) out.assist_info.assign(3 * out.rows, 0);
 
   int64_t index = 0;
   for (int part : part_tp_ranks) {
@@ -118,6 +120,23 @@ DispatchOut AssembleDispatchOut(const Config& config, const Dims& dims, const Gr
     out.tp_recv_counts[1 - tp_rank] = static_cast<int32_t>(layouts[1 - tp_rank][ep_rank].rows.size());
   }
   return out;
+}
+
+// A2's expandIdx of one (sending) rank: for each flat pair i = t * K + k of the activeBs active tokens, the number
+// of earlier pairs i' < i of this rank with the same MoE expert id; 0 for the special (zero / copy) experts.
+// activeBs = bs, or with a 1-D mask the number of true entries (RouteRank marks tokens [0, activeBs) active).
+std::vector<int32_t> ExpandIdx(const Dims& dims, const RankInput& input) {
+  const layout::Routing routing = layout::RouteRank(dims, input);
+  int64_t active_bs = 0;
+  for (uint8_t active : routing.token_active) active_bs += active ? 1 : 0;
+  std::vector<int32_t> expand_idx(active_bs * dims.K, 0);
+  std::vector<int32_t> seen(dims.moe, 0);  // seen[e]: pairs i' < i with expert e so far
+  for (int64_t i = 0; i < active_bs * dims.K; ++i) {
+    const int32_t expert = input.expert_ids[i];
+    if (expert >= dims.moe) continue;  // zero / copy expert: 0
+    expand_idx[i] = seen[expert]++;
+  }
+  return expand_idx;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -300,8 +319,8 @@ void AccumulateToken(const CombineContext& context, const layout::Routing& routi
     ReturnedRowValues(context, location.rank, location.row, bits, v);
     for (int64_t h = 0; h < dims.H; ++h) acc[h] = acc[h] + v[h];
   }
-  // sharedExpertX, unweighted.
-  if (!input.shared_expert_x.empty()) {
+  // sharedExpertX, unweighted (A3 only: the A2 kernel never reads it).
+  if (!context.config.a2 && !input.shared_expert_x.empty()) {
     const uint16_t* shared_x = input.shared_expert_x.data() + token * dims.H;
     for (int64_t h = 0; h < dims.H; ++h) acc[h] = acc[h] + DtypeToFloat(context.config.dtype, shared_x[h]);
   }
@@ -409,6 +428,10 @@ std::vector<DispatchOut> Dispatch(const Config& config, const std::vector<RankIn
       outs[dims.GlobalRank(tp_rank, ep_rank)] = AssembleDispatchOut(config, dims, layouts, inputs, tp_rank, ep_rank);
     }
   }
+  // A2: expandIdx on every sending rank (A2 has no TP, so global rank = EP rank).
+  if (config.a2) {
+    for (size_t g = 0; g < inputs.size(); ++g) outs[g].expand_idx = ExpandIdx(dims, inputs[g]);
+  }
   return outs;
 }
 
@@ -424,6 +447,7 @@ std::vector<CombineOut> Combine(const Config& config, const std::vector<RankInpu
 
 std::vector<CombineOut> CombineAddRmsNorm(const Config& config, const std::vector<RankInput>& inputs,
                                           const std::vector<CombineInput>& combine_inputs) {
+  Require(!config.a2, "CombineAddRmsNorm does not exist on A2");
   auto finish = [&config](const Dims& dims, const CombineInput& input, int64_t t, const std::vector<float>& acc,
                           CombineOut& out) { AddRmsNormToken(config, dims, input, t, acc, out); };
   return CombineAllRanks(config, inputs, combine_inputs, /*add_rms_norm=*/true, finish);

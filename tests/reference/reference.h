@@ -34,6 +34,14 @@ struct Config {
   int expert_token_nums_type = 1;  // 0 cumulative, 1 per expert
   int comm_quant_mode = 0;         // combine: 0 none, 2 int8 blocks of 8
   float norm_eps = 1e-6f;          // CombineAddRmsNorm
+  // Atlas A2 fullmesh layout (docs/semantics.md 1.2, "A2"). A2 has no TP and no shared experts:
+  // requires tp_world_size 0 or 1 (CANN's 0 means "no TP"), no shared experts (shared_expert_rank_num 0,
+  // so shared_expert_num 0, or the op-def default 1 which then means none), const_expert_num 0 (zero and
+  // copy experts are allowed) and masks of kind kNone or kTokens; a violation throws std::invalid_argument.
+  // Dispatch: expandX, dynamic_scales, ep_recv_counts and expert_token_nums as on A3, but no triples
+  // (assist_info stays empty); expand_idx is filled instead. Combine: as on A3 except that
+  // shared_expert_x is ignored. CombineAddRmsNorm does not exist on A2 (throws).
+  bool a2 = false;
 };
 
 enum class MaskKind { kNone, kTokens, kPairs };
@@ -57,10 +65,16 @@ struct DispatchOut {
   std::vector<uint16_t> expand_x;          // rows * H (quant_mode 0; empty in quant_mode 2)
   std::vector<int8_t> expand_x_q;          // rows * H (quant_mode 2; empty in quant_mode 0)
   std::vector<float> dynamic_scales;       // rows (quant_mode 2; empty in quant_mode 0)
-  std::vector<int32_t> assist_info;        // 3 * rows: (srcRank, tokenIdx, kIdx) per row
+  std::vector<int32_t> assist_info;        // 3 * rows: (srcRank, tokenIdx, kIdx) per row (A2: empty)
   std::vector<int64_t> expert_token_nums;  // L on MoE ranks, 1 on shared ranks
   std::vector<int32_t> ep_recv_counts;     // E*L (MoE) or E (shared), times tp_world_size
   std::vector<int32_t> tp_recv_counts;     // tp_world_size entries (empty without TP)
+  // A2 only (A3: empty). Filled on the token-owning (sending) rank, activeBs * K entries, activeBs = bs or,
+  // with a 1-D mask, the number of true entries. For i = t * K + k < activeBs * K with MoE expert
+  // e = expert_ids[i] < moe: the number of earlier i' < i on this rank with expert_ids[i'] == e (the
+  // pair's position among this rank's pairs sent to e); special experts (zero / copy, ids >= moe): 0.
+  // The library leaves entries >= activeBs * K of its buffer untouched.
+  std::vector<int32_t> expand_idx;
 };
 
 std::vector<DispatchOut> Dispatch(const Config& config, const std::vector<RankInput>& inputs);
@@ -70,7 +84,7 @@ std::vector<DispatchOut> Dispatch(const Config& config, const std::vector<RankIn
 struct CombineInput {
   std::vector<uint16_t> expert_out;       // DispatchOut.rows * H, dtype bits
   std::vector<float> expert_scales;       // bs * K
-  std::vector<uint16_t> shared_expert_x;  // bs * H, or empty
+  std::vector<uint16_t> shared_expert_x;  // bs * H, or empty; ignored with a2 (the A2 kernel never reads it)
   std::vector<uint16_t> residual_x;       // bs * H bf16 (CombineAddRmsNorm only)
   std::vector<uint16_t> gamma;            // H bf16 (CombineAddRmsNorm only)
   // Special experts (docs/semantics.md 3.2), all in the combine dtype (bf16/fp16 bits):
@@ -90,7 +104,7 @@ struct CombineOut {
 // CombineV2: `inputs` is the same routing that was dispatched, `combine_inputs` per rank.
 std::vector<CombineOut> Combine(const Config& config, const std::vector<RankInput>& inputs,
                                 const std::vector<CombineInput>& combine_inputs);
-// CombineAddRmsNorm (bf16 only): x, y and rstd per rank.
+// CombineAddRmsNorm (bf16 only, A3 only: throws std::invalid_argument with a2): x, y and rstd per rank.
 std::vector<CombineOut> CombineAddRmsNorm(const Config& config, const std::vector<RankInput>& inputs,
                                           const std::vector<CombineInput>& combine_inputs);
 

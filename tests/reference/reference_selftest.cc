@@ -15,6 +15,8 @@
 //   SpecialExperts  V3 zero / copy / const experts: never dispatched (counts, rows, slots), combine
 //                   arithmetic with fp32 rounding by hand, 2-D mask over special pairs, tokens whose
 //                   experts are all special, fp16, comm-quant (specials stay exact), input checks.
+//   A2              Atlas A2 fullmesh: no triples, expandIdx on the sender (repeated experts, 1-D mask,
+//                   zero / copy experts), combine ignores shared_expert_x, A2 preconditions.
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -1029,6 +1031,185 @@ TEST(SpecialExperts, CombineInputSizesChecked) {
   EXPECT_EQ(Combine(config, inputs, combine)[0].x, (std::vector<uint16_t>{Bf(4), Bf(6)}));
   combine[1].const_v = {Bf(1)};
   EXPECT_THROW(Combine(config, inputs, combine), std::invalid_argument);  // const_v must hold const * H
+}
+
+// ------------------------------------------------------------------------------------------------------
+// A2 (Atlas A2 fullmesh)
+// ------------------------------------------------------------------------------------------------------
+
+// E = 2, moe = 4 (L = 2: experts 0, 1 on rank 0; 2, 3 on rank 1), zero = 1 (id 4), copy = 1 (id 5), K = 2, H = 2.
+// r0 (bs 4, no mask): ids {1,0 | 1,4 | 0,1 | 5,1}.
+//   expandIdx (earlier pairs of r0 with the same MoE id; special ids 0):
+//   i0 e1 -> 0, i1 e0 -> 0, i2 e1 -> 1, i3 zero -> 0, i4 e0 -> 1, i5 e1 -> 2, i6 copy -> 0, i7 e1 -> 3.
+// r1 (bs 3, 1-D mask {1, 1, 0}: activeBs = 2): ids {2,2 | 3,2 | 2,99} (the masked token's ids are never read).
+//   expandIdx has activeBs * K = 4 entries: i0 e2 -> 0, i1 e2 -> 1, i2 e3 -> 0, i3 e2 -> 2.
+// The rest is A3's layout: rank 0 e0: src 0 (t0,k1) (t2,k0) | src 1 none; e1: src 0 (t0,k0) (t1,k0) (t2,k1)
+//   (t3,k1) | src 1 none -> counts [2, 2, 6, 6], per expert [2, 4].
+// rank 1 e2: src 0 none | src 1 (t0,k0) (t0,k1) (t1,k1); e3: src 0 none | src 1 (t1,k0) -> [0, 3, 3, 4], [3, 1].
+Config A2Config() {
+  Config config;
+  config.a2 = true;
+  config.ep_world_size = 2;
+  config.moe_expert_num = 4;
+  config.zero_expert_num = 1;
+  config.copy_expert_num = 1;
+  config.top_k = 2;
+  config.hidden = 2;
+  return config;
+}
+std::vector<RankInput> A2Inputs() {
+  std::vector<RankInput> inputs = {MakeRank(0, 4, 2, {1, 0, 1, 4, 0, 1, 5, 1}), MakeRank(1, 3, 2, {2, 2, 3, 2, 2, 99})};
+  inputs[1].mask_kind = MaskKind::kTokens;
+  inputs[1].mask = {1, 1, 0};
+  return inputs;
+}
+
+TEST(A2, DispatchExpandIdxAndNoTriples) {
+  const Config config = A2Config();
+  const std::vector<RankInput> inputs = A2Inputs();
+  const std::vector<DispatchOut> outs = Dispatch(config, inputs);
+  ASSERT_EQ(outs.size(), 2u);
+  EXPECT_EQ(outs[0].expand_idx, (std::vector<int32_t>{0, 0, 1, 0, 1, 2, 0, 3}));
+  EXPECT_EQ(outs[1].expand_idx, (std::vector<int32_t>{0, 1, 0, 2}));  // entries past activeBs * K absent
+  for (const DispatchOut& out : outs) {
+    EXPECT_TRUE(out.assist_info.empty());
+    EXPECT_TRUE(out.tp_recv_counts.empty());
+  }
+  ExpectRowsFrom(outs[0], 2, {{0, 0}, {0, 2}, {0, 0}, {0, 1}, {0, 2}, {0, 3}});
+  EXPECT_EQ(outs[0].ep_recv_counts, (std::vector<int32_t>{2, 2, 6, 6}));
+  EXPECT_EQ(outs[0].expert_token_nums, (std::vector<int64_t>{2, 4}));
+  ExpectRowsFrom(outs[1], 2, {{1, 0}, {1, 0}, {1, 1}, {1, 1}});
+  EXPECT_EQ(outs[1].ep_recv_counts, (std::vector<int32_t>{0, 3, 3, 4}));
+  EXPECT_EQ(outs[1].expert_token_nums, (std::vector<int64_t>{3, 1}));
+
+  // A3 on the same routing: the same rows and counts, with triples and no expandIdx.
+  Config a3 = config;
+  a3.a2 = false;
+  const std::vector<DispatchOut> a3_outs = Dispatch(a3, inputs);
+  for (int g = 0; g < 2; ++g) {
+    EXPECT_TRUE(a3_outs[g].expand_idx.empty());
+    EXPECT_EQ(a3_outs[g].assist_info.size(), 3 * static_cast<size_t>(outs[g].rows));
+    EXPECT_EQ(a3_outs[g].rows, outs[g].rows);
+    EXPECT_EQ(a3_outs[g].expand_x, outs[g].expand_x);
+    EXPECT_EQ(a3_outs[g].ep_recv_counts, outs[g].ep_recv_counts);
+    EXPECT_EQ(a3_outs[g].expert_token_nums, outs[g].expert_token_nums);
+  }
+}
+
+// quant_mode 2 on A2 quantizes exactly as on A3 (same rows, same scales); still no triples.
+TEST(A2, QuantizedDispatchMatchesA3Rows) {
+  Config config = A2Config();
+  config.quant_mode = 2;
+  const std::vector<RankInput> inputs = A2Inputs();
+  const std::vector<DispatchOut> outs = Dispatch(config, inputs);
+  config.a2 = false;
+  const std::vector<DispatchOut> a3_outs = Dispatch(config, inputs);
+  for (int g = 0; g < 2; ++g) {
+    EXPECT_TRUE(outs[g].assist_info.empty());
+    EXPECT_FALSE(outs[g].expand_x_q.empty());
+    EXPECT_EQ(outs[g].expand_x_q, a3_outs[g].expand_x_q);
+    EXPECT_EQ(outs[g].dynamic_scales, a3_outs[g].dynamic_scales);
+  }
+  EXPECT_EQ(outs[0].expand_idx, (std::vector<int32_t>{0, 0, 1, 0, 1, 2, 0, 3}));
+}
+
+// Combine on A2 ignores shared_expert_x. E = 2, moe = 2 (e0 on rank 0, e1 on rank 1), zero = 1 (id 2),
+// copy = 1 (id 3), K = 2, H = 2.
+// r0 (bs 2): t0 ids {0, 1}, t1 ids {3, 2}.  r1 (bs 2, 1-D mask {1, 0}): t0 ids {1, 0}; t1 inactive.
+// Rows: rank 0 (e0) (0,0,0) (1,0,1) = [1, 2], [3, 4]; rank 1 (e1) (0,0,1) (1,0,0) = [5, 6], [7, 8].
+// w: r0 {0.5, 2 | 4, inf}, r1 {1, 0.25 | 9, 9}; oriX r0 t1 [1.5, -2]; shared_expert_x rows [0.25, 0.5].
+//   r0 t0: [1, 2] * 0.5 + [5, 6] * 2 = [10.5, 13].   r0 t1: copy [1.5, -2] * 4 = [6, -8]; zero skipped.
+//   r1 t0: [7, 8] * 1 + [3, 4] * 0.25 = [7.75, 9].   r1 t1: not written.
+// A3 (same inputs) adds shared_expert_x: [10.75, 13.5], [6.25, -7.5], [8, 9.5].
+TEST(A2, CombineIgnoresSharedExpertX) {
+  Config config;
+  config.a2 = true;
+  config.moe_expert_num = 2;
+  config.zero_expert_num = 1;
+  config.copy_expert_num = 1;
+  config.top_k = 2;
+  config.hidden = 2;
+  std::vector<RankInput> inputs = {MakeRank(0, 2, 2, {0, 1, 3, 2}), MakeRank(1, 2, 2, {1, 0, 0, 0})};
+  inputs[1].mask_kind = MaskKind::kTokens;
+  inputs[1].mask = {1, 0};
+  const std::vector<DispatchOut> dispatched = Dispatch(config, inputs);
+  EXPECT_EQ(dispatched[0].expand_idx, (std::vector<int32_t>{0, 0, 0, 0}));
+  EXPECT_EQ(dispatched[1].expand_idx, (std::vector<int32_t>{0, 0}));
+  ExpectRowsFrom(dispatched[0], 2, {{0, 0}, {1, 0}});
+  ExpectRowsFrom(dispatched[1], 2, {{0, 0}, {1, 0}});
+  EXPECT_TRUE(dispatched[0].assist_info.empty());
+
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<CombineInput> combine(2);
+  combine[0].expert_out = {Bf(1), Bf(2), Bf(3), Bf(4)};
+  combine[1].expert_out = {Bf(5), Bf(6), Bf(7), Bf(8)};
+  combine[0].expert_scales = {0.5f, 2.0f, 4.0f, inf};
+  combine[1].expert_scales = {1.0f, 0.25f, 9.0f, 9.0f};
+  combine[0].ori_x = {Bf(9), Bf(9), Bf(1.5f), Bf(-2)};
+  combine[1].ori_x = {Bf(9), Bf(9), Bf(9), Bf(9)};
+  for (CombineInput& input : combine) input.shared_expert_x = {Bf(0.25f), Bf(0.5f), Bf(0.25f), Bf(0.5f)};
+  const std::vector<CombineOut> outs = Combine(config, inputs, combine);
+  EXPECT_EQ(outs[0].written, (std::vector<uint8_t>{1, 1}));
+  EXPECT_EQ(outs[0].x, (std::vector<uint16_t>{Bf(10.5f), Bf(13), Bf(6), Bf(-8)}));
+  EXPECT_EQ(outs[1].written, (std::vector<uint8_t>{1, 0}));
+  EXPECT_EQ(outs[1].x[0], Bf(7.75f));
+  EXPECT_EQ(outs[1].x[1], Bf(9));
+
+  // Without shared_expert_x: the same result.
+  std::vector<CombineInput> no_shared = combine;
+  for (CombineInput& input : no_shared) input.shared_expert_x.clear();
+  const std::vector<CombineOut> no_shared_outs = Combine(config, inputs, no_shared);
+  EXPECT_EQ(no_shared_outs[0].x, outs[0].x);
+  EXPECT_EQ(no_shared_outs[1].x[0], outs[1].x[0]);
+  EXPECT_EQ(no_shared_outs[1].x[1], outs[1].x[1]);
+
+  // A3 adds it.
+  config.a2 = false;
+  const std::vector<CombineOut> a3_outs = Combine(config, inputs, combine);
+  EXPECT_EQ(a3_outs[0].x, (std::vector<uint16_t>{Bf(10.75f), Bf(13.5f), Bf(6.25f), Bf(-7.5f)}));
+  EXPECT_EQ(a3_outs[1].x[0], Bf(8));
+  EXPECT_EQ(a3_outs[1].x[1], Bf(9.5f));
+}
+
+// A2 preconditions: no TP, no shared experts, no const experts, no 2-D mask, no CombineAddRmsNorm.
+// shared_expert_num = 1 with shared_expert_rank_num = 0 is the op-def default meaning "none" and is accepted.
+TEST(A2, PreconditionsChecked) {
+  const std::vector<RankInput> inputs = {MakeRank(0, 1, 2, {0}), MakeRank(1, 1, 2, {1})};
+  Config config;
+  config.a2 = true;
+  config.moe_expert_num = 2;
+  config.hidden = 2;
+  EXPECT_EQ(Dispatch(config, inputs)[0].expand_idx, (std::vector<int32_t>{0}));
+  config.shared_expert_num = 1;  // S == 0: no shared experts
+  EXPECT_EQ(Dispatch(config, inputs)[1].expand_idx, (std::vector<int32_t>{0}));
+
+  Config tp = config;
+  tp.tp_world_size = 2;
+  EXPECT_THROW(Dispatch(tp, {inputs[0], inputs[1], inputs[0], inputs[1]}), std::invalid_argument);
+  Config shared = config;
+  shared.ep_world_size = 3;
+  shared.shared_expert_rank_num = 1;
+  EXPECT_THROW(Dispatch(shared, {inputs[0], inputs[1], inputs[1]}), std::invalid_argument);
+  shared.a2 = false;  // the same job is fine on A3
+  EXPECT_NO_THROW(Dispatch(shared, {inputs[0], inputs[1], inputs[1]}));
+  Config with_const = config;
+  with_const.const_expert_num = 1;
+  EXPECT_THROW(Dispatch(with_const, inputs), std::invalid_argument);
+
+  std::vector<RankInput> pair_masked = inputs;
+  pair_masked[0].mask_kind = MaskKind::kPairs;
+  pair_masked[0].mask = {1};
+  EXPECT_THROW(Dispatch(config, pair_masked), std::invalid_argument);
+
+  std::vector<CombineInput> combine(2);
+  for (CombineInput& input : combine) {
+    input.expert_out = {Bf(1), Bf(1)};
+    input.expert_scales = {1.0f};
+    input.residual_x = {Bf(0), Bf(0)};
+    input.gamma = {Bf(1), Bf(1)};
+  }
+  EXPECT_EQ(Combine(config, inputs, combine)[0].x, (std::vector<uint16_t>{Bf(1), Bf(1)}));
+  EXPECT_THROW(CombineAddRmsNorm(config, inputs, combine), std::invalid_argument);
 }
 
 }  // namespace

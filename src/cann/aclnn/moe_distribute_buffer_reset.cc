@@ -25,6 +25,7 @@ std::function<void()> BuildBufferReset(const aclTensor* elastic_info, const char
   if (name_length == 0 || name_length >= 128) {
     Reject(ErrorCode::kInvalidParam, op, "groupEp", std::to_string(name_length) + " characters", "length in [1, 128)");
   }
+  RequireA3(op);  // registered for Atlas A3 only: the A2 kernel lookup fails
   const TensorView mask = RequiredTensor(op, "elasticInfo", elastic_info);
   if (mask.dtype != DType::kInt32)
     Reject(ErrorCode::kInvalidParam, op, "elasticInfo", DTypeName(mask.dtype), "dtype must be int32");

@@ -1,5 +1,5 @@
 // aclnnMoeDistributeCombineV2 / V3 / AddRmsNorm: docs/semantics.md 1.1 wrapper checks (161001, group-name lengths
-// 161002), dtypes (161002), the A3 tiling rules (561002), then the engine's combine on the stream.
+// 161002), dtypes (161002), the A3 or A2 (docs/a2.md) tiling rules (561002), then the engine's combine on the stream.
 #include <cstring>
 
 #include "aclnnop/aclnn_moe_distribute_combine_add_rms_norm.h"
@@ -75,11 +75,12 @@ void CheckWrapperRules(const std::string& op, const CombineArgs& a, bool add_rms
 
 // Reserved parameters (docs/semantics.md 3.4): the tensors must be null and outDtype 0. groupListType is not
 // checked: CANN's tiling never reads it and the documented samples pass 1.
-void CheckReserved(const std::string& op, const CombineArgs& a) {
-  const std::pair<const aclTensor*, const char*> reserved[] = {{a.activation_scale, "activationScale"},
-                                                               {a.weight_scale, "weightScale"},
-                                                               {a.group_list, "groupList"},
-                                                               {a.expand_scales, "expandScales"}};
+void CheckReserved(const std::string& op, const CombineArgs& a, plan::Profile profile) {
+  const std::pair<const aclTensor*, const char*> reserved[] = {
+      {a.activation_scale, "activationScale"},
+      {a.weight_scale, "weightScale"},
+      {a.group_list, "groupList"},
+      {plan::IsA2(profile) ? nullptr : a.expand_scales, "expandScales"}};  // A2's hierarchy takes it
   for (const auto& [tensor, name] : reserved) {
     if (tensor) Reject(ErrorCode::kInvalidConfig, op, name, "a tensor", "reserved: must be nullptr");
   }
@@ -89,6 +90,7 @@ void CheckReserved(const std::string& op, const CombineArgs& a) {
 
 std::function<void()> BuildCombine(const std::string& op, const CombineArgs& a, bool add_rms_norm) {
   CheckWrapperRules(op, a, add_rms_norm);
+  if (add_rms_norm) RequireA3(op);
   plan::CombineTensors t;
   t.expand_x = RequiredTensor(op, "expandX", a.expand_x);
   t.expert_ids = RequiredTensor(op, "expertIds", a.expert_ids);
@@ -112,15 +114,24 @@ std::function<void()> BuildCombine(const std::string& op, const CombineArgs& a, 
     t.rstd = RequiredTensor(op, "rstdOut", a.rstd);
     t.norm_eps = a.norm_eps;
   }
-  CheckReserved(op, a);
-  CheckCommAlg(op, a.comm_alg);
+  const plan::Profile profile = ProfileOf(op, a.comm_alg);
+  CheckReserved(op, a, profile);
+  if (profile == plan::Profile::kA3) CheckCommAlg(op, a.comm_alg);
 
-  plan::MoeConfig c = ConfigOf(a.attributes);
+  GroupAttributes attributes = a.attributes;
+  plan::MoeConfig c = ConfigOf(attributes);
   c.comm_quant_mode = a.comm_quant_mode;
   c.elastic = elastic.present();
-  const Groups groups = ValidateOnGroups(op, a.attributes, c, elastic, [&](plan::WindowCapacity capacity) {
-    plan::ValidateCombine(c, t, plan::Profile::kA3, capacity, op.c_str());
+  if (plan::IsA2(profile)) {  // docs/a2.md: no TP group, no elasticInfo; sharedExpertX is never read
+    attributes.group_tp = "";
+    c.assist = plan::AssistLayout::kExpandIdx;
+    t.shared_expert_x = {};
+    if (elastic.present()) Reject(ErrorCode::kInvalidConfig, op, "elasticInfo", "a tensor", "absent on Atlas A2");
+  }
+  const Groups groups = ValidateOnGroups(op, attributes, c, elastic, [&](plan::WindowCapacity capacity) {
+    plan::ValidateCombine(c, t, profile, capacity, op.c_str());
   });
+  if (profile == plan::Profile::kA2Hierarchy) RefuseHierarchy(op, a.comm_alg);
   return [c, t, groups, elastic, op] {
     const std::vector<int32_t> table = elastic.present() ? ops::GatherInt32(elastic) : std::vector<int32_t>{};
     ops::RunCombine(EpOf(groups), TpOf(groups), c, t, table, op.c_str());

@@ -1,5 +1,5 @@
-// aclnnMoeDistributeDispatchV2 / V3: docs/semantics.md 1.1 wrapper checks (161001), dtypes (161002), the A3 tiling
-// rules (561002), then the engine's dispatch on the stream.
+// aclnnMoeDistributeDispatchV2 / V3: docs/semantics.md 1.1 wrapper checks (161001), dtypes (161002), the A3 or A2
+// (docs/a2.md) tiling rules (561002), then the engine's dispatch on the stream.
 #include <cstring>
 
 #include "aclnnop/aclnn_moe_distribute_dispatch_v2.h"
@@ -80,7 +80,7 @@ std::function<void()> BuildDispatch(const std::string& op, const DispatchArgs& a
   t.expert_ids = RequiredTensor(op, "expertIds", a.expert_ids);
   t.scales = OptionalTensor(op, "scales", a.scales);
   t.x_active_mask = OptionalTensor(op, "xActiveMask", a.x_active_mask);
-  OptionalTensor(op, "expertScales", a.expert_scales);  // A2 hierarchy only: accepted and unused on A3
+  const TensorView expert_scales = OptionalTensor(op, "expertScales", a.expert_scales);  // A2 hierarchy's
   const TensorView elastic = OptionalTensor(op, "elasticInfo", a.elastic_info);
   t.expand_x = RequiredTensor(op, "expandXOut", a.expand_x);
   t.dynamic_scales = OptionalTensor(op, "dynamicScalesOut", a.dynamic_scales);
@@ -88,17 +88,32 @@ std::function<void()> BuildDispatch(const std::string& op, const DispatchArgs& a
   t.expert_token_nums = RequiredTensor(op, "expertTokenNumsOut", a.expert_token_nums);
   t.ep_recv_counts = RequiredTensor(op, "epRecvCountsOut", a.ep_recv_counts);
   t.tp_recv_counts = RequiredTensor(op, "tpRecvCountsOut", a.tp_recv_counts);
-  OptionalTensor(op, "expandScalesOut", a.expand_scales);  // A2 only: accepted and never written on A3
-  const std::string alg = CheckCommAlg(op, a.comm_alg);
+  const TensorView expand_scales = OptionalTensor(op, "expandScalesOut", a.expand_scales);  // never written
+  const plan::Profile profile = ProfileOf(op, a.comm_alg);
+  const std::string alg = profile == plan::Profile::kA3 ? CheckCommAlg(op, a.comm_alg) : "";
 
-  plan::MoeConfig c = ConfigOf(a.attributes);
+  GroupAttributes attributes = a.attributes;
+  plan::MoeConfig c = ConfigOf(attributes);
   c.quant_mode = a.quant_mode;
   c.expert_token_nums_type = a.expert_token_nums_type;
   c.elastic = elastic.present();
-  const Groups groups = ValidateOnGroups(op, a.attributes, c, elastic, [&](plan::WindowCapacity capacity) {
-    plan::ValidateDispatch(c, t, plan::Profile::kA3, capacity, op.c_str());
+  if (plan::IsA2(profile)) {  // docs/a2.md: no TP group, no elasticInfo, expandIdx instead of triples
+    attributes.group_tp = "";
+    c.assist = plan::AssistLayout::kExpandIdx;
+    if (elastic.present()) Reject(ErrorCode::kInvalidConfig, op, "elasticInfo", "a tensor", "absent on Atlas A2");
+  }
+  if (profile == plan::Profile::kA2Hierarchy) {
+    if (!expert_scales.present())
+      Reject(ErrorCode::kInvalidConfig, op, "expertScales", "nullptr", "hierarchy needs it");
+    if (!expand_scales.present())
+      Reject(ErrorCode::kInvalidConfig, op, "expandScalesOut", "nullptr", "hierarchy needs it");
+  }
+  const Groups groups = ValidateOnGroups(op, attributes, c, elastic, [&](plan::WindowCapacity capacity) {
+    plan::ValidateDispatch(c, t, profile, capacity, op.c_str());
   });
+  if (profile == plan::Profile::kA2Hierarchy) RefuseHierarchy(op, a.comm_alg);
   if (alg == "fullmesh_v2") CheckFullmeshV2(op, c, elastic.present());
+  if (c.quant_mode == 0) t.scales = {};  // A2 with a half expandX copies rows whatever quantMode and scales say
   return [c, t, groups, elastic, op] {
     const std::vector<int32_t> table = elastic.present() ? ops::GatherInt32(elastic) : std::vector<int32_t>{};
     ops::RunDispatch(EpOf(groups), TpOf(groups), c, t, table, op.c_str());

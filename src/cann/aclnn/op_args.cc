@@ -1,6 +1,7 @@
 // Argument conversion and group lookup shared by the aclnn operators.
 #include "cann/aclnn/op_args.h"
 
+#include "base/env.h"
 #include "cann/runtime/runtime.h"
 #include "plan/elastic.h"
 
@@ -46,6 +47,37 @@ std::string CheckCommAlg(const std::string& op, const char* comm_alg) {
     Reject(ErrorCode::kInvalidConfig, op, "commAlg", "'" + alg + "'", "one of \"\", \"fullmesh_v1\", \"fullmesh_v2\"");
   }
   return alg;
+}
+
+plan::Profile ProfileOf(const std::string& op, const char* comm_alg) {
+  if (env::SocName().second == env::Product::kA3) return plan::Profile::kA3;
+  const std::string alg = comm_alg ? comm_alg : "";
+  if (alg == "fullmesh") return plan::Profile::kA2Fullmesh;
+  if (alg == "hierarchy") return plan::Profile::kA2Hierarchy;
+  if (alg != "" && alg != "0") {
+    Reject(ErrorCode::kInvalidConfig, op, "commAlg", "'" + alg + "'",
+           "one of nullptr, \"\", \"0\", \"fullmesh\", \"hierarchy\" on Atlas A2");
+  }
+  const auto pcie = env::Text("HCCL_INTRA_PCIE_ENABLE"), roce = env::Text("HCCL_INTRA_ROCE_ENABLE");
+  const bool layered = pcie && roce && *pcie == "1" && *roce == "0";
+  return layered ? plan::Profile::kA2Hierarchy : plan::Profile::kA2Fullmesh;
+}
+
+void RefuseHierarchy(const std::string& op, const char* comm_alg) {
+  const std::string alg = comm_alg ? comm_alg : "";
+  Reject(ErrorCode::kInvalidConfig, op, "commAlg",
+         alg == "hierarchy" ? "'hierarchy'"
+                            : "'" + alg + "' (hierarchy, chosen by HCCL_INTRA_PCIE_ENABLE=1 HCCL_INTRA_ROCE_ENABLE=0)",
+         "moe_ep implements Atlas A2's \"fullmesh\" only: the public kernel sources do not fix hierarchy's "
+         "arithmetic (docs/a2.md); pass commAlg \"fullmesh\"");
+}
+
+void RequireA3(const std::string& op) {
+  const auto [name, product] = env::SocName();
+  if (product != env::Product::kA3) {
+    Reject(ErrorCode::kInvalidParam, op, "MOE_EP_SOC_NAME", std::string("'") + name + "' (Atlas A2)",
+           "this operator exists on Atlas A3 only");
+  }
 }
 
 Groups FindGroups(const std::string& group_ep, const std::string& group_tp, bool has_tp) {

@@ -32,6 +32,16 @@ std::string GroupName(const char* name);
 /// commAlg of the A3 operators: "", "fullmesh_v1" or "fullmesh_v2" (null reads as ""); else 561002.
 std::string CheckCommAlg(const std::string& op, const char* comm_alg);
 
+/// The product phase one follows (MOE_EP_SOC_NAME): kA3, or on Atlas A2 the profile of its commAlg: "fullmesh",
+/// "hierarchy", or for null / "" / "0" hierarchy exactly when HCCL_INTRA_PCIE_ENABLE=1 and
+/// HCCL_INTRA_ROCE_ENABLE=0 (docs/a2.md); another A2 commAlg is 561002. A3's commAlg is CheckCommAlg's.
+plan::Profile ProfileOf(const std::string& op, const char* comm_alg);
+/// Refuses Atlas A2's "hierarchy" once its rules passed: its arithmetic is not fixed by public sources, so moe_ep
+/// implements "fullmesh" only (561002, docs/a2.md).
+[[noreturn]] void RefuseHierarchy(const std::string& op, const char* comm_alg);
+/// Refuses an operator Atlas A2 does not have (161002, docs/a2.md).
+void RequireA3(const std::string& op);
+
 /// The communicators an operation runs on, looked up by name on the calling thread's device.
 struct Groups {
   std::shared_ptr<Comm> ep;

@@ -116,6 +116,11 @@ extern "C" aclError aclrtGetDeviceCount(uint32_t* count) {
   });
 }
 
+extern "C" const char* aclrtGetSocName() {
+  return moe_ep::cann::GuardedValue("aclrtGetSocName", ApiFamily::kAcl, static_cast<const char*>(nullptr),
+                                    [] { return moe_ep::env::SocName().first; });
+}
+
 extern "C" aclError aclrtSetDevice(int32_t deviceId) {
   return Guarded("aclrtSetDevice", ApiFamily::kAcl, [&]() -> aclError {
     if (aclError status = CheckDeviceId("aclrtSetDevice", deviceId); status != ACL_SUCCESS) return status;
