@@ -46,13 +46,17 @@ struct DispatchOptions {
   bool cumulative_token_nums = false;
   TensorView smooth_scales;  ///< optional fp32 (n_s + moe, H), with Quant::kDynamicInt8
   TensorView active_mask;    ///< optional bool (Bs,) prefix of active tokens, or (Bs, K) active pairs
+  /// Atlas A2's layout (docs/a2.md): assist_info holds expandIdx, one int32 per (token, k) of this rank (Bs*K:
+  /// its place among this rank's pairs to the same expert) instead of a triple per received row. Needs no TP
+  /// group, no shared experts and no survivors; the handle carries it to combine.
+  bool expand_idx_layout = false;
 };
 
 /// Caller-provided dispatch outputs (contiguous). Rows past the received total are left untouched.
 struct DispatchOutputs {
   TensorView expand_x;           ///< (>= tp*A, H): x's dtype, or int8 with quantization
   TensorView dynamic_scales;     ///< (>= tp*A,) fp32, with quantization
-  TensorView assist_info;        ///< (>= 3*tp*A,) int32: (srcRank, tokenIdx, kIdx) per row
+  TensorView assist_info;        ///< (>= 3*tp*A,) int32: (srcRank, tokenIdx, kIdx) per row; expandIdx: (>= Bs*K,)
   TensorView expert_token_nums;  ///< (L,) int64, (1,) on shared-expert ranks
   TensorView ep_recv_counts;     ///< (E*L*tp,) or (E*tp,) int32, inclusive cumulative
   TensorView tp_recv_counts;     ///< (tp,) int32 (tp = 1 without a TP group); written only with a TP pair
@@ -63,12 +67,13 @@ struct DispatchHandle {
   ExpertLayout experts;
   int64_t bs = 0, hidden = 0, top_k = 0;
   DType dtype = DType::kBf16;
-  int64_t num_rows = 0;   ///< rows of expand_x that hold tokens (own + TP peer's)
-  Tensor expert_ids;      ///< copy of the (Bs, K) routing
-  Tensor active_mask;     ///< copy of the mask, or empty
-  Tensor assist_info;     ///< copy of the triples
-  Tensor ep_recv_counts;  ///< copy of the counts
-  Tensor tp_recv_counts;  ///< copy of the TP counts
+  int64_t num_rows = 0;            ///< rows of expand_x that hold tokens (own + TP peer's)
+  Tensor expert_ids;               ///< copy of the (Bs, K) routing
+  Tensor active_mask;              ///< copy of the mask, or empty
+  Tensor assist_info;              ///< copy of the triples (or, with expand_idx_layout, of the Bs*K expandIdx)
+  bool expand_idx_layout = false;  ///< DispatchOptions::expand_idx_layout of the dispatch
+  Tensor ep_recv_counts;           ///< copy of the counts
+  Tensor tp_recv_counts;           ///< copy of the TP counts
 };
 
 /// Dispatch results: outputs allocated by moe_ep, plus the handle.

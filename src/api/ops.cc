@@ -122,6 +122,7 @@ plan::MoeConfig DispatchConfig(const Group& ep, const Group* tp, const DispatchO
   plan::MoeConfig c = BaseConfig(ep, tp, options.experts);
   c.quant_mode = static_cast<int64_t>(options.quant);
   c.expert_token_nums_type = options.cumulative_token_nums ? 0 : 1;
+  if (options.expand_idx_layout) c.assist = plan::AssistLayout::kExpandIdx;
   return c;
 }
 
@@ -142,6 +143,7 @@ plan::MoeConfig PlacedConfig(const Group& ep, const Group* tp, const TensorView&
 void RunCombine(Group& ep, const DispatchHandle& h, plan::CombineTensors& t, const CombineOptions& options, Group* tp) {
   plan::MoeConfig c = BaseConfig(ep, tp, h.experts);
   c.comm_quant_mode = static_cast<int64_t>(options.comm_quant);
+  if (h.expand_idx_layout) c.assist = plan::AssistLayout::kExpandIdx;
   plan::ValidateCombine(c, t, plan::Profile::kNative, ops::CapacityOf(CommOf(ep), CommOf(tp)), "Combine");
   const std::vector<int32_t> table = ElasticTable(ep, c, h.experts, "Combine");
   ops::RunCombine(CommOf(ep), CommOf(tp), c, t, table, "Combine");
@@ -188,7 +190,8 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
   h.num_rows = counts[written - 1] + (c.has_tp() ? counts[2 * written - 1] : 0);
   h.expert_ids = DenseCopy(expert_ids);
   if (options.active_mask.present()) h.active_mask = DenseCopy(options.active_mask);
-  h.assist_info = CopyOf(out.assist_info, 3 * h.num_rows);
+  h.expand_idx_layout = c.expand_idx();
+  h.assist_info = CopyOf(out.assist_info, c.expand_idx() ? c.bs * c.top_k : 3 * h.num_rows);
   h.ep_recv_counts = CopyOf(out.ep_recv_counts, entries * c.tp_size());
   h.tp_recv_counts = CopyOf(out.tp_recv_counts, out.tp_recv_counts.numel());
   return h;

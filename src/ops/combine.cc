@@ -100,15 +100,18 @@ std::vector<int64_t> ExpandIdxSlots(const MoeConfig& c, const std::vector<int32_
                                     const std::vector<uint8_t>& mask, const std::vector<int32_t>& expand_idx,
                                     Window& ep, const CallSlot& call) {
   const int64_t active = plan::ActiveTokenLimit(c, mask.empty() ? nullptr : mask.data()), k_num = c.top_k;
+  const auto travels = [&](int64_t i) {  // pair i went to a MoE expert
+    return ids[i] < c.moe_expert_num && (c.mask != plan::MaskKind::kPairs || mask[i]);
+  };
   std::vector<int64_t> first(c.moe_expert_num + 1, 0);
   for (int64_t i = 0; i < active * k_num; ++i) {
-    if (ids[i] < c.moe_expert_num) ++first[ids[i] + 1];
+    if (travels(i)) ++first[ids[i] + 1];
   }
   for (int64_t e = 0; e < c.moe_expert_num; ++e) first[e + 1] += first[e];
   std::vector<int64_t> slots(c.bs * k_num, -1);
   for (int64_t i = 0; i < active * k_num; ++i) {
+    if (!travels(i)) continue;
     const int32_t e = ids[i];
-    if (e >= c.moe_expert_num) continue;
     const int64_t block = first[e + 1] - first[e];
     if (expand_idx[i] < 0 || expand_idx[i] >= block) {
       BadHandle("assistInfoForCombine", std::to_string(expand_idx[i]) + " at [" + std::to_string(i) + "]",

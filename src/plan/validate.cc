@@ -61,6 +61,7 @@ constexpr std::pair<const char*, const char*> kNativeNames[] = {
     {"quantMode", "DispatchOptions::quant"},
     {"commQuantMode", "CombineOptions::comm_quant"},
     {"expertTokenNumsType", "DispatchOptions::cumulative_token_nums"},
+    {"elasticInfo", "ExpertLayout::survivors"},
     {"HCCL_BUFFSIZE", "GroupOptions::window_bytes (MOE_EP_WINDOW_MB)"},
 };
 
@@ -223,6 +224,13 @@ void CheckCommonAttributes(const Checker& ck, MoeConfig& c, Profile p, ShapeName
              "in [0, epWorldSize = " + Str(c.ep_world_size) + ")");
   ck.Require(c.tp_world_size >= 0 && c.tp_world_size <= 2, "tpWorldSize", c.tp_world_size, "in [0, 2]");
   if (IsA2(p)) CheckA2Structure(ck, c, lim.product);
+  if (c.expand_idx()) {  // the layout's combine has no TP step, no shared-expert slots and no renumbering
+    const char* layout = "with Atlas A2's expandIdx layout";
+    ck.Require(c.tp_world_size <= 1, "tpWorldSize", c.tp_world_size, std::string("no TP group ") + layout);
+    ck.Require(c.shared_expert_rank_num == 0, "sharedExpertRankNum", c.shared_expert_rank_num,
+               std::string("must be 0 ") + layout);
+    ck.Require(!c.elastic, kRule, "elasticInfo", "given", std::string("must be absent ") + layout);
+  }
   if (c.has_tp()) {
     ck.Require(c.tp_rank >= 0 && c.tp_rank < 2, "tpRankId", c.tp_rank, "in [0, tpWorldSize = 2)");
   } else {

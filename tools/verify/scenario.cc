@@ -6,6 +6,7 @@
 #include <mutex>
 #include <numeric>
 #include <sstream>
+#include <utility>
 
 #include "moe_ep/ops.h"
 #include "verify/run_ranks.h"
@@ -66,9 +67,12 @@ void RouteRank(const ScenarioSpec& s, std::mt19937_64& rng, moe_ref::RankInput& 
 ScenarioSpec RandomSpec(std::mt19937_64& rng, int max_ranks, int64_t max_hidden, int64_t max_bs) {
   ScenarioSpec s;
   auto& c = s.config;
-  c.tp_world_size = max_ranks >= 4 && Chance(rng, 0.15) ? 2 : 1;
+  // Atlas A2's expandIdx layout (DispatchOptions::expand_idx_layout): no TP, shared or const experts, 2-D masks
+  // or AddRmsNorm there.
+  c.a2 = Chance(rng, 0.15);
+  c.tp_world_size = !c.a2 && max_ranks >= 4 && Chance(rng, 0.15) ? 2 : 1;
   c.ep_world_size = static_cast<int>(Uniform(rng, 2, max_ranks / c.tp_world_size));
-  if (c.ep_world_size >= 3 && Chance(rng, 0.35)) {
+  if (!c.a2 && c.ep_world_size >= 3 && Chance(rng, 0.35)) {
     c.shared_expert_num = static_cast<int>(Uniform(rng, 1, std::min(4, c.ep_world_size - 1)));
     const int replicas = static_cast<int>(Uniform(rng, 1, std::max(1, (c.ep_world_size - 1) / c.shared_expert_num)));
     c.shared_expert_rank_num = c.shared_expert_num * replicas;
@@ -79,6 +83,7 @@ ScenarioSpec RandomSpec(std::mt19937_64& rng, int max_ranks, int64_t max_hidden,
     c.zero_expert_num = static_cast<int>(Uniform(rng, 0, 2));
     c.copy_expert_num = static_cast<int>(Uniform(rng, 0, 2));
     c.const_expert_num = static_cast<int>(Uniform(rng, c.zero_expert_num + c.copy_expert_num == 0 ? 1 : 0, 2));
+    if (c.a2) c.zero_expert_num += std::exchange(c.const_expert_num, 0);
   }
   c.top_k = static_cast<int>(Uniform(rng, 1, std::min<int64_t>(16, AllExperts(c))));
   c.hidden = static_cast<int>(Chance(rng, 0.5) ? Uniform(rng, 1, std::min<int64_t>(96, max_hidden))
@@ -88,7 +93,7 @@ ScenarioSpec RandomSpec(std::mt19937_64& rng, int max_ranks, int64_t max_hidden,
   c.expert_token_nums_type = static_cast<int>(Uniform(rng, 0, 1));
   c.comm_quant_mode = c.tp_world_size == 1 && Chance(rng, 0.35) ? 2 : 0;
   s.bs = Uniform(rng, 1, max_bs);
-  const int64_t mask_pick = Uniform(rng, 0, 2);
+  const int64_t mask_pick = Uniform(rng, 0, c.a2 ? 1 : 2);
   s.mask = mask_pick == 0 ? MaskKind::kNone : mask_pick == 1 ? MaskKind::kTokens : MaskKind::kPairs;
   if (s.mask == MaskKind::kNone && Chance(rng, 0.3)) {
     s.unequal_bs = Chance(rng, 0.6);
@@ -98,8 +103,8 @@ ScenarioSpec RandomSpec(std::mt19937_64& rng, int max_ranks, int64_t max_hidden,
   }
   s.smooth_scales = c.quant_mode == 2 && Chance(rng, 0.6);
   s.shared_expert_x = c.shared_expert_rank_num == 0 && Chance(rng, 0.3);
-  s.add_rms_norm =
-      c.dtype == moe_ref::DType::kBf16 && c.shared_expert_rank_num == 0 && c.comm_quant_mode == 0 && Chance(rng, 0.25);
+  s.add_rms_norm = !c.a2 && c.dtype == moe_ref::DType::kBf16 && c.shared_expert_rank_num == 0 &&
+                   c.comm_quant_mode == 0 && Chance(rng, 0.25);
   const int64_t layout = Uniform(rng, 0, 4);
   s.layout = layout == 3   ? InputLayout::kPaddedRows
              : layout == 4 ? InputLayout::kStridedColumns
@@ -120,7 +125,7 @@ std::string Describe(const ScenarioSpec& s) {
         : s.mask == MaskKind::kTokens ? "1-D"
                                       : "2-D")
     << (s.shared_expert_x ? " sharedExpertX" : "") << (s.add_rms_norm ? " AddRmsNorm" : "")
-    << " layout=" << static_cast<int>(s.layout);
+    << " layout=" << static_cast<int>(s.layout) << (c.a2 ? " A2-layout" : "");
   if (c.zero_expert_num + c.copy_expert_num + c.const_expert_num > 0) {
     o << " zero/copy/const=" << c.zero_expert_num << "/" << c.copy_expert_num << "/" << c.const_expert_num;
   }

@@ -98,7 +98,11 @@ std::string CompareScenarioRank(const ScenarioSpec& s, int g, const moe_ref::Dis
     std::memcpy(got.data(), r.expand_x.data(), got.size() * 2);
     m = CompareBuffer("expandX", g, e.expand_x, got, e.rows * h);
   }
-  if (m.empty()) m = CompareBuffer("assistInfo", g, e.assist_info, r.assist_info, 3 * e.rows);
+  if (m.empty() && s.config.a2) {
+    m = CompareBuffer("assistInfo (expandIdx)", g, e.expand_idx, r.assist_info, e.expand_idx.size());
+  } else if (m.empty()) {
+    m = CompareBuffer("assistInfo", g, e.assist_info, r.assist_info, 3 * e.rows);
+  }
   if (m.empty())
     m = CompareBuffer("expertTokenNums", g, e.expert_token_nums, r.expert_token_nums, e.expert_token_nums.size());
   if (m.empty()) m = CompareBuffer("epRecvCounts", g, e.ep_recv_counts, r.ep_recv_counts, e.ep_recv_counts.size());
@@ -140,7 +144,7 @@ RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int 
   RankResult r;
   r.expand_x = Poisoned<uint8_t>(tp_size * a * h * (quant ? 1 : 2) + 7 * h);  // extra rows: must stay poison
   r.dynamic_scales = Poisoned<float>(quant ? tp_size * a + 3 : 0);
-  r.assist_info = Poisoned<int32_t>(3 * tp_size * a + 5);
+  r.assist_info = Poisoned<int32_t>(std::max(3 * tp_size * a, d.bs * c.top_k) + 5);
   r.expert_token_nums = Poisoned<int64_t>(shared_rank ? 1 : l);
   r.ep_recv_counts = Poisoned<int32_t>((shared_rank ? oc.ep_world_size : oc.ep_world_size * l) * tp_size + 2);
   r.tp_recv_counts = Poisoned<int32_t>(tp_size);
@@ -151,6 +155,7 @@ RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int 
   options.experts = experts;
   options.quant = quant ? Quant::kDynamicInt8 : Quant::kNone;
   options.cumulative_token_nums = c.expert_token_nums_type == 0;
+  options.expand_idx_layout = c.a2;
   if (!d.smooth_scales.empty()) {
     options.smooth_scales =
         TensorView(d.smooth_scales.data(), DType::kFloat32, {c.shared_expert_num + c.moe_expert_num, h});
@@ -178,7 +183,7 @@ RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int 
   const TensorView scales(m.expert_scales.data(), DType::kFloat32, {d.bs, c.top_k});
   CombineOptions combine;
   combine.comm_quant = c.comm_quant_mode == 2 ? Quant::kDynamicInt8 : Quant::kNone;
-  if (!m.shared_expert_x.empty())
+  if (!m.shared_expert_x.empty() && !c.a2)  // the reference's A2 model ignores it, as A2's kernel does
     combine.shared_expert_x = TensorView(m.shared_expert_x.data(), HalfDType(c), {d.bs, h});
   if (!m.ori_x.empty()) combine.ori_x = TensorView(m.ori_x.data(), HalfDType(c), {d.bs, h});
   if (c.const_expert_num > 0) {
