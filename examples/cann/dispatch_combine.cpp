@@ -217,11 +217,7 @@ int main() {
   }
   TearDownDevices(devices);
   aclFinalize();
-  if (failed != 0) {
-    std::printf("[ERROR] %d of %d devices failed\n", failed, kDevices);
-    return 1;
-  }
-  std::printf("[INFO] dispatch + combine on %d devices (EP %d x TP %d, shared expert): all OK\n", kDevices,
-              kEpWorldSize, kTpWorldSize);
-  return 0;
+  char what[64];
+  std::snprintf(what, sizeof(what), "dispatch + combine (EP %d x TP %d, shared expert)", kEpWorldSize, kTpWorldSize);
+  return Report(failed, kDevices, what);
 }

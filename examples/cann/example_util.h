@@ -1,6 +1,6 @@
 // Helpers shared by the CANN C API examples: status checks that print aclGetRecentErrMsg(), bf16
-// conversion, a device tensor with its aclTensor, and the per-device setup of the documented samples
-// (one context and one stream per device, one thread per rank).
+// conversion, a device tensor with its aclTensor, the per-device setup of the documented samples
+// (one context and one stream per device, one thread per rank), and the main() of a one-group example.
 #pragma once
 
 #include <cmath>
@@ -131,4 +131,37 @@ int RunRanks(int ranks, RankMain rank_main) {
   int total = 0;
   for (int f : failed) total += f;
   return total;
+}
+
+// The last lines of an example: "[ERROR] <failed> of <ranks> ranks failed" or "[INFO] <what> on <ranks>
+// devices: all OK"; returns main's exit status.
+inline int Report(int failed, int ranks, const char* what) {
+  if (failed != 0) {
+    std::printf("[ERROR] %d of %d ranks failed\n", failed, ranks);
+    return 1;
+  }
+  std::printf("[INFO] %s on %d devices: all OK\n", what, ranks);
+  return 0;
+}
+
+// The main() of an example with one HCCL group over devices 0 .. ranks-1: aclInit, then `ready()` when
+// given (false ends the program, say on the wrong SoC), one context and stream per device, HcclCommInitAll,
+// rank_main(device, comm) -> bool on one thread per rank, teardown, aclFinalize and Report.
+template <typename RankMain>
+int RunExample(int ranks, const char* what, RankMain rank_main, bool (*ready)() = nullptr) {
+  if (!Ok(aclInit(nullptr), "aclInit")) return 1;
+  if (ready != nullptr && !ready()) return 1;
+  std::vector<Device> devices(ranks);
+  if (!SetUpDevices(devices)) return 1;
+  std::vector<int32_t> members(ranks);
+  std::vector<HcclComm> comms(ranks, nullptr);
+  for (int d = 0; d < ranks; ++d) members[d] = d;
+  if (!Ok(HcclCommInitAll(ranks, members.data(), comms.data()), "HcclCommInitAll")) return 1;
+
+  const int failed = RunRanks(ranks, [&](int d) { return rank_main(devices[d], comms[d]); });
+
+  for (HcclComm comm : comms) HcclCommDestroy(comm);
+  TearDownDevices(devices);
+  aclFinalize();
+  return Report(failed, ranks, what);
 }

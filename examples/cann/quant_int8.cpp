@@ -190,24 +190,4 @@ bool RunRank(const Device& device, HcclComm comm) {
 
 }  // namespace
 
-int main() {
-  if (!Ok(aclInit(nullptr), "aclInit")) return 1;
-  std::vector<Device> devices(kEpWorldSize);
-  if (!SetUpDevices(devices)) return 1;
-  int32_t members[kEpWorldSize];
-  HcclComm comms[kEpWorldSize];
-  for (int d = 0; d < kEpWorldSize; ++d) members[d] = d;
-  if (!Ok(HcclCommInitAll(kEpWorldSize, members, comms), "HcclCommInitAll")) return 1;
-
-  const int failed = RunRanks(kEpWorldSize, [&](int d) { return RunRank(devices[d], comms[d]); });
-
-  for (HcclComm comm : comms) HcclCommDestroy(comm);
-  TearDownDevices(devices);
-  aclFinalize();
-  if (failed != 0) {
-    std::printf("[ERROR] %d of %d ranks failed\n", failed, kEpWorldSize);
-    return 1;
-  }
-  std::printf("[INFO] int8 dispatch + combine on %d devices: all OK\n", kEpWorldSize);
-  return 0;
-}
+int main() { return RunExample(kEpWorldSize, "int8 dispatch + combine", RunRank); }

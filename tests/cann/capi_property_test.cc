@@ -217,6 +217,60 @@ TEST(CapiProperty, AtlasA2ConfigurationsMatchReference) {
   }
 }
 
+// Ranks of one group that run as different products (phase one reads MOE_EP_SOC_NAME on every call: rank 0's
+// as Atlas A2, the others' as A3), with attributes both accept: each rank's dispatch fails with 561002 naming
+// a rank that differs and the product among the attributes that must agree; nothing hangs.
+TEST(CapiProperty, RanksOnDifferentProductsAreNamed) {
+  EnsureAclReady();
+  constexpr int kRanks = 8;
+  constexpr int64_t kBs = 2, kH = 1024, kK = 2, kMoe = 16, kA = kBs * kRanks * 2;
+  const moe_ep::testing::ScopedEnv push("MOE_EP_DATA_PATH", "push");
+  const moe_ep::testing::ScopedEnv pcie("HCCL_INTRA_PCIE_ENABLE", nullptr);
+  std::vector<HcclComm> comms = CreateGroup({0, 1, 2, 3, 4, 5, 6, 7});
+  struct Rank {
+    aclrtStream stream = nullptr;
+    Tensor x, ids, expand_x, assist, token_nums, ep_recv, tp_recv;
+  };
+  std::vector<Rank> ranks(kRanks);
+  std::vector<int32_t> ids(kBs * kK);
+  for (int64_t i = 0; i < kBs * kK; ++i) ids[i] = static_cast<int32_t>((i * 5) % kMoe);
+  for (int r = 0; r < kRanks; ++r) {
+    Rank& k = ranks[r];
+    ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS) << RecentErrMsg();
+    ASSERT_EQ(aclrtCreateStream(&k.stream), ACL_SUCCESS) << RecentErrMsg();
+    std::vector<uint16_t> x(kBs * kH, 0x3F80);
+    k.x = Tensor(ACL_BF16, {kBs, kH}, x.data());
+    k.ids = Tensor(ACL_INT32, {kBs, kK}, ids.data());
+    k.expand_x = Tensor(ACL_BF16, {kA, kH});
+    k.assist = Tensor(ACL_INT32, {kA * 128});
+    k.token_nums = Tensor(ACL_INT64, {2});
+    k.ep_recv = Tensor(ACL_INT32, {kMoe});
+    k.tp_recv = Tensor(ACL_INT32, {0});
+    const moe_ep::testing::ScopedEnv soc("MOE_EP_SOC_NAME", r == 0 ? "Ascend910B3" : nullptr);
+    const std::string name = CommName(comms[r]);
+    uint64_t ws = 0;
+    aclOpExecutor* exec = nullptr;
+    ASSERT_EQ(aclnnMoeDistributeDispatchV2GetWorkspaceSize(
+                  k.x.get(), k.ids.get(), nullptr, nullptr, nullptr, name.c_str(), kRanks, r, kMoe, "", 0, 0, 0, 0, 0,
+                  0, 0, 1, "", k.expand_x.get(), nullptr, k.assist.get(), k.token_nums.get(), k.ep_recv.get(),
+                  k.tp_recv.get(), nullptr, &ws, &exec),
+              ACL_SUCCESS)
+        << "rank " << r << ": " << RecentErrMsg();
+    ASSERT_EQ(aclnnMoeDistributeDispatchV2(nullptr, 0, exec, k.stream), ACL_SUCCESS) << RecentErrMsg();
+  }
+  for (int r = 0; r < kRanks; ++r) {
+    ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS);
+    EXPECT_EQ(aclrtSynchronizeStreamWithTimeout(ranks[r].stream, 60000), 561002) << "rank " << r;
+    const std::string message = RecentErrMsg();
+    const std::string differing = r == 0 ? "rank 1 " : "rank 0 ";
+    EXPECT_NE(message.find(differing), std::string::npos) << "rank " << r << ": " << message;
+    EXPECT_NE(message.find("MOE_EP_SOC_NAME"), std::string::npos) << "rank " << r << ": " << message;
+    EXPECT_EQ(aclrtDestroyStream(ranks[r].stream), ACL_SUCCESS);
+  }
+  ranks.clear();
+  for (HcclComm comm : comms) EXPECT_EQ(HcclCommDestroy(comm), HCCL_SUCCESS);
+}
+
 // Several rounds on the same communicators, with fresh routing each round (double-buffered windows,
 // parity words and flags must carry over correctly between C API calls).
 TEST(CapiProperty, RoundsOnTheSameCommunicatorsMatchReference) {

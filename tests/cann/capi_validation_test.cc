@@ -13,7 +13,7 @@
 #include <climits>
 #include <functional>
 
-#include "cann/capi_support.h"
+#include "cann/validation_support.h"
 
 namespace moe_ep::capi_testing {
 namespace {
@@ -22,88 +22,22 @@ namespace {
 // Communicators shared by every case
 // ---------------------------------------------------------------------------------------------------
 
-struct Groups {
-  std::vector<HcclComm> ep4, tp_pair, elsewhere, reset16, small4;
-  std::string ep4_name, tp_name, elsewhere_name, reset16_name, small4_name;
-  aclrtStream stream = nullptr;
+struct Groups : CommGroups {
+  std::string ep4_name = Add({0, 1, 2, 3});
+  std::string tp_name = Add({0, 4});
+  std::string elsewhere_name = Add({5, 6});
+  std::string reset16_name = Add({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15});
+  std::string small4_name = Add({0, 1, 2, 3}, /*hccl_buffsize=*/"1");
 };
 Groups* g_groups = nullptr;
-
-class GroupsEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    EnsureAclReady();
-    ASSERT_EQ(aclrtSetDevice(0), ACL_SUCCESS) << RecentErrMsg();
-    g_groups = new Groups;
-    Groups& g = *g_groups;
-    g.ep4 = CreateGroup({0, 1, 2, 3});
-    g.tp_pair = CreateGroup({0, 4});
-    g.elsewhere = CreateGroup({5, 6});
-    std::vector<int32_t> all(16);
-    for (int i = 0; i < 16; ++i) all[i] = i;
-    g.reset16 = CreateGroup(all);
-    {
-      ScopedEnv one_mb("HCCL_BUFFSIZE", "1");
-      g.small4 = CreateGroup({0, 1, 2, 3});
-    }
-    g.ep4_name = CommName(g.ep4[0]);
-    g.tp_name = CommName(g.tp_pair[0]);
-    g.elsewhere_name = CommName(g.elsewhere[0]);
-    g.reset16_name = CommName(g.reset16[0]);
-    g.small4_name = CommName(g.small4[0]);
-    ASSERT_EQ(aclrtCreateStream(&g.stream), ACL_SUCCESS) << RecentErrMsg();
-  }
-  void TearDown() override {
-    if (g_groups == nullptr) return;
-    Groups& g = *g_groups;
-    for (auto* group : {&g.ep4, &g.tp_pair, &g.elsewhere, &g.reset16, &g.small4}) {
-      for (HcclComm c : *group) EXPECT_EQ(HcclCommDestroy(c), HCCL_SUCCESS);
-    }
-    if (g.stream != nullptr) {
-      EXPECT_EQ(aclrtDestroyStream(g.stream), ACL_SUCCESS);
-    }
-    aclrtResetDevice(0);
-    delete g_groups;
-    g_groups = nullptr;
-  }
-};
 [[maybe_unused]] ::testing::Environment* const g_environment =
-    ::testing::AddGlobalTestEnvironment(new GroupsEnvironment);
+    ::testing::AddGlobalTestEnvironment(new GroupsEnvironment<Groups>(&g_groups));
 
 // ---------------------------------------------------------------------------------------------------
-// Arguments and the calls
+// The base calls
 // ---------------------------------------------------------------------------------------------------
-
-// Every tensor a case creates (inputs and outputs alike are poisoned and must stay so).
-struct Scratch {
-  std::vector<Tensor> tensors;
-  aclTensor* T(aclDataType dtype, std::vector<int64_t> dims, aclFormat format = ACL_FORMAT_ND) {
-    tensors.emplace_back(dtype, std::move(dims), nullptr, format);
-    return tensors.back().get();
-  }
-};
 
 constexpr int64_t kBs = 4, kH = 1024, kK = 2;
-
-struct DispatchArgs {
-  bool v3 = false;
-  const aclTensor *x = nullptr, *ids = nullptr, *scales = nullptr, *mask = nullptr, *expert_scales = nullptr,
-                  *elastic = nullptr;
-  const char* group_ep = nullptr;
-  int64_t ep_world_size = 4, ep_rank = 0, moe = 8;
-  const char* group_tp = "";
-  int64_t tp_world_size = 0, tp_rank = 0, shard_type = 0, shared_num = 0, shared_rank_num = 0, quant = 0, global_bs = 0,
-          token_nums_type = 1;
-  const char* comm_alg = "";
-  int64_t zero = 0, copy = 0, cnst = 0;
-  aclTensor *expand_x = nullptr, *dyn_scales = nullptr, *assist = nullptr, *token_nums = nullptr, *ep_recv = nullptr,
-            *tp_recv = nullptr, *expand_scales = nullptr;
-  bool null_ws = false, null_exec = false;  // pass nullptr for the workspaceSize / executor out-params
-  mutable uint64_t ws_storage = 77;
-  mutable aclOpExecutor* exec_storage = nullptr;
-  uint64_t* ws() const { return null_ws ? nullptr : &ws_storage; }
-  aclOpExecutor** exec() const { return null_exec ? nullptr : &exec_storage; }
-};
 
 // E 4, rank 0, 8 experts (L 2), K 2, Bs 4, H 1024, bf16, no TP: A = Bs * E * min(L, K) = 32.
 DispatchArgs BaseDispatch(Scratch& s) {
@@ -111,6 +45,8 @@ DispatchArgs BaseDispatch(Scratch& s) {
   a.x = s.T(ACL_BF16, {kBs, kH});
   a.ids = s.T(ACL_INT32, {kBs, kK});
   a.group_ep = g_groups->ep4_name.c_str();
+  a.ep_world_size = 4;
+  a.moe = 8;
   a.expand_x = s.T(ACL_BF16, {32, kH});
   a.dyn_scales = s.T(ACL_FLOAT, {32});
   a.assist = s.T(ACL_INT32, {32 * 128});
@@ -138,51 +74,6 @@ void MakeQuant(DispatchArgs& a, Scratch& s) {
   a.expand_x = s.T(ACL_INT8, {32, kH});
 }
 
-aclnnStatus Call(const DispatchArgs& a) {
-  if (a.v3) {
-    return aclnnMoeDistributeDispatchV3GetWorkspaceSize(
-        a.x, a.ids, a.scales, a.mask, a.expert_scales, a.elastic, a.group_ep, a.ep_world_size, a.ep_rank, a.moe,
-        a.group_tp, a.tp_world_size, a.tp_rank, a.shard_type, a.shared_num, a.shared_rank_num, a.quant, a.global_bs,
-        a.token_nums_type, a.comm_alg, a.zero, a.copy, a.cnst, a.expand_x, a.dyn_scales, a.assist, a.token_nums,
-        a.ep_recv, a.tp_recv, a.expand_scales, a.ws(), a.exec());
-  }
-  return aclnnMoeDistributeDispatchV2GetWorkspaceSize(
-      a.x, a.ids, a.scales, a.mask, a.expert_scales, a.group_ep, a.ep_world_size, a.ep_rank, a.moe, a.group_tp,
-      a.tp_world_size, a.tp_rank, a.shard_type, a.shared_num, a.shared_rank_num, a.quant, a.global_bs,
-      a.token_nums_type, a.comm_alg, a.expand_x, a.dyn_scales, a.assist, a.token_nums, a.ep_recv, a.tp_recv,
-      a.expand_scales, a.ws(), a.exec());
-}
-
-aclnnStatus PhaseTwoNull(const DispatchArgs& a) {
-  return a.v3 ? aclnnMoeDistributeDispatchV3(nullptr, 0, nullptr, g_groups->stream)
-              : aclnnMoeDistributeDispatchV2(nullptr, 0, nullptr, g_groups->stream);
-}
-
-enum class CombineOp { kV2, kV3, kAddRmsNorm };
-
-struct CombineArgs {
-  CombineOp op = CombineOp::kV2;
-  const aclTensor *expand_x = nullptr, *ids = nullptr, *assist = nullptr, *ep_send = nullptr, *scales = nullptr,
-                  *residual = nullptr, *gamma = nullptr, *tp_send = nullptr, *mask = nullptr,
-                  *activation_scale = nullptr, *weight_scale = nullptr, *group_list = nullptr, *expand_scales = nullptr,
-                  *shared_x = nullptr, *elastic = nullptr, *ori_x = nullptr, *alpha1 = nullptr, *alpha2 = nullptr,
-                  *const_v = nullptr;
-  const char* group_ep = nullptr;
-  int64_t ep_world_size = 4, ep_rank = 0, moe = 8;
-  const char* group_tp = "";
-  int64_t tp_world_size = 0, tp_rank = 0, shard_type = 0, shared_num = 0, shared_rank_num = 0, global_bs = 0,
-          out_dtype = 0, comm_quant = 0, group_list_type = 0;
-  const char* comm_alg = "";
-  int64_t zero = 0, copy = 0, cnst = 0;
-  float norm_eps = 1e-6f;
-  aclTensor *x_out = nullptr, *y_out = nullptr, *rstd_out = nullptr;
-  bool null_ws = false, null_exec = false;  // pass nullptr for the workspaceSize / executor out-params
-  mutable uint64_t ws_storage = 77;
-  mutable aclOpExecutor* exec_storage = nullptr;
-  uint64_t* ws() const { return null_ws ? nullptr : &ws_storage; }
-  aclOpExecutor** exec() const { return null_exec ? nullptr : &exec_storage; }
-};
-
 // The combine that pairs with BaseDispatch (A = 32 rows of expert output).
 CombineArgs BaseCombine(Scratch& s, CombineOp op) {
   CombineArgs a;
@@ -193,6 +84,8 @@ CombineArgs BaseCombine(Scratch& s, CombineOp op) {
   a.ep_send = s.T(ACL_INT32, {8});
   a.scales = s.T(ACL_FLOAT, {kBs, kK});
   a.group_ep = g_groups->ep4_name.c_str();
+  a.ep_world_size = 4;
+  a.moe = 8;
   if (op == CombineOp::kAddRmsNorm) {
     a.residual = s.T(ACL_BF16, {kBs, 1, kH});
     a.gamma = s.T(ACL_BF16, {kH});
@@ -213,68 +106,14 @@ void MakeTp(CombineArgs& a, Scratch& s) {
   a.tp_send = s.T(ACL_INT32, {2});
 }
 
-aclnnStatus Call(const CombineArgs& a) {
-  switch (a.op) {
-    case CombineOp::kV2:
-      return aclnnMoeDistributeCombineV2GetWorkspaceSize(
-          a.expand_x, a.ids, a.assist, a.ep_send, a.scales, a.tp_send, a.mask, a.activation_scale, a.weight_scale,
-          a.group_list, a.expand_scales, a.shared_x, a.group_ep, a.ep_world_size, a.ep_rank, a.moe, a.group_tp,
-          a.tp_world_size, a.tp_rank, a.shard_type, a.shared_num, a.shared_rank_num, a.global_bs, a.out_dtype,
-          a.comm_quant, a.group_list_type, a.comm_alg, a.x_out, a.ws(), a.exec());
-    case CombineOp::kV3:
-      return aclnnMoeDistributeCombineV3GetWorkspaceSize(
-          a.expand_x, a.ids, a.assist, a.ep_send, a.scales, a.tp_send, a.mask, a.activation_scale, a.weight_scale,
-          a.group_list, a.expand_scales, a.shared_x, a.elastic, a.ori_x, a.alpha1, a.alpha2, a.const_v, a.group_ep,
-          a.ep_world_size, a.ep_rank, a.moe, a.group_tp, a.tp_world_size, a.tp_rank, a.shard_type, a.shared_num,
-          a.shared_rank_num, a.global_bs, a.out_dtype, a.comm_quant, a.group_list_type, a.comm_alg, a.zero, a.copy,
-          a.cnst, a.x_out, a.ws(), a.exec());
-    case CombineOp::kAddRmsNorm:
-      return aclnnMoeDistributeCombineAddRmsNormGetWorkspaceSize(
-          a.expand_x, a.ids, a.assist, a.ep_send, a.scales, a.residual, a.gamma, a.tp_send, a.mask, a.activation_scale,
-          a.weight_scale, a.group_list, a.expand_scales, a.shared_x, a.group_ep, a.ep_world_size, a.ep_rank, a.moe,
-          a.group_tp, a.tp_world_size, a.tp_rank, a.shard_type, a.shared_num, a.shared_rank_num, a.global_bs,
-          a.out_dtype, a.comm_quant, a.group_list_type, a.comm_alg, a.norm_eps, a.y_out, a.rstd_out, a.x_out, a.ws(),
-          a.exec());
-  }
-  return -1;
-}
-
-aclnnStatus PhaseTwoNull(const CombineArgs& a) {
-  switch (a.op) {
-    case CombineOp::kV2:
-      return aclnnMoeDistributeCombineV2(nullptr, 0, nullptr, g_groups->stream);
-    case CombineOp::kV3:
-      return aclnnMoeDistributeCombineV3(nullptr, 0, nullptr, g_groups->stream);
-    case CombineOp::kAddRmsNorm:
-      return aclnnMoeDistributeCombineAddRmsNorm(nullptr, 0, nullptr, g_groups->stream);
-  }
-  return -1;
-}
-
-struct ResetArgs {
-  const aclTensor* elastic = nullptr;
-  const char* group_ep = nullptr;
-  int32_t ep_world_size = 16, need_sync = 1;
-  bool null_ws = false, null_exec = false;  // pass nullptr for the workspaceSize / executor out-params
-  mutable uint64_t ws_storage = 77;
-  mutable aclOpExecutor* exec_storage = nullptr;
-  uint64_t* ws() const { return null_ws ? nullptr : &ws_storage; }
-  aclOpExecutor** exec() const { return null_exec ? nullptr : &exec_storage; }
-};
-
+// A 16-entry link mask on the 16-rank group, needSync 1.
 ResetArgs BaseReset(Scratch& s) {
   ResetArgs a;
   a.elastic = s.T(ACL_INT32, {16});
   a.group_ep = g_groups->reset16_name.c_str();
+  a.ep_world_size = 16;
+  a.need_sync = 1;
   return a;
-}
-
-aclnnStatus Call(const ResetArgs& a) {
-  return aclnnMoeDistributeBufferResetGetWorkspaceSize(a.elastic, a.group_ep, a.ep_world_size, a.need_sync, a.ws(),
-                                                       a.exec());
-}
-aclnnStatus PhaseTwoNull(const ResetArgs&) {
-  return aclnnMoeDistributeBufferReset(nullptr, 0, nullptr, g_groups->stream);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -282,93 +121,12 @@ aclnnStatus PhaseTwoNull(const ResetArgs&) {
 // ---------------------------------------------------------------------------------------------------
 
 template <typename Args>
-struct Rule {
-  std::string name;                             // test name
-  std::function<void(Args&, Scratch&)> mutate;  // the one change from the base call
-  aclnnStatus code;
-  std::vector<std::string> names;   // the message names at least one of these parameters
-  std::vector<std::string> values;  // ... and contains every one of these
-  CombineOp op = CombineOp::kV2;    // combine cases only
-};
-
-template <typename Args>
-void PrintTo(const Rule<Args>& rule, std::ostream* os) {
-  *os << rule.name;
-}
-
-template <typename Args>
-std::string RuleName(const ::testing::TestParamInfo<Rule<Args>>& info) {
-  return info.param.name;
-}
-
-template <typename Args>
-Args Base(Scratch& s, const Rule<Args>& rule);
-template <>
-DispatchArgs Base(Scratch& s, const Rule<DispatchArgs>&) {
-  return BaseDispatch(s);
-}
-template <>
-CombineArgs Base(Scratch& s, const Rule<CombineArgs>& rule) {
-  return BaseCombine(s, rule.op);
-}
-template <>
-ResetArgs Base(Scratch& s, const Rule<ResetArgs>&) {
-  return BaseReset(s);
-}
-
-template <typename Args>
 void CheckRule(const Rule<Args>& rule) {
   ASSERT_NE(g_groups, nullptr);
-  Scratch s;
-  Args args = Base(s, rule);
-  rule.mutate(args, s);
-  RecentErrMsg();  // clear
-  const aclnnStatus status = Call(args);
-  const std::string msg = RecentErrMsg();
-  ::testing::Test::RecordProperty("message", msg);  // in --gtest_output=xml
-  EXPECT_EQ(status, rule.code) << "message: " << msg;
-  bool named = rule.names.empty();
-  for (const auto& n : rule.names) named = named || NamesParam(msg, n);
-  EXPECT_TRUE(named) << "the message should name one of {" << ::testing::PrintToString(rule.names) << "}: " << msg;
-  for (const auto& v : rule.values)
-    EXPECT_TRUE(ContainsValue(msg, v)) << "the message should contain '" << v << "': " << msg;
-  for (size_t i = 0; i < s.tensors.size(); ++i) {
-    EXPECT_TRUE(s.tensors[i].AllBytesAre(kPoison)) << "tensor #" << i << " was written by a failing phase one";
-  }
-  EXPECT_EQ(PhaseTwoNull(args), ACLNN_ERR_PARAM_NULLPTR) << "phase two with the null executor";
+  ExpectRejected(rule, {BaseDispatch, BaseCombine, BaseReset}, g_groups->stream);
 }
 
-// Compact mutators: Set(member, value), Make(member, dtype, dims[, format]), All({...}), and the few that
-// need the communicators (their names exist only once the environment is up).
-template <typename Args>
-using Mutator = std::function<void(Args&, Scratch&)>;
-
-template <typename Args, typename M, typename V>
-Mutator<Args> Set(M Args::*member, V value) {
-  return [=](Args& a, Scratch&) { a.*member = static_cast<M>(value); };
-}
-template <typename Args, typename P>
-Mutator<Args> Make(P Args::*member, aclDataType dtype, std::vector<int64_t> dims, aclFormat format = ACL_FORMAT_ND) {
-  return [=](Args& a, Scratch& s) { a.*member = s.T(dtype, dims, format); };
-}
-template <typename Args>
-Mutator<Args> All(std::vector<Mutator<Args>> steps) {
-  return [=](Args& a, Scratch& s) {
-    for (const auto& step : steps) step(a, s);
-  };
-}
-const char* LongName() {  // length 128: one past the limit
-  static const std::string name(128, 'g');
-  return name.c_str();
-}
-template <typename Args>
-Mutator<Args> LongGroupEp() {
-  return [](Args& a, Scratch&) { a.group_ep = LongName(); };
-}
-template <typename Args>
-Mutator<Args> LongGroupTp() {
-  return [](Args& a, Scratch&) { a.group_tp = LongName(); };
-}
+// The mutators that need the communicators (their names exist only once the environment is up) or a base change.
 template <typename Args>
 Mutator<Args> GroupEp(std::string Groups::*name) {
   return [=](Args& a, Scratch&) { a.group_ep = (g_groups->*name).c_str(); };
@@ -381,9 +139,6 @@ template <typename Args>
 Mutator<Args> Quant() {
   return [](Args& a, Scratch& s) { MakeQuant(a, s); };
 }
-
-constexpr aclnnStatus kNull = ACLNN_ERR_PARAM_NULLPTR, kInvalid = ACLNN_ERR_PARAM_INVALID,
-                      kTiling = ACLNN_ERR_INNER_TILING_ERROR;
 
 // ----- DispatchV2 / V3 ----------------------------------------------------------------------------------
 
@@ -699,23 +454,12 @@ INSTANTIATE_TEST_SUITE_P(CapiValidation, ResetRule, ::testing::ValuesIn(ResetRul
 // Positive controls: the bases and the accepted variants pass phase one with workspace 0.
 // ---------------------------------------------------------------------------------------------------
 
-template <typename Args>
-void ExpectAccepted(Args& a, const char* what) {
-  RecentErrMsg();
-  const aclnnStatus st = Call(a);
-  EXPECT_EQ(st, ACL_SUCCESS) << what << ": " << RecentErrMsg();
-  EXPECT_EQ(a.ws_storage, 0u) << what;
-  EXPECT_NE(a.exec_storage, nullptr) << what;
-  // The executor is never run: no rank ever meets it (phase one does not communicate).
-}
-
 TEST(CapiValidation, DispatchBaseAndAcceptedVariants) {
   ASSERT_NE(g_groups, nullptr);
   {
     Scratch s;
     D a = BaseDispatch(s);
-    ExpectAccepted(a, "V2 base");
-    for (const auto& t : s.tensors) EXPECT_TRUE(t.AllBytesAre(kPoison)) << "phase one wrote a tensor";
+    ExpectAccepted(a, "V2 base", &s);
   }
   const std::vector<std::pair<const char*, std::function<void(D&, Scratch&)>>> variants = {
       {"V3 base", [](D& a, Scratch&) { a.v3 = true; }},
@@ -789,8 +533,7 @@ TEST(CapiValidation, CombineBaseAndAcceptedVariants) {
   for (CombineOp op : {CombineOp::kV2, CombineOp::kV3, CombineOp::kAddRmsNorm}) {
     Scratch s;
     C a = BaseCombine(s, op);
-    ExpectAccepted(a, "combine base");
-    for (const auto& t : s.tensors) EXPECT_TRUE(t.AllBytesAre(kPoison)) << "phase one wrote a tensor";
+    ExpectAccepted(a, "combine base", &s);
   }
   const std::vector<std::pair<const char*, std::function<void(C&, Scratch&)>>> variants = {
       {"groupListType 1", [](C& a, Scratch&) { a.group_list_type = 1; }},
