@@ -84,8 +84,10 @@ std::vector<ReturnRoute> TripleRoutes(const WindowLayout& layout, const std::vec
   return routes;
 }
 
-uint64_t SlotBaseFlag(const CallSlot& call, int64_t owner) {
-  return plan::kCombineBaseFlagBase + call.parity * plan::kMaxSyncFlags + owner;
+// Owner `owner`'s announcement to an expert rank: where that rank's rows start among its slots (field 0) and
+// where they end (field 1).
+uint64_t SlotBaseFlag(const CallSlot& call, int64_t owner, int field = 0) {
+  return plan::kCombineBaseFlagBase + call.parity * plan::kCombineBaseFlagsPerHalf + 2 * owner + field;
 }
 
 [[noreturn]] void BadHandle(const std::string& param, const std::string& value, const std::string& rule) {
@@ -95,7 +97,9 @@ uint64_t SlotBaseFlag(const CallSlot& call, int64_t owner) {
 
 // Atlas A2 (docs/a2.md): an owner's slots hold its (token, k) pairs in expert order, so the row of pair (t, k)
 // to expert e is at slot first[e] + expandIdx[t*K+k], first[e] = the owner's pairs to lower experts. Tells
-// every rank where its own experts' rows start (first[rank * L]) and returns each pair's slot (-1: none).
+// every rank where its own experts' rows start and end (first[rank * L], first[(rank + 1) * L]) before it
+// checks expandIdx (so that a bad one fails here, not as a wait elsewhere), and returns each pair's slot
+// (-1: none).
 std::vector<int64_t> ExpandIdxSlots(const MoeConfig& c, const std::vector<int32_t>& ids,
                                     const std::vector<uint8_t>& mask, const std::vector<int32_t>& expand_idx,
                                     Window& ep, const CallSlot& call) {
@@ -108,21 +112,26 @@ std::vector<int64_t> ExpandIdxSlots(const MoeConfig& c, const std::vector<int32_
     if (travels(i)) ++first[ids[i] + 1];
   }
   for (int64_t e = 0; e < c.moe_expert_num; ++e) first[e + 1] += first[e];
+  const int64_t l = c.local_expert_num();
+  for (int64_t rank = 0; rank < c.ep_world_size; ++rank) {
+    for (int field = 0; field < 2; ++field) {
+      const auto slot = static_cast<uint32_t>(first[(rank + field) * l]);
+      ep.Signal(static_cast<int>(rank), SlotBaseFlag(call, c.ep_rank, field), MakeFlag(call.epoch, slot));
+    }
+  }
   std::vector<int64_t> slots(c.bs * k_num, -1);
+  std::vector<uint8_t> taken(first.back(), 0);
   for (int64_t i = 0; i < active * k_num; ++i) {
     if (!travels(i)) continue;
     const int32_t e = ids[i];
     const int64_t block = first[e + 1] - first[e];
-    if (expand_idx[i] < 0 || expand_idx[i] >= block) {
+    if (expand_idx[i] < 0 || expand_idx[i] >= block || taken[first[e] + expand_idx[i]]) {
       BadHandle("assistInfoForCombine", std::to_string(expand_idx[i]) + " at [" + std::to_string(i) + "]",
-                "expandIdx of a pair to expert " + std::to_string(e) + " is in [0, " + std::to_string(block) +
-                    "), this rank's pairs to that expert (as dispatch wrote it)");
+                "expandIdx of the pairs to expert " + std::to_string(e) + " are distinct and in [0, " +
+                    std::to_string(block) + "), this rank's pairs to that expert (as dispatch wrote them)");
     }
     slots[i] = first[e] + expand_idx[i];
-  }
-  for (int64_t rank = 0; rank < c.ep_world_size; ++rank) {
-    const auto start = static_cast<uint32_t>(first[rank * c.local_expert_num()]);
-    ep.Signal(static_cast<int>(rank), SlotBaseFlag(call, c.ep_rank), MakeFlag(call.epoch, start));
+    taken[slots[i]] = 1;
   }
   return slots;
 }
@@ -130,33 +139,41 @@ std::vector<int64_t> ExpandIdxSlots(const MoeConfig& c, const std::vector<int32_
 // Atlas A2 (docs/a2.md): own rows come in blocks (local expert, owner) as epSendCounts lays them out; row j of
 // block (e_local, owner) goes to the owner's slot start + (its rows from lower local experts) + j, where
 // start is what the owner announced.
-std::vector<ReturnRoute> BlockRoutes(const MoeConfig& c, const WindowLayout& layout, const std::vector<int32_t>& counts,
-                                     int64_t own_rows, Window& ep, const CallSlot& call, const Link& ctx) {
-  const int64_t e_num = c.ep_world_size, l = c.local_expert_num();
-  const int64_t slot_limit = layout.max_bs * layout.combine_slots_per_token;
+std::vector<ReturnRoute> BlockRoutes(const MoeConfig& c, const std::vector<int32_t>& counts, Window& ep,
+                                     const CallSlot& call, const Link& ctx) {
+  const int64_t e_num = c.ep_world_size, l = c.local_expert_num(), own_rows = counts.back();
   std::vector<ReturnRoute> routes(own_rows);
-  std::vector<int64_t> next(e_num, -1);  // per owner: its next slot, once its start is known
+  std::vector<int64_t> next(e_num, -1), end_of(e_num, -1);  // per owner, once it announced: next and end slot
+  const auto bad_counts = [&](int64_t entry, const std::string& rule) {
+    BadHandle("epSendCounts", std::to_string(counts[entry]) + " at [" + std::to_string(entry) + "]", rule);
+  };
   int64_t previous = 0;
   for (int64_t el = 0; el < l; ++el) {
     for (int64_t owner = 0; owner < e_num; ++owner) {
       const int64_t entry = el * e_num + owner, end = counts[entry];
-      if (end < previous || end > own_rows) {
-        BadHandle("epSendCounts", std::to_string(end) + " at [" + std::to_string(entry) + "]",
-                  "cumulative counts, non-decreasing up to " + std::to_string(own_rows) + " (as dispatch wrote them)");
-      }
+      if (end < previous) bad_counts(entry, "cumulative counts never decrease (as dispatch wrote them)");
       if (end > previous && next[owner] < 0) {
-        next[owner] = transport::FlagCount(transport::WaitFlag(ep, SlotBaseFlag(call, owner), call.epoch, ctx.deadline,
-                                                               static_cast<int>(owner), "MoeDistributeCombine",
-                                                               "where its rows go (the owner's slot start)"));
+        const char* what = "where its rows go (every rank must run combine in Atlas A2's expandIdx layout)";
+        next[owner] =
+            transport::FlagCount(transport::WaitFlag(ep, SlotBaseFlag(call, owner, 0), call.epoch, ctx.deadline,
+                                                     static_cast<int>(owner), "MoeDistributeCombine", what));
+        end_of[owner] =
+            transport::FlagCount(transport::WaitFlag(ep, SlotBaseFlag(call, owner, 1), call.epoch, ctx.deadline,
+                                                     static_cast<int>(owner), "MoeDistributeCombine", what));
       }
-      for (int64_t row = previous; row < end; ++row) {
-        if (next[owner] >= slot_limit) {
-          BadHandle("epSendCounts", std::to_string(end) + " at [" + std::to_string(entry) + "]",
-                    "rank " + std::to_string(owner) + " holds " + std::to_string(slot_limit) + " rows (maxBs * K)");
-        }
-        routes[row] = {static_cast<int32_t>(owner), next[owner]++};
+      if (end - previous > end_of[owner] - next[owner]) {
+        bad_counts(entry, "they return rank " + std::to_string(owner) +
+                              " more rows than its expertIds and xActiveMask sent to this rank's experts");
       }
+      for (int64_t row = previous; row < end; ++row) routes[row] = {static_cast<int32_t>(owner), next[owner]++};
       previous = end;
+    }
+  }
+  for (int64_t owner = 0; owner < e_num; ++owner) {
+    if (next[owner] != end_of[owner]) {
+      bad_counts(l * e_num - 1, "they return rank " + std::to_string(owner) + " " +
+                                    std::to_string(end_of[owner] - next[owner]) +
+                                    " rows fewer than its expertIds and xActiveMask sent to this rank's experts");
     }
   }
   return routes;
@@ -458,7 +475,8 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
   const WindowLayout layout(c);
   const int64_t entries = c.receive_entries();
   // Only the prefixes that are used are read: a view may be far longer than its data (stride 0).
-  const int64_t own_rows = GatherInt32(t.ep_send_counts, entries)[entries - 1];
+  const std::vector<int32_t> send_counts = GatherInt32(t.ep_send_counts, entries);
+  const int64_t own_rows = send_counts[entries - 1];
   const int64_t peer_rows = c.has_tp() ? GatherInt32(t.tp_send_counts)[1 - c.tp_rank] : 0;
   const std::vector<uint8_t> mask = GatherBool(t.x_active_mask);
   const std::vector<int32_t> assist = GatherInt32(
@@ -481,7 +499,7 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
   std::vector<ReturnRoute> routes;
   if (c.expand_idx()) {
     pair_slots = ExpandIdxSlots(c, ids, mask, assist, ctx.ep, call);
-    routes = BlockRoutes(c, layout, GatherInt32(t.ep_send_counts, entries), own_rows, ctx.ep, call, ctx);
+    routes = BlockRoutes(c, send_counts, ctx.ep, call, ctx);
   } else {
     routes = TripleRoutes(layout, assist, own_rows);
   }

@@ -242,7 +242,8 @@ void CheckPeersAgree(const MoeConfig& c, Window& ep, const CallSlot& call, const
               std::to_string(c.ep_rank) +
               "'s; rule: epWorldSize, moeExpertNum, "
               "sharedExpertNum, sharedExpertRankNum, zero/copy/constExpertNum, globalBs (maxBs), K, H, the x dtype, "
-              "quantMode, tpWorldSize and the product (Atlas A3 or A2: MOE_EP_SOC_NAME in the C API) must be the "
+              "quantMode (on Atlas A2: expandXOut's dtype), tpWorldSize and the product (Atlas A3 or A2: "
+              "MOE_EP_SOC_NAME in the C API, DispatchOptions::expand_idx_layout in the native API) must be the "
               "same on every rank");
     }
   }

@@ -21,9 +21,11 @@ inline constexpr uint64_t kPullFields = 16;
 inline constexpr uint64_t kMaxPullFlags = kPullFields * kMaxSyncFlags;  // per parity
 inline constexpr uint64_t kDispatchPullFlagBase = kCombineFlagBase + 2 * kMaxCombineFlags;
 inline constexpr uint64_t kCombinePullFlagBase = kDispatchPullFlagBase + 2 * kMaxPullFlags;
-// Atlas A2's combine (docs/a2.md): per parity, one per token owner: where its rows from this expert rank start.
+// Atlas A2's combine (docs/a2.md): per parity, two per token owner: where its rows from this expert rank start
+// and end among its slots.
+inline constexpr uint64_t kCombineBaseFlagsPerHalf = 2 * kMaxSyncFlags;
 inline constexpr uint64_t kCombineBaseFlagBase = kCombinePullFlagBase + 2 * kMaxPullFlags;
-inline constexpr uint64_t kSyncFlagBase = kCombineBaseFlagBase + 2 * kMaxSyncFlags;
+inline constexpr uint64_t kSyncFlagBase = kCombineBaseFlagBase + 2 * kCombineBaseFlagsPerHalf;
 inline constexpr uint64_t kAgreeFlagBase = kSyncFlagBase + kMaxSyncFlags;   // per parity, one per rank
 inline constexpr uint64_t kFlagCount = kAgreeFlagBase + 2 * kMaxSyncFlags;  // the transport's flags follow
 // BufferReset clears flags [0, kSyncFlagBase): the sync flags survive so a reset can itself sync.

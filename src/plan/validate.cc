@@ -224,12 +224,14 @@ void CheckCommonAttributes(const Checker& ck, MoeConfig& c, Profile p, ShapeName
              "in [0, epWorldSize = " + Str(c.ep_world_size) + ")");
   ck.Require(c.tp_world_size >= 0 && c.tp_world_size <= 2, "tpWorldSize", c.tp_world_size, "in [0, 2]");
   if (IsA2(p)) CheckA2Structure(ck, c, lim.product);
-  if (c.expand_idx()) {  // the layout's combine has no TP step, no shared-expert slots and no renumbering
-    const char* layout = "with Atlas A2's expandIdx layout";
-    ck.Require(c.tp_world_size <= 1, "tpWorldSize", c.tp_world_size, std::string("no TP group ") + layout);
-    ck.Require(c.shared_expert_rank_num == 0, "sharedExpertRankNum", c.shared_expert_rank_num,
-               std::string("must be 0 ") + layout);
-    ck.Require(!c.elastic, kRule, "elasticInfo", "given", std::string("must be absent ") + layout);
+  if (c.expand_idx()) {  // what Atlas A2 has: no TP, no shared or const experts, no renumbering, 1-D masks
+    const std::string layout = std::string("with Atlas A2's expandIdx layout") +
+                               (p == Profile::kNative ? " (DispatchOptions::expand_idx_layout)" : "");
+    ck.Require(c.tp_world_size <= 1, "tpWorldSize", c.tp_world_size, "no TP group " + layout);
+    ck.Require(c.shared_expert_rank_num == 0, "sharedExpertRankNum", c.shared_expert_rank_num, "must be 0 " + layout);
+    ck.Require(c.const_expert_num == 0, "constExpertNum", c.const_expert_num, "must be 0 " + layout);
+    ck.Require(!c.elastic, kRule, "elasticInfo", "given", "must be absent " + layout);
+    ck.Require(c.mask != MaskKind::kPairs, kRule, "xActiveMask", "2-D", "must be 1-D " + layout);
   }
   if (c.has_tp()) {
     ck.Require(c.tp_rank >= 0 && c.tp_rank < 2, "tpRankId", c.tp_rank, "in [0, tpWorldSize = 2)");
@@ -309,6 +311,7 @@ void CheckMask(const Checker& ck, MoeConfig& c, const TensorView& mask, Profile 
 }
 
 void CheckWindow(const Checker& ck, const MoeConfig& c, const WindowLayout& layout, WindowCapacity window, Profile p) {
+  if (p == Profile::kA2Hierarchy) return;  // refused once its rules passed: its window is never laid out
   if (p == Profile::kA2Fullmesh) {
     // Atlas A2's documented rule (its kernels do not check it); moe_ep's own layout is checked below.
     constexpr uint64_t kMb = uint64_t{1} << 20;
@@ -534,6 +537,12 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
   if (t.add_rms_norm) {
     ck.Require(c.shared_expert_rank_num == 0, "sharedExpertRankNum", c.shared_expert_rank_num,
                "must be 0 for CombineAddRmsNorm");
+    ck.Require(!c.expand_idx(), kRule, "DispatchHandle::expand_idx_layout", "true",
+               "CombineAddRmsNorm exists on Atlas A3 only");
+  }
+  if (c.expand_idx()) {  // Atlas A2's combine never reads it
+    ck.Require(!t.shared_expert_x.present(), kRule, "sharedExpertX", t.shared_expert_x.Describe(),
+               "must be absent with Atlas A2's expandIdx layout");
   }
 
   const WindowLayout layout(c);

@@ -1,9 +1,10 @@
 // Bad data through the native API never crashes or writes out of bounds: corrupted expert ids in a
-// combine handle, a repeated expert in a token, a huge global_bs, malformed views, survivors that drop a
-// shared-expert replica, absurd allocations. Each fails with its code and a message naming the field,
-// and the group stays usable: the next good round returns every token bit for bit.
+// combine handle, corrupted expandIdx and counts in an Atlas A2-layout handle, a repeated expert in a token, a huge
+// global_bs, malformed views, survivors that drop a shared-expert replica, absurd allocations. Each fails with its code
+// and a message naming the field, and the group stays usable: the next good round returns every token bit for bit.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -96,6 +97,75 @@ TEST(BadData, CombineRejectsCorruptedExpertIdsInTheHandle) {
       ExpectGoodRound(groups[r], r);
     });
   }
+}
+
+// Atlas A2's layout (expand_idx_layout): a handle whose expandIdx leaves its block or repeats, or whose counts
+// decrease or return a rank a different number of rows than its routing sent, fails on the rank that holds it
+// before a row moves (every rank corrupts its own, so none waits for another).
+TEST(BadData, CombineRejectsCorruptedExpandIdxAndCountsInTheHandle) {
+  auto groups = Groups();
+  const struct {
+    const char* what;
+    std::function<void(DispatchHandle&)> corrupt;
+    std::vector<std::string> parts;
+  } cases[] = {
+      {"expandIdx outside its block",
+       [](DispatchHandle& h) { h.assist_info.data_as<int32_t>()[0] = 100; },
+       {"assistInfoForCombine", "100 at [0]", "distinct and in [0, 4)"}},
+      // Pair (3, 1) goes to the same expert as pair (0, 0): both would read one row.
+      {"expandIdx repeated",
+       [](DispatchHandle& h) { h.assist_info.data_as<int32_t>()[3 * kTopK + 1] = 0; },
+       {"assistInfoForCombine", "0 at [7]", "distinct"}},
+      {"decreasing counts",
+       [](DispatchHandle& h) {
+         auto* counts = h.ep_recv_counts.data_as<int32_t>();
+         counts[1] = counts[0] - 1;
+       },
+       {"epSendCounts", "at [1]", "never decrease"}},
+      // The last row of (local expert 0, owner 0) returned to owner 1 instead.
+      {"a row moved to another owner", [](DispatchHandle& h) { h.ep_recv_counts.data_as<int32_t>()[0] -= 1; },
+       {"epSendCounts", "they return rank 1 more rows than its expertIds and xActiveMask sent"}},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    RunRanks(kRanks, [&](int r) {
+      RankData d(r);
+      DispatchOptions options = Options();
+      options.expand_idx_layout = true;
+      DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), options);
+      c.corrupt(res.handle);
+      ExpectError([&] { Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView()); },
+                  ErrorCode::kInvalidParam, c.parts);
+      ExpectGoodRound(groups[r], r);
+    });
+  }
+}
+
+// What Atlas A2 lacks is refused in its layout, naming the native field, on every rank alike (no rank waits):
+// a 2-D mask and const experts in dispatch, sharedExpertX in combine.
+TEST(BadData, ExpandIdxLayoutRefusesWhatAtlasA2Lacks) {
+  auto groups = Groups();
+  RunRanks(kRanks, [&](int r) {
+    RankData d(r);
+    DispatchOptions options = Options();
+    options.expand_idx_layout = true;
+    std::vector<uint8_t> pairs(kBs * kTopK, 1);
+    DispatchOptions masked = options;
+    masked.active_mask = TensorView(pairs.data(), DType::kBool, {kBs, kTopK});
+    ExpectError([&] { Dispatch(groups[r], d.XView(), d.IdsView(), masked); }, ErrorCode::kInvalidConfig,
+                {"active_mask", "must be 1-D with Atlas A2's expandIdx layout (DispatchOptions::expand_idx_layout)"});
+    DispatchOptions constant = options;
+    constant.experts.const_expert_num = 1;
+    ExpectError([&] { Dispatch(groups[r], d.XView(), d.IdsView(), constant); }, ErrorCode::kInvalidConfig,
+                {"ExpertLayout::const_expert_num", "must be 0 with Atlas A2's expandIdx layout"});
+    DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), options);
+    CombineOptions shared_x;
+    shared_x.shared_expert_x = d.XView();
+    ExpectError([&] { Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView(), shared_x); },
+                ErrorCode::kInvalidConfig, {"CombineOptions::shared_expert_x", "must be absent"});
+    const Tensor x = Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView());
+    EXPECT_EQ(Values(x), d.x) << "rank " << r << ": Atlas A2's layout returns every token";
+  });
 }
 
 TEST(BadData, DispatchRejectsARepeatedExpertInAToken) {
