@@ -123,7 +123,8 @@ TEST(BadData, CombineRejectsCorruptedExpandIdxAndCountsInTheHandle) {
        },
        {"epSendCounts", "at [1]", "never decrease"}},
       // The last row of (local expert 0, owner 0) returned to owner 1 instead.
-      {"a row moved to another owner", [](DispatchHandle& h) { h.ep_recv_counts.data_as<int32_t>()[0] -= 1; },
+      {"a row moved to another owner",
+       [](DispatchHandle& h) { h.ep_recv_counts.data_as<int32_t>()[0] -= 1; },
        {"epSendCounts", "they return rank 1 more rows than its expertIds and xActiveMask sent"}},
   };
   for (const auto& c : cases) {

@@ -63,8 +63,12 @@ const EnvKnob kKnobs[] = {
     {"HCCL_EXEC_TIMEOUT", kUnset, {kUnset, "1", "0", "-1", "x", "99999999999999999999", "2147484", "1.5", ""}},
     {"MOE_EP_TIMEOUT_MS", "100", {"100", "1", "0", "-1", "abc", "2147483649", "50", "300x", "1000"}},
     {"HCCL_CONNECT_TIMEOUT", "1", {"1", "0", "-1", "x", "99999999999999999999", "2147484", "2"}},
+    {"MOE_EP_SOC_NAME", kUnset, {kUnset, "Ascend910B3", "Ascend910_9382", "Ascend910B", "", "Ascend910B4-1"}},
+    {"HCCL_INTRA_PCIE_ENABLE", kUnset, {kUnset, "1", "0", "x"}},
+    {"HCCL_INTRA_ROCE_ENABLE", kUnset, {kUnset, "0", "1", ""}},
 };
-const int kKnobKeys[] = {kEnvBuffSize, kEnvExecTimeout, kEnvTimeoutMs, kEnvConnectTimeout};
+const int kKnobKeys[] = {kEnvBuffSize, kEnvExecTimeout, kEnvTimeoutMs, kEnvConnectTimeout,
+                         kEnvSocName,  kEnvIntraPcie,   kEnvIntraRoce};
 
 // The variables a communicator reads when it is created: one made under other values must be made again.
 std::string CreationEnvironment() {

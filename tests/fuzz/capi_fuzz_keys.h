@@ -104,6 +104,9 @@ enum Key : int {
   kEnvExecTimeout = 81,     // HCCL_EXEC_TIMEOUT (read when a communicator is created)
   kEnvTimeoutMs = 82,       // MOE_EP_TIMEOUT_MS
   kEnvConnectTimeout = 83,  // HCCL_CONNECT_TIMEOUT (read by HcclCommInitRootInfo)
+  kEnvSocName = 84,         // MOE_EP_SOC_NAME (read by every operator call: Atlas A3 or A2 rules)
+  kEnvIntraPcie = 106,      // HCCL_INTRA_PCIE_ENABLE (A2: with ROCE 0, commAlg "" means hierarchy)
+  kEnvIntraRoce = 107,      // HCCL_INTRA_ROCE_ENABLE
   // HcclCommInitRootInfo (kJoin).
   kJoinRanks = 85,   // nRanks (low 32 bits; default 2)
   kJoinRank = 86,    // per joiner: its rank (low 32 bits; default: its index)

@@ -166,6 +166,9 @@ void CapiSeeds(const std::string& dir) {
   Write(dir, "reset_topology_group", Seed().Op(kReset));
   Write(dir, "env_small_window_then_round", Seed().Op(kEnv).Set(kEnvBuffSize, 1).Op(kRound));
   Write(dir, "env_exec_timeout_then_skip", Seed().Op(kEnv).Set(kEnvExecTimeout, 1).Op(kRound).SetRank(kSkip, 0, 1));
+  Write(dir, "env_atlas_a2_then_round", Seed().Op(kEnv).Set(kEnvSocName, 1).Op(kRound));
+  Write(dir, "env_a2_hierarchy_then_round",
+        Seed().Op(kEnv).Set(kEnvSocName, 1).Set(kEnvIntraPcie, 1).Set(kEnvIntraRoce, 1).Op(kRound));
   Write(dir, "join_four_ranks", Seed().Op(kJoin).Set(kJoinRanks, 4));
   Write(dir, "join_same_device", Seed().Op(kJoin).SetRank(kJoinDevice, 1, 0));
   Write(dir, "join_bad_root", Seed().Op(kJoin).Set(kJoinRoot, kRootRandomBytes).Op(kJoin).Set(kJoinRoot, kRootZeros));
