@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ import moe_ep
 import moe_ep.distributed as md
 import moe_ep.torch_npu as torch_npu
 from moe_ep import errors
+from thread_ranks import on_threads
 
 
 @pytest.fixture(scope="module")
@@ -102,20 +102,14 @@ def test_missing_peer_is_a_timeout_naming_it():
 
 def test_calls_after_the_errors_still_work(names):
     # Runs after the bad inputs above on the same communicator: nothing they did stays behind.
-    results = [None, None]
-
     def rank(r):
         torch_npu.npu.set_device(r)
         x = torch.full((4, 1024), r + 1.0, dtype=torch.bfloat16)
         ids = torch.tensor([[0, 3], [1, 2], [2, 1], [3, 0]], dtype=torch.int32)
         expand_x, _, assist, _, counts, tp_counts, _ = torch_npu.npu_moe_distribute_dispatch_v2(x, ids, names[r], 2, r, 4)
-        results[r] = torch_npu.npu_moe_distribute_combine_v2(expand_x, ids, assist, counts, torch.ones(4, 2), names[r],
-                                                             2, r, 4, tp_send_counts=tp_counts)
+        return torch_npu.npu_moe_distribute_combine_v2(expand_x, ids, assist, counts, torch.ones(4, 2), names[r], 2, r,
+                                                       4, tp_send_counts=tp_counts)
 
-    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = on_threads(2, rank)
     for r in range(2):  # identity experts, weights 1: every token comes back doubled
         assert torch.equal(results[r], torch.full((4, 1024), 2.0 * (r + 1), dtype=torch.bfloat16))

@@ -1,7 +1,5 @@
 # The native Python API on thread ranks: torch and numpy inputs bit for bit against the golden model, elastic scale-down
 # after a rank stops, and clear errors (bad input, a missing peer).
-import threading
-
 import numpy as np
 import pytest
 import torch
@@ -9,6 +7,7 @@ import torch
 import moe_ep
 from torch_golden import golden_combine, golden_dispatch
 from bitwise import assert_bits
+from thread_ranks import on_threads
 
 
 @pytest.fixture(autouse=True)
@@ -17,26 +16,6 @@ def poisoned_outputs():
     moe_ep._tensors.poison_outputs = True
     yield
     moe_ep._tensors.poison_outputs = False
-
-
-def on_threads(groups, body):
-    """Runs body(rank, group) on one thread per group; returns the results, re-raising the first failure."""
-    results, failures = [None] * len(groups), []
-
-    def run(r):
-        try:
-            results[r] = body(r, groups[r])
-        except BaseException as e:  # noqa: BLE001 - re-raised below
-            failures.append(e)
-
-    threads = [threading.Thread(target=run, args=(r,)) for r in range(len(groups))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if failures:
-        raise failures[0]
-    return results
 
 
 def draw(seed, ranks, bs=5, hidden=64, top_k=3, experts=6):
@@ -61,7 +40,8 @@ def test_dispatch_combine_match_golden(seed, kind):
         y = moe_ep.combine(group, d.handle, as_input(outs[r][: d.expand_x.shape[0]]), as_input(w[r]))
         return d, y
 
-    got = on_threads(moe_ep.thread_groups(ranks, timeout=60), body)
+    groups = moe_ep.thread_groups(ranks, timeout=60)
+    got = on_threads(len(groups), lambda r: body(r, groups[r]))
     want = golden_dispatch(x, ids, ep_world_size=ranks, moe_expert_num=experts, shared_expert_num=0)
     want_y = golden_combine(outs, ids, w, ep_world_size=ranks, moe_expert_num=experts, shared_expert_num=0)
     back = (lambda t: t) if kind == "torch" else (
@@ -90,7 +70,7 @@ def test_survivors_go_on_after_a_rank_stops(seed):
         d = moe_ep.dispatch(group, x[r], ids[r], moe_expert_num=8, survivors=reachable)
         return reachable, d, moe_ep.combine(group, d.handle, outs[r][: d.expand_x.shape[0]], w[r])
 
-    got = on_threads(groups, body)
+    got = on_threads(len(groups), lambda r: body(r, groups[r]))
     want = golden_dispatch(x, ids, ep_world_size=3, moe_expert_num=6, shared_expert_num=0)
     want_y = golden_combine(outs, ids, w, ep_world_size=3, moe_expert_num=6, shared_expert_num=0)
     for r in range(3):

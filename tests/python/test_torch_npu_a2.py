@@ -1,13 +1,12 @@
 # moe_ep.torch_npu as Atlas A2 (MOE_EP_SOC_NAME=Ascend910B3) on 8 thread ranks: dispatch / combine with
 # comm_alg "fullmesh", a 1-D mask and random routing, bit for bit against the golden model (A2's rows, counts and sums
 # are A3's); assist_info_for_combine holds A2's expandIdx, which the test derives from the routing itself.
-import threading
-
 import torch
 
 import moe_ep.distributed as md
 import moe_ep.torch_npu as torch_npu
 from bitwise import assert_bits
+from thread_ranks import on_threads
 from torch_golden import golden_combine, golden_dispatch
 
 E, BS, H, K, MOE = 8, 6, 96, 3, 16
@@ -32,27 +31,20 @@ def test_atlas_a2_dispatch_combine(seed, monkeypatch):
     active = [BS - (r % 3) for r in range(E)]
     masks = [torch.arange(BS) < active[r] for r in range(E)]
     outs = [torch.randn(BS * E * K, H, generator=g).to(torch.bfloat16) for _ in range(E)]
-    results, failures = [None] * E, []
     torch_npu.poison_outputs = True
 
     def rank_main(r):
-        try:
-            torch_npu.npu.set_device(r)
-            common = dict(group_ep=names[r], ep_world_size=E, ep_rank_id=r, moe_expert_num=MOE, comm_alg="fullmesh")
-            d = torch_npu.npu_moe_distribute_dispatch_v2(x[r], ids[r], x_active_mask=masks[r], **common)
-            y = torch_npu.npu_moe_distribute_combine_v2(outs[r][: d[0].shape[0]], ids[r], d[2], d[4], w[r],
-                                                        x_active_mask=masks[r], **common)
-            results[r] = (d, y)
-        except BaseException as e:  # noqa: BLE001 - reported below
-            failures.append(f"rank {r}: {type(e).__name__}: {e}")
+        torch_npu.npu.set_device(r)
+        common = dict(group_ep=names[r], ep_world_size=E, ep_rank_id=r, moe_expert_num=MOE, comm_alg="fullmesh")
+        d = torch_npu.npu_moe_distribute_dispatch_v2(x[r], ids[r], x_active_mask=masks[r], **common)
+        y = torch_npu.npu_moe_distribute_combine_v2(outs[r][: d[0].shape[0]], ids[r], d[2], d[4], w[r],
+                                                    x_active_mask=masks[r], **common)
+        return d, y
 
-    threads = [threading.Thread(target=rank_main, args=(r,)) for r in range(E)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    torch_npu.poison_outputs = False
-    assert not failures, failures
+    try:
+        results = on_threads(E, rank_main)
+    finally:
+        torch_npu.poison_outputs = False
     want = golden_dispatch(x, ids, ep_world_size=E, moe_expert_num=MOE, shared_expert_num=0, x_active_mask=masks)
     want_y = golden_combine(outs, ids, w, ep_world_size=E, moe_expert_num=MOE, shared_expert_num=0,
                             x_active_mask=masks)

@@ -1,13 +1,12 @@
 # moe_ep.torch_npu on 16 thread ranks (thread_comm_names): a round with every rank, then rank 15 stops; the survivors
 # run npu_moe_distribute_buffer_reset with the reachable mask and dispatch / combine with elastic_info (V3 scale-down),
 # bit for bit against the golden model of a 15-rank group.
-import threading
-
 import torch
 
 import moe_ep.distributed as md
 import moe_ep.torch_npu as torch_npu
 from bitwise import assert_bits
+from thread_ranks import on_threads
 from torch_golden import golden_combine, golden_dispatch
 
 E, BS, H, K = 16, 2, 1024, 2
@@ -25,32 +24,25 @@ def test_survivors_scale_down_with_elastic_info(seed):
     reachable = torch.tensor([1] * (E - 1) + [0], dtype=torch.int32)
     elastic = torch.tensor([1, E - 1, 0, E - 1] + list(range(E - 1)) + [-1] + list(range(E - 1)) + [-1],
                            dtype=torch.int32)
-    results, failures = [None] * E, []
     torch_npu.poison_outputs = True
 
     def rank_main(r):
-        try:
-            torch_npu.npu.set_device(r)
-            common = dict(group_ep=names[r], ep_world_size=E, ep_rank_id=r, moe_expert_num=E)
-            d = torch_npu.npu_moe_distribute_dispatch_v2(x[r], full_ids[r], **common)
-            torch_npu.npu_moe_distribute_combine_v2(d[0], full_ids[r], d[2], d[4], w[r], tp_send_counts=d[5], **common)
-            if r == E - 1:
-                return  # this rank stops here
-            torch_npu.npu_moe_distribute_buffer_reset(reachable, names[r], E, need_sync=1)
-            d = torch_npu.npu_moe_distribute_dispatch_v2(x[r], ids[r], elastic_info=elastic, **common)
-            y = torch_npu.npu_moe_distribute_combine_v2(outs[r][: d[0].shape[0]], ids[r], d[2], d[4], w[r],
-                                                        tp_send_counts=d[5], elastic_info=elastic, **common)
-            results[r] = (d, y)
-        except BaseException as e:  # noqa: BLE001 - reported below
-            failures.append(f"rank {r}: {type(e).__name__}: {e}")
+        torch_npu.npu.set_device(r)
+        common = dict(group_ep=names[r], ep_world_size=E, ep_rank_id=r, moe_expert_num=E)
+        d = torch_npu.npu_moe_distribute_dispatch_v2(x[r], full_ids[r], **common)
+        torch_npu.npu_moe_distribute_combine_v2(d[0], full_ids[r], d[2], d[4], w[r], tp_send_counts=d[5], **common)
+        if r == E - 1:
+            return None  # this rank stops here
+        torch_npu.npu_moe_distribute_buffer_reset(reachable, names[r], E, need_sync=1)
+        d = torch_npu.npu_moe_distribute_dispatch_v2(x[r], ids[r], elastic_info=elastic, **common)
+        y = torch_npu.npu_moe_distribute_combine_v2(outs[r][: d[0].shape[0]], ids[r], d[2], d[4], w[r],
+                                                    tp_send_counts=d[5], elastic_info=elastic, **common)
+        return d, y
 
-    threads = [threading.Thread(target=rank_main, args=(r,)) for r in range(E)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    torch_npu.poison_outputs = False
-    assert not failures, failures
+    try:
+        results = on_threads(E, rank_main)
+    finally:
+        torch_npu.poison_outputs = False
     n = E - 1
     want = golden_dispatch(x[:n], ids[:n], ep_world_size=n, moe_expert_num=n, shared_expert_num=0)
     want_y = golden_combine(outs[:n], ids[:n], w[:n], ep_world_size=n, moe_expert_num=n, shared_expert_num=0)
