@@ -51,6 +51,21 @@ int64_t Uniform(std::mt19937_64& rng, int64_t lo, int64_t hi) {
 }
 bool Chance(std::mt19937_64& rng, double p) { return std::bernoulli_distribution(p)(rng); }
 
+// How the caller passes a case, beyond its configuration: the inputs' layout (a strided one when `strided`),
+// tpWorldSize 0 or 1 without TP, sharedExpertNum's default 1, the A2-only parameters (with chance `a2_params`), a
+// null commAlg, groupListType.
+void DrawCallerChoices(std::mt19937_64& rng, bool strided, double a2_params, CapiCase& c) {
+  const int64_t layout = strided ? Uniform(rng, 1, 2) : Uniform(rng, 0, 4) - 2;
+  c.spec.layout = layout == 1   ? InputLayout::kPaddedRows
+                  : layout == 2 ? InputLayout::kStridedColumns
+                                : InputLayout::kContiguous;
+  c.no_tp_attr = static_cast<int>(Uniform(rng, 0, 1));
+  c.default_shared_num = Chance(rng, 0.3);
+  c.pass_a2_params = Chance(rng, a2_params);
+  c.null_comm_alg = Chance(rng, 0.3);
+  c.group_list_type = Uniform(rng, 0, 1);
+}
+
 // A random A3-legal case that certainly has feature `f`.
 CapiCase RandomCase(std::mt19937_64& rng, Feature f, Launch* launch) {
   CapiCase c;
@@ -101,17 +116,9 @@ CapiCase RandomCase(std::mt19937_64& rng, Feature f, Launch* launch) {
   }
   s.shared_expert_x = cfg.shared_expert_rank_num == 0 && (f == kSharedX || Chance(rng, 0.2));
   s.add_rms_norm = add_rms;
-  const int64_t layout = f == kStrided ? Uniform(rng, 1, 2) : Uniform(rng, 0, 4) - 2;
-  s.layout = layout == 1   ? InputLayout::kPaddedRows
-             : layout == 2 ? InputLayout::kStridedColumns
-                           : InputLayout::kContiguous;
-  c.no_tp_attr = static_cast<int>(Uniform(rng, 0, 1));
-  c.default_shared_num = Chance(rng, 0.3);
-  c.pass_a2_params = Chance(rng, 0.3);
-  c.null_comm_alg = Chance(rng, 0.3);
+  DrawCallerChoices(rng, f == kStrided, 0.3, c);
   c.shared_x_3d = s.shared_expert_x && Chance(rng, 0.4);
   c.pass_zero_ori_x = c.use_v3 && Chance(rng, 0.3);
-  c.group_list_type = Uniform(rng, 0, 1);
   *launch = f == kSingleThread ? Launch::kSingleThread
             : Chance(rng, 0.3) ? Launch::kThreadPerRankContexts
                                : Launch::kThreadPerRank;
@@ -145,15 +152,7 @@ CapiCase RandomA2Case(std::mt19937_64& rng) {
     cfg.global_bs = (s.bs + Uniform(rng, 0, 3)) * cfg.ep_world_size;
   }
   s.shared_expert_x = Chance(rng, 0.3);
-  const int64_t layout = Uniform(rng, 0, 4) - 2;
-  s.layout = layout == 1   ? InputLayout::kPaddedRows
-             : layout == 2 ? InputLayout::kStridedColumns
-                           : InputLayout::kContiguous;
-  c.no_tp_attr = static_cast<int>(Uniform(rng, 0, 1));
-  c.default_shared_num = Chance(rng, 0.3);
-  c.pass_a2_params = Chance(rng, 0.5);
-  c.null_comm_alg = Chance(rng, 0.3);
-  c.group_list_type = Uniform(rng, 0, 1);
+  DrawCallerChoices(rng, /*strided=*/false, 0.5, c);
   return c;
 }
 
