@@ -103,15 +103,10 @@ uint64_t SlotBaseFlag(const CallSlot& call, int64_t owner, int field = 0) {
 std::vector<int64_t> ExpandIdxSlots(const MoeConfig& c, const std::vector<int32_t>& ids,
                                     const std::vector<uint8_t>& mask, const std::vector<int32_t>& expand_idx,
                                     Window& ep, const CallSlot& call) {
-  const int64_t active = plan::ActiveTokenLimit(c, mask.empty() ? nullptr : mask.data()), k_num = c.top_k;
-  const auto travels = [&](int64_t i) {  // pair i went to a MoE expert
-    return ids[i] < c.moe_expert_num && (c.mask != plan::MaskKind::kPairs || mask[i]);
-  };
+  // The pairs dispatch sent, as dispatch routed them.
+  const plan::RoutingPlan routing = plan::BuildRoutingPlan(c, ids.data(), mask.empty() ? nullptr : mask.data());
   std::vector<int64_t> first(c.moe_expert_num + 1, 0);
-  for (int64_t i = 0; i < active * k_num; ++i) {
-    if (travels(i)) ++first[ids[i] + 1];
-  }
-  for (int64_t e = 0; e < c.moe_expert_num; ++e) first[e + 1] += first[e];
+  for (int64_t e = 0; e < c.moe_expert_num; ++e) first[e + 1] = first[e] + routing.expert_counts[e];
   const int64_t l = c.local_expert_num();
   for (int64_t rank = 0; rank < c.ep_world_size; ++rank) {
     for (int field = 0; field < 2; ++field) {
@@ -119,18 +114,16 @@ std::vector<int64_t> ExpandIdxSlots(const MoeConfig& c, const std::vector<int32_
       ep.Signal(static_cast<int>(rank), SlotBaseFlag(call, c.ep_rank, field), MakeFlag(call.epoch, slot));
     }
   }
-  std::vector<int64_t> slots(c.bs * k_num, -1);
+  std::vector<int64_t> slots(c.bs * c.top_k, -1);
   std::vector<uint8_t> taken(first.back(), 0);
-  for (int64_t i = 0; i < active * k_num; ++i) {
-    if (!travels(i)) continue;
-    const int32_t e = ids[i];
-    const int64_t block = first[e + 1] - first[e];
-    if (expand_idx[i] < 0 || expand_idx[i] >= block || taken[first[e] + expand_idx[i]]) {
+  for (const plan::RoutedPair& p : routing.pairs) {
+    const int64_t i = p.token * c.top_k + p.k, block = routing.expert_counts[p.expert];
+    if (expand_idx[i] < 0 || expand_idx[i] >= block || taken[first[p.expert] + expand_idx[i]]) {
       BadHandle("assistInfoForCombine", std::to_string(expand_idx[i]) + " at [" + std::to_string(i) + "]",
-                "expandIdx of the pairs to expert " + std::to_string(e) + " are distinct and in [0, " +
+                "expandIdx of the pairs to expert " + std::to_string(p.expert) + " are distinct and in [0, " +
                     std::to_string(block) + "), this rank's pairs to that expert (as dispatch wrote them)");
     }
-    slots[i] = first[e] + expand_idx[i];
+    slots[i] = first[p.expert] + expand_idx[i];
     taken[slots[i]] = 1;
   }
   return slots;
