@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <mutex>
+#include <numeric>
 #include <optional>
 #include <string>
 #include <utility>
@@ -190,10 +191,17 @@ std::vector<uint8_t> SendRowsBack(const MoeConfig& c, const WindowLayout& layout
     pull::Announce(ep, flags, owner, tokens[owner], *source);
     readers[owner] = 1;
   }
+  // Rows go out in slot order, not expandX's (expert-major) one: an owner sums its tokens in order, and rows
+  // that cross hosts travel in messages sent as they fill (docs/hosts.md), so its first tokens can be summed
+  // while later rows are still on the way.
+  std::vector<int64_t> order(own_rows);
+  std::iota(order.begin(), order.end(), int64_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return routes[a].slot < routes[b].slot; });
   ctx.ForEachPart(own_rows, [&](int, int64_t begin, int64_t end) {
     RowReader rows(expand_x);  // its own: a strided row is gathered into the reader
     std::vector<uint8_t> staging;
-    for (int64_t i = begin; i < end; ++i) {
+    for (int64_t at = begin; at < end; ++at) {
+      const int64_t i = order[at];
       const int32_t src = routes[i].owner;
       const int64_t slot = routes[i].slot;
       if (tokens[src] != 0) {

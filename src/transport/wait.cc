@@ -32,7 +32,7 @@ class Backoff {
       std::this_thread::sleep_for(std::chrono::microseconds(polls_ < 1024 ? 5 : 50));
     }
   }
-  // Messages are moving: stay at yielding, never sleep (a message advances only while it is polled).
+  // A message advanced: poll again soon, as more of it may be there.
   void KeepAwake() { polls_ = std::min<uint64_t>(polls_, 64); }
 
  private:
@@ -61,15 +61,17 @@ void WaitUntil(const Window& window, Clock::time_point deadline, const char* op,
   if (done()) return window.Flush();
   Backoff backoff;
   for (;;) {
-    const bool moving = window.Progress();
+    const bool advanced = window.Progress();
     if (done()) return;
     if (Clock::now() >= deadline) ThrowTimeout(window, missing(), op, what, epoch);
-    if (moving) {
-      // Poll again at once: a message advances only while it is polled, and an MPI poll that finds
-      // nothing to do yields the core by itself when ranks outnumber cores.
+    if (advanced) {
+      // Poll again at once: what made a message advance (a receive posted, a send finished) often lets
+      // the next one start.
       backoff.KeepAwake();
       continue;
     }
+    // Messages still moving need no hot loop: the kernel's socket buffers keep a link busy between polls,
+    // and the core a hot loop burns is what the ranks with work to do, and the network stack, lack.
     backoff.Pause();
   }
 }

@@ -1,5 +1,5 @@
-// The hosts transport: a host's shared-memory window for peers on this host, aggregated two-sided MPI
-// messages for the others, progressed inside the waits.
+// The hosts transport: a host's shared-memory window for peers on this host, two-sided MPI messages of
+// aggregated records for the others, progressed inside the waits.
 #include "transport/mpi/hosts_window.h"
 
 #include <algorithm>
@@ -28,9 +28,6 @@ namespace moe_ep::transport {
 namespace {
 
 constexpr int kTag = 0x4D45;
-// Messages stay far below MPI's int count limit; a longer phase goes as several messages, in order.
-constexpr uint64_t kMaxMessageBytes = uint64_t{1} << 30;
-constexpr uint64_t kPiece = kMaxMessageBytes / 2;  // a longer put goes as several records
 // Payloads this large are looked up among those already queued for the same rank: a row bound for
 // several ranks of one host crosses to it once.
 constexpr uint64_t kSharedPayloadMinBytes = 256;
@@ -50,71 +47,43 @@ struct RecordHeader {
 
 uint64_t Padded(uint64_t bytes) { return (bytes + 7) / 8 * 8; }
 
-// The bytes of one message, uninitialised and kept from message to message: messages run to megabytes,
-// and each fresh page would cost a page fault and the kernel's zero-fill, more than the copy into it.
+// Every message fits a receive posted ahead of it, of this many bytes: below the 64 KiB up to which Open MPI's
+// TCP transport sends a message at once rather than after a handshake with the receiver (a round trip through
+// both ranks' polls), with room for its own header. Small messages, each sent as it fills, keep a slow link busy
+// from a phase's first rows on, and let the receiver use the first rows (combine sums a token once its rows are
+// there) while later ones travel; a receive posted ahead takes each straight into its buffer.
+constexpr uint64_t kMessageBytes = 64512;
+// A put longer than this goes as several records, each fitting a message of its own.
+constexpr uint64_t kPiece = kMessageBytes - sizeof(RecordHeader);
+static_assert(kPiece % 8 == 0, "a piece must keep the records after it 8-byte aligned");
+// Receives kept posted: about the messages that arrive between two polls of a busy rank.
+constexpr size_t kPostedReceives = 64;
+
+// The bytes of one message (at most kMessageBytes), uninitialised: buffers go back to a spare list and are
+// reused, as a fresh page costs a page fault and the kernel's zero-fill, more than the copy into it.
 class MessageBuffer {
  public:
   MessageBuffer() = default;
-  explicit MessageBuffer(size_t capacity)
-      : bytes_(capacity > 0 ? new uint8_t[capacity] : nullptr), capacity_(capacity) {}
+  static MessageBuffer New() {
+    MessageBuffer buffer;
+    buffer.bytes_.reset(new uint8_t[kMessageBytes]);
+    return buffer;
+  }
   uint8_t* data() const { return bytes_.get(); }
   size_t size() const { return size_; }
-  size_t capacity() const { return capacity_; }
+  size_t room() const { return kMessageBytes - size_; }
   bool empty() const { return size_ == 0; }
-  void Clear() { size_ = 0; }
-  // Makes the buffer `size` bytes long, keeping its first min(size, size()) bytes.
-  void Resize(size_t size) {
-    if (size > capacity_) {
-      const size_t capacity = std::max(size, 2 * capacity_);
-      std::unique_ptr<uint8_t[]> grown(new uint8_t[capacity]);
-      if (size_ > 0) std::memcpy(grown.get(), bytes_.get(), size_);
-      bytes_ = std::move(grown);
-      capacity_ = capacity;
-    }
-    size_ = size;
-  }
-  // Appends `size` uninitialised bytes; returns where they start.
+  void SetSize(size_t size) { size_ = size; }
+  // Appends `size` uninitialised bytes (at most room()); returns where they start.
   uint8_t* Append(size_t size) {
     const size_t at = size_;
-    Resize(at + size);
+    size_ += size;
     return data() + at;
   }
 
  private:
   std::unique_ptr<uint8_t[]> bytes_;
   size_t size_ = 0;
-  size_t capacity_ = 0;
-};
-
-// Finished messages' buffers for the next ones, kept per peer and direction: a phase's message to (or
-// from) a peer is about as long as the same phase's last one, so a kept buffer is long enough already.
-class BufferPool {
- public:
-  // The shortest kept buffer of at least `bytes`, else a new one of `bytes` (a buffer that grew as it
-  // filled would copy itself at each doubling).
-  MessageBuffer Take(size_t bytes) {
-    const auto fitting_first_then_shortest = [bytes](const MessageBuffer& a, const MessageBuffer& b) {
-      const bool a_fits = a.capacity() >= bytes, b_fits = b.capacity() >= bytes;
-      return a_fits != b_fits ? a_fits : a.capacity() < b.capacity();
-    };
-    const auto best = std::min_element(kept_.begin(), kept_.end(), fitting_first_then_shortest);
-    if (best == kept_.end() || best->capacity() < bytes) return MessageBuffer(bytes);
-    MessageBuffer buffer = std::move(*best);
-    kept_.erase(best);
-    return buffer;
-  }
-  // Keeps `buffer`; past kKept buffers the shortest goes.
-  void Give(MessageBuffer buffer) {
-    buffer.Clear();
-    kept_.push_back(std::move(buffer));
-    if (kept_.size() <= kKept) return;
-    kept_.erase(std::min_element(kept_.begin(), kept_.end(),
-                                 [](const auto& a, const auto& b) { return a.capacity() < b.capacity(); }));
-  }
-
- private:
-  static constexpr size_t kKept = 2;  // one phase's message in flight while the next one fills
-  std::vector<MessageBuffer> kept_;
 };
 
 // Buffers MPI may still touch (a send to, or a receive from, a rank that died mid-message): kept for
@@ -164,9 +133,7 @@ class HostsWindow final : public Window {
         channel_(size, Channel::kUndecided),
         outbox_(size),
         ended_(size, 0),
-        send_buffers_(size),
-        receive_buffers_(size),
-        receives_(size) {}
+        remote_peers_(topology_.host_ranks.size() > 1) {}
 
   ~HostsWindow() override {
     const auto lock = mpi::Lock();
@@ -175,11 +142,12 @@ class HostsWindow final : public Window {
       if (send.request != MPI_REQUEST_NULL) MPI_Request_free(&send.request);
       Abandon(std::move(send.buffer));
     }
-    for (auto& queue : receives_) {
-      for (Incoming& in : queue) {
-        if (in.request != MPI_REQUEST_NULL) MPI_Request_free(&in.request);
-        Abandon(std::move(in.buffer));
+    for (Incoming& in : posted_) {
+      if (in.request != MPI_REQUEST_NULL) {
+        MPI_Cancel(&in.request);
+        MPI_Request_free(&in.request);
       }
+      Abandon(std::move(in.buffer));
     }
     MPI_Comm_free(&comm_);
   }
@@ -268,7 +236,7 @@ class HostsWindow final : public Window {
     const std::lock_guard lock(engine_);
     const auto mpi_lock = mpi::Lock();
     for (int peer = 0; peer < size(); ++peer) SendQueued(peer);
-    if (!sends_.empty() || Arriving()) ProgressLocked();
+    if (!sends_.empty()) ProgressLocked();
   }
 
   void Drain(Clock::time_point deadline, const char* op, std::span<const int> gone) override {
@@ -371,13 +339,11 @@ class HostsWindow final : public Window {
       const auto sending = std::count_if(sends_.begin(), sends_.end(), [&](const InFlight& s) {
         return s.peer == peer && s.request != MPI_REQUEST_NULL;
       });
-      const auto arriving = std::count_if(receives_[peer].begin(), receives_[peer].end(),
-                                          [](const Incoming& in) { return in.request != MPI_REQUEST_NULL; });
       const size_t queued = outbox_[peer].records.size();
-      if (sending == 0 && arriving == 0 && queued == 0) continue;
-      text += (text.empty() ? "; messages under way: " : ", ") + std::string("rank ") + std::to_string(peer) + " (" +
-              std::to_string(sending) + " sending, " + std::to_string(arriving) + " arriving, " +
-              std::to_string(queued) + " bytes queued)";
+      if (sending == 0 && queued == 0) continue;
+      text += text.empty() ? "; messages under way: " : ", ";
+      text += "rank " + std::to_string(peer) + " (" + std::to_string(sending) + " sending, " + std::to_string(queued) +
+              " bytes queued)";
     }
     return text;
   }
@@ -395,11 +361,6 @@ class HostsWindow final : public Window {
     MessageBuffer records;  // not sent yet
     // The put payloads in `records` by source address and size -> where they start, for copies.
     std::map<std::pair<const void*, uint64_t>, uint64_t> payloads;
-    // The lengths of the last messages sent: the next one starts in a buffer as long as the longest, as
-    // the phases of an operation differ (a few signals, then megabytes of rows) and a buffer that grows
-    // midway costs a copy and fresh pages.
-    std::array<size_t, 8> recent{};
-    size_t sent = 0;
   };
   struct InFlight {
     int peer;
@@ -409,6 +370,7 @@ class HostsWindow final : public Window {
   struct Incoming {
     MessageBuffer buffer;
     MPI_Request request = MPI_REQUEST_NULL;
+    int source = -1;  // once it arrived
   };
 
   bool OnThisHost(int peer) const { return topology_.host_of[peer] == topology_.host_of[rank()]; }
@@ -421,7 +383,7 @@ class HostsWindow final : public Window {
     }
   }
 
-  // Gives back to their pools the messages no row left for Row points into any more (the caller holds
+  // Gives back the buffers of the messages no row left for Row points into any more (the caller holds
   // engine_).
   void ReleaseRowMessages() const {
     std::unordered_set<const uint8_t*> holding;
@@ -431,7 +393,7 @@ class HostsWindow final : public Window {
         ++it;
         continue;
       }
-      receive_buffers_[it->second.source].Give(std::move(it->second.buffer));
+      Give(std::move(it->second));
       it = row_messages_.erase(it);
     }
   }
@@ -486,135 +448,152 @@ class HostsWindow final : public Window {
     return ranks[(static_cast<size_t>(topology_.local_of[sender]) + skip) % ranks.size()];
   }
 
-  // Whether a message this rank matched is still arriving.
-  bool Arriving() const {
-    return std::any_of(receives_.begin(), receives_.end(), [](const auto& q) { return !q.empty(); });
+  // What is queued for `via`, in a buffer from the spare list once something is.
+  MessageBuffer& Records(int via) const {
+    MessageBuffer& records = outbox_[via].records;
+    if (!records.data()) records = Take();
+    return records;
   }
 
   // Queues a record of its header alone (signal, end) for `via` (the caller holds engine_).
   void QueueHeader(int via, const RecordHeader& header) {
     MakeRoom(via, sizeof header);
-    std::memcpy(outbox_[via].records.Append(sizeof header), &header, sizeof header);
+    std::memcpy(Records(via).Append(sizeof header), &header, sizeof header);
   }
 
-  // Sends what is queued for `via` first when `bytes` more would take its message past kMaxMessageBytes.
+  // Sends what is queued for `via` first when `bytes` more would not fit its message. Only sends: a poll
+  // here, between two rows, would give the core away on a machine with more ranks than cores.
   void MakeRoom(int via, uint64_t bytes) {
-    const MessageBuffer& records = outbox_[via].records;
-    if (records.empty() || records.size() + bytes <= kMaxMessageBytes) return;
+    if (Records(via).room() >= bytes) return;
     const auto lock = mpi::Lock();
     SendQueued(via);
   }
 
-  // Queues a put or a row and its payload for `via` (the caller holds engine_). A put whose bytes are
-  // queued already becomes a copy of them.
+  // Queues a put or a row and its payload (at most kPiece bytes) for `via` (the caller holds engine_). A put
+  // whose bytes are in the message being filled already becomes a copy of them.
   void Queue(int via, RecordHeader header, const uint8_t* payload) {
-    uint64_t payload_bytes = Padded(header.b);
-    MakeRoom(via, sizeof header + payload_bytes);
     Outbox& box = outbox_[via];
-    if (header.kind == RecordKind::kPut && header.b >= kSharedPayloadMinBytes) {
-      const auto [it, fresh] = box.payloads.try_emplace({payload, header.b}, 0);
-      if (!fresh && std::memcmp(box.records.data() + it->second, payload, header.b) == 0) {
+    const bool shareable = header.kind == RecordKind::kPut && header.b >= kSharedPayloadMinBytes;
+    if (shareable) {
+      const auto it = box.payloads.find({payload, header.b});
+      if (it != box.payloads.end() && Records(via).room() >= sizeof header &&
+          std::memcmp(box.records.data() + it->second, payload, header.b) == 0) {
         header.kind = RecordKind::kCopy;
         header.from = it->second;
-        payload_bytes = 0;
-      } else {
-        it->second = box.records.size() + sizeof header;
+        std::memcpy(box.records.Append(sizeof header), &header, sizeof header);
+        return;
       }
     }
-    uint8_t* record = box.records.Append(sizeof header + payload_bytes);
+    const uint64_t payload_bytes = Padded(header.b);
+    MakeRoom(via, sizeof header + payload_bytes);
+    MessageBuffer& records = Records(via);
+    if (shareable) box.payloads[{payload, header.b}] = records.size() + sizeof header;
+    uint8_t* record = records.Append(sizeof header + payload_bytes);
     std::memcpy(record, &header, sizeof header);
-    if (payload_bytes > 0) {  // not a copy
-      std::memcpy(record + sizeof header, payload, header.b);
-      std::memset(record + sizeof header + header.b, 0, payload_bytes - header.b);  // the padding
-    }
+    std::memcpy(record + sizeof header, payload, header.b);
+    std::memset(record + sizeof header + header.b, 0, payload_bytes - header.b);  // the padding
   }
 
-  // Sends `peer`'s queued records as one message (the caller holds engine_ and the MPI lock).
-  void SendQueued(int peer) const {
+  // Sends `peer`'s queued records as one message (the caller holds engine_ and the MPI lock). Returns
+  // whether there were any.
+  bool SendQueued(int peer) const {
     Outbox& box = outbox_[peer];
-    if (box.records.empty()) return;
+    if (box.records.empty()) return false;
     InFlight& send = sends_.emplace_back(InFlight{peer, std::move(box.records)});
-    box.recent[box.sent++ % box.recent.size()] = send.buffer.size();
-    box.records = send_buffers_[peer].Take(*std::max_element(box.recent.begin(), box.recent.end()));
+    box.records = MessageBuffer();
     box.payloads.clear();
     mpi::Check(
         MPI_Isend(send.buffer.data(), static_cast<int>(send.buffer.size()), MPI_BYTE, peer, kTag, comm_, &send.request),
         "MPI_Isend");
+    return true;
   }
 
-  // Sends what is queued, matches what arrived, tests every send and receive at once, retires finished
-  // sends and lands finished messages (the caller holds engine_ and the MPI lock). Returns whether
-  // anything is still moving.
+  // A spare message buffer, or a new one.
+  MessageBuffer Take() const {
+    if (spare_.empty()) return MessageBuffer::New();
+    MessageBuffer buffer = std::move(spare_.back());
+    spare_.pop_back();
+    return buffer;
+  }
+  void Give(MessageBuffer buffer) const {
+    buffer.SetSize(0);
+    spare_.push_back(std::move(buffer));
+  }
+
+  // Sends what is queued, tests every send and receive at once, retires finished sends, lands arrived
+  // messages and posts receives for the next (the caller holds engine_ and the MPI lock). Returns whether
+  // any of that happened: a message sent, finished or landed.
   bool ProgressLocked() const {
-    for (int peer = 0; peer < size(); ++peer) SendQueued(peer);
-    MatchArrived();
-    TestRequests();
+    bool advanced = false;
+    for (int peer = 0; peer < size(); ++peer) advanced |= SendQueued(peer);
+    advanced |= TestRequests();
     std::erase_if(sends_, [this](InFlight& send) {
       if (send.request != MPI_REQUEST_NULL) return false;
-      send_buffers_[send.peer].Give(std::move(send.buffer));
+      Give(std::move(send.buffer));
       return true;
     });
-    const bool applied = ApplyReceived();
-    return applied || Arriving() || !sends_.empty();
+    advanced |= ApplyArrived();
+    PostReceives();
+    return advanced;
   }
 
-  // Tests every pending send and receive with one MPI_Testsome; finished ones become MPI_REQUEST_NULL.
-  // One call, not one per request: each MPI call progresses every connection, and with more ranks than
-  // cores Open MPI yields the core in each call that finds nothing to do.
-  void TestRequests() const {
+  // Keeps kPostedReceives receives posted, from any rank, when peers on other hosts can send.
+  void PostReceives() const {
+    while (remote_peers_ && posted_.size() < kPostedReceives) {
+      Incoming& in = posted_.emplace_back(Incoming{Take()});
+      mpi::Check(MPI_Irecv(in.buffer.data(), static_cast<int>(kMessageBytes), MPI_BYTE, MPI_ANY_SOURCE, kTag, comm_,
+                           &in.request),
+                 "MPI_Irecv");
+    }
+  }
+
+  // Tests every pending send and receive with one MPI_Testsome; finished ones become MPI_REQUEST_NULL (a
+  // receive learns its source and length). One call, not one per request: each MPI call progresses every
+  // connection, and with more ranks than cores Open MPI yields the core in each call that finds nothing to do.
+  // Returns whether any finished.
+  bool TestRequests() const {
     pending_.clear();
-    for (InFlight& send : sends_) pending_.push_back(&send.request);
-    for (auto& queue : receives_) {
-      for (Incoming& in : queue) {
-        if (in.request != MPI_REQUEST_NULL) pending_.push_back(&in.request);
-      }
+    for (InFlight& send : sends_) pending_.push_back({&send.request, nullptr});
+    for (Incoming& in : posted_) {
+      if (in.request != MPI_REQUEST_NULL) pending_.push_back({&in.request, &in});
     }
-    if (pending_.empty()) return;
+    if (pending_.empty()) return false;
     requests_.clear();
-    for (MPI_Request* request : pending_) requests_.push_back(*request);
+    for (const auto& [request, in] : pending_) requests_.push_back(*request);
     finished_.resize(requests_.size());
+    statuses_.resize(requests_.size());
     int count = 0;
-    mpi::Check(MPI_Testsome(static_cast<int>(requests_.size()), requests_.data(), &count, finished_.data(),
-                            MPI_STATUSES_IGNORE),
-               "MPI_Testsome");
-    if (count == MPI_UNDEFINED) return;
-    for (int i = 0; i < count; ++i) *pending_[finished_[i]] = MPI_REQUEST_NULL;
-  }
-
-  // Matches every message that arrived and starts receiving it.
-  void MatchArrived() const {
-    for (;;) {
-      int arrived = 0;
-      MPI_Message message;
-      MPI_Status status;
-      mpi::Check(MPI_Improbe(MPI_ANY_SOURCE, kTag, comm_, &arrived, &message, &status), "MPI_Improbe");
-      if (!arrived) break;
-      int count = 0;
-      mpi::Check(MPI_Get_count(&status, MPI_BYTE, &count), "MPI_Get_count");
-      Incoming& in = receives_[status.MPI_SOURCE].emplace_back(
-          Incoming{receive_buffers_[status.MPI_SOURCE].Take(static_cast<size_t>(count))});
-      in.buffer.Resize(static_cast<size_t>(count));
-      mpi::Check(MPI_Imrecv(in.buffer.data(), count, MPI_BYTE, &message, &in.request), "MPI_Imrecv");
+    mpi::Check(
+        MPI_Testsome(static_cast<int>(requests_.size()), requests_.data(), &count, finished_.data(), statuses_.data()),
+        "MPI_Testsome");
+    if (count == MPI_UNDEFINED) return false;
+    for (int i = 0; i < count; ++i) {
+      const auto [request, in] = pending_[finished_[i]];
+      *request = MPI_REQUEST_NULL;
+      if (!in) continue;
+      int bytes = 0;
+      mpi::Check(MPI_Get_count(&statuses_[i], MPI_BYTE, &bytes), "MPI_Get_count");
+      in->source = statuses_[i].MPI_SOURCE;
+      in->buffer.SetSize(static_cast<size_t>(bytes));
     }
+    return count > 0;
   }
 
-  // Applies each source's received messages in match order (MPI does not overtake between one pair of
-  // ranks, so records apply in the order they were queued). Returns whether any message was applied.
-  bool ApplyReceived() const {
+  // Lands the arrived messages, in the order their receives were posted: MPI matches a source's messages to
+  // receives in that order and does not overtake between one pair of ranks, so each source's records apply
+  // in the order they were queued. Returns whether any message landed.
+  bool ApplyArrived() const {
     bool applied = false;
-    for (int source = 0; source < size(); ++source) {
-      auto& queue = receives_[source];
-      while (!queue.empty() && queue.front().request == MPI_REQUEST_NULL) {
-        // Kept while rows it holds wait for Row (moving the buffer keeps its bytes where they are).
-        const uint8_t* data = queue.front().buffer.data();
-        RowMessage& message = row_messages_[data] = {std::move(queue.front().buffer), source};
-        queue.pop_front();
-        if (!Apply(source, message.buffer)) {
-          receive_buffers_[source].Give(std::move(message.buffer));
-          row_messages_.erase(data);
-        }
-        applied = true;
-      }
+    while (!posted_.empty() && posted_.front().request == MPI_REQUEST_NULL) {
+      Incoming in = std::move(posted_.front());
+      posted_.pop_front();
+      // Kept while rows it holds wait for Row (moving the buffer keeps its bytes where they are).
+      const uint8_t* data = in.buffer.data();
+      if (Apply(in.source, in.buffer))
+        row_messages_.emplace(data, std::move(in.buffer));
+      else
+        Give(std::move(in.buffer));
+      applied = true;
     }
     return applied;
   }
@@ -673,17 +652,20 @@ class HostsWindow final : public Window {
   mutable std::mutex engine_;
   std::vector<bool> failed_;  // ranks not to relay through
   enum class Channel : uint8_t { kUndecided, kRelay, kDirect };
-  std::vector<Channel> channel_;                        // per peer, this operation's (two-level)
-  mutable std::vector<Outbox> outbox_;                  // per destination
-  uint64_t sequence_ = 0;                               // this rank's last EndOperation
-  mutable std::vector<uint64_t> ended_;                 // per sender: its last end mark (two-level)
-  mutable std::list<InFlight> sends_;                   // a list: MPI holds each buffer until it completes
-  mutable std::vector<BufferPool> send_buffers_;        // per destination
-  mutable std::vector<BufferPool> receive_buffers_;     // per source
-  mutable std::vector<MPI_Request*> pending_;           // TestRequests' scratch: the requests it tests,
-  mutable std::vector<MPI_Request> requests_;           // their handles,
-  mutable std::vector<int> finished_;                   // and which finished
-  mutable std::vector<std::deque<Incoming>> receives_;  // per source, in match order
+  std::vector<Channel> channel_;              // per peer, this operation's (two-level)
+  mutable std::vector<Outbox> outbox_;        // per destination
+  uint64_t sequence_ = 0;                     // this rank's last EndOperation
+  mutable std::vector<uint64_t> ended_;       // per sender: its last end mark (two-level)
+  mutable std::list<InFlight> sends_;         // a list: MPI holds each buffer until it completes
+  bool remote_peers_;                         // some rank is on another host: receives are posted
+  mutable std::deque<Incoming> posted_;       // receives, in the order posted
+  mutable std::vector<MessageBuffer> spare_;  // message buffers for reuse
+  // TestRequests' scratch: the requests it tests (and the receive each is, if one), their handles, which
+  // finished, and how.
+  mutable std::vector<std::pair<MPI_Request*, Incoming*>> pending_;
+  mutable std::vector<MPI_Request> requests_;
+  mutable std::vector<int> finished_;
+  mutable std::vector<MPI_Status> statuses_;
   // Rows left in their messages for Row, by offset, and those messages, by their data.
   struct ArrivedRow {
     const uint8_t* data;
@@ -692,12 +674,8 @@ class HostsWindow final : public Window {
     const uint8_t* message;  // the data of the message it is in (row_messages_' key)
     bool read;               // by Row: dropped at the next EndOperation
   };
-  struct RowMessage {
-    MessageBuffer buffer;
-    int source;
-  };
   mutable std::unordered_map<uint64_t, ArrivedRow> rows_;
-  mutable std::unordered_map<const uint8_t*, RowMessage> row_messages_;
+  mutable std::unordered_map<const uint8_t*, MessageBuffer> row_messages_;
 };
 
 std::string RandomToken() {

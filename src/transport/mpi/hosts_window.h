@@ -1,7 +1,7 @@
 // The hosts transport: the ranks of a group are MPI processes on one or more hosts. Peers on this
 // rank's host go through the host's shared-memory window; peers on other hosts through two-sided MPI
-// messages on a private communicator, one aggregated message per peer per phase, landed by the
-// receiver inside its waits (docs/hosts.md).
+// messages on a private communicator (records aggregated into messages of up to 63 KiB, sent as they fill),
+// landed by the receiver inside its waits (docs/hosts.md).
 #pragma once
 
 #include <mpi.h>
