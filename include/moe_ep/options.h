@@ -44,7 +44,7 @@ uint64_t DefaultWindowBytes();
 /// and a process job started by `moe-ep launch` sets MOE_EP_RANK, MOE_EP_WORLD_SIZE, MOE_EP_RENDEZVOUS
 /// (under mpirun without them, the launcher's OMPI_COMM_WORLD_RANK / _SIZE or PMI_RANK / PMI_SIZE).
 /// For tests of the hosts transport on one machine, MOE_EP_HOSTS_SPLIT=N (0 .. 2^20, default 0) makes
-/// every N consecutive ranks of a group a simulated host. MOE_EP_HOSTS_RELAY (0 or 1, default 0): with
+/// every N consecutive ranks of a group a simulated host. MOE_EP_HOSTS_RELAY (0 or 1, default 1): with
 /// 1, what a rank sends to another host goes to one rank there, which hands it on over shared memory (a
 /// row bound for several ranks of that host crosses once); 0 sends every message straight to its rank.
 

@@ -93,7 +93,7 @@ std::chrono::seconds HcclConnectTimeout() {
 
 int HostsSplit() { return static_cast<int>(Integer("MOE_EP_HOSTS_SPLIT", 0, 0, 1 << 20)); }
 
-bool HostsRelay() { return Integer("MOE_EP_HOSTS_RELAY", 0, 0, 1) == 1; }
+bool HostsRelay() { return Integer("MOE_EP_HOSTS_RELAY", 1, 0, 1) == 1; }
 
 std::optional<LaunchVariables> MpiLaunch() {
   // Open MPI, then MPICH's Hydra (PMIx-only launchers also set one of these through their MPI).

@@ -51,7 +51,7 @@ std::chrono::seconds HcclConnectTimeout();
 int HostsSplit();
 
 /// MOE_EP_HOSTS_RELAY: 1 sends what goes to another host through one rank there, which forwards it
-/// over shared memory (two-level); 0 (default) sends every message straight to its rank (flat).
+/// over shared memory (two-level, the default); 0 sends every message straight to its rank (flat).
 bool HostsRelay();
 
 /// What a launcher sets for each process of a job (`moe-ep launch`).

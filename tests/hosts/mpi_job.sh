@@ -3,8 +3,8 @@
 # PER_HOST > 0 simulates hosts of PER_HOST ranks (MOE_EP_HOSTS_SPLIT: peers on other "hosts" go over MPI
 # even here); 0 groups ranks by the host they really run on. A SEED argument of "random" is replaced by a
 # fresh seed, printed first (replay with MOE_EP_TEST_SEED). Passes when every rank prints "OK" or
-# "equal to the reference"; mpirun is ended by the script, whatever happens. MOE_EP_HOSTS_RELAY (1: two-level)
-# reaches the ranks.
+# "equal to the reference"; mpirun is ended by the script, whatever happens. MOE_EP_HOSTS_RELAY (1: two-level;
+# unset here: 0, flat) reaches the ranks.
 set -euo pipefail
 np=$1 per_host=$2
 shift 2

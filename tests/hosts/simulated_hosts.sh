@@ -8,7 +8,8 @@
 #
 #   simulated_hosts.sh HOSTS RANKS PROGRAM ARGS...     ("random" in ARGS: a fresh seed, printed first)
 #
-# MOE_EP_HOSTS_RELAY (1: two-level between hosts; default 0, flat) reaches the ranks.
+# MOE_EP_HOSTS_RELAY reaches the ranks: 1 two-level between hosts (the library's default), unset or 0 flat here,
+# so that each test names the path it runs.
 # MOE_EP_HOSTS_SURVIVORS=N: a rank dies on purpose; N ranks must report success, then mpirun is ended here.
 # MOE_EP_HOSTS_RATE=RATE (a tc rate such as 2gbit or 500mbit; unset: links as fast as the machine): shapes
 #   every host's link to RATE in each direction with a token bucket filter (tc tbf, egress, burst 1 MB), on

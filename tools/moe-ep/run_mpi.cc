@@ -44,7 +44,9 @@ int RunJobOverMpi(const JobOptions& o) {
     std::printf(
         "  transport: hosts (MPI), %d ranks as processes on %d host%s, between hosts %s, kernels: %s, seed %llu\n",
         size, hosts, hosts == 1 ? "" : "s",
-        env::HostsRelay() ? "two-level (through one rank per host)" : "flat (MOE_EP_HOSTS_RELAY=0)",
+        !env::HostsRelay()           ? "flat (MOE_EP_HOSTS_RELAY=0)"
+        : hosts < 2 || size == hosts ? "flat (no host has several ranks to relay to)"
+                                     : "two-level (through one rank per host)",
         kernels::IsaName(kernels::ActiveIsa()), static_cast<unsigned long long>(seed));
     std::fflush(stdout);
   }
