@@ -238,6 +238,25 @@ void NativeSeeds(const std::string& dir) {
   Write(dir, "round_corrupt_handle",
         Seed().Op(kRound).Set(kCorruptAssist, kCorruptRandom).Set(kHandleNumRows, 1000).Set(kCorruptCounts, 4));
   Write(dir, "round_handle_tensors_short", Seed().Op(kRound).Set(kHandleTensors, kHandleAssistShort));
+  Write(dir, "round_expand_idx_mask_into",
+        Seed()
+            .Op(kRound)
+            .Set(kExpandIdx, 1)
+            .Set(kMask, kMask1d)
+            .Set(kMaskFill, kMaskPrefix)
+            .Op(kRound)
+            .Set(kExpandIdx, 1)
+            .Set(kInto, 1)
+            .Set(kQuant, 2));
+  Write(dir, "round_expand_idx_handle_flipped",
+        Seed()
+            .Op(kRound)
+            .Set(kExpandIdx, 1)
+            .Set(kHandleExpandIdx, 0)
+            .Op(kRound)
+            .Set(kHandleExpandIdx, 1)
+            .Op(kCombine)
+            .Set(kExpandIdx, 1));
   Write(dir, "dispatch_rank1_skips", Seed().Op(kDispatch).SetRank(kSkip, 1, 1).Op(kRound));
   Write(dir, "dispatch_null_views", Seed().Op(kDispatch).Set(kNullTensors, 1 << kSlotIds));
   Write(dir, "dispatch_overflowing_view", Seed().Op(kDispatch).Set(kView, kViewOverflowDims));

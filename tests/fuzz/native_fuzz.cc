@@ -507,6 +507,7 @@ class RankCall {
     options.experts = layout_;
     options.quant = static_cast<moe_ep::Quant>(op_.Get(kQuant, g_, 0));
     options.cumulative_token_nums = op_.Flag(kCumulative, g_, 0);
+    options.expand_idx_layout = op_.Flag(kExpandIdx, g_, 0);
     if (op_.Flag(kSmoothScales, g_, 0)) {
       Input(kSlotScales, "smooth_scales", DType::kFloat32,
             {Clamp(__int128(layout_.shared_expert_num) + layout_.moe_expert_num), h_}, op_.Get(kScalesFill, g_, 0));
@@ -524,8 +525,8 @@ class RankCall {
         expand_rows_ = rows;
         Output(kSlotExpandXOut, "expand_x", quant ? DType::kInt8 : x_dtype_, {rows_out, h_});
         Output(kSlotDynScalesOut, "dynamic_scales", DType::kFloat32, {rows_out});
-        Output(kSlotAssistOut, "assist_info", DType::kInt32,
-               {Clamp(__int128(rows) * 3 + op_.Get(kAssistLenDelta, g_, 0))});
+        const __int128 assist = options.expand_idx_layout ? __int128(bs_) * k_ : __int128(rows) * 3;
+        Output(kSlotAssistOut, "assist_info", DType::kInt32, {Clamp(assist + op_.Get(kAssistLenDelta, g_, 0))});
         const int e = t_.ep_size;
         const int64_t s = layout_.shared_expert_rank_num;
         const bool shared = t_.EpRank(g_) < s;
@@ -561,6 +562,7 @@ class RankCall {
       handle_.top_k = k_;
       handle_.dtype = x_dtype_;
       handle_.num_rows = 0;
+      handle_.expand_idx_layout = op_.Flag(kExpandIdx, g_, 0);
       const int64_t ids_n = bs_ > 0 && k_ > 0 && __int128(bs_) * k_ <= (1 << 22) ? bs_ * k_ : 0;
       handle_.expert_ids = moe_ep::Tensor(DType::kInt32, {ids_n ? bs_ : 0, ids_n ? k_ : 0});
       const std::vector<int32_t> ids = ExpertIds(*rng_, ids_n ? bs_ : 0, ids_n ? k_ : 0, TotalExperts(),
@@ -578,6 +580,7 @@ class RankCall {
     handle_.bs = op_.Get(kHandleBs, g_, handle_.bs);
     handle_.hidden = op_.Get(kHandleHidden, g_, handle_.hidden);
     handle_.top_k = op_.Get(kHandleTopK, g_, handle_.top_k);
+    handle_.expand_idx_layout = op_.Flag(kHandleExpandIdx, g_, handle_.expand_idx_layout);
     handle_.dtype = RawDtype(op_.Get(kHandleDtype, g_, static_cast<int64_t>(handle_.dtype)));
     handle_.experts.moe_expert_num = op_.Get(kHandleMoe, g_, handle_.experts.moe_expert_num);
     handle_.experts.shared_expert_rank_num = op_.Get(kHandleShared, g_, handle_.experts.shared_expert_rank_num);

@@ -30,6 +30,7 @@ enum Key : int {
   kGlobalBs = 9,
   kQuant = 10,       // DispatchOptions::quant, raw (0 none, 2 int8; anything else is an invalid Quant)
   kCumulative = 11,  // DispatchOptions::cumulative_token_nums
+  kExpandIdx = 12,   // DispatchOptions::expand_idx_layout (Atlas A2's assist layout)
   kCommQuant = 15,   // CombineOptions::comm_quant, raw
   kZeroExperts = 18,
   kCopyExperts = 19,
@@ -91,6 +92,7 @@ enum Key : int {
   kHandleGlobalBs = 77,   // handle.experts.global_bs
   kHandleTensors = 78,    // HandleTensors below: replace the handle's tensors by odd ones
   kHandleSurvivors = 79,  // SurvivorsMode for handle.experts.survivors (default: unchanged)
+  kHandleExpandIdx = 87,  // handle.expand_idx_layout (default: as dispatch set it, or kExpandIdx)
   // BufferReset / ProbeReachable.
   kNeedSync = 67,   // default 1
   kResetMask = 68,  // ResetMask below
