@@ -65,7 +65,7 @@ void WaitUntil(const Window& window, Clock::time_point deadline, const char* op,
     if (done()) return;
     if (Clock::now() >= deadline) ThrowTimeout(window, missing(), op, what, epoch);
     if (advanced) {
-      // Poll again at once: what made a message advance (a receive posted, a send finished) often lets
+      // Poll again at once: what made a message advance (one landed, a send finished) often lets
       // the next one start.
       backoff.KeepAwake();
       continue;

@@ -69,7 +69,7 @@ class Window {
   /// Moves data in flight: sends what Put and Signal queued, lands what arrived. Transports whose
   /// peers share memory have nothing to do; a message-passing transport progresses only here, so every
   /// wait calls it on each poll. Never blocks. Const: waits see the window as read-only. Returns whether
-  /// anything advanced (a message sent, matched, finished or landed): the caller should then poll again
+  /// anything advanced (a message sent, finished or landed): the caller should then poll again
   /// at once rather than back off.
   virtual bool Progress() const { return false; }
   /// Sends what Put and Signal queued, without looking for arrivals: what a wait calls instead of

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -53,14 +54,17 @@ uint64_t Padded(uint64_t bytes) { return (bytes + 7) / 8 * 8; }
 // from a phase's first rows on, and let the receiver use the first rows (combine sums a token once its rows are
 // there) while later ones travel; a receive posted ahead takes each straight into its buffer.
 constexpr uint64_t kMessageBytes = 64512;
+// A message starts with its number among those its sender sent this receiver (u64), then its records.
+constexpr uint64_t kSequenceBytes = 8;
 // A put longer than this goes as several records, each fitting a message of its own.
-constexpr uint64_t kPiece = kMessageBytes - sizeof(RecordHeader);
+constexpr uint64_t kPiece = kMessageBytes - kSequenceBytes - sizeof(RecordHeader);
 static_assert(kPiece % 8 == 0, "a piece must keep the records after it 8-byte aligned");
 // Receives kept posted: about the messages that arrive between two polls of a busy rank.
 constexpr size_t kPostedReceives = 64;
 
-// The bytes of one message (at most kMessageBytes), uninitialised: buffers go back to a spare list and are
-// reused, as a fresh page costs a page fault and the kernel's zero-fill, more than the copy into it.
+// One message (at most kMessageBytes on the wire: its sequence number, then its records), uninitialised:
+// buffers go back to a spare list and are reused, as a fresh page costs a page fault and the kernel's
+// zero-fill, more than the copy into it.
 class MessageBuffer {
  public:
   MessageBuffer() = default;
@@ -69,16 +73,32 @@ class MessageBuffer {
     buffer.bytes_.reset(new uint8_t[kMessageBytes]);
     return buffer;
   }
-  uint8_t* data() const { return bytes_.get(); }
+  // The records.
+  uint8_t* data() const { return bytes_.get() + kSequenceBytes; }
   size_t size() const { return size_; }
-  size_t room() const { return kMessageBytes - size_; }
+  size_t room() const { return kMessageBytes - kSequenceBytes - size_; }
   bool empty() const { return size_ == 0; }
-  void SetSize(size_t size) { size_ = size; }
+  void Clear() { size_ = 0; }
   // Appends `size` uninitialised bytes (at most room()); returns where they start.
   uint8_t* Append(size_t size) {
     const size_t at = size_;
     size_ += size;
     return data() + at;
+  }
+  // The message as it travels.
+  uint8_t* wire() const { return bytes_.get(); }
+  size_t wire_size() const { return kSequenceBytes + size_; }
+  uint64_t sequence() const {
+    uint64_t n = 0;
+    std::memcpy(&n, wire(), sizeof n);
+    return n;
+  }
+  void SetSequence(uint64_t n) { std::memcpy(wire(), &n, sizeof n); }
+  // Takes the records of a received message of `wire_bytes` (false when it cannot hold a sequence number).
+  bool Received(size_t wire_bytes) {
+    if (wire_bytes < kSequenceBytes) return false;
+    size_ = wire_bytes - kSequenceBytes;
+    return true;
   }
 
  private:
@@ -133,7 +153,9 @@ class HostsWindow final : public Window {
         channel_(size, Channel::kUndecided),
         outbox_(size),
         ended_(size, 0),
-        remote_peers_(topology_.host_ranks.size() > 1) {}
+        remote_peers_(topology_.host_ranks.size() > 1),
+        sent_to_(size, 0),
+        next_from_(size, 0) {}
 
   ~HostsWindow() override {
     const auto lock = mpi::Lock();
@@ -143,10 +165,12 @@ class HostsWindow final : public Window {
       Abandon(std::move(send.buffer));
     }
     for (Incoming& in : posted_) {
-      if (in.request != MPI_REQUEST_NULL) {
-        MPI_Cancel(&in.request);
-        MPI_Request_free(&in.request);
-      }
+      if (in.request == MPI_REQUEST_NULL) continue;
+      MPI_Cancel(&in.request);
+      int done = 0;
+      MPI_Test(&in.request, &done, MPI_STATUS_IGNORE);
+      if (done) continue;  // cancelled (or arrived): MPI is done with the buffer
+      MPI_Request_free(&in.request);
       Abandon(std::move(in.buffer));
     }
     MPI_Comm_free(&comm_);
@@ -157,21 +181,16 @@ class HostsWindow final : public Window {
     if (OnThisHost(peer)) return host_->Put(topology_.local_of[peer], offset, src, bytes);
     CheckRange(peer, offset, bytes);
     const std::lock_guard lock(engine_);
-    const int via = Route(peer);
-    const auto* bytes_in = static_cast<const uint8_t*>(src);
-    uint64_t done = 0;
-    do {
-      const uint64_t piece = std::min(kPiece, bytes - done);
-      Queue(via, {RecordKind::kPut, topology_.local_of[peer], offset + done, piece, 0}, bytes_in + done);
-      done += piece;
-    } while (done < bytes);
+    QueuePut(Route(peer), peer, offset, static_cast<const uint8_t*>(src), bytes);
   }
 
   void PutRow(int peer, uint64_t offset, const void* src, uint64_t bytes, uint64_t tag) override {
     CheckPeer(peer, "put");
-    if (OnThisHost(peer) || bytes > kPiece) return Put(peer, offset, src, bytes);
+    if (OnThisHost(peer)) return host_->Put(topology_.local_of[peer], offset, src, bytes);
     CheckRange(peer, offset, bytes);
     const std::lock_guard lock(engine_);
+    // A row longer than a message goes as plain puts (copied into the window), on the row's channel.
+    if (bytes > kPiece) return QueuePut(RouteRow(peer), peer, offset, static_cast<const uint8_t*>(src), bytes);
     Queue(RouteRow(peer), {RecordKind::kRow, topology_.local_of[peer], offset, bytes, tag},
           static_cast<const uint8_t*>(src));
   }
@@ -236,6 +255,8 @@ class HostsWindow final : public Window {
     const std::lock_guard lock(engine_);
     const auto mpi_lock = mpi::Lock();
     for (int peer = 0; peer < size(); ++peer) SendQueued(peer);
+    // Only this rank's own sends are pushed on: looking for arrivals would give the core away when ranks
+    // outnumber cores. A relay hands on what arrived for its host at its next poll, at the latest in Drain.
     if (!sends_.empty()) ProgressLocked();
   }
 
@@ -340,10 +361,15 @@ class HostsWindow final : public Window {
         return s.peer == peer && s.request != MPI_REQUEST_NULL;
       });
       const size_t queued = outbox_[peer].records.size();
-      if (sending == 0 && queued == 0) continue;
+      // Arrived ahead of an earlier message of theirs, which has not.
+      const auto early = std::distance(arrived_.lower_bound({peer, 0}), arrived_.lower_bound({peer + 1, 0}));
+      if (sending == 0 && queued == 0 && early == 0) continue;
       text += text.empty() ? "; messages under way: " : ", ";
       text += "rank " + std::to_string(peer) + " (" + std::to_string(sending) + " sending, " + std::to_string(queued) +
-              " bytes queued)";
+              " bytes queued";
+      if (early > 0)
+        text += ", " + std::to_string(early) + " arrived ahead of its message " + std::to_string(next_from_[peer]);
+      text += ")";
     }
     return text;
   }
@@ -451,7 +477,7 @@ class HostsWindow final : public Window {
   // What is queued for `via`, in a buffer from the spare list once something is.
   MessageBuffer& Records(int via) const {
     MessageBuffer& records = outbox_[via].records;
-    if (!records.data()) records = Take();
+    if (!records.wire()) records = Take();
     return records;
   }
 
@@ -469,9 +495,21 @@ class HostsWindow final : public Window {
     SendQueued(via);
   }
 
+  // Queues a put of `bytes` at `offset` of `peer`'s window for `via`, as records of at most kPiece bytes (the
+  // caller holds engine_).
+  void QueuePut(int via, int peer, uint64_t offset, const uint8_t* src, uint64_t bytes) {
+    uint64_t done = 0;
+    do {
+      const uint64_t piece = std::min(kPiece, bytes - done);
+      Queue(via, {RecordKind::kPut, topology_.local_of[peer], offset + done, piece, 0}, src + done);
+      done += piece;
+    } while (done < bytes);
+  }
+
   // Queues a put or a row and its payload (at most kPiece bytes) for `via` (the caller holds engine_). A put
   // whose bytes are in the message being filled already becomes a copy of them.
   void Queue(int via, RecordHeader header, const uint8_t* payload) {
+    assert(header.b <= kPiece && "a record must fit an empty message");
     Outbox& box = outbox_[via];
     const bool shareable = header.kind == RecordKind::kPut && header.b >= kSharedPayloadMinBytes;
     if (shareable) {
@@ -490,7 +528,7 @@ class HostsWindow final : public Window {
     if (shareable) box.payloads[{payload, header.b}] = records.size() + sizeof header;
     uint8_t* record = records.Append(sizeof header + payload_bytes);
     std::memcpy(record, &header, sizeof header);
-    std::memcpy(record + sizeof header, payload, header.b);
+    if (header.b > 0) std::memcpy(record + sizeof header, payload, header.b);
     std::memset(record + sizeof header + header.b, 0, payload_bytes - header.b);  // the padding
   }
 
@@ -502,9 +540,10 @@ class HostsWindow final : public Window {
     InFlight& send = sends_.emplace_back(InFlight{peer, std::move(box.records)});
     box.records = MessageBuffer();
     box.payloads.clear();
-    mpi::Check(
-        MPI_Isend(send.buffer.data(), static_cast<int>(send.buffer.size()), MPI_BYTE, peer, kTag, comm_, &send.request),
-        "MPI_Isend");
+    send.buffer.SetSequence(sent_to_[peer]++);
+    mpi::Check(MPI_Isend(send.buffer.wire(), static_cast<int>(send.buffer.wire_size()), MPI_BYTE, peer, kTag, comm_,
+                         &send.request),
+               "MPI_Isend");
     return true;
   }
 
@@ -516,7 +555,7 @@ class HostsWindow final : public Window {
     return buffer;
   }
   void Give(MessageBuffer buffer) const {
-    buffer.SetSize(0);
+    buffer.Clear();
     spare_.push_back(std::move(buffer));
   }
 
@@ -541,7 +580,7 @@ class HostsWindow final : public Window {
   void PostReceives() const {
     while (remote_peers_ && posted_.size() < kPostedReceives) {
       Incoming& in = posted_.emplace_back(Incoming{Take()});
-      mpi::Check(MPI_Irecv(in.buffer.data(), static_cast<int>(kMessageBytes), MPI_BYTE, MPI_ANY_SOURCE, kTag, comm_,
+      mpi::Check(MPI_Irecv(in.buffer.wire(), static_cast<int>(kMessageBytes), MPI_BYTE, MPI_ANY_SOURCE, kTag, comm_,
                            &in.request),
                  "MPI_Irecv");
     }
@@ -574,25 +613,40 @@ class HostsWindow final : public Window {
       int bytes = 0;
       mpi::Check(MPI_Get_count(&statuses_[i], MPI_BYTE, &bytes), "MPI_Get_count");
       in->source = statuses_[i].MPI_SOURCE;
-      in->buffer.SetSize(static_cast<size_t>(bytes));
+      if (!in->buffer.Received(static_cast<size_t>(bytes))) BadMessage(in->source, 0);
     }
     return count > 0;
   }
 
-  // Lands the arrived messages, in the order their receives were posted: MPI matches a source's messages to
-  // receives in that order and does not overtake between one pair of ranks, so each source's records apply
-  // in the order they were queued. Returns whether any message landed.
+  // Lands the arrived messages, each source's in the order it sent them (by their sequence numbers: a
+  // message that arrived before an earlier one of its source waits for it, and one source's stuck message
+  // never holds up another's). Returns whether any message landed.
   bool ApplyArrived() const {
+    for (auto it = posted_.begin(); it != posted_.end();) {
+      if (it->request != MPI_REQUEST_NULL) {
+        ++it;
+        continue;
+      }
+      arrived_.emplace(std::pair{it->source, it->buffer.sequence()}, std::move(it->buffer));
+      it = posted_.erase(it);
+    }
     bool applied = false;
-    while (!posted_.empty() && posted_.front().request == MPI_REQUEST_NULL) {
-      Incoming in = std::move(posted_.front());
-      posted_.pop_front();
+    // By (source, sequence): once a source's next message lands, its following one is the next entry.
+    for (auto it = arrived_.begin(); it != arrived_.end();) {
+      const auto [source, sequence] = it->first;
+      if (sequence != next_from_[source]) {
+        ++it;
+        continue;
+      }
+      ++next_from_[source];
+      MessageBuffer message = std::move(it->second);
+      it = arrived_.erase(it);
       // Kept while rows it holds wait for Row (moving the buffer keeps its bytes where they are).
-      const uint8_t* data = in.buffer.data();
-      if (Apply(in.source, in.buffer))
-        row_messages_.emplace(data, std::move(in.buffer));
+      const uint8_t* data = message.data();
+      if (Apply(source, message))
+        row_messages_.emplace(data, std::move(message));
       else
-        Give(std::move(in.buffer));
+        Give(std::move(message));
       applied = true;
     }
     return applied;
@@ -652,13 +706,17 @@ class HostsWindow final : public Window {
   mutable std::mutex engine_;
   std::vector<bool> failed_;  // ranks not to relay through
   enum class Channel : uint8_t { kUndecided, kRelay, kDirect };
-  std::vector<Channel> channel_;              // per peer, this operation's (two-level)
-  mutable std::vector<Outbox> outbox_;        // per destination
-  uint64_t sequence_ = 0;                     // this rank's last EndOperation
-  mutable std::vector<uint64_t> ended_;       // per sender: its last end mark (two-level)
-  mutable std::list<InFlight> sends_;         // a list: MPI holds each buffer until it completes
-  bool remote_peers_;                         // some rank is on another host: receives are posted
-  mutable std::deque<Incoming> posted_;       // receives, in the order posted
+  std::vector<Channel> channel_;             // per peer, this operation's (two-level)
+  mutable std::vector<Outbox> outbox_;       // per destination
+  uint64_t sequence_ = 0;                    // this rank's last EndOperation
+  mutable std::vector<uint64_t> ended_;      // per sender: its last end mark (two-level)
+  mutable std::list<InFlight> sends_;        // a list: MPI holds each buffer until it completes
+  bool remote_peers_;                        // some rank is on another host: receives are posted
+  mutable std::deque<Incoming> posted_;      // receives, in the order posted
+  mutable std::vector<uint64_t> sent_to_;    // per destination: messages sent (the next one's number)
+  mutable std::vector<uint64_t> next_from_;  // per source: the number of the message to land next
+  // Arrived messages by (source, sequence number), until their turn to land.
+  mutable std::map<std::pair<int, uint64_t>, MessageBuffer> arrived_;
   mutable std::vector<MessageBuffer> spare_;  // message buffers for reuse
   // TestRequests' scratch: the requests it tests (and the receive each is, if one), their handles, which
   // finished, and how.
