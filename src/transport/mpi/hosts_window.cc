@@ -326,9 +326,12 @@ class HostsWindow final : public Window {
   std::string ExplainMissing(std::span<const int> missing) const override {
     std::string text = MessagesInFlight();
     if (relay_) text += EndsSeen(missing);
+    const std::lock_guard lock(engine_);
     for (int peer : missing) {
       if (peer < 0 || peer >= size() || OnThisHost(peer) || !relay_) continue;
-      const int relay = RelayOf(peer, topology_.host_of[rank()], 0);
+      // The rank it relays through now: past the ranks known to have failed, as Route chose.
+      const int relay = RelayFor(peer, topology_.host_of[rank()]);
+      if (relay < 0) continue;
       // A relay that is missing too may be all that is wrong with the peer.
       if (relay == rank() || std::find(missing.begin(), missing.end(), relay) == missing.end()) continue;
       text += "; rank " + std::to_string(peer) + "'s messages to this host come through rank " + std::to_string(relay) +
