@@ -88,7 +88,8 @@ struct DispatchResult {
 int64_t DispatchReceiveRows(const Group& ep, int64_t bs, int64_t top_k, const ExpertLayout& experts);
 
 /// Element counts of the dispatch outputs on this rank for these inputs: what Dispatch allocates and
-/// DispatchInto needs (expand_x has `rows` rows, dynamic_scales `rows` entries). Validates the inputs.
+/// DispatchInto needs (expand_x has `rows` rows, dynamic_scales `rows` entries). Validates the inputs, and
+/// that the group's window holds the call.
 struct DispatchSizes {
   int64_t rows = 0;                ///< tp * A
   int64_t assist_entries = 0;      ///< 3 * tp * A

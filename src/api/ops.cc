@@ -126,8 +126,9 @@ plan::MoeConfig DispatchConfig(const Group& ep, const Group* tp, const DispatchO
   return c;
 }
 
-// The configuration of a call with Bs tokens of H and top-K routing, its attributes validated: enough to
-// size the outputs before they exist.
+// The configuration of a call with Bs tokens of H and top-K routing, its attributes and the window it needs
+// validated: enough to size the outputs before they exist (and never to allocate outputs for a call that
+// cannot run).
 plan::MoeConfig PlacedConfig(const Group& ep, const Group* tp, const TensorView& x, const TensorView& expert_ids,
                              const DispatchOptions& options) {
   plan::MoeConfig c = DispatchConfig(ep, tp, options);
@@ -136,7 +137,7 @@ plan::MoeConfig PlacedConfig(const Group& ep, const Group* tp, const TensorView&
   inputs.expert_ids = expert_ids;
   inputs.scales = options.smooth_scales;
   inputs.x_active_mask = options.active_mask;
-  plan::ValidateDispatchInputs(c, inputs, plan::Profile::kNative, "Dispatch");
+  plan::ValidateDispatchInputs(c, inputs, plan::Profile::kNative, ops::CapacityOf(CommOf(ep), CommOf(tp)), "Dispatch");
   return c;
 }
 

@@ -404,11 +404,12 @@ void ValidateAttributes(MoeConfig& c, Profile p, const char* op) {
   CheckCommonAttributes(Checker(op, p), c, p, {"Bs", "H"}, /*dispatch=*/true);
 }
 
-void ValidateDispatchInputs(MoeConfig& c, const DispatchTensors& t, Profile p, const char* op) {
+void ValidateDispatchInputs(MoeConfig& c, const DispatchTensors& t, Profile p, WindowCapacity window, const char* op) {
   const Checker ck(op, p);
   ck.Present(t.x, "x");
   ck.Present(t.expert_ids, "expertIds");
   CheckDispatchInputs(ck, c, t, p);
+  CheckWindow(ck, c, WindowLayout(c), window, p);
 }
 
 void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowCapacity window, const char* op) {

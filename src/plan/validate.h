@@ -24,9 +24,11 @@ void ValidateDispatch(MoeConfig& config, const DispatchTensors& tensors, Profile
 /// and top_k: what must hold before A is computed from it.
 void ValidateAttributes(MoeConfig& config, Profile profile, const char* op);
 
-/// The rules on dispatch's inputs and attributes alone (outputs may be absent): what must hold before
-/// outputs are sized from `config`. Fills the same shape fields.
-void ValidateDispatchInputs(MoeConfig& config, const DispatchTensors& tensors, Profile profile, const char* op);
+/// The rules on dispatch's inputs and attributes alone (outputs may be absent), and that `window` holds
+/// the call: what must hold before outputs are sized, and allocated, from `config`. Fills the same shape
+/// fields.
+void ValidateDispatchInputs(MoeConfig& config, const DispatchTensors& tensors, Profile profile, WindowCapacity window,
+                            const char* op);
 
 /// Checks combine (and CombineAddRmsNorm when tensors.add_rms_norm) attributes and tensors; fills the
 /// shape fields of `config` from the tensors.

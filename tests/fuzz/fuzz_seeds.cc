@@ -300,6 +300,9 @@ void NativeSeeds(const std::string& dir) {
   // (f) as CreateThreadGroups(2^30).
   Write(dir, "known_f_thread_groups_2pow30", Seed().Op(kGroups).Set(kGroupSize, int64_t{1} << 30));
   Write(dir, "known_g_combine_negative_ids", Seed().Op(kRound).Set(kCombineIdsMode, kIdsAll).Set(kCombineIdsValue, -1));
+  // (h) Dispatch allocated one rank's outputs (H 65536, 16 GiB) before checking that the window holds the call.
+  Write(dir, "known_h_outputs_of_a_call_the_window_cannot_hold",
+        Seed().Op(kRound).Set(kTopology, 1).Set(kGlobalBs, 65536).SetRank(kHidden, 3, 65536));
 }
 
 }  // namespace

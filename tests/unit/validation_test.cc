@@ -1705,6 +1705,21 @@ TEST(NativeApi, WindowTooSmallNamesTheRequiredSize) {
   }
 }
 
+// Sizing the outputs checks the window too: Dispatch sizes its outputs that way, so it never allocates the
+// outputs of a call that cannot run (a fuzzer once had it allocate 16 GiB for one).
+TEST(NativeApi, OutputSizesRefuseACallTheWindowCannotHold) {
+  auto groups = MakeGroups(milliseconds(2000), 36864);
+  RankInputs in(0);
+  std::exception_ptr error;
+  try {
+    DispatchOutputSizes(groups[0], in.X(), in.Ids(), Options());
+  } catch (...) {
+    error = std::current_exception();
+  }
+  ExpectRankError(error, 0, ErrorCode::kInvalidConfig,
+                  {"GroupOptions::window_bytes (MOE_EP_WINDOW_MB)", "36864 bytes", "40960 bytes"});
+}
+
 // The same call in a window of exactly the rule's size runs end to end (the layout fits the rule it checks).
 TEST(NativeApi, WindowOfExactlyTheRuleRuns) {
   auto groups = MakeGroups(milliseconds(2000), 40960);
