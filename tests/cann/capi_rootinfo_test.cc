@@ -319,8 +319,12 @@ TEST(CapiRootInfo, TwoRanksOnOneDeviceAreRejected) {
     if (result[r] != HCCL_SUCCESS) {
       // The second rank on the device is refused naming it; the first then waits in vain for its peer.
       EXPECT_TRUE(result[r] == HCCL_E_PARA || result[r] == HCCL_E_TIMEOUT) << result[r] << ": " << messages[r];
-      if (result[r] == HCCL_E_PARA) EXPECT_TRUE(ContainsValue(messages[r], "device")) << messages[r];
-      if (result[r] == HCCL_E_TIMEOUT) EXPECT_TRUE(ContainsValue(messages[r], "rank")) << messages[r];
+      if (result[r] == HCCL_E_PARA) {
+        EXPECT_TRUE(ContainsValue(messages[r], "device")) << messages[r];
+      }
+      if (result[r] == HCCL_E_TIMEOUT) {
+        EXPECT_TRUE(ContainsValue(messages[r], "rank")) << messages[r];
+      }
     }
     if (comms[r] != nullptr) {
       EXPECT_EQ(HcclCommDestroy(comms[r]), HCCL_SUCCESS);
