@@ -141,11 +141,18 @@ plan::MoeConfig PlacedConfig(const Group& ep, const Group* tp, const TensorView&
   return c;
 }
 
-void RunCombine(Group& ep, const DispatchHandle& h, plan::CombineTensors& t, const CombineOptions& options, Group* tp) {
+// The configuration of a combine call, everything about it validated.
+plan::MoeConfig CheckedCombineConfig(const Group& ep, const DispatchHandle& h, const plan::CombineTensors& t,
+                                     const CombineOptions& options, const Group* tp) {
   plan::MoeConfig c = BaseConfig(ep, tp, h.experts);
   c.comm_quant_mode = static_cast<int64_t>(options.comm_quant);
   if (h.expand_idx_layout) c.assist = plan::AssistLayout::kExpandIdx;
   plan::ValidateCombine(c, t, plan::Profile::kNative, ops::CapacityOf(CommOf(ep), CommOf(tp)), "Combine");
+  return c;
+}
+
+void RunCombine(Group& ep, const DispatchHandle& h, plan::CombineTensors& t, const CombineOptions& options, Group* tp) {
+  const plan::MoeConfig c = CheckedCombineConfig(ep, h, t, options, tp);
   const std::vector<int32_t> table = ElasticTable(ep, c, h.experts, "Combine");
   ops::RunCombine(CommOf(ep), CommOf(tp), c, t, table, "Combine");
 }
@@ -232,6 +239,12 @@ void CombineInto(Group& ep, const DispatchHandle& h, const TensorView& expert_ou
 
 Tensor Combine(Group& ep, const DispatchHandle& h, const TensorView& expert_out, const TensorView& expert_scales,
                const CombineOptions& options, Group* tp) {
+  // The handle's bs and hidden size the output: the call is checked, with a stand-in of that shape, before
+  // it is allocated (a corrupted handle must not allocate gigabytes first).
+  static std::byte no_data;
+  plan::CombineTensors t = HandleTensors(h, expert_out, expert_scales, options);
+  t.x = TensorView(&no_data, expert_out.dtype, {h.bs, h.hidden});
+  CheckedCombineConfig(ep, h, t, options, tp);
   Tensor x(expert_out.dtype, {h.bs, h.hidden});
   CombineInto(ep, h, expert_out, expert_scales, options, x.view(), tp);
   return x;

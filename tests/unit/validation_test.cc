@@ -1806,6 +1806,21 @@ TEST(NativeApi, BadCombineCallsThrowLeaveOutputsUntouchedAndGroupUsable) {
          x.shape = {kBs, kHidden - 1};
          CombineInto(groups[r], results[r].handle, results[r].expand_x.view(), in.Weights(), {}, x);
        }},
+      {"Combine with handle.hidden 2^40 (it sizes the output Combine allocates)",
+       ErrorCode::kInvalidConfig,
+       {"'x_out' = (4, 1099511627776)"},
+       [&](int r, RankInputs& in, PoisonedOutputs&) {
+         DispatchHandle& h = results[r].handle;
+         const int64_t hidden = h.hidden;
+         h.hidden = int64_t{1} << 40;
+         try {
+           Combine(groups[r], h, results[r].expand_x.view(), in.Weights());
+         } catch (...) {
+           h.hidden = hidden;
+           throw;
+         }
+         h.hidden = hidden;
+       }},
       {"sharedExpertX (Bs, H / 2)",
        ErrorCode::kInvalidConfig,
        {"'CombineOptions::shared_expert_x' = (4, 16)"},
