@@ -134,7 +134,7 @@ RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int 
   const auto& m = in.combine[g];
   const int64_t h = c.hidden, tp_size = c.tp_world_size;
   ExpertLayout experts{oc.moe_expert_num,  oc.shared_expert_num, oc.shared_expert_rank_num, oc.global_bs,
-                       oc.zero_expert_num, oc.copy_expert_num,   oc.const_expert_num};
+                       oc.zero_expert_num, oc.copy_expert_num,   oc.const_expert_num,       {}};
   if (elastic) experts.survivors = elastic->survivors;
   const int64_t a = DispatchReceiveRows(ep, d.bs, c.top_k, experts);
   const bool quant = c.quant_mode == 2;

@@ -132,7 +132,8 @@ std::unique_ptr<Window> JoinRootInfoGroup(const std::string& token, int root, in
                                                      "-rank group");
         }
         members.push_back(w);
-        reply += " " + std::to_string(w);
+        reply += ' ';
+        reply += std::to_string(w);
       }
       box.joins.erase(token);
     }

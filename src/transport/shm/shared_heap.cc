@@ -22,6 +22,24 @@
 #include "moe_ep/error.h"
 
 namespace moe_ep::transport {
+
+// The heap's own records, named (not file-local): SharedHeap::State holds them.
+namespace heap {
+struct Chunk {
+  int fd = -1;
+  uint8_t* base = nullptr;
+  size_t size = 0;
+  std::map<size_t, size_t> free;  // offset -> bytes, never two adjacent
+};
+
+struct Block {
+  Chunk* chunk;
+  size_t offset, size;
+};
+}  // namespace heap
+using heap::Block;
+using heap::Chunk;
+
 namespace {
 
 constexpr size_t kAlignment = 64;
@@ -35,18 +53,6 @@ constexpr int kPidBits = 22, kFdBits = 10, kOffsetBits = 32;
 uint64_t TokenFor(uint64_t pid, uint64_t fd, uint64_t offset) {
   return pid << (kFdBits + kOffsetBits) | fd << kOffsetBits | offset;
 }
-
-struct Chunk {
-  int fd = -1;
-  uint8_t* base = nullptr;
-  size_t size = 0;
-  std::map<size_t, size_t> free;  // offset -> bytes, never two adjacent
-};
-
-struct Block {
-  Chunk* chunk;
-  size_t offset, size;
-};
 
 [[noreturn]] void Fail(const std::string& what) {
   throw Error(ErrorCode::kInternal, "shared heap: " + what + ": " + std::strerror(errno));
