@@ -71,7 +71,7 @@ Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> member
   // The n-th group of a name and member list made by this rank of this job: every member creates its
   // groups in the same order, so they agree on n (ranks may also be threads of one process).
   std::string group = o.name;
-  for (int r : ranks) group += "-" + std::to_string(r);
+  for (int r : ranks) (group += '-') += std::to_string(r);
   static std::mutex mutex;
   static std::map<std::string, int> made;
   int index;
@@ -79,7 +79,7 @@ Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> member
     std::lock_guard lock(mutex);
     index = made[job.rendezvous + "/" + std::to_string(job.rank) + "/" + group]++;
   }
-  group += "." + std::to_string(index);
+  (group += '.') += std::to_string(index);
   const auto deadline = transport::Clock::now() + o.timeout;
   if (job.rendezvous.empty()) {  // started by an MPI launcher: the hosts transport
 #ifdef MOE_EP_HAVE_MPI

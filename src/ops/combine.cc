@@ -462,9 +462,10 @@ void CheckReturnRoutes(const MoeConfig& c, const WindowLayout& layout, const std
     const int32_t src = assist[3 * i], token = assist[3 * i + 1], k = assist[3 * i + 2];
     if (src < 0 || src >= c.ep_world_size || token < 0 || token >= layout.max_bs || k < 0 ||
         k >= layout.combine_slots_per_token) {
-      BadHandle("assistInfoForCombine",
-                "(" + std::to_string(src) + ", " + std::to_string(token) + ", " + std::to_string(k) + ") at row " +
-                    std::to_string(i),
+      std::string triple = "(";
+      triple += std::to_string(src) + ", " + std::to_string(token) + ", " + std::to_string(k) + ") at row ";
+      triple += std::to_string(i);
+      BadHandle("assistInfoForCombine", triple,
                 "triples (srcRank < epWorldSize, tokenIdx < maxBs, kIdx < K + sharedExpertNum) as dispatch wrote them");
     }
   }

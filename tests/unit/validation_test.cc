@@ -1548,7 +1548,7 @@ constexpr int kRanks = 4;
 constexpr int64_t kBs = 4, kHidden = 32, kTopK = 2, kMoe = 8;
 constexpr int64_t kRows = kBs * kRanks * kTopK;  // A = globalBs * min(L, K) = 16 * 2
 constexpr uint8_t kPoison = 0xA7;
-const ExpertLayout kExperts{kMoe, 0, 0, 0};
+const ExpertLayout kExperts{kMoe, 0, 0, 0, 0, 0, 0, {}};
 
 DispatchOptions Options() {
   DispatchOptions options;

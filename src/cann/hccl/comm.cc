@@ -236,7 +236,7 @@ HcclResult HcclGetRootInfo(HcclRootInfo* root_info) {
     // Under MPI the maker's world rank travels along: the group then meets over MPI (docs/hosts.md).
     std::string id = std::string(moe_ep::cann::kRootMagic) + token + "|" + moe_ep::cann::HostName();
 #ifdef MOE_EP_HAVE_MPI
-    if (moe_ep::transport::mpi::Active()) id += "@" + std::to_string(moe_ep::transport::mpi::WorldRank());
+    if (moe_ep::transport::mpi::Active()) (id += '@') += std::to_string(moe_ep::transport::mpi::WorldRank());
 #endif
     if (id.size() >= sizeof(root_info->internal)) id.resize(sizeof(root_info->internal) - 1);
     std::memset(root_info->internal, 0, sizeof(root_info->internal));
