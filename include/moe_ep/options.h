@@ -46,7 +46,9 @@ uint64_t DefaultWindowBytes();
 /// For tests of the hosts transport on one machine, MOE_EP_HOSTS_SPLIT=N (0 .. 2^20, default 0) makes
 /// every N consecutive ranks of a group a simulated host. MOE_EP_HOSTS_RELAY (0 or 1, default 1): with
 /// 1, what a rank sends to another host goes to one rank there, which hands it on over shared memory (a
-/// row bound for several ranks of that host crosses once); 0 sends every message straight to its rank.
+/// row bound for several ranks of that host crosses once; combine always goes straight); 0 sends every
+/// message straight to its rank. MOE_EP_HOSTS_MESSAGE_BYTES (1024 .. 64 MiB, default 64,512): the largest
+/// message between hosts; larger ones skip a copy on fast links, smaller ones keep slow links busy.
 
 }  // namespace moe_ep
 #pragma GCC visibility pop

@@ -95,6 +95,12 @@ int HostsSplit() { return static_cast<int>(Integer("MOE_EP_HOSTS_SPLIT", 0, 0, 1
 
 bool HostsRelay() { return Integer("MOE_EP_HOSTS_RELAY", 1, 0, 1) == 1; }
 
+uint64_t HostsMessageBytes() {
+  const auto bytes = static_cast<uint64_t>(
+      Integer("MOE_EP_HOSTS_MESSAGE_BYTES", static_cast<int64_t>(kDefaultHostsMessageBytes), 1024, 64 << 20));
+  return bytes / 8 * 8;
+}
+
 std::optional<LaunchVariables> MpiLaunch() {
   // Open MPI, then MPICH's Hydra (PMIx-only launchers also set one of these through their MPI).
   const std::pair<const char*, const char*> launchers[] = {{"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},

@@ -54,6 +54,13 @@ int HostsSplit();
 /// over shared memory (two-level, the default); 0 sends every message straight to its rank (flat).
 bool HostsRelay();
 
+/// MOE_EP_HOSTS_MESSAGE_BYTES: the largest message the hosts transport sends, in bytes (rounded down to a
+/// multiple of 8; default kDefaultHostsMessageBytes, range [1024, 64 MiB]). Small messages keep slow links
+/// busy; messages above Open MPI's eager limit skip a copy on the receiver, which pays on fast links between
+/// busy cores (docs/hosts.md, "Message size").
+uint64_t HostsMessageBytes();
+inline constexpr uint64_t kDefaultHostsMessageBytes = 64512;
+
 /// What a launcher sets for each process of a job (`moe-ep launch`).
 struct LaunchVariables {
   int rank = 0;            // MOE_EP_RANK

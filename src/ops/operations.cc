@@ -8,11 +8,12 @@
 namespace moe_ep::ops {
 namespace {
 
-// Runs body(link) holding ep's (and tp's) lock, marks the operation's end (failed or not), then waits
-// until everything it sent has been taken (a message-passing transport must not leave a phase's last
-// message for the next call); a deadline error's ranks are remembered as failed.
+// Runs body(link) holding ep's (and tp's) lock (telling the windows whether it may send through relays), marks the
+// operation's end (failed or not), then waits until everything it sent has been taken (a message-passing transport must
+// not leave a phase's last message for the next call); a deadline error's ranks are remembered as failed.
 template <typename Body>
-void Locked(Communicator& ep, Communicator* tp, const char* op, Body&& body, std::span<const int> also_gone = {}) {
+void Locked(Communicator& ep, Communicator* tp, const char* op, bool may_relay, Body&& body,
+            std::span<const int> also_gone = {}) {
   std::unique_lock ep_lock(ep.mutex());
   std::unique_lock<std::mutex> tp_lock;
   if (tp) tp_lock = std::unique_lock(tp->mutex());
@@ -22,7 +23,9 @@ void Locked(Communicator& ep, Communicator* tp, const char* op, Body&& body, std
   std::vector<int> gone = ep.failed_ranks();
   gone.insert(gone.end(), also_gone.begin(), also_gone.end());
   link.ep.SetFailedPeers(gone);
+  link.ep.AllowRelay(may_relay);
   if (tp) link.tp->SetFailedPeers(tp->failed_ranks());
+  if (tp) link.tp->AllowRelay(may_relay);
   const auto end = [&] {
     link.ep.EndOperation(OperationSequence(ep.state()));
     if (tp) link.tp->EndOperation(OperationSequence(tp->state()));
@@ -53,7 +56,8 @@ plan::MoeConfig RunDispatch(Communicator& ep, Communicator* tp, const plan::MoeC
                             const plan::DispatchTensors& tensors, std::span<const int32_t> elastic_info,
                             const char* op) {
   plan::MoeConfig ran = config;
-  Locked(ep, tp, op, [&](const protocol::Link& link) {
+  // Through relays: a token bound for several ranks of one host crosses to it once.
+  Locked(ep, tp, op, /*may_relay=*/true, [&](const protocol::Link& link) {
     RunElastic(config, elastic_info, link, op, [&](const plan::MoeConfig& c, const protocol::Link& l) {
       ran = c;
       protocol::Dispatch(c, tensors, l);
@@ -64,7 +68,9 @@ plan::MoeConfig RunDispatch(Communicator& ep, Communicator* tp, const plan::MoeC
 
 void RunCombine(Communicator& ep, Communicator* tp, const plan::MoeConfig& config, const plan::CombineTensors& tensors,
                 std::span<const int32_t> elastic_info, const char* op) {
-  Locked(ep, tp, op, [&](const protocol::Link& link) {
+  // Straight to each owner: every row is for one rank alone (no pre-reduction, for bit-exactness), so a relay
+  // would only add a hop and a copy.
+  Locked(ep, tp, op, /*may_relay=*/false, [&](const protocol::Link& link) {
     RunElastic(config, elastic_info, link, op,
                [&](const plan::MoeConfig& c, const protocol::Link& l) { protocol::Combine(c, tensors, l); });
   });
@@ -76,7 +82,7 @@ void RunBufferReset(Communicator& ep, std::span<const int32_t> reachable, bool n
     if (!reachable[r]) unreachable.push_back(r);
   }
   Locked(
-      ep, nullptr, "MoeDistributeBufferReset",
+      ep, nullptr, "MoeDistributeBufferReset", /*may_relay=*/true,
       [&](const protocol::Link& link) {
         protocol::BufferReset(link.ep, link.ep_state, reachable, need_sync, link.deadline);
       },

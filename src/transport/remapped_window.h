@@ -42,6 +42,7 @@ class RemappedWindow : public Window {
     inner_.Drain(deadline, op, Physical(gone));
   }
   void SetFailedPeers(std::span<const int> failed) override { inner_.SetFailedPeers(Physical(failed)); }
+  void AllowRelay(bool allowed) override { inner_.AllowRelay(allowed); }
   /// The physical rank of logical rank r (for messages).
   int Physical(int r) const { return physical_[r]; }
 

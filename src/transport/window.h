@@ -93,6 +93,11 @@ class Window {
   /// A transport that relays traffic through peers stops relaying through these; others ignore it.
   /// Each operation states them before it sends anything.
   virtual void SetFailedPeers(std::span<const int> failed) { (void)failed; }
+  /// Whether the operation about to run may send through relays (a transport that relays: what goes to
+  /// several ranks of one host crosses to it once). One whose every payload is for one rank alone (combine)
+  /// says no: it then goes straight to each rank, and no relay stays in it for the ranks it relays for.
+  /// Stated like SetFailedPeers, before the operation sends anything, and alike on every rank.
+  virtual void AllowRelay(bool allowed) { (void)allowed; }
   /// What the transport adds to a timeout naming `missing` (say, the relay their messages come through);
   /// empty by default.
   virtual std::string ExplainMissing(std::span<const int> missing) const {

@@ -4,7 +4,7 @@
 # even here); 0 groups ranks by the host they really run on. A SEED argument of "random" is replaced by a
 # fresh seed, printed first (replay with MOE_EP_TEST_SEED). Passes when every rank prints "OK" or
 # "equal to the reference"; mpirun is ended by the script, whatever happens. MOE_EP_HOSTS_RELAY (1: two-level;
-# unset here: 0, flat) reaches the ranks.
+# unset here: 0, flat) and MOE_EP_HOSTS_MESSAGE_BYTES reach the ranks.
 set -euo pipefail
 np=$1 per_host=$2
 shift 2
@@ -22,7 +22,7 @@ status=0
 timeout -k 5 120 mpirun -np "$np" --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 \
   --mca btl tcp,vader,self --mca orte_tmpdir_base "$tmp" \
   -x MOE_EP_HOSTS_SPLIT="$per_host" -x MOE_EP_HOSTS_RELAY="${MOE_EP_HOSTS_RELAY:-0}" \
-  -x MOE_EP_TIMEOUT_MS="${MOE_EP_TIMEOUT_MS:-20000}" \
+  -x MOE_EP_TIMEOUT_MS="${MOE_EP_TIMEOUT_MS:-20000}" -x MOE_EP_HOSTS_MESSAGE_BYTES="${MOE_EP_HOSTS_MESSAGE_BYTES:-}" \
   -x ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" \
   "${args[@]}" >"$tmp/out" 2>&1 || status=$?
 cat "$tmp/out"

@@ -116,6 +116,7 @@ timeout -k 5 "${MOE_EP_HOSTS_LIMIT_S:-240}" ip netns exec "$ctl" mpirun -np "$np
   --mca btl_vader_backing_directory /dev/shm/ompi --mca orte_tmpdir_base "$dir/tmp" \
   --bind-to none --mca mpi_yield_when_idle 1 --mca orte_abort_on_non_zero_status 0 \
   -x MOE_EP_TIMEOUT_MS="${MOE_EP_TIMEOUT_MS:-20000}" -x MOE_EP_HOSTS_RELAY="${MOE_EP_HOSTS_RELAY:-0}" \
+  -x MOE_EP_HOSTS_MESSAGE_BYTES="${MOE_EP_HOSTS_MESSAGE_BYTES:-}" \
   -x ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" \
   "${args[@]}" >"$dir/out" 2>&1 &
 mpirun_pid=$!

@@ -91,6 +91,26 @@ TEST(EnvVariables, DataPathIsPushPullOrAuto) {
   }
 }
 
+// The hosts transport's message size: a default below Open MPI's eager limit, values rounded down to 8-byte
+// records, outside [1024, 64 MiB] refused naming the variable, the value and the range.
+TEST(EnvVariables, HostsMessageBytes) {
+  const std::pair<const char*, uint64_t> values[] = {{nullptr, env::kDefaultHostsMessageBytes},
+                                                     {"1024", 1024},
+                                                     {"1048576", 1048576},
+                                                     {"1031", 1024},
+                                                     {"67108864", 67108864}};
+  for (const auto& [text, bytes] : values) {
+    ScopedEnv set("MOE_EP_HOSTS_MESSAGE_BYTES", text);
+    EXPECT_EQ(env::HostsMessageBytes(), bytes) << (text ? text : "(unset)");
+  }
+  for (const char* text : {"1023", "67108865", "1MiB", "-4096"}) {
+    ScopedEnv set("MOE_EP_HOSTS_MESSAGE_BYTES", text);
+    const std::string message = ErrorOf([] { env::HostsMessageBytes(); });
+    EXPECT_NE(message.find(std::string("MOE_EP_HOSTS_MESSAGE_BYTES = '") + text + "'"), std::string::npos) << message;
+    EXPECT_NE(message.find("[1024, 67108864]"), std::string::npos) << message;
+  }
+}
+
 // Values so large that the byte or clock arithmetic behind them would wrap are refused, not clamped.
 TEST(EnvVariables, HugeValuesAreRefusedNamingTheVariable) {
   for (const char* name : {"MOE_EP_TIMEOUT_MS", "MOE_EP_WINDOW_MB", "HCCL_BUFFSIZE", "HCCL_EXEC_TIMEOUT",

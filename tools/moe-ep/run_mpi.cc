@@ -42,12 +42,14 @@ int RunJobOverMpi(const JobOptions& o) {
   if (rank == 0) {
     std::printf("moe-ep run: %s\n", verify::Describe(job.spec).c_str());
     std::printf(
-        "  transport: hosts (MPI), %d ranks as processes on %d host%s, between hosts %s, kernels: %s, seed %llu\n",
+        "  transport: hosts (MPI), %d ranks as processes on %d host%s, between hosts %s in messages of at most "
+        "%llu bytes, kernels: %s, seed %llu\n",
         size, hosts, hosts == 1 ? "" : "s",
         !env::HostsRelay()           ? "flat (MOE_EP_HOSTS_RELAY=0)"
         : hosts < 2 || size == hosts ? "flat (no host has several ranks to relay to)"
-                                     : "two-level (through one rank per host)",
-        kernels::IsaName(kernels::ActiveIsa()), static_cast<unsigned long long>(seed));
+                                     : "dispatch two-level (through one rank per host), combine flat",
+        static_cast<unsigned long long>(env::HostsMessageBytes()), kernels::IsaName(kernels::ActiveIsa()),
+        static_cast<unsigned long long>(seed));
     std::fflush(stdout);
   }
   const std::string mismatch = VerifyRank(job, rank, group);

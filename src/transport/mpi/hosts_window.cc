@@ -48,35 +48,46 @@ struct RecordHeader {
 
 uint64_t Padded(uint64_t bytes) { return (bytes + 7) / 8 * 8; }
 
-// Every message fits a receive posted ahead of it, of this many bytes: below the 64 KiB up to which Open MPI's
-// TCP transport sends a message at once rather than after a handshake with the receiver (a round trip through
-// both ranks' polls), with room for its own header. Small messages, each sent as it fills, keep a slow link busy
-// from a phase's first rows on, and let the receiver use the first rows (combine sums a token once its rows are
-// there) while later ones travel; a receive posted ahead takes each straight into its buffer.
-constexpr uint64_t kMessageBytes = 64512;
 // A message starts with its number among those its sender sent this receiver (u64), then its records.
 constexpr uint64_t kSequenceBytes = 8;
-// A put longer than this goes as several records, each fitting a message of its own.
-constexpr uint64_t kPiece = kMessageBytes - kSequenceBytes - sizeof(RecordHeader);
-static_assert(kPiece % 8 == 0, "a piece must keep the records after it 8-byte aligned");
-// Receives kept posted: about the messages that arrive between two polls of a busy rank.
-constexpr size_t kPostedReceives = 64;
 
-// One message (at most kMessageBytes on the wire: its sequence number, then its records), uninitialised:
+// How large messages are, agreed by every rank of a window at set-up (each receive posted ahead must hold
+// any message). The default, 64,512 bytes, stays below the 64 KiB up to which Open MPI's TCP transport sends
+// a message at once rather than after a handshake with the receiver (a round trip through both ranks'
+// polls). Small messages, each sent as it fills, keep a slow link busy from a phase's first rows on, and let
+// the receiver use the first rows (combine sums a token once its rows are there) while later ones travel.
+// Larger ones take the handshake, and are then read from the socket straight into the posted receive: one
+// copy fewer per byte, which is what counts when the cores, not the link, are the limit.
+struct MessageSize {
+  explicit MessageSize(uint64_t message_bytes)
+      : bytes(message_bytes),
+        piece(message_bytes - kSequenceBytes - sizeof(RecordHeader)),
+        posted_receives(std::clamp<uint64_t>(kPostedBytes / message_bytes, 8, 64)) {}
+  // Receives kept posted: about the messages that arrive between two polls of a busy rank, in at most
+  // kPostedBytes unless that is fewer than 8 (a large message that finds none posted waits, unread, in the
+  // socket: only its first bytes are copied on arrival).
+  static constexpr uint64_t kPostedBytes = 4 << 20;
+  uint64_t bytes;            // the most a message holds on the wire
+  uint64_t piece;            // a put longer than this goes as several records, each fitting a message
+  uint64_t posted_receives;  // see kPostedBytes
+};
+
+// One message (at most its capacity on the wire: its sequence number, then its records), uninitialised:
 // buffers go back to a spare list and are reused, as a fresh page costs a page fault and the kernel's
 // zero-fill, more than the copy into it.
 class MessageBuffer {
  public:
   MessageBuffer() = default;
-  static MessageBuffer New() {
+  static MessageBuffer New(uint64_t capacity) {
     MessageBuffer buffer;
-    buffer.bytes_.reset(new uint8_t[kMessageBytes]);
+    buffer.bytes_.reset(new uint8_t[capacity]);
+    buffer.capacity_ = capacity;
     return buffer;
   }
   // The records.
   uint8_t* data() const { return bytes_.get() + kSequenceBytes; }
   size_t size() const { return size_; }
-  size_t room() const { return kMessageBytes - kSequenceBytes - size_; }
+  size_t room() const { return capacity_ - kSequenceBytes - size_; }
   bool empty() const { return size_ == 0; }
   void Clear() { size_ = 0; }
   // Appends `size` uninitialised bytes (at most room()); returns where they start.
@@ -103,6 +114,7 @@ class MessageBuffer {
 
  private:
   std::unique_ptr<uint8_t[]> bytes_;
+  size_t capacity_ = 0;
   size_t size_ = 0;
 };
 
@@ -143,9 +155,10 @@ bool RelayPays(const Topology& t) {
 class HostsWindow final : public Window {
  public:
   HostsWindow(int rank, int size, uint64_t data_bytes, uint64_t flag_count, std::string name, MPI_Comm comm,
-              std::unique_ptr<Window> host, Topology topology)
+              std::unique_ptr<Window> host, Topology topology, uint64_t message_bytes)
       : Window(rank, size, data_bytes, flag_count, std::move(name)),
         comm_(comm),
+        message_(message_bytes),
         host_(std::move(host)),
         topology_(std::move(topology)),
         relay_(RelayPays(topology_)),
@@ -190,7 +203,7 @@ class HostsWindow final : public Window {
     CheckRange(peer, offset, bytes);
     const std::lock_guard lock(engine_);
     // A row longer than a message goes as plain puts (copied into the window), on the row's channel.
-    if (bytes > kPiece) return QueuePut(RouteRow(peer), peer, offset, static_cast<const uint8_t*>(src), bytes);
+    if (bytes > message_.piece) return QueuePut(RouteRow(peer), peer, offset, static_cast<const uint8_t*>(src), bytes);
     Queue(RouteRow(peer), {RecordKind::kRow, topology_.local_of[peer], offset, bytes, tag},
           static_cast<const uint8_t*>(src));
   }
@@ -288,7 +301,7 @@ class HostsWindow final : public Window {
     };
     WaitUntil(
         *this, deadline, op, "its messages to be taken", 0, [&] { return undelivered().empty(); }, undelivered);
-    if (!relay_) return;
+    if (!relay_ || !relay_allowed_) return;
     // A relay stays until it has handed on everything its senders sent through it for this operation:
     // once it left, nothing would (the program may block in MPI, or compute, while a host rank waits).
     const auto unended = [&] {
@@ -314,6 +327,8 @@ class HostsWindow final : public Window {
     if (!relay_) return;
     std::fill(channel_.begin(), channel_.end(), Channel::kUndecided);
     sequence_ = sequence;
+    // Nothing went through a relay, and none waits for this operation: the next end mark covers it.
+    if (!relay_allowed_) return;
     for (int host = 0; host < static_cast<int>(topology_.host_ranks.size()); ++host) {
       if (host == topology_.host_of[rank()]) continue;
       if (const int relay = RelayFor(rank(), host); relay >= 0)
@@ -375,6 +390,11 @@ class HostsWindow final : public Window {
       text += ")";
     }
     return text;
+  }
+
+  void AllowRelay(bool allowed) override {
+    const std::lock_guard lock(engine_);
+    relay_allowed_ = allowed;
   }
 
   void SetFailedPeers(std::span<const int> failed) override {
@@ -441,7 +461,7 @@ class HostsWindow final : public Window {
   // anything else through the relay. One channel keeps them in order (publish before signal);
   // EndOperation chooses afresh.
   int Route(int peer) {
-    if (!relay_ || channel_[peer] == Channel::kDirect) return peer;
+    if (!relay_ || !relay_allowed_ || channel_[peer] == Channel::kDirect) return peer;
     channel_[peer] = Channel::kRelay;
     return RelayFor(rank(), topology_.host_of[peer], peer);
   }
@@ -498,21 +518,21 @@ class HostsWindow final : public Window {
     SendQueued(via);
   }
 
-  // Queues a put of `bytes` at `offset` of `peer`'s window for `via`, as records of at most kPiece bytes (the
+  // Queues a put of `bytes` at `offset` of `peer`'s window for `via`, as records of at most message_.piece bytes (the
   // caller holds engine_).
   void QueuePut(int via, int peer, uint64_t offset, const uint8_t* src, uint64_t bytes) {
     uint64_t done = 0;
     do {
-      const uint64_t piece = std::min(kPiece, bytes - done);
+      const uint64_t piece = std::min(message_.piece, bytes - done);
       Queue(via, {RecordKind::kPut, topology_.local_of[peer], offset + done, piece, 0}, src + done);
       done += piece;
     } while (done < bytes);
   }
 
-  // Queues a put or a row and its payload (at most kPiece bytes) for `via` (the caller holds engine_). A put
+  // Queues a put or a row and its payload (at most message_.piece bytes) for `via` (the caller holds engine_). A put
   // whose bytes are in the message being filled already becomes a copy of them.
   void Queue(int via, RecordHeader header, const uint8_t* payload) {
-    assert(header.b <= kPiece && "a record must fit an empty message");
+    assert(header.b <= message_.piece && "a record must fit an empty message");
     Outbox& box = outbox_[via];
     const bool shareable = header.kind == RecordKind::kPut && header.b >= kSharedPayloadMinBytes;
     if (shareable) {
@@ -552,7 +572,7 @@ class HostsWindow final : public Window {
 
   // A spare message buffer, or a new one.
   MessageBuffer Take() const {
-    if (spare_.empty()) return MessageBuffer::New();
+    if (spare_.empty()) return MessageBuffer::New(message_.bytes);
     MessageBuffer buffer = std::move(spare_.back());
     spare_.pop_back();
     return buffer;
@@ -579,11 +599,11 @@ class HostsWindow final : public Window {
     return advanced;
   }
 
-  // Keeps kPostedReceives receives posted, from any rank, when peers on other hosts can send.
+  // Keeps message_.posted_receives receives posted, from any rank, when peers on other hosts can send.
   void PostReceives() const {
-    while (remote_peers_ && posted_.size() < kPostedReceives) {
+    while (remote_peers_ && posted_.size() < message_.posted_receives) {
       Incoming& in = posted_.emplace_back(Incoming{Take()});
-      mpi::Check(MPI_Irecv(in.buffer.wire(), static_cast<int>(kMessageBytes), MPI_BYTE, MPI_ANY_SOURCE, kTag, comm_,
+      mpi::Check(MPI_Irecv(in.buffer.wire(), static_cast<int>(message_.bytes), MPI_BYTE, MPI_ANY_SOURCE, kTag, comm_,
                            &in.request),
                  "MPI_Irecv");
     }
@@ -700,9 +720,11 @@ class HostsWindow final : public Window {
   }
 
   MPI_Comm comm_;
+  const MessageSize message_;
   std::unique_ptr<Window> host_;
   Topology topology_;
-  bool relay_;  // two-level: messages for another host go through one rank there
+  bool relay_;                 // two-level: messages for another host go through one rank there
+  bool relay_allowed_ = true;  // the current operation may send through relays (AllowRelay)
   // The message engine: Put, Signal and EndOperation queue, Progress (const: waits see a read-only
   // window) moves messages. engine_ guards everything below it (a probe may run on another
   // thread than an operation).
@@ -771,6 +793,7 @@ std::unique_ptr<Window> JoinHostsGroup(MPI_Comm parent, const std::string& group
   int rank = 0, size = 0, host_rank = 0, host_size = 0;
   std::vector<int> leader_of;
   std::string token(32, '\0');
+  uint64_t message_bytes = 0;
   {
     const auto lock = mpi::Lock();
     mpi::Check(MPI_Comm_dup(parent, &comm), "MPI_Comm_dup");
@@ -787,11 +810,14 @@ std::unique_ptr<Window> JoinHostsGroup(MPI_Comm parent, const std::string& group
     leader_of.resize(size);
     mpi::Check(MPI_Allgather(&leader, 1, MPI_INT, leader_of.data(), 1, MPI_INT, comm), "MPI_Allgather");
     MPI_Comm_free(&host_comm);
+    // The largest any rank asked for: every rank's posted receives must hold any rank's messages.
+    const uint64_t asked = env::HostsMessageBytes();
+    mpi::Check(MPI_Allreduce(&asked, &message_bytes, 1, MPI_UINT64_T, MPI_MAX, comm), "MPI_Allreduce");
   }
   std::unique_ptr<Window> host = JoinShmGroup(token, group, host_rank, host_size, data_bytes,
                                               flag_count + Window::TransportFlagCount(size), deadline);
   return std::make_unique<HostsWindow>(rank, size, data_bytes, flag_count, "hosts group '" + group + "'", comm,
-                                       std::move(host), TopologyOf(leader_of));
+                                       std::move(host), TopologyOf(leader_of), message_bytes);
 }
 
 std::unique_ptr<Window> JoinHostsGroupOfWorldRanks(std::span<const int> members, const std::string& group,
