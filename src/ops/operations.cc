@@ -24,8 +24,10 @@ void Locked(Communicator& ep, Communicator* tp, const char* op, bool may_relay, 
   gone.insert(gone.end(), also_gone.begin(), also_gone.end());
   link.ep.SetFailedPeers(gone);
   link.ep.AllowRelay(may_relay);
-  if (tp) link.tp->SetFailedPeers(tp->failed_ranks());
-  if (tp) link.tp->AllowRelay(may_relay);
+  if (tp) {
+    link.tp->SetFailedPeers(tp->failed_ranks());
+    link.tp->AllowRelay(may_relay);
+  }
   const auto end = [&] {
     link.ep.EndOperation(OperationSequence(ep.state()));
     if (tp) link.tp->EndOperation(OperationSequence(tp->state()));

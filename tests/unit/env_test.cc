@@ -32,6 +32,13 @@ std::string ErrorOf(Body&& body) {
   return "";
 }
 
+// Checks that `message` refuses variable `name` = `text`, naming both and the rule it broke.
+void ExpectRefused(const std::string& message, const std::string& name, const std::string& text,
+                   const std::string& rule) {
+  EXPECT_NE(message.find(name + " = '" + text + "'"), std::string::npos) << text << ": " << message;
+  EXPECT_NE(message.find(rule), std::string::npos) << message;
+}
+
 constexpr char kVar[] = "MOE_EP_ENV_TEST_VALUE";
 
 TEST(EnvInteger, UnsetOrEmptyGivesTheFallback) {
@@ -51,10 +58,7 @@ TEST(EnvInteger, InRangeValuesAreRead) {
 TEST(EnvInteger, BadValuesNameTheVariableTheValueAndTheRange) {
   for (const char* text : {"0", "101", "-5", "abc", "12abc", "1.5", " 7", "99999999999999999999999"}) {
     ScopedEnv set(kVar, text);
-    const std::string message = ErrorOf([] { env::Integer(kVar, 0, 1, 100); });
-    EXPECT_NE(message.find(kVar), std::string::npos) << text << ": " << message;
-    EXPECT_NE(message.find(std::string("'") + text + "'"), std::string::npos) << message;
-    EXPECT_NE(message.find("[1, 100]"), std::string::npos) << message;
+    ExpectRefused(ErrorOf([] { env::Integer(kVar, 0, 1, 100); }), kVar, text, "[1, 100]");
   }
 }
 
@@ -84,10 +88,7 @@ TEST(EnvVariables, DataPathIsPushPullOrAuto) {
   }
   for (const char* text : {"PULL", "pulled", " push", "1"}) {
     ScopedEnv set("MOE_EP_DATA_PATH", text);
-    const std::string message = ErrorOf([] { env::DataPathChoice(); });
-    EXPECT_NE(message.find("MOE_EP_DATA_PATH"), std::string::npos) << text << ": " << message;
-    EXPECT_NE(message.find(std::string("'") + text + "'"), std::string::npos) << message;
-    EXPECT_NE(message.find("'push', 'pull' or 'auto'"), std::string::npos) << message;
+    ExpectRefused(ErrorOf([] { env::DataPathChoice(); }), "MOE_EP_DATA_PATH", text, "'push', 'pull' or 'auto'");
   }
 }
 
@@ -105,9 +106,7 @@ TEST(EnvVariables, HostsMessageBytes) {
   }
   for (const char* text : {"1023", "67108865", "1MiB", "-4096"}) {
     ScopedEnv set("MOE_EP_HOSTS_MESSAGE_BYTES", text);
-    const std::string message = ErrorOf([] { env::HostsMessageBytes(); });
-    EXPECT_NE(message.find(std::string("MOE_EP_HOSTS_MESSAGE_BYTES = '") + text + "'"), std::string::npos) << message;
-    EXPECT_NE(message.find("[1024, 67108864]"), std::string::npos) << message;
+    ExpectRefused(ErrorOf([] { env::HostsMessageBytes(); }), "MOE_EP_HOSTS_MESSAGE_BYTES", text, "[1024, 67108864]");
   }
 }
 

@@ -62,7 +62,9 @@ struct MessageSize {
   explicit MessageSize(uint64_t message_bytes)
       : bytes(message_bytes),
         piece(message_bytes - kSequenceBytes - sizeof(RecordHeader)),
-        posted_receives(std::clamp<uint64_t>(kPostedBytes / message_bytes, 8, 64)) {}
+        posted_receives(std::clamp<uint64_t>(kPostedBytes / message_bytes, 8, 64)) {
+    assert(piece % 8 == 0 && "a piece must keep the records after it 8-byte aligned");
+  }
   // Receives kept posted: about the messages that arrive between two polls of a busy rank, in at most
   // kPostedBytes unless that is fewer than 8 (a large message that finds none posted waits, unread, in the
   // socket: only its first bytes are copied on arrival).
