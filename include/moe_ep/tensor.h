@@ -20,7 +20,9 @@ size_t DTypeSize(DType dtype);
 const char* DTypeName(DType dtype);
 
 /// A borrowed, possibly strided view of memory. Strides are in elements; an empty `strides` means
-/// row-major contiguous. A default-constructed view (data == nullptr) means "absent" for optional inputs.
+/// row-major contiguous. A default-constructed view (data == nullptr) means "absent" for optional inputs; a
+/// view constructed with a shape of no elements is present even without an address (nothing is read or
+/// written through it).
 struct TensorView {
   void* data = nullptr;
   DType dtype = DType::kBf16;

@@ -10,13 +10,12 @@ moe_ep.errors).
 
 import collections
 import datetime
-import operator
 import secrets
 
 from . import _tensors
 from ._moe_ep import native as _native
 from ._tensors import bf16
-from .errors import Error, InvalidArgumentError, TimeoutError
+from .errors import Error, InvalidArgumentError, TimeoutError, checked_int
 
 __all__ = ["Error", "InvalidArgumentError", "TimeoutError", "bf16", "Group", "thread_groups", "join_process_group",
            "join_torch_group", "peer_visible", "DispatchResult", "dispatch", "combine", "combine_add_rms_norm", "probe_reachable",
@@ -27,23 +26,13 @@ Group.__doc__ = """One rank's membership of a group: rank, size, timeout, window
 Operations on a group are collective: every rank calls them in the same order."""
 
 
-def _int(name, value, lo, hi):
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise InvalidArgumentError(f"{name} = {value!r} must be an int") from None
-    if not lo <= value <= hi:
-        raise InvalidArgumentError(f"{name} = {value} must be in [{lo}, {hi}]")
-    return value
-
-
 def _options(timeout, window_mb, name, data_path, threads):
     if timeout is not None and not 0 < timeout <= 2**31 / 1000:
         raise InvalidArgumentError(f"timeout = {timeout} must be a positive number of seconds up to 2^31 ms "
                                    "(or None: the default)")
     return {"timeout_ms": 0 if timeout is None else max(1, round(timeout * 1000)),
-            "window_bytes": _int("window_mb", window_mb, 0, 2**20) << 20, "name": str(name), "data_path": data_path,
-            "threads": _int("threads", threads, 0, 1024)}
+            "window_bytes": checked_int("window_mb", window_mb, 0, 2**20) << 20, "name": str(name), "data_path": data_path,
+            "threads": checked_int("threads", threads, 0, 1024)}
 
 
 def thread_groups(size, *, timeout=None, window_mb=0, name="moe_ep", data_path="auto", threads=0):
@@ -51,7 +40,7 @@ def thread_groups(size, *, timeout=None, window_mb=0, name="moe_ep", data_path="
     that runs rank r. timeout: seconds each wait may take (None: MOE_EP_TIMEOUT_MS or 5 minutes);
     window_mb: each rank's window (0: MOE_EP_WINDOW_MB or 2048); data_path: "auto", "push" or "pull";
     threads: worker threads per rank (0: MOE_EP_THREADS or the cores shared out)."""
-    return _native.create_thread_groups(_int("size", size, 1, 65536), _options(timeout, window_mb, name, data_path,
+    return _native.create_thread_groups(checked_int("size", size, 1, 65536), _options(timeout, window_mb, name, data_path,
                                                                                 threads))
 
 

@@ -3,6 +3,7 @@ library or the CANN C API (CANN's numbers where CANN has one) and a message nami
 value and the rule."""
 
 import builtins
+import operator
 import re
 
 # aclnn parameter errors (the operators' validation) and the C++ library's own codes (moe_ep/error.h).
@@ -31,6 +32,17 @@ class InvalidArgumentError(Error, ValueError):
 
     def __init__(self, message, code=INVALID_PARAM):
         super().__init__(message, code)
+
+
+def checked_int(name, value, lo, hi):
+    """`value` as an int (anything with __index__), or InvalidArgumentError naming `name` and [lo, hi]."""
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise InvalidArgumentError(f"{name} = {value!r} must be an int") from None
+    if not lo <= value <= hi:
+        raise InvalidArgumentError(f"{name} = {value} must be in [{lo}, {hi}]")
+    return value
 
 
 class TimeoutError(Error, builtins.TimeoutError):

@@ -12,14 +12,13 @@ operator itself rejects.
 """
 
 import math
-import operator
 import types
 
 import torch
 
 from . import _tensors
 from ._moe_ep import cann as _cann
-from .errors import INVALID_CONFIG, INVALID_PARAM, InvalidArgumentError
+from .errors import INVALID_CONFIG, INVALID_PARAM, InvalidArgumentError, checked_int
 
 # Test aid: fill every output with a byte pattern before the operator runs, so that an element the
 # operator should write but does not shows up (torch_npu's outputs are uninitialised memory).
@@ -74,12 +73,13 @@ def _check_dtype_arg(op, name, value, expected):
 def _check_ints(op, **values):
     """Integer attributes: ints in [0, 2^31) (the operators bound them further), so that outputs can be sized."""
     for name, value in values.items():
-        try:
-            value = operator.index(value)
-        except TypeError:
-            _fail(f"{op}: {name} = {value!r} must be an int")
-        if not 0 <= value < 2**31:
-            _fail(f"{op}: {name} = {value} must be in [0, 2^31)")
+        checked_int(f"{op}: {name}", value, 0, 2**31 - 1)
+
+
+def _attrs(op, group_ep, group_tp, comm_alg, **ints):
+    """The operator's attributes: its group names and comm_alg, and its integer ones (checked)."""
+    _check_ints(op, **ints)
+    return {"group_ep": group_ep, "group_tp": group_tp, "comm_alg": comm_alg, **ints}
 
 
 def _global_bs(global_bs, bs, ep_world_size):
@@ -149,11 +149,12 @@ def npu_moe_distribute_dispatch_v2(x, expert_ids, group_ep, ep_world_size, ep_ra
     experts. Returns (expand_x, dynamic_scales, assist_info_for_combine, expert_token_nums, ep_recv_counts,
     tp_recv_counts, expand_scales)."""
     op = "npu_moe_distribute_dispatch_v2"
-    _check_ints(op, ep_world_size=ep_world_size, ep_rank_id=ep_rank_id, moe_expert_num=moe_expert_num,
-                tp_world_size=tp_world_size, tp_rank_id=tp_rank_id, expert_shard_type=expert_shard_type,
-                shared_expert_num=shared_expert_num, shared_expert_rank_num=shared_expert_rank_num,
-                quant_mode=quant_mode, global_bs=global_bs, expert_token_nums_type=expert_token_nums_type,
-                zero_expert_num=zero_expert_num, copy_expert_num=copy_expert_num, const_expert_num=const_expert_num)
+    attrs = _attrs(op, group_ep, group_tp, comm_alg, ep_world_size=ep_world_size, ep_rank_id=ep_rank_id,
+                   moe_expert_num=moe_expert_num, tp_world_size=tp_world_size, tp_rank_id=tp_rank_id,
+                   expert_shard_type=expert_shard_type, shared_expert_num=shared_expert_num,
+                   shared_expert_rank_num=shared_expert_rank_num, quant_mode=quant_mode, global_bs=global_bs,
+                   expert_token_nums_type=expert_token_nums_type, zero_expert_num=zero_expert_num,
+                   copy_expert_num=copy_expert_num, const_expert_num=const_expert_num)
     _check_2d(op, x=x, expert_ids=expert_ids)
     _check_common(op, ep_world_size, ep_rank_id, shared_expert_num, shared_expert_rank_num, comm_alg,
                   performance_info)
@@ -183,13 +184,7 @@ def npu_moe_distribute_dispatch_v2(x, expert_ids, group_ep, ep_world_size, ep_ra
     inputs = {"x": x, "expert_ids": expert_ids, "scales": scales, "x_active_mask": x_active_mask,
               "expert_scales": expert_scales, "elastic_info": elastic_info}
     tensors = {name: _tensors.spec(t, name) for name, t in {**inputs, **outputs}.items()}
-    _cann.dispatch(tensors, {
-        "group_ep": group_ep, "ep_world_size": ep_world_size, "ep_rank_id": ep_rank_id,
-        "moe_expert_num": moe_expert_num, "group_tp": group_tp, "tp_world_size": tp_world_size,
-        "tp_rank_id": tp_rank_id, "expert_shard_type": expert_shard_type, "shared_expert_num": shared_expert_num,
-        "shared_expert_rank_num": shared_expert_rank_num, "quant_mode": quant_mode, "global_bs": global_bs_real,
-        "expert_token_nums_type": expert_token_nums_type, "comm_alg": comm_alg, "zero_expert_num": zero_expert_num,
-        "copy_expert_num": copy_expert_num, "const_expert_num": const_expert_num})
+    _cann.dispatch(tensors, {**attrs, "global_bs": global_bs_real})
     return tuple(outputs.values())
 
 
@@ -205,11 +200,12 @@ def npu_moe_distribute_combine_v2(expand_x, expert_ids, assist_info_for_combine,
     weights expert_scales (Bs, K) fp32. Returns x (Bs, H) in expand_x's dtype."""
     op = "npu_moe_distribute_combine_v2"
     del expand_scales  # dispatch's expand_scales, handed back by callers: A3 does not read it
-    _check_ints(op, ep_world_size=ep_world_size, ep_rank_id=ep_rank_id, moe_expert_num=moe_expert_num,
-                tp_world_size=tp_world_size, tp_rank_id=tp_rank_id, expert_shard_type=expert_shard_type,
-                shared_expert_num=shared_expert_num, shared_expert_rank_num=shared_expert_rank_num,
-                global_bs=global_bs, comm_quant_mode=comm_quant_mode, zero_expert_num=zero_expert_num,
-                copy_expert_num=copy_expert_num, const_expert_num=const_expert_num)
+    attrs = _attrs(op, group_ep, group_tp, comm_alg, ep_world_size=ep_world_size, ep_rank_id=ep_rank_id,
+                   moe_expert_num=moe_expert_num, tp_world_size=tp_world_size, tp_rank_id=tp_rank_id,
+                   expert_shard_type=expert_shard_type, shared_expert_num=shared_expert_num,
+                   shared_expert_rank_num=shared_expert_rank_num, global_bs=global_bs,
+                   comm_quant_mode=comm_quant_mode, zero_expert_num=zero_expert_num, copy_expert_num=copy_expert_num,
+                   const_expert_num=const_expert_num)
     _check_2d(op, expand_x=expand_x, expert_ids=expert_ids)
     _check_common(op, ep_world_size, ep_rank_id, shared_expert_num, shared_expert_rank_num, comm_alg,
                   performance_info)
@@ -221,13 +217,7 @@ def npu_moe_distribute_combine_v2(expand_x, expert_ids, assist_info_for_combine,
               "x_active_mask": x_active_mask, "shared_expert_x": shared_expert_x, "elastic_info": elastic_info, "ori_x": ori_x, "const_expert_alpha_1": const_expert_alpha_1,
               "const_expert_alpha_2": const_expert_alpha_2, "const_expert_v": const_expert_v, "out": out}
     global_bs_real = _global_bs(global_bs, expert_ids.shape[0], ep_world_size)
-    _cann.combine({name: _tensors.spec(t, name) for name, t in inputs.items()}, {
-        "group_ep": group_ep, "ep_world_size": ep_world_size, "ep_rank_id": ep_rank_id,
-        "moe_expert_num": moe_expert_num, "group_tp": group_tp, "tp_world_size": tp_world_size,
-        "tp_rank_id": tp_rank_id, "expert_shard_type": expert_shard_type, "shared_expert_num": shared_expert_num,
-        "shared_expert_rank_num": shared_expert_rank_num, "global_bs": global_bs_real,
-        "comm_quant_mode": comm_quant_mode, "comm_alg": comm_alg, "zero_expert_num": zero_expert_num,
-        "copy_expert_num": copy_expert_num, "const_expert_num": const_expert_num})
+    _cann.combine({name: _tensors.spec(t, name) for name, t in inputs.items()}, {**attrs, "global_bs": global_bs_real})
     return out
 
 
@@ -246,11 +236,11 @@ def npu_moe_distribute_combine_add_rms_norm(expand_x, expert_ids, expand_idx, ep
     (Bs, 1, H), rstd (Bs, 1, 1) fp32."""
     op = "npu_moe_distribute_combine_add_rms_norm"
     del expand_scales  # as in combine_v2: A3 does not read it
-    _check_ints(op, ep_world_size=ep_world_size, ep_rank_id=ep_rank_id, moe_expert_num=moe_expert_num,
-                tp_world_size=tp_world_size, tp_rank_id=tp_rank_id, expert_shard_type=expert_shard_type,
-                shared_expert_num=shared_expert_num, shared_expert_rank_num=shared_expert_rank_num,
-                global_bs=global_bs, out_dtype=out_dtype, comm_quant_mode=comm_quant_mode,
-                group_list_type=group_list_type)
+    attrs = _attrs(op, group_ep, group_tp, comm_alg, ep_world_size=ep_world_size, ep_rank_id=ep_rank_id,
+                   moe_expert_num=moe_expert_num, tp_world_size=tp_world_size, tp_rank_id=tp_rank_id,
+                   expert_shard_type=expert_shard_type, shared_expert_num=shared_expert_num,
+                   shared_expert_rank_num=shared_expert_rank_num, global_bs=global_bs, out_dtype=out_dtype,
+                   comm_quant_mode=comm_quant_mode, group_list_type=group_list_type)
     _check_2d(op, expand_x=expand_x, expert_ids=expert_ids)
     _check_common(op, ep_world_size, ep_rank_id, shared_expert_num, shared_expert_rank_num, comm_alg, None)
     elastic_or_special = {"elastic_info": elastic_info, "ori_x": ori_x, "const_expert_alpha_1": const_expert_alpha_1,
@@ -274,13 +264,8 @@ def npu_moe_distribute_combine_add_rms_norm(expand_x, expert_ids, expand_idx, ep
               "activation_scale": activation_scale, "weight_scale": weight_scale, "group_list": group_list,
               "shared_expert_x": shared_expert_x, "y": y, "rstd": rstd, "x": x}
     global_bs_real = _global_bs(global_bs, n, ep_world_size)
-    _cann.combine_add_rms_norm({name: _tensors.spec(t, name) for name, t in inputs.items()}, {
-        "group_ep": group_ep, "ep_world_size": ep_world_size, "ep_rank_id": ep_rank_id,
-        "moe_expert_num": moe_expert_num, "group_tp": group_tp, "tp_world_size": tp_world_size,
-        "tp_rank_id": tp_rank_id, "expert_shard_type": expert_shard_type, "shared_expert_num": shared_expert_num,
-        "shared_expert_rank_num": shared_expert_rank_num, "global_bs": global_bs_real, "out_dtype": out_dtype,
-        "comm_quant_mode": comm_quant_mode, "group_list_type": group_list_type, "comm_alg": comm_alg,
-        "norm_eps": float(norm_eps)})
+    _cann.combine_add_rms_norm({name: _tensors.spec(t, name) for name, t in inputs.items()},
+                               {**attrs, "global_bs": global_bs_real, "norm_eps": float(norm_eps)})
     return y, rstd, x
 
 

@@ -37,12 +37,7 @@ TensorView ViewOf(py::handle spec, const char* name) {
                                           " strides");
   }
   auto* data = reinterpret_cast<void*>(items[0].cast<uintptr_t>());
-  // A tensor without elements may have no address (torch allocates none for a (0,) tensor): it is still
-  // given, not absent; nothing is ever read or written through it.
-  static std::byte no_elements;
-  TensorView view(data, DTypeNamed(items[1].cast<std::string>(), name), std::move(shape), std::move(strides));
-  if (view.data == nullptr && view.numel() == 0) view.data = &no_elements;
-  return view;
+  return TensorView(data, DTypeNamed(items[1].cast<std::string>(), name), std::move(shape), std::move(strides));
 }
 
 int64_t ElementSpan(const TensorView& view, const char* name) {

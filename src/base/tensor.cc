@@ -1,6 +1,7 @@
 // TensorView and Tensor: element sizes, strides, descriptions and aligned allocation.
 #include "moe_ep/tensor.h"
 
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -48,7 +49,12 @@ const char* DTypeName(DType dtype) {
 }
 
 TensorView::TensorView(void* data, DType dtype, std::vector<int64_t> shape, std::vector<int64_t> strides)
-    : data(data), dtype(dtype), shape(std::move(shape)), strides(std::move(strides)) {}
+    : data(data), dtype(dtype), shape(std::move(shape)), strides(std::move(strides)) {
+  // A tensor without elements may have no address (torch allocates none for a (0,) tensor, such as the
+  // tpRecvCountsOut of tpWorldSize 0): it is still given, not absent; nothing is read or written through it.
+  static std::byte no_elements;
+  if (this->data == nullptr && !this->shape.empty() && numel() == 0) this->data = &no_elements;
+}
 
 TensorView::TensorView(const void* data, DType dtype, std::vector<int64_t> shape, std::vector<int64_t> strides)
     : TensorView(const_cast<void*>(data), dtype, std::move(shape), std::move(strides)) {}

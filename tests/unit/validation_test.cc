@@ -18,6 +18,8 @@
 //   moe>1024,
 //                          L*E>2048, small assistInfo) and still rejects nonsense (zero / negative sizes, S>=E,
 //                          windows too small, quantMode 1, ...).
+//   TensorView.*           which views are present: a shape of no elements is, even without an address
+//                          (torch gives a (0,) tensor none); a default view or a null one with elements is not.
 //   NativeApi.*            DispatchInto / CombineInto / CombineAddRmsNormInto on 4 thread ranks: bad calls throw
 //                          moe_ep::Error with a clear message and leave poisoned outputs byte-for-byte unchanged;
 //                          an out-of-range expert id on one rank makes the others fail with TimeoutError naming
@@ -255,6 +257,18 @@ void Pairs(Params& p) { p.mask = Mask::kPairs; }
 void Rms(Params& p) { p.rms = true; }
 
 // ==== dispatch, A3 profile ========================================================================================
+
+TEST(TensorView, ZeroElementsWithoutAddressArePresent) {
+  void* const none = nullptr;
+  EXPECT_FALSE(TensorView().present());
+  EXPECT_FALSE(TensorView(none, DType::kInt32, {2}).present());
+  EXPECT_FALSE(TensorView(none, DType::kInt32, {}).present());  // a scalar has an element
+  const TensorView empty(none, DType::kInt32, {0});
+  EXPECT_TRUE(empty.present());
+  EXPECT_EQ(empty.numel(), 0);
+  EXPECT_TRUE(TensorView(none, DType::kBf16, {3, 0}).present());
+  EXPECT_EQ(TensorView(Data(), DType::kInt32, {0}).data, Data());  // an address given is kept
+}
 
 TEST(DispatchA3, BaseCallPassesAndFillsShapes) {
   DispatchCall call = MakeDispatch(Params{});

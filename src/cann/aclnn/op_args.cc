@@ -26,12 +26,7 @@ TensorView OptionalTensor(const std::string& op, const char* param, const aclTen
   if (tensor->format == ACL_FORMAT_FRACTAL_NZ) {
     Reject(ErrorCode::kInvalidConfig, op, param, "format FRACTAL_NZ", "tensors must be ND");
   }
-  TensorView view = ViewOf(*tensor);
-  // A tensor without elements may have no address (torch allocates none for a (0,) tensor, such as the
-  // tpRecvCountsOut of tpWorldSize 0): it is still present; nothing is ever read or written through it.
-  static std::byte no_elements;
-  if (view.data == nullptr && view.numel() == 0) view.data = &no_elements;
-  return view;
+  return ViewOf(*tensor);
 }
 
 TensorView RequiredTensor(const std::string& op, const char* param, const aclTensor* tensor) {
