@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "base/copy.h"
 #include "kernels/kernels.h"
 #include "moe_ep/error.h"
 #include "ops/op_common.h"
@@ -103,7 +104,7 @@ class RowSink {
     return first;
   }
   void Write(int64_t i, const uint8_t* slot) const {
-    std::memcpy(Row(i), slot, layout_.dispatch_token_bytes);
+    CopyBytes(Row(i), slot, layout_.dispatch_token_bytes);
     if (quant_) std::memcpy(scales_ + i, slot + layout_.dispatch_scale_offset, sizeof(float));
     WriteTriple(i, slot);
   }
@@ -114,7 +115,7 @@ class RowSink {
       scales_[i] = kernels::DynamicQuantRow(type, reinterpret_cast<const uint16_t*>(row), smooth, hidden,
                                             reinterpret_cast<int8_t*>(Row(i)));
     } else {
-      std::memcpy(Row(i), row, layout_.dispatch_token_bytes);
+      CopyBytes(Row(i), row, layout_.dispatch_token_bytes);
     }
     WriteTriple(i, slot);
   }

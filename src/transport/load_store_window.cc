@@ -7,6 +7,7 @@
 #include <cassert>
 #include <cstring>
 
+#include "base/copy.h"
 #include "moe_ep/error.h"
 
 namespace moe_ep::transport {
@@ -62,7 +63,7 @@ void LoadStoreWindow::Put(int peer, uint64_t offset, const void* src, uint64_t b
                                           " overruns the " + std::to_string(data_bytes()) + "-byte window of rank " +
                                           std::to_string(peer));
   }
-  std::memcpy(regions_[peer].data + offset, src, bytes);
+  CopyBytes(regions_[peer].data + offset, src, bytes);
 }
 
 void LoadStoreWindow::Signal(int peer, uint64_t index, uint64_t value) {

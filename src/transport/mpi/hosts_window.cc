@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/copy.h"
 #include "base/env.h"
 #include "moe_ep/error.h"
 #include "transport/mpi/mpi_runtime.h"
@@ -553,7 +554,7 @@ class HostsWindow final : public Window {
     if (shareable) box.payloads[{payload, header.b}] = records.size() + sizeof header;
     uint8_t* record = records.Append(sizeof header + payload_bytes);
     std::memcpy(record, &header, sizeof header);
-    if (header.b > 0) std::memcpy(record + sizeof header, payload, header.b);
+    if (header.b > 0) CopyBytes(record + sizeof header, payload, header.b);
     std::memset(record + sizeof header + header.b, 0, payload_bytes - header.b);  // the padding
   }
 
