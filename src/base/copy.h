@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace moe_ep {
 
@@ -10,5 +11,15 @@ namespace moe_ep {
 // destination lies a few bytes past the source modulo 4 KiB, as a row pulled from a page-aligned shared heap
 // into a malloc'd expandX (16 bytes past a page) does. There a vector loop with aligned stores copies instead.
 void CopyBytes(void* dst, const void* src, size_t bytes);
+
+// CopyBytes without bringing the destination into the caches (non-temporal stores, fenced before it
+// returns): a store then costs one write to memory instead of a read for ownership and a later write-back.
+// For output larger than the caches, which its next reader finds in memory anyway.
+void StreamBytes(void* dst, const void* src, size_t bytes);
+
+// The rows a rank receives in one dispatch call above which it streams them into expandX: past any core's
+// L2, and for 8 ranks of one host a 64 MiB share of its last-level cache (measured: 8 ranks on 2 cores,
+// 128-2048 tokens of 14 KiB rows, 20-30% faster).
+inline constexpr uint64_t kStreamMinBytes = uint64_t{8} << 20;
 
 }  // namespace moe_ep

@@ -97,14 +97,16 @@ class RowSink {
   }
 
   // Takes the next `n` rows (after Reserve); returns the first. Rows taken are then written, in any order
-  // and from any thread, with Write or WritePulled.
+  // and from any thread, with Write or WritePulled: streamed past the caches when they are more than
+  // kStreamMinBytes (docs/protocol.md, "Row copies").
   int64_t Take(int64_t n) {
     const int64_t first = rows_;
     rows_ += n;
+    stream_ = static_cast<uint64_t>(n) * layout_.dispatch_token_bytes > kStreamMinBytes;
     return first;
   }
   void Write(int64_t i, const uint8_t* slot) const {
-    CopyBytes(Row(i), slot, layout_.dispatch_token_bytes);
+    CopyRow(Row(i), slot);
     if (quant_) std::memcpy(scales_ + i, slot + layout_.dispatch_scale_offset, sizeof(float));
     WriteTriple(i, slot);
   }
@@ -115,7 +117,7 @@ class RowSink {
       scales_[i] = kernels::DynamicQuantRow(type, reinterpret_cast<const uint16_t*>(row), smooth, hidden,
                                             reinterpret_cast<int8_t*>(Row(i)));
     } else {
-      CopyBytes(Row(i), row, layout_.dispatch_token_bytes);
+      CopyRow(Row(i), row);
     }
     WriteTriple(i, slot);
   }
@@ -125,6 +127,9 @@ class RowSink {
   const int32_t* Triple(int64_t i) const { return assist_ + 3 * i; }
 
  private:
+  void CopyRow(uint8_t* dst, const uint8_t* src) const {
+    (stream_ ? StreamBytes : CopyBytes)(dst, src, layout_.dispatch_token_bytes);
+  }
   void WriteTriple(int64_t i, const uint8_t* slot) const {
     if (!assist_) return;  // Atlas A2's layout: the sender wrote expandIdx instead
     std::memcpy(assist_ + 3 * i, slot + layout_.dispatch_triple_offset, 3 * sizeof(int32_t));
@@ -137,6 +142,7 @@ class RowSink {
   int32_t* assist_;  // null under AssistLayout::kExpandIdx
   int64_t capacity_;
   int64_t rows_ = 0;
+  bool stream_ = false;  // the rows of the last Take
 };
 
 CallSlot NextDispatchCall(const Window& w, OpState& state) {

@@ -5,7 +5,7 @@
 // configurations (E 2..32, K 1..16, odd H, Bs 1..512, shared experts, both masks, unequal Bs, TP 2,
 // both quant modes, both token-count types, strided inputs), every output element bit-identical to the
 // reference, untouched rows still poisoned, with 1 or 3 worker threads per rank; and 1,000 consecutive
-// rounds with fresh routing on 3 threads per rank.
+// rounds with fresh routing on 3 threads per rank; and a configuration whose rows are streamed into expandX.
 // A new transport adds one entry to Transports() below (and one factory to tests/transport/).
 #include <gtest/gtest.h>
 
@@ -13,6 +13,7 @@
 #include <chrono>
 #include <random>
 
+#include "base/copy.h"
 #include "support/test_seed.h"
 #include "verify/scenario.h"
 
@@ -103,6 +104,26 @@ constexpr int64_t kLargeBs = 64;  // ThreadSanitizer shadows every mapping of ev
 constexpr int64_t kLargeBs = 512;
 #endif
 TEST_P(Property, LargeHiddenAndBatchMatchReference) { RunRandomScenarios(3, Count(4), 8, 8192, kLargeBs, 1); }
+
+// Each rank receives 2 ranks x 512 tokens x 2 of its experts of 8190-byte rows (16 MiB): past
+// kStreamMinBytes, so its rows go into expandX by non-temporal stores, from odd addresses (H odd).
+TEST_P(Property, RowsPastTheStreamingThresholdMatchReference) {
+  const uint64_t seed = BaseSeed() ^ (0x57EA + GetParam().salt);
+  std::mt19937_64 rng(seed);
+  ScenarioSpec spec;
+  spec.config.ep_world_size = 2;
+  spec.config.moe_expert_num = 4;
+  spec.config.top_k = 4;
+  spec.config.hidden = 4095;
+  spec.bs = kLargeBs;
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  if (kLargeBs == 512) {
+    const uint64_t received = uint64_t{2} * spec.bs * 2 * spec.config.hidden * 2;
+    ASSERT_GT(received, kStreamMinBytes) << "the configuration no longer reaches the streaming copies";
+  }
+  ScenarioInputs inputs = MakeInputs(spec, rng);
+  ASSERT_EQ(RunAndCompare(spec, inputs, Options(2, seed + 1, seed % 2 ? 3 : 1)), "");
+}
 
 TEST_P(Property, ThousandRoundsOnEightRanksStayExact) {
   const uint64_t seed = BaseSeed() ^ (0x5EED + GetParam().salt);

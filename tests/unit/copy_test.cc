@@ -1,6 +1,6 @@
-// CopyBytes (base/copy.h): every byte copied and none beside, for every distance between source and
-// destination modulo a page that takes the vector loop (1-63 bytes past) or memcpy, and sizes around the
-// loop's threshold, its 64-byte step and its alignment head. Random bytes from the run's seed
+// CopyBytes and StreamBytes (base/copy.h): every byte copied and none beside, for every distance between
+// source and destination modulo a page (CopyBytes: 1-63 bytes past take its vector loop, others memcpy),
+// and sizes around the loop's threshold, its 64-byte step and its alignment head. Random bytes from the run's seed
 // (support/test_seed.h; MOE_EP_TEST_SEED replays); guard bytes around the destination stay poisoned.
 #include "base/copy.h"
 
@@ -19,7 +19,10 @@ namespace {
 constexpr uint8_t kPoison = 0xA5;
 constexpr size_t kGuard = 64;
 
-TEST(CopyBytes, EveryDistanceAndSizeCopiesExactly) {
+class Copy : public ::testing::TestWithParam<bool> {};  // true: StreamBytes
+
+TEST_P(Copy, EveryDistanceAndSizeCopiesExactly) {
+  const auto copy = GetParam() ? StreamBytes : CopyBytes;
   const uint64_t seed = testing::BaseSeed();
   SCOPED_TRACE("MOE_EP_TEST_SEED=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
@@ -37,7 +40,7 @@ TEST(CopyBytes, EveryDistanceAndSizeCopiesExactly) {
       for (size_t bytes : sizes) {
         for (size_t i = 0; i < bytes; ++i) src[i] = static_cast<uint8_t>(rng());
         std::fill(dst - kGuard, dst + bytes + kGuard, kPoison);
-        CopyBytes(dst, src, bytes);
+        copy(dst, src, bytes);
         SCOPED_TRACE("source offset " + std::to_string(src_offset) + ", distance " + std::to_string(distance) + ", " +
                      std::to_string(bytes) + " bytes");
         for (size_t i = 0; i < bytes; ++i) ASSERT_EQ(dst[i], src[i]) << "byte " << i;
@@ -49,6 +52,10 @@ TEST(CopyBytes, EveryDistanceAndSizeCopiesExactly) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Functions, Copy, ::testing::Bool(), [](const ::testing::TestParamInfo<bool>& info) {
+  return info.param ? "StreamBytes" : "CopyBytes";
+});
 
 }  // namespace
 }  // namespace moe_ep
