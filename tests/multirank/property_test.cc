@@ -74,6 +74,26 @@ class Property : public ::testing::TestWithParam<Transport> {
 #endif
   }
 
+  // A fixed configuration (E ranks, moe experts, top-K, H, Bs) run for `rounds` with `threads` per rank
+  // (0: 1 or 3 from the seed), every round compared with the reference.
+  static void RunFixed(uint64_t salt, ScenarioSpec spec, int rounds, int threads) {
+    const uint64_t seed = BaseSeed() ^ (salt + GetParam().salt);
+    std::mt19937_64 rng(seed);
+    SCOPED_TRACE("seed " + std::to_string(seed) + ": " + Describe(spec));
+    ScenarioInputs inputs = MakeInputs(spec, rng);
+    ASSERT_EQ(RunAndCompare(spec, inputs, Options(rounds, seed + 1, threads ? threads : seed % 2 ? 3 : 1)), "");
+  }
+
+  static ScenarioSpec Fixed(int64_t ranks, int64_t experts, int64_t top_k, int64_t hidden, int64_t bs) {
+    ScenarioSpec spec;
+    spec.config.ep_world_size = ranks;
+    spec.config.moe_expert_num = experts;
+    spec.config.top_k = top_k;
+    spec.config.hidden = hidden;
+    spec.bs = bs;
+    return spec;
+  }
+
   static void RunRandomScenarios(uint64_t salt, int count, int max_ranks, int64_t max_hidden, int64_t max_bs,
                                  int rounds) {
     salt += GetParam().salt;
@@ -108,36 +128,18 @@ TEST_P(Property, LargeHiddenAndBatchMatchReference) { RunRandomScenarios(3, Coun
 // Each rank receives 2 ranks x 512 tokens x 2 of its experts of 8190-byte rows (16 MiB): past
 // kStreamMinBytes, so its rows go into expandX by non-temporal stores, from odd addresses (H odd).
 TEST_P(Property, RowsPastTheStreamingThresholdMatchReference) {
-  const uint64_t seed = BaseSeed() ^ (0x57EA + GetParam().salt);
-  std::mt19937_64 rng(seed);
-  ScenarioSpec spec;
-  spec.config.ep_world_size = 2;
-  spec.config.moe_expert_num = 4;
-  spec.config.top_k = 4;
-  spec.config.hidden = 4095;
-  spec.bs = kLargeBs;
-  SCOPED_TRACE("seed " + std::to_string(seed));
+  const ScenarioSpec spec = Fixed(2, 4, 4, 4095, kLargeBs);
   if (kLargeBs == 512) {
     const uint64_t received = uint64_t{2} * spec.bs * 2 * spec.config.hidden * 2;
     ASSERT_GT(received, kStreamMinBytes) << "the configuration no longer reaches the streaming copies";
   }
-  ScenarioInputs inputs = MakeInputs(spec, rng);
-  ASSERT_EQ(RunAndCompare(spec, inputs, Options(2, seed + 1, seed % 2 ? 3 : 1)), "");
+  RunFixed(0x57EA, spec, 2, 0);
 }
 
 TEST_P(Property, ThousandRoundsOnEightRanksStayExact) {
-  const uint64_t seed = BaseSeed() ^ (0x5EED + GetParam().salt);
-  std::mt19937_64 rng(seed);
-  ScenarioSpec spec;
-  spec.config.ep_world_size = 8;
-  spec.config.moe_expert_num = 16;
-  spec.config.top_k = 4;
-  spec.config.hidden = 40;
-  spec.bs = 12;
+  ScenarioSpec spec = Fixed(8, 16, 4, 40, 12);
   spec.mask = moe_ref::MaskKind::kPairs;
-  SCOPED_TRACE("seed " + std::to_string(seed));
-  ScenarioInputs inputs = MakeInputs(spec, rng);
-  ASSERT_EQ(RunAndCompare(spec, inputs, Options(1000 / kScale, seed + 1, 3)), "");
+  RunFixed(0x5EED, spec, 1000 / kScale, 3);
 }
 
 }  // namespace
