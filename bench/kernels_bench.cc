@@ -4,6 +4,7 @@
 // Run: build/bench/kernels_bench [--benchmark_filter=...].
 #include <benchmark/benchmark.h>
 
+#include <cstdint>
 #include <cstring>
 #include <random>
 #include <vector>

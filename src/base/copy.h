@@ -7,7 +7,7 @@
 namespace moe_ep {
 
 // memcpy(dst, src, bytes) for buffers that do not overlap. glibc copies blocks of a few KiB and more with
-// `rep movsb`, which on some x86 CPUs (measured on AMD EPYC: 2-3 GB/s instead of 8-10) crawls when the
+// `rep movsb`, which on some x86 CPUs (measured on AMD EPYC: 2.7 GB/s instead of 10-11) crawls when the
 // destination lies a few bytes past the source modulo 4 KiB, as a row pulled from a page-aligned shared heap
 // into a malloc'd expandX (16 bytes past a page) does. There a vector loop with aligned stores copies instead.
 void CopyBytes(void* dst, const void* src, size_t bytes);
@@ -19,7 +19,7 @@ void StreamBytes(void* dst, const void* src, size_t bytes);
 
 // The rows a rank receives in one dispatch call above which it streams them into expandX: past any core's
 // L2, and for 8 ranks of one host a 64 MiB share of its last-level cache (measured: 8 ranks on 2 cores,
-// 128-2048 tokens of 14 KiB rows, 20-30% faster).
+// 128-512 tokens of 14 KiB rows, 20-30% faster).
 inline constexpr uint64_t kStreamMinBytes = uint64_t{8} << 20;
 
 }  // namespace moe_ep

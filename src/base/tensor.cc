@@ -52,8 +52,8 @@ TensorView::TensorView(void* data, DType dtype, std::vector<int64_t> shape, std:
     : data(data), dtype(dtype), shape(std::move(shape)), strides(std::move(strides)) {
   // A tensor without elements may have no address (torch allocates none for a (0,) tensor, such as the
   // tpRecvCountsOut of tpWorldSize 0): it is still given, not absent; nothing is read or written through it.
-  static std::byte no_elements;
-  if (this->data == nullptr && !this->shape.empty() && numel() == 0) this->data = &no_elements;
+  alignas(64) static std::byte no_elements[64];  // aligned for any element type it is cast to
+  if (this->data == nullptr && !this->shape.empty() && numel() == 0) this->data = no_elements;
 }
 
 TensorView::TensorView(const void* data, DType dtype, std::vector<int64_t> shape, std::vector<int64_t> strides)

@@ -98,11 +98,12 @@ class RowSink {
 
   // Takes the next `n` rows (after Reserve); returns the first. Rows taken are then written, in any order
   // and from any thread, with Write or WritePulled: streamed past the caches when they are more than
-  // kStreamMinBytes (docs/protocol.md, "Row copies").
-  int64_t Take(int64_t n) {
+  // kStreamMinBytes and this call does not read them again (`read_again`: TP sends the group's rows on to
+  // its peer) (docs/protocol.md, "Row copies").
+  int64_t Take(int64_t n, bool read_again) {
     const int64_t first = rows_;
     rows_ += n;
-    stream_ = static_cast<uint64_t>(n) * layout_.dispatch_token_bytes > kStreamMinBytes;
+    stream_ = !read_again && static_cast<uint64_t>(n) * layout_.dispatch_token_bytes > kStreamMinBytes;
     return first;
   }
   void Write(int64_t i, const uint8_t* slot) const {
@@ -340,7 +341,7 @@ void ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, const plan
   const std::vector<std::optional<PulledSource>> pulled = PulledSources(c, t, ep, call, counts_by_source);
 
   // Rows come out in entry order: entry i's rows start where entry i-1's end (its epRecvCounts value).
-  const int64_t first = sink.Take(total);
+  const int64_t first = sink.Take(total, /*read_again=*/c.has_tp());
   std::vector<int64_t> entry_end(entries);
   for (int64_t entry = 0, end = first; entry < entries; ++entry) {
     end += counts[entry];
@@ -413,7 +414,7 @@ void AllGatherWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window&
                                           "]; the ranks disagree about the layout");
   }
   sink.Reserve(peer_rows, "the TP peer");
-  const int64_t first = sink.Take(peer_rows);
+  const int64_t first = sink.Take(peer_rows, /*read_again=*/false);
   ctx.ForEachPart(peer_rows, [&](int, int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       sink.Write(first + i, tp.LocalData() + call.half_offset + i * layout.dispatch_slot_bytes);

@@ -1,4 +1,4 @@
-// Load/store window: memcpy puts, release/acquire flags, page-dropping clear.
+// Load/store window: puts copied in place (CopyBytes), release/acquire flags, page-dropping clear.
 #include "transport/load_store_window.h"
 
 #include <sys/mman.h>

@@ -1,5 +1,5 @@
 // A Window over memory every rank can load from and store to directly (threads of one process, or
-// processes that map the same shared memory): Put is a memcpy, Signal a release store; ranks that share
+// processes that map the same shared memory): Put is a copy (CopyBytes), Signal a release store; ranks that share
 // an address space expose any memory to each other by its address.
 #pragma once
 

@@ -256,8 +256,6 @@ void Tokens(Params& p) { p.mask = Mask::kTokens; }
 void Pairs(Params& p) { p.mask = Mask::kPairs; }
 void Rms(Params& p) { p.rms = true; }
 
-// ==== dispatch, A3 profile ========================================================================================
-
 TEST(TensorView, ZeroElementsWithoutAddressArePresent) {
   void* const none = nullptr;
   EXPECT_FALSE(TensorView().present());
@@ -269,6 +267,8 @@ TEST(TensorView, ZeroElementsWithoutAddressArePresent) {
   EXPECT_TRUE(TensorView(none, DType::kBf16, {3, 0}).present());
   EXPECT_EQ(TensorView(Data(), DType::kInt32, {0}).data, Data());  // an address given is kept
 }
+
+// ==== dispatch, A3 profile ========================================================================================
 
 TEST(DispatchA3, BaseCallPassesAndFillsShapes) {
   DispatchCall call = MakeDispatch(Params{});
