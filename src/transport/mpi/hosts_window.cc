@@ -304,7 +304,7 @@ class HostsWindow final : public Window {
     };
     WaitUntil(
         *this, deadline, op, "its messages to be taken", 0, [&] { return undelivered().empty(); }, undelivered);
-    if (!relay_ || !relay_allowed_) return;
+    if (!Relaying()) return;
     // A relay stays until it has handed on everything its senders sent through it for this operation:
     // once it left, nothing would (the program may block in MPI, or compute, while a host rank waits).
     const auto unended = [&] {
@@ -331,7 +331,7 @@ class HostsWindow final : public Window {
     std::fill(channel_.begin(), channel_.end(), Channel::kUndecided);
     sequence_ = sequence;
     // Nothing went through a relay, and none waits for this operation: the next end mark covers it.
-    if (!relay_allowed_) return;
+    if (!Relaying()) return;
     for (int host = 0; host < static_cast<int>(topology_.host_ranks.size()); ++host) {
       if (host == topology_.host_of[rank()]) continue;
       if (const int relay = RelayFor(rank(), host); relay >= 0)
@@ -425,6 +425,9 @@ class HostsWindow final : public Window {
     int source = -1;  // once it arrived
   };
 
+  // Whether this operation sends through relays: the window is two-level and the operation allows it.
+  bool Relaying() const { return relay_ && relay_allowed_; }
+
   bool OnThisHost(int peer) const { return topology_.host_of[peer] == topology_.host_of[rank()]; }
 
   void CheckRange(int peer, uint64_t offset, uint64_t bytes) const {
@@ -464,7 +467,7 @@ class HostsWindow final : public Window {
   // anything else through the relay. One channel keeps them in order (publish before signal);
   // EndOperation chooses afresh.
   int Route(int peer) {
-    if (!relay_ || !relay_allowed_ || channel_[peer] == Channel::kDirect) return peer;
+    if (!Relaying() || channel_[peer] == Channel::kDirect) return peer;
     channel_[peer] = Channel::kRelay;
     return RelayFor(rank(), topology_.host_of[peer], peer);
   }
