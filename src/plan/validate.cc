@@ -8,6 +8,8 @@
 #include <limits>
 #include <sstream>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include "base/saturating.h"
@@ -90,38 +92,58 @@ class Checker {
  public:
   Checker(const char* op, Profile profile) : op_(op), profile_(profile) {}
 
-  void Require(bool ok, ErrorCode code, const std::string& param, const std::string& value,
-               const std::string& rule) const {
-    if (ok) return;
-    const std::string name = profile_ == Profile::kNative ? NativeName(param) : param;
-    throw Error(code, std::string(op_) + ": parameter '" + name + "' = " + value + " violates rule: " + rule);
+  // `param` = `value` must satisfy `rule`. The value and the rule's pieces (text, numbers, tensors, or
+  // callables giving text) are formatted only on failure: validation runs on every call, and building its
+  // messages cost more than a few-token operation's own work.
+  template <typename Value, typename... Rule>
+  void Require(bool ok, ErrorCode code, std::string_view param, const Value& value, const Rule&... rule) const {
+    if (!ok) Fail(code, param, Text(value), (std::string() + ... + Text(rule)));
   }
-  void Require(bool ok, const std::string& param, int64_t value, const std::string& rule) const {
-    Require(ok, kRule, param, std::to_string(value), rule);
+  template <typename Value, typename... Rule>
+  void Require(bool ok, std::string_view param, const Value& value, const Rule&... rule) const {
+    Require(ok, kRule, param, value, rule...);
   }
   void Present(const TensorView& t, const char* param) const {
     Require(t.present(), kNull, param, "nullptr", "this tensor is required");
   }
   void Dtype(const TensorView& t, const char* param, DType want) const {
-    Require(t.dtype == want, kDtype, param, DTypeName(t.dtype), std::string("dtype must be ") + DTypeName(want));
+    Require(t.dtype == want, kDtype, param, DTypeName(t.dtype), "dtype must be ", DTypeName(want));
   }
   /// A dtype that the op-def's dtype combinations allow (`supported`, given the other tensors) but an
   /// attribute rules out, e.g. expandX bf16 with quantMode 2: the tiling's re-check rejects it (561002,
   /// docs/semantics.md 1.2). Outside `supported` it is 161002.
   void DtypeAgrees(const TensorView& t, const char* param, DType want, std::initializer_list<DType> supported) const {
     const bool known = std::find(supported.begin(), supported.end(), t.dtype) != supported.end();
-    Require(t.dtype == want, known ? kRule : kDtype, param, DTypeName(t.dtype),
-            std::string("dtype must be ") + DTypeName(want));
+    Require(t.dtype == want, known ? kRule : kDtype, param, DTypeName(t.dtype), "dtype must be ", DTypeName(want));
   }
   void Dim(const TensorView& t, const char* param, int64_t dims) const {
-    Require(t.dim() == dims, kRule, param, t.Describe(), "must have " + std::to_string(dims) + " dimensions");
+    Require(t.dim() == dims, kRule, param, t, "must have ", dims, " dimensions");
   }
-  void Shape(bool ok, const TensorView& t, const char* param, const std::string& rule) const {
-    Require(ok, kRule, param, t.Describe(), rule);
+  template <typename... Rule>
+  void Shape(bool ok, const TensorView& t, const char* param, const Rule&... rule) const {
+    Require(ok, kRule, param, t, rule...);
   }
   const char* op() const { return op_; }
 
  private:
+  template <typename Piece>
+  static std::string Text(const Piece& piece) {
+    if constexpr (std::is_arithmetic_v<Piece>) {
+      return std::to_string(piece);
+    } else if constexpr (std::is_same_v<Piece, TensorView>) {
+      return piece.Describe();
+    } else if constexpr (std::is_invocable_v<const Piece&>) {
+      return piece();
+    } else {
+      return std::string(piece);
+    }
+  }
+  [[noreturn]] void Fail(ErrorCode code, std::string_view param, const std::string& value,
+                         const std::string& rule) const {
+    const std::string name = profile_ == Profile::kNative ? NativeName(std::string(param)) : std::string(param);
+    throw Error(code, std::string(op_) + ": parameter '" + name + "' = " + value + " violates rule: " + rule);
+  }
+
   const char* op_;
   Profile profile_;
 };
@@ -200,19 +222,21 @@ Limits LimitsOf(Profile p, bool dispatch) {
           kNone,     ""};
 }
 
-// "in [min, max]" (and "a multiple of m"), with the product the limit belongs to.
-std::string RangeRule(int64_t min, int64_t max, int64_t multiple, const char* product) {
-  const std::string top = max == std::numeric_limits<int32_t>::max() ? "INT32_MAX" : Str(max);
-  return (multiple > 1 ? "a multiple of " + Str(multiple) + " in [" : "in [") + Str(min) + ", " + top + "]" + product;
+// "in [min, max]" (and "a multiple of m"), with the product the limit belongs to; a rule piece, formatted
+// only on failure.
+auto RangeRule(int64_t min, int64_t max, int64_t multiple, const char* product) {
+  return [=] {
+    const std::string top = max == std::numeric_limits<int32_t>::max() ? "INT32_MAX" : Str(max);
+    return (multiple > 1 ? "a multiple of " + Str(multiple) + " in [" : "in [") + Str(min) + ", " + top + "]" + product;
+  };
 }
 
 // Atlas A2 has no TP, no shared-expert ranks and no const experts (docs/a2.md).
 void CheckA2Structure(const Checker& ck, const MoeConfig& c, const char* product) {
-  ck.Require(c.tp_world_size <= 1, "tpWorldSize", c.tp_world_size, std::string("0 or 1: no TP") + product);
+  ck.Require(c.tp_world_size <= 1, "tpWorldSize", c.tp_world_size, "0 or 1: no TP", product);
   ck.Require(c.shared_expert_rank_num == 0, "sharedExpertRankNum", c.shared_expert_rank_num,
-             std::string("must be 0: no shared-expert ranks") + product);
-  ck.Require(c.const_expert_num == 0, "constExpertNum", c.const_expert_num,
-             std::string("must be 0: no const experts") + product);
+             "must be 0: no shared-expert ranks", product);
+  ck.Require(c.const_expert_num == 0, "constExpertNum", c.const_expert_num, "must be 0: no const experts", product);
 }
 
 // Rules shared by dispatch and combine: group, experts, batch, hidden, top-k (docs/semantics.md 1.2 / 1.3).
@@ -221,17 +245,17 @@ void CheckCommonAttributes(const Checker& ck, MoeConfig& c, Profile p, ShapeName
   ck.Require(c.ep_world_size >= lim.ep_min && c.ep_world_size <= lim.ep_max && c.ep_world_size % lim.ep_multiple == 0,
              "epWorldSize", c.ep_world_size, RangeRule(lim.ep_min, lim.ep_max, lim.ep_multiple, lim.product));
   ck.Require(c.ep_rank >= 0 && c.ep_rank < c.ep_world_size, "epRankId", c.ep_rank,
-             "in [0, epWorldSize = " + Str(c.ep_world_size) + ")");
+             "in [0, epWorldSize = ", c.ep_world_size, ")");
   ck.Require(c.tp_world_size >= 0 && c.tp_world_size <= 2, "tpWorldSize", c.tp_world_size, "in [0, 2]");
   if (IsA2(p)) CheckA2Structure(ck, c, lim.product);
   if (c.expand_idx()) {  // what Atlas A2 has: no TP, no shared or const experts, no renumbering, 1-D masks
-    const std::string layout = std::string("with Atlas A2's expandIdx layout") +
-                               (p == Profile::kNative ? " (DispatchOptions::expand_idx_layout)" : "");
-    ck.Require(c.tp_world_size <= 1, "tpWorldSize", c.tp_world_size, "no TP group " + layout);
-    ck.Require(c.shared_expert_rank_num == 0, "sharedExpertRankNum", c.shared_expert_rank_num, "must be 0 " + layout);
-    ck.Require(c.const_expert_num == 0, "constExpertNum", c.const_expert_num, "must be 0 " + layout);
-    ck.Require(!c.elastic, kRule, "elasticInfo", "given", "must be absent " + layout);
-    ck.Require(c.mask != MaskKind::kPairs, kRule, "xActiveMask", "2-D", "must be 1-D " + layout);
+    const char* layout = p == Profile::kNative ? "with Atlas A2's expandIdx layout (DispatchOptions::expand_idx_layout)"
+                                               : "with Atlas A2's expandIdx layout";
+    ck.Require(c.tp_world_size <= 1, "tpWorldSize", c.tp_world_size, "no TP group ", layout);
+    ck.Require(c.shared_expert_rank_num == 0, "sharedExpertRankNum", c.shared_expert_rank_num, "must be 0 ", layout);
+    ck.Require(c.const_expert_num == 0, "constExpertNum", c.const_expert_num, "must be 0 ", layout);
+    ck.Require(!c.elastic, kRule, "elasticInfo", "given", "must be absent ", layout);
+    ck.Require(c.mask != MaskKind::kPairs, kRule, "xActiveMask", "2-D", "must be 1-D ", layout);
   }
   if (c.has_tp()) {
     ck.Require(c.tp_rank >= 0 && c.tp_rank < 2, "tpRankId", c.tp_rank, "in [0, tpWorldSize = 2)");
@@ -243,12 +267,12 @@ void CheckCommonAttributes(const Checker& ck, MoeConfig& c, Profile p, ShapeName
   if (c.shared_expert_rank_num == 0 && c.shared_expert_num == 1) c.shared_expert_num = 0;
   ck.Require(c.shared_expert_num >= 0 && c.shared_expert_num <= 4, "sharedExpertNum", c.shared_expert_num, "in [0, 4]");
   ck.Require(c.shared_expert_rank_num >= 0 && c.shared_expert_rank_num < c.ep_world_size, "sharedExpertRankNum",
-             c.shared_expert_rank_num, "in [0, epWorldSize = " + Str(c.ep_world_size) + ")");
+             c.shared_expert_rank_num, "in [0, epWorldSize = ", c.ep_world_size, ")");
   ck.Require((c.shared_expert_num == 0) == (c.shared_expert_rank_num == 0), "sharedExpertNum", c.shared_expert_num,
-             "sharedExpertNum and sharedExpertRankNum (" + Str(c.shared_expert_rank_num) + ") are both 0 or both > 0");
+             "sharedExpertNum and sharedExpertRankNum (", c.shared_expert_rank_num, ") are both 0 or both > 0");
   if (c.shared_expert_num > 0) {
     ck.Require(c.shared_expert_rank_num % c.shared_expert_num == 0, "sharedExpertRankNum", c.shared_expert_rank_num,
-               "must be a multiple of sharedExpertNum (" + Str(c.shared_expert_num) + ")");
+               "must be a multiple of sharedExpertNum (", c.shared_expert_num, ")");
   }
   const std::pair<int64_t, const char*> specials[] = {{c.zero_expert_num, "zeroExpertNum"},
                                                       {c.copy_expert_num, "copyExpertNum"},
@@ -256,45 +280,47 @@ void CheckCommonAttributes(const Checker& ck, MoeConfig& c, Profile p, ShapeName
   for (const auto& [count, name] : specials) {
     ck.Require(count >= 0 && count <= std::numeric_limits<int32_t>::max(), name, count, "in [0, INT32_MAX]");
   }
-  ck.Require(c.moe_expert_num > 0 && c.moe_expert_num <= lim.moe_max, "moeExpertNum", c.moe_expert_num,
-             "in (0, " + Str(lim.moe_max) + "]" + lim.product);
+  ck.Require(c.moe_expert_num > 0 && c.moe_expert_num <= lim.moe_max, "moeExpertNum", c.moe_expert_num, "in (0, ",
+             lim.moe_max, "]", lim.product);
   ck.Require(c.moe_expert_num % c.moe_rank_num() == 0, "moeExpertNum", c.moe_expert_num,
-             "must be a multiple of epWorldSize - sharedExpertRankNum (" + Str(c.moe_rank_num()) + ")");
+             "must be a multiple of epWorldSize - sharedExpertRankNum (", c.moe_rank_num(), ")");
   ck.Require(c.all_expert_num() <= std::numeric_limits<int32_t>::max(), "moeExpertNum", c.moe_expert_num,
-             "moeExpertNum + zero + copy + const experts (" + Str(c.all_expert_num()) + ") <= INT32_MAX");
-  ck.Require(c.local_expert_num() <= lim.per_rank_max, "moeExpertNum", c.moe_expert_num,
-             "at most " + Str(lim.per_rank_max) +
-                 " experts per rank (moeExpertNum / epWorldSize = " + Str(c.local_expert_num()) + ")" + lim.product);
+             "moeExpertNum + zero + copy + const experts (", c.all_expert_num(), ") <= INT32_MAX");
+  ck.Require(c.local_expert_num() <= lim.per_rank_max, "moeExpertNum", c.moe_expert_num, "at most ", lim.per_rank_max,
+             " experts per rank (moeExpertNum / epWorldSize = ", c.local_expert_num(), ")", lim.product);
   const int64_t blocks = c.local_expert_num() * c.ep_world_size;
-  ck.Require(blocks > 0 && blocks <= lim.blocks_max, "moeExpertNum", c.moe_expert_num,
-             "localExpertNum * epWorldSize (" + Str(blocks) + ") in (0, " + Str(lim.blocks_max) + "]");
+  ck.Require(blocks > 0 && blocks <= lim.blocks_max, "moeExpertNum", c.moe_expert_num, "localExpertNum * epWorldSize (",
+             blocks, ") in (0, ", lim.blocks_max, "]");
   if (c.has_tp()) {
     ck.Require(c.local_expert_num() == 1, "moeExpertNum", c.moe_expert_num,
                "one expert per MoE rank (localExpertNum == 1) when tpWorldSize == 2");
   }
 
+  const auto bs_rule = RangeRule(1, lim.bs_max, 1, lim.product);
   ck.Require(c.bs >= 1 && c.bs <= lim.bs_max, names.bs, c.bs,
-             lim.bs_max == std::numeric_limits<int64_t>::max() ? ">= 1" : RangeRule(1, lim.bs_max, 1, lim.product));
+             [&] { return lim.bs_max == std::numeric_limits<int64_t>::max() ? ">= 1" : bs_rule(); });
   ck.Require(c.hidden >= lim.hidden_min && c.hidden <= lim.hidden_max && c.hidden % lim.hidden_multiple == 0,
              names.hidden, c.hidden, RangeRule(lim.hidden_min, lim.hidden_max, lim.hidden_multiple, lim.product));
   const int64_t k_max = std::min(lim.top_k_max, c.all_expert_num());
-  ck.Require(c.top_k > 0 && c.top_k <= k_max, "K (expertIds.dim1)", c.top_k,
-             lim.top_k_max == std::numeric_limits<int64_t>::max()
-                 ? "in (0, " + ExpertBound(c) + "]"
-                 : "in (0, min(" + Str(lim.top_k_max) + ", " + ExpertBound(c) + ")]");
+  ck.Require(c.top_k > 0 && c.top_k <= k_max, "K (expertIds.dim1)", c.top_k, [&] {
+    return lim.top_k_max == std::numeric_limits<int64_t>::max()
+               ? "in (0, " + ExpertBound(c) + "]"
+               : "in (0, min(" + Str(lim.top_k_max) + ", " + ExpertBound(c) + ")]";
+  });
   // Bounded before anything is multiplied: a huge globalBs must fail here, not wrap the sizes below.
   const int64_t full = SaturatingMul(c.bs, c.ep_world_size);
-  const std::string global_rule = "0, or >= Bs * epWorldSize (" + Str(full) + ") and a multiple of epWorldSize";
+  const auto global_rule = [&] {
+    return "0, or >= Bs * epWorldSize (" + Str(full) + ") and a multiple of epWorldSize";
+  };
   ck.Require(c.global_bs >= 0 && c.global_bs % c.ep_world_size == 0, "globalBs", c.global_bs, global_rule);
   const int64_t slots_per_token = c.top_k + c.shared_expert_num;
   const int64_t max_bs_limit = static_cast<int64_t>(kMaxCombineFlags) / slots_per_token;
   ck.Require(c.max_bs() <= max_bs_limit, "globalBs", c.global_bs,
-             "maxBs (globalBs / epWorldSize, or Bs when globalBs is 0) = " + Str(c.max_bs()) +
-                 " times K + sharedExpertNum (" + Str(slots_per_token) + ") must be <= " + Str(kMaxCombineFlags) +
-                 ", so maxBs <= " + Str(max_bs_limit));
+             "maxBs (globalBs / epWorldSize, or Bs when globalBs is 0) = ", c.max_bs(), " times K + sharedExpertNum (",
+             slots_per_token, ") must be <= ", kMaxCombineFlags, ", so maxBs <= ", max_bs_limit);
   ck.Require(c.global_bs == 0 || c.max_bs() >= c.bs, "globalBs", c.global_bs, global_rule);
   ck.Require(!(c.global_bs > full && c.mask != MaskKind::kNone), "globalBs", c.global_bs,
-             "must not exceed Bs * epWorldSize (" + Str(full) + ") when xActiveMask is given");
+             "must not exceed Bs * epWorldSize (", full, ") when xActiveMask is given");
 }
 
 void CheckMask(const Checker& ck, MoeConfig& c, const TensorView& mask, Profile p) {
@@ -303,15 +329,16 @@ void CheckMask(const Checker& ck, MoeConfig& c, const TensorView& mask, Profile 
   ck.Dtype(mask, "xActiveMask", DType::kBool);
   if (IsA2(p)) ck.Shape(mask.dim() == 1, mask, "xActiveMask", "must be 1-D (Bs,) on Atlas A2");
   ck.Shape(mask.dim() == 1 || mask.dim() == 2, mask, "xActiveMask", "must be 1-D (Bs,) or 2-D (Bs, K)");
-  ck.Shape(mask.shape[0] == c.bs, mask, "xActiveMask", "dim0 must equal Bs = " + Str(c.bs));
+  ck.Shape(mask.shape[0] == c.bs, mask, "xActiveMask", "dim0 must equal Bs = ", c.bs);
   if (mask.dim() == 2) {
-    ck.Shape(mask.shape[1] == c.top_k, mask, "xActiveMask", "dim1 must equal K = " + Str(c.top_k));
+    ck.Shape(mask.shape[1] == c.top_k, mask, "xActiveMask", "dim1 must equal K = ", c.top_k);
   }
   c.mask = mask.dim() == 1 ? MaskKind::kTokens : MaskKind::kPairs;
 }
 
 void CheckWindow(const Checker& ck, const MoeConfig& c, const WindowLayout& layout, WindowCapacity window, Profile p) {
   if (p == Profile::kA2Hierarchy) return;  // refused once its rules passed: its window is never laid out
+  const auto ep_bytes = [&] { return Str(window.ep_bytes) + " bytes"; };
   if (p == Profile::kA2Fullmesh) {
     // Atlas A2's documented rule (its kernels do not check it); moe_ep's own layout is checked below.
     constexpr uint64_t kMb = uint64_t{1} << 20;
@@ -319,18 +346,18 @@ void CheckWindow(const Checker& ck, const MoeConfig& c, const WindowLayout& layo
                                                   std::min(c.local_expert_num(), c.top_k));
     const uint64_t need = SaturatingMul<uint64_t>(
         2, SaturatingAdd<uint64_t>(SaturatingMul<uint64_t>(rows, 2 * static_cast<uint64_t>(c.hidden)), 2 * kMb));
-    ck.Require(need <= window.ep_bytes, kRule, "HCCL_BUFFSIZE (EP window)", Str(window.ep_bytes) + " bytes",
-               "needs 2 * (Bs * epWorldSize * min(localExpertNum, K) * H * 2 + 2 MB) = " + Str(need) +
-                   " bytes on Atlas A2 (commAlg fullmesh)");
+    ck.Require(need <= window.ep_bytes, kRule, "HCCL_BUFFSIZE (EP window)", ep_bytes,
+               "needs 2 * (Bs * epWorldSize * min(localExpertNum, K) * H * 2 + 2 MB) = ", need,
+               " bytes on Atlas A2 (commAlg fullmesh)");
   }
-  ck.Require(layout.ep_window_bytes <= window.ep_bytes, kRule, "HCCL_BUFFSIZE (EP window)",
-             Str(window.ep_bytes) + " bytes",
-             "needs 2 * (maxBs*tokD*E*L + maxBs*tokC*(K+n_s)) = " + Str(layout.ep_window_bytes) + " bytes (" +
-                 Str((layout.ep_window_bytes + (1 << 20) - 1) >> 20) + " MB)");
+  ck.Require(layout.ep_window_bytes <= window.ep_bytes, kRule, "HCCL_BUFFSIZE (EP window)", ep_bytes,
+             "needs 2 * (maxBs*tokD*E*L + maxBs*tokC*(K+n_s)) = ", layout.ep_window_bytes, " bytes (",
+             (layout.ep_window_bytes + (1 << 20) - 1) >> 20, " MB)");
   if (c.has_tp()) {
-    ck.Require(layout.tp_window_bytes <= window.tp_bytes, kRule, "HCCL_BUFFSIZE (TP window)",
-               Str(window.tp_bytes) + " bytes",
-               "needs 2 * A * (tokD + tokC) = " + Str(layout.tp_window_bytes) + " bytes");
+    ck.Require(
+        layout.tp_window_bytes <= window.tp_bytes, kRule, "HCCL_BUFFSIZE (TP window)",
+        [&] { return Str(window.tp_bytes) + " bytes"; }, "needs 2 * A * (tokD + tokC) = ", layout.tp_window_bytes,
+        " bytes");
   }
 }
 
@@ -340,8 +367,8 @@ void CheckSpecialExpertInputs(const Checker& ck, const MoeConfig& c, const Combi
   const bool need_ori = c.copy_expert_num > 0 || c.const_expert_num > 0;
   const bool need_const = c.const_expert_num > 0;
   const auto require = [&](bool needed, const TensorView& v, const char* name) {
-    ck.Require(!needed || v.present(), kRule, name, "nullptr",
-               std::string("required when ") + (need_const ? "constExpertNum" : "copyExpertNum") + " > 0");
+    ck.Require(!needed || v.present(), kRule, name, "nullptr", "required when ",
+               need_const ? "constExpertNum" : "copyExpertNum", " > 0");
     if (v.present()) ck.Dtype(v, name, c.x_dtype);
   };
   require(need_ori, t.ori_x, "oriX");
@@ -350,18 +377,18 @@ void CheckSpecialExpertInputs(const Checker& ck, const MoeConfig& c, const Combi
   require(need_const, t.const_v, "constExpertV");
   if (t.ori_x.present()) {
     ck.Shape(t.ori_x.dim() == 2 && t.ori_x.shape[0] == c.bs && t.ori_x.shape[1] == c.hidden, t.ori_x, "oriX",
-             "shape must be (Bs, H) = (" + Str(c.bs) + ", " + Str(c.hidden) + ")");
+             "shape must be (Bs, H) = (", c.bs, ", ", c.hidden, ")");
   }
   for (const auto& [v, name] :
        {std::pair{&t.const_alpha1, "constExpertAlpha1"}, {&t.const_alpha2, "constExpertAlpha2"}}) {
     if (!need_const) break;
-    ck.Shape(v->dim() == 1 && v->shape[0] == c.const_expert_num, *v, name,
-             "shape must be (constExpertNum,) = (" + Str(c.const_expert_num) + ",)");
+    ck.Shape(v->dim() == 1 && v->shape[0] == c.const_expert_num, *v, name, "shape must be (constExpertNum,) = (",
+             c.const_expert_num, ",)");
   }
   if (need_const) {
     ck.Shape(t.const_v.dim() == 2 && t.const_v.shape[0] == c.const_expert_num && t.const_v.shape[1] == c.hidden,
-             t.const_v, "constExpertV",
-             "shape must be (constExpertNum, H) = (" + Str(c.const_expert_num) + ", " + Str(c.hidden) + ")");
+             t.const_v, "constExpertV", "shape must be (constExpertNum, H) = (", c.const_expert_num, ", ", c.hidden,
+             ")");
   }
 }
 
@@ -373,7 +400,7 @@ void CheckDispatchInputs(const Checker& ck, MoeConfig& c, const DispatchTensors&
 
   ck.Require(c.quant_mode >= 0 && c.quant_mode <= 2, "quantMode", c.quant_mode, "in [0, 2]");
   ck.Require(c.quant_mode != 1, "quantMode", c.quant_mode, "1 (static quantization) is not supported");
-  ck.Require(!(t.scales.present() && c.quant_mode == 0), kRule, "scales", t.scales.Describe(),
+  ck.Require(!(t.scales.present() && c.quant_mode == 0), kRule, "scales", t.scales,
              "must be absent when quantMode == 0");
   ck.Require(c.expert_token_nums_type == 0 || c.expert_token_nums_type == 1, "expertTokenNumsType",
              c.expert_token_nums_type, "0 or 1");
@@ -384,16 +411,15 @@ void CheckDispatchInputs(const Checker& ck, MoeConfig& c, const DispatchTensors&
   c.hidden = t.x.shape[1];
   c.top_k = t.expert_ids.shape[1];
   c.x_dtype = t.x.dtype;
-  ck.Shape(t.expert_ids.shape[0] == c.bs, t.expert_ids, "expertIds", "dim0 must equal Bs = " + Str(c.bs));
+  ck.Shape(t.expert_ids.shape[0] == c.bs, t.expert_ids, "expertIds", "dim0 must equal Bs = ", c.bs);
   CheckMask(ck, c, t.x_active_mask, p);
   CheckCommonAttributes(ck, c, p, kDispatchShapes, /*dispatch=*/true);
 
   if (t.scales.present()) {
     ck.Dim(t.scales, "scales", 2);
     ck.Shape(t.scales.shape[0] == c.shared_expert_num + c.moe_expert_num && t.scales.shape[1] == c.hidden, t.scales,
-             "scales",
-             "shape must be (sharedExpertNum + moeExpertNum, H) = (" + Str(c.shared_expert_num + c.moe_expert_num) +
-                 ", " + Str(c.hidden) + ")");
+             "scales", "shape must be (sharedExpertNum + moeExpertNum, H) = (", c.shared_expert_num + c.moe_expert_num,
+             ", ", c.hidden, ")");
   }
   CheckViews(ck, {{&t.x, "x"}, {&t.expert_ids, "expertIds"}, {&t.scales, "scales"}, {&t.x_active_mask, "xActiveMask"}});
 }
@@ -426,7 +452,7 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
   if (IsA2(p)) {
     // Atlas A2's kernel quantizes exactly when expandX is int8, whatever quantMode says (docs/a2.md).
     ck.Require(t.expand_x.dtype == c.x_dtype || t.expand_x.dtype == DType::kInt8, kDtype, "expandXOut",
-               DTypeName(t.expand_x.dtype), std::string("dtype must be x's (") + DTypeName(c.x_dtype) + ") or int8");
+               DTypeName(t.expand_x.dtype), "dtype must be x's (", DTypeName(c.x_dtype), ") or int8");
     c.quant_mode = t.expand_x.dtype == DType::kInt8 ? 2 : 0;
     ck.Require(c.quant_mode == 0 || t.dynamic_scales.present(), kRule, "dynamicScalesOut", "nullptr",
                "required when expandXOut is int8 (Atlas A2 quantizes by expandX's dtype)");
@@ -440,32 +466,31 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
   // CANN multiplies by the raw tpWorldSize (0 switches the check off); every received row is written,
   // so moe_ep demands max(tpWorldSize, 1) * A rows (docs/validation.md).
   ck.Shape(t.expand_x.shape[0] >= sizes.rows && t.expand_x.shape[1] == c.hidden, t.expand_x, "expandXOut",
-           "shape must be (max(tpWorldSize, 1) * A rows, i.e. >= " + Str(sizes.rows) + ", H = " + Str(c.hidden) + ")");
+           "shape must be (max(tpWorldSize, 1) * A rows, i.e. >= ", sizes.rows, ", H = ", c.hidden, ")");
   if (c.quant_mode == 2) {
     ck.Dtype(t.dynamic_scales, "dynamicScalesOut", DType::kFloat32);
     ck.Dim(t.dynamic_scales, "dynamicScalesOut", 1);
     ck.Shape(t.dynamic_scales.shape[0] >= sizes.rows, t.dynamic_scales, "dynamicScalesOut",
-             "dim0 must be >= A * tp = " + Str(sizes.rows));
+             "dim0 must be >= A * tp = ", sizes.rows);
   }
   ck.Dtype(t.assist_info, "assistInfoForCombineOut", DType::kInt32);
   ck.Dim(t.assist_info, "assistInfoForCombineOut", 1);
   ck.Shape(t.assist_info.shape[0] >= sizes.assist_entries, t.assist_info, "assistInfoForCombineOut",
-           c.expand_idx() ? "dim0 must be >= Bs * K = " + Str(sizes.assist_entries)
-                          : "dim0 must be >= 3 * tp * A = " + Str(sizes.assist_entries));
+           c.expand_idx() ? "dim0 must be >= Bs * K = " : "dim0 must be >= 3 * tp * A = ", sizes.assist_entries);
   const int64_t token_nums = sizes.token_num_entries;
   ck.Dtype(t.expert_token_nums, "expertTokenNumsOut", DType::kInt64);
   ck.Dim(t.expert_token_nums, "expertTokenNumsOut", 1);
-  ck.Shape(t.expert_token_nums.shape[0] == token_nums, t.expert_token_nums, "expertTokenNumsOut",
-           "dim0 must be " + Str(token_nums) + (c.is_shared_rank() ? " on a shared-expert rank" : " (localExpertNum)"));
+  ck.Shape(t.expert_token_nums.shape[0] == token_nums, t.expert_token_nums, "expertTokenNumsOut", "dim0 must be ",
+           token_nums, c.is_shared_rank() ? " on a shared-expert rank" : " (localExpertNum)");
   const int64_t recv = sizes.recv_count_entries;
   ck.Dtype(t.ep_recv_counts, "epRecvCountsOut", DType::kInt32);
   ck.Dim(t.ep_recv_counts, "epRecvCountsOut", 1);
-  ck.Shape(t.ep_recv_counts.shape[0] >= recv, t.ep_recv_counts, "epRecvCountsOut", "dim0 must be >= " + Str(recv));
+  ck.Shape(t.ep_recv_counts.shape[0] >= recv, t.ep_recv_counts, "epRecvCountsOut", "dim0 must be >= ", recv);
   ck.Dtype(t.tp_recv_counts, "tpRecvCountsOut", DType::kInt32);
   ck.Dim(t.tp_recv_counts, "tpRecvCountsOut", 1);
   if (!IsA2(p)) {  // A2 forces tpWorldSize to 0 and never writes it
     ck.Shape(t.tp_recv_counts.shape[0] == c.tp_world_size, t.tp_recv_counts, "tpRecvCountsOut",
-             "dim0 must equal tpWorldSize = " + Str(c.tp_world_size));
+             "dim0 must equal tpWorldSize = ", c.tp_world_size);
   }
   const std::pair<const TensorView*, const char*> outputs[] = {{&t.expand_x, "expandXOut"},
                                                                {&t.dynamic_scales, "dynamicScalesOut"},
@@ -518,7 +543,7 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
     for (const auto& [v, name] : {std::pair{&t.const_alpha1, "constExpertAlpha1"},
                                   {&t.const_alpha2, "constExpertAlpha2"},
                                   {&t.const_v, "constExpertV"}}) {
-      ck.Require(!v->present(), kRule, name, v->Describe(), "must be absent on Atlas A2 (no const experts)");
+      ck.Require(!v->present(), kRule, name, *v, "must be absent on Atlas A2 (no const experts)");
     }
   }
   ck.Require(!(c.comm_quant_mode != 0 && c.has_tp()), "commQuantMode", c.comm_quant_mode,
@@ -542,7 +567,7 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
                "CombineAddRmsNorm exists on Atlas A3 only");
   }
   if (c.expand_idx()) {  // Atlas A2's combine never reads it
-    ck.Require(!t.shared_expert_x.present(), kRule, "sharedExpertX", t.shared_expert_x.Describe(),
+    ck.Require(!t.shared_expert_x.present(), kRule, "sharedExpertX", t.shared_expert_x,
                "must be absent with Atlas A2's expandIdx layout");
   }
 
@@ -550,27 +575,27 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
   const int64_t a = layout.a, tp = c.tp_size();
   if (!IsA2(p)) {  // A2 forces tpWorldSize to 0, which switches this check off
     ck.Shape(t.expand_x.shape[0] >= c.tp_world_size * a, t.expand_x, "expandX",
-             "dim0 must be >= tpWorldSize * A = " + Str(c.tp_world_size * a));
+             "dim0 must be >= tpWorldSize * A = ", c.tp_world_size * a);
   }
   ck.Dim(t.expert_scales, "expertScales", 2);
   ck.Shape(t.expert_scales.shape[0] == c.bs && t.expert_scales.shape[1] == c.top_k, t.expert_scales, "expertScales",
-           "shape must be (Bs, K) = (" + Str(c.bs) + ", " + Str(c.top_k) + ")");
+           "shape must be (Bs, K) = (", c.bs, ", ", c.top_k, ")");
   ck.Dim(t.assist_info, "assistInfoForCombine", 1);
   // Native handles keep only the rows that exist; the ops check each triple before use. Atlas A2 reads one
   // expandIdx per (token, k).
   const int64_t assist_min = c.expand_idx() ? c.bs * c.top_k : p == Profile::kA3 ? a * 128 : 0;
   ck.Shape(t.assist_info.shape[0] >= assist_min, t.assist_info, "assistInfoForCombine",
-           c.expand_idx() ? "dim0 must be >= Bs * K = " + Str(assist_min) : "dim0 must be >= " + Str(assist_min));
+           c.expand_idx() ? "dim0 must be >= Bs * K = " : "dim0 must be >= ", assist_min);
   const int64_t send = c.receive_entries() * tp;
   ck.Dim(t.ep_send_counts, "epSendCounts", 1);
-  ck.Shape(t.ep_send_counts.shape[0] >= send, t.ep_send_counts, "epSendCounts", "dim0 must be >= " + Str(send));
+  ck.Shape(t.ep_send_counts.shape[0] >= send, t.ep_send_counts, "epSendCounts", "dim0 must be >= ", send);
   if (c.has_tp()) {
     ck.Present(t.tp_send_counts, "tpSendCounts");
     ck.Dim(t.tp_send_counts, "tpSendCounts", 1);
     ck.Shape(t.tp_send_counts.shape[0] == 2, t.tp_send_counts, "tpSendCounts", "dim0 must equal tpWorldSize = 2");
   }
   if (t.shared_expert_x.present()) {
-    ck.Require(c.shared_expert_rank_num == 0, kRule, "sharedExpertX", t.shared_expert_x.Describe(),
+    ck.Require(c.shared_expert_rank_num == 0, kRule, "sharedExpertX", t.shared_expert_x,
                "only allowed when sharedExpertRankNum == 0");
     const auto& s = t.shared_expert_x.shape;
     const bool ok2 = s.size() == 2 && s[0] == c.bs && s[1] == c.hidden;

@@ -19,8 +19,14 @@ void Window::Barrier(Clock::time_point deadline, const char* what) {
     }
     return ranks;
   };
-  WaitUntil(
-      *this, deadline, "Barrier", what, 0, [&] { return missing().empty(); }, missing);
+  // Polled without building the list: a poll must not allocate.
+  const auto all_arrived = [&] {
+    for (int peer = 0; peer < size(); ++peer) {
+      if (ReadFlag(BarrierFlag(peer)) < tag) return false;
+    }
+    return true;
+  };
+  WaitUntil(*this, deadline, "Barrier", what, 0, all_arrived, missing);
 }
 
 std::vector<int32_t> Window::Probe(Clock::duration wait) {
