@@ -22,6 +22,9 @@ uint64_t DefaultWindowBytes();
 ///
 /// MOE_EP_THREADS: threads per rank (1 .. 1024) for a group whose GroupOptions::threads is 0, and for
 /// the C API's communicators; default: this machine's cores shared out among the group's ranks, at least 1.
+/// MOE_EP_THREAD_MIN_BYTES (0 .. 2^40, default 131072): the least bytes of rows a loop gives each thread;
+/// a loop over fewer runs on fewer threads (waking one costs about as much as copying 100 KiB), so a
+/// decode step's few rows stay on the rank's own thread; 0 splits every loop among all of them.
 ///
 /// MOE_EP_ISA: instruction set of the numeric kernels: "scalar", "avx2", "avx512" or unset (the best
 /// this CPU has). Results are bit-identical on all of them; this exists for testing and benchmarking.

@@ -49,6 +49,10 @@ uint64_t WindowBytes() { return static_cast<uint64_t>(Integer("MOE_EP_WINDOW_MB"
 
 int Threads(int fallback) { return static_cast<int>(Integer("MOE_EP_THREADS", fallback, 1, 1024)); }
 
+uint64_t ThreadMinBytes(uint64_t fallback) {
+  return static_cast<uint64_t>(Integer("MOE_EP_THREAD_MIN_BYTES", static_cast<int64_t>(fallback), 0, int64_t{1} << 40));
+}
+
 DataPath DataPathChoice() {
   const auto text = Text("MOE_EP_DATA_PATH");
   if (!text || *text == "auto") return DataPath::kAuto;

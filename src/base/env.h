@@ -27,6 +27,9 @@ uint64_t WindowBytes();
 DataPath DataPathChoice();
 /// MOE_EP_THREADS: threads per rank, the rank's own included (1 .. 1024); `fallback` when unset.
 int Threads(int fallback);
+/// MOE_EP_THREAD_MIN_BYTES: the least bytes of rows a worker thread is woken for (0 .. 2^40; 0: every loop
+/// is split among all threads); `fallback` when unset.
+uint64_t ThreadMinBytes(uint64_t fallback);
 /// MOE_EP_ISA: the kernels' instruction set by name, nullopt to use the best the CPU has.
 std::optional<std::string> KernelIsa();
 /// MOE_EP_DEVICE_COUNT: the C API's virtual devices (default 16).

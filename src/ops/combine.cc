@@ -197,7 +197,7 @@ std::vector<uint8_t> SendRowsBack(const MoeConfig& c, const WindowLayout& layout
   std::vector<int64_t> order(own_rows);
   std::iota(order.begin(), order.end(), int64_t{0});
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return routes[a].slot < routes[b].slot; });
-  ctx.ForEachPart(own_rows, [&](int, int64_t begin, int64_t end) {
+  ctx.ForEachPart(own_rows, payload, [&](int, int64_t begin, int64_t end) {
     RowReader rows(expand_x);  // its own: a strided row is gathered into the reader
     std::vector<uint8_t> staging;
     for (int64_t at = begin; at < end; ++at) {
@@ -510,7 +510,9 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
   const std::vector<float> weights = GatherFloat(t.expert_scales);
   std::vector<uint8_t> pulled_from(c.ep_world_size, 0);
   std::mutex pulled_mutex;
-  ctx.ForEachPart(plan::ActiveTokenLimit(c, mask.data()), [&](int, int64_t begin, int64_t end) {
+  // A token's part reads its K (and shared) rows.
+  const uint64_t token_bytes = (c.top_k + c.shared_expert_num) * layout.combine_payload_bytes;
+  ctx.ForEachPart(plan::ActiveTokenLimit(c, mask.data()), token_bytes, [&](int, int64_t begin, int64_t end) {
     TokenReducer reducer(c, layout, t, ctx.ep, call, ctx, ids, weights, mask, pair_slots);
     reducer.Run(begin, end);
     const std::lock_guard lock(pulled_mutex);

@@ -11,7 +11,8 @@ Communicator::Communicator(std::unique_ptr<transport::Window> window, std::chron
     : window_(std::move(window)),
       timeout_(timeout),
       name_(std::move(name)),
-      workers_(std::make_unique<Workers>(threads > 0 ? threads : DefaultThreads(window_->size()))) {
+      workers_(std::make_unique<Workers>(threads > 0 ? threads : DefaultThreads(window_->size()),
+                                         env::ThreadMinBytes(kMinPartBytes))) {
   if (data_path == DataPath::kAuto) data_path = env::DataPathChoice();
   pull_min_bytes_ = data_path == DataPath::kPush ? UINT64_MAX : data_path == DataPath::kPull ? 0 : kPullMinBytes;
   if (window_->flag_count() != kWindowFlagCount) {

@@ -349,7 +349,7 @@ void ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, const plan
     recv_counts[entry] = static_cast<int32_t>(end);
   }
   const kernels::Half type = HalfOf(c.x_dtype);
-  ctx.ForEachPart(total, [&](int, int64_t begin, int64_t end) {
+  ctx.ForEachPart(total, layout.dispatch_token_bytes, [&](int, int64_t begin, int64_t end) {
     int64_t entry = std::upper_bound(entry_end.begin(), entry_end.end(), first + begin) - entry_end.begin();
     for (int64_t row = first + begin; row < first + end; ++row) {
       while (row >= entry_end[entry]) ++entry;
@@ -415,7 +415,7 @@ void AllGatherWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window&
   }
   sink.Reserve(peer_rows, "the TP peer");
   const int64_t first = sink.Take(peer_rows, /*read_again=*/false);
-  ctx.ForEachPart(peer_rows, [&](int, int64_t begin, int64_t end) {
+  ctx.ForEachPart(peer_rows, layout.dispatch_token_bytes, [&](int, int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       sink.Write(first + i, tp.LocalData() + call.half_offset + i * layout.dispatch_slot_bytes);
     }

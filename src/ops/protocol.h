@@ -24,12 +24,13 @@ struct Link {
   uint64_t pull_min_bytes = UINT64_MAX;   // Communicator::pull_min_bytes
   Workers* workers = nullptr;             // Communicator::workers; null: the caller's thread alone
 
-  /// body(part, begin, end) over [0, n) split among the workers (ops/workers.h).
-  void ForEachPart(int64_t n, const std::function<void(int part, int64_t begin, int64_t end)>& body) const {
-    if (workers) return workers->ForEachPart(n, body);
+  /// body(part, begin, end) over [0, n), items of about `item_bytes` each, split among the workers
+  /// (ops/workers.h).
+  void ForEachPart(int64_t n, uint64_t item_bytes,
+                   const std::function<void(int part, int64_t begin, int64_t end)>& body) const {
+    if (workers) return workers->ForEachPart(n, item_bytes, body);
     body(0, 0, n);
   }
-  int parts() const { return workers ? workers->threads() : 1; }
 };
 
 /// Collective over link.ep (and link.tp): docs/semantics.md 2 / 5.2.

@@ -8,7 +8,7 @@
 
 namespace moe_ep::ops {
 
-Workers::Workers(int threads) {
+Workers::Workers(int threads, uint64_t min_part_bytes) : min_part_bytes_(min_part_bytes) {
   for (int i = 1; i < std::max(threads, 1); ++i) helpers_.emplace_back([this, i] { Serve(i); });
 }
 
@@ -30,8 +30,19 @@ std::pair<int64_t, int64_t> PartRange(int64_t n, int parts, int part) {
 }
 }  // namespace
 
-void Workers::ForEachPart(int64_t n, const std::function<void(int part, int64_t begin, int64_t end)>& body) {
-  const int parts = static_cast<int>(std::min<int64_t>(threads(), std::max<int64_t>(n, 1)));
+int Workers::PartsFor(int64_t n, uint64_t item_bytes) const {
+  const uint64_t items = static_cast<uint64_t>(std::max<int64_t>(n, 1));
+  uint64_t parts = std::min<uint64_t>(threads(), items);
+  if (min_part_bytes_ > 0) {
+    const uint64_t bytes = item_bytes > UINT64_MAX / items ? UINT64_MAX : items * item_bytes;
+    parts = std::min(parts, std::max<uint64_t>(1, bytes / min_part_bytes_));
+  }
+  return static_cast<int>(parts);
+}
+
+void Workers::ForEachPart(int64_t n, uint64_t item_bytes,
+                          const std::function<void(int part, int64_t begin, int64_t end)>& body) {
+  const int parts = PartsFor(n, item_bytes);
   if (parts == 1) {
     body(0, 0, n);
     return;

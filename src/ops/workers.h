@@ -15,22 +15,30 @@ namespace moe_ep::ops {
 
 class Workers {
  public:
-  /// `threads` >= 1 in all, the caller's own thread included (threads - 1 are started here).
-  explicit Workers(int threads);
+  /// `threads` >= 1 in all, the caller's own thread included (threads - 1 are started here); a helper is
+  /// woken only for a part of at least `min_part_bytes` of rows.
+  Workers(int threads, uint64_t min_part_bytes);
   ~Workers();
   Workers(const Workers&) = delete;
   Workers& operator=(const Workers&) = delete;
 
   int threads() const { return static_cast<int>(helpers_.size()) + 1; }
 
-  /// Runs body(part, begin, end) over [0, n) cut into at most threads() contiguous parts, part 0 on the
-  /// calling thread, and returns when all are done; the first exception a part threw is rethrown then.
-  /// One call at a time (an operation holds its communicator's lock).
-  void ForEachPart(int64_t n, const std::function<void(int part, int64_t begin, int64_t end)>& body);
+  /// Runs body(part, begin, end) over [0, n), items of about `item_bytes` each, cut into PartsFor(n,
+  /// item_bytes) contiguous parts, part 0 on the calling thread, and returns when all are done; the first
+  /// exception a part threw is rethrown then. One call at a time (an operation holds its communicator's lock).
+  void ForEachPart(int64_t n, uint64_t item_bytes,
+                   const std::function<void(int part, int64_t begin, int64_t end)>& body);
+
+  /// How many parts [0, n) is cut into: at most threads() and n, each of at least min_part_bytes (at
+  /// least 1). Waking a helper and waiting for it costs about as much as copying 100 KiB (tens of
+  /// microseconds), so a few tokens' rows are copied by the calling thread alone.
+  int PartsFor(int64_t n, uint64_t item_bytes) const;
 
  private:
   void Serve(int helper);
 
+  uint64_t min_part_bytes_;
   std::vector<std::thread> helpers_;
   std::mutex mutex_;
   std::condition_variable wake_, done_;
@@ -46,5 +54,8 @@ class Workers {
 /// The default thread count of a rank: the cores of this machine shared out among `local_ranks` ranks,
 /// at least 1 (MOE_EP_THREADS overrides it).
 int DefaultThreads(int local_ranks);
+
+/// The least work a helper is woken for, in bytes of rows (MOE_EP_THREAD_MIN_BYTES overrides it).
+inline constexpr uint64_t kMinPartBytes = 128 << 10;
 
 }  // namespace moe_ep::ops

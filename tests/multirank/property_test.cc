@@ -4,7 +4,8 @@
 // outside it (pushed). Random
 // configurations (E 2..32, K 1..16, odd H, Bs 1..512, shared experts, both masks, unequal Bs, TP 2,
 // both quant modes, both token-count types, strided inputs), every output element bit-identical to the
-// reference, untouched rows still poisoned, with 1 or 3 worker threads per rank; and 1,000 consecutive
+// reference, untouched rows still poisoned, with 1 or 3 worker threads per rank (splitting every loop);
+// and 1,000 consecutive
 // rounds with fresh routing on 3 threads per rank; and a configuration whose rows are streamed into expandX.
 // A new transport adds one entry to Transports() below (and one factory to tests/transport/).
 #include <gtest/gtest.h>
@@ -14,6 +15,7 @@
 #include <random>
 
 #include "base/copy.h"
+#include "support/scoped_env.h"
 #include "support/test_seed.h"
 #include "verify/scenario.h"
 
@@ -49,6 +51,10 @@ std::vector<Transport> Transports() {
 
 class Property : public ::testing::TestWithParam<Transport> {
  protected:
+  // Ranks on 3 threads split every loop, however few rows it has (by default a helper is woken only for
+  // kMinPartBytes of rows, more than most configurations here move).
+  moe_ep::testing::ScopedEnv split_every_loop_{"MOE_EP_THREAD_MIN_BYTES", "0"};
+
   // At least one of `count`, scaled down for sanitizers and for this transport's share.
   static int Count(int count) { return std::max(1, count / kScale / GetParam().share); }
 

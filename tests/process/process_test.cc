@@ -72,12 +72,13 @@ TEST(ProcessRanks, RandomConfigurationsOnEightProcessesMatchReference) {
 }
 
 // The pull data path between processes: x and the expert outputs in the shared heap, read in place by
-// the peers (MOE_EP_DATA_PATH=pull forces it at every size), each rank on 3 threads.
+// the peers (MOE_EP_DATA_PATH=pull forces it at every size), each rank on 3 threads that split every loop.
 TEST(ProcessRanks, RowsPulledFromTheSharedHeapMatchReference) {
   const uint64_t seed = moe_ep::testing::BaseSeed() + 2;
   std::string output;
-  const int status = RunCommand(
-      "MOE_EP_DATA_PATH=pull MOE_EP_THREADS=3 " + Launch(8, "property " + std::to_string(seed) + " 4 heap"), output);
+  const int status = RunCommand("MOE_EP_DATA_PATH=pull MOE_EP_THREADS=3 MOE_EP_THREAD_MIN_BYTES=0 " +
+                                    Launch(8, "property " + std::to_string(seed) + " 4 heap"),
+                                output);
   EXPECT_EQ(status, 0) << output;
   EXPECT_EQ(LeftBehind(output), std::set<std::string>{}) << output;
 }

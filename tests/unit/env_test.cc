@@ -92,6 +92,20 @@ TEST(EnvVariables, DataPathIsPushPullOrAuto) {
   }
 }
 
+// The least work a worker thread is woken for: the default when unset, 0 (split every loop) allowed,
+// outside [0, 2^40] refused naming the variable, the value and the range.
+TEST(EnvVariables, ThreadMinBytes) {
+  const std::pair<const char*, uint64_t> values[] = {{nullptr, 4096}, {"0", 0}, {"131072", 131072}};
+  for (const auto& [text, bytes] : values) {
+    ScopedEnv set("MOE_EP_THREAD_MIN_BYTES", text);
+    EXPECT_EQ(env::ThreadMinBytes(4096), bytes) << (text ? text : "(unset)");
+  }
+  for (const char* text : {"-1", "1099511627777", "128K"}) {
+    ScopedEnv set("MOE_EP_THREAD_MIN_BYTES", text);
+    ExpectRefused(ErrorOf([] { env::ThreadMinBytes(4096); }), "MOE_EP_THREAD_MIN_BYTES", text, "[0, 1099511627776]");
+  }
+}
+
 // The hosts transport's message size: a default below Open MPI's eager limit, values rounded down to 8-byte
 // records, outside [1024, 64 MiB] refused naming the variable, the value and the range.
 TEST(EnvVariables, HostsMessageBytes) {

@@ -489,8 +489,8 @@ bench flags (each at most once; run's rules above hold for every configuration o
   --json FILE          also write the results as JSON (scripts/plot_bench.py draws them)
   A configuration whose memory would pass 80% of MemAvailable is skipped, with a note.
 
-environment: MOE_EP_TIMEOUT_MS, MOE_EP_WINDOW_MB, MOE_EP_ISA, MOE_EP_DATA_PATH, MOE_EP_HOSTS_RELAY,
-MOE_EP_HOSTS_MESSAGE_BYTES (see include/moe_ep/options.h)
+environment: MOE_EP_TIMEOUT_MS, MOE_EP_WINDOW_MB, MOE_EP_ISA, MOE_EP_DATA_PATH, MOE_EP_THREADS,
+MOE_EP_THREAD_MIN_BYTES, MOE_EP_HOSTS_RELAY, MOE_EP_HOSTS_MESSAGE_BYTES (see include/moe_ep/options.h)
 exit status: 0 verified (bench: measured), 1 mismatch or error, 2 bad usage (one line on stderr naming the flag and the rule)
 )";
   return text;

@@ -1,0 +1,66 @@
+// Worker threads inside a rank (src/ops/workers.h): how many parts a loop is cut into, and that every item
+// is run once, by the part PartsFor promises, whatever the thread count and the work per item.
+#include "ops/workers.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "support/test_seed.h"
+
+namespace {
+
+using moe_ep::ops::kMinPartBytes;
+using moe_ep::ops::Workers;
+
+TEST(Workers, PartsAreCutByWorkNotOnlyByThreads) {
+  Workers four(4, kMinPartBytes);
+  EXPECT_EQ(four.PartsFor(0, 1 << 20), 1);
+  EXPECT_EQ(four.PartsFor(3, 1 << 20), 3) << "never more parts than items";
+  EXPECT_EQ(four.PartsFor(100, 1 << 20), 4) << "never more parts than threads";
+  // A decode step's rows (8 rows of 14 KiB) are not worth waking a helper for.
+  EXPECT_EQ(four.PartsFor(8, 14336), 1);
+  EXPECT_EQ(four.PartsFor(2 * kMinPartBytes / 1024, 1024), 2) << "each part carries at least kMinPartBytes";
+  EXPECT_EQ(four.PartsFor(3 * kMinPartBytes / 1024 - 1, 1024), 2);
+  EXPECT_EQ(four.PartsFor(int64_t{1} << 40, UINT64_MAX), 4) << "the product must not wrap";
+  Workers every_loop(4, 0);
+  EXPECT_EQ(every_loop.PartsFor(8, 1), 4) << "0: split every loop among all threads";
+  EXPECT_EQ(Workers(1, 0).PartsFor(100, 1 << 20), 1);
+}
+
+TEST(Workers, EveryItemRunsOnceInThePartPromised) {
+  const uint64_t seed = moe_ep::testing::BaseSeed();
+  std::mt19937_64 rng(seed);
+  for (int trial = 0; trial < 200; ++trial) {
+    const int threads = 1 + static_cast<int>(rng() % 4);
+    const uint64_t min_part = rng() % 2 ? 0 : 1 + rng() % 4096;
+    const int64_t n = static_cast<int64_t>(rng() % 300);
+    const uint64_t item_bytes = 1 + rng() % 256;
+    Workers workers(threads, min_part);
+    std::vector<int> runs(n, 0);
+    std::set<int> parts_seen;
+    std::set<std::thread::id> threads_seen;
+    std::mutex mutex;
+    workers.ForEachPart(n, item_bytes, [&](int part, int64_t begin, int64_t end) {
+      const std::lock_guard lock(mutex);
+      parts_seen.insert(part);
+      threads_seen.insert(std::this_thread::get_id());
+      for (int64_t i = begin; i < end; ++i) ++runs[i];
+    });
+    const std::string what = "seed " + std::to_string(seed) + " trial " + std::to_string(trial);
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(runs[i], 1) << what << " item " << i;
+    const int parts = workers.PartsFor(n, item_bytes);
+    if (n > 0) {
+      EXPECT_EQ(static_cast<int>(parts_seen.size()), parts) << what;
+      EXPECT_EQ(static_cast<int>(threads_seen.size()), parts) << what << ": each part on its own thread";
+    }
+  }
+}
+
+}  // namespace
