@@ -51,7 +51,8 @@ class Tensor {
   Tensor(DType dtype, std::vector<int64_t> shape);
   /// The same, in this process's shared heap: ranks that are other processes of this host read it in
   /// place, so dispatch's x and combine's expert outputs allocated here move with one copy per row (the
-  /// pull data path). Tensors anywhere else still work: their rows are pushed. Threads of one process
+  /// pull data path). Tensors anywhere else still work: their rows are pushed (but an x of at most 64 KiB is
+  /// copied into the shared heap by dispatch and pulled from there). Threads of one process
   /// need nothing of this (every address is visible to them).
   static Tensor PeerVisible(DType dtype, std::vector<int64_t> shape);
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "moe_ep/group.h"
+#include "ops/stage.h"
 #include "ops/workers.h"
 #include "plan/layout.h"
 #include "transport/window.h"
@@ -40,6 +41,8 @@ struct OpState {
   /// The last reset-sync tag consumed from each peer (a peer that skipped a reset is behind, so a sync
   /// waits for a tag newer than the last one seen rather than for an exact one).
   std::vector<uint64_t> reset_seen;
+  /// Dispatch's staged x (ops/stage.h).
+  StageBuffers dispatch_stage;
 };
 
 /// Numbers an operation alike on every rank: the generation of the last synced reset (high 32 bits),

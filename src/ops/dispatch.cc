@@ -150,11 +150,17 @@ CallSlot NextDispatchCall(const Window& w, OpState& state) {
   return NextCall(w, state, state.dispatch_calls, plan::kDispatchFlagBase, plan::kMaxDispatchFlags);
 }
 
-// Per rank: whether it pulls this rank's rows (it receives at least one and has been told where x, and
-// any smooth scales, are).
-std::vector<uint8_t> AnnouncePulls(const MoeConfig& c, const WindowLayout& layout, const plan::DispatchTensors& t,
-                                   const plan::RoutingPlan& plan, Window& ep, const CallSlot& call,
-                                   uint64_t min_bytes) {
+// Who reads this rank's rows in place: per rank, whether it pulls them (it receives at least one and has
+// been told where x, and any smooth scales, are); and whether they were staged, so that no reader needs
+// waiting for.
+struct Pulls {
+  std::vector<uint8_t> readers;
+  bool staged = false;
+};
+
+Pulls AnnouncePulls(const MoeConfig& c, const WindowLayout& layout, const plan::DispatchTensors& t,
+                    const plan::RoutingPlan& plan, Window& ep, const CallSlot& call, uint64_t min_bytes,
+                    StageBuffers* stage) {
   std::vector<uint8_t> receives(c.ep_world_size, 0);
   for (const plan::RoutedPair& p : plan.pairs) receives[c.ExpertRank(p.expert)] = 1;
   if (!plan.valid_tokens.empty()) {
@@ -162,9 +168,19 @@ std::vector<uint8_t> AnnouncePulls(const MoeConfig& c, const WindowLayout& layou
   }
   const uint64_t rows = plan.pairs.size() + c.shared_expert_num * plan.valid_tokens.size();
   const uint64_t sent_bytes = rows * layout.dispatch_token_bytes;
-  const std::optional<pull::Rows> x = pull::RowsOf(t.x);
+  std::optional<pull::Rows> x = pull::RowsOf(t.x);
   const bool smoothed = c.quant_mode == 2 && t.scales.present();
   const std::optional<pull::Rows> smooth = smoothed ? pull::RowsOf(t.scales) : std::nullopt;
+  // A small x is staged (ops/stage.h): peers read the copy, which stays put after the call returns, so the
+  // call needs no round trip in which its readers say they are done, and an x in private memory is pulled
+  // too. Not with smooth scales, which the readers read in place as well.
+  bool staged = false;
+  if (stage && x && !smoothed && sent_bytes >= min_bytes) {
+    if (const uint8_t* copy = stage->Stage(call.parity, x->base, x->stride, x->count, x->row_bytes)) {
+      x = pull::Rows{copy, x->row_bytes, x->count, x->row_bytes};
+      staged = true;
+    }
+  }
   const std::vector<uint64_t> x_tokens = pull::Expose(ep, x, sent_bytes, min_bytes);
   const std::vector<uint64_t> smooth_tokens = pull::Expose(ep, smooth, smoothed ? sent_bytes : 0, min_bytes);
   std::vector<uint8_t> pulled(c.ep_world_size, 0);
@@ -174,7 +190,7 @@ std::vector<uint8_t> AnnouncePulls(const MoeConfig& c, const WindowLayout& layou
     pull::Announce(ep, flags, dst, x_tokens[dst], *x, smoothed ? smooth_tokens[dst] : 0, smooth.value_or(pull::Rows{}));
     pulled[dst] = 1;
   }
-  return pulled;
+  return {pulled, staged};
 }
 
 void SendToExperts(const MoeConfig& c, const WindowLayout& layout, const plan::RoutingPlan& plan, SlotWriter& writer,
@@ -460,9 +476,13 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
   Window& ep = ctx.ep;
   const CallSlot call = NextDispatchCall(ep, ctx.ep_state);
   AnnounceAttributes(c, ep, call);
-  const std::vector<uint8_t> pulled = AnnouncePulls(c, layout, t, plan, ep, call, ctx.pull_min_bytes);
+  // Not the first call after the window was made or reset: a reset without sync may have let this rank run
+  // ahead of a peer still reading its stage of an earlier call. The first call waits for every peer's
+  // counts, which a peer sends only after finishing everything before it.
+  StageBuffers* stage = ctx.ep_state.dispatch_calls > 1 ? &ctx.ep_state.dispatch_stage : nullptr;
+  const Pulls pulls = AnnouncePulls(c, layout, t, plan, ep, call, ctx.pull_min_bytes, stage);
   SlotWriter writer(c, layout, t);
-  SendToExperts(c, layout, plan, writer, ep, call, pulled);
+  SendToExperts(c, layout, plan, writer, ep, call, pulls.readers);
   AnnounceCounts(c, plan, ep, call);
   CheckPeersAgree(c, ep, call, ctx);
 
@@ -478,9 +498,13 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
     tp_counts[1 - c.tp_rank] = static_cast<int32_t>(sink.rows() - own_rows);
   }
   WriteExpertTokenNums(c, recv_counts, sink.rows(), static_cast<int64_t*>(t.expert_token_nums.data));
-  ctx.ep_state.dispatch_readers = static_cast<int>(std::count(pulled.begin(), pulled.end(), 1));
-  // The caller may overwrite x once this returns: not before every rank reading it in place is done.
-  pull::WaitDone(ep, pull::CallFlags(plan::kDispatchPullFlagBase, call), pulled, ctx.deadline, "MoeDistributeDispatch");
+  ctx.ep_state.dispatch_readers = static_cast<int>(std::count(pulls.readers.begin(), pulls.readers.end(), 1));
+  // The caller may overwrite x once this returns: not before every rank reading it in place is done (a staged
+  // copy stays put until every peer has finished this call).
+  if (!pulls.staged) {
+    pull::WaitDone(ep, pull::CallFlags(plan::kDispatchPullFlagBase, call), pulls.readers, ctx.deadline,
+                   "MoeDistributeDispatch");
+  }
 }
 
 }  // namespace moe_ep::ops::protocol

@@ -41,7 +41,8 @@ struct Transport {
 void PrintTo(const Transport& t, std::ostream* os) { *os << t.name; }
 
 std::vector<Transport> Transports() {
-  // shm_fallback: pull asked for, inputs in ordinary memory, which peers cannot read in place: pushed.
+  // shm_fallback: pull asked for, inputs in ordinary memory, which peers cannot read in place: pushed (a
+  // dispatch's x of at most 64 KiB is staged in the shared heap and pulled from there).
   return {{"thread_push", ThreadGroupMaker, DataPath::kPush, false, 2, 0},
           {"thread_pull", ThreadGroupMaker, DataPath::kPull, false, 2, 200},
           {"shm_push", ShmGroupMaker, DataPath::kPush, false, 4, 100},

@@ -1,0 +1,100 @@
+// Dispatches back to back, no combine between them, with x overwritten as soon as each returns: a rank may
+// run calls ahead of a peer still reading its rows (a small x is read from a staged copy, one per call
+// parity: ops/stage.h), so every received row must still be the one its source sent in that call. The
+// rows' places and counts are checked against the reference by the property tests; here each row is checked
+// against its source's x of the same round, which its triple names.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "moe_ep/ops.h"
+#include "support/test_seed.h"
+
+namespace {
+
+using moe_ep::DataPath;
+using moe_ep::DType;
+using moe_ep::Group;
+using moe_ep::TensorView;
+
+constexpr int kRanks = 8, kExperts = 16, kTopK = 4, kRounds = 300;
+
+// Element j of token t of rank r's x in round n: distinct for every (round, rank, token, j) that can meet.
+uint16_t Element(int round, int rank, int token, int64_t j) {
+  return static_cast<uint16_t>((round * 131 + rank * 17 + token * 5 + j * 3) & 0x7F7F);
+}
+
+// One rank's kRounds dispatches; `failure` gets its first mismatch.
+void Rank(Group& group, int r, int64_t bs, int64_t hidden, uint64_t seed, std::string& failure) {
+  std::mt19937_64 rng(seed * 1000 + r);
+  std::vector<uint16_t> x(bs * hidden);
+  std::vector<int32_t> ids(bs * kTopK);
+  moe_ep::DispatchOptions options;
+  options.experts.moe_expert_num = kExperts;
+  for (int round = 0; round < kRounds; ++round) {  // every round, even after a mismatch: the peers wait for it
+    for (int64_t t = 0; t < bs; ++t) {
+      for (int64_t j = 0; j < hidden; ++j) x[t * hidden + j] = Element(round, r, static_cast<int>(t), j);
+      std::vector<int32_t> experts(kExperts);
+      for (int e = 0; e < kExperts; ++e) experts[e] = e;
+      std::shuffle(experts.begin(), experts.end(), rng);
+      std::copy_n(experts.begin(), kTopK, ids.begin() + t * kTopK);
+    }
+    const moe_ep::DispatchResult d = moe_ep::Dispatch(group, TensorView(x.data(), DType::kBf16, {bs, hidden}),
+                                                      TensorView(ids.data(), DType::kInt32, {bs, kTopK}), options);
+    std::memset(x.data(), 0xFF, x.size() * sizeof(uint16_t));  // the caller's to reuse at once
+    const auto* rows = static_cast<const uint16_t*>(d.expand_x.data());
+    const auto* triples = static_cast<const int32_t*>(d.handle.assist_info.data());
+    for (int64_t i = 0; i < d.handle.num_rows && failure.empty(); ++i) {
+      const int src = triples[3 * i], token = triples[3 * i + 1];
+      for (int64_t j = 0; j < hidden; ++j) {
+        if (rows[i * hidden + j] != Element(round, src, token, j)) {
+          failure = "rank " + std::to_string(r) + " round " + std::to_string(round) + ": row " + std::to_string(i) +
+                    " (rank " + std::to_string(src) + "'s token " + std::to_string(token) + ") differs at element " +
+                    std::to_string(j);
+          break;
+        }
+      }
+    }
+  }
+}
+
+// Runs kRounds dispatches on every rank; returns the first mismatch ("" when none).
+std::string RunRounds(std::vector<Group>& groups, int64_t bs, int64_t hidden, uint64_t seed) {
+  std::vector<std::string> failures(kRanks);
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < kRanks; ++r) {
+    ranks.emplace_back([&, r] {
+      try {
+        Rank(groups[r], r, bs, hidden, seed, failures[r]);
+      } catch (const std::exception& e) {
+        failures[r] = "rank " + std::to_string(r) + ": " + e.what();
+      }
+    });
+  }
+  for (auto& t : ranks) t.join();
+  for (const std::string& f : failures) {
+    if (!f.empty()) return f;
+  }
+  return "";
+}
+
+// Pulled (staged, as x is 8 KiB or less here), and pushed for comparison.
+TEST(BackToBackDispatch, RowsAreThoseOfTheirRoundOnEveryPath) {
+  const uint64_t seed = moe_ep::testing::BaseSeed();
+  for (const DataPath path : {DataPath::kPull, DataPath::kPush}) {
+    moe_ep::GroupOptions options;
+    options.data_path = path;
+    options.window_bytes = uint64_t{64} << 20;
+    options.timeout = std::chrono::seconds(60);  // a rank that throws fails the others within a minute
+    std::vector<Group> groups = moe_ep::CreateThreadGroups(kRanks, options);
+    EXPECT_EQ(RunRounds(groups, /*bs=*/4, /*hidden=*/1024, seed), "")
+        << (path == DataPath::kPull ? "pulled" : "pushed") << ", seed " << seed;
+  }
+}
+
+}  // namespace
