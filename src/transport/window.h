@@ -104,6 +104,9 @@ class Window {
     (void)missing;
     return {};
   }
+  /// How the transport moves data, for a report (the hosts transport: its paths between hosts and its
+  /// message size, as the ranks agreed them); empty by default.
+  virtual std::string Describe() const { return {}; }
 
   /// Returns once every rank of the group has entered the same barrier, or throws TimeoutError at
   /// `deadline` naming the ranks that did not; `what` says what the barrier is for.

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "base/env.h"
+#include "api/group_impl.h"
 #include "kernels/kernels.h"
 #include "moe-ep/rank_job.h"
 #include "moe-ep/run_job.h"
@@ -41,15 +41,9 @@ int RunJobOverMpi(const JobOptions& o) {
   const VerifiedJob job = MakeVerifiedJob(o, seed);
   if (rank == 0) {
     std::printf("moe-ep run: %s\n", verify::Describe(job.spec).c_str());
-    std::printf(
-        "  transport: hosts (MPI), %d ranks as processes on %d host%s, between hosts %s in messages of at most "
-        "%llu bytes, kernels: %s, seed %llu\n",
-        size, hosts, hosts == 1 ? "" : "s",
-        !env::HostsRelay()           ? "flat (MOE_EP_HOSTS_RELAY=0)"
-        : hosts < 2 || size == hosts ? "flat (no host has several ranks to relay to)"
-                                     : "dispatch two-level (through one rank per host), combine flat",
-        static_cast<unsigned long long>(env::HostsMessageBytes()), kernels::IsaName(kernels::ActiveIsa()),
-        static_cast<unsigned long long>(seed));
+    std::printf("  transport: hosts (MPI), %d ranks as processes on %d host%s, %s, kernels: %s, seed %llu\n", size,
+                hosts, hosts == 1 ? "" : "s", GroupAccess::Comm(group).window().Describe().c_str(),
+                kernels::IsaName(kernels::ActiveIsa()), static_cast<unsigned long long>(seed));
     std::fflush(stdout);
   }
   const std::string mismatch = VerifyRank(job, rank, group);

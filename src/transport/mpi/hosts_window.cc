@@ -341,6 +341,16 @@ class HostsWindow final : public Window {
     for (int peer = 0; peer < size(); ++peer) SendQueued(peer);
   }
 
+  std::string Describe() const override {
+    const bool several = std::any_of(topology_.host_ranks.begin(), topology_.host_ranks.end(),
+                                     [](const auto& ranks) { return ranks.size() > 1; });
+    const char* path = relay_ ? "dispatch two-level (through one rank per host), combine flat"
+                       : topology_.host_ranks.size() < 2 || !several ? "flat (no host has several ranks to relay to)"
+                                                                     : "flat (MOE_EP_HOSTS_RELAY=0)";
+    return std::string("between hosts ") + path + ", in messages of at most " + std::to_string(message_.bytes) +
+           " bytes";
+  }
+
   std::string ExplainMissing(std::span<const int> missing) const override {
     std::string text = MessagesInFlight();
     if (relay_) text += EndsSeen(missing);
