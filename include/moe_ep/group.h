@@ -16,8 +16,9 @@
 namespace moe_ep {
 
 /// How dispatch and combine move rows between ranks that can read each other's memory in place (the
-/// ranks of CreateThreadGroups; process ranks of one host for tensors made with Tensor::PeerVisible);
-/// other rows are always pushed. Both paths give the same bits.
+/// ranks of CreateThreadGroups; process ranks of one host for tensors made with Tensor::PeerVisible, and
+/// for a dispatch's x of at most 64 KiB, which dispatch copies there); other rows are always pushed. Both
+/// paths give the same bits.
 enum class DataPath : uint8_t {
   /// MOE_EP_DATA_PATH when set, else by size: a rank's rows are pulled when it sends at least
   /// kPullMinBytes of them in a call, pushed below that (a pull costs one more round trip).

@@ -10,6 +10,9 @@ namespace moe_ep::ops::protocol {
 
 void BufferReset(transport::Window& ep, OpState& state, std::span<const int32_t> reachable, bool need_sync,
                  transport::Clock::time_point deadline) {
+  // The done words of a staged dispatch go with the flags: a buffer whose readers have not all said so
+  // by now is given up (ops/stage.h).
+  state.dispatch_stage.Settle(ep, transport::Clock::now());
   ep.ClearLocal(plan::kClearedFlagCount);
   state.dispatch_calls = state.combine_calls = 0;
   state.generation = 0;

@@ -23,6 +23,11 @@ Communicator::Communicator(std::unique_ptr<transport::Window> window, std::chron
   state_.reset_seen.assign(window_->size(), 0);
 }
 
+Communicator::~Communicator() {
+  state_.dispatch_stage.Settle(*window_,
+                               transport::Clock::now() + std::min<transport::Clock::duration>(kSettleTime, timeout_));
+}
+
 std::vector<int> Communicator::failed_ranks() const {
   std::lock_guard lock(failed_mutex_);
   return {failed_.begin(), failed_.end()};

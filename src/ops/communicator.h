@@ -57,6 +57,10 @@ class Communicator {
   /// kAuto reads MOE_EP_DATA_PATH.
   Communicator(std::unique_ptr<transport::Window> window, std::chrono::milliseconds timeout, std::string name,
                DataPath data_path = DataPath::kAuto, int threads = 0);
+  /// Gives the peers still reading this rank's staged rows (ops/stage.h) up to kSettleTime to finish, so
+  /// that they do not read memory reused elsewhere, or find this process gone.
+  ~Communicator();
+  static constexpr std::chrono::seconds kSettleTime{1};
 
   int rank() const { return window_->rank(); }
   int size() const { return window_->size(); }

@@ -176,7 +176,7 @@ Pulls AnnouncePulls(const MoeConfig& c, const WindowLayout& layout, const plan::
   // too. Not with smooth scales, which the readers read in place as well.
   bool staged = false;
   if (stage && x && !smoothed && sent_bytes >= min_bytes) {
-    if (const uint8_t* copy = stage->Stage(call.parity, x->base, x->stride, x->count, x->row_bytes)) {
+    if (const uint8_t* copy = stage->Stage(ep, call.parity, x->base, x->stride, x->count, x->row_bytes)) {
       x = pull::Rows{copy, x->row_bytes, x->count, x->row_bytes};
       staged = true;
     }
@@ -190,6 +190,7 @@ Pulls AnnouncePulls(const MoeConfig& c, const WindowLayout& layout, const plan::
     pull::Announce(ep, flags, dst, x_tokens[dst], *x, smoothed ? smooth_tokens[dst] : 0, smooth.value_or(pull::Rows{}));
     pulled[dst] = 1;
   }
+  if (staged) stage->Readers(call.parity, call.epoch, pull::DoneFlags(flags, pulled));
   return {pulled, staged};
 }
 
@@ -476,11 +477,7 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
   Window& ep = ctx.ep;
   const CallSlot call = NextDispatchCall(ep, ctx.ep_state);
   AnnounceAttributes(c, ep, call);
-  // Not the first call after the window was made or reset: a reset without sync may have let this rank run
-  // ahead of a peer still reading its stage of an earlier call. The first call waits for every peer's
-  // counts, which a peer sends only after finishing everything before it.
-  StageBuffers* stage = ctx.ep_state.dispatch_calls > 1 ? &ctx.ep_state.dispatch_stage : nullptr;
-  const Pulls pulls = AnnouncePulls(c, layout, t, plan, ep, call, ctx.pull_min_bytes, stage);
+  const Pulls pulls = AnnouncePulls(c, layout, t, plan, ep, call, ctx.pull_min_bytes, &ctx.ep_state.dispatch_stage);
   SlotWriter writer(c, layout, t);
   SendToExperts(c, layout, plan, writer, ep, call, pulls.readers);
   AnnounceCounts(c, plan, ep, call);

@@ -103,12 +103,17 @@ void SignalDone(transport::Window& ep, const CallFlags& flags, int sender) {
   ep.Signal(sender, FlagOf(flags, ep.rank(), kDone), MakeFlag(flags.epoch, 1));
 }
 
-void WaitDone(const transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads,
-              transport::Clock::time_point deadline, const char* op) {
+std::vector<uint64_t> DoneFlags(const CallFlags& flags, std::span<const uint8_t> reads) {
   std::vector<uint64_t> indices;
   for (int reader = 0; reader < static_cast<int>(reads.size()); ++reader) {
     if (reads[reader]) indices.push_back(FlagOf(flags, reader, kDone));
   }
+  return indices;
+}
+
+void WaitDone(const transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads,
+              transport::Clock::time_point deadline, const char* op) {
+  const std::vector<uint64_t> indices = DoneFlags(flags, reads);
   transport::WaitFlags(
       ep, indices, flags.epoch, deadline,
       [&](uint64_t index) { return static_cast<int>((index - flags.base) / plan::kPullFields); }, op,

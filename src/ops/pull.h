@@ -1,6 +1,7 @@
 // The pull data path: a sender announces where the rows it sends to a peer are (a tensor the peer can
-// read in place), the peer copies them from there and then says it is done, and the sender returns
-// only after every such peer did (its caller may overwrite the tensor as soon as the call returns).
+// read in place, or a staged copy: ops/stage.h), the peer copies them from there and then says it is done,
+// and the sender returns only after every such peer did (its caller may overwrite the tensor as soon as
+// the call returns), unless it announced a staged copy.
 #pragma once
 
 #include <cstdint>
@@ -50,6 +51,9 @@ void Announce(transport::Window& ep, const CallFlags& flags, int peer, uint64_t 
 /// announced nothing (it pushed); each row is `row_bytes` long. `second` selects the second tensor.
 std::optional<Rows> Announced(const transport::Window& ep, const CallFlags& flags, int sender, uint64_t row_bytes,
                               bool second = false);
+
+/// The flags in this rank's window in which each rank r with reads[r] != 0 says it is done with this call.
+std::vector<uint64_t> DoneFlags(const CallFlags& flags, std::span<const uint8_t> reads);
 
 /// Tells `sender` that this rank has finished reading what it announced.
 void SignalDone(transport::Window& ep, const CallFlags& flags, int sender);

@@ -1,5 +1,8 @@
-// Staged inputs: copies in the shared heap, one buffer per call parity.
+// Staged inputs: copies in the shared heap, one buffer per call parity, reused only once their readers are done.
 #include "ops/stage.h"
+
+#include <exception>
+#include <thread>
 
 #include "base/copy.h"
 #include "transport/shm/shared_heap.h"
@@ -7,18 +10,58 @@
 namespace moe_ep::ops {
 
 StageBuffers::~StageBuffers() {
-  for (uint8_t* buffer : buffers_) {
-    if (buffer) transport::SharedHeap::Process().Free(buffer);
+  for (Buffer& buffer : buffers_) {
+    if (!buffer.done_flags.empty()) Abandon(buffer);  // nobody said it may go (Settle was not called)
+    if (buffer.bytes) transport::SharedHeap::Process().Free(buffer.bytes);
   }
 }
 
-const uint8_t* StageBuffers::Stage(uint64_t parity, const uint8_t* base, uint64_t stride, uint64_t count,
-                                   uint64_t row_bytes) {
+bool StageBuffers::Done(const transport::Window& window, const Buffer& buffer) {
+  for (uint64_t flag : buffer.done_flags) {
+    if (transport::FlagEpoch(window.ReadFlag(flag)) != buffer.epoch) return false;
+  }
+  return true;
+}
+
+void StageBuffers::Abandon(Buffer& buffer) {
+  // A reader may still copy from it: keep the memory for the life of the process.
+  buffer.bytes = nullptr;
+  buffer.done_flags.clear();
+}
+
+const uint8_t* StageBuffers::Stage(const transport::Window& window, uint64_t parity, const uint8_t* base,
+                                   uint64_t stride, uint64_t count, uint64_t row_bytes) {
   if (row_bytes != 0 && count > kStageMaxBytes / row_bytes) return nullptr;
-  uint8_t*& buffer = buffers_[parity & 1];
-  if (!buffer) buffer = static_cast<uint8_t*>(transport::SharedHeap::Process().Allocate(kStageMaxBytes));
-  for (uint64_t i = 0; i < count; ++i) CopyBytes(buffer + i * row_bytes, base + i * stride, row_bytes);
-  return buffer;
+  Buffer& buffer = buffers_[parity & 1];
+  if (!buffer.done_flags.empty() && !Done(window, buffer)) Abandon(buffer);
+  buffer.done_flags.clear();
+  if (!buffer.bytes) {
+    try {
+      buffer.bytes = static_cast<uint8_t*>(transport::SharedHeap::Process().Allocate(kStageMaxBytes));
+    } catch (const std::exception&) {
+      return nullptr;  // no shared memory to spare: the rows are read from where they are, as without staging
+    }
+  }
+  for (uint64_t i = 0; i < count; ++i) CopyBytes(buffer.bytes + i * row_bytes, base + i * stride, row_bytes);
+  return buffer.bytes;
+}
+
+void StageBuffers::Readers(uint64_t parity, uint32_t epoch, std::vector<uint64_t> done_flags) {
+  Buffer& buffer = buffers_[parity & 1];
+  buffer.epoch = epoch;
+  buffer.done_flags = std::move(done_flags);
+}
+
+void StageBuffers::Settle(const transport::Window& window, transport::Clock::time_point deadline) {
+  for (Buffer& buffer : buffers_) {
+    // Readers are on this host (only they read in place): their done words need no Progress, which a
+    // window may no longer allow here (MPI finalised before the group was destroyed).
+    while (!buffer.done_flags.empty() && !Done(window, buffer) && transport::Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    if (!buffer.done_flags.empty() && !Done(window, buffer)) Abandon(buffer);
+    buffer.done_flags.clear();
+  }
 }
 
 }  // namespace moe_ep::ops

@@ -3,7 +3,11 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
+#include <vector>
+
+#include "transport/window.h"
 
 namespace moe_ep::ops {
 
@@ -12,22 +16,39 @@ namespace moe_ep::ops {
 inline constexpr uint64_t kStageMaxBytes = uint64_t{64} << 10;
 
 /// Two kStageMaxBytes buffers in this process's shared heap (any peer of the host can read them), one per
-/// call parity, made on first use and kept for the life of the communicator. Call n stages into buffer
-/// n % 2, which call n + 2 overwrites only after every peer finished call n: call n + 1 waits for every
-/// peer's counts, which a peer sends only once it has read everything of call n.
+/// call parity. Call n stages into buffer n % 2. Every call ends with the done words of its readers, and
+/// call n + 2 looks at those of call n before it writes the buffer again: in the normal course they are
+/// there (call n + 1 waited for every peer's counts, sent only once a peer has read all of call n). One
+/// missing (a peer failed, stalled, was scaled away, or a reset cleared the flags first) means a reader may
+/// still be at it: that buffer is then abandoned, kept but never reused or freed, and a new one is taken.
 class StageBuffers {
  public:
   StageBuffers() = default;
-  ~StageBuffers();
+  ~StageBuffers();  // frees the buffers no reader may still use; abandons the others
   StageBuffers(const StageBuffers&) = delete;
   StageBuffers& operator=(const StageBuffers&) = delete;
 
   /// Copies `count` rows of `row_bytes` (row i at `base + i * stride`) densely into buffer `parity` and
-  /// returns it; nullptr when they take more than kStageMaxBytes.
-  const uint8_t* Stage(uint64_t parity, const uint8_t* base, uint64_t stride, uint64_t count, uint64_t row_bytes);
+  /// returns it; nullptr when they take more than kStageMaxBytes. `window` holds the done words of the
+  /// last call staged there.
+  const uint8_t* Stage(const transport::Window& window, uint64_t parity, const uint8_t* base, uint64_t stride,
+                       uint64_t count, uint64_t row_bytes);
+  /// Records the readers of what call `parity` staged: the flags in which each says it is done, and the
+  /// call's epoch those must carry.
+  void Readers(uint64_t parity, uint32_t epoch, std::vector<uint64_t> done_flags);
+  /// Waits until `deadline` for every reader of a staged call to be done, then abandons the buffers whose
+  /// readers are not: before a reset clears the done words, and before the window goes.
+  void Settle(const transport::Window& window, transport::Clock::time_point deadline);
 
  private:
-  std::array<uint8_t*, 2> buffers_{};
+  struct Buffer {
+    uint8_t* bytes = nullptr;
+    uint32_t epoch = 0;                // of the last call staged here
+    std::vector<uint64_t> done_flags;  // its readers' done words; empty: nobody may be reading
+  };
+  static bool Done(const transport::Window& window, const Buffer& buffer);
+  static void Abandon(Buffer& buffer);
+  std::array<Buffer, 2> buffers_{};
 };
 
 }  // namespace moe_ep::ops

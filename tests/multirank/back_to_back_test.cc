@@ -5,6 +5,7 @@
 // against its source's x of the same round, which its triple names.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <random>
