@@ -149,11 +149,14 @@ Topology TopologyOf(const std::vector<int>& leader_of) {
   return t;
 }
 
-// Two-level when it pays: several hosts, and some host with several ranks to relay to.
-bool RelayPays(const Topology& t) {
-  if (!env::HostsRelay() || t.host_ranks.size() < 2) return false;
+// Whether a relay has anything to do: several hosts, and some host with several ranks to relay to.
+bool RelayCanPay(const Topology& t) {
+  if (t.host_ranks.size() < 2) return false;
   return std::any_of(t.host_ranks.begin(), t.host_ranks.end(), [](const auto& ranks) { return ranks.size() > 1; });
 }
+
+// Two-level when asked for (MOE_EP_HOSTS_RELAY) and it pays.
+bool RelayPays(const Topology& t) { return env::HostsRelay() && RelayCanPay(t); }
 
 class HostsWindow final : public Window {
  public:
@@ -342,11 +345,9 @@ class HostsWindow final : public Window {
   }
 
   std::string Describe() const override {
-    const bool several = std::any_of(topology_.host_ranks.begin(), topology_.host_ranks.end(),
-                                     [](const auto& ranks) { return ranks.size() > 1; });
-    const char* path = relay_ ? "dispatch two-level (through one rank per host), combine flat"
-                       : topology_.host_ranks.size() < 2 || !several ? "flat (no host has several ranks to relay to)"
-                                                                     : "flat (MOE_EP_HOSTS_RELAY=0)";
+    const char* path = relay_                    ? "dispatch two-level (through one rank per host), combine flat"
+                       : !RelayCanPay(topology_) ? "flat (no host has several ranks to relay to)"
+                                                 : "flat (MOE_EP_HOSTS_RELAY=0)";
     return std::string("between hosts ") + path + ", in messages of at most " + std::to_string(message_.bytes) +
            " bytes";
   }
