@@ -1,11 +1,12 @@
 """What the Python package adds to an operation: dispatch and combine on 8 ranks (H 7168, top-8 of 64
 experts, bf16) through moe_ep's native Python API and through moe_ep.torch_npu, next to the same
-configuration from C++ (`moe-ep bench`), all in one run. Ranks are processes (torch.multiprocessing, gloo
-groups, as Python callers run them), which run their rounds back to back; the native API's x and expert
-outputs are in the shared heap (moe_ep.peer_visible), as moe-ep bench's are, torch_npu's are torch's; an op's time is the slowest
-rank's own time in a round. With --threads they are threads of this interpreter (sharing its GIL), and
-a round's time is the span from the first rank's start to the last rank's end, after a barrier, as
-moe-ep bench measures. Medians over the rounds.
+configuration from C++ (`moe-ep bench`), all in one run, the two measured alternately (--trials). Ranks
+are processes (torch.multiprocessing, gloo groups, as Python callers run them); each operation starts
+after moe_ep.barrier, and its time is the slowest rank's own time, as moe-ep bench measures processes.
+The native API's x and expert outputs are in the shared heap (moe_ep.peer_visible), as moe-ep bench's
+are; torch_npu's are torch's. With --threads the ranks are threads of this interpreter (sharing its
+GIL), and a round's time is the span from the first rank's start to the last rank's end, after a
+barrier, as moe-ep bench measures threads. Medians over the rounds.
 
     PYTHONPATH=build/python /usr/bin/python3 bench/python_overhead.py [--threads] [--ranks 8] [--bs 1,128]
 """
@@ -46,14 +47,17 @@ def native_rank(group, rank, bs, heap=False):
     if heap:
         x = moe_ep.peer_visible(x.shape, x.dtype).copy_(x)
 
-    def run():
+    def run(sync):
+        sync()
         t0 = time.perf_counter()
         d = moe_ep.dispatch(group, x, ids, moe_expert_num=EXPERTS)
         t1 = time.perf_counter()
         if heap and not expert_out:  # the experts' output buffer, made once
             expert_out.append(moe_ep.peer_visible(d.expand_x.shape, d.expand_x.dtype).copy_(d.expand_x))
+        sync()
+        t2 = time.perf_counter()
         moe_ep.combine(group, d.handle, expert_out[0] if heap else d.expand_x, w)
-        return t0, t1, time.perf_counter()
+        return t0, t1, t2, time.perf_counter()
     return run
 
 
@@ -62,14 +66,17 @@ def torch_npu_rank(name, rank, bs, threads=True):
     if threads:  # thread i of thread_comm_names runs on device i; a process's communicators are on its device 0
         torch_npu.npu.set_device(rank)
 
-    def run():
+    def run(sync):
+        sync()
         t0 = time.perf_counter()
         expand_x, _, assist, _, counts, tp_counts, _ = torch_npu.npu_moe_distribute_dispatch_v2(
             x, ids, name, RANKS, rank, EXPERTS)
         t1 = time.perf_counter()
+        sync()
+        t2 = time.perf_counter()
         torch_npu.npu_moe_distribute_combine_v2(expand_x, ids, assist, counts, w, name, RANKS, rank, EXPERTS,
                                                 tp_send_counts=tp_counts)
-        return t0, t1, time.perf_counter()
+        return t0, t1, t2, time.perf_counter()
     return run
 
 
@@ -84,8 +91,7 @@ def measure(make_rank, handles, bs, repeats, warmup):
         try:
             run = make_rank(handles[r], r, bs)
             for i in range(warmup + repeats):
-                barrier.wait()
-                times[r][i] = run()
+                times[r][i] = run(barrier.wait)
         except BaseException as e:  # noqa: BLE001 - reported below; the other ranks stop at the barrier
             failures.append(e)
             barrier.abort()
@@ -115,10 +121,9 @@ def process_rank(rank, ranks, init_file, sizes, repeats, warmup, results):
         if name:
             runs["torch_npu"] = torch_npu_rank(name, rank, bs, threads=False)
         for api, run in runs.items():
-            # Back to back, without a barrier between rounds: a gloo barrier lets processes go at instants
-            # milliseconds apart, more than the operations take.
-            dist.barrier()
-            mine[(api, bs)] = [run() for _ in range(warmup + repeats)][warmup:]
+            # Each operation after moe_ep's barrier, as moe-ep bench times them (a gloo barrier lets
+            # processes go at instants milliseconds apart, more than the operations take).
+            mine[(api, bs)] = [run(lambda: moe_ep.barrier(group)) for _ in range(warmup + repeats)][warmup:]
     results.put((rank, mine))
     dist.barrier()
 
@@ -153,7 +158,7 @@ def own_times(times):
     """Median over rounds of the slowest rank's own dispatch and combine time (us)."""
     rounds = range(len(times[0]))
     dispatch = [max(t[i][1] - t[i][0] for t in times) for i in rounds]
-    combine = [max(t[i][2] - t[i][1] for t in times) for i in rounds]
+    combine = [max(t[i][3] - t[i][2] for t in times) for i in rounds]
     return statistics.median(dispatch) * 1e6, statistics.median(combine) * 1e6
 
 
@@ -162,8 +167,13 @@ def spans(times):
     rounds = range(len(times[0]))
     ranks = range(len(times))
     dispatch = [max(times[r][i][1] for r in ranks) - min(times[r][i][0] for r in ranks) for i in rounds]
-    combine = [max(times[r][i][2] for r in ranks) - min(times[r][i][1] for r in ranks) for i in rounds]
+    combine = [max(times[r][i][3] for r in ranks) - min(times[r][i][2] for r in ranks) for i in rounds]
     return statistics.median(dispatch) * 1e6, statistics.median(combine) * 1e6
+
+
+def median_trial(trials):
+    """(dispatch, combine): the median over trials of each."""
+    return tuple(statistics.median(t[i] for t in trials) for i in range(2))
 
 
 def cpp(moe_ep_cmd, sizes, repeats, warmup, transport):
@@ -185,23 +195,32 @@ def main():
     parser.add_argument("--threads", action="store_true", help="ranks as threads of this interpreter")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=3,
+                        help="C++ and Python measured this many times, alternately; the median trial is shown [3]")
     args = parser.parse_args()
     global RANKS
     RANKS = args.ranks
     sizes = [int(s) for s in args.bs.split(",")]
-    base = cpp(args.moe_ep, sizes, args.repeats, args.warmup, "threads" if args.threads else "processes")
     if args.threads:
         groups = moe_ep.thread_groups(RANKS)
         names = md.thread_comm_names(RANKS) if RANKS >= 2 else None  # A3's operators need at least 2 ranks
-        py = {}
-        for bs in sizes:
-            py[("native", bs)] = measure(native_rank, groups, bs, args.repeats, args.warmup)
-            if names:
-                py[("torch_npu", bs)] = measure(torch_npu_rank, names, bs, args.repeats, args.warmup)
-    else:
-        py = measure_processes(sizes, args.repeats, args.warmup)
+    bases, pys = [], []
+    for _ in range(args.trials):  # alternately: this machine's speed drifts over seconds
+        bases.append(cpp(args.moe_ep, sizes, args.repeats, args.warmup, "threads" if args.threads else "processes"))
+        if args.threads:
+            py = {}
+            for bs in sizes:
+                py[("native", bs)] = measure(native_rank, groups, bs, args.repeats, args.warmup)
+                if names:
+                    py[("torch_npu", bs)] = measure(torch_npu_rank, names, bs, args.repeats, args.warmup)
+        else:
+            py = measure_processes(sizes, args.repeats, args.warmup)
+        pys.append(py)
+    base = {bs: median_trial([b[bs] for b in bases]) for bs in sizes}
+    py = {key: median_trial([p[key] for p in pys]) for key in pys[0]}
     kind = "thread" if args.threads else "process"
-    print(f"{RANKS} {kind} ranks, H {H}, top-{K} of {EXPERTS} experts, bf16; medians of {args.repeats} rounds (us)")
+    print(f"{RANKS} {kind} ranks, H {H}, top-{K} of {EXPERTS} experts, bf16; medians of {args.repeats} rounds, "
+          f"median of {args.trials} alternating trials (us)")
     print(f"{'tokens':>6}  {'op':8} {'C++':>9} {'native py':>10} {'overhead':>9} {'torch_npu':>10} {'overhead':>9}")
     for bs in sizes:
         for i, op in enumerate(("dispatch", "combine")):

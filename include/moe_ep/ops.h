@@ -140,6 +140,10 @@ void CombineAddRmsNormInto(Group& ep, const DispatchHandle& handle, const Tensor
 /// ElasticReceivableTest + InfoCollect). One 0/1 entry per rank; a dead or stalled rank is 0.
 std::vector<int32_t> ProbeReachable(Group& ep, std::chrono::milliseconds wait = std::chrono::milliseconds(0));
 
+/// [collective] Returns once every rank of `ep` has called Barrier (a round trip of the group's transport);
+/// a rank that has not within the group timeout makes it throw TimeoutError naming that rank.
+void Barrier(Group& ep);
+
 /// [collective over the ranks marked reachable] Clears this rank's window (parity back to 0). With
 /// need_sync, waits until every reachable rank has cleared its own. `reachable` has one 0/1 entry per
 /// rank; empty means all ranks.

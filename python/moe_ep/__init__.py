@@ -2,8 +2,8 @@
 operators, on CPU tensors (torch tensors or numpy arrays).
 
 Native API (this module): make groups (thread_groups, join_process_group, join_torch_group), then
-dispatch(...) -> DispatchResult with a handle, combine(...), combine_add_rms_norm(...), probe_reachable,
-buffer_reset. torch_npu's functions: moe_ep.torch_npu; group names for them: moe_ep.distributed.
+dispatch(...) -> DispatchResult with a handle, combine(...), combine_add_rms_norm(...), barrier,
+probe_reachable, buffer_reset. torch_npu's functions: moe_ep.torch_npu; group names for them: moe_ep.distributed.
 Every call that may wait for another rank releases the GIL; every failure raises a moe_ep.Error (see
 moe_ep.errors).
 """
@@ -19,7 +19,7 @@ from .errors import Error, InvalidArgumentError, TimeoutError, checked_int
 
 __all__ = ["Error", "InvalidArgumentError", "TimeoutError", "bf16", "Group", "thread_groups", "join_process_group",
            "join_torch_group", "peer_visible", "DispatchResult", "dispatch", "combine", "combine_add_rms_norm", "probe_reachable",
-           "buffer_reset"]
+           "barrier", "buffer_reset"]
 
 Group = _native.Group
 Group.__doc__ = """One rank's membership of a group: rank, size, timeout, window_bytes, name, failed_ranks.
@@ -133,19 +133,8 @@ def dispatch(group, x, expert_ids, *, moe_expert_num, shared_expert_num=0, share
             "quant": _quant(quant, "quant"), "cumulative_token_nums": bool(cumulative_token_nums),
             "smooth_scales": _tensors.spec(smooth_scales, "smooth_scales"),
             "active_mask": _tensors.spec(active_mask, "active_mask")}
-    rows, assist, token_nums, recv = _native.output_sizes(group, args, tp)
-    quantized = args["quant"] == 2
-    hidden = x.shape[1]
-    # The receive bounds are filled only up to what arrives: left uninitialised, they cost nothing untouched.
-    out = {"expand_x": _tensors.output(x, "int8" if quantized else _tensors.dtype_name(x), (rows, hidden), False),
-           "dynamic_scales": _tensors.output(x, "float32", (rows,), False) if quantized else None,
-           "assist_info": _tensors.output(x, "int32", (assist,), False),
-           "expert_token_nums": _tensors.output(x, "int64", (token_nums,)),
-           "ep_recv_counts": _tensors.output(x, "int32", (recv,)),
-           "tp_recv_counts": _tensors.output(x, "int32", (2 if tp is not None else 1,))}
-    handle = _native.dispatch(group, args, {k: _tensors.spec(v, k) for k, v in out.items()}, tp)
-    return DispatchResult(out["expand_x"], out["dynamic_scales"], out["assist_info"], out["expert_token_nums"],
-                          out["ep_recv_counts"], out["tp_recv_counts"] if tp is not None else None, handle)
+    *outputs, handle = _native.dispatch(group, args, tp, _tensors.is_torch(x), _tensors.poison_outputs)
+    return DispatchResult(*outputs, handle)
 
 
 def _combine_options(comm_quant, shared_expert_x, ori_x, const_alpha1, const_alpha2, const_v):
@@ -161,31 +150,22 @@ def combine(group, handle, expert_out, expert_scales, *, comm_quant=None, shared
     tokens and sums them: x[t] = sum_k w[t, k] * out(t, k) + shared outputs + shared_expert_x, with
     expert_scales w (Bs, K) fp32. comm_quant="int8": int8 on the wire. Returns x (Bs, H); rows of inactive
     tokens are zero."""
-    expert_out_spec = _tensors.spec(expert_out, "expert_out")  # checked before an output is made in its dtype
-    x = _tensors.output(expert_out, _tensors.dtype_name(expert_out), (handle.bs, handle.hidden))
-    _native.combine(group, handle, {
-        "expert_out": expert_out_spec, "expert_scales": _tensors.spec(expert_scales, "expert_scales"),
-        "out": _tensors.spec(x, "out"),
+    return _native.combine(group, handle, {
+        "expert_out": _tensors.spec(expert_out, "expert_out"), "expert_scales": _tensors.spec(expert_scales, "expert_scales"),
         "options": _combine_options(comm_quant, shared_expert_x, ori_x, const_alpha1, const_alpha2, const_v),
-        "residual_x": None, "gamma": None, "rstd": None, "y": None, "norm_eps": 0.0}, tp)
-    return x
+        "residual_x": None, "gamma": None, "norm_eps": 0.0}, tp, False, _tensors.is_torch(expert_out),
+        _tensors.poison_outputs)
 
 
 def combine_add_rms_norm(group, handle, expert_out, expert_scales, residual_x, gamma, *, norm_eps=1e-6,
                          shared_expert_x=None, tp=None):
     """[collective] combine, then x = sum + residual_x and y = RMSNorm(x) * gamma (bf16 only). residual_x
     (Bs, 1, H), gamma (H,). Returns (y, rstd, x): y and x (Bs, 1, H), rstd (Bs, 1, 1) fp32."""
-    expert_out_spec = _tensors.spec(expert_out, "expert_out")  # checked before an output is made in its dtype
-    like, dtype = expert_out, _tensors.dtype_name(expert_out)
-    y, x = (_tensors.output(like, dtype, (handle.bs, 1, handle.hidden)) for _ in range(2))
-    rstd = _tensors.output(like, "float32", (handle.bs, 1, 1))
-    _native.combine(group, handle, {
-        "expert_out": expert_out_spec, "expert_scales": _tensors.spec(expert_scales, "expert_scales"),
-        "out": _tensors.spec(x, "x"),
+    return _native.combine(group, handle, {
+        "expert_out": _tensors.spec(expert_out, "expert_out"), "expert_scales": _tensors.spec(expert_scales, "expert_scales"),
         "options": _combine_options(None, shared_expert_x, None, None, None, None),
         "residual_x": _tensors.spec(residual_x, "residual_x"), "gamma": _tensors.spec(gamma, "gamma"),
-        "rstd": _tensors.spec(rstd, "rstd"), "y": _tensors.spec(y, "y"), "norm_eps": float(norm_eps)}, tp)
-    return y, rstd, x
+        "norm_eps": float(norm_eps)}, tp, True, _tensors.is_torch(expert_out), _tensors.poison_outputs)
 
 
 def probe_reachable(group, wait=None):
@@ -194,6 +174,12 @@ def probe_reachable(group, wait=None):
     if wait is not None and not 0 < wait <= 2**31 / 1000:
         raise InvalidArgumentError(f"probe_reachable: wait = {wait} must be a positive number of seconds (or None)")
     return _native.probe_reachable(group, datetime.timedelta(seconds=wait or 0))
+
+
+def barrier(group):
+    """[collective] Returns once every rank of the group has called barrier; a rank missing past the group
+    timeout raises moe_ep.TimeoutError naming it."""
+    _native.barrier(group)
 
 
 def buffer_reset(group, reachable=None, need_sync=True):

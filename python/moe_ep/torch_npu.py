@@ -53,11 +53,9 @@ def _fail(rule, code=INVALID_PARAM):
     raise InvalidArgumentError(rule, code)
 
 
-def _empty(shape, dtype):
-    t = _tensors.empty_torch(shape, dtype)
-    if poison_outputs:
-        t.view(-1).view(torch.uint8).fill_(0xA5)
-    return t
+def _output(shape, dtype):
+    """An output as the extension makes it: uninitialised, as torch_npu's are."""
+    return _tensors._TORCH[dtype], shape
 
 
 def _check_dtype_arg(op, name, value, expected):
@@ -172,20 +170,19 @@ def npu_moe_distribute_dispatch_v2(x, expert_ids, group_ep, ep_world_size, ep_ra
     counts = ep_world_size * local * (tp if tp == 2 else 1)
     if expert_scales is not None:  # torch_npu sizes A2's layout whenever expert_scales is given (A3 ignores the rest)
         counts = ep_world_size * local + global_bs_real * 2 * k * (ep_world_size // 8)
-    outputs = {
-        "expand_x": _empty((max(rows, rows * tp), h), out_dtype),
-        "dynamic_scales": _empty((rows * tp if tp else rows,), torch.float32),
-        "assist_info_for_combine": _empty((max(bs * k, rows * 128),), torch.int32),
-        "expert_token_nums": _empty((local,), torch.int64),
-        "ep_recv_counts": _empty((counts,), torch.int32),
-        "tp_recv_counts": _empty((tp,), torch.int32),
-        "expand_scales": _empty((rows,), torch.float32),
+    outputs = {  # made in this order, the order of the result
+        "expand_x": _output((max(rows, rows * tp), h), out_dtype),
+        "dynamic_scales": _output((rows * tp if tp else rows,), torch.float32),
+        "assist_info_for_combine": _output((max(bs * k, rows * 128),), torch.int32),
+        "expert_token_nums": _output((local,), torch.int64),
+        "ep_recv_counts": _output((counts,), torch.int32),
+        "tp_recv_counts": _output((tp,), torch.int32),
+        "expand_scales": _output((rows,), torch.float32),
     }
     inputs = {"x": x, "expert_ids": expert_ids, "scales": scales, "x_active_mask": x_active_mask,
               "expert_scales": expert_scales, "elastic_info": elastic_info}
-    tensors = {name: _tensors.spec(t, name) for name, t in {**inputs, **outputs}.items()}
-    _cann.dispatch(tensors, {**attrs, "global_bs": global_bs_real})
-    return tuple(outputs.values())
+    tensors = {name: _tensors.spec(t, name) for name, t in inputs.items()}
+    return _cann.dispatch(tensors, outputs, {**attrs, "global_bs": global_bs_real}, poison_outputs)
 
 
 def npu_moe_distribute_combine_v2(expand_x, expert_ids, assist_info_for_combine, ep_send_counts, expert_scales,
@@ -211,14 +208,14 @@ def npu_moe_distribute_combine_v2(expand_x, expert_ids, assist_info_for_combine,
                   performance_info)
     if expand_x.dtype not in (torch.bfloat16, torch.float16):
         _fail(f"{op}: expand_x has dtype {expand_x.dtype}; moe_ep takes bf16 or fp16 (int32-packed int4 is A2's)")
-    out = _empty((expert_ids.shape[0], expand_x.shape[1]), expand_x.dtype)
     inputs = {"expand_x": expand_x, "expert_ids": expert_ids, "assist_info_for_combine": assist_info_for_combine,
               "ep_send_counts": ep_send_counts, "expert_scales": expert_scales, "tp_send_counts": tp_send_counts,
               "x_active_mask": x_active_mask, "shared_expert_x": shared_expert_x, "elastic_info": elastic_info, "ori_x": ori_x, "const_expert_alpha_1": const_expert_alpha_1,
-              "const_expert_alpha_2": const_expert_alpha_2, "const_expert_v": const_expert_v, "out": out}
+              "const_expert_alpha_2": const_expert_alpha_2, "const_expert_v": const_expert_v}
     global_bs_real = _global_bs(global_bs, expert_ids.shape[0], ep_world_size)
-    _cann.combine({name: _tensors.spec(t, name) for name, t in inputs.items()}, {**attrs, "global_bs": global_bs_real})
-    return out
+    out = _output((expert_ids.shape[0], expand_x.shape[1]), expand_x.dtype)
+    return _cann.combine({name: _tensors.spec(t, name) for name, t in inputs.items()}, {"out": out},
+                         {**attrs, "global_bs": global_bs_real}, poison_outputs)[0]
 
 
 def npu_moe_distribute_combine_add_rms_norm(expand_x, expert_ids, expand_idx, ep_send_counts, expert_scales,
@@ -257,16 +254,17 @@ def npu_moe_distribute_combine_add_rms_norm(expand_x, expert_ids, expand_idx, ep
         _fail(f"{op}: expand_x has dtype {expand_x.dtype}; the operator takes bf16 (and fp16, which it then refuses "
               "by its own rule)")
     n, h = expert_ids.shape[0], expand_x.shape[1]
-    y, rstd, x = _empty((n, 1, h), expand_x.dtype), _empty((n, 1, 1), torch.float32), _empty((n, 1, h), expand_x.dtype)
+    outputs = {"y": _output((n, 1, h), expand_x.dtype), "rstd": _output((n, 1, 1), torch.float32),
+               "x": _output((n, 1, h), expand_x.dtype)}
     inputs = {"expand_x": expand_x, "expert_ids": expert_ids, "expand_idx": expand_idx,
               "ep_send_counts": ep_send_counts, "expert_scales": expert_scales, "residual_x": residual_x,
               "gamma": gamma, "tp_send_counts": tp_send_counts, "x_active_mask": x_active_mask,
               "activation_scale": activation_scale, "weight_scale": weight_scale, "group_list": group_list,
-              "shared_expert_x": shared_expert_x, "y": y, "rstd": rstd, "x": x}
+              "shared_expert_x": shared_expert_x}
     global_bs_real = _global_bs(global_bs, n, ep_world_size)
-    _cann.combine_add_rms_norm({name: _tensors.spec(t, name) for name, t in inputs.items()},
-                               {**attrs, "global_bs": global_bs_real, "norm_eps": float(norm_eps)})
-    return y, rstd, x
+    return _cann.combine_add_rms_norm({name: _tensors.spec(t, name) for name, t in inputs.items()}, outputs,
+                                      {**attrs, "global_bs": global_bs_real, "norm_eps": float(norm_eps)},
+                                      poison_outputs)
 
 
 def npu_moe_distribute_buffer_reset(elastic_info, group_ep, ep_world_size, need_sync=1):

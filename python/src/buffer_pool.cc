@@ -83,13 +83,6 @@ PooledBlock::PooledBlock(size_t bytes) : data_(Pool::Get().Acquire(bytes)), byte
 PooledBlock::~PooledBlock() { Pool::Get().Release(data_, bytes_); }
 
 void BindBufferPool(py::module_& m) {
-  py::class_<PooledBlock>(m, "PooledBlock", py::buffer_protocol()).def_buffer([](PooledBlock& b) {
-    return py::buffer_info(b.data(), 1, py::format_descriptor<uint8_t>::format(), 1,
-                           {static_cast<py::ssize_t>(b.bytes())}, {1});
-  });
-  m.def(
-      "allocate", [](size_t bytes) { return std::make_unique<PooledBlock>(bytes); },
-      "an uninitialised block of `bytes` bytes from the package's pool");
   m.def(
       "pool_stats", [] { return Pool::Get().Stats(); }, "(blocks in use, idle blocks, idle bytes)");
 }

@@ -9,8 +9,7 @@
 
 namespace moe_ep::python {
 
-/// One block of the pool, as a Python object with the buffer protocol (bytes, writable). torch.frombuffer
-/// and numpy.frombuffer views keep it alive; when the last goes, the block returns to the pool.
+/// One block of the pool (uninitialised, page-aligned); destroyed, it returns to the pool.
 class PooledBlock {
  public:
   explicit PooledBlock(size_t bytes);
@@ -25,7 +24,7 @@ class PooledBlock {
   size_t bytes_;  // as asked; the mapping is rounded up to whole pages
 };
 
-/// Registers PooledBlock, allocate(bytes) and pool_stats() (for tests) in `m`.
+/// Registers pool_stats() (for tests) in `m`.
 void BindBufferPool(pybind11::module_& m);
 
 }  // namespace moe_ep::python

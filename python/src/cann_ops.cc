@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "acl/acl.h"
@@ -20,6 +21,7 @@
 #include "errors.h"
 #include "hccl/hccl.h"
 #include "moe_ep/error.h"
+#include "outputs.h"
 #include "tensor_arg.h"
 
 namespace py = pybind11;
@@ -47,10 +49,12 @@ aclDataType AclType(DType dtype) {
   throw Error(ErrorCode::kInternal, "moe_ep Python binding: unknown dtype");
 }
 
-// The named arguments of one operator call: tensors (as aclTensors, destroyed with this) and attributes.
+// The named arguments of one operator call: input tensors and outputs (as aclTensors, destroyed with
+// this; outputs made here, as torch tensors) and attributes.
 class OpArgs {
  public:
-  OpArgs(const char* op, py::dict tensors, py::dict attrs) : tensors_(op, tensors), attrs_(op, attrs) {}
+  OpArgs(const char* op, py::dict tensors, py::dict outputs, py::dict attrs, bool poison)
+      : tensors_(op, tensors), outputs_(op, outputs), attrs_(op, attrs), poison_(poison) {}
   OpArgs(const OpArgs&) = delete;
   OpArgs& operator=(const OpArgs&) = delete;
   ~OpArgs() {
@@ -59,7 +63,31 @@ class OpArgs {
 
   aclTensor* Tensor(const char* key) {
     if (tensors_[key].is_none()) return nullptr;
-    const TensorView view = tensors_.View(key);
+    return Made(tensors_.View(key), key);
+  }
+  // An output described as (dtype name, shape) in `outputs`; Outputs() returns them in the order made.
+  aclTensor* Output(const char* key) {
+    const auto [dtype, shape] = outputs_.As<std::pair<std::string, std::vector<int64_t>>>(key);
+    python::Output made = NewOutput(DTypeNamed(dtype, key), shape, /*torch=*/true, poison_);
+    outputs_made_.append(made.object);
+    return Made(made.view, key);
+  }
+  py::tuple Outputs() const { return py::tuple(outputs_made_); }
+
+  int64_t Int(const char* key) { return attrs_.Int(key); }
+  int32_t Int32(const char* key) { return attrs_.As<int32_t>(key); }
+  double Float(const char* key) { return attrs_.As<double>(key); }
+  // The string stays alive in this object until the operator has run.
+  const char* Str(const char* key) { return strings_.emplace_back(attrs_.As<std::string>(key)).c_str(); }
+
+  void CheckAllRead() const {
+    tensors_.CheckAllRead();
+    outputs_.CheckAllRead();
+    attrs_.CheckAllRead();
+  }
+
+ private:
+  aclTensor* Made(const TensorView& view, const char* key) {
     std::vector<int64_t> strides(view.shape.size());
     for (int64_t d = 0; d < view.dim(); ++d) strides[d] = view.stride(d);
     const std::vector<int64_t> storage{ElementSpan(view, key)};
@@ -69,19 +97,10 @@ class OpArgs {
     made_.push_back(t);
     return t;
   }
-  int64_t Int(const char* key) { return attrs_.Int(key); }
-  int32_t Int32(const char* key) { return attrs_.As<int32_t>(key); }
-  double Float(const char* key) { return attrs_.As<double>(key); }
-  // The string stays alive in this object until the operator has run.
-  const char* Str(const char* key) { return strings_.emplace_back(attrs_.As<std::string>(key)).c_str(); }
 
-  void CheckAllRead() const {
-    tensors_.CheckAllRead();
-    attrs_.CheckAllRead();
-  }
-
- private:
-  Args tensors_, attrs_;
+  Args tensors_, outputs_, attrs_;
+  bool poison_;
+  py::list outputs_made_;
   std::vector<aclTensor*> made_;
   std::deque<std::string> strings_;
 };
@@ -108,8 +127,10 @@ aclrtStream ThreadStream() {
 
 // Runs one aclnn operator the way torch_npu does: first phase (validation, workspace size), workspace,
 // second phase on the stream, then waits for it (the tensors are CPU memory the caller reads next).
+// Without the GIL: the other ranks may be threads of this interpreter.
 template <typename Prepare, typename Launch>
 void RunOperator(const char* op, Prepare prepare, Launch launch) {
+  py::gil_scoped_release unlocked;
   uint64_t workspace_bytes = 0;
   aclOpExecutor* executor = nullptr;
   CheckCann(prepare(&workspace_bytes, &executor), op);
@@ -122,14 +143,14 @@ void RunOperator(const char* op, Prepare prepare, Launch launch) {
   CheckCann(aclrtSynchronizeStream(stream), op);
 }
 
-void Dispatch(py::dict tensors, py::dict attrs) {
-  OpArgs a("npu_moe_distribute_dispatch_v2", tensors, attrs);
+py::tuple Dispatch(py::dict tensors, py::dict outputs, py::dict attrs, bool poison) {
+  OpArgs a("npu_moe_distribute_dispatch_v2", tensors, outputs, attrs, poison);
   aclTensor *x = a.Tensor("x"), *ids = a.Tensor("expert_ids"), *scales = a.Tensor("scales"),
             *mask = a.Tensor("x_active_mask"), *expert_scales = a.Tensor("expert_scales"),
-            *elastic = a.Tensor("elastic_info"), *expand_x = a.Tensor("expand_x"),
-            *dynamic_scales = a.Tensor("dynamic_scales"), *assist = a.Tensor("assist_info_for_combine"),
-            *token_nums = a.Tensor("expert_token_nums"), *ep_counts = a.Tensor("ep_recv_counts"),
-            *tp_counts = a.Tensor("tp_recv_counts"), *expand_scales = a.Tensor("expand_scales");
+            *elastic = a.Tensor("elastic_info"), *expand_x = a.Output("expand_x"),
+            *dynamic_scales = a.Output("dynamic_scales"), *assist = a.Output("assist_info_for_combine"),
+            *token_nums = a.Output("expert_token_nums"), *ep_counts = a.Output("ep_recv_counts"),
+            *tp_counts = a.Output("tp_recv_counts"), *expand_scales = a.Output("expand_scales");
   const char *group_ep = a.Str("group_ep"), *group_tp = a.Str("group_tp"), *comm_alg = a.Str("comm_alg");
   const int64_t ep_world_size = a.Int("ep_world_size"), ep_rank_id = a.Int("ep_rank_id"),
                 moe_expert_num = a.Int("moe_expert_num"), tp_world_size = a.Int("tp_world_size"),
@@ -139,7 +160,6 @@ void Dispatch(py::dict tensors, py::dict attrs) {
                 token_nums_type = a.Int("expert_token_nums_type"), zero = a.Int("zero_expert_num"),
                 copy = a.Int("copy_expert_num"), constant = a.Int("const_expert_num");
   a.CheckAllRead();
-  py::gil_scoped_release unlocked;
   RunOperator(
       "aclnnMoeDistributeDispatchV3",
       [&](uint64_t* bytes, aclOpExecutor** executor) {
@@ -150,16 +170,17 @@ void Dispatch(py::dict tensors, py::dict attrs) {
             tp_counts, expand_scales, bytes, executor);
       },
       aclnnMoeDistributeDispatchV3);
+  return a.Outputs();
 }
 
-void Combine(py::dict tensors, py::dict attrs) {
-  OpArgs a("npu_moe_distribute_combine_v2", tensors, attrs);
+py::tuple Combine(py::dict tensors, py::dict outputs, py::dict attrs, bool poison) {
+  OpArgs a("npu_moe_distribute_combine_v2", tensors, outputs, attrs, poison);
   aclTensor *expand_x = a.Tensor("expand_x"), *ids = a.Tensor("expert_ids"),
             *assist = a.Tensor("assist_info_for_combine"), *send_counts = a.Tensor("ep_send_counts"),
             *expert_scales = a.Tensor("expert_scales"), *tp_counts = a.Tensor("tp_send_counts"),
             *mask = a.Tensor("x_active_mask"), *shared_x = a.Tensor("shared_expert_x"),
             *elastic = a.Tensor("elastic_info"), *ori_x = a.Tensor("ori_x"), *alpha1 = a.Tensor("const_expert_alpha_1"),
-            *alpha2 = a.Tensor("const_expert_alpha_2"), *const_v = a.Tensor("const_expert_v"), *out = a.Tensor("out");
+            *alpha2 = a.Tensor("const_expert_alpha_2"), *const_v = a.Tensor("const_expert_v"), *out = a.Output("out");
   const char *group_ep = a.Str("group_ep"), *group_tp = a.Str("group_tp"), *comm_alg = a.Str("comm_alg");
   const int64_t ep_world_size = a.Int("ep_world_size"), ep_rank_id = a.Int("ep_rank_id"),
                 moe_expert_num = a.Int("moe_expert_num"), tp_world_size = a.Int("tp_world_size"),
@@ -168,7 +189,6 @@ void Combine(py::dict tensors, py::dict attrs) {
                 global_bs = a.Int("global_bs"), comm_quant_mode = a.Int("comm_quant_mode"),
                 zero = a.Int("zero_expert_num"), copy = a.Int("copy_expert_num"), constant = a.Int("const_expert_num");
   a.CheckAllRead();
-  py::gil_scoped_release unlocked;
   RunOperator(
       "aclnnMoeDistributeCombineV3",
       [&](uint64_t* bytes, aclOpExecutor** executor) {
@@ -181,16 +201,17 @@ void Combine(py::dict tensors, py::dict attrs) {
             comm_quant_mode, 0, comm_alg, zero, copy, constant, out, bytes, executor);
       },
       aclnnMoeDistributeCombineV3);
+  return a.Outputs();
 }
 
-void CombineAddRmsNorm(py::dict tensors, py::dict attrs) {
-  OpArgs a("npu_moe_distribute_combine_add_rms_norm", tensors, attrs);
+py::tuple CombineAddRmsNorm(py::dict tensors, py::dict outputs, py::dict attrs, bool poison) {
+  OpArgs a("npu_moe_distribute_combine_add_rms_norm", tensors, outputs, attrs, poison);
   aclTensor *expand_x = a.Tensor("expand_x"), *ids = a.Tensor("expert_ids"), *assist = a.Tensor("expand_idx"),
             *send_counts = a.Tensor("ep_send_counts"), *expert_scales = a.Tensor("expert_scales"),
             *residual_x = a.Tensor("residual_x"), *gamma = a.Tensor("gamma"), *tp_counts = a.Tensor("tp_send_counts"),
             *mask = a.Tensor("x_active_mask"), *activation_scale = a.Tensor("activation_scale"),
             *weight_scale = a.Tensor("weight_scale"), *group_list = a.Tensor("group_list"),
-            *shared_x = a.Tensor("shared_expert_x"), *y = a.Tensor("y"), *rstd = a.Tensor("rstd"), *x = a.Tensor("x");
+            *shared_x = a.Tensor("shared_expert_x"), *y = a.Output("y"), *rstd = a.Output("rstd"), *x = a.Output("x");
   const char *group_ep = a.Str("group_ep"), *group_tp = a.Str("group_tp"), *comm_alg = a.Str("comm_alg");
   const int64_t ep_world_size = a.Int("ep_world_size"), ep_rank_id = a.Int("ep_rank_id"),
                 moe_expert_num = a.Int("moe_expert_num"), tp_world_size = a.Int("tp_world_size"),
@@ -200,7 +221,6 @@ void CombineAddRmsNorm(py::dict tensors, py::dict attrs) {
                 comm_quant_mode = a.Int("comm_quant_mode"), group_list_type = a.Int("group_list_type");
   const auto norm_eps = static_cast<float>(a.Float("norm_eps"));
   a.CheckAllRead();
-  py::gil_scoped_release unlocked;
   RunOperator(
       "aclnnMoeDistributeCombineAddRmsNorm",
       [&](uint64_t* bytes, aclOpExecutor** executor) {
@@ -211,16 +231,16 @@ void CombineAddRmsNorm(py::dict tensors, py::dict attrs) {
             comm_quant_mode, group_list_type, comm_alg, norm_eps, y, rstd, x, bytes, executor);
       },
       aclnnMoeDistributeCombineAddRmsNorm);
+  return a.Outputs();
 }
 
 void BufferReset(py::dict tensors, py::dict attrs) {
-  OpArgs a("npu_moe_distribute_buffer_reset", tensors, attrs);
+  OpArgs a("npu_moe_distribute_buffer_reset", tensors, py::dict(), attrs, false);
   aclTensor* elastic = a.Tensor("elastic_info");
   const char* group_ep = a.Str("group_ep");
   const auto ep_world_size = a.Int32("ep_world_size");
   const auto need_sync = a.Int32("need_sync");
   a.CheckAllRead();
-  py::gil_scoped_release unlocked;
   RunOperator(
       "aclnnMoeDistributeBufferReset",
       [&](uint64_t* bytes, aclOpExecutor** executor) {

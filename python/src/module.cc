@@ -4,6 +4,7 @@
 
 #include "buffer_pool.h"
 #include "errors.h"
+#include "outputs.h"
 
 namespace moe_ep::python {
 void BindNative(pybind11::module_& m);
@@ -14,6 +15,7 @@ PYBIND11_MODULE(_moe_ep, m) {
   m.doc() = "moe_ep's C++ core; use the moe_ep package (moe_ep, moe_ep.torch_npu, moe_ep.distributed)";
   moe_ep::python::BindErrors(m);
   moe_ep::python::BindBufferPool(m);
+  moe_ep::python::BindOutputs(m);
   auto native = m.def_submodule("native", "the native C++ API");
   moe_ep::python::BindNative(native);
   auto cann = m.def_submodule("cann", "the CANN C API, as torch_npu calls it");

@@ -1,6 +1,6 @@
 // moe_ep._moe_ep.native: the native C++ API (groups, dispatch, combine, probe, buffer reset) for
-// moe_ep/__init__.py, which allocates the outputs and shapes the results. Every collective call
-// releases the GIL: the other ranks may be threads of this interpreter.
+// moe_ep/__init__.py, outputs included (outputs.h). Every collective call releases the GIL: the other
+// ranks may be threads of this interpreter.
 #include <pybind11/chrono.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -15,6 +15,7 @@
 #include "moe_ep/error.h"
 #include "moe_ep/group.h"
 #include "moe_ep/ops.h"
+#include "outputs.h"
 #include "tensor_arg.h"
 
 namespace py = pybind11;
@@ -138,52 +139,70 @@ void BindNative(py::module_& m) {
       },
       py::arg("job"), py::arg("members"), py::arg("options"));
 
-  m.def("output_sizes", [](const Group& ep, py::dict args, const Group* tp) {
+  // Outputs are made here, in x's kind (torch or numpy), sized by the validated call: one Python call
+  // per operation.
+  m.def("dispatch", [](Group& ep, py::dict args, Group* tp, bool torch, bool poison) {
     Args k("dispatch arguments", args);
     const TensorView x = k.View("x"), ids = k.View("expert_ids");
     const DispatchOptions o = DispatchOptionsOf(k);
     k.CheckAllRead();
     const DispatchSizes n = DispatchOutputSizes(ep, x, ids, o, tp);
-    return py::make_tuple(n.rows, n.assist_entries, n.token_num_entries, n.recv_count_entries);
-  });
-
-  m.def("dispatch", [](Group& ep, py::dict args, py::dict outputs, Group* tp) {
-    Args k("dispatch arguments", args);
-    const TensorView x = k.View("x"), ids = k.View("expert_ids");
-    const DispatchOptions o = DispatchOptionsOf(k);
-    k.CheckAllRead();
-    Args ko("dispatch outputs", outputs);
-    DispatchOutputs out;
-    out.expand_x = ko.View("expand_x");
-    out.dynamic_scales = ko.View("dynamic_scales");
-    out.assist_info = ko.View("assist_info");
-    out.expert_token_nums = ko.View("expert_token_nums");
-    out.ep_recv_counts = ko.View("ep_recv_counts");
-    out.tp_recv_counts = ko.View("tp_recv_counts");
-    ko.CheckAllRead();
-    py::gil_scoped_release unlocked;
-    return DispatchInto(ep, x, ids, o, out, tp);
-  });
-
-  m.def("combine", [](Group& ep, const DispatchHandle& handle, py::dict args, Group* tp) {
-    Args k("combine arguments", args);
-    const TensorView expert_out = k.View("expert_out"), scales = k.View("expert_scales"), out = k.View("out");
-    const CombineOptions o = CombineOptionsOf(k.As<py::dict>("options"));
-    const TensorView residual = k.View("residual_x"), gamma = k.View("gamma");
-    const TensorView rstd = k.View("rstd"), y = k.View("y");
-    const auto eps = k.As<float>("norm_eps");
-    k.CheckAllRead();
-    py::gil_scoped_release unlocked;
-    if (residual.present()) {
-      CombineAddRmsNormInto(ep, handle, expert_out, scales, residual, gamma, eps, o, {y, rstd, out}, tp);
-    } else {
-      CombineInto(ep, handle, expert_out, scales, o, out, tp);
+    const bool quantized = o.quant == Quant::kDynamicInt8;
+    const auto output = [&](DType dtype, std::vector<int64_t> shape) { return NewOutput(dtype, shape, torch, poison); };
+    const Output expand_x = output(quantized ? DType::kInt8 : x.dtype, {n.rows, x.shape[1]});
+    const Output scales = quantized ? output(DType::kFloat32, {n.rows}) : Output{py::none(), {}};
+    const Output assist = output(DType::kInt32, {n.assist_entries});
+    const Output token_nums = output(DType::kInt64, {n.token_num_entries});
+    const Output recv_counts = output(DType::kInt32, {n.recv_count_entries});
+    const Output tp_recv_counts = output(DType::kInt32, {tp != nullptr ? 2 : 1});
+    const DispatchOutputs out{expand_x.view,   scales.view,      assist.view,
+                              token_nums.view, recv_counts.view, tp_recv_counts.view};
+    DispatchHandle handle;
+    {
+      py::gil_scoped_release unlocked;
+      handle = DispatchInto(ep, x, ids, o, out, tp);
     }
+    return py::make_tuple(expand_x.object, scales.object, assist.object, token_nums.object, recv_counts.object,
+                          tp != nullptr ? tp_recv_counts.object : py::none(), std::move(handle));
   });
+
+  // Combine (norm: CombineAddRmsNorm, returning (y, rstd, x)); outputs in expert_out's kind and dtype.
+  m.def("combine",
+        [](Group& ep, const DispatchHandle& handle, py::dict args, Group* tp, bool norm, bool torch,
+           bool poison) -> py::object {
+          Args k("combine arguments", args);
+          const TensorView expert_out = k.View("expert_out"), scales = k.View("expert_scales");
+          const CombineOptions o = CombineOptionsOf(k.As<py::dict>("options"));
+          const TensorView residual = k.View("residual_x"), gamma = k.View("gamma");
+          const auto eps = k.As<float>("norm_eps");
+          k.CheckAllRead();
+          const auto output = [&](DType dtype, std::vector<int64_t> shape) {
+            return NewOutput(dtype, shape, torch, poison);
+          };
+          if (!norm) {
+            const Output x = output(expert_out.dtype, {handle.bs, handle.hidden});
+            py::gil_scoped_release unlocked;
+            CombineInto(ep, handle, expert_out, scales, o, x.view, tp);
+            return x.object;
+          }
+          const Output y = output(expert_out.dtype, {handle.bs, 1, handle.hidden});
+          const Output rstd = output(DType::kFloat32, {handle.bs, 1, 1});
+          const Output x = output(expert_out.dtype, {handle.bs, 1, handle.hidden});
+          {
+            py::gil_scoped_release unlocked;
+            CombineAddRmsNormInto(ep, handle, expert_out, scales, residual, gamma, eps, o, {y.view, rstd.view, x.view},
+                                  tp);
+          }
+          return py::make_tuple(y.object, rstd.object, x.object);
+        });
 
   m.def("probe_reachable", [](Group& ep, std::chrono::milliseconds wait) {
     py::gil_scoped_release unlocked;
     return ProbeReachable(ep, wait);
+  });
+  m.def("barrier", [](Group& ep) {
+    py::gil_scoped_release unlocked;
+    Barrier(ep);
   });
   m.def("buffer_reset", [](Group& ep, std::vector<int32_t> reachable, bool need_sync) {
     py::gil_scoped_release unlocked;

@@ -10,7 +10,6 @@
 namespace py = pybind11;
 
 namespace moe_ep::python {
-namespace {
 
 DType DTypeNamed(const std::string& name, const char* arg) {
   for (DType d :
@@ -20,8 +19,6 @@ DType DTypeNamed(const std::string& name, const char* arg) {
   throw Error(ErrorCode::kInternal,
               std::string("moe_ep Python binding: ") + arg + " has dtype '" + name + "', which no moe_ep tensor has");
 }
-
-}  // namespace
 
 TensorView ViewOf(py::handle spec, const char* name) {
   if (spec.is_none()) return {};

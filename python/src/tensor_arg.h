@@ -11,6 +11,9 @@
 
 namespace moe_ep::python {
 
+/// The DType moe_ep names `name` ("bf16", "int32", ...); throws moe_ep::Error naming `arg` for another name.
+DType DTypeNamed(const std::string& name, const char* arg);
+
 /// The view a tensor tuple describes; an absent view for None. Throws moe_ep::Error for a malformed tuple
 /// (only moe_ep's own Python code makes them, so that is a bug, reported as such).
 TensorView ViewOf(pybind11::handle spec, const char* name);

@@ -268,6 +268,8 @@ std::vector<int32_t> ProbeReachable(Group& ep, std::chrono::milliseconds wait) {
   return ops::ProbeReachable(CommOf(ep), wait.count() > 0 ? wait : ep.timeout());
 }
 
+void Barrier(Group& ep) { CommOf(ep).window().Barrier(std::chrono::steady_clock::now() + ep.timeout(), "Barrier"); }
+
 void BufferReset(Group& ep, std::span<const int32_t> reachable, bool need_sync) {
   std::vector<int32_t> all(ep.size(), 1);
   if (reachable.empty()) reachable = all;

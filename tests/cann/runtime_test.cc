@@ -11,7 +11,8 @@
 //   AclStreams.*         launch order (1000 tasks, and 8 launching threads); launch never blocks; one thread on
 //                        16 streams of 16 devices; first failure reported once with its message; bounded
 //                        synchronize times out fast and names the running op; destroy waits; double destroy;
-//                        a task cannot wait for its own stream; default (nullptr) streams; SynchronizeDevice;
+//                        a task cannot wait for its own stream; a synchronizer that runs tasks itself runs
+//                        them as the worker; default (nullptr) streams; SynchronizeDevice;
 //                        the seed samples' create / use in threads / destroy twice pattern.
 //   AclMemory.*          malloc argument checks and alignment; free of unknown / freed / wrong-kind pointers;
 //                        memcpy / memset bounds; async copies ordered with other tasks on the stream.
@@ -510,6 +511,40 @@ TEST_F(AclStreams, ATaskCannotWaitForItsOwnStream) {
   EXPECT_EQ(own_destroy, ACL_ERROR_INVALID_PARAM);
   EXPECT_EQ(device_sync, ACL_ERROR_INVALID_PARAM);
   EXPECT_EQ(finalize, ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
+}
+
+// A synchronize right after a launch usually finds the task not yet started and runs it itself: the task
+// must see what the worker would (the stream's device, not the caller's; no waiting for its own stream),
+// and the caller must get its own device back.
+TEST_F(AclStreams, ASynchronizerThatRunsTasksRunsThemAsTheWorker) {
+  ASSERT_EQ(aclrtSetDevice(3), ACL_SUCCESS);
+  aclrtStream stream = nullptr;
+  ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+  ASSERT_EQ(aclrtSetDevice(5), ACL_SUCCESS);
+  const std::thread::id caller = std::this_thread::get_id();
+  int on_caller = 0;
+  for (int round = 0; round < 1000; ++round) {
+    int32_t device = -1;
+    aclError own_sync = ACL_SUCCESS;
+    bool ran_on_caller = false;
+    ASSERT_EQ(LaunchOnStream(stream, "where",
+                             [&, stream] {
+                               aclrtGetDevice(&device);
+                               own_sync = aclrtSynchronizeStream(stream);
+                               ran_on_caller = std::this_thread::get_id() == caller;
+                             }),
+              ACL_SUCCESS);
+    ASSERT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS);
+    ASSERT_EQ(device, 3) << "round " << round
+                         << (ran_on_caller ? " (run by the synchronizer)" : " (run by the worker)");
+    ASSERT_EQ(own_sync, ACL_ERROR_INVALID_PARAM) << "round " << round;
+    int32_t mine = -1;
+    ASSERT_EQ(aclrtGetDevice(&mine), ACL_SUCCESS);
+    ASSERT_EQ(mine, 5) << "round " << round << ": the caller's device changed";
+    on_caller += ran_on_caller;
+  }
+  EXPECT_GT(on_caller, 0) << "no synchronize ran a task itself in 1000 launch + synchronize rounds";
   EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
 }
 

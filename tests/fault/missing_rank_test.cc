@@ -1,9 +1,11 @@
-// Cases: a rank that never calls dispatch; one that never calls combine; a reset sync that waits only
-// for reachable ranks. The others must fail within the deadline with a TimeoutError naming the
-// missing rank (or, for the reset, succeed without it), and the group must work again afterwards.
+// Cases: a rank that never calls dispatch; one that never calls barrier; one that never calls combine; a reset sync
+// that waits only for reachable ranks. The others must fail within the deadline with a TimeoutError naming the missing
+// rank (or, for the reset, succeed without it), and the group must work again afterwards.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <thread>
 #include <vector>
 
 #include "moe_ep/error.h"
@@ -81,6 +83,29 @@ TEST(MissingRank, DispatchTimesOutNamingTheAbsentRank) {
       EXPECT_EQ(e.missing_ranks(), std::vector<int>{absent}) << e.what();
       EXPECT_NE(std::string(e.what()).find("MoeDistributeDispatch"), std::string::npos) << e.what();
       EXPECT_NE(std::string(e.what()).find("rank 2"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(MissingRank, BarrierWaitsForEveryRankAndNamesTheAbsentOne) {
+  auto groups = ShortDeadlineGroups(milliseconds(300));
+  std::atomic<int> arrived{0};
+  RunRanks(kRanks, [&](int r) {  // rank 3 comes late: nobody leaves before it arrives
+    if (r == 3) std::this_thread::sleep_for(milliseconds(50));
+    arrived.fetch_add(1);
+    Barrier(groups[r]);
+    EXPECT_EQ(arrived.load(), kRanks) << "rank " << r << " left the barrier early";
+  });
+  const auto errors = RunRanksCollect(kRanks, [&](int r) {
+    if (r != 3) Barrier(groups[r]);
+  });
+  for (int r = 0; r < 3; ++r) {
+    ASSERT_TRUE(errors[r]) << "rank " << r << " should have timed out";
+    try {
+      std::rethrow_exception(errors[r]);
+    } catch (const TimeoutError& e) {
+      EXPECT_EQ(e.missing_ranks(), std::vector<int>{3}) << e.what();
+      EXPECT_NE(std::string(e.what()).find("Barrier"), std::string::npos) << e.what();
     }
   }
 }

@@ -57,6 +57,30 @@ def test_dispatch_combine_match_golden(seed, kind):
         assert_bits(back(y), want_y[r], f"seed {seed} rank {r} combine")
 
 
+@pytest.mark.parametrize("kind", ["torch", "numpy"])
+def test_outputs_come_from_the_pool_and_go_back(seed, kind):
+    # The extension makes the outputs: rows past what arrived keep the poison pattern (nothing zeroes them),
+    # and once the caller drops them every block is back in the pool.
+    x, ids, w, outs = draw(seed, 1, experts=6)
+    mask = torch.tensor([True, True, False, False, False])  # 2 of 5 tokens: 6 of the 15 rows arrive
+    if kind == "numpy":
+        x, ids, w, mask = moe_ep.bf16(x[0].view(torch.int16).numpy().view(np.uint16)), ids[0].numpy(), w[0].numpy(), \
+            mask.numpy()
+    else:
+        x, ids, w = x[0], ids[0], w[0]
+    group = moe_ep.thread_groups(1)[0]
+    in_use = moe_ep._moe_ep.pool_stats()[0]
+    d = moe_ep.dispatch(group, x, ids, moe_expert_num=6, active_mask=mask)
+    expand_x = d.expand_x if kind == "torch" else torch.from_numpy(d.expand_x.array.view(np.int16))
+    assert tuple(expand_x.shape) == (15, 64) and d.handle.num_rows == 6
+    assert (expand_x[6:].contiguous().view(torch.uint8) == 0xA5).all(), "rows past num_rows were written"
+    assert moe_ep._moe_ep.pool_stats()[0] == in_use + 4  # expand_x, assist_info, two counts; no TP: none for tp
+    y = moe_ep.combine(group, d.handle, d.expand_x, w)
+    assert moe_ep._moe_ep.pool_stats()[0] == in_use + 5
+    del d, y, expand_x
+    assert moe_ep._moe_ep.pool_stats()[0] == in_use
+
+
 def test_survivors_go_on_after_a_rank_stops(seed):
     # Rank 3 of 4 never calls again: the others probe, reset and dispatch among themselves, as a 3-rank group would.
     x, ids, w, outs = draw(seed, 3, experts=6)
@@ -110,3 +134,11 @@ def test_missing_peer_times_out_naming_it():
                         moe_expert_num=2)
     assert caught.value.missing_ranks == [1]
     assert groups[0].failed_ranks == [1]
+
+
+def test_barrier_waits_for_every_rank_and_names_a_missing_one():
+    groups = moe_ep.thread_groups(2, timeout=0.5)
+    on_threads(len(groups), lambda r: moe_ep.barrier(groups[r]))  # both arrive: both leave
+    with pytest.raises(moe_ep.TimeoutError, match="Barrier") as caught:
+        moe_ep.barrier(groups[0])
+    assert caught.value.missing_ranks == [1]

@@ -169,9 +169,7 @@ void RankJob::CopyDispatchBytes() {
 }
 void RankJob::CopyCombineBytes() { std::memcpy(copy_to_.data(), expert_out_.data(), handle_.num_rows * 2 * o_.hidden); }
 
-void RankJob::Barrier() {
-  GroupAccess::Comm(group_).window().Barrier(std::chrono::steady_clock::now() + group_.timeout(), "moe-ep barrier");
-}
+void RankJob::Barrier() { moe_ep::Barrier(group_); }
 
 RankTimes RankJob::Time(const std::function<void()>& sync, bool barrier) {
   Dispatch();

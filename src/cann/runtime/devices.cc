@@ -83,6 +83,13 @@ void PinWorkerDevice(int32_t device) {
   t_device.pinned = true;
 }
 
+void RunAsWorkerOf(int32_t device, const std::function<void()>& body) {
+  const ThreadDevice own = t_device;
+  PinWorkerDevice(device);
+  body();
+  t_device = own;
+}
+
 aclrtContext ThreadContext() { return ThreadDeviceIsCurrent() ? t_device.context : nullptr; }
 
 void ClearThreadContext() { t_device.context = nullptr; }

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <type_traits>
 
@@ -38,6 +39,10 @@ void SetThreadDevice(int32_t device, aclrtContext context);
 /// Pins the calling stream worker to `device` for good: aclFinalize does not clear it, so tasks that
 /// still drain during aclFinalize see their stream's device.
 void PinWorkerDevice(int32_t device);
+
+/// Runs `body` on the calling thread as a worker of a stream of `device` would (that device current and
+/// pinned), then gives the thread back its own device and context. `body` must not throw.
+void RunAsWorkerOf(int32_t device, const std::function<void()>& body);
 
 /// The calling thread's current context handle (possibly destroyed since: look it up), or nullptr.
 aclrtContext ThreadContext();

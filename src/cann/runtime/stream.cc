@@ -42,9 +42,14 @@ Stream::Outcome Stream::Synchronize(std::optional<std::chrono::milliseconds> tim
   std::unique_lock<std::mutex> lock(mu_);
   const uint64_t target = launched_;
   auto done = [&] { return completed_ >= target; };
+  // With a deadline it only waits: a task it ran itself could not be interrupted at the deadline. A
+  // worker of another stream only waits too, keeping its own device.
+  if (!timeout && t_worker_of == nullptr) {
+    while (!done() && !running_ && !queue_.empty()) RunFront(lock, /*stand_in=*/true);
+  }
   if (timeout) {
     if (!work_done_.wait_until(lock, std::chrono::steady_clock::now() + *timeout, done)) {
-      const std::string running = running_op_.empty() ? std::string("no task") : "'" + running_op_ + "'";
+      const std::string running = running_ ? "'" + running_op_ + "'" : std::string("no task");
       return {ACL_ERROR_RT_STREAM_SYNC_TIMEOUT,
               name_ + " (device " + std::to_string(device_) + ") did not finish within " +
                   std::to_string(timeout->count()) + " ms: " + running + " is running with " +
@@ -87,29 +92,43 @@ Stream::Outcome Stream::Run(QueuedTask& task) {
   }
 }
 
+void Stream::RunFront(std::unique_lock<std::mutex>& lock, bool stand_in) {
+  QueuedTask task = std::move(queue_.front());
+  queue_.pop_front();
+  running_ = true;
+  running_op_ = task.op_name;
+  lock.unlock();
+  Outcome outcome;
+  if (stand_in) {
+    t_worker_of = this;  // the task may not wait for its own stream here either
+    RunAsWorkerOf(device_, [&] { outcome = Run(task); });
+    t_worker_of = nullptr;
+  } else {
+    outcome = Run(task);
+  }
+  // Release what the task captured before anyone learns it finished: a synchronize that returns may
+  // free memory the captures still point to.
+  task.run = nullptr;
+  lock.lock();
+  running_ = false;
+  running_op_.clear();
+  if (outcome.code != ACL_SUCCESS && failure_.code == ACL_SUCCESS) {
+    failure_ = std::move(outcome);
+    failure_seq_ = task.seq;
+  }
+  completed_ = task.seq;
+  work_done_.notify_all();
+  if (stand_in) work_ready_.notify_one();  // the worker may have found the stream busy with tasks queued
+}
+
 void Stream::WorkerLoop() {
   t_worker_of = this;
   PinWorkerDevice(device_);
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    work_ready_.wait(lock, [&] { return !queue_.empty() || stopping_; });
+    work_ready_.wait(lock, [&] { return !running_ && (!queue_.empty() || stopping_); });
     if (queue_.empty()) return;  // stopping, and every task has run
-    QueuedTask task = std::move(queue_.front());
-    queue_.pop_front();
-    running_op_ = task.op_name;
-    lock.unlock();
-    Outcome outcome = Run(task);
-    // Release what the task captured before anyone learns it finished: a synchronize that returns may
-    // free memory the captures still point to.
-    task.run = nullptr;
-    lock.lock();
-    running_op_.clear();
-    if (outcome.code != ACL_SUCCESS && failure_.code == ACL_SUCCESS) {
-      failure_ = std::move(outcome);
-      failure_seq_ = task.seq;
-    }
-    completed_ = task.seq;
-    work_done_.notify_all();
+    RunFront(lock, /*stand_in=*/false);
   }
 }
 

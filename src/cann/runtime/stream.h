@@ -1,5 +1,6 @@
-// Stream: a queue of tasks that a worker thread of its own runs in launch order, the first failure since
-// the last synchronize, and waiting for the tasks with or without a deadline.
+// Stream: a queue of tasks run one at a time in launch order (by a worker thread of its own, or by a
+// thread that waits for them), the first failure since the last synchronize, and waiting for the tasks
+// with or without a deadline.
 #pragma once
 
 #include <chrono>
@@ -42,6 +43,9 @@ class Stream {
   /// Waits until every task launched before this call has run, for at most `timeout` when given. Returns
   /// the first failure recorded by those tasks (and forgets it), or a timeout naming the running task;
   /// on a timeout the tasks go on. A worker must not wait for its own stream: that is an error too.
+  /// Without a timeout, an application thread runs the tasks that have not started itself, in order and
+  /// as the worker would (the stream's device current): a launch followed at once by a synchronize then
+  /// costs no hand-off to the worker and back, which is most of a small operator's latency.
   Outcome Synchronize(std::optional<std::chrono::milliseconds> timeout);
 
   /// Lets the queued tasks finish, then joins the worker. Later launches are refused. Idempotent. Not for
@@ -59,6 +63,9 @@ class Stream {
   };
 
   void WorkerLoop();
+  // Runs the first queued task on the calling thread (the worker, or a synchronizer standing in for it)
+  // and records its outcome. Called locked, with a task queued and none running; returns locked.
+  void RunFront(std::unique_lock<std::mutex>& lock, bool stand_in);
   // Runs one task; returns its failure (ACL_SUCCESS when it returned normally).
   static Outcome Run(QueuedTask& task);
 
@@ -71,7 +78,8 @@ class Stream {
   std::deque<QueuedTask> queue_;
   uint64_t launched_ = 0;   // seq of the last launched task
   uint64_t completed_ = 0;  // seq of the last finished task
-  std::string running_op_;  // empty while idle
+  bool running_ = false;    // a task is running (tasks run one at a time, whoever runs them)
+  std::string running_op_;  // its name
   bool stopping_ = false;
   Outcome failure_;  // the first failure since the last synchronize that took one
   uint64_t failure_seq_ = 0;
