@@ -107,7 +107,7 @@ def measure(make_rank, handles, bs, repeats, warmup):
 
 
 def process_rank(rank, ranks, init_file, sizes, repeats, warmup, results):
-    """One rank process: every size through both APIs; its (t0, t1, t2) per round go to the parent."""
+    """One rank process: every size through both APIs; its (t0, t1, t2, t3) per round (dispatch from t0 to t1, combine from t2 to t3) go to the parent."""
     import torch.distributed as dist
 
     global RANKS
@@ -163,7 +163,7 @@ def own_times(times):
 
 
 def spans(times):
-    """Median spans (us) of dispatch and combine, from each rank's (t0, t1, t2) per round."""
+    """Median spans (us) of dispatch and combine, from each rank's (t0, t1, t2, t3) per round."""
     rounds = range(len(times[0]))
     ranks = range(len(times))
     dispatch = [max(times[r][i][1] for r in ranks) - min(times[r][i][0] for r in ranks) for i in rounds]

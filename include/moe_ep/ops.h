@@ -58,7 +58,8 @@ struct DispatchOutputs {
   TensorView dynamic_scales;     ///< (>= tp*A,) fp32, with quantization
   TensorView assist_info;        ///< (>= 3*tp*A,) int32: (srcRank, tokenIdx, kIdx) per row; expandIdx: (>= Bs*K,)
   TensorView expert_token_nums;  ///< (L,) int64, (1,) on shared-expert ranks
-  TensorView ep_recv_counts;     ///< (E*L*tp,) or (E*tp,) int32, inclusive cumulative
+  TensorView ep_recv_counts;     ///< (E*L*tp,) or (E*tp,) int32, inclusive cumulative (scaled down: the
+                                 ///< survivors' entries, then 0)
   TensorView tp_recv_counts;     ///< (tp,) int32 (tp = 1 without a TP group); written only with a TP pair
 };
 
@@ -140,8 +141,9 @@ void CombineAddRmsNormInto(Group& ep, const DispatchHandle& handle, const Tensor
 /// ElasticReceivableTest + InfoCollect). One 0/1 entry per rank; a dead or stalled rank is 0.
 std::vector<int32_t> ProbeReachable(Group& ep, std::chrono::milliseconds wait = std::chrono::milliseconds(0));
 
-/// [collective] Returns once every rank of `ep` has called Barrier (a round trip of the group's transport);
-/// a rank that has not within the group timeout makes it throw TimeoutError naming that rank.
+/// [collective over every rank of ep, failed ones included] Returns once every rank of `ep` has called
+/// Barrier (a round trip of the group's transport); a rank that has not within the group timeout makes it
+/// throw TimeoutError naming that rank, which failed_ranks() then lists.
 void Barrier(Group& ep);
 
 /// [collective over the ranks marked reachable] Clears this rank's window (parity back to 0). With

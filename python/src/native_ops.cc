@@ -6,6 +6,8 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cstring>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <vector>
@@ -89,6 +91,18 @@ CombineOptions CombineOptionsOf(py::dict d) {
   return o;
 }
 
+// Combine writes no row for the tokens after the active ones of a 1-D mask (CombineInto leaves them as they
+// are); the Python API's outputs are new, so those rows are made 0, as the C++ Combine's are.
+void ZeroInactiveTokens(const DispatchHandle& h, std::initializer_list<TensorView> outputs) {
+  if (h.active_mask.view().dim() != 1) return;
+  const auto* mask = h.active_mask.data_as<uint8_t>();
+  const int64_t active = std::count_if(mask, mask + h.bs, [](uint8_t m) { return m != 0; });
+  for (const TensorView& out : outputs) {
+    const size_t row_bytes = out.numel() / h.bs * DTypeSize(out.dtype);
+    std::memset(static_cast<char*>(out.data) + active * row_bytes, 0, (h.bs - active) * row_bytes);
+  }
+}
+
 }  // namespace
 
 // A block of this process's shared heap (Tensor::PeerVisible) as a Python buffer: tensors viewing it are
@@ -154,7 +168,7 @@ void BindNative(py::module_& m) {
     const Output assist = output(DType::kInt32, {n.assist_entries});
     const Output token_nums = output(DType::kInt64, {n.token_num_entries});
     const Output recv_counts = output(DType::kInt32, {n.recv_count_entries});
-    const Output tp_recv_counts = output(DType::kInt32, {tp != nullptr ? 2 : 1});
+    const Output tp_recv_counts = output(DType::kInt32, {tp != nullptr ? 2 : 1});  // DispatchInto takes one
     const DispatchOutputs out{expand_x.view,   scales.view,      assist.view,
                               token_nums.view, recv_counts.view, tp_recv_counts.view};
     DispatchHandle handle;
@@ -179,19 +193,25 @@ void BindNative(py::module_& m) {
           const auto output = [&](DType dtype, std::vector<int64_t> shape) {
             return NewOutput(dtype, shape, torch, poison);
           };
+          // Outputs in a dtype combine takes: a bad expert_out is then reported by combine's own checks.
+          const DType dtype = expert_out.dtype == DType::kFp16 ? DType::kFp16 : DType::kBf16;
           if (!norm) {
-            const Output x = output(expert_out.dtype, {handle.bs, handle.hidden});
-            py::gil_scoped_release unlocked;
-            CombineInto(ep, handle, expert_out, scales, o, x.view, tp);
+            const Output x = output(dtype, {handle.bs, handle.hidden});
+            {
+              py::gil_scoped_release unlocked;
+              CombineInto(ep, handle, expert_out, scales, o, x.view, tp);
+              ZeroInactiveTokens(handle, {x.view});
+            }
             return x.object;
           }
-          const Output y = output(expert_out.dtype, {handle.bs, 1, handle.hidden});
+          const Output y = output(dtype, {handle.bs, 1, handle.hidden});
           const Output rstd = output(DType::kFloat32, {handle.bs, 1, 1});
-          const Output x = output(expert_out.dtype, {handle.bs, 1, handle.hidden});
+          const Output x = output(dtype, {handle.bs, 1, handle.hidden});
           {
             py::gil_scoped_release unlocked;
             CombineAddRmsNormInto(ep, handle, expert_out, scales, residual, gamma, eps, o, {y.view, rstd.view, x.view},
                                   tp);
+            ZeroInactiveTokens(handle, {y.view, rstd.view, x.view});
           }
           return py::make_tuple(y.object, rstd.object, x.object);
         });

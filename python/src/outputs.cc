@@ -135,6 +135,9 @@ Output NumpyOutput(DType dtype, const std::vector<int64_t>& shape, size_t bytes,
   std::vector<py::ssize_t> byte_strides(strides.begin(), strides.end());
   for (auto& s : byte_strides) s *= static_cast<py::ssize_t>(DTypeSize(dtype));
   py::array array(NumpyType(dtype), std::vector<py::ssize_t>(shape.begin(), shape.end()), byte_strides, data, owner);
+  if (dtype == DType::kBf16 && Types().bf16.is_none()) {
+    throw Error(ErrorCode::kInternal, "moe_ep Python binding: a bf16 numpy output before set_tensor_types");
+  }
   py::object object = dtype == DType::kBf16 ? Types().bf16(array) : py::object(array);
   return {std::move(object), TensorView(data, dtype, shape, std::move(strides))};
 }
@@ -151,6 +154,7 @@ Output NewOutput(DType dtype, const std::vector<int64_t>& shape, bool torch, boo
 
 void BindOutputs(py::module_& m) {
   Types().from_dlpack = py::none();
+  Types().bf16 = py::none();
   m.def("set_tensor_types", [](py::object from_dlpack, py::object bf16) {
     Types().from_dlpack = std::move(from_dlpack);
     Types().bf16 = std::move(bf16);

@@ -2,6 +2,7 @@
 // native profile, run the operation, and package outputs and the handle.
 #include "moe_ep/ops.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -194,7 +195,9 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
   h.dtype = c.x_dtype;
   const int64_t entries = c.receive_entries();
   const int64_t written = ran.receive_entries();
-  const auto* counts = static_cast<const int32_t*>(out.ep_recv_counts.data);
+  auto* counts = static_cast<int32_t*>(out.ep_recv_counts.data);
+  // Scaled down, the survivors' counts fill the front: the entries of the full size after them are 0.
+  if (written < entries) std::fill(counts + written * c.tp_size(), counts + entries * c.tp_size(), 0);
   h.num_rows = counts[written - 1] + (c.has_tp() ? counts[2 * written - 1] : 0);
   h.expert_ids = DenseCopy(expert_ids);
   if (options.active_mask.present()) h.active_mask = DenseCopy(options.active_mask);
@@ -268,7 +271,7 @@ std::vector<int32_t> ProbeReachable(Group& ep, std::chrono::milliseconds wait) {
   return ops::ProbeReachable(CommOf(ep), wait.count() > 0 ? wait : ep.timeout());
 }
 
-void Barrier(Group& ep) { CommOf(ep).window().Barrier(std::chrono::steady_clock::now() + ep.timeout(), "Barrier"); }
+void Barrier(Group& ep) { ops::RunBarrier(CommOf(ep)); }
 
 void BufferReset(Group& ep, std::span<const int32_t> reachable, bool need_sync) {
   std::vector<int32_t> all(ep.size(), 1);

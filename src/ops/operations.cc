@@ -95,6 +95,18 @@ void RunBufferReset(Communicator& ep, std::span<const int32_t> reachable, bool n
   }
 }
 
+void RunBarrier(Communicator& ep) {
+  // Not an operation of the protocol (no EndOperation: the operations' sequence is theirs), but it holds the
+  // lock like one, and a rank it timed out on is remembered as failed.
+  const std::lock_guard lock(ep.mutex());
+  try {
+    ep.window().Barrier(ep.Deadline(), "Barrier");
+  } catch (const TimeoutError& e) {
+    ep.RememberFailed(e.missing_ranks());
+    throw;
+  }
+}
+
 std::vector<int32_t> ProbeReachable(Communicator& ep, transport::Clock::duration wait) {
   return ep.window().Probe(wait);
 }

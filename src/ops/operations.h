@@ -35,6 +35,9 @@ void RunCombine(Communicator& ep, Communicator* tp, const plan::MoeConfig& confi
 /// 0/1 entry per rank; with need_sync the ranks it marks are synced with and forgotten as failed.
 void RunBufferReset(Communicator& ep, std::span<const int32_t> reachable, bool need_sync);
 
+/// [collective over every rank of ep] Returns once all have called it (Window::Barrier).
+void RunBarrier(Communicator& ep);
+
 /// Which ranks of ep answer within `wait` (docs/semantics.md 4.3); one 0/1 entry per rank.
 std::vector<int32_t> ProbeReachable(Communicator& ep, transport::Clock::duration wait);
 

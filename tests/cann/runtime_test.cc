@@ -516,7 +516,7 @@ TEST_F(AclStreams, ATaskCannotWaitForItsOwnStream) {
 
 // A synchronize right after a launch usually finds the task not yet started and runs it itself: the task
 // must see what the worker would (the stream's device, not the caller's; no waiting for its own stream),
-// and the caller must get its own device back.
+// and the caller must get its own device back, without the task's error message.
 TEST_F(AclStreams, ASynchronizerThatRunsTasksRunsThemAsTheWorker) {
   ASSERT_EQ(aclrtSetDevice(3), ACL_SUCCESS);
   aclrtStream stream = nullptr;
@@ -542,6 +542,7 @@ TEST_F(AclStreams, ASynchronizerThatRunsTasksRunsThemAsTheWorker) {
     int32_t mine = -1;
     ASSERT_EQ(aclrtGetDevice(&mine), ACL_SUCCESS);
     ASSERT_EQ(mine, 5) << "round " << round << ": the caller's device changed";
+    ASSERT_EQ(aclGetRecentErrMsg(), nullptr) << "round " << round << ": the task's own message reached the caller";
     on_caller += ran_on_caller;
   }
   EXPECT_GT(on_caller, 0) << "no synchronize ran a task itself in 1000 launch + synchronize rounds";

@@ -107,6 +107,7 @@ TEST(MissingRank, BarrierWaitsForEveryRankAndNamesTheAbsentOne) {
       EXPECT_EQ(e.missing_ranks(), std::vector<int>{3}) << e.what();
       EXPECT_NE(std::string(e.what()).find("Barrier"), std::string::npos) << e.what();
     }
+    EXPECT_EQ(groups[r].failed_ranks(), std::vector<int>{3}) << "rank " << r << " should remember the absent rank";
   }
 }
 

@@ -60,7 +60,8 @@ def test_dispatch_combine_match_golden(seed, kind):
 @pytest.mark.parametrize("kind", ["torch", "numpy"])
 def test_outputs_come_from_the_pool_and_go_back(seed, kind):
     # The extension makes the outputs: rows past what arrived keep the poison pattern (nothing zeroes them),
-    # and once the caller drops them every block is back in the pool.
+    # combine's rows of inactive tokens are 0, and once the caller drops the outputs every block is back in
+    # the pool.
     x, ids, w, outs = draw(seed, 1, experts=6)
     mask = torch.tensor([True, True, False, False, False])  # 2 of 5 tokens: 6 of the 15 rows arrive
     if kind == "numpy":
@@ -77,7 +78,9 @@ def test_outputs_come_from_the_pool_and_go_back(seed, kind):
     assert moe_ep._moe_ep.pool_stats()[0] == in_use + 4  # expand_x, assist_info, two counts; no TP: none for tp
     y = moe_ep.combine(group, d.handle, d.expand_x, w)
     assert moe_ep._moe_ep.pool_stats()[0] == in_use + 5
-    del d, y, expand_x
+    y_bits = (y if kind == "torch" else torch.from_numpy(y.array.view(np.int16))).contiguous().view(torch.int16)
+    assert (y_bits[2:] == 0).all(), "rows of inactive tokens are not 0"
+    del d, y, y_bits, expand_x
     assert moe_ep._moe_ep.pool_stats()[0] == in_use
 
 
@@ -116,6 +119,11 @@ def test_bad_input_names_the_parameter():
         moe_ep.dispatch(group, np.zeros((2, 8)), np.zeros((2, 1), dtype=np.int32), moe_expert_num=1)
     with pytest.raises(moe_ep.InvalidArgumentError, match="expert_out has dtype torch.float64"):
         moe_ep.combine(group, None, torch.zeros(2, 8, dtype=torch.float64), torch.zeros(2, 1))
+    d = moe_ep.dispatch(group, torch.zeros(2, 8, dtype=torch.bfloat16), torch.zeros(2, 1, dtype=torch.int32),
+                        moe_expert_num=1)
+    with pytest.raises(moe_ep.InvalidArgumentError, match="'expert_out' = bool.*bf16 or fp16") as caught:
+        moe_ep.combine(group, d.handle, torch.zeros(2, 8, dtype=torch.bool), torch.zeros(2, 1))
+    assert caught.value.code == moe_ep.errors.INVALID_PARAM
     with pytest.raises(moe_ep.InvalidArgumentError, match=r"window_mb = -1 must be in \[0, 1048576\]"):
         moe_ep.thread_groups(2, window_mb=-1)
     with pytest.raises(moe_ep.InvalidArgumentError, match=r"size = 1099511627776 must be in"):

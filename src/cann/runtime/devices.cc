@@ -84,10 +84,12 @@ void PinWorkerDevice(int32_t device) {
 }
 
 void RunAsWorkerOf(int32_t device, const std::function<void()>& body) {
-  const ThreadDevice own = t_device;
+  struct GiveBack {
+    ThreadDevice own = t_device;
+    ~GiveBack() { t_device = own; }
+  } give_back;
   PinWorkerDevice(device);
   body();
-  t_device = own;
 }
 
 aclrtContext ThreadContext() { return ThreadDeviceIsCurrent() ? t_device.context : nullptr; }

@@ -34,6 +34,15 @@ int32_t Fail(int32_t code, const std::string& message) {
 
 namespace runtime {
 
+void RunWithOwnRecentError(const std::function<void()>& body) {
+  struct GiveBack {
+    RecentError own = std::move(t_recent_error);
+    ~GiveBack() { t_recent_error = std::move(own); }
+  } give_back;
+  t_recent_error = {};
+  body();
+}
+
 std::string HandleName(const void* handle) {
   char text[32];
   std::snprintf(text, sizeof(text), "%p", handle);

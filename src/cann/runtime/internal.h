@@ -41,7 +41,7 @@ void SetThreadDevice(int32_t device, aclrtContext context);
 void PinWorkerDevice(int32_t device);
 
 /// Runs `body` on the calling thread as a worker of a stream of `device` would (that device current and
-/// pinned), then gives the thread back its own device and context. `body` must not throw.
+/// pinned), then gives the thread back its own device and context.
 void RunAsWorkerOf(int32_t device, const std::function<void()>& body);
 
 /// The calling thread's current context handle (possibly destroyed since: look it up), or nullptr.
@@ -77,6 +77,10 @@ void DestroyAllStreams();
 bool OnStreamWorker();
 
 // ---- errors.cc ----
+
+/// Runs `body` with a recent error message of its own: what it Fail()s with is dropped, and the calling
+/// thread's pending message stays as it was (a task run by a synchronizing thread, as by a worker).
+void RunWithOwnRecentError(const std::function<void()>& body);
 
 /// "0x5354000010" for messages.
 std::string HandleName(const void* handle);

@@ -93,15 +93,18 @@ Stream::Outcome Stream::Run(QueuedTask& task) {
 }
 
 void Stream::RunFront(std::unique_lock<std::mutex>& lock, bool stand_in) {
+  std::string op_name = queue_.front().op_name;  // the one step that may throw, before anything changes
   QueuedTask task = std::move(queue_.front());
   queue_.pop_front();
   running_ = true;
-  running_op_ = task.op_name;
+  running_op_ = std::move(op_name);
   lock.unlock();
   Outcome outcome;
   if (stand_in) {
-    t_worker_of = this;  // the task may not wait for its own stream here either
-    RunAsWorkerOf(device_, [&] { outcome = Run(task); });
+    // As on the worker: the stream's device, the rule that a task cannot wait for its own stream, and
+    // messages of the task's own (its failure reaches the caller as the synchronize's).
+    t_worker_of = this;
+    RunAsWorkerOf(device_, [&] { RunWithOwnRecentError([&] { outcome = Run(task); }); });
     t_worker_of = nullptr;
   } else {
     outcome = Run(task);

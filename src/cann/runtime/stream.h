@@ -64,7 +64,8 @@ class Stream {
 
   void WorkerLoop();
   // Runs the first queued task on the calling thread (the worker, or a synchronizer standing in for it)
-  // and records its outcome. Called locked, with a task queued and none running; returns locked.
+  // and records its outcome. Called locked, with a task queued and none running; returns locked. Throws
+  // only before it takes the task (out of memory), leaving the stream as it was.
   void RunFront(std::unique_lock<std::mutex>& lock, bool stand_in);
   // Runs one task; returns its failure (ACL_SUCCESS when it returned normally).
   static Outcome Run(QueuedTask& task);
