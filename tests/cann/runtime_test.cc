@@ -12,8 +12,8 @@
 //                        16 streams of 16 devices; first failure reported once with its message; bounded
 //                        synchronize times out fast and names the running op; destroy waits; double destroy;
 //                        a task cannot wait for its own stream; a synchronizer that runs tasks itself runs
-//                        them as the worker; default (nullptr) streams; SynchronizeDevice;
-//                        the seed samples' create / use in threads / destroy twice pattern.
+//                        them as the worker, one at a time and in order when several race; default (nullptr) streams;
+//                        SynchronizeDevice; the seed samples' create / use in threads / destroy twice pattern.
 //   AclMemory.*          malloc argument checks and alignment; free of unknown / freed / wrong-kind pointers;
 //                        memcpy / memset bounds; async copies ordered with other tasks on the stream.
 //   AclTensors.*         each aclCreateTensor rejection; 0-d and empty tensors; getters; a non-contiguous view
@@ -546,6 +546,43 @@ TEST_F(AclStreams, ASynchronizerThatRunsTasksRunsThemAsTheWorker) {
     on_caller += ran_on_caller;
   }
   EXPECT_GT(on_caller, 0) << "no synchronize ran a task itself in 1000 launch + synchronize rounds";
+  EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
+}
+
+// Threads that launch onto one stream and synchronize it at once race each other and the worker to run
+// the tasks: still one task at a time, and each thread's tasks in its launch order.
+TEST_F(AclStreams, RacingSynchronizersRunOneTaskAtATimeInOrder) {
+  ASSERT_EQ(aclrtSetDevice(7), ACL_SUCCESS);
+  aclrtStream stream = nullptr;
+  ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+  constexpr int kThreads = 4, kTasks = 300;
+  std::atomic<int> running{0}, most_at_once{0};
+  std::vector<std::vector<int>> seen(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kTasks; ++i) {
+        EXPECT_EQ(LaunchOnStream(stream, "append",
+                                 [&, t, i] {
+                                   const int now = running.fetch_add(1) + 1;
+                                   int most = most_at_once.load();
+                                   while (now > most && !most_at_once.compare_exchange_weak(most, now)) {
+                                   }
+                                   seen[t].push_back(i);
+                                   running.fetch_sub(1);
+                                 }),
+                  ACL_SUCCESS);
+        if (i % 3 != 2) EXPECT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  ASSERT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS);
+  EXPECT_EQ(most_at_once.load(), 1);
+  for (int t = 0; t < kThreads; ++t) {
+    ASSERT_EQ(seen[t].size(), static_cast<size_t>(kTasks));
+    for (int i = 0; i < kTasks; ++i) ASSERT_EQ(seen[t][i], i);
+  }
   EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
 }
 
