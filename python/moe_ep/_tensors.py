@@ -45,11 +45,12 @@ def spec(t, name):
     if t is None:
         return None
     if is_torch(t):
-        if t.device.type != "cpu":
+        if not t.is_cpu:
             raise InvalidArgumentError(f"{name} is on {t.device}; moe_ep runs on CPU tensors")
-        if t.dtype not in _TORCH:
+        dtype = _TORCH.get(t.dtype)
+        if dtype is None:
             raise InvalidArgumentError(f"{name} has dtype {t.dtype}, which no moe_ep operator takes")
-        return (t.data_ptr(), _TORCH[t.dtype], list(t.shape), list(t.stride()))
+        return (t.data_ptr(), dtype, t.shape, t.stride())  # torch.Size is a tuple
     if isinstance(t, bf16):
         a, name_of_dtype = t.array, "bf16"
     elif isinstance(t, np.ndarray):

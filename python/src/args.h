@@ -18,10 +18,12 @@ class Args {
   /// `what` names the call in messages ("npu_moe_distribute_dispatch_v2", "dispatch arguments").
   Args(std::string what, pybind11::dict d) : what_(std::move(what)), d_(std::move(d)) {}
 
+  /// `key` must be a string literal (kept by address).
   pybind11::handle operator[](const char* key) {
-    read_.emplace_back(key);
-    if (!d_.contains(key)) throw Error(ErrorCode::kInternal, "moe_ep Python binding: " + what_ + " lacks " + key);
-    return d_[key];
+    read_.push_back(key);
+    PyObject* value = PyDict_GetItemString(d_.ptr(), key);  // borrowed: the dict keeps it alive
+    if (value == nullptr) throw Error(ErrorCode::kInternal, "moe_ep Python binding: " + what_ + " lacks " + key);
+    return value;
   }
   template <typename T>
   T As(const char* key) {
@@ -31,9 +33,11 @@ class Args {
   TensorView View(const char* key) { return ViewOf((*this)[key], key); }
 
   void CheckAllRead() const {
+    // Every key read was there and each is read once: as many reads as keys means none is left unread.
+    if (read_.size() == d_.size()) return;
     for (auto item : d_) {
       const auto key = item.first.cast<std::string>();
-      if (std::find(read_.begin(), read_.end(), key) == read_.end()) {
+      if (std::none_of(read_.begin(), read_.end(), [&](const char* r) { return key == r; })) {
         throw Error(ErrorCode::kInternal, "moe_ep Python binding: " + what_ + " got unknown argument " + key);
       }
     }
@@ -42,7 +46,7 @@ class Args {
  private:
   std::string what_;
   pybind11::dict d_;
-  std::vector<std::string> read_;
+  std::vector<const char*> read_;
 };
 
 }  // namespace moe_ep::python
