@@ -18,7 +18,7 @@ class Args {
   /// `what` names the call in messages ("npu_moe_distribute_dispatch_v2", "dispatch arguments").
   Args(std::string what, pybind11::dict d) : what_(std::move(what)), d_(std::move(d)) {}
 
-  /// `key` must be a string literal (kept by address).
+  /// `key` must be a string literal (kept by address); each key is read once.
   pybind11::handle operator[](const char* key) {
     read_.push_back(key);
     PyObject* value = PyDict_GetItemString(d_.ptr(), key);  // borrowed: the dict keeps it alive

@@ -62,8 +62,9 @@ class OpArgs {
   }
 
   aclTensor* Tensor(const char* key) {
-    if (tensors_[key].is_none()) return nullptr;
-    return Made(tensors_.View(key), key);
+    const py::handle spec = tensors_[key];  // read once: Args counts the reads
+    if (spec.is_none()) return nullptr;
+    return Made(ViewOf(spec, key), key);
   }
   // An output described as (dtype name, shape) in `outputs`; Outputs() returns them in the order made.
   aclTensor* Output(const char* key) {

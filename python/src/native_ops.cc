@@ -91,15 +91,19 @@ CombineOptions CombineOptionsOf(py::dict d) {
   return o;
 }
 
-// Combine writes no row for the tokens after the active ones of a 1-D mask (CombineInto leaves them as they
-// are); the Python API's outputs are new, so those rows are made 0, as the C++ Combine's are.
+// Combine writes no row for an inactive token: past the active ones of a (Bs,) mask, or with no active pair
+// in a (Bs, K) one (CombineInto leaves those rows as they are). The Python API's outputs are new, so those
+// rows are made 0, as the C++ Combine's are.
 void ZeroInactiveTokens(const DispatchHandle& h, std::initializer_list<TensorView> outputs) {
-  if (h.active_mask.view().dim() != 1) return;
+  if (!h.active_mask.view().present()) return;
   const auto* mask = h.active_mask.data_as<uint8_t>();
-  const int64_t active = std::count_if(mask, mask + h.bs, [](uint8_t m) { return m != 0; });
-  for (const TensorView& out : outputs) {
-    const size_t row_bytes = out.numel() / h.bs * DTypeSize(out.dtype);
-    std::memset(static_cast<char*>(out.data) + active * row_bytes, 0, (h.bs - active) * row_bytes);
+  const int64_t per_token = h.active_mask.numel() / h.bs;  // 1, or K
+  for (int64_t t = 0; t < h.bs; ++t) {
+    if (std::any_of(mask + t * per_token, mask + (t + 1) * per_token, [](uint8_t m) { return m != 0; })) continue;
+    for (const TensorView& out : outputs) {
+      const size_t row_bytes = out.numel() / h.bs * DTypeSize(out.dtype);
+      std::memset(static_cast<char*>(out.data) + t * row_bytes, 0, row_bytes);
+    }
   }
 }
 

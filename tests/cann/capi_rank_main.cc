@@ -46,8 +46,8 @@ int64_t Uniform(std::mt19937_64& rng, int64_t lo, int64_t hi) {
   return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
 }
 
-// A configuration of `world` ranks within the A3 limits, drawn from `rng`.
-CapiCase DrawCase(std::mt19937_64& rng, int world, bool v3) {
+// A configuration of `world` ranks within the A3 limits, drawn from `rng`, with H from min_hidden up.
+CapiCase DrawCase(std::mt19937_64& rng, int world, bool v3, int min_hidden) {
   CapiCase c;
   c.use_v3 = v3;
   auto& cfg = c.spec.config;
@@ -57,7 +57,7 @@ CapiCase DrawCase(std::mt19937_64& rng, int world, bool v3) {
   cfg.shared_expert_rank_num = shared ? 1 : 0;
   cfg.moe_expert_num = static_cast<int>(Uniform(rng, 1, 3)) * (world - cfg.shared_expert_rank_num);
   cfg.top_k = static_cast<int>(Uniform(rng, 1, std::min(cfg.moe_expert_num, 6)));
-  cfg.hidden = static_cast<int>(1024 + 32 * Uniform(rng, 0, 32));
+  cfg.hidden = static_cast<int>(min_hidden + 32 * Uniform(rng, 0, 32));
   cfg.dtype = Uniform(rng, 0, 1) ? moe_ref::DType::kFp16 : moe_ref::DType::kBf16;
   cfg.quant_mode = Uniform(rng, 0, 1) ? 2 : 0;
   cfg.comm_quant_mode = Uniform(rng, 0, 1) ? 2 : 0;
@@ -171,7 +171,9 @@ int RootInfoJob(uint64_t seed, RootShare share) {
   std::mt19937_64 rng(seed);
   int status = 0;
   for (bool v3 : {false, true}) {
-    const CapiCase c = DrawCase(rng, world, v3);
+    // Across simulated hosts the test checks that the rows crossed the links (more bytes than MPI's own
+    // set-up): rows of 8 KiB and more make even 1 token with top-1 move enough.
+    const CapiCase c = DrawCase(rng, world, v3, share == RootShare::kMpi ? 4096 : 1024);
     moe_ep::verify::ScenarioInputs inputs = moe_ep::verify::MakeInputs(c.spec, rng);
     const auto expected = moe_ep::capi_testing::ExpectedOutputs(c, inputs);
     const auto outcome = moe_ep::capi_testing::RunCapiRank(c, inputs, rank, comm, expected);

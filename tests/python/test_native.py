@@ -84,6 +84,24 @@ def test_outputs_come_from_the_pool_and_go_back(seed, kind):
     assert moe_ep._moe_ep.pool_stats()[0] == in_use
 
 
+def test_combine_zeroes_tokens_without_an_active_pair(seed):
+    # A (Bs, K) mask: combine writes no row for a token whose pairs are all inactive; the outputs Python gets
+    # are new, so that row is 0 (not pool memory), and the other rows are written.
+    x, ids, w, outs = draw(seed, 1, experts=6)
+    mask = torch.ones(5, 3, dtype=torch.bool)
+    mask[1] = False
+    mask[3, 1:] = False
+    group = moe_ep.thread_groups(1)[0]
+    d = moe_ep.dispatch(group, x[0], ids[0], moe_expert_num=6, active_mask=mask)
+    residual, gamma = torch.randn(5, 1, 64).to(torch.bfloat16), torch.randn(64).to(torch.bfloat16)
+    for got in (moe_ep.combine(group, d.handle, d.expand_x, w[0]),
+                *moe_ep.combine_add_rms_norm(group, d.handle, d.expand_x, w[0], residual, gamma)):
+        bits = got.reshape(5, -1).contiguous().view(torch.uint8)
+        assert (bits[1] == 0).all(), "the row of a token without an active pair is not 0"
+        for t in (0, 2, 3, 4):
+            assert not (bits[t] == 0xA5).all(), f"row {t} was not written"
+
+
 def test_survivors_go_on_after_a_rank_stops(seed):
     # Rank 3 of 4 never calls again: the others probe, reset and dispatch among themselves, as a 3-rank group would.
     x, ids, w, outs = draw(seed, 3, experts=6)
