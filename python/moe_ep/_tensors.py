@@ -66,6 +66,11 @@ def spec(t, name):
     return (a.ctypes.data, name_of_dtype, list(a.shape), [s // a.itemsize for s in a.strides])
 
 
+def specs(named):
+    """{name: spec(t, name)} of a dict of tensors (None stays None, without a call)."""
+    return {name: t if t is None else spec(t, name) for name, t in named.items()}
+
+
 # Test aid: fill the native API's outputs with a byte pattern before the operation runs, so that an
 # element the operation should write but does not shows up (outputs are otherwise uninitialised).
 poison_outputs = False

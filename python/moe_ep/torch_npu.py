@@ -182,8 +182,7 @@ def npu_moe_distribute_dispatch_v2(x, expert_ids, group_ep, ep_world_size, ep_ra
     }
     inputs = {"x": x, "expert_ids": expert_ids, "scales": scales, "x_active_mask": x_active_mask,
               "expert_scales": expert_scales, "elastic_info": elastic_info}
-    tensors = {name: t if t is None else _tensors.spec(t, name) for name, t in inputs.items()}
-    return _cann.dispatch(tensors, outputs, {**attrs, "global_bs": global_bs_real}, poison_outputs)
+    return _cann.dispatch(_tensors.specs(inputs), outputs, {**attrs, "global_bs": global_bs_real}, poison_outputs)
 
 
 def npu_moe_distribute_combine_v2(expand_x, expert_ids, assist_info_for_combine, ep_send_counts, expert_scales,
@@ -215,7 +214,7 @@ def npu_moe_distribute_combine_v2(expand_x, expert_ids, assist_info_for_combine,
               "const_expert_alpha_2": const_expert_alpha_2, "const_expert_v": const_expert_v}
     global_bs_real = _global_bs(global_bs, expert_ids.shape[0], ep_world_size)
     out = _output((expert_ids.shape[0], expand_x.shape[1]), expand_x.dtype)
-    return _cann.combine({name: t if t is None else _tensors.spec(t, name) for name, t in inputs.items()}, {"out": out},
+    return _cann.combine(_tensors.specs(inputs), {"out": out},
                          {**attrs, "global_bs": global_bs_real}, poison_outputs)[0]
 
 
@@ -263,8 +262,7 @@ def npu_moe_distribute_combine_add_rms_norm(expand_x, expert_ids, expand_idx, ep
               "activation_scale": activation_scale, "weight_scale": weight_scale, "group_list": group_list,
               "shared_expert_x": shared_expert_x}
     global_bs_real = _global_bs(global_bs, n, ep_world_size)
-    return _cann.combine_add_rms_norm({name: t if t is None else _tensors.spec(t, name) for name, t in inputs.items()},
-                                      outputs,
+    return _cann.combine_add_rms_norm(_tensors.specs(inputs), outputs,
                                       {**attrs, "global_bs": global_bs_real, "norm_eps": float(norm_eps)},
                                       poison_outputs)
 

@@ -89,8 +89,7 @@ class OpArgs {
 
  private:
   aclTensor* Made(const TensorView& view, const char* key) {
-    std::vector<int64_t> strides(view.shape.size());
-    for (int64_t d = 0; d < view.dim(); ++d) strides[d] = view.stride(d);
+    const std::vector<int64_t> strides = StridesOf(view);
     const std::vector<int64_t> storage{ElementSpan(view, key)};
     aclTensor* t = aclCreateTensor(view.shape.data(), view.shape.size(), AclType(view.dtype), strides.data(), 0,
                                    ACL_FORMAT_ND, storage.data(), storage.size(), view.data);

@@ -11,6 +11,7 @@
 #include "buffer_pool.h"
 #include "dlpack.h"
 #include "moe_ep/error.h"
+#include "tensor_arg.h"
 
 namespace py = pybind11;
 
@@ -97,17 +98,11 @@ size_t ByteCount(DType dtype, const std::vector<int64_t>& shape) {
   return n;
 }
 
-std::vector<int64_t> ContiguousStrides(const std::vector<int64_t>& shape) {
-  std::vector<int64_t> strides(shape.size(), 1);
-  for (size_t d = shape.size(); d-- > 1;) strides[d - 1] = strides[d] * shape[d];
-  return strides;
-}
-
 Output TorchOutput(DType dtype, const std::vector<int64_t>& shape, size_t bytes, bool poison) {
   auto out = std::make_unique<DlpackOutput>(bytes);
   if (poison) std::memset(out->block.data(), 0xA5, bytes);
   out->shape = shape;
-  out->strides = ContiguousStrides(shape);
+  out->strides = StridesOf(TensorView(out->block.data(), dtype, shape));
   out->managed.dl_tensor = {out->block.data(),
                             {dlpack::kCpu, 0},
                             static_cast<int32_t>(shape.size()),
@@ -131,7 +126,7 @@ Output NumpyOutput(DType dtype, const std::vector<int64_t>& shape, size_t bytes,
   void* data = block->data();
   py::capsule owner(block.get(), [](void* p) { delete static_cast<PooledBlock*>(p); });
   block.release();
-  std::vector<int64_t> strides = ContiguousStrides(shape);
+  std::vector<int64_t> strides = StridesOf(TensorView(data, dtype, shape));
   std::vector<py::ssize_t> byte_strides(strides.begin(), strides.end());
   for (auto& s : byte_strides) s *= static_cast<py::ssize_t>(DTypeSize(dtype));
   py::array array(NumpyType(dtype), std::vector<py::ssize_t>(shape.begin(), shape.end()), byte_strides, data, owner);

@@ -37,6 +37,12 @@ TensorView ViewOf(py::handle spec, const char* name) {
   return TensorView(data, DTypeNamed(items[1].cast<std::string>(), name), std::move(shape), std::move(strides));
 }
 
+std::vector<int64_t> StridesOf(const TensorView& view) {
+  std::vector<int64_t> strides(view.shape.size());
+  for (int64_t d = 0; d < view.dim(); ++d) strides[d] = view.stride(d);
+  return strides;
+}
+
 int64_t ElementSpan(const TensorView& view, const char* name) {
   int64_t last = 0;
   for (int64_t d = 0; d < view.dim(); ++d) {

@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 
 #include <string>
+#include <vector>
 
 #include "moe_ep/error.h"
 #include "moe_ep/tensor.h"
@@ -17,6 +18,9 @@ DType DTypeNamed(const std::string& name, const char* arg);
 /// The view a tensor tuple describes; an absent view for None. Throws moe_ep::Error for a malformed tuple
 /// (only moe_ep's own Python code makes them, so that is a bug, reported as such).
 TensorView ViewOf(pybind11::handle spec, const char* name);
+
+/// The view's stride of every dimension, in elements (row-major ones where it has none).
+std::vector<int64_t> StridesOf(const TensorView& view);
 
 /// Elements from the view's first element to its furthest one, inclusive (0 when it has none); throws
 /// moe_ep::Error naming `name` when that overflows.
