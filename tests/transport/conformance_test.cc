@@ -27,6 +27,9 @@
 //                                    TimeoutError after the deadline (within a slack), missing_ranks() and the
 //                                    message name exactly that rank.
 //   PutPastTheDataAreaThrowsAndWritesNothing, PutWhoseRangeWrapsAroundThrows, SignalPastTheFlagsThrows: bounds.
+//   BurstsThenTricklesArriveWhole    4 MiB that pile up at the reader, then 6 operations of a few bytes each:
+//                                    every byte arrives; the hosts transport posts more receives after the
+//                                    burst and its fewest after the trickles.
 //   FlagWords.*                      MakeFlag / FlagEpoch / FlagCount / EpochOf arithmetic (no transport).
 //
 // Can the suite fail? MOE_EP_CONFORMANCE_MUTANT=<name> runs it on a deliberately broken transport
@@ -433,6 +436,58 @@ TEST_P(Conformance, EveryBytePutBeforeASignalIsSeenAfterIt) {
       tr::WaitFlag(win, kAck, epoch, Within(MustArriveWithin()), next, "conformance", "an acknowledgement");
     }
   });
+}
+
+// One burst, then trickles, each its own operation, between pairs of 4 ranks: a burst of 4 MiB in 64 puts that the
+// reader lets pile up (it waits 300 ms before polling), then 6 rounds of a few bytes, each sent as soon as the writer's
+// previous operation ended. Every byte arrives. The hosts transport keeps more receives posted after the burst and is
+// back to its fewest after the trickles (Describe says how many).
+TEST_P(Conformance, BurstsThenTricklesArriveWhole) {
+  const int n = 4, trickles = 6;
+  const uint64_t seed = Seed(11), burst = 4 << 20, pieces = 64;
+  constexpr uint64_t kData = 0, kAck = 1;
+  Windows w = Open(n, burst, 2);
+  // What `writer` puts in `round`: the burst, then a few bytes at a fresh offset.
+  const auto payload = [&](int writer, int round) {
+    std::mt19937_64 rng(SeedOf(seed, writer, round));
+    const uint64_t length = round == 0 ? burst : std::uniform_int_distribution<uint64_t>(1, 512)(rng);
+    return std::pair{std::uniform_int_distribution<uint64_t>(0, burst - length)(rng), RandomBytes(rng(), length)};
+  };
+  std::vector<uint64_t> posted_after;  // per round, for the hosts transport: receives posted on a rank here
+  for (int round = 0; round <= trickles; ++round) {
+    const uint32_t epoch = static_cast<uint32_t>(tr::EpochOf(round));
+    RunRanks(w, [&](tr::Window& win) {
+      const int r = win.rank(), peer = (r + n / 2) % n;  // on another host wherever hosts are split evenly
+      const auto [offset, out] = payload(r, round);
+      const uint64_t piece = (out.size() + pieces - 1) / pieces;
+      for (uint64_t at = 0; at < out.size(); at += piece) {
+        win.Put(peer, offset + at, out.data() + at, std::min(piece, out.size() - at));
+      }
+      win.Signal(peer, kData, tr::MakeFlag(epoch, 1));
+      if (round == 0) std::this_thread::sleep_for(300ms);
+      tr::WaitFlag(win, kData, epoch, Within(MustArriveWithin()), peer, "conformance", "a payload");
+      const auto [in_offset, in] = payload(peer, round);
+      EXPECT_EQ(FirstDifference(win.LocalData() + in_offset, in, in_offset), "")
+          << "rank " << r << " round " << round << ", " << in.size() << " bytes from rank " << peer;
+      win.Signal(peer, kAck, tr::MakeFlag(epoch, 0));  // the writer may write again
+      tr::WaitFlag(win, kAck, epoch, Within(MustArriveWithin()), peer, "conformance", "an acknowledgement");
+    });
+#ifdef MOE_EP_CONFORMANCE_HOSTS
+    for (const auto& win : w) {
+      if (!win) continue;
+      // "..., N receives posted ahead (FEWEST to MOST as the traffic asks)"
+      const std::string text = win->Describe();
+      const size_t at = text.rfind(", ") + 2, floor_at = text.find('(', at) + 1;
+      posted_after.push_back(std::stoull(text.substr(at)));
+      if (round == trickles) {
+        const uint64_t fewest = std::stoull(text.substr(floor_at));
+        EXPECT_GT(posted_after.front(), fewest) << "after the burst: " << text;
+        EXPECT_EQ(posted_after.back(), fewest) << "after " << trickles << " trickles: " << text;
+      }
+      break;
+    }
+#endif
+  }
 }
 
 // ---- Flag words and epochs ----

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cassert>
 #include <chrono>
 #include <cstdlib>
@@ -63,16 +64,22 @@ struct MessageSize {
   explicit MessageSize(uint64_t message_bytes)
       : bytes(message_bytes),
         piece(message_bytes - kSequenceBytes - sizeof(RecordHeader)),
-        posted_receives(std::clamp<uint64_t>(kPostedBytes / message_bytes, 8, 64)) {
+        fewest_posted(std::clamp<uint64_t>(kFewestPostedBytes / message_bytes, 8, 64)),
+        most_posted(std::clamp<uint64_t>(kMostPostedBytes / message_bytes, fewest_posted, 4096)) {
     assert(piece % 8 == 0 && "a piece must keep the records after it 8-byte aligned");
   }
-  // Receives kept posted: about the messages that arrive between two polls of a busy rank, in at most
-  // kPostedBytes unless that is fewer than 8 (a large message that finds none posted waits, unread, in the
-  // socket: only its first bytes are copied on arrival).
-  static constexpr uint64_t kPostedBytes = 4 << 20;
-  uint64_t bytes;            // the most a message holds on the wire
-  uint64_t piece;            // a put longer than this goes as several records, each fitting a message
-  uint64_t posted_receives;  // see kPostedBytes
+  // Receives kept posted: about the messages that arrive between two polls of a busy rank. A message that
+  // finds none posted is copied twice (into Open MPI's memory, then out), one that finds one once; but every
+  // poll tests each posted receive, which costs a small operation more than the copies it saves. So the count
+  // follows the traffic (HostsWindow::GrowPosting, AdaptPosting), from fewest_posted (64 within
+  // kFewestPostedBytes, at least 8: a large message that finds none posted waits, unread, in the socket, only
+  // its first bytes copied on arrival) to most_posted (4096 within kMostPostedBytes).
+  static constexpr uint64_t kFewestPostedBytes = 4 << 20;
+  static constexpr uint64_t kMostPostedBytes = 256 << 20;
+  uint64_t bytes;          // the most a message holds on the wire
+  uint64_t piece;          // a put longer than this goes as several records, each fitting a message
+  uint64_t fewest_posted;  // receives kept posted: see kFewestPostedBytes
+  uint64_t most_posted;
 };
 
 // One message (at most its capacity on the wire: its sequence number, then its records), uninitialised:
@@ -173,6 +180,7 @@ class HostsWindow final : public Window {
         outbox_(size),
         ended_(size, 0),
         remote_peers_(topology_.host_ranks.size() > 1),
+        posted_target_(message_.fewest_posted),
         sent_to_(size, 0),
         next_from_(size, 0) {}
 
@@ -185,7 +193,7 @@ class HostsWindow final : public Window {
     }
     for (Incoming& in : posted_) {
       if (in.request == MPI_REQUEST_NULL) continue;
-      MPI_Cancel(&in.request);
+      if (!in.cancelled) MPI_Cancel(&in.request);  // a second cancel of one request crashes Open MPI
       int done = 0;
       MPI_Test(&in.request, &done, MPI_STATUS_IGNORE);
       if (done) continue;  // cancelled (or arrived): MPI is done with the buffer
@@ -330,6 +338,7 @@ class HostsWindow final : public Window {
     const std::lock_guard lock(engine_);
     std::erase_if(rows_, [](const auto& row) { return row.second.read; });
     ReleaseRowMessages();
+    AdaptPosting();
     if (!relay_) return;
     std::fill(channel_.begin(), channel_.end(), Channel::kUndecided);
     sequence_ = sequence;
@@ -348,8 +357,11 @@ class HostsWindow final : public Window {
     const char* path = relay_                    ? "dispatch two-level (through one rank per host), combine flat"
                        : !RelayCanPay(topology_) ? "flat (no host has several ranks to relay to)"
                                                  : "flat (MOE_EP_HOSTS_RELAY=0)";
+    const std::lock_guard lock(engine_);
     return std::string("between hosts ") + path + ", in messages of at most " + std::to_string(message_.bytes) +
-           " bytes";
+           " bytes, " + std::to_string(posted_target_) + " receives posted ahead (" +
+           std::to_string(message_.fewest_posted) + " to " + std::to_string(message_.most_posted) +
+           " as the traffic asks)";
   }
 
   std::string ExplainMissing(std::span<const int> missing) const override {
@@ -433,7 +445,8 @@ class HostsWindow final : public Window {
   struct Incoming {
     MessageBuffer buffer;
     MPI_Request request = MPI_REQUEST_NULL;
-    int source = -1;  // once it arrived
+    int source = -1;         // once it arrived
+    bool cancelled = false;  // asked to be cancelled (AdaptPosting); once finished, whether that happened
   };
 
   // Whether this operation sends through relays: the window is two-level and the operation allows it.
@@ -616,9 +629,9 @@ class HostsWindow final : public Window {
     return advanced;
   }
 
-  // Keeps message_.posted_receives receives posted, from any rank, when peers on other hosts can send.
+  // Keeps posted_target_ receives posted, from any rank, when peers on other hosts can send.
   void PostReceives() const {
-    while (remote_peers_ && posted_.size() < message_.posted_receives) {
+    while (remote_peers_ && posted_.size() < posted_target_) {
       Incoming& in = posted_.emplace_back(Incoming{Take()});
       mpi::Check(MPI_Irecv(in.buffer.wire(), static_cast<int>(message_.bytes), MPI_BYTE, MPI_ANY_SOURCE, kTag, comm_,
                            &in.request),
@@ -646,16 +659,55 @@ class HostsWindow final : public Window {
         MPI_Testsome(static_cast<int>(requests_.size()), requests_.data(), &count, finished_.data(), statuses_.data()),
         "MPI_Testsome");
     if (count == MPI_UNDEFINED) return false;
+    uint64_t received = 0;
     for (int i = 0; i < count; ++i) {
       const auto [request, in] = pending_[finished_[i]];
       *request = MPI_REQUEST_NULL;
       if (!in) continue;
+      if (in->cancelled) {
+        int cancelled = 0;
+        mpi::Check(MPI_Test_cancelled(&statuses_[i], &cancelled), "MPI_Test_cancelled");
+        in->cancelled = cancelled != 0;
+        if (in->cancelled) continue;
+      }
+      ++received;
       int bytes = 0;
       mpi::Check(MPI_Get_count(&statuses_[i], MPI_BYTE, &bytes), "MPI_Get_count");
       in->source = statuses_[i].MPI_SOURCE;
       if (!in->buffer.Received(static_cast<size_t>(bytes))) BadMessage(in->source, 0);
     }
+    GrowPosting(received);
     return count > 0;
+  }
+
+  // One poll found `received` messages: when that is half the receives kept posted or more, later ones of
+  // the burst may be finding none, so twice as many are kept posted (up to message_.most_posted).
+  void GrowPosting(uint64_t received) const {
+    received_in_operation_ += received;
+    if (received * 2 >= posted_target_) posted_target_ = std::min(2 * posted_target_, message_.most_posted);
+  }
+
+  // At the end of an operation: one that received at least as many messages as receives are kept posted
+  // makes it that many (rounded up to a power of 2; up to message_.most_posted), as the next operation will
+  // likely receive as many, maybe in one poll; one that received fewer than a quarter halves them (down to
+  // message_.fewest_posted), as each poll tests every one, which a run of small operations would pay for
+  // nothing. Shrinking cancels the last posted, the last to fill (Open MPI matches receives from any rank in
+  // the order they were posted); TestRequests retires them, or lands the message one took before the cancel.
+  void AdaptPosting() const {
+    const uint64_t received = std::exchange(received_in_operation_, 0);
+    if (received >= posted_target_) {
+      posted_target_ = std::min(std::bit_ceil(received), message_.most_posted);
+      return;
+    }
+    if (received * 4 >= posted_target_ || posted_target_ <= message_.fewest_posted) return;
+    posted_target_ = std::max(posted_target_ / 2, message_.fewest_posted);
+    const auto mpi_lock = mpi::Lock();
+    uint64_t kept = 0;
+    for (Incoming& in : posted_) {
+      if (in.request == MPI_REQUEST_NULL || in.cancelled || ++kept <= posted_target_) continue;
+      mpi::Check(MPI_Cancel(&in.request), "MPI_Cancel");
+      in.cancelled = true;
+    }
   }
 
   // Lands the arrived messages, each source's in the order it sent them (by their sequence numbers: a
@@ -667,7 +719,10 @@ class HostsWindow final : public Window {
         ++it;
         continue;
       }
-      arrived_.emplace(std::pair{it->source, it->buffer.sequence()}, std::move(it->buffer));
+      if (it->cancelled)
+        Give(std::move(it->buffer));
+      else
+        arrived_.emplace(std::pair{it->source, it->buffer.sequence()}, std::move(it->buffer));
       it = posted_.erase(it);
     }
     bool applied = false;
@@ -748,13 +803,15 @@ class HostsWindow final : public Window {
   mutable std::mutex engine_;
   std::vector<bool> failed_;  // ranks not to relay through
   enum class Channel : uint8_t { kUndecided, kRelay, kDirect };
-  std::vector<Channel> channel_;             // per peer, this operation's (two-level)
-  mutable std::vector<Outbox> outbox_;       // per destination
-  uint64_t sequence_ = 0;                    // this rank's last EndOperation
-  mutable std::vector<uint64_t> ended_;      // per sender: its last end mark (two-level)
-  mutable std::list<InFlight> sends_;        // a list: MPI holds each buffer until it completes
-  bool remote_peers_;                        // some rank is on another host: receives are posted
-  mutable std::deque<Incoming> posted_;      // receives, in the order posted
+  std::vector<Channel> channel_;         // per peer, this operation's (two-level)
+  mutable std::vector<Outbox> outbox_;   // per destination
+  uint64_t sequence_ = 0;                // this rank's last EndOperation
+  mutable std::vector<uint64_t> ended_;  // per sender: its last end mark (two-level)
+  mutable std::list<InFlight> sends_;    // a list: MPI holds each buffer until it completes
+  bool remote_peers_;                    // some rank is on another host: receives are posted
+  mutable std::deque<Incoming> posted_;  // receives, in the order posted
+  mutable uint64_t posted_target_;       // how many to keep posted (GrowPosting, AdaptPosting)
+  mutable uint64_t received_in_operation_ = 0;
   mutable std::vector<uint64_t> sent_to_;    // per destination: messages sent (the next one's number)
   mutable std::vector<uint64_t> next_from_;  // per source: the number of the message to land next
   // Arrived messages by (source, sequence number), until their turn to land.
