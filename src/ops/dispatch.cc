@@ -158,6 +158,14 @@ struct Pulls {
   bool staged = false;
 };
 
+// How many other ranks that receive rows from this one can read [p, p + bytes) in place.
+int ReadersOf(const Window& ep, const void* p, uint64_t bytes, const std::vector<uint8_t>& receives) {
+  int readers = 0;
+  for (int peer = 0; peer < ep.size(); ++peer)
+    readers += receives[peer] && peer != ep.rank() && ep.Expose(peer, p, bytes);
+  return readers;
+}
+
 Pulls AnnouncePulls(const MoeConfig& c, const WindowLayout& layout, const plan::DispatchTensors& t,
                     const plan::RoutingPlan& plan, Window& ep, const CallSlot& call, uint64_t min_bytes,
                     StageBuffers* stage) {
@@ -171,14 +179,25 @@ Pulls AnnouncePulls(const MoeConfig& c, const WindowLayout& layout, const plan::
   std::optional<pull::Rows> x = pull::RowsOf(t.x);
   const bool smoothed = c.quant_mode == 2 && t.scales.present();
   const std::optional<pull::Rows> smooth = smoothed ? pull::RowsOf(t.scales) : std::nullopt;
-  // A small x is staged (ops/stage.h): peers read the copy, which stays put after the call returns, so the
-  // call needs no round trip in which its readers say they are done, and an x in private memory is pulled
-  // too. Not with smooth scales, which the readers read in place as well.
+  // x is staged (ops/stage.h) when some receiver can read a copy in the shared heap and x is small, or that
+  // receiver cannot read x itself (a torch tensor of a process rank): peers read the copy, which stays put
+  // after the call returns, so the call needs no round trip in which its readers say they are done, and a
+  // private x costs one copy of its rows here instead of two of each row it sends (into the receiver's
+  // window, then out). Not with smooth scales, which the readers read in place as well.
   bool staged = false;
   if (stage && x && !smoothed && sent_bytes >= min_bytes) {
-    if (const uint8_t* copy = stage->Stage(ep, call.parity, x->base, x->stride, x->count, x->row_bytes)) {
-      x = pull::Rows{copy, x->row_bytes, x->count, x->row_bytes};
-      staged = true;
+    const uint64_t x_bytes = x->count * x->row_bytes;
+    const bool small = x_bytes <= kStageMaxBytes;
+    const int readers = small ? 0 : ReadersOf(ep, x->base, x->span(), receives);
+    if (small || readers < std::count(receives.begin(), receives.end(), 1) - receives[ep.rank()]) {
+      uint8_t* copy = stage->Take(ep, call.parity, x_bytes);
+      if (copy && ReadersOf(ep, copy, x_bytes, receives) > readers) {  // not when every receiver is remote
+        for (uint64_t i = 0; i < x->count; ++i) {
+          CopyBytes(copy + i * x->row_bytes, x->base + i * x->stride, x->row_bytes);
+        }
+        x = pull::Rows{copy, x->row_bytes, x->count, x->row_bytes};
+        staged = true;
+      }
     }
   }
   const std::vector<uint64_t> x_tokens = pull::Expose(ep, x, sent_bytes, min_bytes);

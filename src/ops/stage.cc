@@ -1,10 +1,10 @@
 // Staged inputs: copies in the shared heap, one buffer per call parity, reused only once their readers are done.
 #include "ops/stage.h"
 
+#include <algorithm>
 #include <exception>
 #include <thread>
 
-#include "base/copy.h"
 #include "transport/shm/shared_heap.h"
 
 namespace moe_ep::ops {
@@ -29,20 +29,22 @@ void StageBuffers::Abandon(Buffer& buffer) {
   buffer.done_flags.clear();
 }
 
-const uint8_t* StageBuffers::Stage(const transport::Window& window, uint64_t parity, const uint8_t* base,
-                                   uint64_t stride, uint64_t count, uint64_t row_bytes) {
-  if (row_bytes != 0 && count > kStageMaxBytes / row_bytes) return nullptr;
+uint8_t* StageBuffers::Take(const transport::Window& window, uint64_t parity, uint64_t bytes) {
   Buffer& buffer = buffers_[parity & 1];
   if (!buffer.done_flags.empty() && !Done(window, buffer)) Abandon(buffer);
   buffer.done_flags.clear();
+  if (buffer.bytes && buffer.capacity < bytes) {
+    transport::SharedHeap::Process().Free(buffer.bytes);
+    buffer.bytes = nullptr;
+  }
   if (!buffer.bytes) {
     try {
-      buffer.bytes = static_cast<uint8_t*>(transport::SharedHeap::Process().Allocate(kStageMaxBytes));
+      buffer.capacity = std::max(bytes, kStageMaxBytes);
+      buffer.bytes = static_cast<uint8_t*>(transport::SharedHeap::Process().Allocate(buffer.capacity));
     } catch (const std::exception&) {
       return nullptr;  // no shared memory to spare: the rows are read from where they are, as without staging
     }
   }
-  for (uint64_t i = 0; i < count; ++i) CopyBytes(buffer.bytes + i * row_bytes, base + i * stride, row_bytes);
   return buffer.bytes;
 }
 

@@ -1,5 +1,6 @@
-// Staging a small input where peers read it in place: a copy that outlives the call, so the call returns
-// without waiting for its readers (docs/protocol.md, "Pull data path").
+// Staging an input where peers read it in place: a copy that outlives the call, so the call returns without
+// waiting for its readers; and for an input in private memory, the one copy that lets peers read it at all
+// (docs/protocol.md, "Pull data path").
 #pragma once
 
 #include <array>
@@ -11,16 +12,18 @@
 
 namespace moe_ep::ops {
 
-/// Inputs up to this size are staged: copying them costs less than the round trip in which every reader
-/// says it is done (a few microseconds against tens on a loaded host).
+/// Inputs up to this size are staged even where peers could read them in place: copying them costs less
+/// than the round trip in which every reader says it is done (a few microseconds against tens on a loaded
+/// host). Larger ones only when some reader could not read them where they are.
 inline constexpr uint64_t kStageMaxBytes = uint64_t{64} << 10;
 
-/// Two kStageMaxBytes buffers in this process's shared heap (any peer of the host can read them), one per
-/// call parity. Call n stages into buffer n % 2. Every call ends with the done words of its readers, and
-/// call n + 2 looks at those of call n before it writes the buffer again: in the normal course they are
-/// there (call n + 1 waited for every peer's counts, sent only once a peer has read all of call n). One
-/// missing (a peer failed, stalled, was scaled away, or a reset cleared the flags first) means a reader may
-/// still be at it: that buffer is then abandoned, kept but never reused or freed, and a new one is taken.
+/// Two buffers in this process's shared heap (any peer of the host can read them), one per call parity, each
+/// at least kStageMaxBytes and grown to the largest input staged in it. Call n stages into buffer n % 2.
+/// Every call ends with the done words of its readers, and call n + 2 looks at those of call n before it
+/// writes the buffer again: in the normal course they are there (call n + 1 waited for every peer's
+/// counts, sent only once a peer has read all of call n). One missing (a peer failed, stalled, was scaled
+/// away, or a reset cleared the flags first) means a reader may still be at it: that buffer is then
+/// abandoned, kept but never reused or freed, and a new one is taken.
 class StageBuffers {
  public:
   StageBuffers() = default;
@@ -28,11 +31,9 @@ class StageBuffers {
   StageBuffers(const StageBuffers&) = delete;
   StageBuffers& operator=(const StageBuffers&) = delete;
 
-  /// Copies `count` rows of `row_bytes` (row i at `base + i * stride`) densely into buffer `parity` and
-  /// returns it; nullptr when they take more than kStageMaxBytes. `window` holds the done words of the
-  /// last call staged there.
-  const uint8_t* Stage(const transport::Window& window, uint64_t parity, const uint8_t* base, uint64_t stride,
-                       uint64_t count, uint64_t row_bytes);
+  /// Buffer `parity`, of at least `bytes`, once no reader of the last call staged there may still read it
+  /// (`window` holds their done words); nullptr when the shared heap has no room for it.
+  uint8_t* Take(const transport::Window& window, uint64_t parity, uint64_t bytes);
   /// Records the readers of what call `parity` staged: the flags in which each says it is done, and the
   /// call's epoch those must carry.
   void Readers(uint64_t parity, uint32_t epoch, std::vector<uint64_t> done_flags);
@@ -43,6 +44,7 @@ class StageBuffers {
  private:
   struct Buffer {
     uint8_t* bytes = nullptr;
+    uint64_t capacity = 0;
     uint32_t epoch = 0;                // of the last call staged here
     std::vector<uint64_t> done_flags;  // its readers' done words; empty: nobody may be reading
   };

@@ -83,6 +83,26 @@ TEST(ProcessRanks, RowsPulledFromTheSharedHeapMatchReference) {
   EXPECT_EQ(LeftBehind(output), std::set<std::string>{}) << output;
 }
 
+// x in private memory and larger than the 64 KiB staged for any reader: dispatch copies it once into the shared
+// heap (one buffer per call parity) and the peers pull it from there. Random configurations with every
+// size pulled, then back-to-back rounds of a 128 KiB x.
+TEST(ProcessRanks, PrivateInputsPulledThroughTheStageMatchReference) {
+  const uint64_t seed = moe_ep::testing::BaseSeed() + 3;
+  std::string output;
+  int status = RunCommand("MOE_EP_DATA_PATH=pull " + Launch(8, "property " + std::to_string(seed) + " 6"), output);
+  EXPECT_EQ(status, 0) << output;
+#ifdef MOE_EP_SANITIZED
+  const int rounds = 60;
+#else
+  const int rounds = 300;
+#endif
+  status = RunCommand(
+      "STRESS_HIDDEN=4096 " + Launch(8, "stress " + std::to_string(seed) + " " + std::to_string(rounds)), output);
+  EXPECT_EQ(status, 0) << output;
+  EXPECT_NE(output.find(std::to_string(rounds) + " rounds equal to the reference"), std::string::npos) << output;
+  EXPECT_EQ(LeftBehind(output), std::set<std::string>{}) << output;
+}
+
 TEST(ProcessRanks, StressRoundsStayExactAndMemoryFlat) {
 #ifdef MOE_EP_SANITIZED
   const int rounds = 200;

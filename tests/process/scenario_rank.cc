@@ -102,7 +102,8 @@ int Stress(moe_ep::Group& group, uint64_t seed, int rounds) {
   c.ep_world_size = group.size();
   c.moe_expert_num = 2 * group.size();
   c.top_k = 4;
-  c.hidden = 64;
+  // STRESS_HIDDEN=H: larger rows (4096: an x of 128 KiB in private memory, which dispatch stages to be pulled).
+  c.hidden = std::getenv("STRESS_HIDDEN") ? std::atoi(std::getenv("STRESS_HIDDEN")) : 64;
   spec.bs = 16;
   ScenarioInputs inputs = moe_ep::verify::MakeInputs(spec, rng);
   for (int g = 0; g < group.size(); ++g) {
