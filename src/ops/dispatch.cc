@@ -170,28 +170,38 @@ Pulls AnnouncePulls(const MoeConfig& c, const WindowLayout& layout, const plan::
                     const plan::RoutingPlan& plan, Window& ep, const CallSlot& call, uint64_t min_bytes,
                     StageBuffers* stage) {
   std::vector<uint8_t> receives(c.ep_world_size, 0);
-  for (const plan::RoutedPair& p : plan.pairs) receives[c.ExpertRank(p.expert)] = 1;
+  uint64_t rows_to_others = 0;
+  const auto sends_to = [&](int64_t rank, uint64_t rows) {
+    receives[rank] = 1;
+    if (rank != c.ep_rank) rows_to_others += rows;
+  };
+  for (const plan::RoutedPair& p : plan.pairs) sends_to(c.ExpertRank(p.expert), 1);
   if (!plan.valid_tokens.empty()) {
-    for (int64_t i = 0; i < c.shared_expert_num; ++i) receives[c.SharedRank(i, c.ep_rank)] = 1;
+    for (int64_t i = 0; i < c.shared_expert_num; ++i) sends_to(c.SharedRank(i, c.ep_rank), plan.valid_tokens.size());
   }
   const uint64_t rows = plan.pairs.size() + c.shared_expert_num * plan.valid_tokens.size();
   const uint64_t sent_bytes = rows * layout.dispatch_token_bytes;
   std::optional<pull::Rows> x = pull::RowsOf(t.x);
   const bool smoothed = c.quant_mode == 2 && t.scales.present();
   const std::optional<pull::Rows> smooth = smoothed ? pull::RowsOf(t.scales) : std::nullopt;
-  // x is staged (ops/stage.h) when some receiver can read a copy in the shared heap and x is small, or that
-  // receiver cannot read x itself (a torch tensor of a process rank): peers read the copy, which stays put
-  // after the call returns, so the call needs no round trip in which its readers say they are done, and a
-  // private x costs one copy of its rows here instead of two of each row it sends (into the receiver's
-  // window, then out). Not with smooth scales, which the readers read in place as well.
+  // x is staged (ops/stage.h) when some receiver can read a copy in the shared heap and either x is small, or
+  // that receiver cannot read x itself (a torch tensor of a process rank) and x is no larger than the rows
+  // sent to other ranks: peers read the copy, which stays put after the call returns, so the call needs no
+  // round trip in which its readers say they are done, and a private x costs one copy of its rows here
+  // instead of two of each row it sends (into the receiver's window, then out). Not with smooth scales,
+  // which the readers read in place as well.
   bool staged = false;
   if (stage && x && !smoothed && sent_bytes >= min_bytes) {
     const uint64_t x_bytes = x->count * x->row_bytes;
     const bool small = x_bytes <= kStageMaxBytes;
     const int readers = small ? 0 : ReadersOf(ep, x->base, x->span(), receives);
-    if (small || readers < std::count(receives.begin(), receives.end(), 1) - receives[ep.rank()]) {
-      uint8_t* copy = stage->Take(ep, call.parity, x_bytes);
-      if (copy && ReadersOf(ep, copy, x_bytes, receives) > readers) {  // not when every receiver is remote
+    const int others = static_cast<int>(std::count(receives.begin(), receives.end(), 1)) - receives[ep.rank()];
+    if (small || (readers < others && x_bytes <= rows_to_others * layout.dispatch_token_bytes)) {
+      // Whether the heap gains readers, asked of the buffer as it is (at least kStageMaxBytes) before it grows.
+      const uint8_t* probe = stage->Take(ep, call.parity, kStageMaxBytes);
+      uint8_t* copy =
+          probe && ReadersOf(ep, probe, 1, receives) > readers ? stage->Take(ep, call.parity, x_bytes) : nullptr;
+      if (copy) {
         for (uint64_t i = 0; i < x->count; ++i) {
           CopyBytes(copy + i * x->row_bytes, x->base + i * x->stride, x->row_bytes);
         }

@@ -91,6 +91,8 @@ TEST(ProcessRanks, PrivateInputsPulledThroughTheStageMatchReference) {
   std::string output;
   int status = RunCommand("MOE_EP_DATA_PATH=pull " + Launch(8, "property " + std::to_string(seed) + " 6"), output);
   EXPECT_EQ(status, 0) << output;
+  EXPECT_EQ(LeftBehind(output), std::set<std::string>{}) << output;
+  output.clear();  // the next job's own token and output
 #ifdef MOE_EP_SANITIZED
   const int rounds = 60;
 #else

@@ -104,6 +104,10 @@ int Stress(moe_ep::Group& group, uint64_t seed, int rounds) {
   c.top_k = 4;
   // STRESS_HIDDEN=H: larger rows (4096: an x of 128 KiB in private memory, which dispatch stages to be pulled).
   c.hidden = std::getenv("STRESS_HIDDEN") ? std::atoi(std::getenv("STRESS_HIDDEN")) : 64;
+  if (c.hidden <= 0 || c.hidden % 32 != 0) {
+    std::printf("STRESS_HIDDEN must be a positive multiple of 32, not %s\n", std::getenv("STRESS_HIDDEN"));
+    return 2;
+  }
   spec.bs = 16;
   ScenarioInputs inputs = moe_ep::verify::MakeInputs(spec, rng);
   for (int g = 0; g < group.size(); ++g) {

@@ -44,12 +44,27 @@ TEST_F(Stage, OneBufferPerParityGrownToWhatIsStaged) {
   const uint8_t* odd = StageRows(1);
   EXPECT_NE(odd, even);
   EXPECT_EQ(StageRows(0, kStageMaxBytes), even) << "every buffer holds kStageMaxBytes";
-  // Larger: a buffer of that size (all of it written above; ASan would catch a short one), the same for
-  // anything up to it afterwards.
+  // Larger: a buffer of that size (all of it written, so a short one would corrupt a neighbour in the heap), the
+  // same for anything up to it afterwards.
   const uint8_t* large = StageRows(0, 5 * kStageMaxBytes + 3);
   ASSERT_NE(large, nullptr);
   EXPECT_EQ(StageRows(0, 4 * kStageMaxBytes), large);
   EXPECT_EQ(StageRows(1), odd) << "the other parity's buffer is its own";
+}
+
+TEST_F(Stage, ABufferTakenButNotStagedIsTakenAgain) {
+  const uint8_t* first = stage.Take(own, 0, 100);  // dispatch decided not to stage: no Readers call
+  EXPECT_EQ(StageRows(0), first);
+}
+
+TEST_F(Stage, ABufferWithAReaderNotDoneIsNotFreedToGrow) {
+  const uint8_t* first = StageRows(0);
+  stage.Readers(0, kEpoch, {3});
+  std::vector<uint8_t> before(first, first + 3 * 64);
+  const uint8_t* large = StageRows(0, 3 * kStageMaxBytes);
+  ASSERT_NE(large, nullptr);
+  EXPECT_NE(large, first);
+  EXPECT_EQ(std::memcmp(first, before.data(), before.size()), 0) << "the abandoned buffer was written";
 }
 
 TEST_F(Stage, ABufferIsReusedOnceItsReadersAreDone) {

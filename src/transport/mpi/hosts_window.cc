@@ -607,7 +607,10 @@ class HostsWindow final : public Window {
     spare_.pop_back();
     return buffer;
   }
+  // Keeps the buffer for reuse, up to twice as many as receives are kept posted (as many again for sends), so
+  // that the memory of a burst goes once AdaptPosting has lowered that.
   void Give(MessageBuffer buffer) const {
+    if (spare_.size() >= 2 * posted_target_) return;
     buffer.Clear();
     spare_.push_back(std::move(buffer));
   }
@@ -629,9 +632,10 @@ class HostsWindow final : public Window {
     return advanced;
   }
 
-  // Keeps posted_target_ receives posted, from any rank, when peers on other hosts can send.
+  // Keeps posted_target_ receives posted, from any rank, when peers on other hosts can send (those being
+  // cancelled do not count).
   void PostReceives() const {
-    while (remote_peers_ && posted_.size() < posted_target_) {
+    while (remote_peers_ && posted_.size() - cancelling_ < posted_target_) {
       Incoming& in = posted_.emplace_back(Incoming{Take()});
       mpi::Check(MPI_Irecv(in.buffer.wire(), static_cast<int>(message_.bytes), MPI_BYTE, MPI_ANY_SOURCE, kTag, comm_,
                            &in.request),
@@ -667,6 +671,7 @@ class HostsWindow final : public Window {
       if (in->cancelled) {
         int cancelled = 0;
         mpi::Check(MPI_Test_cancelled(&statuses_[i], &cancelled), "MPI_Test_cancelled");
+        --cancelling_;
         in->cancelled = cancelled != 0;
         if (in->cancelled) continue;
       }
@@ -705,9 +710,13 @@ class HostsWindow final : public Window {
     uint64_t kept = 0;
     for (Incoming& in : posted_) {
       if (in.request == MPI_REQUEST_NULL || in.cancelled || ++kept <= posted_target_) continue;
-      mpi::Check(MPI_Cancel(&in.request), "MPI_Cancel");
+      // Never throws: this runs as every operation ends, failed ones too. A receive that cannot be cancelled
+      // stays posted, as before.
+      if (MPI_Cancel(&in.request) != MPI_SUCCESS) continue;
       in.cancelled = true;
+      ++cancelling_;
     }
+    spare_.resize(std::min<size_t>(spare_.size(), 2 * posted_target_));
   }
 
   // Lands the arrived messages, each source's in the order it sent them (by their sequence numbers: a
@@ -811,6 +820,7 @@ class HostsWindow final : public Window {
   bool remote_peers_;                    // some rank is on another host: receives are posted
   mutable std::deque<Incoming> posted_;  // receives, in the order posted
   mutable uint64_t posted_target_;       // how many to keep posted (GrowPosting, AdaptPosting)
+  mutable uint64_t cancelling_ = 0;      // posted_ entries asked to be cancelled, not yet finished
   mutable uint64_t received_in_operation_ = 0;
   mutable std::vector<uint64_t> sent_to_;    // per destination: messages sent (the next one's number)
   mutable std::vector<uint64_t> next_from_;  // per source: the number of the message to land next
