@@ -110,6 +110,7 @@ void AlltoallvDispatcher::ExchangeCounts() {
 
 void AlltoallvDispatcher::SortBySourceToByExpert(const uint16_t* by_source, uint16_t* by_expert) const {
   for (int chunk = 0; chunk < num_experts_; ++chunk) {
+    if (recv_rows_per_chunk_[chunk] == 0) continue;  // a rank may receive nothing: no buffer to copy into
     std::memcpy(by_expert + chunk_offset_by_expert_[chunk] * hidden_,
                 by_source + chunk_offset_by_source_[chunk] * hidden_,
                 recv_rows_per_chunk_[chunk] * hidden_ * sizeof(uint16_t));
@@ -118,6 +119,7 @@ void AlltoallvDispatcher::SortBySourceToByExpert(const uint16_t* by_source, uint
 
 void AlltoallvDispatcher::SortByExpertToBySource(const uint16_t* by_expert, uint16_t* by_source) const {
   for (int chunk = 0; chunk < num_experts_; ++chunk) {
+    if (recv_rows_per_chunk_[chunk] == 0) continue;  // a rank may receive nothing: no buffer to copy into
     std::memcpy(by_source + chunk_offset_by_source_[chunk] * hidden_,
                 by_expert + chunk_offset_by_expert_[chunk] * hidden_,
                 recv_rows_per_chunk_[chunk] * hidden_ * sizeof(uint16_t));

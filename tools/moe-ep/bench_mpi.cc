@@ -26,11 +26,14 @@ RankTimes TimeAlltoallv(const JobOptions& job, const BenchInputs& in) {
   std::vector<uint16_t> expert_out(alltoallv.expand_x().begin(), alltoallv.expand_x().end());
   std::vector<uint16_t> combined(job.bs * job.hidden);
   std::vector<uint8_t> copy_to(std::max<size_t>(rows * row_bytes, 1));
+  const auto copy_rows = [&](const uint16_t* from) {
+    if (rows > 0) std::memcpy(copy_to.data(), from, rows * row_bytes);  // a rank may receive nothing (no buffer)
+  };
   const std::function<void()> ops[] = {
       [&] { alltoallv.Dispatch(in.x, in.expert_ids, top_k); },
       [&] { alltoallv.Combine(expert_out, in.expert_scales, combined); },
-      [&] { std::memcpy(copy_to.data(), alltoallv.expand_x().data(), rows * row_bytes); },
-      [&] { std::memcpy(copy_to.data(), expert_out.data(), rows * row_bytes); },
+      [&] { copy_rows(alltoallv.expand_x().data()); },
+      [&] { copy_rows(expert_out.data()); },
       [&] { MPI_Barrier(MPI_COMM_WORLD); },
   };
   RankTimes times = TimeRounds(job.warmup, job.repeats, SyncAll, ops);
