@@ -65,7 +65,7 @@ void AlltoallvDispatcher::Dispatch(std::span<const uint16_t> x, std::span<const 
                          recv_rows_.data(), recv_rows_per_rank_.data(), recv_row_offsets_.data(), row_type_, comm_),
            "MPI_Alltoallv");
   expand_x_.resize(received_rows_ * hidden_);
-  SortBySourceToByExpert(recv_rows_.data(), expand_x_.data());
+  CopyChunks(recv_rows_.data(), chunk_offset_by_source_, expand_x_.data(), chunk_offset_by_expert_);
 }
 
 void AlltoallvDispatcher::ExchangeCounts() {
@@ -108,20 +108,11 @@ void AlltoallvDispatcher::ExchangeCounts() {
   }
 }
 
-void AlltoallvDispatcher::SortBySourceToByExpert(const uint16_t* by_source, uint16_t* by_expert) const {
+void AlltoallvDispatcher::CopyChunks(const uint16_t* from, const std::vector<int64_t>& from_offset, uint16_t* to,
+                                     const std::vector<int64_t>& to_offset) const {
   for (int chunk = 0; chunk < num_experts_; ++chunk) {
     if (recv_rows_per_chunk_[chunk] == 0) continue;  // a rank may receive nothing: no buffer to copy into
-    std::memcpy(by_expert + chunk_offset_by_expert_[chunk] * hidden_,
-                by_source + chunk_offset_by_source_[chunk] * hidden_,
-                recv_rows_per_chunk_[chunk] * hidden_ * sizeof(uint16_t));
-  }
-}
-
-void AlltoallvDispatcher::SortByExpertToBySource(const uint16_t* by_expert, uint16_t* by_source) const {
-  for (int chunk = 0; chunk < num_experts_; ++chunk) {
-    if (recv_rows_per_chunk_[chunk] == 0) continue;  // a rank may receive nothing: no buffer to copy into
-    std::memcpy(by_source + chunk_offset_by_source_[chunk] * hidden_,
-                by_expert + chunk_offset_by_expert_[chunk] * hidden_,
+    std::memcpy(to + to_offset[chunk] * hidden_, from + from_offset[chunk] * hidden_,
                 recv_rows_per_chunk_[chunk] * hidden_ * sizeof(uint16_t));
   }
 }
@@ -134,7 +125,7 @@ void AlltoallvDispatcher::Combine(std::span<const uint16_t> expert_out, std::spa
     throw std::invalid_argument("Combine: buffer sizes do not match the last Dispatch");
   }
   // The reverse trip: the dispatch receive buffer is free again and stages the rows by source rank.
-  SortByExpertToBySource(expert_out.data(), recv_rows_.data());
+  CopyChunks(expert_out.data(), chunk_offset_by_expert_, recv_rows_.data(), chunk_offset_by_source_);
   returned_rows_.resize(send_rows_.size());
   CheckMpi(MPI_Alltoallv(recv_rows_.data(), recv_rows_per_rank_.data(), recv_row_offsets_.data(), row_type_,
                          returned_rows_.data(), send_rows_per_rank_.data(), send_row_offsets_.data(), row_type_, comm_),

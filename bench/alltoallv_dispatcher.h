@@ -54,9 +54,10 @@ class AlltoallvDispatcher {
  private:
   // Rows of the last dispatch that travel between this rank and each peer, by (peer, local expert).
   void ExchangeCounts();
-  // Copies rows between the source-major receive buffer and expert-major expand_x, in either direction.
-  void SortBySourceToByExpert(const uint16_t* by_source, uint16_t* by_expert) const;
-  void SortByExpertToBySource(const uint16_t* by_expert, uint16_t* by_source) const;
+  // Copies rows chunk by chunk between the source-major receive buffer and expert-major expand_x, in either
+  // direction: chunk c's rows start at from_offset[c] in `from` and go to to_offset[c] in `to`.
+  void CopyChunks(const uint16_t* from, const std::vector<int64_t>& from_offset, uint16_t* to,
+                  const std::vector<int64_t>& to_offset) const;
 
   MPI_Comm comm_;
   MPI_Datatype row_type_;  // one bf16 row: counts and displacements below are in rows, which cannot overflow int
