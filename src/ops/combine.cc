@@ -486,7 +486,7 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
                                     : 3 * std::clamp<int64_t>(own_rows, 0, t.expand_x.shape[0]));
   CheckReturnRoutes(c, layout, assist, own_rows, peer_rows, t.expand_x.shape[0]);
   const std::vector<int32_t> ids = GatherInt32(t.expert_ids);
-  plan::CheckExpertIds(c, ids.data(), mask.empty() ? nullptr : mask.data(), "MoeDistributeCombine");
+  plan::CheckRouting(c, ids.data(), mask.empty() ? nullptr : mask.data(), "MoeDistributeCombine");
   RowReader expand_x(t.expand_x);
 
   std::vector<uint16_t> reduced;

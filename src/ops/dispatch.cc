@@ -496,7 +496,7 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
   const WindowLayout layout(c);
   const std::vector<int32_t> ids = GatherInt32(t.expert_ids);
   const std::vector<uint8_t> mask = GatherBool(t.x_active_mask);
-  plan::CheckExpertIds(c, ids.data(), mask.empty() ? nullptr : mask.data(), "MoeDistributeDispatch");
+  plan::CheckRouting(c, ids.data(), mask.empty() ? nullptr : mask.data(), "MoeDistributeDispatch");
   const plan::RoutingPlan plan = plan::BuildRoutingPlan(c, ids.data(), mask.empty() ? nullptr : mask.data());
   if (c.expand_idx()) {
     WriteExpandIdx(c, plan, plan::ActiveTokenLimit(c, mask.empty() ? nullptr : mask.data()),

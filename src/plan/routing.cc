@@ -26,9 +26,22 @@ namespace {
                                             "]; rule: " + rule);
 }
 
+// A 1-D mask whose trues do not all come first: the tokens sent would not be the ones it marks.
+void CheckTokenMaskIsPrefix(const MoeConfig& c, const uint8_t* mask, const char* op) {
+  if (c.mask != MaskKind::kTokens) return;
+  const int64_t first_false = std::find(mask, mask + c.bs, 0) - mask;
+  const int64_t late_true = std::find_if(mask + first_false, mask + c.bs, [](uint8_t m) { return m != 0; }) - mask;
+  if (late_true == c.bs) return;
+  throw Error(ErrorCode::kInvalidParam, std::string(op) + ": parameter 'xActiveMask' has value true at [" +
+                                            std::to_string(late_true) + "] after false at [" +
+                                            std::to_string(first_false) +
+                                            "]; rule: a 1-D xActiveMask has all its trues before its falses");
+}
+
 }  // namespace
 
-void CheckExpertIds(const MoeConfig& c, const int32_t* expert_ids, const uint8_t* mask, const char* op) {
+void CheckRouting(const MoeConfig& c, const int32_t* expert_ids, const uint8_t* mask, const char* op) {
+  CheckTokenMaskIsPrefix(c, mask, op);
   const int64_t k_num = c.top_k, token_limit = ActiveTokenLimit(c, mask);
   const std::string range = std::string("0 <= expertIds < ") +
                             (c.special_expert_num() ? "moeExpertNum + zero/copy/const experts (" : "moeExpertNum (") +

@@ -26,13 +26,14 @@ struct RoutingPlan {
 /// prefix" (docs/semantics.md 2.5); all Bs tokens under no mask or a 2-D one. `mask` holds Bs or Bs*K bytes.
 int64_t ActiveTokenLimit(const MoeConfig& config, const uint8_t* mask);
 
-/// The expert ids of the active (token, k) pairs, contiguous (bs*K) with the mask (bs or bs*K bytes, or
-/// nullptr), as dispatch and combine both demand them: each in [0, all_expert_num()), and a token's MoE
-/// experts distinct (docs/semantics.md 2.1). Throws Error (161002) naming `op` and the first offending
-/// element otherwise.
-void CheckExpertIds(const MoeConfig& config, const int32_t* expert_ids, const uint8_t* mask, const char* op);
+/// The routing inputs as dispatch and combine both demand them: a 1-D mask (Bs bytes) has its trues
+/// before its falses (docs/semantics.md 2.5: the kernel would take tokens [0, sum(mask)) whatever their
+/// bits), and the expert ids of the active (token, k) pairs (contiguous, bs*K; mask: Bs or Bs*K bytes, or
+/// nullptr) are each in [0, all_expert_num()), a token's MoE experts distinct (docs/semantics.md 2.1).
+/// Throws Error (161002) naming `op` and the first offending element otherwise.
+void CheckRouting(const MoeConfig& config, const int32_t* expert_ids, const uint8_t* mask, const char* op);
 
-/// Builds the plan from expert ids that passed CheckExpertIds. Pairs to special experts take part
+/// Builds the plan from inputs that passed CheckRouting. Pairs to special experts take part
 /// (they make their token valid) but are not routed.
 RoutingPlan BuildRoutingPlan(const MoeConfig& config, const int32_t* expert_ids, const uint8_t* mask);
 

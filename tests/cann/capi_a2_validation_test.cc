@@ -163,6 +163,12 @@ Mutator<D> DispatchTopK17() {
                  Make(&D::dyn_scales, ACL_FLOAT, {128}), Make(&D::assist, ACL_INT32, {kBs * 17})});
 }
 
+// K 9 with 8 experts (L 1, A = Bs * E * 1 = 32 rows): within A2's cap of 16, above moeExpertNum.
+Mutator<D> DispatchTopKAboveExperts() {
+  return All<D>({DispatchMoe(8), Make(&D::ids, ACL_INT32, {kBs, 9}), Make(&D::expand_x, ACL_BF16, {32, kH}),
+                 Make(&D::dyn_scales, ACL_FLOAT, {32}), Make(&D::assist, ACL_INT32, {kBs * 9})});
+}
+
 std::vector<Rule<D>> DispatchRules() {
   const auto v3 = Set(&D::v3, true);
   const auto int8_out = Make(&D::expand_x, ACL_INT8, {kA, kH});
@@ -189,6 +195,12 @@ std::vector<Rule<D>> DispatchRules() {
       // hierarchy needs expandScalesOut.
       {"HierarchyWithoutExpandScalesOut", All<D>({DispatchHierarchy(), Set(&D::expand_scales, nullptr)}), kTiling,
        {"expandScales"}, {}},
+      // hierarchy takes no scales (the seed's A2 rule), checked before the refusal.
+      {"HierarchyWithScales",
+       All<D>({DispatchHierarchy(), Set(&D::quant, 2), int8_out, Make(&D::scales, ACL_FLOAT, {kMoe, kH})}), kTiling,
+       {"scales"}, {"hierarchy"}},
+      // hierarchy's H limit: 10240 (10272 is a multiple of 32).
+      {"HierarchyH10272", All<D>({DispatchHierarchy(), DispatchH(10272)}), kTiling, {"H"}, {"10272"}},
       // hierarchy's own range: epWorldSize 72 (a multiple of 8 above 64) fails on it before the refusal.
       {"HierarchyEpWorldSize72", All<D>({DispatchHierarchy(), Set(&D::ep_world_size, 72)}), kTiling,
        {"epWorldSize"}, {"72"}},
@@ -222,10 +234,20 @@ std::vector<Rule<D>> DispatchRules() {
       {"Bs257", DispatchBs(257), kTiling, {"Bs"}, {"257"}},
       // K at most 16 (32 experts).
       {"TopK17", DispatchTopK17(), kTiling, {"K"}, {"17"}},
+      // ... and at most moeExpertNum (+ zero and copy experts).
+      {"TopKAboveExpertCount", DispatchTopKAboveExperts(), kTiling, {"K"}, {"9"}},
       // xActiveMask 1-D only.
-      {"Mask2d", Make(&D::mask, ACL_BOOL, {kBs, kK}), kTiling, {"xActiveMask"}, {}},
+      {"Mask2d", Make(&D::mask, ACL_BOOL, {kBs, kK}), kTiling, {"xActiveMask"}, {"(4, 2)"}},
+      // expertScales, when given, is fp32 (Bs, K).
+      {"ExpertScalesNotBsK", Make(&D::expert_scales, ACL_FLOAT, {kBs, kK + 1}), kTiling, {"expertScales"},
+       {"(4, 3)", "(4, 2)"}},
+      {"ExpertScalesFloat16", Make(&D::expert_scales, ACL_FLOAT16, {kBs, kK}), kTiling, {"expertScales"}, {"fp16"}},
       // tpWorldSize 0 or 1.
       {"TpWorldSize2", Set(&D::tp_world_size, 2), kTiling, {"tpWorldSize"}, {"2"}},
+      // The other TP and shared-expert parameters are 0 too (the seed: "pass 0").
+      {"TpRankId1", Set(&D::tp_rank, 1), kTiling, {"tpRankId"}, {"1"}},
+      {"ExpertShardType1", Set(&D::shard_type, 1), kTiling, {"expertShardType"}, {"1"}},
+      {"SharedExpertNum2", Set(&D::shared_num, 2), kTiling, {"sharedExpertNum"}, {"2"}},
       // No shared-expert ranks (moe 14 on the 7 MoE ranks would otherwise be valid).
       {"SharedExpertRankNum1",
        All<D>({Set(&D::shared_num, 1), Set(&D::shared_rank_num, 1), Set(&D::moe, 14),
@@ -320,10 +342,17 @@ std::vector<Rule<C>> CombineRules() {
        All<C>({CombineMoe(32), Make(&C::ids, ACL_INT32, {kBs, 17}), Make(&C::scales, ACL_FLOAT, {kBs, 17}),
                Make(&C::expand_x, ACL_BF16, {128, kH}), Make(&C::assist, ACL_INT32, {kBs * 17})}),
        kTiling, {"K"}, {"17"}, v2},
+      // ... and at most moeExpertNum (K 9 with 8 experts).
+      {"TopKAboveExpertCount",
+       All<C>({CombineMoe(8), Make(&C::ids, ACL_INT32, {kBs, 9}), Make(&C::scales, ACL_FLOAT, {kBs, 9}),
+               Make(&C::expand_x, ACL_BF16, {32, kH}), Make(&C::assist, ACL_INT32, {kBs * 9})}),
+       kTiling, {"K"}, {"9"}, v2},
       // xActiveMask 1-D only.
-      {"Mask2d", Make(&C::mask, ACL_BOOL, {kBs, kK}), kTiling, {"xActiveMask"}, {}, v2},
+      {"Mask2d", Make(&C::mask, ACL_BOOL, {kBs, kK}), kTiling, {"xActiveMask"}, {"(4, 2)"}, v2},
       // tpWorldSize 0 or 1.
       {"TpWorldSize2", Set(&C::tp_world_size, 2), kTiling, {"tpWorldSize"}, {"2"}, v2},
+      {"TpRankId1", Set(&C::tp_rank, 1), kTiling, {"tpRankId"}, {"1"}, v2},
+      {"ExpertShardType1", Set(&C::shard_type, 1), kTiling, {"expertShardType"}, {"1"}, v2},
       // No shared-expert ranks.
       {"SharedExpertRankNum1", All<C>({Set(&C::shared_num, 1), Set(&C::shared_rank_num, 1), Set(&C::moe, 14)}),
        kTiling, {"sharedExpertRankNum"}, {"1"}, v2},

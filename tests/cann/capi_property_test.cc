@@ -125,9 +125,14 @@ CapiCase RandomCase(std::mt19937_64& rng, Feature f, Launch* launch) {
   return c;
 }
 
-// A random Atlas A2-legal case (docs/a2.md): epWorldSize 8 or 16, H a multiple of 32, no TP, no shared or const
-// experts, masks 1-D, zero / copy experts through V3; sharedExpertX passed sometimes (A2 never reads it).
-CapiCase RandomA2Case(std::mt19937_64& rng) {
+// What a random A2 case is made to have (docs/a2.md); each case forces one, so that every run covers all.
+enum A2Feature { kA2Mask1d, kA2UnequalBs, kA2Quant, kA2QuantByDtype, kA2FeatureCount };
+
+// A random Atlas A2-legal case (docs/a2.md) with `f`: epWorldSize 8 or 16, H a multiple of 32, no TP, no shared or
+// const experts, masks 1-D, zero / copy experts through V3; sharedExpertX passed sometimes (A2 never reads it).
+// kA2QuantByDtype passes the quantMode that expandXOut's dtype overrides (2 with a half expandXOut: rows copied; 0
+// with an int8 one: rows quantized).
+CapiCase RandomA2Case(std::mt19937_64& rng, A2Feature f) {
   CapiCase c;
   auto& s = c.spec;
   auto& cfg = s.config;
@@ -142,12 +147,14 @@ CapiCase RandomA2Case(std::mt19937_64& rng) {
   cfg.top_k = static_cast<int>(Uniform(rng, 1, std::min(8, cfg.moe_expert_num + cfg.zero_expert_num)));
   cfg.hidden = static_cast<int>(32 * Uniform(rng, 1, 24));
   cfg.dtype = Chance(rng, 0.5) ? DType::kBf16 : DType::kFp16;
-  cfg.quant_mode = Chance(rng, 0.5) ? 2 : 0;
-  s.smooth_scales = cfg.quant_mode == 2 && Chance(rng, 0.5);
+  cfg.quant_mode = f == kA2Quant || Chance(rng, 0.5) ? 2 : 0;
+  if (f == kA2QuantByDtype) c.a2_quant_mode_attr = 2 - cfg.quant_mode;
+  // Smooth scales with quantMode 0 are refused, whatever expandXOut says.
+  s.smooth_scales = cfg.quant_mode == 2 && f != kA2QuantByDtype && Chance(rng, 0.5);
   cfg.expert_token_nums_type = static_cast<int>(Uniform(rng, 0, 1));
-  s.bs = Uniform(rng, 1, 16);
-  s.mask = Chance(rng, 0.4) ? MaskKind::kTokens : MaskKind::kNone;
-  if (s.mask == MaskKind::kNone && Chance(rng, 0.4)) {
+  s.bs = Uniform(rng, f == kA2UnequalBs ? 2 : 1, 16);  // ranks draw their Bs from [1, s.bs]
+  s.mask = f == kA2Mask1d || (f != kA2UnequalBs && Chance(rng, 0.4)) ? MaskKind::kTokens : MaskKind::kNone;
+  if (f == kA2UnequalBs || (s.mask == MaskKind::kNone && Chance(rng, 0.4))) {
     s.unequal_bs = true;
     cfg.global_bs = (s.bs + Uniform(rng, 0, 3)) * cfg.ep_world_size;
   }
@@ -190,15 +197,16 @@ TEST(CapiProperty, RandomConfigurationsMatchReference) {
 }
 
 // Atlas A2 (MOE_EP_SOC_NAME names an Ascend910B SoC): random A2-legal configurations through the C API on both data
-// paths, assistInfoForCombine holding expandIdx, every output bit for bit against the reference's A2 layout; each
+// paths, each forcing one A2Feature in turn (1-D masks, unequal Bs, quantization, quantMode overridden by expandXOut's
+// dtype), assistInfoForCombine holding expandIdx, every output bit for bit against the reference's A2 layout; each
 // case runs two rounds with fresh routing on the same communicators.
 TEST(CapiProperty, AtlasA2ConfigurationsMatchReference) {
   EnsureAclReady();
   const moe_ep::testing::ScopedEnv soc("MOE_EP_SOC_NAME", "Ascend910B3");
-  for (int i = 0; i < 3 * kCycles; ++i) {
+  for (int i = 0; i < std::max<int>(kA2FeatureCount, 3 * kCycles); ++i) {
     const uint64_t seed = moe_ep::testing::BaseSeed() ^ (0xA2A2ull * 1000003 + i);
     std::mt19937_64 rng(seed);
-    const CapiCase c = RandomA2Case(rng);
+    const CapiCase c = RandomA2Case(rng, static_cast<A2Feature>(i % kA2FeatureCount));
     const char* data_path = (seed >> 7) % 2 ? "pull" : "push";
     const moe_ep::testing::ScopedEnv path_env("MOE_EP_DATA_PATH", data_path);
     const std::string what = "case seed " + std::to_string(seed) + " (" + data_path + "): " + Describe(c);

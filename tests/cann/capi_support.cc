@@ -366,6 +366,7 @@ std::string Describe(const CapiCase& c) {
     << (c.pass_a2_params ? " a2params" : "") << (c.null_comm_alg ? " commAlg=null" : "")
     << (c.shared_x_3d ? " sharedX3d" : "") << (c.pass_zero_ori_x ? " oriX" : "")
     << " groupListType=" << c.group_list_type;
+  if (c.a2_quant_mode_attr >= 0) o << " quantModeAttr=" << c.a2_quant_mode_attr;
   return o.str();
 }
 
@@ -428,6 +429,7 @@ class Runner {
     return cfg_.shared_expert_rank_num == 0 && c_.default_shared_num ? 1 : cfg_.shared_expert_num;
   }
   const char* CommAlg() const { return c_.null_comm_alg ? nullptr : cfg_.a2 ? "fullmesh" : ""; }
+  int64_t QuantModeAttr() const { return c_.a2_quant_mode_attr >= 0 ? c_.a2_quant_mode_attr : cfg_.quant_mode; }
 
   void Init(RankIo& r, int g) {
     r.g = g;
@@ -514,7 +516,7 @@ class Runner {
       st = aclnnMoeDistributeDispatchV3GetWorkspaceSize(
           r.x.get(), r.ids.get(), r.scales.get(), r.mask.get(), c_.pass_a2_params ? r.combine_scales.get() : nullptr,
           nullptr, r.ep_name.c_str(), cfg_.ep_world_size, r.ep_rank, cfg_.moe_expert_num, group_tp, TpAttr(), r.tp_rank,
-          0, SharedNumAttr(), cfg_.shared_expert_rank_num, cfg_.quant_mode, cfg_.global_bs, cfg_.expert_token_nums_type,
+          0, SharedNumAttr(), cfg_.shared_expert_rank_num, QuantModeAttr(), cfg_.global_bs, cfg_.expert_token_nums_type,
           CommAlg(), cfg_.zero_expert_num, cfg_.copy_expert_num, cfg_.const_expert_num, r.expand_x.get(),
           r.dyn_scales.get(), r.assist.get(), r.token_nums.get(), r.ep_recv.get(), r.tp_recv.get(),
           r.expand_scales_out.get(), &ws, &exec);
@@ -522,7 +524,7 @@ class Runner {
       st = aclnnMoeDistributeDispatchV2GetWorkspaceSize(
           r.x.get(), r.ids.get(), r.scales.get(), r.mask.get(), c_.pass_a2_params ? r.combine_scales.get() : nullptr,
           r.ep_name.c_str(), cfg_.ep_world_size, r.ep_rank, cfg_.moe_expert_num, group_tp, TpAttr(), r.tp_rank, 0,
-          SharedNumAttr(), cfg_.shared_expert_rank_num, cfg_.quant_mode, cfg_.global_bs, cfg_.expert_token_nums_type,
+          SharedNumAttr(), cfg_.shared_expert_rank_num, QuantModeAttr(), cfg_.global_bs, cfg_.expert_token_nums_type,
           CommAlg(), r.expand_x.get(), r.dyn_scales.get(), r.assist.get(), r.token_nums.get(), r.ep_recv.get(),
           r.tp_recv.get(), r.expand_scales_out.get(), &ws, &exec);
     }

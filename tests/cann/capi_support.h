@@ -143,6 +143,9 @@ struct CapiCase {
   bool pass_zero_ori_x = false;        // oriX given although only zero experts exist
   int64_t group_list_type = 0;         // combine groupListType (not checked)
   bool strict_tp_recv_counts = false;  // also check tpRecvCounts stays poisoned with tpWorldSize 1
+  // Atlas A2 quantizes exactly when expandXOut is int8 (config.quant_mode 2): the quantMode attribute passed when it
+  // says otherwise, or -1 to pass config.quant_mode.
+  int a2_quant_mode_attr = -1;
 };
 std::string Describe(const CapiCase& c);
 

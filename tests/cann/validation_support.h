@@ -180,9 +180,9 @@ inline CombineArgs Base(const BaseCalls& bases, Scratch& s, const Rule<CombineAr
 inline ResetArgs Base(const BaseCalls& bases, Scratch& s, const Rule<ResetArgs>&) { return bases.reset(s); }
 
 // Runs one rule: the base call with the rule's change (and environment) must fail with rule.code and a message that
-// names one of rule.names and contains every one of rule.values, leave every tensor poisoned (and, with
-// `expect_no_executor`, the executor out-param null), and phase two with the null executor on `stream` must return
-// 161001.
+// names one of rule.names, contains every one of rule.values and states the rule it broke ("rule: ..."), leave every
+// tensor poisoned (and, with `expect_no_executor`, the executor out-param null), and phase two with the null executor
+// on `stream` must return 161001.
 template <typename Args>
 void ExpectRejected(const Rule<Args>& rule, const BaseCalls& bases, aclrtStream stream,
                     bool expect_no_executor = false) {
@@ -203,6 +203,8 @@ void ExpectRejected(const Rule<Args>& rule, const BaseCalls& bases, aclrtStream 
   EXPECT_TRUE(named) << "the message should name one of {" << ::testing::PrintToString(rule.names) << "}: " << msg;
   for (const auto& v : rule.values)
     EXPECT_TRUE(ContainsValue(msg, v)) << "the message should contain '" << v << "': " << msg;
+  const size_t said = msg.find("rule: ");
+  EXPECT_TRUE(said != std::string::npos && msg.size() > said + 6) << "the message should state the rule: " << msg;
   if (expect_no_executor) {
     EXPECT_EQ(args.exec_storage, nullptr) << "a failing phase one made an executor";
   }

@@ -181,6 +181,33 @@ TEST(BadData, DispatchRejectsARepeatedExpertInAToken) {
   });
 }
 
+// A 1-D mask marks a prefix of active tokens: one with a true after a false is refused naming both places, in
+// dispatch and (through a handle whose copy of the mask was overwritten) in combine, on both layouts, before a row
+// moves.
+TEST(BadData, TokenMaskThatIsNotAPrefixIsRefused) {
+  auto groups = Groups();
+  for (const bool a2 : {false, true}) {
+    SCOPED_TRACE(a2 ? "Atlas A2 layout" : "Atlas A3 layout");
+    RunRanks(kRanks, [&](int r) {
+      RankData d(r);
+      DispatchOptions options = Options();
+      options.expand_idx_layout = a2;
+      std::vector<uint8_t> mask(kBs, 0);
+      mask[0] = mask[1] = 1;
+      mask[5] = 1;
+      options.active_mask = TensorView(mask.data(), DType::kBool, {kBs});
+      ExpectError([&] { Dispatch(groups[r], d.XView(), d.IdsView(), options); }, ErrorCode::kInvalidParam,
+                  {"xActiveMask", "true at [5] after false at [2]", "trues before its falses"});
+      mask[5] = 0;
+      DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), options);
+      res.handle.active_mask.data_as<uint8_t>()[3] = 1;
+      ExpectError([&] { Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView()); },
+                  ErrorCode::kInvalidParam, {"xActiveMask", "true at [3] after false at [2]"});
+      ExpectGoodRound(groups[r], r);
+    });
+  }
+}
+
 TEST(BadData, HugeGlobalBsIsRejectedBeforeAnythingIsAllocated) {
   auto groups = Groups();
   RunRanks(kRanks, [&](int r) {

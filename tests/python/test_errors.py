@@ -39,6 +39,8 @@ BAD = {
     "ids_int64": (dict(expert_ids=torch.zeros(4, 2, dtype=torch.int64)), errors.INVALID_PARAM, "expertIds"),
     "expert_out_of_range": (dict(expert_ids=torch.tensor([[0, 9]] * 4, dtype=torch.int32)), errors.INVALID_PARAM,
                             "expertIds"),
+    "mask_not_a_prefix": (dict(x_active_mask=torch.tensor([True, False, True, False])), errors.INVALID_PARAM,
+                          "true at [2] after false at [1]"),
     "rank_out_of_range": (dict(ep_rank_id=2), errors.INVALID_PARAM, "ep_rank_id = 2"),
     "unknown_group": (dict(group_ep="no_such_group"), errors.INVALID_CONFIG, "no_such_group"),
     "quant_mode_1": (dict(quant_mode=1), errors.INVALID_CONFIG, "quantMode"),

@@ -328,6 +328,29 @@ TEST(RoutingPlan, TokenMaskNotAPrefixSendsTheFirstSumTokens) {
   EXPECT_EQ(plan.valid_tokens, (std::vector<int32_t>{0, 1}));
 }
 
+// ... which is why CheckRouting refuses such a mask (161002), naming the first true after a false; a prefix of any
+// length (all false, all true) passes.
+TEST(RoutingPlan, TokenMaskNotAPrefixIsRefusedNamingTheLateTrue) {
+  const MoeConfig c = RoutingConfig(MaskKind::kTokens);
+  for (const std::vector<uint8_t>& mask : {std::vector<uint8_t>{1, 0, 1}, std::vector<uint8_t>{0, 0, 2}}) {
+    try {
+      CheckRouting(c, kIds.data(), mask.data(), "MoeDistributeCombine");
+      ADD_FAILURE() << "no error for mask " << ::testing::PrintToString(mask);
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidParam) << what;
+      EXPECT_NE(what.find("MoeDistributeCombine: parameter 'xActiveMask' has value true at [2] after false at ["),
+                std::string::npos)
+          << what;
+      EXPECT_NE(what.find("rule: a 1-D xActiveMask has all its trues before its falses"), std::string::npos) << what;
+    }
+  }
+  for (const std::vector<uint8_t>& mask :
+       {std::vector<uint8_t>{0, 0, 0}, std::vector<uint8_t>{1, 1, 1}, std::vector<uint8_t>{3, 0, 0}}) {
+    EXPECT_NO_THROW(CheckRouting(c, kIds.data(), mask.data(), "op")) << ::testing::PrintToString(mask);
+  }
+}
+
 TEST(RoutingPlan, TokenMaskAllFalse) {
   const std::vector<uint8_t> mask = {0, 0, 0};
   const RoutingPlan plan = BuildRoutingPlan(RoutingConfig(MaskKind::kTokens), kIds.data(), mask.data());
@@ -371,7 +394,7 @@ TEST(RoutingPlan, SpecialExpertsAreNotRouted) {
 void ExpectBadId(const MoeConfig& c, const std::vector<int32_t>& ids, const uint8_t* mask, const std::string& value,
                  const std::string& where, const std::string& rule = "moeExpertNum (4)") {
   try {
-    CheckExpertIds(c, ids.data(), mask, "MoeDistributeDispatch");
+    CheckRouting(c, ids.data(), mask, "MoeDistributeDispatch");
     ADD_FAILURE() << "no error for id " << value;
   } catch (const Error& e) {
     const std::string what = e.what();
@@ -396,19 +419,19 @@ TEST(RoutingPlan, RepeatedMoeExpertInATokenThrows) {
   ExpectBadId(RoutingConfig(MaskKind::kNone), {1, 3, 2, 2, 3, 0}, nullptr, "2", "[1, 1]", distinct);
   MoeConfig special = RoutingConfig(MaskKind::kNone);
   special.zero_expert_num = 1;
-  EXPECT_NO_THROW(CheckExpertIds(special, std::vector<int32_t>{4, 4, 1, 0, 3, 2}.data(), nullptr, "op"));
+  EXPECT_NO_THROW(CheckRouting(special, std::vector<int32_t>{4, 4, 1, 0, 3, 2}.data(), nullptr, "op"));
   const std::vector<uint8_t> pairs = {1, 1, 1, 0, 1, 1};
-  EXPECT_NO_THROW(CheckExpertIds(RoutingConfig(MaskKind::kPairs), std::vector<int32_t>{1, 3, 2, 2, 3, 0}.data(),
-                                 pairs.data(), "op"));
+  EXPECT_NO_THROW(
+      CheckRouting(RoutingConfig(MaskKind::kPairs), std::vector<int32_t>{1, 3, 2, 2, 3, 0}.data(), pairs.data(), "op"));
 }
 
 // Ids that are never sent (masked pairs, tokens past the 1-D mask's count) are not read as routes.
 TEST(RoutingPlan, MaskedOutIdsAreNotChecked) {
   const std::vector<int32_t> ids = {1, 3, 1, 0, 99, -5};
   const std::vector<uint8_t> tokens = {1, 1, 0};
-  EXPECT_NO_THROW(CheckExpertIds(RoutingConfig(MaskKind::kTokens), ids.data(), tokens.data(), "op"));
+  EXPECT_NO_THROW(CheckRouting(RoutingConfig(MaskKind::kTokens), ids.data(), tokens.data(), "op"));
   const std::vector<uint8_t> pairs = {1, 1, 1, 1, 0, 0};
-  EXPECT_NO_THROW(CheckExpertIds(RoutingConfig(MaskKind::kPairs), ids.data(), pairs.data(), "op"));
+  EXPECT_NO_THROW(CheckRouting(RoutingConfig(MaskKind::kPairs), ids.data(), pairs.data(), "op"));
 }
 
 }  // namespace

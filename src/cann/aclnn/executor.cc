@@ -37,8 +37,14 @@ LiveExecutors& Executors() {
 aclnnStatus BuildExecutor(const char* op, uint64_t* workspace_size, aclOpExecutor** executor,
                           const std::function<std::function<void()>()>& build) {
   const std::string name = op;
-  if (!workspace_size) return Fail(ACLNN_ERR_PARAM_NULLPTR, name + ": parameter 'workspaceSize' is nullptr");
-  if (!executor) return Fail(ACLNN_ERR_PARAM_NULLPTR, name + ": parameter 'executor' is nullptr");
+  if (!workspace_size)
+    return Fail(
+        ACLNN_ERR_PARAM_NULLPTR,
+        name + ": parameter 'workspaceSize' = nullptr violates rule: phase one writes the workspace size there");
+  if (!executor) {
+    return Fail(ACLNN_ERR_PARAM_NULLPTR,
+                name + ": parameter 'executor' = nullptr violates rule: phase one writes the executor there");
+  }
   auto built = std::make_unique<aclOpExecutor>(aclOpExecutor{name, build()});
   Executors().Add(built.get());
   *workspace_size = 0;
@@ -47,7 +53,10 @@ aclnnStatus BuildExecutor(const char* op, uint64_t* workspace_size, aclOpExecuto
 }
 
 aclnnStatus LaunchExecutor(const char* op, aclOpExecutor* executor, aclrtStream stream) {
-  if (!executor) return Fail(ACLNN_ERR_PARAM_NULLPTR, std::string(op) + ": parameter 'executor' is nullptr");
+  if (!executor) {
+    return Fail(ACLNN_ERR_PARAM_NULLPTR,
+                std::string(op) + ": parameter 'executor' = nullptr violates rule: the executor phase one returned");
+  }
   if (!Executors().Take(executor)) {
     return Fail(ACLNN_ERR_PARAM_INVALID,
                 std::string(op) + ": the executor is not one phase one returned, or it ran already");

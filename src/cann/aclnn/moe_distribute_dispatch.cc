@@ -107,10 +107,22 @@ std::function<void()> BuildDispatch(const std::string& op, const DispatchArgs& a
       Reject(ErrorCode::kInvalidConfig, op, "expertScales", "nullptr", "hierarchy needs it");
     if (!expand_scales.present())
       Reject(ErrorCode::kInvalidConfig, op, "expandScalesOut", "nullptr", "hierarchy needs it");
+    if (t.scales.present())
+      Reject(ErrorCode::kInvalidConfig, op, "scales", t.scales.Describe(), "must be absent with hierarchy on Atlas A2");
   }
   const Groups groups = ValidateOnGroups(op, attributes, c, elastic, [&](plan::WindowCapacity capacity) {
     plan::ValidateDispatch(c, t, profile, capacity, op.c_str());
   });
+  // A2 documents expertScales as (Bs, K) fp32; its fullmesh kernel never reads it, but a given tensor must fit.
+  if (plan::IsA2(profile) && expert_scales.present()) {
+    const bool fits = expert_scales.dtype == DType::kFloat32 && expert_scales.dim() == 2 &&
+                      expert_scales.shape[0] == c.bs && expert_scales.shape[1] == c.top_k;
+    if (!fits) {
+      Reject(ErrorCode::kInvalidConfig, op, "expertScales", expert_scales.Describe(),
+             "must be fp32 of shape (Bs, K) = (" + std::to_string(c.bs) + ", " + std::to_string(c.top_k) +
+                 ") on Atlas A2");
+    }
+  }
   if (profile == plan::Profile::kA2Hierarchy) RefuseHierarchy(op, a.comm_alg);
   if (alg == "fullmesh_v2") CheckFullmeshV2(op, c, elastic.present());
   if (c.quant_mode == 0) t.scales = {};  // A2 with a half expandX copies rows whatever quantMode and scales say
