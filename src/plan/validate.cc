@@ -337,11 +337,22 @@ void CheckMask(const Checker& ck, MoeConfig& c, const TensorView& mask, Profile 
 }
 
 void CheckWindow(const Checker& ck, const MoeConfig& c, const WindowLayout& layout, WindowCapacity window, Profile p) {
-  if (p == Profile::kA2Hierarchy) return;  // refused once its rules passed: its window is never laid out
+  constexpr uint64_t kMb = uint64_t{1} << 20;
   const auto ep_bytes = [&] { return Str(window.ep_bytes) + " bytes"; };
+  if (p == Profile::kA2Hierarchy) {
+    // Atlas A2's documented rule for hierarchy (its kernels do not check it). The call is refused once its rules
+    // passed, so its window is never laid out.
+    const uint64_t per_token = SaturatingAdd<uint64_t>(SaturatingMul<uint64_t>(c.hidden, DTypeSize(c.x_dtype)),
+                                                       uint64_t{4} * ((c.top_k + 7) / 8 * 8) * 4);
+    const uint64_t need = SaturatingAdd<uint64_t>(
+        SaturatingMul<uint64_t>(SaturatingMul<uint64_t>(c.moe_expert_num, c.bs), per_token), 104 * kMb);
+    ck.Require(need <= window.ep_bytes, kRule, "HCCL_BUFFSIZE (EP window)", ep_bytes,
+               "needs moeExpertNum * Bs * (H * sizeof(x) + 4 * Align8(K) * 4) + 4 MB + 100 MB = ", need,
+               " bytes on Atlas A2 (commAlg hierarchy)");
+    return;
+  }
   if (p == Profile::kA2Fullmesh) {
     // Atlas A2's documented rule (its kernels do not check it); moe_ep's own layout is checked below.
-    constexpr uint64_t kMb = uint64_t{1} << 20;
     const uint64_t rows = SaturatingMul<uint64_t>(SaturatingMul<uint64_t>(c.bs, c.ep_world_size),
                                                   std::min(c.local_expert_num(), c.top_k));
     const uint64_t need = SaturatingMul<uint64_t>(

@@ -133,6 +133,8 @@ const Env kHierarchyEnv = {{"HCCL_INTRA_PCIE_ENABLE", "1"}, {"HCCL_INTRA_ROCE_EN
 
 // A2's fullmesh rule for the base on a 1 MB window: 2 * (Bs*E*min(L,K) * H * 2 + 2 MB) = 2 * (64*64*2 + 2097152).
 constexpr const char kBaseA2WindowNeed[] = "4210688";
+// ... and hierarchy's: 16 * 4 * (64 * 2 + 4 * 8 * 4) + 104 MB.
+constexpr const char kBaseA2HierarchyWindowNeed[] = "109068288";
 
 // ----- DispatchV2 / V3 ----------------------------------------------------------------------------------
 
@@ -210,9 +212,9 @@ std::vector<Rule<D>> DispatchRules() {
       // hierarchy has no per-rank expert limit: 25 per rank reaches the refusal.
       {"HierarchyMoe200ReachesRefusal", All<D>({DispatchHierarchy(), DispatchMoe(200)}), kTiling, {"commAlg"},
        {"fullmesh"}},
-      // hierarchy skips the documented window formula: on a 1 MB window it still reaches the refusal.
-      {"HierarchySmallWindowReachesRefusal", All<D>({DispatchHierarchy(), SmallWindow<D>()}), kTiling, {"commAlg"},
-       {"fullmesh"}},
+      // hierarchy's own window formula: moe * Bs * (H * 2 + 4 * Align8(K) * 4) + 104 MB (1 MB window).
+      {"HierarchyWindowBelowA2Formula", All<D>({DispatchHierarchy(), SmallWindow<D>()}), kTiling, {"HCCL_BUFFSIZE"},
+       {kBaseA2HierarchyWindowNeed}},
       // epWorldSize must be a multiple of 8.
       {"EpWorldSize12", Set(&D::ep_world_size, 12), kTiling, {"epWorldSize"}, {"12"}},
       // ... in [8, 256] with fullmesh.
@@ -370,6 +372,9 @@ std::vector<Rule<C>> CombineRules() {
       {"V3CopyExpertsWithoutOriX", Set(&C::copy, 1), kTiling, {"oriX"}, {}, v3},
       // HCCL_BUFFSIZE at least 2 * (Bs*E*min(L,K)*H*2 + 2 MB) (1 MB window).
       {"WindowBelowA2Formula", SmallWindow<C>(), kTiling, {"HCCL_BUFFSIZE"}, {kBaseA2WindowNeed}, v2},
+      // ... and hierarchy's formula.
+      {"HierarchyWindowBelowA2Formula", All<C>({Set(&C::comm_alg, "hierarchy"), SmallWindow<C>()}), kTiling,
+       {"HCCL_BUFFSIZE"}, {kBaseA2HierarchyWindowNeed}, v2},
       // assistInfoForCombine at least Bs * K entries.
       {"AssistInfoShorterThanBsK", Make(&C::assist, ACL_INT32, {kBs * kK - 1}), kTiling, {"assistInfoForCombine"},
        {"7"}, v2},
