@@ -1,6 +1,6 @@
-// CopyBytes and StreamBytes (base/copy.h): every byte copied and none beside, for every distance between
-// source and destination modulo a page (CopyBytes: 1-63 bytes past take its vector loop, others memcpy),
-// and sizes around the loop's threshold, its 64-byte step and its alignment head. Random bytes from the run's seed
+// CopyBytes, StreamBytes and StreamBytes' two ways (base/copy.h): every byte copied and none beside, for every distance
+// between source and destination modulo a page (CopyBytes: 1-63 bytes past take its vector loop, others memcpy), and
+// sizes around the loop's threshold, its 64-byte step and its alignment head. Random bytes from the run's seed
 // (support/test_seed.h; MOE_EP_TEST_SEED replays); guard bytes around the destination stay poisoned.
 #include "base/copy.h"
 
@@ -21,10 +21,16 @@ namespace {
 constexpr uint8_t kPoison = 0xA5;
 constexpr size_t kGuard = 64;
 
-class Copy : public ::testing::TestWithParam<bool> {};  // true: StreamBytes
+struct CopyFunction {
+  const char* name;
+  void (*copy)(void*, const void*, size_t);
+};
+
+class Copy : public ::testing::TestWithParam<CopyFunction> {};
 
 TEST_P(Copy, EveryDistanceAndSizeCopiesExactly) {
-  const auto copy = GetParam() ? StreamBytes : CopyBytes;
+  const auto copy = GetParam().copy;
+  if (copy == copy_internal::StreamWithAvx512 && !copy_internal::HasAvx512()) GTEST_SKIP() << "no AVX-512 here";
   const uint64_t seed = testing::BaseSeed();
   SCOPED_TRACE("MOE_EP_TEST_SEED=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
@@ -55,9 +61,12 @@ TEST_P(Copy, EveryDistanceAndSizeCopiesExactly) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Functions, Copy, ::testing::Bool(), [](const ::testing::TestParamInfo<bool>& info) {
-  return info.param ? "StreamBytes" : "CopyBytes";
-});
+INSTANTIATE_TEST_SUITE_P(Functions, Copy,
+                         ::testing::Values(CopyFunction{"CopyBytes", CopyBytes},
+                                           CopyFunction{"StreamBytes", StreamBytes},
+                                           CopyFunction{"StreamWithSse2", copy_internal::StreamWithSse2},
+                                           CopyFunction{"StreamWithAvx512", copy_internal::StreamWithAvx512}),
+                         [](const ::testing::TestParamInfo<CopyFunction>& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace moe_ep
