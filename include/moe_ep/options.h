@@ -27,7 +27,8 @@ uint64_t DefaultWindowBytes();
 /// decode step's few rows stay on the rank's own thread; 0 splits every loop among all of them.
 ///
 /// MOE_EP_ISA: instruction set of the numeric kernels: "scalar", "avx2", "avx512" or unset (the best
-/// this CPU has). Results are bit-identical on all of them; this exists for testing and benchmarking.
+/// this CPU has); anything but "avx512" also keeps large row copies off AVX-512. Results are bit-identical
+/// on all of them; this exists for testing and benchmarking.
 /// Read when the first kernel runs; another name, or one this CPU lacks, fails that operation with an
 /// error naming the variable.
 ///

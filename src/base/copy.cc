@@ -2,8 +2,6 @@
 // non-temporal stores, 64 bytes wide where the CPU has AVX-512 (copy.h).
 #include "base/copy.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -52,11 +50,8 @@ __attribute__((target("avx512f"))) void StreamLines(uint8_t* dst, const uint8_t*
   const size_t head = std::min<size_t>((64 - (reinterpret_cast<uintptr_t>(dst) & 63)) & 63, bytes);
   std::memcpy(dst, src, head);
   size_t at = head;
-  for (; at + 128 <= bytes; at += 128) {
-    const __m512i first = _mm512_loadu_si512(src + at);
-    const __m512i second = _mm512_loadu_si512(src + at + 64);
-    _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + at), first);
-    _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + at + 64), second);
+  for (; at + 64 <= bytes; at += 64) {
+    _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + at), _mm512_loadu_si512(src + at));
   }
   std::memcpy(dst + at, src + at, bytes - at);
   _mm_sfence();  // as in CopyWithLoop
@@ -105,7 +100,9 @@ void CopyBytes(void* dst, const void* src, size_t bytes) {
 }
 
 void StreamBytes(void* dst, const void* src, size_t bytes) {
-  (copy_internal::HasAvx512() ? copy_internal::StreamWithAvx512 : copy_internal::StreamWithSse2)(dst, src, bytes);
+  // MOE_EP_ISA, which names the kernels' instruction set for tests and benchmarks, caps this one too.
+  static const bool avx512 = copy_internal::HasAvx512() && env::KernelIsa().value_or("avx512") == "avx512";
+  (avx512 ? copy_internal::StreamWithAvx512 : copy_internal::StreamWithSse2)(dst, src, bytes);
 }
 
 }  // namespace moe_ep

@@ -1,7 +1,8 @@
-// Bad data through the native API never crashes or writes out of bounds: corrupted expert ids in a
-// combine handle, corrupted expandIdx and counts in an Atlas A2-layout handle, a repeated expert in a token, a huge
-// global_bs, malformed views, survivors that drop a shared-expert replica, absurd allocations. Each fails with its code
-// and a message naming the field, and the group stays usable: the next good round returns every token bit for bit.
+// Bad data through the native API never crashes or writes out of bounds: a 1-D mask that is not a prefix, corrupted
+// expert ids in a combine handle, corrupted expandIdx and counts in an Atlas A2-layout handle, a repeated expert in a
+// token, a huge global_bs, malformed views, survivors that drop a shared-expert replica, absurd allocations. Each fails
+// with its code and a message naming the field, and the group stays usable: the next good round returns every token bit
+// for bit.
 #include <gtest/gtest.h>
 
 #include <functional>

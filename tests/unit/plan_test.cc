@@ -12,7 +12,8 @@
 //                   that left stand in for a survivor (Table1 -> Table2 direction).
 //   RoutingPlan.*   BuildRoutingPlan on small hand examples: slots by prefix count in flattened (t*K + k) order,
 //                   expert counts, valid tokens; 1-D mask (a prefix; a non-prefix mask sends tokens
-//                   [0, sum)); 2-D mask; out-of-range ids throw naming value and position, masked-out ones do not.
+//                   [0, sum), and CheckRouting refuses it); 2-D mask; out-of-range ids throw naming value and
+//                   position, masked-out ones do not.
 #include <gtest/gtest.h>
 
 #include <cstdint>

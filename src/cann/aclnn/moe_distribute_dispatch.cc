@@ -115,12 +115,11 @@ std::function<void()> BuildDispatch(const std::string& op, const DispatchArgs& a
   });
   // A2 documents expertScales as (Bs, K) fp32; its fullmesh kernel never reads it, but a given tensor must fit.
   if (plan::IsA2(profile) && expert_scales.present()) {
-    const bool fits = expert_scales.dtype == DType::kFloat32 && expert_scales.dim() == 2 &&
-                      expert_scales.shape[0] == c.bs && expert_scales.shape[1] == c.top_k;
-    if (!fits) {
+    if (expert_scales.dtype != DType::kFloat32)
+      Reject(ErrorCode::kInvalidParam, op, "expertScales", expert_scales.Describe(), "dtype must be fp32");
+    if (expert_scales.dim() != 2 || expert_scales.shape[0] != c.bs || expert_scales.shape[1] != c.top_k) {
       Reject(ErrorCode::kInvalidConfig, op, "expertScales", expert_scales.Describe(),
-             "must be fp32 of shape (Bs, K) = (" + std::to_string(c.bs) + ", " + std::to_string(c.top_k) +
-                 ") on Atlas A2");
+             "shape must be (Bs, K) = (" + std::to_string(c.bs) + ", " + std::to_string(c.top_k) + ") on Atlas A2");
     }
   }
   if (profile == plan::Profile::kA2Hierarchy) RefuseHierarchy(op, a.comm_alg);
