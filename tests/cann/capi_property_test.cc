@@ -224,48 +224,118 @@ TEST(CapiProperty, AtlasA2ConfigurationsMatchReference) {
   }
 }
 
+// The product tests' group: 8 ranks on devices 0-7, Bs 2, H 1024, K 2 of 16 experts (x all 1.0, expert ids
+// (i * 5) % 16, weights 0.5): a call Atlas A3 and A2 both accept.
+constexpr int kSmallRanks = 8;
+constexpr int64_t kSmallBs = 2, kSmallH = 1024, kSmallK = 2, kSmallMoe = 16, kSmallA = kSmallBs * kSmallRanks * 2;
+struct SmallRank {
+  aclrtStream stream = nullptr;
+  std::string name;
+  Tensor x, ids, scales, expand_x, assist, token_nums, ep_recv, tp_recv, x_out;
+};
+
+// Rank r of `comms`: its stream and tensors on device r, which stays set.
+void MakeSmallRank(const std::vector<HcclComm>& comms, int r, SmallRank& k) {
+  ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS) << RecentErrMsg();
+  ASSERT_EQ(aclrtCreateStream(&k.stream), ACL_SUCCESS) << RecentErrMsg();
+  std::vector<int32_t> ids(kSmallBs * kSmallK);
+  for (int64_t i = 0; i < kSmallBs * kSmallK; ++i) ids[i] = static_cast<int32_t>((i * 5) % kSmallMoe);
+  const std::vector<uint16_t> x(kSmallBs * kSmallH, 0x3F80);
+  const std::vector<float> weights(kSmallBs * kSmallK, 0.5f);
+  k.name = CommName(comms[r]);
+  k.x = Tensor(ACL_BF16, {kSmallBs, kSmallH}, x.data());
+  k.ids = Tensor(ACL_INT32, {kSmallBs, kSmallK}, ids.data());
+  k.scales = Tensor(ACL_FLOAT, {kSmallBs, kSmallK}, weights.data());
+  k.expand_x = Tensor(ACL_BF16, {kSmallA, kSmallH});
+  k.assist = Tensor(ACL_INT32, {kSmallA * 128});
+  k.token_nums = Tensor(ACL_INT64, {2});
+  k.ep_recv = Tensor(ACL_INT32, {kSmallMoe});
+  k.tp_recv = Tensor(ACL_INT32, {0});
+}
+
+// Rank r's dispatch (DispatchV2) built as `soc` (nullptr: Atlas A3) with `comm_alg`, launched on its stream; device r
+// must be set.
+void LaunchSmallDispatch(SmallRank& k, int r, const char* soc, const char* comm_alg) {
+  const moe_ep::testing::ScopedEnv env("MOE_EP_SOC_NAME", soc);
+  uint64_t ws = 0;
+  aclOpExecutor* exec = nullptr;
+  ASSERT_EQ(aclnnMoeDistributeDispatchV2GetWorkspaceSize(
+                k.x.get(), k.ids.get(), nullptr, nullptr, nullptr, k.name.c_str(), kSmallRanks, r, kSmallMoe, "", 0, 0,
+                0, 0, 0, 0, 0, 1, comm_alg, k.expand_x.get(), nullptr, k.assist.get(), k.token_nums.get(),
+                k.ep_recv.get(), k.tp_recv.get(), nullptr, &ws, &exec),
+            ACL_SUCCESS)
+      << "rank " << r << ": " << RecentErrMsg();
+  ASSERT_EQ(aclnnMoeDistributeDispatchV2(nullptr, 0, exec, k.stream), ACL_SUCCESS) << RecentErrMsg();
+}
+
+// Rank r's combine (CombineV2) of its last dispatch, built as `soc` (nullptr: Atlas A3; commAlg "fullmesh" on A2),
+// into a fresh (poisoned) xOut, launched on its stream.
+void LaunchSmallCombine(SmallRank& k, int r, const char* soc) {
+  ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS);
+  k.x_out = Tensor(ACL_BF16, {kSmallBs, kSmallH});
+  const moe_ep::testing::ScopedEnv env("MOE_EP_SOC_NAME", soc);
+  uint64_t ws = 0;
+  aclOpExecutor* exec = nullptr;
+  ASSERT_EQ(aclnnMoeDistributeCombineV2GetWorkspaceSize(
+                k.expand_x.get(), k.ids.get(), k.assist.get(), k.ep_recv.get(), k.scales.get(), nullptr, nullptr,
+                nullptr, nullptr, nullptr, nullptr, nullptr, k.name.c_str(), kSmallRanks, r, kSmallMoe, "", 0, 0, 0, 0,
+                0, 0, 0, 0, 0, soc ? "fullmesh" : "", k.x_out.get(), &ws, &exec),
+            ACL_SUCCESS)
+      << "rank " << r << ": " << RecentErrMsg();
+  ASSERT_EQ(aclnnMoeDistributeCombineV2(nullptr, 0, exec, k.stream), ACL_SUCCESS) << RecentErrMsg();
+}
+
+// A rank's combine runs as the product of its last dispatch, whose assistInfoForCombine it reads (expandIdx on Atlas
+// A2, triples on A3). Dispatch as A2 on every rank, then combine as A3 (a call A3 accepts): each rank's combine fails
+// with 161002 naming MOE_EP_SOC_NAME and the dispatch's product, before it communicates (no rank waits), and leaves
+// xOut untouched; the same combine as A2 then runs.
+TEST(CapiProperty, CombineRunsAsItsDispatchsProduct) {
+  EnsureAclReady();
+  const moe_ep::testing::ScopedEnv pcie("HCCL_INTRA_PCIE_ENABLE", nullptr);
+  std::vector<HcclComm> comms = CreateGroup({0, 1, 2, 3, 4, 5, 6, 7});
+  std::vector<SmallRank> ranks(kSmallRanks);
+  for (int r = 0; r < kSmallRanks; ++r) {
+    ASSERT_NO_FATAL_FAILURE(MakeSmallRank(comms, r, ranks[r]));
+    ASSERT_NO_FATAL_FAILURE(LaunchSmallDispatch(ranks[r], r, "Ascend910B3", "fullmesh"));
+  }
+  for (int r = 0; r < kSmallRanks; ++r) {
+    ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS);
+    ASSERT_EQ(aclrtSynchronizeStreamWithTimeout(ranks[r].stream, 60000), ACL_SUCCESS) << RecentErrMsg();
+  }
+  for (int r = 0; r < kSmallRanks; ++r) ASSERT_NO_FATAL_FAILURE(LaunchSmallCombine(ranks[r], r, nullptr));
+  for (int r = 0; r < kSmallRanks; ++r) {
+    ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS);
+    EXPECT_EQ(aclrtSynchronizeStreamWithTimeout(ranks[r].stream, 60000), ACLNN_ERR_PARAM_INVALID) << "rank " << r;
+    const std::string message = RecentErrMsg();
+    for (const char* part : {"MOE_EP_SOC_NAME", "Atlas A3", "last dispatch on the group (Atlas A2)"}) {
+      EXPECT_NE(message.find(part), std::string::npos) << "rank " << r << ": " << message;
+    }
+    for (uint8_t byte : ranks[r].x_out.Bytes()) ASSERT_EQ(byte, kPoison) << "rank " << r << ": xOut was written";
+  }
+  for (int r = 0; r < kSmallRanks; ++r) ASSERT_NO_FATAL_FAILURE(LaunchSmallCombine(ranks[r], r, "Ascend910B3"));
+  for (int r = 0; r < kSmallRanks; ++r) {
+    ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS);
+    EXPECT_EQ(aclrtSynchronizeStreamWithTimeout(ranks[r].stream, 60000), ACL_SUCCESS) << "rank " << r << RecentErrMsg();
+    EXPECT_EQ(aclrtDestroyStream(ranks[r].stream), ACL_SUCCESS);
+  }
+  ranks.clear();
+  for (HcclComm comm : comms) EXPECT_EQ(HcclCommDestroy(comm), HCCL_SUCCESS);
+}
+
 // Ranks of one group that run as different products (phase one reads MOE_EP_SOC_NAME on every call: rank 0's
 // as Atlas A2, the others' as A3), with attributes both accept: each rank's dispatch fails with 561002 naming
 // a rank that differs and the product among the attributes that must agree; nothing hangs.
 TEST(CapiProperty, RanksOnDifferentProductsAreNamed) {
   EnsureAclReady();
-  constexpr int kRanks = 8;
-  constexpr int64_t kBs = 2, kH = 1024, kK = 2, kMoe = 16, kA = kBs * kRanks * 2;
   const moe_ep::testing::ScopedEnv push("MOE_EP_DATA_PATH", "push");
   const moe_ep::testing::ScopedEnv pcie("HCCL_INTRA_PCIE_ENABLE", nullptr);
   std::vector<HcclComm> comms = CreateGroup({0, 1, 2, 3, 4, 5, 6, 7});
-  struct Rank {
-    aclrtStream stream = nullptr;
-    Tensor x, ids, expand_x, assist, token_nums, ep_recv, tp_recv;
-  };
-  std::vector<Rank> ranks(kRanks);
-  std::vector<int32_t> ids(kBs * kK);
-  for (int64_t i = 0; i < kBs * kK; ++i) ids[i] = static_cast<int32_t>((i * 5) % kMoe);
-  for (int r = 0; r < kRanks; ++r) {
-    Rank& k = ranks[r];
-    ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS) << RecentErrMsg();
-    ASSERT_EQ(aclrtCreateStream(&k.stream), ACL_SUCCESS) << RecentErrMsg();
-    std::vector<uint16_t> x(kBs * kH, 0x3F80);
-    k.x = Tensor(ACL_BF16, {kBs, kH}, x.data());
-    k.ids = Tensor(ACL_INT32, {kBs, kK}, ids.data());
-    k.expand_x = Tensor(ACL_BF16, {kA, kH});
-    k.assist = Tensor(ACL_INT32, {kA * 128});
-    k.token_nums = Tensor(ACL_INT64, {2});
-    k.ep_recv = Tensor(ACL_INT32, {kMoe});
-    k.tp_recv = Tensor(ACL_INT32, {0});
-    const moe_ep::testing::ScopedEnv soc("MOE_EP_SOC_NAME", r == 0 ? "Ascend910B3" : nullptr);
-    const std::string name = CommName(comms[r]);
-    uint64_t ws = 0;
-    aclOpExecutor* exec = nullptr;
-    ASSERT_EQ(aclnnMoeDistributeDispatchV2GetWorkspaceSize(
-                  k.x.get(), k.ids.get(), nullptr, nullptr, nullptr, name.c_str(), kRanks, r, kMoe, "", 0, 0, 0, 0, 0,
-                  0, 0, 1, "", k.expand_x.get(), nullptr, k.assist.get(), k.token_nums.get(), k.ep_recv.get(),
-                  k.tp_recv.get(), nullptr, &ws, &exec),
-              ACL_SUCCESS)
-        << "rank " << r << ": " << RecentErrMsg();
-    ASSERT_EQ(aclnnMoeDistributeDispatchV2(nullptr, 0, exec, k.stream), ACL_SUCCESS) << RecentErrMsg();
+  std::vector<SmallRank> ranks(kSmallRanks);
+  for (int r = 0; r < kSmallRanks; ++r) {
+    ASSERT_NO_FATAL_FAILURE(MakeSmallRank(comms, r, ranks[r]));
+    ASSERT_NO_FATAL_FAILURE(LaunchSmallDispatch(ranks[r], r, r == 0 ? "Ascend910B3" : nullptr, ""));
   }
-  for (int r = 0; r < kRanks; ++r) {
+  for (int r = 0; r < kSmallRanks; ++r) {
     ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS);
     EXPECT_EQ(aclrtSynchronizeStreamWithTimeout(ranks[r].stream, 60000), 561002) << "rank " << r;
     const std::string message = RecentErrMsg();

@@ -132,7 +132,9 @@ std::function<void()> BuildCombine(const std::string& op, const CombineArgs& a, 
     plan::ValidateCombine(c, t, profile, capacity, op.c_str());
   });
   if (profile == plan::Profile::kA2Hierarchy) RefuseHierarchy(op, a.comm_alg);
-  return [c, t, groups, elastic, op] {
+  const env::Product product = env::SocName().second;
+  return [c, t, groups, elastic, op, product] {
+    RequireDispatchProduct(op, groups, product);
     const std::vector<int32_t> table = elastic.present() ? ops::GatherInt32(elastic) : std::vector<int32_t>{};
     ops::RunCombine(EpOf(groups), TpOf(groups), c, t, table, op.c_str());
   };

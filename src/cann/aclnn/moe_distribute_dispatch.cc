@@ -125,7 +125,9 @@ std::function<void()> BuildDispatch(const std::string& op, const DispatchArgs& a
   if (profile == plan::Profile::kA2Hierarchy) RefuseHierarchy(op, a.comm_alg);
   if (alg == "fullmesh_v2") CheckFullmeshV2(op, c, elastic.present());
   if (c.quant_mode == 0) t.scales = {};  // A2 with a half expandX copies rows whatever quantMode and scales say
-  return [c, t, groups, elastic, op] {
+  const env::Product product = env::SocName().second;
+  return [c, t, groups, elastic, op, product] {
+    NoteDispatchProduct(groups, product);
     const std::vector<int32_t> table = elastic.present() ? ops::GatherInt32(elastic) : std::vector<int32_t>{};
     ops::RunDispatch(EpOf(groups), TpOf(groups), c, t, table, op.c_str());
   };

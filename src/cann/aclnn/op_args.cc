@@ -75,6 +75,19 @@ void RequireA3(const std::string& op) {
   }
 }
 
+void NoteDispatchProduct(const Groups& groups, env::Product product) {
+  groups.ep->dispatched_as = static_cast<int>(product);
+}
+
+void RequireDispatchProduct(const std::string& op, const Groups& groups, env::Product product) {
+  const int dispatched = groups.ep->dispatched_as;
+  if (dispatched < 0 || dispatched == static_cast<int>(product)) return;
+  const auto name = [](int p) { return p == static_cast<int>(env::Product::kA3) ? "Atlas A3" : "Atlas A2"; };
+  Reject(
+      ErrorCode::kInvalidParam, op, "MOE_EP_SOC_NAME", name(static_cast<int>(product)),
+      std::string("combine runs as the product of this rank's last dispatch on the group (") + name(dispatched) + ")");
+}
+
 Groups FindGroups(const std::string& group_ep, const std::string& group_tp, bool has_tp) {
   const int32_t device = CurrentDevice();
   return {FindComm(group_ep, device), has_tp ? FindComm(group_tp, device) : nullptr};

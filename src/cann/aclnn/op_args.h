@@ -8,6 +8,7 @@
 #include <string>
 
 #include "aclnn/acl_meta.h"
+#include "base/env.h"
 #include "cann/hccl/comm.h"
 #include "moe_ep/error.h"
 #include "moe_ep/tensor.h"
@@ -50,6 +51,12 @@ struct Groups {
 
 /// Looks the groups up without failing (the window capacity is needed before the rules are checked).
 Groups FindGroups(const std::string& group_ep, const std::string& group_tp, bool has_tp);
+/// A dispatch, as it runs, notes the product it was built as (env::SocName() in phase one) on its EP
+/// communicator; a combine, as it runs, refuses to run as another (161002 naming MOE_EP_SOC_NAME): it would
+/// read assistInfoForCombine in the other layout. Every rank's dispatch checked that the group agrees, so a
+/// combine that matches its own rank's last dispatch agrees too.
+void NoteDispatchProduct(const Groups& groups, env::Product product);
+void RequireDispatchProduct(const std::string& op, const Groups& groups, env::Product product);
 /// The window capacity the docs/semantics.md 1.2 rule is checked against: the communicators' windows, or
 /// HCCL_BUFFSIZE for a group that is not found (which RequireGroups then reports).
 plan::WindowCapacity CapacityOf(const Groups& groups);

@@ -2,6 +2,7 @@
 // found by the group name that the aclnn operators take and the device they run on.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -14,6 +15,9 @@ struct Comm {
   std::string name;  // HcclGetCommName: the same on every rank of the group
   int32_t device = -1;
   std::unique_ptr<ops::Communicator> comm;  // window, deadline (HCCL_EXEC_TIMEOUT), failed ranks, lock
+  // The product (env::Product) of the last dispatch this rank ran on the group; -1 before the first. Its combine
+  // must read assistInfoForCombine as that dispatch wrote it (triples on A3, expandIdx on A2).
+  std::atomic<int> dispatched_as{-1};
 };
 
 /// The live communicator of group `name` on `device`, or nullptr. Holding the pointer keeps it alive
