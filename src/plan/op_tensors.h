@@ -16,6 +16,7 @@ struct DispatchTensors {
   TensorView expert_token_nums;  // out (L,) or (1,) int64
   TensorView ep_recv_counts;     // out (>= E*L*tp or E*tp,) int32
   TensorView tp_recv_counts;     // out (tpWorldSize,) int32
+  TensorView expert_scales;      // optional (Bs, K) fp32: Atlas A2's, checked there, never read
 };
 
 struct CombineTensors {

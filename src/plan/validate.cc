@@ -403,6 +403,13 @@ void CheckSpecialExpertInputs(const Checker& ck, const MoeConfig& c, const Combi
   }
 }
 
+// expertScales: (Bs, K), combine's routing weights (Atlas A2's dispatch takes them too, and never reads them).
+void CheckExpertScalesShape(const Checker& ck, const MoeConfig& c, const TensorView& scales) {
+  ck.Dim(scales, "expertScales", 2);
+  ck.Shape(scales.shape[0] == c.bs && scales.shape[1] == c.top_k, scales, "expertScales", "shape must be (Bs, K) = (",
+           c.bs, ", ", c.top_k, ")");
+}
+
 // Everything about dispatch's inputs and attributes; fills the shape fields of `c`.
 void CheckDispatchInputs(const Checker& ck, MoeConfig& c, const DispatchTensors& t, Profile p) {
   ck.Require(IsHalf(t.x.dtype), kDtype, "x", DTypeName(t.x.dtype), "dtype must be bf16 or fp16");
@@ -460,6 +467,10 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
   ck.Present(t.tp_recv_counts, "tpRecvCountsOut");
   if (c.quant_mode == 2) ck.Present(t.dynamic_scales, "dynamicScalesOut");
   CheckDispatchInputs(ck, c, t, p);
+  if (IsA2(p) && t.expert_scales.present()) {  // documented as (Bs, K) fp32; the fullmesh kernel never reads it
+    ck.Dtype(t.expert_scales, "expertScales", DType::kFloat32);
+    CheckExpertScalesShape(ck, c, t.expert_scales);
+  }
   if (IsA2(p)) {
     // Atlas A2's kernel quantizes exactly when expandX is int8, whatever quantMode says (docs/a2.md).
     ck.Require(t.expand_x.dtype == c.x_dtype || t.expand_x.dtype == DType::kInt8, kDtype, "expandXOut",
@@ -588,9 +599,7 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
     ck.Shape(t.expand_x.shape[0] >= c.tp_world_size * a, t.expand_x, "expandX",
              "dim0 must be >= tpWorldSize * A = ", c.tp_world_size * a);
   }
-  ck.Dim(t.expert_scales, "expertScales", 2);
-  ck.Shape(t.expert_scales.shape[0] == c.bs && t.expert_scales.shape[1] == c.top_k, t.expert_scales, "expertScales",
-           "shape must be (Bs, K) = (", c.bs, ", ", c.top_k, ")");
+  CheckExpertScalesShape(ck, c, t.expert_scales);
   ck.Dim(t.assist_info, "assistInfoForCombine", 1);
   // Native handles keep only the rows that exist; the ops check each triple before use. Atlas A2 reads one
   // expandIdx per (token, k).

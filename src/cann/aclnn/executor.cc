@@ -37,10 +37,11 @@ LiveExecutors& Executors() {
 aclnnStatus BuildExecutor(const char* op, uint64_t* workspace_size, aclOpExecutor** executor,
                           const std::function<std::function<void()>()>& build) {
   const std::string name = op;
-  if (!workspace_size)
+  if (!workspace_size) {
     return Fail(
         ACLNN_ERR_PARAM_NULLPTR,
         name + ": parameter 'workspaceSize' = nullptr violates rule: phase one writes the workspace size there");
+  }
   if (!executor) {
     return Fail(ACLNN_ERR_PARAM_NULLPTR,
                 name + ": parameter 'executor' = nullptr violates rule: phase one writes the executor there");
