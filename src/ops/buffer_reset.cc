@@ -13,7 +13,9 @@ void BufferReset(transport::Window& ep, OpState& state, std::span<const int32_t>
   // The done words of a staged dispatch go with the flags: a buffer whose readers have not all said so
   // by now is given up (ops/stage.h).
   state.dispatch_stage.Settle(ep, transport::Clock::now());
-  ep.ClearLocal(plan::kClearedFlagCount);
+  // A retry after a timed-out sync (below) is the same reset, whose clear is done: clearing again could wipe
+  // what a peer that finished this reset has sent since, for its first call of the new generation.
+  if (!(need_sync && state.reset_unfinished)) ep.ClearLocal(plan::kClearedFlagCount);
   state.dispatch_calls = state.combine_calls = 0;
   state.generation = 0;
   if (!need_sync) return;

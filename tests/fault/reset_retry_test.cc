@@ -3,10 +3,13 @@
 // from rank 1 until rank 1's first attempt has timed out, so rank 1 needs two attempts and ranks 0 and
 // 2 need one, deterministically.
 //   ResetRetry.RanksThatNeededDifferentAttemptsAgreeOnTheGeneration
+//   ResetRetry.ARetryKeepsWhatAPeerSentAfterFinishingTheReset: the retry does not clear again, so a flag and
+//     data rank 0 sent between its finished reset and rank 1's retry (its next call's) are still there.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -76,6 +79,44 @@ TEST(ResetRetry, RanksThatNeededDifferentAttemptsAgreeOnTheGeneration) {
   EXPECT_EQ(states[0].generation, states[1].generation);
   EXPECT_EQ(states[1].generation, states[2].generation);
   EXPECT_NE(states[0].generation, 0u);
+}
+
+TEST(ResetRetry, ARetryKeepsWhatAPeerSentAfterFinishingTheReset) {
+  constexpr int kRanks = 3;
+  constexpr uint64_t kFlag = 0, kFlagValue = 0x1234, kOffset = 64;
+  static_assert(kFlag < plan::kClearedFlagCount, "a flag BufferReset clears");
+  const uint64_t payload = 0x0123456789ABCDEF;
+  auto windows = transport::CreateThreadWindows(kRanks, 1 << 16, ops::kWindowFlagCount, "reset retry keeps");
+  std::vector<ops::OpState> states(kRanks);
+  for (auto& s : states) s.reset_seen.assign(kRanks, 0);
+  std::atomic<bool> rank1_timed_out{false}, rank0_sent{false};
+  HoldingWindow late_rank(*windows[2], /*held_peer=*/1, rank1_timed_out);
+  const std::vector<int32_t> everyone(kRanks, 1);
+  const auto long_deadline = [] { return Clock::now() + std::chrono::seconds(30); };
+
+  verify::RunRanks(kRanks, [&](int r) {
+    if (r == 1) {
+      EXPECT_THROW(ops::protocol::BufferReset(*windows[1], states[1], everyone, true,
+                                              Clock::now() + std::chrono::milliseconds(200)),
+                   TimeoutError);
+      while (!rank0_sent.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      rank1_timed_out = true;
+      ops::protocol::BufferReset(*windows[1], states[1], everyone, true, long_deadline());
+      EXPECT_EQ(windows[1]->ReadFlag(kFlag), kFlagValue) << "the retry cleared rank 0's flag";
+      uint64_t got = 0;
+      std::memcpy(&got, windows[1]->LocalData() + kOffset, sizeof got);
+      EXPECT_EQ(got, payload) << "the retry cleared rank 0's data";
+    } else if (r == 2) {
+      ops::protocol::BufferReset(late_rank, states[2], everyone, true, long_deadline());
+    } else {
+      // Finishes with rank 1's first tag and rank 2's, then sends what its next call would.
+      ops::protocol::BufferReset(*windows[0], states[0], everyone, true, long_deadline());
+      windows[0]->Put(1, kOffset, &payload, sizeof payload);
+      windows[0]->Signal(1, kFlag, kFlagValue);
+      rank0_sent = true;
+    }
+  });
+  EXPECT_EQ(states[0].generation, states[1].generation);
 }
 
 }  // namespace
