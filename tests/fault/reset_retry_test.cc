@@ -10,6 +10,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -52,70 +54,65 @@ class HoldingWindow : public transport::Window {
   const std::atomic<bool>& release_;
 };
 
-TEST(ResetRetry, RanksThatNeededDifferentAttemptsAgreeOnTheGeneration) {
-  constexpr int kRanks = 3;
-  auto windows = transport::CreateThreadWindows(kRanks, 1 << 16, ops::kWindowFlagCount, "reset retry");
+constexpr int kRanks = 3;
+
+// Resets 3 thread ranks over `windows` with rank 2's sync flag held back from rank 1 until rank 1's first attempt
+// (200 ms) timed out; rank 1 runs `before_retry` between its attempts, and every rank `after_reset(rank)` once its
+// reset finished. Returns the ranks' states.
+std::vector<ops::OpState> ResetWithRank1Retrying(std::vector<std::unique_ptr<transport::Window>>& windows,
+                                                 const std::function<void()>& before_retry,
+                                                 const std::function<void(int)>& after_reset) {
   std::vector<ops::OpState> states(kRanks);
   for (auto& s : states) s.reset_seen.assign(kRanks, 0);
   std::atomic<bool> rank1_timed_out{false};
   HoldingWindow late_rank(*windows[2], /*held_peer=*/1, rank1_timed_out);
   const std::vector<int32_t> everyone(kRanks, 1);
   const auto long_deadline = [] { return Clock::now() + std::chrono::seconds(30); };
-
   verify::RunRanks(kRanks, [&](int r) {
     if (r == 1) {
-      // First attempt: rank 2's flag is held back, so it times out.
       EXPECT_THROW(ops::protocol::BufferReset(*windows[1], states[1], everyone, true,
                                               Clock::now() + std::chrono::milliseconds(200)),
                    TimeoutError);
+      before_retry();
       rank1_timed_out = true;
-      ops::protocol::BufferReset(*windows[1], states[1], everyone, true, long_deadline());
-    } else if (r == 2) {
-      ops::protocol::BufferReset(late_rank, states[2], everyone, true, long_deadline());
-    } else {
-      ops::protocol::BufferReset(*windows[0], states[0], everyone, true, long_deadline());
     }
+    ops::protocol::BufferReset(r == 2 ? late_rank : *windows[r], states[r], everyone, true, long_deadline());
+    after_reset(r);
   });
+  return states;
+}
+
+TEST(ResetRetry, RanksThatNeededDifferentAttemptsAgreeOnTheGeneration) {
+  auto windows = transport::CreateThreadWindows(kRanks, 1 << 16, ops::kWindowFlagCount, "reset retry");
+  const std::vector<ops::OpState> states = ResetWithRank1Retrying(
+      windows, [] {}, [](int) {});
   EXPECT_EQ(states[0].generation, states[1].generation);
   EXPECT_EQ(states[1].generation, states[2].generation);
   EXPECT_NE(states[0].generation, 0u);
 }
 
 TEST(ResetRetry, ARetryKeepsWhatAPeerSentAfterFinishingTheReset) {
-  constexpr int kRanks = 3;
   constexpr uint64_t kFlag = 0, kFlagValue = 0x1234, kOffset = 64;
   static_assert(kFlag < plan::kClearedFlagCount, "a flag BufferReset clears");
   const uint64_t payload = 0x0123456789ABCDEF;
   auto windows = transport::CreateThreadWindows(kRanks, 1 << 16, ops::kWindowFlagCount, "reset retry keeps");
-  std::vector<ops::OpState> states(kRanks);
-  for (auto& s : states) s.reset_seen.assign(kRanks, 0);
-  std::atomic<bool> rank1_timed_out{false}, rank0_sent{false};
-  HoldingWindow late_rank(*windows[2], /*held_peer=*/1, rank1_timed_out);
-  const std::vector<int32_t> everyone(kRanks, 1);
-  const auto long_deadline = [] { return Clock::now() + std::chrono::seconds(30); };
-
-  verify::RunRanks(kRanks, [&](int r) {
-    if (r == 1) {
-      EXPECT_THROW(ops::protocol::BufferReset(*windows[1], states[1], everyone, true,
-                                              Clock::now() + std::chrono::milliseconds(200)),
-                   TimeoutError);
-      while (!rank0_sent.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      rank1_timed_out = true;
-      ops::protocol::BufferReset(*windows[1], states[1], everyone, true, long_deadline());
+  std::atomic<bool> rank0_sent{false};
+  const auto wait_for_rank0 = [&] {
+    while (!rank0_sent.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  };
+  const auto after_reset = [&](int r) {
+    if (r == 0) {  // finished with rank 1's first tag and rank 2's: sends what its next call would
+      windows[0]->Put(1, kOffset, &payload, sizeof payload);
+      windows[0]->Signal(1, kFlag, kFlagValue);
+      rank0_sent = true;
+    } else if (r == 1) {
       EXPECT_EQ(windows[1]->ReadFlag(kFlag), kFlagValue) << "the retry cleared rank 0's flag";
       uint64_t got = 0;
       std::memcpy(&got, windows[1]->LocalData() + kOffset, sizeof got);
       EXPECT_EQ(got, payload) << "the retry cleared rank 0's data";
-    } else if (r == 2) {
-      ops::protocol::BufferReset(late_rank, states[2], everyone, true, long_deadline());
-    } else {
-      // Finishes with rank 1's first tag and rank 2's, then sends what its next call would.
-      ops::protocol::BufferReset(*windows[0], states[0], everyone, true, long_deadline());
-      windows[0]->Put(1, kOffset, &payload, sizeof payload);
-      windows[0]->Signal(1, kFlag, kFlagValue);
-      rank0_sent = true;
     }
-  });
+  };
+  const std::vector<ops::OpState> states = ResetWithRank1Retrying(windows, wait_for_rank0, after_reset);
   EXPECT_EQ(states[0].generation, states[1].generation);
 }
 
