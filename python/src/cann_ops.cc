@@ -106,7 +106,8 @@ class OpArgs {
 };
 
 // The calling thread's stream on its current device (made on first use, like torch_npu's current
-// stream); a thread with no device is given device 0, as a process that never called set_device is.
+// stream, with ACL_STREAM_FAST_SYNC); a thread with no device is given device 0, as a process that never
+// called set_device is.
 aclrtStream ThreadStream() {
   int32_t device = -1;
   if (aclrtGetDevice(&device) != ACL_SUCCESS) {
@@ -121,7 +122,10 @@ aclrtStream ThreadStream() {
   };
   thread_local Streams streams;
   aclrtStream& stream = streams.by_device[device];
-  if (stream == nullptr) CheckCann(aclrtCreateStream(&stream), "aclrtCreateStream");
+  // FAST_SYNC: every operator here is synchronized as soon as it is launched (RunOperator).
+  if (stream == nullptr) {
+    CheckCann(aclrtCreateStreamWithConfig(&stream, 0, ACL_STREAM_FAST_SYNC), "aclrtCreateStreamWithConfig");
+  }
   return stream;
 }
 

@@ -41,6 +41,7 @@
 
 #include "acl/acl.h"
 #include "aclnn/aclnn_base.h"
+#include "cann/runtime/stream.h"
 #include "moe_ep/error.h"
 
 namespace moe_ep::cann {
@@ -89,7 +90,6 @@ using AclDevices = RuntimeTest;
 using AclContexts = RuntimeTest;
 using AclErrors = RuntimeTest;
 using AclLifecycle = RuntimeTest;
-using AclStreams = RuntimeTest;
 using AclMemory = RuntimeTest;
 using AclTensors = RuntimeTest;
 
@@ -322,10 +322,28 @@ TEST_F(AclLifecycle, FinalizeWaitsForTasksAndJoinsEveryWorker) {
 
 // ---- streams ----
 
-TEST_F(AclStreams, TasksRunInLaunchOrder) {
+// Every stream test runs on both kinds of stream: aclrtCreateStream's, whose launches wake the worker, and
+// aclrtCreateStreamWithConfig's ACL_STREAM_FAST_SYNC, whose launches leave the task to the synchronize or
+// to the worker's next look at the queue.
+enum class StreamKind { kPlain, kFastSync };
+
+class AclStreams : public RuntimeTest, public ::testing::WithParamInterface<StreamKind> {
+ protected:
+  static aclError NewStream(aclrtStream* stream) {
+    return GetParam() == StreamKind::kPlain ? aclrtCreateStream(stream)
+                                            : aclrtCreateStreamWithConfig(stream, 0, ACL_STREAM_FAST_SYNC);
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Kinds, AclStreams, ::testing::Values(StreamKind::kPlain, StreamKind::kFastSync),
+                         [](const ::testing::TestParamInfo<StreamKind>& info) {
+                           return info.param == StreamKind::kPlain ? "Plain" : "FastSync";
+                         });
+
+TEST_P(AclStreams, TasksRunInLaunchOrder) {
   ASSERT_EQ(aclrtSetDevice(0), ACL_SUCCESS);
   aclrtStream stream = nullptr;
-  ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+  ASSERT_EQ(NewStream(&stream), ACL_SUCCESS);
   std::vector<int> order;
   for (int i = 0; i < 1000; ++i) {
     ASSERT_EQ(LaunchOnStream(stream, "append", [&order, i] { order.push_back(i); }), ACL_SUCCESS);
@@ -336,10 +354,10 @@ TEST_F(AclStreams, TasksRunInLaunchOrder) {
   EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
 }
 
-TEST_F(AclStreams, EachLaunchingThreadKeepsItsOrder) {
+TEST_P(AclStreams, EachLaunchingThreadKeepsItsOrder) {
   ASSERT_EQ(aclrtSetDevice(1), ACL_SUCCESS);
   aclrtStream stream = nullptr;
-  ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+  ASSERT_EQ(NewStream(&stream), ACL_SUCCESS);
   constexpr int kThreads = 8;
   constexpr int kTasks = 200;
   std::vector<std::vector<int>> seen(kThreads);  // written only by the stream's worker
@@ -360,10 +378,10 @@ TEST_F(AclStreams, EachLaunchingThreadKeepsItsOrder) {
   EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
 }
 
-TEST_F(AclStreams, LaunchNeverBlocks) {
+TEST_P(AclStreams, LaunchNeverBlocks) {
   ASSERT_EQ(aclrtSetDevice(2), ACL_SUCCESS);
   aclrtStream stream = nullptr;
-  ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+  ASSERT_EQ(NewStream(&stream), ACL_SUCCESS);
   std::latch release(1);
   std::atomic<int> ran{0};
   ASSERT_EQ(LaunchOnStream(stream, "blocked",
@@ -381,7 +399,7 @@ TEST_F(AclStreams, LaunchNeverBlocks) {
   EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
 }
 
-TEST_F(AclStreams, OneThreadDrivesSixteenDevicesConcurrently) {
+TEST_P(AclStreams, OneThreadDrivesSixteenDevicesConcurrently) {
   constexpr int kDevices = 16;
   ASSERT_GE(moe_ep::cann::DeviceCount(), kDevices);
   std::vector<aclrtStream> streams(kDevices);
@@ -389,7 +407,7 @@ TEST_F(AclStreams, OneThreadDrivesSixteenDevicesConcurrently) {
   std::latch all_running(kDevices);  // only passes if the 16 streams run at the same time
   for (int device = 0; device < kDevices; ++device) {
     ASSERT_EQ(aclrtSetDevice(device), ACL_SUCCESS);
-    ASSERT_EQ(aclrtCreateStream(&streams[device]), ACL_SUCCESS);
+    ASSERT_EQ(NewStream(&streams[device]), ACL_SUCCESS);
     int32_t launched_on = -1;
     ASSERT_EQ(LaunchOnStream(
                   streams[device], "meet",
@@ -408,10 +426,10 @@ TEST_F(AclStreams, OneThreadDrivesSixteenDevicesConcurrently) {
   for (aclrtStream stream : streams) EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
 }
 
-TEST_F(AclStreams, SynchronizeReportsTheFirstFailureOnce) {
+TEST_P(AclStreams, SynchronizeReportsTheFirstFailureOnce) {
   ASSERT_EQ(aclrtSetDevice(3), ACL_SUCCESS);
   aclrtStream stream = nullptr;
-  ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+  ASSERT_EQ(NewStream(&stream), ACL_SUCCESS);
   std::atomic<bool> later_ran{false};
   ASSERT_EQ(LaunchOnStream(stream, "fine", [] {}), ACL_SUCCESS);
   ASSERT_EQ(LaunchOnStream(stream, "first_op",
@@ -430,10 +448,10 @@ TEST_F(AclStreams, SynchronizeReportsTheFirstFailureOnce) {
   EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
 }
 
-TEST_F(AclStreams, BoundedSynchronizeTimesOutWhileATaskIsBlocked) {
+TEST_P(AclStreams, BoundedSynchronizeTimesOutWhileATaskIsBlocked) {
   ASSERT_EQ(aclrtSetDevice(4), ACL_SUCCESS);
   aclrtStream stream = nullptr;
-  ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+  ASSERT_EQ(NewStream(&stream), ACL_SUCCESS);
   std::latch release(1);
   std::atomic<bool> finished{false};
   ASSERT_EQ(LaunchOnStream(stream, "stuck_op",
@@ -462,10 +480,10 @@ TEST_F(AclStreams, BoundedSynchronizeTimesOutWhileATaskIsBlocked) {
   EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
 }
 
-TEST_F(AclStreams, DestroyWaitsForTasksAndDoubleDestroyFails) {
+TEST_P(AclStreams, DestroyWaitsForTasksAndDoubleDestroyFails) {
   ASSERT_EQ(aclrtSetDevice(5), ACL_SUCCESS);
   aclrtStream stream = nullptr;
-  ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+  ASSERT_EQ(NewStream(&stream), ACL_SUCCESS);
   std::atomic<int> finished{0};
   for (int i = 0; i < 5; ++i) {
     ASSERT_EQ(LaunchOnStream(stream, "sleepy",
@@ -490,10 +508,10 @@ TEST_F(AclStreams, DestroyWaitsForTasksAndDoubleDestroyFails) {
   EXPECT_EQ(aclrtDestroyContext(context), ACL_SUCCESS);
 }
 
-TEST_F(AclStreams, ATaskCannotWaitForItsOwnStream) {
+TEST_P(AclStreams, ATaskCannotWaitForItsOwnStream) {
   ASSERT_EQ(aclrtSetDevice(6), ACL_SUCCESS);
   aclrtStream stream = nullptr;
-  ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+  ASSERT_EQ(NewStream(&stream), ACL_SUCCESS);
   aclError own_sync = ACL_SUCCESS;
   aclError own_destroy = ACL_SUCCESS;
   aclError device_sync = ACL_SUCCESS;
@@ -517,10 +535,10 @@ TEST_F(AclStreams, ATaskCannotWaitForItsOwnStream) {
 // A synchronize right after a launch usually finds the task not yet started and runs it itself: the task
 // must see what the worker would (the stream's device, not the caller's; no waiting for its own stream),
 // and the caller must get its own device back, without the task's error message.
-TEST_F(AclStreams, ASynchronizerThatRunsTasksRunsThemAsTheWorker) {
+TEST_P(AclStreams, ASynchronizerThatRunsTasksRunsThemAsTheWorker) {
   ASSERT_EQ(aclrtSetDevice(3), ACL_SUCCESS);
   aclrtStream stream = nullptr;
-  ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+  ASSERT_EQ(NewStream(&stream), ACL_SUCCESS);
   ASSERT_EQ(aclrtSetDevice(5), ACL_SUCCESS);
   const std::thread::id caller = std::this_thread::get_id();
   int on_caller = 0;
@@ -551,10 +569,10 @@ TEST_F(AclStreams, ASynchronizerThatRunsTasksRunsThemAsTheWorker) {
 
 // Threads that launch onto one stream and synchronize it at once race each other and the worker to run
 // the tasks: still one task at a time, and each thread's tasks in its launch order.
-TEST_F(AclStreams, RacingSynchronizersRunOneTaskAtATimeInOrder) {
+TEST_P(AclStreams, RacingSynchronizersRunOneTaskAtATimeInOrder) {
   ASSERT_EQ(aclrtSetDevice(7), ACL_SUCCESS);
   aclrtStream stream = nullptr;
-  ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+  ASSERT_EQ(NewStream(&stream), ACL_SUCCESS);
   constexpr int kThreads = 4, kTasks = 300;
   std::atomic<int> running{0}, most_at_once{0};
   std::vector<std::vector<int>> seen(kThreads);
@@ -572,7 +590,9 @@ TEST_F(AclStreams, RacingSynchronizersRunOneTaskAtATimeInOrder) {
                                    running.fetch_sub(1);
                                  }),
                   ACL_SUCCESS);
-        if (i % 3 != 2) EXPECT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS);
+        if (i % 3 != 2) {
+          EXPECT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS);
+        }
       }
     });
   }
@@ -586,7 +606,7 @@ TEST_F(AclStreams, RacingSynchronizersRunOneTaskAtATimeInOrder) {
   EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
 }
 
-TEST_F(AclStreams, NullStreamIsTheCurrentDevicesDefaultStream) {
+TEST_P(AclStreams, NullStreamIsTheCurrentDevicesDefaultStream) {
   ASSERT_EQ(aclrtSetDevice(9), ACL_SUCCESS);
   EXPECT_EQ(aclrtSynchronizeStream(nullptr), ACL_SUCCESS);  // nothing launched yet
   std::vector<int> order;
@@ -609,12 +629,12 @@ TEST_F(AclStreams, NullStreamIsTheCurrentDevicesDefaultStream) {
   EXPECT_EQ(LaunchOnStream(nullptr, "empty", StreamTask()), ACL_ERROR_INVALID_PARAM);
 }
 
-TEST_F(AclStreams, SynchronizeDeviceWaitsForEveryStreamOfTheDevice) {
+TEST_P(AclStreams, SynchronizeDeviceWaitsForEveryStreamOfTheDevice) {
   ASSERT_EQ(aclrtSetDevice(10), ACL_SUCCESS);
   aclrtStream first = nullptr;
   aclrtStream second = nullptr;
-  ASSERT_EQ(aclrtCreateStream(&first), ACL_SUCCESS);
-  ASSERT_EQ(aclrtCreateStream(&second), ACL_SUCCESS);
+  ASSERT_EQ(NewStream(&first), ACL_SUCCESS);
+  ASSERT_EQ(NewStream(&second), ACL_SUCCESS);
   std::atomic<int> finished{0};
   auto sleepy = [&] {
     std::this_thread::sleep_for(milliseconds(20));
@@ -635,7 +655,7 @@ TEST_F(AclStreams, SynchronizeDeviceWaitsForEveryStreamOfTheDevice) {
 
 // The pattern of the CANN seed samples: the main thread makes a context and streams per device, worker
 // threads adopt the context, run and destroy everything, then the main thread destroys it all again.
-TEST_F(AclStreams, SeedSampleLifecycleWithDoubleDestroys) {
+TEST_P(AclStreams, SeedSampleLifecycleWithDoubleDestroys) {
   constexpr int kDevices = 4;
   ASSERT_EQ(aclInit(nullptr), ACL_SUCCESS);
   std::vector<aclrtContext> contexts(kDevices);
@@ -643,7 +663,7 @@ TEST_F(AclStreams, SeedSampleLifecycleWithDoubleDestroys) {
   for (int device = 0; device < kDevices; ++device) {
     ASSERT_EQ(aclrtSetDevice(device), ACL_SUCCESS);
     ASSERT_EQ(aclrtCreateContext(&contexts[device], device), ACL_SUCCESS);
-    ASSERT_EQ(aclrtCreateStream(&streams[device]), ACL_SUCCESS);
+    ASSERT_EQ(NewStream(&streams[device]), ACL_SUCCESS);
   }
   std::vector<std::thread> threads;
   std::vector<int32_t> ran_on(kDevices, -1);
@@ -666,6 +686,102 @@ TEST_F(AclStreams, SeedSampleLifecycleWithDoubleDestroys) {
     EXPECT_EQ(aclrtResetDevice(device), ACL_SUCCESS);
   }
   EXPECT_EQ(aclFinalize(), ACL_SUCCESS);
+}
+
+// ---- ACL_STREAM_FAST_SYNC: what only it does ----
+
+using AclFastSyncStreams = RuntimeTest;
+
+// Waits up to 10 s for `flag`; a task left to a worker that never looks would fail here, not hang.
+bool Eventually(const std::atomic<bool>& flag) {
+  const auto deadline = steady_clock::now() + std::chrono::seconds(10);
+  while (!flag.load() && steady_clock::now() < deadline) std::this_thread::sleep_for(milliseconds(1));
+  return flag.load();
+}
+
+// A launch does not wake the worker while the stream is in use, yet a task nobody synchronizes runs: the
+// worker looks at the queue every millisecond; once the stream has been idle long enough for the worker
+// to sleep, a launch wakes it.
+TEST_F(AclFastSyncStreams, ATaskNobodySynchronizesStillRuns) {
+  ASSERT_EQ(aclrtSetDevice(1), ACL_SUCCESS);
+  aclrtStream stream = nullptr;
+  ASSERT_EQ(aclrtCreateStreamWithConfig(&stream, 0, ACL_STREAM_FAST_SYNC), ACL_SUCCESS);
+  for (int round = 0; round < 3; ++round) {
+    std::atomic<bool> ran_in_use{false}, ran_after_idle{false};
+    ASSERT_EQ(LaunchOnStream(stream, "warm", [] {}), ACL_SUCCESS);
+    ASSERT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS);  // in use
+    ASSERT_EQ(LaunchOnStream(stream, "in_use", [&] { ran_in_use = true; }), ACL_SUCCESS);
+    EXPECT_TRUE(Eventually(ran_in_use)) << "round " << round << ": not run while the stream was in use";
+    std::this_thread::sleep_for(3 * runtime::Stream::kFastSyncIdle);  // the worker sleeps now
+    ASSERT_EQ(LaunchOnStream(stream, "after_idle", [&] { ran_after_idle = true; }), ACL_SUCCESS);
+    EXPECT_TRUE(Eventually(ran_after_idle)) << "round " << round << ": not run after the stream was idle";
+  }
+  EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
+}
+
+// One thread drives two devices (as a program with one thread per host does): the task it synchronizes,
+// and so runs itself, waits for a task of another stream that nobody synchronizes until later.
+TEST_F(AclFastSyncStreams, ASynchronizedTaskCanWaitForAnotherStreamsTask) {
+  std::vector<aclrtStream> streams(2);
+  for (int device = 0; device < 2; ++device) {
+    ASSERT_EQ(aclrtSetDevice(device), ACL_SUCCESS);
+    ASSERT_EQ(aclrtCreateStreamWithConfig(&streams[device], 0, ACL_STREAM_FAST_SYNC), ACL_SUCCESS);
+  }
+  for (int round = 0; round < 20; ++round) {
+    std::atomic<bool> peer_ran{false}, saw_peer{false};
+    ASSERT_EQ(LaunchOnStream(streams[0], "waits", [&] { saw_peer = Eventually(peer_ran); }), ACL_SUCCESS);
+    ASSERT_EQ(LaunchOnStream(streams[1], "peer", [&] { peer_ran = true; }), ACL_SUCCESS);
+    ASSERT_EQ(aclrtSynchronizeStream(streams[0]), ACL_SUCCESS);
+    EXPECT_TRUE(saw_peer.load()) << "round " << round;
+    ASSERT_EQ(aclrtSynchronizeStream(streams[1]), ACL_SUCCESS);
+  }
+  for (aclrtStream stream : streams) EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
+}
+
+// What the flag is for: a launch does not wake the worker, so a task launched while the stream is in use
+// waits for its synchronize (or the worker's next look, once a millisecond): within 300 us of the launch
+// it has started in few rounds (about 30% when the worker's looks fall at random), where a worker woken
+// by each launch would have started it in nearly all.
+TEST_F(AclFastSyncStreams, ALaunchDoesNotWakeTheWorker) {
+  ASSERT_EQ(aclrtSetDevice(2), ACL_SUCCESS);
+  aclrtStream stream = nullptr;
+  ASSERT_EQ(aclrtCreateStreamWithConfig(&stream, 0, ACL_STREAM_FAST_SYNC | ACL_STREAM_FAST_LAUNCH), ACL_SUCCESS);
+  constexpr int kRounds = 60;
+  int started_early = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    std::atomic<bool> started{false};
+    ASSERT_EQ(LaunchOnStream(stream, "idle", [&] { started = true; }), ACL_SUCCESS);
+    const auto until = steady_clock::now() + std::chrono::microseconds(300);
+    while (!started.load() && steady_clock::now() < until) {
+    }
+    started_early += started.load();
+    ASSERT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS);
+  }
+  EXPECT_LE(started_early, kRounds * 2 / 3) << "of " << kRounds << " tasks started within 300 us of the launch";
+  EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
+}
+
+TEST_F(AclFastSyncStreams, CreateChecksItsArgumentsAndIgnoresOtherFlags) {
+  aclrtStream stream = nullptr;
+  OnFreshThread([&] {
+    EXPECT_EQ(aclrtCreateStreamWithConfig(&stream, 0, ACL_STREAM_FAST_SYNC), ACL_ERROR_RT_CONTEXT_NULL);
+    EXPECT_NE(RecentMessage().find("aclrtCreateStreamWithConfig: this thread has no current device"),
+              std::string::npos);
+  });
+  ASSERT_EQ(aclrtSetDevice(3), ACL_SUCCESS);
+  EXPECT_EQ(aclrtCreateStreamWithConfig(nullptr, 0, ACL_STREAM_FAST_SYNC), ACL_ERROR_INVALID_PARAM);
+  EXPECT_NE(RecentMessage().find("parameter 'stream' is nullptr"), std::string::npos);
+  // Priority is reserved on Atlas A2 / A3, and other flag bits give aclrtCreateStream's stream, as in CANN.
+  for (const uint32_t flag : {0u, ACL_STREAM_FAST_LAUNCH, 0x100u, ~0u}) {
+    ASSERT_EQ(aclrtCreateStreamWithConfig(&stream, 7, flag), ACL_SUCCESS) << "flag " << flag;
+    std::vector<int> order;
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_EQ(LaunchOnStream(stream, "append", [&order, i] { order.push_back(i); }), ACL_SUCCESS);
+    }
+    EXPECT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS);
+    EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3, 4})) << "flag " << flag;
+    EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
+  }
 }
 
 // ---- memory ----

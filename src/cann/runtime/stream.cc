@@ -14,7 +14,7 @@ thread_local const Stream* t_worker_of = nullptr;
 
 }  // namespace
 
-Stream::Stream(int32_t device, std::string name) : device_(device), name_(std::move(name)) {
+Stream::Stream(int32_t device, std::string name, Sync sync) : device_(device), name_(std::move(name)), sync_(sync) {
   worker_ = std::thread([this] { WorkerLoop(); });
 }
 
@@ -23,14 +23,16 @@ Stream::~Stream() { Shutdown(); }
 const Stream* Stream::OfCallingThread() { return t_worker_of; }
 
 bool Stream::Launch(std::string op_name, StreamTask task) {
+  bool wake = sync_ == Sync::kWakeWorker || worker_asleep_;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return false;
     // Count the task only once it is queued: a push_back that throws must not leave a task to wait for.
     queue_.push_back(QueuedTask{launched_ + 1, std::move(op_name), std::move(task)});
     ++launched_;
+    wake = sync_ == Sync::kWakeWorker || worker_asleep_;
   }
-  work_ready_.notify_one();
+  if (wake) work_ready_.notify_one();
   return true;
 }
 
@@ -47,6 +49,9 @@ Stream::Outcome Stream::Synchronize(std::optional<std::chrono::milliseconds> tim
   if (!timeout && t_worker_of == nullptr) {
     while (!done() && !running_ && !queue_.empty()) RunFront(lock, /*stand_in=*/true);
   }
+  // A waiter that does not run the tasks itself wakes a kFast stream's worker rather than leave them to
+  // its next look at the queue.
+  if (sync_ == Sync::kFast && !done() && !running_) work_ready_.notify_one();
   if (timeout) {
     if (!work_done_.wait_until(lock, std::chrono::steady_clock::now() + *timeout, done)) {
       const std::string running = running_ ? "'" + running_op_ + "'" : std::string("no task");
@@ -121,7 +126,27 @@ void Stream::RunFront(std::unique_lock<std::mutex>& lock, bool stand_in) {
   }
   completed_ = task.seq;
   work_done_.notify_all();
-  if (stand_in) work_ready_.notify_one();  // the worker may have found the stream busy with tasks queued
+  // The worker may have found the stream busy with tasks queued.
+  if (stand_in && !queue_.empty()) work_ready_.notify_one();
+}
+
+void Stream::WaitForWork(std::unique_lock<std::mutex>& lock) {
+  auto ready = [&] { return !running_ && (!queue_.empty() || stopping_); };
+  if (sync_ == Sync::kFast) {
+    uint64_t seen = launched_;
+    auto quiet_until = std::chrono::steady_clock::now() + kFastSyncIdle;
+    while (!ready() && std::chrono::steady_clock::now() < quiet_until) {
+      work_ready_.wait_for(lock, kFastSyncPoll);
+      if (launched_ != seen) {  // still in use, even if every task was run by its synchronizer
+        seen = launched_;
+        quiet_until = std::chrono::steady_clock::now() + kFastSyncIdle;
+      }
+    }
+    if (ready()) return;
+  }
+  worker_asleep_ = true;
+  work_ready_.wait(lock, ready);
+  worker_asleep_ = false;
 }
 
 void Stream::WorkerLoop() {
@@ -129,7 +154,7 @@ void Stream::WorkerLoop() {
   PinWorkerDevice(device_);
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    work_ready_.wait(lock, [&] { return !running_ && (!queue_.empty() || stopping_); });
+    WaitForWork(lock);
     if (queue_.empty()) return;  // stopping, and every task has run
     RunFront(lock, /*stand_in=*/false);
   }

@@ -26,9 +26,23 @@ class Stream {
     bool task_failed = false;
   };
 
+  /// How a launch reaches the worker.
+  enum class Sync {
+    /// Every launch wakes the worker, which starts the task at once.
+    kWakeWorker,
+    /// aclrtCreateStreamWithConfig's ACL_STREAM_FAST_SYNC, for a thread that synchronizes right after it
+    /// launches: while the stream is in use (a launch in the last kFastSyncIdle), a launch does not wake the
+    /// worker. The synchronize runs the task on the calling thread, or the worker, which looks at the queue
+    /// every kFastSyncPoll meanwhile, starts it. That saves a thread wake-up and the hand-off back, most of
+    /// a small operator's cost on few cores; a task nobody synchronizes may start up to kFastSyncPoll late.
+    kFast,
+  };
+  static constexpr std::chrono::milliseconds kFastSyncPoll{1};
+  static constexpr std::chrono::milliseconds kFastSyncIdle{100};
+
   /// Starts the worker. `name` identifies the stream in messages ("stream 0x..", "default stream of
   /// device 3"). Throws std::system_error when no thread can be started.
-  Stream(int32_t device, std::string name);
+  Stream(int32_t device, std::string name, Sync sync = Sync::kWakeWorker);
   /// Shutdown().
   ~Stream();
   Stream(const Stream&) = delete;
@@ -70,8 +84,13 @@ class Stream {
   // Runs one task; returns its failure (ACL_SUCCESS when it returned normally).
   static Outcome Run(QueuedTask& task);
 
+  // Waits, locked, until a task can start or the stream stops; a kFast stream's worker looks every
+  // kFastSyncPoll while the stream is in use, then sleeps until a launch wakes it.
+  void WaitForWork(std::unique_lock<std::mutex>& lock);
+
   const int32_t device_;
   const std::string name_;
+  const Sync sync_;
 
   std::mutex mu_;
   std::condition_variable work_ready_;  // the worker waits for tasks or shutdown
@@ -82,7 +101,8 @@ class Stream {
   bool running_ = false;    // a task is running (tasks run one at a time, whoever runs them)
   std::string running_op_;  // its name
   bool stopping_ = false;
-  Outcome failure_;  // the first failure since the last synchronize that took one
+  bool worker_asleep_ = false;  // waiting with no deadline: a launch must wake it
+  Outcome failure_;             // the first failure since the last synchronize that took one
   uint64_t failure_seq_ = 0;
 
   std::mutex shutdown_mu_;  // one joiner at a time

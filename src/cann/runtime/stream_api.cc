@@ -148,19 +148,36 @@ using moe_ep::cann::Fail;
 using moe_ep::cann::Guarded;
 using moe_ep::cann::runtime::Stream;
 
+namespace moe_ep::cann::runtime {
+namespace {
+
+aclError CreateStream(const std::string& api, aclrtStream* stream, Stream::Sync sync) {
+  if (stream == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, api + ": parameter 'stream' is nullptr");
+  const int32_t device = CurrentDevice();
+  if (device < 0) {
+    return Fail(ACL_ERROR_RT_CONTEXT_NULL, api +
+                                               ": this thread has no current device; call aclrtSetDevice (or "
+                                               "aclrtCreateContext / aclrtSetCurrentContext) first");
+  }
+  *stream = Streams().AddMade(
+      [&](void* handle) { return std::make_shared<Stream>(device, "stream " + HandleName(handle), sync); });
+  return ACL_SUCCESS;
+}
+
+}  // namespace
+}  // namespace moe_ep::cann::runtime
+
 extern "C" aclError aclrtCreateStream(aclrtStream* stream) {
   return Guarded("aclrtCreateStream", ApiFamily::kAcl, [&]() -> aclError {
-    if (stream == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, "aclrtCreateStream: parameter 'stream' is nullptr");
-    const int32_t device = moe_ep::cann::CurrentDevice();
-    if (device < 0) {
-      return Fail(ACL_ERROR_RT_CONTEXT_NULL,
-                  "aclrtCreateStream: this thread has no current device; call aclrtSetDevice (or "
-                  "aclrtCreateContext / aclrtSetCurrentContext) first");
-    }
-    *stream = moe_ep::cann::runtime::Streams().AddMade([&](void* handle) {
-      return std::make_shared<Stream>(device, "stream " + moe_ep::cann::runtime::HandleName(handle));
-    });
-    return ACL_SUCCESS;
+    return moe_ep::cann::runtime::CreateStream("aclrtCreateStream", stream, Stream::Sync::kWakeWorker);
+  });
+}
+
+// As CANN documents: priority is reserved on Atlas A2 / A3, and flag bits other than its two are ignored.
+extern "C" aclError aclrtCreateStreamWithConfig(aclrtStream* stream, uint32_t /*priority*/, uint32_t flag) {
+  return Guarded("aclrtCreateStreamWithConfig", ApiFamily::kAcl, [&]() -> aclError {
+    const auto sync = (flag & ACL_STREAM_FAST_SYNC) != 0 ? Stream::Sync::kFast : Stream::Sync::kWakeWorker;
+    return moe_ep::cann::runtime::CreateStream("aclrtCreateStreamWithConfig", stream, sync);
   });
 }
 
