@@ -99,6 +99,10 @@ TEST(SharedHeap, AnotherProcessReadsAndWritesInPlace) {
 
 TEST(SharedHeap, ChunksArePrivateUnnamedAndGoWithTheirProcess) {
   const std::set<std::string> before = ShmEntries();
+  // A token of the parent's first, so that the child's token is made after the heap knows a pid (it
+  // keeps it): the child's must name the child.
+  void* own = SharedHeap::Process().Allocate(64);
+  ASSERT_EQ(SharedHeap::Process().TokenOf(own, 64) >> 42, static_cast<uint64_t>(getpid()));
   int to_parent[2];
   ASSERT_EQ(pipe(to_parent), 0);
   const pid_t child = fork();
@@ -114,6 +118,7 @@ TEST(SharedHeap, ChunksArePrivateUnnamedAndGoWithTheirProcess) {
   uint64_t token = 0;
   ASSERT_TRUE(ReadAll(to_parent[0], &token, sizeof token));
   close(to_parent[0]), close(to_parent[1]);
+  EXPECT_EQ(token >> 42, static_cast<uint64_t>(child)) << "the child's token names another process";
   // The chunk's mode, as a peer opening it sees it.
   const std::string fd_path = "/proc/" + std::to_string(child) + "/fd/" + std::to_string((token >> 32) & 1023);
   struct stat st {};
@@ -128,6 +133,7 @@ TEST(SharedHeap, ChunksArePrivateUnnamedAndGoWithTheirProcess) {
   EXPECT_EQ(q[0], 0x5A) << "a mapping outlives its owner";
   EXPECT_EQ(ShmEntries(), before);
   EXPECT_EQ(SharedHeap::Map(token + (uint64_t{1} << 32), 16), nullptr) << "a token naming a gone descriptor maps";
+  SharedHeap::Process().Free(own);
 }
 
 TEST(SharedHeap, FreedBlocksAreReusedAndMerge) {

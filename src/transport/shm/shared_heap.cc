@@ -3,11 +3,13 @@
 #include "transport/shm/shared_heap.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -52,6 +54,16 @@ constexpr int kPidBits = 22, kFdBits = 10, kOffsetBits = 32;
 
 uint64_t TokenFor(uint64_t pid, uint64_t fd, uint64_t offset) {
   return pid << (kFdBits + kOffsetBits) | fd << kOffsetBits | offset;
+}
+
+// This process's pid, read once: getpid() is a system call each time (glibc no longer caches it), and
+// every exposed buffer asks. A fork child, the one place it changes, reads it again.
+uint64_t OwnPid() {
+  static std::atomic<uint64_t> pid = [] {
+    pthread_atfork(nullptr, nullptr, [] { pid.store(static_cast<uint64_t>(getpid()), std::memory_order_relaxed); });
+    return static_cast<uint64_t>(getpid());
+  }();
+  return pid.load(std::memory_order_relaxed);
 }
 
 [[noreturn]] void Fail(const std::string& what) {
@@ -230,7 +242,7 @@ size_t SharedHeap::RoomAt(const void* p) const {
 uint64_t SharedHeap::TokenOf(const void* p, uint64_t bytes) const {
   State& s = state();
   const auto* at = static_cast<const uint8_t*>(p);
-  const uint64_t pid = static_cast<uint64_t>(getpid());
+  const uint64_t pid = OwnPid();
   if (pid >= (uint64_t{1} << kPidBits)) return 0;
   const std::lock_guard lock(s.mutex);
   for (const auto& chunk : s.chunks) {
@@ -247,7 +259,7 @@ const uint8_t* SharedHeap::Map(uint64_t token, uint64_t bytes) {
   const uint64_t pid = token >> (kFdBits + kOffsetBits);
   const uint64_t fd = (token >> kOffsetBits) & ((uint64_t{1} << kFdBits) - 1);
   const uint64_t offset = token & ((uint64_t{1} << kOffsetBits) - 1);
-  if (pid == static_cast<uint64_t>(getpid())) {  // one of ours: no second mapping
+  if (pid == OwnPid()) {  // one of ours: no second mapping
     State& s = Process().state();
     const std::lock_guard lock(s.mutex);
     for (const auto& chunk : s.chunks) {
