@@ -33,7 +33,7 @@ if [[ "${MOE_EP_SKIP_SANITIZERS:-0}" != 1 ]]; then
   echo "== TSan: thread transport, C API runtime and streams"
   TSAN_OPTIONS="halt_on_error=1" build_and_test build-tsan \
     "property_test back_to_back_test workers_test conformance_test missing_rank_test reset_retry_test runtime_test capi_stream_test capi_property_test" \
-    "^(Transports/Property|BackToBackDispatch|Workers|Transports/Conformance|MissingRank|ResetRetry|Acl|CapiStream|CapiProperty)" \
+    "^(Transports/Property|BackToBackDispatch|Workers|Transports/Conformance|MissingRank|ResetRetry|Acl|Kinds/AclStreams|CapiStream|CapiProperty)" \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DMOE_EP_SANITIZE=thread -DMOE_EP_BUILD_EXAMPLES=OFF
 fi

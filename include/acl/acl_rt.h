@@ -50,8 +50,9 @@ ACL_FUNC_VISIBILITY aclError aclrtCreateStream(aclrtStream *stream);
 /* aclrtCreateStreamWithConfig's flags (bits; others are ignored, giving an aclrtCreateStream stream):
  * FAST_LAUNCH changes nothing here (a launch is already a queue append). FAST_SYNC is for a thread that
  * synchronizes right after it launches: while the stream is in use, a launch does not wake its worker;
- * the synchronize runs the task on the calling thread, or the worker, which looks at the queue every
- * millisecond meanwhile, starts it. A task nobody synchronizes may start up to 1 ms late. */
+ * the synchronize runs the task on the calling thread (one with a timeout wakes the worker instead), or
+ * the worker, which looks at the queue every millisecond meanwhile, starts it. A task nobody
+ * synchronizes may start up to 1 ms late. */
 #define ACL_STREAM_FAST_LAUNCH 0x00000001U
 #define ACL_STREAM_FAST_SYNC 0x00000002U
 /* priority is ignored, as on Atlas A2 / A3, where it is reserved. */

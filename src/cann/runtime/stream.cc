@@ -23,7 +23,7 @@ Stream::~Stream() { Shutdown(); }
 const Stream* Stream::OfCallingThread() { return t_worker_of; }
 
 bool Stream::Launch(std::string op_name, StreamTask task) {
-  bool wake = sync_ == Sync::kWakeWorker || worker_asleep_;
+  bool wake = true;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return false;
@@ -126,8 +126,8 @@ void Stream::RunFront(std::unique_lock<std::mutex>& lock, bool stand_in) {
   }
   completed_ = task.seq;
   work_done_.notify_all();
-  // The worker may have found the stream busy with tasks queued.
-  if (stand_in && !queue_.empty()) work_ready_.notify_one();
+  // The worker may have found the stream busy with tasks queued, or stopping (a destroy waits to join it).
+  if (stand_in && (!queue_.empty() || stopping_)) work_ready_.notify_one();
 }
 
 void Stream::WaitForWork(std::unique_lock<std::mutex>& lock) {

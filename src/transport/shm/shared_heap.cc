@@ -57,13 +57,19 @@ uint64_t TokenFor(uint64_t pid, uint64_t fd, uint64_t offset) {
 }
 
 // This process's pid, read once: getpid() is a system call each time (glibc no longer caches it), and
-// every exposed buffer asks. A fork child, the one place it changes, reads it again.
+// every exposed buffer asks. A fork child, the one place it changes, forgets it (0) and reads it again. The
+// fork handler is registered as the library loads, before any thread of the program can fork; should that
+// fail, every call asks the kernel.
+std::atomic<uint64_t> g_own_pid{0};
+const bool g_forget_pid_in_fork_child =
+    pthread_atfork(nullptr, nullptr, [] { g_own_pid.store(0, std::memory_order_relaxed); }) == 0;
+
 uint64_t OwnPid() {
-  static std::atomic<uint64_t> pid = [] {
-    pthread_atfork(nullptr, nullptr, [] { pid.store(static_cast<uint64_t>(getpid()), std::memory_order_relaxed); });
-    return static_cast<uint64_t>(getpid());
-  }();
-  return pid.load(std::memory_order_relaxed);
+  uint64_t pid = g_own_pid.load(std::memory_order_relaxed);
+  if (pid != 0) return pid;
+  pid = static_cast<uint64_t>(getpid());
+  if (g_forget_pid_in_fork_child) g_own_pid.store(pid, std::memory_order_relaxed);
+  return pid;
 }
 
 [[noreturn]] void Fail(const std::string& what) {
