@@ -48,6 +48,11 @@ struct RecordHeader {
   uint64_t from;   // copy: where in this message the payload starts (an earlier put's); row: its tag
 };
 
+// The receives posted first, which each poll tests (TestRequests), and how often polls that find nothing
+// test them all.
+constexpr uint64_t kTestedReceives = 64;
+constexpr uint64_t kFullTestPolls = 16;
+
 uint64_t Padded(uint64_t bytes) { return (bytes + 7) / 8 * 8; }
 
 // A message starts with its number among those its sender sent this receiver (u64), then its records.
@@ -69,11 +74,11 @@ struct MessageSize {
     assert(piece % 8 == 0 && "a piece must keep the records after it 8-byte aligned");
   }
   // Receives kept posted: about the messages that arrive between two polls of a busy rank. A message that
-  // finds none posted is copied twice (into Open MPI's memory, then out), one that finds one once; but every
-  // poll tests each posted receive, which costs a small operation more than the copies it saves. So the count
-  // follows the traffic (HostsWindow::GrowPosting, AdaptPosting), from fewest_posted (64 within
-  // kFewestPostedBytes, at least 8: a large message that finds none posted waits, unread, in the socket, only
-  // its first bytes copied on arrival) to most_posted (4096 within kMostPostedBytes).
+  // finds none posted is copied twice (into Open MPI's memory, then out), one that finds one once; but each
+  // holds a buffer of `bytes`, which a run of small operations would keep for nothing. So the count follows the traffic
+  // (HostsWindow::GrowPosting, AdaptPosting), from fewest_posted (64 within kFewestPostedBytes, at least 8: a large
+  // message that finds none posted waits, unread, in the socket, only its first bytes copied on arrival) to most_posted
+  // (4096 within kMostPostedBytes).
   static constexpr uint64_t kFewestPostedBytes = 4 << 20;
   static constexpr uint64_t kMostPostedBytes = 256 << 20;
   uint64_t bytes;          // the most a message holds on the wire
@@ -643,15 +648,27 @@ class HostsWindow final : public Window {
     }
   }
 
-  // Tests every pending send and receive with one MPI_Testsome; finished ones become MPI_REQUEST_NULL (a
-  // receive learns its source and length). One call, not one per request: each MPI call progresses every
-  // connection, and with more ranks than cores Open MPI yields the core in each call that finds nothing to do.
-  // Returns whether any finished.
+  // Tests every pending send and the first kTestedReceives receives still posted (and those being cancelled)
+  // with one MPI_Testsome; finished ones become MPI_REQUEST_NULL (a receive learns its source and length). One
+  // call, not one per request: each MPI call progresses every connection, and with more ranks than cores Open
+  // MPI yields the core in each call that finds nothing to do. Returns whether any finished.
+  //
+  // Why only the first receives: MPI matches a message to the earliest posted receive that fits, and these are
+  // all alike (any source, one tag), so they fill in the order posted, and a message within the eager limit
+  // completes its receive as it is matched. Testing the hundreds kept posted at every poll cost more CPU than
+  // anything else a waiting rank did (4 hosts x 2 ranks, 512 tokens: about half the CPU of its polls). A
+  // receive matched to a message past the eager limit completes only once its bytes have come, so later ones
+  // may finish first: every kFullTestPolls-th poll in a row that finds nothing tests them all.
   bool TestRequests() const {
     pending_.clear();
     for (InFlight& send : sends_) pending_.push_back({&send.request, nullptr});
+    const bool test_all = ++fruitless_polls_ % kFullTestPolls == 0;
+    uint64_t receives = 0;
     for (Incoming& in : posted_) {
-      if (in.request != MPI_REQUEST_NULL) pending_.push_back({&in.request, &in});
+      if (in.request == MPI_REQUEST_NULL) continue;
+      if (test_all || in.cancelled || receives < kTestedReceives) pending_.push_back({&in.request, &in});
+      // Those being cancelled are the last posted: past the first kTestedReceives nothing else is tested.
+      if (++receives >= kTestedReceives && !test_all && cancelling_ == 0) break;
     }
     if (pending_.empty()) return false;
     requests_.clear();
@@ -662,7 +679,8 @@ class HostsWindow final : public Window {
     mpi::Check(
         MPI_Testsome(static_cast<int>(requests_.size()), requests_.data(), &count, finished_.data(), statuses_.data()),
         "MPI_Testsome");
-    if (count == MPI_UNDEFINED) return false;
+    if (count == MPI_UNDEFINED || count == 0) return false;
+    fruitless_polls_ = 0;
     uint64_t received = 0;
     for (int i = 0; i < count; ++i) {
       const auto [request, in] = pending_[finished_[i]];
@@ -695,9 +713,9 @@ class HostsWindow final : public Window {
   // At the end of an operation: one that received at least as many messages as receives are kept posted
   // makes it that many (rounded up to a power of 2; up to message_.most_posted), as the next operation will
   // likely receive as many, maybe in one poll; one that received fewer than a quarter halves them (down to
-  // message_.fewest_posted), as each poll tests every one, which a run of small operations would pay for
-  // nothing. Shrinking cancels the last posted, the last to fill (Open MPI matches receives from any rank in
-  // the order they were posted); TestRequests retires them, or lands the message one took before the cancel.
+  // message_.fewest_posted), giving back the buffers a burst took. Shrinking cancels the last posted, the last to fill
+  // (Open MPI matches receives from any rank in the order they were posted); TestRequests retires them, or lands the
+  // message one took before the cancel.
   void AdaptPosting() const {
     const uint64_t received = std::exchange(received_in_operation_, 0);
     if (received >= posted_target_) {
@@ -822,6 +840,7 @@ class HostsWindow final : public Window {
   mutable uint64_t posted_target_;       // how many to keep posted (GrowPosting, AdaptPosting)
   mutable uint64_t cancelling_ = 0;      // posted_ entries asked to be cancelled, not yet finished
   mutable uint64_t received_in_operation_ = 0;
+  mutable uint64_t fruitless_polls_ = 0;     // TestRequests in a row that found nothing finished
   mutable std::vector<uint64_t> sent_to_;    // per destination: messages sent (the next one's number)
   mutable std::vector<uint64_t> next_from_;  // per source: the number of the message to land next
   // Arrived messages by (source, sequence number), until their turn to land.
