@@ -286,7 +286,7 @@ std::vector<Rule<D>> DispatchRules() {
       // globalBs keeps A3's rule (a multiple of E).
       {"GlobalBsNotMultipleOfE", Set(&D::global_bs, 36), kTiling, {"globalBs"}, {"36"}},
       // The wrapper checks are A3's: an over-long groupTp is 161001 in dispatch although A2 ignores groupTp.
-      {"GroupTpTooLong", LongGroupTp<D>(), kNull, {"groupTp"}, {"128"}},
+      {"GroupTpTooLong", GroupTpNamed<D>(LongName()), kNull, {"groupTp"}, {"128"}},
       // ... and so is a null expandXOut.
       {"ExpandXOutNull", Set(&D::expand_x, nullptr), kNull, {"expandX"}, {}},
   };
@@ -382,7 +382,7 @@ std::vector<Rule<C>> CombineRules() {
       {"EpSendCountsShorterThanMoe", Make(&C::ep_send, ACL_INT32, {kMoe - 1}), kTiling, {"epSendCounts"}, {"15"},
        v2},
       // The wrapper checks are A3's: an over-long groupTp is 161002 in combine.
-      {"GroupTpTooLong", LongGroupTp<C>(), kInvalid, {"groupTp"}, {"128"}, v2},
+      {"GroupTpTooLong", GroupTpNamed<C>(LongName()), kInvalid, {"groupTp"}, {"128"}, v2},
       // CombineAddRmsNorm exists on Atlas A3 only (161002), for a call that is valid on A3.
       {"AddRmsNormOnA2", [](C&, Scratch&) {}, kInvalid, {"MOE_EP_SOC_NAME"}, {"Atlas A3 only"}, rms},
       // ... after its null checks (161001).

@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "cann/capi_support.h"
@@ -121,15 +122,18 @@ struct SmallRank {
     if (stream != nullptr) aclrtDestroyStream(stream);
   }
 
-  aclnnStatus LaunchDispatch() {
+  aclnnStatus BuildDispatch(aclOpExecutor** exec) {
     uint64_t ws = 0;
-    aclOpExecutor* exec = nullptr;
-    aclnnStatus st = aclnnMoeDistributeDispatchV2GetWorkspaceSize(
+    return aclnnMoeDistributeDispatchV2GetWorkspaceSize(
         x.get(), ids.get(), nullptr, nullptr, nullptr, group.c_str(), world, rank, moe, "", 0, 0, 0, 0, 0, 0, global_bs,
         1, "", expand_x.get(), dyn_scales.get(), assist.get(), token_nums.get(), ep_recv.get(), tp_recv.get(), nullptr,
-        &ws, &exec);
+        &ws, exec);
+  }
+  aclnnStatus LaunchDispatch() {
+    aclOpExecutor* exec = nullptr;
+    const aclnnStatus st = BuildDispatch(&exec);
     if (st != ACL_SUCCESS) return st;
-    return aclnnMoeDistributeDispatchV2(nullptr, ws, exec, stream);
+    return aclnnMoeDistributeDispatchV2(nullptr, 0, exec, stream);
   }
   aclnnStatus LaunchCombine() {
     uint64_t ws = 0;
@@ -495,6 +499,64 @@ TEST(CapiStream, DefaultWindowsAreReservedNotCommitted) {
   // What stays is not windows (6.4 GB): stream threads' stacks and malloc arenas, and the shared heap's
   // chunk that aclrtMalloc carves (kept for the next allocation).
   EXPECT_LT(vm_after_destroy - vm_before, int64_t{2} << 30) << "HcclCommDestroy must unmap the windows";
+}
+
+// An executor's handle is good for one launch: a launch that did not happen (a destroyed stream, another
+// operator's phase two) gives it back; one that ran is gone, and stays gone once a new executor took its memory.
+TEST(CapiStream, AnExecutorLaunchesOnceAndOnlyAsItsOwnOperator) {
+  EnsureAclReady();
+  std::vector<HcclComm> comms = CreateGroup({0, 1, 2, 3});
+  std::vector<std::thread> threads;
+  for (int r = 0; r < kRanks; ++r) {
+    threads.emplace_back([&, r] {
+      ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS);
+      {
+        SmallRank rank(r, comms[r]);
+        aclOpExecutor* first = nullptr;
+        ASSERT_EQ(rank.BuildDispatch(&first), ACL_SUCCESS) << RecentErrMsg();
+        aclrtStream gone = nullptr;
+        ASSERT_EQ(aclrtCreateStream(&gone), ACL_SUCCESS);
+        ASSERT_EQ(aclrtDestroyStream(gone), ACL_SUCCESS);
+        EXPECT_NE(aclnnMoeDistributeDispatchV2(nullptr, 0, first, gone), ACL_SUCCESS) << "a destroyed stream";
+        EXPECT_EQ(aclnnMoeDistributeCombineV2(nullptr, 0, first, rank.stream), ACLNN_ERR_PARAM_INVALID);
+        EXPECT_NE(RecentErrMsg().find("built by aclnnMoeDistributeDispatchV2"), std::string::npos);
+        // Neither failed launch used the executor up.
+        EXPECT_EQ(aclnnMoeDistributeDispatchV2(nullptr, 0, first, rank.stream), ACL_SUCCESS) << RecentErrMsg();
+        EXPECT_EQ(aclrtSynchronizeStream(rank.stream), ACL_SUCCESS) << RecentErrMsg();
+        EXPECT_EQ(aclnnMoeDistributeDispatchV2(nullptr, 0, first, rank.stream), ACLNN_ERR_PARAM_INVALID) << "ran";
+        // A new executor (likely where the first one lived, were handles addresses) is not the first one.
+        aclOpExecutor* second = nullptr;
+        ASSERT_EQ(rank.BuildDispatch(&second), ACL_SUCCESS) << RecentErrMsg();
+        EXPECT_NE(second, first);
+        EXPECT_EQ(aclnnMoeDistributeDispatchV2(nullptr, 0, first, rank.stream), ACLNN_ERR_PARAM_INVALID) << "stale";
+        EXPECT_EQ(aclnnMoeDistributeDispatchV2(nullptr, 0, second, rank.stream), ACL_SUCCESS) << RecentErrMsg();
+        EXPECT_EQ(aclrtSynchronizeStream(rank.stream), ACL_SUCCESS) << RecentErrMsg();
+      }
+      aclrtResetDevice(r);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (HcclComm c : comms) EXPECT_EQ(HcclCommDestroy(c), HCCL_SUCCESS);
+}
+
+// A communicator's handle is never handed out again: destroying a stale one fails and leaves the communicator
+// that now lives where the old one did (allocators hand back freed memory of the same size) alone.
+TEST(CapiStream, StaleCommunicatorHandleIsAnErrorNotAnotherCommunicator) {
+  EnsureAclReady();
+  std::set<HcclComm> destroyed;
+  for (int round = 0; round < 8; ++round) {
+    std::vector<HcclComm> comms = CreateGroup({0, 1});
+    ASSERT_EQ(comms.size(), 2u);
+    for (HcclComm comm : comms) EXPECT_EQ(destroyed.count(comm), 0u) << "round " << round << ": a handle came back";
+    for (HcclComm stale : destroyed) EXPECT_NE(HcclCommDestroy(stale), HCCL_SUCCESS) << "round " << round;
+    uint32_t rank = 9;
+    EXPECT_EQ(HcclGetRankId(comms[1], &rank), HCCL_SUCCESS);
+    EXPECT_EQ(rank, 1u);
+    for (HcclComm comm : comms) {
+      EXPECT_EQ(HcclCommDestroy(comm), HCCL_SUCCESS) << "round " << round;
+      destroyed.insert(comm);
+    }
+  }
 }
 
 TEST(CapiStream, DoubleDestroyIsAnErrorNotACrash) {

@@ -1,7 +1,12 @@
 // The non-template half of validation_support.h: the communicator groups and every operator's phase one and two.
 #include "cann/validation_support.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstring>
 #include <optional>
+#include <stdexcept>
 
 namespace moe_ep::capi_testing {
 
@@ -91,6 +96,19 @@ aclnnStatus PhaseTwoNull(const ResetArgs&, aclrtStream stream) {
 const char* LongName() {
   static const std::string name(128, 'g');
   return name.c_str();
+}
+
+const char* UnterminatedName() {
+  static const char* const name = [] {
+    const long page = sysconf(_SC_PAGESIZE);
+    void* pages = mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (pages == MAP_FAILED) throw std::runtime_error("UnterminatedName: mmap failed");
+    char* guard = static_cast<char*>(pages) + page;
+    if (mprotect(guard, page, PROT_NONE) != 0) throw std::runtime_error("UnterminatedName: mprotect failed");
+    std::memset(guard - 128, 'g', 128);
+    return guard - 128;
+  }();
+  return name;
 }
 
 }  // namespace moe_ep::capi_testing

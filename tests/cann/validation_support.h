@@ -247,13 +247,16 @@ Mutator<Args> All(std::vector<Mutator<Args>> steps) {
 }
 // A group name of length 128: one past the limit.
 const char* LongName();
+// 128 characters and no NUL, right before a page that cannot be read: a name read past its limit crashes.
+const char* UnterminatedName();
+// The group names an operator is given.
 template <typename Args>
-Mutator<Args> LongGroupEp() {
-  return [](Args& a, Scratch&) { a.group_ep = LongName(); };
+Mutator<Args> GroupEpNamed(const char* name) {
+  return [=](Args& a, Scratch&) { a.group_ep = name; };
 }
 template <typename Args>
-Mutator<Args> LongGroupTp() {
-  return [](Args& a, Scratch&) { a.group_tp = LongName(); };
+Mutator<Args> GroupTpNamed(const char* name) {
+  return [=](Args& a, Scratch&) { a.group_tp = name; };
 }
 
 inline constexpr aclnnStatus kNull = ACLNN_ERR_PARAM_NULLPTR, kInvalid = ACLNN_ERR_PARAM_INVALID,

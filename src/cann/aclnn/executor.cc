@@ -2,33 +2,18 @@
 #include "cann/aclnn/executor.h"
 
 #include <memory>
-#include <mutex>
-#include <set>
 
+#include "cann/runtime/handle_registry.h"
 #include "cann/runtime/runtime.h"
 
 namespace moe_ep::cann {
 namespace {
 
-// Executors built and not yet launched: launching anything else is an error, not a crash.
-class LiveExecutors {
- public:
-  void Add(aclOpExecutor* e) {
-    std::lock_guard lock(mutex_);
-    live_.insert(e);
-  }
-  bool Take(aclOpExecutor* e) {
-    std::lock_guard lock(mutex_);
-    return live_.erase(e) > 0;
-  }
-
- private:
-  std::mutex mutex_;
-  std::set<aclOpExecutor*> live_;
-};
-
-LiveExecutors& Executors() {
-  static LiveExecutors* executors = new LiveExecutors;
+// Executors built and not yet launched. Their handles are tokens that never repeat: launching anything
+// else (a made-up pointer, an executor that ran already, even once a new one took its memory) is an error,
+// never a crash or another executor's work.
+runtime::HandleRegistry<aclOpExecutor>& Executors() {
+  static auto* const executors = new runtime::HandleRegistry<aclOpExecutor>(runtime::kExecutorHandleTag);
   return *executors;
 }
 
@@ -46,10 +31,9 @@ aclnnStatus BuildExecutor(const char* op, uint64_t* workspace_size, aclOpExecuto
     return Fail(ACLNN_ERR_PARAM_NULLPTR,
                 name + ": parameter 'executor' = nullptr violates rule: phase one writes the executor there");
   }
-  auto built = std::make_unique<aclOpExecutor>(aclOpExecutor{name, build()});
-  Executors().Add(built.get());
+  auto built = std::make_shared<aclOpExecutor>(aclOpExecutor{name, build()});
   *workspace_size = 0;
-  *executor = built.release();
+  *executor = static_cast<aclOpExecutor*>(Executors().Add(std::move(built)));
   return ACLNN_SUCCESS;
 }
 
@@ -58,15 +42,20 @@ aclnnStatus LaunchExecutor(const char* op, aclOpExecutor* executor, aclrtStream 
     return Fail(ACLNN_ERR_PARAM_NULLPTR,
                 std::string(op) + ": parameter 'executor' = nullptr violates rule: the executor phase one returned");
   }
-  if (!Executors().Take(executor)) {
+  std::shared_ptr<aclOpExecutor> owned = Executors().Remove(executor);
+  if (!owned) {
     return Fail(ACLNN_ERR_PARAM_INVALID,
                 std::string(op) + ": the executor is not one phase one returned, or it ran already");
   }
-  std::shared_ptr<aclOpExecutor> owned(executor);
+  // What did not launch is given back: the caller may launch it again (on a good stream, with the right op).
   if (owned->op != op) {
-    return Fail(ACLNN_ERR_PARAM_INVALID, std::string(op) + ": the executor was built by " + owned->op);
+    const std::string message = std::string(op) + ": the executor was built by " + owned->op;
+    Executors().Restore(executor, std::move(owned));
+    return Fail(ACLNN_ERR_PARAM_INVALID, message);
   }
-  return LaunchOnStream(stream, op, [owned] { owned->work(); });
+  const aclnnStatus status = LaunchOnStream(stream, op, [owned] { owned->work(); });
+  if (status != ACLNN_SUCCESS) Executors().Restore(executor, std::move(owned));
+  return status;
 }
 
 }  // namespace moe_ep::cann

@@ -21,9 +21,9 @@ std::function<void()> BuildBufferReset(const aclTensor* elastic_info, const char
   const std::string op = kOp;
   if (!elastic_info) Reject(ErrorCode::kNullPointer, op, "elasticInfo", "nullptr", "this tensor is required");
   if (!group_ep) Reject(ErrorCode::kNullPointer, op, "groupEp", "nullptr", "a group name is required");
-  const size_t name_length = std::strlen(group_ep);
-  if (name_length == 0 || name_length >= 128) {
-    Reject(ErrorCode::kInvalidParam, op, "groupEp", std::to_string(name_length) + " characters", "length in [1, 128)");
+  const size_t name_length = GroupNameLength(group_ep);
+  if (name_length == 0 || name_length >= kGroupNameMax) {
+    Reject(ErrorCode::kInvalidParam, op, "groupEp", GroupNameLengthText(name_length), "length in [1, 128)");
   }
   RequireA3(op);  // registered for Atlas A3 only: the A2 kernel lookup fails
   const TensorView mask = RequiredTensor(op, "elasticInfo", elastic_info);

@@ -67,9 +67,9 @@ void CheckWrapperRules(const std::string& op, const CombineArgs& a, bool add_rms
   if (!group_ep || !*group_ep) Reject(ErrorCode::kNullPointer, op, "groupEp", "empty", "a group name is required");
   // CANN's combine wrappers report over-long group names as 161002 (dispatch says 161001): docs/semantics.md 0.
   for (const auto& [name, param] : {std::pair{group_ep, "groupEp"}, {a.attributes.group_tp, "groupTp"}}) {
-    if (name && std::strlen(name) >= 128) {
-      Reject(ErrorCode::kInvalidParam, op, param, std::to_string(std::strlen(name)) + " characters", "length < 128");
-    }
+    const size_t length = GroupNameLength(name);
+    if (length >= kGroupNameMax)
+      Reject(ErrorCode::kInvalidParam, op, param, GroupNameLengthText(length), "length < 128");
   }
 }
 

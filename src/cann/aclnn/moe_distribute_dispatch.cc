@@ -51,9 +51,9 @@ void CheckWrapperRules(const std::string& op, const DispatchArgs& a) {
     Reject(ErrorCode::kNullPointer, op, "dynamicScalesOut", "nullptr", "required when quantMode == 2");
   }
   for (const auto& [name, param] : {std::pair{group_ep, "groupEp"}, {a.attributes.group_tp, "groupTp"}}) {
-    if (name && std::strlen(name) >= 128) {
-      Reject(ErrorCode::kNullPointer, op, param, std::to_string(std::strlen(name)) + " characters", "length < 128");
-    }
+    const size_t length = GroupNameLength(name);
+    if (length >= kGroupNameMax)
+      Reject(ErrorCode::kNullPointer, op, param, GroupNameLengthText(length), "length < 128");
   }
 }
 

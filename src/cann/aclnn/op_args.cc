@@ -1,6 +1,8 @@
 // Argument conversion and group lookup shared by the aclnn operators.
 #include "cann/aclnn/op_args.h"
 
+#include <cstring>
+
 #include "base/env.h"
 #include "cann/runtime/runtime.h"
 #include "plan/elastic.h"
@@ -35,6 +37,12 @@ TensorView RequiredTensor(const std::string& op, const char* param, const aclTen
 }
 
 std::string GroupName(const char* name) { return name ? name : ""; }
+
+size_t GroupNameLength(const char* name) { return name ? strnlen(name, kGroupNameMax) : 0; }
+
+std::string GroupNameLengthText(size_t length) {
+  return (length >= kGroupNameMax ? "at least " : "") + std::to_string(length) + " characters";
+}
 
 std::string CheckCommAlg(const std::string& op, const char* comm_alg) {
   const std::string alg = comm_alg ? comm_alg : "";

@@ -27,8 +27,14 @@ TensorView OptionalTensor(const std::string& op, const char* param, const aclTen
 /// As OptionalTensor, but null is 161001.
 TensorView RequiredTensor(const std::string& op, const char* param, const aclTensor* tensor);
 
-/// A group-name parameter (null reads as "").
+/// A group-name parameter (null reads as ""); only after GroupNameLength passed it.
 std::string GroupName(const char* name);
+/// How long a group name is, read no further than its limit: kGroupNameMax for one of kGroupNameMax characters or
+/// more, or without a NUL in its first kGroupNameMax bytes (which a caller's fixed buffer may end with).
+inline constexpr size_t kGroupNameMax = 128;
+size_t GroupNameLength(const char* name);
+/// The value a Reject names for a group name of `length` (GroupNameLength's).
+std::string GroupNameLengthText(size_t length);
 
 /// commAlg of the A3 operators: "", "fullmesh_v1" or "fullmesh_v2" (null reads as ""); else 561002.
 std::string CheckCommAlg(const std::string& op, const char* comm_alg);

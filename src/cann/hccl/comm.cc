@@ -18,6 +18,7 @@
 
 #include "base/env.h"
 #include "cann/guard.h"
+#include "cann/runtime/handle_registry.h"
 #include "cann/runtime/runtime.h"
 #include "hccl/hccl.h"
 #include "moe_ep/error.h"
@@ -43,9 +44,11 @@ class Registry {
     return *registry;
   }
 
+  // A handle is a token that never repeats, not the communicator's address: a handle destroyed already stays
+  // unknown after a new communicator took the old one's memory.
   HcclComm Add(std::shared_ptr<Comm> comm) {
     std::lock_guard lock(mutex_);
-    HcclComm handle = comm.get();
+    HcclComm handle = reinterpret_cast<HcclComm>(runtime::kCommHandleTag | (next_handle_++ << 4));
     by_name_[{comm->name, comm->device}] = comm;
     live_[handle] = std::move(comm);
     return handle;
@@ -86,6 +89,7 @@ class Registry {
   std::map<std::pair<std::string, int32_t>, std::shared_ptr<Comm>> by_name_;
   std::set<std::pair<std::string, int32_t>> claimed_;
   std::atomic<uint64_t> groups_{0};
+  uintptr_t next_handle_ = 1;
 };
 
 HcclResult Failed(HcclResult code, const std::string& message) {

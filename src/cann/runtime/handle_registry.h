@@ -1,4 +1,4 @@
-// HandleRegistry: the live objects behind one kind of opaque C handle (streams, contexts), so a handle is
+// HandleRegistry: the live objects behind one kind of opaque C handle (streams, contexts, executors), so a handle is
 // looked up before it is used and a stale or made-up handle is an error, never a dereference.
 #pragma once
 
@@ -9,6 +9,12 @@
 #include <vector>
 
 namespace moe_ep::cann::runtime {
+
+// Handle tags (high bits of the opaque handles) so that a handle of one kind is never taken for another.
+inline constexpr uintptr_t kStreamHandleTag = uintptr_t{0x5354} << 32;    // "ST"
+inline constexpr uintptr_t kContextHandleTag = uintptr_t{0x4358} << 32;   // "CX"
+inline constexpr uintptr_t kExecutorHandleTag = uintptr_t{0x4558} << 32;  // "EX"
+inline constexpr uintptr_t kCommHandleTag = uintptr_t{0x4843} << 32;      // "HC" (HcclComm)
 
 /// Maps opaque handles to shared objects. Handles are tokens, not addresses: each is `tag` plus a counter
 /// that never repeats, so destroying a handle twice fails even after a new object took the old one's
@@ -51,6 +57,13 @@ class HandleRegistry {
     std::shared_ptr<T> object = std::move(it->second);
     objects_.erase(it);
     return object;
+  }
+
+  /// Registers `object` again under `handle`, which Remove returned it from (a launch that did not happen gives
+  /// its executor back, so the caller may retry).
+  void Restore(const void* handle, std::shared_ptr<T> object) {
+    std::lock_guard<std::mutex> lock(mu_);
+    objects_.emplace(reinterpret_cast<uintptr_t>(handle), std::move(object));
   }
 
   /// Unregisters every handle and returns the objects (aclFinalize).

@@ -14,10 +14,6 @@
 
 namespace moe_ep::cann::runtime {
 
-// Handle tags (high bits of the opaque handles) so that a handle of one kind is never taken for another.
-inline constexpr uintptr_t kStreamHandleTag = uintptr_t{0x5354} << 32;   // "ST"
-inline constexpr uintptr_t kContextHandleTag = uintptr_t{0x4358} << 32;  // "CX"
-
 /// The integer a C caller passed for an enum parameter, read without an enum-typed load: C allows any int
 /// there, C++ (and UBSan's enum check) only the enum's value range, so a bad value is looked at as bytes.
 template <typename Enum>
