@@ -447,9 +447,10 @@ void AllGatherWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window&
   }
   std::vector<uint64_t> indices(entries);
   for (int64_t i = 0; i < entries; ++i) indices[i] = call.flag_base + i;
+  // The EP window keeps moving meanwhile: this rank may relay EP rows the TP peer is still waiting for.
   transport::WaitFlags(
       tp, indices, call.epoch, ctx.deadline, [&](uint64_t) { return peer; }, "MoeDistributeDispatch",
-      "the TP peer's rows");
+      "the TP peer's rows", &ctx.ep);
   for (int64_t entry = 0; entry < entries; ++entry) {
     recv_counts[entries + entry] = static_cast<int32_t>(transport::FlagCount(tp.ReadFlag(call.flag_base + entry)));
   }

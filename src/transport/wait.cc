@@ -55,13 +55,14 @@ class Backoff {
 }  // namespace
 
 void WaitUntil(const Window& window, Clock::time_point deadline, const char* op, const char* what, uint64_t epoch,
-               const std::function<bool()>& done, const std::function<std::vector<int>()>& missing) {
+               const std::function<bool()>& done, const std::function<std::vector<int>()>& missing,
+               const Window* also_progress) {
   // Flags that are there already need no poll: with more ranks than cores an MPI poll that finds nothing
   // gives the core away, and combine waits once per token.
   if (done()) return window.Flush();
   Backoff backoff;
   for (;;) {
-    const bool advanced = window.Progress();
+    const bool advanced = window.Progress() | (also_progress != nullptr && also_progress->Progress());
     if (done()) return;
     if (Clock::now() >= deadline) ThrowTimeout(window, missing(), op, what, epoch);
     if (advanced) {
@@ -77,7 +78,8 @@ void WaitUntil(const Window& window, Clock::time_point deadline, const char* op,
 }
 
 void WaitFlags(const Window& window, std::span<const uint64_t> indices, uint32_t epoch, Clock::time_point deadline,
-               const std::function<int(uint64_t)>& rank_of, const char* op, const char* what) {
+               const std::function<int(uint64_t)>& rank_of, const char* op, const char* what,
+               const Window* also_progress) {
   assert(epoch != 0 && "zeroed flags carry epoch 0: waiting for it would pass at once");
   std::vector<uint64_t> pending(indices.begin(), indices.end());
   const auto done = [&] {
@@ -89,7 +91,7 @@ void WaitFlags(const Window& window, std::span<const uint64_t> indices, uint32_t
     for (uint64_t i : pending) ranks.insert(rank_of(i));
     return std::vector<int>(ranks.begin(), ranks.end());
   };
-  WaitUntil(window, deadline, op, what, epoch, done, missing);
+  WaitUntil(window, deadline, op, what, epoch, done, missing, also_progress);
 }
 
 uint64_t WaitFlag(const Window& window, uint64_t index, uint32_t epoch, Clock::time_point deadline, int from_rank,

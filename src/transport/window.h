@@ -151,14 +151,18 @@ inline uint64_t EpochOf(uint64_t call_index) { return call_index % 0xFFFFFFFFull
 
 /// Waits until every flag in `indices` carries `epoch`, or throws TimeoutError at `deadline` naming the
 /// ranks (via `rank_of(index)`) whose flags are missing, `op` and `what` was awaited. Spins briefly,
-/// then yields, then sleeps, so many ranks on few cores still progress.
+/// then yields, then sleeps, so many ranks on few cores still progress. `also_progress`, when given, is
+/// polled too: a window whose messages this rank must hand on while it waits on another (a relay waiting
+/// on its TP peer, who may be waiting for EP rows queued at that relay).
 void WaitFlags(const Window& window, std::span<const uint64_t> indices, uint32_t epoch, Clock::time_point deadline,
-               const std::function<int(uint64_t)>& rank_of, const char* op, const char* what);
+               const std::function<int(uint64_t)>& rank_of, const char* op, const char* what,
+               const Window* also_progress = nullptr);
 
 /// Polls `done()` with back-off until it returns true, or throws TimeoutError at `deadline` naming the
 /// ranks `missing()` returns then (epoch 0: no call number in the message).
 void WaitUntil(const Window& window, Clock::time_point deadline, const char* op, const char* what, uint64_t epoch,
-               const std::function<bool()>& done, const std::function<std::vector<int>()>& missing);
+               const std::function<bool()>& done, const std::function<std::vector<int>()>& missing,
+               const Window* also_progress = nullptr);
 
 /// Waits for a single flag; returns its value.
 uint64_t WaitFlag(const Window& window, uint64_t index, uint32_t epoch, Clock::time_point deadline, int from_rank,

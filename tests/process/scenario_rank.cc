@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "api/group_impl.h"
 #include "moe_ep/error.h"
 #include "moe_ep/group.h"
 #include "moe_ep/ops.h"
@@ -223,6 +224,28 @@ int RunUntilFault(moe_ep::Group& group, const ScenarioSpec& spec, std::mt19937_6
   return 0;
 }
 
+// A survivor that keeps probing (as an elastic service does) finds the dead rank gone every time, and holds no
+// more for it than a probe's worth: on the hosts transport at most one message stays under way to it (a send to
+// a dead rank never finishes; one per probe would pile up).
+int ProbeOften(moe_ep::Group& group, int probes) {
+  for (int i = 0; i < probes; ++i) {
+    if (moe_ep::ProbeReachable(group, std::chrono::milliseconds(20))[Victim()] != 0) {
+      std::printf("FAIL: probe %d reached the dead rank %d\n", i, Victim());
+      return 1;
+    }
+  }
+  const std::string state = moe_ep::GroupAccess::Comm(group).window().Describe();
+  const size_t at = state.find(" messages under way");
+  if (at == std::string::npos) return 0;  // no messages on this transport
+  const size_t number = state.find_last_of(' ', at - 1) + 1;
+  const int under_way = std::atoi(state.c_str() + number);
+  if (under_way > 1) {
+    std::printf("FAIL: after %d probes %d messages are under way (%s)\n", probes, under_way, state.c_str());
+    return 1;
+  }
+  return 0;
+}
+
 int Kill(moe_ep::Group& group, uint64_t seed, int rounds) {
   std::mt19937_64 rng(seed);
   const ScenarioSpec spec = FaultSpec(group.size());
@@ -258,6 +281,7 @@ int Kill(moe_ep::Group& group, uint64_t seed, int rounds) {
       return 1;
     }
   }
+  if (int status = ProbeOften(group, 50)) return status;
   std::printf("survivor %d (now rank %d of %d): %d scaled-down rounds equal to the reference\n", group.rank(), new_rank,
               scaled.config.ep_world_size, rounds);
   return 0;

@@ -476,10 +476,11 @@ TEST_P(Conformance, BurstsThenTricklesArriveWhole) {
 #ifdef MOE_EP_CONFORMANCE_HOSTS
     for (const auto& win : w) {
       if (!win) continue;
-      // "..., N receives posted ahead (FEWEST to MOST as the traffic asks)"
+      // "..., N receives posted ahead (FEWEST to MOST as the traffic asks), ..."
       const std::string text = win->Describe();
-      ASSERT_NE(text.find(" receives posted ahead ("), std::string::npos) << text;
-      const size_t at = text.rfind(", ") + 2, floor_at = text.find('(', at) + 1;
+      const size_t posted = text.find(" receives posted ahead (");
+      ASSERT_NE(posted, std::string::npos) << text;
+      const size_t at = text.rfind(", ", posted) + 2, floor_at = text.find('(', posted) + 1;
       posted_after.push_back(std::stoull(text.substr(at)));
       if (round == trickles) {
         const uint64_t fewest = std::stoull(text.substr(floor_at));

@@ -287,8 +287,9 @@ class HostsWindow final : public Window {
     const std::lock_guard lock(engine_);
     const auto mpi_lock = mpi::Lock();
     for (int peer = 0; peer < size(); ++peer) SendQueued(peer);
-    // Only this rank's own sends are pushed on: looking for arrivals would give the core away when ranks
-    // outnumber cores. A relay hands on what arrived for its host at its next poll, at the latest in Drain.
+    // A poll (which also lands what arrived) only while sends are under way, to push them on: with none, a
+    // poll that finds nothing gives the core away when ranks outnumber cores. A relay hands on what arrived
+    // for its host at its next poll, at the latest in Drain.
     if (!sends_.empty()) ProgressLocked();
   }
 
@@ -366,7 +367,7 @@ class HostsWindow final : public Window {
     return std::string("between hosts ") + path + ", in messages of at most " + std::to_string(message_.bytes) +
            " bytes, " + std::to_string(posted_target_) + " receives posted ahead (" +
            std::to_string(message_.fewest_posted) + " to " + std::to_string(message_.most_posted) +
-           " as the traffic asks)";
+           " as the traffic asks), " + std::to_string(sends_.size()) + " messages under way";
   }
 
   std::string ExplainMissing(std::span<const int> missing) const override {
@@ -550,7 +551,7 @@ class HostsWindow final : public Window {
   void MakeRoom(int via, uint64_t bytes) {
     if (Records(via).room() >= bytes) return;
     const auto lock = mpi::Lock();
-    SendQueued(via);
+    SendQueued(via, /*full=*/true);
   }
 
   // Queues a put of `bytes` at `offset` of `peer`'s window for `via`, as records of at most message_.piece bytes (the
@@ -591,10 +592,13 @@ class HostsWindow final : public Window {
   }
 
   // Sends `peer`'s queued records as one message (the caller holds engine_ and the MPI lock). Returns
-  // whether there were any.
-  bool SendQueued(int peer) const {
+  // whether it did. To a peer known to have failed, a message waits while another is still under way
+  // (unless the records fill it): a send to a dead rank never finishes, and a survivor that keeps probing
+  // would otherwise hold a message buffer, and a request to test at every poll, for each probe.
+  bool SendQueued(int peer, bool full = false) const {
     Outbox& box = outbox_[peer];
     if (box.records.empty()) return false;
+    if (!full && failed_[peer] && SendingTo(peer)) return false;
     InFlight& send = sends_.emplace_back(InFlight{peer, std::move(box.records)});
     box.records = MessageBuffer();
     box.payloads.clear();
@@ -603,6 +607,12 @@ class HostsWindow final : public Window {
                          &send.request),
                "MPI_Isend");
     return true;
+  }
+
+  // Whether a message to `peer` is still under way.
+  bool SendingTo(int peer) const {
+    return std::any_of(sends_.begin(), sends_.end(),
+                       [&](const InFlight& send) { return send.peer == peer && send.request != MPI_REQUEST_NULL; });
   }
 
   // A spare message buffer, or a new one.
@@ -680,11 +690,12 @@ class HostsWindow final : public Window {
         MPI_Testsome(static_cast<int>(requests_.size()), requests_.data(), &count, finished_.data(), statuses_.data()),
         "MPI_Testsome");
     if (count == MPI_UNDEFINED || count == 0) return false;
+    // Every finished request is MPI_REQUEST_NULL now, before anything below may throw: none is tested again.
+    for (size_t i = 0; i < pending_.size(); ++i) *pending_[i].first = requests_[i];
     fruitless_polls_ = 0;
     uint64_t received = 0;
     for (int i = 0; i < count; ++i) {
       const auto [request, in] = pending_[finished_[i]];
-      *request = MPI_REQUEST_NULL;
       if (!in) continue;
       if (in->cancelled) {
         int cancelled = 0;
@@ -763,12 +774,14 @@ class HostsWindow final : public Window {
       ++next_from_[source];
       MessageBuffer message = std::move(it->second);
       it = arrived_.erase(it);
-      // Kept while rows it holds wait for Row (moving the buffer keeps its bytes where they are).
+      // Kept while rows it holds wait for Row (moving the buffer keeps its bytes where they are), and kept when
+      // a malformed record stops it half-landed (rows_ may point into it; ReleaseRowMessages lets it go).
       const uint8_t* data = message.data();
-      if (Apply(source, message))
-        row_messages_.emplace(data, std::move(message));
-      else
-        Give(std::move(message));
+      const auto kept = row_messages_.emplace(data, std::move(message)).first;
+      if (!Apply(source, kept->second)) {
+        Give(std::move(kept->second));
+        row_messages_.erase(kept);
+      }
       applied = true;
     }
     return applied;
@@ -789,7 +802,7 @@ class HostsWindow final : public Window {
       const uint64_t left = message.size() - at;
       if (header.kind == RecordKind::kEnd) {
         ended_[source] = header.a;
-      } else if (header.kind == RecordKind::kSignal) {
+      } else if (header.kind == RecordKind::kSignal && header.a < all_flag_count()) {  // not the host window's own
         host_->Signal(header.target, header.a, header.b);
       } else if (header.kind == RecordKind::kPut && header.b <= left && Padded(header.b) <= left) {
         host_->Put(header.target, header.a, message.data() + at, header.b);
@@ -828,7 +841,7 @@ class HostsWindow final : public Window {
   // window) moves messages. engine_ guards everything below it (a probe may run on another
   // thread than an operation).
   mutable std::mutex engine_;
-  std::vector<bool> failed_;  // ranks not to relay through
+  std::vector<bool> failed_;  // ranks known to have failed (SetFailedPeers): never relays; one message at a time
   enum class Channel : uint8_t { kUndecided, kRelay, kDirect };
   std::vector<Channel> channel_;         // per peer, this operation's (two-level)
   mutable std::vector<Outbox> outbox_;   // per destination
