@@ -26,6 +26,10 @@ plan::MoeConfig BaseConfig(const Group& ep, const Group* tp, const ExpertLayout&
       throw Error(ErrorCode::kInvalidConfig,
                   "tp group '" + tp->name() + "' has " + std::to_string(tp->size()) + " ranks; a TP pair has 2");
     }
+    if (tp == &ep) {  // one communicator cannot be both: the operation would wait on itself
+      throw Error(ErrorCode::kInvalidConfig,
+                  "tp group '" + tp->name() + "' is the ep group too; the TP pair must be a group of its own");
+    }
     c.tp_world_size = 2;
     c.tp_rank = tp->rank();
   }

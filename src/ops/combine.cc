@@ -173,17 +173,14 @@ std::vector<ReturnRoute> BlockRoutes(const MoeConfig& c, const std::vector<int32
   return routes;
 }
 
-// Sends every own row back to its token's owner: into the owner's slot, or, to an owner told where
-// `source` is, only the row's index in the slot's flag. Returns, per rank, whether it reads `source` in place.
-std::vector<uint8_t> SendRowsBack(const MoeConfig& c, const WindowLayout& layout, Window& ep, const CallSlot& call,
-                                  const std::vector<ReturnRoute>& routes, const std::vector<uint16_t>& reduced,
-                                  const RowReader& expand_x, const std::optional<pull::Rows>& source,
-                                  uint64_t min_bytes, const Link& ctx) {
-  const uint64_t payload = layout.combine_payload_bytes;
+// Tells every owner that can read `source` in place where it is. Returns, per rank, whether it reads `source`.
+std::vector<uint8_t> AnnounceRowsBack(const MoeConfig& c, const WindowLayout& layout, Window& ep, const CallSlot& call,
+                                      const std::vector<ReturnRoute>& routes, const std::optional<pull::Rows>& source,
+                                      uint64_t min_bytes) {
   const auto own_rows = static_cast<int64_t>(routes.size());
   std::vector<uint8_t> owns_rows(c.ep_world_size, 0);
   for (const ReturnRoute& route : routes) owns_rows[route.owner] = 1;
-  const std::vector<uint64_t> tokens = pull::Expose(ep, source, own_rows * payload, min_bytes);
+  const std::vector<uint64_t> tokens = pull::Expose(ep, source, own_rows * layout.combine_payload_bytes, min_bytes);
   const pull::CallFlags flags(plan::kCombinePullFlagBase, call);
   std::vector<uint8_t> readers(c.ep_world_size, 0);
   for (int owner = 0; owner < static_cast<int>(c.ep_world_size); ++owner) {
@@ -191,6 +188,16 @@ std::vector<uint8_t> SendRowsBack(const MoeConfig& c, const WindowLayout& layout
     pull::Announce(ep, flags, owner, tokens[owner], *source);
     readers[owner] = 1;
   }
+  return readers;
+}
+
+// Sends every own row back to its token's owner: into the owner's slot, or, to a reader of `source` (readers,
+// from AnnounceRowsBack), only the row's index in the slot's flag.
+void SendRowsBack(const MoeConfig& c, const WindowLayout& layout, Window& ep, const CallSlot& call,
+                  const std::vector<ReturnRoute>& routes, const std::vector<uint16_t>& reduced,
+                  const RowReader& expand_x, const std::vector<uint8_t>& readers, const Link& ctx) {
+  const uint64_t payload = layout.combine_payload_bytes;
+  const auto own_rows = static_cast<int64_t>(routes.size());
   // Rows go out in slot order, not expandX's (expert-major) one: an owner sums its tokens in order, and rows
   // that cross hosts travel in messages sent as they fill (docs/hosts.md), so its first tokens can be summed
   // while later rows are still on the way.
@@ -204,7 +211,7 @@ std::vector<uint8_t> SendRowsBack(const MoeConfig& c, const WindowLayout& layout
       const int64_t i = order[at];
       const int32_t src = routes[i].owner;
       const int64_t slot = routes[i].slot;
-      if (tokens[src] != 0) {
+      if (readers[src]) {
         ep.Signal(src, call.flag_base + slot, MakeFlag(call.epoch, static_cast<uint32_t>(i)));
         continue;
       }
@@ -214,7 +221,6 @@ std::vector<uint8_t> SendRowsBack(const MoeConfig& c, const WindowLayout& layout
       ep.Signal(src, call.flag_base + slot, MakeFlag(call.epoch, 1));
     }
   });
-  return readers;
 }
 
 // Sums the arrived rows of each active token (docs/semantics.md 3.2) and writes x (or x, y, rstd:
@@ -226,7 +232,7 @@ class TokenReducer {
   TokenReducer(const MoeConfig& c, const WindowLayout& layout, const plan::CombineTensors& t, Window& ep,
                const CallSlot& call, const Link& ctx, const std::vector<int32_t>& ids,
                const std::vector<float>& weights, const std::vector<uint8_t>& mask,
-               const std::vector<int64_t>& pair_slots)
+               const std::vector<int64_t>& pair_slots, pull::Claims& claims)
       : c_(c),
         layout_(layout),
         t_(t),
@@ -249,7 +255,8 @@ class TokenReducer {
         special_(c.const_expert_num > 0 ? c.hidden : 0),
         const_row_(special_.size()),
         pull_flags_(plan::kCombinePullFlagBase, call),
-        sources_(c.ep_world_size) {
+        sources_(c.ep_world_size),
+        claims_(claims) {
     if (t.add_rms_norm) gamma_row_ = gamma_.Half(0);
   }
 
@@ -259,12 +266,6 @@ class TokenReducer {
       if (c_.mask == plan::MaskKind::kPairs && !AnyPair(t)) continue;  // inactive: output row untouched
       WaitToken(t);
       Reduce(t);
-    }
-  }
-  /// Sets senders[r] for every rank whose rows Run read in place (each must hear that it is done).
-  void MarkPulledFrom(std::vector<uint8_t>& senders) const {
-    for (size_t r = 0; r < sources_.size(); ++r) {
-      if (sources_[r] && sources_[r]->base) senders[r] = 1;
     }
   }
 
@@ -292,6 +293,7 @@ class TokenReducer {
     if (!sources_[sender]) {
       const uint64_t row_bytes = 2 * static_cast<uint64_t>(c_.hidden);
       sources_[sender] = pull::Announced(ep_, pull_flags_, sender, row_bytes).value_or(pull::Rows{});
+      if (sources_[sender]->base) claims_.Claim(sender, "MoeDistributeCombine");
     }
     const pull::Rows& source = *sources_[sender];
     if (!source.base) {
@@ -440,6 +442,7 @@ class TokenReducer {
   std::vector<float> row_weights_;
   std::vector<uint8_t> row_weighted_;
   std::vector<std::optional<pull::Rows>> sources_;  // per sender, once its first row is read: base null if pushed
+  pull::Claims& claims_;                            // of the senders read in place, shared by the parts
   std::vector<uint8_t> wire_;                       // a pulled row quantized as the sender would have sent it
 };
 
@@ -505,26 +508,26 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
   } else {
     routes = TripleRoutes(layout, assist, own_rows);
   }
-  const std::vector<uint8_t> readers =
-      SendRowsBack(c, layout, ctx.ep, call, routes, reduced, expand_x, source, ctx.pull_min_bytes, ctx);
-  const std::vector<float> weights = GatherFloat(t.expert_scales);
-  std::vector<uint8_t> pulled_from(c.ep_world_size, 0);
-  std::mutex pulled_mutex;
-  // A token's part reads its K (and shared) rows.
-  const uint64_t token_bytes = (c.top_k + c.shared_expert_num) * layout.combine_payload_bytes;
-  ctx.ForEachPart(plan::ActiveTokenLimit(c, mask.data()), token_bytes, [&](int, int64_t begin, int64_t end) {
-    TokenReducer reducer(c, layout, t, ctx.ep, call, ctx, ids, weights, mask, pair_slots);
-    reducer.Run(begin, end);
-    const std::lock_guard lock(pulled_mutex);
-    reducer.MarkPulledFrom(pulled_from);
-  });
   const pull::CallFlags flags(plan::kCombinePullFlagBase, call);
-  for (int sender = 0; sender < static_cast<int>(c.ep_world_size); ++sender) {
-    if (pulled_from[sender]) pull::SignalDone(ctx.ep, flags, sender);
+  const std::vector<uint8_t> readers = AnnounceRowsBack(c, layout, ctx.ep, call, routes, source, ctx.pull_min_bytes);
+  try {
+    SendRowsBack(c, layout, ctx.ep, call, routes, reduced, expand_x, readers, ctx);
+    const std::vector<float> weights = GatherFloat(t.expert_scales);
+    pull::Claims claims(ctx.ep, flags);
+    // A token's part reads its K (and shared) rows.
+    const uint64_t token_bytes = (c.top_k + c.shared_expert_num) * layout.combine_payload_bytes;
+    ctx.ForEachPart(plan::ActiveTokenLimit(c, mask.data()), token_bytes, [&](int, int64_t begin, int64_t end) {
+      TokenReducer(c, layout, t, ctx.ep, call, ctx, ids, weights, mask, pair_slots, claims).Run(begin, end);
+    });
+    claims.Finish();
+    ctx.ep_state.combine_readers = static_cast<int>(std::count(readers.begin(), readers.end(), 1));
+    // The caller may overwrite expandX once this returns: not before every owner reading it is done.
+    pull::WaitDone(ctx.ep, flags, readers, ctx.deadline, "MoeDistributeCombine");
+  } catch (...) {
+    // expandX (or `reduced`, about to go) is the caller's again once this returns: no owner may still read it.
+    pull::Withdraw(ctx.ep, flags, readers);
+    throw;
   }
-  ctx.ep_state.combine_readers = static_cast<int>(std::count(readers.begin(), readers.end(), 1));
-  // The caller may overwrite expandX once this returns: not before every owner reading it is done.
-  pull::WaitDone(ctx.ep, flags, readers, ctx.deadline, "MoeDistributeCombine");
 }
 
 }  // namespace moe_ep::ops::protocol

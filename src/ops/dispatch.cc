@@ -330,10 +330,12 @@ struct PulledSource {
   pull::Rows x, smooth;
 };
 
-// Reads the pull announcement of every source that sends rows here (nullopt: it pushed them).
+// Reads the pull announcement of every source that sends rows here (nullopt: it pushed them), and claims the
+// announced rows.
 std::vector<std::optional<PulledSource>> PulledSources(const MoeConfig& c, const plan::DispatchTensors& t,
                                                        const Window& ep, const CallSlot& call,
-                                                       const std::vector<uint64_t>& counts_by_source) {
+                                                       const std::vector<uint64_t>& counts_by_source,
+                                                       pull::Claims& claims) {
   const pull::CallFlags flags(plan::kDispatchPullFlagBase, call);
   const uint64_t row_bytes = c.hidden * DTypeSize(t.x.dtype);
   const bool smoothed = c.quant_mode == 2 && t.scales.present();
@@ -344,6 +346,7 @@ std::vector<std::optional<PulledSource>> PulledSources(const MoeConfig& c, const
     if (!x) continue;
     PulledSource source{*x, {}};
     if (smoothed) source.smooth = *pull::Announced(ep, flags, src, c.hidden * sizeof(float), /*second=*/true);
+    claims.Claim(src, "MoeDistributeDispatch");
     sources[src] = source;
   }
   return sources;
@@ -384,7 +387,8 @@ void ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, const plan
     total += count;
   }
   sink.Reserve(total, "the EP group");
-  const std::vector<std::optional<PulledSource>> pulled = PulledSources(c, t, ep, call, counts_by_source);
+  pull::Claims claims(ep, pull::CallFlags(plan::kDispatchPullFlagBase, call));
+  const std::vector<std::optional<PulledSource>> pulled = PulledSources(c, t, ep, call, counts_by_source, claims);
 
   // Rows come out in entry order: entry i's rows start where entry i-1's end (its epRecvCounts value).
   const int64_t first = sink.Take(total, /*read_again=*/c.has_tp());
@@ -424,10 +428,7 @@ void ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, const plan
       sink.WritePulled(row, slot, type, c.hidden, source.x.Row(token), smooth);
     }
   });
-  const pull::CallFlags flags(plan::kDispatchPullFlagBase, call);
-  for (int src = 0; src < static_cast<int>(e); ++src) {
-    if (pulled[src]) pull::SignalDone(ep, flags, src);
-  }
+  claims.Finish();
 }
 
 // docs/semantics.md 2.7: rows, scales and triples go to the TP peer (from the outputs, where they are
@@ -491,23 +492,11 @@ void WriteExpertTokenNums(const MoeConfig& c, const int32_t* recv_counts, int64_
   }
 }
 
-}  // namespace
-
-void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ctx) {
-  const WindowLayout layout(c);
-  const std::vector<int32_t> ids = GatherInt32(t.expert_ids);
-  const std::vector<uint8_t> mask = GatherBool(t.x_active_mask);
-  plan::CheckRouting(c, ids.data(), mask.empty() ? nullptr : mask.data(), "MoeDistributeDispatch");
-  const plan::RoutingPlan plan = plan::BuildRoutingPlan(c, ids.data(), mask.empty() ? nullptr : mask.data());
-  if (c.expand_idx()) {
-    WriteExpandIdx(c, plan, plan::ActiveTokenLimit(c, mask.empty() ? nullptr : mask.data()),
-                   static_cast<int32_t*>(t.assist_info.data));
-  }
-
+// Everything of a dispatch after its pull announcement (what may fail with x announced): rows and counts out,
+// rows in (and to the TP peer), and the wait for the ranks reading x in place.
+void SendAndReceive(const MoeConfig& c, const WindowLayout& layout, const plan::DispatchTensors& t,
+                    const plan::RoutingPlan& plan, const Link& ctx, const CallSlot& call, const Pulls& pulls) {
   Window& ep = ctx.ep;
-  const CallSlot call = NextDispatchCall(ep, ctx.ep_state);
-  AnnounceAttributes(c, ep, call);
-  const Pulls pulls = AnnouncePulls(c, layout, t, plan, ep, call, ctx.pull_min_bytes, &ctx.ep_state.dispatch_stage);
   SlotWriter writer(c, layout, t);
   SendToExperts(c, layout, plan, writer, ep, call, pulls.readers);
   AnnounceCounts(c, plan, ep, call);
@@ -531,6 +520,32 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
   if (!pulls.staged) {
     pull::WaitDone(ep, pull::CallFlags(plan::kDispatchPullFlagBase, call), pulls.readers, ctx.deadline,
                    "MoeDistributeDispatch");
+  }
+}
+
+}  // namespace
+
+void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ctx) {
+  const WindowLayout layout(c);
+  const std::vector<int32_t> ids = GatherInt32(t.expert_ids);
+  const std::vector<uint8_t> mask = GatherBool(t.x_active_mask);
+  plan::CheckRouting(c, ids.data(), mask.empty() ? nullptr : mask.data(), "MoeDistributeDispatch");
+  const plan::RoutingPlan plan = plan::BuildRoutingPlan(c, ids.data(), mask.empty() ? nullptr : mask.data());
+  if (c.expand_idx()) {
+    WriteExpandIdx(c, plan, plan::ActiveTokenLimit(c, mask.empty() ? nullptr : mask.data()),
+                   static_cast<int32_t*>(t.assist_info.data));
+  }
+
+  Window& ep = ctx.ep;
+  const CallSlot call = NextDispatchCall(ep, ctx.ep_state);
+  AnnounceAttributes(c, ep, call);
+  const Pulls pulls = AnnouncePulls(c, layout, t, plan, ep, call, ctx.pull_min_bytes, &ctx.ep_state.dispatch_stage);
+  try {
+    SendAndReceive(c, layout, t, plan, ctx, call, pulls);
+  } catch (...) {
+    // x is the caller's again once this returns: no peer may still be about to read it (a staged copy stays).
+    if (!pulls.staged) pull::Withdraw(ep, pull::CallFlags(plan::kDispatchPullFlagBase, call), pulls.readers);
+    throw;
   }
 }
 

@@ -3,6 +3,7 @@
 #include "ops/pull.h"
 
 #include <string>
+#include <thread>
 
 #include "moe_ep/error.h"
 #include "plan/layout.h"
@@ -31,6 +32,11 @@ static_assert(kDone < plan::kPullFields);
 uint64_t FlagOf(const CallFlags& flags, int rank, Field field) {
   return flags.base + static_cast<uint64_t>(rank) * plan::kPullFields + field;
 }
+
+// What a reader's done word in the sender's window says about a call (its count half; the epoch half is the
+// call's): claimed by the reader before it reads, done once it has, withdrawn by a sender whose call failed.
+// Anything of an older epoch: not claimed yet.
+enum DoneWord : uint32_t { kWordDone = 1, kWordReading = 2, kWordWithdrawn = 3 };
 
 // A stride and a count travel as 32-bit flag payloads.
 bool Fits(const Rows& rows) { return rows.stride <= UINT32_MAX && rows.count <= UINT32_MAX; }
@@ -99,8 +105,44 @@ std::optional<Rows> Announced(const transport::Window& ep, const CallFlags& flag
   return rows;
 }
 
-void SignalDone(transport::Window& ep, const CallFlags& flags, int sender) {
-  ep.Signal(sender, FlagOf(flags, ep.rank(), kDone), MakeFlag(flags.epoch, 1));
+bool IsDone(uint64_t word, uint32_t epoch) { return word == MakeFlag(epoch, kWordDone); }
+
+Claims::Claims(transport::Window& ep, const CallFlags& flags) : ep_(ep), flags_(flags), claimed_(ep.size(), 0) {}
+
+Claims::~Claims() {
+  try {
+    Finish();
+  } catch (...) {  // a transport that cannot signal any more: the sender's wait names this rank
+  }
+}
+
+void Claims::Claim(int sender, const char* op) {
+  const std::lock_guard lock(mutex_);
+  if (claimed_[sender]) return;
+  const uint64_t index = FlagOf(flags_, ep_.rank(), kDone);
+  const uint64_t reading = MakeFlag(flags_.epoch, kWordReading);
+  // The word holds an older call's value: swap it for ours, unless the sender got there first.
+  for (uint64_t seen = 0;;) {
+    const uint64_t held = ep_.CompareExchangeFlag(sender, index, seen, reading);
+    if (held == seen) break;
+    if (FlagEpoch(held) == flags_.epoch) {
+      throw Error(ErrorCode::kTimeout, std::string(op) + ": rank " + std::to_string(sender) + " of " + ep_.name() +
+                                           " failed its call before rank " + std::to_string(ep_.rank()) +
+                                           " read the rows it announced, and withdrew them (the ranks of a group "
+                                           "must all complete a call: probe, reset, and go on)");
+    }
+    seen = held;
+  }
+  claimed_[sender] = 1;
+}
+
+void Claims::Finish() {
+  const std::lock_guard lock(mutex_);
+  for (int sender = 0; sender < static_cast<int>(claimed_.size()); ++sender) {
+    if (claimed_[sender] != 1) continue;
+    ep_.Signal(sender, FlagOf(flags_, ep_.rank(), kDone), MakeFlag(flags_.epoch, kWordDone));
+    claimed_[sender] = 2;
+  }
 }
 
 std::vector<uint64_t> DoneFlags(const CallFlags& flags, std::span<const uint8_t> reads) {
@@ -113,11 +155,43 @@ std::vector<uint64_t> DoneFlags(const CallFlags& flags, std::span<const uint8_t>
 
 void WaitDone(const transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads,
               transport::Clock::time_point deadline, const char* op) {
-  const std::vector<uint64_t> indices = DoneFlags(flags, reads);
-  transport::WaitFlags(
-      ep, indices, flags.epoch, deadline,
-      [&](uint64_t index) { return static_cast<int>((index - flags.base) / plan::kPullFields); }, op,
-      "the ranks reading this rank's rows in place to finish");
+  std::vector<uint64_t> pending = DoneFlags(flags, reads);
+  const auto done = [&] {
+    std::erase_if(pending, [&](uint64_t index) { return IsDone(ep.ReadFlag(index), flags.epoch); });
+    return pending.empty();
+  };
+  const auto missing = [&] {
+    std::vector<int> ranks;
+    for (uint64_t index : pending) ranks.push_back(static_cast<int>((index - flags.base) / plan::kPullFields));
+    return ranks;
+  };
+  transport::WaitUntil(ep, deadline, op, "the ranks reading this rank's rows in place to finish", flags.epoch, done,
+                       missing);
+}
+
+void Withdraw(transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads) noexcept {
+  try {
+    const uint64_t withdrawn = MakeFlag(flags.epoch, kWordWithdrawn);
+    std::vector<uint64_t> claimed;
+    for (uint64_t index : DoneFlags(flags, reads)) {
+      for (uint64_t seen = 0;;) {
+        const uint64_t held = ep.CompareExchangeFlag(ep.rank(), index, seen, withdrawn);
+        if (held == seen) break;  // withdrawn: the reader will not read
+        if (FlagEpoch(held) == flags.epoch) {
+          if (!IsDone(held, flags.epoch)) claimed.push_back(index);  // reading: wait for it below
+          break;
+        }
+        seen = held;
+      }
+    }
+    const auto until = transport::Clock::now() + kWithdrawWait;
+    while (!claimed.empty() && transport::Clock::now() < until) {
+      ep.Progress();
+      std::erase_if(claimed, [&](uint64_t index) { return IsDone(ep.ReadFlag(index), flags.epoch); });
+      if (!claimed.empty()) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  } catch (...) {  // the call's own error is what the caller must see
+  }
 }
 
 }  // namespace moe_ep::ops::pull

@@ -1,10 +1,12 @@
 // The pull data path: a sender announces where the rows it sends to a peer are (a tensor the peer can
-// read in place, or a staged copy: ops/stage.h), the peer copies them from there and then says it is done,
-// and the sender returns only after every such peer did (its caller may overwrite the tensor as soon as
-// the call returns), unless it announced a staged copy.
+// read in place, or a staged copy: ops/stage.h), the peer claims them, copies them from there and then says
+// it is done, and the sender returns only after every such peer did (its caller may overwrite the tensor as
+// soon as the call returns), unless it announced a staged copy. A sender whose call fails withdraws what no
+// peer has claimed and waits for the peers that did: a late peer never reads memory the caller got back.
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <vector>
@@ -55,12 +57,40 @@ std::optional<Rows> Announced(const transport::Window& ep, const CallFlags& flag
 /// The flags in this rank's window in which each rank r with reads[r] != 0 says it is done with this call.
 std::vector<uint64_t> DoneFlags(const CallFlags& flags, std::span<const uint8_t> reads);
 
-/// Tells `sender` that this rank has finished reading what it announced.
-void SignalDone(transport::Window& ep, const CallFlags& flags, int sender);
+/// Whether a reader's done word (DoneFlags) says it has finished reading call `epoch`'s rows.
+bool IsDone(uint64_t word, uint32_t epoch);
+
+/// The senders whose announced rows this rank reads in place in one call: each is claimed (in its done word
+/// for this rank) before any of its rows is read, and told this rank is done by Finish, or when this goes
+/// should the call fail first. Thread-safe: the parts of a call claim as they meet a sender.
+class Claims {
+ public:
+  Claims(transport::Window& ep, const CallFlags& flags);
+  ~Claims();  // tells every sender claimed and not told yet that this rank is done
+  Claims(const Claims&) = delete;
+  Claims& operator=(const Claims&) = delete;
+  /// Claims `sender`'s rows, once per call. Throws Error (kTimeout) when the sender withdrew them (its call
+  /// failed, and its caller may reuse that memory): this call fails too, having read none of them.
+  void Claim(int sender, const char* op);
+  /// Tells every claimed sender that this rank has finished reading its rows.
+  void Finish();
+
+ private:
+  transport::Window& ep_;
+  const CallFlags flags_;
+  std::mutex mutex_;
+  std::vector<uint8_t> claimed_;  // per sender: 1 claimed, 2 told done
+};
 
 /// Waits until every rank r with reads[r] != 0 has said it is done with this rank's rows, or throws
 /// TimeoutError at `deadline` naming those that did not.
 void WaitDone(const transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads,
               transport::Clock::time_point deadline, const char* op);
+
+/// On a failed call, before its caller gets the announced memory back: withdraws the rows announced to every
+/// rank r with reads[r] != 0 that has not claimed them, and waits for those that did to be done, for at most
+/// kWithdrawWait (a reader that claimed is copying; one stopped mid-copy is given up on). Never throws.
+void Withdraw(transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads) noexcept;
+inline constexpr auto kWithdrawWait = std::chrono::seconds(10);
 
 }  // namespace moe_ep::ops::pull

@@ -5,6 +5,7 @@
 #include <exception>
 #include <thread>
 
+#include "ops/pull.h"
 #include "transport/shm/shared_heap.h"
 
 namespace moe_ep::ops {
@@ -18,7 +19,7 @@ StageBuffers::~StageBuffers() {
 
 bool StageBuffers::Done(const transport::Window& window, const Buffer& buffer) {
   for (uint64_t flag : buffer.done_flags) {
-    if (transport::FlagEpoch(window.ReadFlag(flag)) != buffer.epoch) return false;
+    if (!pull::IsDone(window.ReadFlag(flag), buffer.epoch)) return false;
   }
   return true;
 }

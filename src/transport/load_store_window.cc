@@ -76,6 +76,17 @@ void LoadStoreWindow::Signal(int peer, uint64_t index, uint64_t value) {
   FlagRef(regions_[peer].flags, index).store(value, std::memory_order_release);
 }
 
+uint64_t LoadStoreWindow::CompareExchangeFlag(int peer, uint64_t index, uint64_t expected, uint64_t desired) {
+  CheckPeer(peer, "compare-exchange");
+  if (index >= all_flag_count()) {
+    throw Error(ErrorCode::kInternal, "compare-exchange of flag " + std::to_string(index) + " beyond the " +
+                                          std::to_string(all_flag_count()) + " flags of rank " + std::to_string(peer) +
+                                          "'s window");
+  }
+  FlagRef(regions_[peer].flags, index).compare_exchange_strong(expected, desired, std::memory_order_acq_rel);
+  return expected;  // what the flag held: `desired` was stored only if that is what the caller expected
+}
+
 uint64_t LoadStoreWindow::Expose(int peer, const void* p, uint64_t bytes) const {
   CheckPeer(peer, "expose");
   (void)bytes;

@@ -33,6 +33,9 @@ class RemappedWindow : public Window {
   const uint8_t* Resolve(int peer, uint64_t token, uint64_t bytes) const override {
     return inner_.Resolve(physical_[peer], token, bytes);
   }
+  uint64_t CompareExchangeFlag(int peer, uint64_t index, uint64_t expected, uint64_t desired) override {
+    return inner_.CompareExchangeFlag(physical_[peer], index, expected, desired);
+  }
   uint64_t ReadFlag(uint64_t index) const override { return inner_.ReadFlag(index); }
   const uint8_t* LocalData() const override { return inner_.LocalData(); }
   void ClearLocal(uint64_t cleared_flags) override { inner_.ClearLocal(cleared_flags); }

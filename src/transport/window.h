@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "moe_ep/error.h"
+
 namespace moe_ep::transport {
 
 using Clock = std::chrono::steady_clock;
@@ -58,6 +60,15 @@ class Window {
   virtual const uint8_t* Resolve(int peer, uint64_t token, uint64_t bytes) const {
     (void)peer, (void)token, (void)bytes;
     return nullptr;
+  }
+  /// Atomically sets flag `index` of `peer`'s window (this rank's own for peer == rank()) to `desired` if it
+  /// holds `expected`, and returns what it held (== `expected`: it was set), with acquire-release order. Only
+  /// between ranks that read each other's memory in place (Expose gives a token): the pull data path's
+  /// claims on announced rows (ops/pull.h). Elsewhere it throws.
+  virtual uint64_t CompareExchangeFlag(int peer, uint64_t index, uint64_t expected, uint64_t desired) {
+    (void)index, (void)expected, (void)desired;
+    throw Error(ErrorCode::kInternal, "compare-exchange of a flag of rank " + std::to_string(peer) + " of " + name_ +
+                                          ": this transport cannot reach that rank's memory");
   }
   /// Reads local flag `index` (acquire: data put before the flag is visible after reading it).
   virtual uint64_t ReadFlag(uint64_t index) const = 0;

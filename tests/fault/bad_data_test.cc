@@ -209,6 +209,21 @@ TEST(BadData, TokenMaskThatIsNotAPrefixIsRefused) {
   }
 }
 
+// One group passed as both the EP group and the TP pair is refused (the operation would wait on itself, holding its
+// lock), in dispatch and in combine.
+TEST(BadData, TpPairThatIsTheEpGroupIsRefused) {
+  auto groups = Groups();
+  RunRanks(kRanks, [&](int r) {
+    RankData d(r);
+    ExpectError([&] { Dispatch(groups[r], d.XView(), d.IdsView(), Options(), &groups[r]); }, ErrorCode::kInvalidConfig,
+                {"tp group", "is the ep group too"});
+    DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), Options());
+    ExpectError([&] { Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView(), {}, &groups[r]); },
+                ErrorCode::kInvalidConfig, {"tp group", "is the ep group too"});
+    ExpectGoodRound(groups[r], r);
+  });
+}
+
 TEST(BadData, HugeGlobalBsIsRejectedBeforeAnythingIsAllocated) {
   auto groups = Groups();
   RunRanks(kRanks, [&](int r) {

@@ -1,10 +1,14 @@
 // Cases: a rank that never calls dispatch; one that never calls barrier; one that never calls combine; a reset sync
-// that waits only for reachable ranks. The others must fail within the deadline with a TimeoutError naming the missing
+// that waits only for reachable ranks; a rank that comes after its peer's call failed (it must not read the rows
+// that peer had announced). The others must fail within the deadline with a TimeoutError naming the missing
 // rank (or, for the reset, succeed without it), and the group must work again afterwards.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -155,6 +159,77 @@ TEST(MissingRank, GroupWorksAgainAfterATimeoutAndAReset) {
   // The same groups: the reset drops the stale flags and call counts the failed round left behind.
   RunRanks(kRanks, [&](int r) { BufferReset(groups[r], {}, true); });
   RoundOnAll(groups);
+}
+
+// A rank whose call fails (its peer came too late) withdraws the rows it announced for reading in place before
+// its caller gets that memory back: the late peer, arriving once the caller has overwritten it, fails saying so
+// instead of reading what is there now (or, for a tensor the caller freed, crashing). Pull forced; x of 8 tokens
+// of H 8192 is past what dispatch would stage (a staged copy is moe_ep's and stays put).
+TEST(MissingRank, ALateRankNeverReadsRowsOfACallThatFailed) {
+  constexpr int kPair = 2;
+  constexpr int64_t kBigHidden = 8192;
+  constexpr uint16_t kOne = 0x3F80, kPoison = 0x7FC1;  // bf16 1.0; a NaN no round produces
+  const ExpertLayout experts{4, 0, 0, 0, 0, 0, 0, {}};
+  DispatchOptions dispatch_options;
+  dispatch_options.experts = experts;
+  for (const bool in_combine : {false, true}) {
+    SCOPED_TRACE(in_combine ? "combine" : "dispatch");
+    GroupOptions options;
+    options.timeout = milliseconds(300);
+    options.window_bytes = 64 << 20;
+    options.data_path = DataPath::kPull;
+    options.name = "withdraw";
+    auto groups = CreateThreadGroups(kPair, options);
+    std::vector<std::vector<uint16_t>> x(kPair, std::vector<uint16_t>(kBs * 2 * kBigHidden, kOne));
+    std::vector<std::vector<int32_t>> ids(kPair);
+    for (int r = 0; r < kPair; ++r) {
+      for (int64_t t = 0; t < 2 * kBs; ++t)
+        ids[r].insert(ids[r].end(), {int32_t((t + r) % 4), int32_t((t + r + 1) % 4)});
+    }
+    const std::vector<float> weights(2 * kBs * kTopK, 0.5f);
+    const auto x_view = [&](int r) { return TensorView(x[r].data(), DType::kBf16, {2 * kBs, kBigHidden}); };
+    const auto ids_view = [&](int r) { return TensorView(ids[r].data(), DType::kInt32, {2 * kBs, kTopK}); };
+    const TensorView weights_view(weights.data(), DType::kFloat32, {2 * kBs, kTopK});
+    std::atomic<bool> overwritten{false};
+    RunRanks(kPair, [&](int r) {
+      std::optional<DispatchResult> res;
+      if (in_combine) res = Dispatch(groups[r], x_view(r), ids_view(r), dispatch_options);
+      const auto call = [&] {
+        if (in_combine) return void(Combine(groups[r], res->handle, res->expand_x.view(), weights_view));
+        Dispatch(groups[r], x_view(r), ids_view(r), dispatch_options);
+      };
+      if (r == 0) {
+        EXPECT_THROW(call(), TimeoutError) << "rank 1 is late";
+        // The caller's memory is its own again: reuse it.
+        if (in_combine) {
+          std::fill_n(res->expand_x.data_as<uint16_t>(), res->expand_x.numel(), kPoison);
+        } else {
+          std::fill(x[0].begin(), x[0].end(), kPoison);
+        }
+        overwritten = true;
+        return;
+      }
+      while (!overwritten) std::this_thread::sleep_for(milliseconds(1));
+      try {
+        call();
+        ADD_FAILURE() << "rank 1 completed a call whose rows rank 0 had given back to its caller";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ErrorCode::kTimeout) << e.what();
+        EXPECT_NE(std::string(e.what()).find("rank 0 of group 'withdraw' failed its call before rank 1 read the rows"),
+                  std::string::npos)
+            << e.what();
+      }
+    });
+    // Both reset; a good round returns every token (two experts that return it, weighted 0.5 each).
+    RunRanks(kPair, [&](int r) { BufferReset(groups[r], {}, true); });
+    RunRanks(kPair, [&](int r) {
+      std::fill(x[r].begin(), x[r].end(), kOne);
+      DispatchResult res = Dispatch(groups[r], x_view(r), ids_view(r), dispatch_options);
+      const Tensor out = Combine(groups[r], res.handle, res.expand_x.view(), weights_view);
+      const auto* values = out.data_as<uint16_t>();
+      EXPECT_EQ(std::count(values, values + out.numel(), kOne), out.numel()) << "rank " << r << " after the reset";
+    });
+  }
 }
 
 }  // namespace

@@ -224,9 +224,9 @@ int RunUntilFault(moe_ep::Group& group, const ScenarioSpec& spec, std::mt19937_6
   return 0;
 }
 
-// A survivor that keeps probing (as an elastic service does) finds the dead rank gone every time, and holds no
-// more for it than a probe's worth: on the hosts transport at most one message stays under way to it (a send to
-// a dead rank never finishes; one per probe would pile up).
+// A survivor that keeps probing (as an elastic service does) finds the dead rank gone every time, and does not
+// pile up messages for it: on the hosts transport a send to a dead rank never finishes, and once one has been
+// under way for 100 ms later records wait in one message; 50 probes of 20 ms leave a handful under way, not 50.
 int ProbeOften(moe_ep::Group& group, int probes) {
   for (int i = 0; i < probes; ++i) {
     if (moe_ep::ProbeReachable(group, std::chrono::milliseconds(20))[Victim()] != 0) {
@@ -235,11 +235,15 @@ int ProbeOften(moe_ep::Group& group, int probes) {
     }
   }
   const std::string state = moe_ep::GroupAccess::Comm(group).window().Describe();
+  if (state.empty()) return 0;  // a transport without messages
   const size_t at = state.find(" messages under way");
-  if (at == std::string::npos) return 0;  // no messages on this transport
+  if (at == std::string::npos) {
+    std::printf("FAIL: the hosts transport does not say how many messages are under way: %s\n", state.c_str());
+    return 1;
+  }
   const size_t number = state.find_last_of(' ', at - 1) + 1;
   const int under_way = std::atoi(state.c_str() + number);
-  if (under_way > 1) {
+  if (under_way > 10) {
     std::printf("FAIL: after %d probes %d messages are under way (%s)\n", probes, under_way, state.c_str());
     return 1;
   }

@@ -53,7 +53,13 @@ aclnnStatus LaunchExecutor(const char* op, aclOpExecutor* executor, aclrtStream 
     Executors().Restore(executor, std::move(owned));
     return Fail(ACLNN_ERR_PARAM_INVALID, message);
   }
-  const aclnnStatus status = LaunchOnStream(stream, op, [owned] { owned->work(); });
+  aclnnStatus status = ACLNN_SUCCESS;
+  try {
+    status = LaunchOnStream(stream, op, [owned] { owned->work(); });
+  } catch (...) {  // not launched either (say, no memory for the task)
+    Executors().Restore(executor, std::move(owned));
+    throw;
+  }
   if (status != ACLNN_SUCCESS) Executors().Restore(executor, std::move(owned));
   return status;
 }

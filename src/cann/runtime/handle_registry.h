@@ -10,11 +10,12 @@
 
 namespace moe_ep::cann::runtime {
 
-// Handle tags (high bits of the opaque handles) so that a handle of one kind is never taken for another.
-inline constexpr uintptr_t kStreamHandleTag = uintptr_t{0x5354} << 32;    // "ST"
-inline constexpr uintptr_t kContextHandleTag = uintptr_t{0x4358} << 32;   // "CX"
-inline constexpr uintptr_t kExecutorHandleTag = uintptr_t{0x4558} << 32;  // "EX"
-inline constexpr uintptr_t kCommHandleTag = uintptr_t{0x4843} << 32;      // "HC" (HcclComm)
+// Handle tags (the top 16 bits of the opaque handles) so that a handle of one kind is never taken for another;
+// the counter below them runs 2^44 handles (an executor per operation, a million a second, for half a year).
+inline constexpr uintptr_t kStreamHandleTag = uintptr_t{0x5354} << 48;    // "ST"
+inline constexpr uintptr_t kContextHandleTag = uintptr_t{0x4358} << 48;   // "CX"
+inline constexpr uintptr_t kExecutorHandleTag = uintptr_t{0x4558} << 48;  // "EX"
+inline constexpr uintptr_t kCommHandleTag = uintptr_t{0x4843} << 48;      // "HC" (HcclComm)
 
 /// Maps opaque handles to shared objects. Handles are tokens, not addresses: each is `tag` plus a counter
 /// that never repeats, so destroying a handle twice fails even after a new object took the old one's

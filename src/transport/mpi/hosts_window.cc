@@ -53,6 +53,9 @@ struct RecordHeader {
 constexpr uint64_t kTestedReceives = 64;
 constexpr uint64_t kFullTestPolls = 16;
 
+// A message to a rank known to have failed that is still under way after this is taken as stuck (SendQueued).
+constexpr auto kStuckSend = std::chrono::milliseconds(100);
+
 uint64_t Padded(uint64_t bytes) { return (bytes + 7) / 8 * 8; }
 
 // A message starts with its number among those its sender sent this receiver (u64), then its records.
@@ -258,6 +261,11 @@ class HostsWindow final : public Window {
   }
 
   // Peers on this host may read this rank's memory in place (through the host window); others never.
+  uint64_t CompareExchangeFlag(int peer, uint64_t index, uint64_t expected, uint64_t desired) override {
+    CheckPeer(peer, "compare-exchange");
+    if (!OnThisHost(peer)) return Window::CompareExchangeFlag(peer, index, expected, desired);  // throws
+    return host_->CompareExchangeFlag(topology_.local_of[peer], index, expected, desired);
+  }
   uint64_t Expose(int peer, const void* p, uint64_t bytes) const override {
     CheckPeer(peer, "expose");
     return OnThisHost(peer) ? host_->Expose(topology_.local_of[peer], p, bytes) : 0;
@@ -447,6 +455,7 @@ class HostsWindow final : public Window {
     int peer;
     MessageBuffer buffer;
     MPI_Request request = MPI_REQUEST_NULL;
+    Clock::time_point sent{};
   };
   struct Incoming {
     MessageBuffer buffer;
@@ -592,14 +601,16 @@ class HostsWindow final : public Window {
   }
 
   // Sends `peer`'s queued records as one message (the caller holds engine_ and the MPI lock). Returns
-  // whether it did. To a peer known to have failed, a message waits while another is still under way
-  // (unless the records fill it): a send to a dead rank never finishes, and a survivor that keeps probing
-  // would otherwise hold a message buffer, and a request to test at every poll, for each probe.
+  // whether it did. To a peer known to have failed whose last message has been under way for kStuckSend, a
+  // message waits (unless the records fill it): a send to a dead rank never finishes, and a survivor that
+  // keeps probing would otherwise hold a message buffer, and a request to test at every poll, for each
+  // probe. A live peer takes a message within microseconds, so one it is re-admitted by (a reset's sync
+  // after a probe's stamp) is never held; what a held message carries, later signals supersede.
   bool SendQueued(int peer, bool full = false) const {
     Outbox& box = outbox_[peer];
     if (box.records.empty()) return false;
-    if (!full && failed_[peer] && SendingTo(peer)) return false;
-    InFlight& send = sends_.emplace_back(InFlight{peer, std::move(box.records)});
+    if (!full && failed_[peer] && StuckSendingTo(peer)) return false;
+    InFlight& send = sends_.emplace_back(InFlight{peer, std::move(box.records), MPI_REQUEST_NULL, Clock::now()});
     box.records = MessageBuffer();
     box.payloads.clear();
     send.buffer.SetSequence(sent_to_[peer]++);
@@ -609,10 +620,12 @@ class HostsWindow final : public Window {
     return true;
   }
 
-  // Whether a message to `peer` is still under way.
-  bool SendingTo(int peer) const {
-    return std::any_of(sends_.begin(), sends_.end(),
-                       [&](const InFlight& send) { return send.peer == peer && send.request != MPI_REQUEST_NULL; });
+  // Whether a message to `peer` has been under way for kStuckSend or longer.
+  bool StuckSendingTo(int peer) const {
+    const Clock::time_point stuck = Clock::now() - kStuckSend;
+    return std::any_of(sends_.begin(), sends_.end(), [&](const InFlight& send) {
+      return send.peer == peer && send.request != MPI_REQUEST_NULL && send.sent <= stuck;
+    });
   }
 
   // A spare message buffer, or a new one.
@@ -694,8 +707,9 @@ class HostsWindow final : public Window {
     for (size_t i = 0; i < pending_.size(); ++i) *pending_[i].first = requests_[i];
     fruitless_polls_ = 0;
     uint64_t received = 0;
+    int malformed_from = -1;  // thrown once every finished receive is accounted for
     for (int i = 0; i < count; ++i) {
-      const auto [request, in] = pending_[finished_[i]];
+      Incoming* in = pending_[finished_[i]].second;
       if (!in) continue;
       if (in->cancelled) {
         int cancelled = 0;
@@ -708,17 +722,24 @@ class HostsWindow final : public Window {
       int bytes = 0;
       mpi::Check(MPI_Get_count(&statuses_[i], MPI_BYTE, &bytes), "MPI_Get_count");
       in->source = statuses_[i].MPI_SOURCE;
-      if (!in->buffer.Received(static_cast<size_t>(bytes))) BadMessage(in->source, 0);
+      if (!in->buffer.Received(static_cast<size_t>(bytes))) {
+        malformed_from = in->source;
+        in->cancelled = true;  // its buffer is given back, never landed
+      }
     }
     GrowPosting(received);
+    if (malformed_from >= 0) BadMessage(malformed_from, 0);
     return count > 0;
   }
 
-  // One poll found `received` messages: when that is half the receives kept posted or more, later ones of
-  // the burst may be finding none, so twice as many are kept posted (up to message_.most_posted).
+  // One poll found `received` messages: when that is half the receives kept posted, or every one it tests
+  // (TestRequests), later ones of the burst may be finding none, so twice as many are kept posted (up to
+  // message_.most_posted).
   void GrowPosting(uint64_t received) const {
     received_in_operation_ += received;
-    if (received * 2 >= posted_target_) posted_target_ = std::min(2 * posted_target_, message_.most_posted);
+    if (received >= std::min(posted_target_ / 2, kTestedReceives)) {
+      posted_target_ = std::min(2 * posted_target_, message_.most_posted);
+    }
   }
 
   // At the end of an operation: one that received at least as many messages as receives are kept posted
