@@ -34,9 +34,11 @@ uint64_t FlagOf(const CallFlags& flags, int rank, Field field) {
 }
 
 // What a reader's done word in the sender's window says about a call (its count half; the epoch half is the
-// call's): claimed by the reader before it reads, done once it has, withdrawn by a sender whose call failed.
-// Anything of an older epoch: not claimed yet.
-enum DoneWord : uint32_t { kWordDone = 1, kWordReading = 2, kWordWithdrawn = 3 };
+// call's). The sender arms it (announced) before it announces; the reader claims it (reading) before it reads
+// and marks it done after; a sender whose call failed withdraws it if still unclaimed. Each step is a
+// compare-exchange from exactly the step before, so a word cleared by a reset, or armed by a later call, or
+// withdrawn, is never taken for this call's.
+enum DoneWord : uint32_t { kWordDone = 1, kWordReading = 2, kWordWithdrawn = 3, kWordAnnounced = 4 };
 
 // A stride and a count travel as 32-bit flag payloads.
 bool Fits(const Rows& rows) { return rows.stride <= UINT32_MAX && rows.count <= UINT32_MAX; }
@@ -67,6 +69,8 @@ void Announce(transport::Window& ep, const CallFlags& flags, int peer, uint64_t 
   const auto put = [&](Field field, uint64_t value) {
     ep.Signal(peer, FlagOf(flags, self, field), MakeFlag(flags.epoch, static_cast<uint32_t>(value)));
   };
+  // Armed before anything the peer could see: it claims only a word armed for this call.
+  ep.Signal(self, FlagOf(flags, peer, kDone), MakeFlag(flags.epoch, kWordAnnounced));
   if (second_token != 0) {
     put(kSecondLow, second_token);
     put(kSecondHigh, second_token >> 32);
@@ -109,39 +113,35 @@ bool IsDone(uint64_t word, uint32_t epoch) { return word == MakeFlag(epoch, kWor
 
 Claims::Claims(transport::Window& ep, const CallFlags& flags) : ep_(ep), flags_(flags), claimed_(ep.size(), 0) {}
 
-Claims::~Claims() {
-  try {
-    Finish();
-  } catch (...) {  // a transport that cannot signal any more: the sender's wait names this rank
-  }
-}
+Claims::~Claims() { Finish(); }
 
 void Claims::Claim(int sender, const char* op) {
   const std::lock_guard lock(mutex_);
   if (claimed_[sender]) return;
-  const uint64_t index = FlagOf(flags_, ep_.rank(), kDone);
-  const uint64_t reading = MakeFlag(flags_.epoch, kWordReading);
-  // The word holds an older call's value: swap it for ours, unless the sender got there first.
-  for (uint64_t seen = 0;;) {
-    const uint64_t held = ep_.CompareExchangeFlag(sender, index, seen, reading);
-    if (held == seen) break;
-    if (FlagEpoch(held) == flags_.epoch) {
-      throw Error(ErrorCode::kTimeout, std::string(op) + ": rank " + std::to_string(sender) + " of " + ep_.name() +
-                                           " failed its call before rank " + std::to_string(ep_.rank()) +
-                                           " read the rows it announced, and withdrew them (the ranks of a group "
-                                           "must all complete a call: probe, reset, and go on)");
-    }
-    seen = held;
+  const uint64_t announced = MakeFlag(flags_.epoch, kWordAnnounced);
+  const uint64_t held = ep_.CompareExchangeFlag(sender, FlagOf(flags_, ep_.rank(), kDone), announced,
+                                                MakeFlag(flags_.epoch, kWordReading));
+  if (held != announced) {
+    throw TimeoutError(std::string(op) + ": rank " + std::to_string(sender) + " of " + ep_.name() +
+                           " failed its call before rank " + std::to_string(ep_.rank()) +
+                           " read the rows it announced, and withdrew them (the ranks of a group must all complete a "
+                           "call: probe, reset, and go on)",
+                       {sender});
   }
   claimed_[sender] = 1;
 }
 
-void Claims::Finish() {
+void Claims::Finish() noexcept {
   const std::lock_guard lock(mutex_);
+  const uint64_t index = FlagOf(flags_, ep_.rank(), kDone);
   for (int sender = 0; sender < static_cast<int>(claimed_.size()); ++sender) {
     if (claimed_[sender] != 1) continue;
-    ep_.Signal(sender, FlagOf(flags_, ep_.rank(), kDone), MakeFlag(flags_.epoch, kWordDone));
     claimed_[sender] = 2;
+    try {
+      // From reading only: a word a reset cleared, or a later call armed, stays as it is.
+      ep_.CompareExchangeFlag(sender, index, MakeFlag(flags_.epoch, kWordReading), MakeFlag(flags_.epoch, kWordDone));
+    } catch (...) {  // a transport that cannot reach the sender any more: its wait names this rank
+    }
   }
 }
 
@@ -170,27 +170,20 @@ void WaitDone(const transport::Window& ep, const CallFlags& flags, std::span<con
 }
 
 void Withdraw(transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads) noexcept {
-  try {
-    const uint64_t withdrawn = MakeFlag(flags.epoch, kWordWithdrawn);
-    std::vector<uint64_t> claimed;
-    for (uint64_t index : DoneFlags(flags, reads)) {
-      for (uint64_t seen = 0;;) {
-        const uint64_t held = ep.CompareExchangeFlag(ep.rank(), index, seen, withdrawn);
-        if (held == seen) break;  // withdrawn: the reader will not read
-        if (FlagEpoch(held) == flags.epoch) {
-          if (!IsDone(held, flags.epoch)) claimed.push_back(index);  // reading: wait for it below
-          break;
-        }
-        seen = held;
-      }
+  const uint64_t announced = MakeFlag(flags.epoch, kWordAnnounced), reading = MakeFlag(flags.epoch, kWordReading);
+  std::vector<uint64_t> claimed;
+  for (uint64_t index : DoneFlags(flags, reads)) {
+    try {
+      const uint64_t held = ep.CompareExchangeFlag(ep.rank(), index, announced, MakeFlag(flags.epoch, kWordWithdrawn));
+      if (held == reading) claimed.push_back(index);  // else withdrawn now, or done
+    } catch (...) {                                   // the call's own error is what the caller must see
     }
-    const auto until = transport::Clock::now() + kWithdrawWait;
-    while (!claimed.empty() && transport::Clock::now() < until) {
-      ep.Progress();
-      std::erase_if(claimed, [&](uint64_t index) { return IsDone(ep.ReadFlag(index), flags.epoch); });
-      if (!claimed.empty()) std::this_thread::sleep_for(std::chrono::microseconds(50));
-    }
-  } catch (...) {  // the call's own error is what the caller must see
+  }
+  // Readers write their words straight into this rank's memory (they read it in place): no Progress needed.
+  const auto until = transport::Clock::now() + kWithdrawWait;
+  while (!claimed.empty() && transport::Clock::now() < until) {
+    std::erase_if(claimed, [&](uint64_t index) { return ep.ReadFlag(index) != reading; });
+    if (!claimed.empty()) std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
 }
 

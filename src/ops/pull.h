@@ -43,9 +43,9 @@ struct CallFlags {
 std::vector<uint64_t> Expose(const transport::Window& ep, const std::optional<Rows>& rows, uint64_t sent_bytes,
                              uint64_t min_bytes);
 
-/// Tells `peer` where this rank's rows are (`token` from Expose) and, optionally, a second tensor's
-/// (dispatch's smooth scales). Signalled before any row or count flag of the call, so a peer that saw
-/// one of those sees this.
+/// Arms this rank's done word for `peer` (the peer claims it before reading: Claims), then tells `peer` where
+/// this rank's rows are (`token` from Expose) and, optionally, a second tensor's (dispatch's smooth scales).
+/// Signalled before any row or count flag of the call, so a peer that saw one of those sees this.
 void Announce(transport::Window& ep, const CallFlags& flags, int peer, uint64_t token, const Rows& rows,
               uint64_t second_token = 0, const Rows& second = {});
 
@@ -69,11 +69,12 @@ class Claims {
   ~Claims();  // tells every sender claimed and not told yet that this rank is done
   Claims(const Claims&) = delete;
   Claims& operator=(const Claims&) = delete;
-  /// Claims `sender`'s rows, once per call. Throws Error (kTimeout) when the sender withdrew them (its call
-  /// failed, and its caller may reuse that memory): this call fails too, having read none of them.
+  /// Claims `sender`'s rows, once per call. Throws TimeoutError naming the sender when it withdrew them (its
+  /// call failed, and its caller may reuse that memory) or a reset cleared them: this call fails too, having
+  /// read none of them.
   void Claim(int sender, const char* op);
   /// Tells every claimed sender that this rank has finished reading its rows.
-  void Finish();
+  void Finish() noexcept;
 
  private:
   transport::Window& ep_;

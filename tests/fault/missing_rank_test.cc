@@ -163,8 +163,9 @@ TEST(MissingRank, GroupWorksAgainAfterATimeoutAndAReset) {
 
 // A rank whose call fails (its peer came too late) withdraws the rows it announced for reading in place before
 // its caller gets that memory back: the late peer, arriving once the caller has overwritten it, fails saying so
-// instead of reading what is there now (or, for a tensor the caller freed, crashing). Pull forced; x of 8 tokens
-// of H 8192 is past what dispatch would stage (a staged copy is moe_ep's and stays put).
+// instead of reading what is there now (or, for a tensor the caller freed, crashing), also when the failed rank
+// reset its window first (which clears the words the withdrawal is written in). Pull forced; x of 8 tokens of
+// H 8192 is past what dispatch would stage (a staged copy is moe_ep's and stays put).
 TEST(MissingRank, ALateRankNeverReadsRowsOfACallThatFailed) {
   constexpr int kPair = 2;
   constexpr int64_t kBigHidden = 8192;
@@ -172,8 +173,8 @@ TEST(MissingRank, ALateRankNeverReadsRowsOfACallThatFailed) {
   const ExpertLayout experts{4, 0, 0, 0, 0, 0, 0, {}};
   DispatchOptions dispatch_options;
   dispatch_options.experts = experts;
-  for (const bool in_combine : {false, true}) {
-    SCOPED_TRACE(in_combine ? "combine" : "dispatch");
+  for (const auto [in_combine, reset_first] : {std::pair{false, false}, {true, false}, {false, true}, {true, true}}) {
+    SCOPED_TRACE(std::string(in_combine ? "combine" : "dispatch") + (reset_first ? ", reset before the reuse" : ""));
     GroupOptions options;
     options.timeout = milliseconds(300);
     options.window_bytes = 64 << 20;
@@ -200,6 +201,7 @@ TEST(MissingRank, ALateRankNeverReadsRowsOfACallThatFailed) {
       };
       if (r == 0) {
         EXPECT_THROW(call(), TimeoutError) << "rank 1 is late";
+        if (reset_first) BufferReset(groups[0], {}, false);
         // The caller's memory is its own again: reuse it.
         if (in_combine) {
           std::fill_n(res->expand_x.data_as<uint16_t>(), res->expand_x.numel(), kPoison);
@@ -213,8 +215,8 @@ TEST(MissingRank, ALateRankNeverReadsRowsOfACallThatFailed) {
       try {
         call();
         ADD_FAILURE() << "rank 1 completed a call whose rows rank 0 had given back to its caller";
-      } catch (const Error& e) {
-        EXPECT_EQ(e.code(), ErrorCode::kTimeout) << e.what();
+      } catch (const TimeoutError& e) {
+        EXPECT_EQ(e.missing_ranks(), std::vector<int>{0}) << e.what();
         EXPECT_NE(std::string(e.what()).find("rank 0 of group 'withdraw' failed its call before rank 1 read the rows"),
                   std::string::npos)
             << e.what();
