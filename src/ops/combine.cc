@@ -509,8 +509,9 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
     routes = TripleRoutes(layout, assist, own_rows);
   }
   const pull::CallFlags flags(plan::kCombinePullFlagBase, call);
-  const std::vector<uint8_t> readers = AnnounceRowsBack(c, layout, ctx.ep, call, routes, source, ctx.pull_min_bytes);
+  std::vector<uint8_t> readers(c.ep_world_size, 1);  // whoever announcing reached, should it stop part-way
   try {
+    readers = AnnounceRowsBack(c, layout, ctx.ep, call, routes, source, ctx.pull_min_bytes);
     SendRowsBack(c, layout, ctx.ep, call, routes, reduced, expand_x, readers, ctx);
     const std::vector<float> weights = GatherFloat(t.expert_scales);
     pull::Claims claims(ctx.ep, flags);

@@ -214,6 +214,8 @@ Pulls AnnouncePulls(const MoeConfig& c, const WindowLayout& layout, const plan::
   const std::vector<uint64_t> smooth_tokens = pull::Expose(ep, smooth, smoothed ? sent_bytes : 0, min_bytes);
   std::vector<uint8_t> pulled(c.ep_world_size, 0);
   const pull::CallFlags flags(plan::kDispatchPullFlagBase, call);
+  // A call that stages nothing re-arms the words of the last call staged in this parity's buffer: settle it.
+  if (stage && !staged) stage->Retire(ep, call.parity);
   for (int dst = 0; dst < static_cast<int>(c.ep_world_size); ++dst) {
     if (!receives[dst] || x_tokens[dst] == 0 || (smoothed && smooth_tokens[dst] == 0)) continue;
     pull::Announce(ep, flags, dst, x_tokens[dst], *x, smoothed ? smooth_tokens[dst] : 0, smooth.value_or(pull::Rows{}));
@@ -539,12 +541,17 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
   Window& ep = ctx.ep;
   const CallSlot call = NextDispatchCall(ep, ctx.ep_state);
   AnnounceAttributes(c, ep, call);
-  const Pulls pulls = AnnouncePulls(c, layout, t, plan, ep, call, ctx.pull_min_bytes, &ctx.ep_state.dispatch_stage);
+  std::optional<Pulls> pulls;
   try {
-    SendAndReceive(c, layout, t, plan, ctx, call, pulls);
+    pulls = AnnouncePulls(c, layout, t, plan, ep, call, ctx.pull_min_bytes, &ctx.ep_state.dispatch_stage);
+    SendAndReceive(c, layout, t, plan, ctx, call, *pulls);
   } catch (...) {
-    // x is the caller's again once this returns: no peer may still be about to read it (a staged copy stays).
-    if (!pulls.staged) pull::Withdraw(ep, pull::CallFlags(plan::kDispatchPullFlagBase, call), pulls.readers);
+    // x is the caller's again once this returns: no peer may still be about to read it (a staged copy stays;
+    // announcing stopped part-way: whoever it reached).
+    const std::vector<uint8_t> everyone(c.ep_world_size, 1);
+    if (!pulls || !pulls->staged) {
+      pull::Withdraw(ep, pull::CallFlags(plan::kDispatchPullFlagBase, call), pulls ? pulls->readers : everyone);
+    }
     throw;
   }
 }

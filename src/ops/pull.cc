@@ -171,19 +171,19 @@ void WaitDone(const transport::Window& ep, const CallFlags& flags, std::span<con
 
 void Withdraw(transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads) noexcept {
   const uint64_t announced = MakeFlag(flags.epoch, kWordAnnounced), reading = MakeFlag(flags.epoch, kWordReading);
-  std::vector<uint64_t> claimed;
-  for (uint64_t index : DoneFlags(flags, reads)) {
-    try {
+  try {
+    std::vector<uint64_t> claimed;
+    for (uint64_t index : DoneFlags(flags, reads)) {
       const uint64_t held = ep.CompareExchangeFlag(ep.rank(), index, announced, MakeFlag(flags.epoch, kWordWithdrawn));
-      if (held == reading) claimed.push_back(index);  // else withdrawn now, or done
-    } catch (...) {                                   // the call's own error is what the caller must see
+      if (held == reading) claimed.push_back(index);  // else withdrawn now, done, or never armed in this call
     }
-  }
-  // Readers write their words straight into this rank's memory (they read it in place): no Progress needed.
-  const auto until = transport::Clock::now() + kWithdrawWait;
-  while (!claimed.empty() && transport::Clock::now() < until) {
-    std::erase_if(claimed, [&](uint64_t index) { return ep.ReadFlag(index) != reading; });
-    if (!claimed.empty()) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    // Readers write their words straight into this rank's memory (they read it in place): no Progress needed.
+    const auto until = transport::Clock::now() + kWithdrawWait;
+    while (!claimed.empty() && transport::Clock::now() < until) {
+      std::erase_if(claimed, [&](uint64_t index) { return ep.ReadFlag(index) != reading; });
+      if (!claimed.empty()) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  } catch (...) {  // the call's own error is what the caller must see
   }
 }
 

@@ -30,10 +30,15 @@ void StageBuffers::Abandon(Buffer& buffer) {
   buffer.done_flags.clear();
 }
 
-uint8_t* StageBuffers::Take(const transport::Window& window, uint64_t parity, uint64_t bytes) {
+void StageBuffers::Retire(const transport::Window& window, uint64_t parity) {
   Buffer& buffer = buffers_[parity & 1];
   if (!buffer.done_flags.empty() && !Done(window, buffer)) Abandon(buffer);
   buffer.done_flags.clear();
+}
+
+uint8_t* StageBuffers::Take(const transport::Window& window, uint64_t parity, uint64_t bytes) {
+  Retire(window, parity);
+  Buffer& buffer = buffers_[parity & 1];
   if (buffer.bytes && buffer.capacity < bytes) {
     transport::SharedHeap::Process().Free(buffer.bytes);
     buffer.bytes = nullptr;

@@ -34,6 +34,9 @@ class StageBuffers {
   /// Buffer `parity`, of at least `bytes`, once no reader of the last call staged there may still read it
   /// (`window` holds their done words); nullptr when the shared heap has no room for it.
   uint8_t* Take(const transport::Window& window, uint64_t parity, uint64_t bytes);
+  /// Before call `parity` announces anything (which re-arms the done words of the last call staged in that
+  /// buffer): abandons the buffer if a reader of that call is not done, and forgets its readers. Take does it too.
+  void Retire(const transport::Window& window, uint64_t parity);
   /// Records the readers of what call `parity` staged: the flags in which each says it is done, and the
   /// call's epoch those must carry.
   void Readers(uint64_t parity, uint32_t epoch, std::vector<uint64_t> done_flags);
