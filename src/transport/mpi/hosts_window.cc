@@ -732,14 +732,15 @@ class HostsWindow final : public Window {
     return count > 0;
   }
 
-  // One poll found `received` messages: when that is half the receives kept posted, or every one it tests
-  // (TestRequests), later ones of the burst may be finding none, so twice as many are kept posted (up to
-  // message_.most_posted).
+  // One poll found `received` messages: when that is half the receives kept posted or more, later ones of
+  // the burst may be finding none, so twice as many are kept posted (up to message_.most_posted). A poll
+  // tests only kTestedReceives of them, so this grows them to 2 * kTestedReceives at most: beyond that
+  // AdaptPosting sizes them by what a whole operation received. (Doubling whenever a poll filled all it
+  // tests posted thousands within one burst, and cancelled them after: 4 x 2 ranks, 128 tokens, dispatch
+  // 30 -> 170 ms.)
   void GrowPosting(uint64_t received) const {
     received_in_operation_ += received;
-    if (received >= std::min(posted_target_ / 2, kTestedReceives)) {
-      posted_target_ = std::min(2 * posted_target_, message_.most_posted);
-    }
+    if (received * 2 >= posted_target_) posted_target_ = std::min(2 * posted_target_, message_.most_posted);
   }
 
   // At the end of an operation: one that received at least as many messages as receives are kept posted
