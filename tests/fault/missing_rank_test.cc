@@ -173,7 +173,7 @@ TEST(MissingRank, ALateRankNeverReadsRowsOfACallThatFailed) {
   const ExpertLayout experts{4, 0, 0, 0, 0, 0, 0, {}};
   DispatchOptions dispatch_options;
   dispatch_options.experts = experts;
-  for (const auto [in_combine, reset_first] : {std::pair{false, false}, {true, false}, {false, true}, {true, true}}) {
+  for (const auto& [in_combine, reset_first] : {std::pair{false, false}, {true, false}, {false, true}, {true, true}}) {
     SCOPED_TRACE(std::string(in_combine ? "combine" : "dispatch") + (reset_first ? ", reset before the reuse" : ""));
     GroupOptions options;
     options.timeout = milliseconds(300);
