@@ -48,16 +48,10 @@ class Registry {
   // unknown after a new communicator took the old one's memory.
   HcclComm Add(std::shared_ptr<Comm> comm) {
     std::lock_guard lock(mutex_);
-    HcclComm handle = reinterpret_cast<HcclComm>(runtime::kCommHandleTag | (next_handle_++ << 4));
     by_name_[{comm->name, comm->device}] = comm;
-    live_[handle] = std::move(comm);
-    return handle;
+    return static_cast<HcclComm>(live_.Add(std::move(comm)));
   }
-  std::shared_ptr<Comm> Lookup(HcclComm handle) {
-    std::lock_guard lock(mutex_);
-    auto it = live_.find(handle);
-    return it == live_.end() ? nullptr : it->second;
-  }
+  std::shared_ptr<Comm> Lookup(HcclComm handle) { return live_.Find(handle); }
   std::shared_ptr<Comm> Find(const std::string& name, int32_t device) {
     std::lock_guard lock(mutex_);
     auto it = by_name_.find({name, device});
@@ -65,10 +59,9 @@ class Registry {
   }
   bool Remove(HcclComm handle) {
     std::lock_guard lock(mutex_);
-    auto it = live_.find(handle);
-    if (it == live_.end()) return false;
-    by_name_.erase({it->second->name, it->second->device});
-    live_.erase(it);
+    const std::shared_ptr<Comm> comm = live_.Remove(handle);
+    if (!comm) return false;
+    by_name_.erase({comm->name, comm->device});
     return true;
   }
   /// Reserves (group, device) for a rank that is about to join, so two ranks of a group joining at the
@@ -84,12 +77,11 @@ class Registry {
   std::string NewName(const char* prefix) { return prefix + std::to_string(++groups_); }
 
  private:
-  std::mutex mutex_;
-  std::map<HcclComm, std::shared_ptr<Comm>> live_;
+  std::mutex mutex_;  // by_name_ and claimed_ (live_ has its own)
+  runtime::HandleRegistry<Comm> live_{runtime::kCommHandleTag};
   std::map<std::pair<std::string, int32_t>, std::shared_ptr<Comm>> by_name_;
   std::set<std::pair<std::string, int32_t>> claimed_;
   std::atomic<uint64_t> groups_{0};
-  uintptr_t next_handle_ = 1;
 };
 
 HcclResult Failed(HcclResult code, const std::string& message) {

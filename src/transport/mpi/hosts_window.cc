@@ -690,7 +690,7 @@ class HostsWindow final : public Window {
     for (Incoming& in : posted_) {
       if (in.request == MPI_REQUEST_NULL) continue;
       if (test_all || in.cancelled || receives < kTestedReceives) pending_.push_back({&in.request, &in});
-      // Those being cancelled are the last posted: past the first kTestedReceives nothing else is tested.
+      // Past the first kTestedReceives only those being cancelled are tested: with none, stop looking.
       if (++receives >= kTestedReceives && !test_all && cancelling_ == 0) break;
     }
     if (pending_.empty()) return false;
