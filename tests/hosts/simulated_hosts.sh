@@ -30,6 +30,7 @@ prefix=${net%.0}
 dir=$(mktemp -d /tmp/moe_ep_hosts.XXXXXX)
 namespaces=("${id}ctl")
 for i in $(seq 1 "$hosts"); do namespaces+=("${id}h$i"); done
+cpu_group=""  # the CPU group every host's processes join (below)
 
 cleanup() {
   set +e
@@ -46,6 +47,7 @@ cleanup() {
     ip netns delete "$ns" 2>/dev/null
     rm -rf "/etc/netns/$ns"
   done
+  [[ -n $cpu_group ]] && rmdir "$cpu_group" 2>/dev/null
   rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -83,6 +85,24 @@ for ns in "${namespaces[@]}"; do
   cp "$dir/hosts" "/etc/netns/$ns/hosts"
 done
 
+# Every host's daemon and ranks share one CPU group (a cgroup of the cpu controller). Why: each host's daemon starts
+# a session of its own, and the kernel schedules sessions as groups (autogroup). With more ranks than cores, ranks
+# of one host that spin in a blocking MPI call (each turn a sched_yield) kept every rank of the other host off the
+# cores for 35-40 s at a time on Linux 6.18, and moe_ep's deadline expired there (docs/hosts.md). Real hosts have
+# cores of their own; these share the machine's, so they share them as one group.
+if [[ -w /sys/fs/cgroup/cpu/cgroup.procs ]]; then  # cgroup v1
+  cpu_group=/sys/fs/cgroup/cpu/$id
+elif grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; then  # cgroup v2, cpu controller on
+  cpu_group=/sys/fs/cgroup/$id
+fi
+if [[ -n $cpu_group ]] && ! mkdir "$cpu_group" 2>/dev/null; then cpu_group=""; fi
+[[ -n $cpu_group ]] || echo "[moe_ep test] warning: no cpu cgroup: each host's ranks are scheduled as a group of their own"
+# Runs COMMAND in the CPU group, its children too (joined here: inside a namespace /sys is the namespace's own).
+in_cpu_group() {
+  [[ -z $cpu_group ]] || echo "$BASHPID" >"$cpu_group/cgroup.procs"
+  exec "$@"
+}
+
 # The rsh agent: `agent [-x] HOST COMMAND...` runs COMMAND in HOST's namespace with its hostname and a fresh
 # /dev/shm (its ranks inherit both); afterwards it records any moe_ep segment left in that /dev/shm.
 cat >"$dir/agent" <<EOF
@@ -110,7 +130,7 @@ mkdir -p "$dir/tmp"
 # here once the survivors have reported, as a launcher would.
 expected=${MOE_EP_HOSTS_SURVIVORS:-$np}
 status=0
-timeout -k 5 "${MOE_EP_HOSTS_LIMIT_S:-240}" ip netns exec "$ctl" mpirun -np "$np" -H "${hostlist%,}" \
+in_cpu_group timeout -k 5 "${MOE_EP_HOSTS_LIMIT_S:-240}" ip netns exec "$ctl" mpirun -np "$np" -H "${hostlist%,}" \
   --mca plm_rsh_agent "$dir/agent" --mca plm_rsh_no_tree_spawn 1 \
   --mca btl tcp,vader,self --mca btl_tcp_if_include "$net/24" --mca oob_tcp_if_include "$net/24" \
   --mca btl_vader_backing_directory /dev/shm/ompi --mca orte_tmpdir_base "$dir/tmp" \

@@ -379,7 +379,7 @@ class HostsWindow final : public Window {
   }
 
   std::string ExplainMissing(std::span<const int> missing) const override {
-    std::string text = MessagesInFlight();
+    std::string text = MessagesInFlight() + MessagesCounted(missing);
     if (relay_) text += EndsSeen(missing);
     const std::lock_guard lock(engine_);
     for (int peer : missing) {
@@ -391,6 +391,19 @@ class HostsWindow final : public Window {
       if (relay == rank() || std::find(missing.begin(), missing.end(), relay) == missing.end()) continue;
       text += "; rank " + std::to_string(peer) + "'s messages to this host come through rank " + std::to_string(relay) +
               ", missing too";
+    }
+    return text;
+  }
+
+  // The messages this rank sent each remote rank of `missing` and landed from it, for a timeout's message: set
+  // against the peer's own, they tell a message sent and never landed from one the peer never sent.
+  std::string MessagesCounted(std::span<const int> missing) const {
+    const std::lock_guard lock(engine_);
+    std::string text;
+    for (int peer : missing) {
+      if (peer < 0 || peer >= size() || OnThisHost(peer)) continue;
+      text += (text.empty() ? "; messages sent to / landed from " : ", ") + std::string("rank ") +
+              std::to_string(peer) + ": " + std::to_string(sent_to_[peer]) + " / " + std::to_string(next_from_[peer]);
     }
     return text;
   }
