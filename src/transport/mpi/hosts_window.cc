@@ -208,7 +208,10 @@ class HostsWindow final : public Window {
       MPI_Request_free(&in.request);
       Abandon(std::move(in.buffer));
     }
-    MPI_Comm_free(&comm_);
+    // The communicator is kept, not freed: a peer may still be sending on it (a late or failed peer), and Open MPI
+    // holds messages for a freed communicator's id and hands them to the next communicator that gets the id (the
+    // next group's MPI_Comm_dup crashed in Open MPI 4.1's mca_pml_ob1_add_comm when they came from more ranks than
+    // it has). A communicator per group ever made, for the life of the process.
   }
 
   void Put(int peer, uint64_t offset, const void* src, uint64_t bytes) override {
@@ -395,15 +398,16 @@ class HostsWindow final : public Window {
     return text;
   }
 
-  // The messages this rank sent each remote rank of `missing` and landed from it, for a timeout's message: set
-  // against the peer's own, they tell a message sent and never landed from one the peer never sent.
+  // The messages this rank sent straight to each remote rank of `missing` and landed straight from it (two-level,
+  // what went through a relay is the relay's count), for a timeout's message: set against the peer's own, they tell
+  // a message sent and never landed from one the peer never sent.
   std::string MessagesCounted(std::span<const int> missing) const {
     const std::lock_guard lock(engine_);
     std::string text;
     for (int peer : missing) {
       if (peer < 0 || peer >= size() || OnThisHost(peer)) continue;
-      text += (text.empty() ? "; messages sent to / landed from " : ", ") + std::string("rank ") +
-              std::to_string(peer) + ": " + std::to_string(sent_to_[peer]) + " / " + std::to_string(next_from_[peer]);
+      text += text.empty() ? "; messages sent to / landed from rank " : ", rank ";
+      text += std::to_string(peer) + ": " + std::to_string(sent_to_[peer]) + " / " + std::to_string(next_from_[peer]);
     }
     return text;
   }
