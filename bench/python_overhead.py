@@ -6,9 +6,10 @@ after moe_ep.barrier, and its time is the slowest rank's own time, as moe-ep ben
 The native API's x and expert outputs are in the shared heap (moe_ep.peer_visible), as moe-ep bench's
 are; torch_npu's are torch's. With --threads the ranks are threads of this interpreter (sharing its
 GIL), and a round's time is the span from the first rank's start to the last rank's end, after a
-barrier, as moe-ep bench measures threads. Medians over the rounds.
+barrier, as moe-ep bench measures threads. Medians over the rounds. torch runs one thread per rank
+(--torch-threads), as a job of ranks that share the cores would set it.
 
-    PYTHONPATH=build/python /usr/bin/python3 bench/python_overhead.py [--threads] [--ranks 8] [--bs 1,128]
+    PYTHONPATH=build/python /usr/bin/python3 bench/python_overhead.py [--threads] [--ranks 8] [--bs 1,128] [--torch-threads 1]
 """
 
 import argparse
@@ -106,12 +107,13 @@ def measure(make_rank, handles, bs, repeats, warmup):
     return spans([t[warmup:] for t in times])
 
 
-def process_rank(rank, ranks, init_file, sizes, repeats, warmup, results):
+def process_rank(rank, ranks, init_file, sizes, repeats, warmup, results, torch_threads):
     """One rank process: every size through both APIs; its (t0, t1, t2, t3) per round (dispatch from t0 to t1, combine from t2 to t3) go to the parent."""
     import torch.distributed as dist
 
     global RANKS
     RANKS = ranks
+    torch.set_num_threads(torch_threads)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=ranks)
     group = moe_ep.join_torch_group()
     name = md.get_hccl_comm_name() if ranks >= 2 else None
@@ -128,7 +130,7 @@ def process_rank(rank, ranks, init_file, sizes, repeats, warmup, results):
     dist.barrier()
 
 
-def measure_processes(sizes, repeats, warmup):
+def measure_processes(sizes, repeats, warmup, torch_threads):
     """{(api, bs): (dispatch us, combine us)} with every rank a process."""
     import torch.multiprocessing as mp
 
@@ -136,7 +138,7 @@ def measure_processes(sizes, repeats, warmup):
     results = ctx.Queue()
     with tempfile.TemporaryDirectory() as tmp:
         procs = [ctx.Process(target=process_rank, args=(r, RANKS, os.path.join(tmp, "init"), sizes, repeats, warmup,
-                                                        results)) for r in range(RANKS)]
+                                                        results, torch_threads)) for r in range(RANKS)]
         for p in procs:
             p.start()
         got = {}
@@ -195,6 +197,10 @@ def main():
     parser.add_argument("--threads", action="store_true", help="ranks as threads of this interpreter")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch's threads in each rank process [1]: with more, every process keeps OpenMP "
+                             "threads of its own on the cores the ranks share (on 16 cores, 8 processes: a 1-token "
+                             "call +120-215 us over C++, against +7-27 us with 1)")
     parser.add_argument("--trials", type=int, default=3,
                         help="C++ and Python measured this many times, alternately; the median trial is shown [3]")
     args = parser.parse_args()
@@ -202,6 +208,7 @@ def main():
     RANKS = args.ranks
     sizes = [int(s) for s in args.bs.split(",")]
     if args.threads:
+        torch.set_num_threads(args.torch_threads)
         groups = moe_ep.thread_groups(RANKS)
         names = md.thread_comm_names(RANKS) if RANKS >= 2 else None  # A3's operators need at least 2 ranks
     bases, pys = [], []
@@ -214,7 +221,7 @@ def main():
                 if names:
                     py[("torch_npu", bs)] = measure(torch_npu_rank, names, bs, args.repeats, args.warmup)
         else:
-            py = measure_processes(sizes, args.repeats, args.warmup)
+            py = measure_processes(sizes, args.repeats, args.warmup, args.torch_threads)
         pys.append(py)
     base = {bs: median_trial([b[bs] for b in bases]) for bs in sizes}
     py = {key: median_trial([p[key] for p in pys]) for key in pys[0]}
