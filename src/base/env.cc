@@ -62,6 +62,8 @@ DataPath DataPathChoice() {
               "environment variable MOE_EP_DATA_PATH = '" + *text + "' must be 'push', 'pull' or 'auto'");
 }
 
+bool CrossMemory() { return Integer("MOE_EP_CROSS_MEMORY", 0, 0, 1) == 1; }
+
 std::optional<std::string> KernelIsa() { return Text("MOE_EP_ISA"); }
 
 int32_t DeviceCount() { return static_cast<int32_t>(Integer("MOE_EP_DEVICE_COUNT", 16, 1, 65536)); }

@@ -173,7 +173,8 @@ std::vector<ReturnRoute> BlockRoutes(const MoeConfig& c, const std::vector<int32
   return routes;
 }
 
-// Tells every owner that can read `source` in place where it is. Returns, per rank, whether it reads `source`.
+// Tells every owner that can read `source` (in place or by copy) where it is. Returns, per rank, whether and how it
+// reads `source` (pull::ReaderKind).
 std::vector<uint8_t> AnnounceRowsBack(const MoeConfig& c, const WindowLayout& layout, Window& ep, const CallSlot& call,
                                       const std::vector<ReturnRoute>& routes, const std::optional<pull::Rows>& source,
                                       uint64_t min_bytes) {
@@ -186,7 +187,7 @@ std::vector<uint8_t> AnnounceRowsBack(const MoeConfig& c, const WindowLayout& la
   for (int owner = 0; owner < static_cast<int>(c.ep_world_size); ++owner) {
     if (!owns_rows[owner] || tokens[owner] == 0) continue;
     pull::Announce(ep, flags, owner, tokens[owner], *source);
-    readers[owner] = 1;
+    readers[owner] = pull::ReaderKindOf(ep, owner, tokens[owner]);
   }
   return readers;
 }
@@ -286,32 +287,65 @@ class TokenReducer {
     return static_cast<int>(k < c_.top_k ? c_.ExpertRank(ids_[t * c_.top_k + k])
                                          : c_.SharedRank(k - c_.top_k, c_.ep_rank));
   }
-  // Slot (t, k)'s row in the wire format: where it landed, or read in place from the sender's buffer.
-  const uint8_t* SlotData(int64_t t, int64_t k) {
-    const int64_t slot = Slot(t, k);
-    const int sender = SenderOf(t, k);
+  // Where `sender`'s rows are for this call (pulled() false: it pushes them), claimed when pulled.
+  const pull::Rows& Source(int sender) {
     if (!sources_[sender]) {
       const uint64_t row_bytes = 2 * static_cast<uint64_t>(c_.hidden);
       sources_[sender] = pull::Announced(ep_, pull_flags_, sender, row_bytes).value_or(pull::Rows{});
-      if (sources_[sender]->base) claims_.Claim(sender, "MoeDistributeCombine");
+      if (sources_[sender]->pulled()) claims_.Claim(sender, "MoeDistributeCombine");
     }
-    const pull::Rows& source = *sources_[sender];
-    if (!source.base) {
-      return ep_.Row(call_.half_offset + layout_.CombineSlotOffset(slot), layout_.combine_payload_bytes, call_.epoch);
-    }
-    const uint32_t index = transport::FlagCount(ep_.ReadFlag(call_.flag_base + slot));
-    if (index >= source.count) {
-      throw Error(ErrorCode::kInternal, "MoeDistributeCombine: rank " + std::to_string(sender) + " announced row " +
-                                            std::to_string(index) + " of the " + std::to_string(source.count) +
-                                            " it exposed");
-    }
-    return WireRow(c_, layout_, reinterpret_cast<const uint16_t*>(source.Row(index)), wire_);
+    return *sources_[sender];
   }
+  // The index of slot (t, k)'s row among those its sender exposed.
+  uint32_t PulledIndex(int64_t t, int64_t k, const pull::Rows& source) const {
+    const uint32_t index = transport::FlagCount(ep_.ReadFlag(call_.flag_base + Slot(t, k)));
+    if (index >= source.count) {
+      throw Error(ErrorCode::kInternal, "MoeDistributeCombine: rank " + std::to_string(SenderOf(t, k)) +
+                                            " announced row " + std::to_string(index) + " of the " +
+                                            std::to_string(source.count) + " it exposed");
+    }
+    return index;
+  }
+  // Slot (t, k)'s row in the wire format: where it landed, read in place from the sender's buffer, or
+  // copied out of it (StageCopiedRows).
+  const uint8_t* SlotData(int64_t t, int64_t k) {
+    const pull::Rows& source = Source(SenderOf(t, k));
+    if (!source.pulled()) {
+      return ep_.Row(call_.half_offset + layout_.CombineSlotOffset(Slot(t, k)), layout_.combine_payload_bytes,
+                     call_.epoch);
+    }
+    const uint8_t* row = source.base ? source.Row(PulledIndex(t, k, source)) : staged_[k];
+    return WireRow(c_, layout_, reinterpret_cast<const uint16_t*>(row), wire_);
+  }
+  // Copies token t's rows that senders exposed by copy into staging, one kernel call per sender, and
+  // points staged_[k] at slot (t, k)'s.
+  void StageCopiedRows(int64_t t) {
+    const int64_t slots = c_.top_k + c_.shared_expert_num;
+    const uint64_t row_bytes = 2 * static_cast<uint64_t>(c_.hidden);
+    staged_.assign(slots, nullptr);
+    for (int64_t k = 0; k < slots; ++k) {
+      if (staged_[k] || !SlotSent(t, k)) continue;
+      const int sender = SenderOf(t, k);
+      const pull::Rows& source = Source(sender);
+      if (source.copy_token == 0) continue;
+      staging_.resize(slots * row_bytes);
+      copies_.clear();
+      for (int64_t j = k; j < slots; ++j) {
+        if (staged_[j] || !SlotSent(t, j) || SenderOf(t, j) != sender) continue;
+        staged_[j] = staging_.data() + j * row_bytes;
+        copies_.push_back({staging_.data() + j * row_bytes, PulledIndex(t, j, source)});
+      }
+      pull::CopyRows(ep_, source, copies_);
+    }
+  }
+
+  // Whether a rank sends slot (t, k) a row: a shared expert's, or an active pair's with a MoE expert.
+  bool SlotSent(int64_t t, int64_t k) const { return k >= c_.top_k || (PairActive(t, k) && IsMoeExpert(t, k)); }
 
   void WaitToken(int64_t t) {
     pending_.clear(), pending_k_.clear();
     for (int64_t k = 0; k < c_.top_k + c_.shared_expert_num; ++k) {
-      if (k >= c_.top_k || (PairActive(t, k) && IsMoeExpert(t, k))) {
+      if (SlotSent(t, k)) {
         pending_.push_back(call_.flag_base + Slot(t, k));
         pending_k_.push_back(k);
       }
@@ -392,6 +426,7 @@ class TokenReducer {
   }
 
   void Reduce(int64_t t) {
+    StageCopiedRows(t);
     // The common case in one pass over the rows (kernels::SumHalfRows: the same bits as the steps below).
     if (!t_.add_rms_norm && c_.comm_quant_mode != 2 && GatherHalfRows(t)) {
       kernels::SumHalfRows(type_, rows_.data(), row_weights_.data(), row_weighted_.data(),
@@ -441,9 +476,12 @@ class TokenReducer {
   std::vector<const uint16_t*> rows_;  // GatherHalfRows' rows, weights and whether each is weighted
   std::vector<float> row_weights_;
   std::vector<uint8_t> row_weighted_;
-  std::vector<std::optional<pull::Rows>> sources_;  // per sender, once its first row is read: base null if pushed
-  pull::Claims& claims_;                            // of the senders read in place, shared by the parts
+  std::vector<std::optional<pull::Rows>> sources_;  // per sender, once its first row is read (Source)
+  pull::Claims& claims_;                            // of the senders pulled from, shared by the parts
   std::vector<uint8_t> wire_;                       // a pulled row quantized as the sender would have sent it
+  std::vector<uint8_t> staging_;                    // the token's rows copied out of their senders
+  std::vector<const uint8_t*> staged_;              // per k: its row in staging_, or null
+  std::vector<pull::RowCopy> copies_;
 };
 
 // Counts and triples come from the caller: check them before any byte moves, so a corrupted handle is
@@ -521,7 +559,9 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
       TokenReducer(c, layout, t, ctx.ep, call, ctx, ids, weights, mask, pair_slots, claims).Run(begin, end);
     });
     claims.Finish();
-    ctx.ep_state.combine_readers = static_cast<int>(std::count(readers.begin(), readers.end(), 1));
+    ctx.ep_state.combine_readers = static_cast<int>(readers.size() - std::count(readers.begin(), readers.end(), 0));
+    ctx.ep_state.combine_copy_readers =
+        static_cast<int>(std::count(readers.begin(), readers.end(), pull::kReadsByCopy));
     // The caller may overwrite expandX once this returns: not before every owner reading it is done.
     pull::WaitDone(ctx.ep, flags, readers, ctx.deadline, "MoeDistributeCombine");
   } catch (...) {

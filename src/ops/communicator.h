@@ -38,6 +38,9 @@ struct OpState {
   /// the data path taken.
   int dispatch_readers = 0;
   int combine_readers = 0;
+  /// Of those, how many copied the rows out of this rank's private memory (transport::Window::ReadExposed).
+  int dispatch_copy_readers = 0;
+  int combine_copy_readers = 0;
   /// The last reset-sync tag consumed from each peer (a peer that skipped a reset is behind, so a sync
   /// waits for a tag newer than the last one seen rather than for an exact one).
   std::vector<uint64_t> reset_seen;

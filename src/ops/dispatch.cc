@@ -122,6 +122,8 @@ class RowSink {
     }
     WriteTriple(i, slot);
   }
+  // A pulled row copied into Row(i) by the caller.
+  void Landed(int64_t i, const uint8_t* slot) const { WriteTriple(i, slot); }
   int64_t rows() const { return rows_; }
   uint8_t* Row(int64_t i) const { return expand_x_ + i * layout_.dispatch_token_bytes; }
   const float* Scale(int64_t i) const { return scales_ + i; }
@@ -150,19 +152,22 @@ CallSlot NextDispatchCall(const Window& w, OpState& state) {
   return NextCall(w, state, state.dispatch_calls, plan::kDispatchFlagBase, plan::kMaxDispatchFlags);
 }
 
-// Who reads this rank's rows in place: per rank, whether it pulls them (it receives at least one and has
-// been told where x, and any smooth scales, are); and whether they were staged, so that no reader needs
-// waiting for.
+// Who reads this rank's rows: per rank, whether and how it pulls them (pull::ReaderKind: it receives at least
+// one and has been told where x, and any smooth scales, are); and whether they were staged, so that no reader
+// needs waiting for.
 struct Pulls {
   std::vector<uint8_t> readers;
   bool staged = false;
 };
 
-// How many other ranks that receive rows from this one can read [p, p + bytes) in place.
+// How many other ranks that receive rows from this one can read [p, p + bytes) in place (not by copy).
 int ReadersOf(const Window& ep, const void* p, uint64_t bytes, const std::vector<uint8_t>& receives) {
   int readers = 0;
-  for (int peer = 0; peer < ep.size(); ++peer)
-    readers += receives[peer] && peer != ep.rank() && ep.Expose(peer, p, bytes);
+  for (int peer = 0; peer < ep.size(); ++peer) {
+    if (!receives[peer] || peer == ep.rank()) continue;
+    const uint64_t token = ep.Expose(peer, p, bytes);
+    readers += token != 0 && !ep.ExposedByCopy(peer, token);
+  }
   return readers;
 }
 
@@ -185,10 +190,11 @@ Pulls AnnouncePulls(const MoeConfig& c, const WindowLayout& layout, const plan::
   const bool smoothed = c.quant_mode == 2 && t.scales.present();
   const std::optional<pull::Rows> smooth = smoothed ? pull::RowsOf(t.scales) : std::nullopt;
   // x is staged (ops/stage.h) when some receiver can read a copy in the shared heap and either x is small, or
-  // that receiver cannot read x itself (a torch tensor of a process rank) and x is no larger than the rows
+  // that receiver cannot read x in place (a torch tensor of a process rank) and x is no larger than the rows
   // sent to other ranks: peers read the copy, which stays put after the call returns, so the call needs no
   // round trip in which its readers say they are done, and a private x costs one copy of its rows here
-  // instead of two of each row it sends (into the receiver's window, then out). Not with smooth scales,
+  // instead of two of each row it sends (into the receiver's window, then out) or a kernel copy of each
+  // (process_vm_readv, about twice as slow as reading in place: docs/protocol.md). Not with smooth scales,
   // which the readers read in place as well.
   bool staged = false;
   if (stage && x && !smoothed && sent_bytes >= min_bytes) {
@@ -219,7 +225,7 @@ Pulls AnnouncePulls(const MoeConfig& c, const WindowLayout& layout, const plan::
   for (int dst = 0; dst < static_cast<int>(c.ep_world_size); ++dst) {
     if (!receives[dst] || x_tokens[dst] == 0 || (smoothed && smooth_tokens[dst] == 0)) continue;
     pull::Announce(ep, flags, dst, x_tokens[dst], *x, smoothed ? smooth_tokens[dst] : 0, smooth.value_or(pull::Rows{}));
-    pulled[dst] = 1;
+    pulled[dst] = pull::ReaderKindOf(ep, dst, x_tokens[dst]);
   }
   if (staged) stage->Readers(call.parity, call.epoch, pull::DoneFlags(flags, pulled));
   return {pulled, staged};
@@ -327,10 +333,34 @@ int64_t SmoothRowHere(const MoeConfig& c, int64_t e_local) {
              : c.shared_expert_num + (c.ep_rank - c.shared_expert_rank_num) * c.local_expert_num() + e_local;
 }
 
-// Where a source's pulled rows are: its x and (quantizing with smooth scales) its scales.
+[[noreturn]] void BadPulledRow(int src, const std::string& what, uint64_t value, uint64_t limit) {
+  throw Error(ErrorCode::kInternal, "MoeDistributeDispatch: rank " + std::to_string(src) + " sent a row whose " + what +
+                                        " = " + std::to_string(value) + " is outside the " + std::to_string(limit) +
+                                        " it announced; the ranks disagree about the layout");
+}
+
+// Where a source's pulled rows are: its x and (quantizing with smooth scales) its scales, or the rows of
+// them this rank uses, copied here when the source exposed them by copy (smooth_first: the first one's index).
 struct PulledSource {
   pull::Rows x, smooth;
+  std::vector<float> smooth_copy;
+  int64_t smooth_first = 0;
 };
+
+// Copies the smooth-scale rows this rank quantizes with out of a source that exposed them by copy.
+void CopySmoothRows(const MoeConfig& c, const Window& ep, PulledSource& source) {
+  const int64_t first = SmoothRowHere(c, 0), count = c.is_shared_rank() ? 1 : c.local_expert_num();
+  if (static_cast<uint64_t>(first + count) > source.smooth.count) {
+    BadPulledRow(source.smooth.copy_from, "smooth-scale row", first + count - 1, source.smooth.count);
+  }
+  source.smooth_copy.resize(count * c.hidden);
+  std::vector<pull::RowCopy> copies;
+  for (int64_t i = 0; i < count; ++i) copies.push_back({source.smooth_copy.data() + i * c.hidden, uint64_t(first + i)});
+  pull::CopyRows(ep, source.smooth, copies);
+  source.smooth = {reinterpret_cast<const uint8_t*>(source.smooth_copy.data()), c.hidden * sizeof(float),
+                   static_cast<uint64_t>(count), c.hidden * sizeof(float)};
+  source.smooth_first = first;
+}
 
 // Reads the pull announcement of every source that sends rows here (nullopt: it pushed them), and claims the
 // announced rows.
@@ -346,19 +376,66 @@ std::vector<std::optional<PulledSource>> PulledSources(const MoeConfig& c, const
     if (counts_by_source[src] == 0) continue;
     const std::optional<pull::Rows> x = pull::Announced(ep, flags, src, row_bytes);
     if (!x) continue;
-    PulledSource source{*x, {}};
+    PulledSource source{*x, {}, {}, 0};
     if (smoothed) source.smooth = *pull::Announced(ep, flags, src, c.hidden * sizeof(float), /*second=*/true);
     claims.Claim(src, "MoeDistributeDispatch");
-    sources[src] = source;
+    if (source.smooth.copy_token != 0) CopySmoothRows(c, ep, source);
+    sources[src] = std::move(source);
   }
   return sources;
 }
 
-[[noreturn]] void BadPulledRow(int src, const std::string& what, uint64_t value, uint64_t limit) {
-  throw Error(ErrorCode::kInternal, "MoeDistributeDispatch: rank " + std::to_string(src) + " sent a row whose " + what +
-                                        " = " + std::to_string(value) + " is outside the " + std::to_string(limit) +
-                                        " it announced; the ranks disagree about the layout");
-}
+// The rows a part of ReceiveFromGroup pulls by copy, in batches from one source, each read in one kernel
+// call: straight into expandX, or (quantizing) into staging and quantized from there.
+class CopiedRows {
+ public:
+  CopiedRows(const Window& ep, const RowSink& sink, kernels::Half type, int64_t hidden, bool quant)
+      : ep_(ep), sink_(sink), type_(type), hidden_(hidden), quant_(quant) {}
+  void Add(const pull::Rows& x, int64_t row, const uint8_t* slot, uint64_t token, const float* smooth) {
+    if (!pending_.empty() && (pending_.size() == kBatchRows || x.copy_from != source_->copy_from)) Flush();
+    source_ = &x;
+    pending_.push_back({row, slot, token, smooth});
+  }
+  void Flush() {
+    if (pending_.empty()) return;
+    const uint64_t row_bytes = source_->row_bytes;
+    if (quant_) staging_.resize(kBatchRows * row_bytes);
+    copies_.clear();
+    for (size_t i = 0; i < pending_.size(); ++i) {
+      copies_.push_back({quant_ ? staging_.data() + i * row_bytes : sink_.Row(pending_[i].row), pending_[i].token});
+    }
+    pull::CopyRows(ep_, *source_, copies_);
+    for (size_t i = 0; i < pending_.size(); ++i) {
+      const Pending& p = pending_[i];
+      if (quant_) {
+        sink_.WritePulled(p.row, p.slot, type_, hidden_, staging_.data() + i * row_bytes, p.smooth);
+      } else {
+        sink_.Landed(p.row, p.slot);
+      }
+    }
+    pending_.clear();
+  }
+
+ private:
+  // Rows per kernel call: enough to make its cost small next to the copies, few enough that quantizing
+  // finds the staged rows still in cache.
+  static constexpr size_t kBatchRows = 32;
+  struct Pending {
+    int64_t row;
+    const uint8_t* slot;
+    uint64_t token;
+    const float* smooth;
+  };
+  const Window& ep_;
+  const RowSink& sink_;
+  kernels::Half type_;
+  int64_t hidden_;
+  bool quant_;
+  const pull::Rows* source_ = nullptr;
+  std::vector<Pending> pending_;
+  std::vector<pull::RowCopy> copies_;
+  std::vector<uint8_t> staging_;
+};
 
 // Waits for every source's count, then copies rows out in status order, from the window's slots or (pulled)
 // straight from the source's x, and tells each source it pulled from that it is done; fills
@@ -402,6 +479,7 @@ void ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, const plan
   }
   const kernels::Half type = HalfOf(c.x_dtype);
   ctx.ForEachPart(total, layout.dispatch_token_bytes, [&](int, int64_t begin, int64_t end) {
+    CopiedRows copied(ep, sink, type, c.hidden, c.quant_mode == 2);
     int64_t entry = std::upper_bound(entry_end.begin(), entry_end.end(), first + begin) - entry_end.begin();
     for (int64_t row = first + begin; row < first + end; ++row) {
       while (row >= entry_end[entry]) ++entry;
@@ -421,14 +499,19 @@ void ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, const plan
       }
       const float* smooth = nullptr;
       if (source.smooth.base) {
-        const int64_t smooth_row = SmoothRowHere(c, e_local);
+        const int64_t smooth_row = SmoothRowHere(c, e_local) - source.smooth_first;
         if (static_cast<uint64_t>(smooth_row) >= source.smooth.count) {
           BadPulledRow(static_cast<int>(src), "smooth-scale row", smooth_row, source.smooth.count);
         }
         smooth = reinterpret_cast<const float*>(source.smooth.Row(smooth_row));
       }
-      sink.WritePulled(row, slot, type, c.hidden, source.x.Row(token), smooth);
+      if (source.x.copy_token != 0) {
+        copied.Add(source.x, row, slot, token, smooth);
+      } else {
+        sink.WritePulled(row, slot, type, c.hidden, source.x.Row(token), smooth);
+      }
     }
+    copied.Flush();
   });
   claims.Finish();
 }
@@ -516,7 +599,9 @@ void SendAndReceive(const MoeConfig& c, const WindowLayout& layout, const plan::
     tp_counts[1 - c.tp_rank] = static_cast<int32_t>(sink.rows() - own_rows);
   }
   WriteExpertTokenNums(c, recv_counts, sink.rows(), static_cast<int64_t*>(t.expert_token_nums.data));
-  ctx.ep_state.dispatch_readers = static_cast<int>(std::count(pulls.readers.begin(), pulls.readers.end(), 1));
+  const std::vector<uint8_t>& readers = pulls.readers;
+  ctx.ep_state.dispatch_readers = static_cast<int>(readers.size() - std::count(readers.begin(), readers.end(), 0));
+  ctx.ep_state.dispatch_copy_readers = static_cast<int>(std::count(readers.begin(), readers.end(), pull::kReadsByCopy));
   // The caller may overwrite x once this returns: not before every rank reading it in place is done (a staged
   // copy stays put until every peer has finished this call).
   if (!pulls.staged) {

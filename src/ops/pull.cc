@@ -101,12 +101,26 @@ std::optional<Rows> Announced(const transport::Window& ep, const CallFlags& flag
   Rows rows{nullptr, FlagCount(fields[2]), FlagCount(fields[3]), row_bytes};
   const uint64_t token = uint64_t{FlagCount(fields[1])} << 32 | FlagCount(fields[0]);
   rows.base = ep.Resolve(sender, token, rows.span());
-  if (rows.base == nullptr) {
+  if (rows.base == nullptr && ep.ExposedByCopy(sender, token)) {
+    rows.copy_token = token;
+    rows.copy_from = sender;
+  } else if (rows.base == nullptr) {
     throw Error(ErrorCode::kInternal, "rank " + std::to_string(sender) + " of " + ep.name() +
                                           " announced rows that rank " + std::to_string(ep.rank()) +
                                           " cannot read in place");
   }
   return rows;
+}
+
+uint8_t ReaderKindOf(const transport::Window& ep, int peer, uint64_t token) {
+  return ep.ExposedByCopy(peer, token) ? kReadsByCopy : kReadsInPlace;
+}
+
+void CopyRows(const transport::Window& ep, const Rows& rows, std::span<const RowCopy> copies) {
+  std::vector<transport::Window::ExposedRead> reads;
+  reads.reserve(copies.size());
+  for (const RowCopy& copy : copies) reads.push_back({copy.dst, copy.index * rows.stride, rows.row_bytes});
+  ep.ReadExposed(rows.copy_from, rows.copy_token, reads);
 }
 
 bool IsDone(uint64_t word, uint32_t epoch) { return word == MakeFlag(epoch, kWordDone); }

@@ -17,13 +17,18 @@
 
 namespace moe_ep::ops::pull {
 
-/// Rows at a uniform stride: row i is [base + i * stride, + row_bytes); `count` rows.
+/// Rows at a uniform stride: row i is [base + i * stride, + row_bytes); `count` rows. Rows a peer exposed
+/// by copy (transport::Window::ExposedByCopy) have no base here: CopyRows takes them out of its process.
 struct Rows {
   const uint8_t* base = nullptr;
   uint64_t stride = 0;
   uint64_t count = 0;
   uint64_t row_bytes = 0;
+  uint64_t copy_token = 0;  // nonzero: the rows are `copy_from`'s, read by copy under this token
+  int copy_from = -1;
   const uint8_t* Row(uint64_t i) const { return base + i * stride; }
+  /// Whether the rows were announced (read in place or by copy), not pushed.
+  bool pulled() const { return base != nullptr || copy_token != 0; }
   /// Bytes from the first row's start to the last row's end.
   uint64_t span() const { return count == 0 ? 0 : (count - 1) * stride + row_bytes; }
 };
@@ -43,16 +48,32 @@ struct CallFlags {
 std::vector<uint64_t> Expose(const transport::Window& ep, const std::optional<Rows>& rows, uint64_t sent_bytes,
                              uint64_t min_bytes);
 
+/// How a rank reads a sender's rows in a call (the sender's per-rank `reads` below: nonzero, it reads them).
+enum ReaderKind : uint8_t { kNoReader = 0, kReadsInPlace = 1, kReadsByCopy = 2 };
+/// kReadsByCopy when `peer` copies the memory this rank exposed to it under `token`, else kReadsInPlace.
+uint8_t ReaderKindOf(const transport::Window& ep, int peer, uint64_t token);
+
 /// Arms this rank's done word for `peer` (the peer claims it before reading: Claims), then tells `peer` where
 /// this rank's rows are (`token` from Expose) and, optionally, a second tensor's (dispatch's smooth scales).
 /// Signalled before any row or count flag of the call, so a peer that saw one of those sees this.
 void Announce(transport::Window& ep, const CallFlags& flags, int peer, uint64_t token, const Rows& rows,
               uint64_t second_token = 0, const Rows& second = {});
 
-/// The rows `sender` announced to this rank in this call, resolved in this process, or nullopt when it
-/// announced nothing (it pushed); each row is `row_bytes` long. `second` selects the second tensor.
+/// The rows `sender` announced to this rank in this call, resolved in this process or to be read by copy,
+/// or nullopt when it announced nothing (it pushed); each row is `row_bytes` long. `second` selects the
+/// second tensor.
 std::optional<Rows> Announced(const transport::Window& ep, const CallFlags& flags, int sender, uint64_t row_bytes,
                               bool second = false);
+
+/// One row to copy out of rows read by copy: row `index` into `dst`.
+struct RowCopy {
+  void* dst;
+  uint64_t index;
+};
+
+/// Copies `copies` out of `rows` (read by copy: copy_token != 0) in as few kernel calls as it can. Throws as
+/// transport::Window::ReadExposed does.
+void CopyRows(const transport::Window& ep, const Rows& rows, std::span<const RowCopy> copies);
 
 /// The flags in this rank's window in which each rank r with reads[r] != 0 says it is done with this call.
 std::vector<uint64_t> DoneFlags(const CallFlags& flags, std::span<const uint8_t> reads);

@@ -84,15 +84,22 @@ TEST(ProcessRanks, RowsPulledFromTheSharedHeapMatchReference) {
 }
 
 // x in private memory and larger than the 64 KiB staged for any reader: dispatch copies it once into the shared
-// heap (one buffer per call parity) and the peers pull it from there. Random configurations with every
-// size pulled, then back-to-back rounds of a 128 KiB x.
+// heap (one buffer per call parity) and the peers pull it from there; where it is not staged, and combine's
+// expert outputs always, the peers copy the rows out of its process (MOE_EP_CROSS_MEMORY=1) or have them
+// pushed (0, the default). Random configurations with every size pulled, both ways, then back-to-back rounds
+// of a 128 KiB x.
 TEST(ProcessRanks, PrivateInputsPulledThroughTheStageMatchReference) {
   const uint64_t seed = moe_ep::testing::BaseSeed() + 3;
   std::string output;
-  int status = RunCommand("MOE_EP_DATA_PATH=pull " + Launch(8, "property " + std::to_string(seed) + " 6"), output);
-  EXPECT_EQ(status, 0) << output;
-  EXPECT_EQ(LeftBehind(output), std::set<std::string>{}) << output;
-  output.clear();  // the next job's own token and output
+  for (const char* cross_memory : {"1", "0"}) {
+    const int status = RunCommand(std::string("MOE_EP_DATA_PATH=pull MOE_EP_CROSS_MEMORY=") + cross_memory + " " +
+                                      Launch(8, "property " + std::to_string(seed) + " 6"),
+                                  output);
+    EXPECT_EQ(status, 0) << "MOE_EP_CROSS_MEMORY=" << cross_memory << "\n" << output;
+    EXPECT_EQ(LeftBehind(output), std::set<std::string>{}) << output;
+    output.clear();  // the next job's own token and output
+  }
+  int status = 0;
 #ifdef MOE_EP_SANITIZED
   const int rounds = 60;
 #else
@@ -103,6 +110,30 @@ TEST(ProcessRanks, PrivateInputsPulledThroughTheStageMatchReference) {
   EXPECT_EQ(status, 0) << output;
   EXPECT_NE(output.find(std::to_string(rounds) + " rounds equal to the reference"), std::string::npos) << output;
   EXPECT_EQ(LeftBehind(output), std::set<std::string>{}) << output;
+}
+
+// Rows copied straight out of a peer's private memory (process_vm_readv): x larger than the rows each rank
+// sends (top-1, so it is not staged), quantized on arrival, and the expert outputs; 3 threads per rank split the
+// copies. Verified against the reference by `moe-ep run`, which reports how many ranks' rows were copied out:
+// all of them, and none with MOE_EP_CROSS_MEMORY=0 (pushed instead, with the same results).
+TEST(ProcessRanks, PrivateRowsAreCopiedOutOfTheirProcess) {
+  const std::string run = std::string(MOE_EP_TOOL) +
+                          " run --processes --private --ranks 4 --bs 32 --hidden 4096 --topk 1 --experts 8 --repeats 2 "
+                          "--warmup 1 --seed " +
+                          std::to_string(moe_ep::testing::BaseSeed() + 4);
+  for (const char* quant : {"", " --quant int8"}) {
+    for (const char* cross_memory : {"1", "0"}) {
+      std::string output;
+      const int status = RunCommand(
+          std::string("MOE_EP_DATA_PATH=pull MOE_EP_THREADS=3 MOE_EP_THREAD_MIN_BYTES=0 MOE_EP_CROSS_MEMORY=") +
+              cross_memory + " " + run + quant,
+          output);
+      const std::string copied = std::string(cross_memory) == "1" ? "4" : "0";
+      EXPECT_EQ(status, 0) << output;
+      EXPECT_NE(output.find("copied out of private memory: " + copied + " ranks"), std::string::npos) << output;
+      EXPECT_NE(output.find("(copied out: " + copied + ")"), std::string::npos) << output;
+    }
+  }
 }
 
 TEST(ProcessRanks, StressRoundsStayExactAndMemoryFlat) {

@@ -244,6 +244,10 @@ class Mutant : public tr::Window {
     const uint8_t* p = inner_->Resolve(peer, token, bytes);
     return fault_ == "resolve_shifted" && p ? p + 1 : p;  // one byte off
   }
+  bool ExposedByCopy(int peer, uint64_t token) const override { return inner_->ExposedByCopy(peer, token); }
+  void ReadExposed(int peer, uint64_t token, std::span<const ExposedRead> reads) const override {
+    inner_->ReadExposed(peer, token, reads);
+  }
   void EndOperation(uint64_t sequence) override { inner_->EndOperation(sequence); }
   void Drain(tr::Clock::time_point deadline, const char* op, std::span<const int> gone) override {
     inner_->Drain(deadline, op, gone);
@@ -599,7 +603,29 @@ TEST_P(Conformance, RowsShowTheirOwnPutNeverAnEarlierOne) {
   }
 }
 
-TEST_P(Conformance, ExposedBytesResolveInPlace) {
+// The bytes a peer exposed under `token`: read in place (Resolve), or copied out (ReadExposed) in pieces of
+// random sizes in random order, more of them than one kernel call takes.
+std::vector<uint8_t> ReadExposedBytes(const tr::Window& win, int peer, uint64_t token, size_t n, uint64_t seed) {
+  if (const uint8_t* p = win.Resolve(peer, token, n)) return {p, p + n};
+  std::vector<uint8_t> out(n, 0xA5);
+  if (!win.ExposedByCopy(peer, token)) {
+    ADD_FAILURE() << "rank " << win.rank() << ": rank " << peer << "'s nonzero token " << token
+                  << " is readable neither in place nor by copy";
+    return out;
+  }
+  std::mt19937_64 rng(seed);
+  std::vector<tr::Window::ExposedRead> reads;
+  for (size_t at = 0; at < n;) {
+    const size_t piece = std::min<size_t>(n - at, 1 + rng() % 64);
+    reads.push_back({out.data() + at, at, piece});
+    at += piece;
+  }
+  std::shuffle(reads.begin(), reads.end(), rng);
+  win.ReadExposed(peer, token, reads);
+  return out;
+}
+
+TEST_P(Conformance, ExposedBytesAreReadInPlaceOrByCopy) {
   const int n = 4;
   const uint64_t seed = Seed(11);
   constexpr uint64_t kLow = 0, kHigh = 1, kRead = 2, kWritten = 3, kDone = 4;
@@ -621,9 +647,9 @@ TEST_P(Conformance, ExposedBytesResolveInPlace) {
                             tr::FlagCount(win.ReadFlag(kLow));
     const std::vector<uint8_t> expected = bytes_of(prev, 0);
     if (theirs != 0) {
-      const uint8_t* p = win.Resolve(prev, theirs, expected.size());
-      ASSERT_NE(p, nullptr) << "rank " << r << ": a nonzero token from rank " << prev << " resolves to nothing";
-      EXPECT_EQ(FirstDifference(p, expected, 0), "") << "rank " << r << " reading rank " << prev << "'s bytes";
+      const std::vector<uint8_t> read = ReadExposedBytes(win, prev, theirs, expected.size(), SeedOf(seed, r, 0));
+      EXPECT_EQ(FirstDifference(read.data(), expected, 0), "")
+          << "rank " << r << " reading rank " << prev << "'s bytes";
     }
     // The owner writes new bytes in place (no Put, no Signal ordering them): the reader sees them once told.
     win.Signal(prev, kRead, tr::MakeFlag(epoch, 0));
@@ -633,7 +659,8 @@ TEST_P(Conformance, ExposedBytesResolveInPlace) {
     win.Signal(next, kWritten, tr::MakeFlag(epoch, 0));
     tr::WaitFlag(win, kWritten, epoch, Within(MustArriveWithin()), prev, "conformance", "the rewrite");
     if (theirs != 0) {
-      EXPECT_EQ(FirstDifference(win.Resolve(prev, theirs, expected.size()), bytes_of(prev, 1), 0), "")
+      const std::vector<uint8_t> read = ReadExposedBytes(win, prev, theirs, expected.size(), SeedOf(seed, r, 1));
+      EXPECT_EQ(FirstDifference(read.data(), bytes_of(prev, 1), 0), "")
           << "rank " << r << " rereading rank " << prev << "'s bytes";
     }
     win.Signal(prev, kDone, tr::MakeFlag(epoch, 0));  // the owner may free its buffer now

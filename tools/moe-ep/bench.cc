@@ -60,7 +60,7 @@ std::string Encode(const BenchPoint& p) {
   out << "processes=" << p.processes << ";hosts=" << p.hosts << ";alltoallv=" << p.alltoallv << ";ranks=" << o.ranks
       << ";tokens=" << o.bs << ";hidden=" << o.hidden << ";topk=" << o.top_k << ";experts=" << o.experts
       << ";quant=" << o.quant_int8 << ";repeats=" << o.repeats << ";warmup=" << o.warmup << ";seed=" << o.seed
-      << ";dir=" << p.dir;
+      << ";private=" << o.private_inputs << ";dir=" << p.dir;
   return out.str();
 }
 
@@ -97,6 +97,7 @@ BenchPoint Decode(const std::string& text) {
   o.top_k = number("topk", 1, kMaxTopK);
   o.experts = number("experts", 1, kMaxExperts);
   o.quant_int8 = number("quant", 0, 1) != 0;
+  o.private_inputs = number("private", 0, 1) != 0;
   o.repeats = static_cast<int>(number("repeats", 1, kMaxRounds));
   o.warmup = static_cast<int>(number("warmup", 0, kMaxRounds));
   const std::string& seed = fields["seed"];
@@ -375,7 +376,7 @@ void WriteJson(std::ofstream& out, const std::string& path, const BenchOptions& 
   out << "{\n  \"config\": {\"hidden\": " << o.hidden << ", \"top_k\": " << o.top_k << ", \"experts\": " << o.experts
       << ", \"dtype\": \"bf16\", \"repeats\": " << o.repeats << ", \"warmup\": " << o.warmup << ", \"seed\": \"" << seed
       << "\", \"cores\": " << std::thread::hardware_concurrency() << ", \"kernels\": \""
-      << kernels::IsaName(kernels::ActiveIsa())
+      << kernels::IsaName(kernels::ActiveIsa()) << "\", \"memory\": \"" << (o.private_inputs ? "private" : "heap")
       << "\", \"statistic\": \"median over rounds of first start to last end\"},\n"
       << "  \"results\": [";
   const char* separator = "\n";
@@ -434,6 +435,7 @@ std::vector<JobOptions> Configurations(const BenchOptions& o, uint64_t seed) {
         job.repeats = o.repeats;
         job.warmup = o.warmup;
         job.seed = seed;
+        job.private_inputs = o.private_inputs;
       }
     }
   }
@@ -445,10 +447,11 @@ int RunBench(const BenchOptions& o) {
   const bool mpirun = MpirunFound();
   std::printf(
       "moe-ep bench: H %lld, top-%lld of %lld experts, bf16 tokens; medians of %d rounds after %d warm-up, a round "
-      "from the first rank's start to the last rank's end; kernels %s, %u cores; seed %llu\n",
+      "from the first rank's start to the last rank's end; x and expert outputs in %s; kernels %s, %u cores; seed "
+      "%llu\n",
       static_cast<long long>(o.hidden), static_cast<long long>(o.top_k), static_cast<long long>(o.experts), o.repeats,
-      o.warmup, kernels::IsaName(kernels::ActiveIsa()), std::thread::hardware_concurrency(),
-      static_cast<unsigned long long>(seed));
+      o.warmup, o.private_inputs ? "private memory" : "the shared heap", kernels::IsaName(kernels::ActiveIsa()),
+      std::thread::hardware_concurrency(), static_cast<unsigned long long>(seed));
   std::printf(
       "  GB/s: rows received x row bytes, all ranks, over the median; memcpy: the op's median over that of a memcpy of "
       "the same bytes on every rank; barrier: a round trip of the same transport; alltoallv/this above 1: moe_ep is "

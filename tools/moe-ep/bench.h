@@ -15,7 +15,8 @@ namespace moe_ep::tools {
 /// Who moves the rows in a measurement.
 enum class BenchSystem {
   kThreads,    // moe_ep, ranks as threads of this process
-  kProcesses,  // moe_ep, ranks as processes of this host (shared memory; x and expert outputs in the shared heap)
+  kProcesses,  // moe_ep, ranks as processes of this host (shared memory; x and expert outputs in the shared heap, or
+               // with --memory private in private memory)
   kHosts,      // moe_ep over the hosts transport, ranks as MPI processes started by mpirun on this host
   kAlltoallv,  // the MPI_Alltoallv dispatcher (permute, all-to-all, sort), in the same mpirun job as kHosts
 };
@@ -31,8 +32,9 @@ struct BenchOptions {
   int64_t experts = 64;
   int repeats = 9;
   int warmup = 2;
-  uint64_t seed = 0;      // 0: random (printed)
-  std::string json_path;  // empty: no JSON
+  uint64_t seed = 0;            // 0: random (printed)
+  bool private_inputs = false;  // --memory private: x and the expert outputs outside the shared heap
+  std::string json_path;        // empty: no JSON
 };
 
 /// The sweep's configurations, in the order they run: by rank count, then quantization, then tokens per rank.

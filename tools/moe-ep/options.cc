@@ -80,7 +80,7 @@ struct RunFlag {
 };
 
 using Kind = RunFlag::Kind;
-const std::array<RunFlag, 13> kRunFlags{{
+const std::array<RunFlag, 14> kRunFlags{{
     {"--ranks", Kind::kInteger, 1, kMaxRanks, "EP ranks (threads; under mpirun: -np)", "8",
      [](JobOptions& o, int64_t v) { o.ranks = static_cast<int>(v); }},
     {"--bs", Kind::kInteger, 1, kMaxBs, "tokens per rank", "128", [](JobOptions& o, int64_t v) { o.bs = v; }},
@@ -103,6 +103,9 @@ const std::array<RunFlag, 13> kRunFlags{{
      &JobOptions::comm_quant_int8},
     {"--processes", Kind::kSwitch, 0, 0, "ranks as processes of this host (shared memory), not threads", "", nullptr,
      &JobOptions::processes},
+    {"--private", Kind::kSwitch, 0, 0,
+     "x and the expert outputs in each rank's private memory (as torch tensors are), not the shared heap", "", nullptr,
+     &JobOptions::private_inputs},
 }};
 
 std::string RuleOf(const RunFlag& flag) {
@@ -310,9 +313,9 @@ ParseResult ParseBench(std::span<const std::string> args) {
     if (!LooksLikeFlag(word)) {
       return Invalid(kBenchPrefix + std::string("unexpected argument ") + Shown(word) + " (flags start with --)");
     }
-    static constexpr std::array<std::string_view, 11> kBenchFlags = {"--bs",     "--ranks", "--transports", "--quant",
+    static constexpr std::array<std::string_view, 12> kBenchFlags = {"--bs",     "--ranks", "--transports", "--quant",
                                                                      "--hidden", "--topk",  "--experts",    "--repeats",
-                                                                     "--warmup", "--seed",  "--json"};
+                                                                     "--warmup", "--seed",  "--json",       "--memory"};
     if (std::find(kBenchFlags.begin(), kBenchFlags.end(), word) == kBenchFlags.end()) {
       return Invalid(UnknownFlag(kBenchPrefix, word));
     }
@@ -331,6 +334,11 @@ ParseResult ParseBench(std::span<const std::string> args) {
     if (word == "--json") {
       if (value.empty()) return Invalid(bad_value + "a file name");
       b.json_path = value;
+      continue;
+    }
+    if (word == "--memory") {
+      if (value != "heap" && value != "private") return Invalid(bad_value + "heap or private");
+      b.private_inputs = value == "private";
       continue;
     }
     if (word == "--transports" || word == "--quant") {
@@ -486,10 +494,12 @@ bench flags (each at most once; run's rules above hold for every configuration o
                                                                    [threads,processes,alltoallv]
   --quant LIST         of off, int8 (dispatch quantMode 2)                  [off]
   --hidden, --topk, --experts, --seed as for run; --repeats N [9], --warmup N [2]
+  --memory heap|private  x and the expert outputs in the shared heap, or in each rank's private memory
+                       as torch tensors are (pushed, or copied out with MOE_EP_CROSS_MEMORY=1)  [heap]
   --json FILE          also write the results as JSON (scripts/plot_bench.py draws them)
   A configuration whose memory would pass 80% of MemAvailable is skipped, with a note.
 
-environment: MOE_EP_TIMEOUT_MS, MOE_EP_WINDOW_MB, MOE_EP_ISA, MOE_EP_DATA_PATH, MOE_EP_THREADS,
+environment: MOE_EP_TIMEOUT_MS, MOE_EP_WINDOW_MB, MOE_EP_ISA, MOE_EP_DATA_PATH, MOE_EP_CROSS_MEMORY, MOE_EP_THREADS,
 MOE_EP_THREAD_MIN_BYTES, MOE_EP_HOSTS_RELAY, MOE_EP_HOSTS_MESSAGE_BYTES (see include/moe_ep/options.h)
 exit status: 0 verified (bench: measured), 1 mismatch or error, 2 bad usage (one line on stderr naming the flag and the rule)
 )";

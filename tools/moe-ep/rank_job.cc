@@ -54,18 +54,22 @@ void PrintRow(const char* name, double seconds, uint64_t bytes, double memcpy_se
 void PrintTimings(const JobOptions& o, std::span<const RankTimes> times, bool one_clock) {
   const std::vector<double> medians = SlowestRankMedians(times, one_clock);
   uint64_t rows = 0;
-  int dispatch_pulled = 0, combine_pulled = 0, combine_senders = 0;
+  int dispatch_pulled = 0, combine_pulled = 0, combine_senders = 0, dispatch_copied = 0, combine_copied = 0;
   for (const RankTimes& rank : times) {
     rows += rank.rows;
+    dispatch_copied += rank.dispatch_copy_readers > 0 ? 1 : 0;
+    combine_copied += rank.combine_copy_readers > 0 ? 1 : 0;
     dispatch_pulled += rank.dispatch_readers > 0 ? 1 : 0;
     combine_pulled += rank.combine_readers > 0 ? 1 : 0;
     combine_senders += rank.rows > 0 ? 1 : 0;  // a rank that received no rows gives none back
   }
   const uint64_t h = o.hidden;
   std::printf(
-      "  data path: the rows of %d of %d ranks were pulled in dispatch (read in place by their receivers), of %d of "
-      "%d ranks with rows in combine; the others' were pushed (%s)\n",
-      dispatch_pulled, o.ranks, combine_pulled, combine_senders,
+      "  data path: the rows of %d of %d ranks were pulled in dispatch (read in place by their receivers, or copied "
+      "out of "
+      "private memory: %d ranks), of %d of %d ranks with rows in combine (copied out: %d); the others' were pushed "
+      "(%s)\n",
+      dispatch_pulled, o.ranks, dispatch_copied, combine_pulled, combine_senders, combine_copied,
       env::DataPathChoice() == DataPath::kAuto
           ? ("by size: from " + std::to_string(kPullMinBytes >> 10) +
              " KiB of rows per call where peers reach the tensors; MOE_EP_DATA_PATH=push|pull forces one")
@@ -97,9 +101,9 @@ VerifiedJob MakeVerifiedJob(const JobOptions& o, uint64_t seed) {
   return job;
 }
 
-std::string VerifyRank(const VerifiedJob& job, int rank, Group& group) {
+std::string VerifyRank(const VerifiedJob& job, int rank, Group& group, bool peer_visible) {
   const verify::RankResult result =
-      verify::RunScenarioRank(job.spec, job.inputs, rank, group, nullptr, nullptr, /*peer_visible=*/true);
+      verify::RunScenarioRank(job.spec, job.inputs, rank, group, nullptr, nullptr, peer_visible);
   return verify::CompareScenarioRank(job.spec, rank, job.expected[rank], job.expected_combine[rank], result);
 }
 
@@ -129,10 +133,14 @@ RankJob::RankJob(const JobOptions& o, int rank, const RankInputs& in, Group& gro
   const int64_t a = DispatchReceiveRows(group, o.bs, o.top_k, experts);
   const int64_t l = o.experts / (o.ranks - o.shared_expert_ranks);
   const bool shared_rank = rank < o.shared_expert_ranks;
-  // In the library's shared heap (a large tensor gets a chunk of its own, untouched until written).
-  x_ = Tensor::PeerVisible(dtype, {o.bs, h});
+  // In the library's shared heap (a large tensor gets a chunk of its own, untouched until written), or with
+  // --private where process peers copy rows out of them (or have them pushed).
+  const auto input = [&](std::vector<int64_t> shape) {
+    return o.private_inputs ? Tensor(dtype, std::move(shape)) : Tensor::PeerVisible(dtype, std::move(shape));
+  };
+  x_ = input({o.bs, h});
   std::memcpy(x_.data(), in.x.data(), x_.bytes());
-  expert_out_ = Tensor::PeerVisible(dtype, {a, h});
+  expert_out_ = input({a, h});
   if (!in.expert_out.empty()) {
     std::memcpy(expert_out_.data(), in.expert_out.data(), std::min(in.expert_out.size_bytes(), expert_out_.bytes()));
   }
@@ -190,6 +198,8 @@ RankTimes RankJob::Time(const std::function<void()>& sync, bool barrier) {
   const ops::OpState& state = GroupAccess::Comm(group_).state();
   times.dispatch_readers = state.dispatch_readers;
   times.combine_readers = state.combine_readers;
+  times.dispatch_copy_readers = state.dispatch_copy_readers;
+  times.combine_copy_readers = state.combine_copy_readers;
   return times;
 }
 

@@ -56,9 +56,10 @@ struct VerifiedJob {
   std::vector<moe_ref::CombineOut> expected_combine;
 };
 VerifiedJob MakeVerifiedJob(const JobOptions& o, uint64_t seed);
-/// Runs one dispatch + combine of rank `rank` on `group` (x and expert outputs in the shared heap, outputs
-/// poisoned first) and compares every output with the reference; "" when equal, else the first difference.
-std::string VerifyRank(const VerifiedJob& job, int rank, Group& group);
+/// Runs one dispatch + combine of rank `rank` on `group` (x and expert outputs in the shared heap when
+/// `peer_visible`, else in private memory; outputs poisoned first) and compares every output with the reference; ""
+/// when equal, else the first difference.
+std::string VerifyRank(const VerifiedJob& job, int rank, Group& group, bool peer_visible);
 
 /// The timed operations of a round, in order (TimeRounds' ops).
 enum TimedOp { kDispatch, kCombine, kMemcpyDispatch, kMemcpyCombine, kBarrier, kTimedOps };

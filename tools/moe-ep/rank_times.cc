@@ -72,16 +72,18 @@ std::string FileOf(const std::string& dir, const std::string& tag, int rank) {
 
 }  // namespace
 
-// Text: "rows dispatch_readers combine_readers OPS ROUNDS", then per op a line of ROUNDS start times and one of ROUNDS
-// durations. Written to a temporary name and renamed, so a reader never sees half a file.
+// Text: "rows dispatch_readers combine_readers dispatch_copy_readers combine_copy_readers OPS ROUNDS", then per op a
+// line of ROUNDS start times and one of ROUNDS durations. Written to a temporary name and renamed, so a reader never
+// sees half a file.
 void WriteRankTimes(const std::string& dir, const std::string& tag, int rank, const RankTimes& times) {
   const std::string path = FileOf(dir, tag, rank);
   {
     std::ofstream out(path + ".partial");
     out.precision(17);
     const size_t rounds = times.seconds.empty() ? 0 : times.seconds[0].size();
-    out << times.rows << ' ' << times.dispatch_readers << ' ' << times.combine_readers << ' ' << times.seconds.size()
-        << ' ' << rounds << '\n';
+    out << times.rows << ' ' << times.dispatch_readers << ' ' << times.combine_readers << ' '
+        << times.dispatch_copy_readers << ' ' << times.combine_copy_readers << ' ' << times.seconds.size() << ' '
+        << rounds << '\n';
     for (size_t op = 0; op < times.seconds.size(); ++op) {
       for (const auto* line : {&times.starts[op], &times.seconds[op]}) {
         for (double s : *line) out << s << ' ';
@@ -99,7 +101,8 @@ std::vector<RankTimes> ReadRankTimes(const std::string& dir, const std::string& 
     std::ifstream in(FileOf(dir, tag, r));
     size_t ops = 0, rounds = 0;
     RankTimes& times = all[r];
-    bool ok = static_cast<bool>(in >> times.rows >> times.dispatch_readers >> times.combine_readers >> ops >> rounds) &&
+    bool ok = static_cast<bool>(in >> times.rows >> times.dispatch_readers >> times.combine_readers >>
+                                times.dispatch_copy_readers >> times.combine_copy_readers >> ops >> rounds) &&
               ops > 0 && ops <= 64 && rounds <= 1000000;
     times.seconds.assign(ok ? ops : 0, std::vector<double>(rounds));
     times.starts = times.seconds;

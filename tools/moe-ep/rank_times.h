@@ -21,8 +21,10 @@ double Median(std::vector<double> v);
 struct RankTimes {
   std::vector<std::vector<double>> starts, seconds;
   int64_t rows = 0;
-  /// How many ranks (itself included) read this rank's rows in place (pulled them) in its last dispatch / combine.
+  /// How many ranks (itself included) read this rank's rows in place or by copy (pulled them) in its last dispatch /
+  /// combine, and how many of those by copy (out of its private memory).
   int dispatch_readers = 0, combine_readers = 0;
+  int dispatch_copy_readers = 0, combine_copy_readers = 0;
 };
 
 /// Runs warmup + repeats rounds of `ops`; every op starts right after sync() returns on this rank (a barrier of

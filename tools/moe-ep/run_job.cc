@@ -54,10 +54,11 @@ int RunJobOverProcesses(const JobOptions& o, std::vector<std::string> args) {
   const uint64_t seed = SeedOr(o.seed);
   std::printf("moe-ep run: %s\n", moe_ep::verify::Describe(SpecOf(o)).c_str());
   std::printf(
-      "  transport: processes (%d ranks, one process each, over shared memory; x and expert outputs in the "
-      "shared heap; %d worker thread%s each), kernels: %s, seed %llu\n",
-      o.ranks, ops::DefaultThreads(o.ranks), ops::DefaultThreads(o.ranks) == 1 ? "" : "s",
-      kernels::IsaName(kernels::ActiveIsa()), static_cast<unsigned long long>(seed));
+      "  transport: processes (%d ranks, one process each, over shared memory; x and expert outputs in %s; %d "
+      "worker thread%s each), kernels: %s, seed %llu\n",
+      o.ranks, o.private_inputs ? "private memory" : "the shared heap", ops::DefaultThreads(o.ranks),
+      ops::DefaultThreads(o.ranks) == 1 ? "" : "s", kernels::IsaName(kernels::ActiveIsa()),
+      static_cast<unsigned long long>(seed));
   std::fflush(stdout);
   const ResultsDir results;
   args.insert(args.begin(), {SelfExecutable(), "run"});
@@ -78,7 +79,7 @@ int RunJobAsProcessRank(const JobOptions& o, const std::string& results_dir) {
   Group group = JoinProcessGroup(GroupOptions{{}, 0, "moe-ep run"});
   const int rank = group.rank();
   VerifiedJob job = MakeVerifiedJob(o, o.seed);
-  const std::string mismatch = VerifyRank(job, rank, group);
+  const std::string mismatch = VerifyRank(job, rank, group, !o.private_inputs);
   if (!mismatch.empty()) {
     std::printf("VERIFY FAILED: %s\n", mismatch.c_str());
     return 1;

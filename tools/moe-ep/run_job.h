@@ -21,8 +21,9 @@ struct JobOptions {
   bool comm_quant_int8 = false;  // combine commQuantMode 2
   int repeats = 20;
   int warmup = 3;
-  uint64_t seed = 0;       // 0: random (printed)
-  bool processes = false;  // ranks as processes of this host (over shared memory) rather than threads
+  uint64_t seed = 0;            // 0: random (printed)
+  bool processes = false;       // ranks as processes of this host (over shared memory) rather than threads
+  bool private_inputs = false;  // x and the expert outputs in private memory (as torch tensors are), not the heap
 };
 
 /// Runs the job on `options.ranks` threads; returns the process exit code (0 = verified).

@@ -46,7 +46,7 @@ int RunJobOverMpi(const JobOptions& o) {
                 kernels::IsaName(kernels::ActiveIsa()), static_cast<unsigned long long>(seed));
     std::fflush(stdout);
   }
-  const std::string mismatch = VerifyRank(job, rank, group);
+  const std::string mismatch = VerifyRank(job, rank, group, !o.private_inputs);
   if (mismatch.empty()) {
     std::printf("  rank %d: dispatch outputs and combine results equal to the reference\n", rank);
   } else {
@@ -66,7 +66,8 @@ int RunJobOverMpi(const JobOptions& o) {
     for (const auto& op : *ops) flat.insert(flat.end(), op.begin(), op.end());
   }
   flat.insert(flat.end(), {static_cast<double>(mine.rows), static_cast<double>(mine.dispatch_readers),
-                           static_cast<double>(mine.combine_readers)});
+                           static_cast<double>(mine.combine_readers), static_cast<double>(mine.dispatch_copy_readers),
+                           static_cast<double>(mine.combine_copy_readers)});
   std::vector<double> all(rank == 0 ? flat.size() * size : 0);
   MPI_Gather(flat.data(), static_cast<int>(flat.size()), MPI_DOUBLE, all.data(), static_cast<int>(flat.size()),
              MPI_DOUBLE, 0, MPI_COMM_WORLD);
@@ -82,6 +83,8 @@ int RunJobOverMpi(const JobOptions& o) {
     times[r].rows = static_cast<int64_t>(from[0]);
     times[r].dispatch_readers = static_cast<int>(from[1]);
     times[r].combine_readers = static_cast<int>(from[2]);
+    times[r].dispatch_copy_readers = static_cast<int>(from[3]);
+    times[r].combine_copy_readers = static_cast<int>(from[4]);
   }
   // On one host the ranks share the steady clock, and the span from the first start to the last end is the time.
   PrintTimings(o, times, /*one_clock=*/hosts == 1);

@@ -277,6 +277,15 @@ class HostsWindow final : public Window {
     CheckPeer(peer, "resolve");
     return OnThisHost(peer) ? host_->Resolve(topology_.local_of[peer], token, bytes) : nullptr;
   }
+  bool ExposedByCopy(int peer, uint64_t token) const override {
+    CheckPeer(peer, "read exposed memory of");
+    return OnThisHost(peer) && host_->ExposedByCopy(topology_.local_of[peer], token);
+  }
+  void ReadExposed(int peer, uint64_t token, std::span<const ExposedRead> reads) const override {
+    CheckPeer(peer, "read exposed memory of");
+    if (!OnThisHost(peer)) return Window::ReadExposed(peer, token, reads);  // throws
+    host_->ReadExposed(topology_.local_of[peer], token, reads);
+  }
 
   uint64_t ReadFlag(uint64_t index) const override { return host_->ReadFlag(index); }
   const uint8_t* LocalData() const override { return host_->LocalData(); }

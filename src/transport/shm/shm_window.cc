@@ -5,14 +5,20 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <span>
 #include <thread>
 #include <vector>
 
+#include "base/env.h"
 #include "moe_ep/error.h"
 #include "transport/load_store_window.h"
 #include "transport/shm/shared_heap.h"
@@ -80,18 +86,97 @@ int OpenPeer(const std::string& name, uint64_t bytes, Clock::time_point deadline
   }
 }
 
-// Processes reach each other's memory where it is in a shared heap (SharedHeap), by token.
+// What each rank's segment carries after its flags, for reading each other's private memory by copy
+// (process_vm_readv): its pid and a word peers read to check that they can; then one byte per rank r,
+// nonzero once r checked that it can read this rank's memory (Readers).
+struct CrossMemoryInfo {
+  uint64_t pid;
+  uint64_t probe_address;  // where `pid` is in the rank's own process
+};
+
+uint64_t CrossMemoryInfoBytes(int size) { return (sizeof(CrossMemoryInfo) + size + 7) / 8 * 8; }
+uint8_t* Readers(CrossMemoryInfo* info) { return reinterpret_cast<uint8_t*>(info + 1); }
+
+// Reads `reads` out of process `pid` at `address` + offset; returns false with errno set when the kernel
+// did not copy all of them.
+bool ReadProcess(pid_t pid, uint64_t address, std::span<const Window::ExposedRead> reads) {
+  constexpr size_t kBatch = 1024;  // IOV_MAX
+  iovec local[kBatch], remote[kBatch];
+  for (size_t first = 0; first < reads.size(); first += kBatch) {
+    const size_t n = std::min(kBatch, reads.size() - first);
+    uint64_t expected = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const Window::ExposedRead& read = reads[first + i];
+      local[i] = {read.dst, read.bytes};
+      remote[i] = {reinterpret_cast<void*>(static_cast<uintptr_t>(address + read.offset)), read.bytes};
+      expected += read.bytes;
+    }
+    const ssize_t got = process_vm_readv(pid, local, n, remote, n, 0);
+    if (got < 0) return false;
+    if (static_cast<uint64_t>(got) != expected) {  // an iovec failed part way: its memory is gone
+      errno = EFAULT;
+      return false;
+    }
+  }
+  return true;
+}
+
+// Processes reach each other's memory where it is in a shared heap (SharedHeap), by token, and any other
+// memory by copy where the kernel lets them (tokens: the address with its low bit set, where heap tokens
+// of the 2-byte-aligned rows that are exposed are even).
 class ShmWindow final : public LoadStoreWindow {
  public:
-  using LoadStoreWindow::LoadStoreWindow;
+  ShmWindow(int rank, std::vector<RankRegion> regions, std::vector<CrossMemoryInfo*> info, uint64_t data_bytes,
+            uint64_t flag_count, std::string name, std::shared_ptr<void> keepalive)
+      : LoadStoreWindow(rank, std::move(regions), data_bytes, flag_count, std::move(name), std::move(keepalive)),
+        info_(std::move(info)) {}
+
   uint64_t Expose(int peer, const void* p, uint64_t bytes) const override {
     CheckPeer(peer, "expose");
-    return SharedHeap::Process().TokenOf(p, bytes);
+    const auto address = reinterpret_cast<uintptr_t>(p);
+    if (address % 2 != 0) return 0;
+    if (const uint64_t token = SharedHeap::Process().TokenOf(p, bytes); token != 0) return token;
+    const bool readable =
+        peer == rank() || std::atomic_ref<uint8_t>(Readers(info_[rank()])[peer]).load(std::memory_order_acquire) != 0;
+    return readable ? address | 1 : 0;
   }
   const uint8_t* Resolve(int peer, uint64_t token, uint64_t bytes) const override {
     CheckPeer(peer, "resolve");
-    return SharedHeap::Map(token, bytes);
+    if (token % 2 == 0) return SharedHeap::Map(token, bytes);
+    return peer == rank() ? reinterpret_cast<const uint8_t*>(static_cast<uintptr_t>(token - 1)) : nullptr;
   }
+  bool ExposedByCopy(int peer, uint64_t token) const override {
+    CheckPeer(peer, "check a token of");
+    return token % 2 != 0 && peer != rank();
+  }
+  void ReadExposed(int peer, uint64_t token, std::span<const ExposedRead> reads) const override {
+    if (!ExposedByCopy(peer, token)) Window::ReadExposed(peer, token, reads);  // throws
+    if (ReadProcess(static_cast<pid_t>(info_[peer]->pid), token - 1, reads)) return;
+    if (errno == ESRCH) {
+      throw TimeoutError(
+          "reading the rows rank " + std::to_string(peer) + " of " + name() + " exposed: its process is gone", {peer});
+    }
+    throw Error(ErrorCode::kInternal, "reading the rows rank " + std::to_string(peer) + " of " + name() +
+                                          " exposed (pid " + std::to_string(info_[peer]->pid) +
+                                          "): " + std::strerror(errno) + "; it must keep them until this rank is done");
+  }
+
+  // Marks, in each peer's segment, whether this rank can read that peer's memory: it reads the peer's
+  // pid where the peer said it is and compares it with the one in the peer's segment.
+  void CheckCrossMemory() {
+    for (int peer = 0; peer < size(); ++peer) {
+      if (peer == rank()) continue;
+      uint64_t seen = 0;
+      const ExposedRead read{&seen, 0, sizeof seen};
+      const CrossMemoryInfo& info = *info_[peer];
+      if (ReadProcess(static_cast<pid_t>(info.pid), info.probe_address, {&read, 1}) && seen == info.pid) {
+        Readers(info_[peer])[rank()] = 1;  // published by the barrier that follows
+      }
+    }
+  }
+
+ private:
+  std::vector<CrossMemoryInfo*> info_;  // each rank's, as mapped here
 };
 
 }  // namespace
@@ -106,8 +191,10 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
     throw Error(ErrorCode::kInvalidParam, "shared-memory transport: job '" + job + "' and group '" + group +
                                               "' must be non-empty names without '/'");
   }
+  const bool cross_memory = env::CrossMemory();
   data_bytes = (data_bytes + 4095) / 4096 * 4096;
-  const uint64_t bytes = data_bytes + FlagAreaBytes(flag_count, size);
+  const uint64_t flag_bytes = FlagAreaBytes(flag_count, size);
+  const uint64_t bytes = data_bytes + flag_bytes + CrossMemoryInfoBytes(size);
   auto maps = std::make_shared<ShmMappings>(bytes);
   const std::string own = ShmSegmentName(job, group, rank);
   const int own_fd = shm_open(own.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
@@ -128,19 +215,34 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
   uint8_t* own_base = MapAndClose(own_fd, bytes, own);
   maps->Add(own_base);
   std::vector<RankRegion> regions(size);
-  regions[rank] = {own_base, reinterpret_cast<uint64_t*>(own_base + data_bytes)};
+  std::vector<CrossMemoryInfo*> info(size);
+  const auto place = [&](int r, uint8_t* base) {
+    regions[r] = {base, reinterpret_cast<uint64_t*>(base + data_bytes)};
+    info[r] = reinterpret_cast<CrossMemoryInfo*>(base + data_bytes + flag_bytes);
+  };
+  place(rank, own_base);
+  if (cross_memory) {
+    // Under Yama's ptrace_scope 1 only ancestors may read a process; peers are siblings (docs/transports.md).
+    prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
+    info[rank]->pid = static_cast<uint64_t>(getpid());
+    info[rank]->probe_address = reinterpret_cast<uintptr_t>(&info[rank]->pid);
+  }
   for (int r = 0; r < size; ++r) {
     if (r == rank) continue;
     const std::string name = ShmSegmentName(job, group, r);
     uint8_t* base = MapAndClose(OpenPeer(name, bytes, deadline, r, group), bytes, name);
     maps->Add(base);
-    regions[r] = {base, reinterpret_cast<uint64_t*>(base + data_bytes)};
+    place(r, base);
   }
-  auto window =
-      std::make_unique<ShmWindow>(rank, regions, data_bytes, flag_count, "shared-memory group '" + group + "'", maps);
+  auto window = std::make_unique<ShmWindow>(rank, regions, info, data_bytes, flag_count,
+                                            "shared-memory group '" + group + "'", maps);
   window->Barrier(deadline, "every rank mapping every segment");
   shm_unlink(own.c_str());
   unlink_on_error.armed = false;
+  if (cross_memory) window->CheckCrossMemory();
+  // Every rank's checks land before any call exposes memory: a group's ranks read each other by copy from its
+  // first call on, or never.
+  window->Barrier(deadline, "every rank checking whether it can read its peers' memory");
   return window;
 }
 
