@@ -158,15 +158,20 @@ int CountOf(const std::string& text, const std::string& what) {
 
 // docs/semantics.md 4 flow: rank 5 of 8 is SIGKILLed mid-loop; the 7 survivors fail within the deadline naming it,
 // probe, reset with the reachable mask, and run 100 scaled-down V3 rounds equal to the reference.
+// Also with rows read by copy out of the ranks' private memory (MOE_EP_CROSS_MEMORY=1).
 TEST(ProcessFaults, SurvivorsOfAKilledRankRecoverScaledDown) {
-  std::string output;
-  const int status = RunCommand(
-      "MOE_EP_TIMEOUT_MS=4000 " + Launch(8, "kill " + std::to_string(moe_ep::testing::BaseSeed()) + " 100"), output);
-  EXPECT_EQ(status, 128 + 9) << output;  // the launcher reports the killed rank
-  EXPECT_EQ(CountOf(output, "(call 4) from rank 5"), 7) << output;
-  EXPECT_EQ(CountOf(output, "100 scaled-down rounds equal to the reference"), 7) << output;
-  EXPECT_EQ(CountOf(output, "FAIL"), 0) << output;
-  EXPECT_EQ(LeftBehind(output), std::set<std::string>{}) << output;
+  for (const char* cross_memory : {"0", "1"}) {
+    std::string output;
+    const int status = RunCommand(std::string("MOE_EP_CROSS_MEMORY=") + cross_memory + " MOE_EP_TIMEOUT_MS=4000 " +
+                                      Launch(8, "kill " + std::to_string(moe_ep::testing::BaseSeed()) + " 100"),
+                                  output);
+    SCOPED_TRACE(std::string("MOE_EP_CROSS_MEMORY=") + cross_memory);
+    EXPECT_EQ(status, 128 + 9) << output;  // the launcher reports the killed rank
+    EXPECT_EQ(CountOf(output, "(call 4) from rank 5"), 7) << output;
+    EXPECT_EQ(CountOf(output, "100 scaled-down rounds equal to the reference"), 7) << output;
+    EXPECT_EQ(CountOf(output, "FAIL"), 0) << output;
+    EXPECT_EQ(LeftBehind(output), std::set<std::string>{}) << output;
+  }
 }
 
 // Rank 5 stalls (SIGSTOP) instead: same diagnosis; after SIGCONT and a reset the full group works again.

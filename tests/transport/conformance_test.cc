@@ -63,6 +63,7 @@
 #include <vector>
 
 #include "moe_ep/error.h"
+#include "support/scoped_env.h"
 #include "support/test_seed.h"
 #include "transport/shm/shm_window.h"
 #include "transport/thread/thread_window.h"
@@ -605,8 +606,10 @@ TEST_P(Conformance, RowsShowTheirOwnPutNeverAnEarlierOne) {
 
 // The bytes a peer exposed under `token`: read in place (Resolve), or copied out (ReadExposed) in pieces of
 // random sizes in random order, more of them than one kernel call takes.
-std::vector<uint8_t> ReadExposedBytes(const tr::Window& win, int peer, uint64_t token, size_t n, uint64_t seed) {
+std::vector<uint8_t> ReadExposedBytes(const tr::Window& win, int peer, uint64_t token, size_t n, uint64_t seed,
+                                      std::atomic<int>& by_copy) {
   if (const uint8_t* p = win.Resolve(peer, token, n)) return {p, p + n};
+  ++by_copy;
   std::vector<uint8_t> out(n, 0xA5);
   if (!win.ExposedByCopy(peer, token)) {
     ADD_FAILURE() << "rank " << win.rank() << ": rank " << peer << "'s nonzero token " << token
@@ -625,12 +628,15 @@ std::vector<uint8_t> ReadExposedBytes(const tr::Window& win, int peer, uint64_t 
   return out;
 }
 
+// With MOE_EP_CROSS_MEMORY=1, so that process ranks read private memory by copy.
 TEST_P(Conformance, ExposedBytesAreReadInPlaceOrByCopy) {
   const int n = 4;
   const uint64_t seed = Seed(11);
   constexpr uint64_t kLow = 0, kHigh = 1, kRead = 2, kWritten = 3, kDone = 4;
   const uint32_t epoch = static_cast<uint32_t>(tr::EpochOf(0));
+  const moe_ep::testing::ScopedEnv cross_memory("MOE_EP_CROSS_MEMORY", "1");
   Windows w = Open(n, 4096, 8);
+  std::atomic<int> read_by_copy{0};
   RunRanks(w, [&](tr::Window& win) {
     const int r = win.rank(), next = (r + 1) % n, prev = (r + n - 1) % n;
     const auto bytes_of = [&](int owner, int version) {  // the same length in every version
@@ -647,7 +653,8 @@ TEST_P(Conformance, ExposedBytesAreReadInPlaceOrByCopy) {
                             tr::FlagCount(win.ReadFlag(kLow));
     const std::vector<uint8_t> expected = bytes_of(prev, 0);
     if (theirs != 0) {
-      const std::vector<uint8_t> read = ReadExposedBytes(win, prev, theirs, expected.size(), SeedOf(seed, r, 0));
+      const std::vector<uint8_t> read =
+          ReadExposedBytes(win, prev, theirs, expected.size(), SeedOf(seed, r, 0), read_by_copy);
       EXPECT_EQ(FirstDifference(read.data(), expected, 0), "")
           << "rank " << r << " reading rank " << prev << "'s bytes";
     }
@@ -659,7 +666,8 @@ TEST_P(Conformance, ExposedBytesAreReadInPlaceOrByCopy) {
     win.Signal(next, kWritten, tr::MakeFlag(epoch, 0));
     tr::WaitFlag(win, kWritten, epoch, Within(MustArriveWithin()), prev, "conformance", "the rewrite");
     if (theirs != 0) {
-      const std::vector<uint8_t> read = ReadExposedBytes(win, prev, theirs, expected.size(), SeedOf(seed, r, 1));
+      const std::vector<uint8_t> read =
+          ReadExposedBytes(win, prev, theirs, expected.size(), SeedOf(seed, r, 1), read_by_copy);
       EXPECT_EQ(FirstDifference(read.data(), bytes_of(prev, 1), 0), "")
           << "rank " << r << " rereading rank " << prev << "'s bytes";
     }
@@ -667,6 +675,8 @@ TEST_P(Conformance, ExposedBytesAreReadInPlaceOrByCopy) {
     tr::WaitFlag(win, kDone, epoch, Within(MustArriveWithin()), next, "conformance", "the reader's end");
     win.Drain(Within(MustArriveWithin()), "conformance", {});
   });
+  // Process ranks (here threads of one process behind the shm transport) read every private buffer by copy.
+  if (GetParam().name == "shm") EXPECT_EQ(read_by_copy.load(), 2 * n);
 }
 
 TEST_P(Conformance, WaitFlagsAcceptsOnlyTheAwaitedEpoch) {
