@@ -23,10 +23,11 @@ uint64_t DefaultWindowBytes();
 /// outside the shared heap too (torch tensors, vectors): the reader copies them straight out of the
 /// sender's memory with process_vm_readv (one copy, where a push takes two, but the kernel's copy is
 /// slower than a load and costs a system call per batch: on 16 cores, combine of 8 ranks' private expert
-/// outputs took 0.65-0.95x the time of pushing them at 128-512 tokens per rank, 1.3-2.7x at 1-8). Where the
+/// outputs took 0.65-0.95x the time of pushing them at 128-512 tokens per rank, 1.2-3.0x at 1-8). Where the
 /// kernel allows such reads only to a process's ancestors (Yama ptrace_scope 1, Ubuntu's default), each
-/// rank then lets any process of its user read it (prctl PR_SET_PTRACER_ANY). Groups check, when they are
-/// made, that every rank can read every other; where one cannot, those rows are pushed.
+/// rank then lets any process of its user read it (prctl PR_SET_PTRACER_ANY), for the life of the process.
+/// Groups check, when they are made, that every rank can read every other; where one cannot, those rows
+/// are pushed.
 ///
 /// MOE_EP_THREADS: threads per rank (1 .. 1024) for a group whose GroupOptions::threads is 0, and for
 /// the C API's communicators; default: this machine's cores shared out among the group's ranks, at least 1.

@@ -225,7 +225,9 @@ Pulls AnnouncePulls(const MoeConfig& c, const WindowLayout& layout, const plan::
   for (int dst = 0; dst < static_cast<int>(c.ep_world_size); ++dst) {
     if (!receives[dst] || x_tokens[dst] == 0 || (smoothed && smooth_tokens[dst] == 0)) continue;
     pull::Announce(ep, flags, dst, x_tokens[dst], *x, smoothed ? smooth_tokens[dst] : 0, smooth.value_or(pull::Rows{}));
-    pulled[dst] = pull::ReaderKindOf(ep, dst, x_tokens[dst]);
+    const bool by_copy = pull::ReaderKindOf(ep, dst, x_tokens[dst]) == pull::kReadsByCopy ||
+                         (smoothed && pull::ReaderKindOf(ep, dst, smooth_tokens[dst]) == pull::kReadsByCopy);
+    pulled[dst] = by_copy ? pull::kReadsByCopy : pull::kReadsInPlace;
   }
   if (staged) stage->Readers(call.parity, call.epoch, pull::DoneFlags(flags, pulled));
   return {pulled, staged};

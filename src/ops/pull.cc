@@ -107,7 +107,7 @@ std::optional<Rows> Announced(const transport::Window& ep, const CallFlags& flag
   } else if (rows.base == nullptr) {
     throw Error(ErrorCode::kInternal, "rank " + std::to_string(sender) + " of " + ep.name() +
                                           " announced rows that rank " + std::to_string(ep.rank()) +
-                                          " cannot read in place");
+                                          " can read neither in place nor by copy");
   }
   return rows;
 }
@@ -179,8 +179,8 @@ void WaitDone(const transport::Window& ep, const CallFlags& flags, std::span<con
     for (uint64_t index : pending) ranks.push_back(static_cast<int>((index - flags.base) / plan::kPullFields));
     return ranks;
   };
-  transport::WaitUntil(ep, deadline, op, "the ranks reading this rank's rows in place to finish", flags.epoch, done,
-                       missing);
+  transport::WaitUntil(ep, deadline, op, "the ranks reading this rank's rows (in place or by copy) to finish",
+                       flags.epoch, done, missing);
 }
 
 void Withdraw(transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads) noexcept {

@@ -44,7 +44,7 @@ struct CallFlags {
 };
 
 /// Per peer of `ep`: the token under which `rows` are exposed to it, 0 where its rows must be pushed (the
-/// call sends fewer than `min_bytes` of rows, or the peer cannot read this memory in place).
+/// call sends fewer than `min_bytes` of rows, or the peer can read this memory neither in place nor by copy).
 std::vector<uint64_t> Expose(const transport::Window& ep, const std::optional<Rows>& rows, uint64_t sent_bytes,
                              uint64_t min_bytes);
 
@@ -81,9 +81,9 @@ std::vector<uint64_t> DoneFlags(const CallFlags& flags, std::span<const uint8_t>
 /// Whether a reader's done word (DoneFlags) says it has finished reading call `epoch`'s rows.
 bool IsDone(uint64_t word, uint32_t epoch);
 
-/// The senders whose announced rows this rank reads in place in one call: each is claimed (in its done word
-/// for this rank) before any of its rows is read, and told this rank is done by Finish, or when this goes
-/// should the call fail first. Thread-safe: the parts of a call claim as they meet a sender.
+/// The senders whose announced rows this rank reads (in place or by copy) in one call: each is claimed (in its done
+/// word for this rank) before any of its rows is read, and told this rank is done by Finish, or when this goes should
+/// the call fail first. Thread-safe: the parts of a call claim as they meet a sender.
 class Claims {
  public:
   Claims(transport::Window& ep, const CallFlags& flags);

@@ -83,7 +83,7 @@ class Window {
   }
   /// Atomically sets flag `index` of `peer`'s window (this rank's own for peer == rank()) to `desired` if it
   /// holds `expected`, and returns what it held (== `expected`: it was set), with acquire-release order. Only
-  /// between ranks that read each other's memory in place (Expose gives a token): the pull data path's
+  /// between ranks that read each other's memory (Expose gives a token, in place or by copy): the pull data path's
   /// claims on announced rows (ops/pull.h). Elsewhere it throws.
   virtual uint64_t CompareExchangeFlag(int peer, uint64_t index, uint64_t expected, uint64_t desired) {
     (void)index, (void)expected, (void)desired;

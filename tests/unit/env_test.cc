@@ -92,6 +92,19 @@ TEST(EnvVariables, DataPathIsPushPullOrAuto) {
   }
 }
 
+// Reading peers' private memory by copy: off unless set to 1; anything but 0 or 1 refused.
+TEST(EnvVariables, CrossMemoryIsZeroOrOne) {
+  const std::pair<const char*, bool> values[] = {{nullptr, false}, {"", false}, {"0", false}, {"1", true}};
+  for (const auto& [text, on] : values) {
+    ScopedEnv set("MOE_EP_CROSS_MEMORY", text);
+    EXPECT_EQ(env::CrossMemory(), on) << (text ? text : "(unset)");
+  }
+  for (const char* text : {"2", "-1", "yes", "on"}) {
+    ScopedEnv set("MOE_EP_CROSS_MEMORY", text);
+    ExpectRefused(ErrorOf([] { env::CrossMemory(); }), "MOE_EP_CROSS_MEMORY", text, "[0, 1]");
+  }
+}
+
 // The least work a worker thread is woken for: the default when unset, 0 (split every loop) allowed,
 // outside [0, 2^40] refused naming the variable, the value and the range.
 TEST(EnvVariables, ThreadMinBytes) {

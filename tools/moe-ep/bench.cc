@@ -151,7 +151,7 @@ struct BenchResult {
   JobOptions job;
   std::vector<double> medians;  // by TimedOp; empty when the measurement did not run
   int64_t rows = 0;             // received by all ranks together
-  int dispatch_pulled = 0;      // ranks whose rows were read in place (pulled) in dispatch
+  int dispatch_pulled = 0;      // ranks whose rows were read in place or by copy (pulled) in dispatch
   int combine_pulled = 0;       // ... in combine
   int combine_senders = 0;      // ranks with rows to give back in combine (every rank gives tokens in dispatch)
   std::string note;             // why there are no medians

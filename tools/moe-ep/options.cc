@@ -104,8 +104,9 @@ const std::array<RunFlag, 14> kRunFlags{{
     {"--processes", Kind::kSwitch, 0, 0, "ranks as processes of this host (shared memory), not threads", "", nullptr,
      &JobOptions::processes},
     {"--private", Kind::kSwitch, 0, 0,
-     "x and the expert outputs in each rank's private memory (as torch tensors are), not the shared heap", "", nullptr,
-     &JobOptions::private_inputs},
+     "x and the expert outputs in each rank's private memory (as torch tensors are), not the shared heap (process "
+     "ranks)",
+     "", nullptr, &JobOptions::private_inputs},
 }};
 
 std::string RuleOf(const RunFlag& flag) {

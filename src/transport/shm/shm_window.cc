@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <span>
 #include <thread>
@@ -126,16 +127,19 @@ bool ReadProcess(pid_t pid, uint64_t address, std::span<const Window::ExposedRea
 // of the 2-byte-aligned rows that are exposed are even).
 class ShmWindow final : public LoadStoreWindow {
  public:
-  ShmWindow(int rank, std::vector<RankRegion> regions, std::vector<CrossMemoryInfo*> info, uint64_t data_bytes,
-            uint64_t flag_count, std::string name, std::shared_ptr<void> keepalive)
+  ShmWindow(int rank, std::vector<RankRegion> regions, std::vector<CrossMemoryInfo*> info, bool cross_memory,
+            uint64_t data_bytes, uint64_t flag_count, std::string name, std::shared_ptr<void> keepalive)
       : LoadStoreWindow(rank, std::move(regions), data_bytes, flag_count, std::move(name), std::move(keepalive)),
-        info_(std::move(info)) {}
+        info_(std::move(info)),
+        cross_memory_(cross_memory) {}
 
   uint64_t Expose(int peer, const void* p, uint64_t bytes) const override {
     CheckPeer(peer, "expose");
     const auto address = reinterpret_cast<uintptr_t>(p);
     if (address % 2 != 0) return 0;
     if (const uint64_t token = SharedHeap::Process().TokenOf(p, bytes); token != 0) return token;
+    if (!cross_memory_) return 0;
+    // This rank reads its own memory in place (Resolve); a peer that checked it can, by copy.
     const bool readable =
         peer == rank() || std::atomic_ref<uint8_t>(Readers(info_[rank()])[peer]).load(std::memory_order_acquire) != 0;
     return readable ? address | 1 : 0;
@@ -177,7 +181,18 @@ class ShmWindow final : public LoadStoreWindow {
 
  private:
   std::vector<CrossMemoryInfo*> info_;  // each rank's, as mapped here
+  bool cross_memory_;                   // MOE_EP_CROSS_MEMORY when the group was made
 };
+
+// Yama's ptrace_scope (/proc/sys/kernel/yama/ptrace_scope), -1 without Yama.
+int PtraceScope() {
+  std::FILE* file = std::fopen("/proc/sys/kernel/yama/ptrace_scope", "r");
+  if (!file) return -1;
+  int scope = -1;
+  if (std::fscanf(file, "%d", &scope) != 1) scope = -1;
+  std::fclose(file);
+  return scope;
+}
 
 }  // namespace
 
@@ -222,8 +237,9 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
   };
   place(rank, own_base);
   if (cross_memory) {
-    // Under Yama's ptrace_scope 1 only ancestors may read a process; peers are siblings (docs/transports.md).
-    prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
+    // Under Yama's ptrace_scope 1 only ancestors may read a process, and peers are siblings: let any process
+    // of this user read this one, for the life of the process (docs/architecture.md, the Window).
+    if (PtraceScope() == 1) prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
     info[rank]->pid = static_cast<uint64_t>(getpid());
     info[rank]->probe_address = reinterpret_cast<uintptr_t>(&info[rank]->pid);
   }
@@ -234,7 +250,7 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
     maps->Add(base);
     place(r, base);
   }
-  auto window = std::make_unique<ShmWindow>(rank, regions, info, data_bytes, flag_count,
+  auto window = std::make_unique<ShmWindow>(rank, regions, info, cross_memory, data_bytes, flag_count,
                                             "shared-memory group '" + group + "'", maps);
   window->Barrier(deadline, "every rank mapping every segment");
   shm_unlink(own.c_str());
