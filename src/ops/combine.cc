@@ -559,9 +559,9 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
       TokenReducer(c, layout, t, ctx.ep, call, ctx, ids, weights, mask, pair_slots, claims).Run(begin, end);
     });
     claims.Finish();
-    ctx.ep_state.combine_readers = static_cast<int>(readers.size() - std::count(readers.begin(), readers.end(), 0));
-    ctx.ep_state.combine_copy_readers =
-        static_cast<int>(std::count(readers.begin(), readers.end(), pull::kReadsByCopy));
+    const pull::ReaderCounts counts = pull::CountReaders(readers);
+    ctx.ep_state.combine_readers = counts.readers;
+    ctx.ep_state.combine_copy_readers = counts.by_copy;
     // The caller may overwrite expandX once this returns: not before every owner reading it is done.
     pull::WaitDone(ctx.ep, flags, readers, ctx.deadline, "MoeDistributeCombine");
   } catch (...) {

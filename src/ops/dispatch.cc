@@ -225,9 +225,9 @@ Pulls AnnouncePulls(const MoeConfig& c, const WindowLayout& layout, const plan::
   for (int dst = 0; dst < static_cast<int>(c.ep_world_size); ++dst) {
     if (!receives[dst] || x_tokens[dst] == 0 || (smoothed && smooth_tokens[dst] == 0)) continue;
     pull::Announce(ep, flags, dst, x_tokens[dst], *x, smoothed ? smooth_tokens[dst] : 0, smooth.value_or(pull::Rows{}));
-    const bool by_copy = pull::ReaderKindOf(ep, dst, x_tokens[dst]) == pull::kReadsByCopy ||
-                         (smoothed && pull::ReaderKindOf(ep, dst, smooth_tokens[dst]) == pull::kReadsByCopy);
-    pulled[dst] = by_copy ? pull::kReadsByCopy : pull::kReadsInPlace;
+    pulled[dst] = pull::ReaderKindOf(ep, dst, x_tokens[dst]);
+    // By copy when either tensor is (kReadsByCopy > kReadsInPlace).
+    if (smoothed) pulled[dst] = std::max(pulled[dst], pull::ReaderKindOf(ep, dst, smooth_tokens[dst]));
   }
   if (staged) stage->Readers(call.parity, call.epoch, pull::DoneFlags(flags, pulled));
   return {pulled, staged};
@@ -601,9 +601,9 @@ void SendAndReceive(const MoeConfig& c, const WindowLayout& layout, const plan::
     tp_counts[1 - c.tp_rank] = static_cast<int32_t>(sink.rows() - own_rows);
   }
   WriteExpertTokenNums(c, recv_counts, sink.rows(), static_cast<int64_t*>(t.expert_token_nums.data));
-  const std::vector<uint8_t>& readers = pulls.readers;
-  ctx.ep_state.dispatch_readers = static_cast<int>(readers.size() - std::count(readers.begin(), readers.end(), 0));
-  ctx.ep_state.dispatch_copy_readers = static_cast<int>(std::count(readers.begin(), readers.end(), pull::kReadsByCopy));
+  const pull::ReaderCounts counts = pull::CountReaders(pulls.readers);
+  ctx.ep_state.dispatch_readers = counts.readers;
+  ctx.ep_state.dispatch_copy_readers = counts.by_copy;
   // The caller may overwrite x once this returns: not before every rank reading it in place is done (a staged
   // copy stays put until every peer has finished this call).
   if (!pulls.staged) {

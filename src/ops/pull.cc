@@ -116,6 +116,15 @@ uint8_t ReaderKindOf(const transport::Window& ep, int peer, uint64_t token) {
   return ep.ExposedByCopy(peer, token) ? kReadsByCopy : kReadsInPlace;
 }
 
+ReaderCounts CountReaders(std::span<const uint8_t> reads) {
+  ReaderCounts counts;
+  for (uint8_t kind : reads) {
+    counts.readers += kind != kNoReader;
+    counts.by_copy += kind == kReadsByCopy;
+  }
+  return counts;
+}
+
 void CopyRows(const transport::Window& ep, const Rows& rows, std::span<const RowCopy> copies) {
   std::vector<transport::Window::ExposedRead> reads;
   reads.reserve(copies.size());

@@ -52,6 +52,12 @@ std::vector<uint64_t> Expose(const transport::Window& ep, const std::optional<Ro
 enum ReaderKind : uint8_t { kNoReader = 0, kReadsInPlace = 1, kReadsByCopy = 2 };
 /// kReadsByCopy when `peer` copies the memory this rank exposed to it under `token`, else kReadsInPlace.
 uint8_t ReaderKindOf(const transport::Window& ep, int peer, uint64_t token);
+/// How many ranks read a sender's rows in a call (`reads`, per rank a ReaderKind), and how many of them by copy.
+struct ReaderCounts {
+  int readers = 0;
+  int by_copy = 0;
+};
+ReaderCounts CountReaders(std::span<const uint8_t> reads);
 
 /// Arms this rank's done word for `peer` (the peer claims it before reading: Claims), then tells `peer` where
 /// this rank's rows are (`token` from Expose) and, optionally, a second tensor's (dispatch's smooth scales).
