@@ -31,6 +31,13 @@ enum class DataPath : uint8_t {
 };
 /// The size from which DataPath::kAuto pulls: the row bytes one rank sends in one call.
 inline constexpr uint64_t kPullMinBytes = uint64_t{32} << 10;
+/// The size from which DataPath::kAuto lets process ranks copy rows out of each other's private memory
+/// (MOE_EP_CROSS_MEMORY, moe_ep/options.h), the row bytes one rank sends in one call; pushed below that.
+/// A kernel copy costs more than a push of a few rows (a system call per batch, and about half the speed
+/// of a load) and less than a push of many: combine of 8 process ranks' private expert outputs on 16
+/// cores took the same time either way at 64 tokens per rank (7 MiB a rank), 1.2-1.6x less by copy at
+/// 96-512 (11-57 MiB), up to 2.7x more at 1-32.
+inline constexpr uint64_t kCopyMinBytes = uint64_t{8} << 20;
 
 /// Options fixed when a group is created.
 struct GroupOptions {

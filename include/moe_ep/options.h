@@ -19,15 +19,18 @@ uint64_t DefaultWindowBytes();
 /// MOE_EP_DATA_PATH: "push", "pull" or "auto" (the default): how a group whose GroupOptions::data_path
 /// is DataPath::kAuto moves rows between ranks that can read each other's memory (moe_ep/group.h); the C
 /// API's communicators read it too. "auto" pulls a rank's rows when it sends at least kPullMinBytes.
-/// MOE_EP_CROSS_MEMORY: 0 (the default) or 1. With 1, process ranks on one host pull rows from buffers
-/// outside the shared heap too (torch tensors, vectors): the reader copies them straight out of the
-/// sender's memory with process_vm_readv (one copy, where a push takes two, but the kernel's copy is
-/// slower than a load and costs a system call per batch: on 16 cores, combine of 8 ranks' private expert
-/// outputs took 0.65-0.95x the time of pushing them at 128-512 tokens per rank, 1.2-3.0x at 1-8). Where the
-/// kernel allows such reads only to a process's ancestors (Yama ptrace_scope 1, Ubuntu's default), each
-/// rank then lets any process of its user read it (prctl PR_SET_PTRACER_ANY), for the life of the process.
-/// Groups check, when they are made, that every rank can read every other; where one cannot, those rows
-/// are pushed.
+/// MOE_EP_CROSS_MEMORY: "auto" (the default, also when unset), "0" or "1": whether process ranks on one
+/// host pull rows from buffers outside the shared heap too (torch tensors, vectors), the reader copying
+/// them straight out of the sender's memory with process_vm_readv. That is one copy where a push takes
+/// two, but the kernel's copy is slower than a load and costs a system call per batch, so it pays only
+/// for many rows: on 16 cores, combine of 8 ranks' private expert outputs by copy took 0.6-0.85x the time
+/// of pushing them at 96-512 tokens per rank, the same at 64, and 1.0-2.7x at 1-32. "auto" reads by copy
+/// when a rank sends at least kCopyMinBytes (8 MiB) of rows in a call, and only where the system already
+/// lets the ranks read each other. "1" reads by copy from kPullMinBytes, like memory in place, and where
+/// the kernel allows such reads only to a process's ancestors (Yama ptrace_scope 1, Ubuntu's default)
+/// makes each rank let any process of its user read it (prctl PR_SET_PTRACER_ANY), for the life of the
+/// process. "0" pushes such rows. Groups check, when they are made, that every rank can read every
+/// other; where one cannot, those rows are pushed. A rank's own rows it reads in place in every mode but 0.
 ///
 /// MOE_EP_THREADS: threads per rank (1 .. 1024) for a group whose GroupOptions::threads is 0, and for
 /// the C API's communicators; default: this machine's cores shared out among the group's ranks, at least 1.

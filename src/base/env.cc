@@ -62,7 +62,14 @@ DataPath DataPathChoice() {
               "environment variable MOE_EP_DATA_PATH = '" + *text + "' must be 'push', 'pull' or 'auto'");
 }
 
-bool CrossMemory() { return Integer("MOE_EP_CROSS_MEMORY", 0, 0, 1) == 1; }
+CrossMemory CrossMemoryChoice() {
+  const auto text = Text("MOE_EP_CROSS_MEMORY");
+  if (!text || *text == "auto") return CrossMemory::kAuto;
+  if (*text == "0") return CrossMemory::kOff;
+  if (*text == "1") return CrossMemory::kOn;
+  throw Error(ErrorCode::kInvalidParam,
+              "environment variable MOE_EP_CROSS_MEMORY = '" + *text + "' must be '0', '1' or 'auto'");
+}
 
 std::optional<std::string> KernelIsa() { return Text("MOE_EP_ISA"); }
 

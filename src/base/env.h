@@ -30,9 +30,16 @@ int Threads(int fallback);
 /// MOE_EP_THREAD_MIN_BYTES: the least bytes of rows a worker thread is woken for (0 .. 2^40; 0: every loop
 /// is split among all threads); `fallback` when unset.
 uint64_t ThreadMinBytes(uint64_t fallback);
-/// MOE_EP_CROSS_MEMORY: 1 lets process ranks on one host copy rows out of each other's private memory (the
-/// pull data path for buffers outside the shared heap); 0 (default) pushes such rows instead.
-bool CrossMemory();
+/// MOE_EP_CROSS_MEMORY: whether process ranks on one host copy rows out of each other's private memory
+/// (the pull data path for buffers outside the shared heap).
+enum class CrossMemory : uint8_t {
+  kOff,   ///< "0": such rows are pushed
+  kOn,    ///< "1": read by copy from the size rows are pulled from (kPullMinBytes), and under Yama
+          ///< ptrace_scope 1 each rank lets any process of its user read it (prctl PR_SET_PTRACER_ANY)
+  kAuto,  ///< "auto" or unset: read by copy from kCopyMinBytes, where the system already allows it
+};
+/// Anything but "0", "1" and "auto" throws Error (161002) naming the variable and the three values.
+CrossMemory CrossMemoryChoice();
 /// MOE_EP_ISA: the kernels' instruction set by name, nullopt to use the best the CPU has.
 std::optional<std::string> KernelIsa();
 /// MOE_EP_DEVICE_COUNT: the C API's virtual devices (default 16).

@@ -177,7 +177,7 @@ std::vector<ReturnRoute> BlockRoutes(const MoeConfig& c, const std::vector<int32
 // reads `source` (pull::ReaderKind).
 std::vector<uint8_t> AnnounceRowsBack(const MoeConfig& c, const WindowLayout& layout, Window& ep, const CallSlot& call,
                                       const std::vector<ReturnRoute>& routes, const std::optional<pull::Rows>& source,
-                                      uint64_t min_bytes) {
+                                      const PullMinBytes& min_bytes) {
   const auto own_rows = static_cast<int64_t>(routes.size());
   std::vector<uint8_t> owns_rows(c.ep_world_size, 0);
   for (const ReturnRoute& route : routes) owns_rows[route.owner] = 1;

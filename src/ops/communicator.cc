@@ -14,7 +14,12 @@ Communicator::Communicator(std::unique_ptr<transport::Window> window, std::chron
       workers_(std::make_unique<Workers>(threads > 0 ? threads : DefaultThreads(window_->size()),
                                          env::ThreadMinBytes(kMinPartBytes))) {
   if (data_path == DataPath::kAuto) data_path = env::DataPathChoice();
-  pull_min_bytes_ = data_path == DataPath::kPush ? UINT64_MAX : data_path == DataPath::kPull ? 0 : kPullMinBytes;
+  if (data_path == DataPath::kPull) {
+    pull_min_bytes_ = {0, 0};
+  } else if (data_path == DataPath::kAuto) {
+    const bool copy_as_pull = env::CrossMemoryChoice() == env::CrossMemory::kOn;
+    pull_min_bytes_ = {kPullMinBytes, copy_as_pull ? kPullMinBytes : kCopyMinBytes};
+  }
   if (window_->flag_count() != kWindowFlagCount) {
     throw Error(ErrorCode::kInternal, "communicator '" + name_ + "': its window has " +
                                           std::to_string(window_->flag_count()) + " flags, the operations need " +

@@ -54,6 +54,13 @@ inline uint64_t OperationSequence(const OpState& state) {
   return state.generation << 32 | ((state.dispatch_calls + state.combine_calls) & 0xFFFFFFFF);
 }
 
+/// The least bytes of rows a rank sends in a call for its peers to read them (the pull data path) in
+/// place, and by copy out of its private memory (0: always where they can; UINT64_MAX: never).
+struct PullMinBytes {
+  uint64_t in_place = UINT64_MAX;
+  uint64_t by_copy = UINT64_MAX;
+};
+
 class Communicator {
  public:
   /// `window` must have kWindowFlagCount user flags. `name` is the group's name in messages. `data_path`
@@ -70,9 +77,8 @@ class Communicator {
   uint64_t window_bytes() const { return window_->data_bytes(); }
   const std::string& name() const { return name_; }
   std::chrono::milliseconds timeout() const { return timeout_; }
-  /// A rank pulls its rows in a call when it sends at least this many bytes of them (0: always where
-  /// peers can read them in place; UINT64_MAX: never).
-  uint64_t pull_min_bytes() const { return pull_min_bytes_; }
+  /// From how many bytes of rows sent in a call a rank lets its peers read them in place, and by copy.
+  PullMinBytes pull_min_bytes() const { return pull_min_bytes_; }
   /// The rank's worker threads (GroupOptions::threads, else MOE_EP_THREADS, else the cores shared out).
   Workers& workers() { return *workers_; }
   /// The deadline of an operation that starts now.
@@ -92,7 +98,7 @@ class Communicator {
   std::unique_ptr<transport::Window> window_;
   std::chrono::milliseconds timeout_;
   std::string name_;
-  uint64_t pull_min_bytes_;
+  PullMinBytes pull_min_bytes_;
   std::unique_ptr<Workers> workers_;
   OpState state_;
   std::mutex mutex_;

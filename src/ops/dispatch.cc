@@ -172,7 +172,7 @@ int ReadersOf(const Window& ep, const void* p, uint64_t bytes, const std::vector
 }
 
 Pulls AnnouncePulls(const MoeConfig& c, const WindowLayout& layout, const plan::DispatchTensors& t,
-                    const plan::RoutingPlan& plan, Window& ep, const CallSlot& call, uint64_t min_bytes,
+                    const plan::RoutingPlan& plan, Window& ep, const CallSlot& call, const PullMinBytes& min_bytes,
                     StageBuffers* stage) {
   std::vector<uint8_t> receives(c.ep_world_size, 0);
   uint64_t rows_to_others = 0;
@@ -197,7 +197,7 @@ Pulls AnnouncePulls(const MoeConfig& c, const WindowLayout& layout, const plan::
   // (process_vm_readv, about twice as slow as reading in place: docs/protocol.md). Not with smooth scales,
   // which the readers read in place as well.
   bool staged = false;
-  if (stage && x && !smoothed && sent_bytes >= min_bytes) {
+  if (stage && x && !smoothed && sent_bytes >= min_bytes.in_place) {
     const uint64_t x_bytes = x->count * x->row_bytes;
     const bool small = x_bytes <= kStageMaxBytes;
     const int readers = small ? 0 : ReadersOf(ep, x->base, x->span(), receives);

@@ -21,7 +21,7 @@ struct Link {
   transport::Window* tp = nullptr;  // the TP pair's window when tp_world_size == 2
   OpState* tp_state = nullptr;
   transport::Clock::time_point deadline;  // every wait of the call ends by then
-  uint64_t pull_min_bytes = UINT64_MAX;   // Communicator::pull_min_bytes
+  PullMinBytes pull_min_bytes;            // Communicator::pull_min_bytes
   Workers* workers = nullptr;             // Communicator::workers; null: the caller's thread alone
 
   /// body(part, begin, end) over [0, n), items of about `item_bytes` each, split among the workers

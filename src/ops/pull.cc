@@ -2,6 +2,7 @@
 // done handshake.
 #include "ops/pull.h"
 
+#include <algorithm>
 #include <string>
 #include <thread>
 
@@ -56,10 +57,15 @@ CallFlags::CallFlags(uint64_t region, const CallSlot& call)
     : base(region + call.parity * plan::kMaxPullFlags), epoch(call.epoch) {}
 
 std::vector<uint64_t> Expose(const transport::Window& ep, const std::optional<Rows>& rows, uint64_t sent_bytes,
-                             uint64_t min_bytes) {
+                             const PullMinBytes& min_bytes) {
   std::vector<uint64_t> tokens(ep.size(), 0);
-  if (!rows || sent_bytes < min_bytes || !Fits(*rows)) return tokens;
-  for (int peer = 0; peer < ep.size(); ++peer) tokens[peer] = ep.Expose(peer, rows->base, rows->span());
+  if (!rows || sent_bytes < std::min(min_bytes.in_place, min_bytes.by_copy) || !Fits(*rows)) return tokens;
+  for (int peer = 0; peer < ep.size(); ++peer) {
+    const uint64_t token = ep.Expose(peer, rows->base, rows->span());
+    if (token != 0 && sent_bytes >= (ep.ExposedByCopy(peer, token) ? min_bytes.by_copy : min_bytes.in_place)) {
+      tokens[peer] = token;
+    }
+  }
   return tokens;
 }
 

@@ -43,10 +43,11 @@ struct CallFlags {
   uint32_t epoch;
 };
 
-/// Per peer of `ep`: the token under which `rows` are exposed to it, 0 where its rows must be pushed (the
-/// call sends fewer than `min_bytes` of rows, or the peer can read this memory neither in place nor by copy).
+/// Per peer of `ep`: the token under which `rows` are exposed to it, 0 where its rows must be pushed: the
+/// peer can read this memory neither in place nor by copy, or the call sends fewer bytes of rows
+/// (`sent_bytes`) than `min_bytes` asks for the way it can.
 std::vector<uint64_t> Expose(const transport::Window& ep, const std::optional<Rows>& rows, uint64_t sent_bytes,
-                             uint64_t min_bytes);
+                             const PullMinBytes& min_bytes);
 
 /// How a rank reads a sender's rows in a call (the sender's per-rank `reads` below: nonzero, it reads them).
 enum ReaderKind : uint8_t { kNoReader = 0, kReadsInPlace = 1, kReadsByCopy = 2 };

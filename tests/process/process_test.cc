@@ -116,12 +116,17 @@ TEST(ProcessRanks, PrivateInputsPulledThroughTheStageMatchReference) {
 // sends (top-1, so it is not staged), quantized on arrival, and the expert outputs; 3 threads per rank split the
 // copies. Verified against the reference by `moe-ep run`, which reports how many ranks' rows were copied out:
 // all of them, and none with MOE_EP_CROSS_MEMORY=0 (pushed instead, with the same results).
-TEST(ProcessRanks, PrivateRowsAreCopiedOutOfTheirProcess) {
-  int ptrace_scope = 0;
+int PtraceScope() {
+  int scope = -1;  // no Yama
   if (FILE* file = std::fopen("/proc/sys/kernel/yama/ptrace_scope", "r")) {
-    if (std::fscanf(file, "%d", &ptrace_scope) != 1) ptrace_scope = 0;
+    if (std::fscanf(file, "%d", &scope) != 1) scope = -1;
     std::fclose(file);
   }
+  return scope;
+}
+
+TEST(ProcessRanks, PrivateRowsAreCopiedOutOfTheirProcess) {
+  const int ptrace_scope = PtraceScope();
   if (ptrace_scope >= 2) GTEST_SKIP() << "Yama ptrace_scope " << ptrace_scope << " lets no rank read another's memory";
   const std::string run = std::string(MOE_EP_TOOL) +
                           " run --processes --private --ranks 4 --bs 32 --hidden 4096 --topk 1 --experts 8 --repeats 2 "
@@ -139,6 +144,29 @@ TEST(ProcessRanks, PrivateRowsAreCopiedOutOfTheirProcess) {
       EXPECT_NE(output.find("copied out of private memory: " + copied + " ranks"), std::string::npos) << output;
       EXPECT_NE(output.find("(copied out: " + copied + ")"), std::string::npos) << output;
     }
+  }
+}
+
+// By default (MOE_EP_DATA_PATH and MOE_EP_CROSS_MEMORY unset) a rank's private rows are copied out by their
+// readers only from kCopyMinBytes (8 MiB) of rows a call, and pushed below: 4 ranks, top-1, rows of 8 KiB, so
+// that 8 tokens a rank send 64 KiB (pulled were they in the heap) and 1536 send 12 MiB, each rank's expert
+// outputs about as much. Where Yama's ptrace_scope is 1 or more, the default never lets a rank read another
+// (only MOE_EP_CROSS_MEMORY=1 does, under 1): pushed at every size.
+TEST(ProcessRanks, PrivateRowsAreCopiedOutByDefaultOnlyFromEightMiB) {
+  const bool readable = PtraceScope() <= 0;
+  for (const int bs : {8, 1536}) {
+    std::string output;
+    const int status = RunCommand(
+        "env -u MOE_EP_DATA_PATH -u MOE_EP_CROSS_MEMORY " + std::string(MOE_EP_TOOL) +
+            " run --processes --private --ranks 4 --hidden 4096 --topk 1 --experts 4 --repeats 1 --warmup 1 --bs " +
+            std::to_string(bs) + " --seed " + std::to_string(moe_ep::testing::BaseSeed() + 5),
+        output);
+    const std::string copied = bs > 8 && readable ? "4" : "0";
+    SCOPED_TRACE("--bs " + std::to_string(bs));
+    EXPECT_EQ(status, 0) << output;
+    EXPECT_NE(output.find("copied out of private memory: " + copied + " ranks"), std::string::npos) << output;
+    EXPECT_NE(output.find("(copied out: " + copied + ")"), std::string::npos) << output;
+    EXPECT_NE(output.find("by copy from 8 MiB"), std::string::npos) << output;
   }
 }
 

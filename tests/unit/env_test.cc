@@ -92,16 +92,21 @@ TEST(EnvVariables, DataPathIsPushPullOrAuto) {
   }
 }
 
-// Reading peers' private memory by copy: off unless set to 1; anything but 0 or 1 refused.
-TEST(EnvVariables, CrossMemoryIsZeroOrOne) {
-  const std::pair<const char*, bool> values[] = {{nullptr, false}, {"", false}, {"0", false}, {"1", true}};
-  for (const auto& [text, on] : values) {
+// Reading peers' private memory by copy: auto unless set to 0 or 1; anything else refused.
+TEST(EnvVariables, CrossMemoryIsZeroOneOrAuto) {
+  using env::CrossMemory;
+  const std::pair<const char*, CrossMemory> values[] = {{nullptr, CrossMemory::kAuto},
+                                                        {"", CrossMemory::kAuto},
+                                                        {"auto", CrossMemory::kAuto},
+                                                        {"0", CrossMemory::kOff},
+                                                        {"1", CrossMemory::kOn}};
+  for (const auto& [text, choice] : values) {
     ScopedEnv set("MOE_EP_CROSS_MEMORY", text);
-    EXPECT_EQ(env::CrossMemory(), on) << (text ? text : "(unset)");
+    EXPECT_EQ(env::CrossMemoryChoice(), choice) << (text ? text : "(unset)");
   }
-  for (const char* text : {"2", "-1", "yes", "on"}) {
+  for (const char* text : {"2", "-1", "yes", "on", "AUTO", " 1"}) {
     ScopedEnv set("MOE_EP_CROSS_MEMORY", text);
-    ExpectRefused(ErrorOf([] { env::CrossMemory(); }), "MOE_EP_CROSS_MEMORY", text, "[0, 1]");
+    ExpectRefused(ErrorOf([] { env::CrossMemoryChoice(); }), "MOE_EP_CROSS_MEMORY", text, "'0', '1' or 'auto'");
   }
 }
 

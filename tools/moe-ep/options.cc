@@ -496,7 +496,8 @@ bench flags (each at most once; run's rules above hold for every configuration o
   --quant LIST         of off, int8 (dispatch quantMode 2)                  [off]
   --hidden, --topk, --experts, --seed as for run; --repeats N [9], --warmup N [2]
   --memory heap|private  x and the expert outputs in the shared heap, or in each rank's private memory
-                       as torch tensors are (pushed, or copied out with MOE_EP_CROSS_MEMORY=1)  [heap]
+                       as torch tensors are (pushed, or copied out by their readers from 8 MiB of rows
+                       a call: MOE_EP_CROSS_MEMORY)                                           [heap]
   --json FILE          also write the results as JSON (scripts/plot_bench.py draws them)
   A configuration whose memory would pass 80% of MemAvailable is skipped, with a note.
 

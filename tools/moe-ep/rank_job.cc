@@ -49,6 +49,19 @@ void PrintRow(const char* name, double seconds, uint64_t bytes, double memcpy_se
               seconds * 1e6, bytes / seconds / 1e9, memcpy_seconds * 1e6, seconds / memcpy_seconds);
 }
 
+// From which size process ranks copy rows out of each other's private memory (MOE_EP_CROSS_MEMORY).
+std::string ByCopyRule() {
+  switch (env::CrossMemoryChoice()) {
+    case env::CrossMemory::kOff:
+      return "none by copy (MOE_EP_CROSS_MEMORY=0)";
+    case env::CrossMemory::kOn:
+      return "by copy from " + std::to_string(kPullMinBytes >> 10) + " KiB (MOE_EP_CROSS_MEMORY=1)";
+    case env::CrossMemory::kAuto:
+      break;
+  }
+  return "by copy from " + std::to_string(kCopyMinBytes >> 20) + " MiB";
+}
+
 }  // namespace
 
 void PrintTimings(const JobOptions& o, std::span<const RankTimes> times, bool one_clock) {
@@ -70,11 +83,11 @@ void PrintTimings(const JobOptions& o, std::span<const RankTimes> times, bool on
       "private memory: %d ranks), of %d of %d ranks with rows in combine (copied out: %d); the others' were pushed "
       "(%s)\n",
       dispatch_pulled, o.ranks, dispatch_copied, combine_pulled, combine_senders, combine_copied,
-      env::DataPathChoice() == DataPath::kAuto
-          ? ("by size: from " + std::to_string(kPullMinBytes >> 10) +
-             " KiB of rows per call where peers reach the tensors; MOE_EP_DATA_PATH=push|pull forces one")
-                .c_str()
-          : "as MOE_EP_DATA_PATH forces");
+      env::DataPathChoice() == DataPath::kAuto ? ("by size: from " + std::to_string(kPullMinBytes >> 10) +
+                                                  " KiB of rows per call where peers reach the tensors in place, " +
+                                                  ByCopyRule() + "; MOE_EP_DATA_PATH=push|pull forces one")
+                                                     .c_str()
+                                               : "as MOE_EP_DATA_PATH forces");
   std::printf(
       "timings (medians of %d rounds after %d warm-up, a round %s; bytes = rows received x row bytes, all "
       "ranks):\n",

@@ -181,7 +181,7 @@ class ShmWindow final : public LoadStoreWindow {
 
  private:
   std::vector<CrossMemoryInfo*> info_;  // each rank's, as mapped here
-  bool cross_memory_;                   // MOE_EP_CROSS_MEMORY when the group was made
+  bool cross_memory_;                   // MOE_EP_CROSS_MEMORY was not 0 when the group was made
 };
 
 // Yama's ptrace_scope (/proc/sys/kernel/yama/ptrace_scope), -1 without Yama.
@@ -206,7 +206,8 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
     throw Error(ErrorCode::kInvalidParam, "shared-memory transport: job '" + job + "' and group '" + group +
                                               "' must be non-empty names without '/'");
   }
-  const bool cross_memory = env::CrossMemory();
+  const env::CrossMemory cross_memory_choice = env::CrossMemoryChoice();
+  const bool cross_memory = cross_memory_choice != env::CrossMemory::kOff;
   data_bytes = (data_bytes + 4095) / 4096 * 4096;
   const uint64_t flag_bytes = FlagAreaBytes(flag_count, size);
   const uint64_t bytes = data_bytes + flag_bytes + CrossMemoryInfoBytes(size);
@@ -237,9 +238,12 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
   };
   place(rank, own_base);
   if (cross_memory) {
-    // Under Yama's ptrace_scope 1 only ancestors may read a process, and peers are siblings: let any process
-    // of this user read this one, for the life of the process (docs/architecture.md, the Window).
-    if (PtraceScope() == 1) prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
+    // Under Yama's ptrace_scope 1 only ancestors may read a process, and peers are siblings: with
+    // MOE_EP_CROSS_MEMORY=1 (asked for, never by default), let any process of this user read this one, for the
+    // life of the process (docs/architecture.md, the Window).
+    if (cross_memory_choice == env::CrossMemory::kOn && PtraceScope() == 1) {
+      prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
+    }
     info[rank]->pid = static_cast<uint64_t>(getpid());
     info[rank]->probe_address = reinterpret_cast<uintptr_t>(&info[rank]->pid);
   }
