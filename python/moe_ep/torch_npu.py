@@ -49,6 +49,36 @@ class _Npu(types.SimpleNamespace):
 npu = _Npu()
 
 
+# What dispatch and combine checked and sized for recent calls, by everything those checks read: a model
+# calls them with the same attributes and shapes step after step, and the checks cost more Python than the
+# rest of a call (about 5 of 8 us for a dispatch on the 2-core machine). Only calls whose integers are
+# ints and whose main tensors are torch.Tensors take this path: equal keys then mean the same checks.
+_prepared = {}
+_PREPARED_MAX = 64
+
+
+def _cached(key, prepare):
+    """prepare() (the checks, then what the call hands the extension), remembered under `key`."""
+    try:
+        hit = _prepared.get(key)
+    except TypeError:  # an unhashable argument: the checks below name it
+        return prepare()
+    if hit is None:
+        hit = prepare()
+        if len(_prepared) >= _PREPARED_MAX:
+            _prepared.clear()
+        _prepared[key] = hit
+    return hit
+
+
+def _exact(a, b, ints):
+    """Whether a call may be looked up in _prepared: tensors a and b torch.Tensors, its integers ints."""
+    return type(a) is torch.Tensor and type(b) is torch.Tensor and {*map(type, ints)} == _INT_ONLY
+
+
+_INT_ONLY = {int}
+
+
 def _fail(rule, code=INVALID_PARAM):
     raise InvalidArgumentError(rule, code)
 
@@ -147,6 +177,33 @@ def npu_moe_distribute_dispatch_v2(x, expert_ids, group_ep, ep_world_size, ep_ra
     """Sends each token of x (Bs, H) to its top-K experts (expert_ids (Bs, K) int32) and to the shared
     experts. Returns (expand_x, dynamic_scales, assist_info_for_combine, expert_token_nums, ep_recv_counts,
     tp_recv_counts, expand_scales)."""
+
+    def prepare():
+        return _prepare_dispatch(x, expert_ids, group_ep, ep_world_size, ep_rank_id, moe_expert_num, expert_scales,
+                                 elastic_info, performance_info, group_tp, tp_world_size, tp_rank_id, expert_shard_type,
+                                 shared_expert_num, shared_expert_rank_num, quant_mode, global_bs,
+                                 expert_token_nums_type, comm_alg, zero_expert_num, copy_expert_num, const_expert_num,
+                                 y_dtype, x_dtype, scales_dtype)
+
+    ints = (ep_world_size, ep_rank_id, moe_expert_num, tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num,
+            shared_expert_rank_num, quant_mode, global_bs, expert_token_nums_type, zero_expert_num, copy_expert_num,
+            const_expert_num)
+    if _exact(x, expert_ids, ints):
+        key = ("dispatch", group_ep, group_tp, comm_alg, ints, x.shape, x.dtype, expert_ids.shape, y_dtype, x_dtype,
+               scales_dtype, expert_scales is None, elastic_info is None, performance_info is None)
+        outputs, attrs = _cached(key, prepare)
+    else:
+        outputs, attrs = prepare()
+    inputs = {"x": x, "expert_ids": expert_ids, "scales": scales, "x_active_mask": x_active_mask,
+              "expert_scales": expert_scales, "elastic_info": elastic_info}
+    return _cann.dispatch(_tensors.specs(inputs), outputs, attrs, poison_outputs)
+
+
+def _prepare_dispatch(x, expert_ids, group_ep, ep_world_size, ep_rank_id, moe_expert_num, expert_scales, elastic_info,
+                      performance_info, group_tp, tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num,
+                      shared_expert_rank_num, quant_mode, global_bs, expert_token_nums_type, comm_alg, zero_expert_num,
+                      copy_expert_num, const_expert_num, y_dtype, x_dtype, scales_dtype):
+    """Dispatch's checks; then its outputs (dtype name, shape) and attributes for the extension."""
     op = "npu_moe_distribute_dispatch_v2"
     attrs = _attrs(op, group_ep, group_tp, comm_alg, ep_world_size=ep_world_size, ep_rank_id=ep_rank_id,
                    moe_expert_num=moe_expert_num, tp_world_size=tp_world_size, tp_rank_id=tp_rank_id,
@@ -180,9 +237,7 @@ def npu_moe_distribute_dispatch_v2(x, expert_ids, group_ep, ep_world_size, ep_ra
         "tp_recv_counts": _output((tp,), torch.int32),
         "expand_scales": _output((rows,), torch.float32),
     }
-    inputs = {"x": x, "expert_ids": expert_ids, "scales": scales, "x_active_mask": x_active_mask,
-              "expert_scales": expert_scales, "elastic_info": elastic_info}
-    return _cann.dispatch(_tensors.specs(inputs), outputs, {**attrs, "global_bs": global_bs_real}, poison_outputs)
+    return outputs, {**attrs, "global_bs": global_bs_real}
 
 
 def npu_moe_distribute_combine_v2(expand_x, expert_ids, assist_info_for_combine, ep_send_counts, expert_scales,
@@ -195,8 +250,35 @@ def npu_moe_distribute_combine_v2(expand_x, expert_ids, assist_info_for_combine,
                                   const_expert_num=0):
     """Returns the expert outputs expand_x (rows in dispatch's order) to their tokens and sums them with the
     weights expert_scales (Bs, K) fp32. Returns x (Bs, H) in expand_x's dtype."""
-    op = "npu_moe_distribute_combine_v2"
     del expand_scales  # dispatch's expand_scales, handed back by callers: A3 does not read it
+
+    def prepare():
+        return _prepare_combine(expand_x, expert_ids, group_ep, ep_world_size, ep_rank_id, moe_expert_num,
+                                performance_info, group_tp, tp_world_size, tp_rank_id, expert_shard_type,
+                                shared_expert_num, shared_expert_rank_num, global_bs, comm_quant_mode, comm_alg,
+                                zero_expert_num, copy_expert_num, const_expert_num)
+
+    ints = (ep_world_size, ep_rank_id, moe_expert_num, tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num,
+            shared_expert_rank_num, global_bs, comm_quant_mode, zero_expert_num, copy_expert_num, const_expert_num)
+    if _exact(expand_x, expert_ids, ints):
+        key = ("combine", group_ep, group_tp, comm_alg, ints, expand_x.shape, expand_x.dtype, expert_ids.shape,
+               performance_info is None)
+        outputs, attrs = _cached(key, prepare)
+    else:
+        outputs, attrs = prepare()
+    inputs = {"expand_x": expand_x, "expert_ids": expert_ids, "assist_info_for_combine": assist_info_for_combine,
+              "ep_send_counts": ep_send_counts, "expert_scales": expert_scales, "tp_send_counts": tp_send_counts,
+              "x_active_mask": x_active_mask, "shared_expert_x": shared_expert_x, "elastic_info": elastic_info,
+              "ori_x": ori_x, "const_expert_alpha_1": const_expert_alpha_1,
+              "const_expert_alpha_2": const_expert_alpha_2, "const_expert_v": const_expert_v}
+    return _cann.combine(_tensors.specs(inputs), outputs, attrs, poison_outputs)[0]
+
+
+def _prepare_combine(expand_x, expert_ids, group_ep, ep_world_size, ep_rank_id, moe_expert_num, performance_info,
+                     group_tp, tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num, shared_expert_rank_num,
+                     global_bs, comm_quant_mode, comm_alg, zero_expert_num, copy_expert_num, const_expert_num):
+    """Combine's checks; then its output (dtype name, shape) and attributes for the extension."""
+    op = "npu_moe_distribute_combine_v2"
     attrs = _attrs(op, group_ep, group_tp, comm_alg, ep_world_size=ep_world_size, ep_rank_id=ep_rank_id,
                    moe_expert_num=moe_expert_num, tp_world_size=tp_world_size, tp_rank_id=tp_rank_id,
                    expert_shard_type=expert_shard_type, shared_expert_num=shared_expert_num,
@@ -208,14 +290,9 @@ def npu_moe_distribute_combine_v2(expand_x, expert_ids, assist_info_for_combine,
                   performance_info)
     if expand_x.dtype not in (torch.bfloat16, torch.float16):
         _fail(f"{op}: expand_x has dtype {expand_x.dtype}; moe_ep takes bf16 or fp16 (int32-packed int4 is A2's)")
-    inputs = {"expand_x": expand_x, "expert_ids": expert_ids, "assist_info_for_combine": assist_info_for_combine,
-              "ep_send_counts": ep_send_counts, "expert_scales": expert_scales, "tp_send_counts": tp_send_counts,
-              "x_active_mask": x_active_mask, "shared_expert_x": shared_expert_x, "elastic_info": elastic_info, "ori_x": ori_x, "const_expert_alpha_1": const_expert_alpha_1,
-              "const_expert_alpha_2": const_expert_alpha_2, "const_expert_v": const_expert_v}
     global_bs_real = _global_bs(global_bs, expert_ids.shape[0], ep_world_size)
     out = _output((expert_ids.shape[0], expand_x.shape[1]), expand_x.dtype)
-    return _cann.combine(_tensors.specs(inputs), {"out": out},
-                         {**attrs, "global_bs": global_bs_real}, poison_outputs)[0]
+    return {"out": out}, {**attrs, "global_bs": global_bs_real}
 
 
 def npu_moe_distribute_combine_add_rms_norm(expand_x, expert_ids, expand_idx, ep_send_counts, expert_scales,

@@ -68,6 +68,28 @@ def test_bad_dispatch_input_raises_invalid_argument(name, case):
     assert isinstance(caught.value, ValueError)
 
 
+def test_remembered_checks_refuse_every_call_they_would_refuse():
+    # dispatch remembers what its checks found for a call's attributes and shapes (torch_npu._prepared): the same
+    # call again skips them; one that differs in any value, or in an integer's type, is checked anew.
+    args = good("no_such_group")  # passes the Python checks, fails in the operator's
+    for _ in range(2):
+        with pytest.raises(moe_ep.InvalidArgumentError, match="no_such_group"):
+            torch_npu.npu_moe_distribute_dispatch_v2(**args)
+    for change, named in ((dict(ep_world_size=2.0), "ep_world_size = 2.0 must be an int"),
+                          (dict(ep_rank_id=2), "ep_rank_id = 2"),
+                          (dict(expert_token_nums_type=True), "no_such_group"),  # True is 1 to the checks
+                          (dict(x=torch.zeros(1024, dtype=torch.bfloat16)), "it must be 2-D"),
+                          (dict(x=torch.nn.Parameter(torch.zeros(4, 1024, dtype=torch.bfloat16))), "no_such_group"),
+                          (dict(y_dtype=[15]), "y_dtype = \\[15\\]")):
+        with pytest.raises(moe_ep.InvalidArgumentError, match=named):
+            torch_npu.npu_moe_distribute_dispatch_v2(**{**args, **change})
+    for bs in range(1, 2 * torch_npu._PREPARED_MAX):  # bounded
+        with pytest.raises(moe_ep.InvalidArgumentError, match="no_such_group"):
+            torch_npu.npu_moe_distribute_dispatch_v2(**good("no_such_group", x=torch.zeros(bs, 1024, dtype=torch.bfloat16),
+                                                            expert_ids=torch.zeros(bs, 2, dtype=torch.int32)))
+        assert len(torch_npu._prepared) <= torch_npu._PREPARED_MAX
+
+
 def test_combine_rejects_int32_expand_x(name):
     with pytest.raises(moe_ep.InvalidArgumentError, match="expand_x has dtype torch.int32"):
         torch_npu.npu_moe_distribute_combine_v2(
