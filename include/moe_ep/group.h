@@ -15,18 +15,21 @@
 #pragma GCC visibility push(default)
 namespace moe_ep {
 
-/// How dispatch and combine move rows between ranks that can read each other's memory in place (the
+/// How dispatch and combine move rows between ranks that can read each other's memory, in place (the
 /// ranks of CreateThreadGroups; process ranks of one host for tensors made with Tensor::PeerVisible, and
-/// for a dispatch's x of at most 64 KiB, which dispatch copies there); other rows are always pushed. Both
+/// for a dispatch's x of at most 64 KiB, which dispatch copies there) or by copy (process ranks of one
+/// host, any other memory: MOE_EP_CROSS_MEMORY in moe_ep/options.h); other rows are always pushed. All
 /// paths give the same bits.
 enum class DataPath : uint8_t {
   /// MOE_EP_DATA_PATH when set, else by size: a rank's rows are pulled when it sends at least
-  /// kPullMinBytes of them in a call, pushed below that (a pull costs one more round trip).
+  /// kPullMinBytes of them in a call (kCopyMinBytes where they are read by copy), pushed below that (a
+  /// pull costs one more round trip).
   kAuto,
   /// The sender copies each row into the receiver's window and the receiver copies it out: two copies.
   kPush,
   /// The receiver copies each row straight from the sender's tensor into its output (dispatch), or reads
-  /// it there as it sums (combine), then tells the sender it is done: one copy.
+  /// it there as it sums (combine), then tells the sender it is done: one copy. At every size, by copy
+  /// too where MOE_EP_CROSS_MEMORY lets the ranks read each other's memory.
   kPull,
 };
 /// The size from which DataPath::kAuto pulls: the row bytes one rank sends in one call.

@@ -25,12 +25,14 @@ uint64_t DefaultWindowBytes();
 /// two, but the kernel's copy is slower than a load and costs a system call per batch, so it pays only
 /// for many rows: on 16 cores, combine of 8 ranks' private expert outputs by copy took 0.6-0.85x the time
 /// of pushing them at 96-512 tokens per rank, the same at 64, and 1.0-2.7x at 1-32. "auto" reads by copy
-/// when a rank sends at least kCopyMinBytes (8 MiB) of rows in a call, and only where the system already
-/// lets the ranks read each other. "1" reads by copy from kPullMinBytes, like memory in place, and where
-/// the kernel allows such reads only to a process's ancestors (Yama ptrace_scope 1, Ubuntu's default)
-/// makes each rank let any process of its user read it (prctl PR_SET_PTRACER_ANY), for the life of the
-/// process. "0" pushes such rows. Groups check, when they are made, that every rank can read every
-/// other; where one cannot, those rows are pushed. A rank's own rows it reads in place in every mode but 0.
+/// when a rank sends at least kCopyMinBytes (8 MiB) of rows in a call, and only where no Yama security
+/// module restricts ptrace (absent, or ptrace_scope 0); under Yama's ptrace_scope 1 (Ubuntu's default)
+/// and above it pushes. "1" reads by copy from kPullMinBytes, like memory in place, and under ptrace_scope
+/// 1, where the kernel allows such reads only to a process's ancestors, makes each rank let any process
+/// of its user read it (prctl PR_SET_PTRACER_ANY), for the life of the process. "0" pushes such rows.
+/// DataPath::kPull (MOE_EP_DATA_PATH=pull) reads by copy at every size where "auto" or "1" reads by copy
+/// at all. Groups check, when they are made, that every rank can read every other; where one cannot,
+/// those rows are pushed. Where ranks read by copy, a rank reads its own rows in place.
 ///
 /// MOE_EP_THREADS: threads per rank (1 .. 1024) for a group whose GroupOptions::threads is 0, and for
 /// the C API's communicators; default: this machine's cores shared out among the group's ranks, at least 1.

@@ -85,9 +85,9 @@ TEST(ProcessRanks, RowsPulledFromTheSharedHeapMatchReference) {
 
 // x in private memory and larger than the 64 KiB staged for any reader: dispatch copies it once into the shared
 // heap (one buffer per call parity) and the peers pull it from there; where it is not staged, and combine's
-// expert outputs always, the peers copy the rows out of its process (MOE_EP_CROSS_MEMORY=1) or have them
-// pushed (0, the default). Random configurations with every size pulled, both ways, then back-to-back rounds
-// of a 128 KiB x.
+// expert outputs always, the peers copy the rows out of its process (MOE_EP_CROSS_MEMORY=1; forced pull does at
+// every size by default too, where Yama allows it) or have them pushed (0). Random configurations with every size
+// pulled, both ways, then back-to-back rounds of a 128 KiB x.
 TEST(ProcessRanks, PrivateInputsPulledThroughTheStageMatchReference) {
   const uint64_t seed = moe_ep::testing::BaseSeed() + 3;
   std::string output;
@@ -150,8 +150,8 @@ TEST(ProcessRanks, PrivateRowsAreCopiedOutOfTheirProcess) {
 // By default (MOE_EP_DATA_PATH and MOE_EP_CROSS_MEMORY unset) a rank's private rows are copied out by their
 // readers only from kCopyMinBytes (8 MiB) of rows a call, and pushed below: 4 ranks, top-1, rows of 8 KiB, so
 // that 8 tokens a rank send 64 KiB (pulled were they in the heap) and 1536 send 12 MiB, each rank's expert
-// outputs about as much. Where Yama's ptrace_scope is 1 or more, the default never lets a rank read another
-// (only MOE_EP_CROSS_MEMORY=1 does, under 1): pushed at every size.
+// outputs about as much. Where Yama's ptrace_scope is 1 or more, the default does not even try to read another
+// rank (only MOE_EP_CROSS_MEMORY=1 does, under 1): pushed at every size.
 TEST(ProcessRanks, PrivateRowsAreCopiedOutByDefaultOnlyFromEightMiB) {
   const bool readable = PtraceScope() <= 0;
   for (const int bs : {8, 1536}) {

@@ -120,7 +120,9 @@ class RankPool:
     def __init__(self, tmpdir, timeout_s=300):
         ctx = mp.get_context("spawn")
         os.environ.setdefault("MOE_EP_TIMEOUT_MS", "60000")
-        os.environ.setdefault("MOE_EP_DATA_PATH", "pull")  # rows in the shared heap are pulled, the rest pushed
+        # Rows in the shared heap are pulled, the rest copied out of their process (at every size, where the
+        # system lets ranks read each other) or pushed.
+        os.environ.setdefault("MOE_EP_DATA_PATH", "pull")
         self.timeout_s = timeout_s
         self.results = ctx.Queue()
         self.jobs = [ctx.Queue() for _ in range(WORLD)]

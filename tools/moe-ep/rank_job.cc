@@ -59,7 +59,7 @@ std::string ByCopyRule() {
     case env::CrossMemory::kAuto:
       break;
   }
-  return "by copy from " + std::to_string(kCopyMinBytes >> 20) + " MiB";
+  return "by copy from " + std::to_string(kCopyMinBytes >> 20) + " MiB where no Yama ptrace restriction is set";
 }
 
 }  // namespace

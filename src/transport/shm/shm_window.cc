@@ -206,8 +206,11 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
     throw Error(ErrorCode::kInvalidParam, "shared-memory transport: job '" + job + "' and group '" + group +
                                               "' must be non-empty names without '/'");
   }
+  // By default only where Yama leaves sibling processes free to read each other (no Yama, or ptrace_scope 0):
+  // under 1 the check would fail (and the kernel log it) unless this process may ptrace anyway.
   const env::CrossMemory cross_memory_choice = env::CrossMemoryChoice();
-  const bool cross_memory = cross_memory_choice != env::CrossMemory::kOff;
+  const bool cross_memory = cross_memory_choice == env::CrossMemory::kOn ||
+                            (cross_memory_choice == env::CrossMemory::kAuto && PtraceScope() <= 0);
   data_bytes = (data_bytes + 4095) / 4096 * 4096;
   const uint64_t flag_bytes = FlagAreaBytes(flag_count, size);
   const uint64_t bytes = data_bytes + flag_bytes + CrossMemoryInfoBytes(size);
