@@ -185,7 +185,8 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
                                 out.assist_info,
                                 out.expert_token_nums,
                                 out.ep_recv_counts,
-                                out.tp_recv_counts};
+                                out.tp_recv_counts,
+                                {}};  // expert_scales: Atlas A2's, not the native API's
   plan::ValidateDispatch(c, t, plan::Profile::kNative, ops::CapacityOf(CommOf(ep), CommOf(tp)), "Dispatch");
   const std::vector<int32_t> table = ElasticTable(ep, c, options.experts, "Dispatch");
   // The survivors' configuration under a scaled-down elasticInfo: it says which counts were written.

@@ -676,7 +676,9 @@ TEST_P(Conformance, ExposedBytesAreReadInPlaceOrByCopy) {
     win.Drain(Within(MustArriveWithin()), "conformance", {});
   });
   // Process ranks (here threads of one process behind the shm transport) read every private buffer by copy.
-  if (GetParam().name == "shm") EXPECT_EQ(read_by_copy.load(), 2 * n);
+  if (GetParam().name == "shm") {
+    EXPECT_EQ(read_by_copy.load(), 2 * n);
+  }
 }
 
 TEST_P(Conformance, WaitFlagsAcceptsOnlyTheAwaitedEpoch) {
