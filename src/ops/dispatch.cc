@@ -313,16 +313,23 @@ void CheckPeersAgree(const MoeConfig& c, Window& ep, const CallSlot& call, const
   }
 }
 
+// The flag of the count `src` sends for local expert `e_local` of a rank with `l` local experts (1 on a shared
+// rank). A source's counts for one rank lie side by side, in one cache line for up to 8 local experts: a source
+// writes, and the receiver reads, a line per source. Laid out in entry order (by local expert, then source),
+// every source would write into every line, and the writers would take each line from one another in turn.
+uint64_t CountFlag(const CallSlot& call, int64_t src, int64_t e_local, int64_t l) {
+  return call.flag_base + src * l + e_local;
+}
+
 // One count flag per destination entry, zero counts included, so every receiver knows when it is done.
 void AnnounceCounts(const MoeConfig& c, const plan::RoutingPlan& plan, Window& ep, const CallSlot& call) {
-  const int64_t e = c.ep_world_size, l = c.local_expert_num(), r = c.shared_replicas();
+  const int64_t l = c.local_expert_num(), r = c.shared_replicas();
   for (int64_t s = 0; s < c.shared_expert_rank_num; ++s) {
     const uint32_t count = s % r == c.ep_rank % r ? static_cast<uint32_t>(plan.valid_tokens.size()) : 0;
-    ep.Signal(static_cast<int>(s), call.flag_base + c.ep_rank, MakeFlag(call.epoch, count));
+    ep.Signal(static_cast<int>(s), CountFlag(call, c.ep_rank, 0, 1), MakeFlag(call.epoch, count));
   }
   for (int64_t expert = 0; expert < c.moe_expert_num; ++expert) {
-    const uint64_t entry = (expert % l) * e + c.ep_rank;
-    ep.Signal(static_cast<int>(c.ExpertRank(expert)), call.flag_base + entry,
+    ep.Signal(static_cast<int>(c.ExpertRank(expert)), CountFlag(call, c.ep_rank, expert % l, l),
               MakeFlag(call.epoch, static_cast<uint32_t>(plan.expert_counts[expert])));
   }
 }
@@ -445,11 +452,13 @@ class CopiedRows {
 void ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, const plan::DispatchTensors& t, Window& ep,
                       const CallSlot& call, const Link& ctx, RowSink& sink, int32_t* recv_counts) {
   const int64_t e = c.ep_world_size, l = c.local_expert_num();
-  const int64_t entries = c.receive_entries();
+  const int64_t entries = c.receive_entries(), flags_per_source = entries / e;
+  // Entry i (epRecvCounts' order: by local expert, then source) is source i % e's count for local expert i / e.
   std::vector<uint64_t> indices(entries);
-  for (int64_t i = 0; i < entries; ++i) indices[i] = call.flag_base + i;
+  for (int64_t i = 0; i < entries; ++i) indices[i] = CountFlag(call, i % e, i / e, flags_per_source);
   transport::WaitFlags(
-      ep, indices, call.epoch, ctx.deadline, [&](uint64_t idx) { return static_cast<int>((idx - call.flag_base) % e); },
+      ep, indices, call.epoch, ctx.deadline,
+      [&](uint64_t idx) { return static_cast<int>((idx - call.flag_base) / flags_per_source); },
       "MoeDistributeDispatch", "token counts");
 
   // A count beyond maxBs would read slots of the next block (or past the window): refuse it first.
@@ -457,7 +466,7 @@ void ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, const plan
   std::vector<uint64_t> counts_by_source(e, 0);
   int64_t total = 0;
   for (int64_t entry = 0; entry < entries; ++entry) {
-    const uint32_t count = transport::FlagCount(ep.ReadFlag(call.flag_base + entry));
+    const uint32_t count = transport::FlagCount(ep.ReadFlag(indices[entry]));
     counts[entry] = count;
     counts_by_source[entry % e] += count;
     if (count > static_cast<uint64_t>(layout.max_bs)) {
