@@ -314,8 +314,8 @@ void CheckPeersAgree(const MoeConfig& c, Window& ep, const CallSlot& call, const
 }
 
 // The flag of the count `src` sends for local expert `e_local` of a rank with `l` local experts (1 on a shared
-// rank). A source's counts for one rank lie side by side (L flags of 8 bytes): a cache line holds the counts of
-// one source (of two where L does not divide 8). Laid out in entry order (by local expert, then source),
+// rank). A source's counts for one rank lie side by side (L flags of 8 bytes): sources share a cache line only
+// where one's counts end and the next's begin. Laid out in entry order (by local expert, then source),
 // every source would write into every line, and the writers would take each line from one another in turn.
 uint64_t CountFlag(const CallSlot& call, int64_t src, int64_t e_local, int64_t l) {
   return call.flag_base + src * l + e_local;
