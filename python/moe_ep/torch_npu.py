@@ -55,6 +55,7 @@ npu = _Npu()
 # ints and whose main tensors are torch.Tensors take this path: equal keys then mean the same checks.
 _prepared = {}
 _PREPARED_MAX = 64
+_INT_ONLY = {int}
 
 
 def _cached(key, prepare):
@@ -74,9 +75,6 @@ def _cached(key, prepare):
 def _exact(a, b, ints):
     """Whether a call may be looked up in _prepared: tensors a and b torch.Tensors, its integers ints."""
     return type(a) is torch.Tensor and type(b) is torch.Tensor and {*map(type, ints)} == _INT_ONLY
-
-
-_INT_ONLY = {int}
 
 
 def _fail(rule, code=INVALID_PARAM):

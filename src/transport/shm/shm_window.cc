@@ -209,8 +209,9 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
   // By default only where Yama leaves sibling processes free to read each other (no Yama, or ptrace_scope 0):
   // under 1 the check would fail (and the kernel log it) unless this process may ptrace anyway.
   const env::CrossMemory cross_memory_choice = env::CrossMemoryChoice();
+  const int ptrace_scope = PtraceScope();
   const bool cross_memory = cross_memory_choice == env::CrossMemory::kOn ||
-                            (cross_memory_choice == env::CrossMemory::kAuto && PtraceScope() <= 0);
+                            (cross_memory_choice == env::CrossMemory::kAuto && ptrace_scope <= 0);
   data_bytes = (data_bytes + 4095) / 4096 * 4096;
   const uint64_t flag_bytes = FlagAreaBytes(flag_count, size);
   const uint64_t bytes = data_bytes + flag_bytes + CrossMemoryInfoBytes(size);
@@ -244,7 +245,7 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
     // Under Yama's ptrace_scope 1 only ancestors may read a process, and peers are siblings: with
     // MOE_EP_CROSS_MEMORY=1 (asked for, never by default), let any process of this user read this one, for the
     // life of the process (docs/architecture.md, the Window).
-    if (cross_memory_choice == env::CrossMemory::kOn && PtraceScope() == 1) {
+    if (cross_memory_choice == env::CrossMemory::kOn && ptrace_scope == 1) {
       prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
     }
     info[rank]->pid = static_cast<uint64_t>(getpid());
