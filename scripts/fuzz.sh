@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets of tests/fuzz (clang 14, ASan + UBSan, in build-fuzz/) and runs each for a bounded time
-# from a copy of its seed corpus; fails on any crash, leak, timeout or OOM. `--replay` runs each target once over its
-# checked-in corpus instead (quick). MOE_EP_FUZZ_SECONDS sets the time per target (default 60).
+# Builds the libFuzzer targets of tests/fuzz (clang 14, ASan + UBSan, in build-fuzz/) and runs them side by side,
+# each for a bounded time from a copy of its seed corpus; fails on any crash, leak, timeout or OOM. `--replay` runs
+# each target once over its checked-in corpus instead (quick). MOE_EP_FUZZ_SECONDS sets the time (default 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,12 +45,18 @@ mkdir -p build-fuzz/fuzz-artifacts
 failed=()
 summary=()
 line_failed=()
+common_of() {  # common_of TARGET: the flags every run of TARGET takes
+  common=(-timeout=30 -rss_limit_mb=4096 -detect_leaks=1 -max_len=1024 -print_final_stats=1
+    "-artifact_prefix=$work/$1/artifacts/")
+}
+# The targets run side by side: the C API's and the native API's mostly wait (their ranks' deadlines are short
+# waits by design) and use a fraction of a core each, so together the three take about one target's time.
+declare -A pid
 for t in "${targets[@]}"; do
   seeds=tests/fuzz/corpus/${t%_fuzz}
   mkdir -p "$work/$t/corpus" "$work/$t/artifacts"
   if [[ -d $seeds ]]; then cp "$seeds"/* "$work/$t/corpus/" 2>/dev/null || true; fi
-  common=(-timeout=30 -rss_limit_mb=4096 -detect_leaks=1 -max_len=1024 -print_final_stats=1
-    "-artifact_prefix=$work/$t/artifacts/")
+  common_of "$t"
   if [[ $mode == replay ]]; then
     echo "== $t: replaying $(find "$work/$t/corpus" -type f | wc -l) inputs of $seeds"
     run=("build-fuzz/tests/fuzz/$t" "${common[@]}" -runs=0 "$work/$t/corpus")
@@ -58,8 +64,14 @@ for t in "${targets[@]}"; do
     echo "== $t: fuzzing for $seconds s from $(find "$work/$t/corpus" -type f | wc -l) seeds of $seeds"
     run=("build-fuzz/tests/fuzz/$t" "${common[@]}" "-max_total_time=$seconds" "$work/$t/corpus")
   fi
+  "${run[@]}" >"$work/$t/log" 2>&1 &
+  pid[$t]=$!
+done
+for t in "${targets[@]}"; do
+  seeds=tests/fuzz/corpus/${t%_fuzz}
+  common_of "$t"
   rc=0
-  "${run[@]}" >"$work/$t/log" 2>&1 || rc=$?
+  wait "${pid[$t]}" || rc=$?
   # libFuzzer's last status line ("#N DONE cov: C ft: F corp: ...") and its final stats.
   status=$(grep -E '^#[0-9]+[[:space:]]+(INITED|DONE|pulse|NEW|REDUCE)' "$work/$t/log" | tail -1 || true)
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/$t/log" | tail -1)
