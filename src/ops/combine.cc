@@ -558,7 +558,7 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
     ctx.ForEachPart(plan::ActiveTokenLimit(c, mask.data()), token_bytes, [&](int, int64_t begin, int64_t end) {
       TokenReducer(c, layout, t, ctx.ep, call, ctx, ids, weights, mask, pair_slots, claims).Run(begin, end);
     });
-    claims.Finish();
+    claims.Finish("MoeDistributeCombine");
     const pull::ReaderCounts counts = pull::CountReaders(readers);
     ctx.ep_state.combine_readers = counts.readers;
     ctx.ep_state.combine_copy_readers = counts.by_copy;

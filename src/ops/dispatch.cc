@@ -524,7 +524,7 @@ void ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, const plan
     }
     copied.Flush();
   });
-  claims.Finish();
+  claims.Finish("MoeDistributeDispatch");
 }
 
 // docs/semantics.md 2.7: rows, scales and triples go to the TP peer (from the outputs, where they are

@@ -38,8 +38,15 @@ uint64_t FlagOf(const CallFlags& flags, int rank, Field field) {
 // call's). The sender arms it (announced) before it announces; the reader claims it (reading) before it reads
 // and marks it done after; a sender whose call failed withdraws it if still unclaimed. Each step is a
 // compare-exchange from exactly the step before, so a word cleared by a reset, or armed by a later call, or
-// withdrawn, is never taken for this call's.
-enum DoneWord : uint32_t { kWordDone = 1, kWordReading = 2, kWordWithdrawn = 3, kWordAnnounced = 4 };
+// withdrawn, is never taken for this call's. A failed sender that stops waiting for a claimed reader marks its
+// word abandoned (from reading), and the reader, finding that instead of reading when it is done, fails its call.
+enum DoneWord : uint32_t {
+  kWordDone = 1,
+  kWordReading = 2,
+  kWordWithdrawn = 3,
+  kWordAnnounced = 4,
+  kWordAbandoned = 5
+};
 
 // A stride and a count travel as 32-bit flag payloads.
 bool Fits(const Rows& rows) { return rows.stride <= UINT32_MAX && rows.count <= UINT32_MAX; }
@@ -142,7 +149,7 @@ bool IsDone(uint64_t word, uint32_t epoch) { return word == MakeFlag(epoch, kWor
 
 Claims::Claims(transport::Window& ep, const CallFlags& flags) : ep_(ep), flags_(flags), claimed_(ep.size(), 0) {}
 
-Claims::~Claims() { Finish(); }
+Claims::~Claims() { MarkDone(); }
 
 void Claims::Claim(int sender, const char* op) {
   const std::lock_guard lock(mutex_);
@@ -160,7 +167,22 @@ void Claims::Claim(int sender, const char* op) {
   claimed_[sender] = 1;
 }
 
-void Claims::Finish() noexcept {
+void Claims::Finish(const char* op) {
+  const std::vector<int> abandoned = MarkDone();
+  if (abandoned.empty()) return;
+  std::string names;
+  for (int sender : abandoned) names += (names.empty() ? "" : ", ") + std::to_string(sender);
+  const bool one = abandoned.size() == 1;
+  throw TimeoutError(std::string(op) + (one ? ": rank " : ": ranks ") + names + " of " + ep_.name() +
+                         " stopped waiting for rank " + std::to_string(ep_.rank()) + " to finish reading the rows " +
+                         (one ? "it" : "they") + " announced (" + std::to_string(kWithdrawWait.count()) + " ms after " +
+                         (one ? "its call" : "their calls") + " failed), so " + (one ? "its caller" : "their callers") +
+                         " may have reused that memory: what this rank read of it cannot be trusted",
+                     abandoned);
+}
+
+std::vector<int> Claims::MarkDone() noexcept {
+  std::vector<int> abandoned;
   const std::lock_guard lock(mutex_);
   const uint64_t index = FlagOf(flags_, ep_.rank(), kDone);
   for (int sender = 0; sender < static_cast<int>(claimed_.size()); ++sender) {
@@ -168,10 +190,13 @@ void Claims::Finish() noexcept {
     claimed_[sender] = 2;
     try {
       // From reading only: a word a reset cleared, or a later call armed, stays as it is.
-      ep_.CompareExchangeFlag(sender, index, MakeFlag(flags_.epoch, kWordReading), MakeFlag(flags_.epoch, kWordDone));
+      const uint64_t held = ep_.CompareExchangeFlag(sender, index, MakeFlag(flags_.epoch, kWordReading),
+                                                    MakeFlag(flags_.epoch, kWordDone));
+      if (held == MakeFlag(flags_.epoch, kWordAbandoned)) abandoned.push_back(sender);
     } catch (...) {  // a transport that cannot reach the sender any more: its wait names this rank
     }
   }
+  return abandoned;
 }
 
 std::vector<uint64_t> DoneFlags(const CallFlags& flags, std::span<const uint8_t> reads) {
@@ -198,7 +223,8 @@ void WaitDone(const transport::Window& ep, const CallFlags& flags, std::span<con
                        flags.epoch, done, missing);
 }
 
-void Withdraw(transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads) noexcept {
+void Withdraw(transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads,
+              std::chrono::milliseconds wait) noexcept {
   const uint64_t announced = MakeFlag(flags.epoch, kWordAnnounced), reading = MakeFlag(flags.epoch, kWordReading);
   try {
     std::vector<uint64_t> claimed;
@@ -207,11 +233,14 @@ void Withdraw(transport::Window& ep, const CallFlags& flags, std::span<const uin
       if (held == reading) claimed.push_back(index);  // else withdrawn now, done, or never armed in this call
     }
     // Readers write their words straight into this rank's memory (they read it in place): no Progress needed.
-    const auto until = transport::Clock::now() + kWithdrawWait;
+    const auto until = transport::Clock::now() + wait;
     while (!claimed.empty() && transport::Clock::now() < until) {
       std::erase_if(claimed, [&](uint64_t index) { return ep.ReadFlag(index) != reading; });
       if (!claimed.empty()) std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
+    // Given up on: a reader that finishes now learns that its call must fail.
+    for (uint64_t index : claimed)
+      ep.CompareExchangeFlag(ep.rank(), index, reading, MakeFlag(flags.epoch, kWordAbandoned));
   } catch (...) {  // the call's own error is what the caller must see
   }
 }

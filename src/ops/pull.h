@@ -101,10 +101,15 @@ class Claims {
   /// call failed, and its caller may reuse that memory) or a reset cleared them: this call fails too, having
   /// read none of them.
   void Claim(int sender, const char* op);
-  /// Tells every claimed sender that this rank has finished reading its rows.
-  void Finish() noexcept;
+  /// Tells every claimed sender that this rank has finished reading its rows. Throws TimeoutError naming the
+  /// senders that had given up waiting for it (Withdraw) and may have reused their memory meanwhile: what this
+  /// rank read of their rows cannot be trusted, so this call fails.
+  void Finish(const char* op);
 
  private:
+  // Finish's marking; returns the senders that had given up. Never throws (the destructor's).
+  std::vector<int> MarkDone() noexcept;
+
   transport::Window& ep_;
   const CallFlags flags_;
   std::mutex mutex_;
@@ -116,10 +121,12 @@ class Claims {
 void WaitDone(const transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads,
               transport::Clock::time_point deadline, const char* op);
 
+inline constexpr std::chrono::milliseconds kWithdrawWait{10'000};
 /// On a failed call, before its caller gets the announced memory back: withdraws the rows announced to every
 /// rank r with reads[r] != 0 that has not claimed them, and waits for those that did to be done, for at most
-/// kWithdrawWait (a reader that claimed is copying; one stopped mid-copy is given up on). Never throws.
-void Withdraw(transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads) noexcept;
-inline constexpr auto kWithdrawWait = std::chrono::seconds(10);
+/// `wait` (a reader that claimed is copying). A reader still not done then is given up on: its word says so, and its
+/// Finish fails (its call's results may hold memory the caller reused). Never throws.
+void Withdraw(transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads,
+              std::chrono::milliseconds wait = kWithdrawWait) noexcept;
 
 }  // namespace moe_ep::ops::pull
