@@ -40,7 +40,9 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
 # Inputs run in a scratch copy: libFuzzer writes what it finds into its first corpus directory, and the
 # checked-in corpus stays as committed. Reproducers of failures are kept in build-fuzz/fuzz-artifacts/<target>/.
 work=$(mktemp -d /tmp/moe_ep_fuzz.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+declare -A pid  # of each target's run
+# Fuzzers still running when this ends early (a failure of the script itself, or a signal) are stopped with it.
+trap 'kill "${pid[@]}" 2>/dev/null; rm -rf "$work"' EXIT
 mkdir -p build-fuzz/fuzz-artifacts
 failed=()
 summary=()
@@ -51,7 +53,6 @@ common_of() {  # common_of TARGET: the flags every run of TARGET takes
 }
 # The targets run side by side: the C API's and the native API's mostly wait (their ranks' deadlines are short
 # waits by design) and use a fraction of a core each, so together the three take about one target's time.
-declare -A pid
 for t in "${targets[@]}"; do
   seeds=tests/fuzz/corpus/${t%_fuzz}
   mkdir -p "$work/$t/corpus" "$work/$t/artifacts"
@@ -72,6 +73,7 @@ for t in "${targets[@]}"; do
   common_of "$t"
   rc=0
   wait "${pid[$t]}" || rc=$?
+  unset "pid[$t]"
   # libFuzzer's last status line ("#N DONE cov: C ft: F corp: ...") and its final stats.
   status=$(grep -E '^#[0-9]+[[:space:]]+(INITED|DONE|pulse|NEW|REDUCE)' "$work/$t/log" | tail -1 || true)
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/$t/log" | tail -1)

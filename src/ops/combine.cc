@@ -335,7 +335,7 @@ class TokenReducer {
         staged_[j] = staging_.data() + j * row_bytes;
         copies_.push_back({staging_.data() + j * row_bytes, PulledIndex(t, j, source)});
       }
-      pull::CopyRows(ep_, source, copies_);
+      claims_.CopyRows(source, copies_, "MoeDistributeCombine");
     }
   }
 

@@ -224,7 +224,8 @@ Pulls AnnouncePulls(const MoeConfig& c, const WindowLayout& layout, const plan::
   if (stage && !staged) stage->Retire(ep, call.parity);
   for (int dst = 0; dst < static_cast<int>(c.ep_world_size); ++dst) {
     if (!receives[dst] || x_tokens[dst] == 0 || (smoothed && smooth_tokens[dst] == 0)) continue;
-    pull::Announce(ep, flags, dst, x_tokens[dst], *x, smoothed ? smooth_tokens[dst] : 0, smooth.value_or(pull::Rows{}));
+    pull::Announce(ep, flags, dst, x_tokens[dst], *x, smoothed ? smooth_tokens[dst] : 0, smooth.value_or(pull::Rows{}),
+                   staged);
     pulled[dst] = pull::ReaderKindOf(ep, dst, x_tokens[dst]);
     // By copy when either tensor is (kReadsByCopy > kReadsInPlace).
     if (smoothed) pulled[dst] = std::max(pulled[dst], pull::ReaderKindOf(ep, dst, smooth_tokens[dst]));
@@ -357,7 +358,7 @@ struct PulledSource {
 };
 
 // Copies the smooth-scale rows this rank quantizes with out of a source that exposed them by copy.
-void CopySmoothRows(const MoeConfig& c, const Window& ep, PulledSource& source) {
+void CopySmoothRows(const MoeConfig& c, const pull::Claims& claims, PulledSource& source) {
   const int64_t first = SmoothRowHere(c, 0), count = c.is_shared_rank() ? 1 : c.local_expert_num();
   if (static_cast<uint64_t>(first + count) > source.smooth.count) {
     BadPulledRow(source.smooth.copy_from, "smooth-scale row", first + count - 1, source.smooth.count);
@@ -365,7 +366,7 @@ void CopySmoothRows(const MoeConfig& c, const Window& ep, PulledSource& source) 
   source.smooth_copy.resize(count * c.hidden);
   std::vector<pull::RowCopy> copies;
   for (int64_t i = 0; i < count; ++i) copies.push_back({source.smooth_copy.data() + i * c.hidden, uint64_t(first + i)});
-  pull::CopyRows(ep, source.smooth, copies);
+  claims.CopyRows(source.smooth, copies, "MoeDistributeDispatch");
   source.smooth = {reinterpret_cast<const uint8_t*>(source.smooth_copy.data()), c.hidden * sizeof(float),
                    static_cast<uint64_t>(count), c.hidden * sizeof(float)};
   source.smooth_first = first;
@@ -388,7 +389,7 @@ std::vector<std::optional<PulledSource>> PulledSources(const MoeConfig& c, const
     PulledSource source{*x, {}, {}, 0};
     if (smoothed) source.smooth = *pull::Announced(ep, flags, src, c.hidden * sizeof(float), /*second=*/true);
     claims.Claim(src, "MoeDistributeDispatch");
-    if (source.smooth.copy_token != 0) CopySmoothRows(c, ep, source);
+    if (source.smooth.copy_token != 0) CopySmoothRows(c, claims, source);
     sources[src] = std::move(source);
   }
   return sources;
@@ -398,8 +399,8 @@ std::vector<std::optional<PulledSource>> PulledSources(const MoeConfig& c, const
 // call: straight into expandX, or (quantizing) into staging and quantized from there.
 class CopiedRows {
  public:
-  CopiedRows(const Window& ep, const RowSink& sink, kernels::Half type, int64_t hidden, bool quant)
-      : ep_(ep), sink_(sink), type_(type), hidden_(hidden), quant_(quant) {}
+  CopiedRows(const pull::Claims& claims, const RowSink& sink, kernels::Half type, int64_t hidden, bool quant)
+      : claims_(claims), sink_(sink), type_(type), hidden_(hidden), quant_(quant) {}
   void Add(const pull::Rows& x, int64_t row, const uint8_t* slot, uint64_t token, const float* smooth) {
     if (!pending_.empty() && (pending_.size() == kBatchRows || x.copy_from != source_->copy_from)) Flush();
     source_ = &x;
@@ -413,7 +414,7 @@ class CopiedRows {
     for (size_t i = 0; i < pending_.size(); ++i) {
       copies_.push_back({quant_ ? staging_.data() + i * row_bytes : sink_.Row(pending_[i].row), pending_[i].token});
     }
-    pull::CopyRows(ep_, *source_, copies_);
+    claims_.CopyRows(*source_, copies_, "MoeDistributeDispatch");
     for (size_t i = 0; i < pending_.size(); ++i) {
       const Pending& p = pending_[i];
       if (quant_) {
@@ -435,7 +436,7 @@ class CopiedRows {
     uint64_t token;
     const float* smooth;
   };
-  const Window& ep_;
+  const pull::Claims& claims_;
   const RowSink& sink_;
   kernels::Half type_;
   int64_t hidden_;
@@ -490,7 +491,7 @@ void ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, const plan
   }
   const kernels::Half type = HalfOf(c.x_dtype);
   ctx.ForEachPart(total, layout.dispatch_token_bytes, [&](int, int64_t begin, int64_t end) {
-    CopiedRows copied(ep, sink, type, c.hidden, c.quant_mode == 2);
+    CopiedRows copied(claims, sink, type, c.hidden, c.quant_mode == 2);
     int64_t entry = std::upper_bound(entry_end.begin(), entry_end.end(), first + begin) - entry_end.begin();
     for (int64_t row = first + begin; row < first + end; ++row) {
       while (row >= entry_end[entry]) ++entry;

@@ -39,13 +39,17 @@ uint64_t FlagOf(const CallFlags& flags, int rank, Field field) {
 // and marks it done after; a sender whose call failed withdraws it if still unclaimed. Each step is a
 // compare-exchange from exactly the step before, so a word cleared by a reset, or armed by a later call, or
 // withdrawn, is never taken for this call's. A failed sender that stops waiting for a claimed reader marks its
-// word abandoned (from reading), and the reader, finding that instead of reading when it is done, fails its call.
+// word abandoned (from reading); a reader that then finds anything but reading when it is done fails its call,
+// since the sender's caller may have reused that memory. Rows staged by the sender (ops/stage.h) are armed as
+// such: their copy stays intact until every reader is done, so their reader never fails for that.
 enum DoneWord : uint32_t {
   kWordDone = 1,
   kWordReading = 2,
   kWordWithdrawn = 3,
   kWordAnnounced = 4,
-  kWordAbandoned = 5
+  kWordAbandoned = 5,
+  kWordAnnouncedStaged = 6,
+  kWordReadingStaged = 7,
 };
 
 // A stride and a count travel as 32-bit flag payloads.
@@ -77,13 +81,13 @@ std::vector<uint64_t> Expose(const transport::Window& ep, const std::optional<Ro
 }
 
 void Announce(transport::Window& ep, const CallFlags& flags, int peer, uint64_t token, const Rows& rows,
-              uint64_t second_token, const Rows& second) {
+              uint64_t second_token, const Rows& second, bool staged) {
   const int self = ep.rank();
   const auto put = [&](Field field, uint64_t value) {
     ep.Signal(peer, FlagOf(flags, self, field), MakeFlag(flags.epoch, static_cast<uint32_t>(value)));
   };
   // Armed before anything the peer could see: it claims only a word armed for this call.
-  ep.Signal(self, FlagOf(flags, peer, kDone), MakeFlag(flags.epoch, kWordAnnounced));
+  ep.Signal(self, FlagOf(flags, peer, kDone), MakeFlag(flags.epoch, staged ? kWordAnnouncedStaged : kWordAnnounced));
   if (second_token != 0) {
     put(kSecondLow, second_token);
     put(kSecondHigh, second_token >> 32);
@@ -138,65 +142,92 @@ ReaderCounts CountReaders(std::span<const uint8_t> reads) {
   return counts;
 }
 
-void CopyRows(const transport::Window& ep, const Rows& rows, std::span<const RowCopy> copies) {
-  std::vector<transport::Window::ExposedRead> reads;
-  reads.reserve(copies.size());
-  for (const RowCopy& copy : copies) reads.push_back({copy.dst, copy.index * rows.stride, rows.row_bytes});
-  ep.ReadExposed(rows.copy_from, rows.copy_token, reads);
-}
-
 bool IsDone(uint64_t word, uint32_t epoch) { return word == MakeFlag(epoch, kWordDone); }
 
-Claims::Claims(transport::Window& ep, const CallFlags& flags) : ep_(ep), flags_(flags), claimed_(ep.size(), 0) {}
+Claims::Claims(transport::Window& ep, const CallFlags& flags)
+    : ep_(ep), flags_(flags), claimed_(ep.size(), kUnclaimed) {}
 
 Claims::~Claims() { MarkDone(); }
 
 void Claims::Claim(int sender, const char* op) {
   const std::lock_guard lock(mutex_);
-  if (claimed_[sender]) return;
+  if (claimed_[sender] != kUnclaimed) return;
+  const uint64_t index = FlagOf(flags_, ep_.rank(), kDone);
   const uint64_t announced = MakeFlag(flags_.epoch, kWordAnnounced);
-  const uint64_t held = ep_.CompareExchangeFlag(sender, FlagOf(flags_, ep_.rank(), kDone), announced,
-                                                MakeFlag(flags_.epoch, kWordReading));
-  if (held != announced) {
-    throw TimeoutError(std::string(op) + ": rank " + std::to_string(sender) + " of " + ep_.name() +
-                           " failed its call before rank " + std::to_string(ep_.rank()) +
-                           " read the rows it announced, and withdrew them (the ranks of a group must all complete a "
-                           "call: probe, reset, and go on)",
-                       {sender});
+  const uint64_t announced_staged = MakeFlag(flags_.epoch, kWordAnnouncedStaged);
+  uint64_t held = ep_.CompareExchangeFlag(sender, index, announced, MakeFlag(flags_.epoch, kWordReading));
+  if (held == announced) {
+    claimed_[sender] = kClaimed;
+    return;
   }
-  claimed_[sender] = 1;
+  if (held == announced_staged) {
+    held = ep_.CompareExchangeFlag(sender, index, announced_staged, MakeFlag(flags_.epoch, kWordReadingStaged));
+    if (held == announced_staged) {
+      claimed_[sender] = kClaimedStaged;
+      return;
+    }
+  }
+  throw TimeoutError(std::string(op) + ": rank " + std::to_string(sender) + " of " + ep_.name() +
+                         " failed its call before rank " + std::to_string(ep_.rank()) +
+                         " read the rows it announced, and withdrew them (the ranks of a group must all complete a "
+                         "call: probe, reset, and go on)",
+                     {sender});
+}
+
+void Claims::CopyRows(const Rows& rows, std::span<const RowCopy> copies, const char* op) const {
+  std::vector<transport::Window::ExposedRead> reads;
+  reads.reserve(copies.size());
+  for (const RowCopy& copy : copies) reads.push_back({copy.dst, copy.index * rows.stride, rows.row_bytes});
+  try {
+    ep_.ReadExposed(rows.copy_from, rows.copy_token, reads);
+  } catch (const TimeoutError&) {
+    throw;
+  } catch (const Error&) {
+    // Rows read by copy are never staged: a word no longer reading means the sender stopped waiting, and the
+    // memory the kernel could not read is what its caller took back.
+    const uint64_t reading = MakeFlag(flags_.epoch, kWordReading);
+    if (ep_.CompareExchangeFlag(rows.copy_from, FlagOf(flags_, ep_.rank(), kDone), reading, reading) != reading) {
+      ThrowGivenUp({rows.copy_from}, op);
+    }
+    throw;
+  }
 }
 
 void Claims::Finish(const char* op) {
-  const std::vector<int> abandoned = MarkDone();
-  if (abandoned.empty()) return;
+  const std::vector<int> given_up = MarkDone();
+  if (!given_up.empty()) ThrowGivenUp(given_up, op);
+}
+
+void Claims::ThrowGivenUp(const std::vector<int>& senders, const char* op) const {
   std::string names;
-  for (int sender : abandoned) names += (names.empty() ? "" : ", ") + std::to_string(sender);
-  const bool one = abandoned.size() == 1;
+  for (int sender : senders) names += (names.empty() ? "" : ", ") + std::to_string(sender);
+  const bool one = senders.size() == 1;
   throw TimeoutError(std::string(op) + (one ? ": rank " : ": ranks ") + names + " of " + ep_.name() +
                          " stopped waiting for rank " + std::to_string(ep_.rank()) + " to finish reading the rows " +
-                         (one ? "it" : "they") + " announced (" + std::to_string(kWithdrawWait.count()) + " ms after " +
-                         (one ? "its call" : "their calls") + " failed), so " + (one ? "its caller" : "their callers") +
+                         (one ? "it" : "they") + " announced (after " + (one ? "its call" : "their calls") +
+                         " failed), so " + (one ? "its caller" : "their callers") +
                          " may have reused that memory: what this rank read of it cannot be trusted",
-                     abandoned);
+                     senders);
 }
 
 std::vector<int> Claims::MarkDone() noexcept {
-  std::vector<int> abandoned;
+  std::vector<int> given_up;
   const std::lock_guard lock(mutex_);
   const uint64_t index = FlagOf(flags_, ep_.rank(), kDone);
   for (int sender = 0; sender < static_cast<int>(claimed_.size()); ++sender) {
-    if (claimed_[sender] != 1) continue;
-    claimed_[sender] = 2;
+    const State state = claimed_[sender];
+    if (state != kClaimed && state != kClaimedStaged) continue;
+    claimed_[sender] = kToldDone;
+    const uint64_t reading = MakeFlag(flags_.epoch, state == kClaimedStaged ? kWordReadingStaged : kWordReading);
     try {
-      // From reading only: a word a reset cleared, or a later call armed, stays as it is.
-      const uint64_t held = ep_.CompareExchangeFlag(sender, index, MakeFlag(flags_.epoch, kWordReading),
-                                                    MakeFlag(flags_.epoch, kWordDone));
-      if (held == MakeFlag(flags_.epoch, kWordAbandoned)) abandoned.push_back(sender);
+      // From reading only: a word a reset cleared, or a later call armed, stays as it is. The caller's memory is
+      // the caller's again only once its sender stopped waiting for this rank, which any other word means.
+      const uint64_t held = ep_.CompareExchangeFlag(sender, index, reading, MakeFlag(flags_.epoch, kWordDone));
+      if (held != reading && state == kClaimed) given_up.push_back(sender);
     } catch (...) {  // a transport that cannot reach the sender any more: its wait names this rank
     }
   }
-  return abandoned;
+  return given_up;
 }
 
 std::vector<uint64_t> DoneFlags(const CallFlags& flags, std::span<const uint8_t> reads) {

@@ -62,9 +62,10 @@ ReaderCounts CountReaders(std::span<const uint8_t> reads);
 
 /// Arms this rank's done word for `peer` (the peer claims it before reading: Claims), then tells `peer` where
 /// this rank's rows are (`token` from Expose) and, optionally, a second tensor's (dispatch's smooth scales).
-/// Signalled before any row or count flag of the call, so a peer that saw one of those sees this.
+/// Signalled before any row or count flag of the call, so a peer that saw one of those sees this. `staged`: the rows
+/// are a staged copy (ops/stage.h), which stays intact until its readers are done whatever becomes of the call.
 void Announce(transport::Window& ep, const CallFlags& flags, int peer, uint64_t token, const Rows& rows,
-              uint64_t second_token = 0, const Rows& second = {});
+              uint64_t second_token = 0, const Rows& second = {}, bool staged = false);
 
 /// The rows `sender` announced to this rank in this call, resolved in this process or to be read by copy,
 /// or nullopt when it announced nothing (it pushed); each row is `row_bytes` long. `second` selects the
@@ -77,10 +78,6 @@ struct RowCopy {
   void* dst;
   uint64_t index;
 };
-
-/// Copies `copies` out of `rows` (read by copy: copy_token != 0) in as few kernel calls as it can. Throws as
-/// transport::Window::ReadExposed does.
-void CopyRows(const transport::Window& ep, const Rows& rows, std::span<const RowCopy> copies);
 
 /// The flags in this rank's window in which each rank r with reads[r] != 0 says it is done with this call.
 std::vector<uint64_t> DoneFlags(const CallFlags& flags, std::span<const uint8_t> reads);
@@ -101,19 +98,25 @@ class Claims {
   /// call failed, and its caller may reuse that memory) or a reset cleared them: this call fails too, having
   /// read none of them.
   void Claim(int sender, const char* op);
+  /// Copies `copies` out of claimed `rows` (read by copy: copy_token != 0) in as few kernel calls as it can.
+  /// Throws as transport::Window::ReadExposed does, or TimeoutError naming the sender when the copy failed
+  /// because the sender had stopped waiting for this rank (its memory may be gone).
+  void CopyRows(const Rows& rows, std::span<const RowCopy> copies, const char* op) const;
   /// Tells every claimed sender that this rank has finished reading its rows. Throws TimeoutError naming the
-  /// senders that had given up waiting for it (Withdraw) and may have reused their memory meanwhile: what this
-  /// rank read of their rows cannot be trusted, so this call fails.
+  /// senders that had stopped waiting for it meanwhile (Withdraw), whose callers may have reused the memory it
+  /// read: that can only be trusted when it was a staged copy, so this call fails.
   void Finish(const char* op);
 
  private:
+  enum State : uint8_t { kUnclaimed, kClaimed, kClaimedStaged, kToldDone };
   // Finish's marking; returns the senders that had given up. Never throws (the destructor's).
   std::vector<int> MarkDone() noexcept;
+  [[noreturn]] void ThrowGivenUp(const std::vector<int>& senders, const char* op) const;
 
   transport::Window& ep_;
   const CallFlags flags_;
   std::mutex mutex_;
-  std::vector<uint8_t> claimed_;  // per sender: 1 claimed, 2 told done
+  std::vector<State> claimed_;  // per sender
 };
 
 /// Waits until every rank r with reads[r] != 0 has said it is done with this rank's rows, or throws

@@ -1,13 +1,15 @@
 // The pull data path's hand-over (src/ops/pull.h) between a sender whose call failed and a reader of its rows:
 // an announcement nobody claimed is withdrawn and a later claim fails; a reader that finished first lets the
-// sender go at once; a reader the sender stopped waiting for fails its own call when it finishes, since the
-// sender's caller may have reused the memory it read.
+// sender go at once; a reader the sender stopped waiting for fails its own call when it finishes (even once a
+// reset cleared its word), or when a copy fails meanwhile, since the sender's caller may have reused the memory
+// it read; a reader of a staged copy, which outlives the call, does not.
 #include "ops/pull.h"
 
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -31,17 +33,31 @@ class PullHandOver : public ::testing::Test {
   const std::vector<uint8_t> reads{pull::kNoReader, pull::kReadsInPlace};  // rank 1 reads rank 0's rows
   std::vector<uint8_t> rows = std::vector<uint8_t>(4 * 64, 0x5A);
 
-  void AnnounceRows() {
+  void AnnounceRows(bool staged = false) {
     const pull::Rows announced{rows.data(), 64, 4, 64};
     const uint64_t token = sender.Expose(1, rows.data(), rows.size());
     ASSERT_NE(token, 0u);
-    pull::Announce(sender, flags, 1, token, announced);
+    pull::Announce(sender, flags, 1, token, announced, 0, {}, staged);
     const auto seen = pull::Announced(reader, flags, 0, 64);
     ASSERT_TRUE(seen.has_value());
     EXPECT_EQ(seen->base, rows.data());
   }
   // The word in which the reader says it is done with this call.
   uint64_t DoneWord() const { return sender.ReadFlag(pull::DoneFlags(flags, reads).at(0)); }
+  // The sender's BufferReset clears its flags, the done words among them.
+  void ClearDoneWord() { sender.Signal(sender.rank(), pull::DoneFlags(flags, reads).at(0), 0); }
+
+  static void ExpectGivenUp(const std::function<void()>& call) {
+    try {
+      call();
+      FAIL() << "a reader given up on went on as if the rows it read were intact";
+    } catch (const moe_ep::TimeoutError& e) {
+      EXPECT_EQ(e.missing_ranks(), std::vector<int>{0});
+      const std::string what = e.what();
+      EXPECT_NE(what.find("test op: rank 0 of pull test stopped waiting for rank 1"), std::string::npos) << what;
+      EXPECT_NE(what.find("cannot be trusted"), std::string::npos) << what;
+    }
+  }
 };
 
 TEST_F(PullHandOver, AnUnclaimedAnnouncementIsWithdrawnAndAClaimAfterFails) {
@@ -81,16 +97,46 @@ TEST_F(PullHandOver, AReaderTheSenderStoppedWaitingForFailsItsCall) {
   pull::Withdraw(sender, flags, reads, std::chrono::milliseconds(30));
   EXPECT_GE(Clock::now() - start, std::chrono::milliseconds(30)) << "it waited for the claimed reader";
   EXPECT_FALSE(pull::IsDone(DoneWord(), flags.epoch));
-  try {
-    claims.Finish("test op");
-    FAIL() << "a reader given up on finished as if its rows were intact";
-  } catch (const moe_ep::TimeoutError& e) {
-    EXPECT_EQ(e.missing_ranks(), std::vector<int>{0});
-    const std::string what = e.what();
-    EXPECT_NE(what.find("test op: rank 0 of pull test stopped waiting for rank 1"), std::string::npos) << what;
-    EXPECT_NE(what.find("cannot be trusted"), std::string::npos) << what;
-  }
+  ExpectGivenUp([&] { claims.Finish("test op"); });
   EXPECT_FALSE(pull::IsDone(DoneWord(), flags.epoch)) << "the word stays given up on, not done";
+}
+
+TEST_F(PullHandOver, AReaderGivenUpOnFailsAlsoOnceAResetClearedItsWord) {
+  AnnounceRows();
+  pull::Claims claims(reader, flags);
+  claims.Claim(0, "test op");
+  pull::Withdraw(sender, flags, reads, std::chrono::milliseconds(1));
+  ClearDoneWord();  // the sender's caller recovered (BufferReset) before the stalled reader finished
+  ExpectGivenUp([&] { claims.Finish("test op"); });
+  EXPECT_EQ(DoneWord(), 0u) << "the reader's finishing left the cleared word as it was";
+}
+
+TEST_F(PullHandOver, AReaderOfAStagedCopyIsNeverGivenUpOn) {
+  AnnounceRows(/*staged=*/true);
+  pull::Claims claims(reader, flags);
+  claims.Claim(0, "test op");
+  ClearDoneWord();  // the copy stays intact until its readers are done, whatever becomes of the word
+  EXPECT_NO_THROW(claims.Finish("test op"));
+}
+
+TEST_F(PullHandOver, ACopyThatFailsAfterTheSenderGaveUpNamesIt) {
+  AnnounceRows();
+  pull::Claims claims(reader, flags);
+  claims.Claim(0, "test op");
+  // Thread ranks expose nothing by copy: their ReadExposed always fails, standing in for a copy that fails.
+  const pull::Rows by_copy{nullptr, 64, 4, 64, /*copy_token=*/1, /*copy_from=*/0};
+  uint8_t row[64];
+  const pull::RowCopy copies[] = {{row, 0}};
+  try {
+    claims.CopyRows(by_copy, copies, "test op");
+    FAIL() << "the copy succeeded";
+  } catch (const moe_ep::TimeoutError& e) {
+    FAIL() << "a sender still waiting was blamed: " << e.what();
+  } catch (const moe_ep::Error& e) {
+    EXPECT_EQ(e.code(), moe_ep::ErrorCode::kInternal) << e.what();
+  }
+  pull::Withdraw(sender, flags, reads, std::chrono::milliseconds(1));
+  ExpectGivenUp([&] { claims.CopyRows(by_copy, copies, "test op"); });
 }
 
 }  // namespace

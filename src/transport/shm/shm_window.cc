@@ -160,12 +160,6 @@ class ShmWindow final : public LoadStoreWindow {
       throw TimeoutError(
           "reading the rows rank " + std::to_string(peer) + " of " + name() + " exposed: its process is gone", {peer});
     }
-    if (errno == EFAULT) {  // unmapped: the peer's call failed and stopped waiting for this rank (ops/pull.h Withdraw)
-      throw TimeoutError("reading the rows rank " + std::to_string(peer) + " of " + name() +
-                             " exposed: its process no longer maps them (its call failed, it stopped waiting for this "
-                             "rank, and its caller freed them)",
-                         {peer});
-    }
     throw Error(ErrorCode::kInternal, "reading the rows rank " + std::to_string(peer) + " of " + name() +
                                           " exposed (pid " + std::to_string(info_[peer]->pid) +
                                           "): " + std::strerror(errno) + "; it must keep them until this rank is done");
