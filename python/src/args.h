@@ -6,12 +6,28 @@
 
 #include <algorithm>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "moe_ep/error.h"
 #include "tensor_arg.h"
 
 namespace moe_ep::python {
+
+// The interned Python str of a string literal, made on its first use and kept (by the literal's address): a call
+// reads some 30 keys, and making each key's str anew cost about as much as the lookup itself. Under the GIL.
+inline PyObject* InternedKey(const char* key) {
+  static auto* interned = new std::unordered_map<const char*, PyObject*>;  // never freed: outlives the interpreter
+  auto [at, inserted] = interned->try_emplace(key, nullptr);
+  if (inserted) {
+    at->second = PyUnicode_InternFromString(key);
+    if (at->second == nullptr) {
+      interned->erase(at);
+      throw pybind11::error_already_set();
+    }
+  }
+  return at->second;
+}
 
 class Args {
  public:
@@ -21,8 +37,11 @@ class Args {
   /// `key` must be a string literal (kept by address); each key is read once.
   pybind11::handle operator[](const char* key) {
     read_.push_back(key);
-    PyObject* value = PyDict_GetItemString(d_.ptr(), key);  // borrowed: the dict keeps it alive
-    if (value == nullptr) throw Error(ErrorCode::kInternal, "moe_ep Python binding: " + what_ + " lacks " + key);
+    PyObject* value = PyDict_GetItemWithError(d_.ptr(), InternedKey(key));  // borrowed: the dict keeps it alive
+    if (value == nullptr) {
+      if (PyErr_Occurred()) throw pybind11::error_already_set();
+      throw Error(ErrorCode::kInternal, "moe_ep Python binding: " + what_ + " lacks " + key);
+    }
     return value;
   }
   template <typename T>
