@@ -224,13 +224,18 @@ Pulls AnnouncePulls(const MoeConfig& c, const WindowLayout& layout, const plan::
   if (stage && !staged) stage->Retire(ep, call.parity);
   for (int dst = 0; dst < static_cast<int>(c.ep_world_size); ++dst) {
     if (!receives[dst] || x_tokens[dst] == 0 || (smoothed && smooth_tokens[dst] == 0)) continue;
-    pull::Announce(ep, flags, dst, x_tokens[dst], *x, smoothed ? smooth_tokens[dst] : 0, smooth.value_or(pull::Rows{}),
-                   staged);
     pulled[dst] = pull::ReaderKindOf(ep, dst, x_tokens[dst]);
     // By copy when either tensor is (kReadsByCopy > kReadsInPlace).
     if (smoothed) pulled[dst] = std::max(pulled[dst], pull::ReaderKindOf(ep, dst, smooth_tokens[dst]));
   }
+  // The staged buffer knows its readers before any is told where it is: should announcing fail part-way, the
+  // call withdraws nothing staged, and the buffer stays put until whoever was told is done.
   if (staged) stage->Readers(call.parity, call.epoch, pull::DoneFlags(flags, pulled));
+  for (int dst = 0; dst < static_cast<int>(c.ep_world_size); ++dst) {
+    if (!pulled[dst]) continue;
+    pull::Announce(ep, flags, dst, x_tokens[dst], *x, smoothed ? smooth_tokens[dst] : 0, smooth.value_or(pull::Rows{}),
+                   staged);
+  }
   return {pulled, staged};
 }
 

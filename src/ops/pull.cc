@@ -183,10 +183,15 @@ void Claims::CopyRows(const Rows& rows, std::span<const RowCopy> copies, const c
   } catch (const TimeoutError&) {
     throw;
   } catch (const Error&) {
-    // Rows read by copy are never staged: a word no longer reading means the sender stopped waiting, and the
-    // memory the kernel could not read is what its caller took back.
+    // Of rows not staged (those read by copy never are), a word no longer reading means the sender stopped
+    // waiting, and the memory the kernel could not read is what its caller took back.
     const uint64_t reading = MakeFlag(flags_.epoch, kWordReading);
-    if (ep_.CompareExchangeFlag(rows.copy_from, FlagOf(flags_, ep_.rank(), kDone), reading, reading) != reading) {
+    const bool staged = [&] {
+      const std::lock_guard lock(mutex_);
+      return claimed_[rows.copy_from] == kClaimedStaged;
+    }();
+    if (!staged &&
+        ep_.CompareExchangeFlag(rows.copy_from, FlagOf(flags_, ep_.rank(), kDone), reading, reading) != reading) {
       ThrowGivenUp({rows.copy_from}, op);
     }
     throw;

@@ -115,7 +115,7 @@ class Claims {
 
   transport::Window& ep_;
   const CallFlags flags_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::vector<State> claimed_;  // per sender
 };
 
@@ -128,7 +128,8 @@ inline constexpr std::chrono::milliseconds kWithdrawWait{10'000};
 /// On a failed call, before its caller gets the announced memory back: withdraws the rows announced to every
 /// rank r with reads[r] != 0 that has not claimed them, and waits for those that did to be done, for at most
 /// `wait` (a reader that claimed is copying). A reader still not done then is given up on: its word says so, and its
-/// Finish fails (its call's results may hold memory the caller reused). Never throws.
+/// Finish fails (its call's results may hold memory the caller reused). Staged rows are left alone: their copy
+/// outlives the call (ops/stage.h), and their readers go on. Never throws.
 void Withdraw(transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads,
               std::chrono::milliseconds wait = kWithdrawWait) noexcept;
 

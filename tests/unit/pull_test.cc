@@ -1,8 +1,8 @@
 // The pull data path's hand-over (src/ops/pull.h) between a sender whose call failed and a reader of its rows:
 // an announcement nobody claimed is withdrawn and a later claim fails; a reader that finished first lets the
 // sender go at once; a reader the sender stopped waiting for fails its own call when it finishes (even once a
-// reset cleared its word), or when a copy fails meanwhile, since the sender's caller may have reused the memory
-// it read; a reader of a staged copy, which outlives the call, does not.
+// reset cleared its word or a later call re-armed it), or when a copy fails meanwhile, since the sender's caller
+// may have reused the memory it read; a reader of a staged copy, which outlives the call, does not, and ends done.
 #include "ops/pull.h"
 
 #include <gtest/gtest.h>
@@ -111,12 +111,35 @@ TEST_F(PullHandOver, AReaderGivenUpOnFailsAlsoOnceAResetClearedItsWord) {
   EXPECT_EQ(DoneWord(), 0u) << "the reader's finishing left the cleared word as it was";
 }
 
+TEST_F(PullHandOver, AReaderGivenUpOnFailsAlsoOnceALaterCallReArmedItsWord) {
+  AnnounceRows();
+  pull::Claims claims(reader, flags);
+  claims.Claim(0, "test op");
+  pull::Withdraw(sender, flags, reads, std::chrono::milliseconds(1));
+  // The sender's next call of this parity, under the same epoch (as after a reset without sync), announces anew.
+  AnnounceRows();
+  const uint64_t rearmed = DoneWord();
+  ExpectGivenUp([&] { claims.Finish("test op"); });
+  EXPECT_EQ(DoneWord(), rearmed) << "the later call's word was left as it was";
+}
+
 TEST_F(PullHandOver, AReaderOfAStagedCopyIsNeverGivenUpOn) {
   AnnounceRows(/*staged=*/true);
   pull::Claims claims(reader, flags);
   claims.Claim(0, "test op");
   ClearDoneWord();  // the copy stays intact until its readers are done, whatever becomes of the word
   EXPECT_NO_THROW(claims.Finish("test op"));
+}
+
+TEST_F(PullHandOver, AStagedCopyIsNotWithdrawnAndItsReaderEndsDone) {
+  AnnounceRows(/*staged=*/true);
+  pull::Withdraw(sender, flags, reads, std::chrono::milliseconds(1));  // a staged call never does; harmless if so
+  {
+    pull::Claims claims(reader, flags);
+    claims.Claim(0, "test op");
+    EXPECT_NO_THROW(claims.Finish("test op"));
+  }
+  EXPECT_TRUE(pull::IsDone(DoneWord(), flags.epoch)) << "the stage buffer is reused only once this says done";
 }
 
 TEST_F(PullHandOver, ACopyThatFailsAfterTheSenderGaveUpNamesIt) {
