@@ -22,8 +22,8 @@ namespace moe_ep {
 /// paths give the same bits.
 enum class DataPath : uint8_t {
   /// MOE_EP_DATA_PATH when set, else by size: a rank's rows are pulled when it sends at least
-  /// kPullMinBytes of them in a call (kCopyMinBytes where they are read by copy), pushed below that (a
-  /// pull costs one more round trip).
+  /// kPullMinBytes of them in a call (where they are read by copy: kCopyMinBytes, or kPullMinBytes under
+  /// MOE_EP_CROSS_MEMORY=1), pushed below that (a pull costs one more round trip).
   kAuto,
   /// The sender copies each row into the receiver's window and the receiver copies it out: two copies.
   kPush,
@@ -34,8 +34,9 @@ enum class DataPath : uint8_t {
 };
 /// The size from which DataPath::kAuto pulls: the row bytes one rank sends in one call.
 inline constexpr uint64_t kPullMinBytes = uint64_t{32} << 10;
-/// The size from which DataPath::kAuto lets process ranks copy rows out of each other's private memory
-/// (MOE_EP_CROSS_MEMORY, moe_ep/options.h), the row bytes one rank sends in one call; pushed below that.
+/// The size from which DataPath::kAuto lets process ranks copy rows out of each other's private memory by
+/// default (MOE_EP_CROSS_MEMORY unset or auto, moe_ep/options.h; =1 copies from kPullMinBytes), the row bytes
+/// one rank sends in one call; pushed below that.
 /// A kernel copy costs more than a push of a few rows (a system call per batch, and about half the speed
 /// of a load) and less than a push of many: combine of 8 process ranks' private expert outputs on 16
 /// cores took the same time either way at 64 tokens per rank (7 MiB a rank), 1.2-1.6x less by copy at

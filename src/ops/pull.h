@@ -2,7 +2,8 @@
 // read in place, or a staged copy: ops/stage.h), the peer claims them, copies them from there and then says
 // it is done, and the sender returns only after every such peer did (its caller may overwrite the tensor as
 // soon as the call returns), unless it announced a staged copy. A sender whose call fails withdraws what no
-// peer has claimed and waits for the peers that did: a late peer never reads memory the caller got back.
+// peer has claimed and waits for the peers that did: a late peer never reads memory the caller got back, and
+// one slower than that wait (kWithdrawWait) fails its own call instead of trusting what it read.
 #pragma once
 
 #include <cstdint>

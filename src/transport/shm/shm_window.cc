@@ -181,7 +181,7 @@ class ShmWindow final : public LoadStoreWindow {
 
  private:
   std::vector<CrossMemoryInfo*> info_;  // each rank's, as mapped here
-  bool cross_memory_;                   // MOE_EP_CROSS_MEMORY was not 0 when the group was made
+  bool cross_memory_;                   // whether peers may copy rows out of this process (MOE_EP_CROSS_MEMORY, Yama)
 };
 
 // Yama's ptrace_scope (/proc/sys/kernel/yama/ptrace_scope), -1 without Yama.
