@@ -42,7 +42,7 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
 work=$(mktemp -d /tmp/moe_ep_fuzz.XXXXXX)
 declare -A pid  # of each target's run
 # Fuzzers still running when this ends early (a failure of the script itself, or a signal) are stopped with it.
-trap 'kill "${pid[@]}" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'if ((${#pid[@]})); then kill "${pid[@]}" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 mkdir -p build-fuzz/fuzz-artifacts
 failed=()
 summary=()
