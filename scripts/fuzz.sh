@@ -41,8 +41,15 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
 # checked-in corpus stays as committed. Reproducers of failures are kept in build-fuzz/fuzz-artifacts/<target>/.
 work=$(mktemp -d /tmp/moe_ep_fuzz.XXXXXX)
 declare -A pid  # of each target's run
-# Fuzzers still running when this ends early (a failure of the script itself, or a signal) are stopped with it.
-trap 'if ((${#pid[@]})); then kill "${pid[@]}" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
+# On any exit: fuzzers still running (the script itself failed, or was signalled) stop with it, then the scratch goes.
+stop_fuzzers() {
+  if ((${#pid[@]})); then
+    kill "${pid[@]}" 2>/dev/null || true
+    wait "${pid[@]}" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap stop_fuzzers EXIT
 mkdir -p build-fuzz/fuzz-artifacts
 failed=()
 summary=()
