@@ -53,22 +53,29 @@ uint64_t ThreadMinBytes(uint64_t fallback) {
   return static_cast<uint64_t>(Integer("MOE_EP_THREAD_MIN_BYTES", static_cast<int64_t>(fallback), 0, int64_t{1} << 40));
 }
 
+namespace {
+
+// A variable naming one of two choices, or "auto" (also when unset); anything else is refused naming all three.
+template <typename Choice>
+Choice NamedChoice(const char* name, std::pair<const char*, Choice> first, std::pair<const char*, Choice> second,
+                   Choice automatic) {
+  const auto text = Text(name);
+  if (!text || *text == "auto") return automatic;
+  for (const auto& [word, choice] : {first, second}) {
+    if (*text == word) return choice;
+  }
+  throw Error(ErrorCode::kInvalidParam, std::string("environment variable ") + name + " = '" + *text + "' must be '" +
+                                            first.first + "', '" + second.first + "' or 'auto'");
+}
+
+}  // namespace
+
 DataPath DataPathChoice() {
-  const auto text = Text("MOE_EP_DATA_PATH");
-  if (!text || *text == "auto") return DataPath::kAuto;
-  if (*text == "push") return DataPath::kPush;
-  if (*text == "pull") return DataPath::kPull;
-  throw Error(ErrorCode::kInvalidParam,
-              "environment variable MOE_EP_DATA_PATH = '" + *text + "' must be 'push', 'pull' or 'auto'");
+  return NamedChoice("MOE_EP_DATA_PATH", {"push", DataPath::kPush}, {"pull", DataPath::kPull}, DataPath::kAuto);
 }
 
 CrossMemory CrossMemoryChoice() {
-  const auto text = Text("MOE_EP_CROSS_MEMORY");
-  if (!text || *text == "auto") return CrossMemory::kAuto;
-  if (*text == "0") return CrossMemory::kOff;
-  if (*text == "1") return CrossMemory::kOn;
-  throw Error(ErrorCode::kInvalidParam,
-              "environment variable MOE_EP_CROSS_MEMORY = '" + *text + "' must be '0', '1' or 'auto'");
+  return NamedChoice("MOE_EP_CROSS_MEMORY", {"0", CrossMemory::kOff}, {"1", CrossMemory::kOn}, CrossMemory::kAuto);
 }
 
 std::optional<std::string> KernelIsa() { return Text("MOE_EP_ISA"); }
