@@ -58,8 +58,13 @@ _PREPARED_MAX = 64
 _INT_ONLY = {int}
 
 
-def _cached(key, prepare):
-    """prepare() (the checks, then what the call hands the extension), remembered under `key`."""
+def _cached(prepare, a, b, ints, *rest):
+    """prepare() (the checks, then what the call hands the extension), remembered under the call's signature
+    (its tensors a and b's shapes and dtype, its integers `ints`, and `rest`) when a and b are torch.Tensors and
+    its integers ints."""
+    if not (type(a) is torch.Tensor and type(b) is torch.Tensor and {*map(type, ints)} == _INT_ONLY):
+        return prepare()
+    key = (ints, a.shape, a.dtype, b.shape, *rest)
     try:
         hit = _prepared.get(key)
     except TypeError:  # an unhashable argument: the checks below name it
@@ -70,11 +75,6 @@ def _cached(key, prepare):
             _prepared.clear()
         _prepared[key] = hit
     return hit
-
-
-def _exact(a, b, ints):
-    """Whether a call may be looked up in _prepared: tensors a and b torch.Tensors, its integers ints."""
-    return type(a) is torch.Tensor and type(b) is torch.Tensor and {*map(type, ints)} == _INT_ONLY
 
 
 def _fail(rule, code=INVALID_PARAM):
@@ -186,12 +186,8 @@ def npu_moe_distribute_dispatch_v2(x, expert_ids, group_ep, ep_world_size, ep_ra
     ints = (ep_world_size, ep_rank_id, moe_expert_num, tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num,
             shared_expert_rank_num, quant_mode, global_bs, expert_token_nums_type, zero_expert_num, copy_expert_num,
             const_expert_num)
-    if _exact(x, expert_ids, ints):
-        key = ("dispatch", group_ep, group_tp, comm_alg, ints, x.shape, x.dtype, expert_ids.shape, y_dtype, x_dtype,
-               scales_dtype, expert_scales is None, elastic_info is None, performance_info is None)
-        outputs, attrs = _cached(key, prepare)
-    else:
-        outputs, attrs = prepare()
+    outputs, attrs = _cached(prepare, x, expert_ids, ints, "dispatch", group_ep, group_tp, comm_alg, y_dtype, x_dtype,
+                             scales_dtype, expert_scales is None, elastic_info is None, performance_info is None)
     inputs = {"x": x, "expert_ids": expert_ids, "scales": scales, "x_active_mask": x_active_mask,
               "expert_scales": expert_scales, "elastic_info": elastic_info}
     return _cann.dispatch(_tensors.specs(inputs), outputs, attrs, poison_outputs)
@@ -258,12 +254,8 @@ def npu_moe_distribute_combine_v2(expand_x, expert_ids, assist_info_for_combine,
 
     ints = (ep_world_size, ep_rank_id, moe_expert_num, tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num,
             shared_expert_rank_num, global_bs, comm_quant_mode, zero_expert_num, copy_expert_num, const_expert_num)
-    if _exact(expand_x, expert_ids, ints):
-        key = ("combine", group_ep, group_tp, comm_alg, ints, expand_x.shape, expand_x.dtype, expert_ids.shape,
-               performance_info is None)
-        outputs, attrs = _cached(key, prepare)
-    else:
-        outputs, attrs = prepare()
+    outputs, attrs = _cached(prepare, expand_x, expert_ids, ints, "combine", group_ep, group_tp, comm_alg,
+                             performance_info is None)
     inputs = {"expand_x": expand_x, "expert_ids": expert_ids, "assist_info_for_combine": assist_info_for_combine,
               "ep_send_counts": ep_send_counts, "expert_scales": expert_scales, "tp_send_counts": tp_send_counts,
               "x_active_mask": x_active_mask, "shared_expert_x": shared_expert_x, "elastic_info": elastic_info,
