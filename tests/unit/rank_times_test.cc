@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <string>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "moe_ep/error.h"
@@ -30,6 +32,22 @@ TEST(RankTimes, SpanFromFirstStartToLastEndOrSlowestRank) {
                                         OneOp({10.3, 20.0, 30.5}, {0.2, 0.1, 0.1})};
   EXPECT_NEAR(SlowestRankMedians(ranks, true)[0], 0.5, 1e-9);   // spans 0.5, 0.3, 1.0
   EXPECT_NEAR(SlowestRankMedians(ranks, false)[0], 0.3, 1e-9);  // slowest 0.2, 0.3, 1.0
+}
+
+TEST(RankTimes, EachStepIsRefreshedThenSyncedThenTimedAloneEveryRound) {
+  std::string trace;
+  const auto sleep_ms = [](int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); };
+  const TimedStep steps[] = {{[&] { trace += 'r', sleep_ms(40); }, [&] { trace += 'A'; }},
+                             {{}, [&] { trace += 'B', sleep_ms(20); }}};
+  const RankTimes t = TimeRounds(/*warmup=*/1, /*repeats=*/2, [&] { trace += 's'; }, steps);
+  EXPECT_EQ(trace,
+            "rsAsB"
+            "rsAsB"
+            "rsAsB");
+  ASSERT_EQ(t.seconds.size(), 2u);
+  ASSERT_EQ(t.seconds[0].size(), 2u);  // the warm-up round is not kept
+  for (double s : t.seconds[0]) EXPECT_LT(s, 0.02) << "the refresh's 40 ms were timed as step A's";
+  for (double s : t.seconds[1]) EXPECT_GE(s, 0.02);
 }
 
 TEST(RankTimes, FilesRoundTripBitForBitAndNameAMissingRank) {

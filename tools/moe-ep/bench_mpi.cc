@@ -2,6 +2,7 @@
 // dispatcher on the same inputs, each op timed after an MPI_Barrier.
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -23,20 +24,23 @@ RankTimes TimeAlltoallv(const JobOptions& job, const BenchInputs& in) {
   alltoallv.Dispatch(in.x, in.expert_ids, top_k);
   const size_t row_bytes = 2 * job.hidden;
   const size_t rows = alltoallv.received_rows();
-  std::vector<uint16_t> expert_out(alltoallv.expand_x().begin(), alltoallv.expand_x().end());
+  const std::vector<uint16_t> expert_out_rows(alltoallv.expand_x().begin(), alltoallv.expand_x().end());
+  std::vector<uint16_t> x(in.x.begin(), in.x.end()), expert_out = expert_out_rows;
   std::vector<uint16_t> combined(job.bs * job.hidden);
   std::vector<uint8_t> copy_to(std::max<size_t>(rows * row_bytes, 1));
   const auto copy_rows = [&](const uint16_t* from) {
     if (rows > 0) std::memcpy(copy_to.data(), from, rows * row_bytes);  // a rank may receive nothing (no buffer)
   };
-  const std::function<void()> ops[] = {
-      [&] { alltoallv.Dispatch(in.x, in.expert_ids, top_k); },
-      [&] { alltoallv.Combine(expert_out, in.expert_scales, combined); },
-      [&] { copy_rows(alltoallv.expand_x().data()); },
-      [&] { copy_rows(expert_out.data()); },
-      [&] { MPI_Barrier(MPI_COMM_WORLD); },
+  // Inputs rewritten before each operation, as for moe_ep (RankJob::Time).
+  const TimedStep steps[] = {
+      {[&] { std::copy(in.x.begin(), in.x.end(), x.begin()); }, [&] { alltoallv.Dispatch(x, in.expert_ids, top_k); }},
+      {[&] { std::copy(expert_out_rows.begin(), expert_out_rows.end(), expert_out.begin()); },
+       [&] { alltoallv.Combine(expert_out, in.expert_scales, combined); }},
+      {{}, [&] { copy_rows(alltoallv.expand_x().data()); }},
+      {{}, [&] { copy_rows(expert_out.data()); }},
+      {{}, [&] { MPI_Barrier(MPI_COMM_WORLD); }},
   };
-  RankTimes times = TimeRounds(job.warmup, job.repeats, SyncAll, ops);
+  RankTimes times = TimeRounds(job.warmup, job.repeats, SyncAll, steps);
   times.rows = static_cast<int64_t>(rows);
   return times;
 }

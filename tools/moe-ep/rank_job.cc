@@ -136,7 +136,8 @@ RankJob::RankJob(const JobOptions& o, int rank, const RankInputs& in, Group& gro
       group_(group),
       expert_ids_(in.expert_ids),
       expert_scales_(in.expert_scales),
-      expert_out_given_(!in.expert_out.empty()) {
+      expert_out_given_(!in.expert_out.empty()),
+      x_source_(in.x) {
   const int64_t h = o.hidden;
   const DType dtype = o.fp16 ? DType::kFp16 : DType::kBf16;
   ExpertLayout& experts = dispatch_options_.experts;
@@ -203,10 +204,19 @@ RankTimes RankJob::Time(const std::function<void()>& sync, bool barrier) {
   Combine();
   const size_t copy_bytes = handle_.num_rows * std::max(DispatchRowBytes(o_), 2 * o_.hidden);
   copy_to_.assign(std::max<size_t>(copy_bytes, 1), 0);
-  std::vector<std::function<void()>> ops = {[this] { Dispatch(); }, [this] { Combine(); },
-                                            [this] { CopyDispatchBytes(); }, [this] { CopyCombineBytes(); }};
-  if (barrier) ops.emplace_back([this] { Barrier(); });
-  RankTimes times = TimeRounds(o_.warmup, o_.repeats, sync, ops);
+  const auto* out = static_cast<const uint16_t*>(expert_out_.data());
+  expert_out_rows_.assign(out, out + handle_.num_rows * o_.hidden);
+  // x and the expert outputs as the layers before the two operations leave them: just written by this rank.
+  const auto refresh_x = [this] { std::memcpy(x_.data(), x_source_.data(), x_.bytes()); };
+  const auto refresh_expert_out = [this] {
+    std::memcpy(expert_out_.data(), expert_out_rows_.data(), expert_out_rows_.size() * sizeof(uint16_t));
+  };
+  std::vector<TimedStep> steps = {{refresh_x, [this] { Dispatch(); }},
+                                  {refresh_expert_out, [this] { Combine(); }},
+                                  {{}, [this] { CopyDispatchBytes(); }},
+                                  {{}, [this] { CopyCombineBytes(); }}};
+  if (barrier) steps.push_back({{}, [this] { Barrier(); }});
+  RankTimes times = TimeRounds(o_.warmup, o_.repeats, sync, steps);
   times.rows = handle_.num_rows;
   const ops::OpState& state = GroupAccess::Comm(group_).state();
   times.dispatch_readers = state.dispatch_readers;

@@ -98,7 +98,9 @@ class RankJob {
   UntouchedTensor expand_x_, scales_, assist_, recv_, tp_recv_, token_nums_, x_out_;
   DispatchOutputs outs_;
   DispatchHandle handle_;
-  std::vector<uint8_t> copy_to_;  // the memcpy baselines' destination, sized by the first dispatch
+  std::vector<uint8_t> copy_to_;           // the memcpy baselines' destination, sized by the first dispatch
+  std::span<const uint16_t> x_source_;     // what x_ is rewritten from before every timed dispatch
+  std::vector<uint16_t> expert_out_rows_;  // what expert_out_'s rows are rewritten from before every timed combine
 };
 
 /// Runs RankJob::Time on `o.ranks` thread ranks of one group made with `group_options` (rank r fed inputs(r)),

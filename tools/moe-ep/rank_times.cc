@@ -24,17 +24,17 @@ double Median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-RankTimes TimeRounds(int warmup, int repeats, const std::function<void()>& sync,
-                     std::span<const std::function<void()>> ops) {
+RankTimes TimeRounds(int warmup, int repeats, const std::function<void()>& sync, std::span<const TimedStep> steps) {
   using Clock = std::chrono::steady_clock;
   RankTimes times;
-  times.seconds.assign(ops.size(), {});
-  times.starts.assign(ops.size(), {});
+  times.seconds.assign(steps.size(), {});
+  times.starts.assign(steps.size(), {});
   for (int round = 0; round < warmup + repeats; ++round) {
-    for (size_t op = 0; op < ops.size(); ++op) {
+    for (size_t op = 0; op < steps.size(); ++op) {
+      if (steps[op].refresh) steps[op].refresh();
       sync();
       const auto start = Clock::now();
-      ops[op]();
+      steps[op].run();
       const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
       if (round < warmup) continue;
       times.seconds[op].push_back(seconds);

@@ -27,10 +27,18 @@ struct RankTimes {
   int dispatch_copy_readers = 0, combine_copy_readers = 0;
 };
 
-/// Runs warmup + repeats rounds of `ops`; every op starts right after sync() returns on this rank (a barrier of
-/// all ranks) and is timed to its end on this rank.
-RankTimes TimeRounds(int warmup, int repeats, const std::function<void()>& sync,
-                     std::span<const std::function<void()>> ops);
+/// One timed operation of a round, and what its caller's previous step would have done right before it
+/// (untimed): write the op's inputs anew, so that they are in the writer's cache, not already in the
+/// readers' from the last round (a model's layer writes x just before dispatch, and the experts their
+/// outputs just before combine). `refresh` may be empty.
+struct TimedStep {
+  std::function<void()> refresh;
+  std::function<void()> run;
+};
+
+/// Runs warmup + repeats rounds of `steps`; every step's run starts right after its refresh and then sync()
+/// (a barrier of all ranks) return on this rank, and is timed to its end on this rank.
+RankTimes TimeRounds(int warmup, int repeats, const std::function<void()>& sync, std::span<const TimedStep> steps);
 
 /// Per op, the median over rounds of the op's time in that round: with `one_clock` (every rank on this
 /// host, the steady clock shared), from the first rank's start to the last rank's end, else the slowest
