@@ -3,8 +3,11 @@ experts, bf16) through moe_ep's native Python API and through moe_ep.torch_npu, 
 configuration from C++ (`moe-ep bench`), all in one run, the two measured alternately (--trials). Ranks
 are processes (torch.multiprocessing, gloo groups, as Python callers run them); each operation starts
 after moe_ep.barrier, and its time is the slowest rank's own time, as moe-ep bench measures processes.
-The native API's x and expert outputs are in the shared heap (moe_ep.peer_visible), as moe-ep bench's
-are; torch_npu's are torch's. With --threads the ranks are threads of this interpreter (sharing its
+The native API's x and expert outputs are in the shared heap (moe_ep.peer_visible), and its overhead is
+against moe-ep bench's default (tensors in the shared heap); torch_npu's are torch's, in each process's
+private memory, and its overhead is against moe-ep bench --memory private (process ranks), which moves rows
+the same way. Before each operation, untimed, x and the expert outputs are written anew, as the layers
+before them would (and as moe-ep bench does). With --threads the ranks are threads of this interpreter (sharing its
 GIL), and a round's time is the span from the first rank's start to the last rank's end, after a
 barrier, as moe-ep bench measures threads. Medians over the rounds. torch runs one thread per rank
 (--torch-threads), as a job of ranks that share the cores would set it.
@@ -45,16 +48,20 @@ def native_rank(group, rank, bs, heap=False):
     """heap: x and the expert outputs in the shared heap (moe_ep.peer_visible), as moe-ep bench has them."""
     x, ids, w = inputs(bs, rank)
     expert_out = []
+    x_rows = x
     if heap:
         x = moe_ep.peer_visible(x.shape, x.dtype).copy_(x)
 
     def run(sync):
+        x.copy_(x_rows)
         sync()
         t0 = time.perf_counter()
         d = moe_ep.dispatch(group, x, ids, moe_expert_num=EXPERTS)
         t1 = time.perf_counter()
         if heap and not expert_out:  # the experts' output buffer, made once
-            expert_out.append(moe_ep.peer_visible(d.expand_x.shape, d.expand_x.dtype).copy_(d.expand_x))
+            expert_out.append(moe_ep.peer_visible(d.expand_x.shape, d.expand_x.dtype))
+        if heap:
+            expert_out[0].copy_(d.expand_x)
         sync()
         t2 = time.perf_counter()
         moe_ep.combine(group, d.handle, expert_out[0] if heap else d.expand_x, w)
@@ -67,7 +74,10 @@ def torch_npu_rank(name, rank, bs, threads=True):
     if threads:  # thread i of thread_comm_names runs on device i; a process's communicators are on its device 0
         torch_npu.npu.set_device(rank)
 
+    x_rows = x.clone()
+
     def run(sync):
+        x.copy_(x_rows)
         sync()
         t0 = time.perf_counter()
         expand_x, _, assist, _, counts, tp_counts, _ = torch_npu.npu_moe_distribute_dispatch_v2(
@@ -178,12 +188,12 @@ def median_trial(trials):
     return tuple(statistics.median(t[i] for t in trials) for i in range(2))
 
 
-def cpp(moe_ep_cmd, sizes, repeats, warmup, transport):
+def cpp(moe_ep_cmd, sizes, repeats, warmup, transport, memory="heap"):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "bench.json")
         subprocess.run([moe_ep_cmd, "bench", "--transports", transport, "--ranks", str(RANKS), "--bs",
                         ",".join(map(str, sizes)), "--hidden", str(H), "--topk", str(K), "--experts", str(EXPERTS),
-                        "--repeats", str(repeats), "--warmup", str(warmup), "--json", out],
+                        "--repeats", str(repeats), "--warmup", str(warmup), "--memory", memory, "--json", out],
                        check=True, stdout=subprocess.DEVNULL)
         results = json.load(open(out))["results"]
     return {r["tokens"]: (r["dispatch"]["median_us"], r["combine"]["median_us"]) for r in results}
@@ -211,9 +221,13 @@ def main():
         torch.set_num_threads(args.torch_threads)
         groups = moe_ep.thread_groups(RANKS)
         names = md.thread_comm_names(RANKS) if RANKS >= 2 else None  # A3's operators need at least 2 ranks
-    bases, pys = [], []
+    bases, privates, pys = [], [], []
+    transport = "threads" if args.threads else "processes"
     for _ in range(args.trials):  # alternately: this machine's speed drifts over seconds
-        bases.append(cpp(args.moe_ep, sizes, args.repeats, args.warmup, "threads" if args.threads else "processes"))
+        bases.append(cpp(args.moe_ep, sizes, args.repeats, args.warmup, transport))
+        # Thread ranks read each other's memory wherever it is: torch_npu's tensors cost them nothing more.
+        privates.append(bases[-1] if args.threads else cpp(args.moe_ep, sizes, args.repeats, args.warmup, transport,
+                                                           "private"))
         if args.threads:
             py = {}
             for bs in sizes:
@@ -224,16 +238,20 @@ def main():
             py = measure_processes(sizes, args.repeats, args.warmup, args.torch_threads)
         pys.append(py)
     base = {bs: median_trial([b[bs] for b in bases]) for bs in sizes}
+    private = {bs: median_trial([b[bs] for b in privates]) for bs in sizes}
     py = {key: median_trial([p[key] for p in pys]) for key in pys[0]}
     kind = "thread" if args.threads else "process"
     print(f"{RANKS} {kind} ranks, H {H}, top-{K} of {EXPERTS} experts, bf16; medians of {args.repeats} rounds, "
-          f"median of {args.trials} alternating trials (us)")
-    print(f"{'tokens':>6}  {'op':8} {'C++':>9} {'native py':>10} {'overhead':>9} {'torch_npu':>10} {'overhead':>9}")
+          f"median of {args.trials} alternating trials (us); native against C++ with tensors in the shared heap, "
+          f"torch_npu against C++ with private tensors")
+    print(f"{'tokens':>6}  {'op':8} {'C++ heap':>9} {'native py':>10} {'overhead':>9} {'C++ priv':>9} "
+          f"{'torch_npu':>10} {'overhead':>9}")
     for bs in sizes:
         for i, op in enumerate(("dispatch", "combine")):
-            c, native, npu = base[bs][i], py[("native", bs)][i], py.get(("torch_npu", bs))
-            npu_text = f"{npu[i]:10.1f} {npu[i] - c:+9.1f}" if npu else f"{'-':>10} {'-':>9}"
-            print(f"{bs:>6}  {op:8} {c:9.1f} {native:10.1f} {native - c:+9.1f} {npu_text}")
+            c, c_private = base[bs][i], private[bs][i]
+            native, npu = py[("native", bs)][i], py.get(("torch_npu", bs))
+            npu_text = f"{npu[i]:10.1f} {npu[i] - c_private:+9.1f}" if npu else f"{'-':>10} {'-':>9}"
+            print(f"{bs:>6}  {op:8} {c:9.1f} {native:10.1f} {native - c:+9.1f} {c_private:9.1f} {npu_text}")
 
 if __name__ == "__main__":
     main()
