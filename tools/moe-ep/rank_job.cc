@@ -3,7 +3,6 @@
 #include "moe-ep/rank_job.h"
 
 #include <algorithm>
-#include <barrier>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -229,7 +228,6 @@ RankTimes RankJob::Time(const std::function<void()>& sync, bool barrier) {
 std::vector<RankTimes> TimeThreadRanks(const JobOptions& o, const GroupOptions& group_options,
                                        const std::function<RankInputs(int)>& inputs, bool barrier) {
   std::vector<Group> groups = CreateThreadGroups(o.ranks, group_options);
-  std::barrier sync(o.ranks);
   std::vector<RankTimes> times(o.ranks);
   std::vector<std::exception_ptr> errors(o.ranks);
   std::vector<std::thread> threads;
@@ -237,14 +235,25 @@ std::vector<RankTimes> TimeThreadRanks(const JobOptions& o, const GroupOptions& 
     threads.emplace_back([&, r] {
       try {
         RankJob job(o, r, inputs(r), groups[r]);
-        times[r] = job.Time([&] { sync.arrive_and_wait(); }, barrier);
+        // Lined up by the group's own barrier, as process ranks are: it polls, so every rank leaves it within
+        // a poll of the last arrival (a sleeping std::barrier wakes its threads one by one, microseconds
+        // apart, and the span of each op would include that).
+        times[r] = job.Time([&] { job.Barrier(); }, barrier);
       } catch (...) {  // the others then fail their own waits by the group's deadline
         errors[r] = std::current_exception();
-        sync.arrive_and_drop();
       }
     });
   }
   for (auto& th : threads) th.join();
+  // The cause, not the others' timeouts waiting for the rank it stopped.
+  for (const auto& error : errors) {
+    try {
+      if (error) std::rethrow_exception(error);
+    } catch (const TimeoutError&) {
+    } catch (...) {
+      throw;
+    }
+  }
   for (const auto& error : errors) {
     if (error) std::rethrow_exception(error);
   }

@@ -104,7 +104,7 @@ class RankJob {
 };
 
 /// Runs RankJob::Time on `o.ranks` thread ranks of one group made with `group_options` (rank r fed inputs(r)),
-/// a std::barrier lining them up before every op; returns each rank's times.
+/// the group's own barrier lining them up before every op (as process ranks); returns each rank's times.
 std::vector<RankTimes> TimeThreadRanks(const JobOptions& o, const GroupOptions& group_options,
                                        const std::function<RankInputs(int)>& inputs, bool barrier);
 
