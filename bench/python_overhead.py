@@ -242,8 +242,9 @@ def main():
     py = {key: median_trial([p[key] for p in pys]) for key in pys[0]}
     kind = "thread" if args.threads else "process"
     print(f"{RANKS} {kind} ranks, H {H}, top-{K} of {EXPERTS} experts, bf16; medians of {args.repeats} rounds, "
-          f"median of {args.trials} alternating trials (us); native against C++ with tensors in the shared heap, "
-          f"torch_npu against C++ with private tensors")
+          f"median of {args.trials} alternating trials (us); " +
+          ("thread ranks read any memory in place: one C++ run for both" if args.threads else
+           "native against C++ with tensors in the shared heap, torch_npu against C++ with private tensors"))
     print(f"{'tokens':>6}  {'op':8} {'C++ heap':>9} {'native py':>10} {'overhead':>9} {'C++ priv':>9} "
           f"{'torch_npu':>10} {'overhead':>9}")
     for bs in sizes:
