@@ -1,15 +1,14 @@
 """What the Python package adds to an operation: dispatch and combine on 8 ranks (H 7168, top-8 of 64
 experts, bf16) through moe_ep's native Python API and through moe_ep.torch_npu, next to the same
 configuration from C++ (`moe-ep bench`), all in one run, the two measured alternately (--trials). Ranks
-are processes (torch.multiprocessing, gloo groups, as Python callers run them); each operation starts
-after moe_ep.barrier, and its time is the slowest rank's own time, as moe-ep bench measures processes.
-The native API's x and expert outputs are in the shared heap (moe_ep.peer_visible), and its overhead is
-against moe-ep bench's default (tensors in the shared heap); torch_npu's are torch's, in each process's
-private memory, and its overhead is against moe-ep bench --memory private (process ranks), which moves rows
-the same way. Before each operation, untimed, x and the expert outputs are written anew, as the layers
-before them would (and as moe-ep bench does). With --threads the ranks are threads of this interpreter (sharing its
-GIL), and a round's time is the span from the first rank's start to the last rank's end, after a
-barrier, as moe-ep bench measures threads. Medians over the rounds. torch runs one thread per rank
+are processes (torch.multiprocessing, gloo groups, as Python callers run them), or with --threads threads
+of this interpreter (sharing its GIL). As moe-ep bench does: before each operation, untimed, x and then the
+expert outputs are written anew, as the layers before them would; the ranks are then lined up by two of
+moe_ep's barriers; a round's time is the span from the first rank's start to the last rank's end (one
+clock on one host). The native API's x and expert outputs are in the shared heap (moe_ep.peer_visible) and
+its overhead is against moe-ep bench's default (tensors in the shared heap); torch_npu's are torch's, in
+each process's private memory, and with process ranks its overhead is against moe-ep bench --memory
+private, which moves rows the same way. Medians over the rounds. torch runs one thread per rank
 (--torch-threads), as a job of ranks that share the cores would set it.
 
     PYTHONPATH=build/python /usr/bin/python3 bench/python_overhead.py [--threads] [--ranks 8] [--bs 1,128] [--torch-threads 1]
@@ -46,11 +45,10 @@ def inputs(bs, rank):
 
 def native_rank(group, rank, bs, heap=False):
     """heap: x and the expert outputs in the shared heap (moe_ep.peer_visible), as moe-ep bench has them."""
-    x, ids, w = inputs(bs, rank)
-    expert_out = []
-    x_rows = x
-    if heap:
-        x = moe_ep.peer_visible(x.shape, x.dtype).copy_(x)
+    x_rows, ids, w = inputs(bs, rank)
+    new = moe_ep.peer_visible if heap else (lambda shape, dtype: torch.empty(shape, dtype=dtype))
+    x = new(x_rows.shape, x_rows.dtype)
+    expert_out = []  # the experts' output buffer, made once
 
     def run(sync):
         x.copy_(x_rows)
@@ -58,41 +56,47 @@ def native_rank(group, rank, bs, heap=False):
         t0 = time.perf_counter()
         d = moe_ep.dispatch(group, x, ids, moe_expert_num=EXPERTS)
         t1 = time.perf_counter()
-        if heap and not expert_out:  # the experts' output buffer, made once
-            expert_out.append(moe_ep.peer_visible(d.expand_x.shape, d.expand_x.dtype))
-        if heap:
-            expert_out[0].copy_(d.expand_x)
+        if not expert_out:
+            expert_out.append(new(d.expand_x.shape, d.expand_x.dtype))
+        rows = d.handle.num_rows
+        expert_out[0][:rows].copy_(d.expand_x[:rows])
         sync()
         t2 = time.perf_counter()
-        moe_ep.combine(group, d.handle, expert_out[0] if heap else d.expand_x, w)
+        moe_ep.combine(group, d.handle, expert_out[0], w)
         return t0, t1, t2, time.perf_counter()
     return run
 
 
 def torch_npu_rank(name, rank, bs, threads=True):
-    x, ids, w = inputs(bs, rank)
+    x_rows, ids, w = inputs(bs, rank)
     if threads:  # thread i of thread_comm_names runs on device i; a process's communicators are on its device 0
         torch_npu.npu.set_device(rank)
-
-    x_rows = x.clone()
+    x = x_rows.clone()
+    expert_out = []  # the experts' output buffer, made once
 
     def run(sync):
         x.copy_(x_rows)
         sync()
         t0 = time.perf_counter()
-        expand_x, _, assist, _, counts, tp_counts, _ = torch_npu.npu_moe_distribute_dispatch_v2(
+        expand_x, _, assist, token_nums, counts, tp_counts, _ = torch_npu.npu_moe_distribute_dispatch_v2(
             x, ids, name, RANKS, rank, EXPERTS)
         t1 = time.perf_counter()
+        if not expert_out:
+            expert_out.append(torch.empty_like(expand_x))
+        rows = int(token_nums.sum())  # expert_token_nums_type 1: each local expert's rows
+        expert_out[0][:rows].copy_(expand_x[:rows])
         sync()
         t2 = time.perf_counter()
-        torch_npu.npu_moe_distribute_combine_v2(expand_x, ids, assist, counts, w, name, RANKS, rank, EXPERTS,
+        torch_npu.npu_moe_distribute_combine_v2(expert_out[0], ids, assist, counts, w, name, RANKS, rank, EXPERTS,
                                                 tp_send_counts=tp_counts)
         return t0, t1, t2, time.perf_counter()
     return run
 
 
-def measure(make_rank, handles, bs, repeats, warmup):
-    """Median dispatch and combine spans (us) over `repeats` rounds after `warmup`."""
+def measure(make_rank, handles, groups, bs, repeats, warmup):
+    """Median dispatch and combine spans (us) over `repeats` rounds after `warmup`; each op after a Python
+    barrier (which a failing rank can break) and then two of moe_ep's, as moe-ep bench lines thread ranks up
+    (a sleeping barrier wakes its threads microseconds apart)."""
     barrier = threading.Barrier(RANKS)
     times = [[None] * (warmup + repeats) for _ in range(RANKS)]
 
@@ -101,8 +105,13 @@ def measure(make_rank, handles, bs, repeats, warmup):
     def body(r):
         try:
             run = make_rank(handles[r], r, bs)
+
+            def sync():
+                barrier.wait()
+                moe_ep.barrier(groups[r])
+                moe_ep.barrier(groups[r])
             for i in range(warmup + repeats):
-                times[r][i] = run(barrier.wait)
+                times[r][i] = run(sync)
         except BaseException as e:  # noqa: BLE001 - reported below; the other ranks stop at the barrier
             failures.append(e)
             barrier.abort()
@@ -133,9 +142,10 @@ def process_rank(rank, ranks, init_file, sizes, repeats, warmup, results, torch_
         if name:
             runs["torch_npu"] = torch_npu_rank(name, rank, bs, threads=False)
         for api, run in runs.items():
-            # Each operation after moe_ep's barrier, as moe-ep bench times them (a gloo barrier lets
+            # Each operation after two of moe_ep's barriers, as moe-ep bench lines ranks up (a gloo barrier lets
             # processes go at instants milliseconds apart, more than the operations take).
-            mine[(api, bs)] = [run(lambda: moe_ep.barrier(group)) for _ in range(warmup + repeats)][warmup:]
+            mine[(api, bs)] = [run(lambda: (moe_ep.barrier(group), moe_ep.barrier(group)))
+                               for _ in range(warmup + repeats)][warmup:]
     results.put((rank, mine))
     dist.barrier()
 
@@ -163,15 +173,8 @@ def measure_processes(sizes, repeats, warmup, torch_threads):
                     raise SystemExit("a rank process failed (its error is above)")
         for p in procs:
             p.join()
-    return {key: own_times([got[r][key] for r in range(RANKS)]) for key in got[0]}
-
-
-def own_times(times):
-    """Median over rounds of the slowest rank's own dispatch and combine time (us)."""
-    rounds = range(len(times[0]))
-    dispatch = [max(t[i][1] - t[i][0] for t in times) for i in rounds]
-    combine = [max(t[i][3] - t[i][2] for t in times) for i in rounds]
-    return statistics.median(dispatch) * 1e6, statistics.median(combine) * 1e6
+    # perf_counter is CLOCK_MONOTONIC, one clock for every process of the host.
+    return {key: spans([got[r][key] for r in range(RANKS)]) for key in got[0]}
 
 
 def spans(times):
@@ -231,9 +234,9 @@ def main():
         if args.threads:
             py = {}
             for bs in sizes:
-                py[("native", bs)] = measure(native_rank, groups, bs, args.repeats, args.warmup)
+                py[("native", bs)] = measure(native_rank, groups, groups, bs, args.repeats, args.warmup)
                 if names:
-                    py[("torch_npu", bs)] = measure(torch_npu_rank, names, bs, args.repeats, args.warmup)
+                    py[("torch_npu", bs)] = measure(torch_npu_rank, names, groups, bs, args.repeats, args.warmup)
         else:
             py = measure_processes(sizes, args.repeats, args.warmup, args.torch_threads)
         pys.append(py)

@@ -447,8 +447,8 @@ int RunBench(const BenchOptions& o) {
   const bool mpirun = MpirunFound();
   std::printf(
       "moe-ep bench: H %lld, top-%lld of %lld experts, bf16 tokens; medians of %d rounds after %d warm-up, a round "
-      "from the first rank's start to the last rank's end; x and expert outputs in %s, written anew before each op; "
-      "kernels %s, %u cores; seed "
+      "from the first rank's start to the last rank's end; x and expert outputs in %s, written anew before each "
+      "dispatch and combine; kernels %s, %u cores; seed "
       "%llu\n",
       static_cast<long long>(o.hidden), static_cast<long long>(o.top_k), static_cast<long long>(o.experts), o.repeats,
       o.warmup, o.private_inputs ? "private memory" : "the shared heap", kernels::IsaName(kernels::ActiveIsa()),
@@ -495,7 +495,7 @@ int RunBenchRank(const std::string& text) {
   Group group = JoinProcessGroup(BenchGroupOptions(p.job));
   const BenchInputs inputs = DrawBenchInputs(p.job, group.rank());
   RankJob job(p.job, group.rank(), inputs.View(), group);
-  WriteRankTimes(p.dir, "processes", group.rank(), job.Time([&] { job.Barrier(); }, true));
+  WriteRankTimes(p.dir, "processes", group.rank(), job.Time([&] { job.LineUp(); }, true));
   return 0;
 }
 

@@ -192,6 +192,14 @@ void RankJob::CopyCombineBytes() { std::memcpy(copy_to_.data(), expert_out_.data
 
 void RankJob::Barrier() { moe_ep::Barrier(group_); }
 
+// Two of the group's barriers, which poll: the first can wait long (the others still rewriting their inputs), long
+// enough for its back-off to sleep, and a rank that slept leaves it late; the second then starts with every rank
+// within that much of the others, waits too briefly to sleep, and lets them all go within a poll of each other.
+void RankJob::LineUp() {
+  Barrier();
+  Barrier();
+}
+
 RankTimes RankJob::Time(const std::function<void()>& sync, bool barrier) {
   Dispatch();
   if (!expert_out_given_) {
@@ -208,7 +216,10 @@ RankTimes RankJob::Time(const std::function<void()>& sync, bool barrier) {
   // x and the expert outputs as the layers before the two operations leave them: just written by this rank.
   const auto refresh_x = [this] { std::memcpy(x_.data(), x_source_.data(), x_.bytes()); };
   const auto refresh_expert_out = [this] {
-    std::memcpy(expert_out_.data(), expert_out_rows_.data(), expert_out_rows_.size() * sizeof(uint16_t));
+    // A rank may receive no rows (no data() to copy from).
+    if (!expert_out_rows_.empty()) {
+      std::memcpy(expert_out_.data(), expert_out_rows_.data(), expert_out_rows_.size() * sizeof(uint16_t));
+    }
   };
   std::vector<TimedStep> steps = {{refresh_x, [this] { Dispatch(); }},
                                   {refresh_expert_out, [this] { Combine(); }},
@@ -235,10 +246,9 @@ std::vector<RankTimes> TimeThreadRanks(const JobOptions& o, const GroupOptions& 
     threads.emplace_back([&, r] {
       try {
         RankJob job(o, r, inputs(r), groups[r]);
-        // Lined up by the group's own barrier, as process ranks are: it polls, so every rank leaves it within
-        // a poll of the last arrival (a sleeping std::barrier wakes its threads one by one, microseconds
-        // apart, and the span of each op would include that).
-        times[r] = job.Time([&] { job.Barrier(); }, barrier);
+        // Lined up by the group's own barriers, as process ranks are: a sleeping std::barrier wakes its threads
+        // one by one, microseconds apart, and the span of each op would include that.
+        times[r] = job.Time([&] { job.LineUp(); }, barrier);
       } catch (...) {  // the others then fail their own waits by the group's deadline
         errors[r] = std::current_exception();
       }

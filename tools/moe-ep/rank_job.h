@@ -79,6 +79,8 @@ class RankJob {
   void CopyCombineBytes();
   /// One barrier round trip of the group's transport.
   void Barrier();
+  /// Lines this rank up with the others right before a timed op (Time's `sync` for ranks of one host).
+  void LineUp();
   /// Rows the last dispatch handed this rank.
   int64_t rows() const { return handle_.num_rows; }
 
@@ -104,7 +106,7 @@ class RankJob {
 };
 
 /// Runs RankJob::Time on `o.ranks` thread ranks of one group made with `group_options` (rank r fed inputs(r)),
-/// the group's own barrier lining them up before every op (as process ranks); returns each rank's times.
+/// RankJob::LineUp lining them up before every op (as process ranks); returns each rank's times.
 std::vector<RankTimes> TimeThreadRanks(const JobOptions& o, const GroupOptions& group_options,
                                        const std::function<RankInputs(int)>& inputs, bool barrier);
 

@@ -87,7 +87,7 @@ int RunJobAsProcessRank(const JobOptions& o, const std::string& results_dir) {
   std::printf("verified: outputs equal to the reference\n");
   std::fflush(stdout);
   RankJob timed(o, rank, InputsOf(job.inputs, rank), group);
-  WriteRankTimes(results_dir, "run", rank, timed.Time([&] { timed.Barrier(); }, false));
+  WriteRankTimes(results_dir, "run", rank, timed.Time([&] { timed.LineUp(); }, false));
   return 0;
 }
 
