@@ -292,7 +292,7 @@ class TokenReducer {
     if (!sources_[sender]) {
       const uint64_t row_bytes = 2 * static_cast<uint64_t>(c_.hidden);
       sources_[sender] = pull::Announced(ep_, pull_flags_, sender, row_bytes).value_or(pull::Rows{});
-      if (sources_[sender]->pulled()) claims_.Claim(sender, "MoeDistributeCombine");
+      if (sources_[sender]->pulled()) claims_.Claim(sender, *sources_[sender], "MoeDistributeCombine");
     }
     return *sources_[sender];
   }

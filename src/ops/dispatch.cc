@@ -393,7 +393,7 @@ std::vector<std::optional<PulledSource>> PulledSources(const MoeConfig& c, const
     if (!x) continue;
     PulledSource source{*x, {}, {}, 0};
     if (smoothed) source.smooth = *pull::Announced(ep, flags, src, c.hidden * sizeof(float), /*second=*/true);
-    claims.Claim(src, "MoeDistributeDispatch");
+    claims.Claim(src, *x, "MoeDistributeDispatch");
     if (source.smooth.copy_token != 0) CopySmoothRows(c, claims, source);
     sources[src] = std::move(source);
   }

@@ -22,6 +22,7 @@ enum Field : uint64_t {
   kTokenHigh,
   kStride,
   kCount,
+  kStaged,
   kSecondLow,
   kSecondHigh,
   kSecondStride,
@@ -41,7 +42,9 @@ uint64_t FlagOf(const CallFlags& flags, int rank, Field field) {
 // withdrawn, is never taken for this call's. A failed sender that stops waiting for a claimed reader marks its
 // word abandoned (from reading); a reader that then finds anything but reading when it is done fails its call,
 // since the sender's caller may have reused that memory. Rows staged by the sender (ops/stage.h) are armed as
-// such: their copy stays intact until every reader is done, so their reader never fails for that.
+// such, and the announcement says so: their copy stays intact until every reader is done whatever becomes of
+// the call, and is never withdrawn, so their reader neither claims them (a round trip to the sender's memory
+// saved per sender) nor ever fails for that; it only marks the word done (from announced staged) when it is.
 enum DoneWord : uint32_t {
   kWordDone = 1,
   kWordReading = 2,
@@ -49,7 +52,6 @@ enum DoneWord : uint32_t {
   kWordAnnounced = 4,
   kWordAbandoned = 5,
   kWordAnnouncedStaged = 6,
-  kWordReadingStaged = 7,
 };
 
 // A stride and a count travel as 32-bit flag payloads.
@@ -96,6 +98,7 @@ void Announce(transport::Window& ep, const CallFlags& flags, int peer, uint64_t 
   }
   put(kStride, rows.stride);
   put(kCount, rows.count);
+  put(kStaged, staged ? 1 : 0);
   put(kTokenHigh, token >> 32);
   put(kTokenLow, token);  // last: a current kTokenLow means the rest is current too
 }
@@ -106,7 +109,7 @@ std::optional<Rows> Announced(const transport::Window& ep, const CallFlags& flag
   if (FlagEpoch(read(kTokenLow)) != flags.epoch) return std::nullopt;
   const Field low = second ? kSecondLow : kTokenLow, high = second ? kSecondHigh : kTokenHigh;
   const Field stride = second ? kSecondStride : kStride, count = second ? kSecondCount : kCount;
-  const uint64_t fields[] = {read(low), read(high), read(stride), read(count)};
+  const uint64_t fields[] = {read(low), read(high), read(stride), read(count), read(kStaged)};
   for (uint64_t f : fields) {
     if (FlagEpoch(f) != flags.epoch) {
       throw Error(ErrorCode::kInternal, "rank " + std::to_string(sender) + " of " + ep.name() +
@@ -116,6 +119,7 @@ std::optional<Rows> Announced(const transport::Window& ep, const CallFlags& flag
     }
   }
   Rows rows{nullptr, FlagCount(fields[2]), FlagCount(fields[3]), row_bytes};
+  rows.staged = FlagCount(fields[4]) != 0;  // of the first tensor: a staged call has no second (ops/stage.h)
   const uint64_t token = uint64_t{FlagCount(fields[1])} << 32 | FlagCount(fields[0]);
   rows.base = ep.Resolve(sender, token, rows.span());
   if (rows.base == nullptr && ep.ExposedByCopy(sender, token)) {
@@ -149,23 +153,19 @@ Claims::Claims(transport::Window& ep, const CallFlags& flags)
 
 Claims::~Claims() { MarkDone(); }
 
-void Claims::Claim(int sender, const char* op) {
+void Claims::Claim(int sender, const Rows& rows, const char* op) {
   const std::lock_guard lock(mutex_);
   if (claimed_[sender] != kUnclaimed) return;
-  const uint64_t index = FlagOf(flags_, ep_.rank(), kDone);
+  if (rows.staged) {
+    claimed_[sender] = kClaimedStaged;
+    return;
+  }
   const uint64_t announced = MakeFlag(flags_.epoch, kWordAnnounced);
-  const uint64_t announced_staged = MakeFlag(flags_.epoch, kWordAnnouncedStaged);
-  uint64_t held = ep_.CompareExchangeFlag(sender, index, announced, MakeFlag(flags_.epoch, kWordReading));
+  const uint64_t held = ep_.CompareExchangeFlag(sender, FlagOf(flags_, ep_.rank(), kDone), announced,
+                                                MakeFlag(flags_.epoch, kWordReading));
   if (held == announced) {
     claimed_[sender] = kClaimed;
     return;
-  }
-  if (held == announced_staged) {
-    held = ep_.CompareExchangeFlag(sender, index, announced_staged, MakeFlag(flags_.epoch, kWordReadingStaged));
-    if (held == announced_staged) {
-      claimed_[sender] = kClaimedStaged;
-      return;
-    }
   }
   throw TimeoutError(std::string(op) + ": rank " + std::to_string(sender) + " of " + ep_.name() +
                          " failed its call before rank " + std::to_string(ep_.rank()) +
@@ -223,12 +223,13 @@ std::vector<int> Claims::MarkDone() noexcept {
     const State state = claimed_[sender];
     if (state != kClaimed && state != kClaimedStaged) continue;
     claimed_[sender] = kToldDone;
-    const uint64_t reading = MakeFlag(flags_.epoch, state == kClaimedStaged ? kWordReadingStaged : kWordReading);
+    const uint64_t from = MakeFlag(flags_.epoch, state == kClaimedStaged ? kWordAnnouncedStaged : kWordReading);
     try {
-      // From reading only: a word a reset cleared, or a later call armed, stays as it is. The caller's memory is
-      // the caller's again only once its sender stopped waiting for this rank, which any other word means.
-      const uint64_t held = ep_.CompareExchangeFlag(sender, index, reading, MakeFlag(flags_.epoch, kWordDone));
-      if (held != reading && state == kClaimed) given_up.push_back(sender);
+      // From reading (announced staged) only: a word a reset cleared, or a later call armed, stays as it is. The
+      // caller's memory is the caller's again only once its sender stopped waiting for this rank, which any other
+      // word means (a staged copy outlives the call: its reader is never given up on).
+      const uint64_t held = ep_.CompareExchangeFlag(sender, index, from, MakeFlag(flags_.epoch, kWordDone));
+      if (held != from && state == kClaimed) given_up.push_back(sender);
     } catch (...) {  // a transport that cannot reach the sender any more: its wait names this rank
     }
   }

@@ -27,6 +27,7 @@ struct Rows {
   uint64_t row_bytes = 0;
   uint64_t copy_token = 0;  // nonzero: the rows are `copy_from`'s, read by copy under this token
   int copy_from = -1;
+  bool staged = false;  // announced as a staged copy (ops/stage.h): intact until its readers are done
   const uint8_t* Row(uint64_t i) const { return base + i * stride; }
   /// Whether the rows were announced (read in place or by copy), not pushed.
   bool pulled() const { return base != nullptr || copy_token != 0; }
@@ -95,10 +96,10 @@ class Claims {
   ~Claims();  // tells every sender claimed and not told yet that this rank is done
   Claims(const Claims&) = delete;
   Claims& operator=(const Claims&) = delete;
-  /// Claims `sender`'s rows, once per call. Throws TimeoutError naming the sender when it withdrew them (its
-  /// call failed, and its caller may reuse that memory) or a reset cleared them: this call fails too, having
-  /// read none of them.
-  void Claim(int sender, const char* op);
+  /// Claims `sender`'s `rows` (as Announced gave them), once per call. Throws TimeoutError naming the sender when
+  /// it withdrew them (its call failed, and its caller may reuse that memory) or a reset cleared them: this call
+  /// fails too, having read none of them. A staged copy is never withdrawn: claiming it touches nothing remote.
+  void Claim(int sender, const Rows& rows, const char* op);
   /// Copies `copies` out of claimed `rows` (read by copy: copy_token != 0) in as few kernel calls as it can.
   /// Throws as transport::Window::ReadExposed does, or TimeoutError naming the sender when the copy failed
   /// because the sender had stopped waiting for this rank (its memory may be gone).

@@ -33,14 +33,18 @@ class PullHandOver : public ::testing::Test {
   const std::vector<uint8_t> reads{pull::kNoReader, pull::kReadsInPlace};  // rank 1 reads rank 0's rows
   std::vector<uint8_t> rows = std::vector<uint8_t>(4 * 64, 0x5A);
 
-  void AnnounceRows(bool staged = false) {
+  // The rows as the reader saw them announced.
+  pull::Rows AnnounceRows(bool staged = false) {
     const pull::Rows announced{rows.data(), 64, 4, 64};
     const uint64_t token = sender.Expose(1, rows.data(), rows.size());
-    ASSERT_NE(token, 0u);
+    EXPECT_NE(token, 0u);
     pull::Announce(sender, flags, 1, token, announced, 0, {}, staged);
     const auto seen = pull::Announced(reader, flags, 0, 64);
-    ASSERT_TRUE(seen.has_value());
+    EXPECT_TRUE(seen.has_value());
+    if (!seen) return {};
     EXPECT_EQ(seen->base, rows.data());
+    EXPECT_EQ(seen->staged, staged);
+    return *seen;
   }
   // The word in which the reader says it is done with this call.
   uint64_t DoneWord() const { return sender.ReadFlag(pull::DoneFlags(flags, reads).at(0)); }
@@ -61,13 +65,13 @@ class PullHandOver : public ::testing::Test {
 };
 
 TEST_F(PullHandOver, AnUnclaimedAnnouncementIsWithdrawnAndAClaimAfterFails) {
-  AnnounceRows();
+  const pull::Rows announced = AnnounceRows();
   const auto start = Clock::now();
   pull::Withdraw(sender, flags, reads);
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(1)) << "nobody had claimed: nothing to wait for";
   pull::Claims claims(reader, flags);
   try {
-    claims.Claim(0, "test op");
+    claims.Claim(0, announced, "test op");
     FAIL() << "a withdrawn announcement was claimed";
   } catch (const moe_ep::TimeoutError& e) {
     EXPECT_EQ(e.missing_ranks(), std::vector<int>{0});
@@ -76,10 +80,10 @@ TEST_F(PullHandOver, AnUnclaimedAnnouncementIsWithdrawnAndAClaimAfterFails) {
 }
 
 TEST_F(PullHandOver, AReaderDoneFirstLetsTheFailedSenderGoAtOnce) {
-  AnnounceRows();
+  const pull::Rows announced = AnnounceRows();
   {
     pull::Claims claims(reader, flags);
-    claims.Claim(0, "test op");
+    claims.Claim(0, announced, "test op");
     EXPECT_NO_THROW(claims.Finish("test op"));
   }
   EXPECT_TRUE(pull::IsDone(DoneWord(), flags.epoch));
@@ -90,9 +94,9 @@ TEST_F(PullHandOver, AReaderDoneFirstLetsTheFailedSenderGoAtOnce) {
 }
 
 TEST_F(PullHandOver, AReaderTheSenderStoppedWaitingForFailsItsCall) {
-  AnnounceRows();
+  const pull::Rows announced = AnnounceRows();
   pull::Claims claims(reader, flags);
-  claims.Claim(0, "test op");  // reading, and then stalled past the sender's wait
+  claims.Claim(0, announced, "test op");  // reading, and then stalled past the sender's wait
   const auto start = Clock::now();
   pull::Withdraw(sender, flags, reads, std::chrono::milliseconds(30));
   EXPECT_GE(Clock::now() - start, std::chrono::milliseconds(30)) << "it waited for the claimed reader";
@@ -102,9 +106,9 @@ TEST_F(PullHandOver, AReaderTheSenderStoppedWaitingForFailsItsCall) {
 }
 
 TEST_F(PullHandOver, AReaderGivenUpOnFailsAlsoOnceAResetClearedItsWord) {
-  AnnounceRows();
+  const pull::Rows announced = AnnounceRows();
   pull::Claims claims(reader, flags);
-  claims.Claim(0, "test op");
+  claims.Claim(0, announced, "test op");
   pull::Withdraw(sender, flags, reads, std::chrono::milliseconds(1));
   ClearDoneWord();  // the sender's caller recovered (BufferReset) before the stalled reader finished
   ExpectGivenUp([&] { claims.Finish("test op"); });
@@ -112,9 +116,9 @@ TEST_F(PullHandOver, AReaderGivenUpOnFailsAlsoOnceAResetClearedItsWord) {
 }
 
 TEST_F(PullHandOver, AReaderGivenUpOnFailsAlsoOnceALaterCallReArmedItsWord) {
-  AnnounceRows();
+  const pull::Rows announced = AnnounceRows();
   pull::Claims claims(reader, flags);
-  claims.Claim(0, "test op");
+  claims.Claim(0, announced, "test op");
   pull::Withdraw(sender, flags, reads, std::chrono::milliseconds(1));
   // The sender's next call of this parity, under the same epoch (as after a reset without sync), announces anew.
   AnnounceRows();
@@ -124,28 +128,38 @@ TEST_F(PullHandOver, AReaderGivenUpOnFailsAlsoOnceALaterCallReArmedItsWord) {
 }
 
 TEST_F(PullHandOver, AReaderOfAStagedCopyIsNeverGivenUpOn) {
-  AnnounceRows(/*staged=*/true);
+  const pull::Rows announced = AnnounceRows(/*staged=*/true);
   pull::Claims claims(reader, flags);
-  claims.Claim(0, "test op");
+  claims.Claim(0, announced, "test op");
   ClearDoneWord();  // the copy stays intact until its readers are done, whatever becomes of the word
   EXPECT_NO_THROW(claims.Finish("test op"));
 }
 
 TEST_F(PullHandOver, AStagedCopyIsNotWithdrawnAndItsReaderEndsDone) {
-  AnnounceRows(/*staged=*/true);
+  const pull::Rows announced = AnnounceRows(/*staged=*/true);
   pull::Withdraw(sender, flags, reads, std::chrono::milliseconds(1));  // a staged call never does; harmless if so
   {
     pull::Claims claims(reader, flags);
-    claims.Claim(0, "test op");
+    claims.Claim(0, announced, "test op");
     EXPECT_NO_THROW(claims.Finish("test op"));
   }
   EXPECT_TRUE(pull::IsDone(DoneWord(), flags.epoch)) << "the stage buffer is reused only once this says done";
 }
 
-TEST_F(PullHandOver, ACopyThatFailsAfterTheSenderGaveUpNamesIt) {
-  AnnounceRows();
+TEST_F(PullHandOver, AStagedCopyIsReadWithoutClaimingItInTheSendersMemory) {
+  const pull::Rows announced = AnnounceRows(/*staged=*/true);
+  const uint64_t armed = DoneWord();
   pull::Claims claims(reader, flags);
-  claims.Claim(0, "test op");
+  claims.Claim(0, announced, "test op");
+  EXPECT_EQ(DoneWord(), armed) << "a staged copy's claim went to the sender's memory";
+  claims.Finish("test op");
+  EXPECT_TRUE(pull::IsDone(DoneWord(), flags.epoch));
+}
+
+TEST_F(PullHandOver, ACopyThatFailsAfterTheSenderGaveUpNamesIt) {
+  const pull::Rows announced = AnnounceRows();
+  pull::Claims claims(reader, flags);
+  claims.Claim(0, announced, "test op");
   // Thread ranks expose nothing by copy: their ReadExposed always fails, standing in for a copy that fails.
   const pull::Rows by_copy{nullptr, 64, 4, 64, /*copy_token=*/1, /*copy_from=*/0};
   uint8_t row[64];
