@@ -231,10 +231,11 @@ Pulls AnnouncePulls(const MoeConfig& c, const WindowLayout& layout, const plan::
   // The staged buffer knows its readers before any is told where it is: should announcing fail part-way, the
   // call withdraws nothing staged, and the buffer stays put until whoever was told is done.
   if (staged) stage->Readers(call.parity, call.epoch, pull::DoneFlags(flags, pulled));
+  const uint32_t staged_mark = staged ? pull::NewStagedMark() : 0;
   for (int dst = 0; dst < static_cast<int>(c.ep_world_size); ++dst) {
     if (!pulled[dst]) continue;
     pull::Announce(ep, flags, dst, x_tokens[dst], *x, smoothed ? smooth_tokens[dst] : 0, smooth.value_or(pull::Rows{}),
-                   staged);
+                   staged_mark);
   }
   return {pulled, staged};
 }

@@ -3,6 +3,7 @@
 #include "ops/pull.h"
 
 #include <algorithm>
+#include <atomic>
 #include <string>
 #include <thread>
 
@@ -41,17 +42,19 @@ uint64_t FlagOf(const CallFlags& flags, int rank, Field field) {
 // compare-exchange from exactly the step before, so a word cleared by a reset, or armed by a later call, or
 // withdrawn, is never taken for this call's. A failed sender that stops waiting for a claimed reader marks its
 // word abandoned (from reading); a reader that then finds anything but reading when it is done fails its call,
-// since the sender's caller may have reused that memory. Rows staged by the sender (ops/stage.h) are armed as
-// such, and the announcement says so: their copy stays intact until every reader is done whatever becomes of
-// the call, and is never withdrawn, so their reader neither claims them (a round trip to the sender's memory
-// saved per sender) nor ever fails for that; it only marks the word done (from announced staged) when it is.
+// since the sender's caller may have reused that memory. Rows staged by the sender (ops/stage.h) are armed with
+// a mark of their own (from kWordFirstStaged), which the announcement carries: their copy stays intact until
+// every reader is done whatever becomes of the call, and is never withdrawn, so their reader neither claims them
+// (a round trip to the sender's memory saved per sender) nor ever fails for that; it only swaps the word from
+// that mark to done when it is. A mark no other staging shares keeps a late reader from taking the word a
+// later call armed (after a reset without sync, under the same epoch) for its own.
 enum DoneWord : uint32_t {
   kWordDone = 1,
   kWordReading = 2,
   kWordWithdrawn = 3,
   kWordAnnounced = 4,
   kWordAbandoned = 5,
-  kWordAnnouncedStaged = 6,
+  kWordFirstStaged = 8,
 };
 
 // A stride and a count travel as 32-bit flag payloads.
@@ -83,13 +86,13 @@ std::vector<uint64_t> Expose(const transport::Window& ep, const std::optional<Ro
 }
 
 void Announce(transport::Window& ep, const CallFlags& flags, int peer, uint64_t token, const Rows& rows,
-              uint64_t second_token, const Rows& second, bool staged) {
+              uint64_t second_token, const Rows& second, uint32_t staged_mark) {
   const int self = ep.rank();
   const auto put = [&](Field field, uint64_t value) {
     ep.Signal(peer, FlagOf(flags, self, field), MakeFlag(flags.epoch, static_cast<uint32_t>(value)));
   };
   // Armed before anything the peer could see: it claims only a word armed for this call.
-  ep.Signal(self, FlagOf(flags, peer, kDone), MakeFlag(flags.epoch, staged ? kWordAnnouncedStaged : kWordAnnounced));
+  ep.Signal(self, FlagOf(flags, peer, kDone), MakeFlag(flags.epoch, staged_mark != 0 ? staged_mark : kWordAnnounced));
   if (second_token != 0) {
     put(kSecondLow, second_token);
     put(kSecondHigh, second_token >> 32);
@@ -98,7 +101,7 @@ void Announce(transport::Window& ep, const CallFlags& flags, int peer, uint64_t 
   }
   put(kStride, rows.stride);
   put(kCount, rows.count);
-  put(kStaged, staged ? 1 : 0);
+  put(kStaged, staged_mark);
   put(kTokenHigh, token >> 32);
   put(kTokenLow, token);  // last: a current kTokenLow means the rest is current too
 }
@@ -119,7 +122,13 @@ std::optional<Rows> Announced(const transport::Window& ep, const CallFlags& flag
     }
   }
   Rows rows{nullptr, FlagCount(fields[2]), FlagCount(fields[3]), row_bytes};
-  rows.staged = FlagCount(fields[4]) != 0;  // of the first tensor: a staged call has no second (ops/stage.h)
+  // Of the first tensor: a staged call has no second (ops/stage.h).
+  rows.staged_mark = FlagCount(fields[4]);
+  if (rows.staged_mark != 0 && rows.staged_mark < kWordFirstStaged) {
+    throw Error(ErrorCode::kInternal, "rank " + std::to_string(sender) + " of " + ep.name() +
+                                          " announced staged rows under mark " + std::to_string(rows.staged_mark) +
+                                          ", below " + std::to_string(kWordFirstStaged));
+  }
   const uint64_t token = uint64_t{FlagCount(fields[1])} << 32 | FlagCount(fields[0]);
   rows.base = ep.Resolve(sender, token, rows.span());
   if (rows.base == nullptr && ep.ExposedByCopy(sender, token)) {
@@ -148,16 +157,22 @@ ReaderCounts CountReaders(std::span<const uint8_t> reads) {
 
 bool IsDone(uint64_t word, uint32_t epoch) { return word == MakeFlag(epoch, kWordDone); }
 
+uint32_t NewStagedMark() {
+  static std::atomic<uint32_t> stagings{0};
+  return kWordFirstStaged + stagings.fetch_add(1, std::memory_order_relaxed) % (UINT32_MAX - kWordFirstStaged + 1);
+}
+
 Claims::Claims(transport::Window& ep, const CallFlags& flags)
-    : ep_(ep), flags_(flags), claimed_(ep.size(), kUnclaimed) {}
+    : ep_(ep), flags_(flags), claimed_(ep.size(), kUnclaimed), staged_marks_(ep.size(), 0) {}
 
 Claims::~Claims() { MarkDone(); }
 
 void Claims::Claim(int sender, const Rows& rows, const char* op) {
   const std::lock_guard lock(mutex_);
   if (claimed_[sender] != kUnclaimed) return;
-  if (rows.staged) {
+  if (rows.staged_mark != 0) {
     claimed_[sender] = kClaimedStaged;
+    staged_marks_[sender] = rows.staged_mark;
     return;
   }
   const uint64_t announced = MakeFlag(flags_.epoch, kWordAnnounced);
@@ -223,11 +238,11 @@ std::vector<int> Claims::MarkDone() noexcept {
     const State state = claimed_[sender];
     if (state != kClaimed && state != kClaimedStaged) continue;
     claimed_[sender] = kToldDone;
-    const uint64_t from = MakeFlag(flags_.epoch, state == kClaimedStaged ? kWordAnnouncedStaged : kWordReading);
+    const uint64_t from = MakeFlag(flags_.epoch, state == kClaimedStaged ? staged_marks_[sender] : kWordReading);
     try {
-      // From reading (announced staged) only: a word a reset cleared, or a later call armed, stays as it is. The
-      // caller's memory is the caller's again only once its sender stopped waiting for this rank, which any other
-      // word means (a staged copy outlives the call: its reader is never given up on).
+      // From reading (a staged copy: its mark) only: a word a reset cleared, or a later call armed, stays as it is.
+      // The caller's memory is the caller's again only once its sender stopped waiting for this rank, which any
+      // other word means (a staged copy outlives the call: its reader is never given up on).
       const uint64_t held = ep_.CompareExchangeFlag(sender, index, from, MakeFlag(flags_.epoch, kWordDone));
       if (held != from && state == kClaimed) given_up.push_back(sender);
     } catch (...) {  // a transport that cannot reach the sender any more: its wait names this rank

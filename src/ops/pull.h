@@ -1,9 +1,9 @@
 // The pull data path: a sender announces where the rows it sends to a peer are (a tensor the peer can
-// read in place, or a staged copy: ops/stage.h), the peer claims them, copies them from there and then says
-// it is done, and the sender returns only after every such peer did (its caller may overwrite the tensor as
-// soon as the call returns), unless it announced a staged copy. A sender whose call fails withdraws what no
-// peer has claimed and waits for the peers that did: a late peer never reads memory the caller got back, and
-// one slower than that wait (kWithdrawWait) fails its own call instead of trusting what it read.
+// read in place, or a staged copy: ops/stage.h), the peer claims them (a staged copy needs no claim), copies
+// them from there and then says it is done, and the sender returns only after every such peer did (its caller
+// may overwrite the tensor as soon as the call returns), unless it announced a staged copy. A sender whose call fails
+// withdraws what no peer has claimed and waits for the peers that did: a late peer never reads memory the caller got
+// back, and one slower than that wait (kWithdrawWait) fails its own call instead of trusting what it read.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +27,7 @@ struct Rows {
   uint64_t row_bytes = 0;
   uint64_t copy_token = 0;  // nonzero: the rows are `copy_from`'s, read by copy under this token
   int copy_from = -1;
-  bool staged = false;  // announced as a staged copy (ops/stage.h): intact until its readers are done
+  uint32_t staged_mark = 0;  // nonzero: a staged copy (ops/stage.h), intact until its readers are done
   const uint8_t* Row(uint64_t i) const { return base + i * stride; }
   /// Whether the rows were announced (read in place or by copy), not pushed.
   bool pulled() const { return base != nullptr || copy_token != 0; }
@@ -64,10 +64,15 @@ ReaderCounts CountReaders(std::span<const uint8_t> reads);
 
 /// Arms this rank's done word for `peer` (the peer claims it before reading: Claims), then tells `peer` where
 /// this rank's rows are (`token` from Expose) and, optionally, a second tensor's (dispatch's smooth scales).
-/// Signalled before any row or count flag of the call, so a peer that saw one of those sees this. `staged`: the rows
-/// are a staged copy (ops/stage.h), which stays intact until its readers are done whatever becomes of the call.
+/// Signalled before any row or count flag of the call, so a peer that saw one of those sees this. `staged_mark`
+/// (from NewStagedMark; 0: not staged): the rows are a staged copy (ops/stage.h), which stays intact until its
+/// readers are done whatever becomes of the call.
 void Announce(transport::Window& ep, const CallFlags& flags, int peer, uint64_t token, const Rows& rows,
-              uint64_t second_token = 0, const Rows& second = {}, bool staged = false);
+              uint64_t second_token = 0, const Rows& second = {}, uint32_t staged_mark = 0);
+
+/// A mark for the done words of one staging, shared by no other staging of this process (for about 4e9 of them):
+/// a late reader of an earlier staged copy cannot take a later call's word for its own.
+uint32_t NewStagedMark();
 
 /// The rows `sender` announced to this rank in this call, resolved in this process or to be read by copy,
 /// or nullopt when it announced nothing (it pushed); each row is `row_bytes` long. `second` selects the
@@ -88,8 +93,8 @@ std::vector<uint64_t> DoneFlags(const CallFlags& flags, std::span<const uint8_t>
 bool IsDone(uint64_t word, uint32_t epoch);
 
 /// The senders whose announced rows this rank reads (in place or by copy) in one call: each is claimed (in its done
-/// word for this rank) before any of its rows is read, and told this rank is done by Finish, or when this goes should
-/// the call fail first. Thread-safe: the parts of a call claim as they meet a sender.
+/// word for this rank, unless its rows are a staged copy) before any of its rows is read, and told this rank is done by
+/// Finish, or when this goes should the call fail first. Thread-safe: the parts of a call claim as they meet a sender.
 class Claims {
  public:
   Claims(transport::Window& ep, const CallFlags& flags);
@@ -118,7 +123,8 @@ class Claims {
   transport::Window& ep_;
   const CallFlags flags_;
   mutable std::mutex mutex_;
-  std::vector<State> claimed_;  // per sender
+  std::vector<State> claimed_;          // per sender
+  std::vector<uint32_t> staged_marks_;  // per sender whose rows are a staged copy: the mark it armed its word with
 };
 
 /// Waits until every rank r with reads[r] != 0 has said it is done with this rank's rows, or throws

@@ -2,7 +2,8 @@
 // an announcement nobody claimed is withdrawn and a later claim fails; a reader that finished first lets the
 // sender go at once; a reader the sender stopped waiting for fails its own call when it finishes (even once a
 // reset cleared its word or a later call re-armed it), or when a copy fails meanwhile, since the sender's caller
-// may have reused the memory it read; a reader of a staged copy, which outlives the call, does not, and ends done.
+// may have reused the memory it read; a reader of a staged copy, which outlives the call, does not, and ends done,
+// without claiming it, and never takes a later staging's word for its own.
 #include "ops/pull.h"
 
 #include <gtest/gtest.h>
@@ -38,12 +39,13 @@ class PullHandOver : public ::testing::Test {
     const pull::Rows announced{rows.data(), 64, 4, 64};
     const uint64_t token = sender.Expose(1, rows.data(), rows.size());
     EXPECT_NE(token, 0u);
-    pull::Announce(sender, flags, 1, token, announced, 0, {}, staged);
+    const uint32_t mark = staged ? pull::NewStagedMark() : 0;
+    pull::Announce(sender, flags, 1, token, announced, 0, {}, mark);
     const auto seen = pull::Announced(reader, flags, 0, 64);
     EXPECT_TRUE(seen.has_value());
     if (!seen) return {};
     EXPECT_EQ(seen->base, rows.data());
-    EXPECT_EQ(seen->staged, staged);
+    EXPECT_EQ(seen->staged_mark, mark);
     return *seen;
   }
   // The word in which the reader says it is done with this call.
@@ -133,6 +135,19 @@ TEST_F(PullHandOver, AReaderOfAStagedCopyIsNeverGivenUpOn) {
   claims.Claim(0, announced, "test op");
   ClearDoneWord();  // the copy stays intact until its readers are done, whatever becomes of the word
   EXPECT_NO_THROW(claims.Finish("test op"));
+}
+
+TEST_F(PullHandOver, ALateReaderOfAStagedCopyLeavesTheWordALaterCallArmedAsItWas) {
+  const pull::Rows announced = AnnounceRows(/*staged=*/true);
+  pull::Claims claims(reader, flags);
+  claims.Claim(0, announced, "test op");
+  // The sender reset without sync and its call of this parity staged again, under the same epoch, while this
+  // reader was still reading the first copy.
+  ClearDoneWord();
+  AnnounceRows(/*staged=*/true);
+  const uint64_t rearmed = DoneWord();
+  EXPECT_NO_THROW(claims.Finish("test op"));
+  EXPECT_EQ(DoneWord(), rearmed) << "the late reader marked the later copy done: it could be reused while read";
 }
 
 TEST_F(PullHandOver, AStagedCopyIsNotWithdrawnAndItsReaderEndsDone) {
