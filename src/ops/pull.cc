@@ -158,7 +158,7 @@ ReaderCounts CountReaders(std::span<const uint8_t> reads) {
 bool IsDone(uint64_t word, uint32_t epoch) { return word == MakeFlag(epoch, kWordDone); }
 
 uint32_t NewStagedMark() {
-  static std::atomic<uint32_t> stagings{0};
+  static std::atomic<uint64_t> stagings{0};  // 64 bits: never wraps, so the marks repeat only every 2^32 - 8
   return kWordFirstStaged + stagings.fetch_add(1, std::memory_order_relaxed) % (UINT32_MAX - kWordFirstStaged + 1);
 }
 

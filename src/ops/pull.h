@@ -70,8 +70,8 @@ ReaderCounts CountReaders(std::span<const uint8_t> reads);
 void Announce(transport::Window& ep, const CallFlags& flags, int peer, uint64_t token, const Rows& rows,
               uint64_t second_token = 0, const Rows& second = {}, uint32_t staged_mark = 0);
 
-/// A mark for the done words of one staging, shared by no other staging of this process (for about 4e9 of them):
-/// a late reader of an earlier staged copy cannot take a later call's word for its own.
+/// A mark for the done words of one staging, shared by none of the 2^32 - 9 stagings of this process before or
+/// after it: a late reader of an earlier staged copy cannot take a later call's word for its own.
 uint32_t NewStagedMark();
 
 /// The rows `sender` announced to this rank in this call, resolved in this process or to be read by copy,

@@ -143,7 +143,7 @@ TEST_F(PullHandOver, ALateReaderOfAStagedCopyLeavesTheWordALaterCallArmedAsItWas
   claims.Claim(0, announced, "test op");
   // The sender reset without sync and its call of this parity staged again, under the same epoch, while this
   // reader was still reading the first copy.
-  ClearDoneWord();
+  ClearDoneWord();  // (as the reset would; the next line arms it anyway)
   AnnounceRows(/*staged=*/true);
   const uint64_t rearmed = DoneWord();
   EXPECT_NO_THROW(claims.Finish("test op"));
@@ -169,6 +169,20 @@ TEST_F(PullHandOver, AStagedCopyIsReadWithoutClaimingItInTheSendersMemory) {
   EXPECT_EQ(DoneWord(), armed) << "a staged copy's claim went to the sender's memory";
   claims.Finish("test op");
   EXPECT_TRUE(pull::IsDone(DoneWord(), flags.epoch));
+}
+
+TEST_F(PullHandOver, AStagingMarkThatCouldBeAnotherWordIsRefused) {
+  AnnounceRows(/*staged=*/true);
+  // The kStaged field (after the token, stride and count) overwritten with kWordAnnounced's value.
+  const uint64_t staged_field = flags.base + 0 * moe_ep::plan::kPullFields + 4;
+  reader.Signal(reader.rank(), staged_field, moe_ep::transport::MakeFlag(flags.epoch, 4));
+  try {
+    pull::Announced(reader, flags, 0, 64);
+    FAIL() << "a staging mark below the first was taken";
+  } catch (const moe_ep::Error& e) {
+    EXPECT_EQ(e.code(), moe_ep::ErrorCode::kInternal);
+    EXPECT_NE(std::string(e.what()).find("announced staged rows under mark 4, below 8"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(PullHandOver, ACopyThatFailsAfterTheSenderGaveUpNamesIt) {
