@@ -171,22 +171,21 @@ void Claims::Claim(int sender, const Rows& rows, const char* op) {
   const std::lock_guard lock(mutex_);
   if (claimed_[sender] != kUnclaimed) return;
   if (rows.staged_mark != 0) {
-    claimed_[sender] = kClaimedStaged;
     staged_marks_[sender] = rows.staged_mark;
+    claimed_[sender] = kClaimed;
     return;
   }
   const uint64_t announced = MakeFlag(flags_.epoch, kWordAnnounced);
   const uint64_t held = ep_.CompareExchangeFlag(sender, FlagOf(flags_, ep_.rank(), kDone), announced,
                                                 MakeFlag(flags_.epoch, kWordReading));
-  if (held == announced) {
-    claimed_[sender] = kClaimed;
-    return;
+  if (held != announced) {
+    throw TimeoutError(std::string(op) + ": rank " + std::to_string(sender) + " of " + ep_.name() +
+                           " failed its call before rank " + std::to_string(ep_.rank()) +
+                           " read the rows it announced, and withdrew them (the ranks of a group must all complete a "
+                           "call: probe, reset, and go on)",
+                       {sender});
   }
-  throw TimeoutError(std::string(op) + ": rank " + std::to_string(sender) + " of " + ep_.name() +
-                         " failed its call before rank " + std::to_string(ep_.rank()) +
-                         " read the rows it announced, and withdrew them (the ranks of a group must all complete a "
-                         "call: probe, reset, and go on)",
-                     {sender});
+  claimed_[sender] = kClaimed;
 }
 
 void Claims::CopyRows(const Rows& rows, std::span<const RowCopy> copies, const char* op) const {
@@ -203,7 +202,7 @@ void Claims::CopyRows(const Rows& rows, std::span<const RowCopy> copies, const c
     const uint64_t reading = MakeFlag(flags_.epoch, kWordReading);
     const bool staged = [&] {
       const std::lock_guard lock(mutex_);
-      return claimed_[rows.copy_from] == kClaimedStaged;
+      return staged_marks_[rows.copy_from] != 0;
     }();
     if (!staged &&
         ep_.CompareExchangeFlag(rows.copy_from, FlagOf(flags_, ep_.rank(), kDone), reading, reading) != reading) {
@@ -235,16 +234,16 @@ std::vector<int> Claims::MarkDone() noexcept {
   const std::lock_guard lock(mutex_);
   const uint64_t index = FlagOf(flags_, ep_.rank(), kDone);
   for (int sender = 0; sender < static_cast<int>(claimed_.size()); ++sender) {
-    const State state = claimed_[sender];
-    if (state != kClaimed && state != kClaimedStaged) continue;
+    if (claimed_[sender] != kClaimed) continue;
     claimed_[sender] = kToldDone;
-    const uint64_t from = MakeFlag(flags_.epoch, state == kClaimedStaged ? staged_marks_[sender] : kWordReading);
+    const uint32_t mark = staged_marks_[sender];
+    const uint64_t from = MakeFlag(flags_.epoch, mark != 0 ? mark : kWordReading);
     try {
       // From reading (a staged copy: its mark) only: a word a reset cleared, or a later call armed, stays as it is.
       // The caller's memory is the caller's again only once its sender stopped waiting for this rank, which any
       // other word means (a staged copy outlives the call: its reader is never given up on).
       const uint64_t held = ep_.CompareExchangeFlag(sender, index, from, MakeFlag(flags_.epoch, kWordDone));
-      if (held != from && state == kClaimed) given_up.push_back(sender);
+      if (held != from && mark == 0) given_up.push_back(sender);
     } catch (...) {  // a transport that cannot reach the sender any more: its wait names this rank
     }
   }

@@ -115,7 +115,7 @@ class Claims {
   void Finish(const char* op);
 
  private:
-  enum State : uint8_t { kUnclaimed, kClaimed, kClaimedStaged, kToldDone };
+  enum State : uint8_t { kUnclaimed, kClaimed, kToldDone };
   // Finish's marking; returns the senders that had given up. Never throws (the destructor's).
   std::vector<int> MarkDone() noexcept;
   [[noreturn]] void ThrowGivenUp(const std::vector<int>& senders, const char* op) const;
@@ -124,7 +124,7 @@ class Claims {
   const CallFlags flags_;
   mutable std::mutex mutex_;
   std::vector<State> claimed_;          // per sender
-  std::vector<uint32_t> staged_marks_;  // per sender whose rows are a staged copy: the mark it armed its word with
+  std::vector<uint32_t> staged_marks_;  // per sender: the mark it armed its word with (a staged copy), else 0
 };
 
 /// Waits until every rank r with reads[r] != 0 has said it is done with this rank's rows, or throws
