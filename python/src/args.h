@@ -46,7 +46,7 @@ class Args {
   }
   template <typename T>
   T As(const char* key) {
-    return ArgAs<T>((*this)[key], what_ + ": " + key);
+    return ArgAs<T>((*this)[key], what_.c_str(), key);
   }
   int64_t Int(const char* key) { return As<int64_t>(key); }
   TensorView View(const char* key) { return ViewOf((*this)[key], key); }

@@ -27,14 +27,16 @@ std::vector<int64_t> StridesOf(const TensorView& view);
 int64_t ElementSpan(const TensorView& view, const char* name);
 
 /// The value of a Python argument as T; a value of the wrong type or range is moe_ep::Error (161002)
-/// naming `what`, not pybind11's cast error.
+/// naming `what` (and `key`, when given), not pybind11's cast error. The name is put together only for
+/// the error: a call reads some 30 arguments.
 template <typename T>
-T ArgAs(pybind11::handle value, const std::string& what) {
+T ArgAs(pybind11::handle value, const char* what, const char* key = nullptr) {
   try {
     return value.cast<T>();
   } catch (const pybind11::cast_error&) {
-    throw Error(ErrorCode::kInvalidParam,
-                what + " = " + pybind11::repr(value).cast<std::string>() + " has the wrong type or is out of range");
+    throw Error(ErrorCode::kInvalidParam, std::string(what) + (key ? std::string(": ") + key : "") + " = " +
+                                              pybind11::repr(value).cast<std::string>() +
+                                              " has the wrong type or is out of range");
   }
 }
 
