@@ -52,7 +52,8 @@ struct DispatchOptions {
   bool expand_idx_layout = false;
 };
 
-/// Caller-provided dispatch outputs (contiguous). Rows past the received total are left untouched.
+/// Caller-provided dispatch outputs. Rows past the received total are left untouched. Outputs may be strided
+/// (each is then written through a contiguous copy: two more copies of it) but their elements must not overlap.
 struct DispatchOutputs {
   TensorView expand_x;           ///< (>= tp*A, H): x's dtype, or int8 with quantization
   TensorView dynamic_scales;     ///< (>= tp*A,) fp32, with quantization

@@ -9,6 +9,7 @@
 #include "api/group_impl.h"
 #include "moe_ep/error.h"
 #include "ops/operations.h"
+#include "ops/tensor_access.h"
 #include "plan/elastic.h"
 #include "plan/layout.h"
 #include "plan/validate.h"
@@ -53,17 +54,7 @@ Tensor CopyOf(const TensorView& v, int64_t elements) {
 // Contiguous copy of an input view (the handle keeps routing and mask beyond the caller's buffers).
 Tensor DenseCopy(const TensorView& v) {
   Tensor t(v.dtype, v.shape);
-  const size_t elem = DTypeSize(v.dtype);
-  std::vector<int64_t> idx(v.dim(), 0);
-  auto* dst = static_cast<uint8_t*>(t.data());
-  for (int64_t flat = 0; flat < v.numel(); ++flat) {
-    int64_t offset = 0, rest = flat;
-    for (int64_t d = v.dim() - 1; d >= 0; --d) {
-      offset += (rest % v.shape[d]) * v.stride(d);
-      rest /= v.shape[d];
-    }
-    std::memcpy(dst + flat * elem, static_cast<const uint8_t*>(v.data) + offset * elem, elem);
-  }
+  ops::CopyElements(v, t.view());
   return t;
 }
 
@@ -159,7 +150,9 @@ plan::MoeConfig CheckedCombineConfig(const Group& ep, const DispatchHandle& h, c
 void RunCombine(Group& ep, const DispatchHandle& h, plan::CombineTensors& t, const CombineOptions& options, Group* tp) {
   const plan::MoeConfig c = CheckedCombineConfig(ep, h, t, options, tp);
   const std::vector<int32_t> table = ElasticTable(ep, c, h.experts, "Combine");
+  const ops::DenseOutputs dense({&t.x, &t.y, &t.rstd});
   ops::RunCombine(CommOf(ep), CommOf(tp), c, t, table, "Combine");
+  dense.CopyBack();
 }
 
 }  // namespace
@@ -176,19 +169,21 @@ int64_t DispatchReceiveRows(const Group& ep, int64_t bs, int64_t top_k, const Ex
 DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& expert_ids,
                             const DispatchOptions& options, const DispatchOutputs& out, Group* tp) {
   plan::MoeConfig c = DispatchConfig(ep, tp, options);
-  const plan::DispatchTensors t{x,
-                                expert_ids,
-                                options.smooth_scales,
-                                options.active_mask,
-                                out.expand_x,
-                                out.dynamic_scales,
-                                out.assist_info,
-                                out.expert_token_nums,
-                                out.ep_recv_counts,
-                                out.tp_recv_counts,
-                                {}};  // expert_scales: Atlas A2's, not the native API's
+  plan::DispatchTensors t{x,
+                          expert_ids,
+                          options.smooth_scales,
+                          options.active_mask,
+                          out.expand_x,
+                          out.dynamic_scales,
+                          out.assist_info,
+                          out.expert_token_nums,
+                          out.ep_recv_counts,
+                          out.tp_recv_counts,
+                          {}};  // expert_scales: Atlas A2's, not the native API's
   plan::ValidateDispatch(c, t, plan::Profile::kNative, ops::CapacityOf(CommOf(ep), CommOf(tp)), "Dispatch");
   const std::vector<int32_t> table = ElasticTable(ep, c, options.experts, "Dispatch");
+  const ops::DenseOutputs dense(
+      {&t.expand_x, &t.dynamic_scales, &t.assist_info, &t.expert_token_nums, &t.ep_recv_counts, &t.tp_recv_counts});
   // The survivors' configuration under a scaled-down elasticInfo: it says which counts were written.
   const plan::MoeConfig ran = ops::RunDispatch(CommOf(ep), CommOf(tp), c, t, table, "Dispatch");
 
@@ -200,16 +195,17 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
   h.dtype = c.x_dtype;
   const int64_t entries = c.receive_entries();
   const int64_t written = ran.receive_entries();
-  auto* counts = static_cast<int32_t*>(out.ep_recv_counts.data);
+  auto* counts = static_cast<int32_t*>(t.ep_recv_counts.data);
   // Scaled down, the survivors' counts fill the front: the entries of the full size after them are 0.
   if (written < entries) std::fill(counts + written * c.tp_size(), counts + entries * c.tp_size(), 0);
   h.num_rows = counts[written - 1] + (c.has_tp() ? counts[2 * written - 1] : 0);
   h.expert_ids = DenseCopy(expert_ids);
   if (options.active_mask.present()) h.active_mask = DenseCopy(options.active_mask);
   h.expand_idx_layout = c.expand_idx();
-  h.assist_info = CopyOf(out.assist_info, c.expand_idx() ? c.bs * c.top_k : 3 * h.num_rows);
-  h.ep_recv_counts = CopyOf(out.ep_recv_counts, entries * c.tp_size());
-  h.tp_recv_counts = CopyOf(out.tp_recv_counts, out.tp_recv_counts.numel());
+  h.assist_info = CopyOf(t.assist_info, c.expand_idx() ? c.bs * c.top_k : 3 * h.num_rows);
+  h.ep_recv_counts = CopyOf(t.ep_recv_counts, entries * c.tp_size());
+  h.tp_recv_counts = CopyOf(t.tp_recv_counts, t.tp_recv_counts.numel());
+  dense.CopyBack();
   return h;
 }
 

@@ -1,4 +1,4 @@
-// Strided tensor reading for the operations.
+// Strided tensor reading and writing for the operations.
 #include "ops/tensor_access.h"
 
 #include <algorithm>
@@ -59,5 +59,31 @@ const void* RowReader::Row(int64_t i) {
 std::vector<int32_t> GatherInt32(const TensorView& view, int64_t limit) { return Gather<int32_t>(view, limit); }
 std::vector<float> GatherFloat(const TensorView& view) { return Gather<float>(view); }
 std::vector<uint8_t> GatherBool(const TensorView& view) { return Gather<uint8_t>(view); }
+
+void CopyElements(const TensorView& from, const TensorView& to) {
+  const auto elem = static_cast<int64_t>(DTypeSize(from.dtype));
+  const auto* src = static_cast<const uint8_t*>(from.data);
+  auto* dst = static_cast<uint8_t*>(to.data);
+  if (from.contiguous() && to.contiguous()) {
+    std::memcpy(dst, src, from.numel() * elem);
+    return;
+  }
+  for (int64_t i = 0; i < from.numel(); ++i) {
+    std::memcpy(dst + ElementOffset(to, i), src + ElementOffset(from, i), elem);
+  }
+}
+
+DenseOutputs::DenseOutputs(std::initializer_list<TensorView*> outputs) {
+  for (TensorView* out : outputs) {
+    if (!out->present() || out->contiguous()) continue;
+    StandIn& s = stand_ins_.emplace_back(StandIn{*out, Tensor(out->dtype, out->shape)});
+    CopyElements(s.caller, s.dense.view());
+    *out = s.dense.view();
+  }
+}
+
+void DenseOutputs::CopyBack() const {
+  for (const StandIn& s : stand_ins_) CopyElements(s.dense.view(), s.caller);
+}
 
 }  // namespace moe_ep::ops

@@ -1,8 +1,10 @@
-// Reading strided input tensors: rows of 16-bit floats as contiguous pointers (gathered only when the
-// last dimension is strided), and small tensors copied out into contiguous vectors.
+// Strided tensors: input rows of 16-bit floats as contiguous pointers (gathered only when the last dimension
+// is strided), small inputs copied out into contiguous vectors, and strided outputs written through
+// contiguous stand-ins.
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <vector>
 
 #include "moe_ep/tensor.h"
@@ -34,5 +36,28 @@ class RowReader {
 std::vector<int32_t> GatherInt32(const TensorView& view, int64_t limit = INT64_MAX);
 std::vector<float> GatherFloat(const TensorView& view);
 std::vector<uint8_t> GatherBool(const TensorView& view);  // empty when the view is absent
+
+/// Copies every element of `from` into the same element of `to` (same dtype and shape, any strides).
+void CopyElements(const TensorView& from, const TensorView& to);
+
+/// Outputs a caller laid out with strides (CANN's operators take non-contiguous outputs; validation refuses
+/// only views whose elements overlap): the operations write rows whole, so each such output is replaced by a
+/// contiguous stand-in that starts with the output's elements (what the operation leaves untouched stays as it
+/// was) and goes back into the caller's view once the call has succeeded. A call that fails leaves the
+/// caller's view as it was. Contiguous outputs are left alone: they cost nothing.
+class DenseOutputs {
+ public:
+  /// Points each present, non-contiguous view of `outputs` at a stand-in.
+  explicit DenseOutputs(std::initializer_list<TensorView*> outputs);
+  /// Copies the stand-ins into the caller's views.
+  void CopyBack() const;
+
+ private:
+  struct StandIn {
+    TensorView caller;
+    Tensor dense;
+  };
+  std::vector<StandIn> stand_ins_;
+};
 
 }  // namespace moe_ep::ops

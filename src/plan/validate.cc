@@ -186,6 +186,28 @@ void CheckView(const Checker& ck, const TensorView& v, const char* param) {
            "int64");
 }
 
+// An output may be strided (CANN's operators take non-contiguous outputs), but no two of its elements may share
+// memory: a stride of 0, or strides that fold one dimension onto another, would have the operation write one
+// place twice. Dimensions of one element do not matter; a view CheckView refuses is left to it.
+void CheckOutputView(const Checker& ck, const TensorView& v, const char* param) {
+  CheckView(ck, v, param);
+  if (!v.present() || v.numel() == 0) return;
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, extent) of each dimension of more than one element
+  for (int64_t d = 0; d < v.dim(); ++d) {
+    if (v.shape[d] > 1) dims.emplace_back(v.stride(d), v.shape[d]);
+  }
+  std::sort(dims.begin(), dims.end());
+  bool apart = true;
+  int64_t reach = 1;  // elements the dimensions so far span, from the first: the next stride must step past them
+  for (const auto& [stride, extent] : dims) {
+    apart = apart && stride >= reach;
+    reach = SaturatingMul(stride, extent);
+  }
+  ck.Shape(apart, v, param,
+           "an output's elements must not overlap (no stride of 0, no stride smaller than the span of the dimensions "
+           "with smaller strides)");
+}
+
 void CheckViews(const Checker& ck, std::initializer_list<std::pair<const TensorView*, const char*>> views) {
   for (const auto& [v, param] : views) CheckView(ck, *v, param);
 }
@@ -520,10 +542,7 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
                                                                {&t.expert_token_nums, "expertTokenNumsOut"},
                                                                {&t.ep_recv_counts, "epRecvCountsOut"},
                                                                {&t.tp_recv_counts, "tpRecvCountsOut"}};
-  for (const auto& [out, name] : outputs) {
-    if (out->present()) ck.Shape(out->contiguous(), *out, name, "outputs must be contiguous");
-    CheckView(ck, *out, name);
-  }
+  for (const auto& [out, name] : outputs) CheckOutputView(ck, *out, name);
   CheckWindow(ck, c, layout, window, p);
 }
 
@@ -627,16 +646,18 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
   ck.Dim(t.x, "xOut", out_rank);
   const bool x_ok = t.x.shape.front() == c.bs && t.x.shape.back() == c.hidden && (out_rank == 2 || t.x.shape[1] == 1);
   ck.Shape(x_ok, t.x, "xOut", t.add_rms_norm ? "shape must be (Bs, 1, H)" : "shape must be (Bs, H)");
-  ck.Shape(t.x.contiguous(), t.x, "xOut", "must be contiguous");
+  CheckOutputView(ck, t.x, "xOut");
   if (t.add_rms_norm) {
     const auto bs1h = [&](const TensorView& v) {
       return v.dim() == 3 && v.shape[0] == c.bs && v.shape[1] == 1 && v.shape[2] == c.hidden;
     };
     ck.Shape(bs1h(t.residual_x), t.residual_x, "residualX", "shape must be (Bs, 1, H)");
     ck.Shape(t.gamma.dim() == 1 && t.gamma.shape[0] == c.hidden, t.gamma, "gamma", "shape must be (H,)");
-    ck.Shape(bs1h(t.y) && t.y.contiguous(), t.y, "yOut", "shape must be (Bs, 1, H), contiguous");
+    ck.Shape(bs1h(t.y), t.y, "yOut", "shape must be (Bs, 1, H)");
+    CheckOutputView(ck, t.y, "yOut");
     const bool rstd_ok = t.rstd.dim() == 3 && t.rstd.shape[0] == c.bs && t.rstd.shape[1] == 1 && t.rstd.shape[2] == 1;
-    ck.Shape(rstd_ok && t.rstd.contiguous(), t.rstd, "rstdOut", "shape must be (Bs, 1, 1), contiguous");
+    ck.Shape(rstd_ok, t.rstd, "rstdOut", "shape must be (Bs, 1, 1)");
+    CheckOutputView(ck, t.rstd, "rstdOut");
   }
   CheckViews(ck, {{&t.expand_x, "expandX"},
                   {&t.expert_ids, "expertIds"},

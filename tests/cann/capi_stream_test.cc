@@ -413,11 +413,9 @@ TEST(CapiStream, TwoGroupsOnTheSameDevicesRunConcurrently) {
   EXPECT_EQ(results[1], "");
 }
 
-// DISABLED (found while writing these tests; see the report): ranks that disagree on globalBs (a value
-// that CANN requires to be equal on every rank) currently all "succeed", and ranks 0-2 receive rows from
-// the wrong window slots (rank 3 sizes its slots for maxBs 8, the others for 4). STYLE lesson 6 asks for
-// the disagreement to be detected and named; this test states that: no rank may report success, and some
-// message must name globalBs.
+// Ranks that disagree on globalBs (which CANN requires to be equal on every rank; rank 3 would size its slots for
+// maxBs 8, the others for 4) must not read rows from the wrong window slots: the attribute agreement names the
+// disagreement. No rank may report success, and some message must name globalBs.
 TEST(CapiStream, RanksDisagreeingOnGlobalBsAreAnErrorNotWrongRows) {
   EnsureAclReady();
   std::vector<HcclComm> comms;

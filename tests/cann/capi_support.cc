@@ -254,7 +254,8 @@ void Tensor::Release() {
   bytes_ = 0;
 }
 
-Tensor::Tensor(Tensor&& o) noexcept : tensor_(o.tensor_), data_(o.data_), bytes_(o.bytes_) {
+Tensor::Tensor(Tensor&& o) noexcept
+    : tensor_(o.tensor_), data_(o.data_), bytes_(o.bytes_), gapped_dims_(std::move(o.gapped_dims_)), elem_(o.elem_) {
   o.tensor_ = nullptr;
   o.data_ = nullptr;
   o.bytes_ = 0;
@@ -266,8 +267,33 @@ Tensor& Tensor::operator=(Tensor&& o) noexcept {
     std::swap(tensor_, o.tensor_);
     std::swap(data_, o.data_);
     std::swap(bytes_, o.bytes_);
+    std::swap(gapped_dims_, o.gapped_dims_);
+    std::swap(elem_, o.elem_);
   }
   return *this;
+}
+
+Tensor Tensor::Output(aclDataType dtype, std::vector<int64_t> dims, bool gapped) {
+  int64_t numel = 1;
+  for (int64_t d : dims) numel *= d;
+  if (!gapped || numel == 0) return Tensor(dtype, std::move(dims));
+  std::vector<int64_t> strides = moe_ep::verify::GappedStrides(dims);
+  const int64_t storage = moe_ep::verify::GappedStorageElements(dims, strides);
+  Tensor t = View(dtype, dims, std::move(strides), 0, storage);
+  t.gapped_dims_ = std::move(dims);
+  t.elem_ = aclDataTypeSize(dtype);
+  return t;
+}
+
+std::vector<uint8_t> Tensor::Elements(std::string* gap_error) const {
+  if (gapped_dims_.empty()) return Bytes();
+  int64_t numel = 1;
+  for (int64_t d : gapped_dims_) numel *= d;
+  std::vector<uint8_t> dense(numel * elem_);
+  const std::string m = moe_ep::verify::GatherGapped(Bytes(), gapped_dims_, moe_ep::verify::GappedStrides(gapped_dims_),
+                                                     elem_, dense.data());
+  if (!m.empty() && gap_error->empty()) *gap_error = m;
+  return dense;
 }
 
 std::vector<uint8_t> Tensor::Bytes() const {
@@ -472,12 +498,15 @@ class Runner {
     if (d.mask_kind == moe_ref::MaskKind::kPairs) r.mask = Tensor::Strided(ACL_BOOL, r.bs, k, d.mask.data(), layout);
     // Dispatch outputs (poisoned), two spare expandX rows and one spare scale that must stay untouched.
     const bool quant = cfg_.quant_mode == 2;
-    r.expand_x = Tensor(quant ? ACL_INT8 : half, {tp_rows + 2, h});
-    r.dyn_scales = Tensor(ACL_FLOAT, {tp_rows + 1});
-    r.assist = Tensor(ACL_INT32, {r.a * 128});
-    r.token_nums = Tensor(ACL_INT64, {r.shared_rank ? 1 : r.local_experts});
-    r.ep_recv = Tensor(ACL_INT32, {(r.shared_rank ? 1 : r.local_experts) * cfg_.ep_world_size * std::max(tp(), 1)});
-    r.tp_recv = Tensor(ACL_INT32, {TpAttr()});
+    // With strided_outputs, every output has a poisoned gap after each row (the operators take strided outputs).
+    const bool gapped = c_.spec.strided_outputs;
+    r.expand_x = Tensor::Output(quant ? ACL_INT8 : half, {tp_rows + 2, h}, gapped);
+    r.dyn_scales = Tensor::Output(ACL_FLOAT, {tp_rows + 1}, gapped);
+    r.assist = Tensor::Output(ACL_INT32, {r.a * 128}, gapped);
+    r.token_nums = Tensor::Output(ACL_INT64, {r.shared_rank ? 1 : r.local_experts}, gapped);
+    r.ep_recv = Tensor::Output(
+        ACL_INT32, {(r.shared_rank ? 1 : r.local_experts) * cfg_.ep_world_size * std::max(tp(), 1)}, gapped);
+    r.tp_recv = Tensor::Output(ACL_INT32, {TpAttr()}, gapped);
     if (c_.pass_a2_params) r.expand_scales_out = Tensor(ACL_FLOAT, {r.a});
     // Combine inputs: expert outputs over tp*A rows (rows past the defined ones hold poison).
     std::vector<uint16_t> expert_out(tp_rows * h);
@@ -498,11 +527,11 @@ class Runner {
     if (c_.spec.add_rms_norm) {
       r.residual = Tensor(ACL_BF16, {r.bs, 1, h}, m.residual_x.data());
       r.gamma = Tensor(ACL_BF16, {h}, m.gamma.data());
-      r.y_out = Tensor(ACL_BF16, {r.bs, 1, h});
-      r.rstd_out = Tensor(ACL_FLOAT, {r.bs, 1, 1});
-      r.x_out = Tensor(ACL_BF16, {r.bs, 1, h});
+      r.y_out = Tensor::Output(ACL_BF16, {r.bs, 1, h}, gapped);
+      r.rstd_out = Tensor::Output(ACL_FLOAT, {r.bs, 1, 1}, gapped);
+      r.x_out = Tensor::Output(ACL_BF16, {r.bs, 1, h}, gapped);
     } else {
-      r.x_out = Tensor(half, {r.bs, h});
+      r.x_out = Tensor::Output(half, {r.bs, h}, gapped);
     }
   }
 
@@ -584,18 +613,20 @@ class Runner {
   }
 
   void Collect(RankIo& r) {
-    r.got_expand_x = r.expand_x.Bytes();
-    r.got_dyn_scales = r.dyn_scales.Bytes();
-    r.got_assist = r.assist.Bytes();
-    r.got_token_nums = r.token_nums.Bytes();
-    r.got_ep_recv = r.ep_recv.Bytes();
-    r.got_tp_recv = TpAttr() > 0 ? r.tp_recv.Bytes() : std::vector<uint8_t>{};
+    std::string gaps;  // a gapped output's gap written
+    r.got_expand_x = r.expand_x.Elements(&gaps);
+    r.got_dyn_scales = r.dyn_scales.Elements(&gaps);
+    r.got_assist = r.assist.Elements(&gaps);
+    r.got_token_nums = r.token_nums.Elements(&gaps);
+    r.got_ep_recv = r.ep_recv.Elements(&gaps);
+    r.got_tp_recv = TpAttr() > 0 ? r.tp_recv.Elements(&gaps) : std::vector<uint8_t>{};
     if (c_.pass_a2_params) r.got_expand_scales = r.expand_scales_out.Bytes();
-    r.got_x = r.x_out.Bytes();
+    r.got_x = r.x_out.Elements(&gaps);
     if (c_.spec.add_rms_norm) {
-      r.got_y = r.y_out.Bytes();
-      r.got_rstd = r.rstd_out.Bytes();
+      r.got_y = r.y_out.Elements(&gaps);
+      r.got_rstd = r.rstd_out.Elements(&gaps);
     }
+    if (!gaps.empty() && r.error.empty()) r.error = gaps;
   }
 
   // Frees tensors and streams on the rank's device.

@@ -76,6 +76,9 @@ class Tensor {
   /// Any view: strides and offset in elements over `storage_elems` elements of storage (poisoned).
   static Tensor View(aclDataType dtype, std::vector<int64_t> dims, std::vector<int64_t> strides, int64_t offset,
                      int64_t storage_elems, aclFormat format = ACL_FORMAT_ND);
+  /// An output: contiguous, or with `gapped` laid out as verify::GappedStrides says (a poisoned gap after
+  /// every row), which Elements() gathers back.
+  static Tensor Output(aclDataType dtype, std::vector<int64_t> dims, bool gapped);
   ~Tensor();
   Tensor(Tensor&& other) noexcept;
   Tensor& operator=(Tensor&& other) noexcept;
@@ -93,6 +96,9 @@ class Tensor {
     if (!out.empty()) std::memcpy(out.data(), b.data(), out.size() * sizeof(T));
     return out;
   }
+  /// The elements row-major: the storage of a contiguous tensor, the gathered view of a gapped Output (a gap
+  /// element that no longer holds kPoison is named in `*gap_error`).
+  std::vector<uint8_t> Elements(std::string* gap_error) const;
   /// True when every storage byte still holds `byte`.
   bool AllBytesAre(uint8_t byte) const;
   void Fill(uint8_t byte);
@@ -102,6 +108,8 @@ class Tensor {
   aclTensor* tensor_ = nullptr;
   void* data_ = nullptr;
   size_t bytes_ = 0;
+  std::vector<int64_t> gapped_dims_;  // a gapped Output's shape
+  size_t elem_ = 0;                   // and its element size
 };
 
 /// Creates one HCCL group with HcclCommInitAll; comm i on devices[i]. Fails the test on error.

@@ -290,7 +290,7 @@ std::vector<Rule<D>> DispatchRules() {
                Make(&D::expand_x, ACL_BF16, {256, 8192}), Make(&D::dyn_scales, ACL_FLOAT, {256}),
                Make(&D::assist, ACL_INT32, {256 * 128})}),
        kTiling, {"HCCL_BUFFSIZE"}, {"10747904"}},
-      // V3 elasticInfo (type and shape; scale-down itself is not supported yet).
+      // V3 elasticInfo: its type and shape (scale-down itself: CapiElastic and the process fault tests).
       {"ElasticInfoInt64", All<D>({v3, Make(&D::elastic, ACL_INT64, {12})}), kInvalid, {"elasticInfo"}, {"int64"}},
       {"ElasticInfoWrongLength", All<D>({v3, Make(&D::elastic, ACL_INT32, {11})}), kTiling, {"elasticInfo"},
        {"11"}},

@@ -63,7 +63,7 @@ enum Key : int {
   kView = 42,         // ViewMode below, for the inputs kViewTargets names
   kViewTargets = 43,  // bit per Slot; default all
   kNullTensors = 44,  // bit per Slot: pass an absent view (data == nullptr) there
-  kOutView = 45,      // ViewMode of the *Into outputs (the library requires them contiguous)
+  kOutView = 45,      // ViewMode of the *Into outputs (strided ones are taken; overlapping ones refused)
   // Output sizes for the *Into calls (deltas on the size of a valid call).
   kInto = 46,  // 0: Dispatch / Combine (outputs made by the library), 1: DispatchInto / CombineInto
   kExpandRowsDelta = 47,

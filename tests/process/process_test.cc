@@ -59,6 +59,13 @@ int RunCommand(const std::string& command, std::string& output) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+// How often `what` occurs in `text`.
+int CountOf(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 std::string Launch(int ranks, const std::string& args) {
   return std::string(MOE_EP_TOOL) + " launch -n " + std::to_string(ranks) + " -- " + SCENARIO_RANK + " " + args;
 }
@@ -68,6 +75,7 @@ TEST(ProcessRanks, RandomConfigurationsOnEightProcessesMatchReference) {
   std::string output;
   const int status = RunCommand(Launch(8, "property " + std::to_string(seed) + " 4"), output);
   EXPECT_EQ(status, 0) << output;
+  EXPECT_EQ(CountOf(output, ": 4 configurations equal to the reference"), 8) << output;  // every rank compared all
   EXPECT_EQ(LeftBehind(output), std::set<std::string>{}) << output;
 }
 
@@ -80,6 +88,7 @@ TEST(ProcessRanks, RowsPulledFromTheSharedHeapMatchReference) {
                                     Launch(8, "property " + std::to_string(seed) + " 4 heap"),
                                 output);
   EXPECT_EQ(status, 0) << output;
+  EXPECT_EQ(CountOf(output, ": 4 configurations equal to the reference"), 8) << output;
   EXPECT_EQ(LeftBehind(output), std::set<std::string>{}) << output;
 }
 
@@ -96,6 +105,7 @@ TEST(ProcessRanks, PrivateInputsPulledThroughTheStageMatchReference) {
                                       Launch(8, "property " + std::to_string(seed) + " 6"),
                                   output);
     EXPECT_EQ(status, 0) << "MOE_EP_CROSS_MEMORY=" << cross_memory << "\n" << output;
+    EXPECT_EQ(CountOf(output, ": 6 configurations equal to the reference"), 8) << output;
     EXPECT_EQ(LeftBehind(output), std::set<std::string>{}) << output;
     output.clear();  // the next job's own token and output
   }
@@ -182,12 +192,6 @@ TEST(ProcessRanks, StressRoundsStayExactAndMemoryFlat) {
   EXPECT_EQ(status, 0) << output;
   EXPECT_NE(output.find(std::to_string(rounds) + " rounds equal to the reference"), std::string::npos) << output;
   EXPECT_EQ(LeftBehind(output), std::set<std::string>{}) << output;
-}
-
-int CountOf(const std::string& text, const std::string& what) {
-  int n = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
 }
 
 // docs/semantics.md 4 flow: rank 5 of 8 is SIGKILLed mid-loop; the 7 survivors fail within the deadline naming it,

@@ -9,11 +9,11 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-@pytest.mark.skipif(not os.environ.get("MOE_EP_TOOL"), reason="MOE_EP_TOOL (the moe-ep command) is not set")
 def root_files():
     return {f for f in os.listdir("/dev/shm") if f.startswith("moe_ep_root_")}
 
 
+@pytest.mark.skipif(not os.environ.get("MOE_EP_TOOL"), reason="MOE_EP_TOOL (the moe-ep command) is not set")
 def test_launch_job_ranks_dispatch_and_combine(seed):
     script = ("import os, sys; sys.argv = [sys.argv[0], os.environ['MOE_EP_RANK'], os.environ['MOE_EP_WORLD_SIZE']];"
               f" sys.path.insert(0, {HERE!r}); import launch_rank; launch_rank.main()")

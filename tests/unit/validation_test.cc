@@ -330,10 +330,14 @@ TEST(DispatchA3, AssistInfoNeedsThreeIntsPerRowOfBothTpHalves) {
 }
 
 // A strided dispatch output (moe_ep's own rule, not docs/semantics.md's) is rejected naming that output.
-TEST(DispatchA3, StridedOutputMessageNamesTheOutput) {
+// Outputs may be strided, as CANN's are (the operations write contiguous stand-ins), but not overlap.
+TEST(DispatchA3, StridedOutputsPassAndOverlappingOnesAreNamed) {
   DispatchCall call = MakeDispatch(Params{});
   call.t.expand_x.strides = {7169, 1};
-  ExpectOutcome([&] { RunDispatch(call); }, kRule, {"'expandXOut'", "strided"});
+  call.t.assist_info.strides = {2};
+  EXPECT_NO_THROW(RunDispatch(call));
+  call.t.expand_x.strides = {0, 1};
+  ExpectOutcome([&] { RunDispatch(call); }, kRule, {"'expandXOut'", "strided", "must not overlap"});
 }
 
 class DispatchA3Rules : public ::testing::TestWithParam<DispatchRow> {};
@@ -755,13 +759,25 @@ const DispatchRow kDispatchRules[] = {
      [](DispatchCall& c) { c.t.tp_recv_counts.shape = {1}; },
      kRule,
      {"'tpRecvCountsOut' = (1,)", "tpWorldSize = 2"}},
-    {"StridedOutput",
+    {"OutputRowsOnOneAnother",
      nullptr,
      [](DispatchCall& c) {
-       c.t.expand_x.strides = {7169, 1};
+       c.t.expand_x.strides = {0, 1};
      },
      kRule,
-     {"strided", "contiguous"}},
+     {"'expandXOut'", "strided", "must not overlap"}},
+    {"OutputDimensionsFolded",
+     nullptr,
+     [](DispatchCall& c) {
+       c.t.expand_x.strides = {7168, 2};
+     },
+     kRule,
+     {"'expandXOut'", "must not overlap"}},
+    {"CountsOutputBroadcast",
+     nullptr,
+     [](DispatchCall& c) { c.t.ep_recv_counts.strides = {0}; },
+     kRule,
+     {"'epRecvCountsOut'", "must not overlap"}},
     // -- window (docs/semantics.md 1.2): E=16, L=1, maxBs=8, H=7168 -> 2*(8*14848*16 + 8*14336*8) = 5636096 --
     {"EpWindowOneByteShort",
      nullptr,
@@ -1172,13 +1188,13 @@ const CombineRow kCombineRules[] = {
      },
      kRule,
      {"'xOut' = (8, 7167)", "(Bs, H)"}},
-    {"XOutStrided",
+    {"XOutOverlapping",
      nullptr,
      [](CombineCall& c) {
-       c.t.x.strides = {7200, 1};
+       c.t.x.strides = {7200, 0};
      },
      kRule,
-     {"'xOut'", "strided", "contiguous"}},
+     {"'xOut'", "strided", "must not overlap"}},
     {"SharedExpertXWithSharedRanks",
      SharedMoeRank,
      [](CombineCall& c) {

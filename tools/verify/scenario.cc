@@ -116,6 +116,7 @@ ScenarioSpec RandomSpec(std::mt19937_64& rng, int max_ranks, int64_t max_hidden,
   s.layout = layout == 3   ? InputLayout::kPaddedRows
              : layout == 4 ? InputLayout::kStridedColumns
                            : InputLayout::kContiguous;
+  s.strided_outputs = Chance(rng, 0.25);  // drawn last, so that a seed draws the same configuration as before
   return s;
 }
 
@@ -132,7 +133,8 @@ std::string Describe(const ScenarioSpec& s) {
         : s.mask == MaskKind::kTokens ? "1-D"
                                       : "2-D")
     << (s.shared_expert_x ? " sharedExpertX" : "") << (s.add_rms_norm ? " AddRmsNorm" : "")
-    << " layout=" << static_cast<int>(s.layout) << (c.a2 ? " A2-layout" : "");
+    << " layout=" << static_cast<int>(s.layout) << (s.strided_outputs ? " strided-outputs" : "")
+    << (c.a2 ? " A2-layout" : "");
   if (c.zero_expert_num + c.copy_expert_num + c.const_expert_num > 0) {
     o << " zero/copy/const=" << c.zero_expert_num << "/" << c.copy_expert_num << "/" << c.const_expert_num;
   }

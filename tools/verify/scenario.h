@@ -28,6 +28,7 @@ struct ScenarioSpec {
   bool shared_expert_x = false;
   bool add_rms_norm = false;
   InputLayout layout = InputLayout::kContiguous;
+  bool strided_outputs = false;  // outputs with a poisoned gap after each row (1-D: after each element)
 };
 
 /// Draws a random spec within the given bounds (ranks <= max_ranks, hidden <= max_hidden, bs <= max_bs).
@@ -58,7 +59,17 @@ struct RankResult {
   std::vector<int32_t> tp_recv_counts;
   std::vector<uint16_t> x, y;  // combine outputs (whole)
   std::vector<float> rstd;
+  std::string written_outside;  // with strided outputs: the first gap element written, if any
 };
+
+/// With ScenarioSpec::strided_outputs, an output of `shape` is laid out with a gap of 3 elements after each row
+/// (1-D: one after each element), filled with kPoisonByte: its strides, and the elements of storage it needs.
+std::vector<int64_t> GappedStrides(const std::vector<int64_t>& shape);
+int64_t GappedStorageElements(const std::vector<int64_t>& shape, const std::vector<int64_t>& strides);
+/// Copies a gapped output's elements (of `elem` bytes), row-major, from `storage` into `dense`; returns "" or
+/// names the first gap element that no longer holds kPoisonByte.
+std::string GatherGapped(const std::vector<uint8_t>& storage, const std::vector<int64_t>& shape,
+                         const std::vector<int64_t>& strides, size_t elem, void* dense);
 
 /// One rank's groups in a scenario: its EP group and, with TP 2, its TP pair.
 struct RankGroups {

@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <sstream>
+#include <string>
 
 #include "moe_ep/ops.h"
 #include "verify/run_ranks.h"
@@ -59,17 +61,60 @@ bool IsPoison(const T& v) {
   return std::memcmp(&v, &p, sizeof(T)) == 0;
 }
 
+// The outputs as the library sees them: each rank's dense buffers themselves or, with strided_outputs, gapped
+// storage standing for them, whose elements Gather() copies back into the dense buffers after the calls.
+class OutputViews {
+ public:
+  explicit OutputViews(bool strided) : strided_(strided) {}
+
+  // A view of `dense` with `shape` in elements of `dtype`: dense itself, or gapped storage standing for it.
+  template <typename T>
+  TensorView Of(std::vector<T>& dense, DType dtype, std::vector<int64_t> shape) {
+    const TensorView plain(dense.data(), dtype, shape);
+    if (!strided_ || plain.numel() == 0) return plain;
+    std::vector<int64_t> strides = GappedStrides(shape);
+    const size_t elem = DTypeSize(dtype);
+    auto& gapped = gapped_.emplace_back(
+        Gapped{dense.data(), elem, Poisoned<uint8_t>(GappedStorageElements(shape, strides) * elem), {}});
+    gapped.view = TensorView(gapped.storage.data(), dtype, std::move(shape), std::move(strides));
+    return gapped.view;
+  }
+
+  // "" or the first gap element the library wrote.
+  std::string Gather() const {
+    for (const Gapped& g : gapped_) {
+      const std::string m = GatherGapped(g.storage, g.view.shape, g.view.strides, g.elem, g.dense);
+      if (!m.empty()) return m;
+    }
+    return "";
+  }
+
+ private:
+  struct Gapped {
+    void* dense;
+    size_t elem;
+    std::vector<uint8_t> storage;
+    TensorView view;
+  };
+  bool strided_;
+  std::deque<Gapped> gapped_;  // a deque: views handed out stay where they are
+};
+
 // Entries of epRecvCounts past the group's full size: they must stay poison.
 constexpr size_t kCountsSlack = 2;
 
-// Compares the first expected.size() elements bit for bit and checks every later one is still poison.
+// Compares the first `defined` elements bit for bit and checks every later one is still poison; a buffer
+// shorter than `defined` is a difference too (the library sized it too small and dropped the rest).
 template <typename T, typename U>
 std::string CompareBuffer(const char* what, int rank, const std::vector<T>& expected, const std::vector<U>& got,
                           size_t defined) {
   static_assert(sizeof(T) == sizeof(U));
+  if (defined > got.size()) {
+    return "rank " + std::to_string(rank) + " " + what + ": the buffer holds " + std::to_string(got.size()) +
+           " elements, the reference defines " + std::to_string(defined);
+  }
   // Fast path: the defined prefix matches as a block and the rest is still poison.
-  bool clean =
-      defined <= got.size() && (defined == 0 || std::memcmp(expected.data(), got.data(), defined * sizeof(T)) == 0);
+  bool clean = defined == 0 || std::memcmp(expected.data(), got.data(), defined * sizeof(T)) == 0;
   for (size_t i = defined; clean && i < got.size(); ++i) clean = IsPoison(got[i]);
   if (clean) return "";
   for (size_t i = 0; i < got.size(); ++i) {
@@ -89,9 +134,49 @@ std::string CompareBuffer(const char* what, int rank, const std::vector<T>& expe
 
 }  // namespace
 
+std::vector<int64_t> GappedStrides(const std::vector<int64_t>& shape) {
+  const int64_t n = static_cast<int64_t>(shape.size());
+  std::vector<int64_t> strides(n, 2);  // 1-D: every other element
+  if (n >= 2) {
+    strides[n - 1] = 1;
+    strides[n - 2] = shape[n - 1] + 3;
+    for (int64_t d = n - 3; d >= 0; --d) strides[d] = strides[d + 1] * shape[d + 1];
+  }
+  return strides;
+}
+
+int64_t GappedStorageElements(const std::vector<int64_t>& shape, const std::vector<int64_t>& strides) {
+  int64_t reach = 1;
+  for (size_t d = 0; d < shape.size(); ++d) reach += (shape[d] - 1) * strides[d];
+  return reach + 3;  // and a gap after the last row
+}
+
+std::string GatherGapped(const std::vector<uint8_t>& storage, const std::vector<int64_t>& shape,
+                         const std::vector<int64_t>& strides, size_t elem, void* dense) {
+  std::vector<bool> in_view(storage.size() / elem, false);
+  int64_t numel = 1;
+  for (int64_t extent : shape) numel *= extent;
+  for (int64_t i = 0; i < numel; ++i) {
+    int64_t offset = 0;
+    for (int64_t d = static_cast<int64_t>(shape.size()) - 1, rest = i; d >= 0; rest /= shape[d], --d) {
+      offset += rest % shape[d] * strides[d];
+    }
+    in_view[offset] = true;
+    std::memcpy(static_cast<uint8_t*>(dense) + i * elem, storage.data() + offset * elem, elem);
+  }
+  for (size_t e = 0; e < in_view.size(); ++e) {
+    const auto first = storage.begin() + static_cast<std::ptrdiff_t>(e * elem);
+    const bool poison =
+        std::all_of(first, first + static_cast<std::ptrdiff_t>(elem), [](uint8_t b) { return b == kPoisonByte; });
+    if (!in_view[e] && !poison) return "element " + std::to_string(e) + " of a strided output's gaps was written";
+  }
+  return "";
+}
+
 std::string CompareScenarioRank(const ScenarioSpec& s, int g, const moe_ref::DispatchOut& e,
                                 const moe_ref::CombineOut& ce, const RankResult& r) {
   const int64_t h = s.config.hidden;
+  if (!r.written_outside.empty()) return "rank " + std::to_string(g) + ": " + r.written_outside;
   std::string m;
   if (s.config.quant_mode == 2) {
     std::vector<uint8_t> q(e.expand_x_q.begin(), e.expand_x_q.end());
@@ -174,14 +259,15 @@ RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int 
   if (d.mask_kind == moe_ref::MaskKind::kPairs) {
     options.active_mask = TensorView(d.mask.data(), DType::kBool, {d.bs, c.top_k});
   }
+  OutputViews views(s.strided_outputs);
+  const auto whole = [](const auto& v) { return std::vector<int64_t>{static_cast<int64_t>(v.size())}; };
   const DispatchOutputs outs{
-      TensorView(r.expand_x.data(), quant ? DType::kInt8 : HalfDType(c), {expand_rows, h}),
-      quant ? TensorView(r.dynamic_scales.data(), DType::kFloat32, {static_cast<int64_t>(r.dynamic_scales.size())})
-            : TensorView{},
-      TensorView(r.assist_info.data(), DType::kInt32, {static_cast<int64_t>(r.assist_info.size())}),
-      TensorView(r.expert_token_nums.data(), DType::kInt64, {static_cast<int64_t>(r.expert_token_nums.size())}),
-      TensorView(r.ep_recv_counts.data(), DType::kInt32, {static_cast<int64_t>(r.ep_recv_counts.size())}),
-      TensorView(r.tp_recv_counts.data(), DType::kInt32, {tp_size})};
+      views.Of(r.expand_x, quant ? DType::kInt8 : HalfDType(c), {expand_rows, h}),
+      quant ? views.Of(r.dynamic_scales, DType::kFloat32, whole(r.dynamic_scales)) : TensorView{},
+      views.Of(r.assist_info, DType::kInt32, whole(r.assist_info)),
+      views.Of(r.expert_token_nums, DType::kInt64, whole(r.expert_token_nums)),
+      views.Of(r.ep_recv_counts, DType::kInt32, whole(r.ep_recv_counts)),
+      views.Of(r.tp_recv_counts, DType::kInt32, {tp_size})};
   const DispatchHandle handle =
       DispatchInto(ep, x.view(), TensorView(d.expert_ids.data(), DType::kInt32, {d.bs, c.top_k}), options, outs, tp);
   x.Overwrite();
@@ -205,16 +291,17 @@ RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int 
   if (s.add_rms_norm) {
     r.y = Poisoned<uint16_t>(d.bs * h);
     r.rstd = Poisoned<float>(d.bs);
-    const AddRmsNormOutputs o{TensorView(r.y.data(), DType::kBf16, {d.bs, 1, h}),
-                              TensorView(r.rstd.data(), DType::kFloat32, {d.bs, 1, 1}),
-                              TensorView(r.x.data(), DType::kBf16, {d.bs, 1, h})};
+    const AddRmsNormOutputs o{views.Of(r.y, DType::kBf16, {d.bs, 1, h}),
+                              views.Of(r.rstd, DType::kFloat32, {d.bs, 1, 1}),
+                              views.Of(r.x, DType::kBf16, {d.bs, 1, h})};
     CombineAddRmsNormInto(ep, handle, expert_view.view(), scales,
                           TensorView(m.residual_x.data(), DType::kBf16, {d.bs, 1, h}),
                           TensorView(m.gamma.data(), DType::kBf16, {h}), c.norm_eps, combine, o, tp);
   } else {
-    CombineInto(ep, handle, expert_view.view(), scales, combine, TensorView(r.x.data(), HalfDType(c), {d.bs, h}), tp);
+    CombineInto(ep, handle, expert_view.view(), scales, combine, views.Of(r.x, HalfDType(c), {d.bs, h}), tp);
   }
   expert_view.Overwrite();
+  r.written_outside = views.Gather();
   return r;
 }
 

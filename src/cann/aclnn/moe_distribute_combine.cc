@@ -136,7 +136,10 @@ std::function<void()> BuildCombine(const std::string& op, const CombineArgs& a, 
   return [c, t, groups, elastic, op, product] {
     RequireDispatchProduct(op, groups, product);
     const std::vector<int32_t> table = elastic.present() ? ops::GatherInt32(elastic) : std::vector<int32_t>{};
-    ops::RunCombine(EpOf(groups), TpOf(groups), c, t, table, op.c_str());
+    plan::CombineTensors run = t;
+    const ops::DenseOutputs dense({&run.x, &run.y, &run.rstd});
+    ops::RunCombine(EpOf(groups), TpOf(groups), c, run, table, op.c_str());
+    dense.CopyBack();
   };
 }
 
