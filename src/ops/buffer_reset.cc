@@ -19,37 +19,47 @@ void BufferReset(transport::Window& ep, OpState& state, std::span<const int32_t>
   state.dispatch_calls = state.combine_calls = 0;
   state.generation = 0;
   if (!need_sync) return;
-  // Sync flags live past the cleared range, so a peer's flag that lands while we are still clearing
-  // is not lost. Each carries the sender's reset count; we wait for one newer than the last we took
-  // from that peer, so a rank that missed a reset (it was unreachable) rejoins the next one. A retry
-  // after a timed-out sync is the same reset: it keeps its tag, so ranks that needed different numbers
-  // of attempts still see the same tags and agree on the generation.
-  if (!state.reset_unfinished) ++state.reset_calls;
+  // A sync is a round of tags. Sync flags live past the cleared range (a peer's flag that lands while this rank
+  // is still clearing is not lost) and only grow. A new round's tag is above every tag this rank has seen, so a
+  // peer's flag from an earlier round never counts; a retry after a timed-out sync keeps its tag (the same round,
+  // which peers may have finished). A rank that sees a peer's tag above its own joins that newer round: a peer
+  // that finished the round this rank's retry is in may have begun the next (its next call failed, this rank
+  // being behind), and waits for this rank there; finishing the old round alone would leave that peer waiting
+  // for a tag never sent, and the two would time out in turn. Joining clears first (no peer can have finished
+  // the newer round: each waits for this rank's tag) and signals the newer tag. The round ends when every
+  // reachable rank's flag holds this rank's tag, which becomes the generation: every rank that ends a round
+  // ends it with the same one, and a rank that missed rounds (it was unreachable) joins the current one.
+  if (!state.reset_unfinished) ++state.reset_tag;
   state.reset_unfinished = true;
-  const uint64_t tag = state.reset_calls;
   std::vector<int> awaited;
   for (int peer = 0; peer < ep.size(); ++peer) {
-    if (!reachable[peer]) continue;
-    ep.Signal(peer, plan::kSyncFlagBase + ep.rank(), tag);
-    awaited.push_back(peer);
+    if (reachable[peer]) awaited.push_back(peer);
   }
-  auto& seen = state.reset_seen;
+  const auto signal_tag = [&] {
+    for (int peer : awaited) ep.Signal(peer, plan::kSyncFlagBase + ep.rank(), state.reset_tag);
+  };
+  signal_tag();
+  const auto tag_of = [&](int peer) { return ep.ReadFlag(plan::kSyncFlagBase + peer); };
   const auto missing = [&] {
     std::vector<int> ranks;
     for (int peer : awaited) {
-      if (ep.ReadFlag(plan::kSyncFlagBase + peer) <= seen[peer]) ranks.push_back(peer);
+      if (tag_of(peer) < state.reset_tag) ranks.push_back(peer);
     }
     return ranks;
   };
-  transport::WaitUntil(
-      ep, deadline, "MoeDistributeBufferReset", "the reset sync", 0, [&] { return missing().empty(); }, missing);
-  // The new generation: the highest reset count among the ranks that synced, which all of them see.
-  uint64_t generation = tag;
-  for (int peer : awaited) {
-    seen[peer] = ep.ReadFlag(plan::kSyncFlagBase + peer);
-    generation = std::max(generation, seen[peer]);
-  }
-  state.generation = generation;
+  const auto round_ended = [&] {
+    uint64_t newest = state.reset_tag;
+    for (int peer : awaited) newest = std::max(newest, tag_of(peer));
+    if (newest > state.reset_tag) {
+      ep.ClearLocal(plan::kClearedFlagCount);
+      state.reset_tag = newest;
+      signal_tag();
+      return false;
+    }
+    return missing().empty();
+  };
+  transport::WaitUntil(ep, deadline, "MoeDistributeBufferReset", "the reset sync", 0, round_ended, missing);
+  state.generation = state.reset_tag;
   state.reset_unfinished = false;
 }
 

@@ -25,7 +25,6 @@ Communicator::Communicator(std::unique_ptr<transport::Window> window, std::chron
                                           std::to_string(window_->flag_count()) + " flags, the operations need " +
                                           std::to_string(kWindowFlagCount));
   }
-  state_.reset_seen.assign(window_->size(), 0);
 }
 
 Communicator::~Communicator() {

@@ -29,8 +29,9 @@ struct OpState {
   /// Set by a BufferReset that synced: the same on every rank that took part, and new, so flags a
   /// stalled peer wrote before the reset can never match a call made after it.
   uint64_t generation = 0;
-  /// BufferReset syncs begun so far; survives the reset itself (it tags the sync flags).
-  uint64_t reset_calls = 0;
+  /// The tag of the last BufferReset sync round this rank took part in (docs/semantics.md 4.2); survives the
+  /// reset itself.
+  uint64_t reset_tag = 0;
   /// The last sync timed out: the next BufferReset retries it under the same tag.
   bool reset_unfinished = false;
   /// How many ranks (this one included, when it keeps rows of its own) read this rank's rows in place (pulled
@@ -41,9 +42,6 @@ struct OpState {
   /// Of those, how many copied the rows out of this rank's private memory (transport::Window::ReadExposed).
   int dispatch_copy_readers = 0;
   int combine_copy_readers = 0;
-  /// The last reset-sync tag consumed from each peer (a peer that skipped a reset is behind, so a sync
-  /// waits for a tag newer than the last one seen rather than for an exact one).
-  std::vector<uint64_t> reset_seen;
   /// Dispatch's staged x (ops/stage.h).
   StageBuffers dispatch_stage;
 };

@@ -5,6 +5,9 @@
 //   ResetRetry.RanksThatNeededDifferentAttemptsAgreeOnTheGeneration
 //   ResetRetry.ARetryKeepsWhatAPeerSentAfterFinishingTheReset: the retry does not clear again, so a flag and
 //     data rank 0 sent between its finished reset and rank 1's retry (its next call's) are still there.
+//   ResetRetry.ARetryJoinsTheNewerResetAPeerBegan: rank 0 finished the reset and began another before rank 1
+//     retried the first; both must end the newer one (a retry that ended the old one alone left rank 0 waiting
+//     for a tag rank 1 never sent, and the two timed out in turn, reset after reset).
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -63,7 +66,6 @@ std::vector<ops::OpState> ResetWithRank1Retrying(std::vector<std::unique_ptr<tra
                                                  const std::function<void()>& before_retry,
                                                  const std::function<void(int)>& after_reset) {
   std::vector<ops::OpState> states(kRanks);
-  for (auto& s : states) s.reset_seen.assign(kRanks, 0);
   std::atomic<bool> rank1_timed_out{false};
   HoldingWindow late_rank(*windows[2], /*held_peer=*/1, rank1_timed_out);
   const std::vector<int32_t> everyone(kRanks, 1);
@@ -114,6 +116,31 @@ TEST(ResetRetry, ARetryKeepsWhatAPeerSentAfterFinishingTheReset) {
   };
   const std::vector<ops::OpState> states = ResetWithRank1Retrying(windows, wait_for_rank0, after_reset);
   EXPECT_EQ(states[0].generation, states[1].generation);
+}
+
+TEST(ResetRetry, ARetryJoinsTheNewerResetAPeerBegan) {
+  auto windows = transport::CreateThreadWindows(2, 1 << 16, ops::kWindowFlagCount, "reset retry joins");
+  std::vector<ops::OpState> states(2);
+  std::atomic<bool> rank1_timed_out{false};
+  HoldingWindow held(*windows[0], /*held_peer=*/1, rank1_timed_out);
+  const std::vector<int32_t> everyone(2, 1);
+  const auto deadline = [](int ms) { return Clock::now() + std::chrono::milliseconds(ms); };
+  verify::RunRanks(2, [&](int r) {
+    if (r == 0) {
+      // Finishes the first reset once rank 1's attempt has timed out (its flag to rank 1 is held until then),
+      // then begins a second: its next call failed, rank 1 being on no generation.
+      ops::protocol::BufferReset(held, states[0], everyone, true, deadline(30000));
+      ops::protocol::BufferReset(*windows[0], states[0], everyone, true, deadline(3000));
+      return;
+    }
+    EXPECT_THROW(ops::protocol::BufferReset(*windows[1], states[1], everyone, true, deadline(200)), TimeoutError);
+    rank1_timed_out = true;
+    // Retries once rank 0's flag says it began the second reset (tag 2).
+    while (windows[1]->ReadFlag(plan::kSyncFlagBase + 0) < 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ops::protocol::BufferReset(*windows[1], states[1], everyone, true, deadline(3000));
+  });
+  EXPECT_EQ(states[0].generation, 2u);
+  EXPECT_EQ(states[1].generation, 2u);
 }
 
 }  // namespace
