@@ -76,8 +76,8 @@ class Group {
   uint64_t window_bytes() const;
   const std::string& name() const;
 
-  /// Peers (ranks of this group) that an operation of this group waited for in vain, in rank order;
-  /// a BufferReset that syncs with a peer again clears its entry.
+  /// Peers (ranks of this group) that an operation of this group waited for in vain, or that a BufferReset was
+  /// told are unreachable, in rank order; a BufferReset that syncs with a peer again clears its entry.
   std::vector<int> failed_ranks() const;
 
  private:

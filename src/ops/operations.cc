@@ -89,6 +89,9 @@ void RunBufferReset(Communicator& ep, std::span<const int32_t> reachable, bool n
         protocol::BufferReset(link.ep, link.ep_state, reachable, need_sync, link.deadline);
       },
       unreachable);
+  // What the caller knows: a transport that relays stops relaying through them, and operations give up on them.
+  std::erase(unreachable, ep.rank());  // a rank that resets is no failed peer of its own
+  ep.RememberFailed(unreachable);
   if (!need_sync) return;
   for (int r = 0; r < ep.size(); ++r) {
     if (reachable[r]) ep.ForgetFailed(r);

@@ -144,8 +144,11 @@ TEST(MissingRank, ResetSyncsOnlyWithReachableRanksThenAllRecover) {
   // Rank 3 is "unreachable": the others reset and sync among themselves without it.
   const std::vector<int32_t> reachable{1, 1, 1, 0};
   RunRanks(kRanks - 1, [&](int r) { BufferReset(groups[r], reachable, true); });
+  // Told rank 3 is unreachable, each remembers it as failed (a transport that relays stops relaying through it).
+  for (int r = 0; r < kRanks - 1; ++r) EXPECT_EQ(groups[r].failed_ranks(), std::vector<int>{3}) << "rank " << r;
   // Rank 3 comes back: a full reset of everyone, then rounds work again.
   RunRanks(kRanks, [&](int r) { BufferReset(groups[r], {}, true); });
+  for (int r = 0; r < kRanks; ++r) EXPECT_EQ(groups[r].failed_ranks(), std::vector<int>{}) << "rank " << r;
   for (int round = 0; round < 3; ++round) RoundOnAll(groups);
 }
 
