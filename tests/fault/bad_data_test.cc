@@ -5,6 +5,7 @@
 // for bit.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
 #include <string>
 #include <vector>
@@ -83,6 +84,43 @@ void ExpectError(F&& f, ErrorCode code, const std::vector<std::string>& parts) {
   }
 }
 
+constexpr uint16_t kPoison = 0xA7A7;
+
+// A dispatch that must fail, run into poisoned outputs of the sizes the library asks for: it fails with `code` and
+// every part of the message, and before a byte of any output is written.
+void ExpectDispatchRefused(Group& group, const TensorView& x, const TensorView& ids, const DispatchOptions& options,
+                           ErrorCode code, const std::vector<std::string>& parts) {
+  const DispatchSizes n = DispatchOutputSizes(group, x, ids, options);
+  std::vector<uint16_t> expand_x(n.rows * kHidden, kPoison), assist(2 * n.assist_entries, kPoison),
+      token_nums(4 * n.token_num_entries, kPoison), counts(2 * n.recv_count_entries, kPoison), tp_counts(2, kPoison);
+  const DispatchOutputs out{TensorView(expand_x.data(), DType::kBf16, {n.rows, kHidden}),
+                            {},
+                            TensorView(assist.data(), DType::kInt32, {n.assist_entries}),
+                            TensorView(token_nums.data(), DType::kInt64, {n.token_num_entries}),
+                            TensorView(counts.data(), DType::kInt32, {n.recv_count_entries}),
+                            TensorView(tp_counts.data(), DType::kInt32, {1})};
+  ExpectError([&] { DispatchInto(group, x, ids, options, out); }, code, parts);
+  for (const auto* v : {&expand_x, &assist, &token_nums, &counts, &tp_counts}) {
+    EXPECT_TRUE(std::all_of(v->begin(), v->end(), [](uint16_t e) { return e == kPoison; }))
+        << "a refused dispatch wrote its outputs";
+  }
+}
+
+// A combine that must fail, run into a poisoned x: it fails with `code` and every part of the message, before a
+// row of x is written.
+void ExpectCombineRefused(Group& group, const DispatchResult& res, RankData& d, const CombineOptions& options,
+                          ErrorCode code, const std::vector<std::string>& parts) {
+  std::vector<uint16_t> x(kBs * kHidden, kPoison);
+  ExpectError(
+      [&] {
+        CombineInto(group, res.handle, res.expand_x.view(), d.WeightsView(), options,
+                    TensorView(x.data(), DType::kBf16, {kBs, kHidden}));
+      },
+      code, parts);
+  EXPECT_TRUE(std::all_of(x.begin(), x.end(), [](uint16_t e) { return e == kPoison; }))
+      << "a refused combine wrote its output";
+}
+
 // A combine handle whose routing was overwritten: ids past moe_expert_num (once read as special experts
 // through absent tensors) and negative ids (once waited for until the deadline) fail before a row moves.
 TEST(BadData, CombineRejectsCorruptedExpertIdsInTheHandle) {
@@ -93,8 +131,8 @@ TEST(BadData, CombineRejectsCorruptedExpertIdsInTheHandle) {
       RankData d(r);
       DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), Options());
       res.handle.expert_ids.data_as<int32_t>()[kTopK + 1] = bad;  // token 1, k 1
-      ExpectError([&] { Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView()); },
-                  ErrorCode::kInvalidParam, {"expertIds", "value " + std::to_string(bad), "at [1, 1]"});
+      ExpectCombineRefused(groups[r], res, d, {}, ErrorCode::kInvalidParam,
+                           {"expertIds", "value " + std::to_string(bad), "at [1, 1]"});
       ExpectGoodRound(groups[r], r);
     });
   }
@@ -136,8 +174,7 @@ TEST(BadData, CombineRejectsCorruptedExpandIdxAndCountsInTheHandle) {
       options.expand_idx_layout = true;
       DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), options);
       c.corrupt(res.handle);
-      ExpectError([&] { Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView()); },
-                  ErrorCode::kInvalidParam, c.parts);
+      ExpectCombineRefused(groups[r], res, d, {}, ErrorCode::kInvalidParam, c.parts);
       ExpectGoodRound(groups[r], r);
     });
   }
@@ -176,8 +213,8 @@ TEST(BadData, DispatchRejectsARepeatedExpertInAToken) {
     RankData d(r, 2);
     const ExpertLayout two = Moe(2);
     d.ids.assign(kBs * kTopK, 0);
-    ExpectError([&] { Dispatch(groups[r], d.XView(), d.IdsView(), Options(two)); }, ErrorCode::kInvalidParam,
-                {"expertIds", "value 0", "at [0, 1]", "distinct"});
+    ExpectDispatchRefused(groups[r], d.XView(), d.IdsView(), Options(two), ErrorCode::kInvalidParam,
+                          {"expertIds", "value 0", "at [0, 1]", "distinct"});
     ExpectGoodRound(groups[r], r);
   });
 }
@@ -197,13 +234,13 @@ TEST(BadData, TokenMaskThatIsNotAPrefixIsRefused) {
       mask[0] = mask[1] = 1;
       mask[5] = 1;
       options.active_mask = TensorView(mask.data(), DType::kBool, {kBs});
-      ExpectError([&] { Dispatch(groups[r], d.XView(), d.IdsView(), options); }, ErrorCode::kInvalidParam,
-                  {"xActiveMask", "true at [5] after false at [2]", "trues before its falses"});
+      ExpectDispatchRefused(groups[r], d.XView(), d.IdsView(), options, ErrorCode::kInvalidParam,
+                            {"xActiveMask", "true at [5] after false at [2]", "trues before its falses"});
       mask[5] = 0;
       DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), options);
       res.handle.active_mask.data_as<uint8_t>()[3] = 1;
-      ExpectError([&] { Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView()); },
-                  ErrorCode::kInvalidParam, {"xActiveMask", "true at [3] after false at [2]"});
+      ExpectCombineRefused(groups[r], res, d, {}, ErrorCode::kInvalidParam,
+                           {"xActiveMask", "true at [3] after false at [2]"});
       ExpectGoodRound(groups[r], r);
     });
   }

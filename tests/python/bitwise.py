@@ -8,6 +8,15 @@ def bits(t):
     return t.contiguous().view(width) if t.is_floating_point() else t
 
 
+def assert_poison(t, what, byte=0xA5):
+    """Every byte of t still holds the poison the outputs were filled with (nothing wrote it); None has none."""
+    if t is None or t.numel() == 0:
+        return
+    raw = t.contiguous().view(torch.uint8)
+    if not bool((raw == byte).all()):
+        raise AssertionError(f"{what}: {int((raw != byte).sum())} bytes past what the operator defines were written")
+
+
 def assert_bits(ours, golden, what):
     assert ours.shape == golden.shape, f"{what}: shape {tuple(ours.shape)}, golden {tuple(golden.shape)}"
     same = bits(ours) == bits(golden)

@@ -27,7 +27,9 @@ def _worker(rank, init_file, jobs, results):
     import moe_ep.distributed as md
     import moe_ep.torch_npu as torch_npu
 
-    torch_npu.poison_outputs = True
+    import moe_ep
+
+    torch_npu.poison_outputs = moe_ep._tensors.poison_outputs = True  # the native API's outputs too
     torch_npu.npu.set_device(0)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     # Every rank makes every group, in one order. EP 2 x TP 2: EP groups {0, 2} and {1, 3}, TP pairs {0, 1} and {2, 3}.

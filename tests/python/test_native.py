@@ -6,7 +6,7 @@ import torch
 
 import moe_ep
 from torch_golden import golden_combine, golden_dispatch
-from bitwise import assert_bits
+from bitwise import assert_bits, assert_poison
 from thread_ranks import on_threads
 
 
@@ -51,7 +51,9 @@ def test_dispatch_combine_match_golden(seed, kind):
         rows = want[r]["rows"]
         assert d.handle.num_rows == rows
         assert_bits(back(d.expand_x)[:rows], want[r]["expand_x"], f"seed {seed} rank {r} expand_x")
+        assert_poison(back(d.expand_x)[rows:], f"seed {seed} rank {r} expand_x past its {rows} rows")
         assert_bits(back(d.assist_info)[: 3 * rows], want[r]["assist_info"], f"seed {seed} rank {r} assist_info")
+        assert_poison(back(d.assist_info)[3 * rows:], f"seed {seed} rank {r} assist_info past its {rows} triples")
         assert_bits(back(d.expert_token_nums), want[r]["expert_token_nums"], f"seed {seed} rank {r} token nums")
         assert_bits(back(d.ep_recv_counts), want[r]["ep_recv_counts"], f"seed {seed} rank {r} ep_recv_counts")
         assert_bits(back(y), want_y[r], f"seed {seed} rank {r} combine")

@@ -5,7 +5,7 @@ import torch
 
 import moe_ep.distributed as md
 import moe_ep.torch_npu as torch_npu
-from bitwise import assert_bits
+from bitwise import assert_bits, assert_poison
 from thread_ranks import on_threads
 from torch_golden import golden_combine, golden_dispatch
 
@@ -50,7 +50,10 @@ def test_survivors_scale_down_with_elastic_info(seed):
         d, y = results[r]
         rows, tag = want[r]["rows"], f"seed {seed} survivor {r}"
         assert_bits(d[0][:rows], want[r]["expand_x"], f"{tag} expand_x")
+        assert_poison(d[0][rows:], f"{tag} expand_x past its {rows} rows")
         assert_bits(d[2][: 3 * rows], want[r]["assist_info"], f"{tag} assist_info_for_combine")
+        assert_poison(d[2][3 * rows:], f"{tag} assist_info_for_combine past its {rows} triples")
         assert_bits(d[3], want[r]["expert_token_nums"], f"{tag} expert_token_nums")
         assert_bits(d[4][:n], want[r]["ep_recv_counts"], f"{tag} ep_recv_counts")
+        assert_poison(d[4][n:], f"{tag} ep_recv_counts past the {n} survivors' entries")
         assert_bits(y, want_y[r], f"{tag} combine")

@@ -5,7 +5,7 @@ import random
 import pytest
 import torch
 
-from bitwise import assert_bits
+from bitwise import assert_bits, assert_poison
 from rank_pool import WORLD, RankPool
 from torch_golden import active_tokens, golden_combine, golden_combine_add_rms_norm, golden_dispatch
 
@@ -81,17 +81,24 @@ def check(pool, case, job="dispatch_combine"):
                            expert_token_nums_type=case.get("expert_token_nums_type", 1), **layout)
     for g, w in enumerate(order):
         ours = got[w]["dispatch"]
-        expand_x, dynamic_scales, assist, token_nums, ep_counts, tp_counts, _ = ours
+        expand_x, dynamic_scales, assist, token_nums, ep_counts, tp_counts, expand_scales = ours
         gold, rows, tag = want[g], want[g]["rows"], f"seed {case['seed']} rank {w}"
         assert_bits(expand_x[:rows], gold["expand_x"], f"{tag} expand_x")
+        assert_poison(expand_x[rows:], f"{tag} expand_x past its {rows} rows")
         if gold["dynamic_scales"] is not None:
             assert_bits(dynamic_scales[:rows], gold["dynamic_scales"], f"{tag} dynamic_scales")
+            assert_poison(dynamic_scales[rows:], f"{tag} dynamic_scales past its {rows} rows")
+        else:
+            assert_poison(dynamic_scales, f"{tag} dynamic_scales (quant_mode 0)")
         assert_bits(assist[: 3 * rows], gold["assist_info"], f"{tag} assist_info_for_combine")
+        assert_poison(assist[3 * rows:], f"{tag} assist_info_for_combine past its {rows} triples")
         assert_bits(token_nums, gold["expert_token_nums"], f"{tag} expert_token_nums")
         n = gold["ep_recv_counts"].numel()
         assert_bits(ep_counts[:n], gold["ep_recv_counts"], f"{tag} ep_recv_counts")
+        assert_poison(ep_counts[n:], f"{tag} ep_recv_counts past its {n} entries")
         if tp == 2:
             assert_bits(tp_counts, gold["tp_recv_counts"], f"{tag} tp_recv_counts")
+        assert_poison(expand_scales, f"{tag} expand_scales (Atlas A2's: A3 leaves it)")
     outs = [case["ranks"][w]["expert_out"] for w in order]
     combine_args = dict(ep_world_size=ep_size, moe_expert_num=case["moe_expert_num"], tp_world_size=max(tp, 1),
                         x_active_mask=masks if any(m is not None for m in masks) else None,
