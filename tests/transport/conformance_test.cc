@@ -293,6 +293,14 @@ std::vector<Transport> Transports() {
   const auto open_base = OpenThread;
 #endif
   if (const char* fault = Mutation()) {
+    static const std::string kFaults[] = {"drop_byte",       "late_put",        "swap_flag_halves", "clear_all_flags",
+                                          "clear_no_flags",  "clear_peer_data", "keep_data",        "early_barrier",
+                                          "probe_all",       "probe_none",      "no_put_check",     "partial_put",
+                                          "no_signal_check", "stale_row",       "resolve_shifted"};
+    if (std::find(std::begin(kFaults), std::end(kFaults), fault) == std::end(kFaults)) {
+      std::fprintf(stderr, "MOE_EP_CONFORMANCE_MUTANT = '%s' names no fault of the Mutant class\n", fault);
+      std::exit(2);  // a misspelt mutant must not pass for one the suite catches
+    }
     return {{base + "mutant_" + fault, [fault = std::string(fault), open_base](const Shape& s) {
                Windows windows = open_base(s);
                for (auto& w : windows) {
