@@ -59,6 +59,72 @@ def test_dispatch_combine_match_golden(seed, kind):
         assert_bits(back(y), want_y[r], f"seed {seed} rank {r} combine")
 
 
+# Each keyword of the native dispatch and combine reaches its operation: one case per option (dispatch keywords, then
+# combine keywords), bit for bit against the golden model, so that a keyword dropped or handed to another option shows.
+# The golden model's names for the same options follow each case.
+RANKS, H = 3, 64
+OPTIONS = {
+    "shared_experts": (dict(shared_expert_num=1, shared_expert_rank_num=1), {}, dict(shared_expert_num=1,
+                                                                                      shared_expert_rank_num=1)),
+    "quant_int8": (dict(quant="int8"), {}, dict(quant_mode=2)),
+    "quant_int8_smooth_scales": (dict(quant="int8", smooth_scales="draw"), {}, dict(quant_mode=2, scales="draw")),
+    "cumulative_token_nums": (dict(cumulative_token_nums=True), {}, dict(expert_token_nums_type=0)),
+    "global_bs": (dict(global_bs=8 * RANKS), {}, dict(global_bs=8 * RANKS)),
+    "active_mask": (dict(active_mask="prefix"), {}, dict(x_active_mask="prefix")),
+    "comm_quant_int8": ({}, dict(comm_quant="int8"), dict(comm_quant_mode=2)),
+    "shared_expert_x": ({}, dict(shared_expert_x="draw"), dict(shared_expert_x="draw")),
+}
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+def test_each_option_reaches_the_operation(seed, option):
+    dispatch_kw, combine_kw, golden_kw = (dict(d) for d in OPTIONS[option])
+    experts = 4 if option == "shared_experts" else 6  # 4 routed experts over the 2 ranks after the shared one
+    x, ids, w, _ = draw(seed, RANKS, experts=experts)
+    g = torch.Generator().manual_seed(seed + 1)
+    outs = [torch.randn(8 * RANKS * 3, H, generator=g).to(torch.bfloat16) for _ in range(RANKS)]  # A rows: global_bs
+    scales = torch.rand(experts, H, generator=g) + 0.5
+    masks = [torch.arange(5) < 3 - r % 2 for r in range(RANKS)]
+    shared_x = [torch.randn(5, H, generator=g).to(torch.bfloat16) for _ in range(RANKS)]
+    drawn = {"scales": scales, "smooth_scales": scales, "x_active_mask": masks, "active_mask": masks,
+             "shared_expert_x": shared_x}
+    per_rank = {"active_mask", "shared_expert_x"}  # the native API takes this rank's, the golden model every rank's
+    for kw in (dispatch_kw, combine_kw, golden_kw):
+        for key, value in kw.items():
+            if value in ("draw", "prefix"):
+                kw[key] = drawn[key]
+
+    def body(r, group):
+        mine = lambda kw: {k: v[r] if k in per_rank else v for k, v in kw.items()}  # noqa: E731
+        d = moe_ep.dispatch(group, x[r], ids[r], moe_expert_num=experts, **mine(dispatch_kw))
+        y = moe_ep.combine(group, d.handle, outs[r][: d.expand_x.shape[0]], w[r], **mine(combine_kw))
+        return d, y
+
+    groups = moe_ep.thread_groups(RANKS, timeout=60)
+    got = on_threads(RANKS, lambda r: body(r, groups[r]))
+    layout = {k: golden_kw.pop(k) for k in ("shared_expert_num", "shared_expert_rank_num") if k in golden_kw}
+    layout.setdefault("shared_expert_num", 0)
+    dispatch_only = {k: golden_kw[k] for k in ("quant_mode", "scales", "expert_token_nums_type") if k in golden_kw}
+    both = {k: v for k, v in golden_kw.items() if k not in dispatch_only and k not in ("comm_quant_mode",
+                                                                                         "shared_expert_x")}
+    want = golden_dispatch(x, ids, ep_world_size=RANKS, moe_expert_num=experts, **layout, **dispatch_only, **both)
+    combine_only = {k: golden_kw[k] for k in ("comm_quant_mode", "shared_expert_x") if k in golden_kw}
+    want_y = golden_combine(outs, ids, w, ep_world_size=RANKS, moe_expert_num=experts, **layout, **both,
+                            **combine_only)
+    for r, (d, y) in enumerate(got):
+        rows, tag = want[r]["rows"], f"seed {seed} {option} rank {r}"
+        assert d.handle.num_rows == rows, tag
+        assert_bits(d.expand_x[:rows], want[r]["expand_x"], f"{tag} expand_x")
+        if want[r]["dynamic_scales"] is not None:
+            assert_bits(d.dynamic_scales[:rows], want[r]["dynamic_scales"], f"{tag} dynamic_scales")
+        else:
+            assert d.dynamic_scales is None, tag
+        assert_bits(d.assist_info[: 3 * rows], want[r]["assist_info"], f"{tag} assist_info")
+        assert_bits(d.expert_token_nums, want[r]["expert_token_nums"], f"{tag} expert_token_nums")
+        assert_bits(d.ep_recv_counts, want[r]["ep_recv_counts"], f"{tag} ep_recv_counts")
+        assert_bits(y, want_y[r], f"{tag} combine")
+
+
 @pytest.mark.parametrize("kind", ["torch", "numpy"])
 def test_outputs_come_from_the_pool_and_go_back(seed, kind):
     # The extension makes the outputs: rows past what arrived keep the poison pattern (nothing zeroes them),
