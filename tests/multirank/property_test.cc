@@ -3,8 +3,9 @@
 // (tools/verify's GroupMaker) pushing, pulling from the shared heap, and asked to pull from memory
 // outside it (pushed). Random
 // configurations (E 2..32, K 1..16, odd H, Bs 1..512, shared experts, both masks, unequal Bs, TP 2,
-// both quant modes, both token-count types, strided inputs), every output element bit-identical to the
-// reference, untouched rows still poisoned, with 1 or 3 worker threads per rank (splitting every loop);
+// both quant modes, both token-count types, strided inputs and outputs, rows of zeros, infinities, NaNs and
+// subnormals), every output element bit-identical to the reference (two NaNs of a combine output are equal:
+// docs/numerics.md), untouched rows still poisoned, with 1 or 3 worker threads per rank (splitting every loop);
 // and 1,000 consecutive
 // rounds with fresh routing on 3 threads per rank; and a configuration whose rows are streamed into expandX.
 // A new transport adds one entry to Transports() below (and one factory to tests/transport/).

@@ -46,6 +46,30 @@ uint16_t RandomHalf(std::mt19937_64& rng, moe_ref::DType dtype) {
   return sign | static_cast<uint16_t>((8 + take(13)) << 10) | take(1024);
 }
 
+// With ScenarioSpec::special_values: a tenth of the rows all zero (of either sign: quantizing finds no largest
+// value), and a tenth with a few elements that are infinities, NaNs, subnormals or the largest finite values (they
+// travel through quantization, the weighted sums and RMSNorm as the kernels' rules say).
+void AddSpecialValues(std::mt19937_64& rng, moe_ref::DType dtype, int64_t rows, int64_t h, std::vector<uint16_t>& x) {
+  const bool bf16 = dtype == moe_ref::DType::kBf16;
+  const uint16_t specials[] = {
+      static_cast<uint16_t>(bf16 ? 0x7F80 : 0x7C00),  // +inf
+      static_cast<uint16_t>(bf16 ? 0xFF80 : 0xFC00),  // -inf
+      static_cast<uint16_t>(bf16 ? 0x7FC1 : 0x7E01),  // a quiet NaN with a payload
+      static_cast<uint16_t>(bf16 ? 0x7F7F : 0x7BFF),  // the largest finite value
+      0x0001,                                         // the smallest subnormal
+      0x8003,                                         // a negative subnormal
+  };
+  for (int64_t r = 0; r < rows; ++r) {
+    uint16_t* row = &x[r * h];
+    const int64_t kind = Uniform(rng, 0, 9);
+    if (kind == 0) {
+      std::fill(row, row + h, Chance(rng, 0.5) ? 0x8000 : 0);
+    } else if (kind == 1) {
+      for (int i = 0; i < 3; ++i) row[Uniform(rng, 0, h - 1)] = specials[Uniform(rng, 0, std::size(specials) - 1)];
+    }
+  }
+}
+
 // Fresh routing for one rank: K distinct experts per token and a mask of the spec's kind.
 void RouteRank(const ScenarioSpec& s, std::mt19937_64& rng, moe_ref::RankInput& in) {
   const auto& c = s.config;
@@ -117,6 +141,7 @@ ScenarioSpec RandomSpec(std::mt19937_64& rng, int max_ranks, int64_t max_hidden,
              : layout == 4 ? InputLayout::kStridedColumns
                            : InputLayout::kContiguous;
   s.strided_outputs = Chance(rng, 0.25);  // drawn last, so that a seed draws the same configuration as before
+  s.special_values = Chance(rng, 0.2);
   return s;
 }
 
@@ -134,7 +159,7 @@ std::string Describe(const ScenarioSpec& s) {
                                       : "2-D")
     << (s.shared_expert_x ? " sharedExpertX" : "") << (s.add_rms_norm ? " AddRmsNorm" : "")
     << " layout=" << static_cast<int>(s.layout) << (s.strided_outputs ? " strided-outputs" : "")
-    << (c.a2 ? " A2-layout" : "");
+    << (s.special_values ? " special-values" : "") << (c.a2 ? " A2-layout" : "");
   if (c.zero_expert_num + c.copy_expert_num + c.const_expert_num > 0) {
     o << " zero/copy/const=" << c.zero_expert_num << "/" << c.copy_expert_num << "/" << c.const_expert_num;
   }
@@ -151,6 +176,7 @@ ScenarioInputs MakeInputs(const ScenarioSpec& s, std::mt19937_64& rng) {
     d.bs = s.unequal_bs ? Uniform(rng, 1, s.bs) : s.bs;
     d.x.resize(d.bs * c.hidden);
     for (auto& v : d.x) v = RandomHalf(rng, c.dtype);
+    if (s.special_values) AddSpecialValues(rng, c.dtype, d.bs, c.hidden, d.x);
     if (s.smooth_scales) {
       d.smooth_scales.resize((c.shared_expert_num + c.moe_expert_num) * c.hidden);
       for (auto& v : d.smooth_scales) v = std::uniform_real_distribution<float>(0.25f, 4.0f)(rng);

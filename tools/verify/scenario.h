@@ -29,6 +29,7 @@ struct ScenarioSpec {
   bool add_rms_norm = false;
   InputLayout layout = InputLayout::kContiguous;
   bool strided_outputs = false;  // outputs with a poisoned gap after each row (1-D: after each element)
+  bool special_values = false;   // some rows of x all zero, some with infinities, NaNs, subnormals, the largest floats
 };
 
 /// Draws a random spec within the given bounds (ranks <= max_ranks, hidden <= max_hidden, bs <= max_bs).

@@ -103,11 +103,35 @@ class OutputViews {
 // Entries of epRecvCounts past the group's full size: they must stay poison.
 constexpr size_t kCountsSlack = 2;
 
-// Compares the first `defined` elements bit for bit and checks every later one is still poison; a buffer
-// shorter than `defined` is a difference too (the library sized it too small and dropped the rest).
+// How the elements compare: bit for bit, or, for the results of arithmetic, bit for bit except that any two NaNs of
+// the format are equal (docs/numerics.md: which NaN an add or a multiply of NaNs and infinities gives differs between
+// instruction sets; only that it is NaN is decided).
+enum class Nans { kBits, kFp16, kBf16, kFp32 };
+
+Nans HalfNans(const moe_ref::Config& c) { return c.dtype == moe_ref::DType::kBf16 ? Nans::kBf16 : Nans::kFp16; }
+
+template <typename T>
+bool IsNan(Nans nans, T v) {
+  uint64_t bits = 0;
+  std::memcpy(&bits, &v, sizeof(T));
+  switch (nans) {
+    case Nans::kFp16:
+      return (bits & 0x7C00) == 0x7C00 && (bits & 0x3FF) != 0;
+    case Nans::kBf16:
+      return (bits & 0x7F80) == 0x7F80 && (bits & 0x7F) != 0;
+    case Nans::kFp32:
+      return (bits & 0x7F800000) == 0x7F800000 && (bits & 0x7FFFFF) != 0;
+    case Nans::kBits:
+      break;
+  }
+  return false;
+}
+
+// Compares the first `defined` elements (by `nans`) and checks every later one is still poison; a buffer shorter
+// than `defined` is a difference too (the library sized it too small and dropped the rest).
 template <typename T, typename U>
 std::string CompareBuffer(const char* what, int rank, const std::vector<T>& expected, const std::vector<U>& got,
-                          size_t defined) {
+                          size_t defined, Nans nans = Nans::kBits) {
   static_assert(sizeof(T) == sizeof(U));
   if (defined > got.size()) {
     return "rank " + std::to_string(rank) + " " + what + ": the buffer holds " + std::to_string(got.size()) +
@@ -118,7 +142,9 @@ std::string CompareBuffer(const char* what, int rank, const std::vector<T>& expe
   for (size_t i = defined; clean && i < got.size(); ++i) clean = IsPoison(got[i]);
   if (clean) return "";
   for (size_t i = 0; i < got.size(); ++i) {
-    const bool bad = i < defined ? std::memcmp(&expected[i], &got[i], sizeof(T)) != 0 : !IsPoison(got[i]);
+    const bool bad = i < defined ? std::memcmp(&expected[i], &got[i], sizeof(T)) != 0 &&
+                                       !(IsNan(nans, expected[i]) && IsNan(nans, got[i]))
+                                 : !IsPoison(got[i]);
     if (!bad) continue;
     std::ostringstream o;
     o << "rank " << rank << " " << what << "[" << i << "]: ";
@@ -209,12 +235,12 @@ std::string CompareScenarioRank(const ScenarioSpec& s, int g, const moe_ref::Dis
       return v.empty() ? v : std::vector<uint16_t>(v.begin() + t * h, v.begin() + (t + 1) * h);
     };
     const std::string what = "x(token " + std::to_string(t) + ")";
-    m = CompareBuffer(what.c_str(), g, slice(ce.x), slice(r.x), defined);
+    m = CompareBuffer(what.c_str(), g, slice(ce.x), slice(r.x), defined, HalfNans(s.config));
     if (m.empty() && s.add_rms_norm) {
       const std::string ywhat = "y(token " + std::to_string(t) + ")";
-      m = CompareBuffer(ywhat.c_str(), g, slice(ce.y), slice(r.y), defined);
+      m = CompareBuffer(ywhat.c_str(), g, slice(ce.y), slice(r.y), defined, HalfNans(s.config));
       const std::vector<float> er(ce.written[t] ? 1 : 0, ce.written[t] ? ce.rstd[t] : 0.0f);
-      if (m.empty()) m = CompareBuffer("rstd", g, er, std::vector<float>{r.rstd[t]}, er.size());
+      if (m.empty()) m = CompareBuffer("rstd", g, er, std::vector<float>{r.rstd[t]}, er.size(), Nans::kFp32);
     }
   }
   return m;
