@@ -14,6 +14,7 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -958,6 +959,16 @@ std::unique_ptr<Window> JoinHostsGroup(MPI_Comm parent, const std::string& group
   std::vector<int> leader_of;
   std::string token(32, '\0');
   uint64_t message_bytes = 0;
+  // Read before the collectives: a rank whose value is refused still takes part in them (the others would wait in
+  // them for good), and then every rank fails, that one naming the value.
+  constexpr uint64_t kRefused = ~uint64_t{0};
+  std::optional<Error> refused;
+  uint64_t asked = kRefused;
+  try {
+    asked = env::HostsMessageBytes();
+  } catch (const Error& e) {
+    refused = e;
+  }
   {
     const auto lock = mpi::Lock();
     mpi::Check(MPI_Comm_dup(parent, &comm), "MPI_Comm_dup");
@@ -975,8 +986,13 @@ std::unique_ptr<Window> JoinHostsGroup(MPI_Comm parent, const std::string& group
     mpi::Check(MPI_Allgather(&leader, 1, MPI_INT, leader_of.data(), 1, MPI_INT, comm), "MPI_Allgather");
     MPI_Comm_free(&host_comm);
     // The largest any rank asked for: every rank's posted receives must hold any rank's messages.
-    const uint64_t asked = env::HostsMessageBytes();
     mpi::Check(MPI_Allreduce(&asked, &message_bytes, 1, MPI_UINT64_T, MPI_MAX, comm), "MPI_Allreduce");
+  }
+  if (refused) throw *refused;
+  if (message_bytes == kRefused) {
+    throw Error(ErrorCode::kInvalidParam, "hosts group '" + group +
+                                              "': another rank refused its MOE_EP_HOSTS_MESSAGE_BYTES (its own "
+                                              "error names the value); every rank must be given a valid one");
   }
   std::unique_ptr<Window> host = JoinShmGroup(token, group, host_rank, host_size, data_bytes,
                                               flag_count + Window::TransportFlagCount(size), deadline);
