@@ -386,6 +386,10 @@ void CheckWindow(const Checker& ck, const MoeConfig& c, const WindowLayout& layo
   ck.Require(layout.ep_window_bytes <= window.ep_bytes, kRule, "HCCL_BUFFSIZE (EP window)", ep_bytes,
              "needs 2 * (maxBs*tokD*E*L + maxBs*tokC*(K+n_s)) = ", layout.ep_window_bytes, " bytes (",
              (layout.ep_window_bytes + (1 << 20) - 1) >> 20, " MB)");
+  if (p == Profile::kA3) {  // the operator's documented floor, whatever the layout needs
+    ck.Require(window.ep_bytes >= 2 * kMb, kRule, "HCCL_BUFFSIZE (EP window)", ep_bytes,
+               "must be at least 2 MB on Atlas A3");
+  }
   if (c.has_tp()) {
     ck.Require(
         layout.tp_window_bytes <= window.tp_bytes, kRule, "HCCL_BUFFSIZE (TP window)",

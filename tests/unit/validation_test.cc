@@ -847,6 +847,17 @@ const DispatchRow kDispatchPasses[] = {
      kOk,
      {}},
     {"EpWindowExactlyTheRule", nullptr, [](DispatchCall& c) { c.window.ep_bytes = 5636096; }, kOk, {}},
+    // A3's floor of 2 MB (HCCL_BUFFSIZE >= 2), for a call whose layout needs far less.
+    {"EpWindowUnderTwoMb",
+     [](Params& p) { p.e = 2, p.rank = 1, p.moe = 2, p.bs = 1, p.h = 1024, p.k = 1; },
+     [](DispatchCall& c) { c.window.ep_bytes = (2 << 20) - 1; },
+     kRule,
+     {"HCCL_BUFFSIZE", "= 2097151 bytes", "at least 2 MB on Atlas A3"}},
+    {"EpWindowOfTwoMb",
+     [](Params& p) { p.e = 2, p.rank = 1, p.moe = 2, p.bs = 1, p.h = 1024, p.k = 1; },
+     [](DispatchCall& c) { c.window.ep_bytes = 2 << 20; },
+     kOk,
+     {}},
     {"TpWindowExactlyTheRule", Tp, [](DispatchCall& c) { c.window.tp_bytes = 7471104; }, kOk, {}},
     // docs/semantics.md 1.2 demands assistInfo >= 3A in dispatch (not the A*128 of combine).
     {"AssistInfoOutExactly3A", nullptr, [](DispatchCall& c) { c.t.assist_info.shape = {384}; }, kOk, {}},
