@@ -52,6 +52,32 @@ bool ReadAll(int fd, void* p, size_t n) {
   return true;
 }
 
+// A child process that allocated 4096 bytes of `fill` in its heap and waits to be killed: its pid (0 when the fork
+// or the pipe failed), the token of those bytes and its heap's owner.
+struct HeapChild {
+  pid_t pid = 0;
+  uint64_t token = 0;
+  SharedHeap::Owner owner;
+};
+HeapChild ForkHeapChild(uint8_t fill) {
+  int to_parent[2];
+  if (pipe(to_parent) != 0) return {};
+  const pid_t child = fork();
+  if (child == 0) {
+    void* p = SharedHeap::Process().Allocate(4096);
+    std::memset(p, fill, 4096);
+    const uint64_t said[] = {SharedHeap::Process().TokenOf(p, 4096), SharedHeap::Self().pid, SharedHeap::Self().id};
+    if (write(to_parent[1], said, sizeof said) != sizeof said) _exit(1);
+    pause();
+    _exit(0);
+  }
+  uint64_t said[3] = {};
+  const bool told = child > 0 && ReadAll(to_parent[0], said, sizeof said);
+  close(to_parent[0]), close(to_parent[1]);
+  if (!told) return {};
+  return {child, said[0], {said[1], said[2]}};
+}
+
 // The mapping of /proc/self/maps that holds `p` (its path), "" when none does.
 std::string MappingOf(const void* p) {
   std::ifstream maps("/proc/self/maps");
@@ -75,14 +101,15 @@ TEST(SharedHeap, AnotherProcessReadsAndWritesInPlace) {
   const size_t at = rng() % n;  // a token may name any range inside the chunk
   const uint64_t token = heap.TokenOf(p + at, n - at);
   ASSERT_NE(token, 0u);
-  EXPECT_EQ(SharedHeap::Map(token, n - at), p + at);  // this process: its own mapping
+  const SharedHeap::Owner parent = SharedHeap::Self();
+  EXPECT_EQ(SharedHeap::Map(token, n - at, parent), p + at);  // this process: its own mapping
 
   int to_parent[2];
   ASSERT_EQ(pipe(to_parent), 0);
   const pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {  // another process: maps the parent's chunk through the token, checks, writes back
-    const uint8_t* q = SharedHeap::Map(token, n - at);
+    const uint8_t* q = SharedHeap::Map(token, n - at, parent);
     uint8_t same = q && std::memcmp(q, bytes.data() + at, n - at) == 0;
     if (q) const_cast<uint8_t*>(q)[0] ^= 0xFF;
     _exit(write(to_parent[1], &same, 1) == 1 ? 0 : 1);
@@ -103,28 +130,21 @@ TEST(SharedHeap, ChunksArePrivateUnnamedAndGoWithTheirProcess) {
   // keeps it): the child's must name the child.
   void* own = SharedHeap::Process().Allocate(64);
   ASSERT_EQ(SharedHeap::Process().TokenOf(own, 64) >> 42, static_cast<uint64_t>(getpid()));
-  int to_parent[2];
-  ASSERT_EQ(pipe(to_parent), 0);
-  const pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {  // allocates, says where, and waits to be killed
-    void* p = SharedHeap::Process().Allocate(4096);
-    std::memset(p, 0x5A, 4096);
-    const uint64_t token = SharedHeap::Process().TokenOf(p, 4096);
-    if (write(to_parent[1], &token, sizeof token) != sizeof token) _exit(1);
-    pause();
-    _exit(0);
-  }
-  uint64_t token = 0;
-  ASSERT_TRUE(ReadAll(to_parent[0], &token, sizeof token));
-  close(to_parent[0]), close(to_parent[1]);
+  const HeapChild heap_child = ForkHeapChild(0x5A);
+  ASSERT_GT(heap_child.pid, 0);
+  const pid_t child = heap_child.pid;
+  const uint64_t token = heap_child.token;
+  const SharedHeap::Owner owner = heap_child.owner;
+  EXPECT_EQ(owner.pid, static_cast<uint64_t>(child));
+  EXPECT_NE(owner.id, SharedHeap::Self().id) << "a fork child kept its parent's heap id";
   EXPECT_EQ(token >> 42, static_cast<uint64_t>(child)) << "the child's token names another process";
   // The chunk's mode, as a peer opening it sees it.
   const std::string fd_path = "/proc/" + std::to_string(child) + "/fd/" + std::to_string((token >> 32) & 1023);
   struct stat st {};
   ASSERT_EQ(stat(fd_path.c_str(), &st), 0) << fd_path;
   EXPECT_EQ(st.st_mode & 0777, 0600u);
-  const uint8_t* q = SharedHeap::Map(token, 4096);
+  EXPECT_EQ(SharedHeap::Map(token, 4096, SharedHeap::Self()), nullptr) << "a token mapped for another owner";
+  const uint8_t* q = SharedHeap::Map(token, 4096, owner);
   ASSERT_NE(q, nullptr);
   EXPECT_EQ(q[4095], 0x5A);
   EXPECT_EQ(ShmEntries(), before) << "a heap chunk has a name in /dev/shm";
@@ -132,8 +152,31 @@ TEST(SharedHeap, ChunksArePrivateUnnamedAndGoWithTheirProcess) {
   waitpid(child, nullptr, 0);
   EXPECT_EQ(q[0], 0x5A) << "a mapping outlives its owner";
   EXPECT_EQ(ShmEntries(), before);
-  EXPECT_EQ(SharedHeap::Map(token + (uint64_t{1} << 32), 16), nullptr) << "a token naming a gone descriptor maps";
+  EXPECT_EQ(SharedHeap::Map(token + (uint64_t{1} << 32), 16, owner), nullptr)
+      << "a token naming a gone descriptor maps";
   SharedHeap::Process().Free(own);
+}
+
+// A peer's chunks stay mapped while a window holds the peer, and go when the last hold is released: a dead peer's
+// pages are freed, and nothing of it is found later under its pid.
+TEST(SharedHeap, PeerChunksGoWithTheLastHold) {
+  const HeapChild heap_child = ForkHeapChild(0x3C);
+  ASSERT_GT(heap_child.pid, 0);
+  const pid_t child = heap_child.pid;
+  const SharedHeap::Owner owner = heap_child.owner;
+  SharedHeap::Hold(owner);  // two windows with this peer
+  SharedHeap::Hold(owner);
+  const uint8_t* q = SharedHeap::Map(heap_child.token, 4096, owner);
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(q[100], 0x3C);
+  EXPECT_EQ(MappingOf(q).rfind("/memfd:moe_ep heap", 0), 0u) << MappingOf(q);
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  SharedHeap::Release(owner);
+  EXPECT_EQ(q[100], 0x3C) << "one window still holds the peer: its chunk must stay mapped";
+  SharedHeap::Release(owner);
+  EXPECT_EQ(MappingOf(q).find("memfd"), std::string::npos) << "the dead peer's chunk is still mapped";
+  EXPECT_EQ(SharedHeap::Map(heap_child.token, 4096, owner), nullptr) << "a gone peer's chunk was mapped again";
 }
 
 TEST(SharedHeap, FreedBlocksAreReusedAndMerge) {
@@ -189,7 +232,7 @@ TEST(SharedHeap, LargeBlocksGoBackToTheSystemWhenFreed) {
   heap.Free(p);
   EXPECT_EQ(MappingOf(p).find("memfd"), std::string::npos) << "a freed large chunk is still mapped";
   EXPECT_EQ(heap.TokenOf(p, 1), 0u);
-  EXPECT_EQ(SharedHeap::Map(token, 1), nullptr) << "the released chunk still resolves";
+  EXPECT_EQ(SharedHeap::Map(token, 1, SharedHeap::Self()), nullptr) << "the released chunk still resolves";
   void* again = heap.Allocate(bytes);  // a new chunk, under another descriptor
   EXPECT_NE(heap.TokenOf(again, bytes) >> 32, token >> 32);
   heap.Free(again);
@@ -215,8 +258,8 @@ TEST(SharedHeap, BadPointersAreErrorsThatFreeNothing) {
   EXPECT_THROW(heap.Allocate(0), Error);
   EXPECT_THROW(heap.Allocate(size_t{1} << 52), Error) << "more than the machine's memory";
   EXPECT_EQ(heap.TokenOf(&on_stack, 4), 0u) << "memory outside the heap has a token";
-  EXPECT_EQ(SharedHeap::Map(0, 1), nullptr);
-  EXPECT_EQ(SharedHeap::Map(~uint64_t{0}, 1), nullptr);
+  EXPECT_EQ(SharedHeap::Map(0, 1, SharedHeap::Self()), nullptr);
+  EXPECT_EQ(SharedHeap::Map(~uint64_t{0}, 1, SharedHeap::Self()), nullptr);
 }
 
 // Through the public API (libmoe_ep holds a heap of its own, so this checks where the memory is mapped).

@@ -17,7 +17,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -61,8 +63,11 @@ uint64_t TokenFor(uint64_t pid, uint64_t fd, uint64_t offset) {
 // fork handler is registered as the library loads, before any thread of the program can fork; should that
 // fail, every call asks the kernel.
 std::atomic<uint64_t> g_own_pid{0};
-const bool g_forget_pid_in_fork_child =
-    pthread_atfork(nullptr, nullptr, [] { g_own_pid.store(0, std::memory_order_relaxed); }) == 0;
+std::atomic<uint64_t> g_own_id{0};  // SharedHeap::Owner::id, drawn on first use
+const bool g_forget_pid_in_fork_child = pthread_atfork(nullptr, nullptr, [] {
+                                          g_own_pid.store(0, std::memory_order_relaxed);
+                                          g_own_id.store(0, std::memory_order_relaxed);
+                                        }) == 0;
 
 uint64_t OwnPid() {
   uint64_t pid = g_own_pid.load(std::memory_order_relaxed);
@@ -113,15 +118,30 @@ void ReleaseChunk(Chunk& chunk) {
   chunk.free.clear();
 }
 
-// Another process's chunks (or this process's, made by another copy of the heap) as mapped here.
+uint64_t OwnId() {
+  uint64_t id = g_own_id.load(std::memory_order_relaxed);
+  if (id != 0) return id;
+  std::random_device random;
+  do {
+    id = (uint64_t{random()} << 32) ^ random();
+  } while (id == 0);
+  uint64_t none = 0;  // two threads drawing at once keep the first one's
+  return g_own_id.compare_exchange_strong(none, id, std::memory_order_relaxed) ? id : none;
+}
+
+// Other processes' chunks as mapped here, by (pid, id, descriptor), and how many windows hold each owner.
 struct Mapped {
   const uint8_t* base;
   size_t size;
 };
+struct PeerChunks {
+  std::map<std::tuple<uint64_t, uint64_t, uint64_t>, Mapped> mapped;
+  std::map<std::pair<uint64_t, uint64_t>, int> holds;
+};
 std::mutex mapped_mutex;
-std::map<std::pair<uint64_t, uint64_t>, Mapped>& MappedChunks() {
-  static auto* const mapped = new std::map<std::pair<uint64_t, uint64_t>, Mapped>;
-  return *mapped;
+PeerChunks& Peers() {
+  static auto* const peers = new PeerChunks;
+  return *peers;
 }
 
 // Maps chunk `fd` of process `pid`; nullopt when it is not a heap chunk that this process may open.
@@ -261,11 +281,15 @@ uint64_t SharedHeap::TokenOf(const void* p, uint64_t bytes) const {
   return 0;
 }
 
-const uint8_t* SharedHeap::Map(uint64_t token, uint64_t bytes) {
+SharedHeap::Owner SharedHeap::Self() { return {OwnPid(), OwnId()}; }
+
+const uint8_t* SharedHeap::Map(uint64_t token, uint64_t bytes, Owner owner) {
   const uint64_t pid = token >> (kFdBits + kOffsetBits);
   const uint64_t fd = (token >> kOffsetBits) & ((uint64_t{1} << kFdBits) - 1);
   const uint64_t offset = token & ((uint64_t{1} << kOffsetBits) - 1);
+  if (pid != owner.pid) return nullptr;
   if (pid == OwnPid()) {  // one of ours: no second mapping
+    if (owner.id != OwnId()) return nullptr;
     State& s = Process().state();
     const std::lock_guard lock(s.mutex);
     for (const auto& chunk : s.chunks) {
@@ -274,15 +298,35 @@ const uint8_t* SharedHeap::Map(uint64_t token, uint64_t bytes) {
     }
   }
   const std::lock_guard lock(mapped_mutex);
-  auto& mapped = MappedChunks();
-  auto it = mapped.find({pid, fd});
+  auto& mapped = Peers().mapped;
+  auto it = mapped.find({pid, owner.id, fd});
   if (it == mapped.end()) {
     const std::optional<Mapped> chunk = MapPeerChunk(pid, fd);
     if (!chunk) return nullptr;
-    it = mapped.emplace(std::pair{pid, fd}, *chunk).first;
+    it = mapped.emplace(std::tuple{pid, owner.id, fd}, *chunk).first;
   }
   const Mapped& chunk = it->second;
   return offset <= chunk.size && bytes <= chunk.size - offset ? chunk.base + offset : nullptr;
+}
+
+void SharedHeap::Hold(Owner owner) {
+  if (owner.pid == OwnPid()) return;
+  const std::lock_guard lock(mapped_mutex);
+  ++Peers().holds[{owner.pid, owner.id}];
+}
+
+void SharedHeap::Release(Owner owner) {
+  if (owner.pid == OwnPid()) return;
+  const std::lock_guard lock(mapped_mutex);
+  PeerChunks& peers = Peers();
+  const auto hold = peers.holds.find({owner.pid, owner.id});
+  if (hold == peers.holds.end() || --hold->second > 0) return;
+  peers.holds.erase(hold);
+  auto it = peers.mapped.lower_bound({owner.pid, owner.id, 0});
+  while (it != peers.mapped.end() && std::get<0>(it->first) == owner.pid && std::get<1>(it->first) == owner.id) {
+    munmap(const_cast<uint8_t*>(it->second.base), it->second.size);
+    it = peers.mapped.erase(it);
+  }
 }
 
 }  // namespace moe_ep::transport

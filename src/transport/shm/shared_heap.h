@@ -11,6 +11,15 @@ namespace moe_ep::transport {
 
 class SharedHeap {
  public:
+  /// Whose heap a token is in: the process's pid and an id drawn once per process (a fork child draws its own),
+  /// so that a process the system gives a gone process's pid is never taken for it.
+  struct Owner {
+    uint64_t pid = 0;
+    uint64_t id = 0;
+  };
+  /// This process's.
+  static Owner Self();
+
   /// This process's heap (never destroyed: peers and stream tasks may use it until the process exits).
   static SharedHeap& Process();
 
@@ -30,10 +39,16 @@ class SharedHeap {
   /// 0 when those bytes are not all inside one chunk of this heap (or its chunk cannot be named: a
   /// descriptor number past 1023, a pid past 2^22).
   uint64_t TokenOf(const void* p, uint64_t bytes) const;
-  /// Where [token's address, + bytes) is in this process, mapping the owner's chunk on first use (kept
-  /// until the process exits); nullptr when it cannot be mapped (the owner is gone, or the token names
-  /// no heap chunk of it, or the range passes the chunk's end).
-  static const uint8_t* Map(uint64_t token, uint64_t bytes);
+  /// Where [token's address, + bytes) of `owner`'s heap is in this process, mapping the owner's chunk on first
+  /// use; nullptr when it cannot be mapped (the token names another process than `owner`, or no heap chunk of
+  /// it, the owner is gone, or the range passes the chunk's end). A chunk stays mapped while some Hold(owner)
+  /// is not released, or, mapped without one, until the process exits.
+  static const uint8_t* Map(uint64_t token, uint64_t bytes, Owner owner);
+  /// A window whose peer `owner` is holds it while it lives: the last Release unmaps the owner's chunks (a
+  /// dead peer's pages are freed, and nothing of it stays to be found under its pid). Nothing may still use a
+  /// pointer Map gave for the owner then. Holding this process itself does nothing.
+  static void Hold(Owner owner);
+  static void Release(Owner owner);
 
  private:
   void* AllocateFrom(size_t bytes, bool* fresh);

@@ -93,6 +93,7 @@ int OpenPeer(const std::string& name, uint64_t bytes, Clock::time_point deadline
 struct CrossMemoryInfo {
   uint64_t pid;
   uint64_t probe_address;  // where `pid` is in the rank's own process
+  uint64_t heap_id;        // SharedHeap::Owner::id of the rank's process: with pid, whose heap its tokens name
 };
 
 uint64_t CrossMemoryInfoBytes(int size) { return (sizeof(CrossMemoryInfo) + size + 7) / 8 * 8; }
@@ -132,6 +133,23 @@ class ShmWindow final : public LoadStoreWindow {
       : LoadStoreWindow(rank, std::move(regions), data_bytes, flag_count, std::move(name), std::move(keepalive)),
         info_(std::move(info)),
         cross_memory_(cross_memory) {}
+  ~ShmWindow() override {
+    if (!holds_peer_heaps_) return;
+    for (int peer = 0; peer < size(); ++peer) {
+      if (peer != rank()) SharedHeap::Release(HeapOf(peer));
+    }
+  }
+  ShmWindow(const ShmWindow&) = delete;
+  ShmWindow& operator=(const ShmWindow&) = delete;
+
+  // Once every rank has written its segment's CrossMemoryInfo: each peer's heap chunks this rank maps stay
+  // mapped while the window lives, and go with it (a dead peer's pages are freed then).
+  void HoldPeerHeaps() {
+    for (int peer = 0; peer < size(); ++peer) {
+      if (peer != rank()) SharedHeap::Hold(HeapOf(peer));
+    }
+    holds_peer_heaps_ = true;
+  }
 
   uint64_t Expose(int peer, const void* p, uint64_t bytes) const override {
     CheckPeer(peer, "expose");
@@ -146,7 +164,7 @@ class ShmWindow final : public LoadStoreWindow {
   }
   const uint8_t* Resolve(int peer, uint64_t token, uint64_t bytes) const override {
     CheckPeer(peer, "resolve");
-    if (token % 2 == 0) return SharedHeap::Map(token, bytes);
+    if (token % 2 == 0) return SharedHeap::Map(token, bytes, HeapOf(peer));
     return peer == rank() ? reinterpret_cast<const uint8_t*>(static_cast<uintptr_t>(token - 1)) : nullptr;
   }
   bool ExposedByCopy(int peer, uint64_t token) const override {
@@ -180,8 +198,11 @@ class ShmWindow final : public LoadStoreWindow {
   }
 
  private:
+  SharedHeap::Owner HeapOf(int peer) const { return {info_[peer]->pid, info_[peer]->heap_id}; }
+
   std::vector<CrossMemoryInfo*> info_;  // each rank's, as mapped here
   bool cross_memory_;                   // whether peers may copy rows out of this process (MOE_EP_CROSS_MEMORY, Yama)
+  bool holds_peer_heaps_ = false;
 };
 
 // Yama's ptrace_scope (/proc/sys/kernel/yama/ptrace_scope), -1 without Yama.
@@ -248,9 +269,11 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
     if (cross_memory_choice == env::CrossMemory::kOn && ptrace_scope == 1) {
       prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
     }
-    info[rank]->pid = static_cast<uint64_t>(getpid());
     info[rank]->probe_address = reinterpret_cast<uintptr_t>(&info[rank]->pid);
   }
+  const SharedHeap::Owner self = SharedHeap::Self();  // whose heap this rank's tokens name, for its peers
+  info[rank]->pid = self.pid;
+  info[rank]->heap_id = self.id;
   for (int r = 0; r < size; ++r) {
     if (r == rank) continue;
     const std::string name = ShmSegmentName(job, group, r);
@@ -261,6 +284,7 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
   auto window = std::make_unique<ShmWindow>(rank, regions, info, cross_memory, data_bytes, flag_count,
                                             "shared-memory group '" + group + "'", maps);
   window->Barrier(deadline, "every rank mapping every segment");
+  window->HoldPeerHeaps();
   shm_unlink(own.c_str());
   unlink_on_error.armed = false;
   if (cross_memory) window->CheckCrossMemory();
