@@ -83,6 +83,14 @@ void RunBufferReset(Communicator& ep, std::span<const int32_t> reachable, bool n
   for (int r = 0; r < static_cast<int>(reachable.size()); ++r) {
     if (!reachable[r]) unreachable.push_back(r);
   }
+  // A sync waits for every reachable rank, and so does the rest of the reset: a rank this one had given up on (it
+  // stalled) is reached again, through relays as well, and what it still owes is awaited, not dropped (it would
+  // wait for the end marks this rank would otherwise leave out). A rank that fails the sync is given up on again.
+  if (need_sync) {
+    for (int r = 0; r < ep.size(); ++r) {
+      if (reachable[r]) ep.ForgetFailed(r);
+    }
+  }
   Locked(
       ep, nullptr, "MoeDistributeBufferReset", /*may_relay=*/true,
       [&](const protocol::Link& link) {
@@ -92,10 +100,6 @@ void RunBufferReset(Communicator& ep, std::span<const int32_t> reachable, bool n
   // What the caller knows: a transport that relays stops relaying through them, and operations give up on them.
   std::erase(unreachable, ep.rank());  // a rank that resets is no failed peer of its own
   ep.RememberFailed(unreachable);
-  if (!need_sync) return;
-  for (int r = 0; r < ep.size(); ++r) {
-    if (reachable[r]) ep.ForgetFailed(r);
-  }
 }
 
 void RunBarrier(Communicator& ep) {

@@ -32,7 +32,8 @@ void RunCombine(Communicator& ep, Communicator* tp, const plan::MoeConfig& confi
                 std::span<const int32_t> elastic_info, const char* op);
 
 /// [collective over the reachable ranks of ep] BufferReset (docs/semantics.md 4.2): `reachable` has one
-/// 0/1 entry per rank; with need_sync the ranks it marks are synced with and forgotten as failed.
+/// 0/1 entry per rank; with need_sync the ranks it marks are forgotten as failed and synced with; the ranks it
+/// leaves out are remembered as failed.
 void RunBufferReset(Communicator& ep, std::span<const int32_t> reachable, bool need_sync);
 
 /// [collective over every rank of ep] Returns once all have called it (Window::Barrier).
