@@ -53,7 +53,7 @@ bool Chance(std::mt19937_64& rng, double p) { return std::bernoulli_distribution
 
 // How the caller passes a case, beyond its configuration: the inputs' layout (a strided one when `strided`),
 // tpWorldSize 0 or 1 without TP, sharedExpertNum's default 1, the A2-only parameters (with chance `a2_params`), a
-// null commAlg, groupListType, outputs with gaps after their rows.
+// null commAlg, groupListType, outputs with gaps after their rows, rows of zeros, infinities, NaNs and subnormals.
 void DrawCallerChoices(std::mt19937_64& rng, bool strided, double a2_params, CapiCase& c) {
   const int64_t layout = strided ? Uniform(rng, 1, 2) : Uniform(rng, 0, 4) - 2;
   c.spec.layout = layout == 1   ? InputLayout::kPaddedRows
@@ -65,6 +65,7 @@ void DrawCallerChoices(std::mt19937_64& rng, bool strided, double a2_params, Cap
   c.null_comm_alg = Chance(rng, 0.3);
   c.group_list_type = Uniform(rng, 0, 1);
   c.spec.strided_outputs = Chance(rng, 0.25);
+  c.spec.special_values = Chance(rng, 0.2);
 }
 
 // A random A3-legal case that certainly has feature `f`.

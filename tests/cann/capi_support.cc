@@ -49,8 +49,10 @@ std::string Hex(const uint8_t* p, size_t n) {
 
 // Compares the first `defined` elements of `got` with `expected` byte for byte; every later element must
 // still be poison. Returns "" or a description of the first difference.
+// `nans`: combine's results, where two NaNs are equal (moe_ep::verify::Nans).
 std::string CompareElements(const std::string& what, const void* expected, size_t defined, size_t elem,
-                            const std::vector<uint8_t>& got, size_t got_offset = 0, size_t got_elems = SIZE_MAX) {
+                            const std::vector<uint8_t>& got, size_t got_offset = 0, size_t got_elems = SIZE_MAX,
+                            moe_ep::verify::Nans nans = moe_ep::verify::Nans::kBits) {
   const size_t available = (got.size() - got_offset) / elem;
   const size_t n = std::min(got_elems, available);
   if (defined > n)
@@ -64,7 +66,7 @@ std::string CompareElements(const std::string& what, const void* expected, size_
   }
   for (size_t i = 0; i < n; ++i) {
     if (i < defined) {
-      if (std::memcmp(g + i * elem, e + i * elem, elem) == 0) continue;
+      if (moe_ep::verify::SameUnder(nans, e + i * elem, g + i * elem, elem)) continue;
       return what + "[" + std::to_string(i) + "]: expected " + Hex(e + i * elem, elem) + " got " +
              Hex(g + i * elem, elem);
     }
@@ -705,10 +707,12 @@ class Runner {
     for (int64_t t = 0; m.empty() && t < r.bs; ++t) {
       const size_t defined = ce.written[t] ? h : 0;
       const std::string tok = "(token " + std::to_string(t) + ")";
-      first(CompareElements("x" + tok, ce.x.data() + t * h, defined, 2, r.got_x, t * h * 2, h));
+      const auto half = moe_ep::verify::HalfNans(cfg_);
+      first(CompareElements("x" + tok, ce.x.data() + t * h, defined, 2, r.got_x, t * h * 2, h, half));
       if (c_.spec.add_rms_norm) {
-        first(CompareElements("y" + tok, ce.y.data() + t * h, defined, 2, r.got_y, t * h * 2, h));
-        first(CompareElements("rstd" + tok, ce.rstd.data() + t, defined ? 1 : 0, 4, r.got_rstd, t * 4, 1));
+        first(CompareElements("y" + tok, ce.y.data() + t * h, defined, 2, r.got_y, t * h * 2, h, half));
+        first(CompareElements("rstd" + tok, ce.rstd.data() + t, defined ? 1 : 0, 4, r.got_rstd, t * 4, 1,
+                              moe_ep::verify::Nans::kFp32));
       }
     }
     return m;

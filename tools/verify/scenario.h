@@ -63,6 +63,15 @@ struct RankResult {
   std::string written_outside;  // with strided outputs: the first gap element written, if any
 };
 
+/// How an output's elements compare with the reference's: bit for bit, or, for combine's results, bit for bit except
+/// that any two NaNs of the format are equal (docs/numerics.md: which NaN an add or a multiply of NaNs and
+/// infinities gives differs between instruction sets; only that it is NaN is decided).
+enum class Nans { kBits, kFp16, kBf16, kFp32 };
+/// The rule for a half output of this configuration's dtype.
+Nans HalfNans(const moe_ref::Config& c);
+/// Whether the elements at a and b (of the rule's width) are equal under the rule.
+bool SameUnder(Nans nans, const void* a, const void* b, size_t bytes);
+
 /// With ScenarioSpec::strided_outputs, an output of `shape` is laid out with a gap of 3 elements after each row
 /// (1-D: one after each element), filled with kPoisonByte: its strides, and the elements of storage it needs.
 std::vector<int64_t> GappedStrides(const std::vector<int64_t>& shape);

@@ -103,30 +103,6 @@ class OutputViews {
 // Entries of epRecvCounts past the group's full size: they must stay poison.
 constexpr size_t kCountsSlack = 2;
 
-// How the elements compare: bit for bit, or, for the results of arithmetic, bit for bit except that any two NaNs of
-// the format are equal (docs/numerics.md: which NaN an add or a multiply of NaNs and infinities gives differs between
-// instruction sets; only that it is NaN is decided).
-enum class Nans { kBits, kFp16, kBf16, kFp32 };
-
-Nans HalfNans(const moe_ref::Config& c) { return c.dtype == moe_ref::DType::kBf16 ? Nans::kBf16 : Nans::kFp16; }
-
-template <typename T>
-bool IsNan(Nans nans, T v) {
-  uint64_t bits = 0;
-  std::memcpy(&bits, &v, sizeof(T));
-  switch (nans) {
-    case Nans::kFp16:
-      return (bits & 0x7C00) == 0x7C00 && (bits & 0x3FF) != 0;
-    case Nans::kBf16:
-      return (bits & 0x7F80) == 0x7F80 && (bits & 0x7F) != 0;
-    case Nans::kFp32:
-      return (bits & 0x7F800000) == 0x7F800000 && (bits & 0x7FFFFF) != 0;
-    case Nans::kBits:
-      break;
-  }
-  return false;
-}
-
 // Compares the first `defined` elements (by `nans`) and checks every later one is still poison; a buffer shorter
 // than `defined` is a difference too (the library sized it too small and dropped the rest).
 template <typename T, typename U>
@@ -142,9 +118,7 @@ std::string CompareBuffer(const char* what, int rank, const std::vector<T>& expe
   for (size_t i = defined; clean && i < got.size(); ++i) clean = IsPoison(got[i]);
   if (clean) return "";
   for (size_t i = 0; i < got.size(); ++i) {
-    const bool bad = i < defined ? std::memcmp(&expected[i], &got[i], sizeof(T)) != 0 &&
-                                       !(IsNan(nans, expected[i]) && IsNan(nans, got[i]))
-                                 : !IsPoison(got[i]);
+    const bool bad = i < defined ? !SameUnder(nans, &expected[i], &got[i], sizeof(T)) : !IsPoison(got[i]);
     if (!bad) continue;
     std::ostringstream o;
     o << "rank " << rank << " " << what << "[" << i << "]: ";
@@ -159,6 +133,28 @@ std::string CompareBuffer(const char* what, int rank, const std::vector<T>& expe
 }
 
 }  // namespace
+
+Nans HalfNans(const moe_ref::Config& c) { return c.dtype == moe_ref::DType::kBf16 ? Nans::kBf16 : Nans::kFp16; }
+
+bool SameUnder(Nans nans, const void* a, const void* b, size_t bytes) {
+  if (std::memcmp(a, b, bytes) == 0) return true;
+  const auto is_nan = [&](const void* p) {
+    uint64_t bits = 0;
+    std::memcpy(&bits, p, std::min<size_t>(bytes, sizeof bits));
+    switch (nans) {
+      case Nans::kFp16:
+        return bytes == 2 && (bits & 0x7C00) == 0x7C00 && (bits & 0x3FF) != 0;
+      case Nans::kBf16:
+        return bytes == 2 && (bits & 0x7F80) == 0x7F80 && (bits & 0x7F) != 0;
+      case Nans::kFp32:
+        return bytes == 4 && (bits & 0x7F800000) == 0x7F800000 && (bits & 0x7FFFFF) != 0;
+      case Nans::kBits:
+        break;
+    }
+    return false;
+  };
+  return is_nan(a) && is_nan(b);
+}
 
 std::vector<int64_t> GappedStrides(const std::vector<int64_t>& shape) {
   const int64_t n = static_cast<int64_t>(shape.size());
