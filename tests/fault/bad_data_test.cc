@@ -22,15 +22,17 @@ using namespace ::moe_ep::verify;  // the rank runner of tools/verify
 constexpr int kRanks = 2;
 constexpr int64_t kBs = 8, kHidden = 64, kTopK = 2, kMoe = 4;
 
-// Rank r's token t is the bf16 value 0x3F80 + 16r + t in every column; it goes to experts (t + r) % 4 and
-// (t + r + 1) % 4 with weights 0.5 and 0.5, so a good round returns x exactly.
+// Rank r's token t holds the bf16 bits 0x3F80 + 16r + t + 0x80 (j % 5) in column j (1 to 16 times a power of two,
+// so a shifted column shows); it goes to experts (t + r) % 4 and (t + r + 1) % 4 with weights 0.5 and 0.5, so a
+// good round returns x exactly.
 struct RankData {
   std::vector<uint16_t> x;
   std::vector<int32_t> ids;
   std::vector<float> weights = std::vector<float>(kBs * kTopK, 0.5f);
   explicit RankData(int rank, int64_t moe = kMoe) : x(kBs * kHidden) {
     for (int64_t t = 0; t < kBs; ++t) {
-      std::fill_n(x.begin() + t * kHidden, kHidden, static_cast<uint16_t>(0x3F80 + 16 * rank + t));
+      for (int64_t j = 0; j < kHidden; ++j)
+        x[t * kHidden + j] = static_cast<uint16_t>(0x3F80 + 16 * rank + t + 0x80 * (j % 5));
       for (int64_t k = 0; k < kTopK; ++k) ids.push_back(static_cast<int32_t>((t + rank + k) % moe));
     }
   }
@@ -65,9 +67,18 @@ std::vector<uint16_t> Values(const Tensor& t) {
   return std::vector<uint16_t>(t.data_as<uint16_t>(), t.data_as<uint16_t>() + t.numel());
 }
 
+// A round after an error: every received row is its sender's token (by its triple), and combine returns x.
 void ExpectGoodRound(Group& group, int rank) {
   RankData d(rank);
   DispatchResult res = Dispatch(group, d.XView(), d.IdsView(), Options());
+  const auto* triples = res.handle.assist_info.data_as<int32_t>();
+  const auto* rows = res.expand_x.data_as<uint16_t>();
+  for (int64_t i = 0; i < res.handle.num_rows; ++i) {
+    const RankData sender(triples[3 * i]);
+    const int64_t token = triples[3 * i + 1];
+    EXPECT_TRUE(std::equal(rows + i * kHidden, rows + (i + 1) * kHidden, sender.x.begin() + token * kHidden))
+        << "rank " << rank << ": row " << i << " is not token " << token << " of rank " << triples[3 * i];
+  }
   const Tensor x = Combine(group, res.handle, res.expand_x.view(), d.WeightsView());
   EXPECT_EQ(Values(x), d.x) << "rank " << rank << ": the group is not usable after the error";
 }
