@@ -32,6 +32,7 @@
 
 #include "reference/numerics.h"
 #include "reference/reference.h"
+#include "support/test_seed.h"
 
 namespace moe_ref {
 namespace {
@@ -107,7 +108,7 @@ TEST(Numerics, Bf16RoundsHalfToEven) {
 
 // Property check: the result is a nearest bf16, and on ties the even one.
 TEST(Numerics, Bf16IsNearestOnRandomFloats) {
-  std::mt19937 rng(7);
+  std::mt19937 rng(static_cast<uint32_t>(moe_ep::testing::BaseSeed() + 7));
   for (int i = 0; i < 200000; ++i) {
     const float f = std::bit_cast<float>(static_cast<uint32_t>(rng()) & 0x7F7FFFFF);  // finite, >= 0
     const uint16_t r = FloatToBf16(f);
@@ -187,7 +188,7 @@ TEST(Numerics, RoundHalfEven) {
   EXPECT_EQ(numerics::RoundHalfEven(31.75f), 32.0f);
   EXPECT_EQ(numerics::IntegralFloatToInt8(-127.0f), -127);
   // Second opinion: the C library's nearbyint in the default FE_TONEAREST mode.
-  std::mt19937 rng(11);
+  std::mt19937 rng(static_cast<uint32_t>(moe_ep::testing::BaseSeed() + 11));
   std::uniform_real_distribution<float> wide(-300.0f, 300.0f);
   for (int i = 0; i < 200000; ++i) {
     const float v = i % 2 == 0 ? wide(rng) : std::round(wide(rng) * 2.0f) / 2.0f;  // odd i: exact halves
