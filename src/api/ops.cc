@@ -150,7 +150,7 @@ plan::MoeConfig CheckedCombineConfig(const Group& ep, const DispatchHandle& h, c
 void RunCombine(Group& ep, const DispatchHandle& h, plan::CombineTensors& t, const CombineOptions& options, Group* tp) {
   const plan::MoeConfig c = CheckedCombineConfig(ep, h, t, options, tp);
   const std::vector<int32_t> table = ElasticTable(ep, c, h.experts, "Combine");
-  const ops::DenseOutputs dense({&t.x, &t.y, &t.rstd});
+  const ops::DenseOutputs dense(t.outputs());
   ops::RunCombine(CommOf(ep), CommOf(tp), c, t, table, "Combine");
   dense.CopyBack();
 }
@@ -182,8 +182,7 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
                           {}};  // expert_scales: Atlas A2's, not the native API's
   plan::ValidateDispatch(c, t, plan::Profile::kNative, ops::CapacityOf(CommOf(ep), CommOf(tp)), "Dispatch");
   const std::vector<int32_t> table = ElasticTable(ep, c, options.experts, "Dispatch");
-  const ops::DenseOutputs dense(
-      {&t.expand_x, &t.dynamic_scales, &t.assist_info, &t.expert_token_nums, &t.ep_recv_counts, &t.tp_recv_counts});
+  const ops::DenseOutputs dense(t.outputs());
   // The survivors' configuration under a scaled-down elasticInfo: it says which counts were written.
   const plan::MoeConfig ran = ops::RunDispatch(CommOf(ep), CommOf(tp), c, t, table, "Dispatch");
 

@@ -73,7 +73,7 @@ void CopyElements(const TensorView& from, const TensorView& to) {
   }
 }
 
-DenseOutputs::DenseOutputs(std::initializer_list<TensorView*> outputs) {
+DenseOutputs::DenseOutputs(std::span<TensorView* const> outputs) {
   for (TensorView* out : outputs) {
     if (!out->present() || out->contiguous()) continue;
     StandIn& s = stand_ins_.emplace_back(StandIn{*out, Tensor(out->dtype, out->shape)});

@@ -4,7 +4,7 @@
 #pragma once
 
 #include <cstdint>
-#include <initializer_list>
+#include <span>
 #include <vector>
 
 #include "moe_ep/tensor.h"
@@ -48,7 +48,7 @@ void CopyElements(const TensorView& from, const TensorView& to);
 class DenseOutputs {
  public:
   /// Points each present, non-contiguous view of `outputs` at a stand-in.
-  explicit DenseOutputs(std::initializer_list<TensorView*> outputs);
+  explicit DenseOutputs(std::span<TensorView* const> outputs);
   /// Copies the stand-ins into the caller's views.
   void CopyBack() const;
 

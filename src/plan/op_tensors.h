@@ -1,6 +1,8 @@
 // The tensors of one dispatch / combine call, as views (inputs first, then outputs; CANN names).
 #pragma once
 
+#include <array>
+
 #include "moe_ep/tensor.h"
 
 namespace moe_ep::plan {
@@ -17,6 +19,11 @@ struct DispatchTensors {
   TensorView ep_recv_counts;     // out (>= E*L*tp or E*tp,) int32
   TensorView tp_recv_counts;     // out (tpWorldSize,) int32
   TensorView expert_scales;      // optional (Bs, K) fp32: Atlas A2's, checked there, never read
+
+  /// The outputs, for what treats them alike (ops::DenseOutputs).
+  std::array<TensorView*, 6> outputs() {
+    return {&expand_x, &dynamic_scales, &assist_info, &expert_token_nums, &ep_recv_counts, &tp_recv_counts};
+  }
 };
 
 struct CombineTensors {
@@ -40,6 +47,9 @@ struct CombineTensors {
   TensorView rstd;        // out (Bs, 1, 1) fp32
   float norm_eps = 1e-6f;
   bool add_rms_norm = false;
+
+  /// The outputs, as DispatchTensors::outputs.
+  std::array<TensorView*, 3> outputs() { return {&x, &y, &rstd}; }
 };
 
 }  // namespace moe_ep::plan

@@ -137,7 +137,7 @@ std::function<void()> BuildCombine(const std::string& op, const CombineArgs& a, 
     RequireDispatchProduct(op, groups, product);
     const std::vector<int32_t> table = elastic.present() ? ops::GatherInt32(elastic) : std::vector<int32_t>{};
     plan::CombineTensors run = t;
-    const ops::DenseOutputs dense({&run.x, &run.y, &run.rstd});
+    const ops::DenseOutputs dense(run.outputs());
     ops::RunCombine(EpOf(groups), TpOf(groups), c, run, table, op.c_str());
     dense.CopyBack();
   };

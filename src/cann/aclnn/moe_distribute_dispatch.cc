@@ -121,8 +121,7 @@ std::function<void()> BuildDispatch(const std::string& op, const DispatchArgs& a
     NoteDispatchProduct(groups, product);
     const std::vector<int32_t> table = elastic.present() ? ops::GatherInt32(elastic) : std::vector<int32_t>{};
     plan::DispatchTensors run = t;
-    const ops::DenseOutputs dense({&run.expand_x, &run.dynamic_scales, &run.assist_info, &run.expert_token_nums,
-                                   &run.ep_recv_counts, &run.tp_recv_counts});
+    const ops::DenseOutputs dense(run.outputs());
     ops::RunDispatch(EpOf(groups), TpOf(groups), c, run, table, op.c_str());
     dense.CopyBack();
   };
