@@ -1,7 +1,7 @@
 # The CANN-shaped install layout (component "cann"), beside the native lib/ + include/moe_ep install:
 #   <prefix>/latest/include/{acl,aclnn,hccl,aclnnop}   the CANN-compatible headers
-#   <prefix>/latest/lib64/libmoe_ep.so*                the library itself
-#   <prefix>/latest/lib64/lib{ascendcl,hccl,nnopbase,opapi,op_common}.so -> libmoe_ep.so
+#   <prefix>/latest/lib64/libmoe_ep_cann.so*           the C API library (libmoe_ep_cann)
+#   <prefix>/latest/lib64/lib{ascendcl,hccl,nnopbase,opapi,op_common}.so -> libmoe_ep_cann.so
 #   <prefix>/latest/bin/setenv.bash                    puts latest/lib64 on LD_LIBRARY_PATH
 # plus forwarding headers at the source-tree-relative paths that the documented samples include
 # ("../op_host/op_api/aclnn_X.h" and "../../moe_distribute_X/op_host/op_api/aclnn_X.h"), so that the

@@ -2,7 +2,12 @@
 # Checks that every C++ file follows .clang-format (Google style, 120 columns); with --fix, rewrites them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t files < <(git ls-files --cached --others --exclude-standard -- '*.h' '*.cc' '*.cpp' | grep -v '^tests/install/seed_samples/')
+# The file list comes from git (tracked and new files, ignored ones left out); a tree git cannot read is an
+# error, not an empty list that would pass.
+listed=$(git -c safe.directory="$PWD" ls-files --cached --others --exclude-standard -- '*.h' '*.cc' '*.cpp') ||
+  { echo "check_format: git cannot list the files of $PWD (install git; run it in a clone)" >&2; exit 1; }
+mapfile -t files < <(grep -v '^tests/install/seed_samples/' <<<"$listed")
+((${#files[@]})) || { echo "check_format: git lists no C++ files in $PWD" >&2; exit 1; }
 if [[ "${1:-}" == --fix ]]; then
   clang-format -i "${files[@]}"
   exit 0

@@ -5,7 +5,9 @@
 # runs the release suite only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh python3-dev pybind11-dev python3-numpy python3-torch python3-pytest  # + the Python package's
+# + the Python package's; git lists the files the format check reads; ip and tc (iproute2) and unshare
+# (util-linux) make the network-namespace hosts of the HostsNet tests.
+bash scripts/deps.sh python3-dev pybind11-dev python3-numpy python3-torch python3-pytest git iproute2 util-linux
 jobs=$(nproc)
 
 build_and_test() {  # build_and_test DIR "TARGETS" CTEST_REGEX CMAKE_ARGS...  (empty TARGETS / REGEX: all)

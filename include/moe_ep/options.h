@@ -67,6 +67,8 @@ uint64_t DefaultWindowBytes();
 /// row bound for several ranks of that host crosses once; combine always goes straight); 0 sends every
 /// message straight to its rank. MOE_EP_HOSTS_MESSAGE_BYTES (1024 .. 64 MiB, default 64,512): the largest
 /// message between hosts; larger ones skip a copy on fast links, smaller ones keep slow links busy.
+/// (`moe-ep run --processes` also sets MOE_EP_RUN_RESULTS for the ranks it starts, to say where they leave
+/// their timings: the tool's own, not the library's.)
 
 }  // namespace moe_ep
 #pragma GCC visibility pop

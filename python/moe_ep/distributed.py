@@ -87,6 +87,21 @@ def _launch_job():
     return rank, size, values["MOE_EP_RENDEZVOUS"]
 
 
+def _connect_timeout_s():
+    """HCCL_CONNECT_TIMEOUT in seconds (default 120), by the library's rule for it: an integer in [1, 2147483]."""
+    text = os.environ.get("HCCL_CONNECT_TIMEOUT", "")
+    if not text:
+        return 120
+    try:
+        seconds = int(text, 10)
+    except ValueError:
+        seconds = None
+    if seconds is None or not 1 <= seconds <= (1 << 31) // 1000:
+        raise InvalidArgumentError(f"HCCL_CONNECT_TIMEOUT = {text!r} must be an integer number of seconds in "
+                                   f"[1, {(1 << 31) // 1000}]")
+    return seconds
+
+
 def launch_comm_name(members=None, timeout=None):
     """[collective over `members`] The name of a communicator of the processes of a `moe-ep launch` job: every
     rank, or the job ranks in `members` (this process's rank in the communicator is its position there), on
@@ -116,7 +131,7 @@ def launch_comm_name(members=None, timeout=None):
             f.write(root)
         os.rename(path + ".part", path)
     else:
-        wait = timeout if timeout is not None else float(os.environ.get("HCCL_CONNECT_TIMEOUT") or 120)
+        wait = timeout if timeout is not None else _connect_timeout_s()
         deadline = time.monotonic() + wait
         while not os.path.exists(path):
             if time.monotonic() > deadline:

@@ -32,3 +32,16 @@ def test_launch_comm_name_outside_a_job_says_how_to_start_one():
                           capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode != 0
     assert "MOE_EP_RANK is not set; start the ranks with `moe-ep launch -n N`" in done.stderr
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "2147484", "1.5"])
+def test_a_bad_connect_timeout_names_the_variable_and_its_rule(value):
+    # A member other than the first reads HCCL_CONNECT_TIMEOUT for how long to wait for the root info.
+    env = dict({k: v for k, v in os.environ.items() if not k.startswith("MOE_EP_")}, MOE_EP_RANK="1",
+               MOE_EP_WORLD_SIZE="2", MOE_EP_RENDEZVOUS="test-token", HCCL_CONNECT_TIMEOUT=value)
+    code = ("import moe_ep, moe_ep.distributed as md\n"
+            "try:\n    md.launch_comm_name()\nexcept moe_ep.InvalidArgumentError as e:\n    print('refused:', e)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"refused: HCCL_CONNECT_TIMEOUT = '{value}' must be an integer number of seconds in [1, 2147483]" \
+        in done.stdout, done.stdout

@@ -92,7 +92,7 @@ const BadRow kBadRows[] = {
     {{"run", "--ranks", "3"}, "--experts 64 violates rule: a multiple of the MoE ranks"},
     {{"run", "--ranks", "2", "--experts", "2", "--topk", "3"}, "--topk 3 violates rule: <= --experts (2)"},
     {{"run", "--ranks", "1", "--experts", "1024", "--topk", "1024", "--bs", "8192", "--hidden", "1"},
-     "--bs 8192 violates rule: --bs x (--topk + shared experts) = 8388608 <= 4194304"},
+     "--bs 8192 violates rule: --bs x (--topk + shared experts) <= 4194304 (combine flags of a window); it is 8388608"},
     {{"run", "--bs", "1024"},
      "--bs 1024 with --hidden 7168, --topk 8, --experts 64, --ranks 8 violates rule: each "
      "rank's window needs"},
@@ -123,7 +123,8 @@ const BadRow kBadRows[] = {
     {{"bench", "--json", ""}, "--json '' violates rule: a file name"},
     {{"bench", "--ranks", "4,3"}, "moe-ep bench: --experts 64 violates rule: a multiple of the MoE ranks"},
     {{"bench", "--topk", "65"}, "moe-ep bench: --topk 65 violates rule: <= --experts (64)"},
-    {{"bench", "--bs"}, "--bs needs a value"},
+    {{"bench", "--bs"}, "--bs needs a value: an integer in [1, 8192], or a list of them"},
+    {{"bench", "--memory"}, "--memory needs a value: heap or private"},
     {{"bench", "--bs", "8", "--bs", "16"}, "--bs 16 violates rule: each flag at most once"},
     {{"bench", "--fp16"}, "unknown flag --fp16"},
     {{"bench", "--transports", "threads,threads"}, "--transports threads,threads violates rule: each value of a list"},

@@ -95,7 +95,7 @@ const std::array<RunFlag, 14> kRunFlags{{
      [](JobOptions& o, int64_t v) { o.repeats = static_cast<int>(v); }},
     {"--warmup", Kind::kInteger, 0, kMaxRounds, "untimed rounds first", "3",
      [](JobOptions& o, int64_t v) { o.warmup = static_cast<int>(v); }},
-    {"--seed", Kind::kSeed, 0, 0, "input seed, up to 2^64-1", "random, printed"},
+    {"--seed", Kind::kSeed, 0, 0, "input seed, 1 to 2^64-1", "random, printed"},
     {"--fp16", Kind::kSwitch, 0, 0, "fp16 tokens instead of bf16", "", nullptr, &JobOptions::fp16},
     {"--quant", Kind::kInt8, 0, 0, "dispatch with dynamic int8 quantization (quantMode 2)", "", nullptr,
      &JobOptions::quant_int8},
@@ -105,7 +105,7 @@ const std::array<RunFlag, 14> kRunFlags{{
      &JobOptions::processes},
     {"--private", Kind::kSwitch, 0, 0,
      "x and the expert outputs in each rank's private memory (as torch tensors are), not the shared heap (process "
-     "ranks)",
+     "ranks and mpirun; thread ranks read each other's memory either way)",
      "", nullptr, &JobOptions::private_inputs},
 }};
 
@@ -198,8 +198,8 @@ std::string CrossFlagViolation(const JobOptions& o, std::optional<uint64_t> wind
   const int64_t combine_flags = o.bs * (o.top_k + shared_slots);
   if (static_cast<uint64_t>(combine_flags) > plan::kMaxCombineFlags) {
     return Violation(prefix, "--bs", o.bs,
-                     "--bs x (--topk + shared experts) = " + std::to_string(combine_flags) +
-                         " <= " + std::to_string(plan::kMaxCombineFlags) + " (combine flags of a window)");
+                     "--bs x (--topk + shared experts) <= " + std::to_string(plan::kMaxCombineFlags) +
+                         " (combine flags of a window); it is " + std::to_string(combine_flags));
   }
   // The library's other flag rule, experts per MoE rank x ranks <= kMaxDispatchFlags, holds within the bounds.
   static_assert(static_cast<uint64_t>(kMaxExperts * kMaxRanks) <= plan::kMaxDispatchFlags);
@@ -320,25 +320,34 @@ ParseResult ParseBench(std::span<const std::string> args) {
     if (std::find(kBenchFlags.begin(), kBenchFlags.end(), word) == kBenchFlags.end()) {
       return Invalid(UnknownFlag(kBenchPrefix, word));
     }
-    if (i + 1 >= args.size() || LooksLikeFlag(args[i + 1])) return Invalid(kBenchPrefix + word + " needs a value");
+    const bool list_flag = word == "--bs" || word == "--ranks" || word == "--transports" || word == "--quant";
+    const auto run_flag =
+        std::find_if(kRunFlags.begin(), kRunFlags.end(), [&](const RunFlag& f) { return word == f.name; });
+    const std::string rule = word == "--transports" ? "a list of threads, processes, hosts, alltoallv"
+                             : word == "--quant"    ? "a list of off, int8"
+                             : word == "--json"     ? "a file name"
+                             : word == "--memory"   ? "heap or private"
+                                                    : RuleOf(*run_flag) + (list_flag ? ", or a list of them" : "");
+    if (i + 1 >= args.size() || LooksLikeFlag(args[i + 1])) {
+      return Invalid(kBenchPrefix + word + " needs a value: " + rule);
+    }
     const std::string& value = args[++i];
     if (std::find(seen.begin(), seen.end(), word) != seen.end()) {
       return Invalid(kBenchPrefix + word + " " + Shown(value) + " violates rule: each flag at most once");
     }
     seen.push_back(word);
     const std::string bad_value = kBenchPrefix + word + " " + Shown(value) + " violates rule: ";
-    const bool list_flag = word == "--bs" || word == "--ranks" || word == "--transports" || word == "--quant";
     if (const std::vector<std::string> items = ListWords(value);
         list_flag && std::set<std::string>(items.begin(), items.end()).size() != items.size()) {
       return Invalid(bad_value + "each value of a list at most once");
     }
     if (word == "--json") {
-      if (value.empty()) return Invalid(bad_value + "a file name");
+      if (value.empty()) return Invalid(bad_value + rule);
       b.json_path = value;
       continue;
     }
     if (word == "--memory") {
-      if (value != "heap" && value != "private") return Invalid(bad_value + "heap or private");
+      if (value != "heap" && value != "private") return Invalid(bad_value + rule);
       b.private_inputs = value == "private";
       continue;
     }
@@ -347,7 +356,6 @@ ParseResult ParseBench(std::span<const std::string> args) {
       const std::vector<std::string> choices =
           transports ? std::vector<std::string>{"threads", "processes", "hosts", "alltoallv"}
                      : std::vector<std::string>{"off", "int8"};
-      const std::string rule = transports ? "a list of threads, processes, hosts, alltoallv" : "a list of off, int8";
       if (transports) {
         b.systems.clear();
       } else {
@@ -365,19 +373,17 @@ ParseResult ParseBench(std::span<const std::string> args) {
       }
       continue;
     }
-    const RunFlag& flag =
-        *std::find_if(kRunFlags.begin(), kRunFlags.end(), [&](const RunFlag& f) { return word == f.name; });
+    const RunFlag& flag = *run_flag;
     if (flag.kind == Kind::kSeed) {
       const auto v = DecimalInteger<uint64_t>(value);
-      if (!v || *v == 0) return Invalid(bad_value + RuleOf(flag));
+      if (!v || *v == 0) return Invalid(bad_value + rule);
       b.seed = *v;
       continue;
     }
     std::vector<int64_t> numbers;
     for (const std::string& item : list_flag ? ListWords(value) : std::vector<std::string>{value}) {
       const auto v = DecimalInteger<int64_t>(item);
-      if (!v || *v < flag.min || *v > flag.max)
-        return Invalid(bad_value + RuleOf(flag) + (list_flag ? ", or a list of them" : ""));
+      if (!v || *v < flag.min || *v > flag.max) return Invalid(bad_value + rule);
       numbers.push_back(*v);
     }
     if (word == "--bs") b.tokens = numbers;
