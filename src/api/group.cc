@@ -2,7 +2,6 @@
 #include "moe_ep/group.h"
 
 #include <algorithm>
-#include <atomic>
 #include <map>
 #include <mutex>
 #include <set>
@@ -47,6 +46,38 @@ GroupOptions WithDefaults(const GroupOptions& options) {
   return o;
 }
 
+#ifdef MOE_EP_HAVE_MPI
+// WithDefaults for a join over MPI: a default the environment refuses is returned in `refused`, not thrown, as
+// the rank must still take part in the join's collectives (the others would wait in them for good); the join
+// then fails every rank, naming the variable.
+GroupOptions WithDefaultsJoiningOverMpi(const GroupOptions& options,
+                                        std::optional<transport::RefusedSetting>& refused) {
+  GroupOptions o = options;
+  const auto read = [&](auto& field, auto reader, const char* variable) {
+    try {
+      field = reader();
+    } catch (const Error& e) {
+      if (!refused) refused = transport::RefusedSetting{variable, e};
+    }
+  };
+  if (o.timeout.count() <= 0) read(o.timeout, DefaultTimeout, "MOE_EP_TIMEOUT_MS");
+  if (o.window_bytes == 0) read(o.window_bytes, DefaultWindowBytes, "MOE_EP_WINDOW_MB");
+  // Read again once the group is made (ops::Communicator, the shared-memory window): checked here, so that a
+  // value one rank refuses fails the join on every rank, not that rank alone after it.
+  DataPath data_path;
+  env::CrossMemory cross_memory;
+  int threads;
+  uint64_t thread_min_bytes;
+  read(data_path, env::DataPathChoice, "MOE_EP_DATA_PATH");
+  read(cross_memory, env::CrossMemoryChoice, "MOE_EP_CROSS_MEMORY");
+  read(
+      threads, [] { return env::Threads(1); }, "MOE_EP_THREADS");
+  read(
+      thread_min_bytes, [] { return env::ThreadMinBytes(0); }, "MOE_EP_THREAD_MIN_BYTES");
+  return o;
+}
+#endif
+
 }  // namespace
 
 LaunchEnvironment ReadLaunchEnvironment() {
@@ -55,7 +86,12 @@ LaunchEnvironment ReadLaunchEnvironment() {
 }
 
 Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> members, const GroupOptions& options) {
+#ifdef MOE_EP_HAVE_MPI
+  std::optional<transport::RefusedSetting> refused;
+  const GroupOptions o = job.rendezvous.empty() ? WithDefaultsJoiningOverMpi(options, refused) : WithDefaults(options);
+#else
   const GroupOptions o = WithDefaults(options);
+#endif
   std::vector<int> ranks(members.begin(), members.end());
   if (ranks.empty()) {
     for (int r = 0; r < job.world_size; ++r) ranks.push_back(r);
@@ -83,8 +119,9 @@ Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> member
   const auto deadline = transport::Clock::now() + o.timeout;
   if (job.rendezvous.empty()) {  // started by an MPI launcher: the hosts transport
 #ifdef MOE_EP_HAVE_MPI
-    return Wrap(transport::JoinHostsGroupOfWorldRanks(ranks, group, o.window_bytes, ops::kWindowFlagCount, deadline),
-                o);
+    return Wrap(
+        transport::JoinHostsGroupOfWorldRanks(ranks, group, o.window_bytes, ops::kWindowFlagCount, deadline, refused),
+        o);
 #else
     throw Error(ErrorCode::kInvalidConfig,
                 "JoinProcessGroup: the job has no MOE_EP_RENDEZVOUS (an MPI launcher started it?), and this moe_ep "
@@ -105,11 +142,11 @@ Group JoinProcessGroup(const GroupOptions& options) { return JoinProcessGroup(Re
 
 #ifdef MOE_EP_HAVE_MPI
 Group JoinMpiGroup(MPI_Comm comm, const GroupOptions& options) {
-  const GroupOptions o = WithDefaults(options);
-  static std::atomic<int> made{0};  // every rank makes its groups in the same order
-  const std::string group = o.name + ".mpi." + std::to_string(made++);
-  return Wrap(transport::JoinHostsGroup(comm, group, o.window_bytes, ops::kWindowFlagCount,
-                                        transport::Clock::now() + o.timeout),
+  std::optional<transport::RefusedSetting> refused;
+  const GroupOptions o = WithDefaultsJoiningOverMpi(options, refused);
+  // The segments' names need no count of groups made: each join's host draws a fresh token for them.
+  return Wrap(transport::JoinHostsGroup(comm, o.name + ".mpi", o.window_bytes, ops::kWindowFlagCount,
+                                        transport::Clock::now() + o.timeout, refused),
               o);
 }
 #endif

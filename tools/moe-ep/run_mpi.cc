@@ -30,10 +30,9 @@ int CountHosts() {
   return leaders;
 }
 
-}  // namespace
-
-int RunJobOverMpi(const JobOptions& o) {
-  Group group = JoinMpiGroup(MPI_COMM_WORLD, GroupOptions{{}, 0, "moe-ep run"});  // initialises MPI if need be
+// The job after the join. Its own collectives (the seed, the verdict, the times) have no deadline, so a rank that
+// fails here ends the whole job (RunJobOverMpi) rather than leave the others waiting in one.
+int RunJoinedJob(const JobOptions& o, Group& group) {
   const int rank = group.rank(), size = group.size();
   const int hosts = CountHosts();
   uint64_t seed = SeedOr(o.seed);
@@ -89,6 +88,22 @@ int RunJobOverMpi(const JobOptions& o) {
   // On one host the ranks share the steady clock, and the span from the first start to the last end is the time.
   PrintTimings(o, times, /*one_clock=*/hosts == 1);
   return 0;
+}
+
+}  // namespace
+
+int RunJobOverMpi(const JobOptions& o) {
+  // A join that fails, fails on every rank (the hosts transport agrees on its settings first): an error to return.
+  Group group = JoinMpiGroup(MPI_COMM_WORLD, GroupOptions{{}, 0, "moe-ep run"});  // initialises MPI if need be
+  try {
+    return RunJoinedJob(o, group);
+  } catch (const std::exception& e) {
+    // README runs the job with orte_abort_on_non_zero_status 0, so returning would leave the others waiting.
+    std::fprintf(stderr, "moe-ep run: rank %d: %s; ending the job\n", group.rank(), e.what());
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    return 1;
+  }
 }
 
 }  // namespace moe_ep::tools

@@ -25,6 +25,7 @@
 #include "base/copy.h"
 #include "base/env.h"
 #include "moe_ep/error.h"
+#include "transport/mpi/join_settings.h"
 #include "transport/mpi/mpi_runtime.h"
 #include "transport/shm/shm_window.h"
 
@@ -171,19 +172,16 @@ bool RelayCanPay(const Topology& t) {
   return std::any_of(t.host_ranks.begin(), t.host_ranks.end(), [](const auto& ranks) { return ranks.size() > 1; });
 }
 
-// Two-level when asked for (MOE_EP_HOSTS_RELAY) and it pays.
-bool RelayPays(const Topology& t) { return env::HostsRelay() && RelayCanPay(t); }
-
 class HostsWindow final : public Window {
  public:
   HostsWindow(int rank, int size, uint64_t data_bytes, uint64_t flag_count, std::string name, MPI_Comm comm,
-              std::unique_ptr<Window> host, Topology topology, uint64_t message_bytes)
+              std::unique_ptr<Window> host, Topology topology, uint64_t message_bytes, bool relay)
       : Window(rank, size, data_bytes, flag_count, std::move(name)),
         comm_(comm),
         message_(message_bytes),
         host_(std::move(host)),
         topology_(std::move(topology)),
-        relay_(RelayPays(topology_)),
+        relay_(relay && RelayCanPay(topology_)),  // two-level when asked for (MOE_EP_HOSTS_RELAY) and it pays
         failed_(size, false),
         channel_(size, Channel::kUndecided),
         outbox_(size),
@@ -939,11 +937,13 @@ std::string RandomToken() {
 
 }  // namespace
 
-MPI_Comm SplitByHost(MPI_Comm comm) {
+MPI_Comm SplitByHost(MPI_Comm comm) { return SplitByHost(comm, env::HostsSplit()); }
+
+MPI_Comm SplitByHost(MPI_Comm comm, int per_host) {
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm host = MPI_COMM_NULL;
-  if (const int per_host = env::HostsSplit(); per_host > 0) {  // tests: simulated hosts of per_host ranks
+  if (per_host > 0) {  // tests: simulated hosts of per_host ranks
     mpi::Check(MPI_Comm_split(comm, rank / per_host, rank, &host), "MPI_Comm_split");
   } else {
     mpi::Check(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &host), "MPI_Comm_split_type");
@@ -952,29 +952,27 @@ MPI_Comm SplitByHost(MPI_Comm comm) {
 }
 
 std::unique_ptr<Window> JoinHostsGroup(MPI_Comm parent, const std::string& group, uint64_t data_bytes,
-                                       uint64_t flag_count, Clock::time_point deadline) {
+                                       uint64_t flag_count, Clock::time_point deadline,
+                                       const std::optional<RefusedSetting>& refused) {
   mpi::EnsureInitialized();
   MPI_Comm comm = MPI_COMM_NULL, host_comm = MPI_COMM_NULL;
   int rank = 0, size = 0, host_rank = 0, host_size = 0;
   std::vector<int> leader_of;
   std::string token(32, '\0');
-  uint64_t message_bytes = 0;
-  // Read before the collectives: a rank whose value is refused still takes part in them (the others would wait in
-  // them for good), and then every rank fails, that one naming the value.
-  constexpr uint64_t kRefused = ~uint64_t{0};
-  std::optional<Error> refused;
-  uint64_t asked = kRefused;
-  try {
-    asked = env::HostsMessageBytes();
-  } catch (const Error& e) {
-    refused = e;
-  }
+  AgreedSettings settings;
   {
     const auto lock = mpi::Lock();
     mpi::Check(MPI_Comm_dup(parent, &comm), "MPI_Comm_dup");
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
-    host_comm = SplitByHost(comm);
+    // First, before any collective a setting shapes: a rank that refused one, or ranks that differ, fail alike.
+    try {
+      settings = AgreeOnJoinSettings(comm, group, data_bytes, flag_count, refused);
+    } catch (...) {
+      MPI_Comm_free(&comm);
+      throw;
+    }
+    host_comm = SplitByHost(comm, settings.hosts_split);
     MPI_Comm_rank(host_comm, &host_rank);
     MPI_Comm_size(host_comm, &host_size);
     // Each host's first rank names the host (its rank in comm) and draws the host's rendezvous token.
@@ -985,24 +983,16 @@ std::unique_ptr<Window> JoinHostsGroup(MPI_Comm parent, const std::string& group
     leader_of.resize(size);
     mpi::Check(MPI_Allgather(&leader, 1, MPI_INT, leader_of.data(), 1, MPI_INT, comm), "MPI_Allgather");
     MPI_Comm_free(&host_comm);
-    // The largest any rank asked for: every rank's posted receives must hold any rank's messages.
-    mpi::Check(MPI_Allreduce(&asked, &message_bytes, 1, MPI_UINT64_T, MPI_MAX, comm), "MPI_Allreduce");
-  }
-  if (refused) throw *refused;
-  if (message_bytes == kRefused) {
-    throw Error(ErrorCode::kInvalidParam, "hosts group '" + group +
-                                              "': another rank refused its MOE_EP_HOSTS_MESSAGE_BYTES (its own "
-                                              "error names the value); every rank must be given a valid one");
   }
   std::unique_ptr<Window> host = JoinShmGroup(token, group, host_rank, host_size, data_bytes,
                                               flag_count + Window::TransportFlagCount(size), deadline);
   return std::make_unique<HostsWindow>(rank, size, data_bytes, flag_count, "hosts group '" + group + "'", comm,
-                                       std::move(host), TopologyOf(leader_of), message_bytes);
+                                       std::move(host), TopologyOf(leader_of), settings.message_bytes, settings.relay);
 }
 
 std::unique_ptr<Window> JoinHostsGroupOfWorldRanks(std::span<const int> members, const std::string& group,
-                                                   uint64_t data_bytes, uint64_t flag_count,
-                                                   Clock::time_point deadline) {
+                                                   uint64_t data_bytes, uint64_t flag_count, Clock::time_point deadline,
+                                                   const std::optional<RefusedSetting>& refused) {
   mpi::EnsureInitialized();
   MPI_Comm comm = MPI_COMM_NULL;
   {
@@ -1017,7 +1007,7 @@ std::unique_ptr<Window> JoinHostsGroupOfWorldRanks(std::span<const int> members,
     MPI_Group_free(&world);
     mpi::Check(status, "MPI_Comm_create_group");
   }
-  auto window = JoinHostsGroup(comm, group, data_bytes, flag_count, deadline);
+  auto window = JoinHostsGroup(comm, group, data_bytes, flag_count, deadline, refused);
   const auto lock = mpi::Lock();
   MPI_Comm_free(&comm);
   return window;

@@ -7,9 +7,11 @@
 #include <mpi.h>
 
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
+#include "transport/mpi/join_settings.h"
 #include "transport/window.h"
 
 namespace moe_ep::transport {
@@ -18,20 +20,24 @@ namespace moe_ep::transport {
 /// MOE_EP_HOSTS_SPLIT=N: on its simulated host of N consecutive ranks). The caller holds mpi::Lock()
 /// and frees the communicator.
 MPI_Comm SplitByHost(MPI_Comm comm);
+/// The same with the split given (0: by where the ranks run; N: simulated hosts of N ranks).
+MPI_Comm SplitByHost(MPI_Comm comm, int per_host);
 
 /// Joins the group of every rank of `comm` (collective over `comm`, which it duplicates; this rank is
 /// its rank in `comm`): ranks on one host (MPI_Comm_split_type, MPI_COMM_TYPE_SHARED) share a
 /// shared-memory window whose rendezvous token the host agrees on over MPI; the others are reached over
 /// MPI. `group` names the segments; windows of `data_bytes` and `flag_count` user flags. With
-/// MOE_EP_HOSTS_SPLIT=N (tests only) ranks [kN, kN + N) of `comm` count as one host. Throws TimeoutError at
-/// `deadline` when a host's ranks do not all show up.
+/// MOE_EP_HOSTS_SPLIT=N (tests only) ranks [kN, kN + N) of `comm` count as one host. The ranks first agree on
+/// their settings (AgreeOnJoinSettings): a setting a rank refused (`refused`, or the hosts transport's own) or
+/// settings that differ fail every rank. Throws TimeoutError at `deadline` when a host's ranks do not all show up.
 std::unique_ptr<Window> JoinHostsGroup(MPI_Comm comm, const std::string& group, uint64_t data_bytes,
-                                       uint64_t flag_count, Clock::time_point deadline);
+                                       uint64_t flag_count, Clock::time_point deadline,
+                                       const std::optional<RefusedSetting>& refused = std::nullopt);
 
 /// JoinHostsGroup over the ranks of MPI_COMM_WORLD listed in `members` (collective over them only; this
 /// process's rank in the group is its position in the list). Initialises MPI when the program did not.
 std::unique_ptr<Window> JoinHostsGroupOfWorldRanks(std::span<const int> members, const std::string& group,
-                                                   uint64_t data_bytes, uint64_t flag_count,
-                                                   Clock::time_point deadline);
+                                                   uint64_t data_bytes, uint64_t flag_count, Clock::time_point deadline,
+                                                   const std::optional<RefusedSetting>& refused = std::nullopt);
 
 }  // namespace moe_ep::transport

@@ -1,0 +1,113 @@
+// What the ranks of a hosts group must agree on before they join, gathered and checked alike on every rank.
+#include "transport/mpi/join_settings.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "base/env.h"
+#include "transport/mpi/mpi_runtime.h"
+
+namespace moe_ep::transport {
+namespace {
+
+// Raises whenever the hosts transport's messages change shape, so that builds which cannot talk say so at the join.
+constexpr uint64_t kProtocolVersion = 1;
+// Read back in another byte order, this is another number.
+constexpr uint64_t kByteOrderMark = 0x0102030405060708;
+
+// One rank's part of the join, sent as bytes: plain fields, the same layout in every build of one protocol.
+struct RankSettings {
+  uint64_t byte_order = kByteOrderMark;
+  uint64_t protocol = kProtocolVersion;
+  uint64_t data_bytes = 0;
+  uint64_t flag_count = 0;
+  uint64_t message_bytes = 0;
+  int32_t hosts_split = 0;
+  int32_t relay = 0;
+  char refused[48] = {};  // the variable this rank refused, "" when none
+};
+
+// Reads one setting; a refusal is remembered in `refused` (the first one only) and `fallback` returned.
+template <typename T>
+T Read(T (*reader)(), const char* variable, T fallback, std::optional<RefusedSetting>& refused) {
+  try {
+    return reader();
+  } catch (const Error& e) {
+    if (!refused) refused = RefusedSetting{variable, e};
+    return fallback;
+  }
+}
+
+[[noreturn]] void Disagree(const std::string& group, const std::string& what, int first, const std::string& has,
+                           int other, const std::string& other_has, const std::string& rule) {
+  throw Error(ErrorCode::kInvalidConfig, "hosts group '" + group + "': ranks disagree on " + what + ": rank " +
+                                             std::to_string(first) + " has " + has + ", rank " + std::to_string(other) +
+                                             " has " + other_has + "; " + rule);
+}
+
+std::string MiB(uint64_t bytes) {
+  return bytes % (uint64_t{1} << 20) == 0 ? std::to_string(bytes >> 20) + " MiB" : std::to_string(bytes) + " bytes";
+}
+
+}  // namespace
+
+AgreedSettings AgreeOnJoinSettings(MPI_Comm comm, const std::string& group, uint64_t data_bytes, uint64_t flag_count,
+                                   const std::optional<RefusedSetting>& caller_refused) {
+  std::optional<RefusedSetting> refused = caller_refused;
+  RankSettings mine;
+  mine.data_bytes = data_bytes;
+  mine.flag_count = flag_count;
+  mine.message_bytes = Read(&env::HostsMessageBytes, "MOE_EP_HOSTS_MESSAGE_BYTES", uint64_t{0}, refused);
+  mine.hosts_split = Read(&env::HostsSplit, "MOE_EP_HOSTS_SPLIT", 0, refused);
+  mine.relay = Read(&env::HostsRelay, "MOE_EP_HOSTS_RELAY", true, refused) ? 1 : 0;
+  if (refused) refused->variable.copy(mine.refused, sizeof(mine.refused) - 1);
+
+  int size = 0;
+  MPI_Comm_size(comm, &size);
+  std::vector<RankSettings> all(size);
+  mpi::Check(MPI_Allgather(&mine, sizeof(RankSettings), MPI_BYTE, all.data(), sizeof(RankSettings), MPI_BYTE, comm),
+             "MPI_Allgather");
+
+  if (refused) throw refused->error;
+  for (int r = 0; r < size; ++r) {
+    if (all[r].refused[0] != '\0') {
+      const std::string variable(all[r].refused, strnlen(all[r].refused, sizeof(all[r].refused)));
+      throw Error(ErrorCode::kInvalidParam, "hosts group '" + group + "': another rank refused its " + variable +
+                                                " (rank " + std::to_string(r) +
+                                                "; its own error names the value); every rank must be given a "
+                                                "valid one");
+    }
+  }
+  // Every rank compares every rank with rank 0, in the same order: all throw the same error.
+  const RankSettings& first = all[0];
+  for (int r = 1; r < size; ++r) {
+    const RankSettings& other = all[r];
+    if (other.byte_order != first.byte_order || other.protocol != first.protocol ||
+        other.flag_count != first.flag_count) {
+      Disagree(group, "the hosts transport's protocol (build and byte order)", 0,
+               "protocol " + std::to_string(first.protocol) + " with " + std::to_string(first.flag_count) + " flags", r,
+               "protocol " + std::to_string(other.protocol) + " with " + std::to_string(other.flag_count) + " flags",
+               "every rank must run the same moe_ep build on hosts of one byte order");
+    }
+    if (other.data_bytes != first.data_bytes) {
+      Disagree(group,
+               "the window's data area (MOE_EP_WINDOW_MB or GroupOptions::window_bytes; HCCL_BUFFSIZE in the C API)", 0,
+               MiB(first.data_bytes), r, MiB(other.data_bytes), "every rank must be given the same");
+    }
+    if (other.hosts_split != first.hosts_split) {
+      Disagree(group, "MOE_EP_HOSTS_SPLIT", 0, std::to_string(first.hosts_split), r, std::to_string(other.hosts_split),
+               "every rank must be given the same");
+    }
+    if (other.relay != first.relay) {
+      Disagree(group, "MOE_EP_HOSTS_RELAY", 0, std::to_string(first.relay), r, std::to_string(other.relay),
+               "every rank must be given the same");
+    }
+  }
+  AgreedSettings agreed{first.hosts_split, first.relay != 0, 0};
+  // The largest any rank asked for: every rank's posted receives must hold any rank's messages.
+  for (const RankSettings& s : all) agreed.message_bytes = std::max(agreed.message_bytes, s.message_bytes);
+  return agreed;
+}
+
+}  // namespace moe_ep::transport

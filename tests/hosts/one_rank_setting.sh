@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# A setting given to one rank only must never leave the others waiting in MPI for it:
+# one_rank_setting.sh EXPECT NP VAR VALUE PROGRAM ARGS... runs PROGRAM on NP ranks (hosts of 2) with VAR=VALUE on
+# rank 1 alone, with mpirun told not to end the job when a rank fails (as README's main job runs it). It passes
+# when the job ends within the deadline and
+#   EXPECT = every-rank-fails: every rank's error names VAR, and some error names VALUE (a value rank 1 refuses,
+#            or one that differs from the others');
+#   EXPECT = job-ends:         the job fails (a rank that failed after the join ended it).
+# (mpirun exits 0 when ranks fail on their own under orte_abort_on_non_zero_status 0, and not 0 when one aborts the
+# job.) HOSTS_SPLIT (default 2) sets MOE_EP_HOSTS_SPLIT for every rank.
+set -euo pipefail
+expect=$1 np=$2 var=$3 value=$4
+shift 4
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+status=0
+timeout -k 5 90 mpirun -np "$np" --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 \
+  --mca btl tcp,vader,self --mca orte_tmpdir_base "$tmp" --mca orte_abort_on_non_zero_status 0 \
+  -x MOE_EP_HOSTS_SPLIT="${HOSTS_SPLIT:-2}" -x ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" \
+  bash -c "if [[ \$OMPI_COMM_WORLD_RANK == 1 ]]; then export $var=$value; fi; exec \"\$@\"" rank "$@" \
+  >"$tmp/out" 2>&1 || status=$?
+cat "$tmp/out"
+if [[ $status -eq 124 || $status -eq 137 ]]; then
+  echo "FAIL: the job was still running after 90 s: ranks waited for the one given $var=$value"
+  exit 1
+fi
+case $expect in
+  every-rank-fails)
+    errors=$(grep -c "error .*$var" "$tmp/out" || true)
+    named=$(grep -c "error .*\($var.*$value\|$value.*$var\)" "$tmp/out" || true)
+    if [[ $errors -ne $np || $named -lt 1 ]]; then
+      echo "FAIL: mpirun exited $status; $errors of $np ranks' errors name $var, $named name $value too"
+      exit 1
+    fi
+    echo "every rank failed naming $var, and $named errors name $value" ;;
+  job-ends)
+    if [[ $status -eq 0 ]]; then
+      echo "FAIL: the job passed: rank 1 never failed with $var=$value, so this run checked nothing"
+      exit 1
+    fi
+    echo "the job ended (mpirun exited $status) once rank 1 failed with $var=$value" ;;
+  *) echo "one_rank_setting.sh: EXPECT '$expect' is neither every-rank-fails nor job-ends" >&2; exit 2 ;;
+esac
