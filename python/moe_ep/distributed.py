@@ -1,10 +1,12 @@
 """Group names for moe_ep.torch_npu's operators, as NPU code gets them from its process groups:
 
 * get_hccl_comm_name(group, rank): the name of a torch.distributed group (any backend that can
-  broadcast a CPU tensor, e.g. gloo); every rank of the group calls it, the first time collectively.
+  broadcast a CPU tensor, e.g. gloo), or of one of its backend objects (torch >= 2.0's
+  group._get_backend(device)); every rank of the group calls it, the first time collectively.
 * register_hccl_backend(): opt-in "hccl" backend, gloo underneath, whose groups have
   group.get_hccl_comm_name(rank), so that `dist.init_process_group("hccl")`, `dist.new_group(backend="hccl")`
-  and the name lookup of NPU code run unchanged.
+  and the name lookup of NPU code run unchanged (on torch >= 2.1 also
+  `group._get_backend(torch.device("npu")).get_hccl_comm_name(rank)`, as vllm-ascend writes it).
 * thread_comm_names(n): n ranks as threads of this process (no torch.distributed); thread i calls
   moe_ep.torch_npu.npu.set_device(i) and then uses names[i].
 * launch_comm_name(members): the processes of a `moe-ep launch` job (no torch.distributed).
@@ -34,11 +36,21 @@ def _ensure_device():
         _cann.set_device(0)
 
 
-def get_hccl_comm_name(group=None, rank=None):
-    """The HCCL-style communicator name of `group` (default: the world group) for the torch_npu operators.
-    Collective the first time for a group (every rank of it calls); then cached. `rank` (the global rank
-    NPU code passes to pick the device) is accepted and not needed."""
-    del rank
+def _rank_and_size(group):
+    # A group torch.distributed made knows its rank in it (-1: not a member); a backend object that NPU code got
+    # from group._get_backend(device) (torch >= 2.0) is registered nowhere, and knows only itself.
+    try:
+        return dist.get_rank(group), dist.get_world_size(group)
+    except (RuntimeError, ValueError):  # "not registered": RuntimeError in torch 1.13, ValueError in 2.x
+        return group.rank(), group.size()
+
+
+def get_hccl_comm_name(group=None, rank=None, *args, **kwargs):
+    """The HCCL-style communicator name of `group` (default: the world group; a process group or one of its
+    backend objects) for the torch_npu operators. Collective the first time for a group (every rank of it
+    calls); then cached. `rank` (the global rank NPU code passes to pick the device) and torch_npu's further
+    arguments (`init_comm=...`) are accepted and not needed."""
+    del rank, args, kwargs
     if not dist.is_initialized():
         raise InvalidArgumentError("get_hccl_comm_name: torch.distributed is not initialized "
                                    "(call dist.init_process_group first, or use thread_comm_names)")
@@ -49,7 +61,7 @@ def get_hccl_comm_name(group=None, rank=None):
     with making:  # one maker per group; other threads of this process asking for it wait for its name
         if group in _names:
             return _names[group][1]
-        group_rank, size = dist.get_rank(group), dist.get_world_size(group)
+        group_rank, size = _rank_and_size(group)
         if group_rank < 0:
             raise InvalidArgumentError("get_hccl_comm_name: this process is not a member of the group")
         _ensure_device()
@@ -156,14 +168,18 @@ def _hccl_group_class():
     class HcclProcessGroup(ProcessGroupGloo):
         """A gloo process group that also names its moe_ep communicator, like torch_npu's HCCL groups."""
 
-        def get_hccl_comm_name(self, rank=None):
-            return get_hccl_comm_name(self, rank)
+        def get_hccl_comm_name(self, rank=None, *args, **kwargs):
+            return get_hccl_comm_name(self, rank, *args, **kwargs)
 
     return HcclProcessGroup
 
 
 def register_hccl_backend():
-    """Registers the "hccl" backend (gloo underneath). Idempotent."""
+    """Registers the "hccl" backend (gloo underneath). Idempotent.
+
+    On torch >= 2.0, where dist.new_group returns a ProcessGroup wrapping the backend, ProcessGroup also gets
+    get_hccl_comm_name; on torch >= 2.1 the "npu" device name is given to torch's extension device (as
+    torch_npu does) and the backend serves it too, so that group._get_backend(torch.device("npu")) finds it."""
     if "HCCL" in dist.Backend._plugins:
         return
     group_class = _hccl_group_class()
@@ -171,4 +187,19 @@ def register_hccl_backend():
     def create(store, rank, size, timeout):
         return group_class(store, rank, size, timeout)
 
-    dist.Backend.register_backend("hccl", create)
+    import inspect
+
+    devices = None
+    rename = getattr(torch.utils, "rename_privateuse1_backend", None)
+    if rename is not None and "devices" in inspect.signature(dist.Backend.register_backend).parameters:
+        if torch._C._get_privateuse1_backend_name() == "privateuseone":
+            rename("npu")
+        if torch._C._get_privateuse1_backend_name() == "npu":
+            devices = ["cpu", "npu"]
+    if devices is None:
+        dist.Backend.register_backend("hccl", create)
+    else:
+        dist.Backend.register_backend("hccl", create, devices=devices)
+    if not hasattr(dist.ProcessGroup, "get_hccl_comm_name"):
+        dist.ProcessGroup.get_hccl_comm_name = lambda self, rank=None, *args, **kwargs: get_hccl_comm_name(
+            self, rank, *args, **kwargs)

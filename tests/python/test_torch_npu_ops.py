@@ -151,6 +151,11 @@ def test_dispatch_then_combine_match_golden(pool, seed, name):
     check(pool, make_case(case_seed, **extra))
 
 
+def test_group_name_from_a_backend_object_matches_golden(pool, seed):
+    # torch >= 2.0 code asks group._get_backend(device).get_hccl_comm_name(rank, init_comm=True): a backend object.
+    check(pool, make_case(seed, group_ep="backend_ep4"))
+
+
 @pytest.mark.parametrize("quant_mode, peer_visible", [(0, False), (2, False), (0, True), (2, True)])
 def test_native_group_from_torch_group_matches_golden(pool, seed, quant_mode, peer_visible):
     # moe_ep.join_torch_group: the native API on the processes of a torch.distributed group; with
