@@ -316,21 +316,18 @@ class HostsWindow final : public Window {
     {
       const std::lock_guard lock(engine_);
       const auto mpi_lock = mpi::Lock();
+      // What is still queued for a gone peer is dropped. Its sends under way stay under way, not waited for: a
+      // stalled peer may take them yet, and while one is stuck, SendQueued sends it nothing more (abandoning
+      // them here let each later probe start another, a buffer of up to the message size kept for good each).
       for (int peer : gone) {
-        if (peer < 0 || peer >= size()) continue;
-        outbox_[peer] = {};
-        std::erase_if(sends_, [&](InFlight& send) {
-          if (send.peer != peer) return false;
-          if (send.request != MPI_REQUEST_NULL) MPI_Request_free(&send.request);
-          Abandon(std::move(send.buffer));
-          return true;
-        });
+        if (peer >= 0 && peer < size()) outbox_[peer] = {};
       }
     }
     const auto undelivered = [&] {
       const std::lock_guard lock(engine_);
       std::vector<int> ranks;
       for (int peer = 0; peer < size(); ++peer) {
+        if (std::find(gone.begin(), gone.end(), peer) != gone.end()) continue;
         const bool queued = !outbox_[peer].records.empty();
         const bool sending =
             std::any_of(sends_.begin(), sends_.end(), [&](const InFlight& s) { return s.peer == peer; });
