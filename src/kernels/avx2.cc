@@ -201,24 +201,6 @@ void AddHalfRowsT(const uint16_t* a, const uint16_t* b, int64_t h, uint16_t* out
   ScalarAddHalfRows(kType, a + i, b + i, h - i, out + i);
 }
 
-// One chunk of the ReduceSumTree in eight 8-lane registers r0..r7 (c[8j .. 8j+8)): c[i] += c[i + w] for
-// w = 32 (r_j + r_{j+4}), 16, 8 (whole registers), then 4, 2, 1 inside the last register, lower index first.
-float ReduceChunk(const float* c, int64_t count) {
-  alignas(32) float padded[64];
-  if (count < 64) {
-    for (int64_t i = 0; i < 64; ++i) padded[i] = i < count ? c[i] : 0.0f;
-    c = padded;
-  }
-  __m256 r[8];
-  for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(c + 8 * j);
-  for (int j = 0; j < 4; ++j) r[j] = _mm256_add_ps(r[j], r[j + 4]);
-  const __m256 w8 = _mm256_add_ps(_mm256_add_ps(r[0], r[2]), _mm256_add_ps(r[1], r[3]));
-  const __m128 w4 = _mm_add_ps(_mm256_castps256_ps128(w8), _mm256_extractf128_ps(w8, 1));
-  const __m128 w2 = _mm_add_ps(w4, _mm_movehl_ps(w4, w4));
-  return _mm_cvtss_f32(_mm_add_ss(w2, _mm_shuffle_ps(w2, w2, 1)));
-}
-
-float ReduceSumTree256(const float* v, int64_t n) { return ReduceSumTreeWith(v, n, ReduceChunk); }
 
 float AddRmsNormRow256(const float* acc, const uint16_t* residual, const uint16_t* gamma, int64_t h, float eps,
                        uint16_t* x_out, uint16_t* y_out, float* scratch) {
@@ -231,7 +213,7 @@ float AddRmsNormRow256(const float* acc, const uint16_t* residual, const uint16_
     _mm256_storeu_ps(scratch + i, _mm256_mul_ps(_mm256_mul_ps(xs, xs), inv_h_v));
   }
   ScalarRmsNormPass1(acc + body, residual + body, h - body, inv_h, x_out + body, scratch + body);
-  const float rstd = RstdFromMeanSquare(ReduceSumTree256(scratch, h), eps);
+  const float rstd = RstdFromMeanSquare(ReduceSumInOrderWith(scratch, h, ReduceChunk64), eps);
   const __m256 rstd_v = _mm256_set1_ps(rstd);
   for (int64_t i = 0; i < body; i += 8) {
     const __m256 xs = _mm256_add_ps(_mm256_loadu_ps(acc + i), LoadHalf<Half::kBf16>(residual + i));
@@ -298,7 +280,7 @@ const RowKernels& Avx2Kernels() {
       AddHalfRows256,
       SumHalfRows256,
       AddRmsNormRow256,
-      ReduceSumTree256,
+      ReduceChunk64,
   };
   return kTable;
 }

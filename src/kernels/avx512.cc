@@ -197,20 +197,24 @@ void AddHalfRowsT(const uint16_t* a, const uint16_t* b, int64_t h, uint16_t* out
   }
 }
 
-// One chunk of the ReduceSumTree: c[i] += c[i + w] for w = 32, 16, 8, 4, 2, 1, lower index first.
+// The sums of adjacent pairs of a then b, in order: {a0+a1, a2+a3, .., a14+a15, b0+b1, .., b14+b15}.
+__m512 PairSums(__m512 a, __m512 b) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  return _mm512_add_ps(_mm512_permutex2var_ps(a, even, b), _mm512_permutex2var_ps(a, odd, b));
+}
+
+// ReduceChunk64 in registers: each level adds adjacent pairs (the 64 values in four registers, then 32 in two,
+// 16 in one; from there the low half of one register holds the next level's values).
 float ReduceChunk(const float* c, int64_t count) {
   const __m512 v0 = _mm512_maskz_loadu_ps(TailMask(count), c);
   const __m512 v1 = _mm512_maskz_loadu_ps(TailMask(count - 16), c + 16);  // a negative count masks all
   const __m512 v2 = _mm512_maskz_loadu_ps(TailMask(count - 32), c + 32);
   const __m512 v3 = _mm512_maskz_loadu_ps(TailMask(count - 48), c + 48);
-  const __m512 w16 = _mm512_add_ps(_mm512_add_ps(v0, v2), _mm512_add_ps(v1, v3));  // w = 32, then w = 16
-  const __m256 w8 = _mm256_add_ps(_mm512_castps512_ps256(w16), _mm512_extractf32x8_ps(w16, 1));
-  const __m128 w4 = _mm_add_ps(_mm256_castps256_ps128(w8), _mm256_extractf128_ps(w8, 1));
-  const __m128 w2 = _mm_add_ps(w4, _mm_movehl_ps(w4, w4));
-  return _mm_cvtss_f32(_mm_add_ss(w2, _mm_shuffle_ps(w2, w2, 1)));
+  __m512 s = PairSums(PairSums(v0, v1), PairSums(v2, v3));  // 64 -> 32 -> 16
+  for (int level = 0; level < 4; ++level) s = PairSums(s, s);  // 16 -> 8 -> 4 -> 2 -> 1, in the low lanes
+  return _mm512_cvtss_f32(s);
 }
-
-float ReduceSumTree512(const float* v, int64_t n) { return ReduceSumTreeWith(v, n, ReduceChunk); }
 
 float AddRmsNormRow512(const float* acc, const uint16_t* residual, const uint16_t* gamma, int64_t h, float eps,
                        uint16_t* x_out, uint16_t* y_out, float* scratch) {
@@ -221,7 +225,7 @@ float AddRmsNormRow512(const float* acc, const uint16_t* residual, const uint16_
     StoreHalf<Half::kBf16>(x_out + i, m, xs);
     _mm512_mask_storeu_ps(scratch + i, m, _mm512_mul_ps(_mm512_mul_ps(xs, xs), inv_h));
   }
-  const float rstd = RstdFromMeanSquare(ReduceSumTree512(scratch, h), eps);
+  const float rstd = RstdFromMeanSquare(ReduceSumInOrderWith(scratch, h, ReduceChunk), eps);
   const __m512 rstd_v = _mm512_set1_ps(rstd);
   for (int64_t i = 0; i < h; i += 16) {
     const __mmask16 m = TailMask(h - i);
@@ -292,7 +296,7 @@ const RowKernels& Avx512Kernels() {
       AddHalfRows512,
       SumHalfRows512,
       AddRmsNormRow512,
-      ReduceSumTree512,
+      ReduceChunk,
   };
   return kTable;
 }

@@ -55,6 +55,11 @@ float AddRmsNormRow(const float* acc, const uint16_t* residual, const uint16_t* 
   return ActiveKernels().add_rms_norm_row(acc, residual, gamma, h, eps, x_out, y_out, scratch);
 }
 
-float ReduceSumTree(const float* v, int64_t n) { return ActiveKernels().reduce_sum_tree(v, n); }
+float ReduceSumTree(const float* v, int64_t n) {
+  return internal::ReduceSumTreeWith(v, n, ActiveKernels().reduce_chunk);
+}
+float ReduceSumInOrder(const float* v, int64_t n) {
+  return internal::ReduceSumInOrderWith(v, n, ActiveKernels().reduce_chunk);
+}
 
 }  // namespace moe_ep::kernels

@@ -87,17 +87,21 @@ void SumHalfRows(Half type, const uint16_t* const* rows, const float* weights, c
 void AddHalfRows(Half type, const uint16_t* a, const uint16_t* b, int64_t h, uint16_t* out);
 
 // ---- CombineAddRmsNorm tail (docs/semantics.md 3.5), bf16 only -------------------------------------------------
-// xs = acc + float(residual); x_out = bf16(xs); ms = ReduceSumTree((xs*xs) * (1.0f/h));
+// xs = acc + float(residual); x_out = bf16(xs); ms = ReduceSumInOrder((xs*xs) * (1.0f/h));
 // rstd = 1.0f / sqrtf(ms + eps); y = bf16(float(bf16(xs * rstd)) * float(gamma)). Returns rstd.
 // (xs*xs) * (1.0f/h) is two roundings with the factor computed once as 1.0f / (float)h. `scratch` must hold
 // h floats; its contents afterwards are unspecified.
 float AddRmsNormRow(const float* acc, const uint16_t* residual, const uint16_t* gamma, int64_t h, float eps,
                     uint16_t* x_out, uint16_t* y_out, float* scratch);
 
-// The fixed fp32 summation order used for RMSNorm (our model of the NPU's ReduceSum, docs/numerics.md):
-// split v into chunks of 64 (the last one zero-padded); reduce each chunk by halving,
-// c[i] += c[i + w] for w = 32, 16, 8, 4, 2, 1; then apply the same to the list of chunk sums until one
-// value is left. n == 0 gives 0.0f.
+// The NPU's fp32 reductions (docs/numerics.md). Both split v into chunks of 64 (the last one padded with +0)
+// and reduce each chunk as the vector unit does within one repeat, adding adjacent pairs level by level:
+// c[i] = c[2i] + c[2i + 1] for i < 32, then i < 16, .., i < 1. n == 0 gives 0.0f.
+// ReduceSumTree (AscendC's Sum, the const experts' dot products): the chunk sums are reduced the same way, a
+// level at a time, until one value is left.
 float ReduceSumTree(const float* v, int64_t n);
+// ReduceSumInOrder (AscendC's ReduceSum of `count` elements, RMSNorm's mean square): the chunk sums are added
+// one after another to a sum that starts at 0.0f.
+float ReduceSumInOrder(const float* v, int64_t n);
 
 }  // namespace moe_ep::kernels

@@ -27,7 +27,7 @@ struct RowKernels {
                         int64_t n, int64_t h, uint16_t* out);
   float (*add_rms_norm_row)(const float* acc, const uint16_t* residual, const uint16_t* gamma, int64_t h, float eps,
                             uint16_t* x_out, uint16_t* y_out, float* scratch);
-  float (*reduce_sum_tree)(const float* v, int64_t n);
+  float (*reduce_chunk)(const float* c, int64_t count);  // ReduceChunk64's contract
 };
 
 // The complete scalar table (scalar.cc) and the vector ones (avx2.cc, avx512.cc). A vector table fills every
@@ -45,12 +45,15 @@ const RowKernels& ActiveKernels();
 // degenerate rows (amax subnormal so ds = inf, inf/NaN inputs) identically on every ISA.
 int8_t SaturateRoundToInt8(float v);
 
-// Reduces `count` (1..64) floats as one zero-padded chunk of 64 by halving: c[i] += c[i + w], w = 32 .. 1.
+// Reduces `count` (1..64) floats as one zero-padded chunk of 64 by adding adjacent pairs, level by level:
+// c[i] = c[2i] + c[2i + 1] for i < 32, then < 16, .., < 1 (the NPU's reduction within one repeat).
 float ReduceChunk64(const float* c, int64_t count);
 
 // ReduceSumTree with the first level (the chunks of v itself) done by `reduce_chunk` (same contract as
 // ReduceChunk64); the upper levels (chunk sums, n/64 of them) are reduced with ReduceChunk64.
 float ReduceSumTreeWith(const float* v, int64_t n, float (*reduce_chunk)(const float* c, int64_t count));
+// ReduceSumInOrder with every chunk reduced by `reduce_chunk`.
+float ReduceSumInOrderWith(const float* v, int64_t n, float (*reduce_chunk)(const float* c, int64_t count));
 
 // Scalar row kernels (scalar.cc), also called by the vector paths for their tails.
 void ScalarHalfRowToFloat(Half type, const uint16_t* src, float* dst, int64_t n);

@@ -25,10 +25,16 @@ int8_t SaturateRoundToInt8(float v) {
 float ReduceChunk64(const float* c, int64_t count) {
   float buf[64];
   for (int64_t i = 0; i < 64; ++i) buf[i] = i < count ? c[i] : 0.0f;
-  for (int w = 32; w >= 1; w /= 2) {
-    for (int i = 0; i < w; ++i) buf[i] = buf[i] + buf[i + w];
+  for (int m = 32; m >= 1; m /= 2) {  // in place: pair i is read before slot i is written
+    for (int i = 0; i < m; ++i) buf[i] = buf[2 * i] + buf[2 * i + 1];
   }
   return buf[0];
+}
+
+float ReduceSumInOrderWith(const float* v, int64_t n, float (*reduce_chunk)(const float* c, int64_t count)) {
+  float sum = 0.0f;
+  for (int64_t start = 0; start < n; start += 64) sum = sum + reduce_chunk(v + start, n - start < 64 ? n - start : 64);
+  return sum;
 }
 
 float ReduceSumTreeWith(const float* v, int64_t n, float (*reduce_chunk)(const float* c, int64_t count)) {
@@ -190,12 +196,11 @@ float RstdFromMeanSquare(float ms, float eps) { return 1.0f / std::sqrt(ms + eps
 
 namespace {
 
-float ScalarReduceSumTree(const float* v, int64_t n) { return ReduceSumTreeWith(v, n, ReduceChunk64); }
 
 float ScalarAddRmsNormRow(const float* acc, const uint16_t* residual, const uint16_t* gamma, int64_t h, float eps,
                           uint16_t* x_out, uint16_t* y_out, float* scratch) {
   ScalarRmsNormPass1(acc, residual, h, 1.0f / static_cast<float>(h), x_out, scratch);
-  const float rstd = RstdFromMeanSquare(ScalarReduceSumTree(scratch, h), eps);
+  const float rstd = RstdFromMeanSquare(ReduceSumInOrderWith(scratch, h, ReduceChunk64), eps);
   ScalarRmsNormPass2(acc, residual, gamma, h, rstd, y_out);
   return rstd;
 }
@@ -225,7 +230,7 @@ const RowKernels& ScalarKernels() {
       ScalarAddHalfRows,
       ScalarSumHalfRows,
       ScalarAddRmsNormRow,
-      ScalarReduceSumTree,
+      ReduceChunk64,
   };
   return kTable;
 }

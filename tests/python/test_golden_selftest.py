@@ -360,24 +360,21 @@ def test_add_rms_norm_reduce_sum_order():
     assert rstd.item() == f32(1 / f32(math.sqrt(2.0 ** 24 + 62)))
 
 
-def tree_sum(values):
-    """docs/semantics.md 3.5, scalar: 64-wide zero-padded chunks halved c[i] += c[i + w], repeated."""
-    while len(values) > 1:
-        sums = []
-        for begin in range(0, len(values), 64):
-            c = values[begin:begin + 64] + [0.0] * (64 - len(values[begin:begin + 64]))
-            w = 32
-            while w:
-                c = [f32(c[i] + c[i + w]) for i in range(w)]
-                w //= 2
-            sums.append(c[0])
-        values = sums
-    return values[0]
+def in_order_sum(values):
+    """docs/numerics.md, scalar: 64-wide zero-padded chunks, each summed by neighbour pairs, the chunk sums added
+    in order to 0."""
+    total = 0.0
+    for begin in range(0, len(values), 64):
+        c = values[begin:begin + 64] + [0.0] * (64 - len(values[begin:begin + 64]))
+        while len(c) > 1:
+            c = [f32(c[2 * i] + c[2 * i + 1]) for i in range(len(c) // 2)]
+        total = f32(total + c[0])
+    return total
 
 
 def test_add_rms_norm_random_rows(seed):
     random.seed(seed + 5)
-    bs, H, eps = 16, 200, 1e-6  # 200 = 4 chunks: a two-level tree
+    bs, H, eps = 16, 200, 1e-6  # 200 = 4 chunks, added in order
     rows = [[bf16(random.uniform(-4, 4)) for _ in range(H)] for _ in range(bs)]
     residual = [[bf16(random.uniform(-1, 1)) for _ in range(H)] for _ in range(bs)]
     gamma = [bf16(random.uniform(0.5, 1.5)) for _ in range(H)]
@@ -388,7 +385,7 @@ def test_add_rms_norm_random_rows(seed):
     inv_h = f32(1 / H)
     for tok in range(bs):
         xs = [f32(f32(0.0 + f32(rows[tok][h] * w[tok])) + residual[tok][h]) for h in range(H)]
-        ms = tree_sum([f32(f32(v * v) * inv_h) for v in xs])
+        ms = in_order_sum([f32(f32(v * v) * inv_h) for v in xs])
         r = f32(1 / f32(math.sqrt(f32(ms + f32(eps)))))
         assert rstd[tok, 0, 0].item() == r
         assert x[tok, 0].tolist() == [bf16(v) for v in xs]
@@ -403,13 +400,19 @@ def test_add_rms_norm_sum_not_rounded_before_residual():
     assert x.item() == 1 + 2 ** -7
 
 
-def test_reduce_sum_tree_order():
+def test_reduce_sum_orders():
+    b = 2.0 ** 24  # b + 1 ties, and rounds to even: b
     v = torch.zeros(1, 64)
-    v[0, 0], v[0, 1], v[0, 33] = 2.0 ** 24, 1.0, 1.0
-    assert tg._reduce_sum_tree(v).item() == 2.0 ** 24 + 2  # (1 + 1) meets 2^24 last; left to right gives 2^24
-    v = torch.zeros(1, 130)
-    v[0, 0], v[0, 64], v[0, 128] = 1.0, 2.0 ** 24, 1.0  # chunk sums [1, 2^24, 1] reduce as (1 + 1) + 2^24
-    assert tg._reduce_sum_tree(v).item() == 2.0 ** 24 + 2
+    v[0, 0], v[0, 2], v[0, 3] = b, 1.0, 1.0  # neighbours first: {b, 2}, then b + 2; halving would give b
+    assert tg._reduce_sum_tree(v).item() == b + 2
+    assert tg._reduce_sum_in_order(v).item() == b + 2
+    v = torch.zeros(1, 64)
+    v[0, 0], v[0, 1], v[0, 33] = b, 1.0, 1.0  # b + 1 -> b; the 1 at 33 meets b at the last level: b
+    assert tg._reduce_sum_tree(v).item() == b
+    v = torch.zeros(1, 193)
+    v[0, 0], v[0, 64], v[0, 128], v[0, 192] = b, 1.0, 1.0, 1.0  # chunk sums {b, 1, 1, 1}
+    assert tg._reduce_sum_tree(v).item() == b + 2  # (b + 1 -> b) + (1 + 1)
+    assert tg._reduce_sum_in_order(v).item() == b  # each 1 meets b alone
 
 
 # ---- the casts the golden model relies on ---------------------------------------------------------------

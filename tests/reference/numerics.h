@@ -115,9 +115,14 @@ inline int8_t IntegralFloatToInt8(float value) {
   return std::isnan(value) ? int8_t{0} : static_cast<int8_t>(static_cast<int32_t>(clamped));
 }
 
-// docs/semantics.md 3.5 (ReduceSum order used by CombineAddRmsNorm): split the list into chunks of 64 floats (the last
-// one zero-padded); reduce each chunk by halving steps c[i] = c[i] + c[i + w], w = 32, 16, 8, 4, 2, 1
-// (i < w); the chunk sums form the next list; repeat until one value is left. An empty list gives 0.
+// docs/numerics.md, the NPU's fp32 reductions. Both split the list into chunks of 64 floats (the last one padded
+// with +0) and sum each chunk by pairs of neighbours: (c0 + c1), (c2 + c3), ... then the same on those 32 sums,
+// and so on until one is left.
+// ReduceSumTree (AscendC Sum: the const experts' dot products): the chunk sums form the next list, reduced the
+// same way, until one value is left. An empty list gives 0.
 float ReduceSumTree(const std::vector<float>& values);
+// ReduceSumInOrder (AscendC ReduceSum of a count: CombineAddRmsNorm's mean square): 0 plus the first chunk sum,
+// plus the second, and so on.
+float ReduceSumInOrder(const std::vector<float>& values);
 
 }  // namespace moe_ref::numerics

@@ -408,7 +408,7 @@ void AddRmsNormToken(const Config& config, const Dims& dims, const CombineInput&
     const float square = xs[h] * xs[h];
     p[h] = square * inv_h;
   }
-  const float ms = numerics::ReduceSumTree(p);
+  const float ms = numerics::ReduceSumInOrder(p);
   const float rstd = 1.0f / std::sqrt(ms + config.norm_eps);
   out.rstd[t] = rstd;
   for (int64_t h = 0; h < H; ++h) {

@@ -199,23 +199,28 @@ TEST(Numerics, RoundHalfEven) {
   }
 }
 
-TEST(Numerics, ReduceSumTreeOrder) {
+TEST(Numerics, ReduceSumOrders) {
   EXPECT_EQ(numerics::ReduceSumTree({}), 0.0f);
+  EXPECT_EQ(numerics::ReduceSumInOrder({}), 0.0f);
   EXPECT_EQ(numerics::ReduceSumTree({5.0f}), 5.0f);
-  // One chunk: p[0] = 2^24, p[1] = 1, p[33] = 1. Step w = 32 makes c[1] = p[1] + p[33] = 2; the last step
-  // adds c[0] + c[1] = 2^24 + 2 (exact). A left-to-right sum would give 2^24 (2^24 + 1 ties to even).
+  EXPECT_EQ(numerics::ReduceSumInOrder({5.0f}), 5.0f);
+  const float b = 0x1p24f;  // b + 1 ties, and rounds to even: b
+  // One chunk, neighbours first: {b, 0, 1, 1} pairs to {b, 2}, then b + 2 (exact). Halving (c[i] += c[i + 2],
+  // then c[i] += c[i + 1]) would add each 1 to b alone and keep b.
   std::vector<float> p(64, 0.0f);
-  p[0] = 0x1p24f;
-  p[1] = 1.0f;
-  p[33] = 1.0f;
-  EXPECT_EQ(numerics::ReduceSumTree(p), 0x1p24f + 2.0f);
-  // Two chunks (65 values): chunk 0 = {2^24 at 0, 1 at 1} sums to 2^24 (tie, even); chunk 1 = {1}; the list
-  // {2^24, 1} then sums to 2^24 again. A flat pairwise sum over 128 slots would pair 1 with 1 first.
-  std::vector<float> q(65, 0.0f);
-  q[0] = 0x1p24f;
-  q[1] = 1.0f;
-  q[64] = 1.0f;
-  EXPECT_EQ(numerics::ReduceSumTree(q), 0x1p24f);
+  p[0] = b, p[2] = 1.0f, p[3] = 1.0f;
+  EXPECT_EQ(numerics::ReduceSumTree(p), b + 2.0f);
+  EXPECT_EQ(numerics::ReduceSumInOrder(p), b + 2.0f);
+  // {b, 1} are neighbours and tie to b; the 1 at 33 meets b only at the last level: b again.
+  std::vector<float> q(64, 0.0f);
+  q[0] = b, q[1] = 1.0f, q[33] = 1.0f;
+  EXPECT_EQ(numerics::ReduceSumTree(q), b);
+  // Four chunks summing to {b, 1, 1, 1}: the tree pairs them, (b + 1 -> b) + (1 + 1) = b + 2; in order each 1
+  // meets b alone: b.
+  std::vector<float> r(193, 0.0f);
+  r[0] = b, r[64] = 1.0f, r[128] = 1.0f, r[192] = 1.0f;
+  EXPECT_EQ(numerics::ReduceSumTree(r), b + 2.0f);
+  EXPECT_EQ(numerics::ReduceSumInOrder(r), b);
 }
 
 // ------------------------------------------------------------------------------------------------------

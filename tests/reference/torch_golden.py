@@ -505,17 +505,30 @@ def golden_combine(expand_x, expert_ids, expert_scales, *, ep_world_size, moe_ex
     return results
 
 
+def _chunk_sums(values):
+    """docs/numerics.md: the last dim in 64-wide chunks (last one zero-padded), each summed by neighbour pairs
+    ((c0 + c1), (c2 + c3), ...) until one value is left: one sum per chunk."""
+    chunks = F.pad(values, (0, (-values.shape[-1]) % 64)).view(*values.shape[:-1], -1, 64)
+    while chunks.shape[-1] > 1:
+        chunks = chunks[..., 0::2] + chunks[..., 1::2]
+    return chunks[..., 0]
+
+
 def _reduce_sum_tree(values):
-    """docs/semantics.md 3.5 / numerics.md ReduceSum model over the last dim: 64-wide chunks (last one
-    zero-padded), each halved c[i] += c[i + w] for w = 32..1; repeat on the chunk sums until one is left."""
+    """AscendC Sum over the last dim (the const experts' dot products): chunk sums of chunk sums until one is left."""
+    values = _chunk_sums(values)
     while values.shape[-1] > 1:
-        chunks = F.pad(values, (0, (-values.shape[-1]) % 64)).view(*values.shape[:-1], -1, 64)
-        width = 32
-        while width >= 1:
-            chunks = chunks[..., :width] + chunks[..., width:2 * width]
-            width //= 2
-        values = chunks[..., 0]
+        values = _chunk_sums(values)
     return values[..., 0]
+
+
+def _reduce_sum_in_order(values):
+    """AscendC ReduceSum of a count over the last dim (RMSNorm's mean square): the chunk sums added in order to 0."""
+    sums = _chunk_sums(values)
+    total = torch.zeros(sums.shape[:-1], dtype=torch.float32)
+    for j in range(sums.shape[-1]):
+        total = total + sums[..., j]
+    return total
 
 
 def golden_combine_add_rms_norm(expand_x, expert_ids, expert_scales, residual_x, gamma, *, ep_world_size,
@@ -553,7 +566,7 @@ def golden_combine_add_rms_norm(expand_x, expert_ids, expert_scales, residual_x,
         # 3.5: the sum is not rounded before the residual add.
         xs = acc + residual_x[g].reshape(bs, H).to(_F32)
         inv_h = _div(1.0, _f32(float(H)))  # avgFactor = 1.0f / H, computed once
-        ms = _reduce_sum_tree((xs * xs) * inv_h)  # square rounded, then times the factor rounded
+        ms = _reduce_sum_in_order((xs * xs) * inv_h)  # square rounded, then times the factor rounded
         rstd = _div(1.0, torch.sqrt(ms + eps))  # IEEE sqrt, then a true division (not rsqrt)
         y = (_round_to(xs * rstd[:, None], torch.bfloat16) * gammas[g].to(_F32)).to(torch.bfloat16)
         init = (None, None, None) if out is None or out[g] is None else out[g]

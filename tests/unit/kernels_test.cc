@@ -7,7 +7,7 @@
 //                     against a rounding model that searches the table of half values.
 //   RowKernels.*      random rows of length 0..9000 at unaligned offsets, outputs poisoned (0xAB) and
 //                     guarded: scalar == naive formula (NaNs compared as NaN), every vector ISA == scalar (bits).
-//   HandWorked.*      DynamicQuantRow / CommQuantRow / CommDequantRow / ReduceSumTree values derived by hand.
+//   HandWorked.*      DynamicQuantRow / CommQuantRow / CommDequantRow / ReduceSumTree / ReduceSumInOrder by hand.
 // Seeds: fresh each run (support/test_seed.h); MOE_EP_TEST_SEED=<n> replays one (it is in every failure trace).
 #include "kernels/kernels.h"
 
@@ -93,21 +93,34 @@ int8_t RefInt8(float v) {
 
 float RefFp16Round(float v) { return RefHalfToFloat(Half::kFp16, RefFloatToHalf(Half::kFp16, v)); }
 
-// The ReduceSumTree order, written as the definition reads: pad to chunks of 64, halve, repeat on the sums.
+// The sums of the chunks of 64 of v (the last padded with +0), each as the definition reads: replace the chunk by
+// the sums of its adjacent pairs until one value is left.
+std::vector<float> RefChunkSums(std::vector<float> v) {
+  v.resize((v.size() + 63) / 64 * 64, 0.0f);
+  std::vector<float> sums;
+  for (size_t c = 0; c < v.size(); c += 64) {
+    std::vector<float> level(v.begin() + c, v.begin() + c + 64);
+    while (level.size() > 1) {
+      std::vector<float> next;
+      for (size_t i = 0; i < level.size(); i += 2) next.push_back(level[i] + level[i + 1]);
+      level = next;
+    }
+    sums.push_back(level[0]);
+  }
+  return sums;
+}
+// ReduceSumTree: chunk sums of chunk sums, until one value is left.
 float RefReduceSumTree(std::vector<float> v) {
   if (v.empty()) return 0.0f;
-  do {
-    v.resize((v.size() + 63) / 64 * 64, 0.0f);
-    std::vector<float> sums;
-    for (size_t c = 0; c < v.size(); c += 64) {
-      for (size_t w = 32; w >= 1; w /= 2) {
-        for (size_t i = 0; i < w; ++i) v[c + i] = v[c + i] + v[c + i + w];
-      }
-      sums.push_back(v[c]);
-    }
-    v = sums;
-  } while (v.size() > 1);
+  do v = RefChunkSums(v);
+  while (v.size() > 1);
   return v[0];
+}
+// ReduceSumInOrder: the chunk sums added one after another to 0.
+float RefReduceSumInOrder(const std::vector<float>& v) {
+  float sum = 0.0f;
+  for (float chunk : RefChunkSums(v)) sum = sum + chunk;
+  return sum;
 }
 
 // ---- random inputs --------------------------------------------------------------------------------------
@@ -660,7 +673,7 @@ TEST_F(Seeded, RmsNormAndReduceRows) {
       sq[i] = square * (1.0f / static_cast<float>(n));
       want.Add(kB, RefFloatToHalf(kB, xs[i]));
     }
-    const float rstd = 1.0f / std::sqrt(RefReduceSumTree(sq) + eps);
+    const float rstd = 1.0f / std::sqrt(RefReduceSumInOrder(sq) + eps);
     for (int64_t i = 0; i < n; ++i) {
       const float normed = RefHalfToFloat(kB, RefFloatToHalf(kB, xs[i] * rstd));
       want.Add(kB, RefFloatToHalf(kB, normed * RefHalfToFloat(kB, gamma[i])));
@@ -681,14 +694,16 @@ TEST_F(Seeded, RmsNormAndReduceRows) {
           return o;
         },
         NanPayload::kAnyWhenNansMeet);
-    Outputs want_sum;
-    want_sum.Add(RefReduceSumTree(acc));
+    Outputs want_sums;
+    want_sums.Add(RefReduceSumTree(acc));
+    want_sums.Add(RefReduceSumInOrder(acc));
     ExpectKernel(
-        Name("ReduceSumTree", kB, n), want_sum,
+        Name("ReduceSumTree+InOrder", kB, n), want_sums,
         [&] {
           Guarded<float> in(acc, rng_);
           Outputs o;
           o.Add(ReduceSumTree(in.data(), n));
+          o.Add(ReduceSumInOrder(in.data(), n));
           return o;
         },
         NanPayload::kAnyWhenNansMeet);
@@ -788,29 +803,45 @@ TEST(HandWorked, CommDequantByHand) {
   });
 }
 
-TEST(HandWorked, ReduceSumTreeOrder) {
-  // v = {B = 2^24, 1, 1, ...}. fp32 spacing at B is 2, so B + 1 is a tie that rounds to B: the result shows
-  // exactly which partial sums meet B. Worked by hand from the halving c[i] += c[i + w]:
-  //   n = 1:    B + zero padding                                       -> B
-  //   n = 64:   w=32: B+1 -> B; w=16: B+2; w=8: B+6; w=4: B+14; w=2: B+30; w=1: B+30+32   -> B+62
-  //   n = 63:   c[63] is padding, so c[31] = 1 and c[15] = 3, c[7] = 7, c[3] = 15, c[1] = 31:
+TEST(HandWorked, ReduceSumOrders) {
+  // B = 2^24: fp32 spacing at B is 2, so B + 1 is a tie that rounds to B, and the result shows exactly which
+  // partial sums meet B. Worked by hand from adjacent pairs within a chunk (c[i] = c[2i] + c[2i+1]), the chunk
+  // sums then reduced the same way (Tree) or added in order from 0 (InOrder).
+  // v = {B, 1, 1, ...} of length n: the two orders agree on these.
+  //   n = 1:    B + padding zeros                                             -> B
+  //   n = 64:   B+1 -> B; B+2; B+2+4 = B+6; B+14; B+30; B+30+32               -> B+62
+  //   n = 63:   the pair (c62, c63 = padding) gives 1, so the last sums of each level are 1, 3, 7, 15, 31:
   //             B, B+2, B+6, B+14, B+30, then B+30+31 = B+61 -> tie, rounds to even B+60
   //   n = 65:   chunk sums {B+62, 1}: B+63 -> tie, rounds to even B+64
-  //   n = 200:  chunk sums {B+62, 64, 64, 8}: w=2: B+126, 72; w=1: B+198 (exact)
-  //   n = 4097: 65 chunk sums {B+62, 64 x 63, 1}: the first 64 reduce to B+62+64+128+...+2048 = B+4094
-  //             (exact), then {B+4094, 1} -> B+4095 -> tie, rounds to even B+4096
+  //   n = 200:  chunk sums {B+62, 64, 64, 8}: Tree: B+126, 72, then B+198; InOrder: B+126, B+190, B+198
+  //   n = 4097: 65 chunk sums {B+62, 64 x 63, 1}: Tree: the first 64 reduce to B+62+64+128+...+2048 = B+4094,
+  //             then {B+4094, 1}; InOrder: B+62+63*64 = B+4094, then + 1: B+4095 -> tie, rounds to B+4096
   const float b = 0x1p24f;
   const std::vector<std::pair<int64_t, float>> cases = {{1, b},       {63, b + 60},   {64, b + 62},
                                                         {65, b + 64}, {200, b + 198}, {4097, b + 4096}};
+  // Where the orders part:
+  //   pairs = {B, 0, 1, 1} (n = 4): adjacent pairs give B, 2, then B+2; halving (c[i] += c[i+w]) would meet
+  //           each 1 with B alone and give B.
+  //   chunks = v[0] = B and v[64] = v[128] = v[192] = 1 (n = 193), chunk sums {B, 1, 1, 1}: Tree pairs them,
+  //           (B+1 -> B) + (1+1) = B+2; InOrder adds each 1 to B alone: B.
+  std::vector<float> pairs = {b, 0.0f, 1.0f, 1.0f}, chunks(193, 0.0f);
+  chunks[0] = b, chunks[64] = chunks[128] = chunks[192] = 1.0f;
   ForEachIsa([&] {
     for (const auto& [n, want] : cases) {
       std::vector<float> v(n, 1.0f);
       v[0] = b;
-      EXPECT_EQ(ReduceSumTree(v.data(), n), want) << "n=" << n;
+      EXPECT_EQ(ReduceSumTree(v.data(), n), want) << "Tree n=" << n;
+      EXPECT_EQ(ReduceSumInOrder(v.data(), n), want) << "InOrder n=" << n;
     }
+    EXPECT_EQ(ReduceSumTree(pairs.data(), 4), b + 2);
+    EXPECT_EQ(ReduceSumInOrder(pairs.data(), 4), b + 2);
+    EXPECT_EQ(ReduceSumTree(chunks.data(), 193), b + 2);
+    EXPECT_EQ(ReduceSumInOrder(chunks.data(), 193), b);
     const float minus_zero = -0.0f;
     EXPECT_EQ(std::bit_cast<uint32_t>(ReduceSumTree(&minus_zero, 1)), 0u) << "-0 + padding zeros = +0";
+    EXPECT_EQ(std::bit_cast<uint32_t>(ReduceSumInOrder(&minus_zero, 1)), 0u);
     EXPECT_EQ(std::bit_cast<uint32_t>(ReduceSumTree(nullptr, 0)), 0u);
+    EXPECT_EQ(std::bit_cast<uint32_t>(ReduceSumInOrder(nullptr, 0)), 0u);
   });
 }
 
