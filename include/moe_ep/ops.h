@@ -20,7 +20,8 @@ struct ExpertLayout {
   int64_t shared_expert_rank_num = 0;  ///< ranks [0, S) host the shared experts
   int64_t global_bs = 0;               ///< 0: every rank has the same Bs; else max Bs * E (unequal Bs)
   /// Special experts (CANN V3): ids [moe, moe+zero) add nothing, the next copy_expert_num ids add the
-  /// token itself (CombineOptions::ori_x), the next const_expert_num ids add alpha1*ori_x + alpha2*V.
+  /// token itself (CombineOptions::ori_x), the next const_expert_num ids add p1*ori_x + p2*V, with
+  /// (p1, p2) the softmax of the dot products of ori_x with alpha1 and alpha2 (CombineOptions).
   /// They never travel: combine computes them on the token's owner.
   int64_t zero_expert_num = 0;
   int64_t copy_expert_num = 0;
@@ -114,8 +115,10 @@ struct CombineOptions {
   Quant comm_quant = Quant::kNone;  ///< int8 on the wire (not with TP)
   TensorView shared_expert_x;       ///< optional (Bs, H): added unweighted to every token's sum
   TensorView ori_x;                 ///< (Bs, H) tokens before the experts: needed by copy / const experts
-  TensorView const_alpha1;  ///< (const_expert_num,) x's dtype: const expert c = alpha1[c]*ori_x + alpha2[c]*V[c]
-  TensorView const_alpha2;  ///< (const_expert_num,) x's dtype
+  /// (const_expert_num, H) x's dtype: const expert c = p1*ori_x + p2*V[c], (p1, p2) = softmax(ori_x . alpha1[c],
+  /// ori_x . alpha2[c]) (docs/semantics.md 3.2)
+  TensorView const_alpha1;
+  TensorView const_alpha2;  ///< (const_expert_num, H) x's dtype
   TensorView const_v;       ///< (const_expert_num, H) x's dtype
 };
 

@@ -201,7 +201,6 @@ void AddHalfRowsT(const uint16_t* a, const uint16_t* b, int64_t h, uint16_t* out
   ScalarAddHalfRows(kType, a + i, b + i, h - i, out + i);
 }
 
-
 float AddRmsNormRow256(const float* acc, const uint16_t* residual, const uint16_t* gamma, int64_t h, float eps,
                        uint16_t* x_out, uint16_t* y_out, float* scratch) {
   const float inv_h = 1.0f / static_cast<float>(h);

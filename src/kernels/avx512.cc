@@ -211,7 +211,7 @@ float ReduceChunk(const float* c, int64_t count) {
   const __m512 v1 = _mm512_maskz_loadu_ps(TailMask(count - 16), c + 16);  // a negative count masks all
   const __m512 v2 = _mm512_maskz_loadu_ps(TailMask(count - 32), c + 32);
   const __m512 v3 = _mm512_maskz_loadu_ps(TailMask(count - 48), c + 48);
-  __m512 s = PairSums(PairSums(v0, v1), PairSums(v2, v3));  // 64 -> 32 -> 16
+  __m512 s = PairSums(PairSums(v0, v1), PairSums(v2, v3));     // 64 -> 32 -> 16
   for (int level = 0; level < 4; ++level) s = PairSums(s, s);  // 16 -> 8 -> 4 -> 2 -> 1, in the low lanes
   return _mm512_cvtss_f32(s);
 }

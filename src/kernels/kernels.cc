@@ -1,6 +1,8 @@
 // The public row kernels: each forwards to the table of the active instruction set.
 #include "kernels/kernels.h"
 
+#include <cmath>
+
 #include "kernels/row_table.h"
 
 namespace moe_ep::kernels {
@@ -53,6 +55,16 @@ void AddHalfRows(Half type, const uint16_t* a, const uint16_t* b, int64_t h, uin
 float AddRmsNormRow(const float* acc, const uint16_t* residual, const uint16_t* gamma, int64_t h, float eps,
                     uint16_t* x_out, uint16_t* y_out, float* scratch) {
   return ActiveKernels().add_rms_norm_row(acc, residual, gamma, h, eps, x_out, y_out, scratch);
+}
+
+std::pair<float, float> SoftmaxOfTwo(float a1, float a2) {
+  const float m = a1 > a2 ? a1 : a2;
+  // The vector Exp of the NPU is not documented to the bit; exp in double rounded once to fp32 is the correctly
+  // rounded value but for ties too rare to meet.
+  const auto exp = [](float d) { return static_cast<float>(std::exp(static_cast<double>(d))); };
+  const float e1 = exp(a1 - m), e2 = exp(a2 - m);
+  const float sum = e1 + e2;
+  return {e1 / sum, e2 / sum};
 }
 
 float ReduceSumTree(const float* v, int64_t n) {

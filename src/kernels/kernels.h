@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 
 namespace moe_ep::kernels {
 
@@ -93,6 +94,11 @@ void AddHalfRows(Half type, const uint16_t* a, const uint16_t* b, int64_t h, uin
 // h floats; its contents afterwards are unspecified.
 float AddRmsNormRow(const float* acc, const uint16_t* residual, const uint16_t* gamma, int64_t h, float eps,
                     uint16_t* x_out, uint16_t* y_out, float* scratch);
+
+// A const expert's coefficients (docs/semantics.md 3.2): the softmax of (a1, a2) as the kernel computes it,
+// m = a1 > a2 ? a1 : a2; e_i = exp(a_i - m) rounded to fp32 (docs/numerics.md: from the double exp); then
+// p_i = e_i / (e1 + e2), each step rounded to fp32. Returns {p1, p2}.
+std::pair<float, float> SoftmaxOfTwo(float a1, float a2);
 
 // The NPU's fp32 reductions (docs/numerics.md). Both split v into chunks of 64 (the last one padded with +0)
 // and reduce each chunk as the vector unit does within one repeat, adding adjacent pairs level by level:

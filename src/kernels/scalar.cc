@@ -196,7 +196,6 @@ float RstdFromMeanSquare(float ms, float eps) { return 1.0f / std::sqrt(ms + eps
 
 namespace {
 
-
 float ScalarAddRmsNormRow(const float* acc, const uint16_t* residual, const uint16_t* gamma, int64_t h, float eps,
                           uint16_t* x_out, uint16_t* y_out, float* scratch) {
   ScalarRmsNormPass1(acc, residual, h, 1.0f / static_cast<float>(h), x_out, scratch);

@@ -249,6 +249,8 @@ class TokenReducer {
         residual_(t.residual_x),
         gamma_(t.gamma),
         ori_x_(t.ori_x),
+        const_alpha1_(t.const_alpha1),
+        const_alpha2_(t.const_alpha2),
         const_v_(t.const_v),
         acc_(c.hidden),
         dequant_(c.comm_quant_mode == 2 ? c.hidden : 0),
@@ -379,7 +381,8 @@ class TokenReducer {
   }
 
   // docs/semantics.md 3.2, V3 special experts computed here from oriX: zero adds nothing, copy adds w * oriX, const
-  // adds w * (alpha1 * oriX + alpha2 * V), every multiply and add rounded to fp32 on its own.
+  // expert i adds w * (p1 * oriX + p2 * V[i]) with (p1, p2) the softmax of the dot products of oriX with
+  // alpha1[i] and alpha2[i]; every multiply and add rounded to fp32 on its own.
   void AddSpecialExpert(int64_t t, int64_t special, float w) {
     if (special < c_.zero_expert_num) return;
     special -= c_.zero_expert_num;
@@ -388,15 +391,19 @@ class TokenReducer {
       return;
     }
     const int64_t i = special - c_.copy_expert_num;
-    const float a1 = HalfAt(t_.const_alpha1, i), a2 = HalfAt(t_.const_alpha2, i);
     kernels::HalfRowToFloat(type_, ori_x_.Half(t), special_.data(), c_.hidden);
+    const auto [p1, p2] =
+        kernels::SoftmaxOfTwo(Dot(const_alpha1_.Half(i), special_.data()), Dot(const_alpha2_.Half(i), special_.data()));
     kernels::HalfRowToFloat(type_, const_v_.Half(i), const_row_.data(), c_.hidden);
-    for (int64_t h = 0; h < c_.hidden; ++h) special_[h] = a1 * special_[h] + a2 * const_row_[h];
+    for (int64_t h = 0; h < c_.hidden; ++h) special_[h] = special_[h] * p1 + const_row_[h] * p2;
     kernels::AccumulateWeightedFloat(special_.data(), w, c_.hidden, acc_.data());
   }
 
-  float HalfAt(const TensorView& v, int64_t i) const {
-    return kernels::HalfToFloat(type_, static_cast<const uint16_t*>(v.data)[i * v.stride(0)]);
+  // The sum over h of float(alpha[h]) * x[h], each product rounded, in AscendC Sum's order (const_row_ is scratch).
+  float Dot(const uint16_t* alpha, const float* x) {
+    kernels::HalfRowToFloat(type_, alpha, const_row_.data(), c_.hidden);
+    for (int64_t h = 0; h < c_.hidden; ++h) const_row_[h] = const_row_[h] * x[h];
+    return kernels::ReduceSumTree(const_row_.data(), c_.hidden);
   }
 
   // Token t's contributions when every one is a half row (no const expert, no dequantized or float row), in
@@ -467,7 +474,7 @@ class TokenReducer {
   const std::vector<float>& weights_;
   const std::vector<uint8_t>& mask_;
   const std::vector<int64_t>& pair_slots_;  // Atlas A2's slot of each (token, k); empty: t*(K+n_s)+k
-  RowReader shared_x_, residual_, gamma_, ori_x_, const_v_;
+  RowReader shared_x_, residual_, gamma_, ori_x_, const_alpha1_, const_alpha2_, const_v_;
   const uint16_t* gamma_row_ = nullptr;
   std::vector<float> acc_, dequant_, scratch_, special_, const_row_;
   std::vector<uint64_t> pending_;

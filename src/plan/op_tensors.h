@@ -36,8 +36,8 @@ struct CombineTensors {
   TensorView x_active_mask;    // optional, as in dispatch
   TensorView shared_expert_x;  // optional (Bs, H) or (d0, d1, H) with d0*d1 == Bs
   TensorView ori_x;            // V3: (Bs, H) tokens before the experts, for copy / const experts
-  TensorView const_alpha1;     // V3: (constExpertNum,) expandX dtype
-  TensorView const_alpha2;     // V3: (constExpertNum,) expandX dtype
+  TensorView const_alpha1;     // V3: (constExpertNum, H) expandX dtype
+  TensorView const_alpha2;     // V3: (constExpertNum, H) expandX dtype
   TensorView const_v;          // V3: (constExpertNum, H) expandX dtype
   TensorView x;                // out (Bs, H); CombineAddRmsNorm: (Bs, 1, H)
   // CombineAddRmsNorm only.

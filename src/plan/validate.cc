@@ -416,16 +416,12 @@ void CheckSpecialExpertInputs(const Checker& ck, const MoeConfig& c, const Combi
     ck.Shape(t.ori_x.dim() == 2 && t.ori_x.shape[0] == c.bs && t.ori_x.shape[1] == c.hidden, t.ori_x, "oriX",
              "shape must be (Bs, H) = (", c.bs, ", ", c.hidden, ")");
   }
-  for (const auto& [v, name] :
-       {std::pair{&t.const_alpha1, "constExpertAlpha1"}, {&t.const_alpha2, "constExpertAlpha2"}}) {
+  for (const auto& [v, name] : {std::pair{&t.const_alpha1, "constExpertAlpha1"},
+                                {&t.const_alpha2, "constExpertAlpha2"},
+                                {&t.const_v, "constExpertV"}}) {
     if (!need_const) break;
-    ck.Shape(v->dim() == 1 && v->shape[0] == c.const_expert_num, *v, name, "shape must be (constExpertNum,) = (",
-             c.const_expert_num, ",)");
-  }
-  if (need_const) {
-    ck.Shape(t.const_v.dim() == 2 && t.const_v.shape[0] == c.const_expert_num && t.const_v.shape[1] == c.hidden,
-             t.const_v, "constExpertV", "shape must be (constExpertNum, H) = (", c.const_expert_num, ", ", c.hidden,
-             ")");
+    ck.Shape(v->dim() == 2 && v->shape[0] == c.const_expert_num && v->shape[1] == c.hidden, *v, name,
+             "shape must be (constExpertNum, H) = (", c.const_expert_num, ", ", c.hidden, ")");
   }
 }
 

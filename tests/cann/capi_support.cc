@@ -418,8 +418,8 @@ void RouteSpecialExperts(const CapiCase& c, std::mt19937_64& rng, ScenarioInputs
       m.ori_x.resize(d.bs * h);
       for (auto& v : m.ori_x) v = RandomHalf(rng, cfg.dtype);
     }
-    m.const_alpha1.resize(cfg.const_expert_num);
-    m.const_alpha2.resize(cfg.const_expert_num);
+    m.const_alpha1.resize(cfg.const_expert_num * h);
+    m.const_alpha2.resize(cfg.const_expert_num * h);
     m.const_v.resize(cfg.const_expert_num * h);
     for (auto& v : m.const_alpha1) v = RandomHalf(rng, cfg.dtype);
     for (auto& v : m.const_alpha2) v = RandomHalf(rng, cfg.dtype);
@@ -522,8 +522,8 @@ class Runner {
     }
     if (!m.ori_x.empty()) r.ori_x = Tensor::Strided(half, r.bs, h, m.ori_x.data(), layout);
     if (cfg_.const_expert_num > 0) {
-      r.alpha1 = Tensor(half, {cfg_.const_expert_num}, m.const_alpha1.data());
-      r.alpha2 = Tensor(half, {cfg_.const_expert_num}, m.const_alpha2.data());
+      r.alpha1 = Tensor(half, {cfg_.const_expert_num, h}, m.const_alpha1.data());
+      r.alpha2 = Tensor(half, {cfg_.const_expert_num, h}, m.const_alpha2.data());
       r.const_v = Tensor(half, {cfg_.const_expert_num, h}, m.const_v.data());
     }
     if (c_.spec.add_rms_norm) {
@@ -949,8 +949,8 @@ CapiRankOutcome RunCapiRank(const CapiCase& c, const ScenarioInputs& inputs, int
   if (!m.shared_expert_x.empty()) shared_x = Tensor::Strided(half, bs, h, m.shared_expert_x.data(), layout);
   if (!m.ori_x.empty()) ori_x = Tensor::Strided(half, bs, h, m.ori_x.data(), layout);
   if (cfg.const_expert_num > 0) {
-    alpha1 = Tensor(half, {cfg.const_expert_num}, m.const_alpha1.data());
-    alpha2 = Tensor(half, {cfg.const_expert_num}, m.const_alpha2.data());
+    alpha1 = Tensor(half, {cfg.const_expert_num, h}, m.const_alpha1.data());
+    alpha2 = Tensor(half, {cfg.const_expert_num, h}, m.const_alpha2.data());
     const_v = Tensor(half, {cfg.const_expert_num, h}, m.const_v.data());
   }
   Tensor x_out(half, {bs, h});

@@ -313,8 +313,8 @@ std::vector<Rule<C>> CombineRules() {
   const auto shared_rank =
       All<C>({Set(&C::shared_num, 1), Set(&C::shared_rank_num, 1), Set(&C::moe, 3), Make(&C::ep_send, ACL_INT32, {4})});
   const auto const_inputs =
-      All<C>({Set(&C::cnst, 1), Make(&C::ori_x, ACL_BF16, {kBs, kH}), Make(&C::alpha1, ACL_BF16, {1}),
-              Make(&C::alpha2, ACL_BF16, {1}), Make(&C::const_v, ACL_BF16, {1, kH})});
+      All<C>({Set(&C::cnst, 1), Make(&C::ori_x, ACL_BF16, {kBs, kH}), Make(&C::alpha1, ACL_BF16, {1, kH}),
+              Make(&C::alpha2, ACL_BF16, {1, kH}), Make(&C::const_v, ACL_BF16, {1, kH})});
   // clang-format off
   return {
       // 1.1 null pointers (161001); group names too long are 161002 in combine.
@@ -405,6 +405,11 @@ std::vector<Rule<C>> CombineRules() {
       {"ConstExpertsWithoutOriX", All<C>({const_inputs, Set(&C::ori_x, nullptr)}), kTiling, {"oriX"}, {}, v3},
       {"ConstExpertVWrongShape", All<C>({const_inputs, Make(&C::const_v, ACL_BF16, {1, 1000})}), kTiling,
        {"constExpertV"}, {"1000"}, v3},
+      // The alphas are rows of H (the dot-product-and-softmax form), not one scalar per const expert.
+      {"ConstExpertAlpha1OneValue", All<C>({const_inputs, Make(&C::alpha1, ACL_BF16, {1})}), kTiling,
+       {"constExpertAlpha1", "(constExpertNum, H)"}, {}, v3},
+      {"ConstExpertAlpha2WrongH", All<C>({const_inputs, Make(&C::alpha2, ACL_BF16, {1, 1000})}), kTiling,
+       {"constExpertAlpha2"}, {"1000"}, v3},
       {"OriXWrongShape", All<C>({Set(&C::copy, 1), Make(&C::ori_x, ACL_BF16, {3, kH})}), kTiling, {"oriX"}, {"3"},
        v3},
       {"ZeroExpertNumNegative", Set(&C::zero, -1), kTiling, {"zeroExpertNum"}, {"-1"}, v3},
@@ -559,8 +564,8 @@ TEST(CapiValidation, CombineBaseAndAcceptedVariants) {
          a.copy = 1;
          a.cnst = 2;
          a.ori_x = s.T(ACL_BF16, {kBs, kH});
-         a.alpha1 = s.T(ACL_BF16, {2});
-         a.alpha2 = s.T(ACL_BF16, {2});
+         a.alpha1 = s.T(ACL_BF16, {2, kH});
+         a.alpha2 = s.T(ACL_BF16, {2, kH});
          a.const_v = s.T(ACL_BF16, {2, kH});
        }},
   };

@@ -932,8 +932,8 @@ void CombinePhaseOne(Call& c, const Call* from) {
     if (a.cnst != 0 || op.Flag(kConstTensors, a.g, 0)) {
       const int64_t n = a.cnst;
       const int64_t sfill = op.Get(kScalesFill, a.g, 0);
-      c.Input(kSlotAlpha1, "constExpertAlpha1", half, {n}, Floating(rng, half, sfill));
-      c.Input(kSlotAlpha2, "constExpertAlpha2", half, {n}, Floating(rng, half, sfill));
+      c.Input(kSlotAlpha1, "constExpertAlpha1", half, {n, h}, Floating(rng, half, sfill));
+      c.Input(kSlotAlpha2, "constExpertAlpha2", half, {n, h}, Floating(rng, half, sfill));
       c.Input(kSlotConstV, "constExpertV", half, {n, h}, Floating(rng, half, sfill));
     }
   }

@@ -647,8 +647,8 @@ class RankCall {
     if (layout_.const_expert_num != 0 || op_.Flag(kConstTensors, g_, 0)) {
       const int64_t n = std::clamp<int64_t>(layout_.const_expert_num, -1, int64_t{1} << 40);
       const int64_t sfill = op_.Get(kScalesFill, g_, 0);
-      Input(kSlotAlpha1, "const_alpha1", half, {n}, sfill);
-      Input(kSlotAlpha2, "const_alpha2", half, {n}, sfill);
+      Input(kSlotAlpha1, "const_alpha1", half, {n, h_}, sfill);
+      Input(kSlotAlpha2, "const_alpha2", half, {n, h_}, sfill);
       Input(kSlotConstV, "const_v", half, {n, h_}, sfill);
       options.const_alpha1 = Arg(kSlotAlpha1);
       options.const_alpha2 = Arg(kSlotAlpha2);

@@ -38,6 +38,10 @@ moe_ref::Config ConfigOf(const py::dict& c) {
   config.quant_mode = c["quant_mode"].cast<int>();
   config.expert_token_nums_type = c["expert_token_nums_type"].cast<int>();
   config.comm_quant_mode = c["comm_quant_mode"].cast<int>();
+  config.zero_expert_num = c.contains("zero_expert_num") ? c["zero_expert_num"].cast<int>() : 0;
+  config.copy_expert_num = c.contains("copy_expert_num") ? c["copy_expert_num"].cast<int>() : 0;
+  config.const_expert_num = c.contains("const_expert_num") ? c["const_expert_num"].cast<int>() : 0;
+  if (c.contains("norm_eps")) config.norm_eps = c["norm_eps"].cast<float>();
   return config;
 }
 
@@ -78,19 +82,37 @@ PYBIND11_MODULE(moe_ref_py, m) {
     }
     return out;
   });
-  m.def("combine", [](py::dict config, py::list ranks, py::list combine_ranks) {
-    std::vector<moe_ref::CombineInput> inputs;
-    for (auto item : combine_ranks) {
-      const auto r = item.cast<py::dict>();
-      moe_ref::CombineInput in;
-      in.expert_out = Vec<uint16_t>(r, "expert_out");
-      in.expert_scales = Vec<float>(r, "expert_scales");
-      inputs.push_back(std::move(in));
-    }
-    py::list out;
-    for (const auto& c : moe_ref::Combine(ConfigOf(config), InputsOf(ranks), inputs)) {
-      out.append(py::make_tuple(Array(c.written), Array(c.x)));
-    }
-    return out;
-  });
+  // combine(config, ranks, combine_ranks, add_rms_norm=False): per rank (written, x), or with add_rms_norm
+  // (written, x, y, rstd).
+  m.def(
+      "combine",
+      [](py::dict config, py::list ranks, py::list combine_ranks, bool add_rms_norm) {
+        std::vector<moe_ref::CombineInput> inputs;
+        for (auto item : combine_ranks) {
+          const auto r = item.cast<py::dict>();
+          moe_ref::CombineInput in;
+          in.expert_out = Vec<uint16_t>(r, "expert_out");
+          in.expert_scales = Vec<float>(r, "expert_scales");
+          in.ori_x = Vec<uint16_t>(r, "ori_x");
+          in.const_alpha1 = Vec<uint16_t>(r, "const_alpha1");
+          in.const_alpha2 = Vec<uint16_t>(r, "const_alpha2");
+          in.const_v = Vec<uint16_t>(r, "const_v");
+          in.residual_x = Vec<uint16_t>(r, "residual_x");
+          in.gamma = Vec<uint16_t>(r, "gamma");
+          inputs.push_back(std::move(in));
+        }
+        py::list out;
+        const moe_ref::Config c = ConfigOf(config);
+        const auto results = add_rms_norm ? moe_ref::CombineAddRmsNorm(c, InputsOf(ranks), inputs)
+                                          : moe_ref::Combine(c, InputsOf(ranks), inputs);
+        for (const auto& r : results) {
+          if (add_rms_norm) {
+            out.append(py::make_tuple(Array(r.written), Array(r.x), Array(r.y), Array(r.rstd)));
+          } else {
+            out.append(py::make_tuple(Array(r.written), Array(r.x)));
+          }
+        }
+        return out;
+      },
+      py::arg("config"), py::arg("ranks"), py::arg("combine_ranks"), py::arg("add_rms_norm") = false);
 }

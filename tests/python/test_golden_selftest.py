@@ -283,16 +283,21 @@ def test_combine_shared_expert_mask_and_untouched_rows():
 def test_combine_special_experts_and_pair_mask():
     # ids: routed 0, zero 1, copy 2, const 3; the zero expert's infinite weight must not produce NaN.
     kw = dict(ep_world_size=1, moe_expert_num=1, zero_expert_num=1, copy_expert_num=1, const_expert_num=1,
-              ori_x=[t([[1.0, 2.0]])], const_expert_alpha_1=t([2.0]), const_expert_alpha_2=t([3.0]),
-              const_expert_v=t([[1.0, -1.0]]))
+              ori_x=[t([[1.0, 2.0]])], const_expert_alpha_1=t([[1.0, 0.0]]), const_expert_alpha_2=t([[0.0, 0.5]]),
+              const_expert_v=t([[3.0, -2.0]]))
     expert_ids = [ids([[0, 1, 2, 3]])]
     scales = [torch.tensor([[0.5, float("inf"), 2.0, 0.25]])]
     res = tg.golden_combine([t([[4.0, 8.0]])], expert_ids, scales, **kw)[0]
-    # 4*.5 + 1*2 + (2*1 + 3*1)*.25 = 5.25;  8*.5 + 2*2 + (2*2 + 3*-1)*.25 = 8.25
-    assert res.tolist() == [[5.25, 8.25]]
+    # const: a1 = 1*1 + 0*2 = 1, a2 = 0*1 + 0.5*2 = 1: p = (1/2, 1/2), v = [1, 2]/2 + [3, -2]/2 = [2, 0]
+    # 4*.5 + 1*2 + 2*.25 = 4.5;  8*.5 + 2*2 + 0*.25 = 8
+    assert res.tolist() == [[4.5, 8.0]]
     mask = [torch.tensor([[True, True, False, True]])]       # the copy pair masked off
     res = tg.golden_combine([t([[4.0, 8.0]])], expert_ids, scales, x_active_mask=mask, **kw)[0]
-    assert res.tolist() == [[3.25, 4.25]]
+    assert res.tolist() == [[2.5, 4.0]]
+    # a1 = 256 outweighs a2 = 1 (exp(-255) rounds to 0): p = (1, 0), v = oriX = [1, 2]
+    kw["const_expert_alpha_1"] = t([[256.0, 0.0]])
+    res = tg.golden_combine([t([[4.0, 8.0]])], expert_ids, scales, **kw)[0]
+    assert res.tolist() == [[4.25, 8.5]]
 
 
 def test_comm_quant_round_trip():

@@ -6,7 +6,7 @@ import torch
 
 import moe_ref_py
 from bitwise import assert_bits
-from torch_golden import golden_combine, golden_dispatch
+from torch_golden import golden_combine, golden_combine_add_rms_norm, golden_dispatch
 
 CONFIGS = {
     "plain": dict(),
@@ -15,7 +15,12 @@ CONFIGS = {
     "tp2": dict(tp_world_size=2, moe_expert_num=4),
     "comm_quant": dict(comm_quant_mode=2, mask="tokens"),
     "unequal_bs": dict(bs=(2, 7, 0, 4), global_bs=28),
+    # H of several 64-wide chunks, so that the orders of the const experts' dot products and of RMSNorm's mean
+    # square show.
+    "special_experts": dict(zero_expert_num=1, copy_expert_num=1, const_expert_num=2, mask="pairs", hidden=320),
+    "add_rms_norm": dict(add_rms_norm=True, mask="tokens", hidden=320),
 }
+SPECIAL = ("zero_expert_num", "copy_expert_num", "const_expert_num")
 
 
 def u16(t):
@@ -26,14 +31,16 @@ def u16(t):
 def test_golden_and_cpp_reference_agree(seed, name):
     c = CONFIGS[name]
     g = torch.Generator().manual_seed((seed * 31 + sorted(CONFIGS).index(name)) % 2**31)
-    E, tp, K, H = 4, c.get("tp_world_size", 1), 3, 64
+    E, tp, K, H = 4, c.get("tp_world_size", 1), 3, c.get("hidden", 64)
     shared_num, shared_ranks = (1, 1) if c.get("shared") else (0, 0)
     moe = c.get("moe_expert_num", 6 if c.get("shared") else 8)
     dtype = torch.float16 if c.get("fp16") else torch.bfloat16
     bs = c.get("bs", (5,) * E)
     n = E * tp
     x = [torch.randn(bs[r % E], H, generator=g).to(dtype) for r in range(n)]
-    ids = [torch.stack([torch.randperm(moe, generator=g)[:K] for _ in range(bs[r % E])] or [torch.zeros(0, K)])
+    special = {k: c[k] for k in SPECIAL if k in c}
+    routed = moe + sum(special.values())
+    ids = [torch.stack([torch.randperm(routed, generator=g)[:K] for _ in range(bs[r % E])] or [torch.zeros(0, K)])
            .reshape(-1, K).to(torch.int32) for r in range(n)]
     masks = [None] * n
     if c.get("mask") == "pairs":
@@ -45,10 +52,10 @@ def test_golden_and_cpp_reference_agree(seed, name):
                   shared_expert_rank_num=shared_ranks, tp_world_size=tp, global_bs=c.get("global_bs", 0))
     want = golden_dispatch(x, ids, quant_mode=c.get("quant_mode", 0), scales=scales,
                            x_active_mask=masks if c.get("mask") else None,
-                           expert_token_nums_type=c.get("expert_token_nums_type", 1), **layout)
+                           expert_token_nums_type=c.get("expert_token_nums_type", 1), **layout, **special)
     config = dict(top_k=K, hidden=H, fp16=bool(c.get("fp16")), quant_mode=c.get("quant_mode", 0),
                   expert_token_nums_type=c.get("expert_token_nums_type", 1), comm_quant_mode=c.get("comm_quant_mode", 0),
-                  **layout)
+                  norm_eps=1e-6, **layout, **special)
     ranks = [dict(bs=bs[r % E], x=u16(x[r]), expert_ids=ids[r].numpy(),
                   mask_kind={None: 0, "tokens": 1, "pairs": 2}[c.get("mask")],
                   mask=None if masks[r] is None else masks[r].to(torch.uint8).numpy(),
@@ -67,10 +74,36 @@ def test_golden_and_cpp_reference_agree(seed, name):
 
     outs = [torch.randn(want[r]["rows"], H, generator=g).to(dtype) for r in range(n)]
     w = [torch.rand(bs[r % E], K, generator=g) for r in range(n)]
-    want_y = golden_combine(outs, ids, w, comm_quant_mode=c.get("comm_quant_mode", 0),
-                            x_active_mask=masks if c.get("mask") else None, **layout)
-    cpp_y = moe_ref_py.combine(config, ranks, [dict(expert_out=u16(outs[r]), expert_scales=w[r].numpy())
-                                               for r in range(n)])
+    combine_in = [dict(expert_out=u16(outs[r]), expert_scales=w[r].numpy()) for r in range(n)]
+    extra = {}
+    if special:  # oriX per rank; alphas (const, H) small enough that the softmax is seldom saturated
+        cnst = special["const_expert_num"]
+        ori = [torch.randn(bs[r % E], H, generator=g).to(dtype) for r in range(n)]
+        alpha1, alpha2, v = [(torch.randn(cnst, H, generator=g) / 8).to(dtype) for _ in range(3)]
+        extra = dict(ori_x=ori, const_expert_alpha_1=alpha1, const_expert_alpha_2=alpha2, const_expert_v=v)
+        for r in range(n):
+            combine_in[r].update(ori_x=u16(ori[r]), const_alpha1=u16(alpha1), const_alpha2=u16(alpha2), const_v=u16(v))
+    mask_arg = masks if c.get("mask") else None
+    if c.get("add_rms_norm"):
+        residual = [torch.randn(bs[r % E], 1, H, generator=g).to(dtype) for r in range(n)]
+        gamma = torch.randn(H, generator=g).to(dtype)
+        for r in range(n):
+            combine_in[r].update(residual_x=u16(residual[r]), gamma=u16(gamma))
+        want_norm = golden_combine_add_rms_norm(outs, ids, w, residual, gamma, x_active_mask=mask_arg, norm_eps=1e-6,
+                                                **layout, **special, **extra)
+        cpp_norm = moe_ref_py.combine(config, ranks, combine_in, add_rms_norm=True)
+        for r in range(n):
+            written = torch.from_numpy(cpp_norm[r][0]).bool()
+            y, rstd, x_out = want_norm[r]
+            for i, (name, golden) in enumerate([("x", x_out), ("y", y)], start=1):
+                ours = torch.from_numpy(cpp_norm[r][i].view(np.int16)).view(dtype).reshape(bs[r % E], 1, H)
+                assert_bits(ours[written], golden[written], f"rank {r} add_rms_norm {name}")
+            ours_rstd = torch.from_numpy(cpp_norm[r][3]).reshape(bs[r % E], 1, 1)
+            assert_bits(ours_rstd[written], rstd[written], f"rank {r} add_rms_norm rstd")
+        return
+    want_y = golden_combine(outs, ids, w, comm_quant_mode=c.get("comm_quant_mode", 0), x_active_mask=mask_arg,
+                            **layout, **special, **extra)
+    cpp_y = moe_ref_py.combine(config, ranks, combine_in)
     for r in range(n):
         written = torch.from_numpy(cpp_y[r][0]).bool()
         ours = torch.from_numpy(cpp_y[r][1].view(np.int16)).view(dtype).reshape(bs[r % E], H)

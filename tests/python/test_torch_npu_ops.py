@@ -47,8 +47,8 @@ def make_case(seed, *, tp_world_size=0, bs=(6, 6, 6, 6), hidden=1024, top_k=4, m
     case["ranks"] = ranks
     if extra.get("const_expert_num"):
         c = extra["const_expert_num"]
-        case["const_expert_alpha_1"] = torch.randn(c, generator=g).to(dtype)
-        case["const_expert_alpha_2"] = torch.randn(c, generator=g).to(dtype)
+        case["const_expert_alpha_1"] = (torch.randn(c, hidden, generator=g) / 16).to(dtype)
+        case["const_expert_alpha_2"] = (torch.randn(c, hidden, generator=g) / 16).to(dtype)
         case["const_expert_v"] = torch.randn(c, hidden, generator=g).to(dtype)
     if extra.get("quant_mode") == 2 and extra.get("smooth"):
         shared = extra.get("shared_expert_num", 0) if extra.get("shared_expert_rank_num") else 0

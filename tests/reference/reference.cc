@@ -295,16 +295,27 @@ void AccumulateToken(const CombineContext& context, const layout::Routing& routi
       v.resize(dims.H);
       for (int64_t h = 0; h < dims.H; ++h) v[h] = DtypeToFloat(dtype, ori_x[h]);
     } else {
-      // const expert c: v = fp32(fp32(alpha1[c] * oriX[t]) + fp32(alpha2[c] * V[c])), each step rounded.
+      // const expert c: a_i = sum over h of fp32(alpha_i[c][h] * oriX[t][h]) in the Sum order; (p1, p2) = the
+      // softmax of (a1, a2), each exp taken in double and rounded to fp32; v = fp32(oriX * p1) + fp32(V[c] * p2).
       const int c = expert - dims.moe - dims.zero - dims.copy;
-      const float alpha1 = DtypeToFloat(dtype, input.const_alpha1[c]);
-      const float alpha2 = DtypeToFloat(dtype, input.const_alpha2[c]);
       const uint16_t* ori_x = input.ori_x.data() + token * dims.H;
       const uint16_t* const_v = input.const_v.data() + c * dims.H;
+      std::vector<float> x(dims.H), products1(dims.H), products2(dims.H);
+      for (int64_t h = 0; h < dims.H; ++h) {
+        x[h] = DtypeToFloat(dtype, ori_x[h]);
+        products1[h] = DtypeToFloat(dtype, input.const_alpha1[c * dims.H + h]) * x[h];
+        products2[h] = DtypeToFloat(dtype, input.const_alpha2[c * dims.H + h]) * x[h];
+      }
+      const float a1 = numerics::ReduceSumTree(products1), a2 = numerics::ReduceSumTree(products2);
+      const float larger = a1 > a2 ? a1 : a2;
+      const float e1 = static_cast<float>(std::exp(static_cast<double>(a1 - larger)));
+      const float e2 = static_cast<float>(std::exp(static_cast<double>(a2 - larger)));
+      const float total = e1 + e2;
+      const float p1 = e1 / total, p2 = e2 / total;
       v.resize(dims.H);
       for (int64_t h = 0; h < dims.H; ++h) {
-        const float first = alpha1 * DtypeToFloat(dtype, ori_x[h]);
-        const float second = alpha2 * DtypeToFloat(dtype, const_v[h]);
+        const float first = x[h] * p1;
+        const float second = DtypeToFloat(dtype, const_v[h]) * p2;
         v[h] = first + second;
       }
     }
@@ -349,10 +360,10 @@ void CheckCombineInputs(const Config& config, const Dims& dims, const GroupLayou
       Require(input.ori_x.empty() || static_cast<int64_t>(input.ori_x.size()) == bs * dims.H,
               who + "ori_x must be empty or hold bs * H values");
     }
-    Require(static_cast<int64_t>(input.const_alpha1.size()) == dims.cnst,
-            who + "const_alpha1 must hold const_expert_num values");
-    Require(static_cast<int64_t>(input.const_alpha2.size()) == dims.cnst,
-            who + "const_alpha2 must hold const_expert_num values");
+    Require(static_cast<int64_t>(input.const_alpha1.size()) == dims.cnst * dims.H,
+            who + "const_alpha1 must hold const_expert_num * H values");
+    Require(static_cast<int64_t>(input.const_alpha2.size()) == dims.cnst * dims.H,
+            who + "const_alpha2 must hold const_expert_num * H values");
     Require(static_cast<int64_t>(input.const_v.size()) == dims.cnst * dims.H,
             who + "const_v must hold const_expert_num * H values");
     if (add_rms_norm) {

@@ -89,8 +89,8 @@ struct CombineInput {
   std::vector<uint16_t> gamma;            // H bf16 (CombineAddRmsNorm only)
   // Special experts (docs/semantics.md 3.2), all in the combine dtype (bf16/fp16 bits):
   std::vector<uint16_t> ori_x;         // bs * H (copy and const experts); may be empty when copy == const == 0
-  std::vector<uint16_t> const_alpha1;  // const_expert_num: v = alpha1[c] * oriX + alpha2[c] * V[c]
-  std::vector<uint16_t> const_alpha2;  // const_expert_num
+  std::vector<uint16_t> const_alpha1;  // const_expert_num x H: the const expert's softmax of oriX . alpha_i[c]
+  std::vector<uint16_t> const_alpha2;  // const_expert_num x H (docs/semantics.md 3.2)
   std::vector<uint16_t> const_v;       // const_expert_num * H (V), row-major
 };
 

@@ -756,46 +756,39 @@ TEST(SpecialExperts, DispatchSlotsCountMoePairsOnly) {
 // copy = 1 (id 3), const = 2 (ids 4 = c0, 5 = c1), K = 3. Rank 0 has 5 tokens, rank 1 none.
 // Zero experts carry the weight +inf: a model that multiplied 0 * inf would produce NaN.
 // Dispatch: rank 0 (e0) rows (0,1,1) (0,2,0) (0,3,0) (0,4,2); rank 1 (e1) row (0,0,0).
-// expert_out: rank 0 rows [1, 1, 1, 1], [-(1 + 2^-6), -2, 0.5, 0], [-1, 0, 0, 0], [-2, 0, 0, 0];
+// expert_out: rank 0 rows [1, 1, 1, 1], [-(1 + 2^-6), -2, 0.5, 0], [-1, 0, 0, 0], [-3, 0, 0, 0];
 // rank 1 row [4, 8, -4, 2].
-// oriX: t0 [0.5, 1, -1, 2], t1 [1, -2, 0.5, 3], t2 [1 + 2^-6, 2, -1, 0], t3 [1 + 2^-7, 1, 0, -4], t4 [1, 0, 0, 0].
-// const: alpha1 = [2, 1], alpha2 = [0.5, 1.5 * 2^-24], V = [[1, 2, 4, -8], [1, 0, 0, 4]].
+// oriX: t0 [0.5, 1, -1, 2], t1 [1, -2, 0.5, 3], t2 [1 + 2^-6, 2, -1, 0], t3 [1 + 2^-7, 1, 0, -4], t4 [2, 0, 0, 0].
+// const (a_i = oriX . alpha_i[c], (p1, p2) = softmax(a1, a2), v = oriX * p1 + V[c] * p2): alpha1 = [[0, 0, 0, 0],
+// [256, 256, 0, 0]], alpha2 = [[256, 0, 0, 0], [256, 0, 0, 0]], V = [[1, 2, 4, -8], [2^-22, 0, 0, 4]]. The
+// softmax is exact where a1 == a2 (p = 1/2 each) or where they differ by 256 or more (exp(-256) rounds to 0).
 //   t0 ids {1, 2, 3}, w {0.5, inf, 2}: e1 [4, 8, -4, 2] * 0.5 = [2, 4, -2, 1]; zero skipped;
 //      copy [0.5, 1, -1, 2] * 2 = [1, 2, -2, 4]  -> x = [3, 6, -4, 5].
-//   t1 ids {4, 0, 2}, w {0.25, 1, inf}: c0 v = 2 * [1, -2, 0.5, 3] + 0.5 * [1, 2, 4, -8] = [2.5, -3, 3, 2],
-//      * 0.25 = [0.625, -0.75, 0.75, 0.5]; e0 [1, 1, 1, 1] -> x = [1.625, 0.25, 1.75, 1.5].
-//   t2 ids {0, 5, 2}, w {1, 1, inf}: column 0: acc = e0 row -(1 + 2^-6); then c1 v = fp32(1 * (1 + 2^-6)) +
-//      fp32(1.5 * 2^-24 * 1) = 1 + 2^-6 + 0.75 * 2^-23 exactly, which rounds in fp32 (ulp 2^-23) to
-//      1 + 2^-6 + 2^-23, so acc = 2^-23 (bf16 0x3400; with v left unrounded: 1.5 * 2^-24, 0x33C0).
-//      Column 1: -2 + 2 = 0. Column 2: 0.5 - 1 = -0.5. Column 3: 0 + (0 + 1.5 * 2^-24 * 4) = 1.5 * 2^-22.
+//   t1 ids {4, 0, 2}, w {0.25, 1, inf}: c0 a1 = 0, a2 = 256: p = (0, 1), v = V[c0] = [1, 2, 4, -8] (a swapped
+//      softmax would give oriX), * 0.25 = [0.25, 0.5, 1, -2]; e0 [1, 1, 1, 1] -> x = [1.25, 1.5, 2, -1].
+//   t2 ids {0, 5, 2}, w {1, 1, inf}: c1 a1 = 260 + 512 = 772, a2 = 260: p = (1, 0), v = oriX; acc = e0 row
+//      [-(1 + 2^-6), -2, 0.5, 0] + [1 + 2^-6, 2, -1, 0] -> x = [0, 0, -0.5, 0].
 //   t3 ids {0, 3, 2}, w {P, 1 + 2^-23, inf} with P = 1 + 2^-7 + 2^-23 (fp32):
 //      column 0: e0 (-1) * P = -P exactly; copy (1 + 2^-7) * (1 + 2^-23) = 1 + 2^-7 + 2^-23 + 2^-30 rounds
 //      to P, so acc = -P + P = 0 (an FMA would leave 2^-30). Column 1: 0 * P + 1 * (1 + 2^-23) = 1 + 2^-23
 //      -> bf16 1. Column 2: 0. Column 3: 0 + (-4) * (1 + 2^-23) = -4 - 2^-21 -> bf16 -4.
-//   t4 ids {3, 5, 0}, w {1, 1, 1} (k order matters): column 0: copy 1; c1 v = 1 + 1.5 * 2^-24 -> 1 + 2^-23;
-//      acc = 1 + (1 + 2^-23) = 2 + 2^-23, a tie at ulp 2^-22 -> 2 (even); + e0 row -2 -> 0. (Taking the
-//      MoE row first would give (-2 + 1) + (1 + 2^-23) = 2^-23.) Column 3: c1 0 + 1.5 * 2^-24 * 4 = 1.5 * 2^-22.
+//   t4 ids {3, 5, 0}, w {1, 1, 1} (k order matters): c1 a1 = a2 = 512: p = (1/2, 1/2), v = [1 + 2^-23, 0, 0, 2].
+//      Column 0: copy 2; + v = 3 + 2^-23, a tie at ulp 2^-22 -> 3 (even); + e0 row -3 -> 0. (Taking the MoE row
+//      first would give (-3 + 2) + (1 + 2^-23) = 2^-23.) Column 3: 0 + 2 + 0 = 2.
 TEST(SpecialExperts, CombineZeroCopyConstByHand) {
   const float inf = std::numeric_limits<float>::infinity();
   const float p = 1.0f + 0x1p-7f + 0x1p-23f;
   const float w_copy = 1.0f + 0x1p-23f;
-  {  // The two fp32 roundings the expected values rely on, recomputed step by step.
-    volatile float first = 1.0f * (1.0f + 0x1p-6f);
-    volatile float second = (1.5f * 0x1p-24f) * 1.0f;
-    volatile float v = first + second;
-    EXPECT_EQ(v, 1.0f + 0x1p-6f + 0x1p-23f);
-    volatile float residual = v - (1.0f + 0x1p-6f);
-    EXPECT_EQ(residual, 0x1p-23f);
+  {  // The fp32 roundings the expected values rely on, recomputed step by step.
     volatile float a = 1.0f + 0x1p-7f;
     volatile float b = w_copy;
     volatile float product = a * b;
     EXPECT_EQ(product, p);
-    volatile float one = 1.0f;
-    volatile float c1 = one + (1.5f * 0x1p-24f) * one;
-    EXPECT_EQ(c1, 1.0f + 0x1p-23f);
-    volatile float sum = one + c1;
-    EXPECT_EQ(sum, 2.0f);
     EXPECT_EQ(static_cast<double>(a) * static_cast<double>(b), static_cast<double>(p) + 0x1p-30);  // not exact
+    volatile float two = 2.0f, v = 1.0f + 0x1p-23f;
+    volatile float tie = two + v;
+    EXPECT_EQ(tie, 3.0f);
+    EXPECT_EQ(static_cast<float>(std::exp(-256.0)), 0.0f);
   }
   Config config;
   config.moe_expert_num = 2;
@@ -811,30 +804,29 @@ TEST(SpecialExperts, CombineZeroCopyConstByHand) {
   ASSERT_EQ(dispatched[1].assist_info, (Triple{0, 0, 0}));
 
   std::vector<CombineInput> combine(2);
-  for (float v : {1.0f, 1.0f, 1.0f, 1.0f, -(1.0f + 0x1p-6f), -2.0f, 0.5f, 0.0f, -1.0f, 0.0f, 0.0f, 0.0f, -2.0f, 0.0f,
+  for (float v : {1.0f, 1.0f, 1.0f, 1.0f, -(1.0f + 0x1p-6f), -2.0f, 0.5f, 0.0f, -1.0f, 0.0f, 0.0f, 0.0f, -3.0f, 0.0f,
                   0.0f, 0.0f}) {
     combine[0].expert_out.push_back(Bf(v));
   }
   combine[1].expert_out = {Bf(4), Bf(8), Bf(-4), Bf(2)};
   combine[0].expert_scales = {0.5f, inf, 2.0f, 0.25f, 1.0f, inf, 1.0f, 1.0f, inf, p, w_copy, inf, 1.0f, 1.0f, 1.0f};
   for (float v : {0.5f,  1.0f, -1.0f,          2.0f, 1.0f, -2.0f, 0.5f, 3.0f, 1.0f + 0x1p-6f, 2.0f,
-                  -1.0f, 0.0f, 1.0f + 0x1p-7f, 1.0f, 0.0f, -4.0f, 1.0f, 0.0f, 0.0f,           0.0f}) {
+                  -1.0f, 0.0f, 1.0f + 0x1p-7f, 1.0f, 0.0f, -4.0f, 2.0f, 0.0f, 0.0f,           0.0f}) {
     combine[0].ori_x.push_back(Bf(v));
   }
   for (CombineInput& input : combine) {
-    input.const_alpha1 = {Bf(2), Bf(1)};
-    input.const_alpha2 = {Bf(0.5f), Bf(1.5f * 0x1p-24f)};
-    input.const_v = {Bf(1), Bf(2), Bf(4), Bf(-8), Bf(1), Bf(0), Bf(0), Bf(4)};
+    input.const_alpha1 = {Bf(0), Bf(0), Bf(0), Bf(0), Bf(256), Bf(256), Bf(0), Bf(0)};
+    input.const_alpha2 = {Bf(256), Bf(0), Bf(0), Bf(0), Bf(256), Bf(0), Bf(0), Bf(0)};
+    input.const_v = {Bf(1), Bf(2), Bf(4), Bf(-8), Bf(0x1p-22f), Bf(0), Bf(0), Bf(4)};
   }
   const std::vector<CombineOut> outs = Combine(config, inputs, combine);
   EXPECT_EQ(outs[0].written, (std::vector<uint8_t>{1, 1, 1, 1, 1}));
   EXPECT_EQ(outs[1].written, (std::vector<uint8_t>{}));
-  const std::vector<uint16_t> expected = {Bf(3),      Bf(6),     Bf(-4),    Bf(5),                 // t0
-                                          Bf(1.625f), Bf(0.25f), Bf(1.75f), Bf(1.5f),              // t1
-                                          0x3400,     Bf(0),     Bf(-0.5f), Bf(1.5f * 0x1p-22f),   // t2
-                                          Bf(0),      Bf(1),     Bf(0),     Bf(-4),                // t3
-                                          Bf(0),      Bf(0),     Bf(0),     Bf(1.5f * 0x1p-22f)};  // t4
-  EXPECT_EQ(Bf(0x1p-23f), 0x3400);
+  const std::vector<uint16_t> expected = {Bf(3),     Bf(6),    Bf(-4),    Bf(5),   // t0
+                                          Bf(1.25f), Bf(1.5f), Bf(2),     Bf(-1),  // t1
+                                          Bf(0),     Bf(0),    Bf(-0.5f), Bf(0),   // t2
+                                          Bf(0),     Bf(1),    Bf(0),     Bf(-4),  // t3
+                                          Bf(0),     Bf(0),    Bf(0),     Bf(2)};  // t4
   EXPECT_EQ(outs[0].x, expected);
 
   // CombineAddRmsNorm accumulates the same way: with a zero residual, x = bf16(acc) is the same.
@@ -848,7 +840,8 @@ TEST(SpecialExperts, CombineZeroCopyConstByHand) {
 }
 
 // fp16: copy = 1 (id 2), const = 1 (id 3), moe = 2, K = 2, H = 2; rank 0's token ids {2, 3}, w {fp32(1/3), 1}.
-// oriX [1, 1], alpha1 [0.5], alpha2 [2], V [[0.25, -0.25]]: const v = [0.5 + 0.5, 0.5 - 0.5] = [1, 0].
+// oriX [1, 1], alpha1 [[0.5, 0.5]], alpha2 [[1, 0]]: a1 = a2 = 1, p = (1/2, 1/2); V [[1, -1]]:
+// const v = [0.5 + 0.5, 0.5 - 0.5] = [1, 0].
 // acc = [0.33333334 + 1 = 1.3333334, 0.33333334] -> fp16 [1365/1024 = 0x3D55, 1365/4096 = 0x3555].
 TEST(SpecialExperts, Fp16CopyAndConst) {
   Config config;
@@ -865,9 +858,9 @@ TEST(SpecialExperts, Fp16CopyAndConst) {
   combine[0].expert_scales = {1.0f / 3.0f, 1.0f};
   combine[0].ori_x = {FloatToHalf(1.0f), FloatToHalf(1.0f)};
   for (CombineInput& input : combine) {
-    input.const_alpha1 = {FloatToHalf(0.5f)};
-    input.const_alpha2 = {FloatToHalf(2.0f)};
-    input.const_v = {FloatToHalf(0.25f), FloatToHalf(-0.25f)};
+    input.const_alpha1 = {FloatToHalf(0.5f), FloatToHalf(0.5f)};
+    input.const_alpha2 = {FloatToHalf(1.0f), FloatToHalf(0.0f)};
+    input.const_v = {FloatToHalf(1.0f), FloatToHalf(-1.0f)};
   }
   EXPECT_EQ(Dispatch(config, inputs)[0].rows, 0);
   const std::vector<CombineOut> outs = Combine(config, inputs, combine);
@@ -882,9 +875,9 @@ TEST(SpecialExperts, Fp16CopyAndConst) {
 //            t2 ids {4, 3, 0} mask {0, 0, 0}: inactive, not sent, output row not written.
 // r1 (bs 1): t0 ids {2, 3, 1} mask {1, 1, 0}: zero and copy; e1 masked.
 // Dispatch: rank 0 (e0) gets (0,0,0) only, counts [1, 1]; rank 1 (e1) gets nothing, counts [0, 0].
-// Combine: r0 oriX t0 [1, 2], t1 [3, -1], t2 [5, 5]; r1 oriX [4, -8]; alpha1 [1], alpha2 [1], V [[0.5, 0.25]];
-// rank 0 expert_out row 0 = [8, 16].
-//   r0 t0, w {1, 1, 1}: [8, 16] + (masked copy [1, 2] skipped) + c0 (1 * [1, 2] + 1 * [0.5, 0.25]) = [9.5, 18.25].
+// Combine: r0 oriX t0 [1, 2], t1 [3, -1], t2 [5, 5]; r1 oriX [4, -8]; alpha1 = alpha2 = [[1, 0]] (so a1 = a2 and
+// p = (1/2, 1/2)), V [[2, 2.5]]; rank 0 expert_out row 0 = [8, 16].
+//   r0 t0, w {1, 1, 1}: [8, 16] + (masked copy [1, 2] skipped) + c0 ([1, 2] / 2 + [2, 2.5] / 2) = [9.5, 18.25].
 //   r0 t1, w {2, 1, 1}: copy [3, -1] * 2 = [6, -2].
 //   r1 t0, w {inf, 0.5, 1}: zero skipped; copy [4, -8] * 0.5 = [2, -4].
 TEST(SpecialExperts, PairMaskOverSpecialExperts) {
@@ -916,9 +909,9 @@ TEST(SpecialExperts, PairMaskOverSpecialExperts) {
   combine[1].expert_scales = {inf, 0.5f, 1};
   combine[1].ori_x = {Bf(4), Bf(-8)};
   for (CombineInput& input : combine) {
-    input.const_alpha1 = {Bf(1)};
-    input.const_alpha2 = {Bf(1)};
-    input.const_v = {Bf(0.5f), Bf(0.25f)};
+    input.const_alpha1 = {Bf(1), Bf(0)};
+    input.const_alpha2 = {Bf(1), Bf(0)};
+    input.const_v = {Bf(2), Bf(2.5f)};
   }
   const std::vector<CombineOut> results = Combine(config, inputs, combine);
   EXPECT_EQ(results[0].written, (std::vector<uint8_t>{1, 1, 0}));
@@ -934,10 +927,10 @@ TEST(SpecialExperts, PairMaskOverSpecialExperts) {
 // (a) With a shared expert: SpecialConfig / SpecialInputs (see DispatchSkipsSpecialIds), expert_out coded
 //     (row i of rank g = [16g + i, -(16g + i)]), w = 0.5 for k = 0 and 1 for k = 1.
 //     oriX: r0 t0 [9, 9], t1 [1, 2], t2 [9, 9]; r1 t0 [2, -2], t1 [9, 9]; r2 t0 [9, 9].
-//     alpha1 [1, 2], alpha2 [1, 0.5], V [[4, 8], [2, 2]].
-//     r0 t1 ids {3, 4} (copy, c0): [1, 2] * 0.5 + (1 * [1, 2] + 1 * [4, 8]) * 1 = [5.5, 11]; + shared row
+//     alpha1 = [[1, 0], [0, 1]], alpha2 the same: a1 = a2, so p = (1/2, 1/2); V [[9, 18], [8, -4]].
+//     r0 t1 ids {3, 4} (copy, c0): [1, 2] * 0.5 + ([1, 2] / 2 + [9, 18] / 2) * 1 = [5.5, 11]; + shared row
 //       (rank 0 row 1 = [1, -1]) = [6.5, 10].
-//     r1 t0 ids {5, 1}: c1 = 2 * [2, -2] + 0.5 * [2, 2] = [5, -3], * 0.5 = [2.5, -1.5]; e1 row (1,0,1) = rank 2
+//     r1 t0 ids {5, 1}: c1 = [2, -2] / 2 + [8, -4] / 2 = [5, -3], * 0.5 = [2.5, -1.5]; e1 row (1,0,1) = rank 2
 //       row 1 = [33, -33] -> [35.5, -34.5]; shared rank 0 row 3 = [3, -3] -> [38.5, -37.5].
 //     r2 t0 ids {2, 0}: zero skipped; e0 row (2,0,1) = rank 1 row 2 = [18, -18]; shared rank 0 row 5 = [5, -5]
 //       -> [23, -23].
@@ -956,9 +949,9 @@ TEST(SpecialExperts, TokensWithOnlySpecialExperts) {
       for (int64_t t = 0; t < inputs[g].bs; ++t)
         combine[g].expert_scales.insert(combine[g].expert_scales.end(), {0.5f, 1.0f});
       for (float v : ori_x[g]) combine[g].ori_x.push_back(Bf(v));
-      combine[g].const_alpha1 = {Bf(1), Bf(2)};
-      combine[g].const_alpha2 = {Bf(1), Bf(0.5f)};
-      combine[g].const_v = {Bf(4), Bf(8), Bf(2), Bf(2)};
+      combine[g].const_alpha1 = {Bf(1), Bf(0), Bf(0), Bf(1)};
+      combine[g].const_alpha2 = {Bf(1), Bf(0), Bf(0), Bf(1)};
+      combine[g].const_v = {Bf(9), Bf(18), Bf(8), Bf(-4)};
     }
     const std::vector<CombineOut> outs = Combine(config, inputs, combine);
     EXPECT_EQ(outs[0].written, (std::vector<uint8_t>{1, 1, 1}));
@@ -1027,16 +1020,19 @@ TEST(SpecialExperts, CombineInputSizesChecked) {
   const std::vector<RankInput> inputs = {MakeRank(0, 1, 2, {2}), MakeRank(1, 0, 2, {})};
   std::vector<CombineInput> combine(2);
   combine[0].expert_scales = {1.0f};
-  for (CombineInput& input : combine) {
-    input.const_alpha1 = {Bf(1)};
-    input.const_alpha2 = {Bf(1)};
-    input.const_v = {Bf(1), Bf(2)};
+  for (CombineInput& input : combine) {  // a1 = a2 = oriX[0]: p = (1/2, 1/2)
+    input.const_alpha1 = {Bf(1), Bf(0)};
+    input.const_alpha2 = {Bf(1), Bf(0)};
+    input.const_v = {Bf(5), Bf(8)};
   }
   EXPECT_THROW(Combine(config, inputs, combine), std::invalid_argument);  // ori_x missing on rank 0
   combine[0].ori_x = {Bf(3), Bf(4)};
   EXPECT_EQ(Combine(config, inputs, combine)[0].x, (std::vector<uint16_t>{Bf(4), Bf(6)}));
   combine[1].const_v = {Bf(1)};
   EXPECT_THROW(Combine(config, inputs, combine), std::invalid_argument);  // const_v must hold const * H
+  combine[1].const_v = {Bf(5), Bf(8)};
+  combine[1].const_alpha2 = {Bf(1)};
+  EXPECT_THROW(Combine(config, inputs, combine), std::invalid_argument);  // an alpha must hold const * H
 }
 
 // ------------------------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ Not modelled: elasticInfo (2.8 scale-down), the A2 variants, status codes (viola
 documented rules raise ValueError instead).
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -392,6 +394,9 @@ def _combine_accumulate(expand_x, expert_ids, expert_scales, *, comm_quant_mode,
         raise ValueError("copy / const experts require ori_x")
     if dims.cnst > 0 and any(a is None or b is None or v is None for a, b, v in zip(alpha1, alpha2, const_v)):
         raise ValueError("const experts require both alphas and const_expert_v")
+    if dims.cnst > 0 and any(tuple(a.shape) != (dims.cnst, H) or tuple(b.shape) != (dims.cnst, H)
+                             for a, b in zip(alpha1, alpha2)):
+        raise ValueError("const_expert_alpha_1 / _2 must be (const_expert_num, H)")
 
     # 3.1: the rows each expert rank returns, as the owner will see them, stacked in `returned` (plus a
     # final NaN row: nothing arrives). slot[g][t, kIdx] = the row of `returned` that lands in slot
@@ -434,10 +439,17 @@ def _combine_accumulate(expand_x, expert_ids, expert_scales, *, comm_quant_mode,
         zero_end, copy_end = dims.moe + dims.zero, dims.moe + dims.zero + dims.copy
         ori_f = ori[g].to(_F32) if ori[g] is not None else None
         if dims.cnst > 0:
-            # 3.2 const expert c: v = alpha1[c]*oriX + alpha2[c]*V[c], each product and the sum rounded.
+            # 3.2 const expert c: a_i = sum_h alpha_i[c, h] * oriX[h] (each product rounded, in Sum's order), the
+            # softmax of (a1, a2) with each exp taken in double and rounded to fp32, then v = oriX*p1 + V[c]*p2,
+            # each product and the sum rounded.
             c = (ids - copy_end).clamp(0, dims.cnst - 1)  # clamped only to gather; used where e >= copy_end
-            a1 = alpha1[g].to(_F32)[c]
-            a2 = alpha2[g].to(_F32)[c]
+            d1 = _reduce_sum_tree(alpha1[g].to(_F32)[c] * ori_f[:, None, :])  # (Bs, K)
+            d2 = _reduce_sum_tree(alpha2[g].to(_F32)[c] * ori_f[:, None, :])
+            top = torch.where(d1 > d2, d1, d2)
+            exp = lambda d: torch.tensor([math.exp(v) for v in d.double().flatten().tolist()],  # noqa: E731
+                                         dtype=torch.float64).view(d.shape).to(_F32)
+            e1, e2 = exp(d1 - top), exp(d2 - top)
+            p1, p2 = e1 / (e1 + e2), e2 / (e1 + e2)
             vc = const_v[g].to(_F32)
         acc = torch.zeros(bs, H, dtype=_F32)  # +0.0f: +0 + (-0) = +0 (numerics.md)
         for k in range(K):
@@ -446,7 +458,7 @@ def _combine_accumulate(expand_x, expert_ids, expert_scales, *, comm_quant_mode,
             if dims.copy > 0:
                 v = torch.where(e >= zero_end, ori_f, v)
             if dims.cnst > 0:
-                const_k = a1[:, k:k + 1] * ori_f + a2[:, k:k + 1] * vc[c[:, k]]
+                const_k = ori_f * p1[:, k:k + 1] + vc[c[:, k]] * p2[:, k:k + 1]
                 v = torch.where(e >= copy_end, const_k, v)
             # Zero experts and masked pairs are skipped: acc is kept as is, and their weight (even inf)
             # never meets a value. Multiply, then add: two roundings, never an FMA (3.2).
@@ -481,7 +493,7 @@ def golden_combine(expand_x, expert_ids, expert_scales, *, ep_world_size, moe_ex
     is recomputed from them, which is what assistInfoForCombine / epSendCounts / tpSendCounts encode.
     expert_scales[g]: (Bs, K) fp32; read only for active, unmasked pairs of routed, copy or const experts.
     shared_expert_x[g]: None or (Bs, H) / (d0, d1, H), only with S == 0. ori_x[g]: (Bs, H) (copy/const).
-    const_expert_alpha_1/_2: (const,), const_expert_v: (const, H); expandX's dtype; one tensor for all
+    const_expert_alpha_1/_2, const_expert_v: (const, H); expandX's dtype; one tensor for all
     ranks or a list per rank.
     out: optional list of initial (Bs, H) outputs; rows of inactive tokens keep them (decision 4: never
     written), default zeros.
@@ -534,9 +546,10 @@ def _reduce_sum_in_order(values):
 def golden_combine_add_rms_norm(expand_x, expert_ids, expert_scales, residual_x, gamma, *, ep_world_size,
                                 moe_expert_num, shared_expert_num=1, shared_expert_rank_num=0, tp_world_size=1,
                                 global_bs=0, comm_quant_mode=0, shared_expert_x=None, x_active_mask=None,
-                                norm_eps=1e-6, out=None):
-    """CombineAddRmsNorm, first version (docs/semantics.md 1.4, 3.5): bf16 only, S == 0, commQuantMode 0,
-    no special experts. Arguments as golden_combine, plus residual_x[g]: (Bs, 1, H) bf16, gamma: (H,) bf16
+                                norm_eps=1e-6, zero_expert_num=0, copy_expert_num=0, const_expert_num=0, ori_x=None,
+                                const_expert_alpha_1=None, const_expert_alpha_2=None, const_expert_v=None, out=None):
+    """CombineAddRmsNorm and its V2 (docs/semantics.md 1.4, 3.5): bf16 only, S == 0, commQuantMode 0; special
+    experts as golden_combine. Arguments as golden_combine, plus residual_x[g]: (Bs, 1, H) bf16, gamma: (H,) bf16
     (one tensor or a list per rank), norm_eps: the FLOAT attribute (rounded to fp32).
     out: optional list of initial (y, rstd, x) per rank, kept for inactive tokens (default zeros).
 
@@ -545,15 +558,15 @@ def golden_combine_add_rms_norm(expand_x, expert_ids, expert_scales, residual_x,
     if expand_x[0].dtype != torch.bfloat16:
         raise ValueError("CombineAddRmsNorm is bf16 only")
     if shared_expert_rank_num != 0 or comm_quant_mode != 0:
-        raise ValueError("CombineAddRmsNorm (first version) requires S == 0 and commQuantMode 0")
+        raise ValueError("CombineAddRmsNorm requires S == 0 and commQuantMode 0")
     layout_args = dict(ep_world_size=ep_world_size, moe_expert_num=moe_expert_num,
                        shared_expert_num=shared_expert_num, shared_expert_rank_num=shared_expert_rank_num,
-                       tp_world_size=tp_world_size, global_bs=global_bs, zero_expert_num=0, copy_expert_num=0,
-                       const_expert_num=0)
+                       tp_world_size=tp_world_size, global_bs=global_bs, zero_expert_num=zero_expert_num,
+                       copy_expert_num=copy_expert_num, const_expert_num=const_expert_num)
     accs = _combine_accumulate(expand_x, expert_ids, expert_scales, comm_quant_mode=0,
-                               shared_expert_x=shared_expert_x, x_active_mask=x_active_mask, ori_x=None,
-                               const_expert_alpha_1=None, const_expert_alpha_2=None, const_expert_v=None,
-                               layout_args=layout_args)
+                               shared_expert_x=shared_expert_x, x_active_mask=x_active_mask, ori_x=ori_x,
+                               const_expert_alpha_1=const_expert_alpha_1, const_expert_alpha_2=const_expert_alpha_2,
+                               const_expert_v=const_expert_v, layout_args=layout_args)
     gammas = _per_rank(gamma, len(accs), "gamma")
     eps = _f32(norm_eps)
     results = []

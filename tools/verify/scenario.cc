@@ -193,12 +193,10 @@ ScenarioInputs MakeInputs(const ScenarioSpec& s, std::mt19937_64& rng) {
       m.ori_x.resize(d.bs * c.hidden);
       for (auto& v : m.ori_x) v = RandomHalf(rng, c.dtype);
     }
-    for (auto* alpha : {&m.const_alpha1, &m.const_alpha2}) {
-      alpha->resize(c.const_expert_num);
-      for (auto& v : *alpha) v = RandomHalf(rng, c.dtype);
+    for (auto* row : {&m.const_alpha1, &m.const_alpha2, &m.const_v}) {
+      row->resize(static_cast<size_t>(c.const_expert_num) * c.hidden);
+      for (auto& v : *row) v = RandomHalf(rng, c.dtype);
     }
-    m.const_v.resize(static_cast<size_t>(c.const_expert_num) * c.hidden);
-    for (auto& v : m.const_v) v = RandomHalf(rng, c.dtype);
     if (s.add_rms_norm) {
       m.residual_x.resize(d.bs * c.hidden);
       for (auto& v : m.residual_x) v = RandomHalf(rng, c.dtype);

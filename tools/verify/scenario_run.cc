@@ -305,8 +305,8 @@ RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int 
     combine.shared_expert_x = TensorView(m.shared_expert_x.data(), HalfDType(c), {d.bs, h});
   if (!m.ori_x.empty()) combine.ori_x = TensorView(m.ori_x.data(), HalfDType(c), {d.bs, h});
   if (c.const_expert_num > 0) {
-    combine.const_alpha1 = TensorView(m.const_alpha1.data(), HalfDType(c), {c.const_expert_num});
-    combine.const_alpha2 = TensorView(m.const_alpha2.data(), HalfDType(c), {c.const_expert_num});
+    combine.const_alpha1 = TensorView(m.const_alpha1.data(), HalfDType(c), {c.const_expert_num, h});
+    combine.const_alpha2 = TensorView(m.const_alpha2.data(), HalfDType(c), {c.const_expert_num, h});
     combine.const_v = TensorView(m.const_v.data(), HalfDType(c), {c.const_expert_num, h});
   }
   r.x = Poisoned<uint16_t>(d.bs * h);
