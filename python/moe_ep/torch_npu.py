@@ -297,26 +297,18 @@ def npu_moe_distribute_combine_add_rms_norm(expand_x, expert_ids, expand_idx, ep
                                             comm_alg="", norm_eps=1e-06, zero_expert_num=0, copy_expert_num=0,
                                             const_expert_num=0):
     """Combine, then x = sum + residual_x and y = RMSNorm(x) * gamma (bf16). Returns (y, rstd, x): y and x
-    (Bs, 1, H), rstd (Bs, 1, 1) fp32."""
+    (Bs, 1, H), rstd (Bs, 1, 1) fp32. Runs aclnnMoeDistributeCombineAddRmsNormV2, as torch_npu does: elastic_info
+    and the zero / copy / const experts work as in combine_v2."""
     op = "npu_moe_distribute_combine_add_rms_norm"
     del expand_scales  # as in combine_v2: A3 does not read it
     attrs = _attrs(op, group_ep, group_tp, comm_alg, ep_world_size=ep_world_size, ep_rank_id=ep_rank_id,
                    moe_expert_num=moe_expert_num, tp_world_size=tp_world_size, tp_rank_id=tp_rank_id,
                    expert_shard_type=expert_shard_type, shared_expert_num=shared_expert_num,
                    shared_expert_rank_num=shared_expert_rank_num, global_bs=global_bs, out_dtype=out_dtype,
-                   comm_quant_mode=comm_quant_mode, group_list_type=group_list_type)
+                   comm_quant_mode=comm_quant_mode, group_list_type=group_list_type, zero_expert_num=zero_expert_num,
+                   copy_expert_num=copy_expert_num, const_expert_num=const_expert_num)
     _check_2d(op, expand_x=expand_x, expert_ids=expert_ids)
     _check_common(op, ep_world_size, ep_rank_id, shared_expert_num, shared_expert_rank_num, comm_alg, None)
-    elastic_or_special = {"elastic_info": elastic_info, "ori_x": ori_x, "const_expert_alpha_1": const_expert_alpha_1,
-                          "const_expert_alpha_2": const_expert_alpha_2, "const_expert_v": const_expert_v}
-    for name, t in elastic_or_special.items():
-        if t is not None:
-            _fail(f"{op}: {name} is not supported by moe_ep's CombineAddRmsNorm (its first version, without "
-                  "elastic scale-down or special experts); pass None")
-    for name, n in (("zero_expert_num", zero_expert_num), ("copy_expert_num", copy_expert_num),
-                    ("const_expert_num", const_expert_num)):
-        if n:
-            _fail(f"{op}: {name} = {n} is not supported by moe_ep's CombineAddRmsNorm (no special experts); pass 0")
     if expand_x.dtype not in (torch.bfloat16, torch.float16):
         _fail(f"{op}: expand_x has dtype {expand_x.dtype}; the operator takes bf16 (and fp16, which it then refuses "
               "by its own rule)")
@@ -327,7 +319,9 @@ def npu_moe_distribute_combine_add_rms_norm(expand_x, expert_ids, expand_idx, ep
               "ep_send_counts": ep_send_counts, "expert_scales": expert_scales, "residual_x": residual_x,
               "gamma": gamma, "tp_send_counts": tp_send_counts, "x_active_mask": x_active_mask,
               "activation_scale": activation_scale, "weight_scale": weight_scale, "group_list": group_list,
-              "shared_expert_x": shared_expert_x}
+              "shared_expert_x": shared_expert_x, "elastic_info": elastic_info, "ori_x": ori_x,
+              "const_expert_alpha_1": const_expert_alpha_1, "const_expert_alpha_2": const_expert_alpha_2,
+              "const_expert_v": const_expert_v}
     global_bs_real = _global_bs(global_bs, n, ep_world_size)
     return _cann.combine_add_rms_norm(_tensors.specs(inputs), outputs,
                                       {**attrs, "global_bs": global_bs_real, "norm_eps": float(norm_eps)},

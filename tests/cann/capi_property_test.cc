@@ -3,10 +3,10 @@
 // rows the reference leaves undefined still poisoned. Each case forces one feature and draws the rest:
 // bf16 / fp16, shared experts (n_s 1..2), 1-D and 2-D masks, unequal Bs with globalBs, TP 2, dynamic quant
 // with smooth scales, both expertTokenNumsTypes, commQuantMode 2, sharedExpertX (2-D and 3-D),
-// CombineAddRmsNorm, V3 zero / copy / const experts, strided inputs with offsets, and one thread that
-// launches every rank (switching contexts). Also: rounds with fresh routing on the same communicators, and the
-// same on Atlas A2 (MOE_EP_SOC_NAME=Ascend910B3: A2's rules and expandIdx layout).
-// Replay a run with MOE_EP_TEST_SEED=<printed seed>.
+// CombineAddRmsNorm (V1, and V2 with special experts), V3 zero / copy / const experts, strided inputs with offsets, and
+// one thread that launches every rank (switching contexts). Also: rounds with fresh routing on the same communicators,
+// and the same on Atlas A2 (MOE_EP_SOC_NAME=Ascend910B3: A2's rules and expandIdx layout). Replay a run with
+// MOE_EP_TEST_SEED=<printed seed>.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -40,6 +40,7 @@ enum Feature {
   kCommQuant,
   kSharedX,
   kAddRmsNorm,
+  kAddRmsNormV2,  // with special experts
   kSpecialExperts,
   kStrided,
   kSingleThread,
@@ -73,7 +74,7 @@ CapiCase RandomCase(std::mt19937_64& rng, Feature f, Launch* launch) {
   CapiCase c;
   auto& s = c.spec;
   auto& cfg = s.config;
-  const bool add_rms = f == kAddRmsNorm || Chance(rng, 0.1);
+  const bool add_rms = f == kAddRmsNorm || f == kAddRmsNormV2 || Chance(rng, 0.1);
   cfg.tp_world_size = f == kTp2 || (f != kCommQuant && Chance(rng, 0.12)) ? 2 : 1;
   cfg.ep_world_size = static_cast<int>(Uniform(rng, 2, cfg.tp_world_size == 2 && Chance(rng, 0.8) ? 4 : 8));
   if (!add_rms && !(f == kSharedX) && cfg.ep_world_size >= 3 && (f == kShared || Chance(rng, 0.25))) {
@@ -84,7 +85,7 @@ CapiCase RandomCase(std::mt19937_64& rng, Feature f, Launch* launch) {
   }
   const int local = cfg.tp_world_size == 2 ? 1 : static_cast<int>(Uniform(rng, 1, 4));
   cfg.moe_expert_num = local * (cfg.ep_world_size - cfg.shared_expert_rank_num);
-  const bool special = !add_rms && (f == kSpecialExperts || Chance(rng, 0.12));
+  const bool special = f == kSpecialExperts || f == kAddRmsNormV2 || Chance(rng, 0.12);
   if (special) {
     do {
       cfg.zero_expert_num = static_cast<int>(Uniform(rng, 0, 2));
@@ -92,7 +93,7 @@ CapiCase RandomCase(std::mt19937_64& rng, Feature f, Launch* launch) {
       cfg.const_expert_num = static_cast<int>(Uniform(rng, 0, 2));
     } while (cfg.zero_expert_num + cfg.copy_expert_num + cfg.const_expert_num == 0);
   }
-  c.use_v3 = special || (!add_rms && Chance(rng, 0.2));
+  c.use_v3 = special || Chance(rng, 0.2);  // with AddRmsNorm: its V2
   const int total = cfg.moe_expert_num + cfg.zero_expert_num + cfg.copy_expert_num + cfg.const_expert_num;
   cfg.top_k = static_cast<int>(Uniform(rng, 1, std::min(8, total)));
   cfg.hidden = static_cast<int>(Chance(rng, 0.5) ? Uniform(rng, 1024, 1040) : Uniform(rng, 1024, 1536));

@@ -572,7 +572,17 @@ class Runner {
     const char* group_tp = tp() == 2 ? r.tp_name.c_str() : "";
     aclnnStatus st;
     const char* what = "combine";
-    if (c_.spec.add_rms_norm) {
+    if (c_.spec.add_rms_norm && c_.use_v3) {
+      what = "combineAddRmsNormV2";
+      st = aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
+          r.expert_out.get(), r.ids.get(), r.assist.get(), r.ep_recv.get(), r.combine_scales.get(), r.residual.get(),
+          r.gamma.get(), r.tp_recv.get(), r.mask.get(), nullptr, nullptr, nullptr, nullptr, r.shared_x.get(), nullptr,
+          r.ori_x.get(), r.alpha1.get(), r.alpha2.get(), r.const_v.get(), r.ep_name.c_str(), cfg_.ep_world_size,
+          r.ep_rank, cfg_.moe_expert_num, group_tp, TpAttr(), r.tp_rank, 0, SharedNumAttr(),
+          cfg_.shared_expert_rank_num, cfg_.global_bs, 0, cfg_.comm_quant_mode, c_.group_list_type, CommAlg(),
+          cfg_.norm_eps, cfg_.zero_expert_num, cfg_.copy_expert_num, cfg_.const_expert_num, r.y_out.get(),
+          r.rstd_out.get(), r.x_out.get(), &ws, &exec);
+    } else if (c_.spec.add_rms_norm) {
       what = "combineAddRmsNorm";
       st = aclnnMoeDistributeCombineAddRmsNormGetWorkspaceSize(
           r.expert_out.get(), r.ids.get(), r.assist.get(), r.ep_recv.get(), r.combine_scales.get(), r.residual.get(),
@@ -598,7 +608,8 @@ class Runner {
     }
     if (!Check(r, std::string(what) + " GetWorkspaceSize", st, ws, exec)) return;
     if (c_.spec.add_rms_norm) {
-      st = aclnnMoeDistributeCombineAddRmsNorm(nullptr, 0, exec, r.combine_stream);
+      st = c_.use_v3 ? aclnnMoeDistributeCombineAddRmsNormV2(nullptr, 0, exec, r.combine_stream)
+                     : aclnnMoeDistributeCombineAddRmsNorm(nullptr, 0, exec, r.combine_stream);
     } else {
       st = c_.use_v3 ? aclnnMoeDistributeCombineV3(nullptr, 0, exec, r.combine_stream)
                      : aclnnMoeDistributeCombineV2(nullptr, 0, exec, r.combine_stream);

@@ -16,6 +16,7 @@
 #include "aclnn/aclnn_base.h"
 #include "aclnnop/aclnn_moe_distribute_buffer_reset.h"
 #include "aclnnop/aclnn_moe_distribute_combine_add_rms_norm.h"
+#include "aclnnop/aclnn_moe_distribute_combine_add_rms_norm_v2.h"
 #include "aclnnop/aclnn_moe_distribute_combine_v2.h"
 #include "aclnnop/aclnn_moe_distribute_combine_v3.h"
 #include "aclnnop/aclnn_moe_distribute_dispatch_v2.h"
@@ -142,7 +143,7 @@ class Comms {
 /// How a scenario drives the C API beyond the spec itself.
 struct CapiCase {
   ScenarioSpec spec;                   // config.zero/copy/const_expert_num > 0 need use_v3
-  bool use_v3 = false;                 // DispatchV3 + CombineV3 (CombineAddRmsNorm has no V3 here)
+  bool use_v3 = false;                 // DispatchV3 + CombineV3 (with AddRmsNorm: CombineAddRmsNormV2)
   int no_tp_attr = 0;                  // tpWorldSize passed without TP: 0 or 1 (tpRecvCounts then has that length)
   bool default_shared_num = false;     // pass sharedExpertNum 1 with S == 0 (silently 0)
   bool pass_a2_params = false;         // dispatch expertScalesOptional and expandScalesOut (ignored on A3)

@@ -28,6 +28,7 @@
 #include "aclnn/aclnn_base.h"
 #include "aclnnop/aclnn_moe_distribute_buffer_reset.h"
 #include "aclnnop/aclnn_moe_distribute_combine_add_rms_norm.h"
+#include "aclnnop/aclnn_moe_distribute_combine_add_rms_norm_v2.h"
 #include "aclnnop/aclnn_moe_distribute_combine_v2.h"
 #include "aclnnop/aclnn_moe_distribute_combine_v3.h"
 #include "aclnnop/aclnn_moe_distribute_dispatch_v2.h"
@@ -122,6 +123,9 @@ const std::vector<EntryPoint>& EntryPoints() {
       Status("aclnnMoeDistributeCombineAddRmsNormGetWorkspaceSize", kAclnn,
              &aclnnMoeDistributeCombineAddRmsNormGetWorkspaceSize),
       Status("aclnnMoeDistributeCombineAddRmsNorm", kAclnn, &aclnnMoeDistributeCombineAddRmsNorm),
+      Status("aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize", kAclnn,
+             &aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize),
+      Status("aclnnMoeDistributeCombineAddRmsNormV2", kAclnn, &aclnnMoeDistributeCombineAddRmsNormV2),
       Status("aclnnMoeDistributeBufferResetGetWorkspaceSize", kAclnn, &aclnnMoeDistributeBufferResetGetWorkspaceSize),
       Status("aclnnMoeDistributeBufferReset", kAclnn, &aclnnMoeDistributeBufferReset),
   };
@@ -226,7 +230,7 @@ TEST(Guard, ListIsEveryExportedEntryPoint) {
   ASSERT_FALSE(exported.empty()) << "nm -D found nothing in " << MOE_EP_CANN_LIBRARY;
   for (const std::string& name : exported) EXPECT_EQ(listed.count(name), 1u) << name << " is exported but not listed";
   for (const std::string& name : listed) EXPECT_EQ(exported.count(name), 1u) << name << " is listed but not exported";
-  EXPECT_EQ(listed.size(), 52u);
+  EXPECT_EQ(listed.size(), 54u);
 }
 
 TEST(Guard, EveryEntryPointReportsAThrow) {

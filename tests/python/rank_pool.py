@@ -89,15 +89,16 @@ def dispatch_combine(torch_npu, names, rank, case):
                   shared_expert_x=mine.get("shared_expert_x"), group_tp=group_tp, tp_world_size=tp,
                   tp_rank_id=tp_rank, **_kw(case, "expert_shard_type", "shared_expert_num", "shared_expert_rank_num",
                                             "global_bs"))
+    special = dict(ori_x=mine.get("ori_x"), const_expert_alpha_1=case.get("const_expert_alpha_1"),
+                   const_expert_alpha_2=case.get("const_expert_alpha_2"), const_expert_v=case.get("const_expert_v"),
+                   **_kw(case, "zero_expert_num", "copy_expert_num", "const_expert_num"))
     if "gamma" in case:
         combined = torch_npu.npu_moe_distribute_combine_add_rms_norm(
-            expand_idx=assist, residual_x=mine["residual_x"], gamma=case["gamma"], norm_eps=case["norm_eps"], **common)
+            expand_idx=assist, residual_x=mine["residual_x"], gamma=case["gamma"], norm_eps=case["norm_eps"],
+            **special, **common)
     else:
         combined = torch_npu.npu_moe_distribute_combine_v2(
-            assist_info_for_combine=assist, comm_quant_mode=case.get("comm_quant_mode", 0),
-            ori_x=mine.get("ori_x"), const_expert_alpha_1=case.get("const_expert_alpha_1"),
-            const_expert_alpha_2=case.get("const_expert_alpha_2"), const_expert_v=case.get("const_expert_v"),
-            **_kw(case, "zero_expert_num", "copy_expert_num", "const_expert_num"), **common)
+            assist_info_for_combine=assist, comm_quant_mode=case.get("comm_quant_mode", 0), **special, **common)
     return {"dispatch": out, "combine": combined}
 
 

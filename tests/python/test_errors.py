@@ -97,11 +97,11 @@ def test_combine_rejects_int32_expand_x(name):
             torch.zeros(4, dtype=torch.int32), torch.zeros(4, 2), name, 2, 0, 4)
 
 
-def test_add_rms_norm_rejects_special_experts(name):
-    with pytest.raises(moe_ep.InvalidArgumentError, match="const_expert_num = 1"):
+def test_add_rms_norm_const_experts_need_ori_x(name):
+    with pytest.raises(moe_ep.InvalidArgumentError, match="oriX.*required when constExpertNum > 0"):
         torch_npu.npu_moe_distribute_combine_add_rms_norm(
             torch.zeros(8, 1024, dtype=torch.bfloat16), torch.zeros(4, 2, dtype=torch.int32),
-            torch.zeros(8, dtype=torch.int32), torch.zeros(4, dtype=torch.int32), torch.zeros(4, 2),
+            torch.zeros(2048, dtype=torch.int32), torch.zeros(4, dtype=torch.int32), torch.zeros(4, 2),
             torch.zeros(4, 1, 1024, dtype=torch.bfloat16), torch.zeros(1024, dtype=torch.bfloat16), name, 2, 0, 4,
             const_expert_num=1)
 

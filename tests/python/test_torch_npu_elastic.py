@@ -1,13 +1,13 @@
 # moe_ep.torch_npu on 16 thread ranks (thread_comm_names): a round with every rank, then rank 15 stops; the survivors
-# run npu_moe_distribute_buffer_reset with the reachable mask and dispatch / combine with elastic_info (V3 scale-down),
-# bit for bit against the golden model of a 15-rank group.
+# run npu_moe_distribute_buffer_reset with the reachable mask and dispatch / combine / combine_add_rms_norm with
+# elastic_info (V3 scale-down), bit for bit against the golden model of a 15-rank group.
 import torch
 
 import moe_ep.distributed as md
 import moe_ep.torch_npu as torch_npu
 from bitwise import assert_bits, assert_poison
 from thread_ranks import on_threads
-from torch_golden import golden_combine, golden_dispatch
+from torch_golden import golden_combine, golden_combine_add_rms_norm, golden_dispatch
 
 E, BS, H, K = 16, 2, 1024, 2
 
@@ -21,6 +21,8 @@ def test_survivors_scale_down_with_elastic_info(seed):
     # After the scale-down expert ids index the 15 survivors' experts (one each).
     ids = [torch.stack([torch.randperm(E - 1, generator=g)[:K] for _ in range(BS)]).to(torch.int32) for _ in range(E)]
     outs = [torch.randn(BS * E * K, H, generator=g).to(torch.bfloat16) for _ in range(E)]
+    residual = [torch.randn(BS, 1, H, generator=g).to(torch.bfloat16) for _ in range(E)]
+    gamma = torch.randn(H, generator=g).to(torch.bfloat16)
     reachable = torch.tensor([1] * (E - 1) + [0], dtype=torch.int32)
     elastic = torch.tensor([1, E - 1, 0, E - 1] + list(range(E - 1)) + [-1] + list(range(E - 1)) + [-1],
                            dtype=torch.int32)
@@ -37,7 +39,10 @@ def test_survivors_scale_down_with_elastic_info(seed):
         d = torch_npu.npu_moe_distribute_dispatch_v2(x[r], ids[r], elastic_info=elastic, **common)
         y = torch_npu.npu_moe_distribute_combine_v2(outs[r][: d[0].shape[0]], ids[r], d[2], d[4], w[r],
                                                     tp_send_counts=d[5], elastic_info=elastic, **common)
-        return d, y
+        normed = torch_npu.npu_moe_distribute_combine_add_rms_norm(outs[r][: d[0].shape[0]], ids[r], d[2], d[4], w[r],
+                                                                   residual[r], gamma, tp_send_counts=d[5],
+                                                                   elastic_info=elastic, **common)
+        return d, y, normed
 
     try:
         results = on_threads(E, rank_main)
@@ -46,8 +51,10 @@ def test_survivors_scale_down_with_elastic_info(seed):
     n = E - 1
     want = golden_dispatch(x[:n], ids[:n], ep_world_size=n, moe_expert_num=n, shared_expert_num=0)
     want_y = golden_combine(outs[:n], ids[:n], w[:n], ep_world_size=n, moe_expert_num=n, shared_expert_num=0)
+    want_norm = golden_combine_add_rms_norm(outs[:n], ids[:n], w[:n], residual[:n], gamma, ep_world_size=n,
+                                            moe_expert_num=n, shared_expert_num=0)
     for r in range(n):
-        d, y = results[r]
+        d, y, normed = results[r]
         rows, tag = want[r]["rows"], f"seed {seed} survivor {r}"
         assert_bits(d[0][:rows], want[r]["expand_x"], f"{tag} expand_x")
         assert_poison(d[0][rows:], f"{tag} expand_x past its {rows} rows")
@@ -57,3 +64,5 @@ def test_survivors_scale_down_with_elastic_info(seed):
         assert_bits(d[4][:n], want[r]["ep_recv_counts"], f"{tag} ep_recv_counts")
         assert_poison(d[4][n:], f"{tag} ep_recv_counts past the {n} survivors' entries")
         assert_bits(y, want_y[r], f"{tag} combine")
+        for name, ours, gold in zip(("y", "rstd", "x"), normed, want_norm[r]):
+            assert_bits(ours, gold, f"{tag} combine_add_rms_norm {name}")

@@ -103,15 +103,14 @@ def check(pool, case, job="dispatch_combine"):
     combine_args = dict(ep_world_size=ep_size, moe_expert_num=case["moe_expert_num"], tp_world_size=max(tp, 1),
                         x_active_mask=masks if any(m is not None for m in masks) else None,
                         shared_expert_x=None, **layout)
+    special = dict(ori_x=per("ori_x"), const_expert_alpha_1=case.get("const_expert_alpha_1"),
+                   const_expert_alpha_2=case.get("const_expert_alpha_2"), const_expert_v=case.get("const_expert_v"))
     if "gamma" in case:
         want_c = golden_combine_add_rms_norm(outs, per("expert_ids"), per("expert_scales"), per("residual_x"),
-                                             case["gamma"], norm_eps=case["norm_eps"], **combine_args)
+                                             case["gamma"], norm_eps=case["norm_eps"], **special, **combine_args)
     else:
         want_c = golden_combine(outs, per("expert_ids"), per("expert_scales"),
-                                comm_quant_mode=case.get("comm_quant_mode", 0), ori_x=per("ori_x"),
-                                const_expert_alpha_1=case.get("const_expert_alpha_1"),
-                                const_expert_alpha_2=case.get("const_expert_alpha_2"),
-                                const_expert_v=case.get("const_expert_v"), **combine_args)
+                                comm_quant_mode=case.get("comm_quant_mode", 0), **special, **combine_args)
     for g, w in enumerate(order):
         tag = f"seed {case['seed']} rank {w}"
         active = active_tokens(case["ranks"][w]["x"].shape[0], case["ranks"][w].get("x_active_mask"))
@@ -137,6 +136,8 @@ CASES = {
     "tp2": dict(tp_world_size=2, moe_expert_num=2, top_k=2),
     "tp2_quant_int8": dict(tp_world_size=2, moe_expert_num=2, top_k=2, quant_mode=2),
     "combine_add_rms_norm": dict(norm_eps=1e-6),
+    "combine_add_rms_norm_special_experts": dict(norm_eps=1e-5, zero_expert_num=1, copy_expert_num=1,
+                                                 const_expert_num=2, top_k=6, mask="pairs"),
 }
 
 

@@ -1,8 +1,10 @@
-// aclnnMoeDistributeCombineV2 / V3 / AddRmsNorm: docs/semantics.md 1.1 wrapper checks (161001, group-name lengths
-// 161002), dtypes (161002), the A3 or A2 (docs/a2.md) tiling rules (561002), then the engine's combine on the stream.
+// aclnnMoeDistributeCombineV2 / V3 / AddRmsNorm / AddRmsNormV2: docs/semantics.md 1.1 wrapper checks (161001,
+// group-name lengths 161002), dtypes (161002), the A3 or A2 (docs/a2.md) tiling rules (561002), then the engine's
+// combine on the stream.
 #include <cstring>
 
 #include "aclnnop/aclnn_moe_distribute_combine_add_rms_norm.h"
+#include "aclnnop/aclnn_moe_distribute_combine_add_rms_norm_v2.h"
 #include "aclnnop/aclnn_moe_distribute_combine_v2.h"
 #include "aclnnop/aclnn_moe_distribute_combine_v3.h"
 #include "cann/aclnn/executor.h"
@@ -29,11 +31,11 @@ struct CombineArgs {
   const aclTensor* group_list = nullptr;
   const aclTensor* expand_scales = nullptr;
   const aclTensor* shared_expert_x = nullptr;
-  const aclTensor* elastic_info = nullptr;  // V3
-  const aclTensor* ori_x = nullptr;         // V3
-  const aclTensor* const_alpha1 = nullptr;  // V3
-  const aclTensor* const_alpha2 = nullptr;  // V3
-  const aclTensor* const_v = nullptr;       // V3
+  const aclTensor* elastic_info = nullptr;  // V3, AddRmsNormV2
+  const aclTensor* ori_x = nullptr;         // V3, AddRmsNormV2
+  const aclTensor* const_alpha1 = nullptr;  // V3, AddRmsNormV2
+  const aclTensor* const_alpha2 = nullptr;  // V3, AddRmsNormV2
+  const aclTensor* const_v = nullptr;       // V3, AddRmsNormV2
   GroupAttributes attributes;
   int64_t out_dtype = 0;
   int64_t comm_quant_mode = 0;
@@ -157,6 +159,7 @@ namespace {
 constexpr char kV2[] = "aclnnMoeDistributeCombineV2";
 constexpr char kV3[] = "aclnnMoeDistributeCombineV3";
 constexpr char kAddRmsNorm[] = "aclnnMoeDistributeCombineAddRmsNorm";
+constexpr char kAddRmsNormV2[] = "aclnnMoeDistributeCombineAddRmsNormV2";
 }  // namespace
 
 extern "C" {
@@ -317,6 +320,71 @@ aclnnStatus aclnnMoeDistributeCombineAddRmsNormGetWorkspaceSize(
 aclnnStatus aclnnMoeDistributeCombineAddRmsNorm(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
   return Guarded("aclnnMoeDistributeCombineAddRmsNorm", ApiFamily::kAclnn,
                  [&] { return LaunchExecutor(kAddRmsNorm, executor, stream); });
+}
+
+aclnnStatus aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
+    const aclTensor* expandX, const aclTensor* expertIds, const aclTensor* assistInfoForCombine,
+    const aclTensor* epSendCounts, const aclTensor* expertScales, const aclTensor* residualX, const aclTensor* gamma,
+    const aclTensor* tpSendCountsOptional, const aclTensor* xActiveMaskOptional,
+    const aclTensor* activationScaleOptional, const aclTensor* weightScaleOptional, const aclTensor* groupListOptional,
+    const aclTensor* expandScalesOptional, const aclTensor* sharedExpertXOptional, const aclTensor* elasticInfoOptional,
+    const aclTensor* oriXOptional, const aclTensor* constExpertAlpha1Optional,
+    const aclTensor* constExpertAlpha2Optional, const aclTensor* constExpertVOptional, const char* groupEp,
+    int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum, const char* groupTp, int64_t tpWorldSize,
+    int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBs,
+    int64_t outDtype, int64_t commQuantMode, int64_t groupListType, const char* commAlg, float normEps,
+    int64_t zeroExpertNum, int64_t copyExpertNum, int64_t constExpertNum, aclTensor* yOut, aclTensor* rstdOut,
+    aclTensor* xOut, uint64_t* workspaceSize, aclOpExecutor** executor) {
+  return Guarded("aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize", ApiFamily::kAclnn, [&] {
+    const CombineArgs args{.expand_x = expandX,
+                           .expert_ids = expertIds,
+                           .assist_info = assistInfoForCombine,
+                           .ep_send_counts = epSendCounts,
+                           .expert_scales = expertScales,
+                           .residual_x = residualX,
+                           .gamma = gamma,
+                           .tp_send_counts = tpSendCountsOptional,
+                           .x_active_mask = xActiveMaskOptional,
+                           .activation_scale = activationScaleOptional,
+                           .weight_scale = weightScaleOptional,
+                           .group_list = groupListOptional,
+                           .expand_scales = expandScalesOptional,
+                           .shared_expert_x = sharedExpertXOptional,
+                           .elastic_info = elasticInfoOptional,
+                           .ori_x = oriXOptional,
+                           .const_alpha1 = constExpertAlpha1Optional,
+                           .const_alpha2 = constExpertAlpha2Optional,
+                           .const_v = constExpertVOptional,
+                           .attributes = {.group_ep = groupEp,
+                                          .ep_world_size = epWorldSize,
+                                          .ep_rank_id = epRankId,
+                                          .moe_expert_num = moeExpertNum,
+                                          .group_tp = groupTp,
+                                          .tp_world_size = tpWorldSize,
+                                          .tp_rank_id = tpRankId,
+                                          .expert_shard_type = expertShardType,
+                                          .shared_expert_num = sharedExpertNum,
+                                          .shared_expert_rank_num = sharedExpertRankNum,
+                                          .global_bs = globalBs,
+                                          .zero_expert_num = zeroExpertNum,
+                                          .copy_expert_num = copyExpertNum,
+                                          .const_expert_num = constExpertNum},
+                           .out_dtype = outDtype,
+                           .comm_quant_mode = commQuantMode,
+                           .group_list_type = groupListType,
+                           .comm_alg = commAlg,
+                           .norm_eps = normEps,
+                           .y = yOut,
+                           .rstd = rstdOut,
+                           .x = xOut};
+    return BuildExecutor(kAddRmsNormV2, workspaceSize, executor,
+                         [&] { return BuildCombine(kAddRmsNormV2, args, true); });
+  });
+}
+
+aclnnStatus aclnnMoeDistributeCombineAddRmsNormV2(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
+  return Guarded("aclnnMoeDistributeCombineAddRmsNormV2", ApiFamily::kAclnn,
+                 [&] { return LaunchExecutor(kAddRmsNormV2, executor, stream); });
 }
 
 }  // extern "C"
