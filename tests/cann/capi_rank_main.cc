@@ -21,6 +21,11 @@
 //                                  no quantization); round 2 runs V3 with the data type, quantization, smooth
 //                                  scales and active mask drawn from SEED. Each rank compares every output
 //                                  with the reference bit for bit.
+//   capi_rank_main mpi-wrong-size  under mpirun: the last rank passes twice the group's size (and a rank
+//                                  past the others' size) to HcclCommInitRootInfo; every rank must fail at
+//                                  once naming it (the root refuses the group and tells the others why), not
+//                                  after HCCL_CONNECT_TIMEOUT (set to 60 s, past which a member would fail
+//                                  with a timeout instead). Prints "rank R: failed ... with: <error> OK" when it does.
 #include <unistd.h>
 
 #include <algorithm>
@@ -198,6 +203,35 @@ int RootInfoJob(uint64_t seed, RootShare share) {
 }
 
 #ifdef MOE_EP_TEST_MPI
+// mpi-wrong-size (see the top of the file).
+int WrongSizeJob() {
+  MPI_Init(nullptr, nullptr);
+  int rank = -1, world = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  setenv("HCCL_CONNECT_TIMEOUT", "60", 1);
+  HcclRootInfo root{};
+  if (aclInit(nullptr) != ACL_SUCCESS || aclrtSetDevice(std::max(EnvInt("OMPI_COMM_WORLD_LOCAL_RANK"), 0)) != 0 ||
+      (rank == 0 && HcclGetRootInfo(&root) != HCCL_SUCCESS)) {
+    std::printf("rank %d FAIL: set-up: %s\n", rank, RecentErrMsg().c_str());
+    return 1;
+  }
+  MPI_Bcast(root.internal, sizeof(root.internal), MPI_CHAR, 0, MPI_COMM_WORLD);
+  const bool wrong = rank == world - 1;
+  HcclComm comm = nullptr;
+  const auto start = std::chrono::steady_clock::now();
+  const HcclResult joined = HcclCommInitRootInfo(wrong ? 2 * world : world, &root, wrong ? world : rank, &comm);
+  const std::string message = RecentErrMsg();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const std::string named = "world rank " + std::to_string(world - 1) + " joined as group rank " +
+                            std::to_string(world) + " of a " + std::to_string(world) + "-rank group";
+  const bool ok = joined != HCCL_SUCCESS && message.find(named) != std::string::npos && seconds < 30;
+  std::printf("rank %d: failed after %.1f s with: %s %s\n", rank, seconds, message.c_str(), ok ? "OK" : "FAIL");
+  std::fflush(stdout);
+  MPI_Finalize();
+  return ok ? 0 : 1;
+}
+
 // The seed sample's configuration across processes (see the top of the file); world = 2E.
 int SeedSampleJob(uint64_t seed, int hidden, int64_t bs) {
   MPI_Init(nullptr, nullptr);
@@ -299,13 +333,13 @@ int SeedSampleJob(uint64_t seed, int hidden, int64_t bs) {
 
 int main(int argc, char** argv) {
   const std::string mode = argc >= 2 ? argv[1] : "";
-  const bool usage_ok =
-      ((mode == "rootinfo" || mode == "mpi") && argc == 3) || (mode == "mpi-seed-sample" && argc == 5);
+  const bool usage_ok = ((mode == "rootinfo" || mode == "mpi") && argc == 3) ||
+                        (mode == "mpi-seed-sample" && argc == 5) || (mode == "mpi-wrong-size" && argc == 2);
   if (!usage_ok) {
     std::fprintf(stderr,
                  "usage: moe-ep launch -n N -- %s rootinfo SEED\n       mpirun -np N %s mpi SEED\n"
-                 "       mpirun -np 2E %s mpi-seed-sample SEED H BS\n",
-                 argv[0], argv[0], argv[0]);
+                 "       mpirun -np 2E %s mpi-seed-sample SEED H BS\n       mpirun -np N %s mpi-wrong-size\n",
+                 argv[0], argv[0], argv[0], argv[0]);
     return 2;
   }
 #ifndef MOE_EP_TEST_MPI
@@ -317,6 +351,7 @@ int main(int argc, char** argv) {
   if (mode == "mpi-seed-sample") {
     return SeedSampleJob(std::strtoull(argv[2], nullptr, 10), std::atoi(argv[3]), std::atoll(argv[4]));
   }
+  if (mode == "mpi-wrong-size") return WrongSizeJob();
 #endif
   return RootInfoJob(std::strtoull(argv[2], nullptr, 10), mode == "mpi" ? RootShare::kMpi : RootShare::kFile);
 }

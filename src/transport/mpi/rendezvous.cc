@@ -7,6 +7,7 @@
 #include <mutex>
 #include <set>
 #include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -21,12 +22,13 @@ namespace {
 // while groups are being formed).
 constexpr int kRendezvousTag = 0x6D65;
 
-// Joins received by a root ("J token rank world") and member lists received by members ("R token w0
-// w1 ..."), by token.
+// Joins received by a root ("J token rank world"), member lists received by members ("R token w0 w1 ...") and
+// a root's refusal of the group ("E token message"), by token.
 struct Mailbox {
   std::mutex mu;
   std::map<std::string, std::map<int, int>> joins;  // token -> group rank -> world rank
   std::map<std::string, std::vector<int>> members;  // token -> world rank of each group rank
+  std::map<std::string, std::string> refusals;      // token -> why the root refused the group
 };
 
 Mailbox& Box() {
@@ -68,6 +70,8 @@ void Poll() {
     } else if (kind == "R") {
       std::vector<int>& list = box.members[token];
       for (int world; in >> world;) list.push_back(world);
+    } else if (kind == "E") {
+      std::getline(in >> std::ws, box.refusals[token]);
     }
   }
 }
@@ -123,13 +127,13 @@ std::unique_ptr<Window> JoinRootInfoGroup(const std::string& token, int root, in
         "every rank of the group to join the root");
     std::string reply = "R " + token;
     std::vector<int> members;
+    std::string refusal;
     {
       std::lock_guard lock(box.mu);
       for (const auto& [r, w] : box.joins[token]) {
-        if (r < 0 || r >= size) {
-          throw Error(ErrorCode::kInvalidConfig, "HcclCommInitRootInfo: a rank joined as group rank " +
-                                                     std::to_string(r) + " of a " + std::to_string(size) +
-                                                     "-rank group");
+        if ((r < 0 || r >= size) && refusal.empty()) {
+          refusal = "world rank " + std::to_string(w) + " joined as group rank " + std::to_string(r) + " of a " +
+                    std::to_string(size) + "-rank group (the root's size); every rank must pass the same size";
         }
         members.push_back(w);
         reply += ' ';
@@ -137,15 +141,34 @@ std::unique_ptr<Window> JoinRootInfoGroup(const std::string& token, int root, in
       }
       box.joins.erase(token);
     }
-    for (int w : members) SendText(reply, w);
+    if (!refusal.empty()) {  // the members hear why at once, instead of waiting out HCCL_CONNECT_TIMEOUT
+      for (int w : members) {
+        if (w != world) SendText("E " + token + " " + refusal, w);
+      }
+      throw Error(ErrorCode::kInvalidConfig, "HcclCommInitRootInfo: " + refusal);
+    }
+    // Its own copy goes straight into the mailbox: a blocking send to itself waits for a receive this thread would
+    // post only after it, which MPI needs to complete a message past its eager size (long member lists).
+    for (int w : members) {
+      if (w != world) SendText(reply, w);
+    }
+    std::lock_guard lock(box.mu);
+    box.members[token] = members;
   }
   Mailbox& box = Box();
   PollUntil(
-      deadline, [&] { return box.members.count(token) > 0; }, [] { return std::vector<int>{}; },
+      deadline, [&] { return box.members.count(token) > 0 || box.refusals.count(token) > 0; },
+      [] { return std::vector<int>{}; },
       "the root (world rank " + std::to_string(root) + ") to answer with the group's members");
   std::vector<int> members;
   {
     std::lock_guard lock(box.mu);
+    if (const auto refused = box.refusals.find(token); refused != box.refusals.end()) {
+      const std::string why = refused->second;
+      box.refusals.erase(refused);
+      throw Error(ErrorCode::kInvalidConfig,
+                  "HcclCommInitRootInfo: the root (world rank " + std::to_string(root) + ") refused the group: " + why);
+    }
     members = box.members[token];
     box.members.erase(token);
   }
