@@ -62,18 +62,8 @@ GroupOptions WithDefaultsJoiningOverMpi(const GroupOptions& options,
   };
   if (o.timeout.count() <= 0) read(o.timeout, DefaultTimeout, "MOE_EP_TIMEOUT_MS");
   if (o.window_bytes == 0) read(o.window_bytes, DefaultWindowBytes, "MOE_EP_WINDOW_MB");
-  // Read again once the group is made (ops::Communicator, the shared-memory window): checked here, so that a
-  // value one rank refuses fails the join on every rank, not that rank alone after it.
-  DataPath data_path;
-  env::CrossMemory cross_memory;
-  int threads;
-  uint64_t thread_min_bytes;
-  read(data_path, env::DataPathChoice, "MOE_EP_DATA_PATH");
-  read(cross_memory, env::CrossMemoryChoice, "MOE_EP_CROSS_MEMORY");
-  read(
-      threads, [] { return env::Threads(1); }, "MOE_EP_THREADS");
-  read(
-      thread_min_bytes, [] { return env::ThreadMinBytes(0); }, "MOE_EP_THREAD_MIN_BYTES");
+  if (auto r = env::RefusedCommunicatorVariable(); r && !refused)
+    refused = transport::RefusedSetting{r->variable, r->error};
   return o;
 }
 #endif

@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "moe_ep/error.h"
 #include "moe_ep/group.h"
 
 namespace moe_ep::env {
@@ -40,6 +41,16 @@ enum class CrossMemory : uint8_t {
 };
 /// Anything but "0", "1" and "auto" throws Error (161002) naming the variable and the three values.
 CrossMemory CrossMemoryChoice();
+
+/// A variable refused and the error reading it threw.
+struct Refusal {
+  std::string variable;
+  Error error;
+};
+/// Reads the variables every group's communicator reads when it is made (MOE_EP_DATA_PATH, MOE_EP_CROSS_MEMORY,
+/// MOE_EP_THREADS, MOE_EP_THREAD_MIN_BYTES): the first refused, or nothing. A join across processes checks them
+/// first, so that a value one rank refuses fails every rank at the join instead of that rank alone after it.
+std::optional<Refusal> RefusedCommunicatorVariable();
 /// MOE_EP_ISA: the kernels' instruction set by name, nullopt to use the best the CPU has.
 std::optional<std::string> KernelIsa();
 /// MOE_EP_DEVICE_COUNT: the C API's virtual devices (default 16).

@@ -416,10 +416,11 @@ void CheckSpecialExpertInputs(const Checker& ck, const MoeConfig& c, const Combi
     ck.Shape(t.ori_x.dim() == 2 && t.ori_x.shape[0] == c.bs && t.ori_x.shape[1] == c.hidden, t.ori_x, "oriX",
              "shape must be (Bs, H) = (", c.bs, ", ", c.hidden, ")");
   }
+  // Checked whenever given, as CANN's tiling does (with constExpertNum 0 too: a (0, H) tensor passes).
   for (const auto& [v, name] : {std::pair{&t.const_alpha1, "constExpertAlpha1"},
                                 {&t.const_alpha2, "constExpertAlpha2"},
                                 {&t.const_v, "constExpertV"}}) {
-    if (!need_const) break;
+    if (!v->present()) continue;
     ck.Shape(v->dim() == 2 && v->shape[0] == c.const_expert_num && v->shape[1] == c.hidden, *v, name,
              "shape must be (constExpertNum, H) = (", c.const_expert_num, ", ", c.hidden, ")");
   }

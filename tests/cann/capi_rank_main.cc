@@ -21,11 +21,13 @@
 //                                  no quantization); round 2 runs V3 with the data type, quantization, smooth
 //                                  scales and active mask drawn from SEED. Each rank compares every output
 //                                  with the reference bit for bit.
-//   capi_rank_main mpi-wrong-size  under mpirun: the last rank passes twice the group's size (and a rank
-//                                  past the others' size) to HcclCommInitRootInfo; every rank must fail at
+//   capi_rank_main mpi-wrong-join size|rank
+//                                  under mpirun: the last rank passes HcclCommInitRootInfo twice the group's
+//                                  size (size), or rank 0 (rank: two ranks claim it); every rank must fail at
 //                                  once naming it (the root refuses the group and tells the others why), not
 //                                  after HCCL_CONNECT_TIMEOUT (set to 60 s, past which a member would fail
-//                                  with a timeout instead). Prints "rank R: failed ... with: <error> OK" when it does.
+//                                  with a timeout instead) nor hang in MPI. Prints "rank R: failed ... with:
+//                                  <error> OK" when it does.
 #include <unistd.h>
 
 #include <algorithm>
@@ -203,8 +205,8 @@ int RootInfoJob(uint64_t seed, RootShare share) {
 }
 
 #ifdef MOE_EP_TEST_MPI
-// mpi-wrong-size (see the top of the file).
-int WrongSizeJob() {
+// mpi-wrong-join (see the top of the file).
+int WrongJoinJob(const std::string& kind) {
   MPI_Init(nullptr, nullptr);
   int rank = -1, world = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -218,13 +220,16 @@ int WrongSizeJob() {
   }
   MPI_Bcast(root.internal, sizeof(root.internal), MPI_CHAR, 0, MPI_COMM_WORLD);
   const bool wrong = rank == world - 1;
+  const bool size = kind == "size";
   HcclComm comm = nullptr;
   const auto start = std::chrono::steady_clock::now();
-  const HcclResult joined = HcclCommInitRootInfo(wrong ? 2 * world : world, &root, wrong ? world : rank, &comm);
+  const HcclResult joined =
+      HcclCommInitRootInfo(wrong && size ? 2 * world : world, &root, wrong && !size ? 0 : rank, &comm);
   const std::string message = RecentErrMsg();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const std::string named = "world rank " + std::to_string(world - 1) + " joined as group rank " +
-                            std::to_string(world) + " of a " + std::to_string(world) + "-rank group";
+  const std::string named = size ? "world rank " + std::to_string(world - 1) + " was given a group of " +
+                                       std::to_string(2 * world) + " ranks, the root one of " + std::to_string(world)
+                                 : std::string("both joined as group rank 0");
   const bool ok = joined != HCCL_SUCCESS && message.find(named) != std::string::npos && seconds < 30;
   std::printf("rank %d: failed after %.1f s with: %s %s\n", rank, seconds, message.c_str(), ok ? "OK" : "FAIL");
   std::fflush(stdout);
@@ -334,11 +339,11 @@ int SeedSampleJob(uint64_t seed, int hidden, int64_t bs) {
 int main(int argc, char** argv) {
   const std::string mode = argc >= 2 ? argv[1] : "";
   const bool usage_ok = ((mode == "rootinfo" || mode == "mpi") && argc == 3) ||
-                        (mode == "mpi-seed-sample" && argc == 5) || (mode == "mpi-wrong-size" && argc == 2);
+                        (mode == "mpi-seed-sample" && argc == 5) || (mode == "mpi-wrong-join" && argc == 3);
   if (!usage_ok) {
     std::fprintf(stderr,
                  "usage: moe-ep launch -n N -- %s rootinfo SEED\n       mpirun -np N %s mpi SEED\n"
-                 "       mpirun -np 2E %s mpi-seed-sample SEED H BS\n       mpirun -np N %s mpi-wrong-size\n",
+                 "       mpirun -np 2E %s mpi-seed-sample SEED H BS\n       mpirun -np N %s mpi-wrong-join size|rank\n",
                  argv[0], argv[0], argv[0], argv[0]);
     return 2;
   }
@@ -351,7 +356,7 @@ int main(int argc, char** argv) {
   if (mode == "mpi-seed-sample") {
     return SeedSampleJob(std::strtoull(argv[2], nullptr, 10), std::atoi(argv[3]), std::atoll(argv[4]));
   }
-  if (mode == "mpi-wrong-size") return WrongSizeJob();
+  if (mode == "mpi-wrong-join") return WrongJoinJob(argv[2]);
 #endif
   return RootInfoJob(std::strtoull(argv[2], nullptr, 10), mode == "mpi" ? RootShare::kMpi : RootShare::kFile);
 }

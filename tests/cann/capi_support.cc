@@ -421,8 +421,8 @@ void RouteSpecialExperts(const CapiCase& c, std::mt19937_64& rng, ScenarioInputs
     m.const_alpha1.resize(cfg.const_expert_num * h);
     m.const_alpha2.resize(cfg.const_expert_num * h);
     m.const_v.resize(cfg.const_expert_num * h);
-    for (auto& v : m.const_alpha1) v = RandomHalf(rng, cfg.dtype);
-    for (auto& v : m.const_alpha2) v = RandomHalf(rng, cfg.dtype);
+    for (auto& v : m.const_alpha1) v = moe_ep::verify::RandomCoefficientHalf(rng, cfg.dtype);
+    for (auto& v : m.const_alpha2) v = moe_ep::verify::RandomCoefficientHalf(rng, cfg.dtype);
     for (auto& v : m.const_v) v = RandomHalf(rng, cfg.dtype);
   }
 }

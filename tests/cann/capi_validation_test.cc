@@ -410,6 +410,9 @@ std::vector<Rule<C>> CombineRules() {
        {"constExpertAlpha1", "(constExpertNum, H)"}, {}, v3},
       {"ConstExpertAlpha2WrongH", All<C>({const_inputs, Make(&C::alpha2, ACL_BF16, {1, 1000})}), kTiling,
        {"constExpertAlpha2"}, {"1000"}, v3},
+      // Given without const experts, a const tensor must still be (constExpertNum = 0, H), as CANN's tiling checks.
+      {"ConstExpertVGivenWithoutConstExperts", Make(&C::const_v, ACL_BF16, {1, kH}), kTiling,
+       {"constExpertV", "(constExpertNum, H) = (0, "}, {}, v3},
       {"OriXWrongShape", All<C>({Set(&C::copy, 1), Make(&C::ori_x, ACL_BF16, {3, kH})}), kTiling, {"oriX"}, {"3"},
        v3},
       {"ZeroExpertNumNegative", Set(&C::zero, -1), kTiling, {"zeroExpertNum"}, {"-1"}, v3},

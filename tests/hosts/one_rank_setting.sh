@@ -3,8 +3,8 @@
 # one_rank_setting.sh EXPECT NP VAR VALUE PROGRAM ARGS... runs PROGRAM on NP ranks (hosts of 2) with VAR=VALUE on
 # rank 1 alone, with mpirun told not to end the job when a rank fails (as README's main job runs it). It passes
 # when the job ends within the deadline and
-#   EXPECT = every-rank-fails: every rank's error names VAR, and some error names VALUE (a value rank 1 refuses,
-#            or one that differs from the others');
+#   EXPECT = every-rank-fails: every rank's error (a line with "error" or "FAIL") names VAR, and some names VALUE (a
+#            value rank 1 refuses, or one that differs from the others');
 #   EXPECT = job-ends:         the job fails (a rank that failed after the join ended it).
 # (mpirun exits 0 when ranks fail on their own under orte_abort_on_non_zero_status 0, and not 0 when one aborts the
 # job.) HOSTS_SPLIT (default 2) sets MOE_EP_HOSTS_SPLIT for every rank.
@@ -27,8 +27,8 @@ if [[ $status -eq 124 || $status -eq 137 ]]; then
 fi
 case $expect in
   every-rank-fails)
-    errors=$(grep -c "error .*$var" "$tmp/out" || true)
-    named=$(grep -c "error .*\($var.*$value\|$value.*$var\)" "$tmp/out" || true)
+    errors=$(grep -cE "(error|FAIL).*$var" "$tmp/out" || true)
+    named=$(grep -cE "(error|FAIL).*($var.*$value|$value.*$var)" "$tmp/out" || true)
     if [[ $errors -ne $np || $named -lt 1 ]]; then
       echo "FAIL: mpirun exited $status; $errors of $np ranks' errors name $var, $named name $value too"
       exit 1

@@ -358,11 +358,16 @@ def test_add_rms_norm_known_row():
 
 
 def test_add_rms_norm_reduce_sum_order():
-    # H = 64, (xs*xs)/64 = [2^24, 1 x 63]: the halving tree gives 2^24 + 62 (left to right would give 2^24).
-    row = [2.0 ** 15] + [8.0] * 63
-    _, rstd, _ = tg.golden_combine_add_rms_norm([t([row])], [ids([[0]])], [torch.ones(1, 1)], [t([[[0.0] * 64]])],
-                                                t([1.0] * 64), ep_world_size=1, moe_expert_num=1, norm_eps=0.0)[0]
-    assert rstd.item() == f32(1 / f32(math.sqrt(2.0 ** 24 + 62)))
+    # H = 256, (xs*xs)/256 = b = 2^24 at 0, 1 at 2, 3, 64, 128, 192, zeros elsewhere (b + 1 ties to even: b).
+    # Chunk 0 by neighbour pairs: {b, 2} -> b + 2 (halving would meet each 1 with b alone: b). Chunk sums
+    # {b + 2, 1, 1, 1} added in order: b + 3 -> b + 4, b + 5 -> b + 4, b + 5 -> b + 4 (as a tree: b + 6).
+    row = [0.0] * 256
+    row[0] = 2.0 ** 16
+    for i in (2, 3, 64, 128, 192):
+        row[i] = 16.0
+    _, rstd, _ = tg.golden_combine_add_rms_norm([t([row])], [ids([[0]])], [torch.ones(1, 1)], [t([[[0.0] * 256]])],
+                                                t([1.0] * 256), ep_world_size=1, moe_expert_num=1, norm_eps=0.0)[0]
+    assert rstd.item() == f32(1 / f32(math.sqrt(2.0 ** 24 + 4)))
 
 
 def in_order_sum(values):

@@ -520,7 +520,8 @@ def golden_combine(expand_x, expert_ids, expert_scales, *, ep_world_size, moe_ex
 def _chunk_sums(values):
     """docs/numerics.md: the last dim in 64-wide chunks (last one zero-padded), each summed by neighbour pairs
     ((c0 + c1), (c2 + c3), ...) until one value is left: one sum per chunk."""
-    chunks = F.pad(values, (0, (-values.shape[-1]) % 64)).view(*values.shape[:-1], -1, 64)
+    n = -(-values.shape[-1] // 64)  # chunks per row, named: a view cannot infer it for a batch of no rows
+    chunks = F.pad(values, (0, (-values.shape[-1]) % 64)).view(*values.shape[:-1], n, 64)
     while chunks.shape[-1] > 1:
         chunks = chunks[..., 0::2] + chunks[..., 1::2]
     return chunks[..., 0]

@@ -95,6 +95,13 @@ void RouteRank(const ScenarioSpec& s, std::mt19937_64& rng, moe_ref::RankInput& 
 
 }  // namespace
 
+uint16_t RandomCoefficientHalf(std::mt19937_64& rng, moe_ref::DType dtype) {
+  const auto sign = static_cast<uint16_t>((rng() & 1) << 15);
+  const auto exponent = static_cast<uint16_t>(rng() % 8);  // 2^-14 .. 2^-7
+  if (dtype == moe_ref::DType::kBf16) return sign | static_cast<uint16_t>((113 + exponent) << 7) | (rng() % 128);
+  return sign | static_cast<uint16_t>((1 + exponent) << 10) | (rng() % 1024);
+}
+
 ScenarioSpec RandomSpec(std::mt19937_64& rng, int max_ranks, int64_t max_hidden, int64_t max_bs) {
   ScenarioSpec s;
   auto& c = s.config;
@@ -193,10 +200,12 @@ ScenarioInputs MakeInputs(const ScenarioSpec& s, std::mt19937_64& rng) {
       m.ori_x.resize(d.bs * c.hidden);
       for (auto& v : m.ori_x) v = RandomHalf(rng, c.dtype);
     }
-    for (auto* row : {&m.const_alpha1, &m.const_alpha2, &m.const_v}) {
-      row->resize(static_cast<size_t>(c.const_expert_num) * c.hidden);
-      for (auto& v : *row) v = RandomHalf(rng, c.dtype);
+    for (auto* alpha : {&m.const_alpha1, &m.const_alpha2}) {
+      alpha->resize(static_cast<size_t>(c.const_expert_num) * c.hidden);
+      for (auto& v : *alpha) v = RandomCoefficientHalf(rng, c.dtype);
     }
+    m.const_v.resize(static_cast<size_t>(c.const_expert_num) * c.hidden);
+    for (auto& v : m.const_v) v = RandomHalf(rng, c.dtype);
     if (s.add_rms_norm) {
       m.residual_x.resize(d.bs * c.hidden);
       for (auto& v : m.residual_x) v = RandomHalf(rng, c.dtype);

@@ -43,6 +43,10 @@ struct ScenarioInputs {
   std::vector<moe_ref::CombineInput> combine;  // expert_out is filled by FillExpertOutputs
 };
 ScenarioInputs MakeInputs(const ScenarioSpec& spec, std::mt19937_64& rng);
+
+/// A const expert's coefficient as raw bf16 / fp16 bits: magnitudes 2^-14 .. 2^-7, either sign, so that a dot
+/// product with a token of random inputs stays near 1 and its softmax is seldom saturated (every step shows).
+uint16_t RandomCoefficientHalf(std::mt19937_64& rng, moe_ref::DType dtype);
 /// Routes fresh expert ids and masks into existing inputs (new round, same shapes).
 void RerouteInputs(const ScenarioSpec& spec, std::mt19937_64& rng, ScenarioInputs& inputs);
 /// Expert outputs: row i of each rank = a known function of its dispatched row and local expert

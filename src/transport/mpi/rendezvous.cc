@@ -2,6 +2,7 @@
 // messages of every group being formed, so groups formed at once from different threads do not mix.
 #include "transport/mpi/rendezvous.h"
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -22,14 +23,47 @@ namespace {
 // while groups are being formed).
 constexpr int kRendezvousTag = 0x6D65;
 
-// Joins received by a root ("J token rank world"), member lists received by members ("R token w0 w1 ...") and
-// a root's refusal of the group ("E token message"), by token.
+// One member's join as its root received it ("J token rank world size [refused-variable]").
+struct Join {
+  int rank, world, size;
+  std::string refused;  // a setting the member refused, "" when none
+};
+
+// Joins received by a root, member lists received by members ("R token w0 w1 ...") and a root's refusal of the
+// group ("E token message"), by token.
 struct Mailbox {
   std::mutex mu;
-  std::map<std::string, std::map<int, int>> joins;  // token -> group rank -> world rank
+  std::map<std::string, std::vector<Join>> joins;   // token -> joins in arrival order
   std::map<std::string, std::vector<int>> members;  // token -> world rank of each group rank
   std::map<std::string, std::string> refusals;      // token -> why the root refused the group
 };
+
+// Why a root of a `size`-rank group must refuse these joins ("" while none is wrong): a member given another size,
+// a rank outside the group, or two members claiming one rank. Any of them would leave the group short, and the
+// others waiting in MPI's collectives for a member that never comes.
+std::string RefusalOf(const std::vector<Join>& joins, int size) {
+  std::map<int, int> world_of;
+  for (const Join& j : joins) {
+    const std::string who = "world rank " + std::to_string(j.world);
+    if (!j.refused.empty()) {
+      return who + " refused its " + j.refused + " (its own error names the value); every rank must be given a " +
+             "valid one";
+    }
+    if (j.size != size) {
+      return who + " was given a group of " + std::to_string(j.size) + " ranks, the root one of " +
+             std::to_string(size) + "; every rank must pass the same size";
+    }
+    if (j.rank < 0 || j.rank >= size) {
+      return who + " joined as group rank " + std::to_string(j.rank) + " of a " + std::to_string(size) +
+             "-rank group; every rank must pass its own rank in [0, size)";
+    }
+    if (const auto [at, fresh] = world_of.emplace(j.rank, j.world); !fresh) {
+      return "world ranks " + std::to_string(at->second) + " and " + std::to_string(j.world) +
+             " both joined as group rank " + std::to_string(j.rank) + "; every rank must pass its own rank";
+    }
+  }
+  return "";
+}
 
 Mailbox& Box() {
   static auto* const box = new Mailbox;
@@ -64,9 +98,9 @@ void Poll() {
     Mailbox& box = Box();
     std::lock_guard lock(box.mu);
     if (kind == "J") {
-      int rank = -1, world = -1;
-      in >> rank >> world;
-      box.joins[token][rank] = world;
+      Join join{-1, -1, -1, ""};
+      in >> join.rank >> join.world >> join.size >> join.refused;
+      box.joins[token].push_back(join);
     } else if (kind == "R") {
       std::vector<int>& list = box.members[token];
       for (int world; in >> world;) list.push_back(world);
@@ -110,43 +144,62 @@ int WorldRank() {
 }
 
 std::unique_ptr<Window> JoinRootInfoGroup(const std::string& token, int root, int rank, int size, uint64_t data_bytes,
-                                          uint64_t flag_count, Clock::time_point deadline) {
+                                          uint64_t flag_count, Clock::time_point deadline,
+                                          const std::optional<RefusedSetting>& refused) {
   const int world = WorldRank();
-  SendText("J " + token + " " + std::to_string(rank) + " " + std::to_string(world), root);
+  SendText("J " + token + " " + std::to_string(rank) + " " + std::to_string(world) + " " + std::to_string(size) +
+               (refused ? " " + refused->variable : ""),
+           root);
+  if (refused && world != root) throw refused->error;  // the root tells the others
   if (world == root) {
     Mailbox& box = Box();
+    // As many joins as the group has ranks (every rank, unless some were given other settings).
     PollUntil(
-        deadline, [&] { return static_cast<int>(box.joins[token].size()) == size; },
+        deadline, [&] { return static_cast<int>(box.joins[token].size()) >= size; },
         [&] {
           std::vector<int> absent;
           for (int r = 0; r < size; ++r) {
-            if (!box.joins[token].count(r)) absent.push_back(r);
+            const std::vector<Join>& joins = box.joins[token];
+            if (std::none_of(joins.begin(), joins.end(), [r](const Join& j) { return j.rank == r; })) {
+              absent.push_back(r);
+            }
           }
           return absent;
         },
         "every rank of the group to join the root");
-    std::string reply = "R " + token;
-    std::vector<int> members;
-    std::string refusal;
+    std::vector<Join> joins;
     {
       std::lock_guard lock(box.mu);
-      for (const auto& [r, w] : box.joins[token]) {
-        if ((r < 0 || r >= size) && refusal.empty()) {
-          refusal = "world rank " + std::to_string(w) + " joined as group rank " + std::to_string(r) + " of a " +
-                    std::to_string(size) + "-rank group (the root's size); every rank must pass the same size";
-        }
-        members.push_back(w);
-        reply += ' ';
-        reply += std::to_string(w);
-      }
+      joins = std::move(box.joins[token]);
       box.joins.erase(token);
     }
-    if (!refusal.empty()) {  // the members hear why at once, instead of waiting out HCCL_CONNECT_TIMEOUT
-      for (int w : members) {
-        if (w != world) SendText("E " + token + " " + refusal, w);
+    if (const std::string refusal = RefusalOf(joins, size); !refusal.empty()) {
+      // The members hear why at once, instead of waiting out HCCL_CONNECT_TIMEOUT: those that joined, and for a
+      // short while those that join late (a member of the group may come after one that was given another size).
+      const auto refuse = [&](const std::vector<Join>& to) {
+        for (const Join& j : to) {
+          if (j.world != world) SendText("E " + token + " " + refusal, j.world);
+        }
+      };
+      refuse(joins);
+      for (const auto until = std::min(deadline, Clock::now() + std::chrono::seconds(2)); Clock::now() < until;) {
+        Poll();
+        std::vector<Join> late;
+        {
+          std::lock_guard lock(box.mu);
+          late = std::move(box.joins[token]);
+          box.joins.erase(token);
+        }
+        refuse(late);
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
+      if (refused) throw refused->error;
       throw Error(ErrorCode::kInvalidConfig, "HcclCommInitRootInfo: " + refusal);
     }
+    std::vector<int> members(size);
+    for (const Join& j : joins) members[j.rank] = j.world;
+    std::string reply = "R " + token;
+    for (int w : members) (reply += ' ') += std::to_string(w);
     // Its own copy goes straight into the mailbox: a blocking send to itself waits for a receive this thread would
     // post only after it, which MPI needs to complete a message past its eager size (long member lists).
     for (int w : members) {
