@@ -308,8 +308,10 @@ class HostsWindow final : public Window {
     for (int peer = 0; peer < size(); ++peer) SendQueued(peer);
     // A poll (which also lands what arrived) only while sends are under way, to push them on: with none, a
     // poll that finds nothing gives the core away when ranks outnumber cores. A relay hands on what arrived
-    // for its host at its next poll, at the latest in Drain.
-    if (!sends_.empty()) ProgressLocked();
+    // for its host at its next poll, at the latest in Drain. A send stuck on a failed peer needs no push.
+    if (std::any_of(sends_.begin(), sends_.end(), [&](const InFlight& send) { return !failed_[send.peer]; })) {
+      ProgressLocked();
+    }
   }
 
   void Drain(Clock::time_point deadline, const char* op, std::span<const int> gone) override {
