@@ -45,3 +45,24 @@ def test_a_bad_connect_timeout_names_the_variable_and_its_rule(value):
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"refused: HCCL_CONNECT_TIMEOUT = '{value}' must be an integer number of seconds in [1, 2147483]" \
         in done.stdout, done.stdout
+
+
+def test_registered_hccl_names_any_process_group_and_keeps_its_name():
+    # After register_hccl_backend(), a group of any backend answers get_hccl_comm_name (torch >= 2.0's new_group
+    # returns a plain ProcessGroup), with torch_npu's keyword, once per group: asked again, the same name.
+    code = """
+import tempfile
+import torch.distributed as dist
+import moe_ep.distributed as md
+dist.init_process_group("gloo", init_method="file://" + tempfile.mktemp(), rank=0, world_size=1)
+md.register_hccl_backend()
+md.register_hccl_backend()  # idempotent
+hccl, gloo = dist.new_group([0], backend="hccl"), dist.new_group([0], backend="gloo")
+names = [hccl.get_hccl_comm_name(0), gloo.get_hccl_comm_name(0, init_comm=True), gloo.get_hccl_comm_name(0)]
+assert names[1] == names[2] and names[0] != names[1], names
+print("named", names)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("MOE_EP_")})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "named" in done.stdout

@@ -845,6 +845,26 @@ TEST(HandWorked, ReduceSumOrders) {
   });
 }
 
+TEST(HandWorked, SoftmaxOfTwo) {
+  // Equal scores share evenly (exp(0) = 1 each); a gap of 256 or more saturates (exp(-256) rounds to 0 in fp32), in
+  // either order, and -inf against a finite score; a NaN score, or an infinite maximum (inf - inf), make both
+  // coefficients NaN, as the kernel's max, subtraction and exp do.
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(SoftmaxOfTwo(3.0f, 3.0f), std::make_pair(0.5f, 0.5f));
+  EXPECT_EQ(SoftmaxOfTwo(-7.5f, -7.5f), std::make_pair(0.5f, 0.5f));
+  EXPECT_EQ(SoftmaxOfTwo(256.0f, 0.0f), std::make_pair(1.0f, 0.0f));
+  EXPECT_EQ(SoftmaxOfTwo(-300.0f, 1.0f), std::make_pair(0.0f, 1.0f));
+  EXPECT_EQ(SoftmaxOfTwo(-inf, 0.0f), std::make_pair(0.0f, 1.0f));  // exp(-inf) = 0 and exp(0)
+  for (const auto& [a1, a2] : {std::pair{nan, 1.0f}, {1.0f, nan}, {inf, 0.0f}, {inf, inf}, {-inf, -inf}}) {
+    const auto [p1, p2] = SoftmaxOfTwo(a1, a2);
+    EXPECT_TRUE(std::isnan(p1) && std::isnan(p2)) << a1 << ", " << a2 << " -> " << p1 << ", " << p2;
+  }
+  // The coefficients sum to 1 up to rounding, and the larger score gets the larger one.
+  const auto [p1, p2] = SoftmaxOfTwo(1.0f, 0.0f);
+  EXPECT_GT(p1, p2);
+  EXPECT_NEAR(p1 + p2, 1.0f, 1e-7f);
+}
+
 TEST(Isa, SetActiveIsaFallsBackToWhatTheCpuHas) {
   ::testing::Test::RecordProperty("detected_isa", IsaName(DetectedIsa()));
   SetActiveIsa(Isa::kAvx512);
