@@ -50,20 +50,13 @@ GroupOptions WithDefaults(const GroupOptions& options) {
 // WithDefaults for a join over MPI: a default the environment refuses is returned in `refused`, not thrown, as
 // the rank must still take part in the join's collectives (the others would wait in them for good); the join
 // then fails every rank, naming the variable.
-GroupOptions WithDefaultsJoiningOverMpi(const GroupOptions& options,
-                                        std::optional<transport::RefusedSetting>& refused) {
+GroupOptions WithDefaultsJoiningOverMpi(const GroupOptions& options, std::optional<env::Refusal>& refused) {
   GroupOptions o = options;
-  const auto read = [&](auto& field, auto reader, const char* variable) {
-    try {
-      field = reader();
-    } catch (const Error& e) {
-      if (!refused) refused = transport::RefusedSetting{variable, e};
-    }
-  };
-  if (o.timeout.count() <= 0) read(o.timeout, DefaultTimeout, "MOE_EP_TIMEOUT_MS");
-  if (o.window_bytes == 0) read(o.window_bytes, DefaultWindowBytes, "MOE_EP_WINDOW_MB");
-  if (auto r = env::RefusedCommunicatorVariable(); r && !refused)
-    refused = transport::RefusedSetting{r->variable, r->error};
+  if (o.timeout.count() <= 0) o.timeout = env::ReadOrRefuse("MOE_EP_TIMEOUT_MS", DefaultTimeout, o.timeout, refused);
+  if (o.window_bytes == 0) {
+    o.window_bytes = env::ReadOrRefuse("MOE_EP_WINDOW_MB", DefaultWindowBytes, o.window_bytes, refused);
+  }
+  env::CheckCommunicatorVariables(refused);
   return o;
 }
 #endif
@@ -77,7 +70,7 @@ LaunchEnvironment ReadLaunchEnvironment() {
 
 Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> members, const GroupOptions& options) {
 #ifdef MOE_EP_HAVE_MPI
-  std::optional<transport::RefusedSetting> refused;
+  std::optional<env::Refusal> refused;
   const GroupOptions o = job.rendezvous.empty() ? WithDefaultsJoiningOverMpi(options, refused) : WithDefaults(options);
 #else
   const GroupOptions o = WithDefaults(options);
@@ -132,7 +125,7 @@ Group JoinProcessGroup(const GroupOptions& options) { return JoinProcessGroup(Re
 
 #ifdef MOE_EP_HAVE_MPI
 Group JoinMpiGroup(MPI_Comm comm, const GroupOptions& options) {
-  std::optional<transport::RefusedSetting> refused;
+  std::optional<env::Refusal> refused;
   const GroupOptions o = WithDefaultsJoiningOverMpi(options, refused);
   // The segments' names need no count of groups made: each join's host draws a fresh token for them.
   return Wrap(transport::JoinHostsGroup(comm, o.name + ".mpi", o.window_bytes, ops::kWindowFlagCount,

@@ -111,19 +111,13 @@ std::chrono::seconds HcclConnectTimeout() {
   return std::chrono::seconds(Integer("HCCL_CONNECT_TIMEOUT", 120, 1, kMaxTimeoutMs / 1000));
 }
 
-std::optional<Refusal> RefusedCommunicatorVariable() {
-  const std::pair<const char*, void (*)()> readers[] = {{"MOE_EP_DATA_PATH", [] { DataPathChoice(); }},
-                                                        {"MOE_EP_CROSS_MEMORY", [] { CrossMemoryChoice(); }},
-                                                        {"MOE_EP_THREADS", [] { Threads(1); }},
-                                                        {"MOE_EP_THREAD_MIN_BYTES", [] { ThreadMinBytes(0); }}};
-  for (const auto& [variable, read] : readers) {
-    try {
-      read();
-    } catch (const Error& e) {
-      return Refusal{variable, e};
-    }
-  }
-  return std::nullopt;
+void CheckCommunicatorVariables(std::optional<Refusal>& first) {
+  ReadOrRefuse("MOE_EP_DATA_PATH", DataPathChoice, DataPath::kAuto, first);
+  ReadOrRefuse("MOE_EP_CROSS_MEMORY", CrossMemoryChoice, CrossMemory::kAuto, first);
+  ReadOrRefuse(
+      "MOE_EP_THREADS", [] { return Threads(1); }, 1, first);
+  ReadOrRefuse(
+      "MOE_EP_THREAD_MIN_BYTES", [] { return ThreadMinBytes(0); }, uint64_t{0}, first);
 }
 
 int HostsSplit() { return static_cast<int>(Integer("MOE_EP_HOSTS_SPLIT", 0, 0, 1 << 20)); }

@@ -42,15 +42,25 @@ enum class CrossMemory : uint8_t {
 /// Anything but "0", "1" and "auto" throws Error (161002) naming the variable and the three values.
 CrossMemory CrossMemoryChoice();
 
-/// A variable refused and the error reading it threw.
+/// A variable refused and the error reading it threw. A join across processes reads its settings before its
+/// collectives without throwing: a rank that refused one still takes part, and then every rank fails, naming it.
 struct Refusal {
-  std::string variable;
-  Error error;
+  std::string variable;  // e.g. "MOE_EP_TIMEOUT_MS"
+  Error error;           // what reading it threw
 };
-/// Reads the variables every group's communicator reads when it is made (MOE_EP_DATA_PATH, MOE_EP_CROSS_MEMORY,
-/// MOE_EP_THREADS, MOE_EP_THREAD_MIN_BYTES): the first refused, or nothing. A join across processes checks them
-/// first, so that a value one rank refuses fails every rank at the join instead of that rank alone after it.
-std::optional<Refusal> RefusedCommunicatorVariable();
+/// reader() (which reads `variable`), or `fallback` when it throws Error; the first such refusal is kept in `first`.
+template <typename Reader, typename T>
+T ReadOrRefuse(const char* variable, Reader reader, T fallback, std::optional<Refusal>& first) {
+  try {
+    return reader();
+  } catch (const Error& e) {
+    if (!first) first = Refusal{variable, e};
+    return fallback;
+  }
+}
+/// Reads, as ReadOrRefuse, the variables every group's communicator reads when it is made (MOE_EP_DATA_PATH,
+/// MOE_EP_CROSS_MEMORY, MOE_EP_THREADS, MOE_EP_THREAD_MIN_BYTES), so that a join checks them before its collectives.
+void CheckCommunicatorVariables(std::optional<Refusal>& first);
 /// MOE_EP_ISA: the kernels' instruction set by name, nullopt to use the best the CPU has.
 std::optional<std::string> KernelIsa();
 /// MOE_EP_DEVICE_COUNT: the C API's virtual devices (default 16).

@@ -154,37 +154,28 @@ HcclResult JoinRootGroup(const RootInfoText& info, uint32_t n_ranks, uint32_t ra
   } release{reg, name, device};
   // Every setting the communicator reads, read before the join: under MPI a rank that refuses one still joins, and
   // the root then fails every member at once naming it, where the others would wait for it until a deadline.
-  std::optional<std::pair<std::string, Error>> refused;
-  const auto read = [&refused](const char* variable, auto reader) {
-    try {
-      reader();
-    } catch (const Error& e) {
-      if (!refused) refused.emplace(variable, e);
-    }
-  };
-  std::chrono::seconds timeout{120};
-  uint64_t window_bytes = 0;
-  read("HCCL_CONNECT_TIMEOUT", [&] { timeout = env::HcclConnectTimeout(); });
-  read("HCCL_BUFFSIZE", [&] { window_bytes = CommWindowBytes(); });
-  read("HCCL_EXEC_TIMEOUT/MOE_EP_TIMEOUT_MS", [] { env::HcclOperationTimeout(); });
-  if (auto r = env::RefusedCommunicatorVariable(); r && !refused) refused.emplace(r->variable, r->error);
+  std::optional<env::Refusal> refused;
+  const auto timeout =
+      env::ReadOrRefuse("HCCL_CONNECT_TIMEOUT", env::HcclConnectTimeout, std::chrono::seconds{120}, refused);
+  const uint64_t window_bytes = env::ReadOrRefuse("HCCL_BUFFSIZE", CommWindowBytes, uint64_t{0}, refused);
+  env::ReadOrRefuse("HCCL_EXEC_TIMEOUT/MOE_EP_TIMEOUT_MS", env::HcclOperationTimeout, std::chrono::milliseconds{0},
+                    refused);
+  env::CheckCommunicatorVariables(refused);
   const auto deadline = transport::Clock::now() + timeout;
   try {
     std::unique_ptr<transport::Window> window;
     if (info.root_world >= 0) {
 #ifdef MOE_EP_HAVE_MPI
-      std::optional<transport::RefusedSetting> refusal;
-      if (refused) refusal = transport::RefusedSetting{refused->first, refused->second};
       window = transport::mpi::JoinRootInfoGroup(info.token, info.root_world, static_cast<int>(rank),
                                                  static_cast<int>(n_ranks), window_bytes, ops::kWindowFlagCount,
-                                                 deadline, refusal);
+                                                 deadline, refused);
 #else
       return Failed(HCCL_E_NOT_SUPPORT,
                     "HcclCommInitRootInfo: the root info was made by an MPI process, and this "
                     "moe_ep was built without MPI (install libopenmpi-dev and rebuild)");
 #endif
     } else {
-      if (refused) throw refused->second;
+      if (refused) throw refused->error;
       window = transport::JoinShmGroup(info.token, "hccl", static_cast<int>(rank), static_cast<int>(n_ranks),
                                        window_bytes, ops::kWindowFlagCount, deadline);
     }

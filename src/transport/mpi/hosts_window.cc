@@ -952,7 +952,7 @@ MPI_Comm SplitByHost(MPI_Comm comm, int per_host) {
 
 std::unique_ptr<Window> JoinHostsGroup(MPI_Comm parent, const std::string& group, uint64_t data_bytes,
                                        uint64_t flag_count, Clock::time_point deadline,
-                                       const std::optional<RefusedSetting>& refused) {
+                                       const std::optional<env::Refusal>& refused) {
   mpi::EnsureInitialized();
   MPI_Comm comm = MPI_COMM_NULL, host_comm = MPI_COMM_NULL;
   int rank = 0, size = 0, host_rank = 0, host_size = 0;
@@ -991,7 +991,7 @@ std::unique_ptr<Window> JoinHostsGroup(MPI_Comm parent, const std::string& group
 
 std::unique_ptr<Window> JoinHostsGroupOfWorldRanks(std::span<const int> members, const std::string& group,
                                                    uint64_t data_bytes, uint64_t flag_count, Clock::time_point deadline,
-                                                   const std::optional<RefusedSetting>& refused) {
+                                                   const std::optional<env::Refusal>& refused) {
   mpi::EnsureInitialized();
   MPI_Comm comm = MPI_COMM_NULL;
   {

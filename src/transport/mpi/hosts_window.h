@@ -32,12 +32,12 @@ MPI_Comm SplitByHost(MPI_Comm comm, int per_host);
 /// settings that differ fail every rank. Throws TimeoutError at `deadline` when a host's ranks do not all show up.
 std::unique_ptr<Window> JoinHostsGroup(MPI_Comm comm, const std::string& group, uint64_t data_bytes,
                                        uint64_t flag_count, Clock::time_point deadline,
-                                       const std::optional<RefusedSetting>& refused = std::nullopt);
+                                       const std::optional<env::Refusal>& refused = std::nullopt);
 
 /// JoinHostsGroup over the ranks of MPI_COMM_WORLD listed in `members` (collective over them only; this
 /// process's rank in the group is its position in the list). Initialises MPI when the program did not.
 std::unique_ptr<Window> JoinHostsGroupOfWorldRanks(std::span<const int> members, const std::string& group,
                                                    uint64_t data_bytes, uint64_t flag_count, Clock::time_point deadline,
-                                                   const std::optional<RefusedSetting>& refused = std::nullopt);
+                                                   const std::optional<env::Refusal>& refused = std::nullopt);
 
 }  // namespace moe_ep::transport

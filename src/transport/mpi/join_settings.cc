@@ -28,17 +28,6 @@ struct RankSettings {
   char refused[48] = {};  // the variable this rank refused, "" when none
 };
 
-// Reads one setting; a refusal is remembered in `refused` (the first one only) and `fallback` returned.
-template <typename T>
-T Read(T (*reader)(), const char* variable, T fallback, std::optional<RefusedSetting>& refused) {
-  try {
-    return reader();
-  } catch (const Error& e) {
-    if (!refused) refused = RefusedSetting{variable, e};
-    return fallback;
-  }
-}
-
 [[noreturn]] void Disagree(const std::string& group, const std::string& what, int first, const std::string& has,
                            int other, const std::string& other_has, const std::string& rule) {
   throw Error(ErrorCode::kInvalidConfig, "hosts group '" + group + "': ranks disagree on " + what + ": rank " +
@@ -53,14 +42,14 @@ std::string MiB(uint64_t bytes) {
 }  // namespace
 
 AgreedSettings AgreeOnJoinSettings(MPI_Comm comm, const std::string& group, uint64_t data_bytes, uint64_t flag_count,
-                                   const std::optional<RefusedSetting>& caller_refused) {
-  std::optional<RefusedSetting> refused = caller_refused;
+                                   const std::optional<env::Refusal>& caller_refused) {
+  std::optional<env::Refusal> refused = caller_refused;
   RankSettings mine;
   mine.data_bytes = data_bytes;
   mine.flag_count = flag_count;
-  mine.message_bytes = Read(&env::HostsMessageBytes, "MOE_EP_HOSTS_MESSAGE_BYTES", uint64_t{0}, refused);
-  mine.hosts_split = Read(&env::HostsSplit, "MOE_EP_HOSTS_SPLIT", 0, refused);
-  mine.relay = Read(&env::HostsRelay, "MOE_EP_HOSTS_RELAY", true, refused) ? 1 : 0;
+  mine.message_bytes = env::ReadOrRefuse("MOE_EP_HOSTS_MESSAGE_BYTES", env::HostsMessageBytes, uint64_t{0}, refused);
+  mine.hosts_split = env::ReadOrRefuse("MOE_EP_HOSTS_SPLIT", env::HostsSplit, 0, refused);
+  mine.relay = env::ReadOrRefuse("MOE_EP_HOSTS_RELAY", env::HostsRelay, true, refused) ? 1 : 0;
   if (refused) refused->variable.copy(mine.refused, sizeof(mine.refused) - 1);
 
   int size = 0;

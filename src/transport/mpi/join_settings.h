@@ -8,16 +8,9 @@
 #include <optional>
 #include <string>
 
-#include "moe_ep/error.h"
+#include "base/env.h"
 
 namespace moe_ep::transport {
-
-/// A setting the caller refused before the join (an environment variable out of its range): the rank still
-/// takes part in the join's collectives, and then every rank fails, naming it.
-struct RefusedSetting {
-  std::string variable;  // e.g. "MOE_EP_TIMEOUT_MS"
-  Error error;           // what reading it threw
-};
 
 /// The settings the join agreed on.
 struct AgreedSettings {
@@ -33,6 +26,6 @@ struct AgreedSettings {
 /// MOE_EP_HOSTS_RELAY differ (a different size of window would put odd calls' rows at different offsets),
 /// or whose builds cannot talk, naming both ranks and their values. `group` names the group in messages.
 AgreedSettings AgreeOnJoinSettings(MPI_Comm comm, const std::string& group, uint64_t data_bytes, uint64_t flag_count,
-                                   const std::optional<RefusedSetting>& refused);
+                                   const std::optional<env::Refusal>& refused);
 
 }  // namespace moe_ep::transport

@@ -145,7 +145,7 @@ int WorldRank() {
 
 std::unique_ptr<Window> JoinRootInfoGroup(const std::string& token, int root, int rank, int size, uint64_t data_bytes,
                                           uint64_t flag_count, Clock::time_point deadline,
-                                          const std::optional<RefusedSetting>& refused) {
+                                          const std::optional<env::Refusal>& refused) {
   const int world = WorldRank();
   SendText("J " + token + " " + std::to_string(rank) + " " + std::to_string(world) + " " + std::to_string(size) +
                (refused ? " " + refused->variable : ""),

@@ -23,6 +23,6 @@ int WorldRank();
 /// another's rank, or refused a setting (`refused`: this rank's, sent with its join; then it throws its own error).
 std::unique_ptr<Window> JoinRootInfoGroup(const std::string& token, int root, int rank, int size, uint64_t data_bytes,
                                           uint64_t flag_count, Clock::time_point deadline,
-                                          const std::optional<RefusedSetting>& refused = std::nullopt);
+                                          const std::optional<env::Refusal>& refused = std::nullopt);
 
 }  // namespace moe_ep::transport::mpi
