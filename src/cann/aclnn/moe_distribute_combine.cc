@@ -160,70 +160,22 @@ constexpr char kV2[] = "aclnnMoeDistributeCombineV2";
 constexpr char kV3[] = "aclnnMoeDistributeCombineV3";
 constexpr char kAddRmsNorm[] = "aclnnMoeDistributeCombineAddRmsNorm";
 constexpr char kAddRmsNormV2[] = "aclnnMoeDistributeCombineAddRmsNormV2";
-}  // namespace
 
-extern "C" {
-
-aclnnStatus aclnnMoeDistributeCombineV2GetWorkspaceSize(
-    const aclTensor* expandX, const aclTensor* expertIds, const aclTensor* assistInfoForCombine,
-    const aclTensor* epSendCounts, const aclTensor* expertScales, const aclTensor* tpSendCountsOptional,
-    const aclTensor* xActiveMaskOptional, const aclTensor* activationScaleOptional,
-    const aclTensor* weightScaleOptional, const aclTensor* groupListOptional, const aclTensor* expandScalesOptional,
-    const aclTensor* sharedExpertXOptional, const char* groupEp, int64_t epWorldSize, int64_t epRankId,
-    int64_t moeExpertNum, const char* groupTp, int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType,
-    int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBs, int64_t outDtype, int64_t commQuantMode,
-    int64_t groupListType, const char* commAlg, aclTensor* xOut, uint64_t* workspaceSize, aclOpExecutor** executor) {
-  return Guarded("aclnnMoeDistributeCombineV2GetWorkspaceSize", ApiFamily::kAclnn, [&] {
-    const CombineArgs args{.expand_x = expandX,
-                           .expert_ids = expertIds,
-                           .assist_info = assistInfoForCombine,
-                           .ep_send_counts = epSendCounts,
-                           .expert_scales = expertScales,
-                           .tp_send_counts = tpSendCountsOptional,
-                           .x_active_mask = xActiveMaskOptional,
-                           .activation_scale = activationScaleOptional,
-                           .weight_scale = weightScaleOptional,
-                           .group_list = groupListOptional,
-                           .expand_scales = expandScalesOptional,
-                           .shared_expert_x = sharedExpertXOptional,
-                           .attributes = {.group_ep = groupEp,
-                                          .ep_world_size = epWorldSize,
-                                          .ep_rank_id = epRankId,
-                                          .moe_expert_num = moeExpertNum,
-                                          .group_tp = groupTp,
-                                          .tp_world_size = tpWorldSize,
-                                          .tp_rank_id = tpRankId,
-                                          .expert_shard_type = expertShardType,
-                                          .shared_expert_num = sharedExpertNum,
-                                          .shared_expert_rank_num = sharedExpertRankNum,
-                                          .global_bs = globalBs},
-                           .out_dtype = outDtype,
-                           .comm_quant_mode = commQuantMode,
-                           .group_list_type = groupListType,
-                           .comm_alg = commAlg,
-                           .x = xOut};
-    return BuildExecutor(kV2, workspaceSize, executor, [&] { return BuildCombine(kV2, args, false); });
-  });
-}
-
-aclnnStatus aclnnMoeDistributeCombineV2(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
-  return Guarded("aclnnMoeDistributeCombineV2", ApiFamily::kAclnn,
-                 [&] { return LaunchExecutor(kV2, executor, stream); });
-}
-
-aclnnStatus aclnnMoeDistributeCombineV3GetWorkspaceSize(
-    const aclTensor* expandX, const aclTensor* expertIds, const aclTensor* assistInfoForCombine,
-    const aclTensor* epSendCounts, const aclTensor* expertScales, const aclTensor* tpSendCountsOptional,
-    const aclTensor* xActiveMaskOptional, const aclTensor* activationScaleOptional,
-    const aclTensor* weightScaleOptional, const aclTensor* groupListOptional, const aclTensor* expandScalesOptional,
-    const aclTensor* sharedExpertXOptional, const aclTensor* elasticInfoOptional, const aclTensor* oriXOptional,
-    const aclTensor* constExpertAlpha1Optional, const aclTensor* constExpertAlpha2Optional,
-    const aclTensor* constExpertVOptional, const char* groupEp, int64_t epWorldSize, int64_t epRankId,
-    int64_t moeExpertNum, const char* groupTp, int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType,
-    int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBs, int64_t outDtype, int64_t commQuantMode,
-    int64_t groupListType, const char* commAlg, int64_t zeroExpertNum, int64_t copyExpertNum, int64_t constExpertNum,
-    aclTensor* xOut, uint64_t* workspaceSize, aclOpExecutor** executor) {
-  return Guarded("aclnnMoeDistributeCombineV3GetWorkspaceSize", ApiFamily::kAclnn, [&] {
+// Phase one of CombineV3, under the names of `entry` (the C function) and `op` (the operator): CombineV2 runs it
+// too, without the V3 inputs.
+aclnnStatus CombineV3Workspace(
+    const char* entry, const char* op, const aclTensor* expandX, const aclTensor* expertIds,
+    const aclTensor* assistInfoForCombine, const aclTensor* epSendCounts, const aclTensor* expertScales,
+    const aclTensor* tpSendCountsOptional, const aclTensor* xActiveMaskOptional,
+    const aclTensor* activationScaleOptional, const aclTensor* weightScaleOptional, const aclTensor* groupListOptional,
+    const aclTensor* expandScalesOptional, const aclTensor* sharedExpertXOptional, const aclTensor* elasticInfoOptional,
+    const aclTensor* oriXOptional, const aclTensor* constExpertAlpha1Optional,
+    const aclTensor* constExpertAlpha2Optional, const aclTensor* constExpertVOptional, const char* groupEp,
+    int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum, const char* groupTp, int64_t tpWorldSize,
+    int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBs,
+    int64_t outDtype, int64_t commQuantMode, int64_t groupListType, const char* commAlg, int64_t zeroExpertNum,
+    int64_t copyExpertNum, int64_t constExpertNum, aclTensor* xOut, uint64_t* workspaceSize, aclOpExecutor** executor) {
+  return Guarded(entry, ApiFamily::kAclnn, [&] {
     const CombineArgs args{.expand_x = expandX,
                            .expert_ids = expertIds,
                            .assist_info = assistInfoForCombine,
@@ -260,8 +212,119 @@ aclnnStatus aclnnMoeDistributeCombineV3GetWorkspaceSize(
                            .group_list_type = groupListType,
                            .comm_alg = commAlg,
                            .x = xOut};
-    return BuildExecutor(kV3, workspaceSize, executor, [&] { return BuildCombine(kV3, args, false); });
+    return BuildExecutor(op, workspaceSize, executor, [&] { return BuildCombine(op, args, false); });
   });
+}
+
+// Phase one of CombineAddRmsNormV2 under the names of `entry` and `op`; CombineAddRmsNorm runs it too, without the
+// V2 inputs.
+aclnnStatus AddRmsNormV2Workspace(
+    const char* entry, const char* op, const aclTensor* expandX, const aclTensor* expertIds,
+    const aclTensor* assistInfoForCombine, const aclTensor* epSendCounts, const aclTensor* expertScales,
+    const aclTensor* residualX, const aclTensor* gamma, const aclTensor* tpSendCountsOptional,
+    const aclTensor* xActiveMaskOptional, const aclTensor* activationScaleOptional,
+    const aclTensor* weightScaleOptional, const aclTensor* groupListOptional, const aclTensor* expandScalesOptional,
+    const aclTensor* sharedExpertXOptional, const aclTensor* elasticInfoOptional, const aclTensor* oriXOptional,
+    const aclTensor* constExpertAlpha1Optional, const aclTensor* constExpertAlpha2Optional,
+    const aclTensor* constExpertVOptional, const char* groupEp, int64_t epWorldSize, int64_t epRankId,
+    int64_t moeExpertNum, const char* groupTp, int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType,
+    int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBs, int64_t outDtype, int64_t commQuantMode,
+    int64_t groupListType, const char* commAlg, float normEps, int64_t zeroExpertNum, int64_t copyExpertNum,
+    int64_t constExpertNum, aclTensor* yOut, aclTensor* rstdOut, aclTensor* xOut, uint64_t* workspaceSize,
+    aclOpExecutor** executor) {
+  return Guarded(entry, ApiFamily::kAclnn, [&] {
+    const CombineArgs args{.expand_x = expandX,
+                           .expert_ids = expertIds,
+                           .assist_info = assistInfoForCombine,
+                           .ep_send_counts = epSendCounts,
+                           .expert_scales = expertScales,
+                           .residual_x = residualX,
+                           .gamma = gamma,
+                           .tp_send_counts = tpSendCountsOptional,
+                           .x_active_mask = xActiveMaskOptional,
+                           .activation_scale = activationScaleOptional,
+                           .weight_scale = weightScaleOptional,
+                           .group_list = groupListOptional,
+                           .expand_scales = expandScalesOptional,
+                           .shared_expert_x = sharedExpertXOptional,
+                           .elastic_info = elasticInfoOptional,
+                           .ori_x = oriXOptional,
+                           .const_alpha1 = constExpertAlpha1Optional,
+                           .const_alpha2 = constExpertAlpha2Optional,
+                           .const_v = constExpertVOptional,
+                           .attributes = {.group_ep = groupEp,
+                                          .ep_world_size = epWorldSize,
+                                          .ep_rank_id = epRankId,
+                                          .moe_expert_num = moeExpertNum,
+                                          .group_tp = groupTp,
+                                          .tp_world_size = tpWorldSize,
+                                          .tp_rank_id = tpRankId,
+                                          .expert_shard_type = expertShardType,
+                                          .shared_expert_num = sharedExpertNum,
+                                          .shared_expert_rank_num = sharedExpertRankNum,
+                                          .global_bs = globalBs,
+                                          .zero_expert_num = zeroExpertNum,
+                                          .copy_expert_num = copyExpertNum,
+                                          .const_expert_num = constExpertNum},
+                           .out_dtype = outDtype,
+                           .comm_quant_mode = commQuantMode,
+                           .group_list_type = groupListType,
+                           .comm_alg = commAlg,
+                           .norm_eps = normEps,
+                           .y = yOut,
+                           .rstd = rstdOut,
+                           .x = xOut};
+    return BuildExecutor(op, workspaceSize, executor, [&] { return BuildCombine(op, args, true); });
+  });
+}
+}  // namespace
+
+extern "C" {
+
+aclnnStatus aclnnMoeDistributeCombineV2GetWorkspaceSize(
+    const aclTensor* expandX, const aclTensor* expertIds, const aclTensor* assistInfoForCombine,
+    const aclTensor* epSendCounts, const aclTensor* expertScales, const aclTensor* tpSendCountsOptional,
+    const aclTensor* xActiveMaskOptional, const aclTensor* activationScaleOptional,
+    const aclTensor* weightScaleOptional, const aclTensor* groupListOptional, const aclTensor* expandScalesOptional,
+    const aclTensor* sharedExpertXOptional, const char* groupEp, int64_t epWorldSize, int64_t epRankId,
+    int64_t moeExpertNum, const char* groupTp, int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType,
+    int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBs, int64_t outDtype, int64_t commQuantMode,
+    int64_t groupListType, const char* commAlg, aclTensor* xOut, uint64_t* workspaceSize, aclOpExecutor** executor) {
+  // CombineV3 without its inputs: no elasticInfo, oriX or const tensors, no special experts.
+  return CombineV3Workspace("aclnnMoeDistributeCombineV2GetWorkspaceSize", kV2, expandX, expertIds,
+                            assistInfoForCombine, epSendCounts, expertScales, tpSendCountsOptional, xActiveMaskOptional,
+                            activationScaleOptional, weightScaleOptional, groupListOptional, expandScalesOptional,
+                            sharedExpertXOptional, nullptr, nullptr, nullptr, nullptr, nullptr, groupEp, epWorldSize,
+                            epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId, expertShardType, sharedExpertNum,
+                            sharedExpertRankNum, globalBs, outDtype, commQuantMode, groupListType, commAlg, 0, 0, 0,
+                            xOut, workspaceSize, executor);
+}
+
+aclnnStatus aclnnMoeDistributeCombineV2(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
+  return Guarded("aclnnMoeDistributeCombineV2", ApiFamily::kAclnn,
+                 [&] { return LaunchExecutor(kV2, executor, stream); });
+}
+
+aclnnStatus aclnnMoeDistributeCombineV3GetWorkspaceSize(
+    const aclTensor* expandX, const aclTensor* expertIds, const aclTensor* assistInfoForCombine,
+    const aclTensor* epSendCounts, const aclTensor* expertScales, const aclTensor* tpSendCountsOptional,
+    const aclTensor* xActiveMaskOptional, const aclTensor* activationScaleOptional,
+    const aclTensor* weightScaleOptional, const aclTensor* groupListOptional, const aclTensor* expandScalesOptional,
+    const aclTensor* sharedExpertXOptional, const aclTensor* elasticInfoOptional, const aclTensor* oriXOptional,
+    const aclTensor* constExpertAlpha1Optional, const aclTensor* constExpertAlpha2Optional,
+    const aclTensor* constExpertVOptional, const char* groupEp, int64_t epWorldSize, int64_t epRankId,
+    int64_t moeExpertNum, const char* groupTp, int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType,
+    int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBs, int64_t outDtype, int64_t commQuantMode,
+    int64_t groupListType, const char* commAlg, int64_t zeroExpertNum, int64_t copyExpertNum, int64_t constExpertNum,
+    aclTensor* xOut, uint64_t* workspaceSize, aclOpExecutor** executor) {
+  return CombineV3Workspace("aclnnMoeDistributeCombineV3GetWorkspaceSize", kV3, expandX, expertIds,
+                            assistInfoForCombine, epSendCounts, expertScales, tpSendCountsOptional, xActiveMaskOptional,
+                            activationScaleOptional, weightScaleOptional, groupListOptional, expandScalesOptional,
+                            sharedExpertXOptional, elasticInfoOptional, oriXOptional, constExpertAlpha1Optional,
+                            constExpertAlpha2Optional, constExpertVOptional, groupEp, epWorldSize, epRankId,
+                            moeExpertNum, groupTp, tpWorldSize, tpRankId, expertShardType, sharedExpertNum,
+                            sharedExpertRankNum, globalBs, outDtype, commQuantMode, groupListType, commAlg,
+                            zeroExpertNum, copyExpertNum, constExpertNum, xOut, workspaceSize, executor);
 }
 
 aclnnStatus aclnnMoeDistributeCombineV3(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
@@ -279,42 +342,14 @@ aclnnStatus aclnnMoeDistributeCombineAddRmsNormGetWorkspaceSize(
     int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBS,
     int64_t outDtype, int64_t commQuantMode, int64_t groupListType, const char* commAlg, float normEps, aclTensor* yOut,
     aclTensor* rstdOut, aclTensor* xOut, uint64_t* workspaceSize, aclOpExecutor** executor) {
-  return Guarded("aclnnMoeDistributeCombineAddRmsNormGetWorkspaceSize", ApiFamily::kAclnn, [&] {
-    const CombineArgs args{.expand_x = expandX,
-                           .expert_ids = expertIds,
-                           .assist_info = assistInfoForCombine,
-                           .ep_send_counts = epSendCounts,
-                           .expert_scales = expertScales,
-                           .residual_x = residualX,
-                           .gamma = gamma,
-                           .tp_send_counts = tpSendCountsOptional,
-                           .x_active_mask = xActiveMaskOptional,
-                           .activation_scale = activationScaleOptional,
-                           .weight_scale = weightScaleOptional,
-                           .group_list = groupListOptional,
-                           .expand_scales = expandScalesOptional,
-                           .shared_expert_x = sharedExpertXOptional,
-                           .attributes = {.group_ep = groupEp,
-                                          .ep_world_size = epWorldSize,
-                                          .ep_rank_id = epRankId,
-                                          .moe_expert_num = moeExpertNum,
-                                          .group_tp = groupTp,
-                                          .tp_world_size = tpWorldSize,
-                                          .tp_rank_id = tpRankId,
-                                          .expert_shard_type = expertShardType,
-                                          .shared_expert_num = sharedExpertNum,
-                                          .shared_expert_rank_num = sharedExpertRankNum,
-                                          .global_bs = globalBS},
-                           .out_dtype = outDtype,
-                           .comm_quant_mode = commQuantMode,
-                           .group_list_type = groupListType,
-                           .comm_alg = commAlg,
-                           .norm_eps = normEps,
-                           .y = yOut,
-                           .rstd = rstdOut,
-                           .x = xOut};
-    return BuildExecutor(kAddRmsNorm, workspaceSize, executor, [&] { return BuildCombine(kAddRmsNorm, args, true); });
-  });
+  // AddRmsNormV2 without its inputs: no elasticInfo, oriX or const tensors, no special experts.
+  return AddRmsNormV2Workspace("aclnnMoeDistributeCombineAddRmsNormGetWorkspaceSize", kAddRmsNorm, expandX, expertIds,
+                               assistInfoForCombine, epSendCounts, expertScales, residualX, gamma, tpSendCountsOptional,
+                               xActiveMaskOptional, activationScaleOptional, weightScaleOptional, groupListOptional,
+                               expandScalesOptional, sharedExpertXOptional, nullptr, nullptr, nullptr, nullptr, nullptr,
+                               groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
+                               expertShardType, sharedExpertNum, sharedExpertRankNum, globalBS, outDtype, commQuantMode,
+                               groupListType, commAlg, normEps, 0, 0, 0, yOut, rstdOut, xOut, workspaceSize, executor);
 }
 
 aclnnStatus aclnnMoeDistributeCombineAddRmsNorm(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
@@ -335,51 +370,14 @@ aclnnStatus aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
     int64_t outDtype, int64_t commQuantMode, int64_t groupListType, const char* commAlg, float normEps,
     int64_t zeroExpertNum, int64_t copyExpertNum, int64_t constExpertNum, aclTensor* yOut, aclTensor* rstdOut,
     aclTensor* xOut, uint64_t* workspaceSize, aclOpExecutor** executor) {
-  return Guarded("aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize", ApiFamily::kAclnn, [&] {
-    const CombineArgs args{.expand_x = expandX,
-                           .expert_ids = expertIds,
-                           .assist_info = assistInfoForCombine,
-                           .ep_send_counts = epSendCounts,
-                           .expert_scales = expertScales,
-                           .residual_x = residualX,
-                           .gamma = gamma,
-                           .tp_send_counts = tpSendCountsOptional,
-                           .x_active_mask = xActiveMaskOptional,
-                           .activation_scale = activationScaleOptional,
-                           .weight_scale = weightScaleOptional,
-                           .group_list = groupListOptional,
-                           .expand_scales = expandScalesOptional,
-                           .shared_expert_x = sharedExpertXOptional,
-                           .elastic_info = elasticInfoOptional,
-                           .ori_x = oriXOptional,
-                           .const_alpha1 = constExpertAlpha1Optional,
-                           .const_alpha2 = constExpertAlpha2Optional,
-                           .const_v = constExpertVOptional,
-                           .attributes = {.group_ep = groupEp,
-                                          .ep_world_size = epWorldSize,
-                                          .ep_rank_id = epRankId,
-                                          .moe_expert_num = moeExpertNum,
-                                          .group_tp = groupTp,
-                                          .tp_world_size = tpWorldSize,
-                                          .tp_rank_id = tpRankId,
-                                          .expert_shard_type = expertShardType,
-                                          .shared_expert_num = sharedExpertNum,
-                                          .shared_expert_rank_num = sharedExpertRankNum,
-                                          .global_bs = globalBs,
-                                          .zero_expert_num = zeroExpertNum,
-                                          .copy_expert_num = copyExpertNum,
-                                          .const_expert_num = constExpertNum},
-                           .out_dtype = outDtype,
-                           .comm_quant_mode = commQuantMode,
-                           .group_list_type = groupListType,
-                           .comm_alg = commAlg,
-                           .norm_eps = normEps,
-                           .y = yOut,
-                           .rstd = rstdOut,
-                           .x = xOut};
-    return BuildExecutor(kAddRmsNormV2, workspaceSize, executor,
-                         [&] { return BuildCombine(kAddRmsNormV2, args, true); });
-  });
+  return AddRmsNormV2Workspace(
+      "aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize", kAddRmsNormV2, expandX, expertIds, assistInfoForCombine,
+      epSendCounts, expertScales, residualX, gamma, tpSendCountsOptional, xActiveMaskOptional, activationScaleOptional,
+      weightScaleOptional, groupListOptional, expandScalesOptional, sharedExpertXOptional, elasticInfoOptional,
+      oriXOptional, constExpertAlpha1Optional, constExpertAlpha2Optional, constExpertVOptional, groupEp, epWorldSize,
+      epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId, expertShardType, sharedExpertNum, sharedExpertRankNum,
+      globalBs, outDtype, commQuantMode, groupListType, commAlg, normEps, zeroExpertNum, copyExpertNum, constExpertNum,
+      yOut, rstdOut, xOut, workspaceSize, executor);
 }
 
 aclnnStatus aclnnMoeDistributeCombineAddRmsNormV2(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {

@@ -140,66 +140,21 @@ using moe_ep::cann::LaunchExecutor;
 namespace {
 constexpr char kV2[] = "aclnnMoeDistributeDispatchV2";
 constexpr char kV3[] = "aclnnMoeDistributeDispatchV3";
-}  // namespace
 
-extern "C" {
-
-aclnnStatus aclnnMoeDistributeDispatchV2GetWorkspaceSize(
-    const aclTensor* x, const aclTensor* expertIds, const aclTensor* scalesOptional,
-    const aclTensor* xActiveMaskOptional, const aclTensor* expertScalesOptional, const char* groupEp,
-    int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum, const char* groupTp, int64_t tpWorldSize,
-    int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t quantMode,
-    int64_t globalBs, int64_t expertTokenNumsType, const char* commAlg, aclTensor* expandXOut,
-    aclTensor* dynamicScalesOut, aclTensor* assistInfoForCombineOut, aclTensor* expertTokenNumsOut,
-    aclTensor* epRecvCountsOut, aclTensor* tpRecvCountsOut, aclTensor* expandScalesOut, uint64_t* workspaceSize,
-    aclOpExecutor** executor) {
-  return Guarded("aclnnMoeDistributeDispatchV2GetWorkspaceSize", ApiFamily::kAclnn, [&] {
-    const DispatchArgs args{.x = x,
-                            .expert_ids = expertIds,
-                            .scales = scalesOptional,
-                            .x_active_mask = xActiveMaskOptional,
-                            .expert_scales = expertScalesOptional,
-                            .attributes = {.group_ep = groupEp,
-                                           .ep_world_size = epWorldSize,
-                                           .ep_rank_id = epRankId,
-                                           .moe_expert_num = moeExpertNum,
-                                           .group_tp = groupTp,
-                                           .tp_world_size = tpWorldSize,
-                                           .tp_rank_id = tpRankId,
-                                           .expert_shard_type = expertShardType,
-                                           .shared_expert_num = sharedExpertNum,
-                                           .shared_expert_rank_num = sharedExpertRankNum,
-                                           .global_bs = globalBs},
-                            .quant_mode = quantMode,
-                            .expert_token_nums_type = expertTokenNumsType,
-                            .comm_alg = commAlg,
-                            .expand_x = expandXOut,
-                            .dynamic_scales = dynamicScalesOut,
-                            .assist_info = assistInfoForCombineOut,
-                            .expert_token_nums = expertTokenNumsOut,
-                            .ep_recv_counts = epRecvCountsOut,
-                            .tp_recv_counts = tpRecvCountsOut,
-                            .expand_scales = expandScalesOut};
-    return BuildExecutor(kV2, workspaceSize, executor, [&] { return BuildDispatch(kV2, args); });
-  });
-}
-
-aclnnStatus aclnnMoeDistributeDispatchV2(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
-  return Guarded("aclnnMoeDistributeDispatchV2", ApiFamily::kAclnn,
-                 [&] { return LaunchExecutor(kV2, executor, stream); });
-}
-
-aclnnStatus aclnnMoeDistributeDispatchV3GetWorkspaceSize(
-    const aclTensor* x, const aclTensor* expertIds, const aclTensor* scalesOptional,
-    const aclTensor* xActiveMaskOptional, const aclTensor* expertScalesOptional, const aclTensor* elasticInfoOptional,
-    const char* groupEp, int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum, const char* groupTp,
-    int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum,
-    int64_t sharedExpertRankNum, int64_t quantMode, int64_t globalBs, int64_t expertTokenNumsType, const char* commAlg,
-    int64_t zeroExpertNum, int64_t copyExpertNum, int64_t constExpertNum, aclTensor* expandXOut,
-    aclTensor* dynamicScalesOut, aclTensor* assistInfoForCombineOut, aclTensor* expertTokenNumsOut,
-    aclTensor* epRecvCountsOut, aclTensor* tpRecvCountsOut, aclTensor* expandScalesOut, uint64_t* workspaceSize,
-    aclOpExecutor** executor) {
-  return Guarded("aclnnMoeDistributeDispatchV3GetWorkspaceSize", ApiFamily::kAclnn, [&] {
+// Phase one of DispatchV3, under the names of `entry` (the C function) and `op` (the operator): DispatchV2 runs it
+// too, without the V3 inputs.
+aclnnStatus DispatchV3Workspace(const char* entry, const char* op, const aclTensor* x, const aclTensor* expertIds,
+                                const aclTensor* scalesOptional, const aclTensor* xActiveMaskOptional,
+                                const aclTensor* expertScalesOptional, const aclTensor* elasticInfoOptional,
+                                const char* groupEp, int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum,
+                                const char* groupTp, int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType,
+                                int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t quantMode,
+                                int64_t globalBs, int64_t expertTokenNumsType, const char* commAlg,
+                                int64_t zeroExpertNum, int64_t copyExpertNum, int64_t constExpertNum,
+                                aclTensor* expandXOut, aclTensor* dynamicScalesOut, aclTensor* assistInfoForCombineOut,
+                                aclTensor* expertTokenNumsOut, aclTensor* epRecvCountsOut, aclTensor* tpRecvCountsOut,
+                                aclTensor* expandScalesOut, uint64_t* workspaceSize, aclOpExecutor** executor) {
+  return Guarded(entry, ApiFamily::kAclnn, [&] {
     const DispatchArgs args{.x = x,
                             .expert_ids = expertIds,
                             .scales = scalesOptional,
@@ -230,8 +185,52 @@ aclnnStatus aclnnMoeDistributeDispatchV3GetWorkspaceSize(
                             .ep_recv_counts = epRecvCountsOut,
                             .tp_recv_counts = tpRecvCountsOut,
                             .expand_scales = expandScalesOut};
-    return BuildExecutor(kV3, workspaceSize, executor, [&] { return BuildDispatch(kV3, args); });
+    return BuildExecutor(op, workspaceSize, executor, [&] { return BuildDispatch(op, args); });
   });
+}
+}  // namespace
+
+extern "C" {
+
+aclnnStatus aclnnMoeDistributeDispatchV2GetWorkspaceSize(
+    const aclTensor* x, const aclTensor* expertIds, const aclTensor* scalesOptional,
+    const aclTensor* xActiveMaskOptional, const aclTensor* expertScalesOptional, const char* groupEp,
+    int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum, const char* groupTp, int64_t tpWorldSize,
+    int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t quantMode,
+    int64_t globalBs, int64_t expertTokenNumsType, const char* commAlg, aclTensor* expandXOut,
+    aclTensor* dynamicScalesOut, aclTensor* assistInfoForCombineOut, aclTensor* expertTokenNumsOut,
+    aclTensor* epRecvCountsOut, aclTensor* tpRecvCountsOut, aclTensor* expandScalesOut, uint64_t* workspaceSize,
+    aclOpExecutor** executor) {
+  // DispatchV3 without its inputs: no elasticInfo, no special experts.
+  return DispatchV3Workspace("aclnnMoeDistributeDispatchV2GetWorkspaceSize", kV2, x, expertIds, scalesOptional,
+                             xActiveMaskOptional, expertScalesOptional, nullptr, groupEp, epWorldSize, epRankId,
+                             moeExpertNum, groupTp, tpWorldSize, tpRankId, expertShardType, sharedExpertNum,
+                             sharedExpertRankNum, quantMode, globalBs, expertTokenNumsType, commAlg, 0, 0, 0,
+                             expandXOut, dynamicScalesOut, assistInfoForCombineOut, expertTokenNumsOut, epRecvCountsOut,
+                             tpRecvCountsOut, expandScalesOut, workspaceSize, executor);
+}
+
+aclnnStatus aclnnMoeDistributeDispatchV2(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
+  return Guarded("aclnnMoeDistributeDispatchV2", ApiFamily::kAclnn,
+                 [&] { return LaunchExecutor(kV2, executor, stream); });
+}
+
+aclnnStatus aclnnMoeDistributeDispatchV3GetWorkspaceSize(
+    const aclTensor* x, const aclTensor* expertIds, const aclTensor* scalesOptional,
+    const aclTensor* xActiveMaskOptional, const aclTensor* expertScalesOptional, const aclTensor* elasticInfoOptional,
+    const char* groupEp, int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum, const char* groupTp,
+    int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum,
+    int64_t sharedExpertRankNum, int64_t quantMode, int64_t globalBs, int64_t expertTokenNumsType, const char* commAlg,
+    int64_t zeroExpertNum, int64_t copyExpertNum, int64_t constExpertNum, aclTensor* expandXOut,
+    aclTensor* dynamicScalesOut, aclTensor* assistInfoForCombineOut, aclTensor* expertTokenNumsOut,
+    aclTensor* epRecvCountsOut, aclTensor* tpRecvCountsOut, aclTensor* expandScalesOut, uint64_t* workspaceSize,
+    aclOpExecutor** executor) {
+  return DispatchV3Workspace(
+      "aclnnMoeDistributeDispatchV3GetWorkspaceSize", kV3, x, expertIds, scalesOptional, xActiveMaskOptional,
+      expertScalesOptional, elasticInfoOptional, groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize,
+      tpRankId, expertShardType, sharedExpertNum, sharedExpertRankNum, quantMode, globalBs, expertTokenNumsType,
+      commAlg, zeroExpertNum, copyExpertNum, constExpertNum, expandXOut, dynamicScalesOut, assistInfoForCombineOut,
+      expertTokenNumsOut, epRecvCountsOut, tpRecvCountsOut, expandScalesOut, workspaceSize, executor);
 }
 
 aclnnStatus aclnnMoeDistributeDispatchV3(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
