@@ -31,11 +31,13 @@ class RemappedWindow : public Window {
     return inner_.Expose(physical_[peer], p, bytes);
   }
   const uint8_t* Resolve(int peer, uint64_t token, uint64_t bytes) const override {
-    return inner_.Resolve(physical_[peer], token, bytes);
+    return InOuterNumbering(
+        *this, [&] { return inner_.Resolve(physical_[peer], token, bytes); }, [&](int) { return peer; });
   }
   bool ExposedByCopy(int peer, uint64_t token) const override { return inner_.ExposedByCopy(physical_[peer], token); }
   void ReadExposed(int peer, uint64_t token, std::span<const ExposedRead> reads) const override {
-    inner_.ReadExposed(physical_[peer], token, reads);
+    InOuterNumbering(
+        *this, [&] { inner_.ReadExposed(physical_[peer], token, reads); }, [&](int) { return peer; });
   }
   uint64_t CompareExchangeFlag(int peer, uint64_t index, uint64_t expected, uint64_t desired) override {
     return inner_.CompareExchangeFlag(physical_[peer], index, expected, desired);

@@ -56,7 +56,8 @@ class Window {
     (void)peer, (void)p, (void)bytes;
     return 0;
   }
-  /// Where the `bytes` that `peer` exposed to this rank under `token` are in this process.
+  /// Where the `bytes` that `peer` exposed to this rank under `token` are in this process (nullptr: it cannot
+  /// read them in place). Throws TimeoutError naming the peer when it could have, but its process is gone.
   virtual const uint8_t* Resolve(int peer, uint64_t token, uint64_t bytes) const {
     (void)peer, (void)token, (void)bytes;
     return nullptr;
@@ -198,5 +199,24 @@ void WaitUntil(const Window& window, Clock::time_point deadline, const char* op,
 /// Waits for a single flag; returns its value.
 uint64_t WaitFlag(const Window& window, uint64_t index, uint32_t epoch, Clock::time_point deadline, int from_rank,
                   const char* op, const char* what);
+
+/// Runs `body`, a call into the window inside a wrapper window (a host's ranks inside a group of hosts, the
+/// survivors inside the original group): a TimeoutError it throws names the inner window's ranks, which
+/// `outer_of` renumbers into `outer`'s, as the wrapper's callers count them.
+template <class Body, class OuterOf>
+auto InOuterNumbering(const Window& outer, Body&& body, OuterOf&& outer_of) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const TimeoutError& e) {
+    std::vector<int> ranks;
+    std::string list;
+    for (const int r : e.missing_ranks()) {
+      ranks.push_back(outer_of(r));
+      list += (list.empty() ? "" : ", ") + std::to_string(ranks.back());
+    }
+    throw TimeoutError(
+        std::string(e.what()) + " [rank" + (ranks.size() > 1 ? "s " : " ") + list + " of " + outer.name() + "]", ranks);
+  }
+}
 
 }  // namespace moe_ep::transport

@@ -15,7 +15,10 @@
 #include <thread>
 
 #include "moe_ep/error.h"
+#include "moe_ep/group.h"
 #include "support/test_seed.h"
+#include "transport/remapped_window.h"
+#include "transport/shm/shared_heap.h"
 #include "transport/shm/shm_window.h"
 
 namespace {
@@ -262,6 +265,88 @@ TEST(ShmSecurity, SegmentsArePrivateToTheJobAndItsUser) {
   }
   rank0.join();
   EXPECT_NE(stat(("/dev/shm" + name).c_str(), &st), 0) << "segment left behind after a failed join";
+}
+
+// A group's string grows with its member list, and a segment name may not pass 255 bytes: a long group joins
+// as a short one does, and a default group of 100 ranks, one of which came, times out naming the 99 others.
+TEST(ShmJoin, GroupsOfLongNamesJoin) {
+  const std::string job = "longtest" + std::to_string(getpid());
+  std::string group = "ep";
+  for (int r = 0; r < 100; ++r) group += "-" + std::to_string(r);
+  const auto deadline = moe_ep::transport::Clock::now() + std::chrono::seconds(20);
+  std::string messages[2];
+  std::thread ranks[2];
+  for (int r = 0; r < 2; ++r) {
+    ranks[r] = std::thread([&, r] {
+      try {
+        auto window = moe_ep::transport::JoinShmGroup(job, group, r, 2, 1 << 20, 16, deadline);
+        window->Barrier(deadline, "the test's");
+      } catch (const moe_ep::Error& e) {
+        messages[r] = e.what();
+      }
+    });
+  }
+  for (auto& t : ranks) t.join();
+  EXPECT_EQ(messages[0] + messages[1], "");
+  EXPECT_EQ(moe_ep::transport::RemoveJobSegments(job), 0) << "segments left behind";
+
+  moe_ep::GroupOptions options;
+  options.timeout = std::chrono::milliseconds(500);
+  options.window_bytes = 1 << 20;
+  try {
+    moe_ep::JoinProcessGroup({0, 100, job}, options);
+    ADD_FAILURE() << "a group of 100 ranks with one present joined";
+  } catch (const moe_ep::TimeoutError& e) {
+    EXPECT_EQ(e.missing_ranks().size(), 99u) << e.what();
+    EXPECT_EQ(e.missing_ranks().back(), 99) << e.what();
+  }
+}
+
+// A rank that exposed heap rows and died before a peer mapped them is a timeout naming it, as a zombie and once
+// reaped; seen through the survivors' numbering (elastic scale-down), the rank is named as they number it.
+TEST(ShmFaults, RowsOfAGoneProcessAreATimeoutNamingItsRank) {
+  namespace tr = moe_ep::transport;
+  const std::string job = "gonetest" + std::to_string(getpid());
+  const auto deadline = tr::Clock::now() + std::chrono::seconds(30);
+  int told[2];
+  ASSERT_EQ(pipe(told), 0);
+  const pid_t child = fork();
+  if (child == 0) {  // rank 2: exposes a heap block to rank 0, says its token, and ends
+    try {
+      auto window = tr::JoinShmGroup(job, "g", 2, 3, 1 << 20, 16, deadline);
+      const uint64_t token = window->Expose(0, tr::SharedHeap::Process().Allocate(4096), 4096);
+      _exit(write(told[1], &token, sizeof token) == sizeof token ? 0 : 3);
+    } catch (...) {
+      _exit(2);
+    }
+  }
+  std::unique_ptr<tr::Window> rank1;
+  std::thread joining([&] { rank1 = tr::JoinShmGroup(job, "g", 1, 3, 1 << 20, 16, deadline); });
+  auto rank0 = tr::JoinShmGroup(job, "g", 0, 3, 1 << 20, 16, deadline);
+  joining.join();
+  uint64_t token = 0;
+  ASSERT_EQ(read(told[0], &token, sizeof token), static_cast<ssize_t>(sizeof token));
+  close(told[0]), close(told[1]);
+  ASSERT_NE(token, 0u);
+  ASSERT_EQ(token % 2, 0u) << "not a heap token";
+  siginfo_t ended{};
+  ASSERT_EQ(waitid(P_PID, static_cast<id_t>(child), &ended, WEXITED | WNOWAIT), 0);  // a zombie now
+  const tr::RemappedWindow survivors(*rank0, 0, {0, 2});                             // rank 1 left out
+  for (const bool reaped : {false, true}) {
+    if (reaped) ASSERT_EQ(waitpid(child, nullptr, 0), child);
+    try {
+      rank0->Resolve(2, token, 4096);
+      ADD_FAILURE() << "rows of a gone process resolved (reaped: " << reaped << ")";
+    } catch (const moe_ep::TimeoutError& e) {
+      EXPECT_EQ(e.missing_ranks(), std::vector<int>{2}) << e.what();
+    }
+    try {
+      survivors.Resolve(1, token, 4096);
+      ADD_FAILURE() << "rows of a gone process resolved through the survivors (reaped: " << reaped << ")";
+    } catch (const moe_ep::TimeoutError& e) {
+      EXPECT_EQ(e.missing_ranks(), std::vector<int>{1}) << e.what();
+    }
+  }
 }
 
 // Ranks that ask for different window sizes fail naming the disagreement instead of timing out.

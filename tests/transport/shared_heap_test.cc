@@ -4,6 +4,7 @@
 #include "transport/shm/shared_heap.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -220,22 +221,64 @@ TEST(SharedHeap, ZeroedBlocksAreClearedOrFreshAndUntouched) {
   heap.Free(fresh);
 }
 
-// A block larger than a chunk gets a chunk of its own, which goes back to the system when it is freed.
-TEST(SharedHeap, LargeBlocksGoBackToTheSystemWhenFreed) {
+// The bytes of a memory file that hold pages (not holes), through its descriptor.
+uint64_t ResidentBytesOf(uint64_t token) {
+  struct stat st {};
+  const std::string path = "/proc/self/fd/" + std::to_string((token >> 32) & 1023);
+  return stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_blocks) * 512 : ~uint64_t{0};
+}
+
+// How many descriptors this process holds.
+int OpenDescriptors() {
+  int n = 0;
+  if (DIR* dir = opendir("/proc/self/fd")) {
+    while (readdir(dir)) ++n;
+    closedir(dir);
+  }
+  return n;
+}
+
+// A block larger than a chunk gets a chunk of its own, whose pages go back to the system when it is freed. A
+// mapping of it that a late reader still holds reads zeros (it must not fault), the next large block reuses the
+// chunk and its descriptor, grown where it must be, and a thousand large blocks in turn hold no more descriptors
+// than one.
+TEST(SharedHeap, LargeBlocksGiveTheirPagesBackAndReuseTheirChunk) {
   SharedHeap& heap = SharedHeap::Process();
   const size_t bytes = size_t{100} << 20;
   auto* p = static_cast<uint8_t*>(heap.Allocate(bytes));
-  p[0] = 1, p[bytes - 1] = 2;
+  std::memset(p, 0x5A, bytes);
   const uint64_t token = heap.TokenOf(p, bytes);
-  EXPECT_NE(token, 0u);
+  ASSERT_NE(token, 0u);
   EXPECT_EQ(MappingOf(p).rfind("/memfd:moe_ep heap", 0), 0u) << MappingOf(p);
+  EXPECT_GE(ResidentBytesOf(token), bytes);
+  const std::string path = "/proc/self/fd/" + std::to_string((token >> 32) & 1023);
+  const int fd = open(path.c_str(), O_RDONLY);  // a reader's mapping, as a peer holds one
+  ASSERT_GE(fd, 0);
+  auto* reader = static_cast<const uint8_t*>(mmap(nullptr, bytes, PROT_READ, MAP_SHARED, fd, 0));
+  close(fd);
+  ASSERT_NE(reader, MAP_FAILED);
+  EXPECT_EQ(reader[bytes - 1], 0x5A);
   heap.Free(p);
-  EXPECT_EQ(MappingOf(p).find("memfd"), std::string::npos) << "a freed large chunk is still mapped";
-  EXPECT_EQ(heap.TokenOf(p, 1), 0u);
-  EXPECT_EQ(SharedHeap::Map(token, 1, SharedHeap::Self()), nullptr) << "the released chunk still resolves";
-  void* again = heap.Allocate(bytes);  // a new chunk, under another descriptor
-  EXPECT_NE(heap.TokenOf(again, bytes) >> 32, token >> 32);
-  heap.Free(again);
+  EXPECT_EQ(ResidentBytesOf(token), 0u) << "a freed large chunk kept its pages";
+  EXPECT_EQ(reader[0], 0);
+  EXPECT_EQ(reader[bytes - 1], 0) << "the late reader's mapping";
+  munmap(const_cast<uint8_t*>(reader), bytes);
+
+  auto* zeroed = static_cast<uint8_t*>(heap.AllocateZeroed(bytes));  // the same chunk, left untouched: zeros
+  EXPECT_EQ(heap.TokenOf(zeroed, bytes) >> 32, token >> 32) << "the chunk's descriptor was not reused";
+  EXPECT_EQ(zeroed[bytes / 2], 0);
+  EXPECT_LT(ResidentBytesOf(token), uint64_t{1} << 20) << "a zeroed block of a chunk given back was written";
+  heap.Free(zeroed);
+  auto* larger = static_cast<uint8_t*>(heap.AllocateZeroed(2 * bytes));  // grows the chunk
+  EXPECT_EQ(heap.TokenOf(larger, 2 * bytes) >> 32, token >> 32) << "a larger block did not grow the chunk";
+  EXPECT_EQ(larger[2 * bytes - 1], 0);
+  larger[2 * bytes - 1] = 7;
+  EXPECT_EQ(SharedHeap::Map(heap.TokenOf(larger, 2 * bytes), 2 * bytes, SharedHeap::Self()), larger);
+  heap.Free(larger);
+
+  const int descriptors = OpenDescriptors();
+  for (size_t i = 0; i < 1000; ++i) heap.Free(heap.Allocate(bytes + (i % 7) * (size_t{3} << 20)));
+  EXPECT_EQ(OpenDescriptors(), descriptors) << "large blocks in turn left descriptors open";
 }
 
 TEST(SharedHeap, BadPointersAreErrorsThatFreeNothing) {

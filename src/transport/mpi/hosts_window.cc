@@ -274,7 +274,9 @@ class HostsWindow final : public Window {
   }
   const uint8_t* Resolve(int peer, uint64_t token, uint64_t bytes) const override {
     CheckPeer(peer, "resolve");
-    return OnThisHost(peer) ? host_->Resolve(topology_.local_of[peer], token, bytes) : nullptr;
+    if (!OnThisHost(peer)) return nullptr;
+    return InOuterNumbering(
+        *this, [&] { return host_->Resolve(topology_.local_of[peer], token, bytes); }, [&](int) { return peer; });
   }
   bool ExposedByCopy(int peer, uint64_t token) const override {
     CheckPeer(peer, "read exposed memory of");
@@ -283,7 +285,8 @@ class HostsWindow final : public Window {
   void ReadExposed(int peer, uint64_t token, std::span<const ExposedRead> reads) const override {
     CheckPeer(peer, "read exposed memory of");
     if (!OnThisHost(peer)) return Window::ReadExposed(peer, token, reads);  // throws
-    host_->ReadExposed(topology_.local_of[peer], token, reads);
+    InOuterNumbering(
+        *this, [&] { host_->ReadExposed(topology_.local_of[peer], token, reads); }, [&](int) { return peer; });
   }
 
   uint64_t ReadFlag(uint64_t index) const override { return host_->ReadFlag(index); }

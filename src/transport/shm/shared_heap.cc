@@ -1,5 +1,6 @@
 // The shared heap: memfd chunks carved first-fit (freed blocks merge with their neighbours and are
-// reused), tokens that name a chunk by (pid, descriptor, offset), and peers' chunks mapped on demand.
+// reused; a large chunk's pages go back to the system when it is wholly free), tokens that name a chunk by
+// (pid, descriptor, offset), and peers' chunks mapped on demand.
 #include "transport/shm/shared_heap.h"
 
 #include <fcntl.h>
@@ -34,6 +35,7 @@ struct Chunk {
   uint8_t* base = nullptr;
   size_t size = 0;
   std::map<size_t, size_t> free;  // offset -> bytes, never two adjacent
+  bool zero = true;               // wholly free and reading as zeros: new, or its pages given back
 };
 
 struct Block {
@@ -81,9 +83,13 @@ uint64_t OwnPid() {
   throw Error(ErrorCode::kInternal, "shared heap: " + what + ": " + std::strerror(errno));
 }
 
+size_t ChunkBytesFor(size_t bytes) {
+  return std::max(kChunkBytes, (bytes + kChunkRounding - 1) / kChunkRounding * kChunkRounding);
+}
+
 std::unique_ptr<Chunk> NewChunk(size_t bytes) {
   auto chunk = std::make_unique<Chunk>();
-  chunk->size = std::max(kChunkBytes, (bytes + kChunkRounding - 1) / kChunkRounding * kChunkRounding);
+  chunk->size = ChunkBytesFor(bytes);
   int fd = memfd_create(kChunkName, MFD_CLOEXEC);
   if (fd < 0) Fail("cannot create a memory file");
   if (fd >= (1 << kFdBits)) {  // a token names descriptors below 1024: take the lowest free one
@@ -105,17 +111,27 @@ std::unique_ptr<Chunk> NewChunk(size_t bytes) {
   return chunk;
 }
 
-// Gives a wholly free chunk larger than the default back to the system (one request made it). Its
-// descriptor stays open, at length 0: a new chunk never takes its number, so a peer's mapping of this
-// one can never be taken for the new one's.
-void ReleaseChunk(Chunk& chunk) {
+// Gives the pages of a wholly free chunk larger than the default (one request made it) back to the system.
+// The file keeps its size and descriptor, and the next large request reuses both (GrowChunk): a peer still
+// mapping it (a reader given up on) reads zeros instead of faulting past the end of a truncated file, and the
+// process never holds more descriptors than it once held large blocks at a time.
+void GivePagesBack(Chunk& chunk) {
+  if (fallocate(chunk.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(chunk.size)) == 0) {
+    chunk.zero = true;
+  }  // else the pages stay until the chunk is reused or the process exits; nothing depends on it
+}
+
+// Makes a wholly free chunk large enough for `bytes`. The file only grows: peers' mappings of its smaller
+// size stay valid, and SharedHeap::Map maps it again for a range past them.
+void GrowChunk(Chunk& chunk, size_t bytes) {
+  const size_t size = ChunkBytesFor(bytes);
+  if (ftruncate(chunk.fd, static_cast<off_t>(size)) != 0) Fail("cannot size a " + std::to_string(size) + "-byte chunk");
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, chunk.fd, 0);
+  if (p == MAP_FAILED) Fail("cannot map a " + std::to_string(size) + "-byte chunk");
   munmap(chunk.base, chunk.size);
-  if (ftruncate(chunk.fd, 0) != 0) {
-    // The pages stay until the process exits; nothing else depends on it.
-  }
-  chunk.base = nullptr;
-  chunk.size = 0;
-  chunk.free.clear();
+  chunk.base = static_cast<uint8_t*>(p);
+  chunk.size = size;
+  chunk.free = {{0, size}};
 }
 
 uint64_t OwnId() {
@@ -136,6 +152,9 @@ struct Mapped {
 };
 struct PeerChunks {
   std::map<std::tuple<uint64_t, uint64_t, uint64_t>, Mapped> mapped;
+  // Mappings of chunks that have grown since: a pointer into one may still be read, so each stays until the
+  // owner's last Release.
+  std::multimap<std::pair<uint64_t, uint64_t>, Mapped> outgrown;
   std::map<std::pair<uint64_t, uint64_t>, int> holds;
 };
 std::mutex mapped_mutex;
@@ -215,11 +234,20 @@ void* SharedHeap::AllocateFrom(size_t bytes, bool* fresh) {
         if (left > 0) chunk->free[offset + size] = left;
         uint8_t* p = chunk->base + offset;
         s.live[p] = Block{chunk.get(), offset, size};
+        *fresh = chunk->zero;
+        chunk->zero = false;
         return p;
       }
     }
-    s.chunks.push_back(NewChunk(size));
-    *fresh = true;  // the loop takes its first free range: the new chunk, the only one large enough
+    // No room: grow a large chunk whose pages went back (its descriptor is reused), else make one.
+    const auto given_back = std::find_if(s.chunks.begin(), s.chunks.end(), [](const auto& chunk) {
+      return chunk->size > kChunkBytes && chunk->free.size() == 1 && chunk->free.begin()->second == chunk->size;
+    });
+    if (given_back != s.chunks.end()) {
+      GrowChunk(**given_back, size);  // the loop takes it: the only free range large enough
+    } else {
+      s.chunks.push_back(NewChunk(size));
+    }
   }
 }
 
@@ -250,7 +278,7 @@ void SharedHeap::Free(const void* p) {
     chunk.free[offset] = size;
   }
   if (chunk.size > kChunkBytes && chunk.free.size() == 1 && chunk.free.begin()->second == chunk.size) {
-    ReleaseChunk(chunk);
+    GivePagesBack(chunk);
   }
 }
 
@@ -300,10 +328,16 @@ const uint8_t* SharedHeap::Map(uint64_t token, uint64_t bytes, Owner owner) {
   const std::lock_guard lock(mapped_mutex);
   auto& mapped = Peers().mapped;
   auto it = mapped.find({pid, owner.id, fd});
-  if (it == mapped.end()) {
+  const auto fits = [&](const Mapped& m) { return offset <= m.size && bytes <= m.size - offset; };
+  if (it == mapped.end() || !fits(it->second)) {  // not mapped yet, or the chunk grew since
     const std::optional<Mapped> chunk = MapPeerChunk(pid, fd);
     if (!chunk) return nullptr;
-    it = mapped.emplace(std::tuple{pid, owner.id, fd}, *chunk).first;
+    if (it != mapped.end()) {
+      Peers().outgrown.emplace(std::pair{pid, owner.id}, it->second);
+      it->second = *chunk;
+    } else {
+      it = mapped.emplace(std::tuple{pid, owner.id, fd}, *chunk).first;
+    }
   }
   const Mapped& chunk = it->second;
   return offset <= chunk.size && bytes <= chunk.size - offset ? chunk.base + offset : nullptr;
@@ -327,6 +361,9 @@ void SharedHeap::Release(Owner owner) {
     munmap(const_cast<uint8_t*>(it->second.base), it->second.size);
     it = peers.mapped.erase(it);
   }
+  const auto [first, last] = peers.outgrown.equal_range({owner.pid, owner.id});
+  for (auto old = first; old != last; ++old) munmap(const_cast<uint8_t*>(old->second.base), old->second.size);
+  peers.outgrown.erase(first, last);
 }
 
 }  // namespace moe_ep::transport

@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -58,7 +59,8 @@ uint8_t* MapAndClose(int fd, uint64_t bytes, const std::string& name) {
   return static_cast<uint8_t*>(p);
 }
 
-// Opens a peer's segment once it exists with its full size (its creator sizes it right after creating).
+// Opens a peer's segment once it exists with its full size (its creator sizes it right after creating); -1 when
+// it does not by `deadline`.
 int OpenPeer(const std::string& name, uint64_t bytes, Clock::time_point deadline, int peer, const std::string& group) {
   for (auto pause = std::chrono::microseconds(50);; pause = std::min(pause * 2, std::chrono::microseconds(20000))) {
     const int fd = shm_open(name.c_str(), O_RDWR, 0);
@@ -78,13 +80,24 @@ int OpenPeer(const std::string& name, uint64_t bytes, Clock::time_point deadline
     } else if (errno != ENOENT) {
       SystemError("cannot open " + name);
     }
-    if (Clock::now() >= deadline) {
-      throw TimeoutError("joining shared-memory group '" + group + "': rank " + std::to_string(peer) +
-                             " did not create its segment in time",
-                         {peer});
-    }
+    if (Clock::now() >= deadline) return -1;
     std::this_thread::sleep_for(pause);
   }
+}
+
+// Whether process `pid` has ended: gone, or a zombie its parent has not reaped yet.
+bool ProcessGone(pid_t pid) {
+  if (kill(pid, 0) != 0) return errno == ESRCH;
+  char state = 0;
+  if (std::FILE* file = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r")) {
+    // "pid (comm) state ...": comm may hold spaces and parentheses, so the state follows the last ')'.
+    char line[512] = {};
+    const size_t n = std::fread(line, 1, sizeof line - 1, file);
+    std::fclose(file);
+    const char* close = std::strrchr(line, ')');
+    if (n > 0 && close != nullptr && close[1] == ' ') state = close[2];
+  }
+  return state == 'Z' || state == 'X';
 }
 
 // What each rank's segment carries after its flags, for reading each other's private memory by copy
@@ -164,8 +177,16 @@ class ShmWindow final : public LoadStoreWindow {
   }
   const uint8_t* Resolve(int peer, uint64_t token, uint64_t bytes) const override {
     CheckPeer(peer, "resolve");
-    if (token % 2 == 0) return SharedHeap::Map(token, bytes, HeapOf(peer));
-    return peer == rank() ? reinterpret_cast<const uint8_t*>(static_cast<uintptr_t>(token - 1)) : nullptr;
+    if (token % 2 != 0) {
+      return peer == rank() ? reinterpret_cast<const uint8_t*>(static_cast<uintptr_t>(token - 1)) : nullptr;
+    }
+    const uint8_t* mapped = SharedHeap::Map(token, bytes, HeapOf(peer));
+    // A chunk not mapped here yet cannot be once its process is gone (its descriptors went with it).
+    if (mapped == nullptr && ProcessGone(static_cast<pid_t>(info_[peer]->pid))) {
+      throw TimeoutError(
+          "mapping the rows rank " + std::to_string(peer) + " of " + name() + " exposed: its process is gone", {peer});
+    }
+    return mapped;
   }
   bool ExposedByCopy(int peer, uint64_t token) const override {
     CheckPeer(peer, "check a token of");
@@ -218,7 +239,18 @@ int PtraceScope() {
 }  // namespace
 
 std::string ShmSegmentName(const std::string& job, const std::string& group, int rank) {
-  return "/moe_ep." + job + "." + group + "." + std::to_string(rank);
+  // A name is at most NAME_MAX (255) bytes, and a group's string grows with its member list (a default group
+  // of 72 ranks passes it): a long one is named by its first characters and a 64-bit FNV-1a hash of all of it.
+  constexpr size_t kReadable = 64;
+  std::string part = group;
+  if (part.size() > kReadable) {
+    uint64_t hash = 14695981039346656037ull;
+    for (const unsigned char c : group) hash = (hash ^ c) * 1099511628211ull;
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(hash));
+    part = group.substr(0, kReadable - 17) + "~" + hex;
+  }
+  return "/moe_ep." + job + "." + part + "." + std::to_string(rank);
 }
 
 std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& group, int rank, int size,
@@ -274,12 +306,26 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
   const SharedHeap::Owner self = SharedHeap::Self();  // whose heap this rank's tokens name, for its peers
   info[rank]->pid = self.pid;
   info[rank]->heap_id = self.id;
+  std::vector<int> missing;  // once the deadline passed, each later rank is looked for once
   for (int r = 0; r < size; ++r) {
     if (r == rank) continue;
     const std::string name = ShmSegmentName(job, group, r);
-    uint8_t* base = MapAndClose(OpenPeer(name, bytes, deadline, r, group), bytes, name);
+    const int fd = OpenPeer(name, bytes, deadline, r, group);
+    if (fd < 0) {
+      missing.push_back(r);
+      continue;
+    }
+    uint8_t* base = MapAndClose(fd, bytes, name);
     maps->Add(base);
     place(r, base);
+  }
+  if (!missing.empty()) {
+    std::string ranks;
+    for (const int r : missing) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
+    throw TimeoutError("joining shared-memory group '" + group + "' on rank " + std::to_string(rank) + ": rank" +
+                           (missing.size() > 1 ? "s " : " ") + ranks +
+                           " did not create a segment in time (MOE_EP_TIMEOUT_MS, GroupOptions::timeout)",
+                       missing);
   }
   auto window = std::make_unique<ShmWindow>(rank, regions, info, cross_memory, data_bytes, flag_count,
                                             "shared-memory group '" + group + "'", maps);
