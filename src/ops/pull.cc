@@ -165,7 +165,24 @@ uint32_t NewStagedMark() {
 Claims::Claims(transport::Window& ep, const CallFlags& flags)
     : ep_(ep), flags_(flags), claimed_(ep.size(), kUnclaimed), staged_marks_(ep.size(), 0) {}
 
-Claims::~Claims() { MarkDone(); }
+Claims::~Claims() {
+  MarkDone();
+  if (!finished_) Decline();
+}
+
+void Claims::Decline() noexcept {
+  const std::lock_guard lock(mutex_);
+  const uint64_t index = FlagOf(flags_, ep_.rank(), kDone);
+  const uint64_t announced = MakeFlag(flags_.epoch, kWordAnnounced), done = MakeFlag(flags_.epoch, kWordDone);
+  for (int sender = 0; sender < static_cast<int>(claimed_.size()); ++sender) {
+    if (claimed_[sender] != kUnclaimed || sender == ep_.rank()) continue;
+    try {
+      // Only a word armed for this call and still unclaimed: a withdrawn one, another call's, or one cleared stays.
+      ep_.CompareExchangeFlag(sender, index, announced, done);
+    } catch (...) {  // a sender this rank cannot reach announced nothing to it
+    }
+  }
+}
 
 void Claims::Claim(int sender, const Rows& rows, const char* op) {
   const std::lock_guard lock(mutex_);
@@ -213,6 +230,7 @@ void Claims::CopyRows(const Rows& rows, std::span<const RowCopy> copies, const c
 }
 
 void Claims::Finish(const char* op) {
+  finished_ = true;
   const std::vector<int> given_up = MarkDone();
   if (!given_up.empty()) ThrowGivenUp(given_up, op);
 }

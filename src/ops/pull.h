@@ -94,11 +94,13 @@ bool IsDone(uint64_t word, uint32_t epoch);
 
 /// The senders whose announced rows this rank reads (in place or by copy) in one call: each is claimed (in its done
 /// word for this rank, unless its rows are a staged copy) before any of its rows is read, and told this rank is done by
-/// Finish, or when this goes should the call fail first. Thread-safe: the parts of a call claim as they meet a sender.
+/// Finish, or when this goes should the call fail first; a sender never claimed is then told too (this rank will not
+/// read its rows), so that a healthy sender is not held up, and does not name this rank, because this rank's call
+/// failed on another one. Thread-safe: the parts of a call claim as they meet a sender.
 class Claims {
  public:
   Claims(transport::Window& ep, const CallFlags& flags);
-  ~Claims();  // tells every sender claimed and not told yet that this rank is done
+  ~Claims();  // tells every sender claimed and not told yet that this rank is done, and before Finish, every other
   Claims(const Claims&) = delete;
   Claims& operator=(const Claims&) = delete;
   /// Claims `sender`'s `rows` (as Announced gave them), once per call. Throws TimeoutError naming the sender when
@@ -118,6 +120,9 @@ class Claims {
   enum State : uint8_t { kUnclaimed, kClaimed, kToldDone };
   // Finish's marking; returns the senders that had given up. Never throws (the destructor's).
   std::vector<int> MarkDone() noexcept;
+  // The destructor's, when Finish never ran (the call failed): marks done every word armed for this rank and not
+  // claimed, so that its sender stops waiting. Never throws.
+  void Decline() noexcept;
   [[noreturn]] void ThrowGivenUp(const std::vector<int>& senders, const char* op) const;
 
   transport::Window& ep_;
@@ -125,6 +130,7 @@ class Claims {
   mutable std::mutex mutex_;
   std::vector<State> claimed_;          // per sender
   std::vector<uint32_t> staged_marks_;  // per sender: the mark it armed its word with (a staged copy), else 0
+  bool finished_ = false;
 };
 
 /// Waits until every rank r with reads[r] != 0 has said it is done with this rank's rows, or throws

@@ -3,7 +3,8 @@
 // sender go at once; a reader the sender stopped waiting for fails its own call when it finishes (even once a
 // reset cleared its word or a later call re-armed it), or when a copy fails meanwhile, since the sender's caller
 // may have reused the memory it read; a reader of a staged copy, which outlives the call, does not, and ends done,
-// without claiming it, and never takes a later staging's word for its own.
+// without claiming it, and never takes a later staging's word for its own; a reader whose call fails before it
+// claimed lets the sender go.
 #include "ops/pull.h"
 
 #include <gtest/gtest.h>
@@ -79,6 +80,24 @@ TEST_F(PullHandOver, AnUnclaimedAnnouncementIsWithdrawnAndAClaimAfterFails) {
     EXPECT_EQ(e.missing_ranks(), std::vector<int>{0});
     EXPECT_NE(std::string(e.what()).find("withdrew them"), std::string::npos) << e.what();
   }
+}
+
+// A reader whose call fails (on another rank) before it claimed a healthy sender's rows says it will not read them:
+// the sender returns at once instead of waiting out its deadline and naming the reader. A word the sender withdrew
+// stays withdrawn.
+TEST_F(PullHandOver, AReaderWhoseCallFailsBeforeClaimingLetsTheSenderGo) {
+  AnnounceRows();
+  { pull::Claims claims(reader, flags); }  // the reader's call failed before it met rank 0's rows
+  EXPECT_TRUE(pull::IsDone(DoneWord(), flags.epoch));
+  EXPECT_NO_THROW(pull::WaitDone(sender, flags, reads, Clock::now() + std::chrono::milliseconds(100), "test op"));
+
+  ClearDoneWord();
+  AnnounceRows();
+  pull::Withdraw(sender, flags, reads);
+  const uint64_t withdrawn = DoneWord();
+  { pull::Claims claims(reader, flags); }
+  EXPECT_EQ(DoneWord(), withdrawn) << "a failed reader marked a withdrawn word done";
+  EXPECT_FALSE(pull::IsDone(DoneWord(), flags.epoch));
 }
 
 TEST_F(PullHandOver, AReaderDoneFirstLetsTheFailedSenderGoAtOnce) {
