@@ -236,6 +236,19 @@ TEST(ProcessRanks, LauncherReportsTheFirstFailureAndPrefixesOutput) {
     EXPECT_NE(output.find("[rank " + std::to_string(r) + "] hello"), std::string::npos) << output;
 }
 
+// The launcher ends with its ranks: not later, when a process a rank left running still holds its output, and not
+// never, when it inherited an ignored SIGCHLD (the kernel would reap the ranks behind its back).
+TEST(ProcessRanks, LauncherEndsWithItsRanks) {
+  const std::string tool = MOE_EP_TOOL;
+  std::string output;
+  EXPECT_EQ(RunCommand("timeout -k 5 20 " + tool + " launch -n 2 -- sh -c 'sleep 30 & echo left; exit 3'", output), 3)
+      << output;
+  EXPECT_EQ(CountOf(output, "] left"), 2) << output;
+  output.clear();
+  EXPECT_EQ(RunCommand("timeout -k 5 20 bash -c \"trap '' CHLD; exec " + tool + " launch -n 2 -- true\"", output), 0)
+      << output;
+}
+
 // While rank 0 waits for a rank 1 that never comes, its segment exists: it is 0600, another job's name
 // does not reach it, and an unprivileged user cannot open it; after the timeout it is gone.
 TEST(ShmSecurity, SegmentsArePrivateToTheJobAndItsUser) {

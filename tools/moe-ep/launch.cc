@@ -1,6 +1,7 @@
 // The process launcher: fork/exec per rank, prefixed output forwarding, exit status, clean-up.
 #include "moe-ep/launch.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -37,16 +38,14 @@ struct Stream {
   std::string prefix;
   std::string partial;
 
-  void Drain() {
+  // Forwards what the pipe holds; false when it held nothing yet (a non-blocking pipe).
+  bool Drain() {
     char buffer[65536];
     const ssize_t n = read(fd, buffer, sizeof(buffer));
     if (n <= 0) {
-      if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
-      if (!partial.empty()) std::fprintf(out, "%s%s\n", prefix.c_str(), partial.c_str());
-      partial.clear();
-      close(fd);
-      fd = -1;
-      return;
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) return errno != EAGAIN;
+      End();
+      return true;
     }
     partial.append(buffer, static_cast<size_t>(n));
     size_t start = 0;
@@ -55,11 +54,30 @@ struct Stream {
     }
     partial.erase(0, start);
     std::fflush(out);
+    return true;
+  }
+  // Once its rank has ended: forwards what is left in the pipe without waiting for the end of the stream, which a
+  // process the rank started (and left running) may hold open for good.
+  void DrainLeft() {
+    if (fd < 0) return;
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    while (fd >= 0) {
+      if (!Drain()) End();
+    }
+  }
+  // Forwards a last line without its newline, and closes the pipe.
+  void End() {
+    if (!partial.empty()) std::fprintf(out, "%s%s\n", prefix.c_str(), partial.c_str());
+    partial.clear();
+    close(fd);
+    fd = -1;
   }
 };
 
-[[noreturn]] void ExecRank(const LaunchOptions& o, int rank, const std::string& rendezvous, int out_fd, int err_fd) {
-  prctl(PR_SET_PDEATHSIG, SIGKILL);  // a rank never outlives its launcher
+[[noreturn]] void ExecRank(const LaunchOptions& o, int rank, const std::string& rendezvous, int out_fd, int err_fd,
+                           pid_t launcher) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);                 // a rank never outlives its launcher,
+  if (getppid() != launcher) _exit(128 + SIGKILL);  // not even one that ended before the line above
   dup2(out_fd, STDOUT_FILENO);
   dup2(err_fd, STDERR_FILENO);
   setenv("MOE_EP_RANK", std::to_string(rank).c_str(), 1);
@@ -80,10 +98,11 @@ int Launch(const LaunchOptions& o) {
   // Forwarded to the ranks while they run; the caller's handlers come back on return (a bench launches many jobs).
   struct CallerHandlers {
     struct sigaction on_int {
-    }, on_term{};
+    }, on_term{}, on_child{};
     void Restore() const {
       sigaction(SIGINT, &on_int, nullptr);
       sigaction(SIGTERM, &on_term, nullptr);
+      sigaction(SIGCHLD, &on_child, nullptr);
     }
     ~CallerHandlers() { Restore(); }
   } caller;
@@ -92,6 +111,11 @@ int Launch(const LaunchOptions& o) {
   action.sa_handler = RememberSignal;
   sigaction(SIGINT, &action, &caller.on_int);
   sigaction(SIGTERM, &action, &caller.on_term);
+  // An ignored SIGCHLD (inherited: `trap '' CHLD`) has the kernel reap the ranks, and waitpid would never see one end.
+  struct sigaction default_child {};
+  default_child.sa_handler = SIG_DFL;
+  sigaction(SIGCHLD, &default_child, &caller.on_child);
+  const pid_t launcher = getpid();
 
   std::vector<pid_t> pids(o.ranks, -1);
   std::vector<Stream> streams;
@@ -107,8 +131,9 @@ int Launch(const LaunchOptions& o) {
   };
   for (int rank = 0; rank < o.ranks; ++rank) {
     int out_pipe[2], err_pipe[2];
-    if (pipe(out_pipe) != 0) return abandon("moe-ep launch: pipe");
-    if (pipe(err_pipe) != 0) {
+    // Close-on-exec: a rank holds no other rank's pipe (dup2 gives it its own ends without the flag).
+    if (pipe2(out_pipe, O_CLOEXEC) != 0) return abandon("moe-ep launch: pipe");
+    if (pipe2(err_pipe, O_CLOEXEC) != 0) {
       close(out_pipe[0]), close(out_pipe[1]);
       return abandon("moe-ep launch: pipe");
     }
@@ -126,7 +151,7 @@ int Launch(const LaunchOptions& o) {
       sigprocmask(SIG_SETMASK, &previous, nullptr);
       close(out_pipe[0]);
       close(err_pipe[0]);
-      ExecRank(o, rank, rendezvous, out_pipe[1], err_pipe[1]);
+      ExecRank(o, rank, rendezvous, out_pipe[1], err_pipe[1], launcher);
     }
     sigprocmask(SIG_SETMASK, &previous, nullptr);
     if (pid < 0) {
@@ -180,9 +205,7 @@ int Launch(const LaunchOptions& o) {
     }
   }
   if (g_forward_signal) forwarded = g_forward_signal;  // arrived as the last rank ended: nobody left to tell
-  for (auto& s : streams) {
-    while (s.fd >= 0) s.Drain();
-  }
+  for (auto& s : streams) s.DrainLeft();
   const int left = transport::RemoveJobSegments(rendezvous);
   if (left > 0) std::fprintf(stderr, "moe-ep launch: removed %d shared-memory segment(s) the job left behind\n", left);
   if (forwarded != 0) g_interrupted_by = forwarded;
