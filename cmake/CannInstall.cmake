@@ -1,7 +1,10 @@
 # The CANN-shaped install layout (component "cann"), beside the native lib/ + include/moe_ep install:
 #   <prefix>/latest/include/{acl,aclnn,hccl,aclnnop}   the CANN-compatible headers
 #   <prefix>/latest/lib64/libmoe_ep_cann.so*           the C API library (libmoe_ep_cann)
-#   <prefix>/latest/lib64/lib{ascendcl,hccl,nnopbase,opapi,op_common}.so -> libmoe_ep_cann.so
+#   <prefix>/latest/lib64/lib{ascendcl,hccl,nnopbase,opapi,op_common}.so -> libmoe_ep_cann.so, and the names the
+#                                                      vendor's operator samples also link (opapi_math,
+#                                                      opapi_transformer, hccl_fwk, c_sec: names only; moe_ep
+#                                                      provides none of securec's functions)
 #   <prefix>/latest/bin/setenv.bash                    puts latest/lib64 on LD_LIBRARY_PATH
 # plus forwarding headers at the source-tree-relative paths that the documented samples include
 # ("../op_host/op_api/aclnn_X.h" and "../../moe_distribute_X/op_host/op_api/aclnn_X.h"), so that the
@@ -17,7 +20,7 @@ install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/acl ${PROJECT_SOURCE_DIR}/includ
         DESTINATION ${_cann_root}/include COMPONENT cann)
 
 # The CANN library names: relative symlinks to the development name of the one real library.
-foreach(_lib ascendcl hccl nnopbase opapi op_common)
+foreach(_lib ascendcl hccl nnopbase opapi op_common opapi_math opapi_transformer hccl_fwk c_sec)
   file(CREATE_LINK libmoe_ep_cann.so ${_cann_stage}/lib64/lib${_lib}.so SYMBOLIC)
   install(FILES ${_cann_stage}/lib64/lib${_lib}.so DESTINATION ${_cann_root}/lib64 COMPONENT cann)
 endforeach()

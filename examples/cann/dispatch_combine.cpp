@@ -133,7 +133,7 @@ bool RunRank(const Rank& rank) {
           "aclnnMoeDistributeDispatchV2GetWorkspaceSize")) {
     return false;
   }
-  // workspace_size is 0 in moe_ep; a program written for the NPU allocates it when it is not.
+  // moe_ep uses no workspace (it reports 16 MiB, as CANN does, for programs that always allocate it).
   if (!Ok(aclnnMoeDistributeDispatchV2(nullptr, workspace_size, executor, rank.device.stream),
           "aclnnMoeDistributeDispatchV2") ||
       !Synchronize(rank.device.stream, "aclnnMoeDistributeDispatchV2")) {

@@ -733,8 +733,8 @@ class Runner {
   bool Check(RankIo& r, const std::string& what, aclnnStatus st, uint64_t ws, aclOpExecutor* exec) {
     if (st != ACL_SUCCESS) {
       r.error = what + " returned " + std::to_string(st) + ": " + RecentErrMsg();
-    } else if (ws != 0) {
-      r.error = what + ": workspace size " + std::to_string(ws) + ", expected 0";
+    } else if (ws != kWorkspaceBytes) {
+      r.error = what + ": workspace size " + std::to_string(ws) + ", expected " + std::to_string(kWorkspaceBytes);
     } else if (exec == nullptr) {
       r.error = what + ": null executor";
     }

@@ -34,6 +34,8 @@ using moe_ep::verify::ScenarioSpec;
 inline constexpr uint8_t kPoison = 0xA7;
 /// Padding byte of strided input storage (never part of a view).
 inline constexpr uint8_t kPadding = 0xA5;
+/// The workspace size phase one reports: 16 MiB, the least CANN's tiling asks for (moe_ep uses none of it).
+inline constexpr uint64_t kWorkspaceBytes = uint64_t{16} << 20;
 
 /// aclInit once per process (and aclFinalize at exit); MOE_EP_TIMEOUT_MS defaults to 20 s in these
 /// tests so that a hang becomes a failure, unless the caller set it.

@@ -221,7 +221,7 @@ void ExpectAccepted(const Args& a, const std::string& what, const Scratch* scrat
   RecentErrMsg();
   const aclnnStatus st = Call(a);
   EXPECT_EQ(st, ACL_SUCCESS) << what << ": " << RecentErrMsg();
-  EXPECT_EQ(a.ws_storage, 0u) << what;
+  EXPECT_EQ(a.ws_storage, kWorkspaceBytes) << what;
   EXPECT_NE(a.exec_storage, nullptr) << what;
   if (scratch == nullptr) return;
   for (const auto& t : scratch->tensors) EXPECT_TRUE(t.AllBytesAre(kPoison)) << what << ": phase one wrote a tensor";

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# ctest install_cann_prefix: installs the build into a temporary prefix P, checks the CANN-shaped layout
-# and P/latest/bin/setenv.bash, builds examples/cann/*.cpp and the documentation's two samples
+# ctest install_cann_prefix: installs the build into a temporary prefix P, checks the CANN-shaped layout,
+# that the C headers compile as C99, and P/latest/bin/setenv.bash, builds examples/cann/*.cpp and the documentation's two samples
 # (seed_samples/) with the documented g++ line after `source P/latest/bin/setenv.bash`, runs them (each
 # must exit 0; the samples, which exit 0 regardless, must also print their success lines), and builds
 # and runs examples/native_dispatch_combine.cc through find_package(moe_ep) (consumer/), and the Python
@@ -38,13 +38,24 @@ for h in "${source_dir}"/include/aclnnop/*.h; do
 done
 real_lib=$(readlink -f "${latest}/lib64/libmoe_ep_cann.so")
 [[ -f "$real_lib" && ! -L "${latest}/lib64/libmoe_ep_cann.so.0.1.0" ]] || fail "latest/lib64 holds no real libmoe_ep_cann"
-for lib in ascendcl hccl nnopbase opapi op_common; do
+for lib in ascendcl hccl nnopbase opapi op_common opapi_math opapi_transformer hccl_fwk c_sec; do
   [[ "$(readlink -f "${latest}/lib64/lib${lib}.so")" == "$real_lib" ]] || fail "lib${lib}.so does not resolve to libmoe_ep_cann"
 done
 # The C API library exports the C entry points and nothing of the engine inside it.
 leaked=$(nm -D --defined-only "$real_lib" | awk '{print $3}' | grep -v -E '^(acl|Hccl)' | grep -v -E '^(_init|_fini|_edata|_end|__bss_start)$' || true)
 [[ -z "$leaked" ]] || fail "libmoe_ep_cann exports more than the C API: $(echo $leaked | head -c 300)"
 [[ -f "${prefix}/lib/libmoe_ep.so" || -f "${prefix}/lib64/libmoe_ep.so" ]] || fail "the native lib/ install is missing"
+
+step "the C headers compile as C99, each on its own (included twice: its guard)"
+for h in acl/acl.h hccl/hccl.h "${latest}"/include/aclnnop/*.h; do
+  h=${h#"${latest}/include/aclnnop/"}
+  printf '#include "%s"\n#include "%s"\nint main(void) { return 0; }\n' "$h" "${h}" >"${work}/header.c"
+  gcc -std=c99 -Wall -Wextra -pedantic -Werror -I"${latest}/include" -I"${latest}/include/aclnnop" \
+      -c "${work}/header.c" -o "${work}/header.o" || fail "$h does not compile as C99 on its own"
+done
+printf '#include "hccl/hccl.h"\nint main(void) { HcclCommConfig c; HcclCommConfigInit(&c); aclrtStream s = 0; (void)s;\n  return c.hcclBufferSize == HCCL_COMM_BUFFSIZE_CONFIG_NOT_SET ? 0 : 1; }\n' >"${work}/hccl.c"
+gcc -std=c99 -Wall -Wextra -pedantic -Werror -I"${latest}/include" -c "${work}/hccl.c" -o "${work}/hccl.o" ||
+  fail "hccl/hccl.h with HcclCommConfigInit and an acl type does not compile as C99"
 
 step "setenv.bash: from any directory, idempotent, under set -u"
 (
@@ -66,9 +77,10 @@ source "${prefix}/latest/bin/setenv.bash"
 
 # The documented build lines: the issue's, and the BufferReset page's build script (quoted paths with
 # trailing slashes, -L=). Each g++ runs in the background; $work/NAME.build holds its output.
-build_example() {  # build_example SOURCE NAME
-  g++ "$1" -o "$2" -I"$latest"/include -I"$latest"/include/aclnnop -L"$latest"/lib64 \
-      -lascendcl -lnnopbase -lopapi -lop_common -lpthread -lhccl >"$2.build" 2>&1
+build_example() {  # build_example SOURCE NAME; rank_table.cpp with the libraries the vendor's samples link
+  local libs=(-lascendcl -lnnopbase -lopapi -lop_common -lpthread -lhccl)
+  [[ "$2" == *rank_table ]] && libs=(-lopapi_math -lopapi_transformer -lascendcl -lnnopbase -lpthread -lhccl -lhccl_fwk -lc_sec)
+  g++ "$1" -o "$2" -I"$latest"/include -I"$latest"/include/aclnnop -L"$latest"/lib64 "${libs[@]}" >"$2.build" 2>&1
 }
 build_sample() {  # build_sample SOURCE NAME, as the documentation's build script writes it
   local cann_path="$prefix"

@@ -32,7 +32,7 @@ aclnnStatus BuildExecutor(const char* op, uint64_t* workspace_size, aclOpExecuto
                 name + ": parameter 'executor' = nullptr violates rule: phase one writes the executor there");
   }
   auto built = std::make_shared<aclOpExecutor>(aclOpExecutor{name, build()});
-  *workspace_size = 0;
+  *workspace_size = kWorkspaceBytes;
   *executor = static_cast<aclOpExecutor*>(Executors().Add(std::move(built)));
   return ACLNN_SUCCESS;
 }

@@ -16,9 +16,14 @@ struct aclOpExecutor {
 
 namespace moe_ep::cann {
 
+/// The workspace size phase one reports: 16 MiB, the least CANN's tiling of these operators asks for, so that a
+/// program that allocates the workspace whatever its size (aclrtMalloc refuses 0 bytes) runs unchanged. moe_ep
+/// uses none of it: phase two takes any workspace pointer, null included, and touches none of its pages.
+inline constexpr uint64_t kWorkspaceBytes = uint64_t{16} << 20;
+
 /// Phase one: checks the out-parameters, runs `build` (which validates and returns the work), and
 /// returns ACLNN_SUCCESS with a new executor. What `build` throws (a moe_ep::Error naming the broken rule)
-/// is for the entry point's guard to report. The workspace size is always 0: moe_ep needs none.
+/// is for the entry point's guard to report. The workspace size is kWorkspaceBytes.
 aclnnStatus BuildExecutor(const char* op, uint64_t* workspace_size, aclOpExecutor** executor,
                           const std::function<std::function<void()>()>& build);
 

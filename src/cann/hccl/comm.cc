@@ -1,23 +1,30 @@
-// HCCL communicators: HcclCommInitAll (ranks as threads, thread transport), root-info groups (ranks as
-// threads or processes, shared-memory transport), names, ranks, sizes and destruction, with a registry
-// of live handles.
+// HCCL communicators: HcclCommInitAll (ranks as threads, thread transport), root-info and rank-table groups (ranks
+// as threads or processes over shared memory, or over MPI), their configurations (window size, name, operation
+// timeout), names, ranks, sizes and destruction, with a registry of live handles.
 #include "cann/hccl/comm.h"
 
+#include <limits.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <set>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "base/env.h"
 #include "cann/guard.h"
+#include "cann/hccl/rank_table.h"
 #include "cann/runtime/handle_registry.h"
 #include "cann/runtime/runtime.h"
 #include "hccl/hccl.h"
@@ -25,6 +32,7 @@
 #include "plan/layout.h"
 #include "transport/shm/shm_window.h"
 #ifdef MOE_EP_HAVE_MPI
+#include "transport/mpi/hosts_window.h"
 #include "transport/mpi/mpi_runtime.h"
 #include "transport/mpi/rendezvous.h"
 #endif
@@ -89,12 +97,58 @@ HcclResult Failed(HcclResult code, const std::string& message) {
   return code;
 }
 
-std::shared_ptr<Comm> MakeComm(const std::string& name, std::unique_ptr<transport::Window> window, int32_t device) {
+std::shared_ptr<Comm> MakeComm(const std::string& name, std::unique_ptr<transport::Window> window, int32_t device,
+                               std::chrono::milliseconds timeout) {
   auto comm = std::make_shared<Comm>();
   comm->name = name;
   comm->device = device;
-  comm->comm = std::make_unique<ops::Communicator>(std::move(window), env::HcclOperationTimeout(), name);
+  comm->comm = std::make_unique<ops::Communicator>(std::move(window), timeout, name);
   return comm;
+}
+
+// What a communicator's configuration (HcclCommConfig) sets; unset: the environment decides.
+struct CommSettings {
+  std::optional<uint64_t> window_bytes;              // hcclBufferSize
+  std::string name;                                  // hcclCommName
+  std::optional<std::chrono::milliseconds> timeout;  // hcclExecTimeOut
+};
+
+// Reads `config` (null: nothing set). Throws Error naming the field and its rule.
+CommSettings SettingsOf(const HcclCommConfig* config, const char* api) {
+  CommSettings settings;
+  if (config == nullptr) return settings;
+  const auto refuse = [&](const std::string& field, const std::string& value, const std::string& rule) {
+    throw Error(ErrorCode::kInvalidParam,
+                std::string(api) + ": config->" + field + " = " + value + " violates rule: " + rule);
+  };
+  uint32_t magic = 0;  // after the size_t of HcclCommConfigInit's header
+  std::memcpy(&magic, config->reserved + sizeof(size_t), sizeof magic);
+  if (magic != HCCL_COMM_CONFIG_MAGIC_WORD) {
+    refuse("reserved", "(not filled)", "fill the configuration with HcclCommConfigInit first");
+  }
+  constexpr uint32_t kMaxMb = uint32_t{1} << 20;
+  if (config->hcclBufferSize != HCCL_COMM_BUFFSIZE_CONFIG_NOT_SET) {
+    if (config->hcclBufferSize < 1 || config->hcclBufferSize > kMaxMb) {
+      refuse("hcclBufferSize", std::to_string(config->hcclBufferSize),
+             "in [1, " + std::to_string(kMaxMb) + "] MB, or HCCL_COMM_BUFFSIZE_CONFIG_NOT_SET");
+    }
+    settings.window_bytes = uint64_t{config->hcclBufferSize} << 20;
+  }
+  const size_t name_length = strnlen(config->hcclCommName, COMM_NAME_MAX_LENGTH);
+  if (name_length == COMM_NAME_MAX_LENGTH) {
+    refuse("hcclCommName", "(" + std::to_string(COMM_NAME_MAX_LENGTH) + " characters without a terminating NUL)",
+           "at most " + std::to_string(COMM_NAME_MAX_LENGTH - 1) + " characters");
+  }
+  settings.name.assign(config->hcclCommName, name_length);
+  constexpr auto kMaxSeconds = static_cast<int32_t>((int64_t{1} << 31) / 1000 - 1);
+  if (config->hcclExecTimeOut != HCCL_COMM_EXECTIMEOUT_CONFIG_NOT_SET) {
+    if (config->hcclExecTimeOut < 1 || config->hcclExecTimeOut > kMaxSeconds) {
+      refuse("hcclExecTimeOut", std::to_string(config->hcclExecTimeOut),
+             "in [1, " + std::to_string(kMaxSeconds) + "] seconds, or HCCL_COMM_EXECTIMEOUT_CONFIG_NOT_SET");
+    }
+    settings.timeout = std::chrono::milliseconds(int64_t{config->hcclExecTimeOut} * 1000);
+  }
+  return settings;
 }
 
 // What a root info carries after kRootMagic: "<32-hex token>|<host name>[@<MPI world rank of its maker>]".
@@ -131,20 +185,22 @@ std::optional<RootInfoText> ParseRootInfo(const std::string& text) {
   return info;
 }
 
-// Every rank of a root-info group joins over shared memory when the group is on one host (the root
-// info's token names the segments, so ranks in other processes find them and nobody else does), or over
-// MPI (the hosts transport) when the root info's maker was an MPI process.
-HcclResult JoinRootGroup(const RootInfoText& info, uint32_t n_ranks, uint32_t rank, int32_t device, HcclComm* comm) {
-  if (info.root_world < 0 && info.host != HostName()) {
-    return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: the root info was made on host '" + info.host +
-                                   "' and this is host '" + HostName() +
-                                   "'; ranks on several hosts meet over MPI: start every rank with mpirun");
-  }
+// How a rank of a group joins: the window of `window_bytes` it makes, by `deadline`; `refused`, the first setting this
+// rank refused, which a join over MPI tells the others before it fails them all.
+using JoinWindow = std::function<std::unique_ptr<transport::Window>(
+    uint64_t window_bytes, transport::Clock::time_point deadline, const std::optional<env::Refusal>& refused)>;
+
+// One rank of a group made by `api` joins it on `device` (by `join`) and gets its handle in *comm: named
+// `settings.name`, or `default_name` when that is empty.
+HcclResult JoinGroup(const char* api, const std::string& default_name, const CommSettings& settings, int32_t device,
+                     const JoinWindow& join, HcclComm* comm) {
   Registry& reg = Registry::Get();
-  const std::string name = "hccl_root_" + info.token.substr(0, 24);
+  const std::string name = settings.name.empty() ? default_name : settings.name;
   if (!reg.Claim(name, device)) {
-    return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: device " + std::to_string(device) +
-                                   " already holds a rank of this group; one rank per device");
+    return Failed(HCCL_E_PARA,
+                  std::string(api) + ": device " + std::to_string(device) + " already holds a rank of " +
+                      (settings.name.empty() ? "this group" : "a group named '" + name + "' (config->hcclCommName)") +
+                      "; one rank per device, and a name per group");
   }
   struct ReleaseClaim {
     Registry& reg;
@@ -157,34 +213,161 @@ HcclResult JoinRootGroup(const RootInfoText& info, uint32_t n_ranks, uint32_t ra
   std::optional<env::Refusal> refused;
   const auto timeout =
       env::ReadOrRefuse("HCCL_CONNECT_TIMEOUT", env::HcclConnectTimeout, std::chrono::seconds{120}, refused);
-  const uint64_t window_bytes = env::ReadOrRefuse("HCCL_BUFFSIZE", CommWindowBytes, uint64_t{0}, refused);
-  env::ReadOrRefuse("HCCL_EXEC_TIMEOUT/MOE_EP_TIMEOUT_MS", env::HcclOperationTimeout, std::chrono::milliseconds{0},
-                    refused);
+  const uint64_t window_bytes = settings.window_bytes
+                                    ? *settings.window_bytes
+                                    : env::ReadOrRefuse("HCCL_BUFFSIZE", CommWindowBytes, uint64_t{0}, refused);
+  const std::chrono::milliseconds exec_timeout =
+      settings.timeout ? *settings.timeout
+                       : env::ReadOrRefuse("HCCL_EXEC_TIMEOUT/MOE_EP_TIMEOUT_MS", env::HcclOperationTimeout,
+                                           std::chrono::milliseconds{0}, refused);
   env::CheckCommunicatorVariables(refused);
   const auto deadline = transport::Clock::now() + timeout;
   try {
-    std::unique_ptr<transport::Window> window;
-    if (info.root_world >= 0) {
-#ifdef MOE_EP_HAVE_MPI
-      window = transport::mpi::JoinRootInfoGroup(info.token, info.root_world, static_cast<int>(rank),
-                                                 static_cast<int>(n_ranks), window_bytes, ops::kWindowFlagCount,
-                                                 deadline, refused);
-#else
-      return Failed(HCCL_E_NOT_SUPPORT,
-                    "HcclCommInitRootInfo: the root info was made by an MPI process, and this "
-                    "moe_ep was built without MPI (install libopenmpi-dev and rebuild)");
-#endif
-    } else {
-      if (refused) throw refused->error;
-      window = transport::JoinShmGroup(info.token, "hccl", static_cast<int>(rank), static_cast<int>(n_ranks),
-                                       window_bytes, ops::kWindowFlagCount, deadline);
-    }
-    *comm = reg.Add(MakeComm(name, std::move(window), device));
+    *comm = reg.Add(MakeComm(name, join(window_bytes, deadline, refused), device, exec_timeout));
   } catch (const TimeoutError& e) {
-    return Failed(HCCL_E_TIMEOUT, std::string("HcclCommInitRootInfo: ") + e.what() +
+    return Failed(HCCL_E_TIMEOUT, std::string(api) + ": " + e.what() +
                                       " (HCCL_CONNECT_TIMEOUT = " + std::to_string(timeout.count()) + " s)");
   }
   return HCCL_SUCCESS;
+}
+
+// Every rank of a root-info group joins over shared memory when the group is on one host (the root
+// info's token names the segments, so ranks in other processes find them and nobody else does), or over
+// MPI (the hosts transport) when the root info's maker was an MPI process.
+HcclResult JoinRootGroup(const char* api, const RootInfoText& info, uint32_t n_ranks, uint32_t rank,
+                         const CommSettings& settings, int32_t device, HcclComm* comm) {
+  if (info.root_world < 0 && info.host != HostName()) {
+    return Failed(HCCL_E_PARA, std::string(api) + ": the root info was made on host '" + info.host +
+                                   "' and this is host '" + HostName() +
+                                   "'; ranks on several hosts meet over MPI: start every rank with mpirun");
+  }
+#ifndef MOE_EP_HAVE_MPI
+  if (info.root_world >= 0) {
+    return Failed(HCCL_E_NOT_SUPPORT, std::string(api) +
+                                          ": the root info was made by an MPI process, and this moe_ep was built "
+                                          "without MPI (install libopenmpi-dev and rebuild)");
+  }
+#endif
+  const auto join = [&](uint64_t window_bytes, transport::Clock::time_point deadline,
+                        const std::optional<env::Refusal>& refused) -> std::unique_ptr<transport::Window> {
+#ifdef MOE_EP_HAVE_MPI
+    if (info.root_world >= 0) {
+      return transport::mpi::JoinRootInfoGroup(info.token, info.root_world, static_cast<int>(rank),
+                                               static_cast<int>(n_ranks), window_bytes, ops::kWindowFlagCount, deadline,
+                                               refused);
+    }
+#endif
+    if (refused) throw refused->error;
+    return transport::JoinShmGroup(info.token, "hccl", static_cast<int>(rank), static_cast<int>(n_ranks), window_bytes,
+                                   ops::kWindowFlagCount, deadline);
+  };
+  return JoinGroup(api, "hccl_root_" + info.token.substr(0, 24), settings, device, join, comm);
+}
+
+// A 32-hex-digit token for the groups of a rank table file: a hash of the file's path and text and of this user,
+// the same for every rank that reads the same file, and the n-th group this rank makes from it (so that the same
+// table can make one group after another).
+std::string RankTableToken(const std::string& path, uint32_t rank) {
+  char resolved[PATH_MAX];
+  std::ifstream file(path, std::ios::binary);
+  std::ostringstream text;
+  text << (realpath(path.c_str(), resolved) ? resolved : path.c_str()) << '\n' << getuid() << '\n' << file.rdbuf();
+  static std::mutex mutex;
+  static std::map<std::pair<std::string, uint32_t>, int> made;
+  const std::string key = text.str();
+  int index;
+  {
+    std::lock_guard lock(mutex);
+    index = made[{key, rank}]++;
+  }
+  uint64_t hashes[2] = {14695981039346656037ull, 1099511628211ull};  // two FNV-1a variants: 128 bits
+  for (const unsigned char c : key + "#" + std::to_string(index)) {
+    hashes[0] = (hashes[0] ^ c) * 1099511628211ull;
+    hashes[1] = (hashes[1] ^ c) * 14029467366897019727ull;
+  }
+  char token[33];
+  std::snprintf(token, sizeof token, "%016llx%016llx", static_cast<unsigned long long>(hashes[0]),
+                static_cast<unsigned long long>(hashes[1]));
+  return token;
+}
+
+// A rank of a rank table's group: over shared memory when the table has one server, over MPI (world rank = rank id)
+// when it has several.
+HcclResult JoinRankTableGroup(const char* api, const char* path, uint32_t rank, const CommSettings& settings,
+                              HcclComm* comm) {
+  const RankTable table = ReadRankTable(path);
+  const auto size = static_cast<uint32_t>(table.ranks.size());
+  if (rank >= size) {
+    return Failed(HCCL_E_PARA, std::string(api) + ": rank = " + std::to_string(rank) + " must be in [0, " +
+                                   std::to_string(size) + "), the ranks of rank table '" + path + "'");
+  }
+  const int32_t device = CurrentDevice();
+  if (device != table.ranks[rank].device) {
+    return Failed(HCCL_E_PARA, std::string(api) + ": rank " + std::to_string(rank) + " is on device_id " +
+                                   std::to_string(table.ranks[rank].device) + " in rank table '" + path +
+                                   "', and the calling thread's device is " +
+                                   (device < 0 ? std::string("none") : std::to_string(device)) +
+                                   "; call aclrtSetDevice(" + std::to_string(table.ranks[rank].device) + ") first");
+  }
+  const std::string token = RankTableToken(path, rank);
+  if (table.servers > 1) {
+#ifdef MOE_EP_HAVE_MPI
+    const bool under_mpi = transport::mpi::Active();
+    if (!under_mpi || transport::mpi::WorldRank() != static_cast<int>(rank) ||
+        transport::mpi::WorldSize() < static_cast<int>(size)) {
+      return Failed(HCCL_E_NOT_SUPPORT,
+                    std::string(api) + ": rank table '" + path + "' has " + std::to_string(table.servers) +
+                        " servers; ranks on several servers meet over MPI: start them with mpirun, rank r of the "
+                        "table as MPI rank r (this process is " +
+                        (under_mpi ? "MPI rank " + std::to_string(transport::mpi::WorldRank()) + " of " +
+                                         std::to_string(transport::mpi::WorldSize())
+                                   : std::string("not an MPI process")) +
+                        ")");
+    }
+    const auto join = [&](uint64_t window_bytes, transport::Clock::time_point deadline,
+                          const std::optional<env::Refusal>& refused) {
+      std::vector<int> members(size);
+      for (uint32_t r = 0; r < size; ++r) members[r] = static_cast<int>(r);
+      return transport::JoinHostsGroupOfWorldRanks(members, "hccl_table_" + token, window_bytes, ops::kWindowFlagCount,
+                                                   deadline, refused);
+    };
+    return JoinGroup(api, "hccl_table_" + token.substr(0, 24), settings, device, join, comm);
+#else
+    return Failed(HCCL_E_NOT_SUPPORT, std::string(api) + ": rank table '" + path + "' has " +
+                                          std::to_string(table.servers) +
+                                          " servers, and this moe_ep was built without MPI, over which ranks on "
+                                          "several servers meet (install libopenmpi-dev and rebuild)");
+#endif
+  }
+  const auto join = [&](uint64_t window_bytes, transport::Clock::time_point deadline,
+                        const std::optional<env::Refusal>& refused) {
+    if (refused) throw refused->error;
+    return transport::JoinShmGroup(token, "hccl", static_cast<int>(rank), static_cast<int>(size), window_bytes,
+                                   ops::kWindowFlagCount, deadline);
+  };
+  return JoinGroup(api, "hccl_table_" + token.substr(0, 24), settings, device, join, comm);
+}
+
+// HcclCommInitRootInfo(Config)'s checks, then the join.
+HcclResult InitRootInfo(const char* api, uint32_t n_ranks, const HcclRootInfo* root_info, uint32_t rank,
+                        const HcclCommConfig* config, HcclComm* comm) {
+  const std::string name = api;
+  if (!root_info || !comm) return Failed(HCCL_E_PTR, name + ": rootInfo and comm must not be null");
+  if (n_ranks == 0 || n_ranks > kMaxRanks) {
+    return Failed(HCCL_E_PARA, name + ": nRanks = " + std::to_string(n_ranks) + " must be in [1, " +
+                                   std::to_string(kMaxRanks) + "]");
+  }
+  if (rank >= n_ranks) {
+    return Failed(HCCL_E_PARA, name + ": rank = " + std::to_string(rank) +
+                                   " must be in [0, nRanks = " + std::to_string(n_ranks) + ")");
+  }
+  const std::string id(root_info->internal, strnlen(root_info->internal, sizeof(root_info->internal)));
+  const auto info = ParseRootInfo(id);
+  if (!info) return Failed(HCCL_E_PARA, name + ": rootInfo was not filled by HcclGetRootInfo");
+  const CommSettings settings = SettingsOf(config, api);
+  const int32_t device = CurrentDevice();
+  if (device < 0) return Failed(HCCL_E_PARA, name + ": the calling thread has no device; call aclrtSetDevice first");
+  return JoinRootGroup(api, *info, n_ranks, rank, settings, device, comm);
 }
 
 }  // namespace
@@ -222,11 +405,12 @@ HcclResult HcclCommInitAll(uint32_t ndev, int32_t* devices, HcclComm* comms) {
     }
     Registry& reg = Registry::Get();
     const std::string name = reg.NewName("moe_ep_hccl_group_");
+    const auto timeout = moe_ep::env::HcclOperationTimeout();
     auto windows =
         moe_ep::transport::CreateThreadWindows(static_cast<int>(ndev), moe_ep::cann::CommWindowBytes(),
                                                moe_ep::ops::kWindowFlagCount, "HCCL communicator '" + name + "'");
     for (uint32_t i = 0; i < ndev; ++i) {
-      comms[i] = reg.Add(moe_ep::cann::MakeComm(name, std::move(windows[i]), devices[i]));
+      comms[i] = reg.Add(moe_ep::cann::MakeComm(name, std::move(windows[i]), devices[i], timeout));
     }
     return HCCL_SUCCESS;
   });
@@ -251,24 +435,35 @@ HcclResult HcclGetRootInfo(HcclRootInfo* root_info) {
 }
 
 HcclResult HcclCommInitRootInfo(uint32_t n_ranks, const HcclRootInfo* root_info, uint32_t rank, HcclComm* comm) {
-  return Guarded("HcclCommInitRootInfo", ApiFamily::kHccl, [&]() -> HcclResult {
-    if (!root_info || !comm) return Failed(HCCL_E_PTR, "HcclCommInitRootInfo: rootInfo and comm must not be null");
-    if (n_ranks == 0 || n_ranks > moe_ep::cann::kMaxRanks) {
-      return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: nRanks = " + std::to_string(n_ranks) + " must be in [1, " +
-                                     std::to_string(moe_ep::cann::kMaxRanks) + "]");
+  return Guarded("HcclCommInitRootInfo", ApiFamily::kHccl, [&] {
+    return moe_ep::cann::InitRootInfo("HcclCommInitRootInfo", n_ranks, root_info, rank, nullptr, comm);
+  });
+}
+
+HcclResult HcclCommInitRootInfoConfig(uint32_t n_ranks, const HcclRootInfo* root_info, uint32_t rank,
+                                      const HcclCommConfig* config, HcclComm* comm) {
+  return Guarded("HcclCommInitRootInfoConfig", ApiFamily::kHccl, [&]() -> HcclResult {
+    if (!config) return Failed(HCCL_E_PTR, "HcclCommInitRootInfoConfig: config must not be null");
+    return moe_ep::cann::InitRootInfo("HcclCommInitRootInfoConfig", n_ranks, root_info, rank, config, comm);
+  });
+}
+
+HcclResult HcclCommInitClusterInfo(const char* cluster_info, uint32_t rank, HcclComm* comm) {
+  return Guarded("HcclCommInitClusterInfo", ApiFamily::kHccl, [&]() -> HcclResult {
+    if (!cluster_info || !comm)
+      return Failed(HCCL_E_PTR, "HcclCommInitClusterInfo: clusterInfo and comm must not be null");
+    return moe_ep::cann::JoinRankTableGroup("HcclCommInitClusterInfo", cluster_info, rank, {}, comm);
+  });
+}
+
+HcclResult HcclCommInitClusterInfoConfig(const char* cluster_info, uint32_t rank, HcclCommConfig* config,
+                                         HcclComm* comm) {
+  return Guarded("HcclCommInitClusterInfoConfig", ApiFamily::kHccl, [&]() -> HcclResult {
+    if (!cluster_info || !config || !comm) {
+      return Failed(HCCL_E_PTR, "HcclCommInitClusterInfoConfig: clusterInfo, config and comm must not be null");
     }
-    if (rank >= n_ranks) {
-      return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: rank = " + std::to_string(rank) +
-                                     " must be in [0, nRanks = " + std::to_string(n_ranks) + ")");
-    }
-    const std::string id(root_info->internal, strnlen(root_info->internal, sizeof(root_info->internal)));
-    const auto info = moe_ep::cann::ParseRootInfo(id);
-    if (!info) return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: rootInfo was not filled by HcclGetRootInfo");
-    const int32_t device = moe_ep::cann::CurrentDevice();
-    if (device < 0) {
-      return Failed(HCCL_E_PARA, "HcclCommInitRootInfo: the calling thread has no device; call aclrtSetDevice first");
-    }
-    return moe_ep::cann::JoinRootGroup(*info, n_ranks, rank, device, comm);
+    const char* api = "HcclCommInitClusterInfoConfig";
+    return moe_ep::cann::JoinRankTableGroup(api, cluster_info, rank, moe_ep::cann::SettingsOf(config, api), comm);
   });
 }
 

@@ -143,6 +143,14 @@ int WorldRank() {
   return rank;
 }
 
+int WorldSize() {
+  EnsureInitialized();
+  const auto lock = Lock();
+  int size = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  return size;
+}
+
 std::unique_ptr<Window> JoinRootInfoGroup(const std::string& token, int root, int rank, int size, uint64_t data_bytes,
                                           uint64_t flag_count, Clock::time_point deadline,
                                           const std::optional<env::Refusal>& refused) {

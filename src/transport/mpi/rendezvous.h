@@ -11,8 +11,9 @@
 
 namespace moe_ep::transport::mpi {
 
-/// This process's rank in MPI_COMM_WORLD (initialising MPI when needed).
+/// This process's rank in MPI_COMM_WORLD, and its size (initialising MPI when needed).
 int WorldRank();
+int WorldSize();
 
 /// Joins group rank `rank` of a `size`-rank group named by `token`, whose root info was made by the
 /// process of world rank `root` (a member): each member sends its world rank to the root's process,

@@ -1,0 +1,198 @@
+// Reads a rank table: a small JSON reader (objects, arrays, strings, numbers, literals) and the table's rules.
+#include "cann/hccl/rank_table.h"
+
+#include <cctype>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <utility>
+
+#include "moe_ep/error.h"
+
+namespace moe_ep::cann {
+namespace {
+
+// A JSON value. Numbers keep their text: the table's ids are integers written either way.
+struct Json {
+  enum class Kind { kObject, kArray, kString, kNumber, kLiteral } kind = Kind::kLiteral;
+  std::string text;                                   // string (unescaped), number or literal
+  std::vector<std::pair<std::string, Json>> members;  // object
+  std::vector<Json> items;                            // array
+  const Json* Member(const std::string& key) const {
+    for (const auto& [name, value] : members) {
+      if (name == key) return &value;
+    }
+    return nullptr;
+  }
+};
+
+class Reader {
+ public:
+  Reader(const std::string& text, const std::string& path) : text_(text), path_(path) {}
+
+  Json Document() {
+    Json value = Value(0);
+    Space();
+    if (at_ != text_.size()) Fail("text after the JSON value");
+    return value;
+  }
+
+ private:
+  [[noreturn]] void Fail(const std::string& what) const {
+    throw Error(ErrorCode::kInvalidParam, "HcclCommInitClusterInfo: rank table '" + path_ +
+                                              "' is not valid JSON: " + what + " at byte " + std::to_string(at_));
+  }
+  void Space() {
+    while (at_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[at_]))) ++at_;
+  }
+  bool Take(char c) {
+    Space();
+    if (at_ < text_.size() && text_[at_] == c) return ++at_, true;
+    return false;
+  }
+  void Expect(char c) {
+    if (!Take(c)) Fail(std::string("'") + c + "' expected");
+  }
+
+  Json Value(int depth) {
+    if (depth > 64) Fail("nesting deeper than 64");
+    Space();
+    if (at_ >= text_.size()) Fail("a value expected");
+    Json v;
+    const char c = text_[at_];
+    if (c == '{') {
+      ++at_;
+      v.kind = Json::Kind::kObject;
+      if (Take('}')) return v;
+      do {
+        Space();
+        std::string key = String();
+        Expect(':');
+        v.members.emplace_back(std::move(key), Value(depth + 1));
+      } while (Take(','));
+      Expect('}');
+    } else if (c == '[') {
+      ++at_;
+      v.kind = Json::Kind::kArray;
+      if (Take(']')) return v;
+      do v.items.push_back(Value(depth + 1));
+      while (Take(','));
+      Expect(']');
+    } else if (c == '"') {
+      v.kind = Json::Kind::kString;
+      v.text = String();
+    } else if (c == '-' || std::isdigit(static_cast<unsigned char>(c))) {
+      v.kind = Json::Kind::kNumber;
+      const size_t begin = at_;
+      while (at_ < text_.size() && std::strchr("+-.eE0123456789", text_[at_]) != nullptr) ++at_;
+      v.text = text_.substr(begin, at_ - begin);
+    } else {
+      for (const char* literal : {"true", "false", "null"}) {
+        if (text_.compare(at_, std::strlen(literal), literal) == 0) {
+          at_ += std::strlen(literal);
+          v.text = literal;
+          return v;
+        }
+      }
+      Fail("a value expected");
+    }
+    return v;
+  }
+
+  // A string at at_ (its opening quote); escapes are decoded, \u of a character past ASCII reads as '?'.
+  std::string String() {
+    if (at_ >= text_.size() || text_[at_] != '"') Fail("a string expected");
+    ++at_;
+    std::string out;
+    while (at_ < text_.size() && text_[at_] != '"') {
+      char c = text_[at_++];
+      if (c == '\\') {
+        if (at_ >= text_.size()) break;
+        const char e = text_[at_++];
+        static const std::map<char, char> kEscapes = {{'"', '"'},  {'\\', '\\'}, {'/', '/'},  {'b', '\b'},
+                                                      {'f', '\f'}, {'n', '\n'},  {'r', '\r'}, {'t', '\t'}};
+        if (e == 'u') {
+          if (at_ + 4 > text_.size()) Fail("a \\u escape cut short");
+          const unsigned long code = std::stoul(text_.substr(at_, 4), nullptr, 16);
+          at_ += 4;
+          c = code < 0x80 ? static_cast<char>(code) : '?';
+        } else if (const auto it = kEscapes.find(e); it != kEscapes.end()) {
+          c = it->second;
+        } else {
+          Fail(std::string("an unknown escape \\") + e);
+        }
+      }
+      out += c;
+    }
+    if (at_ >= text_.size()) Fail("a string without its closing quote");
+    ++at_;
+    return out;
+  }
+
+  const std::string& text_;
+  const std::string& path_;
+  size_t at_ = 0;
+};
+
+}  // namespace
+
+RankTable ReadRankTable(const std::string& path) {
+  const auto fail = [&](const std::string& what) -> void {
+    throw Error(ErrorCode::kInvalidParam, "HcclCommInitClusterInfo: rank table '" + path + "': " + what);
+  };
+  std::ifstream file(path, std::ios::binary);
+  if (!file) fail("cannot be read");
+  std::ostringstream content;
+  content << file.rdbuf();
+  const std::string text = content.str();
+  const Json document = Reader(text, path).Document();
+  if (document.kind != Json::Kind::kObject) fail("the document must be an object");
+  const Json* servers = document.Member("server_list");
+  if (servers == nullptr || servers->kind != Json::Kind::kArray || servers->items.empty()) {
+    fail("\"server_list\" must be a non-empty array");
+  }
+  // An id: a non-negative integer, as a string ("3") or a number (3).
+  const auto id = [&](const Json& owner, const char* key, const std::string& where) -> int64_t {
+    const Json* v = owner.Member(key);
+    const bool text = v != nullptr && (v->kind == Json::Kind::kString || v->kind == Json::Kind::kNumber);
+    if (!text || v->text.empty() || v->text.size() > 9 ||
+        v->text.find_first_not_of("0123456789") != std::string::npos) {
+      fail(where + " \"" + key + "\" must be a non-negative integer (as a string or a number)" +
+           (text ? ", not '" + v->text + "'" : ""));
+    }
+    return std::stoll(v->text);
+  };
+  RankTable table;
+  table.servers = servers->items.size();
+  std::map<int64_t, RankTable::Rank> by_rank;
+  for (size_t s = 0; s < servers->items.size(); ++s) {
+    const Json& server = servers->items[s];
+    const std::string where = "server_list[" + std::to_string(s) + "]";
+    if (server.kind != Json::Kind::kObject) fail(where + " must be an object");
+    const Json* server_id = server.Member("server_id");
+    const Json* devices = server.Member("device");
+    if (devices == nullptr || devices->kind != Json::Kind::kArray) fail(where + " \"device\" must be an array");
+    for (size_t d = 0; d < devices->items.size(); ++d) {
+      const Json& device = devices->items[d];
+      const std::string at = where + ".device[" + std::to_string(d) + "]";
+      if (device.kind != Json::Kind::kObject) fail(at + " must be an object");
+      const int64_t rank = id(device, "rank_id", at);
+      RankTable::Rank entry{static_cast<int32_t>(id(device, "device_id", at)),
+                            server_id ? server_id->text : std::to_string(s)};
+      if (!by_rank.emplace(rank, entry).second) fail("rank_id " + std::to_string(rank) + " appears twice");
+    }
+  }
+  for (const auto& [rank, entry] : by_rank) {
+    if (rank != static_cast<int64_t>(table.ranks.size())) {
+      fail("the rank ids must be 0 .. " + std::to_string(by_rank.size() - 1) + ", each once; rank_id " +
+           std::to_string(table.ranks.size()) + " is missing");
+    }
+    table.ranks.push_back(entry);
+  }
+  if (table.ranks.empty()) fail("no device lists a rank");
+  return table;
+}
+
+}  // namespace moe_ep::cann
