@@ -1,0 +1,165 @@
+// C API events, as programs order their streams and time their operators with them: a stream that waits for an
+// event recorded behind a long copy on another stream sees the whole copy; two records time what ran between them;
+// queries and host waits follow the records; a wait longer than the operations' deadline fails its stream naming the
+// event; bad handles and arguments are errors, never crashes.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+#include <vector>
+
+#include "cann/capi_support.h"
+
+namespace moe_ep::capi_testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A device, two streams on it, and two "device" buffers of `bytes` (the source filled with `fill`).
+class TwoStreams : public ::testing::Test {
+ protected:
+  static constexpr size_t kBytes = size_t{256} << 20;  // a copy of this takes milliseconds, even here
+
+  void SetUp() override {
+    EnsureAclReady();
+    ASSERT_EQ(aclrtSetDevice(5), ACL_SUCCESS) << RecentErrMsg();
+    ASSERT_EQ(aclrtCreateStream(&a_), ACL_SUCCESS) << RecentErrMsg();
+    ASSERT_EQ(aclrtCreateStream(&b_), ACL_SUCCESS) << RecentErrMsg();
+    for (void** p : {&source_, &middle_, &tail_}) {
+      ASSERT_EQ(aclrtMalloc(p, kBytes, ACL_MEM_MALLOC_HUGE_FIRST), ACL_SUCCESS) << RecentErrMsg();
+    }
+    ASSERT_EQ(aclrtMemset(source_, kBytes, 0x5A, kBytes), ACL_SUCCESS);
+    ASSERT_EQ(aclrtMemset(middle_, kBytes, 0x00, kBytes), ACL_SUCCESS);
+    ASSERT_EQ(aclrtMemset(tail_, kBytes, 0x00, kBytes), ACL_SUCCESS);
+  }
+  void TearDown() override {
+    for (void* p : {source_, middle_, tail_}) {
+      if (p != nullptr) aclrtFree(p);
+    }
+    if (a_ != nullptr) aclrtDestroyStream(a_);
+    if (b_ != nullptr) aclrtDestroyStream(b_);
+    aclrtResetDevice(5);
+  }
+  // Stream a copies the source into the middle buffer (front to back).
+  void LongCopyOnA() {
+    ASSERT_EQ(aclrtMemcpyAsync(middle_, kBytes, source_, kBytes, ACL_MEMCPY_DEVICE_TO_DEVICE, a_), ACL_SUCCESS)
+        << RecentErrMsg();
+  }
+
+  aclrtStream a_ = nullptr, b_ = nullptr;
+  void *source_ = nullptr, *middle_ = nullptr, *tail_ = nullptr;
+};
+
+// Stream b copies the last megabyte of the middle buffer, which stream a writes last, after waiting for an event
+// recorded behind a's copy: it sees a's bytes. (Without the wait it would copy them while they are still zeros.)
+TEST_F(TwoStreams, AStreamWaitingForAnEventSeesWhatRanBeforeTheRecord) {
+  aclrtEvent copied = nullptr;
+  ASSERT_EQ(aclrtCreateEvent(&copied), ACL_SUCCESS) << RecentErrMsg();
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_EQ(aclrtMemset(middle_, kBytes, 0x00, kBytes), ACL_SUCCESS);
+    ASSERT_EQ(aclrtMemset(tail_, kBytes, 0x00, kBytes), ACL_SUCCESS);
+    LongCopyOnA();
+    ASSERT_EQ(aclrtRecordEvent(copied, a_), ACL_SUCCESS) << RecentErrMsg();
+    ASSERT_EQ(aclrtStreamWaitEvent(b_, copied), ACL_SUCCESS) << RecentErrMsg();
+    constexpr size_t kTail = size_t{1} << 20;
+    auto* middle_tail = static_cast<uint8_t*>(middle_) + kBytes - kTail;
+    ASSERT_EQ(aclrtMemcpyAsync(tail_, kBytes, middle_tail, kTail, ACL_MEMCPY_DEVICE_TO_DEVICE, b_), ACL_SUCCESS);
+    ASSERT_EQ(aclrtSynchronizeStream(b_), ACL_SUCCESS) << RecentErrMsg();
+    aclrtEventRecordedStatus status = ACL_EVENT_RECORDED_STATUS_NOT_READY;
+    ASSERT_EQ(aclrtQueryEventStatus(copied, &status), ACL_SUCCESS);
+    EXPECT_EQ(status, ACL_EVENT_RECORDED_STATUS_COMPLETE) << "b ran past its wait before the record";
+    std::vector<uint8_t> seen(kTail);
+    ASSERT_EQ(aclrtMemcpy(seen.data(), kTail, tail_, kTail, ACL_MEMCPY_DEVICE_TO_HOST), ACL_SUCCESS);
+    for (size_t i = 0; i < kTail; ++i) ASSERT_EQ(seen[i], 0x5A) << "round " << round << ", byte " << i;
+    ASSERT_EQ(aclrtSynchronizeStream(a_), ACL_SUCCESS);
+  }
+  EXPECT_EQ(aclrtDestroyEvent(copied), ACL_SUCCESS);
+}
+
+// Two records time the copy between them: more than nothing, no more than the host saw; the host waits for the end
+// record; queries follow it; an event never recorded is complete and cannot be timed.
+TEST_F(TwoStreams, RecordsTimeWhatRanBetweenThemAndHostWaitsFollowThem) {
+  aclrtEvent start = nullptr, end = nullptr, never = nullptr;
+  ASSERT_EQ(aclrtCreateEventWithFlag(&start, ACL_EVENT_TIME_LINE), ACL_SUCCESS);
+  ASSERT_EQ(aclrtCreateEventExWithFlag(&end, ACL_EVENT_TIME_LINE | ACL_EVENT_SYNC), ACL_SUCCESS);
+  ASSERT_EQ(aclrtCreateEvent(&never), ACL_SUCCESS);
+  aclrtEventRecordedStatus recorded = ACL_EVENT_RECORDED_STATUS_NOT_READY;
+  ASSERT_EQ(aclrtQueryEventStatus(never, &recorded), ACL_SUCCESS);
+  EXPECT_EQ(recorded, ACL_EVENT_RECORDED_STATUS_COMPLETE) << "an event never recorded";
+  EXPECT_EQ(aclrtSynchronizeEventWithTimeout(never, 0), ACL_SUCCESS);
+
+  const auto host_start = Clock::now();
+  ASSERT_EQ(aclrtRecordEvent(start, a_), ACL_SUCCESS);
+  LongCopyOnA();
+  ASSERT_EQ(aclrtRecordEvent(end, a_), ACL_SUCCESS);
+  aclrtEventStatus status = ACL_EVENT_STATUS_COMPLETE;
+  ASSERT_EQ(aclrtQueryEvent(end, &status), ACL_SUCCESS);
+  EXPECT_EQ(status, ACL_EVENT_STATUS_NOT_READY) << "the end record ran before a 256 MiB copy could";
+  ASSERT_EQ(aclrtSynchronizeEvent(end), ACL_SUCCESS) << RecentErrMsg();
+  const float host_ms = std::chrono::duration<float, std::milli>(Clock::now() - host_start).count();
+  ASSERT_EQ(aclrtQueryEvent(end, &status), ACL_SUCCESS);
+  EXPECT_EQ(status, ACL_EVENT_STATUS_COMPLETE);
+  float ms = -1;
+  ASSERT_EQ(aclrtEventElapsedTime(&ms, start, end), ACL_SUCCESS) << RecentErrMsg();
+  EXPECT_GT(ms, 0.0f);
+  EXPECT_LE(ms, host_ms);
+  std::vector<uint8_t> last(64);
+  ASSERT_EQ(aclrtMemcpy(last.data(), last.size(), static_cast<uint8_t*>(middle_) + kBytes - last.size(), last.size(),
+                        ACL_MEMCPY_DEVICE_TO_HOST),
+            ACL_SUCCESS);
+  EXPECT_EQ(last, std::vector<uint8_t>(64, 0x5A)) << "the host wait returned before the copy ended";
+
+  EXPECT_EQ(aclrtEventElapsedTime(&ms, never, end), ACL_ERROR_RT_PARAM_INVALID);
+  EXPECT_NE(RecentErrMsg().find("startEvent"), std::string::npos);
+  ASSERT_EQ(aclrtResetEvent(end, a_), ACL_SUCCESS);
+  ASSERT_EQ(aclrtSynchronizeStream(a_), ACL_SUCCESS);
+  EXPECT_EQ(aclrtEventElapsedTime(&ms, start, end), ACL_ERROR_RT_PARAM_INVALID) << "a reset event was timed";
+  EXPECT_NE(RecentErrMsg().find("endEvent"), std::string::npos);
+  for (aclrtEvent e : {start, end, never}) EXPECT_EQ(aclrtDestroyEvent(e), ACL_SUCCESS);
+}
+
+// A host wait with a timeout shorter than the copy returns the event timeout (the stream goes on); a stream's wait
+// longer than the operations' deadline fails that stream naming the event.
+TEST_F(TwoStreams, WaitsLongerThanTheirTimeoutFailNamingTheEvent) {
+  aclrtEvent copied = nullptr;
+  ASSERT_EQ(aclrtCreateEvent(&copied), ACL_SUCCESS);
+  for (int i = 0; i < 4; ++i) LongCopyOnA();  // about a gigabyte: far longer than 1 ms anywhere
+  ASSERT_EQ(aclrtRecordEvent(copied, a_), ACL_SUCCESS);
+  EXPECT_EQ(aclrtSynchronizeEventWithTimeout(copied, 1), ACL_ERROR_RT_EVENT_SYNC_TIMEOUT);
+  EXPECT_NE(RecentErrMsg().find("aclrtSynchronizeEventWithTimeout"), std::string::npos);
+  {
+    ScopedEnv deadline("MOE_EP_TIMEOUT_MS", "1");
+    ASSERT_EQ(aclrtStreamWaitEvent(b_, copied), ACL_SUCCESS) << RecentErrMsg();
+  }
+  EXPECT_EQ(aclrtSynchronizeStream(b_), 507034);
+  const std::string message = RecentErrMsg();
+  EXPECT_NE(message.find("aclrtStreamWaitEvent"), std::string::npos) << message;
+  EXPECT_NE(message.find("event 0x"), std::string::npos) << message;
+  EXPECT_EQ(aclrtSynchronizeEvent(copied), ACL_SUCCESS);
+  EXPECT_EQ(aclrtDestroyEvent(copied), ACL_SUCCESS);
+}
+
+TEST(CapiEvents, BadHandlesAndArgumentsAreErrors) {
+  EnsureAclReady();
+  aclrtEvent event = nullptr;
+  EXPECT_EQ(aclrtCreateEvent(nullptr), ACL_ERROR_INVALID_PARAM);
+  ASSERT_EQ(aclrtCreateEvent(&event), ACL_SUCCESS);
+  EXPECT_EQ(aclrtSynchronizeEventWithTimeout(event, -2), ACL_ERROR_RT_PARAM_INVALID);
+  EXPECT_NE(RecentErrMsg().find("timeout"), std::string::npos);
+  aclrtEventRecordedStatus status;
+  EXPECT_EQ(aclrtQueryEventStatus(event, nullptr), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtEventElapsedTime(nullptr, event, event), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtRecordEvent(event, reinterpret_cast<aclrtStream>(0x1234)), ACL_ERROR_RT_PARAM_INVALID);
+  EXPECT_EQ(aclrtDestroyEvent(event), ACL_SUCCESS);
+  for (aclrtEvent bad : {event, static_cast<aclrtEvent>(nullptr), reinterpret_cast<aclrtEvent>(0x40)}) {
+    EXPECT_EQ(aclrtDestroyEvent(bad), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_EQ(aclrtRecordEvent(bad, nullptr), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_EQ(aclrtStreamWaitEvent(nullptr, bad), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_EQ(aclrtSynchronizeEvent(bad), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_EQ(aclrtQueryEventStatus(bad, &status), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_NE(RecentErrMsg().find("not a live event"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace moe_ep::capi_testing
