@@ -12,7 +12,8 @@
 //     stops taking part; the other 15 BufferReset with rank 9 masked out (needSync 1), then run three
 //     scaled-down V3 rounds (elasticInfo built here) equal to the reference on E = 15; a table whose
 //     Table1 and Table2 disagree fails every synchronize with 561002 naming elasticInfo, and the group
-//     still runs a good round afterwards.
+//     still runs a good round afterwards; (e) a survivor missing from a scaled-down round is named by its original
+//     rank in the others' timeouts.
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -396,12 +397,13 @@ std::vector<aclError> ResetRanks(const std::vector<HcclComm>& comms, const std::
       {
         aclrtStream stream = nullptr;
         EXPECT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
-        Tensor table(ACL_INT32, {kE}, mask.data());
+        const auto size = static_cast<int64_t>(comms.size());
+        Tensor table(ACL_INT32, {size}, mask.data());
         const std::string group = CommName(comms[r]);
         uint64_t ws = 1;
         aclOpExecutor* exec = nullptr;
         aclnnStatus st =
-            aclnnMoeDistributeBufferResetGetWorkspaceSize(table.get(), group.c_str(), kE, need_sync, &ws, &exec);
+            aclnnMoeDistributeBufferResetGetWorkspaceSize(table.get(), group.c_str(), size, need_sync, &ws, &exec);
         if (st == ACL_SUCCESS) st = aclnnMoeDistributeBufferReset(nullptr, 0, exec, stream);
         status[i] = st == ACL_SUCCESS ? aclrtSynchronizeStreamWithTimeout(stream, 30000) : st;
         messages[i] = RecentErrMsg();
@@ -531,6 +533,73 @@ TEST(CapiElastic, SurvivorsResetAndRunScaledDownEqualToTheReference) {
       EXPECT_EQ(o.Summary(), "");
     }
   }
+  for (HcclComm comm : comms) EXPECT_EQ(HcclCommDestroy(comm), HCCL_SUCCESS);
+}
+
+// After rank 1 of 16 is gone and the survivors scaled down, survivor 2 (original rank 3) misses a round: the
+// others time out naming it by its original rank, which is how the caller knows whom to leave out next.
+TEST(CapiElastic, ASurvivorMissingFromAScaledDownRoundIsNamedByItsOriginalRank) {
+  EnsureAclReady();
+  const uint64_t seed = moe_ep::testing::BaseSeed() ^ 0x12E;
+  std::mt19937_64 rng(seed);
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  constexpr int kGone = 1, kMissing = 3;
+  std::vector<int32_t> devices(kE);
+  for (int r = 0; r < kE; ++r) devices[r] = r;
+  std::vector<HcclComm> comms;
+  {
+    ScopedEnv deadline("MOE_EP_TIMEOUT_MS", "1500");  // read as the communicators are made
+    comms = CreateGroup(devices);
+  }
+  ASSERT_EQ(comms.size(), static_cast<size_t>(kE));
+  moe_ref::Config cfg;
+  cfg.ep_world_size = kE;
+  cfg.moe_expert_num = 2 * kE;
+  cfg.top_k = 3;
+  cfg.hidden = 1024;
+  std::vector<int32_t> alive(kE, 1);
+  alive[kGone] = 0;
+  std::vector<int> survivors;
+  for (int r = 0; r < kE; ++r) {
+    if (r != kGone) survivors.push_back(r);
+  }
+  {
+    std::vector<std::string> messages;
+    const auto status = ResetRanks(comms, survivors, alive, 1, messages);
+    for (size_t i = 0; i < status.size(); ++i) ASSERT_EQ(status[i], ACL_SUCCESS) << messages[i];
+  }
+  const std::vector<int32_t> table = ScaleDownTable(cfg, alive);
+  CapiCase c;
+  c.use_v3 = true;
+  c.spec.config = cfg;
+  c.spec.config.ep_world_size = table[1];
+  c.spec.config.moe_expert_num = table[3];
+  c.spec.bs = 3;
+  ScenarioInputs inputs = moe_ep::verify::MakeInputs(c.spec, rng);
+  const CapiExpected expected = ExpectedOutputs(c, inputs);
+  std::vector<CapiRankOutcome> outcomes(kE - 1);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kE - 1; ++i) {
+    const int original = table[4 + kE + i];
+    if (original == kMissing) continue;  // stays away
+    threads.emplace_back([&, i, original] {
+      ASSERT_EQ(aclrtSetDevice(original), ACL_SUCCESS);
+      const CapiElastic elastic{cfg, original, table};
+      outcomes[i] = RunCapiRank(c, inputs, i, comms[original], expected, &elastic, 30000);
+      aclrtResetDevice(original);
+    });
+  }
+  for (auto& t : threads) t.join();
+  int named = 0;
+  for (int i = 0; i < kE - 1; ++i) {
+    const CapiRankOutcome& o = outcomes[i];
+    if (table[4 + kE + i] == kMissing || o.status == 0) continue;  // a rank that needed nothing from it may pass
+    EXPECT_EQ(o.status, 507034) << o.Summary();
+    const bool names = o.message.find("original ranks: " + std::to_string(kMissing)) != std::string::npos;
+    EXPECT_TRUE(names) << o.Summary();
+    named += names;
+  }
+  EXPECT_GT(named, 0) << "no survivor timed out naming original rank " << kMissing;
   for (HcclComm comm : comms) EXPECT_EQ(HcclCommDestroy(comm), HCCL_SUCCESS);
 }
 
