@@ -28,6 +28,8 @@ enum Field : uint64_t {
   kSecondHigh,
   kSecondStride,
   kSecondCount,
+  kRowBytes,
+  kSecondRowBytes,
   kDone,
 };
 static_assert(kDone < plan::kPullFields);
@@ -57,8 +59,10 @@ enum DoneWord : uint32_t {
   kWordFirstStaged = 8,
 };
 
-// A stride and a count travel as 32-bit flag payloads.
-bool Fits(const Rows& rows) { return rows.stride <= UINT32_MAX && rows.count <= UINT32_MAX; }
+// A stride, a count and a row's bytes travel as 32-bit flag payloads.
+bool Fits(const Rows& rows) {
+  return rows.stride <= UINT32_MAX && rows.count <= UINT32_MAX && rows.row_bytes <= UINT32_MAX;
+}
 
 }  // namespace
 
@@ -98,9 +102,11 @@ void Announce(transport::Window& ep, const CallFlags& flags, int peer, uint64_t 
     put(kSecondHigh, second_token >> 32);
     put(kSecondStride, second.stride);
     put(kSecondCount, second.count);
+    put(kSecondRowBytes, second.row_bytes);
   }
   put(kStride, rows.stride);
   put(kCount, rows.count);
+  put(kRowBytes, rows.row_bytes);
   put(kStaged, staged_mark);
   put(kTokenHigh, token >> 32);
   put(kTokenLow, token);  // last: a current kTokenLow means the rest is current too
@@ -112,7 +118,8 @@ std::optional<Rows> Announced(const transport::Window& ep, const CallFlags& flag
   if (FlagEpoch(read(kTokenLow)) != flags.epoch) return std::nullopt;
   const Field low = second ? kSecondLow : kTokenLow, high = second ? kSecondHigh : kTokenHigh;
   const Field stride = second ? kSecondStride : kStride, count = second ? kSecondCount : kCount;
-  const uint64_t fields[] = {read(low), read(high), read(stride), read(count), read(kStaged)};
+  const Field bytes = second ? kSecondRowBytes : kRowBytes;
+  const uint64_t fields[] = {read(low), read(high), read(stride), read(count), read(kStaged), read(bytes)};
   for (uint64_t f : fields) {
     if (FlagEpoch(f) != flags.epoch) {
       throw Error(ErrorCode::kInternal, "rank " + std::to_string(sender) + " of " + ep.name() +
@@ -120,6 +127,15 @@ std::optional<Rows> Announced(const transport::Window& ep, const CallFlags& flag
                                             " without saying where its " + (second ? "second tensor" : "rows") +
                                             " are");
     }
+  }
+  // A reader that takes rows longer than the sender's would read past its tensor: the ranks disagree on the row
+  // (say a combine's H), which no other check of the call catches on this path.
+  if (FlagCount(fields[5]) != row_bytes) {
+    throw Error(ErrorCode::kInvalidConfig,
+                "rank " + std::to_string(sender) + " of " + ep.name() + " exposes " +
+                    (second ? "second-tensor rows" : "rows") + " of " + std::to_string(FlagCount(fields[5])) +
+                    " bytes, and rank " + std::to_string(ep.rank()) + " reads rows of " + std::to_string(row_bytes) +
+                    " bytes: every rank of the group must pass the same hidden size (H) and dtype");
   }
   Rows rows{nullptr, FlagCount(fields[2]), FlagCount(fields[3]), row_bytes};
   // Of the first tensor: a staged call has no second (ops/stage.h).

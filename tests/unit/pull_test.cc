@@ -4,7 +4,7 @@
 // reset cleared its word or a later call re-armed it), or when a copy fails meanwhile, since the sender's caller
 // may have reused the memory it read; a reader of a staged copy, which outlives the call, does not, and ends done,
 // without claiming it, and never takes a later staging's word for its own; a reader whose call fails before it
-// claimed lets the sender go.
+// claimed lets the sender go; a reader expecting longer rows than the sender's is refused.
 #include "ops/pull.h"
 
 #include <gtest/gtest.h>
@@ -98,6 +98,22 @@ TEST_F(PullHandOver, AReaderWhoseCallFailsBeforeClaimingLetsTheSenderGo) {
   { pull::Claims claims(reader, flags); }
   EXPECT_EQ(DoneWord(), withdrawn) << "a failed reader marked a withdrawn word done";
   EXPECT_FALSE(pull::IsDone(DoneWord(), flags.epoch));
+}
+
+// A reader that would take longer rows than the sender exposes (the ranks' H or dtype differ, as a combine's may)
+// fails naming both sizes instead of reading past the sender's tensor.
+TEST_F(PullHandOver, RowsLongerThanTheSendersAreRefused) {
+  AnnounceRows();
+  try {
+    pull::Announced(reader, flags, 0, 128);
+    FAIL() << "rows of 64 bytes were read as rows of 128";
+  } catch (const moe_ep::Error& e) {
+    EXPECT_EQ(e.code(), moe_ep::ErrorCode::kInvalidConfig);
+    const std::string what = e.what();
+    EXPECT_NE(what.find("rank 0 of pull test exposes rows of 64 bytes, and rank 1 reads rows of 128 bytes"),
+              std::string::npos)
+        << what;
+  }
 }
 
 TEST_F(PullHandOver, AReaderDoneFirstLetsTheFailedSenderGoAtOnce) {
