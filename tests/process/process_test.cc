@@ -13,6 +13,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "moe_ep/error.h"
 #include "moe_ep/group.h"
@@ -359,6 +360,51 @@ TEST(ShmFaults, RowsOfAGoneProcessAreATimeoutNamingItsRank) {
     } catch (const moe_ep::TimeoutError& e) {
       EXPECT_EQ(e.missing_ranks(), std::vector<int>{1}) << e.what();
     }
+  }
+}
+
+// A rank killed during the join after it created its segment (before it sized it, or after) leaves no name in
+// /dev/shm once the others give up, even with no launcher to clean up after it; they time out naming it.
+TEST(ShmJoin, ARankKilledDuringTheJoinLeavesNoName) {
+  namespace tr = moe_ep::transport;
+  const uint64_t window = 1 << 20;
+  for (const bool sized : {false, true}) {
+    SCOPED_TRACE(sized ? "killed after sizing its segment" : "killed before sizing it");
+    const std::string job = "killtest" + std::to_string(getpid()) + (sized ? "s" : "u");
+    const std::string dead = tr::ShmSegmentName(job, "g", 2);
+    const int fd = shm_open(dead.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);  // what rank 2 did before it died
+    ASSERT_GE(fd, 0);
+    if (sized) {  // the size JoinShmGroup gives a segment: the window, its flags and the cross-memory page
+      struct stat st {};
+      std::thread probe([&] {
+        try {
+          tr::JoinShmGroup(job + "probe", "g", 0, 3, window, 16, tr::Clock::now() + std::chrono::milliseconds(300));
+        } catch (const moe_ep::Error&) {
+        }
+      });
+      const std::string probe_name = "/dev/shm" + tr::ShmSegmentName(job + "probe", "g", 0);
+      for (int i = 0; i < 100 && (stat(probe_name.c_str(), &st) != 0 || st.st_size == 0); ++i) usleep(2000);
+      ASSERT_GT(st.st_size, 0);
+      ASSERT_EQ(ftruncate(fd, st.st_size), 0);
+      probe.join();
+    }
+    close(fd);
+    std::vector<int> missing[2];
+    std::thread ranks[2];
+    for (int r = 0; r < 2; ++r) {
+      ranks[r] = std::thread([&, r] {
+        try {
+          tr::JoinShmGroup(job, "g", r, 3, window, 16, tr::Clock::now() + std::chrono::milliseconds(800));
+        } catch (const moe_ep::TimeoutError& e) {
+          missing[r] = e.missing_ranks();
+        }
+      });
+    }
+    for (auto& t : ranks) t.join();
+    for (int r = 0; r < 2; ++r) EXPECT_EQ(missing[r], std::vector<int>{2}) << "rank " << r;
+    struct stat st {};
+    EXPECT_NE(stat(("/dev/shm" + dead).c_str(), &st), 0) << "the killed rank's segment name was left behind";
+    EXPECT_EQ(tr::RemoveJobSegments(job), 0);
   }
 }
 

@@ -272,13 +272,18 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
   const std::string own = ShmSegmentName(job, group, rank);
   const int own_fd = shm_open(own.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
   if (own_fd < 0) SystemError("cannot create " + own + " (another job with the same rendezvous?)");
-  struct Unlinker {  // until every peer has mapped it, the name must go if we fail
-    std::string name;
+  // Until every peer has mapped it, the name must go if we fail; so must every other name of the group, since a
+  // failed join fails every member: a rank killed after it created its segment (outside `moe-ep launch`, which
+  // cleans up after its ranks) leaves no name behind once any other member gives up.
+  struct Unlinker {
+    const std::string& job;
+    const std::string& group;
+    int size;
     bool armed = true;
     ~Unlinker() {
-      if (armed) shm_unlink(name.c_str());
+      for (int r = 0; armed && r < size; ++r) shm_unlink(ShmSegmentName(job, group, r).c_str());
     }
-  } unlink_on_error{own};
+  } unlink_on_error{job, group, size};
   // fchmod: the creation mode is filtered by the umask, the job's segments are 0600 whatever it is.
   if (fchmod(own_fd, 0600) != 0 || ftruncate(own_fd, static_cast<off_t>(bytes)) != 0) {
     close(own_fd);
