@@ -16,6 +16,12 @@ typedef enum {
   ACL_MEM_MALLOC_HUGE_FIRST_P2P = 3,
   ACL_MEM_MALLOC_HUGE_ONLY_P2P = 4,
   ACL_MEM_MALLOC_NORMAL_ONLY_P2P = 5,
+  ACL_MEM_MALLOC_HUGE1G_ONLY = 6,
+  ACL_MEM_MALLOC_HUGE1G_ONLY_P2P = 7,
+  /* flags that may be OR-ed with one of the above (none changes anything on a host) */
+  ACL_MEM_TYPE_LOW_BAND_WIDTH = 0x0100,
+  ACL_MEM_TYPE_HIGH_BAND_WIDTH = 0x1000,
+  ACL_MEM_ACCESS_USER_SPACE_READONLY = 0x100000,
 } aclrtMemMallocPolicy;
 
 typedef enum {
@@ -24,6 +30,9 @@ typedef enum {
   ACL_MEMCPY_DEVICE_TO_HOST = 2,
   ACL_MEMCPY_DEVICE_TO_DEVICE = 3,
   ACL_MEMCPY_DEFAULT = 4,
+  ACL_MEMCPY_HOST_TO_BUF_TO_DEVICE = 5,
+  ACL_MEMCPY_INNER_DEVICE_TO_DEVICE = 6,
+  ACL_MEMCPY_INTER_DEVICE_TO_DEVICE = 7,
 } aclrtMemcpyKind;
 
 /* aclInit may be called once (a second call returns ACL_ERROR_REPEAT_INITIALIZE); configPath may be null. */

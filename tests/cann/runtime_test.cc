@@ -840,9 +840,20 @@ TEST_F(AclMemory, MallocChecksItsArgumentsAndAligns) {
   EXPECT_EQ(aclrtMalloc(&ptr, 0, ACL_MEM_MALLOC_HUGE_FIRST), ACL_ERROR_INVALID_PARAM);
   EXPECT_NE(RecentMessage().find("size 0"), std::string::npos);
   // Values the C++ enum can hold but names no policy (C callers can pass any int; see RawEnumValue).
-  EXPECT_EQ(aclrtMalloc(&ptr, 64, static_cast<aclrtMemMallocPolicy>(6)), ACL_ERROR_INVALID_PARAM);
-  EXPECT_NE(RecentMessage().find("policy 6"), std::string::npos);
-  EXPECT_EQ(aclrtMalloc(&ptr, 64, static_cast<aclrtMemMallocPolicy>(7)), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtMalloc(&ptr, 64, static_cast<aclrtMemMallocPolicy>(8)), ACL_ERROR_INVALID_PARAM);
+  EXPECT_NE(RecentMessage().find("policy 8"), std::string::npos);
+  EXPECT_EQ(aclrtMalloc(&ptr, 64, static_cast<aclrtMemMallocPolicy>(0x200)), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtMalloc(&ptr, 64, static_cast<aclrtMemMallocPolicy>(-1)), ACL_ERROR_INVALID_PARAM);
+  // A policy OR-ed with the flags CANN documents for it, and the 1G-page policies: accepted.
+  for (const int policy :
+       {static_cast<int>(ACL_MEM_MALLOC_HUGE1G_ONLY), static_cast<int>(ACL_MEM_MALLOC_HUGE1G_ONLY_P2P),
+        ACL_MEM_MALLOC_HUGE_FIRST | ACL_MEM_TYPE_HIGH_BAND_WIDTH,
+        ACL_MEM_MALLOC_NORMAL_ONLY | ACL_MEM_TYPE_LOW_BAND_WIDTH | ACL_MEM_ACCESS_USER_SPACE_READONLY,
+        static_cast<int>(ACL_MEM_TYPE_LOW_BAND_WIDTH)}) {
+    ASSERT_EQ(aclrtMalloc(&ptr, 64, static_cast<aclrtMemMallocPolicy>(policy)), ACL_SUCCESS) << policy;
+    EXPECT_EQ(aclrtFree(ptr), ACL_SUCCESS);
+    ptr = nullptr;
+  }
   EXPECT_EQ(aclrtMalloc(nullptr, 64, ACL_MEM_MALLOC_HUGE_FIRST), ACL_ERROR_INVALID_PARAM);
   EXPECT_EQ(aclrtMalloc(&ptr, SIZE_MAX, ACL_MEM_MALLOC_HUGE_FIRST), ACL_ERROR_RT_MEMORY_ALLOCATION);
   EXPECT_EQ(ptr, nullptr);
@@ -886,8 +897,15 @@ TEST_F(AclMemory, MemcpyAndMemsetCheckBounds) {
   const std::string message = RecentMessage();
   EXPECT_NE(message.find("count 64"), std::string::npos) << message;
   EXPECT_NE(message.find("destMax 32"), std::string::npos) << message;
-  EXPECT_EQ(aclrtMemcpy(dst.data(), 64, src.data(), 64, static_cast<aclrtMemcpyKind>(5)), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtMemcpy(dst.data(), 64, src.data(), 64, static_cast<aclrtMemcpyKind>(8)), ACL_ERROR_INVALID_PARAM);
+  EXPECT_NE(RecentMessage().find("kind 8"), std::string::npos);
   EXPECT_EQ(dst, std::vector<uint8_t>(64, 0));  // no failed call touched dst
+  for (const aclrtMemcpyKind kind :
+       {ACL_MEMCPY_HOST_TO_BUF_TO_DEVICE, ACL_MEMCPY_INNER_DEVICE_TO_DEVICE, ACL_MEMCPY_INTER_DEVICE_TO_DEVICE}) {
+    std::vector<uint8_t> copy(64, 0);
+    EXPECT_EQ(aclrtMemcpy(copy.data(), 64, src.data(), 64, kind), ACL_SUCCESS) << kind;
+    EXPECT_EQ(copy, src) << kind;
+  }
   EXPECT_EQ(aclrtMemcpy(dst.data(), 64, src.data(), 48, ACL_MEMCPY_DEVICE_TO_DEVICE), ACL_SUCCESS);
   EXPECT_EQ(dst[47], 7);
   EXPECT_EQ(dst[48], 0);

@@ -106,10 +106,16 @@ aclError Release(const char* api, void* ptr, MemoryKind kind) {
   return ACL_SUCCESS;
 }
 
-bool ValidMemcpyKind(int64_t kind) { return kind >= ACL_MEMCPY_HOST_TO_HOST && kind <= ACL_MEMCPY_DEFAULT; }
+bool ValidMemcpyKind(int64_t kind) {
+  return kind >= ACL_MEMCPY_HOST_TO_HOST && kind <= ACL_MEMCPY_INTER_DEVICE_TO_DEVICE;
+}
 
+// One policy (its low byte: HUGE_FIRST .. HUGE1G_ONLY_P2P), optionally OR-ed with the bandwidth and access flags.
 bool ValidMallocPolicy(int64_t policy) {
-  return policy >= ACL_MEM_MALLOC_HUGE_FIRST && policy <= ACL_MEM_MALLOC_NORMAL_ONLY_P2P;
+  constexpr int64_t kFlags =
+      ACL_MEM_TYPE_LOW_BAND_WIDTH | ACL_MEM_TYPE_HIGH_BAND_WIDTH | ACL_MEM_ACCESS_USER_SPACE_READONLY;
+  const int64_t base = policy & 0xFF;
+  return policy >= 0 && (policy & ~(kFlags | 0xFF)) == 0 && base <= ACL_MEM_MALLOC_HUGE1G_ONLY_P2P;
 }
 
 // Bytes from `p` to the end of the live allocation that holds it; nullopt for memory moe_ep did not
@@ -146,7 +152,7 @@ aclError CheckMemcpy(const std::string& api, const void* dst, size_t dest_max, c
   }
   if (const int64_t raw_kind = RawEnumValue(kind); !ValidMemcpyKind(raw_kind)) {
     return Fail(ACL_ERROR_INVALID_PARAM,
-                api + ": kind " + std::to_string(raw_kind) + " is not an aclrtMemcpyKind (0 to 4)");
+                api + ": kind " + std::to_string(raw_kind) + " is not an aclrtMemcpyKind (0 to 7)");
   }
   if (aclError status = CheckRoom(api, "dst", dst, "destMax", dest_max); status != ACL_SUCCESS) return status;
   return CheckRoom(api, "src", src, "count", count);
@@ -174,7 +180,9 @@ extern "C" aclError aclrtMalloc(void** devPtr, size_t size, aclrtMemMallocPolicy
     const int64_t raw_policy = moe_ep::cann::runtime::RawEnumValue(policy);
     if (!moe_ep::cann::runtime::ValidMallocPolicy(raw_policy)) {
       return Fail(ACL_ERROR_INVALID_PARAM,
-                  "aclrtMalloc: policy " + std::to_string(raw_policy) + " is not an aclrtMemMallocPolicy (0 to 5)");
+                  "aclrtMalloc: policy " + std::to_string(raw_policy) +
+                      " is not an aclrtMemMallocPolicy (0 to 7, optionally OR-ed with ACL_MEM_TYPE_LOW_BAND_WIDTH, "
+                      "ACL_MEM_TYPE_HIGH_BAND_WIDTH or ACL_MEM_ACCESS_USER_SPACE_READONLY)");
     }
     return moe_ep::cann::runtime::Allocate("aclrtMalloc", devPtr, size, MemoryKind::kDevice);
   });
