@@ -283,6 +283,7 @@ TEST(CapiRankTable, BadTablesAndDevicesAreRefusedNamingWhatIsWrong) {
       {good, 2, HCCL_E_PARA, "rank = 2"},
       {good, 1, HCCL_E_PARA, "aclrtSetDevice(6)"},  // this thread is on device 7, rank 1's device is 6
       {two_servers, 0, HCCL_E_NOT_SUPPORT, "mpirun"},
+      {"{\"server_list\": [{\"server_id\": \"\\u12G4\"}]}", 0, HCCL_E_PARA, "hex digits"},
   };
   OnRankThreads(
       1, [](int) { return 7; },
@@ -303,6 +304,16 @@ TEST(CapiRankTable, BadTablesAndDevicesAreRefusedNamingWhatIsWrong) {
         }
         HcclComm comm = nullptr;
         EXPECT_EQ(HcclCommInitClusterInfo(nullptr, 0, &comm), HCCL_E_PTR);
+        // Any cut of a good table (before its closing brace) is refused as not JSON: the reader never takes a
+        // prefix for a table, and never fails otherwise.
+        std::mt19937_64 rng(moe_ep::testing::BaseSeed() ^ 0x7AC);
+        for (int i = 0; i < 100; ++i) {
+          const size_t cut = std::uniform_int_distribution<size_t>(0, good.size() - 3)(rng);
+          const RankTableFile file(good.substr(0, cut));
+          EXPECT_EQ(HcclCommInitClusterInfo(file.path(), 1, &comm), HCCL_E_PARA) << "cut at " << cut;
+          const std::string message = RecentErrMsg();
+          EXPECT_NE(message.find("not valid JSON"), std::string::npos) << "cut at " << cut << ": " << message;
+        }
       });
 }
 

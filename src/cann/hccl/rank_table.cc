@@ -114,7 +114,9 @@ class Reader {
         static const std::map<char, char> kEscapes = {{'"', '"'},  {'\\', '\\'}, {'/', '/'},  {'b', '\b'},
                                                       {'f', '\f'}, {'n', '\n'},  {'r', '\r'}, {'t', '\t'}};
         if (e == 'u') {
-          if (at_ + 4 > text_.size()) Fail("a \\u escape cut short");
+          if (at_ + 4 > text_.size() || text_.find_first_not_of("0123456789abcdefABCDEF", at_) < at_ + 4) {
+            Fail("a \\u escape without its 4 hex digits");
+          }
           const unsigned long code = std::stoul(text_.substr(at_, 4), nullptr, 16);
           at_ += 4;
           c = code < 0x80 ? static_cast<char>(code) : '?';
