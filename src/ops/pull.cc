@@ -292,7 +292,7 @@ std::vector<uint64_t> DoneFlags(const CallFlags& flags, std::span<const uint8_t>
   return indices;
 }
 
-void WaitDone(const transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads,
+void WaitDone(transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads,
               transport::Clock::time_point deadline, const char* op) {
   std::vector<uint64_t> pending = DoneFlags(flags, reads);
   const auto done = [&] {
@@ -304,8 +304,19 @@ void WaitDone(const transport::Window& ep, const CallFlags& flags, std::span<con
     for (uint64_t index : pending) ranks.push_back(static_cast<int>((index - flags.base) / plan::kPullFields));
     return ranks;
   };
-  transport::WaitUntil(ep, deadline, op, "the ranks reading this rank's rows (in place or by copy) to finish",
-                       flags.epoch, done, missing);
+  const char* what = "the ranks reading this rank's rows (in place or by copy) to finish";
+  try {
+    transport::WaitUntil(ep, deadline, op, what, flags.epoch, done, missing);
+  } catch (const TimeoutError&) {
+    // A reader that has not claimed the rows by now (its call held up by another rank) will not read them: they are
+    // withdrawn, its claim fails its call (whose error names what held it up first), and this call, whose own
+    // results are complete, is not failed for it. Only readers still reading are missing.
+    const uint64_t announced = MakeFlag(flags.epoch, kWordAnnounced);
+    std::erase_if(pending, [&](uint64_t index) {
+      return ep.CompareExchangeFlag(ep.rank(), index, announced, MakeFlag(flags.epoch, kWordWithdrawn)) == announced;
+    });
+    transport::WaitUntil(ep, deadline, op, what, flags.epoch, done, missing);  // past the deadline: names them
+  }
 }
 
 void Withdraw(transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads,

@@ -133,9 +133,10 @@ class Claims {
   bool finished_ = false;
 };
 
-/// Waits until every rank r with reads[r] != 0 has said it is done with this rank's rows, or throws
-/// TimeoutError at `deadline` naming those that did not.
-void WaitDone(const transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads,
+/// Waits until every rank r with reads[r] != 0 has said it is done with this rank's rows. At `deadline`, the rows
+/// announced to a reader that has not claimed them yet are withdrawn (its call, held up elsewhere, fails when it comes
+/// to claim them), and it returns; it throws TimeoutError naming the readers that claimed and are still reading.
+void WaitDone(transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads,
               transport::Clock::time_point deadline, const char* op);
 
 inline constexpr std::chrono::milliseconds kWithdrawWait{10'000};

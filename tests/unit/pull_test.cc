@@ -116,6 +116,29 @@ TEST_F(PullHandOver, RowsLongerThanTheSendersAreRefused) {
   }
 }
 
+// At the sender's deadline a reader that never claimed (its own call held up by another rank) is not waited for:
+// its rows are withdrawn, the sender returns, and the reader's claim fails later. A reader that claimed and is still
+// reading is named.
+TEST_F(PullHandOver, AtTheDeadlineAnUnclaimedReaderIsWithdrawnAndAClaimedOneNamed) {
+  const pull::Rows announced = AnnounceRows();
+  EXPECT_NO_THROW(pull::WaitDone(sender, flags, reads, Clock::now() + std::chrono::milliseconds(20), "test op"));
+  pull::Claims late(reader, flags);
+  EXPECT_THROW(late.Claim(0, announced, "test op"), moe_ep::TimeoutError);
+
+  ClearDoneWord();
+  const pull::Rows again = AnnounceRows();
+  pull::Claims claims(reader, flags);
+  claims.Claim(0, again, "test op");
+  try {
+    pull::WaitDone(sender, flags, reads, Clock::now() + std::chrono::milliseconds(20), "test op");
+    FAIL() << "a reader still reading was not waited for";
+  } catch (const moe_ep::TimeoutError& e) {
+    EXPECT_EQ(e.missing_ranks(), std::vector<int>{1}) << e.what();
+  }
+  EXPECT_NO_THROW(claims.Finish("test op"));
+  EXPECT_NO_THROW(pull::WaitDone(sender, flags, reads, Clock::now() + std::chrono::milliseconds(20), "test op"));
+}
+
 TEST_F(PullHandOver, AReaderDoneFirstLetsTheFailedSenderGoAtOnce) {
   const pull::Rows announced = AnnounceRows();
   {
