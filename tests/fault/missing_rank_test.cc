@@ -237,5 +237,52 @@ TEST(MissingRank, ALateRankNeverReadsRowsOfACallThatFailed) {
   }
 }
 
+// A rank held up by another's absence never gets a healthy rank named in its place. Three ranks, pull forced, rank 1
+// dispatches but never comes to combine. Rank 2's first token needs rank 1's row, so rank 2 waits there and never
+// reaches the rows rank 0 announced to it for its other tokens; rank 0 needs nothing of rank 1. Rank 0's combine
+// returns every token (its results are complete: the rows it announced are withdrawn from rank 2 at its deadline,
+// or declined by rank 2 when rank 2 gives up first), and rank 2's names rank 1.
+TEST(MissingRank, AHealthyRankIsNotNamedForAnotherRanksAbsence) {
+  constexpr int kRanks = 3;
+  constexpr int64_t kBigHidden = 8192, kTokens = 4;
+  constexpr uint16_t kOne = 0x3F80;  // bf16 1.0
+  DispatchOptions dispatch_options;
+  dispatch_options.experts = ExpertLayout{3, 0, 0, 0, 0, 0, 0, {}};  // expert e on rank e
+  GroupOptions options;
+  options.timeout = milliseconds(500);
+  options.window_bytes = 64 << 20;
+  options.data_path = DataPath::kPull;
+  options.name = "held up";
+  auto groups = CreateThreadGroups(kRanks, options);
+  std::vector<std::vector<uint16_t>> x(kRanks, std::vector<uint16_t>(kTokens * kBigHidden, kOne));
+  const std::vector<std::vector<int32_t>> ids = {
+      {0, 2, 0, 2, 0, 2, 0, 2},  // rank 0: experts on ranks 0 and 2
+      {0, 1, 0, 1, 0, 1, 0, 1},  // rank 1
+      {1, 2, 0, 2, 0, 2, 0, 2},  // rank 2: token 0 needs rank 1, the others rank 0
+  };
+  const std::vector<float> weights(kTokens * kTopK, 0.5f);
+  std::vector<std::string> errors(kRanks);
+  std::vector<std::vector<int>> missing(kRanks);
+  std::vector<int64_t> ones(kRanks, -1);
+  RunRanks(kRanks, [&](int r) {
+    const TensorView x_view(x[r].data(), DType::kBf16, {kTokens, kBigHidden});
+    const TensorView ids_view(ids[r].data(), DType::kInt32, {kTokens, kTopK});
+    const DispatchResult d = Dispatch(groups[r], x_view, ids_view, dispatch_options);
+    if (r == 1) return;  // never comes to combine
+    try {
+      const Tensor out = Combine(groups[r], d.handle, d.expand_x.view(),
+                                 TensorView(weights.data(), DType::kFloat32, {kTokens, kTopK}));
+      const auto* values = out.data_as<uint16_t>();
+      ones[r] = std::count(values, values + out.numel(), kOne);
+    } catch (const TimeoutError& e) {
+      errors[r] = e.what();
+      missing[r] = e.missing_ranks();
+    }
+  });
+  EXPECT_EQ(errors[0], "") << "rank 0 needed nothing of rank 1";
+  EXPECT_EQ(ones[0], kTokens * kBigHidden) << "rank 0's tokens";
+  EXPECT_EQ(missing[2], std::vector<int>{1}) << errors[2];
+}
+
 }  // namespace
 }  // namespace moe_ep::testing
