@@ -7,7 +7,6 @@
 #include <map>
 #include <memory>
 #include <sstream>
-#include <utility>
 
 #include "moe_ep/error.h"
 
@@ -17,12 +16,12 @@ namespace {
 // A JSON value. Numbers keep their text: the table's ids are integers written either way.
 struct Json {
   enum class Kind { kObject, kArray, kString, kNumber, kLiteral } kind = Kind::kLiteral;
-  std::string text;                                   // string (unescaped), number or literal
-  std::vector<std::pair<std::string, Json>> members;  // object
-  std::vector<Json> items;                            // array
+  std::string text;                // string (unescaped), number or literal
+  std::vector<std::string> names;  // object: member i is names[i] = items[i]
+  std::vector<Json> items;         // object members' values, or array items (a vector may hold its own type)
   const Json* Member(const std::string& key) const {
-    for (const auto& [name, value] : members) {
-      if (name == key) return &value;
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == key) return &items[i];
     }
     return nullptr;
   }
@@ -68,9 +67,9 @@ class Reader {
       if (Take('}')) return v;
       do {
         Space();
-        std::string key = String();
+        v.names.push_back(String());
         Expect(':');
-        v.members.emplace_back(std::move(key), Value(depth + 1));
+        v.items.push_back(Value(depth + 1));
       } while (Take(','));
       Expect('}');
     } else if (c == '[') {
