@@ -460,6 +460,8 @@ void ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, const plan
                       const CallSlot& call, const Link& ctx, RowSink& sink, int32_t* recv_counts) {
   const int64_t e = c.ep_world_size, l = c.local_expert_num();
   const int64_t entries = c.receive_entries(), flags_per_source = entries / e;
+  // First: should this rank fail before it pulls (a count that never comes, a bad one), its sources are told at once.
+  pull::Claims claims(ep, pull::CallFlags(plan::kDispatchPullFlagBase, call));
   // Entry i (epRecvCounts' order: by local expert, then source) is source i % e's count for local expert i / e.
   std::vector<uint64_t> indices(entries);
   for (int64_t i = 0; i < entries; ++i) indices[i] = CountFlag(call, i % e, i / e, flags_per_source);
@@ -484,7 +486,6 @@ void ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, const plan
     total += count;
   }
   sink.Reserve(total, "the EP group");
-  pull::Claims claims(ep, pull::CallFlags(plan::kDispatchPullFlagBase, call));
   const std::vector<std::optional<PulledSource>> pulled = PulledSources(c, t, ep, call, counts_by_source, claims);
 
   // Rows come out in entry order: entry i's rows start where entry i-1's end (its epRecvCounts value).

@@ -237,8 +237,9 @@ TEST(ProcessRanks, LauncherReportsTheFirstFailureAndPrefixesOutput) {
     EXPECT_NE(output.find("[rank " + std::to_string(r) + "] hello"), std::string::npos) << output;
 }
 
-// The launcher ends with its ranks: not later, when a process a rank left running still holds its output, and not
-// never, when it inherited an ignored SIGCHLD (the kernel would reap the ranks behind its back).
+// The launcher ends with its ranks: not later, when a process a rank left running still holds its output (or keeps
+// writing to it), and not never, when it inherited an ignored SIGCHLD (the kernel would reap the ranks behind its
+// back); a rank has its standard output even when the launcher started without one.
 TEST(ProcessRanks, LauncherEndsWithItsRanks) {
   const std::string tool = MOE_EP_TOOL;
   std::string output;
@@ -247,6 +248,17 @@ TEST(ProcessRanks, LauncherEndsWithItsRanks) {
   EXPECT_EQ(CountOf(output, "] left"), 2) << output;
   output.clear();
   EXPECT_EQ(RunCommand("timeout -k 5 20 bash -c \"trap '' CHLD; exec " + tool + " launch -n 2 -- true\"", output), 0)
+      << output;
+  output.clear();  // a process left running that keeps writing
+  EXPECT_EQ(RunCommand("timeout -k 5 20 " + tool +
+                           " launch -n 1 -- sh -c '(while true; do echo more; sleep 0.01; done) & exit 4'",
+                       output),
+            4)
+      << output;
+  output.clear();  // started without stdin and stdout, the launcher's pipe ends are 0 and 1: the rank still writes
+  EXPECT_EQ(RunCommand("timeout -k 5 20 bash -c '" + tool + " launch -n 1 -- sh -c \"echo hello || exit 7\" <&- >&-'",
+                       output),
+            0)
       << output;
 }
 

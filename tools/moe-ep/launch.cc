@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 
 #include "transport/shm/shm_window.h"
 
@@ -56,14 +58,17 @@ struct Stream {
     std::fflush(out);
     return true;
   }
-  // Once its rank has ended: forwards what is left in the pipe without waiting for the end of the stream, which a
-  // process the rank started (and left running) may hold open for good.
+  // Once its rank has ended: forwards what the pipe holds now, without waiting for the end of the stream, which a
+  // process the rank started (and left running) may hold open, and write to, for good.
   void DrainLeft() {
     if (fd < 0) return;
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    while (fd >= 0) {
-      if (!Drain()) End();
+    int held = 0;
+    if (ioctl(fd, FIONREAD, &held) != 0) held = 0;
+    for (int reads = held / 65536 + 1; fd >= 0 && reads > 0; --reads) {
+      if (!Drain()) break;
     }
+    if (fd >= 0) End();
   }
   // Forwards a last line without its newline, and closes the pipe.
   void End() {
@@ -78,8 +83,15 @@ struct Stream {
                            pid_t launcher) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);                 // a rank never outlives its launcher,
   if (getppid() != launcher) _exit(128 + SIGKILL);  // not even one that ended before the line above
-  dup2(out_fd, STDOUT_FILENO);
-  dup2(err_fd, STDERR_FILENO);
+  // A pipe end that is already the standard stream (the launcher started without one) keeps its close-on-exec flag
+  // through dup2: clear it.
+  for (const auto [fd, standard] : {std::pair{out_fd, STDOUT_FILENO}, std::pair{err_fd, STDERR_FILENO}}) {
+    if (fd == standard) {
+      fcntl(fd, F_SETFD, 0);
+    } else {
+      dup2(fd, standard);
+    }
+  }
   setenv("MOE_EP_RANK", std::to_string(rank).c_str(), 1);
   setenv("MOE_EP_WORLD_SIZE", std::to_string(o.ranks).c_str(), 1);
   setenv("MOE_EP_RENDEZVOUS", rendezvous.c_str(), 1);

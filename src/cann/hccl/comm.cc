@@ -3,21 +3,17 @@
 // timeout), names, ranks, sizes and destruction, with a registry of live handles.
 #include "cann/hccl/comm.h"
 
-#include <limits.h>
-#include <stdlib.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <random>
 #include <set>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -264,17 +260,15 @@ HcclResult JoinRootGroup(const char* api, const RootInfoText& info, uint32_t n_r
   return JoinGroup(api, "hccl_root_" + info.token.substr(0, 24), settings, device, join, comm);
 }
 
-// A 32-hex-digit token for the groups of a rank table file: a hash of the file's path and text and of this user,
-// the same for every rank that reads the same file, and the n-th group this rank makes from it (so that the same
-// table can make one group after another).
-std::string RankTableToken(const std::string& path, uint32_t rank) {
-  char resolved[PATH_MAX];
-  std::ifstream file(path, std::ios::binary);
-  std::ostringstream text;
-  text << (realpath(path.c_str(), resolved) ? resolved : path.c_str()) << '\n' << getuid() << '\n' << file.rdbuf();
+// A 32-hex-digit token for the groups of a rank table: a hash of what the table says (each rank's server and device,
+// the same on every host whatever the file's path or layout; on one server, with this user, whose segments they
+// are) and of the n-th group this rank makes from it (so that the same table can make one group after another).
+std::string RankTableToken(const RankTable& table, uint32_t rank) {
+  std::string key;
+  for (const RankTable::Rank& r : table.ranks) key += r.server + '\0' + std::to_string(r.device) + '\0';
+  if (table.servers == 1) key += "uid " + std::to_string(getuid());
   static std::mutex mutex;
   static std::map<std::pair<std::string, uint32_t>, int> made;
-  const std::string key = text.str();
   int index;
   {
     std::lock_guard lock(mutex);
@@ -309,7 +303,7 @@ HcclResult JoinRankTableGroup(const char* api, const char* path, uint32_t rank, 
                                    (device < 0 ? std::string("none") : std::to_string(device)) +
                                    "; call aclrtSetDevice(" + std::to_string(table.ranks[rank].device) + ") first");
   }
-  const std::string token = RankTableToken(path, rank);
+  const std::string token = RankTableToken(table, rank);
   if (table.servers > 1) {
 #ifdef MOE_EP_HAVE_MPI
     const bool under_mpi = transport::mpi::Active();

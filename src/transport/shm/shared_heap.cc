@@ -128,7 +128,8 @@ void GrowChunk(Chunk& chunk, size_t bytes) {
   if (ftruncate(chunk.fd, static_cast<off_t>(size)) != 0) Fail("cannot size a " + std::to_string(size) + "-byte chunk");
   void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, chunk.fd, 0);
   if (p == MAP_FAILED) Fail("cannot map a " + std::to_string(size) + "-byte chunk");
-  munmap(chunk.base, chunk.size);
+  // The old mapping is left in place for good (address space only: its pages went back): a reader of this process
+  // given up on may still hold a pointer into it, and reads zeros there.
   chunk.base = static_cast<uint8_t*>(p);
   chunk.size = size;
   chunk.free = {{0, size}};
@@ -333,6 +334,10 @@ const uint8_t* SharedHeap::Map(uint64_t token, uint64_t bytes, Owner owner) {
     const std::optional<Mapped> chunk = MapPeerChunk(pid, fd);
     if (!chunk) return nullptr;
     if (it != mapped.end()) {
+      if (chunk->size <= it->second.size) {  // it did not grow: the range is past its end
+        munmap(const_cast<uint8_t*>(chunk->base), chunk->size);
+        return nullptr;
+      }
       Peers().outgrown.emplace(std::pair{pid, owner.id}, it->second);
       it->second = *chunk;
     } else {
