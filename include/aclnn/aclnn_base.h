@@ -13,6 +13,11 @@ extern "C" {
 
 typedef struct aclOpExecutor aclOpExecutor;
 
+/* An executor from phase one runs once, and is gone after its launch. Made repeatable, it runs at each launch (with
+ * its tensors' contents at that time) until aclDestroyAclOpExecutor; destroying one not launched drops its work. */
+ACLNN_API aclnnStatus aclSetAclOpExecutorRepeatable(aclOpExecutor *executor);
+ACLNN_API aclnnStatus aclDestroyAclOpExecutor(aclOpExecutor *executor);
+
 #define ACLNN_SUCCESS 0
 #define ACLNN_ERR_PARAM_NULLPTR 161001
 #define ACLNN_ERR_PARAM_INVALID 161002

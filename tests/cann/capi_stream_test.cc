@@ -331,6 +331,71 @@ TEST(CapiStream, BufferResetOnSixteenDevices) {
   }
 }
 
+// Executors: one made repeatable runs at each launch with its tensors' contents at that time (a mask made invalid
+// between launches fails that launch, and the next good one passes) until destroyed; one not repeatable runs once;
+// one destroyed before its launch never runs; a destroyed or made-up executor is an error.
+TEST(CapiStream, RepeatableExecutorsRunAtEachLaunchUntilDestroyed) {
+  EnsureAclReady();
+  const std::vector<HcclComm> comms = CreateGroup({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15});
+  ASSERT_EQ(comms.size(), 16u);
+  std::thread rank0([&] {  // needSync 0: rank 0 resets its own window, alone
+    ASSERT_EQ(aclrtSetDevice(0), ACL_SUCCESS);
+    aclrtStream stream = nullptr;
+    ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+    {
+      const std::vector<int32_t> ones(16, 1), twos(16, 2);
+      Tensor mask(ACL_INT32, {16}, ones.data());
+      const std::string group = CommName(comms[0]);
+      const auto build = [&] {
+        uint64_t ws = 0;
+        aclOpExecutor* exec = nullptr;
+        EXPECT_EQ(aclnnMoeDistributeBufferResetGetWorkspaceSize(mask.get(), group.c_str(), 16, 0, &ws, &exec),
+                  ACL_SUCCESS)
+            << RecentErrMsg();
+        return exec;
+      };
+      const auto launch = [&](aclOpExecutor* exec) {
+        const aclnnStatus st = aclnnMoeDistributeBufferReset(nullptr, 0, exec, stream);
+        return st != ACL_SUCCESS ? st : aclrtSynchronizeStreamWithTimeout(stream, 30000);
+      };
+      const auto write_mask = [&](const std::vector<int32_t>& values) {
+        ASSERT_EQ(aclrtMemcpy(mask.data(), mask.storage_bytes(), values.data(), 64, ACL_MEMCPY_HOST_TO_DEVICE),
+                  ACL_SUCCESS);
+      };
+
+      aclOpExecutor* repeatable = build();
+      ASSERT_EQ(aclSetAclOpExecutorRepeatable(repeatable), ACL_SUCCESS) << RecentErrMsg();
+      EXPECT_EQ(launch(repeatable), ACL_SUCCESS) << RecentErrMsg();
+      write_mask(twos);
+      EXPECT_EQ(launch(repeatable), ACLNN_ERR_INNER_TILING_ERROR) << "the second launch did not read the mask again";
+      EXPECT_NE(RecentErrMsg().find("elasticInfo"), std::string::npos);
+      write_mask(ones);
+      EXPECT_EQ(launch(repeatable), ACL_SUCCESS) << RecentErrMsg();
+      EXPECT_EQ(aclDestroyAclOpExecutor(repeatable), ACL_SUCCESS);
+      EXPECT_EQ(launch(repeatable), ACLNN_ERR_PARAM_INVALID) << "a destroyed executor ran";
+      EXPECT_EQ(aclDestroyAclOpExecutor(repeatable), ACLNN_ERR_PARAM_INVALID);
+
+      aclOpExecutor* once = build();
+      EXPECT_EQ(launch(once), ACL_SUCCESS) << RecentErrMsg();
+      EXPECT_EQ(launch(once), ACLNN_ERR_PARAM_INVALID) << "an executor not repeatable ran twice";
+      EXPECT_NE(RecentErrMsg().find("aclSetAclOpExecutorRepeatable"), std::string::npos);
+      EXPECT_EQ(aclSetAclOpExecutorRepeatable(once), ACLNN_ERR_PARAM_INVALID) << "a launched executor";
+
+      write_mask(twos);  // were it to run, this executor would fail its stream
+      aclOpExecutor* dropped = build();
+      EXPECT_EQ(aclDestroyAclOpExecutor(dropped), ACL_SUCCESS);
+      EXPECT_EQ(launch(dropped), ACLNN_ERR_PARAM_INVALID);
+      EXPECT_EQ(aclrtSynchronizeStreamWithTimeout(stream, 30000), ACL_SUCCESS) << "the dropped executor ran";
+      EXPECT_EQ(aclDestroyAclOpExecutor(nullptr), ACLNN_ERR_PARAM_INVALID);
+      EXPECT_EQ(aclDestroyAclOpExecutor(reinterpret_cast<aclOpExecutor*>(0x40)), ACLNN_ERR_PARAM_INVALID);
+    }
+    aclrtDestroyStream(stream);
+    aclrtResetDevice(0);
+  });
+  rank0.join();
+  for (HcclComm comm : comms) EXPECT_EQ(HcclCommDestroy(comm), HCCL_SUCCESS);
+}
+
 // After a deadline failure (rank 15 never dispatched), a BufferReset of all 16 ranks makes the group work
 // again: the stale flags, parities and call counts of the failed round are gone.
 TEST(CapiStream, GroupWorksAgainAfterATimeoutAndABufferReset) {

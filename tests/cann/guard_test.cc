@@ -113,6 +113,8 @@ const std::vector<EntryPoint>& EntryPoints() {
       Status("aclGetViewShape", kAclnn, &aclGetViewShape),
       Status("aclGetDataType", kAclnn, &aclGetDataType),
       Status("aclGetFormat", kAclnn, &aclGetFormat),
+      Status("aclSetAclOpExecutorRepeatable", kAclnn, &aclSetAclOpExecutorRepeatable),
+      Status("aclDestroyAclOpExecutor", kAclnn, &aclDestroyAclOpExecutor),
       // hccl/hccl.h: a string is never the failure, "unknown error" is.
       Status("HcclCommInitAll", kHccl, &HcclCommInitAll),
       Status("HcclGetRootInfo", kHccl, &HcclGetRootInfo),
@@ -245,7 +247,7 @@ TEST(Guard, ListIsEveryExportedEntryPoint) {
   ASSERT_FALSE(exported.empty()) << "nm -D found nothing in " << MOE_EP_CANN_LIBRARY;
   for (const std::string& name : exported) EXPECT_EQ(listed.count(name), 1u) << name << " is exported but not listed";
   for (const std::string& name : listed) EXPECT_EQ(exported.count(name), 1u) << name << " is listed but not exported";
-  EXPECT_EQ(listed.size(), 69u);
+  EXPECT_EQ(listed.size(), 71u);
 }
 
 TEST(Guard, EveryEntryPointReportsAThrow) {

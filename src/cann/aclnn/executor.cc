@@ -3,6 +3,7 @@
 
 #include <memory>
 
+#include "cann/guard.h"
 #include "cann/runtime/handle_registry.h"
 #include "cann/runtime/runtime.h"
 
@@ -31,7 +32,9 @@ aclnnStatus BuildExecutor(const char* op, uint64_t* workspace_size, aclOpExecuto
     return Fail(ACLNN_ERR_PARAM_NULLPTR,
                 name + ": parameter 'executor' = nullptr violates rule: phase one writes the executor there");
   }
-  auto built = std::make_shared<aclOpExecutor>(aclOpExecutor{name, build()});
+  auto built = std::make_shared<aclOpExecutor>();
+  built->work = build();
+  built->op = name;
   *workspace_size = kWorkspaceBytes;
   *executor = static_cast<aclOpExecutor*>(Executors().Add(std::move(built)));
   return ACLNN_SUCCESS;
@@ -42,10 +45,17 @@ aclnnStatus LaunchExecutor(const char* op, aclOpExecutor* executor, aclrtStream 
     return Fail(ACLNN_ERR_PARAM_NULLPTR,
                 std::string(op) + ": parameter 'executor' = nullptr violates rule: the executor phase one returned");
   }
+  if (std::shared_ptr<aclOpExecutor> kept = Executors().Find(executor); kept && kept->repeatable) {
+    if (kept->op != op) {
+      return Fail(ACLNN_ERR_PARAM_INVALID, std::string(op) + ": the executor was built by " + kept->op);
+    }
+    return LaunchOnStream(stream, op, [kept] { kept->work(); });
+  }
   std::shared_ptr<aclOpExecutor> owned = Executors().Remove(executor);
   if (!owned) {
-    return Fail(ACLNN_ERR_PARAM_INVALID,
-                std::string(op) + ": the executor is not one phase one returned, or it ran already");
+    return Fail(ACLNN_ERR_PARAM_INVALID, std::string(op) +
+                                             ": the executor is not one phase one returned, or it ran already (only "
+                                             "one made repeatable with aclSetAclOpExecutorRepeatable runs again)");
   }
   // What did not launch is given back: the caller may launch it again (on a good stream, with the right op).
   if (owned->op != op) {
@@ -65,3 +75,33 @@ aclnnStatus LaunchExecutor(const char* op, aclOpExecutor* executor, aclrtStream 
 }
 
 }  // namespace moe_ep::cann
+
+using moe_ep::cann::ApiFamily;
+using moe_ep::cann::Fail;
+using moe_ep::cann::Guarded;
+
+// As CANN's: a repeatable executor runs at each launch, with its tensors' contents at that time, until destroyed.
+extern "C" aclnnStatus aclSetAclOpExecutorRepeatable(aclOpExecutor* executor) {
+  return Guarded("aclSetAclOpExecutorRepeatable", ApiFamily::kAclnn, [&]() -> aclnnStatus {
+    std::shared_ptr<aclOpExecutor> found = executor ? moe_ep::cann::Executors().Find(executor) : nullptr;
+    if (!found) {
+      return Fail(ACLNN_ERR_PARAM_INVALID,
+                  "aclSetAclOpExecutorRepeatable: parameter 'executor' is not a live executor "
+                  "(phase one returned it, and it has not run or been destroyed)");
+    }
+    found->repeatable = true;
+    return ACLNN_SUCCESS;
+  });
+}
+
+// Any live executor: one not launched yet (its work never runs), or a repeatable one (launches already made run).
+extern "C" aclnnStatus aclDestroyAclOpExecutor(aclOpExecutor* executor) {
+  return Guarded("aclDestroyAclOpExecutor", ApiFamily::kAclnn, [&]() -> aclnnStatus {
+    if (!executor || !moe_ep::cann::Executors().Remove(executor)) {
+      return Fail(ACLNN_ERR_PARAM_INVALID,
+                  "aclDestroyAclOpExecutor: parameter 'executor' is not a live executor "
+                  "(phase one returned it, and it has not run or been destroyed)");
+    }
+    return ACLNN_SUCCESS;
+  });
+}

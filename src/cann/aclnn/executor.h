@@ -2,6 +2,7 @@
 // two hands the executor to a stream. Each operator's entry points guard them (cann/guard.h).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -10,8 +11,9 @@
 #include "aclnn/aclnn_base.h"
 
 struct aclOpExecutor {
-  std::string op;              // "aclnnMoeDistributeDispatchV2", ...
-  std::function<void()> work;  // the operation with its inputs captured; throws moe_ep::Error to fail
+  std::string op;                       // "aclnnMoeDistributeDispatchV2", ...
+  std::function<void()> work;           // the operation with its inputs captured; throws moe_ep::Error to fail
+  std::atomic<bool> repeatable{false};  // aclSetAclOpExecutorRepeatable: launched any number of times, until destroyed
 };
 
 namespace moe_ep::cann {
@@ -27,7 +29,8 @@ inline constexpr uint64_t kWorkspaceBytes = uint64_t{16} << 20;
 aclnnStatus BuildExecutor(const char* op, uint64_t* workspace_size, aclOpExecutor** executor,
                           const std::function<std::function<void()>()>& build);
 
-/// Phase two: enqueues the executor's work on `stream` and takes ownership of the executor.
+/// Phase two: enqueues the executor's work on `stream` and takes ownership of the executor (a repeatable one stays
+/// live for the next launch).
 aclnnStatus LaunchExecutor(const char* op, aclOpExecutor* executor, aclrtStream stream);
 
 }  // namespace moe_ep::cann
