@@ -298,7 +298,7 @@ TEST(ShmSecurity, SegmentsArePrivateToTheJobAndItsUser) {
 TEST(ShmJoin, GroupsOfLongNamesJoin) {
   const std::string job = "longtest" + std::to_string(getpid());
   std::string group = "ep";
-  for (int r = 0; r < 100; ++r) group += "-" + std::to_string(r);
+  for (int r = 0; r < 100; ++r) (group += '-') += std::to_string(r);
   const auto deadline = moe_ep::transport::Clock::now() + std::chrono::seconds(20);
   std::string messages[2];
   std::thread ranks[2];
@@ -359,7 +359,9 @@ TEST(ShmFaults, RowsOfAGoneProcessAreATimeoutNamingItsRank) {
   ASSERT_EQ(waitid(P_PID, static_cast<id_t>(child), &ended, WEXITED | WNOWAIT), 0);  // a zombie now
   const tr::RemappedWindow survivors(*rank0, 0, {0, 2});                             // rank 1 left out
   for (const bool reaped : {false, true}) {
-    if (reaped) ASSERT_EQ(waitpid(child, nullptr, 0), child);
+    if (reaped) {
+      ASSERT_EQ(waitpid(child, nullptr, 0), child);
+    }
     try {
       rank0->Resolve(2, token, 4096);
       ADD_FAILURE() << "rows of a gone process resolved (reaped: " << reaped << ")";
