@@ -192,9 +192,17 @@ void Claims::Decline() noexcept {
   const uint64_t announced = MakeFlag(flags_.epoch, kWordAnnounced), done = MakeFlag(flags_.epoch, kWordDone);
   for (int sender = 0; sender < static_cast<int>(claimed_.size()); ++sender) {
     if (claimed_[sender] != kUnclaimed || sender == ep_.rank()) continue;
+    // A staged copy's word is armed with its staging's mark, which the announcement carries: its buffer waits for
+    // this rank until the word says done.
+    uint64_t armed = announced;
+    const uint64_t staged = ep_.ReadFlag(FlagOf(flags_, sender, kStaged));
+    if (FlagEpoch(ep_.ReadFlag(FlagOf(flags_, sender, kTokenLow))) == flags_.epoch &&
+        FlagEpoch(staged) == flags_.epoch && FlagCount(staged) >= kWordFirstStaged) {
+      armed = MakeFlag(flags_.epoch, FlagCount(staged));
+    }
     try {
       // Only a word armed for this call and still unclaimed: a withdrawn one, another call's, or one cleared stays.
-      ep_.CompareExchangeFlag(sender, index, announced, done);
+      ep_.CompareExchangeFlag(sender, index, armed, done);
     } catch (...) {  // a sender this rank cannot reach announced nothing to it
     }
   }

@@ -121,7 +121,7 @@ class Claims {
   // Finish's marking; returns the senders that had given up. Never throws (the destructor's).
   std::vector<int> MarkDone() noexcept;
   // The destructor's, when Finish never ran (the call failed): marks done every word armed for this rank and not
-  // claimed, so that its sender stops waiting. Never throws.
+  // claimed (a staged copy's too), so that its sender stops waiting, or its staging buffer is reused. Never throws.
   void Decline() noexcept;
   [[noreturn]] void ThrowGivenUp(const std::vector<int>& senders, const char* op) const;
 

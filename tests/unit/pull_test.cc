@@ -93,6 +93,11 @@ TEST_F(PullHandOver, AReaderWhoseCallFailsBeforeClaimingLetsTheSenderGo) {
   EXPECT_NO_THROW(pull::WaitDone(sender, flags, reads, start + std::chrono::seconds(10), "test op"));
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(1)) << "the sender waited out its deadline";
 
+  ClearDoneWord();  // a staged copy: its buffer waits for the word to say done
+  AnnounceRows(/*staged=*/true);
+  { pull::Claims claims(reader, flags); }
+  EXPECT_TRUE(pull::IsDone(DoneWord(), flags.epoch)) << "a staged copy's word was left armed";
+
   ClearDoneWord();
   AnnounceRows();
   pull::Withdraw(sender, flags, reads);
