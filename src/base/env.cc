@@ -12,8 +12,7 @@
 namespace moe_ep::env {
 namespace {
 
-// Windows up to 1 TiB and deadlines up to 24 days: beyond them the byte and clock arithmetic could wrap.
-constexpr int64_t kMaxWindowMb = int64_t{1} << 20;
+// Deadlines up to 24 days: beyond them the clock arithmetic could wrap (windows: kMaxWindowMb).
 constexpr int64_t kMaxTimeoutMs = int64_t{1} << 31;
 
 constexpr char kLaunchHint[] = "; start the ranks with `moe-ep launch -n N -- PROGRAM` or with mpirun";

@@ -75,6 +75,9 @@ std::pair<const char*, Product> SocName();
 
 /// HCCL_BUFFSIZE: the data area of a C API communicator's window (MB in the variable; default 200).
 uint64_t HcclWindowBytes();
+/// The largest window a variable or a configuration may ask for, in MB: 1 TiB, beyond which the byte arithmetic
+/// could wrap.
+inline constexpr int64_t kMaxWindowMb = int64_t{1} << 20;
 /// HCCL_EXEC_TIMEOUT: a C API operation's deadline (seconds in the variable); MOE_EP_TIMEOUT_MS when unset.
 std::chrono::milliseconds HcclOperationTimeout();
 /// HCCL_CONNECT_TIMEOUT: how long HcclCommInitRootInfo waits for every rank (default 120 s).

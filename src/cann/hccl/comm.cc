@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "base/env.h"
+#include "base/hash.h"
 #include "cann/guard.h"
 #include "cann/hccl/rank_table.h"
 #include "cann/runtime/handle_registry.h"
@@ -122,11 +123,10 @@ CommSettings SettingsOf(const HcclCommConfig* config, const char* api) {
   if (magic != HCCL_COMM_CONFIG_MAGIC_WORD) {
     refuse("reserved", "(not filled)", "fill the configuration with HcclCommConfigInit first");
   }
-  constexpr uint32_t kMaxMb = uint32_t{1} << 20;
   if (config->hcclBufferSize != HCCL_COMM_BUFFSIZE_CONFIG_NOT_SET) {
-    if (config->hcclBufferSize < 1 || config->hcclBufferSize > kMaxMb) {
+    if (config->hcclBufferSize < 1 || config->hcclBufferSize > env::kMaxWindowMb) {
       refuse("hcclBufferSize", std::to_string(config->hcclBufferSize),
-             "in [1, " + std::to_string(kMaxMb) + "] MB, or HCCL_COMM_BUFFSIZE_CONFIG_NOT_SET");
+             "in [1, " + std::to_string(env::kMaxWindowMb) + "] MB, or HCCL_COMM_BUFFSIZE_CONFIG_NOT_SET");
     }
     settings.window_bytes = uint64_t{config->hcclBufferSize} << 20;
   }
@@ -274,14 +274,10 @@ std::string RankTableToken(const RankTable& table, uint32_t rank) {
     std::lock_guard lock(mutex);
     index = made[{key, rank}]++;
   }
-  uint64_t hashes[2] = {14695981039346656037ull, 1099511628211ull};  // two FNV-1a variants: 128 bits
-  for (const unsigned char c : key + "#" + std::to_string(index)) {
-    hashes[0] = (hashes[0] ^ c) * 1099511628211ull;
-    hashes[1] = (hashes[1] ^ c) * 14029467366897019727ull;
-  }
+  const std::string named = key + "#" + std::to_string(index);  // two FNV-1a variants: 128 bits
   char token[33];
-  std::snprintf(token, sizeof token, "%016llx%016llx", static_cast<unsigned long long>(hashes[0]),
-                static_cast<unsigned long long>(hashes[1]));
+  std::snprintf(token, sizeof token, "%016llx%016llx", static_cast<unsigned long long>(hash::Fnv1a(named)),
+                static_cast<unsigned long long>(hash::Fnv1a(named, hash::kFnvPrime, 14029467366897019727ull)));
   return token;
 }
 

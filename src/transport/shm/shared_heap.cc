@@ -83,6 +83,12 @@ uint64_t OwnPid() {
   throw Error(ErrorCode::kInternal, "shared heap: " + what + ": " + std::strerror(errno));
 }
 
+// A chunk one request larger than the default made, with nothing live in it: its pages can go back, and it can
+// grow for the next such request.
+bool IsFreeLargeChunk(const Chunk& chunk) {
+  return chunk.size > kChunkBytes && chunk.free.size() == 1 && chunk.free.begin()->second == chunk.size;
+}
+
 size_t ChunkBytesFor(size_t bytes) {
   return std::max(kChunkBytes, (bytes + kChunkRounding - 1) / kChunkRounding * kChunkRounding);
 }
@@ -241,9 +247,8 @@ void* SharedHeap::AllocateFrom(size_t bytes, bool* fresh) {
       }
     }
     // No room: grow a large chunk whose pages went back (its descriptor is reused), else make one.
-    const auto given_back = std::find_if(s.chunks.begin(), s.chunks.end(), [](const auto& chunk) {
-      return chunk->size > kChunkBytes && chunk->free.size() == 1 && chunk->free.begin()->second == chunk->size;
-    });
+    const auto given_back =
+        std::find_if(s.chunks.begin(), s.chunks.end(), [](const auto& chunk) { return IsFreeLargeChunk(*chunk); });
     if (given_back != s.chunks.end()) {
       GrowChunk(**given_back, size);  // the loop takes it: the only free range large enough
     } else {
@@ -278,9 +283,7 @@ void SharedHeap::Free(const void* p) {
   } else {
     chunk.free[offset] = size;
   }
-  if (chunk.size > kChunkBytes && chunk.free.size() == 1 && chunk.free.begin()->second == chunk.size) {
-    GivePagesBack(chunk);
-  }
+  if (IsFreeLargeChunk(chunk)) GivePagesBack(chunk);
 }
 
 size_t SharedHeap::RoomAt(const void* p) const {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "base/env.h"
+#include "base/hash.h"
 #include "moe_ep/error.h"
 #include "transport/load_store_window.h"
 #include "transport/shm/shared_heap.h"
@@ -244,10 +245,8 @@ std::string ShmSegmentName(const std::string& job, const std::string& group, int
   constexpr size_t kReadable = 64;
   std::string part = group;
   if (part.size() > kReadable) {
-    uint64_t hash = 14695981039346656037ull;
-    for (const unsigned char c : group) hash = (hash ^ c) * 1099511628211ull;
     char hex[17];
-    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(hash));
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(hash::Fnv1a(group)));
     part = group.substr(0, kReadable - 17) + "~" + hex;
   }
   return "/moe_ep." + job + "." + part + "." + std::to_string(rank);
