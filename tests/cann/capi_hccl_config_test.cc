@@ -248,7 +248,9 @@ TEST(CapiRankTable, ThreadsJoinTheGroupTheTableDescribesAndMatchTheReference) {
     for (int r = 0; r < kRanks; ++r) {
       ASSERT_EQ(init[r], HCCL_SUCCESS);
       EXPECT_EQ(names[r], names[0]);
-      if (configured) EXPECT_EQ(names[r], "table_group_" + std::to_string(getpid()));
+      if (configured) {
+        EXPECT_EQ(names[r], "table_group_" + std::to_string(getpid()));
+      }
       EXPECT_EQ(ids[r], static_cast<uint32_t>(r));
       EXPECT_EQ(sizes[r], static_cast<uint32_t>(kRanks));
       EXPECT_EQ(outcomes[r].Summary(), "") << "rank " << r;
@@ -272,7 +274,7 @@ TEST(CapiRankTable, BadTablesAndDevicesAreRefusedNamingWhatIsWrong) {
   two_servers.replace(
       two_servers.find("]}\n  ]"), 6,
       "]},\n    {\"server_id\": \"10.0.0.2\", \"device\": [{\"device_id\": \"0\", \"rank_id\": \"2\"}]}\n  ]");
-  const std::vector<Bad> bad = {
+  std::vector<Bad> bad = {
       {"", 0, HCCL_E_PARA, "cannot be read"},
       {"{\"server_list\": [", 0, HCCL_E_PARA, "not valid JSON"},
       {"[]", 0, HCCL_E_PARA, "object"},
@@ -284,7 +286,13 @@ TEST(CapiRankTable, BadTablesAndDevicesAreRefusedNamingWhatIsWrong) {
       {good, 1, HCCL_E_PARA, "aclrtSetDevice(6)"},  // this thread is on device 7, rank 1's device is 6
       {two_servers, 0, HCCL_E_NOT_SUPPORT, "mpirun"},
       {"{\"server_list\": [{\"server_id\": \"\\u12G4\"}]}", 0, HCCL_E_PARA, "hex digits"},
+      {"{\"server_list\": [{\"server_id\": \"a\tb\"}]}", 0, HCCL_E_PARA, "control character"},
+      {"{\"server_list\": [{\"server_id\": 01}]}", 0, HCCL_E_PARA, "leading zero"},
   };
+  for (const char* number : {"-", "1.", "1e", "1e+", "-.5", "1.2.3", "+1"}) {
+    bad.push_back(
+        {"{\"server_list\": [{\"server_id\": " + std::string(number) + "}]}", 0, HCCL_E_PARA, "not valid JSON"});
+  }
   OnRankThreads(
       1, [](int) { return 7; },
       [&](int) {

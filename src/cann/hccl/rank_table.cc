@@ -84,9 +84,7 @@ class Reader {
       v.text = String();
     } else if (c == '-' || std::isdigit(static_cast<unsigned char>(c))) {
       v.kind = Json::Kind::kNumber;
-      const size_t begin = at_;
-      while (at_ < text_.size() && std::strchr("+-.eE0123456789", text_[at_]) != nullptr) ++at_;
-      v.text = text_.substr(begin, at_ - begin);
+      v.text = Number();
     } else {
       for (const char* literal : {"true", "false", "null"}) {
         if (text_.compare(at_, std::strlen(literal), literal) == 0) {
@@ -100,6 +98,27 @@ class Reader {
     return v;
   }
 
+  // A number at at_, as JSON writes one: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?; its text.
+  std::string Number() {
+    const size_t begin = at_;
+    const auto digits = [&] {
+      const size_t from = at_;
+      while (at_ < text_.size() && std::isdigit(static_cast<unsigned char>(text_[at_]))) ++at_;
+      if (at_ == from) Fail("a digit expected in a number");
+      return at_ - from;
+    };
+    if (text_[at_] == '-') ++at_;
+    const size_t integer = at_;
+    if (digits() > 1 && text_[integer] == '0') at_ = begin, Fail("a number with a leading zero");
+    if (at_ < text_.size() && text_[at_] == '.') ++at_, digits();
+    if (at_ < text_.size() && (text_[at_] == 'e' || text_[at_] == 'E')) {
+      ++at_;
+      if (at_ < text_.size() && (text_[at_] == '+' || text_[at_] == '-')) ++at_;
+      digits();
+    }
+    return text_.substr(begin, at_ - begin);
+  }
+
   // A string at at_ (its opening quote); escapes are decoded, \u of a character past ASCII reads as '?'.
   std::string String() {
     if (at_ >= text_.size() || text_[at_] != '"') Fail("a string expected");
@@ -107,6 +126,7 @@ class Reader {
     std::string out;
     while (at_ < text_.size() && text_[at_] != '"') {
       char c = text_[at_++];
+      if (static_cast<unsigned char>(c) < 0x20) --at_, Fail("a control character inside a string");
       if (c == '\\') {
         if (at_ >= text_.size()) break;
         const char e = text_[at_++];
