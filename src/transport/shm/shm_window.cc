@@ -24,6 +24,7 @@
 #include "base/hash.h"
 #include "moe_ep/error.h"
 #include "transport/load_store_window.h"
+#include "transport/shm/full_shm.h"
 #include "transport/shm/shared_heap.h"
 
 namespace moe_ep::transport {
@@ -33,16 +34,20 @@ namespace {
   throw Error(ErrorCode::kInternal, "shared-memory transport: " + what + ": " + std::strerror(errno));
 }
 
-// Owns this process's mappings of every rank's segment.
+// Owns this process's mappings of every rank's segment, each watched for a full /dev/shm while mapped.
 class ShmMappings {
  public:
   explicit ShmMappings(uint64_t bytes) : bytes_(bytes) {}
   ~ShmMappings() {
     for (uint8_t* p : maps_) {
-      if (p) munmap(p, bytes_);
+      UnwatchForFullShm(p);
+      munmap(p, bytes_);
     }
   }
-  void Add(uint8_t* p) { maps_.push_back(p); }
+  void Add(uint8_t* p) {
+    maps_.push_back(p);
+    WatchForFullShm(p, bytes_);
+  }
   uint8_t* at(size_t i) const { return maps_[i]; }
 
  private:
