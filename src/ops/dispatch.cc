@@ -386,14 +386,19 @@ std::vector<std::optional<PulledSource>> PulledSources(const MoeConfig& c, const
                                                        pull::Claims& claims) {
   const pull::CallFlags flags(plan::kDispatchPullFlagBase, call);
   const uint64_t row_bytes = c.hidden * DTypeSize(t.x.dtype);
-  const bool smoothed = c.quant_mode == 2 && t.scales.present();
   std::vector<std::optional<PulledSource>> sources(c.ep_world_size);
   for (int src = 0; src < static_cast<int>(c.ep_world_size); ++src) {
     if (counts_by_source[src] == 0) continue;
     const std::optional<pull::Rows> x = pull::Announced(ep, flags, src, row_bytes);
     if (!x) continue;
     PulledSource source{*x, {}, {}, 0};
-    if (smoothed) source.smooth = *pull::Announced(ep, flags, src, c.hidden * sizeof(float), /*second=*/true);
+    // Rows are quantized as their sender would have on the push path: with its smooth scales, if it has them (each
+    // rank decides alone, from its own `scales`), which it then announced with them.
+    if (c.quant_mode == 2) {
+      if (auto smooth = pull::Announced(ep, flags, src, c.hidden * sizeof(float), /*second=*/true)) {
+        source.smooth = *smooth;
+      }
+    }
     claims.Claim(src, *x, "MoeDistributeDispatch");
     if (source.smooth.copy_token != 0) CopySmoothRows(c, claims, source);
     sources[src] = std::move(source);

@@ -119,6 +119,9 @@ std::optional<Rows> Announced(const transport::Window& ep, const CallFlags& flag
   const Field low = second ? kSecondLow : kTokenLow, high = second ? kSecondHigh : kTokenHigh;
   const Field stride = second ? kSecondStride : kStride, count = second ? kSecondCount : kCount;
   const Field bytes = second ? kSecondRowBytes : kRowBytes;
+  // Announce writes a second tensor's fields before the first's token: with that current, they are current too
+  // when the sender announced one at all.
+  if (second && FlagEpoch(read(low)) != flags.epoch) return std::nullopt;
   const uint64_t fields[] = {read(low), read(high), read(stride), read(count), read(kStaged), read(bytes)};
   for (uint64_t f : fields) {
     if (FlagEpoch(f) != flags.epoch) {

@@ -143,6 +143,15 @@ TEST_P(Property, RowsPastTheStreamingThresholdMatchReference) {
   RunFixed(0x57EA, spec, 2, 3);
 }
 
+// Each rank decides alone whether it smooths before quantizing (CANN: whether its own scales are given), and
+// rows are quantized with their sender's: half the ranks pass smooth scales, on every data path.
+TEST_P(Property, SmoothScalesOnSomeRanksOnlyMatchReference) {
+  ScenarioSpec spec = Fixed(4, 8, 3, 256, 96);
+  spec.config.quant_mode = 2;
+  spec.smooth_scales = spec.smooth_on_even_ranks = true;
+  RunFixed(0x5300, spec, 2, 0);
+}
+
 TEST_P(Property, ThousandRoundsOnEightRanksStayExact) {
   ScenarioSpec spec = Fixed(8, 16, 4, 40, 12);
   spec.mask = moe_ref::MaskKind::kPairs;

@@ -147,7 +147,9 @@ ScenarioSpec RandomSpec(std::mt19937_64& rng, int max_ranks, int64_t max_hidden,
   s.layout = layout == 3   ? InputLayout::kPaddedRows
              : layout == 4 ? InputLayout::kStridedColumns
                            : InputLayout::kContiguous;
-  s.strided_outputs = Chance(rng, 0.25);  // drawn last, so that a seed draws the same configuration as before
+  s.strided_outputs = Chance(rng, 0.25);
+  s.smooth_on_even_ranks = s.smooth_scales && Chance(rng, 0.3);  // drawn last, so that a seed draws the same
+                                                                 // configuration as before
   s.special_values = Chance(rng, 0.2);
   return s;
 }
@@ -159,8 +161,8 @@ std::string Describe(const ScenarioSpec& s) {
     << " n_s=" << c.shared_expert_num << " S=" << c.shared_expert_rank_num << " K=" << c.top_k << " H=" << c.hidden
     << " Bs=" << s.bs << (s.unequal_bs ? "(unequal)" : "") << " globalBs=" << c.global_bs
     << " dtype=" << (c.dtype == moe_ref::DType::kBf16 ? "bf16" : "fp16") << " quant=" << c.quant_mode
-    << (s.smooth_scales ? "+smooth" : "") << " tokenNumsType=" << c.expert_token_nums_type
-    << " commQuant=" << c.comm_quant_mode << " mask="
+    << (s.smooth_scales ? s.smooth_on_even_ranks ? "+smooth(even ranks)" : "+smooth" : "")
+    << " tokenNumsType=" << c.expert_token_nums_type << " commQuant=" << c.comm_quant_mode << " mask="
     << (s.mask == MaskKind::kNone     ? "none"
         : s.mask == MaskKind::kTokens ? "1-D"
                                       : "2-D")
@@ -184,7 +186,7 @@ ScenarioInputs MakeInputs(const ScenarioSpec& s, std::mt19937_64& rng) {
     d.x.resize(d.bs * c.hidden);
     for (auto& v : d.x) v = RandomHalf(rng, c.dtype);
     if (s.special_values) AddSpecialValues(rng, c.dtype, d.bs, c.hidden, d.x);
-    if (s.smooth_scales) {
+    if (s.smooth_scales && (!s.smooth_on_even_ranks || g % 2 == 0)) {
       d.smooth_scales.resize((c.shared_expert_num + c.moe_expert_num) * c.hidden);
       for (auto& v : d.smooth_scales) v = std::uniform_real_distribution<float>(0.25f, 4.0f)(rng);
     }

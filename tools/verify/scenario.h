@@ -22,9 +22,10 @@ enum class InputLayout { kContiguous, kPaddedRows, kStridedColumns };
 struct ScenarioSpec {
   moe_ref::Config config;
   moe_ref::MaskKind mask = moe_ref::MaskKind::kNone;
-  bool unequal_bs = false;     // ranks draw different Bs (needs global_bs)
-  int64_t bs = 1;              // Bs (the maximum when unequal_bs)
-  bool smooth_scales = false;  // with quant_mode 2
+  bool unequal_bs = false;            // ranks draw different Bs (needs global_bs)
+  int64_t bs = 1;                     // Bs (the maximum when unequal_bs)
+  bool smooth_scales = false;         // with quant_mode 2
+  bool smooth_on_even_ranks = false;  // with smooth_scales: only ranks of even g pass them (each rank decides alone)
   bool shared_expert_x = false;
   bool add_rms_norm = false;
   InputLayout layout = InputLayout::kContiguous;
