@@ -604,12 +604,16 @@ void WriteExpertTokenNums(const MoeConfig& c, const int32_t* recv_counts, int64_
 // Everything of a dispatch after its pull announcement (what may fail with x announced): rows and counts out,
 // rows in (and to the TP peer), and the wait for the ranks reading x in place.
 void SendAndReceive(const MoeConfig& c, const WindowLayout& layout, const plan::DispatchTensors& t,
-                    const plan::RoutingPlan& plan, const Link& ctx, const CallSlot& call, const Pulls& pulls) {
+                    const plan::RoutingPlan& plan, int64_t active_tokens, const Link& ctx, const CallSlot& call,
+                    const Pulls& pulls) {
   Window& ep = ctx.ep;
   SlotWriter writer(c, layout, t);
   SendToExperts(c, layout, plan, writer, ep, call, pulls.readers);
   AnnounceCounts(c, plan, ep, call);
   CheckPeersAgree(c, ep, call, ctx);
+  // No output is written before the group is known to agree: a call refused for a disagreement leaves them as
+  // they were.
+  if (c.expand_idx()) WriteExpandIdx(c, plan, active_tokens, static_cast<int32_t*>(t.assist_info.data));
 
   RowSink sink(c, layout, t);
   auto* recv_counts = static_cast<int32_t*>(t.ep_recv_counts.data);
@@ -642,10 +646,7 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
   const std::vector<uint8_t> mask = GatherBool(t.x_active_mask);
   plan::CheckRouting(c, ids.data(), mask.empty() ? nullptr : mask.data(), "MoeDistributeDispatch");
   const plan::RoutingPlan plan = plan::BuildRoutingPlan(c, ids.data(), mask.empty() ? nullptr : mask.data());
-  if (c.expand_idx()) {
-    WriteExpandIdx(c, plan, plan::ActiveTokenLimit(c, mask.empty() ? nullptr : mask.data()),
-                   static_cast<int32_t*>(t.assist_info.data));
-  }
+  const int64_t active_tokens = plan::ActiveTokenLimit(c, mask.empty() ? nullptr : mask.data());
 
   Window& ep = ctx.ep;
   const CallSlot call = NextDispatchCall(ep, ctx.ep_state);
@@ -653,7 +654,7 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
   std::optional<Pulls> pulls;
   try {
     pulls = AnnouncePulls(c, layout, t, plan, ep, call, ctx.pull_min_bytes, &ctx.ep_state.dispatch_stage);
-    SendAndReceive(c, layout, t, plan, ctx, call, *pulls);
+    SendAndReceive(c, layout, t, plan, active_tokens, ctx, call, *pulls);
   } catch (...) {
     // x is the caller's again once this returns: no peer may still be about to read it (a staged copy stays;
     // announcing stopped part-way: whoever it reached).

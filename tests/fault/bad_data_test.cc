@@ -218,6 +218,22 @@ TEST(BadData, ExpandIdxLayoutRefusesWhatAtlasA2Lacks) {
   });
 }
 
+// Ranks that disagree on an attribute (here moeExpertNum) fail together, naming the rule, on both layouts, and no
+// output is written first (Atlas A2's expandIdx is this rank's own routing, known before any peer is heard).
+TEST(BadData, RanksThatDisagreeWriteNoOutput) {
+  for (const bool a2 : {false, true}) {
+    SCOPED_TRACE(a2 ? "Atlas A2 layout" : "Atlas A3 layout");
+    auto groups = Groups();
+    RunRanks(kRanks, [&](int r) {
+      RankData d(r);
+      DispatchOptions options = Options(Moe(r == 0 ? kMoe : 2 * kMoe));
+      options.expand_idx_layout = a2;
+      ExpectDispatchRefused(groups[r], d.XView(), d.IdsView(), options, ErrorCode::kInvalidConfig,
+                            {"called with attributes that differ", "moeExpertNum"});
+    });
+  }
+}
+
 TEST(BadData, DispatchRejectsARepeatedExpertInAToken) {
   auto groups = Groups();
   RunRanks(kRanks, [&](int r) {
