@@ -192,7 +192,7 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
   h.hidden = c.hidden;
   h.top_k = c.top_k;
   h.dtype = c.x_dtype;
-  const int64_t entries = c.receive_entries();
+  const int64_t entries = c.sized_receive_entries();
   const int64_t written = ran.receive_entries();
   auto* counts = static_cast<int32_t*>(t.ep_recv_counts.data);
   // Scaled down, the survivors' counts fill the front: the entries of the full size after them are 0.

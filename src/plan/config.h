@@ -2,6 +2,7 @@
 // that decides which product rules apply.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "moe_ep/tensor.h"
@@ -67,6 +68,15 @@ struct MoeConfig {
   int64_t receive_entries() const { return is_shared_rank() ? ep_world_size : ep_world_size * local_expert_num(); }
   /// Entries of expertTokenNums: L on a MoE rank, 1 on a shared-expert rank.
   int64_t token_num_entries() const { return is_shared_rank() ? 1 : local_expert_num(); }
+  /// The entries of the count tensors as CANN sizes them: for the rank's role, or under elasticInfo (which can move
+  /// a rank from one role to the other) for either role: epRecvCounts / epSendCounts max(E, E * L) per TP rank and
+  /// expertTokenNums max(L, 1). A call writes its role's entries first.
+  int64_t sized_receive_entries() const {
+    return elastic ? std::max(ep_world_size, ep_world_size * local_expert_num()) : receive_entries();
+  }
+  int64_t sized_token_num_entries() const {
+    return elastic ? std::max<int64_t>(local_expert_num(), 1) : token_num_entries();
+  }
   /// R: ranks per shared expert.
   int64_t shared_replicas() const { return has_shared() ? shared_expert_rank_num / shared_expert_num : 1; }
   /// maxBs = globalBs / E (globalBs == 0 => bs).

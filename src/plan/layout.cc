@@ -33,7 +33,7 @@ int64_t ReceiveRows(const MoeConfig& c) {
 DispatchOutputSizes OutputSizesOf(const MoeConfig& c) {
   const int64_t tp_a = c.tp_size() * ReceiveRows(c);
   const int64_t assist = c.expand_idx() ? SaturatingMul(c.bs, c.top_k) : 3 * tp_a;
-  return {tp_a, assist, c.token_num_entries(), c.receive_entries() * c.tp_size()};
+  return {tp_a, assist, c.sized_token_num_entries(), c.sized_receive_entries() * c.tp_size()};
 }
 
 WindowLayout::WindowLayout(const MoeConfig& c) {

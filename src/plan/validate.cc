@@ -526,7 +526,10 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
   ck.Dtype(t.expert_token_nums, "expertTokenNumsOut", DType::kInt64);
   ck.Dim(t.expert_token_nums, "expertTokenNumsOut", 1);
   ck.Shape(t.expert_token_nums.shape[0] == token_nums, t.expert_token_nums, "expertTokenNumsOut", "dim0 must be ",
-           token_nums, c.is_shared_rank() ? " on a shared-expert rank" : " (localExpertNum)");
+           token_nums,
+           c.elastic            ? " (max(localExpertNum, 1): elasticInfo sizes a rank for either role)"
+           : c.is_shared_rank() ? " on a shared-expert rank"
+                                : " (localExpertNum)");
   const int64_t recv = sizes.recv_count_entries;
   ck.Dtype(t.ep_recv_counts, "epRecvCountsOut", DType::kInt32);
   ck.Dim(t.ep_recv_counts, "epRecvCountsOut", 1);
@@ -626,7 +629,7 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
   const int64_t assist_min = c.expand_idx() ? c.bs * c.top_k : p == Profile::kA3 ? a * 128 : 0;
   ck.Shape(t.assist_info.shape[0] >= assist_min, t.assist_info, "assistInfoForCombine",
            c.expand_idx() ? "dim0 must be >= Bs * K = " : "dim0 must be >= ", assist_min);
-  const int64_t send = c.receive_entries() * tp;
+  const int64_t send = c.sized_receive_entries() * tp;
   ck.Dim(t.ep_send_counts, "epSendCounts", 1);
   ck.Shape(t.ep_send_counts.shape[0] >= send, t.ep_send_counts, "epSendCounts", "dim0 must be >= ", send);
   if (c.has_tp()) {

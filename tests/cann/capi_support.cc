@@ -948,8 +948,11 @@ CapiRankOutcome RunCapiRank(const CapiCase& c, const ScenarioInputs& inputs, int
   Tensor expand_x(quant ? ACL_INT8 : half, {a + 2, h});
   Tensor dyn_scales(ACL_FLOAT, {a + 1});
   Tensor assist(ACL_INT32, {a * 128});
-  Tensor token_nums(ACL_INT64, {shared ? 1 : local});
-  Tensor ep_recv(ACL_INT32, {(shared ? 1 : local) * e});
+  // The counts too, sized for either role with elasticInfo (CANN: expertTokenNums max(L, 1), epRecvCounts
+  // max(E, E * L)).
+  const int64_t count_experts = elastic != nullptr ? std::max<int64_t>(local, 1) : shared ? 1 : local;
+  Tensor token_nums(ACL_INT64, {count_experts});
+  Tensor ep_recv(ACL_INT32, {count_experts * e});
   Tensor tp_recv(ACL_INT32, {0});
   // Combine inputs: expert outputs over A rows (rows past the defined ones hold poison).
   std::vector<uint16_t> expert_rows(a * h);

@@ -296,6 +296,16 @@ std::vector<Rule<D>> DispatchRules() {
        {"11"}},
       {"ElasticInfoWithTp", All<D>({Tp<D>(), v3, Make(&D::elastic, ACL_INT32, {12})}), kTiling,
        {"elasticInfo", "tpWorldSize"}, {}},
+      // With elasticInfo a rank's counts are sized for either role: on a shared-expert rank of L 2 (6 experts on
+      // 3 MoE ranks), expertTokenNums 2 entries and epRecvCounts E * L = 8, not its role's 1 and 4.
+      {"ElasticInfoTokenNumsSizedForTheRole",
+       All<D>({v3, Make(&D::elastic, ACL_INT32, {12}), Set(&D::shared_num, 1), Set(&D::shared_rank_num, 1),
+               Set(&D::moe, 6), Make(&D::token_nums, ACL_INT64, {1})}),
+       kTiling, {"expertTokenNumsOut", "max(localExpertNum, 1)"}, {"(1,)"}},
+      {"ElasticInfoRecvCountsSizedForTheRole",
+       All<D>({v3, Make(&D::elastic, ACL_INT32, {12}), Set(&D::shared_num, 1), Set(&D::shared_rank_num, 1),
+               Set(&D::moe, 6), Make(&D::ep_recv, ACL_INT32, {4})}),
+       kTiling, {"epRecvCountsOut", ">= 8"}, {"(4,)"}},
   };
   // clang-format on
 }
@@ -417,6 +427,10 @@ std::vector<Rule<C>> CombineRules() {
        v3},
       {"ZeroExpertNumNegative", Set(&C::zero, -1), kTiling, {"zeroExpertNum"}, {"-1"}, v3},
       {"ElasticInfoWrongLength", Make(&C::elastic, ACL_INT32, {11}), kTiling, {"elasticInfo"}, {"11"}, v3},
+      {"ElasticInfoSendCountsSizedForTheRole",
+       All<C>({Make(&C::elastic, ACL_INT32, {12}), Set(&C::shared_num, 1), Set(&C::shared_rank_num, 1),
+               Set(&C::moe, 6), Make(&C::ep_send, ACL_INT32, {4})}),
+       kTiling, {"epSendCounts", ">= 8"}, {"(4,)"}, v3},
       // 1.4 AddRmsNorm.
       {"AddRmsNormResidualX2d", Make(&C::residual, ACL_BF16, {kBs, kH}), kTiling, {"residualX"}, {}, rms},
       {"AddRmsNormGammaWrongLength", Make(&C::gamma, ACL_BF16, {1000}), kTiling, {"gamma"}, {"1000"}, rms},
@@ -508,6 +522,14 @@ TEST(CapiValidation, DispatchBaseAndAcceptedVariants) {
          a.expert_scales = s.T(ACL_FLOAT, {kBs, kK});
          a.expand_scales = s.T(ACL_FLOAT, {32});
        }},
+      {"V3 elasticInfo on a shared-expert rank, counts sized for either role",
+       [](D& a, Scratch& s) {
+         a.v3 = true;
+         a.elastic = s.T(ACL_INT32, {12});
+         a.shared_num = 1;
+         a.shared_rank_num = 1;
+         a.moe = 6;
+       }},
       {"commAlg null", [](D& a, Scratch&) { a.comm_alg = nullptr; }},
       {"commAlg fullmesh_v1", [](D& a, Scratch&) { a.comm_alg = "fullmesh_v1"; }},
       {"2-D mask",
@@ -560,6 +582,14 @@ TEST(CapiValidation, CombineBaseAndAcceptedVariants) {
        }},
       {"commQuantMode 2", [](C& a, Scratch&) { a.comm_quant = 2; }},
       {"TP 2", [](C& a, Scratch& s) { MakeTp(a, s); }},
+      {"V3 elasticInfo on a shared-expert rank, counts sized for either role",
+       [](C& a, Scratch& s) {
+         a.op = CombineOp::kV3;
+         a.elastic = s.T(ACL_INT32, {12});
+         a.shared_num = 1;
+         a.shared_rank_num = 1;
+         a.moe = 6;
+       }},
       {"V3 copy and const experts",
        [](C& a, Scratch& s) {
          a.op = CombineOp::kV3;

@@ -261,9 +261,10 @@ RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int 
   r.expand_x = Poisoned<uint8_t>(tp_size * a * h * (quant ? 1 : 2) + 7 * h);  // extra rows: must stay poison
   r.dynamic_scales = Poisoned<float>(quant ? tp_size * a + 3 : 0);
   r.assist_info = Poisoned<int32_t>(std::max(3 * tp_size * a, d.bs * c.top_k) + 5);
-  r.expert_token_nums = Poisoned<int64_t>(shared_rank ? 1 : l);
-  r.ep_recv_counts =
-      Poisoned<int32_t>((shared_rank ? oc.ep_world_size : oc.ep_world_size * l) * tp_size + kCountsSlack);
+  // Survivors (elasticInfo) size the counts for either role, as CANN does.
+  const int64_t count_experts = elastic ? std::max<int64_t>(l, 1) : shared_rank ? 1 : l;
+  r.expert_token_nums = Poisoned<int64_t>(count_experts);
+  r.ep_recv_counts = Poisoned<int32_t>(oc.ep_world_size * count_experts * tp_size + kCountsSlack);
   r.tp_recv_counts = Poisoned<int32_t>(tp_size);
   const int64_t expand_rows = static_cast<int64_t>(r.expand_x.size()) / (h * (quant ? 1 : 2));
 
