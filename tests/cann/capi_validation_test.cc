@@ -369,7 +369,6 @@ std::vector<Rule<C>> CombineRules() {
       {"ActivationScaleGiven", Make(&C::activation_scale, ACL_FLOAT, {32}), kTiling, {"activationScale"}, {}, v2},
       {"WeightScaleGiven", Make(&C::weight_scale, ACL_FLOAT, {32}), kTiling, {"weightScale"}, {}, v2},
       {"GroupListGiven", Make(&C::group_list, ACL_INT64, {2}), kTiling, {"groupList"}, {}, v2},
-      {"ExpandScalesGiven", Make(&C::expand_scales, ACL_FLOAT, {32}), kTiling, {"expandScales"}, {}, v2},
       {"OutDtype1", Set(&C::out_dtype, 1), kTiling, {"outDtype"}, {"1"}, v2},
       {"CommQuantMode1", Set(&C::comm_quant, 1), kTiling, {"commQuantMode"}, {"1"}, v2},
       {"CommQuantMode2WithTp", All<C>({Tp<C>(), Set(&C::comm_quant, 2)}), kTiling,
@@ -582,6 +581,8 @@ TEST(CapiValidation, CombineBaseAndAcceptedVariants) {
        }},
       {"commQuantMode 2", [](C& a, Scratch&) { a.comm_quant = 2; }},
       {"TP 2", [](C& a, Scratch& s) { MakeTp(a, s); }},
+      {"expandScales handed back from dispatch (only A2's hierarchy reads it)",
+       [](C& a, Scratch& s) { a.expand_scales = s.T(ACL_FLOAT, {32}); }},
       {"V3 elasticInfo on a shared-expert rank, counts sized for either role",
        [](C& a, Scratch& s) {
          a.op = CombineOp::kV3;

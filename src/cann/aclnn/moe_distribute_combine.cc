@@ -76,13 +76,11 @@ void CheckWrapperRules(const std::string& op, const CombineArgs& a, bool add_rms
 }
 
 // Reserved parameters (docs/semantics.md 3.4): the tensors must be null and outDtype 0. groupListType is not
-// checked: CANN's tiling never reads it and the documented samples pass 1.
-void CheckReserved(const std::string& op, const CombineArgs& a, plan::Profile profile) {
+// checked: CANN's tiling never reads it and the documented samples pass 1. Nor is expandScales, which only A2's
+// hierarchy reads: torch_npu hands dispatch's expand_scales back whatever the product, and A3 ignores it.
+void CheckReserved(const std::string& op, const CombineArgs& a) {
   const std::pair<const aclTensor*, const char*> reserved[] = {
-      {a.activation_scale, "activationScale"},
-      {a.weight_scale, "weightScale"},
-      {a.group_list, "groupList"},
-      {plan::IsA2(profile) ? nullptr : a.expand_scales, "expandScales"}};  // A2's hierarchy takes it
+      {a.activation_scale, "activationScale"}, {a.weight_scale, "weightScale"}, {a.group_list, "groupList"}};
   for (const auto& [tensor, name] : reserved) {
     if (tensor) Reject(ErrorCode::kInvalidConfig, op, name, "a tensor", "reserved: must be nullptr");
   }
@@ -117,7 +115,7 @@ std::function<void()> BuildCombine(const std::string& op, const CombineArgs& a, 
     t.norm_eps = a.norm_eps;
   }
   const plan::Profile profile = ProfileOf(op, a.comm_alg);
-  CheckReserved(op, a, profile);
+  CheckReserved(op, a);
   if (profile == plan::Profile::kA3) CheckCommAlg(op, a.comm_alg);
 
   GroupAttributes attributes = a.attributes;
