@@ -459,6 +459,8 @@ std::vector<Rule<R>> ResetRules() {
       {"GroupEpTooLong", GroupEpNamed<R>(LongName()), kInvalid, {"groupEp"}, {"128"}},
       {"GroupEpUnterminated", GroupEpNamed<R>(UnterminatedName()), kInvalid, {"groupEp"}, {"at least 128"}},
       {"ElasticInfoInt64", Make(&R::elastic, ACL_INT64, {16}), kInvalid, {"elasticInfo"}, {"int64"}},
+      {"ElasticInfoFractalNz", Make(&R::elastic, ACL_INT32, {16}, ACL_FORMAT_FRACTAL_NZ), kInvalid, {"elasticInfo"},
+       {"nz"}},
       {"ElasticInfoWrongLength", Make(&R::elastic, ACL_INT32, {17}), kTiling, {"elasticInfo"}, {"17"}},
       {"ElasticInfo2d", Make(&R::elastic, ACL_INT32, {16, 1}), kTiling, {"elasticInfo"}, {"(16, 1) int32", "(epWorldSize,) = (16,)"}},
       {"EpWorldSize8", sized(8), kTiling, {"epWorldSize"}, {"8"}},

@@ -26,6 +26,9 @@ std::function<void()> BuildBufferReset(const aclTensor* elastic_info, const char
     Reject(ErrorCode::kInvalidParam, op, "groupEp", GroupNameLengthText(name_length), "length in [1, 128)");
   }
   RequireA3(op);  // registered for Atlas A3 only: the A2 kernel lookup fails
+  // Its document lists a format outside the supported ND as 161002 (the MoE operators' tiling makes it 561002).
+  if (IsLiveTensor(elastic_info) && elastic_info->format == ACL_FORMAT_FRACTAL_NZ)
+    Reject(ErrorCode::kInvalidParam, op, "elasticInfo", "format FRACTAL_NZ", "format must be ND");
   const TensorView mask = RequiredTensor(op, "elasticInfo", elastic_info);
   if (mask.dtype != DType::kInt32)
     Reject(ErrorCode::kInvalidParam, op, "elasticInfo", DTypeName(mask.dtype), "dtype must be int32");
