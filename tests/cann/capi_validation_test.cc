@@ -28,6 +28,7 @@ struct Groups : CommGroups {
   std::string elsewhere_name = Add({5, 6});
   std::string reset16_name = Add({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15});
   std::string small4_name = Add({0, 1, 2, 3}, /*hccl_buffsize=*/"1");
+  std::string window2_name = Add({0, 1, 2, 3}, /*hccl_buffsize=*/"2");
 };
 Groups* g_groups = nullptr;
 [[maybe_unused]] ::testing::Environment* const g_environment =
@@ -290,6 +291,13 @@ std::vector<Rule<D>> DispatchRules() {
                Make(&D::expand_x, ACL_BF16, {256, 8192}), Make(&D::dyn_scales, ACL_FLOAT, {256}),
                Make(&D::assist, ACL_INT32, {256 * 128})}),
        kTiling, {"HCCL_BUFFSIZE"}, {"10747904"}},
+      // commAlg fullmesh_v2 slots a dispatch row in 480-byte pieces of 512 bytes: H 1200, Bs 40 need 2 * (40 * 3072
+      // * 8 + 40 * 2560 * 2) = 2375680 bytes, more than the 2 MB window that moe_ep's own layout fits in.
+      {"FullmeshV2WindowTooSmall",
+       All<D>({GroupEp<D>(&Groups::window2_name), Set(&D::comm_alg, "fullmesh_v2"), Make(&D::x, ACL_BF16, {40, 1200}),
+               Make(&D::ids, ACL_INT32, {40, kK}), Make(&D::expand_x, ACL_BF16, {320, 1200}),
+               Make(&D::assist, ACL_INT32, {320 * 128})}),
+       kTiling, {"HCCL_BUFFSIZE", "fullmesh_v2"}, {"2375680"}},
       // V3 elasticInfo: its type and shape (scale-down itself: CapiElastic and the process fault tests).
       {"ElasticInfoInt64", All<D>({v3, Make(&D::elastic, ACL_INT64, {12})}), kInvalid, {"elasticInfo"}, {"int64"}},
       {"ElasticInfoWrongLength", All<D>({v3, Make(&D::elastic, ACL_INT32, {11})}), kTiling, {"elasticInfo"},
@@ -530,6 +538,15 @@ TEST(CapiValidation, DispatchBaseAndAcceptedVariants) {
          a.shared_num = 1;
          a.shared_rank_num = 1;
          a.moe = 6;
+       }},
+      {"commAlg fullmesh_v1 on a window fullmesh_v2 would not fit",
+       [](D& a, Scratch& s) {
+         a.group_ep = g_groups->window2_name.c_str();
+         a.comm_alg = "fullmesh_v1";
+         a.x = s.T(ACL_BF16, {40, 1200});
+         a.ids = s.T(ACL_INT32, {40, kK});
+         a.expand_x = s.T(ACL_BF16, {320, 1200});
+         a.assist = s.T(ACL_INT32, {320 * 128});
        }},
       {"commAlg null", [](D& a, Scratch&) { a.comm_alg = nullptr; }},
       {"commAlg fullmesh_v1", [](D& a, Scratch&) { a.comm_alg = "fullmesh_v1"; }},

@@ -8,6 +8,7 @@
 #include "cann/aclnn/op_args.h"
 #include "cann/guard.h"
 #include "ops/tensor_access.h"
+#include "plan/layout.h"
 
 namespace moe_ep::cann {
 namespace {
@@ -73,6 +74,22 @@ void CheckFullmeshV2(const std::string& op, const plan::MoeConfig& c, bool elast
   require(c.global_bs <= c.bs * c.ep_world_size, "globalBs", c.global_bs, "must be <= Bs * epWorldSize");
 }
 
+// commAlg "fullmesh_v2" lays a dispatch row out in 480-byte pieces, each of a 512-byte slot, so its window rule
+// is larger than moe_ep's own layout needs (docs/semantics.md 1.2): CANN's tiling refuses a window below it.
+void CheckFullmeshV2Window(const std::string& op, const plan::MoeConfig& c, plan::WindowCapacity window) {
+  const uint64_t h = static_cast<uint64_t>(c.hidden), max_bs = static_cast<uint64_t>(c.max_bs());
+  const uint64_t dispatch_slot = (plan::AlignUp(2 * h, 32) + 44 + 479) / 480 * 512;
+  const uint64_t combine_slot = plan::AlignUp(2 * h, 512);
+  const uint64_t need = 2 * (max_bs * dispatch_slot * static_cast<uint64_t>(c.ep_world_size * c.local_expert_num()) +
+                             max_bs * combine_slot * static_cast<uint64_t>(c.top_k + c.shared_expert_num));
+  if (need > window.ep_bytes) {
+    Reject(ErrorCode::kInvalidConfig, op, "HCCL_BUFFSIZE (EP window)", std::to_string(window.ep_bytes) + " bytes",
+           "needs 2 * (maxBs*tokD*E*L + maxBs*tokC*(K+n_s)) = " + std::to_string(need) + " bytes (" +
+               std::to_string((need + (1 << 20) - 1) >> 20) +
+               " MB) with commAlg fullmesh_v2, whose tokD is ceil((Align32(2H) + 44) / 480) * 512");
+  }
+}
+
 std::function<void()> BuildDispatch(const std::string& op, const DispatchArgs& a) {
   CheckWrapperRules(op, a);
   plan::DispatchTensors t;
@@ -112,9 +129,12 @@ std::function<void()> BuildDispatch(const std::string& op, const DispatchArgs& a
   }
   const Groups groups = ValidateOnGroups(op, attributes, c, elastic, [&](plan::WindowCapacity capacity) {
     plan::ValidateDispatch(c, t, profile, capacity, op.c_str());
+    if (alg == "fullmesh_v2") {
+      CheckFullmeshV2(op, c, elastic.present());
+      CheckFullmeshV2Window(op, c, capacity);
+    }
   });
   if (profile == plan::Profile::kA2Hierarchy) RefuseHierarchy(op, a.comm_alg);
-  if (alg == "fullmesh_v2") CheckFullmeshV2(op, c, elastic.present());
   if (c.quant_mode == 0) t.scales = {};  // A2 with a half expandX copies rows whatever quantMode and scales say
   const env::Product product = env::SocName().second;
   return [c, t, groups, elastic, op, product] {
