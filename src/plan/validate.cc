@@ -632,10 +632,12 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
   const int64_t send = c.sized_receive_entries() * tp;
   ck.Dim(t.ep_send_counts, "epSendCounts", 1);
   ck.Shape(t.ep_send_counts.shape[0] >= send, t.ep_send_counts, "epSendCounts", "dim0 must be >= ", send);
-  if (c.has_tp()) {
-    ck.Present(t.tp_send_counts, "tpSendCounts");
+  if (c.has_tp()) ck.Present(t.tp_send_counts, "tpSendCounts");
+  // Optional without TP (the documents: nullptr), but then as A3's tiling sizes it; A2's never reads it.
+  if (t.tp_send_counts.present() && p == Profile::kA3) {
     ck.Dim(t.tp_send_counts, "tpSendCounts", 1);
-    ck.Shape(t.tp_send_counts.shape[0] == 2, t.tp_send_counts, "tpSendCounts", "dim0 must equal tpWorldSize = 2");
+    ck.Shape(t.tp_send_counts.shape[0] == c.tp_world_size, t.tp_send_counts, "tpSendCounts",
+             "dim0 must equal tpWorldSize = ", c.tp_world_size);
   }
   if (t.shared_expert_x.present()) {
     ck.Require(c.shared_expert_rank_num == 0, kRule, "sharedExpertX", t.shared_expert_x,

@@ -396,6 +396,10 @@ std::vector<Rule<C>> CombineRules() {
       {"ExpertScalesWrongShape", Make(&C::scales, ACL_FLOAT, {kBs, 3}), kTiling, {"expertScales"}, {"3"}, v2},
       {"TpSendCountsWrongLengthWithTp", All<C>({Tp<C>(), Make(&C::tp_send, ACL_INT32, {1})}), kTiling,
        {"tpSendCounts"}, {"1"}, v2},
+      // Without TP tpSendCounts may be null (as the documents say); given, it is (tpWorldSize,) as CANN's tiling
+      // checks it: dispatch's tpRecvCounts handed back.
+      {"TpSendCountsWrongLengthWithoutTp", Make(&C::tp_send, ACL_INT32, {2}), kTiling, {"tpSendCounts"},
+       {"(2,)", "tpWorldSize = 0"}},
       {"Mask2dWrongK", Make(&C::mask, ACL_BOOL, {kBs, 3}), kTiling, {"xActiveMask"}, {"3"}, v2},
       {"H1023", All<C>({Make(&C::expand_x, ACL_BF16, {32, 1023}), Make(&C::x_out, ACL_BF16, {kBs, 1023})}), kTiling,
        {"expandX", "x", "H"}, {"1023"}, v2},
@@ -600,6 +604,8 @@ TEST(CapiValidation, CombineBaseAndAcceptedVariants) {
        }},
       {"commQuantMode 2", [](C& a, Scratch&) { a.comm_quant = 2; }},
       {"TP 2", [](C& a, Scratch& s) { MakeTp(a, s); }},
+      {"tpSendCounts (0,) handed back from a dispatch without TP",
+       [](C& a, Scratch& s) { a.tp_send = s.T(ACL_INT32, {0}); }},
       {"expandScales handed back from dispatch (only A2's hierarchy reads it)",
        [](C& a, Scratch& s) { a.expand_scales = s.T(ACL_FLOAT, {32}); }},
       {"V3 elasticInfo on a shared-expert rank, counts sized for either role",
