@@ -300,6 +300,10 @@ std::vector<Rule<D>> DispatchRules() {
        kTiling, {"HCCL_BUFFSIZE", "fullmesh_v2"}, {"2375680"}},
       // V3 elasticInfo: its type and shape (scale-down itself: CapiElastic and the process fault tests).
       {"ElasticInfoInt64", All<D>({v3, Make(&D::elastic, ACL_INT64, {12})}), kInvalid, {"elasticInfo"}, {"int64"}},
+      // The dtype first: with a shape rule broken too, the call is still refused for the dtype (161002).
+      {"ElasticInfoInt64AndKTooLarge",
+       All<D>({v3, Make(&D::elastic, ACL_INT64, {12}), Make(&D::ids, ACL_INT32, {kBs, 17})}), kInvalid,
+       {"elasticInfo"}, {"int64"}},
       {"ElasticInfoWrongLength", All<D>({v3, Make(&D::elastic, ACL_INT32, {11})}), kTiling, {"elasticInfo"},
        {"11"}},
       {"ElasticInfoWithTp", All<D>({Tp<D>(), v3, Make(&D::elastic, ACL_INT32, {12})}), kTiling,

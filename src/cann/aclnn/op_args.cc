@@ -126,11 +126,9 @@ void RequireGroup(const std::string& op, const std::shared_ptr<Comm>& comm, cons
 
 // elasticInfo's layout (docs/semantics.md 2.8) in phase one; its contents are read when the operation runs, since
 // earlier work on the stream may write them (ops/elastic.h).
+// Its shape (its dtype is checked with the other tensors' dtypes, first).
 void CheckElasticInfo(const std::string& op, const TensorView& elastic, const plan::MoeConfig& c) {
   if (!elastic.present()) return;
-  if (elastic.dtype != DType::kInt32) {
-    Reject(ErrorCode::kInvalidParam, op, "elasticInfo", DTypeName(elastic.dtype), "dtype must be int32");
-  }
   if (elastic.dim() != 1) Reject(ErrorCode::kInvalidConfig, op, "elasticInfo", elastic.Describe(), "must be 1-D");
   plan::CheckElasticTable(c, elastic.shape[0], op.c_str(), "elasticInfo", elastic.Describe());
 }
@@ -168,6 +166,10 @@ Groups ValidateOnGroups(const std::string& op, const GroupAttributes& a, const p
                         const TensorView& elastic_info, const std::function<void(plan::WindowCapacity)>& validate) {
   const std::string group_ep = GroupName(a.group_ep), group_tp = GroupName(a.group_tp);
   Groups groups = FindGroups(group_ep, group_tp, a.tp_world_size == 2);
+  // A dtype outside the operator's set is 161002 before any shape rule (561002), as for the other tensors.
+  if (elastic_info.present() && elastic_info.dtype != DType::kInt32) {
+    Reject(ErrorCode::kInvalidParam, op, "elasticInfo", DTypeName(elastic_info.dtype), "dtype must be int32");
+  }
   validate(CapacityOf(groups));
   if (c.has_tp() && group_tp.empty()) {
     Reject(ErrorCode::kInvalidConfig, op, "groupTp", "empty", "a TP group name is required when tpWorldSize == 2");
