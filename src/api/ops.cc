@@ -140,6 +140,13 @@ plan::MoeConfig PlacedConfig(const Group& ep, const Group* tp, const TensorView&
 // The configuration of a combine call, everything about it validated.
 plan::MoeConfig CheckedCombineConfig(const Group& ep, const DispatchHandle& h, const plan::CombineTensors& t,
                                      const CombineOptions& options, const Group* tp) {
+  // The handle's H is what dispatch moved: expert outputs of another H are the mistake, and named as such (the
+  // rules below take H from them and would blame the output sized from the handle).
+  if (t.expand_x.present() && t.expand_x.dim() == 2 && t.expand_x.shape[1] != h.hidden) {
+    throw Error(ErrorCode::kInvalidConfig, "Combine: parameter 'expert_out' = " + t.expand_x.Describe() +
+                                               " violates rule: dim1 must equal the dispatch's H = " +
+                                               std::to_string(h.hidden) + " (DispatchHandle::hidden)");
+  }
   plan::MoeConfig c = BaseConfig(ep, tp, h.experts);
   c.comm_quant_mode = static_cast<int64_t>(options.comm_quant);
   if (h.expand_idx_layout) c.assist = plan::AssistLayout::kExpandIdx;

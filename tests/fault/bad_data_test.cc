@@ -234,6 +234,20 @@ TEST(BadData, RanksThatDisagreeWriteNoOutput) {
   }
 }
 
+// Expert outputs of another H than the dispatch's are refused naming them and both sizes, before x is written.
+TEST(BadData, ExpertOutputsOfAnotherHiddenSizeAreNamed) {
+  auto groups = Groups();
+  RunRanks(kRanks, [&](int r) {
+    RankData d(r);
+    DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), Options());
+    std::vector<uint16_t> wide(res.handle.num_rows * 2 * kHidden, 0x3F80);
+    const TensorView wide_out(wide.data(), DType::kBf16, {res.handle.num_rows, 2 * kHidden});
+    ExpectError([&] { Combine(groups[r], res.handle, wide_out, d.WeightsView()); }, ErrorCode::kInvalidConfig,
+                {"'expert_out'", std::to_string(2 * kHidden), "the dispatch's H = " + std::to_string(kHidden)});
+    ExpectGoodRound(groups[r], r);
+  });
+}
+
 TEST(BadData, DispatchRejectsARepeatedExpertInAToken) {
   auto groups = Groups();
   RunRanks(kRanks, [&](int r) {
