@@ -44,5 +44,19 @@ class TimeoutError : public Error {
   std::vector<int> missing_ranks_;
 };
 
+/// Thrown when a wait ended before its deadline because the interrupt check asked it to (SetInterruptCheck): as
+/// after a timeout, the operation failed part-way, and the group needs BufferReset before its next operation.
+/// missing_ranks() names the ranks still awaited.
+class InterruptedError : public TimeoutError {
+ public:
+  using TimeoutError::TimeoutError;
+};
+
+/// Installs `check`, which every wait of an operation, a barrier or a group's join calls on the waiting thread
+/// about every 10 ms once it has waited that long: when it returns true, the wait ends with InterruptedError.
+/// Say, a SIGINT handler sets a flag that `check` reads (the Python package checks the interpreter's signals).
+/// Process-wide; nullptr (the default) removes it. `check` must be quick and safe to call from any thread.
+void SetInterruptCheck(bool (*check)());
+
 }  // namespace moe_ep
 #pragma GCC visibility pop

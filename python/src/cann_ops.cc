@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -13,6 +14,7 @@
 
 #include "acl/acl.h"
 #include "aclnn/acl_meta.h"
+#include "aclnn/aclnn_base.h"
 #include "aclnnop/aclnn_moe_distribute_buffer_reset.h"
 #include "aclnnop/aclnn_moe_distribute_combine_add_rms_norm_v2.h"
 #include "aclnnop/aclnn_moe_distribute_combine_v3.h"
@@ -20,6 +22,7 @@
 #include "args.h"
 #include "errors.h"
 #include "hccl/hccl.h"
+#include "interrupt.h"
 #include "moe_ep/error.h"
 #include "outputs.h"
 #include "tensor_arg.h"
@@ -51,10 +54,12 @@ aclDataType AclType(DType dtype) {
 
 // The named arguments of one operator call: input tensors and outputs (as aclTensors, destroyed with
 // this; outputs made here, as torch tensors) and attributes.
+// With `stand_ins`, outputs are described to the operator but not allocated (their data points at one byte that is
+// never written): what a first phase needs to check the call.
 class OpArgs {
  public:
-  OpArgs(const char* op, py::dict tensors, py::dict outputs, py::dict attrs, bool poison)
-      : tensors_(op, tensors), outputs_(op, outputs), attrs_(op, attrs), poison_(poison) {}
+  OpArgs(const char* op, py::dict tensors, py::dict outputs, py::dict attrs, bool poison, bool stand_ins = false)
+      : tensors_(op, tensors), outputs_(op, outputs), attrs_(op, attrs), poison_(poison), stand_ins_(stand_ins) {}
   OpArgs(const OpArgs&) = delete;
   OpArgs& operator=(const OpArgs&) = delete;
   ~OpArgs() {
@@ -69,6 +74,10 @@ class OpArgs {
   // An output described as (dtype name, shape) in `outputs`; Outputs() returns them in the order made.
   aclTensor* Output(const char* key) {
     const auto [dtype, shape] = outputs_.As<std::pair<std::string, std::vector<int64_t>>>(key);
+    if (stand_ins_) {
+      static std::byte never_written;
+      return Made(TensorView(&never_written, DTypeNamed(dtype, key), shape), key);
+    }
     python::Output made = NewOutput(DTypeNamed(dtype, key), shape, /*torch=*/true, poison_);
     outputs_made_.append(made.object);
     return Made(made.view, key);
@@ -100,6 +109,7 @@ class OpArgs {
 
   Args tensors_, outputs_, attrs_;
   bool poison_;
+  bool stand_ins_;
   py::list outputs_made_;
   std::vector<aclTensor*> made_;
   std::deque<std::string> strings_;
@@ -131,115 +141,162 @@ aclrtStream ThreadStream() {
 
 // Runs one aclnn operator the way torch_npu does: first phase (validation, workspace size), workspace,
 // second phase on the stream, then waits for it (the tensors are CPU memory the caller reads next).
-// Without the GIL: the other ranks may be threads of this interpreter.
+// Without the GIL: the other ranks may be threads of this interpreter. On stand-ins (OpArgs), the first phase only.
 template <typename Prepare, typename Launch>
-void RunOperator(const char* op, Prepare prepare, Launch launch) {
-  py::gil_scoped_release unlocked;
-  uint64_t workspace_bytes = 0;
-  aclOpExecutor* executor = nullptr;
-  CheckCann(prepare(&workspace_bytes, &executor), op);
-  aclrtStream stream = ThreadStream();
-  void* workspace = nullptr;
-  if (workspace_bytes > 0)
-    CheckCann(aclrtMalloc(&workspace, workspace_bytes, ACL_MEM_MALLOC_HUGE_FIRST), "aclrtMalloc");
-  std::unique_ptr<void, decltype(&aclrtFree)> free_workspace(workspace, &aclrtFree);
-  CheckCann(launch(workspace, workspace_bytes, executor, stream), op);
-  CheckCann(aclrtSynchronizeStream(stream), op);
+void RunOperator(const char* op, bool stand_ins, Prepare prepare, Launch launch) {
+  {
+    py::gil_scoped_release unlocked;
+    uint64_t workspace_bytes = 0;
+    aclOpExecutor* executor = nullptr;
+    CheckCann(prepare(&workspace_bytes, &executor), op);
+    if (stand_ins) {
+      aclDestroyAclOpExecutor(executor);
+      return;
+    }
+    aclrtStream stream = ThreadStream();
+    void* workspace = nullptr;
+    if (workspace_bytes > 0)
+      CheckCann(aclrtMalloc(&workspace, workspace_bytes, ACL_MEM_MALLOC_HUGE_FIRST), "aclrtMalloc");
+    std::unique_ptr<void, decltype(&aclrtFree)> free_workspace(workspace, &aclrtFree);
+    CheckCann(launch(workspace, workspace_bytes, executor, stream), op);
+    CheckCann(aclrtSynchronizeStream(stream), op);
+  }
+  // Ctrl-C during the call, which finished anyway: the interrupt is its outcome (python/src/interrupt.h).
+  if (RestoreInterrupt()) throw py::error_already_set();
+}
+
+// The bytes of the outputs a call describes as (dtype name, shape); saturating, an absurd shape is huge.
+uint64_t OutputBytes(const char* op, py::dict outputs) {
+  constexpr uint64_t kHuge = UINT64_MAX;
+  uint64_t total = 0;
+  for (const auto& [key, description] : outputs) {
+    const auto [dtype, shape] = description.cast<std::pair<std::string, std::vector<int64_t>>>();
+    uint64_t bytes = DTypeSize(DTypeNamed(dtype, op));
+    for (int64_t d : shape) {
+      if (d <= 0) bytes = 0;
+      if (__builtin_mul_overflow(bytes, static_cast<uint64_t>(std::max<int64_t>(d, 0)), &bytes)) bytes = kHuge;
+    }
+    if (__builtin_add_overflow(total, bytes, &total)) return kHuge;
+  }
+  return total;
+}
+
+// Outputs are sized in Python from the call's attributes, before the operator has checked them: past this many
+// bytes, the call is first checked on stand-ins (its first phase), so that an attribute out of range is refused
+// naming its rule instead of allocating memory sized from it (or failing to).
+constexpr uint64_t kCheckBeforeAllocatingBytes = uint64_t{256} << 20;
+
+// Runs `call(args)` on the outputs made for it, after `call` on stand-ins when the outputs are large.
+template <typename Call>
+py::tuple WithOutputs(const char* op, py::dict tensors, py::dict outputs, py::dict attrs, bool poison, Call call) {
+  if (OutputBytes(op, outputs) > kCheckBeforeAllocatingBytes) {
+    OpArgs stand_ins(op, tensors, outputs, attrs, poison, /*stand_ins=*/true);
+    call(stand_ins, true);
+  }
+  OpArgs a(op, tensors, outputs, attrs, poison);
+  call(a, false);
+  return a.Outputs();
 }
 
 py::tuple Dispatch(py::dict tensors, py::dict outputs, py::dict attrs, bool poison) {
-  OpArgs a("npu_moe_distribute_dispatch_v2", tensors, outputs, attrs, poison);
-  aclTensor *x = a.Tensor("x"), *ids = a.Tensor("expert_ids"), *scales = a.Tensor("scales"),
-            *mask = a.Tensor("x_active_mask"), *expert_scales = a.Tensor("expert_scales"),
-            *elastic = a.Tensor("elastic_info"), *expand_x = a.Output("expand_x"),
-            *dynamic_scales = a.Output("dynamic_scales"), *assist = a.Output("assist_info_for_combine"),
-            *token_nums = a.Output("expert_token_nums"), *ep_counts = a.Output("ep_recv_counts"),
-            *tp_counts = a.Output("tp_recv_counts"), *expand_scales = a.Output("expand_scales");
-  const char *group_ep = a.Str("group_ep"), *group_tp = a.Str("group_tp"), *comm_alg = a.Str("comm_alg");
-  const int64_t ep_world_size = a.Int("ep_world_size"), ep_rank_id = a.Int("ep_rank_id"),
-                moe_expert_num = a.Int("moe_expert_num"), tp_world_size = a.Int("tp_world_size"),
-                tp_rank_id = a.Int("tp_rank_id"), expert_shard_type = a.Int("expert_shard_type"),
-                shared_expert_num = a.Int("shared_expert_num"), shared_rank_num = a.Int("shared_expert_rank_num"),
-                quant_mode = a.Int("quant_mode"), global_bs = a.Int("global_bs"),
-                token_nums_type = a.Int("expert_token_nums_type"), zero = a.Int("zero_expert_num"),
-                copy = a.Int("copy_expert_num"), constant = a.Int("const_expert_num");
-  a.CheckAllRead();
-  RunOperator(
-      "aclnnMoeDistributeDispatchV3",
-      [&](uint64_t* bytes, aclOpExecutor** executor) {
-        return aclnnMoeDistributeDispatchV3GetWorkspaceSize(
-            x, ids, scales, mask, expert_scales, elastic, group_ep, ep_world_size, ep_rank_id, moe_expert_num, group_tp,
-            tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num, shared_rank_num, quant_mode, global_bs,
-            token_nums_type, comm_alg, zero, copy, constant, expand_x, dynamic_scales, assist, token_nums, ep_counts,
-            tp_counts, expand_scales, bytes, executor);
-      },
-      aclnnMoeDistributeDispatchV3);
-  return a.Outputs();
+  return WithOutputs("npu_moe_distribute_dispatch_v2", tensors, outputs, attrs, poison, [](OpArgs& a, bool stand_ins) {
+    aclTensor *x = a.Tensor("x"), *ids = a.Tensor("expert_ids"), *scales = a.Tensor("scales"),
+              *mask = a.Tensor("x_active_mask"), *expert_scales = a.Tensor("expert_scales"),
+              *elastic = a.Tensor("elastic_info"), *expand_x = a.Output("expand_x"),
+              *dynamic_scales = a.Output("dynamic_scales"), *assist = a.Output("assist_info_for_combine"),
+              *token_nums = a.Output("expert_token_nums"), *ep_counts = a.Output("ep_recv_counts"),
+              *tp_counts = a.Output("tp_recv_counts"), *expand_scales = a.Output("expand_scales");
+    const char *group_ep = a.Str("group_ep"), *group_tp = a.Str("group_tp"), *comm_alg = a.Str("comm_alg");
+    const int64_t ep_world_size = a.Int("ep_world_size"), ep_rank_id = a.Int("ep_rank_id"),
+                  moe_expert_num = a.Int("moe_expert_num"), tp_world_size = a.Int("tp_world_size"),
+                  tp_rank_id = a.Int("tp_rank_id"), expert_shard_type = a.Int("expert_shard_type"),
+                  shared_expert_num = a.Int("shared_expert_num"), shared_rank_num = a.Int("shared_expert_rank_num"),
+                  quant_mode = a.Int("quant_mode"), global_bs = a.Int("global_bs"),
+                  token_nums_type = a.Int("expert_token_nums_type"), zero = a.Int("zero_expert_num"),
+                  copy = a.Int("copy_expert_num"), constant = a.Int("const_expert_num");
+    a.CheckAllRead();
+    RunOperator(
+        "aclnnMoeDistributeDispatchV3", stand_ins,
+        [&](uint64_t* bytes, aclOpExecutor** executor) {
+          return aclnnMoeDistributeDispatchV3GetWorkspaceSize(
+              x, ids, scales, mask, expert_scales, elastic, group_ep, ep_world_size, ep_rank_id, moe_expert_num,
+              group_tp, tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num, shared_rank_num, quant_mode,
+              global_bs, token_nums_type, comm_alg, zero, copy, constant, expand_x, dynamic_scales, assist, token_nums,
+              ep_counts, tp_counts, expand_scales, bytes, executor);
+        },
+        aclnnMoeDistributeDispatchV3);
+  });
 }
 
 py::tuple Combine(py::dict tensors, py::dict outputs, py::dict attrs, bool poison) {
-  OpArgs a("npu_moe_distribute_combine_v2", tensors, outputs, attrs, poison);
-  aclTensor *expand_x = a.Tensor("expand_x"), *ids = a.Tensor("expert_ids"),
-            *assist = a.Tensor("assist_info_for_combine"), *send_counts = a.Tensor("ep_send_counts"),
-            *expert_scales = a.Tensor("expert_scales"), *tp_counts = a.Tensor("tp_send_counts"),
-            *mask = a.Tensor("x_active_mask"), *shared_x = a.Tensor("shared_expert_x"),
-            *elastic = a.Tensor("elastic_info"), *ori_x = a.Tensor("ori_x"), *alpha1 = a.Tensor("const_expert_alpha_1"),
-            *alpha2 = a.Tensor("const_expert_alpha_2"), *const_v = a.Tensor("const_expert_v"), *out = a.Output("out");
-  const char *group_ep = a.Str("group_ep"), *group_tp = a.Str("group_tp"), *comm_alg = a.Str("comm_alg");
-  const int64_t ep_world_size = a.Int("ep_world_size"), ep_rank_id = a.Int("ep_rank_id"),
-                moe_expert_num = a.Int("moe_expert_num"), tp_world_size = a.Int("tp_world_size"),
-                tp_rank_id = a.Int("tp_rank_id"), expert_shard_type = a.Int("expert_shard_type"),
-                shared_expert_num = a.Int("shared_expert_num"), shared_rank_num = a.Int("shared_expert_rank_num"),
-                global_bs = a.Int("global_bs"), comm_quant_mode = a.Int("comm_quant_mode"),
-                zero = a.Int("zero_expert_num"), copy = a.Int("copy_expert_num"), constant = a.Int("const_expert_num");
-  a.CheckAllRead();
-  RunOperator(
-      "aclnnMoeDistributeCombineV3",
-      [&](uint64_t* bytes, aclOpExecutor** executor) {
-        // torch_npu passes no activation / weight scales or group list, out_dtype 0 and group_list_type 0;
-        // expandScales is A2's (moe_ep/torch_npu.py accepts it and does not pass it on).
-        return aclnnMoeDistributeCombineV3GetWorkspaceSize(
-            expand_x, ids, assist, send_counts, expert_scales, tp_counts, mask, nullptr, nullptr, nullptr, nullptr,
-            shared_x, elastic, ori_x, alpha1, alpha2, const_v, group_ep, ep_world_size, ep_rank_id, moe_expert_num,
-            group_tp, tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num, shared_rank_num, global_bs, 0,
-            comm_quant_mode, 0, comm_alg, zero, copy, constant, out, bytes, executor);
-      },
-      aclnnMoeDistributeCombineV3);
-  return a.Outputs();
+  return WithOutputs("npu_moe_distribute_combine_v2", tensors, outputs, attrs, poison, [](OpArgs& a, bool stand_ins) {
+    aclTensor *expand_x = a.Tensor("expand_x"), *ids = a.Tensor("expert_ids"),
+              *assist = a.Tensor("assist_info_for_combine"), *send_counts = a.Tensor("ep_send_counts"),
+              *expert_scales = a.Tensor("expert_scales"), *tp_counts = a.Tensor("tp_send_counts"),
+              *mask = a.Tensor("x_active_mask"), *shared_x = a.Tensor("shared_expert_x"),
+              *elastic = a.Tensor("elastic_info"), *ori_x = a.Tensor("ori_x"),
+              *alpha1 = a.Tensor("const_expert_alpha_1"), *alpha2 = a.Tensor("const_expert_alpha_2"),
+              *const_v = a.Tensor("const_expert_v"), *out = a.Output("out");
+    const char *group_ep = a.Str("group_ep"), *group_tp = a.Str("group_tp"), *comm_alg = a.Str("comm_alg");
+    const int64_t ep_world_size = a.Int("ep_world_size"), ep_rank_id = a.Int("ep_rank_id"),
+                  moe_expert_num = a.Int("moe_expert_num"), tp_world_size = a.Int("tp_world_size"),
+                  tp_rank_id = a.Int("tp_rank_id"), expert_shard_type = a.Int("expert_shard_type"),
+                  shared_expert_num = a.Int("shared_expert_num"), shared_rank_num = a.Int("shared_expert_rank_num"),
+                  global_bs = a.Int("global_bs"), comm_quant_mode = a.Int("comm_quant_mode"),
+                  zero = a.Int("zero_expert_num"), copy = a.Int("copy_expert_num"),
+                  constant = a.Int("const_expert_num");
+    a.CheckAllRead();
+    RunOperator(
+        "aclnnMoeDistributeCombineV3", stand_ins,
+        [&](uint64_t* bytes, aclOpExecutor** executor) {
+          // torch_npu passes no activation / weight scales or group list, out_dtype 0 and group_list_type 0;
+          // expandScales is A2's (moe_ep/torch_npu.py accepts it and does not pass it on).
+          return aclnnMoeDistributeCombineV3GetWorkspaceSize(
+              expand_x, ids, assist, send_counts, expert_scales, tp_counts, mask, nullptr, nullptr, nullptr, nullptr,
+              shared_x, elastic, ori_x, alpha1, alpha2, const_v, group_ep, ep_world_size, ep_rank_id, moe_expert_num,
+              group_tp, tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num, shared_rank_num, global_bs, 0,
+              comm_quant_mode, 0, comm_alg, zero, copy, constant, out, bytes, executor);
+        },
+        aclnnMoeDistributeCombineV3);
+  });
 }
 
 py::tuple CombineAddRmsNorm(py::dict tensors, py::dict outputs, py::dict attrs, bool poison) {
-  OpArgs a("npu_moe_distribute_combine_add_rms_norm", tensors, outputs, attrs, poison);
-  aclTensor *expand_x = a.Tensor("expand_x"), *ids = a.Tensor("expert_ids"), *assist = a.Tensor("expand_idx"),
-            *send_counts = a.Tensor("ep_send_counts"), *expert_scales = a.Tensor("expert_scales"),
-            *residual_x = a.Tensor("residual_x"), *gamma = a.Tensor("gamma"), *tp_counts = a.Tensor("tp_send_counts"),
-            *mask = a.Tensor("x_active_mask"), *activation_scale = a.Tensor("activation_scale"),
-            *weight_scale = a.Tensor("weight_scale"), *group_list = a.Tensor("group_list"),
-            *shared_x = a.Tensor("shared_expert_x"), *elastic = a.Tensor("elastic_info"), *ori_x = a.Tensor("ori_x"),
-            *alpha1 = a.Tensor("const_expert_alpha_1"), *alpha2 = a.Tensor("const_expert_alpha_2"),
-            *const_v = a.Tensor("const_expert_v"), *y = a.Output("y"), *rstd = a.Output("rstd"), *x = a.Output("x");
-  const char *group_ep = a.Str("group_ep"), *group_tp = a.Str("group_tp"), *comm_alg = a.Str("comm_alg");
-  const int64_t ep_world_size = a.Int("ep_world_size"), ep_rank_id = a.Int("ep_rank_id"),
-                moe_expert_num = a.Int("moe_expert_num"), tp_world_size = a.Int("tp_world_size"),
-                tp_rank_id = a.Int("tp_rank_id"), expert_shard_type = a.Int("expert_shard_type"),
-                shared_expert_num = a.Int("shared_expert_num"), shared_rank_num = a.Int("shared_expert_rank_num"),
-                global_bs = a.Int("global_bs"), out_dtype = a.Int("out_dtype"),
-                comm_quant_mode = a.Int("comm_quant_mode"), group_list_type = a.Int("group_list_type"),
-                zero = a.Int("zero_expert_num"), copy = a.Int("copy_expert_num"), constant = a.Int("const_expert_num");
-  const auto norm_eps = static_cast<float>(a.Float("norm_eps"));
-  a.CheckAllRead();
-  RunOperator(
-      "aclnnMoeDistributeCombineAddRmsNormV2",
-      [&](uint64_t* bytes, aclOpExecutor** executor) {
-        return aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
-            expand_x, ids, assist, send_counts, expert_scales, residual_x, gamma, tp_counts, mask, activation_scale,
-            weight_scale, group_list, nullptr, shared_x, elastic, ori_x, alpha1, alpha2, const_v, group_ep,
-            ep_world_size, ep_rank_id, moe_expert_num, group_tp, tp_world_size, tp_rank_id, expert_shard_type,
-            shared_expert_num, shared_rank_num, global_bs, out_dtype, comm_quant_mode, group_list_type, comm_alg,
-            norm_eps, zero, copy, constant, y, rstd, x, bytes, executor);
-      },
-      aclnnMoeDistributeCombineAddRmsNormV2);
-  return a.Outputs();
+  return WithOutputs(
+      "npu_moe_distribute_combine_add_rms_norm", tensors, outputs, attrs, poison, [](OpArgs& a, bool stand_ins) {
+        aclTensor *expand_x = a.Tensor("expand_x"), *ids = a.Tensor("expert_ids"), *assist = a.Tensor("expand_idx"),
+                  *send_counts = a.Tensor("ep_send_counts"), *expert_scales = a.Tensor("expert_scales"),
+                  *residual_x = a.Tensor("residual_x"), *gamma = a.Tensor("gamma"),
+                  *tp_counts = a.Tensor("tp_send_counts"), *mask = a.Tensor("x_active_mask"),
+                  *activation_scale = a.Tensor("activation_scale"), *weight_scale = a.Tensor("weight_scale"),
+                  *group_list = a.Tensor("group_list"), *shared_x = a.Tensor("shared_expert_x"),
+                  *elastic = a.Tensor("elastic_info"), *ori_x = a.Tensor("ori_x"),
+                  *alpha1 = a.Tensor("const_expert_alpha_1"), *alpha2 = a.Tensor("const_expert_alpha_2"),
+                  *const_v = a.Tensor("const_expert_v"), *y = a.Output("y"), *rstd = a.Output("rstd"),
+                  *x = a.Output("x");
+        const char *group_ep = a.Str("group_ep"), *group_tp = a.Str("group_tp"), *comm_alg = a.Str("comm_alg");
+        const int64_t ep_world_size = a.Int("ep_world_size"), ep_rank_id = a.Int("ep_rank_id"),
+                      moe_expert_num = a.Int("moe_expert_num"), tp_world_size = a.Int("tp_world_size"),
+                      tp_rank_id = a.Int("tp_rank_id"), expert_shard_type = a.Int("expert_shard_type"),
+                      shared_expert_num = a.Int("shared_expert_num"), shared_rank_num = a.Int("shared_expert_rank_num"),
+                      global_bs = a.Int("global_bs"), out_dtype = a.Int("out_dtype"),
+                      comm_quant_mode = a.Int("comm_quant_mode"), group_list_type = a.Int("group_list_type"),
+                      zero = a.Int("zero_expert_num"), copy = a.Int("copy_expert_num"),
+                      constant = a.Int("const_expert_num");
+        const auto norm_eps = static_cast<float>(a.Float("norm_eps"));
+        a.CheckAllRead();
+        RunOperator(
+            "aclnnMoeDistributeCombineAddRmsNormV2", stand_ins,
+            [&](uint64_t* bytes, aclOpExecutor** executor) {
+              return aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
+                  expand_x, ids, assist, send_counts, expert_scales, residual_x, gamma, tp_counts, mask,
+                  activation_scale, weight_scale, group_list, nullptr, shared_x, elastic, ori_x, alpha1, alpha2,
+                  const_v, group_ep, ep_world_size, ep_rank_id, moe_expert_num, group_tp, tp_world_size, tp_rank_id,
+                  expert_shard_type, shared_expert_num, shared_rank_num, global_bs, out_dtype, comm_quant_mode,
+                  group_list_type, comm_alg, norm_eps, zero, copy, constant, y, rstd, x, bytes, executor);
+            },
+            aclnnMoeDistributeCombineAddRmsNormV2);
+      });
 }
 
 void BufferReset(py::dict tensors, py::dict attrs) {
@@ -250,7 +307,7 @@ void BufferReset(py::dict tensors, py::dict attrs) {
   const auto need_sync = a.Int32("need_sync");
   a.CheckAllRead();
   RunOperator(
-      "aclnnMoeDistributeBufferReset",
+      "aclnnMoeDistributeBufferReset", /*stand_ins=*/false,
       [&](uint64_t* bytes, aclOpExecutor** executor) {
         return aclnnMoeDistributeBufferResetGetWorkspaceSize(elastic, group_ep, ep_world_size, need_sync, bytes,
                                                              executor);

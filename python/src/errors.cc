@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "acl/acl.h"
+#include "interrupt.h"
 #include "moe_ep/error.h"
 
 namespace py = pybind11;
@@ -34,10 +35,14 @@ void BindErrors(py::module_&) {
     try {
       if (failure) std::rethrow_exception(failure);
     } catch (const TimeoutError& e) {
+      // A wait a signal handler ended (InterruptedError, or a timeout an operation made of it): that exception.
+      if (RestoreInterrupt()) return;
       Raise(static_cast<int>(e.code()), e.what(), e.missing_ranks());
     } catch (const Error& e) {
       Raise(static_cast<int>(e.code()), e.what(), {});
     } catch (const CannFailure& e) {
+      // Through the C API an interrupted wait is a timeout status (CANN has no other): the signal's exception then.
+      if (e.code == static_cast<int>(ErrorCode::kTimeout) && RestoreInterrupt()) return;
       Raise(e.code, e.message, {});
     }
   });

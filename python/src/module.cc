@@ -4,6 +4,7 @@
 
 #include "buffer_pool.h"
 #include "errors.h"
+#include "interrupt.h"
 #include "outputs.h"
 
 namespace moe_ep::python {
@@ -14,6 +15,7 @@ void BindCann(pybind11::module_& m);
 PYBIND11_MODULE(_moe_ep, m) {
   m.doc() = "moe_ep's C++ core; use the moe_ep package (moe_ep, moe_ep.torch_npu, moe_ep.distributed)";
   moe_ep::python::BindErrors(m);
+  moe_ep::python::BindInterrupt(m);
   moe_ep::python::BindBufferPool(m);
   moe_ep::python::BindOutputs(m);
   auto native = m.def_submodule("native", "the native C++ API");

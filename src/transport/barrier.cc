@@ -35,7 +35,7 @@ std::vector<int32_t> Window::Probe(Clock::duration wait) {
   std::vector<int32_t> reachable(size(), 0);
   std::vector<uint64_t> stamps(size(), 0);
   const auto deadline = Clock::now() + wait;
-  for (;;) {
+  for (int64_t polls = 0;;) {  // about 1 ms apart
     Progress();
     int arrived = 0;
     for (int peer = 0; peer < size(); ++peer) {
@@ -47,6 +47,15 @@ std::vector<int32_t> Window::Probe(Clock::duration wait) {
       // Remember the stamps this verdict was made from: one that lands later counts at the next probe.
       probe_seen_ = std::move(stamps);
       return reachable;
+    }
+    if (++polls % kInterruptCheckEvery.count() == 0 && InterruptRequested()) {
+      std::vector<int> unreached;
+      for (int peer = 0; peer < size(); ++peer) {
+        if (!reachable[peer]) unreached.push_back(peer);
+      }
+      throw InterruptedError("Probe: interrupted on rank " + std::to_string(rank()) + " of " + name() +
+                                 " while waiting for the ranks to answer",
+                             unreached);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }

@@ -1,5 +1,7 @@
-// Waiting on flags with a deadline: spin, then yield, then sleep; on expiry name the missing ranks.
+// Waiting on flags with a deadline: spin, then yield, then sleep; on expiry (or when the interrupt check says so)
+// name the missing ranks.
 #include <algorithm>
+#include <atomic>
 #include <cassert>
 #include <set>
 #include <sstream>
@@ -39,6 +41,19 @@ class Backoff {
   uint64_t polls_ = 0;
 };
 
+std::atomic<bool (*)()> g_interrupt_check{nullptr};
+
+[[noreturn]] void ThrowInterrupted(const Window& window, const std::vector<int>& ranks, const char* op,
+                                   const char* what, uint64_t epoch) {
+  std::ostringstream msg;
+  msg << op << ": interrupted on rank " << window.rank() << " of " << window.name() << " while waiting for " << what;
+  if (epoch) msg << " (call " << epoch << ")";
+  msg << " from rank" << (ranks.size() > 1 ? "s " : " ");
+  for (size_t i = 0; i < ranks.size(); ++i) msg << (i ? ", " : "") << ranks[i];
+  msg << "; reset the group (BufferReset) before its next operation";
+  throw InterruptedError(msg.str(), ranks);
+}
+
 [[noreturn]] void ThrowTimeout(const Window& window, const std::vector<int>& ranks, const char* op, const char* what,
                                uint64_t epoch) {
   std::ostringstream msg;
@@ -54,6 +69,11 @@ class Backoff {
 
 }  // namespace
 
+bool InterruptRequested() {
+  bool (*check)() = g_interrupt_check.load(std::memory_order_acquire);
+  return check != nullptr && check();
+}
+
 void WaitUntil(const Window& window, Clock::time_point deadline, const char* op, const char* what, uint64_t epoch,
                const std::function<bool()>& done, const std::function<std::vector<int>()>& missing,
                const Window* also_progress) {
@@ -61,10 +81,16 @@ void WaitUntil(const Window& window, Clock::time_point deadline, const char* op,
   // gives the core away, and combine waits once per token.
   if (done()) return window.Flush();
   Backoff backoff;
+  Clock::time_point next_interrupt_check = Clock::now() + kInterruptCheckEvery;
   for (;;) {
     const bool advanced = window.Progress() | (also_progress != nullptr && also_progress->Progress());
     if (done()) return;
-    if (Clock::now() >= deadline) ThrowTimeout(window, missing(), op, what, epoch);
+    const Clock::time_point now = Clock::now();
+    if (now >= deadline) ThrowTimeout(window, missing(), op, what, epoch);
+    if (now >= next_interrupt_check) {
+      next_interrupt_check = now + kInterruptCheckEvery;
+      if (InterruptRequested()) ThrowInterrupted(window, missing(), op, what, epoch);
+    }
     if (advanced) {
       // Poll again at once: what made a message advance (one landed, a send finished) often lets
       // the next one start.
@@ -104,3 +130,7 @@ uint64_t WaitFlag(const Window& window, uint64_t index, uint32_t epoch, Clock::t
 }
 
 }  // namespace moe_ep::transport
+
+void moe_ep::SetInterruptCheck(bool (*check)()) {
+  transport::g_interrupt_check.store(check, std::memory_order_release);
+}

@@ -190,6 +190,11 @@ void WaitFlags(const Window& window, std::span<const uint64_t> indices, uint32_t
                const std::function<int(uint64_t)>& rank_of, const char* op, const char* what,
                const Window* also_progress = nullptr);
 
+/// How often a long wait asks the interrupt check (moe_ep::SetInterruptCheck) whether to end.
+inline constexpr std::chrono::milliseconds kInterruptCheckEvery{10};
+/// Whether the installed interrupt check asks waits to end (false when none is installed).
+bool InterruptRequested();
+
 /// Polls `done()` with back-off until it returns true, or throws TimeoutError at `deadline` naming the
 /// ranks `missing()` returns then (epoch 0: no call number in the message).
 void WaitUntil(const Window& window, Clock::time_point deadline, const char* op, const char* what, uint64_t epoch,

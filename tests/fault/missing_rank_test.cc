@@ -115,6 +115,44 @@ TEST(MissingRank, BarrierWaitsForEveryRankAndNamesTheAbsentOne) {
   }
 }
 
+// An interrupt check that says so ends the waits long before the deadline, each with InterruptedError naming the
+// absent rank; once it is removed, the group works again after a reset.
+std::atomic<bool> g_interrupt{false};
+bool InterruptFlag() { return g_interrupt.load(); }
+
+TEST(MissingRank, AnInterruptCheckEndsTheWaitsNamingTheAbsentRank) {
+  auto groups = ShortDeadlineGroups(milliseconds(60'000));
+  SetInterruptCheck(&InterruptFlag);
+  std::thread interrupter([] {
+    std::this_thread::sleep_for(milliseconds(200));
+    g_interrupt = true;
+  });
+  const auto started = std::chrono::steady_clock::now();
+  const auto errors = RunRanksCollect(kRanks, [&](int r) {
+    if (r == 3) return;
+    RankData d(r);
+    Dispatch(groups[r], d.XView(), d.IdsView(), Options());
+  });
+  interrupter.join();
+  const auto waited = std::chrono::steady_clock::now() - started;
+  SetInterruptCheck(nullptr);
+  g_interrupt = false;
+  EXPECT_LT(waited, std::chrono::seconds(30)) << "the waits ran to their deadline";
+  for (int r = 0; r < 3; ++r) {
+    ASSERT_TRUE(errors[r]) << "rank " << r << " should have been interrupted";
+    try {
+      std::rethrow_exception(errors[r]);
+    } catch (const InterruptedError& e) {
+      EXPECT_EQ(e.missing_ranks(), std::vector<int>{3}) << e.what();
+      EXPECT_NE(std::string(e.what()).find("interrupted"), std::string::npos) << e.what();
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "rank " << r << ": not an InterruptedError: " << e.what();
+    }
+  }
+  RunRanks(kRanks, [&](int r) { BufferReset(groups[r], {}, true); });
+  RoundOnAll(groups);
+}
+
 TEST(MissingRank, CombineTimesOutNamingTheRankThatOwesRows) {
   auto groups = ShortDeadlineGroups(milliseconds(300));
   const int absent = 1;

@@ -85,7 +85,7 @@ struct Stream {
   if (getppid() != launcher) _exit(128 + SIGKILL);  // not even one that ended before the line above
   // A pipe end that is already the standard stream (the launcher started without one) keeps its close-on-exec flag
   // through dup2: clear it.
-  for (const auto [fd, standard] : {std::pair{out_fd, STDOUT_FILENO}, std::pair{err_fd, STDERR_FILENO}}) {
+  for (const auto& [fd, standard] : {std::pair{out_fd, STDOUT_FILENO}, std::pair{err_fd, STDERR_FILENO}}) {
     if (fd == standard) {
       fcntl(fd, F_SETFD, 0);
     } else {

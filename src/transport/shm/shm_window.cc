@@ -87,6 +87,11 @@ int OpenPeer(const std::string& name, uint64_t bytes, Clock::time_point deadline
       SystemError("cannot open " + name);
     }
     if (Clock::now() >= deadline) return -1;
+    if (pause >= std::chrono::milliseconds(5) && InterruptRequested()) {  // asked once the join takes a while
+      throw InterruptedError("joining shared-memory group '" + group + "': interrupted while waiting for rank " +
+                                 std::to_string(peer) + " to create its segment",
+                             {peer});
+    }
     std::this_thread::sleep_for(pause);
   }
 }
