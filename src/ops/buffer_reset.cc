@@ -60,6 +60,7 @@ void BufferReset(transport::Window& ep, OpState& state, std::span<const int32_t>
   };
   transport::WaitUntil(ep, deadline, "MoeDistributeBufferReset", "the reset sync", 0, round_ended, missing);
   state.generation = state.reset_tag;
+  ep.AlignBarriers(state.generation);
   state.reset_unfinished = false;
 }
 

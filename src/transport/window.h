@@ -149,6 +149,10 @@ class Window {
   /// this rank's previous probe ended (a rank that missed probes while stalled counts as alive again as
   /// soon as it probes). Never throws for a missing peer: a dead or stalled rank is simply 0.
   std::vector<int32_t> Probe(Clock::duration wait);
+  /// After a reset that every rank of the group ended with the same `generation` (one above every earlier one):
+  /// barrier tags restart above every stamp an earlier barrier left, alike on every rank, so that a barrier some
+  /// ranks timed out in does not leave them one barrier ahead of the others for good.
+  void AlignBarriers(uint64_t generation) { barrier_calls_ = generation << 32; }
 
   /// Flags the transport adds after the user's: one per rank for Barrier, one per rank for Probe.
   static uint64_t TransportFlagCount(int size) { return 2 * static_cast<uint64_t>(size); }
