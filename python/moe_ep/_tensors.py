@@ -47,6 +47,9 @@ def spec(t, name):
     if is_torch(t):
         if not t.is_cpu:
             raise InvalidArgumentError(f"{name} is on {t.device}; moe_ep runs on CPU tensors")
+        if t.layout != torch.strided:  # a sparse or mkldnn tensor has no data pointer: its elements are elsewhere
+            raise InvalidArgumentError(f"{name} has layout {t.layout}; moe_ep takes dense tensors (torch.strided: "
+                                       "call .to_dense() first)")
         dtype = _TORCH.get(t.dtype)
         if dtype is None:
             raise InvalidArgumentError(f"{name} has dtype {t.dtype}, which no moe_ep operator takes")

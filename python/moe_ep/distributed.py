@@ -8,7 +8,8 @@
   and the name lookup of NPU code run unchanged (on torch >= 2.1 also
   `group._get_backend(torch.device("npu")).get_hccl_comm_name(rank)`, as vllm-ascend writes it).
 * thread_comm_names(n): n ranks as threads of this process (no torch.distributed); thread i calls
-  moe_ep.torch_npu.npu.set_device(i) and then uses names[i].
+  moe_ep.torch_npu.npu.set_device(i) and then uses names[i]; names.destroy() (or the end of a `with` block)
+  destroys the communicators.
 * launch_comm_name(members): the processes of a `moe-ep launch` job (no torch.distributed).
 """
 
@@ -16,17 +17,27 @@ import hashlib
 import os
 import threading
 import time
+import weakref
 
 import torch
 import torch.distributed as dist
 
 from ._moe_ep import cann as _cann
 from . import errors
-from .errors import InvalidArgumentError
+from .errors import INT32_MAX, InvalidArgumentError, checked_int
 
 _lock = threading.Lock()
-_names = {}  # process group -> (communicator handle, name); a group keeps its communicator for life
-_making = {}  # process group -> the lock its first get_hccl_comm_name holds while it makes the communicator
+# A group's communicator lives as long as the group object: these hold it weakly, and a finalizer on the group
+# destroys the communicator once the group is collected (after torch.distributed.destroy_process_group, when the
+# program holds it no more) or the interpreter exits. A strong reference here would keep every group and its
+# communicator (about 2 MiB of a 2-rank one) for the life of the process.
+_names = weakref.WeakKeyDictionary()  # process group -> its communicator's name
+_making = weakref.WeakKeyDictionary()  # process group -> the lock its first name lookup holds while making it
+# Backend objects named, by the world group. torch (>= 2.0) makes a new Python object for each
+# group._get_backend(device) once the last one is gone, and NPU code (vllm-ascend) asks the name of such a
+# temporary and keeps the name: held only weakly, its communicator would go with the temporary. No registry of
+# torch.distributed knows which group a backend object belongs to: it is kept as long as the world group.
+_backends = weakref.WeakKeyDictionary()
 
 
 def _ensure_device():
@@ -36,13 +47,21 @@ def _ensure_device():
         _cann.set_device(0)
 
 
-def _rank_and_size(group):
+def _membership(group):
+    """(this process's rank in the group, its size, whether torch.distributed registered the group)."""
     # A group torch.distributed made knows its rank in it (-1: not a member); a backend object that NPU code got
     # from group._get_backend(device) (torch >= 2.0) is registered nowhere, and knows only itself.
     try:
-        return dist.get_rank(group), dist.get_world_size(group)
+        return dist.get_rank(group), dist.get_world_size(group), True
     except (RuntimeError, ValueError):  # "not registered": RuntimeError in torch 1.13, ValueError in 2.x
-        return group.rank(), group.size()
+        return group.rank(), group.size(), False
+
+
+def _check_group(group):
+    # What the name lookup uses of a group (a ProcessGroup, or torch >= 2.0's Backend): broadcast, rank, size.
+    if not all(callable(getattr(group, method, None)) for method in ("broadcast", "rank", "size")):
+        raise InvalidArgumentError(f"get_hccl_comm_name: group = {group!r} must be a torch.distributed process group "
+                                   "(or one of its backend objects), or None for the world group")
 
 
 def get_hccl_comm_name(group=None, rank=None, *args, **kwargs):
@@ -56,12 +75,14 @@ def get_hccl_comm_name(group=None, rank=None, *args, **kwargs):
                                    "(call dist.init_process_group first, or use thread_comm_names)")
     if group is None:
         group = dist.distributed_c10d._get_default_group()
+    _check_group(group)
     with _lock:
         making = _making.setdefault(group, threading.Lock())
     with making:  # one maker per group; other threads of this process asking for it wait for its name
-        if group in _names:
-            return _names[group][1]
-        group_rank, size = _rank_and_size(group)
+        name = _names.get(group)
+        if name is not None:
+            return name
+        group_rank, size, registered = _membership(group)
         if group_rank < 0:
             raise InvalidArgumentError("get_hccl_comm_name: this process is not a member of the group")
         _ensure_device()
@@ -70,16 +91,53 @@ def get_hccl_comm_name(group=None, rank=None, *args, **kwargs):
         root = bytearray(_cann.root_info()) if group_rank == 0 else bytearray(_cann.ROOT_INFO_BYTES)
         payload = torch.frombuffer(root, dtype=torch.uint8)
         group.broadcast(payload, 0).wait()
-        _names[group] = _cann.init_root_info(size, bytes(payload.numpy()), group_rank)
-        return _names[group][1]
+        handle, name = _cann.init_root_info(size, bytes(payload.numpy()), group_rank)
+        # Destroyed with the group. An operation already running on it finishes (the C API holds a communicator
+        # while it runs); later calls with the name fail naming it.
+        weakref.finalize(group, _cann.destroy, handle)
+        if not registered:
+            with _lock:
+                _backends.setdefault(dist.distributed_c10d._get_default_group(), []).append(group)
+        _names[group] = name
+        return name
+
+
+class ThreadCommNames(list):
+    """thread_comm_names' names, one per rank (names[i] for the thread on device first_device + i), owning the
+    communicators: destroy() (or the end of a `with` block) destroys them. Collecting the list does not: the
+    names are strings that code keeps and passes around (`name = thread_comm_names(2)[0]`), so until destroy()
+    the communicators live as long as the process. A copy or a pickle is a plain list, owning nothing."""
+
+    def __init__(self, entries):
+        super().__init__(name for _, name in entries)
+        self._handles = [handle for handle, _ in entries]
+
+    def destroy(self):
+        """Destroys the communicators, once (later calls do nothing). An operation already running on one of them
+        finishes; later calls with the names fail naming them. Every rank should be done with them: a peer's
+        operation waits for this rank in vain (HCCL_EXEC_TIMEOUT)."""
+        with _lock:  # two threads calling destroy() destroy each communicator once
+            handles, self._handles = self._handles, []
+        for handle in handles:
+            _cann.destroy(handle)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.destroy()
+
+    def __reduce__(self):
+        return list, (list(self),)
 
 
 def thread_comm_names(n, first_device=0):
     """Names of one communicator of n ranks that are threads of this process, on devices first_device ..
-    first_device + n - 1 (rank i's thread sets device first_device + i before calling an operator)."""
-    if n < 1:
-        raise InvalidArgumentError(f"thread_comm_names: n = {n} must be at least 1")
-    return [name for _, name in _cann.init_all(list(range(first_device, first_device + n)))]
+    first_device + n - 1 (rank i's thread sets device first_device + i before calling an operator). Returns a
+    ThreadCommNames: a list of the names, whose destroy() destroys the communicators."""
+    n = checked_int("thread_comm_names: n", n, 1, 65536)
+    first_device = checked_int("thread_comm_names: first_device", first_device, 0, INT32_MAX - (n - 1))
+    return ThreadCommNames(_cann.init_all(list(range(first_device, first_device + n))))
 
 
 _launch_groups = {}  # member list -> how many groups of it this process has made (the n-th is the same everywhere)

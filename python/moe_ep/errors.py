@@ -3,6 +3,7 @@ library or the CANN C API (CANN's numbers where CANN has one) and a message nami
 value and the rule."""
 
 import builtins
+import numbers
 import operator
 import re
 
@@ -34,15 +35,57 @@ class InvalidArgumentError(Error, ValueError):
         super().__init__(message, code)
 
 
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+
+
 def checked_int(name, value, lo, hi):
-    """`value` as an int (anything with __index__), or InvalidArgumentError naming `name` and [lo, hi]."""
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise InvalidArgumentError(f"{name} = {value!r} must be an int") from None
+    """`value` as an int (anything with __index__ but a bool), or InvalidArgumentError naming `name` and [lo, hi].
+    A bool is refused, as torch_npu's argument parser refuses it for an int parameter: True is not a count."""
+    if type(value) is not int:  # the common case costs no call
+        if isinstance(value, bool):
+            raise InvalidArgumentError(f"{name} = {value!r} must be an int, not a bool")
+        try:
+            value = operator.index(value)
+        except TypeError:
+            raise InvalidArgumentError(f"{name} = {value!r} must be an int") from None
     if not lo <= value <= hi:
         raise InvalidArgumentError(f"{name} = {value} must be in [{lo}, {hi}]")
     return value
+
+
+def checked_ints(name, values, lo, hi):
+    """A sequence of ints as a list, each by checked_int (named name[i]); a value that is no sequence is refused."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise InvalidArgumentError(f"{name} = {values!r} must be a sequence of ints")
+    return [checked_int(f"{name}[{i}]", v, lo, hi) for i, v in enumerate(values)]
+
+
+def checked_attrs(op, values, lo=0, hi=INT32_MAX):
+    """The dict of integer attributes `values`, each an int in [lo, hi] by checked_int (named "op: name"); the
+    operators bound them further."""
+    for name, value in values.items():
+        if type(value) is not int or not lo <= value <= hi:  # the common case costs no call
+            values[name] = checked_int(f"{op}: {name}", value, lo, hi)
+    return values
+
+
+def checked_bool(name, value):
+    """`value` if it is a bool, else InvalidArgumentError naming `name`: "no" or 2 would otherwise be taken as True."""
+    if value is True or value is False:
+        return value
+    raise InvalidArgumentError(f"{name} = {value!r} must be True or False")
+
+
+def checked_real(name, value):
+    """`value` as a float if it is a real number (an int or a float, not a bool), else InvalidArgumentError
+    naming `name`."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:  # an int past the largest float
+            raise InvalidArgumentError(f"{name} = {value} is too large for a float") from None
+    raise InvalidArgumentError(f"{name} = {value!r} must be a real number")
 
 
 class TimeoutError(Error, builtins.TimeoutError):

@@ -6,19 +6,21 @@ name the group gives (moe_ep.distributed.get_hccl_comm_name), and returns when t
 
 Accepted with no effect, as on A3: expand_scales handed back to combine. Refused with an error naming
 the value: performance_info (NPU wait times), comm_alg "hierarchy", y_dtype / x_dtype / scales_dtype
-other than the dtypes the outputs and inputs have anyway, for combine_add_rms_norm (the operator's first
-version) elastic_info, ori_x, the const-expert tensors and special-expert counts, and anything the
-operator itself rejects.
+other than the dtypes the outputs and inputs have anyway, and anything the operator itself rejects.
+combine_add_rms_norm runs the operator's second version, as torch_npu does: it takes elastic_info, ori_x,
+the const-expert tensors and the special-expert counts as combine_v2 does.
 """
 
 import math
+import re
 import types
 
 import torch
 
 from . import _tensors
 from ._moe_ep import cann as _cann
-from .errors import INVALID_CONFIG, INVALID_PARAM, InvalidArgumentError, checked_int
+from .errors import (INT32_MAX, INVALID_CONFIG, INVALID_PARAM, InvalidArgumentError, checked_attrs, checked_int,
+                     checked_real)
 
 # Test aid: fill every output with a byte pattern before the operator runs, so that an element the
 # operator should write but does not shows up (torch_npu's outputs are uninitialised memory).
@@ -33,9 +35,9 @@ class _Npu(types.SimpleNamespace):
 
     @staticmethod
     def set_device(device):
-        index = device.index if isinstance(device, torch.device) else device
-        _check_ints("npu.set_device", device=index)
-        _cann.set_device(int(index))
+        """device: an int, "npu:N", torch.device("npu", N) (torch >= 2.1, once the "npu" name is given), or "npu" /
+        torch.device("npu") for the current device (device 0 on a thread that has none), as torch_npu takes them."""
+        _cann.set_device(_device_index(device))
 
     @staticmethod
     def current_device():
@@ -47,6 +49,26 @@ class _Npu(types.SimpleNamespace):
 
 
 npu = _Npu()
+
+_NPU_DEVICE = re.compile(r"npu(?::([0-9]+))?")
+
+
+def _device_index(device):
+    """npu.set_device's argument as a device index. torch_npu parses a string with torch.device, which knows no
+    "npu" type on torch < 2.1 (moe_ep's tests run 1.13): moe_ep reads "npu" and "npu:N" itself."""
+    if isinstance(device, str):
+        found = _NPU_DEVICE.fullmatch(device)
+        if found is not None:
+            index = found.group(1)
+            return npu.current_device() if index is None else checked_int("npu.set_device: device index", int(index),
+                                                                          0, INT32_MAX)
+    elif isinstance(device, torch.device):
+        if device.type == "npu":
+            return npu.current_device() if device.index is None else device.index
+    elif hasattr(device, "__index__"):  # an int (a bool is refused there)
+        return checked_int("npu.set_device: device", device, 0, INT32_MAX)
+    raise InvalidArgumentError(f"npu.set_device: device = {device!r} must be an int, 'npu:N', 'npu' (the current "
+                               "device) or an npu torch.device")
 
 
 # What dispatch and combine checked and sized for recent calls, by everything those checks read: a model
@@ -96,17 +118,10 @@ def _check_dtype_arg(op, name, value, expected):
               "uses anyway, or None; the other dtypes are for Ascend 950's quantized formats)")
 
 
-def _check_ints(op, **values):
-    """Integer attributes: ints in [0, 2^31) (the operators bound them further), so that outputs can be sized."""
-    for name, value in values.items():
-        if type(value) is not int or not 0 <= value < 2**31:  # the common case costs no call
-            checked_int(f"{op}: {name}", value, 0, 2**31 - 1)
-
-
 def _attrs(op, group_ep, group_tp, comm_alg, **ints):
-    """The operator's attributes: its group names and comm_alg, and its integer ones (checked)."""
-    _check_ints(op, **ints)
-    return {"group_ep": group_ep, "group_tp": group_tp, "comm_alg": comm_alg, **ints}
+    """The operator's attributes: its group names and comm_alg, and its integer ones: ints in [0, 2^31) (not
+    bools, as torch_npu's argument parser; the operators bound them further), so that outputs can be sized."""
+    return {"group_ep": group_ep, "group_tp": group_tp, "comm_alg": comm_alg, **checked_attrs(op, ints)}
 
 
 def _global_bs(global_bs, bs, ep_world_size):
@@ -307,6 +322,7 @@ def npu_moe_distribute_combine_add_rms_norm(expand_x, expert_ids, expand_idx, ep
                    shared_expert_rank_num=shared_expert_rank_num, global_bs=global_bs, out_dtype=out_dtype,
                    comm_quant_mode=comm_quant_mode, group_list_type=group_list_type, zero_expert_num=zero_expert_num,
                    copy_expert_num=copy_expert_num, const_expert_num=const_expert_num)
+    norm_eps = checked_real(f"{op}: norm_eps", norm_eps)
     _check_2d(op, expand_x=expand_x, expert_ids=expert_ids)
     _check_common(op, ep_world_size, ep_rank_id, shared_expert_num, shared_expert_rank_num, comm_alg, None)
     if expand_x.dtype not in (torch.bfloat16, torch.float16):
@@ -324,14 +340,13 @@ def npu_moe_distribute_combine_add_rms_norm(expand_x, expert_ids, expand_idx, ep
               "const_expert_v": const_expert_v}
     global_bs_real = _global_bs(global_bs, n, ep_world_size)
     return _cann.combine_add_rms_norm(_tensors.specs(inputs), outputs,
-                                      {**attrs, "global_bs": global_bs_real, "norm_eps": float(norm_eps)},
-                                      poison_outputs)
+                                      {**attrs, "global_bs": global_bs_real, "norm_eps": norm_eps}, poison_outputs)
 
 
 def npu_moe_distribute_buffer_reset(elastic_info, group_ep, ep_world_size, need_sync=1):
     """The BufferReset operator (aclnnMoeDistributeBufferReset; torch_npu has no binding for it): clears
     this rank's window of the EP group; elastic_info is the int32 0/1 mask (ep_world_size,) of the ranks
     that take part; need_sync 1 waits until each of them has cleared its own."""
-    _check_ints("npu_moe_distribute_buffer_reset", ep_world_size=ep_world_size, need_sync=need_sync)
+    ints = checked_attrs("npu_moe_distribute_buffer_reset", {"ep_world_size": ep_world_size, "need_sync": need_sync})
     tensors = {"elastic_info": _tensors.spec(elastic_info, "elastic_info")}
-    _cann.buffer_reset(tensors, {"group_ep": group_ep, "ep_world_size": ep_world_size, "need_sync": need_sync})
+    _cann.buffer_reset(tensors, {"group_ep": group_ep, **ints})

@@ -357,8 +357,10 @@ void BindCann(py::module_& m) {
     for (HcclComm comm : comms) entries.append(CommEntry(comm));
     return entries;
   });
-  m.def("destroy",
-        [](uintptr_t comm) { CheckCann(HcclCommDestroy(reinterpret_cast<HcclComm>(comm)), "HcclCommDestroy"); });
+  m.def("destroy", [](uintptr_t comm) {
+    py::gil_scoped_release unlocked;  // waits for the operations still running on it, which may be other threads'
+    CheckCann(HcclCommDestroy(reinterpret_cast<HcclComm>(comm)), "HcclCommDestroy");
+  });
   m.def("dispatch", &Dispatch);
   m.def("combine", &Combine);
   m.def("combine_add_rms_norm", &CombineAddRmsNorm);

@@ -77,7 +77,9 @@ def test_remembered_checks_refuse_every_call_they_would_refuse():
             torch_npu.npu_moe_distribute_dispatch_v2(**args)
     for change, named in ((dict(ep_world_size=2.0), "ep_world_size = 2.0 must be an int"),
                           (dict(ep_rank_id=2), "ep_rank_id = 2"),
-                          (dict(expert_token_nums_type=True), "no_such_group"),  # True is 1 to the checks
+                          # True == 1 (and hashes alike), yet a bool is no int: refused, not taken from the 1 above.
+                          (dict(expert_token_nums_type=True), "expert_token_nums_type = True must be an int, not a "
+                                                              "bool"),
                           (dict(x=torch.zeros(1024, dtype=torch.bfloat16)), "it must be 2-D"),
                           (dict(x=torch.nn.Parameter(torch.zeros(4, 1024, dtype=torch.bfloat16))), "no_such_group"),
                           (dict(y_dtype=[15]), "y_dtype = \\[15\\]")):
@@ -104,6 +106,64 @@ def test_add_rms_norm_const_experts_need_ori_x(name):
             torch.zeros(2048, dtype=torch.int32), torch.zeros(4, dtype=torch.int32), torch.zeros(4, 2),
             torch.zeros(4, 1, 1024, dtype=torch.bfloat16), torch.zeros(1024, dtype=torch.bfloat16), name, 2, 0, 4,
             const_expert_num=1)
+
+
+# Every integer attribute of dispatch: True is refused as torch_npu's argument parser refuses a bool for an int
+# (Python's True would otherwise count as 1, a valid value for each of them).
+DISPATCH_INTS = ("ep_world_size", "ep_rank_id", "moe_expert_num", "tp_world_size", "tp_rank_id", "expert_shard_type",
+                 "shared_expert_num", "shared_expert_rank_num", "quant_mode", "global_bs", "expert_token_nums_type",
+                 "zero_expert_num", "copy_expert_num", "const_expert_num")
+
+
+@pytest.mark.parametrize("attr", DISPATCH_INTS)
+def test_a_bool_is_no_integer_attribute(attr):
+    with pytest.raises(moe_ep.InvalidArgumentError, match=f"npu_moe_distribute_dispatch_v2: {attr} = True must be an "
+                                                          "int, not a bool") as caught:
+        torch_npu.npu_moe_distribute_dispatch_v2(**good("no_such_group", **{attr: True}))
+    assert caught.value.code == errors.INVALID_PARAM, str(caught.value)
+
+
+def test_buffer_reset_need_sync_is_an_int_not_a_bool():
+    with pytest.raises(moe_ep.InvalidArgumentError, match="need_sync = True must be an int, not a bool"):
+        torch_npu.npu_moe_distribute_buffer_reset(torch.ones(16, dtype=torch.int32), "no_such_group", 16,
+                                                  need_sync=True)
+
+
+def test_a_sparse_tensor_is_refused_naming_it():
+    with pytest.raises(moe_ep.InvalidArgumentError, match="x has layout torch.sparse_coo; moe_ep takes dense tensors"):
+        torch_npu.npu_moe_distribute_dispatch_v2(**good("no_such_group", x=torch.zeros(4, 1024).to(torch.bfloat16)
+                                                        .to_sparse()))
+
+
+@pytest.mark.parametrize("norm_eps", ["x", None, True])
+def test_add_rms_norm_eps_must_be_a_real_number(norm_eps):
+    with pytest.raises(moe_ep.InvalidArgumentError, match=f"npu_moe_distribute_combine_add_rms_norm: norm_eps = "
+                                                          f"{norm_eps!r} must be a real number"):
+        torch_npu.npu_moe_distribute_combine_add_rms_norm(
+            torch.zeros(8, 1024, dtype=torch.bfloat16), torch.zeros(4, 2, dtype=torch.int32),
+            torch.zeros(2048, dtype=torch.int32), torch.zeros(4, dtype=torch.int32), torch.zeros(4, 2),
+            torch.zeros(4, 1, 1024, dtype=torch.bfloat16), torch.zeros(1024, dtype=torch.bfloat16), "no_such_group", 2,
+            0, 4, norm_eps=norm_eps)
+
+
+def test_set_device_takes_what_torch_npu_takes(seed):
+    # An int, "npu:N", or "npu" (the current device); each on a thread of its own, as thread ranks set theirs.
+    device = 1 + seed % 7
+    print(f"seed {seed}: device {device}")
+
+    def set_then_read(*devices):
+        def body(_):
+            for d in devices:
+                torch_npu.npu.set_device(d)
+            return torch_npu.npu.current_device()
+        return on_threads(1, body)[0]
+
+    assert set_then_read(f"npu:{device}") == device
+    assert set_then_read(device, "npu") == device, "'npu' is the current device"
+    assert set_then_read("npu") == 0, "'npu' on a thread that has no device is device 0"
+    for bad in ("cuda:0", "1", "npu:", "npu:-1", torch.device("cpu"), 1.0, True, None):
+        with pytest.raises(moe_ep.InvalidArgumentError, match="npu.set_device: device = "):
+            set_then_read(bad)
 
 
 def test_missing_peer_is_a_timeout_naming_it():

@@ -1,5 +1,9 @@
 # The native Python API on thread ranks: torch and numpy inputs bit for bit against the golden model, elastic scale-down
 # after a rank stops, and clear errors (bad input, a missing peer).
+import datetime
+import random
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -203,10 +207,10 @@ def test_bad_input_names_the_parameter():
                         moe_expert_num=1, quant="int4")
     with pytest.raises(moe_ep.InvalidArgumentError, match="x has dtype float64"):
         moe_ep.dispatch(group, np.zeros((2, 8)), np.zeros((2, 1), dtype=np.int32), moe_expert_num=1)
-    with pytest.raises(moe_ep.InvalidArgumentError, match="expert_out has dtype torch.float64"):
-        moe_ep.combine(group, None, torch.zeros(2, 8, dtype=torch.float64), torch.zeros(2, 1))
     d = moe_ep.dispatch(group, torch.zeros(2, 8, dtype=torch.bfloat16), torch.zeros(2, 1, dtype=torch.int32),
                         moe_expert_num=1)
+    with pytest.raises(moe_ep.InvalidArgumentError, match="expert_out has dtype torch.float64"):
+        moe_ep.combine(group, d.handle, torch.zeros(2, 8, dtype=torch.float64), torch.zeros(2, 1))
     with pytest.raises(moe_ep.InvalidArgumentError, match="'expert_out' = bool.*bf16 or fp16") as caught:
         moe_ep.combine(group, d.handle, torch.zeros(2, 8, dtype=torch.bool), torch.zeros(2, 1))
     assert caught.value.code == moe_ep.errors.INVALID_PARAM
@@ -216,7 +220,8 @@ def test_bad_input_names_the_parameter():
         moe_ep.thread_groups(2**40)
     with pytest.raises(moe_ep.InvalidArgumentError, match="wait = -5"):
         moe_ep.probe_reachable(group, -5)
-    with pytest.raises(moe_ep.InvalidArgumentError, match="expert layout: moe_expert_num"):
+    with pytest.raises(moe_ep.InvalidArgumentError, match=r"dispatch: moe_expert_num = 1180591620717411303424 must "
+                                                         r"be in \[0, 2147483647\]"):
         moe_ep.dispatch(group, torch.zeros(2, 8, dtype=torch.bfloat16), torch.zeros(2, 1, dtype=torch.int32),
                         moe_expert_num=2**70)
 
@@ -236,3 +241,127 @@ def test_barrier_waits_for_every_rank_and_names_a_missing_one():
     with pytest.raises(moe_ep.TimeoutError, match="Barrier") as caught:
         moe_ep.barrier(groups[0])
     assert caught.value.missing_ranks == [1]
+
+
+def test_a_wait_under_a_millisecond_is_not_the_group_timeout(seed):
+    # The extension takes whole milliseconds, 0 meaning the group timeout: a shorter wait is rounded up, not down to 0.
+    wait = random.Random(seed).uniform(1e-6, 0.999e-3)
+    print(f"seed {seed}: wait {wait} s")
+    groups = moe_ep.thread_groups(2, timeout=5)
+    start = time.monotonic()
+    reachable = moe_ep.probe_reachable(groups[0], wait)  # rank 1 never calls
+    took = time.monotonic() - start
+    assert reachable == [1, 0], reachable
+    assert took < 2.5, f"probe_reachable(wait={wait}) took {took:.2f} s: the group timeout (5 s), not the wait"
+    for wait, ms in ((1e-9, 1), (0.001, 1), (0.0015, 2), (0.007, 7), (2.5, 2500)):
+        assert moe_ep._whole_ms(wait) == datetime.timedelta(milliseconds=ms), f"wait {wait} s is not {ms} ms"
+    for wait in (-1e-4, 0, float("nan")):
+        with pytest.raises(moe_ep.InvalidArgumentError, match=f"probe_reachable: wait = {wait} must be a positive "
+                                                              "number of seconds"):
+            moe_ep.probe_reachable(groups[0], wait)
+
+
+def bf16_zeros(*shape):
+    return torch.zeros(*shape, dtype=torch.bfloat16)
+
+
+def ids_zeros(*shape):
+    return torch.zeros(*shape, dtype=torch.int32)
+
+
+# Native calls with a value of the wrong kind, each once with every other argument good (the test's group and handle
+# stand in for "g" and "h"), and how the refusal names it: integers must be ints (a float is not truncated, a string
+# not parsed, a bool not 1), flags bools, and what the extension would refuse with pybind11's TypeError, IndexError or
+# torch's RuntimeError (no moe_ep.Error) is refused in Python first.
+def call_dispatch(g, h, **change):
+    del h  # dispatch makes the handle
+    return moe_ep.dispatch(g, **{"x": bf16_zeros(2, 8), "expert_ids": ids_zeros(2, 1), "moe_expert_num": 1, **change})
+
+
+def call_norm(g, h, **change):
+    args = {"handle": h, "expert_out": bf16_zeros(2, 8), "expert_scales": torch.ones(2, 1),
+            "residual_x": bf16_zeros(2, 1, 8), "gamma": bf16_zeros(8), **change}
+    return moe_ep.combine_add_rms_norm(g, **args)
+
+
+BAD_NATIVE = {
+    "moe_expert_num_float": (lambda g, h: call_dispatch(g, h, moe_expert_num=1.9),
+                             "dispatch: moe_expert_num = 1.9 must be an int"),
+    "moe_expert_num_str": (lambda g, h: call_dispatch(g, h, moe_expert_num="1"),
+                           "dispatch: moe_expert_num = '1' must be an int"),
+    "moe_expert_num_bool": (lambda g, h: call_dispatch(g, h, moe_expert_num=True),
+                            "dispatch: moe_expert_num = True must be an int, not a bool"),
+    "global_bs_float": (lambda g, h: call_dispatch(g, h, global_bs=2.5), "dispatch: global_bs = 2.5 must be an int"),
+    "survivors_floats": (lambda g, h: call_dispatch(g, h, survivors=[1.0, 0.5]),
+                         r"dispatch: survivors\[0\] = 1.0 must be an int"),
+    "survivors_not_a_list": (lambda g, h: call_dispatch(g, h, survivors=1),
+                             "dispatch: survivors = 1 must be a sequence of ints"),
+    "cumulative_str": (lambda g, h: call_dispatch(g, h, cumulative_token_nums="no"),
+                       "dispatch: cumulative_token_nums = 'no' must be True or False"),
+    "quant_float": (lambda g, h: call_dispatch(g, h, quant=2.0), "quant = 2.0 must be None"),
+    "quant_bool": (lambda g, h: call_dispatch(g, h, quant=True), "quant = True must be None"),
+    "tp_str": (lambda g, h: call_dispatch(g, h, tp="abc"), "dispatch: tp = 'abc' must be a moe_ep.Group"),
+    "x_sparse": (lambda g, h: call_dispatch(g, h, x=bf16_zeros(2, 8).to_sparse()),
+                 r"x has layout torch.sparse_coo; moe_ep takes dense tensors \(torch.strided"),
+    "dispatch_group_none": (lambda g, h: call_dispatch(None, h), "dispatch: group = None must be a moe_ep.Group"),
+    "combine_handle_none": (lambda g, h: moe_ep.combine(g, None, bf16_zeros(2, 8), torch.ones(2, 1)),
+                            "combine: handle = None must be the handle of this rank's dispatch result"),
+    "combine_group_none": (lambda g, h: moe_ep.combine(None, h, bf16_zeros(2, 8), torch.ones(2, 1)),
+                           "combine: group = None must be a moe_ep.Group"),
+    "norm_eps_str": (lambda g, h: call_norm(g, h, norm_eps="x"),
+                     "combine_add_rms_norm: norm_eps = 'x' must be a real number"),
+    "norm_eps_none": (lambda g, h: call_norm(g, h, norm_eps=None),
+                      "combine_add_rms_norm: norm_eps = None must be a real number"),
+    "barrier_group_none": (lambda g, h: moe_ep.barrier(None), "barrier: group = None must be a moe_ep.Group"),
+    "probe_wait_str": (lambda g, h: moe_ep.probe_reachable(g, wait="1"),
+                       "probe_reachable: wait = '1' must be a real number"),
+    "reachable_float": (lambda g, h: moe_ep.buffer_reset(g, reachable=[0.6]),
+                        r"buffer_reset: reachable\[0\] = 0.6 must be an int"),
+    "reachable_huge": (lambda g, h: moe_ep.buffer_reset(g, reachable=[2**40]),
+                       r"buffer_reset: reachable\[0\] = 1099511627776 must be in \[0, 1\]"),
+    "need_sync_str": (lambda g, h: moe_ep.buffer_reset(g, need_sync="no"),
+                      "buffer_reset: need_sync = 'no' must be True or False"),
+    "timeout_str": (lambda g, h: moe_ep.thread_groups(2, timeout="5"), "timeout = '5' must be a real number"),
+    "size_bool": (lambda g, h: moe_ep.thread_groups(True), "size = True must be an int, not a bool"),
+    "members_huge": (lambda g, h: moe_ep.join_process_group(members=[2**40], job=(0, 1, "x")),
+                     r"join_process_group: members\[0\] = 1099511627776 must be in \[0, 2147483647\]"),
+    "members_float": (lambda g, h: moe_ep.join_process_group(members=[0.0], job=(0, 1, "x")),
+                      r"join_process_group: members\[0\] = 0.0 must be an int"),
+    "job_short": (lambda g, h: moe_ep.join_process_group(job=(0, 1)),
+                  r"join_process_group: job = \(0, 1\) must be \(rank, world_size, rendezvous\)"),
+    "job_rank_bool": (lambda g, h: moe_ep.join_process_group(job=(True, 1, "x")),
+                      "join_process_group: job rank = True must be an int, not a bool"),
+    "peer_visible_float_dim": (lambda g, h: moe_ep.peer_visible((2.7, 4), torch.bfloat16),
+                               r"peer_visible: shape\[0\] = 2.7 must be an int"),
+    "peer_visible_negative_dim": (lambda g, h: moe_ep.peer_visible((-1, 4), torch.float32),
+                                  r"peer_visible: shape\[0\] = -1 must be in \[0, 9223372036854775807\]"),
+    "peer_visible_negative_dims": (lambda g, h: moe_ep.peer_visible((-2, -3), torch.float32),
+                                   r"peer_visible: shape\[0\] = -2 must be in \[0, "),
+    "peer_visible_too_many_bytes": (lambda g, h: moe_ep.peer_visible((2**62,), torch.float32),
+                                    r"peer_visible: shape \(4611686018427387904,\) of torch.float32 is "
+                                    r"18446744073709551616 bytes; the rule: at most 2\^63 - 1"),
+    "peer_visible_bad_dtype": (lambda g, h: moe_ep.peer_visible((2,), "abc"),
+                               "peer_visible: dtype 'abc' is not one moe_ep's operations take"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_NATIVE))
+def test_a_value_of_the_wrong_kind_is_refused_naming_it(case):
+    call, named = BAD_NATIVE[case]
+    group = moe_ep.thread_groups(1)[0]
+    handle = moe_ep.dispatch(group, bf16_zeros(2, 8), ids_zeros(2, 1), moe_expert_num=1).handle
+    with pytest.raises(moe_ep.InvalidArgumentError, match=named) as caught:
+        call(group, handle)
+    assert caught.value.code == moe_ep.errors.INVALID_PARAM, str(caught.value)
+
+
+def test_integers_may_be_any_index_type(seed):
+    # operator.index, not type(x) is int: numpy's integers (and survivors / reachable as arrays) are integers.
+    group = moe_ep.thread_groups(1)[0]
+    x, ids, w, _ = draw(seed, 1, experts=6)
+    d = moe_ep.dispatch(group, x[0], ids[0], moe_expert_num=np.int64(6), global_bs=np.int32(5),
+                        survivors=np.array([1]))
+    want = golden_dispatch(x, ids, ep_world_size=1, moe_expert_num=6, shared_expert_num=0)
+    assert_bits(d.expand_x[: want[0]["rows"]], want[0]["expand_x"], f"seed {seed} expand_x")
+    moe_ep.buffer_reset(group, np.array([1], dtype=np.int32), need_sync=False)
+    assert moe_ep.peer_visible(np.array([2, 3]), torch.float32).shape == (2, 3)

@@ -63,10 +63,14 @@ class Registry {
     return it == by_name_.end() ? nullptr : it->second;
   }
   bool Remove(HcclComm handle) {
-    std::lock_guard lock(mutex_);
-    const std::shared_ptr<Comm> comm = live_.Remove(handle);
-    if (!comm) return false;
-    by_name_.erase({comm->name, comm->device});
+    std::shared_ptr<Comm> comm;  // released after the lock: its destructor may wait for the operations still on it
+    {
+      std::lock_guard lock(mutex_);
+      comm = live_.Remove(handle);
+      if (!comm) return false;
+      by_name_.erase({comm->name, comm->device});
+    }
+    comm.reset();
     return true;
   }
   /// Reserves (group, device) for a rank that is about to join, so two ranks of a group joining at the
