@@ -59,7 +59,8 @@ struct DispatchOutputs {
   TensorView expand_x;           ///< (>= tp*A, H): x's dtype, or int8 with quantization
   TensorView dynamic_scales;     ///< (>= tp*A,) fp32, with quantization
   TensorView assist_info;        ///< (>= 3*tp*A,) int32: (srcRank, tokenIdx, kIdx) per row; expandIdx: (>= Bs*K,)
-  TensorView expert_token_nums;  ///< (L,) int64, (1,) on shared-expert ranks; (L,) on every rank with survivors
+  TensorView expert_token_nums;  ///< (L,) int64, (1,) on shared-expert ranks; (L,) on every rank with survivors (a
+                                 ///< shared-expert rank's one count, then 0)
   TensorView ep_recv_counts;     ///< (E*L*tp,) or (E*tp,) int32, inclusive cumulative (scaled down: the
                                  ///< survivors' entries, then 0)
   TensorView tp_recv_counts;     ///< (tp,) int32 (tp = 1 without a TP group); written only with a TP pair

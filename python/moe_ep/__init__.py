@@ -18,7 +18,7 @@ from . import _tensors
 from ._moe_ep import native as _native
 from ._tensors import bf16
 from .errors import (INT32_MAX, INT64_MAX, Error, InvalidArgumentError, TimeoutError, checked_attrs, checked_bool,
-                     checked_int, checked_ints, checked_real)
+                     checked_int, checked_ints, checked_mask, checked_real)
 
 __all__ = ["Error", "InvalidArgumentError", "TimeoutError", "bf16", "Group", "thread_groups", "join_process_group",
            "join_torch_group", "peer_visible", "DispatchResult", "dispatch", "combine", "combine_add_rms_norm", "probe_reachable",
@@ -154,7 +154,7 @@ def _layout(moe_expert_num, shared_expert_num, shared_expert_rank_num, global_bs
         "moe_expert_num": moe_expert_num, "shared_expert_num": shared_expert_num,
         "shared_expert_rank_num": shared_expert_rank_num, "global_bs": global_bs, "zero_expert_num": zero_expert_num,
         "copy_expert_num": copy_expert_num, "const_expert_num": const_expert_num})
-    layout["survivors"] = [] if survivors is None else checked_ints("dispatch: survivors", survivors, 0, 1)
+    layout["survivors"] = [] if survivors is None else checked_mask("dispatch: survivors", survivors)
     return layout
 
 
@@ -269,7 +269,7 @@ def buffer_reset(group, reachable=None, need_sync=True):
     """[collective over the reachable ranks] Clears this rank's window; with need_sync waits until every
     reachable rank has cleared its own. reachable: probe_reachable's mask (None: every rank)."""
     _check_groups("buffer_reset", group)
-    reachable = [] if reachable is None else checked_ints("buffer_reset: reachable", reachable, 0, 1)
+    reachable = [] if reachable is None else checked_mask("buffer_reset: reachable", reachable)
     _native.buffer_reset(group, reachable, checked_bool("buffer_reset: need_sync", need_sync))
 
 

@@ -71,10 +71,24 @@ def checked_attrs(op, values, lo=0, hi=INT32_MAX):
 
 
 def checked_bool(name, value):
-    """`value` if it is a bool, else InvalidArgumentError naming `name`: "no" or 2 would otherwise be taken as True."""
+    """`value` as a bool: True or False, 0 or 1, or a 0-d numpy / torch value of those (numpy.bool_, a bool
+    tensor's element); else InvalidArgumentError naming `name`: "no" or 2 would otherwise be taken as True."""
     if value is True or value is False:
         return value
-    raise InvalidArgumentError(f"{name} = {value!r} must be True or False")
+    item = value.item() if getattr(value, "ndim", None) == 0 and hasattr(value, "item") else value
+    if isinstance(item, bool):
+        return item
+    if type(item) is int and item in (0, 1):
+        return bool(item)
+    raise InvalidArgumentError(f"{name} = {value!r} must be True or False (or 0 or 1)")
+
+
+def checked_mask(name, values):
+    """A 0/1 mask (a sequence of bools or of 0 and 1: a list, a numpy or torch bool array) as a list of ints, each
+    by checked_bool (named name[i]); a value that is no sequence is refused."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise InvalidArgumentError(f"{name} = {values!r} must be a sequence of 0 and 1 (or of bools)")
+    return [int(checked_bool(f"{name}[{i}]", v)) for i, v in enumerate(values)]
 
 
 def checked_real(name, value):

@@ -165,31 +165,13 @@ void RunOperator(const char* op, bool stand_ins, Prepare prepare, Launch launch)
   if (RestoreInterrupt()) throw py::error_already_set();
 }
 
-// The bytes of the outputs a call describes as (dtype name, shape); saturating, an absurd shape is huge.
-uint64_t OutputBytes(const char* op, py::dict outputs) {
-  constexpr uint64_t kHuge = UINT64_MAX;
-  uint64_t total = 0;
-  for (const auto& [key, description] : outputs) {
-    const auto [dtype, shape] = description.cast<std::pair<std::string, std::vector<int64_t>>>();
-    uint64_t bytes = DTypeSize(DTypeNamed(dtype, op));
-    for (int64_t d : shape) {
-      if (d <= 0) bytes = 0;
-      if (__builtin_mul_overflow(bytes, static_cast<uint64_t>(std::max<int64_t>(d, 0)), &bytes)) bytes = kHuge;
-    }
-    if (__builtin_add_overflow(total, bytes, &total)) return kHuge;
-  }
-  return total;
-}
-
-// Outputs are sized in Python from the call's attributes, before the operator has checked them: past this many
-// bytes, the call is first checked on stand-ins (its first phase), so that an attribute out of range is refused
-// naming its rule instead of allocating memory sized from it (or failing to).
-constexpr uint64_t kCheckBeforeAllocatingBytes = uint64_t{256} << 20;
-
-// Runs `call(args)` on the outputs made for it, after `call` on stand-ins when the outputs are large.
+// Runs `call(args)` on the outputs made for it, after `call` on stand-ins with `check_first`: dispatch's outputs are
+// sized in Python from the call's attributes, before the operator has checked them, and when they are large
+// (moe_ep/torch_npu.py) an attribute out of range is then refused naming its rule rather than sizing them.
 template <typename Call>
-py::tuple WithOutputs(const char* op, py::dict tensors, py::dict outputs, py::dict attrs, bool poison, Call call) {
-  if (OutputBytes(op, outputs) > kCheckBeforeAllocatingBytes) {
+py::tuple WithOutputs(const char* op, py::dict tensors, py::dict outputs, py::dict attrs, bool poison, bool check_first,
+                      Call call) {
+  if (check_first) {
     OpArgs stand_ins(op, tensors, outputs, attrs, poison, /*stand_ins=*/true);
     call(stand_ins, true);
   }
@@ -198,72 +180,77 @@ py::tuple WithOutputs(const char* op, py::dict tensors, py::dict outputs, py::di
   return a.Outputs();
 }
 
-py::tuple Dispatch(py::dict tensors, py::dict outputs, py::dict attrs, bool poison) {
-  return WithOutputs("npu_moe_distribute_dispatch_v2", tensors, outputs, attrs, poison, [](OpArgs& a, bool stand_ins) {
-    aclTensor *x = a.Tensor("x"), *ids = a.Tensor("expert_ids"), *scales = a.Tensor("scales"),
-              *mask = a.Tensor("x_active_mask"), *expert_scales = a.Tensor("expert_scales"),
-              *elastic = a.Tensor("elastic_info"), *expand_x = a.Output("expand_x"),
-              *dynamic_scales = a.Output("dynamic_scales"), *assist = a.Output("assist_info_for_combine"),
-              *token_nums = a.Output("expert_token_nums"), *ep_counts = a.Output("ep_recv_counts"),
-              *tp_counts = a.Output("tp_recv_counts"), *expand_scales = a.Output("expand_scales");
-    const char *group_ep = a.Str("group_ep"), *group_tp = a.Str("group_tp"), *comm_alg = a.Str("comm_alg");
-    const int64_t ep_world_size = a.Int("ep_world_size"), ep_rank_id = a.Int("ep_rank_id"),
-                  moe_expert_num = a.Int("moe_expert_num"), tp_world_size = a.Int("tp_world_size"),
-                  tp_rank_id = a.Int("tp_rank_id"), expert_shard_type = a.Int("expert_shard_type"),
-                  shared_expert_num = a.Int("shared_expert_num"), shared_rank_num = a.Int("shared_expert_rank_num"),
-                  quant_mode = a.Int("quant_mode"), global_bs = a.Int("global_bs"),
-                  token_nums_type = a.Int("expert_token_nums_type"), zero = a.Int("zero_expert_num"),
-                  copy = a.Int("copy_expert_num"), constant = a.Int("const_expert_num");
-    a.CheckAllRead();
-    RunOperator(
-        "aclnnMoeDistributeDispatchV3", stand_ins,
-        [&](uint64_t* bytes, aclOpExecutor** executor) {
-          return aclnnMoeDistributeDispatchV3GetWorkspaceSize(
-              x, ids, scales, mask, expert_scales, elastic, group_ep, ep_world_size, ep_rank_id, moe_expert_num,
-              group_tp, tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num, shared_rank_num, quant_mode,
-              global_bs, token_nums_type, comm_alg, zero, copy, constant, expand_x, dynamic_scales, assist, token_nums,
-              ep_counts, tp_counts, expand_scales, bytes, executor);
-        },
-        aclnnMoeDistributeDispatchV3);
-  });
+py::tuple Dispatch(py::dict tensors, py::dict outputs, py::dict attrs, bool poison, bool check_first) {
+  return WithOutputs(
+      "npu_moe_distribute_dispatch_v2", tensors, outputs, attrs, poison, check_first, [](OpArgs& a, bool stand_ins) {
+        aclTensor *x = a.Tensor("x"), *ids = a.Tensor("expert_ids"), *scales = a.Tensor("scales"),
+                  *mask = a.Tensor("x_active_mask"), *expert_scales = a.Tensor("expert_scales"),
+                  *elastic = a.Tensor("elastic_info"), *expand_x = a.Output("expand_x"),
+                  *dynamic_scales = a.Output("dynamic_scales"), *assist = a.Output("assist_info_for_combine"),
+                  *token_nums = a.Output("expert_token_nums"), *ep_counts = a.Output("ep_recv_counts"),
+                  *tp_counts = a.Output("tp_recv_counts"), *expand_scales = a.Output("expand_scales");
+        const char *group_ep = a.Str("group_ep"), *group_tp = a.Str("group_tp"), *comm_alg = a.Str("comm_alg");
+        const int64_t ep_world_size = a.Int("ep_world_size"), ep_rank_id = a.Int("ep_rank_id"),
+                      moe_expert_num = a.Int("moe_expert_num"), tp_world_size = a.Int("tp_world_size"),
+                      tp_rank_id = a.Int("tp_rank_id"), expert_shard_type = a.Int("expert_shard_type"),
+                      shared_expert_num = a.Int("shared_expert_num"), shared_rank_num = a.Int("shared_expert_rank_num"),
+                      quant_mode = a.Int("quant_mode"), global_bs = a.Int("global_bs"),
+                      token_nums_type = a.Int("expert_token_nums_type"), zero = a.Int("zero_expert_num"),
+                      copy = a.Int("copy_expert_num"), constant = a.Int("const_expert_num");
+        a.CheckAllRead();
+        RunOperator(
+            "aclnnMoeDistributeDispatchV3", stand_ins,
+            [&](uint64_t* bytes, aclOpExecutor** executor) {
+              return aclnnMoeDistributeDispatchV3GetWorkspaceSize(
+                  x, ids, scales, mask, expert_scales, elastic, group_ep, ep_world_size, ep_rank_id, moe_expert_num,
+                  group_tp, tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num, shared_rank_num,
+                  quant_mode, global_bs, token_nums_type, comm_alg, zero, copy, constant, expand_x, dynamic_scales,
+                  assist, token_nums, ep_counts, tp_counts, expand_scales, bytes, executor);
+            },
+            aclnnMoeDistributeDispatchV3);
+      });
 }
 
 py::tuple Combine(py::dict tensors, py::dict outputs, py::dict attrs, bool poison) {
-  return WithOutputs("npu_moe_distribute_combine_v2", tensors, outputs, attrs, poison, [](OpArgs& a, bool stand_ins) {
-    aclTensor *expand_x = a.Tensor("expand_x"), *ids = a.Tensor("expert_ids"),
-              *assist = a.Tensor("assist_info_for_combine"), *send_counts = a.Tensor("ep_send_counts"),
-              *expert_scales = a.Tensor("expert_scales"), *tp_counts = a.Tensor("tp_send_counts"),
-              *mask = a.Tensor("x_active_mask"), *shared_x = a.Tensor("shared_expert_x"),
-              *elastic = a.Tensor("elastic_info"), *ori_x = a.Tensor("ori_x"),
-              *alpha1 = a.Tensor("const_expert_alpha_1"), *alpha2 = a.Tensor("const_expert_alpha_2"),
-              *const_v = a.Tensor("const_expert_v"), *out = a.Output("out");
-    const char *group_ep = a.Str("group_ep"), *group_tp = a.Str("group_tp"), *comm_alg = a.Str("comm_alg");
-    const int64_t ep_world_size = a.Int("ep_world_size"), ep_rank_id = a.Int("ep_rank_id"),
-                  moe_expert_num = a.Int("moe_expert_num"), tp_world_size = a.Int("tp_world_size"),
-                  tp_rank_id = a.Int("tp_rank_id"), expert_shard_type = a.Int("expert_shard_type"),
-                  shared_expert_num = a.Int("shared_expert_num"), shared_rank_num = a.Int("shared_expert_rank_num"),
-                  global_bs = a.Int("global_bs"), comm_quant_mode = a.Int("comm_quant_mode"),
-                  zero = a.Int("zero_expert_num"), copy = a.Int("copy_expert_num"),
-                  constant = a.Int("const_expert_num");
-    a.CheckAllRead();
-    RunOperator(
-        "aclnnMoeDistributeCombineV3", stand_ins,
-        [&](uint64_t* bytes, aclOpExecutor** executor) {
-          // torch_npu passes no activation / weight scales or group list, out_dtype 0 and group_list_type 0;
-          // expandScales is A2's (moe_ep/torch_npu.py accepts it and does not pass it on).
-          return aclnnMoeDistributeCombineV3GetWorkspaceSize(
-              expand_x, ids, assist, send_counts, expert_scales, tp_counts, mask, nullptr, nullptr, nullptr, nullptr,
-              shared_x, elastic, ori_x, alpha1, alpha2, const_v, group_ep, ep_world_size, ep_rank_id, moe_expert_num,
-              group_tp, tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num, shared_rank_num, global_bs, 0,
-              comm_quant_mode, 0, comm_alg, zero, copy, constant, out, bytes, executor);
-        },
-        aclnnMoeDistributeCombineV3);
-  });
+  return WithOutputs(
+      "npu_moe_distribute_combine_v2", tensors, outputs, attrs, poison, /*check_first=*/false,
+      [](OpArgs& a, bool stand_ins) {
+        aclTensor *expand_x = a.Tensor("expand_x"), *ids = a.Tensor("expert_ids"),
+                  *assist = a.Tensor("assist_info_for_combine"), *send_counts = a.Tensor("ep_send_counts"),
+                  *expert_scales = a.Tensor("expert_scales"), *tp_counts = a.Tensor("tp_send_counts"),
+                  *mask = a.Tensor("x_active_mask"), *shared_x = a.Tensor("shared_expert_x"),
+                  *elastic = a.Tensor("elastic_info"), *ori_x = a.Tensor("ori_x"),
+                  *alpha1 = a.Tensor("const_expert_alpha_1"), *alpha2 = a.Tensor("const_expert_alpha_2"),
+                  *const_v = a.Tensor("const_expert_v"), *out = a.Output("out");
+        const char *group_ep = a.Str("group_ep"), *group_tp = a.Str("group_tp"), *comm_alg = a.Str("comm_alg");
+        const int64_t ep_world_size = a.Int("ep_world_size"), ep_rank_id = a.Int("ep_rank_id"),
+                      moe_expert_num = a.Int("moe_expert_num"), tp_world_size = a.Int("tp_world_size"),
+                      tp_rank_id = a.Int("tp_rank_id"), expert_shard_type = a.Int("expert_shard_type"),
+                      shared_expert_num = a.Int("shared_expert_num"), shared_rank_num = a.Int("shared_expert_rank_num"),
+                      global_bs = a.Int("global_bs"), comm_quant_mode = a.Int("comm_quant_mode"),
+                      zero = a.Int("zero_expert_num"), copy = a.Int("copy_expert_num"),
+                      constant = a.Int("const_expert_num");
+        a.CheckAllRead();
+        RunOperator(
+            "aclnnMoeDistributeCombineV3", stand_ins,
+            [&](uint64_t* bytes, aclOpExecutor** executor) {
+              // torch_npu passes no activation / weight scales or group list, out_dtype 0 and group_list_type 0;
+              // expandScales is A2's (moe_ep/torch_npu.py accepts it and does not pass it on).
+              return aclnnMoeDistributeCombineV3GetWorkspaceSize(
+                  expand_x, ids, assist, send_counts, expert_scales, tp_counts, mask, nullptr, nullptr, nullptr,
+                  nullptr, shared_x, elastic, ori_x, alpha1, alpha2, const_v, group_ep, ep_world_size, ep_rank_id,
+                  moe_expert_num, group_tp, tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num,
+                  shared_rank_num, global_bs, 0, comm_quant_mode, 0, comm_alg, zero, copy, constant, out, bytes,
+                  executor);
+            },
+            aclnnMoeDistributeCombineV3);
+      });
 }
 
 py::tuple CombineAddRmsNorm(py::dict tensors, py::dict outputs, py::dict attrs, bool poison) {
   return WithOutputs(
-      "npu_moe_distribute_combine_add_rms_norm", tensors, outputs, attrs, poison, [](OpArgs& a, bool stand_ins) {
+      "npu_moe_distribute_combine_add_rms_norm", tensors, outputs, attrs, poison, /*check_first=*/false,
+      [](OpArgs& a, bool stand_ins) {
         aclTensor *expand_x = a.Tensor("expand_x"), *ids = a.Tensor("expert_ids"), *assist = a.Tensor("expand_idx"),
                   *send_counts = a.Tensor("ep_send_counts"), *expert_scales = a.Tensor("expert_scales"),
                   *residual_x = a.Tensor("residual_x"), *gamma = a.Tensor("gamma"),

@@ -32,17 +32,16 @@ void CheckCann(int status, const char* call) {
 
 void BindErrors(py::module_&) {
   py::register_exception_translator([](std::exception_ptr failure) {
+    // A call during which a signal handler raised (Ctrl-C ended a wait, whatever the call made of that): its
+    // exception, KeyboardInterrupt, is the outcome.
+    if (RestoreInterrupt()) return;
     try {
       if (failure) std::rethrow_exception(failure);
     } catch (const TimeoutError& e) {
-      // A wait a signal handler ended (InterruptedError, or a timeout an operation made of it): that exception.
-      if (RestoreInterrupt()) return;
       Raise(static_cast<int>(e.code()), e.what(), e.missing_ranks());
     } catch (const Error& e) {
       Raise(static_cast<int>(e.code()), e.what(), {});
     } catch (const CannFailure& e) {
-      // Through the C API an interrupted wait is a timeout status (CANN has no other): the signal's exception then.
-      if (e.code == static_cast<int>(ErrorCode::kTimeout) && RestoreInterrupt()) return;
       Raise(e.code, e.message, {});
     }
   });

@@ -5,9 +5,10 @@
 
 namespace moe_ep::python {
 
-/// Installs the interrupt check (moe_ep::SetInterruptCheck) that runs the interpreter's signal handlers while a
-/// wait on its main thread has the GIL released: when one raises (KeyboardInterrupt for Ctrl-C), the wait ends
-/// with moe_ep::InterruptedError and the exception is kept for the translator.
+/// Installs the interrupt check (moe_ep::SetInterruptCheck) that, once a SIGINT came (a handler chained in front
+/// of Python's notes it), runs the interpreter's signal handlers from a wait on its main thread: when one raises
+/// (KeyboardInterrupt for Ctrl-C), that wait, and the other threads' until the exception is raised, end with
+/// moe_ep::InterruptedError, and the exception is kept for the translator.
 void BindInterrupt(pybind11::module_& m);
 
 /// With the GIL: when a wait ended for an exception a signal handler raised, sets it as the current Python error

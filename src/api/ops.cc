@@ -204,6 +204,9 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
   auto* counts = static_cast<int32_t*>(t.ep_recv_counts.data);
   // Scaled down, the survivors' counts fill the front: the entries of the full size after them are 0.
   if (written < entries) std::fill(counts + written * c.tp_size(), counts + entries * c.tp_size(), 0);
+  // expertTokenNums too: sized for either role, a shared-expert rank writes its one entry.
+  auto* token_nums = static_cast<int64_t*>(t.expert_token_nums.data);
+  std::fill(token_nums + ran.token_num_entries(), token_nums + c.sized_token_num_entries(), 0);
   h.num_rows = counts[written - 1] + (c.has_tp() ? counts[2 * written - 1] : 0);
   h.expert_ids = DenseCopy(expert_ids);
   if (options.active_mask.present()) h.active_mask = DenseCopy(options.active_mask);

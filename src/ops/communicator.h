@@ -34,6 +34,10 @@ struct OpState {
   uint64_t reset_tag = 0;
   /// The last sync timed out: the next BufferReset retries it under the same tag.
   bool reset_unfinished = false;
+  /// Why an operation failed part-way (it timed out, or was interrupted), until a BufferReset succeeds: its rows
+  /// and flags may still be in flight, and a peer's next call could take them for its own, so the group's
+  /// operations are refused on this rank meanwhile. Empty: none did.
+  std::string must_reset;
   /// How many ranks (this one included, when it keeps rows of its own) read this rank's rows in place (pulled
   /// them) in the last dispatch and the last combine; rows to the others were pushed. What the tools report as
   /// the data path taken.

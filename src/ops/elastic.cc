@@ -33,8 +33,8 @@ void RunElastic(const plan::MoeConfig& config, std::span<const int32_t> elastic_
       original.push_back(scaled.physical[r]);
       list += (list.empty() ? "" : ", ") + std::to_string(scaled.physical[r]);
     }
-    throw TimeoutError(
-        std::string(e.what()) + " [ranks above are in the scaled-down numbering; original ranks: " + list + "]",
+    transport::ThrowRenumbered(
+        e, std::string(e.what()) + " [ranks above are in the scaled-down numbering; original ranks: " + list + "]",
         original);
   }
 }

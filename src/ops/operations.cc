@@ -1,4 +1,5 @@
-// Operation entries: lock the communicators, apply elasticInfo, run the protocol, remember failed peers.
+// Operation entries: lock the communicators, apply elasticInfo, run the protocol, remember failed peers and refuse
+// operations after one that failed part-way until a reset.
 #include "ops/operations.h"
 
 #include "moe_ep/error.h"
@@ -11,12 +12,28 @@ namespace {
 // Runs body(link) holding ep's (and tp's) lock (telling the windows whether it may send through relays), marks the
 // operation's end (failed or not), then waits until everything it sent has been taken (a message-passing transport must
 // not leave a phase's last message for the next call); a deadline error's ranks are remembered as failed.
+// What OpState::must_reset keeps of a failure: the operation, how it failed and whom it waited for.
+std::string FailedPartWay(const char* op, const TimeoutError& e, bool interrupted) {
+  std::string ranks;
+  for (int r : e.missing_ranks()) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
+  return std::string(op) + (interrupted ? " was interrupted" : " timed out") + " waiting for rank" +
+         (e.missing_ranks().size() == 1 ? " " : "s ") + ranks;
+}
+
 template <typename Body>
 void Locked(Communicator& ep, Communicator* tp, const char* op, bool may_relay, Body&& body,
-            std::span<const int> also_gone = {}) {
+            std::span<const int> also_gone = {}, bool resets = false) {
   std::unique_lock ep_lock(ep.mutex());
   std::unique_lock<std::mutex> tp_lock;
   if (tp) tp_lock = std::unique_lock(tp->mutex());
+  if (!resets && !ep.state().must_reset.empty()) {
+    throw Error(ErrorCode::kInvalidConfig,
+                std::string(op) + ": refused on rank " + std::to_string(ep.rank()) + " of " + ep.window().name() +
+                    ": an earlier operation failed part-way (" + ep.state().must_reset +
+                    ") and may have left rows and flags in flight; rule: after a timeout or an interrupt, the ranks "
+                    "call BufferReset (synced, or with the reachable mask from ProbeReachable) before their next "
+                    "operation");
+  }
   const protocol::Link link{
       ep.window(),         ep.state(),   tp ? &tp->window() : nullptr, tp ? &tp->state() : nullptr, ep.Deadline(),
       ep.pull_min_bytes(), &ep.workers()};
@@ -42,10 +59,15 @@ void Locked(Communicator& ep, Communicator* tp, const char* op, bool may_relay, 
     end();
     link.ep.Drain(link.deadline, op, gone);
     if (tp) link.tp->Drain(link.deadline, op, tp->failed_ranks());
+  } catch (const InterruptedError& e) {
+    ep.state().must_reset = FailedPartWay(op, e, true);  // the ranks awaited did nothing wrong
+    throw;
   } catch (const TimeoutError& e) {
     ep.RememberFailed(e.missing_ranks());
+    ep.state().must_reset = FailedPartWay(op, e, false);
     throw;
   }
+  if (resets) ep.state().must_reset.clear();
 }
 
 }  // namespace
@@ -96,7 +118,7 @@ void RunBufferReset(Communicator& ep, std::span<const int32_t> reachable, bool n
       [&](const protocol::Link& link) {
         protocol::BufferReset(link.ep, link.ep_state, reachable, need_sync, link.deadline);
       },
-      unreachable);
+      unreachable, /*resets=*/true);
   // What the caller knows: a transport that relays stops relaying through them, and operations give up on them.
   std::erase(unreachable, ep.rank());  // a rank that resets is no failed peer of its own
   ep.RememberFailed(unreachable);
@@ -104,10 +126,13 @@ void RunBufferReset(Communicator& ep, std::span<const int32_t> reachable, bool n
 
 void RunBarrier(Communicator& ep) {
   // Not an operation of the protocol (no EndOperation: the operations' sequence is theirs), but it holds the
-  // lock like one, and a rank it timed out on is remembered as failed.
+  // lock like one, and a rank it timed out on is remembered as failed. It leaves no rows in flight: a group whose
+  // barrier failed goes on (a synced reset realigns its barriers).
   const std::lock_guard lock(ep.mutex());
   try {
     ep.window().Barrier(ep.Deadline(), "Barrier");
+  } catch (const InterruptedError&) {
+    throw;  // the ranks awaited did nothing wrong
   } catch (const TimeoutError& e) {
     ep.RememberFailed(e.missing_ranks());
     throw;

@@ -318,6 +318,8 @@ void WaitDone(transport::Window& ep, const CallFlags& flags, std::span<const uin
   const char* what = "the ranks reading this rank's rows (in place or by copy) to finish";
   try {
     transport::WaitUntil(ep, deadline, op, what, flags.epoch, done, missing);
+  } catch (const InterruptedError&) {
+    throw;  // not the deadline: the caller withdraws what is unclaimed (Withdraw) as for any failure
   } catch (const TimeoutError&) {
     // A reader that has not claimed the rows by now (its call held up by another rank) will not read them: they are
     // withdrawn, its claim fails its call (whose error names what held it up first), and this call, whose own

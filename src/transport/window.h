@@ -209,6 +209,12 @@ void WaitUntil(const Window& window, Clock::time_point deadline, const char* op,
 uint64_t WaitFlag(const Window& window, uint64_t index, uint32_t epoch, Clock::time_point deadline, int from_rank,
                   const char* op, const char* what);
 
+/// Throws what `e` is (an InterruptedError stays one) with another message and ranks: a renumbering.
+[[noreturn]] inline void ThrowRenumbered(const TimeoutError& e, const std::string& message, std::vector<int> ranks) {
+  if (dynamic_cast<const InterruptedError*>(&e) != nullptr) throw InterruptedError(message, std::move(ranks));
+  throw TimeoutError(message, std::move(ranks));
+}
+
 /// Runs `body`, a call into the window inside a wrapper window (a host's ranks inside a group of hosts, the
 /// survivors inside the original group): a TimeoutError it throws names the inner window's ranks, which
 /// `outer_of` renumbers into `outer`'s, as the wrapper's callers count them.
@@ -223,8 +229,9 @@ auto InOuterNumbering(const Window& outer, Body&& body, OuterOf&& outer_of) -> d
       ranks.push_back(outer_of(r));
       list += (list.empty() ? "" : ", ") + std::to_string(ranks.back());
     }
-    throw TimeoutError(
-        std::string(e.what()) + " [rank" + (ranks.size() > 1 ? "s " : " ") + list + " of " + outer.name() + "]", ranks);
+    ThrowRenumbered(
+        e, std::string(e.what()) + " [rank" + (ranks.size() > 1 ? "s " : " ") + list + " of " + outer.name() + "]",
+        ranks);
   }
 }
 

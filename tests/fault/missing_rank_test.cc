@@ -153,6 +153,40 @@ TEST(MissingRank, AnInterruptCheckEndsTheWaitsNamingTheAbsentRank) {
     } catch (const std::exception& e) {
       ADD_FAILURE() << "rank " << r << ": not an InterruptedError: " << e.what();
     }
+    EXPECT_EQ(groups[r].failed_ranks(), std::vector<int>{}) << "rank " << r << ": an interrupt blames no one";
+  }
+  RunRanks(kRanks, [&](int r) { BufferReset(groups[r], {}, true); });
+  RoundOnAll(groups);
+}
+
+// After an operation that timed out, a rank refuses the next one until it resets: the failed call's rows and flags
+// may still be in flight, and a peer that came late would take them for its next call's.
+TEST(MissingRank, AfterATimeoutOperationsAreRefusedUntilAReset) {
+  auto groups = ShortDeadlineGroups(milliseconds(300));
+  RunRanksCollect(kRanks, [&](int r) {
+    if (r == 3) return;
+    RankData d(r);
+    Dispatch(groups[r], d.XView(), d.IdsView(), Options());
+  });
+  const auto refused = RunRanksCollect(kRanks, [&](int r) {
+    if (r == 3) return;
+    RankData d(r);
+    Dispatch(groups[r], d.XView(), d.IdsView(), Options());
+  });
+  for (int r = 0; r < 3; ++r) {
+    ASSERT_TRUE(refused[r]) << "rank " << r << " ran an operation after a timeout, without a reset";
+    try {
+      std::rethrow_exception(refused[r]);
+    } catch (const TimeoutError& e) {
+      ADD_FAILURE() << "rank " << r << " waited instead of refusing: " << e.what();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidConfig) << e.what();
+      for (const std::string& part :
+           {"refused on rank " + std::to_string(r), std::string("(Dispatch timed out waiting for rank 3)"),
+            std::string("BufferReset")}) {
+        EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+      }
+    }
   }
   RunRanks(kRanks, [&](int r) { BufferReset(groups[r], {}, true); });
   RoundOnAll(groups);

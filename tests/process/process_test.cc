@@ -393,9 +393,12 @@ TEST(ShmFaults, AFullDevShmIsExplainedBeforeTheBusErrorKills) {
     GTEST_SKIP() << "no mount namespace here (not root?): " << output;
   }
   EXPECT_NE(status, 0) << output;
-  EXPECT_EQ(CountOf(output, "bus error writing a shared-memory window: /dev/shm is full (16 MiB, "), 1) << output;
-  EXPECT_EQ(CountOf(output, "was killed by signal 7"), 1) << output;
-  EXPECT_EQ(CountOf(output, "timed out on rank"), 3) << output;
+  // Every rank whose write finds it full says so and dies (those that fill it last at once may be several); the
+  // others time out naming them.
+  const int explained = CountOf(output, "bus error writing a shared-memory window: /dev/shm is full (16 MiB, ");
+  EXPECT_GE(explained, 1) << output;
+  EXPECT_EQ(CountOf(output, "was killed by signal 7"), explained) << output;
+  EXPECT_EQ(CountOf(output, "timed out on rank"), 4 - explained) << output;
 }
 
 // A bus error outside every window goes on as it would have without moe_ep: no word of /dev/shm, the process dies

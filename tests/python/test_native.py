@@ -293,11 +293,11 @@ BAD_NATIVE = {
                             "dispatch: moe_expert_num = True must be an int, not a bool"),
     "global_bs_float": (lambda g, h: call_dispatch(g, h, global_bs=2.5), "dispatch: global_bs = 2.5 must be an int"),
     "survivors_floats": (lambda g, h: call_dispatch(g, h, survivors=[1.0, 0.5]),
-                         r"dispatch: survivors\[0\] = 1.0 must be an int"),
+                         r"dispatch: survivors\[0\] = 1.0 must be True or False \(or 0 or 1\)"),
     "survivors_not_a_list": (lambda g, h: call_dispatch(g, h, survivors=1),
-                             "dispatch: survivors = 1 must be a sequence of ints"),
+                             r"dispatch: survivors = 1 must be a sequence of 0 and 1 \(or of bools\)"),
     "cumulative_str": (lambda g, h: call_dispatch(g, h, cumulative_token_nums="no"),
-                       "dispatch: cumulative_token_nums = 'no' must be True or False"),
+                       r"dispatch: cumulative_token_nums = 'no' must be True or False \(or 0 or 1\)"),
     "quant_float": (lambda g, h: call_dispatch(g, h, quant=2.0), "quant = 2.0 must be None"),
     "quant_bool": (lambda g, h: call_dispatch(g, h, quant=True), "quant = True must be None"),
     "tp_str": (lambda g, h: call_dispatch(g, h, tp="abc"), "dispatch: tp = 'abc' must be a moe_ep.Group"),
@@ -316,11 +316,11 @@ BAD_NATIVE = {
     "probe_wait_str": (lambda g, h: moe_ep.probe_reachable(g, wait="1"),
                        "probe_reachable: wait = '1' must be a real number"),
     "reachable_float": (lambda g, h: moe_ep.buffer_reset(g, reachable=[0.6]),
-                        r"buffer_reset: reachable\[0\] = 0.6 must be an int"),
+                        r"buffer_reset: reachable\[0\] = 0.6 must be True or False"),
     "reachable_huge": (lambda g, h: moe_ep.buffer_reset(g, reachable=[2**40]),
-                       r"buffer_reset: reachable\[0\] = 1099511627776 must be in \[0, 1\]"),
+                       r"buffer_reset: reachable\[0\] = 1099511627776 must be True or False"),
     "need_sync_str": (lambda g, h: moe_ep.buffer_reset(g, need_sync="no"),
-                      "buffer_reset: need_sync = 'no' must be True or False"),
+                      r"buffer_reset: need_sync = 'no' must be True or False \(or 0 or 1\)"),
     "timeout_str": (lambda g, h: moe_ep.thread_groups(2, timeout="5"), "timeout = '5' must be a real number"),
     "size_bool": (lambda g, h: moe_ep.thread_groups(True), "size = True must be an int, not a bool"),
     "members_huge": (lambda g, h: moe_ep.join_process_group(members=[2**40], job=(0, 1, "x")),
@@ -356,7 +356,8 @@ def test_a_value_of_the_wrong_kind_is_refused_naming_it(case):
 
 
 def test_integers_may_be_any_index_type(seed):
-    # operator.index, not type(x) is int: numpy's integers (and survivors / reachable as arrays) are integers.
+    # operator.index, not type(x) is int: numpy's integers (and survivors / reachable as arrays) are integers, and
+    # masks and flags may be bools of any kind.
     group = moe_ep.thread_groups(1)[0]
     x, ids, w, _ = draw(seed, 1, experts=6)
     d = moe_ep.dispatch(group, x[0], ids[0], moe_expert_num=np.int64(6), global_bs=np.int32(5),
@@ -365,3 +366,10 @@ def test_integers_may_be_any_index_type(seed):
     assert_bits(d.expand_x[: want[0]["rows"]], want[0]["expand_x"], f"seed {seed} expand_x")
     moe_ep.buffer_reset(group, np.array([1], dtype=np.int32), need_sync=False)
     assert moe_ep.peer_visible(np.array([2, 3]), torch.float32).shape == (2, 3)
+    # Masks of bools and flags as 0 / 1 or numpy / torch bools, as such code writes them.
+    for survivors in ([True], np.array([True]), torch.tensor([True])):
+        d = moe_ep.dispatch(group, x[0], ids[0], moe_expert_num=6, survivors=survivors,
+                            cumulative_token_nums=np.bool_(False))
+        assert_bits(d.expand_x[: want[0]["rows"]], want[0]["expand_x"], f"seed {seed} survivors {survivors!r}")
+    for need_sync in (1, 0, np.bool_(True), torch.tensor(False)):
+        moe_ep.buffer_reset(group, torch.tensor([True]), need_sync=need_sync)

@@ -1849,7 +1849,7 @@ TEST(NativeApi, BadCombineCallsThrowLeaveOutputsUntouchedAndGroupUsable) {
        }},
       {"Combine with handle.hidden 2^40 (it sizes the output Combine allocates)",
        ErrorCode::kInvalidConfig,
-       {"'x_out' = (4, 1099511627776)"},
+       {"'expert_out' = (", "the dispatch's H = 1099511627776"},
        [&](int r, RankInputs& in, PoisonedOutputs&) {
          DispatchHandle& h = results[r].handle;
          const int64_t hidden = h.hidden;

@@ -214,8 +214,12 @@ std::string CompareScenarioRank(const ScenarioSpec& s, int g, const moe_ref::Dis
   } else if (m.empty()) {
     m = CompareBuffer("assistInfo", g, e.assist_info, r.assist_info, 3 * e.rows);
   }
-  if (m.empty())
-    m = CompareBuffer("expertTokenNums", g, e.expert_token_nums, r.expert_token_nums, e.expert_token_nums.size());
+  if (m.empty()) {
+    // Sized for either role under survivors, a shared-expert rank's one count is followed by zeros (DispatchInto).
+    std::vector<int64_t> token_nums = e.expert_token_nums;
+    token_nums.resize(std::max(token_nums.size(), r.expert_token_nums.size()), 0);
+    m = CompareBuffer("expertTokenNums", g, token_nums, r.expert_token_nums, token_nums.size());
+  }
   if (m.empty()) {
     // Scaled down, the survivors' counts come first and the rest of the full size is 0 (DispatchInto).
     std::vector<int32_t> counts = e.ep_recv_counts;

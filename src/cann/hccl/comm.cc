@@ -224,6 +224,8 @@ HcclResult JoinGroup(const char* api, const std::string& default_name, const Com
   const auto deadline = transport::Clock::now() + timeout;
   try {
     *comm = reg.Add(MakeComm(name, join(window_bytes, deadline, refused), device, exec_timeout));
+  } catch (const InterruptedError& e) {
+    return Failed(HCCL_E_TIMEOUT, std::string(api) + ": " + e.what());  // not the connect timeout's
   } catch (const TimeoutError& e) {
     return Failed(HCCL_E_TIMEOUT, std::string(api) + ": " + e.what() +
                                       " (HCCL_CONNECT_TIMEOUT = " + std::to_string(timeout.count()) + " s)");

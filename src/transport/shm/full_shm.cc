@@ -80,17 +80,20 @@ void OnBusError(int signal, siginfo_t* info, void* context) {
       !g_explained.exchange(true)) {
     Explain();
   }
-  // Then whatever the handler before ours does; under the default action (or an ignored SIGBUS, which a fault
-  // cannot be) the faulting write runs again on return, and the process dies of it as it would have.
-  if ((g_before.sa_flags & SA_SIGINFO) != 0 && g_before.sa_sigaction != nullptr) {
+  // Then whatever the handler before ours does. Under the default action (or an ignored SIGBUS, which a fault
+  // cannot be) a faulting write runs again on return, and the process dies of it as it would have; a SIGBUS sent
+  // (kill) is raised again, to the default action.
+  const bool handler = g_before.sa_handler != SIG_DFL && g_before.sa_handler != SIG_IGN;
+  if (handler && (g_before.sa_flags & SA_SIGINFO) != 0) {
     g_before.sa_sigaction(signal, info, context);
-  } else if (g_before.sa_handler != SIG_DFL && g_before.sa_handler != SIG_IGN && g_before.sa_handler != nullptr) {
+  } else if (handler) {
     g_before.sa_handler(signal);
   } else {
     struct sigaction fallback {};
     fallback.sa_handler = SIG_DFL;
     sigemptyset(&fallback.sa_mask);
     sigaction(SIGBUS, &fallback, nullptr);
+    if (info == nullptr || info->si_code <= 0) raise(SIGBUS);
   }
 }
 
