@@ -151,7 +151,8 @@ class Window {
   std::vector<int32_t> Probe(Clock::duration wait);
   /// After a reset that every rank of the group ended with the same `generation` (one above every earlier one):
   /// barrier tags restart above every stamp an earlier barrier left, alike on every rank, so that a barrier some
-  /// ranks timed out in does not leave them one barrier ahead of the others for good.
+  /// ranks timed out in does not leave them one barrier ahead of the others for good. A rank that joins a reset
+  /// round the others finished, and ran barriers after, is not aligned with them: they reset again together.
   void AlignBarriers(uint64_t generation) { barrier_calls_ = generation << 32; }
 
   /// Flags the transport adds after the user's: one per rank for Barrier, one per rank for Probe.

@@ -194,7 +194,7 @@ std::vector<Rule<D>> DispatchRules() {
       {"ScalesWithQuant0", Make(&D::scales, ACL_FLOAT, {8, kH}), kTiling, {"scales"}, {"(8, 1024) float32", "absent when quantMode == 0"}},
       {"CommAlgUnknown", Set(&D::comm_alg, "bogus_alg"), kTiling, {"commAlg"}, {"bogus_alg"}},
       {"FullmeshV2With2dMask", All<D>({Set(&D::comm_alg, "fullmesh_v2"), Make(&D::mask, ACL_BOOL, {kBs, kK})}),
-       kTiling, {"commAlg", "xActiveMask"}, {}},
+       kTiling, {"commAlg", "xActiveMask"}, {"'xActiveMask' = a 2-D mask"}},
       {"EpWorldSize1", Set(&D::ep_world_size, 1), kTiling, {"epWorldSize"}, {"1"}},
       {"EpWorldSize769", Set(&D::ep_world_size, 769), kTiling, {"epWorldSize"}, {"769"}},
       {"TpWorldSize3", Set(&D::tp_world_size, 3), kTiling, {"tpWorldSize"}, {"3"}},

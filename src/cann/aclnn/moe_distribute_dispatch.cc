@@ -60,18 +60,17 @@ void CheckWrapperRules(const std::string& op, const DispatchArgs& a) {
 
 // commAlg "fullmesh_v2" restrictions (docs/semantics.md 1.2).
 void CheckFullmeshV2(const std::string& op, const plan::MoeConfig& c, bool elastic) {
-  const auto require = [&](bool ok, const char* param, int64_t value, const char* rule) {
-    if (!ok)
-      Reject(ErrorCode::kInvalidConfig, op, param, std::to_string(value),
-             std::string(rule) + " with commAlg fullmesh_v2");
+  const auto require = [&](bool ok, const char* param, const std::string& value, const char* rule) {
+    if (!ok) Reject(ErrorCode::kInvalidConfig, op, param, value, std::string(rule) + " with commAlg fullmesh_v2");
   };
-  require(!elastic, "elasticInfo", 1, "must be absent");
-  require(c.special_expert_num() == 0, "zero/copy/constExpertNum", c.special_expert_num(), "must be 0");
-  require(c.mask != plan::MaskKind::kPairs, "xActiveMask", 2, "must not be 2-D");
-  require(!c.has_tp(), "tpWorldSize", c.tp_world_size, "must be < 2");
-  require(c.bs <= 256, "Bs (x.dim0)", c.bs, "must be <= 256");
-  require(c.top_k <= 12, "K (expertIds.dim1)", c.top_k, "must be <= 12");
-  require(c.global_bs <= c.bs * c.ep_world_size, "globalBs", c.global_bs, "must be <= Bs * epWorldSize");
+  const auto str = [](int64_t v) { return std::to_string(v); };
+  require(!elastic, "elasticInfo", "a tensor", "must be absent");
+  require(c.special_expert_num() == 0, "zero/copy/constExpertNum", str(c.special_expert_num()), "must be 0");
+  require(c.mask != plan::MaskKind::kPairs, "xActiveMask", "a 2-D mask", "must not be 2-D");
+  require(!c.has_tp(), "tpWorldSize", str(c.tp_world_size), "must be < 2");
+  require(c.bs <= 256, "Bs (x.dim0)", str(c.bs), "must be <= 256");
+  require(c.top_k <= 12, "K (expertIds.dim1)", str(c.top_k), "must be <= 12");
+  require(c.global_bs <= c.bs * c.ep_world_size, "globalBs", str(c.global_bs), "must be <= Bs * epWorldSize");
 }
 
 // commAlg "fullmesh_v2" lays a dispatch row out in 480-byte pieces, each of a 512-byte slot, so its window rule
