@@ -1,11 +1,14 @@
-// The block pool behind PooledBlock: mmap'ed blocks kept by size when released, up to a cap.
+// The block pool behind PooledBlock: mmap'ed blocks kept by size when released, up to a cap; small outputs from the
+// heap.
 #include "buffer_pool.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <map>
 #include <mutex>
+#include <new>
 #include <string>
 
 #include "moe_ep/error.h"
@@ -17,6 +20,10 @@ namespace {
 
 constexpr size_t kPage = 4096;
 constexpr size_t kHugePage = size_t{2} << 20;
+// Outputs up to this size (counts, a token's scales) come from the heap: a page each would make a caller that
+// keeps many results hold 4 KiB per few bytes, and they cost no page faults worth keeping a block for.
+constexpr size_t kSmallBytes = 2048;
+constexpr size_t kSmallAlign = 64;
 
 size_t Rounded(size_t bytes) { return (std::max<size_t>(bytes, 1) + kPage - 1) / kPage * kPage; }
 
@@ -28,6 +35,14 @@ class Pool {
   }
 
   void* Acquire(size_t bytes) {
+    if (bytes <= kSmallBytes) {
+      void* block =
+          std::aligned_alloc(kSmallAlign, (std::max<size_t>(bytes, 1) + kSmallAlign - 1) / kSmallAlign * kSmallAlign);
+      if (block == nullptr) throw std::bad_alloc();
+      std::lock_guard<std::mutex> lock(mu_);
+      ++in_use_;
+      return block;
+    }
     const size_t size = Rounded(bytes);
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -40,8 +55,8 @@ class Pool {
       }
     }
     void* block = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (block == MAP_FAILED) {
-      throw Error(ErrorCode::kInvalidParam, "cannot map " + std::to_string(size) + " bytes for an output");
+    if (block == MAP_FAILED) {  // the system's resources, not the caller's arguments
+      throw Error(ErrorCode::kInternal, "cannot map " + std::to_string(size) + " bytes for an output");
     }
     if (size >= kHugePage) madvise(block, size, MADV_HUGEPAGE);  // fewer faults where the system allows
     std::lock_guard<std::mutex> lock(mu_);
@@ -50,6 +65,12 @@ class Pool {
   }
 
   void Release(void* block, size_t bytes) {
+    if (bytes <= kSmallBytes) {
+      std::free(block);
+      std::lock_guard<std::mutex> lock(mu_);
+      --in_use_;
+      return;
+    }
     const size_t size = Rounded(bytes);
     std::lock_guard<std::mutex> lock(mu_);
     --in_use_;

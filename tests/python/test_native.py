@@ -156,6 +156,18 @@ def test_outputs_come_from_the_pool_and_go_back(seed, kind):
     assert moe_ep._moe_ep.pool_stats()[0] == in_use
 
 
+def test_small_outputs_cost_no_page_each():
+    # A caller that keeps many results of small calls holds their bytes, not a page per output; dropped, they leave
+    # no idle blocks in the pool.
+    group = moe_ep.thread_groups(1)[0]
+    x, ids = torch.ones(1, 16, dtype=torch.bfloat16), torch.zeros(1, 1, dtype=torch.int32)
+    in_use, idle_blocks, idle_bytes = moe_ep._moe_ep.pool_stats()
+    kept = [moe_ep.dispatch(group, x, ids, moe_expert_num=1) for _ in range(200)]
+    assert moe_ep._moe_ep.pool_stats()[0] >= in_use + 4 * len(kept)
+    del kept
+    assert moe_ep._moe_ep.pool_stats() == (in_use, idle_blocks, idle_bytes), "small outputs went to the pool"
+
+
 def test_combine_zeroes_tokens_without_an_active_pair(seed):
     # A (Bs, K) mask: combine writes no row for a token whose pairs are all inactive; the outputs Python gets
     # are new, so that row is 0 (not pool memory), and the other rows are written.
