@@ -9,17 +9,16 @@
 namespace moe_ep::ops {
 namespace {
 
-// Runs body(link) holding ep's (and tp's) lock (telling the windows whether it may send through relays), marks the
-// operation's end (failed or not), then waits until everything it sent has been taken (a message-passing transport must
-// not leave a phase's last message for the next call); a deadline error's ranks are remembered as failed.
 // What OpState::must_reset keeps of a failure: the operation, how it failed and whom it waited for.
 std::string FailedPartWay(const char* op, const TimeoutError& e, bool interrupted) {
-  std::string ranks;
-  for (int r : e.missing_ranks()) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
-  return std::string(op) + (interrupted ? " was interrupted" : " timed out") + " waiting for rank" +
-         (e.missing_ranks().size() == 1 ? " " : "s ") + ranks;
+  return std::string(op) + (interrupted ? " was interrupted" : " timed out") + " waiting for " +
+         transport::RanksNamed(e.missing_ranks());
 }
 
+// Runs body(link) holding ep's (and tp's) lock (telling the windows whether it may send through relays), marks the
+// operation's end (failed or not), then waits until everything it sent has been taken (a message-passing transport must
+// not leave a phase's last message for the next call); a deadline error's ranks are remembered as failed. After a
+// timeout or an interrupt, every operation but a reset (`resets`) is refused until one succeeds.
 template <typename Body>
 void Locked(Communicator& ep, Communicator* tp, const char* op, bool may_relay, Body&& body,
             std::span<const int> also_gone = {}, bool resets = false) {

@@ -43,28 +43,30 @@ class Backoff {
 
 std::atomic<bool (*)()> g_interrupt_check{nullptr};
 
+// "<op>: <how> on rank R of <window> waiting for <what> (call E) from <ranks>", how a failed wait begins.
+std::string FailedWait(const Window& window, const std::vector<int>& ranks, const char* op, const char* how,
+                       const char* what, uint64_t epoch) {
+  std::ostringstream msg;
+  msg << op << ": " << how << " on rank " << window.rank() << " of " << window.name() << " waiting for " << what;
+  if (epoch) msg << " (call " << epoch << ")";
+  msg << " from " << RanksNamed(ranks);
+  return msg.str();
+}
+
 [[noreturn]] void ThrowInterrupted(const Window& window, const std::vector<int>& ranks, const char* op,
                                    const char* what, uint64_t epoch) {
-  std::ostringstream msg;
-  msg << op << ": interrupted on rank " << window.rank() << " of " << window.name() << " while waiting for " << what;
-  if (epoch) msg << " (call " << epoch << ")";
-  msg << " from rank" << (ranks.size() > 1 ? "s " : " ");
-  for (size_t i = 0; i < ranks.size(); ++i) msg << (i ? ", " : "") << ranks[i];
-  msg << "; reset the group (BufferReset) before its next operation";
-  throw InterruptedError(msg.str(), ranks);
+  throw InterruptedError(FailedWait(window, ranks, op, "interrupted", what, epoch) +
+                             "; reset the group (BufferReset) before its next operation",
+                         ranks);
 }
 
 [[noreturn]] void ThrowTimeout(const Window& window, const std::vector<int>& ranks, const char* op, const char* what,
                                uint64_t epoch) {
-  std::ostringstream msg;
-  msg << op << ": timed out on rank " << window.rank() << " of " << window.name() << " waiting for " << what;
-  if (epoch) msg << " (call " << epoch << ")";
-  msg << " from rank" << (ranks.size() > 1 ? "s " : " ");
-  for (size_t i = 0; i < ranks.size(); ++i) msg << (i ? ", " : "") << ranks[i];
-  msg << "; they did not arrive before the deadline (MOE_EP_TIMEOUT_MS, GroupOptions::timeout, or for the C API "
-         "HCCL_EXEC_TIMEOUT)";
-  msg << window.ExplainMissing(ranks);
-  throw TimeoutError(msg.str(), ranks);
+  throw TimeoutError(FailedWait(window, ranks, op, "timed out", what, epoch) +
+                         "; they did not arrive before the deadline (MOE_EP_TIMEOUT_MS, GroupOptions::timeout, or for "
+                         "the C API HCCL_EXEC_TIMEOUT)" +
+                         window.ExplainMissing(ranks),
+                     ranks);
 }
 
 }  // namespace

@@ -210,6 +210,13 @@ void WaitUntil(const Window& window, Clock::time_point deadline, const char* op,
 uint64_t WaitFlag(const Window& window, uint64_t index, uint32_t epoch, Clock::time_point deadline, int from_rank,
                   const char* op, const char* what);
 
+/// "rank 3" or "ranks 1, 2": ranks as a message names them.
+inline std::string RanksNamed(std::span<const int> ranks) {
+  std::string named = ranks.size() > 1 ? "ranks " : "rank ";
+  for (size_t i = 0; i < ranks.size(); ++i) named += (i ? ", " : "") + std::to_string(ranks[i]);
+  return named;
+}
+
 /// Throws what `e` is (an InterruptedError stays one) with another message and ranks: a renumbering.
 [[noreturn]] inline void ThrowRenumbered(const TimeoutError& e, const std::string& message, std::vector<int> ranks) {
   if (dynamic_cast<const InterruptedError*>(&e) != nullptr) throw InterruptedError(message, std::move(ranks));
@@ -225,14 +232,8 @@ auto InOuterNumbering(const Window& outer, Body&& body, OuterOf&& outer_of) -> d
     return body();
   } catch (const TimeoutError& e) {
     std::vector<int> ranks;
-    std::string list;
-    for (const int r : e.missing_ranks()) {
-      ranks.push_back(outer_of(r));
-      list += (list.empty() ? "" : ", ") + std::to_string(ranks.back());
-    }
-    ThrowRenumbered(
-        e, std::string(e.what()) + " [rank" + (ranks.size() > 1 ? "s " : " ") + list + " of " + outer.name() + "]",
-        ranks);
+    for (const int r : e.missing_ranks()) ranks.push_back(outer_of(r));
+    ThrowRenumbered(e, std::string(e.what()) + " [" + RanksNamed(ranks) + " of " + outer.name() + "]", ranks);
   }
 }
 

@@ -76,11 +76,11 @@ void CheckFullmeshV2(const std::string& op, const plan::MoeConfig& c, bool elast
 // commAlg "fullmesh_v2" lays a dispatch row out in 480-byte pieces, each of a 512-byte slot, so its window rule
 // is larger than moe_ep's own layout needs (docs/semantics.md 1.2): CANN's tiling refuses a window below it.
 void CheckFullmeshV2Window(const std::string& op, const plan::MoeConfig& c, plan::WindowCapacity window) {
-  const uint64_t h = static_cast<uint64_t>(c.hidden), max_bs = static_cast<uint64_t>(c.max_bs());
-  const uint64_t dispatch_slot = (plan::AlignUp(2 * h, 32) + 44 + 479) / 480 * 512;
-  const uint64_t combine_slot = plan::AlignUp(2 * h, 512);
-  const uint64_t need = 2 * (max_bs * dispatch_slot * static_cast<uint64_t>(c.ep_world_size * c.local_expert_num()) +
-                             max_bs * combine_slot * static_cast<uint64_t>(c.top_k + c.shared_expert_num));
+  // moe_ep's own layout, its dispatch slots as this path sizes them (its combine area is the same).
+  const plan::WindowLayout layout(c);
+  const uint64_t dispatch_slot = (plan::AlignUp(2 * static_cast<uint64_t>(c.hidden), 32) + 44 + 479) / 480 * 512;
+  const uint64_t need = 2 * (layout.combine_area_bytes + static_cast<uint64_t>(layout.dispatch_blocks) *
+                                                             static_cast<uint64_t>(layout.max_bs) * dispatch_slot);
   if (need > window.ep_bytes) {
     Reject(ErrorCode::kInvalidConfig, op, "HCCL_BUFFSIZE (EP window)", std::to_string(window.ep_bytes) + " bytes",
            "needs 2 * (maxBs*tokD*E*L + maxBs*tokC*(K+n_s)) = " + std::to_string(need) + " bytes (" +

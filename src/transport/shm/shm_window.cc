@@ -334,10 +334,8 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
     place(r, base);
   }
   if (!missing.empty()) {
-    std::string ranks;
-    for (const int r : missing) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
-    throw TimeoutError("joining shared-memory group '" + group + "' on rank " + std::to_string(rank) + ": rank" +
-                           (missing.size() > 1 ? "s " : " ") + ranks +
+    throw TimeoutError("joining shared-memory group '" + group + "' on rank " + std::to_string(rank) + ": " +
+                           RanksNamed(missing) +
                            " did not create a segment in time (MOE_EP_TIMEOUT_MS, GroupOptions::timeout)",
                        missing);
   }
