@@ -18,7 +18,11 @@ void BufferReset(transport::Window& ep, OpState& state, std::span<const int32_t>
   if (!(need_sync && state.reset_unfinished)) ep.ClearLocal(plan::kClearedFlagCount);
   state.dispatch_calls = state.combine_calls = 0;
   state.generation = 0;
-  if (!need_sync) return;
+  if (!need_sync) {
+    ++state.operations;  // a number of its own, above those before (communicator.h)
+    return;
+  }
+  state.operations = 0;  // the sync's tag becomes the generation
   // A sync is a round of tags. Sync flags live past the cleared range (a peer's flag that lands while this rank
   // is still clearing is not lost) and only grow. A new round's tag is above every tag this rank has seen, so a
   // peer's flag from an earlier round never counts; a retry after a timed-out sync keeps its tag (the same round,

@@ -26,6 +26,10 @@ inline constexpr uint64_t kWindowFlagCount = plan::kFlagCount;
 struct OpState {
   uint64_t dispatch_calls = 0;  // select the parity half and tag the flags; zeroed by BufferReset
   uint64_t combine_calls = 0;
+  /// Dispatch and combine calls, and resets without sync, since the last synced reset: what numbers an operation
+  /// for the transport (OperationSequence). Unlike the call counters a reset without sync does not zero it, so a
+  /// relay never takes a sender's end mark from before such a reset for one of the operations after it.
+  uint64_t operations = 0;
   /// Set by a BufferReset that synced: the same on every rank that took part, and new, so flags a
   /// stalled peer wrote before the reset can never match a call made after it.
   uint64_t generation = 0;
@@ -51,9 +55,9 @@ struct OpState {
 };
 
 /// Numbers an operation alike on every rank: the generation of the last synced reset (high 32 bits),
-/// then the dispatch and combine calls since (Window::EndOperation).
+/// then the operations since (Window::EndOperation).
 inline uint64_t OperationSequence(const OpState& state) {
-  return state.generation << 32 | ((state.dispatch_calls + state.combine_calls) & 0xFFFFFFFF);
+  return state.generation << 32 | (state.operations & 0xFFFFFFFF);
 }
 
 /// The least bytes of rows a rank sends in a call for its peers to read them (the pull data path) in

@@ -4,17 +4,29 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
+#include <vector>
 
 #include "ops/protocol.h"
 #include "plan/config.h"
+#include "plan/elastic.h"
 
 namespace moe_ep::ops {
 
-/// Calls body(config, link) unchanged when `elastic_info` is empty or not scaled down (entry 0 == 0),
-/// else body(survivors' config, a link over the renumbered EP window). Throws Error (561002) for a table
-/// the operators cannot honour (plan::ApplyElasticInfo) and TimeoutError naming original ranks.
-void RunElastic(const plan::MoeConfig& config, std::span<const int32_t> elastic_info, const protocol::Link& link,
-                const char* op, const std::function<void(const plan::MoeConfig&, const protocol::Link&)>& body);
+/// The survivors' configuration and numbering when `elastic_info` scales down (entry 0 == 1); nullopt when it is
+/// empty or entry 0 is 0. Throws Error (561002) for a table the operators cannot honour (plan::ApplyElasticInfo).
+std::optional<plan::ScaledDown> ScaledDownBy(const plan::MoeConfig& config, std::span<const int32_t> elastic_info,
+                                             const char* op);
+
+/// The ranks of a group of `world` that `scaled` leaves out (none when it is nullopt): gone for the operation, so
+/// that a transport neither relays through them nor waits for them, whether or not they ever failed.
+std::vector<int> LeftOut(const std::optional<plan::ScaledDown>& scaled, int world);
+
+/// Calls body(config, link) unchanged when `scaled` is nullopt, else body(survivors' config, a link over the
+/// renumbered EP window). A TimeoutError names original ranks.
+void RunElastic(const plan::MoeConfig& config, const std::optional<plan::ScaledDown>& scaled,
+                const protocol::Link& link,
+                const std::function<void(const plan::MoeConfig&, const protocol::Link&)>& body);
 
 }  // namespace moe_ep::ops

@@ -21,8 +21,9 @@ struct CallSlot {
 
 /// Claims the next call of an operation on window `w` whose flags start at `flag_region` with
 /// `flags_per_half` per half; `calls` is that operation's counter in the window's state.
-inline CallSlot NextCall(const transport::Window& w, const OpState& state, uint64_t& calls, uint64_t flag_region,
+inline CallSlot NextCall(const transport::Window& w, OpState& state, uint64_t& calls, uint64_t flag_region,
                          uint64_t flags_per_half) {
+  ++state.operations;
   const uint64_t call = calls++, parity = call & 1;
   return {parity, parity * (w.data_bytes() / 2), flag_region + parity * flags_per_half,
           static_cast<uint32_t>(transport::EpochOf((state.generation << 24) + call))};

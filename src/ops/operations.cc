@@ -18,7 +18,9 @@ std::string FailedPartWay(const char* op, const TimeoutError& e, bool interrupte
 // Runs body(link) holding ep's (and tp's) lock (telling the windows whether it may send through relays), marks the
 // operation's end (failed or not), then waits until everything it sent has been taken (a message-passing transport must
 // not leave a phase's last message for the next call); a deadline error's ranks are remembered as failed. After a
-// timeout or an interrupt, every operation but a reset (`resets`) is refused until one succeeds.
+// timeout, an interrupt or an internal error (500002), every operation but a reset (`resets`) is refused until one
+// succeeds. `also_gone`: ranks this operation leaves out (a scaled-down elasticInfo, a reset's unreachable ranks),
+// which the transport neither relays through nor waits for.
 template <typename Body>
 void Locked(Communicator& ep, Communicator* tp, const char* op, bool may_relay, Body&& body,
             std::span<const int> also_gone = {}, bool resets = false) {
@@ -29,7 +31,8 @@ void Locked(Communicator& ep, Communicator* tp, const char* op, bool may_relay, 
     throw Error(ErrorCode::kInvalidConfig,
                 std::string(op) + ": refused on rank " + std::to_string(ep.rank()) + " of " + ep.window().name() +
                     ": an earlier operation failed part-way (" + ep.state().must_reset +
-                    ") and may have left rows and flags in flight; rule: after a timeout or an interrupt, the ranks "
+                    ") and may have left rows and flags in flight; rule: after a timeout, an interrupt or an internal "
+                    "error, the ranks "
                     "call BufferReset (synced, or with the reachable mask from ProbeReachable) before their next "
                     "operation");
   }
@@ -65,6 +68,10 @@ void Locked(Communicator& ep, Communicator* tp, const char* op, bool may_relay, 
     ep.RememberFailed(e.missing_ranks());
     ep.state().must_reset = FailedPartWay(op, e, false);
     throw;
+  } catch (const Error& e) {
+    // Refused input never gets this far with rows sent; a failure of the system or the transport may have.
+    if (e.code() == ErrorCode::kInternal) ep.state().must_reset = std::string(op) + " failed: " + e.what();
+    throw;
   }
   if (resets) ep.state().must_reset.clear();
 }
@@ -79,13 +86,17 @@ plan::MoeConfig RunDispatch(Communicator& ep, Communicator* tp, const plan::MoeC
                             const plan::DispatchTensors& tensors, std::span<const int32_t> elastic_info,
                             const char* op) {
   plan::MoeConfig ran = config;
+  const std::optional<plan::ScaledDown> scaled = ScaledDownBy(config, elastic_info, op);
   // Through relays: a token bound for several ranks of one host crosses to it once.
-  Locked(ep, tp, op, /*may_relay=*/true, [&](const protocol::Link& link) {
-    RunElastic(config, elastic_info, link, op, [&](const plan::MoeConfig& c, const protocol::Link& l) {
-      ran = c;
-      protocol::Dispatch(c, tensors, l);
-    });
-  });
+  Locked(
+      ep, tp, op, /*may_relay=*/true,
+      [&](const protocol::Link& link) {
+        RunElastic(config, scaled, link, [&](const plan::MoeConfig& c, const protocol::Link& l) {
+          ran = c;
+          protocol::Dispatch(c, tensors, l);
+        });
+      },
+      LeftOut(scaled, ep.size()));
   return ran;
 }
 
@@ -93,10 +104,14 @@ void RunCombine(Communicator& ep, Communicator* tp, const plan::MoeConfig& confi
                 std::span<const int32_t> elastic_info, const char* op) {
   // Straight to each owner: every row is for one rank alone (no pre-reduction, for bit-exactness), so a relay
   // would only add a hop and a copy.
-  Locked(ep, tp, op, /*may_relay=*/false, [&](const protocol::Link& link) {
-    RunElastic(config, elastic_info, link, op,
-               [&](const plan::MoeConfig& c, const protocol::Link& l) { protocol::Combine(c, tensors, l); });
-  });
+  const std::optional<plan::ScaledDown> scaled = ScaledDownBy(config, elastic_info, op);
+  Locked(
+      ep, tp, op, /*may_relay=*/false,
+      [&](const protocol::Link& link) {
+        RunElastic(config, scaled, link,
+                   [&](const plan::MoeConfig& c, const protocol::Link& l) { protocol::Combine(c, tensors, l); });
+      },
+      LeftOut(scaled, ep.size()));
 }
 
 void RunBufferReset(Communicator& ep, std::span<const int32_t> reachable, bool need_sync) {

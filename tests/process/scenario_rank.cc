@@ -11,6 +11,8 @@
 //                                           fail naming it, probe, reset, then run ROUNDS scaled-down rounds
 //   scenario_rank stop SEED ROUNDS          rank VICTIM SIGSTOPs itself at round 3; rank 0 sends SIGCONT after
 //                                           its deadline error; all reset and run ROUNDS full-group rounds
+//   scenario_rank leave SEED ROUNDS         rank VICTIM leaves, alive, after round 2; the others run ROUNDS
+//                                           rounds scaled down without it (no timeout, no reset)
 #include <unistd.h>
 
 #include <algorithm>
@@ -250,20 +252,11 @@ int ProbeOften(moe_ep::Group& group, int probes) {
   return 0;
 }
 
-int Kill(moe_ep::Group& group, uint64_t seed, int rounds) {
-  std::mt19937_64 rng(seed);
-  const ScenarioSpec spec = FaultSpec(group.size());
-  if (int status = RunUntilFault(group, spec, rng, false)) return status;
-  const std::vector<int32_t> reachable = moe_ep::ProbeReachable(group, std::chrono::seconds(10));
-  for (int r = 0; r < group.size(); ++r) {
-    if (reachable[r] != (r == Victim() ? 0 : 1)) {
-      std::printf("FAIL: probe says rank %d is %s\n", r, reachable[r] ? "reachable" : "unreachable");
-      return 1;
-    }
-  }
-  moe_ep::BufferReset(group, reachable, true);
+// The survivors in `reachable` (they keep their order and roles, each MoE rank its experts) run `rounds` rounds with
+// the elasticInfo that says so, each equal to the reference. Returns 0 when all are.
+int RunScaledDown(moe_ep::Group& group, const ScenarioSpec& spec, const std::vector<int32_t>& reachable,
+                  std::mt19937_64& rng, int rounds) {
   const moe_ep::verify::ElasticRun elastic{spec.config, reachable};
-  // The survivors keep their order and roles, each MoE rank its experts: the job they form.
   const int local_experts =
       spec.config.moe_expert_num / (spec.config.ep_world_size - spec.config.shared_expert_rank_num);
   ScenarioSpec scaled = spec;
@@ -285,10 +278,46 @@ int Kill(moe_ep::Group& group, uint64_t seed, int rounds) {
       return 1;
     }
   }
-  if (int status = ProbeOften(group, 50)) return status;
   std::printf("survivor %d (now rank %d of %d): %d scaled-down rounds equal to the reference\n", group.rank(), new_rank,
               scaled.config.ep_world_size, rounds);
   return 0;
+}
+
+int Kill(moe_ep::Group& group, uint64_t seed, int rounds) {
+  std::mt19937_64 rng(seed);
+  const ScenarioSpec spec = FaultSpec(group.size());
+  if (int status = RunUntilFault(group, spec, rng, false)) return status;
+  const std::vector<int32_t> reachable = moe_ep::ProbeReachable(group, std::chrono::seconds(10));
+  for (int r = 0; r < group.size(); ++r) {
+    if (reachable[r] != (r == Victim() ? 0 : 1)) {
+      std::printf("FAIL: probe says rank %d is %s\n", r, reachable[r] ? "reachable" : "unreachable");
+      return 1;
+    }
+  }
+  moe_ep::BufferReset(group, reachable, true);
+  if (int status = RunScaledDown(group, spec, reachable, rng, rounds)) return status;
+  return ProbeOften(group, 50);
+}
+
+// Rank VICTIM leaves after kFailRound full rounds, alive and never timed out on, and the others go on scaled down
+// with an elasticInfo that drops it (a planned scale-down): nothing may still wait for it or send through it.
+int Leave(moe_ep::Group& group, uint64_t seed, int rounds) {
+  std::mt19937_64 rng(seed);
+  const ScenarioSpec spec = FaultSpec(group.size());
+  for (int round = 0; round < kFailRound; ++round) {
+    ScenarioInputs inputs = moe_ep::verify::MakeInputs(spec, rng);
+    if (const std::string mismatch = Round(spec, inputs, group); !mismatch.empty()) {
+      std::printf("MISMATCH round %d: %s\n", round, mismatch.c_str());
+      return 1;
+    }
+  }
+  if (group.rank() == Victim()) {
+    std::printf("rank %d left after %d rounds equal to the reference\n", group.rank(), kFailRound);
+    return 0;
+  }
+  std::vector<int32_t> staying(group.size(), 1);
+  staying[Victim()] = 0;
+  return RunScaledDown(group, spec, staying, rng, rounds);
 }
 
 int Stop(moe_ep::Group& group, uint64_t seed, int rounds) {
@@ -342,7 +371,8 @@ int Stop(moe_ep::Group& group, uint64_t seed, int rounds) {
 
 int main(int argc, char** argv) {
   if (argc != 4 && !(argc == 5 && std::string(argv[4]) == "heap")) {
-    std::fprintf(stderr, "usage: %s property|stress|kill|stop SEED COUNT [heap] (run under moe-ep launch)\n", argv[0]);
+    std::fprintf(stderr, "usage: %s property|stress|kill|stop|leave SEED COUNT [heap] (run under moe-ep launch)\n",
+                 argv[0]);
     return 2;
   }
   const bool peer_visible = argc == 5;  // property: inputs in the shared heap
@@ -361,6 +391,7 @@ int main(int argc, char** argv) {
     if (mode == "stress") return Stress(group, seed, count);
     if (mode == "kill") return Kill(group, seed, count);
     if (mode == "stop") return Stop(group, seed, count);
+    if (mode == "leave") return Leave(group, seed, count);
     std::fprintf(stderr, "unknown mode '%s'\n", mode.c_str());
     return 2;
   } catch (const moe_ep::Error& e) {

@@ -1,0 +1,170 @@
+// What an operation leaves in a rank's state, seen through a window that watches it (so below the native API): after
+// an internal error (500002: the transport's, the system's) part-way, the next operation is refused until a
+// BufferReset, as after a timeout; and the numbers the operations end with (Window::EndOperation, what a relay
+// matches its senders' end marks against) only grow between synced resets, across resets without sync too.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <exception>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "moe_ep/error.h"
+#include "ops/communicator.h"
+#include "ops/operations.h"
+#include "plan/layout.h"
+#include "transport/remapped_window.h"
+#include "transport/thread/thread_window.h"
+#include "verify/run_ranks.h"
+
+namespace moe_ep::testing {
+namespace {
+
+constexpr int kRanks = 4, kFaulty = 1;
+constexpr int64_t kBs = 4, kHidden = 32, kTopK = 2, kExperts = 8;
+
+// Owns a thread window and forwards to it (a renumbering that changes nothing), recording the sequences the operations
+// end with; with `fail_second_signal` its second signal fails once, as a transport fault would: after the first went
+// out, so the operation failed part-way.
+struct OwnedWindow {
+  std::unique_ptr<transport::Window> inner;
+};
+class WatchedWindow : private OwnedWindow, public transport::RemappedWindow {
+ public:
+  WatchedWindow(std::unique_ptr<transport::Window> window, bool fail_second_signal, std::vector<uint64_t>& ended)
+      : OwnedWindow{std::move(window)},
+        RemappedWindow(*inner, inner->rank(), Identity(inner->size())),
+        fail_second_signal_(fail_second_signal),
+        ended_(ended) {}
+  void Signal(int peer, uint64_t index, uint64_t value) override {
+    if (++signals_ == 2 && fail_second_signal_) throw Error(ErrorCode::kInternal, "injected transport fault");
+    RemappedWindow::Signal(peer, index, value);
+  }
+  void EndOperation(uint64_t sequence) override {
+    ended_.push_back(sequence);
+    RemappedWindow::EndOperation(sequence);
+  }
+
+ private:
+  static std::vector<int> Identity(int size) {
+    std::vector<int> ranks(size);
+    for (int r = 0; r < size; ++r) ranks[r] = r;
+    return ranks;
+  }
+  bool fail_second_signal_;
+  std::vector<uint64_t>& ended_;
+  int signals_ = 0;
+};
+
+// Communicators over thread windows, each watched: `faulty`'s fails its second signal; ended[r] gets rank r's
+// sequences.
+std::vector<std::unique_ptr<ops::Communicator>> WatchedGroup(int faulty, std::vector<std::vector<uint64_t>>& ended) {
+  auto windows = transport::CreateThreadWindows(kRanks, 64 << 20, ops::kWindowFlagCount, "watched");
+  std::vector<std::unique_ptr<ops::Communicator>> comms;
+  for (int r = 0; r < kRanks; ++r) {
+    auto window = std::make_unique<WatchedWindow>(std::move(windows[r]), r == faulty, ended[r]);
+    comms.push_back(std::make_unique<ops::Communicator>(std::move(window), std::chrono::milliseconds(300), "watched"));
+  }
+  return comms;
+}
+
+// One rank's dispatch: every token to experts (rank + t + 3k) % 8, outputs sized as the rules ask.
+struct RankCall {
+  plan::MoeConfig config;
+  std::vector<uint16_t> x = std::vector<uint16_t>(kBs * kHidden, 0x3F80);  // bf16 1.0
+  std::vector<int32_t> ids;
+  std::vector<uint16_t> expand_x;
+  std::vector<int32_t> assist, recv_counts, tp_counts = std::vector<int32_t>(1);
+  std::vector<int64_t> token_nums = std::vector<int64_t>(kExperts / kRanks);
+
+  explicit RankCall(int rank) {
+    config.ep_world_size = kRanks;
+    config.ep_rank = rank;
+    config.tp_world_size = 1;
+    config.moe_expert_num = kExperts;
+    config.bs = kBs;
+    config.hidden = kHidden;
+    config.top_k = kTopK;
+    for (int64_t t = 0; t < kBs; ++t) {
+      for (int64_t k = 0; k < kTopK; ++k) ids.push_back(static_cast<int32_t>((rank + t + 3 * k) % kExperts));
+    }
+    const int64_t rows = plan::ReceiveRows(config);
+    expand_x.resize(rows * kHidden);
+    assist.resize(rows * 128);
+    recv_counts.resize(kExperts);
+  }
+  void Run(ops::Communicator& comm) {
+    plan::DispatchTensors t;
+    t.x = TensorView(x.data(), DType::kBf16, {kBs, kHidden});
+    t.expert_ids = TensorView(ids.data(), DType::kInt32, {kBs, kTopK});
+    t.expand_x = TensorView(expand_x.data(), DType::kBf16, {static_cast<int64_t>(expand_x.size()) / kHidden, kHidden});
+    t.assist_info = TensorView(assist.data(), DType::kInt32, {static_cast<int64_t>(assist.size())});
+    t.expert_token_nums = TensorView(token_nums.data(), DType::kInt64, {static_cast<int64_t>(token_nums.size())});
+    t.ep_recv_counts = TensorView(recv_counts.data(), DType::kInt32, {static_cast<int64_t>(recv_counts.size())});
+    t.tp_recv_counts = TensorView(tp_counts.data(), DType::kInt32, {1});
+    ops::RunDispatch(comm, nullptr, config, t, {}, "Dispatch");
+  }
+};
+
+TEST(OpState, AfterAnInternalErrorOperationsAreRefusedUntilAReset) {
+  std::vector<std::vector<uint64_t>> ended(kRanks);
+  auto comms = WatchedGroup(kFaulty, ended);
+  const auto failed = verify::RunRanksCollect(kRanks, [&](int r) { RankCall(r).Run(*comms[r]); });
+  ASSERT_TRUE(failed[kFaulty]) << "the injected fault did not fail the dispatch";
+  const auto next = verify::RunRanksCollect(kRanks, [&](int r) {
+    if (r == kFaulty) RankCall(r).Run(*comms[r]);
+  });
+  ASSERT_TRUE(next[kFaulty]) << "rank " << kFaulty << " ran an operation after an internal error, without a reset";
+  try {
+    std::rethrow_exception(next[kFaulty]);
+  } catch (const TimeoutError& e) {
+    ADD_FAILURE() << "waited instead of refusing: " << e.what();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidConfig) << e.what();
+    for (const std::string part : {"refused on rank 1", "(Dispatch failed: injected transport fault)", "BufferReset"}) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+    }
+  }
+  // Reset, then every rank's dispatch runs: the counts it received add up to what was sent to its experts.
+  const std::vector<int32_t> everyone(kRanks, 1);
+  verify::RunRanks(kRanks, [&](int r) { ops::RunBufferReset(*comms[r], everyone, true); });
+  verify::RunRanks(kRanks, [&](int r) {
+    RankCall call(r);
+    call.Run(*comms[r]);
+    int64_t expected = 0;
+    for (int src = 0; src < kRanks; ++src) {
+      for (int32_t id : RankCall(src).ids) expected += id / (kExperts / kRanks) == r;
+    }
+    EXPECT_EQ(call.token_nums[0] + call.token_nums[1], expected) << "rank " << r;
+  });
+}
+
+// Two dispatches, a reset without sync, two more, a synced reset, one more: within a generation (the high 32 bits)
+// every rank's sequences grow, and they are the same on every rank.
+TEST(OpState, SequencesGrowAcrossResetsWithoutSync) {
+  std::vector<std::vector<uint64_t>> ended(kRanks);
+  auto comms = WatchedGroup(/*faulty=*/-1, ended);
+  const std::vector<int32_t> everyone(kRanks, 1);
+  verify::RunRanks(kRanks, [&](int r) {
+    for (int round = 0; round < 2; ++round) RankCall(r).Run(*comms[r]);
+    ops::RunBufferReset(*comms[r], everyone, false);
+    ops::RunBarrier(*comms[r]);  // without sync, a rank still clearing would wipe what a faster one sends next
+    for (int round = 0; round < 2; ++round) RankCall(r).Run(*comms[r]);
+    ops::RunBufferReset(*comms[r], everyone, true);
+    RankCall(r).Run(*comms[r]);
+  });
+  for (int r = 0; r < kRanks; ++r) {
+    ASSERT_EQ(ended[r].size(), 7u) << "rank " << r;
+    EXPECT_EQ(ended[r], ended[0]) << "rank " << r << " numbered its operations unlike rank 0";
+    for (size_t i = 1; i < ended[r].size(); ++i) {
+      if (ended[r][i] >> 32 != ended[r][i - 1] >> 32) continue;  // a synced reset began a generation
+      EXPECT_GT(ended[r][i], ended[r][i - 1]) << "rank " << r << ": operation " << i << " ended with a number "
+                                              << "not above the one before it, in the same generation";
+    }
+    EXPECT_NE(ended[r][5] >> 32, ended[r][4] >> 32) << "the synced reset began no generation";
+  }
+}
+
+}  // namespace
+}  // namespace moe_ep::testing
