@@ -43,7 +43,7 @@ HCCL_API HcclResult HcclCommInitClusterInfoConfig(const char *clusterInfo, uint3
 HCCL_API HcclResult HcclGetCommName(HcclComm comm, char *commName);
 HCCL_API HcclResult HcclGetRankId(HcclComm comm, uint32_t *rank);
 HCCL_API HcclResult HcclGetRankSize(HcclComm comm, uint32_t *rankSize);
-/* Destroying a communicator twice, or one never created, returns HCCL_E_PARA. */
+/* Destroying a communicator twice, or one never created, returns HCCL_E_PARA; a null one HCCL_E_PTR. */
 HCCL_API HcclResult HcclCommDestroy(HcclComm comm);
 HCCL_API const char *HcclGetErrorString(HcclResult code);
 

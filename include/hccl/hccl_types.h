@@ -47,7 +47,7 @@ typedef struct HcclRootInfoDef {
 /* A communicator's configuration (HcclCommInitRootInfoConfig, HcclCommInitClusterInfoConfig): fill it with
  * HcclCommConfigInit, then change what you need. moe_ep reads hcclBufferSize (MB; over HCCL_BUFFSIZE),
  * hcclCommName (the name HcclGetCommName gives; "" for one of moe_ep's) and hcclExecTimeOut (seconds; over
- * HCCL_EXEC_TIMEOUT); the other fields are accepted and have no effect on a host. */
+ * HCCL_EXEC_TIMEOUT, 0 meaning MOE_EP_TIMEOUT_MS); the other fields are accepted and have no effect on a host. */
 #define HCCL_COMM_CONFIG_INFO_BYTES 24
 #define HCCL_COMM_CONFIG_MAGIC_WORD 0xf0f0f0f0u
 #define HCCL_COMM_CONFIG_VERSION 10

@@ -47,12 +47,14 @@ uint64_t DefaultWindowBytes();
 /// error naming the variable.
 ///
 /// Every variable is checked when it is read: a value that is not a decimal integer in its range is an
-/// error naming the variable, its value and the range (never silently clamped).
+/// error naming the variable, its value and the range (never silently clamped; HCCL_EXEC_TIMEOUT, below, takes
+/// CANN's range and documents what it does with it).
 ///
 /// The C API (include/acl, include/hccl) also reads, when it first needs them:
 ///   MOE_EP_DEVICE_COUNT   virtual devices (default 16; 1 .. 65536)
 ///   HCCL_BUFFSIZE         each communicator's window in MB (default 200; 1 .. 2^20)
-///   HCCL_EXEC_TIMEOUT     deadline of an operation's waits in seconds (default: MOE_EP_TIMEOUT_MS)
+///   HCCL_EXEC_TIMEOUT     deadline of an operation's waits in seconds (default, and 0 as CANN's "never":
+///                         MOE_EP_TIMEOUT_MS; 0 .. 2147483647, a deadline past 2^31 ms taken as 2^31 ms)
 ///   HCCL_CONNECT_TIMEOUT  seconds HcclCommInitRootInfo waits for all ranks to join (default 120)
 ///   MOE_EP_SOC_NAME       the SoC aclrtGetSocName reports and whose rules, layouts and codes the operators
 ///                         follow: Atlas A3 (default Ascend910_9391) or Atlas A2 (Ascend910B1 .. B4-1); read

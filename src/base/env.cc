@@ -1,6 +1,7 @@
 // Reading the environment: integers with a range, so no value can wrap the arithmetic that uses it.
 #include "base/env.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
@@ -11,9 +12,6 @@
 
 namespace moe_ep::env {
 namespace {
-
-// Deadlines up to 24 days: beyond them the clock arithmetic could wrap (windows: kMaxWindowMb).
-constexpr int64_t kMaxTimeoutMs = int64_t{1} << 31;
 
 constexpr char kLaunchHint[] = "; start the ranks with `moe-ep launch -n N -- PROGRAM` or with mpirun";
 
@@ -41,7 +39,7 @@ int64_t Integer(const char* name, int64_t fallback, int64_t min, int64_t max) {
 }
 
 std::chrono::milliseconds OperationTimeout() {
-  return std::chrono::milliseconds(Integer("MOE_EP_TIMEOUT_MS", 300000, 1, kMaxTimeoutMs));
+  return std::chrono::milliseconds(Integer("MOE_EP_TIMEOUT_MS", kDefaultTimeoutMs, 1, kMaxTimeoutMs));
 }
 
 uint64_t WindowBytes() { return static_cast<uint64_t>(Integer("MOE_EP_WINDOW_MB", 2048, 1, kMaxWindowMb)) << 20; }
@@ -101,9 +99,14 @@ std::pair<const char*, Product> SocName() {
 
 uint64_t HcclWindowBytes() { return static_cast<uint64_t>(Integer("HCCL_BUFFSIZE", 200, 1, kMaxWindowMb)) << 20; }
 
+std::chrono::milliseconds HcclExecDeadline(int64_t seconds) {
+  if (seconds == 0) return OperationTimeout();
+  return std::chrono::milliseconds(std::min(seconds * 1000, kMaxTimeoutMs));  // < 2^31 s: the product fits
+}
+
 std::chrono::milliseconds HcclOperationTimeout() {
-  const int64_t seconds = Integer("HCCL_EXEC_TIMEOUT", 0, 1, kMaxTimeoutMs / 1000);
-  return seconds > 0 ? std::chrono::milliseconds(seconds * 1000) : OperationTimeout();
+  const auto seconds = Integer("HCCL_EXEC_TIMEOUT", -1, 0, kMaxHcclExecSeconds);  // -1: unset
+  return seconds < 0 ? OperationTimeout() : HcclExecDeadline(seconds);
 }
 
 std::chrono::seconds HcclConnectTimeout() {

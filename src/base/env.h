@@ -78,7 +78,19 @@ uint64_t HcclWindowBytes();
 /// The largest window a variable or a configuration may ask for, in MB: 1 TiB, beyond which the byte arithmetic
 /// could wrap.
 inline constexpr int64_t kMaxWindowMb = int64_t{1} << 20;
-/// HCCL_EXEC_TIMEOUT: a C API operation's deadline (seconds in the variable); MOE_EP_TIMEOUT_MS when unset.
+/// The longest deadline moe_ep keeps, in ms: 2^31 ms (about 24 days), beyond which the clock arithmetic could wrap.
+inline constexpr int64_t kMaxTimeoutMs = int64_t{1} << 31;
+/// MOE_EP_TIMEOUT_MS when it is not set (5 minutes); also the deadline of a join over MPI whose rank refused the
+/// variable (it must still take part in the join, to tell the others why it fails).
+inline constexpr int64_t kDefaultTimeoutMs = 300000;
+/// The largest HCCL_EXEC_TIMEOUT (and HcclCommConfig::hcclExecTimeOut) in seconds, as in CANN: 2^31 - 1.
+inline constexpr int64_t kMaxHcclExecSeconds = 2147483647;
+/// The deadline an HCCL execution timeout of `seconds` (0 .. kMaxHcclExecSeconds) gives. 0, CANN's "never time out",
+/// is moe_ep's own deadline (OperationTimeout(): a wait never hangs on a dead rank); more than kMaxTimeoutMs is
+/// kMaxTimeoutMs (2147483647 is a common way to say "never").
+std::chrono::milliseconds HcclExecDeadline(int64_t seconds);
+/// HCCL_EXEC_TIMEOUT: a C API operation's deadline (seconds in the variable, in [0, kMaxHcclExecSeconds], as
+/// HcclExecDeadline reads them); MOE_EP_TIMEOUT_MS when unset.
 std::chrono::milliseconds HcclOperationTimeout();
 /// HCCL_CONNECT_TIMEOUT: how long HcclCommInitRootInfo waits for every rank (default 120 s).
 std::chrono::seconds HcclConnectTimeout();

@@ -35,10 +35,13 @@ FamilyStatuses StatusesOf(ApiFamily family) {
 }
 
 // moe_ep's codes are the acl / aclnn numbers themselves; HCCL has its own small set. An internal moe_ep
-// error under an HCCL call is a failed mmap or an unusable HCCL_BUFFSIZE: a memory error to HCCL.
+// error under an HCCL call is a failed mmap or an unusable HCCL_BUFFSIZE: a memory error to HCCL. A missing
+// pointer is HCCL_E_PTR, as HCCL reports one, not a parameter error.
 int32_t ErrorStatus(ApiFamily family, ErrorCode code) {
   if (family != ApiFamily::kHccl) return static_cast<int32_t>(code);
   switch (code) {
+    case ErrorCode::kNullPointer:
+      return HCCL_E_PTR;
     case ErrorCode::kTimeout:
       return HCCL_E_TIMEOUT;
     case ErrorCode::kInternal:

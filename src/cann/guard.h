@@ -30,8 +30,9 @@ int32_t FailWithCurrentException(const char* api, ApiFamily family) noexcept;
 
 /// Runs the body of the extern "C" entry point `api` (its exported name) and returns the status the body
 /// returns; when the body throws, the status of `family` for what it threw: moe_ep::Error its own code
-/// (HCCL: HCCL_E_PARA, HCCL_E_TIMEOUT, HCCL_E_MEMORY for an internal one), std::bad_alloc the family's
-/// memory status, anything else its internal status, each with the message for aclGetRecentErrMsg.
+/// (HCCL: HCCL_E_PTR for a missing pointer, HCCL_E_PARA, HCCL_E_TIMEOUT, HCCL_E_MEMORY for an internal one),
+/// std::bad_alloc the family's memory status, anything else its internal status, each with the message for
+/// aclGetRecentErrMsg.
 template <typename Body>
 auto Guarded(const char* api, ApiFamily family, Body&& body) noexcept -> std::invoke_result_t<Body&> {
   using Status = std::invoke_result_t<Body&>;

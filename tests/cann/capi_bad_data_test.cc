@@ -1,12 +1,13 @@
 // Bad data through the C API never crashes or writes out of bounds: each case is a defect a hostile
 // caller once triggered (out-of-range and repeated expert ids, a huge globalBs, an elastic table that
-// drops a shared-expert replica, out-of-range environment values and nRanks, a destMax past the
+// drops a shared-expert replica, out-of-range environment values and nRanks, a copy or fill past the
 // allocation, a stride-0 view far longer than its storage). Each must fail with its documented code and
 // a message naming the tensor or parameter, leave the outputs untouched, and leave the group usable: a
 // good round afterwards returns every token bit for bit.
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <functional>
 #include <random>
@@ -293,11 +294,15 @@ TEST(CapiBadDataElastic, DroppingASharedReplicaRunsExactlyWithBuffersSizedForEit
 
 // Defect 5: HCCL_BUFFSIZE and the timeouts saturated and then wrapped (<< 20, * 1000): flags landed
 // before the mapping. Every value is now an integer in a documented range, or an error naming it.
+// (HCCL_EXEC_TIMEOUT takes CANN's [0, 2147483647]: 0 means MOE_EP_TIMEOUT_MS, and a value past moe_ep's
+// longest deadline is clamped to it, so that neither wraps.)
 TEST(CapiBadDataEnvironment, ValuesOutOfRangeFailCommunicatorCreationNamingTheVariable) {
   EnsureAclReady();
   for (const char* name : {"HCCL_BUFFSIZE", "HCCL_EXEC_TIMEOUT", "MOE_EP_TIMEOUT_MS"}) {
+    const bool exec = std::string(name) == "HCCL_EXEC_TIMEOUT";
     for (const char* value : {"99999999999999999999", "-1", "0", "12abc"}) {
       SCOPED_TRACE(std::string(name) + "=" + value);
+      if (exec && std::string(value) == "0") continue;  // accepted: below
       ScopedEnv env(name, value);
       std::vector<HcclComm> comms(2, nullptr);
       const int32_t devices[2] = {0, 1};
@@ -307,6 +312,14 @@ TEST(CapiBadDataEnvironment, ValuesOutOfRangeFailCommunicatorCreationNamingTheVa
       EXPECT_NE(message.find(value), std::string::npos) << message;
       for (HcclComm c : comms) EXPECT_EQ(c, nullptr);
     }
+  }
+  for (const char* value : {"0", "2147483647"}) {
+    SCOPED_TRACE(std::string("HCCL_EXEC_TIMEOUT=") + value);
+    ScopedEnv env("HCCL_EXEC_TIMEOUT", value);
+    std::vector<HcclComm> comms(2, nullptr);
+    const int32_t devices[2] = {0, 1};
+    ASSERT_EQ(HcclCommInitAll(2, const_cast<int32_t*>(devices), comms.data()), HCCL_SUCCESS) << RecentErrMsg();
+    for (HcclComm c : comms) EXPECT_EQ(HcclCommDestroy(c), HCCL_SUCCESS);
   }
 }
 
@@ -328,8 +341,9 @@ TEST(CapiBadDataEnvironment, RootInfoNRanksIsBoundedBeforeAnythingIsAllocated) {
   aclrtResetDevice(0);
 }
 
-// aclrtMemcpy / aclrtMemset trusted a destMax (maxCount) larger than the allocation, and a count larger
-// than what is left at src.
+// aclrtMemcpy / aclrtMemset trusted a count larger than what is left of the allocation at dst (devPtr) or
+// src. The count is what is checked against the allocation: a destMax (maxCount) larger than what is left
+// is accepted, as CANN checks only count <= destMax, and nothing past the count is touched.
 TEST(CapiBadDataMemory, CopiesAndFillsStayInsideTheAllocation) {
   EnsureAclReady();
   ASSERT_EQ(aclrtSetDevice(0), ACL_SUCCESS);
@@ -337,15 +351,43 @@ TEST(CapiBadDataMemory, CopiesAndFillsStayInsideTheAllocation) {
   void* big = nullptr;
   ASSERT_EQ(aclrtMalloc(&small, 64, ACL_MEM_MALLOC_HUGE_FIRST), ACL_SUCCESS);
   ASSERT_EQ(aclrtMalloc(&big, 256, ACL_MEM_MALLOC_HUGE_FIRST), ACL_SUCCESS);
+  auto* const small_bytes = static_cast<uint8_t*>(small);
   std::vector<uint8_t> host(256, 1);
-  EXPECT_EQ(aclrtMemcpy(small, 128, host.data(), 64, ACL_MEMCPY_HOST_TO_DEVICE), ACL_ERROR_INVALID_PARAM);
-  EXPECT_NE(RecentErrMsg().find("destMax 128"), std::string::npos);
-  EXPECT_EQ(aclrtMemcpy(static_cast<uint8_t*>(small) + 32, 64, host.data(), 8, ACL_MEMCPY_HOST_TO_DEVICE),
-            ACL_ERROR_INVALID_PARAM)
-      << "destMax counts from dst, not from the allocation's start";
+  // A generous destMax (maxCount) with a count that fits: accepted, and only count bytes change.
+  ASSERT_EQ(aclrtMemset(small, 64, 0, 64), ACL_SUCCESS) << RecentErrMsg();
+  EXPECT_EQ(aclrtMemcpy(small, 128, host.data(), 32, ACL_MEMCPY_HOST_TO_DEVICE), ACL_SUCCESS) << RecentErrMsg();
+  EXPECT_EQ(aclrtMemcpy(small_bytes + 32, SIZE_MAX, host.data(), 8, ACL_MEMCPY_HOST_TO_DEVICE), ACL_SUCCESS)
+      << RecentErrMsg();
+  EXPECT_EQ(aclrtMemset(small_bytes + 40, 1 << 20, 2, 8), ACL_SUCCESS) << RecentErrMsg();
+  std::vector<uint8_t> seen(64, 0);
+  ASSERT_EQ(aclrtMemcpy(seen.data(), seen.size(), small, 64, ACL_MEMCPY_DEVICE_TO_HOST), ACL_SUCCESS);
+  for (size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i], i < 40 ? 1 : i < 48 ? 2 : 0) << "byte " << i;
+  // A count past the allocation: refused naming the count, what is left and the pointer, whatever destMax says.
+  EXPECT_EQ(aclrtMemcpy(small, 128, host.data(), 65, ACL_MEMCPY_HOST_TO_DEVICE), ACL_ERROR_INVALID_PARAM);
+  std::string message = RecentErrMsg();
+  EXPECT_NE(message.find("count 65 is more than the 64 bytes left"), std::string::npos) << message;
+  EXPECT_NE(message.find("'dst'"), std::string::npos) << message;
+  EXPECT_EQ(aclrtMemcpy(small_bytes + 32, 64, host.data(), 40, ACL_MEMCPY_HOST_TO_DEVICE), ACL_ERROR_INVALID_PARAM)
+      << "what is left counts from dst, not from the allocation's start";
+  EXPECT_NE(RecentErrMsg().find("32 bytes left"), std::string::npos);
   EXPECT_EQ(aclrtMemcpy(big, 256, small, 128, ACL_MEMCPY_DEVICE_TO_DEVICE), ACL_ERROR_INVALID_PARAM);
   EXPECT_NE(RecentErrMsg().find("'src'"), std::string::npos);
-  EXPECT_EQ(aclrtMemset(small, 65, 0, 8), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtMemset(small, 128, 0, 65), ACL_ERROR_INVALID_PARAM);
+  message = RecentErrMsg();
+  EXPECT_NE(message.find("count 65"), std::string::npos) << message;
+  EXPECT_NE(message.find("'devPtr'"), std::string::npos) << message;
+  aclrtStream stream = nullptr;
+  ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS) << RecentErrMsg();
+  EXPECT_EQ(aclrtMemcpyAsync(small, 128, host.data(), 65, ACL_MEMCPY_HOST_TO_DEVICE, stream), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtMemsetAsync(small_bytes + 8, 128, 0, 57, stream), ACL_ERROR_INVALID_PARAM);
+  EXPECT_EQ(aclrtMemcpyAsync(small, 128, host.data(), 64, ACL_MEMCPY_HOST_TO_DEVICE, stream), ACL_SUCCESS)
+      << RecentErrMsg();
+  EXPECT_EQ(aclrtMemsetAsync(small_bytes + 8, 128, 0, 56, stream), ACL_SUCCESS) << RecentErrMsg();
+  EXPECT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS) << RecentErrMsg();
+  EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
+  // count <= destMax stays the first rule.
+  EXPECT_EQ(aclrtMemcpy(small, 16, host.data(), 32, ACL_MEMCPY_HOST_TO_DEVICE), ACL_ERROR_INVALID_PARAM);
+  EXPECT_NE(RecentErrMsg().find("destMax 16"), std::string::npos);
   EXPECT_EQ(aclrtMemcpy(small, 64, host.data(), 64, ACL_MEMCPY_HOST_TO_DEVICE), ACL_SUCCESS) << RecentErrMsg();
   EXPECT_EQ(aclrtMemcpy(big, 256, small, 64, ACL_MEMCPY_DEVICE_TO_DEVICE), ACL_SUCCESS) << RecentErrMsg();
   EXPECT_EQ(aclrtMemset(static_cast<uint8_t*>(small) + 60, 4, 0, 4), ACL_SUCCESS) << RecentErrMsg();

@@ -1,11 +1,14 @@
 // C API events, as programs order their streams and time their operators with them: a stream that waits for an
 // event recorded behind a long copy on another stream sees the whole copy; two records time what ran between them;
-// queries and host waits follow the records; a wait longer than the operations' deadline fails its stream naming the
-// event; bad handles and arguments are errors, never crashes.
+// queries and host waits follow the records; a wait longer than the operations' deadline (the longer of
+// MOE_EP_TIMEOUT_MS and HCCL_EXEC_TIMEOUT) fails its stream naming the event; bad handles and arguments are errors
+// (a null one ACL_ERROR_INVALID_PARAM, an unknown one ACL_ERROR_RT_PARAM_INVALID), never crashes.
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstring>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "cann/capi_support.h"
@@ -128,15 +131,55 @@ TEST_F(TwoStreams, WaitsLongerThanTheirTimeoutFailNamingTheEvent) {
   EXPECT_EQ(aclrtSynchronizeEventWithTimeout(copied, 1), ACL_ERROR_RT_EVENT_SYNC_TIMEOUT);
   EXPECT_NE(RecentErrMsg().find("aclrtSynchronizeEventWithTimeout"), std::string::npos);
   {
-    ScopedEnv deadline("MOE_EP_TIMEOUT_MS", "1");
+    ScopedEnv deadline("MOE_EP_TIMEOUT_MS", "1"), exec("HCCL_EXEC_TIMEOUT", nullptr);
     ASSERT_EQ(aclrtStreamWaitEvent(b_, copied), ACL_SUCCESS) << RecentErrMsg();
   }
   EXPECT_EQ(aclrtSynchronizeStream(b_), 507034);
   const std::string message = RecentErrMsg();
   EXPECT_NE(message.find("aclrtStreamWaitEvent"), std::string::npos) << message;
   EXPECT_NE(message.find("event 0x"), std::string::npos) << message;
+  EXPECT_NE(message.find("HCCL_EXEC_TIMEOUT"), std::string::npos) << message;
   EXPECT_EQ(aclrtSynchronizeEvent(copied), ACL_SUCCESS);
   EXPECT_EQ(aclrtDestroyEvent(copied), ACL_SUCCESS);
+}
+
+// A stream's wait lasts the longer of MOE_EP_TIMEOUT_MS and HCCL_EXEC_TIMEOUT: an event behind an operator that may
+// take its whole HCCL_EXEC_TIMEOUT is waited for that long (here a copy far longer than MOE_EP_TIMEOUT_MS = 1 ms).
+TEST_F(TwoStreams, AStreamWaitLastsAsLongAsHcclExecTimeout) {
+  aclrtEvent copied = nullptr;
+  ASSERT_EQ(aclrtCreateEvent(&copied), ACL_SUCCESS);
+  for (int i = 0; i < 4; ++i) LongCopyOnA();
+  ASSERT_EQ(aclrtRecordEvent(copied, a_), ACL_SUCCESS);
+  {
+    ScopedEnv deadline("MOE_EP_TIMEOUT_MS", "1"), exec("HCCL_EXEC_TIMEOUT", "60");
+    ASSERT_EQ(aclrtStreamWaitEvent(b_, copied), ACL_SUCCESS) << RecentErrMsg();
+  }
+  EXPECT_EQ(aclrtSynchronizeStream(b_), ACL_SUCCESS) << RecentErrMsg();
+  EXPECT_EQ(aclrtDestroyEvent(copied), ACL_SUCCESS);
+}
+
+// A malformed deadline variable is the aclrt call's parameter error (ACL_ERROR_INVALID_PARAM, not aclnn's 161002),
+// naming the variable, and launches nothing.
+TEST(CapiEvents, AStreamWaitRefusesAMalformedDeadlineVariable) {
+  EnsureAclReady();
+  ASSERT_EQ(aclrtSetDevice(5), ACL_SUCCESS) << RecentErrMsg();
+  aclrtStream stream = nullptr;
+  aclrtEvent event = nullptr;
+  ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS) << RecentErrMsg();
+  ASSERT_EQ(aclrtCreateEvent(&event), ACL_SUCCESS);
+  ASSERT_EQ(aclrtRecordEvent(event, stream), ACL_SUCCESS);
+  for (const auto& [name, value] : {std::pair{"MOE_EP_TIMEOUT_MS", "soon"}, std::pair{"HCCL_EXEC_TIMEOUT", "-1"}}) {
+    SCOPED_TRACE(std::string(name) + "=" + value);
+    ScopedEnv bad(name, value);
+    EXPECT_EQ(aclrtStreamWaitEvent(stream, event), ACL_ERROR_INVALID_PARAM);
+    const std::string message = RecentErrMsg();
+    EXPECT_NE(message.find("aclrtStreamWaitEvent"), std::string::npos) << message;
+    EXPECT_NE(message.find(std::string(name) + " = '" + value + "'"), std::string::npos) << message;
+  }
+  EXPECT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS) << RecentErrMsg();
+  EXPECT_EQ(aclrtDestroyEvent(event), ACL_SUCCESS);
+  EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
+  aclrtResetDevice(5);
 }
 
 TEST(CapiEvents, BadHandlesAndArgumentsAreErrors) {
@@ -151,7 +194,8 @@ TEST(CapiEvents, BadHandlesAndArgumentsAreErrors) {
   EXPECT_EQ(aclrtEventElapsedTime(nullptr, event, event), ACL_ERROR_INVALID_PARAM);
   EXPECT_EQ(aclrtRecordEvent(event, reinterpret_cast<aclrtStream>(0x1234)), ACL_ERROR_RT_PARAM_INVALID);
   EXPECT_EQ(aclrtDestroyEvent(event), ACL_SUCCESS);
-  for (aclrtEvent bad : {event, static_cast<aclrtEvent>(nullptr), reinterpret_cast<aclrtEvent>(0x40)}) {
+  // Not a live event (destroyed, never made): ACL_ERROR_RT_PARAM_INVALID, from the runtime.
+  for (aclrtEvent bad : {event, reinterpret_cast<aclrtEvent>(0x40)}) {
     EXPECT_EQ(aclrtDestroyEvent(bad), ACL_ERROR_RT_PARAM_INVALID);
     EXPECT_EQ(aclrtRecordEvent(bad, nullptr), ACL_ERROR_RT_PARAM_INVALID);
     EXPECT_EQ(aclrtStreamWaitEvent(nullptr, bad), ACL_ERROR_RT_PARAM_INVALID);
@@ -159,6 +203,25 @@ TEST(CapiEvents, BadHandlesAndArgumentsAreErrors) {
     EXPECT_EQ(aclrtQueryEventStatus(bad, &status), ACL_ERROR_RT_PARAM_INVALID);
     EXPECT_NE(RecentErrMsg().find("not a live event"), std::string::npos);
   }
+  // A null event: ACL_ERROR_INVALID_PARAM, as CANN refuses every null handle before the runtime sees it (and as
+  // aclrtDestroyStream / aclrtDestroyContext do here), naming the parameter.
+  const auto null_event = [](const char* api, const char* param, aclError got) {
+    EXPECT_EQ(got, ACL_ERROR_INVALID_PARAM) << api;
+    const std::string message = RecentErrMsg();
+    EXPECT_NE(message.find(std::string(api) + ": parameter '" + param + "' is nullptr"), std::string::npos) << message;
+  };
+  const aclrtEvent none = nullptr;
+  null_event("aclrtDestroyEvent", "event", aclrtDestroyEvent(none));
+  null_event("aclrtRecordEvent", "event", aclrtRecordEvent(none, nullptr));
+  null_event("aclrtResetEvent", "event", aclrtResetEvent(none, nullptr));
+  null_event("aclrtStreamWaitEvent", "event", aclrtStreamWaitEvent(nullptr, none));
+  null_event("aclrtSynchronizeEvent", "event", aclrtSynchronizeEvent(none));
+  null_event("aclrtSynchronizeEventWithTimeout", "event", aclrtSynchronizeEventWithTimeout(none, 10));
+  null_event("aclrtQueryEventStatus", "event", aclrtQueryEventStatus(none, &status));
+  aclrtEventStatus old_status;
+  null_event("aclrtQueryEvent", "event", aclrtQueryEvent(none, &old_status));
+  float ms = 0;
+  null_event("aclrtEventElapsedTime", "startEvent", aclrtEventElapsedTime(&ms, none, none));
 }
 
 }  // namespace

@@ -1,13 +1,16 @@
 // Communicators as Ascend programs also make them, through the C API only: HcclCommInitRootInfoConfig with a
-// configuration (its window size, name and operation timeout take effect; an unfilled or out-of-range one is refused
-// naming the field), HcclCommInitClusterInfo(Config) from a rank table file (ranks on the devices the table names, a
-// dispatch + combine round equal to the reference; a bad table or device refused naming what is wrong), and the host
-// types programs fill buffers with (op::fp16_t, op::bfloat16), bit for bit against the reference's conversions.
+// configuration (its window size, name and operation timeout take effect; an operation timeout of 0 is moe_ep's own
+// deadline and a huge one is clamped; an unfilled or out-of-range one is refused naming the field),
+// HcclCommInitClusterInfo(Config) from a rank table file (ranks on the devices the table names, a dispatch + combine
+// round equal to the reference; a rank retrying a failed join meets its peers; a bad table, device or null pointer
+// refused naming what is wrong), and the host types programs fill buffers with (op::fp16_t, op::bfloat16), bit for
+// bit against the reference's conversions.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <barrier>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -147,7 +150,9 @@ TEST(CapiCommConfig, UnfilledOrOutOfRangeConfigurationsAreRefusedNamingTheField)
       {"HcclCommConfigInit", [](HcclCommConfig& c) { std::memset(&c, 0, sizeof c); }},
       {"hcclBufferSize", [](HcclCommConfig& c) { c.hcclBufferSize = 0; }},
       {"hcclBufferSize", [](HcclCommConfig& c) { c.hcclBufferSize = (1u << 20) + 1; }},
-      {"hcclExecTimeOut", [](HcclCommConfig& c) { c.hcclExecTimeOut = 0; }},
+      // -1 is HCCL_COMM_EXECTIMEOUT_CONFIG_NOT_SET; below it, and 0, hcclExecTimeOut was refused before.
+      {"hcclExecTimeOut", [](HcclCommConfig& c) { c.hcclExecTimeOut = -2; }},
+      {"hcclExecTimeOut", [](HcclCommConfig& c) { c.hcclExecTimeOut = INT32_MIN; }},
       {"hcclCommName", [](HcclCommConfig& c) { std::memset(c.hcclCommName, 'x', sizeof c.hcclCommName); }},
   };
   OnRankThreads(
@@ -165,10 +170,70 @@ TEST(CapiCommConfig, UnfilledOrOutOfRangeConfigurationsAreRefusedNamingTheField)
         }
         HcclComm comm = nullptr;
         EXPECT_EQ(HcclCommInitRootInfoConfig(1, &root, 0, nullptr, &comm), HCCL_E_PTR);
+        EXPECT_NE(RecentErrMsg().find("config must not be null"), std::string::npos);
+        // Each null pointer is named alone.
+        EXPECT_EQ(HcclCommInitRootInfo(1, nullptr, 0, &comm), HCCL_E_PTR);
+        EXPECT_NE(RecentErrMsg().find("HcclCommInitRootInfo: rootInfo must not be null"), std::string::npos);
+        EXPECT_EQ(HcclCommInitRootInfo(1, &root, 0, nullptr), HCCL_E_PTR);
+        EXPECT_NE(RecentErrMsg().find("HcclCommInitRootInfo: comm must not be null"), std::string::npos);
+        int32_t device = 3;
+        EXPECT_EQ(HcclCommInitAll(1, nullptr, &comm), HCCL_E_PTR);
+        EXPECT_NE(RecentErrMsg().find("HcclCommInitAll: devices must not be null"), std::string::npos);
+        EXPECT_EQ(HcclCommInitAll(1, &device, nullptr), HCCL_E_PTR);
+        EXPECT_NE(RecentErrMsg().find("HcclCommInitAll: comms must not be null"), std::string::npos);
         HcclCommConfig config;
         HcclCommConfigInit(&config);
         ASSERT_EQ(HcclCommInitRootInfoConfig(1, &root, 0, &config, &comm), HCCL_SUCCESS) << RecentErrMsg();
         EXPECT_EQ(HcclCommDestroy(comm), HCCL_SUCCESS);
+      });
+}
+
+// hcclExecTimeOut takes CANN's range, [0, 2^31 - 1] seconds: 0 (CANN's "never") is moe_ep's own deadline,
+// MOE_EP_TIMEOUT_MS (so a malformed MOE_EP_TIMEOUT_MS is then refused, naming it); a value past moe_ep's longest
+// deadline (24 days) is that deadline. (capi_stream_test.cc shows 0 failing an absent rank at MOE_EP_TIMEOUT_MS.)
+TEST(CapiCommConfig, ExecTimeoutZeroIsTheDefaultDeadlineAndHugeValuesAreClamped) {
+  EnsureAclReady();
+  const HcclRootInfo root = NewRootInfo();
+  OnRankThreads(
+      1, [](int) { return 3; },
+      [&](int) {
+        for (const int32_t seconds : {0, 1, 2147483, 2147484, INT32_MAX}) {
+          SCOPED_TRACE("hcclExecTimeOut " + std::to_string(seconds));
+          HcclCommConfig config;
+          HcclCommConfigInit(&config);
+          config.hcclExecTimeOut = seconds;
+          HcclComm comm = nullptr;
+          ASSERT_EQ(HcclCommInitRootInfoConfig(1, &root, 0, &config, &comm), HCCL_SUCCESS) << RecentErrMsg();
+          EXPECT_EQ(HcclCommDestroy(comm), HCCL_SUCCESS);
+        }
+        // HCCL_EXEC_TIMEOUT likewise, as HcclCommInitRootInfo reads it.
+        for (const char* seconds : {"0", "2147484", "2147483647"}) {
+          SCOPED_TRACE(std::string("HCCL_EXEC_TIMEOUT=") + seconds);
+          ScopedEnv exec("HCCL_EXEC_TIMEOUT", seconds);
+          HcclComm comm = nullptr;
+          ASSERT_EQ(HcclCommInitRootInfo(1, &root, 0, &comm), HCCL_SUCCESS) << RecentErrMsg();
+          EXPECT_EQ(HcclCommDestroy(comm), HCCL_SUCCESS);
+        }
+        for (const char* seconds : {"-1", "2147483648", "x"}) {
+          SCOPED_TRACE(std::string("HCCL_EXEC_TIMEOUT=") + seconds);
+          ScopedEnv exec("HCCL_EXEC_TIMEOUT", seconds);
+          HcclComm comm = nullptr;
+          EXPECT_EQ(HcclCommInitRootInfo(1, &root, 0, &comm), HCCL_E_PARA);
+          const std::string message = RecentErrMsg();
+          EXPECT_NE(message.find("HCCL_EXEC_TIMEOUT = '" + std::string(seconds) + "'"), std::string::npos) << message;
+          EXPECT_NE(message.find("[0, 2147483647]"), std::string::npos) << message;
+          EXPECT_EQ(comm, nullptr);
+        }
+        // 0 reads MOE_EP_TIMEOUT_MS, so a malformed one is refused naming it, as without a configuration.
+        ScopedEnv exec("HCCL_EXEC_TIMEOUT", nullptr), deadline("MOE_EP_TIMEOUT_MS", "soon");
+        HcclCommConfig config;
+        HcclCommConfigInit(&config);
+        config.hcclExecTimeOut = 0;
+        HcclComm comm = nullptr;
+        EXPECT_EQ(HcclCommInitRootInfoConfig(1, &root, 0, &config, &comm), HCCL_E_PARA);
+        const std::string message = RecentErrMsg();
+        EXPECT_NE(message.find("MOE_EP_TIMEOUT_MS = 'soon'"), std::string::npos) << message;
+        EXPECT_EQ(comm, nullptr);
       });
 }
 
@@ -258,6 +323,54 @@ TEST(CapiRankTable, ThreadsJoinTheGroupTheTableDescribesAndMatchTheReference) {
   }
 }
 
+// A rank whose join from a rank table fails (a setting it refuses, at once; or its peers not coming before
+// HCCL_CONNECT_TIMEOUT) and that then joins again meets its peers: the failed join spent none of the numbers that
+// tell one group of a table from the next. (A spent number would leave the rank one group ahead of its peers, and
+// every retry would wait for them in vain.)
+TEST(CapiRankTable, ARankRetryingAFailedJoinMeetsItsPeers) {
+  EnsureAclReady();
+  constexpr int kRanks = 4;
+  // A server of its own: the table's groups are not the other tests' groups of the same layout.
+  std::string text = RankTableFile::OneServer(kRanks);
+  text.replace(text.find("10.0.0.1"), 8, "10.0.0.9");
+  const RankTableFile table(text);
+  ScopedEnv connect("HCCL_CONNECT_TIMEOUT", "1");  // a regression then fails in seconds, not minutes
+  OnRankThreads(
+      1, [](int) { return 7; },
+      [&](int) {
+        HcclComm comm = nullptr;
+        {
+          ScopedEnv refused("HCCL_BUFFSIZE", "0");
+          EXPECT_EQ(HcclCommInitClusterInfo(table.path(), 0, &comm), HCCL_E_PARA);
+          const std::string message = RecentErrMsg();
+          EXPECT_NE(message.find("HCCL_BUFFSIZE = '0'"), std::string::npos) << message;
+        }
+        EXPECT_EQ(HcclCommInitClusterInfo(table.path(), 0, &comm), HCCL_E_TIMEOUT) << "its peers never came";
+        EXPECT_EQ(comm, nullptr);
+      });
+  std::vector<HcclResult> init(kRanks, HCCL_E_RESERVED);
+  std::vector<uint32_t> sizes(kRanks, 99);
+  std::vector<std::string> names(kRanks);
+  OnRankThreads(
+      kRanks, [](int r) { return 7 - r; },
+      [&](int r) {
+        HcclComm comm = nullptr;
+        init[r] = HcclCommInitClusterInfo(table.path(), r, &comm);
+        if (init[r] != HCCL_SUCCESS) {
+          ADD_FAILURE() << "rank " << r << ": " << RecentErrMsg();
+          return;
+        }
+        names[r] = CommName(comm);
+        EXPECT_EQ(HcclGetRankSize(comm, &sizes[r]), HCCL_SUCCESS);
+        EXPECT_EQ(HcclCommDestroy(comm), HCCL_SUCCESS);
+      });
+  for (int r = 0; r < kRanks; ++r) {
+    EXPECT_EQ(init[r], HCCL_SUCCESS) << "rank " << r;
+    EXPECT_EQ(sizes[r], static_cast<uint32_t>(kRanks)) << "rank " << r;
+    EXPECT_EQ(names[r], names[0]) << "rank " << r;
+  }
+}
+
 TEST(CapiRankTable, BadTablesAndDevicesAreRefusedNamingWhatIsWrong) {
   EnsureAclReady();
   struct Bad {
@@ -312,6 +425,18 @@ TEST(CapiRankTable, BadTablesAndDevicesAreRefusedNamingWhatIsWrong) {
         }
         HcclComm comm = nullptr;
         EXPECT_EQ(HcclCommInitClusterInfo(nullptr, 0, &comm), HCCL_E_PTR);
+        EXPECT_NE(RecentErrMsg().find("HcclCommInitClusterInfo: clusterInfo must not be null"), std::string::npos);
+        EXPECT_EQ(HcclCommInitClusterInfo("/nonexistent/moe_ep_rank_table.json", 0, nullptr), HCCL_E_PTR);
+        EXPECT_NE(RecentErrMsg().find("HcclCommInitClusterInfo: comm must not be null"), std::string::npos);
+        HcclCommConfig config;
+        HcclCommConfigInit(&config);
+        EXPECT_EQ(HcclCommInitClusterInfoConfig("/nonexistent/moe_ep_rank_table.json", 0, nullptr, &comm), HCCL_E_PTR);
+        EXPECT_NE(RecentErrMsg().find("HcclCommInitClusterInfoConfig: config must not be null"), std::string::npos);
+        // The Config form's messages name it once, not the plain form after it.
+        EXPECT_EQ(HcclCommInitClusterInfoConfig("/nonexistent/moe_ep_rank_table.json", 0, &config, &comm), HCCL_E_PARA);
+        const std::string once = RecentErrMsg();
+        EXPECT_EQ(once.rfind("HcclCommInitClusterInfoConfig: rank table '/nonexistent", 0), 0u) << once;
+        EXPECT_EQ(once.find("HcclCommInitClusterInfo:"), std::string::npos) << once;
         // Any cut of a good table (before its closing brace) is refused as not JSON: the reader never takes a
         // prefix for a table, and never fails otherwise.
         std::mt19937_64 rng(moe_ep::testing::BaseSeed() ^ 0x7AC);

@@ -5,14 +5,15 @@
 //     (dispatch stream, combine stream) ordered by aclrtSynchronizeStreamWithTimeout;
 // (c) a rank that never launches dispatch (or combine): the others' aclrtSynchronizeStreamWithTimeout(200)
 //     returns 507046, then a plain synchronize returns 507034 within the op deadline (MOE_EP_TIMEOUT_MS, or
-//     HCCL_EXEC_TIMEOUT seconds, read when the communicator is created) with a message naming the rank;
+//     HCCL_EXEC_TIMEOUT seconds, read when the communicator is created; 0 there, or in a configuration, means
+//     MOE_EP_TIMEOUT_MS) with a message naming the rank;
 // (d) BufferReset on 16 devices: needSync 0 and 1 succeed; with rank 15 masked unreachable and absent,
 //     needSync 1 succeeds on the other 15; a mask value other than 0/1 fails the stream (561002); the
 //     group then runs a dispatch + combine that matches the reference;
 // (e) memory: 16 ranks x 2 communicators at the default HCCL_BUFFSIZE (200 MB) plus one small round grow
 //     the resident set by < 300 MB (windows are reserved, not committed) and destroying them unmaps them;
-// (f) HcclCommDestroy twice (or on null) returns an error and does not crash; a destroyed communicator's
-//     name no longer resolves.
+// (f) HcclCommDestroy twice (HCCL_E_PARA) or on null (HCCL_E_PTR, as for every call given a null communicator)
+//     returns an error and does not crash; a destroyed communicator's name no longer resolves.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -241,6 +242,46 @@ TEST(CapiStream, HcclExecTimeoutSetsTheDeadline) {
   }
   const auto out = RunWithAbsentRank(comms, 3, false);
   ExpectDeadlineFailures(out, 3, 1000, "Dispatch");
+  for (HcclComm c : comms) EXPECT_EQ(HcclCommDestroy(c), HCCL_SUCCESS);
+}
+
+// HCCL_EXEC_TIMEOUT=0, and a configuration's hcclExecTimeOut = 0 (CANN's "never time out"), mean moe_ep's own
+// deadline, MOE_EP_TIMEOUT_MS: an absent rank still fails the others, at that deadline.
+TEST(CapiStream, HcclExecTimeoutZeroMeansTheOperationsDeadline) {
+  EnsureAclReady();
+  std::vector<HcclComm> comms;
+  {
+    ScopedEnv deadline("MOE_EP_TIMEOUT_MS", "1000");
+    ScopedEnv hccl("HCCL_EXEC_TIMEOUT", "0");
+    comms = CreateGroup({0, 1, 2, 3});
+  }
+  ASSERT_EQ(comms.size(), size_t{kRanks});
+  ExpectDeadlineFailures(RunWithAbsentRank(comms, 3, false), 3, 1000, "Dispatch");
+  for (HcclComm c : comms) EXPECT_EQ(HcclCommDestroy(c), HCCL_SUCCESS);
+
+  // The configuration's 0 is MOE_EP_TIMEOUT_MS, not HCCL_EXEC_TIMEOUT (which it takes precedence over).
+  comms.assign(kRanks, nullptr);
+  {
+    ScopedEnv deadline("MOE_EP_TIMEOUT_MS", "1000");
+    ScopedEnv hccl("HCCL_EXEC_TIMEOUT", "4");
+    HcclRootInfo root{};
+    ASSERT_EQ(HcclGetRootInfo(&root), HCCL_SUCCESS) << RecentErrMsg();
+    std::vector<std::thread> threads;
+    for (int r = 0; r < kRanks; ++r) {
+      threads.emplace_back([&, r] {
+        ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS) << RecentErrMsg();
+        HcclCommConfig config;
+        HcclCommConfigInit(&config);
+        config.hcclExecTimeOut = 0;
+        EXPECT_EQ(HcclCommInitRootInfoConfig(kRanks, &root, r, &config, &comms[r]), HCCL_SUCCESS)
+            << "rank " << r << ": " << RecentErrMsg();
+        aclrtResetDevice(r);
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+  for (HcclComm c : comms) ASSERT_NE(c, nullptr);
+  ExpectDeadlineFailures(RunWithAbsentRank(comms, 2, false), 2, 1000, "Dispatch");
   for (HcclComm c : comms) EXPECT_EQ(HcclCommDestroy(c), HCCL_SUCCESS);
 }
 
@@ -628,12 +669,24 @@ TEST(CapiStream, DoubleDestroyIsAnErrorNotACrash) {
   ASSERT_EQ(comms.size(), 2u);
   const std::string name = CommName(comms[0]);
   EXPECT_EQ(HcclCommDestroy(comms[0]), HCCL_SUCCESS);
-  EXPECT_NE(HcclCommDestroy(comms[0]), HCCL_SUCCESS) << "second destroy";
-  EXPECT_NE(HcclCommDestroy(nullptr), HCCL_SUCCESS) << "destroy of null";
+  EXPECT_EQ(HcclCommDestroy(comms[0]), HCCL_E_PARA) << "second destroy";
+  EXPECT_NE(RecentErrMsg().find("not a live communicator"), std::string::npos);
+  EXPECT_EQ(HcclCommDestroy(nullptr), HCCL_E_PTR) << "destroy of null";
+  EXPECT_NE(RecentErrMsg().find("comm must not be null"), std::string::npos);
   char buffer[COMM_NAME_MAX_LENGTH] = {0};
-  EXPECT_NE(HcclGetCommName(comms[0], buffer), HCCL_SUCCESS) << "name of a destroyed communicator";
+  EXPECT_EQ(HcclGetCommName(comms[0], buffer), HCCL_E_PARA) << "name of a destroyed communicator";
   uint32_t value = 0;
-  EXPECT_NE(HcclGetRankSize(comms[0], &value), HCCL_SUCCESS);
+  EXPECT_EQ(HcclGetRankSize(comms[0], &value), HCCL_E_PARA);
+  EXPECT_EQ(HcclGetRankId(comms[0], &value), HCCL_E_PARA);
+  // A null communicator is HCCL_E_PTR, as CANN reports it, naming comm.
+  EXPECT_EQ(HcclGetCommName(nullptr, buffer), HCCL_E_PTR);
+  EXPECT_NE(RecentErrMsg().find("HcclGetCommName: comm must not be null"), std::string::npos);
+  EXPECT_EQ(HcclGetRankSize(nullptr, &value), HCCL_E_PTR);
+  EXPECT_NE(RecentErrMsg().find("HcclGetRankSize: comm must not be null"), std::string::npos);
+  EXPECT_EQ(HcclGetRankId(nullptr, &value), HCCL_E_PTR);
+  EXPECT_NE(RecentErrMsg().find("HcclGetRankId: comm must not be null"), std::string::npos);
+  EXPECT_EQ(HcclGetRankId(comms[1], nullptr), HCCL_E_PTR);
+  EXPECT_NE(RecentErrMsg().find("rank must not be null"), std::string::npos);
   // The destroyed rank's name no longer resolves on its device.
   ASSERT_EQ(aclrtSetDevice(0), ACL_SUCCESS);
   {

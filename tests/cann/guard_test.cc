@@ -3,7 +3,7 @@
 // Cases:
 //   Guard.ListIsEveryExportedEntryPoint  the list below is exactly what libmoe_ep_cann exports (nm -D).
 //   Guard.EveryEntryPointReportsAThrow   each entry point x each kind of throw (std::runtime_error,
-//                                        std::bad_alloc, moe_ep::Error of three codes, `throw 42`): nothing
+//                                        std::bad_alloc, moe_ep::Error of four codes, `throw 42`): nothing
 //                                        escapes, the status is the family's, aclGetRecentErrMsg names the
 //                                        entry point and what was thrown, and the hook saw the entry point's name.
 //   Guard.KeepsMessagesThatNameTheOperator  phase one's validation message is not prefixed a second time.
@@ -170,6 +170,8 @@ std::vector<Throw> Throws() {
        HCCL_E_MEMORY},
       {"moe_ep::Error(kInvalidConfig)", error(ErrorCode::kInvalidConfig, "injected tiling error"),
        "injected tiling error", ACLNN_ERR_INNER_TILING_ERROR, ACLNN_ERR_INNER_TILING_ERROR, HCCL_E_PARA},
+      {"moe_ep::Error(kNullPointer)", error(ErrorCode::kNullPointer, "injected null pointer"), "injected null pointer",
+       ACLNN_ERR_PARAM_NULLPTR, ACLNN_ERR_PARAM_NULLPTR, HCCL_E_PTR},
       {"moe_ep::Error(kTimeout)", error(ErrorCode::kTimeout, "injected timeout"), "injected timeout",
        ACL_ERROR_RT_VECTOR_CORE_TIMEOUT, ACL_ERROR_RT_VECTOR_CORE_TIMEOUT, HCCL_E_TIMEOUT},
       {"moe_ep::Error(kInternal)", error(ErrorCode::kInternal, "injected internal error"), "injected internal error",

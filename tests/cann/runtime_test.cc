@@ -860,6 +860,9 @@ TEST_F(AclMemory, MallocChecksItsArgumentsAndAligns) {
     ptr = nullptr;
   }
   EXPECT_EQ(aclrtMalloc(nullptr, 64, ACL_MEM_MALLOC_HUGE_FIRST), ACL_ERROR_INVALID_PARAM);
+  EXPECT_NE(RecentMessage().find("aclrtMalloc: parameter 'devPtr' is nullptr"), std::string::npos);
+  EXPECT_EQ(aclrtMallocHost(nullptr, 64), ACL_ERROR_INVALID_PARAM);
+  EXPECT_NE(RecentMessage().find("aclrtMallocHost: parameter 'hostPtr' is nullptr"), std::string::npos);
   EXPECT_EQ(aclrtMalloc(&ptr, SIZE_MAX, ACL_MEM_MALLOC_HUGE_FIRST), ACL_ERROR_RT_MEMORY_ALLOCATION);
   EXPECT_EQ(ptr, nullptr);
   for (size_t size : {size_t{1}, size_t{100}, size_t{3} << 20}) {
@@ -891,6 +894,9 @@ TEST_F(AclMemory, FreeOfUnknownFreedOrWrongKindPointersFails) {
   int local = 0;
   EXPECT_EQ(aclrtFree(&local), ACL_ERROR_RT_MEMORY_FREE);
   EXPECT_EQ(aclrtFree(nullptr), ACL_ERROR_INVALID_PARAM);
+  EXPECT_NE(RecentMessage().find("aclrtFree: parameter 'devPtr' is nullptr"), std::string::npos);
+  EXPECT_EQ(aclrtFreeHost(nullptr), ACL_ERROR_INVALID_PARAM);
+  EXPECT_NE(RecentMessage().find("aclrtFreeHost: parameter 'hostPtr' is nullptr"), std::string::npos);
 }
 
 TEST_F(AclMemory, MemcpyAndMemsetCheckBounds) {

@@ -109,9 +109,9 @@ std::shared_ptr<Comm> MakeComm(const std::string& name, std::unique_ptr<transpor
 
 // What a communicator's configuration (HcclCommConfig) sets; unset: the environment decides.
 struct CommSettings {
-  std::optional<uint64_t> window_bytes;              // hcclBufferSize
-  std::string name;                                  // hcclCommName
-  std::optional<std::chrono::milliseconds> timeout;  // hcclExecTimeOut
+  std::optional<uint64_t> window_bytes;  // hcclBufferSize
+  std::string name;                      // hcclCommName
+  std::optional<int64_t> exec_seconds;   // hcclExecTimeOut, as env::HcclExecDeadline reads it
 };
 
 // Reads `config` (null: nothing set). Throws Error naming the field and its rule.
@@ -140,13 +140,14 @@ CommSettings SettingsOf(const HcclCommConfig* config, const char* api) {
            "at most " + std::to_string(COMM_NAME_MAX_LENGTH - 1) + " characters");
   }
   settings.name.assign(config->hcclCommName, name_length);
-  constexpr auto kMaxSeconds = static_cast<int32_t>((int64_t{1} << 31) / 1000 - 1);
+  // CANN's range: [0, 2^31 - 1] seconds, 0 meaning "never"; here 0 is moe_ep's own deadline (env::HcclExecDeadline).
   if (config->hcclExecTimeOut != HCCL_COMM_EXECTIMEOUT_CONFIG_NOT_SET) {
-    if (config->hcclExecTimeOut < 1 || config->hcclExecTimeOut > kMaxSeconds) {
+    if (config->hcclExecTimeOut < 0) {
       refuse("hcclExecTimeOut", std::to_string(config->hcclExecTimeOut),
-             "in [1, " + std::to_string(kMaxSeconds) + "] seconds, or HCCL_COMM_EXECTIMEOUT_CONFIG_NOT_SET");
+             "in [0, " + std::to_string(env::kMaxHcclExecSeconds) +
+                 "] seconds (0: moe_ep's own deadline, MOE_EP_TIMEOUT_MS), or HCCL_COMM_EXECTIMEOUT_CONFIG_NOT_SET");
     }
-    settings.timeout = std::chrono::milliseconds(int64_t{config->hcclExecTimeOut} * 1000);
+    settings.exec_seconds = config->hcclExecTimeOut;
   }
   return settings;
 }
@@ -216,10 +217,13 @@ HcclResult JoinGroup(const char* api, const std::string& default_name, const Com
   const uint64_t window_bytes = settings.window_bytes
                                     ? *settings.window_bytes
                                     : env::ReadOrRefuse("HCCL_BUFFSIZE", CommWindowBytes, uint64_t{0}, refused);
-  const std::chrono::milliseconds exec_timeout =
-      settings.timeout ? *settings.timeout
-                       : env::ReadOrRefuse("HCCL_EXEC_TIMEOUT/MOE_EP_TIMEOUT_MS", env::HcclOperationTimeout,
-                                           std::chrono::milliseconds{0}, refused);
+  // A configuration's hcclExecTimeOut of 0 reads MOE_EP_TIMEOUT_MS too.
+  const std::chrono::milliseconds exec_timeout = env::ReadOrRefuse(
+      settings.exec_seconds ? "MOE_EP_TIMEOUT_MS" : "HCCL_EXEC_TIMEOUT/MOE_EP_TIMEOUT_MS",
+      [&] {
+        return settings.exec_seconds ? env::HcclExecDeadline(*settings.exec_seconds) : env::HcclOperationTimeout();
+      },
+      std::chrono::milliseconds{0}, refused);
   env::CheckCommunicatorVariables(refused);
   const auto deadline = transport::Clock::now() + timeout;
   try {
@@ -266,32 +270,75 @@ HcclResult JoinRootGroup(const char* api, const RootInfoText& info, uint32_t n_r
   return JoinGroup(api, "hccl_root_" + info.token.substr(0, 24), settings, device, join, comm);
 }
 
-// A 32-hex-digit token for the groups of a rank table: a hash of what the table says (each rank's server and device,
-// the same on every host whatever the file's path or layout; on one server, with this user, whose segments they
-// are) and of the n-th group this rank makes from it (so that the same table can make one group after another).
-std::string RankTableToken(const RankTable& table, uint32_t rank) {
+// What names the groups of a rank table: what the table says (each rank's server and device, the same on every host
+// whatever the file's path or layout; on one server, with this user, whose segments they are).
+std::string RankTableKey(const RankTable& table) {
   std::string key;
   for (const RankTable::Rank& r : table.ranks) key += r.server + '\0' + std::to_string(r.device) + '\0';
   if (table.servers == 1) key += "uid " + std::to_string(getuid());
-  static std::mutex mutex;
-  static std::map<std::pair<std::string, uint32_t>, int> made;
-  int index;
-  {
-    std::lock_guard lock(mutex);
-    index = made[{key, rank}]++;
-  }
-  const std::string named = key + "#" + std::to_string(index);  // two FNV-1a variants: 128 bits
-  char token[33];
-  std::snprintf(token, sizeof token, "%016llx%016llx", static_cast<unsigned long long>(hash::Fnv1a(named)),
-                static_cast<unsigned long long>(hash::Fnv1a(named, hash::kFnvPrime, 14029467366897019727ull)));
-  return token;
+  return key;
 }
+
+// Which group of a rank table (by its key) a rank joins: the n-th that rank joins from it, so that the same table
+// makes one group after another and each rank's n-th join meets the others' n-th. A join that fails gives its number
+// back (the lowest given back is taken first): the rank's retry then meets the peers still waiting under it, where a
+// number spent on the failure would leave the rank one group ahead of them for good.
+class RankTableGroupNumber {
+ public:
+  RankTableGroupNumber(std::string key, uint32_t rank) : slot_{std::move(key), rank} {
+    std::lock_guard lock(Mutex());
+    Numbers& numbers = Made()[slot_];
+    if (numbers.returned.empty()) {
+      number_ = numbers.next++;
+    } else {
+      number_ = *numbers.returned.begin();
+      numbers.returned.erase(numbers.returned.begin());
+    }
+  }
+  ~RankTableGroupNumber() {
+    if (joined_) return;
+    std::lock_guard lock(Mutex());
+    Made()[slot_].returned.insert(number_);
+  }
+  RankTableGroupNumber(const RankTableGroupNumber&) = delete;
+  RankTableGroupNumber& operator=(const RankTableGroupNumber&) = delete;
+
+  // The join succeeded: the number stays spent.
+  void Joined() { joined_ = true; }
+
+  // A 32-hex-digit token naming the group: a hash of the key and the number (two FNV-1a variants: 128 bits).
+  std::string Token() const {
+    const std::string named = slot_.first + "#" + std::to_string(number_);
+    char token[33];
+    std::snprintf(token, sizeof token, "%016llx%016llx", static_cast<unsigned long long>(hash::Fnv1a(named)),
+                  static_cast<unsigned long long>(hash::Fnv1a(named, hash::kFnvPrime, 14029467366897019727ull)));
+    return token;
+  }
+
+ private:
+  struct Numbers {
+    int next = 0;            // never taken yet
+    std::set<int> returned;  // given back by failed joins
+  };
+  static std::mutex& Mutex() {
+    static auto* const mutex = new std::mutex;  // never destroyed, as the map it guards
+    return *mutex;
+  }
+  static std::map<std::pair<std::string, uint32_t>, Numbers>& Made() {
+    static auto* const made = new std::map<std::pair<std::string, uint32_t>, Numbers>;
+    return *made;
+  }
+
+  const std::pair<std::string, uint32_t> slot_;  // (table key, rank)
+  int number_ = 0;
+  bool joined_ = false;
+};
 
 // A rank of a rank table's group: over shared memory when the table has one server, over MPI (world rank = rank id)
 // when it has several.
 HcclResult JoinRankTableGroup(const char* api, const char* path, uint32_t rank, const CommSettings& settings,
                               HcclComm* comm) {
-  const RankTable table = ReadRankTable(path);
+  const RankTable table = ReadRankTable(path, api);
   const auto size = static_cast<uint32_t>(table.ranks.size());
   if (rank >= size) {
     return Failed(HCCL_E_PARA, std::string(api) + ": rank = " + std::to_string(rank) + " must be in [0, " +
@@ -305,7 +352,12 @@ HcclResult JoinRankTableGroup(const char* api, const char* path, uint32_t rank, 
                                    (device < 0 ? std::string("none") : std::to_string(device)) +
                                    "; call aclrtSetDevice(" + std::to_string(table.ranks[rank].device) + ") first");
   }
-  const std::string token = RankTableToken(table, rank);
+  RankTableGroupNumber number(RankTableKey(table), rank);
+  const std::string token = number.Token();
+  const auto joined = [&](HcclResult result) {
+    if (result == HCCL_SUCCESS) number.Joined();
+    return result;
+  };
   if (table.servers > 1) {
 #ifdef MOE_EP_HAVE_MPI
     const bool under_mpi = transport::mpi::Active();
@@ -327,7 +379,7 @@ HcclResult JoinRankTableGroup(const char* api, const char* path, uint32_t rank, 
       return transport::JoinHostsGroupOfWorldRanks(members, "hccl_table_" + token, window_bytes, ops::kWindowFlagCount,
                                                    deadline, refused);
     };
-    return JoinGroup(api, "hccl_table_" + token.substr(0, 24), settings, device, join, comm);
+    return joined(JoinGroup(api, "hccl_table_" + token.substr(0, 24), settings, device, join, comm));
 #else
     return Failed(HCCL_E_NOT_SUPPORT, std::string(api) + ": rank table '" + path + "' has " +
                                           std::to_string(table.servers) +
@@ -341,14 +393,15 @@ HcclResult JoinRankTableGroup(const char* api, const char* path, uint32_t rank, 
     return transport::JoinShmGroup(token, "hccl", static_cast<int>(rank), static_cast<int>(size), window_bytes,
                                    ops::kWindowFlagCount, deadline);
   };
-  return JoinGroup(api, "hccl_table_" + token.substr(0, 24), settings, device, join, comm);
+  return joined(JoinGroup(api, "hccl_table_" + token.substr(0, 24), settings, device, join, comm));
 }
 
 // HcclCommInitRootInfo(Config)'s checks, then the join.
 HcclResult InitRootInfo(const char* api, uint32_t n_ranks, const HcclRootInfo* root_info, uint32_t rank,
                         const HcclCommConfig* config, HcclComm* comm) {
   const std::string name = api;
-  if (!root_info || !comm) return Failed(HCCL_E_PTR, name + ": rootInfo and comm must not be null");
+  if (!root_info) return Failed(HCCL_E_PTR, name + ": rootInfo must not be null");
+  if (!comm) return Failed(HCCL_E_PTR, name + ": comm must not be null");
   if (n_ranks == 0 || n_ranks > kMaxRanks) {
     return Failed(HCCL_E_PARA, name + ": nRanks = " + std::to_string(n_ranks) + " must be in [1, " +
                                    std::to_string(kMaxRanks) + "]");
@@ -384,7 +437,8 @@ extern "C" {
 
 HcclResult HcclCommInitAll(uint32_t ndev, int32_t* devices, HcclComm* comms) {
   return Guarded("HcclCommInitAll", ApiFamily::kHccl, [&]() -> HcclResult {
-    if (!devices || !comms) return Failed(HCCL_E_PTR, "HcclCommInitAll: devices and comms must not be null");
+    if (!devices) return Failed(HCCL_E_PTR, "HcclCommInitAll: devices must not be null");
+    if (!comms) return Failed(HCCL_E_PTR, "HcclCommInitAll: comms must not be null");
     if (ndev == 0) return Failed(HCCL_E_PARA, "HcclCommInitAll: ndev = 0; a group needs at least one device");
     const int32_t count = moe_ep::cann::DeviceCount();
     std::set<int32_t> seen;
@@ -446,8 +500,8 @@ HcclResult HcclCommInitRootInfoConfig(uint32_t n_ranks, const HcclRootInfo* root
 
 HcclResult HcclCommInitClusterInfo(const char* cluster_info, uint32_t rank, HcclComm* comm) {
   return Guarded("HcclCommInitClusterInfo", ApiFamily::kHccl, [&]() -> HcclResult {
-    if (!cluster_info || !comm)
-      return Failed(HCCL_E_PTR, "HcclCommInitClusterInfo: clusterInfo and comm must not be null");
+    if (!cluster_info) return Failed(HCCL_E_PTR, "HcclCommInitClusterInfo: clusterInfo must not be null");
+    if (!comm) return Failed(HCCL_E_PTR, "HcclCommInitClusterInfo: comm must not be null");
     return moe_ep::cann::JoinRankTableGroup("HcclCommInitClusterInfo", cluster_info, rank, {}, comm);
   });
 }
@@ -455,16 +509,17 @@ HcclResult HcclCommInitClusterInfo(const char* cluster_info, uint32_t rank, Hccl
 HcclResult HcclCommInitClusterInfoConfig(const char* cluster_info, uint32_t rank, HcclCommConfig* config,
                                          HcclComm* comm) {
   return Guarded("HcclCommInitClusterInfoConfig", ApiFamily::kHccl, [&]() -> HcclResult {
-    if (!cluster_info || !config || !comm) {
-      return Failed(HCCL_E_PTR, "HcclCommInitClusterInfoConfig: clusterInfo, config and comm must not be null");
-    }
     const char* api = "HcclCommInitClusterInfoConfig";
+    if (!cluster_info) return Failed(HCCL_E_PTR, "HcclCommInitClusterInfoConfig: clusterInfo must not be null");
+    if (!config) return Failed(HCCL_E_PTR, "HcclCommInitClusterInfoConfig: config must not be null");
+    if (!comm) return Failed(HCCL_E_PTR, "HcclCommInitClusterInfoConfig: comm must not be null");
     return moe_ep::cann::JoinRankTableGroup(api, cluster_info, rank, moe_ep::cann::SettingsOf(config, api), comm);
   });
 }
 
 HcclResult HcclGetCommName(HcclComm comm, char* comm_name) {
   return Guarded("HcclGetCommName", ApiFamily::kHccl, [&]() -> HcclResult {
+    if (!comm) return Failed(HCCL_E_PTR, "HcclGetCommName: comm must not be null");
     if (!comm_name) return Failed(HCCL_E_PTR, "HcclGetCommName: commName must not be null");
     auto c = Registry::Get().Lookup(comm);
     if (!c) return Failed(HCCL_E_PARA, "HcclGetCommName: comm is not a live communicator");
@@ -476,6 +531,7 @@ HcclResult HcclGetCommName(HcclComm comm, char* comm_name) {
 
 HcclResult HcclGetRankId(HcclComm comm, uint32_t* rank) {
   return Guarded("HcclGetRankId", ApiFamily::kHccl, [&]() -> HcclResult {
+    if (!comm) return Failed(HCCL_E_PTR, "HcclGetRankId: comm must not be null");
     if (!rank) return Failed(HCCL_E_PTR, "HcclGetRankId: rank must not be null");
     auto c = Registry::Get().Lookup(comm);
     if (!c) return Failed(HCCL_E_PARA, "HcclGetRankId: comm is not a live communicator");
@@ -486,6 +542,7 @@ HcclResult HcclGetRankId(HcclComm comm, uint32_t* rank) {
 
 HcclResult HcclGetRankSize(HcclComm comm, uint32_t* rank_size) {
   return Guarded("HcclGetRankSize", ApiFamily::kHccl, [&]() -> HcclResult {
+    if (!comm) return Failed(HCCL_E_PTR, "HcclGetRankSize: comm must not be null");
     if (!rank_size) return Failed(HCCL_E_PTR, "HcclGetRankSize: rankSize must not be null");
     auto c = Registry::Get().Lookup(comm);
     if (!c) return Failed(HCCL_E_PARA, "HcclGetRankSize: comm is not a live communicator");
@@ -496,6 +553,7 @@ HcclResult HcclGetRankSize(HcclComm comm, uint32_t* rank_size) {
 
 HcclResult HcclCommDestroy(HcclComm comm) {
   return Guarded("HcclCommDestroy", ApiFamily::kHccl, [&]() -> HcclResult {
+    if (!comm) return Failed(HCCL_E_PTR, "HcclCommDestroy: comm must not be null");
     if (!Registry::Get().Remove(comm)) {
       return Failed(HCCL_E_PARA, "HcclCommDestroy: comm is not a live communicator (destroyed already?)");
     }

@@ -29,7 +29,7 @@ struct Json {
 
 class Reader {
  public:
-  Reader(const std::string& text, const std::string& path) : text_(text), path_(path) {}
+  Reader(const std::string& text, const std::string& path, const char* api) : text_(text), path_(path), api_(api) {}
 
   Json Document() {
     Json value = Value(0);
@@ -40,7 +40,7 @@ class Reader {
 
  private:
   [[noreturn]] void Fail(const std::string& what) const {
-    throw Error(ErrorCode::kInvalidParam, "HcclCommInitClusterInfo: rank table '" + path_ +
+    throw Error(ErrorCode::kInvalidParam, std::string(api_) + ": rank table '" + path_ +
                                               "' is not valid JSON: " + what + " at byte " + std::to_string(at_));
   }
   void Space() {
@@ -154,21 +154,22 @@ class Reader {
 
   const std::string& text_;
   const std::string& path_;
+  const char* api_;  // the entry point reading the table, which its messages begin with
   size_t at_ = 0;
 };
 
 }  // namespace
 
-RankTable ReadRankTable(const std::string& path) {
+RankTable ReadRankTable(const std::string& path, const char* api) {
   const auto fail = [&](const std::string& what) -> void {
-    throw Error(ErrorCode::kInvalidParam, "HcclCommInitClusterInfo: rank table '" + path + "': " + what);
+    throw Error(ErrorCode::kInvalidParam, std::string(api) + ": rank table '" + path + "': " + what);
   };
   std::ifstream file(path, std::ios::binary);
   if (!file) fail("cannot be read");
   std::ostringstream content;
   content << file.rdbuf();
   const std::string text = content.str();
-  const Json document = Reader(text, path).Document();
+  const Json document = Reader(text, path, api).Document();
   if (document.kind != Json::Kind::kObject) fail("the document must be an object");
   const Json* servers = document.Member("server_list");
   if (servers == nullptr || servers->kind != Json::Kind::kArray || servers->items.empty()) {

@@ -1,5 +1,6 @@
 // Events: a record is a task of its stream that marks the event complete (and when), a stream's wait is a task
 // that waits for the records made before it, and a host thread waits, queries or times two records.
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -87,30 +88,38 @@ aclError CreateEvent(const char* api, aclrtEvent* event) {
   return ACL_SUCCESS;
 }
 
-// The event of `handle`, or nullptr after Fail()ing naming `api` and `what` the handle is.
-std::shared_ptr<Event> FindEvent(const char* api, aclrtEvent handle, const char* what = "event") {
-  std::shared_ptr<Event> event = handle == nullptr ? nullptr : Events().Find(handle);
+// The event of `handle`, or nullptr after Fail()ing naming `api` and `what` the handle is, with *status: as in CANN,
+// ACL_ERROR_INVALID_PARAM for a null handle (refused before the runtime sees it), like every null pointer, and
+// ACL_ERROR_RT_PARAM_INVALID for one that is not a live event.
+std::shared_ptr<Event> FindEvent(const char* api, aclrtEvent handle, aclError* status, const char* what = "event") {
+  if (handle == nullptr) {
+    *status = Fail(ACL_ERROR_INVALID_PARAM, std::string(api) + ": parameter '" + what + "' is nullptr");
+    return nullptr;
+  }
+  std::shared_ptr<Event> event = Events().Find(handle);
   if (event == nullptr) {
-    Fail(ACL_ERROR_RT_PARAM_INVALID, std::string(api) + ": parameter '" + what + "' = " + HandleName(handle) +
-                                         " is not a live event (never created, or already destroyed)");
+    *status = Fail(ACL_ERROR_RT_PARAM_INVALID, std::string(api) + ": parameter '" + what + "' = " + HandleName(handle) +
+                                                   " is not a live event (never created, or already destroyed)");
   }
   return event;
 }
 
 // Launches on `stream` a task that completes the event's next record; `timed`: a record, else a reset.
 aclError LaunchRecord(const char* api, aclrtEvent handle, aclrtStream stream, bool timed) {
-  std::shared_ptr<Event> event = FindEvent(api, handle);
-  if (event == nullptr) return ACL_ERROR_RT_PARAM_INVALID;
+  aclError status = ACL_SUCCESS;
+  std::shared_ptr<Event> event = FindEvent(api, handle, &status);
+  if (event == nullptr) return status;
   const uint64_t record = event->NextRecord();
-  const aclError status = LaunchOnStream(stream, api, [event, record, timed] { event->Complete(record, timed); });
+  status = LaunchOnStream(stream, api, [event, record, timed] { event->Complete(record, timed); });
   if (status == ACL_SUCCESS) event->Recorded(record);
   return status;
 }
 
 // A host wait for the event's last record so far: ACL_SUCCESS, or ACL_ERROR_RT_EVENT_SYNC_TIMEOUT after `timeout`.
 aclError SynchronizeEvent(const char* api, aclrtEvent handle, std::optional<std::chrono::milliseconds> timeout) {
-  std::shared_ptr<Event> event = FindEvent(api, handle);
-  if (event == nullptr) return ACL_ERROR_RT_PARAM_INVALID;
+  aclError status = ACL_SUCCESS;
+  std::shared_ptr<Event> event = FindEvent(api, handle, &status);
+  if (event == nullptr) return status;
   const uint64_t record = event->LastRecord();
   const std::optional<Clock::time_point> deadline =
       timeout ? std::optional<Clock::time_point>(Clock::now() + *timeout) : std::nullopt;
@@ -145,7 +154,8 @@ extern "C" aclError aclrtCreateEventExWithFlag(aclrtEvent* event, uint32_t /*fla
 // A record or wait already launched keeps the event until it ran.
 extern "C" aclError aclrtDestroyEvent(aclrtEvent event) {
   return Guarded("aclrtDestroyEvent", ApiFamily::kAcl, [&]() -> aclError {
-    if (event == nullptr || runtime::Events().Remove(event) == nullptr) {
+    if (event == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, "aclrtDestroyEvent: parameter 'event' is nullptr");
+    if (runtime::Events().Remove(event) == nullptr) {
       return Fail(ACL_ERROR_RT_PARAM_INVALID, "aclrtDestroyEvent: parameter 'event' = " + runtime::HandleName(event) +
                                                   " is not a live event (never created, or already destroyed)");
     }
@@ -165,19 +175,28 @@ extern "C" aclError aclrtResetEvent(aclrtEvent event, aclrtStream stream) {
 }
 
 // The stream waits for the records of `event` made before this call (none: it does not wait), at most the
-// operations' deadline (MOE_EP_TIMEOUT_MS), after which its task fails with a timeout naming the event.
+// operations' deadline, after which its task fails with a timeout naming the event. That deadline is the longer of
+// MOE_EP_TIMEOUT_MS and HCCL_EXEC_TIMEOUT: the event often stands behind an operator that may take its whole
+// HCCL_EXEC_TIMEOUT, and the wait must not give up before the operator does.
 extern "C" aclError aclrtStreamWaitEvent(aclrtStream stream, aclrtEvent event) {
   return Guarded("aclrtStreamWaitEvent", ApiFamily::kAcl, [&]() -> aclError {
     const char* api = "aclrtStreamWaitEvent";
-    std::shared_ptr<runtime::Event> waited = runtime::FindEvent(api, event);
-    if (waited == nullptr) return ACL_ERROR_RT_PARAM_INVALID;
+    aclError status = ACL_SUCCESS;
+    std::shared_ptr<runtime::Event> waited = runtime::FindEvent(api, event, &status);
+    if (waited == nullptr) return status;
+    std::chrono::milliseconds timeout{0};
+    try {
+      timeout = std::max(moe_ep::env::OperationTimeout(), moe_ep::env::HcclOperationTimeout());
+    } catch (const moe_ep::Error& e) {  // a malformed variable: an aclrt call's parameter error, not aclnn's 161002
+      return Fail(ACL_ERROR_INVALID_PARAM, std::string(api) + ": " + e.what());
+    }
     const uint64_t record = waited->LastRecord();
-    const std::chrono::milliseconds timeout = moe_ep::env::OperationTimeout();
     return moe_ep::cann::LaunchOnStream(stream, api, [waited, record, timeout] {
       if (!waited->WaitFor(record, runtime::Clock::now() + timeout)) {
-        throw moe_ep::Error(moe_ep::ErrorCode::kTimeout, waited->name() + " was not complete after " +
-                                                             std::to_string(timeout.count()) +
-                                                             " ms (MOE_EP_TIMEOUT_MS): the stream stopped waiting");
+        throw moe_ep::Error(moe_ep::ErrorCode::kTimeout,
+                            waited->name() + " was not complete after " + std::to_string(timeout.count()) +
+                                " ms (the longer of MOE_EP_TIMEOUT_MS and HCCL_EXEC_TIMEOUT): the stream stopped "
+                                "waiting");
       }
     });
   });
@@ -204,8 +223,9 @@ extern "C" aclError aclrtSynchronizeEventWithTimeout(aclrtEvent event, int32_t t
 extern "C" aclError aclrtQueryEventStatus(aclrtEvent event, aclrtEventRecordedStatus* status) {
   return Guarded("aclrtQueryEventStatus", ApiFamily::kAcl, [&]() -> aclError {
     if (status == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, "aclrtQueryEventStatus: parameter 'status' is nullptr");
-    std::shared_ptr<runtime::Event> found = runtime::FindEvent("aclrtQueryEventStatus", event);
-    if (found == nullptr) return ACL_ERROR_RT_PARAM_INVALID;
+    aclError lookup = ACL_SUCCESS;
+    std::shared_ptr<runtime::Event> found = runtime::FindEvent("aclrtQueryEventStatus", event, &lookup);
+    if (found == nullptr) return lookup;
     *status = found->IsComplete() ? ACL_EVENT_RECORDED_STATUS_COMPLETE : ACL_EVENT_RECORDED_STATUS_NOT_READY;
     return ACL_SUCCESS;
   });
@@ -214,8 +234,9 @@ extern "C" aclError aclrtQueryEventStatus(aclrtEvent event, aclrtEventRecordedSt
 extern "C" aclError aclrtQueryEvent(aclrtEvent event, aclrtEventStatus* status) {
   return Guarded("aclrtQueryEvent", ApiFamily::kAcl, [&]() -> aclError {
     if (status == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, "aclrtQueryEvent: parameter 'status' is nullptr");
-    std::shared_ptr<runtime::Event> found = runtime::FindEvent("aclrtQueryEvent", event);
-    if (found == nullptr) return ACL_ERROR_RT_PARAM_INVALID;
+    aclError lookup = ACL_SUCCESS;
+    std::shared_ptr<runtime::Event> found = runtime::FindEvent("aclrtQueryEvent", event, &lookup);
+    if (found == nullptr) return lookup;
     *status = found->IsComplete() ? ACL_EVENT_STATUS_COMPLETE : ACL_EVENT_STATUS_NOT_READY;
     return ACL_SUCCESS;
   });
@@ -226,10 +247,11 @@ extern "C" aclError aclrtEventElapsedTime(float* ms, aclrtEvent start_event, acl
   return Guarded("aclrtEventElapsedTime", ApiFamily::kAcl, [&]() -> aclError {
     const char* api = "aclrtEventElapsedTime";
     if (ms == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, std::string(api) + ": parameter 'ms' is nullptr");
-    std::shared_ptr<runtime::Event> start = runtime::FindEvent(api, start_event, "startEvent");
-    if (start == nullptr) return ACL_ERROR_RT_PARAM_INVALID;
-    std::shared_ptr<runtime::Event> end = runtime::FindEvent(api, end_event, "endEvent");
-    if (end == nullptr) return ACL_ERROR_RT_PARAM_INVALID;
+    aclError lookup = ACL_SUCCESS;
+    std::shared_ptr<runtime::Event> start = runtime::FindEvent(api, start_event, &lookup, "startEvent");
+    if (start == nullptr) return lookup;
+    std::shared_ptr<runtime::Event> end = runtime::FindEvent(api, end_event, &lookup, "endEvent");
+    if (end == nullptr) return lookup;
     const auto start_time = start->Time(), end_time = end->Time();
     for (const auto& [time, event, what] :
          {std::tuple{start_time, start.get(), "startEvent"}, std::tuple{end_time, end.get(), "endEvent"}}) {

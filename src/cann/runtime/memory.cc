@@ -24,6 +24,8 @@ enum class MemoryKind { kDevice, kHost };
 
 const char* AllocatorOf(MemoryKind kind) { return kind == MemoryKind::kDevice ? "aclrtMalloc" : "aclrtMallocHost"; }
 const char* FreerOf(MemoryKind kind) { return kind == MemoryKind::kDevice ? "aclrtFree" : "aclrtFreeHost"; }
+// The pointer parameter of the allocator and the freer, as CANN names it.
+const char* PointerParamOf(MemoryKind kind) { return kind == MemoryKind::kDevice ? "devPtr" : "hostPtr"; }
 
 struct Allocation {
   size_t bytes = 0;
@@ -51,7 +53,9 @@ void FreeMemory(void* p, MemoryKind kind) {
 
 aclError Allocate(const char* api, void** ptr, size_t size, MemoryKind kind) {
   const std::string name = api;
-  if (ptr == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, name + ": the output pointer is nullptr");
+  if (ptr == nullptr) {
+    return Fail(ACL_ERROR_INVALID_PARAM, name + ": parameter '" + PointerParamOf(kind) + "' is nullptr");
+  }
   if (size == 0) return Fail(ACL_ERROR_INVALID_PARAM, name + ": size 0 is invalid (it must be > 0)");
   if (size > kMaxAllocation) {
     return Fail(ACL_ERROR_RT_MEMORY_ALLOCATION,
@@ -86,7 +90,9 @@ aclError Allocate(const char* api, void** ptr, size_t size, MemoryKind kind) {
 
 aclError Release(const char* api, void* ptr, MemoryKind kind) {
   const std::string name = api;
-  if (ptr == nullptr) return Fail(ACL_ERROR_INVALID_PARAM, name + ": parameter is nullptr");
+  if (ptr == nullptr) {
+    return Fail(ACL_ERROR_INVALID_PARAM, name + ": parameter '" + PointerParamOf(kind) + "' is nullptr");
+  }
   {
     Allocations& live = Live();
     std::lock_guard<std::mutex> lock(live.mu);
@@ -133,11 +139,12 @@ std::optional<size_t> RoomAt(const void* p) {
   return it->second.bytes - offset;
 }
 
-// `claimed` bytes at `p` (a destMax, maxCount or count) must lie inside the allocation holding p.
-aclError CheckRoom(const std::string& api, const char* param, const void* p, const char* claim_name, size_t claimed) {
+// The `count` bytes a copy or fill touches at `p` must lie inside the allocation holding p. Only those: a destMax
+// (maxCount) larger than what is left is accepted, as CANN checks no more than count <= destMax.
+aclError CheckRoom(const std::string& api, const char* param, const void* p, size_t count) {
   const std::optional<size_t> room = RoomAt(p);
-  if (!room || claimed <= *room) return ACL_SUCCESS;
-  return Fail(ACL_ERROR_INVALID_PARAM, api + ": " + claim_name + " " + std::to_string(claimed) + " is more than the " +
+  if (!room || count <= *room) return ACL_SUCCESS;
+  return Fail(ACL_ERROR_INVALID_PARAM, api + ": count " + std::to_string(count) + " is more than the " +
                                            std::to_string(*room) + " bytes left in the allocation at '" + param + "'");
 }
 
@@ -154,8 +161,8 @@ aclError CheckMemcpy(const std::string& api, const void* dst, size_t dest_max, c
     return Fail(ACL_ERROR_INVALID_PARAM,
                 api + ": kind " + std::to_string(raw_kind) + " is not an aclrtMemcpyKind (0 to 7)");
   }
-  if (aclError status = CheckRoom(api, "dst", dst, "destMax", dest_max); status != ACL_SUCCESS) return status;
-  return CheckRoom(api, "src", src, "count", count);
+  if (aclError status = CheckRoom(api, "dst", dst, count); status != ACL_SUCCESS) return status;
+  return CheckRoom(api, "src", src, count);
 }
 
 aclError CheckMemset(const std::string& api, const void* dst, size_t max_count, size_t count) {
@@ -164,7 +171,7 @@ aclError CheckMemset(const std::string& api, const void* dst, size_t max_count, 
     return Fail(ACL_ERROR_INVALID_PARAM, api + ": count " + std::to_string(count) + " is more than maxCount " +
                                              std::to_string(max_count) + " (the room at devPtr)");
   }
-  return CheckRoom(api, "devPtr", dst, "maxCount", max_count);
+  return CheckRoom(api, "devPtr", dst, count);
 }
 
 }  // namespace
