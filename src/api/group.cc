@@ -52,7 +52,10 @@ GroupOptions WithDefaults(const GroupOptions& options) {
 // then fails every rank, naming the variable.
 GroupOptions WithDefaultsJoiningOverMpi(const GroupOptions& options, std::optional<env::Refusal>& refused) {
   GroupOptions o = options;
-  if (o.timeout.count() <= 0) o.timeout = env::ReadOrRefuse("MOE_EP_TIMEOUT_MS", DefaultTimeout, o.timeout, refused);
+  if (o.timeout.count() <= 0) {
+    o.timeout = env::ReadOrRefuse("MOE_EP_TIMEOUT_MS", DefaultTimeout,
+                                  std::chrono::milliseconds(env::kDefaultTimeoutMs), refused);
+  }
   if (o.window_bytes == 0) {
     o.window_bytes = env::ReadOrRefuse("MOE_EP_WINDOW_MB", DefaultWindowBytes, o.window_bytes, refused);
   }

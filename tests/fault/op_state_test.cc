@@ -64,7 +64,7 @@ std::vector<std::unique_ptr<ops::Communicator>> WatchedGroup(int faulty, std::ve
   std::vector<std::unique_ptr<ops::Communicator>> comms;
   for (int r = 0; r < kRanks; ++r) {
     auto window = std::make_unique<WatchedWindow>(std::move(windows[r]), r == faulty, ended[r]);
-    comms.push_back(std::make_unique<ops::Communicator>(std::move(window), std::chrono::milliseconds(300), "watched"));
+    comms.push_back(std::make_unique<ops::Communicator>(std::move(window), std::chrono::milliseconds(2000), "watched"));
   }
   return comms;
 }

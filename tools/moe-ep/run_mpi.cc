@@ -4,6 +4,7 @@
 #include <mpi.h>
 
 #include <cstdio>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "kernels/kernels.h"
 #include "moe-ep/rank_job.h"
 #include "moe-ep/run_job.h"
+#include "moe_ep/error.h"
 #include "moe_ep/mpi.h"
 #include "transport/mpi/hosts_window.h"
 
@@ -93,8 +95,19 @@ int RunJoinedJob(const JobOptions& o, Group& group) {
 }  // namespace
 
 int RunJobOverMpi(const JobOptions& o) {
-  // A join that fails, fails on every rank (the hosts transport agrees on its settings first): an error to return.
-  Group group = JoinMpiGroup(MPI_COMM_WORLD, GroupOptions{{}, 0, "moe-ep run"});  // initialises MPI if need be
+  // A join refused over a setting fails on every rank (the hosts transport agrees on its settings first): an error to
+  // return. A join's deadline passes on one rank alone (its MOE_EP_TIMEOUT_MS is short, or a rank is late), and the
+  // others would wait out theirs: that ends the job.
+  std::optional<Group> joined;
+  try {
+    joined.emplace(JoinMpiGroup(MPI_COMM_WORLD, GroupOptions{{}, 0, "moe-ep run"}));  // initialises MPI if need be
+  } catch (const TimeoutError& e) {
+    std::fprintf(stderr, "moe-ep run: %s; ending the job\n", e.what());
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    return 1;
+  }
+  Group& group = *joined;
   try {
     return RunJoinedJob(o, group);
   } catch (const std::exception& e) {

@@ -957,45 +957,64 @@ std::unique_ptr<Window> JoinHostsGroup(MPI_Comm parent, const std::string& group
                                        uint64_t flag_count, Clock::time_point deadline,
                                        const std::optional<env::Refusal>& refused) {
   mpi::EnsureInitialized();
-  MPI_Comm comm = MPI_COMM_NULL, host_comm = MPI_COMM_NULL;
-  int rank = 0, size = 0, host_rank = 0, host_size = 0;
-  std::vector<int> leader_of;
-  std::string token(32, '\0');
-  AgreedSettings settings;
+  // Both collectives of the join are non-blocking and waited for against the deadline: a rank that never joins (it
+  // died, or its program took another path) is a TimeoutError on the others, not a wait for good. What MPI may
+  // still write once a wait gave up (the duplicate's handle, the request) is left to it.
+  struct Duplicate {
+    MPI_Comm comm = MPI_COMM_NULL;
+    MPI_Request request = MPI_REQUEST_NULL;
+  };
+  auto duplicate = std::make_unique<Duplicate>();
   {
     const auto lock = mpi::Lock();
-    mpi::Check(MPI_Comm_dup(parent, &comm), "MPI_Comm_dup");
+    mpi::Check(MPI_Comm_idup(parent, &duplicate->comm, &duplicate->request), "MPI_Comm_idup");
+  }
+  mpi::WaitForRequestKeeping(duplicate, duplicate->request, deadline,
+                             "joining hosts group '" + group + "' in MPI_Comm_idup of the parent communicator");
+  MPI_Comm comm = duplicate->comm;
+  int rank = 0, size = 0;
+  {
+    const auto lock = mpi::Lock();
+    // Its errors come back as codes (mpi::Check), not as an abort of the whole job.
+    mpi::Check(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
-    // First, before any collective a setting shapes: a rank that refused one, or ranks that differ, fail alike.
-    try {
-      settings = AgreeOnJoinSettings(comm, group, data_bytes, flag_count, refused);
-    } catch (...) {
-      MPI_Comm_free(&comm);
-      throw;
-    }
-    host_comm = SplitByHost(comm, settings.hosts_split);
-    MPI_Comm_rank(host_comm, &host_rank);
-    MPI_Comm_size(host_comm, &host_size);
-    // Each host's first rank names the host (its rank in comm) and draws the host's rendezvous token.
-    int leader = rank;
-    mpi::Check(MPI_Bcast(&leader, 1, MPI_INT, 0, host_comm), "MPI_Bcast");
-    if (host_rank == 0) token = RandomToken();
-    mpi::Check(MPI_Bcast(token.data(), 32, MPI_CHAR, 0, host_comm), "MPI_Bcast");
-    leader_of.resize(size);
-    mpi::Check(MPI_Allgather(&leader, 1, MPI_INT, leader_of.data(), 1, MPI_INT, comm), "MPI_Allgather");
-    MPI_Comm_free(&host_comm);
   }
-  std::unique_ptr<Window> host = JoinShmGroup(token, group, host_rank, host_size, data_bytes,
-                                              flag_count + Window::TransportFlagCount(size), deadline);
+  // Everything the ranks must agree on, and the hosts, in one all-gather, before anything a setting shapes: a rank
+  // that refused a setting, or ranks that differ, fail alike. A refusal comes after the all-gather completed
+  // everywhere, so the communicator can go; after a deadline a late peer may still send on it, so it stays.
+  AgreedSettings settings;
+  try {
+    settings = AgreeOnJoinSettings(comm, group, data_bytes, flag_count, RandomToken(), refused, deadline);
+  } catch (const TimeoutError&) {
+    throw;
+  } catch (...) {
+    const auto lock = mpi::Lock();
+    MPI_Comm_free(&comm);
+    throw;
+  }
+  std::unique_ptr<Window> host = JoinShmGroup(settings.host_token, group, settings.host_rank, settings.host_size,
+                                              data_bytes, flag_count + Window::TransportFlagCount(size), deadline);
   return std::make_unique<HostsWindow>(rank, size, data_bytes, flag_count, "hosts group '" + group + "'", comm,
-                                       std::move(host), TopologyOf(leader_of), settings.message_bytes, settings.relay);
+                                       std::move(host), TopologyOf(settings.leader_of), settings.message_bytes,
+                                       settings.relay);
 }
 
 std::unique_ptr<Window> JoinHostsGroupOfWorldRanks(std::span<const int> members, const std::string& group,
                                                    uint64_t data_bytes, uint64_t flag_count, Clock::time_point deadline,
                                                    const std::optional<env::Refusal>& refused) {
   mpi::EnsureInitialized();
+  int world_size = 0;
+  {
+    const auto lock = mpi::Lock();
+    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+  }
+  // The whole world in order (a job's one group) joins over MPI_COMM_WORLD itself: every collective of that join
+  // has a deadline. A sub-group needs MPI_Comm_create_group first, which MPI offers only blocking: a member that
+  // never comes leaves the others in it.
+  bool whole_world = static_cast<int>(members.size()) == world_size;
+  for (int r = 0; whole_world && r < world_size; ++r) whole_world = members[r] == r;
+  if (whole_world) return JoinHostsGroup(MPI_COMM_WORLD, group, data_bytes, flag_count, deadline, refused);
   MPI_Comm comm = MPI_COMM_NULL;
   {
     const auto lock = mpi::Lock();

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "base/env.h"
@@ -12,7 +13,7 @@ namespace moe_ep::transport {
 namespace {
 
 // Raises whenever the hosts transport's messages change shape, so that builds which cannot talk say so at the join.
-constexpr uint64_t kProtocolVersion = 1;
+constexpr uint64_t kProtocolVersion = 2;
 // Read back in another byte order, this is another number.
 constexpr uint64_t kByteOrderMark = 0x0102030405060708;
 
@@ -25,8 +26,40 @@ struct RankSettings {
   uint64_t message_bytes = 0;
   int32_t hosts_split = 0;
   int32_t relay = 0;
+  uint64_t host = 0;      // a hash of MPI's processor name: ranks of one host share it
   char refused[48] = {};  // the variable this rank refused, "" when none
+  char group[64] = {};    // the group's name (its first 63 characters)
+  char token[32] = {};    // drawn by this rank; its host's first rank's names the host's segments
 };
+
+// What MPI may still write or read once a join gave up waiting: kept on the heap and, then, never freed.
+struct Exchange {
+  RankSettings mine;
+  std::vector<RankSettings> all;
+  MPI_Request request = MPI_REQUEST_NULL;
+};
+
+uint64_t HostOfThisProcess() {
+  char name[MPI_MAX_PROCESSOR_NAME] = {};
+  int length = 0;
+  {
+    const auto lock = mpi::Lock();
+    mpi::Check(MPI_Get_processor_name(name, &length), "MPI_Get_processor_name");
+  }
+  uint64_t hash = 14695981039346656037ull;  // FNV-1a
+  for (int i = 0; i < length; ++i) hash = (hash ^ static_cast<uint8_t>(name[i])) * 1099511628211ull;
+  return hash;
+}
+
+std::string Field(const char* text, size_t capacity) { return std::string(text, strnlen(text, capacity)); }
+
+// A group name field in quotes, for messages (appended, as GCC 12 warns wrongly about "'" + std::string).
+std::string Quoted(const char* text, size_t capacity) {
+  std::string quoted(1, '\'');
+  quoted.append(text, strnlen(text, capacity));
+  quoted += '\'';
+  return quoted;
+}
 
 [[noreturn]] void Disagree(const std::string& group, const std::string& what, int first, const std::string& has,
                            int other, const std::string& other_has, const std::string& rule) {
@@ -42,21 +75,34 @@ std::string MiB(uint64_t bytes) {
 }  // namespace
 
 AgreedSettings AgreeOnJoinSettings(MPI_Comm comm, const std::string& group, uint64_t data_bytes, uint64_t flag_count,
-                                   const std::optional<env::Refusal>& caller_refused) {
+                                   const std::string& token, const std::optional<env::Refusal>& caller_refused,
+                                   std::chrono::steady_clock::time_point deadline) {
   std::optional<env::Refusal> refused = caller_refused;
-  RankSettings mine;
+  auto exchange = std::make_unique<Exchange>();
+  RankSettings& mine = exchange->mine;
   mine.data_bytes = data_bytes;
   mine.flag_count = flag_count;
   mine.message_bytes = env::ReadOrRefuse("MOE_EP_HOSTS_MESSAGE_BYTES", env::HostsMessageBytes, uint64_t{0}, refused);
   mine.hosts_split = env::ReadOrRefuse("MOE_EP_HOSTS_SPLIT", env::HostsSplit, 0, refused);
   mine.relay = env::ReadOrRefuse("MOE_EP_HOSTS_RELAY", env::HostsRelay, true, refused) ? 1 : 0;
   if (refused) refused->variable.copy(mine.refused, sizeof(mine.refused) - 1);
+  group.copy(mine.group, sizeof(mine.group) - 1);
+  token.copy(mine.token, sizeof(mine.token));
+  mine.host = mine.hosts_split > 0 ? 0 : HostOfThisProcess();
 
-  int size = 0;
-  MPI_Comm_size(comm, &size);
-  std::vector<RankSettings> all(size);
-  mpi::Check(MPI_Allgather(&mine, sizeof(RankSettings), MPI_BYTE, all.data(), sizeof(RankSettings), MPI_BYTE, comm),
-             "MPI_Allgather");
+  int size = 0, rank = 0;
+  {
+    const auto lock = mpi::Lock();
+    MPI_Comm_size(comm, &size);
+    MPI_Comm_rank(comm, &rank);
+    exchange->all.resize(size);
+    mpi::Check(MPI_Iallgather(&exchange->mine, sizeof(RankSettings), MPI_BYTE, exchange->all.data(),
+                              sizeof(RankSettings), MPI_BYTE, comm, &exchange->request),
+               "MPI_Iallgather");
+  }
+  mpi::WaitForRequestKeeping(exchange, exchange->request, deadline,
+                             "joining hosts group '" + group + "' in MPI_Iallgather of the settings");
+  const std::vector<RankSettings>& all = exchange->all;
 
   if (refused) throw refused->error;
   for (int r = 0; r < size; ++r) {
@@ -72,6 +118,11 @@ AgreedSettings AgreeOnJoinSettings(MPI_Comm comm, const std::string& group, uint
   const RankSettings& first = all[0];
   for (int r = 1; r < size; ++r) {
     const RankSettings& other = all[r];
+    if (Field(other.group, sizeof other.group) != Field(first.group, sizeof first.group)) {
+      Disagree(group, "the group they join", 0, Quoted(first.group, sizeof first.group), r,
+               Quoted(other.group, sizeof other.group),
+               "every rank must make its groups over one communicator in the same order, one at a time");
+    }
     if (other.byte_order != first.byte_order || other.protocol != first.protocol ||
         other.flag_count != first.flag_count) {
       Disagree(group, "the hosts transport's protocol (build and byte order)", 0,
@@ -93,9 +144,24 @@ AgreedSettings AgreeOnJoinSettings(MPI_Comm comm, const std::string& group, uint
                "every rank must be given the same");
     }
   }
-  AgreedSettings agreed{first.hosts_split, first.relay != 0, 0};
+  AgreedSettings agreed;
+  agreed.hosts_split = first.hosts_split;
+  agreed.relay = first.relay != 0;
   // The largest any rank asked for: every rank's posted receives must hold any rank's messages.
   for (const RankSettings& s : all) agreed.message_bytes = std::max(agreed.message_bytes, s.message_bytes);
+  // Hosts, in group order: simulated ones of hosts_split ranks, or one per processor name.
+  const auto same_host = [&](int a, int b) {
+    return agreed.hosts_split > 0 ? a / agreed.hosts_split == b / agreed.hosts_split : all[a].host == all[b].host;
+  };
+  agreed.leader_of.resize(size);
+  for (int r = 0; r < size; ++r) {
+    int leader = 0;
+    while (!same_host(leader, r)) ++leader;
+    agreed.leader_of[r] = leader;
+    if (same_host(r, rank)) (r < rank ? agreed.host_rank : agreed.host_size) += 1;
+  }
+  agreed.host_size += agreed.host_rank;
+  agreed.host_token = Field(all[agreed.leader_of[rank]].token, sizeof(RankSettings::token));
   return agreed;
 }
 

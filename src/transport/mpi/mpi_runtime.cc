@@ -1,10 +1,13 @@
 // MPI initialisation on demand and the lock around moe_ep's MPI calls.
 #include "transport/mpi/mpi_runtime.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 #include "moe_ep/error.h"
+#include "transport/window.h"
 
 namespace moe_ep::transport::mpi {
 namespace {
@@ -64,6 +67,33 @@ void Check(int status, const char* call) {
   int length = 0;
   MPI_Error_string(status, text, &length);
   throw Error(ErrorCode::kInternal, std::string("moe_ep: ") + call + " failed: " + std::string(text, length));
+}
+
+void WaitForRequest(MPI_Request& request, std::chrono::steady_clock::time_point deadline, const std::string& what) {
+  auto pause = std::chrono::microseconds(50);
+  auto next_interrupt_check = std::chrono::steady_clock::now() + kInterruptCheckEvery;
+  for (;;) {
+    {
+      const auto lock = Lock();
+      int done = 0;
+      Check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+      if (done) return;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= next_interrupt_check) {
+      next_interrupt_check = now + kInterruptCheckEvery;
+      if (InterruptRequested()) throw InterruptedError(what + ": interrupted", {});
+    }
+    if (now >= deadline) {
+      throw TimeoutError(what +
+                             ": timed out: not every rank of the group came before the deadline "
+                             "(MOE_EP_TIMEOUT_MS, GroupOptions::timeout; HCCL_CONNECT_TIMEOUT in the C API), and MPI "
+                             "cannot say which did not: their own messages do",
+                         {});
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(1));
+  }
 }
 
 }  // namespace moe_ep::transport::mpi

@@ -4,7 +4,10 @@
 
 #include <mpi.h>
 
+#include <chrono>
+#include <memory>
 #include <mutex>
+#include <string>
 
 namespace moe_ep::transport::mpi {
 
@@ -28,5 +31,24 @@ bool Finalized();
 
 /// Throws Error (500002) naming `call` when an MPI call did not return MPI_SUCCESS.
 void Check(int status, const char* call);
+
+/// Waits for `request`, a non-blocking collective or send of a group's join, taking the lock only to test it; throws
+/// TimeoutError at `deadline` (InterruptedError when the interrupt check asks) saying `what` was awaited, instead of
+/// waiting for good in a blocking call that a rank never meets. MPI cannot say which ranks have not called a
+/// collective, so the error names none. The request is left to MPI then (its buffers must outlive it; a
+/// collective's communicator is not to be used again).
+void WaitForRequest(MPI_Request& request, std::chrono::steady_clock::time_point deadline, const std::string& what);
+
+/// WaitForRequest for a request whose buffers `kept` holds: when the wait gives up they are released, never freed.
+template <typename T>
+void WaitForRequestKeeping(std::unique_ptr<T>& kept, MPI_Request& request,
+                           std::chrono::steady_clock::time_point deadline, const std::string& what) {
+  try {
+    WaitForRequest(request, deadline, what);
+  } catch (...) {
+    (void)kept.release();  // MPI may still read or write them
+    throw;
+  }
+}
 
 }  // namespace moe_ep::transport::mpi

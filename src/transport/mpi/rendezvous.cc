@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -70,9 +71,20 @@ Mailbox& Box() {
   return *box;
 }
 
-void SendText(const std::string& text, int to) {
-  const auto lock = Lock();
-  Check(MPI_Send(text.data(), static_cast<int>(text.size()), MPI_CHAR, to, kRendezvousTag, MPI_COMM_WORLD), "MPI_Send");
+// Sends `text` to world rank `to`, or throws TimeoutError at `deadline`: a long text (a big group's member list) takes
+// MPI's handshake, which a rank that died after its join never answers. The text of a send given up on is kept for
+// the life of the process, as MPI may still read it.
+void SendText(const std::string& text, int to, Clock::time_point deadline) {
+  auto kept = std::make_unique<std::string>(text);
+  MPI_Request request = MPI_REQUEST_NULL;
+  {
+    const auto lock = Lock();
+    Check(
+        MPI_Isend(kept->data(), static_cast<int>(kept->size()), MPI_CHAR, to, kRendezvousTag, MPI_COMM_WORLD, &request),
+        "MPI_Isend");
+  }
+  WaitForRequestKeeping(kept, request, deadline,
+                        "sending the group's set-up message to world rank " + std::to_string(to));
 }
 
 // Moves every rendezvous message that arrived into the mailbox.
@@ -100,7 +112,11 @@ void Poll() {
     if (kind == "J") {
       Join join{-1, -1, -1, ""};
       in >> join.rank >> join.world >> join.size >> join.refused;
-      box.joins[token].push_back(join);
+      // A join replaces an earlier one of the same process as the same rank (a retry after the root had given up,
+      // whose first join came late): one member, not two claiming one rank.
+      std::vector<Join>& joins = box.joins[token];
+      std::erase_if(joins, [&](const Join& j) { return j.world == join.world && j.rank == join.rank; });
+      joins.push_back(join);
     } else if (kind == "R") {
       std::vector<int>& list = box.members[token];
       for (int world; in >> world;) list.push_back(world);
@@ -110,20 +126,27 @@ void Poll() {
   }
 }
 
-// Polls until `ready()` (called under the mailbox lock) holds, or throws TimeoutError at `deadline`.
-template <typename Ready, typename Missing>
-void PollUntil(Clock::time_point deadline, Ready&& ready, Missing&& missing, const std::string& what) {
-  for (;;) {
+// Polls until `ready()` (called under the mailbox lock) holds, or throws TimeoutError at `deadline` (after
+// `forget()`, under the lock: what the mailbox holds for this group would mislead a retry) or InterruptedError when
+// the interrupt check asks.
+template <typename Ready, typename Missing, typename Forget>
+void PollUntil(Clock::time_point deadline, Ready&& ready, Missing&& missing, Forget&& forget, const std::string& what) {
+  for (auto next_interrupt_check = Clock::now() + kInterruptCheckEvery;;) {
     Poll();
     {
       std::lock_guard lock(Box().mu);
       if (ready()) return;
+    }
+    if (Clock::now() >= next_interrupt_check) {
+      next_interrupt_check = Clock::now() + kInterruptCheckEvery;
+      if (InterruptRequested()) throw InterruptedError("interrupted while waiting for " + what, {});
     }
     if (Clock::now() >= deadline) {
       std::vector<int> ranks;
       {
         std::lock_guard lock(Box().mu);
         ranks = missing();
+        forget();
       }
       std::string list;
       for (int r : ranks) list += (list.empty() ? "" : ", ") + std::to_string(r);
@@ -157,7 +180,7 @@ std::unique_ptr<Window> JoinRootInfoGroup(const std::string& token, int root, in
   const int world = WorldRank();
   SendText("J " + token + " " + std::to_string(rank) + " " + std::to_string(world) + " " + std::to_string(size) +
                (refused ? " " + refused->variable : ""),
-           root);
+           root, deadline);
   if (refused && world != root) throw refused->error;  // the root tells the others
   if (world == root) {
     Mailbox& box = Box();
@@ -174,7 +197,7 @@ std::unique_ptr<Window> JoinRootInfoGroup(const std::string& token, int root, in
           }
           return absent;
         },
-        "every rank of the group to join the root");
+        [&] { box.joins.erase(token); }, "every rank of the group to join the root");
     std::vector<Join> joins;
     {
       std::lock_guard lock(box.mu);
@@ -186,7 +209,7 @@ std::unique_ptr<Window> JoinRootInfoGroup(const std::string& token, int root, in
       // short while those that join late (a member of the group may come after one that was given another size).
       const auto refuse = [&](const std::vector<Join>& to) {
         for (const Join& j : to) {
-          if (j.world != world) SendText("E " + token + " " + refusal, j.world);
+          if (j.world != world) SendText("E " + token + " " + refusal, j.world, deadline);
         }
       };
       refuse(joins);
@@ -211,7 +234,7 @@ std::unique_ptr<Window> JoinRootInfoGroup(const std::string& token, int root, in
     // Its own copy goes straight into the mailbox: a blocking send to itself waits for a receive this thread would
     // post only after it, which MPI needs to complete a message past its eager size (long member lists).
     for (int w : members) {
-      if (w != world) SendText(reply, w);
+      if (w != world) SendText(reply, w, deadline);
     }
     std::lock_guard lock(box.mu);
     box.members[token] = members;
@@ -220,6 +243,10 @@ std::unique_ptr<Window> JoinRootInfoGroup(const std::string& token, int root, in
   PollUntil(
       deadline, [&] { return box.members.count(token) > 0 || box.refusals.count(token) > 0; },
       [] { return std::vector<int>{}; },
+      [&] {
+        box.members.erase(token);
+        box.refusals.erase(token);
+      },
       "the root (world rank " + std::to_string(root) + ") to answer with the group's members");
   std::vector<int> members;
   {
