@@ -324,6 +324,64 @@ std::vector<aclError> ResetOn(const Comms& comms, const std::vector<int32_t>& ma
   return status;
 }
 
+// Every context has a default stream of its own, as in CANN. One context's default stream holds a synced BufferReset
+// (rank 5 of a 16-rank group) that cannot end before the other ranks reset (a gate this thread opens only later);
+// meanwhile another context's default stream on the same device runs and synchronizes. One default stream per
+// device would hold that work behind the reset (so would two ranks of different groups on one device, each waiting
+// for a peer behind the other group's operation), and the synchronize would time out.
+TEST(CapiStream, EachContextHasADefaultStreamOfItsOwn) {
+  EnsureAclReady();
+  constexpr int kRanks = 16, kHeldRank = 5;
+  std::vector<int32_t> devices(kRanks);
+  for (int r = 0; r < kRanks; ++r) devices[r] = r;
+  const std::vector<HcclComm> comms = CreateGroup(devices);
+  const std::vector<int32_t> everyone(kRanks, 1);
+  const auto launch_reset = [&](int rank, aclrtStream stream) {
+    Tensor elastic(ACL_INT32, {kRanks}, everyone.data());
+    const std::string group = CommName(comms[rank]);
+    uint64_t ws = 0;
+    aclOpExecutor* exec = nullptr;
+    ASSERT_EQ(aclnnMoeDistributeBufferResetGetWorkspaceSize(elastic.get(), group.c_str(), kRanks, 1, &ws, &exec),
+              ACL_SUCCESS)
+        << RecentErrMsg();
+    ASSERT_EQ(aclnnMoeDistributeBufferReset(nullptr, 0, exec, stream), ACL_SUCCESS) << RecentErrMsg();
+  };
+  ASSERT_EQ(aclrtSetDevice(kHeldRank), ACL_SUCCESS);
+  aclrtContext held = nullptr, other = nullptr;
+  ASSERT_EQ(aclrtCreateContext(&held, kHeldRank), ACL_SUCCESS) << RecentErrMsg();
+  ASSERT_EQ(aclrtCreateContext(&other, kHeldRank), ACL_SUCCESS) << RecentErrMsg();
+  ASSERT_EQ(aclrtSetCurrentContext(held), ACL_SUCCESS);
+  launch_reset(kHeldRank, nullptr);
+  ASSERT_EQ(aclrtSetCurrentContext(other), ACL_SUCCESS);
+  void* buffer = nullptr;
+  ASSERT_EQ(aclrtMalloc(&buffer, 64, ACL_MEM_MALLOC_HUGE_FIRST), ACL_SUCCESS);
+  ASSERT_EQ(aclrtMemsetAsync(buffer, 64, 0x11, 64, nullptr), ACL_SUCCESS) << RecentErrMsg();
+  EXPECT_EQ(aclrtSynchronizeStreamWithTimeout(nullptr, 10000), ACL_SUCCESS)
+      << "the second context's default stream waited behind the first's reset: " << RecentErrMsg();
+  EXPECT_EQ(static_cast<const uint8_t*>(buffer)[63], 0x11);
+  std::vector<std::thread> gate;  // the other ranks reset too, and the held reset ends
+  for (int r = 0; r < kRanks; ++r) {
+    if (r == kHeldRank) continue;
+    gate.emplace_back([&, r] {
+      ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS);
+      aclrtStream stream = nullptr;
+      ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+      launch_reset(r, stream);
+      EXPECT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS) << RecentErrMsg();
+      aclrtDestroyStream(stream);
+      aclrtResetDevice(r);
+    });
+  }
+  ASSERT_EQ(aclrtSetCurrentContext(held), ACL_SUCCESS);
+  EXPECT_EQ(aclrtSynchronizeStream(nullptr), ACL_SUCCESS) << RecentErrMsg();
+  for (auto& t : gate) t.join();
+  EXPECT_EQ(aclrtFree(buffer), ACL_SUCCESS);
+  EXPECT_EQ(aclrtDestroyContext(held), ACL_SUCCESS);
+  EXPECT_EQ(aclrtDestroyContext(other), ACL_SUCCESS);
+  for (HcclComm c : comms) EXPECT_EQ(HcclCommDestroy(c), HCCL_SUCCESS);
+  aclrtResetDevice(kHeldRank);
+}
+
 TEST(CapiStream, BufferResetOnSixteenDevices) {
   EnsureAclReady();
   // A short deadline: a reset that waited for the masked-out rank would fail after 3 s, not hang.

@@ -97,6 +97,7 @@ extern "C" aclError aclrtDestroyContext(aclrtContext context) {
     // Another thread may have destroyed it since Find: exactly one Remove succeeds.
     if (Contexts().Remove(context) == nullptr) return UnknownContext("aclrtDestroyContext", context);
     if (moe_ep::cann::runtime::ThreadContext() == context) moe_ep::cann::runtime::ClearThreadContext();
+    moe_ep::cann::runtime::DestroyDefaultStreamOf(context);  // as in CANN, the context's default stream goes with it
     return ACL_SUCCESS;
   });
 }

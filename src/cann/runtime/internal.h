@@ -69,6 +69,10 @@ aclError SynchronizeDeviceStreams(const char* api, int32_t device);
 /// Destroys every stream, waiting for their tasks and joining their workers (aclFinalize).
 void DestroyAllStreams();
 
+/// Destroys the default stream of `context` (aclrtDestroyContext), if it has one, as aclrtDestroyStream does:
+/// its tasks finish first. A task of that stream itself leaves it to aclFinalize (it would wait for itself).
+void DestroyDefaultStreamOf(aclrtContext context);
+
 /// True when the calling thread is a stream's worker, which must not wait for streams to drain.
 bool OnStreamWorker();
 

@@ -1,4 +1,4 @@
-// The aclrt stream calls, launching, and the registry of streams: the created ones and each device's default.
+// The aclrt stream calls, launching, and the registry of streams: the created ones and each context's default.
 #include <map>
 #include <memory>
 #include <mutex>
@@ -20,9 +20,12 @@ HandleRegistry<Stream>& Streams() {
   return *streams;
 }
 
+// As in CANN, every context has a default stream of its own: the implicit context of each device (aclrtSetDevice)
+// and each one made by aclrtCreateContext. Two ranks of different groups on one device, each in its context, must
+// not queue behind each other's operations (each would wait for its peer behind the other group's).
 struct DefaultStreams {
   std::mutex mu;
-  std::map<int32_t, std::shared_ptr<Stream>> by_device;
+  std::map<aclrtContext, std::shared_ptr<Stream>> by_context;
 };
 
 DefaultStreams& Defaults() {
@@ -30,18 +33,35 @@ DefaultStreams& Defaults() {
   return *defaults;
 }
 
-std::string DefaultStreamName(int32_t device) { return "the default stream of device " + std::to_string(device); }
-
-// The default stream of `device`; made on first use when `create`, else nullptr if there is none yet.
+// The default stream of the calling thread's context on `device` (its device's implicit context when it has none:
+// a stream worker, or a thread whose context was destroyed); made on first use when `create`, else nullptr if there
+// is none yet.
 std::shared_ptr<Stream> DefaultStream(int32_t device, bool create) {
+  const aclrtContext implicit = DefaultContext(device);
+  aclrtContext context = ThreadContext();
+  if (context == nullptr) context = implicit;
   DefaultStreams& defaults = Defaults();
   std::lock_guard<std::mutex> lock(defaults.mu);
-  auto it = defaults.by_device.find(device);
-  if (it != defaults.by_device.end()) return it->second;
+  auto it = defaults.by_context.find(context);
+  if (it != defaults.by_context.end()) return it->second;
   if (!create) return nullptr;
-  auto stream = std::make_shared<Stream>(device, DefaultStreamName(device));
-  defaults.by_device.emplace(device, stream);
+  const std::string name = context == implicit ? "the default stream of device " + std::to_string(device)
+                                               : "the default stream of context " + HandleName(context) +
+                                                     " on device " + std::to_string(device);
+  auto stream = std::make_shared<Stream>(device, name);
+  defaults.by_context.emplace(context, stream);
   return stream;
+}
+
+// The default streams of every context of `device`.
+std::vector<std::shared_ptr<Stream>> DefaultStreamsOf(int32_t device) {
+  DefaultStreams& defaults = Defaults();
+  std::lock_guard<std::mutex> lock(defaults.mu);
+  std::vector<std::shared_ptr<Stream>> streams;
+  for (const auto& [context, stream] : defaults.by_context) {
+    if (stream->device() == device) streams.push_back(stream);
+  }
+  return streams;
 }
 
 aclError NoCurrentDevice(const std::string& api) {
@@ -55,7 +75,7 @@ aclError UnknownStream(const std::string& api, aclrtStream stream) {
               api + ": stream " + HandleName(stream) + " is not a live stream (never created, or already destroyed)");
 }
 
-// The stream a call names: a created one, or for nullptr the current device's default stream (made
+// The stream a call names: a created one, or for nullptr the current context's default stream (made
 // when `create_default`; otherwise *out stays nullptr when there is none, i.e. nothing to wait for).
 aclError ResolveStream(const std::string& api, aclrtStream handle, bool create_default, std::shared_ptr<Stream>* out) {
   if (handle == nullptr) {
@@ -95,7 +115,7 @@ aclError SynchronizeDeviceStreams(const char* api, int32_t device) {
   for (auto& stream : Streams().Snapshot()) {
     if (stream->device() == device) streams.push_back(std::move(stream));
   }
-  if (auto fallback = DefaultStream(device, /*create=*/false)) streams.push_back(std::move(fallback));
+  for (auto& fallback : DefaultStreamsOf(device)) streams.push_back(std::move(fallback));
   aclError first_failure = ACL_SUCCESS;
   std::string messages;
   for (const auto& stream : streams) {
@@ -114,11 +134,24 @@ void DestroyAllStreams() {
   {
     DefaultStreams& defaults = Defaults();
     std::lock_guard<std::mutex> lock(defaults.mu);
-    for (auto& [device, stream] : defaults.by_device) streams.push_back(std::move(stream));
-    defaults.by_device.clear();
+    for (auto& [context, stream] : defaults.by_context) streams.push_back(std::move(stream));
+    defaults.by_context.clear();
   }
   // Outside every lock: the tasks still draining may launch, look up or synchronize other streams.
   for (auto& stream : streams) stream->Shutdown();
+}
+
+void DestroyDefaultStreamOf(aclrtContext context) {
+  std::shared_ptr<Stream> stream;
+  {
+    DefaultStreams& defaults = Defaults();
+    std::lock_guard<std::mutex> lock(defaults.mu);
+    auto it = defaults.by_context.find(context);
+    if (it == defaults.by_context.end() || it->second.get() == Stream::OfCallingThread()) return;
+    stream = std::move(it->second);
+    defaults.by_context.erase(it);
+  }
+  stream->Shutdown();  // outside the lock: its tasks may launch on other default streams
 }
 
 bool OnStreamWorker() { return Stream::OfCallingThread() != nullptr; }
