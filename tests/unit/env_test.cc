@@ -76,6 +76,23 @@ TEST(EnvVariables, DefaultsAndUnits) {
   EXPECT_EQ(env::HcclWindowBytes(), uint64_t{3} << 20);
 }
 
+// HCCL_EXEC_TIMEOUT takes CANN's range of seconds: 0 (CANN: never time out) is moe_ep's own deadline, which never
+// hangs on a dead rank; a deadline past moe_ep's longest (2^31 ms) is that; below it, the seconds asked.
+TEST(EnvVariables, HcclExecTimeoutZeroIsTheOperationsDeadlineAndHugeOnesAreTheLongest) {
+  ScopedEnv timeout("MOE_EP_TIMEOUT_MS", "4321");
+  EXPECT_EQ(env::HcclExecDeadline(0), std::chrono::milliseconds(4321));
+  EXPECT_EQ(env::HcclExecDeadline(1), std::chrono::milliseconds(1000));
+  EXPECT_EQ(env::HcclExecDeadline(2147483), std::chrono::milliseconds(2147483000));
+  EXPECT_EQ(env::HcclExecDeadline(2147484), std::chrono::milliseconds(env::kMaxTimeoutMs));
+  EXPECT_EQ(env::HcclExecDeadline(env::kMaxHcclExecSeconds), std::chrono::milliseconds(env::kMaxTimeoutMs));
+  for (const char* text : {"0", "2147483647"}) {
+    ScopedEnv exec("HCCL_EXEC_TIMEOUT", text);
+    EXPECT_EQ(env::HcclOperationTimeout(),
+              text[0] == '0' ? std::chrono::milliseconds(4321) : std::chrono::milliseconds(env::kMaxTimeoutMs))
+        << text;
+  }
+}
+
 TEST(EnvVariables, DataPathIsPushPullOrAuto) {
   const std::pair<const char*, DataPath> values[] = {{nullptr, DataPath::kAuto},
                                                      {"", DataPath::kAuto},
