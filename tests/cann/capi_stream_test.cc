@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <memory>
 #include <random>
 #include <set>
 #include <thread>
@@ -336,12 +337,15 @@ TEST(CapiStream, EachContextHasADefaultStreamOfItsOwn) {
   for (int r = 0; r < kRanks; ++r) devices[r] = r;
   const std::vector<HcclComm> comms = CreateGroup(devices);
   const std::vector<int32_t> everyone(kRanks, 1);
+  // Each rank's mask lives until its reset ran: the task reads it then, not at the launch.
+  std::vector<std::unique_ptr<Tensor>> masks;
+  for (int r = 0; r < kRanks; ++r)
+    masks.push_back(std::make_unique<Tensor>(ACL_INT32, std::vector<int64_t>{kRanks}, everyone.data()));
   const auto launch_reset = [&](int rank, aclrtStream stream) {
-    Tensor elastic(ACL_INT32, {kRanks}, everyone.data());
     const std::string group = CommName(comms[rank]);
     uint64_t ws = 0;
     aclOpExecutor* exec = nullptr;
-    ASSERT_EQ(aclnnMoeDistributeBufferResetGetWorkspaceSize(elastic.get(), group.c_str(), kRanks, 1, &ws, &exec),
+    ASSERT_EQ(aclnnMoeDistributeBufferResetGetWorkspaceSize(masks[rank]->get(), group.c_str(), kRanks, 1, &ws, &exec),
               ACL_SUCCESS)
         << RecentErrMsg();
     ASSERT_EQ(aclnnMoeDistributeBufferReset(nullptr, 0, exec, stream), ACL_SUCCESS) << RecentErrMsg();
