@@ -37,17 +37,17 @@ DefaultStreams& Defaults() {
 // a stream worker, or a thread whose context was destroyed); made on first use when `create`, else nullptr if there
 // is none yet.
 std::shared_ptr<Stream> DefaultStream(int32_t device, bool create) {
-  const aclrtContext implicit = DefaultContext(device);
   aclrtContext context = ThreadContext();
-  if (context == nullptr) context = implicit;
+  if (context == nullptr) context = DefaultContext(device);
   DefaultStreams& defaults = Defaults();
   std::lock_guard<std::mutex> lock(defaults.mu);
   auto it = defaults.by_context.find(context);
   if (it != defaults.by_context.end()) return it->second;
   if (!create) return nullptr;
-  const std::string name = context == implicit ? "the default stream of device " + std::to_string(device)
-                                               : "the default stream of context " + HandleName(context) +
-                                                     " on device " + std::to_string(device);
+  // Only when it is made: which context it is, for its name (a launch must not look the device's context up).
+  const std::string name = context == DefaultContext(device) ? "the default stream of device " + std::to_string(device)
+                                                             : "the default stream of context " + HandleName(context) +
+                                                                   " on device " + std::to_string(device);
   auto stream = std::make_shared<Stream>(device, name);
   defaults.by_context.emplace(context, stream);
   return stream;
