@@ -10,32 +10,49 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh python3-dev pybind11-dev python3-numpy python3-torch python3-pytest git iproute2 util-linux
 jobs=$(nproc)
 
+# Each phase's time, printed at its end and summed up at the end of the run (where CI's minutes go).
+timings=()
+current="" started=$SECONDS
+phase() {  # phase "NAME": ends the running phase and begins NAME ("" ends the last)
+  if [[ -n $current ]]; then
+    timings+=("$(printf '%5d s  %s' $((SECONDS - started)) "$current")")
+    echo "== $current: $((SECONDS - started)) s"
+  fi
+  current=$1 started=$SECONDS
+  [[ -z $current ]] || echo "== $current"
+}
+
 build_and_test() {  # build_and_test DIR "TARGETS" CTEST_REGEX CMAKE_ARGS...  (empty TARGETS / REGEX: all)
   local dir=$1 targets=$2 regex=$3
   shift 3
   # File by file (scripts/run.sh's unity build would merge the tests' helpers into shared translation units).
   cmake -S . -B "$dir" -G Ninja -DMOE_EP_BUILD_BENCH=OFF -DCMAKE_UNITY_BUILD=OFF "$@" >/dev/null
+  local build_started=$SECONDS
   # shellcheck disable=SC2086
   cmake --build "$dir" -j "$jobs" ${targets:+--target $targets}
+  echo "== $dir built in $((SECONDS - build_started)) s"
   (cd "$dir" && ctest --output-on-failure -j "$jobs" ${regex:+-R "$regex"})
 }
 
-echo "== format"
+phase "format"
 bash scripts/check_format.sh
-echo "== release build: all tests"
+phase "release build: all tests"
 build_and_test build "" "" -DCMAKE_BUILD_TYPE=Release -DMOE_EP_BUILD_TESTS=ON -DMOE_EP_BUILD_EXAMPLES=ON \
   -DMOE_EP_BUILD_PYTHON=ON
 # The Python suite is never skipped here: a release build without the package is a failure.
 compgen -G "build/python/moe_ep/_moe_ep*.so" >/dev/null || { echo "the Python package was not built (see cmake's output)"; exit 1; }
 if [[ "${MOE_EP_SKIP_SANITIZERS:-0}" != 1 ]]; then
-  echo "== ASan + UBSan: all tests"
+  phase "ASan + UBSan: all tests"
   build_and_test build-asan "" "" -DCMAKE_BUILD_TYPE=Debug "-DMOE_EP_SANITIZE=address;undefined" -DMOE_EP_BUILD_EXAMPLES=OFF
-  echo "== fuzzers (clang, ASan + UBSan): C API, native API, moe-ep command line"
+  phase "fuzzers (clang, ASan + UBSan): C API, native API, moe-ep command line"
   bash scripts/fuzz.sh
-  echo "== TSan: thread transport, C API runtime, streams, events and communicators"
+  phase "TSan: thread transport, C API runtime, streams, events and communicators"
   TSAN_OPTIONS="halt_on_error=1" build_and_test build-tsan \
     "property_test back_to_back_test workers_test conformance_test missing_rank_test reset_retry_test runtime_test capi_stream_test capi_property_test capi_event_test capi_hccl_config_test" \
     "^(Transports/Property|BackToBackDispatch|Workers|Transports/Conformance|MissingRank|ResetRetry|Acl|Kinds/AclStreams|CapiStream|CapiProperty|TwoStreams|CapiEvents|CapiCommConfig|CapiRankTable)" \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DMOE_EP_SANITIZE=thread -DMOE_EP_BUILD_EXAMPLES=OFF
 fi
+phase ""
+echo "== every test passed; time by phase:"
+printf '%s\n' "${timings[@]}"

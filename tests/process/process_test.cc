@@ -116,7 +116,7 @@ TEST(ProcessRanks, PrivateInputsPulledThroughTheStageMatchReference) {
   }
   int status = 0;
 #ifdef MOE_EP_SANITIZED
-  const int rounds = 60;
+  const int rounds = 16;  // each staging buffer 8 times; a round of 8 processes takes half a second under ASan
 #else
   const int rounds = 300;
 #endif
@@ -169,7 +169,13 @@ TEST(ProcessRanks, PrivateRowsAreCopiedOutOfTheirProcess) {
 // rank (only MOE_EP_CROSS_MEMORY=1 does, under 1): pushed at every size.
 TEST(ProcessRanks, PrivateRowsAreCopiedOutByDefaultOnlyFromEightMiB) {
   const bool readable = PtraceScope() <= 0;
+#ifdef MOE_EP_SANITIZED
+  // Sanitizers: below the threshold only. Drawing, moving and checking 1536 tokens takes a minute there, and
+  // copying out is checked under them by PrivateRowsAreCopiedOutOfTheirProcess.
+  for (const int bs : {8}) {
+#else
   for (const int bs : {8, 1536}) {
+#endif
     std::string output;
     const int status = RunCommand(
         "env -u MOE_EP_DATA_PATH -u MOE_EP_CROSS_MEMORY " + std::string(MOE_EP_TOOL) +
@@ -200,18 +206,25 @@ TEST(ProcessRanks, StressRoundsStayExactAndMemoryFlat) {
 }
 
 // docs/semantics.md 4 flow: rank 5 of 8 is SIGKILLed mid-loop; the 7 survivors fail within the deadline naming it,
-// probe, reset with the reachable mask, and run 100 scaled-down V3 rounds equal to the reference.
+// probe, reset with the reachable mask, and run 100 scaled-down V3 rounds (sanitizers: 20) equal to the reference.
 // Also with rows read by copy out of the ranks' private memory (MOE_EP_CROSS_MEMORY=1).
+#ifdef MOE_EP_SANITIZED
+constexpr int kRoundsAfterTheFault = 20;  // 8 processes on 2 cores: a tenth of a second a round under ASan
+#else
+constexpr int kRoundsAfterTheFault = 100;
+#endif
+const std::string kAfter = std::to_string(kRoundsAfterTheFault);
+
 TEST(ProcessFaults, SurvivorsOfAKilledRankRecoverScaledDown) {
   for (const char* cross_memory : {"0", "1"}) {
     std::string output;
     const int status = RunCommand(std::string("MOE_EP_CROSS_MEMORY=") + cross_memory + " MOE_EP_TIMEOUT_MS=4000 " +
-                                      Launch(8, "kill " + std::to_string(moe_ep::testing::BaseSeed()) + " 100"),
+                                      Launch(8, "kill " + std::to_string(moe_ep::testing::BaseSeed()) + " " + kAfter),
                                   output);
     SCOPED_TRACE(std::string("MOE_EP_CROSS_MEMORY=") + cross_memory);
     EXPECT_EQ(status, 128 + 9) << output;  // the launcher reports the killed rank
     EXPECT_EQ(CountOf(output, "(call 4) from rank 5"), 7) << output;
-    EXPECT_EQ(CountOf(output, "100 scaled-down rounds equal to the reference"), 7) << output;
+    EXPECT_EQ(CountOf(output, kAfter + " scaled-down rounds equal to the reference"), 7) << output;
     EXPECT_EQ(CountOf(output, "FAIL"), 0) << output;
     EXPECT_EQ(LeftBehind(output), std::set<std::string>{}) << output;
   }
@@ -221,10 +234,11 @@ TEST(ProcessFaults, SurvivorsOfAKilledRankRecoverScaledDown) {
 TEST(ProcessFaults, AStalledRankRejoinsAfterContinueAndReset) {
   std::string output;
   const int status = RunCommand(
-      "MOE_EP_TIMEOUT_MS=4000 " + Launch(8, "stop " + std::to_string(moe_ep::testing::BaseSeed()) + " 50"), output);
+      "MOE_EP_TIMEOUT_MS=4000 " + Launch(8, "stop " + std::to_string(moe_ep::testing::BaseSeed()) + " " + kAfter),
+      output);
   EXPECT_EQ(status, 0) << output;
   EXPECT_EQ(CountOf(output, "(call 4) from rank 5"), 7) << output;
-  EXPECT_EQ(CountOf(output, "50 full-group rounds after the stall equal to the reference"), 8) << output;
+  EXPECT_EQ(CountOf(output, kAfter + " full-group rounds after the stall equal to the reference"), 8) << output;
   EXPECT_EQ(LeftBehind(output), std::set<std::string>{}) << output;
 }
 
