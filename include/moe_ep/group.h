@@ -45,7 +45,9 @@ inline constexpr uint64_t kCopyMinBytes = uint64_t{8} << 20;
 
 /// Options fixed when a group is created.
 struct GroupOptions {
-  /// Deadline of every wait in an operation; 0 means MOE_EP_TIMEOUT_MS or 5 minutes.
+  /// Deadline of every wait in an operation; 0 means MOE_EP_TIMEOUT_MS or 5 minutes. The fields are checked
+  /// when the group is made: a timeout outside [0, 2^31] ms, a window past 2^40 bytes or threads outside [0, 1024] is
+  /// an Error (kInvalidParam) naming the field, its value and its range.
   std::chrono::milliseconds timeout{0};
   /// Data area of each rank's window in bytes; 0 means MOE_EP_WINDOW_MB or 2 GiB (reserved, committed
   /// on touch). Dispatch and combine check it against the window rule of docs/semantics.md 1.2.

@@ -224,13 +224,15 @@ def combine(group, handle, expert_out, expert_scales, *, comm_quant=None, shared
 
 
 def combine_add_rms_norm(group, handle, expert_out, expert_scales, residual_x, gamma, *, norm_eps=1e-6,
-                         shared_expert_x=None, tp=None):
+                         shared_expert_x=None, ori_x=None, const_alpha1=None, const_alpha2=None, const_v=None,
+                         tp=None):
     """[collective] combine, then x = sum + residual_x and y = RMSNorm(x) * gamma (bf16 only). residual_x
-    (Bs, 1, H), gamma (H,). Returns (y, rstd, x): y and x (Bs, 1, H), rstd (Bs, 1, 1) fp32."""
+    (Bs, 1, H), gamma (H,); ori_x and the const_* tensors as combine takes them (copy and const experts).
+    Returns (y, rstd, x): y and x (Bs, 1, H), rstd (Bs, 1, 1) fp32."""
     _check_combine_args("combine_add_rms_norm", group, handle, tp)
     return _native.combine(group, handle, {
         "expert_out": _tensors.spec(expert_out, "expert_out"), "expert_scales": _tensors.spec(expert_scales, "expert_scales"),
-        "options": _combine_options(None, shared_expert_x, None, None, None, None),
+        "options": _combine_options(None, shared_expert_x, ori_x, const_alpha1, const_alpha2, const_v),
         "residual_x": _tensors.spec(residual_x, "residual_x"), "gamma": _tensors.spec(gamma, "gamma"),
         "norm_eps": checked_real("combine_add_rms_norm: norm_eps", norm_eps)}, tp, True, _tensors.is_torch(expert_out),
         _tensors.poison_outputs)

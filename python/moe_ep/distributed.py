@@ -24,7 +24,7 @@ import torch.distributed as dist
 
 from ._moe_ep import cann as _cann
 from . import errors
-from .errors import INT32_MAX, InvalidArgumentError, checked_int
+from .errors import INT32_MAX, InvalidArgumentError, checked_int, checked_ints, checked_real
 
 _lock = threading.Lock()
 # A group's communicator lives as long as the group object: these hold it weakly, and a finalizer on the group
@@ -179,7 +179,12 @@ def launch_comm_name(members=None, timeout=None):
     for the others, for the root info and then for joining (None: HCCL_CONNECT_TIMEOUT, else 120; the join
     always waits HCCL_CONNECT_TIMEOUT). A TimeoutError for the root info lists the first member's job rank."""
     rank, size, token = _launch_job()
-    members = list(range(size)) if members is None else [int(m) for m in members]
+    members = list(range(size)) if members is None else checked_ints("launch_comm_name: members", members, 0, INT32_MAX)
+    if timeout is not None:
+        timeout = checked_real("launch_comm_name: timeout", timeout)
+        if not 0 < timeout < float("inf"):
+            raise InvalidArgumentError(f"launch_comm_name: timeout = {timeout} must be a positive number of seconds "
+                                       "(None: HCCL_CONNECT_TIMEOUT, else 120)")
     if rank not in members or len(set(members)) != len(members) or not all(0 <= m < size for m in members):
         raise InvalidArgumentError(f"launch_comm_name: members {members} must be distinct job ranks in [0, {size}) "
                                    f"and include this process's rank {rank}")

@@ -102,7 +102,11 @@ class OpArgs {
     const std::vector<int64_t> storage{ElementSpan(view, key)};
     aclTensor* t = aclCreateTensor(view.shape.data(), view.shape.size(), AclType(view.dtype), strides.data(), 0,
                                    ACL_FORMAT_ND, storage.data(), storage.size(), view.data);
-    if (t == nullptr) CheckCann(ACLNN_ERR_PARAM_INVALID, "aclCreateTensor");
+    if (t == nullptr) {  // the runtime's message, which cannot know the parameter, after its name
+      const char* message = aclGetRecentErrMsg();
+      throw CannFailure{ACLNN_ERR_PARAM_INVALID,
+                        std::string(key) + ": " + (message && *message ? message : "aclCreateTensor failed")};
+    }
     made_.push_back(t);
     return t;
   }

@@ -39,7 +39,28 @@ Group Wrap(std::unique_ptr<transport::Window> window, const GroupOptions& o) {
   return Group(std::make_unique<Group::Impl>(Group::Impl{std::move(comm)}));
 }
 
+// Refuses options outside their ranges (include/moe_ep/group.h), naming the field, its value and the range: a
+// window past 2^40 bytes would wrap the size of a segment, which the transports then write past.
+void CheckOptions(const GroupOptions& o) {
+  const auto refuse = [](const std::string& field, const std::string& value, const char* rule) {
+    throw Error(ErrorCode::kInvalidParam, "GroupOptions::" + field + " = " + value + ": " + rule);
+  };
+  if (o.timeout.count() < 0 || o.timeout.count() > env::kMaxTimeoutMs) {
+    refuse("timeout", std::to_string(o.timeout.count()) + " ms",
+           "must be in [0, 2^31] ms (0: MOE_EP_TIMEOUT_MS, else 5 minutes)");
+  }
+  if (o.window_bytes > (static_cast<uint64_t>(env::kMaxWindowMb) << 20)) {
+    refuse("window_bytes", std::to_string(o.window_bytes),
+           "must be in [0, 2^40] (0: MOE_EP_WINDOW_MB, else 2 GiB; the window is reserved, committed on touch)");
+  }
+  if (o.threads < 0 || o.threads > 1024) {
+    refuse("threads", std::to_string(o.threads),
+           "must be in [0, 1024] (0: MOE_EP_THREADS, else the cores shared out among the ranks)");
+  }
+}
+
 GroupOptions WithDefaults(const GroupOptions& options) {
+  CheckOptions(options);
   GroupOptions o = options;
   if (o.timeout.count() <= 0) o.timeout = DefaultTimeout();
   if (o.window_bytes == 0) o.window_bytes = DefaultWindowBytes();
@@ -52,6 +73,12 @@ GroupOptions WithDefaults(const GroupOptions& options) {
 // then fails every rank, naming the variable.
 GroupOptions WithDefaultsJoiningOverMpi(const GroupOptions& options, std::optional<env::Refusal>& refused) {
   GroupOptions o = options;
+  try {
+    CheckOptions(options);
+  } catch (const Error& e) {
+    refused = env::Refusal{"GroupOptions", e};
+    o = GroupOptions{.name = options.name};  // joins with the defaults, then fails every rank naming the option
+  }
   if (o.timeout.count() <= 0) {
     o.timeout = env::ReadOrRefuse("MOE_EP_TIMEOUT_MS", DefaultTimeout,
                                   std::chrono::milliseconds(env::kDefaultTimeoutMs), refused);

@@ -308,6 +308,41 @@ TEST(ShmSecurity, SegmentsArePrivateToTheJobAndItsUser) {
   EXPECT_NE(stat(("/dev/shm" + name).c_str(), &st), 0) << "segment left behind after a failed join";
 }
 
+// A segment under a peer's name that this job did not make (another user's, or one others may open) is refused,
+// naming its owner and mode, instead of being mapped as that rank's window: its rows would go to whoever made it.
+TEST(ShmSecurity, ASegmentNotMadeByThisJobIsRefused) {
+  for (const bool other_user : {false, true}) {
+    SCOPED_TRACE(other_user ? "owned by uid 65534" : "mode 0666");
+    const std::string job = "planttest" + std::to_string(getpid()) + (other_user ? "u" : "m");
+    const std::string planted = moe_ep::transport::ShmSegmentName(job, "g", 1);
+    const int fd = shm_open(planted.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+    ASSERT_GE(fd, 0) << planted;
+    ASSERT_EQ(ftruncate(fd, 1 << 20), 0);
+    if (other_user) {
+      if (fchown(fd, 65534, 65534) != 0) {
+        close(fd);
+        shm_unlink(planted.c_str());
+        GTEST_LOG_(INFO) << "cannot give a segment to another user here; skipped that part";
+        continue;
+      }
+    } else {
+      ASSERT_EQ(fchmod(fd, 0666), 0);
+    }
+    close(fd);
+    try {
+      moe_ep::transport::JoinShmGroup(job, "g", 0, 2, 1 << 20, 16,
+                                      moe_ep::transport::Clock::now() + std::chrono::seconds(5));
+      ADD_FAILURE() << "rank 0 mapped a segment it did not make";
+    } catch (const moe_ep::Error& e) {
+      const std::string message = e.what();
+      EXPECT_EQ(e.code(), moe_ep::ErrorCode::kInvalidConfig) << message;
+      const std::string owner = other_user ? "65534 with mode 0600" : std::to_string(geteuid()) + " with mode 0666";
+      EXPECT_NE(message.find(planted + ", rank 1's segment, belongs to uid " + owner), std::string::npos) << message;
+    }
+    EXPECT_EQ(moe_ep::transport::RemoveJobSegments(job), 0) << "segments left behind";
+  }
+}
+
 // A group's string grows with its member list, and a segment name may not pass 255 bytes: a long group joins
 // as a short one does, and a default group of 100 ranks, one of which came, times out naming the 99 others.
 TEST(ShmJoin, GroupsOfLongNamesJoin) {

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 
@@ -55,6 +56,8 @@ BAD = {
     "huge_global_bs": (dict(global_bs=2**64), errors.INVALID_PARAM, "global_bs = 18446744073709551616"),
     "group_name_not_a_string": (dict(group_ep=123), errors.INVALID_PARAM, "group_ep = 123"),
     "world_size_not_an_int": (dict(ep_world_size="2"), errors.INVALID_PARAM, "ep_world_size = '2' must be an int"),
+    "mask_negative_stride": (dict(x_active_mask=np.ones(4, dtype=bool)[::-1]), errors.INVALID_PARAM,
+                             "x_active_mask: aclCreateTensor"),
 }
 
 

@@ -47,6 +47,25 @@ def test_a_bad_connect_timeout_names_the_variable_and_its_rule(value):
         in done.stdout, done.stdout
 
 
+@pytest.mark.parametrize("call, refusal", [
+    ("members=[0, 1.9]", "launch_comm_name: members[1] = 1.9 must be an int"),
+    ("members=[True, 1]", "launch_comm_name: members[0] = True must be an int, not a bool"),
+    ("members='01'", "launch_comm_name: members = '01' must be a sequence of ints"),
+    ("timeout='5'", "launch_comm_name: timeout = '5' must be a real number"),
+    ("timeout=0", "launch_comm_name: timeout = 0.0 must be a positive number of seconds"),
+    ("timeout=float('inf')", "launch_comm_name: timeout = inf must be a positive number of seconds"),
+])
+def test_bad_members_and_timeouts_are_refused_naming_them(call, refusal):
+    # Nothing is truncated (1.9 is not rank 1) or left to fail inside the wait; refused before any file is made.
+    env = dict({k: v for k, v in os.environ.items() if not k.startswith("MOE_EP_")}, MOE_EP_RANK="1",
+               MOE_EP_WORLD_SIZE="2", MOE_EP_RENDEZVOUS="test-token")
+    code = ("import moe_ep, moe_ep.distributed as md\n"
+            f"try:\n    md.launch_comm_name({call})\nexcept moe_ep.InvalidArgumentError as e:\n    print('refused:', e)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"refused: {refusal}" in done.stdout, done.stdout
+
+
 def test_registered_hccl_names_any_process_group_and_keeps_its_name():
     # After register_hccl_backend(), a group of any backend answers get_hccl_comm_name (torch >= 2.0's new_group
     # returns a plain ProcessGroup), with torch_npu's keyword, once per group: asked again, the same name.

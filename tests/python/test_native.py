@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import moe_ep
-from torch_golden import golden_combine, golden_dispatch
+from torch_golden import golden_combine, golden_combine_add_rms_norm, golden_dispatch
 from bitwise import assert_bits, assert_poison
 from thread_ranks import on_threads
 
@@ -127,6 +127,41 @@ def test_each_option_reaches_the_operation(seed, option):
         assert_bits(d.expert_token_nums, want[r]["expert_token_nums"], f"{tag} expert_token_nums")
         assert_bits(d.ep_recv_counts, want[r]["ep_recv_counts"], f"{tag} ep_recv_counts")
         assert_bits(y, want_y[r], f"{tag} combine")
+
+
+@pytest.mark.parametrize("op", ["combine", "combine_add_rms_norm"])
+def test_copy_and_const_experts_take_their_tensors(seed, op):
+    # Zero, copy and const experts beside the routed ones: both combines take ori_x and the const tensors by keyword,
+    # bit for bit against the golden model.
+    experts, special = 6, dict(zero_expert_num=1, copy_expert_num=1, const_expert_num=2)
+    x, ids, w, _ = draw(seed, RANKS, top_k=4, experts=experts + 4)
+    g = torch.Generator().manual_seed(seed + 2)
+    outs = [torch.randn(5 * RANKS * 4, H, generator=g).to(torch.bfloat16) for _ in range(RANKS)]
+    ori = [torch.randn(5, H, generator=g).to(torch.bfloat16) for _ in range(RANKS)]
+    alpha1, alpha2, v = (torch.randn(2, H, generator=g).to(torch.bfloat16) for _ in range(3))
+    residual = [torch.randn(5, 1, H, generator=g).to(torch.bfloat16) for _ in range(RANKS)]
+    gamma = torch.randn(H, generator=g).to(torch.bfloat16)
+    tensors = lambda r: dict(ori_x=ori[r], const_alpha1=alpha1, const_alpha2=alpha2, const_v=v)  # noqa: E731
+
+    def body(r, group):
+        d = moe_ep.dispatch(group, x[r], ids[r], moe_expert_num=experts, **special)
+        out = outs[r][: d.expand_x.shape[0]]
+        if op == "combine":
+            return moe_ep.combine(group, d.handle, out, w[r], **tensors(r))
+        return moe_ep.combine_add_rms_norm(group, d.handle, out, w[r], residual[r], gamma, **tensors(r))
+
+    groups = moe_ep.thread_groups(RANKS, timeout=60)
+    got = on_threads(RANKS, lambda r: body(r, groups[r]))
+    golden = dict(ep_world_size=RANKS, moe_expert_num=experts, shared_expert_num=0, ori_x=ori,
+                  const_expert_alpha_1=alpha1, const_expert_alpha_2=alpha2, const_expert_v=v, **special)
+    if op == "combine":
+        want = golden_combine(outs, ids, w, **golden)
+    else:
+        want = golden_combine_add_rms_norm(outs, ids, w, residual, gamma, **golden)
+    for r in range(RANKS):
+        for name, mine, theirs in zip(("y", "rstd", "x"), got[r] if op != "combine" else (got[r],),
+                                      want[r] if op != "combine" else (want[r],)):
+            assert_bits(mine, theirs, f"seed {seed} {op} rank {r} {name}")
 
 
 @pytest.mark.parametrize("kind", ["torch", "numpy"])

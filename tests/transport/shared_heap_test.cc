@@ -125,6 +125,69 @@ TEST(SharedHeap, AnotherProcessReadsAndWritesInPlace) {
   heap.Free(p);
 }
 
+// A fork child leaves the parent's chunks to the parent: what each then allocates is its own memory (they once
+// carved the same free offsets of the same shared chunk, and wrote over each other), and the child's tokens name
+// the child. What the child inherited still reads the parent's bytes, and freeing it there does nothing.
+TEST(SharedHeap, AForkChildAllocatesMemoryOfItsOwn) {
+  SharedHeap& heap = SharedHeap::Process();
+  auto* inherited = static_cast<uint8_t*>(heap.Allocate(4096));
+  std::memset(inherited, 0xAA, 4096);
+  int to_parent[2], to_child[2];
+  ASSERT_EQ(pipe(to_parent), 0);
+  ASSERT_EQ(pipe(to_child), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {  // allocates and fills a block, lets the parent allocate and fill one, then checks its own
+    auto* mine = static_cast<uint8_t*>(heap.Allocate(4096));
+    std::memset(mine, 0xCC, 4096);
+    uint8_t step = 1;
+    if (write(to_parent[1], &step, 1) != 1 || !ReadAll(to_child[0], &step, 1)) _exit(2);
+    bool kept = inherited[0] == 0xAA;
+    for (int i = 0; i < 4096; ++i) kept = kept && mine[i] == 0xCC;
+    const uint64_t token = heap.TokenOf(mine, 4096);
+    const bool named = (token >> 42) == static_cast<uint64_t>(getpid()) && SharedHeap::Self().pid == uint64_t(getpid());
+    try {  // what it inherited is the parent's: freeing it (objects dropped as the child ends) frees nothing
+      heap.Free(inherited);
+      heap.Free(mine);
+    } catch (...) {
+      _exit(5);
+    }
+    _exit(kept ? (named ? 0 : 4) : 3);
+  }
+  uint8_t step = 0;
+  ASSERT_TRUE(ReadAll(to_parent[0], &step, 1));
+  auto* parents = static_cast<uint8_t*>(heap.Allocate(4096));
+  std::memset(parents, 0x55, 4096);
+  ASSERT_EQ(write(to_child[1], &step, 1), 1);
+  int status = 0;
+  waitpid(child, &status, 0);
+  for (int fd : {to_parent[0], to_parent[1], to_child[0], to_child[1]}) close(fd);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 3) << "the parent's allocation wrote over the child's (or the inherited bytes went)";
+  EXPECT_NE(WEXITSTATUS(status), 4) << "the child's token does not name the child";
+  EXPECT_NE(WEXITSTATUS(status), 5) << "the child could not free a block it inherited, or its own";
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  for (int i = 0; i < 4096; ++i) ASSERT_EQ(parents[i], 0x55) << "byte " << i << " of the parent's block";
+  heap.Free(parents);
+  heap.Free(inherited);
+}
+
+// A token maps only for the owner it names: the right pid with another heap id (a process the system gave a gone
+// owner's pid) maps nothing, though the pid, descriptor and offset all resolve.
+TEST(SharedHeap, ATokenMapsOnlyForItsOwnersHeapId) {
+  const HeapChild child = ForkHeapChild(0x3C);
+  ASSERT_GT(child.pid, 0);
+  EXPECT_EQ(SharedHeap::Map(child.token, 4096, {child.owner.pid, child.owner.id ^ 1}), nullptr);
+  const uint8_t* q = SharedHeap::Map(child.token, 4096, child.owner);
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(q[0], 0x3C);
+  EXPECT_EQ(q[4095], 0x3C);
+  kill(child.pid, SIGKILL);
+  waitpid(child.pid, nullptr, 0);
+  SharedHeap::Hold(child.owner);  // unmaps the child's chunk again
+  SharedHeap::Release(child.owner);
+}
+
 TEST(SharedHeap, ChunksArePrivateUnnamedAndGoWithTheirProcess) {
   const std::set<std::string> before = ShmEntries();
   // A token of the parent's first, so that the child's token is made after the heap knows a pid (it

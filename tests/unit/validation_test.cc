@@ -1746,6 +1746,45 @@ TEST(NativeApi, WindowTooSmallNamesTheRequiredSize) {
   }
 }
 
+// Options out of their ranges are refused when the group is made, naming the field, its value and its range: a
+// window past 2^40 bytes would wrap the size of each rank's segment (a process group then wrote past it).
+TEST(NativeApi, GroupOptionsOutOfRangeAreRefusedByName) {
+  struct Bad {
+    const char* field;
+    std::function<void(GroupOptions&)> set;
+    const char* value;
+  };
+  const std::vector<Bad> bad = {
+      {"window_bytes", [](GroupOptions& o) { o.window_bytes = ~uint64_t{0} << 20; }, "18446744073708503040"},
+      {"window_bytes", [](GroupOptions& o) { o.window_bytes = (uint64_t{1} << 40) + 1; }, "1099511627777"},
+      {"threads", [](GroupOptions& o) { o.threads = -1; }, "-1"},
+      {"threads", [](GroupOptions& o) { o.threads = 1025; }, "1025"},
+      {"timeout", [](GroupOptions& o) { o.timeout = milliseconds(-5); }, "-5 ms"},
+      {"timeout", [](GroupOptions& o) { o.timeout = milliseconds::max(); }, "9223372036854775807 ms"},
+  };
+  for (const Bad& b : bad) {
+    GroupOptions options;
+    b.set(options);
+    SCOPED_TRACE(std::string(b.field) + " = " + b.value);
+    try {
+      CreateThreadGroups(2, options);
+      ADD_FAILURE() << "accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidParam);
+      EXPECT_NE(std::string(e.what()).find(std::string("GroupOptions::") + b.field + " = " + b.value + ": must be"),
+                std::string::npos)
+          << e.what();
+    }
+    try {
+      JoinProcessGroup({0, 2, "optionstest"}, options);
+      ADD_FAILURE() << "a process group accepted it";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidParam) << e.what();
+      EXPECT_NE(std::string(e.what()).find(std::string("GroupOptions::") + b.field), std::string::npos) << e.what();
+    }
+  }
+}
+
 // Sizing the outputs checks the window too: Dispatch sizes its outputs that way, so it never allocates the
 // outputs of a call that cannot run (a fuzzer once had it allocate 16 GiB for one).
 TEST(NativeApi, OutputSizesRefuseACallTheWindowCannotHold) {

@@ -281,8 +281,10 @@ std::string RankTableKey(const RankTable& table) {
 
 // Which group of a rank table (by its key) a rank joins: the n-th that rank joins from it, so that the same table
 // makes one group after another and each rank's n-th join meets the others' n-th. A join that fails gives its number
-// back (the lowest given back is taken first): the rank's retry then meets the peers still waiting under it, where a
-// number spent on the failure would leave the rank one group ahead of them for good.
+// back (the lowest given back is taken first): the rank's retry then meets the peers that join under it later,
+// where a number spent on the failure would leave the rank one group ahead of them for good. (Peers that were
+// already waiting when it failed had its old segment, whose name the failure removed with theirs: their joins fail
+// at their deadline too, and meet it again when they retry.)
 class RankTableGroupNumber {
  public:
   RankTableGroupNumber(std::string key, uint32_t rank) : slot_{std::move(key), rank} {

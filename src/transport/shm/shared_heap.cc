@@ -51,7 +51,9 @@ namespace {
 constexpr size_t kAlignment = 64;
 constexpr size_t kChunkBytes = size_t{64} << 20;  // address space only: pages cost memory once touched
 constexpr size_t kChunkRounding = size_t{2} << 20;
-constexpr char kChunkName[] = "moe_ep heap";  // /proc/<pid>/fd/<fd> reads "/memfd:moe_ep heap (deleted)"
+// A chunk's memory file is named "moe_ep heap <pid>.<id>" after its owner (/proc/<pid>/fd/<fd> reads
+// "/memfd:moe_ep heap <pid>.<id> (deleted)"): a peer maps it only when both are those of the owner it expects.
+constexpr char kChunkName[] = "moe_ep heap";
 
 // A token: pid (22 bits) | descriptor (10 bits) | offset in the chunk (32 bits).
 constexpr int kPidBits = 22, kFdBits = 10, kOffsetBits = 32;
@@ -62,21 +64,34 @@ uint64_t TokenFor(uint64_t pid, uint64_t fd, uint64_t offset) {
 
 // This process's pid, read once: getpid() is a system call each time (glibc no longer caches it), and
 // every exposed buffer asks. A fork child, the one place it changes, forgets it (0) and reads it again. The
-// fork handler is registered as the library loads, before any thread of the program can fork; should that
-// fail, every call asks the kernel.
+// fork handlers (HeapForkHandlers, below) are registered as the library loads, before any thread of the program
+// can fork; should that fail, every call asks the kernel.
 std::atomic<uint64_t> g_own_pid{0};
 std::atomic<uint64_t> g_own_id{0};  // SharedHeap::Owner::id, drawn on first use
-const bool g_forget_pid_in_fork_child = pthread_atfork(nullptr, nullptr, [] {
-                                          g_own_pid.store(0, std::memory_order_relaxed);
-                                          g_own_id.store(0, std::memory_order_relaxed);
-                                        }) == 0;
+
+extern const bool g_fork_handlers_registered;  // below: the handlers need the heap's state
 
 uint64_t OwnPid() {
   uint64_t pid = g_own_pid.load(std::memory_order_relaxed);
   if (pid != 0) return pid;
   pid = static_cast<uint64_t>(getpid());
-  if (g_forget_pid_in_fork_child) g_own_pid.store(pid, std::memory_order_relaxed);
+  if (g_fork_handlers_registered) g_own_pid.store(pid, std::memory_order_relaxed);
   return pid;
+}
+
+uint64_t OwnId() {
+  uint64_t id = g_own_id.load(std::memory_order_relaxed);
+  if (id != 0) return id;
+  std::random_device random;
+  do {
+    id = (uint64_t{random()} << 32) ^ random();
+  } while (id == 0);
+  uint64_t none = 0;  // two threads drawing at once keep the first one's
+  return g_own_id.compare_exchange_strong(none, id, std::memory_order_relaxed) ? id : none;
+}
+
+std::string ChunkName(uint64_t pid, uint64_t id) {
+  return std::string(kChunkName) + " " + std::to_string(pid) + "." + std::to_string(id);
 }
 
 [[noreturn]] void Fail(const std::string& what) {
@@ -96,7 +111,7 @@ size_t ChunkBytesFor(size_t bytes) {
 std::unique_ptr<Chunk> NewChunk(size_t bytes) {
   auto chunk = std::make_unique<Chunk>();
   chunk->size = ChunkBytesFor(bytes);
-  int fd = memfd_create(kChunkName, MFD_CLOEXEC);
+  int fd = memfd_create(ChunkName(OwnPid(), OwnId()).c_str(), MFD_CLOEXEC);
   if (fd < 0) Fail("cannot create a memory file");
   if (fd >= (1 << kFdBits)) {  // a token names descriptors below 1024: take the lowest free one
     const int low = fcntl(fd, F_DUPFD_CLOEXEC, 3);
@@ -141,17 +156,6 @@ void GrowChunk(Chunk& chunk, size_t bytes) {
   chunk.free = {{0, size}};
 }
 
-uint64_t OwnId() {
-  uint64_t id = g_own_id.load(std::memory_order_relaxed);
-  if (id != 0) return id;
-  std::random_device random;
-  do {
-    id = (uint64_t{random()} << 32) ^ random();
-  } while (id == 0);
-  uint64_t none = 0;  // two threads drawing at once keep the first one's
-  return g_own_id.compare_exchange_strong(none, id, std::memory_order_relaxed) ? id : none;
-}
-
 // Other processes' chunks as mapped here, by (pid, id, descriptor), and how many windows hold each owner.
 struct Mapped {
   const uint8_t* base;
@@ -170,13 +174,15 @@ PeerChunks& Peers() {
   return *peers;
 }
 
-// Maps chunk `fd` of process `pid`; nullopt when it is not a heap chunk that this process may open.
-std::optional<Mapped> MapPeerChunk(uint64_t pid, uint64_t fd) {
+// Maps chunk `fd` of process `pid` whose heap is `id`'s; nullopt when it is not a heap chunk of that owner (a
+// process given a gone owner's pid names its chunks with an id of its own) that this process may open.
+std::optional<Mapped> MapPeerChunk(uint64_t pid, uint64_t id, uint64_t fd) {
   const std::string path = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
   char target[256] = {};
   const ssize_t n = readlink(path.c_str(), target, sizeof target - 1);
-  const std::string expected = std::string("/memfd:") + kChunkName;
+  const std::string expected = "/memfd:" + ChunkName(pid, id);
   if (n < 0 || std::strncmp(target, expected.c_str(), expected.size()) != 0) return std::nullopt;
+  if (target[expected.size()] != '\0' && target[expected.size()] != ' ') return std::nullopt;  // a longer id
   const int chunk_fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (chunk_fd < 0) return std::nullopt;
   struct stat st {};
@@ -195,7 +201,48 @@ struct SharedHeap::State {
   mutable std::mutex mutex;
   std::vector<std::unique_ptr<Chunk>> chunks;
   std::map<const uint8_t*, Block> live;  // by start address
+  // In a fork child: the parent's chunks, as mapped here. Their blocks are the parent's: freeing one does nothing.
+  std::vector<std::pair<const uint8_t*, size_t>> inherited;
 };
+
+struct HeapForkHandlers {
+  static void Prepare();
+  static void Parent();
+  static void Child();
+};
+
+// A fork child inherits the parent's chunks, mapped shared: allocating from them would hand out memory the
+// parent uses, and a peer could take them for the child's. The child forgets them (the mappings stay, so what
+// it inherited still reads; its descriptors close) and makes chunks of its own, named after its own pid and id.
+// Both locks are held across the fork, so the child never inherits one that another thread held.
+void HeapForkHandlers::Prepare() {
+  SharedHeap::Process().state().mutex.lock();
+  mapped_mutex.lock();
+}
+
+void HeapForkHandlers::Parent() {
+  mapped_mutex.unlock();
+  SharedHeap::Process().state().mutex.unlock();
+}
+
+void HeapForkHandlers::Child() {
+  g_own_pid.store(0, std::memory_order_relaxed);
+  g_own_id.store(0, std::memory_order_relaxed);
+  SharedHeap::State& s = SharedHeap::Process().state();
+  for (const auto& chunk : s.chunks) {
+    close(chunk->fd);
+    s.inherited.emplace_back(chunk->base, chunk->size);
+  }
+  s.chunks.clear();
+  s.live.clear();
+  mapped_mutex.unlock();
+  s.mutex.unlock();
+}
+
+namespace {
+const bool g_fork_handlers_registered =
+    pthread_atfork(&HeapForkHandlers::Prepare, &HeapForkHandlers::Parent, &HeapForkHandlers::Child) == 0;
+}  // namespace
 
 SharedHeap& SharedHeap::Process() {
   static auto* const heap = new SharedHeap;
@@ -262,6 +309,10 @@ void SharedHeap::Free(const void* p) {
   const std::lock_guard lock(s.mutex);
   const auto it = s.live.find(static_cast<const uint8_t*>(p));
   if (it == s.live.end()) {
+    const auto* at = static_cast<const uint8_t*>(p);
+    for (const auto& [base, size] : s.inherited) {
+      if (at >= base && at < base + size) return;  // the parent's block (a fork child ending drops what it inherited)
+    }
     char address[32];
     std::snprintf(address, sizeof address, "%p", p);
     throw Error(ErrorCode::kInvalidParam, std::string("shared heap: ") + address +
@@ -334,7 +385,7 @@ const uint8_t* SharedHeap::Map(uint64_t token, uint64_t bytes, Owner owner) {
   auto it = mapped.find({pid, owner.id, fd});
   const auto fits = [&](const Mapped& m) { return offset <= m.size && bytes <= m.size - offset; };
   if (it == mapped.end() || !fits(it->second)) {  // not mapped yet, or the chunk grew since
-    const std::optional<Mapped> chunk = MapPeerChunk(pid, fd);
+    const std::optional<Mapped> chunk = MapPeerChunk(pid, owner.id, fd);
     if (!chunk) return nullptr;
     if (it != mapped.end()) {
       if (chunk->size <= it->second.size) {  // it did not grow: the range is past its end

@@ -9,10 +9,13 @@
 
 namespace moe_ep::transport {
 
+struct HeapForkHandlers;  // what a fork does to the heap (shared_heap.cc)
+
 class SharedHeap {
  public:
-  /// Whose heap a token is in: the process's pid and an id drawn once per process (a fork child draws its own),
-  /// so that a process the system gives a gone process's pid is never taken for it.
+  /// Whose heap a token is in: the process's pid and an id drawn once per process (a fork child draws its own,
+  /// and leaves the parent's chunks to the parent), so that a process the system gives a gone process's pid is
+  /// never taken for it: each chunk's memory file is named after both.
   struct Owner {
     uint64_t pid = 0;
     uint64_t id = 0;
@@ -51,6 +54,7 @@ class SharedHeap {
   static void Release(Owner owner);
 
  private:
+  friend struct HeapForkHandlers;
   void* AllocateFrom(size_t bytes, bool* fresh);
   SharedHeap() = default;
   struct State;

@@ -30,6 +30,8 @@
 namespace moe_ep::transport {
 namespace {
 
+constexpr uint64_t kMaxDataBytes = uint64_t{1} << 40;  // the bound of GroupOptions::window_bytes and MOE_EP_WINDOW_MB
+
 [[noreturn]] void SystemError(const std::string& what) {
   throw Error(ErrorCode::kInternal, "shared-memory transport: " + what + ": " + std::strerror(errno));
 }
@@ -72,7 +74,23 @@ int OpenPeer(const std::string& name, uint64_t bytes, Clock::time_point deadline
     const int fd = shm_open(name.c_str(), O_RDWR, 0);
     if (fd >= 0) {
       struct stat st {};
-      const bool sized = fstat(fd, &st) == 0 && st.st_size != 0;
+      if (fstat(fd, &st) != 0) {
+        close(fd);
+        SystemError("cannot inspect " + name);
+      }
+      // A rank of this job made it 0600 as this user (creation modes only lose bits to the umask): a name that
+      // another user made first, or that others may open, would hand this rank's rows to them.
+      if (st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+        close(fd);
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+        throw Error(ErrorCode::kInvalidConfig, "joining shared-memory group '" + group + "': " + name + ", rank " +
+                                                   std::to_string(peer) + "'s segment, belongs to uid " +
+                                                   std::to_string(st.st_uid) + " with mode " + mode + ", not to uid " +
+                                                   std::to_string(geteuid()) +
+                                                   " with mode 0600: not made by this job; refusing to map it");
+      }
+      const bool sized = st.st_size != 0;
       if (sized && static_cast<uint64_t>(st.st_size) == bytes) return fd;
       close(fd);
       // Its creator sizes a segment right after creating it: another nonzero size is a disagreement.
@@ -274,6 +292,10 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
   const int ptrace_scope = PtraceScope();
   const bool cross_memory = cross_memory_choice == env::CrossMemory::kOn ||
                             (cross_memory_choice == env::CrossMemory::kAuto && ptrace_scope <= 0);
+  if (data_bytes > kMaxDataBytes) {  // the sum below must not wrap: a segment smaller than its areas
+    throw Error(ErrorCode::kInvalidParam,
+                "shared-memory transport: a data area of " + std::to_string(data_bytes) + " bytes; at most 2^40");
+  }
   data_bytes = (data_bytes + 4095) / 4096 * 4096;
   const uint64_t flag_bytes = FlagAreaBytes(flag_count, size);
   const uint64_t bytes = data_bytes + flag_bytes + CrossMemoryInfoBytes(size);
