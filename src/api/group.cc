@@ -49,11 +49,11 @@ void CheckOptions(const GroupOptions& o) {
     refuse("timeout", std::to_string(o.timeout.count()) + " ms",
            "must be in [0, 2^31] ms (0: MOE_EP_TIMEOUT_MS, else 5 minutes)");
   }
-  if (o.window_bytes > (static_cast<uint64_t>(env::kMaxWindowMb) << 20)) {
+  if (o.window_bytes > env::kMaxWindowBytes) {
     refuse("window_bytes", std::to_string(o.window_bytes),
            "must be in [0, 2^40] (0: MOE_EP_WINDOW_MB, else 2 GiB; the window is reserved, committed on touch)");
   }
-  if (o.threads < 0 || o.threads > 1024) {
+  if (o.threads < 0 || o.threads > env::kMaxThreads) {
     refuse("threads", std::to_string(o.threads),
            "must be in [0, 1024] (0: MOE_EP_THREADS, else the cores shared out among the ranks)");
   }

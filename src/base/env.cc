@@ -44,7 +44,7 @@ std::chrono::milliseconds OperationTimeout() {
 
 uint64_t WindowBytes() { return static_cast<uint64_t>(Integer("MOE_EP_WINDOW_MB", 2048, 1, kMaxWindowMb)) << 20; }
 
-int Threads(int fallback) { return static_cast<int>(Integer("MOE_EP_THREADS", fallback, 1, 1024)); }
+int Threads(int fallback) { return static_cast<int>(Integer("MOE_EP_THREADS", fallback, 1, kMaxThreads)); }
 
 uint64_t ThreadMinBytes(uint64_t fallback) {
   return static_cast<uint64_t>(Integer("MOE_EP_THREAD_MIN_BYTES", static_cast<int64_t>(fallback), 0, int64_t{1} << 40));

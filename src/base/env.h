@@ -26,8 +26,10 @@ uint64_t WindowBytes();
 /// MOE_EP_DATA_PATH: "push", "pull" or "auto" (default, also when unset); anything else throws Error
 /// (161002) naming the variable and the three values.
 DataPath DataPathChoice();
-/// MOE_EP_THREADS: threads per rank, the rank's own included (1 .. 1024); `fallback` when unset.
+/// MOE_EP_THREADS: threads per rank, the rank's own included (1 .. kMaxThreads); `fallback` when unset.
 int Threads(int fallback);
+/// The most threads a rank splits its loops over (MOE_EP_THREADS, GroupOptions::threads).
+inline constexpr int kMaxThreads = 1024;
 /// MOE_EP_THREAD_MIN_BYTES: the least bytes of rows a worker thread is woken for (0 .. 2^40; 0: every loop
 /// is split among all threads); `fallback` when unset.
 uint64_t ThreadMinBytes(uint64_t fallback);
@@ -78,6 +80,7 @@ uint64_t HcclWindowBytes();
 /// The largest window a variable or a configuration may ask for, in MB: 1 TiB, beyond which the byte arithmetic
 /// could wrap.
 inline constexpr int64_t kMaxWindowMb = int64_t{1} << 20;
+inline constexpr uint64_t kMaxWindowBytes = uint64_t{kMaxWindowMb} << 20;  // the same in bytes: 2^40
 /// The longest deadline moe_ep keeps, in ms: 2^31 ms (about 24 days), beyond which the clock arithmetic could wrap.
 inline constexpr int64_t kMaxTimeoutMs = int64_t{1} << 31;
 /// MOE_EP_TIMEOUT_MS when it is not set (5 minutes); also the deadline of a join over MPI whose rank refused the

@@ -30,8 +30,6 @@
 namespace moe_ep::transport {
 namespace {
 
-constexpr uint64_t kMaxDataBytes = uint64_t{1} << 40;  // the bound of GroupOptions::window_bytes and MOE_EP_WINDOW_MB
-
 [[noreturn]] void SystemError(const std::string& what) {
   throw Error(ErrorCode::kInternal, "shared-memory transport: " + what + ": " + std::strerror(errno));
 }
@@ -292,7 +290,7 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
   const int ptrace_scope = PtraceScope();
   const bool cross_memory = cross_memory_choice == env::CrossMemory::kOn ||
                             (cross_memory_choice == env::CrossMemory::kAuto && ptrace_scope <= 0);
-  if (data_bytes > kMaxDataBytes) {  // the sum below must not wrap: a segment smaller than its areas
+  if (data_bytes > env::kMaxWindowBytes) {  // the sum below must not wrap: a segment smaller than its areas
     throw Error(ErrorCode::kInvalidParam,
                 "shared-memory transport: a data area of " + std::to_string(data_bytes) + " bytes; at most 2^40");
   }
