@@ -25,8 +25,11 @@ phase() {  # phase "NAME": ends the running phase and begins NAME ("" ends the l
 build_and_test() {  # build_and_test DIR "TARGETS" CTEST_REGEX CMAKE_ARGS...  (empty TARGETS / REGEX: all)
   local dir=$1 targets=$2 regex=$3
   shift 3
-  # File by file (scripts/run.sh's unity build would merge the tests' helpers into shared translation units).
-  cmake -S . -B "$dir" -G Ninja -DMOE_EP_BUILD_BENCH=OFF -DCMAKE_UNITY_BUILD=OFF "$@" >/dev/null
+  # The libraries as a unity build, as scripts/run.sh builds them: the release suite then reuses the main job's
+  # objects in build/, and each build parses the libraries' headers a few times instead of once a file. The tests
+  # themselves build file by file (tests/CMakeLists.txt); the fuzzers' build (scripts/fuzz.sh) compiles every
+  # library file on its own, so that a file missing an include still fails somewhere.
+  cmake -S . -B "$dir" -G Ninja -DMOE_EP_BUILD_BENCH=OFF -DCMAKE_UNITY_BUILD=ON "$@" >/dev/null
   local build_started=$SECONDS
   # shellcheck disable=SC2086
   cmake --build "$dir" -j "$jobs" ${targets:+--target $targets}

@@ -480,6 +480,23 @@ TEST(ShmFaults, ABusErrorElsewhereIsLeftAlone) {
   EXPECT_EQ(said.find("/dev/shm"), std::string::npos) << said;
 }
 
+// The size JoinShmGroup gives a segment of a group of `size` ranks (the window, its flags and the cross-memory page),
+// as a rank of such a group, joining alone under `job` + "probe", creates it; 0 if it did not in time.
+off_t SegmentBytes(const std::string& job, int size, uint64_t window) {
+  namespace tr = moe_ep::transport;
+  struct stat st {};
+  std::thread probe([&] {
+    try {
+      tr::JoinShmGroup(job + "probe", "g", 0, size, window, 16, tr::Clock::now() + std::chrono::milliseconds(300));
+    } catch (const moe_ep::Error&) {
+    }
+  });
+  const std::string probe_name = "/dev/shm" + tr::ShmSegmentName(job + "probe", "g", 0);
+  for (int i = 0; i < 100 && (stat(probe_name.c_str(), &st) != 0 || st.st_size == 0); ++i) usleep(2000);
+  probe.join();
+  return st.st_size;
+}
+
 // A rank killed during the join after it created its segment (before it sized it, or after) leaves no name in
 // /dev/shm once the others give up, even with no launcher to clean up after it; they time out naming it.
 TEST(ShmJoin, ARankKilledDuringTheJoinLeavesNoName) {
@@ -491,19 +508,10 @@ TEST(ShmJoin, ARankKilledDuringTheJoinLeavesNoName) {
     const std::string dead = tr::ShmSegmentName(job, "g", 2);
     const int fd = shm_open(dead.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);  // what rank 2 did before it died
     ASSERT_GE(fd, 0);
-    if (sized) {  // the size JoinShmGroup gives a segment: the window, its flags and the cross-memory page
-      struct stat st {};
-      std::thread probe([&] {
-        try {
-          tr::JoinShmGroup(job + "probe", "g", 0, 3, window, 16, tr::Clock::now() + std::chrono::milliseconds(300));
-        } catch (const moe_ep::Error&) {
-        }
-      });
-      const std::string probe_name = "/dev/shm" + tr::ShmSegmentName(job + "probe", "g", 0);
-      for (int i = 0; i < 100 && (stat(probe_name.c_str(), &st) != 0 || st.st_size == 0); ++i) usleep(2000);
-      ASSERT_GT(st.st_size, 0);
-      ASSERT_EQ(ftruncate(fd, st.st_size), 0);
-      probe.join();
+    if (sized) {
+      const off_t bytes = SegmentBytes(job, 3, window);
+      ASSERT_GT(bytes, 0);
+      ASSERT_EQ(ftruncate(fd, bytes), 0);
     }
     close(fd);
     std::vector<int> missing[2];
@@ -523,6 +531,67 @@ TEST(ShmJoin, ARankKilledDuringTheJoinLeavesNoName) {
     EXPECT_NE(stat(("/dev/shm" + dead).c_str(), &st), 0) << "the killed rank's segment name was left behind";
     EXPECT_EQ(tr::RemoveJobSegments(job), 0);
   }
+}
+
+// A job killed while its ranks waited in the join (for a rank that never came) leaves every name, and a rank table
+// names its segments the same way each run: the next job's ranks remove what a dead process left and make their
+// own, and a peer never maps the dead one meanwhile, whatever its size (rank 0 waits on rank 1's dead name, sized
+// as a live one, before rank 1 comes; rank 0's own dead name is the wrong size).
+TEST(ShmJoin, NamesLeftByADeadJoinAreReplacedNotMapped) {
+  namespace tr = moe_ep::transport;
+  const uint64_t window = 1 << 20;
+  const std::string job = "deadtest" + std::to_string(getpid());
+  const off_t bytes = SegmentBytes(job, 2, window);
+  ASSERT_GT(bytes, 0);
+  for (int r = 0; r < 2; ++r) {  // what a killed process leaves: a name nobody holds
+    const int fd = shm_open(tr::ShmSegmentName(job, "g", r).c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(ftruncate(fd, r == 1 ? bytes : 4096), 0);
+    close(fd);
+  }
+  std::string errors[2];
+  std::thread ranks[2];
+  for (int r = 0; r < 2; ++r) {
+    ranks[r] = std::thread([&, r] {
+      try {
+        tr::JoinShmGroup(job, "g", r, 2, window, 16, tr::Clock::now() + std::chrono::seconds(10));
+      } catch (const moe_ep::Error& e) {
+        errors[r] = e.what();
+      }
+    });
+    if (r == 0) usleep(200 * 1000);  // rank 0 polls rank 1's dead name
+  }
+  for (auto& t : ranks) t.join();
+  EXPECT_EQ(errors[0], "");
+  EXPECT_EQ(errors[1], "");
+  EXPECT_EQ(tr::RemoveJobSegments(job), 0) << "names left behind";
+}
+
+// A name that a live process holds is another job's (the same rendezvous twice): refused, and left to it.
+TEST(ShmJoin, ANameALiveProcessHoldsIsRefused) {
+  namespace tr = moe_ep::transport;
+  const std::string job = "livetest" + std::to_string(getpid());
+  const std::string name = tr::ShmSegmentName(job, "g", 0);
+  const int fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+  ASSERT_GE(fd, 0);
+  struct flock lock {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;
+  ASSERT_EQ(fcntl(fd, F_OFD_SETLK, &lock), 0);  // as a joining rank holds its segment
+  try {
+    tr::JoinShmGroup(job, "g", 0, 2, 1 << 20, 16, tr::Clock::now() + std::chrono::seconds(2));
+    ADD_FAILURE() << "joined under a name a live process holds";
+  } catch (const moe_ep::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot create " + name +
+                                         ": a live process holds it (another job with the "
+                                         "same rendezvous?)"),
+              std::string::npos)
+        << e.what();
+  }
+  struct stat st {};
+  EXPECT_EQ(stat(("/dev/shm" + name).c_str(), &st), 0) << "the live process's name was removed";
+  close(fd);
+  shm_unlink(name.c_str());
 }
 
 // Ranks that ask for different window sizes fail naming the disagreement instead of timing out.

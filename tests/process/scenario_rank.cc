@@ -30,6 +30,7 @@
 #include "moe_ep/error.h"
 #include "moe_ep/group.h"
 #include "moe_ep/ops.h"
+#include "support/freed_memory.h"
 #include "verify/scenario.h"
 
 namespace {
@@ -375,6 +376,7 @@ int main(int argc, char** argv) {
                  argv[0]);
     return 2;
   }
+  moe_ep::testing::KeepFreedMemory();
   const bool peer_visible = argc == 5;  // property: inputs in the shared heap
   const std::string mode = argv[1];
   const uint64_t seed = std::strtoull(argv[2], nullptr, 10);

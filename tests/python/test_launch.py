@@ -1,10 +1,14 @@
 # Ranks as processes started by `moe-ep launch`, without torch.distributed: group names from the launch environment
 # (moe_ep.distributed.launch_comm_name) and the native process group. MOE_EP_TOOL names the moe-ep command.
 import os
+import re
 import subprocess
 import sys
 
 import pytest
+
+import moe_ep
+import moe_ep.distributed as md
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -26,44 +30,47 @@ def test_launch_job_ranks_dispatch_and_combine(seed):
     assert root_files() <= before, "a root info file was left behind"
 
 
-def test_launch_comm_name_outside_a_job_says_how_to_start_one():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOE_EP_")}
-    done = subprocess.run([sys.executable, "-c", "import moe_ep.distributed as md; md.launch_comm_name()"],
-                          capture_output=True, text=True, timeout=120, env=env)
-    assert done.returncode != 0
-    assert "MOE_EP_RANK is not set; start the ranks with `moe-ep launch -n N`" in done.stderr
+def test_launch_comm_name_outside_a_job_says_how_to_start_one(monkeypatch):
+    for var in ("MOE_EP_RANK", "MOE_EP_WORLD_SIZE", "MOE_EP_RENDEZVOUS"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(moe_ep.InvalidArgumentError,
+                       match=re.escape("MOE_EP_RANK is not set; start the ranks with `moe-ep launch -n N`")):
+        md.launch_comm_name()
+
+
+# The refusals below come before anything is made (no root info, no segment), from what launch_comm_name reads at
+# the call: rank 1 of a job of 2 whose first rank never comes.
+@pytest.fixture
+def second_rank_of_a_job(monkeypatch):
+    for var, value in (("MOE_EP_RANK", "1"), ("MOE_EP_WORLD_SIZE", "2"), ("MOE_EP_RENDEZVOUS", "test-token")):
+        monkeypatch.setenv(var, value)
+    monkeypatch.delenv("HCCL_CONNECT_TIMEOUT", raising=False)
+    return monkeypatch
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "2147484", "1.5"])
-def test_a_bad_connect_timeout_names_the_variable_and_its_rule(value):
+def test_a_bad_connect_timeout_names_the_variable_and_its_rule(second_rank_of_a_job, value):
     # A member other than the first reads HCCL_CONNECT_TIMEOUT for how long to wait for the root info.
-    env = dict({k: v for k, v in os.environ.items() if not k.startswith("MOE_EP_")}, MOE_EP_RANK="1",
-               MOE_EP_WORLD_SIZE="2", MOE_EP_RENDEZVOUS="test-token", HCCL_CONNECT_TIMEOUT=value)
-    code = ("import moe_ep, moe_ep.distributed as md\n"
-            "try:\n    md.launch_comm_name()\nexcept moe_ep.InvalidArgumentError as e:\n    print('refused:', e)\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert f"refused: HCCL_CONNECT_TIMEOUT = '{value}' must be an integer number of seconds in [1, 2147483]" \
-        in done.stdout, done.stdout
+    second_rank_of_a_job.setenv("HCCL_CONNECT_TIMEOUT", value)
+    with pytest.raises(moe_ep.InvalidArgumentError, match=re.escape(
+            f"HCCL_CONNECT_TIMEOUT = '{value}' must be an integer number of seconds in [1, 2147483]")):
+        md.launch_comm_name()
 
 
-@pytest.mark.parametrize("call, refusal", [
-    ("members=[0, 1.9]", "launch_comm_name: members[1] = 1.9 must be an int"),
-    ("members=[True, 1]", "launch_comm_name: members[0] = True must be an int, not a bool"),
-    ("members='01'", "launch_comm_name: members = '01' must be a sequence of ints"),
-    ("timeout='5'", "launch_comm_name: timeout = '5' must be a real number"),
-    ("timeout=0", "launch_comm_name: timeout = 0.0 must be a positive number of seconds"),
-    ("timeout=float('inf')", "launch_comm_name: timeout = inf must be a positive number of seconds"),
+@pytest.mark.parametrize("kwargs, refusal", [
+    (dict(members=[0, 1.9]), "launch_comm_name: members[1] = 1.9 must be an int"),
+    (dict(members=[True, 1]), "launch_comm_name: members[0] = True must be an int, not a bool"),
+    (dict(members="01"), "launch_comm_name: members = '01' must be a sequence of ints"),
+    (dict(timeout="5"), "launch_comm_name: timeout = '5' must be a real number"),
+    (dict(timeout=0), "launch_comm_name: timeout = 0.0 must be a positive number of seconds"),
+    (dict(timeout=float("inf")), "launch_comm_name: timeout = inf must be a positive number of seconds"),
 ])
-def test_bad_members_and_timeouts_are_refused_naming_them(call, refusal):
-    # Nothing is truncated (1.9 is not rank 1) or left to fail inside the wait; refused before any file is made.
-    env = dict({k: v for k, v in os.environ.items() if not k.startswith("MOE_EP_")}, MOE_EP_RANK="1",
-               MOE_EP_WORLD_SIZE="2", MOE_EP_RENDEZVOUS="test-token")
-    code = ("import moe_ep, moe_ep.distributed as md\n"
-            f"try:\n    md.launch_comm_name({call})\nexcept moe_ep.InvalidArgumentError as e:\n    print('refused:', e)\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert f"refused: {refusal}" in done.stdout, done.stdout
+def test_bad_members_and_timeouts_are_refused_naming_them(second_rank_of_a_job, kwargs, refusal):
+    # Nothing is truncated (1.9 is not rank 1) or left to fail inside the wait.
+    before = root_files()
+    with pytest.raises(moe_ep.InvalidArgumentError, match=re.escape(refusal)):
+        md.launch_comm_name(**kwargs)
+    assert root_files() == before
 
 
 def test_registered_hccl_names_any_process_group_and_keeps_its_name():

@@ -154,8 +154,8 @@ using moe_ep::cann::Guarded;
 using moe_ep::cann::LaunchExecutor;
 
 namespace {
-constexpr char kV2[] = "aclnnMoeDistributeCombineV2";
-constexpr char kV3[] = "aclnnMoeDistributeCombineV3";
+constexpr char kCombineV2[] = "aclnnMoeDistributeCombineV2";
+constexpr char kCombineV3[] = "aclnnMoeDistributeCombineV3";
 constexpr char kAddRmsNorm[] = "aclnnMoeDistributeCombineAddRmsNorm";
 constexpr char kAddRmsNormV2[] = "aclnnMoeDistributeCombineAddRmsNormV2";
 
@@ -289,7 +289,7 @@ aclnnStatus aclnnMoeDistributeCombineV2GetWorkspaceSize(
     int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBs, int64_t outDtype, int64_t commQuantMode,
     int64_t groupListType, const char* commAlg, aclTensor* xOut, uint64_t* workspaceSize, aclOpExecutor** executor) {
   // CombineV3 without its inputs: no elasticInfo, oriX or const tensors, no special experts.
-  return CombineV3Workspace("aclnnMoeDistributeCombineV2GetWorkspaceSize", kV2, expandX, expertIds,
+  return CombineV3Workspace("aclnnMoeDistributeCombineV2GetWorkspaceSize", kCombineV2, expandX, expertIds,
                             assistInfoForCombine, epSendCounts, expertScales, tpSendCountsOptional, xActiveMaskOptional,
                             activationScaleOptional, weightScaleOptional, groupListOptional, expandScalesOptional,
                             sharedExpertXOptional, nullptr, nullptr, nullptr, nullptr, nullptr, groupEp, epWorldSize,
@@ -300,7 +300,7 @@ aclnnStatus aclnnMoeDistributeCombineV2GetWorkspaceSize(
 
 aclnnStatus aclnnMoeDistributeCombineV2(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
   return Guarded("aclnnMoeDistributeCombineV2", ApiFamily::kAclnn,
-                 [&] { return LaunchExecutor(kV2, executor, stream); });
+                 [&] { return LaunchExecutor(kCombineV2, executor, stream); });
 }
 
 aclnnStatus aclnnMoeDistributeCombineV3GetWorkspaceSize(
@@ -315,7 +315,7 @@ aclnnStatus aclnnMoeDistributeCombineV3GetWorkspaceSize(
     int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBs, int64_t outDtype, int64_t commQuantMode,
     int64_t groupListType, const char* commAlg, int64_t zeroExpertNum, int64_t copyExpertNum, int64_t constExpertNum,
     aclTensor* xOut, uint64_t* workspaceSize, aclOpExecutor** executor) {
-  return CombineV3Workspace("aclnnMoeDistributeCombineV3GetWorkspaceSize", kV3, expandX, expertIds,
+  return CombineV3Workspace("aclnnMoeDistributeCombineV3GetWorkspaceSize", kCombineV3, expandX, expertIds,
                             assistInfoForCombine, epSendCounts, expertScales, tpSendCountsOptional, xActiveMaskOptional,
                             activationScaleOptional, weightScaleOptional, groupListOptional, expandScalesOptional,
                             sharedExpertXOptional, elasticInfoOptional, oriXOptional, constExpertAlpha1Optional,
@@ -327,7 +327,7 @@ aclnnStatus aclnnMoeDistributeCombineV3GetWorkspaceSize(
 
 aclnnStatus aclnnMoeDistributeCombineV3(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
   return Guarded("aclnnMoeDistributeCombineV3", ApiFamily::kAclnn,
-                 [&] { return LaunchExecutor(kV3, executor, stream); });
+                 [&] { return LaunchExecutor(kCombineV3, executor, stream); });
 }
 
 aclnnStatus aclnnMoeDistributeCombineAddRmsNormGetWorkspaceSize(

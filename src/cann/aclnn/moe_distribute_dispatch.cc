@@ -157,8 +157,8 @@ using moe_ep::cann::Guarded;
 using moe_ep::cann::LaunchExecutor;
 
 namespace {
-constexpr char kV2[] = "aclnnMoeDistributeDispatchV2";
-constexpr char kV3[] = "aclnnMoeDistributeDispatchV3";
+constexpr char kDispatchV2[] = "aclnnMoeDistributeDispatchV2";
+constexpr char kDispatchV3[] = "aclnnMoeDistributeDispatchV3";
 
 // Phase one of DispatchV3, under the names of `entry` (the C function) and `op` (the operator): DispatchV2 runs it
 // too, without the V3 inputs.
@@ -221,7 +221,7 @@ aclnnStatus aclnnMoeDistributeDispatchV2GetWorkspaceSize(
     aclTensor* epRecvCountsOut, aclTensor* tpRecvCountsOut, aclTensor* expandScalesOut, uint64_t* workspaceSize,
     aclOpExecutor** executor) {
   // DispatchV3 without its inputs: no elasticInfo, no special experts.
-  return DispatchV3Workspace("aclnnMoeDistributeDispatchV2GetWorkspaceSize", kV2, x, expertIds, scalesOptional,
+  return DispatchV3Workspace("aclnnMoeDistributeDispatchV2GetWorkspaceSize", kDispatchV2, x, expertIds, scalesOptional,
                              xActiveMaskOptional, expertScalesOptional, nullptr, groupEp, epWorldSize, epRankId,
                              moeExpertNum, groupTp, tpWorldSize, tpRankId, expertShardType, sharedExpertNum,
                              sharedExpertRankNum, quantMode, globalBs, expertTokenNumsType, commAlg, 0, 0, 0,
@@ -231,7 +231,7 @@ aclnnStatus aclnnMoeDistributeDispatchV2GetWorkspaceSize(
 
 aclnnStatus aclnnMoeDistributeDispatchV2(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
   return Guarded("aclnnMoeDistributeDispatchV2", ApiFamily::kAclnn,
-                 [&] { return LaunchExecutor(kV2, executor, stream); });
+                 [&] { return LaunchExecutor(kDispatchV2, executor, stream); });
 }
 
 aclnnStatus aclnnMoeDistributeDispatchV3GetWorkspaceSize(
@@ -245,7 +245,7 @@ aclnnStatus aclnnMoeDistributeDispatchV3GetWorkspaceSize(
     aclTensor* epRecvCountsOut, aclTensor* tpRecvCountsOut, aclTensor* expandScalesOut, uint64_t* workspaceSize,
     aclOpExecutor** executor) {
   return DispatchV3Workspace(
-      "aclnnMoeDistributeDispatchV3GetWorkspaceSize", kV3, x, expertIds, scalesOptional, xActiveMaskOptional,
+      "aclnnMoeDistributeDispatchV3GetWorkspaceSize", kDispatchV3, x, expertIds, scalesOptional, xActiveMaskOptional,
       expertScalesOptional, elasticInfoOptional, groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize,
       tpRankId, expertShardType, sharedExpertNum, sharedExpertRankNum, quantMode, globalBs, expertTokenNumsType,
       commAlg, zeroExpertNum, copyExpertNum, constExpertNum, expandXOut, dynamicScalesOut, assistInfoForCombineOut,
@@ -254,7 +254,7 @@ aclnnStatus aclnnMoeDistributeDispatchV3GetWorkspaceSize(
 
 aclnnStatus aclnnMoeDistributeDispatchV3(void*, uint64_t, aclOpExecutor* executor, aclrtStream stream) {
   return Guarded("aclnnMoeDistributeDispatchV3", ApiFamily::kAclnn,
-                 [&] { return LaunchExecutor(kV3, executor, stream); });
+                 [&] { return LaunchExecutor(kDispatchV3, executor, stream); });
 }
 
 }  // extern "C"

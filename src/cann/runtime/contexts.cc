@@ -27,7 +27,7 @@ struct DefaultContexts {
   std::map<int32_t, aclrtContext> by_device;
 };
 
-DefaultContexts& Defaults() {
+DefaultContexts& TheDefaultContexts() {
   static auto* const defaults = new DefaultContexts;
   return *defaults;
 }
@@ -35,7 +35,7 @@ DefaultContexts& Defaults() {
 }  // namespace
 
 aclrtContext DefaultContext(int32_t device) {
-  DefaultContexts& defaults = Defaults();
+  DefaultContexts& defaults = TheDefaultContexts();
   std::lock_guard<std::mutex> lock(defaults.mu);
   auto it = defaults.by_device.find(device);
   if (it != defaults.by_device.end() && Contexts().Find(it->second) != nullptr) return it->second;
@@ -45,7 +45,7 @@ aclrtContext DefaultContext(int32_t device) {
 }
 
 void DestroyAllContexts() {
-  DefaultContexts& defaults = Defaults();
+  DefaultContexts& defaults = TheDefaultContexts();
   std::lock_guard<std::mutex> lock(defaults.mu);
   defaults.by_device.clear();
   Contexts().RemoveAll();

@@ -28,7 +28,7 @@ struct DefaultStreams {
   std::map<aclrtContext, std::shared_ptr<Stream>> by_context;
 };
 
-DefaultStreams& Defaults() {
+DefaultStreams& TheDefaultStreams() {
   static auto* const defaults = new DefaultStreams;
   return *defaults;
 }
@@ -39,7 +39,7 @@ DefaultStreams& Defaults() {
 std::shared_ptr<Stream> DefaultStream(int32_t device, bool create) {
   aclrtContext context = ThreadContext();
   if (context == nullptr) context = DefaultContext(device);
-  DefaultStreams& defaults = Defaults();
+  DefaultStreams& defaults = TheDefaultStreams();
   std::lock_guard<std::mutex> lock(defaults.mu);
   auto it = defaults.by_context.find(context);
   if (it != defaults.by_context.end()) return it->second;
@@ -55,7 +55,7 @@ std::shared_ptr<Stream> DefaultStream(int32_t device, bool create) {
 
 // The default streams of every context of `device`.
 std::vector<std::shared_ptr<Stream>> DefaultStreamsOf(int32_t device) {
-  DefaultStreams& defaults = Defaults();
+  DefaultStreams& defaults = TheDefaultStreams();
   std::lock_guard<std::mutex> lock(defaults.mu);
   std::vector<std::shared_ptr<Stream>> streams;
   for (const auto& [context, stream] : defaults.by_context) {
@@ -132,7 +132,7 @@ aclError SynchronizeDeviceStreams(const char* api, int32_t device) {
 void DestroyAllStreams() {
   std::vector<std::shared_ptr<Stream>> streams = Streams().RemoveAll();
   {
-    DefaultStreams& defaults = Defaults();
+    DefaultStreams& defaults = TheDefaultStreams();
     std::lock_guard<std::mutex> lock(defaults.mu);
     for (auto& [context, stream] : defaults.by_context) streams.push_back(std::move(stream));
     defaults.by_context.clear();
@@ -144,7 +144,7 @@ void DestroyAllStreams() {
 void DestroyDefaultStreamOf(aclrtContext context) {
   std::shared_ptr<Stream> stream;
   {
-    DefaultStreams& defaults = Defaults();
+    DefaultStreams& defaults = TheDefaultStreams();
     std::lock_guard<std::mutex> lock(defaults.mu);
     auto it = defaults.by_context.find(context);
     if (it == defaults.by_context.end() || it->second.get() == Stream::OfCallingThread()) return;

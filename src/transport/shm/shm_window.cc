@@ -1,5 +1,5 @@
-// Shared-memory transport: segment creation (0600, O_EXCL), mapping peers as they appear, the join
-// barrier, and unlinking names as soon as everyone is mapped so killed ranks leave nothing behind.
+// Shared-memory transport: segment creation (0600, O_EXCL, locked while its creator lives), mapping peers as they
+// appear, the join barrier, and unlinking names as soon as everyone is mapped so killed ranks leave nothing behind.
 #include "transport/shm/shm_window.h"
 
 #include <dirent.h>
@@ -65,8 +65,60 @@ uint8_t* MapAndClose(int fd, uint64_t bytes, const std::string& name) {
   return static_cast<uint8_t*>(p);
 }
 
-// Opens a peer's segment once it exists with its full size (its creator sizes it right after creating); -1 when
-// it does not by `deadline`.
+// The join lock of a segment: its creator takes an open-file-description write lock on it right after creating it,
+// which its mapping keeps (closing the descriptor does not drop it) until the process unmaps it or ends. A name
+// whose lock is free was left by a process that died in its join (or one a few instructions from locking it).
+struct flock WholeSegment() {
+  struct flock lock {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;  // l_start = l_len = 0: the whole file, whatever its size
+  return lock;
+}
+
+bool HeldByALiveProcess(int fd) {
+  struct flock lock = WholeSegment();
+  // Without open-file-description locks (Linux before 3.15) every name counts as live, as it did before them.
+  return fcntl(fd, F_OFD_GETLK, &lock) != 0 || lock.l_type != F_UNLCK;
+}
+
+// Creates this rank's segment, 0600, and takes its join lock. A name a process that died in its join left behind
+// (a job killed while it waited for a missing rank, under a rank table's fixed names) is removed first; one that a
+// live process holds is another job's.
+int CreateSegment(const std::string& name) {
+  for (bool removed_a_dead_one = false;;) {
+    const int fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd >= 0) {
+      struct flock lock = WholeSegment();
+      // Fails only without open-file-description locks, where the peers' checks fail too and count it as live.
+      fcntl(fd, F_OFD_SETLK, &lock);
+      return fd;
+    }
+    if (errno != EEXIST || removed_a_dead_one) {
+      SystemError("cannot create " + name + " (another job with the same rendezvous?)");
+    }
+    const int old = shm_open(name.c_str(), O_RDWR, 0);
+    if (old < 0 && errno == ENOENT) continue;  // removed meanwhile
+    struct stat st {};
+    std::string whose;  // why the name is not ours to remove; empty: a dead join's
+    if (old < 0 || fstat(old, &st) != 0) {
+      whose = std::string("it cannot be inspected: ") + std::strerror(errno);
+    } else if (st.st_uid != geteuid()) {
+      whose = "it belongs to uid " + std::to_string(st.st_uid);
+    } else if (HeldByALiveProcess(old)) {
+      whose = "a live process holds it";
+    }
+    if (old >= 0) close(old);
+    if (!whose.empty()) {
+      throw Error(ErrorCode::kInternal, "shared-memory transport: cannot create " + name + ": " + whose +
+                                            " (another job with the same rendezvous?)");
+    }
+    shm_unlink(name.c_str());
+    removed_a_dead_one = true;
+  }
+}
+
+// Opens a peer's segment once it exists with its full size, held by a live process (its creator locks and sizes it
+// right after creating it; a name left by a dead one is not there yet); -1 when it is not by `deadline`.
 int OpenPeer(const std::string& name, uint64_t bytes, Clock::time_point deadline, int peer, const std::string& group) {
   for (auto pause = std::chrono::microseconds(50);; pause = std::min(pause * 2, std::chrono::microseconds(20000))) {
     const int fd = shm_open(name.c_str(), O_RDWR, 0);
@@ -88,7 +140,8 @@ int OpenPeer(const std::string& name, uint64_t bytes, Clock::time_point deadline
                                                    std::to_string(geteuid()) +
                                                    " with mode 0600: not made by this job; refusing to map it");
       }
-      const bool sized = st.st_size != 0;
+      const bool live = HeldByALiveProcess(fd);
+      const bool sized = live && st.st_size != 0;
       if (sized && static_cast<uint64_t>(st.st_size) == bytes) return fd;
       close(fd);
       // Its creator sizes a segment right after creating it: another nonzero size is a disagreement.
@@ -299,8 +352,7 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
   const uint64_t bytes = data_bytes + flag_bytes + CrossMemoryInfoBytes(size);
   auto maps = std::make_shared<ShmMappings>(bytes);
   const std::string own = ShmSegmentName(job, group, rank);
-  const int own_fd = shm_open(own.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
-  if (own_fd < 0) SystemError("cannot create " + own + " (another job with the same rendezvous?)");
+  const int own_fd = CreateSegment(own);
   // Until every peer has mapped it, the name must go if we fail; so must every other name of the group, since a
   // failed join fails every member: a rank killed after it created its segment (outside `moe-ep launch`, which
   // cleans up after its ranks) leaves no name behind once any other member gives up.
