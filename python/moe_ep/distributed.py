@@ -188,6 +188,9 @@ def launch_comm_name(members=None, timeout=None):
     if rank not in members or len(set(members)) != len(members) or not all(0 <= m < size for m in members):
         raise InvalidArgumentError(f"launch_comm_name: members {members} must be distinct job ranks in [0, {size}) "
                                    f"and include this process's rank {rank}")
+    is_root = members.index(rank) == 0
+    # How long a member waits for the root info: checked before anything is made.
+    wait = None if is_root else timeout if timeout is not None else _connect_timeout_s()
     with _lock:
         nth = _launch_groups.get(tuple(members), 0)
     # The first member makes the root info and hands it over in a file only the job can name (its name comes
@@ -195,7 +198,6 @@ def launch_comm_name(members=None, timeout=None):
     key = hashlib.sha256(f"{token}|{members}|{nth}".encode()).hexdigest()[:40]
     path = f"/dev/shm/moe_ep_root_{key}"
     _ensure_device()
-    is_root = members.index(rank) == 0
     if is_root:
         root = _cann.root_info()
         try:
@@ -206,7 +208,6 @@ def launch_comm_name(members=None, timeout=None):
             f.write(root)
         os.rename(path + ".part", path)
     else:
-        wait = timeout if timeout is not None else _connect_timeout_s()
         deadline = time.monotonic() + wait
         while not os.path.exists(path):
             if time.monotonic() > deadline:

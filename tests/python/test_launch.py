@@ -38,13 +38,19 @@ def test_launch_comm_name_outside_a_job_says_how_to_start_one(monkeypatch):
         md.launch_comm_name()
 
 
-# The refusals below come before anything is made (no root info, no segment), from what launch_comm_name reads at
-# the call: rank 1 of a job of 2 whose first rank never comes.
+# The refusals below come before anything is made (no device, no root info, no segment), from what
+# launch_comm_name reads at the call: rank 1 of a job of 2 whose first rank never comes. Were one of them to pass,
+# the next step, setting the device, fails the test at once (instead of waiting for the root info).
 @pytest.fixture
 def second_rank_of_a_job(monkeypatch):
     for var, value in (("MOE_EP_RANK", "1"), ("MOE_EP_WORLD_SIZE", "2"), ("MOE_EP_RENDEZVOUS", "test-token")):
         monkeypatch.setenv(var, value)
     monkeypatch.delenv("HCCL_CONNECT_TIMEOUT", raising=False)
+
+    def got_past_the_checks():
+        raise AssertionError("launch_comm_name went on to set the device")
+
+    monkeypatch.setattr(md, "_ensure_device", got_past_the_checks)
     return monkeypatch
 
 

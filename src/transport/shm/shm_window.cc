@@ -65,54 +65,90 @@ uint8_t* MapAndClose(int fd, uint64_t bytes, const std::string& name) {
   return static_cast<uint8_t*>(p);
 }
 
-// The join lock of a segment: its creator takes an open-file-description write lock on it right after creating it,
-// which its mapping keeps (closing the descriptor does not drop it) until the process unmaps it or ends. A name
-// whose lock is free was left by a process that died in its join (or one a few instructions from locking it).
-struct flock WholeSegment() {
+// A segment's locks (open-file-description locks, which a mapping keeps after its descriptor is closed, until the
+// process unmaps it or ends). Byte 0: its creator's, from right after creating it, for as long as it lives; a name
+// whose byte 0 is free was left by a process that died in its join (or one a few instructions from locking it).
+// Byte 1: held by a process deciding whether the file a name names is a dead one to remove, and by a creator
+// checking that its name still names its file: of two processes creating one name at once, exactly one goes on (or
+// neither), as O_EXCL alone made sure. Peers look at byte 0 only, so a file being removed never looks alive.
+constexpr off_t kAliveByte = 0;
+constexpr off_t kDecidingByte = 1;
+
+struct flock ByteLock(short type, off_t byte) {
   struct flock lock {};
-  lock.l_type = F_WRLCK;
-  lock.l_whence = SEEK_SET;  // l_start = l_len = 0: the whole file, whatever its size
+  lock.l_type = type;
+  lock.l_whence = SEEK_SET;
+  lock.l_start = byte;
+  lock.l_len = 1;
   return lock;
 }
 
 bool HeldByALiveProcess(int fd) {
-  struct flock lock = WholeSegment();
+  struct flock lock = ByteLock(F_WRLCK, kAliveByte);
   // Without open-file-description locks (Linux before 3.15) every name counts as live, as it did before them.
   return fcntl(fd, F_OFD_GETLK, &lock) != 0 || lock.l_type != F_UNLCK;
 }
 
-// Creates this rank's segment, 0600, and takes its join lock. A name a process that died in its join left behind
-// (a job killed while it waited for a missing rank, under a rank table's fixed names) is removed first; one that a
+// Whether `name` still names the file open as `fd` (a name is removed and made again by the next job's rank).
+bool StillNamed(int fd, const std::string& name) {
+  struct stat open_file {
+  }, named{};
+  return fstat(fd, &open_file) == 0 && stat(("/dev/shm" + name).c_str(), &named) == 0 &&
+         open_file.st_dev == named.st_dev && open_file.st_ino == named.st_ino;
+}
+
+[[noreturn]] void NotOurs(const std::string& name, const std::string& why) {
+  throw Error(ErrorCode::kInternal, "shared-memory transport: cannot create " + name + ": " + why +
+                                        " (another job with the same rendezvous?)");
+}
+
+// Creates this rank's segment, 0600, and locks its byte 0. A name a process that died in its join left behind (a
+// job killed while it waited for a missing rank, under a rank table's fixed names) is removed first; one that a
 // live process holds is another job's.
 int CreateSegment(const std::string& name) {
   for (bool removed_a_dead_one = false;;) {
     const int fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
     if (fd >= 0) {
-      struct flock lock = WholeSegment();
-      // Fails only without open-file-description locks, where the peers' checks fail too and count it as live.
-      fcntl(fd, F_OFD_SETLK, &lock);
-      return fd;
+      struct flock alive = ByteLock(F_WRLCK, kAliveByte);
+      if (fcntl(fd, F_OFD_SETLK, &alive) != 0) {
+        if (errno == EINVAL) return fd;  // no open-file-description locks: names work as they did before them
+        close(fd);
+        NotOurs(name, "another process took it as it was made");
+      }
+      struct flock deciding = ByteLock(F_WRLCK, kDecidingByte);
+      const bool ours = fcntl(fd, F_OFD_SETLK, &deciding) == 0 && StillNamed(fd, name);
+      deciding.l_type = F_UNLCK;
+      fcntl(fd, F_OFD_SETLK, &deciding);
+      if (ours) return fd;
+      close(fd);
+      NotOurs(name, "another process took it as it was made");
     }
     if (errno != EEXIST || removed_a_dead_one) {
       SystemError("cannot create " + name + " (another job with the same rendezvous?)");
     }
     const int old = shm_open(name.c_str(), O_RDWR, 0);
     if (old < 0 && errno == ENOENT) continue;  // removed meanwhile
+    if (old < 0) {
+      const int open_errno = errno;
+      struct stat st {};
+      if (stat(("/dev/shm" + name).c_str(), &st) == 0 && st.st_uid != geteuid()) {
+        NotOurs(name, "it belongs to uid " + std::to_string(st.st_uid));
+      }
+      errno = open_errno;
+      SystemError("cannot create " + name + " (another job with the same rendezvous?)");
+    }
     struct stat st {};
-    std::string whose;  // why the name is not ours to remove; empty: a dead join's
-    if (old < 0 || fstat(old, &st) != 0) {
-      whose = std::string("it cannot be inspected: ") + std::strerror(errno);
-    } else if (st.st_uid != geteuid()) {
-      whose = "it belongs to uid " + std::to_string(st.st_uid);
-    } else if (HeldByALiveProcess(old)) {
-      whose = "a live process holds it";
+    struct flock deciding = ByteLock(F_WRLCK, kDecidingByte);
+    std::string why;  // why the name is not ours to remove; empty: a dead join's
+    if (fstat(old, &st) != 0 || st.st_uid != geteuid()) {
+      why = "it belongs to uid " + std::to_string(st.st_uid);
+    } else if (fcntl(old, F_OFD_SETLK, &deciding) != 0 || HeldByALiveProcess(old)) {
+      why = "a live process holds it";
+    } else if (StillNamed(old, name)) {
+      shm_unlink(name.c_str());
     }
-    if (old >= 0) close(old);
-    if (!whose.empty()) {
-      throw Error(ErrorCode::kInternal, "shared-memory transport: cannot create " + name + ": " + whose +
-                                            " (another job with the same rendezvous?)");
-    }
-    shm_unlink(name.c_str());
+    close(old);  // and with it the deciding lock
+    if (!why.empty()) NotOurs(name, why);
     removed_a_dead_one = true;
   }
 }
