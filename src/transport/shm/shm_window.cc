@@ -69,8 +69,9 @@ uint8_t* MapAndClose(int fd, uint64_t bytes, const std::string& name) {
 // process unmaps it or ends). Byte 0: its creator's, from right after creating it, for as long as it lives; a name
 // whose byte 0 is free was left by a process that died in its join (or one a few instructions from locking it).
 // Byte 1: held by a process deciding whether the file a name names is a dead one to remove, and by a creator
-// checking that its name still names its file: of two processes creating one name at once, exactly one goes on (or
-// neither), as O_EXCL alone made sure. Peers look at byte 0 only, so a file being removed never looks alive.
+// checking that its name still names its file (it waits for a decider to finish): of two processes creating one
+// name at once, exactly one goes on, as O_EXCL alone made sure. Peers look at byte 0 only, so a file being removed
+// never looks alive.
 constexpr off_t kAliveByte = 0;
 constexpr off_t kDecidingByte = 1;
 
@@ -111,12 +112,20 @@ int CreateSegment(const std::string& name) {
     if (fd >= 0) {
       struct flock alive = ByteLock(F_WRLCK, kAliveByte);
       if (fcntl(fd, F_OFD_SETLK, &alive) != 0) {
-        if (errno == EINVAL) return fd;  // no open-file-description locks: names work as they did before them
+        const int lock_errno = errno;
+        if (lock_errno == EINVAL) return fd;  // no open-file-description locks: names work as before them
         close(fd);
-        NotOurs(name, "another process took it as it was made");
+        if (lock_errno == EAGAIN || lock_errno == EACCES) NotOurs(name, "another process took it as it was made");
+        errno = lock_errno;
+        SystemError("cannot lock " + name);
       }
+      // Waits for a process deciding about this file (it holds byte 1 for a few system calls and never waits
+      // while it does): once it is done, the name is this rank's if it still names this file.
       struct flock deciding = ByteLock(F_WRLCK, kDecidingByte);
-      const bool ours = fcntl(fd, F_OFD_SETLK, &deciding) == 0 && StillNamed(fd, name);
+      int decided = 0;
+      while ((decided = fcntl(fd, F_OFD_SETLKW, &deciding)) != 0 && errno == EINTR) {
+      }
+      const bool ours = decided == 0 && StillNamed(fd, name);
       deciding.l_type = F_UNLCK;
       fcntl(fd, F_OFD_SETLK, &deciding);
       if (ours) return fd;
@@ -140,9 +149,15 @@ int CreateSegment(const std::string& name) {
     struct stat st {};
     struct flock deciding = ByteLock(F_WRLCK, kDecidingByte);
     std::string why;  // why the name is not ours to remove; empty: a dead join's
-    if (fstat(old, &st) != 0 || st.st_uid != geteuid()) {
+    if (fstat(old, &st) != 0) {
+      why = std::string("it cannot be inspected: ") + std::strerror(errno);
+    } else if (st.st_uid != geteuid()) {
       why = "it belongs to uid " + std::to_string(st.st_uid);
-    } else if (fcntl(old, F_OFD_SETLK, &deciding) != 0 || HeldByALiveProcess(old)) {
+    } else if (fcntl(old, F_OFD_SETLK, &deciding) != 0) {
+      why = errno == EINVAL ? "it exists, and without open-file-description locks a name a dead process left cannot "
+                              "be told from a live one's"
+                            : "another process is deciding whether to remove it";
+    } else if (HeldByALiveProcess(old)) {
       why = "a live process holds it";
     } else if (StillNamed(old, name)) {
       shm_unlink(name.c_str());
@@ -408,6 +423,9 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
   }
   // Map our own segment first, closing its descriptor, so no failure below can leak it.
   uint8_t* own_base = MapAndClose(own_fd, bytes, own);
+  // Until its name is gone, a child forked meanwhile (a worker process) must not inherit the mapping, which would
+  // keep the segment's lock, and so its name, looking alive after this process died.
+  madvise(own_base, bytes, MADV_DONTFORK);
   maps->Add(own_base);
   std::vector<RankRegion> regions(size);
   std::vector<CrossMemoryInfo*> info(size);
@@ -452,6 +470,7 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
   window->Barrier(deadline, "every rank mapping every segment");
   window->HoldPeerHeaps();
   shm_unlink(own.c_str());
+  madvise(own_base, bytes, MADV_DOFORK);
   unlink_on_error.armed = false;
   if (cross_memory) window->CheckCrossMemory();
   // Every rank's checks land before any call exposes memory: a group's ranks read each other by copy from its
