@@ -26,6 +26,7 @@
 #include "base/env.h"
 #include "moe_ep/error.h"
 #include "transport/mpi/join_settings.h"
+#include "transport/mpi/meeting.h"
 #include "transport/mpi/mpi_runtime.h"
 #include "transport/shm/shm_window.h"
 
@@ -1010,11 +1011,12 @@ std::unique_ptr<Window> JoinHostsGroupOfWorldRanks(std::span<const int> members,
     MPI_Comm_size(MPI_COMM_WORLD, &world_size);
   }
   // The whole world in order (a job's one group) joins over MPI_COMM_WORLD itself: every collective of that join
-  // has a deadline. A sub-group needs MPI_Comm_create_group first, which MPI offers only blocking: a member that
-  // never comes leaves the others in it.
+  // has a deadline. A sub-group needs MPI_Comm_create_group first, which MPI offers only blocking: its members meet
+  // first, with the deadline, so that a member that never comes fails the others instead of leaving them in it.
   bool whole_world = static_cast<int>(members.size()) == world_size;
   for (int r = 0; whole_world && r < world_size; ++r) whole_world = members[r] == r;
   if (whole_world) return JoinHostsGroup(MPI_COMM_WORLD, group, data_bytes, flag_count, deadline, refused);
+  mpi::MeetMembers(members, group, deadline);
   MPI_Comm comm = MPI_COMM_NULL;
   {
     const auto lock = mpi::Lock();

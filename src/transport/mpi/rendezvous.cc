@@ -1,5 +1,5 @@
-// Root-info rendezvous over MPI point-to-point: a process-wide mailbox sorts the join and reply
-// messages of every group being formed, so groups formed at once from different threads do not mix.
+// Root-info rendezvous over MPI point-to-point: each member sends its world rank to the root's process, which answers
+// with the whole list (or refuses the group, naming why).
 #include "transport/mpi/rendezvous.h"
 
 #include <algorithm>
@@ -8,36 +8,17 @@
 #include <memory>
 #include <mutex>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "moe_ep/error.h"
 #include "transport/mpi/hosts_window.h"
+#include "transport/mpi/mailbox.h"
 #include "transport/mpi/mpi_runtime.h"
 
 namespace moe_ep::transport::mpi {
 namespace {
-
-// Reserved on MPI_COMM_WORLD for these set-up messages (a program must not receive it with MPI_ANY_TAG
-// while groups are being formed).
-constexpr int kRendezvousTag = 0x6D65;
-
-// One member's join as its root received it ("J token rank world size [refused-variable]").
-struct Join {
-  int rank, world, size;
-  std::string refused;  // a setting the member refused, "" when none
-};
-
-// Joins received by a root, member lists received by members ("R token w0 w1 ...") and a root's refusal of the
-// group ("E token message"), by token.
-struct Mailbox {
-  std::mutex mu;
-  std::map<std::string, std::vector<Join>> joins;   // token -> joins in arrival order
-  std::map<std::string, std::vector<int>> members;  // token -> world rank of each group rank
-  std::map<std::string, std::string> refusals;      // token -> why the root refused the group
-};
 
 // Why a root of a `size`-rank group must refuse these joins ("" while none is wrong): a member given another size,
 // a rank outside the group, or two members claiming one rank. Any of them would leave the group short, and the
@@ -64,96 +45,6 @@ std::string RefusalOf(const std::vector<Join>& joins, int size) {
     }
   }
   return "";
-}
-
-Mailbox& Box() {
-  static auto* const box = new Mailbox;
-  return *box;
-}
-
-// Sends `text` to world rank `to`, or throws TimeoutError at `deadline`: a long text (a big group's member list) takes
-// MPI's handshake, which a rank that died after its join never answers. The text of a send given up on is kept for
-// the life of the process, as MPI may still read it.
-void SendText(const std::string& text, int to, Clock::time_point deadline) {
-  auto kept = std::make_unique<std::string>(text);
-  MPI_Request request = MPI_REQUEST_NULL;
-  {
-    const auto lock = Lock();
-    Check(
-        MPI_Isend(kept->data(), static_cast<int>(kept->size()), MPI_CHAR, to, kRendezvousTag, MPI_COMM_WORLD, &request),
-        "MPI_Isend");
-  }
-  WaitForRequestKeeping(kept, request, deadline,
-                        "sending the group's set-up message to world rank " + std::to_string(to));
-}
-
-// Moves every rendezvous message that arrived into the mailbox.
-void Poll() {
-  for (;;) {
-    std::string text;
-    {
-      const auto lock = Lock();
-      int arrived = 0;
-      MPI_Status status;
-      Check(MPI_Iprobe(MPI_ANY_SOURCE, kRendezvousTag, MPI_COMM_WORLD, &arrived, &status), "MPI_Iprobe");
-      if (!arrived) return;
-      int count = 0;
-      MPI_Get_count(&status, MPI_CHAR, &count);
-      text.resize(static_cast<size_t>(count));
-      Check(
-          MPI_Recv(text.data(), count, MPI_CHAR, status.MPI_SOURCE, kRendezvousTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE),
-          "MPI_Recv");
-    }
-    std::istringstream in(text);
-    std::string kind, token;
-    in >> kind >> token;
-    Mailbox& box = Box();
-    std::lock_guard lock(box.mu);
-    if (kind == "J") {
-      Join join{-1, -1, -1, ""};
-      in >> join.rank >> join.world >> join.size >> join.refused;
-      // A join replaces an earlier one of the same process as the same rank (a retry after the root had given up,
-      // whose first join came late): one member, not two claiming one rank.
-      std::vector<Join>& joins = box.joins[token];
-      std::erase_if(joins, [&](const Join& j) { return j.world == join.world && j.rank == join.rank; });
-      joins.push_back(join);
-    } else if (kind == "R") {
-      std::vector<int>& list = box.members[token];
-      for (int world; in >> world;) list.push_back(world);
-    } else if (kind == "E") {
-      std::getline(in >> std::ws, box.refusals[token]);
-    }
-  }
-}
-
-// Polls until `ready()` (called under the mailbox lock) holds, or throws TimeoutError at `deadline` (after
-// `forget()`, under the lock: what the mailbox holds for this group would mislead a retry) or InterruptedError when
-// the interrupt check asks.
-template <typename Ready, typename Missing, typename Forget>
-void PollUntil(Clock::time_point deadline, Ready&& ready, Missing&& missing, Forget&& forget, const std::string& what) {
-  for (auto next_interrupt_check = Clock::now() + kInterruptCheckEvery;;) {
-    Poll();
-    {
-      std::lock_guard lock(Box().mu);
-      if (ready()) return;
-    }
-    if (Clock::now() >= next_interrupt_check) {
-      next_interrupt_check = Clock::now() + kInterruptCheckEvery;
-      if (InterruptRequested()) throw InterruptedError("interrupted while waiting for " + what, {});
-    }
-    if (Clock::now() >= deadline) {
-      std::vector<int> ranks;
-      {
-        std::lock_guard lock(Box().mu);
-        ranks = missing();
-        forget();
-      }
-      std::string list;
-      for (int r : ranks) list += (list.empty() ? "" : ", ") + std::to_string(r);
-      throw TimeoutError("timed out waiting for " + what + (list.empty() ? "" : " (ranks " + list + ")"), ranks);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
 }
 
 }  // namespace

@@ -1,0 +1,80 @@
+// The set-up messages of MPI joins, sent and sorted into the process's mailbox.
+#include "transport/mpi/mailbox.h"
+
+#include <memory>
+#include <sstream>
+
+#include "transport/mpi/mpi_runtime.h"
+
+namespace moe_ep::transport::mpi {
+namespace {
+
+// Reserved on MPI_COMM_WORLD for these set-up messages (a program must not receive it with MPI_ANY_TAG
+// while groups are being formed).
+constexpr int kRendezvousTag = 0x6D65;
+
+}  // namespace
+
+Mailbox& Box() {
+  static auto* const box = new Mailbox;
+  return *box;
+}
+
+void SendText(const std::string& text, int to, Clock::time_point deadline) {
+  auto kept = std::make_unique<std::string>(text);
+  MPI_Request request = MPI_REQUEST_NULL;
+  {
+    const auto lock = Lock();
+    Check(
+        MPI_Isend(kept->data(), static_cast<int>(kept->size()), MPI_CHAR, to, kRendezvousTag, MPI_COMM_WORLD, &request),
+        "MPI_Isend");
+  }
+  WaitForRequestKeeping(kept, request, deadline,
+                        "sending the group's set-up message to world rank " + std::to_string(to));
+}
+
+void Poll() {
+  for (;;) {
+    std::string text;
+    int from = -1;
+    {
+      const auto lock = Lock();
+      int arrived = 0;
+      MPI_Status status;
+      Check(MPI_Iprobe(MPI_ANY_SOURCE, kRendezvousTag, MPI_COMM_WORLD, &arrived, &status), "MPI_Iprobe");
+      if (!arrived) return;
+      int count = 0;
+      MPI_Get_count(&status, MPI_CHAR, &count);
+      text.resize(static_cast<size_t>(count));
+      from = status.MPI_SOURCE;
+      Check(MPI_Recv(text.data(), count, MPI_CHAR, from, kRendezvousTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE),
+            "MPI_Recv");
+    }
+    std::istringstream in(text);
+    std::string kind, token;
+    in >> kind >> token;
+    Mailbox& box = Box();
+    std::lock_guard lock(box.mu);
+    if (kind == "J") {
+      Join join{-1, -1, -1, ""};
+      in >> join.rank >> join.world >> join.size >> join.refused;
+      // A join replaces an earlier one of the same process as the same rank (a retry after the root had given up,
+      // whose first join came late): one member, not two claiming one rank.
+      std::vector<Join>& joins = box.joins[token];
+      std::erase_if(joins, [&](const Join& j) { return j.world == join.world && j.rank == join.rank; });
+      joins.push_back(join);
+    } else if (kind == "R") {
+      std::vector<int>& list = box.members[token];
+      for (int world; in >> world;) list.push_back(world);
+    } else if (kind == "E") {
+      std::getline(in >> std::ws, box.refusals[token]);
+    } else if (kind == "A" || kind == "C" || kind == "X") {
+      // MPI keeps the order of one sender's messages: the last word received is the sender's latest.
+      Word word{kind[0], 0, 0};
+      in >> word.attempt >> word.seen;
+      box.words[token][from] = word;
+    }
+  }
+}
+
+}  // namespace moe_ep::transport::mpi

@@ -1,0 +1,25 @@
+// The members of a sub-group of MPI_COMM_WORLD meet before MPI_Comm_create_group, which MPI offers only blocking:
+// a member that never comes is then a deadline error naming it, not a wait in MPI for good.
+#pragma once
+
+#include <span>
+#include <string>
+
+#include "transport/window.h"
+
+namespace moe_ep::transport::mpi {
+
+/// [collective over `members`: world ranks in group order, this process's among them] Returns once every member has
+/// arrived at the meeting of `group` and committed to it, so that they all go on to MPI_Comm_create_group; throws
+/// TimeoutError at `deadline` naming the group ranks that did not arrive (InterruptedError when the interrupt check
+/// asks), after telling the others it gave up, so that none of them goes on without it.
+///
+/// Each member sends two words to every other: "arrived" (with a fresh number for this attempt), and once it has
+/// every member's arrival, "committed" (to the attempts it saw). A member goes on when every other has committed to
+/// the same attempts; one that gave up, or started another attempt, ends the meeting for all. A member waits for
+/// the commitments past `deadline` for a grace of a few seconds, as each commits as soon as it saw every arrival:
+/// only a member stopped for that long between its two words, then going on as the others gave up, is left in
+/// MPI_Comm_create_group.
+void MeetMembers(std::span<const int> members, const std::string& group, Clock::time_point deadline);
+
+}  // namespace moe_ep::transport::mpi
