@@ -33,28 +33,38 @@ void SendText(const std::string& text, int to, Clock::time_point deadline) {
                         "sending the group's set-up message to world rank " + std::to_string(to));
 }
 
+void Post(const std::string& text, int to) {
+  Mailbox& box = Box();
+  const auto lock = Lock();
+  std::lock_guard box_lock(box.mu);
+  auto& [kept, request] = box.posted.emplace_back(text, MPI_REQUEST_NULL);
+  Check(MPI_Isend(kept.data(), static_cast<int>(kept.size()), MPI_CHAR, to, kRendezvousTag, MPI_COMM_WORLD, &request),
+        "MPI_Isend");
+}
+
 void Poll() {
+  Mailbox& box = Box();
+  // The MPI lock, then the mailbox's (never the other way round): a message is stored before the next is received.
+  const auto lock = Lock();
+  std::lock_guard box_lock(box.mu);
+  std::erase_if(box.posted, [](auto& send) {
+    int done = 0;
+    Check(MPI_Test(&send.second, &done, MPI_STATUS_IGNORE), "MPI_Test");
+    return done != 0;
+  });
   for (;;) {
-    std::string text;
-    int from = -1;
-    {
-      const auto lock = Lock();
-      int arrived = 0;
-      MPI_Status status;
-      Check(MPI_Iprobe(MPI_ANY_SOURCE, kRendezvousTag, MPI_COMM_WORLD, &arrived, &status), "MPI_Iprobe");
-      if (!arrived) return;
-      int count = 0;
-      MPI_Get_count(&status, MPI_CHAR, &count);
-      text.resize(static_cast<size_t>(count));
-      from = status.MPI_SOURCE;
-      Check(MPI_Recv(text.data(), count, MPI_CHAR, from, kRendezvousTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE),
-            "MPI_Recv");
-    }
+    int arrived = 0;
+    MPI_Status status;
+    Check(MPI_Iprobe(MPI_ANY_SOURCE, kRendezvousTag, MPI_COMM_WORLD, &arrived, &status), "MPI_Iprobe");
+    if (!arrived) return;
+    int count = 0;
+    MPI_Get_count(&status, MPI_CHAR, &count);
+    std::string text(static_cast<size_t>(count), '\0');
+    const int from = status.MPI_SOURCE;
+    Check(MPI_Recv(text.data(), count, MPI_CHAR, from, kRendezvousTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE), "MPI_Recv");
     std::istringstream in(text);
     std::string kind, token;
     in >> kind >> token;
-    Mailbox& box = Box();
-    std::lock_guard lock(box.mu);
     if (kind == "J") {
       Join join{-1, -1, -1, ""};
       in >> join.rank >> join.world >> join.size >> join.refused;
@@ -69,7 +79,8 @@ void Poll() {
     } else if (kind == "E") {
       std::getline(in >> std::ws, box.refusals[token]);
     } else if (kind == "A" || kind == "C" || kind == "X") {
-      // MPI keeps the order of one sender's messages: the last word received is the sender's latest.
+      // MPI keeps the order of one sender's messages, and they are stored in the order received: the word stored
+      // is the sender's latest.
       Word word{kind[0], 0, 0};
       in >> word.attempt >> word.seen;
       box.words[token][from] = word;

@@ -2,11 +2,16 @@
 // process-wide mailbox into the groups being formed, so groups formed at once from different threads do not mix.
 #pragma once
 
+#include <mpi.h>
+
+#include <chrono>
 #include <cstdint>
+#include <list>
 #include <map>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "moe_ep/error.h"
@@ -32,10 +37,11 @@ struct Word {
 /// root's refusal of the group ("E token message") of root-info groups; the words of the members of sub-groups.
 struct Mailbox {
   std::mutex mu;
-  std::map<std::string, std::vector<Join>> joins;    // token -> joins in arrival order
-  std::map<std::string, std::vector<int>> members;   // token -> world rank of each group rank
-  std::map<std::string, std::string> refusals;       // token -> why the root refused the group
-  std::map<std::string, std::map<int, Word>> words;  // meeting key -> world rank -> its latest word
+  std::map<std::string, std::vector<Join>> joins;         // token -> joins in arrival order
+  std::map<std::string, std::vector<int>> members;        // token -> world rank of each group rank
+  std::map<std::string, std::string> refusals;            // token -> why the root refused the group
+  std::map<std::string, std::map<int, Word>> words;       // meeting key -> world rank -> its latest word
+  std::list<std::pair<std::string, MPI_Request>> posted;  // Post's sends not yet seen finished, with their texts
 };
 
 /// The process's mailbox.
@@ -46,13 +52,18 @@ Mailbox& Box();
 /// for the life of the process, as MPI may still read it.
 void SendText(const std::string& text, int to, Clock::time_point deadline);
 
-/// Moves every set-up message that arrived into the mailbox.
+/// Sends `text` to world rank `to` without waiting for the send to finish: Poll frees it once it has. For words
+/// to members that may never come (or take part in MPI only later), whom a waiting send would wait for.
+void Post(const std::string& text, int to);
+
+/// Moves every set-up message that arrived into the mailbox (each stored before the next is received, so a sender's
+/// words are stored in the order it sent them, whichever threads poll), and frees Post's finished sends.
 void Poll();
 
 /// Polls until `done()` (called under the mailbox lock) holds, and returns true; false at `until`. Throws
-/// InterruptedError when the interrupt check asks (saying `what` was awaited).
+/// InterruptedError when the interrupt check asks (saying `what` was awaited), unless not `interruptible`.
 template <typename Done>
-bool PollFor(Clock::time_point until, Done&& done, const std::string& what) {
+bool PollFor(Clock::time_point until, Done&& done, const std::string& what, bool interruptible = true) {
   for (auto next_interrupt_check = Clock::now() + kInterruptCheckEvery;;) {
     Poll();
     {
@@ -60,7 +71,7 @@ bool PollFor(Clock::time_point until, Done&& done, const std::string& what) {
       if (done()) return true;
     }
     if (Clock::now() >= until) return false;
-    if (Clock::now() >= next_interrupt_check) {
+    if (interruptible && Clock::now() >= next_interrupt_check) {
       next_interrupt_check = Clock::now() + kInterruptCheckEvery;
       if (InterruptRequested()) throw InterruptedError("interrupted while waiting for " + what, {});
     }

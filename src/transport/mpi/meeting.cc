@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <random>
 #include <thread>
@@ -17,8 +18,9 @@
 namespace moe_ep::transport::mpi {
 namespace {
 
-// How long past the deadline a member that saw every arrival waits for the others' commitments: each commits as
-// soon as it has seen every arrival, so only a member stopped for this long between its two words takes longer.
+// How long after committing a member waits at least for the others' commitments (until the deadline, when that is
+// later): each commits as soon as it has seen every arrival, so only a member stopped this long between its two words
+// takes longer.
 constexpr auto kCommitGrace = std::chrono::seconds(3);
 
 // FNV-1a over `bytes`, continuing from `hash`.
@@ -60,17 +62,18 @@ void MeetMembers(std::span<const int> members, const std::string& group, Clock::
   const int world = WorldRank();
   const std::string key = KeyOf(group);
   const uint64_t attempt = NewAttempt();
-  const auto tell_others = [&](char kind, uint64_t seen, Clock::time_point until) {
+  // Posted, not waited for: a send to a member that is not in MPI yet (or never comes) may not finish before it is.
+  const auto tell_others = [&](char kind, uint64_t seen) {
     const std::string word =
         std::string(1, kind) + " " + key + " " + std::to_string(attempt) + " " + std::to_string(seen);
     for (int m : members) {
-      if (m != world) SendText(word, m, until);
+      if (m != world) Post(word, m);
     }
   };
   // So that no member goes on without this one (best effort: a member that is gone cannot be told).
   const auto give_up = [&] {
     try {
-      tell_others('X', 0, Clock::now() + std::chrono::seconds(1));
+      tell_others('X', 0);
     } catch (const Error&) {
     }
   };
@@ -80,33 +83,39 @@ void MeetMembers(std::span<const int> members, const std::string& group, Clock::
     const auto word = words.find(members[i]);
     return word == words.end() ? nullptr : &word->second;
   };
-  const auto absent = [&] {  // under the lock
-    std::vector<int> ranks;
+  // Under the lock: the members not heard from, and those whose latest word is that they gave up (at their own
+  // deadline, or on a retry's failure) and have not come again.
+  std::vector<int> unheard, gave_up;
+  const auto everyone_arrived = [&] {
+    unheard.clear();
+    gave_up.clear();
     for (size_t i = 0; i < members.size(); ++i) {
+      if (members[i] == world) continue;
       const Word* word = word_of(i);
-      if (members[i] != world && (word == nullptr || word->kind == 'X')) ranks.push_back(static_cast<int>(i));
+      if (word == nullptr) unheard.push_back(static_cast<int>(i));
+      if (word != nullptr && word->kind == 'X') gave_up.push_back(static_cast<int>(i));
     }
-    return ranks;
+    return unheard.empty() && gave_up.empty();
   };
   const std::string what = "every member of group '" + group + "' to arrive at its join";
-  std::vector<int> missing;
+  bool arrived = false;
   try {
-    tell_others('A', 0, deadline);
-    if (!PollFor(
-            deadline, [&] { return absent().empty(); }, what)) {
-      std::lock_guard lock(box.mu);
-      missing = absent();
-    }
+    tell_others('A', 0);
+    arrived = PollFor(deadline, everyone_arrived, what);
   } catch (...) {
     give_up();
     throw;
   }
-  if (!missing.empty()) {
+  if (!arrived) {
     give_up();
-    throw TimeoutError("timed out waiting for " + what + ": " + Named(missing, members) +
-                           " did not come before the deadline (MOE_EP_TIMEOUT_MS, GroupOptions::timeout; "
-                           "HCCL_CONNECT_TIMEOUT in the C API)",
-                       missing);
+    std::string message = "timed out waiting for " + what + ": ";
+    if (!unheard.empty()) message += Named(unheard, members) + " did not come before the deadline";
+    if (!gave_up.empty()) {
+      message += std::string(unheard.empty() ? "" : "; ") + Named(gave_up, members) +
+                 " came, then gave up waiting (its own deadline)";
+    }
+    throw TimeoutError(message + " (MOE_EP_TIMEOUT_MS, GroupOptions::timeout; HCCL_CONNECT_TIMEOUT in the C API)",
+                       unheard.empty() ? gave_up : unheard);
   }
 
   // Every member arrived: commit to the attempts seen, and go on when every member committed to the same ones.
@@ -115,7 +124,13 @@ void MeetMembers(std::span<const int> members, const std::string& group, Clock::
     std::lock_guard lock(box.mu);
     for (size_t i = 0; i < members.size(); ++i) attempts[i] = members[i] == world ? attempt : word_of(i)->attempt;
   }
-  const uint64_t seen = Fnv1a(attempts.data(), attempts.size() * sizeof(uint64_t));
+  uint64_t seen = Fnv1a(nullptr, 0);
+  for (uint64_t a : attempts) {
+    for (int byte = 0; byte < 8; ++byte) {  // in one byte order on every member
+      const auto b = static_cast<unsigned char>(a >> (8 * byte));
+      seen = Fnv1a(&b, 1, seen);
+    }
+  }
   std::vector<int> broken, uncommitted;
   const auto settled = [&] {  // under the lock: whether the meeting broke or every member committed
     broken.clear();
@@ -132,10 +147,12 @@ void MeetMembers(std::span<const int> members, const std::string& group, Clock::
     }
     return !broken.empty() || uncommitted.empty();
   };
+  // Not interruptible once committed: a member that has every commitment, this one's among them, is on its way
+  // into MPI_Comm_create_group, which it would never leave if this one gave up now. The wait is bounded still.
   try {
-    const Clock::time_point until = std::max(deadline, Clock::now() + kCommitGrace);
-    tell_others('C', seen, until);
-    PollFor(until, settled, "every member of group '" + group + "' to commit to its join");
+    tell_others('C', seen);
+    PollFor(std::max(deadline, Clock::now() + kCommitGrace), settled,
+            "every member of group '" + group + "' to commit to its join", /*interruptible=*/false);
   } catch (...) {
     give_up();
     throw;
@@ -147,9 +164,11 @@ void MeetMembers(std::span<const int> members, const std::string& group, Clock::
   }
   give_up();
   if (!broken.empty()) {
-    throw TimeoutError("the join of group '" + group + "' ended: " + Named(broken, members) +
-                           " gave it up (its deadline passed) or began another attempt after every member had arrived",
-                       broken);
+    throw TimeoutError(
+        "the join of group '" + group + "' ended: " + Named(broken, members) +
+            " gave it up (at its deadline, or interrupted before it committed), or saw other attempts of "
+            "members than this one did (a member retrying its join)",
+        broken);
   }
   throw TimeoutError("timed out waiting for every member of group '" + group +
                          "' to commit to its join: " + Named(uncommitted, members) + " arrived, then stopped answering",

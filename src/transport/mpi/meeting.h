@@ -14,12 +14,13 @@ namespace moe_ep::transport::mpi {
 /// TimeoutError at `deadline` naming the group ranks that did not arrive (InterruptedError when the interrupt check
 /// asks), after telling the others it gave up, so that none of them goes on without it.
 ///
-/// Each member sends two words to every other: "arrived" (with a fresh number for this attempt), and once it has
+/// Each member posts two words to every other: "arrived" (with a fresh number for this attempt), and once it has
 /// every member's arrival, "committed" (to the attempts it saw). A member goes on when every other has committed to
-/// the same attempts; one that gave up, or started another attempt, ends the meeting for all. A member waits for
-/// the commitments past `deadline` for a grace of a few seconds, as each commits as soon as it saw every arrival:
-/// only a member stopped for that long between its two words, then going on as the others gave up, is left in
-/// MPI_Comm_create_group.
+/// the same attempts; one that gave up, or started another attempt, ends the meeting for all. Once committed, a
+/// member waits for the others' commitments until the deadline, or 3 s if that is later, and is not interrupted, as
+/// each commits as soon as it saw every arrival: only a member stopped that long between its two words, then going on
+/// as the others gave up, is left in MPI_Comm_create_group. That holds for one group formed at a time: the lock every
+/// MPI call of moe_ep takes is held across MPI_Comm_create_group.
 void MeetMembers(std::span<const int> members, const std::string& group, Clock::time_point deadline);
 
 }  // namespace moe_ep::transport::mpi
