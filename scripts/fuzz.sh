@@ -20,11 +20,16 @@ jobs=$(nproc)
 # The build's packages, and the compiler with its libFuzzer / sanitizer runtimes.
 bash scripts/deps.sh clang-14 libclang-rt-14-dev
 
-launcher=()
-command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+# A fresh build-fuzz/ is made without the tests (and through ccache when there is one); an existing one keeps its
+# settings: scripts/test.sh builds its sanitized suite here too, and this reuses those objects.
+fresh=()
+if [[ ! -f build-fuzz/CMakeCache.txt ]]; then
+  fresh=(-DMOE_EP_BUILD_TESTS=OFF)
+  command -v ccache >/dev/null && fresh+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+fi
 CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DMOE_EP_BUILD_FUZZERS=ON "-DMOE_EP_SANITIZE=address;undefined" -DMOE_EP_BUILD_TESTS=OFF \
-  -DMOE_EP_BUILD_EXAMPLES=OFF -DMOE_EP_BUILD_BENCH=OFF "${launcher[@]}" >/dev/null
+  -DMOE_EP_BUILD_FUZZERS=ON "-DMOE_EP_SANITIZE=address;undefined" -DMOE_EP_BUILD_EXAMPLES=OFF \
+  -DMOE_EP_BUILD_BENCH=OFF "${fresh[@]}" >/dev/null
 
 # Every fuzz target this configuration defines (cli_fuzz only once tools/ provides moe_ep_cli).
 targets=()

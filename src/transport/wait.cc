@@ -85,7 +85,9 @@ void WaitUntil(const Window& window, Clock::time_point deadline, const char* op,
   Backoff backoff;
   Clock::time_point next_interrupt_check = Clock::now() + kInterruptCheckEvery;
   for (;;) {
-    const bool advanced = window.Progress() | (also_progress != nullptr && also_progress->Progress());
+    // Both windows progress on every poll (not ||: the second must not wait for the first to be idle).
+    const bool advanced_here = window.Progress();
+    const bool advanced = (also_progress != nullptr && also_progress->Progress()) || advanced_here;
     if (done()) return;
     const Clock::time_point now = Clock::now();
     if (now >= deadline) ThrowTimeout(window, missing(), op, what, epoch);

@@ -253,7 +253,8 @@ TEST(MissingRank, ALateRankNeverReadsRowsOfACallThatFailed) {
   const ExpertLayout experts{4, 0, 0, 0, 0, 0, 0, {}};
   DispatchOptions dispatch_options;
   dispatch_options.experts = experts;
-  for (const auto& [in_combine, reset_first] : {std::pair{false, false}, {true, false}, {false, true}, {true, true}}) {
+  for (const auto& [combine_late, reset] : {std::pair{false, false}, {true, false}, {false, true}, {true, true}}) {
+    const bool in_combine = combine_late, reset_first = reset;  // lambdas below capture these (not bindings)
     SCOPED_TRACE(std::string(in_combine ? "combine" : "dispatch") + (reset_first ? ", reset before the reuse" : ""));
     GroupOptions options;
     options.timeout = milliseconds(300);
