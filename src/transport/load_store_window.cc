@@ -1,11 +1,17 @@
-// Load/store window: puts copied in place (CopyBytes), release/acquire flags, page-dropping clear.
+// Load/store window: puts copied in place (CopyBytes), release/acquire flags with a futex doorbell for napping
+// waits, page-dropping clear.
 #include "transport/load_store_window.h"
 
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cassert>
+#include <climits>
 #include <cstring>
+#include <ctime>
 
 #include "base/copy.h"
 #include "moe_ep/error.h"
@@ -45,8 +51,12 @@ void LoadStoreWindow::CheckPeer(int peer, const char* what) const {
   }
 }
 
+// The doorbell after the flags: a futex word (its rings) and a count of the threads napping on it, on a cache line of
+// their own.
+constexpr uint64_t kDoorbellBytes = 64;
+
 uint64_t FlagAreaBytes(uint64_t flag_count, int size) {
-  return (flag_count + Window::TransportFlagCount(size)) * sizeof(uint64_t);
+  return (flag_count + Window::TransportFlagCount(size)) * sizeof(uint64_t) + kDoorbellBytes;
 }
 
 LoadStoreWindow::LoadStoreWindow(int rank, std::vector<RankRegion> regions, uint64_t data_bytes, uint64_t flag_count,
@@ -74,6 +84,7 @@ void LoadStoreWindow::Signal(int peer, uint64_t index, uint64_t value) {
                                           "'s window");
   }
   FlagRef(regions_[peer].flags, index).store(value, std::memory_order_release);
+  Ring(peer);
 }
 
 uint64_t LoadStoreWindow::CompareExchangeFlag(int peer, uint64_t index, uint64_t expected, uint64_t desired) {
@@ -84,6 +95,7 @@ uint64_t LoadStoreWindow::CompareExchangeFlag(int peer, uint64_t index, uint64_t
                                           "'s window");
   }
   FlagRef(regions_[peer].flags, index).compare_exchange_strong(expected, desired, std::memory_order_acq_rel);
+  Ring(peer);
   return expected;  // what the flag held: `desired` was stored only if that is what the caller expected
 }
 
@@ -102,6 +114,34 @@ const uint8_t* LoadStoreWindow::Resolve(int peer, uint64_t token, uint64_t bytes
 uint64_t LoadStoreWindow::ReadFlag(uint64_t index) const {
   assert(index < all_flag_count());
   return FlagRef(regions_[rank()].flags, index).load(std::memory_order_acquire);
+}
+
+// The futex calls are not private to the process: a doorbell in shared memory is rung from other processes.
+void LoadStoreWindow::Ring(int peer) const {
+  uint32_t* bell = Doorbell(peer);
+  // Against NapUnless's count-then-check: either the napping thread's check sees the flag just stored, or this
+  // load sees it counted (and the ring ends its nap, or its futex wait finds the word changed).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (std::atomic_ref<uint32_t>(bell[1]).load(std::memory_order_relaxed) == 0) return;
+  std::atomic_ref<uint32_t>(bell[0]).fetch_add(1, std::memory_order_release);
+  syscall(SYS_futex, bell, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
+
+bool LoadStoreWindow::NapUnless(const std::function<bool()>& done, Clock::duration nap) const {
+  uint32_t* bell = Doorbell(rank());
+  std::atomic_ref<uint32_t> rings(bell[0]), nappers(bell[1]);
+  const uint32_t seen = rings.load(std::memory_order_acquire);
+  nappers.fetch_add(1, std::memory_order_seq_cst);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  const bool finished = done();
+  if (!finished) {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(nap).count();
+    const timespec timeout{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+    // Returns at a ring, at once if one came since `seen`, or after the nap (or a signal to the thread).
+    syscall(SYS_futex, bell, FUTEX_WAIT, seen, &timeout, nullptr, 0);
+  }
+  nappers.fetch_sub(1, std::memory_order_release);
+  return finished;
 }
 
 void LoadStoreWindow::ClearLocal(uint64_t cleared_flags) {

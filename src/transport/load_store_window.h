@@ -15,7 +15,7 @@ namespace moe_ep::transport {
 /// One rank's region: `data_bytes` of data then the flags, both zero on first touch.
 struct RankRegion {
   uint8_t* data = nullptr;
-  uint64_t* flags = nullptr;  // FlagAreaBytes(flag_count, size) / 8 flags
+  uint64_t* flags = nullptr;  // FlagAreaBytes(flag_count, size): the flags, then the rank's doorbell
 };
 
 class LoadStoreWindow : public Window {
@@ -33,18 +33,29 @@ class LoadStoreWindow : public Window {
   const uint8_t* Resolve(int peer, uint64_t token, uint64_t bytes) const override;
   const uint8_t* LocalData() const override { return regions_[rank()].data; }
   void ClearLocal(uint64_t cleared_flags) override;
+  /// Naps on this rank's doorbell: every Signal and CompareExchangeFlag to this rank rings it while one of
+  /// its threads naps (they count themselves), so a nap ends as soon as a flag may have changed.
+  bool NapUnless(const std::function<bool()>& done, Clock::duration nap) const override;
+  /// Naps end at a peer's signal, and are long; capped so that a wait still looks at the clock and the
+  /// interrupt check often.
+  Clock::duration LongestNap() const override { return std::chrono::milliseconds(2); }
 
  protected:
   void CheckPeer(int peer, const char* what) const;  // throws Error for a rank outside the group
 
  private:
+  // Rank r's doorbell, after its flags: rings (the futex word) and the threads of r napping on it.
+  uint32_t* Doorbell(int r) const { return reinterpret_cast<uint32_t*>(regions_[r].flags + all_flag_count()); }
+  // After a store to one of peer's flags: wakes peer's napping threads, if any (a fence and a load otherwise).
+  void Ring(int peer) const;
+
   std::vector<RankRegion> regions_;
   std::shared_ptr<void> keepalive_;
   bool one_address_space_;
 };
 
-/// Bytes of the flag area every region of a `size`-rank window carries: the user's `flag_count` flags
-/// and the transport's own.
+/// Bytes of the flag area every region of a `size`-rank window carries: the user's `flag_count` flags,
+/// the transport's own, and the rank's doorbell.
 uint64_t FlagAreaBytes(uint64_t flag_count, int size);
 
 }  // namespace moe_ep::transport

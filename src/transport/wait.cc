@@ -19,25 +19,32 @@ namespace moe_ep::transport {
 namespace {
 
 // Escalating back-off: the first polls spin (the common case on an idle core is a flag that lands
-// within microseconds), later ones give the core away so oversubscribed ranks still progress.
+// within microseconds), later ones give the core away so oversubscribed ranks still progress, then nap:
+// 5 us at first, doubling every 64 naps up to the window's longest.
 class Backoff {
  public:
-  void Pause() {
+  explicit Backoff(Clock::duration longest_nap) : longest_nap_(longest_nap) {}
+  // Spins or yields once, or returns how long to nap (NapUnless).
+  Clock::duration Pause() {
     ++polls_;
     if (polls_ < 64) {
 #if defined(__x86_64__)
       _mm_pause();
 #endif
-    } else if (polls_ < 256) {
-      std::this_thread::yield();
-    } else {
-      std::this_thread::sleep_for(std::chrono::microseconds(polls_ < 1024 ? 5 : 50));
+      return Clock::duration::zero();
     }
+    if (polls_ < 256) {
+      std::this_thread::yield();
+      return Clock::duration::zero();
+    }
+    const uint64_t doublings = std::min<uint64_t>((polls_ - 256) / 64, 20);
+    return std::min<Clock::duration>(std::chrono::microseconds(5) * (uint64_t{1} << doublings), longest_nap_);
   }
   // A message advanced: poll again soon, as more of it may be there.
   void KeepAwake() { polls_ = std::min<uint64_t>(polls_, 64); }
 
  private:
+  Clock::duration longest_nap_;
   uint64_t polls_ = 0;
 };
 
@@ -82,7 +89,7 @@ void WaitUntil(const Window& window, Clock::time_point deadline, const char* op,
   // Flags that are there already need no poll: with more ranks than cores an MPI poll that finds nothing
   // gives the core away, and combine waits once per token.
   if (done()) return window.Flush();
-  Backoff backoff;
+  Backoff backoff(window.LongestNap());
   Clock::time_point next_interrupt_check = Clock::now() + kInterruptCheckEvery;
   for (;;) {
     // Both windows progress on every poll (not ||: the second must not wait for the first to be idle).
@@ -103,8 +110,15 @@ void WaitUntil(const Window& window, Clock::time_point deadline, const char* op,
     }
     // Messages still moving need no hot loop: the kernel's socket buffers keep a link busy between polls,
     // and the core a hot loop burns is what the ranks with work to do, and the network stack, lack.
-    backoff.Pause();
+    const Clock::duration nap = std::min({backoff.Pause(), deadline - now, next_interrupt_check - now});
+    if (nap > Clock::duration::zero() && window.NapUnless(done, nap)) return;
   }
+}
+
+bool Window::NapUnless(const std::function<bool()>& done, Clock::duration nap) const {
+  if (done()) return true;
+  std::this_thread::sleep_for(nap);
+  return false;
 }
 
 void WaitFlags(const Window& window, std::span<const uint64_t> indices, uint32_t epoch, Clock::time_point deadline,

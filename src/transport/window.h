@@ -107,6 +107,14 @@ class Window {
   /// Sends what Put and Signal queued, without looking for arrivals: what a wait calls instead of
   /// Progress when its flags are there already (a poll that finds nothing may give the core away).
   virtual void Flush() const {}
+  /// For a wait whose flags are still missing after its spins: sleeps for up to `nap`, unless `done()`, asked
+  /// once more first, holds (then returns true at once). A transport whose peers signal this rank through
+  /// shared memory ends the nap as soon as one does (a futex: the waiting rank gives its core away, and
+  /// still hears at once); the others sleep it out.
+  virtual bool NapUnless(const std::function<bool()>& done, Clock::duration nap) const;
+  /// The longest nap a wait may take between polls: how long arrivals may wait for it. Long where a
+  /// peer's Signal ends the nap (NapUnless); 50 us where messages land only when polled.
+  virtual Clock::duration LongestNap() const { return std::chrono::microseconds(50); }
   /// Marks the end of an operation, one that failed too: `sequence` numbers it alike on every rank
   /// (the operations' own count). A transport that relays tells the ranks relaying for this one that
   /// nothing more of this operation follows; one that leaves rows in their messages lets go of those

@@ -26,6 +26,8 @@
 //   silent rank, after the wait, no throw. WaitFlagsTimesOutNamingTheRankWhoseFlagIsMissing  WaitFlags / WaitFlag:
 //                                    TimeoutError after the deadline (within a slack), missing_ranks() and the
 //                                    message name exactly that rank.
+//   ANapEndsAtAPeersSignal           a rank napping (NapUnless) for up to a minute wakes as a peer signals it, on a
+//                                    transport with a doorbell (shared memory); elsewhere naps last LongestNap.
 //   PutPastTheDataAreaThrowsAndWritesNothing, PutWhoseRangeWrapsAroundThrows, SignalPastTheFlagsThrows: bounds.
 //   BurstsThenTricklesArriveWhole    4 MiB that pile up at the reader, then 10 operations of a few bytes each:
 //                                    every byte arrives; the hosts transport posts more receives after the
@@ -950,6 +952,40 @@ TEST_P(Conformance, WaitFlagsTimesOutNamingTheRankWhoseFlagIsMissing) {
         EXPECT_EQ(what.find("rank 2"), std::string::npos) << what;
       }
     }
+  });
+}
+
+TEST_P(Conformance, ANapEndsAtAPeersSignal) {
+  // Rank 1 signals rank 0 a moment after a barrier; rank 0 naps meanwhile. Where a signal can end a nap (LongestNap
+  // above the 50 us of a transport that lands messages only when polled), rank 0 naps for up to a minute and must
+  // hear the signal at once; elsewhere it naps its LongestNap between polls, and must not oversleep one.
+  std::mt19937_64 rng(Seed(8));
+  const uint64_t flag = tr::MakeFlag(std::uniform_int_distribution<uint32_t>(1, 0xFFFFFFFFu)(rng), 5);
+  Windows w = Open(2, 4096, 4);
+  RunRanks(w, [&](tr::Window& win) {
+    const bool ringing = win.LongestNap() > std::chrono::microseconds(50);
+    // A nap whose wait is over already does not sleep.
+    const auto start = tr::Clock::now();
+    EXPECT_TRUE(win.NapUnless([] { return true; }, 60s));
+    EXPECT_LE(tr::Clock::now() - start, kSlack);
+    win.Barrier(Within(MustArriveWithin()), "both ranks nap next");
+    if (win.rank() == 1) {
+      std::this_thread::sleep_for(50ms);  // rank 0 is napping by then (or about to: its nap then ends at once)
+      win.Signal(0, 2, flag);
+    } else {
+      const auto napped = tr::Clock::now();
+      const auto arrived = [&] { return win.ReadFlag(2) == flag; };
+      while (!arrived() && tr::Clock::now() < napped + MustArriveWithin()) {
+        const auto nap = ringing ? 60s : win.LongestNap();
+        const auto before = tr::Clock::now();
+        if (win.NapUnless(arrived, nap)) break;
+        EXPECT_LE(tr::Clock::now() - before, std::min<tr::Clock::duration>(nap, 60s) + kSlack);
+        win.Progress();
+      }
+      EXPECT_EQ(win.ReadFlag(2), flag);
+      EXPECT_LE(tr::Clock::now() - napped, 50ms + kSlack) << (ringing ? "the signal did not end the nap" : "");
+    }
+    win.Drain(Within(MustArriveWithin()), "ConfOp", {});
   });
 }
 
