@@ -329,16 +329,20 @@ uint64_t CountFlag(const CallSlot& call, int64_t src, int64_t e_local, int64_t l
 }
 
 // One count flag per destination entry, zero counts included, so every receiver knows when it is done.
+// One batch: a transport may wake each rank once for all of them.
 void AnnounceCounts(const MoeConfig& c, const plan::RoutingPlan& plan, Window& ep, const CallSlot& call) {
   const int64_t l = c.local_expert_num(), r = c.shared_replicas();
+  std::vector<Window::FlagWrite> counts;
+  counts.reserve(static_cast<size_t>(c.shared_expert_rank_num + c.moe_expert_num));
   for (int64_t s = 0; s < c.shared_expert_rank_num; ++s) {
     const uint32_t count = s % r == c.ep_rank % r ? static_cast<uint32_t>(plan.valid_tokens.size()) : 0;
-    ep.Signal(static_cast<int>(s), CountFlag(call, c.ep_rank, 0, 1), MakeFlag(call.epoch, count));
+    counts.push_back({static_cast<int>(s), CountFlag(call, c.ep_rank, 0, 1), MakeFlag(call.epoch, count)});
   }
   for (int64_t expert = 0; expert < c.moe_expert_num; ++expert) {
-    ep.Signal(static_cast<int>(c.ExpertRank(expert)), CountFlag(call, c.ep_rank, expert % l, l),
-              MakeFlag(call.epoch, static_cast<uint32_t>(plan.expert_counts[expert])));
+    counts.push_back({static_cast<int>(c.ExpertRank(expert)), CountFlag(call, c.ep_rank, expert % l, l),
+                      MakeFlag(call.epoch, static_cast<uint32_t>(plan.expert_counts[expert]))});
   }
+  ep.SignalAll(counts);
 }
 
 // The smooth-scale row a source quantized rows for this rank with: shared expert i on a shared rank,

@@ -51,12 +51,25 @@ void LoadStoreWindow::CheckPeer(int peer, const char* what) const {
   }
 }
 
-// The doorbell after the flags: a futex word (its rings) and a count of the threads napping on it, on a cache line of
-// their own.
-constexpr uint64_t kDoorbellBytes = 64;
+// The doorbell after the flags: a futex word (its rings) and a count of the threads napping on it, on the next cache
+// line of their own (a napper's count does not share a line with the flags peers store).
+constexpr uint64_t kCacheLine = 64;
 
 uint64_t FlagAreaBytes(uint64_t flag_count, int size) {
-  return (flag_count + Window::TransportFlagCount(size)) * sizeof(uint64_t) + kDoorbellBytes;
+  return (flag_count + Window::TransportFlagCount(size)) * sizeof(uint64_t) + 2 * kCacheLine;
+}
+
+uint32_t* LoadStoreWindow::Doorbell(int r) const {
+  const auto end_of_flags = reinterpret_cast<uintptr_t>(regions_[r].flags + all_flag_count());
+  return reinterpret_cast<uint32_t*>((end_of_flags + kCacheLine - 1) / kCacheLine * kCacheLine);
+}
+
+void LoadStoreWindow::CheckFlag(int peer, uint64_t index, const char* what) const {
+  if (index >= all_flag_count()) {
+    throw Error(ErrorCode::kInternal, std::string(what) + " of flag " + std::to_string(index) + " beyond the " +
+                                          std::to_string(all_flag_count()) + " flags of rank " + std::to_string(peer) +
+                                          "'s window");
+  }
 }
 
 LoadStoreWindow::LoadStoreWindow(int rank, std::vector<RankRegion> regions, uint64_t data_bytes, uint64_t flag_count,
@@ -78,22 +91,28 @@ void LoadStoreWindow::Put(int peer, uint64_t offset, const void* src, uint64_t b
 
 void LoadStoreWindow::Signal(int peer, uint64_t index, uint64_t value) {
   CheckPeer(peer, "signal");
-  if (index >= all_flag_count()) {
-    throw Error(ErrorCode::kInternal, "signal of flag " + std::to_string(index) + " beyond the " +
-                                          std::to_string(all_flag_count()) + " flags of rank " + std::to_string(peer) +
-                                          "'s window");
-  }
+  CheckFlag(peer, index, "signal");
   FlagRef(regions_[peer].flags, index).store(value, std::memory_order_release);
   Ring(peer);
 }
 
+void LoadStoreWindow::SignalAll(std::span<const FlagWrite> writes) {
+  for (const FlagWrite& w : writes) {
+    CheckPeer(w.peer, "signal");
+    CheckFlag(w.peer, w.index, "signal");
+    FlagRef(regions_[w.peer].flags, w.index).store(w.value, std::memory_order_release);
+  }
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // one for every write (see Ring)
+  std::vector<bool> rung(size(), false);
+  for (const FlagWrite& w : writes) {
+    if (!rung[w.peer]) Ring(w.peer, /*fenced=*/true);
+    rung[w.peer] = true;
+  }
+}
+
 uint64_t LoadStoreWindow::CompareExchangeFlag(int peer, uint64_t index, uint64_t expected, uint64_t desired) {
   CheckPeer(peer, "compare-exchange");
-  if (index >= all_flag_count()) {
-    throw Error(ErrorCode::kInternal, "compare-exchange of flag " + std::to_string(index) + " beyond the " +
-                                          std::to_string(all_flag_count()) + " flags of rank " + std::to_string(peer) +
-                                          "'s window");
-  }
+  CheckFlag(peer, index, "compare-exchange");
   FlagRef(regions_[peer].flags, index).compare_exchange_strong(expected, desired, std::memory_order_acq_rel);
   Ring(peer);
   return expected;  // what the flag held: `desired` was stored only if that is what the caller expected
@@ -117,11 +136,11 @@ uint64_t LoadStoreWindow::ReadFlag(uint64_t index) const {
 }
 
 // The futex calls are not private to the process: a doorbell in shared memory is rung from other processes.
-void LoadStoreWindow::Ring(int peer) const {
+void LoadStoreWindow::Ring(int peer, bool fenced) const {
   uint32_t* bell = Doorbell(peer);
   // Against NapUnless's count-then-check: either the napping thread's check sees the flag just stored, or this
   // load sees it counted (and the ring ends its nap, or its futex wait finds the word changed).
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!fenced) std::atomic_thread_fence(std::memory_order_seq_cst);
   if (std::atomic_ref<uint32_t>(bell[1]).load(std::memory_order_relaxed) == 0) return;
   std::atomic_ref<uint32_t>(bell[0]).fetch_add(1, std::memory_order_release);
   syscall(SYS_futex, bell, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
@@ -132,16 +151,17 @@ bool LoadStoreWindow::NapUnless(const std::function<bool()>& done, Clock::durati
   std::atomic_ref<uint32_t> rings(bell[0]), nappers(bell[1]);
   const uint32_t seen = rings.load(std::memory_order_acquire);
   nappers.fetch_add(1, std::memory_order_seq_cst);
+  struct Uncount {  // also when done() throws: a napper counted for good would cost every later Signal a syscall
+    std::atomic_ref<uint32_t>& nappers;
+    ~Uncount() { nappers.fetch_sub(1, std::memory_order_release); }
+  } uncount{nappers};
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  const bool finished = done();
-  if (!finished) {
-    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(nap).count();
-    const timespec timeout{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
-    // Returns at a ring, at once if one came since `seen`, or after the nap (or a signal to the thread).
-    syscall(SYS_futex, bell, FUTEX_WAIT, seen, &timeout, nullptr, 0);
-  }
-  nappers.fetch_sub(1, std::memory_order_release);
-  return finished;
+  if (done()) return true;
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(nap).count();
+  const timespec timeout{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+  // Returns at a ring, at once if one came since `seen`, or after the nap (or a signal to the thread).
+  syscall(SYS_futex, bell, FUTEX_WAIT, seen, &timeout, nullptr, 0);
+  return false;
 }
 
 void LoadStoreWindow::ClearLocal(uint64_t cleared_flags) {

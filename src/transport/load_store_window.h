@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "transport/window.h"
@@ -27,6 +28,7 @@ class LoadStoreWindow : public Window {
 
   void Put(int peer, uint64_t offset, const void* src, uint64_t bytes) override;
   void Signal(int peer, uint64_t index, uint64_t value) override;
+  void SignalAll(std::span<const FlagWrite> writes) override;  // one fence, one ring per peer
   uint64_t CompareExchangeFlag(int peer, uint64_t index, uint64_t expected, uint64_t desired) override;
   uint64_t ReadFlag(uint64_t index) const override;
   uint64_t Expose(int peer, const void* p, uint64_t bytes) const override;
@@ -44,10 +46,13 @@ class LoadStoreWindow : public Window {
   void CheckPeer(int peer, const char* what) const;  // throws Error for a rank outside the group
 
  private:
-  // Rank r's doorbell, after its flags: rings (the futex word) and the threads of r napping on it.
-  uint32_t* Doorbell(int r) const { return reinterpret_cast<uint32_t*>(regions_[r].flags + all_flag_count()); }
-  // After a store to one of peer's flags: wakes peer's napping threads, if any (a fence and a load otherwise).
-  void Ring(int peer) const;
+  // Rank r's doorbell, on the first cache line after its flags: rings (the futex word) and the threads of r napping
+  // on it.
+  uint32_t* Doorbell(int r) const;
+  // After stores to peer's flags: wakes peer's napping threads, if any (a load otherwise). `fenced`: the caller
+  // fenced after its stores (SignalAll, once for all its peers).
+  void Ring(int peer, bool fenced = false) const;
+  void CheckFlag(int peer, uint64_t index, const char* what) const;  // throws Error for a flag beyond the area
 
   std::vector<RankRegion> regions_;
   std::shared_ptr<void> keepalive_;

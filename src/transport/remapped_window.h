@@ -47,6 +47,10 @@ class RemappedWindow : public Window {
   void ClearLocal(uint64_t cleared_flags) override { inner_.ClearLocal(cleared_flags); }
   bool Progress() const override { return inner_.Progress(); }
   void Flush() const override { inner_.Flush(); }
+  bool NapUnless(const std::function<bool()>& done, Clock::duration nap) const override {
+    return inner_.NapUnless(done, nap);  // a peer's Signal rings the physical rank's doorbell
+  }
+  Clock::duration LongestNap() const override { return inner_.LongestNap(); }
   void Drain(Clock::time_point deadline, const char* op, std::span<const int> gone) override {
     inner_.Drain(deadline, op, Physical(gone));
   }

@@ -89,7 +89,9 @@ void WaitUntil(const Window& window, Clock::time_point deadline, const char* op,
   // Flags that are there already need no poll: with more ranks than cores an MPI poll that finds nothing
   // gives the core away, and combine waits once per token.
   if (done()) return window.Flush();
-  Backoff backoff(window.LongestNap());
+  // A nap must not leave the other window's messages unlanded for longer than it allows.
+  Backoff backoff(also_progress == nullptr ? window.LongestNap()
+                                           : std::min(window.LongestNap(), also_progress->LongestNap()));
   Clock::time_point next_interrupt_check = Clock::now() + kInterruptCheckEvery;
   for (;;) {
     // Both windows progress on every poll (not ||: the second must not wait for the first to be idle).

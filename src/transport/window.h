@@ -34,6 +34,17 @@ class Window {
   virtual void Put(int peer, uint64_t offset, const void* src, uint64_t bytes) = 0;
   /// Stores `value` into flag `index` of peer's flag area, ordered after every earlier Put to it.
   virtual void Signal(int peer, uint64_t index, uint64_t value) = 0;
+  /// One Signal of a batch (SignalAll).
+  struct FlagWrite {
+    int peer;
+    uint64_t index;
+    uint64_t value;
+  };
+  /// Signals every write in order, as Signal would one by one; a transport may wake each peer once for all of
+  /// them (a batch of many small signals, such as one count per expert).
+  virtual void SignalAll(std::span<const FlagWrite> writes) {
+    for (const FlagWrite& w : writes) Signal(w.peer, w.index, w.value);
+  }
   /// Put for bytes the peer reads once, through Row with the same `tag`, in the operation that put them
   /// (a combine row): a message-passing transport may leave them in the message they arrived in instead
   /// of copying them into the peer's data area. `tag` tells this put apart from earlier ones at `offset`
@@ -107,8 +118,8 @@ class Window {
   /// Sends what Put and Signal queued, without looking for arrivals: what a wait calls instead of
   /// Progress when its flags are there already (a poll that finds nothing may give the core away).
   virtual void Flush() const {}
-  /// For a wait whose flags are still missing after its spins: sleeps for up to `nap`, unless `done()`, asked
-  /// once more first, holds (then returns true at once). A transport whose peers signal this rank through
+  /// For a wait whose flags are still missing after its spins and yields: sleeps for up to `nap`, unless `done()`,
+  /// asked once more first, holds (then returns true at once). A transport whose peers signal this rank through
   /// shared memory ends the nap as soon as one does (a futex: the waiting rank gives its core away, and
   /// still hears at once); the others sleep it out.
   virtual bool NapUnless(const std::function<bool()>& done, Clock::duration nap) const;
