@@ -117,12 +117,6 @@ void WaitUntil(const Window& window, Clock::time_point deadline, const char* op,
   }
 }
 
-bool Window::NapUnless(const std::function<bool()>& done, Clock::duration nap) const {
-  if (done()) return true;
-  std::this_thread::sleep_for(nap);
-  return false;
-}
-
 void WaitFlags(const Window& window, std::span<const uint64_t> indices, uint32_t epoch, Clock::time_point deadline,
                const std::function<int(uint64_t)>& rank_of, const char* op, const char* what,
                const Window* also_progress) {

@@ -8,6 +8,7 @@
 #include <functional>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "moe_ep/error.h"
@@ -122,7 +123,13 @@ class Window {
   /// asked once more first, holds (then returns true at once). A transport whose peers signal this rank through
   /// shared memory ends the nap as soon as one does (a futex: the waiting rank gives its core away, and
   /// still hears at once); the others sleep it out.
-  virtual bool NapUnless(const std::function<bool()>& done, Clock::duration nap) const;
+  /// (Defined here: a virtual function defined out of line would make its file the only one with Window's type
+  /// information, which the library does not export, and UBSan's checks in programs need.)
+  virtual bool NapUnless(const std::function<bool()>& done, Clock::duration nap) const {
+    if (done()) return true;
+    std::this_thread::sleep_for(nap);
+    return false;
+  }
   /// The longest nap a wait may take between polls: how long arrivals may wait for it. Long where a
   /// peer's Signal ends the nap (NapUnless); 50 us where messages land only when polled.
   virtual Clock::duration LongestNap() const { return std::chrono::microseconds(50); }
