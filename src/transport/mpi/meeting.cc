@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/hash.h"
 #include "moe_ep/error.h"
 #include "transport/mpi/mailbox.h"
 #include "transport/mpi/mpi_runtime.h"
@@ -23,19 +24,10 @@ namespace {
 // takes longer.
 constexpr auto kCommitGrace = std::chrono::seconds(3);
 
-// FNV-1a over `bytes`, continuing from `hash`.
-uint64_t Fnv1a(const void* bytes, size_t size, uint64_t hash = 0xCBF29CE484222325ull) {
-  for (size_t i = 0; i < size; ++i) {
-    hash ^= static_cast<const unsigned char*>(bytes)[i];
-    hash *= 0x100000001B3ull;
-  }
-  return hash;
-}
-
 // The meeting's key in the words, which are separated by spaces (a group's name may hold some).
 std::string KeyOf(const std::string& group) {
   char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(Fnv1a(group.data(), group.size())));
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(hash::Fnv1a(group)));
   return std::string("meet-") + hex;
 }
 
@@ -124,13 +116,11 @@ void MeetMembers(std::span<const int> members, const std::string& group, Clock::
     std::lock_guard lock(box.mu);
     for (size_t i = 0; i < members.size(); ++i) attempts[i] = members[i] == world ? attempt : word_of(i)->attempt;
   }
-  uint64_t seen = Fnv1a(nullptr, 0);
+  std::string attempt_bytes;
   for (uint64_t a : attempts) {
-    for (int byte = 0; byte < 8; ++byte) {  // in one byte order on every member
-      const auto b = static_cast<unsigned char>(a >> (8 * byte));
-      seen = Fnv1a(&b, 1, seen);
-    }
+    for (int byte = 0; byte < 8; ++byte) attempt_bytes += static_cast<char>(a >> (8 * byte));  // one byte order
   }
+  const uint64_t seen = hash::Fnv1a(attempt_bytes);
   std::vector<int> broken, uncommitted;
   const auto settled = [&] {  // under the lock: whether the meeting broke or every member committed
     broken.clear();
