@@ -12,10 +12,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <random>
 #include <string>
 #include <utility>
 
+#include "base/entropy.h"
 #include "transport/shm/shm_window.h"
 
 namespace moe_ep::tools {
@@ -25,13 +25,6 @@ volatile sig_atomic_t g_forward_signal = 0;
 int g_interrupted_by = 0;  // the signal a Launch forwarded to its ranks
 
 void RememberSignal(int sig) { g_forward_signal = sig; }
-
-std::string NewRendezvous() {
-  std::random_device entropy;
-  char text[33];
-  std::snprintf(text, sizeof(text), "%08x%08x%08x%08x", entropy(), entropy(), entropy(), entropy());
-  return text;
-}
 
 // One output stream of one rank: bytes are cut into lines, each written with the rank's prefix.
 struct Stream {
@@ -106,7 +99,7 @@ struct Stream {
 }  // namespace
 
 int Launch(const LaunchOptions& o) {
-  const std::string rendezvous = NewRendezvous();
+  const std::string rendezvous = entropy::HexToken();
   // Forwarded to the ranks while they run; the caller's handlers come back on return (a bench launches many jobs).
   struct CallerHandlers {
     struct sigaction on_int {

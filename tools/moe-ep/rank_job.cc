@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "api/group_impl.h"
+#include "base/entropy.h"
 #include "base/env.h"
 
 namespace moe_ep::tools {
@@ -35,9 +36,7 @@ ScenarioSpec SpecOf(const JobOptions& o) {
   return s;
 }
 
-uint64_t SeedOr(uint64_t seed) {
-  return seed ? seed : (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
-}
+uint64_t SeedOr(uint64_t seed) { return seed ? seed : entropy::NonZero64(); }
 
 int64_t DispatchRowBytes(const JobOptions& o) { return o.quant_int8 ? o.hidden + 4 : 2 * o.hidden; }
 

@@ -12,12 +12,12 @@
 #include <map>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "base/entropy.h"
 #include "base/env.h"
 #include "base/hash.h"
 #include "cann/guard.h"
@@ -471,11 +471,9 @@ HcclResult HcclCommInitAll(uint32_t ndev, int32_t* devices, HcclComm* comms) {
 HcclResult HcclGetRootInfo(HcclRootInfo* root_info) {
   return Guarded("HcclGetRootInfo", ApiFamily::kHccl, [&]() -> HcclResult {
     if (!root_info) return Failed(HCCL_E_PTR, "HcclGetRootInfo: rootInfo must not be null");
-    std::random_device entropy;
-    char token[33];
-    std::snprintf(token, sizeof(token), "%08x%08x%08x%08x", entropy(), entropy(), entropy(), entropy());
     // Under MPI the maker's world rank travels along: the group then meets over MPI (docs/hosts.md).
-    std::string id = std::string(moe_ep::cann::kRootMagic) + token + "|" + moe_ep::cann::HostName();
+    std::string id =
+        std::string(moe_ep::cann::kRootMagic) + moe_ep::entropy::HexToken() + "|" + moe_ep::cann::HostName();
 #ifdef MOE_EP_HAVE_MPI
     if (moe_ep::transport::mpi::Active()) (id += '@') += std::to_string(moe_ep::transport::mpi::WorldRank());
 #endif

@@ -15,7 +15,6 @@
 #include <map>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -23,6 +22,7 @@
 #include <vector>
 
 #include "base/copy.h"
+#include "base/entropy.h"
 #include "base/env.h"
 #include "moe_ep/error.h"
 #include "transport/mpi/join_settings.h"
@@ -927,17 +927,6 @@ class HostsWindow final : public Window {
   mutable std::unordered_map<const uint8_t*, MessageBuffer> row_messages_;
 };
 
-std::string RandomToken() {
-  std::random_device device;
-  std::string token;
-  for (int i = 0; i < 4; ++i) {
-    char hex[9];
-    std::snprintf(hex, sizeof hex, "%08x", device());
-    token += hex;
-  }
-  return token;
-}
-
 }  // namespace
 
 MPI_Comm SplitByHost(MPI_Comm comm) { return SplitByHost(comm, env::HostsSplit()); }
@@ -986,7 +975,7 @@ std::unique_ptr<Window> JoinHostsGroup(MPI_Comm parent, const std::string& group
   // everywhere, so the communicator can go; after a deadline a late peer may still send on it, so it stays.
   AgreedSettings settings;
   try {
-    settings = AgreeOnJoinSettings(comm, group, data_bytes, flag_count, RandomToken(), refused, deadline);
+    settings = AgreeOnJoinSettings(comm, group, data_bytes, flag_count, entropy::HexToken(), refused, deadline);
   } catch (const TimeoutError&) {
     throw;
   } catch (...) {

@@ -4,9 +4,11 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "base/env.h"
+#include "base/hash.h"
 #include "transport/mpi/mpi_runtime.h"
 
 namespace moe_ep::transport {
@@ -46,9 +48,7 @@ uint64_t HostOfThisProcess() {
     const auto lock = mpi::Lock();
     mpi::Check(MPI_Get_processor_name(name, &length), "MPI_Get_processor_name");
   }
-  uint64_t hash = 14695981039346656037ull;  // FNV-1a
-  for (int i = 0; i < length; ++i) hash = (hash ^ static_cast<uint8_t>(name[i])) * 1099511628211ull;
-  return hash;
+  return hash::Fnv1a(std::string_view(name, static_cast<size_t>(length)));
 }
 
 std::string Field(const char* text, size_t capacity) { return std::string(text, strnlen(text, capacity)); }

@@ -6,10 +6,10 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <random>
 #include <thread>
 #include <vector>
 
+#include "base/entropy.h"
 #include "base/hash.h"
 #include "moe_ep/error.h"
 #include "transport/mpi/mailbox.h"
@@ -31,12 +31,6 @@ std::string KeyOf(const std::string& group) {
   return std::string("meet-") + hex;
 }
 
-uint64_t NewAttempt() {
-  std::random_device device;
-  const uint64_t attempt = (static_cast<uint64_t>(device()) << 32) | device();
-  return attempt != 0 ? attempt : 1;
-}
-
 // "group ranks 1, 2 (world ranks 5, 6)"
 std::string Named(const std::vector<int>& group_ranks, std::span<const int> members) {
   std::string ranks, worlds;
@@ -53,7 +47,7 @@ std::string Named(const std::vector<int>& group_ranks, std::span<const int> memb
 void MeetMembers(std::span<const int> members, const std::string& group, Clock::time_point deadline) {
   const int world = WorldRank();
   const std::string key = KeyOf(group);
-  const uint64_t attempt = NewAttempt();
+  const uint64_t attempt = entropy::NonZero64();
   // Posted, not waited for: a send to a member that is not in MPI yet (or never comes) may not finish before it is.
   const auto tell_others = [&](char kind, uint64_t seen) {
     const std::string word =

@@ -18,12 +18,12 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <string>
 #include <tuple>
 #include <utility>
 #include <vector>
 
+#include "base/entropy.h"
 #include "moe_ep/error.h"
 
 namespace moe_ep::transport {
@@ -82,10 +82,7 @@ uint64_t OwnPid() {
 uint64_t OwnId() {
   uint64_t id = g_own_id.load(std::memory_order_relaxed);
   if (id != 0) return id;
-  std::random_device random;
-  do {
-    id = (uint64_t{random()} << 32) ^ random();
-  } while (id == 0);
+  id = entropy::NonZero64();
   uint64_t none = 0;  // two threads drawing at once keep the first one's
   return g_own_id.compare_exchange_strong(none, id, std::memory_order_relaxed) ? id : none;
 }
