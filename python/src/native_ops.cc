@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <initializer_list>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -115,6 +116,15 @@ struct PeerVisibleBlock {
   Tensor storage;
 };
 
+// Dropping a Group may wait up to a second for peers still reading its staged rows (Communicator::kSettleTime):
+// it waits without the GIL, so that the other Python threads (thread ranks among them) go on meanwhile.
+struct DeleteWithoutGil {
+  void operator()(Group* group) const {
+    py::gil_scoped_release unlocked;
+    delete group;
+  }
+};
+
 void BindNative(py::module_& m) {
   py::class_<PeerVisibleBlock>(m, "PeerVisibleBlock", py::buffer_protocol()).def_buffer([](PeerVisibleBlock& b) {
     return py::buffer_info(b.storage.data(), 1, py::format_descriptor<uint8_t>::format(), 1,
@@ -123,7 +133,7 @@ void BindNative(py::module_& m) {
   m.def("peer_visible_block", [](int64_t bytes) {
     return PeerVisibleBlock{Tensor::PeerVisible(DType::kInt8, {std::max<int64_t>(bytes, 1)})};
   });
-  py::class_<Group>(m, "Group")
+  py::class_<Group, std::unique_ptr<Group, DeleteWithoutGil>>(m, "Group")
       .def_property_readonly("rank", &Group::rank)
       .def_property_readonly("size", &Group::size)
       .def_property_readonly("timeout", &Group::timeout)

@@ -2,6 +2,7 @@
 # after a rank stops, and clear errors (bad input, a missing peer).
 import datetime
 import random
+import threading
 import time
 
 import numpy as np
@@ -280,6 +281,33 @@ def test_missing_peer_times_out_naming_it():
                         moe_expert_num=2)
     assert caught.value.missing_ranks == [1]
     assert groups[0].failed_ranks == [1]
+
+
+def test_a_dropped_group_waits_for_its_readers_without_the_gil():
+    # Rank 0 stages x for rank 1 (the pull path), which never comes to read it: dropped, rank 0's group gives rank 1
+    # up to a second to finish reading (so that it reads nothing freed), and meanwhile other Python threads run.
+    groups = moe_ep.thread_groups(2, timeout=2, data_path="pull")
+    with pytest.raises(moe_ep.TimeoutError):
+        moe_ep.dispatch(groups[0], torch.ones(2, 8, dtype=torch.bfloat16), torch.ones(2, 1, dtype=torch.int32),
+                        moe_expert_num=2)
+    ticks, stop = [], threading.Event()
+
+    def tick():
+        while not stop.is_set():
+            ticks.append(time.monotonic())
+            time.sleep(0.001)
+
+    ticker = threading.Thread(target=tick)
+    ticker.start()
+    time.sleep(0.05)
+    start = time.monotonic()
+    del groups
+    end = time.monotonic()
+    stop.set()
+    ticker.join()
+    assert end - start > 0.5, "the group did not wait for its reader: this test shows nothing"
+    ticked = sum(start < t < end for t in ticks)
+    assert ticked > 10, f"another thread ticked {ticked} times in the {end - start:.2f} s the group took to go"
 
 
 def test_barrier_waits_for_every_rank_and_names_a_missing_one():
