@@ -10,7 +10,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
-#include <functional>
 #include <list>
 #include <map>
 #include <mutex>
@@ -24,6 +23,7 @@
 #include "base/copy.h"
 #include "base/entropy.h"
 #include "base/env.h"
+#include "base/hash.h"
 #include "moe_ep/error.h"
 #include "transport/mpi/join_settings.h"
 #include "transport/mpi/meeting.h"
@@ -1008,13 +1008,18 @@ std::unique_ptr<Window> JoinHostsGroupOfWorldRanks(std::span<const int> members,
   mpi::MeetMembers(members, group, deadline);
   MPI_Comm comm = MPI_COMM_NULL;
   {
-    const auto lock = mpi::Lock();
+    auto lock = mpi::Lock();
     MPI_Group world = MPI_GROUP_NULL, subset = MPI_GROUP_NULL;
     mpi::Check(MPI_Comm_group(MPI_COMM_WORLD, &world), "MPI_Comm_group");
     mpi::Check(MPI_Group_incl(world, static_cast<int>(members.size()), members.data(), &subset), "MPI_Group_incl");
-    // The tag keeps apart groups of the same members made one after another under different names.
-    const int tag = static_cast<int>(std::hash<std::string>()(group) & 0x7FFF);
+    // The tag keeps apart groups of the same members made one after another, or at once, under different names.
+    const int tag = static_cast<int>(hash::Fnv1a(group) & 0x7FFF);
+    // Without the lock where MPI allows it: this process's other threads may be forming groups meanwhile whose
+    // members elsewhere wait for them (held, two processes entering two groups in opposite orders would wait for
+    // each other for good).
+    if (mpi::ThreadMultiple()) lock.unlock();
     const int status = MPI_Comm_create_group(MPI_COMM_WORLD, subset, tag, &comm);
+    if (!lock.owns_lock()) lock.lock();
     MPI_Group_free(&subset);
     MPI_Group_free(&world);
     mpi::Check(status, "MPI_Comm_create_group");

@@ -19,8 +19,9 @@ namespace moe_ep::transport::mpi {
 /// the same attempts; one that gave up, or started another attempt, ends the meeting for all. Once committed, a
 /// member waits for the others' commitments until the deadline, or 3 s if that is later, and is not interrupted, as
 /// each commits as soon as it saw every arrival: only a member stopped that long between its two words, then going on
-/// as the others gave up, is left in MPI_Comm_create_group. That holds for one group formed at a time: the lock every
-/// MPI call of moe_ep takes is held across MPI_Comm_create_group.
+/// as the others gave up, is left in MPI_Comm_create_group. Under MPI_THREAD_MULTIPLE that call runs without the lock
+/// every other MPI call of moe_ep takes, so groups may be formed from several threads at once; below it, the lock is
+/// held across the call, and a process must form its sub-groups one at a time.
 void MeetMembers(std::span<const int> members, const std::string& group, Clock::time_point deadline);
 
 }  // namespace moe_ep::transport::mpi

@@ -61,6 +61,12 @@ bool Finalized() {
 
 std::unique_lock<std::mutex> Lock() { return std::unique_lock<std::mutex>(Mutex()); }
 
+bool ThreadMultiple() {
+  int provided = MPI_THREAD_SINGLE;
+  MPI_Query_thread(&provided);  // thread-safe: it may be called from any thread
+  return provided == MPI_THREAD_MULTIPLE;
+}
+
 void Check(int status, const char* call) {
   if (status == MPI_SUCCESS) return;
   char text[MPI_MAX_ERROR_STRING] = {};

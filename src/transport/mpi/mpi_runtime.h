@@ -26,6 +26,10 @@ void EnsureInitialized();
 /// several communicators (EP, TP) may be driven from different threads.
 std::unique_lock<std::mutex> Lock();
 
+/// True when MPI runs with MPI_THREAD_MULTIPLE (as moe_ep asks when it initialises MPI itself): a blocking call may
+/// then be made without Lock(), so that this process's other threads go on with theirs.
+bool ThreadMultiple();
+
 /// True once MPI_Finalize ran (the program's or moe_ep's); no MPI call but this one is allowed then.
 bool Finalized();
 
