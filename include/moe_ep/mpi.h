@@ -13,9 +13,11 @@ namespace moe_ep {
 /// its rank in `comm`; moe_ep duplicates `comm`, which stays the caller's). Initialises MPI when the
 /// program did not. Every rank makes its groups in the same order. A process started by mpirun without
 /// MOE_EP_RENDEZVOUS can also use JoinProcessGroup(): its job ranks are MPI_COMM_WORLD's.
-/// The join's collectives have the group's deadline (GroupOptions::timeout, MOE_EP_TIMEOUT_MS): a rank that
-/// never joins is a TimeoutError on the others (naming no rank: MPI cannot say which did not come). A collective
-/// given up on stays MPI's, so after that error `comm` must not be used for collectives again: end the job.
+/// The join has the group's deadline (GroupOptions::timeout, MOE_EP_TIMEOUT_MS): the members first meet over
+/// point-to-point messages, so a rank that never joins is a TimeoutError on the others naming it, before any
+/// collective on `comm` began; the ranks may then join again. (For a `comm` with processes outside
+/// MPI_COMM_WORLD there is no meeting: a missing rank is then a TimeoutError naming none, and `comm` must not be
+/// used for collectives again, as a collective given up on stays MPI's.)
 Group JoinMpiGroup(MPI_Comm comm, const GroupOptions& options = {});
 
 }  // namespace moe_ep

@@ -118,8 +118,19 @@ struct PeerVisibleBlock {
 
 // Dropping a Group may wait up to a second for peers still reading its staged rows (Communicator::kSettleTime):
 // it waits without the GIL, so that the other Python threads (thread ranks among them) go on meanwhile.
+// Not while the interpreter finalizes: a thread other than the main one that gave the GIL away then would be ended
+// on taking it back, unwinding through this destructor.
 struct DeleteWithoutGil {
   void operator()(Group* group) const {
+#if PY_VERSION_HEX >= 0x030D0000
+    const bool finalizing = Py_IsFinalizing();
+#else
+    const bool finalizing = _Py_IsFinalizing();
+#endif
+    if (finalizing) {
+      delete group;
+      return;
+    }
     py::gil_scoped_release unlocked;
     delete group;
   }

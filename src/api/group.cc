@@ -91,6 +91,28 @@ GroupOptions WithDefaultsJoiningOverMpi(const GroupOptions& options, std::option
 }
 #endif
 
+// Joins the group named `group` (its name ends in this try's n) of the job ranks `ranks`, this rank at `position`:
+// over MPI when an MPI launcher started the job, else over shared memory.
+Group JoinNthProcessGroup(const LaunchEnvironment& job, const std::vector<int>& ranks, int position,
+                          const std::string& group, const GroupOptions& o,
+                          [[maybe_unused]] const std::optional<env::Refusal>& refused) {
+  const auto deadline = transport::Clock::now() + o.timeout;
+  if (job.rendezvous.empty()) {  // started by an MPI launcher: the hosts transport
+#ifdef MOE_EP_HAVE_MPI
+    return Wrap(
+        transport::JoinHostsGroupOfWorldRanks(ranks, group, o.window_bytes, ops::kWindowFlagCount, deadline, refused),
+        o);
+#else
+    throw Error(ErrorCode::kInvalidConfig,
+                "JoinProcessGroup: the job has no MOE_EP_RENDEZVOUS (an MPI launcher started it?), and this moe_ep "
+                "was built without MPI: install libopenmpi-dev and rebuild, or start the ranks with `moe-ep launch`");
+#endif
+  }
+  auto window = transport::JoinShmGroup(job.rendezvous, group, position, static_cast<int>(ranks.size()), o.window_bytes,
+                                        ops::kWindowFlagCount, deadline);
+  return Wrap(std::move(window), o);
+}
+
 }  // namespace
 
 LaunchEnvironment ReadLaunchEnvironment() {
@@ -99,8 +121,8 @@ LaunchEnvironment ReadLaunchEnvironment() {
 }
 
 Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> members, const GroupOptions& options) {
-#ifdef MOE_EP_HAVE_MPI
   std::optional<env::Refusal> refused;
+#ifdef MOE_EP_HAVE_MPI
   const GroupOptions o = job.rendezvous.empty() ? WithDefaultsJoiningOverMpi(options, refused) : WithDefaults(options);
 #else
   const GroupOptions o = WithDefaults(options);
@@ -118,35 +140,27 @@ Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> member
                     std::to_string(job.world_size) + ") including this rank (" + std::to_string(job.rank) + ")");
   }
   // The n-th group of a name and member list made by this rank of this job: every member creates its
-  // groups in the same order, so they agree on n (ranks may also be threads of one process).
+  // groups in the same order, so they agree on n (ranks may also be threads of one process). A join that fails
+  // does not count: the ranks may call again, and meet there a member that came too late for their first try.
   std::string group = o.name;
   for (int r : ranks) (group += '-') += std::to_string(r);
   static std::mutex mutex;
   static std::map<std::string, int> made;
+  const std::string key = job.rendezvous + "/" + std::to_string(job.rank) + "/" + group;
   int index;
   {
     std::lock_guard lock(mutex);
-    index = made[job.rendezvous + "/" + std::to_string(job.rank) + "/" + group]++;
+    index = made[key]++;
   }
   (group += '.') += std::to_string(index);
-  const auto deadline = transport::Clock::now() + o.timeout;
-  if (job.rendezvous.empty()) {  // started by an MPI launcher: the hosts transport
-#ifdef MOE_EP_HAVE_MPI
-    return Wrap(
-        transport::JoinHostsGroupOfWorldRanks(ranks, group, o.window_bytes, ops::kWindowFlagCount, deadline, refused),
-        o);
-#else
-    throw Error(ErrorCode::kInvalidConfig,
-                "JoinProcessGroup: the job has no MOE_EP_RENDEZVOUS (an MPI launcher started it?), and this moe_ep "
-                "was built without MPI: install libopenmpi-dev and rebuild, or start the ranks with `moe-ep launch`");
-#endif
+  try {
+    return JoinNthProcessGroup(job, ranks, static_cast<int>(me - ranks.begin()), group, o, refused);
+  } catch (...) {
+    std::lock_guard lock(mutex);
+    if (made[key] == index + 1) made[key] = index;
+    throw;
   }
-  auto window =
-      transport::JoinShmGroup(job.rendezvous, group, static_cast<int>(me - ranks.begin()),
-                              static_cast<int>(ranks.size()), o.window_bytes, ops::kWindowFlagCount, deadline);
-  return Wrap(std::move(window), o);
 }
-
 Group JoinProcessGroup(const LaunchEnvironment& job, const GroupOptions& options) {
   return JoinProcessGroup(job, {}, options);
 }

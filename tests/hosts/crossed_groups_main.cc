@@ -2,13 +2,14 @@
 // {0, 1} and {1, 0}, a fresh pair of names each round. Each process's threads race to MPI_Comm_create_group, so in
 // about half the rounds the two processes enter the two groups' calls in opposite orders: a process that held
 // its MPI calls to one at a time there would wait for the other for good. Every rank prints a line ending in OK
-// when every round's two groups joined; a watchdog fails the rank if a round takes past MOE_EP_TIMEOUT_MS.
+// when every round's two groups joined; a watchdog fails the rank when a round takes longer than MOE_EP_TIMEOUT_MS.
 #include <mpi.h>
 
-#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,26 +26,34 @@ int main(int argc, char** argv) {
   int provided = 0, rank = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  const auto timeout = std::chrono::milliseconds(std::atoi(std::getenv("MOE_EP_TIMEOUT_MS")));
+  if (provided != MPI_THREAD_MULTIPLE) {  // groups may then be formed one at a time only (docs/hosts.md)
+    std::printf("FAIL: rank %d: MPI provides thread level %d, not MPI_THREAD_MULTIPLE\n", rank, provided);
+    MPI_Finalize();
+    return 1;
+  }
+  const char* timeout_ms = std::getenv("MOE_EP_TIMEOUT_MS");
+  const auto timeout = std::chrono::milliseconds(timeout_ms ? std::atoi(timeout_ms) : 10000);
   int status = 0;
   if (rank >= 2) {
     std::printf("rank %d is in no group: OK\n", rank);
   } else {
-    std::atomic<int> round_now{0};
-    std::thread([&] {  // a round that cannot end: report it rather than leave the job waiting
-      for (int seen = -1; round_now.load() < rounds;) {
-        const int now = round_now.load();
-        if (now == seen) {
-          std::printf("FAIL: rank %d: round %d's two groups did not join within %lld ms\n", rank, now,
+    // A round that cannot end is reported rather than left waiting; the watchdog is joined before MPI_Finalize.
+    std::mutex mutex;
+    std::condition_variable changed;
+    int round_now = 0;
+    bool done = false;
+    std::thread watchdog([&] {
+      std::unique_lock lock(mutex);
+      while (!done) {
+        const int seen = round_now;
+        if (!changed.wait_for(lock, timeout, [&] { return done || round_now != seen; })) {
+          std::printf("FAIL: rank %d: round %d's two groups did not join within %lld ms\n", rank, seen,
                       static_cast<long long>(timeout.count()));
           std::fflush(stdout);
           std::_Exit(1);
         }
-        seen = now;
-        std::this_thread::sleep_for(timeout);
       }
-    })
-        .detach();
+    });
     for (int round = 0; round < rounds && status == 0; ++round) {
       std::vector<std::string> failures(2);
       std::vector<std::thread> joins;
@@ -68,8 +77,18 @@ int main(int argc, char** argv) {
           status = 1;
         }
       }
-      round_now.store(round + 1);
+      {
+        std::lock_guard lock(mutex);
+        round_now = round + 1;
+      }
+      changed.notify_one();
     }
+    {
+      std::lock_guard lock(mutex);
+      done = true;
+    }
+    changed.notify_one();
+    watchdog.join();
     if (status == 0) std::printf("rank %d joined %d pairs of sub-groups at once: OK\n", rank, rounds);
   }
   std::fflush(stdout);

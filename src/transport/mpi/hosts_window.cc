@@ -943,10 +943,75 @@ MPI_Comm SplitByHost(MPI_Comm comm, int per_host) {
   return host;
 }
 
-std::unique_ptr<Window> JoinHostsGroup(MPI_Comm parent, const std::string& group, uint64_t data_bytes,
-                                       uint64_t flag_count, Clock::time_point deadline,
-                                       const std::optional<env::Refusal>& refused) {
-  mpi::EnsureInitialized();
+namespace {
+
+// The tag of a sub-group's MPI_Comm_create_group: it keeps apart groups of the same members made one after another,
+// or at once, under different names.
+int CreateGroupTag(const std::string& group) { return static_cast<int>(hash::Fnv1a(group) & 0x7FFF); }
+
+// A join over MPI under way in this process, for as long as it lives: two joins at once under one name would mix
+// their meetings' words, and MPI needs calls of MPI_Comm_create_group made at once to have different tags. Either
+// is an Error naming both groups before the members meet (the others then time out naming this rank).
+class JoinUnderWay {
+ public:
+  JoinUnderWay(const std::string& group, std::optional<int> tag) {
+    std::lock_guard lock(mutex_);
+    for (const Join& other : joins_) {
+      if (other.group == group) {
+        throw Error(ErrorCode::kInvalidParam, "joining group '" + group +
+                                                  "': this process is joining another group of that name at once; "
+                                                  "give them different names (GroupOptions::name)");
+      }
+      if (tag && other.tag == tag) {
+        throw Error(ErrorCode::kInvalidParam,
+                    "joining group '" + group + "': this process is joining group '" + other.group +
+                        "' at once, and both names give MPI_Comm_create_group the tag " + std::to_string(*tag) +
+                        ": give one of them another name, or join them one after the other");
+      }
+    }
+    joins_.push_back({group, tag});
+    me_ = std::prev(joins_.end());
+  }
+  ~JoinUnderWay() {
+    std::lock_guard lock(mutex_);
+    joins_.erase(me_);
+  }
+  JoinUnderWay(const JoinUnderWay&) = delete;
+  JoinUnderWay& operator=(const JoinUnderWay&) = delete;
+
+ private:
+  struct Join {
+    std::string group;
+    std::optional<int> tag;  // none: no MPI_Comm_create_group
+  };
+  static inline std::mutex mutex_;
+  static inline std::list<Join> joins_;
+  std::list<Join>::iterator me_;
+};
+
+// The ranks of `comm` as ranks of MPI_COMM_WORLD, in `comm`'s order; empty when some are not in it (a
+// communicator of spawned processes).
+std::vector<int> WorldRanksOf(MPI_Comm comm) {
+  const auto lock = mpi::Lock();
+  int size = 0;
+  mpi::Check(MPI_Comm_size(comm, &size), "MPI_Comm_size");
+  MPI_Group group = MPI_GROUP_NULL, world = MPI_GROUP_NULL;
+  mpi::Check(MPI_Comm_group(comm, &group), "MPI_Comm_group");
+  mpi::Check(MPI_Comm_group(MPI_COMM_WORLD, &world), "MPI_Comm_group");
+  std::vector<int> ranks(static_cast<size_t>(size)), world_ranks(static_cast<size_t>(size));
+  for (int r = 0; r < size; ++r) ranks[r] = r;
+  const int status = MPI_Group_translate_ranks(group, size, ranks.data(), world, world_ranks.data());
+  MPI_Group_free(&group);
+  MPI_Group_free(&world);
+  mpi::Check(status, "MPI_Group_translate_ranks");
+  if (std::find(world_ranks.begin(), world_ranks.end(), MPI_UNDEFINED) != world_ranks.end()) return {};
+  return world_ranks;
+}
+
+// JoinHostsGroup once the members have met (or cannot: see there).
+std::unique_ptr<Window> JoinMetGroup(MPI_Comm parent, const std::string& group, uint64_t data_bytes,
+                                     uint64_t flag_count, Clock::time_point deadline,
+                                     const std::optional<env::Refusal>& refused) {
   // Both collectives of the join are non-blocking and waited for against the deadline: a rank that never joins (it
   // died, or its program took another path) is a TimeoutError on the others, not a wait for good. What MPI may
   // still write once a wait gave up (the duplicate's handle, the request) is left to it.
@@ -990,6 +1055,20 @@ std::unique_ptr<Window> JoinHostsGroup(MPI_Comm parent, const std::string& group
                                        settings.relay);
 }
 
+}  // namespace
+
+std::unique_ptr<Window> JoinHostsGroup(MPI_Comm comm, const std::string& group, uint64_t data_bytes,
+                                       uint64_t flag_count, Clock::time_point deadline,
+                                       const std::optional<env::Refusal>& refused) {
+  mpi::EnsureInitialized();
+  // The members meet first, over point-to-point words polled until the deadline, so that the collectives on `comm`
+  // begin only once every member is there: a member that never comes is then a TimeoutError naming it, and leaves
+  // no collective behind on `comm` that the others' next join would be matched with (they may try again).
+  const JoinUnderWay under_way(group, std::nullopt);
+  if (const std::vector<int> members = WorldRanksOf(comm); !members.empty()) mpi::MeetMembers(members, group, deadline);
+  return JoinMetGroup(comm, group, data_bytes, flag_count, deadline, refused);
+}
+
 std::unique_ptr<Window> JoinHostsGroupOfWorldRanks(std::span<const int> members, const std::string& group,
                                                    uint64_t data_bytes, uint64_t flag_count, Clock::time_point deadline,
                                                    const std::optional<env::Refusal>& refused) {
@@ -999,32 +1078,31 @@ std::unique_ptr<Window> JoinHostsGroupOfWorldRanks(std::span<const int> members,
     const auto lock = mpi::Lock();
     MPI_Comm_size(MPI_COMM_WORLD, &world_size);
   }
-  // The whole world in order (a job's one group) joins over MPI_COMM_WORLD itself: every collective of that join
-  // has a deadline. A sub-group needs MPI_Comm_create_group first, which MPI offers only blocking: its members meet
-  // first, with the deadline, so that a member that never comes fails the others instead of leaving them in it.
+  // The members meet first (as in JoinHostsGroup): a sub-group needs MPI_Comm_create_group, which MPI offers only
+  // blocking, and a member that never came would leave the others in it. The whole world in order (a job's one
+  // group) joins over MPI_COMM_WORLD itself.
   bool whole_world = static_cast<int>(members.size()) == world_size;
   for (int r = 0; whole_world && r < world_size; ++r) whole_world = members[r] == r;
-  if (whole_world) return JoinHostsGroup(MPI_COMM_WORLD, group, data_bytes, flag_count, deadline, refused);
+  const int tag = CreateGroupTag(group);
+  const JoinUnderWay under_way(group, whole_world ? std::nullopt : std::optional<int>(tag));
   mpi::MeetMembers(members, group, deadline);
+  if (whole_world) return JoinMetGroup(MPI_COMM_WORLD, group, data_bytes, flag_count, deadline, refused);
   MPI_Comm comm = MPI_COMM_NULL;
   {
     auto lock = mpi::Lock();
     MPI_Group world = MPI_GROUP_NULL, subset = MPI_GROUP_NULL;
     mpi::Check(MPI_Comm_group(MPI_COMM_WORLD, &world), "MPI_Comm_group");
     mpi::Check(MPI_Group_incl(world, static_cast<int>(members.size()), members.data(), &subset), "MPI_Group_incl");
-    // The tag keeps apart groups of the same members made one after another, or at once, under different names.
-    const int tag = static_cast<int>(hash::Fnv1a(group) & 0x7FFF);
     // Without the lock where MPI allows it: this process's other threads may be forming groups meanwhile whose
     // members elsewhere wait for them (held, two processes entering two groups in opposite orders would wait for
     // each other for good).
-    if (mpi::ThreadMultiple()) lock.unlock();
-    const int status = MPI_Comm_create_group(MPI_COMM_WORLD, subset, tag, &comm);
-    if (!lock.owns_lock()) lock.lock();
+    const int status =
+        mpi::CallUnlocked(lock, [&] { return MPI_Comm_create_group(MPI_COMM_WORLD, subset, tag, &comm); });
     MPI_Group_free(&subset);
     MPI_Group_free(&world);
     mpi::Check(status, "MPI_Comm_create_group");
   }
-  auto window = JoinHostsGroup(comm, group, data_bytes, flag_count, deadline, refused);
+  auto window = JoinMetGroup(comm, group, data_bytes, flag_count, deadline, refused);
   const auto lock = mpi::Lock();
   MPI_Comm_free(&comm);
   return window;

@@ -29,7 +29,9 @@ MPI_Comm SplitByHost(MPI_Comm comm, int per_host);
 /// MPI. `group` names the segments; windows of `data_bytes` and `flag_count` user flags. With
 /// MOE_EP_HOSTS_SPLIT=N (tests only) ranks [kN, kN + N) of `comm` count as one host. The ranks first agree on
 /// their settings (AgreeOnJoinSettings): a setting a rank refused (`refused`, or the hosts transport's own) or
-/// settings that differ fail every rank. Throws TimeoutError at `deadline` when a host's ranks do not all show up.
+/// settings that differ fail every rank. Before any collective on `comm` the members meet (mpi::MeetMembers, where
+/// they are ranks of MPI_COMM_WORLD): a member that does not come is a TimeoutError at `deadline` naming it, and
+/// leaves no collective behind on `comm`.
 std::unique_ptr<Window> JoinHostsGroup(MPI_Comm comm, const std::string& group, uint64_t data_bytes,
                                        uint64_t flag_count, Clock::time_point deadline,
                                        const std::optional<env::Refusal>& refused = std::nullopt);

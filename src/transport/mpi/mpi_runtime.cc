@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 
@@ -17,8 +18,15 @@ std::mutex& Mutex() {
   return *mutex;
 }
 
+// Held shared across a call made without Lock() (CallUnlocked), and exclusively by MPI_Finalize at exit.
+std::shared_mutex& FinalizeGate() {
+  static auto* const gate = new std::shared_mutex;  // never destroyed: used from atexit
+  return *gate;
+}
+
 void FinalizeAtExit() {
   const auto lock = Lock();  // an operation still running on another thread finishes its MPI call first
+  const std::unique_lock gate(FinalizeGate());
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized) MPI_Finalize();
@@ -61,10 +69,17 @@ bool Finalized() {
 
 std::unique_lock<std::mutex> Lock() { return std::unique_lock<std::mutex>(Mutex()); }
 
-bool ThreadMultiple() {
+int CallUnlocked(std::unique_lock<std::mutex>& lock, const std::function<int()>& call) {
   int provided = MPI_THREAD_SINGLE;
-  MPI_Query_thread(&provided);  // thread-safe: it may be called from any thread
-  return provided == MPI_THREAD_MULTIPLE;
+  MPI_Query_thread(&provided);
+  if (provided != MPI_THREAD_MULTIPLE) return call();
+  // Taken while `lock` is held, which FinalizeAtExit holds while it takes the gate: the two cannot wait on each other.
+  std::shared_lock gate(FinalizeGate());
+  lock.unlock();
+  const int status = call();
+  gate.unlock();
+  lock.lock();
+  return status;
 }
 
 void Check(int status, const char* call) {

@@ -5,6 +5,7 @@
 #include <mpi.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -26,9 +27,10 @@ void EnsureInitialized();
 /// several communicators (EP, TP) may be driven from different threads.
 std::unique_lock<std::mutex> Lock();
 
-/// True when MPI runs with MPI_THREAD_MULTIPLE (as moe_ep asks when it initialises MPI itself): a blocking call may
-/// then be made without Lock(), so that this process's other threads go on with theirs.
-bool ThreadMultiple();
+/// Makes `call`, a blocking MPI call, with `lock` (a Lock() held) released where MPI allows it (MPI_THREAD_MULTIPLE,
+/// as moe_ep asks when it initialises MPI itself), so that this process's other threads go on with their MPI calls
+/// meanwhile; moe_ep's MPI_Finalize at exit still waits for it. Returns its status, with `lock` held again.
+int CallUnlocked(std::unique_lock<std::mutex>& lock, const std::function<int()>& call);
 
 /// True once MPI_Finalize ran (the program's or moe_ep's); no MPI call but this one is allowed then.
 bool Finalized();
