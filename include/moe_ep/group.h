@@ -106,8 +106,8 @@ LaunchEnvironment ReadLaunchEnvironment();
 /// [collective over the job's processes] Joins the group of every rank of the job, one process per rank,
 /// over shared memory (the shm transport), or under mpirun over the hosts transport. Every process makes its groups in
 /// the same order: the n-th group with a given name is the same group everywhere. Waits at most the group timeout for
-/// the others (a TimeoutError naming those that did not come); a join that failed does not count, so the ranks may
-/// call again and meet there a rank that came too late for their first try.
+/// the others (a TimeoutError naming those that did not come). A join that failed does not count: once every rank's
+/// join failed, the ranks may call again, and meet there a rank that came too late for their first try.
 Group JoinProcessGroup(const LaunchEnvironment& job, const GroupOptions& options = {});
 /// [collective over `members`] Joins the group of the job ranks listed in `members` (this process
 /// included; its rank in the group is its position in the list), e.g. an EP group or a TP pair.

@@ -15,9 +15,10 @@ namespace moe_ep {
 /// MOE_EP_RENDEZVOUS can also use JoinProcessGroup(): its job ranks are MPI_COMM_WORLD's.
 /// The join has the group's deadline (GroupOptions::timeout, MOE_EP_TIMEOUT_MS): the members first meet over
 /// point-to-point messages, so a rank that never joins is a TimeoutError on the others naming it, before any
-/// collective on `comm` began; the ranks may then join again. (For a `comm` with processes outside
-/// MPI_COMM_WORLD there is no meeting: a missing rank is then a TimeoutError naming none, and `comm` must not be
-/// used for collectives again, as a collective given up on stays MPI's.)
+/// collective on `comm` began; once every rank's join failed, the ranks may join again. Those messages travel on
+/// MPI_COMM_WORLD under a tag moe_ep keeps for itself (0x6D65): a program's own receives there must not take any tag.
+/// (For a `comm` with processes outside MPI_COMM_WORLD there is no meeting: a missing rank is then a TimeoutError
+/// naming none, and `comm` must not be used for collectives again, as a collective given up on stays MPI's.)
 Group JoinMpiGroup(MPI_Comm comm, const GroupOptions& options = {});
 
 }  // namespace moe_ep

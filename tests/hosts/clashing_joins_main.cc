@@ -1,5 +1,5 @@
 // One rank of a 2-process MPI job: while rank 0's join of group 'twin' over one communicator waits for rank 1
-// (which comes a second late), rank 0 joins another group of that name over another communicator from a second
+// (which comes 3 s late), rank 0 joins another group of that name over another communicator from a second
 // thread. That join must fail at once with an Error (161002) saying why, instead of mixing its members' meeting
 // with the first's, and the first must still join. Every rank prints a line ending in OK when that holds.
 #include <mpi.h>
@@ -37,11 +37,11 @@ int main(int argc, char** argv) {
     }
   };
   if (rank == 1) {
-    std::this_thread::sleep_for(std::chrono::seconds(1));
+    std::this_thread::sleep_for(std::chrono::seconds(3));
     join_first();
   } else {
     std::thread waiting(join_first);
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the first join waits for rank 1 meanwhile
+    std::this_thread::sleep_for(std::chrono::seconds(1));  // the first join is under way, waiting for rank 1
     std::string second_verdict;
     try {
       moe_ep::JoinMpiGroup(second, options);

@@ -989,6 +989,14 @@ class JoinUnderWay {
   std::list<Join>::iterator me_;
 };
 
+// The deadline of the rest of a join once its members met: every member is there then, and the meeting itself may
+// end past the join's deadline (a committed member waits a little longer for the others' commitments). A member that
+// failed its set-up now while the others went on would leave them holding a group it is not in.
+Clock::time_point AfterTheMeeting(Clock::time_point deadline) {
+  constexpr auto kSetUpAllowance = std::chrono::seconds(10);
+  return std::max(deadline, Clock::now() + kSetUpAllowance);
+}
+
 // The ranks of `comm` as ranks of MPI_COMM_WORLD, in `comm`'s order; empty when some are not in it (a
 // communicator of spawned processes).
 std::vector<int> WorldRanksOf(MPI_Comm comm) {
@@ -1065,7 +1073,10 @@ std::unique_ptr<Window> JoinHostsGroup(MPI_Comm comm, const std::string& group, 
   // begin only once every member is there: a member that never comes is then a TimeoutError naming it, and leaves
   // no collective behind on `comm` that the others' next join would be matched with (they may try again).
   const JoinUnderWay under_way(group, std::nullopt);
-  if (const std::vector<int> members = WorldRanksOf(comm); !members.empty()) mpi::MeetMembers(members, group, deadline);
+  if (const std::vector<int> members = WorldRanksOf(comm); !members.empty()) {
+    mpi::MeetMembers(members, group, deadline);
+    deadline = AfterTheMeeting(deadline);
+  }
   return JoinMetGroup(comm, group, data_bytes, flag_count, deadline, refused);
 }
 
@@ -1086,6 +1097,7 @@ std::unique_ptr<Window> JoinHostsGroupOfWorldRanks(std::span<const int> members,
   const int tag = CreateGroupTag(group);
   const JoinUnderWay under_way(group, whole_world ? std::nullopt : std::optional<int>(tag));
   mpi::MeetMembers(members, group, deadline);
+  deadline = AfterTheMeeting(deadline);
   if (whole_world) return JoinMetGroup(MPI_COMM_WORLD, group, data_bytes, flag_count, deadline, refused);
   MPI_Comm comm = MPI_COMM_NULL;
   {

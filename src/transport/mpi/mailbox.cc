@@ -11,7 +11,7 @@ namespace {
 
 // Reserved on MPI_COMM_WORLD for these set-up messages (a program must not receive it with MPI_ANY_TAG
 // while groups are being formed).
-constexpr int kRendezvousTag = 0x6D65;
+constexpr int kRendezvousTag = 0x6D65;  // named in include/moe_ep/mpi.h
 
 }  // namespace
 
@@ -42,7 +42,7 @@ void Post(const std::string& text, int to) {
         "MPI_Isend");
 }
 
-void Poll() {
+int Poll() {
   Mailbox& box = Box();
   // The MPI lock, then the mailbox's (never the other way round): a message is stored before the next is received.
   const auto lock = Lock();
@@ -52,11 +52,11 @@ void Poll() {
     Check(MPI_Test(&send.second, &done, MPI_STATUS_IGNORE), "MPI_Test");
     return done != 0;
   });
-  for (;;) {
+  for (int stored = 0;; ++stored) {
     int arrived = 0;
     MPI_Status status;
     Check(MPI_Iprobe(MPI_ANY_SOURCE, kRendezvousTag, MPI_COMM_WORLD, &arrived, &status), "MPI_Iprobe");
-    if (!arrived) return;
+    if (!arrived) return stored;
     int count = 0;
     MPI_Get_count(&status, MPI_CHAR, &count);
     std::string text(static_cast<size_t>(count), '\0');

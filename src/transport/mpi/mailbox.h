@@ -25,7 +25,7 @@ struct Join {
   std::string refused;  // a setting the member refused, "" when none
 };
 
-/// A member's latest word about its attempt to meet a sub-group (MeetMembers): 'A' it arrived, 'C' it committed to
+/// A member's latest word about its attempt to meet a group (MeetMembers): 'A' it arrived, 'C' it committed to
 /// the members' attempts it saw (`seen`: a digest of them), 'X' it gave its attempt up.
 struct Word {
   char kind;
@@ -34,7 +34,7 @@ struct Word {
 };
 
 /// What arrived, by group: joins received by a root, member lists received by members ("R token w0 w1 ...") and a
-/// root's refusal of the group ("E token message") of root-info groups; the words of the members of sub-groups.
+/// root's refusal of the group ("E token message") of root-info groups; the words of the members of groups meeting.
 struct Mailbox {
   std::mutex mu;
   std::map<std::string, std::vector<Join>> joins;         // token -> joins in arrival order
@@ -57,16 +57,19 @@ void SendText(const std::string& text, int to, Clock::time_point deadline);
 void Post(const std::string& text, int to);
 
 /// Moves every set-up message that arrived into the mailbox (each stored before the next is received, so a sender's
-/// words are stored in the order it sent them, whichever threads poll), and frees Post's finished sends.
-void Poll();
+/// words are stored in the order it sent them, whichever threads poll), and frees Post's finished sends. Returns how
+/// many it stored.
+int Poll();
 
 /// Polls until `done()` (called under the mailbox lock) holds, and returns true; false at `until`. Throws
-/// InterruptedError when the interrupt check asks (saying `what` was awaited), unless not `interruptible`.
+/// InterruptedError when the interrupt check asks (saying `what` was awaited), unless not `interruptible`. `done()` is
+/// asked only after a poll that found nothing new: one poll may not surface every message already sent (MPI moves
+/// them in as it progresses), and a sender's older word must not stand for its latest (a member that gave up and
+/// came again).
 template <typename Done>
 bool PollFor(Clock::time_point until, Done&& done, const std::string& what, bool interruptible = true) {
   for (auto next_interrupt_check = Clock::now() + kInterruptCheckEvery;;) {
-    Poll();
-    {
+    if (Poll() == 0) {
       std::lock_guard lock(Box().mu);
       if (done()) return true;
     }

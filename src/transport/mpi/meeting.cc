@@ -1,5 +1,5 @@
-// Two rounds of words between the members of a sub-group (arrived, committed), with a deadline, before
-// MPI_Comm_create_group.
+// Two rounds of words between the members of a group over MPI (arrived, committed), with a deadline, before the
+// collectives of its join.
 #include "transport/mpi/meeting.h"
 
 #include <algorithm>
@@ -132,7 +132,8 @@ void MeetMembers(std::span<const int> members, const std::string& group, Clock::
     return !broken.empty() || uncommitted.empty();
   };
   // Not interruptible once committed: a member that has every commitment, this one's among them, is on its way
-  // into MPI_Comm_create_group, which it would never leave if this one gave up now. The wait is bounded still.
+  // into the join's collectives (a sub-group's MPI_Comm_create_group), which it would never leave if this one gave
+  // up now. The wait is bounded still.
   try {
     tell_others('C', seen);
     PollFor(std::max(deadline, Clock::now() + kCommitGrace), settled,
