@@ -127,11 +127,8 @@ struct DeleteWithoutGil {
 #else
     const bool finalizing = _Py_IsFinalizing();
 #endif
-    if (finalizing) {
-      delete group;
-      return;
-    }
-    py::gil_scoped_release unlocked;
+    std::optional<py::gil_scoped_release> unlocked;
+    if (!finalizing) unlocked.emplace();
     delete group;
   }
 };
