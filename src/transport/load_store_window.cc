@@ -103,10 +103,9 @@ void LoadStoreWindow::SignalAll(std::span<const FlagWrite> writes) {
     FlagRef(regions_[w.peer].flags, w.index).store(w.value, std::memory_order_release);
   }
   std::atomic_thread_fence(std::memory_order_seq_cst);  // one for every write (see Ring)
-  std::vector<bool> rung(size(), false);
-  for (const FlagWrite& w : writes) {
-    if (!rung[w.peer]) Ring(w.peer, /*fenced=*/true);
-    rung[w.peer] = true;
+  // Once per run of writes to one peer (dispatch's counts come grouped by peer); a second ring is only a load.
+  for (size_t i = 0; i < writes.size(); ++i) {
+    if (i == 0 || writes[i].peer != writes[i - 1].peer) Ring(writes[i].peer, /*fenced=*/true);
   }
 }
 

@@ -28,7 +28,7 @@ class LoadStoreWindow : public Window {
 
   void Put(int peer, uint64_t offset, const void* src, uint64_t bytes) override;
   void Signal(int peer, uint64_t index, uint64_t value) override;
-  void SignalAll(std::span<const FlagWrite> writes) override;  // one fence, one ring per peer
+  void SignalAll(std::span<const FlagWrite> writes) override;  // one fence, one ring per run of writes to a peer
   uint64_t CompareExchangeFlag(int peer, uint64_t index, uint64_t expected, uint64_t desired) override;
   uint64_t ReadFlag(uint64_t index) const override;
   uint64_t Expose(int peer, const void* p, uint64_t bytes) const override;

@@ -360,14 +360,14 @@ def _comm_quant_round_trip(values, dtype):
     """docs/semantics.md 3.3: int8 blocks of 8 on the wire, sender and receiver. values: (n, H) fp32 holding
     dtype values. Returns what the receiver uses, as fp32."""
     n, H = values.shape
-    blocks = F.pad(values, (0, (-H) % 8)).view(n, -1, 8)  # zero padding never changes a block max
+    blocks = F.pad(values, (0, (-H) % 8)).view(n, (H + 7) // 8, 8)  # zero padding never changes a block max
     s = _amax_ignoring_nan(blocks, dim=2) * _div(1.0, _f32(127.0))  # the constant is fp32(1.0f / 127.0f)
     transmitted = _round_to(s, dtype)
     # Divide by the unrounded s, round to fp16, then to an integer (two roundings). s == 0 only for an
     # all-zero block: 0/0 = NaN -> q = 0 (numerics.md).
     q = _to_int8(torch.round(_round_to(blocks / s, torch.float16)))
     received = _round_to(q.to(_F32) * transmitted, dtype)
-    return received.view(n, -1)[:, :H]
+    return received.view(n, blocks.shape[1] * 8)[:, :H]  # no -1: a rank may receive no rows
 
 
 def _combine_accumulate(expand_x, expert_ids, expert_scales, *, comm_quant_mode, shared_expert_x, x_active_mask,
