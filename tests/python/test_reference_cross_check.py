@@ -6,7 +6,7 @@ import torch
 
 import moe_ref_py
 from bitwise import assert_bits
-from torch_golden import golden_combine, golden_combine_add_rms_norm, golden_dispatch
+from torch_golden import active_tokens, golden_combine, golden_combine_add_rms_norm, golden_dispatch
 
 CONFIGS = {
     "plain": dict(),
@@ -97,6 +97,7 @@ def test_golden_and_cpp_reference_agree(seed, name):
         cpp_norm = moe_ref_py.combine(config, ranks, combine_in, add_rms_norm=True)
         for r in range(n):
             written = torch.from_numpy(cpp_norm[r][0]).bool()
+            assert_bits(written, active_tokens(bs[r % E], masks[r]), f"rank {r} add_rms_norm: tokens written")
             y, rstd, x_out = want_norm[r]
             for i, (name, golden) in enumerate([("x", x_out), ("y", y)], start=1):
                 ours = torch.from_numpy(cpp_norm[r][i].view(np.int16)).view(dtype).reshape(bs[r % E], 1, H)
@@ -109,5 +110,6 @@ def test_golden_and_cpp_reference_agree(seed, name):
     cpp_y = moe_ref_py.combine(config, ranks, combine_in)
     for r in range(n):
         written = torch.from_numpy(cpp_y[r][0]).bool()
+        assert_bits(written, active_tokens(bs[r % E], masks[r]), f"rank {r} combine: tokens written")
         ours = torch.from_numpy(cpp_y[r][1].view(np.int16)).view(dtype).reshape(bs[r % E], H)
         assert_bits(ours[written], want_y[r][written], f"rank {r} combine")

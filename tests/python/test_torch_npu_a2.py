@@ -5,7 +5,7 @@ import torch
 
 import moe_ep.distributed as md
 import moe_ep.torch_npu as torch_npu
-from bitwise import assert_bits
+from bitwise import assert_bits, assert_poison
 from thread_ranks import on_threads
 from torch_golden import golden_combine, golden_dispatch
 
@@ -56,3 +56,9 @@ def test_atlas_a2_dispatch_combine(seed, monkeypatch):
         assert_bits(d[3], want[r]["expert_token_nums"], f"{tag} expert_token_nums")
         assert_bits(d[4][:MOE], want[r]["ep_recv_counts"], f"{tag} ep_recv_counts")
         assert_bits(y[: active[r]], want_y[r][: active[r]], f"{tag} combine")
+        # What the operators define is all they write (docs/a2.md): the rest of each output still holds the poison.
+        for name, rest in [("expand_x past its rows", d[0][rows:]), ("dynamic_scales (quant_mode 0)", d[1]),
+                           ("expandIdx past the active pairs", d[2][active[r] * K:]),
+                           ("tp_recv_counts", d[5]), ("expand_scales", d[6]), ("combine past the active tokens",
+                                                                                 y[active[r]:])]:
+            assert_poison(rest, f"{tag} {name}")

@@ -117,8 +117,10 @@ def check(pool, case, job="dispatch_combine"):
         if "gamma" in case:
             for name, ours, gold in zip(("y", "rstd", "x"), got[w]["combine"], want_c[g]):
                 assert_bits(ours[active], gold[active], f"{tag} combine_add_rms_norm {name}")
+                assert_poison(ours[~active], f"{tag} combine_add_rms_norm {name} of inactive tokens")
         else:
             assert_bits(got[w]["combine"][active], want_c[g][active], f"{tag} combine_v2 x")
+            assert_poison(got[w]["combine"][~active], f"{tag} combine_v2 x of inactive tokens")
 
 
 CASES = {

@@ -730,7 +730,7 @@ TEST(HandWorked, DynamicQuantTinyAmaxSaturates) {
   // nonzero elements (saturating to 127 / -128) and 0 * inf = NaN for the zero (-> 0); the scale is 1/inf = 0.
   const std::vector<uint16_t> x = {0x0001, 0x8002, 0x0000, 0x0008};
   ForEachIsa([&] {
-    std::vector<int8_t> q(4);
+    std::vector<int8_t> q(4, 99);  // poison: the expected 0 must be written
     EXPECT_EQ(std::bit_cast<uint32_t>(DynamicQuantRow(Half::kBf16, x.data(), nullptr, 4, q.data())), 0u);
     EXPECT_EQ(q, (std::vector<int8_t>{127, -128, 0, 127}));
   });
@@ -750,7 +750,7 @@ TEST(HandWorked, DynamicQuantRowByHand) {
   for (Half t : kTypes) {
     const auto x = Halves(t, row);
     ForEachIsa([&] {
-      std::vector<int8_t> q(x.size());
+      std::vector<int8_t> q(x.size(), 99);
       const float scale = DynamicQuantRow(t, x.data(), nullptr, static_cast<int64_t>(x.size()), q.data());
       EXPECT_EQ(std::bit_cast<uint32_t>(scale), 0x3C810204u);
       EXPECT_EQ(q, want);
@@ -759,7 +759,7 @@ TEST(HandWorked, DynamicQuantRowByHand) {
     const auto xs = Halves(t, {1, 2, -3});
     const std::vector<float> smooth = {2, 0.5, 0.25};
     ForEachIsa([&] {
-      std::vector<int8_t> q(3);
+      std::vector<int8_t> q(3, 99);
       EXPECT_EQ(std::bit_cast<uint32_t>(DynamicQuantRow(t, xs.data(), smooth.data(), 3, q.data())), 0x3C810204u);
       EXPECT_EQ(q, (std::vector<int8_t>{127, 64, -48}));
     });
@@ -797,7 +797,7 @@ TEST(HandWorked, CommDequantByHand) {
   const std::vector<float> want = {
       127, -64, 1, 0, -128, 5, 0, 0, 1.0078125, -1.0078125, 1.0703125, 0.0084228515625, -1.078125, 0, 0, 0, 3};
   ForEachIsa([&] {
-    std::vector<float> v(q.size());
+    std::vector<float> v(q.size(), 99.0f);  // poison: the expected zeros must be written
     CommDequantRow(Half::kBf16, q.data(), scales.data(), static_cast<int64_t>(q.size()), v.data());
     EXPECT_EQ(v, want);
   });
@@ -859,10 +859,11 @@ TEST(HandWorked, SoftmaxOfTwo) {
     const auto [p1, p2] = SoftmaxOfTwo(a1, a2);
     EXPECT_TRUE(std::isnan(p1) && std::isnan(p2)) << a1 << ", " << a2 << " -> " << p1 << ", " << p2;
   }
-  // The coefficients sum to 1 up to rounding, and the larger score gets the larger one.
+  // Worked by hand (numpy's float32): m = 1, e1 = exp(0) = 1, e2 = fp32(exp(-1)) = 0x3EBC5AB2, e1 + e2 rounds to
+  // 0x3FAF16AC, and the two quotients round to 0x3F3B26A8 and 0x3E89B2B1.
   const auto [p1, p2] = SoftmaxOfTwo(1.0f, 0.0f);
-  EXPECT_GT(p1, p2);
-  EXPECT_NEAR(p1 + p2, 1.0f, 1e-7f);
+  EXPECT_EQ(std::bit_cast<uint32_t>(p1), 0x3F3B26A8u);
+  EXPECT_EQ(std::bit_cast<uint32_t>(p2), 0x3E89B2B1u);
 }
 
 TEST(Isa, SetActiveIsaFallsBackToWhatTheCpuHas) {

@@ -226,8 +226,8 @@ std::string CompareScenarioRank(const ScenarioSpec& s, int g, const moe_ref::Dis
     counts.resize(std::max(counts.size(), r.ep_recv_counts.size() - kCountsSlack), 0);
     m = CompareBuffer("epRecvCounts", g, counts, r.ep_recv_counts, counts.size());
   }
-  if (m.empty() && s.config.tp_world_size == 2) {
-    m = CompareBuffer("tpRecvCounts", g, e.tp_recv_counts, r.tp_recv_counts, 2);
+  if (m.empty()) {  // written only with a TP pair: otherwise it must stay poison
+    m = CompareBuffer("tpRecvCounts", g, e.tp_recv_counts, r.tp_recv_counts, s.config.tp_world_size == 2 ? 2 : 0);
   }
   for (size_t t = 0; m.empty() && t < ce.written.size(); ++t) {
     const size_t defined = ce.written[t] ? h : 0;
