@@ -103,7 +103,8 @@ void LoadStoreWindow::SignalAll(std::span<const FlagWrite> writes) {
     FlagRef(regions_[w.peer].flags, w.index).store(w.value, std::memory_order_release);
   }
   std::atomic_thread_fence(std::memory_order_seq_cst);  // one for every write (see Ring)
-  // Once per run of writes to one peer (dispatch's counts come grouped by peer); a second ring is only a load.
+  // Once per run of writes to one peer (dispatch's counts come grouped by peer); a second ring costs a load, or a
+  // wake-up if the peer naps.
   for (size_t i = 0; i < writes.size(); ++i) {
     if (i == 0 || writes[i].peer != writes[i - 1].peer) Ring(writes[i].peer, /*fenced=*/true);
   }

@@ -3,7 +3,8 @@
 // still join. Mode `name`: the second group is another 'twin', over another communicator (JoinMpiGroup; two
 // meetings of one name would mix their words). Mode `tag`: both are sub-groups {0, 1} (JoinProcessGroup), the
 // second named 'twin59022', whose MPI_Comm_create_group tag is twin's (a pair found by search: calls of that
-// function at once must have different tags). Every rank prints a line ending in OK when that holds.
+// function at once must have different tags; the low 15 bits of FNV-1a depend on low bits only, so the two names
+// still collide with any suffix the join adds to both). Every rank prints a line ending in OK when that holds.
 #include <mpi.h>
 
 #include <chrono>
