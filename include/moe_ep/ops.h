@@ -125,7 +125,8 @@ struct CombineOptions {
 
 /// [collective] Returns expert outputs (rows of dispatch's expand_x, same order, x's dtype) to their
 /// tokens and sums them: x[t] = sum_k w[t,k] * out(t,k) + shared outputs + shared_expert_x. Rows of
-/// inactive tokens are left as allocated (zero) / untouched (Into variant).
+/// inactive tokens are left as allocated (zero) / untouched (Into variant). `tp`: the TP pair the handle's
+/// dispatch ran with, none when it ran without one (anything else is refused).
 Tensor Combine(Group& ep, const DispatchHandle& handle, const TensorView& expert_out, const TensorView& expert_scales,
                const CombineOptions& options = {}, Group* tp = nullptr);
 void CombineInto(Group& ep, const DispatchHandle& handle, const TensorView& expert_out, const TensorView& expert_scales,

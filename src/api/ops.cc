@@ -148,6 +148,15 @@ plan::MoeConfig CheckedCombineConfig(const Group& ep, const DispatchHandle& h, c
                                                std::to_string(h.hidden) + " (DispatchHandle::hidden)");
   }
   plan::MoeConfig c = BaseConfig(ep, tp, h.experts);
+  // A TP pair's combine first adds the peer's partial rows: a combine told of another pair than its dispatch ran
+  // with would skip that (a wrong sum, silently) or wait for rows never sent. The handle holds 2 TP counts then.
+  const bool dispatched_with_tp = h.tp_recv_counts.numel() == 2;
+  if (dispatched_with_tp != (tp != nullptr)) {
+    throw Error(ErrorCode::kInvalidConfig,
+                "Combine: parameter 'tp' = " + (tp ? "group '" + tp->name() + "'" : std::string("nullptr")) +
+                    " violates rule: the handle's dispatch ran " +
+                    (dispatched_with_tp ? "with a TP pair; pass that pair" : "without a TP pair; pass none"));
+  }
   c.comm_quant_mode = static_cast<int64_t>(options.comm_quant);
   if (h.expand_idx_layout) c.assist = plan::AssistLayout::kExpandIdx;
   plan::ValidateCombine(c, t, plan::Profile::kNative, ops::CapacityOf(CommOf(ep), CommOf(tp)), "Combine");

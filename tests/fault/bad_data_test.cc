@@ -302,6 +302,24 @@ TEST(BadData, TpPairThatIsTheEpGroupIsRefused) {
   });
 }
 
+// A combine must be given the TP pair its dispatch ran with, and none when it ran without: otherwise it would skip
+// the pair's reduction (a wrong sum, silently) or wait for rows never sent. Refused naming 'tp', before any output.
+TEST(BadData, CombineWithAnotherTpSettingThanItsDispatchIsRefused) {
+  auto groups = Groups();
+  auto pairs = moe_ep::CreateThreadGroups(2);  // EP rank r is TP rank r: its pair's peer is the other EP rank
+  RunRanks(kRanks, [&](int r) {
+    RankData d(r);
+    DispatchResult alone = Dispatch(groups[r], d.XView(), d.IdsView(), Options());
+    ExpectError([&] { Combine(groups[r], alone.handle, alone.expand_x.view(), d.WeightsView(), {}, &pairs[r]); },
+                ErrorCode::kInvalidConfig, {"'tp' = group", "ran without a TP pair; pass none"});
+    RankData one_each(r, 2);  // under a TP pair, one expert per MoE rank
+    DispatchResult paired = Dispatch(groups[r], one_each.XView(), one_each.IdsView(), Options(Moe(2)), &pairs[r]);
+    ExpectError([&] { Combine(groups[r], paired.handle, paired.expand_x.view(), one_each.WeightsView()); },
+                ErrorCode::kInvalidConfig, {"'tp' = nullptr", "ran with a TP pair; pass that pair"});
+    ExpectGoodRound(groups[r], r);
+  });
+}
+
 TEST(BadData, HugeGlobalBsIsRejectedBeforeAnythingIsAllocated) {
   auto groups = Groups();
   RunRanks(kRanks, [&](int r) {
