@@ -57,9 +57,9 @@ def test_atlas_a2_dispatch_combine(seed, monkeypatch):
         assert_bits(d[4][:MOE], want[r]["ep_recv_counts"], f"{tag} ep_recv_counts")
         assert_bits(y[: active[r]], want_y[r][: active[r]], f"{tag} combine")
         # What the operators define is all they write (docs/a2.md): the rest of each output still holds the poison.
-        for name, rest in [("expand_x past its rows", d[0][rows:]), ("dynamic_scales (quant_mode 0)", d[1]),
-                           ("expandIdx past the active pairs", d[2][active[r] * K:]),
-                           ("ep_recv_counts past its entries", d[4][MOE:]),
-                           ("tp_recv_counts", d[5]), ("expand_scales", d[6]), ("combine past the active tokens",
-                                                                                 y[active[r]:])]:
+        untouched = {"expand_x past its rows": d[0][rows:], "dynamic_scales (quant_mode 0)": d[1],
+                     "expandIdx past the active pairs": d[2][active[r] * K:],
+                     "ep_recv_counts past its entries": d[4][MOE:], "tp_recv_counts": d[5], "expand_scales": d[6],
+                     "combine past the active tokens": y[active[r]:]}
+        for name, rest in untouched.items():
             assert_poison(rest, f"{tag} {name}")

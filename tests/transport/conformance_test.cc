@@ -671,8 +671,9 @@ TEST_P(Conformance, ExposedBytesAreReadInPlaceOrByCopy) {
                                 << 32 |
                             tr::FlagCount(win.ReadFlag(kLow));
     const std::vector<uint8_t> expected = bytes_of(prev, 0);
-    if (theirs == 0) ++zero_tokens;
-    if (theirs != 0) {
+    if (theirs == 0) {
+      ++zero_tokens;
+    } else {
       const std::vector<uint8_t> read =
           ReadExposedBytes(win, prev, theirs, expected.size(), SeedOf(seed, r, 0), read_by_copy);
       EXPECT_EQ(FirstDifference(read.data(), expected, 0), "")
