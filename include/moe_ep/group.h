@@ -87,14 +87,17 @@ class Group {
   std::unique_ptr<Impl> impl_;
 };
 
-/// Creates the `size` ranks of an in-process group (the thread transport): hand groups[r] to the thread
-/// that runs rank r. Memory is shared by pointer; nothing outlives the last Group.
+/// The most ranks a group has (a window holds one flag per rank for each collective step).
+inline constexpr int kMaxGroupRanks = 65536;
+
+/// Creates the `size` ranks (1 .. kMaxGroupRanks) of an in-process group (the thread transport): hand groups[r] to
+/// the thread that runs rank r. Memory is shared by pointer; nothing outlives the last Group.
 std::vector<Group> CreateThreadGroups(int size, const GroupOptions& options = {});
 
 /// Where a process stands in its job: what a launcher (`moe-ep launch`, or any other) sets in
-/// MOE_EP_RANK, MOE_EP_WORLD_SIZE and MOE_EP_RENDEZVOUS (an unpredictable token naming the job). Under
-/// an MPI launcher (mpirun) without MOE_EP_RENDEZVOUS: the launcher's rank and size (MPI_COMM_WORLD's),
-/// and an empty rendezvous, which makes JoinProcessGroup use the hosts transport.
+/// MOE_EP_RANK, MOE_EP_WORLD_SIZE and MOE_EP_RENDEZVOUS (an unpredictable token naming the job, 1 to 128 characters
+/// without '/'). Under an MPI launcher (mpirun) without MOE_EP_RENDEZVOUS: the launcher's rank and size
+/// (MPI_COMM_WORLD's), and an empty rendezvous, which makes JoinProcessGroup use the hosts transport.
 struct LaunchEnvironment {
   int rank = 0;
   int world_size = 0;
@@ -110,7 +113,8 @@ LaunchEnvironment ReadLaunchEnvironment();
 /// join failed, the ranks may call again, and meet there a rank that came too late for their first try.
 Group JoinProcessGroup(const LaunchEnvironment& job, const GroupOptions& options = {});
 /// [collective over `members`] Joins the group of the job ranks listed in `members` (this process
-/// included; its rank in the group is its position in the list), e.g. an EP group or a TP pair.
+/// included; its rank in the group is its position in the list; at most kMaxGroupRanks), e.g. an EP group or a
+/// TP pair.
 Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> members, const GroupOptions& options = {});
 /// JoinProcessGroup(ReadLaunchEnvironment(), options).
 Group JoinProcessGroup(const GroupOptions& options = {});

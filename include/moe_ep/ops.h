@@ -136,7 +136,8 @@ void CombineInto(Group& ep, const DispatchHandle& handle, const TensorView& expe
 struct AddRmsNormOutputs {
   TensorView y, rstd, x;
 };
-/// [collective] Combine, then x = sum + residual_x; y = RMSNorm(x) * gamma (bf16 only, docs/semantics.md 3.5).
+/// [collective] Combine, then x = sum + residual_x; y = RMSNorm(x) * gamma (bf16 only, docs/semantics.md 3.5);
+/// norm_eps finite and >= 0.
 void CombineAddRmsNormInto(Group& ep, const DispatchHandle& handle, const TensorView& expert_out,
                            const TensorView& expert_scales, const TensorView& residual_x, const TensorView& gamma,
                            float norm_eps, const CombineOptions& options, const AddRmsNormOutputs& outputs,

@@ -10,6 +10,7 @@
 #include "base/env.h"
 #include "moe_ep/error.h"
 #include "moe_ep/options.h"
+#include "plan/layout.h"
 #include "transport/shm/shm_window.h"
 #ifdef MOE_EP_HAVE_MPI
 #include "moe_ep/mpi.h"
@@ -33,6 +34,8 @@ const std::string& Group::name() const { return impl_->comm->name(); }
 std::vector<int> Group::failed_ranks() const { return impl_->comm->failed_ranks(); }
 
 namespace {
+
+static_assert(kMaxGroupRanks == plan::kMaxSyncFlags, "one sync flag per rank");
 
 Group Wrap(std::unique_ptr<transport::Window> window, const GroupOptions& o) {
   auto comm = std::make_unique<ops::Communicator>(std::move(window), o.timeout, o.name, o.data_path, o.threads);
@@ -132,6 +135,12 @@ Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> member
     for (int r = 0; r < job.world_size; ++r) ranks.push_back(r);
   }
   const auto me = std::find(ranks.begin(), ranks.end(), job.rank);
+  if (ranks.size() > static_cast<size_t>(kMaxGroupRanks)) {
+    throw Error(ErrorCode::kInvalidConfig, "JoinProcessGroup: " + std::to_string(ranks.size()) +
+                                               " members (parameter 'members', else the job's MOE_EP_WORLD_SIZE) must "
+                                               "be at most " +
+                                               std::to_string(kMaxGroupRanks));
+  }
   if (me == ranks.end() || std::set<int>(ranks.begin(), ranks.end()).size() != ranks.size() ||
       *std::min_element(ranks.begin(), ranks.end()) < 0 ||
       *std::max_element(ranks.begin(), ranks.end()) >= job.world_size) {
@@ -179,8 +188,10 @@ Group JoinMpiGroup(MPI_Comm comm, const GroupOptions& options) {
 #endif
 
 std::vector<Group> CreateThreadGroups(int size, const GroupOptions& options) {
-  if (size < 1)
-    throw Error(ErrorCode::kInvalidParam, "CreateThreadGroups: size = " + std::to_string(size) + " must be >= 1");
+  if (size < 1 || size > kMaxGroupRanks) {
+    throw Error(ErrorCode::kInvalidParam, "CreateThreadGroups: parameter 'size' = " + std::to_string(size) +
+                                              " must be in [1, " + std::to_string(kMaxGroupRanks) + "]");
+  }
   const GroupOptions o = WithDefaults(options);
   std::vector<Group> groups;
   for (auto& window :

@@ -167,6 +167,13 @@ LaunchVariables Launch() {
   job.rank = rank_number("MOE_EP_RANK", 0);
   job.world_size = rank_number("MOE_EP_WORLD_SIZE", 1);
   job.rendezvous = required("MOE_EP_RENDEZVOUS");
+  if (job.rendezvous.size() > kMaxRendezvousChars || job.rendezvous.find('/') != std::string::npos) {
+    throw Error(ErrorCode::kInvalidConfig,
+                "MOE_EP_RENDEZVOUS (" + std::to_string(job.rendezvous.size()) + " characters: '" +
+                    job.rendezvous.substr(0, 32) + (job.rendezvous.size() > 32 ? "...'" : "'") + ") must be 1 to " +
+                    std::to_string(kMaxRendezvousChars) +
+                    " characters without '/': it names the job's shared-memory segments" + kLaunchHint);
+  }
   if (job.rank >= job.world_size) {
     throw Error(ErrorCode::kInvalidConfig, "MOE_EP_RANK = " + std::to_string(job.rank) +
                                                " must be in [0, MOE_EP_WORLD_SIZE = " + std::to_string(job.world_size) +

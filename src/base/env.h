@@ -119,7 +119,10 @@ struct LaunchVariables {
   int world_size = 0;      // MOE_EP_WORLD_SIZE
   std::string rendezvous;  // MOE_EP_RENDEZVOUS: an unpredictable token naming the job
 };
-/// Reads the three; throws Error (561002) naming any that is missing or out of range. Under an MPI
+/// The longest MOE_EP_RENDEZVOUS: it is part of the job's shared-memory names, which NAME_MAX (255 bytes) bounds.
+inline constexpr size_t kMaxRendezvousChars = 128;
+/// Reads the three; throws Error (561002) naming any that is missing or out of range (a rendezvous longer
+/// than kMaxRendezvousChars or with a '/'). Under an MPI
 /// launcher without MOE_EP_RENDEZVOUS: rank and size from the launcher (MpiLaunch), rendezvous empty.
 LaunchVariables Launch();
 /// The rank and size an MPI launcher set (Open MPI's OMPI_COMM_WORLD_RANK / _SIZE, MPICH's PMI_RANK /

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
+#include <cstdio>
 #include <iterator>
 #include <limits>
 #include <sstream>
@@ -46,6 +48,7 @@ constexpr std::pair<const char*, const char*> kNativeNames[] = {
     {"constExpertAlpha2", "CombineOptions::const_alpha2"},
     {"constExpertV", "CombineOptions::const_v"},
     {"residualX", "residual_x"},
+    {"normEps", "norm_eps"},
     {"xOut", "x_out"},
     {"yOut", "AddRmsNormOutputs::y"},
     {"rstdOut", "AddRmsNormOutputs::rstd"},
@@ -595,6 +598,13 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
              "must be 0 when tpWorldSize == 2");
   if (t.add_rms_norm) {
     ck.Require(c.comm_quant_mode == 0, "commQuantMode", c.comm_quant_mode, "must be 0 for CombineAddRmsNorm");
+    // A NaN, infinite or negative epsilon would make rstd NaN (or infinite) for some rows, silently.
+    const auto eps_text = [&] {
+      char text[32];
+      std::snprintf(text, sizeof text, "%g", static_cast<double>(t.norm_eps));
+      return std::string(text);
+    };
+    ck.Require(std::isfinite(t.norm_eps) && t.norm_eps >= 0.0f, "normEps", eps_text, "must be finite and >= 0");
   }
 
   ck.Dim(t.expand_x, "expandX", 2);

@@ -12,6 +12,7 @@
 #include <cctype>
 #include <climits>
 #include <functional>
+#include <limits>
 
 #include "cann/validation_support.h"
 
@@ -451,6 +452,9 @@ std::vector<Rule<C>> CombineRules() {
       {"AddRmsNormGammaWrongLength", Make(&C::gamma, ACL_BF16, {1000}), kTiling, {"gamma"}, {"1000"}, rms},
       {"AddRmsNormWithSharedExperts", shared_rank, kTiling, {"sharedExpertNum", "sharedExpertRankNum"}, {}, rms},
       {"AddRmsNormCommQuantMode2", Set(&C::comm_quant, 2), kTiling, {"commQuantMode"}, {"2"}, rms},
+      {"AddRmsNormEpsNegative", Set(&C::norm_eps, -0.5f), kTiling, {"normEps"}, {"-0.5", "finite and >= 0"}, rms},
+      {"AddRmsNormEpsNan", Set(&C::norm_eps, std::numeric_limits<float>::quiet_NaN()), kTiling, {"normEps"},
+       {"nan", "finite and >= 0"}, rms},
   };
   // clang-format on
 }

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/env.h"
 #include "moe_ep/error.h"
 #include "moe_ep/group.h"
 #include "support/test_seed.h"
@@ -275,6 +276,28 @@ TEST(ProcessRanks, LauncherEndsWithItsRanks) {
                        output),
             0)
       << output;
+}
+
+// A job or group that cannot name a segment (empty, a path, a job past NAME_MAX's share) is a parameter error,
+// before anything is created; the longest job name works.
+TEST(ShmSecurity, NamesThatCannotNameASegmentAreRefused) {
+  namespace tr = moe_ep::transport;
+  const auto deadline = [] { return tr::Clock::now() + std::chrono::milliseconds(500); };
+  const std::string longest(moe_ep::env::kMaxRendezvousChars - 8, 'j');
+  const std::string job = longest + std::to_string(10000000 + getpid() % 10000000).substr(0, 8);
+  for (const auto& [bad_job, bad_group] :
+       std::vector<std::pair<std::string, std::string>>{{"", "g"}, {"a/b", "g"}, {job, "g/h"}, {job + "j", "g"}}) {
+    try {
+      tr::JoinShmGroup(bad_job, bad_group, 0, 1, 1 << 20, 16, deadline());
+      ADD_FAILURE() << "job '" << bad_job << "' group '" << bad_group << "' accepted";
+    } catch (const moe_ep::Error& e) {
+      EXPECT_EQ(e.code(), moe_ep::ErrorCode::kInvalidParam) << e.what();
+      EXPECT_NE(std::string(e.what()).find("must be non-empty names without '/', the job's at most 128 characters"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_NE(tr::JoinShmGroup(job, "g", 0, 1, 1 << 20, 16, deadline()), nullptr);
 }
 
 // While rank 0 waits for a rank 1 that never comes, its segment exists: it is 0600, another job's name

@@ -436,6 +436,19 @@ def test_a_value_of_the_wrong_kind_is_refused_naming_it(case):
     assert caught.value.code == moe_ep.errors.INVALID_PARAM, str(caught.value)
 
 
+@pytest.mark.parametrize("norm_eps", [-1.0, float("nan"), float("inf")])
+def test_add_rms_norm_eps_must_be_finite_and_not_negative(norm_eps):
+    # A real number of the wrong value is the operator's rule (561002, as CANN's tiling refuses attributes), not the
+    # binding's: the library names it.
+    group = moe_ep.thread_groups(1)[0]
+    handle = moe_ep.dispatch(group, bf16_zeros(2, 8), ids_zeros(2, 1), moe_expert_num=1).handle
+    with pytest.raises(moe_ep.InvalidArgumentError, match=f"parameter 'norm_eps' = {norm_eps:g} violates rule: "
+                                                          "must be finite and >= 0") as caught:
+        call_norm(group, handle, norm_eps=norm_eps)
+    assert caught.value.code == moe_ep.errors.INVALID_CONFIG, str(caught.value)
+    call_norm(group, handle, norm_eps=0.0)  # the group still works, and 0 is a valid epsilon
+
+
 def test_integers_may_be_any_index_type(seed):
     # operator.index, not type(x) is int: numpy's integers (and survivors / reachable as arrays) are integers, and
     # masks and flags may be bools of any kind.

@@ -191,6 +191,23 @@ TEST(EnvVariables, LaunchVariablesAreCheckedTogether) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("MOE_EP_RENDEZVOUS is not set"), std::string::npos) << e.what();
   }
+  // A rendezvous names the job's shared-memory segments: one that cannot (too long for NAME_MAX, or a path) is
+  // refused here, naming the variable, not later as an internal error of shm_open.
+  const std::string longest(env::kMaxRendezvousChars, 'r');
+  for (const std::string& bad : {longest + "r", std::string("a/b")}) {
+    ScopedEnv bad_token("MOE_EP_RENDEZVOUS", bad.c_str());
+    try {
+      env::Launch();
+      ADD_FAILURE() << "MOE_EP_RENDEZVOUS '" << bad << "' accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidConfig);
+      EXPECT_NE(std::string(e.what()).find("MOE_EP_RENDEZVOUS (" + std::to_string(bad.size()) + " characters"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  ScopedEnv longest_token("MOE_EP_RENDEZVOUS", longest.c_str());
+  EXPECT_EQ(env::Launch().rendezvous, longest);
 }
 
 // The kernels read MOE_EP_ISA once per process, so each case runs in a fresh one (a re-executed death

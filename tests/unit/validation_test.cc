@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -1252,6 +1253,21 @@ const CombineRow kCombineRules[] = {
      nullptr,
      kRule,
      {"'sharedExpertRankNum' = 2", "CombineAddRmsNorm"}},
+    {"RmsNormEpsNegative",
+     Rms,
+     [](CombineCall& c) { c.t.norm_eps = -1e-6f; },
+     kRule,
+     {"'normEps' = -1e-06 violates rule: must be finite and >= 0"}},
+    {"RmsNormEpsNan",
+     Rms,
+     [](CombineCall& c) { c.t.norm_eps = std::numeric_limits<float>::quiet_NaN(); },
+     kRule,
+     {"'normEps' = nan violates rule: must be finite and >= 0"}},
+    {"RmsNormEpsInfinite",
+     Rms,
+     [](CombineCall& c) { c.t.norm_eps = std::numeric_limits<float>::infinity(); },
+     kRule,
+     {"'normEps' = inf violates rule: must be finite and >= 0"}},
     {"RmsResidualX2D",
      Rms,
      [](CombineCall& c) {
@@ -1390,6 +1406,8 @@ const CombineRow kCombinePasses[] = {
      kOk,
      {}},
     {"RmsTp", [](Params& p) { Rms(p), Tp(p); }, nullptr, kOk, {}},
+    {"RmsNormEpsZero", Rms, [](CombineCall& c) { c.t.norm_eps = 0.0f; }, kOk, {}},
+    {"RmsNormEpsLargest", Rms, [](CombineCall& c) { c.t.norm_eps = std::numeric_limits<float>::max(); }, kOk, {}},
 };
 INSTANTIATE_TEST_SUITE_P(Valid, CombineA3Accepts, ::testing::ValuesIn(kCombinePasses), RowName<CombineRow>);
 
@@ -1782,6 +1800,34 @@ TEST(NativeApi, GroupOptionsOutOfRangeAreRefusedByName) {
       EXPECT_EQ(e.code(), ErrorCode::kInvalidParam) << e.what();
       EXPECT_NE(std::string(e.what()).find(std::string("GroupOptions::") + b.field), std::string::npos) << e.what();
     }
+  }
+}
+
+// A group size outside [1, kMaxGroupRanks] is refused before any window is made, naming it: a group of more ranks
+// than a window has flags per step could not run a collective (and one of 2^20 thread ranks failed as an internal
+// error of the allocation).
+TEST(NativeApi, GroupSizesOutOfRangeAreRefusedByName) {
+  for (const int size : {0, -3, kMaxGroupRanks + 1, 1 << 20}) {
+    SCOPED_TRACE("size = " + std::to_string(size));
+    try {
+      CreateThreadGroups(size);
+      ADD_FAILURE() << "accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidParam);
+      EXPECT_NE(std::string(e.what()).find("parameter 'size' = " + std::to_string(size) + " must be in [1, 65536]"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  try {
+    JoinProcessGroup({0, kMaxGroupRanks + 1, "sizetest"});
+    ADD_FAILURE() << "a process group of 65537 ranks accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidConfig) << e.what();
+    EXPECT_NE(std::string(e.what()).find("65537 members (parameter 'members', else the job's MOE_EP_WORLD_SIZE) must "
+                                         "be at most 65536"),
+              std::string::npos)
+        << e.what();
   }
 }
 

@@ -384,9 +384,11 @@ std::string ShmSegmentName(const std::string& job, const std::string& group, int
 
 std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& group, int rank, int size,
                                      uint64_t data_bytes, uint64_t flag_count, Clock::time_point deadline) {
-  if (job.empty() || job.find('/') != std::string::npos || group.find('/') != std::string::npos) {
+  if (job.empty() || job.size() > env::kMaxRendezvousChars || job.find('/') != std::string::npos ||
+      group.find('/') != std::string::npos) {
     throw Error(ErrorCode::kInvalidParam, "shared-memory transport: job '" + job + "' and group '" + group +
-                                              "' must be non-empty names without '/'");
+                                              "' must be non-empty names without '/', the job's at most " +
+                                              std::to_string(env::kMaxRendezvousChars) + " characters");
   }
   // By default only where Yama leaves sibling processes free to read each other (no Yama, or ptrace_scope 0):
   // under 1 the check would fail (and the kernel log it) unless this process may ptrace anyway.
