@@ -227,8 +227,8 @@ def combine_add_rms_norm(group, handle, expert_out, expert_scales, residual_x, g
                          shared_expert_x=None, ori_x=None, const_alpha1=None, const_alpha2=None, const_v=None,
                          tp=None):
     """[collective] combine, then x = sum + residual_x and y = RMSNorm(x) * gamma (bf16 only). residual_x
-    (Bs, 1, H), gamma (H,); ori_x and the const_* tensors as combine takes them (copy and const experts).
-    Returns (y, rstd, x): y and x (Bs, 1, H), rstd (Bs, 1, 1) fp32."""
+    (Bs, 1, H), gamma (H,); norm_eps finite and >= 0 (as a float32); ori_x and the const_* tensors as combine
+    takes them (copy and const experts). Returns (y, rstd, x): y and x (Bs, 1, H), rstd (Bs, 1, 1) fp32."""
     _check_combine_args("combine_add_rms_norm", group, handle, tp)
     return _native.combine(group, handle, {
         "expert_out": _tensors.spec(expert_out, "expert_out"), "expert_scales": _tensors.spec(expert_scales, "expert_scales"),

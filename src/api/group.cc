@@ -15,6 +15,7 @@
 #ifdef MOE_EP_HAVE_MPI
 #include "moe_ep/mpi.h"
 #include "transport/mpi/hosts_window.h"
+#include "transport/mpi/mpi_runtime.h"
 #endif
 #include "transport/thread/thread_window.h"
 
@@ -136,10 +137,12 @@ Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> member
   }
   const auto me = std::find(ranks.begin(), ranks.end(), job.rank);
   if (ranks.size() > static_cast<size_t>(kMaxGroupRanks)) {
-    throw Error(ErrorCode::kInvalidConfig, "JoinProcessGroup: " + std::to_string(ranks.size()) +
-                                               " members (parameter 'members', else the job's MOE_EP_WORLD_SIZE) must "
-                                               "be at most " +
+    throw Error(ErrorCode::kInvalidConfig, "JoinProcessGroup: parameter 'members' has " + std::to_string(ranks.size()) +
+                                               " ranks (none given: the job's world size) and must have at most " +
                                                std::to_string(kMaxGroupRanks));
+  }
+  if (const std::string problem = env::RendezvousProblem(job.rendezvous, "job.rendezvous"); !problem.empty()) {
+    throw Error(ErrorCode::kInvalidConfig, "JoinProcessGroup: " + problem);
   }
   if (me == ranks.end() || std::set<int>(ranks.begin(), ranks.end()).size() != ranks.size() ||
       *std::min_element(ranks.begin(), ranks.end()) < 0 ||
@@ -178,6 +181,13 @@ Group JoinProcessGroup(const GroupOptions& options) { return JoinProcessGroup(Re
 
 #ifdef MOE_EP_HAVE_MPI
 Group JoinMpiGroup(MPI_Comm comm, const GroupOptions& options) {
+  transport::mpi::EnsureInitialized();  // the join initializes MPI when the program has not
+  int size = 0;
+  MPI_Comm_size(comm, &size);
+  if (size > kMaxGroupRanks) {  // every rank sees the same size: all refuse, none waits for the others
+    throw Error(ErrorCode::kInvalidConfig, "JoinMpiGroup: parameter 'comm' has " + std::to_string(size) +
+                                               " ranks and must have at most " + std::to_string(kMaxGroupRanks));
+  }
   std::optional<env::Refusal> refused;
   const GroupOptions o = WithDefaultsJoiningOverMpi(options, refused);
   // The segments' names need no count of groups made: each join's host draws a fresh token for them.

@@ -146,6 +146,13 @@ std::optional<LaunchVariables> MpiLaunch() {
   return std::nullopt;
 }
 
+std::string RendezvousProblem(const std::string& rendezvous, const std::string& named) {
+  if (rendezvous.size() <= kMaxRendezvousChars && rendezvous.find('/') == std::string::npos) return "";
+  return named + " (" + std::to_string(rendezvous.size()) + " characters: '" + rendezvous.substr(0, 32) +
+         (rendezvous.size() > 32 ? "...'" : "'") + ") must be 1 to " + std::to_string(kMaxRendezvousChars) +
+         " characters without '/': it names the job's shared-memory segments";
+}
+
 LaunchVariables Launch() {
   if (!Text("MOE_EP_RENDEZVOUS")) {
     if (auto job = MpiLaunch()) return *job;
@@ -167,12 +174,8 @@ LaunchVariables Launch() {
   job.rank = rank_number("MOE_EP_RANK", 0);
   job.world_size = rank_number("MOE_EP_WORLD_SIZE", 1);
   job.rendezvous = required("MOE_EP_RENDEZVOUS");
-  if (job.rendezvous.size() > kMaxRendezvousChars || job.rendezvous.find('/') != std::string::npos) {
-    throw Error(ErrorCode::kInvalidConfig,
-                "MOE_EP_RENDEZVOUS (" + std::to_string(job.rendezvous.size()) + " characters: '" +
-                    job.rendezvous.substr(0, 32) + (job.rendezvous.size() > 32 ? "...'" : "'") + ") must be 1 to " +
-                    std::to_string(kMaxRendezvousChars) +
-                    " characters without '/': it names the job's shared-memory segments" + kLaunchHint);
+  if (const std::string problem = RendezvousProblem(job.rendezvous, "MOE_EP_RENDEZVOUS"); !problem.empty()) {
+    throw Error(ErrorCode::kInvalidConfig, problem + kLaunchHint);
   }
   if (job.rank >= job.world_size) {
     throw Error(ErrorCode::kInvalidConfig, "MOE_EP_RANK = " + std::to_string(job.rank) +

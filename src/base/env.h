@@ -121,6 +121,9 @@ struct LaunchVariables {
 };
 /// The longest MOE_EP_RENDEZVOUS: it is part of the job's shared-memory names, which NAME_MAX (255 bytes) bounds.
 inline constexpr size_t kMaxRendezvousChars = 128;
+/// Why `rendezvous` cannot name a job's segments, as a message naming it `named` ("" when it can): longer than
+/// kMaxRendezvousChars, or holding a '/'.
+std::string RendezvousProblem(const std::string& rendezvous, const std::string& named);
 /// Reads the three; throws Error (561002) naming any that is missing or out of range (a rendezvous longer
 /// than kMaxRendezvousChars or with a '/'). Under an MPI
 /// launcher without MOE_EP_RENDEZVOUS: rank and size from the launcher (MpiLaunch), rendezvous empty.

@@ -32,6 +32,11 @@ CallSlot NextCombineCall(const Window& w, OpState& state) {
   return NextCall(w, state, state.combine_calls, plan::kCombineFlagBase, plan::kMaxCombineFlags);
 }
 
+[[noreturn]] void BadHandle(const std::string& param, const std::string& value, const std::string& rule) {
+  throw Error(ErrorCode::kInvalidParam,
+              "MoeDistributeCombine: parameter '" + param + "' = " + value + " violates rule: " + rule);
+}
+
 // docs/semantics.md 3.1 with tp == 2: our rows for the peer go to its TP window; each of our own rows becomes
 // own + peer partial (rounded to the row type) before the EP send. Returns the reduced own rows.
 std::vector<uint16_t> ReduceScatterWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window& tp,
@@ -45,8 +50,14 @@ std::vector<uint16_t> ReduceScatterWithTpPeer(const MoeConfig& c, const WindowLa
            expand_x.Half(own_rows + j), row_bytes);
   }
   tp.Signal(peer, call.flag_base, MakeFlag(call.epoch, static_cast<uint32_t>(peer_rows)));
-  transport::WaitFlag(tp, call.flag_base, call.epoch, ctx.deadline, peer, "MoeDistributeCombine",
-                      "the TP peer's partial rows");
+  const uint32_t partial_rows = transport::FlagCount(transport::WaitFlag(
+      tp, call.flag_base, call.epoch, ctx.deadline, peer, "MoeDistributeCombine", "the TP peer's partial rows"));
+  // Rows the peer did not send would be summed from whatever its window slots held: the pair's handles differ.
+  if (partial_rows != own_rows) {
+    BadHandle("tpSendCounts", std::to_string(own_rows) + " rows of this rank",
+              "the TP peer returns a partial row for each (it sent " + std::to_string(partial_rows) +
+                  "): both ranks of the TP pair pass the handles of one dispatch");
+  }
   std::vector<uint16_t> reduced(own_rows * c.hidden);
   for (int64_t i = 0; i < own_rows; ++i) {
     const auto* partial = reinterpret_cast<const uint16_t*>(tp.LocalData() + call.half_offset +
@@ -89,11 +100,6 @@ std::vector<ReturnRoute> TripleRoutes(const WindowLayout& layout, const std::vec
 // where they end (field 1).
 uint64_t SlotBaseFlag(const CallSlot& call, int64_t owner, int field = 0) {
   return plan::kCombineBaseFlagBase + call.parity * plan::kCombineBaseFlagsPerHalf + 2 * owner + field;
-}
-
-[[noreturn]] void BadHandle(const std::string& param, const std::string& value, const std::string& rule) {
-  throw Error(ErrorCode::kInvalidParam,
-              "MoeDistributeCombine: parameter '" + param + "' = " + value + " violates rule: " + rule);
 }
 
 // Atlas A2 (docs/a2.md): an owner's slots hold its (token, k) pairs in expert order, so the row of pair (t, k)

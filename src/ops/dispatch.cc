@@ -320,6 +320,34 @@ void CheckPeersAgree(const MoeConfig& c, Window& ep, const CallSlot& call, const
   }
 }
 
+// The two ranks of a TP pair append each other's rows to their own, so they must agree as an EP group's ranks do,
+// and have the same role (shared-expert or MoE-expert rank: their counts and windows are laid out differently): a
+// peer laid out otherwise would hand over rows of another size, or counts this rank does not wait for. Each tells
+// the other its fingerprint with its EP announcement; CheckTpPeerAgrees reads it before any output is written.
+uint32_t TpFingerprint(const MoeConfig& c) {
+  return (AttributeFingerprint(c) ^ static_cast<uint32_t>(c.is_shared_rank())) * 16777619u;
+}
+void AnnounceToTpPeer(const MoeConfig& c, Window& tp, const CallSlot& tp_call) {
+  tp.Signal(1 - tp.rank(), AgreeFlag(tp_call, tp.rank()), MakeFlag(tp_call.epoch, TpFingerprint(c)));
+}
+void CheckTpPeerAgrees(const MoeConfig& c, Window& tp, const CallSlot& tp_call, const Link& ctx) {
+  const int peer = 1 - tp.rank();
+  const uint64_t index = AgreeFlag(tp_call, peer);
+  // The EP window keeps moving meanwhile, as in AllGatherWithTpPeer.
+  transport::WaitFlags(
+      tp, {&index, 1}, tp_call.epoch, ctx.deadline, [&](uint64_t) { return peer; }, "MoeDistributeDispatch",
+      "the TP peer's attributes", &ctx.ep);
+  if (transport::FlagCount(tp.ReadFlag(index)) != TpFingerprint(c)) {
+    throw Error(ErrorCode::kInvalidConfig,
+                "MoeDistributeDispatch: TP rank " + std::to_string(peer) + " of " + tp.name() +
+                    " called with attributes that differ from TP rank " + std::to_string(tp.rank()) +
+                    "'s; rule: the two ranks of a TP pair must both host shared experts or both MoE experts "
+                    "(epRankId below sharedExpertRankNum or not), and have the attributes every EP group's ranks "
+                    "share (epWorldSize, moeExpertNum, sharedExpertNum, sharedExpertRankNum, zero/copy/constExpertNum, "
+                    "globalBs (maxBs), K, H, the x dtype, quantMode, the product)");
+  }
+}
+
 // The flag of the count `src` sends for local expert `e_local` of a rank with `l` local experts (1 on a shared
 // rank). A source's counts for one rank lie side by side (L flags of 8 bytes): sources share a cache line only
 // where one's counts end and the next's begin. Laid out in entry order (by local expert, then source),
@@ -546,9 +574,8 @@ void ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, const plan
 
 // docs/semantics.md 2.7: rows, scales and triples go to the TP peer (from the outputs, where they are
 // whichever path brought them); the peer's rows are appended after ours.
-void AllGatherWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window& tp, const Link& ctx, RowSink& sink,
-                         int32_t* recv_counts, int64_t entries) {
-  const CallSlot call = NextDispatchCall(tp, *ctx.tp_state);
+void AllGatherWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window& tp, const CallSlot& call,
+                         const Link& ctx, RowSink& sink, int32_t* recv_counts, int64_t entries) {
   const int peer = 1 - tp.rank();
   for (int64_t i = 0; i < sink.rows(); ++i) {
     const uint64_t slot = call.half_offset + i * layout.dispatch_slot_bytes;
@@ -609,12 +636,13 @@ void WriteExpertTokenNums(const MoeConfig& c, const int32_t* recv_counts, int64_
 // rows in (and to the TP peer), and the wait for the ranks reading x in place.
 void SendAndReceive(const MoeConfig& c, const WindowLayout& layout, const plan::DispatchTensors& t,
                     const plan::RoutingPlan& plan, int64_t active_tokens, const Link& ctx, const CallSlot& call,
-                    const Pulls& pulls) {
+                    const std::optional<CallSlot>& tp_call, const Pulls& pulls) {
   Window& ep = ctx.ep;
   SlotWriter writer(c, layout, t);
   SendToExperts(c, layout, plan, writer, ep, call, pulls.readers);
   AnnounceCounts(c, plan, ep, call);
   CheckPeersAgree(c, ep, call, ctx);
+  if (tp_call) CheckTpPeerAgrees(c, *ctx.tp, *tp_call, ctx);
   // No output is written before the group is known to agree: a call refused for a disagreement leaves them as
   // they were.
   if (c.expand_idx()) WriteExpandIdx(c, plan, active_tokens, static_cast<int32_t*>(t.assist_info.data));
@@ -625,7 +653,7 @@ void SendAndReceive(const MoeConfig& c, const WindowLayout& layout, const plan::
   const int64_t own_rows = sink.rows();
   if (c.has_tp()) {
     const int64_t entries = c.receive_entries();
-    AllGatherWithTpPeer(c, layout, *ctx.tp, ctx, sink, recv_counts, entries);
+    AllGatherWithTpPeer(c, layout, *ctx.tp, *tp_call, ctx, sink, recv_counts, entries);
     auto* tp_counts = static_cast<int32_t*>(t.tp_recv_counts.data);
     tp_counts[c.tp_rank] = static_cast<int32_t>(own_rows);
     tp_counts[1 - c.tp_rank] = static_cast<int32_t>(sink.rows() - own_rows);
@@ -655,10 +683,15 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
   Window& ep = ctx.ep;
   const CallSlot call = NextDispatchCall(ep, ctx.ep_state);
   AnnounceAttributes(c, ep, call);
+  std::optional<CallSlot> tp_call;
+  if (c.has_tp()) {
+    tp_call = NextDispatchCall(*ctx.tp, *ctx.tp_state);
+    AnnounceToTpPeer(c, *ctx.tp, *tp_call);
+  }
   std::optional<Pulls> pulls;
   try {
     pulls = AnnouncePulls(c, layout, t, plan, ep, call, ctx.pull_min_bytes, &ctx.ep_state.dispatch_stage);
-    SendAndReceive(c, layout, t, plan, active_tokens, ctx, call, *pulls);
+    SendAndReceive(c, layout, t, plan, active_tokens, ctx, call, tp_call, *pulls);
   } catch (...) {
     // x is the caller's again once this returns: no peer may still be about to read it (a staged copy stays;
     // announcing stopped part-way: whoever it reached).

@@ -18,7 +18,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// A device, two streams on it, and two "device" buffers of `bytes` (the source filled with `fill`).
+// A device, two streams on it, two "device" buffers of kBytes (the source filled with 0x5A, the middle zeroed) and a
+// tail of kTail.
 class TwoStreams : public ::testing::Test {
  protected:
   // A copy of this takes milliseconds anywhere. ThreadSanitizer checks every byte a copy touches, which makes a
@@ -50,10 +51,10 @@ class TwoStreams : public ::testing::Test {
     if (b_ != nullptr) aclrtDestroyStream(b_);
     aclrtResetDevice(5);
   }
-  // Stream a copies the source into the middle buffer (front to back).
   // The last megabyte of the middle buffer, the part of the long copy written last (what stream b copies to tail_).
   static constexpr size_t kTail = size_t{1} << 20;
   uint8_t* MiddleTail() const { return static_cast<uint8_t*>(middle_) + kBytes - kTail; }
+  // Stream a copies the source into the middle buffer (front to back).
   void LongCopyOnA() {
     ASSERT_EQ(aclrtMemcpyAsync(middle_, kBytes, source_, kBytes, ACL_MEMCPY_DEVICE_TO_DEVICE, a_), ACL_SUCCESS)
         << RecentErrMsg();

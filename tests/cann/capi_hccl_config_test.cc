@@ -23,6 +23,7 @@
 #include "aclnn/opdev/bfloat16.h"
 #include "aclnn/opdev/fp16_t.h"
 #include "cann/capi_support.h"
+#include "moe_ep/group.h"
 #include "reference/numerics.h"
 #include "support/test_seed.h"
 
@@ -402,6 +403,12 @@ TEST(CapiRankTable, BadTablesAndDevicesAreRefusedNamingWhatIsWrong) {
       {"{\"server_list\": [{\"server_id\": \"a\tb\"}]}", 0, HCCL_E_PARA, "control character"},
       {"{\"server_list\": [{\"server_id\": 01}]}", 0, HCCL_E_PARA, "leading zero"},
   };
+  std::string too_many = "{\"server_list\": [{\"server_id\": \"s\", \"device\": [";
+  for (int r = 0; r <= kMaxGroupRanks; ++r) {
+    too_many += (r ? ", " : "") + std::string("{\"device_id\": \"7\", \"rank_id\": \"") + std::to_string(r) + "\"}";
+  }
+  too_many += "]}]}";
+  bad.push_back({too_many, 0, HCCL_E_PARA, "it lists 65537 ranks; a group has at most 65536"});
   for (const char* number : {"-", "1.", "1e", "1e+", "-.5", "1.2.3", "+1"}) {
     bad.push_back(
         {"{\"server_list\": [{\"server_id\": " + std::string(number) + "}]}", 0, HCCL_E_PARA, "not valid JSON"});

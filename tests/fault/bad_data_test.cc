@@ -55,12 +55,26 @@ DispatchOptions Options(ExpertLayout experts = Moe(kMoe)) {
   return options;
 }
 
-std::vector<Group> Groups(int ranks = kRanks) {
+std::vector<Group> Groups(int ranks = kRanks, const char* name = "bad-data") {
   GroupOptions options;
   options.timeout = std::chrono::milliseconds(4000);
   options.window_bytes = 16 << 20;
-  options.name = "bad-data";
+  options.name = name;
   return CreateThreadGroups(ranks, options);
+}
+
+// Two EP groups (sides A and B, indexed [side][rank]) for ranks that also form TP pairs across them.
+std::vector<std::vector<Group>> TwoEpGroups() {
+  std::vector<std::vector<Group>> sides;
+  for (const char* name : {"bad-data-a", "bad-data-b"}) sides.push_back(Groups(kRanks, name));
+  return sides;
+}
+
+// kRanks TP pairs, indexed [pair][TP rank].
+std::vector<std::vector<Group>> TpPairs() {
+  std::vector<std::vector<Group>> pairs;
+  for (int r = 0; r < kRanks; ++r) pairs.push_back(CreateThreadGroups(2));
+  return pairs;
 }
 
 std::vector<uint16_t> Values(const Tensor& t) {
@@ -100,17 +114,17 @@ constexpr uint16_t kPoison = 0xA7A7;
 // A dispatch that must fail, run into poisoned outputs of the sizes the library asks for: it fails with `code` and
 // every part of the message, and before a byte of any output is written.
 void ExpectDispatchRefused(Group& group, const TensorView& x, const TensorView& ids, const DispatchOptions& options,
-                           ErrorCode code, const std::vector<std::string>& parts) {
-  const DispatchSizes n = DispatchOutputSizes(group, x, ids, options);
+                           ErrorCode code, const std::vector<std::string>& parts, Group* tp = nullptr) {
+  const DispatchSizes n = DispatchOutputSizes(group, x, ids, options, tp);
   std::vector<uint16_t> expand_x(n.rows * kHidden, kPoison), assist(2 * n.assist_entries, kPoison),
-      token_nums(4 * n.token_num_entries, kPoison), counts(2 * n.recv_count_entries, kPoison), tp_counts(2, kPoison);
+      token_nums(4 * n.token_num_entries, kPoison), counts(2 * n.recv_count_entries, kPoison), tp_counts(4, kPoison);
   const DispatchOutputs out{TensorView(expand_x.data(), DType::kBf16, {n.rows, kHidden}),
                             {},
                             TensorView(assist.data(), DType::kInt32, {n.assist_entries}),
                             TensorView(token_nums.data(), DType::kInt64, {n.token_num_entries}),
                             TensorView(counts.data(), DType::kInt32, {n.recv_count_entries}),
-                            TensorView(tp_counts.data(), DType::kInt32, {1})};
-  ExpectError([&] { DispatchInto(group, x, ids, options, out); }, code, parts);
+                            TensorView(tp_counts.data(), DType::kInt32, {tp ? 2 : 1})};
+  ExpectError([&] { DispatchInto(group, x, ids, options, out, tp); }, code, parts);
   for (const auto* v : {&expand_x, &assist, &token_nums, &counts, &tp_counts}) {
     EXPECT_TRUE(std::all_of(v->begin(), v->end(), [](uint16_t e) { return e == kPoison; }))
         << "a refused dispatch wrote its outputs";
@@ -120,12 +134,12 @@ void ExpectDispatchRefused(Group& group, const TensorView& x, const TensorView& 
 // A combine that must fail, run into a poisoned x: it fails with `code` and every part of the message, before a
 // row of x is written.
 void ExpectCombineRefused(Group& group, const DispatchResult& res, RankData& d, const CombineOptions& options,
-                          ErrorCode code, const std::vector<std::string>& parts) {
+                          ErrorCode code, const std::vector<std::string>& parts, Group* tp = nullptr) {
   std::vector<uint16_t> x(kBs * kHidden, kPoison);
   ExpectError(
       [&] {
         CombineInto(group, res.handle, res.expand_x.view(), d.WeightsView(), options,
-                    TensorView(x.data(), DType::kBf16, {kBs, kHidden}));
+                    TensorView(x.data(), DType::kBf16, {kBs, kHidden}), tp);
       },
       code, parts);
   EXPECT_TRUE(std::all_of(x.begin(), x.end(), [](uint16_t e) { return e == kPoison; }))
@@ -318,6 +332,57 @@ TEST(BadData, CombineWithAnotherTpSettingThanItsDispatchIsRefused) {
                 ErrorCode::kInvalidConfig, {"'tp' = nullptr", "ran with a TP pair; pass that pair"});
     ExpectGoodRound(groups[r], r);
   });
+}
+
+// The two ranks of a TP pair append each other's rows: ranks whose EP groups each agree, but not with each other
+// (another globalBs, so another maxBs: other window slots), or that differ in role (a shared-expert rank paired with
+// a MoE-expert rank: other counts), are refused on both sides, naming the TP pair, before any output is written.
+// Each pair's TP ranks r and r + 2 sit in EP groups A and B; the pairs of the second case swap the EP ranks.
+TEST(BadData, TpPairsThatDisagreeAreRefusedBeforeAnyOutput) {
+  std::vector<std::vector<Group>> ep = TwoEpGroups(), same_rank = TpPairs(), swapped = TpPairs();
+  const std::vector<std::string> named = {"MoeDistributeDispatch: TP rank", "called with attributes that differ",
+                                          "the two ranks of a TP pair must"};
+  RunRanks(2 * kRanks, [&](int w) {
+    const int side = w / kRanks, r = w % kRanks;
+    RankData d(r, 2);  // under a TP pair, one expert per MoE rank
+    ExpertLayout layout = Moe(2, side == 0 ? 0 : 2 * kBs * kRanks);
+    ExpectDispatchRefused(ep[side][r], d.XView(), d.IdsView(), Options(layout), ErrorCode::kInvalidConfig, named,
+                          &same_rank[r][side]);
+    // Rank 0 of each EP group hosts the shared expert, rank 1 the one MoE expert (top-1): pairing EP rank 0 with EP
+    // rank 1 pairs the two roles.
+    ExpertLayout shared = Moe(1);
+    shared.shared_expert_num = shared.shared_expert_rank_num = 1;
+    std::vector<int32_t> to_expert_0(kBs, 0);
+    const int pair = side == 0 ? r : 1 - r;
+    ExpectDispatchRefused(ep[side][r], d.XView(), TensorView(to_expert_0.data(), DType::kInt32, {kBs, 1}),
+                          Options(shared), ErrorCode::kInvalidConfig, named, &swapped[pair][side]);
+  });
+  RunRanks(kRanks, [&](int r) { ExpectGoodRound(ep[0][r], r); });
+}
+
+// In a TP combine each rank adds the partial rows its peer returns to its own: a peer whose handle says it returns
+// fewer (here every rank of EP group A holds one row fewer for its peer than dispatch counted) would have this rank
+// sum whatever its window slots held. The ranks of group B are refused naming tpSendCounts, before x is written;
+// group A's ranks get all they need and finish.
+TEST(BadData, TpPeerReturningOtherRowsThanItsDispatchCountedIsRefused) {
+  std::vector<std::vector<Group>> ep = TwoEpGroups(), pairs = TpPairs();
+  RunRanks(2 * kRanks, [&](int w) {
+    const int side = w / kRanks, r = w % kRanks;
+    RankData d(r, 2);  // under a TP pair, one expert per MoE rank
+    DispatchResult res = Dispatch(ep[side][r], d.XView(), d.IdsView(), Options(Moe(2)), &pairs[r][side]);
+    auto* tp_counts = res.handle.tp_recv_counts.data_as<int32_t>();
+    ASSERT_GT(tp_counts[1], 0) << "the peer received no rows: nothing to take away";
+    if (side == 1) {
+      ExpectCombineRefused(ep[side][r], res, d, {}, ErrorCode::kInvalidParam,
+                           {"'tpSendCounts' = " + std::to_string(tp_counts[1]) + " rows of this rank",
+                            "(it sent " + std::to_string(tp_counts[1] - 1) + ")"},
+                           &pairs[r][side]);
+      return;
+    }
+    --tp_counts[1];
+    Combine(ep[side][r], res.handle, res.expand_x.view(), d.WeightsView(), {}, &pairs[r][side]);
+  });
+  RunRanks(kRanks, [&](int r) { ExpectGoodRound(ep[1][r], r); });
 }
 
 TEST(BadData, HugeGlobalBsIsRejectedBeforeAnythingIsAllocated) {

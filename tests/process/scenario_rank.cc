@@ -288,8 +288,9 @@ int Kill(moe_ep::Group& group, uint64_t seed, int rounds) {
   std::mt19937_64 rng(seed);
   const ScenarioSpec spec = FaultSpec(group.size());
   if (int status = RunUntilFault(group, spec, rng, false)) return status;
-  // The probe waits its whole time for the dead rank; the survivors come to it within 2 s of each other (each
-  // failed the fault round within the deadline + 2 s of the same start, RunUntilFault), so 5 s keeps a margin.
+  // The probe waits its whole time for the dead rank; the survivors come to it within about 2 s of each other (each
+  // failed the fault round within the deadline + 2 s of its own start, RunUntilFault, and the previous round's
+  // collective lined the starts up), so 5 s keeps a margin.
   const std::vector<int32_t> reachable = moe_ep::ProbeReachable(group, std::chrono::seconds(5));
   for (int r = 0; r < group.size(); ++r) {
     if (reachable[r] != (r == Victim() ? 0 : 1)) {

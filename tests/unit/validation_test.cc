@@ -32,6 +32,7 @@
 #include <exception>
 #include <functional>
 #include <limits>
+#include <numeric>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -1806,7 +1807,7 @@ TEST(NativeApi, GroupOptionsOutOfRangeAreRefusedByName) {
 // A group size outside [1, kMaxGroupRanks] is refused before any window is made, naming it: a group of more ranks
 // than a window has flags per step could not run a collective (and one of 2^20 thread ranks failed as an internal
 // error of the allocation).
-TEST(NativeApi, GroupSizesOutOfRangeAreRefusedByName) {
+TEST(NativeApi, GroupsThatCannotBeMadeAreRefusedByName) {
   for (const int size : {0, -3, kMaxGroupRanks + 1, 1 << 20}) {
     SCOPED_TRACE("size = " + std::to_string(size));
     try {
@@ -1819,15 +1820,43 @@ TEST(NativeApi, GroupSizesOutOfRangeAreRefusedByName) {
           << e.what();
     }
   }
-  try {
-    JoinProcessGroup({0, kMaxGroupRanks + 1, "sizetest"});
-    ADD_FAILURE() << "a process group of 65537 ranks accepted";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kInvalidConfig) << e.what();
-    EXPECT_NE(std::string(e.what()).find("65537 members (parameter 'members', else the job's MOE_EP_WORLD_SIZE) must "
-                                         "be at most 65536"),
-              std::string::npos)
-        << e.what();
+  // Of the job's world, of a member list, and a job whose rendezvous cannot name its segments (as MOE_EP_RENDEZVOUS
+  // would be refused): each refused before anything is made.
+  std::vector<int> members(kMaxGroupRanks + 1);
+  std::iota(members.begin(), members.end(), 0);
+  const std::string long_token(129, 't');
+  const struct {
+    std::function<void()> join;
+    std::string named;
+  } joins[] = {
+      {[] {
+         JoinProcessGroup({0, kMaxGroupRanks + 1, "sizetest"});
+       },
+       "JoinProcessGroup: parameter 'members' has 65537 ranks (none given: the job's world size) and must have at "
+       "most 65536"},
+      {[&] {
+         JoinProcessGroup({0, kMaxGroupRanks + 2, "sizetest"}, members);
+       },
+       "JoinProcessGroup: parameter 'members' has 65537 ranks"},
+      {[&] {
+         JoinProcessGroup({0, 2, long_token});
+       },
+       "JoinProcessGroup: job.rendezvous (129 characters: 'tttttttttttttttttttttttttttttttt...') must be 1 to 128 "
+       "characters without '/'"},
+      {[] {
+         JoinProcessGroup({0, 2, "a/b"});
+       },
+       "JoinProcessGroup: job.rendezvous (3 characters: 'a/b') must be"},
+  };
+  for (const auto& j : joins) {
+    SCOPED_TRACE(j.named);
+    try {
+      j.join();
+      ADD_FAILURE() << "accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidConfig) << e.what();
+      EXPECT_NE(std::string(e.what()).find(j.named), std::string::npos) << e.what();
+    }
   }
 }
 

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "moe_ep/error.h"
+#include "moe_ep/group.h"
 
 namespace moe_ep::cann {
 namespace {
@@ -214,6 +215,10 @@ RankTable ReadRankTable(const std::string& path, const char* api) {
     table.ranks.push_back(entry);
   }
   if (table.ranks.empty()) fail("no device lists a rank");
+  if (table.ranks.size() > static_cast<size_t>(kMaxGroupRanks)) {
+    fail("it lists " + std::to_string(table.ranks.size()) + " ranks; a group has at most " +
+         std::to_string(kMaxGroupRanks));
+  }
   return table;
 }
 

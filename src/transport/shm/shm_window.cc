@@ -386,9 +386,10 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
                                      uint64_t data_bytes, uint64_t flag_count, Clock::time_point deadline) {
   if (job.empty() || job.size() > env::kMaxRendezvousChars || job.find('/') != std::string::npos ||
       group.find('/') != std::string::npos) {
-    throw Error(ErrorCode::kInvalidParam, "shared-memory transport: job '" + job + "' and group '" + group +
-                                              "' must be non-empty names without '/', the job's at most " +
-                                              std::to_string(env::kMaxRendezvousChars) + " characters");
+    const auto shown = [](const std::string& name) { return name.size() > 64 ? name.substr(0, 64) + "..." : name; };
+    throw Error(ErrorCode::kInvalidParam, "shared-memory transport: job '" + shown(job) + "' and group '" +
+                                              shown(group) + "' must be non-empty names without '/', the job's at " +
+                                              "most " + std::to_string(env::kMaxRendezvousChars) + " characters");
   }
   // By default only where Yama leaves sibling processes free to read each other (no Yama, or ptrace_scope 0):
   // under 1 the check would fail (and the kernel log it) unless this process may ptrace anyway.

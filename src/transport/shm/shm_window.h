@@ -14,7 +14,8 @@ namespace moe_ep::transport {
 /// "/moe_ep.<job>.<group>.<rank>". Creates this rank's segment (mode 0600, never an existing one), maps every peer's as
 /// it appears, waits until every rank has mapped every segment, then removes its segment's name: from then on nothing
 /// is left in /dev/shm, whatever happens to the processes. Throws TimeoutError naming the ranks that did not show up by
-/// `deadline`.
+/// `deadline`, and Error (161002) for a job or group that cannot name a segment: empty, holding a '/', or a job longer
+/// than env::kMaxRendezvousChars.
 std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& group, int rank, int size,
                                      uint64_t data_bytes, uint64_t flag_count, Clock::time_point deadline);
 
