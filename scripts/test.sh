@@ -36,10 +36,11 @@ build_and_test() {  # build_and_test DIR "TARGETS" CTEST_REGEX CMAKE_ARGS...  (e
   # shellcheck disable=SC2086
   cmake --build "$dir" -j "$jobs" ${targets:+--target $targets}
   echo "== $dir built in $((SECONDS - build_started)) s"
-  # One slot more than the cores when the hosts transport's MPI jobs are among the tests: they run one at a time
-  # (tests/hosts/) and spend most of their time waiting on deadlines and sleeps, beside the rest.
+  # Two slots more than the cores when the hosts transport's MPI jobs are among the tests: they run two at a time
+  # (tests/hosts/, a lock for the joins that mostly wait and one for the rest) and spend most of their time waiting
+  # on deadlines and sleeps, beside the rest.
   local slots=$jobs
-  [[ -n $regex ]] || slots=$((jobs + 1))
+  [[ -n $regex ]] || slots=$((jobs + 2))
   (cd "$dir" && ctest --output-on-failure -j "$slots" ${regex:+-R "$regex"})
 }
 
