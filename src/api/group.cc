@@ -183,7 +183,10 @@ Group JoinProcessGroup(const GroupOptions& options) { return JoinProcessGroup(Re
 Group JoinMpiGroup(MPI_Comm comm, const GroupOptions& options) {
   transport::mpi::EnsureInitialized();  // the join initializes MPI when the program has not
   int size = 0;
-  MPI_Comm_size(comm, &size);
+  {
+    const auto lock = transport::mpi::Lock();
+    transport::mpi::Check(MPI_Comm_size(comm, &size), "MPI_Comm_size");
+  }
   if (size > kMaxGroupRanks) {  // every rank sees the same size: all refuse, none waits for the others
     throw Error(ErrorCode::kInvalidConfig, "JoinMpiGroup: parameter 'comm' has " + std::to_string(size) +
                                                " ranks and must have at most " + std::to_string(kMaxGroupRanks));

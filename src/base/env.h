@@ -124,9 +124,8 @@ inline constexpr size_t kMaxRendezvousChars = 128;
 /// Why `rendezvous` cannot name a job's segments, as a message naming it `named` ("" when it can): longer than
 /// kMaxRendezvousChars, or holding a '/'.
 std::string RendezvousProblem(const std::string& rendezvous, const std::string& named);
-/// Reads the three; throws Error (561002) naming any that is missing or out of range (a rendezvous longer
-/// than kMaxRendezvousChars or with a '/'). Under an MPI
-/// launcher without MOE_EP_RENDEZVOUS: rank and size from the launcher (MpiLaunch), rendezvous empty.
+/// Reads the three; throws Error (561002) naming any that is missing or out of range (a rendezvous: RendezvousProblem).
+/// Under an MPI launcher without MOE_EP_RENDEZVOUS: rank and size from the launcher (MpiLaunch), rendezvous empty.
 LaunchVariables Launch();
 /// The rank and size an MPI launcher set (Open MPI's OMPI_COMM_WORLD_RANK / _SIZE, MPICH's PMI_RANK /
 /// PMI_SIZE), with an empty rendezvous; nullopt when the process was not started by one.

@@ -50,12 +50,16 @@ std::vector<uint16_t> ReduceScatterWithTpPeer(const MoeConfig& c, const WindowLa
            expand_x.Half(own_rows + j), row_bytes);
   }
   tp.Signal(peer, call.flag_base, MakeFlag(call.epoch, static_cast<uint32_t>(peer_rows)));
-  const uint32_t partial_rows = transport::FlagCount(transport::WaitFlag(
-      tp, call.flag_base, call.epoch, ctx.deadline, peer, "MoeDistributeCombine", "the TP peer's partial rows"));
+  const uint32_t partial_rows = transport::FlagCount(WaitOnTpPeer([&] {
+    return transport::WaitFlag(tp, call.flag_base, call.epoch, ctx.deadline, peer, "MoeDistributeCombine",
+                               "the TP peer's partial rows");
+  }));
   // Rows the peer did not send would be summed from whatever its window slots held: the pair's handles differ.
   if (partial_rows != own_rows) {
-    BadHandle("tpSendCounts", std::to_string(own_rows) + " rows of this rank",
-              "the TP peer returns a partial row for each (it sent " + std::to_string(partial_rows) +
+    std::string entry = "[";  // built in steps: "[" + std::string trips GCC 12's -Wrestrict (a false positive)
+    entry += std::to_string(tp.rank()) + "] = " + std::to_string(partial_rows) + " on TP rank " + std::to_string(peer);
+    BadHandle("tpSendCounts", entry,
+              "equals this TP rank's own rows (epSendCounts' last entry = " + std::to_string(own_rows) +
                   "): both ranks of the TP pair pass the handles of one dispatch");
   }
   std::vector<uint16_t> reduced(own_rows * c.hidden);

@@ -334,9 +334,11 @@ void CheckTpPeerAgrees(const MoeConfig& c, Window& tp, const CallSlot& tp_call, 
   const int peer = 1 - tp.rank();
   const uint64_t index = AgreeFlag(tp_call, peer);
   // The EP window keeps moving meanwhile, as in AllGatherWithTpPeer.
-  transport::WaitFlags(
-      tp, {&index, 1}, tp_call.epoch, ctx.deadline, [&](uint64_t) { return peer; }, "MoeDistributeDispatch",
-      "the TP peer's attributes", &ctx.ep);
+  WaitOnTpPeer([&] {
+    transport::WaitFlags(
+        tp, {&index, 1}, tp_call.epoch, ctx.deadline, [&](uint64_t) { return peer; }, "MoeDistributeDispatch",
+        "the TP peer's attributes", &ctx.ep);
+  });
   if (transport::FlagCount(tp.ReadFlag(index)) != TpFingerprint(c)) {
     throw Error(ErrorCode::kInvalidConfig,
                 "MoeDistributeDispatch: TP rank " + std::to_string(peer) + " of " + tp.name() +
@@ -589,9 +591,11 @@ void AllGatherWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window&
   std::vector<uint64_t> indices(entries);
   for (int64_t i = 0; i < entries; ++i) indices[i] = call.flag_base + i;
   // The EP window keeps moving meanwhile: this rank may relay EP rows the TP peer is still waiting for.
-  transport::WaitFlags(
-      tp, indices, call.epoch, ctx.deadline, [&](uint64_t) { return peer; }, "MoeDistributeDispatch",
-      "the TP peer's rows", &ctx.ep);
+  WaitOnTpPeer([&] {
+    transport::WaitFlags(
+        tp, indices, call.epoch, ctx.deadline, [&](uint64_t) { return peer; }, "MoeDistributeDispatch",
+        "the TP peer's rows", &ctx.ep);
+  });
   for (int64_t entry = 0; entry < entries; ++entry) {
     recv_counts[entries + entry] = static_cast<int32_t>(transport::FlagCount(tp.ReadFlag(call.flag_base + entry)));
   }

@@ -64,12 +64,17 @@ void Locked(Communicator& ep, Communicator* tp, const char* op, bool may_relay, 
   } catch (const InterruptedError& e) {
     ep.state().must_reset = FailedPartWay(op, e, true);  // the ranks awaited did nothing wrong
     throw;
+  } catch (const protocol::TpPeerTimeout& e) {
+    if (tp) tp->RememberFailed(e.missing_ranks());  // TP ranks: the EP group's of those numbers did nothing wrong
+    ep.state().must_reset = std::string(op) + " timed out waiting for its TP peer";
+    throw;
   } catch (const TimeoutError& e) {
     ep.RememberFailed(e.missing_ranks());
     ep.state().must_reset = FailedPartWay(op, e, false);
     throw;
   } catch (const Error& e) {
-    // Refused input never gets this far with rows sent; a failure of the system or the transport may have.
+    // Refused input has rows sent at most where every rank refuses (a disagreement found by dispatch's checks of its
+    // peers) or where the refused rank's peers go on; a failure of the system or the transport may have left any.
     if (e.code() == ErrorCode::kInternal) ep.state().must_reset = std::string(op) + " failed: " + e.what();
     throw;
   }

@@ -6,6 +6,7 @@
 #include <functional>
 #include <span>
 
+#include "moe_ep/error.h"
 #include "ops/communicator.h"
 #include "ops/workers.h"
 #include "plan/config.h"
@@ -32,6 +33,25 @@ struct Link {
     body(0, 0, n);
   }
 };
+
+/// A deadline error of a wait on the TP pair: its missing ranks are TP ranks, which the operation remembers as failed
+/// in the pair, not in the EP group (where those numbers name other ranks).
+class TpPeerTimeout : public TimeoutError {
+ public:
+  using TimeoutError::TimeoutError;
+};
+
+/// Runs `wait`, a wait on the TP window, turning its TimeoutError (not an interrupt) into a TpPeerTimeout.
+template <typename Wait>
+decltype(auto) WaitOnTpPeer(Wait&& wait) {
+  try {
+    return wait();
+  } catch (const InterruptedError&) {
+    throw;
+  } catch (const TimeoutError& e) {
+    throw TpPeerTimeout(e.what(), e.missing_ranks());
+  }
+}
 
 /// Collective over link.ep (and link.tp): docs/semantics.md 2 / 5.2.
 void Dispatch(const plan::MoeConfig& config, const plan::DispatchTensors& tensors, const Link& link);

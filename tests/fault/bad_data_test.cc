@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "moe_ep/error.h"
@@ -374,8 +375,8 @@ TEST(BadData, TpPeerReturningOtherRowsThanItsDispatchCountedIsRefused) {
     ASSERT_GT(tp_counts[1], 0) << "the peer received no rows: nothing to take away";
     if (side == 1) {
       ExpectCombineRefused(ep[side][r], res, d, {}, ErrorCode::kInvalidParam,
-                           {"'tpSendCounts' = " + std::to_string(tp_counts[1]) + " rows of this rank",
-                            "(it sent " + std::to_string(tp_counts[1] - 1) + ")"},
+                           {"'tpSendCounts' = [1] = " + std::to_string(tp_counts[1] - 1) + " on TP rank 0",
+                            "own rows (epSendCounts' last entry = " + std::to_string(tp_counts[1]) + ")"},
                            &pairs[r][side]);
       return;
     }
@@ -383,6 +384,22 @@ TEST(BadData, TpPeerReturningOtherRowsThanItsDispatchCountedIsRefused) {
     Combine(ep[side][r], res.handle, res.expand_x.view(), d.WeightsView(), {}, &pairs[r][side]);
   });
   RunRanks(kRanks, [&](int r) { ExpectGoodRound(ep[1][r], r); });
+}
+
+// A reset without sync starts the call epochs again at 1: a peer's attribute fingerprint from the calls before it
+// (here with another globalBs) must be gone with them, or a rank checking its peers before they announce again
+// compares with that one, and refuses a call on which every rank agrees.
+TEST(BadData, AResetWithoutSyncForgetsThePeersAttributesOfTheCallsBefore) {
+  auto groups = Groups();
+  RunRanks(kRanks, [&](int r) {
+    RankData d(r);
+    Dispatch(groups[r], d.XView(), d.IdsView(), Options(Moe(kMoe, 2 * kBs * kRanks)));
+    Barrier(groups[r]);
+    BufferReset(groups[r], {}, /*need_sync=*/false);
+    Barrier(groups[r]);  // without sync, the caller sees to it that every rank has reset before any calls again
+    if (r == 1) std::this_thread::sleep_for(std::chrono::milliseconds(200));  // rank 0 checks its peer first
+    ExpectGoodRound(groups[r], r);
+  });
 }
 
 TEST(BadData, HugeGlobalBsIsRejectedBeforeAnythingIsAllocated) {

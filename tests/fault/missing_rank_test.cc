@@ -320,6 +320,33 @@ TEST(MissingRank, ALateRankNeverReadsRowsOfACallThatFailed) {
 // reaches the rows rank 0 announced to it for its other tokens; rank 0 needs nothing of rank 1. Rank 0's combine
 // returns every token (its results are complete: the rows it announced are withdrawn from rank 2 at its deadline,
 // or declined by rank 2 when rank 2 gives up first), and rank 2's names rank 1.
+// A TP peer that never calls: the wait for it fails naming TP rank 1, which the pair remembers as failed, not the
+// EP group, whose rank 1 did nothing wrong (the group once left it out of its next calls).
+TEST(MissingRank, AnAbsentTpPeerIsRememberedAsFailedInThePairNotInTheEpGroup) {
+  auto groups = ShortDeadlineGroups(milliseconds(500));
+  std::vector<std::vector<Group>> pairs;  // [EP rank][TP rank]; TP rank 1 never calls
+  for (int r = 0; r < kRanks; ++r) pairs.push_back(CreateThreadGroups(2));
+  DispatchOptions one_expert_each;  // a TP pair needs one expert per MoE rank
+  one_expert_each.experts = ExpertLayout{kRanks, 0, 0, 0, 0, 0, 0, {}};
+  RunRanks(kRanks, [&](int r) {
+    RankData d(r);
+    for (int64_t t = 0; t < kBs; ++t) {
+      for (int64_t k = 0; k < kTopK; ++k) d.ids[t * kTopK + k] = static_cast<int32_t>((r + t + k) % kRanks);
+    }
+    try {
+      Dispatch(groups[r], d.XView(), d.IdsView(), one_expert_each, &pairs[r][0]);
+      ADD_FAILURE() << "rank " << r << ": dispatch without its TP peer succeeded";
+    } catch (const TimeoutError& e) {
+      EXPECT_EQ(e.missing_ranks(), std::vector<int>{1}) << e.what();
+      EXPECT_NE(std::string(e.what()).find("TP peer"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(groups[r].failed_ranks(), std::vector<int>{}) << "rank " << r;
+    EXPECT_EQ(pairs[r][0].failed_ranks(), std::vector<int>{1}) << "rank " << r;
+    BufferReset(groups[r]);
+  });
+  RoundOnAll(groups);
+}
+
 TEST(MissingRank, AHealthyRankIsNotNamedForAnotherRanksAbsence) {
   constexpr int kRanks = 3;
   constexpr int64_t kBigHidden = 8192, kTokens = 4;
