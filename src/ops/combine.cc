@@ -512,6 +512,10 @@ void CheckReturnRoutes(const MoeConfig& c, const WindowLayout& layout, const std
   if (own_rows < 0 || peer_rows < 0 || own_rows + peer_rows > expand_rows || own_rows > layout.a) {
     BadHandle("epSendCounts", std::to_string(own_rows), rows_rule);
   }
+  if (peer_rows > layout.a) {  // the TP peer's window holds A partial rows
+    BadHandle("tpSendCounts", std::to_string(peer_rows) + " rows of the TP peer",
+              "at most A = " + std::to_string(layout.a));
+  }
   if (c.expand_idx()) return;  // Atlas A2: BlockRoutes and ExpandIdxSlots check counts and expandIdx
   if (static_cast<int64_t>(assist.size()) < 3 * own_rows) {
     BadHandle("assistInfoForCombine", std::to_string(assist.size()) + " entries", "needs 3 per returned row");

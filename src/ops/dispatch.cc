@@ -260,6 +260,12 @@ void SendToExperts(const MoeConfig& c, const WindowLayout& layout, const plan::R
   }
 }
 
+// The attributes the fingerprint covers, as a refusal names them.
+constexpr char kAgreedAttributes[] =
+    "epWorldSize, moeExpertNum, sharedExpertNum, sharedExpertRankNum, zero/copy/constExpertNum, globalBs (maxBs), K, "
+    "H, the x dtype, quantMode (on Atlas A2: expandXOut's dtype), tpWorldSize and the product (Atlas A3 or A2: "
+    "MOE_EP_SOC_NAME in the C API, DispatchOptions::expand_idx_layout in the native API)";
+
 // What every rank of the group must agree on for the windows to line up (CANN makes it a precondition;
 // moe_ep checks it): a 32-bit FNV-1a hash of the attributes and shapes that place rows and flags.
 uint32_t AttributeFingerprint(const MoeConfig& c) {
@@ -305,17 +311,10 @@ void CheckPeersAgree(const MoeConfig& c, Window& ep, const CallSlot& call, const
   const uint32_t own = AttributeFingerprint(c);
   for (int64_t peer = 0; peer < c.ep_world_size; ++peer) {
     if (transport::FlagCount(ep.ReadFlag(indices[peer])) != own) {
-      throw Error(
-          ErrorCode::kInvalidConfig,
-          "MoeDistributeDispatch: rank " + std::to_string(peer) + " of " + ep.name() +
-              " called with attributes "
-              "that differ from rank " +
-              std::to_string(c.ep_rank) +
-              "'s; rule: epWorldSize, moeExpertNum, "
-              "sharedExpertNum, sharedExpertRankNum, zero/copy/constExpertNum, globalBs (maxBs), K, H, the x dtype, "
-              "quantMode (on Atlas A2: expandXOut's dtype), tpWorldSize and the product (Atlas A3 or A2: "
-              "MOE_EP_SOC_NAME in the C API, DispatchOptions::expand_idx_layout in the native API) must be the "
-              "same on every rank");
+      throw Error(ErrorCode::kInvalidConfig, "MoeDistributeDispatch: rank " + std::to_string(peer) + " of " +
+                                                 ep.name() + " called with attributes that differ from rank " +
+                                                 std::to_string(c.ep_rank) + "'s; rule: " + kAgreedAttributes +
+                                                 " must be the same on every rank");
     }
   }
 }
@@ -344,9 +343,8 @@ void CheckTpPeerAgrees(const MoeConfig& c, Window& tp, const CallSlot& tp_call, 
                 "MoeDistributeDispatch: TP rank " + std::to_string(peer) + " of " + tp.name() +
                     " called with attributes that differ from TP rank " + std::to_string(tp.rank()) +
                     "'s; rule: the two ranks of a TP pair must both host shared experts or both MoE experts "
-                    "(epRankId below sharedExpertRankNum or not), and have the attributes every EP group's ranks "
-                    "share (epWorldSize, moeExpertNum, sharedExpertNum, sharedExpertRankNum, zero/copy/constExpertNum, "
-                    "globalBs (maxBs), K, H, the x dtype, quantMode, the product)");
+                    "(epRankId below sharedExpertRankNum or not), and have the same " +
+                    kAgreedAttributes);
   }
 }
 

@@ -60,12 +60,13 @@ void Locked(Communicator& ep, Communicator* tp, const char* op, bool may_relay, 
     }
     end();
     link.ep.Drain(link.deadline, op, gone);
-    if (tp) link.tp->Drain(link.deadline, op, tp->failed_ranks());
+    if (tp) protocol::WaitOnTpPeer([&] { link.tp->Drain(link.deadline, op, tp->failed_ranks()); });
   } catch (const InterruptedError& e) {
     ep.state().must_reset = FailedPartWay(op, e, true);  // the ranks awaited did nothing wrong
     throw;
-  } catch (const protocol::TpPeerTimeout& e) {
-    if (tp) tp->RememberFailed(e.missing_ranks());  // TP ranks: the EP group's of those numbers did nothing wrong
+  } catch (const protocol::TpPeerTimeout&) {
+    // Its ranks are TP ranks (the EP group's of those numbers did nothing wrong), and no reset of the EP group would
+    // clear them in the pair: nobody is remembered as failed.
     ep.state().must_reset = std::string(op) + " timed out waiting for its TP peer";
     throw;
   } catch (const TimeoutError& e) {

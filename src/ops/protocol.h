@@ -34,8 +34,8 @@ struct Link {
   }
 };
 
-/// A deadline error of a wait on the TP pair: its missing ranks are TP ranks, which the operation remembers as failed
-/// in the pair, not in the EP group (where those numbers name other ranks).
+/// A deadline error of a wait on the TP pair: its missing ranks are TP ranks, which the operation must not remember as
+/// failed in the EP group (where those numbers name other ranks).
 class TpPeerTimeout : public TimeoutError {
  public:
   using TimeoutError::TimeoutError;

@@ -1,8 +1,9 @@
 // Bad data through the native API never crashes or writes out of bounds: a 1-D mask that is not a prefix, corrupted
 // expert ids in a combine handle, corrupted expandIdx and counts in an Atlas A2-layout handle, a repeated expert in a
-// token, a huge global_bs, malformed views, survivors that drop a shared-expert replica, absurd allocations. Each fails
-// with its code and a message naming the field, and the group stays usable: the next good round returns every token bit
-// for bit.
+// token, a huge global_bs, malformed views, survivors that drop a shared-expert replica, absurd allocations, TP pairs
+// whose ranks disagree or whose handles count other rows, a peer's attributes from before a reset. Each fails with its
+// code and a message naming the field, and the group stays usable: the next good round returns every token bit for
+// bit.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -384,6 +385,40 @@ TEST(BadData, TpPeerReturningOtherRowsThanItsDispatchCountedIsRefused) {
     Combine(ep[side][r], res.handle, res.expand_x.view(), d.WeightsView(), {}, &pairs[r][side]);
   });
   RunRanks(kRanks, [&](int r) { ExpectGoodRound(ep[1][r], r); });
+}
+
+// A handle counting more of the TP peer's rows than A: the peer's TP window holds A partial rows, and the sender would
+// write past them into the half of the other call parity. Every token goes to expert 0 (top-1), so EP rank 1 holds no
+// rows (nor does its TP peer) and its count may pass A within expandX (2A rows); EP rank 0 holds A of its own and A of
+// its peer's, where one more passes expandX. Every rank is refused before anything moves, and the groups go on.
+TEST(BadData, TpPeerRowsPastAAreRefusedBeforeAnythingMoves) {
+  std::vector<std::vector<Group>> ep = TwoEpGroups(), pairs = TpPairs();
+  RunRanks(2 * kRanks, [&](int w) {
+    const int side = w / kRanks, r = w % kRanks;
+    RankData d(r, 2);
+    std::vector<int32_t> to_expert_0(kBs, 0);
+    std::vector<float> weights(kBs, 1.0f);
+    DispatchResult res = Dispatch(ep[side][r], d.XView(), TensorView(to_expert_0.data(), DType::kInt32, {kBs, 1}),
+                                  Options(Moe(2)), &pairs[r][side]);
+    const int64_t a = res.expand_x.view().shape[0] / 2;
+    ASSERT_EQ(res.handle.num_rows, r == 0 ? 2 * a : 0) << "rank " << r;  // its own A and its peer's
+    res.handle.tp_recv_counts.data_as<int32_t>()[1 - side] = static_cast<int32_t>(a + 1);
+    std::vector<uint16_t> x(kBs * kHidden, kPoison);
+    ExpectError(
+        [&] {
+          CombineInto(ep[side][r], res.handle, res.expand_x.view(),
+                      TensorView(weights.data(), DType::kFloat32, {kBs, 1}), {},
+                      TensorView(x.data(), DType::kBf16, {kBs, kHidden}), &pairs[r][side]);
+        },
+        ErrorCode::kInvalidParam,
+        {r == 0 ? "'epSendCounts'"
+                : "'tpSendCounts' = " + std::to_string(a + 1) +
+                      " rows of the TP peer violates rule: "
+                      "at most A = " +
+                      std::to_string(a)});
+    EXPECT_TRUE(std::all_of(x.begin(), x.end(), [](uint16_t e) { return e == kPoison; })) << "rank " << r;
+  });
+  RunRanks(kRanks, [&](int r) { ExpectGoodRound(ep[0][r], r); });
 }
 
 // A reset without sync starts the call epochs again at 1: a peer's attribute fingerprint from the calls before it
