@@ -384,8 +384,7 @@ std::string ShmSegmentName(const std::string& job, const std::string& group, int
 
 std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& group, int rank, int size,
                                      uint64_t data_bytes, uint64_t flag_count, Clock::time_point deadline) {
-  if (job.empty() || job.size() > env::kMaxRendezvousChars || job.find('/') != std::string::npos ||
-      group.find('/') != std::string::npos) {
+  if (job.empty() || !env::RendezvousProblem(job, "job").empty() || group.find('/') != std::string::npos) {
     const auto shown = [](const std::string& name) { return name.size() > 64 ? name.substr(0, 64) + "..." : name; };
     throw Error(ErrorCode::kInvalidParam, "shared-memory transport: job '" + shown(job) + "' and group '" +
                                               shown(group) + "' must be non-empty names without '/', the job's at " +
