@@ -49,7 +49,9 @@ struct DispatchOptions {
   TensorView active_mask;    ///< optional bool (Bs,) prefix of active tokens, or (Bs, K) active pairs
   /// Atlas A2's layout (docs/a2.md): assist_info holds expandIdx, one int32 per (token, k) of this rank (Bs*K:
   /// its place among this rank's pairs to the same expert) instead of a triple per received row. Needs no TP
-  /// group, no shared experts and no survivors; the handle carries it to combine.
+  /// group, no shared experts, no const experts, no survivors and no 2-D active_mask, and its combine takes no
+  /// shared_expert_x and cannot be CombineAddRmsNormInto (Atlas A2 has none of them); the handle carries it to
+  /// combine.
   bool expand_idx_layout = false;
 };
 

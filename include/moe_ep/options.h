@@ -55,7 +55,8 @@ uint64_t DefaultWindowBytes();
 ///   HCCL_BUFFSIZE         each communicator's window in MB (default 200; 1 .. 2^20)
 ///   HCCL_EXEC_TIMEOUT     deadline of an operation's waits in seconds (default, and 0 as CANN's "never":
 ///                         MOE_EP_TIMEOUT_MS; 0 .. 2147483647, a deadline past 2^31 ms taken as 2^31 ms)
-///   HCCL_CONNECT_TIMEOUT  seconds HcclCommInitRootInfo waits for all ranks to join (default 120)
+///   HCCL_CONNECT_TIMEOUT  seconds a communicator's join (HcclCommInitRootInfo, HcclCommInitClusterInfo and
+///                         their Config forms) waits for all ranks (default 120; 1 .. 2147483)
 ///   MOE_EP_SOC_NAME       the SoC aclrtGetSocName reports and whose rules, layouts and codes the operators
 ///                         follow: Atlas A3 (default Ascend910_9391) or Atlas A2 (Ascend910B1 .. B4-1); read
 ///                         on every call; ranks of a group must agree (dispatch names a rank that does not)

@@ -40,7 +40,7 @@ struct TensorView {
   int64_t stride(int64_t d) const;
   /// True when the elements are dense and row-major.
   bool contiguous() const;
-  /// "(128, 7168) bf16" (for messages).
+  /// "(128, 7168) bf16", or "(128, 7168) bf16 strided (7169, 1)" where not contiguous (for messages).
   std::string Describe() const;
 };
 

@@ -70,6 +70,14 @@ def checked_attrs(op, values, lo=0, hi=INT32_MAX):
     return values
 
 
+def checked_name(name, value, what):
+    """`value` if it is a str without NUL (which would end it early on its way to C), else InvalidArgumentError
+    naming `name` and saying it must be `what`."""
+    if type(value) is not str or "\0" in value:
+        raise InvalidArgumentError(f"{name} = {value!r} must be a str without NUL characters ({what})")
+    return value
+
+
 def checked_bool(name, value):
     """`value` as a bool: True or False, 0 or 1, or a 0-d numpy / torch value of those (numpy.bool_, a bool
     tensor's element); else InvalidArgumentError naming `name`: "no" or 2 would otherwise be taken as True."""

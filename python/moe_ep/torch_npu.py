@@ -1,7 +1,8 @@
 """torch_npu's MoE distribute operators on CPU tensors: `import moe_ep.torch_npu as torch_npu`, and code
 written for Ascend NPUs runs unchanged. Same names, parameter order, keyword-only split, defaults, output
 tuples and output shapes as torch_npu (its op-plugin schema); each call runs the CANN operator
-(aclnnMoeDistribute*, Atlas A3 rules and error codes) through moe_ep's C API, on the communicator whose
+(aclnnMoeDistribute*, with Atlas A3's rules and error codes, or Atlas A2's fullmesh ones where MOE_EP_SOC_NAME
+names an A2 chip) through moe_ep's C API, on the communicator whose
 name the group gives (moe_ep.distributed.get_hccl_comm_name), and returns when the outputs are written.
 
 Accepted with no effect, as on A3: expand_scales handed back to combine. Refused with an error naming
@@ -20,7 +21,7 @@ import torch
 from . import _tensors
 from ._moe_ep import cann as _cann
 from .errors import (INT32_MAX, INVALID_CONFIG, INVALID_PARAM, InvalidArgumentError, checked_attrs, checked_int,
-                     checked_real)
+                     checked_name, checked_real)
 
 # Test aid: fill every output with a byte pattern before the operator runs, so that an element the
 # operator should write but does not shows up (torch_npu's outputs are uninitialised memory).
@@ -125,7 +126,10 @@ def _check_dtype_arg(op, name, value, expected):
 def _attrs(op, group_ep, group_tp, comm_alg, **ints):
     """The operator's attributes: its group names and comm_alg, and its integer ones: ints in [0, 2^31) (not
     bools, as torch_npu's argument parser; the operators bound them further), so that outputs can be sized."""
-    return {"group_ep": group_ep, "group_tp": group_tp, "comm_alg": comm_alg, **checked_attrs(op, ints)}
+    return {"group_ep": checked_name(f"{op}: group_ep", group_ep, "the name of an HCCL communicator"),
+            "group_tp": checked_name(f"{op}: group_tp", group_tp, "the name of an HCCL communicator, or \"\""),
+            "comm_alg": checked_name(f"{op}: comm_alg", comm_alg, "an algorithm's name, or \"\""),
+            **checked_attrs(op, ints)}
 
 
 def _global_bs(global_bs, bs, ep_world_size):
@@ -354,6 +358,8 @@ def npu_moe_distribute_buffer_reset(elastic_info, group_ep, ep_world_size, need_
     """The BufferReset operator (aclnnMoeDistributeBufferReset; torch_npu has no binding for it): clears
     this rank's window of the EP group; elastic_info is the int32 0/1 mask (ep_world_size,) of the ranks
     that take part; need_sync 1 waits until each of them has cleared its own."""
-    ints = checked_attrs("npu_moe_distribute_buffer_reset", {"ep_world_size": ep_world_size, "need_sync": need_sync})
+    op = "npu_moe_distribute_buffer_reset"
+    ints = checked_attrs(op, {"ep_world_size": ep_world_size, "need_sync": need_sync})
     tensors = {"elastic_info": _tensors.spec(elastic_info, "elastic_info")}
+    group_ep = checked_name(f"{op}: group_ep", group_ep, "the name of an HCCL communicator")
     _cann.buffer_reset(tensors, {"group_ep": group_ep, **ints})

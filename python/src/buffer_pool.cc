@@ -5,7 +5,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <new>
@@ -56,7 +58,8 @@ class Pool {
     }
     void* block = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (block == MAP_FAILED) {  // the system's resources, not the caller's arguments
-      throw Error(ErrorCode::kInternal, "cannot map " + std::to_string(size) + " bytes for an output");
+      throw Error(ErrorCode::kInternal,
+                  "cannot map " + std::to_string(size) + " bytes for an output: " + std::strerror(errno));
     }
     if (size >= kHugePage) madvise(block, size, MADV_HUGEPAGE);  // fewer faults where the system allows
     std::lock_guard<std::mutex> lock(mu_);

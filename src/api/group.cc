@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
-#include <set>
 
 #include "api/group_impl.h"
 #include "base/env.h"
@@ -60,6 +59,12 @@ void CheckOptions(const GroupOptions& o) {
   if (o.threads < 0 || o.threads > env::kMaxThreads) {
     refuse("threads", std::to_string(o.threads),
            "must be in [0, 1024] (0: MOE_EP_THREADS, else the cores shared out among the ranks)");
+  }
+  if (o.name.find_first_of(std::string("/\0", 2)) != std::string::npos) {
+    std::string shown;
+    for (const char ch : o.name.substr(0, 64)) shown += ch ? std::string(1, ch) : "\\0";
+    refuse("name", "'" + shown + (o.name.size() > 64 ? "...'" : "'"),
+           "must be without '/' and NUL (it names the group's shared-memory segments)");
   }
 }
 
@@ -131,25 +136,42 @@ Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> member
 #else
   const GroupOptions o = WithDefaults(options);
 #endif
-  std::vector<int> ranks(members.begin(), members.end());
-  if (ranks.empty()) {
-    for (int r = 0; r < job.world_size; ++r) ranks.push_back(r);
+  const auto refuse = [](const std::string& what, const std::string& rule) {
+    throw Error(ErrorCode::kInvalidConfig, "JoinProcessGroup: " + what + " violates rule: " + rule);
+  };
+  // The job first: the members are checked against it, and it sizes the default member list.
+  if (job.world_size < 1 || job.world_size > kMaxGroupRanks) {
+    refuse("job.world_size = " + std::to_string(job.world_size), "in [1, " + std::to_string(kMaxGroupRanks) + "]");
   }
-  const auto me = std::find(ranks.begin(), ranks.end(), job.rank);
-  if (ranks.size() > static_cast<size_t>(kMaxGroupRanks)) {
-    throw Error(ErrorCode::kInvalidConfig, "JoinProcessGroup: parameter 'members' has " + std::to_string(ranks.size()) +
-                                               " ranks (none given: the job's world size) and must have at most " +
-                                               std::to_string(kMaxGroupRanks));
+  if (job.rank < 0 || job.rank >= job.world_size) {
+    refuse("job.rank = " + std::to_string(job.rank), "in [0, job.world_size = " + std::to_string(job.world_size) + ")");
   }
   if (const std::string problem = env::RendezvousProblem(job.rendezvous, "job.rendezvous"); !problem.empty()) {
     throw Error(ErrorCode::kInvalidConfig, "JoinProcessGroup: " + problem);
   }
-  if (me == ranks.end() || std::set<int>(ranks.begin(), ranks.end()).size() != ranks.size() ||
-      *std::min_element(ranks.begin(), ranks.end()) < 0 ||
-      *std::max_element(ranks.begin(), ranks.end()) >= job.world_size) {
-    throw Error(ErrorCode::kInvalidConfig,
-                "JoinProcessGroup: parameter 'members' must list distinct job ranks in [0, " +
-                    std::to_string(job.world_size) + ") including this rank (" + std::to_string(job.rank) + ")");
+  if (members.size() > static_cast<size_t>(kMaxGroupRanks)) {
+    refuse("parameter 'members' (" + std::to_string(members.size()) + " ranks)",
+           "at most " + std::to_string(kMaxGroupRanks) + " ranks");
+  }
+  std::vector<int> ranks(members.begin(), members.end());
+  if (ranks.empty()) {
+    for (int r = 0; r < job.world_size; ++r) ranks.push_back(r);
+  }
+  std::vector<int> listed_at(job.world_size, -1);  // where each job rank first appears in members
+  for (int i = 0; i < static_cast<int>(ranks.size()); ++i) {
+    const std::string member = "parameter 'members[" + std::to_string(i) + "]' = " + std::to_string(ranks[i]);
+    if (ranks[i] < 0 || ranks[i] >= job.world_size) {
+      refuse(member, "a job rank in [0, job.world_size = " + std::to_string(job.world_size) + ")");
+    }
+    if (listed_at[ranks[i]] >= 0) {
+      refuse(member, "the members are distinct; it repeats members[" + std::to_string(listed_at[ranks[i]]) + "]");
+    }
+    listed_at[ranks[i]] = i;
+  }
+  const auto me = std::find(ranks.begin(), ranks.end(), job.rank);
+  if (me == ranks.end()) {
+    refuse("parameter 'members' (" + std::to_string(ranks.size()) + " ranks)",
+           "must include this rank, job.rank = " + std::to_string(job.rank));
   }
   // The n-th group of a name and member list made by this rank of this job: every member creates its
   // groups in the same order, so they agree on n (ranks may also be threads of one process). A join that fails

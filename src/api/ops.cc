@@ -17,19 +17,20 @@
 namespace moe_ep {
 namespace {
 
-plan::MoeConfig BaseConfig(const Group& ep, const Group* tp, const ExpertLayout& experts) {
+plan::MoeConfig BaseConfig(const Group& ep, const Group* tp, const ExpertLayout& experts, const char* op) {
   plan::MoeConfig c;
   c.ep_world_size = ep.size();
   c.ep_rank = ep.rank();
   c.tp_world_size = 1;  // the native API always has a TP dimension: 1 (alone) or 2 (a pair)
   if (tp) {
+    const std::string named = std::string(op) + ": parameter 'tp' = tp group '" + tp->name() + "'";
     if (tp->size() != 2) {
-      throw Error(ErrorCode::kInvalidConfig,
-                  "tp group '" + tp->name() + "' has " + std::to_string(tp->size()) + " ranks; a TP pair has 2");
+      throw Error(ErrorCode::kInvalidConfig, named + " of " + std::to_string(tp->size()) +
+                                                 " ranks violates rule: a TP pair is a group of 2 ranks");
     }
     if (tp == &ep) {  // one communicator cannot be both: the operation would wait on itself
       throw Error(ErrorCode::kInvalidConfig,
-                  "tp group '" + tp->name() + "' is the ep group too; the TP pair must be a group of its own");
+                  named + " is the ep group too; rule: the TP pair must be a group of its own");
     }
     c.tp_world_size = 2;
     c.tp_rank = tp->rank();
@@ -115,7 +116,7 @@ plan::CombineTensors HandleTensors(const DispatchHandle& h, const TensorView& ex
 
 // A dispatch's configuration before its shapes are known.
 plan::MoeConfig DispatchConfig(const Group& ep, const Group* tp, const DispatchOptions& options) {
-  plan::MoeConfig c = BaseConfig(ep, tp, options.experts);
+  plan::MoeConfig c = BaseConfig(ep, tp, options.experts, "Dispatch");
   c.quant_mode = static_cast<int64_t>(options.quant);
   c.expert_token_nums_type = options.cumulative_token_nums ? 0 : 1;
   if (options.expand_idx_layout) c.assist = plan::AssistLayout::kExpandIdx;
@@ -139,15 +140,21 @@ plan::MoeConfig PlacedConfig(const Group& ep, const Group* tp, const TensorView&
 
 // The configuration of a combine call, everything about it validated.
 plan::MoeConfig CheckedCombineConfig(const Group& ep, const DispatchHandle& h, const plan::CombineTensors& t,
-                                     const CombineOptions& options, const Group* tp) {
-  // The handle's H is what dispatch moved: expert outputs of another H are the mistake, and named as such (the
-  // rules below take H from them and would blame the output sized from the handle).
+                                     const CombineOptions& options, const Group* tp, const char* op) {
+  // The handle's H and dtype are what dispatch moved: expert outputs of another H are the mistake, and named as
+  // such (the rules below take H from them and would blame the output sized from the handle); of another dtype of
+  // the same size (fp16 for bf16), their rows would be read by peers as the dispatch's dtype, summing garbage.
   if (t.expand_x.present() && t.expand_x.dim() == 2 && t.expand_x.shape[1] != h.hidden) {
-    throw Error(ErrorCode::kInvalidConfig, "Combine: parameter 'expert_out' = " + t.expand_x.Describe() +
+    throw Error(ErrorCode::kInvalidConfig, std::string(op) + ": parameter 'expert_out' = " + t.expand_x.Describe() +
                                                " violates rule: dim1 must equal the dispatch's H = " +
                                                std::to_string(h.hidden) + " (DispatchHandle::hidden)");
   }
-  plan::MoeConfig c = BaseConfig(ep, tp, h.experts);
+  if (t.expand_x.present() && t.expand_x.dtype != h.dtype) {
+    throw Error(ErrorCode::kInvalidParam, std::string(op) + ": parameter 'expert_out' = " + t.expand_x.Describe() +
+                                              " violates rule: dtype must be the dispatch's x dtype, " +
+                                              DTypeName(h.dtype) + " (DispatchHandle::dtype)");
+  }
+  plan::MoeConfig c = BaseConfig(ep, tp, h.experts, op);
   // A TP pair's combine first adds the peer's partial rows: a combine told of another pair than its dispatch ran
   // with would skip that (a wrong sum, silently) or wait for rows never sent. The handle holds 2 TP counts then.
   const bool dispatched_with_tp = h.tp_recv_counts.numel() == 2;
@@ -159,22 +166,24 @@ plan::MoeConfig CheckedCombineConfig(const Group& ep, const DispatchHandle& h, c
   }
   c.comm_quant_mode = static_cast<int64_t>(options.comm_quant);
   if (h.expand_idx_layout) c.assist = plan::AssistLayout::kExpandIdx;
-  plan::ValidateCombine(c, t, plan::Profile::kNative, ops::CapacityOf(CommOf(ep), CommOf(tp)), "Combine");
+  plan::ValidateCombine(c, t, plan::Profile::kNative, ops::CapacityOf(CommOf(ep), CommOf(tp)), op);
   return c;
 }
 
-void RunCombine(Group& ep, const DispatchHandle& h, plan::CombineTensors& t, const CombineOptions& options, Group* tp) {
-  const plan::MoeConfig c = CheckedCombineConfig(ep, h, t, options, tp);
-  const std::vector<int32_t> table = ElasticTable(ep, c, h.experts, "Combine");
+// `op`: "Combine" or "CombineAddRmsNorm", as refusals name the call.
+void RunCombine(Group& ep, const DispatchHandle& h, plan::CombineTensors& t, const CombineOptions& options, Group* tp,
+                const char* op) {
+  const plan::MoeConfig c = CheckedCombineConfig(ep, h, t, options, tp, op);
+  const std::vector<int32_t> table = ElasticTable(ep, c, h.experts, op);
   const ops::DenseOutputs dense(t.outputs());
-  ops::RunCombine(CommOf(ep), CommOf(tp), c, t, table, "Combine");
+  ops::RunCombine(CommOf(ep), CommOf(tp), c, t, table, op);
   dense.CopyBack();
 }
 
 }  // namespace
 
 int64_t DispatchReceiveRows(const Group& ep, int64_t bs, int64_t top_k, const ExpertLayout& experts) {
-  plan::MoeConfig c = BaseConfig(ep, nullptr, experts);
+  plan::MoeConfig c = BaseConfig(ep, nullptr, experts, "DispatchReceiveRows");
   c.bs = bs;
   c.top_k = top_k;
   c.hidden = 1;  // A does not depend on H
@@ -256,7 +265,7 @@ void CombineInto(Group& ep, const DispatchHandle& h, const TensorView& expert_ou
                  const CombineOptions& options, const TensorView& x_out, Group* tp) {
   plan::CombineTensors t = HandleTensors(h, expert_out, expert_scales, options);
   t.x = x_out;
-  RunCombine(ep, h, t, options, tp);
+  RunCombine(ep, h, t, options, tp, "Combine");
 }
 
 Tensor Combine(Group& ep, const DispatchHandle& h, const TensorView& expert_out, const TensorView& expert_scales,
@@ -266,7 +275,7 @@ Tensor Combine(Group& ep, const DispatchHandle& h, const TensorView& expert_out,
   static std::byte no_data;
   plan::CombineTensors t = HandleTensors(h, expert_out, expert_scales, options);
   t.x = TensorView(&no_data, expert_out.dtype, {h.bs, h.hidden});
-  CheckedCombineConfig(ep, h, t, options, tp);
+  CheckedCombineConfig(ep, h, t, options, tp, "Combine");
   Tensor x(expert_out.dtype, {h.bs, h.hidden});
   CombineInto(ep, h, expert_out, expert_scales, options, x.view(), tp);
   return x;
@@ -283,7 +292,7 @@ void CombineAddRmsNormInto(Group& ep, const DispatchHandle& h, const TensorView&
   t.x = out.x;
   t.y = out.y;
   t.rstd = out.rstd;
-  RunCombine(ep, h, t, options, tp);
+  RunCombine(ep, h, t, options, tp, "CombineAddRmsNorm");
 }
 
 std::vector<int32_t> ProbeReachable(Group& ep, std::chrono::milliseconds wait) {

@@ -90,7 +90,11 @@ std::string TensorView::Describe() const {
   s << "(";
   for (size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
   s << (shape.size() == 1 ? ",) " : ") ") << DTypeName(dtype);
-  if (!contiguous()) s << " strided";
+  if (!contiguous()) {  // the strides too: they are what a stride rule refuses
+    s << " strided (";
+    for (size_t i = 0; i < strides.size(); ++i) s << (i ? ", " : "") << strides[i];
+    s << (strides.size() == 1 ? ",)" : ")");
+  }
   return s.str();
 }
 

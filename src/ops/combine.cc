@@ -107,25 +107,21 @@ uint64_t SlotBaseFlag(const CallSlot& call, int64_t owner, int field = 0) {
 }
 
 // Atlas A2 (docs/a2.md): an owner's slots hold its (token, k) pairs in expert order, so the row of pair (t, k)
-// to expert e is at slot first[e] + expandIdx[t*K+k], first[e] = the owner's pairs to lower experts. Tells
-// every rank where its own experts' rows start and end (first[rank * L], first[(rank + 1) * L]) before it
-// checks expandIdx (so that a bad one fails here, not as a wait elsewhere), and returns each pair's slot
-// (-1: none).
-std::vector<int64_t> ExpandIdxSlots(const MoeConfig& c, const std::vector<int32_t>& ids,
-                                    const std::vector<uint8_t>& mask, const std::vector<int32_t>& expand_idx,
-                                    Window& ep, const CallSlot& call) {
+// to expert e is at slot first[e] + expandIdx[t*K+k], first[e] = the owner's pairs to lower experts.
+struct ExpandIdxSlots {
+  std::vector<int64_t> first;  // per MoE expert, then the total
+  std::vector<int64_t> slots;  // per (token, k) pair: its slot, -1 for none
+};
+
+// This rank's slots as an owner, from its routing and expandIdx alone: checked before anything is announced, so a
+// bad expandIdx is refused before the call communicates (its peers then wait for this rank, and time out naming it).
+ExpandIdxSlots PlanExpandIdxSlots(const MoeConfig& c, const std::vector<int32_t>& ids, const std::vector<uint8_t>& mask,
+                                  const std::vector<int32_t>& expand_idx) {
   // The pairs dispatch sent, as dispatch routed them.
   const plan::RoutingPlan routing = plan::BuildRoutingPlan(c, ids.data(), mask.empty() ? nullptr : mask.data());
-  std::vector<int64_t> first(c.moe_expert_num + 1, 0);
+  ExpandIdxSlots out{std::vector<int64_t>(c.moe_expert_num + 1, 0), std::vector<int64_t>(c.bs * c.top_k, -1)};
+  std::vector<int64_t>& first = out.first;
   for (int64_t e = 0; e < c.moe_expert_num; ++e) first[e + 1] = first[e] + routing.expert_counts[e];
-  const int64_t l = c.local_expert_num();
-  for (int64_t rank = 0; rank < c.ep_world_size; ++rank) {
-    for (int field = 0; field < 2; ++field) {
-      const auto slot = static_cast<uint32_t>(first[(rank + field) * l]);
-      ep.Signal(static_cast<int>(rank), SlotBaseFlag(call, c.ep_rank, field), MakeFlag(call.epoch, slot));
-    }
-  }
-  std::vector<int64_t> slots(c.bs * c.top_k, -1);
   std::vector<uint8_t> taken(first.back(), 0);
   for (const plan::RoutedPair& p : routing.pairs) {
     const int64_t i = p.token * c.top_k + p.k, block = routing.expert_counts[p.expert];
@@ -134,10 +130,33 @@ std::vector<int64_t> ExpandIdxSlots(const MoeConfig& c, const std::vector<int32_
                 "expandIdx of the pairs to expert " + std::to_string(p.expert) + " are distinct and in [0, " +
                     std::to_string(block) + "), this rank's pairs to that expert (as dispatch wrote them)");
     }
-    slots[i] = first[p.expert] + expand_idx[i];
-    taken[slots[i]] = 1;
+    out.slots[i] = first[p.expert] + expand_idx[i];
+    taken[out.slots[i]] = 1;
   }
-  return slots;
+  return out;
+}
+
+// Tells every rank where its own experts' rows start and end among this rank's slots (first[rank * L],
+// first[(rank + 1) * L]).
+void AnnounceSlotBases(const MoeConfig& c, const ExpandIdxSlots& own, Window& ep, const CallSlot& call) {
+  const int64_t l = c.local_expert_num();
+  for (int64_t rank = 0; rank < c.ep_world_size; ++rank) {
+    for (int field = 0; field < 2; ++field) {
+      const auto slot = static_cast<uint32_t>(own.first[(rank + field) * l]);
+      ep.Signal(static_cast<int>(rank), SlotBaseFlag(call, c.ep_rank, field), MakeFlag(call.epoch, slot));
+    }
+  }
+}
+
+// Atlas A2: epSendCounts as dispatch wrote them never decrease; checked, as expandIdx is, before the call
+// communicates.
+void CheckCountsNeverDecrease(const std::vector<int32_t>& counts) {
+  for (size_t entry = 0; entry < counts.size(); ++entry) {
+    if (counts[entry] < (entry ? counts[entry - 1] : 0)) {
+      BadHandle("epSendCounts", std::to_string(counts[entry]) + " at [" + std::to_string(entry) + "]",
+                "cumulative counts never decrease (as dispatch wrote them)");
+    }
+  }
 }
 
 // Atlas A2 (docs/a2.md): own rows come in blocks (local expert, owner) as epSendCounts lays them out; row j of
@@ -151,11 +170,10 @@ std::vector<ReturnRoute> BlockRoutes(const MoeConfig& c, const std::vector<int32
   const auto bad_counts = [&](int64_t entry, const std::string& rule) {
     BadHandle("epSendCounts", std::to_string(counts[entry]) + " at [" + std::to_string(entry) + "]", rule);
   };
-  int64_t previous = 0;
+  int64_t previous = 0;  // the counts never decrease: CheckCountsNeverDecrease
   for (int64_t el = 0; el < l; ++el) {
     for (int64_t owner = 0; owner < e_num; ++owner) {
       const int64_t entry = el * e_num + owner, end = counts[entry];
-      if (end < previous) bad_counts(entry, "cumulative counts never decrease (as dispatch wrote them)");
       if (end > previous && next[owner] < 0) {
         const char* what = "where its rows go (every rank must run combine in Atlas A2's expandIdx layout)";
         next[owner] =
@@ -558,11 +576,16 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
                                                ? pull::RowsOf(t.expand_x)
                                                : pull::Rows{reinterpret_cast<const uint8_t*>(reduced.data()), row_bytes,
                                                             static_cast<uint64_t>(own_rows), row_bytes};
+  ExpandIdxSlots own_slots;
+  if (c.expand_idx()) {
+    own_slots = PlanExpandIdxSlots(c, ids, mask, assist);
+    CheckCountsNeverDecrease(send_counts);
+  }
   const CallSlot call = NextCombineCall(ctx.ep, ctx.ep_state);
-  std::vector<int64_t> pair_slots;
+  const std::vector<int64_t>& pair_slots = own_slots.slots;
   std::vector<ReturnRoute> routes;
   if (c.expand_idx()) {
-    pair_slots = ExpandIdxSlots(c, ids, mask, assist, ctx.ep, call);
+    AnnounceSlotBases(c, own_slots, ctx.ep, call);
     routes = BlockRoutes(c, send_counts, ctx.ep, call, ctx);
   } else {
     routes = TripleRoutes(layout, assist, own_rows);

@@ -264,7 +264,20 @@ void SendToExperts(const MoeConfig& c, const WindowLayout& layout, const plan::R
 constexpr char kAgreedAttributes[] =
     "epWorldSize, moeExpertNum, sharedExpertNum, sharedExpertRankNum, zero/copy/constExpertNum, globalBs (maxBs), K, "
     "H, the x dtype, quantMode (on Atlas A2: expandXOut's dtype), tpWorldSize and the product (Atlas A3 or A2: "
-    "MOE_EP_SOC_NAME in the C API, DispatchOptions::expand_idx_layout in the native API)";
+    "MOE_EP_SOC_NAME in the C API, DispatchOptions::expand_idx_layout in the native API), and scaled down, the "
+    "survivors' order (elasticInfo's Table2)";
+
+// This rank's values of kAgreedAttributes, so that the refusals of two ranks show which one differs.
+std::string AgreedValues(const MoeConfig& c) {
+  const auto n = [](int64_t v) { return std::to_string(v); };
+  return "epWorldSize " + n(c.ep_world_size) + ", moeExpertNum " + n(c.moe_expert_num) + ", sharedExpertNum " +
+         n(c.shared_expert_num) + ", sharedExpertRankNum " + n(c.shared_expert_rank_num) + ", zero/copy/const " +
+         n(c.zero_expert_num) + "/" + n(c.copy_expert_num) + "/" + n(c.const_expert_num) + ", maxBs " + n(c.max_bs()) +
+         ", K " + n(c.top_k) + ", H " + n(c.hidden) + ", x " + DTypeName(c.x_dtype) + ", quantMode " + n(c.quant_mode) +
+         ", tpWorldSize " + (c.tp_world_size == 2 ? "2" : "1") + ", " +
+         (c.assist == plan::AssistLayout::kExpandIdx ? "Atlas A2" : "Atlas A3") +
+         (c.survivors ? ", survivors' order #" + std::to_string(c.survivors % 100000) : "");
+}
 
 // What every rank of the group must agree on for the windows to line up (CANN makes it a precondition;
 // moe_ep checks it): a 32-bit FNV-1a hash of the attributes and shapes that place rows and flags.
@@ -282,7 +295,8 @@ uint32_t AttributeFingerprint(const MoeConfig& c) {
                             static_cast<int64_t>(c.x_dtype),
                             c.quant_mode,
                             c.tp_world_size == 2,
-                            static_cast<int64_t>(c.assist)};
+                            static_cast<int64_t>(c.assist),
+                            static_cast<int64_t>(c.survivors)};
   uint32_t hash = 2166136261u;
   for (int64_t v : fields) {
     for (int byte = 0; byte < 8; ++byte) hash = (hash ^ static_cast<uint8_t>(v >> (8 * byte))) * 16777619u;
@@ -313,8 +327,8 @@ void CheckPeersAgree(const MoeConfig& c, Window& ep, const CallSlot& call, const
     if (transport::FlagCount(ep.ReadFlag(indices[peer])) != own) {
       throw Error(ErrorCode::kInvalidConfig, "MoeDistributeDispatch: rank " + std::to_string(peer) + " of " +
                                                  ep.name() + " called with attributes that differ from rank " +
-                                                 std::to_string(c.ep_rank) + "'s; rule: " + kAgreedAttributes +
-                                                 " must be the same on every rank");
+                                                 std::to_string(c.ep_rank) + "'s (" + AgreedValues(c) +
+                                                 "); rule: " + kAgreedAttributes + " must be the same on every rank");
     }
   }
 }
@@ -341,8 +355,9 @@ void CheckTpPeerAgrees(const MoeConfig& c, Window& tp, const CallSlot& tp_call, 
   if (transport::FlagCount(tp.ReadFlag(index)) != TpFingerprint(c)) {
     throw Error(ErrorCode::kInvalidConfig,
                 "MoeDistributeDispatch: TP rank " + std::to_string(peer) + " of " + tp.name() +
-                    " called with attributes that differ from TP rank " + std::to_string(tp.rank()) +
-                    "'s; rule: the two ranks of a TP pair must both host shared experts or both MoE experts "
+                    " called with attributes that differ from TP rank " + std::to_string(tp.rank()) + "'s (" +
+                    (c.is_shared_rank() ? "a shared-expert rank, " : "a MoE-expert rank, ") + AgreedValues(c) +
+                    "); rule: the two ranks of a TP pair must both host shared experts or both MoE experts "
                     "(epRankId below sharedExpertRankNum or not), and have the same " +
                     kAgreedAttributes);
   }

@@ -49,6 +49,9 @@ struct MoeConfig {
   int64_t comm_quant_mode = 0;  // 0 or 2
   // elasticInfo given (V3, or native survivors): outputs are sized for either role (docs/semantics.md 1.2)
   bool elastic = false;
+  // Scaled down: a hash of the survivors' old ranks in their new order (Table2), which every survivor must agree on
+  // (tables that differ but are each valid would route rows to other ranks' experts); 0 otherwise.
+  uint64_t survivors = 0;
   AssistLayout assist = AssistLayout::kTriples;
 
   bool expand_idx() const { return assist == AssistLayout::kExpandIdx; }

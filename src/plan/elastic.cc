@@ -2,7 +2,9 @@
 #include "plan/elastic.h"
 
 #include <string>
+#include <string_view>
 
+#include "base/hash.h"
 #include "moe_ep/error.h"
 
 namespace moe_ep::plan {
@@ -71,6 +73,8 @@ ScaledDown ApplyElasticInfo(const MoeConfig& c, std::span<const int32_t> table, 
              "this rank (epRankId " + std::to_string(c.ep_rank) + ") must be one of the survivors");
   }
   out.config = c;
+  out.config.survivors = hash::Fnv1a(
+      std::string_view(reinterpret_cast<const char*>(out.physical.data()), out.physical.size() * sizeof(int)));
   out.config.ep_world_size = new_e;
   out.config.shared_expert_rank_num = new_s;
   out.config.moe_expert_num = new_moe;

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <utility>
 
 #include "cann/capi_support.h"
 #include "support/scoped_env.h"
@@ -288,10 +289,10 @@ void LaunchSmallCombine(SmallRank& k, int r, const char* soc) {
   ASSERT_EQ(aclnnMoeDistributeCombineV2(nullptr, 0, exec, k.stream), ACL_SUCCESS) << RecentErrMsg();
 }
 
-// A rank's combine runs as the product of its last dispatch, whose assistInfoForCombine it reads (expandIdx on Atlas
-// A2, triples on A3). Dispatch as A2 on every rank, then combine as A3 (a call A3 accepts): each rank's combine fails
-// with 161002 naming MOE_EP_SOC_NAME and the dispatch's product, before it communicates (no rank waits), and leaves
-// xOut untouched; the same combine as A2 then runs.
+// A rank's combine runs as the product of its last dispatch that ran, whose assistInfoForCombine it reads (expandIdx
+// on Atlas A2, triples on A3). Dispatch as A2 on every rank, a dispatch as A3 that is refused as it runs, then combine
+// as A3 (a call A3 accepts): each rank's combine fails with 161002 naming MOE_EP_SOC_NAME and the dispatch's product,
+// before it communicates (no rank waits), and leaves xOut untouched; the same combine as A2 then runs.
 TEST(CapiProperty, CombineRunsAsItsDispatchsProduct) {
   EnsureAclReady();
   const moe_ep::testing::ScopedEnv pcie("HCCL_INTRA_PCIE_ENABLE", nullptr);
@@ -304,6 +305,21 @@ TEST(CapiProperty, CombineRunsAsItsDispatchsProduct) {
   for (int r = 0; r < kSmallRanks; ++r) {
     ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS);
     ASSERT_EQ(aclrtSynchronizeStreamWithTimeout(ranks[r].stream, 60000), ACL_SUCCESS) << RecentErrMsg();
+  }
+  // A dispatch as A3 refused as it runs (an expert id of -1, read from device memory then) makes no handles: the
+  // product of the last dispatch that ran stays A2 (it once became A3 as the refused dispatch began).
+  const std::vector<int32_t> no_expert(kSmallBs * kSmallK, -1);
+  std::vector<Tensor> routed(kSmallRanks);
+  for (int r = 0; r < kSmallRanks; ++r) {
+    ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS);
+    routed[r] = std::exchange(ranks[r].ids, Tensor(ACL_INT32, {kSmallBs, kSmallK}, no_expert.data()));
+    ASSERT_NO_FATAL_FAILURE(LaunchSmallDispatch(ranks[r], r, nullptr, ""));
+  }
+  for (int r = 0; r < kSmallRanks; ++r) {
+    ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS);
+    EXPECT_EQ(aclrtSynchronizeStreamWithTimeout(ranks[r].stream, 60000), ACLNN_ERR_PARAM_INVALID) << "rank " << r;
+    EXPECT_NE(RecentErrMsg().find("has value -1"), std::string::npos) << "rank " << r << ": " << RecentErrMsg();
+    ranks[r].ids = std::move(routed[r]);
   }
   for (int r = 0; r < kSmallRanks; ++r) ASSERT_NO_FATAL_FAILURE(LaunchSmallCombine(ranks[r], r, nullptr));
   for (int r = 0; r < kSmallRanks; ++r) {

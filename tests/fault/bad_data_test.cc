@@ -1,13 +1,14 @@
 // Bad data through the native API never crashes or writes out of bounds: a 1-D mask that is not a prefix, corrupted
-// expert ids in a combine handle, corrupted expandIdx and counts in an Atlas A2-layout handle, a repeated expert in a
-// token, a huge global_bs, malformed views, survivors that drop a shared-expert replica, absurd allocations, TP pairs
-// whose ranks disagree or whose handles count other rows, a peer's attributes from before a reset. Each fails with its
-// code and a message naming the field, and the group stays usable: the next good round returns every token bit for
-// bit.
+// expert ids in a combine handle, corrupted expandIdx and counts in an Atlas A2-layout handle (on every rank, or on
+// one, which its peer then names), a repeated expert in a token, a huge global_bs, malformed views, survivors that drop
+// a shared-expert replica, absurd allocations, TP pairs whose ranks disagree or whose handles count other rows, a
+// peer's attributes from before a reset. Each fails with its code and a message naming the field, and the group stays
+// usable: the next good round returns every token bit for bit.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <functional>
+#include <latch>
 #include <string>
 #include <thread>
 #include <vector>
@@ -208,6 +209,45 @@ TEST(BadData, CombineRejectsCorruptedExpandIdxAndCountsInTheHandle) {
   }
 }
 
+// Atlas A2's layout, one rank's handle corrupted: that rank refuses it before the call communicates (its slots are
+// its own routing), so a peer returning rows to it waits for where they go and fails naming it, instead of handing
+// its rows over and waiting for a reader that never comes (once until the deadline, then with no error). Rank 1's
+// tokens stay on its own experts, so only rank 0 is waited for. A synced reset brings the group back.
+TEST(BadData, AnAtlasA2RankRefusingItsHandleAloneIsNamedByItsPeer) {
+  GroupOptions quick;
+  quick.timeout = std::chrono::milliseconds(1000);
+  quick.window_bytes = 16 << 20;
+  quick.name = "bad-data-a2-alone";
+  auto groups = CreateThreadGroups(kRanks, quick);
+  std::latch combined(kRanks);  // rank 0 refuses at once: its reset must not time out before rank 1 has given up
+  RunRanks(kRanks, [&](int r) {
+    RankData d(r);
+    if (r == 1) {
+      for (int64_t t = 0; t < kBs; ++t) {  // experts 2 and 3, rank 1's own
+        for (int64_t k = 0; k < kTopK; ++k) d.ids[t * kTopK + k] = static_cast<int32_t>(kMoe / 2 + k);
+      }
+    }
+    DispatchOptions options = Options();
+    options.expand_idx_layout = true;
+    DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), options);
+    if (r == 0) {
+      res.handle.assist_info.data_as<int32_t>()[0] = 100;
+      ExpectCombineRefused(groups[r], res, d.WeightsView(), {}, ErrorCode::kInvalidParam,
+                           {"assistInfoForCombine", "100 at [0]"});
+    } else {
+      try {
+        Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView());
+        ADD_FAILURE() << "rank 1's combine returned without rank 0's";
+      } catch (const TimeoutError& e) {
+        EXPECT_EQ(e.missing_ranks(), std::vector<int>{0}) << e.what();
+      }
+    }
+    combined.arrive_and_wait();
+    BufferReset(groups[r]);
+    ExpectGoodRound(groups[r], r);
+  });
+}
+
 // What Atlas A2 lacks is refused in its layout, naming the native field, on every rank alike (no rank waits):
 // a 2-D mask and const experts in dispatch, sharedExpertX in combine.
 TEST(BadData, ExpandIdxLayoutRefusesWhatAtlasA2Lacks) {
@@ -235,8 +275,9 @@ TEST(BadData, ExpandIdxLayoutRefusesWhatAtlasA2Lacks) {
   });
 }
 
-// Ranks that disagree on an attribute (here moeExpertNum) fail together, naming the rule, on both layouts, and no
-// output is written first (Atlas A2's expandIdx is this rank's own routing, known before any peer is heard).
+// Ranks that disagree on an attribute (here moeExpertNum) fail together, naming the rule and their own values, on
+// both layouts, and no output is written first (Atlas A2's expandIdx is this rank's own routing, known before any peer
+// is heard).
 TEST(BadData, RanksThatDisagreeWriteNoOutput) {
   for (const bool a2 : {false, true}) {
     SCOPED_TRACE(a2 ? "Atlas A2 layout" : "Atlas A3 layout");
@@ -246,13 +287,17 @@ TEST(BadData, RanksThatDisagreeWriteNoOutput) {
       DispatchOptions options = Options(Moe(r == 0 ? kMoe : 2 * kMoe));
       options.expand_idx_layout = a2;
       ExpectDispatchRefused(groups[r], d.XView(), d.IdsView(), options, ErrorCode::kInvalidConfig,
-                            {"called with attributes that differ", "moeExpertNum"});
+                            {"called with attributes that differ",
+                             "(epWorldSize " + std::to_string(kRanks) + ", moeExpertNum " +
+                                 std::to_string(r == 0 ? kMoe : 2 * kMoe) + ",",
+                             "moeExpertNum"});
     });
   }
 }
 
-// Expert outputs of another H than the dispatch's are refused naming them and both sizes, before x is written.
-TEST(BadData, ExpertOutputsOfAnotherHiddenSizeAreNamed) {
+// Expert outputs of another H or dtype than the dispatch's are refused naming them and both sizes (dtypes), before x
+// is written.
+TEST(BadData, ExpertOutputsOfAnotherHiddenSizeOrDtypeAreNamed) {
   auto groups = Groups();
   RunRanks(kRanks, [&](int r) {
     RankData d(r);
@@ -261,6 +306,13 @@ TEST(BadData, ExpertOutputsOfAnotherHiddenSizeAreNamed) {
     const TensorView wide_out(wide.data(), DType::kBf16, {res.handle.num_rows, 2 * kHidden});
     ExpectError([&] { Combine(groups[r], res.handle, wide_out, d.WeightsView()); }, ErrorCode::kInvalidConfig,
                 {"'expert_out'", std::to_string(2 * kHidden), "the dispatch's H = " + std::to_string(kHidden)});
+    // fp16 rows of a bf16 dispatch have its row size: only the handle's dtype tells them apart. Rank 1 alone: its
+    // rows would have been summed by rank 0 as bf16.
+    if (r == 1) {
+      const TensorView half_out(res.expand_x.data(), DType::kFp16, res.expand_x.view().shape);
+      ExpectError([&] { Combine(groups[r], res.handle, half_out, d.WeightsView()); }, ErrorCode::kInvalidParam,
+                  {"'expert_out' = (", ") fp16", "dtype must be the dispatch's x dtype, bf16"});
+    }
     ExpectGoodRound(groups[r], r);
   });
 }
@@ -305,16 +357,19 @@ TEST(BadData, TokenMaskThatIsNotAPrefixIsRefused) {
 }
 
 // One group passed as both the EP group and the TP pair is refused (the operation would wait on itself, holding its
-// lock), in dispatch and in combine.
+// lock), in dispatch and in combine; so is a "pair" of 3 ranks.
 TEST(BadData, TpPairThatIsTheEpGroupIsRefused) {
   auto groups = Groups();
+  auto three = CreateThreadGroups(3);
   RunRanks(kRanks, [&](int r) {
     RankData d(r);
+    ExpectError([&] { Dispatch(groups[r], d.XView(), d.IdsView(), Options(), &three[r]); }, ErrorCode::kInvalidConfig,
+                {"Dispatch: parameter 'tp' = tp group 'moe_ep", "of 3 ranks violates rule: a TP pair is a group of 2"});
     ExpectError([&] { Dispatch(groups[r], d.XView(), d.IdsView(), Options(), &groups[r]); }, ErrorCode::kInvalidConfig,
-                {"tp group", "is the ep group too"});
+                {"Dispatch: parameter 'tp' = tp group", "is the ep group too"});
     DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), Options());
     ExpectError([&] { Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView(), {}, &groups[r]); },
-                ErrorCode::kInvalidConfig, {"tp group", "is the ep group too"});
+                ErrorCode::kInvalidConfig, {"Combine: parameter 'tp' = tp group", "is the ep group too"});
     ExpectGoodRound(groups[r], r);
   });
 }

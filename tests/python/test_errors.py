@@ -54,7 +54,10 @@ BAD = {
     "token_nums_type_2": (dict(expert_token_nums_type=2), errors.INVALID_PARAM, "expert_token_nums_type = 2"),
     "negative_moe_expert_num": (dict(moe_expert_num=-8), errors.INVALID_PARAM, "moe_expert_num = -8"),
     "huge_global_bs": (dict(global_bs=2**64), errors.INVALID_PARAM, "global_bs = 18446744073709551616"),
-    "group_name_not_a_string": (dict(group_ep=123), errors.INVALID_PARAM, "group_ep = 123"),
+    "group_name_not_a_string": (dict(group_ep=123), errors.INVALID_PARAM, "group_ep = 123 must be a str"),
+    "group_name_none": (dict(group_ep=None), errors.INVALID_PARAM, "group_ep = None must be a str"),
+    "group_tp_not_a_string": (dict(group_tp=b"tp"), errors.INVALID_PARAM, "group_tp = b'tp' must be a str"),
+    "comm_alg_none": (dict(comm_alg=None), errors.INVALID_PARAM, "comm_alg = None must be a str"),
     "world_size_not_an_int": (dict(ep_world_size="2"), errors.INVALID_PARAM, "ep_world_size = '2' must be an int"),
     "mask_negative_stride": (dict(x_active_mask=np.ones(4, dtype=bool)[::-1]), errors.INVALID_PARAM,
                              "x_active_mask: aclCreateTensor"),
@@ -124,6 +127,14 @@ def test_a_bool_is_no_integer_attribute(attr):
                                                           "int, not a bool") as caught:
         torch_npu.npu_moe_distribute_dispatch_v2(**good("no_such_group", **{attr: True}))
     assert caught.value.code == errors.INVALID_PARAM, str(caught.value)
+
+
+def test_a_group_name_holding_nul_is_refused_not_cut_short(name):
+    # C would read the name up to the NUL: the communicator `name` itself, which exists.
+    with pytest.raises(moe_ep.InvalidArgumentError, match=r"group_ep = '.*\\x00x' must be a str without NUL"):
+        torch_npu.npu_moe_distribute_dispatch_v2(**good(name, group_ep=name + "\0x"))
+    with pytest.raises(moe_ep.InvalidArgumentError, match=r"buffer_reset: group_ep = '.*\\x00x' must be a str"):
+        torch_npu.npu_moe_distribute_buffer_reset(torch.ones(2, dtype=torch.int32), name + "\0x", 2)
 
 
 def test_buffer_reset_need_sync_is_an_int_not_a_bool():

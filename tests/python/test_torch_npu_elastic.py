@@ -1,8 +1,10 @@
 # moe_ep.torch_npu on 16 thread ranks (thread_comm_names): a round with every rank, then rank 15 stops; the survivors
 # run npu_moe_distribute_buffer_reset with the reachable mask and dispatch / combine / combine_add_rms_norm with
-# elastic_info (V3 scale-down), bit for bit against the golden model of a 15-rank group.
+# elastic_info (V3 scale-down), bit for bit against the golden model of a 15-rank group; survivors whose tables order
+# them differently are refused.
 import torch
 
+import moe_ep
 import moe_ep.distributed as md
 import moe_ep.torch_npu as torch_npu
 from bitwise import assert_bits, assert_poison
@@ -66,3 +68,43 @@ def test_survivors_scale_down_with_elastic_info(seed):
         assert_bits(y, want_y[r], f"{tag} combine")
         for name, ours, gold in zip(("y", "rstd", "x"), normed, want_norm[r]):
             assert_bits(ours, gold, f"{tag} combine_add_rms_norm {name}")
+
+
+def test_survivors_that_order_themselves_differently_are_refused(seed):
+    # Rank 2 of 4 is gone. Rank 0's elastic_info numbers the survivors 0, 1, 3 in that order, ranks 1 and 3's in the
+    # order 0, 3, 1: both tables are valid, but rows routed by one would reach the other's experts. Every survivor
+    # refuses the dispatch (561002), naming the rule.
+    g = torch.Generator().manual_seed(seed)
+    e = 4
+    names = md.thread_comm_names(e)
+    ordered = {0: [0, 1, 3], 1: [0, 3, 1], 3: [0, 3, 1]}
+    survivors = sorted(ordered)
+
+    def table(order):
+        table1 = [-1] * e
+        for new, old in enumerate(order):
+            table1[old] = new
+        return torch.tensor([1, 3, 0, 3] + table1 + order + [-1], dtype=torch.int32)
+
+    x = [torch.randn(BS, H, generator=g).to(torch.bfloat16) for _ in range(e)]
+    ids = [torch.stack([torch.randperm(3, generator=g)[:K] for _ in range(BS)]).to(torch.int32) for _ in range(e)]
+    torch_npu.poison_outputs = True
+
+    def rank_main(i):
+        r = survivors[i]
+        torch_npu.npu.set_device(r)
+        try:
+            torch_npu.npu_moe_distribute_dispatch_v2(x[r], ids[r], names[r], e, r, e, elastic_info=table(ordered[r]))
+        except moe_ep.InvalidArgumentError as refused:
+            return refused
+        return None
+
+    try:
+        refusals = on_threads(len(survivors), rank_main)
+    finally:
+        torch_npu.poison_outputs = False
+    for r, refused in zip(survivors, refusals):
+        assert refused is not None, f"seed {seed} survivor {r}: dispatched with survivors ordered otherwise"
+        assert refused.code == 561002, str(refused)
+        assert "called with attributes that differ" in str(refused), str(refused)
+        assert "the survivors' order (elasticInfo's Table2)" in str(refused), str(refused)

@@ -1,5 +1,6 @@
 // The moe-ep command line: tables of bad flag sets (exit 2, one line naming the flag) and good ones (parsed values),
-// the --help text's bounds, and the built binary refusing `run --topk 65` / `run --experts 7` instead of crashing.
+// the --help text's bounds, and the built binary refusing `run --topk 65` / `run --experts 7` instead of crashing, and
+// an MPI job too large for `run` naming its size.
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -339,6 +340,20 @@ TEST(CliFlags, BinaryRefusesWhatUsedToCrash) {
     EXPECT_EQ(WEXITSTATUS(status), 2) << output;
     EXPECT_EQ(output, c.message);  // nothing else: no job was described or started
   }
+}
+
+// Under mpirun, `run` takes --ranks from the job's size: a job too large for it is refused naming mpirun's -np, not
+// only a --ranks the user never typed.
+TEST(CliFlags, AnMpiJobTooLargeForRunNamesItsSize) {
+  const moe_ep::testing::ScopedEnv rank("PMI_RANK", "0"), size("PMI_SIZE", "300");
+  const moe_ep::testing::ScopedEnv no_job("MOE_EP_RENDEZVOUS", nullptr), no_ompi("OMPI_COMM_WORLD_RANK", nullptr);
+  std::string output;
+  const int status = RunTool({"run"}, output);
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status << ": " << output;
+  EXPECT_EQ(WEXITSTATUS(status), 2) << output;
+  EXPECT_EQ(output,
+            "moe-ep run: --ranks 300 violates rule: an integer in [1, 256] (--ranks is the MPI job's size, mpirun -np) "
+            "(see 'moe-ep --help')\n");
 }
 
 // The fuzzer's first find: with --quant int8 and H < 4 a quantized row (H + 4 bytes) outgrew the 2H-byte buffer of

@@ -339,7 +339,7 @@ TEST(DispatchA3, StridedOutputsPassAndOverlappingOnesAreNamed) {
   call.t.assist_info.strides = {2};
   EXPECT_NO_THROW(RunDispatch(call));
   call.t.expand_x.strides = {0, 1};
-  ExpectOutcome([&] { RunDispatch(call); }, kRule, {"'expandXOut'", "strided", "must not overlap"});
+  ExpectOutcome([&] { RunDispatch(call); }, kRule, {"'expandXOut'", "strided (0, 1)", "must not overlap"});
 }
 
 class DispatchA3Rules : public ::testing::TestWithParam<DispatchRow> {};
@@ -1766,7 +1766,8 @@ TEST(NativeApi, WindowTooSmallNamesTheRequiredSize) {
 }
 
 // Options out of their ranges are refused when the group is made, naming the field, its value and its range: a
-// window past 2^40 bytes would wrap the size of each rank's segment (a process group then wrote past it).
+// window past 2^40 bytes would wrap the size of each rank's segment (a process group then wrote past it); a name
+// with a '/' failed in the shared-memory transport, naming neither the option nor its value.
 TEST(NativeApi, GroupOptionsOutOfRangeAreRefusedByName) {
   struct Bad {
     const char* field;
@@ -1780,6 +1781,8 @@ TEST(NativeApi, GroupOptionsOutOfRangeAreRefusedByName) {
       {"threads", [](GroupOptions& o) { o.threads = 1025; }, "1025"},
       {"timeout", [](GroupOptions& o) { o.timeout = milliseconds(-5); }, "-5 ms"},
       {"timeout", [](GroupOptions& o) { o.timeout = milliseconds::max(); }, "9223372036854775807 ms"},
+      {"name", [](GroupOptions& o) { o.name = "a/b"; }, "'a/b'"},
+      {"name", [](GroupOptions& o) { o.name = std::string("a\0b", 3); }, "'a\\0b'"},
   };
   for (const Bad& b : bad) {
     GroupOptions options;
@@ -1820,8 +1823,10 @@ TEST(NativeApi, GroupsThatCannotBeMadeAreRefusedByName) {
           << e.what();
     }
   }
-  // Of the job's world, of a member list, and a job whose rendezvous cannot name its segments (as MOE_EP_RENDEZVOUS
-  // would be refused): each refused before anything is made.
+  // Of the job's world, of a member list, a job whose rendezvous cannot name its segments (as MOE_EP_RENDEZVOUS
+  // would be refused), a rank outside its job, members outside it, repeated or without this rank: each refused before
+  // anything is made (the default member list of a job of 2^31 - 1 ranks was allocated before its size was checked),
+  // naming what is wrong.
   std::vector<int> members(kMaxGroupRanks + 1);
   std::iota(members.begin(), members.end(), 0);
   const std::string long_token(129, 't');
@@ -1832,12 +1837,39 @@ TEST(NativeApi, GroupsThatCannotBeMadeAreRefusedByName) {
       {[] {
          JoinProcessGroup({0, kMaxGroupRanks + 1, "sizetest"});
        },
-       "JoinProcessGroup: parameter 'members' has 65537 ranks (none given: the job's world size) and must have at "
-       "most 65536"},
-      {[&] {
-         JoinProcessGroup({0, kMaxGroupRanks + 2, "sizetest"}, members);
+       "JoinProcessGroup: job.world_size = 65537 violates rule: in [1, 65536]"},
+      {[] {
+         JoinProcessGroup({0, std::numeric_limits<int>::max(), "sizetest"});
        },
-       "JoinProcessGroup: parameter 'members' has 65537 ranks"},
+       "JoinProcessGroup: job.world_size = 2147483647 violates rule: in [1, 65536]"},
+      {[] {
+         JoinProcessGroup({0, 0, "sizetest"});
+       },
+       "JoinProcessGroup: job.world_size = 0 violates rule"},
+      {[] {
+         JoinProcessGroup({2, 2, "sizetest"});
+       },
+       "JoinProcessGroup: job.rank = 2 violates rule: in [0, job.world_size = 2)"},
+      {[] {
+         JoinProcessGroup({-1, 2, "sizetest"});
+       },
+       "JoinProcessGroup: job.rank = -1 violates rule"},
+      {[&] {
+         JoinProcessGroup({0, kMaxGroupRanks, "sizetest"}, members);
+       },
+       "JoinProcessGroup: parameter 'members' (65537 ranks) violates rule: at most 65536 ranks"},
+      {[] {
+         JoinProcessGroup({0, 4, "sizetest"}, std::vector<int>{0, 2, 4});
+       },
+       "JoinProcessGroup: parameter 'members[2]' = 4 violates rule: a job rank in [0, job.world_size = 4)"},
+      {[] {
+         JoinProcessGroup({0, 4, "sizetest"}, std::vector<int>{0, 2, 1, 2});
+       },
+       "JoinProcessGroup: parameter 'members[3]' = 2 violates rule: the members are distinct; it repeats members[1]"},
+      {[] {
+         JoinProcessGroup({0, 4, "sizetest"}, std::vector<int>{3, 1});
+       },
+       "JoinProcessGroup: parameter 'members' (2 ranks) violates rule: must include this rank, job.rank = 0"},
       {[&] {
          JoinProcessGroup({0, 2, long_token});
        },

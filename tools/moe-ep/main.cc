@@ -36,7 +36,11 @@ int Run(int argc, char** argv) {
   if (mpi && !ranks_given) args.insert(args.end(), {"--ranks", std::to_string(mpi->world_size)});
   const ParseResult parsed = ParseCommandLine(args);
   if (!parsed.ok()) {
-    std::fprintf(stderr, "%s (see 'moe-ep --help')\n", parsed.error.c_str());
+    // A --ranks the user never typed is mpirun's -np: say so.
+    const char* taken = mpi && !ranks_given && parsed.error.find("--ranks") != std::string::npos
+                            ? " (--ranks is the MPI job's size, mpirun -np)"
+                            : "";
+    std::fprintf(stderr, "%s%s (see 'moe-ep --help')\n", parsed.error.c_str(), taken);
     return parsed.exit_code;
   }
   const CommandLine& line = *parsed.command_line;

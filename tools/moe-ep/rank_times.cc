@@ -90,7 +90,10 @@ void WriteRankTimes(const std::string& dir, const std::string& tag, int rank, co
         out << '\n';
       }
     }
-    if (!out) throw Error(ErrorCode::kInternal, "cannot write the rank times file " + path + ".partial");
+    if (!out) {
+      throw Error(ErrorCode::kInternal,
+                  "cannot write the rank times file " + path + ".partial: " + std::strerror(errno));
+    }
   }
   std::filesystem::rename(path + ".partial", path);
 }

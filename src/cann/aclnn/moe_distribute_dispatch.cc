@@ -137,12 +137,12 @@ std::function<void()> BuildDispatch(const std::string& op, const DispatchArgs& a
   if (c.quant_mode == 0) t.scales = {};  // A2 with a half expandX copies rows whatever quantMode and scales say
   const env::Product product = env::SocName().second;
   return [c, t, groups, elastic, op, product] {
-    NoteDispatchProduct(groups, product);
     const std::vector<int32_t> table = elastic.present() ? ops::GatherInt32(elastic) : std::vector<int32_t>{};
     plan::DispatchTensors run = t;
     const ops::DenseOutputs dense(run.outputs());
     ops::RunDispatch(EpOf(groups), TpOf(groups), c, run, table, op.c_str());
     dense.CopyBack();
+    NoteDispatchProduct(groups, product);  // only a dispatch that ran makes handles for combine
   };
 }
 

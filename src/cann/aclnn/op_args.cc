@@ -113,7 +113,8 @@ void RequireGroup(const std::string& op, const std::shared_ptr<Comm>& comm, cons
   const std::string value = "'" + name + "'";
   if (!comm) {
     Reject(ErrorCode::kInvalidConfig, op, param, value,
-           "must name a live HCCL communicator with a rank on this thread's device " + std::to_string(CurrentDevice()) +
+           "must name a live HCCL communicator with a rank on this thread's device " +
+               (CurrentDevice() < 0 ? std::string("(none set)") : std::to_string(CurrentDevice())) +
                " (HcclGetCommName; set the device with aclrtSetDevice / aclrtSetCurrentContext)");
   }
   if (comm->comm->size() != size || comm->comm->rank() != rank) {

@@ -57,7 +57,7 @@ struct Groups {
 
 /// Looks the groups up without failing (the window capacity is needed before the rules are checked).
 Groups FindGroups(const std::string& group_ep, const std::string& group_tp, bool has_tp);
-/// A dispatch, as it runs, notes the product it was built as (env::SocName() in phase one) on its EP
+/// A dispatch that ran notes the product it was built as (env::SocName() in phase one) on its EP
 /// communicator; a combine, as it runs, refuses to run as another (161002 naming MOE_EP_SOC_NAME): it would
 /// read assistInfoForCombine in the other layout. Every rank's dispatch checked that the group agrees, so a
 /// combine that matches its own rank's last dispatch agrees too.

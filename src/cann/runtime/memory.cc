@@ -69,8 +69,9 @@ aclError Allocate(const char* api, void** ptr, size_t size, MemoryKind kind) {
   } else {
     try {
       memory = transport::SharedHeap::Process().Allocate(rounded);
-    } catch (const Error&) {
-      memory = nullptr;
+    } catch (const Error& e) {  // the heap's reason (a size past the machine's memory, a full /dev/shm) with it
+      return Fail(ACL_ERROR_RT_MEMORY_ALLOCATION,
+                  name + ": cannot allocate " + std::to_string(size) + " bytes of device memory: " + e.what());
     }
   }
   if (memory == nullptr) {

@@ -201,7 +201,8 @@ int OpenPeer(const std::string& name, uint64_t bytes, Clock::time_point deadline
                     "joining shared-memory group '" + group + "': rank " + std::to_string(peer) + "'s window is " +
                         std::to_string(st.st_size) + " bytes and this rank's " + std::to_string(bytes) +
                         "; every rank must ask for the same window size (MOE_EP_WINDOW_MB, GroupOptions::window_bytes, "
-                        "HCCL_BUFFSIZE)");
+                        "HCCL_BUFFSIZE) in a group of the same number of ranks (HcclCommInitRootInfo's nRanks, "
+                        "the members), which sizes the segment's flags");
       }
     } else if (errno != ENOENT) {
       SystemError("cannot open " + name);

@@ -23,7 +23,10 @@ class ThreadRegions {
         const std::string why = std::strerror(errno);
         Release();
         throw Error(ErrorCode::kInternal, "thread transport: cannot reserve a " + std::to_string(bytes_) +
-                                              "-byte window for rank " + std::to_string(r) + ": " + why);
+                                              "-byte window for rank " + std::to_string(r) + " of " +
+                                              std::to_string(size) + ": " + why +
+                                              " (the window size: GroupOptions::window_bytes, MOE_EP_WINDOW_MB, "
+                                              "HCCL_BUFFSIZE; every rank's is reserved in this process)");
       }
       auto* base = static_cast<uint8_t*>(p);
       maps_.push_back(base);
