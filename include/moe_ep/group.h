@@ -52,7 +52,8 @@ struct GroupOptions {
   /// Data area of each rank's window in bytes; 0 means MOE_EP_WINDOW_MB or 2 GiB (reserved, committed
   /// on touch). Dispatch and combine check it against the window rule of docs/semantics.md 1.2.
   uint64_t window_bytes = 0;
-  /// Shown in error messages.
+  /// Shown in error messages; a process group's also names its shared-memory segments, so there it holds no '/'
+  /// and no NUL.
   std::string name = "moe_ep";
   /// Push or pull rows (kAuto: MOE_EP_DATA_PATH, else by size).
   DataPath data_path = DataPath::kAuto;

@@ -56,7 +56,8 @@ struct DispatchOptions {
 };
 
 /// Caller-provided dispatch outputs. Rows past the received total are left untouched. Outputs may be strided
-/// (each is then written through a contiguous copy: two more copies of it) but their elements must not overlap.
+/// (each is then written through a contiguous copy: two more copies of it) but their elements must not overlap,
+/// and no output may share memory with another or with an input (peers read the inputs while outputs are written).
 struct DispatchOutputs {
   TensorView expand_x;           ///< (>= tp*A, H): x's dtype, or int8 with quantization
   TensorView dynamic_scales;     ///< (>= tp*A,) fp32, with quantization
@@ -72,7 +73,7 @@ struct DispatchOutputs {
 struct DispatchHandle {
   ExpertLayout experts;
   int64_t bs = 0, hidden = 0, top_k = 0;
-  DType dtype = DType::kBf16;
+  DType dtype = DType::kBf16;      ///< x's (with quantization too): combine takes expert outputs of this dtype only
   int64_t num_rows = 0;            ///< rows of expand_x that hold tokens (own + TP peer's)
   Tensor expert_ids;               ///< copy of the (Bs, K) routing
   Tensor active_mask;              ///< copy of the mask, or empty
@@ -127,8 +128,9 @@ struct CombineOptions {
 
 /// [collective] Returns expert outputs (rows of dispatch's expand_x, same order, x's dtype) to their
 /// tokens and sums them: x[t] = sum_k w[t,k] * out(t,k) + shared outputs + shared_expert_x. Rows of
-/// inactive tokens are left as allocated (zero) / untouched (Into variant). `tp`: the TP pair the handle's
-/// dispatch ran with, none when it ran without one (anything else is refused).
+/// inactive tokens are left as allocated (zero) / untouched (Into variant; x_out may share no memory with an
+/// input: peers read expert_out in place). `tp`: the TP pair the handle's dispatch ran with, none when it ran
+/// without one (anything else is refused).
 Tensor Combine(Group& ep, const DispatchHandle& handle, const TensorView& expert_out, const TensorView& expert_scales,
                const CombineOptions& options = {}, Group* tp = nullptr);
 void CombineInto(Group& ep, const DispatchHandle& handle, const TensorView& expert_out, const TensorView& expert_scales,

@@ -73,7 +73,7 @@ def checked_attrs(op, values, lo=0, hi=INT32_MAX):
 def checked_name(name, value, what):
     """`value` if it is a str without NUL (which would end it early on its way to C), else InvalidArgumentError
     naming `name` and saying it must be `what`."""
-    if type(value) is not str or "\0" in value:
+    if not isinstance(value, str) or "\0" in value:
         raise InvalidArgumentError(f"{name} = {value!r} must be a str without NUL characters ({what})")
     return value
 

@@ -43,8 +43,9 @@ Group Wrap(std::unique_ptr<transport::Window> window, const GroupOptions& o) {
 }
 
 // Refuses options outside their ranges (include/moe_ep/group.h), naming the field, its value and the range: a
-// window past 2^40 bytes would wrap the size of a segment, which the transports then write past.
-void CheckOptions(const GroupOptions& o) {
+// window past 2^40 bytes would wrap the size of a segment, which the transports then write past. The name only
+// where it names shared-memory segments (a process group's; a thread group's is a label).
+void CheckOptions(const GroupOptions& o, bool names_segments) {
   const auto refuse = [](const std::string& field, const std::string& value, const char* rule) {
     throw Error(ErrorCode::kInvalidParam, "GroupOptions::" + field + " = " + value + ": " + rule);
   };
@@ -60,7 +61,7 @@ void CheckOptions(const GroupOptions& o) {
     refuse("threads", std::to_string(o.threads),
            "must be in [0, 1024] (0: MOE_EP_THREADS, else the cores shared out among the ranks)");
   }
-  if (o.name.find_first_of(std::string("/\0", 2)) != std::string::npos) {
+  if (names_segments && o.name.find_first_of(std::string("/\0", 2)) != std::string::npos) {
     std::string shown;
     for (const char ch : o.name.substr(0, 64)) shown += ch ? std::string(1, ch) : "\\0";
     refuse("name", "'" + shown + (o.name.size() > 64 ? "...'" : "'"),
@@ -68,8 +69,8 @@ void CheckOptions(const GroupOptions& o) {
   }
 }
 
-GroupOptions WithDefaults(const GroupOptions& options) {
-  CheckOptions(options);
+GroupOptions WithDefaults(const GroupOptions& options, bool names_segments) {
+  CheckOptions(options, names_segments);
   GroupOptions o = options;
   if (o.timeout.count() <= 0) o.timeout = DefaultTimeout();
   if (o.window_bytes == 0) o.window_bytes = DefaultWindowBytes();
@@ -83,7 +84,7 @@ GroupOptions WithDefaults(const GroupOptions& options) {
 GroupOptions WithDefaultsJoiningOverMpi(const GroupOptions& options, std::optional<env::Refusal>& refused) {
   GroupOptions o = options;
   try {
-    CheckOptions(options);
+    CheckOptions(options, /*names_segments=*/true);
   } catch (const Error& e) {
     refused = env::Refusal{"GroupOptions", e};
     o = GroupOptions{.name = options.name};  // joins with the defaults, then fails every rank naming the option
@@ -132,16 +133,22 @@ LaunchEnvironment ReadLaunchEnvironment() {
 Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> members, const GroupOptions& options) {
   std::optional<env::Refusal> refused;
 #ifdef MOE_EP_HAVE_MPI
-  const GroupOptions o = job.rendezvous.empty() ? WithDefaultsJoiningOverMpi(options, refused) : WithDefaults(options);
+  const GroupOptions o = job.rendezvous.empty() ? WithDefaultsJoiningOverMpi(options, refused)
+                                                : WithDefaults(options, /*names_segments=*/true);
 #else
-  const GroupOptions o = WithDefaults(options);
+  const GroupOptions o = WithDefaults(options, /*names_segments=*/true);
 #endif
   const auto refuse = [](const std::string& what, const std::string& rule) {
     throw Error(ErrorCode::kInvalidConfig, "JoinProcessGroup: " + what + " violates rule: " + rule);
   };
   // The job first: the members are checked against it, and it sizes the default member list.
-  if (job.world_size < 1 || job.world_size > kMaxGroupRanks) {
-    refuse("job.world_size = " + std::to_string(job.world_size), "in [1, " + std::to_string(kMaxGroupRanks) + "]");
+  constexpr int kMaxJobRanks = 1 << 20;  // as MOE_EP_WORLD_SIZE and an MPI launch allow
+  if (job.world_size < 1 || job.world_size > kMaxJobRanks) {
+    refuse("job.world_size = " + std::to_string(job.world_size), "in [1, " + std::to_string(kMaxJobRanks) + "]");
+  }
+  if (members.empty() && job.world_size > kMaxGroupRanks) {
+    refuse("job.world_size = " + std::to_string(job.world_size) + " (no members given: the group is the whole job)",
+           "at most " + std::to_string(kMaxGroupRanks) + " ranks");
   }
   if (job.rank < 0 || job.rank >= job.world_size) {
     refuse("job.rank = " + std::to_string(job.rank), "in [0, job.world_size = " + std::to_string(job.world_size) + ")");
@@ -157,16 +164,15 @@ Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> member
   if (ranks.empty()) {
     for (int r = 0; r < job.world_size; ++r) ranks.push_back(r);
   }
-  std::vector<int> listed_at(job.world_size, -1);  // where each job rank first appears in members
+  std::map<int, int> listed_at;  // where each job rank first appears in members
   for (int i = 0; i < static_cast<int>(ranks.size()); ++i) {
     const std::string member = "parameter 'members[" + std::to_string(i) + "]' = " + std::to_string(ranks[i]);
     if (ranks[i] < 0 || ranks[i] >= job.world_size) {
       refuse(member, "a job rank in [0, job.world_size = " + std::to_string(job.world_size) + ")");
     }
-    if (listed_at[ranks[i]] >= 0) {
-      refuse(member, "the members are distinct; it repeats members[" + std::to_string(listed_at[ranks[i]]) + "]");
+    if (const auto [first, fresh] = listed_at.emplace(ranks[i], i); !fresh) {
+      refuse(member, "the members are distinct; it repeats members[" + std::to_string(first->second) + "]");
     }
-    listed_at[ranks[i]] = i;
   }
   const auto me = std::find(ranks.begin(), ranks.end(), job.rank);
   if (me == ranks.end()) {
@@ -227,7 +233,7 @@ std::vector<Group> CreateThreadGroups(int size, const GroupOptions& options) {
     throw Error(ErrorCode::kInvalidParam, "CreateThreadGroups: parameter 'size' = " + std::to_string(size) +
                                               " must be in [1, " + std::to_string(kMaxGroupRanks) + "]");
   }
-  const GroupOptions o = WithDefaults(options);
+  const GroupOptions o = WithDefaults(options, /*names_segments=*/false);
   std::vector<Group> groups;
   for (auto& window :
        transport::CreateThreadWindows(size, o.window_bytes, ops::kWindowFlagCount, "group '" + o.name + "'")) {

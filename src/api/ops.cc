@@ -30,7 +30,7 @@ plan::MoeConfig BaseConfig(const Group& ep, const Group* tp, const ExpertLayout&
     }
     if (tp == &ep) {  // one communicator cannot be both: the operation would wait on itself
       throw Error(ErrorCode::kInvalidConfig,
-                  named + " is the ep group too; rule: the TP pair must be a group of its own");
+                  named + " violates rule: the TP pair is a group of its own, not the ep group");
     }
     c.tp_world_size = 2;
     c.tp_rank = tp->rank();
@@ -174,6 +174,7 @@ plan::MoeConfig CheckedCombineConfig(const Group& ep, const DispatchHandle& h, c
 void RunCombine(Group& ep, const DispatchHandle& h, plan::CombineTensors& t, const CombineOptions& options, Group* tp,
                 const char* op) {
   const plan::MoeConfig c = CheckedCombineConfig(ep, h, t, options, tp, op);
+  plan::CheckOutputsApart(t, plan::Profile::kNative, op);
   const std::vector<int32_t> table = ElasticTable(ep, c, h.experts, op);
   const ops::DenseOutputs dense(t.outputs());
   ops::RunCombine(CommOf(ep), CommOf(tp), c, t, table, op);
@@ -206,6 +207,7 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
                           out.tp_recv_counts,
                           {}};  // expert_scales: Atlas A2's, not the native API's
   plan::ValidateDispatch(c, t, plan::Profile::kNative, ops::CapacityOf(CommOf(ep), CommOf(tp)), "Dispatch");
+  plan::CheckOutputsApart(t, plan::Profile::kNative, "Dispatch");
   const std::vector<int32_t> table = ElasticTable(ep, c, options.experts, "Dispatch");
   const ops::DenseOutputs dense(t.outputs());
   // The survivors' configuration under a scaled-down elasticInfo: it says which counts were written.

@@ -95,7 +95,8 @@ std::chrono::milliseconds HcclExecDeadline(int64_t seconds);
 /// HCCL_EXEC_TIMEOUT: a C API operation's deadline (seconds in the variable, in [0, kMaxHcclExecSeconds], as
 /// HcclExecDeadline reads them); MOE_EP_TIMEOUT_MS when unset.
 std::chrono::milliseconds HcclOperationTimeout();
-/// HCCL_CONNECT_TIMEOUT: how long HcclCommInitRootInfo waits for every rank (default 120 s).
+/// HCCL_CONNECT_TIMEOUT: how long a communicator's join (HcclCommInitRootInfo, HcclCommInitClusterInfo and their
+/// Config forms) waits for every rank (default 120 s).
 std::chrono::seconds HcclConnectTimeout();
 
 /// MOE_EP_HOSTS_SPLIT (tests only): 0 (default) groups ranks into hosts by where they run; N > 0 makes

@@ -148,13 +148,17 @@ void AnnounceSlotBases(const MoeConfig& c, const ExpandIdxSlots& own, Window& ep
   }
 }
 
+// Atlas A2: refuses epSendCounts entry `entry`.
+[[noreturn]] void BadCount(const std::vector<int32_t>& counts, int64_t entry, const std::string& rule) {
+  BadHandle("epSendCounts", std::to_string(counts[entry]) + " at [" + std::to_string(entry) + "]", rule);
+}
+
 // Atlas A2: epSendCounts as dispatch wrote them never decrease; checked, as expandIdx is, before the call
-// communicates.
+// communicates (BlockRoutes relies on it: no row index past the last count).
 void CheckCountsNeverDecrease(const std::vector<int32_t>& counts) {
   for (size_t entry = 0; entry < counts.size(); ++entry) {
     if (counts[entry] < (entry ? counts[entry - 1] : 0)) {
-      BadHandle("epSendCounts", std::to_string(counts[entry]) + " at [" + std::to_string(entry) + "]",
-                "cumulative counts never decrease (as dispatch wrote them)");
+      BadCount(counts, static_cast<int64_t>(entry), "cumulative counts never decrease (as dispatch wrote them)");
     }
   }
 }
@@ -167,9 +171,7 @@ std::vector<ReturnRoute> BlockRoutes(const MoeConfig& c, const std::vector<int32
   const int64_t e_num = c.ep_world_size, l = c.local_expert_num(), own_rows = counts.back();
   std::vector<ReturnRoute> routes(own_rows);
   std::vector<int64_t> next(e_num, -1), end_of(e_num, -1);  // per owner, once it announced: next and end slot
-  const auto bad_counts = [&](int64_t entry, const std::string& rule) {
-    BadHandle("epSendCounts", std::to_string(counts[entry]) + " at [" + std::to_string(entry) + "]", rule);
-  };
+  const auto bad_counts = [&](int64_t entry, const std::string& rule) { BadCount(counts, entry, rule); };
   int64_t previous = 0;  // the counts never decrease: CheckCountsNeverDecrease
   for (int64_t el = 0; el < l; ++el) {
     for (int64_t owner = 0; owner < e_num; ++owner) {
@@ -534,7 +536,8 @@ void CheckReturnRoutes(const MoeConfig& c, const WindowLayout& layout, const std
     BadHandle("tpSendCounts", std::to_string(peer_rows) + " rows of the TP peer",
               "at most A = " + std::to_string(layout.a));
   }
-  if (c.expand_idx()) return;  // Atlas A2: BlockRoutes and ExpandIdxSlots check counts and expandIdx
+  // Atlas A2: PlanExpandIdxSlots, CheckCountsNeverDecrease and BlockRoutes check expandIdx and the counts.
+  if (c.expand_idx()) return;
   if (static_cast<int64_t>(assist.size()) < 3 * own_rows) {
     BadHandle("assistInfoForCombine", std::to_string(assist.size()) + " entries", "needs 3 per returned row");
   }
@@ -576,12 +579,14 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
                                                ? pull::RowsOf(t.expand_x)
                                                : pull::Rows{reinterpret_cast<const uint8_t*>(reduced.data()), row_bytes,
                                                             static_cast<uint64_t>(own_rows), row_bytes};
+  const CallSlot call = NextCombineCall(ctx.ep, ctx.ep_state);
+  // Atlas A2's own data is checked once the call has its slot (as its peers': a rank refusing alone stays in step
+  // with peers that need nothing of it) and before it announces anything (peers that do time out naming it).
   ExpandIdxSlots own_slots;
   if (c.expand_idx()) {
     own_slots = PlanExpandIdxSlots(c, ids, mask, assist);
     CheckCountsNeverDecrease(send_counts);
   }
-  const CallSlot call = NextCombineCall(ctx.ep, ctx.ep_state);
   const std::vector<int64_t>& pair_slots = own_slots.slots;
   std::vector<ReturnRoute> routes;
   if (c.expand_idx()) {

@@ -3,7 +3,9 @@
 // announce per-(expert, source) counts, then compact the received rows into expandX in status order
 // (local expert major, source minor); with TP, all-gather the rows with the TP peer.
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -267,6 +269,13 @@ constexpr char kAgreedAttributes[] =
     "MOE_EP_SOC_NAME in the C API, DispatchOptions::expand_idx_layout in the native API), and scaled down, the "
     "survivors' order (elasticInfo's Table2)";
 
+// The hash of the survivors' order (MoeConfig::survivors) as a refusal shows it.
+std::string SurvivorsOrder(uint64_t hash) {
+  char hex[19];
+  std::snprintf(hex, sizeof hex, "0x%016llx", static_cast<unsigned long long>(hash));
+  return hex;
+}
+
 // This rank's values of kAgreedAttributes, so that the refusals of two ranks show which one differs.
 std::string AgreedValues(const MoeConfig& c) {
   const auto n = [](int64_t v) { return std::to_string(v); };
@@ -274,9 +283,9 @@ std::string AgreedValues(const MoeConfig& c) {
          n(c.shared_expert_num) + ", sharedExpertRankNum " + n(c.shared_expert_rank_num) + ", zero/copy/const " +
          n(c.zero_expert_num) + "/" + n(c.copy_expert_num) + "/" + n(c.const_expert_num) + ", maxBs " + n(c.max_bs()) +
          ", K " + n(c.top_k) + ", H " + n(c.hidden) + ", x " + DTypeName(c.x_dtype) + ", quantMode " + n(c.quant_mode) +
-         ", tpWorldSize " + (c.tp_world_size == 2 ? "2" : "1") + ", " +
+         ", tpWorldSize " + (c.tp_world_size == 2 ? "2" : "0 or 1") + ", " +
          (c.assist == plan::AssistLayout::kExpandIdx ? "Atlas A2" : "Atlas A3") +
-         (c.survivors ? ", survivors' order #" + std::to_string(c.survivors % 100000) : "");
+         (c.survivors ? ", survivors' order " + SurvivorsOrder(c.survivors) : "");
 }
 
 // What every rank of the group must agree on for the windows to line up (CANN makes it a precondition;
@@ -315,8 +324,10 @@ void AnnounceAttributes(const MoeConfig& c, Window& ep, const CallSlot& call) {
     ep.Signal(static_cast<int>(peer), AgreeFlag(call, c.ep_rank), flag);
 }
 
-// A peer whose attributes differ would place rows where this rank does not look: fail, naming it.
-void CheckPeersAgree(const MoeConfig& c, Window& ep, const CallSlot& call, const Link& ctx) {
+// A peer whose attributes differ would place rows where this rank does not look: fail, naming it, after
+// `before_refusal`.
+void CheckPeersAgree(const MoeConfig& c, Window& ep, const CallSlot& call, const Link& ctx,
+                     const std::function<void()>& before_refusal) {
   std::vector<uint64_t> indices;
   for (int64_t peer = 0; peer < c.ep_world_size; ++peer) indices.push_back(AgreeFlag(call, peer));
   transport::WaitFlags(
@@ -325,6 +336,7 @@ void CheckPeersAgree(const MoeConfig& c, Window& ep, const CallSlot& call, const
   const uint32_t own = AttributeFingerprint(c);
   for (int64_t peer = 0; peer < c.ep_world_size; ++peer) {
     if (transport::FlagCount(ep.ReadFlag(indices[peer])) != own) {
+      before_refusal();
       throw Error(ErrorCode::kInvalidConfig, "MoeDistributeDispatch: rank " + std::to_string(peer) + " of " +
                                                  ep.name() + " called with attributes that differ from rank " +
                                                  std::to_string(c.ep_rank) + "'s (" + AgreedValues(c) +
@@ -658,7 +670,11 @@ void SendAndReceive(const MoeConfig& c, const WindowLayout& layout, const plan::
   SlotWriter writer(c, layout, t);
   SendToExperts(c, layout, plan, writer, ep, call, pulls.readers);
   AnnounceCounts(c, plan, ep, call);
-  CheckPeersAgree(c, ep, call, ctx);
+  CheckPeersAgree(c, ep, call, ctx, [&] {
+    // Every rank refuses such a call before it reads a row (each sees some fingerprint that differs from its own):
+    // a staged x has no reader, and its buffer is free again instead of kept for readers that never come.
+    if (pulls.staged) ctx.ep_state.dispatch_stage.Readers(call.parity, call.epoch, {});
+  });
   if (tp_call) CheckTpPeerAgrees(c, *ctx.tp, *tp_call, ctx);
   // No output is written before the group is known to agree: a call refused for a disagreement leaves them as
   // they were.

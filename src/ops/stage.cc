@@ -26,6 +26,7 @@ bool StageBuffers::Done(const transport::Window& window, const Buffer& buffer) {
 
 void StageBuffers::Abandon(Buffer& buffer) {
   // A reader may still copy from it: keep the memory for the life of the process.
+  if (buffer.bytes) ++abandoned_;
   buffer.bytes = nullptr;
   buffer.done_flags.clear();
 }

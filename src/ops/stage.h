@@ -43,6 +43,9 @@ class StageBuffers {
   /// Waits until `deadline` for every reader of a staged call to be done, then abandons the buffers whose
   /// readers are not: before a reset clears the done words, and before the window goes.
   void Settle(const transport::Window& window, transport::Clock::time_point deadline);
+  /// Buffers given up on so far (kept for the life of the process): each is shared memory a reader may still
+  /// read, or that a call refused before any reader came would have leaked.
+  int abandoned() const { return abandoned_; }
 
  private:
   struct Buffer {
@@ -52,8 +55,9 @@ class StageBuffers {
     std::vector<uint64_t> done_flags;  // its readers' done words; empty: nobody may be reading
   };
   static bool Done(const transport::Window& window, const Buffer& buffer);
-  static void Abandon(Buffer& buffer);
+  void Abandon(Buffer& buffer);
   std::array<Buffer, 2> buffers_{};
+  int abandoned_ = 0;
 };
 
 }  // namespace moe_ep::ops

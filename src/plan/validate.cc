@@ -3,11 +3,13 @@
 #include "plan/validate.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <iterator>
 #include <limits>
+#include <span>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -127,6 +129,10 @@ class Checker {
     Require(ok, kRule, param, t, rule...);
   }
   const char* op() const { return op_; }
+  /// `param` as the caller knows it (for a rule that names another parameter).
+  std::string Name(std::string_view param) const {
+    return profile_ == Profile::kNative ? NativeName(std::string(param)) : std::string(param);
+  }
 
  private:
   template <typename Piece>
@@ -143,8 +149,7 @@ class Checker {
   }
   [[noreturn]] void Fail(ErrorCode code, std::string_view param, const std::string& value,
                          const std::string& rule) const {
-    const std::string name = profile_ == Profile::kNative ? NativeName(std::string(param)) : std::string(param);
-    throw Error(code, std::string(op_) + ": parameter '" + name + "' = " + value + " violates rule: " + rule);
+    throw Error(code, std::string(op_) + ": parameter '" + Name(param) + "' = " + value + " violates rule: " + rule);
   }
 
   const char* op_;
@@ -213,6 +218,52 @@ void CheckOutputView(const Checker& ck, const TensorView& v, const char* param) 
 
 void CheckViews(const Checker& ck, std::initializer_list<std::pair<const TensorView*, const char*>> views) {
   for (const auto& [v, param] : views) CheckView(ck, *v, param);
+}
+
+using NamedView = std::pair<const TensorView*, const char*>;
+
+// Combine's (and CombineAddRmsNorm's) inputs, named.
+std::array<NamedView, 14> CombineInputs(const CombineTensors& t) {
+  return {{{&t.expand_x, "expandX"},
+           {&t.expert_ids, "expertIds"},
+           {&t.assist_info, "assistInfoForCombine"},
+           {&t.ep_send_counts, "epSendCounts"},
+           {&t.expert_scales, "expertScales"},
+           {&t.tp_send_counts, "tpSendCounts"},
+           {&t.x_active_mask, "xActiveMask"},
+           {&t.shared_expert_x, "sharedExpertX"},
+           {&t.ori_x, "oriX"},
+           {&t.const_alpha1, "constExpertAlpha1"},
+           {&t.const_alpha2, "constExpertAlpha2"},
+           {&t.const_v, "constExpertV"},
+           {&t.residual_x, "residualX"},
+           {&t.gamma, "gamma"}}};
+}
+
+// [first byte, one past the last) of a view CheckView accepted; empty for an absent view or one of no elements.
+std::pair<uintptr_t, uintptr_t> SpanOf(const TensorView& v) {
+  if (!v.present() || v.numel() == 0) return {0, 0};
+  uint64_t last = 0;
+  for (int64_t d = 0; d < v.dim(); ++d) last += static_cast<uint64_t>(v.shape[d] - 1) * v.stride(d);
+  const auto first = reinterpret_cast<uintptr_t>(v.data);
+  return {first, first + (last + 1) * DTypeSize(v.dtype)};
+}
+
+void CheckApart(const Checker& ck, std::span<const NamedView> outputs, std::span<const NamedView> inputs) {
+  for (auto out = outputs.begin(); out != outputs.end(); ++out) {
+    const auto [first, end] = SpanOf(*out->first);
+    const auto refuse_shared = [&](const NamedView& other, const char* why) {
+      const auto [other_first, other_end] = SpanOf(*other.first);
+      ck.Require(
+          !(first < other_end && other_first < end), ErrorCode::kInvalidParam, out->second, *out->first,
+          "must not share memory with '", [&] { return ck.Name(other.second); }, "' = ", *other.first, why);
+    };
+    if (first == end) continue;
+    for (auto later = std::next(out); later != outputs.end(); ++later) {
+      refuse_shared(*later, " (an output written over another loses one of them)");
+    }
+    for (const auto& in : inputs) refuse_shared(in, " (the call reads its inputs, peers too, while it writes)");
+  }
 }
 
 // The product limits of a profile (docs/semantics.md 1.2, docs/a2.md). Atlas A2's per-rank expert limit holds
@@ -675,21 +726,28 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
     ck.Shape(rstd_ok, t.rstd, "rstdOut", "shape must be (Bs, 1, 1)");
     CheckOutputView(ck, t.rstd, "rstdOut");
   }
-  CheckViews(ck, {{&t.expand_x, "expandX"},
-                  {&t.expert_ids, "expertIds"},
-                  {&t.assist_info, "assistInfoForCombine"},
-                  {&t.ep_send_counts, "epSendCounts"},
-                  {&t.expert_scales, "expertScales"},
-                  {&t.tp_send_counts, "tpSendCounts"},
-                  {&t.x_active_mask, "xActiveMask"},
-                  {&t.shared_expert_x, "sharedExpertX"},
-                  {&t.ori_x, "oriX"},
-                  {&t.const_alpha1, "constExpertAlpha1"},
-                  {&t.const_alpha2, "constExpertAlpha2"},
-                  {&t.const_v, "constExpertV"},
-                  {&t.residual_x, "residualX"},
-                  {&t.gamma, "gamma"}});  // the outputs: CheckOutputView
+  for (const auto& [v, param] : CombineInputs(t)) CheckView(ck, *v, param);  // the outputs: CheckOutputView
   CheckWindow(ck, c, layout, window, p);
+}
+
+void CheckOutputsApart(const DispatchTensors& t, Profile profile, const char* op) {
+  const NamedView outputs[] = {{&t.expand_x, "expandXOut"},
+                               {&t.dynamic_scales, "dynamicScalesOut"},
+                               {&t.assist_info, "assistInfoForCombineOut"},
+                               {&t.expert_token_nums, "expertTokenNumsOut"},
+                               {&t.ep_recv_counts, "epRecvCountsOut"},
+                               {&t.tp_recv_counts, "tpRecvCountsOut"}};
+  const NamedView inputs[] = {{&t.x, "x"},
+                              {&t.expert_ids, "expertIds"},
+                              {&t.scales, "scales"},
+                              {&t.x_active_mask, "xActiveMask"},
+                              {&t.expert_scales, "expertScales"}};
+  CheckApart(Checker(op, profile), outputs, inputs);
+}
+
+void CheckOutputsApart(const CombineTensors& t, Profile profile, const char* op) {
+  const NamedView outputs[] = {{&t.x, "xOut"}, {&t.y, "yOut"}, {&t.rstd, "rstdOut"}};
+  CheckApart(Checker(op, profile), outputs, CombineInputs(t));
 }
 
 }  // namespace moe_ep::plan

@@ -35,4 +35,11 @@ void ValidateDispatchInputs(MoeConfig& config, const DispatchTensors& tensors, P
 void ValidateCombine(MoeConfig& config, const CombineTensors& tensors, Profile profile, WindowCapacity window,
                      const char* op);
 
+/// No output may share memory with another output or with an input (the span from a view's first byte to its
+/// last): peers read the inputs in place while this rank writes its outputs, and an output written over another
+/// loses one of them. 161002 naming both. On views a Validate* accepted, where the outputs are the caller's own
+/// (not stand-ins that only describe them, which Validate* may be given).
+void CheckOutputsApart(const DispatchTensors& tensors, Profile profile, const char* op);
+void CheckOutputsApart(const CombineTensors& tensors, Profile profile, const char* op);
+
 }  // namespace moe_ep::plan

@@ -107,13 +107,13 @@ struct Rank {
     if (st == ACL_SUCCESS) st = aclnnMoeDistributeDispatchV2(nullptr, ws, exec, stream);
     return Finish(st);
   }
-  Outcome Combine(const aclTensor* assist_info = nullptr) {
+  Outcome Combine(const aclTensor* assist_info = nullptr, aclTensor* out = nullptr) {
     uint64_t ws = 0;
     aclOpExecutor* exec = nullptr;
     aclnnStatus st = aclnnMoeDistributeCombineV2GetWorkspaceSize(
         expand_x.get(), ids.get(), assist_info ? assist_info : assist.get(), ep_recv.get(), weights.get(),
         tp_recv.get(), nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, group.c_str(), kRanks, rank, kMoe, "", 0,
-        0, 0, 0, 0, 0, 0, 0, 0, "", x_out.get(), &ws, &exec);
+        0, 0, 0, 0, 0, 0, 0, 0, "", out ? out : x_out.get(), &ws, &exec);
     if (st == ACL_SUCCESS) st = aclnnMoeDistributeCombineV2(nullptr, ws, exec, stream);
     return Finish(st);
   }
@@ -167,6 +167,26 @@ TEST_F(CapiBadData, CombineRejectsExpertIdsOutOfRangeBeforeAnyRowMoves) {
       rank.ExpectGoodRound();
     });
   }
+}
+
+// An xOut over the first rows of expandX (an "in place" combine): peers read those rows in place while this rank
+// writes xOut, so the sums depended on timing. Refused as it runs (phase one may see stand-ins for outputs), naming
+// both, before anything moves; the group stays usable.
+TEST_F(CapiBadData, AnOutputSharingMemoryWithAnInputIsRefused) {
+  OnEveryRank([&](int r) {
+    Rank rank(r, comm(r));
+    ASSERT_EQ(rank.Dispatch().status, ACL_SUCCESS) << RecentErrMsg();
+    const std::vector<uint16_t> rows_before = rank.expand_x.Read<uint16_t>();
+    const int64_t dims[] = {kBs, kH}, strides[] = {kH, 1}, storage[] = {kA * kH};
+    aclTensor* over = aclCreateTensor(dims, 2, ACL_BF16, strides, 0, ACL_FORMAT_ND, storage, 1, rank.expand_x.data());
+    ASSERT_NE(over, nullptr) << RecentErrMsg();
+    const Outcome o = rank.Combine(nullptr, over);
+    aclDestroyTensor(over);
+    ExpectRunTimeFailure(o, ACLNN_ERR_PARAM_INVALID, "xOut", "(8, 1024)");
+    EXPECT_NE(o.message.find("must not share memory with 'expandX' = (32, 1024) bf16"), std::string::npos) << o.message;
+    EXPECT_EQ(rank.expand_x.Read<uint16_t>(), rows_before) << "expandX, under xOut, was written";
+    rank.ExpectGoodRound();
+  });
 }
 
 // Defect 2: the same expert twice in a token sent more rows to a rank than expandXOut holds when the rank

@@ -2,8 +2,9 @@
 // expert ids in a combine handle, corrupted expandIdx and counts in an Atlas A2-layout handle (on every rank, or on
 // one, which its peer then names), a repeated expert in a token, a huge global_bs, malformed views, survivors that drop
 // a shared-expert replica, absurd allocations, TP pairs whose ranks disagree or whose handles count other rows, a
-// peer's attributes from before a reset. Each fails with its code and a message naming the field, and the group stays
-// usable: the next good round returns every token bit for bit.
+// peer's attributes from before a reset, outputs that share memory with an input or another output, a refused call's
+// staged copy. Each fails with its
+// code and a message naming the field, and the group stays usable: the next good round returns every token bit for bit.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "api/group_impl.h"
 #include "moe_ep/error.h"
 #include "moe_ep/ops.h"
 #include "verify/run_ranks.h"
@@ -215,7 +217,7 @@ TEST(BadData, CombineRejectsCorruptedExpandIdxAndCountsInTheHandle) {
 // tokens stay on its own experts, so only rank 0 is waited for. A synced reset brings the group back.
 TEST(BadData, AnAtlasA2RankRefusingItsHandleAloneIsNamedByItsPeer) {
   GroupOptions quick;
-  quick.timeout = std::chrono::milliseconds(1000);
+  quick.timeout = std::chrono::milliseconds(2000);
   quick.window_bytes = 16 << 20;
   quick.name = "bad-data-a2-alone";
   auto groups = CreateThreadGroups(kRanks, quick);
@@ -240,6 +242,8 @@ TEST(BadData, AnAtlasA2RankRefusingItsHandleAloneIsNamedByItsPeer) {
         ADD_FAILURE() << "rank 1's combine returned without rank 0's";
       } catch (const TimeoutError& e) {
         EXPECT_EQ(e.missing_ranks(), std::vector<int>{0}) << e.what();
+      } catch (const Error& e) {  // not thrown past the latch, which rank 0 waits at
+        ADD_FAILURE() << "rank 1: " << e.what();
       }
     }
     combined.arrive_and_wait();
@@ -295,6 +299,25 @@ TEST(BadData, RanksThatDisagreeWriteNoOutput) {
   }
 }
 
+// A dispatch refused for a disagreement, on the pull path with x staged (a copy in the shared heap that its readers
+// say they are done with): no rank reads it, so its buffer is taken again two calls later instead of being given up
+// (kept for the life of the process: 64 KiB or more per refused call).
+TEST(BadData, ARefusedDispatchLeavesNoStagedCopyBehind) {
+  GroupOptions pulling;
+  pulling.timeout = std::chrono::milliseconds(4000);
+  pulling.window_bytes = 16 << 20;
+  pulling.data_path = DataPath::kPull;
+  pulling.name = "bad-data-staged";
+  auto groups = CreateThreadGroups(kRanks, pulling);
+  RunRanks(kRanks, [&](int r) {
+    RankData d(r);
+    ExpectDispatchRefused(groups[r], d.XView(), d.IdsView(), Options(Moe(r == 0 ? kMoe : 2 * kMoe)),
+                          ErrorCode::kInvalidConfig, {"called with attributes that differ"});
+    for (int round = 0; round < 3; ++round) ExpectGoodRound(groups[r], r);
+    EXPECT_EQ(GroupAccess::Comm(groups[r]).state().dispatch_stage.abandoned(), 0) << "rank " << r;
+  });
+}
+
 // Expert outputs of another H or dtype than the dispatch's are refused naming them and both sizes (dtypes), before x
 // is written.
 TEST(BadData, ExpertOutputsOfAnotherHiddenSizeOrDtypeAreNamed) {
@@ -311,8 +334,62 @@ TEST(BadData, ExpertOutputsOfAnotherHiddenSizeOrDtypeAreNamed) {
     if (r == 1) {
       const TensorView half_out(res.expand_x.data(), DType::kFp16, res.expand_x.view().shape);
       ExpectError([&] { Combine(groups[r], res.handle, half_out, d.WeightsView()); }, ErrorCode::kInvalidParam,
-                  {"'expert_out' = (", ") fp16", "dtype must be the dispatch's x dtype, bf16"});
+                  {"Combine: parameter 'expert_out' = (", ") fp16", "dtype must be the dispatch's x dtype, bf16"});
+      ExpectError(
+          [&] { CombineAddRmsNormInto(groups[r], res.handle, half_out, d.WeightsView(), {}, {}, 1e-6f, {}, {}); },
+          ErrorCode::kInvalidParam, {"CombineAddRmsNorm: parameter 'expert_out' = (", ") fp16"});
     }
+    ExpectGoodRound(groups[r], r);
+  });
+}
+
+// Outputs that share memory with an input (peers read it in place while this rank writes) or with another output
+// (one would overwrite the other) are refused naming both, before anything is written: expand_x over x, assist_info
+// over ep_recv_counts, combine's x_out over the expert outputs.
+TEST(BadData, OutputsSharingMemoryAreRefusedNamingBoth) {
+  auto groups = Groups();
+  RunRanks(kRanks, [&](int r) {
+    RankData d(r);
+    const DispatchSizes n = DispatchOutputSizes(groups[r], d.XView(), d.IdsView(), Options());
+    // x at the start of the buffer expand_x covers; the rest poisoned.
+    std::vector<uint16_t> shared(n.rows * kHidden, kPoison);
+    std::copy(d.x.begin(), d.x.end(), shared.begin());
+    std::vector<int32_t> assist(n.assist_entries + n.recv_count_entries, kPoison), token_nums(2 * n.token_num_entries);
+    std::vector<int32_t> tp_counts(1);
+    const TensorView x_in_shared(shared.data(), DType::kBf16, {kBs, kHidden});
+    const TensorView counts(assist.data(), DType::kInt32, {n.recv_count_entries});  // over assist_info's start
+    const auto outputs = [&](const TensorView& expand_x, const TensorView& recv_counts) {
+      return DispatchOutputs{expand_x,
+                             {},
+                             TensorView(assist.data(), DType::kInt32, {n.assist_entries}),
+                             TensorView(token_nums.data(), DType::kInt64, {n.token_num_entries}),
+                             recv_counts,
+                             TensorView(tp_counts.data(), DType::kInt32, {1})};
+    };
+    const TensorView expand_x(shared.data(), DType::kBf16, {n.rows, kHidden});
+    std::vector<int32_t> own_counts(n.recv_count_entries);
+    const TensorView separate_counts(own_counts.data(), DType::kInt32, {n.recv_count_entries});
+    ExpectError(
+        [&] { DispatchInto(groups[r], x_in_shared, d.IdsView(), Options(), outputs(expand_x, separate_counts)); },
+        ErrorCode::kInvalidParam,
+        {"Dispatch: parameter 'DispatchOutputs::expand_x' = (" + std::to_string(n.rows) + ", 64) bf16",
+         "must not share memory with 'x' = (8, 64) bf16"});
+    std::vector<uint16_t> apart(n.rows * kHidden, kPoison);
+    const TensorView expand_x_apart(apart.data(), DType::kBf16, {n.rows, kHidden});
+    ExpectError([&] { DispatchInto(groups[r], d.XView(), d.IdsView(), Options(), outputs(expand_x_apart, counts)); },
+                ErrorCode::kInvalidParam,
+                {"parameter 'DispatchOutputs::assist_info'",
+                 "must not share memory with 'DispatchOutputs::ep_recv_counts'", "an output written over another"});
+    EXPECT_TRUE(std::all_of(shared.begin() + d.x.size(), shared.end(), [](uint16_t e) { return e == kPoison; }));
+    EXPECT_TRUE(std::all_of(apart.begin(), apart.end(), [](uint16_t e) { return e == kPoison; }));
+    EXPECT_TRUE(std::all_of(assist.begin(), assist.end(), [](int32_t e) { return e == kPoison; }));
+    DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), Options());
+    const std::vector<uint16_t> rows(res.expand_x.data_as<uint16_t>(),
+                                     res.expand_x.data_as<uint16_t>() + res.expand_x.numel());
+    const TensorView x_over_rows(res.expand_x.data(), DType::kBf16, {kBs, kHidden});
+    ExpectError([&] { CombineInto(groups[r], res.handle, res.expand_x.view(), d.WeightsView(), {}, x_over_rows); },
+                ErrorCode::kInvalidParam, {"Combine: parameter 'x_out'", "must not share memory with 'expert_out'"});
+    EXPECT_TRUE(std::equal(rows.begin(), rows.end(), res.expand_x.data_as<uint16_t>())) << "expert_out was written";
     ExpectGoodRound(groups[r], r);
   });
 }
@@ -365,11 +442,14 @@ TEST(BadData, TpPairThatIsTheEpGroupIsRefused) {
     RankData d(r);
     ExpectError([&] { Dispatch(groups[r], d.XView(), d.IdsView(), Options(), &three[r]); }, ErrorCode::kInvalidConfig,
                 {"Dispatch: parameter 'tp' = tp group 'moe_ep", "of 3 ranks violates rule: a TP pair is a group of 2"});
-    ExpectError([&] { Dispatch(groups[r], d.XView(), d.IdsView(), Options(), &groups[r]); }, ErrorCode::kInvalidConfig,
-                {"Dispatch: parameter 'tp' = tp group", "is the ep group too"});
+    ExpectError(
+        [&] { Dispatch(groups[r], d.XView(), d.IdsView(), Options(), &groups[r]); }, ErrorCode::kInvalidConfig,
+        {"Dispatch: parameter 'tp' = tp group", "violates rule: the TP pair is a group of its own, not the ep group"});
     DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), Options());
-    ExpectError([&] { Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView(), {}, &groups[r]); },
-                ErrorCode::kInvalidConfig, {"Combine: parameter 'tp' = tp group", "is the ep group too"});
+    ExpectError(
+        [&] { Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView(), {}, &groups[r]); },
+        ErrorCode::kInvalidConfig,
+        {"Combine: parameter 'tp' = tp group", "violates rule: the TP pair is a group of its own, not the ep group"});
     ExpectGoodRound(groups[r], r);
   });
 }

@@ -272,6 +272,7 @@ def test_bad_input_names_the_parameter():
     assert caught.value.code == moe_ep.errors.INVALID_PARAM
     with pytest.raises(moe_ep.InvalidArgumentError, match=r"\) fp16 violates rule: .* x dtype, bf16") as caught:
         moe_ep.combine(group, d.handle, torch.zeros(2, 8, dtype=torch.float16), torch.zeros(2, 1))
+    assert caught.value.code == moe_ep.errors.INVALID_PARAM
     with pytest.raises(moe_ep.InvalidArgumentError, match=r"window_mb = -1 must be in \[0, 1048576\]"):
         moe_ep.thread_groups(2, window_mb=-1)
     with pytest.raises(moe_ep.InvalidArgumentError, match=r"size = 1099511627776 must be in"):

@@ -1766,8 +1766,8 @@ TEST(NativeApi, WindowTooSmallNamesTheRequiredSize) {
 }
 
 // Options out of their ranges are refused when the group is made, naming the field, its value and its range: a
-// window past 2^40 bytes would wrap the size of each rank's segment (a process group then wrote past it); a name
-// with a '/' failed in the shared-memory transport, naming neither the option nor its value.
+// window past 2^40 bytes would wrap the size of each rank's segment (a process group then wrote past it); a process
+// group's name with a '/' failed in the shared-memory transport, naming neither the option nor its value.
 TEST(NativeApi, GroupOptionsOutOfRangeAreRefusedByName) {
   struct Bad {
     const char* field;
@@ -1781,8 +1781,6 @@ TEST(NativeApi, GroupOptionsOutOfRangeAreRefusedByName) {
       {"threads", [](GroupOptions& o) { o.threads = 1025; }, "1025"},
       {"timeout", [](GroupOptions& o) { o.timeout = milliseconds(-5); }, "-5 ms"},
       {"timeout", [](GroupOptions& o) { o.timeout = milliseconds::max(); }, "9223372036854775807 ms"},
-      {"name", [](GroupOptions& o) { o.name = "a/b"; }, "'a/b'"},
-      {"name", [](GroupOptions& o) { o.name = std::string("a\0b", 3); }, "'a\\0b'"},
   };
   for (const Bad& b : bad) {
     GroupOptions options;
@@ -1803,6 +1801,22 @@ TEST(NativeApi, GroupOptionsOutOfRangeAreRefusedByName) {
     } catch (const Error& e) {
       EXPECT_EQ(e.code(), ErrorCode::kInvalidParam) << e.what();
       EXPECT_NE(std::string(e.what()).find(std::string("GroupOptions::") + b.field), std::string::npos) << e.what();
+    }
+  }
+  // A process group's name names its shared-memory segments: no '/', no NUL. A thread group's is a label.
+  for (const std::string& name : {std::string("a/b"), std::string("a\0b", 3)}) {
+    GroupOptions options;
+    options.name = name;
+    EXPECT_NO_THROW(CreateThreadGroups(2, options));
+    try {
+      JoinProcessGroup({0, 2, "optionstest"}, options);
+      ADD_FAILURE() << "a process group accepted it";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidParam) << e.what();
+      const std::string shown = name == "a/b" ? "'a/b'" : "'a\\0b'";
+      EXPECT_NE(std::string(e.what()).find("GroupOptions::name = " + shown + ": must be without '/' and NUL"),
+                std::string::npos)
+          << e.what();
     }
   }
 }
@@ -1837,11 +1851,12 @@ TEST(NativeApi, GroupsThatCannotBeMadeAreRefusedByName) {
       {[] {
          JoinProcessGroup({0, kMaxGroupRanks + 1, "sizetest"});
        },
-       "JoinProcessGroup: job.world_size = 65537 violates rule: in [1, 65536]"},
+       "JoinProcessGroup: job.world_size = 65537 (no members given: the group is the whole job) violates rule: at "
+       "most 65536 ranks"},
       {[] {
          JoinProcessGroup({0, std::numeric_limits<int>::max(), "sizetest"});
        },
-       "JoinProcessGroup: job.world_size = 2147483647 violates rule: in [1, 65536]"},
+       "JoinProcessGroup: job.world_size = 2147483647 violates rule: in [1, 1048576]"},
       {[] {
          JoinProcessGroup({0, 0, "sizetest"});
        },

@@ -90,10 +90,8 @@ void WriteRankTimes(const std::string& dir, const std::string& tag, int rank, co
         out << '\n';
       }
     }
-    if (!out) {
-      throw Error(ErrorCode::kInternal,
-                  "cannot write the rank times file " + path + ".partial: " + std::strerror(errno));
-    }
+    out.close();  // a write that fails only as the file is flushed (a full disk) counts too
+    if (!out) throw Error(ErrorCode::kInternal, "cannot write the rank times file " + path + ".partial");
   }
   std::filesystem::rename(path + ".partial", path);
 }

@@ -136,7 +136,9 @@ std::function<void()> BuildDispatch(const std::string& op, const DispatchArgs& a
   if (profile == plan::Profile::kA2Hierarchy) RefuseHierarchy(op, a.comm_alg);
   if (c.quant_mode == 0) t.scales = {};  // A2 with a half expandX copies rows whatever quantMode and scales say
   const env::Product product = env::SocName().second;
-  return [c, t, groups, elastic, op, product] {
+  return [c, t, groups, elastic, op, product, profile] {
+    // Here, not in phase one: outputs the caller has not made yet may be described by stand-ins there.
+    plan::CheckOutputsApart(t, profile, op.c_str());
     const std::vector<int32_t> table = elastic.present() ? ops::GatherInt32(elastic) : std::vector<int32_t>{};
     plan::DispatchTensors run = t;
     const ops::DenseOutputs dense(run.outputs());
