@@ -251,14 +251,15 @@ std::pair<uintptr_t, uintptr_t> SpanOf(const TensorView& v) {
 
 void CheckApart(const Checker& ck, std::span<const NamedView> outputs, std::span<const NamedView> inputs) {
   for (auto out = outputs.begin(); out != outputs.end(); ++out) {
-    const auto [first, end] = SpanOf(*out->first);
+    const std::pair<uintptr_t, uintptr_t> span = SpanOf(*out->first);  // not bound by name: clang 14's lambdas
     const auto refuse_shared = [&](const NamedView& other, const char* why) {
-      const auto [other_first, other_end] = SpanOf(*other.first);
+      const std::pair<uintptr_t, uintptr_t> other_span = SpanOf(*other.first);
       ck.Require(
-          !(first < other_end && other_first < end), ErrorCode::kInvalidParam, out->second, *out->first,
-          "must not share memory with '", [&] { return ck.Name(other.second); }, "' = ", *other.first, why);
+          !(span.first < other_span.second && other_span.first < span.second), ErrorCode::kInvalidParam, out->second,
+          *out->first, "must not share memory with '", [&] { return ck.Name(other.second); }, "' = ", *other.first,
+          why);
     };
-    if (first == end) continue;
+    if (span.first == span.second) continue;
     for (auto later = std::next(out); later != outputs.end(); ++later) {
       refuse_shared(*later, " (an output written over another loses one of them)");
     }
@@ -705,7 +706,8 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
                "only allowed when sharedExpertRankNum == 0");
     const auto& s = t.shared_expert_x.shape;
     const bool ok2 = s.size() == 2 && s[0] == c.bs && s[1] == c.hidden;
-    const bool ok3 = s.size() == 3 && s[0] * s[1] == c.bs && s[2] == c.hidden;
+    int64_t rows = 0;  // the views are checked below: d0 * d1 may overflow here
+    const bool ok3 = s.size() == 3 && !__builtin_mul_overflow(s[0], s[1], &rows) && rows == c.bs && s[2] == c.hidden;
     ck.Shape(ok2 || ok3, t.shared_expert_x, "sharedExpertX", "shape must be (Bs, H) or (d0, d1, H) with d0*d1 == Bs");
   }
   CheckSpecialExpertInputs(ck, c, t);

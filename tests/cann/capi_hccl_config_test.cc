@@ -381,19 +381,21 @@ TEST(CapiRankTable, BadTablesAndDevicesAreRefusedNamingWhatIsWrong) {
     std::string named;
   };
   const std::string good = RankTableFile::OneServer(2);
-  std::string duplicate = good, missing = good, two_servers = good, not_number = good;
+  std::string duplicate = good, missing = good, two_servers = good, not_number = good, shared_device = good;
   duplicate.replace(duplicate.rfind("\"rank_id\": \"1\""), 14, "\"rank_id\": \"0\"");
+  shared_device.replace(shared_device.rfind("\"device_id\": \"6\""), 16, "\"device_id\": \"7\"");
   missing.replace(missing.rfind("\"rank_id\": \"1\""), 14, "\"rank_id\": \"2\"");
   not_number.replace(not_number.rfind("\"device_id\": \"6\""), 16, "\"device_id\": \"x\"");
   two_servers.replace(
       two_servers.find("]}\n  ]"), 6,
       "]},\n    {\"server_id\": \"10.0.0.2\", \"device\": [{\"device_id\": \"0\", \"rank_id\": \"2\"}]}\n  ]");
   std::vector<Bad> bad = {
-      {"", 0, HCCL_E_PARA, "cannot be read"},
+      {"", 0, HCCL_E_PARA, "cannot be read: No such file or directory"},
       {"{\"server_list\": [", 0, HCCL_E_PARA, "not valid JSON"},
       {"[]", 0, HCCL_E_PARA, "object"},
       {"{\"server_list\": []}", 0, HCCL_E_PARA, "server_list"},
       {duplicate, 0, HCCL_E_PARA, "rank_id 0 appears twice"},
+      {shared_device, 0, HCCL_E_PARA, "rank_id 1 is on device_id 7 of server '10.0.0.1', as rank_id 0 is"},
       {missing, 0, HCCL_E_PARA, "rank_id 1 is missing"},
       {not_number, 0, HCCL_E_PARA, "device_id"},
       {good, 2, HCCL_E_PARA, "rank = 2"},

@@ -137,6 +137,17 @@ def test_a_group_name_holding_nul_is_refused_not_cut_short(name):
         torch_npu.npu_moe_distribute_buffer_reset(torch.ones(2, dtype=torch.int32), name + "\0x", 2)
 
 
+def test_the_extension_names_what_an_argument_must_be(name):
+    # Past the Python front end's checks (a caller of the extension itself): the value and what it must be.
+    from moe_ep import _moe_ep, _tensors
+    elastic = {"elastic_info": _tensors.spec(torch.ones(16, dtype=torch.int32), "elastic_info")}
+    with pytest.raises(moe_ep.InvalidArgumentError,
+                       match=r"buffer_reset: ep_world_size = '16' must be an int in \[-2147483648, 2147483647\]"):
+        _moe_ep.cann.buffer_reset(elastic, {"group_ep": name, "ep_world_size": "16", "need_sync": 1})
+    with pytest.raises(moe_ep.InvalidArgumentError, match=r"buffer_reset: group_ep = 7 must be a str"):
+        _moe_ep.cann.buffer_reset(elastic, {"group_ep": 7, "ep_world_size": 16, "need_sync": 1})
+
+
 def test_buffer_reset_need_sync_is_an_int_not_a_bool():
     with pytest.raises(moe_ep.InvalidArgumentError, match="need_sync = True must be an int, not a bool"):
         torch_npu.npu_moe_distribute_buffer_reset(torch.ones(16, dtype=torch.int32), "no_such_group", 16,

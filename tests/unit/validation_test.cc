@@ -1243,6 +1243,15 @@ const CombineRow kCombineRules[] = {
      },
      kRule,
      {"'sharedExpertX' = (2, 4, 7000)"}},
+    // d0 * d1 past int64: 8 * (2^61 + 1) = 2^64 + 8, which wrapped to Bs = 8 and passed the shape rule (a signed
+    // overflow); refused by it now.
+    {"SharedExpertX3DProductOverflows",
+     nullptr,
+     [](CombineCall& c) {
+       c.t.shared_expert_x = View(DType::kBf16, {8, (int64_t{1} << 61) + 1, 7168});
+     },
+     kRule,
+     {"'sharedExpertX' = (8, 2305843009213693953, 7168)", "d0*d1 == Bs"}},
     {"SharedExpertX1D",
      nullptr,
      [](CombineCall& c) { c.t.shared_expert_x = View(DType::kBf16, {8 * 7168}); },

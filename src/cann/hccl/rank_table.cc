@@ -2,11 +2,13 @@
 #include "cann/hccl/rank_table.h"
 
 #include <cctype>
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <sstream>
+#include <utility>
 
 #include "moe_ep/error.h"
 #include "moe_ep/group.h"
@@ -166,7 +168,10 @@ RankTable ReadRankTable(const std::string& path, const char* api) {
     throw Error(ErrorCode::kInvalidParam, std::string(api) + ": rank table '" + path + "': " + what);
   };
   std::ifstream file(path, std::ios::binary);
-  if (!file) fail("cannot be read");
+  if (!file) {
+    const int why = errno;  // open(2)'s, before the message is put together
+    fail(std::string("cannot be read: ") + std::strerror(why));
+  }
   std::ostringstream content;
   content << file.rdbuf();
   const std::string text = content.str();
@@ -218,6 +223,16 @@ RankTable ReadRankTable(const std::string& path, const char* api) {
   if (table.ranks.size() > static_cast<size_t>(kMaxGroupRanks)) {
     fail("it lists " + std::to_string(table.ranks.size()) + " ranks; a group has at most " +
          std::to_string(kMaxGroupRanks));
+  }
+  // One rank per device: two on one would both take the device's communicator slot.
+  std::map<std::pair<std::string, int32_t>, size_t> rank_on;
+  for (size_t r = 0; r < table.ranks.size(); ++r) {
+    const auto [other, fresh] = rank_on.emplace(std::pair(table.ranks[r].server, table.ranks[r].device), r);
+    if (!fresh) {
+      fail("rank_id " + std::to_string(r) + " is on device_id " + std::to_string(table.ranks[r].device) +
+           " of server '" + table.ranks[r].server + "', as rank_id " + std::to_string(other->second) +
+           " is; each device holds one rank");
+    }
   }
   return table;
 }

@@ -19,7 +19,8 @@ struct RankTable {
 /// Reads a rank table (JSON: {"server_list": [{"server_id": S, "device": [{"device_id": D, "rank_id": R}, ...]},
 /// ...], ...}; ids as strings or numbers, other members ignored). Throws Error (kInvalidParam) naming the file
 /// and what is wrong: unreadable, not JSON (with the byte offset), a member missing or of another type, an id that
-/// is not a non-negative integer, rank ids that are not 0 .. n - 1 each once; the message begins with `api`, the
+/// is not a non-negative integer, rank ids that are not 0 .. n - 1 each once, more than kMaxGroupRanks ranks, two
+/// ranks on one device of a server; the message begins with `api`, the
 /// entry point that reads the table.
 RankTable ReadRankTable(const std::string& path, const char* api);
 
