@@ -65,6 +65,8 @@ TEST_F(Stage, ABufferWithAReaderNotDoneIsNotFreedToGrow) {
   ASSERT_NE(large, nullptr);
   EXPECT_NE(large, first);
   EXPECT_EQ(std::memcmp(first, before.data(), before.size()), 0) << "the abandoned buffer was written";
+  // Given up, not freed (a freed block keeps its bytes too, and may land elsewhere from the larger one).
+  EXPECT_EQ(stage.abandoned(), 1);
 }
 
 TEST_F(Stage, ABufferIsReusedOnceItsReadersAreDone) {
@@ -73,6 +75,7 @@ TEST_F(Stage, ABufferIsReusedOnceItsReadersAreDone) {
   windows[1]->Signal(0, 3, MakeFlag(kEpoch, 1));
   windows[1]->Signal(0, 5, MakeFlag(kEpoch, 1));
   EXPECT_EQ(StageRows(0), first);
+  EXPECT_EQ(stage.abandoned(), 0);
 }
 
 TEST_F(Stage, ABufferWithAReaderNotDoneIsNeverReused) {
@@ -84,12 +87,14 @@ TEST_F(Stage, ABufferWithAReaderNotDoneIsNeverReused) {
   const uint8_t* second = StageRows(0);
   EXPECT_NE(second, first);
   EXPECT_EQ(std::memcmp(first, before.data(), before.size()), 0) << "the abandoned buffer was written";
+  EXPECT_EQ(stage.abandoned(), 1);
 }
 
 TEST_F(Stage, SettleGivesUpBuffersWhoseReadersDoNotAnswer) {
   const uint8_t* first = StageRows(1);
   stage.Readers(1, kEpoch, {4});
   stage.Settle(own, moe_ep::transport::Clock::now());  // nobody answered: given up at once
+  EXPECT_EQ(stage.abandoned(), 1);
   EXPECT_NE(StageRows(1), first);
   stage.Readers(1, kEpoch + 2, {4});
   windows[1]->Signal(0, 4, MakeFlag(kEpoch + 2, 1));
@@ -97,6 +102,7 @@ TEST_F(Stage, SettleGivesUpBuffersWhoseReadersDoNotAnswer) {
   stage.Readers(1, kEpoch + 2, {4});
   stage.Settle(own, moe_ep::transport::Clock::now());  // answered: kept
   EXPECT_EQ(StageRows(1), kept);
+  EXPECT_EQ(stage.abandoned(), 1);
 }
 
 }  // namespace
