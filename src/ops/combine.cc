@@ -171,8 +171,7 @@ std::vector<ReturnRoute> BlockRoutes(const MoeConfig& c, const std::vector<int32
   const int64_t e_num = c.ep_world_size, l = c.local_expert_num(), own_rows = counts.back();
   std::vector<ReturnRoute> routes(own_rows);
   std::vector<int64_t> next(e_num, -1), end_of(e_num, -1);  // per owner, once it announced: next and end slot
-  const auto bad_counts = [&](int64_t entry, const std::string& rule) { BadCount(counts, entry, rule); };
-  int64_t previous = 0;  // the counts never decrease: CheckCountsNeverDecrease
+  int64_t previous = 0;                                     // the counts never decrease: CheckCountsNeverDecrease
   for (int64_t el = 0; el < l; ++el) {
     for (int64_t owner = 0; owner < e_num; ++owner) {
       const int64_t entry = el * e_num + owner, end = counts[entry];
@@ -186,8 +185,9 @@ std::vector<ReturnRoute> BlockRoutes(const MoeConfig& c, const std::vector<int32
                                                      static_cast<int>(owner), "MoeDistributeCombine", what));
       }
       if (end - previous > end_of[owner] - next[owner]) {
-        bad_counts(entry, "they return rank " + std::to_string(owner) +
-                              " more rows than its expertIds and xActiveMask sent to this rank's experts");
+        BadCount(counts, entry,
+                 "they return rank " + std::to_string(owner) +
+                     " more rows than its expertIds and xActiveMask sent to this rank's experts");
       }
       for (int64_t row = previous; row < end; ++row) routes[row] = {static_cast<int32_t>(owner), next[owner]++};
       previous = end;
@@ -195,9 +195,9 @@ std::vector<ReturnRoute> BlockRoutes(const MoeConfig& c, const std::vector<int32
   }
   for (int64_t owner = 0; owner < e_num; ++owner) {
     if (next[owner] != end_of[owner]) {
-      bad_counts(l * e_num - 1, "they return rank " + std::to_string(owner) + " " +
-                                    std::to_string(end_of[owner] - next[owner]) +
-                                    " rows fewer than its expertIds and xActiveMask sent to this rank's experts");
+      BadCount(counts, l * e_num - 1,
+               "they return rank " + std::to_string(owner) + " " + std::to_string(end_of[owner] - next[owner]) +
+                   " rows fewer than its expertIds and xActiveMask sent to this rank's experts");
     }
   }
   return routes;
@@ -583,18 +583,16 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
   // Atlas A2's own data is checked once the call has its slot (as its peers': a rank refusing alone stays in step
   // with peers that need nothing of it) and before it announces anything (peers that do time out naming it).
   ExpandIdxSlots own_slots;
+  std::vector<ReturnRoute> routes;
   if (c.expand_idx()) {
     own_slots = PlanExpandIdxSlots(c, ids, mask, assist);
     CheckCountsNeverDecrease(send_counts);
-  }
-  const std::vector<int64_t>& pair_slots = own_slots.slots;
-  std::vector<ReturnRoute> routes;
-  if (c.expand_idx()) {
     AnnounceSlotBases(c, own_slots, ctx.ep, call);
     routes = BlockRoutes(c, send_counts, ctx.ep, call, ctx);
   } else {
     routes = TripleRoutes(layout, assist, own_rows);
   }
+  const std::vector<int64_t>& pair_slots = own_slots.slots;
   const pull::CallFlags flags(plan::kCombinePullFlagBase, call);
   std::vector<uint8_t> readers(c.ep_world_size, 1);  // whoever announcing reached, should it stop part-way
   try {

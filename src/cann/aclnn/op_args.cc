@@ -112,9 +112,10 @@ void RequireGroup(const std::string& op, const std::shared_ptr<Comm>& comm, cons
                   int64_t size, const char* size_param, int64_t rank, const char* rank_param) {
   const std::string value = "'" + name + "'";
   if (!comm) {
+    const int32_t device = CurrentDevice();
     Reject(ErrorCode::kInvalidConfig, op, param, value,
            "must name a live HCCL communicator with a rank on this thread's device " +
-               (CurrentDevice() < 0 ? std::string("(none set)") : std::to_string(CurrentDevice())) +
+               (device < 0 ? std::string("(none set)") : std::to_string(device)) +
                " (HcclGetCommName; set the device with aclrtSetDevice / aclrtSetCurrentContext)");
   }
   if (comm->comm->size() != size || comm->comm->rank() != rank) {
