@@ -6,9 +6,12 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import moe_ep
 import moe_ep.distributed as md
+from operator_cases import check_results, make_case
+from rank_pool import WORLD
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -18,15 +21,20 @@ def root_files():
 
 
 @pytest.mark.skipif(not os.environ.get("MOE_EP_TOOL"), reason="MOE_EP_TOOL (the moe-ep command) is not set")
-def test_launch_job_ranks_dispatch_and_combine(seed):
-    script = ("import os, sys; sys.argv = [sys.argv[0], os.environ['MOE_EP_RANK'], os.environ['MOE_EP_WORLD_SIZE']];"
-              f" sys.path.insert(0, {HERE!r}); import launch_rank; launch_rank.main()")
+def test_launch_job_ranks_dispatch_and_combine(seed, tmp_path):
+    # Every rank's outputs, through torch_npu's functions and the native process group, come back here and are
+    # compared with the golden model (random expert outputs, outputs poisoned first).
+    case = make_case(seed, shared_expert_num=0)
+    torch.save(case, tmp_path / "case.pt")
+    script = f"import sys; sys.path.insert(0, {HERE!r}); import launch_rank; launch_rank.main()"
     before = root_files()
-    env = dict(os.environ, MOE_EP_TIMEOUT_MS="60000", MOE_EP_TEST_SEED=str(seed))
-    done = subprocess.run([os.environ["MOE_EP_TOOL"], "launch", "-n", "4", "--", sys.executable, "-c", script],
-                          capture_output=True, text=True, timeout=300, env=env)
+    env = dict(os.environ, MOE_EP_TIMEOUT_MS="60000")
+    done = subprocess.run([os.environ["MOE_EP_TOOL"], "launch", "-n", str(WORLD), "--", sys.executable, "-c", script,
+                           str(tmp_path)], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("both paths bit for bit") == 4, done.stdout
+    got = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    for path in ("torch_npu", "native"):
+        check_results(case, [g[path] for g in got])
     assert root_files() <= before, "a root info file was left behind"
 
 
