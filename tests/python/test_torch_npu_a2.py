@@ -1,6 +1,8 @@
 # moe_ep.torch_npu as Atlas A2 (MOE_EP_SOC_NAME=Ascend910B3) on 8 thread ranks: dispatch / combine with
 # comm_alg "fullmesh", a 1-D mask and random routing, bit for bit against the golden model (A2's rows, counts and sums
-# are A3's); assist_info_for_combine holds A2's expandIdx, which the test derives from the routing itself.
+# are A3's); assist_info_for_combine holds A2's expandIdx, which the test reads off the golden model's rows.
+import random
+
 import torch
 
 import moe_ep.distributed as md
@@ -12,13 +14,21 @@ from torch_golden import golden_combine, golden_dispatch
 E, BS, H, K, MOE = 8, 6, 96, 3, 16
 
 
-def expand_idx(ids, active):
-    """For each (t, k) of the active tokens: how many earlier pairs of the rank went to the same expert."""
-    seen, out = {}, []
-    for e in ids[:active].reshape(-1).tolist():
-        out.append(seen.get(e, 0))
-        seen[e] = seen.get(e, 0) + 1
-    return torch.tensor(out, dtype=torch.int32)
+def expand_idx(want, active):
+    """A2's expandIdx of every rank, from the golden (A3) layout: the row of (t, k) inside the block its expert
+    received from its rank, whose rows are in (t, k) order (docs/a2.md). want: golden_dispatch's result."""
+    out = [torch.full((active[r] * K,), -1, dtype=torch.int32) for r in range(E)]
+    local = MOE // E
+    for owner in range(E):
+        assist = want[owner]["assist_info"].reshape(-1, 3).tolist()
+        experts = torch.repeat_interleave(torch.arange(local), want[owner]["expert_token_nums"]).tolist()
+        taken = {}
+        for (src, t, k), j in zip(assist, experts):
+            block = (owner * local + j, src)
+            out[src][t * K + k] = taken.get(block, 0)
+            taken[block] = taken.get(block, 0) + 1
+    assert all(bool((o >= 0).all()) for o in out), "a routed pair the golden model has no row for"
+    return out
 
 
 def test_atlas_a2_dispatch_combine(seed, monkeypatch):
@@ -28,7 +38,8 @@ def test_atlas_a2_dispatch_combine(seed, monkeypatch):
     x = [torch.randn(BS, H, generator=g).to(torch.bfloat16) for _ in range(E)]
     ids = [torch.stack([torch.randperm(MOE, generator=g)[:K] for _ in range(BS)]).to(torch.int32) for _ in range(E)]
     w = [torch.rand(BS, K, generator=g) for _ in range(E)]
-    active = [BS - (r % 3) for r in range(E)]
+    rnd = random.Random(seed)
+    active = [rnd.choice([0, BS]) if r < 2 else rnd.randrange(BS + 1) for r in range(E)]  # none and all among them
     masks = [torch.arange(BS) < active[r] for r in range(E)]
     outs = [torch.randn(BS * E * K, H, generator=g).to(torch.bfloat16) for _ in range(E)]
     torch_npu.poison_outputs = True
@@ -48,11 +59,12 @@ def test_atlas_a2_dispatch_combine(seed, monkeypatch):
     want = golden_dispatch(x, ids, ep_world_size=E, moe_expert_num=MOE, shared_expert_num=0, x_active_mask=masks)
     want_y = golden_combine(outs, ids, w, ep_world_size=E, moe_expert_num=MOE, shared_expert_num=0,
                             x_active_mask=masks)
+    want_idx = expand_idx(want, active)
     for r in range(E):
         d, y = results[r]
         rows, tag = want[r]["rows"], f"seed {seed} rank {r}"
         assert_bits(d[0][:rows], want[r]["expand_x"], f"{tag} expand_x")
-        assert_bits(d[2][: active[r] * K], expand_idx(ids[r], active[r]), f"{tag} assist_info_for_combine (expandIdx)")
+        assert_bits(d[2][: active[r] * K], want_idx[r], f"{tag} assist_info_for_combine (expandIdx)")
         assert_bits(d[3], want[r]["expert_token_nums"], f"{tag} expert_token_nums")
         assert_bits(d[4][:MOE], want[r]["ep_recv_counts"], f"{tag} ep_recv_counts")
         assert_bits(y[: active[r]], want_y[r][: active[r]], f"{tag} combine")
