@@ -39,7 +39,7 @@ def test_atlas_a2_dispatch_combine(seed, monkeypatch):
     ids = [torch.stack([torch.randperm(MOE, generator=g)[:K] for _ in range(BS)]).to(torch.int32) for _ in range(E)]
     w = [torch.rand(BS, K, generator=g) for _ in range(E)]
     rnd = random.Random(seed)
-    active = [rnd.choice([0, BS]) if r < 2 else rnd.randrange(BS + 1) for r in range(E)]  # none and all among them
+    active = rnd.sample([0, BS], 2) + [rnd.randrange(BS + 1) for _ in range(E - 2)]  # none and all among them
     masks = [torch.arange(BS) < active[r] for r in range(E)]
     outs = [torch.randn(BS * E * K, H, generator=g).to(torch.bfloat16) for _ in range(E)]
     torch_npu.poison_outputs = True
