@@ -16,7 +16,7 @@ void BufferReset(transport::Window& ep, OpState& state, std::span<const int32_t>
   // A retry after a timed-out sync (below) is the same reset, whose clear is done: clearing again could wipe
   // what a peer that finished this reset has sent since, for its first call of the new generation.
   if (!(need_sync && state.reset_unfinished)) ep.ClearLocal(plan::kClearedFlagCount);
-  state.dispatch_calls = state.combine_calls = 0;
+  state.calls = 0;
   state.generation = 0;
   if (!need_sync) {
     ++state.operations;  // a number of its own, above those before (communicator.h)

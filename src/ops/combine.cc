@@ -29,7 +29,7 @@ using transport::MakeFlag;
 using transport::Window;
 
 CallSlot NextCombineCall(const Window& w, OpState& state) {
-  return NextCall(w, state, state.combine_calls, plan::kCombineFlagBase, plan::kMaxCombineFlags);
+  return NextCall(w, state, plan::kCombineFlagBase, plan::kMaxCombineFlags);
 }
 
 [[noreturn]] void BadHandle(const std::string& param, const std::string& value, const std::string& rule) {
@@ -554,6 +554,25 @@ void CheckReturnRoutes(const MoeConfig& c, const WindowLayout& layout, const std
   }
 }
 
+// A combine hears from every peer before it returns, even one it exchanges no row with (StartFlag): the next call,
+// of either operation, may then write anywhere in the other half of the peers' windows, and the one after in this
+// half.
+void AnnounceStart(const MoeConfig& c, Window& ep, const CallSlot& call) {
+  for (int64_t peer = 0; peer < c.ep_world_size; ++peer) {
+    ep.Signal(static_cast<int>(peer), StartFlag(call, c.ep_rank), MakeFlag(call.epoch, kCombineStart));
+  }
+}
+void WaitForEveryStart(const MoeConfig& c, Window& ep, const CallSlot& call, const Link& ctx) {
+  std::vector<uint64_t> indices;
+  for (int64_t peer = 0; peer < c.ep_world_size; ++peer) indices.push_back(StartFlag(call, peer));
+  transport::WaitFlags(
+      ep, indices, call.epoch, ctx.deadline, [&](uint64_t idx) { return static_cast<int>(idx - StartFlag(call, 0)); },
+      "MoeDistributeCombine", "every rank's start of the call");
+  for (int64_t peer = 0; peer < c.ep_world_size; ++peer) {
+    if (transport::FlagCount(ep.ReadFlag(indices[peer])) != kCombineStart) throw OutOfStep(ep, peer, call, false);
+  }
+}
+
 }  // namespace
 
 void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx) {
@@ -580,40 +599,48 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
                                                : pull::Rows{reinterpret_cast<const uint8_t*>(reduced.data()), row_bytes,
                                                             static_cast<uint64_t>(own_rows), row_bytes};
   const CallSlot call = NextCombineCall(ctx.ep, ctx.ep_state);
-  // Atlas A2's own data is checked once the call has its slot (as its peers': a rank refusing alone stays in step
-  // with peers that need nothing of it) and before it announces anything (peers that do time out naming it).
-  ExpandIdxSlots own_slots;
-  std::vector<ReturnRoute> routes;
-  if (c.expand_idx()) {
-    own_slots = PlanExpandIdxSlots(c, ids, mask, assist);
-    CheckCountsNeverDecrease(send_counts);
-    AnnounceSlotBases(c, own_slots, ctx.ep, call);
-    routes = BlockRoutes(c, send_counts, ctx.ep, call, ctx);
-  } else {
-    routes = TripleRoutes(layout, assist, own_rows);
-  }
-  const std::vector<int64_t>& pair_slots = own_slots.slots;
+  AnnounceStart(c, ctx.ep, call);
   const pull::CallFlags flags(plan::kCombinePullFlagBase, call);
-  std::vector<uint8_t> readers(c.ep_world_size, 1);  // whoever announcing reached, should it stop part-way
+  std::optional<std::vector<uint8_t>> readers;  // once announcing began: whoever it reached, should it stop part-way
   try {
+    // Atlas A2's own data is checked once the call has its slot, as its peers', and before it announces where its
+    // rows go (peers returning rows to a rank that refuses alone time out naming it).
+    ExpandIdxSlots own_slots;
+    std::vector<ReturnRoute> routes;
+    if (c.expand_idx()) {
+      own_slots = PlanExpandIdxSlots(c, ids, mask, assist);
+      CheckCountsNeverDecrease(send_counts);
+      AnnounceSlotBases(c, own_slots, ctx.ep, call);
+      routes = BlockRoutes(c, send_counts, ctx.ep, call, ctx);
+    } else {
+      routes = TripleRoutes(layout, assist, own_rows);
+    }
+    readers.emplace(c.ep_world_size, 1);
     readers = AnnounceRowsBack(c, layout, ctx.ep, call, routes, source, ctx.pull_min_bytes);
-    SendRowsBack(c, layout, ctx.ep, call, routes, reduced, expand_x, readers, ctx);
+    SendRowsBack(c, layout, ctx.ep, call, routes, reduced, expand_x, *readers, ctx);
     const std::vector<float> weights = GatherFloat(t.expert_scales);
     pull::Claims claims(ctx.ep, flags);
     // A token's part reads its K (and shared) rows.
     const uint64_t token_bytes = (c.top_k + c.shared_expert_num) * layout.combine_payload_bytes;
     ctx.ForEachPart(plan::ActiveTokenLimit(c, mask.data()), token_bytes, [&](int, int64_t begin, int64_t end) {
-      TokenReducer(c, layout, t, ctx.ep, call, ctx, ids, weights, mask, pair_slots, claims).Run(begin, end);
+      TokenReducer(c, layout, t, ctx.ep, call, ctx, ids, weights, mask, own_slots.slots, claims).Run(begin, end);
     });
     claims.Finish("MoeDistributeCombine");
-    const pull::ReaderCounts counts = pull::CountReaders(readers);
+    const pull::ReaderCounts counts = pull::CountReaders(*readers);
     ctx.ep_state.combine_readers = counts.readers;
     ctx.ep_state.combine_copy_readers = counts.by_copy;
+    WaitForEveryStart(c, ctx.ep, call, ctx);
     // The caller may overwrite expandX once this returns: not before every owner reading it is done.
-    pull::WaitDone(ctx.ep, flags, readers, ctx.deadline, "MoeDistributeCombine");
-  } catch (...) {
+    pull::WaitDone(ctx.ep, flags, *readers, ctx.deadline, "MoeDistributeCombine");
+  } catch (const Error& e) {
     // expandX (or `reduced`, about to go) is the caller's again once this returns: no owner may still read it.
-    pull::Withdraw(ctx.ep, flags, readers);
+    if (readers) pull::Withdraw(ctx.ep, flags, *readers);
+    // A refusal that leaves the group usable (no deadline, interrupt or internal error) still waits for every peer's
+    // start, as the call would have: this rank's next call may write into their windows.
+    if (e.code() != ErrorCode::kTimeout && e.code() != ErrorCode::kInternal) WaitForEveryStart(c, ctx.ep, call, ctx);
+    throw;
+  } catch (...) {
+    if (readers) pull::Withdraw(ctx.ep, flags, *readers);
     throw;
   }
 }

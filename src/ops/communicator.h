@@ -24,8 +24,9 @@ inline constexpr uint64_t kWindowFlagCount = plan::kFlagCount;
 
 /// What the operations remember about one window between calls.
 struct OpState {
-  uint64_t dispatch_calls = 0;  // select the parity half and tag the flags; zeroed by BufferReset
-  uint64_t combine_calls = 0;
+  /// Dispatch and combine calls, counted together: call n uses half n % 2 of the data and of each operation's flags,
+  /// and tags its flags with its epoch (docs/protocol.md, "Double buffering"); zeroed by BufferReset.
+  uint64_t calls = 0;
   /// Dispatch and combine calls, and resets without sync, since the last synced reset: what numbers an operation
   /// for the transport (OperationSequence). Unlike the call counters a reset without sync does not zero it, so a
   /// relay never takes a sender's end mark from before such a reset for one of the operations after it.

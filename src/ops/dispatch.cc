@@ -151,7 +151,7 @@ class RowSink {
 };
 
 CallSlot NextDispatchCall(const Window& w, OpState& state) {
-  return NextCall(w, state, state.dispatch_calls, plan::kDispatchFlagBase, plan::kMaxDispatchFlags);
+  return NextCall(w, state, plan::kDispatchFlagBase, plan::kMaxDispatchFlags);
 }
 
 // Who reads this rank's rows: per rank, whether and how it pulls them (pull::ReaderKind: it receives at least
@@ -289,7 +289,7 @@ std::string AgreedValues(const MoeConfig& c) {
 }
 
 // What every rank of the group must agree on for the windows to line up (CANN makes it a precondition;
-// moe_ep checks it): a 32-bit FNV-1a hash of the attributes and shapes that place rows and flags.
+// moe_ep checks it): a 31-bit FNV-1a hash of the attributes and shapes that place rows and flags.
 uint32_t AttributeFingerprint(const MoeConfig& c) {
   const int64_t fields[] = {c.ep_world_size,
                             c.shared_expert_rank_num,
@@ -310,18 +310,14 @@ uint32_t AttributeFingerprint(const MoeConfig& c) {
   for (int64_t v : fields) {
     for (int byte = 0; byte < 8; ++byte) hash = (hash ^ static_cast<uint8_t>(v >> (8 * byte))) * 16777619u;
   }
-  return hash;
-}
-
-uint64_t AgreeFlag(const CallSlot& call, int64_t rank) {
-  return plan::kAgreeFlagBase + call.parity * plan::kMaxSyncFlags + rank;
+  return hash | kDispatchStartBit;  // a start flag of a dispatch (op_common.h)
 }
 
 // Every rank stamps its fingerprint into every peer before any payload moves.
 void AnnounceAttributes(const MoeConfig& c, Window& ep, const CallSlot& call) {
   const uint64_t flag = MakeFlag(call.epoch, AttributeFingerprint(c));
   for (int64_t peer = 0; peer < c.ep_world_size; ++peer)
-    ep.Signal(static_cast<int>(peer), AgreeFlag(call, c.ep_rank), flag);
+    ep.Signal(static_cast<int>(peer), StartFlag(call, c.ep_rank), flag);
 }
 
 // A peer whose attributes differ would place rows where this rank does not look: fail, naming it, after
@@ -329,13 +325,15 @@ void AnnounceAttributes(const MoeConfig& c, Window& ep, const CallSlot& call) {
 void CheckPeersAgree(const MoeConfig& c, Window& ep, const CallSlot& call, const Link& ctx,
                      const std::function<void()>& before_refusal) {
   std::vector<uint64_t> indices;
-  for (int64_t peer = 0; peer < c.ep_world_size; ++peer) indices.push_back(AgreeFlag(call, peer));
+  for (int64_t peer = 0; peer < c.ep_world_size; ++peer) indices.push_back(StartFlag(call, peer));
   transport::WaitFlags(
-      ep, indices, call.epoch, ctx.deadline, [&](uint64_t idx) { return static_cast<int>(idx - AgreeFlag(call, 0)); },
+      ep, indices, call.epoch, ctx.deadline, [&](uint64_t idx) { return static_cast<int>(idx - StartFlag(call, 0)); },
       "MoeDistributeDispatch", "the announcements (attributes, then token counts)");
   const uint32_t own = AttributeFingerprint(c);
   for (int64_t peer = 0; peer < c.ep_world_size; ++peer) {
-    if (transport::FlagCount(ep.ReadFlag(indices[peer])) != own) {
+    const uint32_t theirs = transport::FlagCount(ep.ReadFlag(indices[peer]));
+    if (!(theirs & kDispatchStartBit)) throw OutOfStep(ep, peer, call, /*this_is_dispatch=*/true);
+    if (theirs != own) {
       before_refusal();
       throw Error(ErrorCode::kInvalidConfig, "MoeDistributeDispatch: rank " + std::to_string(peer) + " of " +
                                                  ep.name() + " called with attributes that differ from rank " +
@@ -353,18 +351,23 @@ uint32_t TpFingerprint(const MoeConfig& c) {
   return (AttributeFingerprint(c) ^ static_cast<uint32_t>(c.is_shared_rank())) * 16777619u;
 }
 void AnnounceToTpPeer(const MoeConfig& c, Window& tp, const CallSlot& tp_call) {
-  tp.Signal(1 - tp.rank(), AgreeFlag(tp_call, tp.rank()), MakeFlag(tp_call.epoch, TpFingerprint(c)));
+  tp.Signal(1 - tp.rank(), StartFlag(tp_call, tp.rank()), MakeFlag(tp_call.epoch, TpFingerprint(c)));
 }
-void CheckTpPeerAgrees(const MoeConfig& c, Window& tp, const CallSlot& tp_call, const Link& ctx) {
+// Waits for the TP peer's start of the call (its attributes); returns them.
+uint32_t TpPeerStart(Window& tp, const CallSlot& tp_call, const Link& ctx) {
   const int peer = 1 - tp.rank();
-  const uint64_t index = AgreeFlag(tp_call, peer);
+  const uint64_t index = StartFlag(tp_call, peer);
   // The EP window keeps moving meanwhile, as in AllGatherWithTpPeer.
   WaitOnTpPeer([&] {
     transport::WaitFlags(
         tp, {&index, 1}, tp_call.epoch, ctx.deadline, [&](uint64_t) { return peer; }, "MoeDistributeDispatch",
         "the TP peer's attributes", &ctx.ep);
   });
-  if (transport::FlagCount(tp.ReadFlag(index)) != TpFingerprint(c)) {
+  return transport::FlagCount(tp.ReadFlag(index));
+}
+void CheckTpPeerAgrees(const MoeConfig& c, Window& tp, const CallSlot& tp_call, const Link& ctx) {
+  const int peer = 1 - tp.rank();
+  if (TpPeerStart(tp, tp_call, ctx) != TpFingerprint(c)) {
     throw Error(ErrorCode::kInvalidConfig,
                 "MoeDistributeDispatch: TP rank " + std::to_string(peer) + " of " + tp.name() +
                     " called with attributes that differ from TP rank " + std::to_string(tp.rank()) + "'s (" +
@@ -703,6 +706,15 @@ void SendAndReceive(const MoeConfig& c, const WindowLayout& layout, const plan::
   }
 }
 
+// x is the caller's again once dispatch returns: no peer may still be about to read it (a staged copy stays;
+// announcing stopped part-way: whoever it reached).
+void WithdrawX(const MoeConfig& c, Window& ep, const CallSlot& call, const std::optional<Pulls>& pulls) {
+  const std::vector<uint8_t> everyone(c.ep_world_size, 1);
+  if (!pulls || !pulls->staged) {
+    pull::Withdraw(ep, pull::CallFlags(plan::kDispatchPullFlagBase, call), pulls ? pulls->readers : everyone);
+  }
+}
+
 }  // namespace
 
 void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ctx) {
@@ -725,13 +737,16 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
   try {
     pulls = AnnouncePulls(c, layout, t, plan, ep, call, ctx.pull_min_bytes, &ctx.ep_state.dispatch_stage);
     SendAndReceive(c, layout, t, plan, active_tokens, ctx, call, tp_call, *pulls);
-  } catch (...) {
-    // x is the caller's again once this returns: no peer may still be about to read it (a staged copy stays;
-    // announcing stopped part-way: whoever it reached).
-    const std::vector<uint8_t> everyone(c.ep_world_size, 1);
-    if (!pulls || !pulls->staged) {
-      pull::Withdraw(ep, pull::CallFlags(plan::kDispatchPullFlagBase, call), pulls ? pulls->readers : everyone);
+  } catch (const Error& e) {
+    WithdrawX(c, ep, call, pulls);
+    // A refusal that leaves the group usable (a disagreement: every EP start is in) waits for the TP peer's start
+    // too, as the call would have: this rank's next call may write into the peer's TP window.
+    if (tp_call && e.code() != ErrorCode::kTimeout && e.code() != ErrorCode::kInternal) {
+      TpPeerStart(*ctx.tp, *tp_call, ctx);
     }
+    throw;
+  } catch (...) {
+    WithdrawX(c, ep, call, pulls);
     throw;
   }
 }

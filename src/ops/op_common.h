@@ -3,10 +3,13 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "kernels/kernels.h"
+#include "moe_ep/error.h"
 #include "moe_ep/tensor.h"
 #include "ops/communicator.h"
+#include "plan/layout.h"
 #include "transport/window.h"
 
 namespace moe_ep::ops {
@@ -19,14 +22,38 @@ struct CallSlot {
   uint32_t epoch;
 };
 
-/// Claims the next call of an operation on window `w` whose flags start at `flag_region` with
-/// `flags_per_half` per half; `calls` is that operation's counter in the window's state.
-inline CallSlot NextCall(const transport::Window& w, OpState& state, uint64_t& calls, uint64_t flag_region,
-                         uint64_t flags_per_half) {
+/// Claims the next call on window `w` (dispatch and combine share one count) for an operation whose flags start at
+/// `flag_region` with `flags_per_half` per half.
+inline CallSlot NextCall(const transport::Window& w, OpState& state, uint64_t flag_region, uint64_t flags_per_half) {
   ++state.operations;
-  const uint64_t call = calls++, parity = call & 1;
+  const uint64_t call = state.calls++, parity = call & 1;
   return {parity, parity * (w.data_bytes() / 2), flag_region + parity * flags_per_half,
           static_cast<uint32_t>(transport::EpochOf((state.generation << 24) + call))};
+}
+
+/// The flag in which `rank` tells a peer it has started `call` (dispatch: with its attribute fingerprint). Every call,
+/// of either operation, waits for every peer's before it returns, so no rank starts call n + 2 before every peer has
+/// finished call n, whatever operations they are: two halves suffice (docs/protocol.md, "Double buffering").
+inline uint64_t StartFlag(const CallSlot& call, int64_t rank) {
+  return plan::kStartFlagBase + call.parity * plan::kMaxSyncFlags + static_cast<uint64_t>(rank);
+}
+
+/// What a start flag counts: a dispatch's attribute fingerprint has this bit set; a combine's is kCombineStart. A
+/// peer's start of the other operation at a call's index means the two ranks' calls are out of step.
+inline constexpr uint32_t kDispatchStartBit = 0x80000000u;
+inline constexpr uint32_t kCombineStart = 1;
+
+/// The error of a rank that finds `peer` running the other operation as its call (500002: the group needs a reset).
+inline Error OutOfStep(const transport::Window& w, int64_t peer, const CallSlot& call, bool this_is_dispatch) {
+  const char* mine = this_is_dispatch ? "a dispatch" : "a combine";
+  const char* theirs = this_is_dispatch ? "a combine" : "a dispatch";
+  return Error(ErrorCode::kInternal,
+               std::string(this_is_dispatch ? "MoeDistributeDispatch" : "MoeDistributeCombine") + ": rank " +
+                   std::to_string(peer) + " of " + w.name() + " runs " + theirs + " as call " +
+                   std::to_string(call.epoch) + ", where rank " + std::to_string(w.rank()) + " runs " + mine +
+                   ": the ranks' calls are out of step (one refused or skipped a call the others made); rule: every "
+                   "rank of a group makes the same calls in the same order, and after such a failure the ranks call "
+                   "BufferReset");
 }
 
 inline kernels::Half HalfOf(DType d) { return d == DType::kFp16 ? kernels::Half::kFp16 : kernels::Half::kBf16; }

@@ -78,6 +78,10 @@ void Locked(Communicator& ep, Communicator* tp, const char* op, bool may_relay, 
     // peers) or where the refused rank's peers go on; a failure of the system or the transport may have left any.
     if (e.code() == ErrorCode::kInternal) ep.state().must_reset = std::string(op) + " failed: " + e.what();
     throw;
+  } catch (const std::exception& e) {
+    // Not one of moe_ep's (memory ran out, say): the call may have stopped anywhere, as after an internal error.
+    ep.state().must_reset = std::string(op) + " failed: " + e.what();
+    throw;
   }
   if (resets) ep.state().must_reset.clear();
 }

@@ -18,10 +18,11 @@ namespace moe_ep::ops {
 inline constexpr uint64_t kStageMaxBytes = uint64_t{64} << 10;
 
 /// Two buffers in this process's shared heap (any peer of the host can read them), one per call parity, each
-/// at least kStageMaxBytes and grown to the largest input staged in it. Call n stages into buffer n % 2.
-/// Every call ends with the done words of its readers, and call n + 2 looks at those of call n before it
-/// writes the buffer again: in the normal course they are there (call n + 1 waited for every peer's
-/// counts, sent only once a peer has read all of call n). One missing (a peer failed, stalled, was scaled
+/// at least kStageMaxBytes and grown to the largest input staged in it. Dispatch call n (counted with the
+/// combines) stages into buffer n % 2. Every call ends with the done words of its readers, and the next call
+/// of that parity looks at those of call n before it writes the buffer again: in the normal course they are
+/// there (call n + 1, of either operation, waited for every peer's start, sent only once a peer had finished
+/// call n). One missing (a peer failed, stalled, was scaled
 /// away, or a reset cleared the flags first) means a reader may still be at it: that buffer is then
 /// abandoned, kept but never reused or freed, and a new one is taken.
 class StageBuffers {

@@ -25,8 +25,9 @@ inline constexpr uint64_t kCombinePullFlagBase = kDispatchPullFlagBase + 2 * kMa
 // and end among its slots.
 inline constexpr uint64_t kCombineBaseFlagsPerHalf = 2 * kMaxSyncFlags;
 inline constexpr uint64_t kCombineBaseFlagBase = kCombinePullFlagBase + 2 * kMaxPullFlags;
-inline constexpr uint64_t kAgreeFlagBase = kCombineBaseFlagBase + 2 * kCombineBaseFlagsPerHalf;  // per parity, per rank
-inline constexpr uint64_t kSyncFlagBase = kAgreeFlagBase + 2 * kMaxSyncFlags;
+// Per parity, per rank: that the rank has started a call (dispatch: with its attribute fingerprint).
+inline constexpr uint64_t kStartFlagBase = kCombineBaseFlagBase + 2 * kCombineBaseFlagsPerHalf;
+inline constexpr uint64_t kSyncFlagBase = kStartFlagBase + 2 * kMaxSyncFlags;
 inline constexpr uint64_t kFlagCount = kSyncFlagBase + kMaxSyncFlags;  // the transport's flags follow
 // BufferReset clears flags [0, kSyncFlagBase): the sync flags survive so a reset can itself sync. Everything else
 // goes, attribute fingerprints included: a reset without sync starts the call epochs again at 1, which a peer's

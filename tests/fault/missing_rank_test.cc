@@ -15,7 +15,9 @@
 
 #include "moe_ep/error.h"
 #include "moe_ep/ops.h"
+#include "support/test_seed.h"
 #include "verify/run_ranks.h"
+#include "verify/scenario.h"
 
 namespace moe_ep::testing {
 namespace {
@@ -56,15 +58,13 @@ std::vector<Group> ShortDeadlineGroups(milliseconds timeout) {
   return CreateThreadGroups(kRanks, options);
 }
 
-// Runs one full round on every rank and checks it completes.
+// Runs one round of a random configuration on every rank (drawn from the run's seed, the test and how many rounds it
+// has run) and compares every output with the reference.
 void RoundOnAll(std::vector<Group>& groups) {
-  RunRanks(kRanks, [&](int r) {
-    RankData d(r);
-    DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), Options());
-    const Tensor x = Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView());
-    // Every token went to 2 experts that return it unchanged, weighted 0.5 each: the sum is 1.0.
-    for (int64_t i = 0; i < x.numel(); ++i) ASSERT_EQ(x.data_as<uint16_t>()[i], 0x3F80);
-  });
+  static int rounds = 0;
+  const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  const uint64_t seed = BaseSeed() + std::hash<std::string>{}(test) + rounds++;
+  RunRanks(kRanks, [&](int r) { EXPECT_EQ(RandomRoundOnRank(groups[r], r, seed), "") << "rank " << r; });
 }
 
 TEST(MissingRank, DispatchTimesOutNamingTheAbsentRank) {
@@ -344,9 +344,10 @@ TEST(MissingRank, AnAbsentTpPeerIsNotTakenForAnEpRank) {
 
 // A rank held up by another's absence never gets a healthy rank named in its place. Three ranks, pull forced, rank 1
 // dispatches but never comes to combine. Rank 2's first token needs rank 1's row, so rank 2 waits there and never
-// reaches the rows rank 0 announced to it for its other tokens; rank 0 needs nothing of rank 1. Rank 0's combine
-// returns every token (its results are complete: the rows it announced are withdrawn from rank 2 at its deadline,
-// or declined by rank 2 when rank 2 gives up first), and rank 2's names rank 1.
+// reaches the rows rank 0 announced to it for its other tokens; rank 0 needs no row of rank 1, but no combine returns
+// before every rank has come to it (the next call may write where a late one would still read). Both name rank 1,
+// and only rank 1: not rank 2, which is waiting too, nor rank 0, whose rows are withdrawn from rank 2 at its deadline
+// or declined by rank 2 when rank 2 gives up first.
 TEST(MissingRank, AHealthyRankIsNotNamedForAnotherRanksAbsence) {
   constexpr int kRanks = 3;
   constexpr int64_t kBigHidden = 8192, kTokens = 4;
@@ -368,25 +369,20 @@ TEST(MissingRank, AHealthyRankIsNotNamedForAnotherRanksAbsence) {
   const std::vector<float> weights(kTokens * kTopK, 0.5f);
   std::vector<std::string> errors(kRanks);
   std::vector<std::vector<int>> missing(kRanks);
-  std::vector<int64_t> ones(kRanks, -1);
   RunRanks(kRanks, [&](int r) {
     const TensorView x_view(x[r].data(), DType::kBf16, {kTokens, kBigHidden});
     const TensorView ids_view(ids[r].data(), DType::kInt32, {kTokens, kTopK});
     const DispatchResult d = Dispatch(groups[r], x_view, ids_view, dispatch_options);
     if (r == 1) return;  // never comes to combine
     try {
-      const Tensor out = Combine(groups[r], d.handle, d.expand_x.view(),
-                                 TensorView(weights.data(), DType::kFloat32, {kTokens, kTopK}));
-      const auto* values = out.data_as<uint16_t>();
-      ones[r] = std::count(values, values + out.numel(), kOne);
+      Combine(groups[r], d.handle, d.expand_x.view(), TensorView(weights.data(), DType::kFloat32, {kTokens, kTopK}));
+      errors[r] = "no error";
     } catch (const TimeoutError& e) {
       errors[r] = e.what();
       missing[r] = e.missing_ranks();
     }
   });
-  EXPECT_EQ(errors[0], "") << "rank 0 needed nothing of rank 1";
-  EXPECT_EQ(ones[0], kTokens * kBigHidden) << "rank 0's tokens";
-  EXPECT_EQ(missing[2], std::vector<int>{1}) << errors[2];
+  for (int r : {0, 2}) EXPECT_EQ(missing[r], std::vector<int>{1}) << "rank " << r << ": " << errors[r];
 }
 
 }  // namespace

@@ -229,7 +229,7 @@ TEST(ProcessFaults, SurvivorsOfAKilledRankRecoverScaledDown) {
                                   output);
     SCOPED_TRACE(std::string("MOE_EP_CROSS_MEMORY=") + cross_memory);
     EXPECT_EQ(status, 128 + 9) << output;  // the launcher reports the killed rank
-    EXPECT_EQ(CountOf(output, "(call 4) from rank 5"), 7) << output;
+    EXPECT_EQ(CountOf(output, "(call 7) from rank 5"), 7) << output;
     EXPECT_EQ(CountOf(output, kAfter + " scaled-down rounds equal to the reference"), 7) << output;
     EXPECT_EQ(CountOf(output, "FAIL"), 0) << output;
     EXPECT_EQ(LeftBehind(output), std::set<std::string>{}) << output;
@@ -243,7 +243,7 @@ TEST(ProcessFaults, AStalledRankRejoinsAfterContinueAndReset) {
       "MOE_EP_TIMEOUT_MS=4000 " + Launch(8, "stop " + std::to_string(moe_ep::testing::BaseSeed()) + " " + kAfter),
       output);
   EXPECT_EQ(status, 0) << output;
-  EXPECT_EQ(CountOf(output, "(call 4) from rank 5"), 7) << output;
+  EXPECT_EQ(CountOf(output, "(call 7) from rank 5"), 7) << output;
   EXPECT_EQ(CountOf(output, kAfter + " full-group rounds after the stall equal to the reference"), 8) << output;
   EXPECT_EQ(LeftBehind(output), std::set<std::string>{}) << output;
 }
@@ -463,7 +463,7 @@ TEST(ShmFaults, AFullDevShmIsExplainedBeforeTheBusErrorKills) {
   const int status = RunCommand(
       "unshare --mount --propagation private sh -c 'mount -t tmpfs -o size=16m tmpfs /dev/shm || exit 77; "
       "ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}handle_sigbus=0 MOE_EP_TIMEOUT_MS=3000 " +
-          std::string(MOE_EP_TOOL) + " run --processes --ranks 4 --bs 64 --repeats 3 --warmup 0 --seed " +
+          std::string(MOE_EP_TOOL) + " run --processes --ranks 4 --bs 256 --repeats 3 --warmup 0 --seed " +
           std::to_string(moe_ep::testing::BaseSeed()) + "'",
       output);
   if (status == 77 || output.find("unshare failed") != std::string::npos) {

@@ -381,6 +381,20 @@ GroupMaker ShmGroupMaker() {
   };
 }
 
+std::string RandomRoundOnRank(Group& ep, int rank, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  ScenarioSpec s = RandomSpec(rng, ep.size(), 256, 16);
+  while (s.config.ep_world_size != ep.size() || s.config.tp_world_size != 1) s = RandomSpec(rng, ep.size(), 256, 16);
+  ScenarioInputs in = MakeInputs(s, rng);
+  const auto expected = moe_ref::Dispatch(s.config, in.dispatch);
+  FillExpertOutputs(s, expected, in);
+  const auto expected_combine = s.add_rms_norm ? moe_ref::CombineAddRmsNorm(s.config, in.dispatch, in.combine)
+                                               : moe_ref::Combine(s.config, in.dispatch, in.combine);
+  const std::string m =
+      CompareScenarioRank(s, rank, expected[rank], expected_combine[rank], RunScenarioRank(s, in, rank, ep, nullptr));
+  return m.empty() ? m : "seed " + std::to_string(seed) + ", " + Describe(s) + ": " + m;
+}
+
 std::string RunAndCompare(const ScenarioSpec& s, ScenarioInputs& in, const RunOptions& options) {
   const auto& c = s.config;
   const int ep_size = c.ep_world_size, tp_size = c.tp_world_size, ranks = ep_size * tp_size;
