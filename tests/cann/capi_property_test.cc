@@ -236,20 +236,23 @@ struct SmallRank {
   aclrtStream stream = nullptr;
   std::string name;
   Tensor x, ids, scales, expand_x, assist, token_nums, ep_recv, tp_recv, x_out;
+  moe_ref::RankInput in;          // x and the expert ids, as the reference takes them
+  moe_ref::CombineInput combine;  // the weights (the experts return their rows: expert_out is dispatch's)
 };
 
-// Rank r of `comms`: its stream and tensors on device r, which stays set.
-void MakeSmallRank(const std::vector<HcclComm>& comms, int r, SmallRank& k) {
+// Rank r of `comms`: its stream and tensors on device r, which stays set; x and the weights drawn from `rng`.
+void MakeSmallRank(const std::vector<HcclComm>& comms, int r, std::mt19937_64& rng, SmallRank& k) {
   ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS) << RecentErrMsg();
   ASSERT_EQ(aclrtCreateStream(&k.stream), ACL_SUCCESS) << RecentErrMsg();
-  std::vector<int32_t> ids(kSmallBs * kSmallK);
-  for (int64_t i = 0; i < kSmallBs * kSmallK; ++i) ids[i] = static_cast<int32_t>((i * 5) % kSmallMoe);
-  const std::vector<uint16_t> x(kSmallBs * kSmallH, 0x3F80);
-  const std::vector<float> weights(kSmallBs * kSmallK, 0.5f);
+  k.in.bs = kSmallBs;
+  for (int64_t i = 0; i < kSmallBs * kSmallK; ++i) k.in.expert_ids.push_back(static_cast<int32_t>((i * 5) % kSmallMoe));
+  for (int64_t i = 0; i < kSmallBs * kSmallH; ++i) k.in.x.push_back(static_cast<uint16_t>(0x3C00 + rng() % 0x0800));
+  std::uniform_real_distribution<float> weight(0.25f, 1.0f);
+  for (int64_t i = 0; i < kSmallBs * kSmallK; ++i) k.combine.expert_scales.push_back(weight(rng));
   k.name = CommName(comms[r]);
-  k.x = Tensor(ACL_BF16, {kSmallBs, kSmallH}, x.data());
-  k.ids = Tensor(ACL_INT32, {kSmallBs, kSmallK}, ids.data());
-  k.scales = Tensor(ACL_FLOAT, {kSmallBs, kSmallK}, weights.data());
+  k.x = Tensor(ACL_BF16, {kSmallBs, kSmallH}, k.in.x.data());
+  k.ids = Tensor(ACL_INT32, {kSmallBs, kSmallK}, k.in.expert_ids.data());
+  k.scales = Tensor(ACL_FLOAT, {kSmallBs, kSmallK}, k.combine.expert_scales.data());
   k.expand_x = Tensor(ACL_BF16, {kSmallA, kSmallH});
   k.assist = Tensor(ACL_INT32, {kSmallA * 128});
   k.token_nums = Tensor(ACL_INT64, {2});
@@ -292,14 +295,16 @@ void LaunchSmallCombine(SmallRank& k, int r, const char* soc) {
 // A rank's combine runs as the product of its last dispatch that ran, whose assistInfoForCombine it reads (expandIdx
 // on Atlas A2, triples on A3). Dispatch as A2 on every rank, a dispatch as A3 that is refused as it runs, then combine
 // as A3 (a call A3 accepts): each rank's combine fails with 161002 naming MOE_EP_SOC_NAME and the dispatch's product,
-// before it communicates (no rank waits), and leaves xOut untouched; the same combine as A2 then runs.
+// before it communicates (no rank waits), and leaves xOut untouched; the same combine as A2 then runs, and returns
+// each token as the reference's weighted sum of its x (random x and weights; the experts return their rows).
 TEST(CapiProperty, CombineRunsAsItsDispatchsProduct) {
   EnsureAclReady();
   const moe_ep::testing::ScopedEnv pcie("HCCL_INTRA_PCIE_ENABLE", nullptr);
   std::vector<HcclComm> comms = CreateGroup({0, 1, 2, 3, 4, 5, 6, 7});
   std::vector<SmallRank> ranks(kSmallRanks);
+  std::mt19937_64 rng(moe_ep::testing::BaseSeed() + 11);
   for (int r = 0; r < kSmallRanks; ++r) {
-    ASSERT_NO_FATAL_FAILURE(MakeSmallRank(comms, r, ranks[r]));
+    ASSERT_NO_FATAL_FAILURE(MakeSmallRank(comms, r, rng, ranks[r]));
     ASSERT_NO_FATAL_FAILURE(LaunchSmallDispatch(ranks[r], r, "Ascend910B3", "fullmesh"));
   }
   for (int r = 0; r < kSmallRanks; ++r) {
@@ -332,11 +337,27 @@ TEST(CapiProperty, CombineRunsAsItsDispatchsProduct) {
     for (uint8_t byte : ranks[r].x_out.Bytes()) ASSERT_EQ(byte, kPoison) << "rank " << r << ": xOut was written";
   }
   for (int r = 0; r < kSmallRanks; ++r) ASSERT_NO_FATAL_FAILURE(LaunchSmallCombine(ranks[r], r, "Ascend910B3"));
+  // The experts returned their rows: each token comes back as the reference's weighted sum of its own x.
+  moe_ref::Config config;
+  config.ep_world_size = kSmallRanks;
+  config.moe_expert_num = kSmallMoe;
+  config.top_k = kSmallK;
+  config.hidden = kSmallH;
+  config.a2 = true;
+  std::vector<moe_ref::RankInput> inputs;
+  std::vector<moe_ref::CombineInput> combine_inputs;
+  for (const SmallRank& k : ranks) inputs.push_back(k.in);
+  const std::vector<moe_ref::DispatchOut> dispatched = moe_ref::Dispatch(config, inputs);
+  for (int r = 0; r < kSmallRanks; ++r) {
+    combine_inputs.push_back(ranks[r].combine);
+    combine_inputs.back().expert_out = dispatched[r].expand_x;
+  }
+  const std::vector<moe_ref::CombineOut> combined = moe_ref::Combine(config, inputs, combine_inputs);
   for (int r = 0; r < kSmallRanks; ++r) {
     ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS);
     EXPECT_EQ(aclrtSynchronizeStreamWithTimeout(ranks[r].stream, 60000), ACL_SUCCESS) << "rank " << r << RecentErrMsg();
-    // Every expert output row is x = 1.0 and both weights are 0.5: each token sums to 1.0 (bf16 0x3F80), exactly.
-    EXPECT_EQ(ranks[r].x_out.Read<uint16_t>(), std::vector<uint16_t>(kSmallBs * kSmallH, 0x3F80)) << "rank " << r;
+    EXPECT_EQ(ranks[r].x_out.Read<uint16_t>(), combined[r].x)
+        << "rank " << r << " (seed " << moe_ep::testing::BaseSeed() + 11 << ")";
     EXPECT_EQ(aclrtDestroyStream(ranks[r].stream), ACL_SUCCESS);
   }
   ranks.clear();
@@ -352,8 +373,9 @@ TEST(CapiProperty, RanksOnDifferentProductsAreNamed) {
   const moe_ep::testing::ScopedEnv pcie("HCCL_INTRA_PCIE_ENABLE", nullptr);
   std::vector<HcclComm> comms = CreateGroup({0, 1, 2, 3, 4, 5, 6, 7});
   std::vector<SmallRank> ranks(kSmallRanks);
+  std::mt19937_64 rng(moe_ep::testing::BaseSeed() + 12);
   for (int r = 0; r < kSmallRanks; ++r) {
-    ASSERT_NO_FATAL_FAILURE(MakeSmallRank(comms, r, ranks[r]));
+    ASSERT_NO_FATAL_FAILURE(MakeSmallRank(comms, r, rng, ranks[r]));
     ASSERT_NO_FATAL_FAILURE(LaunchSmallDispatch(ranks[r], r, r == 0 ? "Ascend910B3" : nullptr, ""));
   }
   for (int r = 0; r < kSmallRanks; ++r) {
