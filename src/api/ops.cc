@@ -19,6 +19,7 @@ namespace {
 
 plan::MoeConfig BaseConfig(const Group& ep, const Group* tp, const ExpertLayout& experts, const char* op) {
   plan::MoeConfig c;
+  c.native_names = true;
   c.ep_world_size = ep.size();
   c.ep_rank = ep.rank();
   c.tp_world_size = 1;  // the native API always has a TP dimension: 1 (alone) or 2 (a pair)

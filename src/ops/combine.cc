@@ -19,6 +19,7 @@
 #include "ops/tensor_access.h"
 #include "plan/layout.h"
 #include "plan/routing.h"
+#include "plan/validate.h"
 
 namespace moe_ep::ops::protocol {
 namespace {
@@ -32,9 +33,10 @@ CallSlot NextCombineCall(const Window& w, OpState& state) {
   return NextCall(w, state, plan::kCombineFlagBase, plan::kMaxCombineFlags);
 }
 
-[[noreturn]] void BadHandle(const std::string& param, const std::string& value, const std::string& rule) {
-  throw Error(ErrorCode::kInvalidParam,
-              "MoeDistributeCombine: parameter '" + param + "' = " + value + " violates rule: " + rule);
+[[noreturn]] void BadHandle(const MoeConfig& c, const std::string& param, const std::string& value,
+                            const std::string& rule) {
+  throw Error(ErrorCode::kInvalidParam, "MoeDistributeCombine: parameter '" + plan::ParamNames(c, param) +
+                                            "' = " + value + " violates rule: " + plan::ParamNames(c, rule));
 }
 
 // docs/semantics.md 3.1 with tp == 2: our rows for the peer go to its TP window; each of our own rows becomes
@@ -58,7 +60,7 @@ std::vector<uint16_t> ReduceScatterWithTpPeer(const MoeConfig& c, const WindowLa
   if (partial_rows != own_rows) {
     std::string entry = "[";  // built in steps: "[" + std::string trips GCC 12's -Wrestrict (a false positive)
     entry += std::to_string(tp.rank()) + "] = " + std::to_string(partial_rows) + " on TP rank " + std::to_string(peer);
-    BadHandle("tpSendCounts", entry,
+    BadHandle(c, "tpSendCounts", entry,
               "equals this TP rank's own rows (epSendCounts' last entry = " + std::to_string(own_rows) +
                   "): both ranks of the TP pair pass the handles of one dispatch");
   }
@@ -126,7 +128,7 @@ ExpandIdxSlots PlanExpandIdxSlots(const MoeConfig& c, const std::vector<int32_t>
   for (const plan::RoutedPair& p : routing.pairs) {
     const int64_t i = p.token * c.top_k + p.k, block = routing.expert_counts[p.expert];
     if (expand_idx[i] < 0 || expand_idx[i] >= block || taken[first[p.expert] + expand_idx[i]]) {
-      BadHandle("assistInfoForCombine", std::to_string(expand_idx[i]) + " at [" + std::to_string(i) + "]",
+      BadHandle(c, "assistInfoForCombine", std::to_string(expand_idx[i]) + " at [" + std::to_string(i) + "]",
                 "expandIdx of the pairs to expert " + std::to_string(p.expert) + " are distinct and in [0, " +
                     std::to_string(block) + "), this rank's pairs to that expert (as dispatch wrote them)");
     }
@@ -149,16 +151,17 @@ void AnnounceSlotBases(const MoeConfig& c, const ExpandIdxSlots& own, Window& ep
 }
 
 // Atlas A2: refuses epSendCounts entry `entry`.
-[[noreturn]] void BadCount(const std::vector<int32_t>& counts, int64_t entry, const std::string& rule) {
-  BadHandle("epSendCounts", std::to_string(counts[entry]) + " at [" + std::to_string(entry) + "]", rule);
+[[noreturn]] void BadCount(const MoeConfig& c, const std::vector<int32_t>& counts, int64_t entry,
+                           const std::string& rule) {
+  BadHandle(c, "epSendCounts", std::to_string(counts[entry]) + " at [" + std::to_string(entry) + "]", rule);
 }
 
 // Atlas A2: epSendCounts as dispatch wrote them never decrease; checked, as expandIdx is, before the call
 // communicates (BlockRoutes relies on it: no row index past the last count).
-void CheckCountsNeverDecrease(const std::vector<int32_t>& counts) {
+void CheckCountsNeverDecrease(const MoeConfig& c, const std::vector<int32_t>& counts) {
   for (size_t entry = 0; entry < counts.size(); ++entry) {
     if (counts[entry] < (entry ? counts[entry - 1] : 0)) {
-      BadCount(counts, static_cast<int64_t>(entry), "cumulative counts never decrease (as dispatch wrote them)");
+      BadCount(c, counts, static_cast<int64_t>(entry), "cumulative counts never decrease (as dispatch wrote them)");
     }
   }
 }
@@ -185,7 +188,7 @@ std::vector<ReturnRoute> BlockRoutes(const MoeConfig& c, const std::vector<int32
                                                      static_cast<int>(owner), "MoeDistributeCombine", what));
       }
       if (end - previous > end_of[owner] - next[owner]) {
-        BadCount(counts, entry,
+        BadCount(c, counts, entry,
                  "they return rank " + std::to_string(owner) +
                      " more rows than its expertIds and xActiveMask sent to this rank's experts");
       }
@@ -195,7 +198,7 @@ std::vector<ReturnRoute> BlockRoutes(const MoeConfig& c, const std::vector<int32
   }
   for (int64_t owner = 0; owner < e_num; ++owner) {
     if (next[owner] != end_of[owner]) {
-      BadCount(counts, l * e_num - 1,
+      BadCount(c, counts, l * e_num - 1,
                "they return rank " + std::to_string(owner) + " " + std::to_string(end_of[owner] - next[owner]) +
                    " rows fewer than its expertIds and xActiveMask sent to this rank's experts");
     }
@@ -530,16 +533,16 @@ void CheckReturnRoutes(const MoeConfig& c, const WindowLayout& layout, const std
                                 ") within [0, expandX rows = " + std::to_string(expand_rows) +
                                 "] and own rows <= A = " + std::to_string(layout.a);
   if (own_rows < 0 || peer_rows < 0 || own_rows + peer_rows > expand_rows || own_rows > layout.a) {
-    BadHandle("epSendCounts", std::to_string(own_rows), rows_rule);
+    BadHandle(c, "epSendCounts", std::to_string(own_rows), rows_rule);
   }
   if (peer_rows > layout.a) {  // the TP peer's window holds A partial rows
-    BadHandle("tpSendCounts", std::to_string(peer_rows) + " rows of the TP peer",
+    BadHandle(c, "tpSendCounts", std::to_string(peer_rows) + " rows of the TP peer",
               "at most A = " + std::to_string(layout.a));
   }
   // Atlas A2: PlanExpandIdxSlots, CheckCountsNeverDecrease and BlockRoutes check expandIdx and the counts.
   if (c.expand_idx()) return;
   if (static_cast<int64_t>(assist.size()) < 3 * own_rows) {
-    BadHandle("assistInfoForCombine", std::to_string(assist.size()) + " entries", "needs 3 per returned row");
+    BadHandle(c, "assistInfoForCombine", std::to_string(assist.size()) + " entries", "needs 3 per returned row");
   }
   for (int64_t i = 0; i < own_rows; ++i) {
     const int32_t src = assist[3 * i], token = assist[3 * i + 1], k = assist[3 * i + 2];
@@ -548,7 +551,7 @@ void CheckReturnRoutes(const MoeConfig& c, const WindowLayout& layout, const std
       std::string triple = "(";
       triple += std::to_string(src) + ", " + std::to_string(token) + ", " + std::to_string(k) + ") at row ";
       triple += std::to_string(i);
-      BadHandle("assistInfoForCombine", triple,
+      BadHandle(c, "assistInfoForCombine", triple,
                 "triples (srcRank < epWorldSize, tokenIdx < maxBs, kIdx < K + sharedExpertNum) as dispatch wrote them");
     }
   }
@@ -609,7 +612,7 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
     std::vector<ReturnRoute> routes;
     if (c.expand_idx()) {
       own_slots = PlanExpandIdxSlots(c, ids, mask, assist);
-      CheckCountsNeverDecrease(send_counts);
+      CheckCountsNeverDecrease(c, send_counts);
       AnnounceSlotBases(c, own_slots, ctx.ep, call);
       routes = BlockRoutes(c, send_counts, ctx.ep, call, ctx);
     } else {

@@ -53,6 +53,8 @@ struct MoeConfig {
   // (tables that differ but are each valid would route rows to other ranks' experts); 0 otherwise.
   uint64_t survivors = 0;
   AssistLayout assist = AssistLayout::kTriples;
+  // Called through the native API: refusals name its parameters (ParamNames), not CANN's.
+  bool native_names = false;
 
   bool expand_idx() const { return assist == AssistLayout::kExpandIdx; }
 

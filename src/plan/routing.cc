@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "moe_ep/error.h"
+#include "plan/validate.h"
 
 namespace moe_ep::plan {
 
@@ -20,10 +21,11 @@ int64_t ActiveTokenLimit(const MoeConfig& c, const uint8_t* mask) {
 
 namespace {
 
-[[noreturn]] void BadExpertId(const char* op, int64_t t, int64_t k, int32_t value, const std::string& rule) {
-  throw Error(ErrorCode::kInvalidParam, std::string(op) + ": parameter 'expertIds' has value " + std::to_string(value) +
-                                            " at [" + std::to_string(t) + ", " + std::to_string(k) +
-                                            "]; rule: " + rule);
+[[noreturn]] void BadExpertId(const MoeConfig& c, const char* op, int64_t t, int64_t k, int32_t value,
+                              const std::string& rule) {
+  throw Error(ErrorCode::kInvalidParam, std::string(op) + ": parameter '" + ParamNames(c, "expertIds") +
+                                            "' has value " + std::to_string(value) + " at [" + std::to_string(t) +
+                                            ", " + std::to_string(k) + "]; rule: " + ParamNames(c, rule));
 }
 
 // A 1-D mask whose trues do not all come first: the tokens sent would not be the ones it marks.
@@ -32,10 +34,10 @@ void CheckTokenMaskIsPrefix(const MoeConfig& c, const uint8_t* mask, const char*
   const int64_t first_false = std::find(mask, mask + c.bs, 0) - mask;
   const int64_t late_true = std::find_if(mask + first_false, mask + c.bs, [](uint8_t m) { return m != 0; }) - mask;
   if (late_true == c.bs) return;
-  throw Error(ErrorCode::kInvalidParam, std::string(op) + ": parameter 'xActiveMask' has value true at [" +
-                                            std::to_string(late_true) + "] after false at [" +
-                                            std::to_string(first_false) +
-                                            "]; rule: a 1-D xActiveMask has all its trues before its falses");
+  throw Error(ErrorCode::kInvalidParam,
+              std::string(op) + ": parameter '" + ParamNames(c, "xActiveMask") + "' has value true at [" +
+                  std::to_string(late_true) + "] after false at [" + std::to_string(first_false) +
+                  "]; rule: " + ParamNames(c, "a 1-D xActiveMask has all its trues before its falses"));
 }
 
 }  // namespace
@@ -53,7 +55,7 @@ void CheckRouting(const MoeConfig& c, const int32_t* expert_ids, const uint8_t* 
       const int64_t idx = t * k_num + k;
       if (c.mask == MaskKind::kPairs && !mask[idx]) continue;
       const int32_t e = expert_ids[idx];
-      if (e < 0 || e >= c.all_expert_num()) BadExpertId(op, t, k, e, range);
+      if (e < 0 || e >= c.all_expert_num()) BadExpertId(c, op, t, k, e, range);
       if (e < c.moe_expert_num) routed.emplace_back(e, k);
     }
     // A repeated MoE expert would send a token twice to one rank, beyond the A rows the outputs hold
@@ -62,7 +64,7 @@ void CheckRouting(const MoeConfig& c, const int32_t* expert_ids, const uint8_t* 
     const auto twin = std::adjacent_find(routed.begin(), routed.end(),
                                          [](const auto& a, const auto& b) { return a.first == b.first; });
     if (twin != routed.end()) {
-      BadExpertId(op, t, std::next(twin)->second, twin->first,
+      BadExpertId(c, op, t, std::next(twin)->second, twin->first,
                   "a token's MoE expert ids are distinct (it is also at [" + std::to_string(t) + ", " +
                       std::to_string(twin->second) + "])");
     }

@@ -522,6 +522,10 @@ void CheckDispatchInputs(const Checker& ck, MoeConfig& c, const DispatchTensors&
 
 }  // namespace
 
+std::string ParamNames(const MoeConfig& config, const std::string& text) {
+  return config.native_names ? NativeName(text) : text;
+}
+
 void ValidateAttributes(MoeConfig& c, Profile p, const char* op) {
   CheckCommonAttributes(Checker(op, p), c, p, {"Bs", "H"}, /*dispatch=*/true);
 }

@@ -3,11 +3,16 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "plan/config.h"
 #include "plan/op_tensors.h"
 
 namespace moe_ep::plan {
+
+/// `text` (a parameter's name, or a rule naming parameters) as `config`'s caller knows them: the native API's names
+/// (expert_ids, DispatchHandle::ep_recv_counts, ...) when config.native_names, else CANN's (expertIds, epSendCounts).
+std::string ParamNames(const MoeConfig& config, const std::string& text);
 
 /// Window capacities the rule of docs/semantics.md 1.2 is checked against (bytes; tp 0 when there is no TP window).
 struct WindowCapacity {

@@ -158,7 +158,7 @@ TEST(BadData, CombineRejectsCorruptedExpertIdsInTheHandle) {
       DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), Options());
       res.handle.expert_ids.data_as<int32_t>()[kTopK + 1] = bad;  // token 1, k 1
       ExpectCombineRefused(groups[r], res, d.WeightsView(), {}, ErrorCode::kInvalidParam,
-                           {"expertIds", "value " + std::to_string(bad), "at [1, 1]"});
+                           {"expert_ids", "value " + std::to_string(bad), "at [1, 1]"});
       ExpectGoodRound(groups[r], r);
     });
   }
@@ -176,21 +176,21 @@ TEST(BadData, CombineRejectsCorruptedExpandIdxAndCountsInTheHandle) {
   } cases[] = {
       {"expandIdx outside its block",
        [](DispatchHandle& h) { h.assist_info.data_as<int32_t>()[0] = 100; },
-       {"assistInfoForCombine", "100 at [0]", "distinct and in [0, 4)"}},
+       {"DispatchHandle::assist_info", "100 at [0]", "distinct and in [0, 4)"}},
       // Pair (3, 1) goes to the same expert as pair (0, 0): both would read one row.
       {"expandIdx repeated",
        [](DispatchHandle& h) { h.assist_info.data_as<int32_t>()[3 * kTopK + 1] = 0; },
-       {"assistInfoForCombine", "0 at [7]", "distinct"}},
+       {"DispatchHandle::assist_info", "0 at [7]", "distinct"}},
       {"decreasing counts",
        [](DispatchHandle& h) {
          auto* counts = h.ep_recv_counts.data_as<int32_t>();
          counts[1] = counts[0] - 1;
        },
-       {"epSendCounts", "at [1]", "never decrease"}},
+       {"DispatchHandle::ep_recv_counts", "at [1]", "never decrease"}},
       // The last row of (local expert 0, owner 0) returned to owner 1 instead.
       {"a row moved to another owner",
        [](DispatchHandle& h) { h.ep_recv_counts.data_as<int32_t>()[0] -= 1; },
-       {"epSendCounts", "they return rank 1 more rows than its expertIds and xActiveMask sent"}},
+       {"DispatchHandle::ep_recv_counts", "they return rank 1 more rows than its expert_ids and active_mask sent"}},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.what);
@@ -230,7 +230,7 @@ TEST(BadData, AnAtlasA2RankRefusingItsHandleAloneIsNamedByItsPeer) {
     if (r == 0) {
       res.handle.assist_info.data_as<int32_t>()[0] = 100;
       ExpectCombineRefused(groups[r], res, d.WeightsView(), {}, ErrorCode::kInvalidParam,
-                           {"assistInfoForCombine", "100 at [0]"});
+                           {"DispatchHandle::assist_info", "100 at [0]"});
     } else {
       try {
         Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView());
@@ -396,7 +396,7 @@ TEST(BadData, DispatchRejectsARepeatedExpertInAToken) {
     const ExpertLayout two = Moe(2);
     d.ids.assign(kBs * kTopK, 0);
     ExpectDispatchRefused(groups[r], d.XView(), d.IdsView(), Options(two), ErrorCode::kInvalidParam,
-                          {"expertIds", "value 0", "at [0, 1]", "distinct"});
+                          {"expert_ids", "value 0", "at [0, 1]", "distinct"});
     ExpectGoodRound(groups[r], r);
   });
 }
@@ -417,12 +417,12 @@ TEST(BadData, TokenMaskThatIsNotAPrefixIsRefused) {
       mask[5] = 1;
       options.active_mask = TensorView(mask.data(), DType::kBool, {kBs});
       ExpectDispatchRefused(groups[r], d.XView(), d.IdsView(), options, ErrorCode::kInvalidParam,
-                            {"xActiveMask", "true at [5] after false at [2]", "trues before its falses"});
+                            {"active_mask", "true at [5] after false at [2]", "trues before its falses"});
       mask[5] = 0;
       DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), options);
       res.handle.active_mask.data_as<uint8_t>()[3] = 1;
       ExpectCombineRefused(groups[r], res, d.WeightsView(), {}, ErrorCode::kInvalidParam,
-                           {"xActiveMask", "true at [3] after false at [2]"});
+                           {"active_mask", "true at [3] after false at [2]"});
       ExpectGoodRound(groups[r], r);
     });
   }
@@ -506,10 +506,11 @@ TEST(BadData, TpPeerReturningOtherRowsThanItsDispatchCountedIsRefused) {
     auto* tp_counts = res.handle.tp_recv_counts.data_as<int32_t>();
     ASSERT_GT(tp_counts[1], 0) << "the peer received no rows: nothing to take away";
     if (side == 1) {
-      ExpectCombineRefused(ep[side][r], res, d.WeightsView(), {}, ErrorCode::kInvalidParam,
-                           {"'tpSendCounts' = [1] = " + std::to_string(tp_counts[1] - 1) + " on TP rank 0",
-                            "own rows (epSendCounts' last entry = " + std::to_string(tp_counts[1]) + ")"},
-                           &pairs[r][side]);
+      ExpectCombineRefused(
+          ep[side][r], res, d.WeightsView(), {}, ErrorCode::kInvalidParam,
+          {"'DispatchHandle::tp_recv_counts' = [1] = " + std::to_string(tp_counts[1] - 1) + " on TP rank 0",
+           "own rows (DispatchHandle::ep_recv_counts' last entry = " + std::to_string(tp_counts[1]) + ")"},
+          &pairs[r][side]);
       return;
     }
     --tp_counts[1];
@@ -536,8 +537,8 @@ TEST(BadData, TpPeerRowsPastAAreRefusedBeforeAnythingMoves) {
     res.handle.tp_recv_counts.data_as<int32_t>()[1 - side] = static_cast<int32_t>(a + 1);
     ExpectCombineRefused(ep[side][r], res, TensorView(weights.data(), DType::kFloat32, {kBs, 1}), {},
                          ErrorCode::kInvalidParam,
-                         {r == 0 ? "'epSendCounts'"
-                                 : "'tpSendCounts' = " + std::to_string(a + 1) +
+                         {r == 0 ? "'DispatchHandle::ep_recv_counts'"
+                                 : "'DispatchHandle::tp_recv_counts' = " + std::to_string(a + 1) +
                                        " rows of the TP peer violates rule: at most A = " + std::to_string(a)},
                          &pairs[r][side]);
   });

@@ -1756,7 +1756,7 @@ TEST(NativeApi, WrongOutputDtypeThrowsAndLeavesOutputsUntouched) {
 TEST(NativeApi, NegativeExpertIdOnEveryRankThrowsEverywhereWithoutWaiting) {
   ExpectDispatchRejectedEverywhere(
       [](RankInputs& in, PoisonedOutputs&, TensorView&, TensorView&) { in.ids[1 * kTopK + 0] = -1; },
-      ErrorCode::kInvalidParam, {"'expertIds'", "-1", "[1, 0]", "moeExpertNum (8)"});
+      ErrorCode::kInvalidParam, {"'expert_ids'", "-1", "[1, 0]", "ExpertLayout::moe_expert_num (8)"});
 }
 
 // Window rule for this call: E=4, L=2, maxBs=4, H=32 -> tokC = tokD = 512: 2*(4*512*8 + 4*512*2) = 40960 bytes.
@@ -1956,7 +1956,7 @@ TEST(NativeApi, ExpertIdOutOfRangeOnOneRankTimesOutTheOthersNamingIt) {
   });
   EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(3000)) << "waits must end at the deadline";
   ExpectRankError(errors[kBad], kBad, ErrorCode::kInvalidParam,
-                  {"'expertIds'", "value 8", "[1, 1]", "moeExpertNum (8)"});
+                  {"'expert_ids'", "value 8", "[1, 1]", "ExpertLayout::moe_expert_num (8)"});
   for (int r = 0; r < kRanks; ++r) {
     EXPECT_EQ(outs[r].FirstTouched(), -1) << "rank " << r << " wrote into its outputs";
     if (r == kBad) continue;
