@@ -93,7 +93,7 @@ std::vector<uint16_t> Values(const Tensor& t) {
 void ExpectGoodRound(Group& group, int rank) {
   thread_local int rounds = 0;
   const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-  EXPECT_EQ(RandomRoundOnRank(group, rank, BaseSeed() + std::hash<std::string>{}(test) + rounds++), "")
+  EXPECT_EQ(RandomRoundOnRank(group, nullptr, rank, BaseSeed() + std::hash<std::string>{}(test) + rounds++), "")
       << "rank " << rank << ": the group is not usable after the error";
 }
 

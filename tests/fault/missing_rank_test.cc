@@ -64,7 +64,7 @@ void RoundOnAll(std::vector<Group>& groups) {
   static int rounds = 0;
   const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
   const uint64_t seed = BaseSeed() + std::hash<std::string>{}(test) + rounds++;
-  RunRanks(kRanks, [&](int r) { EXPECT_EQ(RandomRoundOnRank(groups[r], r, seed), "") << "rank " << r; });
+  RunRanks(kRanks, [&](int r) { EXPECT_EQ(RandomRoundOnRank(groups[r], nullptr, r, seed), "") << "rank " << r; });
 }
 
 TEST(MissingRank, DispatchTimesOutNamingTheAbsentRank) {

@@ -96,31 +96,42 @@ void ExpectCombined(Group& group, const Round& round, Drawn& d, int r, const Dis
   }
 }
 
-// 60 rounds of random configurations on rank r's group, each after one extra call drawn from `seed` (alike on every
-// rank): none, a dispatch refused for a disagreement, a dispatch whose result is dropped, or a combine run twice.
-void UnpairedRounds(Group& group, int r, uint64_t seed) {
+// 60 rounds of random configurations on rank g's groups, each after one extra call drawn from `seed` (alike on every
+// rank): none, a dispatch refused for a disagreement, a dispatch whose result is dropped, or a combine run twice (with
+// a TP pair, its results are not compared: the next round's are).
+void UnpairedRounds(RankGroups& groups, int g, uint64_t seed) {
+  Group& ep = groups.ep;
+  Group* tp = groups.tp ? &*groups.tp : nullptr;
+  const int r = ep.rank();
   std::mt19937_64 rng(seed);
   const Round own{1, 1, 2, [](int rank, int64_t, int64_t) { return static_cast<int32_t>(rank); }};
   Drawn drawn = Draw(own, rng);
+  const TensorView x(drawn.in[r].x.data(), DType::kBf16, {1, kHidden});
+  const TensorView ids(drawn.in[r].expert_ids.data(), DType::kInt32, {1, 1});
+  const TensorView weights(drawn.combine_in[r].expert_scales.data(), DType::kFloat32, {1, 1});
   for (int round = 0; round < 60; ++round) {
     const int extra = static_cast<int>(rng() % 4);
     if (extra == 1) {
-      try {  // rank 0 calls with 2 experts, rank 1 with 4: both refuse
-        Dispatch(group, TensorView(drawn.in[r].x.data(), DType::kBf16, {1, kHidden}),
-                 TensorView(drawn.in[r].expert_ids.data(), DType::kInt32, {1, 1}),
-                 Options(Round{1, 1, 2 + 2 * r, own.ids_of}));
-        ADD_FAILURE() << "rank " << r << ": a dispatch with attributes that differ was accepted";
-      } catch (const Error&) {
+      try {  // EP rank 1 quantizes, EP rank 0 does not: every rank refuses
+        DispatchOptions quantized_on_one = Options(own);
+        if (r == 1) quantized_on_one.quant = Quant::kDynamicInt8;
+        Dispatch(ep, x, ids, quantized_on_one, tp);
+        ADD_FAILURE() << "rank " << g << ": a dispatch with attributes that differ was accepted";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ErrorCode::kInvalidConfig) << e.what();
       }
     } else if (extra == 2) {
-      RunDispatch(group, own, drawn, r);
+      Dispatch(ep, x, ids, Options(own), tp);
+    } else if (extra == 3 && tp) {
+      const DispatchResult res = Dispatch(ep, x, ids, Options(own), tp);
+      for (int time = 0; time < 2; ++time) Combine(ep, res.handle, res.expand_x.view(), weights, {}, tp);
     } else if (extra == 3) {
-      const DispatchResult res = RunDispatch(group, own, drawn, r);
-      ExpectCombined(group, own, drawn, r, res, "first combine");
-      ExpectCombined(group, own, drawn, r, res, "the same combine again");
+      const DispatchResult res = RunDispatch(ep, own, drawn, r);
+      ExpectCombined(ep, own, drawn, r, res, "first combine");
+      ExpectCombined(ep, own, drawn, r, res, "the same combine again");
     }
     const uint64_t round_seed = rng();
-    EXPECT_EQ(RandomRoundOnRank(group, r, round_seed), "") << "round " << round << " after extra call " << extra;
+    EXPECT_EQ(RandomRoundOnRank(ep, tp, g, round_seed), "") << "round " << round << " after extra call " << extra;
   }
 }
 
@@ -178,7 +189,7 @@ TEST(UnpairedCalls, ARankThatRefusesACombineAloneIsOutOfStepUntilAReset) {
       errors[r] = e.what();
     }
     BufferReset(groups[r], {}, true);
-    EXPECT_EQ(RandomRoundOnRank(groups[r], r, BaseSeed() + 4), "") << "rank " << r << " after the reset";
+    EXPECT_EQ(RandomRoundOnRank(groups[r], nullptr, r, BaseSeed() + 4), "") << "rank " << r << " after the reset";
   });
   EXPECT_NE(errors[0].find("rank 1 of group 'out-of-step' runs a dispatch as call 2, where rank 0 runs a combine"),
             std::string::npos)
@@ -190,21 +201,25 @@ TEST(UnpairedCalls, ARankThatRefusesACombineAloneIsOutOfStepUntilAReset) {
 
 // Random configurations back to back with no pause between ranks, and, drawn alike on every rank, a dispatch
 // refused for a disagreement, a dispatch whose result is dropped, or a combine run twice: every round's outputs
-// match the reference. Both data paths, on thread ranks and on shared-memory groups.
+// match the reference. Both data paths, on thread ranks and on shared-memory groups, without and with TP pairs (two
+// EP groups of 2).
 TEST(UnpairedCalls, RandomRoundsBetweenUnpairedCallsMatchTheReference) {
-  for (const bool shared_memory : {false, true}) {
-    for (const DataPath path : {DataPath::kPush, DataPath::kPull}) {
-      SCOPED_TRACE(std::string(shared_memory ? "shared memory" : "threads") +
-                   (path == DataPath::kPush ? ", push" : ", pull"));
-      GroupOptions options;
-      options.data_path = path;
-      options.timeout = std::chrono::milliseconds(10000);
-      options.window_bytes = 16 << 20;
-      const auto join = (shared_memory ? ShmGroupMaker() : ThreadGroupMaker())(kRanks, 1, options);
-      std::vector<std::optional<RankGroups>> groups(kRanks);
-      RunRanks(kRanks, [&](int r) { groups[r].emplace(join(r)); });
-      const uint64_t seed = BaseSeed() + 7 + static_cast<uint64_t>(path) + 10 * shared_memory;
-      RunRanks(kRanks, [&](int r) { UnpairedRounds(groups[r]->ep, r, seed); });
+  for (const int tp_size : {1, 2}) {
+    for (const bool shared_memory : {false, true}) {
+      for (const DataPath path : {DataPath::kPush, DataPath::kPull}) {
+        SCOPED_TRACE(std::string(shared_memory ? "shared memory" : "threads") +
+                     (path == DataPath::kPush ? ", push" : ", pull") + (tp_size == 2 ? ", TP pairs" : ""));
+        GroupOptions options;
+        options.data_path = path;
+        options.timeout = std::chrono::milliseconds(10000);
+        options.window_bytes = 16 << 20;
+        const int ranks = kRanks * tp_size;
+        const auto join = (shared_memory ? ShmGroupMaker() : ThreadGroupMaker())(kRanks, tp_size, options);
+        std::vector<std::optional<RankGroups>> groups(ranks);
+        RunRanks(ranks, [&](int g) { groups[g].emplace(join(g)); });
+        const uint64_t seed = BaseSeed() + 7 + static_cast<uint64_t>(path) + 10 * shared_memory + 100 * tp_size;
+        RunRanks(ranks, [&](int g) { UnpairedRounds(*groups[g], g, seed); });
+      }
     }
   }
 }

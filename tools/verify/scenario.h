@@ -132,10 +132,11 @@ RankResult RunScenarioRank(const ScenarioSpec& spec, const ScenarioInputs& input
 std::string CompareScenarioRank(const ScenarioSpec& spec, int rank, const moe_ref::DispatchOut& expected,
                                 const moe_ref::CombineOut& expected_combine, const RankResult& result);
 
-/// One round of a random configuration for every rank of `ep` (EP only, E = ep.size(), no TP), drawn from `seed`, so
-/// that each rank, calling this with the same seed, draws the same: this rank's outputs (poisoned first) compared with
-/// the reference's. "" when they agree, else the first difference with the seed and the configuration.
-std::string RandomRoundOnRank(Group& ep, int rank, uint64_t seed);
+/// One round of a random configuration for every rank of `ep` (E = ep.size()) and, with `tp`, of the TP pairs (`rank`
+/// is then g = tp rank * E + ep rank), drawn from `seed`, so that each rank, calling this with the same seed, draws
+/// the same: this rank's outputs (poisoned first) compared with the reference's. "" when they agree, else the first
+/// difference with the seed and the configuration.
+std::string RandomRoundOnRank(Group& ep, Group* tp, int rank, uint64_t seed);
 
 /// Runs the scenario on in-process ranks (threads; groups from options.groups); returns "" on success or
 /// a description of the first mismatch.

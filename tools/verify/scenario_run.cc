@@ -381,17 +381,18 @@ GroupMaker ShmGroupMaker() {
   };
 }
 
-std::string RandomRoundOnRank(Group& ep, int rank, uint64_t seed) {
+std::string RandomRoundOnRank(Group& ep, Group* tp, int rank, uint64_t seed) {
   std::mt19937_64 rng(seed);
-  ScenarioSpec s = RandomSpec(rng, ep.size(), 256, 16);
-  while (s.config.ep_world_size != ep.size() || s.config.tp_world_size != 1) s = RandomSpec(rng, ep.size(), 256, 16);
+  const int tp_size = tp ? 2 : 1, ranks = ep.size() * tp_size;
+  ScenarioSpec s = RandomSpec(rng, ranks, 256, 16);
+  while (s.config.ep_world_size != ep.size() || s.config.tp_world_size != tp_size) s = RandomSpec(rng, ranks, 256, 16);
   ScenarioInputs in = MakeInputs(s, rng);
   const auto expected = moe_ref::Dispatch(s.config, in.dispatch);
   FillExpertOutputs(s, expected, in);
   const auto expected_combine = s.add_rms_norm ? moe_ref::CombineAddRmsNorm(s.config, in.dispatch, in.combine)
                                                : moe_ref::Combine(s.config, in.dispatch, in.combine);
   const std::string m =
-      CompareScenarioRank(s, rank, expected[rank], expected_combine[rank], RunScenarioRank(s, in, rank, ep, nullptr));
+      CompareScenarioRank(s, rank, expected[rank], expected_combine[rank], RunScenarioRank(s, in, rank, ep, tp));
   return m.empty() ? m : "seed " + std::to_string(seed) + ", " + Describe(s) + ": " + m;
 }
 
