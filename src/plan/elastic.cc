@@ -6,13 +6,18 @@
 
 #include "base/hash.h"
 #include "moe_ep/error.h"
+#include "plan/validate.h"
 
 namespace moe_ep::plan {
 namespace {
 
-[[noreturn]] void BadTable(const char* op, const std::string& entry, int64_t value, const std::string& rule) {
-  throw Error(ErrorCode::kInvalidConfig, std::string(op) + ": parameter 'elasticInfo" + entry +
-                                             "' = " + std::to_string(value) + " violates rule: " + rule);
+// A native caller passed ExpertLayout::survivors, from which the table was made: the refusal names both.
+[[noreturn]] void BadTable(const MoeConfig& c, const char* op, const std::string& entry, int64_t value,
+                           const std::string& rule) {
+  const std::string param =
+      c.native_names ? "ExpertLayout::survivors (as elasticInfo" + entry + ")" : "elasticInfo" + entry;
+  throw Error(ErrorCode::kInvalidConfig, std::string(op) + ": parameter '" + param + "' = " + std::to_string(value) +
+                                             " violates rule: " + ParamNames(c, rule));
 }
 
 }  // namespace
@@ -32,15 +37,15 @@ ScaledDown ApplyElasticInfo(const MoeConfig& c, std::span<const int32_t> table, 
   const int64_t e = c.ep_world_size;
   const int64_t new_e = table[1], new_s = table[2], new_moe = table[3];
   if (new_e < 1 || new_e > e)
-    BadTable(op, "[1]", new_e, "new epWorldSize in [1, epWorldSize = " + std::to_string(e) + "]");
-  if (new_s < 0 || new_s >= new_e) BadTable(op, "[2]", new_s, "new sharedExpertRankNum in [0, new epWorldSize)");
+    BadTable(c, op, "[1]", new_e, "new epWorldSize in [1, epWorldSize = " + std::to_string(e) + "]");
+  if (new_s < 0 || new_s >= new_e) BadTable(c, op, "[2]", new_s, "new sharedExpertRankNum in [0, new epWorldSize)");
   if (new_moe < 0 || new_moe != c.local_expert_num() * (new_e - new_s)) {
-    BadTable(op, "[3]", new_moe,
+    BadTable(c, op, "[3]", new_moe,
              "new moeExpertNum = localExpertNum (" + std::to_string(c.local_expert_num()) +
                  ") * (new epWorldSize - new sharedExpertRankNum): experts per rank stay");
   }
   if (c.shared_expert_num > 0 ? new_s % c.shared_expert_num != 0 || new_s == 0 : new_s != 0) {
-    BadTable(op, "[2]", new_s,
+    BadTable(c, op, "[2]", new_s,
              c.shared_expert_num > 0
                  ? "a non-zero multiple of sharedExpertNum (" + std::to_string(c.shared_expert_num) +
                        "): every shared expert keeps at least one rank"
@@ -51,10 +56,10 @@ ScaledDown ApplyElasticInfo(const MoeConfig& c, std::span<const int32_t> table, 
   for (int64_t r = 0; r < new_e; ++r) {
     const int32_t old = table2[r];
     if (old < 0 || old >= e || table1[old] != r) {
-      BadTable(op, "[4 + E + " + std::to_string(r) + "]", old, "Table2[new] = old rank with Table1[old] = new");
+      BadTable(c, op, "[4 + E + " + std::to_string(r) + "]", old, "Table2[new] = old rank with Table1[old] = new");
     }
     if ((r < new_s) != (old < c.shared_expert_rank_num)) {
-      BadTable(op, "[4 + E + " + std::to_string(r) + "]", old, "a rank keeps its role (shared or MoE)");
+      BadTable(c, op, "[4 + E + " + std::to_string(r) + "]", old, "a rank keeps its role (shared or MoE)");
     }
     out.physical.push_back(old);
   }
@@ -63,13 +68,13 @@ ScaledDown ApplyElasticInfo(const MoeConfig& c, std::span<const int32_t> table, 
   for (int64_t old = 0; old < e; ++old) {
     const int32_t r = table1[old];
     if (r != -1 && (r < 0 || r >= new_e || table2[r] != old)) {
-      BadTable(op, "[4 + " + std::to_string(old) + "]", r,
+      BadTable(c, op, "[4 + " + std::to_string(old) + "]", r,
                "Table1[old] = -1 for a rank that left, else the new rank n with Table2[n] = old");
     }
   }
   const int32_t new_rank = table1[c.ep_rank];
   if (new_rank < 0 || new_rank >= new_e) {
-    BadTable(op, "[4 + " + std::to_string(c.ep_rank) + "]", new_rank,
+    BadTable(c, op, "[4 + " + std::to_string(c.ep_rank) + "]", new_rank,
              "this rank (epRankId " + std::to_string(c.ep_rank) + ") must be one of the survivors");
   }
   out.config = c;

@@ -9,6 +9,7 @@
 // MOE_EP_TEST_SEED=<printed seed>.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 #include <utility>
 
@@ -228,8 +229,8 @@ TEST(CapiProperty, AtlasA2ConfigurationsMatchReference) {
   }
 }
 
-// The product tests' group: 8 ranks on devices 0-7, Bs 2, H 1024, K 2 of 16 experts (x all 1.0, expert ids
-// (i * 5) % 16, weights 0.5): a call Atlas A3 and A2 both accept.
+// The product tests' group: 8 ranks on devices 0-7, Bs 2, H 1024, K 2 of 16 experts (random x, expert ids and
+// weights): a call Atlas A3 and A2 both accept.
 constexpr int kSmallRanks = 8;
 constexpr int64_t kSmallBs = 2, kSmallH = 1024, kSmallK = 2, kSmallMoe = 16, kSmallA = kSmallBs * kSmallRanks * 2;
 struct SmallRank {
@@ -245,7 +246,11 @@ void MakeSmallRank(const std::vector<HcclComm>& comms, int r, std::mt19937_64& r
   ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS) << RecentErrMsg();
   ASSERT_EQ(aclrtCreateStream(&k.stream), ACL_SUCCESS) << RecentErrMsg();
   k.in.bs = kSmallBs;
-  for (int64_t i = 0; i < kSmallBs * kSmallK; ++i) k.in.expert_ids.push_back(static_cast<int32_t>((i * 5) % kSmallMoe));
+  for (int64_t t = 0; t < kSmallBs; ++t) {  // K distinct experts per token
+    const auto first = static_cast<int32_t>(rng() % kSmallMoe);
+    k.in.expert_ids.push_back(first);
+    k.in.expert_ids.push_back(static_cast<int32_t>((first + 1 + rng() % (kSmallMoe - 1)) % kSmallMoe));
+  }
   for (int64_t i = 0; i < kSmallBs * kSmallH; ++i) k.in.x.push_back(static_cast<uint16_t>(0x3C00 + rng() % 0x0800));
   std::uniform_real_distribution<float> weight(0.25f, 1.0f);
   for (int64_t i = 0; i < kSmallBs * kSmallK; ++i) k.combine.expert_scales.push_back(weight(rng));
@@ -295,8 +300,8 @@ void LaunchSmallCombine(SmallRank& k, int r, const char* soc) {
 // A rank's combine runs as the product of its last dispatch that ran, whose assistInfoForCombine it reads (expandIdx
 // on Atlas A2, triples on A3). Dispatch as A2 on every rank, a dispatch as A3 that is refused as it runs, then combine
 // as A3 (a call A3 accepts): each rank's combine fails with 161002 naming MOE_EP_SOC_NAME and the dispatch's product,
-// before it communicates (no rank waits), and leaves xOut untouched; the same combine as A2 then runs, and returns
-// each token as the reference's weighted sum of its x (random x and weights; the experts return their rows).
+// before it communicates (no rank waits), and leaves xOut untouched; the same combine as A2 then runs. The first
+// dispatch's outputs (rows, expandIdx, counts) and the last combine's, of random expert outputs, are the reference's.
 TEST(CapiProperty, CombineRunsAsItsDispatchsProduct) {
   EnsureAclReady();
   const moe_ep::testing::ScopedEnv pcie("HCCL_INTRA_PCIE_ENABLE", nullptr);
@@ -307,9 +312,34 @@ TEST(CapiProperty, CombineRunsAsItsDispatchsProduct) {
     ASSERT_NO_FATAL_FAILURE(MakeSmallRank(comms, r, rng, ranks[r]));
     ASSERT_NO_FATAL_FAILURE(LaunchSmallDispatch(ranks[r], r, "Ascend910B3", "fullmesh"));
   }
+  moe_ref::Config config;
+  config.ep_world_size = kSmallRanks;
+  config.moe_expert_num = kSmallMoe;
+  config.top_k = kSmallK;
+  config.hidden = kSmallH;
+  config.a2 = true;
+  std::vector<moe_ref::RankInput> inputs;
+  for (const SmallRank& k : ranks) inputs.push_back(k.in);
+  const std::vector<moe_ref::DispatchOut> dispatched = moe_ref::Dispatch(config, inputs);
+  std::vector<moe_ref::CombineInput> combine_inputs;
+  const std::string seed = " (seed " + std::to_string(moe_ep::testing::BaseSeed() + 11) + ")";
   for (int r = 0; r < kSmallRanks; ++r) {
     ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS);
     ASSERT_EQ(aclrtSynchronizeStreamWithTimeout(ranks[r].stream, 60000), ACL_SUCCESS) << RecentErrMsg();
+    const moe_ref::DispatchOut& want = dispatched[r];
+    const std::vector<uint16_t> rows = ranks[r].expand_x.Read<uint16_t>();
+    const std::vector<int32_t> expand_idx = ranks[r].assist.Read<int32_t>();
+    EXPECT_TRUE(std::equal(want.expand_x.begin(), want.expand_x.end(), rows.begin())) << "rank " << r << seed;
+    EXPECT_TRUE(std::equal(want.expand_idx.begin(), want.expand_idx.end(), expand_idx.begin())) << "rank " << r << seed;
+    EXPECT_EQ(ranks[r].ep_recv.Read<int32_t>(), want.ep_recv_counts) << "rank " << r << seed;
+    // The experts' outputs: random rows where dispatch's were, which the last combine must sum.
+    combine_inputs.push_back(ranks[r].combine);
+    std::vector<uint16_t>& out = combine_inputs.back().expert_out;
+    for (int64_t i = 0; i < want.rows * kSmallH; ++i) out.push_back(static_cast<uint16_t>(0x3C00 + rng() % 0x0800));
+    ASSERT_EQ(aclrtMemcpy(ranks[r].expand_x.data(), ranks[r].expand_x.storage_bytes(), out.data(),
+                          out.size() * sizeof(uint16_t), ACL_MEMCPY_HOST_TO_DEVICE),
+              ACL_SUCCESS)
+        << RecentErrMsg();
   }
   // A dispatch as A3 refused as it runs (an expert id of -1, read from device memory then) makes no handles: the
   // product of the last dispatch that ran stays A2 (it once became A3 as the refused dispatch began).
@@ -337,27 +367,11 @@ TEST(CapiProperty, CombineRunsAsItsDispatchsProduct) {
     for (uint8_t byte : ranks[r].x_out.Bytes()) ASSERT_EQ(byte, kPoison) << "rank " << r << ": xOut was written";
   }
   for (int r = 0; r < kSmallRanks; ++r) ASSERT_NO_FATAL_FAILURE(LaunchSmallCombine(ranks[r], r, "Ascend910B3"));
-  // The experts returned their rows: each token comes back as the reference's weighted sum of its own x.
-  moe_ref::Config config;
-  config.ep_world_size = kSmallRanks;
-  config.moe_expert_num = kSmallMoe;
-  config.top_k = kSmallK;
-  config.hidden = kSmallH;
-  config.a2 = true;
-  std::vector<moe_ref::RankInput> inputs;
-  std::vector<moe_ref::CombineInput> combine_inputs;
-  for (const SmallRank& k : ranks) inputs.push_back(k.in);
-  const std::vector<moe_ref::DispatchOut> dispatched = moe_ref::Dispatch(config, inputs);
-  for (int r = 0; r < kSmallRanks; ++r) {
-    combine_inputs.push_back(ranks[r].combine);
-    combine_inputs.back().expert_out = dispatched[r].expand_x;
-  }
   const std::vector<moe_ref::CombineOut> combined = moe_ref::Combine(config, inputs, combine_inputs);
   for (int r = 0; r < kSmallRanks; ++r) {
     ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS);
     EXPECT_EQ(aclrtSynchronizeStreamWithTimeout(ranks[r].stream, 60000), ACL_SUCCESS) << "rank " << r << RecentErrMsg();
-    EXPECT_EQ(ranks[r].x_out.Read<uint16_t>(), combined[r].x)
-        << "rank " << r << " (seed " << moe_ep::testing::BaseSeed() + 11 << ")";
+    EXPECT_EQ(ranks[r].x_out.Read<uint16_t>(), combined[r].x) << "rank " << r << seed;
     EXPECT_EQ(aclrtDestroyStream(ranks[r].stream), ACL_SUCCESS);
   }
   ranks.clear();

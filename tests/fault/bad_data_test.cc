@@ -626,7 +626,7 @@ TEST(BadData, SurvivorsMustKeepEverySharedExpert) {
     if (r < 2) return;
     RankData d(r, 2);
     ExpectError([&] { Dispatch(groups[r], d.XView(), d.IdsView(), Options(experts)); }, ErrorCode::kInvalidConfig,
-                {"elasticInfo[2]", "every shared expert keeps at least one rank"});
+                {"ExpertLayout::survivors (as elasticInfo[2])", "every shared expert keeps at least one rank"});
   });
 }
 

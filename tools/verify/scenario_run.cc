@@ -8,6 +8,7 @@
 #include <deque>
 #include <memory>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 
 #include "moe_ep/ops.h"
@@ -382,6 +383,8 @@ GroupMaker ShmGroupMaker() {
 }
 
 std::string RandomRoundOnRank(Group& ep, Group* tp, int rank, uint64_t seed) {
+  // RandomSpec draws E from [2, ranks / tp]: a group of one rank is never drawn.
+  if (ep.size() < 2) throw std::invalid_argument("RandomRoundOnRank needs an EP group of 2 ranks or more");
   std::mt19937_64 rng(seed);
   const int tp_size = tp ? 2 : 1, ranks = ep.size() * tp_size;
   ScenarioSpec s = RandomSpec(rng, ranks, 256, 16);
