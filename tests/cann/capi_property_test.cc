@@ -336,6 +336,7 @@ TEST(CapiProperty, CombineRunsAsItsDispatchsProduct) {
     combine_inputs.push_back(ranks[r].combine);
     std::vector<uint16_t>& out = combine_inputs.back().expert_out;
     for (int64_t i = 0; i < want.rows * kSmallH; ++i) out.push_back(static_cast<uint16_t>(0x3C00 + rng() % 0x0800));
+    if (out.empty()) continue;  // no row came here
     ASSERT_EQ(aclrtMemcpy(ranks[r].expand_x.data(), ranks[r].expand_x.storage_bytes(), out.data(),
                           out.size() * sizeof(uint16_t), ACL_MEMCPY_HOST_TO_DEVICE),
               ACL_SUCCESS)
