@@ -557,25 +557,6 @@ void CheckReturnRoutes(const MoeConfig& c, const WindowLayout& layout, const std
   }
 }
 
-// A combine hears from every peer before it returns, even one it exchanges no row with (StartFlag): the next call,
-// of either operation, may then write anywhere in the other half of the peers' windows, and the one after in this
-// half.
-void AnnounceStart(const MoeConfig& c, Window& ep, const CallSlot& call) {
-  for (int64_t peer = 0; peer < c.ep_world_size; ++peer) {
-    ep.Signal(static_cast<int>(peer), StartFlag(call, c.ep_rank), MakeFlag(call.epoch, kCombineStart));
-  }
-}
-void WaitForEveryStart(const MoeConfig& c, Window& ep, const CallSlot& call, const Link& ctx) {
-  std::vector<uint64_t> indices;
-  for (int64_t peer = 0; peer < c.ep_world_size; ++peer) indices.push_back(StartFlag(call, peer));
-  transport::WaitFlags(
-      ep, indices, call.epoch, ctx.deadline, [&](uint64_t idx) { return static_cast<int>(idx - StartFlag(call, 0)); },
-      "MoeDistributeCombine", "every rank's start of the call");
-  for (int64_t peer = 0; peer < c.ep_world_size; ++peer) {
-    if (transport::FlagCount(ep.ReadFlag(indices[peer])) != kCombineStart) throw OutOfStep(ep, peer, call, false);
-  }
-}
-
 }  // namespace
 
 void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx) {
@@ -602,7 +583,13 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
                                                : pull::Rows{reinterpret_cast<const uint8_t*>(reduced.data()), row_bytes,
                                                             static_cast<uint64_t>(own_rows), row_bytes};
   const CallSlot call = NextCombineCall(ctx.ep, ctx.ep_state);
-  AnnounceStart(c, ctx.ep, call);
+  // A combine hears from every peer before it returns, even one it exchanges no row with (StartFlag): its next call may
+  // then write anywhere in the other half of the peers' windows, and the one after in this half.
+  SignalStart(ctx.ep, c.ep_world_size, c.ep_rank, call, kCombineStart);
+  const auto wait_for_every_start = [&] {
+    WaitForStarts(ctx.ep, c.ep_world_size, call, ctx.deadline, /*this_is_dispatch=*/false,
+                  "every rank's start of the call");
+  };
   const pull::CallFlags flags(plan::kCombinePullFlagBase, call);
   std::optional<std::vector<uint8_t>> readers;  // once announcing began: whoever it reached, should it stop part-way
   try {
@@ -632,7 +619,7 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
     const pull::ReaderCounts counts = pull::CountReaders(*readers);
     ctx.ep_state.combine_readers = counts.readers;
     ctx.ep_state.combine_copy_readers = counts.by_copy;
-    WaitForEveryStart(c, ctx.ep, call, ctx);
+    wait_for_every_start();
     // The caller may overwrite expandX once this returns: not before every owner reading it is done.
     pull::WaitDone(ctx.ep, flags, *readers, ctx.deadline, "MoeDistributeCombine");
   } catch (const Error& e) {
@@ -640,7 +627,7 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
     if (readers) pull::Withdraw(ctx.ep, flags, *readers);
     // A refusal that leaves the group usable (no deadline, interrupt or internal error) still waits for every peer's
     // start, as the call would have: this rank's next call may write into their windows.
-    if (e.code() != ErrorCode::kTimeout && e.code() != ErrorCode::kInternal) WaitForEveryStart(c, ctx.ep, call, ctx);
+    if (e.code() != ErrorCode::kTimeout && e.code() != ErrorCode::kInternal) wait_for_every_start();
     throw;
   } catch (...) {
     if (readers) pull::Withdraw(ctx.ep, flags, *readers);

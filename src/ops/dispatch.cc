@@ -315,25 +315,18 @@ uint32_t AttributeFingerprint(const MoeConfig& c) {
 
 // Every rank stamps its fingerprint into every peer before any payload moves.
 void AnnounceAttributes(const MoeConfig& c, Window& ep, const CallSlot& call) {
-  const uint64_t flag = MakeFlag(call.epoch, AttributeFingerprint(c));
-  for (int64_t peer = 0; peer < c.ep_world_size; ++peer)
-    ep.Signal(static_cast<int>(peer), StartFlag(call, c.ep_rank), flag);
+  SignalStart(ep, c.ep_world_size, c.ep_rank, call, AttributeFingerprint(c));
 }
 
 // A peer whose attributes differ would place rows where this rank does not look: fail, naming it, after
 // `before_refusal`.
 void CheckPeersAgree(const MoeConfig& c, Window& ep, const CallSlot& call, const Link& ctx,
                      const std::function<void()>& before_refusal) {
-  std::vector<uint64_t> indices;
-  for (int64_t peer = 0; peer < c.ep_world_size; ++peer) indices.push_back(StartFlag(call, peer));
-  transport::WaitFlags(
-      ep, indices, call.epoch, ctx.deadline, [&](uint64_t idx) { return static_cast<int>(idx - StartFlag(call, 0)); },
-      "MoeDistributeDispatch", "the announcements (attributes, then token counts)");
+  const std::vector<uint32_t> starts = WaitForStarts(ep, c.ep_world_size, call, ctx.deadline, /*this_is_dispatch=*/true,
+                                                     "the announcements (attributes, then token counts)");
   const uint32_t own = AttributeFingerprint(c);
   for (int64_t peer = 0; peer < c.ep_world_size; ++peer) {
-    const uint32_t theirs = transport::FlagCount(ep.ReadFlag(indices[peer]));
-    if (!(theirs & kDispatchStartBit)) throw OutOfStep(ep, peer, call, /*this_is_dispatch=*/true);
-    if (theirs != own) {
+    if (starts[peer] != own) {
       before_refusal();
       throw Error(ErrorCode::kInvalidConfig, "MoeDistributeDispatch: rank " + std::to_string(peer) + " of " +
                                                  ep.name() + " called with attributes that differ from rank " +

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "kernels/kernels.h"
 #include "moe_ep/error.h"
@@ -43,17 +44,39 @@ inline uint64_t StartFlag(const CallSlot& call, int64_t rank) {
 inline constexpr uint32_t kDispatchStartBit = 0x80000000u;
 inline constexpr uint32_t kCombineStart = 1;
 
-/// The error of a rank that finds `peer` running the other operation as its call (500002: the group needs a reset).
-inline Error OutOfStep(const transport::Window& w, int64_t peer, const CallSlot& call, bool this_is_dispatch) {
-  const char* mine = this_is_dispatch ? "a dispatch" : "a combine";
-  const char* theirs = this_is_dispatch ? "a combine" : "a dispatch";
-  return Error(ErrorCode::kInternal,
-               std::string(this_is_dispatch ? "MoeDistributeDispatch" : "MoeDistributeCombine") + ": rank " +
-                   std::to_string(peer) + " of " + w.name() + " runs " + theirs + " as call " +
-                   std::to_string(call.epoch) + ", where rank " + std::to_string(w.rank()) + " runs " + mine +
-                   ": the ranks' calls are out of step (one refused or skipped a call the others made); rule: every "
-                   "rank of a group makes the same calls in the same order, and after such a failure the ranks call "
-                   "BufferReset");
+/// Tells ranks [0, `ranks`) of `w` that `rank` has started `call`, with `value` (an attribute fingerprint with
+/// kDispatchStartBit, or kCombineStart).
+inline void SignalStart(transport::Window& w, int64_t ranks, int64_t rank, const CallSlot& call, uint32_t value) {
+  const uint64_t flag = transport::MakeFlag(call.epoch, value);
+  for (int64_t peer = 0; peer < ranks; ++peer) w.Signal(static_cast<int>(peer), StartFlag(call, rank), flag);
+}
+
+/// Waits until ranks [0, `ranks`) of `w` have started `call` (`what` names the wait should it time out), and returns
+/// what each started with. A peer's start of the other operation throws 500002 (the ranks' calls are out of step: the
+/// group needs a reset).
+inline std::vector<uint32_t> WaitForStarts(const transport::Window& w, int64_t ranks, const CallSlot& call,
+                                           transport::Clock::time_point deadline, bool this_is_dispatch,
+                                           const char* what) {
+  const char* op = this_is_dispatch ? "MoeDistributeDispatch" : "MoeDistributeCombine";
+  std::vector<uint64_t> indices;
+  for (int64_t peer = 0; peer < ranks; ++peer) indices.push_back(StartFlag(call, peer));
+  transport::WaitFlags(
+      w, indices, call.epoch, deadline, [&](uint64_t idx) { return static_cast<int>(idx - StartFlag(call, 0)); }, op,
+      what);
+  std::vector<uint32_t> starts;
+  for (int64_t peer = 0; peer < ranks; ++peer) {
+    starts.push_back(transport::FlagCount(w.ReadFlag(indices[peer])));
+    if (static_cast<bool>(starts.back() & kDispatchStartBit) == this_is_dispatch) continue;
+    throw Error(ErrorCode::kInternal,
+                std::string(op) + ": rank " + std::to_string(peer) + " of " + w.name() + " runs " +
+                    (this_is_dispatch ? "a combine" : "a dispatch") + " as call " + std::to_string(call.epoch) +
+                    ", where rank " + std::to_string(w.rank()) + " runs " +
+                    (this_is_dispatch ? "a dispatch" : "a combine") +
+                    ": the ranks' calls are out of step (one refused or skipped a call the others made); rule: every "
+                    "rank of a group makes the same calls in the same order, and after such a failure the ranks call "
+                    "BufferReset");
+  }
+  return starts;
 }
 
 inline kernels::Half HalfOf(DType d) { return d == DType::kFp16 ? kernels::Half::kFp16 : kernels::Half::kBf16; }

@@ -382,6 +382,24 @@ GroupMaker ShmGroupMaker() {
   };
 }
 
+namespace {
+
+// The reference's outputs of a round: dispatch's, then, once the expert outputs are made from those, combine's (or
+// CombineAddRmsNorm's).
+struct Expected {
+  std::vector<moe_ref::DispatchOut> dispatch;
+  std::vector<moe_ref::CombineOut> combine;
+};
+Expected ExpectedRound(const ScenarioSpec& s, ScenarioInputs& in) {
+  Expected e{moe_ref::Dispatch(s.config, in.dispatch), {}};
+  FillExpertOutputs(s, e.dispatch, in);
+  e.combine = s.add_rms_norm ? moe_ref::CombineAddRmsNorm(s.config, in.dispatch, in.combine)
+                             : moe_ref::Combine(s.config, in.dispatch, in.combine);
+  return e;
+}
+
+}  // namespace
+
 std::string RandomRoundOnRank(Group& ep, Group* tp, int rank, uint64_t seed) {
   // RandomSpec draws E from [2, ranks / tp]: a group of one rank is never drawn.
   if (ep.size() < 2) throw std::invalid_argument("RandomRoundOnRank needs an EP group of 2 ranks or more");
@@ -390,12 +408,9 @@ std::string RandomRoundOnRank(Group& ep, Group* tp, int rank, uint64_t seed) {
   ScenarioSpec s = RandomSpec(rng, ranks, 256, 16);
   while (s.config.ep_world_size != ep.size() || s.config.tp_world_size != tp_size) s = RandomSpec(rng, ranks, 256, 16);
   ScenarioInputs in = MakeInputs(s, rng);
-  const auto expected = moe_ref::Dispatch(s.config, in.dispatch);
-  FillExpertOutputs(s, expected, in);
-  const auto expected_combine = s.add_rms_norm ? moe_ref::CombineAddRmsNorm(s.config, in.dispatch, in.combine)
-                                               : moe_ref::Combine(s.config, in.dispatch, in.combine);
-  const std::string m =
-      CompareScenarioRank(s, rank, expected[rank], expected_combine[rank], RunScenarioRank(s, in, rank, ep, tp));
+  const Expected expected = ExpectedRound(s, in);
+  const std::string m = CompareScenarioRank(s, rank, expected.dispatch[rank], expected.combine[rank],
+                                            RunScenarioRank(s, in, rank, ep, tp));
   return m.empty() ? m : "seed " + std::to_string(seed) + ", " + Describe(s) + ": " + m;
 }
 
@@ -413,10 +428,7 @@ std::string RunAndCompare(const ScenarioSpec& s, ScenarioInputs& in, const RunOp
   std::mt19937_64 rng(options.seed);
   for (int round = 0; round < options.rounds; ++round) {
     if (round > 0) RerouteInputs(s, rng, in);
-    const auto expected = moe_ref::Dispatch(c, in.dispatch);
-    FillExpertOutputs(s, expected, in);
-    const auto expected_combine = s.add_rms_norm ? moe_ref::CombineAddRmsNorm(c, in.dispatch, in.combine)
-                                                 : moe_ref::Combine(c, in.dispatch, in.combine);
+    const Expected expected = ExpectedRound(s, in);
     std::vector<RankResult> results(ranks);
     RunRanks(ranks, [&](int g) {
       RankGroups& mine = *groups[g];
@@ -424,7 +436,7 @@ std::string RunAndCompare(const ScenarioSpec& s, ScenarioInputs& in, const RunOp
     });
     if (!options.verify_each_round && round + 1 < options.rounds) continue;
     for (int g = 0; g < ranks; ++g) {
-      const std::string m = CompareScenarioRank(s, g, expected[g], expected_combine[g], results[g]);
+      const std::string m = CompareScenarioRank(s, g, expected.dispatch[g], expected.combine[g], results[g]);
       if (!m.empty()) return "round " + std::to_string(round) + ": " + m;
     }
   }
