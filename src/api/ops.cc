@@ -19,6 +19,7 @@ namespace {
 
 plan::MoeConfig BaseConfig(const Group& ep, const Group* tp, const ExpertLayout& experts, const char* op) {
   plan::MoeConfig c;
+  c.op = op;
   c.native_names = true;
   c.ep_world_size = ep.size();
   c.ep_rank = ep.rank();
@@ -161,7 +162,7 @@ plan::MoeConfig CheckedCombineConfig(const Group& ep, const DispatchHandle& h, c
   const bool dispatched_with_tp = h.tp_recv_counts.numel() == 2;
   if (dispatched_with_tp != (tp != nullptr)) {
     throw Error(ErrorCode::kInvalidConfig,
-                "Combine: parameter 'tp' = " + (tp ? "group '" + tp->name() + "'" : std::string("nullptr")) +
+                std::string(op) + ": parameter 'tp' = " + (tp ? "group '" + tp->name() + "'" : std::string("nullptr")) +
                     " violates rule: the handle's dispatch ran " +
                     (dispatched_with_tp ? "with a TP pair; pass that pair" : "without a TP pair; pass none"));
   }
@@ -178,7 +179,7 @@ void RunCombine(Group& ep, const DispatchHandle& h, plan::CombineTensors& t, con
   plan::CheckOutputsApart(t, plan::Profile::kNative, op);
   const std::vector<int32_t> table = ElasticTable(ep, c, h.experts, op);
   const ops::DenseOutputs dense(t.outputs());
-  ops::RunCombine(CommOf(ep), CommOf(tp), c, t, table, op);
+  ops::RunCombine(CommOf(ep), CommOf(tp), c, t, table);
   dense.CopyBack();
 }
 
@@ -212,7 +213,7 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
   const std::vector<int32_t> table = ElasticTable(ep, c, options.experts, "Dispatch");
   const ops::DenseOutputs dense(t.outputs());
   // The survivors' configuration under a scaled-down elasticInfo: it says which counts were written.
-  const plan::MoeConfig ran = ops::RunDispatch(CommOf(ep), CommOf(tp), c, t, table, "Dispatch");
+  const plan::MoeConfig ran = ops::RunDispatch(CommOf(ep), CommOf(tp), c, t, table);
 
   DispatchHandle h;
   h.experts = options.experts;
@@ -308,7 +309,7 @@ void BufferReset(Group& ep, std::span<const int32_t> reachable, bool need_sync) 
   std::vector<int32_t> all(ep.size(), 1);
   if (reachable.empty()) reachable = all;
   CheckRankMask(ep, reachable, "BufferReset", "reachable");
-  ops::RunBufferReset(CommOf(ep), reachable, need_sync);
+  ops::RunBufferReset(CommOf(ep), reachable, need_sync, "BufferReset");
 }
 
 }  // namespace moe_ep

@@ -9,7 +9,7 @@
 namespace moe_ep::ops::protocol {
 
 void BufferReset(transport::Window& ep, OpState& state, std::span<const int32_t> reachable, bool need_sync,
-                 transport::Clock::time_point deadline) {
+                 transport::Clock::time_point deadline, const char* op) {
   // The done words of a staged dispatch go with the flags: a buffer whose readers have not all said so
   // by now is given up (ops/stage.h).
   state.dispatch_stage.Settle(ep, transport::Clock::now());
@@ -62,7 +62,7 @@ void BufferReset(transport::Window& ep, OpState& state, std::span<const int32_t>
     }
     return missing().empty();
   };
-  transport::WaitUntil(ep, deadline, "MoeDistributeBufferReset", "the reset sync", 0, round_ended, missing);
+  transport::WaitUntil(ep, deadline, op, "the reset sync", 0, round_ended, missing);
   state.generation = state.reset_tag;
   ep.AlignBarriers(state.generation);
   state.reset_unfinished = false;

@@ -35,8 +35,8 @@ CallSlot NextCombineCall(const Window& w, OpState& state) {
 
 [[noreturn]] void BadHandle(const MoeConfig& c, const std::string& param, const std::string& value,
                             const std::string& rule) {
-  throw Error(ErrorCode::kInvalidParam, "MoeDistributeCombine: parameter '" + plan::ParamNames(c, param) +
-                                            "' = " + value + " violates rule: " + plan::ParamNames(c, rule));
+  throw Error(ErrorCode::kInvalidParam, c.op + ": parameter '" + plan::ParamNames(c, param) + "' = " + value +
+                                            " violates rule: " + plan::ParamNames(c, rule));
 }
 
 // docs/semantics.md 3.1 with tp == 2: our rows for the peer go to its TP window; each of our own rows becomes
@@ -53,7 +53,7 @@ std::vector<uint16_t> ReduceScatterWithTpPeer(const MoeConfig& c, const WindowLa
   }
   tp.Signal(peer, call.flag_base, MakeFlag(call.epoch, static_cast<uint32_t>(peer_rows)));
   const uint32_t partial_rows = transport::FlagCount(WaitOnTpPeer([&] {
-    return transport::WaitFlag(tp, call.flag_base, call.epoch, ctx.deadline, peer, "MoeDistributeCombine",
+    return transport::WaitFlag(tp, call.flag_base, call.epoch, ctx.deadline, peer, c.op.c_str(),
                                "the TP peer's partial rows");
   }));
   // Rows the peer did not send would be summed from whatever its window slots held: the pair's handles differ.
@@ -180,12 +180,10 @@ std::vector<ReturnRoute> BlockRoutes(const MoeConfig& c, const std::vector<int32
       const int64_t entry = el * e_num + owner, end = counts[entry];
       if (end > previous && next[owner] < 0) {
         const char* what = "where its rows go (every rank must run combine in Atlas A2's expandIdx layout)";
-        next[owner] =
-            transport::FlagCount(transport::WaitFlag(ep, SlotBaseFlag(call, owner, 0), call.epoch, ctx.deadline,
-                                                     static_cast<int>(owner), "MoeDistributeCombine", what));
-        end_of[owner] =
-            transport::FlagCount(transport::WaitFlag(ep, SlotBaseFlag(call, owner, 1), call.epoch, ctx.deadline,
-                                                     static_cast<int>(owner), "MoeDistributeCombine", what));
+        next[owner] = transport::FlagCount(transport::WaitFlag(
+            ep, SlotBaseFlag(call, owner, 0), call.epoch, ctx.deadline, static_cast<int>(owner), c.op.c_str(), what));
+        end_of[owner] = transport::FlagCount(transport::WaitFlag(
+            ep, SlotBaseFlag(call, owner, 1), call.epoch, ctx.deadline, static_cast<int>(owner), c.op.c_str(), what));
       }
       if (end - previous > end_of[owner] - next[owner]) {
         BadCount(c, counts, entry,
@@ -327,7 +325,7 @@ class TokenReducer {
     if (!sources_[sender]) {
       const uint64_t row_bytes = 2 * static_cast<uint64_t>(c_.hidden);
       sources_[sender] = pull::Announced(ep_, pull_flags_, sender, row_bytes).value_or(pull::Rows{});
-      if (sources_[sender]->pulled()) claims_.Claim(sender, *sources_[sender], "MoeDistributeCombine");
+      if (sources_[sender]->pulled()) claims_.Claim(sender, *sources_[sender]);
     }
     return *sources_[sender];
   }
@@ -335,9 +333,9 @@ class TokenReducer {
   uint32_t PulledIndex(int64_t t, int64_t k, const pull::Rows& source) const {
     const uint32_t index = transport::FlagCount(ep_.ReadFlag(call_.flag_base + Slot(t, k)));
     if (index >= source.count) {
-      throw Error(ErrorCode::kInternal, "MoeDistributeCombine: rank " + std::to_string(SenderOf(t, k)) +
-                                            " announced row " + std::to_string(index) + " of the " +
-                                            std::to_string(source.count) + " it exposed");
+      throw Error(ErrorCode::kInternal, c_.op + ": rank " + std::to_string(SenderOf(t, k)) + " announced row " +
+                                            std::to_string(index) + " of the " + std::to_string(source.count) +
+                                            " it exposed");
     }
     return index;
   }
@@ -370,7 +368,7 @@ class TokenReducer {
         staged_[j] = staging_.data() + j * row_bytes;
         copies_.push_back({staging_.data() + j * row_bytes, PulledIndex(t, j, source)});
       }
-      claims_.CopyRows(source, copies_, "MoeDistributeCombine");
+      claims_.CopyRows(source, copies_);
     }
   }
 
@@ -390,7 +388,7 @@ class TokenReducer {
         [&](uint64_t idx) {
           return SenderOf(t, pending_k_[std::find(pending_.begin(), pending_.end(), idx) - pending_.begin()]);
         },
-        "MoeDistributeCombine", "expert output rows");
+        c_.op.c_str(), "expert output rows");
   }
 
   // acc += slot (t, k)'s row (times w when weighted), dequantizing first under commQuantMode 2.
@@ -572,7 +570,7 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
                                     : 3 * std::clamp<int64_t>(own_rows, 0, t.expand_x.shape[0]));
   CheckReturnRoutes(c, layout, assist, own_rows, peer_rows, t.expand_x.shape[0]);
   const std::vector<int32_t> ids = GatherInt32(t.expert_ids);
-  plan::CheckRouting(c, ids.data(), mask.empty() ? nullptr : mask.data(), "MoeDistributeCombine");
+  plan::CheckRouting(c, ids.data(), mask.empty() ? nullptr : mask.data(), c.op.c_str());
   RowReader expand_x(t.expand_x);
 
   std::vector<uint16_t> reduced;
@@ -587,8 +585,7 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
   // then write anywhere in the other half of the peers' windows, and the one after in this half.
   SignalStart(ctx.ep, c.ep_world_size, c.ep_rank, call, kCombineStart);
   const auto wait_for_every_start = [&] {
-    WaitForStarts(ctx.ep, c.ep_world_size, call, ctx.deadline, /*this_is_dispatch=*/false,
-                  "every rank's start of the call");
+    WaitForStarts(c, ctx.ep, call, ctx.deadline, /*this_is_dispatch=*/false, "every rank's start of the call");
   };
   const pull::CallFlags flags(plan::kCombinePullFlagBase, call);
   std::optional<std::vector<uint8_t>> readers;  // once announcing began: whoever it reached, should it stop part-way
@@ -609,19 +606,19 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
     readers = AnnounceRowsBack(c, layout, ctx.ep, call, routes, source, ctx.pull_min_bytes);
     SendRowsBack(c, layout, ctx.ep, call, routes, reduced, expand_x, *readers, ctx);
     const std::vector<float> weights = GatherFloat(t.expert_scales);
-    pull::Claims claims(ctx.ep, flags);
+    pull::Claims claims(ctx.ep, flags, c.op.c_str());
     // A token's part reads its K (and shared) rows.
     const uint64_t token_bytes = (c.top_k + c.shared_expert_num) * layout.combine_payload_bytes;
     ctx.ForEachPart(plan::ActiveTokenLimit(c, mask.data()), token_bytes, [&](int, int64_t begin, int64_t end) {
       TokenReducer(c, layout, t, ctx.ep, call, ctx, ids, weights, mask, own_slots.slots, claims).Run(begin, end);
     });
-    claims.Finish("MoeDistributeCombine");
+    claims.Finish();
     const pull::ReaderCounts counts = pull::CountReaders(*readers);
     ctx.ep_state.combine_readers = counts.readers;
     ctx.ep_state.combine_copy_readers = counts.by_copy;
     wait_for_every_start();
     // The caller may overwrite expandX once this returns: not before every owner reading it is done.
-    pull::WaitDone(ctx.ep, flags, *readers, ctx.deadline, "MoeDistributeCombine");
+    pull::WaitDone(ctx.ep, flags, *readers, ctx.deadline, c.op.c_str());
   } catch (const Error& e) {
     // expandX (or `reduced`, about to go) is the caller's again once this returns: no owner may still read it.
     if (readers) pull::Withdraw(ctx.ep, flags, *readers);

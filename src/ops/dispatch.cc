@@ -78,7 +78,8 @@ class SlotWriter {
 class RowSink {
  public:
   RowSink(const MoeConfig& c, const WindowLayout& layout, const plan::DispatchTensors& t)
-      : layout_(layout),
+      : op_(c.op),
+        layout_(layout),
         quant_(c.quant_mode == 2),
         expand_x_(static_cast<uint8_t*>(t.expand_x.data)),
         scales_(static_cast<float*>(t.dynamic_scales.data)),
@@ -91,9 +92,9 @@ class RowSink {
   // row is written.
   void Reserve(int64_t more, const std::string& from) const {
     if (more > capacity_ - rows_) {
-      throw Error(ErrorCode::kInternal, "MoeDistributeDispatch: " + from + " announced " + std::to_string(more) +
-                                            " rows, but only " + std::to_string(capacity_ - rows_) +
-                                            " of the outputs' " + std::to_string(capacity_) +
+      throw Error(ErrorCode::kInternal, op_ + ": " + from + " announced " + std::to_string(more) + " rows, but only " +
+                                            std::to_string(capacity_ - rows_) + " of the outputs' " +
+                                            std::to_string(capacity_) +
                                             " rows are left; the ranks disagree about the layout");
     }
   }
@@ -140,6 +141,7 @@ class RowSink {
     std::memcpy(assist_ + 3 * i, slot + layout_.dispatch_triple_offset, 3 * sizeof(int32_t));
   }
 
+  const std::string& op_;  // MoeConfig::op
   const WindowLayout& layout_;
   bool quant_;
   uint8_t* expand_x_;
@@ -322,14 +324,14 @@ void AnnounceAttributes(const MoeConfig& c, Window& ep, const CallSlot& call) {
 // `before_refusal`.
 void CheckPeersAgree(const MoeConfig& c, Window& ep, const CallSlot& call, const Link& ctx,
                      const std::function<void()>& before_refusal) {
-  const std::vector<uint32_t> starts = WaitForStarts(ep, c.ep_world_size, call, ctx.deadline, /*this_is_dispatch=*/true,
+  const std::vector<uint32_t> starts = WaitForStarts(c, ep, call, ctx.deadline, /*this_is_dispatch=*/true,
                                                      "the announcements (attributes, then token counts)");
   const uint32_t own = AttributeFingerprint(c);
   for (int64_t peer = 0; peer < c.ep_world_size; ++peer) {
     if (starts[peer] != own) {
       before_refusal();
-      throw Error(ErrorCode::kInvalidConfig, "MoeDistributeDispatch: rank " + std::to_string(peer) + " of " +
-                                                 ep.name() + " called with attributes that differ from rank " +
+      throw Error(ErrorCode::kInvalidConfig, c.op + ": rank " + std::to_string(peer) + " of " + ep.name() +
+                                                 " called with attributes that differ from rank " +
                                                  std::to_string(c.ep_rank) + "'s (" + AgreedValues(c) +
                                                  "); rule: " + kAgreedAttributes + " must be the same on every rank");
     }
@@ -347,22 +349,22 @@ void AnnounceToTpPeer(const MoeConfig& c, Window& tp, const CallSlot& tp_call) {
   tp.Signal(1 - tp.rank(), StartFlag(tp_call, tp.rank()), MakeFlag(tp_call.epoch, TpFingerprint(c)));
 }
 // Waits for the TP peer's start of the call (its attributes); returns them.
-uint32_t TpPeerStart(Window& tp, const CallSlot& tp_call, const Link& ctx) {
+uint32_t TpPeerStart(const MoeConfig& c, Window& tp, const CallSlot& tp_call, const Link& ctx) {
   const int peer = 1 - tp.rank();
   const uint64_t index = StartFlag(tp_call, peer);
   // The EP window keeps moving meanwhile, as in AllGatherWithTpPeer.
   WaitOnTpPeer([&] {
     transport::WaitFlags(
-        tp, {&index, 1}, tp_call.epoch, ctx.deadline, [&](uint64_t) { return peer; }, "MoeDistributeDispatch",
+        tp, {&index, 1}, tp_call.epoch, ctx.deadline, [&](uint64_t) { return peer; }, c.op.c_str(),
         "the TP peer's attributes", &ctx.ep);
   });
   return transport::FlagCount(tp.ReadFlag(index));
 }
 void CheckTpPeerAgrees(const MoeConfig& c, Window& tp, const CallSlot& tp_call, const Link& ctx) {
   const int peer = 1 - tp.rank();
-  if (TpPeerStart(tp, tp_call, ctx) != TpFingerprint(c)) {
+  if (TpPeerStart(c, tp, tp_call, ctx) != TpFingerprint(c)) {
     throw Error(ErrorCode::kInvalidConfig,
-                "MoeDistributeDispatch: TP rank " + std::to_string(peer) + " of " + tp.name() +
+                c.op + ": TP rank " + std::to_string(peer) + " of " + tp.name() +
                     " called with attributes that differ from TP rank " + std::to_string(tp.rank()) + "'s (" +
                     (c.is_shared_rank() ? "a shared-expert rank, " : "a MoE-expert rank, ") + AgreedValues(c) +
                     "); rule: the two ranks of a TP pair must both host shared experts or both MoE experts "
@@ -404,9 +406,9 @@ int64_t SmoothRowHere(const MoeConfig& c, int64_t e_local) {
              : c.shared_expert_num + (c.ep_rank - c.shared_expert_rank_num) * c.local_expert_num() + e_local;
 }
 
-[[noreturn]] void BadPulledRow(int src, const std::string& what, uint64_t value, uint64_t limit) {
-  throw Error(ErrorCode::kInternal, "MoeDistributeDispatch: rank " + std::to_string(src) + " sent a row whose " + what +
-                                        " = " + std::to_string(value) + " is outside the " + std::to_string(limit) +
+[[noreturn]] void BadPulledRow(const MoeConfig& c, int src, const std::string& what, uint64_t value, uint64_t limit) {
+  throw Error(ErrorCode::kInternal, c.op + ": rank " + std::to_string(src) + " sent a row whose " + what + " = " +
+                                        std::to_string(value) + " is outside the " + std::to_string(limit) +
                                         " it announced; the ranks disagree about the layout");
 }
 
@@ -422,12 +424,12 @@ struct PulledSource {
 void CopySmoothRows(const MoeConfig& c, const pull::Claims& claims, PulledSource& source) {
   const int64_t first = SmoothRowHere(c, 0), count = c.is_shared_rank() ? 1 : c.local_expert_num();
   if (static_cast<uint64_t>(first + count) > source.smooth.count) {
-    BadPulledRow(source.smooth.copy_from, "smooth-scale row", first + count - 1, source.smooth.count);
+    BadPulledRow(c, source.smooth.copy_from, "smooth-scale row", first + count - 1, source.smooth.count);
   }
   source.smooth_copy.resize(count * c.hidden);
   std::vector<pull::RowCopy> copies;
   for (int64_t i = 0; i < count; ++i) copies.push_back({source.smooth_copy.data() + i * c.hidden, uint64_t(first + i)});
-  claims.CopyRows(source.smooth, copies, "MoeDistributeDispatch");
+  claims.CopyRows(source.smooth, copies);
   source.smooth = {reinterpret_cast<const uint8_t*>(source.smooth_copy.data()), c.hidden * sizeof(float),
                    static_cast<uint64_t>(count), c.hidden * sizeof(float)};
   source.smooth_first = first;
@@ -454,7 +456,7 @@ std::vector<std::optional<PulledSource>> PulledSources(const MoeConfig& c, const
         source.smooth = *smooth;
       }
     }
-    claims.Claim(src, *x, "MoeDistributeDispatch");
+    claims.Claim(src, *x);
     if (source.smooth.copy_token != 0) CopySmoothRows(c, claims, source);
     sources[src] = std::move(source);
   }
@@ -480,7 +482,7 @@ class CopiedRows {
     for (size_t i = 0; i < pending_.size(); ++i) {
       copies_.push_back({quant_ ? staging_.data() + i * row_bytes : sink_.Row(pending_[i].row), pending_[i].token});
     }
-    claims_.CopyRows(*source_, copies_, "MoeDistributeDispatch");
+    claims_.CopyRows(*source_, copies_);
     for (size_t i = 0; i < pending_.size(); ++i) {
       const Pending& p = pending_[i];
       if (quant_) {
@@ -521,14 +523,14 @@ void ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, const plan
   const int64_t e = c.ep_world_size, l = c.local_expert_num();
   const int64_t entries = c.receive_entries(), flags_per_source = entries / e;
   // First: should this rank fail before it pulls (a count that never comes, a bad one), its sources are told at once.
-  pull::Claims claims(ep, pull::CallFlags(plan::kDispatchPullFlagBase, call));
+  pull::Claims claims(ep, pull::CallFlags(plan::kDispatchPullFlagBase, call), c.op.c_str());
   // Entry i (epRecvCounts' order: by local expert, then source) is source i % e's count for local expert i / e.
   std::vector<uint64_t> indices(entries);
   for (int64_t i = 0; i < entries; ++i) indices[i] = CountFlag(call, i % e, i / e, flags_per_source);
   transport::WaitFlags(
       ep, indices, call.epoch, ctx.deadline,
-      [&](uint64_t idx) { return static_cast<int>((idx - call.flag_base) / flags_per_source); },
-      "MoeDistributeDispatch", "token counts");
+      [&](uint64_t idx) { return static_cast<int>((idx - call.flag_base) / flags_per_source); }, c.op.c_str(),
+      "token counts");
 
   // A count beyond maxBs would read slots of the next block (or past the window): refuse it first.
   std::vector<int64_t> counts(entries);
@@ -539,7 +541,7 @@ void ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, const plan
     counts[entry] = count;
     counts_by_source[entry % e] += count;
     if (count > static_cast<uint64_t>(layout.max_bs)) {
-      throw Error(ErrorCode::kInternal, "MoeDistributeDispatch: rank " + std::to_string(entry % e) + " announced " +
+      throw Error(ErrorCode::kInternal, c.op + ": rank " + std::to_string(entry % e) + " announced " +
                                             std::to_string(count) + " rows for one expert, more than maxBs = " +
                                             std::to_string(layout.max_bs) + "; the ranks disagree about the layout");
     }
@@ -574,13 +576,13 @@ void ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, const plan
       int32_t token = 0;
       std::memcpy(&token, slot + layout.dispatch_triple_offset + sizeof(int32_t), sizeof token);
       if (token < 0 || static_cast<uint64_t>(token) >= source.x.count) {
-        BadPulledRow(static_cast<int>(src), "token index", static_cast<uint64_t>(token), source.x.count);
+        BadPulledRow(c, static_cast<int>(src), "token index", static_cast<uint64_t>(token), source.x.count);
       }
       const float* smooth = nullptr;
       if (source.smooth.base) {
         const int64_t smooth_row = SmoothRowHere(c, e_local) - source.smooth_first;
         if (static_cast<uint64_t>(smooth_row) >= source.smooth.count) {
-          BadPulledRow(static_cast<int>(src), "smooth-scale row", smooth_row, source.smooth.count);
+          BadPulledRow(c, static_cast<int>(src), "smooth-scale row", smooth_row, source.smooth.count);
         }
         smooth = reinterpret_cast<const float*>(source.smooth.Row(smooth_row));
       }
@@ -592,7 +594,7 @@ void ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, const plan
     }
     copied.Flush();
   });
-  claims.Finish("MoeDistributeDispatch");
+  claims.Finish();
 }
 
 // docs/semantics.md 2.7: rows, scales and triples go to the TP peer (from the outputs, where they are
@@ -614,15 +616,15 @@ void AllGatherWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window&
   // The EP window keeps moving meanwhile: this rank may relay EP rows the TP peer is still waiting for.
   WaitOnTpPeer([&] {
     transport::WaitFlags(
-        tp, indices, call.epoch, ctx.deadline, [&](uint64_t) { return peer; }, "MoeDistributeDispatch",
-        "the TP peer's rows", &ctx.ep);
+        tp, indices, call.epoch, ctx.deadline, [&](uint64_t) { return peer; }, c.op.c_str(), "the TP peer's rows",
+        &ctx.ep);
   });
   for (int64_t entry = 0; entry < entries; ++entry) {
     recv_counts[entries + entry] = static_cast<int32_t>(transport::FlagCount(tp.ReadFlag(call.flag_base + entry)));
   }
   const int64_t peer_rows = entries > 0 ? recv_counts[2 * entries - 1] : 0;
   if (peer_rows < 0 || peer_rows > layout.a) {  // the TP window holds A slots
-    throw Error(ErrorCode::kInternal, "MoeDistributeDispatch: the TP peer announced " + std::to_string(peer_rows) +
+    throw Error(ErrorCode::kInternal, c.op + ": the TP peer announced " + std::to_string(peer_rows) +
                                           " rows, outside [0, A = " + std::to_string(layout.a) +
                                           "]; the ranks disagree about the layout");
   }
@@ -694,8 +696,7 @@ void SendAndReceive(const MoeConfig& c, const WindowLayout& layout, const plan::
   // The caller may overwrite x once this returns: not before every rank reading it in place is done (a staged
   // copy stays put until every peer has finished this call).
   if (!pulls.staged) {
-    pull::WaitDone(ep, pull::CallFlags(plan::kDispatchPullFlagBase, call), pulls.readers, ctx.deadline,
-                   "MoeDistributeDispatch");
+    pull::WaitDone(ep, pull::CallFlags(plan::kDispatchPullFlagBase, call), pulls.readers, ctx.deadline, c.op.c_str());
   }
 }
 
@@ -714,7 +715,7 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
   const WindowLayout layout(c);
   const std::vector<int32_t> ids = GatherInt32(t.expert_ids);
   const std::vector<uint8_t> mask = GatherBool(t.x_active_mask);
-  plan::CheckRouting(c, ids.data(), mask.empty() ? nullptr : mask.data(), "MoeDistributeDispatch");
+  plan::CheckRouting(c, ids.data(), mask.empty() ? nullptr : mask.data(), c.op.c_str());
   const plan::RoutingPlan plan = plan::BuildRoutingPlan(c, ids.data(), mask.empty() ? nullptr : mask.data());
   const int64_t active_tokens = plan::ActiveTokenLimit(c, mask.empty() ? nullptr : mask.data());
 
@@ -735,7 +736,7 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
     // A refusal that leaves the group usable (a disagreement: every EP start is in) waits for the TP peer's start
     // too, as the call would have: this rank's next call may write into the peer's TP window.
     if (tp_call && e.code() != ErrorCode::kTimeout && e.code() != ErrorCode::kInternal) {
-      TpPeerStart(*ctx.tp, *tp_call, ctx);
+      TpPeerStart(c, *ctx.tp, *tp_call, ctx);
     }
     throw;
   } catch (...) {

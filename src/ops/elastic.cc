@@ -11,8 +11,8 @@
 
 namespace moe_ep::ops {
 
-std::optional<plan::ScaledDown> ScaledDownBy(const plan::MoeConfig& config, std::span<const int32_t> elastic_info,
-                                             const char* op) {
+std::optional<plan::ScaledDown> ScaledDownBy(const plan::MoeConfig& config, std::span<const int32_t> elastic_info) {
+  const char* op = config.op.c_str();
   if (elastic_info.empty() || elastic_info[0] == 0) return std::nullopt;
   if (elastic_info[0] != 1) {
     throw Error(ErrorCode::kInvalidConfig, std::string(op) + ": parameter 'elasticInfo[0]' = " +

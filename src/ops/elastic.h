@@ -16,8 +16,7 @@ namespace moe_ep::ops {
 
 /// The survivors' configuration and numbering when `elastic_info` scales down (entry 0 == 1); nullopt when it is
 /// empty or entry 0 is 0. Throws Error (561002) for a table the operators cannot honour (plan::ApplyElasticInfo).
-std::optional<plan::ScaledDown> ScaledDownBy(const plan::MoeConfig& config, std::span<const int32_t> elastic_info,
-                                             const char* op);
+std::optional<plan::ScaledDown> ScaledDownBy(const plan::MoeConfig& config, std::span<const int32_t> elastic_info);
 
 /// The ranks of a group of `world` that `scaled` leaves out (none when it is nullopt): gone for the operation, so
 /// that a transport neither relays through them nor waits for them, whether or not they ever failed.

@@ -51,13 +51,14 @@ inline void SignalStart(transport::Window& w, int64_t ranks, int64_t rank, const
   for (int64_t peer = 0; peer < ranks; ++peer) w.Signal(static_cast<int>(peer), StartFlag(call, rank), flag);
 }
 
-/// Waits until ranks [0, `ranks`) of `w` have started `call` (`what` names the wait should it time out), and returns
-/// what each started with. A peer's start of the other operation throws 500002 (the ranks' calls are out of step: the
-/// group needs a reset).
-inline std::vector<uint32_t> WaitForStarts(const transport::Window& w, int64_t ranks, const CallSlot& call,
+/// Waits until every rank of `c`'s EP group has started `call` in `w` (`what` names the wait should it time out), and
+/// returns what each started with. A peer's start of the other operation throws 500002 (the ranks' calls are out of
+/// step: the group needs a reset).
+inline std::vector<uint32_t> WaitForStarts(const plan::MoeConfig& c, const transport::Window& w, const CallSlot& call,
                                            transport::Clock::time_point deadline, bool this_is_dispatch,
                                            const char* what) {
-  const char* op = this_is_dispatch ? "MoeDistributeDispatch" : "MoeDistributeCombine";
+  const int64_t ranks = c.ep_world_size;
+  const char* op = c.op.c_str();
   std::vector<uint64_t> indices;
   for (int64_t peer = 0; peer < ranks; ++peer) indices.push_back(StartFlag(call, peer));
   transport::WaitFlags(

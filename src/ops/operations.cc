@@ -93,13 +93,12 @@ plan::WindowCapacity CapacityOf(const Communicator& ep, const Communicator* tp) 
 }
 
 plan::MoeConfig RunDispatch(Communicator& ep, Communicator* tp, const plan::MoeConfig& config,
-                            const plan::DispatchTensors& tensors, std::span<const int32_t> elastic_info,
-                            const char* op) {
+                            const plan::DispatchTensors& tensors, std::span<const int32_t> elastic_info) {
   plan::MoeConfig ran = config;
-  const std::optional<plan::ScaledDown> scaled = ScaledDownBy(config, elastic_info, op);
+  const std::optional<plan::ScaledDown> scaled = ScaledDownBy(config, elastic_info);
   // Through relays: a token bound for several ranks of one host crosses to it once.
   Locked(
-      ep, tp, op, /*may_relay=*/true,
+      ep, tp, config.op.c_str(), /*may_relay=*/true,
       [&](const protocol::Link& link) {
         RunElastic(config, scaled, link, [&](const plan::MoeConfig& c, const protocol::Link& l) {
           ran = c;
@@ -111,12 +110,12 @@ plan::MoeConfig RunDispatch(Communicator& ep, Communicator* tp, const plan::MoeC
 }
 
 void RunCombine(Communicator& ep, Communicator* tp, const plan::MoeConfig& config, const plan::CombineTensors& tensors,
-                std::span<const int32_t> elastic_info, const char* op) {
+                std::span<const int32_t> elastic_info) {
   // Straight to each owner: every row is for one rank alone (no pre-reduction, for bit-exactness), so a relay
   // would only add a hop and a copy.
-  const std::optional<plan::ScaledDown> scaled = ScaledDownBy(config, elastic_info, op);
+  const std::optional<plan::ScaledDown> scaled = ScaledDownBy(config, elastic_info);
   Locked(
-      ep, tp, op, /*may_relay=*/false,
+      ep, tp, config.op.c_str(), /*may_relay=*/false,
       [&](const protocol::Link& link) {
         RunElastic(config, scaled, link,
                    [&](const plan::MoeConfig& c, const protocol::Link& l) { protocol::Combine(c, tensors, l); });
@@ -124,7 +123,7 @@ void RunCombine(Communicator& ep, Communicator* tp, const plan::MoeConfig& confi
       LeftOut(scaled, ep.size()));
 }
 
-void RunBufferReset(Communicator& ep, std::span<const int32_t> reachable, bool need_sync) {
+void RunBufferReset(Communicator& ep, std::span<const int32_t> reachable, bool need_sync, const char* op) {
   std::vector<int> unreachable;  // what was queued for them is given up
   for (int r = 0; r < static_cast<int>(reachable.size()); ++r) {
     if (!reachable[r]) unreachable.push_back(r);
@@ -138,9 +137,9 @@ void RunBufferReset(Communicator& ep, std::span<const int32_t> reachable, bool n
     }
   }
   Locked(
-      ep, nullptr, "MoeDistributeBufferReset", /*may_relay=*/true,
+      ep, nullptr, op, /*may_relay=*/true,
       [&](const protocol::Link& link) {
-        protocol::BufferReset(link.ep, link.ep_state, reachable, need_sync, link.deadline);
+        protocol::BufferReset(link.ep, link.ep_state, reachable, need_sync, link.deadline, op);
       },
       unreachable, /*resets=*/true);
   // What the caller knows: a transport that relays stops relaying through them, and operations give up on them.

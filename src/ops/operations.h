@@ -21,20 +21,19 @@ plan::WindowCapacity CapacityOf(const Communicator& ep, const Communicator* tp);
 /// [collective over ep (and tp)] Dispatch of a checked call. `elastic_info` is empty or V3's table: when
 /// it is scaled down the survivors run renumbered (docs/semantics.md 2.8). Holds each communicator's
 /// lock; remembers the peers a deadline error names (in the original numbering). Returns the
-/// configuration it ran with (the survivors' under a scaled-down table).
+/// configuration it ran with (the survivors' under a scaled-down table). Refusals name config.op.
 plan::MoeConfig RunDispatch(Communicator& ep, Communicator* tp, const plan::MoeConfig& config,
-                            const plan::DispatchTensors& tensors, std::span<const int32_t> elastic_info,
-                            const char* op);
+                            const plan::DispatchTensors& tensors, std::span<const int32_t> elastic_info);
 
 /// [collective over ep (and tp)] Combine (or CombineAddRmsNorm: tensors.add_rms_norm) of a checked call,
 /// as RunDispatch.
 void RunCombine(Communicator& ep, Communicator* tp, const plan::MoeConfig& config, const plan::CombineTensors& tensors,
-                std::span<const int32_t> elastic_info, const char* op);
+                std::span<const int32_t> elastic_info);
 
 /// [collective over the reachable ranks of ep] BufferReset (docs/semantics.md 4.2): `reachable` has one
 /// 0/1 entry per rank; with need_sync the ranks it marks are forgotten as failed and synced with; the ranks it
-/// leaves out are remembered as failed.
-void RunBufferReset(Communicator& ep, std::span<const int32_t> reachable, bool need_sync);
+/// leaves out are remembered as failed. `op`: the name its errors give the call.
+void RunBufferReset(Communicator& ep, std::span<const int32_t> reachable, bool need_sync, const char* op);
 
 /// [collective over every rank of ep] Returns once all have called it (Window::Barrier).
 void RunBarrier(Communicator& ep);

@@ -61,8 +61,8 @@ void Dispatch(const plan::MoeConfig& config, const plan::DispatchTensors& tensor
 void Combine(const plan::MoeConfig& config, const plan::CombineTensors& tensors, const Link& link);
 
 /// docs/semantics.md 4.2: clears the local window and, with need_sync, waits for every rank marked 1 in
-/// `reachable` (E entries of 0/1) to have cleared its own.
+/// `reachable` (E entries of 0/1) to have cleared its own. A timeout names `op`.
 void BufferReset(transport::Window& ep, OpState& state, std::span<const int32_t> reachable, bool need_sync,
-                 transport::Clock::time_point deadline);
+                 transport::Clock::time_point deadline, const char* op);
 
 }  // namespace moe_ep::ops::protocol

@@ -181,8 +181,8 @@ uint32_t NewStagedMark() {
   return kWordFirstStaged + stagings.fetch_add(1, std::memory_order_relaxed) % (UINT32_MAX - kWordFirstStaged + 1);
 }
 
-Claims::Claims(transport::Window& ep, const CallFlags& flags)
-    : ep_(ep), flags_(flags), claimed_(ep.size(), kUnclaimed), staged_marks_(ep.size(), 0) {}
+Claims::Claims(transport::Window& ep, const CallFlags& flags, const char* op)
+    : ep_(ep), flags_(flags), op_(op), claimed_(ep.size(), kUnclaimed), staged_marks_(ep.size(), 0) {}
 
 Claims::~Claims() {
   MarkDone();
@@ -211,7 +211,7 @@ void Claims::Decline() noexcept {
   }
 }
 
-void Claims::Claim(int sender, const Rows& rows, const char* op) {
+void Claims::Claim(int sender, const Rows& rows) {
   const std::lock_guard lock(mutex_);
   if (claimed_[sender] != kUnclaimed) return;
   if (rows.staged_mark != 0) {
@@ -223,7 +223,7 @@ void Claims::Claim(int sender, const Rows& rows, const char* op) {
   const uint64_t held = ep_.CompareExchangeFlag(sender, FlagOf(flags_, ep_.rank(), kDone), announced,
                                                 MakeFlag(flags_.epoch, kWordReading));
   if (held != announced) {
-    throw TimeoutError(std::string(op) + ": rank " + std::to_string(sender) + " of " + ep_.name() +
+    throw TimeoutError(std::string(op_) + ": rank " + std::to_string(sender) + " of " + ep_.name() +
                            " failed its call before rank " + std::to_string(ep_.rank()) +
                            " read the rows it announced, and withdrew them (the ranks of a group must all complete a "
                            "call: probe, reset, and go on)",
@@ -232,7 +232,7 @@ void Claims::Claim(int sender, const Rows& rows, const char* op) {
   claimed_[sender] = kClaimed;
 }
 
-void Claims::CopyRows(const Rows& rows, std::span<const RowCopy> copies, const char* op) const {
+void Claims::CopyRows(const Rows& rows, std::span<const RowCopy> copies) const {
   std::vector<transport::Window::ExposedRead> reads;
   reads.reserve(copies.size());
   for (const RowCopy& copy : copies) reads.push_back({copy.dst, copy.index * rows.stride, rows.row_bytes});
@@ -250,23 +250,23 @@ void Claims::CopyRows(const Rows& rows, std::span<const RowCopy> copies, const c
     }();
     if (!staged &&
         ep_.CompareExchangeFlag(rows.copy_from, FlagOf(flags_, ep_.rank(), kDone), reading, reading) != reading) {
-      ThrowGivenUp({rows.copy_from}, op);
+      ThrowGivenUp({rows.copy_from});
     }
     throw;
   }
 }
 
-void Claims::Finish(const char* op) {
+void Claims::Finish() {
   finished_ = true;
   const std::vector<int> given_up = MarkDone();
-  if (!given_up.empty()) ThrowGivenUp(given_up, op);
+  if (!given_up.empty()) ThrowGivenUp(given_up);
 }
 
-void Claims::ThrowGivenUp(const std::vector<int>& senders, const char* op) const {
+void Claims::ThrowGivenUp(const std::vector<int>& senders) const {
   std::string names;
   for (int sender : senders) names += (names.empty() ? "" : ", ") + std::to_string(sender);
   const bool one = senders.size() == 1;
-  throw TimeoutError(std::string(op) + (one ? ": rank " : ": ranks ") + names + " of " + ep_.name() +
+  throw TimeoutError(std::string(op_) + (one ? ": rank " : ": ranks ") + names + " of " + ep_.name() +
                          " stopped waiting for rank " + std::to_string(ep_.rank()) + " to finish reading the rows " +
                          (one ? "it" : "they") + " announced (after " + (one ? "its call" : "their calls") +
                          " failed), so " + (one ? "its caller" : "their callers") +

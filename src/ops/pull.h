@@ -99,22 +99,23 @@ bool IsDone(uint64_t word, uint32_t epoch);
 /// failed on another one. Thread-safe: the parts of a call claim as they meet a sender.
 class Claims {
  public:
-  Claims(transport::Window& ep, const CallFlags& flags);
+  /// `op`: the operation its errors name (it must outlive this).
+  Claims(transport::Window& ep, const CallFlags& flags, const char* op);
   ~Claims();  // tells every sender claimed and not told yet that this rank is done, and before Finish, every other
   Claims(const Claims&) = delete;
   Claims& operator=(const Claims&) = delete;
   /// Claims `sender`'s `rows` (as Announced gave them), once per call. Throws TimeoutError naming the sender when
   /// it withdrew them (its call failed, and its caller may reuse that memory) or a reset cleared them: this call
   /// fails too, having read none of them. A staged copy is never withdrawn: claiming it touches nothing remote.
-  void Claim(int sender, const Rows& rows, const char* op);
+  void Claim(int sender, const Rows& rows);
   /// Copies `copies` out of claimed `rows` (read by copy: copy_token != 0) in as few kernel calls as it can.
   /// Throws as transport::Window::ReadExposed does, or TimeoutError naming the sender when the copy failed
   /// because the sender had stopped waiting for this rank (its memory may be gone).
-  void CopyRows(const Rows& rows, std::span<const RowCopy> copies, const char* op) const;
+  void CopyRows(const Rows& rows, std::span<const RowCopy> copies) const;
   /// Tells every claimed sender that this rank has finished reading its rows. Throws TimeoutError naming the
   /// senders that had stopped waiting for it meanwhile (Withdraw), whose callers may have reused the memory it
   /// read: that can only be trusted when it was a staged copy, so this call fails.
-  void Finish(const char* op);
+  void Finish();
 
  private:
   enum State : uint8_t { kUnclaimed, kClaimed, kToldDone };
@@ -123,10 +124,11 @@ class Claims {
   // The destructor's, when Finish never ran (the call failed): marks done every word armed for this rank and not
   // claimed (a staged copy's too), so that its sender stops waiting, or its staging buffer is reused. Never throws.
   void Decline() noexcept;
-  [[noreturn]] void ThrowGivenUp(const std::vector<int>& senders, const char* op) const;
+  [[noreturn]] void ThrowGivenUp(const std::vector<int>& senders) const;
 
   transport::Window& ep_;
   const CallFlags flags_;
+  const char* op_;
   mutable std::mutex mutex_;
   std::vector<State> claimed_;          // per sender
   std::vector<uint32_t> staged_marks_;  // per sender: the mark it armed its word with (a staged copy), else 0

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
 
 #include "moe_ep/tensor.h"
 
@@ -53,6 +54,9 @@ struct MoeConfig {
   // (tables that differ but are each valid would route rows to other ranks' experts); 0 otherwise.
   uint64_t survivors = 0;
   AssistLayout assist = AssistLayout::kTriples;
+  // Who called, as refusals made while the operation runs name it: "Dispatch", "CombineAddRmsNorm" (the native API),
+  // "aclnnMoeDistributeDispatchV2" (the C API).
+  std::string op;
   // Called through the native API: refusals name its parameters (ParamNames), not CANN's.
   bool native_names = false;
 

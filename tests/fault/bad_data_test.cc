@@ -473,7 +473,7 @@ TEST(BadData, CombineWithAnotherTpSettingThanItsDispatchIsRefused) {
 // Each pair's TP ranks r and r + 2 sit in EP groups A and B; the pairs of the second case swap the EP ranks.
 TEST(BadData, TpPairsThatDisagreeAreRefusedBeforeAnyOutput) {
   std::vector<std::vector<Group>> ep = TwoEpGroups(), same_rank = TpPairs(), swapped = TpPairs();
-  const std::vector<std::string> named = {"MoeDistributeDispatch: TP rank", "called with attributes that differ",
+  const std::vector<std::string> named = {"Dispatch: TP rank", "called with attributes that differ",
                                           "the two ranks of a TP pair must"};
   RunRanks(2 * kRanks, [&](int w) {
     const int side = w / kRanks, r = w % kRanks;

@@ -86,7 +86,7 @@ TEST(MissingRank, DispatchTimesOutNamingTheAbsentRank) {
     } catch (const TimeoutError& e) {
       EXPECT_EQ(e.code(), ErrorCode::kTimeout);
       EXPECT_EQ(e.missing_ranks(), std::vector<int>{absent}) << e.what();
-      EXPECT_NE(std::string(e.what()).find("MoeDistributeDispatch"), std::string::npos) << e.what();
+      EXPECT_TRUE(std::string(e.what()).starts_with("Dispatch: ")) << e.what();  // the native name
       EXPECT_NE(std::string(e.what()).find("rank 2"), std::string::npos) << e.what();
     }
   }
@@ -209,7 +209,7 @@ TEST(MissingRank, CombineTimesOutNamingTheRankThatOwesRows) {
       std::rethrow_exception(errors[r]);
     } catch (const TimeoutError& e) {
       EXPECT_EQ(e.missing_ranks(), std::vector<int>{absent}) << e.what();
-      EXPECT_NE(std::string(e.what()).find("MoeDistributeCombine"), std::string::npos) << e.what();
+      EXPECT_TRUE(std::string(e.what()).starts_with("Combine: ")) << e.what();
       ++named;
     }
   }

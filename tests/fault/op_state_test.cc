@@ -82,6 +82,7 @@ struct RankCall {
     config.ep_world_size = kRanks;
     config.ep_rank = rank;
     config.tp_world_size = 1;
+    config.op = "Dispatch";
     config.moe_expert_num = kExperts;
     config.bs = kBs;
     config.hidden = kHidden;
@@ -103,7 +104,7 @@ struct RankCall {
     t.expert_token_nums = TensorView(token_nums.data(), DType::kInt64, {static_cast<int64_t>(token_nums.size())});
     t.ep_recv_counts = TensorView(recv_counts.data(), DType::kInt32, {static_cast<int64_t>(recv_counts.size())});
     t.tp_recv_counts = TensorView(tp_counts.data(), DType::kInt32, {1});
-    ops::RunDispatch(comm, nullptr, config, t, {}, "Dispatch");
+    ops::RunDispatch(comm, nullptr, config, t, {});
   }
 };
 
@@ -128,7 +129,7 @@ TEST(OpState, AfterAnInternalErrorOperationsAreRefusedUntilAReset) {
   }
   // Reset, then every rank's dispatch runs: the counts it received add up to what was sent to its experts.
   const std::vector<int32_t> everyone(kRanks, 1);
-  verify::RunRanks(kRanks, [&](int r) { ops::RunBufferReset(*comms[r], everyone, true); });
+  verify::RunRanks(kRanks, [&](int r) { ops::RunBufferReset(*comms[r], everyone, true, "BufferReset"); });
   verify::RunRanks(kRanks, [&](int r) {
     RankCall call(r);
     call.Run(*comms[r]);
@@ -148,10 +149,10 @@ TEST(OpState, SequencesGrowAcrossResetsWithoutSync) {
   const std::vector<int32_t> everyone(kRanks, 1);
   verify::RunRanks(kRanks, [&](int r) {
     for (int round = 0; round < 2; ++round) RankCall(r).Run(*comms[r]);
-    ops::RunBufferReset(*comms[r], everyone, false);
+    ops::RunBufferReset(*comms[r], everyone, false, "BufferReset");
     ops::RunBarrier(*comms[r]);  // without sync, a rank still clearing would wipe what a faster one sends next
     for (int round = 0; round < 2; ++round) RankCall(r).Run(*comms[r]);
-    ops::RunBufferReset(*comms[r], everyone, true);
+    ops::RunBufferReset(*comms[r], everyone, true, "BufferReset");
     RankCall(r).Run(*comms[r]);
   });
   for (int r = 0; r < kRanks; ++r) {

@@ -73,12 +73,13 @@ std::vector<ops::OpState> ResetWithRank1Retrying(std::vector<std::unique_ptr<tra
   verify::RunRanks(kRanks, [&](int r) {
     if (r == 1) {
       EXPECT_THROW(ops::protocol::BufferReset(*windows[1], states[1], everyone, true,
-                                              Clock::now() + std::chrono::milliseconds(200)),
+                                              Clock::now() + std::chrono::milliseconds(200), "BufferReset"),
                    TimeoutError);
       before_retry();
       rank1_timed_out = true;
     }
-    ops::protocol::BufferReset(r == 2 ? late_rank : *windows[r], states[r], everyone, true, long_deadline());
+    ops::protocol::BufferReset(r == 2 ? late_rank : *windows[r], states[r], everyone, true, long_deadline(),
+                               "BufferReset");
     after_reset(r);
   });
   return states;
@@ -129,15 +130,16 @@ TEST(ResetRetry, ARetryJoinsTheNewerResetAPeerBegan) {
     if (r == 0) {
       // Finishes the first reset once rank 1's attempt has timed out (its flag to rank 1 is held until then),
       // then begins a second: its next call failed, rank 1 being on no generation.
-      ops::protocol::BufferReset(held, states[0], everyone, true, deadline(30000));
-      ops::protocol::BufferReset(*windows[0], states[0], everyone, true, deadline(3000));
+      ops::protocol::BufferReset(held, states[0], everyone, true, deadline(30000), "BufferReset");
+      ops::protocol::BufferReset(*windows[0], states[0], everyone, true, deadline(3000), "BufferReset");
       return;
     }
-    EXPECT_THROW(ops::protocol::BufferReset(*windows[1], states[1], everyone, true, deadline(200)), TimeoutError);
+    EXPECT_THROW(ops::protocol::BufferReset(*windows[1], states[1], everyone, true, deadline(200), "BufferReset"),
+                 TimeoutError);
     rank1_timed_out = true;
     // Retries once rank 0's flag says it began the second reset (tag 2).
     while (windows[1]->ReadFlag(plan::kSyncFlagBase + 0) < 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    ops::protocol::BufferReset(*windows[1], states[1], everyone, true, deadline(3000));
+    ops::protocol::BufferReset(*windows[1], states[1], everyone, true, deadline(3000), "BufferReset");
   });
   EXPECT_EQ(states[0].generation, 2u);
   EXPECT_EQ(states[1].generation, 2u);

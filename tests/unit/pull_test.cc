@@ -72,9 +72,9 @@ TEST_F(PullHandOver, AnUnclaimedAnnouncementIsWithdrawnAndAClaimAfterFails) {
   const auto start = Clock::now();
   pull::Withdraw(sender, flags, reads);
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(1)) << "nobody had claimed: nothing to wait for";
-  pull::Claims claims(reader, flags);
+  pull::Claims claims(reader, flags, "test op");
   try {
-    claims.Claim(0, announced, "test op");
+    claims.Claim(0, announced);
     FAIL() << "a withdrawn announcement was claimed";
   } catch (const moe_ep::TimeoutError& e) {
     EXPECT_EQ(e.missing_ranks(), std::vector<int>{0});
@@ -87,7 +87,7 @@ TEST_F(PullHandOver, AnUnclaimedAnnouncementIsWithdrawnAndAClaimAfterFails) {
 // stays withdrawn.
 TEST_F(PullHandOver, AReaderWhoseCallFailsBeforeClaimingLetsTheSenderGo) {
   AnnounceRows();
-  { pull::Claims claims(reader, flags); }  // the reader's call failed before it met rank 0's rows
+  { pull::Claims claims(reader, flags, "test op"); }  // the reader's call failed before it met rank 0's rows
   EXPECT_TRUE(pull::IsDone(DoneWord(), flags.epoch));
   const auto start = Clock::now();
   EXPECT_NO_THROW(pull::WaitDone(sender, flags, reads, start + std::chrono::seconds(10), "test op"));
@@ -95,14 +95,14 @@ TEST_F(PullHandOver, AReaderWhoseCallFailsBeforeClaimingLetsTheSenderGo) {
 
   ClearDoneWord();  // a staged copy: its buffer waits for the word to say done
   AnnounceRows(/*staged=*/true);
-  { pull::Claims claims(reader, flags); }
+  { pull::Claims claims(reader, flags, "test op"); }
   EXPECT_TRUE(pull::IsDone(DoneWord(), flags.epoch)) << "a staged copy's word was left armed";
 
   ClearDoneWord();
   AnnounceRows();
   pull::Withdraw(sender, flags, reads);
   const uint64_t withdrawn = DoneWord();
-  { pull::Claims claims(reader, flags); }
+  { pull::Claims claims(reader, flags, "test op"); }
   EXPECT_EQ(DoneWord(), withdrawn) << "a failed reader marked a withdrawn word done";
   EXPECT_FALSE(pull::IsDone(DoneWord(), flags.epoch));
 }
@@ -129,29 +129,29 @@ TEST_F(PullHandOver, RowsLongerThanTheSendersAreRefused) {
 TEST_F(PullHandOver, AtTheDeadlineAnUnclaimedReaderIsWithdrawnAndAClaimedOneNamed) {
   const pull::Rows announced = AnnounceRows();
   EXPECT_NO_THROW(pull::WaitDone(sender, flags, reads, Clock::now() + std::chrono::milliseconds(20), "test op"));
-  pull::Claims late(reader, flags);
-  EXPECT_THROW(late.Claim(0, announced, "test op"), moe_ep::TimeoutError);
+  pull::Claims late(reader, flags, "test op");
+  EXPECT_THROW(late.Claim(0, announced), moe_ep::TimeoutError);
 
   ClearDoneWord();
   const pull::Rows again = AnnounceRows();
-  pull::Claims claims(reader, flags);
-  claims.Claim(0, again, "test op");
+  pull::Claims claims(reader, flags, "test op");
+  claims.Claim(0, again);
   try {
     pull::WaitDone(sender, flags, reads, Clock::now() + std::chrono::milliseconds(20), "test op");
     FAIL() << "a reader still reading was not waited for";
   } catch (const moe_ep::TimeoutError& e) {
     EXPECT_EQ(e.missing_ranks(), std::vector<int>{1}) << e.what();
   }
-  EXPECT_NO_THROW(claims.Finish("test op"));
+  EXPECT_NO_THROW(claims.Finish());
   EXPECT_NO_THROW(pull::WaitDone(sender, flags, reads, Clock::now() + std::chrono::milliseconds(20), "test op"));
 }
 
 TEST_F(PullHandOver, AReaderDoneFirstLetsTheFailedSenderGoAtOnce) {
   const pull::Rows announced = AnnounceRows();
   {
-    pull::Claims claims(reader, flags);
-    claims.Claim(0, announced, "test op");
-    EXPECT_NO_THROW(claims.Finish("test op"));
+    pull::Claims claims(reader, flags, "test op");
+    claims.Claim(0, announced);
+    EXPECT_NO_THROW(claims.Finish());
   }
   EXPECT_TRUE(pull::IsDone(DoneWord(), flags.epoch));
   const auto start = Clock::now();
@@ -162,56 +162,56 @@ TEST_F(PullHandOver, AReaderDoneFirstLetsTheFailedSenderGoAtOnce) {
 
 TEST_F(PullHandOver, AReaderTheSenderStoppedWaitingForFailsItsCall) {
   const pull::Rows announced = AnnounceRows();
-  pull::Claims claims(reader, flags);
-  claims.Claim(0, announced, "test op");  // reading, and then stalled past the sender's wait
+  pull::Claims claims(reader, flags, "test op");
+  claims.Claim(0, announced);  // reading, and then stalled past the sender's wait
   const auto start = Clock::now();
   pull::Withdraw(sender, flags, reads, std::chrono::milliseconds(30));
   EXPECT_GE(Clock::now() - start, std::chrono::milliseconds(30)) << "it waited for the claimed reader";
   EXPECT_FALSE(pull::IsDone(DoneWord(), flags.epoch));
-  ExpectGivenUp([&] { claims.Finish("test op"); });
+  ExpectGivenUp([&] { claims.Finish(); });
   EXPECT_FALSE(pull::IsDone(DoneWord(), flags.epoch)) << "the word stays given up on, not done";
 }
 
 TEST_F(PullHandOver, AReaderGivenUpOnFailsAlsoOnceAResetClearedItsWord) {
   const pull::Rows announced = AnnounceRows();
-  pull::Claims claims(reader, flags);
-  claims.Claim(0, announced, "test op");
+  pull::Claims claims(reader, flags, "test op");
+  claims.Claim(0, announced);
   pull::Withdraw(sender, flags, reads, std::chrono::milliseconds(1));
   ClearDoneWord();  // the sender's caller recovered (BufferReset) before the stalled reader finished
-  ExpectGivenUp([&] { claims.Finish("test op"); });
+  ExpectGivenUp([&] { claims.Finish(); });
   EXPECT_EQ(DoneWord(), 0u) << "the reader's finishing left the cleared word as it was";
 }
 
 TEST_F(PullHandOver, AReaderGivenUpOnFailsAlsoOnceALaterCallReArmedItsWord) {
   const pull::Rows announced = AnnounceRows();
-  pull::Claims claims(reader, flags);
-  claims.Claim(0, announced, "test op");
+  pull::Claims claims(reader, flags, "test op");
+  claims.Claim(0, announced);
   pull::Withdraw(sender, flags, reads, std::chrono::milliseconds(1));
   // The sender's next call of this parity, under the same epoch (as after a reset without sync), announces anew.
   AnnounceRows();
   const uint64_t rearmed = DoneWord();
-  ExpectGivenUp([&] { claims.Finish("test op"); });
+  ExpectGivenUp([&] { claims.Finish(); });
   EXPECT_EQ(DoneWord(), rearmed) << "the later call's word was left as it was";
 }
 
 TEST_F(PullHandOver, AReaderOfAStagedCopyIsNeverGivenUpOn) {
   const pull::Rows announced = AnnounceRows(/*staged=*/true);
-  pull::Claims claims(reader, flags);
-  claims.Claim(0, announced, "test op");
+  pull::Claims claims(reader, flags, "test op");
+  claims.Claim(0, announced);
   ClearDoneWord();  // the copy stays intact until its readers are done, whatever becomes of the word
-  EXPECT_NO_THROW(claims.Finish("test op"));
+  EXPECT_NO_THROW(claims.Finish());
 }
 
 TEST_F(PullHandOver, ALateReaderOfAStagedCopyLeavesTheWordALaterCallArmedAsItWas) {
   const pull::Rows announced = AnnounceRows(/*staged=*/true);
-  pull::Claims claims(reader, flags);
-  claims.Claim(0, announced, "test op");
+  pull::Claims claims(reader, flags, "test op");
+  claims.Claim(0, announced);
   // The sender reset without sync and its call of this parity staged again, under the same epoch, while this
   // reader was still reading the first copy.
   ClearDoneWord();  // (as the reset would; the next line arms it anyway)
   AnnounceRows(/*staged=*/true);
   const uint64_t rearmed = DoneWord();
-  EXPECT_NO_THROW(claims.Finish("test op"));
+  EXPECT_NO_THROW(claims.Finish());
   EXPECT_EQ(DoneWord(), rearmed) << "the late reader marked the later copy done: it could be reused while read";
 }
 
@@ -219,9 +219,9 @@ TEST_F(PullHandOver, AStagedCopyIsNotWithdrawnAndItsReaderEndsDone) {
   const pull::Rows announced = AnnounceRows(/*staged=*/true);
   pull::Withdraw(sender, flags, reads, std::chrono::milliseconds(1));  // a staged call never does; harmless if so
   {
-    pull::Claims claims(reader, flags);
-    claims.Claim(0, announced, "test op");
-    EXPECT_NO_THROW(claims.Finish("test op"));
+    pull::Claims claims(reader, flags, "test op");
+    claims.Claim(0, announced);
+    EXPECT_NO_THROW(claims.Finish());
   }
   EXPECT_TRUE(pull::IsDone(DoneWord(), flags.epoch)) << "the stage buffer is reused only once this says done";
 }
@@ -229,10 +229,10 @@ TEST_F(PullHandOver, AStagedCopyIsNotWithdrawnAndItsReaderEndsDone) {
 TEST_F(PullHandOver, AStagedCopyIsReadWithoutClaimingItInTheSendersMemory) {
   const pull::Rows announced = AnnounceRows(/*staged=*/true);
   const uint64_t armed = DoneWord();
-  pull::Claims claims(reader, flags);
-  claims.Claim(0, announced, "test op");
+  pull::Claims claims(reader, flags, "test op");
+  claims.Claim(0, announced);
   EXPECT_EQ(DoneWord(), armed) << "a staged copy's claim went to the sender's memory";
-  claims.Finish("test op");
+  claims.Finish();
   EXPECT_TRUE(pull::IsDone(DoneWord(), flags.epoch));
 }
 
@@ -252,14 +252,14 @@ TEST_F(PullHandOver, AStagingMarkThatCouldBeAnotherWordIsRefused) {
 
 TEST_F(PullHandOver, ACopyThatFailsAfterTheSenderGaveUpNamesIt) {
   const pull::Rows announced = AnnounceRows();
-  pull::Claims claims(reader, flags);
-  claims.Claim(0, announced, "test op");
+  pull::Claims claims(reader, flags, "test op");
+  claims.Claim(0, announced);
   // Thread ranks expose nothing by copy: their ReadExposed always fails, standing in for a copy that fails.
   const pull::Rows by_copy{nullptr, 64, 4, 64, /*copy_token=*/1, /*copy_from=*/0};
   uint8_t row[64];
   const pull::RowCopy copies[] = {{row, 0}};
   try {
-    claims.CopyRows(by_copy, copies, "test op");
+    claims.CopyRows(by_copy, copies);
     FAIL() << "the copy succeeded";
   } catch (const moe_ep::TimeoutError& e) {
     FAIL() << "a sender still waiting was blamed: " << e.what();
@@ -267,7 +267,7 @@ TEST_F(PullHandOver, ACopyThatFailsAfterTheSenderGaveUpNamesIt) {
     EXPECT_EQ(e.code(), moe_ep::ErrorCode::kInternal) << e.what();
   }
   pull::Withdraw(sender, flags, reads, std::chrono::milliseconds(1));
-  ExpectGivenUp([&] { claims.CopyRows(by_copy, copies, "test op"); });
+  ExpectGivenUp([&] { claims.CopyRows(by_copy, copies); });
 }
 
 }  // namespace

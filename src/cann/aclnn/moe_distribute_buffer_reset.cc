@@ -56,7 +56,7 @@ std::function<void()> BuildBufferReset(const aclTensor* elastic_info, const char
                "a link mask holds 0 or 1");
       }
     }
-    ops::RunBufferReset(EpOf(groups), reachable, need_sync == 1);
+    ops::RunBufferReset(EpOf(groups), reachable, need_sync == 1, kOp);
   };
 }
 

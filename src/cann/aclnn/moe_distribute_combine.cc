@@ -120,6 +120,7 @@ std::function<void()> BuildCombine(const std::string& op, const CombineArgs& a, 
 
   GroupAttributes attributes = a.attributes;
   plan::MoeConfig c = ConfigOf(attributes);
+  c.op = op;
   c.comm_quant_mode = a.comm_quant_mode;
   c.elastic = elastic.present();
   if (plan::IsA2(profile)) {  // docs/a2.md: no TP group, no elasticInfo; sharedExpertX is never read
@@ -139,7 +140,7 @@ std::function<void()> BuildCombine(const std::string& op, const CombineArgs& a, 
     const std::vector<int32_t> table = elastic.present() ? ops::GatherInt32(elastic) : std::vector<int32_t>{};
     plan::CombineTensors run = t;
     const ops::DenseOutputs dense(run.outputs());
-    ops::RunCombine(EpOf(groups), TpOf(groups), c, run, table, op.c_str());
+    ops::RunCombine(EpOf(groups), TpOf(groups), c, run, table);
     dense.CopyBack();
   };
 }

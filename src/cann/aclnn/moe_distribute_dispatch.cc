@@ -110,6 +110,7 @@ std::function<void()> BuildDispatch(const std::string& op, const DispatchArgs& a
 
   GroupAttributes attributes = a.attributes;
   plan::MoeConfig c = ConfigOf(attributes);
+  c.op = op;
   c.quant_mode = a.quant_mode;
   c.expert_token_nums_type = a.expert_token_nums_type;
   c.elastic = elastic.present();
@@ -142,7 +143,7 @@ std::function<void()> BuildDispatch(const std::string& op, const DispatchArgs& a
     const std::vector<int32_t> table = elastic.present() ? ops::GatherInt32(elastic) : std::vector<int32_t>{};
     plan::DispatchTensors run = t;
     const ops::DenseOutputs dense(run.outputs());
-    ops::RunDispatch(EpOf(groups), TpOf(groups), c, run, table, op.c_str());
+    ops::RunDispatch(EpOf(groups), TpOf(groups), c, run, table);
     dense.CopyBack();
     NoteDispatchProduct(groups, product);  // only a dispatch that ran makes handles for combine
   };
