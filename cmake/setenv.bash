@@ -1,7 +1,7 @@
 # moe_ep CANN-shaped environment: `source <prefix>/latest/bin/setenv.bash` (from any directory, any
 # number of times). Like CANN's setenv.bash it sets ASCEND_TOOLKIT_HOME / ASCEND_HOME_PATH and puts
-# latest/lib64 (libascendcl, libhccl, libnnopbase, libopapi, libop_common -> libmoe_ep) first on
-# LD_LIBRARY_PATH.
+# latest/lib64 (libascendcl, libhccl, libnnopbase, libopapi, libop_common -> libmoe_ep_cann) first on
+# LD_LIBRARY_PATH, unless it is there already (wherever it is).
 _moe_ep_home="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export ASCEND_TOOLKIT_HOME="${_moe_ep_home}"
 export ASCEND_HOME_PATH="${_moe_ep_home}"

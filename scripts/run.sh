@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: build moe_ep, then run dispatch + combine on 8 in-process ranks (128 tokens, hidden 7168,
 # top-8, 64 experts, bf16), verified against the reference, with timings. Extra flags go to `moe-ep run`
-# (e.g. --shared-experts 1 --quant int8 --bs 512); see `build/tools/moe-ep help`.
+# (e.g. --shared-experts 1 --experts 56 --quant int8 --bs 512: the routed experts spread over the 7 MoE ranks);
+# see `build/tools/moe-ep help`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh

@@ -148,7 +148,7 @@ void CombineAddRmsNormInto(Group& ep, const DispatchHandle& handle, const Tensor
                            Group* tp = nullptr);
 
 /// [collective over the live ranks] Which ranks of `ep` are alive: each calls ProbeReachable, and the
-/// ranks that all did so within `wait` (0 or less: the group timeout) of each other are marked 1
+/// ranks that all did so within `wait` (0 or less: the group timeout; at most 2^31 ms) of each other are marked 1
 /// (docs/semantics.md 4.3: ElasticReceivableTest + InfoCollect). One 0/1 entry per rank; a dead or stalled rank is 0.
 std::vector<int32_t> ProbeReachable(Group& ep, std::chrono::milliseconds wait = std::chrono::milliseconds(0));
 

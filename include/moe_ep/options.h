@@ -60,8 +60,8 @@ uint64_t DefaultWindowBytes();
 ///   MOE_EP_SOC_NAME       the SoC aclrtGetSocName reports and whose rules, layouts and codes the operators
 ///                         follow: Atlas A3 (default Ascend910_9391) or Atlas A2 (Ascend910B1 .. B4-1); read
 ///                         on every call; ranks of a group must agree (dispatch names a rank that does not)
-///   HCCL_INTRA_PCIE_ENABLE, HCCL_INTRA_ROCE_ENABLE  on Atlas A2, "1" and "0" make commAlg "" the
-///                         "hierarchy" algorithm (refused: moe_ep implements "fullmesh")
+///   HCCL_INTRA_PCIE_ENABLE, HCCL_INTRA_ROCE_ENABLE  "0" or "1" (or unset); on Atlas A2, "1" and "0" make
+///                         commAlg "" the "hierarchy" algorithm (refused: moe_ep implements "fullmesh")
 /// and a process job started by `moe-ep launch` sets MOE_EP_RANK, MOE_EP_WORLD_SIZE, MOE_EP_RENDEZVOUS
 /// (under mpirun without them, the launcher's OMPI_COMM_WORLD_RANK / _SIZE or PMI_RANK / PMI_SIZE).
 /// For tests of the hosts transport on one machine, MOE_EP_HOSTS_SPLIT=N (0 .. 2^20, default 0) makes

@@ -25,13 +25,13 @@ Group::Group(Group&&) noexcept = default;
 Group& Group::operator=(Group&&) noexcept = default;
 Group::~Group() = default;
 
-int Group::rank() const { return impl_->comm->rank(); }
-int Group::size() const { return impl_->comm->size(); }
-std::chrono::milliseconds Group::timeout() const { return impl_->comm->timeout(); }
-uint64_t Group::window_bytes() const { return impl_->comm->window_bytes(); }
-const std::string& Group::name() const { return impl_->comm->name(); }
+int Group::rank() const { return GroupAccess::Comm(*this).rank(); }
+int Group::size() const { return GroupAccess::Comm(*this).size(); }
+std::chrono::milliseconds Group::timeout() const { return GroupAccess::Comm(*this).timeout(); }
+uint64_t Group::window_bytes() const { return GroupAccess::Comm(*this).window_bytes(); }
+const std::string& Group::name() const { return GroupAccess::Comm(*this).name(); }
 
-std::vector<int> Group::failed_ranks() const { return impl_->comm->failed_ranks(); }
+std::vector<int> Group::failed_ranks() const { return GroupAccess::Comm(*this).failed_ranks(); }
 
 namespace {
 
@@ -57,6 +57,9 @@ void CheckOptions(const GroupOptions& o, bool names_segments) {
     refuse("window_bytes", std::to_string(o.window_bytes),
            "must be in [0, 2^40] (0: MOE_EP_WINDOW_MB, else 2 GiB; the window is reserved, committed on touch)");
   }
+  if (o.data_path != DataPath::kAuto && o.data_path != DataPath::kPush && o.data_path != DataPath::kPull) {
+    refuse("data_path", std::to_string(static_cast<int>(o.data_path)), "must be kAuto, kPush or kPull");
+  }
   if (o.threads < 0 || o.threads > env::kMaxThreads) {
     refuse("threads", std::to_string(o.threads),
            "must be in [0, 1024] (0: MOE_EP_THREADS, else the cores shared out among the ranks)");
@@ -71,6 +74,10 @@ void CheckOptions(const GroupOptions& o, bool names_segments) {
 
 GroupOptions WithDefaults(const GroupOptions& options, bool names_segments) {
   CheckOptions(options, names_segments);
+  // Before a process group's join: a rank refusing one after it would leave its peers a group that cannot run.
+  std::optional<env::Refusal> refused;
+  ops::CheckCommunicatorVariables(refused);
+  if (refused) throw refused->error;
   GroupOptions o = options;
   if (o.timeout.count() <= 0) o.timeout = DefaultTimeout();
   if (o.window_bytes == 0) o.window_bytes = DefaultWindowBytes();
@@ -96,7 +103,7 @@ GroupOptions WithDefaultsJoiningOverMpi(const GroupOptions& options, std::option
   if (o.window_bytes == 0) {
     o.window_bytes = env::ReadOrRefuse("MOE_EP_WINDOW_MB", DefaultWindowBytes, o.window_bytes, refused);
   }
-  env::CheckCommunicatorVariables(refused);
+  ops::CheckCommunicatorVariables(refused);
   return o;
 }
 #endif

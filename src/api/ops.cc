@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "api/group_impl.h"
+#include "base/env.h"
 #include "moe_ep/error.h"
 #include "ops/operations.h"
 #include "ops/tensor_access.h"
@@ -300,6 +301,10 @@ void CombineAddRmsNormInto(Group& ep, const DispatchHandle& h, const TensorView&
 }
 
 std::vector<int32_t> ProbeReachable(Group& ep, std::chrono::milliseconds wait) {
+  if (wait.count() > env::kMaxTimeoutMs) {  // its deadline, now + wait in nanoseconds, would wrap into the past
+    throw Error(ErrorCode::kInvalidParam, "ProbeReachable: parameter 'wait' = " + std::to_string(wait.count()) +
+                                              " ms violates rule: at most 2^31 ms (0 or less: the group's timeout)");
+  }
   return ops::ProbeReachable(CommOf(ep), wait.count() > 0 ? wait : ep.timeout());
 }
 

@@ -38,6 +38,16 @@ int64_t Integer(const char* name, int64_t fallback, int64_t min, int64_t max) {
   return value;
 }
 
+std::optional<bool> Switch(const char* name) {
+  const auto text = Text(name);
+  if (!text) return std::nullopt;
+  if (*text != "0" && *text != "1") {
+    throw Error(ErrorCode::kInvalidParam, std::string("environment variable ") + name + " = '" + *text +
+                                              "' violates rule: \"0\" or \"1\" (or unset)");
+  }
+  return *text == "1";
+}
+
 std::chrono::milliseconds OperationTimeout() {
   return std::chrono::milliseconds(Integer("MOE_EP_TIMEOUT_MS", kDefaultTimeoutMs, 1, kMaxTimeoutMs));
 }
@@ -147,10 +157,14 @@ std::optional<LaunchVariables> MpiLaunch() {
 }
 
 std::string RendezvousProblem(const std::string& rendezvous, const std::string& named) {
-  if (rendezvous.size() <= kMaxRendezvousChars && rendezvous.find('/') == std::string::npos) return "";
-  return named + " (" + std::to_string(rendezvous.size()) + " characters: '" + rendezvous.substr(0, 32) +
+  // shm_open would cut a name at a NUL: two jobs' segments would meet under one name.
+  const bool cut = rendezvous.find_first_of(std::string("/\0", 2)) != std::string::npos;
+  if (rendezvous.size() <= kMaxRendezvousChars && !cut) return "";
+  std::string shown;
+  for (const char ch : rendezvous.substr(0, 32)) shown += ch ? std::string(1, ch) : "\\0";
+  return named + " (" + std::to_string(rendezvous.size()) + " characters: '" + shown +
          (rendezvous.size() > 32 ? "...'" : "'") + ") must be 1 to " + std::to_string(kMaxRendezvousChars) +
-         " characters without '/': it names the job's shared-memory segments";
+         " characters without '/' and NUL: it names the job's shared-memory segments";
 }
 
 LaunchVariables Launch() {

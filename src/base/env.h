@@ -18,6 +18,9 @@ namespace moe_ep::env {
 int64_t Integer(const char* name, int64_t fallback, int64_t min, int64_t max);
 /// The text of variable `name`, nullopt when it is unset or empty.
 std::optional<std::string> Text(const char* name);
+/// Variable `name` as a switch: "1" true, "0" false, nullopt when it is unset or empty; anything else throws
+/// Error (161002) naming the variable and its text.
+std::optional<bool> Switch(const char* name);
 
 /// MOE_EP_TIMEOUT_MS: the deadline of every wait of an operation (default 5 minutes).
 std::chrono::milliseconds OperationTimeout();
@@ -123,7 +126,7 @@ struct LaunchVariables {
 /// The longest MOE_EP_RENDEZVOUS: it is part of the job's shared-memory names, which NAME_MAX (255 bytes) bounds.
 inline constexpr size_t kMaxRendezvousChars = 128;
 /// Why `rendezvous` cannot name a job's segments, as a message naming it `named` ("" when it can): longer than
-/// kMaxRendezvousChars, or holding a '/'.
+/// kMaxRendezvousChars, or holding a '/' or a NUL.
 std::string RendezvousProblem(const std::string& rendezvous, const std::string& named);
 /// Reads the three; throws Error (561002) naming any that is missing or out of range (a rendezvous: RendezvousProblem).
 /// Under an MPI launcher without MOE_EP_RENDEZVOUS: rank and size from the launcher (MpiLaunch), rendezvous empty.

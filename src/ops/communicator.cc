@@ -2,9 +2,15 @@
 #include "ops/communicator.h"
 
 #include "base/env.h"
+#include "kernels/kernels.h"
 #include "moe_ep/error.h"
 
 namespace moe_ep::ops {
+
+void CheckCommunicatorVariables(std::optional<env::Refusal>& first) {
+  env::CheckCommunicatorVariables(first);
+  env::ReadOrRefuse("MOE_EP_ISA", kernels::ActiveIsa, kernels::Isa::kScalar, first);
+}
 
 Communicator::Communicator(std::unique_ptr<transport::Window> window, std::chrono::milliseconds timeout,
                            std::string name, DataPath data_path, int threads)

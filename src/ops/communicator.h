@@ -7,10 +7,12 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "base/env.h"
 #include "moe_ep/group.h"
 #include "ops/stage.h"
 #include "ops/workers.h"
@@ -21,6 +23,11 @@ namespace moe_ep::ops {
 
 /// The flags the operations use in every window (plan/layout.h maps them); transports add theirs after.
 inline constexpr uint64_t kWindowFlagCount = plan::kFlagCount;
+
+/// Reads, as env::ReadOrRefuse, every variable a Communicator reads when it is made (env::CheckCommunicatorVariables,
+/// and MOE_EP_ISA, which must name an ISA this CPU has): a join checks them before it meets its peers, so that a rank
+/// that refuses one fails at once, naming it, and never leaves its peers a group with a member that cannot run.
+void CheckCommunicatorVariables(std::optional<env::Refusal>& first);
 
 /// What the operations remember about one window between calls.
 struct OpState {

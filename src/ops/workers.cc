@@ -3,22 +3,38 @@
 #include "ops/workers.h"
 
 #include <algorithm>
+#include <string>
+#include <system_error>
 
 #include "base/env.h"
+#include "moe_ep/error.h"
 
 namespace moe_ep::ops {
 
 Workers::Workers(int threads, uint64_t min_part_bytes) : min_part_bytes_(min_part_bytes) {
-  for (int i = 1; i < std::max(threads, 1); ++i) helpers_.emplace_back([this, i] { Serve(i); });
+  try {
+    for (int i = 1; i < std::max(threads, 1); ++i) helpers_.emplace_back([this, i] { Serve(i); });
+  } catch (const std::system_error& e) {
+    // The helpers started must end before their vector goes (a joinable thread's destructor ends the process).
+    Stop();
+    throw Error(ErrorCode::kInternal,
+                "cannot start worker thread " + std::to_string(helpers_.size() + 1) + " of " + std::to_string(threads) +
+                    " (GroupOptions::threads or MOE_EP_THREADS, per rank): " + e.what() +
+                    "; rule: the system's limits on threads and memory (ulimit -u, -v, max_map_count) must allow "
+                    "every rank's threads");
+  }
 }
 
-Workers::~Workers() {
+Workers::~Workers() { Stop(); }
+
+void Workers::Stop() noexcept {
   {
     const std::lock_guard lock(mutex_);
     stopping_ = true;
   }
   wake_.notify_all();
   for (auto& helper : helpers_) helper.join();
+  helpers_.clear();
 }
 
 namespace {

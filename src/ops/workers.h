@@ -37,6 +37,8 @@ class Workers {
 
  private:
   void Serve(int helper);
+  // Wakes every helper to end, and joins them.
+  void Stop() noexcept;
 
   uint64_t min_part_bytes_;
   std::vector<std::thread> helpers_;

@@ -130,6 +130,9 @@ Mutator<Args> SmallWindow() {
 
 // HCCL_INTRA_PCIE_ENABLE=1 with HCCL_INTRA_ROCE_ENABLE=0: null, "" and "0" mean "hierarchy".
 const Env kHierarchyEnv = {{"HCCL_INTRA_PCIE_ENABLE", "1"}, {"HCCL_INTRA_ROCE_ENABLE", "0"}};
+// Each holds 0 or 1: another value is refused, naming the variable (it used to mean fullmesh, silently).
+const Env kPcieNotABitEnv = {{"HCCL_INTRA_PCIE_ENABLE", "01"}, {"HCCL_INTRA_ROCE_ENABLE", "0"}};
+const Env kRoceNotABitEnv = {{"HCCL_INTRA_PCIE_ENABLE", "1"}, {"HCCL_INTRA_ROCE_ENABLE", "true"}};
 
 // A2's fullmesh rule for the base on a 1 MB window: 2 * (Bs*E*min(L,K) * H * 2 + 2 MB) = 2 * (64*64*2 + 2097152).
 constexpr const char kBaseA2WindowNeed[] = "4210688";
@@ -187,6 +190,11 @@ std::vector<Rule<D>> DispatchRules() {
       // ... and commAlg "0".
       {"CommAlg0MeansHierarchyByEnv", All<D>({DispatchHierarchy(), Set(&D::comm_alg, "0")}), kTiling,
        {"commAlg"}, {"fullmesh"}, CombineOp::kV2, &kHierarchyEnv},
+      // The two variables that choose hierarchy hold 0 or 1.
+      {"IntraPcieEnableNotABit", Set(&D::comm_alg, ""), kInvalid, {"HCCL_INTRA_PCIE_ENABLE"}, {"'01'"},
+       CombineOp::kV2, &kPcieNotABitEnv},
+      {"IntraRoceEnableNotABit", Set(&D::comm_alg, ""), kInvalid, {"HCCL_INTRA_ROCE_ENABLE"}, {"'true'"},
+       CombineOp::kV2, &kRoceNotABitEnv},
       // A3's commAlg values are not A2's.
       {"CommAlgFullmeshV1", Set(&D::comm_alg, "fullmesh_v1"), kTiling, {"commAlg"}, {"fullmesh_v1"}},
       // Nor is anything else.
@@ -487,8 +495,8 @@ TEST(CapiA2Validation, DispatchBaseAndAcceptedVariants) {
 TEST(CapiA2Validation, EmptyCommAlgIsFullmeshUnlessBothVariablesSayHierarchy) {
   ASSERT_NE(g_groups, nullptr);
   const A2Scope a2;
-  const std::vector<std::pair<const char*, const char*>> settings = {{"1", "1"},     {"0", "0"},  {"1", nullptr},
-                                                                     {nullptr, "0"}, {"01", "0"}, {"1", "00"}};
+  const std::vector<std::pair<const char*, const char*>> settings = {
+      {"1", "1"}, {"0", "0"}, {"1", nullptr}, {nullptr, "0"}, {"", "0"}};
   for (const auto& [pcie_value, roce_value] : settings) {
     const ScopedEnv pcie("HCCL_INTRA_PCIE_ENABLE", pcie_value);
     const ScopedEnv roce("HCCL_INTRA_ROCE_ENABLE", roce_value);

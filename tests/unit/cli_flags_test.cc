@@ -3,6 +3,7 @@
 // an MPI job too large for `run` naming its size.
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -356,6 +357,23 @@ TEST(CliFlags, AnMpiJobTooLargeForRunNamesItsSize) {
             "(see 'moe-ep --help')\n");
 }
 
+// The launcher's variables are checked as flags are: a size of 0, or a rank outside the size, is a one-line refusal
+// naming the variable, not an uncaught exception.
+TEST(CliFlags, BadMpiLauncherVariablesAreRefused) {
+  const moe_ep::testing::ScopedEnv no_job("MOE_EP_RENDEZVOUS", nullptr), no_pmi_rank("PMI_RANK", nullptr),
+      no_pmi_size("PMI_SIZE", nullptr);
+  for (const auto& [rank_value, size_value] : {std::pair{"0", "0"}, std::pair{"5", "4"}, std::pair{"0", "abc"}}) {
+    const moe_ep::testing::ScopedEnv rank("OMPI_COMM_WORLD_RANK", rank_value), size("OMPI_COMM_WORLD_SIZE", size_value);
+    std::string output;
+    const int status = RunTool({"run"}, output);
+    ASSERT_TRUE(WIFEXITED(status)) << "status " << status << ": " << output;  // not a signal
+    EXPECT_EQ(WEXITSTATUS(status), 2) << output;
+    EXPECT_TRUE(output.starts_with("moe-ep run: ")) << output;
+    EXPECT_NE(output.find("OMPI_COMM_WORLD_"), std::string::npos) << output;
+    EXPECT_EQ(std::count(output.begin(), output.end(), '\n'), 1) << output;
+  }
+}
+
 // The fuzzer's first find: with --quant int8 and H < 4 a quantized row (H + 4 bytes) outgrew the 2H-byte buffer of
 // the memcpy baseline. Under the ASan build this fails if the buffer is undersized again.
 TEST(CliFlags, BinaryRunsTheSmallestQuantizedJob) {
@@ -385,6 +403,35 @@ TEST(CliFlags, BinaryRunsTheJobOnProcesses) {
                            "of 3 of 3 ranks with rows in combine", "dispatch   median", "combine    median"}) {
     EXPECT_NE(output.find(line), std::string::npos) << line << " in\n" << output;
   }
+}
+
+// A job of more ranks than the launcher may hold pipes for is refused naming -n and the limit, before any rank starts
+// (it used to start ranks until pipe2 failed, then say only "Too many open files").
+TEST(CliFlags, LaunchRefusesMoreRanksThanItsOpenFilesLimit) {
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const rlimit files{64, 64};  // hard too: the launcher raises its soft limit up to the hard one
+    dup2(pipe_fds[1], STDERR_FILENO);
+    dup2(pipe_fds[1], STDOUT_FILENO);
+    if (setrlimit(RLIMIT_NOFILE, &files) != 0) _exit(99);
+    execl(MOE_EP_TOOL, MOE_EP_TOOL, "launch", "-n", "100", "--", "true", static_cast<char*>(nullptr));
+    _exit(98);
+  }
+  close(pipe_fds[1]);
+  std::string output;
+  char buffer[4096];
+  for (ssize_t n; (n = read(pipe_fds[0], buffer, sizeof(buffer))) > 0;) output.append(buffer, static_cast<size_t>(n));
+  close(pipe_fds[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << output;
+  EXPECT_EQ(WEXITSTATUS(status), 2) << output;
+  EXPECT_EQ(output,
+            "moe-ep launch: -n 100 violates rule: the launcher keeps 2 pipes per rank open, 232 files in all, and this "
+            "process may open 64 (ulimit -n; its hard limit 64)\n");
 }
 
 // SIGTERM to `moe-ep launch` reaches the ranks, and the launcher ends by it too once they are gone (a bench that

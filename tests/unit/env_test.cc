@@ -109,6 +109,21 @@ TEST(EnvVariables, DataPathIsPushPullOrAuto) {
   }
 }
 
+// A switch (HCCL_INTRA_PCIE_ENABLE, HCCL_INTRA_ROCE_ENABLE) is "0" or "1", or unset; anything else refused.
+TEST(EnvVariables, SwitchIsZeroOrOne) {
+  const std::pair<const char*, std::optional<bool>> values[] = {
+      {nullptr, std::nullopt}, {"", std::nullopt}, {"0", false}, {"1", true}};
+  for (const auto& [text, on] : values) {
+    ScopedEnv set("HCCL_INTRA_PCIE_ENABLE", text);
+    EXPECT_EQ(env::Switch("HCCL_INTRA_PCIE_ENABLE"), on) << (text ? text : "(unset)");
+  }
+  for (const char* text : {"01", "true", " 1", "2", "-0"}) {
+    ScopedEnv set("HCCL_INTRA_PCIE_ENABLE", text);
+    ExpectRefused(ErrorOf([] { env::Switch("HCCL_INTRA_PCIE_ENABLE"); }), "HCCL_INTRA_PCIE_ENABLE", text,
+                  "\"0\" or \"1\"");
+  }
+}
+
 // Reading peers' private memory by copy: auto unless set to 0 or 1; anything else refused.
 TEST(EnvVariables, CrossMemoryIsZeroOneOrAuto) {
   using env::CrossMemory;

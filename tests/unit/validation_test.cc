@@ -44,6 +44,7 @@
 #include "plan/config.h"
 #include "plan/op_tensors.h"
 #include "plan/validate.h"
+#include "support/scoped_env.h"
 #include "verify/run_ranks.h"
 
 namespace moe_ep::plan {
@@ -1790,6 +1791,7 @@ TEST(NativeApi, GroupOptionsOutOfRangeAreRefusedByName) {
       {"threads", [](GroupOptions& o) { o.threads = 1025; }, "1025"},
       {"timeout", [](GroupOptions& o) { o.timeout = milliseconds(-5); }, "-5 ms"},
       {"timeout", [](GroupOptions& o) { o.timeout = milliseconds::max(); }, "9223372036854775807 ms"},
+      {"data_path", [](GroupOptions& o) { o.data_path = static_cast<DataPath>(7); }, "7"},
   };
   for (const Bad& b : bad) {
     GroupOptions options;
@@ -1828,6 +1830,63 @@ TEST(NativeApi, GroupOptionsOutOfRangeAreRefusedByName) {
           << e.what();
     }
   }
+}
+
+// A process group's join reads the variables its communicator reads before it meets its peers: a rank that refuses
+// one fails at once naming it (it used to join, then fail alone, leaving its peers a group short of a rank).
+TEST(NativeApi, AJoinRefusesABadCommunicatorVariableBeforeMeetingItsPeers) {
+  for (const auto& [variable, value] : {std::pair{"MOE_EP_THREADS", "abc"}, std::pair{"MOE_EP_DATA_PATH", "fast"},
+                                        std::pair{"MOE_EP_THREAD_MIN_BYTES", "-1"}}) {
+    SCOPED_TRACE(variable);
+    const moe_ep::testing::ScopedEnv bad(variable, value);
+    GroupOptions options;
+    options.timeout = milliseconds(2000);  // rank 1 never comes: a join that waited for it fails otherwise
+    try {
+      JoinProcessGroup({0, 2, "envjointest"}, options);
+      ADD_FAILURE() << "joined";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidParam) << e.what();
+      EXPECT_NE(std::string(e.what()).find(variable), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(CreateThreadGroups(2), Error);
+  }
+}
+
+// A Group moved from is an error to use, not a crash; the one it moved to works.
+TEST(NativeApi, AMovedFromGroupIsRefused) {
+  std::vector<Group> groups = CreateThreadGroups(1);
+  Group moved = std::move(groups[0]);
+  for (const auto& use : std::vector<std::function<void()>>{
+           [&] { (void)groups[0].rank(); }, [&] { (void)groups[0].name(); }, [&] { Barrier(groups[0]); },
+           [&] { BufferReset(groups[0]); }, [&] { (void)ProbeReachable(groups[0]); }}) {
+    try {
+      use();
+      ADD_FAILURE() << "a moved-from group was used";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidParam);
+      EXPECT_NE(std::string(e.what()).find("Group: used after it was moved from"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(moved.size(), 1);
+  EXPECT_NO_THROW(Barrier(moved));
+}
+
+// ProbeReachable's wait is bounded as GroupOptions::timeout is: milliseconds::max() wrapped its deadline into the past,
+// and the probe marked every peer unreachable at once.
+TEST(NativeApi, ProbeReachableRefusesAWaitPastTheLongest) {
+  std::vector<Group> groups = CreateThreadGroups(1);
+  for (const milliseconds wait : {milliseconds::max(), milliseconds((int64_t{1} << 31) + 1)}) {
+    try {
+      (void)ProbeReachable(groups[0], wait);
+      ADD_FAILURE() << "accepted " << wait.count() << " ms";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidParam);
+      EXPECT_NE(std::string(e.what()).find("ProbeReachable: parameter 'wait' = " + std::to_string(wait.count())),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_EQ(ProbeReachable(groups[0], milliseconds(int64_t{1} << 31)), std::vector<int32_t>{1});
 }
 
 // A group size outside [1, kMaxGroupRanks] is refused before any window is made, naming it: a group of more ranks
@@ -1898,11 +1957,15 @@ TEST(NativeApi, GroupsThatCannotBeMadeAreRefusedByName) {
          JoinProcessGroup({0, 2, long_token});
        },
        "JoinProcessGroup: job.rendezvous (129 characters: 'tttttttttttttttttttttttttttttttt...') must be 1 to 128 "
-       "characters without '/'"},
+       "characters without '/' and NUL"},
       {[] {
          JoinProcessGroup({0, 2, "a/b"});
        },
        "JoinProcessGroup: job.rendezvous (3 characters: 'a/b') must be"},
+      {[] {  // shm_open would cut the name there: jobs "a\0b" and "a\0c" would meet as "a"
+         JoinProcessGroup({0, 2, std::string("a\0b", 3)});
+       },
+       "JoinProcessGroup: job.rendezvous (3 characters: 'a\\0b') must be"},
   };
   for (const auto& j : joins) {
     SCOPED_TRACE(j.named);

@@ -3,15 +3,23 @@
 #include "ops/workers.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <csignal>
 #include <cstdint>
+#include <fstream>
 #include <mutex>
 #include <random>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "moe_ep/error.h"
 #include "support/test_seed.h"
 
 namespace {
@@ -32,6 +40,50 @@ TEST(Workers, PartsAreCutByWorkNotOnlyByThreads) {
   Workers every_loop(4, 0);
   EXPECT_EQ(every_loop.PartsFor(8, 1), 4) << "0: split every loop among all threads";
   EXPECT_EQ(Workers(1, 0).PartsFor(100, 1 << 20), 1);
+}
+
+// Threads the system will not start (a limit on memory here; on threads or map count elsewhere) are an Error naming
+// the setting, the helpers already started are joined: the process goes on (it used to end in std::terminate).
+TEST(Workers, ThreadsTheSystemRefusesAreAnError) {
+#ifdef MOE_EP_SANITIZED
+  GTEST_SKIP() << "a sanitizer's shadow memory needs more address space than the limit leaves";
+#else
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {  // alone in the child: an address-space limit 64 MiB above what it uses, 8 MiB per thread stack
+    long pages = 0;
+    std::ifstream("/proc/self/statm") >> pages;
+    const rlim_t limit = static_cast<rlim_t>(pages) * sysconf(_SC_PAGESIZE) + (rlim_t{64} << 20);
+    const rlimit as{limit, limit};
+    if (setrlimit(RLIMIT_AS, &as) != 0) _exit(4);
+    try {
+      Workers too_many(1024, 0);
+      _exit(3);  // all started: the limit did not bite
+    } catch (const moe_ep::Error& e) {
+      const std::string what = e.what();
+      const bool named = what.find("cannot start worker thread") != std::string::npos &&
+                         what.find(" of 1024 (GroupOptions::threads or MOE_EP_THREADS") != std::string::npos;
+      _exit(named ? 0 : 2);
+    } catch (...) {
+      _exit(5);
+    }
+  }
+  int status = 0;
+  // Bounded: the code before this fix hung in the child (std::terminate with helpers running).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  pid_t ended = 0;
+  while ((ended = waitpid(child, &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (ended == 0) {
+    kill(child, SIGKILL);
+    waitpid(child, &status, 0);
+    FAIL() << "the child hung refusing its threads";
+  }
+  ASSERT_EQ(ended, child);
+  ASSERT_TRUE(WIFEXITED(status)) << "the child ended by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "2: a message without the setting, 3: no thread refused, 4: no limit set";
+#endif
 }
 
 TEST(Workers, EveryItemRunsOnceInThePartPromised) {

@@ -6,9 +6,11 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -16,6 +18,7 @@
 #include <utility>
 
 #include "base/entropy.h"
+#include "moe-ep/options.h"
 #include "transport/shm/shm_window.h"
 
 namespace moe_ep::tools {
@@ -96,9 +99,31 @@ struct Stream {
   _exit(127);
 }
 
+// The launcher holds two pipes per rank: raises the soft limit on open files toward the hard one when they would not
+// fit; "" when they fit, else why not.
+std::string DescriptorProblem(int ranks) {
+  const rlim_t needed = 2 * static_cast<rlim_t>(ranks) + 32;  // and stdin, stdout, stderr, a few of the library's
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return "";  // pipe2 will say what is wrong
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < needed) {
+    limit.rlim_cur = limit.rlim_max == RLIM_INFINITY ? needed : std::min(needed, limit.rlim_max);
+    setrlimit(RLIMIT_NOFILE, &limit);
+    getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  if (limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur >= needed) return "";
+  return "moe-ep launch: -n " + std::to_string(ranks) + " violates rule: the launcher keeps 2 pipes per rank open, " +
+         std::to_string(needed) + " files in all, and this process may open " + std::to_string(limit.rlim_cur) +
+         " (ulimit -n; its hard limit " +
+         (limit.rlim_max == RLIM_INFINITY ? std::string("unlimited") : std::to_string(limit.rlim_max)) + ")";
+}
+
 }  // namespace
 
 int Launch(const LaunchOptions& o) {
+  if (const std::string problem = DescriptorProblem(o.ranks); !problem.empty()) {
+    std::fprintf(stderr, "%s\n", problem.c_str());
+    return kBadUsageExitCode;
+  }
   const std::string rendezvous = entropy::HexToken();
   // Forwarded to the ranks while they run; the caller's handlers come back on return (a bench launches many jobs).
   struct CallerHandlers {

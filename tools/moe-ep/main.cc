@@ -30,7 +30,12 @@ int Run(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   // Under mpirun (and not inside `moe-ep launch`) `run` is one rank per process: --ranks is the job's size.
   std::optional<moe_ep::env::LaunchVariables> mpi;
-  if (!args.empty() && args[0] == "run" && !moe_ep::env::Text("MOE_EP_RENDEZVOUS")) mpi = moe_ep::env::MpiLaunch();
+  try {
+    if (!args.empty() && args[0] == "run" && !moe_ep::env::Text("MOE_EP_RENDEZVOUS")) mpi = moe_ep::env::MpiLaunch();
+  } catch (const moe_ep::Error& e) {  // the launcher's variables say no job this process can be a rank of
+    std::fprintf(stderr, "moe-ep run: %s\n", e.what());
+    return kBadUsageExitCode;
+  }
   const bool ranks_given = std::any_of(
       args.begin(), args.end(), [](const std::string& a) { return a == "--ranks" || a.starts_with("--ranks="); });
   if (mpi && !ranks_given) args.insert(args.end(), {"--ranks", std::to_string(mpi->world_size)});

@@ -454,7 +454,7 @@ commands:
   bench   dispatch + combine timed over a sweep (tokens per rank, ranks, transports, quantization):
           medians, GB/s, the ratio to a memcpy of the same bytes and the barrier round trip of the
           same transport, measured in the same run, next to an MPI_Alltoallv dispatcher; see below
-  launch  -n N [--] PROGRAM [ARGS...]: start N processes of PROGRAM as the ranks of one job, with
+  launch  -n|--ranks N [--] PROGRAM [ARGS...]: start N processes of PROGRAM as the ranks of one job, with
           MOE_EP_RANK, MOE_EP_WORLD_SIZE and a fresh MOE_EP_RENDEZVOUS set (moe_ep::JoinProcessGroup
           reads them); their output is prefixed "[rank r] "; the exit status is the first non-zero
           one of the ranks (128 + signal for a killed rank); N in [1, )" +
@@ -493,7 +493,8 @@ run rules, all checked before any input is made (E = --ranks, S = --shared-exper
           std::to_string(kMaxJobBytes >> 30) + R"( GiB (a MoE rank's receive rows: --bs x E x min(L, K);
   with --processes the second term counts E times: every rank process holds every rank's inputs)
 
-bench flags (each at most once; run's rules above hold for every configuration of the sweep):
+bench flags (each at most once; run's flag rules above hold for every configuration of the sweep, not the
+window and memory ones: bench sizes each configuration's window itself, whatever MOE_EP_WINDOW_MB says):
   --bs N[,N...]        tokens per rank                                      [1,8,64,128,512,2048]
   --ranks N[,N...]     EP ranks                                             [8]
   --transports LIST    of threads, processes (this host, shared memory), hosts (the MPI transport,
@@ -508,7 +509,8 @@ bench flags (each at most once; run's rules above hold for every configuration o
   A configuration whose memory would pass 80% of MemAvailable is skipped, with a note.
 
 environment: MOE_EP_TIMEOUT_MS, MOE_EP_WINDOW_MB, MOE_EP_ISA, MOE_EP_DATA_PATH, MOE_EP_CROSS_MEMORY, MOE_EP_THREADS,
-MOE_EP_THREAD_MIN_BYTES, MOE_EP_HOSTS_RELAY, MOE_EP_HOSTS_MESSAGE_BYTES (see include/moe_ep/options.h)
+MOE_EP_THREAD_MIN_BYTES, MOE_EP_HOSTS_RELAY, MOE_EP_HOSTS_MESSAGE_BYTES (see include/moe_ep/options.h); TMPDIR
+(run --processes and bench keep the ranks' timings in a directory there, default /tmp)
 exit status: 0 verified (bench: measured), 1 mismatch or error, 2 bad usage (one line on stderr naming the flag and the rule)
 )";
   return text;

@@ -61,8 +61,9 @@ plan::Profile ProfileOf(const std::string& op, const char* comm_alg) {
     Reject(ErrorCode::kInvalidConfig, op, "commAlg", "'" + alg + "'",
            "one of nullptr, \"\", \"0\", \"fullmesh\", \"hierarchy\" on Atlas A2");
   }
-  const auto pcie = env::Text("HCCL_INTRA_PCIE_ENABLE"), roce = env::Text("HCCL_INTRA_ROCE_ENABLE");
-  const bool layered = pcie && roce && *pcie == "1" && *roce == "0";
+  const std::optional<bool> pcie = env::Switch("HCCL_INTRA_PCIE_ENABLE");
+  const std::optional<bool> roce = env::Switch("HCCL_INTRA_ROCE_ENABLE");
+  const bool layered = pcie == true && roce == false;
   return layered ? plan::Profile::kA2Hierarchy : plan::Profile::kA2Fullmesh;
 }
 

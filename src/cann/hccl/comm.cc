@@ -225,7 +225,7 @@ HcclResult JoinGroup(const char* api, const std::string& default_name, const Com
         return settings.exec_seconds ? env::HcclExecDeadline(*settings.exec_seconds) : env::HcclOperationTimeout();
       },
       std::chrono::milliseconds{0}, refused);
-  env::CheckCommunicatorVariables(refused);
+  ops::CheckCommunicatorVariables(refused);
   const auto deadline = transport::Clock::now() + timeout;
   try {
     *comm = reg.Add(MakeComm(name, join(window_bytes, deadline, refused), device, exec_timeout));

@@ -1,6 +1,8 @@
 // Reads a rank table: a small JSON reader (objects, arrays, strings, numbers, literals) and the table's rules.
 #include "cann/hccl/rank_table.h"
 
+#include <sys/stat.h>
+
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -167,6 +169,14 @@ RankTable ReadRankTable(const std::string& path, const char* api) {
   const auto fail = [&](const std::string& what) -> void {
     throw Error(ErrorCode::kInvalidParam, std::string(api) + ": rank table '" + path + "': " + what);
   };
+  // A regular file of a table's size: /dev/zero would be read until memory runs out, a FIFO block for good.
+  constexpr off_t kMaxTableBytes = off_t{64} << 20;  // a table of kMaxGroupRanks ranks takes about 3 MiB
+  struct stat info {};
+  if (stat(path.c_str(), &info) == 0) {  // else open(2) below says why
+    if (!S_ISREG(info.st_mode)) fail("is not a regular file");
+    if (info.st_size > kMaxTableBytes)
+      fail("is " + std::to_string(info.st_size) + " bytes; a rank table has at most 64 MiB");
+  }
   std::ifstream file(path, std::ios::binary);
   if (!file) {
     const int why = errno;  // open(2)'s, before the message is put together
