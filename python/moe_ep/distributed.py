@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from ._moe_ep import cann as _cann
+from ._moe_ep import native as _native
 from . import errors
 from .errors import INT32_MAX, InvalidArgumentError, checked_int, checked_ints, checked_real
 
@@ -144,17 +145,11 @@ _launch_groups = {}  # member list -> how many groups of it this process has mad
 
 
 def _launch_job():
-    values = {}
     for var in ("MOE_EP_RANK", "MOE_EP_WORLD_SIZE", "MOE_EP_RENDEZVOUS"):
         if not os.environ.get(var):
             raise InvalidArgumentError(f"launch_comm_name: {var} is not set; start the ranks with `moe-ep launch -n N`")
-        values[var] = os.environ[var]
-    try:
-        rank, size = int(values["MOE_EP_RANK"]), int(values["MOE_EP_WORLD_SIZE"])
-    except ValueError:
-        raise InvalidArgumentError(f"launch_comm_name: MOE_EP_RANK / MOE_EP_WORLD_SIZE = {values['MOE_EP_RANK']!r} / "
-                                   f"{values['MOE_EP_WORLD_SIZE']!r} must be integers") from None
-    return rank, size, values["MOE_EP_RENDEZVOUS"]
+    # The library's reading: decimal digits only, 0 <= rank < size <= 2^20, a rendezvous it can name segments with.
+    return _native.read_launch_environment()
 
 
 def _connect_timeout_s():

@@ -157,6 +157,11 @@ void BindNative(py::module_& m) {
 
   m.def("create_thread_groups",
         [](int size, py::dict options) { return CreateThreadGroups(size, OptionsOf(options)); });
+  // The job `moe-ep launch` (or an MPI launcher) describes, each variable checked as the library checks it.
+  m.def("read_launch_environment", [] {
+    const LaunchEnvironment job = ReadLaunchEnvironment();
+    return py::make_tuple(job.rank, job.world_size, job.rendezvous);
+  });
   m.def(
       "join_process_group",
       [](py::object job, std::optional<std::vector<int>> members, py::dict options) {

@@ -15,6 +15,7 @@
 #include "moe_ep/mpi.h"
 #include "transport/mpi/hosts_window.h"
 #include "transport/mpi/mpi_runtime.h"
+#include "transport/mpi/rendezvous.h"
 #endif
 #include "transport/thread/thread_window.h"
 
@@ -163,6 +164,18 @@ Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> member
   if (const std::string problem = env::RendezvousProblem(job.rendezvous, "job.rendezvous"); !problem.empty()) {
     throw Error(ErrorCode::kInvalidConfig, "JoinProcessGroup: " + problem);
   }
+#ifdef MOE_EP_HAVE_MPI
+  // Without a rendezvous the job is MPI's: its ranks are MPI_COMM_WORLD's (a message to a rank MPI does not have ends
+  // the process).
+  if (job.rendezvous.empty() &&
+      (job.world_size != transport::mpi::WorldSize() || job.rank != transport::mpi::WorldRank())) {
+    refuse("job = rank " + std::to_string(job.rank) + " of " + std::to_string(job.world_size) +
+               " without a rendezvous (an MPI job)",
+           "an MPI job's rank and size are MPI_COMM_WORLD's, rank " + std::to_string(transport::mpi::WorldRank()) +
+               " of " + std::to_string(transport::mpi::WorldSize()) +
+               " (or give the rendezvous of a moe-ep launch job)");
+  }
+#endif
   if (members.size() > static_cast<size_t>(kMaxGroupRanks)) {
     refuse("parameter 'members' (" + std::to_string(members.size()) + " ranks)",
            "at most " + std::to_string(kMaxGroupRanks) + " ranks");
@@ -189,7 +202,8 @@ Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> member
   // The n-th group of a name and member list made by this rank of this job: every member creates its
   // groups in the same order, so they agree on n (ranks may also be threads of one process). A join that fails
   // does not count: the ranks may call again, and meet there a member that came too late for their first try.
-  std::string group = o.name;
+  // The name's length first: "ep-2" of {3} and "ep" of {2, 3} are other groups (both were "ep-2-3").
+  std::string group = std::to_string(o.name.size()) + "." + o.name;
   for (int r : ranks) (group += '-') += std::to_string(r);
   static std::mutex mutex;
   static std::map<std::string, int> made;
@@ -217,6 +231,11 @@ Group JoinProcessGroup(const GroupOptions& options) { return JoinProcessGroup(Re
 #ifdef MOE_EP_HAVE_MPI
 Group JoinMpiGroup(MPI_Comm comm, const GroupOptions& options) {
   transport::mpi::EnsureInitialized();  // the join initializes MPI when the program has not
+  if (comm == MPI_COMM_NULL) {          // MPI's default handler would end the process in MPI_Comm_size
+    throw Error(ErrorCode::kInvalidParam,
+                "JoinMpiGroup: parameter 'comm' = MPI_COMM_NULL violates rule: a communicator this process is a member "
+                "of (MPI_Comm_split with MPI_UNDEFINED gives MPI_COMM_NULL to the processes it leaves out)");
+  }
   int size = 0;
   {
     const auto lock = transport::mpi::Lock();

@@ -2,9 +2,10 @@
 // a second group from another thread, which must fail at once with an Error (161002) saying why, and the first must
 // still join. Mode `name`: the second group is another 'twin', over another communicator (JoinMpiGroup; two
 // meetings of one name would mix their words). Mode `tag`: both are sub-groups {0, 1} (JoinProcessGroup), the
-// second named 'twin59022', whose MPI_Comm_create_group tag is twin's (a pair found by search: calls of that
-// function at once must have different tags; the low 15 bits of FNV-1a depend on low bits only, so the two names
-// still collide with any suffix the join adds to both). Every rank prints a line ending in OK when that holds.
+// second named 'twin7074', whose MPI_Comm_create_group tag is twin's (a pair found by search over the join's group
+// strings, "4.twin" and "8.twin7074": calls of that function at once must have different tags; the low 15 bits of
+// FNV-1a depend on low bits only, so the two still collide with any suffix the join adds to both). Every rank prints
+// a line ending in OK when that holds.
 #include <mpi.h>
 
 #include <chrono>
@@ -47,7 +48,7 @@ int main(int argc, char** argv) {
       moe_ep::JoinProcessGroup(moe_ep::ReadLaunchEnvironment(), pair, options);
     }
   };
-  const std::string second_name = mode == "name" ? "twin" : "twin59022";
+  const std::string second_name = mode == "name" ? "twin" : "twin7074";
   const std::string why =
       mode == "name" ? "joining another group of that name at once" : "both names give MPI_Comm_create_group the tag";
   std::string verdict = "rank " + std::to_string(rank) + " joined 'twin' once: OK";

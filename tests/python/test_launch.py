@@ -71,6 +71,19 @@ def test_a_bad_connect_timeout_names_the_variable_and_its_rule(second_rank_of_a_
         md.launch_comm_name()
 
 
+@pytest.mark.parametrize("var, value, rule", [
+    ("MOE_EP_RANK", " 1", "must be an integer in [0, 1048576]"),  # Python's int() took these two
+    ("MOE_EP_WORLD_SIZE", "1_0", "must be an integer in [1, 1048576]"),
+    ("MOE_EP_RANK", "5", "MOE_EP_RANK = 5 must be in [0, MOE_EP_WORLD_SIZE = 2)"),  # was blamed on members
+    ("MOE_EP_RENDEZVOUS", "a/b", "MOE_EP_RENDEZVOUS (3 characters: 'a/b') must be"),
+])
+def test_bad_launch_variables_are_refused_as_the_library_reads_them(second_rank_of_a_job, var, value, rule):
+    second_rank_of_a_job.setenv(var, value)
+    with pytest.raises(moe_ep.Error, match=re.escape(rule)) as refused:
+        md.launch_comm_name()
+    assert var in str(refused.value)
+
+
 @pytest.mark.parametrize("kwargs, refusal", [
     (dict(members=[0, 1.9]), "launch_comm_name: members[1] = 1.9 must be an int"),
     (dict(members=[True, 1]), "launch_comm_name: members[0] = True must be an int, not a bool"),

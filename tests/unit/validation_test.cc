@@ -25,6 +25,7 @@
 //                          an out-of-range expert id on one rank makes the others fail with TimeoutError naming
 //                          that rank (300 ms group timeout); an exactly-sized window works end to end.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -35,6 +36,7 @@
 #include <numeric>
 #include <ostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "moe_ep/error.h"
@@ -1850,6 +1852,37 @@ TEST(NativeApi, AJoinRefusesABadCommunicatorVariableBeforeMeetingItsPeers) {
     }
     EXPECT_THROW(CreateThreadGroups(2), Error);
   }
+}
+
+// Groups are told apart by name and members: "ep-2" of job rank 3 alone and "ep" of ranks 2 and 3 once shared one
+// string ("ep-2-3"), so rank 3, a member of both, counted them as one and took another segment index than rank 2: the
+// second join timed out.
+TEST(NativeApi, ProcessGroupsOfNamesAndMembersThatReadAlikeAreApart) {
+  const std::string job = "apart" + std::to_string(getpid());
+  GroupOptions pair_options, alone_options;
+  pair_options.timeout = alone_options.timeout = milliseconds(5000);
+  pair_options.name = "ep";
+  alone_options.name = "ep-2";
+  std::exception_ptr error;
+  std::thread rank2([&] {
+    try {
+      Group pair = JoinProcessGroup({2, 4, job}, std::vector<int>{2, 3}, pair_options);
+      Barrier(pair);
+    } catch (...) {
+      error = std::current_exception();
+    }
+  });
+  try {
+    Group alone = JoinProcessGroup({3, 4, job}, std::vector<int>{3}, alone_options);
+    Group pair = JoinProcessGroup({3, 4, job}, std::vector<int>{2, 3}, pair_options);
+    Barrier(pair);
+    EXPECT_EQ(pair.size(), 2);
+    EXPECT_EQ(alone.size(), 1);
+  } catch (const Error& e) {
+    ADD_FAILURE() << "rank 3: " << e.what();
+  }
+  rank2.join();
+  if (error) std::rethrow_exception(error);
 }
 
 // A Group moved from is an error to use, not a crash; the one it moved to works.

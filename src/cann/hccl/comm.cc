@@ -254,6 +254,14 @@ HcclResult JoinRootGroup(const char* api, const RootInfoText& info, uint32_t n_r
                                           ": the root info was made by an MPI process, and this moe_ep was built "
                                           "without MPI (install libopenmpi-dev and rebuild)");
   }
+#else
+  // MPI ends the process on a message to a rank it does not have.
+  if (info.root_world >= 0 && info.root_world >= transport::mpi::WorldSize()) {
+    return Failed(HCCL_E_PARA, std::string(api) + ": rootInfo was made by MPI world rank " +
+                                   std::to_string(info.root_world) + ", and this job's MPI_COMM_WORLD has " +
+                                   std::to_string(transport::mpi::WorldSize()) +
+                                   " ranks: it comes from another MPI job (pass the root info of this one)");
+  }
 #endif
   const auto join = [&](uint64_t window_bytes, transport::Clock::time_point deadline,
                         const std::optional<env::Refusal>& refused) -> std::unique_ptr<transport::Window> {
