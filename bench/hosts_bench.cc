@@ -6,6 +6,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -39,13 +40,13 @@ time; the table shows medians over the rounds. Once per configuration the baseli
 output are compared with moe_ep's, bit for bit, on every rank ("verified").
 
 options:
-  --tokens N[,N...]  tokens per rank, one configuration each (default 128,512)
-  --hidden H         hidden size (default 7168)
-  --top-k K          experts per token (default 8)
-  --experts E        routed experts, spread evenly over the ranks (default 64)
-  --repeats N        timed rounds per configuration (default 15)
-  --warmup N         untimed rounds first (default 3)
-  --seed S           routing and token values (default: drawn, printed)
+  --tokens N[,N...]  tokens per rank, one configuration each, 1..8192 (default 128,512)
+  --hidden H         hidden size, 1..65536 (default 7168)
+  --top-k K          experts per token, 1..1024 (default 8)
+  --experts E        routed experts, spread evenly over the ranks, 1..4096 (default 64)
+  --repeats N        timed rounds per configuration, 1..100000 (default 15)
+  --warmup N         untimed rounds first, 1..100000 (default 3)
+  --seed S           routing and token values, 1..2^64-1 (default: drawn, printed)
   --help             this text
 Data type: bf16. Routing: each token picks K distinct experts uniformly at random. moe_ep's window is
 2 GiB per rank unless MOE_EP_WINDOW_MB says otherwise; larger configurations say how much they need.
@@ -64,11 +65,23 @@ struct Options {
 
 // Parses the command line; returns false (having said why on rank 0) when the program should stop.
 bool ParseOptions(int argc, char** argv, bool talk, Options& options, int& exit_status) {
+  // The bounds of `moe-ep run`'s flags: beyond them a count wraps an int, or the sizes their product.
+  const auto max_of = [](const std::string& flag) -> int64_t {
+    if (flag == "--tokens") return 8192;
+    if (flag == "--hidden") return 65536;
+    if (flag == "--top-k") return 1024;
+    if (flag == "--experts") return 4096;
+    return 100000;  // --repeats, --warmup
+  };
   auto positive = [&](const std::string& flag, const char* text, int64_t& value) {
     char* end = nullptr;
+    errno = 0;
     value = std::strtoll(text, &end, 10);
-    if (end == text || *end != '\0' || value <= 0) {
-      if (talk) std::fprintf(stderr, "hosts_bench: %s wants a positive integer, not '%s'\n", flag.c_str(), text);
+    if (end == text || *end != '\0' || errno != 0 || value <= 0 || value > max_of(flag)) {
+      if (talk) {
+        std::fprintf(stderr, "hosts_bench: %s wants an integer in [1, %lld], not '%s'\n", flag.c_str(),
+                     static_cast<long long>(max_of(flag)), text);
+      }
       return false;
     }
     return true;
@@ -97,7 +110,13 @@ bool ParseOptions(int argc, char** argv, bool talk, Options& options, int& exit_
         start = comma + 1;
       }
     } else if (flag == "--seed") {
-      options.seed = std::strtoull(value, nullptr, 10);
+      char* end = nullptr;
+      errno = 0;
+      options.seed = std::strtoull(value, &end, 10);
+      if (end == value || *end != '\0' || errno != 0 || value[0] == '-' || options.seed == 0) {
+        if (talk) std::fprintf(stderr, "hosts_bench: --seed wants an integer in [1, 2^64 - 1], not '%s'\n", value);
+        return false;
+      }
       options.seed_given = true;
     } else if (flag == "--hidden" || flag == "--top-k" || flag == "--experts" || flag == "--repeats" ||
                flag == "--warmup") {
