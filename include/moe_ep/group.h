@@ -46,8 +46,10 @@ inline constexpr uint64_t kCopyMinBytes = uint64_t{8} << 20;
 /// Options fixed when a group is created.
 struct GroupOptions {
   /// Deadline of every wait in an operation; 0 means MOE_EP_TIMEOUT_MS or 5 minutes. The fields are checked
-  /// when the group is made: a timeout outside [0, 2^31] ms, a window past 2^40 bytes or threads outside [0, 1024] is
-  /// an Error (kInvalidParam) naming the field, its value and its range.
+  /// when the group is made: a timeout outside [0, 2^31] ms, a window past 2^40 bytes, threads outside [0, 1024] or a
+  /// data_path that is none of DataPath's values is an Error (kInvalidParam) naming the field, its value and its range;
+  /// so is a variable the group would read (MOE_EP_THREADS when threads is 0, ...; include/moe_ep/options.h) that is
+  /// malformed, before a process group meets its peers.
   std::chrono::milliseconds timeout{0};
   /// Data area of each rank's window in bytes; 0 means MOE_EP_WINDOW_MB or 2 GiB (reserved, committed
   /// on touch). Dispatch and combine check it against the window rule of docs/semantics.md 1.2.
@@ -64,7 +66,8 @@ struct GroupOptions {
 };
 
 /// One rank's membership of a group. Cheap to move; not copyable. Operations on a group are
-/// collective: every rank of the group calls them in the same order.
+/// collective: every rank of the group calls them in the same order. A Group moved from holds no group: using it is an
+/// Error (kInvalidParam).
 class Group {
  public:
   struct Impl;  ///< the internal communicator (opaque)
@@ -97,7 +100,7 @@ std::vector<Group> CreateThreadGroups(int size, const GroupOptions& options = {}
 
 /// Where a process stands in its job: what a launcher (`moe-ep launch`, or any other) sets in
 /// MOE_EP_RANK, MOE_EP_WORLD_SIZE and MOE_EP_RENDEZVOUS (an unpredictable token naming the job, 1 to 128 characters
-/// without '/'). Under an MPI launcher (mpirun) without MOE_EP_RENDEZVOUS: the launcher's rank and size
+/// without '/' and NUL). Under an MPI launcher (mpirun) without MOE_EP_RENDEZVOUS: the launcher's rank and size
 /// (MPI_COMM_WORLD's), and an empty rendezvous, which makes JoinProcessGroup use the hosts transport.
 struct LaunchEnvironment {
   int rank = 0;
@@ -111,7 +114,9 @@ LaunchEnvironment ReadLaunchEnvironment();
 /// over shared memory (the shm transport), or under mpirun over the hosts transport. Every process makes its groups in
 /// the same order: the n-th group with a given name is the same group everywhere. Waits at most the group timeout for
 /// the others (a TimeoutError naming those that did not come). A join that failed does not count: once every rank's
-/// join failed, the ranks may call again, and meet there a rank that came too late for their first try.
+/// join failed, the ranks may call again, and meet there a rank that came too late for their first try. The rendezvous
+/// is 1 to 128 characters without '/' and NUL; without one (an MPI job) job.rank must be this process's MPI_COMM_WORLD
+/// rank and job.world_size at most that world's size.
 Group JoinProcessGroup(const LaunchEnvironment& job, const GroupOptions& options = {});
 /// [collective over `members`] Joins the group of the job ranks listed in `members` (this process
 /// included; its rank in the group is its position in the list; at most kMaxGroupRanks), e.g. an EP group or a

@@ -19,6 +19,7 @@ namespace moe_ep {
 /// MPI_COMM_WORLD under a tag moe_ep keeps for itself (0x6D65): a program's own receives there must not take any tag.
 /// (For a `comm` with processes outside MPI_COMM_WORLD there is no meeting: a missing rank is then a TimeoutError
 /// naming none, and `comm` must not be used for collectives again, as a collective given up on stays MPI's.)
+/// MPI_COMM_NULL (what MPI_Comm_split gives the processes it leaves out) is an Error (kInvalidParam).
 Group JoinMpiGroup(MPI_Comm comm, const GroupOptions& options = {});
 
 }  // namespace moe_ep

@@ -43,8 +43,8 @@ uint64_t DefaultWindowBytes();
 /// MOE_EP_ISA: instruction set of the numeric kernels: "scalar", "avx2", "avx512" or unset (the best
 /// this CPU has); anything but "avx512" also keeps large row copies off AVX-512. Results are bit-identical
 /// on all of them; this exists for testing and benchmarking.
-/// Read when the first kernel runs; another name, or one this CPU lacks, fails that operation with an
-/// error naming the variable.
+/// Read when the first group or communicator is made (or a kernel runs, whichever comes first) and kept for the
+/// life of the process; another name, or one this CPU lacks, fails that with an error naming the variable.
 ///
 /// Every variable is checked when it is read: a value that is not a decimal integer in its range is an
 /// error naming the variable, its value and the range (never silently clamped; HCCL_EXEC_TIMEOUT, below, takes
@@ -60,8 +60,9 @@ uint64_t DefaultWindowBytes();
 ///   MOE_EP_SOC_NAME       the SoC aclrtGetSocName reports and whose rules, layouts and codes the operators
 ///                         follow: Atlas A3 (default Ascend910_9391) or Atlas A2 (Ascend910B1 .. B4-1); read
 ///                         on every call; ranks of a group must agree (dispatch names a rank that does not)
-///   HCCL_INTRA_PCIE_ENABLE, HCCL_INTRA_ROCE_ENABLE  "0" or "1" (or unset); on Atlas A2, "1" and "0" make
-///                         commAlg "" the "hierarchy" algorithm (refused: moe_ep implements "fullmesh")
+///   HCCL_INTRA_PCIE_ENABLE, HCCL_INTRA_ROCE_ENABLE  read on Atlas A2 where commAlg is null, "" or "0": "0"
+///                         or "1" (or unset); "1" and "0" make it the "hierarchy" algorithm (refused: moe_ep
+///                         implements "fullmesh")
 /// and a process job started by `moe-ep launch` sets MOE_EP_RANK, MOE_EP_WORLD_SIZE, MOE_EP_RENDEZVOUS
 /// (under mpirun without them, the launcher's OMPI_COMM_WORLD_RANK / _SIZE or PMI_RANK / PMI_SIZE).
 /// For tests of the hosts transport on one machine, MOE_EP_HOSTS_SPLIT=N (0 .. 2^20, default 0) makes

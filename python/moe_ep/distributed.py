@@ -149,7 +149,12 @@ def _launch_job():
         if not os.environ.get(var):
             raise InvalidArgumentError(f"launch_comm_name: {var} is not set; start the ranks with `moe-ep launch -n N`")
     # The library's reading: decimal digits only, 0 <= rank < size <= 2^20, a rendezvous it can name segments with.
-    return _native.read_launch_environment()
+    try:
+        return _native.read_launch_environment()
+    except errors.Error as e:
+        # Without the library's hint (which offers mpirun): this function needs a `moe-ep launch` job.
+        message = str(e).split("; start the ranks with", 1)[0]
+        raise errors.from_code(e.code, f"launch_comm_name: {message}; start the ranks with `moe-ep launch -n N`") from None
 
 
 def _connect_timeout_s():

@@ -77,7 +77,7 @@ GroupOptions WithDefaults(const GroupOptions& options, bool names_segments) {
   CheckOptions(options, names_segments);
   // Before a process group's join: a rank refusing one after it would leave its peers a group that cannot run.
   std::optional<env::Refusal> refused;
-  ops::CheckCommunicatorVariables(refused);
+  ops::CheckCommunicatorVariables(options.data_path, options.threads, refused);
   if (refused) throw refused->error;
   GroupOptions o = options;
   if (o.timeout.count() <= 0) o.timeout = DefaultTimeout();
@@ -104,7 +104,7 @@ GroupOptions WithDefaultsJoiningOverMpi(const GroupOptions& options, std::option
   if (o.window_bytes == 0) {
     o.window_bytes = env::ReadOrRefuse("MOE_EP_WINDOW_MB", DefaultWindowBytes, o.window_bytes, refused);
   }
-  ops::CheckCommunicatorVariables(refused);
+  ops::CheckCommunicatorVariables(o.data_path, o.threads, refused);
   return o;
 }
 #endif
@@ -166,12 +166,12 @@ Group JoinProcessGroup(const LaunchEnvironment& job, std::span<const int> member
   }
 #ifdef MOE_EP_HAVE_MPI
   // Without a rendezvous the job is MPI's: its ranks are MPI_COMM_WORLD's (a message to a rank MPI does not have ends
-  // the process).
+  // the process). A job of fewer ranks than the world is its first ranks.
   if (job.rendezvous.empty() &&
-      (job.world_size != transport::mpi::WorldSize() || job.rank != transport::mpi::WorldRank())) {
+      (job.world_size > transport::mpi::WorldSize() || job.rank != transport::mpi::WorldRank())) {
     refuse("job = rank " + std::to_string(job.rank) + " of " + std::to_string(job.world_size) +
                " without a rendezvous (an MPI job)",
-           "an MPI job's rank and size are MPI_COMM_WORLD's, rank " + std::to_string(transport::mpi::WorldRank()) +
+           "an MPI job's ranks are MPI_COMM_WORLD's: this is rank " + std::to_string(transport::mpi::WorldRank()) +
                " of " + std::to_string(transport::mpi::WorldSize()) +
                " (or give the rendezvous of a moe-ep launch job)");
   }

@@ -123,15 +123,6 @@ std::chrono::seconds HcclConnectTimeout() {
   return std::chrono::seconds(Integer("HCCL_CONNECT_TIMEOUT", 120, 1, kMaxTimeoutMs / 1000));
 }
 
-void CheckCommunicatorVariables(std::optional<Refusal>& first) {
-  ReadOrRefuse("MOE_EP_DATA_PATH", DataPathChoice, DataPath::kAuto, first);
-  ReadOrRefuse("MOE_EP_CROSS_MEMORY", CrossMemoryChoice, CrossMemory::kAuto, first);
-  ReadOrRefuse(
-      "MOE_EP_THREADS", [] { return Threads(1); }, 1, first);
-  ReadOrRefuse(
-      "MOE_EP_THREAD_MIN_BYTES", [] { return ThreadMinBytes(0); }, uint64_t{0}, first);
-}
-
 int HostsSplit() { return static_cast<int>(Integer("MOE_EP_HOSTS_SPLIT", 0, 0, 1 << 20)); }
 
 bool HostsRelay() { return Integer("MOE_EP_HOSTS_RELAY", 1, 0, 1) == 1; }

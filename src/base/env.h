@@ -63,9 +63,6 @@ T ReadOrRefuse(const char* variable, Reader reader, T fallback, std::optional<Re
     return fallback;
   }
 }
-/// Reads, as ReadOrRefuse, the variables every group's communicator reads when it is made (MOE_EP_DATA_PATH,
-/// MOE_EP_CROSS_MEMORY, MOE_EP_THREADS, MOE_EP_THREAD_MIN_BYTES), so that a join checks them before its collectives.
-void CheckCommunicatorVariables(std::optional<Refusal>& first);
 /// MOE_EP_ISA: the kernels' instruction set by name, nullopt to use the best the CPU has.
 std::optional<std::string> KernelIsa();
 /// MOE_EP_DEVICE_COUNT: the C API's virtual devices (default 16).

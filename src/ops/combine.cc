@@ -324,7 +324,7 @@ class TokenReducer {
   const pull::Rows& Source(int sender) {
     if (!sources_[sender]) {
       const uint64_t row_bytes = 2 * static_cast<uint64_t>(c_.hidden);
-      sources_[sender] = pull::Announced(ep_, pull_flags_, sender, row_bytes).value_or(pull::Rows{});
+      sources_[sender] = pull::Announced(ep_, pull_flags_, sender, row_bytes, c_.op.c_str()).value_or(pull::Rows{});
       if (sources_[sender]->pulled()) claims_.Claim(sender, *sources_[sender]);
     }
     return *sources_[sender];

@@ -7,8 +7,17 @@
 
 namespace moe_ep::ops {
 
-void CheckCommunicatorVariables(std::optional<env::Refusal>& first) {
-  env::CheckCommunicatorVariables(first);
+void CheckCommunicatorVariables(DataPath data_path, int threads, std::optional<env::Refusal>& first) {
+  if (data_path == DataPath::kAuto)
+    data_path = env::ReadOrRefuse("MOE_EP_DATA_PATH", env::DataPathChoice, data_path, first);
+  if (data_path == DataPath::kAuto) {
+    env::ReadOrRefuse("MOE_EP_CROSS_MEMORY", env::CrossMemoryChoice, env::CrossMemory::kAuto, first);
+  }
+  if (threads == 0)
+    env::ReadOrRefuse(
+        "MOE_EP_THREADS", [] { return env::Threads(1); }, 1, first);
+  env::ReadOrRefuse(
+      "MOE_EP_THREAD_MIN_BYTES", [] { return env::ThreadMinBytes(0); }, uint64_t{0}, first);
   env::ReadOrRefuse("MOE_EP_ISA", kernels::ActiveIsa, kernels::Isa::kScalar, first);
 }
 

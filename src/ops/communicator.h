@@ -24,10 +24,11 @@ namespace moe_ep::ops {
 /// The flags the operations use in every window (plan/layout.h maps them); transports add theirs after.
 inline constexpr uint64_t kWindowFlagCount = plan::kFlagCount;
 
-/// Reads, as env::ReadOrRefuse, every variable a Communicator reads when it is made (env::CheckCommunicatorVariables,
-/// and MOE_EP_ISA, which must name an ISA this CPU has): a join checks them before it meets its peers, so that a rank
-/// that refuses one fails at once, naming it, and never leaves its peers a group with a member that cannot run.
-void CheckCommunicatorVariables(std::optional<env::Refusal>& first);
+/// Reads, as env::ReadOrRefuse, the variables a Communicator made with `data_path` and `threads` reads
+/// (MOE_EP_DATA_PATH and MOE_EP_CROSS_MEMORY unless data_path says, MOE_EP_THREADS unless threads does,
+/// MOE_EP_THREAD_MIN_BYTES) and MOE_EP_ISA (an ISA this CPU has): a join checks them before it meets its peers, so that
+/// a rank that refuses one fails at once, naming it, and never leaves its peers a group with a member that cannot run.
+void CheckCommunicatorVariables(DataPath data_path, int threads, std::optional<env::Refusal>& first);
 
 /// What the operations remember about one window between calls.
 struct OpState {

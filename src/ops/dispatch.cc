@@ -446,13 +446,13 @@ std::vector<std::optional<PulledSource>> PulledSources(const MoeConfig& c, const
   std::vector<std::optional<PulledSource>> sources(c.ep_world_size);
   for (int src = 0; src < static_cast<int>(c.ep_world_size); ++src) {
     if (counts_by_source[src] == 0) continue;
-    const std::optional<pull::Rows> x = pull::Announced(ep, flags, src, row_bytes);
+    const std::optional<pull::Rows> x = pull::Announced(ep, flags, src, row_bytes, c.op.c_str());
     if (!x) continue;
     PulledSource source{*x, {}, {}, 0};
     // Rows are quantized as their sender would have on the push path: with its smooth scales, if it has them (each
     // rank decides alone, from its own `scales`), which it then announced with them.
     if (c.quant_mode == 2) {
-      if (auto smooth = pull::Announced(ep, flags, src, c.hidden * sizeof(float), /*second=*/true)) {
+      if (auto smooth = pull::Announced(ep, flags, src, c.hidden * sizeof(float), c.op.c_str(), /*second=*/true)) {
         source.smooth = *smooth;
       }
     }

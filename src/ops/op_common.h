@@ -75,7 +75,7 @@ inline std::vector<uint32_t> WaitForStarts(const plan::MoeConfig& c, const trans
                     (this_is_dispatch ? "a dispatch" : "a combine") +
                     ": the ranks' calls are out of step (one refused or skipped a call the others made); rule: every "
                     "rank of a group makes the same calls in the same order, and after such a failure the ranks call "
-                    "BufferReset");
+                    "BufferReset (aclnnMoeDistributeBufferReset in the C API)");
   }
   return starts;
 }

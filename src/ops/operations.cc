@@ -32,9 +32,8 @@ void Locked(Communicator& ep, Communicator* tp, const char* op, bool may_relay, 
                 std::string(op) + ": refused on rank " + std::to_string(ep.rank()) + " of " + ep.window().name() +
                     ": an earlier operation failed part-way (" + ep.state().must_reset +
                     ") and may have left rows and flags in flight; rule: after a timeout, an interrupt or an internal "
-                    "error, the ranks "
-                    "call BufferReset (synced, or with the reachable mask from ProbeReachable) before their next "
-                    "operation");
+                    "error, the ranks call BufferReset (aclnnMoeDistributeBufferReset in the C API; synced, or with "
+                    "the reachable ranks' mask) before their next operation");
   }
   const protocol::Link link{
       ep.window(),         ep.state(),   tp ? &tp->window() : nullptr, tp ? &tp->state() : nullptr, ep.Deadline(),

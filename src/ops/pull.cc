@@ -113,7 +113,7 @@ void Announce(transport::Window& ep, const CallFlags& flags, int peer, uint64_t 
 }
 
 std::optional<Rows> Announced(const transport::Window& ep, const CallFlags& flags, int sender, uint64_t row_bytes,
-                              bool second) {
+                              const char* op, bool second) {
   const auto read = [&](Field field) { return ep.ReadFlag(FlagOf(flags, sender, field)); };
   if (FlagEpoch(read(kTokenLow)) != flags.epoch) return std::nullopt;
   const Field low = second ? kSecondLow : kTokenLow, high = second ? kSecondHigh : kTokenHigh;
@@ -125,7 +125,7 @@ std::optional<Rows> Announced(const transport::Window& ep, const CallFlags& flag
   const uint64_t fields[] = {read(low), read(high), read(stride), read(count), read(kStaged), read(bytes)};
   for (uint64_t f : fields) {
     if (FlagEpoch(f) != flags.epoch) {
-      throw Error(ErrorCode::kInternal, "rank " + std::to_string(sender) + " of " + ep.name() +
+      throw Error(ErrorCode::kInternal, std::string(op) + ": rank " + std::to_string(sender) + " of " + ep.name() +
                                             " announced its rows to rank " + std::to_string(ep.rank()) +
                                             " without saying where its " + (second ? "second tensor" : "rows") +
                                             " are");
@@ -135,7 +135,7 @@ std::optional<Rows> Announced(const transport::Window& ep, const CallFlags& flag
   // (say a combine's H), which no other check of the call catches on this path.
   if (FlagCount(fields[5]) != row_bytes) {
     throw Error(ErrorCode::kInvalidConfig,
-                "rank " + std::to_string(sender) + " of " + ep.name() + " exposes " +
+                std::string(op) + ": rank " + std::to_string(sender) + " of " + ep.name() + " exposes " +
                     (second ? "second-tensor rows" : "rows") + " of " + std::to_string(FlagCount(fields[5])) +
                     " bytes, and rank " + std::to_string(ep.rank()) + " reads rows of " + std::to_string(row_bytes) +
                     " bytes: every rank of the group must pass the same hidden size (H) and dtype");
@@ -144,7 +144,7 @@ std::optional<Rows> Announced(const transport::Window& ep, const CallFlags& flag
   // Of the first tensor: a staged call has no second (ops/stage.h).
   rows.staged_mark = FlagCount(fields[4]);
   if (rows.staged_mark != 0 && rows.staged_mark < kWordFirstStaged) {
-    throw Error(ErrorCode::kInternal, "rank " + std::to_string(sender) + " of " + ep.name() +
+    throw Error(ErrorCode::kInternal, std::string(op) + ": rank " + std::to_string(sender) + " of " + ep.name() +
                                           " announced staged rows under mark " + std::to_string(rows.staged_mark) +
                                           ", below " + std::to_string(kWordFirstStaged));
   }
@@ -154,7 +154,7 @@ std::optional<Rows> Announced(const transport::Window& ep, const CallFlags& flag
     rows.copy_token = token;
     rows.copy_from = sender;
   } else if (rows.base == nullptr) {
-    throw Error(ErrorCode::kInternal, "rank " + std::to_string(sender) + " of " + ep.name() +
+    throw Error(ErrorCode::kInternal, std::string(op) + ": rank " + std::to_string(sender) + " of " + ep.name() +
                                           " announced rows that rank " + std::to_string(ep.rank()) +
                                           " can read neither in place nor by copy");
   }

@@ -76,9 +76,9 @@ uint32_t NewStagedMark();
 
 /// The rows `sender` announced to this rank in this call, resolved in this process or to be read by copy,
 /// or nullopt when it announced nothing (it pushed); each row is `row_bytes` long. `second` selects the
-/// second tensor (nullopt too when the sender announced rows but no second tensor).
+/// second tensor (nullopt too when the sender announced rows but no second tensor). Errors name `op`.
 std::optional<Rows> Announced(const transport::Window& ep, const CallFlags& flags, int sender, uint64_t row_bytes,
-                              bool second = false);
+                              const char* op, bool second = false);
 
 /// One row to copy out of rows read by copy: row `index` into `dst`.
 struct RowCopy {

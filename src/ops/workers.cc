@@ -16,12 +16,16 @@ Workers::Workers(int threads, uint64_t min_part_bytes) : min_part_bytes_(min_par
     for (int i = 1; i < std::max(threads, 1); ++i) helpers_.emplace_back([this, i] { Serve(i); });
   } catch (const std::system_error& e) {
     // The helpers started must end before their vector goes (a joinable thread's destructor ends the process).
+    const size_t started = helpers_.size() + 1;  // the caller's own thread is the first
     Stop();
     throw Error(ErrorCode::kInternal,
-                "cannot start worker thread " + std::to_string(helpers_.size() + 1) + " of " + std::to_string(threads) +
+                "cannot start worker thread " + std::to_string(started + 1) + " of " + std::to_string(threads) +
                     " (GroupOptions::threads or MOE_EP_THREADS, per rank): " + e.what() +
                     "; rule: the system's limits on threads and memory (ulimit -u, -v, max_map_count) must allow "
                     "every rank's threads");
+  } catch (...) {  // memory for the vector or a thread's state
+    Stop();
+    throw;
   }
 }
 

@@ -62,9 +62,10 @@ std::string FailedWait(const Window& window, const std::vector<int>& ranks, cons
 
 [[noreturn]] void ThrowInterrupted(const Window& window, const std::vector<int>& ranks, const char* op,
                                    const char* what, uint64_t epoch) {
-  throw InterruptedError(FailedWait(window, ranks, op, "interrupted", what, epoch) +
-                             "; reset the group (BufferReset) before its next operation",
-                         ranks);
+  throw InterruptedError(
+      FailedWait(window, ranks, op, "interrupted", what, epoch) +
+          "; reset the group (BufferReset; aclnnMoeDistributeBufferReset in the C API) before its next operation",
+      ranks);
 }
 
 [[noreturn]] void ThrowTimeout(const Window& window, const std::vector<int>& ranks, const char* op, const char* what,

@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
       [&] {
         moe_ep::JoinProcessGroup({size - 1 - rank, size, ""});
       },
-      "an MPI job's rank and size are MPI_COMM_WORLD's, rank " + std::to_string(rank));
+      "an MPI job's ranks are MPI_COMM_WORLD's: this is rank " + std::to_string(rank));
 
   // A root info of world rank 1000 (another, larger job's).
   HcclRootInfo root{};

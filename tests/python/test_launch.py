@@ -79,9 +79,10 @@ def test_a_bad_connect_timeout_names_the_variable_and_its_rule(second_rank_of_a_
 ])
 def test_bad_launch_variables_are_refused_as_the_library_reads_them(second_rank_of_a_job, var, value, rule):
     second_rank_of_a_job.setenv(var, value)
-    with pytest.raises(moe_ep.Error, match=re.escape(rule)) as refused:
+    with pytest.raises(moe_ep.InvalidArgumentError, match=re.escape(rule)) as refused:
         md.launch_comm_name()
-    assert var in str(refused.value)
+    message = str(refused.value)
+    assert var in message and message.startswith("launch_comm_name: ") and "mpirun" not in message, message
 
 
 @pytest.mark.parametrize("kwargs, refusal", [

@@ -42,7 +42,7 @@ class PullHandOver : public ::testing::Test {
     EXPECT_NE(token, 0u);
     const uint32_t mark = staged ? pull::NewStagedMark() : 0;
     pull::Announce(sender, flags, 1, token, announced, 0, {}, mark);
-    const auto seen = pull::Announced(reader, flags, 0, 64);
+    const auto seen = pull::Announced(reader, flags, 0, 64, "test op");
     EXPECT_TRUE(seen.has_value());
     if (!seen) return {};
     EXPECT_EQ(seen->base, rows.data());
@@ -112,12 +112,12 @@ TEST_F(PullHandOver, AReaderWhoseCallFailsBeforeClaimingLetsTheSenderGo) {
 TEST_F(PullHandOver, RowsLongerThanTheSendersAreRefused) {
   AnnounceRows();
   try {
-    pull::Announced(reader, flags, 0, 128);
+    pull::Announced(reader, flags, 0, 128, "test op");
     FAIL() << "rows of 64 bytes were read as rows of 128";
   } catch (const moe_ep::Error& e) {
     EXPECT_EQ(e.code(), moe_ep::ErrorCode::kInvalidConfig);
     const std::string what = e.what();
-    EXPECT_NE(what.find("rank 0 of pull test exposes rows of 64 bytes, and rank 1 reads rows of 128 bytes"),
+    EXPECT_NE(what.find("test op: rank 0 of pull test exposes rows of 64 bytes, and rank 1 reads rows of 128 bytes"),
               std::string::npos)
         << what;
   }
@@ -242,7 +242,7 @@ TEST_F(PullHandOver, AStagingMarkThatCouldBeAnotherWordIsRefused) {
   const uint64_t staged_field = flags.base + 0 * moe_ep::plan::kPullFields + 4;
   reader.Signal(reader.rank(), staged_field, moe_ep::transport::MakeFlag(flags.epoch, 4));
   try {
-    pull::Announced(reader, flags, 0, 64);
+    pull::Announced(reader, flags, 0, 64, "test op");
     FAIL() << "a staging mark below the first was taken";
   } catch (const moe_ep::Error& e) {
     EXPECT_EQ(e.code(), moe_ep::ErrorCode::kInternal);

@@ -1852,6 +1852,13 @@ TEST(NativeApi, AJoinRefusesABadCommunicatorVariableBeforeMeetingItsPeers) {
     }
     EXPECT_THROW(CreateThreadGroups(2), Error);
   }
+  // A variable the options override is not read, so not refused either.
+  const moe_ep::testing::ScopedEnv threads("MOE_EP_THREADS", "abc"), path("MOE_EP_DATA_PATH", "fast"),
+      cross("MOE_EP_CROSS_MEMORY", "maybe");
+  GroupOptions given;
+  given.threads = 2;
+  given.data_path = DataPath::kPush;
+  EXPECT_NO_THROW(CreateThreadGroups(2, given));
 }
 
 // Groups are told apart by name and members: "ep-2" of job rank 3 alone and "ep" of ranks 2 and 3 once shared one

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdint>
+#include <cstdio>
 #include <fstream>
 #include <mutex>
 #include <random>
@@ -53,15 +54,19 @@ TEST(Workers, ThreadsTheSystemRefusesAreAnError) {
   if (child == 0) {  // alone in the child: an address-space limit 64 MiB above what it uses, 8 MiB per thread stack
     long pages = 0;
     std::ifstream("/proc/self/statm") >> pages;
-    const rlim_t limit = static_cast<rlim_t>(pages) * sysconf(_SC_PAGESIZE) + (rlim_t{64} << 20);
-    const rlimit as{limit, limit};
-    if (setrlimit(RLIMIT_AS, &as) != 0) _exit(4);
+    rlimit as{};
+    getrlimit(RLIMIT_AS, &as);
+    as.rlim_cur = static_cast<rlim_t>(pages) * sysconf(_SC_PAGESIZE) + (rlim_t{64} << 20);
+    if ((as.rlim_max != RLIM_INFINITY && as.rlim_cur > as.rlim_max) || setrlimit(RLIMIT_AS, &as) != 0) _exit(4);
     try {
       Workers too_many(1024, 0);
       _exit(3);  // all started: the limit did not bite
     } catch (const moe_ep::Error& e) {
+      // Thread 1 is the caller's own: the first helper the system refused is thread 2 or later.
       const std::string what = e.what();
-      const bool named = what.find("cannot start worker thread") != std::string::npos &&
+      int failed_at = 0;
+      const bool named = std::sscanf(what.c_str(), "cannot start worker thread %d of 1024", &failed_at) == 1 &&
+                         failed_at >= 2 &&
                          what.find(" of 1024 (GroupOptions::threads or MOE_EP_THREADS") != std::string::npos;
       _exit(named ? 0 : 2);
     } catch (...) {
@@ -82,7 +87,11 @@ TEST(Workers, ThreadsTheSystemRefusesAreAnError) {
   }
   ASSERT_EQ(ended, child);
   ASSERT_TRUE(WIFEXITED(status)) << "the child ended by signal " << WTERMSIG(status);
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "2: a message without the setting, 3: no thread refused, 4: no limit set";
+  if (WEXITSTATUS(status) == 3 || WEXITSTATUS(status) == 4) {
+    GTEST_SKIP() << (WEXITSTATUS(status) == 3 ? "every thread started under the limit (small stacks?)"
+                                              : "no address-space limit could be set here");
+  }
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "2: a message without the setting or the thread refused, 5: another exception";
 #endif
 }
 

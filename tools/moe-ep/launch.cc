@@ -75,8 +75,10 @@ struct Stream {
   }
 };
 
+// `files`: the open-files limit the launcher was started with (it may have raised its own for its pipes).
 [[noreturn]] void ExecRank(const LaunchOptions& o, int rank, const std::string& rendezvous, int out_fd, int err_fd,
-                           pid_t launcher) {
+                           pid_t launcher, const rlimit& files) {
+  setrlimit(RLIMIT_NOFILE, &files);                 // the rank's is the caller's, not the launcher's
   prctl(PR_SET_PDEATHSIG, SIGKILL);                 // a rank never outlives its launcher,
   if (getppid() != launcher) _exit(128 + SIGKILL);  // not even one that ended before the line above
   // A pipe end that is already the standard stream (the launcher started without one) keeps its close-on-exec flag
@@ -120,6 +122,13 @@ std::string DescriptorProblem(int ranks) {
 }  // namespace
 
 int Launch(const LaunchOptions& o) {
+  // Raised (DescriptorProblem) while the ranks run; the caller's and the ranks' limit is the one it had.
+  struct CallerFiles {
+    rlimit limit{};
+    CallerFiles() { getrlimit(RLIMIT_NOFILE, &limit); }
+    ~CallerFiles() { setrlimit(RLIMIT_NOFILE, &limit); }
+  } caller_files_guard;
+  const rlimit& caller_files = caller_files_guard.limit;
   if (const std::string problem = DescriptorProblem(o.ranks); !problem.empty()) {
     std::fprintf(stderr, "%s\n", problem.c_str());
     return kBadUsageExitCode;
@@ -181,7 +190,7 @@ int Launch(const LaunchOptions& o) {
       sigprocmask(SIG_SETMASK, &previous, nullptr);
       close(out_pipe[0]);
       close(err_pipe[0]);
-      ExecRank(o, rank, rendezvous, out_pipe[1], err_pipe[1], launcher);
+      ExecRank(o, rank, rendezvous, out_pipe[1], err_pipe[1], launcher, caller_files);
     }
     sigprocmask(SIG_SETMASK, &previous, nullptr);
     if (pid < 0) {

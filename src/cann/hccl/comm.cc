@@ -225,7 +225,7 @@ HcclResult JoinGroup(const char* api, const std::string& default_name, const Com
         return settings.exec_seconds ? env::HcclExecDeadline(*settings.exec_seconds) : env::HcclOperationTimeout();
       },
       std::chrono::milliseconds{0}, refused);
-  ops::CheckCommunicatorVariables(refused);
+  ops::CheckCommunicatorVariables(DataPath::kAuto, 0, refused);  // as MakeComm's communicator reads them
   const auto deadline = transport::Clock::now() + timeout;
   try {
     *comm = reg.Add(MakeComm(name, join(window_bytes, deadline, refused), device, exec_timeout));
@@ -260,7 +260,7 @@ HcclResult JoinRootGroup(const char* api, const RootInfoText& info, uint32_t n_r
     return Failed(HCCL_E_PARA, std::string(api) + ": rootInfo was made by MPI world rank " +
                                    std::to_string(info.root_world) + ", and this job's MPI_COMM_WORLD has " +
                                    std::to_string(transport::mpi::WorldSize()) +
-                                   " ranks: it comes from another MPI job (pass the root info of this one)");
+                                   " ranks: a world rank this job does not have (a root info of another job?)");
   }
 #endif
   const auto join = [&](uint64_t window_bytes, transport::Clock::time_point deadline,

@@ -9,7 +9,6 @@
 #include <fstream>
 #include <map>
 #include <memory>
-#include <sstream>
 #include <utility>
 
 #include "moe_ep/error.h"
@@ -169,22 +168,22 @@ RankTable ReadRankTable(const std::string& path, const char* api) {
   const auto fail = [&](const std::string& what) -> void {
     throw Error(ErrorCode::kInvalidParam, std::string(api) + ": rank table '" + path + "': " + what);
   };
-  // A regular file of a table's size: /dev/zero would be read until memory runs out, a FIFO block for good.
-  constexpr off_t kMaxTableBytes = off_t{64} << 20;  // a table of kMaxGroupRanks ranks takes about 3 MiB
+  // A table's size at most (a table of kMaxGroupRanks ranks takes about 3 MiB): /dev/zero was read until memory ran
+  // out. A pipe (<(make_table)) is read like a file.
+  constexpr size_t kMaxTableBytes = size_t{64} << 20;
   struct stat info {};
-  if (stat(path.c_str(), &info) == 0) {  // else open(2) below says why
-    if (!S_ISREG(info.st_mode)) fail("is not a regular file");
-    if (info.st_size > kMaxTableBytes)
-      fail("is " + std::to_string(info.st_size) + " bytes; a rank table has at most 64 MiB");
-  }
+  if (stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode)) fail("is a directory");
   std::ifstream file(path, std::ios::binary);
   if (!file) {
     const int why = errno;  // open(2)'s, before the message is put together
     fail(std::string("cannot be read: ") + std::strerror(why));
   }
-  std::ostringstream content;
-  content << file.rdbuf();
-  const std::string text = content.str();
+  std::string text;
+  char chunk[1 << 16];
+  while (file.read(chunk, sizeof(chunk)) || file.gcount() > 0) {
+    text.append(chunk, static_cast<size_t>(file.gcount()));
+    if (text.size() > kMaxTableBytes) fail("holds more than 64 MiB; a rank table is far smaller");
+  }
   const Json document = Reader(text, path, api).Document();
   if (document.kind != Json::Kind::kObject) fail("the document must be an object");
   const Json* servers = document.Member("server_list");
