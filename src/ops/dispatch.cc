@@ -264,55 +264,76 @@ void SendToExperts(const MoeConfig& c, const WindowLayout& layout, const plan::R
   }
 }
 
-// The attributes the fingerprint covers, as a refusal names them.
-constexpr char kAgreedAttributes[] =
-    "epWorldSize, moeExpertNum, sharedExpertNum, sharedExpertRankNum, zero/copy/constExpertNum, globalBs (maxBs), K, "
-    "H, the x dtype, quantMode (on Atlas A2: expandXOut's dtype), tpWorldSize and the product (Atlas A3 or A2: "
-    "MOE_EP_SOC_NAME in the C API, DispatchOptions::expand_idx_layout in the native API), and scaled down, the "
-    "survivors' order (elasticInfo's Table2)";
+// What every rank of a group must agree on for the windows to line up (CANN makes it a precondition; moe_ep checks
+// it): each attribute as the C API and the native API name it, and this rank's value as a refusal shows it ("": not
+// shown, the survivors' order unless scaled down). The fingerprint hashes the values; a refusal lists them.
+struct AgreedAttribute {
+  const char* cann;
+  const char* native;
+  std::string (*shown)(const MoeConfig& c);
+};
+const AgreedAttribute kAgreed[] = {
+    {"epWorldSize", "the group's size", [](const MoeConfig& c) { return std::to_string(c.ep_world_size); }},
+    {"moeExpertNum", "ExpertLayout::moe_expert_num",
+     [](const MoeConfig& c) { return std::to_string(c.moe_expert_num); }},
+    {"sharedExpertNum", "ExpertLayout::shared_expert_num",
+     [](const MoeConfig& c) { return std::to_string(c.shared_expert_num); }},
+    {"sharedExpertRankNum", "ExpertLayout::shared_expert_rank_num",
+     [](const MoeConfig& c) { return std::to_string(c.shared_expert_rank_num); }},
+    {"zero/copy/constExpertNum", "ExpertLayout::zero/copy/const_expert_num",
+     [](const MoeConfig& c) {
+       return std::to_string(c.zero_expert_num) + "/" + std::to_string(c.copy_expert_num) + "/" +
+              std::to_string(c.const_expert_num);
+     }},
+    {"maxBs (globalBs / epWorldSize, else Bs)", "maxBs (ExpertLayout::global_bs / the group's size, else Bs)",
+     [](const MoeConfig& c) { return std::to_string(c.max_bs()); }},
+    {"K", "K", [](const MoeConfig& c) { return std::to_string(c.top_k); }},
+    {"H", "H", [](const MoeConfig& c) { return std::to_string(c.hidden); }},
+    {"x dtype", "x dtype", [](const MoeConfig& c) { return std::string(DTypeName(c.x_dtype)); }},
+    {"quantMode (on Atlas A2: expandXOut's dtype)", "DispatchOptions::quant",
+     [](const MoeConfig& c) { return std::to_string(c.quant_mode); }},
+    {"tpWorldSize", "tpWorldSize (2 with a tp pair)",
+     [](const MoeConfig& c) { return std::string(c.has_tp() ? "2" : "0 or 1"); }},
+    {"product (MOE_EP_SOC_NAME)", "layout (DispatchOptions::expand_idx_layout)",
+     [](const MoeConfig& c) { return std::string(c.expand_idx() ? "Atlas A2" : "Atlas A3"); }},
+    {"survivors' order (elasticInfo's Table2)", "survivors' order (ExpertLayout::survivors)",
+     [](const MoeConfig& c) {
+       char hex[19] = "";
+       if (c.survivors) std::snprintf(hex, sizeof hex, "0x%016llx", static_cast<unsigned long long>(c.survivors));
+       return std::string(hex);
+     }},
+};
 
-// The hash of the survivors' order (MoeConfig::survivors) as a refusal shows it.
-std::string SurvivorsOrder(uint64_t hash) {
-  char hex[19];
-  std::snprintf(hex, sizeof hex, "0x%016llx", static_cast<unsigned long long>(hash));
-  return hex;
+// The names of kAgreed, as the caller's API gives them (a refusal's rule).
+std::string AgreedNames(const MoeConfig& c) {
+  std::string names;
+  for (const AgreedAttribute& a : kAgreed) (names += names.empty() ? "" : ", ") += c.native_names ? a.native : a.cann;
+  return names;
 }
 
-// This rank's values of kAgreedAttributes, so that the refusals of two ranks show which one differs.
+// This rank's values of kAgreed, named as the caller's API names them, so that the refusals of two ranks show which
+// one differs.
 std::string AgreedValues(const MoeConfig& c) {
-  const auto n = [](int64_t v) { return std::to_string(v); };
-  return "epWorldSize " + n(c.ep_world_size) + ", moeExpertNum " + n(c.moe_expert_num) + ", sharedExpertNum " +
-         n(c.shared_expert_num) + ", sharedExpertRankNum " + n(c.shared_expert_rank_num) + ", zero/copy/const " +
-         n(c.zero_expert_num) + "/" + n(c.copy_expert_num) + "/" + n(c.const_expert_num) + ", maxBs " + n(c.max_bs()) +
-         ", K " + n(c.top_k) + ", H " + n(c.hidden) + ", x " + DTypeName(c.x_dtype) + ", quantMode " + n(c.quant_mode) +
-         ", tpWorldSize " + (c.tp_world_size == 2 ? "2" : "0 or 1") + ", " +
-         (c.assist == plan::AssistLayout::kExpandIdx ? "Atlas A2" : "Atlas A3") +
-         (c.survivors ? ", survivors' order " + SurvivorsOrder(c.survivors) : "");
+  std::string values;
+  for (const AgreedAttribute& a : kAgreed) {
+    const std::string shown = a.shown(c);
+    if (shown.empty()) continue;
+    std::string name = c.native_names ? a.native : a.cann;
+    name.resize(std::min(name.find(" ("), name.size()));  // the name without its explanation
+    (((values += values.empty() ? "" : ", ") += name) += " ") += shown;
+  }
+  return values;
 }
 
-// What every rank of the group must agree on for the windows to line up (CANN makes it a precondition;
-// moe_ep checks it): a 31-bit FNV-1a hash of the attributes and shapes that place rows and flags.
+// A 31-bit FNV-1a hash of kAgreed's values, each ended by a NUL, with kDispatchStartBit: a dispatch's start flag
+// (op_common.h).
 uint32_t AttributeFingerprint(const MoeConfig& c) {
-  const int64_t fields[] = {c.ep_world_size,
-                            c.shared_expert_rank_num,
-                            c.shared_expert_num,
-                            c.moe_expert_num,
-                            c.zero_expert_num,
-                            c.copy_expert_num,
-                            c.const_expert_num,
-                            c.top_k,
-                            c.hidden,
-                            c.max_bs(),
-                            static_cast<int64_t>(c.x_dtype),
-                            c.quant_mode,
-                            c.tp_world_size == 2,
-                            static_cast<int64_t>(c.assist),
-                            static_cast<int64_t>(c.survivors)};
   uint32_t hash = 2166136261u;
-  for (int64_t v : fields) {
-    for (int byte = 0; byte < 8; ++byte) hash = (hash ^ static_cast<uint8_t>(v >> (8 * byte))) * 16777619u;
+  for (const AgreedAttribute& a : kAgreed) {
+    for (const unsigned char ch : a.shown(c)) hash = (hash ^ ch) * 16777619u;
+    hash *= 16777619u;  // the NUL: "1" "23" and "12" "3" differ
   }
-  return hash | kDispatchStartBit;  // a start flag of a dispatch (op_common.h)
+  return hash | kDispatchStartBit;
 }
 
 // Every rank stamps its fingerprint into every peer before any payload moves.
@@ -333,7 +354,7 @@ void CheckPeersAgree(const MoeConfig& c, Window& ep, const CallSlot& call, const
       throw Error(ErrorCode::kInvalidConfig, c.op + ": rank " + std::to_string(peer) + " of " + ep.name() +
                                                  " called with attributes that differ from rank " +
                                                  std::to_string(c.ep_rank) + "'s (" + AgreedValues(c) +
-                                                 "); rule: " + kAgreedAttributes + " must be the same on every rank");
+                                                 "); rule: " + AgreedNames(c) + " must be the same on every rank");
     }
   }
 }
@@ -369,7 +390,7 @@ void CheckTpPeerAgrees(const MoeConfig& c, Window& tp, const CallSlot& tp_call, 
                     (c.is_shared_rank() ? "a shared-expert rank, " : "a MoE-expert rank, ") + AgreedValues(c) +
                     "); rule: the two ranks of a TP pair must both host shared experts or both MoE experts "
                     "(epRankId below sharedExpertRankNum or not), and have the same " +
-                    kAgreedAttributes);
+                    AgreedNames(c));
   }
 }
 

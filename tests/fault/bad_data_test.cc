@@ -287,9 +287,10 @@ TEST(BadData, RanksThatDisagreeWriteNoOutput) {
       options.expand_idx_layout = a2;
       ExpectDispatchRefused(groups[r], d.XView(), d.IdsView(), options, ErrorCode::kInvalidConfig,
                             {"called with attributes that differ",
-                             "(epWorldSize " + std::to_string(kRanks) + ", moeExpertNum " +
+                             "(the group's size " + std::to_string(kRanks) + ", ExpertLayout::moe_expert_num " +
                                  std::to_string(r == 0 ? kMoe : 2 * kMoe) + ",",
-                             "moeExpertNum"});
+                             std::string("layout ") + (a2 ? "Atlas A2" : "Atlas A3") + ");",
+                             "; rule: the group's size, ExpertLayout::moe_expert_num,"});
     });
   }
 }
