@@ -336,18 +336,20 @@ uint32_t AttributeFingerprint(const MoeConfig& c) {
   return hash | kDispatchStartBit;
 }
 
-// Every rank stamps its fingerprint into every peer before any payload moves.
-void AnnounceAttributes(const MoeConfig& c, Window& ep, const CallSlot& call) {
-  SignalStart(ep, c.ep_world_size, c.ep_rank, call, AttributeFingerprint(c));
+// Every rank stamps its fingerprint into every peer (itself included) before any payload moves; returns it.
+uint32_t AnnounceAttributes(const MoeConfig& c, Window& ep, const CallSlot& call) {
+  const uint32_t fingerprint = AttributeFingerprint(c);
+  SignalStart(ep, c.ep_world_size, c.ep_rank, call, fingerprint);
+  return fingerprint;
 }
 
 // A peer whose attributes differ would place rows where this rank does not look: fail, naming it, after
-// `before_refusal`.
-void CheckPeersAgree(const MoeConfig& c, Window& ep, const CallSlot& call, const Link& ctx,
-                     const std::function<void()>& before_refusal) {
+// `before_refusal`. Returns this rank's fingerprint (its own start, as AnnounceAttributes stamped it).
+uint32_t CheckPeersAgree(const MoeConfig& c, Window& ep, const CallSlot& call, const Link& ctx,
+                         const std::function<void()>& before_refusal) {
   const std::vector<uint32_t> starts = WaitForStarts(c, ep, call, ctx.deadline, /*this_is_dispatch=*/true,
                                                      "the announcements (attributes, then token counts)");
-  const uint32_t own = AttributeFingerprint(c);
+  const uint32_t own = starts[c.ep_rank];
   for (int64_t peer = 0; peer < c.ep_world_size; ++peer) {
     if (starts[peer] != own) {
       before_refusal();
@@ -357,17 +359,19 @@ void CheckPeersAgree(const MoeConfig& c, Window& ep, const CallSlot& call, const
                                                  "); rule: " + AgreedNames(c) + " must be the same on every rank");
     }
   }
+  return own;
 }
 
 // The two ranks of a TP pair append each other's rows to their own, so they must agree as an EP group's ranks do,
 // and have the same role (shared-expert or MoE-expert rank: their counts and windows are laid out differently): a
 // peer laid out otherwise would hand over rows of another size, or counts this rank does not wait for. Each tells
 // the other its fingerprint with its EP announcement; CheckTpPeerAgrees reads it before any output is written.
-uint32_t TpFingerprint(const MoeConfig& c) {
-  return (AttributeFingerprint(c) ^ static_cast<uint32_t>(c.is_shared_rank())) * 16777619u;
+// `fingerprint`: the rank's AttributeFingerprint.
+uint32_t TpFingerprint(const MoeConfig& c, uint32_t fingerprint) {
+  return (fingerprint ^ static_cast<uint32_t>(c.is_shared_rank())) * 16777619u;
 }
-void AnnounceToTpPeer(const MoeConfig& c, Window& tp, const CallSlot& tp_call) {
-  tp.Signal(1 - tp.rank(), StartFlag(tp_call, tp.rank()), MakeFlag(tp_call.epoch, TpFingerprint(c)));
+void AnnounceToTpPeer(const MoeConfig& c, uint32_t fingerprint, Window& tp, const CallSlot& tp_call) {
+  tp.Signal(1 - tp.rank(), StartFlag(tp_call, tp.rank()), MakeFlag(tp_call.epoch, TpFingerprint(c, fingerprint)));
 }
 // Waits for the TP peer's start of the call (its attributes); returns them.
 uint32_t TpPeerStart(const MoeConfig& c, Window& tp, const CallSlot& tp_call, const Link& ctx) {
@@ -381,9 +385,9 @@ uint32_t TpPeerStart(const MoeConfig& c, Window& tp, const CallSlot& tp_call, co
   });
   return transport::FlagCount(tp.ReadFlag(index));
 }
-void CheckTpPeerAgrees(const MoeConfig& c, Window& tp, const CallSlot& tp_call, const Link& ctx) {
+void CheckTpPeerAgrees(const MoeConfig& c, uint32_t fingerprint, Window& tp, const CallSlot& tp_call, const Link& ctx) {
   const int peer = 1 - tp.rank();
-  if (TpPeerStart(c, tp, tp_call, ctx) != TpFingerprint(c)) {
+  if (TpPeerStart(c, tp, tp_call, ctx) != TpFingerprint(c, fingerprint)) {
     throw Error(ErrorCode::kInvalidConfig,
                 c.op + ": TP rank " + std::to_string(peer) + " of " + tp.name() +
                     " called with attributes that differ from TP rank " + std::to_string(tp.rank()) + "'s (" +
@@ -689,12 +693,12 @@ void SendAndReceive(const MoeConfig& c, const WindowLayout& layout, const plan::
   SlotWriter writer(c, layout, t);
   SendToExperts(c, layout, plan, writer, ep, call, pulls.readers);
   AnnounceCounts(c, plan, ep, call);
-  CheckPeersAgree(c, ep, call, ctx, [&] {
+  const uint32_t fingerprint = CheckPeersAgree(c, ep, call, ctx, [&] {
     // Every rank refuses such a call before it reads a row (each sees some fingerprint that differs from its own):
     // a staged x has no reader, and its buffer is free again instead of kept for readers that never come.
     if (pulls.staged) ctx.ep_state.dispatch_stage.Readers(call.parity, call.epoch, {});
   });
-  if (tp_call) CheckTpPeerAgrees(c, *ctx.tp, *tp_call, ctx);
+  if (tp_call) CheckTpPeerAgrees(c, fingerprint, *ctx.tp, *tp_call, ctx);
   // No output is written before the group is known to agree: a call refused for a disagreement leaves them as
   // they were.
   if (c.expand_idx()) WriteExpandIdx(c, plan, active_tokens, static_cast<int32_t*>(t.assist_info.data));
@@ -742,11 +746,11 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
 
   Window& ep = ctx.ep;
   const CallSlot call = NextDispatchCall(ep, ctx.ep_state);
-  AnnounceAttributes(c, ep, call);
+  const uint32_t fingerprint = AnnounceAttributes(c, ep, call);
   std::optional<CallSlot> tp_call;
   if (c.has_tp()) {
     tp_call = NextDispatchCall(*ctx.tp, *ctx.tp_state);
-    AnnounceToTpPeer(c, *ctx.tp, *tp_call);
+    AnnounceToTpPeer(c, fingerprint, *ctx.tp, *tp_call);
   }
   std::optional<Pulls> pulls;
   try {
