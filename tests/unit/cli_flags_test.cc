@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -296,28 +297,29 @@ TEST(CliFlags, HelpStatesEveryBound) {
   }
 }
 
-// Runs the built moe-ep with `args`; returns its wait status and what it wrote on stdout and stderr.
-int RunTool(const std::vector<std::string>& args, std::string& output) {
+// Runs the built moe-ep with `args` (under the open-files limit `files`, soft and hard, when given); returns its wait
+// status and what it wrote on stdout and stderr.
+int RunTool(std::vector<std::string> args, std::string& output, std::optional<rlimit> files = std::nullopt) {
   int pipe_fds[2];
   if (pipe(pipe_fds) != 0) return -1;
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDERR_FILENO);
-  posix_spawn_file_actions_addclose(&actions, pipe_fds[0]);
-  std::vector<std::string> words{MOE_EP_TOOL};
-  words.insert(words.end(), args.begin(), args.end());
+  args.insert(args.begin(), MOE_EP_TOOL);
   std::vector<char*> argv;
-  for (auto& word : words) argv.push_back(word.data());
+  for (auto& word : args) argv.push_back(word.data());
   argv.push_back(nullptr);
-  pid_t pid = 0;
-  const int spawned = posix_spawn(&pid, MOE_EP_TOOL, &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
+  const pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    close(pipe_fds[0]);
+    dup2(pipe_fds[1], STDOUT_FILENO);
+    dup2(pipe_fds[1], STDERR_FILENO);
+    if (files && setrlimit(RLIMIT_NOFILE, &*files) != 0) _exit(99);
+    execv(MOE_EP_TOOL, argv.data());
+    _exit(98);
+  }
   close(pipe_fds[1]);
   char buffer[4096];
   for (ssize_t n; (n = read(pipe_fds[0], buffer, sizeof(buffer))) > 0;) output.append(buffer, static_cast<size_t>(n));
   close(pipe_fds[0]);
-  if (spawned != 0) return -1;
   int status = 0;
   waitpid(pid, &status, 0);
   return status;
@@ -405,38 +407,11 @@ TEST(CliFlags, BinaryRunsTheJobOnProcesses) {
   }
 }
 
-// Runs the built moe-ep with `args` under the open-files limit `files` (soft and hard); returns its wait status and
-// what it wrote on stdout and stderr.
-int RunToolUnderFilesLimit(rlimit files, std::vector<std::string> args, std::string& output) {
-  int pipe_fds[2];
-  if (pipe(pipe_fds) != 0) return -1;
-  args.insert(args.begin(), MOE_EP_TOOL);
-  std::vector<char*> argv;
-  for (auto& word : args) argv.push_back(word.data());
-  argv.push_back(nullptr);
-  const pid_t pid = fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    dup2(pipe_fds[1], STDERR_FILENO);
-    dup2(pipe_fds[1], STDOUT_FILENO);
-    if (setrlimit(RLIMIT_NOFILE, &files) != 0) _exit(99);
-    execv(MOE_EP_TOOL, argv.data());
-    _exit(98);
-  }
-  close(pipe_fds[1]);
-  char buffer[4096];
-  for (ssize_t n; (n = read(pipe_fds[0], buffer, sizeof(buffer))) > 0;) output.append(buffer, static_cast<size_t>(n));
-  close(pipe_fds[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return status;
-}
-
 // A job of more ranks than the launcher may hold pipes for is refused naming -n and the limit, before any rank starts
 // (it used to start ranks until pipe2 failed, then say only "Too many open files"). The hard limit bounds the raise.
 TEST(CliFlags, LaunchRefusesMoreRanksThanItsOpenFilesLimit) {
   std::string output;
-  const int status = RunToolUnderFilesLimit({64, 64}, {"launch", "-n", "100", "--", "true"}, output);
+  const int status = RunTool({"launch", "-n", "100", "--", "true"}, output, rlimit{64, 64});
   ASSERT_TRUE(WIFEXITED(status)) << output;
   EXPECT_EQ(WEXITSTATUS(status), 2) << output;
   EXPECT_EQ(output,
@@ -448,7 +423,7 @@ TEST(CliFlags, LaunchRefusesMoreRanksThanItsOpenFilesLimit) {
 // was given.
 TEST(CliFlags, LaunchRanksKeepTheCallersOpenFilesLimit) {
   std::string output;
-  const int status = RunToolUnderFilesLimit({64, 1024}, {"launch", "-n", "100", "--", "sh", "-c", "ulimit -n"}, output);
+  const int status = RunTool({"launch", "-n", "100", "--", "sh", "-c", "ulimit -n"}, output, rlimit{64, 1024});
   ASSERT_TRUE(WIFEXITED(status)) << output;
   EXPECT_EQ(WEXITSTATUS(status), 0) << output;
   for (int r = 0; r < 100; ++r) {
