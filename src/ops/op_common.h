@@ -23,13 +23,24 @@ struct CallSlot {
   uint32_t epoch;
 };
 
+/// The epoch tag of call `call` (0-based) after the synced reset that began `generation`: the call index plus
+/// `generation` times a constant near 2^32 / golden ratio, into 32 bits (transport::EpochOf, never 0). Calls of one
+/// generation repeat a tag only after 2^32 - 1 calls (a flag one call wrote and the next 2^32 - 2 left alone is still
+/// never taken for a later call's); two calls of neighbouring generations share a tag only if one of the two made 1.6
+/// billion calls, of generations up to 255 apart 8 million (the tags were generation << 24 + call, and the next
+/// generation met this one's at call 2^24): a stalled rank's late flags from before a reset do not match a call after
+/// it.
+inline uint32_t CallEpoch(uint64_t generation, uint64_t call) {
+  return static_cast<uint32_t>(transport::EpochOf(call + generation * 0x9E3779B9u));
+}
+
 /// Claims the next call on window `w` (dispatch and combine share one count) for an operation whose flags start at
 /// `flag_region` with `flags_per_half` per half.
 inline CallSlot NextCall(const transport::Window& w, OpState& state, uint64_t flag_region, uint64_t flags_per_half) {
   ++state.operations;
   const uint64_t call = state.calls++, parity = call & 1;
   return {parity, parity * (w.data_bytes() / 2), flag_region + parity * flags_per_half,
-          static_cast<uint32_t>(transport::EpochOf((state.generation << 24) + call))};
+          CallEpoch(state.generation, call)};
 }
 
 /// The flag in which `rank` tells a peer it has started `call` (dispatch: with its attribute fingerprint). Every call,

@@ -327,11 +327,20 @@ TEST(CapiProperty, CombineRunsAsItsDispatchsProduct) {
     ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS);
     ASSERT_EQ(aclrtSynchronizeStreamWithTimeout(ranks[r].stream, 60000), ACL_SUCCESS) << RecentErrMsg();
     const moe_ref::DispatchOut& want = dispatched[r];
-    const std::vector<uint16_t> rows = ranks[r].expand_x.Read<uint16_t>();
-    const std::vector<int32_t> expand_idx = ranks[r].assist.Read<int32_t>();
-    EXPECT_TRUE(std::equal(want.expand_x.begin(), want.expand_x.end(), rows.begin())) << "rank " << r << seed;
-    EXPECT_TRUE(std::equal(want.expand_idx.begin(), want.expand_idx.end(), expand_idx.begin())) << "rank " << r << seed;
-    EXPECT_EQ(ranks[r].ep_recv.Read<int32_t>(), want.ep_recv_counts) << "rank " << r << seed;
+    // Every element: the reference's where it defines one, the poison past that.
+    EXPECT_EQ(CompareElements("expandX", want.expand_x.data(), want.expand_x.size(), 2, ranks[r].expand_x.Bytes()), "")
+        << "rank " << r << seed;
+    EXPECT_EQ(CompareElements("expandIdx", want.expand_idx.data(), want.expand_idx.size(), 4, ranks[r].assist.Bytes()),
+              "")
+        << "rank " << r << seed;
+    EXPECT_EQ(CompareElements("expertTokenNums", want.expert_token_nums.data(), want.expert_token_nums.size(), 8,
+                              ranks[r].token_nums.Bytes()),
+              "")
+        << "rank " << r << seed;
+    EXPECT_EQ(CompareElements("epRecvCounts", want.ep_recv_counts.data(), want.ep_recv_counts.size(), 4,
+                              ranks[r].ep_recv.Bytes()),
+              "")
+        << "rank " << r << seed;
     // The experts' outputs: random rows where dispatch's were, which the last combine must sum.
     combine_inputs.push_back(ranks[r].combine);
     std::vector<uint16_t>& out = combine_inputs.back().expert_out;

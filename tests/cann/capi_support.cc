@@ -47,12 +47,13 @@ std::string Hex(const uint8_t* p, size_t n) {
   return o.str();
 }
 
-// Compares the first `defined` elements of `got` with `expected` byte for byte; every later element must
-// still be poison. Returns "" or a description of the first difference.
-// `nans`: combine's results, where two NaNs are equal (moe_ep::verify::Nans).
+aclDataType HalfType(const moe_ref::Config& c) { return c.dtype == moe_ref::DType::kBf16 ? ACL_BF16 : ACL_FLOAT16; }
+
+}  // namespace
+
 std::string CompareElements(const std::string& what, const void* expected, size_t defined, size_t elem,
-                            const std::vector<uint8_t>& got, size_t got_offset = 0, size_t got_elems = SIZE_MAX,
-                            moe_ep::verify::Nans nans = moe_ep::verify::Nans::kBits) {
+                            const std::vector<uint8_t>& got, size_t got_offset, size_t got_elems,
+                            moe_ep::verify::Nans nans) {
   const size_t available = (got.size() - got_offset) / elem;
   const size_t n = std::min(got_elems, available);
   if (defined > n)
@@ -79,10 +80,6 @@ std::string CompareElements(const std::string& what, const void* expected, size_
   }
   return "";
 }
-
-aclDataType HalfType(const moe_ref::Config& c) { return c.dtype == moe_ref::DType::kBf16 ? ACL_BF16 : ACL_FLOAT16; }
-
-}  // namespace
 
 // ---------------------------------------------------------------------------------------------------
 // Process setup, environment

@@ -32,6 +32,13 @@ using moe_ep::verify::ScenarioSpec;
 
 /// Poison byte of every output buffer (and of the rows of inputs past the defined ones).
 inline constexpr uint8_t kPoison = 0xA7;
+
+/// Compares the first `defined` elements (of `elem` bytes) of `got` (from byte `got_offset`, at most `got_elems`) with
+/// `expected` byte for byte; every later element must still be poison. Returns "" or a description of the first
+/// difference. `nans`: combine's results, where two NaNs are equal (moe_ep::verify::Nans).
+std::string CompareElements(const std::string& what, const void* expected, size_t defined, size_t elem,
+                            const std::vector<uint8_t>& got, size_t got_offset = 0, size_t got_elems = SIZE_MAX,
+                            moe_ep::verify::Nans nans = moe_ep::verify::Nans::kBits);
 /// Padding byte of strided input storage (never part of a view).
 inline constexpr uint8_t kPadding = 0xA5;
 /// The workspace size phase one reports: 16 MiB, the least CANN's tiling asks for (moe_ep uses none of it).

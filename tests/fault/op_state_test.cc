@@ -4,6 +4,7 @@
 // matches its senders' end marks against) only grow between synced resets, across resets without sync too.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <memory>
@@ -12,6 +13,7 @@
 
 #include "moe_ep/error.h"
 #include "ops/communicator.h"
+#include "ops/op_common.h"
 #include "ops/operations.h"
 #include "plan/layout.h"
 #include "transport/remapped_window.h"
@@ -164,6 +166,29 @@ TEST(OpState, SequencesGrowAcrossResetsWithoutSync) {
                                               << "not above the one before it, in the same generation";
     }
     EXPECT_NE(ended[r][5] >> 32, ended[r][4] >> 32) << "the synced reset began no generation";
+  }
+}
+
+// The epochs calls tag their flags with: never 0; a generation's first 2^20 calls all differ; and neither the call
+// 2^24 + k of a generation (where generation << 24 + call met the next generation's call k) nor any of its first 2^20
+// calls shares a tag with the first 2^20 calls of any of the next 8 generations, for a few generations.
+TEST(OpState, CallEpochsOfNeighbouringGenerationsNeverMeet) {
+  constexpr uint64_t kCalls = uint64_t{1} << 20;
+  for (const uint64_t generation : {uint64_t{0}, uint64_t{1}, uint64_t{254}, uint64_t{1} << 31}) {
+    std::vector<uint32_t> older;
+    for (uint64_t call = 0; call < kCalls; ++call) older.push_back(ops::CallEpoch(generation, call));
+    for (uint64_t k = 0; k < 16; ++k) older.push_back(ops::CallEpoch(generation, (uint64_t{1} << 24) + k));
+    std::sort(older.begin(), older.end());
+    ASSERT_EQ(older.front() == 0, false) << "generation " << generation;
+    EXPECT_EQ(std::adjacent_find(older.begin(), older.end()), older.end()) << "generation " << generation;
+    for (uint64_t later = generation + 1; later <= generation + 8; ++later) {
+      for (uint64_t call = 0; call < kCalls; ++call) {
+        const uint32_t epoch = ops::CallEpoch(later, call);
+        ASSERT_NE(epoch, 0u);
+        ASSERT_FALSE(std::binary_search(older.begin(), older.end(), epoch))
+            << "generation " << later << " call " << call << " has a tag of generation " << generation;
+      }
+    }
   }
 }
 

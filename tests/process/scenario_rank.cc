@@ -5,7 +5,7 @@
 //
 //   scenario_rank property SEED CONFIGS     random configurations using every process (E = world size,
 //                                           or EP groups of world/2 with TP pairs across them)
-//   scenario_rank stress SEED ROUNDS        one small configuration, ROUNDS rounds of fresh routing;
+//   scenario_rank stress SEED ROUNDS        one small configuration, ROUNDS rounds of fresh routing and x;
 //                                           also checks that resident memory stays flat
 //   scenario_rank kill SEED ROUNDS          rank VICTIM (env) SIGKILLs itself at round 3; the survivors must
 //                                           fail naming it, probe, reset, then run ROUNDS scaled-down rounds
@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -97,8 +98,21 @@ int Property(moe_ep::Group& group, uint64_t seed, int configs, bool peer_visible
   return 0;
 }
 
-// Tokens whose values encode (source rank, token): the expert outputs are a known function of each row,
-// so any row that lands in the wrong place, or is torn, shows up in the comparison.
+// Every rank's x drawn afresh for a round: four bf16 values a draw, the exponent's top bit clear (finite, below 2 in
+// magnitude, subnormals among them). No two rounds share an x, so a row read from the other parity's stage, from an
+// earlier round's, or from a stage rewritten under its reader shows up; the expert outputs are a known function of
+// each row, so a misplaced or torn row shows up in combine too.
+void DrawX(std::mt19937_64& rng, ScenarioInputs& inputs) {
+  for (auto& d : inputs.dispatch) {
+    for (size_t i = 0; i < d.x.size(); i += 4) {
+      const uint64_t bits = rng();
+      for (size_t k = 0; k < 4 && i + k < d.x.size(); ++k)
+        d.x[i + k] = static_cast<uint16_t>(bits >> (16 * k)) & 0xBFFF;
+    }
+  }
+}
+
+// A small configuration, `rounds` rounds of fresh routing, weights and tokens.
 int Stress(moe_ep::Group& group, uint64_t seed, int rounds) {
   std::mt19937_64 rng(seed);
   ScenarioSpec spec;
@@ -114,24 +128,11 @@ int Stress(moe_ep::Group& group, uint64_t seed, int rounds) {
   }
   spec.bs = 16;
   ScenarioInputs inputs = moe_ep::verify::MakeInputs(spec, rng);
-  for (int g = 0; g < group.size(); ++g) {
-    for (int64_t t = 0; t < spec.bs; ++t) {
-      for (int j = 0; j < c.hidden; ++j) {
-        // bf16 of small integers: exact; rank in the high part, token in the low part.
-        const float v = static_cast<float>(g * 64 + t) + static_cast<float>(j % 4) * 0.25f;
-        uint32_t bits;
-        std::memcpy(&bits, &v, 4);
-        inputs.dispatch[g].x[t * c.hidden + j] = static_cast<uint16_t>(bits >> 16);
-      }
-    }
-  }
   long rss_early = 0;
   for (int round = 0; round < rounds; ++round) {
-    if (round > 0) {  // fresh routing and weights; x keeps its encoding
-      std::vector<std::vector<uint16_t>> xs;
-      for (const auto& d : inputs.dispatch) xs.push_back(d.x);
+    if (round > 0) {
       moe_ep::verify::RerouteInputs(spec, rng, inputs);
-      for (size_t g = 0; g < xs.size(); ++g) inputs.dispatch[g].x = xs[g];
+      DrawX(rng, inputs);
     }
     const std::string mismatch = Round(spec, inputs, group);
     if (!mismatch.empty()) {

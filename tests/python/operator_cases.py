@@ -107,7 +107,7 @@ def check_results(case, got):
         tag = f"seed {case['seed']} rank {w}"
         active = active_tokens(case["ranks"][w]["x"].shape[0], case["ranks"][w].get("x_active_mask"))
         if "gamma" in case:
-            for name, ours, gold in zip(("y", "rstd", "x"), got[w]["combine"], want_c[g]):
+            for name, ours, gold in zip(("y", "rstd", "x"), got[w]["combine"], want_c[g], strict=True):
                 assert_bits(ours[active], gold[active], f"{tag} combine_add_rms_norm {name}")
                 assert_poison(ours[~active], f"{tag} combine_add_rms_norm {name} of inactive tokens")
         else:

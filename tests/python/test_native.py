@@ -120,11 +120,14 @@ def test_each_option_reaches_the_operation(seed, option):
         rows, tag = want[r]["rows"], f"seed {seed} {option} rank {r}"
         assert d.handle.num_rows == rows, tag
         assert_bits(d.expand_x[:rows], want[r]["expand_x"], f"{tag} expand_x")
+        assert_poison(d.expand_x[rows:], f"{tag} expand_x past its {rows} rows")
         if want[r]["dynamic_scales"] is not None:
             assert_bits(d.dynamic_scales[:rows], want[r]["dynamic_scales"], f"{tag} dynamic_scales")
+            assert_poison(d.dynamic_scales[rows:], f"{tag} dynamic_scales past its {rows} rows")
         else:
             assert d.dynamic_scales is None, tag
         assert_bits(d.assist_info[: 3 * rows], want[r]["assist_info"], f"{tag} assist_info")
+        assert_poison(d.assist_info[3 * rows:], f"{tag} assist_info past its {rows} triples")
         assert_bits(d.expert_token_nums, want[r]["expert_token_nums"], f"{tag} expert_token_nums")
         assert_bits(d.ep_recv_counts, want[r]["ep_recv_counts"], f"{tag} ep_recv_counts")
         assert_bits(y, want_y[r], f"{tag} combine")
@@ -160,8 +163,9 @@ def test_copy_and_const_experts_take_their_tensors(seed, op):
     else:
         want = golden_combine_add_rms_norm(outs, ids, w, residual, gamma, **golden)
     for r in range(RANKS):
-        for name, mine, theirs in zip(("y", "rstd", "x"), got[r] if op != "combine" else (got[r],),
-                                      want[r] if op != "combine" else (want[r],)):
+        names = ("y", "rstd", "x") if op != "combine" else ("x",)
+        for name, mine, theirs in zip(names, got[r] if op != "combine" else (got[r],),
+                                      want[r] if op != "combine" else (want[r],), strict=True):
             assert_bits(mine, theirs, f"seed {seed} {op} rank {r} {name}")
 
 
@@ -222,7 +226,8 @@ def test_combine_zeroes_tokens_without_an_active_pair(seed):
     got_all = (moe_ep.combine(group, d.handle, d.expand_x, w[0]),
                *moe_ep.combine_add_rms_norm(group, d.handle, d.expand_x, w[0], residual, gamma))
     active = active_tokens(5, mask)  # all but token 1
-    for name, got, want in zip(("x", "y", "rstd", "x + residual"), got_all, (want_x, want_y, want_rstd, want_xs)):
+    for name, got, want in zip(("x", "y", "rstd", "x + residual"), got_all, (want_x, want_y, want_rstd, want_xs),
+                                 strict=True):
         bits = got.reshape(5, -1).contiguous().view(torch.uint8)
         assert (bits[1] == 0).all(), f"{name}: the row of a token without an active pair is not 0"
         assert_bits(got.reshape(5, -1)[active], want.reshape(5, -1)[active], f"seed {seed} combine {name}")

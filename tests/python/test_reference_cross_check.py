@@ -74,6 +74,8 @@ def test_golden_and_cpp_reference_agree(seed, name):
         assert_bits(torch.from_numpy(cpp[r]["assist_info"]), want[r]["assist_info"], f"rank {r} assist_info")
         assert_bits(torch.from_numpy(cpp[r]["expert_token_nums"]), want[r]["expert_token_nums"], f"rank {r} counts")
         assert_bits(torch.from_numpy(cpp[r]["ep_recv_counts"]), want[r]["ep_recv_counts"], f"rank {r} ep counts")
+        if tp == 2:
+            assert_bits(torch.from_numpy(cpp[r]["tp_recv_counts"]), want[r]["tp_recv_counts"], f"rank {r} tp counts")
 
     outs = [torch.randn(want[r]["rows"], H, generator=g).to(dtype) for r in range(n)]
     w = [torch.rand(bs[r % E], K, generator=g) for r in range(n)]

@@ -68,7 +68,7 @@ def test_survivors_scale_down_with_elastic_info(seed):
         assert_bits(d[4][:n], want[r]["ep_recv_counts"], f"{tag} ep_recv_counts")
         assert_poison(d[4][n:], f"{tag} ep_recv_counts past the {n} survivors' entries")
         assert_bits(y, want_y[r], f"{tag} combine")
-        for name, ours, gold in zip(("y", "rstd", "x"), normed, want_norm[r]):
+        for name, ours, gold in zip(("y", "rstd", "x"), normed, want_norm[r], strict=True):
             assert_bits(ours, gold, f"{tag} combine_add_rms_norm {name}")
 
 

@@ -105,7 +105,6 @@ GroupMaker ShmGroupMaker();
 struct RunOptions {
   int rounds = 1;                        // dispatch + combine rounds with fresh routing each round
   uint64_t window_bytes = 0;             // 0: default
-  bool verify_each_round = true;         // compare every round (else only the last)
   uint64_t seed = 0;                     // for rerouting between rounds
   std::chrono::milliseconds timeout{0};  // the groups' deadline; 0: default
   GroupMaker groups;                     // the transport; empty: ThreadGroupMaker()

@@ -434,7 +434,6 @@ std::string RunAndCompare(const ScenarioSpec& s, ScenarioInputs& in, const RunOp
       RankGroups& mine = *groups[g];
       results[g] = RunScenarioRank(s, in, g, mine.ep, mine.tp ? &*mine.tp : nullptr, nullptr, options.peer_visible);
     });
-    if (!options.verify_each_round && round + 1 < options.rounds) continue;
     for (int g = 0; g < ranks; ++g) {
       const std::string m = CompareScenarioRank(s, g, expected.dispatch[g], expected.combine[g], results[g]);
       if (!m.empty()) return "round " + std::to_string(round) + ": " + m;
