@@ -159,7 +159,9 @@ void Barrier(Group& ep);
 
 /// [collective over the ranks marked reachable] Clears this rank's window (parity back to 0). With
 /// need_sync, waits until every reachable rank has cleared its own. `reachable` has one 0/1 entry per
-/// rank; empty means all ranks.
+/// rank; empty means all ranks. After a call with a TP pair failed part-way or was refused on a rank, its calls
+/// with that pair are refused (kInvalidConfig) until both ranks of the pair have reset it too (BufferReset of the
+/// pair's group): the pair numbers its calls apart from the EP groups, and may be out of step.
 void BufferReset(Group& ep, std::span<const int32_t> reachable = {}, bool need_sync = true);
 
 }  // namespace moe_ep

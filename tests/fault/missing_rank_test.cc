@@ -342,6 +342,62 @@ TEST(MissingRank, AnAbsentTpPeerIsNotTakenForAnEpRank) {
   RoundOnAll(groups);
 }
 
+// A TP pair numbers its calls apart from its EP groups, so a call one side of the pair failed puts the pair out of
+// step, and resetting the EP groups does not realign it. Side 0 (TP rank 0 of both pairs) runs a dispatch side 1 never
+// comes to, and times out after announcing its attributes to the pair; after resetting its EP group, its next call with
+// the pair is refused naming the pair (it would wait on side 1's other call, or take side 1's rows of another call for
+// its own), and side 1's, which took side 0's stale attributes for its own call's, fails at its deadline without
+// taking any row. Resetting the EP groups and the pairs (BufferReset of each, on every rank) brings every rank back,
+// bit for bit.
+TEST(MissingRank, ATpPairOutOfStepIsRefusedUntilThePairIsReset) {
+  constexpr int kEp = 2;
+  GroupOptions options;
+  options.timeout = milliseconds(400);
+  options.window_bytes = 16 << 20;
+  const auto join = ThreadGroupMaker()(kEp, 2, options);
+  std::vector<std::optional<RankGroups>> groups(2 * kEp);
+  RunRanks(2 * kEp, [&](int g) { groups[g].emplace(join(g)); });
+  DispatchOptions one_expert_each;  // a TP pair needs one expert per MoE rank
+  one_expert_each.experts = ExpertLayout{kEp, 0, 0, 0, 0, 0, 0, {}};
+  constexpr int64_t kTokens = 2;
+  const std::vector<int32_t> ids = {0, 1};  // token 0 to expert 0 (EP rank 0), token 1 to expert 1
+  const std::vector<uint16_t> x(kTokens * kHidden, 0x3F80);
+  const auto dispatch = [&](int g) {
+    Dispatch(groups[g]->ep, TensorView(x.data(), DType::kBf16, {kTokens, kHidden}),
+             TensorView(ids.data(), DType::kInt32, {kTokens, 1}), one_expert_each, &*groups[g]->tp);
+  };
+  const auto side = [](int g) { return g / kEp; };
+  RunRanks(2 * kEp, [&](int g) {
+    if (side(g) == 1) return;  // never comes
+    EXPECT_THROW(dispatch(g), TimeoutError) << "rank " << g;
+    BufferReset(groups[g]->ep);
+  });
+  RunRanks(2 * kEp, [&](int g) {
+    try {
+      dispatch(g);
+      ADD_FAILURE() << "rank " << g << ": a dispatch through a TP pair out of step succeeded";
+    } catch (const TimeoutError& e) {
+      EXPECT_EQ(side(g), 1) << "rank " << g << ": " << e.what();
+    } catch (const Error& e) {
+      EXPECT_EQ(side(g), 0) << "rank " << g << ": " << e.what();
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidConfig) << e.what();
+      for (const char* part : {"its TP pair (rank 0 of group 'tp", "is out of step", "BufferReset of the pair"}) {
+        EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << "rank " << g << ": " << e.what();
+      }
+    }
+  });
+  RunRanks(2 * kEp, [&](int g) {
+    BufferReset(groups[g]->ep);
+    BufferReset(*groups[g]->tp);
+  });
+  for (int round = 0; round < 3; ++round) {
+    const uint64_t seed = BaseSeed() + 31 + round;
+    RunRanks(2 * kEp, [&](int g) {
+      EXPECT_EQ(RandomRoundOnRank(groups[g]->ep, &*groups[g]->tp, g, seed), "") << "rank " << g << " after the resets";
+    });
+  }
+}
+
 // A rank held up by another's absence never gets a healthy rank named in its place. Three ranks, pull forced, rank 1
 // dispatches but never comes to combine. Rank 2's first token needs rank 1's row, so rank 2 waits there and never
 // reaches the rows rank 0 announced to it for its other tokens; rank 0 needs no row of rank 1, but no combine returns
