@@ -133,6 +133,41 @@ def test_each_option_reaches_the_operation(seed, option):
         assert_bits(y, want_y[r], f"{tag} combine")
 
 
+def test_tp_pairs_match_golden(seed):
+    # Two EP groups of 2 thread ranks joined in TP pairs (flat rank g = tp_rank * E + ep_rank), one routed expert per
+    # rank as a TP pair needs: every output of dispatch (the peer's rows appended, tp_recv_counts) and combine
+    # (the pair's partial rows added) bit for bit, poison past the rows.
+    ep_size, experts, bs, hidden, top_k = 2, 2, 4, 64, 1
+    ranks = 2 * ep_size
+    x, ids, w, _ = draw(seed, ranks, bs=bs, hidden=hidden, top_k=top_k, experts=experts)
+    g = torch.Generator().manual_seed(seed + 1)
+    outs = [torch.randn(2 * ep_size * bs * top_k, hidden, generator=g).to(torch.bfloat16) for _ in range(ranks)]
+    eps = [moe_ep.thread_groups(ep_size, timeout=60, name=f"ep{t}") for t in range(2)]
+    pairs = [moe_ep.thread_groups(2, timeout=60, name=f"tp{e}") for e in range(ep_size)]
+
+    def body(r):
+        t, e = divmod(r, ep_size)
+        d = moe_ep.dispatch(eps[t][e], x[r], ids[r], moe_expert_num=experts, tp=pairs[e][t])
+        y = moe_ep.combine(eps[t][e], d.handle, outs[r][: d.expand_x.shape[0]], w[r], tp=pairs[e][t])
+        return d, y
+
+    got = on_threads(ranks, body)
+    layout = dict(ep_world_size=ep_size, moe_expert_num=experts, shared_expert_num=0, tp_world_size=2)
+    want = golden_dispatch(x, ids, **layout)
+    want_y = golden_combine(outs, ids, w, **layout)
+    for r, (d, y) in enumerate(got):
+        rows, tag = want[r]["rows"], f"seed {seed} rank {r}"
+        assert d.handle.num_rows == rows, tag
+        assert_bits(d.expand_x[:rows], want[r]["expand_x"], f"{tag} expand_x")
+        assert_poison(d.expand_x[rows:], f"{tag} expand_x past its {rows} rows")
+        assert_bits(d.assist_info[: 3 * rows], want[r]["assist_info"], f"{tag} assist_info")
+        assert_poison(d.assist_info[3 * rows:], f"{tag} assist_info past its {rows} triples")
+        assert_bits(d.expert_token_nums, want[r]["expert_token_nums"], f"{tag} expert_token_nums")
+        assert_bits(d.ep_recv_counts, want[r]["ep_recv_counts"], f"{tag} ep_recv_counts")
+        assert_bits(d.tp_recv_counts, want[r]["tp_recv_counts"], f"{tag} tp_recv_counts")
+        assert_bits(y, want_y[r], f"{tag} combine")
+
+
 @pytest.mark.parametrize("op", ["combine", "combine_add_rms_norm"])
 def test_copy_and_const_experts_take_their_tensors(seed, op):
     # Zero, copy and const experts beside the routed ones: both combines take ori_x and the const tensors by keyword,
