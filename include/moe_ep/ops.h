@@ -159,9 +159,10 @@ void Barrier(Group& ep);
 
 /// [collective over the ranks marked reachable] Clears this rank's window (parity back to 0). With
 /// need_sync, waits until every reachable rank has cleared its own. `reachable` has one 0/1 entry per
-/// rank; empty means all ranks. After a call with a TP pair failed part-way or was refused on a rank, its calls
-/// with that pair are refused (kInvalidConfig) until both ranks of the pair have reset it too (BufferReset of the
-/// pair's group): the pair numbers its calls apart from the EP groups, and may be out of step.
+/// rank; empty means all ranks. After a call with a TP pair failed on a rank before the pair's exchange was done there
+/// (or was refused because the rank's EP group awaited a reset), its calls with that pair are refused (kInvalidConfig)
+/// until both ranks of the pair have reset it too (BufferReset of the pair's group): the pair numbers its calls apart
+/// from the EP groups, and may be out of step (docs/validation.md, "After a run-time data error").
 void BufferReset(Group& ep, std::span<const int32_t> reachable = {}, bool need_sync = true);
 
 }  // namespace moe_ep

@@ -18,6 +18,7 @@ void BufferReset(transport::Window& ep, OpState& state, std::span<const int32_t>
   if (!(need_sync && state.reset_unfinished)) ep.ClearLocal(plan::kClearedFlagCount);
   state.calls = 0;
   state.generation = 0;
+  state.pair_call_open = false;
   if (!need_sync) {
     ++state.operations;  // a number of its own, above those before (communicator.h)
     return;

@@ -45,6 +45,7 @@ std::vector<uint16_t> ReduceScatterWithTpPeer(const MoeConfig& c, const WindowLa
                                               RowReader& expand_x, int64_t own_rows, int64_t peer_rows,
                                               const Link& ctx) {
   const CallSlot call = NextCombineCall(tp, *ctx.tp_state);
+  ctx.tp_state->pair_call_open = true;
   const int peer = 1 - tp.rank();
   const uint64_t row_bytes = 2 * static_cast<uint64_t>(c.hidden);
   for (int64_t j = 0; j < peer_rows; ++j) {
@@ -56,6 +57,7 @@ std::vector<uint16_t> ReduceScatterWithTpPeer(const MoeConfig& c, const WindowLa
     return transport::WaitFlag(tp, call.flag_base, call.epoch, ctx.deadline, peer, c.op.c_str(),
                                "the TP peer's partial rows");
   }));
+  ctx.tp_state->pair_call_open = false;
   // Rows the peer did not send would be summed from whatever its window slots held: the pair's handles differ.
   if (partial_rows != own_rows) {
     std::string entry = "[";  // built in steps: "[" + std::string trips GCC 12's -Wrestrict (a false positive)

@@ -61,6 +61,9 @@ struct OpState {
   int combine_copy_readers = 0;
   /// Dispatch's staged x (ops/stage.h).
   StageBuffers dispatch_stage;
+  /// A TP pair's state: this rank took the pair's current call and has not yet had everything of it from its peer. A
+  /// call that fails then leaves the pair out of step (one that fails after the exchange leaves it in step).
+  bool pair_call_open = false;
 };
 
 /// Numbers an operation alike on every rank: the generation of the last synced reset (high 32 bits),

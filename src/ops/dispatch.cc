@@ -710,6 +710,7 @@ void SendAndReceive(const MoeConfig& c, const WindowLayout& layout, const plan::
   if (c.has_tp()) {
     const int64_t entries = c.receive_entries();
     AllGatherWithTpPeer(c, layout, *ctx.tp, *tp_call, ctx, sink, recv_counts, entries);
+    ctx.tp_state->pair_call_open = false;
     auto* tp_counts = static_cast<int32_t*>(t.tp_recv_counts.data);
     tp_counts[c.tp_rank] = static_cast<int32_t>(own_rows);
     tp_counts[1 - c.tp_rank] = static_cast<int32_t>(sink.rows() - own_rows);
@@ -750,6 +751,7 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
   std::optional<CallSlot> tp_call;
   if (c.has_tp()) {
     tp_call = NextDispatchCall(*ctx.tp, *ctx.tp_state);
+    ctx.tp_state->pair_call_open = true;
     AnnounceToTpPeer(c, fingerprint, *ctx.tp, *tp_call);
   }
   std::optional<Pulls> pulls;
@@ -762,6 +764,7 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
     // too, as the call would have: this rank's next call may write into the peer's TP window.
     if (tp_call && e.code() != ErrorCode::kTimeout && e.code() != ErrorCode::kInternal) {
       TpPeerStart(c, *ctx.tp, *tp_call, ctx);
+      ctx.tp_state->pair_call_open = false;
     }
     throw;
   } catch (...) {

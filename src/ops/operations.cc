@@ -28,11 +28,15 @@ void Locked(Communicator& ep, Communicator* tp, const char* op, bool may_relay, 
   std::unique_lock<std::mutex> tp_lock;
   if (tp) tp_lock = std::unique_lock(tp->mutex());
   // A TP pair numbers its calls apart from either EP group, and no reset of an EP group realigns it: a call one rank
-  // of the pair failed or skipped, its peer may have run (or run further), and from then on the two would wait on
-  // each other's other calls, or one take the other's rows of another call for its own. So a pair through which a
-  // call failed or was refused takes no call until it is reset (BufferReset of the pair, on both of its ranks).
+  // of the pair failed part-way or skipped, its peer may have run (or run further), and from then on the two would
+  // wait on each other's other calls, or one take the other's rows of another call for its own. So a pair through
+  // which a call failed before its exchange was done (on this rank), or that a rank skipped a call of because its EP
+  // group awaits a reset, takes no call until it is reset (BufferReset of the pair, on both of its ranks).
   const auto pair_out_of_step = [&](const std::string& why) {
     if (tp && tp->state().must_reset.empty()) tp->state().must_reset = why;
+  };
+  const auto pair_failed = [&](const std::string& why) {
+    if (tp && tp->state().pair_call_open) pair_out_of_step(why);
   };
   if (!resets && !ep.state().must_reset.empty()) {
     pair_out_of_step(std::string(op) + " was refused on this rank, and its TP peer may have run it");
@@ -42,8 +46,9 @@ void Locked(Communicator& ep, Communicator* tp, const char* op, bool may_relay, 
                     ") and may have left rows and flags in flight; rule: after a timeout, an interrupt or an internal "
                     "error, the ranks call BufferReset (aclnnMoeDistributeBufferReset in the C API; synced, or with "
                     "the reachable ranks' mask) before their next operation" +
-                    (tp ? ", and reset their TP pair too (BufferReset of the pair's group on both of its ranks; in "
-                          "the C API, which resets no TP communicator, a new TP communicator)"
+                    (tp ? "; this call's TP pair is out of step on this rank now, and needs a reset too (BufferReset "
+                          "of the pair's group on both of its ranks; in the C API, which resets no TP communicator, a "
+                          "new TP communicator)"
                         : ""));
   }
   if (tp && !tp->state().must_reset.empty()) {
@@ -51,9 +56,10 @@ void Locked(Communicator& ep, Communicator* tp, const char* op, bool may_relay, 
                 std::string(op) + ": refused on rank " + std::to_string(ep.rank()) + " of " + ep.window().name() +
                     ": its TP pair (rank " + std::to_string(tp->rank()) + " of " + tp->window().name() +
                     ") is out of step (" + tp->state().must_reset +
-                    "); rule: after a call with a TP pair fails or is refused on a rank, both ranks of the pair reset "
-                    "it (BufferReset of the pair's group, synced) before their next call with it; the C API resets no "
-                    "TP communicator: destroy it (HcclCommDestroy) and make a new one");
+                    "); rule: after a call with a TP pair fails on a rank before the pair's exchange is done, or is "
+                    "refused because the rank's EP group awaits a reset, both ranks of the pair reset it (BufferReset "
+                    "of the pair's group) before their next call with it; the C API resets no TP communicator: destroy "
+                    "it (HcclCommDestroy) and make a new one");
   }
   const protocol::Link link{
       ep.window(),         ep.state(),   tp ? &tp->window() : nullptr, tp ? &tp->state() : nullptr, ep.Deadline(),
@@ -81,7 +87,7 @@ void Locked(Communicator& ep, Communicator* tp, const char* op, bool may_relay, 
     link.ep.Drain(link.deadline, op, gone);
     if (tp) protocol::WaitOnTpPeer([&] { link.tp->Drain(link.deadline, op, tp->failed_ranks()); });
   } catch (const InterruptedError& e) {
-    pair_out_of_step(FailedPartWay(op, e, true));
+    pair_failed(FailedPartWay(op, e, true));
     ep.state().must_reset = FailedPartWay(op, e, true);  // the ranks awaited did nothing wrong
     throw;
   } catch (const protocol::TpPeerTimeout&) {
@@ -93,22 +99,23 @@ void Locked(Communicator& ep, Communicator* tp, const char* op, bool may_relay, 
   } catch (const TimeoutError& e) {
     ep.RememberFailed(e.missing_ranks());
     ep.state().must_reset = FailedPartWay(op, e, false);
-    pair_out_of_step(ep.state().must_reset);
+    pair_failed(ep.state().must_reset);
     throw;
   } catch (const Error& e) {
     // Refused input has rows sent at most where every rank refuses (a disagreement found by dispatch's checks of its
     // peers) or where the refused rank's peers go on; a failure of the system or the transport may have left any.
-    // So with a TP pair: a rank that refused before it took the pair's call leaves its peer waiting in it, until the
-    // peer's deadline, which puts the peer's side of the pair out of step.
+    // So with a TP pair: a rank that refused before it took the pair's call (and not every rank did) leaves its peer
+    // waiting in it, until the peer's deadline, which puts the peer's side of the pair out of step; this rank's side
+    // is then put so by its next call with the pair, which the peer refuses.
     if (e.code() == ErrorCode::kInternal) {
       ep.state().must_reset = std::string(op) + " failed: " + e.what();
-      pair_out_of_step(ep.state().must_reset);
+      pair_failed(ep.state().must_reset);
     }
     throw;
   } catch (const std::exception& e) {
     // Not one of moe_ep's (memory ran out, say): the call may have stopped anywhere, as after an internal error.
     ep.state().must_reset = std::string(op) + " failed: " + e.what();
-    pair_out_of_step(ep.state().must_reset);
+    pair_failed(ep.state().must_reset);
     throw;
   }
   if (resets) ep.state().must_reset.clear();

@@ -27,8 +27,11 @@ class Window {
   uint64_t data_bytes() const { return data_bytes_; }
   /// Flags [0, flag_count()) belong to the window's user; the transport keeps its own after them.
   uint64_t flag_count() const { return flag_count_; }
-  /// "EP group 'name'" or similar, for messages.
+  /// "group 'name'" or similar, for messages.
   const std::string& name() const { return name_; }
+  /// Messages show the window as "group '<group>'" from now on: as its user named the group (a process group's
+  /// window is named after its shared-memory segments, "2.ep-0-1.0", which its user never wrote).
+  void Relabel(const std::string& group) { name_ = "group '" + group + "'"; }
 
   /// Copies `bytes` from `src` into peer's data area at `offset`. Visible to the peer no later than
   /// the next Signal to it from this rank (publish before signal).

@@ -1,6 +1,7 @@
 // Cases: a rank that never calls dispatch; one that never calls barrier; one that never calls combine; a reset sync
 // that waits only for reachable ranks; a rank that comes after its peer's call failed (it must not read the rows
-// that peer had announced); a TP peer that never calls (a TP rank, not taken for the EP rank of its number). The
+// that peer had announced); a TP peer that never calls (a TP rank, not taken for the EP rank of its number); a TP pair
+// out of step (refused until reset) and one a call failed after its exchange (still usable). The
 // others must fail within the deadline with a TimeoutError naming the missing
 // rank (or, for the reset, succeed without it), and the group must work again afterwards.
 #include <gtest/gtest.h>
@@ -89,6 +90,24 @@ TEST(MissingRank, DispatchTimesOutNamingTheAbsentRank) {
       EXPECT_TRUE(std::string(e.what()).starts_with("Dispatch: ")) << e.what();  // the native name
       EXPECT_NE(std::string(e.what()).find("rank 2"), std::string::npos) << e.what();
     }
+  }
+}
+
+// A process group's window is named after its shared-memory segments ("2.ep-0-1.0": the name's length, the name, the
+// members, the how-manieth such group), but its errors name it as its user did.
+TEST(MissingRank, AProcessGroupsErrorsNameItAsItsUserDid) {
+  GroupOptions options;
+  options.timeout = milliseconds(300);
+  const auto join = ShmGroupMaker()(2, 1, options);  // named "ep"
+  std::vector<std::optional<RankGroups>> groups(2);
+  RunRanks(2, [&](int g) { groups[g].emplace(join(g)); });
+  EXPECT_EQ(groups[0]->ep.name(), "ep");
+  try {
+    Barrier(groups[0]->ep);  // rank 1 never comes
+    ADD_FAILURE() << "a barrier without rank 1 returned";
+  } catch (const TimeoutError& e) {
+    EXPECT_NE(std::string(e.what()).find("on rank 0 of group 'ep' waiting"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("ep-0-1"), std::string::npos) << e.what();
   }
 }
 
@@ -342,6 +361,38 @@ TEST(MissingRank, AnAbsentTpPeerIsNotTakenForAnEpRank) {
   RoundOnAll(groups);
 }
 
+// Two EP groups of 2 thread ranks joined in TP pairs (world rank g = TP rank * 2 + EP rank), with a deadline of 1.5 s
+// (also the random rounds' after a failure, under TSan too), and a dispatch of 2 tokens of rank g through them: token
+// 0 to expert 0 (EP rank 0), token 1 to expert 1 (a TP pair needs one expert per MoE rank).
+struct TwoTpPairs {
+  static constexpr int kEp = 2, kWorld = 2 * kEp;
+  static constexpr int64_t kTokens = 2;
+  std::vector<std::optional<RankGroups>> groups = std::vector<std::optional<RankGroups>>(kWorld);
+  DispatchOptions one_expert_each;
+  std::vector<int32_t> ids = {0, 1};
+  std::vector<uint16_t> x = std::vector<uint16_t>(kTokens * kHidden, 0x3F80);
+  TwoTpPairs() {
+    GroupOptions options;
+    options.timeout = milliseconds(1500);
+    options.window_bytes = 16 << 20;
+    const auto join = ThreadGroupMaker()(kEp, 2, options);
+    RunRanks(kWorld, [&](int g) { groups[g].emplace(join(g)); });
+    one_expert_each.experts = ExpertLayout{kEp, 0, 0, 0, 0, 0, 0, {}};
+  }
+  DispatchResult Dispatch(int g) {
+    return moe_ep::Dispatch(groups[g]->ep, TensorView(x.data(), DType::kBf16, {kTokens, kHidden}),
+                            TensorView(ids.data(), DType::kInt32, {kTokens, 1}), one_expert_each, &*groups[g]->tp);
+  }
+  // Random rounds on every rank through both pairs, each compared with the reference.
+  void RoundsOnAll(uint64_t seed, int rounds) {
+    for (int round = 0; round < rounds; ++round) {
+      RunRanks(kWorld, [&](int g) {
+        EXPECT_EQ(RandomRoundOnRank(groups[g]->ep, &*groups[g]->tp, g, seed + round), "") << "rank " << g;
+      });
+    }
+  }
+};
+
 // A TP pair numbers its calls apart from its EP groups, so a call one side of the pair failed puts the pair out of
 // step, and resetting the EP groups does not realign it. Side 0 (TP rank 0 of both pairs) runs a dispatch side 1 never
 // comes to, and times out after announcing its attributes to the pair; after resetting its EP group, its next call with
@@ -350,31 +401,16 @@ TEST(MissingRank, AnAbsentTpPeerIsNotTakenForAnEpRank) {
 // taking any row. Resetting the EP groups and the pairs (BufferReset of each, on every rank) brings every rank back,
 // bit for bit.
 TEST(MissingRank, ATpPairOutOfStepIsRefusedUntilThePairIsReset) {
-  constexpr int kEp = 2;
-  GroupOptions options;
-  options.timeout = milliseconds(400);
-  options.window_bytes = 16 << 20;
-  const auto join = ThreadGroupMaker()(kEp, 2, options);
-  std::vector<std::optional<RankGroups>> groups(2 * kEp);
-  RunRanks(2 * kEp, [&](int g) { groups[g].emplace(join(g)); });
-  DispatchOptions one_expert_each;  // a TP pair needs one expert per MoE rank
-  one_expert_each.experts = ExpertLayout{kEp, 0, 0, 0, 0, 0, 0, {}};
-  constexpr int64_t kTokens = 2;
-  const std::vector<int32_t> ids = {0, 1};  // token 0 to expert 0 (EP rank 0), token 1 to expert 1
-  const std::vector<uint16_t> x(kTokens * kHidden, 0x3F80);
-  const auto dispatch = [&](int g) {
-    Dispatch(groups[g]->ep, TensorView(x.data(), DType::kBf16, {kTokens, kHidden}),
-             TensorView(ids.data(), DType::kInt32, {kTokens, 1}), one_expert_each, &*groups[g]->tp);
-  };
-  const auto side = [](int g) { return g / kEp; };
-  RunRanks(2 * kEp, [&](int g) {
+  TwoTpPairs pairs;
+  const auto side = [](int g) { return g / TwoTpPairs::kEp; };
+  RunRanks(TwoTpPairs::kWorld, [&](int g) {
     if (side(g) == 1) return;  // never comes
-    EXPECT_THROW(dispatch(g), TimeoutError) << "rank " << g;
-    BufferReset(groups[g]->ep);
+    EXPECT_THROW(pairs.Dispatch(g), TimeoutError) << "rank " << g;
+    BufferReset(pairs.groups[g]->ep);
   });
-  RunRanks(2 * kEp, [&](int g) {
+  RunRanks(TwoTpPairs::kWorld, [&](int g) {
     try {
-      dispatch(g);
+      pairs.Dispatch(g);
       ADD_FAILURE() << "rank " << g << ": a dispatch through a TP pair out of step succeeded";
     } catch (const TimeoutError& e) {
       EXPECT_EQ(side(g), 1) << "rank " << g << ": " << e.what();
@@ -386,16 +422,43 @@ TEST(MissingRank, ATpPairOutOfStepIsRefusedUntilThePairIsReset) {
       }
     }
   });
-  RunRanks(2 * kEp, [&](int g) {
-    BufferReset(groups[g]->ep);
-    BufferReset(*groups[g]->tp);
+  RunRanks(TwoTpPairs::kWorld, [&](int g) {
+    BufferReset(pairs.groups[g]->ep);
+    BufferReset(*pairs.groups[g]->tp);
   });
-  for (int round = 0; round < 3; ++round) {
-    const uint64_t seed = BaseSeed() + 31 + round;
-    RunRanks(2 * kEp, [&](int g) {
-      EXPECT_EQ(RandomRoundOnRank(groups[g]->ep, &*groups[g]->tp, g, seed), "") << "rank " << g << " after the resets";
-    });
+  pairs.RoundsOnAll(BaseSeed() + 31, 3);
+}
+
+// A call that fails after its TP exchange leaves the pair in step: side 0's EP rank 0 (world rank 0) never comes to a
+// combine. Its TP peer (world rank 2) times out on the pair, which is then out of step on rank 2 alone; world rank 1
+// finishes the exchange with its TP peer (world rank 3) before it times out on rank 0 in its EP group, and rank 3
+// before it times out on rank 2 in its own: their pair stays usable. After the EP groups' resets and the first pair's
+// (world ranks 0 and 2), every rank runs rounds bit for bit, through both pairs.
+TEST(MissingRank, ACallThatFailsAfterItsTpExchangeLeavesThePairInStep) {
+  TwoTpPairs pairs;
+  const std::vector<float> weights(TwoTpPairs::kTokens, 0.5f);
+  std::vector<std::string> failed(TwoTpPairs::kWorld);
+  RunRanks(TwoTpPairs::kWorld, [&](int g) {
+    RankGroups& mine = *pairs.groups[g];
+    const DispatchResult d = pairs.Dispatch(g);
+    if (g == 0) return;  // never comes to combine
+    try {
+      Combine(mine.ep, d.handle, d.expand_x.view(),
+              TensorView(weights.data(), DType::kFloat32, {TwoTpPairs::kTokens, 1}), {}, &*mine.tp);
+      failed[g] = "no error";
+    } catch (const TimeoutError& e) {
+      failed[g] = e.what();
+    }
+  });
+  for (int g = 1; g < TwoTpPairs::kWorld; ++g) {
+    EXPECT_NE(failed[g].find("timed out"), std::string::npos) << "rank " << g << ": " << failed[g];
   }
+  EXPECT_NE(failed[2].find("TP peer"), std::string::npos) << failed[2];
+  RunRanks(TwoTpPairs::kWorld, [&](int g) {
+    BufferReset(pairs.groups[g]->ep);
+    if (g % TwoTpPairs::kEp == 0) BufferReset(*pairs.groups[g]->tp);  // the pair of world ranks 0 and 2, not 1 and 3's
+  });
+  pairs.RoundsOnAll(BaseSeed() + 41, 2);
 }
 
 // A rank held up by another's absence never gets a healthy rank named in its place. Three ranks, pull forced, rank 1

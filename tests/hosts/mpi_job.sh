@@ -8,7 +8,7 @@
 set -euo pipefail
 np=$1 per_host=$2
 shift 2
-seed=${MOE_EP_TEST_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
+seed=${MOE_EP_TEST_SEED:-$(($(od -An -N4 -tu4 /dev/urandom | tr -d ' ') % 4294967295 + 1))}  # never 0
 args=()
 for a in "$@"; do args+=("${a/random/$seed}"); done
 echo "[moe_ep test] seed $seed (replay with MOE_EP_TEST_SEED=$seed)"
