@@ -28,7 +28,7 @@ Communicator::Communicator(std::unique_ptr<transport::Window> window, std::chron
       name_(std::move(name)),
       workers_(std::make_unique<Workers>(threads > 0 ? threads : DefaultThreads(window_->size()),
                                          env::ThreadMinBytes(kMinPartBytes))) {
-  window_->Relabel(name_);
+  window_->Relabel("group '" + name_ + "'");
   if (data_path == DataPath::kAuto) data_path = env::DataPathChoice();
   if (data_path == DataPath::kPull) {
     pull_min_bytes_ = {0, 0};

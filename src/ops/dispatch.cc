@@ -644,6 +644,7 @@ void AllGatherWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window&
         tp, indices, call.epoch, ctx.deadline, [&](uint64_t) { return peer; }, c.op.c_str(), "the TP peer's rows",
         &ctx.ep);
   });
+  ctx.tp_state->pair_call_open = false;  // the peer's part is in: a failure from here on leaves the pair in step
   for (int64_t entry = 0; entry < entries; ++entry) {
     recv_counts[entries + entry] = static_cast<int32_t>(transport::FlagCount(tp.ReadFlag(call.flag_base + entry)));
   }
@@ -710,7 +711,6 @@ void SendAndReceive(const MoeConfig& c, const WindowLayout& layout, const plan::
   if (c.has_tp()) {
     const int64_t entries = c.receive_entries();
     AllGatherWithTpPeer(c, layout, *ctx.tp, *tp_call, ctx, sink, recv_counts, entries);
-    ctx.tp_state->pair_call_open = false;
     auto* tp_counts = static_cast<int32_t*>(t.tp_recv_counts.data);
     tp_counts[c.tp_rank] = static_cast<int32_t>(own_rows);
     tp_counts[1 - c.tp_rank] = static_cast<int32_t>(sink.rows() - own_rows);

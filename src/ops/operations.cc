@@ -52,14 +52,15 @@ void Locked(Communicator& ep, Communicator* tp, const char* op, bool may_relay, 
                         : ""));
   }
   if (tp && !tp->state().must_reset.empty()) {
-    throw Error(ErrorCode::kInvalidConfig,
-                std::string(op) + ": refused on rank " + std::to_string(ep.rank()) + " of " + ep.window().name() +
-                    ": its TP pair (rank " + std::to_string(tp->rank()) + " of " + tp->window().name() +
-                    ") is out of step (" + tp->state().must_reset +
-                    "); rule: after a call with a TP pair fails on a rank before the pair's exchange is done, or is "
-                    "refused because the rank's EP group awaits a reset, both ranks of the pair reset it (BufferReset "
-                    "of the pair's group) before their next call with it; the C API resets no TP communicator: destroy "
-                    "it (HcclCommDestroy) and make a new one");
+    throw Error(
+        ErrorCode::kInvalidConfig,
+        std::string(op) + ": refused on rank " + std::to_string(ep.rank()) + " of " + ep.window().name() +
+            ": its TP pair (rank " + std::to_string(tp->rank()) + " of " + tp->window().name() + ") is out of step (" +
+            tp->state().must_reset +
+            "); rule: after a call with a TP pair fails on a rank before the pair's exchange is done, or is "
+            "refused because the rank's EP group awaits a reset, both ranks of the pair reset it (BufferReset "
+            "of the pair's group, synced) before their next call with it; the C API resets no TP communicator: destroy "
+            "it (HcclCommDestroy) and make a new one");
   }
   const protocol::Link link{
       ep.window(),         ep.state(),   tp ? &tp->window() : nullptr, tp ? &tp->state() : nullptr, ep.Deadline(),

@@ -29,9 +29,9 @@ class Window {
   uint64_t flag_count() const { return flag_count_; }
   /// "group 'name'" or similar, for messages.
   const std::string& name() const { return name_; }
-  /// Messages show the window as "group '<group>'" from now on: as its user named the group (a process group's
-  /// window is named after its shared-memory segments, "2.ep-0-1.0", which its user never wrote).
-  void Relabel(const std::string& group) { name_ = "group '" + group + "'"; }
+  /// Messages show the window as `shown` from now on ("group 'ep'": as its user named the group, where a process
+  /// group's window is named after its shared-memory segments, "2.ep-0-1.0", which its user never wrote).
+  virtual void Relabel(const std::string& shown) { name_ = shown; }
 
   /// Copies `bytes` from `src` into peer's data area at `offset`. Visible to the peer no later than
   /// the next Signal to it from this rank (publish before signal).

@@ -35,10 +35,11 @@ def test_survivors_scale_down_with_elastic_info(seed):
     def rank_main(r):
         torch_npu.npu.set_device(r)
         common = dict(group_ep=names[r], ep_world_size=E, ep_rank_id=r, moe_expert_num=E)
-        d = torch_npu.npu_moe_distribute_dispatch_v2(x[r], full_ids[r], **common)
-        torch_npu.npu_moe_distribute_combine_v2(d[0], full_ids[r], d[2], d[4], w[r], tp_send_counts=d[5], **common)
+        full = torch_npu.npu_moe_distribute_dispatch_v2(x[r], full_ids[r], **common)
+        full_y = torch_npu.npu_moe_distribute_combine_v2(full[0], full_ids[r], full[2], full[4], w[r],
+                                                         tp_send_counts=full[5], **common)
         if r == E - 1:
-            return None  # this rank stops here
+            return full, full_y, None  # this rank stops here
         torch_npu.npu_moe_distribute_buffer_reset(reachable, names[r], E, need_sync=1)
         d = torch_npu.npu_moe_distribute_dispatch_v2(x[r], ids[r], elastic_info=elastic, **common)
         y = torch_npu.npu_moe_distribute_combine_v2(outs[r][: d[0].shape[0]], ids[r], d[2], d[4], w[r],
@@ -46,19 +47,31 @@ def test_survivors_scale_down_with_elastic_info(seed):
         normed = torch_npu.npu_moe_distribute_combine_add_rms_norm(outs[r][: d[0].shape[0]], ids[r], d[2], d[4], w[r],
                                                                    residual[r], gamma, tp_send_counts=d[5],
                                                                    elastic_info=elastic, **common)
-        return d, y, normed
+        return full, full_y, (d, y, normed)
 
     try:
         results = on_threads(E, rank_main)
     finally:
         torch_npu.poison_outputs = False
+    # The round with every rank (the experts return the rows they got).
+    want_full = golden_dispatch(x, full_ids, ep_world_size=E, moe_expert_num=E, shared_expert_num=0)
+    want_full_y = golden_combine([want_full[r]["expand_x"] for r in range(E)], full_ids, w, ep_world_size=E,
+                                 moe_expert_num=E, shared_expert_num=0)
+    for r in range(E):
+        full, full_y, _ = results[r]
+        rows, tag = want_full[r]["rows"], f"seed {seed} rank {r} of the full round"
+        assert_bits(full[0][:rows], want_full[r]["expand_x"], f"{tag} expand_x")
+        assert_bits(full[2][: 3 * rows], want_full[r]["assist_info"], f"{tag} assist_info_for_combine")
+        assert_bits(full[3], want_full[r]["expert_token_nums"], f"{tag} expert_token_nums")
+        assert_bits(full[4], want_full[r]["ep_recv_counts"], f"{tag} ep_recv_counts")
+        assert_bits(full_y, want_full_y[r], f"{tag} combine")
     n = E - 1
     want = golden_dispatch(x[:n], ids[:n], ep_world_size=n, moe_expert_num=n, shared_expert_num=0)
     want_y = golden_combine(outs[:n], ids[:n], w[:n], ep_world_size=n, moe_expert_num=n, shared_expert_num=0)
     want_norm = golden_combine_add_rms_norm(outs[:n], ids[:n], w[:n], residual[:n], gamma, ep_world_size=n,
                                             moe_expert_num=n, shared_expert_num=0)
     for r in range(n):
-        d, y, normed = results[r]
+        d, y, normed = results[r][2]
         rows, tag = want[r]["rows"], f"seed {seed} survivor {r}"
         assert_bits(d[0][:rows], want[r]["expand_x"], f"{tag} expand_x")
         assert_poison(d[0][rows:], f"{tag} expand_x past its {rows} rows")

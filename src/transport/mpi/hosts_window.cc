@@ -465,6 +465,12 @@ class HostsWindow final : public Window {
     relay_allowed_ = allowed;
   }
 
+  // This host's ranks' window too (its messages number them on this host).
+  void Relabel(const std::string& shown) override {
+    Window::Relabel(shown);
+    host_->Relabel("this host's part of " + shown);
+  }
+
   void SetFailedPeers(std::span<const int> failed) override {
     const std::lock_guard lock(engine_);
     std::fill(failed_.begin(), failed_.end(), false);
