@@ -169,11 +169,11 @@ TEST(OpState, SequencesGrowAcrossResetsWithoutSync) {
   }
 }
 
-// The epochs calls tag their flags with: never 0; a generation's first 2^20 calls all differ; and neither the call
-// 2^24 + k of a generation (where generation << 24 + call met the next generation's call k) nor any of its first 2^20
-// calls shares a tag with the first 2^20 calls of any of the next 8 generations, for a few generations.
+// The epochs calls tag their flags with: never 0; a generation's first 2^16 calls all differ; and neither the call
+// 2^24 + k of a generation (where generation << 24 + call met the next generation's call k) nor any of its first 2^16
+// calls shares a tag with the first 2^16 calls of any of the next 8 generations, for a few generations.
 TEST(OpState, CallEpochsOfNeighbouringGenerationsNeverMeet) {
-  constexpr uint64_t kCalls = uint64_t{1} << 20;
+  constexpr uint64_t kCalls = uint64_t{1} << 16;
   for (const uint64_t generation : {uint64_t{0}, uint64_t{1}, uint64_t{254}, uint64_t{1} << 31}) {
     std::vector<uint32_t> older;
     for (uint64_t call = 0; call < kCalls; ++call) older.push_back(ops::CallEpoch(generation, call));
