@@ -88,8 +88,8 @@ void Locked(Communicator& ep, Communicator* tp, const char* op, bool may_relay, 
     link.ep.Drain(link.deadline, op, gone);
     if (tp) protocol::WaitOnTpPeer([&] { link.tp->Drain(link.deadline, op, tp->failed_ranks()); });
   } catch (const InterruptedError& e) {
-    pair_failed(FailedPartWay(op, e, true));
     ep.state().must_reset = FailedPartWay(op, e, true);  // the ranks awaited did nothing wrong
+    pair_failed(ep.state().must_reset);
     throw;
   } catch (const protocol::TpPeerTimeout&) {
     // Its ranks are TP ranks (the EP group's of those numbers did nothing wrong), and no reset of the EP group would
