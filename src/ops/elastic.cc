@@ -49,9 +49,11 @@ void RunElastic(const plan::MoeConfig& config, const std::optional<plan::ScaledD
       original.push_back(scaled->physical[r]);
       list += (list.empty() ? "" : ", ") + std::to_string(scaled->physical[r]);
     }
-    transport::ThrowRenumbered(
-        e, std::string(e.what()) + " [ranks above are in the scaled-down numbering; original ranks: " + list + "]",
-        original);
+    transport::ThrowRenumbered(e,
+                               std::string(e.what()) +
+                                   " [the ranks waited for are in the scaled-down numbering; original ranks: " + list +
+                                   "]",
+                               original);
   }
 }
 

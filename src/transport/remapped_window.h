@@ -3,6 +3,7 @@
 // It only renumbers; Barrier and Probe belong to the physical window.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "transport/window.h"
@@ -56,6 +57,13 @@ class RemappedWindow : public Window {
   }
   void SetFailedPeers(std::span<const int> failed) override { inner_.SetFailedPeers(Physical(failed)); }
   void AllowRelay(bool allowed) override { inner_.AllowRelay(allowed); }
+  /// The physical window's account of the missing ranks (the hosts transport's messages under way, a missing
+  /// relay), which names ranks as it numbers them: the original ranks.
+  std::string ExplainMissing(std::span<const int> missing) const override {
+    std::string text = inner_.ExplainMissing(Physical(missing));
+    if (text.starts_with("; ")) text.erase(0, 2);
+    return text.empty() ? text : "; in the original numbering, " + text;
+  }
   /// The physical rank of logical rank r (for messages).
   int Physical(int r) const { return physical_[r]; }
 

@@ -1,13 +1,15 @@
 // What an operation leaves in a rank's state, seen through a window that watches it (so below the native API): after
 // an internal error (500002: the transport's, the system's) part-way, the next operation is refused until a
 // BufferReset, as after a timeout; and the numbers the operations end with (Window::EndOperation, what a relay
-// matches its senders' end marks against) only grow between synced resets, across resets without sync too.
+// matches its senders' end marks against) only grow between synced resets, across resets without sync too; a deadline
+// seen through a scaled-down view keeps what the transport says of the missing ranks.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <chrono>
 #include <exception>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -70,6 +72,15 @@ std::vector<std::unique_ptr<ops::Communicator>> WatchedGroup(int faulty, std::ve
   }
   return comms;
 }
+
+// A watched window whose transport gives an account of missing ranks, as the hosts transport does (its messages under
+// way, a missing relay), naming them as it numbers them.
+struct ExplainingWindow : WatchedWindow {
+  using WatchedWindow::WatchedWindow;
+  std::string ExplainMissing(std::span<const int> missing) const override {
+    return "; messages under way from " + transport::RanksNamed(missing);
+  }
+};
 
 // One rank's dispatch: every token to experts (rank + t + 3k) % 8, outputs sized as the rules ask.
 struct RankCall {
@@ -192,6 +203,30 @@ TEST(OpState, CallEpochsOfNeighbouringGenerationsNeverMeet) {
       EXPECT_EQ(shared, 0u) << "generation " << later << " call " << first_shared << " (and " << shared - 1
                             << " more) has a tag of generation " << generation;
     }
+  }
+}
+
+// A deadline through a scaled-down view of the window (the survivors numbered 0..n-1) keeps the transport's account of
+// the missing ranks, which names the original ranks, and says so.
+TEST(OpState, AScaledDownViewKeepsTheTransportsAccountOfMissingRanks) {
+  auto windows = transport::CreateThreadWindows(kRanks, 1 << 20, 16, "explained");
+  std::vector<uint64_t> ended;
+  ExplainingWindow window(std::move(windows[0]), false, ended);
+  const transport::RemappedWindow survivors(window, 0, {0, 2, 3});  // rank 1 left out
+  EXPECT_EQ(survivors.ExplainMissing(std::vector<int>{1, 2}),
+            "; in the original numbering, messages under way from ranks 2, 3");
+  const uint64_t flag = 0;
+  try {
+    transport::WaitFlags(
+        survivors, std::span(&flag, 1), 1, transport::Clock::now() + std::chrono::milliseconds(10),
+        [](uint64_t) { return 1; }, "Dispatch", "a flag no one sends");
+    ADD_FAILURE() << "a flag no one sends arrived";
+  } catch (const TimeoutError& e) {
+    EXPECT_EQ(e.missing_ranks(), std::vector<int>{1});
+    EXPECT_NE(std::string(e.what()).find("from rank 1; they did not arrive"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("; in the original numbering, messages under way from rank 2"),
+              std::string::npos)
+        << e.what();
   }
 }
 

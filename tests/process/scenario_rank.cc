@@ -13,6 +13,9 @@
 //                                           its deadline error; all reset and run ROUNDS full-group rounds
 //   scenario_rank leave SEED ROUNDS         rank VICTIM leaves, alive, after round 2; the others run ROUNDS
 //                                           rounds scaled down without it (no timeout, no reset)
+//   scenario_rank_failed_send failed-send SEED ROUNDS
+//                                           (under mpirun) MPI fails one of rank VICTIM's sends at round 3; all
+//                                           reset and run ROUNDS full-group rounds
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,6 +35,9 @@
 #include "moe_ep/group.h"
 #include "moe_ep/ops.h"
 #include "support/freed_memory.h"
+#ifdef MOE_EP_FAILED_REQUEST_HOOK
+#include "hosts/failed_request_hook.h"
+#endif
 #include "verify/scenario.h"
 
 namespace {
@@ -325,6 +331,8 @@ int Leave(moe_ep::Group& group, uint64_t seed, int rounds) {
   return RunScaledDown(group, spec, staying, rng, rounds);
 }
 
+int ResetAndGoOn(moe_ep::Group& group, const ScenarioSpec& spec, std::mt19937_64& rng, int rounds, const char* after);
+
 int Stop(moe_ep::Group& group, uint64_t seed, int rounds) {
   std::mt19937_64 rng(seed);
   const ScenarioSpec spec = FaultSpec(group.size());
@@ -348,8 +356,14 @@ int Stop(moe_ep::Group& group, uint64_t seed, int rounds) {
     }
     std::remove(PidFile().c_str());
   }
+  return ResetAndGoOn(group, spec, rng, rounds, "the stall");
+}
+
+// Every rank resets the whole group (the victim may arrive a deadline late) and runs `rounds` full-group rounds, each
+// equal to the reference. Returns 0 when all are.
+int ResetAndGoOn(moe_ep::Group& group, const ScenarioSpec& spec, std::mt19937_64& rng, int rounds, const char* after) {
   const std::vector<int32_t> everyone(group.size(), 1);
-  for (int attempt = 0;; ++attempt) {  // the victim arrives one deadline late
+  for (int attempt = 0;; ++attempt) {
     try {
       moe_ep::BufferReset(group, everyone, true);
       break;
@@ -368,9 +382,53 @@ int Stop(moe_ep::Group& group, uint64_t seed, int rounds) {
       return 1;
     }
   }
-  std::printf("rank %d: %d full-group rounds after the stall equal to the reference\n", group.rank(), rounds);
+  std::printf("rank %d: %d full-group rounds after %s equal to the reference\n", group.rank(), rounds, after);
   return 0;
 }
+
+#ifdef MOE_EP_FAILED_REQUEST_HOOK
+// Under mpirun: in round kFailRound MPI finishes one of rank VICTIM's sends in error (failed_request_hook.h; the
+// message was delivered all the same). The victim's round must fail with an error naming the rank the send was for;
+// the others' may fail only by a deadline naming the victim. Then every rank resets and the group goes on bit-exact:
+// the other requests MPI finished in that test were not lost, and no request MPI freed is tested again.
+int FailedSend(moe_ep::Group& group, uint64_t seed, int rounds) {
+  std::mt19937_64 rng(seed);
+  const ScenarioSpec spec = FaultSpec(group.size());
+  for (int round = 0; round <= kFailRound; ++round) {
+    ScenarioInputs inputs = moe_ep::verify::MakeInputs(spec, rng);
+    const bool victim = round == kFailRound && group.rank() == Victim();
+    if (victim) moe_ep::testing::FailNextSend();
+    try {
+      const std::string mismatch = Round(spec, inputs, group);
+      if (victim) {
+        std::printf("FAIL: the victim's round succeeded (a send reported failed to rank %d)\n",
+                    moe_ep::testing::FailedSendPeer());
+        return 1;
+      }
+      if (!mismatch.empty()) {
+        std::printf("MISMATCH round %d: %s\n", round, mismatch.c_str());
+        return 1;
+      }
+    } catch (const moe_ep::TimeoutError& e) {
+      std::printf("round %d: %s\n", round, e.what());
+      const auto& missing = e.missing_ranks();
+      if (round != kFailRound || victim || std::find(missing.begin(), missing.end(), Victim()) == missing.end()) {
+        std::printf("FAIL: expected a deadline error naming rank %d only in the victim's round\n", Victim());
+        return 1;
+      }
+    } catch (const moe_ep::Error& e) {
+      std::printf("round %d: %s\n", round, e.what());
+      const std::string lost =
+          "MPI_Testsome failed: a message to rank " + std::to_string(moe_ep::testing::FailedSendPeer()) + " of group ";
+      if (!victim || std::string(e.what()).find(lost) == std::string::npos) {
+        std::printf("FAIL: expected the victim alone to fail, naming the lost message (\"%s\")\n", lost.c_str());
+        return 1;
+      }
+    }
+  }
+  return ResetAndGoOn(group, spec, rng, rounds, "the failed send");
+}
+#endif
 
 }  // namespace
 
@@ -398,6 +456,9 @@ int main(int argc, char** argv) {
     if (mode == "kill") return Kill(group, seed, count);
     if (mode == "stop") return Stop(group, seed, count);
     if (mode == "leave") return Leave(group, seed, count);
+#ifdef MOE_EP_FAILED_REQUEST_HOOK
+    if (mode == "failed-send") return FailedSend(group, seed, count);
+#endif
     std::fprintf(stderr, "unknown mode '%s'\n", mode.c_str());
     return 2;
   } catch (const moe_ep::Error& e) {

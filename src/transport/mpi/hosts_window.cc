@@ -497,6 +497,12 @@ class HostsWindow final : public Window {
     int source = -1;         // once it arrived
     bool cancelled = false;  // asked to be cancelled (AdaptPosting); once finished, whether that happened
   };
+  // A request TestRequests tests.
+  struct Pending {
+    MPI_Request* request;
+    Incoming* in;  // a receive; else a send
+    int peer;      // a send's
+  };
 
   // Whether this operation sends through relays: the window is two-level and the operation allows it.
   bool Relaying() const { return relay_ && relay_allowed_; }
@@ -718,32 +724,44 @@ class HostsWindow final : public Window {
   // may finish first: every kFullTestPolls-th poll in a row that finds nothing tests them all.
   bool TestRequests() const {
     pending_.clear();
-    for (InFlight& send : sends_) pending_.push_back({&send.request, nullptr});
+    for (InFlight& send : sends_) pending_.push_back({&send.request, nullptr, send.peer});
     const bool test_all = ++fruitless_polls_ % kFullTestPolls == 0;
     uint64_t receives = 0;
     for (Incoming& in : posted_) {
       if (in.request == MPI_REQUEST_NULL) continue;
-      if (test_all || in.cancelled || receives < kTestedReceives) pending_.push_back({&in.request, &in});
+      if (test_all || in.cancelled || receives < kTestedReceives) pending_.push_back({&in.request, &in, -1});
       // Past the first kTestedReceives only those being cancelled are tested: with none, stop looking.
       if (++receives >= kTestedReceives && !test_all && cancelling_ == 0) break;
     }
     if (pending_.empty()) return false;
     requests_.clear();
-    for (const auto& [request, in] : pending_) requests_.push_back(*request);
+    for (const Pending& pending : pending_) requests_.push_back(*pending.request);
     finished_.resize(requests_.size());
     statuses_.resize(requests_.size());
     int count = 0;
-    mpi::Check(
-        MPI_Testsome(static_cast<int>(requests_.size()), requests_.data(), &count, finished_.data(), statuses_.data()),
-        "MPI_Testsome");
+    const int tested =
+        MPI_Testsome(static_cast<int>(requests_.size()), requests_.data(), &count, finished_.data(), statuses_.data());
+    // MPI_ERR_IN_STATUS: some requests finished in error (their status says which), the others as on success, and
+    // all of them are freed; any other error tells nothing of the requests.
+    if (tested != MPI_ERR_IN_STATUS) mpi::Check(tested, "MPI_Testsome");
     if (count == MPI_UNDEFINED || count == 0) return false;
     // Every finished request is MPI_REQUEST_NULL now, before anything below may throw: none is tested again.
-    for (size_t i = 0; i < pending_.size(); ++i) *pending_[i].first = requests_[i];
+    for (size_t i = 0; i < pending_.size(); ++i) *pending_[i].request = requests_[i];
     fruitless_polls_ = 0;
     uint64_t received = 0;
-    int malformed_from = -1;  // thrown once every finished receive is accounted for
+    int malformed_from = -1;     // thrown once every finished receive is accounted for
+    std::string failed_request;  // likewise: the first request that finished in error
     for (int i = 0; i < count; ++i) {
-      Incoming* in = pending_[finished_[i]].second;
+      const Pending& pending = pending_[finished_[i]];
+      Incoming* in = pending.in;
+      if (tested == MPI_ERR_IN_STATUS && statuses_[i].MPI_ERROR != MPI_SUCCESS) {
+        if (failed_request.empty()) failed_request = FailedRequest(pending, statuses_[i]);
+        if (in) {
+          if (in->cancelled) --cancelling_;
+          in->cancelled = true;  // its buffer is given back, never landed
+        }
+        continue;
+      }
       if (!in) continue;
       if (in->cancelled) {
         int cancelled = 0;
@@ -762,8 +780,23 @@ class HostsWindow final : public Window {
       }
     }
     GrowPosting(received);
+    if (!failed_request.empty()) throw Error(ErrorCode::kInternal, "moe_ep: MPI_Testsome failed: " + failed_request);
     if (malformed_from >= 0) BadMessage(malformed_from, 0);
     return count > 0;
+  }
+
+  // What a request that MPI finished in error was, and MPI's words for the error. Its message is lost: the peer
+  // waits for it (or this rank for the peer's) until the group is made again, or scaled down without the peer.
+  std::string FailedRequest(const Pending& pending, const MPI_Status& status) const {
+    char text[MPI_MAX_ERROR_STRING] = {};
+    int length = 0;
+    MPI_Error_string(status.MPI_ERROR, text, &length);
+    const int peer = pending.in ? status.MPI_SOURCE : pending.peer;
+    const std::string whom = peer >= 0 && peer < size() ? "rank " + std::to_string(peer) : "an unknown rank";
+    return std::string(pending.in ? "a message from " : "a message to ") + whom + " of " + name() + " was lost (" +
+           std::string(text, static_cast<size_t>(length)) +
+           "); the operations between the two ranks cannot go on: scale this group down without one of them, or "
+           "join a new group";
   }
 
   // One poll found `received` messages: when that is half the receives kept posted or more, later ones of
@@ -917,7 +950,7 @@ class HostsWindow final : public Window {
   mutable std::vector<MessageBuffer> spare_;  // message buffers for reuse
   // TestRequests' scratch: the requests it tests (and the receive each is, if one), their handles, which
   // finished, and how.
-  mutable std::vector<std::pair<MPI_Request*, Incoming*>> pending_;
+  mutable std::vector<Pending> pending_;
   mutable std::vector<MPI_Request> requests_;
   mutable std::vector<int> finished_;
   mutable std::vector<MPI_Status> statuses_;
