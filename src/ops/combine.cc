@@ -13,6 +13,7 @@
 
 #include "kernels/kernels.h"
 #include "moe_ep/error.h"
+#include "ops/agreement.h"
 #include "ops/op_common.h"
 #include "ops/protocol.h"
 #include "ops/pull.h"
@@ -584,8 +585,9 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
                                                             static_cast<uint64_t>(own_rows), row_bytes};
   const CallSlot call = NextCombineCall(ctx.ep, ctx.ep_state);
   // A combine hears from every peer before it returns, even one it exchanges no row with (StartFlag): its next call may
-  // then write anywhere in the other half of the peers' windows, and the one after in this half.
-  SignalStart(ctx.ep, c.ep_world_size, c.ep_rank, call, kCombineStart);
+  // then write anywhere in the other half of the peers' windows, and the one after in this half. The start carries
+  // the attributes that place and size the rows (ops/agreement.h), checked before any peer's row is read.
+  SignalStart(ctx.ep, c.ep_world_size, c.ep_rank, call, AttributeFingerprint(c, AgreedBy::kCombine));
   const auto wait_for_every_start = [&] {
     WaitForStarts(c, ctx.ep, call, ctx.deadline, /*this_is_dispatch=*/false, "every rank's start of the call");
   };
@@ -607,6 +609,9 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
     readers.emplace(c.ep_world_size, 1);
     readers = AnnounceRowsBack(c, layout, ctx.ep, call, routes, source, ctx.pull_min_bytes);
     SendRowsBack(c, layout, ctx.ep, call, routes, reduced, expand_x, *readers, ctx);
+    // A peer laid out otherwise put its rows where this rank does not look, or rows of another size: refused before
+    // any is read or any output written (its rows stay in this call's half of the window, sized by its own config).
+    CheckPeersAgree(c, AgreedBy::kCombine, ctx.ep, call, ctx, [] {});
     const std::vector<float> weights = GatherFloat(t.expert_scales);
     pull::Claims claims(ctx.ep, flags, c.op.c_str());
     // A token's part reads its K (and shared) rows.
@@ -618,7 +623,6 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
     const pull::ReaderCounts counts = pull::CountReaders(*readers);
     ctx.ep_state.combine_readers = counts.readers;
     ctx.ep_state.combine_copy_readers = counts.by_copy;
-    wait_for_every_start();
     // The caller may overwrite expandX once this returns: not before every owner reading it is done.
     pull::WaitDone(ctx.ep, flags, *readers, ctx.deadline, c.op.c_str());
   } catch (const Error& e) {

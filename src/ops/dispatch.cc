@@ -3,7 +3,6 @@
 // announce per-(expert, source) counts, then compact the received rows into expandX in status order
 // (local expert major, source minor); with TP, all-gather the rows with the TP peer.
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <optional>
@@ -13,6 +12,7 @@
 #include "base/copy.h"
 #include "kernels/kernels.h"
 #include "moe_ep/error.h"
+#include "ops/agreement.h"
 #include "ops/op_common.h"
 #include "ops/protocol.h"
 #include "ops/pull.h"
@@ -264,102 +264,11 @@ void SendToExperts(const MoeConfig& c, const WindowLayout& layout, const plan::R
   }
 }
 
-// What every rank of a group must agree on for the windows to line up (CANN makes it a precondition; moe_ep checks
-// it): each attribute as the C API and the native API name it, and this rank's value as a refusal shows it ("": not
-// shown, the survivors' order unless scaled down). The fingerprint hashes the values; a refusal lists them.
-struct AgreedAttribute {
-  const char* cann;
-  const char* native;
-  std::string (*shown)(const MoeConfig& c);
-};
-const AgreedAttribute kAgreed[] = {
-    {"epWorldSize", "the group's size", [](const MoeConfig& c) { return std::to_string(c.ep_world_size); }},
-    {"moeExpertNum", "ExpertLayout::moe_expert_num",
-     [](const MoeConfig& c) { return std::to_string(c.moe_expert_num); }},
-    {"sharedExpertNum", "ExpertLayout::shared_expert_num",
-     [](const MoeConfig& c) { return std::to_string(c.shared_expert_num); }},
-    {"sharedExpertRankNum", "ExpertLayout::shared_expert_rank_num",
-     [](const MoeConfig& c) { return std::to_string(c.shared_expert_rank_num); }},
-    {"zero/copy/constExpertNum", "ExpertLayout::zero/copy/const_expert_num",
-     [](const MoeConfig& c) {
-       return std::to_string(c.zero_expert_num) + "/" + std::to_string(c.copy_expert_num) + "/" +
-              std::to_string(c.const_expert_num);
-     }},
-    {"maxBs (globalBs / epWorldSize, else Bs)", "maxBs (ExpertLayout::global_bs / the group's size, else Bs)",
-     [](const MoeConfig& c) { return std::to_string(c.max_bs()); }},
-    {"K", "K", [](const MoeConfig& c) { return std::to_string(c.top_k); }},
-    {"H", "H", [](const MoeConfig& c) { return std::to_string(c.hidden); }},
-    {"x dtype", "x dtype", [](const MoeConfig& c) { return std::string(DTypeName(c.x_dtype)); }},
-    {"quantMode (on Atlas A2: expandXOut's dtype)", "DispatchOptions::quant",
-     [](const MoeConfig& c) { return std::to_string(c.quant_mode); }},
-    {"tpWorldSize", "tpWorldSize (2 with a tp pair)",
-     [](const MoeConfig& c) { return std::string(c.has_tp() ? "2" : "0 or 1"); }},
-    {"product (MOE_EP_SOC_NAME)", "layout (DispatchOptions::expand_idx_layout)",
-     [](const MoeConfig& c) { return std::string(c.expand_idx() ? "Atlas A2" : "Atlas A3"); }},
-    {"survivors' order (elasticInfo's Table2)", "survivors' order (ExpertLayout::survivors)",
-     [](const MoeConfig& c) {
-       char hex[19] = "";
-       if (c.survivors) std::snprintf(hex, sizeof hex, "0x%016llx", static_cast<unsigned long long>(c.survivors));
-       return std::string(hex);
-     }},
-};
-
-// The names of kAgreed, as the caller's API gives them (a refusal's rule).
-std::string AgreedNames(const MoeConfig& c) {
-  std::string names;
-  for (const AgreedAttribute& a : kAgreed) (names += names.empty() ? "" : ", ") += c.native_names ? a.native : a.cann;
-  return names;
-}
-
-// This rank's values of kAgreed, named as the caller's API names them, so that the refusals of two ranks show which
-// one differs.
-std::string AgreedValues(const MoeConfig& c) {
-  std::string values;
-  for (const AgreedAttribute& a : kAgreed) {
-    const std::string shown = a.shown(c);
-    if (shown.empty()) continue;
-    std::string name = c.native_names ? a.native : a.cann;
-    name.resize(std::min(name.find(" ("), name.size()));  // the name without its explanation
-    (((values += values.empty() ? "" : ", ") += name) += " ") += shown;
-  }
-  return values;
-}
-
-// A 31-bit FNV-1a hash of kAgreed's values, each ended by a NUL, with kDispatchStartBit: a dispatch's start flag
-// (op_common.h).
-uint32_t AttributeFingerprint(const MoeConfig& c) {
-  uint32_t hash = 2166136261u;
-  for (const AgreedAttribute& a : kAgreed) {
-    for (const unsigned char ch : a.shown(c)) hash = (hash ^ ch) * 16777619u;
-    hash *= 16777619u;  // the NUL: "1" "23" and "12" "3" differ
-  }
-  return hash | kDispatchStartBit;
-}
-
 // Every rank stamps its fingerprint into every peer (itself included) before any payload moves; returns it.
 uint32_t AnnounceAttributes(const MoeConfig& c, Window& ep, const CallSlot& call) {
-  const uint32_t fingerprint = AttributeFingerprint(c);
+  const uint32_t fingerprint = AttributeFingerprint(c, AgreedBy::kDispatch);
   SignalStart(ep, c.ep_world_size, c.ep_rank, call, fingerprint);
   return fingerprint;
-}
-
-// A peer whose attributes differ would place rows where this rank does not look: fail, naming it, after
-// `before_refusal`. Returns this rank's fingerprint (its own start, as AnnounceAttributes stamped it).
-uint32_t CheckPeersAgree(const MoeConfig& c, Window& ep, const CallSlot& call, const Link& ctx,
-                         const std::function<void()>& before_refusal) {
-  const std::vector<uint32_t> starts = WaitForStarts(c, ep, call, ctx.deadline, /*this_is_dispatch=*/true,
-                                                     "the announcements (attributes, then token counts)");
-  const uint32_t own = starts[c.ep_rank];
-  for (int64_t peer = 0; peer < c.ep_world_size; ++peer) {
-    if (starts[peer] != own) {
-      before_refusal();
-      throw Error(ErrorCode::kInvalidConfig, c.op + ": rank " + std::to_string(peer) + " of " + ep.name() +
-                                                 " called with attributes that differ from rank " +
-                                                 std::to_string(c.ep_rank) + "'s (" + AgreedValues(c) +
-                                                 "); rule: " + AgreedNames(c) + " must be the same on every rank");
-    }
-  }
-  return own;
 }
 
 // The two ranks of a TP pair append each other's rows to their own, so they must agree as an EP group's ranks do,
@@ -391,10 +300,11 @@ void CheckTpPeerAgrees(const MoeConfig& c, uint32_t fingerprint, Window& tp, con
     throw Error(ErrorCode::kInvalidConfig,
                 c.op + ": TP rank " + std::to_string(peer) + " of " + tp.name() +
                     " called with attributes that differ from TP rank " + std::to_string(tp.rank()) + "'s (" +
-                    (c.is_shared_rank() ? "a shared-expert rank, " : "a MoE-expert rank, ") + AgreedValues(c) +
+                    (c.is_shared_rank() ? "a shared-expert rank, " : "a MoE-expert rank, ") +
+                    AgreedValues(c, AgreedBy::kDispatch) +
                     "); rule: the two ranks of a TP pair must both host shared experts or both MoE experts "
                     "(epRankId below sharedExpertRankNum or not), and have the same " +
-                    AgreedNames(c));
+                    AgreedNames(c, AgreedBy::kDispatch));
   }
 }
 
@@ -694,7 +604,7 @@ void SendAndReceive(const MoeConfig& c, const WindowLayout& layout, const plan::
   SlotWriter writer(c, layout, t);
   SendToExperts(c, layout, plan, writer, ep, call, pulls.readers);
   AnnounceCounts(c, plan, ep, call);
-  const uint32_t fingerprint = CheckPeersAgree(c, ep, call, ctx, [&] {
+  const uint32_t fingerprint = CheckPeersAgree(c, AgreedBy::kDispatch, ep, call, ctx, [&] {
     // Every rank refuses such a call before it reads a row (each sees some fingerprint that differs from its own):
     // a staged x has no reader, and its buffer is free again instead of kept for readers that never come.
     if (pulls.staged) ctx.ep_state.dispatch_stage.Readers(call.parity, call.epoch, {});

@@ -50,13 +50,12 @@ inline uint64_t StartFlag(const CallSlot& call, int64_t rank) {
   return plan::kStartFlagBase + call.parity * plan::kMaxSyncFlags + static_cast<uint64_t>(rank);
 }
 
-/// What a start flag counts: a dispatch's attribute fingerprint has this bit set; a combine's is kCombineStart. A
-/// peer's start of the other operation at a call's index means the two ranks' calls are out of step.
+/// What a start flag counts: its operation's attribute fingerprint (ops/agreement.h), with this bit set for a
+/// dispatch and clear for a combine. A peer's start of the other operation at a call's index means the two ranks'
+/// calls are out of step.
 inline constexpr uint32_t kDispatchStartBit = 0x80000000u;
-inline constexpr uint32_t kCombineStart = 1;
 
-/// Tells ranks [0, `ranks`) of `w` that `rank` has started `call`, with `value` (an attribute fingerprint with
-/// kDispatchStartBit, or kCombineStart).
+/// Tells ranks [0, `ranks`) of `w` that `rank` has started `call`, with `value` (its attribute fingerprint).
 inline void SignalStart(transport::Window& w, int64_t ranks, int64_t rank, const CallSlot& call, uint32_t value) {
   const uint64_t flag = transport::MakeFlag(call.epoch, value);
   for (int64_t peer = 0; peer < ranks; ++peer) w.Signal(static_cast<int>(peer), StartFlag(call, rank), flag);

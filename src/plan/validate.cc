@@ -403,7 +403,6 @@ void CheckCommonAttributes(const Checker& ck, MoeConfig& c, Profile p, ShapeName
 void CheckMask(const Checker& ck, MoeConfig& c, const TensorView& mask, Profile p) {
   c.mask = MaskKind::kNone;
   if (!mask.present()) return;
-  ck.Dtype(mask, "xActiveMask", DType::kBool);
   if (IsA2(p)) ck.Shape(mask.dim() == 1, mask, "xActiveMask", "must be 1-D (Bs,) on Atlas A2");
   ck.Shape(mask.dim() == 1 || mask.dim() == 2, mask, "xActiveMask", "must be 1-D (Bs,) or 2-D (Bs, K)");
   ck.Shape(mask.shape[0] == c.bs, mask, "xActiveMask", "dim0 must equal Bs = ", c.bs);
@@ -453,15 +452,14 @@ void CheckWindow(const Checker& ck, const MoeConfig& c, const WindowLayout& layo
   }
 }
 
-// docs/semantics.md 1.3 (V3): copy experts need oriX; const experts need oriX, alpha1, alpha2 and V, all in expandX's
-// dtype.
+// docs/semantics.md 1.3 (V3): copy experts need oriX; const experts need oriX, alpha1, alpha2 and V (their dtype,
+// expandX's, is checked with the other dtypes, first).
 void CheckSpecialExpertInputs(const Checker& ck, const MoeConfig& c, const CombineTensors& t) {
   const bool need_ori = c.copy_expert_num > 0 || c.const_expert_num > 0;
   const bool need_const = c.const_expert_num > 0;
   const auto require = [&](bool needed, const TensorView& v, const char* name) {
     ck.Require(!needed || v.present(), kRule, name, "nullptr", "required when ",
                need_const ? "constExpertNum" : "copyExpertNum", " > 0");
-    if (v.present()) ck.Dtype(v, name, c.x_dtype);
   };
   require(need_ori, t.ori_x, "oriX");
   require(need_const, t.const_alpha1, "constExpertAlpha1");
@@ -488,12 +486,16 @@ void CheckExpertScalesShape(const Checker& ck, const MoeConfig& c, const TensorV
            c.bs, ", ", c.top_k, ")");
 }
 
-// Everything about dispatch's inputs and attributes; fills the shape fields of `c`.
-void CheckDispatchInputs(const Checker& ck, MoeConfig& c, const DispatchTensors& t, Profile p) {
+// The op-def's dtypes of dispatch's inputs (161002), matched before any tiling rule (docs/semantics.md 1.1).
+void CheckDispatchInputDtypes(const Checker& ck, const DispatchTensors& t) {
   ck.Require(IsHalf(t.x.dtype), kDtype, "x", DTypeName(t.x.dtype), "dtype must be bf16 or fp16");
   ck.Dtype(t.expert_ids, "expertIds", DType::kInt32);
   if (t.scales.present()) ck.Dtype(t.scales, "scales", DType::kFloat32);
+  if (t.x_active_mask.present()) ck.Dtype(t.x_active_mask, "xActiveMask", DType::kBool);
+}
 
+// Everything else about dispatch's inputs and attributes; fills the shape fields of `c`.
+void CheckDispatchInputs(const Checker& ck, MoeConfig& c, const DispatchTensors& t, Profile p) {
   ck.Require(c.quant_mode >= 0 && c.quant_mode <= 2, "quantMode", c.quant_mode, "in [0, 2]");
   ck.Require(c.quant_mode != 1, "quantMode", c.quant_mode, "1 (static quantization) is not supported");
   ck.Require(!(t.scales.present() && c.quant_mode == 0), kRule, "scales", t.scales,
@@ -534,6 +536,7 @@ void ValidateDispatchInputs(MoeConfig& c, const DispatchTensors& t, Profile p, W
   const Checker ck(op, p);
   ck.Present(t.x, "x");
   ck.Present(t.expert_ids, "expertIds");
+  CheckDispatchInputDtypes(ck, t);
   CheckDispatchInputs(ck, c, t, p);
   CheckWindow(ck, c, WindowLayout(c), window, p);
 }
@@ -548,6 +551,18 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
   ck.Present(t.ep_recv_counts, "epRecvCountsOut");
   ck.Present(t.tp_recv_counts, "tpRecvCountsOut");
   if (c.quant_mode == 2) ck.Present(t.dynamic_scales, "dynamicScalesOut");
+  // The op-def's dtype combinations are matched before any tiling rule (161002 first: docs/semantics.md 1.1);
+  // expandXOut's agreement with quantMode is the tiling's (below). On Atlas A2 its dtype decides the quantization.
+  CheckDispatchInputDtypes(ck, t);
+  ck.Require(t.expand_x.dtype == t.x.dtype || t.expand_x.dtype == DType::kInt8, kDtype, "expandXOut",
+             DTypeName(t.expand_x.dtype), "dtype must be x's (", DTypeName(t.x.dtype), ") or int8");
+  if (c.quant_mode == 2 || (IsA2(p) && t.expand_x.dtype == DType::kInt8)) {
+    if (t.dynamic_scales.present()) ck.Dtype(t.dynamic_scales, "dynamicScalesOut", DType::kFloat32);
+  }
+  ck.Dtype(t.assist_info, "assistInfoForCombineOut", DType::kInt32);
+  ck.Dtype(t.expert_token_nums, "expertTokenNumsOut", DType::kInt64);
+  ck.Dtype(t.ep_recv_counts, "epRecvCountsOut", DType::kInt32);
+  ck.Dtype(t.tp_recv_counts, "tpRecvCountsOut", DType::kInt32);
   CheckDispatchInputs(ck, c, t, p);
   if (IsA2(p) && t.expert_scales.present()) {  // documented as (Bs, K) fp32; the fullmesh kernel never reads it
     ck.Dtype(t.expert_scales, "expertScales", DType::kFloat32);
@@ -555,8 +570,6 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
   }
   if (IsA2(p)) {
     // Atlas A2's kernel quantizes exactly when expandX is int8, whatever quantMode says (docs/a2.md).
-    ck.Require(t.expand_x.dtype == c.x_dtype || t.expand_x.dtype == DType::kInt8, kDtype, "expandXOut",
-               DTypeName(t.expand_x.dtype), "dtype must be x's (", DTypeName(c.x_dtype), ") or int8");
     c.quant_mode = t.expand_x.dtype == DType::kInt8 ? 2 : 0;
     ck.Require(c.quant_mode == 0 || t.dynamic_scales.present(), kRule, "dynamicScalesOut", "nullptr",
                "required when expandXOut is int8 (Atlas A2 quantizes by expandX's dtype)");
@@ -572,17 +585,14 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
   ck.Shape(t.expand_x.shape[0] >= sizes.rows && t.expand_x.shape[1] == c.hidden, t.expand_x, "expandXOut",
            "shape must be (max(tpWorldSize, 1) * A rows, i.e. >= ", sizes.rows, ", H = ", c.hidden, ")");
   if (c.quant_mode == 2) {
-    ck.Dtype(t.dynamic_scales, "dynamicScalesOut", DType::kFloat32);
     ck.Dim(t.dynamic_scales, "dynamicScalesOut", 1);
     ck.Shape(t.dynamic_scales.shape[0] >= sizes.rows, t.dynamic_scales, "dynamicScalesOut",
              "dim0 must be >= A * tp = ", sizes.rows);
   }
-  ck.Dtype(t.assist_info, "assistInfoForCombineOut", DType::kInt32);
   ck.Dim(t.assist_info, "assistInfoForCombineOut", 1);
   ck.Shape(t.assist_info.shape[0] >= sizes.assist_entries, t.assist_info, "assistInfoForCombineOut",
            c.expand_idx() ? "dim0 must be >= Bs * K = " : "dim0 must be >= 3 * tp * A = ", sizes.assist_entries);
   const int64_t token_nums = sizes.token_num_entries;
-  ck.Dtype(t.expert_token_nums, "expertTokenNumsOut", DType::kInt64);
   ck.Dim(t.expert_token_nums, "expertTokenNumsOut", 1);
   ck.Shape(t.expert_token_nums.shape[0] == token_nums, t.expert_token_nums, "expertTokenNumsOut", "dim0 must be ",
            token_nums,
@@ -590,10 +600,8 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
            : c.is_shared_rank() ? " on a shared-expert rank"
                                 : " (localExpertNum)");
   const int64_t recv = sizes.recv_count_entries;
-  ck.Dtype(t.ep_recv_counts, "epRecvCountsOut", DType::kInt32);
   ck.Dim(t.ep_recv_counts, "epRecvCountsOut", 1);
   ck.Shape(t.ep_recv_counts.shape[0] >= recv, t.ep_recv_counts, "epRecvCountsOut", "dim0 must be >= ", recv);
-  ck.Dtype(t.tp_recv_counts, "tpRecvCountsOut", DType::kInt32);
   ck.Dim(t.tp_recv_counts, "tpRecvCountsOut", 1);
   if (!IsA2(p)) {  // A2 forces tpWorldSize to 0 and never writes it
     ck.Shape(t.tp_recv_counts.shape[0] == c.tp_world_size, t.tp_recv_counts, "tpRecvCountsOut",
@@ -638,6 +646,13 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
     ck.Dtype(t.gamma, "gamma", DType::kBf16);
     ck.Dtype(t.y, "yOut", DType::kBf16);
     ck.Dtype(t.rstd, "rstdOut", DType::kFloat32);
+  }
+  if (t.x_active_mask.present()) ck.Dtype(t.x_active_mask, "xActiveMask", DType::kBool);
+  for (const auto& [v, name] : {std::pair{&t.ori_x, "oriX"},
+                                {&t.const_alpha1, "constExpertAlpha1"},
+                                {&t.const_alpha2, "constExpertAlpha2"},
+                                {&t.const_v, "constExpertV"}}) {
+    if (v->present()) ck.Dtype(*v, name, t.expand_x.dtype);
   }
 
   ck.Require(c.comm_quant_mode == 0 || c.comm_quant_mode == 2, "commQuantMode", c.comm_quant_mode, "0 or 2");
@@ -698,7 +713,9 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
   const int64_t send = c.sized_receive_entries() * tp;
   ck.Dim(t.ep_send_counts, "epSendCounts", 1);
   ck.Shape(t.ep_send_counts.shape[0] >= send, t.ep_send_counts, "epSendCounts", "dim0 must be >= ", send);
-  if (c.has_tp()) ck.Present(t.tp_send_counts, "tpSendCounts");
+  // The tiling's check, not the wrapper's (which lets an optional input through): 561002.
+  ck.Require(!c.has_tp() || t.tp_send_counts.present(), kRule, "tpSendCounts", "nullptr",
+             "required when tpWorldSize == 2");
   // Optional without TP (the documents: nullptr), but then as A3's tiling sizes it; A2's never reads it.
   if (t.tp_send_counts.present() && p == Profile::kA3) {
     ck.Dim(t.tp_send_counts, "tpSendCounts", 1);

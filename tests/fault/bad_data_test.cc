@@ -2,9 +2,9 @@
 // expert ids in a combine handle, corrupted expandIdx and counts in an Atlas A2-layout handle (on every rank, or on
 // one, which its peer then names), a repeated expert in a token, a huge global_bs, malformed views, survivors that drop
 // a shared-expert replica, absurd allocations, TP pairs whose ranks disagree or whose handles count other rows, a
-// peer's attributes from before a reset, outputs that share memory with an input or another output, a refused call's
-// staged copy. Each fails with its code and a message naming the field, and the group stays usable: the next good
-// round, of a random configuration, matches the reference bit for bit.
+// peer's attributes from before a reset, combines whose ranks disagree, outputs that share memory with an input or
+// another output, a refused call's staged copy. Each fails with its code and a message naming the field, and the group
+// stays usable: the next good round, of a random configuration, matches the reference bit for bit.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -62,8 +62,9 @@ DispatchOptions Options(ExpertLayout experts = Moe(kMoe)) {
   return options;
 }
 
-std::vector<Group> Groups(int ranks = kRanks, const char* name = "bad-data") {
+std::vector<Group> Groups(int ranks = kRanks, const char* name = "bad-data", DataPath path = DataPath::kAuto) {
   GroupOptions options;
+  options.data_path = path;
   options.timeout = std::chrono::milliseconds(4000);
   options.window_bytes = 16 << 20;
   options.name = name;
@@ -291,6 +292,27 @@ TEST(BadData, RanksThatDisagreeWriteNoOutput) {
                                  std::to_string(r == 0 ? kMoe : 2 * kMoe) + ",",
                              std::string("layout ") + (a2 ? "Atlas A2" : "Atlas A3") + ");",
                              "; rule: the group's size, ExpertLayout::moe_expert_num,"});
+    });
+  }
+}
+
+// Ranks whose combines disagree (here commQuantMode: rows of another size, quantized or not) fail together, naming
+// the rule and their own values, on both data paths, before any row is read or any output written (the rows were
+// pushed, or announced for pulling, into the call's own half of the windows).
+TEST(BadData, CombinesThatDisagreeWriteNoOutput) {
+  for (const DataPath path : {DataPath::kPush, DataPath::kPull}) {
+    SCOPED_TRACE(path == DataPath::kPush ? "push" : "pull");
+    auto groups = Groups(kRanks, "bad-data", path);
+    RunRanks(kRanks, [&](int r) {
+      RankData d(r);
+      const DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), Options());
+      CombineOptions options;
+      options.comm_quant = r == 0 ? Quant::kDynamicInt8 : Quant::kNone;
+      ExpectCombineRefused(groups[r], res, d.WeightsView(), options, ErrorCode::kInvalidConfig,
+                           {"Combine: rank " + std::to_string(1 - r), "called with attributes that differ",
+                            "CombineOptions::comm_quant " + std::to_string(r == 0 ? 2 : 0) + ",",
+                            "; rule: the group's size, ExpertLayout::moe_expert_num,"});
+      ExpectGoodRound(groups[r], r);
     });
   }
 }

@@ -45,8 +45,7 @@ std::function<void()> BuildBufferReset(const aclTensor* elastic_info, const char
   const Groups groups = FindGroups(group_ep, "", false);
   plan::MoeConfig c;
   c.ep_world_size = ep_world_size;
-  c.ep_rank = groups.ep ? groups.ep->comm->rank() : 0;
-  RequireGroups(op, groups, c, group_ep, "");
+  RequireGroups(op, groups, c, group_ep, "", /*takes_rank=*/false);
   return [groups, mask, need_sync] {
     // Read when the reset runs: earlier work on the stream may have written the mask.
     const std::vector<int32_t> reachable = ops::GatherInt32(mask);

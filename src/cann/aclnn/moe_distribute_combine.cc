@@ -66,7 +66,9 @@ void CheckWrapperRules(const std::string& op, const CombineArgs& a, bool add_rms
     }
   }
   const char* group_ep = a.attributes.group_ep;
-  if (!group_ep || !*group_ep) Reject(ErrorCode::kNullPointer, op, "groupEp", "empty", "a group name is required");
+  if (!group_ep || !*group_ep) {
+    Reject(ErrorCode::kNullPointer, op, "groupEp", group_ep ? "\"\"" : "nullptr", "a group name is required");
+  }
   // CANN's combine wrappers report over-long group names as 161002 (dispatch says 161001): docs/semantics.md 0.
   for (const auto& [name, param] : {std::pair{group_ep, "groupEp"}, {a.attributes.group_tp, "groupTp"}}) {
     const size_t length = GroupNameLength(name);

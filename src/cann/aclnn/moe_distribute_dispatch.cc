@@ -47,7 +47,9 @@ void CheckWrapperRules(const std::string& op, const DispatchArgs& a) {
     if (!tensor) Reject(ErrorCode::kNullPointer, op, name, "nullptr", "this tensor is required");
   }
   const char* group_ep = a.attributes.group_ep;
-  if (!group_ep || !*group_ep) Reject(ErrorCode::kNullPointer, op, "groupEp", "empty", "a group name is required");
+  if (!group_ep || !*group_ep) {
+    Reject(ErrorCode::kNullPointer, op, "groupEp", group_ep ? "\"\"" : "nullptr", "a group name is required");
+  }
   if (a.quant_mode == 2 && !a.dynamic_scales) {
     Reject(ErrorCode::kNullPointer, op, "dynamicScalesOut", "nullptr", "required when quantMode == 2");
   }

@@ -119,7 +119,12 @@ void RequireGroup(const std::string& op, const std::shared_ptr<Comm>& comm, cons
                (device < 0 ? std::string("(none set)") : std::to_string(device)) +
                " (HcclGetCommName; set the device with aclrtSetDevice / aclrtSetCurrentContext)");
   }
-  if (comm->comm->size() != size || comm->comm->rank() != rank) {
+  if (!rank_param && comm->comm->size() != size) {  // an operation that takes no rank (BufferReset)
+    Reject(ErrorCode::kInvalidConfig, op, param, value,
+           std::string(size_param) + " (" + std::to_string(size) + ") must match the communicator's size " +
+               std::to_string(comm->comm->size()));
+  }
+  if (rank_param && (comm->comm->size() != size || comm->comm->rank() != rank)) {
     Reject(ErrorCode::kInvalidConfig, op, param, value,
            std::string(size_param) + " (" + std::to_string(size) + ") and " + rank_param + " (" + std::to_string(rank) +
                ") must match the communicator's size " + std::to_string(comm->comm->size()) + " and rank " +
@@ -139,8 +144,9 @@ void CheckElasticInfo(const std::string& op, const TensorView& elastic, const pl
 }  // namespace
 
 void RequireGroups(const std::string& op, const Groups& groups, const plan::MoeConfig& c, const std::string& group_ep,
-                   const std::string& group_tp) {
-  RequireGroup(op, groups.ep, "groupEp", group_ep, c.ep_world_size, "epWorldSize", c.ep_rank, "epRankId");
+                   const std::string& group_tp, bool takes_rank) {
+  RequireGroup(op, groups.ep, "groupEp", group_ep, c.ep_world_size, "epWorldSize", c.ep_rank,
+               takes_rank ? "epRankId" : nullptr);
   if (c.has_tp()) {
     if (group_tp == group_ep)
       Reject(ErrorCode::kInvalidConfig, op, "groupTp", "'" + group_tp + "'", "must differ from groupEp");

@@ -67,9 +67,10 @@ void RequireDispatchProduct(const std::string& op, const Groups& groups, env::Pr
 /// HCCL_BUFFSIZE for a group that is not found (which RequireGroups then reports).
 plan::WindowCapacity CapacityOf(const Groups& groups);
 /// After the rules: the groups must exist on this device and agree with epWorldSize / epRankId
-/// (tpWorldSize / tpRankId); else 561002 naming the group.
+/// (tpWorldSize / tpRankId); else 561002 naming the group. An operation that takes no rank (`takes_rank` false:
+/// BufferReset) is checked, and named, by its size alone.
 void RequireGroups(const std::string& op, const Groups& groups, const plan::MoeConfig& config,
-                   const std::string& group_ep, const std::string& group_tp);
+                   const std::string& group_ep, const std::string& group_tp, bool takes_rank = true);
 
 /// The attributes dispatch and combine share (CANN's names), as phase one received them.
 struct GroupAttributes {
