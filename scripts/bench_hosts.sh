@@ -8,6 +8,7 @@
 #   MOE_EP_BENCH_RELAY="0 1"  moe_ep's paths between hosts to run, each as MOE_EP_HOSTS_RELAY: 0 flat, 1 two-level
 #   MOE_EP_BENCH_SEED=S       routing seed (default: drawn, printed; the same for every run of this script)
 #   MOE_EP_BENCH_BUILD=DIR    build folder (default build-bench, Release)
+#   MOE_EP_HOSTS_LIMIT_S=S    each job's time limit (default 3600); MOE_EP_TIMEOUT_MS defaults to 120000 here
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh iproute2 util-linux

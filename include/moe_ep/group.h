@@ -17,9 +17,9 @@ namespace moe_ep {
 
 /// How dispatch and combine move rows between ranks that can read each other's memory, in place (the
 /// ranks of CreateThreadGroups; process ranks of one host for tensors made with Tensor::PeerVisible, and
-/// for a dispatch's x of at most 64 KiB, which dispatch copies there) or by copy (process ranks of one
-/// host, any other memory: MOE_EP_CROSS_MEMORY in moe_ep/options.h); other rows are always pushed. All
-/// paths give the same bits.
+/// for a dispatch's x that dispatch copies there: one of at most 64 KiB, or no larger than the rows it sends
+/// to other ranks) or by copy (process ranks of one host, any other memory: MOE_EP_CROSS_MEMORY in
+/// moe_ep/options.h); other rows are always pushed. All paths give the same bits.
 enum class DataPath : uint8_t {
   /// MOE_EP_DATA_PATH when set, else by size: a rank's rows are pulled when it sends at least
   /// kPullMinBytes of them in a call (where they are read by copy: kCopyMinBytes, or kPullMinBytes under

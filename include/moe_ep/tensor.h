@@ -51,9 +51,10 @@ class Tensor {
   Tensor(DType dtype, std::vector<int64_t> shape);
   /// The same, in this process's shared heap: ranks that are other processes of this host read it in
   /// place, so dispatch's x and combine's expert outputs allocated here move with one copy per row (the
-  /// pull data path). Tensors anywhere else still work: their rows are pushed (but an x of at most 64 KiB is
-  /// copied into the shared heap by dispatch and pulled from there). Threads of one process
-  /// need nothing of this (every address is visible to them).
+  /// pull data path). Tensors anywhere else still work: dispatch copies an x of at most 64 KiB, or one no larger
+  /// than the rows it sends to other ranks, into the shared heap and peers pull from there; other rows are
+  /// pushed, or read by a kernel copy where MOE_EP_CROSS_MEMORY allows it. Threads of one process need nothing of
+  /// this (every address is visible to them).
   static Tensor PeerVisible(DType dtype, std::vector<int64_t> shape);
 
   DType dtype() const { return view_.dtype; }

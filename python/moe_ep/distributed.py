@@ -15,6 +15,7 @@
 
 import hashlib
 import os
+import re
 import threading
 import time
 import weakref
@@ -162,10 +163,8 @@ def _connect_timeout_s():
     text = os.environ.get("HCCL_CONNECT_TIMEOUT", "")
     if not text:
         return 120
-    try:
-        seconds = int(text, 10)
-    except ValueError:
-        seconds = None
+    # Digits only, as the library reads it (int() would also take spaces and underscores, which it refuses).
+    seconds = int(text, 10) if re.fullmatch(r"[+-]?[0-9]+", text) else None
     if seconds is None or not 1 <= seconds <= (1 << 31) // 1000:
         raise InvalidArgumentError(f"HCCL_CONNECT_TIMEOUT = {text!r} must be an integer number of seconds in "
                                    f"[1, {(1 << 31) // 1000}]")

@@ -62,11 +62,18 @@ def checked_ints(name, values, lo, hi):
 
 
 def checked_attrs(op, values, lo=0, hi=INT32_MAX):
-    """The dict of integer attributes `values`, each an int in [lo, hi] by checked_int (named "op: name"); the
-    operators bound them further."""
+    """The dict of integer attributes `values`, each an int in [lo, hi] (named "op: name"); the operators bound them
+    further. A value that is no int, or none an int64 holds, is refused as its type (INVALID_PARAM); an int outside
+    [lo, hi] breaks the operator's range rule, refused as the library refuses one (INVALID_CONFIG)."""
     for name, value in values.items():
         if type(value) is not int or not lo <= value <= hi:  # the common case costs no call
-            values[name] = checked_int(f"{op}: {name}", value, lo, hi)
+            try:
+                values[name] = checked_int(f"{op}: {name}", value, lo, hi)
+            except InvalidArgumentError as e:
+                if isinstance(value, numbers.Integral) and not isinstance(value, bool) and \
+                        -INT64_MAX - 1 <= int(value) <= INT64_MAX:
+                    e.code = INVALID_CONFIG
+                raise
     return values
 
 

@@ -142,17 +142,21 @@ def _check_common(op, ep_world_size, ep_rank_id, shared_expert_num, shared_exper
     if performance_info is not None:
         _fail(f"{op}: performance_info is not supported by moe_ep (it accumulates NPU-side wait times); pass None")
     if comm_alg == "hierarchy":
-        _fail(f"{op}: comm_alg = 'hierarchy' (the two-level algorithm across servers) is not supported by moe_ep "
-              "on A3; use '' (the default), 'fullmesh_v1' or 'fullmesh_v2'", INVALID_CONFIG)
+        _fail(f"{op}: comm_alg = 'hierarchy' (the two-level algorithm across servers) is not supported by moe_ep; "
+              "use '' (the default), 'fullmesh_v1' or 'fullmesh_v2' (Atlas A3), '' or 'fullmesh' (Atlas A2)",
+              INVALID_CONFIG)
+    # The operators' range rules: the codes the library gives them (INVALID_CONFIG).
     if not 0 <= ep_rank_id < ep_world_size:
-        _fail(f"{op}: ep_rank_id = {ep_rank_id} must be in [0, ep_world_size = {ep_world_size})")
+        _fail(f"{op}: ep_rank_id = {ep_rank_id} must be in [0, ep_world_size = {ep_world_size})", INVALID_CONFIG)
     if not 0 <= shared_expert_rank_num < ep_world_size:
-        _fail(f"{op}: shared_expert_rank_num = {shared_expert_rank_num} must be in [0, ep_world_size = {ep_world_size})")
+        _fail(f"{op}: shared_expert_rank_num = {shared_expert_rank_num} must be in [0, ep_world_size = {ep_world_size})",
+              INVALID_CONFIG)
     default_or_none = (shared_expert_num, shared_expert_rank_num) in ((1, 0), (0, 0))
     if not default_or_none and not (shared_expert_num > 0 and shared_expert_rank_num // shared_expert_num > 0
                                     and shared_expert_rank_num % shared_expert_num == 0):
         _fail(f"{op}: shared_expert_num = {shared_expert_num} with shared_expert_rank_num = {shared_expert_rank_num}: "
-              "shared_expert_rank_num must be a positive multiple of shared_expert_num (or both 0, or 1 and 0)")
+              "shared_expert_rank_num must be a positive multiple of shared_expert_num (or both 0, or 1 and 0)",
+              INVALID_CONFIG)
 
 
 def _check_2d(op, **tensors):
@@ -160,7 +164,7 @@ def _check_2d(op, **tensors):
         if not isinstance(t, torch.Tensor):
             _fail(f"{op}: {name} must be a torch.Tensor, not {type(t).__name__}", 161001 if t is None else INVALID_PARAM)
         if t.dim() != 2:
-            _fail(f"{op}: {name} has shape {tuple(t.shape)}; it must be 2-D")
+            _fail(f"{op}: {name} has shape {tuple(t.shape)}; it must be 2-D", INVALID_CONFIG)
 
 
 def _receive_rows(bs, k, ep_world_size, ep_rank_id, moe_expert_num, expert_shard_type, shared_expert_num,
@@ -232,7 +236,8 @@ def _prepare_dispatch(x, expert_ids, group_ep, ep_world_size, ep_rank_id, moe_ex
     _check_common(op, ep_world_size, ep_rank_id, shared_expert_num, shared_expert_rank_num, comm_alg,
                   performance_info)
     if expert_token_nums_type not in (0, 1):
-        _fail(f"{op}: expert_token_nums_type = {expert_token_nums_type} must be 0 (cumulative) or 1 (counts)")
+        _fail(f"{op}: expert_token_nums_type = {expert_token_nums_type} must be 0 (cumulative) or 1 (counts)",
+              INVALID_CONFIG)
     out_dtype = x.dtype if quant_mode == 0 else torch.int8
     _check_dtype_arg(op, "y_dtype", y_dtype, out_dtype)
     _check_dtype_arg(op, "x_dtype", x_dtype, x.dtype)

@@ -133,6 +133,13 @@ uint64_t HostsMessageBytes() {
   return bytes / 8 * 8;
 }
 
+bool StartedByMpiLauncher() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE"}) {
+    if (Text(name)) return true;
+  }
+  return false;
+}
+
 std::optional<LaunchVariables> MpiLaunch() {
   // Open MPI, then MPICH's Hydra (PMIx-only launchers also set one of these through their MPI).
   const std::pair<const char*, const char*> launchers[] = {{"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},

@@ -131,5 +131,8 @@ LaunchVariables Launch();
 /// The rank and size an MPI launcher set (Open MPI's OMPI_COMM_WORLD_RANK / _SIZE, MPICH's PMI_RANK /
 /// PMI_SIZE), with an empty rendezvous; nullopt when the process was not started by one.
 std::optional<LaunchVariables> MpiLaunch();
+/// Whether a launcher started this process as an MPI rank: Open MPI's OMPI_COMM_WORLD_SIZE, PMIx's PMIX_RANK
+/// or MPICH Hydra's PMI_SIZE is set (any value; MpiLaunch reads the rank and size).
+bool StartedByMpiLauncher();
 
 }  // namespace moe_ep::env

@@ -9,7 +9,9 @@
 #   simulated_hosts.sh HOSTS RANKS PROGRAM ARGS...     ("random" in ARGS: a fresh seed, printed first)
 #
 # MOE_EP_HOSTS_RELAY reaches the ranks: 1 two-level between hosts (the library's default), unset or 0 flat here,
-# so that each test names the path it runs.
+# so that each test names the path it runs. MOE_EP_TIMEOUT_MS (default here 20000) and MOE_EP_HOSTS_MESSAGE_BYTES
+# reach them too.
+# MOE_EP_HOSTS_LIMIT_S=S: mpirun is ended after S seconds (default 240).
 # MOE_EP_HOSTS_MIN_BYTES=N: more than N bytes must cross the links (default 64 KiB, less than any job moving rows).
 # MOE_EP_HOSTS_SURVIVORS=N: a rank dies on purpose; N ranks must report success, then mpirun is ended here.
 # MOE_EP_HOSTS_RATE=RATE (a tc rate such as 2gbit or 500mbit; unset: links as fast as the machine): shapes

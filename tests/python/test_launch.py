@@ -62,7 +62,8 @@ def second_rank_of_a_job(monkeypatch):
     return monkeypatch
 
 
-@pytest.mark.parametrize("value", ["abc", "0", "2147484", "1.5"])
+# The last three: Python's int() took them, which the library refuses.
+@pytest.mark.parametrize("value", ["abc", "0", "2147484", "1.5", " 120", "120 ", "1_20"])
 def test_a_bad_connect_timeout_names_the_variable_and_its_rule(second_rank_of_a_job, value):
     # A member other than the first reads HCCL_CONNECT_TIMEOUT for how long to wait for the root info.
     second_rank_of_a_job.setenv("HCCL_CONNECT_TIMEOUT", value)

@@ -7,6 +7,7 @@
 #include <string>
 #include <thread>
 
+#include "base/env.h"
 #include "moe_ep/error.h"
 #include "transport/window.h"
 
@@ -34,19 +35,11 @@ void FinalizeAtExit() {
 
 }  // namespace
 
-bool LaunchedByMpi() {
-  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE"}) {
-    const char* value = std::getenv(name);
-    if (value != nullptr && *value != '\0') return true;
-  }
-  return false;
-}
-
 bool Active() {
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
-  return (initialized && !finalized) || LaunchedByMpi();
+  return (initialized && !finalized) || env::StartedByMpiLauncher();
 }
 
 void EnsureInitialized() {

@@ -12,11 +12,8 @@
 
 namespace moe_ep::transport::mpi {
 
-/// True when a launcher started this process as an MPI rank (Open MPI's OMPI_COMM_WORLD_SIZE, PMIx's
-/// PMIX_RANK, MPICH Hydra's PMI_SIZE).
-bool LaunchedByMpi();
-
-/// True when moe_ep should form groups over MPI: the program initialised MPI, or a launcher started it.
+/// True when moe_ep should form groups over MPI: the program initialised MPI, or a launcher started it
+/// (env::StartedByMpiLauncher).
 bool Active();
 
 /// Makes sure MPI is initialised: when the program has not called MPI_Init, moe_ep calls
