@@ -172,8 +172,9 @@ void CheckCountsNeverDecrease(const MoeConfig& c, const std::vector<int32_t>& co
 // Atlas A2 (docs/a2.md): own rows come in blocks (local expert, owner) as epSendCounts lays them out; row j of
 // block (e_local, owner) goes to the owner's slot start + (its rows from lower local experts) + j, where
 // start is what the owner announced.
-std::vector<ReturnRoute> BlockRoutes(const MoeConfig& c, const std::vector<int32_t>& counts, Window& ep,
-                                     const CallSlot& call, const Link& ctx) {
+std::vector<ReturnRoute> BlockRoutes(const MoeConfig& c, const WindowLayout& layout, const std::vector<int32_t>& counts,
+                                     Window& ep, const CallSlot& call, const Link& ctx) {
+  const int64_t slots = layout.max_bs * layout.combine_slots_per_token;  // an owner's combine area
   const int64_t e_num = c.ep_world_size, l = c.local_expert_num(), own_rows = counts.back();
   std::vector<ReturnRoute> routes(own_rows);
   std::vector<int64_t> next(e_num, -1), end_of(e_num, -1);  // per owner, once it announced: next and end slot
@@ -187,6 +188,12 @@ std::vector<ReturnRoute> BlockRoutes(const MoeConfig& c, const std::vector<int32
             ep, SlotBaseFlag(call, owner, 0), call.epoch, ctx.deadline, static_cast<int>(owner), c.op.c_str(), what));
         end_of[owner] = transport::FlagCount(transport::WaitFlag(
             ep, SlotBaseFlag(call, owner, 1), call.epoch, ctx.deadline, static_cast<int>(owner), c.op.c_str(), what));
+        if (next[owner] > end_of[owner] || end_of[owner] > slots) {  // rows past its area would land anywhere
+          throw Error(ErrorCode::kInternal, c.op + ": rank " + std::to_string(owner) + " of " + ep.name() +
+                                                " announced slots [" + std::to_string(next[owner]) + ", " +
+                                                std::to_string(end_of[owner]) + ") for this rank's rows, outside its " +
+                                                std::to_string(slots) + " slots");
+        }
       }
       if (end - previous > end_of[owner] - next[owner]) {
         BadCount(c, counts, entry,
@@ -598,20 +605,24 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
     // rows go (peers returning rows to a rank that refuses alone time out naming it).
     ExpandIdxSlots own_slots;
     std::vector<ReturnRoute> routes;
+    // A peer laid out otherwise puts its rows where this rank does not look, or rows of another size: refused before
+    // this rank acts on anything of a peer's (Atlas A2: the owners' slot bases; else: the rows, or their pull
+    // announcements), or writes an output. Its rows stay in this call's half of the window (Atlas A3: placed by its
+    // own layout, which fits the window; Atlas A2: by the bases its owners announced, bounded by BlockRoutes).
+    const auto check_peers_agree = [&] { CheckPeersAgree(c, AgreedBy::kCombine, ctx.ep, call, ctx, [] {}); };
     if (c.expand_idx()) {
       own_slots = PlanExpandIdxSlots(c, ids, mask, assist);
       CheckCountsNeverDecrease(c, send_counts);
       AnnounceSlotBases(c, own_slots, ctx.ep, call);
-      routes = BlockRoutes(c, send_counts, ctx.ep, call, ctx);
+      check_peers_agree();
+      routes = BlockRoutes(c, layout, send_counts, ctx.ep, call, ctx);
     } else {
       routes = TripleRoutes(layout, assist, own_rows);
     }
     readers.emplace(c.ep_world_size, 1);
     readers = AnnounceRowsBack(c, layout, ctx.ep, call, routes, source, ctx.pull_min_bytes);
     SendRowsBack(c, layout, ctx.ep, call, routes, reduced, expand_x, *readers, ctx);
-    // A peer laid out otherwise put its rows where this rank does not look, or rows of another size: refused before
-    // any is read or any output written (its rows stay in this call's half of the window, sized by its own config).
-    CheckPeersAgree(c, AgreedBy::kCombine, ctx.ep, call, ctx, [] {});
+    if (!c.expand_idx()) check_peers_agree();
     const std::vector<float> weights = GatherFloat(t.expert_scales);
     pull::Claims claims(ctx.ep, flags, c.op.c_str());
     // A token's part reads its K (and shared) rows.

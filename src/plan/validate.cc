@@ -556,16 +556,16 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
   CheckDispatchInputDtypes(ck, t);
   ck.Require(t.expand_x.dtype == t.x.dtype || t.expand_x.dtype == DType::kInt8, kDtype, "expandXOut",
              DTypeName(t.expand_x.dtype), "dtype must be x's (", DTypeName(t.x.dtype), ") or int8");
-  if (c.quant_mode == 2 || (IsA2(p) && t.expand_x.dtype == DType::kInt8)) {
-    if (t.dynamic_scales.present()) ck.Dtype(t.dynamic_scales, "dynamicScalesOut", DType::kFloat32);
-  }
+  if (IsA2(p) && t.expert_scales.present()) ck.Dtype(t.expert_scales, "expertScales", DType::kFloat32);
+  // Read where the call quantizes: Atlas A2 does exactly when expandXOut is int8, whatever quantMode says (below).
+  const bool quantizes = IsA2(p) ? t.expand_x.dtype == DType::kInt8 : c.quant_mode == 2;
+  if (quantizes && t.dynamic_scales.present()) ck.Dtype(t.dynamic_scales, "dynamicScalesOut", DType::kFloat32);
   ck.Dtype(t.assist_info, "assistInfoForCombineOut", DType::kInt32);
   ck.Dtype(t.expert_token_nums, "expertTokenNumsOut", DType::kInt64);
   ck.Dtype(t.ep_recv_counts, "epRecvCountsOut", DType::kInt32);
   ck.Dtype(t.tp_recv_counts, "tpRecvCountsOut", DType::kInt32);
   CheckDispatchInputs(ck, c, t, p);
   if (IsA2(p) && t.expert_scales.present()) {  // documented as (Bs, K) fp32; the fullmesh kernel never reads it
-    ck.Dtype(t.expert_scales, "expertScales", DType::kFloat32);
     CheckExpertScalesShape(ck, c, t.expert_scales);
   }
   if (IsA2(p)) {

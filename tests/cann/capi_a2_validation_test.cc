@@ -252,6 +252,10 @@ std::vector<Rule<D>> DispatchRules() {
       {"ExpertScalesNotBsK", Make(&D::expert_scales, ACL_FLOAT, {kBs, kK + 1}), kTiling, {"expertScales"},
        {"(4, 3)", "(4, 2)"}},
       {"ExpertScalesFloat16", Make(&D::expert_scales, ACL_FLOAT16, {kBs, kK}), kInvalid, {"expertScales"}, {"fp16"}},
+      // The dtype before the rules (quantMode 1 is a tiling refusal).
+      {"ExpertScalesFloat16AndQuantMode1",
+       All<D>({Make(&D::expert_scales, ACL_FLOAT16, {kBs, kK}), Set(&D::quant, 1)}), kInvalid, {"expertScales"},
+       {"fp16"}},
       // tpWorldSize 0 or 1.
       {"TpWorldSize2", Set(&D::tp_world_size, 2), kTiling, {"tpWorldSize"}, {"2"}},
       // The other TP and shared-expert parameters are 0 too (the seed: "pass 0").

@@ -12,6 +12,7 @@
 #include <latch>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "api/group_impl.h"
@@ -297,15 +298,23 @@ TEST(BadData, RanksThatDisagreeWriteNoOutput) {
 }
 
 // Ranks whose combines disagree (here commQuantMode: rows of another size, quantized or not) fail together, naming
-// the rule and their own values, on both data paths, before any row is read or any output written (the rows were
-// pushed, or announced for pulling, into the call's own half of the windows).
+// the rule and their own values, on both data paths and both layouts, before any row is read or any output written
+// (Atlas A3: the rows were pushed, or announced for pulling, into the call's own half of the windows; Atlas A2: before
+// any owner's slots are read, so before any row moves).
 TEST(BadData, CombinesThatDisagreeWriteNoOutput) {
-  for (const DataPath path : {DataPath::kPush, DataPath::kPull}) {
-    SCOPED_TRACE(path == DataPath::kPush ? "push" : "pull");
+  for (const auto& path_and_layout : {std::pair{DataPath::kPush, false},
+                                      {DataPath::kPull, false},
+                                      {DataPath::kPush, true},
+                                      {DataPath::kPull, true}}) {
+    const DataPath path = path_and_layout.first;  // not bindings: clang 14's lambdas cannot capture those
+    const bool a2 = path_and_layout.second;
+    SCOPED_TRACE(std::string(path == DataPath::kPush ? "push" : "pull") + (a2 ? ", Atlas A2 layout" : ""));
     auto groups = Groups(kRanks, "bad-data", path);
     RunRanks(kRanks, [&](int r) {
       RankData d(r);
-      const DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), Options());
+      DispatchOptions dispatch = Options();
+      dispatch.expand_idx_layout = a2;
+      const DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), dispatch);
       CombineOptions options;
       options.comm_quant = r == 0 ? Quant::kDynamicInt8 : Quant::kNone;
       ExpectCombineRefused(groups[r], res, d.WeightsView(), options, ErrorCode::kInvalidConfig,

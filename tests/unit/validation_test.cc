@@ -923,7 +923,6 @@ const CombineRow kCombineRules[] = {
      kNull,
      {"'expertScales' = nullptr"}},
     {"NullXOut", nullptr, [](CombineCall& c) { c.t.x.data = nullptr; }, kNull, {"'xOut' = nullptr"}},
-
     {"RmsNullResidualX", Rms, [](CombineCall& c) { c.t.residual_x.data = nullptr; }, kNull, {"'residualX' = nullptr"}},
     {"RmsNullGamma", Rms, [](CombineCall& c) { c.t.gamma.data = nullptr; }, kNull, {"'gamma' = nullptr"}},
     {"RmsNullYOut", Rms, [](CombineCall& c) { c.t.y.data = nullptr; }, kNull, {"'yOut' = nullptr"}},

@@ -741,22 +741,23 @@ class HostsWindow final : public Window {
     int count = 0;
     const int tested =
         MPI_Testsome(static_cast<int>(requests_.size()), requests_.data(), &count, finished_.data(), statuses_.data());
-    // MPI_ERR_IN_STATUS: some requests finished in error (their status says which), the others as on success, and
-    // all of them are freed; any other error tells nothing of the requests.
+    // MPI_ERR_IN_STATUS: some requests finished in error (their status says which), the others as on success; any
+    // other error tells nothing of the requests.
     if (tested != MPI_ERR_IN_STATUS) mpi::Check(tested, "MPI_Testsome");
     if (count == MPI_UNDEFINED || count == 0) return false;
-    // Every finished request is MPI_REQUEST_NULL now, before anything below may throw: none is tested again.
+    // Every finished request is MPI_REQUEST_NULL now (a failed one too, but where MPI keeps it pending: a receive
+    // from any rank under a fault-tolerant MPI), before anything below may throw: none is tested again.
     for (size_t i = 0; i < pending_.size(); ++i) *pending_[i].request = requests_[i];
     fruitless_polls_ = 0;
     uint64_t received = 0;
-    int malformed_from = -1;     // thrown once every finished receive is accounted for
-    std::string failed_request;  // likewise: the first request that finished in error
+    int malformed_from = -1;  // thrown once every finished receive is accounted for
+    std::string failed;       // likewise: the first request that finished in error, or MPI could not describe
     for (int i = 0; i < count; ++i) {
       const Pending& pending = pending_[finished_[i]];
       Incoming* in = pending.in;
       if (tested == MPI_ERR_IN_STATUS && statuses_[i].MPI_ERROR != MPI_SUCCESS) {
-        if (failed_request.empty()) failed_request = FailedRequest(pending, statuses_[i]);
-        if (in) {
+        if (failed.empty()) failed = FailedRequest(pending, statuses_[i]);
+        if (in && *pending.request == MPI_REQUEST_NULL) {  // one MPI keeps pending stays posted, as it was
           if (in->cancelled) --cancelling_;
           in->cancelled = true;  // its buffer is given back, never landed
         }
@@ -765,14 +766,20 @@ class HostsWindow final : public Window {
       if (!in) continue;
       if (in->cancelled) {
         int cancelled = 0;
-        mpi::Check(MPI_Test_cancelled(&statuses_[i], &cancelled), "MPI_Test_cancelled");
+        const int tested_cancel = MPI_Test_cancelled(&statuses_[i], &cancelled);
         --cancelling_;
-        in->cancelled = cancelled != 0;
+        // A status MPI cannot read counts as cancelled: the buffer is given back, never landed.
+        in->cancelled = cancelled != 0 || tested_cancel != MPI_SUCCESS;
+        if (tested_cancel != MPI_SUCCESS && failed.empty()) failed = "MPI_Test_cancelled: " + ErrorText(tested_cancel);
         if (in->cancelled) continue;
       }
-      ++received;
       int bytes = 0;
-      mpi::Check(MPI_Get_count(&statuses_[i], MPI_BYTE, &bytes), "MPI_Get_count");
+      if (const int counted = MPI_Get_count(&statuses_[i], MPI_BYTE, &bytes); counted != MPI_SUCCESS) {
+        if (failed.empty()) failed = "MPI_Get_count: " + ErrorText(counted);
+        in->cancelled = true;  // never landed: its source is unknown
+        continue;
+      }
+      ++received;
       in->source = statuses_[i].MPI_SOURCE;
       if (!in->buffer.Received(static_cast<size_t>(bytes))) {
         malformed_from = in->source;
@@ -780,23 +787,30 @@ class HostsWindow final : public Window {
       }
     }
     GrowPosting(received);
-    if (!failed_request.empty()) throw Error(ErrorCode::kInternal, "moe_ep: MPI_Testsome failed: " + failed_request);
+    if (!failed.empty()) throw Error(ErrorCode::kInternal, "moe_ep: MPI_Testsome failed: " + failed);
     if (malformed_from >= 0) BadMessage(malformed_from, 0);
     return count > 0;
   }
 
-  // What a request that MPI finished in error was, and MPI's words for the error. Its message is lost: the peer
-  // waits for it (or this rank for the peer's) until the group is made again, or scaled down without the peer.
+  // What a request that MPI finished in error was, and MPI's words for the error. Its message may be lost; if it
+  // was, the peer waits for it (or this rank for the peer's: messages land in the order sent) until the group is
+  // made again, or scaled down without one of the two. A failed receive's source is known only where MPI matched it
+  // to a message (a truncated one).
   std::string FailedRequest(const Pending& pending, const MPI_Status& status) const {
+    const int peer = !pending.in ? pending.peer : status.MPI_ERROR == MPI_ERR_TRUNCATE ? status.MPI_SOURCE : -1;
+    const std::string whom = peer >= 0 && peer < size() ? "rank " + std::to_string(peer) : "an unknown rank";
+    return std::string(pending.in ? "a message from " : "a message to ") + whom + " of " + name() + " may be lost (" +
+           ErrorText(status.MPI_ERROR) +
+           "); if it was, the operations between the two ranks cannot go on: scale this group down without one of "
+           "them, or join a new group";
+  }
+
+  // MPI's words for `code`, or the code where MPI has none.
+  static std::string ErrorText(int code) {
     char text[MPI_MAX_ERROR_STRING] = {};
     int length = 0;
-    MPI_Error_string(status.MPI_ERROR, text, &length);
-    const int peer = pending.in ? status.MPI_SOURCE : pending.peer;
-    const std::string whom = peer >= 0 && peer < size() ? "rank " + std::to_string(peer) : "an unknown rank";
-    return std::string(pending.in ? "a message from " : "a message to ") + whom + " of " + name() + " was lost (" +
-           std::string(text, static_cast<size_t>(length)) +
-           "); the operations between the two ranks cannot go on: scale this group down without one of them, or "
-           "join a new group";
+    if (MPI_Error_string(code, text, &length) != MPI_SUCCESS || length <= 0) return "MPI error " + std::to_string(code);
+    return std::string(text, static_cast<size_t>(length));
   }
 
   // One poll found `received` messages: when that is half the receives kept posted or more, later ones of
