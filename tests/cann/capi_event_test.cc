@@ -197,7 +197,7 @@ TEST(CapiEvents, BadHandlesAndArgumentsAreErrors) {
   aclrtEvent event = nullptr;
   EXPECT_EQ(aclrtCreateEvent(nullptr), ACL_ERROR_INVALID_PARAM);
   ASSERT_EQ(aclrtCreateEvent(&event), ACL_SUCCESS);
-  EXPECT_EQ(aclrtSynchronizeEventWithTimeout(event, -2), ACL_ERROR_RT_PARAM_INVALID);
+  EXPECT_EQ(aclrtSynchronizeEventWithTimeout(event, -2), ACL_ERROR_INVALID_PARAM);  // as for a stream's timeout
   EXPECT_NE(RecentErrMsg().find("timeout"), std::string::npos);
   aclrtEventRecordedStatus status;
   EXPECT_EQ(aclrtQueryEventStatus(event, nullptr), ACL_ERROR_INVALID_PARAM);

@@ -667,8 +667,9 @@ TEST(CapiStream, DefaultWindowsAreReservedNotCommitted) {
   EXPECT_LT(vm_after_destroy - vm_before, int64_t{2} << 30) << "HcclCommDestroy must unmap the windows";
 }
 
-// An executor's handle is good for one launch: a launch that did not happen (a destroyed stream, another
-// operator's phase two) gives it back; one that ran is gone, and stays gone once a new executor took its memory.
+// An executor's handle is good for one launch: a launch that did not happen (a destroyed stream, a stream of another
+// device, another operator's phase two) gives it back; one that ran is gone, and stays gone once a new executor took
+// its memory.
 TEST(CapiStream, AnExecutorLaunchesOnceAndOnlyAsItsOwnOperator) {
   EnsureAclReady();
   std::vector<HcclComm> comms = CreateGroup({0, 1, 2, 3});
@@ -683,7 +684,24 @@ TEST(CapiStream, AnExecutorLaunchesOnceAndOnlyAsItsOwnOperator) {
         aclrtStream gone = nullptr;
         ASSERT_EQ(aclrtCreateStream(&gone), ACL_SUCCESS);
         ASSERT_EQ(aclrtDestroyStream(gone), ACL_SUCCESS);
-        EXPECT_NE(aclnnMoeDistributeDispatchV2(nullptr, 0, first, gone), ACL_SUCCESS) << "a destroyed stream";
+        EXPECT_EQ(aclnnMoeDistributeDispatchV2(nullptr, 0, first, gone), ACL_ERROR_RT_PARAM_INVALID)
+            << "a destroyed stream";
+        // A stream of another device: the launch would queue behind that device's rank, which waits for this one,
+        // until the deadline. Refused at once, naming both devices.
+        aclrtContext own = nullptr, other = nullptr;
+        ASSERT_EQ(aclrtGetCurrentContext(&own), ACL_SUCCESS);
+        ASSERT_EQ(aclrtCreateContext(&other, (r + 1) % kRanks), ACL_SUCCESS);
+        aclrtStream elsewhere = nullptr;
+        ASSERT_EQ(aclrtCreateStream(&elsewhere), ACL_SUCCESS);
+        ASSERT_EQ(aclrtSetCurrentContext(own), ACL_SUCCESS);
+        EXPECT_EQ(aclnnMoeDistributeDispatchV2(nullptr, 0, first, elsewhere), ACL_ERROR_RT_STREAM_CONTEXT);
+        EXPECT_NE(RecentErrMsg().find("is on device " + std::to_string((r + 1) % kRanks) +
+                                      ", and the operator was built (phase one) on device " + std::to_string(r)),
+                  std::string::npos)
+            << RecentErrMsg();
+        EXPECT_EQ(aclrtDestroyStream(elsewhere), ACL_SUCCESS);
+        EXPECT_EQ(aclrtDestroyContext(other), ACL_SUCCESS);
+        ASSERT_EQ(aclrtSetCurrentContext(own), ACL_SUCCESS);
         EXPECT_EQ(aclnnMoeDistributeCombineV2(nullptr, 0, first, rank.stream), ACLNN_ERR_PARAM_INVALID);
         EXPECT_NE(RecentErrMsg().find("built by aclnnMoeDistributeDispatchV2"), std::string::npos);
         // Neither failed launch used the executor up.

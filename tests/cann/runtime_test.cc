@@ -235,6 +235,34 @@ TEST_F(AclContexts, CreateMakesCurrentAndSetCurrentSwitchesPerThread) {
   EXPECT_EQ(CurrentDevice(), 3);                                           // ...but the device stays
 }
 
+// A thread whose current context another thread destroyed works in its device's implicit context, as the destroying
+// thread does: its launches on the default stream go to that context's default stream (the one every such thread
+// and the destroying thread synchronize), not to a new stream of the dead context's.
+TEST_F(AclContexts, AContextDestroyedByAnotherThreadLeavesItsDevicesImplicitContext) {
+  aclrtContext context = nullptr;
+  ASSERT_EQ(aclrtCreateContext(&context, 2), ACL_SUCCESS);
+  std::atomic<int> stage{0}, ran{0};
+  std::thread other([&] {
+    ASSERT_EQ(aclrtSetCurrentContext(context), ACL_SUCCESS);
+    stage = 1;
+    while (stage != 2) std::this_thread::yield();
+    EXPECT_EQ(LaunchOnStream(nullptr, "slow",
+                             [&] {
+                               std::this_thread::sleep_for(std::chrono::milliseconds(200));
+                               ran = 1;
+                             }),
+              ACL_SUCCESS);
+    stage = 3;
+  });
+  while (stage != 1) std::this_thread::yield();
+  ASSERT_EQ(aclrtDestroyContext(context), ACL_SUCCESS);  // this thread is now in device 2's implicit context
+  stage = 2;
+  while (stage != 3) std::this_thread::yield();
+  other.join();
+  EXPECT_EQ(aclrtSynchronizeStream(nullptr), ACL_SUCCESS) << RecentMessage();
+  EXPECT_EQ(ran, 1) << "the other thread's task went to a stream of the destroyed context";
+}
+
 TEST_F(AclContexts, DoubleDestroyAndUnknownHandlesFail) {
   aclrtContext context = nullptr;
   ASSERT_EQ(aclrtCreateContext(&context, 1), ACL_SUCCESS);
@@ -446,6 +474,27 @@ TEST_P(AclStreams, SynchronizeReportsTheFirstFailureOnce) {
   ASSERT_EQ(LaunchOnStream(stream, "std_op", [] { throw std::runtime_error("plain exception"); }), ACL_SUCCESS);
   EXPECT_EQ(aclrtSynchronizeStreamWithTimeout(stream, 10000), ACL_ERROR_RT_INTERNAL_ERROR);
   EXPECT_EQ(RecentMessage(), "std_op: plain exception");
+  EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
+}
+
+// A device's synchronize reports a stream's failure and leaves it to the stream's own synchronize (the thread that
+// launched the task, maybe another, learns of it there), which then forgets it.
+TEST_P(AclStreams, SynchronizeDeviceLeavesAFailureToTheStreamsOwnSynchronize) {
+  ASSERT_EQ(aclrtSetDevice(4), ACL_SUCCESS);
+  aclrtStream stream = nullptr;
+  ASSERT_EQ(NewStream(&stream), ACL_SUCCESS);
+  ASSERT_EQ(LaunchOnStream(stream, "failing_op",
+                           [] { throw moe_ep::Error(moe_ep::ErrorCode::kInvalidConfig, "window too small"); }),
+            ACL_SUCCESS);
+  OnFreshThread([] {
+    ASSERT_EQ(aclrtSetDevice(4), ACL_SUCCESS);
+    EXPECT_EQ(aclrtSynchronizeDevice(), static_cast<aclError>(moe_ep::ErrorCode::kInvalidConfig));
+    EXPECT_EQ(RecentMessage(), "failing_op: window too small");
+  });
+  EXPECT_EQ(aclrtSynchronizeStream(stream), static_cast<aclError>(moe_ep::ErrorCode::kInvalidConfig));
+  EXPECT_EQ(RecentMessage(), "failing_op: window too small");
+  EXPECT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS);
+  EXPECT_EQ(aclrtSynchronizeDevice(), ACL_SUCCESS);
   EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
 }
 
@@ -697,6 +746,9 @@ TEST_P(AclStreams, SynchronizeDeviceWaitsForEveryStreamOfTheDevice) {
   EXPECT_EQ(aclrtSynchronizeDevice(), static_cast<aclError>(moe_ep::ErrorCode::kTimeout));
   EXPECT_EQ(RecentMessage(), "broken: rank 3");
   EXPECT_EQ(finished.load(), 3);
+  // The failure stays until its stream's own synchronize takes it.
+  EXPECT_EQ(aclrtSynchronizeDevice(), static_cast<aclError>(moe_ep::ErrorCode::kTimeout));
+  EXPECT_EQ(aclrtSynchronizeStream(second), static_cast<aclError>(moe_ep::ErrorCode::kTimeout));
   EXPECT_EQ(aclrtSynchronizeDevice(), ACL_SUCCESS);
   EXPECT_EQ(aclrtDestroyStream(first), ACL_SUCCESS);
   EXPECT_EQ(aclrtDestroyStream(second), ACL_SUCCESS);

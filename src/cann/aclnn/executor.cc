@@ -35,6 +35,7 @@ aclnnStatus BuildExecutor(const char* op, uint64_t* workspace_size, aclOpExecuto
   auto built = std::make_shared<aclOpExecutor>();
   built->work = build();
   built->op = name;
+  built->device = CurrentDevice();
   *workspace_size = kWorkspaceBytes;
   *executor = static_cast<aclOpExecutor*>(Executors().Add(std::move(built)));
   return ACLNN_SUCCESS;
@@ -49,7 +50,8 @@ aclnnStatus LaunchExecutor(const char* op, aclOpExecutor* executor, aclrtStream 
     if (kept->op != op) {
       return Fail(ACLNN_ERR_PARAM_INVALID, std::string(op) + ": the executor was built by " + kept->op);
     }
-    return LaunchOnStream(stream, op, [kept] { kept->work(); });
+    return LaunchOnStream(
+        stream, op, [kept] { kept->work(); }, nullptr, kept->device);
   }
   std::shared_ptr<aclOpExecutor> owned = Executors().Remove(executor);
   if (!owned) {
@@ -65,7 +67,8 @@ aclnnStatus LaunchExecutor(const char* op, aclOpExecutor* executor, aclrtStream 
   }
   aclnnStatus status = ACLNN_SUCCESS;
   try {
-    status = LaunchOnStream(stream, op, [owned] { owned->work(); });
+    status = LaunchOnStream(
+        stream, op, [owned] { owned->work(); }, nullptr, owned->device);
   } catch (...) {  // not launched either (say, no memory for the task)
     Executors().Restore(executor, std::move(owned));
     throw;

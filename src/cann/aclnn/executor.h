@@ -14,6 +14,7 @@ struct aclOpExecutor {
   std::string op;                       // "aclnnMoeDistributeDispatchV2", ...
   std::function<void()> work;           // the operation with its inputs captured; throws moe_ep::Error to fail
   std::atomic<bool> repeatable{false};  // aclSetAclOpExecutorRepeatable: launched any number of times, until destroyed
+  int32_t device = -1;                  // phase one's, where the communicators are: its launches' streams must be too
 };
 
 namespace moe_ep::cann {

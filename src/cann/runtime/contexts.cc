@@ -44,6 +44,8 @@ aclrtContext DefaultContext(int32_t device) {
   return context;
 }
 
+bool ContextIsLive(aclrtContext context) { return Contexts().Find(context) != nullptr; }
+
 void DestroyAllContexts() {
   DefaultContexts& defaults = TheDefaultContexts();
   std::lock_guard<std::mutex> lock(defaults.mu);

@@ -12,6 +12,7 @@
 #include "base/env.h"
 #include "cann/runtime/handle_registry.h"
 #include "cann/runtime/internal.h"
+#include "transport/window.h"
 
 namespace moe_ep::cann::runtime {
 namespace {
@@ -54,7 +55,14 @@ class Event {
     std::unique_lock lock(mu_);
     const auto ran = [&] { return completed_ >= record; };
     if (!deadline) {
-      done_.wait(lock, ran);
+      // As a stream's synchronize does: asking the interrupt check now and then lets it act on this thread (the
+      // Python package runs the interpreter's signal handlers there); the task the record waits behind then fails
+      // at its own next look, and the record runs.
+      while (!done_.wait_for(lock, transport::kInterruptCheckEvery, ran)) {
+        lock.unlock();
+        transport::InterruptRequested();
+        lock.lock();
+      }
       return true;
     }
     return done_.wait_until(lock, *deadline, ran);
@@ -212,8 +220,8 @@ extern "C" aclError aclrtSynchronizeEventWithTimeout(aclrtEvent event, int32_t t
   return Guarded("aclrtSynchronizeEventWithTimeout", ApiFamily::kAcl, [&]() -> aclError {
     const char* api = "aclrtSynchronizeEventWithTimeout";
     if (timeout < -1) {
-      return Fail(ACL_ERROR_RT_PARAM_INVALID, std::string(api) + ": parameter 'timeout' = " + std::to_string(timeout) +
-                                                  " violates rule: -1 (wait for good) or a number of ms >= 0");
+      return Fail(ACL_ERROR_INVALID_PARAM, std::string(api) + ": parameter 'timeout' = " + std::to_string(timeout) +
+                                               " violates rule: -1 (wait for good) or a number of ms >= 0");
     }
     return runtime::SynchronizeEvent(api, event,
                                      timeout == -1 ? std::nullopt : std::optional<std::chrono::milliseconds>(timeout));

@@ -60,6 +60,9 @@ aclrtContext DefaultContext(int32_t device);
 /// Destroys every context (aclFinalize).
 void DestroyAllContexts();
 
+/// Whether `context` is a live context (not destroyed, by this thread or another).
+bool ContextIsLive(aclrtContext context);
+
 // ---- stream_api.cc ----
 
 /// Waits for every stream of `device` (its default stream included). Returns the first failure code

@@ -48,8 +48,11 @@ using StreamTask = std::function<void()>;
 
 /// Appends `task` to `stream` (nullptr: the default stream of the calling thread's current device) and
 /// returns at once. Returns ACL_SUCCESS, or an error code after Fail() for a bad stream / no device.
-/// `device` receives the device the stream belongs to when not null. Other failures (no thread for a new
-/// default stream, out of memory) are thrown, for the calling entry point's guard to report in its family.
-aclError LaunchOnStream(aclrtStream stream, const char* op_name, StreamTask task, int32_t* device = nullptr);
+/// `device` receives the device the stream belongs to when not null. A task that must run on `required_device`
+/// (>= 0: an operator's communicators live there) on a stream of another device is refused with
+/// ACL_ERROR_RT_STREAM_CONTEXT. Other failures (no thread for a new default stream, out of memory) are thrown, for
+/// the calling entry point's guard to report in its family.
+aclError LaunchOnStream(aclrtStream stream, const char* op_name, StreamTask task, int32_t* device = nullptr,
+                        int32_t required_device = -1);
 
 }  // namespace moe_ep::cann

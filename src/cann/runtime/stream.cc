@@ -37,7 +37,7 @@ bool Stream::Launch(std::string op_name, StreamTask task) {
   return true;
 }
 
-Stream::Outcome Stream::Synchronize(std::optional<std::chrono::milliseconds> timeout) {
+Stream::Outcome Stream::Synchronize(std::optional<std::chrono::milliseconds> timeout, bool keep_failure) {
   if (t_worker_of == this) {
     return {ACL_ERROR_INVALID_PARAM,
             "a task of " + name_ + " cannot wait for " + name_ + ": it would wait for itself forever"};
@@ -72,6 +72,7 @@ Stream::Outcome Stream::Synchronize(std::optional<std::chrono::milliseconds> tim
   }
   // A failure of a task launched after this call stays for the synchronize that waits for that task.
   if (failure_.code == ACL_SUCCESS || failure_seq_ > target) return {};
+  if (keep_failure) return failure_;
   Outcome failure = std::move(failure_);
   failure_ = {};
   failure_seq_ = 0;

@@ -55,12 +55,13 @@ class Stream {
   bool Launch(std::string op_name, StreamTask task);
 
   /// Waits until every task launched before this call has run, for at most `timeout` when given. Returns
-  /// the first failure recorded by those tasks (and forgets it), or a timeout naming the running task;
-  /// on a timeout the tasks go on. A worker must not wait for its own stream: that is an error too.
+  /// the first failure recorded by those tasks (and forgets it, unless `keep_failure`: a device's synchronize
+  /// reports it and leaves it to the stream's own), or a timeout naming the running task; on a timeout the tasks
+  /// go on. A worker must not wait for its own stream: that is an error too.
   /// Without a timeout, an application thread runs the tasks that have not started itself, in order and
   /// as the worker would (the stream's device current): a launch followed at once by a synchronize then
   /// costs no hand-off to the worker and back, which is most of a small operator's latency.
-  Outcome Synchronize(std::optional<std::chrono::milliseconds> timeout);
+  Outcome Synchronize(std::optional<std::chrono::milliseconds> timeout, bool keep_failure = false);
 
   /// Lets the queued tasks finish, then joins the worker. Later launches are refused. Idempotent. Not for
   /// the stream's own worker (callers check OnStreamWorker()).

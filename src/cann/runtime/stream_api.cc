@@ -34,11 +34,12 @@ DefaultStreams& TheDefaultStreams() {
 }
 
 // The default stream of the calling thread's context on `device` (its device's implicit context when it has none:
-// a stream worker, or a thread whose context was destroyed); made on first use when `create`, else nullptr if there
-// is none yet.
+// a stream worker, or a thread whose context was destroyed, by itself or by another thread); made on first use when
+// `create`, else nullptr if there is none yet. (A destroyed context's own would be made again, and kept until
+// aclFinalize.)
 std::shared_ptr<Stream> DefaultStream(int32_t device, bool create) {
   aclrtContext context = ThreadContext();
-  if (context == nullptr) context = DefaultContext(device);
+  if (context == nullptr || !ContextIsLive(context)) context = DefaultContext(device);
   DefaultStreams& defaults = TheDefaultStreams();
   std::lock_guard<std::mutex> lock(defaults.mu);
   auto it = defaults.by_context.find(context);
@@ -118,8 +119,10 @@ aclError SynchronizeDeviceStreams(const char* api, int32_t device) {
   for (auto& fallback : DefaultStreamsOf(device)) streams.push_back(std::move(fallback));
   aclError first_failure = ACL_SUCCESS;
   std::string messages;
+  // A failure stays for the stream's own synchronize too: the thread that launched the task (another, maybe) learns of
+  // it there.
   for (const auto& stream : streams) {
-    Stream::Outcome outcome = stream->Synchronize(std::nullopt);
+    Stream::Outcome outcome = stream->Synchronize(std::nullopt, /*keep_failure=*/true);
     if (outcome.code == ACL_SUCCESS) continue;
     if (first_failure == ACL_SUCCESS) first_failure = outcome.code;
     messages += (messages.empty() ? "" : "; ") + outcome.message;
@@ -160,12 +163,23 @@ bool OnStreamWorker() { return Stream::OfCallingThread() != nullptr; }
 
 namespace moe_ep::cann {
 
-aclError LaunchOnStream(aclrtStream stream, const char* op_name, StreamTask task, int32_t* device) {
+aclError LaunchOnStream(aclrtStream stream, const char* op_name, StreamTask task, int32_t* device,
+                        int32_t required_device) {
   const std::string name = op_name != nullptr ? op_name : "LaunchOnStream";
   if (!task) return Fail(ACL_ERROR_INVALID_PARAM, name + ": there is no task to launch");
   std::shared_ptr<runtime::Stream> target;
   if (aclError status = runtime::ResolveStream(name, stream, /*create_default=*/true, &target); status != ACL_SUCCESS) {
     return status;
+  }
+  // On another device's stream, it would wait behind that device's ranks, and they behind it, until the deadline.
+  if (required_device >= 0 && target->device() != required_device) {
+    return Fail(ACL_ERROR_RT_STREAM_CONTEXT, name + ": " + target->name() + " is on device " +
+                                                 std::to_string(target->device()) +
+                                                 ", and the operator was built (phase "
+                                                 "one) on device " +
+                                                 std::to_string(required_device) +
+                                                 ", where its communicators are: launch it on a stream of device " +
+                                                 std::to_string(required_device));
   }
   if (!target->Launch(name, std::move(task))) {
     return Fail(ACL_ERROR_RT_PARAM_INVALID, name + ": " + target->name() + " is being destroyed");
