@@ -72,10 +72,14 @@ Stream::Outcome Stream::Synchronize(std::optional<std::chrono::milliseconds> tim
   }
   // A failure of a task launched after this call stays for the synchronize that waits for that task.
   if (failure_.code == ACL_SUCCESS || failure_seq_ > target) return {};
-  if (keep_failure) return failure_;
+  if (keep_failure) {
+    if (std::exchange(failure_kept_, true)) return {};
+    return failure_;
+  }
   Outcome failure = std::move(failure_);
   failure_ = {};
   failure_seq_ = 0;
+  failure_kept_ = false;
   return failure;
 }
 

@@ -38,10 +38,12 @@ DefaultStreams& TheDefaultStreams() {
 // `create`, else nullptr if there is none yet. (A destroyed context's own would be made again, and kept until
 // aclFinalize.)
 std::shared_ptr<Stream> DefaultStream(int32_t device, bool create) {
+  DefaultStreams& defaults = TheDefaultStreams();
+  // Looked at under the lock that destroying a context's default stream takes (after the context is gone): a stream
+  // made for a context alive here is destroyed with it.
+  std::lock_guard<std::mutex> lock(defaults.mu);
   aclrtContext context = ThreadContext();
   if (context == nullptr || !ContextIsLive(context)) context = DefaultContext(device);
-  DefaultStreams& defaults = TheDefaultStreams();
-  std::lock_guard<std::mutex> lock(defaults.mu);
   auto it = defaults.by_context.find(context);
   if (it != defaults.by_context.end()) return it->second;
   if (!create) return nullptr;

@@ -745,8 +745,7 @@ class HostsWindow final : public Window {
     // other error tells nothing of the requests.
     if (tested != MPI_ERR_IN_STATUS) mpi::Check(tested, "MPI_Testsome");
     if (count == MPI_UNDEFINED || count == 0) return false;
-    // Every finished request is MPI_REQUEST_NULL now (a failed one too, but where MPI keeps it pending: a receive
-    // from any rank under a fault-tolerant MPI), before anything below may throw: none is tested again.
+    // Every finished request is MPI_REQUEST_NULL now, before anything below may throw: none is tested again.
     for (size_t i = 0; i < pending_.size(); ++i) *pending_[i].request = requests_[i];
     fruitless_polls_ = 0;
     uint64_t received = 0;
@@ -755,9 +754,12 @@ class HostsWindow final : public Window {
     for (int i = 0; i < count; ++i) {
       const Pending& pending = pending_[finished_[i]];
       Incoming* in = pending.in;
+      // Not finished after all: a fault-tolerant MPI keeps a receive from any rank pending when a rank that could
+      // send it failed. It stays posted, as it was, and is reported if it ever finishes in error.
+      if (*pending.request != MPI_REQUEST_NULL) continue;
       if (tested == MPI_ERR_IN_STATUS && statuses_[i].MPI_ERROR != MPI_SUCCESS) {
         if (failed.empty()) failed = FailedRequest(pending, statuses_[i]);
-        if (in && *pending.request == MPI_REQUEST_NULL) {  // one MPI keeps pending stays posted, as it was
+        if (in) {
           if (in->cancelled) --cancelling_;
           in->cancelled = true;  // its buffer is given back, never landed
         }
