@@ -92,6 +92,12 @@ uint32_t AttributeFingerprint(const MoeConfig& c, AgreedBy op) {
   return op == AgreedBy::kDispatch ? hash | kDispatchStartBit : hash & ~kDispatchStartBit;
 }
 
+uint32_t AnnounceAttributes(const MoeConfig& c, AgreedBy op, transport::Window& ep, const CallSlot& call) {
+  const uint32_t fingerprint = AttributeFingerprint(c, op);
+  SignalStart(ep, c.ep_world_size, c.ep_rank, call, fingerprint);
+  return fingerprint;
+}
+
 uint32_t CheckPeersAgree(const MoeConfig& c, AgreedBy op, transport::Window& ep, const CallSlot& call, const Link& ctx,
                          const std::function<void()>& before_refusal) {
   const bool dispatch = op == AgreedBy::kDispatch;

@@ -20,6 +20,9 @@ std::string AgreedNames(const plan::MoeConfig& c, AgreedBy op);
 std::string AgreedValues(const plan::MoeConfig& c, AgreedBy op);
 /// A 31-bit hash of AgreedValues: the value of `op`'s start flags (a dispatch's with kDispatchStartBit set).
 uint32_t AttributeFingerprint(const plan::MoeConfig& c, AgreedBy op);
+/// Stamps this rank's start of `call`, with its fingerprint, into every rank of the group (itself included), before
+/// any payload of the call moves; returns the fingerprint.
+uint32_t AnnounceAttributes(const plan::MoeConfig& c, AgreedBy op, transport::Window& ep, const CallSlot& call);
 /// Waits for every rank's start of `call` and fails (561002, after `before_refusal`) naming a peer whose fingerprint
 /// differs from this rank's: its rows lie where this rank does not look, or are of another size. Returns this rank's
 /// fingerprint.

@@ -594,7 +594,7 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
   // A combine hears from every peer before it returns, even one it exchanges no row with (StartFlag): its next call may
   // then write anywhere in the other half of the peers' windows, and the one after in this half. The start carries
   // the attributes that place and size the rows (ops/agreement.h), checked before any peer's row is read.
-  SignalStart(ctx.ep, c.ep_world_size, c.ep_rank, call, AttributeFingerprint(c, AgreedBy::kCombine));
+  AnnounceAttributes(c, AgreedBy::kCombine, ctx.ep, call);
   const auto wait_for_every_start = [&] {
     WaitForStarts(c, ctx.ep, call, ctx.deadline, /*this_is_dispatch=*/false, "every rank's start of the call");
   };

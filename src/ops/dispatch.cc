@@ -264,13 +264,6 @@ void SendToExperts(const MoeConfig& c, const WindowLayout& layout, const plan::R
   }
 }
 
-// Every rank stamps its fingerprint into every peer (itself included) before any payload moves; returns it.
-uint32_t AnnounceAttributes(const MoeConfig& c, Window& ep, const CallSlot& call) {
-  const uint32_t fingerprint = AttributeFingerprint(c, AgreedBy::kDispatch);
-  SignalStart(ep, c.ep_world_size, c.ep_rank, call, fingerprint);
-  return fingerprint;
-}
-
 // The two ranks of a TP pair append each other's rows to their own, so they must agree as an EP group's ranks do,
 // and have the same role (shared-expert or MoE-expert rank: their counts and windows are laid out differently): a
 // peer laid out otherwise would hand over rows of another size, or counts this rank does not wait for. Each tells
@@ -657,7 +650,7 @@ void Dispatch(const MoeConfig& c, const plan::DispatchTensors& t, const Link& ct
 
   Window& ep = ctx.ep;
   const CallSlot call = NextDispatchCall(ep, ctx.ep_state);
-  const uint32_t fingerprint = AnnounceAttributes(c, ep, call);
+  const uint32_t fingerprint = AnnounceAttributes(c, AgreedBy::kDispatch, ep, call);
   std::optional<CallSlot> tp_call;
   if (c.has_tp()) {
     tp_call = NextDispatchCall(*ctx.tp, *ctx.tp_state);

@@ -114,13 +114,6 @@ class Checker {
   void Dtype(const TensorView& t, const char* param, DType want) const {
     Require(t.dtype == want, kDtype, param, DTypeName(t.dtype), "dtype must be ", DTypeName(want));
   }
-  /// A dtype that the op-def's dtype combinations allow (`supported`, given the other tensors) but an
-  /// attribute rules out, e.g. expandX bf16 with quantMode 2: the tiling's re-check rejects it (561002,
-  /// docs/semantics.md 1.2). Outside `supported` it is 161002.
-  void DtypeAgrees(const TensorView& t, const char* param, DType want, std::initializer_list<DType> supported) const {
-    const bool known = std::find(supported.begin(), supported.end(), t.dtype) != supported.end();
-    Require(t.dtype == want, known ? kRule : kDtype, param, DTypeName(t.dtype), "dtype must be ", DTypeName(want));
-  }
   void Dim(const TensorView& t, const char* param, int64_t dims) const {
     Require(t.dim() == dims, kRule, param, t, "must have ", dims, " dimensions");
   }
@@ -578,7 +571,10 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
   const WindowLayout layout(c);
   const DispatchOutputSizes sizes = OutputSizesOf(c);
   const DType out_dtype = c.quant_mode == 2 ? DType::kInt8 : c.x_dtype;
-  ck.DtypeAgrees(t.expand_x, "expandXOut", out_dtype, {c.x_dtype, DType::kInt8});
+  // A dtype the op-def's combinations allow (checked first) but quantMode rules out, e.g. bf16 with quantMode 2: the
+  // tiling's re-check rejects it (561002, docs/semantics.md 1.2).
+  ck.Require(t.expand_x.dtype == out_dtype, kRule, "expandXOut", DTypeName(t.expand_x.dtype), "dtype must be ",
+             DTypeName(out_dtype));
   ck.Dim(t.expand_x, "expandXOut", 2);
   // CANN multiplies by the raw tpWorldSize (0 switches the check off); every received row is written,
   // so moe_ep demands max(tpWorldSize, 1) * A rows (docs/validation.md).

@@ -119,16 +119,13 @@ void RequireGroup(const std::string& op, const std::shared_ptr<Comm>& comm, cons
                (device < 0 ? std::string("(none set)") : std::to_string(device)) +
                " (HcclGetCommName; set the device with aclrtSetDevice / aclrtSetCurrentContext)");
   }
-  if (!rank_param && comm->comm->size() != size) {  // an operation that takes no rank (BufferReset)
-    Reject(ErrorCode::kInvalidConfig, op, param, value,
-           std::string(size_param) + " (" + std::to_string(size) + ") must match the communicator's size " +
-               std::to_string(comm->comm->size()));
-  }
-  if (rank_param && (comm->comm->size() != size || comm->comm->rank() != rank)) {
-    Reject(ErrorCode::kInvalidConfig, op, param, value,
-           std::string(size_param) + " (" + std::to_string(size) + ") and " + rank_param + " (" + std::to_string(rank) +
-               ") must match the communicator's size " + std::to_string(comm->comm->size()) + " and rank " +
-               std::to_string(comm->comm->rank()));
+  // An operation that takes no rank (BufferReset: `rank_param` null) is checked, and named, by its size alone.
+  if (comm->comm->size() != size || (rank_param && comm->comm->rank() != rank)) {
+    std::string rule = std::string(size_param) + " (" + std::to_string(size) + ")";
+    if (rank_param) rule += std::string(" and ") + rank_param + " (" + std::to_string(rank) + ")";
+    rule += " must match the communicator's size " + std::to_string(comm->comm->size());
+    if (rank_param) rule += " and rank " + std::to_string(comm->comm->rank());
+    Reject(ErrorCode::kInvalidConfig, op, param, value, rule);
   }
 }
 

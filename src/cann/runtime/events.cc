@@ -12,7 +12,6 @@
 #include "base/env.h"
 #include "cann/runtime/handle_registry.h"
 #include "cann/runtime/internal.h"
-#include "transport/window.h"
 
 namespace moe_ep::cann::runtime {
 namespace {
@@ -55,14 +54,7 @@ class Event {
     std::unique_lock lock(mu_);
     const auto ran = [&] { return completed_ >= record; };
     if (!deadline) {
-      // As a stream's synchronize does: asking the interrupt check now and then lets it act on this thread (the
-      // Python package runs the interpreter's signal handlers there); the task the record waits behind then fails
-      // at its own next look, and the record runs.
-      while (!done_.wait_for(lock, transport::kInterruptCheckEvery, ran)) {
-        lock.unlock();
-        transport::InterruptRequested();
-        lock.lock();
-      }
+      WaitAskingTheInterruptCheck(done_, lock, ran);  // as a stream's synchronize does
       return true;
     }
     return done_.wait_until(lock, *deadline, ran);

@@ -2,15 +2,18 @@
 // context of a device, stream teardown for aclFinalize, and the guard (cann/guard.h) of their C entry points.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <type_traits>
 
 #include "cann/guard.h"
 #include "cann/runtime/runtime.h"
 #include "moe_ep/error.h"
+#include "transport/window.h"
 
 namespace moe_ep::cann::runtime {
 
@@ -21,6 +24,18 @@ int64_t RawEnumValue(const Enum& value) {
   std::underlying_type_t<Enum> raw;
   std::memcpy(&raw, &value, sizeof(raw));
   return static_cast<int64_t>(raw);
+}
+
+/// Waits on `cv` (`lock` held) until `done()`, without a deadline, asking the interrupt check every
+/// kInterruptCheckEvery with the lock released: it may then act on this thread (the Python package runs the
+/// interpreter's signal handlers on its main thread), and the task waited for fails at its own next look.
+template <typename Done>
+void WaitAskingTheInterruptCheck(std::condition_variable& cv, std::unique_lock<std::mutex>& lock, Done done) {
+  while (!cv.wait_for(lock, transport::kInterruptCheckEvery, done)) {
+    lock.unlock();
+    transport::InterruptRequested();
+    lock.lock();
+  }
 }
 
 // ---- devices.cc ----

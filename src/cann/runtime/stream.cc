@@ -6,7 +6,6 @@
 
 #include "cann/runtime/internal.h"
 #include "moe_ep/error.h"
-#include "transport/window.h"
 
 namespace moe_ep::cann::runtime {
 namespace {
@@ -62,13 +61,7 @@ Stream::Outcome Stream::Synchronize(std::optional<std::chrono::milliseconds> tim
                   std::to_string(queue_.size()) + " more task(s) queued; the tasks go on running"};
     }
   } else {
-    // Asking the interrupt check now and then lets it act on this thread (the Python package runs the
-    // interpreter's signal handlers on its main thread); the task then fails at its own next look.
-    while (!work_done_.wait_for(lock, transport::kInterruptCheckEvery, done)) {
-      lock.unlock();
-      transport::InterruptRequested();
-      lock.lock();
-    }
+    WaitAskingTheInterruptCheck(work_done_, lock, done);
   }
   // A failure of a task launched after this call stays for the synchronize that waits for that task.
   if (failure_.code == ACL_SUCCESS || failure_seq_ > target) return {};

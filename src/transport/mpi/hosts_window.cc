@@ -772,12 +772,13 @@ class HostsWindow final : public Window {
         --cancelling_;
         // A status MPI cannot read counts as cancelled: the buffer is given back, never landed.
         in->cancelled = cancelled != 0 || tested_cancel != MPI_SUCCESS;
-        if (tested_cancel != MPI_SUCCESS && failed.empty()) failed = "MPI_Test_cancelled: " + ErrorText(tested_cancel);
+        if (tested_cancel != MPI_SUCCESS && failed.empty())
+          failed = "MPI_Test_cancelled: " + mpi::ErrorText(tested_cancel);
         if (in->cancelled) continue;
       }
       int bytes = 0;
       if (const int counted = MPI_Get_count(&statuses_[i], MPI_BYTE, &bytes); counted != MPI_SUCCESS) {
-        if (failed.empty()) failed = "MPI_Get_count: " + ErrorText(counted);
+        if (failed.empty()) failed = "MPI_Get_count: " + mpi::ErrorText(counted);
         in->cancelled = true;  // never landed: its source is unknown
         continue;
       }
@@ -802,17 +803,9 @@ class HostsWindow final : public Window {
     const int peer = !pending.in ? pending.peer : status.MPI_ERROR == MPI_ERR_TRUNCATE ? status.MPI_SOURCE : -1;
     const std::string whom = peer >= 0 && peer < size() ? "rank " + std::to_string(peer) : "an unknown rank";
     return std::string(pending.in ? "a message from " : "a message to ") + whom + " of " + name() + " may be lost (" +
-           ErrorText(status.MPI_ERROR) +
+           mpi::ErrorText(status.MPI_ERROR) +
            "); if it was, the operations between the two ranks cannot go on: scale this group down without one of "
            "them, or join a new group";
-  }
-
-  // MPI's words for `code`, or the code where MPI has none.
-  static std::string ErrorText(int code) {
-    char text[MPI_MAX_ERROR_STRING] = {};
-    int length = 0;
-    if (MPI_Error_string(code, text, &length) != MPI_SUCCESS || length <= 0) return "MPI error " + std::to_string(code);
-    return std::string(text, static_cast<size_t>(length));
   }
 
   // One poll found `received` messages: when that is half the receives kept posted or more, later ones of

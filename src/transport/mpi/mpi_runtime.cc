@@ -75,12 +75,16 @@ int CallUnlocked(std::unique_lock<std::mutex>& lock, const std::function<int()>&
   return status;
 }
 
-void Check(int status, const char* call) {
-  if (status == MPI_SUCCESS) return;
+std::string ErrorText(int code) {
   char text[MPI_MAX_ERROR_STRING] = {};
   int length = 0;
-  MPI_Error_string(status, text, &length);
-  throw Error(ErrorCode::kInternal, std::string("moe_ep: ") + call + " failed: " + std::string(text, length));
+  if (MPI_Error_string(code, text, &length) != MPI_SUCCESS || length <= 0) return "MPI error " + std::to_string(code);
+  return std::string(text, static_cast<size_t>(length));
+}
+
+void Check(int status, const char* call) {
+  if (status == MPI_SUCCESS) return;
+  throw Error(ErrorCode::kInternal, std::string("moe_ep: ") + call + " failed: " + ErrorText(status));
 }
 
 void WaitForRequest(MPI_Request& request, std::chrono::steady_clock::time_point deadline, const std::string& what) {

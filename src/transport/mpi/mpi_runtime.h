@@ -32,6 +32,9 @@ int CallUnlocked(std::unique_lock<std::mutex>& lock, const std::function<int()>&
 /// True once MPI_Finalize ran (the program's or moe_ep's); no MPI call but this one is allowed then.
 bool Finalized();
 
+/// MPI's words for the error `code`, or the code where MPI has none.
+std::string ErrorText(int code);
+
 /// Throws Error (500002) naming `call` when an MPI call did not return MPI_SUCCESS.
 void Check(int status, const char* call);
 
