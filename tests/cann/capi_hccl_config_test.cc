@@ -1,6 +1,7 @@
 // Communicators as Ascend programs also make them, through the C API only: HcclCommInitRootInfoConfig with a
 // configuration (its window size, name and operation timeout take effect; an operation timeout of 0 is moe_ep's own
-// deadline and a huge one is clamped; an unfilled or out-of-range one is refused naming the field),
+// deadline and a huge one is clamped; an unfilled or out-of-range one is refused naming the field; HcclCommInitAll's
+// generated name never takes a configured group's),
 // HcclCommInitClusterInfo(Config) from a rank table file (ranks on the devices the table names, a dispatch + combine
 // round equal to the reference; a rank retrying a failed join meets its peers; a bad table, device or null pointer
 // refused naming what is wrong), and the host types programs fill buffers with (op::fp16_t, op::bfloat16), bit for
@@ -186,6 +187,39 @@ TEST(CapiCommConfig, UnfilledOrOutOfRangeConfigurationsAreRefusedNamingTheField)
         HcclCommConfigInit(&config);
         ASSERT_EQ(HcclCommInitRootInfoConfig(1, &root, 0, &config, &comm), HCCL_SUCCESS) << RecentErrMsg();
         EXPECT_EQ(HcclCommDestroy(comm), HCCL_SUCCESS);
+      });
+}
+
+// HcclCommInitAll names its group moe_ep_hccl_group_N; a configured group may already hold the next such name on a
+// device it takes, and then keeps it: the generated group gets another name, and destroying it leaves the configured
+// one registered (a second group of that name is still refused).
+TEST(CapiCommConfig, HcclCommInitAllNeverTakesAConfiguredGroupsName) {
+  EnsureAclReady();
+  OnRankThreads(
+      1, [](int) { return 0; },
+      [&](int) {
+        int32_t device = 0;
+        HcclComm generated = nullptr;
+        ASSERT_EQ(HcclCommInitAll(1, &device, &generated), HCCL_SUCCESS) << RecentErrMsg();
+        const std::string first = CommName(generated);
+        ASSERT_EQ(HcclCommDestroy(generated), HCCL_SUCCESS);
+        const std::string prefix = "moe_ep_hccl_group_";
+        ASSERT_EQ(first.rfind(prefix, 0), 0u) << first;
+        const std::string next = prefix + std::to_string(std::stoull(first.substr(prefix.size())) + 1);
+        HcclCommConfig config;
+        HcclCommConfigInit(&config);
+        std::snprintf(config.hcclCommName, sizeof config.hcclCommName, "%s", next.c_str());
+        const HcclRootInfo root = NewRootInfo();
+        HcclComm configured = nullptr;
+        ASSERT_EQ(HcclCommInitRootInfoConfig(1, &root, 0, &config, &configured), HCCL_SUCCESS) << RecentErrMsg();
+        ASSERT_EQ(HcclCommInitAll(1, &device, &generated), HCCL_SUCCESS) << RecentErrMsg();
+        EXPECT_NE(CommName(generated), next);
+        EXPECT_EQ(CommName(configured), next);
+        EXPECT_EQ(HcclCommDestroy(generated), HCCL_SUCCESS);
+        HcclComm second = nullptr;
+        EXPECT_EQ(HcclCommInitRootInfoConfig(1, &root, 0, &config, &second), HCCL_E_PARA);
+        EXPECT_NE(RecentErrMsg().find("'" + next + "'"), std::string::npos) << RecentErrMsg();
+        EXPECT_EQ(HcclCommDestroy(configured), HCCL_SUCCESS);
       });
 }
 

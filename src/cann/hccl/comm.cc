@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -84,7 +85,21 @@ class Registry {
     std::lock_guard lock(mutex_);
     claimed_.erase({name, device});
   }
-  std::string NewName(const char* prefix) { return prefix + std::to_string(++groups_); }
+  /// A name `prefix`N no live or joining group holds on any of `devices`, claimed on each of them (Release each).
+  /// A configured group may have taken any name, a generated one's too.
+  std::string ClaimNewName(const char* prefix, const std::set<int32_t>& devices) {
+    std::lock_guard lock(mutex_);
+    for (;;) {
+      std::string name = prefix + std::to_string(++groups_);
+      const auto taken = [&](int32_t device) {
+        return by_name_.count({name, device}) != 0 || claimed_.count({name, device}) != 0;
+      };
+      if (std::none_of(devices.begin(), devices.end(), taken)) {
+        for (const int32_t device : devices) claimed_.insert({name, device});
+        return name;
+      }
+    }
+  }
 
  private:
   std::mutex mutex_;  // by_name_ and claimed_ (live_ has its own)
@@ -465,14 +480,25 @@ HcclResult HcclCommInitAll(uint32_t ndev, int32_t* devices, HcclComm* comms) {
       }
     }
     Registry& reg = Registry::Get();
-    const std::string name = reg.NewName("moe_ep_hccl_group_");
+    const std::string name = reg.ClaimNewName("moe_ep_hccl_group_", seen);
+    struct ReleaseClaims {
+      Registry& reg;
+      const std::string& name;
+      const std::set<int32_t>& devices;
+      ~ReleaseClaims() {
+        for (const int32_t device : devices) reg.Release(name, device);
+      }
+    } release{reg, name, seen};
     const auto timeout = moe_ep::env::HcclOperationTimeout();
     auto windows =
         moe_ep::transport::CreateThreadWindows(static_cast<int>(ndev), moe_ep::cann::CommWindowBytes(),
                                                moe_ep::ops::kWindowFlagCount, "HCCL communicator '" + name + "'");
+    // Every rank is made before any handle is given out: a failure part way leaves no communicator behind.
+    std::vector<std::shared_ptr<Comm>> made;
     for (uint32_t i = 0; i < ndev; ++i) {
-      comms[i] = reg.Add(moe_ep::cann::MakeComm(name, std::move(windows[i]), devices[i], timeout));
+      made.push_back(moe_ep::cann::MakeComm(name, std::move(windows[i]), devices[i], timeout));
     }
+    for (uint32_t i = 0; i < ndev; ++i) comms[i] = reg.Add(std::move(made[i]));
     return HCCL_SUCCESS;
   });
 }
