@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cerrno>
 #include <climits>
 #include <cstring>
 #include <ctime>
@@ -35,9 +36,11 @@ void ZeroRange(uint8_t* p, uint64_t bytes) {
   std::memset(p, 0, first - begin);
   std::memset(reinterpret_cast<void*>(last), 0, begin + bytes - last);
   // Shared memory needs MADV_REMOVE (DONTNEED would bring the old contents back); a private anonymous
-  // mapping refuses REMOVE and zero-fills after DONTNEED.
+  // mapping refuses REMOVE with EINVAL (no file) and zero-fills after DONTNEED. Any other refusal may be a shared
+  // mapping's (a file system that cannot punch holes): written over then.
   void* pages = reinterpret_cast<void*>(first);
-  if (madvise(pages, last - first, MADV_REMOVE) != 0 && madvise(pages, last - first, MADV_DONTNEED) != 0) {
+  if (madvise(pages, last - first, MADV_REMOVE) != 0 &&
+      (errno != EINVAL || madvise(pages, last - first, MADV_DONTNEED) != 0)) {
     std::memset(reinterpret_cast<void*>(first), 0, last - first);
   }
 }

@@ -1,6 +1,7 @@
 // Ranks as processes over shared memory: `moe-ep launch` runs scenario_rank on 8 processes (random
 // configurations, a long stress loop), and the segments are private, unguessable and gone afterwards.
 #include <dirent.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -10,7 +11,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <set>
 #include <string>
 #include <thread>
@@ -23,6 +26,21 @@
 #include "transport/remapped_window.h"
 #include "transport/shm/shared_heap.h"
 #include "transport/shm/shm_window.h"
+
+namespace {
+
+std::atomic<const char*> g_killed_removing{nullptr};  // a segment name; see shm_unlink below
+
+}  // namespace
+
+// shm_unlink interposed (an executable's definition comes before libc's, for the library's calls too): a rank set to
+// (g_killed_removing) is SIGKILLed as it removes that name, which a join does right after its first barrier.
+extern "C" int shm_unlink(const char* name) {
+  const char* victim = g_killed_removing.load();
+  if (victim != nullptr && std::strcmp(name, victim) == 0) raise(SIGKILL);
+  static const auto real = reinterpret_cast<int (*)(const char*)>(dlsym(RTLD_NEXT, "shm_unlink"));
+  return real(name);
+}
 
 namespace {
 
@@ -367,7 +385,9 @@ TEST(ShmSecurity, ASegmentNotMadeByThisJobIsRefused) {
       const std::string owner = other_user ? "65534 with mode 0600" : std::to_string(geteuid()) + " with mode 0666";
       EXPECT_NE(message.find(planted + ", rank 1's segment, belongs to uid " + owner), std::string::npos) << message;
     }
-    EXPECT_EQ(moe_ep::transport::RemoveJobSegments(job), 0) << "segments left behind";
+    // Rank 0's own segment went with its failed join, and so did a dead one of this user's; another user's file is
+    // not the job's to remove (the test removes it here).
+    EXPECT_EQ(moe_ep::transport::RemoveJobSegments(job), other_user ? 1 : 0) << "segments left behind";
   }
 }
 
@@ -404,6 +424,66 @@ TEST(ShmJoin, GroupsOfLongNamesJoin) {
     EXPECT_EQ(e.missing_ranks().size(), 99u) << e.what();
     EXPECT_EQ(e.missing_ranks().back(), 99) << e.what();
   }
+}
+
+// A member that gives up its join leaves the names of live members alone: they may be joining again already, with
+// files of their retries under them. Rank 1 is late; rank 0 gives up first and joins again at once; rank 2 gives up
+// after that retry made its segment (rank 0's retry waits for rank 1 before it looks for rank 2's, so it never sees
+// rank 2's first file), and joins again. Every join meets (removing every name of the group, as rank 2 once did,
+// took rank 0's new file away, and the others then waited for it in vain), and no segment is left behind.
+TEST(ShmJoin, AMemberGivingUpLeavesTheNamesOfMembersJoiningAgain) {
+  namespace tr = moe_ep::transport;
+  const std::string job = "retrytest" + std::to_string(getpid());
+  const auto start = tr::Clock::now();
+  const std::chrono::milliseconds gives_up[3] = {std::chrono::milliseconds(300), std::chrono::milliseconds(0),
+                                                 std::chrono::milliseconds(1000)};
+  std::string failures[3];
+  std::thread ranks[3];
+  for (int r = 0; r < 3; ++r) {
+    ranks[r] = std::thread([&, r] {
+      try {
+        if (r != 1) {
+          EXPECT_THROW(tr::JoinShmGroup(job, "g", r, 3, 1 << 20, 16, start + gives_up[r]), moe_ep::TimeoutError);
+        } else {
+          std::this_thread::sleep_until(start + std::chrono::milliseconds(2500));
+        }
+        auto window = tr::JoinShmGroup(job, "g", r, 3, 1 << 20, 16, tr::Clock::now() + std::chrono::seconds(10));
+        window->Barrier(tr::Clock::now() + std::chrono::seconds(10), "the test's");
+      } catch (const moe_ep::Error& e) {
+        failures[r] = "rank " + std::to_string(r) + ": " + e.what() + "\n";
+      }
+    });
+  }
+  for (auto& t : ranks) t.join();
+  EXPECT_EQ(failures[0] + failures[1] + failures[2], "");
+  EXPECT_EQ(tr::RemoveJobSegments(job), 0) << "segments left behind";
+}
+
+// A rank killed between the join's two barriers, before it removed its own name (the survivor has removed its own
+// already): the survivor's join fails at the second barrier and takes the dead rank's name away with it.
+TEST(ShmFaults, ARankKilledBetweenTheJoinsBarriersLeavesNoSegment) {
+  namespace tr = moe_ep::transport;
+  const std::string job = "barriertest" + std::to_string(getpid());
+  const std::string victim = tr::ShmSegmentName(job, "g", 1);
+  const pid_t child = fork();
+  if (child == 0) {  // rank 1
+    g_killed_removing = victim.c_str();
+    try {
+      tr::JoinShmGroup(job, "g", 1, 2, 1 << 20, 16, tr::Clock::now() + std::chrono::seconds(10));
+    } catch (...) {
+    }
+    _exit(3);  // not killed: the join never removed its name
+  }
+  try {
+    tr::JoinShmGroup(job, "g", 0, 2, 1 << 20, 16, tr::Clock::now() + std::chrono::seconds(3));
+    ADD_FAILURE() << "rank 0 joined a group whose rank 1 died in its join";
+  } catch (const moe_ep::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("rank 1"), std::string::npos) << e.what();
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "rank 1 ended with status " << status;
+  EXPECT_EQ(tr::RemoveJobSegments(job), 0) << "the dead rank's segment was left behind";
 }
 
 // A rank that exposed heap rows and died before a peer mapped them is a timeout naming it, as a zombie and once
@@ -457,14 +537,18 @@ TEST(ShmFaults, RowsOfAGoneProcessAreATimeoutNamingItsRank) {
 
 // A rank whose write into a window finds /dev/shm full dies of the bus error as before, but says why first; the
 // others time out naming it. In a mount namespace of its own with a 16 MiB /dev/shm (root only, as CI runs); the
-// address sanitizer, which would report the bus error itself, is told to leave it alone.
+// address sanitizer, which would report the bus error itself, is told to leave it alone. The ranks of `run
+// --processes`, started by `moe-ep launch` itself (which leaves the others running when one dies, where `run
+// --processes` ends them).
 TEST(ShmFaults, AFullDevShmIsExplainedBeforeTheBusErrorKills) {
   std::string output;
+  const std::string tool = MOE_EP_TOOL;
   const int status = RunCommand(
       "unshare --mount --propagation private sh -c 'mount -t tmpfs -o size=16m tmpfs /dev/shm || exit 77; "
-      "ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}handle_sigbus=0 MOE_EP_TIMEOUT_MS=3000 " +
-          std::string(MOE_EP_TOOL) + " run --processes --ranks 4 --bs 256 --repeats 3 --warmup 0 --seed " +
-          std::to_string(moe_ep::testing::BaseSeed()) + "'",
+      "d=$(mktemp -d); MOE_EP_RUN_RESULTS=$d ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}handle_sigbus=0 "
+      "MOE_EP_TIMEOUT_MS=3000 " +
+          tool + " launch -n 4 -- " + tool + " run --ranks 4 --bs 256 --repeats 3 --warmup 0 --seed " +
+          std::to_string(moe_ep::testing::BaseSeed()) + "; s=$?; rm -rf $d; exit $s'",
       output);
   if (status == 77 || output.find("unshare failed") != std::string::npos) {
     GTEST_SKIP() << "no mount namespace here (not root?): " << output;

@@ -146,8 +146,9 @@ void GrowChunk(Chunk& chunk, size_t bytes) {
   if (ftruncate(chunk.fd, static_cast<off_t>(size)) != 0) Fail("cannot size a " + std::to_string(size) + "-byte chunk");
   void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, chunk.fd, 0);
   if (p == MAP_FAILED) Fail("cannot map a " + std::to_string(size) + "-byte chunk");
-  // The old mapping is left in place for good (address space only: its pages went back): a reader of this process
-  // given up on may still hold a pointer into it, and reads zeros there.
+  // The old mapping is left in place for good (address space only): a reader of this process given up on may still
+  // hold a pointer into it. It maps the start of the same file, so such a reader reads whatever the chunk's new
+  // blocks hold; its call has failed already, and what it read is never used.
   chunk.base = static_cast<uint8_t*>(p);
   chunk.size = size;
   chunk.free = {{0, size}};

@@ -103,6 +103,29 @@ bool StillNamed(int fd, const std::string& name) {
                                         " (another job with the same rendezvous?)");
 }
 
+// Removes `name` when the file open as `fd` (which it named) was left by a process that died in its join. Returns why
+// it is not one to remove; empty when it was removed, or another file took the name meanwhile. The caller closes `fd`
+// next, and with it lets go of the deciding lock this may have taken.
+std::string RemoveIfLeftByTheDead(int fd, const std::string& name) {
+  struct stat st {};
+  struct flock deciding = ByteLock(F_WRLCK, kDecidingByte);
+  std::string why;
+  if (fstat(fd, &st) != 0) {
+    why = std::string("it cannot be inspected: ") + std::strerror(errno);
+  } else if (st.st_uid != geteuid()) {
+    why = "it belongs to uid " + std::to_string(st.st_uid);
+  } else if (fcntl(fd, F_OFD_SETLK, &deciding) != 0) {
+    why = errno == EINVAL ? "it exists, and without open-file-description locks a name a dead process left cannot "
+                            "be told from a live one's"
+                          : "another process is deciding whether to remove it";
+  } else if (HeldByALiveProcess(fd)) {
+    why = "a live process holds it";
+  } else if (StillNamed(fd, name)) {
+    shm_unlink(name.c_str());
+  }
+  return why;
+}
+
 // Creates this rank's segment, 0600, and locks its byte 0. A name a process that died in its join left behind (a
 // job killed while it waited for a missing rank, under a rank table's fixed names) is removed first; one that a
 // live process holds is another job's.
@@ -146,23 +169,8 @@ int CreateSegment(const std::string& name) {
       errno = open_errno;
       SystemError("cannot create " + name + " (another job with the same rendezvous?)");
     }
-    struct stat st {};
-    struct flock deciding = ByteLock(F_WRLCK, kDecidingByte);
-    std::string why;  // why the name is not ours to remove; empty: a dead join's
-    if (fstat(old, &st) != 0) {
-      why = std::string("it cannot be inspected: ") + std::strerror(errno);
-    } else if (st.st_uid != geteuid()) {
-      why = "it belongs to uid " + std::to_string(st.st_uid);
-    } else if (fcntl(old, F_OFD_SETLK, &deciding) != 0) {
-      why = errno == EINVAL ? "it exists, and without open-file-description locks a name a dead process left cannot "
-                              "be told from a live one's"
-                            : "another process is deciding whether to remove it";
-    } else if (HeldByALiveProcess(old)) {
-      why = "a live process holds it";
-    } else if (StillNamed(old, name)) {
-      shm_unlink(name.c_str());
-    }
-    close(old);  // and with it the deciding lock
+    const std::string why = RemoveIfLeftByTheDead(old, name);
+    close(old);
     if (!why.empty()) NotOurs(name, why);
     removed_a_dead_one = true;
   }
@@ -198,7 +206,9 @@ int OpenPeer(const std::string& name, uint64_t bytes, Clock::time_point deadline
       // Its creator sizes a segment right after creating it: another nonzero size is a disagreement.
       if (sized) {
         throw Error(ErrorCode::kInvalidConfig,
-                    "joining shared-memory group '" + group + "': rank " + std::to_string(peer) + "'s window is " +
+                    "joining shared-memory group '" + group + "': rank " + std::to_string(peer) +
+                        "'s segment (its window, flags and "
+                        "cross-memory page) is " +
                         std::to_string(st.st_size) + " bytes and this rank's " + std::to_string(bytes) +
                         "; every rank must ask for the same window size (MOE_EP_WINDOW_MB, GroupOptions::window_bytes, "
                         "HCCL_BUFFSIZE) in a group of the same number of ranks (HcclCommInitRootInfo's nRanks, "
@@ -407,18 +417,37 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
   auto maps = std::make_shared<ShmMappings>(bytes);
   const std::string own = ShmSegmentName(job, group, rank);
   const int own_fd = CreateSegment(own);
-  // Until every peer has mapped it, the name must go if we fail; so must every other name of the group, since a
-  // failed join fails every member: a rank killed after it created its segment (outside `moe-ep launch`, which
-  // cleans up after its ranks) leaves no name behind once any other member gives up.
+  // If the join fails, our own name goes (when it still names our file), and so does every name of the group a
+  // process that died in its join left: a rank killed after it created its segment (outside `moe-ep launch`, which
+  // cleans up after its ranks), or after the first barrier but before it removed its name, leaves none behind once a
+  // member gives up. A live member's name stays: it may be joining again already, its retry's file under that name.
   struct Unlinker {
     const std::string& job;
     const std::string& group;
+    int rank;
     int size;
+    struct stat own {};
     bool armed = true;
     ~Unlinker() {
-      for (int r = 0; armed && r < size; ++r) shm_unlink(ShmSegmentName(job, group, r).c_str());
+      if (!armed) return;
+      try {
+        for (int r = 0; r < size; ++r) {
+          const std::string name = ShmSegmentName(job, group, r);
+          const int fd = shm_open(name.c_str(), O_RDWR, 0);
+          if (fd < 0) continue;
+          struct stat named {};
+          if (r != rank) {
+            RemoveIfLeftByTheDead(fd, name);
+          } else if (fstat(fd, &named) == 0 && named.st_dev == own.st_dev && named.st_ino == own.st_ino) {
+            shm_unlink(name.c_str());
+          }
+          close(fd);
+        }
+      } catch (...) {  // out of memory naming a segment: the rest stays, for the next creator of each name
+      }
     }
-  } unlink_on_error{job, group, size};
+  } unlink_on_error{job, group, rank, size};
+  fstat(own_fd, &unlink_on_error.own);
   // fchmod: the creation mode is filtered by the umask, the job's segments are 0600 whatever it is.
   if (fchmod(own_fd, 0600) != 0 || ftruncate(own_fd, static_cast<off_t>(bytes)) != 0) {
     close(own_fd);
@@ -474,11 +503,11 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
   window->HoldPeerHeaps();
   shm_unlink(own.c_str());
   madvise(own_base, bytes, MADV_DOFORK);
-  unlink_on_error.armed = false;
   if (cross_memory) window->CheckCrossMemory();
   // Every rank's checks land before any call exposes memory: a group's ranks read each other by copy from its
   // first call on, or never.
   window->Barrier(deadline, "every rank checking whether it can read its peers' memory");
+  unlink_on_error.armed = false;  // every rank is past removing its own name
   return window;
 }
 
