@@ -54,7 +54,7 @@ Stream::Outcome Stream::Synchronize(std::optional<std::chrono::milliseconds> tim
   if (sync_ == Sync::kFast && !done() && !running_) work_ready_.notify_one();
   if (timeout) {
     if (!work_done_.wait_until(lock, std::chrono::steady_clock::now() + *timeout, done)) {
-      const std::string running = running_ ? "'" + running_op_ + "'" : std::string("no task");
+      const std::string running = running_op_ ? "'" + *running_op_ + "'" : std::string("no task");
       return {ACL_ERROR_RT_STREAM_SYNC_TIMEOUT,
               name_ + " (device " + std::to_string(device_) + ") did not finish within " +
                   std::to_string(timeout->count()) + " ms: " + running + " is running with " +
@@ -102,12 +102,12 @@ Stream::Outcome Stream::Run(QueuedTask& task) {
   }
 }
 
-void Stream::RunFront(std::unique_lock<std::mutex>& lock, bool stand_in) {
-  std::string op_name = queue_.front().op_name;  // the one step that may throw, before anything changes
+void Stream::RunFront(std::unique_lock<std::mutex>& lock, bool stand_in) noexcept {
+  // Nothing allocates here (a task's move does not): the name shown while it runs is the task's own.
   QueuedTask task = std::move(queue_.front());
   queue_.pop_front();
   running_ = true;
-  running_op_ = std::move(op_name);
+  running_op_ = &task.op_name;  // read by a timed-out synchronize, under the lock
   lock.unlock();
   Outcome outcome;
   if (stand_in) {
@@ -124,7 +124,7 @@ void Stream::RunFront(std::unique_lock<std::mutex>& lock, bool stand_in) {
   task.run = nullptr;
   lock.lock();
   running_ = false;
-  running_op_.clear();
+  running_op_ = nullptr;
   if (outcome.code != ACL_SUCCESS && failure_.code == ACL_SUCCESS) {
     failure_ = std::move(outcome);
     failure_seq_ = task.seq;

@@ -79,9 +79,10 @@ class Stream {
 
   void WorkerLoop();
   // Runs the first queued task on the calling thread (the worker, or a synchronizer standing in for it)
-  // and records its outcome. Called locked, with a task queued and none running; returns locked. Throws
-  // only before it takes the task (out of memory), leaving the stream as it was.
-  void RunFront(std::unique_lock<std::mutex>& lock, bool stand_in);
+  // and records its outcome. Called locked, with a task queued and none running; returns locked. Taking the task
+  // allocates nothing; noexcept because running out of memory after that (in bookkeeping around the task) would
+  // leave it neither run nor finished and every synchronizer waiting for good: the process ends instead.
+  void RunFront(std::unique_lock<std::mutex>& lock, bool stand_in) noexcept;
   // Runs one task; returns its failure (ACL_SUCCESS when it returned normally).
   static Outcome Run(QueuedTask& task);
 
@@ -97,10 +98,10 @@ class Stream {
   std::condition_variable work_ready_;  // the worker waits for tasks or shutdown
   std::condition_variable work_done_;   // synchronizers wait for `completed_`
   std::deque<QueuedTask> queue_;
-  uint64_t launched_ = 0;   // seq of the last launched task
-  uint64_t completed_ = 0;  // seq of the last finished task
-  bool running_ = false;    // a task is running (tasks run one at a time, whoever runs them)
-  std::string running_op_;  // its name
+  uint64_t launched_ = 0;                    // seq of the last launched task
+  uint64_t completed_ = 0;                   // seq of the last finished task
+  bool running_ = false;                     // a task is running (tasks run one at a time, whoever runs them)
+  const std::string* running_op_ = nullptr;  // its name, in the running task (set while running_)
   bool stopping_ = false;
   bool worker_asleep_ = false;  // waiting with no deadline: a launch must wake it
   Outcome failure_;             // the first failure since the last synchronize that took one
