@@ -6,7 +6,7 @@
 #include <mpi.h>
 
 #include <algorithm>
-#include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -17,6 +17,7 @@
 #include <memory>
 #include <numeric>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -73,20 +74,23 @@ bool ParseOptions(int argc, char** argv, bool talk, Options& options, int& exit_
     if (flag == "--experts") return 4096;
     return 100000;  // --repeats, --warmup
   };
-  auto positive = [&](const std::string& flag, const char* text, int64_t& value) {
-    char* end = nullptr;
-    errno = 0;
-    value = std::strtoll(text, &end, 10);
-    if (end == text || *end != '\0' || errno != 0 || value <= 0 || value > max_of(flag)) {
+  // The whole text, in digits (from_chars takes no space and no '+').
+  const auto whole_number = [](const std::string& text, auto& value) {
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    return error == std::errc() && end == text.data() + text.size();
+  };
+  auto positive = [&](const std::string& flag, const std::string& text, int64_t& value) {
+    if (!whole_number(text, value) || value <= 0 || value > max_of(flag)) {
       if (talk) {
         std::fprintf(stderr, "hosts_bench: %s wants an integer in [1, %lld], not '%s'\n", flag.c_str(),
-                     static_cast<long long>(max_of(flag)), text);
+                     static_cast<long long>(max_of(flag)), text.c_str());
       }
       return false;
     }
     return true;
   };
   exit_status = 2;
+  std::set<std::string> given;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") {
@@ -98,23 +102,26 @@ bool ParseOptions(int argc, char** argv, bool talk, Options& options, int& exit_
       if (talk) std::fprintf(stderr, "hosts_bench: unknown option or missing value: %s (see --help)\n", flag.c_str());
       return false;
     }
-    const char* value = argv[++i];
+    const std::string value = argv[++i];
+    if (!given.insert(flag).second) {
+      if (talk) std::fprintf(stderr, "hosts_bench: %s given twice; give each flag at most once\n", flag.c_str());
+      return false;
+    }
     int64_t number = 0;
     if (flag == "--tokens") {
       options.tokens_per_rank.clear();
-      std::string list = value;
+      const std::string& list = value;
       for (size_t start = 0; start <= list.size();) {
         const size_t comma = std::min(list.find(',', start), list.size());
-        if (!positive(flag, list.substr(start, comma - start).c_str(), number)) return false;
+        if (!positive(flag, list.substr(start, comma - start), number)) return false;
         options.tokens_per_rank.push_back(number);
         start = comma + 1;
       }
     } else if (flag == "--seed") {
-      char* end = nullptr;
-      errno = 0;
-      options.seed = std::strtoull(value, &end, 10);
-      if (end == value || *end != '\0' || errno != 0 || value[0] == '-' || options.seed == 0) {
-        if (talk) std::fprintf(stderr, "hosts_bench: --seed wants an integer in [1, 2^64 - 1], not '%s'\n", value);
+      if (!whole_number(value, options.seed) || options.seed == 0) {
+        if (talk) {
+          std::fprintf(stderr, "hosts_bench: --seed wants an integer in [1, 2^64 - 1], not '%s'\n", value.c_str());
+        }
         return false;
       }
       options.seed_given = true;
@@ -153,7 +160,8 @@ struct RankInputs {
 };
 
 RankInputs DrawInputs(uint64_t seed, int config_index, int rank, int64_t tokens, const Options& options) {
-  std::seed_seq seq{seed, static_cast<uint64_t>(config_index), static_cast<uint64_t>(rank)};
+  // seed_seq keeps 32 bits of each value: the seed goes in as two.
+  std::seed_seq seq{seed & 0xFFFFFFFFu, seed >> 32, static_cast<uint64_t>(config_index), static_cast<uint64_t>(rank)};
   std::mt19937_64 rng(seq);
   RankInputs in;
   std::uniform_real_distribution<float> value(-1.0f, 1.0f), weight(0.0f, 1.0f);

@@ -2,7 +2,9 @@
 # The benchmark behind the README's picture: builds moe-ep (Release, in build-bench), runs `moe-ep bench` over a
 # sweep of 1 to 4096 tokens per rank on 8 ranks (threads, processes, the hosts transport and the MPI_Alltoallv
 # dispatcher), writes docs/bench.json and draws docs/bench.png. Arguments replace the sweep's flags (see
-# `moe-ep help`), e.g. `scripts/bench.sh --bs 1,128 --transports threads`.
+# `moe-ep help`), e.g. `scripts/bench.sh --bs 1,128 --transports threads`; with `--json FILE` among them the results
+# go to FILE and the picture next to it (FILE's name ending .png). A sweep where a measurement failed still writes
+# and draws what it measured, then exits 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh python3-matplotlib
@@ -14,5 +16,14 @@ if (($#)); then
 else
   flags=(--bs 1,2,4,8,16,32,64,128,256,512,1024,2048,4096 --transports threads,processes,hosts,alltoallv)
 fi
-./build-bench/tools/moe-ep bench "${flags[@]}" --json docs/bench.json
-/usr/bin/python3 scripts/plot_bench.py docs/bench.json docs/bench.png
+json=docs/bench.json
+for ((i = 0; i + 1 < ${#flags[@]}; ++i)); do
+  if [[ ${flags[i]} == --json ]]; then json=${flags[i + 1]}; fi
+done
+[[ " ${flags[*]} " == *" --json "* ]] || flags+=(--json "$json")
+status=0
+./build-bench/tools/moe-ep bench "${flags[@]}" || status=$?
+if ((status != 2)) && [[ -s $json ]]; then  # 2: refused flags, nothing measured
+  /usr/bin/python3 scripts/plot_bench.py "$json" "${json%.json}.png"
+fi
+exit "$status"

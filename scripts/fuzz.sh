@@ -32,9 +32,11 @@ CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=
   -DMOE_EP_BUILD_BENCH=OFF "${fresh[@]}" >/dev/null
 
 # Every fuzz target this configuration defines (cli_fuzz only once tools/ provides moe_ep_cli).
+# (The list is read whole first: grep -q stopping early would fail the listing's pipe, and drop the target.)
+defined=$(cmake --build build-fuzz --target help)
 targets=()
 for t in capi_fuzz native_fuzz cli_fuzz; do
-  if cmake --build build-fuzz --target help | grep -q "^$t:"; then targets+=("$t"); fi
+  if grep -q "^$t:" <<<"$defined"; then targets+=("$t"); fi
 done
 cmake --build build-fuzz -j "$jobs" --target "${targets[@]}"
 

@@ -1,12 +1,14 @@
 // The moe-ep command line: tables of bad flag sets (exit 2, one line naming the flag) and good ones (parsed values),
 // the --help text's bounds, and the built binary refusing `run --topk 65` / `run --experts 7` instead of crashing, and
-// an MPI job too large for `run` naming its size.
+// an MPI job too large for `run` naming its size; a bench's inputs follow every bit of its seed; a job that needs
+// every rank ends when one fails.
 #include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <initializer_list>
@@ -15,6 +17,8 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "moe-ep/bench.h"
+#include "moe-ep/launch.h"
 #include "moe-ep/options.h"
 #include "support/scoped_env.h"
 
@@ -451,10 +455,34 @@ TEST(CliFlags, LaunchForwardsSigtermAndEndsByIt) {
   EXPECT_EQ(WTERMSIG(status), SIGTERM);
 }
 
+// A job whose ranks are of no use without each other (run --processes, a bench's measurement) ends when one fails:
+// the launcher ends the others, which would otherwise wait for it until their deadline, and returns its status.
+TEST(CliFlags, LaunchEndsTheJobWhenARankFailsWhereAsked) {
+  const auto start = std::chrono::steady_clock::now();
+  const int status = Launch(LaunchOptions{3, {"sh", "-c", "[ \"$MOE_EP_RANK\" = 1 ] && exit 3; exec sleep 60"}, true});
+  EXPECT_EQ(status, 3);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20)) << "the other ranks were left to run";
+}
+
 size_t Count(const std::string& text, const std::string& what) {
   size_t n = 0;
   for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
   return n;
+}
+
+// A bench's inputs follow every bit of its seed: seeds 2^32 apart draw other tokens (std::seed_seq keeps 32 bits of
+// each value it is given).
+TEST(CliFlags, BenchInputsFollowTheSeedsHighBits) {
+  JobOptions job;
+  job.bs = 4;
+  job.hidden = 64;
+  job.seed = 1;
+  const BenchInputs low = DrawBenchInputs(job, 0);
+  job.seed = (uint64_t{1} << 32) | 1;
+  const BenchInputs high = DrawBenchInputs(job, 0);
+  EXPECT_NE(low.x, high.x);
+  job.seed = 1;
+  EXPECT_EQ(DrawBenchInputs(job, 0).x, low.x);  // and the same seed draws the same tokens
 }
 
 // A small sweep on threads and processes with and without quantization: a table row and a JSON entry with both

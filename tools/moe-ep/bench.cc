@@ -123,7 +123,8 @@ GroupOptions BenchGroupOptions(const JobOptions& o) {
 }
 
 BenchInputs DrawBenchInputs(const JobOptions& o, int rank) {
-  std::seed_seq seq{o.seed, static_cast<uint64_t>(o.bs), static_cast<uint64_t>(rank)};
+  // seed_seq keeps 32 bits of each value: the seed goes in as two.
+  std::seed_seq seq{o.seed & 0xFFFFFFFFu, o.seed >> 32, static_cast<uint64_t>(o.bs), static_cast<uint64_t>(rank)};
   std::mt19937_64 rng(seq);
   BenchInputs in;
   std::uniform_int_distribution<uint32_t> mantissa(0, 0x7F), exponent(0x7C, 0x7E);  // bf16 in +-[1/8, 1)
@@ -260,7 +261,8 @@ std::vector<BenchResult> MeasureConfiguration(const BenchOptions& options, const
     attempt({BenchSystem::kProcesses}, [&] {
       const ResultsDir dir;
       const BenchPoint point{job, true, false, false, dir.path()};
-      const int status = Launch(LaunchOptions{job.ranks, {SelfExecutable(), "bench-rank", Encode(point)}});
+      const int status =
+          Launch(LaunchOptions{job.ranks, {SelfExecutable(), "bench-rank", Encode(point)}, /*end_on_failure=*/true});
       if (status != 0) throw Error(ErrorCode::kInternal, "a rank process exited with status " + std::to_string(status));
       record(BenchSystem::kProcesses, ReadRankTimes(dir.path(), "processes", job.ranks));
     });

@@ -206,6 +206,7 @@ int Launch(const LaunchOptions& o) {
   }
 
   int first_failure = 0, running = o.ranks, forwarded = 0;
+  bool ended = false;  // end_on_failure ended the others: their SIGTERM is not news
   while (running > 0) {
     if (g_forward_signal) {
       for (pid_t pid : pids) {
@@ -234,11 +235,18 @@ int Launch(const LaunchOptions& o) {
         pids[rank] = -1;
         --running;
         const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        if (code != 0) {
+        if (code != 0 && !ended) {
           std::fprintf(stderr, "moe-ep launch: rank %d %s %d\n", rank,
                        WIFEXITED(status) ? "exited with status" : "was killed by signal",
                        WIFEXITED(status) ? code : WTERMSIG(status));
           if (first_failure == 0) first_failure = code;
+          if (o.end_on_failure && running > 0) {
+            std::fprintf(stderr, "moe-ep launch: ending the other %d rank(s), which would wait for it\n", running);
+            for (pid_t other : pids) {
+              if (other > 0) kill(other, SIGTERM);
+            }
+            ended = true;
+          }
         }
       }
     }

@@ -9,6 +9,10 @@ namespace moe_ep::tools {
 struct LaunchOptions {
   int ranks = 0;
   std::vector<std::string> command;  // program and its arguments
+  // The first rank to fail ends the job: the others get SIGTERM. For jobs whose ranks are of no use without every
+  // other (`run --processes`, a bench's measurement), which would otherwise wait for a failed one until their
+  // deadline. `moe-ep launch` itself leaves the others running: a job may go on without a rank.
+  bool end_on_failure = false;
 };
 
 /// Starts `ranks` copies of the command with MOE_EP_RANK, MOE_EP_WORLD_SIZE and a fresh, unpredictable

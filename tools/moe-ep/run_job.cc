@@ -64,7 +64,7 @@ int RunJobOverProcesses(const JobOptions& o, std::vector<std::string> args) {
   args.insert(args.begin(), {SelfExecutable(), "run"});
   if (!o.seed) args.insert(args.end(), {"--seed", std::to_string(seed)});  // every rank draws the same inputs
   setenv(kResultsDirVariable, results.path().c_str(), 1);  // NOLINT(concurrency-mt-unsafe): no threads yet
-  const int status = Launch(LaunchOptions{o.ranks, args});
+  const int status = Launch(LaunchOptions{o.ranks, args, /*end_on_failure=*/true});
   unsetenv(kResultsDirVariable);  // NOLINT(concurrency-mt-unsafe)
   if (status != 0) return status;
   std::printf("  verified: every rank's dispatch outputs and combine results bit-identical to the reference\n");
