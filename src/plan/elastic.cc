@@ -52,6 +52,10 @@ ScaledDown ApplyElasticInfo(const MoeConfig& c, std::span<const int32_t> table, 
                  : "0 when there are no shared experts");
   }
   const auto table1 = table.subspan(4, e), table2 = table.subspan(4 + e, e);
+  // Shared expert i is served by the shared ranks i * R' .. (i + 1) * R' - 1 of the new numbering (R' = new S / n_s
+  // ranks each; MoeConfig::SharedRank): each must be a rank that held expert i (old rank / R = i).
+  const int64_t old_replicas = c.shared_replicas();
+  const int64_t new_replicas = c.shared_expert_num > 0 ? new_s / c.shared_expert_num : 1;
   ScaledDown out;
   for (int64_t r = 0; r < new_e; ++r) {
     const int32_t old = table2[r];
@@ -60,6 +64,14 @@ ScaledDown ApplyElasticInfo(const MoeConfig& c, std::span<const int32_t> table, 
     }
     if ((r < new_s) != (old < c.shared_expert_rank_num)) {
       BadTable(c, op, "[4 + E + " + std::to_string(r) + "]", old, "a rank keeps its role (shared or MoE)");
+    }
+    if (r < new_s && old / old_replicas != r / new_replicas) {
+      BadTable(c, op, "[4 + E + " + std::to_string(r) + "]", old,
+               "a shared rank keeps its shared expert: new rank " + std::to_string(r) + " serves shared expert " +
+                   std::to_string(r / new_replicas) +
+                   " (new sharedExpertRankNum / sharedExpertNum = " + std::to_string(new_replicas) +
+                   " ranks each), and old rank " + std::to_string(old) + " held shared expert " +
+                   std::to_string(old / old_replicas) + "; every shared expert keeps as many ranks as the others");
     }
     out.physical.push_back(old);
   }

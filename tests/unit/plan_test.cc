@@ -267,6 +267,23 @@ TEST(ElasticTable, EverySharedExpertKeepsARank) {
   EXPECT_EQ(ok.physical, (std::vector<int>{0, 2, 3}));
 }
 
+// E=8, n_s=2, S=4 (shared expert 0 on ranks 0-1, expert 1 on ranks 2-3), moe=4. Ranks 0 and 1 gone: new S = 2 is a
+// multiple of n_s, but both new shared ranks hold expert 1, and every token would get expert 1 twice and expert 0
+// never. One rank of each expert gone is a table every expert keeps its rank in.
+TEST(ElasticTable, EverySharedExpertKeepsItsOwnRanks) {
+  MoeConfig c = Config(8, 4, 8, 1024, 2);
+  c.shared_expert_num = 2;
+  c.shared_expert_rank_num = 4;
+  c.ep_rank = 4;
+  ExpectBadTable(c, {1, 6, 2, 4, -1, -1, 0, 1, 2, 3, 4, 5, 2, 3, 4, 5, 6, 7, -1, -1}, "[4 + E + 0]",
+                 "new rank 0 serves shared expert 0 (new sharedExpertRankNum / sharedExpertNum = 1 ranks each), and "
+                 "old rank 2 held shared expert 1");
+  const ScaledDown ok =
+      ApplyElasticInfo(c, std::vector<int32_t>{1, 6, 2, 4, -1, 0, -1, 1, 2, 3, 4, 5, 1, 3, 4, 5, 6, 7, -1, -1}, "op");
+  EXPECT_EQ(ok.physical, (std::vector<int>{1, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(ok.config.SharedRank(1, 5), 1);  // old rank 3: expert 1's
+}
+
 TEST(ElasticTable, ARankThatLeftCannotStandInForASurvivor) {
   // Rank 1 left (not in Table2) but Table1 still gives it new rank 1, the slot of original rank 2: it would
   // run as rank 2's double.
