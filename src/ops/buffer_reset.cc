@@ -21,6 +21,9 @@ void BufferReset(transport::Window& ep, OpState& state, std::span<const int32_t>
   state.pair_call_open = false;
   if (!need_sync) {
     ++state.operations;  // a number of its own, above those before (communicator.h)
+    // A sync that timed out is abandoned (the window is cleared now): the next synced reset is a new round, with a
+    // new tag every rank joins, not a retry that a peer's flag of the old round would end at once.
+    state.reset_unfinished = false;
     return;
   }
   state.operations = 0;  // the sync's tag becomes the generation

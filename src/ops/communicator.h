@@ -45,7 +45,8 @@ struct OpState {
   /// The tag of the last BufferReset sync round this rank took part in (docs/semantics.md 4.2); survives the
   /// reset itself.
   uint64_t reset_tag = 0;
-  /// The last sync timed out: the next BufferReset retries it under the same tag.
+  /// The last sync timed out: the next BufferReset with sync retries it under the same tag (one without sync
+  /// abandons it).
   bool reset_unfinished = false;
   /// Why an operation failed part-way (it timed out, or was interrupted), until a BufferReset succeeds: its rows
   /// and flags may still be in flight, and a peer's next call could take them for its own, so the group's

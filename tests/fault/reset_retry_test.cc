@@ -8,9 +8,11 @@
 //   ResetRetry.ARetryJoinsTheNewerResetAPeerBegan: rank 0 finished the reset and began another before rank 1
 //     retried the first; both must end the newer one (a retry that ended the old one alone left rank 0 waiting
 //     for a tag rank 1 never sent, and the two timed out in turn, reset after reset).
+//   ResetRetry.AResetWithoutSyncAbandonsASyncThatTimedOut: the next synced reset is a new round, not a retry.
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <barrier>
 #include <chrono>
 #include <cstring>
 #include <functional>
@@ -143,6 +145,38 @@ TEST(ResetRetry, ARetryJoinsTheNewerResetAPeerBegan) {
   });
   EXPECT_EQ(states[0].generation, 2u);
   EXPECT_EQ(states[1].generation, 2u);
+}
+
+// A reset without sync abandons a sync round that timed out: the next synced reset is a new round (a new tag, a
+// clear), not a retry of the old one. Rank 0's sync awaits an absent rank 2 and times out; rank 1's, which leaves
+// rank 2 out, ends (tag 1). Both reset without sync, then sync leaving rank 2 out, rank 0 first: both must end the
+// same new round (rank 0 took it for a retry of tag 1, ended at once on rank 1's old flag and went on, while rank 1
+// began tag 2 and waited for it in vain).
+TEST(ResetRetry, AResetWithoutSyncAbandonsASyncThatTimedOut) {
+  auto windows = transport::CreateThreadWindows(3, 1 << 16, ops::kWindowFlagCount, "reset abandoned");
+  std::vector<ops::OpState> states(2);
+  const std::vector<int32_t> everyone = {1, 1, 1}, without_rank2 = {1, 1, 0};
+  const auto deadline = [](int ms) { return Clock::now() + std::chrono::milliseconds(ms); };
+  std::barrier step(2);
+  verify::RunRanks(2, [&](int r) {
+    if (r == 0) {
+      EXPECT_THROW(ops::protocol::BufferReset(*windows[0], states[0], everyone, true, deadline(200), "BufferReset"),
+                   TimeoutError);
+    } else {
+      ops::protocol::BufferReset(*windows[1], states[1], without_rank2, true, deadline(3000), "BufferReset");
+    }
+    step.arrive_and_wait();
+    ops::protocol::BufferReset(*windows[r], states[r], without_rank2, false, deadline(3000), "BufferReset");
+    step.arrive_and_wait();
+    if (r == 1) std::this_thread::sleep_for(std::chrono::milliseconds(300));  // rank 0 syncs first
+    try {
+      ops::protocol::BufferReset(*windows[r], states[r], without_rank2, true, deadline(3000), "BufferReset");
+    } catch (const TimeoutError& e) {
+      ADD_FAILURE() << "rank " << r << ": " << e.what();
+    }
+  });
+  EXPECT_EQ(states[0].generation, states[1].generation);
+  EXPECT_EQ(states[0].generation, 2u);
 }
 
 }  // namespace
