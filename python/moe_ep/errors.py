@@ -100,10 +100,21 @@ def checked_bool(name, value):
 
 def checked_mask(name, values):
     """A 0/1 mask (a sequence of bools or of 0 and 1: a list, a numpy or torch bool array) as a list of ints, each
-    by checked_bool (named name[i]); a value that is no sequence is refused."""
+    by checked_bool (named name[i]); a value that is no sequence is refused. An int32 entry other than 0 or 1 breaks
+    the operator's rule, refused as the library refuses one (INVALID_CONFIG); anything else as its type."""
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
         raise InvalidArgumentError(f"{name} = {values!r} must be a sequence of 0 and 1 (or of bools)")
-    return [int(checked_bool(f"{name}[{i}]", v)) for i, v in enumerate(values)]
+    mask = []
+    for i, value in enumerate(values):
+        try:
+            mask.append(int(checked_bool(f"{name}[{i}]", value)))
+        except InvalidArgumentError as e:
+            item = value.item() if getattr(value, "ndim", None) == 0 and hasattr(value, "item") else value
+            if isinstance(item, numbers.Integral) and not isinstance(item, bool) and \
+                    -INT32_MAX - 1 <= int(item) <= INT32_MAX:
+                e.code = INVALID_CONFIG
+            raise
+    return mask
 
 
 def checked_real(name, value):

@@ -481,6 +481,17 @@ def test_a_value_of_the_wrong_kind_is_refused_naming_it(case):
     assert caught.value.code == moe_ep.errors.INVALID_PARAM, str(caught.value)
 
 
+@pytest.mark.parametrize("call", [lambda g: moe_ep.buffer_reset(g, reachable=[2]),
+                                  lambda g: call_dispatch(g, None, survivors=[-1]),
+                                  lambda g: moe_ep.buffer_reset(g, reachable=np.array([3], dtype=np.int32))])
+def test_a_mask_entry_other_than_0_or_1_is_the_operators_rule(call):
+    # An int32 (a C++ caller's entry) of the wrong value: 561002, as the library and the C API refuse it.
+    group = moe_ep.thread_groups(1)[0]
+    with pytest.raises(moe_ep.InvalidArgumentError, match=r"\[0\] = .* must be True or False") as caught:
+        call(group)
+    assert caught.value.code == moe_ep.errors.INVALID_CONFIG, str(caught.value)
+
+
 @pytest.mark.parametrize("norm_eps", [-1.0, float("nan"), float("inf")])
 def test_add_rms_norm_eps_must_be_finite_and_not_negative(norm_eps):
     # A real number of the wrong value is the operator's rule (561002, as CANN's tiling refuses attributes), not the
