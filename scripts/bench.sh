@@ -2,9 +2,10 @@
 # The benchmark behind the README's picture: builds moe-ep (Release, in build-bench), runs `moe-ep bench` over a
 # sweep of 1 to 4096 tokens per rank on 8 ranks (threads, processes, the hosts transport and the MPI_Alltoallv
 # dispatcher), writes docs/bench.json and draws docs/bench.png. Arguments replace the sweep's flags (see
-# `moe-ep help`), e.g. `scripts/bench.sh --bs 1,128 --transports threads`; with `--json FILE` among them the results
-# go to FILE and the picture next to it (FILE's name ending .png). A sweep where a measurement failed still writes
-# and draws what it measured, then exits 1.
+# `moe-ep help`), e.g. `scripts/bench.sh --bs 1,128 --transports threads`; with `--json FILE` among them (FILE
+# relative to the repository) the results go to FILE and the picture next to it (FILE.json's name ending .png, any
+# other name's with .png added). A sweep where a measurement failed still writes and draws what it measured, then
+# exits 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh python3-matplotlib
@@ -21,6 +22,7 @@ for ((i = 0; i + 1 < ${#flags[@]}; ++i)); do
   if [[ ${flags[i]} == --json ]]; then json=${flags[i + 1]}; fi
 done
 [[ " ${flags[*]} " == *" --json "* ]] || flags+=(--json "$json")
+rm -f "$json"  # nothing measured then nothing drawn
 status=0
 ./build-bench/tools/moe-ep bench "${flags[@]}" || status=$?
 if ((status != 2)) && [[ -s $json ]]; then  # 2: refused flags, nothing measured

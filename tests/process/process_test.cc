@@ -427,10 +427,11 @@ TEST(ShmJoin, GroupsOfLongNamesJoin) {
 }
 
 // A member that gives up its join leaves the names of live members alone: they may be joining again already, with
-// files of their retries under them. Rank 1 is late; rank 0 gives up first and joins again at once; rank 2 gives up
-// after that retry made its segment (rank 0's retry waits for rank 1 before it looks for rank 2's, so it never sees
-// rank 2's first file), and joins again. Every join meets (removing every name of the group, as rank 2 once did,
-// took rank 0's new file away, and the others then waited for it in vain), and no segment is left behind.
+// files of their retries under them. Rank 1 is late (it comes once rank 2 gave up); rank 0 gives up first and joins
+// again at once; rank 2 gives up after that retry made its segment (rank 0's retry waits for rank 1 before it looks for
+// rank 2's, so it never sees rank 2's first file), and joins again. Every join meets (removing every name of the group,
+// as rank 2 once did, took rank 0's new file away, and the others then waited for it in vain), and no segment is left
+// behind.
 TEST(ShmJoin, AMemberGivingUpLeavesTheNamesOfMembersJoiningAgain) {
   namespace tr = moe_ep::transport;
   const std::string job = "retrytest" + std::to_string(getpid());
@@ -439,13 +440,15 @@ TEST(ShmJoin, AMemberGivingUpLeavesTheNamesOfMembersJoiningAgain) {
                                                  std::chrono::milliseconds(1000)};
   std::string failures[3];
   std::thread ranks[3];
+  std::atomic<bool> rank2_gave_up{false};  // rank 1 comes after that: its first file is gone by then
   for (int r = 0; r < 3; ++r) {
     ranks[r] = std::thread([&, r] {
       try {
         if (r != 1) {
           EXPECT_THROW(tr::JoinShmGroup(job, "g", r, 3, 1 << 20, 16, start + gives_up[r]), moe_ep::TimeoutError);
+          if (r == 2) rank2_gave_up = true;
         } else {
-          std::this_thread::sleep_until(start + std::chrono::milliseconds(2500));
+          while (!rank2_gave_up) std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
         auto window = tr::JoinShmGroup(job, "g", r, 3, 1 << 20, 16, tr::Clock::now() + std::chrono::seconds(10));
         window->Barrier(tr::Clock::now() + std::chrono::seconds(10), "the test's");
@@ -467,6 +470,7 @@ TEST(ShmFaults, ARankKilledBetweenTheJoinsBarriersLeavesNoSegment) {
   const std::string victim = tr::ShmSegmentName(job, "g", 1);
   const pid_t child = fork();
   if (child == 0) {  // rank 1
+    alarm(30);       // whatever happens, it ends
     g_killed_removing = victim.c_str();
     try {
       tr::JoinShmGroup(job, "g", 1, 2, 1 << 20, 16, tr::Clock::now() + std::chrono::seconds(10));
@@ -475,7 +479,8 @@ TEST(ShmFaults, ARankKilledBetweenTheJoinsBarriersLeavesNoSegment) {
     _exit(3);  // not killed: the join never removed its name
   }
   try {
-    tr::JoinShmGroup(job, "g", 0, 2, 1 << 20, 16, tr::Clock::now() + std::chrono::seconds(3));
+    // Long enough for the child to come (else it gives up too, and is killed removing its own name first).
+    tr::JoinShmGroup(job, "g", 0, 2, 1 << 20, 16, tr::Clock::now() + std::chrono::seconds(5));
     ADD_FAILURE() << "rank 0 joined a group whose rank 1 died in its join";
   } catch (const moe_ep::Error& e) {
     EXPECT_NE(std::string(e.what()).find("rank 1"), std::string::npos) << e.what();
@@ -561,6 +566,24 @@ TEST(ShmFaults, AFullDevShmIsExplainedBeforeTheBusErrorKills) {
   EXPECT_GE(explained, 1) << output;
   EXPECT_EQ(CountOf(output, "was killed by signal 7"), explained) << output;
   EXPECT_EQ(CountOf(output, "moe-ep: error 507034: "), 4 - explained) << output;
+}
+
+// A rank in a pid namespace of its own (containers that share /dev/shm but not pids), its /proc the host's: no peer
+// can map its heap chunks through /proc/<pid>/fd, nor it theirs by the pids they know, so rows in the shared heap
+// travel as any other memory's do, and the job is verified (peers were handed heap tokens they could not map, and
+// the job failed). Forced onto the pull path; root only (unshare), as CI runs.
+TEST(ShmJoin, ARankInAnotherPidNamespaceGetsItsRowsByPut) {
+  const std::string tool = MOE_EP_TOOL;
+  const std::string run = tool + " run --ranks 2 --experts 4 --topk 2 --bs 6 --hidden 64 --repeats 2 --warmup 0";
+  std::string output;
+  const int status =
+      RunCommand("unshare --pid --fork true || exit 77; d=$(mktemp -d); MOE_EP_RUN_RESULTS=$d MOE_EP_DATA_PATH=pull " +
+                     tool + " launch -n 2 -- sh -c 'if [ \"$MOE_EP_RANK\" = 1 ]; then exec unshare --pid --fork " +
+                     run + "; else exec " + run + "; fi'; s=$?; rm -rf $d; exit $s",
+                 output);
+  if (status == 77) GTEST_SKIP() << "no pid namespace here (not root?): " << output;
+  EXPECT_EQ(status, 0) << output;
+  EXPECT_EQ(CountOf(output, "verified: outputs equal to the reference"), 2) << output;
 }
 
 // A bus error outside every window goes on as it would have without moe_ep: no word of /dev/shm, the process dies

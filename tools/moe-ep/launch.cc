@@ -240,7 +240,7 @@ int Launch(const LaunchOptions& o) {
                        WIFEXITED(status) ? "exited with status" : "was killed by signal",
                        WIFEXITED(status) ? code : WTERMSIG(status));
           if (first_failure == 0) first_failure = code;
-          if (o.end_on_failure && running > 0) {
+          if (o.end_on_failure && running > 0 && forwarded == 0) {  // (a forwarded signal reached them all)
             std::fprintf(stderr, "moe-ep launch: ending the other %d rank(s), which would wait for it\n", running);
             for (pid_t other : pids) {
               if (other > 0) kill(other, SIGTERM);

@@ -95,7 +95,12 @@ class Registry {
         return by_name_.count({name, device}) != 0 || claimed_.count({name, device}) != 0;
       };
       if (std::none_of(devices.begin(), devices.end(), taken)) {
-        for (const int32_t device : devices) claimed_.insert({name, device});
+        try {
+          for (const int32_t device : devices) claimed_.insert({name, device});
+        } catch (...) {
+          for (const int32_t device : devices) claimed_.erase({name, device});
+          throw;
+        }
         return name;
       }
     }
@@ -493,12 +498,19 @@ HcclResult HcclCommInitAll(uint32_t ndev, int32_t* devices, HcclComm* comms) {
     auto windows =
         moe_ep::transport::CreateThreadWindows(static_cast<int>(ndev), moe_ep::cann::CommWindowBytes(),
                                                moe_ep::ops::kWindowFlagCount, "HCCL communicator '" + name + "'");
-    // Every rank is made before any handle is given out: a failure part way leaves no communicator behind.
+    // Every rank is made before any handle is given out, and the handles given out go again if one cannot be: a
+    // failure part way leaves no communicator behind.
     std::vector<std::shared_ptr<Comm>> made;
     for (uint32_t i = 0; i < ndev; ++i) {
       made.push_back(moe_ep::cann::MakeComm(name, std::move(windows[i]), devices[i], timeout));
     }
-    for (uint32_t i = 0; i < ndev; ++i) comms[i] = reg.Add(std::move(made[i]));
+    uint32_t added = 0;
+    try {
+      for (; added < ndev; ++added) comms[added] = reg.Add(std::move(made[added]));
+    } catch (...) {
+      for (uint32_t i = 0; i < added; ++i) reg.Remove(comms[i]);
+      throw;
+    }
     return HCCL_SUCCESS;
   });
 }

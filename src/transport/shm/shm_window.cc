@@ -18,6 +18,7 @@
 #include <cstring>
 #include <span>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "base/env.h"
@@ -130,7 +131,7 @@ std::string RemoveIfLeftByTheDead(int fd, const std::string& name) {
 // job killed while it waited for a missing rank, under a rank table's fixed names) is removed first; one that a
 // live process holds is another job's.
 int CreateSegment(const std::string& name) {
-  for (bool removed_a_dead_one = false;;) {
+  for (bool removed_a_dead_one = false, lost_the_name = false;;) {
     const int fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
     if (fd >= 0) {
       struct flock alive = ByteLock(F_WRLCK, kAliveByte);
@@ -153,7 +154,10 @@ int CreateSegment(const std::string& name) {
       fcntl(fd, F_OFD_SETLK, &deciding);
       if (ours) return fd;
       close(fd);
-      NotOurs(name, "another process took it as it was made");
+      // Its name went as it was made: a process deciding about it took it for a dead join's (a member giving up
+      // removes those). Made again, once: now a live process holds whichever file the name names.
+      if (decided != 0 || std::exchange(lost_the_name, true)) NotOurs(name, "another process took it as it was made");
+      continue;
     }
     if (errno != EEXIST || removed_a_dead_one) {
       SystemError("cannot create " + name + " (another job with the same rendezvous?)");
@@ -249,7 +253,24 @@ struct CrossMemoryInfo {
   uint64_t pid;
   uint64_t probe_address;  // where `pid` is in the rank's own process
   uint64_t heap_id;        // SharedHeap::Owner::id of the rank's process: with pid, whose heap its tokens name
+  uint64_t heap_reach;     // HeapReach() of the rank's process
 };
+
+// Who can map this process's heap chunks, which a peer opens as /proc/<pid>/fd/<n> under the pid this process has
+// in its own pid namespace: processes of the same pid namespace whose /proc shows it (its inode number, equal for
+// two such processes), where this process lets others open its descriptors (dumpable); 0: none. Ranks of one
+// /dev/shm may be in other pid namespaces (containers sharing IPC but not pids), or under a /proc of another one.
+uint64_t HeapReach() {
+  if (prctl(PR_GET_DUMPABLE) != 1) return 0;
+  char self[32] = {};
+  const ssize_t n = readlink("/proc/self", self, sizeof self - 1);
+  struct stat ns {};
+  if (n <= 0 || std::string(self, static_cast<size_t>(n)) != std::to_string(getpid()) ||
+      stat("/proc/self/ns/pid", &ns) != 0) {
+    return 0;
+  }
+  return ns.st_ino;
+}
 
 uint64_t CrossMemoryInfoBytes(int size) { return (sizeof(CrossMemoryInfo) + size + 7) / 8 * 8; }
 uint8_t* Readers(CrossMemoryInfo* info) { return reinterpret_cast<uint8_t*>(info + 1); }
@@ -310,7 +331,9 @@ class ShmWindow final : public LoadStoreWindow {
     CheckPeer(peer, "expose");
     const auto address = reinterpret_cast<uintptr_t>(p);
     if (address % 2 != 0) return 0;
-    if (const uint64_t token = SharedHeap::Process().TokenOf(p, bytes); token != 0) return token;
+    if (const uint64_t token = SharedHeap::Process().TokenOf(p, bytes); token != 0 && MapsHeapOfThisRank(peer)) {
+      return token;
+    }
     if (!cross_memory_) return 0;
     // This rank reads its own memory in place (Resolve); a peer that checked it can, by copy.
     const bool readable =
@@ -362,6 +385,11 @@ class ShmWindow final : public LoadStoreWindow {
 
  private:
   SharedHeap::Owner HeapOf(int peer) const { return {info_[peer]->pid, info_[peer]->heap_id}; }
+  // Whether `peer` can map this rank's heap chunks (HeapReach): else heap memory goes as any other memory does.
+  bool MapsHeapOfThisRank(int peer) const {
+    const uint64_t reach = info_[rank()]->heap_reach;
+    return peer == rank() || (reach != 0 && info_[peer]->heap_reach == reach);
+  }
 
   std::vector<CrossMemoryInfo*> info_;  // each rank's, as mapped here
   bool cross_memory_;                   // whether peers may copy rows out of this process (MOE_EP_CROSS_MEMORY, Yama)
@@ -436,10 +464,13 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
           const int fd = shm_open(name.c_str(), O_RDWR, 0);
           if (fd < 0) continue;
           struct stat named {};
-          if (r != rank) {
-            RemoveIfLeftByTheDead(fd, name);
-          } else if (fstat(fd, &named) == 0 && named.st_dev == own.st_dev && named.st_ino == own.st_ino) {
-            shm_unlink(name.c_str());
+          try {
+            if (r != rank) {
+              RemoveIfLeftByTheDead(fd, name);
+            } else if (fstat(fd, &named) == 0 && named.st_dev == own.st_dev && named.st_ino == own.st_ino) {
+              shm_unlink(name.c_str());
+            }
+          } catch (...) {  // out of memory saying why a name stays: it stays
           }
           close(fd);
         }
@@ -447,7 +478,11 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
       }
     }
   } unlink_on_error{job, group, rank, size};
-  fstat(own_fd, &unlink_on_error.own);
+  if (fstat(own_fd, &unlink_on_error.own) != 0) {
+    close(own_fd);
+    shm_unlink(own.c_str());  // this rank's since CreateSegment, which the clean-up cannot tell now
+    SystemError("cannot inspect " + own);
+  }
   // fchmod: the creation mode is filtered by the umask, the job's segments are 0600 whatever it is.
   if (fchmod(own_fd, 0600) != 0 || ftruncate(own_fd, static_cast<off_t>(bytes)) != 0) {
     close(own_fd);
@@ -478,6 +513,7 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
   const SharedHeap::Owner self = SharedHeap::Self();  // whose heap this rank's tokens name, for its peers
   info[rank]->pid = self.pid;
   info[rank]->heap_id = self.id;
+  info[rank]->heap_reach = HeapReach();
   std::vector<int> missing;  // once the deadline passed, each later rank is looked for once
   for (int r = 0; r < size; ++r) {
     if (r == rank) continue;
