@@ -2,6 +2,7 @@
 // operations after one that failed part-way until a reset.
 #include "ops/operations.h"
 
+#include "base/fp_env.h"
 #include "moe_ep/error.h"
 #include "ops/elastic.h"
 #include "ops/protocol.h"
@@ -130,6 +131,7 @@ plan::WindowCapacity CapacityOf(const Communicator& ep, const Communicator* tp) 
 
 plan::MoeConfig RunDispatch(Communicator& ep, Communicator* tp, const plan::MoeConfig& config,
                             const plan::DispatchTensors& tensors, std::span<const int32_t> elastic_info) {
+  const DefaultFloatingPoint arithmetic;
   plan::MoeConfig ran = config;
   const std::optional<plan::ScaledDown> scaled = ScaledDownBy(config, elastic_info);
   // Through relays: a token bound for several ranks of one host crosses to it once.
@@ -147,6 +149,7 @@ plan::MoeConfig RunDispatch(Communicator& ep, Communicator* tp, const plan::MoeC
 
 void RunCombine(Communicator& ep, Communicator* tp, const plan::MoeConfig& config, const plan::CombineTensors& tensors,
                 std::span<const int32_t> elastic_info) {
+  const DefaultFloatingPoint arithmetic;
   // Straight to each owner: every row is for one rank alone (no pre-reduction, for bit-exactness), so a relay
   // would only add a hop and a copy.
   const std::optional<plan::ScaledDown> scaled = ScaledDownBy(config, elastic_info);

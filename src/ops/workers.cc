@@ -7,6 +7,7 @@
 #include <system_error>
 
 #include "base/env.h"
+#include "base/fp_env.h"
 #include "moe_ep/error.h"
 
 namespace moe_ep::ops {
@@ -89,6 +90,7 @@ void Workers::ForEachPart(int64_t n, uint64_t item_bytes,
 }
 
 void Workers::Serve(int helper) {
+  const DefaultFloatingPoint arithmetic;  // not the settings of the thread that made the group
   uint64_t seen = 0;
   std::unique_lock lock(mutex_);
   for (;;) {

@@ -7,13 +7,18 @@
 // subnormals), every output element bit-identical to the reference (two NaNs of a combine output are equal:
 // docs/numerics.md), untouched rows still poisoned, with 1 or 3 worker threads per rank (splitting every loop);
 // and 1,000 consecutive
-// rounds with fresh routing on 3 threads per rank; and a configuration whose rows are streamed into expandX.
+// rounds with fresh routing on 3 threads per rank; and a configuration whose rows are streamed into expandX; and
+// ranks whose threads set another floating-point environment (flush-to-zero, rounding upwards) change no bit.
 // A new transport adds one entry to Transports() below (and one factory to tests/transport/).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <chrono>
 #include <random>
+
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
 #include "base/copy.h"
 #include "support/scoped_env.h"
@@ -121,6 +126,28 @@ class Property : public ::testing::TestWithParam<Transport> {
 
 INSTANTIATE_TEST_SUITE_P(Transports, Property, ::testing::ValuesIn(Transports()),
                          [](const ::testing::TestParamInfo<Transport>& info) { return info.param.name; });
+
+// The operators compute in the default floating-point environment whatever the caller set: ranks whose threads
+// flush subnormals to zero, take them as zero and round upwards (as do the worker threads they start, which inherit
+// that) give the reference's bits, which it computes in the default one. Both quantizations, rows of subnormals
+// among the special values, 3 worker threads per rank splitting every loop.
+TEST_P(Property, TheCallersFloatingPointSettingsChangeNoBit) {
+#if defined(__SSE__)
+  ScenarioSpec spec = Fixed(3, 6, 3, 72, 9);
+  spec.config.quant_mode = 2;
+  spec.config.comm_quant_mode = 2;
+  spec.special_values = true;
+  const uint64_t seed = BaseSeed() ^ (0xF10A7 + GetParam().salt);
+  std::mt19937_64 rng(seed);
+  SCOPED_TRACE("seed " + std::to_string(seed) + ": " + Describe(spec));
+  ScenarioInputs inputs = MakeInputs(spec, rng);
+  RunOptions options = Options(2, seed + 1, 3);
+  options.on_rank_thread = [] { _mm_setcsr(0x1F80 | 0x8000 /* FTZ */ | 0x0040 /* DAZ */ | 0x4000 /* upwards */); };
+  EXPECT_EQ(RunAndCompare(spec, inputs, options), "");
+#else
+  GTEST_SKIP() << "no SSE control register here";
+#endif
+}
 
 TEST_P(Property, SmallConfigurationsMatchReference) { RunRandomScenarios(1, Count(120), 16, 80, 24, 2); }
 

@@ -728,12 +728,20 @@ TEST(HandWorked, DynamicQuantAllZeroRowGivesZeroQAndZeroScale) {
 TEST(HandWorked, DynamicQuantTinyAmaxSaturates) {
   // bf16 {2^-133, -2^-132, 0, 2^-130}: amax = 2^-130, 127 / amax overflows to inf, so f * ds is +-inf for the
   // nonzero elements (saturating to 127 / -128) and 0 * inf = NaN for the zero (-> 0); the scale is 1/inf = 0.
-  const std::vector<uint16_t> x = {0x0001, 0x8002, 0x0000, 0x0008};
-  ForEachIsa([&] {
-    std::vector<int8_t> q(4, 99);  // poison: the expected 0 must be written
-    EXPECT_EQ(std::bit_cast<uint32_t>(DynamicQuantRow(Half::kBf16, x.data(), nullptr, 4, q.data())), 0u);
-    EXPECT_EQ(q, (std::vector<int8_t>{127, -128, 0, 127}));
-  });
+  // Repeated to 20 elements (and 4 alone): every instruction set's vector body and its tail saturate.
+  const std::vector<uint16_t> pattern = {0x0001, 0x8002, 0x0000, 0x0008};
+  const std::vector<int8_t> q_pattern = {127, -128, 0, 127};
+  for (const size_t n : {size_t{4}, size_t{20}}) {
+    std::vector<uint16_t> x;
+    std::vector<int8_t> want;
+    for (size_t i = 0; i < n; ++i) x.push_back(pattern[i % 4]), want.push_back(q_pattern[i % 4]);
+    ForEachIsa([&] {
+      std::vector<int8_t> q(n, 99);  // poison: the expected 0 must be written
+      const auto h = static_cast<int64_t>(n);
+      EXPECT_EQ(std::bit_cast<uint32_t>(DynamicQuantRow(Half::kBf16, x.data(), nullptr, h, q.data())), 0u);
+      EXPECT_EQ(q, want) << n << " elements";
+    });
+  }
 }
 
 TEST(HandWorked, DynamicQuantRowByHand) {

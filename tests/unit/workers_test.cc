@@ -1,5 +1,6 @@
-// Worker threads inside a rank (src/ops/workers.h): how many parts a loop is cut into, and that every item
-// is run once, by the part PartsFor promises, whatever the thread count and the work per item.
+// Worker threads inside a rank (src/ops/workers.h): how many parts a loop is cut into, that every item
+// is run once, by the part PartsFor promises, whatever the thread count and the work per item, and that helpers
+// compute in the default floating-point environment whatever the thread that started them set.
 #include "ops/workers.h"
 
 #include <gtest/gtest.h>
@@ -13,6 +14,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <set>
@@ -22,6 +24,10 @@
 
 #include "moe_ep/error.h"
 #include "support/test_seed.h"
+
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
 namespace {
 
@@ -94,6 +100,22 @@ TEST(Workers, ThreadsTheSystemRefusesAreAnError) {
   EXPECT_EQ(WEXITSTATUS(status), 0) << "2: a message without the setting or the thread refused, 5: another exception";
 #endif
 }
+
+#if defined(__SSE__)
+// Helpers inherit the floating-point settings of the thread that makes them (a rank's thread, as it joins its group);
+// flush-to-zero or rounding upwards there must not reach the parts they run.
+TEST(Workers, HelpersComputeInTheDefaultFloatingPointEnvironment) {
+  std::unique_ptr<Workers> workers;
+  std::thread maker([&] {
+    _mm_setcsr(0x1F80 | 0x8000 | 0x0040 | 0x4000);  // FTZ, DAZ, rounding upwards
+    workers = std::make_unique<Workers>(3, 0);
+  });
+  maker.join();
+  std::vector<unsigned> seen(3, 0);
+  workers->ForEachPart(3, 1, [&](int part, int64_t, int64_t) { seen[part] = _mm_getcsr() & ~0x3Fu; });
+  for (int part = 1; part < 3; ++part) EXPECT_EQ(seen[part], 0x1F80u) << "part " << part << " ran on a helper";
+}
+#endif
 
 TEST(Workers, EveryItemRunsOnceInThePartPromised) {
   const uint64_t seed = moe_ep::testing::BaseSeed();

@@ -111,6 +111,7 @@ struct RunOptions {
   DataPath data_path = DataPath::kAuto;  // the groups' GroupOptions::data_path
   bool peer_visible = false;             // x and expert outputs in the shared heap (RunScenarioRank)
   int threads = 0;                       // the groups' GroupOptions::threads (0: MOE_EP_THREADS or the cores)
+  std::function<void()> on_rank_thread;  // run first on each rank's thread, as it joins and in every round
 };
 
 /// One rank's dispatch + combine on its own groups (any transport), outputs poisoned first. `rank` is

@@ -424,13 +424,17 @@ std::string RunAndCompare(const ScenarioSpec& s, ScenarioInputs& in, const RunOp
   group_options.threads = options.threads;
   const auto join = (options.groups ? options.groups : ThreadGroupMaker())(ep_size, tp_size, group_options);
   std::vector<std::optional<RankGroups>> groups(ranks);
-  RunRanks(ranks, [&](int g) { groups[g].emplace(join(g)); });
+  RunRanks(ranks, [&](int g) {
+    if (options.on_rank_thread) options.on_rank_thread();
+    groups[g].emplace(join(g));
+  });
   std::mt19937_64 rng(options.seed);
   for (int round = 0; round < options.rounds; ++round) {
     if (round > 0) RerouteInputs(s, rng, in);
     const Expected expected = ExpectedRound(s, in);
     std::vector<RankResult> results(ranks);
     RunRanks(ranks, [&](int g) {
+      if (options.on_rank_thread) options.on_rank_thread();
       RankGroups& mine = *groups[g];
       results[g] = RunScenarioRank(s, in, g, mine.ep, mine.tp ? &*mine.tp : nullptr, nullptr, options.peer_visible);
     });
