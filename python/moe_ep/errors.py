@@ -104,16 +104,19 @@ def checked_mask(name, values):
     the operator's rule, refused as the library refuses one (INVALID_CONFIG); anything else as its type."""
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
         raise InvalidArgumentError(f"{name} = {values!r} must be a sequence of 0 and 1 (or of bools)")
-    mask = []
+    mask, wrong_value = [], None  # an entry of the wrong kind is named before one of the wrong value
     for i, value in enumerate(values):
         try:
             mask.append(int(checked_bool(f"{name}[{i}]", value)))
         except InvalidArgumentError as e:
             item = value.item() if getattr(value, "ndim", None) == 0 and hasattr(value, "item") else value
-            if isinstance(item, numbers.Integral) and not isinstance(item, bool) and \
-                    -INT32_MAX - 1 <= int(item) <= INT32_MAX:
-                e.code = INVALID_CONFIG
-            raise
+            if not (isinstance(item, numbers.Integral) and not isinstance(item, bool) and
+                    -INT32_MAX - 1 <= int(item) <= INT32_MAX):
+                raise
+            e.code = INVALID_CONFIG
+            wrong_value = wrong_value or e
+    if wrong_value:
+        raise wrong_value
     return mask
 
 

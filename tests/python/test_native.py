@@ -492,6 +492,13 @@ def test_a_mask_entry_other_than_0_or_1_is_the_operators_rule(call):
     assert caught.value.code == moe_ep.errors.INVALID_CONFIG, str(caught.value)
 
 
+def test_a_mask_entry_of_the_wrong_kind_is_named_before_one_of_the_wrong_value():
+    group = moe_ep.thread_groups(2)[0]
+    with pytest.raises(moe_ep.InvalidArgumentError, match=r"reachable\[1\] = 1.5 must be True or False") as caught:
+        moe_ep.buffer_reset(group, reachable=[2, 1.5])
+    assert caught.value.code == moe_ep.errors.INVALID_PARAM, str(caught.value)
+
+
 @pytest.mark.parametrize("norm_eps", [-1.0, float("nan"), float("inf")])
 def test_add_rms_norm_eps_must_be_finite_and_not_negative(norm_eps):
     # A real number of the wrong value is the operator's rule (561002, as CANN's tiling refuses attributes), not the

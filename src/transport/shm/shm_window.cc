@@ -246,6 +246,29 @@ bool ProcessGone(pid_t pid) {
   return state == 'Z' || state == 'X';
 }
 
+// What decides whether a peer can map a process's heap chunks, which it opens as /proc/<pid>/fd/<n> under the pid
+// the process has in its own pid namespace. Ranks of one /dev/shm may be in other pid namespaces (containers that
+// share IPC but not pids), or under a /proc of another namespace than theirs.
+struct HeapAccess {
+  uint64_t pid_namespace;  // its inode number (the same for two processes of one namespace); 0: unknown
+  uint32_t dumpable;       // others may open its descriptors (PR_GET_DUMPABLE 1)
+  uint32_t own_proc;       // its /proc shows its own namespace's pids: it finds a peer of that namespace there
+};
+
+HeapAccess HeapAccessOfThisProcess() {
+  HeapAccess access{0, prctl(PR_GET_DUMPABLE) == 1, 0};
+  char self[32] = {};
+  const ssize_t n = readlink("/proc/self", self, sizeof self - 1);
+  access.own_proc = n > 0 && std::string(self, static_cast<size_t>(n)) == std::to_string(getpid());
+  if (struct stat ns{}; stat("/proc/self/ns/pid", &ns) == 0) access.pid_namespace = ns.st_ino;
+  return access;
+}
+
+// Whether a process with `reader` can map the heap chunks of one with `owner`.
+bool MapsHeapOf(const HeapAccess& reader, const HeapAccess& owner) {
+  return owner.dumpable && reader.own_proc && owner.pid_namespace != 0 && owner.pid_namespace == reader.pid_namespace;
+}
+
 // What each rank's segment carries after its flags, for reading each other's private memory by copy
 // (process_vm_readv): its pid and a word peers read to check that they can; then one byte per rank r,
 // nonzero once r checked that it can read this rank's memory (Readers).
@@ -253,24 +276,8 @@ struct CrossMemoryInfo {
   uint64_t pid;
   uint64_t probe_address;  // where `pid` is in the rank's own process
   uint64_t heap_id;        // SharedHeap::Owner::id of the rank's process: with pid, whose heap its tokens name
-  uint64_t heap_reach;     // HeapReach() of the rank's process
+  HeapAccess heap_access;  // of the rank's process
 };
-
-// Who can map this process's heap chunks, which a peer opens as /proc/<pid>/fd/<n> under the pid this process has
-// in its own pid namespace: processes of the same pid namespace whose /proc shows it (its inode number, equal for
-// two such processes), where this process lets others open its descriptors (dumpable); 0: none. Ranks of one
-// /dev/shm may be in other pid namespaces (containers sharing IPC but not pids), or under a /proc of another one.
-uint64_t HeapReach() {
-  if (prctl(PR_GET_DUMPABLE) != 1) return 0;
-  char self[32] = {};
-  const ssize_t n = readlink("/proc/self", self, sizeof self - 1);
-  struct stat ns {};
-  if (n <= 0 || std::string(self, static_cast<size_t>(n)) != std::to_string(getpid()) ||
-      stat("/proc/self/ns/pid", &ns) != 0) {
-    return 0;
-  }
-  return ns.st_ino;
-}
 
 uint64_t CrossMemoryInfoBytes(int size) { return (sizeof(CrossMemoryInfo) + size + 7) / 8 * 8; }
 uint8_t* Readers(CrossMemoryInfo* info) { return reinterpret_cast<uint8_t*>(info + 1); }
@@ -385,10 +392,9 @@ class ShmWindow final : public LoadStoreWindow {
 
  private:
   SharedHeap::Owner HeapOf(int peer) const { return {info_[peer]->pid, info_[peer]->heap_id}; }
-  // Whether `peer` can map this rank's heap chunks (HeapReach): else heap memory goes as any other memory does.
+  // Whether `peer` can map this rank's heap chunks: else heap memory goes as any other memory does.
   bool MapsHeapOfThisRank(int peer) const {
-    const uint64_t reach = info_[rank()]->heap_reach;
-    return peer == rank() || (reach != 0 && info_[peer]->heap_reach == reach);
+    return peer == rank() || MapsHeapOf(info_[peer]->heap_access, info_[rank()]->heap_access);
   }
 
   std::vector<CrossMemoryInfo*> info_;  // each rank's, as mapped here
@@ -479,8 +485,10 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
     }
   } unlink_on_error{job, group, rank, size};
   if (fstat(own_fd, &unlink_on_error.own) != 0) {
-    close(own_fd);
-    shm_unlink(own.c_str());  // this rank's since CreateSegment, which the clean-up cannot tell now
+    const int fstat_errno = errno;
+    shm_unlink(own.c_str());  // this rank's since CreateSegment (its lock held until the close), which the clean-up
+    close(own_fd);            // cannot tell now
+    errno = fstat_errno;
     SystemError("cannot inspect " + own);
   }
   // fchmod: the creation mode is filtered by the umask, the job's segments are 0600 whatever it is.
@@ -513,7 +521,7 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
   const SharedHeap::Owner self = SharedHeap::Self();  // whose heap this rank's tokens name, for its peers
   info[rank]->pid = self.pid;
   info[rank]->heap_id = self.id;
-  info[rank]->heap_reach = HeapReach();
+  info[rank]->heap_access = HeapAccessOfThisProcess();
   std::vector<int> missing;  // once the deadline passed, each later rank is looked for once
   for (int r = 0; r < size; ++r) {
     if (r == rank) continue;
