@@ -17,9 +17,13 @@ def assert_poison(t, what, byte=0xA5):
         raise AssertionError(f"{what}: {int((raw != byte).sum())} bytes past what the operator defines were written")
 
 
-def assert_bits(ours, golden, what):
+def assert_bits(ours, golden, what, nan_equal=False):
+    """Bit for bit; with nan_equal two NaNs are equal whatever their payloads (which of two NaNs an add keeps is
+    the machine's choice: docs/numerics.md)."""
     assert ours.shape == golden.shape, f"{what}: shape {tuple(ours.shape)}, golden {tuple(golden.shape)}"
     same = bits(ours) == bits(golden)
+    if nan_equal and ours.is_floating_point():
+        same |= torch.isnan(ours) & torch.isnan(golden)
     if not bool(same.all()):
         where = (~same).nonzero()[0].tolist()
         raise AssertionError(f"{what}: {int((~same).sum())} elements differ, first at {where}: "

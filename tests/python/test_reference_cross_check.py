@@ -1,5 +1,5 @@
 # One cross-check of the two judges: the torch golden model (tests/reference/torch_golden.py) and the C++ reference
-# (tests/reference/reference.cc) give the same bits for the same random inputs.
+# (tests/reference/reference.cc) give the same bits for the same random inputs, rows of special values among them.
 import numpy as np
 import pytest
 import torch
@@ -22,8 +22,31 @@ CONFIGS = {
     # square show.
     "special_experts": dict(zero_expert_num=1, copy_expert_num=1, const_expert_num=2, mask="pairs", hidden=320),
     "add_rms_norm": dict(add_rms_norm=True, mask="tokens", hidden=320),
+    # Rows of zeros (+0 and -0), of subnormals, and with infinities, a NaN and the largest finite value, in x and in
+    # the expert outputs: the degenerate cases of both quantizations and of the sums.
+    "special_values_quant": dict(specials=True, quant_mode=2),
+    "special_values_comm_quant": dict(specials=True, comm_quant_mode=2, fp16=True),
+    "special_values_add_rms_norm": dict(specials=True, add_rms_norm=True),
 }
+# Raw bits per dtype: the largest finite value, +inf, -inf, a NaN with a payload, two subnormals.
+SPECIAL_BITS = {torch.bfloat16: (0x7F7F, 0x7F80, -128, 0x7FC1, 0x0001, -32765),
+                torch.float16: (0x7BFF, 0x7C00, -1024, 0x7E01, 0x0001, -32765)}
 SPECIAL = ("zero_expert_num", "copy_expert_num", "const_expert_num")
+
+
+def with_special_values(t):
+    """t (rows, H) with row 0 all zeros (every third -0), row 1 subnormals, row 2 starting +max, +inf, -inf, NaN."""
+    biggest, inf, minus_inf, nan, tiny, minus_tiny = SPECIAL_BITS[t.dtype]
+    raw = t.clone().view(torch.int16)
+    if raw.shape[0] > 0:
+        raw[0] = 0
+        raw[0, ::3] = -32768  # 0x8000
+    if raw.shape[0] > 1:
+        raw[1] = tiny
+        raw[1, ::2] = minus_tiny
+    if raw.shape[0] > 2:
+        raw[2, :4] = torch.tensor([biggest, inf, minus_inf, nan], dtype=torch.int16)
+    return raw.view(t.dtype)
 
 
 def u16(t):
@@ -41,6 +64,8 @@ def test_golden_and_cpp_reference_agree(seed, name):
     bs = c.get("bs", (5,) * E)
     n = E * tp
     x = [torch.randn(bs[r % E], H, generator=g).to(dtype) for r in range(n)]
+    if c.get("specials"):
+        x = [with_special_values(t) for t in x]
     special = {k: c[k] for k in SPECIAL if k in c}
     routed = moe + sum(special.values())
     ids = [torch.stack([torch.randperm(routed, generator=g)[:K] for _ in range(bs[r % E])] or [torch.zeros(0, K)])
@@ -78,6 +103,9 @@ def test_golden_and_cpp_reference_agree(seed, name):
             assert_bits(torch.from_numpy(cpp[r]["tp_recv_counts"]), want[r]["tp_recv_counts"], f"rank {r} tp counts")
 
     outs = [torch.randn(want[r]["rows"], H, generator=g).to(dtype) for r in range(n)]
+    if c.get("specials"):
+        outs = [with_special_values(t) for t in outs]
+    nan_equal = bool(c.get("specials"))
     w = [torch.rand(bs[r % E], K, generator=g) for r in range(n)]
     combine_in = [dict(expert_out=u16(outs[r]), expert_scales=w[r].numpy()) for r in range(n)]
     extra = {}
@@ -103,9 +131,9 @@ def test_golden_and_cpp_reference_agree(seed, name):
             y, rstd, x_out = want_norm[r]
             for i, (name, golden) in enumerate([("x", x_out), ("y", y)], start=1):
                 ours = torch.from_numpy(cpp_norm[r][i].view(np.int16)).view(dtype).reshape(bs[r % E], 1, H)
-                assert_bits(ours[written], golden[written], f"rank {r} add_rms_norm {name}")
+                assert_bits(ours[written], golden[written], f"rank {r} add_rms_norm {name}", nan_equal)
             ours_rstd = torch.from_numpy(cpp_norm[r][3]).reshape(bs[r % E], 1, 1)
-            assert_bits(ours_rstd[written], rstd[written], f"rank {r} add_rms_norm rstd")
+            assert_bits(ours_rstd[written], rstd[written], f"rank {r} add_rms_norm rstd", nan_equal)
         return
     want_y = golden_combine(outs, ids, w, comm_quant_mode=c.get("comm_quant_mode", 0), x_active_mask=mask_arg,
                             **layout, **special, **extra)
@@ -114,4 +142,4 @@ def test_golden_and_cpp_reference_agree(seed, name):
         written = torch.from_numpy(cpp_y[r][0]).bool()
         assert_bits(written, active_tokens(bs[r % E], masks[r]), f"rank {r} combine: tokens written")
         ours = torch.from_numpy(cpp_y[r][1].view(np.int16)).view(dtype).reshape(bs[r % E], H)
-        assert_bits(ours[written], want_y[r][written], f"rank {r} combine")
+        assert_bits(ours[written], want_y[r][written], f"rank {r} combine", nan_equal)
