@@ -3,6 +3,7 @@
 #pragma once
 
 #include <pybind11/pybind11.h>
+#include <xmmintrin.h>
 
 #include <algorithm>
 #include <string>
@@ -49,6 +50,17 @@ class Args {
     return ArgAs<T>((*this)[key], what_.c_str(), key);
   }
   int64_t Int(const char* key) { return As<int64_t>(key); }
+  /// A real number as the float nearest to it (ties to even, subnormals kept), whatever floating-point settings
+  /// the interpreter's thread has (torch.set_flush_denormal, a rounding mode): the conversion follows them, and the
+  /// library computes in the default ones.
+  float NearestFloat(const char* key) {
+    const volatile double value = As<double>(key);  // volatile: the conversion stays between the two settings
+    const unsigned saved = _mm_getcsr();
+    _mm_setcsr(0x1F80);  // exceptions masked, round to nearest, no flush-to-zero
+    const volatile float nearest = static_cast<float>(value);
+    _mm_setcsr(saved);
+    return nearest;
+  }
   TensorView View(const char* key) { return ViewOf((*this)[key], key); }
 
   void CheckAllRead() const {

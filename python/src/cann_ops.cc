@@ -86,7 +86,7 @@ class OpArgs {
 
   int64_t Int(const char* key) { return attrs_.Int(key); }
   int32_t Int32(const char* key) { return attrs_.As<int32_t>(key); }
-  double Float(const char* key) { return attrs_.As<double>(key); }
+  float NearestFloat(const char* key) { return attrs_.NearestFloat(key); }
   // The string stays alive in this object until the operator has run.
   const char* Str(const char* key) { return strings_.emplace_back(attrs_.As<std::string>(key)).c_str(); }
 
@@ -264,7 +264,7 @@ py::tuple CombineAddRmsNorm(py::dict tensors, py::dict outputs, py::dict attrs, 
                 global_bs = a.Int("global_bs"), out_dtype = a.Int("out_dtype"),
                 comm_quant_mode = a.Int("comm_quant_mode"), group_list_type = a.Int("group_list_type"),
                 zero = a.Int("zero_expert_num"), copy = a.Int("copy_expert_num"), constant = a.Int("const_expert_num");
-  const auto norm_eps = static_cast<float>(a.Float("norm_eps"));
+  const float norm_eps = a.NearestFloat("norm_eps");
   a.CheckAllRead();
   RunOperator(
       "aclnnMoeDistributeCombineAddRmsNormV2", /*stand_ins=*/false,

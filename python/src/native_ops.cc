@@ -215,7 +215,7 @@ void BindNative(py::module_& m) {
           const TensorView expert_out = k.View("expert_out"), scales = k.View("expert_scales");
           const CombineOptions o = CombineOptionsOf(k.As<py::dict>("options"));
           const TensorView residual = k.View("residual_x"), gamma = k.View("gamma");
-          const auto eps = k.As<float>("norm_eps");
+          const float eps = k.NearestFloat("norm_eps");
           k.CheckAllRead();
           const auto output = [&](DType dtype, std::vector<int64_t> shape) {
             return NewOutput(dtype, shape, torch, poison);

@@ -18,8 +18,8 @@ class DefaultFloatingPoint {
   DefaultFloatingPoint() : saved_(_mm_getcsr()) {
     if ((saved_ & ~kStatusFlags) != kDefault) _mm_setcsr(kDefault);
   }
-  ~DefaultFloatingPoint() {
-    if ((saved_ & ~kStatusFlags) != kDefault) _mm_setcsr(saved_);
+  ~DefaultFloatingPoint() {  // the caller's settings, with the exceptions raised meanwhile flagged as ever
+    if ((saved_ & ~kStatusFlags) != kDefault) _mm_setcsr(saved_ | (_mm_getcsr() & kStatusFlags));
   }
 #else
   DefaultFloatingPoint() = default;  // elsewhere the kernels are scalar, in the environment the caller set

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -671,7 +672,11 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
       std::snprintf(text, sizeof text, "%g", static_cast<double>(t.norm_eps));
       return std::string(text);
     };
-    ck.Require(std::isfinite(t.norm_eps) && t.norm_eps >= 0.0f, "normEps", eps_text, "must be finite and >= 0");
+    // From its bits, not by float comparisons, which a caller's denormals-are-zero setting would make take a
+    // negative subnormal for -0.
+    const uint32_t eps_bits = std::bit_cast<uint32_t>(t.norm_eps);
+    const bool negative = (eps_bits >> 31) != 0 && (eps_bits & 0x7FFFFFFFu) != 0;
+    ck.Require(std::isfinite(t.norm_eps) && !negative, "normEps", eps_text, "must be finite and >= 0");
   }
 
   ck.Dim(t.expand_x, "expandX", 2);

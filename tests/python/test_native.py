@@ -499,6 +499,22 @@ def test_a_mask_entry_of_the_wrong_kind_is_named_before_one_of_the_wrong_value()
     assert caught.value.code == moe_ep.errors.INVALID_PARAM, str(caught.value)
 
 
+def test_the_callers_flush_denormal_changes_no_bit():
+    # norm_eps 1e-40 is a float subnormal: flushed to 0 on the way in, rstd of a zero row would be inf and y NaN.
+    group = moe_ep.thread_groups(1)[0]
+    handle = moe_ep.dispatch(group, bf16_zeros(2, 8), ids_zeros(2, 1), moe_expert_num=1).handle
+    want = call_norm(group, handle, norm_eps=1e-40)
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush denormals")
+    try:
+        got = call_norm(group, handle, norm_eps=1e-40)
+    finally:
+        torch.set_flush_denormal(False)
+    for name, ours, expected in zip(("y", "rstd", "x"), got, want):
+        assert_bits(ours, expected, f"{name} with denormals flushed")
+    assert not torch.isnan(want[0]).any()
+
+
 @pytest.mark.parametrize("norm_eps", [-1.0, float("nan"), float("inf")])
 def test_add_rms_norm_eps_must_be_finite_and_not_negative(norm_eps):
     # A real number of the wrong value is the operator's rule (561002, as CANN's tiling refuses attributes), not the

@@ -1,5 +1,7 @@
 # One cross-check of the two judges: the torch golden model (tests/reference/torch_golden.py) and the C++ reference
 # (tests/reference/reference.cc) give the same bits for the same random inputs, rows of special values among them.
+import zlib
+
 import numpy as np
 import pytest
 import torch
@@ -56,7 +58,7 @@ def u16(t):
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_golden_and_cpp_reference_agree(seed, name):
     c = CONFIGS[name]
-    g = torch.Generator().manual_seed((seed * 31 + sorted(CONFIGS).index(name)) % 2**31)
+    g = torch.Generator().manual_seed((seed * 31 + zlib.crc32(name.encode())) % 2**31)  # a config's own, whatever others
     E, tp, K, H = 4, c.get("tp_world_size", 1), 3, c.get("hidden", 64)
     shared_num, shared_ranks = (1, 1) if c.get("shared") else (0, 0)
     moe = c.get("moe_expert_num", 6 if c.get("shared") else 8)

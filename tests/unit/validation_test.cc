@@ -49,6 +49,10 @@
 #include "support/scoped_env.h"
 #include "verify/run_ranks.h"
 
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
 namespace moe_ep::plan {
 namespace {
 
@@ -903,6 +907,24 @@ TEST(CombineA3, BsAndHMessagesNameTheCombineTensors) {
 class CombineA3Rules : public ::testing::TestWithParam<CombineRow> {};
 TEST_P(CombineA3Rules, FailsWithCodeNamingParameterAndValue) { CheckCombineRow(GetParam(), Profile::kA3); }
 
+#if defined(__SSE__)
+// The sign is read from the bits: a caller whose thread takes subnormals for zero (denormals-are-zero, as a
+// -ffast-math library's start-up code sets) still has a negative one refused, which would make rstd NaN.
+TEST(CombineRules, ANegativeSubnormalEpsIsRefusedWhateverTheCallersFloatingPointSettings) {
+  struct Daz {
+    unsigned saved = _mm_getcsr();
+    Daz() { _mm_setcsr(saved | 0x0040 | 0x8000); }
+    ~Daz() { _mm_setcsr(saved); }
+  } daz;
+  CheckCombineRow({"RmsNormEpsNegativeSubnormalUnderDaz",
+                   Rms,
+                   [](CombineCall& c) { c.t.norm_eps = -1e-40f; },
+                   kRule,
+                   {"'normEps' = ", "violates rule: must be finite and >= 0"}},
+                  Profile::kA3);
+}
+#endif
+
 const CombineRow kCombineRules[] = {
     // -- 161001 --
     {"NullExpandX", nullptr, [](CombineCall& c) { c.t.expand_x.data = nullptr; }, kNull, {"'expandX' = nullptr"}},
@@ -1271,6 +1293,11 @@ const CombineRow kCombineRules[] = {
      [](CombineCall& c) { c.t.norm_eps = -1e-6f; },
      kRule,
      {"'normEps' = -1e-06 violates rule: must be finite and >= 0"}},
+    {"RmsNormEpsNegativeSubnormal",
+     Rms,
+     [](CombineCall& c) { c.t.norm_eps = -1e-40f; },
+     kRule,
+     {"'normEps' = -9.99995e-41 violates rule: must be finite and >= 0"}},
     {"RmsNormEpsNan",
      Rms,
      [](CombineCall& c) { c.t.norm_eps = std::numeric_limits<float>::quiet_NaN(); },

@@ -394,7 +394,9 @@ class ShmWindow final : public LoadStoreWindow {
   SharedHeap::Owner HeapOf(int peer) const { return {info_[peer]->pid, info_[peer]->heap_id}; }
   // Whether `peer` can map this rank's heap chunks: else heap memory goes as any other memory does.
   bool MapsHeapOfThisRank(int peer) const {
-    return peer == rank() || MapsHeapOf(info_[peer]->heap_access, info_[rank()]->heap_access);
+    const CrossMemoryInfo &mine = *info_[rank()], &theirs = *info_[peer];
+    const bool same_process = theirs.pid == mine.pid && theirs.heap_id == mine.heap_id;  // no /proc needed
+    return peer == rank() || same_process || MapsHeapOf(theirs.heap_access, mine.heap_access);
   }
 
   std::vector<CrossMemoryInfo*> info_;  // each rank's, as mapped here
