@@ -110,10 +110,9 @@ bool ParseOptions(int argc, char** argv, bool talk, Options& options, int& exit_
     int64_t number = 0;
     if (flag == "--tokens") {
       options.tokens_per_rank.clear();
-      const std::string& list = value;
-      for (size_t start = 0; start <= list.size();) {
-        const size_t comma = std::min(list.find(',', start), list.size());
-        if (!positive(flag, list.substr(start, comma - start), number)) return false;
+      for (size_t start = 0; start <= value.size();) {
+        const size_t comma = std::min(value.find(',', start), value.size());
+        if (!positive(flag, value.substr(start, comma - start), number)) return false;
         options.tokens_per_rank.push_back(number);
         start = comma + 1;
       }

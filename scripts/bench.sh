@@ -22,7 +22,6 @@ for ((i = 0; i + 1 < ${#flags[@]}; ++i)); do
   if [[ ${flags[i]} == --json ]]; then json=${flags[i + 1]}; fi
 done
 [[ " ${flags[*]} " == *" --json "* ]] || flags+=(--json "$json")
-rm -f "$json"  # nothing measured then nothing drawn
 status=0
 ./build-bench/tools/moe-ep bench "${flags[@]}" || status=$?
 if ((status != 2)) && [[ -s $json ]]; then  # 2: refused flags, nothing measured

@@ -108,13 +108,13 @@ def checked_mask(name, values):
     for i, value in enumerate(values):
         try:
             mask.append(int(checked_bool(f"{name}[{i}]", value)))
-        except InvalidArgumentError as e:
+        except InvalidArgumentError:
             item = value.item() if getattr(value, "ndim", None) == 0 and hasattr(value, "item") else value
             if not (isinstance(item, numbers.Integral) and not isinstance(item, bool) and
                     -INT32_MAX - 1 <= int(item) <= INT32_MAX):
                 raise
-            e.code = INVALID_CONFIG
-            wrong_value = wrong_value or e
+            wrong_value = wrong_value or InvalidArgumentError(f"{name}[{i}] = {value!r} must be 0 or 1",
+                                                              code=INVALID_CONFIG)
     if wrong_value:
         raise wrong_value
     return mask

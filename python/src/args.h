@@ -52,7 +52,7 @@ class Args {
   int64_t Int(const char* key) { return As<int64_t>(key); }
   /// A real number as the float nearest to it (ties to even, subnormals kept), whatever floating-point settings
   /// the interpreter's thread has (torch.set_flush_denormal, a rounding mode): the conversion follows them, and the
-  /// library computes in the default ones.
+  /// library computes in the default ones (its src/base/floating_point.h, which this extension cannot include).
   float NearestFloat(const char* key) {
     const volatile double value = As<double>(key);  // volatile: the conversion stays between the two settings
     const unsigned saved = _mm_getcsr();

@@ -2,7 +2,7 @@
 // operations after one that failed part-way until a reset.
 #include "ops/operations.h"
 
-#include "base/fp_env.h"
+#include "base/floating_point.h"
 #include "moe_ep/error.h"
 #include "ops/elastic.h"
 #include "ops/protocol.h"

@@ -7,7 +7,7 @@
 #include <system_error>
 
 #include "base/env.h"
-#include "base/fp_env.h"
+#include "base/floating_point.h"
 #include "moe_ep/error.h"
 
 namespace moe_ep::ops {

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <array>
-#include <bit>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -17,6 +16,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "base/floating_point.h"
 #include "base/saturating.h"
 #include "moe_ep/error.h"
 #include "plan/layout.h"
@@ -666,17 +666,16 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
              "must be 0 when tpWorldSize == 2");
   if (t.add_rms_norm) {
     ck.Require(c.comm_quant_mode == 0, "commQuantMode", c.comm_quant_mode, "must be 0 for CombineAddRmsNorm");
-    // A NaN, infinite or negative epsilon would make rstd NaN (or infinite) for some rows, silently.
+    // A NaN, infinite or negative epsilon would make rstd NaN (or infinite) for some rows, silently. Judged and shown
+    // in the default floating-point environment: under the caller's denormals-are-zero a negative subnormal would
+    // pass as -0.
+    const DefaultFloatingPoint arithmetic;
     const auto eps_text = [&] {
       char text[32];
       std::snprintf(text, sizeof text, "%g", static_cast<double>(t.norm_eps));
       return std::string(text);
     };
-    // From its bits, not by float comparisons, which a caller's denormals-are-zero setting would make take a
-    // negative subnormal for -0.
-    const uint32_t eps_bits = std::bit_cast<uint32_t>(t.norm_eps);
-    const bool negative = (eps_bits >> 31) != 0 && (eps_bits & 0x7FFFFFFFu) != 0;
-    ck.Require(std::isfinite(t.norm_eps) && !negative, "normEps", eps_text, "must be finite and >= 0");
+    ck.Require(std::isfinite(t.norm_eps) && t.norm_eps >= 0.0f, "normEps", eps_text, "must be finite and >= 0");
   }
 
   ck.Dim(t.expand_x, "expandX", 2);

@@ -1,6 +1,6 @@
 // A BufferReset sync that times out on one rank and is retried must end with every rank on the same
-// generation (the epochs of every later call depend on it). The late rank's sync flag is held back
-// from rank 1 until rank 1's first attempt has timed out, so rank 1 needs two attempts and ranks 0 and
+// generation (the epochs of every later call depend on it). In the first three the late rank's sync flag is held
+// back from rank 1 until rank 1's first attempt has timed out, so rank 1 needs two attempts and ranks 0 and
 // 2 need one, deterministically.
 //   ResetRetry.RanksThatNeededDifferentAttemptsAgreeOnTheGeneration
 //   ResetRetry.ARetryKeepsWhatAPeerSentAfterFinishingTheReset: the retry does not clear again, so a flag and

@@ -1,5 +1,8 @@
 // Ranks as processes over shared memory: `moe-ep launch` runs scenario_rank on 8 processes (random
-// configurations, a long stress loop), and the segments are private, unguessable and gone afterwards.
+// configurations, a long stress loop), and the segments are private, unguessable and gone afterwards; joins that
+// fail, retry or lose a rank leave no name behind and take none of a live member's; heap tokens go only to peers
+// that can map them; faults (a gone process, a full /dev/shm). shm_unlink is interposed for every test here (it
+// kills a rank set to die removing its name; it passes every other call through).
 #include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -542,9 +545,9 @@ TEST(ShmFaults, RowsOfAGoneProcessAreATimeoutNamingItsRank) {
 
 // A rank whose write into a window finds /dev/shm full dies of the bus error as before, but says why first; the
 // others time out naming it. In a mount namespace of its own with a 16 MiB /dev/shm (root only, as CI runs); the
-// address sanitizer, which would report the bus error itself, is told to leave it alone. The ranks of `run
-// --processes`, started by `moe-ep launch` itself (which leaves the others running when one dies, where `run
-// --processes` ends them).
+// address sanitizer, which would report the bus error itself, is told to leave it alone. The ranks are those of
+// `run --processes` started by `moe-ep launch` itself, which leaves the others running when one dies (`run
+// --processes` would end them).
 TEST(ShmFaults, AFullDevShmIsExplainedBeforeTheBusErrorKills) {
   std::string output;
   const std::string tool = MOE_EP_TOOL;
@@ -572,7 +575,7 @@ TEST(ShmFaults, AFullDevShmIsExplainedBeforeTheBusErrorKills) {
 // can map its heap chunks through /proc/<pid>/fd, nor it theirs by the pids they know, so rows in the shared heap
 // travel as any other memory's do, and the job is verified (peers were handed heap tokens they could not map, and
 // the job failed). Forced onto the pull path; root only (unshare), as CI runs.
-TEST(ShmJoin, ARankInAnotherPidNamespaceGetsItsRowsByPut) {
+TEST(ShmHeap, ARankInAnotherPidNamespaceIsHandedNoTokenItCannotMap) {
   const std::string tool = MOE_EP_TOOL;
   const std::string run = tool + " run --ranks 2 --experts 4 --topk 2 --bs 6 --hidden 64 --repeats 2 --warmup 0";
   std::string output;

@@ -487,7 +487,7 @@ def test_a_value_of_the_wrong_kind_is_refused_naming_it(case):
 def test_a_mask_entry_other_than_0_or_1_is_the_operators_rule(call):
     # An int32 (a C++ caller's entry) of the wrong value: 561002, as the library and the C API refuse it.
     group = moe_ep.thread_groups(1)[0]
-    with pytest.raises(moe_ep.InvalidArgumentError, match=r"\[0\] = .* must be True or False") as caught:
+    with pytest.raises(moe_ep.InvalidArgumentError, match=r"\[0\] = .* must be 0 or 1") as caught:
         call(group)
     assert caught.value.code == moe_ep.errors.INVALID_CONFIG, str(caught.value)
 
@@ -499,7 +499,7 @@ def test_a_mask_entry_of_the_wrong_kind_is_named_before_one_of_the_wrong_value()
     assert caught.value.code == moe_ep.errors.INVALID_PARAM, str(caught.value)
 
 
-def test_the_callers_flush_denormal_changes_no_bit():
+def test_flush_denormal_keeps_a_subnormal_norm_eps():
     # norm_eps 1e-40 is a float subnormal: flushed to 0 on the way in, rstd of a zero row would be inf and y NaN.
     group = moe_ep.thread_groups(1)[0]
     handle = moe_ep.dispatch(group, bf16_zeros(2, 8), ids_zeros(2, 1), moe_expert_num=1).handle

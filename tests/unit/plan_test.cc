@@ -8,8 +8,9 @@
 //   ReceiveRows.*   A = globalBs*min(L, K) on MoE ranks and maxBs*ceil(E/R) on shared ranks, with and without
 //                   globalBs, for several (E, S, n_s, L, K); the larger of the two on every rank under
 //                   elasticInfo; saturation instead of a wrap for absurd sizes.
-//   ElasticTable.*  ApplyElasticInfo refuses a table that leaves a shared expert without a rank or lets a rank
-//                   that left stand in for a survivor (Table1 -> Table2 direction).
+//   ElasticTable.*  ApplyElasticInfo refuses a table that leaves a shared expert without a rank, moves a shared
+//                   rank to another shared expert, or lets a rank that left stand in for a survivor (Table1 ->
+//                   Table2 direction).
 //   RoutingPlan.*   BuildRoutingPlan on small hand examples: slots by prefix count in flattened (t*K + k) order,
 //                   expert counts, valid tokens; 1-D mask (a prefix; a non-prefix mask sends tokens
 //                   [0, sum), and CheckRouting refuses it); 2-D mask; out-of-range ids throw naming value and

@@ -13,7 +13,8 @@
 //                          expandX / assistInfo minimums that keep writes in bounds).
 //   CombineA3Rules/*       the same for CombineV2 (docs/semantics.md 1.3) and CombineAddRmsNorm
 //   (docs/semantics.md 1.4). CombineA3Accepts/*     valid combine / CombineAddRmsNorm calls, boundaries and variants.
-//   CombineA3.*            rules that need more than one row, and message-naming discrepancies (skipped: BUG).
+//   CombineA3.*            rules that need more than one row, message-naming discrepancies (skipped: BUG), and
+//                          normEps judged in the default floating-point environment.
 //   NativeProfile*/*       Profile::kNative accepts what docs/semantics.md 0 relaxes (E=1, E>768, H=7, Bs>512, K>16,
 //   moe>1024,
 //                          L*E>2048, small assistInfo) and still rejects nonsense (zero / negative sizes, S>=E,
@@ -46,12 +47,9 @@
 #include "plan/config.h"
 #include "plan/op_tensors.h"
 #include "plan/validate.h"
+#include "support/hostile_floating_point.h"
 #include "support/scoped_env.h"
 #include "verify/run_ranks.h"
-
-#if defined(__SSE__)
-#include <xmmintrin.h>
-#endif
 
 namespace moe_ep::plan {
 namespace {
@@ -907,23 +905,18 @@ TEST(CombineA3, BsAndHMessagesNameTheCombineTensors) {
 class CombineA3Rules : public ::testing::TestWithParam<CombineRow> {};
 TEST_P(CombineA3Rules, FailsWithCodeNamingParameterAndValue) { CheckCombineRow(GetParam(), Profile::kA3); }
 
-#if defined(__SSE__)
-// The sign is read from the bits: a caller whose thread takes subnormals for zero (denormals-are-zero, as a
-// -ffast-math library's start-up code sets) still has a negative one refused, which would make rstd NaN.
-TEST(CombineRules, ANegativeSubnormalEpsIsRefusedWhateverTheCallersFloatingPointSettings) {
-  struct Daz {
-    unsigned saved = _mm_getcsr();
-    Daz() { _mm_setcsr(saved | 0x0040 | 0x8000); }
-    ~Daz() { _mm_setcsr(saved); }
-  } daz;
+// normEps is judged in the default floating-point environment: a caller whose thread takes subnormals for zero
+// (denormals-are-zero, as a -ffast-math library's start-up code sets) still has a negative one refused (it would
+// make rstd NaN), named by its value.
+TEST(CombineA3, ANegativeSubnormalEpsIsRefusedUnderDenormalsAreZero) {
+  const moe_ep::testing::HostileFloatingPoint hostile;
   CheckCombineRow({"RmsNormEpsNegativeSubnormalUnderDaz",
                    Rms,
                    [](CombineCall& c) { c.t.norm_eps = -1e-40f; },
                    kRule,
-                   {"'normEps' = ", "violates rule: must be finite and >= 0"}},
+                   {"'normEps' = -9.99995e-41 violates rule: must be finite and >= 0"}},
                   Profile::kA3);
 }
-#endif
 
 const CombineRow kCombineRules[] = {
     // -- 161001 --

@@ -23,11 +23,8 @@
 #include <vector>
 
 #include "moe_ep/error.h"
+#include "support/hostile_floating_point.h"
 #include "support/test_seed.h"
-
-#if defined(__SSE__)
-#include <xmmintrin.h>
-#endif
 
 namespace {
 
@@ -101,13 +98,12 @@ TEST(Workers, ThreadsTheSystemRefusesAreAnError) {
 #endif
 }
 
-#if defined(__SSE__)
 // Helpers inherit the floating-point settings of the thread that makes them (a rank's thread, as it joins its group);
 // flush-to-zero or rounding upwards there must not reach the parts they run.
 TEST(Workers, HelpersComputeInTheDefaultFloatingPointEnvironment) {
   std::unique_ptr<Workers> workers;
   std::thread maker([&] {
-    _mm_setcsr(0x1F80 | 0x8000 | 0x0040 | 0x4000);  // FTZ, DAZ, rounding upwards
+    _mm_setcsr(moe_ep::testing::kHostileMxcsr);  // the thread ends with it
     workers = std::make_unique<Workers>(3, 0);
   });
   maker.join();
@@ -115,7 +111,6 @@ TEST(Workers, HelpersComputeInTheDefaultFloatingPointEnvironment) {
   workers->ForEachPart(3, 1, [&](int part, int64_t, int64_t) { seen[part] = _mm_getcsr() & ~0x3Fu; });
   for (int part = 1; part < 3; ++part) EXPECT_EQ(seen[part], 0x1F80u) << "part " << part << " ran on a helper";
 }
-#endif
 
 TEST(Workers, EveryItemRunsOnceInThePartPromised) {
   const uint64_t seed = moe_ep::testing::BaseSeed();

@@ -103,7 +103,7 @@ Stream::Outcome Stream::Run(QueuedTask& task) {
 }
 
 void Stream::RunFront(std::unique_lock<std::mutex>& lock, bool stand_in) noexcept {
-  // Nothing allocates here (a task's move does not): the name shown while it runs is the task's own.
+  // Taking the task allocates nothing (a task's move does not): the name shown while it runs is the task's own.
   QueuedTask task = std::move(queue_.front());
   queue_.pop_front();
   running_ = true;

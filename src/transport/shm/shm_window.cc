@@ -269,9 +269,10 @@ bool MapsHeapOf(const HeapAccess& reader, const HeapAccess& owner) {
   return owner.dumpable && reader.own_proc && owner.pid_namespace != 0 && owner.pid_namespace == reader.pid_namespace;
 }
 
-// What each rank's segment carries after its flags, for reading each other's private memory by copy
-// (process_vm_readv): its pid and a word peers read to check that they can; then one byte per rank r,
-// nonzero once r checked that it can read this rank's memory (Readers).
+// What each rank's segment carries after its flags, for reaching each other's memory: its pid, heap id and what
+// decides who can map its heap (HeapAccess); for reading private memory by copy (process_vm_readv), a word peers read
+// to check that they can; then one byte per rank r, nonzero once r checked that it can read this rank's memory
+// (Readers).
 struct CrossMemoryInfo {
   uint64_t pid;
   uint64_t probe_address;  // where `pid` is in the rank's own process
@@ -462,7 +463,7 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
     const std::string& group;
     int rank;
     int size;
-    struct stat own {};
+    struct stat own_file {};
     bool armed = true;
     ~Unlinker() {
       if (!armed) return;
@@ -475,7 +476,7 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
           try {
             if (r != rank) {
               RemoveIfLeftByTheDead(fd, name);
-            } else if (fstat(fd, &named) == 0 && named.st_dev == own.st_dev && named.st_ino == own.st_ino) {
+            } else if (fstat(fd, &named) == 0 && named.st_dev == own_file.st_dev && named.st_ino == own_file.st_ino) {
               shm_unlink(name.c_str());
             }
           } catch (...) {  // out of memory saying why a name stays: it stays
@@ -486,7 +487,7 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
       }
     }
   } unlink_on_error{job, group, rank, size};
-  if (fstat(own_fd, &unlink_on_error.own) != 0) {
+  if (fstat(own_fd, &unlink_on_error.own_file) != 0) {
     const int fstat_errno = errno;
     shm_unlink(own.c_str());  // this rank's since CreateSegment (its lock held until the close), which the clean-up
     close(own_fd);            // cannot tell now
