@@ -85,6 +85,15 @@ class Registry {
     std::lock_guard lock(mutex_);
     claimed_.erase({name, device});
   }
+  /// Releases the claims of `name` on `devices` when it goes: the group is registered by then, or its making failed.
+  struct ClaimsHeld {
+    Registry& reg;
+    const std::string& name;
+    const std::set<int32_t>& devices;  // made before the claims: nothing may throw between them and this guard
+    ~ClaimsHeld() {
+      for (const int32_t device : devices) reg.Release(name, device);
+    }
+  };
   /// A name `prefix`N no live or joining group holds on any of `devices`, claimed on each of them (Release each).
   /// A configured group may have taken any name, a generated one's too.
   std::string ClaimNewName(const char* prefix, const std::set<int32_t>& devices) {
@@ -218,18 +227,14 @@ HcclResult JoinGroup(const char* api, const std::string& default_name, const Com
                      const JoinWindow& join, HcclComm* comm) {
   Registry& reg = Registry::Get();
   const std::string name = settings.name.empty() ? default_name : settings.name;
+  const std::set<int32_t> devices{device};
   if (!reg.Claim(name, device)) {
     return Failed(HCCL_E_PARA,
                   std::string(api) + ": device " + std::to_string(device) + " already holds a rank of " +
                       (settings.name.empty() ? "this group" : "a group named '" + name + "' (config->hcclCommName)") +
                       "; one rank per device, and a name per group");
   }
-  struct ReleaseClaim {
-    Registry& reg;
-    const std::string& name;
-    int32_t device;
-    ~ReleaseClaim() { reg.Release(name, device); }
-  } release{reg, name, device};
+  const Registry::ClaimsHeld release{reg, name, devices};
   // Every setting the communicator reads, read before the join: under MPI a rank that refuses one still joins, and
   // the root then fails every member at once naming it, where the others would wait for it until a deadline.
   std::optional<env::Refusal> refused;
@@ -486,14 +491,7 @@ HcclResult HcclCommInitAll(uint32_t ndev, int32_t* devices, HcclComm* comms) {
     }
     Registry& reg = Registry::Get();
     const std::string name = reg.ClaimNewName("moe_ep_hccl_group_", seen);
-    struct ReleaseClaims {
-      Registry& reg;
-      const std::string& name;
-      const std::set<int32_t>& devices;
-      ~ReleaseClaims() {
-        for (const int32_t device : devices) reg.Release(name, device);
-      }
-    } release{reg, name, seen};
+    const Registry::ClaimsHeld release{reg, name, seen};
     const auto timeout = moe_ep::env::HcclOperationTimeout();
     auto windows =
         moe_ep::transport::CreateThreadWindows(static_cast<int>(ndev), moe_ep::cann::CommWindowBytes(),

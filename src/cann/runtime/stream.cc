@@ -54,7 +54,7 @@ Stream::Outcome Stream::Synchronize(std::optional<std::chrono::milliseconds> tim
   if (sync_ == Sync::kFast && !done() && !running_) work_ready_.notify_one();
   if (timeout) {
     if (!work_done_.wait_until(lock, std::chrono::steady_clock::now() + *timeout, done)) {
-      const std::string running = running_op_ ? "'" + *running_op_ + "'" : std::string("no task");
+      const std::string running = running_ ? "'" + *running_ + "'" : std::string("no task");
       return {ACL_ERROR_RT_STREAM_SYNC_TIMEOUT,
               name_ + " (device " + std::to_string(device_) + ") did not finish within " +
                   std::to_string(timeout->count()) + " ms: " + running + " is running with " +
@@ -106,8 +106,7 @@ void Stream::RunFront(std::unique_lock<std::mutex>& lock, bool stand_in) noexcep
   // Taking the task allocates nothing (a task's move does not): the name shown while it runs is the task's own.
   QueuedTask task = std::move(queue_.front());
   queue_.pop_front();
-  running_ = true;
-  running_op_ = &task.op_name;  // read by a timed-out synchronize, under the lock
+  running_ = &task.op_name;  // read by a timed-out synchronize, under the lock
   lock.unlock();
   Outcome outcome;
   if (stand_in) {
@@ -123,8 +122,7 @@ void Stream::RunFront(std::unique_lock<std::mutex>& lock, bool stand_in) noexcep
   // free memory the captures still point to.
   task.run = nullptr;
   lock.lock();
-  running_ = false;
-  running_op_ = nullptr;
+  running_ = nullptr;
   if (outcome.code != ACL_SUCCESS && failure_.code == ACL_SUCCESS) {
     failure_ = std::move(outcome);
     failure_seq_ = task.seq;

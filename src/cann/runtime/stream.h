@@ -98,10 +98,10 @@ class Stream {
   std::condition_variable work_ready_;  // the worker waits for tasks or shutdown
   std::condition_variable work_done_;   // synchronizers wait for `completed_`
   std::deque<QueuedTask> queue_;
-  uint64_t launched_ = 0;                    // seq of the last launched task
-  uint64_t completed_ = 0;                   // seq of the last finished task
-  bool running_ = false;                     // a task is running (tasks run one at a time, whoever runs them)
-  const std::string* running_op_ = nullptr;  // its name, in the running task (set while running_)
+  uint64_t launched_ = 0;   // seq of the last launched task
+  uint64_t completed_ = 0;  // seq of the last finished task
+  // The running task's name, in the task; null when none runs (tasks run one at a time, whoever runs them).
+  const std::string* running_ = nullptr;
   bool stopping_ = false;
   bool worker_asleep_ = false;  // waiting with no deadline: a launch must wake it
   Outcome failure_;             // the first failure since the last synchronize that took one

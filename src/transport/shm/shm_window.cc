@@ -91,12 +91,13 @@ bool HeldByALiveProcess(int fd) {
   return fcntl(fd, F_OFD_GETLK, &lock) != 0 || lock.l_type != F_UNLCK;
 }
 
+bool SameFile(const struct stat& a, const struct stat& b) { return a.st_dev == b.st_dev && a.st_ino == b.st_ino; }
+
 // Whether `name` still names the file open as `fd` (a name is removed and made again by the next job's rank).
 bool StillNamed(int fd, const std::string& name) {
   struct stat open_file {
   }, named{};
-  return fstat(fd, &open_file) == 0 && stat(("/dev/shm" + name).c_str(), &named) == 0 &&
-         open_file.st_dev == named.st_dev && open_file.st_ino == named.st_ino;
+  return fstat(fd, &open_file) == 0 && stat(("/dev/shm" + name).c_str(), &named) == 0 && SameFile(open_file, named);
 }
 
 [[noreturn]] void NotOurs(const std::string& name, const std::string& why) {
@@ -476,7 +477,7 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
           try {
             if (r != rank) {
               RemoveIfLeftByTheDead(fd, name);
-            } else if (fstat(fd, &named) == 0 && named.st_dev == own_file.st_dev && named.st_ino == own_file.st_ino) {
+            } else if (fstat(fd, &named) == 0 && SameFile(named, own_file)) {
               shm_unlink(name.c_str());
             }
           } catch (...) {  // out of memory saying why a name stays: it stays
