@@ -88,14 +88,14 @@ def join_torch_group(group=None, *, timeout=None, window_mb=0, name="moe_ep", da
     """[collective over `group`] A moe_ep group of the processes of a torch.distributed group (default: the
     world), ranks numbered as in it. Its processes must be on this host (shared memory)."""
     import torch
-    import torch.distributed as dist
+    from . import distributed
 
-    if group is None:
-        group = dist.distributed_c10d._get_default_group()
-    token = bytearray(secrets.token_hex(16).encode() if dist.get_rank(group) == 0 else bytes(32))
+    group = distributed._group_or_world("join_torch_group", group)
+    group_rank, size, _ = distributed._membership(group)
+    token = bytearray(secrets.token_hex(16).encode() if group_rank == 0 else bytes(32))
     payload = torch.frombuffer(token, dtype=torch.uint8)
     group.broadcast(payload, 0).wait()  # rank 0's unguessable token names the shared-memory rendezvous
-    job = (dist.get_rank(group), dist.get_world_size(group), "torch-" + bytes(payload.numpy()).decode())
+    job = (group_rank, size, "torch-" + bytes(payload.numpy()).decode())
     return join_process_group(job=job, timeout=timeout, window_mb=window_mb, name=name, data_path=data_path,
                               threads=threads)
 

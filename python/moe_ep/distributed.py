@@ -59,11 +59,22 @@ def _membership(group):
         return group.rank(), group.size(), False
 
 
-def _check_group(group):
-    # What the name lookup uses of a group (a ProcessGroup, or torch >= 2.0's Backend): broadcast, rank, size.
+def _group_or_world(who, group):
+    """The group `who` works on: `group` (a ProcessGroup, or torch >= 2.0's Backend: what is used of it is
+    broadcast, rank and size), or the world group for None. Refused, naming `who`, before torch.distributed is
+    initialized, and on a process outside the group (to which dist.new_group hands a stand-in, not a group)."""
+    if not dist.is_initialized():
+        raise InvalidArgumentError(f"{who}: torch.distributed is not initialized (call dist.init_process_group "
+                                   "first, or use thread ranks: thread_comm_names, moe_ep.thread_groups)")
+    if group is None:
+        return dist.distributed_c10d._get_default_group()
+    if group is dist.GroupMember.NON_GROUP_MEMBER:
+        raise InvalidArgumentError(f"{who}: this process is not a member of the group (dist.new_group handed it "
+                                   "GroupMember.NON_GROUP_MEMBER)")
     if not all(callable(getattr(group, method, None)) for method in ("broadcast", "rank", "size")):
-        raise InvalidArgumentError(f"get_hccl_comm_name: group = {group!r} must be a torch.distributed process group "
+        raise InvalidArgumentError(f"{who}: group = {group!r} must be a torch.distributed process group "
                                    "(or one of its backend objects), or None for the world group")
+    return group
 
 
 def get_hccl_comm_name(group=None, rank=None, *args, **kwargs):
@@ -72,12 +83,7 @@ def get_hccl_comm_name(group=None, rank=None, *args, **kwargs):
     calls); then cached. `rank` (the global rank NPU code passes to pick the device) and torch_npu's further
     arguments (`init_comm=...`) are accepted and not needed."""
     del rank, args, kwargs
-    if not dist.is_initialized():
-        raise InvalidArgumentError("get_hccl_comm_name: torch.distributed is not initialized "
-                                   "(call dist.init_process_group first, or use thread_comm_names)")
-    if group is None:
-        group = dist.distributed_c10d._get_default_group()
-    _check_group(group)
+    group = _group_or_world("get_hccl_comm_name", group)
     with _lock:
         making = _making.setdefault(group, threading.Lock())
     with making:  # one maker per group; other threads of this process asking for it wait for its name
@@ -87,12 +93,25 @@ def get_hccl_comm_name(group=None, rank=None, *args, **kwargs):
         group_rank, size, registered = _membership(group)
         if group_rank < 0:
             raise InvalidArgumentError("get_hccl_comm_name: this process is not a member of the group")
-        _ensure_device()
         # Rank 0 of the group makes the root info and the group's own broadcast hands it to the others, as
-        # NPU programs do with HcclGetRootInfo + a broadcast + HcclCommInitRootInfo.
-        root = bytearray(_cann.root_info()) if group_rank == 0 else bytearray(_cann.ROOT_INFO_BYTES)
+        # NPU programs do with HcclGetRootInfo + a broadcast + HcclCommInitRootInfo. A rank that failed before
+        # the broadcast still takes part (the others would wait in it until torch.distributed's timeout): rank 0's
+        # empty root info tells them, and each then raises.
+        root = bytearray(_cann.ROOT_INFO_BYTES)
+        failed = None
+        try:
+            _ensure_device()
+            if group_rank == 0:
+                root = bytearray(_cann.root_info())
+        except errors.Error as e:
+            failed = e
         payload = torch.frombuffer(root, dtype=torch.uint8)
         group.broadcast(payload, 0).wait()
+        if failed is not None:
+            raise failed
+        if not any(root):
+            raise errors.Error("get_hccl_comm_name: rank 0 of the group could not make its root info (its own "
+                               "error says why)")
         handle, name = _cann.init_root_info(size, bytes(payload.numpy()), group_rank)
         # Destroyed with the group. An operation already running on it finishes (the C API holds a communicator
         # while it runs); later calls with the name fail naming it.
@@ -263,6 +282,9 @@ def register_hccl_backend():
         dist.Backend.register_backend("hccl", create)
     else:
         dist.Backend.register_backend("hccl", create, devices=devices)
-    if not hasattr(dist.ProcessGroup, "get_hccl_comm_name"):
-        dist.ProcessGroup.get_hccl_comm_name = lambda self, rank=None, *args, **kwargs: get_hccl_comm_name(
-            self, rank, *args, **kwargs)
+    # ProcessGroupGloo too: torch >= 2.1 keeps the backend create() returned only in C++, and a later
+    # group._get_backend(device) hands out a new Python object of the class C++ knows it by, gloo's.
+    for cls in (dist.ProcessGroup, getattr(dist, "ProcessGroupGloo", None)):
+        if cls is not None and not hasattr(cls, "get_hccl_comm_name"):
+            cls.get_hccl_comm_name = lambda self, rank=None, *args, **kwargs: get_hccl_comm_name(
+                self, rank, *args, **kwargs)

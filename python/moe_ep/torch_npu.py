@@ -13,6 +13,7 @@ the const-expert tensors and the special-expert counts as combine_v2 does.
 """
 
 import math
+import numbers
 import re
 import types
 
@@ -114,10 +115,12 @@ def _output(shape, dtype):
 
 
 def _check_dtype_arg(op, name, value, expected):
-    """y_dtype / x_dtype / scales_dtype: accepted when they name the dtype the tensor has anyway."""
+    """y_dtype / x_dtype / scales_dtype: accepted when they name the dtype the tensor has anyway, as a torch dtype or
+    its int (not a bool or a float that equals it: torch_npu's argument parser refuses those for int?)."""
     if value is None:
         return
-    ok = value == expected or value == _SCALAR_TYPE.get(expected)
+    ok = value == expected if isinstance(value, torch.dtype) else \
+        isinstance(value, numbers.Integral) and not isinstance(value, bool) and value == _SCALAR_TYPE.get(expected)
     if not ok:
         _fail(f"{op}: {name} = {value} is not supported by moe_ep (only the dtype {expected} this call "
               "uses anyway, or None; the other dtypes are for Ascend 950's quantized formats)")
@@ -130,6 +133,12 @@ def _attrs(op, group_ep, group_tp, comm_alg, **ints):
             "group_tp": checked_name(f"{op}: group_tp", group_tp, "the name of an HCCL communicator, or \"\""),
             "comm_alg": checked_name(f"{op}: comm_alg", comm_alg, "an algorithm's name, or \"\""),
             **checked_attrs(op, ints)}
+
+
+def _checked_ints(attrs, names):
+    """The attributes `names` (space-separated) as _attrs checked them: Python ints, which the sizes below need (a
+    numpy int32 would wrap in their products)."""
+    return (attrs[name] for name in names.split())
 
 
 def _global_bs(global_bs, bs, ep_world_size):
@@ -232,6 +241,10 @@ def _prepare_dispatch(x, expert_ids, group_ep, ep_world_size, ep_rank_id, moe_ex
                    shared_expert_rank_num=shared_expert_rank_num, quant_mode=quant_mode, global_bs=global_bs,
                    expert_token_nums_type=expert_token_nums_type, zero_expert_num=zero_expert_num,
                    copy_expert_num=copy_expert_num, const_expert_num=const_expert_num)
+    (ep_world_size, ep_rank_id, moe_expert_num, tp_world_size, expert_shard_type, shared_expert_num,
+     shared_expert_rank_num, quant_mode, global_bs, expert_token_nums_type) = _checked_ints(
+        attrs, "ep_world_size ep_rank_id moe_expert_num tp_world_size expert_shard_type shared_expert_num "
+        "shared_expert_rank_num quant_mode global_bs expert_token_nums_type")
     _check_2d(op, x=x, expert_ids=expert_ids)
     _check_common(op, ep_world_size, ep_rank_id, shared_expert_num, shared_expert_rank_num, comm_alg,
                   performance_info)
@@ -306,6 +319,8 @@ def _prepare_combine(expand_x, expert_ids, group_ep, ep_world_size, ep_rank_id, 
                    shared_expert_rank_num=shared_expert_rank_num, global_bs=global_bs,
                    comm_quant_mode=comm_quant_mode, zero_expert_num=zero_expert_num, copy_expert_num=copy_expert_num,
                    const_expert_num=const_expert_num)
+    ep_world_size, ep_rank_id, shared_expert_num, shared_expert_rank_num, global_bs = _checked_ints(
+        attrs, "ep_world_size ep_rank_id shared_expert_num shared_expert_rank_num global_bs")
     _check_2d(op, expand_x=expand_x, expert_ids=expert_ids)
     _check_common(op, ep_world_size, ep_rank_id, shared_expert_num, shared_expert_rank_num, comm_alg,
                   performance_info)
@@ -339,6 +354,8 @@ def npu_moe_distribute_combine_add_rms_norm(expand_x, expert_ids, expand_idx, ep
                    comm_quant_mode=comm_quant_mode, group_list_type=group_list_type, zero_expert_num=zero_expert_num,
                    copy_expert_num=copy_expert_num, const_expert_num=const_expert_num)
     norm_eps = checked_real(f"{op}: norm_eps", norm_eps)
+    ep_world_size, ep_rank_id, shared_expert_num, shared_expert_rank_num, global_bs = _checked_ints(
+        attrs, "ep_world_size ep_rank_id shared_expert_num shared_expert_rank_num global_bs")
     _check_2d(op, expand_x=expand_x, expert_ids=expert_ids)
     _check_common(op, ep_world_size, ep_rank_id, shared_expert_num, shared_expert_rank_num, comm_alg, None)
     if expand_x.dtype not in (torch.bfloat16, torch.float16):

@@ -40,7 +40,8 @@ class Pool {
     if (bytes <= kSmallBytes) {
       void* block =
           std::aligned_alloc(kSmallAlign, (std::max<size_t>(bytes, 1) + kSmallAlign - 1) / kSmallAlign * kSmallAlign);
-      if (block == nullptr) throw std::bad_alloc();
+      if (block == nullptr)
+        throw Error(ErrorCode::kInternal, "cannot allocate " + std::to_string(bytes) + " bytes for an output");
       std::lock_guard<std::mutex> lock(mu_);
       ++in_use_;
       return block;

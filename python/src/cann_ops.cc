@@ -119,15 +119,20 @@ class OpArgs {
   std::deque<std::string> strings_;
 };
 
-// The calling thread's stream on its current device (made on first use, like torch_npu's current
-// stream, with ACL_STREAM_FAST_SYNC); a thread with no device is given device 0, as a process that never
-// called set_device is.
-aclrtStream ThreadStream() {
+// The calling thread's device; a thread with none is given device 0, as a process that never called set_device
+// is (before the first phase, which looks the communicators up on it).
+int32_t ThreadDevice() {
   int32_t device = -1;
   if (aclrtGetDevice(&device) != ACL_SUCCESS) {
     CheckCann(aclrtSetDevice(0), "aclrtSetDevice");
     device = 0;
   }
+  return device;
+}
+
+// The calling thread's stream on `device` (made on first use, like torch_npu's current stream, with
+// ACL_STREAM_FAST_SYNC).
+aclrtStream ThreadStream(int32_t device) {
   struct Streams {
     std::map<int32_t, aclrtStream> by_device;
     ~Streams() {
@@ -150,6 +155,7 @@ template <typename Prepare, typename Launch>
 void RunOperator(const char* op, bool stand_ins, Prepare prepare, Launch launch) {
   {
     py::gil_scoped_release unlocked;
+    const int32_t device = ThreadDevice();
     uint64_t workspace_bytes = 0;
     aclOpExecutor* executor = nullptr;
     CheckCann(prepare(&workspace_bytes, &executor), op);
@@ -157,7 +163,7 @@ void RunOperator(const char* op, bool stand_ins, Prepare prepare, Launch launch)
       aclDestroyAclOpExecutor(executor);
       return;
     }
-    aclrtStream stream = ThreadStream();
+    aclrtStream stream = ThreadStream(device);
     void* workspace = nullptr;
     if (workspace_bytes > 0)
       CheckCann(aclrtMalloc(&workspace, workspace_bytes, ACL_MEM_MALLOC_HUGE_FIRST), "aclrtMalloc");

@@ -203,7 +203,7 @@ void CheckOutputView(const Checker& ck, const TensorView& v, const char* param) 
   int64_t reach = 1;  // elements the dimensions so far span, from the first: the next stride must step past them
   for (const auto& [stride, extent] : dims) {
     apart = apart && stride >= reach;
-    reach = SaturatingMul(stride, extent);
+    reach = SaturatingAdd(reach, SaturatingMul(stride, extent - 1));
   }
   ck.Shape(apart, v, param,
            "an output's elements must not overlap (no stride of 0, no stride smaller than the span of the dimensions "

@@ -363,7 +363,8 @@ TEST(CapiBadDataEnvironment, RootInfoNRanksIsBoundedBeforeAnythingIsAllocated) {
 
 // aclrtMemcpy / aclrtMemset trusted a count larger than what is left of the allocation at dst (devPtr) or
 // src. The count is what is checked against the allocation: a destMax (maxCount) larger than what is left
-// is accepted, as CANN checks only count <= destMax, and nothing past the count is touched.
+// is accepted, as CANN checks only count <= destMax, and nothing past the count is touched. A pointer at an
+// allocation's end or in its alignment padding was taken for unknown memory, and any count accepted there.
 TEST(CapiBadDataMemory, CopiesAndFillsStayInsideTheAllocation) {
   EnsureAclReady();
   ASSERT_EQ(aclrtSetDevice(0), ACL_SUCCESS);
@@ -411,6 +412,23 @@ TEST(CapiBadDataMemory, CopiesAndFillsStayInsideTheAllocation) {
   EXPECT_EQ(aclrtMemcpy(small, 64, host.data(), 64, ACL_MEMCPY_HOST_TO_DEVICE), ACL_SUCCESS) << RecentErrMsg();
   EXPECT_EQ(aclrtMemcpy(big, 256, small, 64, ACL_MEMCPY_DEVICE_TO_DEVICE), ACL_SUCCESS) << RecentErrMsg();
   EXPECT_EQ(aclrtMemset(static_cast<uint8_t*>(small) + 60, 4, 0, 4), ACL_SUCCESS) << RecentErrMsg();
+  // The end of an allocation, and its alignment padding, are its own: no room there, not unknown memory.
+  // (The end of `whole`, allocated last, is where no other allocation starts.)
+  void* odd = nullptr;
+  void* whole = nullptr;
+  ASSERT_EQ(aclrtMalloc(&odd, 100, ACL_MEM_MALLOC_HUGE_FIRST), ACL_SUCCESS);
+  ASSERT_EQ(aclrtMalloc(&whole, 128, ACL_MEM_MALLOC_HUGE_FIRST), ACL_SUCCESS);
+  auto* const odd_bytes = static_cast<uint8_t*>(odd);
+  for (uint8_t* end : {odd_bytes + 100, odd_bytes + 120, static_cast<uint8_t*>(whole) + 128}) {
+    EXPECT_EQ(aclrtMemcpy(end, 4096, host.data(), 8, ACL_MEMCPY_HOST_TO_DEVICE), ACL_ERROR_INVALID_PARAM)
+        << static_cast<void*>(end);
+    EXPECT_NE(RecentErrMsg().find("count 8 is more than the 0 bytes left"), std::string::npos) << RecentErrMsg();
+    EXPECT_EQ(aclrtMemset(end, 4096, 0, 1), ACL_ERROR_INVALID_PARAM);
+  }
+  EXPECT_EQ(aclrtMemcpy(odd_bytes + 100, 4096, host.data(), 0, ACL_MEMCPY_HOST_TO_DEVICE), ACL_SUCCESS)
+      << RecentErrMsg();
+  aclrtFree(whole);
+  aclrtFree(odd);
   aclrtFree(small);
   aclrtFree(big);
   aclrtResetDevice(0);

@@ -434,6 +434,21 @@ TEST(CapiStream, BufferResetOnSixteenDevices) {
   }
 }
 
+// Phase one of a BufferReset of rank 0 of a 16-rank `group` without sync (it runs alone) with `mask`.
+aclOpExecutor* BuildLoneReset(const Tensor& mask, const std::string& group) {
+  uint64_t ws = 0;
+  aclOpExecutor* exec = nullptr;
+  EXPECT_EQ(aclnnMoeDistributeBufferResetGetWorkspaceSize(mask.get(), group.c_str(), 16, 0, &ws, &exec), ACL_SUCCESS)
+      << RecentErrMsg();
+  return exec;
+}
+
+// Phase two of a BufferReset on `stream`, and its outcome.
+aclnnStatus LaunchAndWait(aclOpExecutor* exec, aclrtStream stream) {
+  const aclnnStatus st = aclnnMoeDistributeBufferReset(nullptr, 0, exec, stream);
+  return st != ACL_SUCCESS ? st : aclrtSynchronizeStreamWithTimeout(stream, 30000);
+}
+
 // Executors: one made repeatable runs at each launch with its tensors' contents at that time (a mask made invalid
 // between launches fails that launch, and the next good one passes) until destroyed; one not repeatable runs once;
 // one destroyed before its launch never runs; a destroyed or made-up executor is an error.
@@ -449,18 +464,8 @@ TEST(CapiStream, RepeatableExecutorsRunAtEachLaunchUntilDestroyed) {
       const std::vector<int32_t> ones(16, 1), twos(16, 2);
       Tensor mask(ACL_INT32, {16}, ones.data());
       const std::string group = CommName(comms[0]);
-      const auto build = [&] {
-        uint64_t ws = 0;
-        aclOpExecutor* exec = nullptr;
-        EXPECT_EQ(aclnnMoeDistributeBufferResetGetWorkspaceSize(mask.get(), group.c_str(), 16, 0, &ws, &exec),
-                  ACL_SUCCESS)
-            << RecentErrMsg();
-        return exec;
-      };
-      const auto launch = [&](aclOpExecutor* exec) {
-        const aclnnStatus st = aclnnMoeDistributeBufferReset(nullptr, 0, exec, stream);
-        return st != ACL_SUCCESS ? st : aclrtSynchronizeStreamWithTimeout(stream, 30000);
-      };
+      const auto build = [&] { return BuildLoneReset(mask, group); };
+      const auto launch = [&](aclOpExecutor* exec) { return LaunchAndWait(exec, stream); };
       const auto write_mask = [&](const std::vector<int32_t>& values) {
         ASSERT_EQ(aclrtMemcpy(mask.data(), mask.storage_bytes(), values.data(), 64, ACL_MEMCPY_HOST_TO_DEVICE),
                   ACL_SUCCESS);
@@ -497,6 +502,50 @@ TEST(CapiStream, RepeatableExecutorsRunAtEachLaunchUntilDestroyed) {
   });
   rank0.join();
   for (HcclComm comm : comms) EXPECT_EQ(HcclCommDestroy(comm), HCCL_SUCCESS);
+}
+
+// An executor built on a group that HcclCommDestroy destroyed before it ran fails its stream with 561002 naming the
+// group, and the operation once (it ran on the destroyed communicator, and with every rank doing so, silently
+// succeeded); a repeatable one ran before the destroy.
+TEST(CapiStream, AnExecutorRefusesToRunOnADestroyedGroup) {
+  EnsureAclReady();
+  std::vector<HcclComm> comms = CreateGroup({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15});
+  ASSERT_EQ(comms.size(), 16u);
+  std::thread rank0([&] {  // needSync 0: rank 0 resets its own window, alone
+    ASSERT_EQ(aclrtSetDevice(0), ACL_SUCCESS);
+    aclrtStream stream = nullptr;
+    ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+    {
+      const std::vector<int32_t> ones(16, 1);
+      Tensor mask(ACL_INT32, {16}, ones.data());
+      const std::string group = CommName(comms[0]);
+      const auto build = [&] { return BuildLoneReset(mask, group); };
+      const auto launch = [&](aclOpExecutor* exec) { return LaunchAndWait(exec, stream); };
+      aclOpExecutor* repeatable = build();
+      aclOpExecutor* pending = build();
+      ASSERT_EQ(aclSetAclOpExecutorRepeatable(repeatable), ACL_SUCCESS) << RecentErrMsg();
+      EXPECT_EQ(launch(repeatable), ACL_SUCCESS) << RecentErrMsg();
+      ASSERT_EQ(HcclCommDestroy(comms[0]), HCCL_SUCCESS);
+      comms[0] = nullptr;
+      for (aclOpExecutor* exec : {repeatable, pending}) {
+        EXPECT_EQ(launch(exec), ACLNN_ERR_INNER_TILING_ERROR) << "an executor ran on a destroyed group";
+        const std::string message = RecentErrMsg();
+        for (const char* part : {"groupEp", group.c_str(), "destroyed"}) {
+          EXPECT_NE(message.find(part), std::string::npos) << message;
+        }
+        const std::string op = "aclnnMoeDistributeBufferReset";
+        EXPECT_EQ(message.find(op, message.find(op) + 1), std::string::npos)
+            << "the operation named twice: " << message;
+      }
+      EXPECT_EQ(aclDestroyAclOpExecutor(repeatable), ACL_SUCCESS);
+    }
+    aclrtDestroyStream(stream);
+    aclrtResetDevice(0);
+  });
+  rank0.join();
+  for (HcclComm comm : comms) {
+    if (comm != nullptr) EXPECT_EQ(HcclCommDestroy(comm), HCCL_SUCCESS);
+  }
 }
 
 // After a deadline failure (rank 15 never dispatched), a BufferReset of all 16 ranks makes the group work

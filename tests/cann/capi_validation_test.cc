@@ -41,6 +41,10 @@ Groups* g_groups = nullptr;
 
 constexpr int64_t kBs = 4, kH = 1024, kK = 2;
 
+// HCCL_BUFFSIZE for the calls that have no communicator to take a window from.
+const Env kTinyWindowEnv = {{"HCCL_BUFFSIZE", "1"}};
+const Env kMalformedWindowEnv = {{"HCCL_BUFFSIZE", "lots"}};
+
 // E 4, rank 0, 8 experts (L 2), K 2, Bs 4, H 1024, bf16, no TP: A = Bs * E * min(L, K) = 32.
 DispatchArgs BaseDispatch(Scratch& s) {
   DispatchArgs a;
@@ -289,6 +293,11 @@ std::vector<Rule<D>> DispatchRules() {
        kTiling, {"expertIds", "K", "moeExpertNum"}, {"5"}},
       // Communicators.
       {"GroupEpIsNoCommunicator", Set(&D::group_ep, "no_such_group"), kTiling, {"groupEp"}, {"no_such_group"}},
+      // A group that is not found is what is reported, not HCCL_BUFFSIZE's value (a window it does not have).
+      {"GroupEpIsNoCommunicatorWhateverHcclBuffsize", Set(&D::group_ep, "no_such_group"), kTiling, {"groupEp"},
+       {"no_such_group"}, CombineOp::kV2, &kTinyWindowEnv},
+      {"GroupEpIsNoCommunicatorWithHcclBuffsizeMalformed", Set(&D::group_ep, "no_such_group"), kTiling, {"groupEp"},
+       {"no_such_group"}, CombineOp::kV2, &kMalformedWindowEnv},
       {"GroupEpHasNoRankOnThisDevice", GroupEp<D>(&Groups::elsewhere_name), kTiling, {"groupEp"}, {}},
       {"GroupTpIsNoCommunicator", All<D>({Tp<D>(), Set(&D::group_tp, "no_such_tp_group")}), kTiling, {"groupTp"},
        {"no_such_tp_group"}},
@@ -424,6 +433,8 @@ std::vector<Rule<C>> CombineRules() {
       {"MoeExpertNumDiffersFromDispatch", Set(&C::moe, 16), kTiling, {"moeExpertNum", "epSendCounts", "expandX"},
        {}, v2},
       {"GroupEpIsNoCommunicator", Set(&C::group_ep, "no_such_group"), kTiling, {"groupEp"}, {"no_such_group"}, v2},
+      {"GroupEpIsNoCommunicatorWhateverHcclBuffsize", Set(&C::group_ep, "no_such_group"), kTiling, {"groupEp"},
+       {"no_such_group"}, v2, &kTinyWindowEnv},
       {"GroupEpHasNoRankOnThisDevice", GroupEp<C>(&Groups::elsewhere_name), kTiling, {"groupEp"}, {}, v2},
       {"WindowTooSmall",
        All<C>({GroupEp<C>(&Groups::small4_name), Make(&C::expand_x, ACL_BF16, {256, 8192}),

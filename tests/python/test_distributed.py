@@ -106,6 +106,25 @@ def test_thread_comm_names_destroy_their_communicators(seed):
     assert on_device_0(lambda: lookup(name, n)).startswith("found"), "collecting the list destroyed the communicators"
 
 
+def test_a_thread_that_set_no_device_runs_on_device_0():
+    # The docs' promise, for the operators' first phase too: it looks the communicator up on device 0, not on none.
+    with md.thread_comm_names(2) as names:
+        assert on_threads(1, lambda _: lookup(names[0], 2))[0].startswith("found"), "a thread without a device"
+
+
+def test_group_lookups_before_torch_distributed_raise_moe_ep_errors():
+    out = run_child("""
+        import moe_ep, moe_ep.distributed as md
+        for call in (md.get_hccl_comm_name, moe_ep.join_torch_group):
+            try:
+                call()
+            except moe_ep.InvalidArgumentError as e:
+                print(call.__name__, "refused:", e)
+    """)
+    for who in ("get_hccl_comm_name", "join_torch_group"):
+        assert f"{who} refused: {who}: torch.distributed is not initialized" in out, out
+
+
 @pytest.mark.parametrize("args, named", [((2.5,), "thread_comm_names: n = 2.5 must be an int"),
                                          ((True,), "thread_comm_names: n = True must be an int, not a bool"),
                                          ((0,), r"thread_comm_names: n = 0 must be in \[1, 65536\]"),

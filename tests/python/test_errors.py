@@ -49,6 +49,9 @@ BAD = {
     "performance_info": (dict(performance_info=torch.zeros(2, dtype=torch.int64)), errors.INVALID_PARAM,
                          "performance_info"),
     "y_dtype_fp8": (dict(y_dtype=24), errors.INVALID_PARAM, "y_dtype = 24"),
+    # int8's number is 1: a bool or a float equal to it is no dtype, as torch_npu's parser says.
+    "y_dtype_bool": (dict(quant_mode=2, y_dtype=True), errors.INVALID_PARAM, "y_dtype = True"),
+    "y_dtype_float": (dict(quant_mode=2, y_dtype=1.0), errors.INVALID_PARAM, "y_dtype = 1.0"),
     "x_not_a_tensor": (dict(x=[[0.0] * 1024] * 4), errors.INVALID_PARAM, "x must be a torch.Tensor"),
     "x_1d": (dict(x=torch.zeros(1024, dtype=torch.bfloat16)), errors.INVALID_CONFIG, "it must be 2-D"),
     "token_nums_type_2": (dict(expert_token_nums_type=2), errors.INVALID_CONFIG, "expert_token_nums_type = 2"),

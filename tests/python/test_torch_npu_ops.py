@@ -93,3 +93,17 @@ def test_output_shapes_are_torch_npus(pool, seed, name):
     assert got[0].dtype == (torch.int8 if extra.get("quant_mode") == 2 else torch.bfloat16)
     assert [t.dtype for t in got[1:]] == [torch.float32, torch.int32, torch.int64, torch.int32, torch.int32,
                                           torch.float32]
+
+
+def test_processes_outside_a_subset_are_told_so_and_gloo_backends_have_the_method(pool, seed):
+    # dist.new_group hands a process outside it a stand-in: both entry points say so (a moe_ep.Error, not torch's
+    # AttributeError or a misleading "must be a process group"); the members join.
+    got = pool.run("outside_a_group", seed)
+    for rank in range(WORLD):
+        said = got[rank]["said"]
+        if rank < 2:
+            assert said == ["joined", "joined"], f"rank {rank}: {said}"
+        else:
+            for text, who in zip(said, ("get_hccl_comm_name", "join_torch_group")):
+                assert text.startswith(f"InvalidArgumentError: {who}: this process is not a member"), text
+        assert got[rank]["found"], f"rank {rank}: a gloo backend object's get_hccl_comm_name"

@@ -343,6 +343,12 @@ TEST(DispatchA3, StridedOutputsPassAndOverlappingOnesAreNamed) {
   call.t.expand_x.strides = {7169, 1};
   call.t.assist_info.strides = {2};
   EXPECT_NO_THROW(RunDispatch(call));
+  // Rows of every other element, each starting right after the last element of the row before: apart (a row's
+  // span is 2 * 7167 + 1 elements, not 2 * 7168). One element less, and a row's first is the last row's last.
+  call.t.expand_x.strides = {14335, 2};
+  EXPECT_NO_THROW(RunDispatch(call));
+  call.t.expand_x.strides = {14334, 2};
+  ExpectOutcome([&] { RunDispatch(call); }, kRule, {"'expandXOut'", "strided (14334, 2)", "must not overlap"});
   call.t.expand_x.strides = {0, 1};
   ExpectOutcome([&] { RunDispatch(call); }, kRule, {"'expandXOut'", "strided (0, 1)", "must not overlap"});
 }

@@ -3,7 +3,11 @@
 // the slowest rank across hosts) next to a memcpy of the same bytes.
 #include <mpi.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <exception>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string>
@@ -15,7 +19,9 @@
 #include "moe-ep/run_job.h"
 #include "moe_ep/error.h"
 #include "moe_ep/mpi.h"
+#include "moe_ep/options.h"
 #include "transport/mpi/hosts_window.h"
+#include "transport/mpi/mpi_runtime.h"
 
 namespace moe_ep::tools {
 namespace {
@@ -92,19 +98,77 @@ int RunJoinedJob(const JobOptions& o, Group& group) {
   return 0;
 }
 
+// Whether every rank joined. A join refused over a setting fails every rank alike (the hosts transport agrees on its
+// settings first), but one that failed on one host alone (its /dev/shm full) leaves the other hosts' ranks joined,
+// and they would wait in the job's collectives for good. One non-blocking all-reduce settles it before any of them;
+// every rank takes part, joined or not. It is waited for against the operations' deadline, and at least the 10 s a
+// join allows its set-up once its members met: a rank whose deadline is short must not end the job over the
+// others' scheduling.
+bool EveryRankJoined(bool joined) {
+  struct Vote {
+    int mine = 0, all = 0;
+  };
+  auto vote = std::make_unique<Vote>();
+  vote->mine = joined ? 1 : 0;
+  MPI_Request request = MPI_REQUEST_NULL;
+  {
+    const auto lock = transport::mpi::Lock();
+    transport::mpi::Check(MPI_Iallreduce(&vote->mine, &vote->all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD, &request),
+                          "MPI_Iallreduce");
+  }
+  std::chrono::milliseconds wait{300'000};  // the default, where this rank refused its MOE_EP_TIMEOUT_MS
+  try {
+    wait = std::max(DefaultTimeout(), std::chrono::milliseconds(10'000));
+  } catch (const Error&) {
+  }
+  transport::mpi::WaitForRequestKeeping(vote, request, std::chrono::steady_clock::now() + wait,
+                                        "the vote on whether every rank joined");
+  return vote->all == 1;
+}
+
+void EndTheJob(const std::string& why) {
+  std::fprintf(stderr, "moe-ep run: %s; ending the job\n", why.c_str());
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, 1);
+}
+
 }  // namespace
 
 int RunJobOverMpi(const JobOptions& o) {
-  // A join refused over a setting fails on every rank (the hosts transport agrees on its settings first): an error to
-  // return. A join's deadline passes on one rank alone (its MOE_EP_TIMEOUT_MS is short, or a rank is late), and the
-  // others would wait out theirs: that ends the job.
+  // A join's deadline passes on one rank alone (its MOE_EP_TIMEOUT_MS is short, or a rank is late), and the others
+  // would wait out theirs: that ends the job. After any other failed join the ranks vote first: where every rank
+  // failed (a setting refused) each returns its own error; where some joined, they return too.
   std::optional<Group> joined;
+  std::exception_ptr failed;
   try {
     joined.emplace(JoinMpiGroup(MPI_COMM_WORLD, GroupOptions{{}, 0, "moe-ep run"}));  // initialises MPI if need be
   } catch (const TimeoutError& e) {
-    std::fprintf(stderr, "moe-ep run: %s; ending the job\n", e.what());
-    std::fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, 1);
+    EndTheJob(e.what());
+    return 1;
+  } catch (const std::exception&) {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized || transport::mpi::Finalized()) throw;  // no job to vote in
+    failed = std::current_exception();
+  }
+  bool everyone = false;
+  try {
+    everyone = EveryRankJoined(failed == nullptr);
+  } catch (const std::exception& e) {
+    std::string why = e.what();
+    if (failed) {
+      try {
+        std::rethrow_exception(failed);
+      } catch (const std::exception& own) {
+        why = own.what() + std::string("; then ") + why;
+      }
+    }
+    EndTheJob(why);
+    return 1;
+  }
+  if (failed) std::rethrow_exception(failed);
+  if (!everyone) {
+    std::fprintf(stderr, "moe-ep run: rank %d: error: another rank's join failed\n", joined->rank());
     return 1;
   }
   Group& group = *joined;
@@ -112,9 +176,7 @@ int RunJobOverMpi(const JobOptions& o) {
     return RunJoinedJob(o, group);
   } catch (const std::exception& e) {
     // README runs the job with orte_abort_on_non_zero_status 0, so returning would leave the others waiting.
-    std::fprintf(stderr, "moe-ep run: rank %d: %s; ending the job\n", group.rank(), e.what());
-    std::fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, 1);
+    EndTheJob("rank " + std::to_string(group.rank()) + ": " + e.what());
     return 1;
   }
 }

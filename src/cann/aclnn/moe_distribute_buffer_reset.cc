@@ -47,6 +47,7 @@ std::function<void()> BuildBufferReset(const aclTensor* elastic_info, const char
   c.ep_world_size = ep_world_size;
   RequireGroups(op, groups, c, group_ep, "", /*takes_rank=*/false);
   return [groups, mask, need_sync] {
+    RequireUndestroyed(kOp, groups);
     // Read when the reset runs: earlier work on the stream may have written the mask.
     const std::vector<int32_t> reachable = ops::GatherInt32(mask);
     for (size_t r = 0; r < reachable.size(); ++r) {

@@ -137,6 +137,7 @@ std::function<void()> BuildCombine(const std::string& op, const CombineArgs& a, 
   if (profile == plan::Profile::kA2Hierarchy) RefuseHierarchy(op, a.comm_alg);
   const env::Product product = env::SocName().second;
   return [c, t, groups, elastic, op, product, profile] {
+    RequireUndestroyed(op, groups);
     RequireDispatchProduct(op, groups, product);
     plan::CheckOutputsApart(t, profile, op.c_str());  // as dispatch: not in phase one
     const std::vector<int32_t> table = elastic.present() ? ops::GatherInt32(elastic) : std::vector<int32_t>{};

@@ -140,6 +140,7 @@ std::function<void()> BuildDispatch(const std::string& op, const DispatchArgs& a
   if (c.quant_mode == 0) t.scales = {};  // A2 with a half expandX copies rows whatever quantMode and scales say
   const env::Product product = env::SocName().second;
   return [c, t, groups, elastic, op, product, profile] {
+    RequireUndestroyed(op, groups);
     // Here, not in phase one: outputs the caller has not made yet may be described by stand-ins there.
     plan::CheckOutputsApart(t, profile, op.c_str());
     const std::vector<int32_t> table = elastic.present() ? ops::GatherInt32(elastic) : std::vector<int32_t>{};

@@ -2,6 +2,7 @@
 #include "cann/aclnn/op_args.h"
 
 #include <cstring>
+#include <limits>
 
 #include "base/env.h"
 #include "cann/runtime/runtime.h"
@@ -102,12 +103,25 @@ Groups FindGroups(const std::string& group_ep, const std::string& group_tp, bool
   return {FindComm(group_ep, device), has_tp ? FindComm(group_tp, device) : nullptr};
 }
 
-plan::WindowCapacity CapacityOf(const Groups& groups) {
-  return {groups.ep ? groups.ep->comm->window_bytes() : CommWindowBytes(),
-          groups.tp ? groups.tp->comm->window_bytes() : CommWindowBytes()};
+void RequireUndestroyed(const std::string& op, const Groups& groups) {
+  for (const auto& [comm, param] : {std::pair{groups.ep.get(), "groupEp"}, std::pair{groups.tp.get(), "groupTp"}}) {
+    if (comm && comm->destroyed) {
+      Reject(ErrorCode::kInvalidConfig, op, param, "'" + comm->name + "'",
+             "its communicator was destroyed (HcclCommDestroy) after phase one built this executor");
+    }
+  }
 }
 
 namespace {
+
+// The window capacity the docs/semantics.md 1.2 rule is checked against: the communicators' windows. A group
+// that is not found has no window to fall short of: RequireGroups reports it, where HCCL_BUFFSIZE's value
+// (or a malformed one) would point at the wrong setting.
+plan::WindowCapacity CapacityOf(const Groups& groups) {
+  constexpr uint64_t kNoWindow = std::numeric_limits<uint64_t>::max();
+  return {groups.ep ? groups.ep->comm->window_bytes() : kNoWindow,
+          groups.tp ? groups.tp->comm->window_bytes() : kNoWindow};
+}
 
 void RequireGroup(const std::string& op, const std::shared_ptr<Comm>& comm, const char* param, const std::string& name,
                   int64_t size, const char* size_param, int64_t rank, const char* rank_param) {

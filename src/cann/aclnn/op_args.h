@@ -57,15 +57,15 @@ struct Groups {
 
 /// Looks the groups up without failing (the window capacity is needed before the rules are checked).
 Groups FindGroups(const std::string& group_ep, const std::string& group_tp, bool has_tp);
+/// As an executor's work starts: its groups must not have been destroyed since phase one (561002 naming the
+/// group); a group of the same name made since is another communicator.
+void RequireUndestroyed(const std::string& op, const Groups& groups);
 /// A dispatch that ran notes the product it was built as (env::SocName() in phase one) on its EP
 /// communicator; a combine, as it runs, refuses to run as another (161002 naming MOE_EP_SOC_NAME): it would
 /// read assistInfoForCombine in the other layout. Every rank's dispatch checked that the group agrees, so a
 /// combine that matches its own rank's last dispatch agrees too.
 void NoteDispatchProduct(const Groups& groups, env::Product product);
 void RequireDispatchProduct(const std::string& op, const Groups& groups, env::Product product);
-/// The window capacity the docs/semantics.md 1.2 rule is checked against: the communicators' windows, or
-/// HCCL_BUFFSIZE for a group that is not found (which RequireGroups then reports).
-plan::WindowCapacity CapacityOf(const Groups& groups);
 /// After the rules: the groups must exist on this device and agree with epWorldSize / epRankId
 /// (tpWorldSize / tpRankId); else 561002 naming the group. An operation that takes no rank (`takes_rank` false:
 /// BufferReset) is checked, and named, by its size alone.

@@ -72,6 +72,7 @@ class Registry {
       if (!comm) return false;
       by_name_.erase({comm->name, comm->device});
     }
+    comm->destroyed = true;
     comm.reset();
     return true;
   }

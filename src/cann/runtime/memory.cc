@@ -29,6 +29,7 @@ const char* PointerParamOf(MemoryKind kind) { return kind == MemoryKind::kDevice
 
 struct Allocation {
   size_t bytes = 0;
+  size_t rounded = 0;  // what the allocator gave: bytes up to the alignment
   MemoryKind kind = MemoryKind::kDevice;
 };
 
@@ -80,7 +81,7 @@ aclError Allocate(const char* api, void** ptr, size_t size, MemoryKind kind) {
   try {
     Allocations& live = Live();
     std::lock_guard<std::mutex> lock(live.mu);
-    live.by_address[memory] = Allocation{size, kind};
+    live.by_address[memory] = Allocation{size, rounded, kind};
   } catch (...) {
     FreeMemory(memory, kind);
     throw;
@@ -126,7 +127,8 @@ bool ValidMallocPolicy(int64_t policy) {
 }
 
 // Bytes from `p` to the end of the live allocation that holds it; nullopt for memory moe_ep did not
-// allocate (ordinary host memory, which it cannot measure).
+// allocate (ordinary host memory, which it cannot measure). A pointer in the alignment padding or just past
+// the end (where no other allocation starts) has no room: it is the end of this allocation, not foreign memory.
 std::optional<size_t> RoomAt(const void* p) {
   Allocations& live = Live();
   std::lock_guard<std::mutex> lock(live.mu);
@@ -136,8 +138,8 @@ std::optional<size_t> RoomAt(const void* p) {
   const auto* start = static_cast<const uint8_t*>(it->first);
   const auto* at = static_cast<const uint8_t*>(p);
   const size_t offset = static_cast<size_t>(at - start);
-  if (std::less<>()(at, start) || offset >= it->second.bytes) return std::nullopt;
-  return it->second.bytes - offset;
+  if (std::less<>()(at, start) || offset > it->second.rounded) return std::nullopt;
+  return it->second.bytes > offset ? it->second.bytes - offset : 0;
 }
 
 // The `count` bytes a copy or fill touches at `p` must lie inside the allocation holding p. Only those: a destMax

@@ -26,6 +26,7 @@
 #include "base/hash.h"
 #include "moe_ep/error.h"
 #include "transport/mpi/join_settings.h"
+#include "transport/mpi/mailbox.h"
 #include "transport/mpi/meeting.h"
 #include "transport/mpi/mpi_runtime.h"
 #include "transport/shm/shm_window.h"
@@ -393,11 +394,16 @@ class HostsWindow final : public Window {
   }
 
   std::string ExplainMissing(std::span<const int> missing) const override {
+    // Combine goes straight to each owner: its missing ranks' messages came through no relay.
+    const bool relaying = [&] {
+      const std::lock_guard lock(engine_);
+      return Relaying();
+    }();
     std::string text = MessagesInFlight() + MessagesCounted(missing);
-    if (relay_) text += EndsSeen(missing);
+    if (relaying) text += EndsSeen(missing);
     const std::lock_guard lock(engine_);
     for (int peer : missing) {
-      if (peer < 0 || peer >= size() || OnThisHost(peer) || !relay_) continue;
+      if (peer < 0 || peer >= size() || OnThisHost(peer) || !relaying) continue;
       // The rank it relays through now: past the ranks known to have failed, as Route chose.
       const int relay = RelayFor(peer, topology_.host_of[rank()]);
       if (relay < 0) continue;
@@ -571,9 +577,10 @@ class HostsWindow final : public Window {
   }
 
   // Whether an end mark `mark` covers this rank's operation `sequence`: the same reset generation (high
-  // 32 bits), and that operation or a later one.
+  // 32 bits), and that operation or a later one (by serial-number arithmetic: operation 0 follows 2^32 - 1).
   static bool Ended(uint64_t mark, uint64_t sequence) {
-    return mark >> 32 == sequence >> 32 && (mark & 0xFFFFFFFF) >= (sequence & 0xFFFFFFFF);
+    const auto ahead = static_cast<int32_t>(static_cast<uint32_t>(mark) - static_cast<uint32_t>(sequence));
+    return mark >> 32 == sequence >> 32 && ahead >= 0;
   }
 
   // The rank of `host` that relays what `sender` sends there, passing over `skip` failed ones.
@@ -995,7 +1002,12 @@ namespace {
 
 // The tag of a sub-group's MPI_Comm_create_group: it keeps apart groups of the same members made one after another,
 // or at once, under different names.
-int CreateGroupTag(const std::string& group) { return static_cast<int>(hash::Fnv1a(group) & 0x7FFF); }
+// MPI_Comm_create_group's tag for `group`, in [0, 0x7FFF], never the set-up messages' tag: MPI may carry the call's
+// own messages on MPI_COMM_WORLD under it, where the mailbox would take them.
+int CreateGroupTag(const std::string& group) {
+  const int tag = static_cast<int>(hash::Fnv1a(group) & 0x7FFF);
+  return tag == mpi::kRendezvousTag ? tag ^ 1 : tag;
+}
 
 // A join over MPI under way in this process, for as long as it lives: two joins at once under one name would mix
 // their meetings' words, and MPI needs calls of MPI_Comm_create_group made at once to have different tags. Either
@@ -1064,6 +1076,21 @@ std::vector<int> WorldRanksOf(MPI_Comm comm) {
   return world_ranks;
 }
 
+// step(), freeing `comm` when it fails with anything but a deadline error: after one, a late peer may still take part
+// in a collective on it, so it stays MPI's.
+template <typename Step>
+auto FreeingUnlessLate(MPI_Comm& comm, Step&& step) -> decltype(step()) {
+  try {
+    return step();
+  } catch (const TimeoutError&) {
+    throw;
+  } catch (...) {
+    const auto lock = mpi::Lock();
+    MPI_Comm_free(&comm);
+    throw;
+  }
+}
+
 // JoinHostsGroup once the members have met (or cannot: see there).
 std::unique_ptr<Window> JoinMetGroup(MPI_Comm parent, const std::string& group, uint64_t data_bytes,
                                      uint64_t flag_count, Clock::time_point deadline,
@@ -1094,16 +1121,9 @@ std::unique_ptr<Window> JoinMetGroup(MPI_Comm parent, const std::string& group, 
   // Everything the ranks must agree on, and the hosts, in one all-gather, before anything a setting shapes: a rank
   // that refused a setting, or ranks that differ, fail alike. A refusal comes after the all-gather completed
   // everywhere, so the communicator can go; after a deadline a late peer may still send on it, so it stays.
-  AgreedSettings settings;
-  try {
-    settings = AgreeOnJoinSettings(comm, group, data_bytes, flag_count, entropy::HexToken(), refused, deadline);
-  } catch (const TimeoutError&) {
-    throw;
-  } catch (...) {
-    const auto lock = mpi::Lock();
-    MPI_Comm_free(&comm);
-    throw;
-  }
+  const AgreedSettings settings = FreeingUnlessLate(comm, [&] {
+    return AgreeOnJoinSettings(comm, group, data_bytes, flag_count, entropy::HexToken(), refused, deadline);
+  });
   std::unique_ptr<Window> host = JoinShmGroup(settings.host_token, group, settings.host_rank, settings.host_size,
                                               data_bytes, flag_count + Window::TransportFlagCount(size), deadline);
   return std::make_unique<HostsWindow>(rank, size, data_bytes, flag_count, "hosts group '" + group + "'", comm,
@@ -1162,7 +1182,10 @@ std::unique_ptr<Window> JoinHostsGroupOfWorldRanks(std::span<const int> members,
     MPI_Group_free(&world);
     mpi::Check(status, "MPI_Comm_create_group");
   }
-  auto window = JoinMetGroup(comm, group, data_bytes, flag_count, deadline, refused);
+  // JoinMetGroup works on a duplicate of `comm`, which goes whatever happens there (but after a deadline, when a late
+  // member may still take part in the duplication on it).
+  std::unique_ptr<Window> window =
+      FreeingUnlessLate(comm, [&] { return JoinMetGroup(comm, group, data_bytes, flag_count, deadline, refused); });
   const auto lock = mpi::Lock();
   MPI_Comm_free(&comm);
   return window;

@@ -11,7 +11,6 @@ namespace {
 
 // Reserved on MPI_COMM_WORLD for these set-up messages (a program must not receive it with MPI_ANY_TAG
 // while groups are being formed).
-constexpr int kRendezvousTag = 0x6D65;  // named in include/moe_ep/mpi.h
 
 }  // namespace
 
@@ -53,15 +52,18 @@ int Poll() {
     return done != 0;
   });
   for (int stored = 0;; ++stored) {
+    // A matched probe: the message probed is the one received, whatever another thread's MPI call (a sub-group's
+    // MPI_Comm_create_group runs without the lock) receives meanwhile.
     int arrived = 0;
+    MPI_Message message = MPI_MESSAGE_NULL;
     MPI_Status status;
-    Check(MPI_Iprobe(MPI_ANY_SOURCE, kRendezvousTag, MPI_COMM_WORLD, &arrived, &status), "MPI_Iprobe");
+    Check(MPI_Improbe(MPI_ANY_SOURCE, kRendezvousTag, MPI_COMM_WORLD, &arrived, &message, &status), "MPI_Improbe");
     if (!arrived) return stored;
     int count = 0;
     MPI_Get_count(&status, MPI_CHAR, &count);
     std::string text(static_cast<size_t>(count), '\0');
     const int from = status.MPI_SOURCE;
-    Check(MPI_Recv(text.data(), count, MPI_CHAR, from, kRendezvousTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE), "MPI_Recv");
+    Check(MPI_Mrecv(text.data(), count, MPI_CHAR, &message, MPI_STATUS_IGNORE), "MPI_Mrecv");
     std::istringstream in(text);
     std::string kind, token;
     in >> kind >> token;
@@ -74,7 +76,9 @@ int Poll() {
       std::erase_if(joins, [&](const Join& j) { return j.world == join.world && j.rank == join.rank; });
       joins.push_back(join);
     } else if (kind == "R") {
+      // The root's latest answer: one that came after its member gave up waiting may be followed by the retry's.
       std::vector<int>& list = box.members[token];
+      list.clear();
       for (int world; in >> world;) list.push_back(world);
     } else if (kind == "E") {
       std::getline(in >> std::ws, box.refusals[token]);
