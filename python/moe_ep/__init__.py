@@ -90,7 +90,7 @@ def join_torch_group(group=None, *, timeout=None, window_mb=0, name="moe_ep", da
     import torch
     from . import distributed
 
-    group = distributed._group_or_world("join_torch_group", group)
+    group = distributed._group_or_world("join_torch_group", group, "thread_groups or join_process_group")
     group_rank, size, _ = distributed._membership(group)
     token = bytearray(secrets.token_hex(16).encode() if group_rank == 0 else bytes(32))
     payload = torch.frombuffer(token, dtype=torch.uint8)

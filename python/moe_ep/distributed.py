@@ -59,13 +59,14 @@ def _membership(group):
         return group.rank(), group.size(), False
 
 
-def _group_or_world(who, group):
+def _group_or_world(who, group, alternative):
     """The group `who` works on: `group` (a ProcessGroup, or torch >= 2.0's Backend: what is used of it is
     broadcast, rank and size), or the world group for None. Refused, naming `who`, before torch.distributed is
-    initialized, and on a process outside the group (to which dist.new_group hands a stand-in, not a group)."""
+    initialized (pointing at `alternative`), and on a process outside the group (to which dist.new_group hands
+    a stand-in, not a group)."""
     if not dist.is_initialized():
         raise InvalidArgumentError(f"{who}: torch.distributed is not initialized (call dist.init_process_group "
-                                   "first, or use thread ranks: thread_comm_names, moe_ep.thread_groups)")
+                                   f"first, or use {alternative})")
     if group is None:
         return dist.distributed_c10d._get_default_group()
     if group is dist.GroupMember.NON_GROUP_MEMBER:
@@ -83,7 +84,7 @@ def get_hccl_comm_name(group=None, rank=None, *args, **kwargs):
     calls); then cached. `rank` (the global rank NPU code passes to pick the device) and torch_npu's further
     arguments (`init_comm=...`) are accepted and not needed."""
     del rank, args, kwargs
-    group = _group_or_world("get_hccl_comm_name", group)
+    group = _group_or_world("get_hccl_comm_name", group, "thread_comm_names or launch_comm_name")
     with _lock:
         making = _making.setdefault(group, threading.Lock())
     with making:  # one maker per group; other threads of this process asking for it wait for its name
@@ -95,15 +96,16 @@ def get_hccl_comm_name(group=None, rank=None, *args, **kwargs):
             raise InvalidArgumentError("get_hccl_comm_name: this process is not a member of the group")
         # Rank 0 of the group makes the root info and the group's own broadcast hands it to the others, as
         # NPU programs do with HcclGetRootInfo + a broadcast + HcclCommInitRootInfo. A rank that failed before
-        # the broadcast still takes part (the others would wait in it until torch.distributed's timeout): rank 0's
-        # empty root info tells them, and each then raises.
+        # the broadcast still takes part in it (the others would wait there until torch.distributed's timeout):
+        # rank 0's empty root info tells the others, who raise at once; another rank's failure leaves the others
+        # to time out joining without it (HCCL_CONNECT_TIMEOUT), naming it.
         root = bytearray(_cann.ROOT_INFO_BYTES)
         failed = None
         try:
             _ensure_device()
             if group_rank == 0:
                 root = bytearray(_cann.root_info())
-        except errors.Error as e:
+        except Exception as e:  # raised again once the broadcast is done
             failed = e
         payload = torch.frombuffer(root, dtype=torch.uint8)
         group.broadcast(payload, 0).wait()
@@ -194,8 +196,8 @@ def launch_comm_name(members=None, timeout=None):
     """[collective over `members`] The name of a communicator of the processes of a `moe-ep launch` job: every
     rank, or the job ranks in `members` (this process's rank in the communicator is its position there), on
     this host. Every process makes its communicators in the same order. timeout: seconds each member waits
-    for the others, for the root info and then for joining (None: HCCL_CONNECT_TIMEOUT, else 120; the join
-    always waits HCCL_CONNECT_TIMEOUT). A TimeoutError for the root info lists the first member's job rank."""
+    for the root info (None: HCCL_CONNECT_TIMEOUT, else 120); the join that follows always waits
+    HCCL_CONNECT_TIMEOUT. A TimeoutError for the root info lists the first member's job rank."""
     rank, size, token = _launch_job()
     members = list(range(size)) if members is None else checked_ints("launch_comm_name: members", members, 0, INT32_MAX)
     if timeout is not None:

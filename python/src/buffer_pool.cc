@@ -10,7 +10,6 @@
 #include <cstring>
 #include <map>
 #include <mutex>
-#include <new>
 #include <string>
 
 #include "moe_ep/error.h"
@@ -40,8 +39,9 @@ class Pool {
     if (bytes <= kSmallBytes) {
       void* block =
           std::aligned_alloc(kSmallAlign, (std::max<size_t>(bytes, 1) + kSmallAlign - 1) / kSmallAlign * kSmallAlign);
-      if (block == nullptr)
+      if (block == nullptr) {
         throw Error(ErrorCode::kInternal, "cannot allocate " + std::to_string(bytes) + " bytes for an output");
+      }
       std::lock_guard<std::mutex> lock(mu_);
       ++in_use_;
       return block;

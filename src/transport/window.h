@@ -136,10 +136,10 @@ class Window {
   /// The longest nap a wait may take between polls: how long arrivals may wait for it. Long where a
   /// peer's Signal ends the nap (NapUnless); 50 us where messages land only when polled.
   virtual Clock::duration LongestNap() const { return std::chrono::microseconds(50); }
-  /// Marks the end of an operation, one that failed too: `sequence` numbers it alike on every rank
-  /// (the operations' own count). A transport that relays tells the ranks relaying for this one that
-  /// nothing more of this operation follows; one that leaves rows in their messages lets go of those
-  /// Row returned; the others ignore it.
+  /// Marks the end of an operation, one that failed too: `sequence` numbers it (the operations' own count,
+  /// alike on ranks that ran the same operations since the last synced reset). A transport that relays tells the ranks
+  /// relaying for this one that nothing more of this operation follows; one that leaves rows in their messages lets go
+  /// of those Row returned; the others ignore it.
   virtual void EndOperation(uint64_t sequence) { (void)sequence; }
   /// Returns once every Put and Signal issued so far has reached its peer (each operation ends with
   /// it, so nothing it sent waits for a later call) and, on a transport that relays, once everything

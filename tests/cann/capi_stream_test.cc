@@ -504,10 +504,10 @@ TEST(CapiStream, RepeatableExecutorsRunAtEachLaunchUntilDestroyed) {
   for (HcclComm comm : comms) EXPECT_EQ(HcclCommDestroy(comm), HCCL_SUCCESS);
 }
 
-// An executor built on a group that HcclCommDestroy destroyed before it ran fails its stream with 561002 naming the
-// group, and the operation once (it ran on the destroyed communicator, and with every rank doing so, silently
-// succeeded); a repeatable one ran before the destroy.
-TEST(CapiStream, AnExecutorRefusesToRunOnADestroyedGroup) {
+// An executor built on a group that HcclCommDestroy destroyed before its launch is refused there with 561002 naming
+// the group, and the operation once, and given back (it ran on the destroyed communicator, and with every rank doing
+// so, silently succeeded); a repeatable one ran before the destroy.
+TEST(CapiStream, AnExecutorIsRefusedAtItsLaunchOnADestroyedGroup) {
   EnsureAclReady();
   std::vector<HcclComm> comms = CreateGroup({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15});
   ASSERT_EQ(comms.size(), 16u);
@@ -538,6 +538,7 @@ TEST(CapiStream, AnExecutorRefusesToRunOnADestroyedGroup) {
             << "the operation named twice: " << message;
       }
       EXPECT_EQ(aclDestroyAclOpExecutor(repeatable), ACL_SUCCESS);
+      EXPECT_EQ(aclDestroyAclOpExecutor(pending), ACL_SUCCESS) << "a refused launch gives the executor back";
     }
     aclrtDestroyStream(stream);
     aclrtResetDevice(0);

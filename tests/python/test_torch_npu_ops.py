@@ -95,15 +95,14 @@ def test_output_shapes_are_torch_npus(pool, seed, name):
                                           torch.float32]
 
 
-def test_processes_outside_a_subset_are_told_so_and_gloo_backends_have_the_method(pool, seed):
+def test_processes_outside_a_subset_are_told_so(pool, seed):
     # dist.new_group hands a process outside it a stand-in: both entry points say so (a moe_ep.Error, not torch's
     # AttributeError or a misleading "must be a process group"); the members join.
     got = pool.run("outside_a_group", seed)
     for rank in range(WORLD):
-        said = got[rank]["said"]
+        said = got[rank]
         if rank < 2:
             assert said == ["joined", "joined"], f"rank {rank}: {said}"
         else:
             for text, who in zip(said, ("get_hccl_comm_name", "join_torch_group")):
                 assert text.startswith(f"InvalidArgumentError: {who}: this process is not a member"), text
-        assert got[rank]["found"], f"rank {rank}: a gloo backend object's get_hccl_comm_name"

@@ -26,7 +26,8 @@
 namespace moe_ep::tools {
 namespace {
 
-// Hosts of the job, grouped as the hosts transport groups them.
+// Hosts of the job: the ranks that share memory (MPI_Comm_split_type; MOE_EP_HOSTS_SPLIT's simulated hosts in tests).
+// The hosts transport groups ranks by host name, which finds the same hosts on real machines.
 int CountHosts() {
   // The tool's own MPI calls run on this thread between operations, never while one runs.
   MPI_Comm host = transport::SplitByHost(MPI_COMM_WORLD);

@@ -21,7 +21,7 @@ runtime::HandleRegistry<aclOpExecutor>& Executors() {
 }  // namespace
 
 aclnnStatus BuildExecutor(const char* op, uint64_t* workspace_size, aclOpExecutor** executor,
-                          const std::function<std::function<void()>()>& build) {
+                          const std::function<OpWork()>& build) {
   const std::string name = op;
   if (!workspace_size) {
     return Fail(
@@ -33,7 +33,9 @@ aclnnStatus BuildExecutor(const char* op, uint64_t* workspace_size, aclOpExecuto
                 name + ": parameter 'executor' = nullptr violates rule: phase one writes the executor there");
   }
   auto built = std::make_shared<aclOpExecutor>();
-  built->work = build();
+  OpWork work = build();
+  built->work = std::move(work.run);
+  built->launchable = std::move(work.launchable);
   built->op = name;
   built->device = CurrentDevice();
   *workspace_size = kWorkspaceBytes;
@@ -50,6 +52,7 @@ aclnnStatus LaunchExecutor(const char* op, aclOpExecutor* executor, aclrtStream 
     if (kept->op != op) {
       return Fail(ACLNN_ERR_PARAM_INVALID, std::string(op) + ": the executor was built by " + kept->op);
     }
+    if (kept->launchable) kept->launchable();
     return LaunchOnStream(
         stream, op, [kept] { kept->work(); }, nullptr, kept->device);
   }
@@ -67,9 +70,10 @@ aclnnStatus LaunchExecutor(const char* op, aclOpExecutor* executor, aclrtStream 
   }
   aclnnStatus status = ACLNN_SUCCESS;
   try {
+    if (owned->launchable) owned->launchable();
     status = LaunchOnStream(
         stream, op, [owned] { owned->work(); }, nullptr, owned->device);
-  } catch (...) {  // not launched either (say, no memory for the task)
+  } catch (...) {  // not launched either (refused, or no memory for the task)
     Executors().Restore(executor, std::move(owned));
     throw;
   }

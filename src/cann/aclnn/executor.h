@@ -13,11 +13,18 @@
 struct aclOpExecutor {
   std::string op;                       // "aclnnMoeDistributeDispatchV2", ...
   std::function<void()> work;           // the operation with its inputs captured; throws moe_ep::Error to fail
+  std::function<void()> launchable;     // checked by each launch (its groups still live); throws to refuse it
   std::atomic<bool> repeatable{false};  // aclSetAclOpExecutorRepeatable: launched any number of times, until destroyed
   int32_t device = -1;                  // phase one's, where the communicators are: its launches' streams must be too
 };
 
 namespace moe_ep::cann {
+
+/// What phase one captures: the operation, and the check each launch makes first (null: none).
+struct OpWork {
+  std::function<void()> run;
+  std::function<void()> launchable;
+};
 
 /// The workspace size phase one reports: 16 MiB, the least CANN's tiling of these operators asks for, so that a
 /// program that allocates the workspace whatever its size (aclrtMalloc refuses 0 bytes) runs unchanged. moe_ep
@@ -28,10 +35,10 @@ inline constexpr uint64_t kWorkspaceBytes = uint64_t{16} << 20;
 /// returns ACLNN_SUCCESS with a new executor. What `build` throws (a moe_ep::Error naming the broken rule)
 /// is for the entry point's guard to report. The workspace size is kWorkspaceBytes.
 aclnnStatus BuildExecutor(const char* op, uint64_t* workspace_size, aclOpExecutor** executor,
-                          const std::function<std::function<void()>()>& build);
+                          const std::function<OpWork()>& build);
 
-/// Phase two: enqueues the executor's work on `stream` and takes ownership of the executor (a repeatable one stays
-/// live for the next launch).
+/// Phase two: checks the executor may be launched (what `launchable` throws is the caller's error, and the executor
+/// stays), enqueues its work on `stream` and takes ownership of it (a repeatable one stays live for the next launch).
 aclnnStatus LaunchExecutor(const char* op, aclOpExecutor* executor, aclrtStream stream);
 
 }  // namespace moe_ep::cann

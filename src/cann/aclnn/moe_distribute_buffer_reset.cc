@@ -16,8 +16,7 @@ namespace {
 
 constexpr char kOp[] = "aclnnMoeDistributeBufferReset";
 
-std::function<void()> BuildBufferReset(const aclTensor* elastic_info, const char* group_ep, int32_t ep_world_size,
-                                       int32_t need_sync) {
+OpWork BuildBufferReset(const aclTensor* elastic_info, const char* group_ep, int32_t ep_world_size, int32_t need_sync) {
   const std::string op = kOp;
   if (!elastic_info) Reject(ErrorCode::kNullPointer, op, "elasticInfo", "nullptr", "this tensor is required");
   if (!group_ep) Reject(ErrorCode::kNullPointer, op, "groupEp", "nullptr", "a group name is required");
@@ -46,8 +45,7 @@ std::function<void()> BuildBufferReset(const aclTensor* elastic_info, const char
   plan::MoeConfig c;
   c.ep_world_size = ep_world_size;
   RequireGroups(op, groups, c, group_ep, "", /*takes_rank=*/false);
-  return [groups, mask, need_sync] {
-    RequireUndestroyed(kOp, groups);
+  const auto run = [groups, mask, need_sync] {
     // Read when the reset runs: earlier work on the stream may have written the mask.
     const std::vector<int32_t> reachable = ops::GatherInt32(mask);
     for (size_t r = 0; r < reachable.size(); ++r) {
@@ -58,6 +56,7 @@ std::function<void()> BuildBufferReset(const aclTensor* elastic_info, const char
     }
     ops::RunBufferReset(EpOf(groups), reachable, need_sync == 1, kOp);
   };
+  return {run, [groups] { RequireUndestroyed(kOp, groups); }};
 }
 
 }  // namespace

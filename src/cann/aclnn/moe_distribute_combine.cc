@@ -90,7 +90,7 @@ void CheckReserved(const std::string& op, const CombineArgs& a) {
     Reject(ErrorCode::kInvalidConfig, op, "outDtype", std::to_string(a.out_dtype), "reserved: must be 0");
 }
 
-std::function<void()> BuildCombine(const std::string& op, const CombineArgs& a, bool add_rms_norm) {
+OpWork BuildCombine(const std::string& op, const CombineArgs& a, bool add_rms_norm) {
   CheckWrapperRules(op, a, add_rms_norm);
   if (add_rms_norm) RequireA3(op);
   plan::CombineTensors t;
@@ -136,8 +136,7 @@ std::function<void()> BuildCombine(const std::string& op, const CombineArgs& a, 
   });
   if (profile == plan::Profile::kA2Hierarchy) RefuseHierarchy(op, a.comm_alg);
   const env::Product product = env::SocName().second;
-  return [c, t, groups, elastic, op, product, profile] {
-    RequireUndestroyed(op, groups);
+  const auto run = [c, t, groups, elastic, op, product, profile] {
     RequireDispatchProduct(op, groups, product);
     plan::CheckOutputsApart(t, profile, op.c_str());  // as dispatch: not in phase one
     const std::vector<int32_t> table = elastic.present() ? ops::GatherInt32(elastic) : std::vector<int32_t>{};
@@ -146,6 +145,7 @@ std::function<void()> BuildCombine(const std::string& op, const CombineArgs& a, 
     ops::RunCombine(EpOf(groups), TpOf(groups), c, run, table);
     dense.CopyBack();
   };
+  return {run, [groups, op] { RequireUndestroyed(op, groups); }};
 }
 
 }  // namespace

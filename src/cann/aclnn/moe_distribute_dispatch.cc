@@ -91,7 +91,7 @@ void CheckFullmeshV2Window(const std::string& op, const plan::MoeConfig& c, plan
   }
 }
 
-std::function<void()> BuildDispatch(const std::string& op, const DispatchArgs& a) {
+OpWork BuildDispatch(const std::string& op, const DispatchArgs& a) {
   CheckWrapperRules(op, a);
   plan::DispatchTensors t;
   t.x = RequiredTensor(op, "x", a.x);
@@ -139,8 +139,7 @@ std::function<void()> BuildDispatch(const std::string& op, const DispatchArgs& a
   if (profile == plan::Profile::kA2Hierarchy) RefuseHierarchy(op, a.comm_alg);
   if (c.quant_mode == 0) t.scales = {};  // A2 with a half expandX copies rows whatever quantMode and scales say
   const env::Product product = env::SocName().second;
-  return [c, t, groups, elastic, op, product, profile] {
-    RequireUndestroyed(op, groups);
+  const auto run = [c, t, groups, elastic, op, product, profile] {
     // Here, not in phase one: outputs the caller has not made yet may be described by stand-ins there.
     plan::CheckOutputsApart(t, profile, op.c_str());
     const std::vector<int32_t> table = elastic.present() ? ops::GatherInt32(elastic) : std::vector<int32_t>{};
@@ -150,6 +149,7 @@ std::function<void()> BuildDispatch(const std::string& op, const DispatchArgs& a
     dense.CopyBack();
     NoteDispatchProduct(groups, product);  // only a dispatch that ran makes handles for combine
   };
+  return {run, [groups, op] { RequireUndestroyed(op, groups); }};
 }
 
 }  // namespace

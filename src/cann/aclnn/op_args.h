@@ -57,7 +57,7 @@ struct Groups {
 
 /// Looks the groups up without failing (the window capacity is needed before the rules are checked).
 Groups FindGroups(const std::string& group_ep, const std::string& group_tp, bool has_tp);
-/// As an executor's work starts: its groups must not have been destroyed since phase one (561002 naming the
+/// As an executor is launched: its groups must not have been destroyed since phase one (561002 naming the
 /// group); a group of the same name made since is another communicator.
 void RequireUndestroyed(const std::string& op, const Groups& groups);
 /// A dispatch that ran notes the product it was built as (env::SocName() in phase one) on its EP

@@ -18,13 +18,13 @@ struct Comm {
   // The product (env::Product) of the last dispatch this rank ran on the group; -1 before the first. Its combine
   // must read assistInfoForCombine as that dispatch wrote it (triples on A3, expandIdx on A2).
   std::atomic<int> dispatched_as{-1};
-  // HcclCommDestroy ran: an executor built on the group before refuses to run on it (an operation running already
-  // finishes).
+  // HcclCommDestroy ran: an executor built on the group before is refused at its launch (one launched before
+  // runs).
   std::atomic<bool> destroyed{false};
 };
 
 /// The live communicator of group `name` on `device`, or nullptr. Holding the pointer keeps it alive
-/// after HcclCommDestroy (an operation running on it finishes; one that starts later refuses: `destroyed`).
+/// after HcclCommDestroy (an operation launched on it before runs; one launched later is refused: `destroyed`).
 std::shared_ptr<Comm> FindComm(const std::string& name, int32_t device);
 
 /// HCCL_BUFFSIZE in bytes (MB in the environment, default 200): each communicator's data window.

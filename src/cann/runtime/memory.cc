@@ -126,9 +126,10 @@ bool ValidMallocPolicy(int64_t policy) {
   return policy >= 0 && (policy & ~(kFlags | 0xFF)) == 0 && base <= ACL_MEM_MALLOC_HUGE1G_ONLY_P2P;
 }
 
-// Bytes from `p` to the end of the live allocation that holds it; nullopt for memory moe_ep did not
-// allocate (ordinary host memory, which it cannot measure). A pointer in the alignment padding or just past
-// the end (where no other allocation starts) has no room: it is the end of this allocation, not foreign memory.
+// Bytes from `p` to the end of the live allocation that holds it; nullopt for memory aclrtMalloc(Host) did not
+// allocate (ordinary host memory, which it cannot measure). A pointer in the alignment padding, or just past it
+// where no other block starts (the shared heap packs blocks, some of them not aclrtMalloc's), has no room: it is
+// the end of this allocation, not foreign memory.
 std::optional<size_t> RoomAt(const void* p) {
   Allocations& live = Live();
   std::lock_guard<std::mutex> lock(live.mu);
@@ -139,6 +140,10 @@ std::optional<size_t> RoomAt(const void* p) {
   const auto* at = static_cast<const uint8_t*>(p);
   const size_t offset = static_cast<size_t>(at - start);
   if (std::less<>()(at, start) || offset > it->second.rounded) return std::nullopt;
+  if (offset == it->second.rounded && it->second.kind == MemoryKind::kDevice &&
+      transport::SharedHeap::Process().RoomAt(p) > 0) {
+    return std::nullopt;  // the next block of the heap
+  }
   return it->second.bytes > offset ? it->second.bytes - offset : 0;
 }
 

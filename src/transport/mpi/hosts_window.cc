@@ -1000,10 +1000,9 @@ MPI_Comm SplitByHost(MPI_Comm comm, int per_host) {
 
 namespace {
 
-// The tag of a sub-group's MPI_Comm_create_group: it keeps apart groups of the same members made one after another,
-// or at once, under different names.
-// MPI_Comm_create_group's tag for `group`, in [0, 0x7FFF], never the set-up messages' tag: MPI may carry the call's
-// own messages on MPI_COMM_WORLD under it, where the mailbox would take them.
+// The tag of a sub-group's MPI_Comm_create_group, in [0, 0x7FFF]: it keeps apart groups of the same members made one
+// after another, or at once, under different names. Never the set-up messages' tag: MPI may carry the call's own
+// messages on MPI_COMM_WORLD under it, where the mailbox would take them.
 int CreateGroupTag(const std::string& group) {
   const int tag = static_cast<int>(hash::Fnv1a(group) & 0x7FFF);
   return tag == mpi::kRendezvousTag ? tag ^ 1 : tag;

@@ -24,9 +24,9 @@ MPI_Comm SplitByHost(MPI_Comm comm);
 MPI_Comm SplitByHost(MPI_Comm comm, int per_host);
 
 /// Joins the group of every rank of `comm` (collective over `comm`, which it duplicates; this rank is
-/// its rank in `comm`): ranks on one host (MPI_Comm_split_type, MPI_COMM_TYPE_SHARED) share a
-/// shared-memory window whose rendezvous token the host agrees on over MPI; the others are reached over
-/// MPI. `group` names the segments; windows of `data_bytes` and `flag_count` user flags. With
+/// its rank in `comm`): ranks on one host (those whose MPI_Get_processor_name is the same) share a
+/// shared-memory window, named by a token of the host's first rank that the join's all-gather hands round; the
+/// others are reached over MPI. `group` names the segments; windows of `data_bytes` and `flag_count` user flags. With
 /// MOE_EP_HOSTS_SPLIT=N (tests only) ranks [kN, kN + N) of `comm` count as one host. The ranks first agree on
 /// their settings (AgreeOnJoinSettings): a setting a rank refused (`refused`, or the hosts transport's own) or
 /// settings that differ fail every rank. Before any collective on `comm` the members meet (mpi::MeetMembers, where

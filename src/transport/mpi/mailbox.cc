@@ -7,12 +7,6 @@
 #include "transport/mpi/mpi_runtime.h"
 
 namespace moe_ep::transport::mpi {
-namespace {
-
-// Reserved on MPI_COMM_WORLD for these set-up messages (a program must not receive it with MPI_ANY_TAG
-// while groups are being formed).
-
-}  // namespace
 
 Mailbox& Box() {
   static auto* const box = new Mailbox;

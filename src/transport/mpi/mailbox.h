@@ -19,7 +19,8 @@
 
 namespace moe_ep::transport::mpi {
 
-/// The tag of the set-up messages on MPI_COMM_WORLD, kept for moe_ep (include/moe_ep/mpi.h names it).
+/// The tag of the set-up messages on MPI_COMM_WORLD, kept for moe_ep (include/moe_ep/mpi.h names it): a program must
+/// not receive with MPI_ANY_TAG there while groups are being formed.
 inline constexpr int kRendezvousTag = 0x6D65;
 
 /// One member's join as its root received it ("J token rank world size [refused-variable]").
