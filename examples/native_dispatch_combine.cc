@@ -75,7 +75,16 @@ int main() {
     std::vector<moe_ep::Group> groups = moe_ep::CreateThreadGroups(kRanks);
     std::vector<int> bad(kRanks);
     std::vector<std::thread> threads;
-    for (int r = 0; r < kRanks; ++r) threads.emplace_back([&, r] { bad[r] = RunRank(groups[r]); });
+    for (int r = 0; r < kRanks; ++r) {
+      threads.emplace_back([&, r] {
+        try {  // an exception leaving a thread would end the program unexplained (std::terminate)
+          bad[r] = RunRank(groups[r]);
+        } catch (const moe_ep::Error& e) {
+          std::fprintf(stderr, "rank %d: error: %s\n", r, e.what());
+          bad[r] = 1;
+        }
+      });
+    }
     for (auto& t : threads) t.join();
     for (int b : bad) {
       if (b) return 1;

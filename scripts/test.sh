@@ -53,6 +53,8 @@ build_and_test build "" "" -DCMAKE_BUILD_TYPE=Release -DMOE_EP_BUILD_TESTS=ON -D
   -DMOE_EP_BUILD_PYTHON=ON -DMOE_EP_BUILD_BENCH=ON
 # The Python suite is never skipped here: a release build without the package is a failure.
 compgen -G "build/python/moe_ep/_moe_ep*.so" >/dev/null || { echo "the Python package was not built (see cmake's output)"; exit 1; }
+# Nor the hosts tier: without MPI it is left out of the build, which then passes without it.
+(cd build && ctest -N -R '^Hosts' | grep -q "Total Tests: [1-9]") || { echo "the hosts tests were not built (MPI not found?)"; exit 1; }
 if [[ "${MOE_EP_SKIP_SANITIZERS:-0}" != 1 ]]; then
   # One clang build for both: the suite runs in the fuzzers' build (optimized, ASan + UBSan, with libFuzzer's
   # coverage counters, which cost the tests little), so the libraries are built once for both and the suite runs

@@ -44,7 +44,8 @@ struct TensorView {
   std::string Describe() const;
 };
 
-/// An owning, contiguous, 64-byte aligned, zero-filled tensor.
+/// An owning, contiguous, 64-byte aligned, zero-filled tensor. A default-constructed one is empty: no data, no
+/// elements (an output an operation did not make, such as dispatch's dynamic_scales without quantization).
 class Tensor {
  public:
   Tensor() = default;
@@ -59,7 +60,7 @@ class Tensor {
 
   DType dtype() const { return view_.dtype; }
   const std::vector<int64_t>& shape() const { return view_.shape; }
-  int64_t numel() const { return view_.numel(); }
+  int64_t numel() const { return storage_ ? view_.numel() : 0; }
   size_t bytes() const { return static_cast<size_t>(numel()) * DTypeSize(dtype()); }
   void* data() { return view_.data; }
   const void* data() const { return view_.data; }

@@ -107,6 +107,9 @@ class Communicator {
   OpState& state() { return state_; }
   /// Held for the whole of an operation: one at a time per communicator, whichever thread calls.
   std::mutex& mutex() { return mutex_; }
+  /// Held for the whole of a probe: one at a time, but beside an operation (a watchdog thread probes while the
+  /// operation waits for a rank that may be dead; probes have flags of their own).
+  std::mutex& probe_mutex() { return probe_mutex_; }
 
   /// Peers an operation waited for in vain, in rank order; a reset that syncs with them again forgets them.
   std::vector<int> failed_ranks() const;
@@ -121,6 +124,7 @@ class Communicator {
   std::unique_ptr<Workers> workers_;
   OpState state_;
   std::mutex mutex_;
+  std::mutex probe_mutex_;
   mutable std::mutex failed_mutex_;  // failed_ranks() may be asked from any thread
   std::set<int> failed_;
 };

@@ -169,18 +169,30 @@ void RunBufferReset(Communicator& ep, std::span<const int32_t> reachable, bool n
   }
   // A sync waits for every reachable rank, and so does the rest of the reset: a rank this one had given up on (it
   // stalled) is reached again, through relays as well, and what it still owes is awaited, not dropped (it would
-  // wait for the end marks this rank would otherwise leave out). A rank that fails the sync is given up on again.
+  // wait for the end marks this rank would otherwise leave out). A rank that fails the sync is given up on again, and
+  // a reset that fails otherwise (interrupted, say) forgets no one.
+  const std::vector<int> failed_before = ep.failed_ranks();
   if (need_sync) {
     for (int r = 0; r < ep.size(); ++r) {
       if (reachable[r]) ep.ForgetFailed(r);
     }
   }
-  Locked(
-      ep, nullptr, op, /*may_relay=*/true,
-      [&](const protocol::Link& link) {
-        protocol::BufferReset(link.ep, link.ep_state, reachable, need_sync, link.deadline, op);
-      },
-      unreachable, /*resets=*/true);
+  try {
+    Locked(
+        ep, nullptr, op, /*may_relay=*/true,
+        [&](const protocol::Link& link) {
+          protocol::BufferReset(link.ep, link.ep_state, reachable, need_sync, link.deadline, op);
+        },
+        unreachable, /*resets=*/true);
+  } catch (const InterruptedError&) {
+    ep.RememberFailed(failed_before);
+    throw;
+  } catch (const TimeoutError&) {
+    throw;  // Locked remembered whom the sync waited for in vain; the others synced
+  } catch (...) {
+    ep.RememberFailed(failed_before);
+    throw;
+  }
   // What the caller knows: a transport that relays stops relaying through them, and operations give up on them.
   std::erase(unreachable, ep.rank());  // a rank that resets is no failed peer of its own
   ep.RememberFailed(unreachable);
@@ -202,6 +214,7 @@ void RunBarrier(Communicator& ep) {
 }
 
 std::vector<int32_t> ProbeReachable(Communicator& ep, transport::Clock::duration wait) {
+  const std::lock_guard lock(ep.probe_mutex());
   return ep.window().Probe(wait);
 }
 

@@ -9,6 +9,7 @@
 #include "base/env.h"
 #include "base/floating_point.h"
 #include "moe_ep/error.h"
+#include "transport/window.h"
 
 namespace moe_ep::ops {
 
@@ -83,7 +84,13 @@ void Workers::ForEachPart(int64_t n, uint64_t item_bytes,
     mine = std::current_exception();
   }
   std::unique_lock lock(mutex_);
-  done_.wait(lock, [&] { return busy_ == 0; });
+  // The parts still running may be waiting for peers. This thread asks the interrupt check meanwhile, as their
+  // waits do: a check that answers only on the program's main thread (Python's signal check) reaches them so.
+  while (!done_.wait_for(lock, transport::kInterruptCheckEvery, [&] { return busy_ == 0; })) {
+    lock.unlock();
+    (void)transport::InterruptRequested();
+    lock.lock();
+  }
   body_ = nullptr;
   if (mine) std::rethrow_exception(mine);
   if (error_) std::rethrow_exception(error_);

@@ -291,10 +291,8 @@ TEST(CapiRootInfo, ThreadWithoutADeviceIsRejected) {
 }
 
 // Two ranks of one group on the same device of this process: the operators find a communicator by
-// (group name, device), so one of the two joins must fail.
-// DISABLED: library bug. Both joins return HCCL_SUCCESS: JoinRootGroup (src/cann/hccl/comm.cc) checks
-// Registry::NameOnDevice before joining, but a rank is only registered after JoinShmGroup returns, i.e.
-// after every rank has joined, so a concurrent second rank on the same device never sees the first.
+// (group name, device), so one of the two joins must fail. (Both once succeeded: a rank was registered only once
+// every rank had joined; each now claims its (group, device) before it joins, and the second finds it taken.)
 TEST(CapiRootInfo, TwoRanksOnOneDeviceAreRejected) {
   EnsureAclReady();
   ScopedEnv connect("HCCL_CONNECT_TIMEOUT", "2");

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <thread>
@@ -68,6 +69,21 @@ void RoundOnAll(std::vector<Group>& groups) {
   RunRanks(kRanks, [&](int r) { EXPECT_EQ(RandomRoundOnRank(groups[r], nullptr, r, seed), "") << "rank " << r; });
 }
 
+// Every rank but `absent` failed with a TimeoutError naming it alone; `more` checks each error further.
+void ExpectTimedOutNaming(const std::vector<std::exception_ptr>& errors, int absent,
+                          const std::function<void(const TimeoutError&)>& more = {}) {
+  for (int r = 0; r < static_cast<int>(errors.size()); ++r) {
+    if (r == absent) continue;
+    ASSERT_TRUE(errors[r]) << "rank " << r << " should have timed out";
+    try {
+      std::rethrow_exception(errors[r]);
+    } catch (const TimeoutError& e) {
+      EXPECT_EQ(e.missing_ranks(), std::vector<int>{absent}) << "rank " << r << ": " << e.what();
+      if (more) more(e);
+    }
+  }
+}
+
 TEST(MissingRank, DispatchTimesOutNamingTheAbsentRank) {
   auto groups = ShortDeadlineGroups(milliseconds(300));
   const int absent = 2;
@@ -79,18 +95,45 @@ TEST(MissingRank, DispatchTimesOutNamingTheAbsentRank) {
   });
   const auto elapsed = std::chrono::steady_clock::now() - start;
   EXPECT_LT(elapsed, milliseconds(5000)) << "waits must end at the deadline";
-  for (int r = 0; r < kRanks; ++r) {
-    if (r == absent) continue;
-    ASSERT_TRUE(errors[r]) << "rank " << r << " should have timed out";
-    try {
-      std::rethrow_exception(errors[r]);
-    } catch (const TimeoutError& e) {
-      EXPECT_EQ(e.code(), ErrorCode::kTimeout);
-      EXPECT_EQ(e.missing_ranks(), std::vector<int>{absent}) << e.what();
-      EXPECT_TRUE(std::string(e.what()).starts_with("Dispatch: ")) << e.what();  // the native name
-      EXPECT_NE(std::string(e.what()).find("rank 2"), std::string::npos) << e.what();
+  ExpectTimedOutNaming(errors, absent, [](const TimeoutError& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kTimeout);
+    EXPECT_TRUE(std::string(e.what()).starts_with("Dispatch: ")) << e.what();  // the native name
+    EXPECT_NE(std::string(e.what()).find("rank 2"), std::string::npos) << e.what();
+  });
+}
+
+// An elastic service's watchdog probes while an operation waits for a rank that does not come: two watchdog threads
+// of each rank probe beside its dispatch, one probe at a time (they share the probe flags: at once, they raced on
+// them), and find every rank, the absent one probing too; the dispatches then time out naming it.
+TEST(MissingRank, WatchdogThreadsProbeWhileADispatchWaits) {
+  auto groups = ShortDeadlineGroups(milliseconds(3000));
+  const int absent = 3;
+  constexpr int kWatchdogs = 2, kProbes = 5;
+  const std::vector<int32_t> everyone(kRanks, 1);
+  const auto probe = [&](int r, int probes) {
+    for (int i = 0; i < probes; ++i) {
+      try {
+        EXPECT_EQ(ProbeReachable(groups[r], milliseconds(2000)), everyone) << "rank " << r << ", probe " << i;
+      } catch (const Error& e) {
+        ADD_FAILURE() << "rank " << r << ", probe " << i << ": " << e.what();
+      }
     }
-  }
+  };
+  const auto errors = RunRanksCollect(kRanks, [&](int r) {
+    if (r == absent) return probe(r, kWatchdogs * kProbes);  // alive, but never dispatches
+    std::vector<std::thread> watchdogs;
+    for (int w = 0; w < kWatchdogs; ++w) watchdogs.emplace_back(probe, r, kProbes);
+    RankData d(r);
+    std::exception_ptr failed;
+    try {
+      Dispatch(groups[r], d.XView(), d.IdsView(), Options());
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    for (std::thread& t : watchdogs) t.join();
+    if (failed) std::rethrow_exception(failed);
+  });
+  ExpectTimedOutNaming(errors, absent);
 }
 
 // A process group's window is named after its shared-memory segments ("2.ep-0-1.0": the name's length, the name, the
@@ -176,6 +219,46 @@ TEST(MissingRank, AnInterruptCheckEndsTheWaitsNamingTheAbsentRank) {
     EXPECT_EQ(groups[r].failed_ranks(), std::vector<int>{}) << "rank " << r << ": an interrupt blames no one";
   }
   RunRanks(kRanks, [&](int r) { BufferReset(groups[r], {}, true); });
+  RoundOnAll(groups);
+}
+
+// A synced reset forgets the failed ranks it is to wait for only once it has: one interrupted while it waited still
+// lists them (it listed none, and the next operation would have waited for a rank known to be gone).
+TEST(MissingRank, AnInterruptedResetForgetsNoFailedRank) {
+  auto groups = ShortDeadlineGroups(milliseconds(2000));
+  const int absent = 3;
+  RunRanksCollect(kRanks, [&](int r) {
+    if (r == absent) return;
+    RankData d(r);
+    Dispatch(groups[r], d.XView(), d.IdsView(), Options());
+  });
+  for (int r = 0; r < kRanks; ++r) {
+    if (r != absent) ASSERT_EQ(groups[r].failed_ranks(), std::vector<int>{absent}) << "rank " << r;
+  }
+  SetInterruptCheck(&InterruptFlag);
+  std::thread interrupter([] {
+    std::this_thread::sleep_for(milliseconds(200));
+    g_interrupt = true;
+  });
+  const auto errors = RunRanksCollect(kRanks, [&](int r) {
+    if (r != absent) BufferReset(groups[r], std::vector<int32_t>(kRanks, 1), true);  // waits for the absent rank
+  });
+  interrupter.join();
+  SetInterruptCheck(nullptr);
+  g_interrupt = false;
+  for (int r = 0; r < kRanks; ++r) {
+    if (r == absent) continue;
+    ASSERT_TRUE(errors[r]) << "rank " << r << " should have been interrupted";
+    try {
+      std::rethrow_exception(errors[r]);
+    } catch (const InterruptedError&) {
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "rank " << r << ": not an InterruptedError: " << e.what();
+    }
+    EXPECT_EQ(groups[r].failed_ranks(), std::vector<int>{absent}) << "rank " << r;
+  }
+  RunRanks(kRanks, [&](int r) { BufferReset(groups[r], std::vector<int32_t>(kRanks, 1), true); });
+  for (int r = 0; r < kRanks; ++r) EXPECT_EQ(groups[r].failed_ranks(), std::vector<int>{}) << "rank " << r;
   RoundOnAll(groups);
 }
 

@@ -177,6 +177,11 @@ echo "hosts: $hosts x $per_host ranks; $crossed bytes crossed the links; $good o
 fail=0
 [[ $status -eq 0 ]] || { echo "FAIL: mpirun exited $status"; fail=1; }
 [[ $good -eq $expected ]] || { echo "FAIL: not every rank reported success"; fail=1; }
+# Ended by this script, the job's status says nothing: a survivor's failure after its report is in its output.
+if grep -qE "^FAIL|^MISMATCH|Sanitizer" "$dir/out"; then
+  echo "FAIL: a rank reported a failure"
+  fail=1
+fi
 min_bytes=${MOE_EP_HOSTS_MIN_BYTES:-65536}
 [[ $crossed -gt $min_bytes ]] || { echo "FAIL: only $crossed bytes crossed the links: the job did not span hosts"; fail=1; }
 [[ -z "$left" ]] || { echo "FAIL: segments left in a host's /dev/shm: $left"; fail=1; }

@@ -104,20 +104,6 @@ int Property(moe_ep::Group& group, uint64_t seed, int configs, bool peer_visible
   return 0;
 }
 
-// Every rank's x drawn afresh for a round: four bf16 values a draw, the exponent's top bit clear (finite, below 2 in
-// magnitude, subnormals among them). No two rounds share an x, so a row read from the other parity's stage, from an
-// earlier round's, or from a stage rewritten under its reader shows up; the expert outputs are a known function of
-// each row, so a misplaced or torn row shows up in combine too.
-void DrawX(std::mt19937_64& rng, ScenarioInputs& inputs) {
-  for (auto& d : inputs.dispatch) {
-    for (size_t i = 0; i < d.x.size(); i += 4) {
-      const uint64_t bits = rng();
-      for (size_t k = 0; k < 4 && i + k < d.x.size(); ++k)
-        d.x[i + k] = static_cast<uint16_t>(bits >> (16 * k)) & 0xBFFF;
-    }
-  }
-}
-
 // A small configuration, `rounds` rounds of fresh routing, weights and tokens.
 int Stress(moe_ep::Group& group, uint64_t seed, int rounds) {
   std::mt19937_64 rng(seed);
@@ -137,8 +123,7 @@ int Stress(moe_ep::Group& group, uint64_t seed, int rounds) {
   long rss_early = 0;
   for (int round = 0; round < rounds; ++round) {
     if (round > 0) {
-      moe_ep::verify::RerouteInputs(spec, rng, inputs);
-      DrawX(rng, inputs);
+      moe_ep::verify::RerouteInputs(spec, rng, inputs);  // x drawn again too: a stale row shows up
     }
     const std::string mismatch = Round(spec, inputs, group);
     if (!mismatch.empty()) {
@@ -261,9 +246,9 @@ int ProbeOften(moe_ep::Group& group, int probes) {
 }
 
 // The survivors in `reachable` (they keep their order and roles, each MoE rank its experts) run `rounds` rounds with
-// the elasticInfo that says so, each equal to the reference. Returns 0 when all are.
+// the elasticInfo that says so, each equal to the reference. Returns 0 when all are, with `report` saying so.
 int RunScaledDown(moe_ep::Group& group, const ScenarioSpec& spec, const std::vector<int32_t>& reachable,
-                  std::mt19937_64& rng, int rounds) {
+                  std::mt19937_64& rng, int rounds, std::string* report) {
   const moe_ep::verify::ElasticRun elastic{spec.config, reachable};
   const int local_experts =
       spec.config.moe_expert_num / (spec.config.ep_world_size - spec.config.shared_expert_rank_num);
@@ -286,9 +271,16 @@ int RunScaledDown(moe_ep::Group& group, const ScenarioSpec& spec, const std::vec
       return 1;
     }
   }
-  std::printf("survivor %d (now rank %d of %d): %d scaled-down rounds equal to the reference\n", group.rank(), new_rank,
-              scaled.config.ep_world_size, rounds);
+  *report = "survivor " + std::to_string(group.rank()) + " (now rank " + std::to_string(new_rank) + " of " +
+            std::to_string(scaled.config.ep_world_size) + "): " + std::to_string(rounds) +
+            " scaled-down rounds equal to the reference";
   return 0;
+}
+
+// A survivor's report, once every check passed (`status` 0): a job script ends the job once the survivors said it.
+int Reported(int status, const std::string& report) {
+  if (status == 0) std::printf("%s\n", report.c_str());
+  return status;
 }
 
 int Kill(moe_ep::Group& group, uint64_t seed, int rounds) {
@@ -306,8 +298,9 @@ int Kill(moe_ep::Group& group, uint64_t seed, int rounds) {
     }
   }
   moe_ep::BufferReset(group, reachable, true);
-  if (int status = RunScaledDown(group, spec, reachable, rng, rounds)) return status;
-  return ProbeOften(group, 50);
+  std::string report;
+  if (int status = RunScaledDown(group, spec, reachable, rng, rounds, &report)) return status;
+  return Reported(ProbeOften(group, 50), report);
 }
 
 // Rank VICTIM leaves after kFailRound full rounds, alive and never timed out on, and the others go on scaled down
@@ -328,7 +321,8 @@ int Leave(moe_ep::Group& group, uint64_t seed, int rounds) {
   }
   std::vector<int32_t> staying(group.size(), 1);
   staying[Victim()] = 0;
-  return RunScaledDown(group, spec, staying, rng, rounds);
+  std::string report;
+  return Reported(RunScaledDown(group, spec, staying, rng, rounds, &report), report);
 }
 
 int ResetAndGoOn(moe_ep::Group& group, const ScenarioSpec& spec, std::mt19937_64& rng, int rounds, const char* after);

@@ -436,15 +436,26 @@ TEST(CliFlags, LaunchRanksKeepTheCallersOpenFilesLimit) {
 }
 
 // SIGTERM to `moe-ep launch` reaches the ranks, and the launcher ends by it too once they are gone (a bench that
-// launches job after job stops rather than going on to the next).
+// launches job after job stops rather than going on to the next). Each rank, once ready, notes the SIGTERM it gets in
+// a file; a launcher that did not forward it would leave them only its death's SIGKILL (PR_SET_PDEATHSIG).
 TEST(CliFlags, LaunchForwardsSigtermAndEndsByIt) {
-  std::vector<std::string> words{MOE_EP_TOOL, "launch", "-n", "2", "--", "sleep", "30"};
+  char folder[] = "/tmp/moe_ep_sigterm_XXXXXX";
+  ASSERT_NE(mkdtemp(folder), nullptr);
+  const std::string dir = folder;
+  const std::string rank_script = "trap 'echo > " + dir + "/term.$MOE_EP_RANK; exit 0' TERM; echo > " + dir +
+                                  "/ready.$MOE_EP_RANK; while :; do sleep 0.02; done";
+  std::vector<std::string> words{MOE_EP_TOOL, "launch", "-n", "2", "--", "sh", "-c", rank_script};
   std::vector<char*> argv;
   for (auto& word : words) argv.push_back(word.data());
   argv.push_back(nullptr);
+  const auto exists = [&](const std::string& name) { return access((dir + "/" + name).c_str(), F_OK) == 0; };
   pid_t pid = 0;
   ASSERT_EQ(posix_spawn(&pid, MOE_EP_TOOL, nullptr, nullptr, argv.data(), environ), 0);
-  usleep(300 * 1000);  // the ranks are started
+  for (int waited_ms = 0; !(exists("ready.0") && exists("ready.1")); waited_ms += 10) {
+    if (waited_ms >= 10000) kill(pid, SIGKILL);
+    ASSERT_LT(waited_ms, 10000) << "the ranks did not start within 10 s";
+    usleep(10 * 1000);
+  }
   kill(pid, SIGTERM);
   int status = 0;
   for (int waited_ms = 0; waitpid(pid, &status, WNOHANG) == 0; waited_ms += 10) {
@@ -453,6 +464,11 @@ TEST(CliFlags, LaunchForwardsSigtermAndEndsByIt) {
   }
   ASSERT_TRUE(WIFSIGNALED(status)) << "status " << status;
   EXPECT_EQ(WTERMSIG(status), SIGTERM);
+  for (const char* rank : {"0", "1"}) {
+    EXPECT_TRUE(exists(std::string("term.") + rank)) << "rank " << rank << " never got the SIGTERM";
+  }
+  for (const char* name : {"ready.0", "ready.1", "term.0", "term.1"}) unlink((dir + "/" + name).c_str());
+  rmdir(folder);
 }
 
 // A job whose ranks are of no use without each other (run --processes, a bench's measurement) ends when one fails:

@@ -46,7 +46,8 @@ TEST(RankTimes, EachStepIsRefreshedThenSyncedThenTimedAloneEveryRound) {
             "rsAsB");
   ASSERT_EQ(t.seconds.size(), 2u);
   ASSERT_EQ(t.seconds[0].size(), 2u);  // the warm-up round is not kept
-  for (double s : t.seconds[0]) EXPECT_LT(s, 0.02) << "the refresh's 40 ms were timed as step A's";
+  // Step A takes next to nothing: well below the refresh's 40 ms, unless it was timed with them.
+  for (double s : t.seconds[0]) EXPECT_LT(s, 0.04) << "the refresh's 40 ms were timed as step A's";
   for (double s : t.seconds[1]) EXPECT_GE(s, 0.02);
 }
 

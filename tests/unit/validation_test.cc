@@ -275,6 +275,19 @@ TEST(TensorView, ZeroElementsWithoutAddressArePresent) {
   EXPECT_EQ(TensorView(Data(), DType::kInt32, {0}).data, Data());  // an address given is kept
 }
 
+// An empty Tensor (dispatch's dynamic_scales without quantization, a handle's mask without one) has no elements and
+// no bytes: it said one element of a null address, which a caller copying bytes() from data() read.
+TEST(Tensor, ADefaultConstructedOneHasNoElements) {
+  const Tensor empty;
+  EXPECT_EQ(empty.numel(), 0);
+  EXPECT_EQ(empty.bytes(), 0u);
+  EXPECT_EQ(empty.data(), nullptr);
+  EXPECT_FALSE(empty.view().present());
+  const Tensor scalar(DType::kFloat32, {});
+  EXPECT_EQ(scalar.numel(), 1);
+  EXPECT_NE(scalar.data(), nullptr);
+}
+
 // ==== dispatch, A3 profile ========================================================================================
 
 TEST(DispatchA3, BaseCallPassesAndFillsShapes) {

@@ -25,6 +25,7 @@
 #include "moe_ep/error.h"
 #include "support/hostile_floating_point.h"
 #include "support/test_seed.h"
+#include "transport/window.h"
 
 namespace {
 
@@ -110,6 +111,44 @@ TEST(Workers, HelpersComputeInTheDefaultFloatingPointEnvironment) {
   std::vector<unsigned> seen(3, 0);
   workers->ForEachPart(3, 1, [&](int part, int64_t, int64_t) { seen[part] = _mm_getcsr() & ~0x3Fu; });
   for (int part = 1; part < 3; ++part) EXPECT_EQ(seen[part], 0x1F80u) << "part " << part << " ran on a helper";
+}
+
+// An interrupt check that answers only on the thread that called (Python's: signals are seen on the main thread, and
+// remembered for the others) reaches a helper's wait while the calling thread's part is done: it asked the check
+// only in its own part, and then waited for the helpers, which waited for their peers to the deadline.
+std::atomic<bool> g_signal{false}, g_pending{false};
+std::thread::id g_main;
+bool MainThreadInterruptCheck() {
+  if (std::this_thread::get_id() == g_main && g_signal) g_pending = true;
+  return g_pending;
+}
+
+TEST(Workers, AnInterruptSeenOnTheCallingThreadReachesTheHelpersWaits) {
+  Workers workers(2, 0);
+  g_main = std::this_thread::get_id();
+  moe_ep::SetInterruptCheck(&MainThreadInterruptCheck);
+  std::atomic<bool> interrupted{false};
+  const auto start = std::chrono::steady_clock::now();
+  std::thread signal([] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    g_signal = true;
+  });
+  try {
+    workers.ForEachPart(2, 1, [&](int part, int64_t, int64_t) {
+      // Part 0 (this thread) is done at once; part 1 waits as a wait for a peer does, asking the check, for 10 s.
+      while (part == 1 && std::chrono::steady_clock::now() - start < std::chrono::seconds(10)) {
+        if (moe_ep::transport::InterruptRequested()) throw moe_ep::InterruptedError("interrupted", {});
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    });
+  } catch (const moe_ep::InterruptedError&) {
+    interrupted = true;
+  }
+  signal.join();
+  moe_ep::SetInterruptCheck(nullptr);
+  g_signal = g_pending = false;
+  EXPECT_TRUE(interrupted) << "the helper's part ran its 10 s";
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 }
 
 TEST(Workers, EveryItemRunsOnceInThePartPromised) {

@@ -221,7 +221,13 @@ ScenarioInputs MakeInputs(const ScenarioSpec& s, std::mt19937_64& rng) {
 void RerouteInputs(const ScenarioSpec& s, std::mt19937_64& rng, ScenarioInputs& in) {
   for (auto& d : in.dispatch) {
     RouteRank(s, rng, d);
-    for (int i = 0; i < 8 && !d.x.empty(); ++i) d.x[Uniform(rng, 0, d.x.size() - 1)] = RandomHalf(rng, s.config.dtype);
+    // Every element drawn again, four from one draw: below 2 in magnitude in bf16 and fp16 alike (the top exponent
+    // bit clear), either sign, subnormals among them.
+    for (size_t i = 0; i < d.x.size(); i += 4) {
+      const uint64_t bits = rng();
+      for (size_t k = 0; k < 4 && i + k < d.x.size(); ++k)
+        d.x[i + k] = static_cast<uint16_t>(bits >> (16 * k)) & 0xBFFF;
+    }
   }
   for (auto& m : in.combine) {
     for (auto& v : m.expert_scales) v = std::uniform_real_distribution<float>(0.0f, 1.0f)(rng);
