@@ -22,7 +22,8 @@ enum class ErrorCode : int32_t {
   kInternal = 500002,       ///< a bug in moe_ep or the system (e.g. mmap failed)
 };
 
-/// The exception every moe_ep function throws. what() is the full message.
+/// The exception moe_ep's functions throw for what they check and what they wait for; what() is the full message.
+/// (The system's own, std::bad_alloc say, pass through as they are.)
 class Error : public std::runtime_error {
  public:
   Error(ErrorCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
@@ -44,9 +45,10 @@ class TimeoutError : public Error {
   std::vector<int> missing_ranks_;
 };
 
-/// Thrown when a wait ended before its deadline because the interrupt check asked it to (SetInterruptCheck): as
-/// after a timeout, the operation failed part-way, and the group needs BufferReset before its next operation.
-/// missing_ranks() names the ranks still awaited.
+/// Thrown when a wait ended before its deadline because the interrupt check asked it to (SetInterruptCheck). Its
+/// code() is kTimeout's; catch this class to tell the two apart. An operation interrupted failed part-way, as after
+/// a timeout, and the group needs BufferReset before its next operation; an interrupted barrier, probe or join
+/// needs none. missing_ranks() names the ranks still awaited.
 class InterruptedError : public TimeoutError {
  public:
   using TimeoutError::TimeoutError;

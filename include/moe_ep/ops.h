@@ -82,6 +82,7 @@ struct DispatchHandle {
   bool expand_idx_layout = false;  ///< DispatchOptions::expand_idx_layout of the dispatch
   Tensor ep_recv_counts;           ///< copy of the counts
   Tensor tp_recv_counts;           ///< copy of the TP counts
+  uint64_t tp_pair = 0;            ///< which Group the dispatch's TP pair was (0: none); combine takes that one only
 };
 
 /// Dispatch results: outputs allocated by moe_ep, plus the handle.

@@ -159,13 +159,15 @@ plan::MoeConfig CheckedCombineConfig(const Group& ep, const DispatchHandle& h, c
   }
   plan::MoeConfig c = BaseConfig(ep, tp, h.experts, op);
   // A TP pair's combine first adds the peer's partial rows: a combine told of another pair than its dispatch ran
-  // with would skip that (a wrong sum, silently) or wait for rows never sent. The handle holds 2 TP counts then.
-  const bool dispatched_with_tp = h.tp_recv_counts.numel() == 2;
-  if (dispatched_with_tp != (tp != nullptr)) {
+  // with would skip that (a wrong sum, silently), wait for rows never sent, or add another pair's rows.
+  const bool dispatched_with_tp = h.tp_pair != 0;
+  if (dispatched_with_tp != (tp != nullptr) || (tp && CommOf(tp)->id() != h.tp_pair)) {
     throw Error(ErrorCode::kInvalidConfig,
                 std::string(op) + ": parameter 'tp' = " + (tp ? "group '" + tp->name() + "'" : std::string("nullptr")) +
                     " violates rule: the handle's dispatch ran " +
-                    (dispatched_with_tp ? "with a TP pair; pass that pair" : "without a TP pair; pass none"));
+                    (!dispatched_with_tp ? "without a TP pair; pass none"
+                     : tp                ? "with another TP pair; pass that pair"
+                                         : "with a TP pair; pass that pair"));
   }
   c.comm_quant_mode = static_cast<int64_t>(options.comm_quant);
   if (h.expand_idx_layout) c.assist = plan::AssistLayout::kExpandIdx;
@@ -237,6 +239,7 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
   h.assist_info = CopyOf(t.assist_info, c.expand_idx() ? c.bs * c.top_k : 3 * h.num_rows);
   h.ep_recv_counts = CopyOf(t.ep_recv_counts, entries * c.tp_size());
   h.tp_recv_counts = CopyOf(t.tp_recv_counts, t.tp_recv_counts.numel());
+  h.tp_pair = tp ? CommOf(tp)->id() : 0;
   dense.CopyBack();
   return h;
 }

@@ -1,6 +1,8 @@
 // The internal communicator: construction and the failed-ranks bookkeeping.
 #include "ops/communicator.h"
 
+#include <atomic>
+
 #include "base/env.h"
 #include "kernels/kernels.h"
 #include "moe_ep/error.h"
@@ -21,9 +23,19 @@ void CheckCommunicatorVariables(DataPath data_path, int threads, std::optional<e
   env::ReadOrRefuse("MOE_EP_ISA", kernels::ActiveIsa, kernels::Isa::kScalar, first);
 }
 
+namespace {
+
+uint64_t NextId() {
+  static std::atomic<uint64_t> last{0};
+  return ++last;
+}
+
+}  // namespace
+
 Communicator::Communicator(std::unique_ptr<transport::Window> window, std::chrono::milliseconds timeout,
                            std::string name, DataPath data_path, int threads)
     : window_(std::move(window)),
+      id_(NextId()),
       timeout_(timeout),
       name_(std::move(name)),
       workers_(std::make_unique<Workers>(threads > 0 ? threads : DefaultThreads(window_->size()),

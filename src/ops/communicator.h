@@ -95,6 +95,8 @@ class Communicator {
   int size() const { return window_->size(); }
   uint64_t window_bytes() const { return window_->data_bytes(); }
   const std::string& name() const { return name_; }
+  /// Never the same for two communicators of this process, made at any time (names may repeat).
+  uint64_t id() const { return id_; }
   std::chrono::milliseconds timeout() const { return timeout_; }
   /// From how many bytes of rows sent in a call a rank lets its peers read them in place, and by copy.
   PullMinBytes pull_min_bytes() const { return pull_min_bytes_; }
@@ -118,6 +120,7 @@ class Communicator {
 
  private:
   std::unique_ptr<transport::Window> window_;
+  uint64_t id_;
   std::chrono::milliseconds timeout_;
   std::string name_;
   PullMinBytes pull_min_bytes_;

@@ -482,10 +482,12 @@ TEST(BadData, TpPairThatIsTheEpGroupIsRefused) {
 }
 
 // A combine must be given the TP pair its dispatch ran with, and none when it ran without: otherwise it would skip
-// the pair's reduction (a wrong sum, silently) or wait for rows never sent. Refused naming 'tp', before any output.
+// the pair's reduction (a wrong sum, silently), wait for rows never sent, or add another pair's (a pair of the same
+// ranks, with the same counts, passed every other check). Refused naming 'tp', before any output.
 TEST(BadData, CombineWithAnotherTpSettingThanItsDispatchIsRefused) {
   auto groups = Groups();
   auto pairs = moe_ep::CreateThreadGroups(2);  // EP rank r is TP rank r: its pair's peer is the other EP rank
+  auto other_pairs = moe_ep::CreateThreadGroups(2);
   RunRanks(kRanks, [&](int r) {
     RankData d(r);
     DispatchResult alone = Dispatch(groups[r], d.XView(), d.IdsView(), Options());
@@ -495,6 +497,9 @@ TEST(BadData, CombineWithAnotherTpSettingThanItsDispatchIsRefused) {
     DispatchResult paired = Dispatch(groups[r], one_each.XView(), one_each.IdsView(), Options(Moe(2)), &pairs[r]);
     ExpectError([&] { Combine(groups[r], paired.handle, paired.expand_x.view(), one_each.WeightsView()); },
                 ErrorCode::kInvalidConfig, {"'tp' = nullptr", "ran with a TP pair; pass that pair"});
+    ExpectError(
+        [&] { Combine(groups[r], paired.handle, paired.expand_x.view(), one_each.WeightsView(), {}, &other_pairs[r]); },
+        ErrorCode::kInvalidConfig, {"'tp' = group", "ran with another TP pair; pass that pair"});
     ExpectGoodRound(groups[r], r);
   });
 }
