@@ -82,7 +82,8 @@ struct DispatchHandle {
   bool expand_idx_layout = false;  ///< DispatchOptions::expand_idx_layout of the dispatch
   Tensor ep_recv_counts;           ///< copy of the counts
   Tensor tp_recv_counts;           ///< copy of the TP counts
-  uint64_t tp_pair = 0;            ///< which Group the dispatch's TP pair was (0: none); combine takes that one only
+  uint64_t tp_pair = 0;            ///< set by Dispatch: which Group its TP pair was (0: none); combine takes that
+                                   ///< one only (a handle made by hand, 0, with 2 tp_recv_counts: any pair)
 };
 
 /// Dispatch results: outputs allocated by moe_ep, plus the handle.
@@ -152,6 +153,8 @@ void CombineAddRmsNormInto(Group& ep, const DispatchHandle& handle, const Tensor
 /// [collective over the live ranks] Which ranks of `ep` are alive: each calls ProbeReachable, and the
 /// ranks that all did so within `wait` (0 or less: the group timeout; at most 2^31 ms) of each other are marked 1
 /// (docs/semantics.md 4.3: ElasticReceivableTest + InfoCollect). One 0/1 entry per rank; a dead or stalled rank is 0.
+/// Each call is a round of its own, met by one call on every peer. It may run beside an operation on the group (a
+/// watchdog thread's); two threads' probes of one rank run one after the other.
 std::vector<int32_t> ProbeReachable(Group& ep, std::chrono::milliseconds wait = std::chrono::milliseconds(0));
 
 /// [collective over every rank of ep, failed ones included] Returns once every rank of `ep` has called

@@ -159,16 +159,18 @@ void RunOperator(const char* op, bool stand_ins, Prepare prepare, Launch launch)
     uint64_t workspace_bytes = 0;
     aclOpExecutor* executor = nullptr;
     CheckCann(prepare(&workspace_bytes, &executor), op);
-    if (stand_ins) {
-      aclDestroyAclOpExecutor(executor);
-      return;
-    }
+    // Until a launch takes it: a launch refused (its group destroyed since) gives it back, and so does a failure
+    // before the launch.
+    const auto destroy = [](aclOpExecutor* e) { aclDestroyAclOpExecutor(e); };
+    std::unique_ptr<aclOpExecutor, decltype(destroy)> unlaunched(executor, destroy);
+    if (stand_ins) return;
     aclrtStream stream = ThreadStream(device);
     void* workspace = nullptr;
     if (workspace_bytes > 0)
       CheckCann(aclrtMalloc(&workspace, workspace_bytes, ACL_MEM_MALLOC_HUGE_FIRST), "aclrtMalloc");
     std::unique_ptr<void, decltype(&aclrtFree)> free_workspace(workspace, &aclrtFree);
     CheckCann(launch(workspace, workspace_bytes, executor, stream), op);
+    (void)unlaunched.release();  // the launch took it
     CheckCann(aclrtSynchronizeStream(stream), op);
   }
   // Ctrl-C during the call, which finished anyway: the interrupt is its outcome (python/src/interrupt.h).

@@ -160,8 +160,8 @@ plan::MoeConfig CheckedCombineConfig(const Group& ep, const DispatchHandle& h, c
   plan::MoeConfig c = BaseConfig(ep, tp, h.experts, op);
   // A TP pair's combine first adds the peer's partial rows: a combine told of another pair than its dispatch ran
   // with would skip that (a wrong sum, silently), wait for rows never sent, or add another pair's rows.
-  const bool dispatched_with_tp = h.tp_pair != 0;
-  if (dispatched_with_tp != (tp != nullptr) || (tp && CommOf(tp)->id() != h.tp_pair)) {
+  const bool dispatched_with_tp = h.tp_pair != 0 || h.tp_recv_counts.numel() == 2;  // (2 counts: made by hand)
+  if (dispatched_with_tp != (tp != nullptr) || (tp && h.tp_pair != 0 && CommOf(tp)->id() != h.tp_pair)) {
     throw Error(ErrorCode::kInvalidConfig,
                 std::string(op) + ": parameter 'tp' = " + (tp ? "group '" + tp->name() + "'" : std::string("nullptr")) +
                     " violates rule: the handle's dispatch ran " +

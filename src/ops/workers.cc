@@ -85,15 +85,18 @@ void Workers::ForEachPart(int64_t n, uint64_t item_bytes,
   }
   std::unique_lock lock(mutex_);
   // The parts still running may be waiting for peers. This thread asks the interrupt check meanwhile, as their
-  // waits do: a check that answers only on the program's main thread (Python's signal check) reaches them so.
+  // waits do: a check that answers only on the program's main thread (Python's signal check) reaches them so. An
+  // interrupt it was told of ends the call as their waits would, even where their parts then finished.
+  bool interrupted = false;
   while (!done_.wait_for(lock, transport::kInterruptCheckEvery, [&] { return busy_ == 0; })) {
     lock.unlock();
-    (void)transport::InterruptRequested();
+    interrupted = transport::InterruptRequested() || interrupted;
     lock.lock();
   }
   body_ = nullptr;
   if (mine) std::rethrow_exception(mine);
   if (error_) std::rethrow_exception(error_);
+  if (interrupted) throw InterruptedError("interrupted while this rank's worker threads ran", {});
 }
 
 void Workers::Serve(int helper) {

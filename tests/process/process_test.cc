@@ -250,6 +250,9 @@ TEST(ProcessFaults, SurvivorsOfAKilledRankRecoverScaledDown) {
                                   output);
     SCOPED_TRACE(std::string("MOE_EP_CROSS_MEMORY=") + cross_memory);
     EXPECT_EQ(status, 128 + 9) << output;  // the launcher reports the killed rank
+    // ... and no other: a survivor that failed after its report (a crash at exit, a sanitizer's) would be one more.
+    EXPECT_EQ(CountOf(output, "moe-ep launch: rank "), 1) << output;
+    EXPECT_EQ(CountOf(output, "moe-ep launch: rank 5 was killed by signal 9"), 1) << output;
     EXPECT_EQ(CountOf(output, "(call 7) from rank 5"), 7) << output;
     EXPECT_EQ(CountOf(output, kAfter + " scaled-down rounds equal to the reference"), 7) << output;
     EXPECT_EQ(CountOf(output, "FAIL"), 0) << output;

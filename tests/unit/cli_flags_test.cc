@@ -442,6 +442,13 @@ TEST(CliFlags, LaunchForwardsSigtermAndEndsByIt) {
   char folder[] = "/tmp/moe_ep_sigterm_XXXXXX";
   ASSERT_NE(mkdtemp(folder), nullptr);
   const std::string dir = folder;
+  struct Removed {  // the folder, whatever the test's outcome
+    const std::string& dir;
+    ~Removed() {
+      for (const char* name : {"ready.0", "ready.1", "term.0", "term.1"}) unlink((dir + "/" + name).c_str());
+      rmdir(dir.c_str());
+    }
+  } removed{dir};
   const std::string rank_script = "trap 'echo > " + dir + "/term.$MOE_EP_RANK; exit 0' TERM; echo > " + dir +
                                   "/ready.$MOE_EP_RANK; while :; do sleep 0.02; done";
   std::vector<std::string> words{MOE_EP_TOOL, "launch", "-n", "2", "--", "sh", "-c", rank_script};
@@ -452,7 +459,7 @@ TEST(CliFlags, LaunchForwardsSigtermAndEndsByIt) {
   pid_t pid = 0;
   ASSERT_EQ(posix_spawn(&pid, MOE_EP_TOOL, nullptr, nullptr, argv.data(), environ), 0);
   for (int waited_ms = 0; !(exists("ready.0") && exists("ready.1")); waited_ms += 10) {
-    if (waited_ms >= 10000) kill(pid, SIGKILL);
+    if (waited_ms >= 10000) kill(pid, SIGKILL), waitpid(pid, nullptr, 0);
     ASSERT_LT(waited_ms, 10000) << "the ranks did not start within 10 s";
     usleep(10 * 1000);
   }
@@ -467,8 +474,6 @@ TEST(CliFlags, LaunchForwardsSigtermAndEndsByIt) {
   for (const char* rank : {"0", "1"}) {
     EXPECT_TRUE(exists(std::string("term.") + rank)) << "rank " << rank << " never got the SIGTERM";
   }
-  for (const char* name : {"ready.0", "ready.1", "term.0", "term.1"}) unlink((dir + "/" + name).c_str());
-  rmdir(folder);
 }
 
 // A job whose ranks are of no use without each other (run --processes, a bench's measurement) ends when one fails:

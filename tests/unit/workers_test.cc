@@ -124,7 +124,8 @@ TEST(Workers, HelpersComputeInTheDefaultFloatingPointEnvironment) {
 
 // An interrupt check that answers only on the thread that called (Python's: signals are seen on the main thread, and
 // remembered for the others) reaches a helper's wait while the calling thread's part is done: it asked the check
-// only in its own part, and then waited for the helpers, which waited for their peers to the deadline.
+// only in its own part, and then waited for the helpers, which waited for their peers to the deadline. And the call
+// ends interrupted even where the helpers' parts then finish without asking (Python's signal was taken by the check).
 std::atomic<bool> g_signal{false}, g_pending{false};
 std::thread::id g_main;
 bool MainThreadInterruptCheck() {
@@ -132,32 +133,51 @@ bool MainThreadInterruptCheck() {
   return g_pending;
 }
 
+// The check installed, and a signal 100 ms on, for a scope; gone after it, whatever happened.
+class SignalIn100Ms {
+ public:
+  SignalIn100Ms()
+      : signal_([] {
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          g_signal = true;
+        }) {
+    g_main = std::this_thread::get_id();
+    moe_ep::SetInterruptCheck(&MainThreadInterruptCheck);
+  }
+  ~SignalIn100Ms() {
+    signal_.join();
+    moe_ep::SetInterruptCheck(nullptr);
+    g_signal = g_pending = false;
+  }
+
+ private:
+  std::thread signal_;
+};
+
 TEST(Workers, AnInterruptSeenOnTheCallingThreadReachesTheHelpersWaits) {
   Workers workers(2, 0);
-  g_main = std::this_thread::get_id();
-  moe_ep::SetInterruptCheck(&MainThreadInterruptCheck);
-  std::atomic<bool> interrupted{false};
-  const auto start = std::chrono::steady_clock::now();
-  std::thread signal([] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    g_signal = true;
-  });
-  try {
-    workers.ForEachPart(2, 1, [&](int part, int64_t, int64_t) {
-      // Part 0 (this thread) is done at once; part 1 waits as a wait for a peer does, asking the check, for 10 s.
-      while (part == 1 && std::chrono::steady_clock::now() - start < std::chrono::seconds(10)) {
-        if (moe_ep::transport::InterruptRequested()) throw moe_ep::InterruptedError("interrupted", {});
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      }
-    });
-  } catch (const moe_ep::InterruptedError&) {
-    interrupted = true;
+  for (const bool helper_asks : {true, false}) {
+    SCOPED_TRACE(helper_asks ? "the helper's part waits, asking the check" : "the helper's part works 300 ms");
+    const SignalIn100Ms signal;
+    const auto start = std::chrono::steady_clock::now();
+    bool interrupted = false;
+    try {
+      workers.ForEachPart(2, 1, [&](int part, int64_t, int64_t) {
+        // Part 0 (this thread) is done at once; part 1 waits as a wait for a peer does, for 10 s, or works 300 ms.
+        const auto until = start + (helper_asks ? std::chrono::seconds(10) : std::chrono::milliseconds(300));
+        while (part == 1 && std::chrono::steady_clock::now() < until) {
+          if (helper_asks && moe_ep::transport::InterruptRequested()) {
+            throw moe_ep::InterruptedError("interrupted", {});
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+      });
+    } catch (const moe_ep::InterruptedError&) {
+      interrupted = true;
+    }
+    EXPECT_TRUE(interrupted) << "the interrupt was lost";
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5)) << "the helper's part ran its 10 s";
   }
-  signal.join();
-  moe_ep::SetInterruptCheck(nullptr);
-  g_signal = g_pending = false;
-  EXPECT_TRUE(interrupted) << "the helper's part ran its 10 s";
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 }
 
 TEST(Workers, EveryItemRunsOnceInThePartPromised) {

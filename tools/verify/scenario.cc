@@ -93,6 +93,12 @@ void RouteRank(const ScenarioSpec& s, std::mt19937_64& rng, moe_ref::RankInput& 
   }
 }
 
+// A rank's tokens x, drawn afresh (with the spec's special values).
+void DrawTokens(const ScenarioSpec& s, std::mt19937_64& rng, moe_ref::RankInput& d) {
+  for (auto& v : d.x) v = RandomHalf(rng, s.config.dtype);
+  if (s.special_values) AddSpecialValues(rng, s.config.dtype, d.bs, s.config.hidden, d.x);
+}
+
 }  // namespace
 
 uint16_t RandomCoefficientHalf(std::mt19937_64& rng, moe_ref::DType dtype) {
@@ -184,8 +190,7 @@ ScenarioInputs MakeInputs(const ScenarioSpec& s, std::mt19937_64& rng) {
     auto& d = in.dispatch[g];
     d.bs = s.unequal_bs ? Uniform(rng, 1, s.bs) : s.bs;
     d.x.resize(d.bs * c.hidden);
-    for (auto& v : d.x) v = RandomHalf(rng, c.dtype);
-    if (s.special_values) AddSpecialValues(rng, c.dtype, d.bs, c.hidden, d.x);
+    DrawTokens(s, rng, d);
     if (s.smooth_scales && (!s.smooth_on_even_ranks || g % 2 == 0)) {
       d.smooth_scales.resize((c.shared_expert_num + c.moe_expert_num) * c.hidden);
       for (auto& v : d.smooth_scales) v = std::uniform_real_distribution<float>(0.25f, 4.0f)(rng);
@@ -221,13 +226,7 @@ ScenarioInputs MakeInputs(const ScenarioSpec& s, std::mt19937_64& rng) {
 void RerouteInputs(const ScenarioSpec& s, std::mt19937_64& rng, ScenarioInputs& in) {
   for (auto& d : in.dispatch) {
     RouteRank(s, rng, d);
-    // Every element drawn again, four from one draw: below 2 in magnitude in bf16 and fp16 alike (the top exponent
-    // bit clear), either sign, subnormals among them.
-    for (size_t i = 0; i < d.x.size(); i += 4) {
-      const uint64_t bits = rng();
-      for (size_t k = 0; k < 4 && i + k < d.x.size(); ++k)
-        d.x[i + k] = static_cast<uint16_t>(bits >> (16 * k)) & 0xBFFF;
-    }
+    DrawTokens(s, rng, d);
   }
   for (auto& m : in.combine) {
     for (auto& v : m.expert_scales) v = std::uniform_real_distribution<float>(0.0f, 1.0f)(rng);

@@ -48,8 +48,9 @@ ScenarioInputs MakeInputs(const ScenarioSpec& spec, std::mt19937_64& rng);
 /// A const expert's coefficient as raw bf16 / fp16 bits: magnitudes 2^-14 .. 2^-7, either sign, so that a dot
 /// product with a token of random inputs stays near 1 and its softmax is seldom saturated (every step shows).
 uint16_t RandomCoefficientHalf(std::mt19937_64& rng, moe_ref::DType dtype);
-/// Routes fresh expert ids and masks into existing inputs, and draws every token again (new round, same shapes): no
-/// two rounds share an x, so a row read from the other parity's stage or an earlier round's shows up.
+/// Routes fresh expert ids and masks into existing inputs, and draws every token again as MakeInputs does (new round,
+/// same shapes): no two rounds share an x, so a row read from the other parity's stage or an earlier round's shows
+/// up.
 void RerouteInputs(const ScenarioSpec& spec, std::mt19937_64& rng, ScenarioInputs& inputs);
 /// Expert outputs: row i of each rank = a known function of its dispatched row and local expert
 /// (so a misrouted row is visible), from the reference's dispatch result.

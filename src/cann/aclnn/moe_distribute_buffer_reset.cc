@@ -2,6 +2,7 @@
 // epWorldSize in [16, 128] and a multiple of 16, needSync 0 or 1; clears this rank's window and, with
 // needSync, waits for the reachable ranks to have cleared theirs.
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "aclnnop/aclnn_moe_distribute_buffer_reset.h"
@@ -45,7 +46,7 @@ OpWork BuildBufferReset(const aclTensor* elastic_info, const char* group_ep, int
   plan::MoeConfig c;
   c.ep_world_size = ep_world_size;
   RequireGroups(op, groups, c, group_ep, "", /*takes_rank=*/false);
-  const auto run = [groups, mask, need_sync] {
+  auto work = [groups, mask, need_sync] {
     // Read when the reset runs: earlier work on the stream may have written the mask.
     const std::vector<int32_t> reachable = ops::GatherInt32(mask);
     for (size_t r = 0; r < reachable.size(); ++r) {
@@ -56,7 +57,7 @@ OpWork BuildBufferReset(const aclTensor* elastic_info, const char* group_ep, int
     }
     ops::RunBufferReset(EpOf(groups), reachable, need_sync == 1, kOp);
   };
-  return {run, [groups] { RequireUndestroyed(kOp, groups); }};
+  return {std::move(work), [groups] { RequireUndestroyed(kOp, groups); }};
 }
 
 }  // namespace

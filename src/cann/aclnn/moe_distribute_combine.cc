@@ -2,6 +2,7 @@
 // group-name lengths 161002), dtypes (161002), the A3 or A2 (docs/a2.md) tiling rules (561002), then the engine's
 // combine on the stream.
 #include <cstring>
+#include <utility>
 
 #include "aclnnop/aclnn_moe_distribute_combine_add_rms_norm.h"
 #include "aclnnop/aclnn_moe_distribute_combine_add_rms_norm_v2.h"
@@ -136,7 +137,7 @@ OpWork BuildCombine(const std::string& op, const CombineArgs& a, bool add_rms_no
   });
   if (profile == plan::Profile::kA2Hierarchy) RefuseHierarchy(op, a.comm_alg);
   const env::Product product = env::SocName().second;
-  const auto run = [c, t, groups, elastic, op, product, profile] {
+  auto work = [c, t, groups, elastic, op, product, profile] {
     RequireDispatchProduct(op, groups, product);
     plan::CheckOutputsApart(t, profile, op.c_str());  // as dispatch: not in phase one
     const std::vector<int32_t> table = elastic.present() ? ops::GatherInt32(elastic) : std::vector<int32_t>{};
@@ -145,7 +146,7 @@ OpWork BuildCombine(const std::string& op, const CombineArgs& a, bool add_rms_no
     ops::RunCombine(EpOf(groups), TpOf(groups), c, run, table);
     dense.CopyBack();
   };
-  return {run, [groups, op] { RequireUndestroyed(op, groups); }};
+  return {std::move(work), [groups, op] { RequireUndestroyed(op, groups); }};
 }
 
 }  // namespace

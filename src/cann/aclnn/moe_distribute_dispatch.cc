@@ -1,6 +1,7 @@
 // aclnnMoeDistributeDispatchV2 / V3: docs/semantics.md 1.1 wrapper checks (161001), dtypes (161002), the A3 or A2
 // (docs/a2.md) tiling rules (561002), then the engine's dispatch on the stream.
 #include <cstring>
+#include <utility>
 
 #include "aclnnop/aclnn_moe_distribute_dispatch_v2.h"
 #include "aclnnop/aclnn_moe_distribute_dispatch_v3.h"
@@ -139,7 +140,7 @@ OpWork BuildDispatch(const std::string& op, const DispatchArgs& a) {
   if (profile == plan::Profile::kA2Hierarchy) RefuseHierarchy(op, a.comm_alg);
   if (c.quant_mode == 0) t.scales = {};  // A2 with a half expandX copies rows whatever quantMode and scales say
   const env::Product product = env::SocName().second;
-  const auto run = [c, t, groups, elastic, op, product, profile] {
+  auto work = [c, t, groups, elastic, op, product, profile] {
     // Here, not in phase one: outputs the caller has not made yet may be described by stand-ins there.
     plan::CheckOutputsApart(t, profile, op.c_str());
     const std::vector<int32_t> table = elastic.present() ? ops::GatherInt32(elastic) : std::vector<int32_t>{};
@@ -149,7 +150,7 @@ OpWork BuildDispatch(const std::string& op, const DispatchArgs& a) {
     dense.CopyBack();
     NoteDispatchProduct(groups, product);  // only a dispatch that ran makes handles for combine
   };
-  return {run, [groups, op] { RequireUndestroyed(op, groups); }};
+  return {std::move(work), [groups, op] { RequireUndestroyed(op, groups); }};
 }
 
 }  // namespace
