@@ -3,6 +3,7 @@
 // Each token's result is checked against the value worked out by hand.
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <thread>
 #include <vector>
 
@@ -79,7 +80,7 @@ int main() {
       threads.emplace_back([&, r] {
         try {  // an exception leaving a thread would end the program unexplained (std::terminate)
           bad[r] = RunRank(groups[r]);
-        } catch (const moe_ep::Error& e) {
+        } catch (const std::exception& e) {  // moe_ep::Error, or the system's (std::bad_alloc)
           std::fprintf(stderr, "rank %d: error: %s\n", r, e.what());
           bad[r] = 1;
         }

@@ -48,14 +48,15 @@ class TimeoutError : public Error {
 /// Thrown when a wait ended before its deadline because the interrupt check asked it to (SetInterruptCheck). Its
 /// code() is kTimeout's; catch this class to tell the two apart. An operation interrupted failed part-way, as after
 /// a timeout, and the group needs BufferReset before its next operation; an interrupted barrier, probe or join
-/// needs none. missing_ranks() names the ranks still awaited.
+/// needs none. missing_ranks() names the ranks still awaited (none where no peer was).
 class InterruptedError : public TimeoutError {
  public:
   using TimeoutError::TimeoutError;
 };
 
-/// Installs `check`, which every wait of an operation, a barrier or a group's join calls on the waiting thread
-/// about every 10 ms once it has waited that long: when it returns true, the wait ends with InterruptedError.
+/// Installs `check`, which every wait of an operation, a barrier, a probe or a group's join calls on the waiting
+/// thread about every 10 ms once it has waited that long (and a rank's thread while it waits for its worker threads):
+/// when it returns true, the wait ends with InterruptedError.
 /// Say, a SIGINT handler sets a flag that `check` reads (the Python package checks the interpreter's signals).
 /// Process-wide; nullptr (the default) removes it. `check` must be quick and safe to call from any thread.
 void SetInterruptCheck(bool (*check)());

@@ -45,7 +45,8 @@ struct TensorView {
 };
 
 /// An owning, contiguous, 64-byte aligned, zero-filled tensor. A default-constructed one is empty: no data, no
-/// elements (an output an operation did not make, such as dispatch's dynamic_scales without quantization).
+/// elements (an output an operation did not make, such as dispatch's dynamic_scales without quantization); its
+/// view() is then absent (present() false), and its shape (a scalar's) means nothing.
 class Tensor {
  public:
   Tensor() = default;

@@ -7,9 +7,9 @@
   group.get_hccl_comm_name(rank), so that `dist.init_process_group("hccl")`, `dist.new_group(backend="hccl")`
   and the name lookup of NPU code run unchanged (on torch >= 2.1 also
   `group._get_backend(torch.device("npu")).get_hccl_comm_name(rank)`, as vllm-ascend writes it).
-* thread_comm_names(n): n ranks as threads of this process (no torch.distributed); thread i calls
-  moe_ep.torch_npu.npu.set_device(i) and then uses names[i]; names.destroy() (or the end of a `with` block)
-  destroys the communicators.
+* thread_comm_names(n, first_device=0): n ranks as threads of this process (no torch.distributed); thread i
+  calls moe_ep.torch_npu.npu.set_device(first_device + i) and then uses names[i]; names.destroy() (or the end
+  of a `with` block) destroys the communicators.
 * launch_comm_name(members): the processes of a `moe-ep launch` job (no torch.distributed).
 """
 

@@ -43,6 +43,7 @@ void RunElastic(const plan::MoeConfig& config, const std::optional<plan::ScaledD
   try {
     body(scaled->config, scaled_link);
   } catch (const TimeoutError& e) {
+    if (e.missing_ranks().empty()) throw;  // nothing to renumber (an interrupt as the worker threads ran)
     std::vector<int> original;
     std::string list;
     for (int r : e.missing_ranks()) {

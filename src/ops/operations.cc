@@ -12,8 +12,9 @@ namespace {
 
 // What OpState::must_reset keeps of a failure: the operation, how it failed and whom it waited for.
 std::string FailedPartWay(const char* op, const TimeoutError& e, bool interrupted) {
-  return std::string(op) + (interrupted ? " was interrupted" : " timed out") + " waiting for " +
-         transport::RanksNamed(e.missing_ranks());
+  const std::string how = std::string(op) + (interrupted ? " was interrupted" : " timed out");
+  // An interrupt may come while no peer is awaited (as the rank's worker threads ran).
+  return e.missing_ranks().empty() ? how : how + " waiting for " + transport::RanksNamed(e.missing_ranks());
 }
 
 // Runs body(link) holding ep's (and tp's) lock (telling the windows whether it may send through relays), marks the

@@ -195,12 +195,12 @@ void Claims::Decline() noexcept {
   const uint64_t announced = MakeFlag(flags_.epoch, kWordAnnounced), done = MakeFlag(flags_.epoch, kWordDone);
   for (int sender = 0; sender < static_cast<int>(claimed_.size()); ++sender) {
     if (claimed_[sender] != kUnclaimed || sender == ep_.rank()) continue;
-    // A staged copy's word is armed with its staging's mark, which the announcement carries: its buffer waits for
-    // this rank until the word says done.
-    // The token, which Announce writes last, first: a current one makes what it covers current too.
     uint64_t armed = announced;
+    // The token, which Announce writes last, first: a current one makes what it covers current too.
     const uint64_t token = ep_.ReadFlag(FlagOf(flags_, sender, kTokenLow));
     const uint64_t staged = ep_.ReadFlag(FlagOf(flags_, sender, kStaged));
+    // A staged copy's word is armed with its staging's mark, which the announcement carries: its buffer waits for
+    // this rank until the word says done.
     if (FlagEpoch(token) == flags_.epoch && FlagEpoch(staged) == flags_.epoch &&
         FlagCount(staged) >= kWordFirstStaged) {
       armed = MakeFlag(flags_.epoch, FlagCount(staged));

@@ -96,7 +96,12 @@ void Workers::ForEachPart(int64_t n, uint64_t item_bytes,
   body_ = nullptr;
   if (mine) std::rethrow_exception(mine);
   if (error_) std::rethrow_exception(error_);
-  if (interrupted) throw InterruptedError("interrupted while this rank's worker threads ran", {});
+  if (interrupted) {
+    throw InterruptedError(
+        "interrupted (the interrupt check said so) while this rank's worker threads ran; reset the "
+        "group (BufferReset; aclnnMoeDistributeBufferReset in the C API) before its next operation",
+        {});
+  }
 }
 
 void Workers::Serve(int helper) {

@@ -26,7 +26,9 @@ class Workers {
 
   /// Runs body(part, begin, end) over [0, n), items of about `item_bytes` each, cut into PartsFor(n,
   /// item_bytes) contiguous parts, part 0 on the calling thread, and returns when all are done; the first
-  /// exception a part threw is rethrown then. One call at a time (an operation holds its communicator's lock).
+  /// exception a part threw is rethrown then. While it waits for the helpers the calling thread asks the interrupt
+  /// check, and one that said yes ends the call with InterruptedError (naming no rank) where no part threw.
+  /// One call at a time (an operation holds its communicator's lock).
   void ForEachPart(int64_t n, uint64_t item_bytes,
                    const std::function<void(int part, int64_t begin, int64_t end)>& body);
 

@@ -5,6 +5,7 @@
 #include <cassert>
 #include <set>
 #include <sstream>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -62,9 +63,13 @@ std::string FailedWait(const Window& window, const std::vector<int>& ranks, cons
 
 [[noreturn]] void ThrowInterrupted(const Window& window, const std::vector<int>& ranks, const char* op,
                                    const char* what, uint64_t epoch) {
+  // A barrier leaves nothing part-way (the native Barrier is the only caller): no reset to advise.
+  const bool barrier = std::string_view(op) == "Barrier";
   throw InterruptedError(
       FailedWait(window, ranks, op, "interrupted", what, epoch) +
-          "; reset the group (BufferReset; aclnnMoeDistributeBufferReset in the C API) before its next operation",
+          (barrier ? ""
+                   : "; reset the group (BufferReset; aclnnMoeDistributeBufferReset in the C API) before its next "
+                     "operation"),
       ranks);
 }
 

@@ -1006,7 +1006,8 @@ aclnnStatus Launch(Kind kind, const Attrs& a, aclOpExecutor* exec, aclrtStream s
 }
 
 /// Phase two of one rank: launch, then synchronize. An executor that is not to run is handed to another
-/// operator's launch, which must refuse it and free it (executor.cc): the documented way to drop it.
+/// operator's launch, which must refuse it and give it back (executor.cc); it is then destroyed, as any executor a
+/// launch did not take.
 void PhaseTwo(Kind kind, Call& c, bool run, aclrtStream stream) {
   if (c.executor == nullptr) return;
   if (!run) {
@@ -1014,11 +1015,13 @@ void PhaseTwo(Kind kind, Call& c, bool run, aclrtStream stream) {
                                                 : aclnnMoeDistributeBufferReset(nullptr, 0, c.executor, stream);
     TakeErrMsg();
     if (st == ACLNN_SUCCESS) Die("contract: an executor built by one operator was launched by another");
+    aclDestroyAclOpExecutor(c.executor);
     c.executor = nullptr;
     return;
   }
   c.phase_two = Launch(kind, c.attrs(), c.executor, stream);
   Note(c.attrs().g, "launch", c.phase_two);
+  if (c.phase_two != ACLNN_SUCCESS) aclDestroyAclOpExecutor(c.executor);
   c.executor = nullptr;
   if (c.phase_two == ACLNN_SUCCESS) {
     c.synchronized = aclrtSynchronizeStream(stream);
