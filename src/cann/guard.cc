@@ -51,24 +51,12 @@ int32_t ErrorStatus(ApiFamily family, ErrorCode code) {
   }
 }
 
-// True when `what` begins with "api: ", or for phase one of an aclnn operator (aclnnXxxGetWorkspaceSize) with
-// "aclnnXxx: ", as the operators' validation messages do: such a message is kept as it is rather than name
-// the entry point twice.
-bool NamesEntryPoint(std::string_view api, std::string_view what) {
-  const size_t colon = what.find(": ");
-  if (colon == std::string_view::npos) return false;
-  const std::string_view head = what.substr(0, colon);
-  constexpr std::string_view kPhaseOne = "GetWorkspaceSize";
-  return head == api || (api.ends_with(kPhaseOne) && api.substr(0, api.size() - kPhaseOne.size()) == head);
-}
-
-// Records api + ": " + text + more for aclGetRecentErrMsg (no prefix when `text` names the entry point already)
+// Records NamedByEntryPoint(api, text) + more for aclGetRecentErrMsg
 // and returns `status`. The two parts are joined here, where running out of memory is caught: then an empty message
 // is recorded, so that the status still reports the failure and no older message is taken for this one.
 int32_t Record(const char* api, int32_t status, std::string_view text, std::string_view more = {}) noexcept {
   try {
-    std::string message = NamesEntryPoint(api, text) ? std::string() : std::string(api) + ": ";
-    Fail(status, message.append(text).append(more));
+    Fail(status, NamedByEntryPoint(api, text).append(more));
   } catch (...) {
     Fail(status, std::string());
   }
@@ -79,6 +67,18 @@ std::mutex g_injector_mu;
 std::function<void(const char*)> g_injector;  // guarded by g_injector_mu
 
 }  // namespace
+
+std::string NamedByEntryPoint(std::string_view api, std::string_view what) {
+  const size_t colon = what.find(": ");
+  if (colon != std::string_view::npos) {
+    const std::string_view head = what.substr(0, colon);
+    constexpr std::string_view kPhaseOne = "GetWorkspaceSize";
+    if (head == api || (api.ends_with(kPhaseOne) && api.substr(0, api.size() - kPhaseOne.size()) == head)) {
+      return std::string(what);
+    }
+  }
+  return std::string(api).append(": ").append(what);
+}
 
 namespace guard_detail {
 

@@ -4,6 +4,8 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <string>
+#include <string_view>
 #include <type_traits>
 
 namespace moe_ep::cann {
@@ -14,6 +16,11 @@ enum class ApiFamily {
   kAclnn,  ///< aclnn operators and the aclTensor calls (aclnnStatus)
   kHccl,   ///< Hccl calls (HcclResult)
 };
+
+/// `what` named by the entry point or operation `api`: "api: what", or `what` as it is where it names `api` already
+/// (begins with "api: ", or for phase one of an aclnn operator, aclnnXxxGetWorkspaceSize, with "aclnnXxx: "), as
+/// the operators' own messages do.
+std::string NamedByEntryPoint(std::string_view api, std::string_view what);
 
 namespace guard_detail {
 

@@ -11,20 +11,8 @@
 set -euo pipefail
 expect=$1 np=$2 var=$3 value=$4
 shift 4
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-status=0
-timeout -k 5 90 mpirun -np "$np" --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 \
-  --mca btl tcp,vader,self --mca orte_tmpdir_base "$tmp" --mca orte_abort_on_non_zero_status 0 \
-  -x MOE_EP_HOSTS_SPLIT="${HOSTS_SPLIT:-2}" -x ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" \
-  bash -c "if [[ \$OMPI_COMM_WORLD_RANK == 1 ]]; then export $var=$value; fi; exec \"\$@\"" rank "$@" \
-  >"$tmp/out" 2>&1 || status=$?
-cat "$tmp/out"
-if [[ $status -eq 124 || $status -eq 137 ]]; then
-  echo "FAIL: the job was still running after 90 s: ranks waited for the one given $var=$value"
-  exit 1
-fi
+source "$(dirname "$0")/rank_one_apart.sh"
+run_rank_one_apart "$np" "${HOSTS_SPLIT:-2}" "export $var=$value" "$@"
 case $expect in
   every-rank-fails)
     errors=$(grep -cE "(error|FAIL).*$var" "$tmp/out" || true)

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "api/group_impl.h"
+#include "base/env.h"
 #include "kernels/kernels.h"
 #include "moe-ep/rank_job.h"
 #include "moe-ep/run_job.h"
@@ -102,9 +103,9 @@ int RunJoinedJob(const JobOptions& o, Group& group) {
 // Whether every rank joined. A join refused over a setting fails every rank alike (the hosts transport agrees on its
 // settings first), but one that failed on one host alone (its /dev/shm full) leaves the other hosts' ranks joined,
 // and they would wait in the job's collectives for good. One non-blocking all-reduce settles it before any of them;
-// every rank takes part, joined or not. It is waited for against the operations' deadline, and at least the 10 s a
-// join allows its set-up once its members met: a rank whose deadline is short must not end the job over the
-// others' scheduling.
+// every rank takes part, joined or not. It is waited for against the operations' deadline, and at least the time a
+// join allows its set-up once its members met (kJoinSetUpAllowance): a rank whose deadline is short must not end the
+// job over the others' scheduling.
 bool EveryRankJoined(bool joined) {
   struct Vote {
     int mine = 0, all = 0;
@@ -117,9 +118,10 @@ bool EveryRankJoined(bool joined) {
     transport::mpi::Check(MPI_Iallreduce(&vote->mine, &vote->all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD, &request),
                           "MPI_Iallreduce");
   }
-  std::chrono::milliseconds wait{300'000};  // the default, where this rank refused its MOE_EP_TIMEOUT_MS
+  // The default where this rank refused its MOE_EP_TIMEOUT_MS.
+  std::chrono::milliseconds wait{env::kDefaultTimeoutMs};
   try {
-    wait = std::max(DefaultTimeout(), std::chrono::milliseconds(10'000));
+    wait = std::max<std::chrono::milliseconds>(DefaultTimeout(), transport::kJoinSetUpAllowance);
   } catch (const Error&) {
   }
   transport::mpi::WaitForRequestKeeping(vote, request, std::chrono::steady_clock::now() + wait,

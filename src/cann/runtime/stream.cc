@@ -6,6 +6,7 @@
 #include <string_view>
 #include <utility>
 
+#include "cann/guard.h"
 #include "cann/runtime/internal.h"
 #include "moe_ep/error.h"
 
@@ -13,12 +14,6 @@ namespace moe_ep::cann::runtime {
 namespace {
 
 thread_local const Stream* t_worker_of = nullptr;
-
-// A failed task's message, named by its operation once: the operators' own messages begin with it already.
-std::string NamedBy(const std::string& op, std::string_view what) {
-  const bool named = what.size() > op.size() && what.starts_with(op) && what.substr(op.size()).starts_with(": ");
-  return named ? std::string(what) : op + ": " + std::string(what);
-}
 
 }  // namespace
 
@@ -102,9 +97,9 @@ Stream::Outcome Stream::Run(QueuedTask& task) {
     task.run();
     return {};
   } catch (const moe_ep::Error& e) {
-    return {static_cast<aclError>(e.code()), NamedBy(task.op_name, e.what()), /*task_failed=*/true};
+    return {static_cast<aclError>(e.code()), NamedByEntryPoint(task.op_name, e.what()), /*task_failed=*/true};
   } catch (const std::exception& e) {
-    return {ACL_ERROR_RT_INTERNAL_ERROR, NamedBy(task.op_name, e.what()), /*task_failed=*/true};
+    return {ACL_ERROR_RT_INTERNAL_ERROR, NamedByEntryPoint(task.op_name, e.what()), /*task_failed=*/true};
   } catch (...) {
     return {ACL_ERROR_RT_INTERNAL_ERROR, task.op_name + ": unknown exception", /*task_failed=*/true};
   }

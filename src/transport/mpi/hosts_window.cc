@@ -1048,12 +1048,10 @@ class JoinUnderWay {
   std::list<Join>::iterator me_;
 };
 
-// The deadline of the rest of a join once its members met: every member is there then, and the meeting itself may
-// end past the join's deadline (a committed member waits a little longer for the others' commitments). A member that
-// failed its set-up now while the others went on would leave them holding a group it is not in.
+// The deadline of the rest of a join once its members met (kJoinSetUpAllowance): the meeting itself may end past the
+// join's deadline (a committed member waits a little longer for the others' commitments).
 Clock::time_point AfterTheMeeting(Clock::time_point deadline) {
-  constexpr auto kSetUpAllowance = std::chrono::seconds(10);
-  return std::max(deadline, Clock::now() + kSetUpAllowance);
+  return std::max(deadline, Clock::now() + kJoinSetUpAllowance);
 }
 
 // The ranks of `comm` as ranks of MPI_COMM_WORLD, in `comm`'s order; empty when some are not in it (a

@@ -6,6 +6,7 @@
 
 #include <mpi.h>
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <span>
@@ -15,6 +16,11 @@
 #include "transport/window.h"
 
 namespace moe_ep::transport {
+
+/// How long a join's members have for the rest of its set-up once they met, whatever is left of their deadline: every
+/// member is there then, and one that failed now while the others went on would leave them holding a group it is not
+/// in.
+inline constexpr std::chrono::seconds kJoinSetUpAllowance{10};
 
 /// [collective over `comm`] The ranks of `comm` on this rank's host, in `comm`'s order (with
 /// MOE_EP_HOSTS_SPLIT=N: on its simulated host of N consecutive ranks). The caller holds mpi::Lock()
