@@ -300,6 +300,7 @@ class TokenReducer {
         const_row_(special_.size()),
         pull_flags_(plan::kCombinePullFlagBase, call),
         sources_(c.ep_world_size),
+        held_(c.ep_world_size, 0),
         claims_(claims) {
     if (t.add_rms_norm) gamma_row_ = gamma_.Half(0);
   }
@@ -311,6 +312,7 @@ class TokenReducer {
       WaitToken(t);
       Reduce(t);
     }
+    ReleaseClaims();
   }
 
  private:
@@ -330,14 +332,27 @@ class TokenReducer {
     return static_cast<int>(k < c_.top_k ? c_.ExpertRank(ids_[t * c_.top_k + k])
                                          : c_.SharedRank(k - c_.top_k, c_.ep_rank));
   }
-  // Where `sender`'s rows are for this call (pulled() false: it pushes them), claimed when pulled.
+  // Where `sender`'s rows are for this call (pulled() false: it pushes them), claimed by this part when pulled.
   const pull::Rows& Source(int sender) {
     if (!sources_[sender]) {
       const uint64_t row_bytes = 2 * static_cast<uint64_t>(c_.hidden);
       sources_[sender] = pull::Announced(ep_, pull_flags_, sender, row_bytes, c_.op.c_str()).value_or(pull::Rows{});
-      if (sources_[sender]->pulled()) claims_.Claim(sender, *sources_[sender]);
+    }
+    if (sources_[sender]->pulled() && !held_[sender]) {
+      claims_.Claim(sender, *sources_[sender]);
+      held_[sender] = 1;
     }
     return *sources_[sender];
+  }
+  // Gives back this part's claims (pull::Claims::Release): before it waits for a rank, which may take until a
+  // sender's deadline (the sender then withdraws its rows instead of giving up on a reader that holds pointers
+  // into them), and when it ends (another part may still wait).
+  void ReleaseClaims() {
+    for (int sender = 0; sender < static_cast<int>(held_.size()); ++sender) {
+      if (!held_[sender]) continue;
+      held_[sender] = 0;
+      claims_.Release(sender);
+    }
   }
   // The index of slot (t, k)'s row among those its sender exposed.
   uint32_t PulledIndex(int64_t t, int64_t k, const pull::Rows& source) const {
@@ -393,6 +408,12 @@ class TokenReducer {
         pending_k_.push_back(k);
       }
     }
+    // Rows that have come need no wait (WaitFlags then only flushes what this rank sends); else no claim is held
+    // across it.
+    const bool arrived = std::all_of(pending_.begin(), pending_.end(), [&](uint64_t idx) {
+      return transport::FlagEpoch(ep_.ReadFlag(idx)) == call_.epoch;
+    });
+    if (!arrived) ReleaseClaims();
     transport::WaitFlags(
         ep_, pending_, call_.epoch, ctx_.deadline,
         [&](uint64_t idx) {
@@ -525,6 +546,7 @@ class TokenReducer {
   std::vector<float> row_weights_;
   std::vector<uint8_t> row_weighted_;
   std::vector<std::optional<pull::Rows>> sources_;  // per sender, once its first row is read (Source)
+  std::vector<uint8_t> held_;                       // per sender: whether this part holds a claim of its rows
   pull::Claims& claims_;                            // of the senders pulled from, shared by the parts
   std::vector<uint8_t> wire_;                       // a pulled row quantized as the sender would have sent it
   std::vector<uint8_t> staging_;                    // the token's rows copied out of their senders

@@ -182,19 +182,25 @@ uint32_t NewStagedMark() {
 }
 
 Claims::Claims(transport::Window& ep, const CallFlags& flags, const char* op)
-    : ep_(ep), flags_(flags), op_(op), claimed_(ep.size(), kUnclaimed), staged_marks_(ep.size(), 0) {}
+    : ep_(ep),
+      flags_(flags),
+      op_(op),
+      claimed_(ep.size(), kUnclaimed),
+      holds_(ep.size(), 0),
+      staged_marks_(ep.size(), 0) {}
 
 Claims::~Claims() {
   MarkDone();
-  if (!finished_) Decline();
+  if (!finished_) Decline(kUnclaimed), Decline(kReleased);
 }
 
-void Claims::Decline() noexcept {
+void Claims::Decline(State state) noexcept {
   const std::lock_guard lock(mutex_);
   const uint64_t index = FlagOf(flags_, ep_.rank(), kDone);
   const uint64_t announced = MakeFlag(flags_.epoch, kWordAnnounced), done = MakeFlag(flags_.epoch, kWordDone);
   for (int sender = 0; sender < static_cast<int>(claimed_.size()); ++sender) {
-    if (claimed_[sender] != kUnclaimed || sender == ep_.rank()) continue;
+    // This rank's own rows, never claimed, are its own call's to withdraw; once read and released they are done.
+    if (claimed_[sender] != state || (state == kUnclaimed && sender == ep_.rank())) continue;
     uint64_t armed = announced;
     // The token, which Announce writes last, first: a current one makes what it covers current too.
     const uint64_t token = ep_.ReadFlag(FlagOf(flags_, sender, kTokenLow));
@@ -215,10 +221,15 @@ void Claims::Decline() noexcept {
 
 void Claims::Claim(int sender, const Rows& rows) {
   const std::lock_guard lock(mutex_);
-  if (claimed_[sender] != kUnclaimed) return;
+  if (claimed_[sender] == kClaimed) {
+    ++holds_[sender];
+    return;
+  }
+  if (claimed_[sender] == kToldDone) return;
   if (rows.staged_mark != 0) {
     staged_marks_[sender] = rows.staged_mark;
     claimed_[sender] = kClaimed;
+    holds_[sender] = 1;
     return;
   }
   const uint64_t announced = MakeFlag(flags_.epoch, kWordAnnounced);
@@ -226,12 +237,24 @@ void Claims::Claim(int sender, const Rows& rows) {
                                                 MakeFlag(flags_.epoch, kWordReading));
   if (held != announced) {
     throw TimeoutError(std::string(op_) + ": rank " + std::to_string(sender) + " of " + ep_.name() +
-                           " failed its call before rank " + std::to_string(ep_.rank()) +
-                           " read the rows it announced, and withdrew them (the ranks of a group must all complete a "
-                           "call: probe, reset, and go on)",
+                           " withdrew the rows it announced before rank " + std::to_string(ep_.rank()) +
+                           " read them (its call failed, or its deadline passed while this rank waited for another; "
+                           "the ranks of a group must all complete a call: probe, reset, and go on)",
                        {sender});
   }
   claimed_[sender] = kClaimed;
+  holds_[sender] = 1;
+}
+
+void Claims::Release(int sender) {
+  const std::lock_guard lock(mutex_);
+  if (claimed_[sender] != kClaimed || --holds_[sender] > 0) return;
+  if (staged_marks_[sender] != 0) return;  // a staged copy is never withdrawn: nothing to give back before Finish
+  claimed_[sender] = kReleased;
+  const uint64_t reading = MakeFlag(flags_.epoch, kWordReading);
+  const uint64_t held = ep_.CompareExchangeFlag(sender, FlagOf(flags_, ep_.rank(), kDone), reading,
+                                                MakeFlag(flags_.epoch, kWordAnnounced));
+  if (held != reading) ThrowGivenUp({sender});
 }
 
 void Claims::CopyRows(const Rows& rows, std::span<const RowCopy> copies) const {
@@ -261,6 +284,7 @@ void Claims::CopyRows(const Rows& rows, std::span<const RowCopy> copies) const {
 void Claims::Finish() {
   finished_ = true;
   const std::vector<int> given_up = MarkDone();
+  Decline(kReleased);  // read, then released: done with them too
   if (!given_up.empty()) ThrowGivenUp(given_up);
 }
 

@@ -96,18 +96,27 @@ bool IsDone(uint64_t word, uint32_t epoch);
 /// word for this rank, unless its rows are a staged copy) before any of its rows is read, and told this rank is done by
 /// Finish, or when this goes should the call fail first; a sender never claimed is then told too (this rank will not
 /// read its rows), so that a healthy sender is not held up, and does not name this rank, because this rank's call
-/// failed on another one. Thread-safe: the parts of a call claim as they meet a sender.
+/// failed on another one. The parts of a call claim as they meet a sender (thread-safe) and release it before they
+/// wait for another rank and when they end: a claim is held only while its rows are read, so that a sender whose
+/// deadline passes while this rank waits on a third one withdraws its rows cleanly (this rank's next claim then
+/// fails) instead of giving up on a reader that still holds pointers into its caller's memory.
 class Claims {
  public:
   /// `op`: the operation its errors name (it must outlive this).
   Claims(transport::Window& ep, const CallFlags& flags, const char* op);
-  ~Claims();  // tells every sender claimed and not told yet that this rank is done, and before Finish, every other
+  ~Claims();  // tells every sender claimed (or released) and not told yet that this rank is done, and before Finish,
+              // every other
   Claims(const Claims&) = delete;
   Claims& operator=(const Claims&) = delete;
-  /// Claims `sender`'s `rows` (as Announced gave them), once per call. Throws TimeoutError naming the sender when
-  /// it withdrew them (its call failed, and its caller may reuse that memory) or a reset cleared them: this call
-  /// fails too, having read none of them. A staged copy is never withdrawn: claiming it touches nothing remote.
+  /// Claims `sender`'s `rows` (as Announced gave them), or holds its claim once more. Throws TimeoutError naming the
+  /// sender when it withdrew them (its call failed, or its deadline passed while this rank waited for another; its
+  /// caller may reuse that memory) or a reset cleared them: this call fails too, reading no more of them. A staged
+  /// copy is never withdrawn: claiming it touches nothing remote.
   void Claim(int sender, const Rows& rows);
+  /// Drops one claim of `sender`'s rows (one per Claim): with none left, its word says announced again, and the
+  /// sender may withdraw them until the next Claim. Throws TimeoutError naming the sender when it had stopped waiting
+  /// for this rank meanwhile (as Finish does).
+  void Release(int sender);
   /// Copies `copies` out of claimed `rows` (read by copy: copy_token != 0) in as few kernel calls as it can.
   /// Throws as transport::Window::ReadExposed does, or TimeoutError naming the sender when the copy failed
   /// because the sender had stopped waiting for this rank (its memory may be gone).
@@ -118,12 +127,12 @@ class Claims {
   void Finish();
 
  private:
-  enum State : uint8_t { kUnclaimed, kClaimed, kToldDone };
+  enum State : uint8_t { kUnclaimed, kClaimed, kReleased, kToldDone };
   // Finish's marking; returns the senders that had given up. Never throws (the destructor's).
   std::vector<int> MarkDone() noexcept;
-  // The destructor's, when Finish never ran (the call failed): marks done every word armed for this rank and not
-  // claimed (a staged copy's too), so that its sender stops waiting, or its staging buffer is reused. Never throws.
-  void Decline() noexcept;
+  // Marks done every word armed for this rank and not claimed now, of the senders in `state` (kUnclaimed: a staged
+  // copy's too), so that its sender stops waiting, or its staging buffer is reused. Never throws.
+  void Decline(State state) noexcept;
   [[noreturn]] void ThrowGivenUp(const std::vector<int>& senders) const;
 
   transport::Window& ep_;
@@ -131,6 +140,7 @@ class Claims {
   const char* op_;
   mutable std::mutex mutex_;
   std::vector<State> claimed_;          // per sender
+  std::vector<int> holds_;              // per sender: the claims held (kClaimed), one per part reading its rows
   std::vector<uint32_t> staged_marks_;  // per sender: the mark it armed its word with (a staged copy), else 0
   bool finished_ = false;
 };

@@ -394,6 +394,14 @@ void CheckCommonAttributes(const Checker& ck, MoeConfig& c, Profile p, ShapeName
              "must not exceed Bs * epWorldSize (", full, ") when xActiveMask is given");
 }
 
+// How many entries epRecvCounts / epSendCounts need, as a rule's words (MoeConfig::sized_receive_entries() * tp).
+std::string CountEntriesRule(const MoeConfig& c) {
+  const char* per_tp_rank = c.elastic            ? "max(epWorldSize, epWorldSize * localExpertNum)"
+                            : c.is_shared_rank() ? "epWorldSize"
+                                                 : "epWorldSize * localExpertNum";
+  return std::string(per_tp_rank) + (c.has_tp() ? " * tpWorldSize = " : " = ");
+}
+
 void CheckMask(const Checker& ck, MoeConfig& c, const TensorView& mask, Profile p) {
   c.mask = MaskKind::kNone;
   if (!mask.present()) return;
@@ -598,7 +606,8 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
                                 : " (localExpertNum)");
   const int64_t recv = sizes.recv_count_entries;
   ck.Dim(t.ep_recv_counts, "epRecvCountsOut", 1);
-  ck.Shape(t.ep_recv_counts.shape[0] >= recv, t.ep_recv_counts, "epRecvCountsOut", "dim0 must be >= ", recv);
+  ck.Shape(t.ep_recv_counts.shape[0] >= recv, t.ep_recv_counts, "epRecvCountsOut",
+           "dim0 must be >= ", CountEntriesRule(c), recv);
   ck.Dim(t.tp_recv_counts, "tpRecvCountsOut", 1);
   if (!IsA2(p)) {  // A2 forces tpWorldSize to 0 and never writes it
     ck.Shape(t.tp_recv_counts.shape[0] == c.tp_world_size, t.tp_recv_counts, "tpRecvCountsOut",
@@ -709,10 +718,11 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
   // expandIdx per (token, k).
   const int64_t assist_min = c.expand_idx() ? c.bs * c.top_k : p == Profile::kA3 ? a * 128 : 0;
   ck.Shape(t.assist_info.shape[0] >= assist_min, t.assist_info, "assistInfoForCombine",
-           c.expand_idx() ? "dim0 must be >= Bs * K = " : "dim0 must be >= ", assist_min);
+           c.expand_idx() ? "dim0 must be >= Bs * K = " : "dim0 must be >= A * 128 = ", assist_min);
   const int64_t send = c.sized_receive_entries() * tp;
   ck.Dim(t.ep_send_counts, "epSendCounts", 1);
-  ck.Shape(t.ep_send_counts.shape[0] >= send, t.ep_send_counts, "epSendCounts", "dim0 must be >= ", send);
+  ck.Shape(t.ep_send_counts.shape[0] >= send, t.ep_send_counts, "epSendCounts", "dim0 must be >= ", CountEntriesRule(c),
+           send);
   // The tiling's check, not the wrapper's (which lets an optional input through): 561002.
   ck.Require(!c.has_tp() || t.tp_send_counts.present(), kRule, "tpSendCounts", "nullptr",
              "required when tpWorldSize == 2");
@@ -729,24 +739,28 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
     const bool ok2 = s.size() == 2 && s[0] == c.bs && s[1] == c.hidden;
     int64_t rows = 0;  // the views are checked below: d0 * d1 may overflow here
     const bool ok3 = s.size() == 3 && !__builtin_mul_overflow(s[0], s[1], &rows) && rows == c.bs && s[2] == c.hidden;
-    ck.Shape(ok2 || ok3, t.shared_expert_x, "sharedExpertX", "shape must be (Bs, H) or (d0, d1, H) with d0*d1 == Bs");
+    ck.Shape(ok2 || ok3, t.shared_expert_x, "sharedExpertX", "shape must be (Bs, H) = (", c.bs, ", ", c.hidden,
+             ") or (d0, d1, H) with d0*d1 == Bs");
   }
   CheckSpecialExpertInputs(ck, c, t);
   const int64_t out_rank = t.add_rms_norm ? 3 : 2;
   ck.Dim(t.x, "xOut", out_rank);
   const bool x_ok = t.x.shape.front() == c.bs && t.x.shape.back() == c.hidden && (out_rank == 2 || t.x.shape[1] == 1);
-  ck.Shape(x_ok, t.x, "xOut", t.add_rms_norm ? "shape must be (Bs, 1, H)" : "shape must be (Bs, H)");
+  ck.Shape(x_ok, t.x, "xOut", "shape must be ", t.add_rms_norm ? "(Bs, 1, H) = (" : "(Bs, H) = (", c.bs,
+           t.add_rms_norm ? ", 1, " : ", ", c.hidden, ")");
   CheckOutputView(ck, t.x, "xOut");
   if (t.add_rms_norm) {
     const auto bs1h = [&](const TensorView& v) {
       return v.dim() == 3 && v.shape[0] == c.bs && v.shape[1] == 1 && v.shape[2] == c.hidden;
     };
-    ck.Shape(bs1h(t.residual_x), t.residual_x, "residualX", "shape must be (Bs, 1, H)");
-    ck.Shape(t.gamma.dim() == 1 && t.gamma.shape[0] == c.hidden, t.gamma, "gamma", "shape must be (H,)");
-    ck.Shape(bs1h(t.y), t.y, "yOut", "shape must be (Bs, 1, H)");
+    ck.Shape(bs1h(t.residual_x), t.residual_x, "residualX", "shape must be (Bs, 1, H) = (", c.bs, ", 1, ", c.hidden,
+             ")");
+    ck.Shape(t.gamma.dim() == 1 && t.gamma.shape[0] == c.hidden, t.gamma, "gamma", "shape must be (H,) = (", c.hidden,
+             ",)");
+    ck.Shape(bs1h(t.y), t.y, "yOut", "shape must be (Bs, 1, H) = (", c.bs, ", 1, ", c.hidden, ")");
     CheckOutputView(ck, t.y, "yOut");
     const bool rstd_ok = t.rstd.dim() == 3 && t.rstd.shape[0] == c.bs && t.rstd.shape[1] == 1 && t.rstd.shape[2] == 1;
-    ck.Shape(rstd_ok, t.rstd, "rstdOut", "shape must be (Bs, 1, 1)");
+    ck.Shape(rstd_ok, t.rstd, "rstdOut", "shape must be (Bs, 1, 1) = (", c.bs, ", 1, 1)");
     CheckOutputView(ck, t.rstd, "rstdOut");
   }
   for (const auto& [v, param] : CombineInputs(t)) CheckView(ck, *v, param);  // the outputs: CheckOutputView

@@ -401,7 +401,8 @@ TEST(MissingRank, ALateRankNeverReadsRowsOfACallThatFailed) {
         ADD_FAILURE() << "rank 1 completed a call whose rows rank 0 had given back to its caller";
       } catch (const TimeoutError& e) {
         EXPECT_EQ(e.missing_ranks(), std::vector<int>{0}) << e.what();
-        EXPECT_NE(std::string(e.what()).find("rank 0 of group 'withdraw' failed its call before rank 1 read the rows"),
+        EXPECT_NE(std::string(e.what()).find(
+                      "rank 0 of group 'withdraw' withdrew the rows it announced before rank 1 read them"),
                   std::string::npos)
             << e.what();
       }

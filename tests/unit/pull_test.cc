@@ -4,7 +4,8 @@
 // reset cleared its word or a later call re-armed it), or when a copy fails meanwhile, since the sender's caller
 // may have reused the memory it read; a reader of a staged copy, which outlives the call, does not, and ends done,
 // without claiming it, and never takes a later staging's word for its own; a reader whose call fails before it
-// claimed lets the sender go; a reader expecting longer rows than the sender's is refused.
+// claimed lets the sender go; a reader that released its claims (to wait for another rank) lets the sender withdraw
+// at its deadline, and says done at its end; a reader expecting longer rows than the sender's is refused.
 #include "ops/pull.h"
 
 #include <gtest/gtest.h>
@@ -78,7 +79,7 @@ TEST_F(PullHandOver, AnUnclaimedAnnouncementIsWithdrawnAndAClaimAfterFails) {
     FAIL() << "a withdrawn announcement was claimed";
   } catch (const moe_ep::TimeoutError& e) {
     EXPECT_EQ(e.missing_ranks(), std::vector<int>{0});
-    EXPECT_NE(std::string(e.what()).find("withdrew them"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("withdrew the rows it announced"), std::string::npos) << e.what();
   }
 }
 
@@ -158,6 +159,76 @@ TEST_F(PullHandOver, AReaderDoneFirstLetsTheFailedSenderGoAtOnce) {
   pull::Withdraw(sender, flags, reads);  // the default wait: 10 s, were it waited for
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(1));
   EXPECT_TRUE(pull::IsDone(DoneWord(), flags.epoch)) << "a finished reader's word stays done";
+}
+
+// A claim is held only while rows are read: the parts of a call each hold one, and with the last released (a part that
+// waits for another rank, or ends) the sender may withdraw its rows at its deadline instead of naming a reader that is
+// not reading. A reader that claims again then fails without reading; one that does not says done at Finish.
+TEST_F(PullHandOver, AReleasedClaimLetsTheSenderWithdrawAtItsDeadline) {
+  const pull::Rows announced = AnnounceRows();
+  pull::Claims claims(reader, flags, "test op");
+  claims.Claim(0, announced);  // two parts of the call read rank 0's rows
+  claims.Claim(0, announced);
+  claims.Release(0);
+  EXPECT_THROW(pull::WaitDone(sender, flags, reads, Clock::now() + std::chrono::milliseconds(20), "test op"),
+               moe_ep::TimeoutError)
+      << "a part still holds its claim: the reader is reading";
+  claims.Release(0);
+  EXPECT_NO_THROW(pull::WaitDone(sender, flags, reads, Clock::now() + std::chrono::milliseconds(20), "test op"))
+      << "no claim held: the rows are withdrawn, and the sender returns with its results";
+  try {
+    claims.Claim(0, announced);
+    FAIL() << "rows withdrawn after their claims were released were claimed again";
+  } catch (const moe_ep::TimeoutError& e) {
+    EXPECT_EQ(e.missing_ranks(), std::vector<int>{0});
+    EXPECT_NE(std::string(e.what()).find("its deadline passed while this rank waited for another"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_NO_THROW(claims.Finish()) << "what it read under its claims was intact";
+}
+
+TEST_F(PullHandOver, AReaderThatReleasedAndClaimedAgainEndsDone) {
+  const pull::Rows announced = AnnounceRows();
+  {
+    pull::Claims claims(reader, flags, "test op");
+    claims.Claim(0, announced);
+    claims.Release(0);
+    claims.Claim(0, announced);
+    claims.Release(0);
+    EXPECT_FALSE(pull::IsDone(DoneWord(), flags.epoch)) << "released is not done: the call may read more";
+    EXPECT_NO_THROW(claims.Finish());
+  }
+  EXPECT_TRUE(pull::IsDone(DoneWord(), flags.epoch)) << "a reader that released its claims said done at Finish";
+  EXPECT_NO_THROW(pull::WaitDone(sender, flags, reads, Clock::now() + std::chrono::seconds(10), "test op"));
+}
+
+// A rank that reads its own rows (a combine owner of rows its own experts return, on a transport that exposes them to
+// itself) and released its claim says done at Finish as for any other sender.
+TEST_F(PullHandOver, ARankReadingItsOwnRowsEndsDoneAfterARelease) {
+  const pull::Rows own{rows.data(), 64, 4, 64};
+  const uint64_t token = sender.Expose(0, rows.data(), rows.size());
+  ASSERT_NE(token, 0u);
+  pull::Announce(sender, flags, 0, token, own);
+  const std::vector<uint8_t> self_reads{pull::kReadsInPlace, pull::kNoReader};
+  const auto seen = pull::Announced(sender, flags, 0, 64, "test op");
+  ASSERT_TRUE(seen.has_value());
+  {
+    pull::Claims claims(sender, flags, "test op");
+    claims.Claim(0, *seen);
+    claims.Release(0);
+    EXPECT_NO_THROW(claims.Finish());
+  }
+  EXPECT_TRUE(pull::IsDone(sender.ReadFlag(pull::DoneFlags(flags, self_reads).at(0)), flags.epoch))
+      << "the rank's own word was left announced: its WaitDone would wait for itself until the deadline";
+}
+
+// A release that finds the sender stopped waiting for this reader (while it read) fails as Finish would.
+TEST_F(PullHandOver, AReleaseAfterTheSenderGaveUpFailsTheCall) {
+  const pull::Rows announced = AnnounceRows();
+  pull::Claims claims(reader, flags, "test op");
+  claims.Claim(0, announced);
+  pull::Withdraw(sender, flags, reads, std::chrono::milliseconds(1));
+  ExpectGivenUp([&] { claims.Release(0); });
 }
 
 TEST_F(PullHandOver, AReaderTheSenderStoppedWaitingForFailsItsCall) {

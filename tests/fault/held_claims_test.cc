@@ -1,0 +1,128 @@
+// A combine owner that has read one rank's rows in place and then waits for another rank's holds no claim on the
+// first rank's memory while it waits: should the first rank's deadline pass meanwhile, that rank withdraws its rows
+// and returns with its results (complete), never naming the healthy owner, and the owner's results are exact. (A claim
+// held across the wait made the first rank fail naming the owner, and after kWithdrawWait give up on it while it
+// still held pointers into memory the caller got back.)
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "moe_ep/error.h"
+#include "moe_ep/ops.h"
+#include "reference/reference.h"
+#include "support/test_seed.h"
+#include "verify/run_ranks.h"
+#include "verify/scenario.h"
+
+namespace moe_ep::testing {
+namespace {
+
+using namespace ::moe_ep::verify;  // the rank runner and the scenario's inputs of tools/verify
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr int kRanks = 3;
+constexpr int kSender = 0, kLate = 1, kOwner = 2;  // expert e lives on rank e
+constexpr int64_t kBs = 4, kTopK = 2, kHidden = 8192;
+
+// The late rank's interrupt check (called by its waits, every few ms) holds its thread once, until g_wake: the rank
+// has announced its start (its peers pass their own checks) and sends its rows only after that.
+thread_local bool t_late_rank = false;
+std::atomic<bool> g_held{false};
+Clock::time_point g_wake;
+bool HoldTheLateRankOnce() {
+  if (t_late_rank && !g_held.exchange(true)) std::this_thread::sleep_until(g_wake);
+  return false;
+}
+
+TEST(HeldClaims, AnOwnerWaitingOnOneRankLetsAnotherWithdrawAtItsDeadline) {
+  ScenarioSpec spec;
+  moe_ref::Config& c = spec.config;
+  c.ep_world_size = kRanks;
+  c.moe_expert_num = kRanks;
+  c.top_k = kTopK;
+  c.hidden = kHidden;
+  c.a2 = true;  // Atlas A2's layout: a rank sends its rows only after every rank's start, so one can be held between
+  spec.bs = kBs;
+  const uint64_t seed = BaseSeed() + 0x48C1;
+  std::mt19937_64 rng(seed);
+  ScenarioInputs inputs = MakeInputs(spec, rng);
+  // The sender's and the late rank's tokens go to their own expert and the owner's; the owner's first token to the
+  // sender's expert (read in place, so claimed) and its own, every later one to the late rank's and its own.
+  for (int r = 0; r < kRanks; ++r) {
+    std::vector<int32_t>& ids = inputs.dispatch[r].expert_ids;
+    for (int64_t t = 0; t < kBs; ++t) {
+      ids[t * kTopK] = r == kOwner ? (t == 0 ? kSender : kLate) : r;
+      ids[t * kTopK + 1] = kOwner;
+    }
+  }
+  const std::vector<moe_ref::DispatchOut> dispatched = moe_ref::Dispatch(c, inputs.dispatch);
+  FillExpertOutputs(spec, dispatched, inputs);
+  const std::vector<moe_ref::CombineOut> combined = moe_ref::Combine(c, inputs.dispatch, inputs.combine);
+
+  GroupOptions options;
+  options.timeout = milliseconds(4000);
+  options.window_bytes = 64 << 20;
+  options.data_path = DataPath::kPull;  // rows of 16 KiB: read in place
+  options.threads = 1;
+  options.name = "held claims";
+  auto groups = CreateThreadGroups(kRanks, options);
+  DispatchOptions dispatch_options;
+  dispatch_options.experts = ExpertLayout{kRanks, 0, 0, 0, 0, 0, 0, {}};
+  dispatch_options.expand_idx_layout = true;
+
+  // Deadlines: the sender's at 4 s, the late rank's at 6 s, the owner's at 7 s. The late rank starts at 2 s and is
+  // held until 5 s: the owner (from 3 s) reads the sender's rows, then waits for the late rank's past the sender's
+  // deadline.
+  const Clock::time_point start = Clock::now() + milliseconds(1000);
+  const milliseconds enters[kRanks] = {milliseconds(0), milliseconds(2000), milliseconds(3000)};
+  g_wake = start + milliseconds(5000);
+  g_held = false;
+  SetInterruptCheck(&HoldTheLateRankOnce);
+  std::vector<std::string> failures(kRanks);
+  RunRanks(kRanks, [&](int r) {
+    const moe_ref::RankInput& in = inputs.dispatch[r];
+    const TensorView x(in.x.data(), DType::kBf16, {kBs, kHidden});
+    const TensorView ids(in.expert_ids.data(), DType::kInt32, {kBs, kTopK});
+    try {
+      const DispatchResult d = Dispatch(groups[r], x, ids, dispatch_options);
+      const moe_ref::DispatchOut& want = dispatched[r];
+      if (d.handle.num_rows != want.rows ||
+          std::memcmp(d.expand_x.data(), want.expand_x.data(), want.expand_x.size() * 2) != 0 ||
+          std::memcmp(d.expert_token_nums.data(), want.expert_token_nums.data(), want.expert_token_nums.size() * 8) !=
+              0) {
+        failures[r] = "the dispatch differs from the reference";
+        return;
+      }
+      std::this_thread::sleep_until(start + enters[r]);
+      t_late_rank = r == kLate;
+      std::vector<uint16_t> out(kBs * kHidden, static_cast<uint16_t>(kPoisonByte * 0x0101));
+      const moe_ref::CombineInput& cin = inputs.combine[r];
+      // The expert outputs in a buffer of dispatch's output rows (A), as a model's would be.
+      std::vector<uint16_t> expert_out(d.expand_x.shape()[0] * kHidden);
+      std::copy(cin.expert_out.begin(), cin.expert_out.end(), expert_out.begin());
+      CombineInto(groups[r], d.handle, TensorView(expert_out.data(), DType::kBf16, d.expand_x.shape()),
+                  TensorView(cin.expert_scales.data(), DType::kFloat32, {kBs, kTopK}), {},
+                  TensorView(out.data(), DType::kBf16, {kBs, kHidden}));
+      t_late_rank = false;
+      if (out != combined[r].x) failures[r] = "the combine differs from the reference";
+    } catch (const std::exception& e) {
+      t_late_rank = false;
+      failures[r] = e.what();
+    }
+  });
+  SetInterruptCheck(nullptr);
+  EXPECT_TRUE(g_held) << "the late rank was never held: this run checked nothing";
+  for (int r = 0; r < kRanks; ++r) EXPECT_EQ(failures[r], "") << "rank " << r << " (seed " << seed << ")";
+}
+
+}  // namespace
+}  // namespace moe_ep::testing
