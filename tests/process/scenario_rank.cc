@@ -250,19 +250,8 @@ int ProbeOften(moe_ep::Group& group, int probes) {
 int RunScaledDown(moe_ep::Group& group, const ScenarioSpec& spec, const std::vector<int32_t>& reachable,
                   std::mt19937_64& rng, int rounds, std::string* report) {
   const moe_ep::verify::ElasticRun elastic{spec.config, reachable};
-  const int local_experts =
-      spec.config.moe_expert_num / (spec.config.ep_world_size - spec.config.shared_expert_rank_num);
-  ScenarioSpec scaled = spec;
-  scaled.config.ep_world_size = 0;
-  scaled.config.shared_expert_rank_num = 0;
-  int new_rank = -1;
-  for (int r = 0; r < group.size(); ++r) {
-    if (!reachable[r]) continue;
-    if (r == group.rank()) new_rank = scaled.config.ep_world_size;
-    ++scaled.config.ep_world_size;
-    if (r < spec.config.shared_expert_rank_num) ++scaled.config.shared_expert_rank_num;
-  }
-  scaled.config.moe_expert_num = local_experts * (scaled.config.ep_world_size - scaled.config.shared_expert_rank_num);
+  const ScenarioSpec scaled = moe_ep::verify::ScaledDown(spec, reachable);
+  const int new_rank = moe_ep::verify::SurvivorRank(reachable, group.rank());
   for (int round = 0; round < rounds; ++round) {
     ScenarioInputs inputs = moe_ep::verify::MakeInputs(scaled, rng);
     const std::string mismatch = Round(scaled, inputs, group, &elastic, new_rank);

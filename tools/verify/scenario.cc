@@ -181,6 +181,26 @@ std::string Describe(const ScenarioSpec& s) {
   return o.str();
 }
 
+ScenarioSpec ScaledDown(const ScenarioSpec& spec, const std::vector<int32_t>& survivors) {
+  const auto& c = spec.config;
+  ScenarioSpec scaled = spec;
+  scaled.config.ep_world_size = 0;
+  scaled.config.shared_expert_rank_num = 0;
+  for (int r = 0; r < c.ep_world_size; ++r) {
+    if (!survivors[r]) continue;
+    ++scaled.config.ep_world_size;
+    if (r < c.shared_expert_rank_num) ++scaled.config.shared_expert_rank_num;
+  }
+  scaled.config.moe_expert_num =
+      static_cast<int>(LocalExperts(c) * (scaled.config.ep_world_size - scaled.config.shared_expert_rank_num));
+  return scaled;
+}
+
+int SurvivorRank(const std::vector<int32_t>& survivors, int rank) {
+  if (!survivors[rank]) return -1;
+  return static_cast<int>(std::count_if(survivors.begin(), survivors.begin() + rank, [](int32_t s) { return s != 0; }));
+}
+
 ScenarioInputs MakeInputs(const ScenarioSpec& s, std::mt19937_64& rng) {
   const auto& c = s.config;
   ScenarioInputs in;

@@ -5,13 +5,16 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "moe_ep/group.h"
+#include "moe_ep/ops.h"
 #include "reference/reference.h"
 
 namespace moe_ep::verify {
@@ -37,6 +40,13 @@ struct ScenarioSpec {
 ScenarioSpec RandomSpec(std::mt19937_64& rng, int max_ranks, int64_t max_hidden, int64_t max_bs);
 /// One-line description for logs and failure messages.
 std::string Describe(const ScenarioSpec& spec);
+
+/// The job of the ranks marked 1 in `survivors` once `spec`'s group scales down to them (docs/semantics.md 2.8): they
+/// keep their order and roles (ranks [0, S) of `spec` host the shared experts, every MoE rank keeps its experts), so E,
+/// S and moe_expert_num shrink with them. MakeInputs draws its inputs for the survivors, by their new ranks.
+ScenarioSpec ScaledDown(const ScenarioSpec& spec, const std::vector<int32_t>& survivors);
+/// Original rank `rank`'s number among the survivors (-1 when it is none).
+int SurvivorRank(const std::vector<int32_t>& survivors, int rank);
 
 /// Every rank's inputs for a spec, drawn from `rng`. Ranks are numbered g = tp_rank * E + ep_rank.
 struct ScenarioInputs {
@@ -129,10 +139,44 @@ struct ElasticRun {
 /// ranks that are processes read them in place (the pull data path); else in ordinary memory.
 RankResult RunScenarioRank(const ScenarioSpec& spec, const ScenarioInputs& inputs, int rank, Group& ep, Group* tp,
                            const ElasticRun* elastic = nullptr, bool peer_visible = false);
+
+/// RunScenarioRank's two calls one at a time (it is Dispatch() then Combine()), for tests that run them out of pairs: a
+/// dispatch alone, a combine again, a handle altered in between. Every call poisons its outputs first; Result() holds
+/// the last dispatch's and the last combine's, for CompareScenarioRank (with an empty CombineOut it compares dispatch's
+/// alone). `spec`, `inputs` and the groups must outlive it.
+class RankCalls {
+ public:
+  RankCalls(const ScenarioSpec& spec, const ScenarioInputs& inputs, int rank, Group& ep, Group* tp,
+            const ElasticRun* elastic = nullptr, bool peer_visible = false);
+  ~RankCalls();
+  RankCalls(const RankCalls&) = delete;
+  RankCalls& operator=(const RankCalls&) = delete;
+  /// DispatchInto inputs.dispatch[rank] (x laid out as the spec says); x is overwritten (0xFF) as soon as the call
+  /// returns, as its caller may. The handle is the caller's to alter before Combine().
+  DispatchHandle& Dispatch();
+  /// CombineInto (CombineAddRmsNormInto with spec.add_rms_norm) with the last Dispatch()'s handle and
+  /// inputs.combine[rank]'s expert outputs, which are overwritten as soon as the call returns.
+  void Combine();
+  /// The outputs of the last calls (strided outputs gathered, and any gap element written named).
+  RankResult& Result();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
 /// Compares one rank's outputs with the reference's, bit for bit, and that nothing past them was
 /// written; "" when they agree, else the first difference.
 std::string CompareScenarioRank(const ScenarioSpec& spec, int rank, const moe_ref::DispatchOut& expected,
                                 const moe_ref::CombineOut& expected_combine, const RankResult& result);
+
+/// The reference's outputs of a round: dispatch's, then combine's (CombineAddRmsNorm's with spec.add_rms_norm) of the
+/// expert outputs FillExpertOutputs makes from dispatch's (written into inputs.combine[*].expert_out first).
+struct Expected {
+  std::vector<moe_ref::DispatchOut> dispatch;
+  std::vector<moe_ref::CombineOut> combine;
+};
+Expected ExpectedRound(const ScenarioSpec& spec, ScenarioInputs& inputs);
 
 /// One round of a random configuration for every rank of `ep` (E = ep.size()) and, with `tp`, of the TP pairs (`rank`
 /// is then g = tp rank * E + ep rank), drawn from `seed`, so that each rank, calling this with the same seed, draws
@@ -146,5 +190,13 @@ std::string RunAndCompare(const ScenarioSpec& spec, ScenarioInputs& inputs, cons
 
 /// The byte patterns outputs are poisoned with before each run.
 inline constexpr uint8_t kPoisonByte = 0xA7;
+
+/// `n` elements that all hold kPoisonByte in every byte: an output before its call.
+template <typename T>
+std::vector<T> Poisoned(int64_t n) {
+  std::vector<T> v(n);
+  if (n > 0) std::memset(v.data(), kPoisonByte, n * sizeof(T));
+  return v;
+}
 
 }  // namespace moe_ep::verify

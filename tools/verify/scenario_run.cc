@@ -49,13 +49,6 @@ class LaidOutRows {
 };
 
 template <typename T>
-std::vector<T> Poisoned(int64_t n) {
-  std::vector<T> v(n);
-  if (n > 0) std::memset(v.data(), kPoisonByte, n * sizeof(T));
-  return v;
-}
-
-template <typename T>
 bool IsPoison(const T& v) {
   T p;
   std::memset(&p, kPoisonByte, sizeof(T));
@@ -247,35 +240,63 @@ std::string CompareScenarioRank(const ScenarioSpec& s, int g, const moe_ref::Dis
   return m;
 }
 
-RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int g, Group& ep, Group* tp,
-                           const ElasticRun* elastic, bool peer_visible) {
+struct RankCalls::State {
+  State(const ScenarioSpec& spec, const ScenarioInputs& inputs, int rank, Group& ep_group, Group* tp_group,
+        bool in_shared_heap)
+      : s(spec), in(inputs), g(rank), ep(ep_group), tp(tp_group), peer_visible(in_shared_heap) {}
+  const ScenarioSpec& s;
+  const ScenarioInputs& in;
+  int g;
+  Group& ep;
+  Group* tp;
+  bool peer_visible;
+  ExpertLayout experts;
+  int64_t a = 0;              // rows A this rank may receive from its EP group
+  int64_t count_experts = 0;  // entries of expertTokenNums
+  int64_t recv_entries = 0;   // entries of epRecvCounts (before kCountsSlack)
+  RankResult r;
+  OutputViews dispatch_views{false}, combine_views{false};
+  DispatchHandle handle;
+};
+
+RankCalls::RankCalls(const ScenarioSpec& s, const ScenarioInputs& in, int g, Group& ep, Group* tp,
+                     const ElasticRun* elastic, bool peer_visible)
+    : state_(std::make_unique<State>(s, in, g, ep, tp, peer_visible)) {
   const auto& c = s.config;
   const auto& oc = elastic ? elastic->original : c;  // the group's own configuration sizes the buffers
-  const auto& d = in.dispatch[g];
-  const auto& m = in.combine[g];
-  const int64_t h = c.hidden, tp_size = c.tp_world_size;
-  ExpertLayout experts{oc.moe_expert_num,  oc.shared_expert_num, oc.shared_expert_rank_num, oc.global_bs,
-                       oc.zero_expert_num, oc.copy_expert_num,   oc.const_expert_num,       {}};
-  if (elastic) experts.survivors = elastic->survivors;
-  const int64_t a = DispatchReceiveRows(ep, d.bs, c.top_k, experts);
-  const bool quant = c.quant_mode == 2;
+  State& st = *state_;
+  st.experts = ExpertLayout{oc.moe_expert_num,  oc.shared_expert_num, oc.shared_expert_rank_num, oc.global_bs,
+                            oc.zero_expert_num, oc.copy_expert_num,   oc.const_expert_num,       {}};
+  if (elastic) st.experts.survivors = elastic->survivors;
+  st.a = DispatchReceiveRows(ep, in.dispatch[g].bs, c.top_k, st.experts);
   const bool shared_rank = ep.rank() < oc.shared_expert_rank_num;
   const int64_t l = oc.moe_expert_num / (oc.ep_world_size - oc.shared_expert_rank_num);
+  // Survivors (elasticInfo) size the counts for either role, as CANN does.
+  st.count_experts = elastic ? std::max<int64_t>(l, 1) : shared_rank ? 1 : l;
+  st.recv_entries = oc.ep_world_size * st.count_experts * c.tp_world_size;
+}
 
-  RankResult r;
+RankCalls::~RankCalls() = default;
+
+DispatchHandle& RankCalls::Dispatch() {
+  State& st = *state_;
+  const auto& s = st.s;
+  const auto& c = s.config;
+  const auto& d = st.in.dispatch[st.g];
+  const int64_t h = c.hidden, tp_size = c.tp_world_size, a = st.a;
+  const bool quant = c.quant_mode == 2;
+  RankResult& r = st.r;
   r.expand_x = Poisoned<uint8_t>(tp_size * a * h * (quant ? 1 : 2) + 7 * h);  // extra rows: must stay poison
   r.dynamic_scales = Poisoned<float>(quant ? tp_size * a + 3 : 0);
   r.assist_info = Poisoned<int32_t>(std::max(3 * tp_size * a, d.bs * c.top_k) + 5);
-  // Survivors (elasticInfo) size the counts for either role, as CANN does.
-  const int64_t count_experts = elastic ? std::max<int64_t>(l, 1) : shared_rank ? 1 : l;
-  r.expert_token_nums = Poisoned<int64_t>(count_experts);
-  r.ep_recv_counts = Poisoned<int32_t>(oc.ep_world_size * count_experts * tp_size + kCountsSlack);
+  r.expert_token_nums = Poisoned<int64_t>(st.count_experts);
+  r.ep_recv_counts = Poisoned<int32_t>(st.recv_entries + kCountsSlack);
   r.tp_recv_counts = Poisoned<int32_t>(tp_size);
   const int64_t expand_rows = static_cast<int64_t>(r.expand_x.size()) / (h * (quant ? 1 : 2));
 
-  LaidOutRows x(d.x, d.bs, h, HalfDType(c), s.layout, peer_visible);
+  LaidOutRows x(d.x, d.bs, h, HalfDType(c), s.layout, st.peer_visible);
   DispatchOptions options;
-  options.experts = experts;
+  options.experts = st.experts;
   options.quant = quant ? Quant::kDynamicInt8 : Quant::kNone;
   options.cumulative_token_nums = c.expert_token_nums_type == 0;
   options.expand_idx_layout = c.a2;
@@ -287,7 +308,8 @@ RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int 
   if (d.mask_kind == moe_ref::MaskKind::kPairs) {
     options.active_mask = TensorView(d.mask.data(), DType::kBool, {d.bs, c.top_k});
   }
-  OutputViews views(s.strided_outputs);
+  st.dispatch_views = OutputViews(s.strided_outputs);
+  OutputViews& views = st.dispatch_views;
   const auto whole = [](const auto& v) { return std::vector<int64_t>{static_cast<int64_t>(v.size())}; };
   const DispatchOutputs outs{
       views.Of(r.expand_x, quant ? DType::kInt8 : HalfDType(c), {expand_rows, h}),
@@ -296,14 +318,24 @@ RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int 
       views.Of(r.expert_token_nums, DType::kInt64, whole(r.expert_token_nums)),
       views.Of(r.ep_recv_counts, DType::kInt32, whole(r.ep_recv_counts)),
       views.Of(r.tp_recv_counts, DType::kInt32, {tp_size})};
-  const DispatchHandle handle =
-      DispatchInto(ep, x.view(), TensorView(d.expert_ids.data(), DType::kInt32, {d.bs, c.top_k}), options, outs, tp);
+  st.handle = DispatchInto(st.ep, x.view(), TensorView(d.expert_ids.data(), DType::kInt32, {d.bs, c.top_k}), options,
+                           outs, st.tp);
   x.Overwrite();
+  return st.handle;
+}
 
+void RankCalls::Combine() {
+  State& st = *state_;
+  const auto& s = st.s;
+  const auto& c = s.config;
+  const auto& d = st.in.dispatch[st.g];
+  const auto& m = st.in.combine[st.g];
+  const int64_t h = c.hidden, tp_size = c.tp_world_size;
+  RankResult& r = st.r;
   // Expert outputs: the reference's rows, in a buffer of tp*A rows (rows past them hold junk).
-  std::vector<uint16_t> expert_out = Poisoned<uint16_t>(tp_size * a * h);
+  std::vector<uint16_t> expert_out = Poisoned<uint16_t>(tp_size * st.a * h);
   std::copy(m.expert_out.begin(), m.expert_out.end(), expert_out.begin());
-  LaidOutRows expert_view(expert_out, tp_size * a, h, HalfDType(c), s.layout, peer_visible);
+  LaidOutRows expert_view(expert_out, tp_size * st.a, h, HalfDType(c), s.layout, st.peer_visible);
   const TensorView scales(m.expert_scales.data(), DType::kFloat32, {d.bs, c.top_k});
   CombineOptions combine;
   combine.comm_quant = c.comm_quant_mode == 2 ? Quant::kDynamicInt8 : Quant::kNone;
@@ -315,6 +347,8 @@ RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int 
     combine.const_alpha2 = TensorView(m.const_alpha2.data(), HalfDType(c), {c.const_expert_num, h});
     combine.const_v = TensorView(m.const_v.data(), HalfDType(c), {c.const_expert_num, h});
   }
+  st.combine_views = OutputViews(s.strided_outputs);
+  OutputViews& views = st.combine_views;
   r.x = Poisoned<uint16_t>(d.bs * h);
   if (s.add_rms_norm) {
     r.y = Poisoned<uint16_t>(d.bs * h);
@@ -322,15 +356,28 @@ RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int 
     const AddRmsNormOutputs o{views.Of(r.y, DType::kBf16, {d.bs, 1, h}),
                               views.Of(r.rstd, DType::kFloat32, {d.bs, 1, 1}),
                               views.Of(r.x, DType::kBf16, {d.bs, 1, h})};
-    CombineAddRmsNormInto(ep, handle, expert_view.view(), scales,
+    CombineAddRmsNormInto(st.ep, st.handle, expert_view.view(), scales,
                           TensorView(m.residual_x.data(), DType::kBf16, {d.bs, 1, h}),
-                          TensorView(m.gamma.data(), DType::kBf16, {h}), c.norm_eps, combine, o, tp);
+                          TensorView(m.gamma.data(), DType::kBf16, {h}), c.norm_eps, combine, o, st.tp);
   } else {
-    CombineInto(ep, handle, expert_view.view(), scales, combine, views.Of(r.x, HalfDType(c), {d.bs, h}), tp);
+    CombineInto(st.ep, st.handle, expert_view.view(), scales, combine, views.Of(r.x, HalfDType(c), {d.bs, h}), st.tp);
   }
   expert_view.Overwrite();
-  r.written_outside = views.Gather();
-  return r;
+}
+
+RankResult& RankCalls::Result() {
+  State& st = *state_;
+  st.r.written_outside = st.dispatch_views.Gather();
+  if (st.r.written_outside.empty()) st.r.written_outside = st.combine_views.Gather();
+  return st.r;
+}
+
+RankResult RunScenarioRank(const ScenarioSpec& s, const ScenarioInputs& in, int g, Group& ep, Group* tp,
+                           const ElasticRun* elastic, bool peer_visible) {
+  RankCalls calls(s, in, g, ep, tp, elastic, peer_visible);
+  calls.Dispatch();
+  calls.Combine();
+  return std::move(calls.Result());
 }
 
 GroupMaker ThreadGroupMaker() {
@@ -382,14 +429,6 @@ GroupMaker ShmGroupMaker() {
   };
 }
 
-namespace {
-
-// The reference's outputs of a round: dispatch's, then, once the expert outputs are made from those, combine's (or
-// CombineAddRmsNorm's).
-struct Expected {
-  std::vector<moe_ref::DispatchOut> dispatch;
-  std::vector<moe_ref::CombineOut> combine;
-};
 Expected ExpectedRound(const ScenarioSpec& s, ScenarioInputs& in) {
   Expected e{moe_ref::Dispatch(s.config, in.dispatch), {}};
   FillExpertOutputs(s, e.dispatch, in);
@@ -397,8 +436,6 @@ Expected ExpectedRound(const ScenarioSpec& s, ScenarioInputs& in) {
                              : moe_ref::Combine(s.config, in.dispatch, in.combine);
   return e;
 }
-
-}  // namespace
 
 std::string RandomRoundOnRank(Group& ep, Group* tp, int rank, uint64_t seed) {
   // RandomSpec draws E from [2, ranks / tp]: a group of one rank is never drawn.
