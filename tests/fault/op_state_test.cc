@@ -9,6 +9,7 @@
 #include <chrono>
 #include <exception>
 #include <memory>
+#include <random>
 #include <span>
 #include <string>
 #include <vector>
@@ -18,9 +19,12 @@
 #include "ops/op_common.h"
 #include "ops/operations.h"
 #include "plan/layout.h"
+#include "reference/reference.h"
+#include "support/test_seed.h"
 #include "transport/remapped_window.h"
 #include "transport/thread/thread_window.h"
 #include "verify/run_ranks.h"
+#include "verify/scenario.h"
 
 namespace moe_ep::testing {
 namespace {
@@ -82,16 +86,37 @@ struct ExplainingWindow : WatchedWindow {
   }
 };
 
-// One rank's dispatch: every token to experts (rank + t + 3k) % 8, outputs sized as the rules ask.
+// The configuration RankCall runs, for verify's inputs and the reference.
+verify::ScenarioSpec Spec() {
+  verify::ScenarioSpec spec;
+  spec.config.ep_world_size = kRanks;
+  spec.config.moe_expert_num = kExperts;
+  spec.config.top_k = kTopK;
+  spec.config.hidden = kHidden;
+  spec.bs = kBs;
+  return spec;
+}
+
+// Rank r's tokens all bf16 1.0, token t to experts (r + t + 3k) % 8: what the calls whose rows nobody reads send.
+moe_ref::RankInput Pinned(int rank) {
+  moe_ref::RankInput input;
+  input.bs = kBs;
+  input.x.assign(kBs * kHidden, 0x3F80);
+  for (int64_t t = 0; t < kBs; ++t) {
+    for (int64_t k = 0; k < kTopK; ++k) input.expert_ids.push_back(static_cast<int32_t>((rank + t + 3 * k) % kExperts));
+  }
+  return input;
+}
+
+// One rank's dispatch of `input` into outputs sized as the rules ask and poisoned, which `out` holds as
+// verify::CompareScenarioRank reads them.
 struct RankCall {
   plan::MoeConfig config;
-  std::vector<uint16_t> x = std::vector<uint16_t>(kBs * kHidden, 0x3F80);  // bf16 1.0
-  std::vector<int32_t> ids;
-  std::vector<uint16_t> expand_x;
-  std::vector<int32_t> assist, recv_counts, tp_counts = std::vector<int32_t>(1);
-  std::vector<int64_t> token_nums = std::vector<int64_t>(kExperts / kRanks);
+  moe_ref::RankInput input;
+  verify::RankResult out;
 
-  explicit RankCall(int rank) {
+  explicit RankCall(int rank) : RankCall(rank, Pinned(rank)) {}
+  RankCall(int rank, moe_ref::RankInput drawn) : input(std::move(drawn)) {
     config.ep_world_size = kRanks;
     config.ep_rank = rank;
     config.tp_world_size = 1;
@@ -100,23 +125,26 @@ struct RankCall {
     config.bs = kBs;
     config.hidden = kHidden;
     config.top_k = kTopK;
-    for (int64_t t = 0; t < kBs; ++t) {
-      for (int64_t k = 0; k < kTopK; ++k) ids.push_back(static_cast<int32_t>((rank + t + 3 * k) % kExperts));
-    }
     const int64_t rows = plan::ReceiveRows(config);
-    expand_x.resize(rows * kHidden);
-    assist.resize(rows * 128);
-    recv_counts.resize(kExperts);
+    out.expand_x = verify::Poisoned<uint8_t>(rows * kHidden * sizeof(uint16_t));
+    out.assist_info = verify::Poisoned<int32_t>(rows * 128);
+    out.expert_token_nums = verify::Poisoned<int64_t>(kExperts / kRanks);
+    out.ep_recv_counts = verify::Poisoned<int32_t>(kExperts);
+    out.tp_recv_counts = verify::Poisoned<int32_t>(1);
   }
   void Run(ops::Communicator& comm) {
     plan::DispatchTensors t;
-    t.x = TensorView(x.data(), DType::kBf16, {kBs, kHidden});
-    t.expert_ids = TensorView(ids.data(), DType::kInt32, {kBs, kTopK});
-    t.expand_x = TensorView(expand_x.data(), DType::kBf16, {static_cast<int64_t>(expand_x.size()) / kHidden, kHidden});
-    t.assist_info = TensorView(assist.data(), DType::kInt32, {static_cast<int64_t>(assist.size())});
-    t.expert_token_nums = TensorView(token_nums.data(), DType::kInt64, {static_cast<int64_t>(token_nums.size())});
-    t.ep_recv_counts = TensorView(recv_counts.data(), DType::kInt32, {static_cast<int64_t>(recv_counts.size())});
-    t.tp_recv_counts = TensorView(tp_counts.data(), DType::kInt32, {1});
+    t.x = TensorView(input.x.data(), DType::kBf16, {kBs, kHidden});
+    t.expert_ids = TensorView(input.expert_ids.data(), DType::kInt32, {kBs, kTopK});
+    const int64_t rows = static_cast<int64_t>(out.expand_x.size() / sizeof(uint16_t)) / kHidden;
+    t.expand_x = TensorView(out.expand_x.data(), DType::kBf16, {rows, kHidden});
+    const auto whole = [](auto& v, DType dtype) {
+      return TensorView(v.data(), dtype, {static_cast<int64_t>(v.size())});
+    };
+    t.assist_info = whole(out.assist_info, DType::kInt32);
+    t.expert_token_nums = whole(out.expert_token_nums, DType::kInt64);
+    t.ep_recv_counts = whole(out.ep_recv_counts, DType::kInt32);
+    t.tp_recv_counts = whole(out.tp_recv_counts, DType::kInt32);
     ops::RunDispatch(comm, nullptr, config, t, {});
   }
 };
@@ -140,22 +168,22 @@ TEST(OpState, AfterAnInternalErrorOperationsAreRefusedUntilAReset) {
       EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
     }
   }
-  // Reset, then every rank's dispatch runs: the counts it received add up to what was sent to its experts.
+  // Reset, then every rank's dispatch of fresh random tokens and routing runs: every output equals the reference's.
   const std::vector<int32_t> everyone(kRanks, 1);
   verify::RunRanks(kRanks, [&](int r) { ops::RunBufferReset(*comms[r], everyone, true, "BufferReset"); });
+  const verify::ScenarioSpec spec = Spec();
+  std::mt19937_64 rng(BaseSeed());
+  const verify::ScenarioInputs inputs = verify::MakeInputs(spec, rng);
+  const std::vector<moe_ref::DispatchOut> expected = moe_ref::Dispatch(spec.config, inputs.dispatch);
   verify::RunRanks(kRanks, [&](int r) {
-    RankCall call(r);
+    RankCall call(r, inputs.dispatch[r]);
     call.Run(*comms[r]);
-    int64_t expected = 0;
-    for (int src = 0; src < kRanks; ++src) {
-      for (int32_t id : RankCall(src).ids) expected += id / (kExperts / kRanks) == r;
-    }
-    EXPECT_EQ(call.token_nums[0] + call.token_nums[1], expected) << "rank " << r;
+    EXPECT_EQ(verify::CompareScenarioRank(spec, r, expected[r], {}, call.out), "") << "after the reset";
   });
 }
 
-// Two dispatches, a reset without sync, two more, a synced reset, one more: within a generation (the high 32 bits)
-// every rank's sequences grow, and they are the same on every rank.
+// Two dispatches, a reset without sync, two more, a synced reset, one more: the synced reset alone begins a generation
+// (the high 32 bits), within one every rank's sequences grow, and they are the same on every rank.
 TEST(OpState, SequencesGrowAcrossResetsWithoutSync) {
   std::vector<std::vector<uint64_t>> ended(kRanks);
   auto comms = WatchedGroup(/*faulty=*/-1, ended);
@@ -168,15 +196,22 @@ TEST(OpState, SequencesGrowAcrossResetsWithoutSync) {
     ops::RunBufferReset(*comms[r], everyone, true, "BufferReset");
     RankCall(r).Run(*comms[r]);
   });
+  // The operations that end: dispatches 0 and 1, the reset without sync 2, dispatches 3 and 4, the synced reset 5 (it
+  // ends in its new generation), dispatch 6; the barrier is none.
+  constexpr size_t kSyncedReset = 5;
   for (int r = 0; r < kRanks; ++r) {
     ASSERT_EQ(ended[r].size(), 7u) << "rank " << r;
     EXPECT_EQ(ended[r], ended[0]) << "rank " << r << " numbered its operations unlike rank 0";
     for (size_t i = 1; i < ended[r].size(); ++i) {
-      if (ended[r][i] >> 32 != ended[r][i - 1] >> 32) continue;  // a synced reset began a generation
+      if (i == kSyncedReset) {
+        EXPECT_NE(ended[r][i] >> 32, ended[r][i - 1] >> 32) << "rank " << r << ": the synced reset began no generation";
+        continue;
+      }
+      EXPECT_EQ(ended[r][i] >> 32, ended[r][i - 1] >> 32)
+          << "rank " << r << ": operation " << i << " began a generation, with no synced reset before it";
       EXPECT_GT(ended[r][i], ended[r][i - 1]) << "rank " << r << ": operation " << i << " ended with a number "
                                               << "not above the one before it, in the same generation";
     }
-    EXPECT_NE(ended[r][5] >> 32, ended[r][4] >> 32) << "the synced reset began no generation";
   }
 }
 
