@@ -3,7 +3,7 @@
 // drops a shared-expert replica, out-of-range environment values and nRanks, a copy or fill past the
 // allocation, a stride-0 view far longer than its storage). Each must fail with its documented code and
 // a message naming the tensor or parameter, leave the outputs untouched, and leave the group usable: a
-// good round afterwards returns every token bit for bit.
+// good round afterwards, of fresh random tokens, matches the reference bit for bit.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <functional>
 #include <random>
+#include <string>
 #include <thread>
 
 #include "cann/capi_support.h"
@@ -44,17 +45,17 @@ struct Outcome {
   bool launched = false;  // phase one succeeded: the failure (if any) came through the stream
 };
 
-// One rank's tensors for dispatch and combine; rank r's token t is the bf16 value 0x3F80 + 16r + t in
-// every column, so each returned row shows where it came from. Combine weights are 0.5 and 0.5: a good
-// round returns x exactly.
+// One rank's tensors for the calls that fail; rank r's token t is the bf16 value 0x3F80 + 16r + t in every column, so
+// each row shows where it came from. Combine weights are 0.5 and 0.5.
 struct Rank {
   int rank;
+  HcclComm comm;
   std::string group;
   aclrtStream stream = nullptr;
-  std::vector<uint16_t> x_host;
   Tensor x, ids, weights, expand_x, dynamic_scales, assist, token_nums, ep_recv, tp_recv, x_out;
 
-  Rank(int r, HcclComm comm) : rank(r), group(CommName(comm)), x_host(kBs * kH) {
+  Rank(int r, HcclComm c) : rank(r), comm(c), group(CommName(c)) {
+    std::vector<uint16_t> x_host(kBs * kH);
     for (int64_t t = 0; t < kBs; ++t) {
       std::fill_n(x_host.begin() + t * kH, kH, static_cast<uint16_t>(0x3F80 + 16 * r + t));
     }
@@ -117,15 +118,22 @@ struct Rank {
     if (st == ACL_SUCCESS) st = aclnnMoeDistributeCombineV2(nullptr, ws, exec, stream);
     return Finish(st);
   }
-  // A good round: dispatch, then combine of the unchanged rows; x comes back bit for bit.
-  void ExpectGoodRound() {
-    SetIds(GoodIds());
-    x_out.Fill(kPoison);
-    const Outcome d = Dispatch();
-    ASSERT_EQ(d.status, ACL_SUCCESS) << "rank " << rank << ": " << d.message;
-    const Outcome c = Combine();
-    ASSERT_EQ(c.status, ACL_SUCCESS) << "rank " << rank << ": " << c.message;
-    EXPECT_EQ(x_out.Read<uint16_t>(), x_host) << "rank " << rank << ": the group is not usable after the error";
+  // A good round of this group's shape, drawn from the run's seed, the test and `round` (alike on every rank): fresh
+  // tokens, routing and weights, every output poisoned and compared with the reference.
+  void ExpectGoodRound(uint64_t round = 0) const {
+    const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    const uint64_t seed = moe_ep::testing::BaseSeed() + std::hash<std::string>{}(test) + round;
+    std::mt19937_64 rng(seed);
+    CapiCase c;
+    c.spec.bs = kBs;
+    c.spec.config.ep_world_size = kRanks;
+    c.spec.config.moe_expert_num = kMoe;
+    c.spec.config.top_k = kK;
+    c.spec.config.hidden = kH;
+    ScenarioInputs inputs = moe_ep::verify::MakeInputs(c.spec, rng);
+    const CapiExpected expected = ExpectedOutputs(c, inputs);
+    EXPECT_EQ(RunCapiRank(c, inputs, rank, comm, expected).Summary(), "")
+        << "seed " << seed << ": the group is not usable after the error";
   }
 };
 
@@ -164,7 +172,7 @@ TEST_F(CapiBadData, CombineRejectsExpertIdsOutOfRangeBeforeAnyRowMoves) {
       ExpectRunTimeFailure(rank.Combine(), ACLNN_ERR_PARAM_INVALID, "expertIds", std::to_string(bad));
       EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5)) << "no wait for absent rows";
       EXPECT_TRUE(rank.x_out.AllBytesAre(kPoison)) << "xOut written by a failed combine";
-      rank.ExpectGoodRound();
+      rank.ExpectGoodRound(static_cast<uint64_t>(bad));
     });
   }
 }
