@@ -31,128 +31,105 @@ constexpr int64_t kHidden = 64;
 struct Round {
   int64_t bs, top_k, experts;
   int32_t (*ids_of)(int rank, int64_t t, int64_t k);
-  moe_ref::Config Config() const {
-    moe_ref::Config c;
-    c.ep_world_size = kRanks;
-    c.moe_expert_num = static_cast<int>(experts);
-    c.top_k = static_cast<int>(top_k);
-    c.hidden = static_cast<int>(kHidden);
-    return c;
+  ScenarioSpec Spec() const {
+    ScenarioSpec spec;
+    spec.config.ep_world_size = kRanks;
+    spec.config.moe_expert_num = static_cast<int>(experts);
+    spec.config.top_k = static_cast<int>(top_k);
+    spec.config.hidden = static_cast<int>(kHidden);
+    spec.bs = bs;
+    return spec;
   }
 };
 
-// Every rank's inputs of a round, drawn from `rng`, and the reference's dispatch and combine outputs for them
-// (the experts return their rows unchanged).
+// Every rank's inputs of a round (tokens and weights drawn from `rng`, the round's routing) and the reference's outputs
+// for them.
 struct Drawn {
-  std::vector<moe_ref::RankInput> in;
-  std::vector<moe_ref::CombineInput> combine_in;
-  std::vector<moe_ref::DispatchOut> dispatched;
-  std::vector<moe_ref::CombineOut> combined;
+  ScenarioSpec spec;
+  ScenarioInputs inputs;
+  Expected expected;
 };
 Drawn Draw(const Round& round, std::mt19937_64& rng) {
-  Drawn d;
-  std::uniform_real_distribution<float> weight(0.25f, 1.0f);
+  Drawn d{round.Spec(), {}, {}};
+  d.inputs = MakeInputs(d.spec, rng);
   for (int r = 0; r < kRanks; ++r) {
-    moe_ref::RankInput in;
-    in.bs = round.bs;
-    for (int64_t i = 0; i < round.bs * kHidden; ++i) in.x.push_back(static_cast<uint16_t>(0x3C00 + rng() % 0x0800));
-    moe_ref::CombineInput combine;
     for (int64_t t = 0; t < round.bs; ++t) {
-      for (int64_t k = 0; k < round.top_k; ++k) {
-        in.expert_ids.push_back(round.ids_of(r, t, k));
-        combine.expert_scales.push_back(weight(rng));
-      }
+      for (int64_t k = 0; k < round.top_k; ++k)
+        d.inputs.dispatch[r].expert_ids[t * round.top_k + k] = round.ids_of(r, t, k);
     }
-    d.in.push_back(std::move(in));
-    d.combine_in.push_back(std::move(combine));
   }
-  d.dispatched = moe_ref::Dispatch(round.Config(), d.in);
-  for (int r = 0; r < kRanks; ++r) d.combine_in[r].expert_out = d.dispatched[r].expand_x;
-  d.combined = moe_ref::Combine(round.Config(), d.in, d.combine_in);
+  d.expected = ExpectedRound(d.spec, d.inputs);
   return d;
 }
 
-DispatchOptions Options(const Round& round) {
-  DispatchOptions options;
-  options.experts.moe_expert_num = round.experts;
-  return options;
-}
-
-DispatchResult RunDispatch(Group& group, const Round& round, Drawn& d, int r) {
-  return Dispatch(group, TensorView(d.in[r].x.data(), DType::kBf16, {round.bs, kHidden}),
-                  TensorView(d.in[r].expert_ids.data(), DType::kInt32, {round.bs, round.top_k}), Options(round));
-}
-
-// Combine's output on rank r, compared with the reference's (the experts return the rows dispatch gave them).
-void ExpectCombined(Group& group, const Round& round, Drawn& d, int r, const DispatchResult& res,
-                    const std::string& what) {
-  const Tensor x = Combine(group, res.handle, res.expand_x.view(),
-                           TensorView(d.combine_in[r].expert_scales.data(), DType::kFloat32, {round.bs, round.top_k}));
-  const auto* got = x.data_as<uint16_t>();
-  const std::vector<uint16_t>& want = d.combined[r].x;
-  for (size_t i = 0; i < want.size(); ++i) {
-    ASSERT_EQ(got[i], want[i]) << what << ", rank " << r << ": token " << i / kHidden << " element " << i % kHidden;
-  }
-}
-
-// The reference's outputs of `round` run by two EP groups of kRanks joined in TP pairs (world rank g = TP rank * kRanks
-// + EP rank), both groups with `d`'s inputs (each EP rank's on both of its TP sides).
-Drawn WithTpPair(const Round& round, const Drawn& d) {
-  moe_ref::Config config = round.Config();
-  config.tp_world_size = 2;
-  Drawn paired;
+// `d` run by two EP groups of kRanks joined in TP pairs (world rank g = TP rank * kRanks + EP rank), both groups with
+// `d`'s inputs (each EP rank's on both of its TP sides), and the reference's outputs for that.
+Drawn WithTpPair(const Drawn& d) {
+  Drawn paired{d.spec, {}, {}};
+  paired.spec.config.tp_world_size = 2;
   for (int g = 0; g < 2 * kRanks; ++g) {
-    paired.in.push_back(d.in[g % kRanks]);
-    paired.combine_in.push_back(d.combine_in[g % kRanks]);
+    paired.inputs.dispatch.push_back(d.inputs.dispatch[g % kRanks]);
+    paired.inputs.combine.push_back(d.inputs.combine[g % kRanks]);
   }
-  paired.dispatched = moe_ref::Dispatch(config, paired.in);
-  for (int g = 0; g < 2 * kRanks; ++g) paired.combine_in[g].expert_out = paired.dispatched[g].expand_x;
-  paired.combined = moe_ref::Combine(config, paired.in, paired.combine_in);
+  paired.expected = ExpectedRound(paired.spec, paired.inputs);
   return paired;
 }
 
-constexpr uint16_t kPoison = 0xFFC1;  // a NaN no combine writes
+// Rank g's outputs of the calls `calls` ran for `d` (combine's too after a combine), compared with the reference's.
+void ExpectOutputs(RankCalls& calls, const Drawn& d, int g, bool combined, const std::string& what) {
+  EXPECT_EQ(CompareScenarioRank(d.spec, g, d.expected.dispatch[g],
+                                combined ? d.expected.combine[g] : moe_ref::CombineOut{}, calls.Result()),
+            "")
+      << what;
+}
+
+// Dispatch then combine of `d` on rank r, each compared with the reference.
+void ExpectRound(Group& group, const Drawn& d, int r, const std::string& what) {
+  RankCalls calls(d.spec, d.inputs, r, group, nullptr);
+  calls.Dispatch();
+  ExpectOutputs(calls, d, r, false, what + ", dispatch");
+  calls.Combine();
+  ExpectOutputs(calls, d, r, true, what);
+}
 
 // 60 rounds of random configurations on rank g's groups, each after one extra call drawn from `seed` (alike on every
 // rank): none, a dispatch refused for a disagreement, a dispatch whose result is dropped, or a combine run twice, each
-// compared with the reference (poisoned first with a TP pair).
+// compared with the reference.
 void UnpairedRounds(RankGroups& groups, int g, uint64_t seed) {
   Group& ep = groups.ep;
   Group* tp = groups.tp ? &*groups.tp : nullptr;
   const int r = ep.rank();
   std::mt19937_64 rng(seed);
   const Round own{1, 1, 2, [](int rank, int64_t, int64_t) { return static_cast<int32_t>(rank); }};
-  Drawn drawn = Draw(own, rng);
-  const Drawn paired = WithTpPair(own, drawn);
-  const TensorView x(drawn.in[r].x.data(), DType::kBf16, {1, kHidden});
-  const TensorView ids(drawn.in[r].expert_ids.data(), DType::kInt32, {1, 1});
-  const TensorView weights(drawn.combine_in[r].expert_scales.data(), DType::kFloat32, {1, 1});
+  const Drawn drawn = Draw(own, rng);
+  const Drawn paired = WithTpPair(drawn);
+  const Drawn& mine = tp ? paired : drawn;  // rank g's inputs are EP rank r's either way
   for (int round = 0; round < 60; ++round) {
     const int extra = static_cast<int>(rng() % 4);
     if (extra == 1) {
       try {  // EP rank 1 quantizes, EP rank 0 does not: every rank refuses
-        DispatchOptions quantized_on_one = Options(own);
+        DispatchOptions quantized_on_one;
+        quantized_on_one.experts.moe_expert_num = own.experts;
         if (r == 1) quantized_on_one.quant = Quant::kDynamicInt8;
-        Dispatch(ep, x, ids, quantized_on_one, tp);
+        moe_ref::RankInput in = mine.inputs.dispatch[g];
+        Dispatch(ep, TensorView(in.x.data(), DType::kBf16, {own.bs, kHidden}),
+                 TensorView(in.expert_ids.data(), DType::kInt32, {own.bs, own.top_k}), quantized_on_one, tp);
         ADD_FAILURE() << "rank " << g << ": a dispatch with attributes that differ was accepted";
       } catch (const Error& e) {
         EXPECT_EQ(e.code(), ErrorCode::kInvalidConfig) << e.what();
       }
     } else if (extra == 2) {
-      Dispatch(ep, x, ids, Options(own), tp);
-    } else if (extra == 3 && tp) {
-      const DispatchResult res = Dispatch(ep, x, ids, Options(own), tp);
-      const std::vector<uint16_t>& want = paired.combined[g].x;
-      for (const char* what : {"first combine", "the same combine again"}) {
-        std::vector<uint16_t> out(want.size(), kPoison);
-        CombineInto(ep, res.handle, res.expand_x.view(), weights, {},
-                    TensorView(out.data(), DType::kBf16, {1, kHidden}), tp);
-        EXPECT_EQ(out, want) << what << " with a TP pair, rank " << g;
-      }
+      RankCalls calls(mine.spec, mine.inputs, g, ep, tp);
+      calls.Dispatch();  // no combine follows
+      ExpectOutputs(calls, mine, g, false, "a dispatch whose result is dropped");
     } else if (extra == 3) {
-      const DispatchResult res = RunDispatch(ep, own, drawn, r);
-      ExpectCombined(ep, own, drawn, r, res, "first combine");
-      ExpectCombined(ep, own, drawn, r, res, "the same combine again");
+      RankCalls calls(mine.spec, mine.inputs, g, ep, tp);
+      calls.Dispatch();
+      ExpectOutputs(calls, mine, g, false, "the dispatch");
+      for (const char* what : {"first combine", "the same combine again"}) {
+        calls.Combine();
+        ExpectOutputs(calls, mine, g, true, what);
+      }
     }
     const uint64_t round_seed = rng();
     EXPECT_EQ(RandomRoundOnRank(ep, tp, g, round_seed), "") << "round " << round << " after extra call " << extra;
@@ -168,19 +145,23 @@ TEST(UnpairedCalls, ACombineIsNotOverwrittenByTheNextDispatchOfAnotherConfigurat
   const Round a{16, 4, 8, [](int, int64_t, int64_t k) { return static_cast<int32_t>(k); }};
   const Round b{1, 1, 2, [](int r, int64_t, int64_t) { return static_cast<int32_t>(1 - r); }};
   std::mt19937_64 rng(BaseSeed());
-  Drawn drawn_a = Draw(a, rng), drawn_b = Draw(b, rng), skew = Draw(b, rng);
+  const Drawn drawn_a = Draw(a, rng), drawn_b = Draw(b, rng), skew = Draw(b, rng);
   GroupOptions options;
   options.data_path = DataPath::kPush;
   options.timeout = std::chrono::milliseconds(10000);
   options.name = "unpaired";
   auto groups = CreateThreadGroups(kRanks, options);
   RunRanks(kRanks, [&](int r) {
-    RunDispatch(groups[r], b, skew, r);  // dropped: no combine follows
-    const DispatchResult res_a = RunDispatch(groups[r], a, drawn_a, r);
+    RankCalls dropped(skew.spec, skew.inputs, r, groups[r], nullptr);
+    dropped.Dispatch();  // no combine follows
+    ExpectOutputs(dropped, skew, r, false, "the dropped dispatch");
+    RankCalls calls_a(drawn_a.spec, drawn_a.inputs, r, groups[r], nullptr);
+    calls_a.Dispatch();
+    ExpectOutputs(calls_a, drawn_a, r, false, "round A's dispatch");
     if (r == 1) std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    ExpectCombined(groups[r], a, drawn_a, r, res_a, "round A");
-    const DispatchResult res_b = RunDispatch(groups[r], b, drawn_b, r);
-    ExpectCombined(groups[r], b, drawn_b, r, res_b, "round B");
+    calls_a.Combine();
+    ExpectOutputs(calls_a, drawn_a, r, true, "round A");
+    ExpectRound(groups[r], drawn_b, r, "round B");
   });
 }
 
@@ -191,21 +172,24 @@ TEST(UnpairedCalls, ACombineIsNotOverwrittenByTheNextDispatchOfAnotherConfigurat
 TEST(UnpairedCalls, ARankThatRefusesACombineAloneIsOutOfStepUntilAReset) {
   const Round own{4, 1, 2, [](int rank, int64_t, int64_t) { return static_cast<int32_t>(rank); }};
   std::mt19937_64 rng(BaseSeed() + 3);
-  Drawn drawn = Draw(own, rng), next = Draw(own, rng);
+  const Drawn drawn = Draw(own, rng), next = Draw(own, rng);
   GroupOptions options;
   options.timeout = std::chrono::milliseconds(10000);
   options.name = "out-of-step";
   auto groups = CreateThreadGroups(kRanks, options);
   std::vector<std::string> errors(kRanks);
   RunRanks(kRanks, [&](int r) {
-    DispatchResult res = RunDispatch(groups[r], own, drawn, r);
+    RankCalls calls(drawn.spec, drawn.inputs, r, groups[r], nullptr);
+    DispatchHandle& handle = calls.Dispatch();
+    ExpectOutputs(calls, drawn, r, false, "the dispatch");
     try {
       if (r == 1) {
-        res.handle.assist_info.data_as<int32_t>()[0] = 7;  // the first row's owner: rank 7 of 2
-        EXPECT_THROW(ExpectCombined(groups[r], own, drawn, r, res, "refused"), Error);
-        RunDispatch(groups[r], own, next, r);
+        handle.assist_info.data_as<int32_t>()[0] = 7;  // the first row's owner: rank 7 of 2
+        EXPECT_THROW(calls.Combine(), Error);
+        EXPECT_EQ(calls.Result().x, Poisoned<uint16_t>(own.bs * kHidden)) << "the refused combine wrote x";
+        RankCalls(next.spec, next.inputs, r, groups[r], nullptr).Dispatch();
       } else {
-        ExpectCombined(groups[r], own, drawn, r, res, "the peer's combine");
+        calls.Combine();  // meets the peer's next dispatch
       }
       ADD_FAILURE() << "rank " << r << ": a call met another operation of its peer and went on";
     } catch (const Error& e) {
