@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <functional>
 #include <latch>
+#include <random>
 #include <string>
 #include <thread>
 #include <utility>
@@ -25,7 +26,7 @@
 namespace moe_ep::testing {
 namespace {
 
-using namespace ::moe_ep::verify;  // the rank runner of tools/verify
+using namespace ::moe_ep::verify;  // the rank and scenario runners of tools/verify
 
 constexpr int kRanks = 2;
 constexpr int64_t kBs = 8, kHidden = 64, kTopK = 2, kMoe = 4;
@@ -84,10 +85,6 @@ std::vector<std::vector<Group>> TpPairs() {
   std::vector<std::vector<Group>> pairs;
   for (int r = 0; r < kRanks; ++r) pairs.push_back(CreateThreadGroups(2));
   return pairs;
-}
-
-std::vector<uint16_t> Values(const Tensor& t) {
-  return std::vector<uint16_t>(t.data_as<uint16_t>(), t.data_as<uint16_t>() + t.numel());
 }
 
 // A round after an error: a random configuration for kRanks ranks, drawn from the run's seed, the test and how many
@@ -250,9 +247,20 @@ TEST(BadData, AnAtlasA2RankRefusingItsHandleAloneIsNamedByItsPeer) {
 }
 
 // What Atlas A2 lacks is refused in its layout, naming the native field, on every rank alike (no rank waits):
-// a 2-D mask and const experts in dispatch, sharedExpertX in combine.
+// a 2-D mask and const experts in dispatch, sharedExpertX in combine. A round of random tokens in that layout, around
+// the refused combine, matches the reference.
 TEST(BadData, ExpandIdxLayoutRefusesWhatAtlasA2Lacks) {
   auto groups = Groups();
+  ScenarioSpec a2;
+  a2.config.a2 = true;
+  a2.config.ep_world_size = kRanks;
+  a2.config.moe_expert_num = kMoe;
+  a2.config.top_k = kTopK;
+  a2.config.hidden = kHidden;
+  a2.bs = kBs;
+  std::mt19937_64 rng(BaseSeed());
+  ScenarioInputs inputs = MakeInputs(a2, rng);
+  const Expected expected = ExpectedRound(a2, inputs);
   RunRanks(kRanks, [&](int r) {
     RankData d(r);
     DispatchOptions options = Options();
@@ -266,13 +274,18 @@ TEST(BadData, ExpandIdxLayoutRefusesWhatAtlasA2Lacks) {
     constant.experts.const_expert_num = 1;
     ExpectError([&] { Dispatch(groups[r], d.XView(), d.IdsView(), constant); }, ErrorCode::kInvalidConfig,
                 {"ExpertLayout::const_expert_num", "must be 0 with Atlas A2's expandIdx layout"});
-    DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), options);
+    RankCalls calls(a2, inputs, r, groups[r], nullptr);
+    const DispatchHandle& handle = calls.Dispatch();
+    EXPECT_EQ(CompareScenarioRank(a2, r, expected.dispatch[r], {}, calls.Result()), "") << "the dispatch";
+    const TensorView rows(calls.Result().expand_x.data(), DType::kBf16,
+                          {DispatchReceiveRows(groups[r], kBs, kTopK, options.experts), kHidden});
     CombineOptions shared_x;
     shared_x.shared_expert_x = d.XView();
-    ExpectError([&] { Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView(), shared_x); },
-                ErrorCode::kInvalidConfig, {"CombineOptions::shared_expert_x", "must be absent"});
-    const Tensor x = Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView());
-    EXPECT_EQ(Values(x), d.x) << "rank " << r << ": Atlas A2's layout returns every token";
+    ExpectError([&] { Combine(groups[r], handle, rows, d.WeightsView(), shared_x); }, ErrorCode::kInvalidConfig,
+                {"CombineOptions::shared_expert_x", "must be absent"});
+    calls.Combine();
+    EXPECT_EQ(CompareScenarioRank(a2, r, expected.dispatch[r], expected.combine[r], calls.Result()), "")
+        << "the combine after the refused one";
   });
 }
 
@@ -638,20 +651,32 @@ TEST(BadData, MalformedViewsAreRejectedByName) {
 
 // Survivors that leave one replica of the shared expert: the remaining replica receives maxBs * 3 rows,
 // more than its role's A (maxBs * ceil(4 / 2)). Outputs are sized for either role under survivors, so the
-// round is exact: every token comes back as x (two MoE halves) plus x (the shared expert), i.e. 2x.
+// round of random tokens is exact: every output matches the reference's for the scaled-down job.
 TEST(BadData, SurvivorsDroppingASharedReplicaRunExactly) {
   auto groups = Groups(4);
-  const ExpertLayout experts{2, 1, 2, 0, 0, 0, 0, {1, 0, 1, 1}};
+  const ExpertLayout experts{2, 1, 2, 0, 0, 0, 0, {1, 0, 1, 1}};  // ranks 0 and 1 replicate the shared expert
+  ScenarioSpec full;
+  full.config.ep_world_size = 4;
+  full.config.moe_expert_num = static_cast<int>(experts.moe_expert_num);
+  full.config.shared_expert_num = static_cast<int>(experts.shared_expert_num);
+  full.config.shared_expert_rank_num = static_cast<int>(experts.shared_expert_rank_num);
+  full.config.top_k = kTopK;
+  full.config.hidden = kHidden;
+  full.bs = kBs;
+  const ElasticRun elastic{full.config, experts.survivors};
+  const ScenarioSpec scaled = ScaledDown(full, experts.survivors);
+  std::mt19937_64 rng(BaseSeed());
+  ScenarioInputs inputs = MakeInputs(scaled, rng);
+  const Expected expected = ExpectedRound(scaled, inputs);
   RunRanks(4, [&](int r) {
     if (r == 1) return;  // the dead replica
     BufferReset(groups[r], experts.survivors);
-    RankData d(r, 2);
-    DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), Options(experts));
-    EXPECT_GE(res.expand_x.view().shape[0], 8 * 3) << "sized for the shared role's scaled-down rows";
-    const Tensor x = Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView());
-    std::vector<uint16_t> twice = d.x;
-    for (uint16_t& v : twice) v = static_cast<uint16_t>(v + 0x80);  // bf16 exponent + 1: exactly 2x
-    EXPECT_EQ(Values(x), twice) << "rank " << r;
+    EXPECT_GE(DispatchReceiveRows(groups[r], kBs, kTopK, experts), kBs * 3) << "sized for the shared role's rows";
+    const int s = SurvivorRank(experts.survivors, r);
+    EXPECT_EQ(CompareScenarioRank(scaled, s, expected.dispatch[s], expected.combine[s],
+                                  RunScenarioRank(scaled, inputs, s, groups[r], nullptr, &elastic)),
+              "")
+        << "rank " << r << ", survivor " << s;
   });
 }
 
