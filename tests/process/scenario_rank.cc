@@ -10,7 +10,8 @@
 //   scenario_rank kill SEED ROUNDS          rank VICTIM (env) SIGKILLs itself at round 3; the survivors must
 //                                           fail naming it, probe, reset, then run ROUNDS scaled-down rounds
 //   scenario_rank stop SEED ROUNDS          rank VICTIM SIGSTOPs itself at round 3; rank 0 sends SIGCONT after
-//                                           its deadline error; all reset and run ROUNDS full-group rounds
+//                                           its deadline error, and the victim's round must time out; all reset
+//                                           and run ROUNDS full-group rounds
 //   scenario_rank leave SEED ROUNDS         rank VICTIM leaves, alive, after round 2; the others run ROUNDS
 //                                           rounds scaled down without it (no timeout, no reset)
 //   scenario_rank_failed_send failed-send SEED ROUNDS
@@ -181,9 +182,17 @@ int RunUntilFault(moe_ep::Group& group, const ScenarioSpec& spec, std::mt19937_6
       if (!stop) kill(getpid(), SIGKILL);
       std::ofstream(PidFile()) << getpid();
       raise(SIGSTOP);
-      try {  // continued: the others are resetting by now, so this round can only time out
+      // Continued once the others have failed this round and are resetting: its dispatch may find what they sent
+      // before they gave up, but none of them runs this round's combine, so the round must end at a deadline.
+      try {
         Round(spec, inputs, group);
-      } catch (const moe_ep::TimeoutError&) {
+        std::printf("FAIL: the stopped victim's round %d succeeded after the others had given it up\n", round);
+        return 1;
+      } catch (const moe_ep::TimeoutError& e) {
+        std::printf("victim: round %d failed after the stall: %s\n", round, e.what());
+      } catch (const moe_ep::Error& e) {
+        std::printf("FAIL: the stopped victim's round %d failed with no deadline error: %s\n", round, e.what());
+        return 1;
       }
       return 0;
     }
