@@ -443,22 +443,29 @@ class CopiedRows {
   std::vector<uint8_t> staging_;
 };
 
-// Waits for every source's count, then copies rows out in status order, from the window's slots or (pulled)
-// straight from the source's x, and tells each source it pulled from that it is done; fills
-// epRecvCounts[0, entries).
-void ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, const plan::DispatchTensors& t, Window& ep,
-                      const CallSlot& call, const Link& ctx, RowSink& sink, int32_t* recv_counts) {
-  const int64_t e = c.ep_world_size, l = c.local_expert_num();
-  const int64_t entries = c.receive_entries(), flags_per_source = entries / e;
-  // First: should this rank fail before it pulls (a count that never comes, a bad one), its sources are told at once.
-  pull::Claims claims(ep, pull::CallFlags(plan::kDispatchPullFlagBase, call), c.op.c_str());
-  // Entry i (epRecvCounts' order: by local expert, then source) is source i % e's count for local expert i / e.
+// Waits for every source's count for this rank's experts; returns their flags, entry i (epRecvCounts' order: by local
+// expert, then source) source i % E's count for local expert i / E. Every source announced its pull before them.
+std::vector<uint64_t> WaitForCounts(const MoeConfig& c, Window& ep, const CallSlot& call, const Link& ctx) {
+  const int64_t e = c.ep_world_size, entries = c.receive_entries(), flags_per_source = entries / e;
   std::vector<uint64_t> indices(entries);
   for (int64_t i = 0; i < entries; ++i) indices[i] = CountFlag(call, i % e, i / e, flags_per_source);
   transport::WaitFlags(
       ep, indices, call.epoch, ctx.deadline,
       [&](uint64_t idx) { return static_cast<int>((idx - call.flag_base) / flags_per_source); }, c.op.c_str(),
       "token counts");
+  return indices;
+}
+
+// Waits for every source's count, then copies rows out in status order, from the window's slots or (pulled)
+// straight from the source's x, and tells each source it pulled from that it is done; fills
+// epRecvCounts[0, entries).
+void ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, const plan::DispatchTensors& t, Window& ep,
+                      const CallSlot& call, const Link& ctx, RowSink& sink, int32_t* recv_counts) {
+  const int64_t e = c.ep_world_size, l = c.local_expert_num();
+  const int64_t entries = c.receive_entries();
+  // First: should this rank fail before it pulls (a count that never comes, a bad one), its sources are told at once.
+  pull::Claims claims(ep, pull::CallFlags(plan::kDispatchPullFlagBase, call), c.op.c_str());
+  const std::vector<uint64_t> indices = WaitForCounts(c, ep, call, ctx);
 
   // A count beyond maxBs would read slots of the next block (or past the window): refuse it first.
   std::vector<int64_t> counts(entries);
@@ -588,6 +595,27 @@ void WriteExpertTokenNums(const MoeConfig& c, const int32_t* recv_counts, int64_
   }
 }
 
+// A call the EP group agreed on that fails on this rank's TP side (its peer disagrees, or does not come): the EP ranks
+// go on with it, and are neither failed nor held to their deadline for this rank. Unless it `received` their rows
+// already, it tells each sender that it is done with the rows it will not read (once their counts are in: each
+// announced its rows before them), and it waits for the ranks reading its x to finish, instead of withdrawing x from
+// under them. Never throws: the TP side's error is the call's (what is left, WithdrawX covers).
+void LetEpPeersFinish(const MoeConfig& c, Window& ep, const CallSlot& call, const Link& ctx, const Pulls& pulls,
+                      bool received) noexcept {
+  const pull::CallFlags flags(plan::kDispatchPullFlagBase, call);
+  try {
+    if (!received) {
+      WaitForCounts(c, ep, call, ctx);
+      pull::Claims none(ep, flags, c.op.c_str());  // going unfinished, it says done to every sender
+    }
+    // Not for itself: rows of its own it did not read are withdrawn with the rest (WithdrawX).
+    std::vector<uint8_t> peers = pulls.readers;
+    if (!received) peers[c.ep_rank] = pull::kNoReader;
+    if (!pulls.staged) pull::WaitDone(ep, flags, peers, ctx.deadline, c.op.c_str());
+  } catch (...) {
+  }
+}
+
 // Everything of a dispatch after its pull announcement (what may fail with x announced): rows and counts out,
 // rows in (and to the TP peer), and the wait for the ranks reading x in place.
 void SendAndReceive(const MoeConfig& c, const WindowLayout& layout, const plan::DispatchTensors& t,
@@ -602,7 +630,14 @@ void SendAndReceive(const MoeConfig& c, const WindowLayout& layout, const plan::
     // a staged x has no reader, and its buffer is free again instead of kept for readers that never come.
     if (pulls.staged) ctx.ep_state.dispatch_stage.Readers(call.parity, call.epoch, {});
   });
-  if (tp_call) CheckTpPeerAgrees(c, fingerprint, *ctx.tp, *tp_call, ctx);
+  if (tp_call) {
+    try {
+      CheckTpPeerAgrees(c, fingerprint, *ctx.tp, *tp_call, ctx);
+    } catch (...) {
+      LetEpPeersFinish(c, ep, call, ctx, pulls, /*received=*/false);
+      throw;
+    }
+  }
   // No output is written before the group is known to agree: a call refused for a disagreement leaves them as
   // they were.
   if (c.expand_idx()) WriteExpandIdx(c, plan, active_tokens, static_cast<int32_t*>(t.assist_info.data));
@@ -613,7 +648,12 @@ void SendAndReceive(const MoeConfig& c, const WindowLayout& layout, const plan::
   const int64_t own_rows = sink.rows();
   if (c.has_tp()) {
     const int64_t entries = c.receive_entries();
-    AllGatherWithTpPeer(c, layout, *ctx.tp, *tp_call, ctx, sink, recv_counts, entries);
+    try {
+      AllGatherWithTpPeer(c, layout, *ctx.tp, *tp_call, ctx, sink, recv_counts, entries);
+    } catch (...) {
+      LetEpPeersFinish(c, ep, call, ctx, pulls, /*received=*/true);
+      throw;
+    }
     auto* tp_counts = static_cast<int32_t*>(t.tp_recv_counts.data);
     tp_counts[c.tp_rank] = static_cast<int32_t>(own_rows);
     tp_counts[1 - c.tp_rank] = static_cast<int32_t>(sink.rows() - own_rows);

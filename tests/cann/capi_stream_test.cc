@@ -545,7 +545,9 @@ TEST(CapiStream, AnExecutorIsRefusedAtItsLaunchOnADestroyedGroup) {
   });
   rank0.join();
   for (HcclComm comm : comms) {
-    if (comm != nullptr) EXPECT_EQ(HcclCommDestroy(comm), HCCL_SUCCESS);
+    if (comm != nullptr) {
+      EXPECT_EQ(HcclCommDestroy(comm), HCCL_SUCCESS);
+    }
   }
 }
 

@@ -5,10 +5,8 @@
 // still held pointers into memory the caller got back.)
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstring>
 #include <exception>
 #include <random>
 #include <string>
@@ -16,8 +14,6 @@
 #include <vector>
 
 #include "moe_ep/error.h"
-#include "moe_ep/ops.h"
-#include "reference/reference.h"
 #include "support/test_seed.h"
 #include "verify/run_ranks.h"
 #include "verify/scenario.h"
@@ -64,9 +60,7 @@ TEST(HeldClaims, AnOwnerWaitingOnOneRankLetsAnotherWithdrawAtItsDeadline) {
       ids[t * kTopK + 1] = kOwner;
     }
   }
-  const std::vector<moe_ref::DispatchOut> dispatched = moe_ref::Dispatch(c, inputs.dispatch);
-  FillExpertOutputs(spec, dispatched, inputs);
-  const std::vector<moe_ref::CombineOut> combined = moe_ref::Combine(c, inputs.dispatch, inputs.combine);
+  const Expected expected = ExpectedRound(spec, inputs);
 
   GroupOptions options;
   options.timeout = milliseconds(4000);
@@ -75,10 +69,6 @@ TEST(HeldClaims, AnOwnerWaitingOnOneRankLetsAnotherWithdrawAtItsDeadline) {
   options.threads = 1;
   options.name = "held claims";
   auto groups = CreateThreadGroups(kRanks, options);
-  DispatchOptions dispatch_options;
-  dispatch_options.experts = ExpertLayout{kRanks, 0, 0, 0, 0, 0, 0, {}};
-  dispatch_options.expand_idx_layout = true;
-
   // Deadlines: the sender's at 4 s, the late rank's at 6 s, the owner's at 7 s. The late rank starts at 2 s and is
   // held until 5 s: the owner (from 3 s) reads the sender's rows, then waits for the late rank's past the sender's
   // deadline.
@@ -89,31 +79,14 @@ TEST(HeldClaims, AnOwnerWaitingOnOneRankLetsAnotherWithdrawAtItsDeadline) {
   SetInterruptCheck(&HoldTheLateRankOnce);
   std::vector<std::string> failures(kRanks);
   RunRanks(kRanks, [&](int r) {
-    const moe_ref::RankInput& in = inputs.dispatch[r];
-    const TensorView x(in.x.data(), DType::kBf16, {kBs, kHidden});
-    const TensorView ids(in.expert_ids.data(), DType::kInt32, {kBs, kTopK});
+    RankCalls calls(spec, inputs, r, groups[r], nullptr);
     try {
-      const DispatchResult d = Dispatch(groups[r], x, ids, dispatch_options);
-      const moe_ref::DispatchOut& want = dispatched[r];
-      if (d.handle.num_rows != want.rows ||
-          std::memcmp(d.expand_x.data(), want.expand_x.data(), want.expand_x.size() * 2) != 0 ||
-          std::memcmp(d.expert_token_nums.data(), want.expert_token_nums.data(), want.expert_token_nums.size() * 8) !=
-              0) {
-        failures[r] = "the dispatch differs from the reference";
-        return;
-      }
+      calls.Dispatch();
       std::this_thread::sleep_until(start + enters[r]);
       t_late_rank = r == kLate;
-      std::vector<uint16_t> out(kBs * kHidden, static_cast<uint16_t>(kPoisonByte * 0x0101));
-      const moe_ref::CombineInput& cin = inputs.combine[r];
-      // The expert outputs in a buffer of dispatch's output rows (A), as a model's would be.
-      std::vector<uint16_t> expert_out(d.expand_x.shape()[0] * kHidden);
-      std::copy(cin.expert_out.begin(), cin.expert_out.end(), expert_out.begin());
-      CombineInto(groups[r], d.handle, TensorView(expert_out.data(), DType::kBf16, d.expand_x.shape()),
-                  TensorView(cin.expert_scales.data(), DType::kFloat32, {kBs, kTopK}), {},
-                  TensorView(out.data(), DType::kBf16, {kBs, kHidden}));
+      calls.Combine();
       t_late_rank = false;
-      if (out != combined[r].x) failures[r] = "the combine differs from the reference";
+      failures[r] = CompareScenarioRank(spec, r, expected.dispatch[r], expected.combine[r], calls.Result());
     } catch (const std::exception& e) {
       t_late_rank = false;
       failures[r] = e.what();

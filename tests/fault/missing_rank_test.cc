@@ -234,7 +234,9 @@ TEST(MissingRank, AnInterruptedResetForgetsNoFailedRank) {
     Dispatch(groups[r], d.XView(), d.IdsView(), Options());
   });
   for (int r = 0; r < kRanks; ++r) {
-    if (r != absent) ASSERT_EQ(groups[r].failed_ranks(), std::vector<int>{absent}) << "rank " << r;
+    if (r != absent) {
+      ASSERT_EQ(groups[r].failed_ranks(), std::vector<int>{absent}) << "rank " << r;
+    }
   }
   SetInterruptCheck(&InterruptFlag);
   std::thread interrupter([] {
