@@ -67,8 +67,8 @@ if [[ "${MOE_EP_SKIP_SANITIZERS:-0}" != 1 ]]; then
   bash scripts/fuzz.sh
   phase "TSan: thread transport, C API runtime, streams, events and communicators"
   TSAN_OPTIONS="halt_on_error=1" build_and_test build-tsan \
-    "property_test back_to_back_test unpaired_calls_test workers_test conformance_test missing_rank_test reset_retry_test runtime_test capi_stream_test capi_property_test capi_event_test capi_hccl_config_test" \
-    "^(Transports/Property|BackToBackDispatch|UnpairedCalls|Workers|Transports/Conformance|MissingRank|ResetRetry|Acl|Kinds/AclStreams|CapiStream|CapiProperty|TwoStreams|CapiEvents|CapiCommConfig|CapiRankTable)" \
+    "property_test back_to_back_test unpaired_calls_test workers_test conformance_test missing_rank_test reset_retry_test pull_test held_claims_test tp_refusal_test runtime_test capi_stream_test capi_property_test capi_event_test capi_hccl_config_test" \
+    "^(Transports/Property|BackToBackDispatch|UnpairedCalls|Workers|Transports/Conformance|MissingRank|ResetRetry|PullHandOver|HeldClaims|TpRefusal|Acl|Kinds/AclStreams|CapiStream|CapiProperty|TwoStreams|CapiEvents|CapiCommConfig|CapiRankTable)" \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DMOE_EP_SANITIZE=thread -DMOE_EP_BUILD_EXAMPLES=OFF -DMOE_EP_BUILD_BENCH=OFF
 fi

@@ -4,6 +4,7 @@
 // token's rows in the exact fp32 order of docs/semantics.md 3.2 (and the RMSNorm tail of docs/semantics.md 3.5).
 #include <algorithm>
 #include <cstring>
+#include <exception>
 #include <mutex>
 #include <numeric>
 #include <optional>
@@ -307,10 +308,19 @@ class TokenReducer {
 
   // Sums tokens [begin, end).
   void Run(int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) {
-      if (c_.mask == plan::MaskKind::kPairs && !AnyPair(t)) continue;  // inactive: output row untouched
-      WaitToken(t);
-      Reduce(t);
+    try {
+      for (int64_t t = begin; t < end; ++t) {
+        if (c_.mask == plan::MaskKind::kPairs && !AnyPair(t)) continue;  // inactive: output row untouched
+        WaitToken(t);
+        Reduce(t);
+      }
+    } catch (...) {
+      // The other parts may wait on until the deadline: no sender waits on this one's claims meanwhile.
+      try {
+        ReleaseClaims();
+      } catch (...) {  // the error that ended the part is the call's
+      }
+      throw;
     }
     ReleaseClaims();
   }
@@ -347,12 +357,19 @@ class TokenReducer {
   // Gives back this part's claims (pull::Claims::Release): before it waits for a rank, which may take until a
   // sender's deadline (the sender then withdraws its rows instead of giving up on a reader that holds pointers
   // into them), and when it ends (another part may still wait).
+  // Every one of them, before it throws the first error a release met (a sender that gave up on this rank).
   void ReleaseClaims() {
+    std::exception_ptr given_up;
     for (int sender = 0; sender < static_cast<int>(held_.size()); ++sender) {
       if (!held_[sender]) continue;
       held_[sender] = 0;
-      claims_.Release(sender);
+      try {
+        claims_.Release(sender);
+      } catch (...) {
+        if (!given_up) given_up = std::current_exception();
+      }
     }
+    if (given_up) std::rethrow_exception(given_up);
   }
   // The index of slot (t, k)'s row among those its sender exposed.
   uint32_t PulledIndex(int64_t t, int64_t k, const pull::Rows& source) const {

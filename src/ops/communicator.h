@@ -40,7 +40,8 @@ struct OpState {
   /// relay never takes a sender's end mark from before such a reset for one of the operations after it.
   uint64_t operations = 0;
   /// Set by a BufferReset that synced: the same on every rank that took part, and new, so flags a
-  /// stalled peer wrote before the reset can never match a call made after it.
+  /// stalled peer wrote before the reset can never match a call made after it. A reset without sync sets it back
+  /// to 0: a late flag of a call that failed in the synced generation then never matches a call after the reset.
   uint64_t generation = 0;
   /// The tag of the last BufferReset sync round this rank took part in (docs/semantics.md 4.2); survives the
   /// reset itself.
@@ -67,8 +68,8 @@ struct OpState {
   bool pair_call_open = false;
 };
 
-/// Numbers an operation alike on every rank: the generation of the last synced reset (high 32 bits),
-/// then the operations since (Window::EndOperation).
+/// Numbers an operation alike on every rank: the generation (high 32 bits: the last synced reset's, 0 after a reset
+/// without sync), then the operations since the last synced reset (Window::EndOperation).
 inline uint64_t OperationSequence(const OpState& state) {
   return state.generation << 32 | (state.operations & 0xFFFFFFFF);
 }

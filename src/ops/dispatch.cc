@@ -633,6 +633,8 @@ void SendAndReceive(const MoeConfig& c, const WindowLayout& layout, const plan::
   if (tp_call) {
     try {
       CheckTpPeerAgrees(c, fingerprint, *ctx.tp, *tp_call, ctx);
+    } catch (const InterruptedError&) {
+      throw;  // the caller wants the call ended now, not after its peers
     } catch (...) {
       LetEpPeersFinish(c, ep, call, ctx, pulls, /*received=*/false);
       throw;
@@ -650,6 +652,8 @@ void SendAndReceive(const MoeConfig& c, const WindowLayout& layout, const plan::
     const int64_t entries = c.receive_entries();
     try {
       AllGatherWithTpPeer(c, layout, *ctx.tp, *tp_call, ctx, sink, recv_counts, entries);
+    } catch (const InterruptedError&) {
+      throw;  // the caller wants the call ended now, not after its peers
     } catch (...) {
       LetEpPeersFinish(c, ep, call, ctx, pulls, /*received=*/true);
       throw;

@@ -199,8 +199,7 @@ void Claims::Decline(State state) noexcept {
   const uint64_t index = FlagOf(flags_, ep_.rank(), kDone);
   const uint64_t announced = MakeFlag(flags_.epoch, kWordAnnounced), done = MakeFlag(flags_.epoch, kWordDone);
   for (int sender = 0; sender < static_cast<int>(claimed_.size()); ++sender) {
-    // This rank's own rows, never claimed, are its own call's to withdraw; once read and released they are done.
-    if (claimed_[sender] != state || (state == kUnclaimed && sender == ep_.rank())) continue;
+    if (claimed_[sender] != state) continue;
     uint64_t armed = announced;
     // The token, which Announce writes last, first: a current one makes what it covers current too.
     const uint64_t token = ep_.ReadFlag(FlagOf(flags_, sender, kTokenLow));
@@ -211,6 +210,9 @@ void Claims::Decline(State state) noexcept {
         FlagCount(staged) >= kWordFirstStaged) {
       armed = MakeFlag(flags_.epoch, FlagCount(staged));
     }
+    // This rank's own rows, never claimed and not staged, are its own call's to withdraw; once read and released, or
+    // staged (a copy no withdrawal touches, whose buffer waits for every reader), they are done.
+    if (state == kUnclaimed && sender == ep_.rank() && armed == announced) continue;
     try {
       // Only a word armed for this call and still unclaimed: a withdrawn one, another call's, or one cleared stays.
       ep_.CompareExchangeFlag(sender, index, armed, done);
@@ -367,15 +369,25 @@ void Withdraw(transport::Window& ep, const CallFlags& flags, std::span<const uin
       const uint64_t held = ep.CompareExchangeFlag(ep.rank(), index, announced, MakeFlag(flags.epoch, kWordWithdrawn));
       if (held == reading) claimed.push_back(index);  // else withdrawn now, done, or never armed in this call
     }
-    // Readers write their words straight into this rank's memory (they read it in place): no Progress needed.
+    // Readers write their words straight into this rank's memory (they read it in place): no Progress needed. A
+    // reader that gives its claim back (Claims::Release: it waits for another rank) is not done: its word is
+    // withdrawn then, so that it cannot claim again memory the caller is about to get back.
+    const auto withdraw_released = [&](uint64_t index) {
+      const uint64_t held = ep.CompareExchangeFlag(ep.rank(), index, announced, MakeFlag(flags.epoch, kWordWithdrawn));
+      return held != reading;  // done, withdrawn now, or cleared: not reading any more
+    };
     const auto until = transport::Clock::now() + wait;
     while (!claimed.empty() && transport::Clock::now() < until) {
-      std::erase_if(claimed, [&](uint64_t index) { return ep.ReadFlag(index) != reading; });
+      std::erase_if(claimed, withdraw_released);
       if (!claimed.empty()) std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
-    // Given up on: a reader that finishes now learns that its call must fail.
-    for (uint64_t index : claimed)
-      ep.CompareExchangeFlag(ep.rank(), index, reading, MakeFlag(flags.epoch, kWordAbandoned));
+    // Given up on: a reader that finishes now learns that its call must fail; one that released meanwhile finds its
+    // rows withdrawn when it claims them again.
+    for (uint64_t index : claimed) {
+      while (ep.CompareExchangeFlag(ep.rank(), index, reading, MakeFlag(flags.epoch, kWordAbandoned)) != reading &&
+             !withdraw_released(index)) {
+      }
+    }
   } catch (...) {  // the call's own error is what the caller must see
   }
 }

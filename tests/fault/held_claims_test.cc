@@ -63,29 +63,35 @@ TEST(HeldClaims, AnOwnerWaitingOnOneRankLetsAnotherWithdrawAtItsDeadline) {
   const Expected expected = ExpectedRound(spec, inputs);
 
   GroupOptions options;
-  options.timeout = milliseconds(4000);
+  options.timeout = milliseconds(6000);
   options.window_bytes = 64 << 20;
   options.data_path = DataPath::kPull;  // rows of 16 KiB: read in place
   options.threads = 1;
   options.name = "held claims";
   auto groups = CreateThreadGroups(kRanks, options);
-  // Deadlines: the sender's at 4 s, the late rank's at 6 s, the owner's at 7 s. The late rank starts at 2 s and is
-  // held until 5 s: the owner (from 3 s) reads the sender's rows, then waits for the late rank's past the sender's
+  // Deadlines: the sender's at 6 s, the late rank's at 9 s, the owner's at 10 s. The late rank starts at 3 s and is
+  // held until 7.5 s: the owner (from 4 s) reads the sender's rows, then waits for the late rank's past the sender's
   // deadline.
   const Clock::time_point start = Clock::now() + milliseconds(1000);
-  const milliseconds enters[kRanks] = {milliseconds(0), milliseconds(2000), milliseconds(3000)};
-  g_wake = start + milliseconds(5000);
+  const milliseconds enters[kRanks] = {milliseconds(0), milliseconds(3000), milliseconds(4000)};
+  g_wake = start + milliseconds(7500);
   g_held = false;
   SetInterruptCheck(&HoldTheLateRankOnce);
   std::vector<std::string> failures(kRanks);
+  Clock::time_point sender_returned{};
   RunRanks(kRanks, [&](int r) {
     RankCalls calls(spec, inputs, r, groups[r], nullptr);
     try {
       calls.Dispatch();
+      if (Clock::now() > start + enters[r]) {
+        failures[r] = "the dispatch ended after the rank's planned start: the machine is too slow for this test's plan";
+        return;
+      }
       std::this_thread::sleep_until(start + enters[r]);
       t_late_rank = r == kLate;
       calls.Combine();
       t_late_rank = false;
+      if (r == kSender) sender_returned = Clock::now();
       failures[r] = CompareScenarioRank(spec, r, expected.dispatch[r], expected.combine[r], calls.Result());
     } catch (const std::exception& e) {
       t_late_rank = false;
@@ -94,6 +100,8 @@ TEST(HeldClaims, AnOwnerWaitingOnOneRankLetsAnotherWithdrawAtItsDeadline) {
   });
   SetInterruptCheck(nullptr);
   EXPECT_TRUE(g_held) << "the late rank was never held: this run checked nothing";
+  EXPECT_LT(sender_returned, g_wake) << "the sender's deadline did not come while the owner waited: this run "
+                                        "checked nothing";
   for (int r = 0; r < kRanks; ++r) EXPECT_EQ(failures[r], "") << "rank " << r << " (seed " << seed << ")";
 }
 

@@ -182,8 +182,10 @@ TEST(OpState, AfterAnInternalErrorOperationsAreRefusedUntilAReset) {
   });
 }
 
-// Two dispatches, a reset without sync, two more, a synced reset, one more: the synced reset alone begins a generation
-// (the high 32 bits), within one every rank's sequences grow, and they are the same on every rank.
+// Two dispatches, a reset without sync, two more, a synced reset, one more, a reset without sync, one more: the synced
+// reset begins a generation (the high 32 bits), and within one every rank's sequences grow, the same on every rank. A
+// reset without sync goes back to generation 0 (its calls' epochs are then generation 0's, which a late flag of a call
+// that failed in the synced generation never matches) and keeps counting there.
 TEST(OpState, SequencesGrowAcrossResetsWithoutSync) {
   std::vector<std::vector<uint64_t>> ended(kRanks);
   auto comms = WatchedGroup(/*faulty=*/-1, ended);
@@ -195,16 +197,24 @@ TEST(OpState, SequencesGrowAcrossResetsWithoutSync) {
     for (int round = 0; round < 2; ++round) RankCall(r).Run(*comms[r]);
     ops::RunBufferReset(*comms[r], everyone, true, "BufferReset");
     RankCall(r).Run(*comms[r]);
+    ops::RunBufferReset(*comms[r], everyone, false, "BufferReset");
+    ops::RunBarrier(*comms[r]);
+    RankCall(r).Run(*comms[r]);
   });
   // The operations that end: dispatches 0 and 1, the reset without sync 2, dispatches 3 and 4, the synced reset 5 (it
-  // ends in its new generation), dispatch 6; the barrier is none.
-  constexpr size_t kSyncedReset = 5;
+  // ends in its new generation), dispatch 6, the reset without sync 7 (back in generation 0), dispatch 8; the barriers
+  // are none.
+  constexpr size_t kSyncedReset = 5, kResetAfterSync = 7;
   for (int r = 0; r < kRanks; ++r) {
-    ASSERT_EQ(ended[r].size(), 7u) << "rank " << r;
+    ASSERT_EQ(ended[r].size(), 9u) << "rank " << r;
     EXPECT_EQ(ended[r], ended[0]) << "rank " << r << " numbered its operations unlike rank 0";
     for (size_t i = 1; i < ended[r].size(); ++i) {
       if (i == kSyncedReset) {
-        EXPECT_NE(ended[r][i] >> 32, ended[r][i - 1] >> 32) << "rank " << r << ": the synced reset began no generation";
+        EXPECT_NE(ended[r][i] >> 32, 0u) << "rank " << r << ": the synced reset began no generation";
+        continue;
+      }
+      if (i == kResetAfterSync) {
+        EXPECT_EQ(ended[r][i] >> 32, 0u) << "rank " << r << ": the reset without sync kept the synced generation";
         continue;
       }
       EXPECT_EQ(ended[r][i] >> 32, ended[r][i - 1] >> 32)

@@ -5,7 +5,8 @@
 // may have reused the memory it read; a reader of a staged copy, which outlives the call, does not, and ends done,
 // without claiming it, and never takes a later staging's word for its own; a reader whose call fails before it
 // claimed lets the sender go; a reader that released its claims (to wait for another rank) lets the sender withdraw
-// at its deadline, and says done at its end; a reader expecting longer rows than the sender's is refused.
+// at its deadline, and says done at its end, and one that releases while its sender withdraws cannot claim again; a
+// rank whose call fails lets go of its own staged copy; a reader expecting longer rows than the sender's is refused.
 #include "ops/pull.h"
 
 #include <gtest/gtest.h>
@@ -14,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "moe_ep/error.h"
@@ -220,6 +222,34 @@ TEST_F(PullHandOver, ARankReadingItsOwnRowsEndsDoneAfterARelease) {
   }
   EXPECT_TRUE(pull::IsDone(sender.ReadFlag(pull::DoneFlags(flags, self_reads).at(0)), flags.epoch))
       << "the rank's own word was left announced: its WaitDone would wait for itself until the deadline";
+}
+
+// A failed sender waits for a reader that claimed; should the reader give its claim back meanwhile (to wait for
+// another rank), the sender withdraws the rows then, and returns: the reader's next claim fails instead of reading
+// memory the caller got back.
+TEST_F(PullHandOver, AReaderThatReleasesWhileTheSenderWithdrawsCannotClaimAgain) {
+  const pull::Rows announced = AnnounceRows();
+  pull::Claims claims(reader, flags, "test op");
+  claims.Claim(0, announced);
+  const auto start = Clock::now();
+  std::thread withdraw([&] { pull::Withdraw(sender, flags, reads, std::chrono::seconds(5)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  claims.Release(0);
+  withdraw.join();
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(4)) << "the sender waited for a reader that had released";
+  EXPECT_THROW(claims.Claim(0, announced), moe_ep::TimeoutError) << "rows given back to their caller were claimed";
+}
+
+// A rank whose call fails before it read its own staged copy says done with it, as with any sender's: the staging
+// buffer waits for every reader's word, and would be given up (and its memory lost) otherwise.
+TEST_F(PullHandOver, ARankWhoseCallFailsLetsGoOfItsOwnStagedCopy) {
+  const pull::Rows own{rows.data(), 64, 4, 64};
+  const uint64_t token = sender.Expose(0, rows.data(), rows.size());
+  ASSERT_NE(token, 0u);
+  pull::Announce(sender, flags, 0, token, own, 0, {}, pull::NewStagedMark());
+  const std::vector<uint8_t> self_reads{pull::kReadsInPlace, pull::kNoReader};
+  { pull::Claims claims(sender, flags, "test op"); }  // its call failed before it met its own rows
+  EXPECT_TRUE(pull::IsDone(sender.ReadFlag(pull::DoneFlags(flags, self_reads).at(0)), flags.epoch));
 }
 
 // A release that finds the sender stopped waiting for this reader (while it read) fails as Finish would.
