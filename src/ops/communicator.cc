@@ -38,7 +38,7 @@ Communicator::Communicator(std::unique_ptr<transport::Window> window, std::chron
       id_(NextId()),
       timeout_(timeout),
       name_(std::move(name)),
-      workers_(std::make_unique<Workers>(threads > 0 ? threads : DefaultThreads(window_->size()),
+      workers_(std::make_unique<Workers>(threads > 0 ? threads : DefaultThreads(window_->LocalRanks()),
                                          env::ThreadMinBytes(kMinPartBytes))) {
   window_->Relabel("group '" + name_ + "'");
   if (data_path == DataPath::kAuto) data_path = env::DataPathChoice();

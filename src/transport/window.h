@@ -23,6 +23,9 @@ class Window {
 
   int rank() const { return rank_; }
   int size() const { return size_; }
+  /// The ranks of the group on this rank's host, this one included, which share its cores: every rank, but where the
+  /// group spans hosts.
+  virtual int LocalRanks() const { return size_; }
   /// Bytes of each rank's data area.
   uint64_t data_bytes() const { return data_bytes_; }
   /// Flags [0, flag_count()) belong to the window's user; the transport keeps its own after them.

@@ -417,6 +417,19 @@ INSTANTIATE_TEST_SUITE_P(Transports, Conformance, ::testing::ValuesIn(Transports
 
 // ---- The window describes its group ----
 
+// The ranks of a group of n on rank r's host: every one, but across hosts, those of its own (MOE_EP_HOSTS_SPLIT=N:
+// hosts of N consecutive ranks); 0 where the test cannot tell (hosts by processor name: network namespaces).
+int LocalRanksOf(int n, int r) {
+#ifdef MOE_EP_CONFORMANCE_HOSTS
+  const char* split = std::getenv("MOE_EP_HOSTS_SPLIT");
+  const int per_host = split ? std::atoi(split) : 0;
+  return per_host > 0 ? std::min(per_host, n - r / per_host * per_host) : 0;
+#else
+  (void)r;
+  return n;
+#endif
+}
+
 TEST_P(Conformance, WindowsDescribeTheirGroup) {
   const int n = 3;
   constexpr uint64_t kFlags = 7;
@@ -426,6 +439,11 @@ TEST_P(Conformance, WindowsDescribeTheirGroup) {
     EXPECT_EQ(win.size(), n);
     EXPECT_GE(win.data_bytes(), 10000u);  // rounding up is allowed, never down
     EXPECT_EQ(win.flag_count(), kFlags);
+    const int local = LocalRanksOf(n, r);
+    if (local > 0) {
+      EXPECT_EQ(win.LocalRanks(), local) << "rank " << r << ": the ranks sharing its host";
+    }
+    EXPECT_TRUE(win.LocalRanks() >= 1 && win.LocalRanks() <= n) << "rank " << r << ": " << win.LocalRanks();
     EXPECT_TRUE(AllZero(win.LocalData(), win.data_bytes())) << "rank " << r << ": a fresh window's data is not zero";
     // The user's flags start at zero (the transport's own may already hold a join barrier's stamps).
     for (uint64_t i = 0; i < kFlags; ++i) EXPECT_EQ(win.ReadFlag(i), 0u) << "rank " << r << " flag " << i;

@@ -193,6 +193,8 @@ class HostsWindow final : public Window {
         sent_to_(size, 0),
         next_from_(size, 0) {}
 
+  int LocalRanks() const override { return host_->size(); }
+
   ~HostsWindow() override {
     const auto lock = mpi::Lock();
     if (mpi::Finalized()) return;  // nothing may be freed any more; the program ends
