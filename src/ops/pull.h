@@ -104,8 +104,8 @@ class Claims {
  public:
   /// `op`: the operation its errors name (it must outlive this).
   Claims(transport::Window& ep, const CallFlags& flags, const char* op);
-  ~Claims();  // tells every sender claimed (or released) and not told yet that this rank is done, and before Finish,
-              // every other
+  /// Tells every sender claimed or released and not told yet that this rank is done; before Finish, every other too.
+  ~Claims();
   Claims(const Claims&) = delete;
   Claims& operator=(const Claims&) = delete;
   /// Claims `sender`'s `rows` (as Announced gave them), or holds its claim once more. Throws TimeoutError naming the
@@ -154,8 +154,9 @@ void WaitDone(transport::Window& ep, const CallFlags& flags, std::span<const uin
 inline constexpr std::chrono::milliseconds kWithdrawWait{10'000};
 /// On a failed call, before its caller gets the announced memory back: withdraws the rows announced to every
 /// rank r with reads[r] != 0 that has not claimed them, and waits for those that did to be done, for at most
-/// `wait` (a reader that claimed is copying). A reader still not done then is given up on: its word says so, and its
-/// Finish fails (its call's results may hold memory the caller reused). Staged rows are left alone: their copy
+/// `wait` (a reader that claimed is copying; one that gives its claim back meanwhile has its rows withdrawn then). A
+/// reader still not done then is given up on: its word says so, and its Finish (or Release) fails (its call's results
+/// may hold memory the caller reused). Staged rows are left alone: their copy
 /// outlives the call (ops/stage.h), and their readers go on. Never throws.
 void Withdraw(transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads,
               std::chrono::milliseconds wait = kWithdrawWait) noexcept;
