@@ -125,11 +125,7 @@ struct Rank {
     const uint64_t seed = moe_ep::testing::BaseSeed() + std::hash<std::string>{}(test) + round;
     std::mt19937_64 rng(seed);
     CapiCase c;
-    c.spec.bs = kBs;
-    c.spec.config.ep_world_size = kRanks;
-    c.spec.config.moe_expert_num = kMoe;
-    c.spec.config.top_k = kK;
-    c.spec.config.hidden = kH;
+    c.spec = moe_ep::verify::RoutedSpec(kRanks, kMoe, kK, kH, kBs);
     ScenarioInputs inputs = moe_ep::verify::MakeInputs(c.spec, rng);
     const CapiExpected expected = ExpectedOutputs(c, inputs);
     EXPECT_EQ(RunCapiRank(c, inputs, rank, comm, expected).Summary(), "")

@@ -251,13 +251,8 @@ TEST(BadData, AnAtlasA2RankRefusingItsHandleAloneIsNamedByItsPeer) {
 // the refused combine, matches the reference.
 TEST(BadData, ExpandIdxLayoutRefusesWhatAtlasA2Lacks) {
   auto groups = Groups();
-  ScenarioSpec a2;
+  ScenarioSpec a2 = RoutedSpec(kRanks, kMoe, kTopK, kHidden, kBs);
   a2.config.a2 = true;
-  a2.config.ep_world_size = kRanks;
-  a2.config.moe_expert_num = kMoe;
-  a2.config.top_k = kTopK;
-  a2.config.hidden = kHidden;
-  a2.bs = kBs;
   std::mt19937_64 rng(BaseSeed());
   ScenarioInputs inputs = MakeInputs(a2, rng);
   const Expected expected = ExpectedRound(a2, inputs);
@@ -655,14 +650,9 @@ TEST(BadData, MalformedViewsAreRejectedByName) {
 TEST(BadData, SurvivorsDroppingASharedReplicaRunExactly) {
   auto groups = Groups(4);
   const ExpertLayout experts{2, 1, 2, 0, 0, 0, 0, {1, 0, 1, 1}};  // ranks 0 and 1 replicate the shared expert
-  ScenarioSpec full;
-  full.config.ep_world_size = 4;
-  full.config.moe_expert_num = static_cast<int>(experts.moe_expert_num);
+  ScenarioSpec full = RoutedSpec(4, static_cast<int>(experts.moe_expert_num), kTopK, kHidden, kBs);
   full.config.shared_expert_num = static_cast<int>(experts.shared_expert_num);
   full.config.shared_expert_rank_num = static_cast<int>(experts.shared_expert_rank_num);
-  full.config.top_k = kTopK;
-  full.config.hidden = kHidden;
-  full.bs = kBs;
   const ElasticRun elastic{full.config, experts.survivors};
   const ScenarioSpec scaled = ScaledDown(full, experts.survivors);
   std::mt19937_64 rng(BaseSeed());

@@ -40,14 +40,8 @@ bool HoldTheLateRankOnce() {
 }
 
 TEST(HeldClaims, AnOwnerWaitingOnOneRankLetsAnotherWithdrawAtItsDeadline) {
-  ScenarioSpec spec;
-  moe_ref::Config& c = spec.config;
-  c.ep_world_size = kRanks;
-  c.moe_expert_num = kRanks;
-  c.top_k = kTopK;
-  c.hidden = kHidden;
-  c.a2 = true;  // Atlas A2's layout: a rank sends its rows only after every rank's start, so one can be held between
-  spec.bs = kBs;
+  ScenarioSpec spec = RoutedSpec(kRanks, kRanks, kTopK, kHidden, kBs);
+  spec.config.a2 = true;  // Atlas A2's layout: a rank sends its rows only after every rank's start, so one can be held
   const uint64_t seed = BaseSeed() + 0x48C1;
   std::mt19937_64 rng(seed);
   ScenarioInputs inputs = MakeInputs(spec, rng);

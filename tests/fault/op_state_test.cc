@@ -87,15 +87,7 @@ struct ExplainingWindow : WatchedWindow {
 };
 
 // The configuration RankCall runs, for verify's inputs and the reference.
-verify::ScenarioSpec Spec() {
-  verify::ScenarioSpec spec;
-  spec.config.ep_world_size = kRanks;
-  spec.config.moe_expert_num = kExperts;
-  spec.config.top_k = kTopK;
-  spec.config.hidden = kHidden;
-  spec.bs = kBs;
-  return spec;
-}
+verify::ScenarioSpec Spec() { return verify::RoutedSpec(kRanks, kExperts, kTopK, kHidden, kBs); }
 
 // Rank r's tokens all bf16 1.0, token t to experts (r + t + 3k) % 8: what the calls whose rows nobody reads send.
 moe_ref::RankInput Pinned(int rank) {

@@ -25,17 +25,11 @@ constexpr int64_t kBs = 8, kTopK = 2, kHidden = 8192;  // x of 128 KiB: read in 
 constexpr auto kTimeout = std::chrono::seconds(20);
 
 TEST(TpRefusal, EpRanksWhosePairAgreesFinishWhenOtherPairsDisagree) {
-  ScenarioSpec spec;
-  moe_ref::Config& c = spec.config;
-  c.ep_world_size = kEp;
-  c.tp_world_size = 2;
   // EP rank 0 hosts the shared expert, ranks 1 and 2 one MoE expert each (a TP pair needs one): pairing EP rank 0
   // with EP rank 1 pairs the two roles, which the pair refuses.
-  c.shared_expert_num = c.shared_expert_rank_num = 1;
-  c.moe_expert_num = kEp - 1;
-  c.top_k = kTopK;
-  c.hidden = kHidden;
-  spec.bs = kBs;
+  ScenarioSpec spec = RoutedSpec(kEp, kEp - 1, kTopK, kHidden, kBs);
+  spec.config.tp_world_size = 2;
+  spec.config.shared_expert_num = spec.config.shared_expert_rank_num = 1;
   const uint64_t seed = BaseSeed() + 0x7B2;
   std::mt19937_64 rng(seed);
   ScenarioInputs inputs = MakeInputs(spec, rng);

@@ -94,16 +94,6 @@ class Property : public ::testing::TestWithParam<Transport> {
     ASSERT_EQ(RunAndCompare(spec, inputs, Options(rounds, seed + 1, threads ? threads : seed % 2 ? 3 : 1)), "");
   }
 
-  static ScenarioSpec Fixed(int64_t ranks, int64_t experts, int64_t top_k, int64_t hidden, int64_t bs) {
-    ScenarioSpec spec;
-    spec.config.ep_world_size = ranks;
-    spec.config.moe_expert_num = experts;
-    spec.config.top_k = top_k;
-    spec.config.hidden = hidden;
-    spec.bs = bs;
-    return spec;
-  }
-
   static void RunRandomScenarios(uint64_t salt, int count, int max_ranks, int64_t max_hidden, int64_t max_bs,
                                  int rounds) {
     salt += GetParam().salt;
@@ -129,7 +119,7 @@ INSTANTIATE_TEST_SUITE_P(Transports, Property, ::testing::ValuesIn(Transports())
 // that) give the reference's bits, which it computes in the default one. Both quantizations, rows of subnormals
 // among the special values, 3 worker threads per rank splitting every loop.
 TEST_P(Property, TheCallersFloatingPointSettingsChangeNoBit) {
-  ScenarioSpec spec = Fixed(3, 6, 3, 72, 9);
+  ScenarioSpec spec = RoutedSpec(3, 6, 3, 72, 9);
   spec.config.quant_mode = 2;
   spec.config.comm_quant_mode = 2;
   spec.special_values = true;
@@ -166,7 +156,7 @@ TEST_P(Property, LargeHiddenAndBatchMatchReference) { RunRandomScenarios(3, Coun
 // kStreamMinBytes, so its 3 worker threads stream its rows into expandX, each row at a different offset
 // modulo 16 (H odd).
 TEST_P(Property, RowsPastTheStreamingThresholdMatchReference) {
-  const ScenarioSpec spec = Fixed(2, 4, 4, 4095, kLargeBs);
+  const ScenarioSpec spec = RoutedSpec(2, 4, 4, 4095, kLargeBs);
   const uint64_t received = uint64_t{2} * spec.bs * 2 * spec.config.hidden * 2;
   if (received <= kStreamMinBytes) GTEST_SKIP() << "batches this small (sanitizer builds) do not stream";
   RunFixed(0x57EA, spec, 2, 3);
@@ -175,7 +165,7 @@ TEST_P(Property, RowsPastTheStreamingThresholdMatchReference) {
 // Each rank decides alone whether it smooths before quantizing (CANN: whether its own scales are given), and
 // rows are quantized with their sender's: half the ranks pass smooth scales, on every data path.
 TEST_P(Property, SmoothScalesOnSomeRanksOnlyMatchReference) {
-  ScenarioSpec spec = Fixed(4, 8, 3, 256, 96);
+  ScenarioSpec spec = RoutedSpec(4, 8, 3, 256, 96);
   spec.config.quant_mode = 2;
   spec.smooth_scales = spec.smooth_on_even_ranks = true;
   RunFixed(0x5300, spec, 2, 0);
@@ -189,7 +179,7 @@ constexpr int kManyRounds = 100;
 constexpr int kManyRounds = 1000 / kScale;
 #endif
 TEST_P(Property, ThousandRoundsOnEightRanksStayExact) {
-  ScenarioSpec spec = Fixed(8, 16, 4, 40, 12);
+  ScenarioSpec spec = RoutedSpec(8, 16, 4, 40, 12);
   spec.mask = moe_ref::MaskKind::kPairs;
   RunFixed(0x5EED, spec, kManyRounds, 3);
 }

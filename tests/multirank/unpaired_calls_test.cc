@@ -32,13 +32,7 @@ struct Round {
   int64_t bs, top_k, experts;
   int32_t (*ids_of)(int rank, int64_t t, int64_t k);
   ScenarioSpec Spec() const {
-    ScenarioSpec spec;
-    spec.config.ep_world_size = kRanks;
-    spec.config.moe_expert_num = static_cast<int>(experts);
-    spec.config.top_k = static_cast<int>(top_k);
-    spec.config.hidden = static_cast<int>(kHidden);
-    spec.bs = bs;
-    return spec;
+    return RoutedSpec(kRanks, static_cast<int>(experts), static_cast<int>(top_k), static_cast<int>(kHidden), bs);
   }
 };
 

@@ -160,6 +160,16 @@ ScenarioSpec RandomSpec(std::mt19937_64& rng, int max_ranks, int64_t max_hidden,
   return s;
 }
 
+ScenarioSpec RoutedSpec(int ranks, int experts, int top_k, int hidden, int64_t bs) {
+  ScenarioSpec spec;
+  spec.config.ep_world_size = ranks;
+  spec.config.moe_expert_num = experts;
+  spec.config.top_k = top_k;
+  spec.config.hidden = hidden;
+  spec.bs = bs;
+  return spec;
+}
+
 std::string Describe(const ScenarioSpec& s) {
   const auto& c = s.config;
   std::ostringstream o;

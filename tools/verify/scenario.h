@@ -40,6 +40,9 @@ struct ScenarioSpec {
 ScenarioSpec RandomSpec(std::mt19937_64& rng, int max_ranks, int64_t max_hidden, int64_t max_bs);
 /// One-line description for logs and failure messages.
 std::string Describe(const ScenarioSpec& spec);
+/// A spec of routed experts alone: `ranks` ranks, `experts` MoE experts, top-`top_k` of them, hidden size `hidden`,
+/// `bs` tokens a rank; every other field as ScenarioSpec has it (bf16, no TP, no shared or special experts, no mask).
+ScenarioSpec RoutedSpec(int ranks, int experts, int top_k, int hidden, int64_t bs);
 
 /// The job of the ranks marked 1 in `survivors` once `spec`'s group scales down to them (docs/semantics.md 2.8): they
 /// keep their order and roles (ranks [0, S) of `spec` host the shared experts, every MoE rank keeps its experts), so E,
