@@ -106,10 +106,76 @@ std::vector<ReturnRoute> TripleRoutes(const WindowLayout& layout, const std::vec
   return routes;
 }
 
-// Owner `owner`'s announcement to an expert rank: where that rank's rows start among its slots (field 0) and
-// where they end (field 1).
+// Atlas A2: owner `owner`'s announcement to an expert rank: where that rank's rows start among its slots (field 0)
+// and where they end (field 1). Atlas A3 (ReturnedRowsFlag): field 0 of an expert rank's, in the owner's window.
 uint64_t SlotBaseFlag(const CallSlot& call, int64_t owner, int field = 0) {
   return plan::kCombineBaseFlagBase + call.parity * plan::kCombineBaseFlagsPerHalf + 2 * owner + field;
+}
+
+// Atlas A3: in an owner's window, how many rows expert rank `sender` returns to it in this call.
+uint64_t ReturnedRowsFlag(const CallSlot& call, int64_t sender) { return SlotBaseFlag(call, sender, 0); }
+
+// Atlas A3: tells every rank how many rows this one returns to it (none too), once they are announced: an owner that
+// refuses them (CheckReturnedRows) then finds the announcement to decline, so this rank does not wait for it.
+void AnnounceReturnedRows(const MoeConfig& c, Window& ep, const CallSlot& call,
+                          const std::vector<ReturnRoute>& routes) {
+  std::vector<uint32_t> rows(c.ep_world_size, 0);
+  for (const ReturnRoute& route : routes) ++rows[route.owner];
+  for (int owner = 0; owner < static_cast<int>(c.ep_world_size); ++owner) {
+    ep.Signal(owner, ReturnedRowsFlag(call, c.ep_rank), MakeFlag(call.epoch, rows[owner]));
+  }
+}
+
+// Atlas A3: the rows each rank must return to this one as this rank's expertIds and xActiveMask route its tokens
+// (dispatch's plan): one per active pair to a MoE expert, from its rank, and n_s per active token, from the ranks of
+// the shared experts serving this rank.
+std::vector<int64_t> ExpectedReturnedRows(const MoeConfig& c, const std::vector<int32_t>& ids,
+                                          const std::vector<uint8_t>& mask) {
+  const plan::RoutingPlan routing = plan::BuildRoutingPlan(c, ids.data(), mask.empty() ? nullptr : mask.data());
+  std::vector<int64_t> rows(c.ep_world_size, 0);
+  for (const plan::RoutedPair& p : routing.pairs) ++rows[c.ExpertRank(p.expert)];
+  for (int64_t i = 0; i < c.shared_expert_num; ++i) {
+    rows[c.SharedRank(i, c.ep_rank)] += static_cast<int64_t>(routing.valid_tokens.size());
+  }
+  return rows;
+}
+
+// Atlas A3: refuses the call (161002) when a rank returns this one another number of rows than this rank's expertIds
+// and xActiveMask route to it: they are not those of the dispatch that made the handles, and this rank would sum rows
+// of other tokens, or wait for rows that never come, while a rank whose rows it never reads waited for it. Refusing, it
+// declines every announced row (pull: their senders go on) and lets the ranks reading its own rows finish first (their
+// calls are sound); then no output is written. A rank that stopped before telling (its call failed) is waited for
+// until the deadline, and named.
+void CheckReturnedRows(const MoeConfig& c, Window& ep, const CallSlot& call, const std::vector<int32_t>& ids,
+                       const std::vector<uint8_t>& mask, const std::vector<uint8_t>& readers, const Link& ctx) {
+  std::vector<uint64_t> flags(c.ep_world_size);
+  for (int64_t sender = 0; sender < c.ep_world_size; ++sender) flags[sender] = ReturnedRowsFlag(call, sender);
+  transport::WaitFlags(
+      ep, flags, call.epoch, ctx.deadline,
+      [&](uint64_t index) { return static_cast<int>(std::find(flags.begin(), flags.end(), index) - flags.begin()); },
+      c.op.c_str(), "every rank's count of the rows it returns");
+  const std::vector<int64_t> expected = ExpectedReturnedRows(c, ids, mask);
+  for (int64_t sender = 0; sender < c.ep_world_size; ++sender) {
+    const int64_t returned = transport::FlagCount(ep.ReadFlag(flags[sender]));
+    if (returned == expected[sender]) continue;
+    const pull::CallFlags pull_flags(plan::kCombinePullFlagBase, call);
+    { pull::Claims none(ep, pull_flags, c.op.c_str()); }  // going unfinished, it declines every sender's rows
+    std::vector<uint8_t> peers = readers;
+    peers[c.ep_rank] = pull::kNoReader;  // its own rows, unread, are withdrawn with the rest (Combine's catch)
+    try {
+      pull::WaitDone(ep, pull_flags, peers, ctx.deadline, c.op.c_str());
+    } catch (const InterruptedError&) {
+      throw;
+    } catch (...) {  // the refusal is the call's error; the catch withdraws what is left
+    }
+    const std::string who = "rank " + std::to_string(sender);
+    BadHandle(c, "expertIds",
+              std::to_string(expected[sender]) + " rows from " + who +
+                  " (the active pairs to its experts, by xActiveMask, and the shared experts' rows it serves)",
+              "equals the rows " + who + " returns (" + std::to_string(returned) +
+                  ", by its assistInfoForCombine and epSendCounts): expertIds and xActiveMask are those of the "
+                  "dispatch that made the handles");
+  }
 }
 
 // Atlas A2 (docs/a2.md): an owner's slots hold its (token, k) pairs in expert order, so the row of pair (t, k)
@@ -660,8 +726,12 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
     }
     readers.emplace(c.ep_world_size, 1);
     readers = AnnounceRowsBack(c, layout, ctx.ep, call, routes, source, ctx.pull_min_bytes);
+    if (!c.expand_idx()) AnnounceReturnedRows(c, ctx.ep, call, routes);
     SendRowsBack(c, layout, ctx.ep, call, routes, reduced, expand_x, *readers, ctx);
-    if (!c.expand_idx()) check_peers_agree();
+    if (!c.expand_idx()) {
+      check_peers_agree();
+      CheckReturnedRows(c, ctx.ep, call, ids, mask, *readers, ctx);
+    }
     const std::vector<float> weights = GatherFloat(t.expert_scales);
     pull::Claims claims(ctx.ep, flags, c.op.c_str());
     // A token's part reads its K (and shared) rows.

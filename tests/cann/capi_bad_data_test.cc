@@ -1,9 +1,9 @@
 // Bad data through the C API never crashes or writes out of bounds: each case is a defect a hostile
 // caller once triggered (out-of-range and repeated expert ids, a huge globalBs, an elastic table that
 // drops a shared-expert replica, out-of-range environment values and nRanks, a copy or fill past the
-// allocation, a stride-0 view far longer than its storage). Each must fail with its documented code and
-// a message naming the tensor or parameter, leave the outputs untouched, and leave the group usable: a
-// good round afterwards, of fresh random tokens, matches the reference bit for bit.
+// allocation, a stride-0 view far longer than its storage, a combine routed otherwise than its dispatch). Each must
+// fail with its documented code and a message naming the tensor or parameter, leave the outputs untouched, and leave
+// the group usable: a good round afterwards, of fresh random tokens, matches the reference bit for bit.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -171,6 +171,33 @@ TEST_F(CapiBadData, CombineRejectsExpertIdsOutOfRangeBeforeAnyRowMoves) {
       rank.ExpectGoodRound(static_cast<uint64_t>(bad));
     });
   }
+}
+
+// Defect 7: a combine handed other expertIds than its dispatch's summed, on that rank, rows of other tokens (and a rank
+// whose rows it then never read waited for it until the deadline). Rank 0 sends token 0 to expert 2 (rank 1's) instead
+// of expert 0 (its own): refused there alone, naming its own count of rows, before xOut is written; rank 1's combine
+// completes with its tokens back (weights 0.5 and 0.5 of the rows they went out as).
+TEST_F(CapiBadData, ACombineRoutedOtherwiseThanItsDispatchIsRefusedOnThatRankAlone) {
+  OnEveryRank([&](int r) {
+    Rank rank(r, comm(r));
+    ASSERT_EQ(rank.Dispatch().status, ACL_SUCCESS) << RecentErrMsg();
+    if (r == 0) {
+      std::vector<int32_t> ids = rank.GoodIds();
+      ids[0] = 2;
+      rank.SetIds(ids);
+      const Outcome o = rank.Combine();
+      ExpectRunTimeFailure(o, ACLNN_ERR_PARAM_INVALID, "expertIds", "7 rows from rank 0");
+      EXPECT_NE(o.message.find("equals the rows rank 0 returns (8, by its assistInfoForCombine and epSendCounts)"),
+                std::string::npos)
+          << o.message;
+      EXPECT_TRUE(rank.x_out.AllBytesAre(kPoison)) << "xOut written by a refused combine";
+    } else {
+      const Outcome o = rank.Combine();
+      EXPECT_EQ(o.status, ACL_SUCCESS) << o.message;
+      EXPECT_EQ(rank.x_out.Read<uint16_t>(), rank.x.Read<uint16_t>()) << "rank 1's tokens did not come back";
+    }
+    rank.ExpectGoodRound();
+  });
 }
 
 // An xOut over the first rows of expandX (an "in place" combine): peers read those rows in place while this rank

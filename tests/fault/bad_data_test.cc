@@ -2,12 +2,14 @@
 // expert ids in a combine handle, corrupted expandIdx and counts in an Atlas A2-layout handle (on every rank, or on
 // one, which its peer then names), a repeated expert in a token, a huge global_bs, malformed views, survivors that drop
 // a shared-expert replica, absurd allocations, TP pairs whose ranks disagree or whose handles count other rows, a
-// peer's attributes from before a reset, combines whose ranks disagree, outputs that share memory with an input or
-// another output, a refused call's staged copy. Each fails with its code and a message naming the field, and the group
-// stays usable: the next good round, of a random configuration, matches the reference bit for bit.
+// peer's attributes from before a reset, combines whose ranks disagree, a combine routed otherwise than its dispatch,
+// outputs that share memory with an input or another output, a refused call's staged copy. Each fails with its code and
+// a message naming the field, and the group stays usable: the next good round, of a random configuration, matches the
+// reference bit for bit.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <functional>
 #include <latch>
 #include <random>
@@ -331,6 +333,47 @@ TEST(BadData, CombinesThatDisagreeWriteNoOutput) {
                             "; rule: the group's size, ExpertLayout::moe_expert_num,"});
       ExpectGoodRound(groups[r], r);
     });
+  }
+}
+
+// Atlas A3: a combine whose expert ids or mask are not its dispatch's (here rank 0 sends token 0 to another rank's
+// expert, or masks every pair to rank 1's experts: it would then read none of the rows rank 1 returns it) is refused
+// by that rank alone, naming the first rank whose returned rows it did not expect, before x is written; rank 1's call,
+// whose rows rank 0 declines and whose reads of rank 0's rows it waits for, finishes at once with exact results
+// (before, rank 0 summed rows of other tokens, and rank 1 waited for it until its deadline).
+TEST(BadData, ACombineRoutedOtherwiseThanItsDispatchIsRefusedAlone) {
+  for (const DataPath path : {DataPath::kPush, DataPath::kPull}) {
+    for (const bool masked : {false, true}) {
+      SCOPED_TRACE(std::string(path == DataPath::kPush ? "push" : "pull") + (masked ? ", masked" : ", expert id"));
+      auto groups = Groups(kRanks, "bad-data", path);
+      RunRanks(kRanks, [&](int r) {
+        RankData d(r);
+        std::vector<uint8_t> pairs(kBs * kTopK, 1);
+        DispatchOptions options = Options();
+        options.active_mask = TensorView(pairs.data(), DType::kBool, {kBs, kTopK});
+        DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), options);
+        if (r == 0) {
+          int32_t* ids = res.handle.expert_ids.data_as<int32_t>();
+          auto* mask = res.handle.active_mask.data_as<uint8_t>();
+          if (!masked) ids[0] = 2;  // token 0 went to experts 0 and 1, both rank 0's; expert 2 is rank 1's
+          for (int64_t i = 0; masked && i < kBs * kTopK; ++i) mask[i] = ids[i] < kMoe / 2;
+          ExpectCombineRefused(groups[r], res, d.WeightsView(), {}, ErrorCode::kInvalidParam,
+                               masked ? std::vector<std::string>{"expert_ids", "= 0 rows from rank 1",
+                                                                 "equals the rows rank 1 returns (8,"}
+                                      : std::vector<std::string>{"expert_ids", "= 7 rows from rank 0",
+                                                                 "equals the rows rank 0 returns (8,"});
+        } else {
+          std::vector<uint16_t> x(kBs * kHidden, kPoison);
+          const auto start = std::chrono::steady_clock::now();
+          CombineInto(groups[r], res.handle, res.expand_x.view(), d.WeightsView(), {},
+                      TensorView(x.data(), DType::kBf16, {kBs, kHidden}));
+          EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(2000))
+              << "rank 1 waited for the refusing rank (deadline 4000 ms)";
+          EXPECT_EQ(x, d.x) << "rank 1's tokens come back as they went (experts return them, weights 0.5 and 0.5)";
+        }
+        ExpectGoodRound(groups[r], r);
+      });
+    }
   }
 }
 
