@@ -88,7 +88,8 @@ def _cached(prepare, a, b, ints, *rest):
     its integers ints."""
     if not (type(a) is torch.Tensor and type(b) is torch.Tensor and {*map(type, ints)} == _INT_ONLY):
         return prepare()
-    key = (ints, a.shape, a.dtype, b.shape, *rest)
+    # Each argument's type too: True == 1 == 1.0 (and they hash alike), yet only the int names a dtype.
+    key = (ints, a.shape, a.dtype, b.shape, *rest, *map(type, rest))
     try:
         hit = _prepared.get(key)
     except TypeError:  # an unhashable argument: the checks below name it
@@ -246,6 +247,8 @@ def _prepare_dispatch(x, expert_ids, group_ep, ep_world_size, ep_rank_id, moe_ex
         attrs, "ep_world_size ep_rank_id moe_expert_num tp_world_size expert_shard_type shared_expert_num "
         "shared_expert_rank_num quant_mode global_bs expert_token_nums_type")
     _check_2d(op, x=x, expert_ids=expert_ids)
+    if x.dtype not in _tensors._TORCH:  # no output of its dtype can be made: refused as the operator refuses float32
+        _fail(f"{op}: parameter 'x' = {x.dtype} violates rule: dtype must be bf16 or fp16")
     _check_common(op, ep_world_size, ep_rank_id, shared_expert_num, shared_expert_rank_num, comm_alg,
                   performance_info)
     if expert_token_nums_type not in (0, 1):

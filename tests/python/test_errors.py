@@ -37,6 +37,9 @@ def good(name, **change):
 BAD = {
     "hidden_out_of_range": (dict(x=torch.zeros(4, 32, dtype=torch.bfloat16)), errors.INVALID_CONFIG, "H (x.dim1)"),
     "x_float32": (dict(x=torch.zeros(4, 1024)), errors.INVALID_PARAM, "'x'"),
+    "x_float64": (dict(x=torch.zeros(4, 1024, dtype=torch.float64)), errors.INVALID_PARAM,
+                  "parameter 'x' = torch.float64 violates rule: dtype must be bf16 or fp16"),
+    "x_uint8": (dict(x=torch.zeros(4, 1024, dtype=torch.uint8)), errors.INVALID_PARAM, "'x' = torch.uint8"),
     "ids_int64": (dict(expert_ids=torch.zeros(4, 2, dtype=torch.int64)), errors.INVALID_PARAM, "expertIds"),
     "expert_out_of_range": (dict(expert_ids=torch.tensor([[0, 9]] * 4, dtype=torch.int32)), errors.INVALID_PARAM,
                             "expertIds"),
@@ -91,7 +94,13 @@ def test_remembered_checks_refuse_every_call_they_would_refuse():
                                                               "bool"),
                           (dict(x=torch.zeros(1024, dtype=torch.bfloat16)), "it must be 2-D"),
                           (dict(x=torch.nn.Parameter(torch.zeros(4, 1024, dtype=torch.bfloat16))), "no_such_group"),
-                          (dict(y_dtype=[15]), "y_dtype = \\[15\\]")):
+                          (dict(y_dtype=[15]), "y_dtype = \\[15\\]"),
+                          # the same for a dtype argument: an int 1 remembered does not let the equal True or 1.0 by
+                          (dict(quant_mode=2, y_dtype=1), "no_such_group"),
+                          (dict(quant_mode=2, y_dtype=True), "y_dtype = True"),
+                          (dict(quant_mode=2, y_dtype=1.0), "y_dtype = 1.0"),
+                          (dict(x_dtype=15), "no_such_group"),
+                          (dict(x_dtype=15.0), "x_dtype = 15.0")):
         with pytest.raises(moe_ep.InvalidArgumentError, match=named):
             torch_npu.npu_moe_distribute_dispatch_v2(**{**args, **change})
     for bs in range(1, 2 * torch_npu._PREPARED_MAX):  # bounded
