@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "ops/op_common.h"
 #include "ops/protocol.h"
 #include "plan/layout.h"
 
@@ -21,6 +22,9 @@ void BufferReset(transport::Window& ep, OpState& state, std::span<const int32_t>
   state.pair_call_open = false;
   if (!need_sync) {
     ++state.operations;  // a number of its own, above those before (communicator.h)
+    // A generation no call before it used (not the group's first, nor the synced one's, nor one of the resets
+    // without sync before it): late flags of a call that failed before the reset match no call after it.
+    state.generation = UnsyncedGeneration(state.reset_tag, ++state.unsynced_resets);
     // A sync that timed out is abandoned (the window is cleared now): the next synced reset is a new round, with a
     // new tag every rank joins, not a retry that a peer's flag of the old round would end at once.
     state.reset_unfinished = false;
@@ -68,6 +72,7 @@ void BufferReset(transport::Window& ep, OpState& state, std::span<const int32_t>
   };
   transport::WaitUntil(ep, deadline, op, "the reset sync", 0, round_ended, missing);
   state.generation = state.reset_tag;
+  state.unsynced_resets = 0;
   ep.AlignBarriers(state.generation);
   state.reset_unfinished = false;
 }

@@ -40,9 +40,12 @@ struct OpState {
   /// relay never takes a sender's end mark from before such a reset for one of the operations after it.
   uint64_t operations = 0;
   /// Set by a BufferReset that synced: the same on every rank that took part, and new, so flags a
-  /// stalled peer wrote before the reset can never match a call made after it. A reset without sync sets it back
-  /// to 0: a late flag of a call that failed in the synced generation then never matches a call after the reset.
+  /// stalled peer wrote before the reset can never match a call made after it. A reset without sync moves it on to a
+  /// generation of its own (UnsyncedGeneration: the synced one's, and how many resets without sync since), alike on
+  /// ranks that made as many: a late flag of a call that failed before the reset then never matches one after it.
   uint64_t generation = 0;
+  /// Resets without sync since the last synced one (or since the group was made).
+  uint64_t unsynced_resets = 0;
   /// The tag of the last BufferReset sync round this rank took part in (docs/semantics.md 4.2); survives the
   /// reset itself.
   uint64_t reset_tag = 0;
@@ -68,8 +71,8 @@ struct OpState {
   bool pair_call_open = false;
 };
 
-/// Numbers an operation alike on every rank: the generation (high 32 bits: the last synced reset's, 0 after a reset
-/// without sync), then the operations since the last synced reset (Window::EndOperation).
+/// Numbers an operation alike on every rank: the generation (high 32 bits: the last reset's), then the operations since
+/// the last synced reset (Window::EndOperation).
 inline uint64_t OperationSequence(const OpState& state) {
   return state.generation << 32 | (state.operations & 0xFFFFFFFF);
 }

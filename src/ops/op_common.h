@@ -34,6 +34,16 @@ inline uint32_t CallEpoch(uint64_t generation, uint64_t call) {
   return static_cast<uint32_t>(transport::EpochOf(call + generation * 0x9E3779B9u));
 }
 
+/// The generation of the calls after the `n`th reset without sync (n >= 1) since the synced reset that began generation
+/// `synced`: alike on every rank that made as many, and one no earlier call of the group used, so that a late flag of
+/// a call that failed before the reset (the group's first generation included) never matches a call after it. Below
+/// 2^32 - 1 (CallEpoch's product stays within 64 bits); for up to 128 such resets, the calls of these generations and
+/// of synced generations up to 8 apart meet only after 2.6 million calls (OpState.UnsyncedGenerationsMeetNoNeighbour).
+inline uint64_t UnsyncedGeneration(uint64_t synced, uint64_t n) {
+  constexpr uint64_t kStride = 1623658818;  // searched for: the least such distance of strides tried, the largest
+  return (synced + n * kStride) % 0xFFFFFFFFu;
+}
+
 /// Claims the next call on window `w` (dispatch and combine share one count) for an operation whose flags start at
 /// `flag_region` with `flags_per_half` per half.
 inline CallSlot NextCall(const transport::Window& w, OpState& state, uint64_t flag_region, uint64_t flags_per_half) {

@@ -1,7 +1,8 @@
 // Cases: a rank that never calls dispatch; one that never calls barrier; one that never calls combine; a reset sync
 // that waits only for reachable ranks; a rank that comes after its peer's call failed (it must not read the rows
 // that peer had announced); a TP peer that never calls (a TP rank, not taken for the EP rank of its number); a TP pair
-// out of step (refused until reset) and one a call failed after its exchange (still usable). The
+// out of step (refused until reset) and one a call failed after its exchange (still usable); a late call's flags after
+// a reset without sync (never taken for a later call's). The
 // others must fail within the deadline with a TimeoutError naming the missing
 // rank (or, for the reset, succeed without it), and the group must work again afterwards.
 #include <gtest/gtest.h>
@@ -414,6 +415,48 @@ TEST(MissingRank, ALateRankNeverReadsRowsOfACallThatFailed) {
     RunRanks(kPair, [&](int r) { BufferReset(groups[r], {}, true); });
     RoundOnAll(groups);
   }
+}
+
+// A reset without sync begins a generation no call before it used, also where the group never synced: rank 0's call
+// times out (rank 1 is late) and it resets; rank 1's late call then writes its flags and rows into rank 0's window, and
+// rank 1 resets too. Rank 0's next round must wait for rank 1's (delayed) next round, not take the late call's flags
+// for its own: before, both were generation 0, so rank 0 finished at once with the late call's rows.
+TEST(MissingRank, ALateCallsFlagsNeverMatchACallAfterAResetWithoutSync) {
+  constexpr int kPair = 2;
+  GroupOptions options;
+  options.timeout = milliseconds(300);
+  options.window_bytes = 64 << 20;
+  options.data_path = DataPath::kPush;
+  options.name = "late-flags";
+  auto groups = CreateThreadGroups(kPair, options);
+  DispatchOptions dispatch_options;
+  dispatch_options.experts = ExpertLayout{4, 0, 0, 0, 0, 0, 0, {}};
+  std::atomic<int> stage{0};  // 1: rank 0 reset; 2: rank 1's late call ended and it reset
+  const auto wait_for = [&](int s) {
+    while (stage.load() < s) std::this_thread::sleep_for(milliseconds(1));
+  };
+  const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  const uint64_t seed = BaseSeed() + std::hash<std::string>{}(test);
+  RunRanks(kPair, [&](int r) {
+    RankData d(r);
+    for (int32_t& id : d.ids) id %= 4;
+    if (r == 0) {
+      EXPECT_THROW(Dispatch(groups[0], d.XView(), d.IdsView(), dispatch_options), TimeoutError) << "rank 1 is late";
+      BufferReset(groups[0], {}, false);
+      stage = 1;
+      wait_for(2);  // rank 0's next call must not write into rank 1's window before rank 1 cleared it
+    } else {
+      wait_for(1);
+      try {  // the late call: it may find rank 0's rows of the failed call and end, or time out
+        Dispatch(groups[1], d.XView(), d.IdsView(), dispatch_options);
+      } catch (const TimeoutError&) {
+      }
+      BufferReset(groups[1], {}, false);
+      stage = 2;
+      std::this_thread::sleep_for(milliseconds(100));  // time enough for rank 0 to take the late flags, were they its
+    }
+    EXPECT_EQ(RandomRoundOnRank(groups[r], nullptr, r, seed), "") << "rank " << r << ", seed " << seed;
+  });
 }
 
 // A TP peer that never calls: the wait for it fails naming TP rank 1, which the EP group does not take for its own

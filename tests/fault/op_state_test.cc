@@ -1,8 +1,9 @@
 // What an operation leaves in a rank's state, seen through a window that watches it (so below the native API): after
 // an internal error (500002: the transport's, the system's) part-way, the next operation is refused until a
 // BufferReset, as after a timeout; and the numbers the operations end with (Window::EndOperation, what a relay
-// matches its senders' end marks against) only grow between synced resets, across resets without sync too; a deadline
-// seen through a scaled-down view keeps what the transport says of the missing ranks.
+// matches its senders' end marks against) grow within a generation, and every reset, with sync or without, begins one
+// no operation before it had, whose call epochs meet no neighbouring generation's; a deadline seen through a
+// scaled-down view keeps what the transport says of the missing ranks.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -174,10 +175,10 @@ TEST(OpState, AfterAnInternalErrorOperationsAreRefusedUntilAReset) {
   });
 }
 
-// Two dispatches, a reset without sync, two more, a synced reset, one more, a reset without sync, one more: the synced
-// reset begins a generation (the high 32 bits), and within one every rank's sequences grow, the same on every rank. A
-// reset without sync goes back to generation 0 (its calls' epochs are then generation 0's, which a late flag of a call
-// that failed in the synced generation never matches) and keeps counting there.
+// Two dispatches, a reset without sync, two more, a synced reset, one more, a reset without sync, one more: each reset
+// begins a generation (the high 32 bits) no operation before it had, the same on every rank (a reset without sync its
+// own: UnsyncedGeneration, whose calls' epochs a late flag of a call that failed before it never matches), and within
+// one every rank's sequences grow.
 TEST(OpState, SequencesGrowAcrossResetsWithoutSync) {
   std::vector<std::vector<uint64_t>> ended(kRanks);
   auto comms = WatchedGroup(/*faulty=*/-1, ended);
@@ -193,27 +194,44 @@ TEST(OpState, SequencesGrowAcrossResetsWithoutSync) {
     ops::RunBarrier(*comms[r]);
     RankCall(r).Run(*comms[r]);
   });
-  // The operations that end: dispatches 0 and 1, the reset without sync 2, dispatches 3 and 4, the synced reset 5 (it
-  // ends in its new generation), dispatch 6, the reset without sync 7 (back in generation 0), dispatch 8; the barriers
-  // are none.
-  constexpr size_t kSyncedReset = 5, kResetAfterSync = 7;
+  // The operations that end: dispatches 0 and 1, the reset without sync 2, dispatches 3 and 4, the synced reset 5, and
+  // dispatch 6, the reset without sync 7, dispatch 8; each reset ends in its new generation; the barriers are none.
+  const std::vector<size_t> resets = {2, 5, 7};
   for (int r = 0; r < kRanks; ++r) {
     ASSERT_EQ(ended[r].size(), 9u) << "rank " << r;
     EXPECT_EQ(ended[r], ended[0]) << "rank " << r << " numbered its operations unlike rank 0";
+    std::vector<uint64_t> generations = {ended[r][0] >> 32};
     for (size_t i = 1; i < ended[r].size(); ++i) {
-      if (i == kSyncedReset) {
-        EXPECT_NE(ended[r][i] >> 32, 0u) << "rank " << r << ": the synced reset began no generation";
+      const uint64_t generation = ended[r][i] >> 32;
+      if (std::find(resets.begin(), resets.end(), i) != resets.end()) {
+        EXPECT_EQ(std::find(generations.begin(), generations.end(), generation), generations.end())
+            << "rank " << r << ": the reset that ended as operation " << i << " began no new generation";
+        generations.push_back(generation);
         continue;
       }
-      if (i == kResetAfterSync) {
-        EXPECT_EQ(ended[r][i] >> 32, 0u) << "rank " << r << ": the reset without sync kept the synced generation";
-        continue;
-      }
-      EXPECT_EQ(ended[r][i] >> 32, ended[r][i - 1] >> 32)
-          << "rank " << r << ": operation " << i << " began a generation, with no synced reset before it";
+      EXPECT_EQ(generation, ended[r][i - 1] >> 32)
+          << "rank " << r << ": operation " << i << " began a generation, with no reset before it";
       EXPECT_GT(ended[r][i], ended[r][i - 1]) << "rank " << r << ": operation " << i << " ended with a number "
                                               << "not above the one before it, in the same generation";
     }
+  }
+}
+
+// The generations of resets without sync (the 1st to the 128th after a synced generation g) and the synced ones up to 8
+// from g: no two share a tag among their first 2^16 calls (2^16 calls of 128 + 17 generations, sorted), for a few g.
+TEST(OpState, UnsyncedGenerationsMeetNoNeighbour) {
+  constexpr uint64_t kCalls = uint64_t{1} << 16;
+  for (const uint64_t synced : {uint64_t{0}, uint64_t{1}, uint64_t{9}, uint64_t{254}, uint64_t{1} << 31}) {
+    std::vector<uint64_t> generations;
+    for (uint64_t n = 1; n <= 128; ++n) generations.push_back(ops::UnsyncedGeneration(synced, n));
+    for (uint64_t g = synced < 8 ? 0 : synced - 8; g <= synced + 8; ++g) generations.push_back(g);
+    std::vector<uint32_t> epochs;
+    for (const uint64_t g : generations) {
+      for (uint64_t call = 0; call < kCalls; ++call) epochs.push_back(ops::CallEpoch(g, call));
+    }
+    std::sort(epochs.begin(), epochs.end());
+    EXPECT_NE(epochs.front(), 0u) << "synced generation " << synced;
+    EXPECT_EQ(std::adjacent_find(epochs.begin(), epochs.end()), epochs.end()) << "synced generation " << synced;
   }
 }
 
