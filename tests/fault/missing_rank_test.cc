@@ -53,12 +53,14 @@ struct RankData {
   TensorView WeightsView() { return TensorView(weights.data(), DType::kFloat32, {kBs, kTopK}); }
 };
 
-std::vector<Group> ShortDeadlineGroups(milliseconds timeout) {
+std::vector<Group> ShortDeadlineGroups(milliseconds timeout, int ranks = kRanks, DataPath path = DataPath::kAuto,
+                                       const char* name = "fault") {
   GroupOptions options;
   options.timeout = timeout;
   options.window_bytes = 64 << 20;
-  options.name = "fault";
-  return CreateThreadGroups(kRanks, options);
+  options.data_path = path;
+  options.name = name;
+  return CreateThreadGroups(ranks, options);
 }
 
 // Runs one round of a random configuration on every rank (drawn from the run's seed, the test and how many rounds it
@@ -363,12 +365,7 @@ TEST(MissingRank, ALateRankNeverReadsRowsOfACallThatFailed) {
   for (const auto& [combine_late, reset] : {std::pair{false, false}, {true, false}, {false, true}, {true, true}}) {
     const bool in_combine = combine_late, reset_first = reset;  // lambdas below capture these (not bindings)
     SCOPED_TRACE(std::string(in_combine ? "combine" : "dispatch") + (reset_first ? ", reset before the reuse" : ""));
-    GroupOptions options;
-    options.timeout = milliseconds(300);
-    options.window_bytes = 64 << 20;
-    options.data_path = DataPath::kPull;
-    options.name = "withdraw";
-    auto groups = CreateThreadGroups(kPair, options);
+    auto groups = ShortDeadlineGroups(milliseconds(300), kPair, DataPath::kPull, "withdraw");
     std::vector<std::vector<uint16_t>> x(kPair, std::vector<uint16_t>(kBs * 2 * kBigHidden, kOne));
     std::vector<std::vector<int32_t>> ids(kPair);
     for (int r = 0; r < kPair; ++r) {
@@ -423,12 +420,7 @@ TEST(MissingRank, ALateRankNeverReadsRowsOfACallThatFailed) {
 // for its own: before, both were generation 0, so rank 0 finished at once with the late call's rows.
 TEST(MissingRank, ALateCallsFlagsNeverMatchACallAfterAResetWithoutSync) {
   constexpr int kPair = 2;
-  GroupOptions options;
-  options.timeout = milliseconds(300);
-  options.window_bytes = 64 << 20;
-  options.data_path = DataPath::kPush;
-  options.name = "late-flags";
-  auto groups = CreateThreadGroups(kPair, options);
+  auto groups = ShortDeadlineGroups(milliseconds(300), kPair, DataPath::kPush, "late-flags");
   DispatchOptions dispatch_options;
   dispatch_options.experts = ExpertLayout{4, 0, 0, 0, 0, 0, 0, {}};
   std::atomic<int> stage{0};  // 1: rank 0 reset; 2: rank 1's late call ended and it reset

@@ -1,5 +1,6 @@
 // MPI_Isend, MPI_Irecv and MPI_Testsome interposed (an executable's definitions come before libmpi's, for the
-// library's calls too): the sends are remembered by handle, so that MPI_Testsome can fail one it finished.
+// library's calls too): the sends are remembered by handle, so that MPI_Testsome can fail one it finished, handing it
+// back allocated as Open MPI does.
 #include "hosts/failed_request_hook.h"
 
 #include <mpi.h>
@@ -65,5 +66,18 @@ extern "C" int MPI_Testsome(int count, MPI_Request requests[], int* finished, in
   if (failing < 0) return status;
   fail_next_send = false;
   for (int i = 0; i < *finished; ++i) statuses[i].MPI_ERROR = i == failing ? MPI_ERR_OTHER : MPI_SUCCESS;
+  // As Open MPI does with a request that finished in error: the handle is left allocated (a finished generalized
+  // request stands in for the send, which PMPI_Testsome freed on its success), for the caller to free.
+  MPI_Request& handle = requests[indices[failing]];
+  const auto query = [](void*, MPI_Status* s) {
+    MPI_Status_set_elements(s, MPI_BYTE, 0);
+    MPI_Status_set_cancelled(s, 0);
+    s->MPI_SOURCE = MPI_UNDEFINED;
+    s->MPI_TAG = MPI_UNDEFINED;
+    return MPI_SUCCESS;
+  };
+  const auto free_state = [](void*) { return MPI_SUCCESS; };
+  const auto cancel = [](void*, int) { return MPI_SUCCESS; };
+  if (MPI_Grequest_start(query, free_state, cancel, nullptr, &handle) == MPI_SUCCESS) MPI_Grequest_complete(handle);
   return MPI_ERR_IN_STATUS;
 }

@@ -763,10 +763,14 @@ class HostsWindow final : public Window {
     for (int i = 0; i < count; ++i) {
       const Pending& pending = pending_[finished_[i]];
       Incoming* in = pending.in;
+      const bool in_error = tested == MPI_ERR_IN_STATUS && statuses_[i].MPI_ERROR != MPI_SUCCESS;
       // Not finished after all: a fault-tolerant MPI keeps a receive from any rank pending when a rank that could
       // send it failed. It stays posted, as it was, and is reported if it ever finishes in error.
-      if (*pending.request != MPI_REQUEST_NULL) continue;
-      if (tested == MPI_ERR_IN_STATUS && statuses_[i].MPI_ERROR != MPI_SUCCESS) {
+      if (*pending.request != MPI_REQUEST_NULL && (!in_error || StillPending(statuses_[i]))) continue;
+      if (in_error) {
+        // Open MPI frees only the requests that succeeded (ompi_request_default_test_some): one left allocated would
+        // be found finished by every later poll (waits spinning, a send never leaving sends_), its error unreported.
+        if (*pending.request != MPI_REQUEST_NULL) MPI_Request_free(pending.request);
         if (failed.empty()) failed = FailedRequest(pending, statuses_[i]);
         if (in) {
           if (in->cancelled) --cancelling_;
@@ -802,6 +806,16 @@ class HostsWindow final : public Window {
     if (!failed.empty()) throw Error(ErrorCode::kInternal, "moe_ep: MPI_Testsome failed: " + failed);
     if (malformed_from >= 0) BadMessage(malformed_from, 0);
     return count > 0;
+  }
+
+  // Whether MPI reports a request in error that it keeps pending (a fault-tolerant MPI's receive from any rank, when a
+  // rank that could send it failed), not one that finished.
+  static bool StillPending([[maybe_unused]] const MPI_Status& status) {
+#ifdef MPIX_ERR_PROC_FAILED_PENDING
+    return status.MPI_ERROR == MPIX_ERR_PROC_FAILED_PENDING;
+#else
+    return false;
+#endif
   }
 
   // What a request that MPI finished in error was, and MPI's words for the error. Its message may be lost; if it
