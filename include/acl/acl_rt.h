@@ -54,7 +54,8 @@ ACL_FUNC_VISIBILITY aclError aclrtDestroyContext(aclrtContext context);
 ACL_FUNC_VISIBILITY aclError aclrtSetCurrentContext(aclrtContext context);
 ACL_FUNC_VISIBILITY aclError aclrtGetCurrentContext(aclrtContext *context);
 
-/* Streams run their tasks in launch order on a worker of their own, never blocking the launcher. */
+/* Streams run their tasks in launch order on a worker of their own, never blocking the launcher (but for
+ * aclrtMemcpyAsync of ordinary host memory, below). */
 ACL_FUNC_VISIBILITY aclError aclrtCreateStream(aclrtStream *stream);
 /* aclrtCreateStreamWithConfig's flags (bits; others are ignored, giving an aclrtCreateStream stream):
  * FAST_LAUNCH changes nothing here (a launch is already a queue append). FAST_SYNC is for a thread that
@@ -110,6 +111,9 @@ ACL_FUNC_VISIBILITY aclError aclrtFreeHost(void *hostPtr);
 ACL_FUNC_VISIBILITY aclError aclrtMemcpy(void *dst, size_t destMax, const void *src, size_t count,
                                          aclrtMemcpyKind kind);
 ACL_FUNC_VISIBILITY aclError aclrtMemset(void *devPtr, size_t maxCount, int32_t value, size_t count);
+/* As in CANN: when dst or src is host memory that aclrtMallocHost did not give (a malloc'd or stack buffer), the
+ * copy still runs in stream order, but the call returns only once it is done (with its failure, if any), so that
+ * the buffer may be reused or read at once. Between aclrtMalloc and aclrtMallocHost memory it returns at once. */
 ACL_FUNC_VISIBILITY aclError aclrtMemcpyAsync(void *dst, size_t destMax, const void *src, size_t count,
                                               aclrtMemcpyKind kind, aclrtStream stream);
 ACL_FUNC_VISIBILITY aclError aclrtMemsetAsync(void *devPtr, size_t maxCount, int32_t value, size_t count,

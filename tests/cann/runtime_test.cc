@@ -15,7 +15,8 @@
 //                        them as the worker, one at a time and in order when several race; default (nullptr) streams;
 //                        SynchronizeDevice; the seed samples' create / use in threads / destroy twice pattern.
 //   AclMemory.*          malloc argument checks and alignment; free of unknown / freed / wrong-kind pointers;
-//                        memcpy / memset bounds; async copies ordered with other tasks on the stream.
+//                        memcpy / memset bounds; async copies ordered with other tasks on the stream; an async
+//                        copy of ordinary host memory returns once it ran (a task cannot make one on its own stream).
 //   AclTensors.*         each aclCreateTensor rejection; 0-d and empty tensors; getters; a non-contiguous view
 //                        round trip through ViewOf; ToDType; aclDataTypeSize; double destroy.
 #include "cann/runtime/runtime.h"
@@ -23,6 +24,7 @@
 #include <dirent.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -1026,6 +1028,73 @@ TEST_F(AclMemory, AsyncCopiesRunInStreamOrder) {
   EXPECT_EQ(aclrtFree(src), ACL_SUCCESS);
   EXPECT_EQ(aclrtFree(dst), ACL_SUCCESS);
   EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
+}
+
+// As CANN documents, an async copy to or from host memory that aclrtMallocHost did not give returns only once it has
+// run (in stream order, after the tasks before it): the caller may overwrite its source or read its destination right
+// after the call. Between aclrtMalloc and aclrtMallocHost memory the call still returns at once. A task cannot make
+// such a copy on its own stream: it would wait for itself.
+TEST_F(AclMemory, AsyncCopiesOfOrdinaryHostMemoryReturnOnceTheyRan) {
+  ASSERT_EQ(aclrtSetDevice(11), ACL_SUCCESS);
+  aclrtStream stream = nullptr;
+  ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+  constexpr size_t kBytes = 256;
+  void* device = nullptr;
+  void* pinned = nullptr;
+  ASSERT_EQ(aclrtMalloc(&device, kBytes, ACL_MEM_MALLOC_HUGE_FIRST), ACL_SUCCESS);
+  // Larger than the vectors: an allocator that packs blocks of one size without headers (ThreadSanitizer's) could
+  // put a vector right at the end of a pinned block of their size, which the registry takes for that block's end.
+  ASSERT_EQ(aclrtMallocHost(&pinned, 16 * kBytes), ACL_SUCCESS);
+  ASSERT_EQ(aclrtMemset(device, kBytes, 0, kBytes), ACL_SUCCESS);
+  const auto* on_device = static_cast<const uint8_t*>(device);
+  std::vector<uint8_t> host(kBytes, 0x5A);
+  std::vector<uint8_t> back(kBytes, 0x00);
+  {
+    // The stream is held until another thread lets it go: a copy that returned before that had not run.
+    std::latch release(1);
+    std::atomic<bool> released{false};
+    ASSERT_EQ(LaunchOnStream(stream, "held", [&] { release.wait(); }), ACL_SUCCESS);
+    std::thread releaser([&] {
+      std::this_thread::sleep_for(milliseconds(50));
+      released = true;
+      release.count_down();
+    });
+    EXPECT_EQ(aclrtMemcpyAsync(device, kBytes, host.data(), kBytes, ACL_MEMCPY_HOST_TO_DEVICE, stream), ACL_SUCCESS)
+        << RecentMessage();
+    EXPECT_TRUE(released.load()) << "the call returned before its copy could run";
+    std::fill(host.begin(), host.end(), 0x00);  // the caller reuses its buffer at once
+    EXPECT_EQ(aclrtMemcpyAsync(back.data(), kBytes, device, kBytes, ACL_MEMCPY_DEVICE_TO_HOST, stream), ACL_SUCCESS)
+        << RecentMessage();
+    EXPECT_EQ(back, std::vector<uint8_t>(kBytes, 0x5A)) << "read before the copy ran, or copied from the reused buffer";
+    releaser.join();
+  }
+  ASSERT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS);
+  {
+    std::latch release(1);
+    ASSERT_EQ(LaunchOnStream(stream, "held", [&] { release.wait(); }), ACL_SUCCESS);
+    std::memset(pinned, 0x11, kBytes);
+    EXPECT_EQ(aclrtMemcpyAsync(device, kBytes, pinned, kBytes, ACL_MEMCPY_HOST_TO_DEVICE, stream), ACL_SUCCESS);
+    EXPECT_EQ(on_device[0], 0x5A);  // returned at once: the stream is still held
+    release.count_down();
+  }
+  ASSERT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS);
+  EXPECT_EQ(on_device[kBytes - 1], 0x11);
+  aclError from_task = ACL_SUCCESS;
+  std::string message;
+  ASSERT_EQ(LaunchOnStream(stream, "copier",
+                           [&] {
+                             from_task = aclrtMemcpyAsync(back.data(), kBytes, device, kBytes,
+                                                          ACL_MEMCPY_DEVICE_TO_HOST, stream);
+                             message = RecentMessage();
+                           }),
+            ACL_SUCCESS);
+  ASSERT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS);
+  EXPECT_EQ(from_task, ACL_ERROR_INVALID_PARAM);
+  EXPECT_NE(message.find("aclrtMemcpyAsync: a task of stream 0x"), std::string::npos) << message;
+  EXPECT_NE(message.find("it would wait for itself"), std::string::npos) << message;
+  EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);  // after every copy into `back`, whatever the outcome
+  EXPECT_EQ(aclrtFreeHost(pinned), ACL_SUCCESS);
+  EXPECT_EQ(aclrtFree(device), ACL_SUCCESS);
 }
 
 // ---- tensors ----

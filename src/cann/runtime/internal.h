@@ -80,6 +80,12 @@ bool ContextIsLive(aclrtContext context);
 
 // ---- stream_api.cc ----
 
+/// Launches `task` on `stream` (nullptr: the current context's default stream) as LaunchOnStream does, then waits
+/// until it has run, as aclrtSynchronizeStream waits (running it, and the tasks before it, on the calling thread
+/// where it can), and returns its failure Fail()ed (the stream's synchronizes do not report it again), or
+/// ACL_SUCCESS. A task of that stream cannot wait for it: that is ACL_ERROR_INVALID_PARAM, and nothing is launched.
+aclError LaunchAndWait(const char* api, aclrtStream stream, StreamTask task);
+
 /// Waits for every stream of `device` (its default stream included). Returns the first failure code
 /// and Fail()s with every failing stream's message; ACL_SUCCESS when none failed.
 aclError SynchronizeDeviceStreams(const char* api, int32_t device);

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "cann/runtime/internal.h"
 #include "moe_ep/error.h"
@@ -147,6 +148,10 @@ std::optional<size_t> RoomAt(const void* p) {
   return it->second.bytes > offset ? it->second.bytes - offset : 0;
 }
 
+// Memory neither aclrtMalloc nor aclrtMallocHost gave: ordinary host memory (a std::vector, malloc's), which the
+// caller may reuse or free as soon as a call returns.
+bool IsOrdinaryHostMemory(const void* p) { return !RoomAt(p).has_value(); }
+
 // The `count` bytes a copy or fill touches at `p` must lie inside the allocation holding p. Only those: a destMax
 // (maxCount) larger than what is left is accepted, as CANN checks no more than count <= destMax.
 aclError CheckRoom(const std::string& api, const char* param, const void* p, size_t count) {
@@ -251,8 +256,13 @@ extern "C" aclError aclrtMemcpyAsync(void* dst, size_t destMax, const void* src,
         status != ACL_SUCCESS) {
       return status;
     }
-    return moe_ep::cann::LaunchOnStream(stream, "aclrtMemcpyAsync",
-                                        [dst, src, count] { std::memmove(dst, src, count); });
+    auto copy = [dst, src, count] { std::memmove(dst, src, count); };
+    // As CANN documents: with host memory that is not aclrtMallocHost's (not page-locked), the call returns once
+    // the copy is done, which still runs in stream order; the caller may then reuse its buffer, or read it.
+    if (moe_ep::cann::runtime::IsOrdinaryHostMemory(dst) || moe_ep::cann::runtime::IsOrdinaryHostMemory(src)) {
+      return moe_ep::cann::runtime::LaunchAndWait("aclrtMemcpyAsync", stream, std::move(copy));
+    }
+    return moe_ep::cann::LaunchOnStream(stream, "aclrtMemcpyAsync", std::move(copy));
   });
 }
 

@@ -2,6 +2,8 @@
 #include "cann/runtime/stream.h"
 
 #include <exception>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -26,16 +28,51 @@ Stream::~Stream() { Shutdown(); }
 const Stream* Stream::OfCallingThread() { return t_worker_of; }
 
 bool Stream::Launch(std::string op_name, StreamTask task) {
+  return Enqueue(std::move(op_name), std::move(task), nullptr) != 0;
+}
+
+uint64_t Stream::Enqueue(std::string op_name, StreamTask task, std::shared_ptr<Outcome> waiter) {
   bool wake = true;
+  uint64_t seq = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) return false;
+    if (stopping_) return 0;
     // Count the task only once it is queued: a push_back that throws must not leave a task to wait for.
-    queue_.push_back(QueuedTask{launched_ + 1, std::move(op_name), std::move(task)});
-    ++launched_;
+    queue_.push_back(QueuedTask{launched_ + 1, std::move(op_name), std::move(task), std::move(waiter)});
+    seq = ++launched_;
     wake = sync_ == Sync::kWakeWorker || worker_asleep_;
   }
   if (wake) work_ready_.notify_one();
+  return seq;
+}
+
+std::optional<Stream::Outcome> Stream::LaunchAndWait(std::string op_name, StreamTask task) {
+  if (t_worker_of == this) {
+    return Outcome{ACL_ERROR_INVALID_PARAM, "a task of " + name_ + " cannot wait for a task launched behind it on " +
+                                                name_ + ": it would wait for itself forever"};
+  }
+  // Shared with the queued task: RunFront writes the outcome before the task counts as run, whoever runs it.
+  auto outcome = std::make_shared<Outcome>();
+  const uint64_t seq = Enqueue(std::move(op_name), std::move(task), outcome);
+  if (seq == 0) return std::nullopt;
+  std::unique_lock<std::mutex> lock(mu_);
+  WaitUntilRan(lock, seq, std::nullopt);
+  return std::move(*outcome);
+}
+
+bool Stream::WaitUntilRan(std::unique_lock<std::mutex>& lock, uint64_t target,
+                          std::optional<std::chrono::milliseconds> timeout) {
+  auto done = [&] { return completed_ >= target; };
+  // With a deadline it only waits: a task it ran itself could not be interrupted at the deadline. A
+  // worker of another stream only waits too, keeping its own device.
+  if (!timeout && t_worker_of == nullptr) {
+    while (!done() && !running_ && !queue_.empty()) RunFront(lock, /*stand_in=*/true);
+  }
+  // A waiter that does not run the tasks itself wakes a kFast stream's worker rather than leave them to
+  // its next look at the queue.
+  if (sync_ == Sync::kFast && !done() && !running_) work_ready_.notify_one();
+  if (timeout) return work_done_.wait_until(lock, std::chrono::steady_clock::now() + *timeout, done);
+  WaitAskingTheInterruptCheck(work_done_, lock, done);
   return true;
 }
 
@@ -46,25 +83,12 @@ Stream::Outcome Stream::Synchronize(std::optional<std::chrono::milliseconds> tim
   }
   std::unique_lock<std::mutex> lock(mu_);
   const uint64_t target = launched_;
-  auto done = [&] { return completed_ >= target; };
-  // With a deadline it only waits: a task it ran itself could not be interrupted at the deadline. A
-  // worker of another stream only waits too, keeping its own device.
-  if (!timeout && t_worker_of == nullptr) {
-    while (!done() && !running_ && !queue_.empty()) RunFront(lock, /*stand_in=*/true);
-  }
-  // A waiter that does not run the tasks itself wakes a kFast stream's worker rather than leave them to
-  // its next look at the queue.
-  if (sync_ == Sync::kFast && !done() && !running_) work_ready_.notify_one();
-  if (timeout) {
-    if (!work_done_.wait_until(lock, std::chrono::steady_clock::now() + *timeout, done)) {
-      const std::string running = running_ ? "'" + *running_ + "'" : std::string("no task");
-      return {ACL_ERROR_RT_STREAM_SYNC_TIMEOUT,
-              name_ + " (device " + std::to_string(device_) + ") did not finish within " +
-                  std::to_string(timeout->count()) + " ms: " + running + " is running with " +
-                  std::to_string(queue_.size()) + " more task(s) queued; the tasks go on running"};
-    }
-  } else {
-    WaitAskingTheInterruptCheck(work_done_, lock, done);
+  if (!WaitUntilRan(lock, target, timeout)) {
+    const std::string running = running_ ? "'" + *running_ + "'" : std::string("no task");
+    return {ACL_ERROR_RT_STREAM_SYNC_TIMEOUT,
+            name_ + " (device " + std::to_string(device_) + ") did not finish within " +
+                std::to_string(timeout->count()) + " ms: " + running + " is running with " +
+                std::to_string(queue_.size()) + " more task(s) queued; the tasks go on running"};
   }
   // A failure of a task launched after this call stays for the synchronize that waits for that task.
   if (failure_.code == ACL_SUCCESS || failure_seq_ > target) return {};
@@ -126,7 +150,9 @@ void Stream::RunFront(std::unique_lock<std::mutex>& lock, bool stand_in) noexcep
   task.run = nullptr;
   lock.lock();
   running_ = nullptr;
-  if (outcome.code != ACL_SUCCESS && failure_.code == ACL_SUCCESS) {
+  if (task.waiter != nullptr) {
+    *task.waiter = std::move(outcome);  // its caller reports it
+  } else if (outcome.code != ACL_SUCCESS && failure_.code == ACL_SUCCESS) {
     failure_ = std::move(outcome);
     failure_seq_ = task.seq;
   }

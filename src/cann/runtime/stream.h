@@ -1,12 +1,13 @@
 // Stream: a queue of tasks run one at a time in launch order (by a worker thread of its own, or by a
 // thread that waits for them), the first failure since the last synchronize, and waiting for the tasks
-// with or without a deadline.
+// with or without a deadline, or for one of them.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -54,6 +55,13 @@ class Stream {
   /// Appends a task and returns at once; false (nothing queued) once Shutdown() has begun.
   bool Launch(std::string op_name, StreamTask task);
 
+  /// Appends a task, then waits until it has run, as a synchronize without a deadline waits (the calling thread
+  /// runs it, and the tasks before it, itself where it can; not the tasks launched after it), and returns the
+  /// task's own failure, which no synchronize reports then: the caller does. nullopt (nothing queued) once
+  /// Shutdown() has begun. A task of this stream cannot wait for a task behind it: that is an error, as in
+  /// Synchronize, and queues nothing.
+  std::optional<Outcome> LaunchAndWait(std::string op_name, StreamTask task);
+
   /// Waits until every task launched before this call has run, for at most `timeout` when given. Returns
   /// the first failure recorded by those tasks (and forgets it, unless `keep_failure`: a device's synchronize
   /// reports it, once, and leaves it to the stream's own), or a timeout naming the running task; on a timeout the
@@ -75,7 +83,18 @@ class Stream {
     uint64_t seq = 0;
     std::string op_name;
     StreamTask run;
+    // Where its failure goes when a caller waits for this task alone (LaunchAndWait); null: to the synchronizes.
+    std::shared_ptr<Outcome> waiter;
   };
+
+  // Appends a task (see QueuedTask::waiter) and wakes the worker as the stream's Sync says; the task's seq, or 0
+  // (nothing queued) once Shutdown() has begun.
+  uint64_t Enqueue(std::string op_name, StreamTask task, std::shared_ptr<Outcome> waiter);
+  // Waits, locked, until the tasks up to seq `target` have run, for at most `timeout` when given; false when it
+  // ran out. Without a timeout, an application thread runs the tasks that have not started itself (up to
+  // `target`), as Synchronize says.
+  bool WaitUntilRan(std::unique_lock<std::mutex>& lock, uint64_t target,
+                    std::optional<std::chrono::milliseconds> timeout);
 
   void WorkerLoop();
   // Runs the first queued task on the calling thread (the worker, or a synchronizer standing in for it)

@@ -108,6 +108,18 @@ aclError Synchronize(const char* api, aclrtStream handle, std::optional<std::chr
 
 }  // namespace
 
+aclError LaunchAndWait(const char* api, aclrtStream handle, StreamTask task) {
+  std::shared_ptr<Stream> stream;
+  if (aclError status = ResolveStream(api, handle, /*create_default=*/true, &stream); status != ACL_SUCCESS) {
+    return status;
+  }
+  std::optional<Stream::Outcome> outcome = stream->LaunchAndWait(api, std::move(task));
+  if (!outcome) {
+    return Fail(ACL_ERROR_RT_PARAM_INVALID, std::string(api) + ": " + stream->name() + " is being destroyed");
+  }
+  return Report(api, *outcome);
+}
+
 aclError SynchronizeDeviceStreams(const char* api, int32_t device) {
   if (OnStreamWorker()) {
     return Fail(ACL_ERROR_INVALID_PARAM, std::string(api) +
