@@ -9,7 +9,8 @@
 //   AclErrors.*          aclGetRecentErrMsg is per thread and cleared by reading.
 //   AclLifecycle.*       aclInit twice / bad config path; aclFinalize joins every stream worker.
 //   AclStreams.*         launch order (1000 tasks, and 8 launching threads); launch never blocks; one thread on
-//                        16 streams of 16 devices; first failure reported once with its message; bounded
+//                        16 streams of 16 devices; first failure reported once with its message (a device's
+//                        synchronize reports each new one after one it reported); bounded
 //                        synchronize times out fast and names the running op; destroy waits; double destroy;
 //                        a task cannot wait for its own stream; a synchronizer that runs tasks itself runs
 //                        them as the worker, one at a time and in order when several race; default (nullptr) streams;
@@ -500,6 +501,33 @@ TEST_P(AclStreams, SynchronizeDeviceLeavesAFailureToTheStreamsOwnSynchronize) {
   ASSERT_EQ(LaunchOnStream(stream, "failing_again", [] { throw std::runtime_error("again"); }), ACL_SUCCESS);
   EXPECT_EQ(aclrtSynchronizeDevice(), ACL_ERROR_RT_INTERNAL_ERROR);  // a new failure is reported anew
   EXPECT_EQ(aclrtSynchronizeStream(stream), ACL_ERROR_RT_INTERNAL_ERROR);
+  EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
+}
+
+// A failure after one that a device's synchronize reported replaces it: the next device synchronize reports the new
+// one, with its message, and so does the stream's own (the old one was reported). Before, the stream kept the old
+// one: the device's synchronizes returned ACL_SUCCESS from then on, and the stream's own reported the stale message.
+TEST_P(AclStreams, SynchronizeDeviceReportsEachNewFailure) {
+  ASSERT_EQ(aclrtSetDevice(4), ACL_SUCCESS);
+  aclrtStream stream = nullptr;
+  ASSERT_EQ(NewStream(&stream), ACL_SUCCESS);
+  ASSERT_EQ(LaunchOnStream(stream, "failing_op",
+                           [] { throw moe_ep::Error(moe_ep::ErrorCode::kInvalidConfig, "window too small"); }),
+            ACL_SUCCESS);
+  EXPECT_EQ(aclrtSynchronizeDevice(), static_cast<aclError>(moe_ep::ErrorCode::kInvalidConfig));
+  EXPECT_EQ(RecentMessage(), "failing_op: window too small");
+  ASSERT_EQ(LaunchOnStream(stream, "failing_again", [] { throw std::runtime_error("again"); }), ACL_SUCCESS);
+  EXPECT_EQ(aclrtSynchronizeDevice(), ACL_ERROR_RT_INTERNAL_ERROR);
+  EXPECT_EQ(RecentMessage(), "failing_again: again");
+  EXPECT_EQ(aclrtSynchronizeDevice(), ACL_SUCCESS);  // each once
+  ASSERT_EQ(LaunchOnStream(stream, "failing_third", [] { throw moe_ep::Error(moe_ep::ErrorCode::kTimeout, "rank 3"); }),
+            ACL_SUCCESS);
+  EXPECT_EQ(aclrtSynchronizeDevice(), static_cast<aclError>(moe_ep::ErrorCode::kTimeout));
+  EXPECT_EQ(RecentMessage(), "failing_third: rank 3");
+  EXPECT_EQ(aclrtSynchronizeStream(stream), static_cast<aclError>(moe_ep::ErrorCode::kTimeout));
+  EXPECT_EQ(RecentMessage(), "failing_third: rank 3");
+  EXPECT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS);
+  EXPECT_EQ(aclrtSynchronizeDevice(), ACL_SUCCESS);
   EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
 }
 

@@ -152,9 +152,12 @@ void Stream::RunFront(std::unique_lock<std::mutex>& lock, bool stand_in) noexcep
   running_ = nullptr;
   if (task.waiter != nullptr) {
     *task.waiter = std::move(outcome);  // its caller reports it
-  } else if (outcome.code != ACL_SUCCESS && failure_.code == ACL_SUCCESS) {
+  } else if (outcome.code != ACL_SUCCESS && (failure_.code == ACL_SUCCESS || failure_kept_)) {
+    // One that a device's synchronize reported already gives way: kept, it would hide this one from every later
+    // device synchronize, and give the stream's own a stale message.
     failure_ = std::move(outcome);
     failure_seq_ = task.seq;
+    failure_kept_ = false;
   }
   completed_ = task.seq;
   work_done_.notify_all();

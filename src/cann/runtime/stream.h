@@ -64,8 +64,8 @@ class Stream {
 
   /// Waits until every task launched before this call has run, for at most `timeout` when given. Returns
   /// the first failure recorded by those tasks (and forgets it, unless `keep_failure`: a device's synchronize
-  /// reports it, once, and leaves it to the stream's own), or a timeout naming the running task; on a timeout the
-  /// tasks go on. A worker must not wait for its own stream: that is an error too.
+  /// reports it, once, and leaves it to the stream's own, until a later failure replaces it), or a timeout naming
+  /// the running task; on a timeout the tasks go on. A worker must not wait for its own stream: that is an error too.
   /// Without a timeout, an application thread runs the tasks that have not started itself, in order and
   /// as the worker would (the stream's device current): a launch followed at once by a synchronize then
   /// costs no hand-off to the worker and back, which is most of a small operator's latency.
@@ -123,7 +123,8 @@ class Stream {
   const std::string* running_ = nullptr;
   bool stopping_ = false;
   bool worker_asleep_ = false;  // waiting with no deadline: a launch must wake it
-  Outcome failure_;             // the first failure since the last synchronize that took one
+  // The first failure since the last synchronize that took one, or since a device's synchronize reported it.
+  Outcome failure_;
   uint64_t failure_seq_ = 0;
   bool failure_kept_ = false;  // a device's synchronize reported failure_ already (it reports each once)
 
