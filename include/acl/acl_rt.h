@@ -76,8 +76,9 @@ ACL_FUNC_VISIBILITY aclError aclrtSynchronizeStreamWithTimeout(aclrtStream strea
 
 /* Events. A record is a task of its stream: the event is complete once the stream ran its last record (an event
  * never recorded is complete), and the time it ran is what aclrtEventElapsedTime measures. aclrtStreamWaitEvent makes
- * the stream wait for the records made before the call, for at most the longer of MOE_EP_TIMEOUT_MS and
- * HCCL_EXEC_TIMEOUT (then its task fails with a timeout naming the event). Every creation flag gives the same event. */
+ * the stream wait for the event's last record made before the call (later records do not change what it waits
+ * for), for at most the longer of MOE_EP_TIMEOUT_MS and HCCL_EXEC_TIMEOUT (then its task fails with a timeout naming
+ * the event). Every creation flag gives the same event. */
 typedef enum {
   ACL_EVENT_STATUS_COMPLETE = 0,
   ACL_EVENT_STATUS_NOT_READY = 1,

@@ -1,5 +1,6 @@
 // C API events, as programs order their streams and time their operators with them: a stream that waits for an
-// event recorded behind a long copy on another stream sees the whole copy; two records time what ran between them;
+// event recorded behind a long copy on another stream sees the whole copy, even when the event is recorded again
+// on an idle stream right after the wait; two records time what ran between them;
 // queries and host waits follow the records; a wait longer than the operations' deadline (the longer of
 // MOE_EP_TIMEOUT_MS and HCCL_EXEC_TIMEOUT) fails its stream naming the event; bad handles and arguments are errors
 // (a null one ACL_ERROR_INVALID_PARAM, an unknown one ACL_ERROR_RT_PARAM_INVALID), never crashes.
@@ -87,6 +88,33 @@ TEST_F(TwoStreams, AStreamWaitingForAnEventSeesWhatRanBeforeTheRecord) {
     ASSERT_EQ(aclrtSynchronizeStream(a_), ACL_SUCCESS);
   }
   EXPECT_EQ(aclrtDestroyEvent(copied), ACL_SUCCESS);
+}
+
+// A stream's wait is for the event's last record when the wait was made, as in CANN: a later record on an idle stream,
+// which runs first, does not release it. Stream a records behind its long copy, stream c waits and then copies the
+// middle's tail (which a writes last), and stream b records the event again at once. (Before, any record that ran
+// released the waits for earlier ones: c copied the tail while it was still zeros.)
+TEST_F(TwoStreams, AStreamWaitIsNotReleasedByALaterRecordOnAnotherStream) {
+  aclrtStream c = nullptr;
+  ASSERT_EQ(aclrtCreateStream(&c), ACL_SUCCESS) << RecentErrMsg();
+  aclrtEvent copied = nullptr;
+  ASSERT_EQ(aclrtCreateEvent(&copied), ACL_SUCCESS) << RecentErrMsg();
+  LongCopyOnA();
+  ASSERT_EQ(aclrtRecordEvent(copied, a_), ACL_SUCCESS) << RecentErrMsg();
+  ASSERT_EQ(aclrtStreamWaitEvent(c, copied), ACL_SUCCESS) << RecentErrMsg();
+  ASSERT_EQ(aclrtMemcpyAsync(tail_, kTail, MiddleTail(), kTail, ACL_MEMCPY_DEVICE_TO_DEVICE, c), ACL_SUCCESS);
+  ASSERT_EQ(aclrtRecordEvent(copied, b_), ACL_SUCCESS) << RecentErrMsg();
+  ASSERT_EQ(aclrtSynchronizeStream(b_), ACL_SUCCESS) << RecentErrMsg();
+  aclrtEventRecordedStatus status = ACL_EVENT_RECORDED_STATUS_NOT_READY;
+  ASSERT_EQ(aclrtQueryEventStatus(copied, &status), ACL_SUCCESS);
+  EXPECT_EQ(status, ACL_EVENT_RECORDED_STATUS_COMPLETE) << "the event's state follows its last record, b's";
+  ASSERT_EQ(aclrtSynchronizeStream(c), ACL_SUCCESS) << RecentErrMsg();
+  std::vector<uint8_t> seen(kTail);
+  ASSERT_EQ(aclrtMemcpy(seen.data(), kTail, tail_, kTail, ACL_MEMCPY_DEVICE_TO_HOST), ACL_SUCCESS);
+  for (size_t i = 0; i < kTail; ++i) ASSERT_EQ(seen[i], 0x5A) << "c ran past its wait before a's record, byte " << i;
+  EXPECT_EQ(aclrtSynchronizeStream(a_), ACL_SUCCESS);
+  EXPECT_EQ(aclrtDestroyEvent(copied), ACL_SUCCESS);
+  EXPECT_EQ(aclrtDestroyStream(c), ACL_SUCCESS);
 }
 
 // Two records time the copy between them: more than nothing, no more than the host saw; the host waits for the end

@@ -1,11 +1,12 @@
 // Events: a record is a task of its stream that marks the event complete (and when), a stream's wait is a task
-// that waits for the records made before it, and a host thread waits, queries or times two records.
+// that waits for the event's last record made before it, and a host thread waits, queries or times two records.
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <tuple>
 
@@ -25,22 +26,32 @@ class Event {
   explicit Event(std::string name) : name_(std::move(name)) {}
   const std::string& name() const { return name_; }
 
-  // A record about to be launched: its number. Recorded() once its launch succeeded.
+  // A record about to be launched: its number, outstanding until its stream runs it. Launched() once its launch
+  // returned.
   uint64_t NextRecord() {
     std::lock_guard lock(mu_);
+    outstanding_.insert(numbered_ + 1);  // first: a throw numbers nothing
     return ++numbered_;
   }
-  void Recorded(uint64_t record) {
+  // The launch of `record` returned: the event's last record from now on when `made`, else one that never runs.
+  void Launched(uint64_t record, bool made) {
     std::lock_guard lock(mu_);
-    recorded_ = std::max(recorded_, record);
+    if (made) {
+      recorded_ = std::max(recorded_, record);
+    } else {
+      outstanding_.erase(record);
+    }
   }
   // The stream ran record `record` (a reset: no time).
   void Complete(uint64_t record, bool timed) {
     {
       std::lock_guard lock(mu_);
-      if (record < completed_) return;
-      completed_ = record;
-      time_ = timed ? std::optional<Clock::time_point>(Clock::now()) : std::nullopt;
+      outstanding_.erase(record);
+      // An older record that runs late (on a stream slower than a later record's) leaves the later one's time.
+      if (record >= completed_) {
+        completed_ = record;
+        time_ = timed ? std::optional<Clock::time_point>(Clock::now()) : std::nullopt;
+      }
     }
     done_.notify_all();
   }
@@ -49,10 +60,11 @@ class Event {
     std::lock_guard lock(mu_);
     return recorded_;
   }
-  // Waits until record `record` ran, until `deadline` when given; false on expiry.
+  // Waits until record `record` itself ran, until `deadline` when given; false on expiry. A later record that ran
+  // first (on another stream) does not count: a wait is for the record that was the last when it began.
   bool WaitFor(uint64_t record, std::optional<Clock::time_point> deadline) {
     std::unique_lock lock(mu_);
-    const auto ran = [&] { return completed_ >= record; };
+    const auto ran = [&] { return Ran(record); };
     if (!deadline) {
       WaitAskingTheInterruptCheck(done_, lock, ran);  // as a stream's synchronize does
       return true;
@@ -61,20 +73,25 @@ class Event {
   }
   bool IsComplete() {
     std::lock_guard lock(mu_);
-    return completed_ >= recorded_;
+    return Ran(recorded_);
   }
   // When the last record ran: nullopt while it has not, or after a reset.
   std::optional<Clock::time_point> Time() {
     std::lock_guard lock(mu_);
-    return completed_ >= recorded_ ? time_ : std::nullopt;
+    return Ran(recorded_) ? time_ : std::nullopt;
   }
 
  private:
+  // Locked. Record 0 (never recorded) has always run.
+  bool Ran(uint64_t record) const { return !outstanding_.contains(record); }
+
   const std::string name_;
   std::mutex mu_;
   std::condition_variable done_;
   uint64_t numbered_ = 0, recorded_ = 0, completed_ = 0;
-  std::optional<Clock::time_point> time_;
+  // Records numbered and not run yet: records run in their own streams' order, not in the order they were numbered.
+  std::set<uint64_t> outstanding_;
+  std::optional<Clock::time_point> time_;  // of record completed_, the latest that ran
 };
 
 HandleRegistry<Event>& Events() {
@@ -110,8 +127,13 @@ aclError LaunchRecord(const char* api, aclrtEvent handle, aclrtStream stream, bo
   std::shared_ptr<Event> event = FindEvent(api, handle, &status);
   if (event == nullptr) return status;
   const uint64_t record = event->NextRecord();
-  status = LaunchOnStream(stream, api, [event, record, timed] { event->Complete(record, timed); });
-  if (status == ACL_SUCCESS) event->Recorded(record);
+  try {
+    status = LaunchOnStream(stream, api, [event, record, timed] { event->Complete(record, timed); });
+  } catch (...) {
+    event->Launched(record, /*made=*/false);
+    throw;
+  }
+  event->Launched(record, /*made=*/status == ACL_SUCCESS);
   return status;
 }
 
@@ -174,7 +196,8 @@ extern "C" aclError aclrtResetEvent(aclrtEvent event, aclrtStream stream) {
                  [&] { return runtime::LaunchRecord("aclrtResetEvent", event, stream, /*timed=*/false); });
 }
 
-// The stream waits for the records of `event` made before this call (none: it does not wait), at most the
+// The stream waits for the last record of `event` made before this call (none: it does not wait), that record itself:
+// as in CANN, a later record, even one that runs first on another stream, does not release it. At most the
 // operations' deadline, after which its task fails with a timeout naming the event. That deadline is the longer of
 // MOE_EP_TIMEOUT_MS and HCCL_EXEC_TIMEOUT: the event often stands behind an operator that may take its whole
 // HCCL_EXEC_TIMEOUT, and the wait must not give up before the operator does.
