@@ -41,7 +41,9 @@ void BufferReset(transport::Window& ep, OpState& state, std::span<const int32_t>
   // the newer round: each waits for this rank's tag) and signals the newer tag. The round ends when every
   // reachable rank's flag holds this rank's tag, which becomes the generation: every rank that ends a round
   // ends it with the same one, and a rank that missed rounds (it was unreachable) joins the current one.
-  if (!state.reset_unfinished) ++state.reset_tag;
+  // A round's tag starts the count of resets without sync afresh (UnsyncedGeneration counts them from it), on a rank
+  // whose round ends and on one whose round times out alike.
+  if (!state.reset_unfinished) ++state.reset_tag, state.unsynced_resets = 0;
   state.reset_unfinished = true;
   std::vector<int> awaited;
   for (int peer = 0; peer < ep.size(); ++peer) {
@@ -65,6 +67,7 @@ void BufferReset(transport::Window& ep, OpState& state, std::span<const int32_t>
     if (newest > state.reset_tag) {
       ep.ClearLocal(plan::kClearedFlagCount);
       state.reset_tag = newest;
+      state.unsynced_resets = 0;
       signal_tag();
       return false;
     }
@@ -72,7 +75,6 @@ void BufferReset(transport::Window& ep, OpState& state, std::span<const int32_t>
   };
   transport::WaitUntil(ep, deadline, op, "the reset sync", 0, round_ended, missing);
   state.generation = state.reset_tag;
-  state.unsynced_resets = 0;
   ep.AlignBarriers(state.generation);
   state.reset_unfinished = false;
 }

@@ -127,8 +127,8 @@ void AnnounceReturnedRows(const MoeConfig& c, Window& ep, const CallSlot& call,
 }
 
 // Atlas A3: the rows each rank must return to this one as this rank's expertIds and xActiveMask route its tokens
-// (dispatch's plan): one per active pair to a MoE expert, from its rank, and n_s per active token, from the ranks of
-// the shared experts serving this rank.
+// (dispatch's plan): one per active pair to a MoE expert, from its rank, and one per active token from the rank of each
+// of the n_s shared experts serving this rank.
 std::vector<int64_t> ExpectedReturnedRows(const MoeConfig& c, const std::vector<int32_t>& ids,
                                           const std::vector<uint8_t>& mask) {
   const plan::RoutingPlan routing = plan::BuildRoutingPlan(c, ids.data(), mask.empty() ? nullptr : mask.data());
@@ -162,12 +162,9 @@ void CheckReturnedRows(const MoeConfig& c, Window& ep, const CallSlot& call, con
     { pull::Claims none(ep, pull_flags, c.op.c_str()); }  // going unfinished, it declines every sender's rows
     std::vector<uint8_t> peers = readers;
     peers[c.ep_rank] = pull::kNoReader;  // its own rows, unread, are withdrawn with the rest (Combine's catch)
-    try {
-      pull::WaitDone(ep, pull_flags, peers, ctx.deadline, c.op.c_str());
-    } catch (const InterruptedError&) {
-      throw;
-    } catch (...) {  // the refusal is the call's error; the catch withdraws what is left
-    }
+    // A reader still reading at the deadline fails the call as a timeout (the group then needs a reset), not this
+    // refusal, which would leave it usable.
+    pull::WaitDone(ep, pull_flags, peers, ctx.deadline, c.op.c_str());
     const std::string who = "rank " + std::to_string(sender);
     BadHandle(c, "expertIds",
               std::to_string(expected[sender]) + " rows from " + who +

@@ -44,7 +44,7 @@ struct OpState {
   /// generation of its own (UnsyncedGeneration: the synced one's, and how many resets without sync since), alike on
   /// ranks that made as many: a late flag of a call that failed before the reset then never matches one after it.
   uint64_t generation = 0;
-  /// Resets without sync since the last synced one (or since the group was made).
+  /// Resets without sync since the last sync round began (or since the group was made).
   uint64_t unsynced_resets = 0;
   /// The tag of the last BufferReset sync round this rank took part in (docs/semantics.md 4.2); survives the
   /// reset itself.

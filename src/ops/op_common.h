@@ -38,7 +38,8 @@ inline uint32_t CallEpoch(uint64_t generation, uint64_t call) {
 /// `synced`: alike on every rank that made as many, and one no earlier call of the group used, so that a late flag of
 /// a call that failed before the reset (the group's first generation included) never matches a call after it. Below
 /// 2^32 - 1 (CallEpoch's product stays within 64 bits); for up to 128 such resets, the calls of these generations and
-/// of synced generations up to 8 apart meet only after 2.6 million calls (OpState.UnsyncedGenerationsMeetNoNeighbour).
+/// of synced generations up to 8 apart meet only after 2.6 million calls (the stride was searched for that;
+/// OpState.UnsyncedGenerationsMeetNoNeighbour checks their first 2^16).
 inline uint64_t UnsyncedGeneration(uint64_t synced, uint64_t n) {
   constexpr uint64_t kStride = 1623658818;  // searched for: the least such distance of strides tried, the largest
   return (synced + n * kStride) % 0xFFFFFFFFu;

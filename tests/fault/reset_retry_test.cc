@@ -9,6 +9,7 @@
 //     retried the first; both must end the newer one (a retry that ended the old one alone left rank 0 waiting
 //     for a tag rank 1 never sent, and the two timed out in turn, reset after reset).
 //   ResetRetry.AResetWithoutSyncAbandonsASyncThatTimedOut: the next synced reset is a new round, not a retry.
+//   ResetRetry.ResetsWithoutSyncAfterARoundThatTimedOutOnOneRankAgree: they count from the round's start alike.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -22,6 +23,7 @@
 
 #include "moe_ep/error.h"
 #include "ops/communicator.h"
+#include "ops/op_common.h"
 #include "ops/protocol.h"
 #include "plan/layout.h"
 #include "transport/thread/thread_window.h"
@@ -177,6 +179,32 @@ TEST(ResetRetry, AResetWithoutSyncAbandonsASyncThatTimedOut) {
   });
   EXPECT_EQ(states[0].generation, states[1].generation);
   EXPECT_EQ(states[0].generation, 2u);
+}
+
+// A reset without sync after a sync round that timed out on one rank and ended on another takes both to one
+// generation: each counts its resets without sync from the round's start. Both reset without sync once, then rank 0's
+// sync awaits an absent rank 2 and times out while rank 1's, leaving rank 2 out, ends; then both reset without sync
+// (before, rank 0 still counted the first reset without sync, rank 1 did not: two generations that never met).
+TEST(ResetRetry, ResetsWithoutSyncAfterARoundThatTimedOutOnOneRankAgree) {
+  auto windows = transport::CreateThreadWindows(3, 1 << 16, ops::kWindowFlagCount, "reset counts");
+  std::vector<ops::OpState> states(2);
+  const std::vector<int32_t> everyone = {1, 1, 1}, without_rank2 = {1, 1, 0};
+  const auto deadline = [](int ms) { return Clock::now() + std::chrono::milliseconds(ms); };
+  std::barrier step(2);
+  verify::RunRanks(2, [&](int r) {
+    ops::protocol::BufferReset(*windows[r], states[r], without_rank2, false, deadline(3000), "BufferReset");
+    step.arrive_and_wait();
+    if (r == 0) {
+      EXPECT_THROW(ops::protocol::BufferReset(*windows[0], states[0], everyone, true, deadline(200), "BufferReset"),
+                   TimeoutError);
+    } else {
+      ops::protocol::BufferReset(*windows[1], states[1], without_rank2, true, deadline(3000), "BufferReset");
+    }
+    step.arrive_and_wait();
+    ops::protocol::BufferReset(*windows[r], states[r], without_rank2, false, deadline(3000), "BufferReset");
+  });
+  EXPECT_EQ(states[0].generation, states[1].generation);
+  EXPECT_EQ(states[0].generation, ops::UnsyncedGeneration(1, 1));
 }
 
 }  // namespace

@@ -31,6 +31,10 @@
 #include "transport/mpi/mpi_runtime.h"
 #include "transport/shm/shm_window.h"
 
+#if __has_include(<mpi-ext.h>)
+#include <mpi-ext.h>  // a fault-tolerant MPI's error classes (StillPending)
+#endif
+
 namespace moe_ep::transport {
 namespace {
 
@@ -188,6 +192,7 @@ class HostsWindow final : public Window {
         channel_(size, Channel::kUndecided),
         outbox_(size),
         ended_(size, 0),
+        ended_before_(size, 0),
         remote_peers_(topology_.host_ranks.size() > 1),
         posted_target_(message_.fewest_posted),
         sent_to_(size, 0),
@@ -354,7 +359,8 @@ class HostsWindow final : public Window {
       std::vector<int> ranks;
       for (int sender = 0; sender < size(); ++sender) {
         if (!RelaysThroughThisRank(sender) || failed_[sender] ||
-            std::find(gone.begin(), gone.end(), sender) != gone.end() || Ended(ended_[sender], sequence_)) {
+            std::find(gone.begin(), gone.end(), sender) != gone.end() || Ended(ended_[sender], sequence_) ||
+            Ended(ended_before_[sender], sequence_)) {
           continue;
         }
         ranks.push_back(sender);
@@ -810,12 +816,17 @@ class HostsWindow final : public Window {
 
   // Whether MPI reports a request in error that it keeps pending (a fault-tolerant MPI's receive from any rank, when a
   // rank that could send it failed), not one that finished.
-  static bool StillPending([[maybe_unused]] const MPI_Status& status) {
-#ifdef MPIX_ERR_PROC_FAILED_PENDING
-    return status.MPI_ERROR == MPIX_ERR_PROC_FAILED_PENDING;
-#else
-    return false;
+  // The status holds an error code: its class is what the fault-tolerance extension names.
+  static bool StillPending(const MPI_Status& status) {
+    int error_class = status.MPI_ERROR;
+    MPI_Error_class(status.MPI_ERROR, &error_class);
+#ifdef MPI_ERR_PROC_FAILED_PENDING
+    if (error_class == MPI_ERR_PROC_FAILED_PENDING) return true;
 #endif
+#ifdef MPIX_ERR_PROC_FAILED_PENDING
+    if (error_class == MPIX_ERR_PROC_FAILED_PENDING) return true;
+#endif
+    return false;
   }
 
   // What a request that MPI finished in error was, and MPI's words for the error. Its message may be lost; if it
@@ -922,6 +933,7 @@ class HostsWindow final : public Window {
       if (header.target < 0 || header.target >= host_->size()) BadMessage(source, record);
       const uint64_t left = message.size() - at;
       if (header.kind == RecordKind::kEnd) {
+        if (header.a >> 32 != ended_[source] >> 32) ended_before_[source] = ended_[source];
         ended_[source] = header.a;
       } else if (header.kind == RecordKind::kSignal && header.a < all_flag_count()) {  // not the host window's own
         host_->Signal(header.target, header.a, header.b);
@@ -968,6 +980,9 @@ class HostsWindow final : public Window {
   mutable std::vector<Outbox> outbox_;   // per destination
   uint64_t sequence_ = 0;                // this rank's last EndOperation
   mutable std::vector<uint64_t> ended_;  // per sender: its last end mark (two-level)
+  // Per sender: its last end mark of the generation before its last one's. A sender whose operation failed and that
+  // reset at once (a new generation) may send that reset's end before this relay looked for the failed one's.
+  mutable std::vector<uint64_t> ended_before_;
   mutable std::list<InFlight> sends_;    // a list: MPI holds each buffer until it completes
   bool remote_peers_;                    // some rank is on another host: receives are posted
   mutable std::deque<Incoming> posted_;  // receives, in the order posted
