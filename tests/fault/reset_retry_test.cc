@@ -149,36 +149,53 @@ TEST(ResetRetry, ARetryJoinsTheNewerResetAPeerBegan) {
   EXPECT_EQ(states[1].generation, 2u);
 }
 
+// Ranks 0 and 1 of 3 thread windows, rank 2 absent: the sync round that times out on rank 0 (it awaits rank 2) and
+// ends on rank 1 (it leaves rank 2 out), and resets without sync.
+struct SplitRound {
+  explicit SplitRound(const char* name)
+      : windows(transport::CreateThreadWindows(3, 1 << 16, ops::kWindowFlagCount, name)) {}
+  static Clock::time_point Deadline(int ms) { return Clock::now() + std::chrono::milliseconds(ms); }
+  // Returns on both ranks together.
+  void SyncTimingOutOnRank0(int r) {
+    if (r == 0) {
+      EXPECT_THROW(ops::protocol::BufferReset(*windows[0], states[0], everyone, true, Deadline(200), "BufferReset"),
+                   TimeoutError);
+    } else {
+      ops::protocol::BufferReset(*windows[1], states[1], without_rank2, true, Deadline(3000), "BufferReset");
+    }
+    step.arrive_and_wait();
+  }
+  void ResetWithoutSync(int r) {
+    ops::protocol::BufferReset(*windows[r], states[r], without_rank2, false, Deadline(3000), "BufferReset");
+  }
+
+  std::vector<std::unique_ptr<transport::Window>> windows;
+  std::vector<ops::OpState> states = std::vector<ops::OpState>(2);
+  const std::vector<int32_t> everyone = {1, 1, 1}, without_rank2 = {1, 1, 0};
+  std::barrier<> step{2};
+};
+
 // A reset without sync abandons a sync round that timed out: the next synced reset is a new round (a new tag, a
 // clear), not a retry of the old one. Rank 0's sync awaits an absent rank 2 and times out; rank 1's, which leaves
 // rank 2 out, ends (tag 1). Both reset without sync, then sync leaving rank 2 out, rank 0 first: both must end the
 // same new round (rank 0 took it for a retry of tag 1, ended at once on rank 1's old flag and went on, while rank 1
 // began tag 2 and waited for it in vain).
 TEST(ResetRetry, AResetWithoutSyncAbandonsASyncThatTimedOut) {
-  auto windows = transport::CreateThreadWindows(3, 1 << 16, ops::kWindowFlagCount, "reset abandoned");
-  std::vector<ops::OpState> states(2);
-  const std::vector<int32_t> everyone = {1, 1, 1}, without_rank2 = {1, 1, 0};
-  const auto deadline = [](int ms) { return Clock::now() + std::chrono::milliseconds(ms); };
-  std::barrier step(2);
+  SplitRound round("reset abandoned");
   verify::RunRanks(2, [&](int r) {
-    if (r == 0) {
-      EXPECT_THROW(ops::protocol::BufferReset(*windows[0], states[0], everyone, true, deadline(200), "BufferReset"),
-                   TimeoutError);
-    } else {
-      ops::protocol::BufferReset(*windows[1], states[1], without_rank2, true, deadline(3000), "BufferReset");
-    }
-    step.arrive_and_wait();
-    ops::protocol::BufferReset(*windows[r], states[r], without_rank2, false, deadline(3000), "BufferReset");
-    step.arrive_and_wait();
+    round.SyncTimingOutOnRank0(r);
+    round.ResetWithoutSync(r);
+    round.step.arrive_and_wait();
     if (r == 1) std::this_thread::sleep_for(std::chrono::milliseconds(300));  // rank 0 syncs first
     try {
-      ops::protocol::BufferReset(*windows[r], states[r], without_rank2, true, deadline(3000), "BufferReset");
+      ops::protocol::BufferReset(*round.windows[r], round.states[r], round.without_rank2, true, round.Deadline(3000),
+                                 "BufferReset");
     } catch (const TimeoutError& e) {
       ADD_FAILURE() << "rank " << r << ": " << e.what();
     }
   });
-  EXPECT_EQ(states[0].generation, states[1].generation);
-  EXPECT_EQ(states[0].generation, 2u);
+  EXPECT_EQ(round.states[0].generation, round.states[1].generation);
+  EXPECT_EQ(round.states[0].generation, 2u);
 }
 
 // A reset without sync after a sync round that timed out on one rank and ended on another takes both to one
@@ -186,25 +203,15 @@ TEST(ResetRetry, AResetWithoutSyncAbandonsASyncThatTimedOut) {
 // sync awaits an absent rank 2 and times out while rank 1's, leaving rank 2 out, ends; then both reset without sync
 // (before, rank 0 still counted the first reset without sync, rank 1 did not: two generations that never met).
 TEST(ResetRetry, ResetsWithoutSyncAfterARoundThatTimedOutOnOneRankAgree) {
-  auto windows = transport::CreateThreadWindows(3, 1 << 16, ops::kWindowFlagCount, "reset counts");
-  std::vector<ops::OpState> states(2);
-  const std::vector<int32_t> everyone = {1, 1, 1}, without_rank2 = {1, 1, 0};
-  const auto deadline = [](int ms) { return Clock::now() + std::chrono::milliseconds(ms); };
-  std::barrier step(2);
+  SplitRound round("reset counts");
   verify::RunRanks(2, [&](int r) {
-    ops::protocol::BufferReset(*windows[r], states[r], without_rank2, false, deadline(3000), "BufferReset");
-    step.arrive_and_wait();
-    if (r == 0) {
-      EXPECT_THROW(ops::protocol::BufferReset(*windows[0], states[0], everyone, true, deadline(200), "BufferReset"),
-                   TimeoutError);
-    } else {
-      ops::protocol::BufferReset(*windows[1], states[1], without_rank2, true, deadline(3000), "BufferReset");
-    }
-    step.arrive_and_wait();
-    ops::protocol::BufferReset(*windows[r], states[r], without_rank2, false, deadline(3000), "BufferReset");
+    round.ResetWithoutSync(r);
+    round.step.arrive_and_wait();
+    round.SyncTimingOutOnRank0(r);
+    round.ResetWithoutSync(r);
   });
-  EXPECT_EQ(states[0].generation, states[1].generation);
-  EXPECT_EQ(states[0].generation, ops::UnsyncedGeneration(1, 1));
+  EXPECT_EQ(round.states[0].generation, round.states[1].generation);
+  EXPECT_EQ(round.states[0].generation, ops::UnsyncedGeneration(1, 1));
 }
 
 }  // namespace
