@@ -191,8 +191,7 @@ class HostsWindow final : public Window {
         failed_(size, false),
         channel_(size, Channel::kUndecided),
         outbox_(size),
-        ended_(size, 0),
-        ended_before_(size, 0),
+        ends_(size, std::vector<uint64_t>{0}),  // as if each sender had ended operation 0 of generation 0
         remote_peers_(topology_.host_ranks.size() > 1),
         posted_target_(message_.fewest_posted),
         sent_to_(size, 0),
@@ -359,8 +358,9 @@ class HostsWindow final : public Window {
       std::vector<int> ranks;
       for (int sender = 0; sender < size(); ++sender) {
         if (!RelaysThroughThisRank(sender) || failed_[sender] ||
-            std::find(gone.begin(), gone.end(), sender) != gone.end() || Ended(ended_[sender], sequence_) ||
-            Ended(ended_before_[sender], sequence_)) {
+            std::find(gone.begin(), gone.end(), sender) != gone.end() ||
+            std::any_of(ends_[sender].begin(), ends_[sender].end(),
+                        [&](uint64_t mark) { return Ended(mark, sequence_); })) {
           continue;
         }
         ranks.push_back(sender);
@@ -444,7 +444,7 @@ class HostsWindow final : public Window {
     for (int peer : missing) {
       if (peer < 0 || peer >= size() || !RelaysThroughThisRank(peer)) continue;
       text += (text.empty() ? "; operations ended (this rank's last: " + Describe(sequence_) + "): " : ", ") +
-              std::string("rank ") + std::to_string(peer) + " " + Describe(ended_[peer]);
+              std::string("rank ") + std::to_string(peer) + " " + Describe(ends_[peer].back());
     }
     return text;
   }
@@ -582,6 +582,21 @@ class HostsWindow final : public Window {
   // Whether what `sender` sends to this host comes through this rank (two-level).
   bool RelaysThroughThisRank(int sender) const {
     return !OnThisHost(sender) && RelayFor(sender, topology_.host_of[rank()]) == rank();
+  }
+
+  static constexpr size_t kEndGenerations = 4;
+
+  // Keeps `mark`, an end `sender` sent: the highest of its generation (by serial-number arithmetic: a failed synced
+  // reset's 0|0 does not undo 0|k), the latest generation last.
+  void NoteEnd(int sender, uint64_t mark) const {
+    std::vector<uint64_t>& marks = ends_[sender];
+    const auto same = std::find_if(marks.begin(), marks.end(), [&](uint64_t m) { return m >> 32 == mark >> 32; });
+    if (same != marks.end()) {
+      if (!Ended(mark, *same)) mark = *same;  // lower than the one kept
+      marks.erase(same);
+    }
+    marks.push_back(mark);
+    if (marks.size() > kEndGenerations) marks.erase(marks.begin());
   }
 
   // Whether an end mark `mark` covers this rank's operation `sequence`: the same reset generation (high
@@ -762,7 +777,8 @@ class HostsWindow final : public Window {
     if (count == MPI_UNDEFINED || count == 0) return false;
     // Every finished request is MPI_REQUEST_NULL now, before anything below may throw: none is tested again.
     for (size_t i = 0; i < pending_.size(); ++i) *pending_[i].request = requests_[i];
-    fruitless_polls_ = 0;
+    int ended =
+        0;  // of the `count` reported, those that did not stay pending: a poll of pending ones alone found nothing
     uint64_t received = 0;
     int malformed_from = -1;  // thrown once every finished receive is accounted for
     std::string failed;       // likewise: the first request that finished in error, or MPI could not describe
@@ -773,6 +789,7 @@ class HostsWindow final : public Window {
       // Not finished after all: a fault-tolerant MPI keeps a receive from any rank pending when a rank that could
       // send it failed. It stays posted, as it was, and is reported if it ever finishes in error.
       if (*pending.request != MPI_REQUEST_NULL && (!in_error || StillPending(statuses_[i]))) continue;
+      ++ended;
       if (in_error) {
         // Open MPI frees only the requests that succeeded (ompi_request_default_test_some): one left allocated would
         // be found finished by every later poll (waits spinning, a send never leaving sends_), its error unreported.
@@ -808,10 +825,11 @@ class HostsWindow final : public Window {
         in->cancelled = true;  // its buffer is given back, never landed
       }
     }
+    if (ended > 0) fruitless_polls_ = 0;  // else the waits back off, and the full test comes round
     GrowPosting(received);
     if (!failed.empty()) throw Error(ErrorCode::kInternal, "moe_ep: MPI_Testsome failed: " + failed);
     if (malformed_from >= 0) BadMessage(malformed_from, 0);
-    return count > 0;
+    return ended > 0;
   }
 
   // Whether MPI reports a request in error that it keeps pending (a fault-tolerant MPI's receive from any rank, when a
@@ -933,8 +951,7 @@ class HostsWindow final : public Window {
       if (header.target < 0 || header.target >= host_->size()) BadMessage(source, record);
       const uint64_t left = message.size() - at;
       if (header.kind == RecordKind::kEnd) {
-        if (header.a >> 32 != ended_[source] >> 32) ended_before_[source] = ended_[source];
-        ended_[source] = header.a;
+        NoteEnd(source, header.a);
       } else if (header.kind == RecordKind::kSignal && header.a < all_flag_count()) {  // not the host window's own
         host_->Signal(header.target, header.a, header.b);
       } else if (header.kind == RecordKind::kPut && header.b <= left && Padded(header.b) <= left) {
@@ -976,13 +993,13 @@ class HostsWindow final : public Window {
   mutable std::mutex engine_;
   std::vector<bool> failed_;  // ranks known to have failed (SetFailedPeers): never relays; one message at a time
   enum class Channel : uint8_t { kUndecided, kRelay, kDirect };
-  std::vector<Channel> channel_;         // per peer, this operation's (two-level)
-  mutable std::vector<Outbox> outbox_;   // per destination
-  uint64_t sequence_ = 0;                // this rank's last EndOperation
-  mutable std::vector<uint64_t> ended_;  // per sender: its last end mark (two-level)
-  // Per sender: its last end mark of the generation before its last one's. A sender whose operation failed and that
-  // reset at once (a new generation) may send that reset's end before this relay looked for the failed one's.
-  mutable std::vector<uint64_t> ended_before_;
+  std::vector<Channel> channel_;        // per peer, this operation's (two-level)
+  mutable std::vector<Outbox> outbox_;  // per destination
+  uint64_t sequence_ = 0;               // this rank's last EndOperation
+  // Per sender (two-level): its highest end mark of each of the last kEndGenerations generations it sent ends in, the
+  // latest last. A sender whose operation failed and that reset at once (a new generation, or two) may send those
+  // resets' ends before this relay looked for the failed operation's.
+  mutable std::vector<std::vector<uint64_t>> ends_;
   mutable std::list<InFlight> sends_;    // a list: MPI holds each buffer until it completes
   bool remote_peers_;                    // some rank is on another host: receives are posted
   mutable std::deque<Incoming> posted_;  // receives, in the order posted
