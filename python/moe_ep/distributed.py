@@ -78,13 +78,16 @@ def _group_or_world(who, group, alternative):
     return group
 
 
-def get_hccl_comm_name(group=None, rank=None, *args, **kwargs):
+def get_hccl_comm_name(group=None, rank=None, init_comm=True, *args, **kwargs):
     """The HCCL-style communicator name of `group` (default: the world group; a process group or one of its
     backend objects) for the torch_npu operators. Collective the first time for a group (every rank of it
-    calls); then cached. `rank` (the global rank NPU code passes to pick the device) and torch_npu's further
-    arguments (`init_comm=...`) are accepted and not needed."""
+    calls); then cached. `rank` (the global rank NPU code passes to pick the device) is accepted and not needed.
+    With init_comm=False, as torch_npu's, nothing is made: the name made already, or "" when there is none."""
     del rank, args, kwargs
     group = _group_or_world("get_hccl_comm_name", group, "thread_comm_names or launch_comm_name")
+    if not init_comm:
+        with _lock:
+            return _names.get(group, "")
     with _lock:
         making = _making.setdefault(group, threading.Lock())
     with making:  # one maker per group; other threads of this process asking for it wait for its name

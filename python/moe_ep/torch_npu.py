@@ -169,6 +169,13 @@ def _check_common(op, ep_world_size, ep_rank_id, shared_expert_num, shared_exper
               INVALID_CONFIG)
 
 
+def _check_unread(op, name, t):
+    """A tensor callers hand back that A3 does not read (dispatch's expand_scales): a tensor or None, as torch_npu's
+    argument parser takes it."""
+    if t is not None and not isinstance(t, torch.Tensor):
+        _fail(f"{op}: {name} must be a torch.Tensor or None, not {type(t).__name__}")
+
+
 def _check_2d(op, **tensors):
     for name, t in tensors.items():
         if not isinstance(t, torch.Tensor):
@@ -291,7 +298,7 @@ def npu_moe_distribute_combine_v2(expand_x, expert_ids, assist_info_for_combine,
                                   const_expert_num=0):
     """Returns the expert outputs expand_x (rows in dispatch's order) to their tokens and sums them with the
     weights expert_scales (Bs, K) fp32. Returns x (Bs, H) in expand_x's dtype."""
-    del expand_scales  # dispatch's expand_scales, handed back by callers: A3 does not read it
+    _check_unread("npu_moe_distribute_combine_v2", "expand_scales", expand_scales)  # handed back; A3 does not read it
 
     def prepare():
         return _prepare_combine(expand_x, expert_ids, group_ep, ep_world_size, ep_rank_id, moe_expert_num,
@@ -349,7 +356,7 @@ def npu_moe_distribute_combine_add_rms_norm(expand_x, expert_ids, expand_idx, ep
     (Bs, 1, H), rstd (Bs, 1, 1) fp32. Runs aclnnMoeDistributeCombineAddRmsNormV2, as torch_npu does: elastic_info
     and the zero / copy / const experts work as in combine_v2."""
     op = "npu_moe_distribute_combine_add_rms_norm"
-    del expand_scales  # as in combine_v2: A3 does not read it
+    _check_unread(op, "expand_scales", expand_scales)  # as in combine_v2: A3 does not read it
     attrs = _attrs(op, group_ep, group_tp, comm_alg, ep_world_size=ep_world_size, ep_rank_id=ep_rank_id,
                    moe_expert_num=moe_expert_num, tp_world_size=tp_world_size, tp_rank_id=tp_rank_id,
                    expert_shard_type=expert_shard_type, shared_expert_num=shared_expert_num,

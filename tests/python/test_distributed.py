@@ -54,7 +54,9 @@ def test_a_groups_communicator_is_destroyed_with_the_group():
 
         dist.init_process_group("gloo", init_method="file://" + tempfile.mktemp(), rank=0, world_size=1)
         group = dist.new_group([0])
+        assert md.get_hccl_comm_name(group, 0, init_comm=False) == ""  # as torch_npu's: nothing is made
         name = md.get_hccl_comm_name(group, 0)
+        assert md.get_hccl_comm_name(group, 0, False) == name
         say("group, alive:", name)
         dist.destroy_process_group(group)
         say("group, destroyed but held:", name)

@@ -117,6 +117,18 @@ def test_combine_rejects_int32_expand_x(name):
             torch.zeros(4, dtype=torch.int32), torch.zeros(4, 2), name, 2, 0, 4)
 
 
+def test_combines_refuse_an_expand_scales_that_is_no_tensor(name):
+    # Not read on A3, yet typed as torch_npu's parser types it: a tensor or None.
+    args = (torch.zeros(8, 1024, dtype=torch.bfloat16), torch.zeros(4, 2, dtype=torch.int32),
+            torch.zeros(8, dtype=torch.int32), torch.zeros(4, dtype=torch.int32), torch.zeros(4, 2), name, 2, 0, 4)
+    with pytest.raises(moe_ep.InvalidArgumentError, match="expand_scales must be a torch.Tensor or None, not list"):
+        torch_npu.npu_moe_distribute_combine_v2(*args, expand_scales=[1.0])
+    with pytest.raises(moe_ep.InvalidArgumentError, match="expand_scales must be a torch.Tensor or None, not str"):
+        torch_npu.npu_moe_distribute_combine_add_rms_norm(
+            *args[:5], torch.zeros(4, 1, 1024, dtype=torch.bfloat16), torch.ones(1024, dtype=torch.bfloat16), *args[5:],
+            expand_scales="no")
+
+
 def test_add_rms_norm_const_experts_need_ori_x(name):
     with pytest.raises(moe_ep.InvalidArgumentError, match="oriX.*required when constExpertNum > 0"):
         torch_npu.npu_moe_distribute_combine_add_rms_norm(
