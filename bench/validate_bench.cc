@@ -35,15 +35,16 @@ void BM_ValidateDispatch(benchmark::State& state) {
   plan::MoeConfig shaped = Attributes();
   shaped.bs = kBs, shaped.hidden = kH, shaped.top_k = kK, shaped.x_dtype = DType::kBf16;
   const plan::DispatchOutputSizes sizes = plan::OutputSizesOf(shaped);
-  const plan::DispatchTensors t{
-      .x = TensorView(storage, DType::kBf16, {kBs, kH}),
-      .expert_ids = TensorView(storage, DType::kInt32, {kBs, kK}),
-      .expand_x = TensorView(storage, DType::kBf16, {sizes.rows, kH}),
-      .assist_info = TensorView(storage, DType::kInt32, {sizes.assist_entries}),
-      .expert_token_nums = TensorView(storage, DType::kInt64, {sizes.token_num_entries}),
-      .ep_recv_counts = TensorView(storage, DType::kInt32, {sizes.recv_count_entries}),
-      .tp_recv_counts = TensorView(storage, DType::kInt32, {0}),
-  };
+  // Value-initialized, then assigned field by field: a designated initializer that leaves fields out trips
+  // -Wmissing-field-initializers.
+  plan::DispatchTensors t{};
+  t.x = TensorView(storage, DType::kBf16, {kBs, kH});
+  t.expert_ids = TensorView(storage, DType::kInt32, {kBs, kK});
+  t.expand_x = TensorView(storage, DType::kBf16, {sizes.rows, kH});
+  t.assist_info = TensorView(storage, DType::kInt32, {sizes.assist_entries});
+  t.expert_token_nums = TensorView(storage, DType::kInt64, {sizes.token_num_entries});
+  t.ep_recv_counts = TensorView(storage, DType::kInt32, {sizes.recv_count_entries});
+  t.tp_recv_counts = TensorView(storage, DType::kInt32, {0});
   for (auto _ : state) {
     plan::MoeConfig c = Attributes();
     plan::ValidateDispatch(c, t, plan::Profile::kA3, kWindow, "MoeDistributeDispatchV2");
@@ -56,15 +57,14 @@ void BM_ValidateCombine(benchmark::State& state) {
   plan::MoeConfig shaped = Attributes();
   shaped.bs = kBs, shaped.hidden = kH, shaped.top_k = kK, shaped.x_dtype = DType::kBf16;
   const plan::DispatchOutputSizes sizes = plan::OutputSizesOf(shaped);
-  const plan::CombineTensors t{
-      .expand_x = TensorView(storage, DType::kBf16, {sizes.rows, kH}),
-      .expert_ids = TensorView(storage, DType::kInt32, {kBs, kK}),
-      // Atlas A3's combine asks for 128 entries per row of expandX (docs/validation.md).
-      .assist_info = TensorView(storage, DType::kInt32, {plan::WindowLayout(shaped).a * 128}),
-      .ep_send_counts = TensorView(storage, DType::kInt32, {sizes.recv_count_entries}),
-      .expert_scales = TensorView(storage, DType::kFloat32, {kBs, kK}),
-      .x = TensorView(storage, DType::kBf16, {kBs, kH}),
-  };
+  plan::CombineTensors t{};
+  t.expand_x = TensorView(storage, DType::kBf16, {sizes.rows, kH});
+  t.expert_ids = TensorView(storage, DType::kInt32, {kBs, kK});
+  // Atlas A3's combine asks for 128 entries per row of expandX (docs/validation.md).
+  t.assist_info = TensorView(storage, DType::kInt32, {plan::WindowLayout(shaped).a * 128});
+  t.ep_send_counts = TensorView(storage, DType::kInt32, {sizes.recv_count_entries});
+  t.expert_scales = TensorView(storage, DType::kFloat32, {kBs, kK});
+  t.x = TensorView(storage, DType::kBf16, {kBs, kH});
   for (auto _ : state) {
     plan::MoeConfig c = Attributes();
     plan::ValidateCombine(c, t, plan::Profile::kA3, kWindow, "MoeDistributeCombineV2");

@@ -1095,17 +1095,30 @@ TEST_F(AclMemory, AsyncCopiesOfOrdinaryHostMemoryReturnOnceTheyRan) {
         << RecentMessage();
     EXPECT_EQ(back, std::vector<uint8_t>(kBytes, 0x5A)) << "read before the copy ran, or copied from the reused buffer";
     releaser.join();
+    ASSERT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS);  // within the latch's scope
   }
-  ASSERT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS);
   {
     std::latch release(1);
     ASSERT_EQ(LaunchOnStream(stream, "held", [&] { release.wait(); }), ACL_SUCCESS);
+    // Should the copy wait for the stream (it must not), this lets the stream go after 5 s: a failure, not a hang.
+    std::atomic<bool> returned{false}, released{false};
+    std::thread safety_net([&] {
+      for (int ms = 0; ms < 5000 && !returned; ++ms) std::this_thread::sleep_for(milliseconds(1));
+      if (!returned) {
+        released = true;
+        release.count_down();
+      }
+    });
     std::memset(pinned, 0x11, kBytes);
     EXPECT_EQ(aclrtMemcpyAsync(device, kBytes, pinned, kBytes, ACL_MEMCPY_HOST_TO_DEVICE, stream), ACL_SUCCESS);
+    returned = true;
+    EXPECT_FALSE(released.load()) << "a copy of aclrtMallocHost memory waited for the stream";
     EXPECT_EQ(on_device[0], 0x5A);  // returned at once: the stream is still held
-    release.count_down();
+    safety_net.join();
+    if (!released) release.count_down();
+    // Within the latch's scope: the held task may not have started yet (a synchronize runs it on this thread).
+    ASSERT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS);
   }
-  ASSERT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS);
   EXPECT_EQ(on_device[kBytes - 1], 0x11);
   aclError from_task = ACL_SUCCESS;
   std::string message;

@@ -55,8 +55,11 @@ bool IsPoison(const T& v) {
   return std::memcmp(&v, &p, sizeof(T)) == 0;
 }
 
+}  // namespace
+
 // The outputs as the library sees them: each rank's dense buffers themselves or, with strided_outputs, gapped
-// storage standing for them, whose elements Gather() copies back into the dense buffers after the calls.
+// storage standing for them, whose elements Gather() copies back into the dense buffers after the calls. Outside the
+// anonymous namespace: RankCalls::State, of the header's class, holds two.
 class OutputViews {
  public:
   explicit OutputViews(bool strided) : strided_(strided) {}
@@ -93,6 +96,8 @@ class OutputViews {
   bool strided_;
   std::deque<Gapped> gapped_;  // a deque: views handed out stay where they are
 };
+
+namespace {
 
 // Entries of epRecvCounts past the group's full size: they must stay poison.
 constexpr size_t kCountsSlack = 2;
