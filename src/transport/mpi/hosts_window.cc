@@ -777,8 +777,8 @@ class HostsWindow final : public Window {
     if (count == MPI_UNDEFINED || count == 0) return false;
     // Every finished request is MPI_REQUEST_NULL now, before anything below may throw: none is tested again.
     for (size_t i = 0; i < pending_.size(); ++i) *pending_[i].request = requests_[i];
-    int ended =
-        0;  // of the `count` reported, those that did not stay pending: a poll of pending ones alone found nothing
+    // Of the `count` reported, those that did not stay pending: a poll of pending ones alone found nothing.
+    int ended = 0;
     uint64_t received = 0;
     int malformed_from = -1;  // thrown once every finished receive is accounted for
     std::string failed;       // likewise: the first request that finished in error, or MPI could not describe
@@ -833,8 +833,8 @@ class HostsWindow final : public Window {
   }
 
   // Whether MPI reports a request in error that it keeps pending (a fault-tolerant MPI's receive from any rank, when a
-  // rank that could send it failed), not one that finished.
-  // The status holds an error code: its class is what the fault-tolerance extension names.
+  // rank that could send it failed), not one that finished. The status holds an error code; the fault-tolerance
+  // extension names its class.
   static bool StillPending(const MPI_Status& status) {
     int error_class = status.MPI_ERROR;
     MPI_Error_class(status.MPI_ERROR, &error_class);
