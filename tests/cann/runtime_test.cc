@@ -531,6 +531,34 @@ TEST_P(AclStreams, SynchronizeDeviceReportsEachNewFailure) {
   EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
 }
 
+// A failure a device's synchronize reported stays for the stream's own synchronize that waits for its task, even when
+// a task launched after that synchronize began fails before it wakes (the worker runs it straight after the held task
+// the synchronize waits for). Repeated: whether the later failure is recorded first is up to the scheduler.
+TEST_P(AclStreams, AStreamSynchronizeReportsAReportedFailureALaterOneDidNotHide) {
+  ASSERT_EQ(aclrtSetDevice(4), ACL_SUCCESS);
+  aclrtStream stream = nullptr;
+  ASSERT_EQ(NewStream(&stream), ACL_SUCCESS);
+  for (int round = 0; round < 20 && !HasFailure(); ++round) {
+    ASSERT_EQ(LaunchOnStream(stream, "failing_first", [] { throw moe_ep::Error(moe_ep::ErrorCode::kTimeout, "one"); }),
+              ACL_SUCCESS);
+    ASSERT_EQ(aclrtSynchronizeDevice(), static_cast<aclError>(moe_ep::ErrorCode::kTimeout));
+    std::latch release(1);
+    ASSERT_EQ(LaunchOnStream(stream, "held", [&] { release.wait(); }), ACL_SUCCESS);
+    // Bounded: it only waits (an unbounded one would run the held task itself, and return before the next starts).
+    auto synchronized =
+        std::async(std::launch::async, [&] { return aclrtSynchronizeStreamWithTimeout(stream, 10000); });
+    std::this_thread::sleep_for(milliseconds(20));  // the synchronize has begun (if not, the round checks less)
+    EXPECT_EQ(LaunchOnStream(stream, "failing_later", [] { throw std::runtime_error("two"); }), ACL_SUCCESS);
+    release.count_down();  // before anything may leave the round: the held task reads the latch
+    EXPECT_EQ(synchronized.get(), static_cast<aclError>(moe_ep::ErrorCode::kTimeout)) << "round " << round;
+    // The later failure is the next synchronize's, once.
+    EXPECT_EQ(aclrtSynchronizeStream(stream), ACL_ERROR_RT_INTERNAL_ERROR) << "round " << round;
+    EXPECT_EQ(RecentMessage(), "failing_later: two");
+    EXPECT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS) << "round " << round;
+  }
+  EXPECT_EQ(aclrtDestroyStream(stream), ACL_SUCCESS);
+}
+
 TEST_P(AclStreams, BoundedSynchronizeTimesOutWhileATaskIsBlocked) {
   ASSERT_EQ(aclrtSetDevice(4), ACL_SUCCESS);
   aclrtStream stream = nullptr;

@@ -1,7 +1,9 @@
 // Stream: the worker loop, failure recording and (timed) synchronization.
 #include "cann/runtime/stream.h"
 
+#include <algorithm>
 #include <exception>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -91,15 +93,16 @@ Stream::Outcome Stream::Synchronize(std::optional<std::chrono::milliseconds> tim
                 std::to_string(queue_.size()) + " more task(s) queued; the tasks go on running"};
   }
   // A failure of a task launched after this call stays for the synchronize that waits for that task.
-  if (failure_.code == ACL_SUCCESS || failure_seq_ > target) return {};
+  const auto after_target =
+      std::find_if(failures_.begin(), failures_.end(), [&](const Failure& f) { return f.seq > target; });
+  if (after_target == failures_.begin()) return {};
+  Failure& last = *std::prev(after_target);
   if (keep_failure) {
-    if (std::exchange(failure_kept_, true)) return {};
-    return failure_;
+    if (std::exchange(last.reported, true)) return {};
+    return last.outcome;
   }
-  Outcome failure = std::move(failure_);
-  failure_ = {};
-  failure_seq_ = 0;
-  failure_kept_ = false;
+  Outcome failure = std::move(last.outcome);
+  failures_.erase(failures_.begin(), after_target);
   return failure;
 }
 
@@ -152,12 +155,10 @@ void Stream::RunFront(std::unique_lock<std::mutex>& lock, bool stand_in) noexcep
   running_ = nullptr;
   if (task.waiter != nullptr) {
     *task.waiter = std::move(outcome);  // its caller reports it
-  } else if (outcome.code != ACL_SUCCESS && (failure_.code == ACL_SUCCESS || failure_kept_)) {
-    // One that a device's synchronize reported already gives way: kept, it would hide this one from every later
-    // device synchronize, and give the stream's own a stale message.
-    failure_ = std::move(outcome);
-    failure_seq_ = task.seq;
-    failure_kept_ = false;
+  } else if (outcome.code != ACL_SUCCESS && (failures_.empty() || failures_.back().reported)) {
+    // After a reported one, so that a later device synchronize reports it and the stream's own gives its message.
+    failures_.push_back({std::move(outcome), task.seq, false});
+    if (failures_.size() > kKeptFailures) failures_.pop_front();
   }
   completed_ = task.seq;
   work_done_.notify_all();

@@ -1,6 +1,6 @@
 // Stream: a queue of tasks run one at a time in launch order (by a worker thread of its own, or by a
-// thread that waits for them), the first failure since the last synchronize, and waiting for the tasks
-// with or without a deadline, or for one of them.
+// thread that waits for them), the failures the synchronizes report, and waiting for the tasks with or
+// without a deadline, or for one of them.
 #pragma once
 
 #include <chrono>
@@ -63,10 +63,10 @@ class Stream {
   std::optional<Outcome> LaunchAndWait(std::string op_name, StreamTask task);
 
   /// Waits until every task launched before this call has run, for at most `timeout` when given. Returns
-  /// the first failure recorded by those tasks (and forgets it, unless `keep_failure`: a device's synchronize
-  /// reports it, once, and leaves it to the stream's own, until a later failure replaces it), or a timeout naming
-  /// the running task; on a timeout the tasks go on. A worker must not wait for its own stream: that is an error too.
-  /// Without a timeout, an application thread runs the tasks that have not started itself, in order and
+  /// a failure of those tasks (the last recorded) and forgets every failure of theirs, or, with `keep_failure` (a
+  /// device's synchronize), the one not reported yet, which it reports once and leaves to the stream's own; or a
+  /// timeout naming the running task; on a timeout the tasks go on. A worker must not wait for its own stream: that is
+  /// an error too. Without a timeout, an application thread runs the tasks that have not started itself, in order and
   /// as the worker would (the stream's device current): a launch followed at once by a synchronize then
   /// costs no hand-off to the worker and back, which is most of a small operator's latency.
   Outcome Synchronize(std::optional<std::chrono::milliseconds> timeout, bool keep_failure = false);
@@ -123,10 +123,17 @@ class Stream {
   const std::string* running_ = nullptr;
   bool stopping_ = false;
   bool worker_asleep_ = false;  // waiting with no deadline: a launch must wake it
-  // The first failure since the last synchronize that took one, or since a device's synchronize reported it.
-  Outcome failure_;
-  uint64_t failure_seq_ = 0;
-  bool failure_kept_ = false;  // a device's synchronize reported failure_ already (it reports each once)
+  // The failures no stream synchronize took yet, in launch order: those a device's synchronize reported, then the
+  // first since (recorded only when every earlier one was reported). Each stays for the stream's own synchronize that
+  // waits for its task, which may have begun before a later failure was recorded; the oldest reported ones give way
+  // past kKeptFailures (device synchronizes with no stream synchronize between them).
+  struct Failure {
+    Outcome outcome;
+    uint64_t seq = 0;
+    bool reported = false;  // by a device's synchronize (it reports each once)
+  };
+  static constexpr size_t kKeptFailures = 16;
+  std::deque<Failure> failures_;
 
   std::mutex shutdown_mu_;  // one joiner at a time
   std::thread worker_;      // last: starts after every other member exists
