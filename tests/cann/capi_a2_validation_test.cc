@@ -397,8 +397,9 @@ std::vector<Rule<C>> CombineRules() {
       {"GroupTpTooLong", GroupTpNamed<C>(LongName()), kInvalid, {"groupTp"}, {"128"}, v2},
       // CombineAddRmsNorm exists on Atlas A3 only (161002), for a call that is valid on A3.
       {"AddRmsNormOnA2", [](C&, Scratch&) {}, kInvalid, {"MOE_EP_SOC_NAME"}, {"Atlas A3 only"}, rms},
-      // ... after its null checks (161001).
-      {"AddRmsNormResidualXNullOnA2", Set(&C::residual, nullptr), kNull, {"residualX"}, {}, rms},
+      // ... after the null checks of the combines' common tensors (161001), before its own tensors'.
+      {"AddRmsNormExpandXNullOnA2", Set(&C::expand_x, nullptr), kNull, {"expandX"}, {}, rms},
+      {"AddRmsNormResidualXNullOnA2", Set(&C::residual, nullptr), kInvalid, {"MOE_EP_SOC_NAME"}, {"Atlas A3 only"}, rms},
   };
   // clang-format on
 }

@@ -58,6 +58,19 @@ void CheckWrapperRules(const std::string& op, const CombineArgs& a, bool add_rms
   for (const auto& [tensor, name] : required) {
     if (!tensor) Reject(ErrorCode::kNullPointer, op, name, "nullptr", "this tensor is required");
   }
+  const char* group_ep = a.attributes.group_ep;
+  if (!group_ep || !*group_ep) {
+    Reject(ErrorCode::kNullPointer, op, "groupEp", group_ep ? "\"\"" : "nullptr", "a group name is required");
+  }
+  // CombineAddRmsNorm's wrapper refuses Atlas A2 right after these null checks; its own tensors are checked after
+  // the group names' lengths (by the inner layer).
+  if (add_rms_norm) RequireA3(op);
+  // CANN's combine wrappers report over-long group names as 161002 (dispatch says 161001): docs/semantics.md 0.
+  for (const auto& [name, param] : {std::pair{group_ep, "groupEp"}, {a.attributes.group_tp, "groupTp"}}) {
+    const size_t length = GroupNameLength(name);
+    if (length >= kGroupNameMax)
+      Reject(ErrorCode::kInvalidParam, op, param, GroupNameLengthText(length), "length < 128");
+  }
   if (add_rms_norm) {
     for (const auto& [tensor, name] : {std::pair{a.residual_x, "residualX"},
                                        {a.gamma, "gamma"},
@@ -65,16 +78,6 @@ void CheckWrapperRules(const std::string& op, const CombineArgs& a, bool add_rms
                                        {static_cast<const aclTensor*>(a.rstd), "rstdOut"}}) {
       if (!tensor) Reject(ErrorCode::kNullPointer, op, name, "nullptr", "this tensor is required");
     }
-  }
-  const char* group_ep = a.attributes.group_ep;
-  if (!group_ep || !*group_ep) {
-    Reject(ErrorCode::kNullPointer, op, "groupEp", group_ep ? "\"\"" : "nullptr", "a group name is required");
-  }
-  // CANN's combine wrappers report over-long group names as 161002 (dispatch says 161001): docs/semantics.md 0.
-  for (const auto& [name, param] : {std::pair{group_ep, "groupEp"}, {a.attributes.group_tp, "groupTp"}}) {
-    const size_t length = GroupNameLength(name);
-    if (length >= kGroupNameMax)
-      Reject(ErrorCode::kInvalidParam, op, param, GroupNameLengthText(length), "length < 128");
   }
 }
 
@@ -93,7 +96,6 @@ void CheckReserved(const std::string& op, const CombineArgs& a) {
 
 OpWork BuildCombine(const std::string& op, const CombineArgs& a, bool add_rms_norm) {
   CheckWrapperRules(op, a, add_rms_norm);
-  if (add_rms_norm) RequireA3(op);
   plan::CombineTensors t;
   t.expand_x = RequiredTensor(op, "expandX", a.expand_x);
   t.expert_ids = RequiredTensor(op, "expertIds", a.expert_ids);
