@@ -635,7 +635,7 @@ TEST(CapiStream, TwoGroupsOnTheSameDevicesRunConcurrently) {
 
 // Ranks that disagree on globalBs (which CANN requires to be equal on every rank; rank 3 would size its slots for
 // maxBs 8, the others for 4) must not read rows from the wrong window slots: the attribute agreement names the
-// disagreement. No rank may report success, and some message must name globalBs.
+// disagreement. Every rank reports it (561002), naming globalBs.
 TEST(CapiStream, RanksDisagreeingOnGlobalBsAreAnErrorNotWrongRows) {
   EnsureAclReady();
   std::vector<HcclComm> comms;
@@ -649,7 +649,10 @@ TEST(CapiStream, RanksDisagreeingOnGlobalBsAreAnErrorNotWrongRows) {
   std::vector<std::thread> threads;
   for (int r = 0; r < kRanks; ++r) {
     threads.emplace_back([&, r] {
-      if (aclrtSetDevice(r) != ACL_SUCCESS) return;
+      if (aclrtSetDevice(r) != ACL_SUCCESS) {
+        ADD_FAILURE() << "rank " << r << ": aclrtSetDevice failed: " << RecentErrMsg();
+        return;
+      }
       {
         SmallRank rank(r, comms[r], kRanks, r == 3 ? 2 * kBs * kRanks : 0);
         EXPECT_EQ(rank.LaunchDispatch(), ACL_SUCCESS) << RecentErrMsg();
@@ -669,12 +672,11 @@ TEST(CapiStream, RanksDisagreeingOnGlobalBsAreAnErrorNotWrongRows) {
     });
   }
   for (auto& t : threads) t.join();
-  bool named = false;
   for (int r = 0; r < kRanks; ++r) {
-    EXPECT_NE(status[r], ACL_SUCCESS) << "rank " << r << " succeeded with " << bad_rows[r] << " misplaced rows";
-    named = named || messages[r].find("globalBs") != std::string::npos;
+    EXPECT_EQ(status[r], ACLNN_ERR_INNER_TILING_ERROR)
+        << "rank " << r << ": " << messages[r] << " (" << bad_rows[r] << " misplaced rows)";
+    EXPECT_NE(messages[r].find("globalBs"), std::string::npos) << "rank " << r << ": " << messages[r];
   }
-  EXPECT_TRUE(named) << "some rank must name the disagreeing field";
   for (HcclComm c : comms) EXPECT_EQ(HcclCommDestroy(c), HCCL_SUCCESS);
 }
 

@@ -5,14 +5,14 @@
 # when the job ends within the deadline and
 #   EXPECT = every-rank-fails: every rank's error (a line with "error" or "FAIL") names VAR, and some names VALUE (a
 #            value rank 1 refuses, or one that differs from the others');
-#   EXPECT = job-ends:         the job fails (a rank that failed after the join ended it).
+#   EXPECT = job-ends:         the job fails, ended by a rank that reported a timeout (MPI_Abort after its error).
 # (mpirun exits 0 when ranks fail on their own under orte_abort_on_non_zero_status 0, and not 0 when one aborts the
-# job.) HOSTS_SPLIT (default 2) sets MOE_EP_HOSTS_SPLIT for every rank.
+# job.) HOSTS_SPLIT (default 2) sets MOE_EP_HOSTS_SPLIT for every rank; RANK_ONE_LATE=S starts rank 1 S seconds late.
 set -euo pipefail
 expect=$1 np=$2 var=$3 value=$4
 shift 4
 source "$(dirname "$0")/rank_one_apart.sh"
-run_rank_one_apart "$np" "${HOSTS_SPLIT:-2}" "export $var=$value" "$@"
+run_rank_one_apart "$np" "${HOSTS_SPLIT:-2}" "sleep ${RANK_ONE_LATE:-0}; export $var=$value" "$@"
 case $expect in
   every-rank-fails)
     errors=$(grep -cE "(error|FAIL).*$var" "$tmp/out" || true)
@@ -25,6 +25,11 @@ case $expect in
   job-ends)
     if [[ $status -eq 0 ]]; then
       echo "FAIL: the job passed: rank 1 never failed with $var=$value, so this run checked nothing"
+      exit 1
+    fi
+    # Ended by the failing rank's own abort, after its error: not by a rank that crashed, nor a job that never ran.
+    if ! grep -qE "timed out.*ending the job" "$tmp/out"; then
+      echo "FAIL: mpirun exited $status, but no rank reported a timeout and ended the job"
       exit 1
     fi
     echo "the job ended (mpirun exited $status) once rank 1 failed with $var=$value" ;;

@@ -287,7 +287,17 @@ def test_survivors_go_on_after_a_rank_stops(seed):
     for r in range(3):
         reachable, d, y = got[r]
         assert reachable == [1, 1, 1, 0]
-        assert_bits(d.expand_x[: want[r]["rows"]], want[r]["expand_x"], f"seed {seed} survivor {r} expand_x")
+        rows = want[r]["rows"]
+        assert d.handle.num_rows == rows
+        assert_bits(d.expand_x[:rows], want[r]["expand_x"], f"seed {seed} survivor {r} expand_x")
+        assert_poison(d.expand_x[rows:], f"seed {seed} survivor {r} expand_x past its {rows} rows")
+        assert_bits(d.assist_info[: 3 * rows], want[r]["assist_info"], f"seed {seed} survivor {r} assist_info")
+        assert_poison(d.assist_info[3 * rows:], f"seed {seed} survivor {r} assist_info past its {rows} triples")
+        assert_bits(d.expert_token_nums, want[r]["expert_token_nums"], f"seed {seed} survivor {r} token nums")
+        # Sized for the group of 4: the survivors' counts first, then zeros.
+        counts = want[r]["ep_recv_counts"]
+        assert_bits(d.ep_recv_counts[: len(counts)], counts, f"seed {seed} survivor {r} ep_recv_counts")
+        assert (d.ep_recv_counts[len(counts):] == 0).all(), f"seed {seed} survivor {r}: counts past the survivors'"
         assert_bits(y, want_y[r], f"seed {seed} survivor {r} combine")
 
 

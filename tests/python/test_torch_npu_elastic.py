@@ -61,7 +61,9 @@ def test_survivors_scale_down_with_elastic_info(seed):
         full, full_y, _ = results[r]
         rows, tag = want_full[r]["rows"], f"seed {seed} rank {r} of the full round"
         assert_bits(full[0][:rows], want_full[r]["expand_x"], f"{tag} expand_x")
+        assert_poison(full[0][rows:], f"{tag} expand_x past its {rows} rows")
         assert_bits(full[2][: 3 * rows], want_full[r]["assist_info"], f"{tag} assist_info_for_combine")
+        assert_poison(full[2][3 * rows:], f"{tag} assist_info_for_combine past its {rows} triples")
         assert_bits(full[3], want_full[r]["expert_token_nums"], f"{tag} expert_token_nums")
         assert_bits(full[4], want_full[r]["ep_recv_counts"], f"{tag} ep_recv_counts")
         assert_bits(full_y, want_full_y[r], f"{tag} combine")
