@@ -206,6 +206,28 @@ void ExpectDeadlineFailures(const std::vector<FaultOutcome>& out, int absent, in
   }
 }
 
+// A group of kRanks devices made by HcclCommInitRootInfoConfig with `exec_timeout` as the configuration's
+// hcclExecTimeOut; a rank that failed leaves nullptr.
+std::vector<HcclComm> CreateConfiguredGroup(int32_t exec_timeout) {
+  std::vector<HcclComm> comms(kRanks, nullptr);
+  HcclRootInfo root{};
+  EXPECT_EQ(HcclGetRootInfo(&root), HCCL_SUCCESS) << RecentErrMsg();
+  std::vector<std::thread> threads;
+  for (int r = 0; r < kRanks; ++r) {
+    threads.emplace_back([&, r] {
+      ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS) << RecentErrMsg();
+      HcclCommConfig config;
+      HcclCommConfigInit(&config);
+      config.hcclExecTimeOut = exec_timeout;
+      EXPECT_EQ(HcclCommInitRootInfoConfig(kRanks, &root, r, &config, &comms[r]), HCCL_SUCCESS)
+          << "rank " << r << ": " << RecentErrMsg();
+      aclrtResetDevice(r);
+    });
+  }
+  for (auto& t : threads) t.join();
+  return comms;
+}
+
 TEST(CapiStream, AbsentRankInDispatchTimesOutNamingIt) {
   EnsureAclReady();
   std::vector<HcclComm> comms;
@@ -261,28 +283,27 @@ TEST(CapiStream, HcclExecTimeoutZeroMeansTheOperationsDeadline) {
   for (HcclComm c : comms) EXPECT_EQ(HcclCommDestroy(c), HCCL_SUCCESS);
 
   // The configuration's 0 is MOE_EP_TIMEOUT_MS, not HCCL_EXEC_TIMEOUT (which it takes precedence over).
-  comms.assign(kRanks, nullptr);
   {
     ScopedEnv deadline("MOE_EP_TIMEOUT_MS", "1000");
     ScopedEnv hccl("HCCL_EXEC_TIMEOUT", "4");
-    HcclRootInfo root{};
-    ASSERT_EQ(HcclGetRootInfo(&root), HCCL_SUCCESS) << RecentErrMsg();
-    std::vector<std::thread> threads;
-    for (int r = 0; r < kRanks; ++r) {
-      threads.emplace_back([&, r] {
-        ASSERT_EQ(aclrtSetDevice(r), ACL_SUCCESS) << RecentErrMsg();
-        HcclCommConfig config;
-        HcclCommConfigInit(&config);
-        config.hcclExecTimeOut = 0;
-        EXPECT_EQ(HcclCommInitRootInfoConfig(kRanks, &root, r, &config, &comms[r]), HCCL_SUCCESS)
-            << "rank " << r << ": " << RecentErrMsg();
-        aclrtResetDevice(r);
-      });
-    }
-    for (auto& t : threads) t.join();
+    comms = CreateConfiguredGroup(0);
   }
   for (HcclComm c : comms) ASSERT_NE(c, nullptr);
   ExpectDeadlineFailures(RunWithAbsentRank(comms, 2, false), 2, 1000, "Dispatch");
+  for (HcclComm c : comms) EXPECT_EQ(HcclCommDestroy(c), HCCL_SUCCESS);
+}
+
+// A configuration's hcclExecTimeOut (seconds) is the deadline, over HCCL_EXEC_TIMEOUT and MOE_EP_TIMEOUT_MS.
+TEST(CapiStream, AConfigurationsExecTimeoutSetsTheDeadline) {
+  EnsureAclReady();
+  std::vector<HcclComm> comms;
+  {
+    ScopedEnv deadline("MOE_EP_TIMEOUT_MS", "60000");
+    ScopedEnv hccl("HCCL_EXEC_TIMEOUT", "30");
+    comms = CreateConfiguredGroup(1);
+  }
+  for (HcclComm c : comms) ASSERT_NE(c, nullptr);
+  ExpectDeadlineFailures(RunWithAbsentRank(comms, 1, false), 1, 1000, "Dispatch");
   for (HcclComm c : comms) EXPECT_EQ(HcclCommDestroy(c), HCCL_SUCCESS);
 }
 

@@ -15,6 +15,7 @@
 #include "moe_ep/ops.h"
 #include "reference/reference.h"
 #include "support/test_seed.h"
+#include "support/thrown_error.h"
 #include "verify/run_ranks.h"
 #include "verify/scenario.h"
 
@@ -179,7 +180,8 @@ TEST(UnpairedCalls, ARankThatRefusesACombineAloneIsOutOfStepUntilAReset) {
     try {
       if (r == 1) {
         handle.assist_info.data_as<int32_t>()[0] = 7;  // the first row's owner: rank 7 of 2
-        EXPECT_THROW(calls.Combine(), Error);
+        EXPECT_TRUE(moe_ep::testing::ThrowsError([&] { calls.Combine(); }, ErrorCode::kInvalidParam,
+                                                 "assist_info' = (7, 0, 0)"));
         EXPECT_EQ(calls.Result().x, Poisoned<uint16_t>(own.bs * kHidden)) << "the refused combine wrote x";
         RankCalls(next.spec, next.inputs, r, groups[r], nullptr).Dispatch();
       } else {

@@ -18,8 +18,9 @@ def test_an_attribute_that_sizes_huge_outputs_is_refused_by_its_rule(global_bs):
     def rank(r):
         tn.npu.set_device(r)
         x = torch.ones(4, 1024, dtype=torch.bfloat16)
-        with pytest.raises(moe_ep.Error) as refused:
+        with pytest.raises(moe_ep.InvalidArgumentError) as refused:
             tn.npu_moe_distribute_dispatch_v2(x, ids, names[r], 2, r, 4, global_bs=global_bs)
+        assert refused.value.code == moe_ep.errors.INVALID_CONFIG
         message = str(refused.value)
         assert "cannot map" not in message, message
         assert "globalBs" in message or "HCCL_BUFFSIZE" in message, message

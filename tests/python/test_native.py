@@ -520,7 +520,11 @@ def test_flush_denormal_keeps_a_subnormal_norm_eps():
         got = call_norm(group, handle, norm_eps=1e-40)
     finally:
         torch.set_flush_denormal(False)
-    for name, ours, expected in zip(("y", "rstd", "x"), got, want):
+    golden = golden_combine_add_rms_norm([bf16_zeros(2, 8)], [ids_zeros(2, 1)], [torch.ones(2, 1)],
+                                         [bf16_zeros(2, 1, 8)], bf16_zeros(8), ep_world_size=1, moe_expert_num=1,
+                                         shared_expert_num=0, norm_eps=1e-40)[0]
+    for name, ours, unflushed, expected in zip(("y", "rstd", "x"), got, want, golden, strict=True):
+        assert_bits(unflushed, expected, f"{name} (golden model)")
         assert_bits(ours, expected, f"{name} with denormals flushed")
     assert not torch.isnan(want[0]).any()
 

@@ -22,6 +22,7 @@
 #include "moe_ep/error.h"
 #include "moe_ep/tensor.h"
 #include "support/test_seed.h"
+#include "support/thrown_error.h"
 
 namespace moe_ep::transport {
 namespace {
@@ -352,9 +353,12 @@ TEST(SharedHeap, BadPointersAreErrorsThatFreeNothing) {
   }
   EXPECT_EQ(heap.RoomAt(p), 256u) << "a refused free freed something";
   heap.Free(p);
-  EXPECT_THROW(heap.Free(p), Error) << "a double free is not refused";
-  EXPECT_THROW(heap.Allocate(0), Error);
-  EXPECT_THROW(heap.Allocate(size_t{1} << 52), Error) << "more than the machine's memory";
+  using moe_ep::testing::ThrowsError;
+  EXPECT_TRUE(ThrowsError([&] { heap.Free(p); }, ErrorCode::kInvalidParam, "not the start of live shared-heap memory"))
+      << "a double free";
+  EXPECT_TRUE(ThrowsError([&] { heap.Allocate(0); }, ErrorCode::kInvalidParam, "the size must be in [1, "));
+  EXPECT_TRUE(ThrowsError([&] { heap.Allocate(size_t{1} << 52); }, ErrorCode::kInvalidParam, "the size must be in"))
+      << "more than the machine's memory";
   EXPECT_EQ(heap.TokenOf(&on_stack, 4), 0u) << "memory outside the heap has a token";
   EXPECT_EQ(SharedHeap::Map(0, 1, SharedHeap::Self()), nullptr);
   EXPECT_EQ(SharedHeap::Map(~uint64_t{0}, 1, SharedHeap::Self()), nullptr);

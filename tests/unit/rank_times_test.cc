@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "moe_ep/error.h"
 #include "support/test_seed.h"
+#include "support/thrown_error.h"
 
 namespace moe_ep::tools {
 namespace {
@@ -84,7 +85,8 @@ TEST(RankTimes, FilesRoundTripBitForBitAndNameAMissingRank) {
     EXPECT_NE(std::string(e.what()).find("rank 3 left no complete timings"), std::string::npos) << e.what();
   }
   std::ofstream(dir.path() + "/tag.rank1") << "7 4 5\n1 2 3\n";  // cut short
-  EXPECT_THROW(ReadRankTimes(dir.path(), "tag", 3), Error);
+  EXPECT_TRUE(moe_ep::testing::ThrowsError([&] { ReadRankTimes(dir.path(), "tag", 3); }, ErrorCode::kInternal,
+                                           "rank 1 left no complete timings"));
 }
 
 TEST(RankTimes, ResultsDirIsPrivateAndGoesAway) {

@@ -49,6 +49,7 @@
 #include "plan/validate.h"
 #include "support/hostile_floating_point.h"
 #include "support/scoped_env.h"
+#include "support/thrown_error.h"
 #include "verify/run_ranks.h"
 
 namespace moe_ep::plan {
@@ -1893,7 +1894,7 @@ TEST(NativeApi, AJoinRefusesABadCommunicatorVariableBeforeMeetingItsPeers) {
       EXPECT_EQ(e.code(), ErrorCode::kInvalidParam) << e.what();
       EXPECT_NE(std::string(e.what()).find(variable), std::string::npos) << e.what();
     }
-    EXPECT_THROW(CreateThreadGroups(2), Error);
+    EXPECT_TRUE(moe_ep::testing::ThrowsError([] { CreateThreadGroups(2); }, ErrorCode::kInvalidParam, variable));
   }
   // A variable the options override is not read, so not refused either.
   const moe_ep::testing::ScopedEnv threads("MOE_EP_THREADS", "abc"), path("MOE_EP_DATA_PATH", "fast"),
