@@ -664,6 +664,50 @@ TEST_P(Conformance, RowsShowTheirOwnPutNeverAnEarlierOne) {
   }
 }
 
+#ifdef MOE_EP_CONFORMANCE_HOSTS
+// A row that lands late, after a fresh row of another tag at its offset (an operation that failed on its sender, whose
+// row reaches the reader after the reset, when another peer already sent the next operation's): both stay readable
+// by their tags, whichever landed first. Only where rows stay in their messages: the last two ranks, on other hosts
+// than rank 0's (hosts are runs of consecutive ranks), write to rank 0; the later put carries the older tag.
+TEST_P(Conformance, ALateRowNeverHidesTheFreshRowAtItsOffset) {
+  const int n = 4;
+  const uint64_t seed = Seed(11);
+  constexpr uint64_t kFresh = 0, kGo = 1, kLate = 2, kOffset = 4096;
+  constexpr uint32_t kFreshTag = 7, kLateTag = 6;
+  Windows w = Open(n, 2 * kOffset, 3);
+  const int fresh_writer = n - 1, late_writer = n - 2;
+  const auto bytes_of = [&](int writer) {
+    std::mt19937_64 rng(SeedOf(seed, writer));
+    // Short enough for one message of the smallest the suite runs with (a longer row goes as plain puts).
+    return RandomBytes(rng(), std::uniform_int_distribution<uint64_t>(1, 512)(rng));
+  };
+  RunRanks(w, [&](tr::Window& win) {
+    ASSERT_LE(win.LocalRanks(), late_writer) << "the writers share rank 0's host: this checks nothing";
+    const int r = win.rank();
+    const uint64_t flag = tr::MakeFlag(kFreshTag, 1);
+    if (r == fresh_writer) {
+      const std::vector<uint8_t> out = bytes_of(r);
+      win.PutRow(0, kOffset, out.data(), out.size(), kFreshTag);
+      win.Signal(0, kFresh, flag);
+    } else if (r == late_writer) {
+      tr::WaitFlag(win, kGo, kFreshTag, Within(MustArriveWithin()), 0, "conformance", "rank 0's go");
+      const std::vector<uint8_t> out = bytes_of(r);
+      win.PutRow(0, kOffset, out.data(), out.size(), kLateTag);
+      win.Signal(0, kLate, flag);
+    } else if (r == 0) {
+      tr::WaitFlag(win, kFresh, kFreshTag, Within(MustArriveWithin()), fresh_writer, "conformance", "the fresh row");
+      win.Signal(late_writer, kGo, flag);
+      tr::WaitFlag(win, kLate, kFreshTag, Within(MustArriveWithin()), late_writer, "conformance", "the late row");
+      for (const auto& [writer, tag] : {std::pair{fresh_writer, kFreshTag}, {late_writer, kLateTag}}) {
+        const std::vector<uint8_t> in = bytes_of(writer);
+        EXPECT_EQ(FirstDifference(win.Row(kOffset, in.size(), tag), in, kOffset), "")
+            << "the row of tag " << tag << " from rank " << writer;
+      }
+    }
+  });
+}
+#endif
+
 // The bytes a peer exposed under `token`: read in place (Resolve), or copied out (ReadExposed) in pieces of
 // random sizes in random order, more of them than one kernel call takes.
 std::vector<uint8_t> ReadExposedBytes(const tr::Window& win, int peer, uint64_t token, size_t n, uint64_t seed,

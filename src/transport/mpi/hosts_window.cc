@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <iterator>
 #include <list>
 #include <map>
 #include <mutex>
@@ -242,8 +243,8 @@ class HostsWindow final : public Window {
 
   const uint8_t* Row(uint64_t offset, uint64_t bytes, uint64_t tag) const override {
     const std::lock_guard lock(engine_);
-    const auto it = rows_.find(offset);
-    if (it == rows_.end() || it->second.tag != tag) return host_->LocalData() + offset;
+    const auto it = rows_.find({offset, tag});
+    if (it == rows_.end()) return host_->LocalData() + offset;
     if (bytes > it->second.bytes) {
       throw Error(ErrorCode::kInternal, "a read of " + std::to_string(bytes) + " bytes at offset " +
                                             std::to_string(offset) + " of " + name() + " passes the " +
@@ -373,7 +374,12 @@ class HostsWindow final : public Window {
 
   void EndOperation(uint64_t sequence) override {
     const std::lock_guard lock(engine_);
-    std::erase_if(rows_, [](const auto& row) { return row.second.read; });
+    // A row read goes; one never read goes at the second end after it landed: it came at most one operation early (a
+    // peer that sent it had seen this rank start the operation before), so it was an operation's that failed.
+    for (auto it = rows_.begin(); it != rows_.end();) {
+      ArrivedRow& row = it->second;
+      it = row.read || ++row.ends_passed == 2 ? rows_.erase(it) : std::next(it);
+    }
     ReleaseRowMessages();
     AdaptPosting();
     if (!relay_) return;
@@ -535,7 +541,7 @@ class HostsWindow final : public Window {
   // engine_).
   void ReleaseRowMessages() const {
     std::unordered_set<const uint8_t*> holding;
-    for (const auto& [offset, row] : rows_) holding.insert(row.message);
+    for (const auto& [where, row] : rows_) holding.insert(row.message);
     for (auto it = row_messages_.begin(); it != row_messages_.end();) {
       if (holding.count(it->first) > 0) {
         ++it;
@@ -959,9 +965,9 @@ class HostsWindow final : public Window {
         at += Padded(header.b);
       } else if (header.kind == RecordKind::kRow && header.b <= left && Padded(header.b) <= left) {
         if (header.target == host_->rank()) {
-          // Left where it arrived for Row; a row left earlier at the same offset is dropped.
-          rows_.insert_or_assign(header.a,
-                                 ArrivedRow{message.data() + at, header.b, header.from, message.data(), false});
+          // Left where it arrived for Row, under its offset and tag: a late row (of an operation that failed, landing
+          // after the reset) and the fresh one at its offset stay apart, whichever lands first.
+          rows_.insert_or_assign({header.a, header.from}, ArrivedRow{message.data() + at, header.b, message.data()});
           kept_rows = true;
         } else {
           host_->Put(header.target, header.a, message.data() + at, header.b);
@@ -1018,15 +1024,15 @@ class HostsWindow final : public Window {
   mutable std::vector<MPI_Request> requests_;
   mutable std::vector<int> finished_;
   mutable std::vector<MPI_Status> statuses_;
-  // Rows left in their messages for Row, by offset, and those messages, by their data.
+  // Rows left in their messages for Row, by (offset, tag), and those messages, by their data.
   struct ArrivedRow {
     const uint8_t* data;
     uint64_t bytes;
-    uint64_t tag;
     const uint8_t* message;  // the data of the message it is in (row_messages_' key)
-    bool read;               // by Row: dropped at the next EndOperation
+    bool read = false;       // by Row: dropped at the next EndOperation
+    int ends_passed = 0;     // EndOperations since it landed, unread
   };
-  mutable std::unordered_map<uint64_t, ArrivedRow> rows_;
+  mutable std::map<std::pair<uint64_t, uint64_t>, ArrivedRow> rows_;
   mutable std::unordered_map<const uint8_t*, MessageBuffer> row_messages_;
 };
 
