@@ -1140,8 +1140,9 @@ TEST_P(Conformance, PutPastTheDataAreaThrowsAndWritesNothing) {
       const std::vector<std::pair<uint64_t, uint64_t>> past = {{d, 1}, {d - 10, 11}, {0, d + 1}, {d + 4096, 8}, {1, d}};
       const std::vector<uint8_t> payload = RandomBytes(Seed(8), d + 4096 + 16);
       for (const auto& [offset, bytes] : past) {
-        EXPECT_TRUE(moe_ep::testing::ThrowsError([&] { win.Put(1, offset, payload.data(), bytes); },
-                                                 moe_ep::ErrorCode::kInternal, "overruns"))
+        EXPECT_TRUE(moe_ep::testing::ThrowsError(
+            [&, offset = offset, bytes = bytes] { win.Put(1, offset, payload.data(), bytes); },
+            moe_ep::ErrorCode::kInternal, "overruns"))
             << "put of " << bytes << " at " << offset;
       }
       win.Put(1, d - 16, payload.data(), 16);  // ends exactly at the end: fine
