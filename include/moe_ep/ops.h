@@ -84,6 +84,8 @@ struct DispatchHandle {
   Tensor tp_recv_counts;           ///< copy of the TP counts
   uint64_t tp_pair = 0;            ///< set by Dispatch: which Group its TP pair was (0: none); combine takes that
                                    ///< one only (a handle made by hand, 0, with 2 tp_recv_counts: any pair)
+  uint64_t ep_group = 0;           ///< set by Dispatch: which Group it ran on; combine takes that one only (0, a
+                                   ///< handle made by hand: any)
 };
 
 /// Dispatch results: outputs allocated by moe_ep, plus the handle.

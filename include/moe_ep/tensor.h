@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 // The public API: exported from libmoe_ep, whose other symbols are hidden.
@@ -21,8 +22,8 @@ const char* DTypeName(DType dtype);
 
 /// A borrowed, possibly strided view of memory. Strides are in elements; an empty `strides` means
 /// row-major contiguous. A default-constructed view (data == nullptr) means "absent" for optional inputs; a
-/// view constructed with a shape of no elements is present even without an address (nothing is read or
-/// written through it).
+/// view of no elements needs no address (nothing is read or written through it), and an input of elements without
+/// one is refused (161001), not taken for absent.
 struct TensorView {
   void* data = nullptr;
   DType dtype = DType::kBf16;
@@ -36,7 +37,7 @@ struct TensorView {
   bool present() const { return data != nullptr; }
   int64_t dim() const { return static_cast<int64_t>(shape.size()); }
   int64_t numel() const;
-  /// Stride of dimension d in elements (row-major default when `strides` is empty).
+  /// Stride of dimension d in elements (row-major default when `strides` is empty); 0 for a negative d.
   int64_t stride(int64_t d) const;
   /// True when the elements are dense and row-major.
   bool contiguous() const;
@@ -51,6 +52,16 @@ class Tensor {
  public:
   Tensor() = default;
   Tensor(DType dtype, std::vector<int64_t> shape);
+  /// Copies share the storage. A moved-from tensor is empty, as a default-constructed one.
+  Tensor(const Tensor&) = default;
+  Tensor& operator=(const Tensor&) = default;
+  Tensor(Tensor&& other) noexcept
+      : storage_(std::move(other.storage_)), view_(std::exchange(other.view_, TensorView())) {}
+  Tensor& operator=(Tensor&& other) noexcept {
+    storage_ = std::move(other.storage_);
+    view_ = std::exchange(other.view_, TensorView());
+    return *this;
+  }
   /// The same, in this process's shared heap: ranks that are other processes of this host read it in
   /// place, so dispatch's x and combine's expert outputs allocated here move with one copy per row (the
   /// pull data path). Tensors anywhere else still work: dispatch copies an x of at most 64 KiB, or one no larger

@@ -157,6 +157,12 @@ plan::MoeConfig CheckedCombineConfig(const Group& ep, const DispatchHandle& h, c
                                               " violates rule: dtype must be the dispatch's x dtype, " +
                                               DTypeName(h.dtype) + " (DispatchHandle::dtype)");
   }
+  // Rows routed by another group's dispatch would go to the ranks of this one that hold the same numbers.
+  if (h.ep_group != 0 && CommOf(ep).id() != h.ep_group) {
+    throw Error(ErrorCode::kInvalidConfig, std::string(op) + ": parameter 'ep' = group '" + ep.name() +
+                                               "' violates rule: the handle's dispatch ran on another group; pass "
+                                               "that group");
+  }
   plan::MoeConfig c = BaseConfig(ep, tp, h.experts, op);
   // A TP pair's combine first adds the peer's partial rows: a combine told of another pair than its dispatch ran
   // with would skip that (a wrong sum, silently), wait for rows never sent, or add another pair's rows.
@@ -240,6 +246,7 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
   h.ep_recv_counts = CopyOf(t.ep_recv_counts, entries * c.tp_size());
   h.tp_recv_counts = CopyOf(t.tp_recv_counts, t.tp_recv_counts.numel());
   h.tp_pair = tp ? CommOf(tp)->id() : 0;
+  h.ep_group = CommOf(ep).id();
   dense.CopyBack();
   return h;
 }

@@ -69,6 +69,7 @@ int64_t TensorView::numel() const {
 
 int64_t TensorView::stride(int64_t d) const {
   // A view with too few strides is malformed (validation says so); reading past them is not an option.
+  if (d < 0) return 0;
   if (!strides.empty()) return d < static_cast<int64_t>(strides.size()) ? strides[d] : 0;
   int64_t s = 1;
   for (int64_t i = d + 1; i < dim(); ++i) s = SaturatingMul(s, shape[i]);

@@ -182,7 +182,9 @@ void CheckView(const Checker& ck, const TensorView& v, const char* param) {
          !__builtin_mul_overflow(extent > 0 ? extent - 1 : 0, stride, &step) &&
          !__builtin_add_overflow(reach, step, &reach);
   }
-  ok = ok && !__builtin_mul_overflow(std::max(numel, reach + 1), static_cast<int64_t>(DTypeSize(v.dtype)), &reach);
+  int64_t span = 0;  // elements from the first to one past the furthest (which may be INT64_MAX itself)
+  ok = ok && !__builtin_add_overflow(reach, 1, &span) &&
+       !__builtin_mul_overflow(std::max(numel, span), static_cast<int64_t>(DTypeSize(v.dtype)), &reach);
   ck.Shape(ok, v, param,
            "a view has non-negative dimensions and strides, one stride per dimension, and its size in bytes fits "
            "int64");
@@ -210,8 +212,17 @@ void CheckOutputView(const Checker& ck, const TensorView& v, const char* param) 
            "with smaller strides)");
 }
 
-void CheckViews(const Checker& ck, std::initializer_list<std::pair<const TensorView*, const char*>> views) {
-  for (const auto& [v, param] : views) CheckView(ck, *v, param);
+// An input: a view, and one of no address is absent only without elements. An optional input given a null address
+// and a shape (memory that was never allocated) would otherwise be taken for absent: a mask for none, no shared
+// expert's rows.
+void CheckInputView(const Checker& ck, const TensorView& v, const char* param) {
+  ck.Require(v.present() || v.shape.empty(), ErrorCode::kNullPointer, param, v,  // no elements: present
+             "a tensor of elements needs their address (only a view of no shape and no address is absent)");
+  CheckView(ck, v, param);
+}
+
+void CheckInputViews(const Checker& ck, std::initializer_list<std::pair<const TensorView*, const char*>> views) {
+  for (const auto& [v, param] : views) CheckInputView(ck, *v, param);
 }
 
 using NamedView = std::pair<const TensorView*, const char*>;
@@ -521,7 +532,8 @@ void CheckDispatchInputs(const Checker& ck, MoeConfig& c, const DispatchTensors&
              "scales", "shape must be (sharedExpertNum + moeExpertNum, H) = (", c.shared_expert_num + c.moe_expert_num,
              ", ", c.hidden, ")");
   }
-  CheckViews(ck, {{&t.x, "x"}, {&t.expert_ids, "expertIds"}, {&t.scales, "scales"}, {&t.x_active_mask, "xActiveMask"}});
+  CheckInputViews(
+      ck, {{&t.x, "x"}, {&t.expert_ids, "expertIds"}, {&t.scales, "scales"}, {&t.x_active_mask, "xActiveMask"}});
 }
 
 }  // namespace
@@ -763,7 +775,7 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
     ck.Shape(rstd_ok, t.rstd, "rstdOut", "shape must be (Bs, 1, 1) = (", c.bs, ", 1, 1)");
     CheckOutputView(ck, t.rstd, "rstdOut");
   }
-  for (const auto& [v, param] : CombineInputs(t)) CheckView(ck, *v, param);  // the outputs: CheckOutputView
+  for (const auto& [v, param] : CombineInputs(t)) CheckInputView(ck, *v, param);  // the outputs: CheckOutputView
   CheckWindow(ck, c, layout, window, p);
 }
 

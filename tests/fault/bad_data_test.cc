@@ -663,7 +663,23 @@ TEST(BadData, HugeGlobalBsIsRejectedBeforeAnythingIsAllocated) {
   });
 }
 
-// Views are built by hand in the native API: too few strides, negative strides, element counts or byte
+// A handle goes back to the group its dispatch ran on: on another group of as many ranks, its rows would go to that
+// group's ranks of the same numbers. Refused before anything is sent; both groups go on.
+TEST(BadData, ACombineOnAnotherGroupThanItsDispatchIsRefused) {
+  auto groups = Groups(kRanks, "bad-data");
+  auto others = Groups(kRanks, "bad-data-other");
+  RunRanks(kRanks, [&](int r) {
+    RankData d(r);
+    DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), Options());
+    ExpectError([&] { Combine(others[r], res.handle, res.expand_x.view(), d.WeightsView()); },
+                ErrorCode::kInvalidConfig, {"'ep' = group 'bad-data-other'", "the handle's dispatch ran on another"});
+    Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView());
+    ExpectGoodRound(groups[r], r);
+    ExpectGoodRound(others[r], r);
+  });
+}
+
+// Views are built by hand in the native API: too few strides, negative strides, element counts, spans or byte
 // sizes past int64 are refused by name instead of read.
 TEST(BadData, MalformedViewsAreRejectedByName) {
   auto groups = Groups();
@@ -671,8 +687,10 @@ TEST(BadData, MalformedViewsAreRejectedByName) {
     RankData d(r);
     const TensorView few_strides(d.ids.data(), DType::kInt32, {kBs, kTopK}, {1});
     const TensorView negative_stride(d.ids.data(), DType::kInt32, {kBs, kTopK}, {-2, 1});
+    // Its furthest element is INT64_MAX elements on: one past it is not an int64 (it wrapped, and the view passed).
+    const TensorView furthest_at_int64_max(d.ids.data(), DType::kInt32, {kBs, kTopK}, {1, INT64_MAX - (kBs - 1)});
     const TensorView endless_x(d.x.data(), DType::kBf16, {kBs, int64_t{1} << 62}, {0, 0});
-    for (const TensorView& ids : {few_strides, negative_stride}) {
+    for (const TensorView& ids : {few_strides, negative_stride, furthest_at_int64_max}) {
       ExpectError([&] { Dispatch(groups[r], d.XView(), ids, Options()); }, ErrorCode::kInvalidConfig,
                   {"expert_ids", "non-negative dimensions and strides"});
     }
@@ -683,6 +701,17 @@ TEST(BadData, MalformedViewsAreRejectedByName) {
           Tensor(DType::kFloat32, {int64_t{1} << 40, int64_t{1} << 40});
         },
         ErrorCode::kInvalidParam, {"larger than 2^48 bytes"});
+    // An optional input of elements but no address (memory never allocated) is refused, not taken for absent.
+    DispatchOptions unallocated_mask = Options();
+    unallocated_mask.active_mask = TensorView(static_cast<void*>(nullptr), DType::kBool, {kBs});
+    ExpectError([&] { Dispatch(groups[r], d.XView(), d.IdsView(), unallocated_mask); }, ErrorCode::kNullPointer,
+                {"active_mask", "a tensor of elements needs their address"});
+    DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), Options());
+    CombineOptions unallocated_shared;
+    unallocated_shared.shared_expert_x = TensorView(static_cast<void*>(nullptr), DType::kBf16, {kBs, kHidden});
+    ExpectError([&] { Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView(), unallocated_shared); },
+                ErrorCode::kNullPointer, {"shared_expert_x", "a tensor of elements needs their address"});
+    Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView());
     ExpectGoodRound(groups[r], r);
   });
 }

@@ -289,6 +289,30 @@ TEST(Tensor, ADefaultConstructedOneHasNoElements) {
   EXPECT_NE(scalar.data(), nullptr);
 }
 
+// A moved-from Tensor is empty, as a default-constructed one: it kept the address its storage went away with (a
+// present view of one element, numel() 0).
+TEST(Tensor, AMovedFromOneIsEmpty) {
+  Tensor from(DType::kInt32, {4});
+  const void* const data = from.data();
+  Tensor to(std::move(from));
+  EXPECT_EQ(to.data(), data);
+  EXPECT_EQ(to.numel(), 4);
+  EXPECT_EQ(from.data(), nullptr);  // NOLINT(bugprone-use-after-move): what is left is the point
+  EXPECT_FALSE(from.view().present());
+  EXPECT_EQ(from.numel(), 0);
+  Tensor assigned;
+  assigned = std::move(to);
+  EXPECT_EQ(assigned.data(), data);
+  EXPECT_EQ(to.data(), nullptr);  // NOLINT(bugprone-use-after-move)
+  EXPECT_FALSE(to.view().present());
+}
+
+TEST(TensorView, ANegativeDimensionHasStrideZero) {
+  EXPECT_EQ(TensorView(Data(), DType::kInt32, {2, 3}).stride(-3), 0);
+  EXPECT_EQ(TensorView(Data(), DType::kInt32, {2, 3}, {3, 1}).stride(-1), 0);
+  EXPECT_EQ(TensorView(Data(), DType::kInt32, {2, 3}).stride(0), 3);
+}
+
 // ==== dispatch, A3 profile ========================================================================================
 
 TEST(DispatchA3, BaseCallPassesAndFillsShapes) {
