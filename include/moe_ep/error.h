@@ -58,7 +58,8 @@ class InterruptedError : public TimeoutError {
 /// thread about every 10 ms once it has waited that long (and a rank's thread while it waits for its worker threads):
 /// when it returns true, the wait ends with InterruptedError.
 /// Say, a SIGINT handler sets a flag that `check` reads (the Python package checks the interpreter's signals).
-/// Process-wide; nullptr (the default) removes it. `check` must be quick and safe to call from any thread.
+/// Process-wide; nullptr (the default) removes it. `check` must be quick and safe to call from any thread; a check
+/// that throws counts as returning true (its exception is dropped).
 void SetInterruptCheck(bool (*check)());
 
 }  // namespace moe_ep

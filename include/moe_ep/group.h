@@ -67,7 +67,9 @@ struct GroupOptions {
 
 /// One rank's membership of a group. Cheap to move; not copyable. Operations on a group are
 /// collective: every rank of the group calls them in the same order. A Group moved from holds no group: using it is an
-/// Error (kInvalidParam).
+/// Error (kInvalidParam). A Group must outlive every call on it: destroying it (or moving into it) while another
+/// thread is in an operation or a ProbeReachable of it is undefined. Its destruction may wait up to 1 s for peers
+/// still reading rows of its last dispatch.
 class Group {
  public:
   struct Impl;  ///< the internal communicator (opaque)

@@ -84,9 +84,15 @@ std::string FailedWait(const Window& window, const std::vector<int>& ranks, cons
 
 }  // namespace
 
-bool InterruptRequested() {
+bool InterruptRequested() noexcept {
   bool (*check)() = g_interrupt_check.load(std::memory_order_acquire);
-  return check != nullptr && check();
+  // A check that throws asks for the interrupt: its exception must not leave a wait whose worker threads still run
+  // the caller's code (Workers::ForEachPart), nor a destructor's or a noexcept function's.
+  try {
+    return check != nullptr && check();
+  } catch (...) {
+    return true;
+  }
 }
 
 void WaitUntil(const Window& window, Clock::time_point deadline, const char* op, const char* what, uint64_t epoch,

@@ -229,8 +229,8 @@ void WaitFlags(const Window& window, std::span<const uint64_t> indices, uint32_t
 
 /// How often a long wait asks the interrupt check (moe_ep::SetInterruptCheck) whether to end.
 inline constexpr std::chrono::milliseconds kInterruptCheckEvery{10};
-/// Whether the installed interrupt check asks waits to end (false when none is installed).
-bool InterruptRequested();
+/// Whether the installed interrupt check asks waits to end (false when none is installed; true when it throws).
+bool InterruptRequested() noexcept;
 
 /// Polls `done()` with back-off until it returns true, or throws TimeoutError at `deadline` naming the
 /// ranks `missing()` returns then (epoch 0: no call number in the message).

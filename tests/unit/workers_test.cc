@@ -19,6 +19,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -178,6 +179,31 @@ TEST(Workers, AnInterruptSeenOnTheCallingThreadReachesTheHelpersWaits) {
     EXPECT_TRUE(interrupted) << "the interrupt was lost";
     EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5)) << "the helper's part ran its 10 s";
   }
+}
+
+// A check that throws asks for the interrupt: its exception never unwinds the calling thread while a helper still runs
+// the caller's part (the helper would run a body that is gone), and the call ends interrupted once the helper is done.
+bool ThrowingInterruptCheck() { throw std::runtime_error("a check that throws"); }
+
+TEST(Workers, AnInterruptCheckThatThrowsEndsTheCallOnceTheHelpersAreDone) {
+  Workers workers(2, 0);
+  moe_ep::SetInterruptCheck(&ThrowingInterruptCheck);
+  std::atomic<bool> helper_done{false};
+  bool interrupted = false;
+  try {
+    workers.ForEachPart(2, 1, [&](int part, int64_t, int64_t) {
+      if (part != 1) return;  // the calling thread's part is done at once; it asks the check while it waits
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      helper_done = true;
+    });
+  } catch (const moe_ep::InterruptedError&) {
+    interrupted = true;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "the check's exception left the call: " << e.what();
+  }
+  moe_ep::SetInterruptCheck(nullptr);
+  EXPECT_TRUE(interrupted);
+  EXPECT_TRUE(helper_done) << "the call returned while its helper ran";
 }
 
 TEST(Workers, EveryItemRunsOnceInThePartPromised) {
