@@ -547,10 +547,16 @@ TEST_P(AclStreams, AStreamSynchronizeReportsAReportedFailureALaterOneDidNotHide)
     // Bounded: it only waits (an unbounded one would run the held task itself, and return before the next starts).
     auto synchronized =
         std::async(std::launch::async, [&] { return aclrtSynchronizeStreamWithTimeout(stream, 10000); });
-    std::this_thread::sleep_for(milliseconds(20));  // the synchronize has begun (if not, the round checks less)
+    std::this_thread::sleep_for(milliseconds(20));  // the synchronize has begun, most likely
     EXPECT_EQ(LaunchOnStream(stream, "failing_later", [] { throw std::runtime_error("two"); }), ACL_SUCCESS);
     release.count_down();  // before anything may leave the round: the held task reads the latch
-    EXPECT_EQ(synchronized.get(), static_cast<aclError>(moe_ep::ErrorCode::kTimeout)) << "round " << round;
+    const aclError first = synchronized.get();
+    if (first == ACL_ERROR_RT_INTERNAL_ERROR) {
+      // A busy machine began the synchronize after the later launch: it waited for both, and reports the last.
+      EXPECT_EQ(aclrtSynchronizeStream(stream), ACL_SUCCESS) << "round " << round;
+      continue;
+    }
+    EXPECT_EQ(first, static_cast<aclError>(moe_ep::ErrorCode::kTimeout)) << "round " << round;
     // The later failure is the next synchronize's, once.
     EXPECT_EQ(aclrtSynchronizeStream(stream), ACL_ERROR_RT_INTERNAL_ERROR) << "round " << round;
     EXPECT_EQ(RecentMessage(), "failing_later: two");
