@@ -2,7 +2,8 @@
 # moe_ep's hosts transport against an MPI_Alltoallv dispatcher (bench/hosts_bench) on simulated hosts (root):
 # 2 hosts x 4 ranks and 4 hosts x 2 ranks, each with links as fast as the machine and shaped to RATE, and
 # each over moe_ep's flat and two-level paths between hosts; one table per configuration. Extra arguments go
-# to hosts_bench (e.g. --repeats 5 --tokens 128; see --help).
+# to hosts_bench (e.g. --repeats 5 --tokens 128; see --help), except --seed: the script passes
+# MOE_EP_BENCH_SEED to every run.
 #
 #   MOE_EP_BENCH_RATE=2gbit   the shaped links' rate (a tc rate)
 #   MOE_EP_BENCH_RELAY="0 1"  moe_ep's paths between hosts to run, each as MOE_EP_HOSTS_RELAY: 0 flat, 1 two-level
@@ -10,6 +11,12 @@
 #   MOE_EP_BENCH_BUILD=DIR    build folder (default build-bench, Release)
 #   MOE_EP_HOSTS_LIMIT_S=S    each job's time limit (default 3600); MOE_EP_TIMEOUT_MS defaults to 120000 here
 set -euo pipefail
+for arg in "$@"; do
+  if [[ $arg == --seed || $arg == --seed=* ]]; then
+    echo "bench_hosts.sh: give the seed as MOE_EP_BENCH_SEED=S, not $arg (every run gets the same one)" >&2
+    exit 2
+  fi
+done
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh iproute2 util-linux
 build=${MOE_EP_BENCH_BUILD:-build-bench}

@@ -153,7 +153,8 @@ def _check_common(op, ep_world_size, ep_rank_id, shared_expert_num, shared_exper
         _fail(f"{op}: performance_info is not supported by moe_ep (it accumulates NPU-side wait times); pass None")
     if comm_alg == "hierarchy":
         _fail(f"{op}: comm_alg = 'hierarchy' (the two-level algorithm across servers) is not supported by moe_ep; "
-              "use '' (the default), 'fullmesh_v1' or 'fullmesh_v2' (Atlas A3), '' or 'fullmesh' (Atlas A2)",
+              "use '' (the default), 'fullmesh_v1' or 'fullmesh_v2' (Atlas A3), 'fullmesh' or '0' (Atlas A2, where '' "
+              "follows the HCCL_INTRA_* variables)",
               INVALID_CONFIG)
     # The operators' range rules: the codes the library gives them (INVALID_CONFIG).
     if not 0 <= ep_rank_id < ep_world_size:
