@@ -62,7 +62,8 @@ struct DispatchOptions {
 struct DispatchOutputs {
   TensorView expand_x;           ///< (>= tp*A, H): x's dtype, or int8 with quantization
   TensorView dynamic_scales;     ///< (>= tp*A,) fp32, with quantization
-  TensorView assist_info;        ///< (>= 3*tp*A,) int32: (srcRank, tokenIdx, kIdx) per row; expandIdx: (>= Bs*K,)
+  TensorView assist_info;        ///< (>= 3*A,) int32: (srcRank, tokenIdx, kIdx) per row of this rank's EP group (the TP
+                                 ///< peer's rows have none); expandIdx: (>= Bs*K,)
   TensorView expert_token_nums;  ///< (L,) int64, (1,) on shared-expert ranks; (L,) on every rank with survivors (a
                                  ///< shared-expert rank's one count, then 0)
   TensorView ep_recv_counts;     ///< (E*L*tp,) or (E*tp,) int32, inclusive cumulative (scaled down: the
@@ -104,7 +105,7 @@ int64_t DispatchReceiveRows(const Group& ep, int64_t bs, int64_t top_k, const Ex
 /// that the group's window holds the call.
 struct DispatchSizes {
   int64_t rows = 0;                ///< tp * A
-  int64_t assist_entries = 0;      ///< 3 * tp * A
+  int64_t assist_entries = 0;      ///< 3 * A (expand_idx_layout: Bs * K)
   int64_t token_num_entries = 0;   ///< expert_token_nums
   int64_t recv_count_entries = 0;  ///< ep_recv_counts
 };

@@ -238,11 +238,12 @@ DispatchHandle DispatchInto(Group& ep, const TensorView& x, const TensorView& ex
   // expertTokenNums too: sized for either role, a shared-expert rank writes its one entry.
   auto* token_nums = static_cast<int64_t*>(t.expert_token_nums.data);
   std::fill(token_nums + ran.token_num_entries(), token_nums + c.sized_token_num_entries(), 0);
-  h.num_rows = counts[written - 1] + (c.has_tp() ? counts[2 * written - 1] : 0);
+  const int64_t own_rows = counts[written - 1];
+  h.num_rows = own_rows + (c.has_tp() ? counts[2 * written - 1] : 0);
   h.expert_ids = DenseCopy(expert_ids);
   if (options.active_mask.present()) h.active_mask = DenseCopy(options.active_mask);
   h.expand_idx_layout = c.expand_idx();
-  h.assist_info = CopyOf(t.assist_info, c.expand_idx() ? c.bs * c.top_k : 3 * h.num_rows);
+  h.assist_info = CopyOf(t.assist_info, c.expand_idx() ? c.bs * c.top_k : 3 * own_rows);  // none for the TP peer's
   h.ep_recv_counts = CopyOf(t.ep_recv_counts, entries * c.tp_size());
   h.tp_recv_counts = CopyOf(t.tp_recv_counts, t.tp_recv_counts.numel());
   h.tp_pair = tp ? CommOf(tp)->id() : 0;

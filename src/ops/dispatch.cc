@@ -84,17 +84,19 @@ class RowSink {
         expand_x_(static_cast<uint8_t*>(t.expand_x.data)),
         scales_(static_cast<float*>(t.dynamic_scales.data)),
         assist_(c.expand_idx() ? nullptr : static_cast<int32_t*>(t.assist_info.data)),
-        capacity_(std::min({t.expand_x.shape[0], quant_ ? t.dynamic_scales.shape[0] : t.expand_x.shape[0],
-                            assist_ ? t.assist_info.shape[0] / 3 : t.expand_x.shape[0]})) {}
+        capacity_(std::min(t.expand_x.shape[0], quant_ ? t.dynamic_scales.shape[0] : t.expand_x.shape[0])),
+        triple_capacity_(assist_ ? t.assist_info.shape[0] / 3 : capacity_) {}
 
   // Validation sized the outputs for every row the peers can send; this is the last line of defence
   // against a peer that announces more (a layout disagreement or corrupted memory), checked before a
   // row is written.
-  void Reserve(int64_t more, const std::string& from) const {
-    if (more > capacity_ - rows_) {
+  // `triples`: rows of this rank's EP group, which carry one (the TP peer's carry none, as on the hardware).
+  void Reserve(int64_t more, const std::string& from, bool triples = true) const {
+    const int64_t capacity = triples ? std::min(capacity_, triple_capacity_) : capacity_;
+    if (more > capacity - rows_) {
       throw Error(ErrorCode::kInternal, op_ + ": " + from + " announced " + std::to_string(more) + " rows, but only " +
-                                            std::to_string(capacity_ - rows_) + " of the outputs' " +
-                                            std::to_string(capacity_) +
+                                            std::to_string(capacity - rows_) + " of the outputs' " +
+                                            std::to_string(capacity) +
                                             " rows are left; the ranks disagree about the layout");
     }
   }
@@ -110,9 +112,13 @@ class RowSink {
     return first;
   }
   void Write(int64_t i, const uint8_t* slot) const {
+    WritePayload(i, slot);
+    WriteTriple(i, slot);
+  }
+  // A row's payload and scale: all a row of the TP peer's group gets (its triple is the peer's alone).
+  void WritePayload(int64_t i, const uint8_t* slot) const {
     CopyRow(Row(i), slot);
     if (quant_) std::memcpy(scales_ + i, slot + layout_.dispatch_scale_offset, sizeof(float));
-    WriteTriple(i, slot);
   }
   // A pulled row: the sender's token `row` (and smooth row), quantized here as the sender would have.
   void WritePulled(int64_t i, const uint8_t* slot, kernels::Half type, int64_t hidden, const uint8_t* row,
@@ -130,7 +136,6 @@ class RowSink {
   int64_t rows() const { return rows_; }
   uint8_t* Row(int64_t i) const { return expand_x_ + i * layout_.dispatch_token_bytes; }
   const float* Scale(int64_t i) const { return scales_ + i; }
-  const int32_t* Triple(int64_t i) const { return assist_ + 3 * i; }
 
  private:
   void CopyRow(uint8_t* dst, const uint8_t* src) const {
@@ -146,8 +151,9 @@ class RowSink {
   bool quant_;
   uint8_t* expand_x_;
   float* scales_;
-  int32_t* assist_;  // null under AssistLayout::kExpandIdx
-  int64_t capacity_;
+  int32_t* assist_;          // null under AssistLayout::kExpandIdx
+  int64_t capacity_;         // rows expandX (and dynamicScales) hold
+  int64_t triple_capacity_;  // rows assistInfoForCombine holds triples for
   int64_t rows_ = 0;
   bool stream_ = false;  // the rows of the last Take
 };
@@ -532,8 +538,8 @@ void ReceiveFromGroup(const MoeConfig& c, const WindowLayout& layout, const plan
   claims.Finish();
 }
 
-// docs/semantics.md 2.7: rows, scales and triples go to the TP peer (from the outputs, where they are
-// whichever path brought them); the peer's rows are appended after ours.
+// docs/semantics.md 2.7: rows and scales go to the TP peer (from the outputs, where they are whichever path brought
+// them); the peer's rows are appended after ours, without triples (combine reads its own rows' only).
 void AllGatherWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window& tp, const CallSlot& call,
                          const Link& ctx, RowSink& sink, int32_t* recv_counts, int64_t entries) {
   const int peer = 1 - tp.rank();
@@ -541,7 +547,6 @@ void AllGatherWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window&
     const uint64_t slot = call.half_offset + i * layout.dispatch_slot_bytes;
     tp.Put(peer, slot, sink.Row(i), layout.dispatch_token_bytes);
     if (c.quant_mode == 2) tp.Put(peer, slot + layout.dispatch_scale_offset, sink.Scale(i), sizeof(float));
-    tp.Put(peer, slot + layout.dispatch_triple_offset, sink.Triple(i), 3 * sizeof(int32_t));
   }
   for (int64_t entry = 0; entry < entries; ++entry) {
     tp.Signal(peer, call.flag_base + entry, MakeFlag(call.epoch, static_cast<uint32_t>(recv_counts[entry])));
@@ -564,11 +569,11 @@ void AllGatherWithTpPeer(const MoeConfig& c, const WindowLayout& layout, Window&
                                           " rows, outside [0, A = " + std::to_string(layout.a) +
                                           "]; the ranks disagree about the layout");
   }
-  sink.Reserve(peer_rows, "the TP peer");
+  sink.Reserve(peer_rows, "the TP peer", /*triples=*/false);
   const int64_t first = sink.Take(peer_rows, /*read_again=*/false);
   ctx.ForEachPart(peer_rows, layout.dispatch_token_bytes, [&](int, int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      sink.Write(first + i, tp.LocalData() + call.half_offset + i * layout.dispatch_slot_bytes);
+      sink.WritePayload(first + i, tp.LocalData() + call.half_offset + i * layout.dispatch_slot_bytes);
     }
   });
 }

@@ -31,8 +31,9 @@ int64_t ReceiveRows(const MoeConfig& c) {
 }
 
 DispatchOutputSizes OutputSizesOf(const MoeConfig& c) {
-  const int64_t tp_a = c.tp_size() * ReceiveRows(c);
-  const int64_t assist = c.expand_idx() ? SaturatingMul(c.bs, c.top_k) : 3 * tp_a;
+  const int64_t a = ReceiveRows(c), tp_a = c.tp_size() * a;
+  // Triples of this rank's EP rows only: the TP peer's rows carry none (CANN's tiling asks 3A too).
+  const int64_t assist = c.expand_idx() ? SaturatingMul(c.bs, c.top_k) : 3 * a;
   return {tp_a, assist, c.sized_token_num_entries(), c.sized_receive_entries() * c.tp_size()};
 }
 

@@ -82,7 +82,7 @@ int64_t ReceiveRows(const MoeConfig& config);
 /// The sizes of dispatch's outputs: what validation demands and what the native API allocates.
 struct DispatchOutputSizes {
   int64_t rows = 0;                // expandX and dynamicScales rows: tp * A
-  int64_t assist_entries = 0;      // assistInfoForCombine: 3 * tp * A (triples), Bs * K (expandIdx)
+  int64_t assist_entries = 0;      // assistInfoForCombine: 3 * A (own rows' triples), Bs * K (expandIdx)
   int64_t token_num_entries = 0;   // expertTokenNums: L, or 1 on a shared-expert rank
   int64_t recv_count_entries = 0;  // epRecvCounts: receive_entries() * tp
 };

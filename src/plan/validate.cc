@@ -608,7 +608,7 @@ void ValidateDispatch(MoeConfig& c, const DispatchTensors& t, Profile p, WindowC
   }
   ck.Dim(t.assist_info, "assistInfoForCombineOut", 1);
   ck.Shape(t.assist_info.shape[0] >= sizes.assist_entries, t.assist_info, "assistInfoForCombineOut",
-           c.expand_idx() ? "dim0 must be >= Bs * K = " : "dim0 must be >= 3 * tp * A = ", sizes.assist_entries);
+           c.expand_idx() ? "dim0 must be >= Bs * K = " : "dim0 must be >= 3 * A = ", sizes.assist_entries);
   const int64_t token_nums = sizes.token_num_entries;
   ck.Dim(t.expert_token_nums, "expertTokenNumsOut", 1);
   ck.Shape(t.expert_token_nums.shape[0] == token_nums, t.expert_token_nums, "expertTokenNumsOut", "dim0 must be ",

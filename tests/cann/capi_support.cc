@@ -701,7 +701,7 @@ class Runner {
       first(CompareElements("assistInfoForCombine (expandIdx)", e.expand_idx.data(), e.expand_idx.size(), 4,
                             r.got_assist));
     } else {
-      first(CompareElements("assistInfoForCombine", e.assist_info.data(), 3 * e.rows, 4, r.got_assist));
+      first(CompareElements("assistInfoForCombine", e.assist_info.data(), 3 * e.own_rows, 4, r.got_assist));
     }
     first(CompareElements("expertTokenNums", e.expert_token_nums.data(), e.expert_token_nums.size(), 8,
                           r.got_token_nums));
@@ -1033,7 +1033,7 @@ CapiRankOutcome RunCapiRank(const CapiCase& c, const ScenarioInputs& inputs, int
     first(CompareElements("expandX", ed.expand_x.data(), ed.rows * h, 2, expand_x.Bytes()));
     first(CompareElements("dynamicScales (quantMode 0)", nullptr, 0, 4, dyn_scales.Bytes()));
   }
-  first(CompareElements("assistInfoForCombine", ed.assist_info.data(), 3 * ed.rows, 4, assist.Bytes()));
+  first(CompareElements("assistInfoForCombine", ed.assist_info.data(), 3 * ed.own_rows, 4, assist.Bytes()));
   first(CompareElements("expertTokenNums", ed.expert_token_nums.data(), ed.expert_token_nums.size(), 8,
                         token_nums.Bytes()));
   first(CompareElements("epRecvCounts", ed.ep_recv_counts.data(), ed.ep_recv_counts.size(), 4, ep_recv.Bytes()));

@@ -74,7 +74,9 @@ PYBIND11_MODULE(moe_ref_py, m) {
       o["rows"] = d.rows;
       o["expand_x"] = d.expand_x.empty() ? py::object(Array(d.expand_x_q)) : py::object(Array(d.expand_x));
       o["dynamic_scales"] = Array(d.dynamic_scales);
-      o["assist_info"] = Array(d.assist_info);
+      // What the operator writes: the triples of this rank's EP rows (the TP peer's rows carry none).
+      o["assist_info"] = Array(std::vector<int32_t>(d.assist_info.begin(), d.assist_info.begin() + 3 * d.own_rows));
+      o["own_rows"] = d.own_rows;
       o["expert_token_nums"] = Array(d.expert_token_nums);
       o["ep_recv_counts"] = Array(d.ep_recv_counts);
       o["tp_recv_counts"] = Array(d.tp_recv_counts);

@@ -179,7 +179,8 @@ def test_tp_dispatch_and_reduce_scatter():
         assert out[g]["ep_recv_counts"].tolist() == counts
         assert out[g]["tp_recv_counts"].tolist() == tp_counts
         assert out[g]["expert_token_nums"].tolist() == nums
-    assert triples(out[3]) == [(1, 0, 0), (0, 0, 0), (1, 0, 0)]  # srcRank inside the producing EP group
+    assert triples(out[3]) == [(1, 0, 0)]  # srcRank inside the producing EP group; the TP peer's rows carry none
+    assert [o["own_rows"] for o in out] == [0, 2, 1, 1]
     # Combine: each own row is own + the peer's partial (the peer keeps our rows after its own), rounded
     # to bf16 half to even. g1's rows are for (g0, g1, g3), g3's for (g3, g0, g1).
     expand = [t([[5.0, 5.0]]),

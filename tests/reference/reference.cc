@@ -91,6 +91,7 @@ DispatchOut AssembleDispatchOut(const Config& config, const Dims& dims, const Gr
 
   DispatchOut out;
   for (int part : part_tp_ranks) out.rows += static_cast<int64_t>(layouts[part][ep_rank].rows.size());
+  out.own_rows = static_cast<int64_t>(layouts[tp_rank][ep_rank].rows.size());
   if (config.quant_mode == 2) {
     out.expand_x_q.assign(out.rows * dims.H, 0);
     out.dynamic_scales.assign(out.rows, 0.0f);

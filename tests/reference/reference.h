@@ -65,7 +65,9 @@ struct DispatchOut {
   std::vector<uint16_t> expand_x;          // rows * H (quant_mode 0; empty in quant_mode 2)
   std::vector<int8_t> expand_x_q;          // rows * H (quant_mode 2; empty in quant_mode 0)
   std::vector<float> dynamic_scales;       // rows (quant_mode 2; empty in quant_mode 0)
-  std::vector<int32_t> assist_info;        // 3 * rows: (srcRank, tokenIdx, kIdx) per row (A2: empty)
+  std::vector<int32_t> assist_info;        // 3 * rows: (srcRank, tokenIdx, kIdx) per row (A2: empty); the operator
+                                           // writes the first 3 * own_rows (the TP peer's rows carry none)
+  int64_t own_rows = 0;                    // rows of this rank's EP group (rows without TP)
   std::vector<int64_t> expert_token_nums;  // L on MoE ranks, 1 on shared ranks
   std::vector<int32_t> ep_recv_counts;     // E*L (MoE) or E (shared), times tp_world_size
   std::vector<int32_t> tp_recv_counts;     // tp_world_size entries (empty without TP)

@@ -272,7 +272,9 @@ def golden_dispatch(x, expert_ids, *, ep_world_size, moe_expert_num, shared_expe
       rows: own EP rows + (TP) the peer's rows; only these rows of the outputs are defined (decision 4).
       expand_x: (rows, H), x's dtype, or int8 with quant_mode 2. Order 2.2; with TP [own][peer] (2.7).
       dynamic_scales: (rows,) fp32 = 1/ds with quant_mode 2 (2.4); None otherwise.
-      assist_info: (3*rows,) int32, ints 3i..3i+2 = (srcRank, tokenIdx, kIdx) of row i (2.3).
+      assist_info: (3*own_rows,) int32, ints 3i..3i+2 = (srcRank, tokenIdx, kIdx) of row i (2.3): the rows of this
+        rank's EP group; the TP peer's rows carry none (2.7).
+      own_rows: rows of this rank's EP group (rows without TP).
       expert_token_nums: int64, (L,) on a MoE rank, (1,) on a shared rank; with TP own + peer (2.3).
       ep_recv_counts: int32 inclusive running totals, (E*L,) MoE rank / (E,) shared rank; with TP the
         peer's totals (counted from 0 again) are appended (2.3).
@@ -330,7 +332,8 @@ def golden_dispatch(x, expert_ids, *, ep_world_size, moe_expert_num, shared_expe
             out, scale = payload(part, rows)
             xs.append(out)
             scs.append(scale)
-            assist.append(torch.stack([rows.src, rows.token, rows.k_idx], dim=1).reshape(-1))
+            if part == p:  # the TP peer's rows carry no triple (2.7)
+                assist.append(torch.stack([rows.src, rows.token, rows.k_idx], dim=1).reshape(-1))
             counts.append(rows.ep_recv_counts)
             nums = rows.expert_token_nums if nums is None else nums + rows.expert_token_nums
         tp_counts = None
@@ -340,6 +343,7 @@ def golden_dispatch(x, expert_ids, *, ep_world_size, moe_expert_num, shared_expe
             tp_counts[1 - p] = len(layouts[1 - p][d])
         results.append(dict(
             rows=sum(len(layouts[part][d]) for part in parts),
+            own_rows=len(layouts[p][d]),
             expand_x=torch.cat(xs),
             dynamic_scales=torch.cat(scs) if quant_mode == 2 else None,
             assist_info=torch.cat(assist).to(torch.int32),

@@ -211,7 +211,7 @@ std::string CompareScenarioRank(const ScenarioSpec& s, int g, const moe_ref::Dis
   if (m.empty() && s.config.a2) {
     m = CompareBuffer("assistInfo (expandIdx)", g, e.expand_idx, r.assist_info, e.expand_idx.size());
   } else if (m.empty()) {
-    m = CompareBuffer("assistInfo", g, e.assist_info, r.assist_info, 3 * e.rows);
+    m = CompareBuffer("assistInfo", g, e.assist_info, r.assist_info, 3 * e.own_rows);  // the TP peer's rows: none
   }
   if (m.empty()) {
     // Sized for either role under survivors, a shared-expert rank's one count is followed by zeros (DispatchInto).
@@ -293,7 +293,8 @@ DispatchHandle& RankCalls::Dispatch() {
   RankResult& r = st.r;
   r.expand_x = Poisoned<uint8_t>(tp_size * a * h * (quant ? 1 : 2) + 7 * h);  // extra rows: must stay poison
   r.dynamic_scales = Poisoned<float>(quant ? tp_size * a + 3 : 0);
-  r.assist_info = Poisoned<int32_t>(std::max(3 * tp_size * a, d.bs * c.top_k) + 5);
+  // 3A as CANN's tiling asks, TP or not (the TP peer's rows carry no triple); 5 more that must stay poison.
+  r.assist_info = Poisoned<int32_t>(std::max(3 * a, d.bs * c.top_k) + 5);
   r.expert_token_nums = Poisoned<int64_t>(st.count_experts);
   r.ep_recv_counts = Poisoned<int32_t>(st.recv_entries + kCountsSlack);
   r.tp_recv_counts = Poisoned<int32_t>(tp_size);
