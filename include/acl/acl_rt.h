@@ -45,7 +45,7 @@ ACL_FUNC_VISIBILITY aclError aclrtSetDevice(int32_t deviceId);
 ACL_FUNC_VISIBILITY aclError aclrtGetDevice(int32_t *deviceId);
 ACL_FUNC_VISIBILITY aclError aclrtResetDevice(int32_t deviceId);
 /* Waits for every stream of the current device. Reports a stream's failure once (later calls return
- * ACL_SUCCESS) and leaves it for that stream's own synchronize, until a later failure of the stream replaces it. */
+ * ACL_SUCCESS) and leaves it for that stream's own synchronize; the stream's next failure is the next call's. */
 ACL_FUNC_VISIBILITY aclError aclrtSynchronizeDevice();
 /* The SoC the operators behave as: MOE_EP_SOC_NAME, default "Ascend910_9391" (Atlas A3); an Ascend910B<n>
  * name selects Atlas A2. NULL (aclGetRecentErrMsg says why) when the variable names no known SoC. */

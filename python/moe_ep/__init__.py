@@ -141,7 +141,8 @@ DispatchResult = collections.namedtuple(
     "DispatchResult", "expand_x dynamic_scales assist_info expert_token_nums ep_recv_counts tp_recv_counts handle")
 DispatchResult.__doc__ = """What dispatch returns. expand_x: room for every row this rank may receive, the
 first handle.num_rows received (int8 with quant="int8", then dynamic_scales their fp32 scales, else
-None), the rest uninitialised; assist_info: the (srcRank, tokenIdx, kIdx) triple of each received row;
+None), the rest uninitialised; assist_info: the (srcRank, tokenIdx, kIdx) triple of each row received from this
+rank's EP group (the TP peer's rows have none);
 expert_token_nums / ep_recv_counts / tp_recv_counts: the counts of the CANN operator; handle: what combine
 needs. combine takes expert outputs of expand_x's shape, rows in the same order."""
 

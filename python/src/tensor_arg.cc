@@ -54,7 +54,12 @@ int64_t ElementSpan(const TensorView& view, const char* name) {
                   std::string(name) + " = " + view.Describe() + ": its shape and strides reach past 2^63 elements");
     }
   }
-  return last + 1;
+  int64_t span = 0;  // one past the furthest element, which may be the INT64_MAX-th itself
+  if (__builtin_add_overflow(last, 1, &span)) {
+    throw Error(ErrorCode::kInvalidConfig,
+                std::string(name) + " = " + view.Describe() + ": its shape and strides reach past 2^63 elements");
+  }
+  return span;
 }
 
 }  // namespace moe_ep::python

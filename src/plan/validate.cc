@@ -216,8 +216,8 @@ void CheckOutputView(const Checker& ck, const TensorView& v, const char* param) 
 // and a shape (memory that was never allocated) would otherwise be taken for absent: a mask for none, no shared
 // expert's rows.
 void CheckInputView(const Checker& ck, const TensorView& v, const char* param) {
-  ck.Require(v.present() || v.shape.empty(), ErrorCode::kNullPointer, param, v,  // no elements: present
-             "a tensor of elements needs their address (only a view of no shape and no address is absent)");
+  ck.Require(v.present() || v.shape.empty() || v.numel() == 0, ErrorCode::kNullPointer, param, v,
+             "a tensor of elements needs their address (a view of no address is absent only with no shape)");
   CheckView(ck, v, param);
 }
 

@@ -183,7 +183,11 @@ TEST(Workers, AnInterruptSeenOnTheCallingThreadReachesTheHelpersWaits) {
 
 // A check that throws asks for the interrupt: its exception never unwinds the calling thread while a helper still runs
 // the caller's part (the helper would run a body that is gone), and the call ends interrupted once the helper is done.
-bool ThrowingInterruptCheck() { throw std::runtime_error("a check that throws"); }
+std::atomic<int> g_throwing_checks{0};
+bool ThrowingInterruptCheck() {
+  ++g_throwing_checks;
+  throw std::runtime_error("a check that throws");
+}
 
 TEST(Workers, AnInterruptCheckThatThrowsEndsTheCallOnceTheHelpersAreDone) {
   Workers workers(2, 0);
@@ -193,7 +197,12 @@ TEST(Workers, AnInterruptCheckThatThrowsEndsTheCallOnceTheHelpersAreDone) {
   try {
     workers.ForEachPart(2, 1, [&](int part, int64_t, int64_t) {
       if (part != 1) return;  // the calling thread's part is done at once; it asks the check while it waits
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      // The helper's part lasts until the check was asked (not a fixed time a starved calling thread might miss).
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (g_throwing_checks == 0 && std::chrono::steady_clock::now() < give_up) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the call must wait for this part all the same
       helper_done = true;
     });
   } catch (const moe_ep::InterruptedError&) {

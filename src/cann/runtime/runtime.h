@@ -43,7 +43,7 @@ int32_t DeviceCount();
 int32_t Fail(int32_t code, const std::string& message);
 
 /// The work of one launch. It throws moe_ep::Error (or any std::exception) to fail; the stream records
-/// the first failure and its synchronize returns that code with the message.
+/// the failure (Stream: which ones) and its synchronize returns that code with the message.
 using StreamTask = std::function<void()>;
 
 /// Appends `task` to `stream` (nullptr: the default stream of the calling thread's current device) and

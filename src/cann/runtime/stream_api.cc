@@ -134,7 +134,7 @@ aclError SynchronizeDeviceStreams(const char* api, int32_t device) {
   aclError first_failure = ACL_SUCCESS;
   std::string messages;
   // A failure stays for the stream's own synchronize too: the thread that launched the task (another, maybe) learns of
-  // it there. A later failure of the stream replaces it, for the next device synchronize to report.
+  // it there. The stream's first failure after it is recorded as well, for the next device synchronize to report.
   for (const auto& stream : streams) {
     Stream::Outcome outcome = stream->Synchronize(std::nullopt, /*keep_failure=*/true);
     if (outcome.code == ACL_SUCCESS) continue;
