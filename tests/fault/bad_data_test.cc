@@ -22,6 +22,7 @@
 #include "moe_ep/error.h"
 #include "moe_ep/ops.h"
 #include "support/test_seed.h"
+#include "support/thrown_error.h"
 #include "verify/run_ranks.h"
 #include "verify/scenario.h"
 
@@ -101,13 +102,7 @@ void ExpectGoodRound(Group& group, int rank) {
 // Calls f, which must throw moe_ep::Error with `code` and a message holding every one of `parts`.
 template <typename F>
 void ExpectError(F&& f, ErrorCode code, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
+  EXPECT_TRUE(moe_ep::testing::ThrowsError(std::forward<F>(f), code, parts));
 }
 
 constexpr uint16_t kPoison = 0xA7A7;

@@ -28,3 +28,11 @@ def assert_bits(ours, golden, what, nan_equal=False):
         where = (~same).nonzero()[0].tolist()
         raise AssertionError(f"{what}: {int((~same).sum())} elements differ, first at {where}: "
                              f"ours {ours[tuple(where)]!r}, golden {golden[tuple(where)]!r}")
+
+
+def assert_prefix(ours, golden, what):
+    """The first len(golden) entries of ours are golden's, bit for bit, and the rest still holds the poison: an
+    output the operator defines only in part (rows received, this rank's triples)."""
+    n = len(golden)
+    assert_bits(ours[:n], golden, what)
+    assert_poison(ours[n:], f"{what} past its {n} defined entries")

@@ -5,15 +5,17 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "moe_ep/error.h"
 
 namespace moe_ep::testing {
 
 /// For EXPECT_TRUE: `call` threw a moe_ep::Error (or a subclass) whose code is `code` and whose message contains
-/// `part`; the failure says what it did instead.
+/// every one of `parts`; the failure says what it did instead.
 template <typename Call>
-::testing::AssertionResult ThrowsError(Call&& call, ErrorCode code, std::string_view part) {
+::testing::AssertionResult ThrowsError(Call&& call, ErrorCode code, const std::vector<std::string>& parts) {
   try {
     call();
   } catch (const Error& e) {
@@ -22,12 +24,20 @@ template <typename Call>
       return ::testing::AssertionFailure()
              << "threw code " << static_cast<int>(e.code()) << ", not " << static_cast<int>(code) << ": " << what;
     }
-    if (what.find(part) == std::string::npos) {
-      return ::testing::AssertionFailure() << "the message does not say \"" << part << "\": " << what;
+    for (const std::string& part : parts) {
+      if (what.find(part) == std::string::npos) {
+        return ::testing::AssertionFailure() << "the message does not say \"" << part << "\": " << what;
+      }
     }
     return ::testing::AssertionSuccess();
   }
   return ::testing::AssertionFailure() << "returned instead of throwing";
+}
+
+/// The same with one part.
+template <typename Call>
+::testing::AssertionResult ThrowsError(Call&& call, ErrorCode code, std::string_view part) {
+  return ThrowsError(std::forward<Call>(call), code, std::vector<std::string>{std::string(part)});
 }
 
 }  // namespace moe_ep::testing
