@@ -44,7 +44,10 @@ inline float HalfToFloat(uint16_t bits) {
     const float magnitude = static_cast<float>(mantissa) * 0x1p-24f;
     return sign != 0 ? -magnitude : magnitude;
   }
-  if (exponent == 31) return std::bit_cast<float>(sign | 0x7F800000 | (mantissa << 13));  // inf / NaN
+  if (exponent == 31) {  // inf, or NaN: its payload kept in the top mantissa bits, and quiet (bit 22 set)
+    const uint32_t quiet = mantissa != 0 ? 0x400000 : 0;
+    return std::bit_cast<float>(sign | 0x7F800000 | quiet | (mantissa << 13));
+  }
   // Normal: rebias the exponent 15 -> 127 and widen the mantissa 10 -> 23 bits.
   return std::bit_cast<float>(sign | ((exponent + 112) << 23) | (mantissa << 13));
 }
@@ -54,7 +57,7 @@ inline uint16_t FloatToHalf(float value) {
   const uint32_t bits = std::bit_cast<uint32_t>(value);
   const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000);
   const uint32_t magnitude = bits & 0x7FFFFFFF;
-  if (magnitude > 0x7F800000) return sign | 0x7E00;   // NaN
+  if (magnitude > 0x7F800000) return sign | 0x7E00 | ((magnitude >> 13) & 0x3FF);  // NaN: top payload bits, quiet
   if (magnitude >= 0x477FF000) return sign | 0x7C00;  // >= 65520 (half-way past 65504, ties up): inf
   const uint32_t exponent = magnitude >> 23;          // biased fp32 exponent
   const uint32_t mantissa = magnitude & 0x7FFFFF;

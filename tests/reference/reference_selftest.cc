@@ -143,6 +143,21 @@ TEST(Numerics, HalfByHand) {
   EXPECT_TRUE(std::isinf(HalfToFloat(0x7C00)));
 }
 
+// NaNs (docs/numerics.md): a half NaN widens quiet with its payload in the top mantissa bits, and an fp32 NaN
+// narrows to its top 10 payload bits, quiet, so a quiet half NaN comes back unchanged (bf16 is a shift both ways
+// but for the quiet bit the narrowing forces).
+TEST(Numerics, HalfNansKeepTheirSignAndPayloadAndComeOutQuiet) {
+  for (uint32_t bits = 0x7C01; bits < 0x10000; bits += (bits == 0x7FFF ? 0xFC01 - 0x7FFF : 1)) {
+    const auto h = static_cast<uint16_t>(bits);
+    const uint32_t widened = std::bit_cast<uint32_t>(HalfToFloat(h));
+    ASSERT_EQ(widened, ((bits & 0x8000u) << 16) | 0x7FC00000u | ((bits & 0x3FFu) << 13)) << std::hex << bits;
+    ASSERT_EQ(FloatToHalf(std::bit_cast<float>(widened)), h | 0x0200) << std::hex << bits;
+  }
+  EXPECT_EQ(FloatToHalf(std::bit_cast<float>(0x7F800001u)), 0x7E00);  // payload below the kept bits: still NaN
+  EXPECT_EQ(FloatToHalf(std::bit_cast<float>(0xFFA46000u)), 0xFF23);
+  EXPECT_EQ(numerics::FloatToBf16(std::bit_cast<float>(0x7F812345u)), 0x7FC1);
+}
+
 #if defined(__FLT16_MAX__)
 // Cross-check against the compiler's _Float16 (the compiler, not src/, is the second opinion here).
 TEST(Numerics, HalfMatchesCompilerFloat16) {
