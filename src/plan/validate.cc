@@ -188,6 +188,11 @@ void CheckView(const Checker& ck, const TensorView& v, const char* param) {
   ck.Shape(ok, v, param,
            "a view has non-negative dimensions and strides, one stride per dimension, and its size in bytes fits "
            "int64");
+  // Elements are read and written as their type (a float through a float*), which needs them aligned to its size;
+  // device memory always is, a numpy array made from a buffer at an odd offset may not be.
+  const size_t element = DTypeSize(v.dtype);
+  ck.Shape(reinterpret_cast<uintptr_t>(v.data) % element == 0, v, param,
+           "its address is a multiple of its element size (" + std::to_string(element) + " bytes)");
 }
 
 // An output may be strided (CANN's operators take non-contiguous outputs), but no two of its elements may share

@@ -691,6 +691,15 @@ TEST(BadData, MalformedViewsAreRejectedByName) {
     }
     ExpectError([&] { Dispatch(groups[r], endless_x, d.IdsView(), Options()); }, ErrorCode::kInvalidConfig,
                 {"H (x.dim1)", "INT32_MAX"});
+    // Elements off their type's alignment (a numpy array made from a buffer at an odd offset): every input and
+    // output read or written as its type is refused, naming its element size.
+    std::vector<int32_t> storage(d.ids.size() + 4 * kBs * kHidden + 1);
+    std::byte* const odd = reinterpret_cast<std::byte*>(storage.data()) + 1;
+    const TensorView odd_ids(odd + 1, DType::kInt32, {kBs, kTopK}), odd_x(odd, DType::kBf16, {kBs, kHidden});
+    ExpectError([&] { Dispatch(groups[r], d.XView(), odd_ids, Options()); }, ErrorCode::kInvalidConfig,
+                {"expert_ids", "a multiple of its element size (4 bytes)"});
+    ExpectError([&] { Dispatch(groups[r], odd_x, d.IdsView(), Options()); }, ErrorCode::kInvalidConfig,
+                {"x", "a multiple of its element size (2 bytes)"});
     ExpectError(
         [] {
           Tensor(DType::kFloat32, {int64_t{1} << 40, int64_t{1} << 40});
@@ -706,6 +715,9 @@ TEST(BadData, MalformedViewsAreRejectedByName) {
     unallocated_shared.shared_expert_x = TensorView(static_cast<void*>(nullptr), DType::kBf16, {kBs, kHidden});
     ExpectError([&] { Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView(), unallocated_shared); },
                 ErrorCode::kNullPointer, {"shared_expert_x", "a tensor of elements needs their address"});
+    const TensorView odd_weights(odd + 1, DType::kFloat32, {kBs, kTopK});
+    ExpectError([&] { Combine(groups[r], res.handle, res.expand_x.view(), odd_weights); }, ErrorCode::kInvalidConfig,
+                {"expert_scales", "a multiple of its element size (4 bytes)"});
     Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView());
     ExpectGoodRound(groups[r], r);
   });

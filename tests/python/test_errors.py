@@ -67,6 +67,9 @@ BAD = {
     "world_size_not_an_int": (dict(ep_world_size="2"), errors.INVALID_PARAM, "ep_world_size = '2' must be an int"),
     "mask_negative_stride": (dict(x_active_mask=np.ones(4, dtype=bool)[::-1]), errors.INVALID_PARAM,
                              "x_active_mask: aclCreateTensor"),
+    # A tensor made from a buffer at an odd offset: its int32s are not where an int32 may be read.
+    "ids_misaligned": (dict(expert_ids=torch.frombuffer(bytearray(33), dtype=torch.int32, count=8, offset=1)
+                            .reshape(4, 2)), errors.INVALID_CONFIG, "a multiple of its element size (4 bytes)"),
 }
 
 
