@@ -62,7 +62,12 @@ int RunRank(moe_ep::Group& group) {
   for (int64_t t = 0; t < kTokens; ++t) {
     const float v = rank + t / 16.0f;
     const float expected = 0.5f * v * (1 + (t % kExperts) % local) + 0.5f * v * (1 + ((t + 3) % kExperts) % local);
-    if (Bf16ToFloat(out.data_as<uint16_t>()[t * kHidden]) != Bf16ToFloat(FloatToBf16(expected))) ++bad;
+    bool token_bad = false;
+    for (int64_t h = 0; h < kHidden; ++h) {
+      token_bad =
+          token_bad || Bf16ToFloat(out.data_as<uint16_t>()[t * kHidden + h]) != Bf16ToFloat(FloatToBf16(expected));
+    }
+    bad += token_bad ? 1 : 0;
   }
   std::printf("rank %d: received %lld rows, %d of %lld tokens wrong\n", rank, static_cast<long long>(row), bad,
               static_cast<long long>(kTokens));

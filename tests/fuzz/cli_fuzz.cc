@@ -1,11 +1,14 @@
 // Fuzzes the moe-ep command-line parser (tools/moe-ep/options.h): bytes -> argv; what it accepts must be safe to run.
 //
-// Input: words separated by NUL or newline; unless the first is a command ("run", "launch", "help"), "run" is put
-// in front, so most inputs reach the run flags. Every answer is checked: a refusal is one line starting "moe-ep"
+// Input: words separated by NUL or newline; unless the first is a command ("run", "bench", "launch", "help"), "run" is
+// put in front, so most inputs reach the run flags. Every answer is checked: a refusal is one line starting "moe-ep"
 // with exit status 2; an acceptance satisfies every rule the job relies on (the ones whose breach crashed the input
-// generator: --topk <= --experts, --experts a multiple of the MoE ranks). An accepted job small enough to take
-// milliseconds (<= 4 thread ranks, bs <= 4, hidden <= 256, experts <= 64, one timed round) is also run in-process,
-// verified against the reference; `launch` is only parsed, never started. Nothing here calls exit().
+// generator: --topk <= --experts, --experts a multiple of the MoE ranks), for a bench sweep in each of its
+// configurations, whose lists hold each value once. An accepted job small enough to take milliseconds (<= 4 thread
+// ranks, bs <= 4, hidden <= 256, experts <= 64, one timed round) is also run in-process, verified against the
+// reference; `launch` is only parsed and `bench` only expanded into its configurations, never started. Nothing here
+// calls exit().
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -42,7 +45,8 @@ std::vector<std::string> Words(const uint8_t* data, size_t size) {
   }
   words.push_back(word);
   const std::string& first = words.front();
-  if (first != "run" && first != "launch" && first != "help" && first != "--help" && first != "-h") {
+  if (first != "run" && first != "bench" && first != "launch" && first != "help" && first != "--help" &&
+      first != "-h") {
     words.insert(words.begin(), "run");
   }
   return words;
@@ -59,7 +63,23 @@ void CheckAccepted(const JobOptions& o) {
   if (o.shared_expert_ranks >= o.ranks) Fail("accepted --shared-experts >= --ranks", std::to_string(o.ranks));
   if (o.experts % (o.ranks - o.shared_expert_ranks) != 0) Fail("accepted --experts", std::to_string(o.experts));
   if (o.top_k > o.experts) Fail("accepted --topk > --experts", std::to_string(o.top_k));
-  if (EstimatedJobBytes(o) > kMaxJobBytes) Fail("accepted a job over the memory bound", std::to_string(o.bs));
+}
+
+template <typename T>
+void CheckEachOnce(const std::vector<T>& values, const char* list) {
+  if (values.empty()) Fail("accepted an empty list", list);
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (std::count(values.begin(), values.end(), values[i]) != 1) Fail("accepted a repeated value in", list);
+  }
+}
+
+// A sweep: every list non-empty with each value once, and every configuration within run's rules.
+void CheckAcceptedBench(const moe_ep::tools::BenchOptions& b) {
+  CheckEachOnce(b.tokens, "--bs");
+  CheckEachOnce(b.ranks, "--ranks");
+  CheckEachOnce(b.systems, "--transports");
+  CheckEachOnce(b.quant, "--quant");
+  for (const JobOptions& o : moe_ep::tools::Configurations(b, 1)) CheckAccepted(o);
 }
 
 bool SmallEnoughToRun(const JobOptions& o) {
@@ -85,6 +105,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     return 0;
   }
+  if (line.command == Command::kBench) CheckAcceptedBench(line.bench);
   if (line.command != Command::kRun) return 0;
   CheckAccepted(line.job);
   if (SmallEnoughToRun(line.job)) {

@@ -2,17 +2,21 @@
 // the --help text's bounds, and the built binary refusing `run --topk 65` / `run --experts 7` instead of crashing, and
 // an MPI job too large for `run` naming its size; a bench's inputs follow every bit of its seed; a job that needs
 // every rank ends when one fails.
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <fstream>
 #include <initializer_list>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -136,6 +140,7 @@ const BadRow kBadRows[] = {
     {{"bench", "--fp16"}, "unknown flag --fp16"},
     {{"bench", "--transports", "threads,threads"}, "--transports threads,threads violates rule: each value of a list"},
     {{"bench", "--bs", "8,1,8"}, "--bs 8,1,8 violates rule: each value of a list at most once"},
+    {{"bench", "--ranks", "8,08"}, "--ranks 8,08 violates rule: each value of a list at most once"},
     {{"bench", "8"}, "unexpected argument 8"},
     {{"run", "--processes", "--processes"}, "--processes violates rule: each flag at most once"},
     {{"bench-rank"}, "unknown command bench-rank"},
@@ -301,9 +306,10 @@ TEST(CliFlags, HelpStatesEveryBound) {
   }
 }
 
-// Runs the built moe-ep with `args` (under the open-files limit `files`, soft and hard, when given); returns its wait
-// status and what it wrote on stdout and stderr.
-int RunTool(std::vector<std::string> args, std::string& output, std::optional<rlimit> files = std::nullopt) {
+// Runs the built moe-ep with `args` (under the open-files limit `files`, soft and hard, when given; with SIGCHLD
+// ignored, as `trap '' CHLD` leaves it, when asked); returns its wait status and what it wrote on stdout and stderr.
+int RunTool(std::vector<std::string> args, std::string& output, std::optional<rlimit> files = std::nullopt,
+            bool ignoring_sigchld = false) {
   int pipe_fds[2];
   if (pipe(pipe_fds) != 0) return -1;
   args.insert(args.begin(), MOE_EP_TOOL);
@@ -317,6 +323,7 @@ int RunTool(std::vector<std::string> args, std::string& output, std::optional<rl
     dup2(pipe_fds[1], STDOUT_FILENO);
     dup2(pipe_fds[1], STDERR_FILENO);
     if (files && setrlimit(RLIMIT_NOFILE, &*files) != 0) _exit(99);
+    if (ignoring_sigchld) signal(SIGCHLD, SIG_IGN);
     execv(MOE_EP_TOOL, argv.data());
     _exit(98);
   }
@@ -552,6 +559,69 @@ TEST(CliFlags, BinaryBenchesASweepAndWritesJson) {
   EXPECT_EQ(Count(text, "\"quant\": \"int8\""), 4u) << text;
   EXPECT_EQ(Count(text, "\"note\""), 0u) << text;
   EXPECT_EQ(Count(text, "\"path\": \"pull\""), 16u) << text;
+}
+
+// A sweep whose every configuration is skipped measured nothing: exit 1, saying so, not 0.
+TEST(CliFlags, BinaryBenchThatMeasuresNothingFails) {
+  std::string output;
+  const int status = RunTool({"bench", "--ranks", "2", "--experts", "4", "--topk", "2", "--bs", "1", "--hidden", "64",
+                              "--transports", "alltoallv", "--quant", "int8"},
+                             output);
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status << ": " << output;
+  EXPECT_EQ(WEXITSTATUS(status), 1) << output;
+  EXPECT_EQ(Count(output, "skipped: the baseline moves bf16 rows only"), 1u) << output;
+  EXPECT_EQ(Count(output, "moe-ep bench: nothing was measured"), 1u) << output;
+}
+
+// Started with SIGCHLD ignored, bench still sees the exit status of what it runs: without mpirun on PATH, the hosts
+// transport is skipped for want of mpirun (the kernel reaping the probe made it look found, and then fail).
+TEST(CliFlags, BenchFindsNoMpirunEvenWithSigchldIgnored) {
+  const std::string bin = ::testing::TempDir() + "/moe_ep_sh_only_" + std::to_string(getpid());
+  ASSERT_EQ(mkdir(bin.c_str(), 0700), 0) << bin;
+  ASSERT_EQ(symlink("/bin/sh", (bin + "/sh").c_str()), 0);
+  std::string output;
+  int status = 0;
+  {
+    const moe_ep::testing::ScopedEnv path("PATH", bin.c_str());
+    status = RunTool({"bench", "--ranks", "2", "--experts", "4", "--topk", "2", "--bs", "1", "--hidden", "64",
+                      "--transports", "hosts"},
+                     output, std::nullopt, /*ignoring_sigchld=*/true);
+  }
+  unlink((bin + "/sh").c_str());
+  rmdir(bin.c_str());
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status << ": " << output;
+  EXPECT_EQ(WEXITSTATUS(status), 1) << output;
+  EXPECT_EQ(Count(output, "skipped: no mpirun"), 1u) << output;
+}
+
+// A sweep that a signal ends leaves the --json file it would have replaced as it was (it was emptied at the start).
+TEST(CliFlags, AnInterruptedBenchLeavesTheJsonFileAsItWas) {
+  const std::string json = ::testing::TempDir() + "/moe_ep_bench_interrupted_" + std::to_string(getpid()) + ".json";
+  const std::string old_results = "{\"results\": []}\n";
+  ASSERT_TRUE(std::ofstream(json) << old_results);
+  std::vector<std::string> words{MOE_EP_TOOL, "bench", "--ranks",      "2",       "--experts", "4",
+                                 "--topk",    "2",     "--bs",         "64,2048", "--hidden",  "7168",
+                                 "--repeats", "100",   "--transports", "threads", "--json",    json};
+  std::vector<char*> argv;
+  for (auto& word : words) argv.push_back(word.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t quiet;
+  posix_spawn_file_actions_init(&quiet);
+  posix_spawn_file_actions_addopen(&quiet, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_adddup2(&quiet, STDOUT_FILENO, STDERR_FILENO);
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawn(&pid, MOE_EP_TOOL, &quiet, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&quiet);
+  usleep(300 * 1000);  // well into the sweep, which takes seconds
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  std::stringstream text;
+  text << std::ifstream(json).rdbuf();
+  std::remove(json.c_str());
+  EXPECT_TRUE(WIFSIGNALED(status)) << "status " << status << ": the sweep ended before the signal";
+  EXPECT_EQ(text.str(), old_results);
+  EXPECT_NE(access((json + ".partial").c_str(), F_OK), 0) << "the sweep left its partial file";
 }
 
 }  // namespace

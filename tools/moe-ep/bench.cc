@@ -192,16 +192,27 @@ int RunProgram(const std::vector<std::string>& argv) {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  // An ignored SIGCHLD (inherited: `trap '' CHLD`) has the kernel reap the child, and waitpid would lose its status.
+  struct sigaction default_child {
+  }, caller_child{};
+  default_child.sa_handler = SIG_DFL;
+  sigaction(SIGCHLD, &default_child, &caller_child);
   const pid_t pid = fork();
-  if (pid < 0) return 127;
+  if (pid < 0) {
+    sigaction(SIGCHLD, &caller_child, nullptr);
+    return 127;
+  }
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     execvp(args[0], args.data());
     _exit(127);
   }
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  pid_t waited = 0;
+  while ((waited = waitpid(pid, &status, 0)) < 0 && errno == EINTR) {
   }
+  sigaction(SIGCHLD, &caller_child, nullptr);
+  if (waited < 0) return 127;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
@@ -372,7 +383,7 @@ std::string JsonNumber(double value) {
   return text;
 }
 
-// Writes the results to `out`, opened before the sweep so that a bad path fails before anything is measured.
+// Writes the results to `out`, the file `path` (removed if writing fails).
 void WriteJson(std::ofstream& out, const std::string& path, const BenchOptions& o, uint64_t seed,
                const std::vector<std::vector<BenchResult>>& all) {
   out << "{\n  \"config\": {\"hidden\": " << o.hidden << ", \"top_k\": " << o.top_k << ", \"experts\": " << o.experts
@@ -417,7 +428,10 @@ void WriteJson(std::ofstream& out, const std::string& path, const BenchOptions& 
   }
   out << "\n  ]\n}\n";
   out.flush();
-  if (!out) throw Error(ErrorCode::kInvalidParam, "--json " + path + ": writing the file failed");
+  if (!out) {
+    std::remove(path.c_str());
+    throw Error(ErrorCode::kInvalidParam, "--json " + path + ": writing the file failed");
+  }
 }
 
 }  // namespace
@@ -459,30 +473,43 @@ int RunBench(const BenchOptions& o) {
       "  GB/s: rows received x row bytes, all ranks, over the median; memcpy: the op's median over that of a memcpy of "
       "the same bytes on every rank; barrier: a round trip of the same transport; alltoallv/this above 1: moe_ep is "
       "faster\n");
-  std::ofstream json;
+  // The results are written next to the --json file and renamed over it once complete, so that a sweep that fails
+  // or is interrupted leaves an older file as it was; made (and removed) now, so that a bad path fails before
+  // anything is measured.
+  const std::string json_partial = o.json_path + ".partial";
   if (!o.json_path.empty()) {
-    json.open(o.json_path);
-    if (!json) {
+    if (!std::ofstream(json_partial)) {
       throw Error(ErrorCode::kInvalidParam,
-                  "--json " + o.json_path + ": cannot open the file for writing: " + std::strerror(errno));
+                  "--json " + o.json_path + ": cannot write " + json_partial + ": " + std::strerror(errno));
     }
+    std::remove(json_partial.c_str());
   }
   PrintHeader();
   std::vector<std::vector<BenchResult>> all;
-  bool failed = false;
+  bool failed = false, measured = false;
   for (const JobOptions& job : Configurations(o, seed)) {
-    if (InterruptedBy() != 0) break;  // a signal stopped a measurement: stop the sweep
+    if (InterruptedBy() != 0) return 1;  // a signal stopped a measurement: stop the sweep, write nothing
     all.push_back(MeasureConfiguration(o, job, mpirun));
     for (const BenchResult& r : all.back()) {
       PrintResult(all.back(), r);
       failed = failed || r.note.starts_with("failed");
+      measured = measured || !r.medians.empty();
     }
   }
   if (!o.json_path.empty()) {
-    WriteJson(json, o.json_path, o, seed, all);
+    std::ofstream json(json_partial);
+    WriteJson(json, json_partial, o, seed, all);
+    json.close();
+    if (std::rename(json_partial.c_str(), o.json_path.c_str()) != 0) {
+      const int rename_errno = errno;
+      std::remove(json_partial.c_str());
+      throw Error(ErrorCode::kInvalidParam, "--json " + o.json_path + ": cannot replace it with " + json_partial +
+                                                ": " + std::strerror(rename_errno));
+    }
     std::printf("wrote %s (scripts/plot_bench.py draws it)\n", o.json_path.c_str());
   }
-  return failed ? 1 : 0;
+  if (!measured) std::fprintf(stderr, "moe-ep bench: nothing was measured: every configuration was skipped\n");
+  return failed || !measured ? 1 : 0;
 }
 
 #if !MOE_EP_HAVE_MPI

@@ -41,7 +41,7 @@ struct BenchOptions {
 std::vector<JobOptions> Configurations(const BenchOptions& options, uint64_t seed);
 
 /// Runs every configuration of the sweep on every system; prints the table as it goes and writes the JSON.
-/// Returns 0, or 1 when a measurement failed (the others still ran).
+/// Returns 0, or 1 when a measurement failed (the others still ran) or none was made (every one skipped).
 int RunBench(const BenchOptions& options);
 
 /// The group a measurement's ranks make: its window sized for the configuration.

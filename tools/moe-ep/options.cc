@@ -386,6 +386,10 @@ ParseResult ParseBench(std::span<const std::string> args) {
       if (!v || *v < flag.min || *v > flag.max) return Invalid(bad_value + rule);
       numbers.push_back(*v);
     }
+    // 8 and 08 are one value: the rule holds for the numbers, not only the words.
+    if (std::set<int64_t>(numbers.begin(), numbers.end()).size() != numbers.size()) {
+      return Invalid(bad_value + "each value of a list at most once");
+    }
     if (word == "--bs") b.tokens = numbers;
     if (word == "--ranks") b.ranks.assign(numbers.begin(), numbers.end());
     if (word == "--hidden") b.hidden = numbers[0];
@@ -505,13 +509,15 @@ window and memory ones: bench sizes each configuration's window itself, whatever
   --memory heap|private  x and the expert outputs in the shared heap, or in each rank's private memory
                        as torch tensors are (pushed, or copied out by their readers from 8 MiB of rows
                        a call: MOE_EP_CROSS_MEMORY)                                           [heap]
-  --json FILE          also write the results as JSON (scripts/plot_bench.py draws them)
-  A configuration whose memory would pass 80% of MemAvailable is skipped, with a note.
+  --json FILE          also write the results as JSON (scripts/plot_bench.py draws them), once the sweep is
+                       done: an interrupted or failed sweep leaves the file as it was
+  A configuration whose memory would pass 80% of MemAvailable is skipped, with a note; a sweep that measured
+  nothing (every configuration skipped) exits 1.
 
 environment: MOE_EP_TIMEOUT_MS, MOE_EP_WINDOW_MB, MOE_EP_ISA, MOE_EP_DATA_PATH, MOE_EP_CROSS_MEMORY, MOE_EP_THREADS,
 MOE_EP_THREAD_MIN_BYTES, MOE_EP_HOSTS_RELAY, MOE_EP_HOSTS_MESSAGE_BYTES (see include/moe_ep/options.h); TMPDIR
 (run --processes and bench keep the ranks' timings in a directory there, default /tmp)
-exit status: 0 verified (bench: measured), 1 mismatch or error, 2 bad usage (one line on stderr naming the flag and the rule)
+exit status: 0 verified (bench: something measured, nothing failed), 1 mismatch or error, 2 bad usage (one line on stderr naming the flag and the rule)
 )";
   return text;
 }
