@@ -75,7 +75,7 @@ class OpArgs {
   aclTensor* Output(const char* key) {
     const auto [dtype, shape] = outputs_.As<std::pair<std::string, std::vector<int64_t>>>(key);
     if (stand_ins_) {
-      static std::byte never_written;
+      alignas(64) static std::byte never_written;  // aligned for any element type: validation checks it
       return Made(TensorView(&never_written, DTypeNamed(dtype, key), shape), key);
     }
     python::Output made = NewOutput(DTypeNamed(dtype, key), shape, /*torch=*/true, poison_);

@@ -288,7 +288,7 @@ Tensor Combine(Group& ep, const DispatchHandle& h, const TensorView& expert_out,
                const CombineOptions& options, Group* tp) {
   // The handle's bs and hidden size the output: the call is checked, with a stand-in of that shape, before
   // it is allocated (a corrupted handle must not allocate gigabytes first).
-  static std::byte no_data;
+  alignas(64) static std::byte no_data;  // aligned for any element type: validation checks it
   plan::CombineTensors t = HandleTensors(h, expert_out, expert_scales, options);
   t.x = TensorView(&no_data, expert_out.dtype, {h.bs, h.hidden});
   CheckedCombineConfig(ep, h, t, options, tp, "Combine");
