@@ -667,6 +667,18 @@ void CheckReturnRoutes(const MoeConfig& c, const WindowLayout& layout, const std
   }
 }
 
+// A failed combine's withdrawal of the rows it announced. An owner it gave up on (one stalled past kWithdrawWait while
+// reading) may still read them: the TP partial sums, this call's own memory, are then kept for the life of the
+// process rather than freed under it (the caller's expandX is the caller's to keep, as the design says).
+void WithdrawRowsBack(transport::Window& ep, const pull::CallFlags& flags,
+                      const std::optional<std::vector<uint8_t>>& readers, std::vector<uint16_t>& reduced) {
+  if (!readers || pull::Withdraw(ep, flags, *readers) || reduced.empty()) return;
+  static std::mutex kept_mutex;
+  static std::vector<std::vector<uint16_t>> kept;
+  const std::lock_guard lock(kept_mutex);
+  kept.push_back(std::move(reduced));
+}
+
 }  // namespace
 
 void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx) {
@@ -744,13 +756,13 @@ void Combine(const MoeConfig& c, const plan::CombineTensors& t, const Link& ctx)
     pull::WaitDone(ctx.ep, flags, *readers, ctx.deadline, c.op.c_str());
   } catch (const Error& e) {
     // expandX (or `reduced`, about to go) is the caller's again once this returns: no owner may still read it.
-    if (readers) pull::Withdraw(ctx.ep, flags, *readers);
+    WithdrawRowsBack(ctx.ep, flags, readers, reduced);
     // A refusal that leaves the group usable (no deadline, interrupt or internal error) still waits for every peer's
     // start, as the call would have: this rank's next call may write into their windows.
     if (e.code() != ErrorCode::kTimeout && e.code() != ErrorCode::kInternal) wait_for_every_start();
     throw;
   } catch (...) {
-    if (readers) pull::Withdraw(ctx.ep, flags, *readers);
+    WithdrawRowsBack(ctx.ep, flags, readers, reduced);
     throw;
   }
 }

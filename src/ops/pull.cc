@@ -360,7 +360,7 @@ void WaitDone(transport::Window& ep, const CallFlags& flags, std::span<const uin
   }
 }
 
-void Withdraw(transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads,
+bool Withdraw(transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads,
               std::chrono::milliseconds wait) noexcept {
   const uint64_t announced = MakeFlag(flags.epoch, kWordAnnounced), reading = MakeFlag(flags.epoch, kWordReading);
   try {
@@ -383,12 +383,19 @@ void Withdraw(transport::Window& ep, const CallFlags& flags, std::span<const uin
     }
     // Given up on: a reader that finishes now learns that its call must fail; one that released meanwhile finds its
     // rows withdrawn when it claims them again.
+    bool gave_up = false;
     for (uint64_t index : claimed) {
-      while (ep.CompareExchangeFlag(ep.rank(), index, reading, MakeFlag(flags.epoch, kWordAbandoned)) != reading &&
-             !withdraw_released(index)) {
+      while (true) {
+        if (ep.CompareExchangeFlag(ep.rank(), index, reading, MakeFlag(flags.epoch, kWordAbandoned)) == reading) {
+          gave_up = true;
+          break;
+        }
+        if (withdraw_released(index)) break;
       }
     }
-  } catch (...) {  // the call's own error is what the caller must see
+    return !gave_up;
+  } catch (...) {  // the call's own error is what the caller must see; a reader may still hold the memory
+    return false;
   }
 }
 

@@ -157,8 +157,9 @@ inline constexpr std::chrono::milliseconds kWithdrawWait{10'000};
 /// `wait` (a reader that claimed is copying; one that gives its claim back meanwhile has its rows withdrawn then). A
 /// reader still not done then is given up on: its word says so, and its Finish (or Release) fails (its call's results
 /// may hold memory the caller reused). Staged rows are left alone: their copy
-/// outlives the call (ops/stage.h), and their readers go on. Never throws.
-void Withdraw(transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads,
+/// outlives the call (ops/stage.h), and their readers go on. Returns false when it gave up on a reader (memory of
+/// the library's own that it may still read must then outlive the call). Never throws.
+bool Withdraw(transport::Window& ep, const CallFlags& flags, std::span<const uint8_t> reads,
               std::chrono::milliseconds wait = kWithdrawWait) noexcept;
 
 }  // namespace moe_ep::ops::pull

@@ -73,7 +73,7 @@ class PullHandOver : public ::testing::Test {
 TEST_F(PullHandOver, AnUnclaimedAnnouncementIsWithdrawnAndAClaimAfterFails) {
   const pull::Rows announced = AnnounceRows();
   const auto start = Clock::now();
-  pull::Withdraw(sender, flags, reads);
+  EXPECT_TRUE(pull::Withdraw(sender, flags, reads)) << "nobody to give up on";
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(1)) << "nobody had claimed: nothing to wait for";
   pull::Claims claims(reader, flags, "test op");
   try {
@@ -266,7 +266,7 @@ TEST_F(PullHandOver, AReaderTheSenderStoppedWaitingForFailsItsCall) {
   pull::Claims claims(reader, flags, "test op");
   claims.Claim(0, announced);  // reading, and then stalled past the sender's wait
   const auto start = Clock::now();
-  pull::Withdraw(sender, flags, reads, std::chrono::milliseconds(30));
+  EXPECT_FALSE(pull::Withdraw(sender, flags, reads, std::chrono::milliseconds(30))) << "it says it gave up";
   EXPECT_GE(Clock::now() - start, std::chrono::milliseconds(30)) << "it waited for the claimed reader";
   EXPECT_FALSE(pull::IsDone(DoneWord(), flags.epoch));
   ExpectGivenUp([&] { claims.Finish(); });
