@@ -3,8 +3,9 @@
 # one_rank_setting.sh EXPECT NP VAR VALUE PROGRAM ARGS... runs PROGRAM on NP ranks (hosts of 2) with VAR=VALUE on
 # rank 1 alone, with mpirun told not to end the job when a rank fails (as README's main job runs it). It passes
 # when the job ends within the deadline and
-#   EXPECT = every-rank-fails: every rank's error (a line with "error" or "FAIL") names VAR, and some names VALUE (a
-#            value rank 1 refuses, or one that differs from the others');
+#   EXPECT = every-rank-fails: every rank's error (a line with "error" or "FAIL") names VAR, and some names VALUE as
+#            rank 1's: "VAR = 'VALUE'" (a value rank 1 refuses) or "VAR ... rank 1 has VALUE" (one that differs from
+#            the others'; a bare VALUE would match an error code or a rank number);
 #   EXPECT = job-ends:         the job fails, ended by a rank that reported a timeout (MPI_Abort after its error).
 # (mpirun exits 0 when ranks fail on their own under orte_abort_on_non_zero_status 0, and not 0 when one aborts the
 # job.) HOSTS_SPLIT (default 2) sets MOE_EP_HOSTS_SPLIT for every rank; RANK_ONE_LATE=S starts rank 1 S seconds late.
@@ -16,7 +17,7 @@ run_rank_one_apart "$np" "${HOSTS_SPLIT:-2}" "sleep ${RANK_ONE_LATE:-0}; export 
 case $expect in
   every-rank-fails)
     errors=$(grep -cE "(error|FAIL).*$var" "$tmp/out" || true)
-    named=$(grep -cE "(error|FAIL).*($var.*$value|$value.*$var)" "$tmp/out" || true)
+    named=$(grep -cE "(error|FAIL).*$var( = '$value'|.*rank 1 has $value([^0-9]|\$))" "$tmp/out" || true)
     if [[ $errors -ne $np || $named -lt 1 ]]; then
       echo "FAIL: mpirun exited $status; $errors of $np ranks' errors name $var, $named name $value too"
       exit 1

@@ -87,6 +87,8 @@ def check_results(case, got):
         assert_poison(ep_counts[n:], f"{tag} ep_recv_counts past its {n} entries")
         if tp == 2:
             assert_bits(tp_counts, gold["tp_recv_counts"], f"{tag} tp_recv_counts")
+        else:
+            assert_poison(tp_counts, f"{tag} tp_recv_counts (no TP peer)")
         assert_poison(expand_scales, f"{tag} expand_scales (Atlas A2's: A3 leaves it)")
     outs = [case["ranks"][w]["expert_out"] for w in order]
     combine_args = dict(ep_world_size=ep_size, moe_expert_num=case["moe_expert_num"], tp_world_size=max(tp, 1),

@@ -65,6 +65,8 @@ def test_survivors_scale_down_with_elastic_info(seed):
         assert_bits(full[3], want_full[r]["expert_token_nums"], f"{tag} expert_token_nums")
         assert_bits(full[4], want_full[r]["ep_recv_counts"], f"{tag} ep_recv_counts")
         assert_bits(full_y, want_full_y[r], f"{tag} combine")
+        for i, name in ((1, "dynamic_scales"), (5, "tp_recv_counts"), (6, "expand_scales")):
+            assert_poison(full[i], f"{tag} {name} (no quantization, TP peer or Atlas A2)")
     n = E - 1
     want = golden_dispatch(x[:n], ids[:n], ep_world_size=n, moe_expert_num=n, shared_expert_num=0)
     want_y = golden_combine(outs[:n], ids[:n], w[:n], ep_world_size=n, moe_expert_num=n, shared_expert_num=0)
@@ -78,6 +80,8 @@ def test_survivors_scale_down_with_elastic_info(seed):
         assert_bits(d[3], want[r]["expert_token_nums"], f"{tag} expert_token_nums")
         assert_bits(d[4][:n], want[r]["ep_recv_counts"], f"{tag} ep_recv_counts")
         assert_poison(d[4][n:], f"{tag} ep_recv_counts past the {n} survivors' entries")
+        for i, name in ((1, "dynamic_scales"), (5, "tp_recv_counts"), (6, "expand_scales")):
+            assert_poison(d[i], f"{tag} {name} (no quantization, TP peer or Atlas A2)")
         assert_bits(y, want_y[r], f"{tag} combine")
         for name, ours, gold in zip(("y", "rstd", "x"), normed, want_norm[r], strict=True):
             assert_bits(ours, gold, f"{tag} combine_add_rms_norm {name}")
