@@ -179,8 +179,10 @@ void RunBufferReset(Communicator& ep, std::span<const int32_t> reachable, bool n
     }
   }
   try {
+    // Without sync the reset sends nothing a relay would hand on, and waits for no one: nor may a relay wait there
+    // for the senders it relays for (their resets may come any time later).
     Locked(
-        ep, nullptr, op, /*may_relay=*/true,
+        ep, nullptr, op, /*may_relay=*/need_sync,
         [&](const protocol::Link& link) {
           protocol::BufferReset(link.ep, link.ep_state, reachable, need_sync, link.deadline, op);
         },
