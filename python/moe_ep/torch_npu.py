@@ -1,5 +1,6 @@
 """torch_npu's MoE distribute operators on CPU tensors: `import moe_ep.torch_npu as torch_npu`, and code
-written for Ascend NPUs runs unchanged. Same names, parameter order, keyword-only split, defaults, output
+written for Ascend NPUs that calls them runs unchanged (of the npu namespace, set_device, current_device and
+synchronize are here; the rest of torch_npu, device placement included, is not). Same names, parameter order, keyword-only split, defaults, output
 tuples and output shapes as torch_npu (its op-plugin schema); each call runs the CANN operator
 (aclnnMoeDistribute*, with Atlas A3's rules and error codes, or Atlas A2's fullmesh ones where MOE_EP_SOC_NAME
 names an A2 chip) through moe_ep's C API, on the communicator whose
@@ -108,6 +109,13 @@ def _fail(rule, code=INVALID_PARAM):
 
 _CHECK_FIRST_BYTES = 256 << 20
 _BYTES = {"bf16": 2, "fp16": 2, "float32": 4, "int8": 1, "int32": 4, "int64": 8, "bool": 1}
+
+
+def _large(outputs):
+    """Whether the outputs, sized from attributes and shapes the operator has not checked yet, pass
+    _CHECK_FIRST_BYTES: the extension then checks the call on stand-ins before it makes them, so that a value out of
+    range (a world size, an H of 2^46 from an expanded tensor) is refused by its rule, not by the memory."""
+    return sum(_BYTES[dtype] * math.prod(shape) for dtype, shape in outputs.values()) > _CHECK_FIRST_BYTES
 
 
 def _output(shape, dtype):
@@ -283,10 +291,7 @@ def _prepare_dispatch(x, expert_ids, group_ep, ep_world_size, ep_rank_id, moe_ex
         "tp_recv_counts": _output((tp,), torch.int32),
         "expand_scales": _output((rows,), torch.float32),
     }
-    # Sized from attributes the operator has not checked yet: past _CHECK_FIRST_BYTES the extension checks the
-    # call on stand-ins before it makes them, so that one out of range is refused by its rule, not by the memory.
-    out_bytes = sum(_BYTES[dtype] * math.prod(shape) for dtype, shape in outputs.values())
-    return outputs, {**attrs, "global_bs": global_bs_real}, out_bytes > _CHECK_FIRST_BYTES
+    return outputs, {**attrs, "global_bs": global_bs_real}, _large(outputs)
 
 
 def npu_moe_distribute_combine_v2(expand_x, expert_ids, assist_info_for_combine, ep_send_counts, expert_scales,
@@ -316,7 +321,7 @@ def npu_moe_distribute_combine_v2(expand_x, expert_ids, assist_info_for_combine,
               "x_active_mask": x_active_mask, "shared_expert_x": shared_expert_x, "elastic_info": elastic_info,
               "ori_x": ori_x, "const_expert_alpha_1": const_expert_alpha_1,
               "const_expert_alpha_2": const_expert_alpha_2, "const_expert_v": const_expert_v}
-    return _cann.combine(_tensors.specs(inputs), outputs, attrs, poison_outputs)[0]
+    return _cann.combine(_tensors.specs(inputs), outputs, attrs, poison_outputs, _large(outputs))[0]
 
 
 def _prepare_combine(expand_x, expert_ids, group_ep, ep_world_size, ep_rank_id, moe_expert_num, performance_info,
@@ -384,7 +389,8 @@ def npu_moe_distribute_combine_add_rms_norm(expand_x, expert_ids, expand_idx, ep
               "const_expert_v": const_expert_v}
     global_bs_real = _global_bs(global_bs, n, ep_world_size)
     return _cann.combine_add_rms_norm(_tensors.specs(inputs), outputs,
-                                      {**attrs, "global_bs": global_bs_real, "norm_eps": norm_eps}, poison_outputs)
+                                      {**attrs, "global_bs": global_bs_real, "norm_eps": norm_eps}, poison_outputs,
+                                      _large(outputs))
 
 
 def npu_moe_distribute_buffer_reset(elastic_info, group_ep, ep_world_size, need_sync=1):

@@ -177,9 +177,9 @@ void RunOperator(const char* op, bool stand_ins, Prepare prepare, Launch launch)
   if (RestoreInterrupt()) throw py::error_already_set();
 }
 
-// Runs `call(args)` on the outputs made for it, after `call` on stand-ins with `check_first`: dispatch's outputs are
-// sized in Python from the call's attributes, before the operator has checked them, and when they are large
-// (moe_ep/torch_npu.py) an attribute out of range is then refused naming its rule rather than sizing them.
+// Runs `call(args)` on the outputs made for it, after `call` on stand-ins with `check_first`: the outputs are sized in
+// Python from the call's attributes and tensor shapes, before the operator has checked them, and when they are large
+// (moe_ep/torch_npu.py) a value out of range is then refused naming its rule rather than sizing them.
 template <typename Call>
 py::tuple WithOutputs(const char* op, py::dict tensors, py::dict outputs, py::dict attrs, bool poison, bool check_first,
                       Call call) {
@@ -223,69 +223,78 @@ py::tuple Dispatch(py::dict tensors, py::dict outputs, py::dict attrs, bool pois
       });
 }
 
-py::tuple Combine(py::dict tensors, py::dict outputs, py::dict attrs, bool poison) {
-  OpArgs a("npu_moe_distribute_combine_v2", tensors, outputs, attrs, poison);
-  aclTensor *expand_x = a.Tensor("expand_x"), *ids = a.Tensor("expert_ids"),
-            *assist = a.Tensor("assist_info_for_combine"), *send_counts = a.Tensor("ep_send_counts"),
-            *expert_scales = a.Tensor("expert_scales"), *tp_counts = a.Tensor("tp_send_counts"),
-            *mask = a.Tensor("x_active_mask"), *shared_x = a.Tensor("shared_expert_x"),
-            *elastic = a.Tensor("elastic_info"), *ori_x = a.Tensor("ori_x"), *alpha1 = a.Tensor("const_expert_alpha_1"),
-            *alpha2 = a.Tensor("const_expert_alpha_2"), *const_v = a.Tensor("const_expert_v"), *out = a.Output("out");
-  const char *group_ep = a.Str("group_ep"), *group_tp = a.Str("group_tp"), *comm_alg = a.Str("comm_alg");
-  const int64_t ep_world_size = a.Int("ep_world_size"), ep_rank_id = a.Int("ep_rank_id"),
-                moe_expert_num = a.Int("moe_expert_num"), tp_world_size = a.Int("tp_world_size"),
-                tp_rank_id = a.Int("tp_rank_id"), expert_shard_type = a.Int("expert_shard_type"),
-                shared_expert_num = a.Int("shared_expert_num"), shared_rank_num = a.Int("shared_expert_rank_num"),
-                global_bs = a.Int("global_bs"), comm_quant_mode = a.Int("comm_quant_mode"),
-                zero = a.Int("zero_expert_num"), copy = a.Int("copy_expert_num"), constant = a.Int("const_expert_num");
-  a.CheckAllRead();
-  RunOperator(
-      "aclnnMoeDistributeCombineV3", /*stand_ins=*/false,
-      [&](uint64_t* bytes, aclOpExecutor** executor) {
-        // torch_npu passes no activation / weight scales or group list, out_dtype 0 and group_list_type 0;
-        // expandScales is A2's (moe_ep/torch_npu.py accepts it and does not pass it on).
-        return aclnnMoeDistributeCombineV3GetWorkspaceSize(
-            expand_x, ids, assist, send_counts, expert_scales, tp_counts, mask, nullptr, nullptr, nullptr, nullptr,
-            shared_x, elastic, ori_x, alpha1, alpha2, const_v, group_ep, ep_world_size, ep_rank_id, moe_expert_num,
-            group_tp, tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num, shared_rank_num, global_bs, 0,
-            comm_quant_mode, 0, comm_alg, zero, copy, constant, out, bytes, executor);
-      },
-      aclnnMoeDistributeCombineV3);
-  return a.Outputs();
+py::tuple Combine(py::dict tensors, py::dict outputs, py::dict attrs, bool poison, bool check_first) {
+  return WithOutputs(
+      "npu_moe_distribute_combine_v2", tensors, outputs, attrs, poison, check_first, [](OpArgs& a, bool stand_ins) {
+        aclTensor *expand_x = a.Tensor("expand_x"), *ids = a.Tensor("expert_ids"),
+                  *assist = a.Tensor("assist_info_for_combine"), *send_counts = a.Tensor("ep_send_counts"),
+                  *expert_scales = a.Tensor("expert_scales"), *tp_counts = a.Tensor("tp_send_counts"),
+                  *mask = a.Tensor("x_active_mask"), *shared_x = a.Tensor("shared_expert_x"),
+                  *elastic = a.Tensor("elastic_info"), *ori_x = a.Tensor("ori_x"),
+                  *alpha1 = a.Tensor("const_expert_alpha_1"), *alpha2 = a.Tensor("const_expert_alpha_2"),
+                  *const_v = a.Tensor("const_expert_v"), *out = a.Output("out");
+        const char *group_ep = a.Str("group_ep"), *group_tp = a.Str("group_tp"), *comm_alg = a.Str("comm_alg");
+        const int64_t ep_world_size = a.Int("ep_world_size"), ep_rank_id = a.Int("ep_rank_id"),
+                      moe_expert_num = a.Int("moe_expert_num"), tp_world_size = a.Int("tp_world_size"),
+                      tp_rank_id = a.Int("tp_rank_id"), expert_shard_type = a.Int("expert_shard_type"),
+                      shared_expert_num = a.Int("shared_expert_num"), shared_rank_num = a.Int("shared_expert_rank_num"),
+                      global_bs = a.Int("global_bs"), comm_quant_mode = a.Int("comm_quant_mode"),
+                      zero = a.Int("zero_expert_num"), copy = a.Int("copy_expert_num"),
+                      constant = a.Int("const_expert_num");
+        a.CheckAllRead();
+        RunOperator(
+            "aclnnMoeDistributeCombineV3", stand_ins,
+            [&](uint64_t* bytes, aclOpExecutor** executor) {
+              // torch_npu passes no activation / weight scales or group list, out_dtype 0 and group_list_type 0;
+              // expandScales is A2's (moe_ep/torch_npu.py accepts it and does not pass it on).
+              return aclnnMoeDistributeCombineV3GetWorkspaceSize(
+                  expand_x, ids, assist, send_counts, expert_scales, tp_counts, mask, nullptr, nullptr, nullptr,
+                  nullptr, shared_x, elastic, ori_x, alpha1, alpha2, const_v, group_ep, ep_world_size, ep_rank_id,
+                  moe_expert_num, group_tp, tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num,
+                  shared_rank_num, global_bs, 0, comm_quant_mode, 0, comm_alg, zero, copy, constant, out, bytes,
+                  executor);
+            },
+            aclnnMoeDistributeCombineV3);
+      });
 }
 
-py::tuple CombineAddRmsNorm(py::dict tensors, py::dict outputs, py::dict attrs, bool poison) {
-  OpArgs a("npu_moe_distribute_combine_add_rms_norm", tensors, outputs, attrs, poison);
-  aclTensor *expand_x = a.Tensor("expand_x"), *ids = a.Tensor("expert_ids"), *assist = a.Tensor("expand_idx"),
-            *send_counts = a.Tensor("ep_send_counts"), *expert_scales = a.Tensor("expert_scales"),
-            *residual_x = a.Tensor("residual_x"), *gamma = a.Tensor("gamma"), *tp_counts = a.Tensor("tp_send_counts"),
-            *mask = a.Tensor("x_active_mask"), *activation_scale = a.Tensor("activation_scale"),
-            *weight_scale = a.Tensor("weight_scale"), *group_list = a.Tensor("group_list"),
-            *shared_x = a.Tensor("shared_expert_x"), *elastic = a.Tensor("elastic_info"), *ori_x = a.Tensor("ori_x"),
-            *alpha1 = a.Tensor("const_expert_alpha_1"), *alpha2 = a.Tensor("const_expert_alpha_2"),
-            *const_v = a.Tensor("const_expert_v"), *y = a.Output("y"), *rstd = a.Output("rstd"), *x = a.Output("x");
-  const char *group_ep = a.Str("group_ep"), *group_tp = a.Str("group_tp"), *comm_alg = a.Str("comm_alg");
-  const int64_t ep_world_size = a.Int("ep_world_size"), ep_rank_id = a.Int("ep_rank_id"),
-                moe_expert_num = a.Int("moe_expert_num"), tp_world_size = a.Int("tp_world_size"),
-                tp_rank_id = a.Int("tp_rank_id"), expert_shard_type = a.Int("expert_shard_type"),
-                shared_expert_num = a.Int("shared_expert_num"), shared_rank_num = a.Int("shared_expert_rank_num"),
-                global_bs = a.Int("global_bs"), out_dtype = a.Int("out_dtype"),
-                comm_quant_mode = a.Int("comm_quant_mode"), group_list_type = a.Int("group_list_type"),
-                zero = a.Int("zero_expert_num"), copy = a.Int("copy_expert_num"), constant = a.Int("const_expert_num");
-  const float norm_eps = a.NearestFloat("norm_eps");
-  a.CheckAllRead();
-  RunOperator(
-      "aclnnMoeDistributeCombineAddRmsNormV2", /*stand_ins=*/false,
-      [&](uint64_t* bytes, aclOpExecutor** executor) {
-        return aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
-            expand_x, ids, assist, send_counts, expert_scales, residual_x, gamma, tp_counts, mask, activation_scale,
-            weight_scale, group_list, nullptr, shared_x, elastic, ori_x, alpha1, alpha2, const_v, group_ep,
-            ep_world_size, ep_rank_id, moe_expert_num, group_tp, tp_world_size, tp_rank_id, expert_shard_type,
-            shared_expert_num, shared_rank_num, global_bs, out_dtype, comm_quant_mode, group_list_type, comm_alg,
-            norm_eps, zero, copy, constant, y, rstd, x, bytes, executor);
-      },
-      aclnnMoeDistributeCombineAddRmsNormV2);
-  return a.Outputs();
+py::tuple CombineAddRmsNorm(py::dict tensors, py::dict outputs, py::dict attrs, bool poison, bool check_first) {
+  return WithOutputs(
+      "npu_moe_distribute_combine_add_rms_norm", tensors, outputs, attrs, poison, check_first,
+      [](OpArgs& a, bool stand_ins) {
+        aclTensor *expand_x = a.Tensor("expand_x"), *ids = a.Tensor("expert_ids"), *assist = a.Tensor("expand_idx"),
+                  *send_counts = a.Tensor("ep_send_counts"), *expert_scales = a.Tensor("expert_scales"),
+                  *residual_x = a.Tensor("residual_x"), *gamma = a.Tensor("gamma"),
+                  *tp_counts = a.Tensor("tp_send_counts"), *mask = a.Tensor("x_active_mask"),
+                  *activation_scale = a.Tensor("activation_scale"), *weight_scale = a.Tensor("weight_scale"),
+                  *group_list = a.Tensor("group_list"), *shared_x = a.Tensor("shared_expert_x"),
+                  *elastic = a.Tensor("elastic_info"), *ori_x = a.Tensor("ori_x"),
+                  *alpha1 = a.Tensor("const_expert_alpha_1"), *alpha2 = a.Tensor("const_expert_alpha_2"),
+                  *const_v = a.Tensor("const_expert_v"), *y = a.Output("y"), *rstd = a.Output("rstd"),
+                  *x = a.Output("x");
+        const char *group_ep = a.Str("group_ep"), *group_tp = a.Str("group_tp"), *comm_alg = a.Str("comm_alg");
+        const int64_t ep_world_size = a.Int("ep_world_size"), ep_rank_id = a.Int("ep_rank_id"),
+                      moe_expert_num = a.Int("moe_expert_num"), tp_world_size = a.Int("tp_world_size"),
+                      tp_rank_id = a.Int("tp_rank_id"), expert_shard_type = a.Int("expert_shard_type"),
+                      shared_expert_num = a.Int("shared_expert_num"), shared_rank_num = a.Int("shared_expert_rank_num"),
+                      global_bs = a.Int("global_bs"), out_dtype = a.Int("out_dtype"),
+                      comm_quant_mode = a.Int("comm_quant_mode"), group_list_type = a.Int("group_list_type"),
+                      zero = a.Int("zero_expert_num"), copy = a.Int("copy_expert_num"),
+                      constant = a.Int("const_expert_num");
+        const float norm_eps = a.NearestFloat("norm_eps");
+        a.CheckAllRead();
+        RunOperator(
+            "aclnnMoeDistributeCombineAddRmsNormV2", stand_ins,
+            [&](uint64_t* bytes, aclOpExecutor** executor) {
+              return aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
+                  expand_x, ids, assist, send_counts, expert_scales, residual_x, gamma, tp_counts, mask,
+                  activation_scale, weight_scale, group_list, nullptr, shared_x, elastic, ori_x, alpha1, alpha2,
+                  const_v, group_ep, ep_world_size, ep_rank_id, moe_expert_num, group_tp, tp_world_size, tp_rank_id,
+                  expert_shard_type, shared_expert_num, shared_rank_num, global_bs, out_dtype, comm_quant_mode,
+                  group_list_type, comm_alg, norm_eps, zero, copy, constant, y, rstd, x, bytes, executor);
+            },
+            aclnnMoeDistributeCombineAddRmsNormV2);
+      });
 }
 
 void BufferReset(py::dict tensors, py::dict attrs) {

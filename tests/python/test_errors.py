@@ -120,6 +120,26 @@ def test_combine_rejects_int32_expand_x(name):
             torch.zeros(4, dtype=torch.int32), torch.zeros(4, 2), name, 2, 0, 4)
 
 
+@pytest.mark.parametrize("op", ["combine_v2", "combine_add_rms_norm"])
+def test_a_combine_output_sized_past_the_memory_is_refused_by_its_rule(name, op):
+    # An expanded tensor costs no memory, and its H of 2^40 would size an output of 2^44 bytes: the call is refused
+    # by H's rule (561002) before the output is made, not by the memory (and not after poisoning it).
+    huge = torch.zeros(1, 1, dtype=torch.bfloat16).expand(8, 2**40)
+    ids, assist, counts = torch.zeros(4, 2, dtype=torch.int32), torch.zeros(8, dtype=torch.int32), torch.zeros(
+        4, dtype=torch.int32)
+    torch_npu.poison_outputs = True
+    try:
+        with pytest.raises(moe_ep.InvalidArgumentError, match=r"H \(expandX.dim1\)") as caught:
+            if op == "combine_v2":
+                torch_npu.npu_moe_distribute_combine_v2(huge, ids, assist, counts, torch.zeros(4, 2), name, 2, 0, 4)
+            else:
+                torch_npu.npu_moe_distribute_combine_add_rms_norm(
+                    huge, ids, assist, counts, torch.zeros(4, 2), huge[:4].unsqueeze(1), huge[0], name, 2, 0, 4)
+    finally:
+        torch_npu.poison_outputs = False
+    assert caught.value.code == errors.INVALID_CONFIG, str(caught.value)
+
+
 def test_combines_refuse_an_expand_scales_that_is_no_tensor(name):
     # Not read on A3, yet typed as torch_npu's parser types it: a tensor or None.
     args = (torch.zeros(8, 1024, dtype=torch.bfloat16), torch.zeros(4, 2, dtype=torch.int32),
