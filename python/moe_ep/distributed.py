@@ -227,9 +227,13 @@ def launch_comm_name(members=None, timeout=None):
             fd = os.open(path + ".part", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as e:
             raise errors.Error(f"launch_comm_name: cannot create {path}.part: {e.strerror}") from None
-        with os.fdopen(fd, "wb") as f:
-            f.write(root)
-        os.rename(path + ".part", path)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(root)
+            os.rename(path + ".part", path)
+        except BaseException:  # a full /dev/shm, Ctrl-C: a retry of this attempt makes the file again
+            _remove(path + ".part")
+            raise
     else:
         deadline = time.monotonic() + wait
         while not os.path.exists(path):
@@ -243,10 +247,18 @@ def launch_comm_name(members=None, timeout=None):
         _, name = _cann.init_root_info(len(members), root, members.index(rank))
     finally:
         if is_root:  # every member has joined (or the wait failed): nobody needs the root info any more
-            os.unlink(path)
+            _remove(path)
     with _lock:  # counted once it exists: a failed attempt does not shift this process's numbering
         _launch_groups[tuple(members)] = nth + 1
     return name
+
+
+def _remove(path):
+    """Removes path, which someone else may have removed already."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _hccl_group_class():

@@ -46,6 +46,27 @@ def test_launch_comm_name_outside_a_job_says_how_to_start_one(monkeypatch):
         md.launch_comm_name()
 
 
+def test_a_failed_root_info_file_leaves_nothing_that_blocks_the_retry(monkeypatch, seed):
+    # A job of one rank whose first attempt fails writing the root info (a full /dev/shm, say): the retry makes the
+    # file again and joins (the first attempt's partial file once stayed, and every retry failed on it).
+    monkeypatch.setenv("MOE_EP_RANK", "0")
+    monkeypatch.setenv("MOE_EP_WORLD_SIZE", "1")
+    monkeypatch.setenv("MOE_EP_RENDEZVOUS", f"retry-{os.getpid()}-{seed}")
+    real_rename, renamed = os.rename, []
+
+    def full(src, dst):
+        renamed.append(src)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "rename", full)
+    with pytest.raises(OSError, match="No space left"):
+        md.launch_comm_name()
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert not os.path.exists(renamed[0]), f"{renamed[0]} stayed"
+    assert md.launch_comm_name().startswith("hccl_root_")
+    assert not os.path.exists(renamed[0].removesuffix(".part")), "the root info file stayed"
+
+
 # The refusals below come before anything is made (no device, no root info, no segment), from what
 # launch_comm_name reads at the call: rank 1 of a job of 2 whose first rank never comes. Were one of them to pass,
 # the next step, setting the device, fails the test at once (instead of waiting for the root info).
