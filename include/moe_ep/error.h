@@ -59,7 +59,11 @@ class InterruptedError : public TimeoutError {
 /// when it returns true, the wait ends with InterruptedError.
 /// Say, a SIGINT handler sets a flag that `check` reads (the Python package checks the interpreter's signals).
 /// Process-wide; nullptr (the default) removes it. `check` must be quick and safe to call from any thread; a check
-/// that throws counts as returning true (its exception is dropped).
+/// that throws counts as returning true (its exception is dropped). A call's threads (its rank's worker threads, the
+/// other ranks of a thread group) each end their own wait only on their own true answer: a check must keep answering
+/// true until the program handles the interrupt (a flag the handler sets and the program clears after the call
+/// returned, not one the first check clears), or the others wait on to their deadline. A call that fails once its
+/// rows were announced still waits, at most 10 s, for the peers reading them before it returns.
 void SetInterruptCheck(bool (*check)());
 
 }  // namespace moe_ep

@@ -2,6 +2,8 @@
 // contiguous parts, one per thread.
 #include "ops/workers.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <string>
 #include <system_error>
@@ -132,8 +134,12 @@ void Workers::Serve(int helper) {
 }
 
 int DefaultThreads(int local_ranks) {
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  return env::Threads(std::max(1, cores / std::max(local_ranks, 1)));
+  // The cores this process may run on (a container or taskset pins it to fewer than the machine has).
+  cpu_set_t allowed;
+  const int cores = sched_getaffinity(0, sizeof allowed, &allowed) == 0
+                        ? CPU_COUNT(&allowed)
+                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return env::Threads(std::clamp(cores / std::max(local_ranks, 1), 1, env::kMaxThreads));
 }
 
 }  // namespace moe_ep::ops

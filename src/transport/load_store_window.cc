@@ -25,7 +25,7 @@ std::atomic_ref<uint64_t> FlagRef(uint64_t* flags, uint64_t index) { return std:
 // Zeroes [p, p + bytes): whole pages are dropped (they read back as zero and stop costing memory),
 // the unaligned edges are written.
 void ZeroRange(uint8_t* p, uint64_t bytes) {
-  const uint64_t page = 4096;
+  static const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));  // 64 KiB on some aarch64 kernels
   const auto begin = reinterpret_cast<uintptr_t>(p);
   const uintptr_t first = (begin + page - 1) / page * page;
   const uintptr_t last = (begin + bytes) / page * page;

@@ -4,6 +4,7 @@
 #include "ops/workers.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,11 +27,13 @@
 
 #include "moe_ep/error.h"
 #include "support/hostile_floating_point.h"
+#include "support/scoped_env.h"
 #include "support/test_seed.h"
 #include "transport/window.h"
 
 namespace {
 
+using moe_ep::ops::DefaultThreads;
 using moe_ep::ops::kMinPartBytes;
 using moe_ep::ops::Workers;
 
@@ -242,6 +245,24 @@ TEST(Workers, EveryItemRunsOnceInThePartPromised) {
       EXPECT_EQ(static_cast<int>(threads_seen.size()), parts) << what << ": each part on its own thread";
     }
   }
+}
+
+// The default thread count shares out the cores the process may run on, not the machine's: pinned to one core
+// (taskset, a container's cpuset), a rank runs one thread.
+TEST(Workers, TheDefaultThreadCountFollowsTheCpuAffinity) {
+  const moe_ep::testing::ScopedEnv unset("MOE_EP_THREADS", nullptr);
+  cpu_set_t allowed, one;
+  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  EXPECT_EQ(DefaultThreads(1), CPU_COUNT(&allowed));
+  int first = 0;
+  while (!CPU_ISSET(first, &allowed)) ++first;
+  CPU_ZERO(&one);
+  CPU_SET(first, &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  const int pinned = DefaultThreads(1);
+  ASSERT_EQ(sched_setaffinity(0, sizeof allowed, &allowed), 0);
+  EXPECT_EQ(pinned, 1);
+  EXPECT_EQ(DefaultThreads(CPU_COUNT(&allowed) + 1), 1) << "at least 1";
 }
 
 }  // namespace
