@@ -1,10 +1,10 @@
 """torch_npu's MoE distribute operators on CPU tensors: `import moe_ep.torch_npu as torch_npu`, and code
 written for Ascend NPUs that calls them runs unchanged (of the npu namespace, set_device, current_device and
-synchronize are here; the rest of torch_npu, device placement included, is not). Same names, parameter order, keyword-only split, defaults, output
-tuples and output shapes as torch_npu (its op-plugin schema); each call runs the CANN operator
-(aclnnMoeDistribute*, with Atlas A3's rules and error codes, or Atlas A2's fullmesh ones where MOE_EP_SOC_NAME
-names an A2 chip) through moe_ep's C API, on the communicator whose
-name the group gives (moe_ep.distributed.get_hccl_comm_name), and returns when the outputs are written.
+synchronize are here; the rest of torch_npu, device placement included, is not). Same names, parameter order,
+keyword-only split, defaults, output tuples and output shapes as torch_npu (its op-plugin schema); each call runs
+the CANN operator (aclnnMoeDistribute*, with Atlas A3's rules and error codes, or Atlas A2's fullmesh ones where
+MOE_EP_SOC_NAME names an A2 chip) through moe_ep's C API, on the communicator whose name the group gives
+(moe_ep.distributed.get_hccl_comm_name), and returns when the outputs are written.
 
 Accepted with no effect, as on A3: expand_scales handed back to combine. Refused with an error naming
 the value: performance_info (NPU wait times), comm_alg "hierarchy", y_dtype / x_dtype / scales_dtype

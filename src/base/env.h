@@ -126,10 +126,12 @@ inline constexpr size_t kMaxRendezvousChars = 128;
 /// kMaxRendezvousChars, or holding a '/' or a NUL.
 std::string RendezvousProblem(const std::string& rendezvous, const std::string& named);
 /// Reads the three; throws Error (561002) naming any that is missing or out of range (a rendezvous: RendezvousProblem).
-/// Under an MPI launcher without MOE_EP_RENDEZVOUS: rank and size from the launcher (MpiLaunch), rendezvous empty.
+/// Under an MPI launcher without MOE_EP_RENDEZVOUS: rank and size from the launcher (MpiLaunch, whose malformed values
+/// throw 161002), rendezvous empty.
 LaunchVariables Launch();
 /// The rank and size an MPI launcher set (Open MPI's OMPI_COMM_WORLD_RANK / _SIZE, MPICH's PMI_RANK /
-/// PMI_SIZE), with an empty rendezvous; nullopt when the process was not started by one.
+/// PMI_SIZE), with an empty rendezvous; nullopt when the process was not started by one. Throws Error (161002, as for
+/// any integer variable) naming one that is not a decimal integer in range.
 std::optional<LaunchVariables> MpiLaunch();
 /// Whether a launcher started this process as an MPI rank: Open MPI's OMPI_COMM_WORLD_SIZE, PMIx's PMIX_RANK
 /// or MPICH Hydra's PMI_SIZE is set (any value; MpiLaunch reads the rank and size).

@@ -510,7 +510,7 @@ window and memory ones: bench sizes each configuration's window itself, whatever
                        as torch tensors are (pushed, or copied out by their readers from 8 MiB of rows
                        a call: MOE_EP_CROSS_MEMORY)                                           [heap]
   --json FILE          also write the results as JSON (scripts/plot_bench.py draws them), once the sweep is
-                       done: an interrupted or failed sweep leaves the file as it was
+                       done: a sweep a signal or an error ends leaves the file as it was
   A configuration whose memory would pass 80% of MemAvailable is skipped, with a note; a sweep that measured
   nothing (every configuration skipped) exits 1.
 
