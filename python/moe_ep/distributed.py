@@ -279,29 +279,30 @@ def register_hccl_backend():
     On torch >= 2.0, where dist.new_group returns a ProcessGroup wrapping the backend, ProcessGroup also gets
     get_hccl_comm_name; on torch >= 2.1 the "npu" device name is given to torch's extension device (as
     torch_npu does) and the backend serves it too, so that group._get_backend(torch.device("npu")) finds it."""
-    if "HCCL" in dist.Backend._plugins:
-        return
-    group_class = _hccl_group_class()
+    with _lock:  # two threads registering at once: one registers, the other finds it registered
+        if "HCCL" in dist.Backend._plugins:
+            return
+        group_class = _hccl_group_class()
 
-    def create(store, rank, size, timeout):
-        return group_class(store, rank, size, timeout)
+        def create(store, rank, size, timeout):
+            return group_class(store, rank, size, timeout)
 
-    import inspect
+        import inspect
 
-    devices = None
-    rename = getattr(torch.utils, "rename_privateuse1_backend", None)
-    if rename is not None and "devices" in inspect.signature(dist.Backend.register_backend).parameters:
-        if torch._C._get_privateuse1_backend_name() == "privateuseone":
-            rename("npu")
-        if torch._C._get_privateuse1_backend_name() == "npu":
-            devices = ["cpu", "npu"]
-    if devices is None:
-        dist.Backend.register_backend("hccl", create)
-    else:
-        dist.Backend.register_backend("hccl", create, devices=devices)
-    # ProcessGroupGloo too: torch >= 2.1 keeps the backend create() returned only in C++, and a later
-    # group._get_backend(device) hands out a new Python object of the class C++ knows it by, gloo's.
-    for cls in (dist.ProcessGroup, getattr(dist, "ProcessGroupGloo", None)):
-        if cls is not None and not hasattr(cls, "get_hccl_comm_name"):
-            cls.get_hccl_comm_name = lambda self, rank=None, *args, **kwargs: get_hccl_comm_name(
-                self, rank, *args, **kwargs)
+        devices = None
+        rename = getattr(torch.utils, "rename_privateuse1_backend", None)
+        if rename is not None and "devices" in inspect.signature(dist.Backend.register_backend).parameters:
+            if torch._C._get_privateuse1_backend_name() == "privateuseone":
+                rename("npu")
+            if torch._C._get_privateuse1_backend_name() == "npu":
+                devices = ["cpu", "npu"]
+        if devices is None:
+            dist.Backend.register_backend("hccl", create)
+        else:
+            dist.Backend.register_backend("hccl", create, devices=devices)
+        # ProcessGroupGloo too: torch >= 2.1 keeps the backend create() returned only in C++, and a later
+        # group._get_backend(device) hands out a new Python object of the class C++ knows it by, gloo's.
+        for cls in (dist.ProcessGroup, getattr(dist, "ProcessGroupGloo", None)):
+            if cls is not None and not hasattr(cls, "get_hccl_comm_name"):
+                cls.get_hccl_comm_name = lambda self, rank=None, *args, **kwargs: get_hccl_comm_name(
+                    self, rank, *args, **kwargs)
