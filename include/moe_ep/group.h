@@ -60,7 +60,7 @@ struct GroupOptions {
   /// Push or pull rows (kAuto: MOE_EP_DATA_PATH, else by size).
   DataPath data_path = DataPath::kAuto;
   /// Threads each rank splits its row copies and token sums over, its own included; 0 means
-  /// MOE_EP_THREADS, else the cores this process may run on shared out among the group's ranks here (at least 1).
+  /// MOE_EP_THREADS, else the cores the calling thread may run on shared out among the group's ranks here (at least 1).
   /// Results are the same bits for every count.
   int threads = 0;
 };

@@ -35,8 +35,8 @@ uint64_t DefaultWindowBytes();
 /// those rows are pushed. Where ranks read by copy, a rank reads its own rows in place.
 ///
 /// MOE_EP_THREADS: threads per rank (1 .. 1024) for a group whose GroupOptions::threads is 0, and for
-/// the C API's communicators; default: the cores this process may run on (its CPU affinity) shared out among the
-/// group's ranks on this machine, at least 1.
+/// the C API's communicators; default: the cores the thread making the group may run on (its CPU affinity: the
+/// process's, unless the program pinned that thread) shared out among the group's ranks on this machine, at least 1.
 /// MOE_EP_THREAD_MIN_BYTES (0 .. 2^40, default 131072): the least bytes of rows a loop gives each thread;
 /// a loop over fewer runs on fewer threads (waking one costs about as much as copying 100 KiB), so a
 /// decode step's few rows stay on the rank's own thread; 0 splits every loop among all of them.

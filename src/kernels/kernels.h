@@ -12,7 +12,8 @@
 // - "max |x|" ignores NaN elements (a running max from 0 that a NaN never replaces).
 // - One exception to bit-identity: when two NaNs meet in an add or multiply (e.g. a NaN accumulator plus a
 //   NaN row), which payload survives may differ between ISAs (x86 keeps the first operand's and compilers
-//   may swap commutative operands); the result is a NaN on every ISA. Conversions keep NaN payloads exactly.
+//   may swap commutative operands); the result is a NaN on every ISA. Conversions keep a NaN's sign and
+//   payload (its top bits, narrowing) and make it quiet, as x86's conversion instructions do.
 #pragma once
 
 #include <cstdint>

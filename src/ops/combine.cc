@@ -673,10 +673,10 @@ void CheckReturnRoutes(const MoeConfig& c, const WindowLayout& layout, const std
 void WithdrawRowsBack(transport::Window& ep, const pull::CallFlags& flags,
                       const std::optional<std::vector<uint8_t>>& readers, std::vector<uint16_t>& reduced) {
   if (!readers || pull::Withdraw(ep, flags, *readers) || reduced.empty()) return;
-  static std::mutex kept_mutex;
-  static std::vector<std::vector<uint16_t>> kept;
-  const std::lock_guard lock(kept_mutex);
-  kept.push_back(std::move(reduced));
+  static auto* const kept_mutex = new std::mutex;  // never destroyed: a reader may still copy while the process exits
+  static auto* const kept = new std::vector<std::vector<uint16_t>>;
+  const std::lock_guard lock(*kept_mutex);
+  kept->push_back(std::move(reduced));
 }
 
 }  // namespace

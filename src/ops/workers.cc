@@ -134,7 +134,7 @@ void Workers::Serve(int helper) {
 }
 
 int DefaultThreads(int local_ranks) {
-  // The cores this process may run on (a container or taskset pins it to fewer than the machine has).
+  // The cores the calling thread may run on (a container or taskset pins the process to fewer than the machine has).
   cpu_set_t allowed;
   const int cores = sched_getaffinity(0, sizeof allowed, &allowed) == 0
                         ? CPU_COUNT(&allowed)

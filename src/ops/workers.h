@@ -55,8 +55,9 @@ class Workers {
   std::exception_ptr error_;
 };
 
-/// The default thread count of a rank: the cores this process may run on (its CPU affinity) shared out among
-/// `local_ranks` ranks, 1 to env::kMaxThreads (MOE_EP_THREADS overrides it).
+/// The default thread count of a rank: the cores the calling thread may run on (its CPU affinity, the process's
+/// unless the program pinned the thread) shared out among `local_ranks` ranks, 1 to env::kMaxThreads (MOE_EP_THREADS
+/// overrides it).
 int DefaultThreads(int local_ranks);
 
 /// The least work a helper is woken for, in bytes of rows (MOE_EP_THREAD_MIN_BYTES overrides it).

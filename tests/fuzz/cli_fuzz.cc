@@ -108,6 +108,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (line.command == Command::kBench) CheckAcceptedBench(line.bench);
   if (line.command != Command::kRun) return 0;
   CheckAccepted(line.job);
+  // The parser bounds a run's memory (a sweep's configurations are bounded by the bench itself, as it goes).
+  if (moe_ep::tools::EstimatedJobBytes(line.job) > moe_ep::tools::kMaxJobBytes) {
+    Fail("accepted a job over the memory bound", std::to_string(line.job.bs));
+  }
   if (SmallEnoughToRun(line.job)) {
     JobOptions job = line.job;
     if (job.seed == 0) job.seed = 1;  // reproducible: the same input runs the same routing

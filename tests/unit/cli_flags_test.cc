@@ -594,34 +594,44 @@ TEST(CliFlags, BenchFindsNoMpirunEvenWithSigchldIgnored) {
   EXPECT_EQ(Count(output, "skipped: no mpirun"), 1u) << output;
 }
 
-// A sweep that a signal ends leaves the --json file it would have replaced as it was (it was emptied at the start).
+// A sweep that a signal ends leaves the --json file it would have replaced as it was: on threads, the signal's default
+// action ends it (the file was emptied at the start); on processes, the launcher forwards it to the ranks and the
+// measurement fails, and the sweep, its last configuration measured, must not write the file before it ends by the
+// signal too.
 TEST(CliFlags, AnInterruptedBenchLeavesTheJsonFileAsItWas) {
-  const std::string json = ::testing::TempDir() + "/moe_ep_bench_interrupted_" + std::to_string(getpid()) + ".json";
-  const std::string old_results = "{\"results\": []}\n";
-  ASSERT_TRUE(std::ofstream(json) << old_results);
-  std::vector<std::string> words{MOE_EP_TOOL, "bench", "--ranks",      "2",       "--experts", "4",
-                                 "--topk",    "2",     "--bs",         "64,2048", "--hidden",  "7168",
-                                 "--repeats", "100",   "--transports", "threads", "--json",    json};
-  std::vector<char*> argv;
-  for (auto& word : words) argv.push_back(word.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t quiet;
-  posix_spawn_file_actions_init(&quiet);
-  posix_spawn_file_actions_addopen(&quiet, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_adddup2(&quiet, STDOUT_FILENO, STDERR_FILENO);
-  pid_t pid = 0;
-  ASSERT_EQ(posix_spawn(&pid, MOE_EP_TOOL, &quiet, nullptr, argv.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&quiet);
-  usleep(300 * 1000);  // well into the sweep, which takes seconds
-  kill(pid, SIGTERM);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  std::stringstream text;
-  text << std::ifstream(json).rdbuf();
-  std::remove(json.c_str());
-  EXPECT_TRUE(WIFSIGNALED(status)) << "status " << status << ": the sweep ended before the signal";
-  EXPECT_EQ(text.str(), old_results);
-  EXPECT_NE(access((json + ".partial").c_str(), F_OK), 0) << "the sweep left its partial file";
+  for (const char* transport : {"threads", "processes"}) {
+    SCOPED_TRACE(transport);
+    const std::string json =
+        ::testing::TempDir() + "/moe_ep_bench_interrupted_" + std::to_string(getpid()) + "_" + transport + ".json";
+    const std::string old_results = "{\"results\": []}\n";
+    ASSERT_TRUE(std::ofstream(json) << old_results);
+    std::vector<std::string> words{MOE_EP_TOOL, "bench", "--ranks",      "2",       "--experts", "4",
+                                   "--topk",    "2",     "--bs",         "2048",    "--hidden",  "7168",
+                                   "--repeats", "100",   "--transports", transport, "--json",    json};
+    std::vector<char*> argv;
+    for (auto& word : words) argv.push_back(word.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t quiet;
+    posix_spawn_file_actions_init(&quiet);
+    posix_spawn_file_actions_addopen(&quiet, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_adddup2(&quiet, STDOUT_FILENO, STDERR_FILENO);
+    pid_t pid = 0;
+    const int spawned = posix_spawn(&pid, MOE_EP_TOOL, &quiet, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&quiet);
+    if (spawned == 0) {
+      usleep(300 * 1000);  // well into the measurement, which takes seconds
+      kill(pid, SIGTERM);
+    }
+    int status = 0;
+    if (spawned == 0) waitpid(pid, &status, 0);
+    std::stringstream text;
+    text << std::ifstream(json).rdbuf();
+    std::remove(json.c_str());
+    ASSERT_EQ(spawned, 0);
+    EXPECT_TRUE(WIFSIGNALED(status)) << "status " << status << ": the sweep ended before the signal";
+    EXPECT_EQ(text.str(), old_results);
+    EXPECT_NE(access((json + ".partial." + std::to_string(pid)).c_str(), F_OK), 0) << "the sweep left its partial file";
+  }
 }
 
 }  // namespace

@@ -476,7 +476,7 @@ int RunBench(const BenchOptions& o) {
   // The results are written next to the --json file and renamed over it once complete, so that a sweep that fails
   // or is interrupted leaves an older file as it was; made (and removed) now, so that a bad path fails before
   // anything is measured.
-  const std::string json_partial = o.json_path + ".partial";
+  const std::string json_partial = o.json_path + ".partial." + std::to_string(getpid());  // two sweeps' apart
   if (!o.json_path.empty()) {
     if (!std::ofstream(json_partial)) {
       throw Error(ErrorCode::kInvalidParam,
@@ -496,6 +496,8 @@ int RunBench(const BenchOptions& o) {
       measured = measured || !r.medians.empty();
     }
   }
+  // A signal that a measurement's launcher caught (it forwarded it to the ranks) ends the sweep as it did there.
+  if (InterruptedBy() != 0) return 1;
   if (!o.json_path.empty()) {
     std::ofstream json(json_partial);
     WriteJson(json, json_partial, o, seed, all);
