@@ -5,10 +5,12 @@
 # must exit 0; the samples, which exit 0 regardless, must also print their success lines), and builds
 # and runs examples/native_dispatch_combine.cc through find_package(moe_ep) (consumer/), and the Python
 # package from the prefix when the build has one.
-# Usage: check_cann_prefix.sh BUILD_DIR SOURCE_DIR. The prefix is removed on success, kept on failure.
+# Usage: check_cann_prefix.sh BUILD_DIR SOURCE_DIR [PYTHON PYTHON_INSTALL_DIR DEFAULT_PYTHON_INSTALL_DIR] (the
+# last three when the build has the Python package). The prefix is removed on success, kept on failure.
 set -euo pipefail
 build=$(cd "$1" && pwd)
 source_dir=$(cd "$2" && pwd)
+python=${3:-} python_dir=${4:-} default_python_dir=${5:-}
 here="${source_dir}/tests/install"
 work=$(mktemp -d "${TMPDIR:-/tmp}/moe_ep_install.XXXXXX")
 prefix="${work}/prefix"
@@ -43,8 +45,10 @@ for lib in ascendcl hccl nnopbase opapi op_common opapi_math opapi_transformer h
 done
 # The C API library exports the C entry points and nothing of the engine inside it, but the Python package's bridge
 # for its interrupt check (src/cann/interrupt_bridge.cc).
-leaked=$(nm -D --defined-only "$real_lib" | awk '{print $3}' | grep -v -E '^(acl|Hccl)' |
+symbols=$(nm -D --defined-only "$real_lib")  # on its own: a failing nm fails the test, not an empty list
+leaked=$(awk '{print $3}' <<<"$symbols" | grep -v -E '^(acl|Hccl)' |
   grep -v -E '^(_init|_fini|_edata|_end|__bss_start|moe_ep_cann_set_interrupt_check)$' || true)
+[[ -n "$symbols" ]] || fail "nm lists no symbols of $real_lib"
 [[ -z "$leaked" ]] || fail "libmoe_ep_cann exports more than the C API: $(echo $leaked | head -c 300)"
 [[ -f "${prefix}/lib/libmoe_ep.so" || -f "${prefix}/lib64/libmoe_ep.so" ]] || fail "the native lib/ install is missing"
 
@@ -113,6 +117,15 @@ cmake --build consumer >>consumer.log 2>&1 || { cat consumer.log; fail "building
 env -u LD_LIBRARY_PATH ./consumer/native_dispatch_combine >consumer.run 2>&1 || { cat consumer.run; fail "native consumer"; }
 lib_used=$(env -u LD_LIBRARY_PATH ldd ./consumer/native_dispatch_combine | awk '/libmoe_ep/ {print $3}')
 [[ "$lib_used" == "${prefix}"/lib*/libmoe_ep.so.0 ]] || fail "native consumer loads '$lib_used'"
+if grep -q "set(moe_ep_HAS_MPI ON)" "${prefix}"/lib*/cmake/moe_ep/moe_epConfig.cmake; then
+  [[ -x consumer/mpi_join ]] || fail "the consumer of moe_ep/mpi.h was not built"
+  env -u LD_LIBRARY_PATH ./consumer/mpi_join || fail "the consumer of moe_ep/mpi.h does not start"
+else
+  [[ ! -e "${prefix}/include/moe_ep/mpi.h" ]] || fail "moe_ep/mpi.h installed by a build without MPI"
+fi
+step "the installed moe-ep command, without LD_LIBRARY_PATH"
+env -u LD_LIBRARY_PATH "${prefix}/bin/moe-ep" help >moe-ep.help 2>&1 || { cat moe-ep.help; fail "installed moe-ep help"; }
+grep -q "usage: moe-ep" moe-ep.help || { cat moe-ep.help; fail "installed moe-ep help printed no usage"; }
 
 for i in "${!names[@]}"; do
   wait "${pids[$i]}" || { cat "${names[$i]}.build"; fail "g++ ${names[$i]}"; }
@@ -136,15 +149,21 @@ done
 [[ $(grep -c "finished reset" sample_buffer_reset_sample.out) -eq 16 ]] ||
   { cat sample_buffer_reset_sample.out; fail "buffer_reset_sample: not all 16 devices finished"; }
 # The Python package, when this build made it: the installed copy imports from the prefix alone (its
-# libraries found relative to it) and runs the native example.
-if [[ -d "${build}/python/moe_ep" ]]; then
+# libraries found relative to it) and runs the native example; its default place is one the interpreter reads
+# under /usr/local.
+if [[ -n "$python" ]]; then
   step "python package from the prefix"
-  package="${prefix}/lib/python3/dist-packages"
+  package="${prefix}/${python_dir}"
+  [[ "$python_dir" == /* ]] && package="$python_dir"
   [[ -f "${package}/moe_ep/torch_npu.py" ]] || fail "the python package is not in ${package}"
-  (cd "$work" && PYTHONPATH="$package" timeout 180 /usr/bin/python3 -c \
+  if [[ "$python_dir" == "$default_python_dir" ]]; then
+    "$python" -c 'import sys; sys.exit("/usr/local/'"$python_dir"'" not in sys.path)' ||
+      fail "$python does not read /usr/local/$python_dir, the package's default place"
+  fi
+  (cd "$work" && PYTHONPATH="$package" timeout 180 "$python" -c \
     'import moe_ep, moe_ep.torch_npu; assert moe_ep.__file__.startswith("'"$package"'"), moe_ep.__file__') ||
     fail "moe_ep does not import from ${package}"
-  (cd "$work" && PYTHONPATH="$package" timeout 180 /usr/bin/python3 "${source_dir}/examples/python/native_threads.py") ||
+  (cd "$work" && PYTHONPATH="$package" timeout 180 "$python" "${source_dir}/examples/python/native_threads.py") ||
     fail "examples/python/native_threads.py failed with the installed package"
 fi
 step "all OK"

@@ -1,4 +1,4 @@
-// The shared heap (src/transport/shm/shared_heap.h): memory another process reads and writes in place
+// The shared heap (src/transport/shm/shared_heap.h): memory another process reads in place (mapped read-only)
 // through a token, chunks private to the user (0600) and never named in /dev/shm, freed blocks reused,
 // and bad pointers or tokens an error or a null, never a crash.
 #include "transport/shm/shared_heap.h"
@@ -70,20 +70,26 @@ HeapChild ForkHeapChild(uint8_t fill) {
   return {child, said[0], {said[1], said[2]}};
 }
 
-// The mapping of /proc/self/maps that holds `p` (its path), "" when none does.
-std::string MappingOf(const void* p) {
+// The line of /proc/self/maps whose mapping holds `p`, "" when none does.
+std::string MapsLineOf(const void* p) {
   std::ifstream maps("/proc/self/maps");
   const auto at = reinterpret_cast<uintptr_t>(p);
   for (std::string line; std::getline(maps, line);) {
     uintptr_t begin = 0, end = 0;
-    if (std::sscanf(line.c_str(), "%lx-%lx", &begin, &end) != 2 || at < begin || at >= end) continue;
-    const size_t path = line.find('/');
-    return path == std::string::npos ? "(anonymous)" : line.substr(path);
+    if (std::sscanf(line.c_str(), "%lx-%lx", &begin, &end) == 2 && at >= begin && at < end) return line;
   }
   return "";
 }
 
-TEST(SharedHeap, AnotherProcessReadsAndWritesInPlace) {
+// The mapping of /proc/self/maps that holds `p` (its path), "" when none does.
+std::string MappingOf(const void* p) {
+  const std::string line = MapsLineOf(p);
+  const size_t path = line.find('/');
+  if (line.empty()) return "";
+  return path == std::string::npos ? "(anonymous)" : line.substr(path);
+}
+
+TEST(SharedHeap, AnotherProcessReadsInPlaceThroughAReadOnlyMapping) {
   std::mt19937_64 rng(moe_ep::testing::BaseSeed());
   SharedHeap& heap = SharedHeap::Process();
   const size_t n = 1 + rng() % (3 << 20);
@@ -96,23 +102,34 @@ TEST(SharedHeap, AnotherProcessReadsAndWritesInPlace) {
   const SharedHeap::Owner parent = SharedHeap::Self();
   EXPECT_EQ(SharedHeap::Map(token, n - at, parent), p + at);  // this process: its own mapping
 
-  int to_parent[2];
+  int to_parent[2], to_child[2];
   ASSERT_EQ(pipe(to_parent), 0);
+  ASSERT_EQ(pipe(to_child), 0);
   const pid_t child = fork();
   ASSERT_GE(child, 0);
-  if (child == 0) {  // another process: maps the parent's chunk through the token, checks, writes back
+  if (child == 0) {  // another process: maps the parent's chunk through the token, checks it, reads a change
     const uint8_t* q = SharedHeap::Map(token, n - at, parent);
-    uint8_t same = q && std::memcmp(q, bytes.data() + at, n - at) == 0;
-    if (q) const_cast<uint8_t*>(q)[0] ^= 0xFF;
-    _exit(write(to_parent[1], &same, 1) == 1 ? 0 : 1);
+    const std::string maps_line = q ? MapsLineOf(q) : "";
+    const uint8_t said[2] = {q && std::memcmp(q, bytes.data() + at, n - at) == 0,
+                             maps_line.find(" r--s ") != std::string::npos};  // read-only, shared
+    uint8_t changed = 0;
+    if (write(to_parent[1], said, sizeof said) != sizeof said || !ReadAll(to_child[0], &changed, 1)) _exit(1);
+    const uint8_t seen = q ? q[0] : 0;
+    _exit(write(to_parent[1], &seen, 1) == 1 ? 0 : 1);
   }
-  uint8_t same = 0;
-  ASSERT_TRUE(ReadAll(to_parent[0], &same, 1));
+  close(to_parent[1]), close(to_child[0]);  // a child that dies ends the parent's reads
+  uint8_t said[2] = {}, seen = 0;
+  const bool told = ReadAll(to_parent[0], said, sizeof said);
+  p[at] ^= 0xFF;
+  const bool changed = told && write(to_child[1], "c", 1) == 1;
+  const bool saw = changed && ReadAll(to_parent[0], &seen, 1);
   int status = 0;
   waitpid(child, &status, 0);
-  close(to_parent[0]), close(to_parent[1]);
-  EXPECT_EQ(same, 1) << "the child read other bytes through the token";
-  EXPECT_EQ(p[at], static_cast<uint8_t>(bytes[at] ^ 0xFF)) << "the child's write did not land in place";
+  close(to_parent[0]), close(to_child[1]);
+  ASSERT_TRUE(told && saw) << "the child ended with status " << status;
+  EXPECT_EQ(said[0], 1) << "the child read other bytes through the token";
+  EXPECT_EQ(said[1], 1) << "the child's mapping of the chunk is not read-only";
+  EXPECT_EQ(seen, static_cast<uint8_t>(bytes[at] ^ 0xFF)) << "the child reads a copy, not the parent's memory";
   heap.Free(p);
 }
 

@@ -181,12 +181,13 @@ std::optional<Mapped> MapPeerChunk(uint64_t pid, uint64_t id, uint64_t fd) {
   const std::string expected = "/memfd:" + ChunkName(pid, id);
   if (n < 0 || std::strncmp(target, expected.c_str(), expected.size()) != 0) return std::nullopt;
   if (target[expected.size()] != '\0' && target[expected.size()] != ' ') return std::nullopt;  // a longer id
-  const int chunk_fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  // Read-only: peers' rows are only ever read here, and a stray write must not reach a peer's tensors.
+  const int chunk_fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (chunk_fd < 0) return std::nullopt;
   struct stat st {};
   void* p = MAP_FAILED;
   if (fstat(chunk_fd, &st) == 0 && st.st_size > 0) {
-    p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, chunk_fd, 0);
+    p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_SHARED | MAP_NORESERVE, chunk_fd, 0);
   }
   close(chunk_fd);  // the mapping keeps the memory
   if (p == MAP_FAILED) return std::nullopt;

@@ -128,10 +128,35 @@ std::string RemoveIfLeftByTheDead(int fd, const std::string& name) {
   return why;
 }
 
+// Takes the deciding lock (byte 1) of `fd`, this rank's new file, waiting for a process deciding about it: true
+// once taken. A decider holds it for a few system calls, but a fork() in another of its threads meanwhile leaves
+// the lock with the child, and a stopped decider keeps it: the wait has the join's deadline and asks the interrupt
+// check.
+bool TakeDecidingLock(int fd, const std::string& name, Clock::time_point deadline) {
+  struct flock deciding = ByteLock(F_WRLCK, kDecidingByte);
+  for (auto pause = std::chrono::microseconds(50);; pause = std::min(pause * 2, std::chrono::microseconds(20000))) {
+    if (fcntl(fd, F_OFD_SETLK, &deciding) == 0) return true;
+    if (errno != EAGAIN && errno != EACCES && errno != EINTR) return false;
+    if (Clock::now() >= deadline) {
+      throw TimeoutError("shared-memory transport: creating " + name +
+                             ": another process kept deciding whether to remove it past the deadline "
+                             "(MOE_EP_TIMEOUT_MS, GroupOptions::timeout); a stopped process, or one forked meanwhile, "
+                             "holds its lock",
+                         {});
+    }
+    if (pause >= std::chrono::milliseconds(5) && InterruptRequested()) {
+      throw InterruptedError("shared-memory transport: creating " + name +
+                                 ": interrupted while another process decided whether to remove it",
+                             {});
+    }
+    std::this_thread::sleep_for(pause);
+  }
+}
+
 // Creates this rank's segment, 0600, and locks its byte 0. A name a process that died in its join left behind (a
 // job killed while it waited for a missing rank, under a rank table's fixed names) is removed first; one that a
 // live process holds is another job's.
-int CreateSegment(const std::string& name) {
+int CreateSegment(const std::string& name, Clock::time_point deadline) {
   for (bool removed_a_dead_one = false, lost_the_name = false;;) {
     const int fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
     if (fd >= 0) {
@@ -144,20 +169,23 @@ int CreateSegment(const std::string& name) {
         errno = lock_errno;
         SystemError("cannot lock " + name);
       }
-      // Waits for a process deciding about this file (it holds byte 1 for a few system calls and never waits
-      // while it does): once it is done, the name is this rank's if it still names this file.
-      struct flock deciding = ByteLock(F_WRLCK, kDecidingByte);
-      int decided = 0;
-      while ((decided = fcntl(fd, F_OFD_SETLKW, &deciding)) != 0 && errno == EINTR) {
+      // Waits for a process deciding about this file: once it is done, the name is this rank's if it still names
+      // this file.
+      bool decided = false;
+      try {
+        decided = TakeDecidingLock(fd, name, deadline);
+      } catch (...) {
+        close(fd);
+        throw;
       }
-      const bool ours = decided == 0 && StillNamed(fd, name);
-      deciding.l_type = F_UNLCK;
-      fcntl(fd, F_OFD_SETLK, &deciding);
+      const bool ours = decided && StillNamed(fd, name);
+      struct flock unlock = ByteLock(F_UNLCK, kDecidingByte);
+      fcntl(fd, F_OFD_SETLK, &unlock);
       if (ours) return fd;
       close(fd);
       // Its name went as it was made: a process deciding about it took it for a dead join's (a member giving up
       // removes those). Made again, once: now a live process holds whichever file the name names.
-      if (decided != 0 || std::exchange(lost_the_name, true)) NotOurs(name, "another process took it as it was made");
+      if (!decided || std::exchange(lost_the_name, true)) NotOurs(name, "another process took it as it was made");
       continue;
     }
     if (errno != EEXIST || removed_a_dead_one) {
@@ -179,6 +207,12 @@ int CreateSegment(const std::string& name) {
     if (!why.empty()) NotOurs(name, why);
     removed_a_dead_one = true;
   }
+}
+
+// Whether /dev/shm's `name` is there and this process's effective user's.
+bool OwnedByThisUser(const std::string& name) {
+  struct stat st {};
+  return stat(("/dev/shm" + name).c_str(), &st) == 0 && st.st_uid == geteuid();
 }
 
 // Opens a peer's segment once it exists with its full size, held by a live process (its creator locks and sizes it
@@ -219,7 +253,8 @@ int OpenPeer(const std::string& name, uint64_t bytes, Clock::time_point deadline
                         "HCCL_BUFFSIZE) in a group of the same number of ranks (HcclCommInitRootInfo's nRanks, "
                         "the members), which sizes the segment's flags");
       }
-    } else if (errno != ENOENT) {
+    } else if (errno != ENOENT && !(errno == EACCES && OwnedByThisUser(name))) {
+      // EACCES on this user's name: its creator has not given it mode 0600 yet (a umask took the owner's bits).
       SystemError("cannot open " + name);
     }
     if (Clock::now() >= deadline) return -1;
@@ -454,7 +489,7 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
   const uint64_t bytes = data_bytes + flag_bytes + CrossMemoryInfoBytes(size);
   auto maps = std::make_shared<ShmMappings>(bytes);
   const std::string own = ShmSegmentName(job, group, rank);
-  const int own_fd = CreateSegment(own);
+  const int own_fd = CreateSegment(own, deadline);
   // If the join fails, our own name goes (when it still names our file), and so does every name of the group a
   // process that died in its join left: a rank killed after it created its segment (outside `moe-ep launch`, which
   // cleans up after its ranks), or after the first barrier but before it removed its name, leaves none behind once a
@@ -553,8 +588,12 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
   madvise(own_base, bytes, MADV_DOFORK);
   if (cross_memory) window->CheckCrossMemory();
   // Every rank's checks land before any call exposes memory: a group's ranks read each other by copy from its
-  // first call on, or never.
-  window->Barrier(deadline, "every rank checking whether it can read its peers' memory");
+  // first call on, or never. Every rank was there a moment ago, so this barrier waits a little past the deadline:
+  // ranks that began the join apart have different deadlines, and one whose deadline fell in between would fail
+  // the join the others finished (giving its group number back, it would never meet them again).
+  constexpr auto kLastBarrierGrace = std::chrono::seconds(2);
+  window->Barrier(std::max(deadline, Clock::now() + kLastBarrierGrace),
+                  "every rank checking whether it can read its peers' memory");
   unlink_on_error.armed = false;  // every rank is past removing its own name
   return window;
 }
