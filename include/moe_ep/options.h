@@ -65,7 +65,9 @@ uint64_t DefaultWindowBytes();
 ///                         or "1" (or unset); "1" and "0" make it the "hierarchy" algorithm (refused: moe_ep
 ///                         implements "fullmesh")
 /// and a process job started by `moe-ep launch` sets MOE_EP_RANK, MOE_EP_WORLD_SIZE, MOE_EP_RENDEZVOUS
-/// (under mpirun without them, the launcher's OMPI_COMM_WORLD_RANK / _SIZE or PMI_RANK / PMI_SIZE).
+/// (under mpirun without them, the launcher's OMPI_COMM_WORLD_RANK / _SIZE or PMI_RANK / PMI_SIZE; any of
+/// OMPI_COMM_WORLD_SIZE, PMIX_RANK, PMI_SIZE marks a process as started by an MPI launcher, whose C API root info
+/// then travels over MPI).
 /// For tests of the hosts transport on one machine, MOE_EP_HOSTS_SPLIT=N (0 .. 2^20, default 0) makes
 /// every N consecutive ranks of a group a simulated host. MOE_EP_HOSTS_RELAY (0 or 1, default 1): with
 /// 1, what a rank sends to another host goes to one rank there, which hands it on over shared memory (a

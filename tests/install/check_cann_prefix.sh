@@ -5,12 +5,13 @@
 # must exit 0; the samples, which exit 0 regardless, must also print their success lines), and builds
 # and runs examples/native_dispatch_combine.cc through find_package(moe_ep) (consumer/), and the Python
 # package from the prefix when the build has one.
-# Usage: check_cann_prefix.sh BUILD_DIR SOURCE_DIR [PYTHON PYTHON_INSTALL_DIR DEFAULT_PYTHON_INSTALL_DIR] (the
-# last three when the build has the Python package). The prefix is removed on success, kept on failure.
+# Usage: check_cann_prefix.sh BUILD_DIR SOURCE_DIR mpi|no-mpi [PYTHON PACKAGE_DIR default|chosen] (the last three
+# when the build has the Python package: its interpreter, the package's install dir and whether that is the default).
+# The prefix is removed on success, kept on failure.
 set -euo pipefail
 build=$(cd "$1" && pwd)
 source_dir=$(cd "$2" && pwd)
-python=${3:-} python_dir=${4:-} default_python_dir=${5:-}
+mpi=$3 python=${4:-} python_dir=${5:-} python_place=${6:-}
 here="${source_dir}/tests/install"
 work=$(mktemp -d "${TMPDIR:-/tmp}/moe_ep_install.XXXXXX")
 prefix="${work}/prefix"
@@ -117,8 +118,8 @@ cmake --build consumer >>consumer.log 2>&1 || { cat consumer.log; fail "building
 env -u LD_LIBRARY_PATH ./consumer/native_dispatch_combine >consumer.run 2>&1 || { cat consumer.run; fail "native consumer"; }
 lib_used=$(env -u LD_LIBRARY_PATH ldd ./consumer/native_dispatch_combine | awk '/libmoe_ep/ {print $3}')
 [[ "$lib_used" == "${prefix}"/lib*/libmoe_ep.so.0 ]] || fail "native consumer loads '$lib_used'"
-if grep -q "set(moe_ep_HAS_MPI ON)" "${prefix}"/lib*/cmake/moe_ep/moe_epConfig.cmake; then
-  [[ -x consumer/mpi_join ]] || fail "the consumer of moe_ep/mpi.h was not built"
+if [[ "$mpi" == mpi ]]; then
+  [[ -x consumer/mpi_join ]] || fail "the consumer of moe_ep/mpi.h was not built (the package says it has no MPI)"
   env -u LD_LIBRARY_PATH ./consumer/mpi_join || fail "the consumer of moe_ep/mpi.h does not start"
 else
   [[ ! -e "${prefix}/include/moe_ep/mpi.h" ]] || fail "moe_ep/mpi.h installed by a build without MPI"
@@ -156,8 +157,8 @@ if [[ -n "$python" ]]; then
   package="${prefix}/${python_dir}"
   [[ "$python_dir" == /* ]] && package="$python_dir"
   [[ -f "${package}/moe_ep/torch_npu.py" ]] || fail "the python package is not in ${package}"
-  if [[ "$python_dir" == "$default_python_dir" ]]; then
-    "$python" -c 'import sys; sys.exit("/usr/local/'"$python_dir"'" not in sys.path)' ||
+  if [[ "$python_place" == default ]]; then
+    "$python" -c 'import site, sys; sys.exit("/usr/local/'"$python_dir"'" not in site.getsitepackages())' ||
       fail "$python does not read /usr/local/$python_dir, the package's default place"
   fi
   (cd "$work" && PYTHONPATH="$package" timeout 180 "$python" -c \

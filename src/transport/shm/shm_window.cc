@@ -133,6 +133,8 @@ std::string RemoveIfLeftByTheDead(int fd, const std::string& name) {
 // the lock with the child, and a stopped decider keeps it: the wait has the join's deadline and asks the interrupt
 // check.
 bool TakeDecidingLock(int fd, const std::string& name, Clock::time_point deadline) {
+  // A join whose deadline is (nearly) past still waits the few system calls a decider holds the lock for.
+  deadline = std::max(deadline, Clock::now() + std::chrono::milliseconds(100));
   struct flock deciding = ByteLock(F_WRLCK, kDecidingByte);
   for (auto pause = std::chrono::microseconds(50);; pause = std::min(pause * 2, std::chrono::microseconds(20000))) {
     if (fcntl(fd, F_OFD_SETLK, &deciding) == 0) return true;
@@ -175,6 +177,7 @@ int CreateSegment(const std::string& name, Clock::time_point deadline) {
       try {
         decided = TakeDecidingLock(fd, name, deadline);
       } catch (...) {
+        if (StillNamed(fd, name)) shm_unlink(name.c_str());  // this rank's file (its byte 0 still held): not left
         close(fd);
         throw;
       }
@@ -589,8 +592,9 @@ std::unique_ptr<Window> JoinShmGroup(const std::string& job, const std::string& 
   if (cross_memory) window->CheckCrossMemory();
   // Every rank's checks land before any call exposes memory: a group's ranks read each other by copy from its
   // first call on, or never. Every rank was there a moment ago, so this barrier waits a little past the deadline:
-  // ranks that began the join apart have different deadlines, and one whose deadline fell in between would fail
-  // the join the others finished (giving its group number back, it would never meet them again).
+  // ranks that began the join apart have different deadlines, and one whose deadline fell in between could fail
+  // the join the others finished (giving its group number back, it would never meet them again). The grace makes
+  // that unlikely, not impossible: a peer more than 2 s late here still leaves this rank failing alone.
   constexpr auto kLastBarrierGrace = std::chrono::seconds(2);
   window->Barrier(std::max(deadline, Clock::now() + kLastBarrierGrace),
                   "every rank checking whether it can read its peers' memory");
