@@ -438,6 +438,8 @@ TEST(CapiRankTable, BadTablesAndDevicesAreRefusedNamingWhatIsWrong) {
       {"{\"server_list\": [{\"server_id\": \"\\u12G4\"}]}", 0, HCCL_E_PARA, "hex digits"},
       {"{\"server_list\": [{\"server_id\": \"a\tb\"}]}", 0, HCCL_E_PARA, "control character"},
       {"{\"server_list\": [{\"server_id\": 01}]}", 0, HCCL_E_PARA, "leading zero"},
+      {"{\"server_list\": [{\"server_id\": \"a\", \"server_id\": \"b\"}]}", 0, HCCL_E_PARA,
+       "\"server_id\" given twice in one object at byte 36"},
   };
   std::string too_many = "{\"server_list\": [{\"server_id\": \"s\", \"device\": [";
   for (int r = 0; r <= kMaxGroupRanks; ++r) {

@@ -488,16 +488,16 @@ int RunBench(const BenchOptions& o) {
   std::vector<std::vector<BenchResult>> all;
   bool failed = false, measured = false;
   for (const JobOptions& job : Configurations(o, seed)) {
-    if (InterruptedBy() != 0) return 1;  // a signal stopped a measurement: stop the sweep, write nothing
     all.push_back(MeasureConfiguration(o, job, mpirun));
     for (const BenchResult& r : all.back()) {
       PrintResult(all.back(), r);
       failed = failed || r.note.starts_with("failed");
       measured = measured || !r.medians.empty();
     }
+    // A signal stopped the measurement (or its launcher caught one and forwarded it to the ranks): the sweep ends
+    // as it did there, writing nothing.
+    if (InterruptedBy() != 0) return 1;
   }
-  // A signal that a measurement's launcher caught (it forwarded it to the ranks) ends the sweep as it did there.
-  if (InterruptedBy() != 0) return 1;
   if (!o.json_path.empty()) {
     std::ofstream json(json_partial);
     WriteJson(json, json_partial, o, seed, all);

@@ -71,7 +71,11 @@ class Reader {
       if (Take('}')) return v;
       do {
         Space();
-        v.names.push_back(String());
+        const size_t key_at = at_;
+        std::string key = String();
+        // JSON leaves a repeated name's meaning open (parsers differ on which one wins): a table must say one thing.
+        if (v.Member(key) != nullptr) at_ = key_at, Fail("\"" + key + "\" given twice in one object");
+        v.names.push_back(std::move(key));
         Expect(':');
         v.items.push_back(Value(depth + 1));
       } while (Take(','));
