@@ -24,7 +24,7 @@ rate=${MOE_EP_BENCH_RATE:-2gbit}
 relay_paths=${MOE_EP_BENCH_RELAY:-0 1}
 seed=${MOE_EP_BENCH_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE_EP_BUILD_BENCH=ON >/dev/null
-cmake --build "$build" --target hosts_bench || { echo "hosts_bench needs MPI (scripts/deps.sh installs it)"; exit 1; }
+cmake --build "$build" --target hosts_bench || { echo "building hosts_bench failed (above; without MPI there is no such target)"; exit 1; }
 
 echo "hosts_bench on simulated hosts: seed $seed, shaped links $rate, moe_ep paths (MOE_EP_HOSTS_RELAY) $relay_paths"
 failed=()

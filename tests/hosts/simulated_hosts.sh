@@ -19,6 +19,13 @@
 #   the veth end inside the host (what it sends) and on its bridge port (what it receives), as a NIC of that
 #   speed would. Ranks of one host still meet over shared memory, unshaped.
 set -euo pipefail
+if (($# < 3)); then
+  echo "usage: simulated_hosts.sh HOSTS RANKS PROGRAM ARGS..." >&2
+  exit 2
+fi
+for tool in ip unshare mpirun; do  # iproute2, util-linux, openmpi-bin: scripts/deps.sh iproute2 util-linux
+  command -v "$tool" >/dev/null || { echo "simulated_hosts.sh needs '$tool' (scripts/deps.sh iproute2 util-linux)" >&2; exit 2; }
+done
 hosts=$1 per_host=$2
 shift 2
 np=$((hosts * per_host))
