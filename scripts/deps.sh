@@ -5,8 +5,9 @@ set -euo pipefail
 packages=(g++ cmake ninja-build libgtest-dev libgmock-dev libbenchmark-dev clang-format libopenmpi-dev openmpi-bin "$@")
 missing=()
 for p in "${packages[@]}"; do
-  # Installed, not merely known: a package removed but not purged still has a status ("deinstall ok config-files").
-  [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" == "install ok installed" ]] || missing+=("$p")
+  # Installed (held or not, for one architecture or more), not merely known: a package removed but not purged still
+  # has a status ("config-files"). grep reads it all (no -q): an early exit would fail the pipe under pipefail.
+  dpkg-query -W -f='${db:Status-Status}\n' "$p" 2>/dev/null | grep -x installed >/dev/null || missing+=("$p")
 done
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"

@@ -282,6 +282,12 @@ std::vector<BenchResult> MeasureConfiguration(const BenchOptions& options, const
     result_of(BenchSystem::kAlltoallv).note = "skipped: the baseline moves bf16 rows only";
   }
   const bool hosts = wanted(BenchSystem::kHosts), alltoallv = wanted(BenchSystem::kAlltoallv);
+  if (InterruptedBy() != 0) {  // the processes' launcher caught a signal: the sweep ends (RunBench), no mpirun first
+    for (BenchSystem s : {BenchSystem::kHosts, BenchSystem::kAlltoallv}) {
+      if (wanted(s)) result_of(s).note = "not measured: the sweep was interrupted";
+    }
+    return results;
+  }
   if ((hosts || alltoallv) && !mpirun) {
     for (BenchSystem s : {BenchSystem::kHosts, BenchSystem::kAlltoallv}) {
       if (wanted(s)) result_of(s).note = "skipped: no mpirun, or moe-ep built without MPI";
@@ -344,6 +350,7 @@ void PrintResult(const std::vector<BenchResult>& results, const BenchResult& r) 
               r.job.quant_int8 ? "int8" : "-", path.c_str());
   if (r.medians.empty()) {
     std::printf("%s\n", r.note.c_str());
+    std::fflush(stdout);  // a sweep a signal ends leaves what it printed
     return;
   }
   const auto& m = r.medians;

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <set>
 #include <utility>
 
 #include "moe_ep/error.h"
@@ -69,12 +70,18 @@ class Reader {
       ++at_;
       v.kind = Json::Kind::kObject;
       if (Take('}')) return v;
+      std::set<std::string> seen;  // not Member's scan: an object of millions of names must not take hours
       do {
         Space();
         const size_t key_at = at_;
         std::string key = String();
         // JSON leaves a repeated name's meaning open (parsers differ on which one wins): a table must say one thing.
-        if (v.Member(key) != nullptr) at_ = key_at, Fail("\"" + key + "\" given twice in one object");
+        // Named as written (escaped), at most 64 characters of it.
+        if (!seen.insert(key).second) {
+          const std::string written = text_.substr(key_at, at_ - key_at);
+          at_ = key_at;
+          Fail((written.size() > 64 ? written.substr(0, 64) + "..." : written) + " given twice in one object");
+        }
         v.names.push_back(std::move(key));
         Expect(':');
         v.items.push_back(Value(depth + 1));
