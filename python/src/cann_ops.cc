@@ -192,6 +192,30 @@ py::tuple WithOutputs(const char* op, py::dict tensors, py::dict outputs, py::di
   return a.Outputs();
 }
 
+// The attributes all three operators take. moe_ep/torch_npu.py checked them (ints in [0, 2^31)): none fails here, so
+// the order they are read in changes nothing.
+struct SharedAttrs {
+  explicit SharedAttrs(OpArgs& a)
+      : group_ep(a.Str("group_ep")),
+        group_tp(a.Str("group_tp")),
+        comm_alg(a.Str("comm_alg")),
+        ep_world_size(a.Int("ep_world_size")),
+        ep_rank_id(a.Int("ep_rank_id")),
+        moe_expert_num(a.Int("moe_expert_num")),
+        tp_world_size(a.Int("tp_world_size")),
+        tp_rank_id(a.Int("tp_rank_id")),
+        expert_shard_type(a.Int("expert_shard_type")),
+        shared_expert_num(a.Int("shared_expert_num")),
+        shared_rank_num(a.Int("shared_expert_rank_num")),
+        global_bs(a.Int("global_bs")),
+        zero(a.Int("zero_expert_num")),
+        copy(a.Int("copy_expert_num")),
+        constant(a.Int("const_expert_num")) {}
+  const char *group_ep, *group_tp, *comm_alg;
+  int64_t ep_world_size, ep_rank_id, moe_expert_num, tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num,
+      shared_rank_num, global_bs, zero, copy, constant;
+};
+
 py::tuple Dispatch(py::dict tensors, py::dict outputs, py::dict attrs, bool poison, bool check_first) {
   return WithOutputs(
       "npu_moe_distribute_dispatch_v2", tensors, outputs, attrs, poison, check_first, [](OpArgs& a, bool stand_ins) {
@@ -201,23 +225,17 @@ py::tuple Dispatch(py::dict tensors, py::dict outputs, py::dict attrs, bool pois
                   *dynamic_scales = a.Output("dynamic_scales"), *assist = a.Output("assist_info_for_combine"),
                   *token_nums = a.Output("expert_token_nums"), *ep_counts = a.Output("ep_recv_counts"),
                   *tp_counts = a.Output("tp_recv_counts"), *expand_scales = a.Output("expand_scales");
-        const char *group_ep = a.Str("group_ep"), *group_tp = a.Str("group_tp"), *comm_alg = a.Str("comm_alg");
-        const int64_t ep_world_size = a.Int("ep_world_size"), ep_rank_id = a.Int("ep_rank_id"),
-                      moe_expert_num = a.Int("moe_expert_num"), tp_world_size = a.Int("tp_world_size"),
-                      tp_rank_id = a.Int("tp_rank_id"), expert_shard_type = a.Int("expert_shard_type"),
-                      shared_expert_num = a.Int("shared_expert_num"), shared_rank_num = a.Int("shared_expert_rank_num"),
-                      quant_mode = a.Int("quant_mode"), global_bs = a.Int("global_bs"),
-                      token_nums_type = a.Int("expert_token_nums_type"), zero = a.Int("zero_expert_num"),
-                      copy = a.Int("copy_expert_num"), constant = a.Int("const_expert_num");
+        const SharedAttrs s(a);
+        const int64_t quant_mode = a.Int("quant_mode"), token_nums_type = a.Int("expert_token_nums_type");
         a.CheckAllRead();
         RunOperator(
             "aclnnMoeDistributeDispatchV3", stand_ins,
             [&](uint64_t* bytes, aclOpExecutor** executor) {
               return aclnnMoeDistributeDispatchV3GetWorkspaceSize(
-                  x, ids, scales, mask, expert_scales, elastic, group_ep, ep_world_size, ep_rank_id, moe_expert_num,
-                  group_tp, tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num, shared_rank_num,
-                  quant_mode, global_bs, token_nums_type, comm_alg, zero, copy, constant, expand_x, dynamic_scales,
-                  assist, token_nums, ep_counts, tp_counts, expand_scales, bytes, executor);
+                  x, ids, scales, mask, expert_scales, elastic, s.group_ep, s.ep_world_size, s.ep_rank_id,
+                  s.moe_expert_num, s.group_tp, s.tp_world_size, s.tp_rank_id, s.expert_shard_type, s.shared_expert_num,
+                  s.shared_rank_num, quant_mode, s.global_bs, token_nums_type, s.comm_alg, s.zero, s.copy, s.constant,
+                  expand_x, dynamic_scales, assist, token_nums, ep_counts, tp_counts, expand_scales, bytes, executor);
             },
             aclnnMoeDistributeDispatchV3);
       });
@@ -233,14 +251,8 @@ py::tuple Combine(py::dict tensors, py::dict outputs, py::dict attrs, bool poiso
                   *elastic = a.Tensor("elastic_info"), *ori_x = a.Tensor("ori_x"),
                   *alpha1 = a.Tensor("const_expert_alpha_1"), *alpha2 = a.Tensor("const_expert_alpha_2"),
                   *const_v = a.Tensor("const_expert_v"), *out = a.Output("out");
-        const char *group_ep = a.Str("group_ep"), *group_tp = a.Str("group_tp"), *comm_alg = a.Str("comm_alg");
-        const int64_t ep_world_size = a.Int("ep_world_size"), ep_rank_id = a.Int("ep_rank_id"),
-                      moe_expert_num = a.Int("moe_expert_num"), tp_world_size = a.Int("tp_world_size"),
-                      tp_rank_id = a.Int("tp_rank_id"), expert_shard_type = a.Int("expert_shard_type"),
-                      shared_expert_num = a.Int("shared_expert_num"), shared_rank_num = a.Int("shared_expert_rank_num"),
-                      global_bs = a.Int("global_bs"), comm_quant_mode = a.Int("comm_quant_mode"),
-                      zero = a.Int("zero_expert_num"), copy = a.Int("copy_expert_num"),
-                      constant = a.Int("const_expert_num");
+        const SharedAttrs s(a);
+        const int64_t comm_quant_mode = a.Int("comm_quant_mode");
         a.CheckAllRead();
         RunOperator(
             "aclnnMoeDistributeCombineV3", stand_ins,
@@ -249,52 +261,46 @@ py::tuple Combine(py::dict tensors, py::dict outputs, py::dict attrs, bool poiso
               // expandScales is A2's (moe_ep/torch_npu.py accepts it and does not pass it on).
               return aclnnMoeDistributeCombineV3GetWorkspaceSize(
                   expand_x, ids, assist, send_counts, expert_scales, tp_counts, mask, nullptr, nullptr, nullptr,
-                  nullptr, shared_x, elastic, ori_x, alpha1, alpha2, const_v, group_ep, ep_world_size, ep_rank_id,
-                  moe_expert_num, group_tp, tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num,
-                  shared_rank_num, global_bs, 0, comm_quant_mode, 0, comm_alg, zero, copy, constant, out, bytes,
-                  executor);
+                  nullptr, shared_x, elastic, ori_x, alpha1, alpha2, const_v, s.group_ep, s.ep_world_size, s.ep_rank_id,
+                  s.moe_expert_num, s.group_tp, s.tp_world_size, s.tp_rank_id, s.expert_shard_type, s.shared_expert_num,
+                  s.shared_rank_num, s.global_bs, 0, comm_quant_mode, 0, s.comm_alg, s.zero, s.copy, s.constant, out,
+                  bytes, executor);
             },
             aclnnMoeDistributeCombineV3);
       });
 }
 
 py::tuple CombineAddRmsNorm(py::dict tensors, py::dict outputs, py::dict attrs, bool poison, bool check_first) {
-  return WithOutputs(
-      "npu_moe_distribute_combine_add_rms_norm", tensors, outputs, attrs, poison, check_first,
-      [](OpArgs& a, bool stand_ins) {
-        aclTensor *expand_x = a.Tensor("expand_x"), *ids = a.Tensor("expert_ids"), *assist = a.Tensor("expand_idx"),
-                  *send_counts = a.Tensor("ep_send_counts"), *expert_scales = a.Tensor("expert_scales"),
-                  *residual_x = a.Tensor("residual_x"), *gamma = a.Tensor("gamma"),
-                  *tp_counts = a.Tensor("tp_send_counts"), *mask = a.Tensor("x_active_mask"),
-                  *activation_scale = a.Tensor("activation_scale"), *weight_scale = a.Tensor("weight_scale"),
-                  *group_list = a.Tensor("group_list"), *shared_x = a.Tensor("shared_expert_x"),
-                  *elastic = a.Tensor("elastic_info"), *ori_x = a.Tensor("ori_x"),
-                  *alpha1 = a.Tensor("const_expert_alpha_1"), *alpha2 = a.Tensor("const_expert_alpha_2"),
-                  *const_v = a.Tensor("const_expert_v"), *y = a.Output("y"), *rstd = a.Output("rstd"),
-                  *x = a.Output("x");
-        const char *group_ep = a.Str("group_ep"), *group_tp = a.Str("group_tp"), *comm_alg = a.Str("comm_alg");
-        const int64_t ep_world_size = a.Int("ep_world_size"), ep_rank_id = a.Int("ep_rank_id"),
-                      moe_expert_num = a.Int("moe_expert_num"), tp_world_size = a.Int("tp_world_size"),
-                      tp_rank_id = a.Int("tp_rank_id"), expert_shard_type = a.Int("expert_shard_type"),
-                      shared_expert_num = a.Int("shared_expert_num"), shared_rank_num = a.Int("shared_expert_rank_num"),
-                      global_bs = a.Int("global_bs"), out_dtype = a.Int("out_dtype"),
-                      comm_quant_mode = a.Int("comm_quant_mode"), group_list_type = a.Int("group_list_type"),
-                      zero = a.Int("zero_expert_num"), copy = a.Int("copy_expert_num"),
-                      constant = a.Int("const_expert_num");
-        const float norm_eps = a.NearestFloat("norm_eps");
-        a.CheckAllRead();
-        RunOperator(
-            "aclnnMoeDistributeCombineAddRmsNormV2", stand_ins,
-            [&](uint64_t* bytes, aclOpExecutor** executor) {
-              return aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
-                  expand_x, ids, assist, send_counts, expert_scales, residual_x, gamma, tp_counts, mask,
-                  activation_scale, weight_scale, group_list, nullptr, shared_x, elastic, ori_x, alpha1, alpha2,
-                  const_v, group_ep, ep_world_size, ep_rank_id, moe_expert_num, group_tp, tp_world_size, tp_rank_id,
-                  expert_shard_type, shared_expert_num, shared_rank_num, global_bs, out_dtype, comm_quant_mode,
-                  group_list_type, comm_alg, norm_eps, zero, copy, constant, y, rstd, x, bytes, executor);
-            },
-            aclnnMoeDistributeCombineAddRmsNormV2);
-      });
+  return WithOutputs("npu_moe_distribute_combine_add_rms_norm", tensors, outputs, attrs, poison, check_first,
+                     [](OpArgs& a, bool stand_ins) {
+                       aclTensor *expand_x = a.Tensor("expand_x"), *ids = a.Tensor("expert_ids"),
+                                 *assist = a.Tensor("expand_idx"), *send_counts = a.Tensor("ep_send_counts"),
+                                 *expert_scales = a.Tensor("expert_scales"), *residual_x = a.Tensor("residual_x"),
+                                 *gamma = a.Tensor("gamma"), *tp_counts = a.Tensor("tp_send_counts"),
+                                 *mask = a.Tensor("x_active_mask"), *activation_scale = a.Tensor("activation_scale"),
+                                 *weight_scale = a.Tensor("weight_scale"), *group_list = a.Tensor("group_list"),
+                                 *shared_x = a.Tensor("shared_expert_x"), *elastic = a.Tensor("elastic_info"),
+                                 *ori_x = a.Tensor("ori_x"), *alpha1 = a.Tensor("const_expert_alpha_1"),
+                                 *alpha2 = a.Tensor("const_expert_alpha_2"), *const_v = a.Tensor("const_expert_v"),
+                                 *y = a.Output("y"), *rstd = a.Output("rstd"), *x = a.Output("x");
+                       const SharedAttrs s(a);
+                       const int64_t out_dtype = a.Int("out_dtype"), comm_quant_mode = a.Int("comm_quant_mode"),
+                                     group_list_type = a.Int("group_list_type");
+                       const float norm_eps = a.NearestFloat("norm_eps");
+                       a.CheckAllRead();
+                       RunOperator(
+                           "aclnnMoeDistributeCombineAddRmsNormV2", stand_ins,
+                           [&](uint64_t* bytes, aclOpExecutor** executor) {
+                             return aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
+                                 expand_x, ids, assist, send_counts, expert_scales, residual_x, gamma, tp_counts, mask,
+                                 activation_scale, weight_scale, group_list, nullptr, shared_x, elastic, ori_x, alpha1,
+                                 alpha2, const_v, s.group_ep, s.ep_world_size, s.ep_rank_id, s.moe_expert_num,
+                                 s.group_tp, s.tp_world_size, s.tp_rank_id, s.expert_shard_type, s.shared_expert_num,
+                                 s.shared_rank_num, s.global_bs, out_dtype, comm_quant_mode, group_list_type,
+                                 s.comm_alg, norm_eps, s.zero, s.copy, s.constant, y, rstd, x, bytes, executor);
+                           },
+                           aclnnMoeDistributeCombineAddRmsNormV2);
+                     });
 }
 
 void BufferReset(py::dict tensors, py::dict attrs) {
