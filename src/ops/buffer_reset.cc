@@ -49,7 +49,10 @@ void BufferReset(transport::Window& ep, OpState& state, std::span<const int32_t>
   for (int peer = 0; peer < ep.size(); ++peer) {
     if (reachable[peer]) awaited.push_back(peer);
   }
+  // The transport drops what a peer sent in an earlier round from here on (rows carry no round of their own), so a
+  // failed operation's rows still on their way through another host never land after this round's.
   const auto signal_tag = [&] {
+    ep.BeginRound(state.reset_tag);
     for (int peer : awaited) ep.Signal(peer, plan::kSyncFlagBase + ep.rank(), state.reset_tag);
   };
   signal_tag();

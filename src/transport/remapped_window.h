@@ -57,6 +57,7 @@ class RemappedWindow : public Window {
   }
   void SetFailedPeers(std::span<const int> failed) override { inner_.SetFailedPeers(Physical(failed)); }
   void AllowRelay(bool allowed) override { inner_.AllowRelay(allowed); }
+  void BeginRound(uint64_t round) override { inner_.BeginRound(round); }
   /// The physical window's account of the missing ranks (the hosts transport's messages under way, a missing
   /// relay), which names ranks as it numbers them: the original ranks.
   std::string ExplainMissing(std::span<const int> missing) const override {

@@ -144,6 +144,11 @@ class Window {
   /// relaying for this one that nothing more of this operation follows; one that leaves rows in their messages lets go
   /// of those Row returned; the others ignore it.
   virtual void EndOperation(uint64_t sequence) { (void)sequence; }
+  /// A synced reset's round `round` begins on this rank (its tag: rounds only grow), before the rank tells any peer
+  /// it is in it. Data a peer sent before it entered this round (a failed operation's puts and rows, still on their
+  /// way) is dropped from now on where it lands or would be handed on, so it can never land after the round's own
+  /// rows. Only a transport whose puts may land late needs it (the hosts transport); the others ignore it.
+  virtual void BeginRound(uint64_t round) { (void)round; }
   /// Returns once every Put and Signal issued so far has reached its peer (each operation ends with
   /// it, so nothing it sent waits for a later call) and, on a transport that relays, once everything
   /// peers sent through this rank up to their EndOperation of the same sequence has been handed on (a

@@ -76,9 +76,13 @@ CapiCase RandomCase(std::mt19937_64& rng, Feature f, Launch* launch) {
   CapiCase c;
   auto& s = c.spec;
   auto& cfg = s.config;
-  const bool add_rms = f == kAddRmsNorm || f == kAddRmsNormV2 || Chance(rng, 0.1);
+  // CombineAddRmsNorm takes bf16 alone, no comm quantization and no shared experts: never drawn against those features.
+  const bool add_rms =
+      f == kAddRmsNorm || f == kAddRmsNormV2 || (f != kFp16 && f != kCommQuant && f != kShared && Chance(rng, 0.1));
   cfg.tp_world_size = f == kTp2 || (f != kCommQuant && Chance(rng, 0.12)) ? 2 : 1;
-  cfg.ep_world_size = static_cast<int>(Uniform(rng, 2, cfg.tp_world_size == 2 && Chance(rng, 0.8) ? 4 : 8));
+  // Shared experts need a rank of their own and one for the MoE experts at least.
+  cfg.ep_world_size =
+      static_cast<int>(Uniform(rng, f == kShared ? 3 : 2, cfg.tp_world_size == 2 && Chance(rng, 0.8) ? 4 : 8));
   if (!add_rms && !(f == kSharedX) && cfg.ep_world_size >= 3 && (f == kShared || Chance(rng, 0.25))) {
     cfg.shared_expert_num = static_cast<int>(Uniform(rng, 1, std::min(2, cfg.ep_world_size - 1)));
     const int replicas =
@@ -108,7 +112,7 @@ CapiCase RandomCase(std::mt19937_64& rng, Feature f, Launch* launch) {
   cfg.expert_token_nums_type = f == kTokenNumsCumulative ? 0 : static_cast<int>(Uniform(rng, 0, 1));
   cfg.comm_quant_mode = cfg.tp_world_size == 1 && !add_rms && (f == kCommQuant || Chance(rng, 0.25)) ? 2 : 0;
   cfg.norm_eps = Chance(rng, 0.5) ? 1e-6f : 1e-5f;
-  s.bs = Uniform(rng, 1, 16);
+  s.bs = Uniform(rng, f == kUnequalBs ? 2 : 1, 16);  // Bs 1 everywhere would be equal
   s.mask = f == kMask1d      ? MaskKind::kTokens
            : f == kMask2d    ? MaskKind::kPairs
            : f == kUnequalBs ? MaskKind::kNone
@@ -183,8 +187,8 @@ TEST(CapiProperty, RandomConfigurationsMatchReference) {
       std::mt19937_64 rng(seed);
       Launch launch;
       const CapiCase c = RandomCase(rng, static_cast<Feature>(f), &launch);
-      // Both data paths, forced (the communicators read MOE_EP_DATA_PATH when they are made, below).
-      const char* data_path = (seed >> 7) % 2 ? "pull" : "push";
+      // Both data paths, forced, in turn (the communicators read MOE_EP_DATA_PATH when they are made, below).
+      const char* data_path = (moe_ep::testing::BaseSeed() + cycle * kFeatureCount + f) % 2 ? "pull" : "push";
       const moe_ep::testing::ScopedEnv path_env("MOE_EP_DATA_PATH", data_path);
       const std::string what =
           "case seed " + std::to_string(seed) + " (" + LaunchName(launch) + ", " + data_path + "): " + Describe(c);
@@ -212,7 +216,7 @@ TEST(CapiProperty, AtlasA2ConfigurationsMatchReference) {
     const uint64_t seed = moe_ep::testing::BaseSeed() ^ (0xA2A2ull * 1000003 + i);
     std::mt19937_64 rng(seed);
     const CapiCase c = RandomA2Case(rng, static_cast<A2Feature>(i % kA2FeatureCount));
-    const char* data_path = (seed >> 7) % 2 ? "pull" : "push";
+    const char* data_path = (moe_ep::testing::BaseSeed() + i) % 2 ? "pull" : "push";  // both paths, in turn
     const moe_ep::testing::ScopedEnv path_env("MOE_EP_DATA_PATH", data_path);
     const std::string what = "case seed " + std::to_string(seed) + " (" + data_path + "): " + Describe(c);
     SCOPED_TRACE(what);

@@ -34,8 +34,9 @@ constexpr int kRanks = 4, kFaulty = 1;
 constexpr int64_t kBs = 4, kHidden = 32, kTopK = 2, kExperts = 8;
 
 // Owns a thread window and forwards to it (a renumbering that changes nothing), recording the sequences the operations
-// end with; with `fail_second_signal` its second signal fails once, as a transport fault would: after the first went
-// out, so the operation failed part-way.
+// end with and the reset rounds begun (BeginRound), and counting sync flags signalled with a tag whose round had not
+// begun; with `fail_second_signal` its second signal fails once, as a transport fault would: after the first went out,
+// so the operation failed part-way.
 struct OwnedWindow {
   std::unique_ptr<transport::Window> inner;
 };
@@ -48,8 +49,16 @@ class WatchedWindow : private OwnedWindow, public transport::RemappedWindow {
         ended_(ended) {}
   void Signal(int peer, uint64_t index, uint64_t value) override {
     if (++signals_ == 2 && fail_second_signal_) throw Error(ErrorCode::kInternal, "injected transport fault");
+    const bool sync_flag = index >= plan::kSyncFlagBase && index < plan::kSyncFlagBase + plan::kMaxSyncFlags;
+    if (sync_flag && (rounds.empty() || rounds.back() != value)) ++syncs_before_their_round;
     RemappedWindow::Signal(peer, index, value);
   }
+  void BeginRound(uint64_t round) override {
+    rounds.push_back(round);
+    RemappedWindow::BeginRound(round);
+  }
+  std::vector<uint64_t> rounds;
+  int syncs_before_their_round = 0;
   void EndOperation(uint64_t sequence) override {
     ended_.push_back(sequence);
     RemappedWindow::EndOperation(sequence);
@@ -214,6 +223,15 @@ TEST(OpState, SequencesGrowAcrossResetsWithoutSync) {
       EXPECT_GT(ended[r][i], ended[r][i - 1]) << "rank " << r << ": operation " << i << " ended with a number "
                                               << "not above the one before it, in the same generation";
     }
+    // The synced reset told the transport its round (the generation it ended in) before any peer its tag; the resets
+    // without sync begin no round.
+    const auto& window = dynamic_cast<const WatchedWindow&>(comms[r]->window());
+    EXPECT_EQ(window.syncs_before_their_round, 0) << "rank " << r << " signalled a sync tag before its round began";
+    ASSERT_FALSE(window.rounds.empty()) << "rank " << r << ": the synced reset began no round";
+    EXPECT_EQ(window.rounds.front(), ended[r][5] >> 32) << "rank " << r;
+    EXPECT_TRUE(
+        std::all_of(window.rounds.begin(), window.rounds.end(), [&](uint64_t g) { return g == ended[r][5] >> 32; }))
+        << "rank " << r << ": a round began other than the synced reset's";
   }
 }
 

@@ -116,8 +116,8 @@ INSTANTIATE_TEST_SUITE_P(Transports, Property, ::testing::ValuesIn(Transports())
 
 // The operators compute in the default floating-point environment whatever the caller set: ranks whose threads
 // flush subnormals to zero, take them as zero and round upwards (as do the worker threads they start, which inherit
-// that) give the reference's bits, which it computes in the default one. Both quantizations, rows of subnormals
-// among the special values, 3 worker threads per rank splitting every loop.
+// that, on every transport) give the reference's bits, which it computes in the default one. Both quantizations, rows
+// of subnormals among the special values, 3 worker threads per rank splitting every loop.
 TEST_P(Property, TheCallersFloatingPointSettingsChangeNoBit) {
   ScenarioSpec spec = RoutedSpec(3, 6, 3, 72, 9);
   spec.config.quant_mode = 2;
@@ -129,6 +129,13 @@ TEST_P(Property, TheCallersFloatingPointSettingsChangeNoBit) {
   ScenarioInputs inputs = MakeInputs(spec, rng);
   RunOptions options = Options(2, seed + 1, 3);
   options.on_rank_thread = [] { _mm_setcsr(kHostileMxcsr); };  // each rank's thread ends with it
+  // Thread groups are made up front on this thread, and start their worker threads there: with the same settings
+  // (this thread's own go back before the reference computes).
+  const GroupMaker maker = options.groups ? options.groups : ThreadGroupMaker();
+  options.groups = [maker](int ep_size, int tp_size, const GroupOptions& group_options) {
+    const HostileFloatingPoint hostile;
+    return maker(ep_size, tp_size, group_options);
+  };
   EXPECT_EQ(RunAndCompare(spec, inputs, options), "");
 }
 

@@ -12,8 +12,10 @@ import torch
 import moe_ep
 import moe_ep.distributed as md
 import moe_ep.torch_npu as torch_npu
+from bitwise import assert_bits, assert_prefix
 from moe_ep import errors
 from thread_ranks import on_threads
+from torch_golden import golden_combine, golden_dispatch
 
 
 @pytest.fixture(scope="module")
@@ -256,16 +258,37 @@ def test_missing_peer_is_a_timeout_naming_it():
     assert "missing [1] 507034" in done.stdout, done.stdout + done.stderr
 
 
-def test_calls_after_the_errors_still_work(names):
-    # Runs after the bad inputs above on the same communicator: nothing they did stays behind.
+def test_calls_after_the_errors_still_work(names, seed):
+    # Runs after the bad inputs above on the same communicators: nothing they did stays behind. Fresh random tokens,
+    # routing, weights and expert outputs; every output against the golden model, poison where nothing is defined.
+    g = torch.Generator().manual_seed(seed)
+    x = [torch.randn(4, 1024, generator=g).to(torch.bfloat16) for _ in range(2)]
+    ids = [torch.stack([torch.randperm(4, generator=g)[:2] for _ in range(4)]).to(torch.int32) for _ in range(2)]
+    weights = [torch.rand(4, 2, generator=g) for _ in range(2)]
+    expert_out = [torch.randn(16, 1024, generator=g).to(torch.bfloat16) for _ in range(2)]  # 16 rows: Bs * E * K
+
     def rank(r):
         torch_npu.npu.set_device(r)
-        x = torch.full((4, 1024), r + 1.0, dtype=torch.bfloat16)
-        ids = torch.tensor([[0, 3], [1, 2], [2, 1], [3, 0]], dtype=torch.int32)
-        expand_x, _, assist, _, counts, tp_counts, _ = torch_npu.npu_moe_distribute_dispatch_v2(x, ids, names[r], 2, r, 4)
-        return torch_npu.npu_moe_distribute_combine_v2(expand_x, ids, assist, counts, torch.ones(4, 2), names[r], 2, r,
-                                                       4, tp_send_counts=tp_counts)
+        dispatched = torch_npu.npu_moe_distribute_dispatch_v2(x[r], ids[r], names[r], 2, r, 4)
+        _, _, assist, _, counts, tp_counts, _ = dispatched
+        combined = torch_npu.npu_moe_distribute_combine_v2(expert_out[r], ids[r], assist, counts, weights[r], names[r],
+                                                           2, r, 4, tp_send_counts=tp_counts)
+        return dispatched, combined
 
-    results = on_threads(2, rank)
-    for r in range(2):  # identity experts, weights 1: every token comes back doubled
-        assert torch.equal(results[r], torch.full((4, 1024), 2.0 * (r + 1), dtype=torch.bfloat16))
+    torch_npu.poison_outputs = True
+    try:
+        results = on_threads(2, rank)
+    finally:
+        torch_npu.poison_outputs = False
+    layout = dict(ep_world_size=2, moe_expert_num=4, shared_expert_num=0)
+    want = golden_dispatch(x, ids, **layout)
+    want_x = golden_combine(expert_out, ids, weights, **layout)
+    for r in range(2):
+        (expand_x, _, assist, token_nums, ep_counts, _, _), combined = results[r]
+        tag = f"seed {seed} rank {r}"
+        assert_prefix(expand_x, want[r]["expand_x"], f"{tag} expand_x")
+        assert_prefix(assist, want[r]["assist_info"], f"{tag} assist_info_for_combine")
+        assert_bits(token_nums, want[r]["expert_token_nums"], f"{tag} expert_token_nums")
+        n = want[r]["ep_recv_counts"].numel()
+        assert_bits(ep_counts[:n], want[r]["ep_recv_counts"], f"{tag} ep_recv_counts")
+        assert_bits(combined, want_x[r], f"{tag} combine_v2 x")

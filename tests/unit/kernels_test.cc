@@ -17,6 +17,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -245,11 +246,19 @@ int64_t FirstMismatch(const Outputs& want, const Outputs& got, bool nan_equal) {
   return -1;
 }
 
+// The vector instruction sets this CPU runs; the first call says which it cannot (their paths go untested here).
 std::vector<Isa> VectorIsas() {
-  std::vector<Isa> isas;
-  for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
-    if (static_cast<int>(isa) <= static_cast<int>(DetectedIsa())) isas.push_back(isa);
-  }
+  static const std::vector<Isa> isas = [] {
+    std::vector<Isa> runnable;
+    for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+      if (static_cast<int>(isa) <= static_cast<int>(DetectedIsa())) {
+        runnable.push_back(isa);
+      } else {
+        std::printf("[kernels] this CPU lacks %s: its path is not tested here\n", IsaName(isa));
+      }
+    }
+    return runnable;
+  }();
   return isas;
 }
 
@@ -744,14 +753,13 @@ TEST(HandWorked, DynamicQuantTinyAmaxSaturates) {
   }
 }
 
-TEST(HandWorked, DynamicQuantRowByHand) {
-  // amax = 2, so ds = 127 / 2 = 63.5 exactly and f * ds is exact: 63.5 (tie -> 64), -127, 31.75, 15.875,
-  // -47.625, 0, 95.25, 7.9375. The scale 1 / 63.5 = 2/127 rounds to 0x3C810204.
-  const std::vector<float> pattern = {1, -2, 0.5, 0.25, -0.75, 0, 1.5, 0.125};
-  const std::vector<int8_t> q_pattern = {64, -127, 32, 16, -48, 0, 95, 8};
+// Quantizes `pattern` three times over (24 elements: a vector body plus a tail on every instruction set) in both
+// half types on every instruction set: q is `q_pattern` three times over, the scale's bits `scale_bits`.
+void ExpectDynamicQuantRow(const std::vector<float>& pattern, const std::vector<int8_t>& q_pattern,
+                           uint32_t scale_bits) {
   std::vector<float> row;
   std::vector<int8_t> want;
-  for (int rep = 0; rep < 3; ++rep) {  // 24 elements: a vector body plus a tail on every ISA
+  for (int rep = 0; rep < 3; ++rep) {
     row.insert(row.end(), pattern.begin(), pattern.end());
     want.insert(want.end(), q_pattern.begin(), q_pattern.end());
   }
@@ -760,9 +768,17 @@ TEST(HandWorked, DynamicQuantRowByHand) {
     ForEachIsa([&] {
       std::vector<int8_t> q(x.size(), 99);
       const float scale = DynamicQuantRow(t, x.data(), nullptr, static_cast<int64_t>(x.size()), q.data());
-      EXPECT_EQ(std::bit_cast<uint32_t>(scale), 0x3C810204u);
-      EXPECT_EQ(q, want);
+      EXPECT_EQ(std::bit_cast<uint32_t>(scale), scale_bits) << Name("DynamicQuantRow", t, 24);
+      EXPECT_EQ(q, want) << Name("DynamicQuantRow", t, 24);
     });
+  }
+}
+
+TEST(HandWorked, DynamicQuantRowByHand) {
+  // amax = 2, so ds = 127 / 2 = 63.5 exactly and f * ds is exact: 63.5 (tie -> 64), -127, 31.75, 15.875,
+  // -47.625, 0, 95.25, 7.9375. The scale 1 / 63.5 = 2/127 rounds to 0x3C810204.
+  ExpectDynamicQuantRow({1, -2, 0.5, 0.25, -0.75, 0, 1.5, 0.125}, {64, -127, 32, 16, -48, 0, 95, 8}, 0x3C810204u);
+  for (Half t : kTypes) {
     // With smooth scales: f = {1*2, 2*0.5, -3*0.25} = {2, 1, -0.75}: the same ds, q = {127, 64, -48}.
     const auto xs = Halves(t, {1, 2, -3});
     const std::vector<float> smooth = {2, 0.5, 0.25};
@@ -772,6 +788,13 @@ TEST(HandWorked, DynamicQuantRowByHand) {
       EXPECT_EQ(q, (std::vector<int8_t>{127, 64, -48}));
     });
   }
+}
+
+TEST(HandWorked, DynamicQuantRowRoundsTiesToEvenInEveryVectorBody) {
+  // amax = 127, so ds = 1 exactly and q = rint(f), the scale 1: ties of both signs go to even (-0.5, 2.5, -2.5, -126.5
+  // and 0.5 would round away from zero to -1, 3, -3, -127 and 1; 3.5 and -1.5 give 4 and -2 either way). Every
+  // instruction set's vector body has them all.
+  ExpectDynamicQuantRow({127, -0.5, 2.5, -2.5, 3.5, -126.5, 0.5, -1.5}, {127, 0, 2, -2, 4, -126, 0, -2}, 0x3F800000u);
 }
 
 TEST(HandWorked, CommQuantZeroBlockDoubleRoundingAndPaddedTail) {

@@ -36,6 +36,7 @@
 #include <limits>
 #include <numeric>
 #include <ostream>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -49,6 +50,7 @@
 #include "plan/validate.h"
 #include "support/hostile_floating_point.h"
 #include "support/scoped_env.h"
+#include "support/test_seed.h"
 #include "support/thrown_error.h"
 #include "verify/run_ranks.h"
 
@@ -1707,12 +1709,19 @@ std::vector<Group> MakeGroups(milliseconds timeout = milliseconds(2000), uint64_
   return CreateThreadGroups(kRanks, options);
 }
 
-// One rank's inputs: x = bf16 1.0 everywhere, two distinct experts per token, weights 0.5.
+// One rank's inputs: x random normal bf16 numbers (from the run's seed and the rank: alike each time they are made),
+// two distinct experts per token, weights 0.5, so that a combine gives x back bit for bit (0.5x + 0.5x is x exactly)
+// and a row that went astray shows.
 struct RankInputs {
-  std::vector<uint16_t> x = std::vector<uint16_t>(kBs * kHidden, 0x3F80);
+  std::vector<uint16_t> x;
   std::vector<int32_t> ids;
   std::vector<float> weights = std::vector<float>(kBs * kTopK, 0.5f);
   explicit RankInputs(int rank) {
+    std::mt19937_64 rng(moe_ep::testing::BaseSeed() ^ (0x7A11Dull * 1000003 + static_cast<uint64_t>(rank)));
+    for (int64_t i = 0; i < kBs * kHidden; ++i) {
+      const uint64_t sign = rng() & 1, exponent = 100 + rng() % 50, mantissa = rng() & 0x7F;
+      x.push_back(static_cast<uint16_t>(sign << 15 | exponent << 7 | mantissa));
+    }
     for (int64_t t = 0; t < kBs; ++t) {
       for (int64_t k = 0; k < kTopK; ++k) ids.push_back(static_cast<int32_t>((rank + t + 3 * k) % kMoe));
     }
@@ -2112,7 +2121,8 @@ TEST(NativeApi, WindowOfExactlyTheRuleRuns) {
     RankInputs in(r);
     DispatchResult res = Dispatch(groups[r], in.X(), in.Ids(), Options());
     const Tensor x = Combine(groups[r], res.handle, res.expand_x.view(), in.Weights());
-    for (int64_t i = 0; i < x.numel(); ++i) ASSERT_EQ(x.data_as<uint16_t>()[i], 0x3F80) << "rank " << r;
+    for (int64_t i = 0; i < x.numel(); ++i)
+      ASSERT_EQ(x.data_as<uint16_t>()[i], in.x[i]) << "rank " << r << " element " << i;
   });
 }
 
@@ -2250,7 +2260,7 @@ TEST(NativeApi, BadCombineCallsThrowLeaveOutputsUntouchedAndGroupUsable) {
     RankInputs in(r);
     CombineInto(groups[r], results[r].handle, results[r].expand_x.view(), in.Weights(), {}, outs[r].x_out);
     const auto* x = static_cast<const uint16_t*>(outs[r].x_out.data);
-    for (int64_t i = 0; i < kBs * kHidden; ++i) ASSERT_EQ(x[i], 0x3F80) << "rank " << r << " element " << i;
+    for (int64_t i = 0; i < kBs * kHidden; ++i) ASSERT_EQ(x[i], in.x[i]) << "rank " << r << " element " << i;
   });
 }
 

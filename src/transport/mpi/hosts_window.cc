@@ -47,12 +47,13 @@ constexpr uint64_t kSharedPayloadMinBytes = 256;
 // The records of an aggregated message, applied in order (so a put lands before a later signal): a
 // put or a row is its header and then `b` bytes padded to 8; a copy, a signal and an end are their header
 // alone. A row (Window::PutRow) stays in the message when it is for the receiver itself. An end (two-level
-// only) tells the relay that the sender's operation `a` sent everything before it.
-enum class RecordKind : uint32_t { kPut = 1, kSignal = 2, kCopy = 3, kEnd = 4, kRow = 5 };
+// only) tells the relay that the sender's operation `a` sent everything before it. A round says that the sender's
+// records after it, in this message and later ones, were queued in its reset round `a` (Window::BeginRound).
+enum class RecordKind : uint32_t { kPut = 1, kSignal = 2, kCopy = 3, kEnd = 4, kRow = 5, kRound = 6 };
 struct RecordHeader {
   RecordKind kind;
   int32_t target;  // the receiving host's window index of the rank it is for: the receiver, or one it relays to
-  uint64_t a;      // put, copy, row: offset; signal: flag index; end: the operation's sequence
+  uint64_t a;      // put, copy, row: offset; signal: flag index; end: the operation's sequence; round: the round
   uint64_t b;      // put, copy, row: bytes; signal: value
   uint64_t from;   // copy: where in this message the payload starts (an earlier put's); row: its tag
 };
@@ -196,7 +197,8 @@ class HostsWindow final : public Window {
         remote_peers_(topology_.host_ranks.size() > 1),
         posted_target_(message_.fewest_posted),
         sent_to_(size, 0),
-        next_from_(size, 0) {}
+        next_from_(size, 0),
+        round_from_(size, 0) {}
 
   int LocalRanks() const override { return host_->size(); }
 
@@ -491,6 +493,11 @@ class HostsWindow final : public Window {
     host_->Relabel("this host's part of " + shown);
   }
 
+  void BeginRound(uint64_t round) override {
+    const std::lock_guard lock(engine_);
+    round_ = std::max(round_, round);
+  }
+
   void SetFailedPeers(std::span<const int> failed) override {
     const std::lock_guard lock(engine_);
     std::fill(failed_.begin(), failed_.end(), false);
@@ -504,6 +511,9 @@ class HostsWindow final : public Window {
     MessageBuffer records;  // not sent yet
     // The put payloads in `records` by source address and size -> where they start, for copies.
     std::map<std::pair<const void*, uint64_t>, uint64_t> payloads;
+    // The round the receiver was last told (a round record) the data records queued here are of; kept from one
+    // message to the next (they land in order), and forgotten with records never sent.
+    std::optional<uint64_t> round;
   };
   struct InFlight {
     int peer;
@@ -655,6 +665,10 @@ class HostsWindow final : public Window {
   void Queue(int via, RecordHeader header, const uint8_t* payload) {
     assert(header.b <= message_.piece && "a record must fit an empty message");
     Outbox& box = outbox_[via];
+    if (box.round != round_) {
+      QueueHeader(via, {RecordKind::kRound, 0, round_, 0, 0});
+      box.round = round_;
+    }
     const bool shareable = header.kind == RecordKind::kPut && header.b >= kSharedPayloadMinBytes;
     if (shareable) {
       const auto it = box.payloads.find({payload, header.b});
@@ -956,25 +970,29 @@ class HostsWindow final : public Window {
       at += sizeof header;
       if (header.target < 0 || header.target >= host_->size()) BadMessage(source, record);
       const uint64_t left = message.size() - at;
+      // Data of a round before this rank's is a failed operation's, come late: dropped (BeginRound).
+      const bool earlier_round = round_from_[source] < round_;
       if (header.kind == RecordKind::kEnd) {
         NoteEnd(source, header.a);
+      } else if (header.kind == RecordKind::kRound) {
+        round_from_[source] = header.a;
       } else if (header.kind == RecordKind::kSignal && header.a < all_flag_count()) {  // not the host window's own
         host_->Signal(header.target, header.a, header.b);
       } else if (header.kind == RecordKind::kPut && header.b <= left && Padded(header.b) <= left) {
-        host_->Put(header.target, header.a, message.data() + at, header.b);
+        if (!earlier_round) host_->Put(header.target, header.a, message.data() + at, header.b);
         at += Padded(header.b);
       } else if (header.kind == RecordKind::kRow && header.b <= left && Padded(header.b) <= left) {
-        if (header.target == host_->rank()) {
+        if (header.target == host_->rank() && !earlier_round) {
           // Left where it arrived for Row, under its offset and tag: a late row (of an operation that failed, landing
           // after the reset) and the fresh one at its offset stay apart, whichever lands first.
           rows_.insert_or_assign({header.a, header.from}, ArrivedRow{message.data() + at, header.b, message.data()});
           kept_rows = true;
-        } else {
+        } else if (!earlier_round) {
           host_->Put(header.target, header.a, message.data() + at, header.b);
         }
         at += Padded(header.b);
       } else if (header.kind == RecordKind::kCopy && header.from <= record && header.b <= record - header.from) {
-        host_->Put(header.target, header.a, message.data() + header.from, header.b);
+        if (!earlier_round) host_->Put(header.target, header.a, message.data() + header.from, header.b);
       } else {
         BadMessage(source, record);
       }
@@ -1012,9 +1030,11 @@ class HostsWindow final : public Window {
   mutable uint64_t posted_target_;       // how many to keep posted (GrowPosting, AdaptPosting)
   mutable uint64_t cancelling_ = 0;      // posted_ entries asked to be cancelled, not yet finished
   mutable uint64_t received_in_operation_ = 0;
-  mutable uint64_t fruitless_polls_ = 0;     // TestRequests in a row that found nothing finished
-  mutable std::vector<uint64_t> sent_to_;    // per destination: messages sent (the next one's number)
-  mutable std::vector<uint64_t> next_from_;  // per source: the number of the message to land next
+  mutable uint64_t fruitless_polls_ = 0;      // TestRequests in a row that found nothing finished
+  mutable std::vector<uint64_t> sent_to_;     // per destination: messages sent (the next one's number)
+  mutable std::vector<uint64_t> next_from_;   // per source: the number of the message to land next
+  uint64_t round_ = 0;                        // this rank's reset round (BeginRound): data of earlier ones is dropped
+  mutable std::vector<uint64_t> round_from_;  // per source: the round its data records being landed are of
   // Arrived messages by (source, sequence number), until their turn to land.
   mutable std::map<std::pair<int, uint64_t>, MessageBuffer> arrived_;
   mutable std::vector<MessageBuffer> spare_;  // message buffers for reuse
