@@ -23,8 +23,10 @@ for ((i = 0; i + 1 < ${#flags[@]}; ++i)); do
 done
 [[ " ${flags[*]} " == *" --json "* ]] || flags+=(--json "$json")
 status=0
+started=$(mktemp)  # the JSON is drawn only if this sweep wrote it (one a signal or an error ended leaves the old one)
+trap 'rm -f "$started"' EXIT
 ./build-bench/tools/moe-ep bench "${flags[@]}" || status=$?
-if ((status != 2)) && [[ -s $json ]]; then  # 2: refused flags, nothing measured
+if [[ -s $json && $json -nt $started ]]; then
   /usr/bin/python3 scripts/plot_bench.py "$json" "${json%.json}.png"
 fi
 exit "$status"

@@ -9,15 +9,19 @@ listed=$(git -c safe.directory="$PWD" ls-files --cached --others --exclude-stand
   { echo "check_format: git cannot list the files of $PWD (install git; run it in a clone)" >&2; exit 1; }
 mapfile -t files < <(grep -v '^tests/install/seed_samples/' <<<"$listed")
 ((${#files[@]})) || { echo "check_format: git lists no C++ files in $PWD" >&2; exit 1; }
+case "${1:-}" in
+  "" | --fix) ;;
+  *) echo "usage: $0 [--fix]" >&2; exit 2 ;;
+esac
 if [[ "${1:-}" == --fix ]]; then
   clang-format -i "${files[@]}"
   exit 0
 fi
-if ! clang-format --dry-run --Werror "${files[@]}" 2>/tmp/moe_ep_format.$$; then
-  head -40 /tmp/moe_ep_format.$$
-  rm -f /tmp/moe_ep_format.$$
+report=$(mktemp)
+trap 'rm -f "$report"' EXIT
+if ! clang-format --dry-run --Werror "${files[@]}" 2>"$report"; then
+  head -40 "$report"
   echo "format check failed: run 'bash scripts/check_format.sh --fix'" >&2
   exit 1
 fi
-rm -f /tmp/moe_ep_format.$$
 echo "format: ${#files[@]} files follow .clang-format"

@@ -15,6 +15,11 @@ case "${1:-}" in
     ;;
 esac
 seconds=${MOE_EP_FUZZ_SECONDS:-60}
+# libFuzzer reads 0 (and anything not a number) as no time limit at all: a fuzzer would then run until it crashed.
+if ! [[ $seconds =~ ^[1-9][0-9]{0,5}$ ]]; then
+  echo "$0: MOE_EP_FUZZ_SECONDS=$seconds violates rule: seconds per target, an integer in [1, 999999]" >&2
+  exit 2
+fi
 jobs=$(nproc)
 
 # The build's packages, and the compiler with its libFuzzer / sanitizer runtimes.

@@ -145,9 +145,10 @@ class Window {
   /// of those Row returned; the others ignore it.
   virtual void EndOperation(uint64_t sequence) { (void)sequence; }
   /// A synced reset's round `round` begins on this rank (its tag: rounds only grow), before the rank tells any peer
-  /// it is in it. Data a peer sent before it entered this round (a failed operation's puts and rows, still on their
-  /// way) is dropped from now on where it lands or would be handed on, so it can never land after the round's own
-  /// rows. Only a transport whose puts may land late needs it (the hosts transport); the others ignore it.
+  /// it is in it. Data and flags a peer sent before it entered this round (a failed operation's puts, rows and
+  /// signals, still on their way) are dropped from now on where they land or would be handed on, so they can never
+  /// land after the round's own rows (nor a flag without its rows). Only a transport whose puts may land late needs
+  /// it (the hosts transport); the others ignore it.
   virtual void BeginRound(uint64_t round) { (void)round; }
   /// Returns once every Put and Signal issued so far has reached its peer (each operation ends with
   /// it, so nothing it sent waits for a later call) and, on a transport that relays, once everything

@@ -112,7 +112,7 @@ CapiCase RandomCase(std::mt19937_64& rng, Feature f, Launch* launch) {
   cfg.expert_token_nums_type = f == kTokenNumsCumulative ? 0 : static_cast<int>(Uniform(rng, 0, 1));
   cfg.comm_quant_mode = cfg.tp_world_size == 1 && !add_rms && (f == kCommQuant || Chance(rng, 0.25)) ? 2 : 0;
   cfg.norm_eps = Chance(rng, 0.5) ? 1e-6f : 1e-5f;
-  s.bs = Uniform(rng, f == kUnequalBs ? 2 : 1, 16);  // Bs 1 everywhere would be equal
+  s.bs = Uniform(rng, f == kUnequalBs ? 2 : 1, 16);  // with Bs 1 every rank's would be equal
   s.mask = f == kMask1d      ? MaskKind::kTokens
            : f == kMask2d    ? MaskKind::kPairs
            : f == kUnequalBs ? MaskKind::kNone
@@ -188,7 +188,7 @@ TEST(CapiProperty, RandomConfigurationsMatchReference) {
       Launch launch;
       const CapiCase c = RandomCase(rng, static_cast<Feature>(f), &launch);
       // Both data paths, forced, in turn (the communicators read MOE_EP_DATA_PATH when they are made, below).
-      const char* data_path = (moe_ep::testing::BaseSeed() + cycle * kFeatureCount + f) % 2 ? "pull" : "push";
+      const char* data_path = (moe_ep::testing::BaseSeed() + cycle + f) % 2 ? "pull" : "push";
       const moe_ep::testing::ScopedEnv path_env("MOE_EP_DATA_PATH", data_path);
       const std::string what =
           "case seed " + std::to_string(seed) + " (" + LaunchName(launch) + ", " + data_path + "): " + Describe(c);
@@ -216,7 +216,8 @@ TEST(CapiProperty, AtlasA2ConfigurationsMatchReference) {
     const uint64_t seed = moe_ep::testing::BaseSeed() ^ (0xA2A2ull * 1000003 + i);
     std::mt19937_64 rng(seed);
     const CapiCase c = RandomA2Case(rng, static_cast<A2Feature>(i % kA2FeatureCount));
-    const char* data_path = (moe_ep::testing::BaseSeed() + i) % 2 ? "pull" : "push";  // both paths, in turn
+    // Both paths, in turn, and each feature on both where it comes up more than once.
+    const char* data_path = (moe_ep::testing::BaseSeed() + i + i / kA2FeatureCount) % 2 ? "pull" : "push";
     const moe_ep::testing::ScopedEnv path_env("MOE_EP_DATA_PATH", data_path);
     const std::string what = "case seed " + std::to_string(seed) + " (" + data_path + "): " + Describe(c);
     SCOPED_TRACE(what);

@@ -710,36 +710,39 @@ TEST_P(Conformance, ALateRowNeverHidesTheFreshRowAtItsOffset) {
 #endif
 
 #ifdef MOE_EP_CONFORMANCE_HOSTS
+// Whether `win` is one of two hosts of two ranks, two-level (hosts are runs of consecutive ranks): alike on every rank
+// (the join agrees on the layout and the path).
+bool TwoHostsOfTwoRelaying(const tr::Window& win) {
+  return win.size() == 4 && win.LocalRanks() == 2 && win.Describe().find("two-level") != std::string::npos;
+}
+
 // A put of a failed operation that its sender sent through another relay than its usual one (it had given the usual
 // one up: its own timeout, while the others had not), still unlanded when the ranks begin a reset's round: the round's
 // own put, sent straight, lands first, and the late one, which the other relay hands on only afterwards, must not
 // overwrite it. Rank 0 puts to rank 2 (its usual relay on the other host) through rank 3, which polls only once rank 2
-// has the new round's bytes. Two hosts of two ranks (hosts are runs of consecutive ranks), two-level.
+// has the new round's bytes, and then until a signal rank 0 sent it after the late put (in the new round) lands.
 TEST_P(Conformance, AnEarlierRoundsLatePutNeverOverwritesTheNewRounds) {
   const int n = 4;
   const uint64_t seed = Seed(12);
-  constexpr uint64_t kFresh = 0, kLate = 1, kSeen = 2, kOffset = 512, kRound = 5;
-  Windows w = Open(n, 2 * kOffset, 3);
+  constexpr uint64_t kFresh = 0, kSeen = 1, kAfter = 2, kLanded = 3, kOffset = 512, kRound = 5;
+  Windows w = Open(n, 2 * kOffset, 4);
   const int sender = 0, target = 2, other_relay = 3;
   // Both puts cover the same kOffset bytes, so the late one would hide the fresh one whole.
   const auto bytes_of = [&](int which) { return RandomBytes(SeedOf(seed, which), kOffset); };
   const uint32_t epoch = static_cast<uint32_t>(tr::EpochOf(0));
   const uint64_t flag = tr::MakeFlag(epoch, 1);
   RunRanks(w, [&](tr::Window& win) {
-    // Alike on every rank (the join agrees on the layout and the path).
-    if (win.LocalRanks() != 2 || win.Describe().find("two-level") == std::string::npos) {
-      GTEST_SKIP() << "needs two hosts of two ranks, two-level: " << win.Describe();
-    }
+    if (!TwoHostsOfTwoRelaying(win)) GTEST_SKIP() << "needs two hosts of two ranks, two-level: " << win.Describe();
     const int r = win.rank();
     if (r == sender) {
       const std::vector<int> usual_relay_given_up{target};
       win.SetFailedPeers(usual_relay_given_up);
       const std::vector<uint8_t> late = bytes_of(0);
       win.Put(target, kOffset, late.data(), late.size());
-      win.Signal(target, kLate, flag);
+      win.BeginRound(kRound);
+      win.Signal(other_relay, kAfter, flag);  // straight to it (its own relay given up too), behind the late put
       win.Flush();
       win.SetFailedPeers({});  // the reset: every rank is reached again, by its usual path
-      win.BeginRound(kRound);
       const std::vector<uint8_t> fresh = bytes_of(1);
       win.Put(target, kOffset, fresh.data(), fresh.size());
       win.Signal(target, kFresh, flag);
@@ -751,15 +754,48 @@ TEST_P(Conformance, AnEarlierRoundsLatePutNeverOverwritesTheNewRounds) {
         if (tr::Clock::now() > deadline) FAIL() << "rank " << target << " never said it had the new round's bytes";
         std::this_thread::sleep_for(1ms);
       }
+      tr::WaitFlag(win, kAfter, epoch, Within(MustArriveWithin()), sender, "conformance", "the signal after the put");
+      win.Signal(target, kLanded, flag);  // on this host: straight into its window
     } else if (r == target) {
       win.BeginRound(kRound);
       const std::vector<uint8_t> fresh = bytes_of(1);
       tr::WaitFlag(win, kFresh, epoch, Within(MustArriveWithin()), sender, "conformance", "the new round's put");
       EXPECT_EQ(FirstDifference(win.LocalData() + kOffset, fresh, kOffset), "") << "the new round's put";
-      win.Signal(other_relay, kSeen, flag);  // on this host: straight into its window
-      tr::WaitFlag(win, kLate, epoch, Within(MustArriveWithin()), sender, "conformance", "the late put's signal");
+      win.Signal(other_relay, kSeen, flag);
+      tr::WaitFlag(win, kLanded, epoch, Within(MustArriveWithin()), other_relay, "conformance", "the late put landed");
       EXPECT_EQ(FirstDifference(win.LocalData() + kOffset, fresh, kOffset), "")
           << "after rank " << other_relay << " handed on the earlier round's put";
+    }
+  });
+}
+
+// A relay that began a newer round (its operation failed and it is resetting) while a rank it relays to is still in
+// the operation: it drops the sender's rows, and must drop the flag that says they arrived too, or that rank would
+// read what never came. Rank 0 puts and signals to rank 3 through rank 2 (its usual relay there), which is in round 5;
+// rank 3, in round 0, sees the rows or times out, never the flag alone.
+TEST_P(Conformance, ARelayInANewerRoundNeverHandsOnAFlagWithoutItsRows) {
+  const int n = 4;
+  const uint64_t seed = Seed(13);
+  constexpr uint64_t kData = 0, kOffset = 512, kRound = 5;
+  Windows w = Open(n, 2 * kOffset, 1);
+  const int sender = 0, relay = 2, target = 3;
+  const std::vector<uint8_t> rows = RandomBytes(SeedOf(seed, 0), kOffset);
+  const uint32_t epoch = static_cast<uint32_t>(tr::EpochOf(0));
+  RunRanks(w, [&](tr::Window& win) {
+    if (!TwoHostsOfTwoRelaying(win)) GTEST_SKIP() << "needs two hosts of two ranks, two-level: " << win.Describe();
+    const int r = win.rank();
+    if (r == sender) {
+      win.Put(target, kOffset, rows.data(), rows.size());
+      win.Signal(target, kData, tr::MakeFlag(epoch, 1));
+    } else if (r == relay) {
+      win.BeginRound(kRound);  // then its Drain hands on what rank 0 sent through it
+    } else if (r == target) {
+      try {
+        tr::WaitFlag(win, kData, epoch, Within(2s), sender, "conformance", "the rows' flag");
+      } catch (const moe_ep::TimeoutError&) {
+        return;  // dropped with its rows
+      }
+      EXPECT_EQ(FirstDifference(win.LocalData() + kOffset, rows, kOffset), "") << "the flag came without its rows";
     }
   });
 }

@@ -10,15 +10,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <initializer_list>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -133,6 +137,8 @@ const BadRow kBadRows[] = {
     {{"bench", "--hidden", "1,2"}, "--hidden 1,2 violates rule: an integer in [1, 65536]"},
     {{"bench", "--seed", "0"}, "--seed 0"},
     {{"bench", "--json", ""}, "--json '' violates rule: a file name"},
+    {{"bench", "--json", "/tmp"}, "--json /tmp violates rule: a file name, not a directory"},
+    {{"bench", "--json", "results/"}, "--json results/ violates rule: a file name, not a directory"},
     {{"bench", "--ranks", "4,3"}, "moe-ep bench: --experts 64 violates rule: a multiple of the MoE ranks"},
     {{"bench", "--topk", "65"}, "moe-ep bench: --topk 65 violates rule: <= --experts (64)"},
     {{"bench", "--bs"}, "--bs needs a value: an integer in [1, 8192], or a list of them"},
@@ -308,9 +314,10 @@ TEST(CliFlags, HelpStatesEveryBound) {
 }
 
 // Runs the built moe-ep with `args` (under the open-files limit `files`, soft and hard, when given; with SIGCHLD
-// ignored, as `trap '' CHLD` leaves it, when asked); returns its wait status and what it wrote on stdout and stderr.
+// ignored, as `trap '' CHLD` leaves it, when asked; under the CPU-time limit `cpu_seconds` when given); returns its
+// wait status and what it wrote on stdout and stderr.
 int RunTool(std::vector<std::string> args, std::string& output, std::optional<rlimit> files = std::nullopt,
-            bool ignoring_sigchld = false) {
+            bool ignoring_sigchld = false, std::optional<rlimit> cpu_seconds = std::nullopt) {
   int pipe_fds[2];
   if (pipe(pipe_fds) != 0) return -1;
   args.insert(args.begin(), MOE_EP_TOOL);
@@ -324,6 +331,7 @@ int RunTool(std::vector<std::string> args, std::string& output, std::optional<rl
     dup2(pipe_fds[1], STDOUT_FILENO);
     dup2(pipe_fds[1], STDERR_FILENO);
     if (files && setrlimit(RLIMIT_NOFILE, &*files) != 0) _exit(99);
+    if (cpu_seconds && setrlimit(RLIMIT_CPU, &*cpu_seconds) != 0) _exit(99);
     if (ignoring_sigchld) signal(SIGCHLD, SIG_IGN);
     execv(MOE_EP_TOOL, argv.data());
     _exit(98);
@@ -401,6 +409,18 @@ TEST(CliFlags, BinaryRunsTheSmallestQuantizedJob) {
   EXPECT_NE(output.find("verified"), std::string::npos) << output;
 }
 
+// A job on processes whose rank is killed (here by SIGXCPU: one second of CPU each, and the ranks spin) exits 1, as
+// every failed job does (--help), with the launcher's line naming the rank and the signal, not with the rank's status.
+TEST(CliFlags, AJobOnProcessesWhoseRankIsKilledExitsWithOne) {
+  std::string output;
+  const int status = RunTool({"run", "--processes", "--ranks", "2", "--experts", "4", "--topk", "2", "--bs", "512",
+                              "--hidden", "7168", "--repeats", "100000", "--warmup", "0"},
+                             output, std::nullopt, false, rlimit{1, 10});
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status << ": " << output;
+  EXPECT_EQ(WEXITSTATUS(status), 1) << output;
+  EXPECT_NE(output.find("was killed by signal " + std::to_string(SIGXCPU)), std::string::npos) << output;
+}
+
 // The main job with its ranks as processes of this host: every rank verifies its outputs, the launcher prints the
 // timings of all of them.
 TEST(CliFlags, BinaryRunsTheJobOnProcesses) {
@@ -443,21 +463,31 @@ TEST(CliFlags, LaunchRanksKeepTheCallersOpenFilesLimit) {
   }
 }
 
-// SIGTERM to `moe-ep launch` reaches the ranks, and the launcher ends by it too once they are gone (a bench that
-// launches job after job stops rather than going on to the next). Each rank, once ready, notes the SIGTERM it gets in
-// a file; a launcher that did not forward it would leave them only its death's SIGKILL (PR_SET_PDEATHSIG).
-TEST(CliFlags, LaunchForwardsSigtermAndEndsByIt) {
-  char folder[] = "/tmp/moe_ep_sigterm_XXXXXX";
-  ASSERT_NE(mkdtemp(folder), nullptr);
+// Sends `sig` to `moe-ep launch` once its two ranks are ready, and `times` times over once every rank noted the first
+// in a file (ranks that catch it and go on with `keep_running`, else end); returns the launcher's wait status, and
+// whether each rank noted the signal. A launcher that did not hand it on would leave them only its death's SIGKILL
+// (PR_SET_PDEATHSIG); one that waited for ranks that catch it would never end.
+struct LaunchSignalled {
+  int status = 0;
+  bool noted[2] = {false, false};
+};
+LaunchSignalled SignalLaunch(int sig, const char* trap_name, bool keep_running, int times) {
+  LaunchSignalled result;
+  char folder[] = "/tmp/moe_ep_signal_XXXXXX";
+  if (mkdtemp(folder) == nullptr) {
+    ADD_FAILURE() << "mkdtemp: " << std::strerror(errno);
+    return result;
+  }
   const std::string dir = folder;
   struct Removed {  // the folder, whatever the test's outcome
     const std::string& dir;
     ~Removed() {
-      for (const char* name : {"ready.0", "ready.1", "term.0", "term.1"}) unlink((dir + "/" + name).c_str());
+      for (const char* name : {"ready.0", "ready.1", "noted.0", "noted.1"}) unlink((dir + "/" + name).c_str());
       rmdir(dir.c_str());
     }
   } removed{dir};
-  const std::string rank_script = "trap 'echo > " + dir + "/term.$MOE_EP_RANK; exit 0' TERM; echo > " + dir +
+  const std::string rank_script = "trap 'echo > " + dir + "/noted.$MOE_EP_RANK" + (keep_running ? "" : "; exit 0") +
+                                  "' " + trap_name + "; echo > " + dir +
                                   "/ready.$MOE_EP_RANK; while :; do sleep 0.02; done";
   std::vector<std::string> words{MOE_EP_TOOL, "launch", "-n", "2", "--", "sh", "-c", rank_script};
   std::vector<char*> argv;
@@ -465,23 +495,56 @@ TEST(CliFlags, LaunchForwardsSigtermAndEndsByIt) {
   argv.push_back(nullptr);
   const auto exists = [&](const std::string& name) { return access((dir + "/" + name).c_str(), F_OK) == 0; };
   pid_t pid = 0;
-  ASSERT_EQ(posix_spawn(&pid, MOE_EP_TOOL, nullptr, nullptr, argv.data(), environ), 0);
-  for (int waited_ms = 0; !(exists("ready.0") && exists("ready.1")); waited_ms += 10) {
-    if (waited_ms >= 10000) kill(pid, SIGKILL), waitpid(pid, nullptr, 0);
-    ASSERT_LT(waited_ms, 10000) << "the ranks did not start within 10 s";
+  if (posix_spawn(&pid, MOE_EP_TOOL, nullptr, nullptr, argv.data(), environ) != 0) {
+    ADD_FAILURE() << "posix_spawn " << MOE_EP_TOOL;
+    return result;
+  }
+  // Waits (up to 10 s) for both files named `stem`.N; kills the launcher if they never come.
+  const auto wait_for = [&](const std::string& stem) {
+    for (int waited_ms = 0; !(exists(stem + ".0") && exists(stem + ".1")); waited_ms += 10) {
+      if (waited_ms >= 10000) {
+        kill(pid, SIGKILL), waitpid(pid, nullptr, 0);
+        ADD_FAILURE() << "no " << stem << " files from both ranks within 10 s";
+        return false;
+      }
+      usleep(10 * 1000);
+    }
+    return true;
+  };
+  if (!wait_for("ready")) return result;
+  kill(pid, sig);
+  if (times > 1 && !wait_for("noted")) return result;
+  for (int again = 1; again < times; ++again) kill(pid, sig);
+  for (int waited_ms = 0; waitpid(pid, &result.status, WNOHANG) == 0; waited_ms += 10) {
+    if (waited_ms >= 10000) {
+      kill(pid, SIGKILL), waitpid(pid, nullptr, 0);
+      ADD_FAILURE() << "the launcher outlived the signal by 10 s";
+      return result;
+    }
     usleep(10 * 1000);
   }
-  kill(pid, SIGTERM);
-  int status = 0;
-  for (int waited_ms = 0; waitpid(pid, &status, WNOHANG) == 0; waited_ms += 10) {
-    ASSERT_LT(waited_ms, 10000) << "the launcher outlived SIGTERM by 10 s";
-    usleep(10 * 1000);
+  for (int rank = 0; rank < 2; ++rank) result.noted[rank] = exists("noted." + std::to_string(rank));
+  return result;
+}
+
+// SIGTERM to `moe-ep launch`, and SIGHUP (its terminal closed), reach the ranks, and the launcher ends by it too once
+// they are gone (a bench that launches job after job stops rather than going on to the next).
+TEST(CliFlags, LaunchHandsOnSigtermAndSighupAndEndsByThem) {
+  for (const auto& [sig, name] : {std::pair{SIGTERM, "TERM"}, std::pair{SIGHUP, "HUP"}}) {
+    const LaunchSignalled launch = SignalLaunch(sig, name, /*keep_running=*/false, 1);
+    ASSERT_TRUE(WIFSIGNALED(launch.status)) << name << ": status " << launch.status;
+    EXPECT_EQ(WTERMSIG(launch.status), sig) << name;
+    for (int rank = 0; rank < 2; ++rank) EXPECT_TRUE(launch.noted[rank]) << "rank " << rank << " never got " << name;
   }
-  ASSERT_TRUE(WIFSIGNALED(status)) << "status " << status;
-  EXPECT_EQ(WTERMSIG(status), SIGTERM);
-  for (const char* rank : {"0", "1"}) {
-    EXPECT_TRUE(exists(std::string("term.") + rank)) << "rank " << rank << " never got the SIGTERM";
-  }
+}
+
+// Ranks that catch SIGTERM and go on: a second SIGTERM (a repeated Ctrl-C) kills them, and the launcher ends by the
+// signal instead of waiting for them.
+TEST(CliFlags, ASecondSignalToLaunchKillsTheRanksLeft) {
+  const LaunchSignalled launch = SignalLaunch(SIGTERM, "TERM", /*keep_running=*/true, 2);
+  ASSERT_TRUE(WIFSIGNALED(launch.status)) << "status " << launch.status;
+  EXPECT_EQ(WTERMSIG(launch.status), SIGTERM);
+  for (int rank = 0; rank < 2; ++rank) EXPECT_TRUE(launch.noted[rank]) << "rank " << rank << " never got the first";
 }
 
 // A job whose ranks are of no use without each other (run --processes, a bench's measurement) ends when one fails:
@@ -600,11 +663,17 @@ TEST(CliFlags, BenchFindsNoMpirunEvenWithSigchldIgnored) {
 // measurement fails, and the sweep, its last configuration measured, must not write the file before it ends by the
 // signal too.
 // The processes case asks for the MPI baseline too: the signal the processes' launcher forwarded ends the sweep before
-// mpirun starts (it ran the whole baseline measurement first).
+// mpirun starts (it ran the whole baseline measurement first). The baseline alone (with mpirun): the signal reaches
+// mpirun, and the sweep removes the folder its ranks' timings go to before it ends.
 TEST(CliFlags, AnInterruptedBenchLeavesTheJsonFileAsItWas) {
   const bool mpirun = std::system("command -v mpirun >/dev/null 2>&1") == 0;
-  for (const char* transport : {"threads", "processes,alltoallv"}) {
+  for (const char* transport : {"threads", "processes,alltoallv", "alltoallv"}) {
     SCOPED_TRACE(transport);
+    const bool mpi_alone = std::string(transport) == "alltoallv";
+    if (mpi_alone && !mpirun) continue;
+    char tmp[] = "/tmp/moe_ep_bench_tmpdir_XXXXXX";  // the sweep's TMPDIR: what it leaves there shows
+    ASSERT_NE(mkdtemp(tmp), nullptr);
+    const moe_ep::testing::ScopedEnv tmpdir("TMPDIR", tmp);
     const std::string json = ::testing::TempDir() + "/moe_ep_bench_interrupted_" + std::to_string(getpid()) + "_" +
                              std::string(transport).substr(0, 7) + ".json";
     const std::string printed = json + ".out";
@@ -624,7 +693,7 @@ TEST(CliFlags, AnInterruptedBenchLeavesTheJsonFileAsItWas) {
     const int spawned = posix_spawn(&pid, MOE_EP_TOOL, &quiet, nullptr, argv.data(), environ);
     posix_spawn_file_actions_destroy(&quiet);
     if (spawned == 0) {
-      usleep(300 * 1000);  // well into the measurement, which takes seconds
+      usleep((mpi_alone ? 1500 : 300) * 1000);  // well into the measurement (mpirun's, once it started), of seconds
       kill(pid, SIGTERM);
     }
     int status = 0;
@@ -637,10 +706,17 @@ TEST(CliFlags, AnInterruptedBenchLeavesTheJsonFileAsItWas) {
     ASSERT_EQ(spawned, 0);
     EXPECT_TRUE(WIFSIGNALED(status)) << "status " << status << ": the sweep ended before the signal";
     EXPECT_EQ(text.str(), old_results);
-    if (mpirun && std::string(transport).find("alltoallv") != std::string::npos) {
+    if (mpirun && std::string(transport) == "processes,alltoallv") {
       EXPECT_NE(output.str().find("not measured: the sweep was interrupted"), std::string::npos) << output.str();
     }
     EXPECT_NE(access((json + ".partial." + std::to_string(pid)).c_str(), F_OK), 0) << "the sweep left its partial file";
+    std::vector<std::string> left;
+    for (const auto& entry : std::filesystem::directory_iterator(tmp)) {
+      if (entry.path().filename().string().starts_with("moe-ep.")) left.push_back(entry.path().string());
+      std::filesystem::remove_all(entry.path());
+    }
+    std::filesystem::remove(tmp);
+    EXPECT_TRUE(left.empty()) << "the sweep left " << left.front();
   }
 }
 

@@ -1,9 +1,6 @@
 // `moe-ep bench`: the sweep, one measurement per (configuration, system), the table and the JSON file.
 #include "moe-ep/bench.h"
 
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -184,36 +181,6 @@ std::string GiB(uint64_t bytes) {
   char text[32];
   std::snprintf(text, sizeof(text), "%.1f GiB", static_cast<double>(bytes) / (1 << 30));
   return text;
-}
-
-// Starts a program and waits for it; returns its exit status (127: it could not be started). The program
-// dies with this process (mpirun then ends its ranks).
-int RunProgram(const std::vector<std::string>& argv) {
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  // An ignored SIGCHLD (inherited: `trap '' CHLD`) has the kernel reap the child, and waitpid would lose its status.
-  struct sigaction default_child {
-  }, caller_child{};
-  default_child.sa_handler = SIG_DFL;
-  sigaction(SIGCHLD, &default_child, &caller_child);
-  const pid_t pid = fork();
-  if (pid < 0) {
-    sigaction(SIGCHLD, &caller_child, nullptr);
-    return 127;
-  }
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    execvp(args[0], args.data());
-    _exit(127);
-  }
-  int status = 0;
-  pid_t waited = 0;
-  while ((waited = waitpid(pid, &status, 0)) < 0 && errno == EINTR) {
-  }
-  sigaction(SIGCHLD, &caller_child, nullptr);
-  if (waited < 0) return 127;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 #if MOE_EP_HAVE_MPI

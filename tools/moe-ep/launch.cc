@@ -14,6 +14,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
+#include <span>
 #include <string>
 #include <utility>
 
@@ -28,6 +30,75 @@ volatile sig_atomic_t g_forward_signal = 0;
 int g_interrupted_by = 0;  // the signal a Launch forwarded to its ranks
 
 void RememberSignal(int sig) { g_forward_signal = sig; }
+
+// The signals a launcher hands on to its children (a closed terminal's SIGHUP too), unless its caller ignores them
+// (nohup, a background job), as the children then do.
+constexpr int kForwardedSignals[] = {SIGINT, SIGTERM, SIGHUP};
+constexpr size_t kForwarded = std::size(kForwardedSignals);
+
+// While it lives, the forwarded signals are caught for handing on to the children, and SIGCHLD is the default (an
+// ignored one, inherited from `trap '' CHLD`, has the kernel reap them, and waitpid would never see one end); the
+// caller's handlers come back when it goes (a bench starts many jobs).
+class HandingOnSignals {
+ public:
+  HandingOnSignals() {
+    g_forward_signal = 0;
+    struct sigaction action {};
+    action.sa_handler = RememberSignal;
+    for (size_t i = 0; i < kForwarded; ++i) {
+      sigaction(kForwardedSignals[i], nullptr, &callers_[i]);
+      if (callers_[i].sa_handler != SIG_IGN) sigaction(kForwardedSignals[i], &action, nullptr);
+    }
+    struct sigaction default_child {};
+    default_child.sa_handler = SIG_DFL;
+    sigaction(SIGCHLD, &default_child, &callers_child_);
+  }
+  ~HandingOnSignals() {
+    for (size_t i = 0; i < kForwarded; ++i) sigaction(kForwardedSignals[i], &callers_[i], nullptr);
+    sigaction(SIGCHLD, &callers_child_, nullptr);
+    if (g_forward_signal != 0 && forwarded_ == 0) forwarded_ = g_forward_signal;  // as the last child ended
+    if (forwarded_ != 0) g_interrupted_by = forwarded_;
+  }
+  HandingOnSignals(const HandingOnSignals&) = delete;
+  HandingOnSignals& operator=(const HandingOnSignals&) = delete;
+
+  // Forks with the forwarded signals blocked: the child drops the handler before it takes them, so one sent to it
+  // before exec still ends it (caught by RememberSignal there, it would be lost). In the child they are as the
+  // caller had them (an ignored one stays ignored).
+  pid_t Fork() const {
+    sigset_t stop_signals, previous;
+    sigemptyset(&stop_signals);
+    for (int sig : kForwardedSignals) sigaddset(&stop_signals, sig);
+    sigprocmask(SIG_BLOCK, &stop_signals, &previous);
+    const pid_t pid = fork();
+    if (pid == 0) {
+      for (size_t i = 0; i < kForwarded; ++i) {
+        signal(kForwardedSignals[i], callers_[i].sa_handler == SIG_IGN ? SIG_IGN : SIG_DFL);
+      }
+    }
+    sigprocmask(SIG_SETMASK, &previous, nullptr);
+    return pid;
+  }
+
+  // Hands a signal caught since the last call on to `pids` (those > 0): the first as it came; a later one (a
+  // repeated Ctrl-C) as SIGKILL, for children that did not end by the first.
+  void HandOn(std::span<const pid_t> pids) {
+    if (g_forward_signal == 0) return;
+    if (forwarded_ != 0) std::fprintf(stderr, "moe-ep: a second signal: killing what is left of the job\n");
+    for (pid_t pid : pids) {
+      if (pid > 0) kill(pid, forwarded_ != 0 ? SIGKILL : g_forward_signal);
+    }
+    if (forwarded_ == 0) forwarded_ = g_forward_signal;
+    g_forward_signal = 0;
+  }
+  // The first signal handed on, or 0.
+  int forwarded() const { return forwarded_; }
+
+ private:
+  struct sigaction callers_[kForwarded] {};
+  struct sigaction callers_child_ {};
+  int forwarded_ = 0;
+};
 
 // One output stream of one rank: bytes are cut into lines, each written with the rank's prefix.
 struct Stream {
@@ -134,26 +205,7 @@ int Launch(const LaunchOptions& o) {
     return kBadUsageExitCode;
   }
   const std::string rendezvous = entropy::HexToken();
-  // Forwarded to the ranks while they run; the caller's handlers come back on return (a bench launches many jobs).
-  struct CallerHandlers {
-    struct sigaction on_int {
-    }, on_term{}, on_child{};
-    void Restore() const {
-      sigaction(SIGINT, &on_int, nullptr);
-      sigaction(SIGTERM, &on_term, nullptr);
-      sigaction(SIGCHLD, &on_child, nullptr);
-    }
-    ~CallerHandlers() { Restore(); }
-  } caller;
-  g_forward_signal = 0;
-  struct sigaction action {};
-  action.sa_handler = RememberSignal;
-  sigaction(SIGINT, &action, &caller.on_int);
-  sigaction(SIGTERM, &action, &caller.on_term);
-  // An ignored SIGCHLD (inherited: `trap '' CHLD`) has the kernel reap the ranks, and waitpid would never see one end.
-  struct sigaction default_child {};
-  default_child.sa_handler = SIG_DFL;
-  sigaction(SIGCHLD, &default_child, &caller.on_child);
+  HandingOnSignals signals;  // to the ranks while they run
   const pid_t launcher = getpid();
 
   std::vector<pid_t> pids(o.ranks, -1);
@@ -176,23 +228,12 @@ int Launch(const LaunchOptions& o) {
       close(out_pipe[0]), close(out_pipe[1]);
       return abandon("moe-ep launch: pipe");
     }
-    // SIGINT / SIGTERM stay blocked across fork: the child drops the launcher's handler before it takes them, so
-    // one sent to it before exec still ends it (caught by RememberSignal there, it would be lost).
-    sigset_t stop_signals, previous;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    sigprocmask(SIG_BLOCK, &stop_signals, &previous);
-    const pid_t pid = fork();
+    const pid_t pid = signals.Fork();
     if (pid == 0) {
-      signal(SIGINT, SIG_DFL);
-      signal(SIGTERM, SIG_DFL);
-      sigprocmask(SIG_SETMASK, &previous, nullptr);
       close(out_pipe[0]);
       close(err_pipe[0]);
       ExecRank(o, rank, rendezvous, out_pipe[1], err_pipe[1], launcher, caller_files);
     }
-    sigprocmask(SIG_SETMASK, &previous, nullptr);
     if (pid < 0) {
       for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) close(fd);
       return abandon("moe-ep launch: fork");
@@ -205,16 +246,10 @@ int Launch(const LaunchOptions& o) {
     streams.push_back({err_pipe[0], stderr, prefix, {}});
   }
 
-  int first_failure = 0, running = o.ranks, forwarded = 0;
+  int first_failure = 0, running = o.ranks;
   bool ended = false;  // end_on_failure ended the others: their SIGTERM is not news
   while (running > 0) {
-    if (g_forward_signal) {
-      for (pid_t pid : pids) {
-        if (pid > 0) kill(pid, g_forward_signal);
-      }
-      forwarded = g_forward_signal;
-      g_forward_signal = 0;
-    }
+    signals.HandOn(pids);
     std::vector<pollfd> fds;
     std::vector<Stream*> owners;
     for (auto& s : streams) {
@@ -240,7 +275,7 @@ int Launch(const LaunchOptions& o) {
                        WIFEXITED(status) ? "exited with status" : "was killed by signal",
                        WIFEXITED(status) ? code : WTERMSIG(status));
           if (first_failure == 0) first_failure = code;
-          if (o.end_on_failure && running > 0 && forwarded == 0) {  // (a forwarded signal reached them all)
+          if (o.end_on_failure && running > 0 && signals.forwarded() == 0) {  // (a forwarded one reached them all)
             std::fprintf(stderr, "moe-ep launch: ending the other %d rank(s), which would wait for it\n", running);
             for (pid_t other : pids) {
               if (other > 0) kill(other, SIGTERM);
@@ -251,12 +286,35 @@ int Launch(const LaunchOptions& o) {
       }
     }
   }
-  if (g_forward_signal) forwarded = g_forward_signal;  // arrived as the last rank ended: nobody left to tell
+  signals.HandOn(pids);  // one that arrived as the last rank ended: nobody is left to tell
   for (auto& s : streams) s.DrainLeft();
   const int left = transport::RemoveJobSegments(rendezvous);
   if (left > 0) std::fprintf(stderr, "moe-ep launch: removed %d shared-memory segment(s) the job left behind\n", left);
-  if (forwarded != 0) g_interrupted_by = forwarded;
-  return first_failure != 0 || forwarded == 0 ? first_failure : 128 + forwarded;
+  return first_failure != 0 || signals.forwarded() == 0 ? first_failure : 128 + signals.forwarded();
+}
+
+int RunProgram(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  HandingOnSignals signals;
+  const pid_t pid = signals.Fork();
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  if (pid < 0) return 127;
+  int status = 0;
+  for (;;) {
+    const pid_t waited = waitpid(pid, &status, WNOHANG);
+    if (waited == pid) break;
+    if (waited < 0 && errno != EINTR) return 127;
+    signals.HandOn({&pid, 1});
+    usleep(20 * 1000);  // the signal handler cuts the nap short
+  }
+  signals.HandOn({});  // one that arrived as it ended
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 int InterruptedBy() { return g_interrupted_by; }

@@ -17,13 +17,18 @@ struct LaunchOptions {
 
 /// Starts `ranks` copies of the command with MOE_EP_RANK, MOE_EP_WORLD_SIZE and a fresh, unpredictable
 /// MOE_EP_RENDEZVOUS; forwards their stdout / stderr line by line with a "[rank r] " prefix; forwards
-/// SIGINT / SIGTERM to them (then InterruptedBy() names the signal: the caller cleans up and ends as the
-/// signal asked); removes any shared-memory segment of the job that is left (a rank killed during set-up).
+/// SIGINT, SIGTERM and SIGHUP to them, unless the caller ignores them (then InterruptedBy() names the signal: the
+/// caller cleans up and ends as the signal asked; a second signal kills the ranks left); removes any shared-memory
+/// segment of the job that is left (a rank killed during set-up).
 /// Returns the first non-zero exit status (128 + signal for a killed rank), else 0. A rank that cannot be
 /// started ends the job (the others are killed), returning 1.
 int Launch(const LaunchOptions& options);
 
-/// The signal an earlier Launch forwarded to its ranks, or 0: the process was asked to stop.
+/// Starts a program and waits for it, handing signals on to it as Launch does; returns its exit status (127: it could
+/// not be started). The program dies with this process (mpirun then ends its ranks).
+int RunProgram(const std::vector<std::string>& argv);
+
+/// The signal an earlier Launch or RunProgram handed on, or 0: the process was asked to stop.
 int InterruptedBy();
 
 }  // namespace moe_ep::tools

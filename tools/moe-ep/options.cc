@@ -2,6 +2,8 @@
 // --help text, then the cross-flag rules run in a fixed order, so the first broken rule is the one reported.
 #include "moe-ep/options.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -343,6 +345,10 @@ ParseResult ParseBench(std::span<const std::string> args) {
     }
     if (word == "--json") {
       if (value.empty()) return Invalid(bad_value + rule);
+      // Checked now, not once the sweep is over: a directory cannot be replaced with the results.
+      if (struct stat st{}; value.back() == '/' || (stat(value.c_str(), &st) == 0 && S_ISDIR(st.st_mode))) {
+        return Invalid(bad_value + "a file name, not a directory");
+      }
       b.json_path = value;
       continue;
     }
@@ -461,7 +467,8 @@ commands:
   launch  -n|--ranks N [--] PROGRAM [ARGS...]: start N processes of PROGRAM as the ranks of one job, with
           MOE_EP_RANK, MOE_EP_WORLD_SIZE and a fresh MOE_EP_RENDEZVOUS set (moe_ep::JoinProcessGroup
           reads them); their output is prefixed "[rank r] "; the exit status is the first non-zero
-          one of the ranks (128 + signal for a killed rank); N in [1, )" +
+          one of the ranks (128 + signal for a killed rank); SIGINT, SIGTERM and SIGHUP are handed on
+          to the ranks (a second one kills them); N in [1, )" +
                      std::to_string(kMaxLaunchRanks) + R"(]
   help    this text (also --help or -h, after any command)
 

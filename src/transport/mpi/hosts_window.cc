@@ -270,6 +270,8 @@ class HostsWindow final : public Window {
     // died. Everything else (barrier stamps too: a barrier orders the puts before it) takes the route.
     const bool probe = index >= flag_count() + static_cast<uint64_t>(size());
     const int via = probe ? peer : Route(peer);
+    if (index < flag_count())
+      MarkRound(via);  // the group's flags go with the data (Apply); the transport's always land
     QueueHeader(via, {RecordKind::kSignal, topology_.local_of[peer], index, value, 0});
   }
 
@@ -660,15 +662,21 @@ class HostsWindow final : public Window {
     } while (done < bytes);
   }
 
+  // Queues a round record for `via` unless what is queued for it is of this rank's round already (the caller holds
+  // engine_).
+  void MarkRound(int via) {
+    Outbox& box = outbox_[via];
+    if (box.round == round_) return;
+    QueueHeader(via, {RecordKind::kRound, 0, round_, 0, 0});
+    box.round = round_;
+  }
+
   // Queues a put or a row and its payload (at most message_.piece bytes) for `via` (the caller holds engine_). A put
   // whose bytes are in the message being filled already becomes a copy of them.
   void Queue(int via, RecordHeader header, const uint8_t* payload) {
     assert(header.b <= message_.piece && "a record must fit an empty message");
+    MarkRound(via);
     Outbox& box = outbox_[via];
-    if (box.round != round_) {
-      QueueHeader(via, {RecordKind::kRound, 0, round_, 0, 0});
-      box.round = round_;
-    }
     const bool shareable = header.kind == RecordKind::kPut && header.b >= kSharedPayloadMinBytes;
     if (shareable) {
       const auto it = box.payloads.find({payload, header.b});
@@ -970,14 +978,17 @@ class HostsWindow final : public Window {
       at += sizeof header;
       if (header.target < 0 || header.target >= host_->size()) BadMessage(source, record);
       const uint64_t left = message.size() - at;
-      // Data of a round before this rank's is a failed operation's, come late: dropped (BeginRound).
+      // Data, and the group's flags, of a round before this rank's are a failed operation's, come late: dropped
+      // (BeginRound).
       const bool earlier_round = round_from_[source] < round_;
       if (header.kind == RecordKind::kEnd) {
         NoteEnd(source, header.a);
       } else if (header.kind == RecordKind::kRound) {
         round_from_[source] = header.a;
       } else if (header.kind == RecordKind::kSignal && header.a < all_flag_count()) {  // not the host window's own
-        host_->Signal(header.target, header.a, header.b);
+        // With its data: a relay in a newer round than the rank it relays to must not hand on the flag of rows it
+        // dropped (that rank, still in the operation, would read what is not there: it times out instead).
+        if (!(earlier_round && header.a < flag_count())) host_->Signal(header.target, header.a, header.b);
       } else if (header.kind == RecordKind::kPut && header.b <= left && Padded(header.b) <= left) {
         if (!earlier_round) host_->Put(header.target, header.a, message.data() + at, header.b);
         at += Padded(header.b);
