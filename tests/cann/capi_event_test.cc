@@ -90,6 +90,35 @@ TEST_F(TwoStreams, AStreamWaitingForAnEventSeesWhatRanBeforeTheRecord) {
   EXPECT_EQ(aclrtDestroyEvent(copied), ACL_SUCCESS);
 }
 
+// Memory freed while a copy queued on a stream still reads it (the program's bug: a device would read freed memory) is
+// given back only once the copy ran: a buffer allocated meanwhile is other memory, and what the copy reads is what
+// was there. Stream b copies a small buffer to the tail behind a's long copy; the buffer is freed and a new one of its
+// size, filled with 0xEE, is allocated before b's copy can run.
+TEST_F(TwoStreams, MemoryFreedUnderAQueuedCopyIsGivenBackOnceTheCopyRan) {
+  void* small = nullptr;
+  ASSERT_EQ(aclrtMalloc(&small, kTail, ACL_MEM_MALLOC_HUGE_FIRST), ACL_SUCCESS) << RecentErrMsg();
+  ASSERT_EQ(aclrtMemset(small, kTail, 0x5A, kTail), ACL_SUCCESS);
+  aclrtEvent copied = nullptr;
+  ASSERT_EQ(aclrtCreateEvent(&copied), ACL_SUCCESS) << RecentErrMsg();
+  LongCopyOnA();
+  ASSERT_EQ(aclrtRecordEvent(copied, a_), ACL_SUCCESS) << RecentErrMsg();
+  ASSERT_EQ(aclrtStreamWaitEvent(b_, copied), ACL_SUCCESS) << RecentErrMsg();
+  ASSERT_EQ(aclrtMemcpyAsync(tail_, kTail, small, kTail, ACL_MEMCPY_DEVICE_TO_DEVICE, b_), ACL_SUCCESS);
+  ASSERT_EQ(aclrtFree(small), ACL_SUCCESS) << RecentErrMsg();
+  EXPECT_EQ(aclrtFree(small), ACL_ERROR_RT_MEMORY_FREE) << "freed twice";
+  void* reused = nullptr;
+  ASSERT_EQ(aclrtMalloc(&reused, kTail, ACL_MEM_MALLOC_HUGE_FIRST), ACL_SUCCESS) << RecentErrMsg();
+  EXPECT_NE(reused, small) << "memory a queued copy reads was handed out again";
+  ASSERT_EQ(aclrtMemset(reused, kTail, 0xEE, kTail), ACL_SUCCESS);
+  ASSERT_EQ(aclrtSynchronizeStream(b_), ACL_SUCCESS) << RecentErrMsg();
+  std::vector<uint8_t> seen(kTail);
+  ASSERT_EQ(aclrtMemcpy(seen.data(), kTail, tail_, kTail, ACL_MEMCPY_DEVICE_TO_HOST), ACL_SUCCESS);
+  for (size_t i = 0; i < kTail; ++i) ASSERT_EQ(seen[i], 0x5A) << "byte " << i << " of what the copy read";
+  EXPECT_EQ(aclrtFree(reused), ACL_SUCCESS);
+  EXPECT_EQ(aclrtSynchronizeStream(a_), ACL_SUCCESS);
+  EXPECT_EQ(aclrtDestroyEvent(copied), ACL_SUCCESS);
+}
+
 // A stream's wait is for the event's last record when the wait was made, as in CANN: a later record on an idle stream,
 // which runs first, does not release it. Stream a records behind its long copy, stream c waits and then copies the
 // middle's tail (which a writes last), and stream b records the event again at once. (Before, any record that ran

@@ -572,6 +572,43 @@ TEST(CapiStream, AnExecutorIsRefusedAtItsLaunchOnADestroyedGroup) {
   }
 }
 
+// An executor whose tensor's memory was freed after phase one is refused at its launch (161002, saying so), instead of
+// running on freed memory; the refused launch gives the executor back.
+TEST(CapiStream, AnExecutorWhoseTensorMemoryWasFreedIsRefusedAtItsLaunch) {
+  EnsureAclReady();
+  std::vector<HcclComm> comms = CreateGroup({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15});
+  ASSERT_EQ(comms.size(), 16u);
+  std::thread rank0([&] {
+    ASSERT_EQ(aclrtSetDevice(0), ACL_SUCCESS);
+    aclrtStream stream = nullptr;
+    ASSERT_EQ(aclrtCreateStream(&stream), ACL_SUCCESS);
+    void* memory = nullptr;
+    ASSERT_EQ(aclrtMalloc(&memory, 64, ACL_MEM_MALLOC_HUGE_FIRST), ACL_SUCCESS) << RecentErrMsg();
+    const std::vector<int32_t> ones(16, 1);
+    ASSERT_EQ(aclrtMemcpy(memory, 64, ones.data(), 64, ACL_MEMCPY_HOST_TO_DEVICE), ACL_SUCCESS);
+    const int64_t dims[] = {16}, strides[] = {1};
+    aclTensor* mask = aclCreateTensor(dims, 1, ACL_INT32, strides, 0, ACL_FORMAT_ND, dims, 1, memory);
+    ASSERT_NE(mask, nullptr) << RecentErrMsg();
+    uint64_t ws = 0;
+    aclOpExecutor* exec = nullptr;
+    const std::string group = CommName(comms[0]);
+    ASSERT_EQ(aclnnMoeDistributeBufferResetGetWorkspaceSize(mask, group.c_str(), 16, 0, &ws, &exec), ACL_SUCCESS)
+        << RecentErrMsg();
+    ASSERT_EQ(aclrtFree(memory), ACL_SUCCESS) << RecentErrMsg();
+    EXPECT_EQ(LaunchAndWait(exec, stream), ACLNN_ERR_PARAM_INVALID) << "an executor ran on freed memory";
+    const std::string message = RecentErrMsg();
+    for (const char* part : {"aclnnMoeDistributeBufferReset", "freed", "after phase one"}) {
+      EXPECT_NE(message.find(part), std::string::npos) << message;
+    }
+    EXPECT_EQ(aclDestroyAclOpExecutor(exec), ACL_SUCCESS) << "a refused launch gives the executor back";
+    EXPECT_EQ(aclDestroyTensor(mask), ACL_SUCCESS);
+    aclrtDestroyStream(stream);
+    aclrtResetDevice(0);
+  });
+  rank0.join();
+  for (HcclComm comm : comms) EXPECT_EQ(HcclCommDestroy(comm), HCCL_SUCCESS);
+}
+
 // After a deadline failure (rank 15 never dispatched), a BufferReset of all 16 ranks makes the group work
 // again: the stale flags, parities and call counts of the failed round are gone.
 TEST(CapiStream, GroupWorksAgainAfterATimeoutAndABufferReset) {

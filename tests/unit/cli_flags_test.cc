@@ -331,7 +331,8 @@ int RunTool(std::vector<std::string> args, std::string& output, std::optional<rl
     dup2(pipe_fds[1], STDOUT_FILENO);
     dup2(pipe_fds[1], STDERR_FILENO);
     if (files && setrlimit(RLIMIT_NOFILE, &*files) != 0) _exit(99);
-    if (cpu_seconds && setrlimit(RLIMIT_CPU, &*cpu_seconds) != 0) _exit(99);
+    const rlimit no_core{0, 0};  // a rank SIGXCPU ends dumps no core
+    if (cpu_seconds && (setrlimit(RLIMIT_CPU, &*cpu_seconds) != 0 || setrlimit(RLIMIT_CORE, &no_core) != 0)) _exit(99);
     if (ignoring_sigchld) signal(SIGCHLD, SIG_IGN);
     execv(MOE_EP_TOOL, argv.data());
     _exit(98);
@@ -494,8 +495,19 @@ LaunchSignalled SignalLaunch(int sig, const char* trap_name, bool keep_running, 
   for (auto& word : words) argv.push_back(word.data());
   argv.push_back(nullptr);
   const auto exists = [&](const std::string& name) { return access((dir + "/" + name).c_str(), F_OK) == 0; };
+  // The launcher starts with the signals at their defaults and none blocked, whatever this test inherited (nohup).
+  posix_spawnattr_t defaults;
+  posix_spawnattr_init(&defaults);
+  sigset_t signals;
+  sigemptyset(&signals);
+  posix_spawnattr_setsigmask(&defaults, &signals);
+  for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&signals, s);
+  posix_spawnattr_setsigdefault(&defaults, &signals);
+  posix_spawnattr_setflags(&defaults, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   pid_t pid = 0;
-  if (posix_spawn(&pid, MOE_EP_TOOL, nullptr, nullptr, argv.data(), environ) != 0) {
+  const int spawned = posix_spawn(&pid, MOE_EP_TOOL, nullptr, &defaults, argv.data(), environ);
+  posix_spawnattr_destroy(&defaults);
+  if (spawned != 0) {
     ADD_FAILURE() << "posix_spawn " << MOE_EP_TOOL;
     return result;
   }
@@ -673,7 +685,19 @@ TEST(CliFlags, AnInterruptedBenchLeavesTheJsonFileAsItWas) {
     if (mpi_alone && !mpirun) continue;
     char tmp[] = "/tmp/moe_ep_bench_tmpdir_XXXXXX";  // the sweep's TMPDIR: what it leaves there shows
     ASSERT_NE(mkdtemp(tmp), nullptr);
+    struct Removed {  // whatever the outcome
+      const char* dir;
+      ~Removed() { std::filesystem::remove_all(dir); }
+    } removed{tmp};
     const moe_ep::testing::ScopedEnv tmpdir("TMPDIR", tmp);
+    // The folder the ranks' timings go to, once the sweep made one (right before it starts the ranks).
+    const auto results_folders = [&] {
+      std::vector<std::string> found;
+      for (const auto& entry : std::filesystem::directory_iterator(tmp)) {
+        if (entry.path().filename().string().starts_with("moe-ep.")) found.push_back(entry.path().string());
+      }
+      return found;
+    };
     const std::string json = ::testing::TempDir() + "/moe_ep_bench_interrupted_" + std::to_string(getpid()) + "_" +
                              std::string(transport).substr(0, 7) + ".json";
     const std::string printed = json + ".out";
@@ -693,7 +717,11 @@ TEST(CliFlags, AnInterruptedBenchLeavesTheJsonFileAsItWas) {
     const int spawned = posix_spawn(&pid, MOE_EP_TOOL, &quiet, nullptr, argv.data(), environ);
     posix_spawn_file_actions_destroy(&quiet);
     if (spawned == 0) {
-      usleep((mpi_alone ? 1500 : 300) * 1000);  // well into the measurement (mpirun's, once it started), of seconds
+      // Well into the measurement, which takes seconds; the baseline's once mpirun started (a while after the folder).
+      for (int waited_ms = 0; mpi_alone && results_folders().empty() && waited_ms < 30000; waited_ms += 10) {
+        usleep(10 * 1000);
+      }
+      usleep((mpi_alone ? 500 : 300) * 1000);
       kill(pid, SIGTERM);
     }
     int status = 0;
@@ -710,12 +738,7 @@ TEST(CliFlags, AnInterruptedBenchLeavesTheJsonFileAsItWas) {
       EXPECT_NE(output.str().find("not measured: the sweep was interrupted"), std::string::npos) << output.str();
     }
     EXPECT_NE(access((json + ".partial." + std::to_string(pid)).c_str(), F_OK), 0) << "the sweep left its partial file";
-    std::vector<std::string> left;
-    for (const auto& entry : std::filesystem::directory_iterator(tmp)) {
-      if (entry.path().filename().string().starts_with("moe-ep.")) left.push_back(entry.path().string());
-      std::filesystem::remove_all(entry.path());
-    }
-    std::filesystem::remove(tmp);
+    const std::vector<std::string> left = results_folders();
     EXPECT_TRUE(left.empty()) << "the sweep left " << left.front();
   }
 }

@@ -435,6 +435,7 @@ std::vector<JobOptions> Configurations(const BenchOptions& o, uint64_t seed) {
 int RunBench(const BenchOptions& o) {
   const uint64_t seed = SeedOr(o.seed);
   const bool mpirun = MpirunFound();
+  if (InterruptedBy() != 0) return 1;  // a signal came while looking for mpirun: the sweep ends before it begins
   std::printf(
       "moe-ep bench: H %lld, top-%lld of %lld experts, bf16 tokens; medians of %d rounds after %d warm-up, a round "
       "from the first rank's start to the last rank's end; x and expert outputs in %s, written anew before each "

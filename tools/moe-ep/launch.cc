@@ -81,12 +81,15 @@ class HandingOnSignals {
   }
 
   // Hands a signal caught since the last call on to `pids` (those > 0): the first as it came; a later one (a
-  // repeated Ctrl-C) as SIGKILL, for children that did not end by the first.
-  void HandOn(std::span<const pid_t> pids) {
+  // repeated Ctrl-C) as SIGKILL where `kill_at_second`, for children that did not end by the first (a launcher that
+  // ends its own children, as mpirun does, gets it as it came).
+  void HandOn(std::span<const pid_t> pids, bool kill_at_second) {
     if (g_forward_signal == 0) return;
-    if (forwarded_ != 0) std::fprintf(stderr, "moe-ep: a second signal: killing what is left of the job\n");
+    const bool kill_them = forwarded_ != 0 && kill_at_second;
+    const bool any = std::any_of(pids.begin(), pids.end(), [](pid_t pid) { return pid > 0; });
+    if (kill_them && any) std::fprintf(stderr, "moe-ep: a second signal: killing what is left of the job\n");
     for (pid_t pid : pids) {
-      if (pid > 0) kill(pid, forwarded_ != 0 ? SIGKILL : g_forward_signal);
+      if (pid > 0) kill(pid, kill_them ? SIGKILL : g_forward_signal);
     }
     if (forwarded_ == 0) forwarded_ = g_forward_signal;
     g_forward_signal = 0;
@@ -249,7 +252,7 @@ int Launch(const LaunchOptions& o) {
   int first_failure = 0, running = o.ranks;
   bool ended = false;  // end_on_failure ended the others: their SIGTERM is not news
   while (running > 0) {
-    signals.HandOn(pids);
+    signals.HandOn(pids, /*kill_at_second=*/true);
     std::vector<pollfd> fds;
     std::vector<Stream*> owners;
     for (auto& s : streams) {
@@ -286,7 +289,7 @@ int Launch(const LaunchOptions& o) {
       }
     }
   }
-  signals.HandOn(pids);  // one that arrived as the last rank ended: nobody is left to tell
+  signals.HandOn(pids, true);  // one that arrived as the last rank ended: nobody is left to tell
   for (auto& s : streams) s.DrainLeft();
   const int left = transport::RemoveJobSegments(rendezvous);
   if (left > 0) std::fprintf(stderr, "moe-ep launch: removed %d shared-memory segment(s) the job left behind\n", left);
@@ -298,9 +301,11 @@ int RunProgram(const std::vector<std::string>& argv) {
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   HandingOnSignals signals;
+  const pid_t parent = getpid();
   const pid_t pid = signals.Fork();
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(128 + SIGTERM);  // it ended before the line above
     execvp(args[0], args.data());
     _exit(127);
   }
@@ -310,10 +315,10 @@ int RunProgram(const std::vector<std::string>& argv) {
     const pid_t waited = waitpid(pid, &status, WNOHANG);
     if (waited == pid) break;
     if (waited < 0 && errno != EINTR) return 127;
-    signals.HandOn({&pid, 1});
-    usleep(20 * 1000);  // the signal handler cuts the nap short
+    signals.HandOn({&pid, 1}, /*kill_at_second=*/false);  // mpirun ends its ranks at a second itself
+    usleep(20 * 1000);                                    // the signal handler cuts the nap short
   }
-  signals.HandOn({});  // one that arrived as it ended
+  signals.HandOn({}, false);  // one that arrived as it ended
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 

@@ -10,6 +10,7 @@
 #include "base/env.h"
 #include "kernels/kernels.h"
 #include "moe-ep/launch.h"
+#include "moe-ep/options.h"
 #include "moe-ep/rank_job.h"
 #include "moe_ep/ops.h"
 #include "ops/workers.h"
@@ -66,7 +67,8 @@ int RunJobOverProcesses(const JobOptions& o, std::vector<std::string> args) {
   setenv(kResultsDirVariable, results.path().c_str(), 1);  // NOLINT(concurrency-mt-unsafe): no threads yet
   const int status = Launch(LaunchOptions{o.ranks, args, /*end_on_failure=*/true});
   unsetenv(kResultsDirVariable);  // NOLINT(concurrency-mt-unsafe)
-  if (status != 0) return 1;  // the launcher named the rank and its status; a signal it handed on ends this too (main)
+  // The launcher named the failed rank and its status; a signal it handed on ends this process too (main).
+  if (status != 0) return status == kBadUsageExitCode ? status : 1;
   std::printf("  verified: every rank's dispatch outputs and combine results bit-identical to the reference\n");
   const std::vector<RankTimes> times = ReadRankTimes(results.path(), "run", o.ranks);
   PrintTimings(o, times);

@@ -2,6 +2,7 @@
 #include "cann/aclnn/executor.h"
 
 #include <memory>
+#include <vector>
 
 #include "cann/guard.h"
 #include "cann/runtime/handle_registry.h"
@@ -18,7 +19,14 @@ runtime::HandleRegistry<aclOpExecutor>& Executors() {
   return *executors;
 }
 
+// The tensor memory phase one noted on this thread, while BuildExecutor runs `build`.
+thread_local std::vector<const void*>* g_noted_memory = nullptr;
+
 }  // namespace
+
+void NoteTensorMemory(const void* data) {
+  if (g_noted_memory != nullptr) g_noted_memory->push_back(data);
+}
 
 aclnnStatus BuildExecutor(const char* op, uint64_t* workspace_size, aclOpExecutor** executor,
                           const std::function<OpWork()>& build) {
@@ -33,7 +41,13 @@ aclnnStatus BuildExecutor(const char* op, uint64_t* workspace_size, aclOpExecuto
                 name + ": parameter 'executor' = nullptr violates rule: phase one writes the executor there");
   }
   auto built = std::make_shared<aclOpExecutor>();
+  std::vector<const void*> noted;
+  struct Noting {
+    explicit Noting(std::vector<const void*>* to) { g_noted_memory = to; }
+    ~Noting() { g_noted_memory = nullptr; }
+  } noting(&noted);
   OpWork work = build();
+  built->memory = AllocationStarts(noted);
   built->work = std::move(work.run);
   built->launchable = std::move(work.launchable);
   built->op = name;
@@ -53,8 +67,9 @@ aclnnStatus LaunchExecutor(const char* op, aclOpExecutor* executor, aclrtStream 
       return Fail(ACLNN_ERR_PARAM_INVALID, std::string(op) + ": the executor was built by " + kept->op);
     }
     if (kept->launchable) kept->launchable();
+    auto hold = std::make_shared<const MemoryHold>(kept->memory, op);
     return LaunchOnStream(
-        stream, op, [kept] { kept->work(); }, nullptr, kept->device);
+        stream, op, [kept, hold] { kept->work(); }, nullptr, kept->device);
   }
   std::shared_ptr<aclOpExecutor> owned = Executors().Remove(executor);
   if (!owned) {
@@ -71,8 +86,9 @@ aclnnStatus LaunchExecutor(const char* op, aclOpExecutor* executor, aclrtStream 
   aclnnStatus status = ACLNN_SUCCESS;
   try {
     if (owned->launchable) owned->launchable();
+    auto hold = std::make_shared<const MemoryHold>(owned->memory, op);
     status = LaunchOnStream(
-        stream, op, [owned] { owned->work(); }, nullptr, owned->device);
+        stream, op, [owned, hold] { owned->work(); }, nullptr, owned->device);
   } catch (...) {  // not launched either (refused, or no memory for the task)
     Executors().Restore(executor, std::move(owned));
     throw;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "acl/acl.h"
 #include "aclnn/aclnn_base.h"
@@ -16,6 +17,7 @@ struct aclOpExecutor {
   std::function<void()> launchable;     // checked by each launch (its groups still live); throws to refuse it
   std::atomic<bool> repeatable{false};  // aclSetAclOpExecutorRepeatable: launched any number of times, until destroyed
   int32_t device = -1;                  // phase one's, where the communicators are: its launches' streams must be too
+  std::vector<const void*> memory;      // the allocations phase one's tensors point into: each launch holds them
 };
 
 namespace moe_ep::cann {
@@ -25,6 +27,10 @@ struct OpWork {
   std::function<void()> run;
   std::function<void()> launchable;
 };
+
+/// Notes the memory of a tensor phase one takes (OptionalTensor calls it) for the executor BuildExecutor makes: its
+/// launches keep that memory from being given back until they ran (MemoryHold).
+void NoteTensorMemory(const void* data);
 
 /// The workspace size phase one reports: 16 MiB, the least CANN's tiling of these operators asks for, so that a
 /// program that allocates the workspace whatever its size (aclrtMalloc refuses 0 bytes) runs unchanged. moe_ep

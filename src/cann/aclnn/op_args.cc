@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "base/env.h"
+#include "cann/aclnn/executor.h"
 #include "cann/runtime/runtime.h"
 #include "plan/elastic.h"
 
@@ -29,6 +30,7 @@ TensorView OptionalTensor(const std::string& op, const char* param, const aclTen
   if (tensor->format == ACL_FORMAT_FRACTAL_NZ) {
     Reject(ErrorCode::kInvalidConfig, op, param, "format FRACTAL_NZ", "tensors must be ND");
   }
+  NoteTensorMemory(tensor->data);
   return ViewOf(*tensor);
 }
 

@@ -1,13 +1,17 @@
 // "Device" memory (from the shared heap: what peers reach in place, as an NPU's device memory is) and
 // pinned host memory (ordinary aligned memory), both remembered in a registry, and the synchronous and
 // stream-ordered copies and fills.
+#include <algorithm>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "cann/runtime/internal.h"
 #include "moe_ep/error.h"
@@ -32,11 +36,13 @@ struct Allocation {
   size_t bytes = 0;
   size_t rounded = 0;  // what the allocator gave: bytes up to the alignment
   MemoryKind kind = MemoryKind::kDevice;
+  uint64_t holds = 0;  // MemoryHolds on it: tasks on streams that use it
 };
 
 struct Allocations {
   std::mutex mu;
   std::map<const void*, Allocation, std::less<>> by_address;  // ordered: RoomAt finds the one holding a pointer
+  std::map<const void*, Allocation> freed_but_held;           // given back when their last MemoryHold goes
 };
 
 // Never destroyed: stream tasks may still free memory while the process exits.
@@ -109,6 +115,11 @@ aclError Release(const char* api, void* ptr, MemoryKind kind) {
                                                 " bytes) came from " + AllocatorOf(it->second.kind) +
                                                 "; free it with " + FreerOf(it->second.kind));
     }
+    // A task queued on a stream still uses it: given back once that task is done (MemoryHold).
+    if (it->second.holds > 0) {
+      live.freed_but_held.insert(live.by_address.extract(it));
+      return ACL_SUCCESS;
+    }
     live.by_address.erase(it);
   }
   FreeMemory(ptr, kind);
@@ -146,6 +157,16 @@ std::optional<size_t> RoomAt(const void* p) {
     return std::nullopt;  // the next block of the heap
   }
   return it->second.bytes > offset ? it->second.bytes - offset : 0;
+}
+
+// The live allocation holding `p` (its alignment padding included), or end().
+auto AllocationHolding(Allocations& live, const void* p) {
+  auto it = live.by_address.upper_bound(p);
+  if (it == live.by_address.begin()) return live.by_address.end();
+  --it;
+  const auto* start = static_cast<const uint8_t*>(it->first);
+  const auto* at = static_cast<const uint8_t*>(p);
+  return at - start < static_cast<ptrdiff_t>(it->second.rounded) ? it : live.by_address.end();
 }
 
 // Memory neither aclrtMalloc nor aclrtMallocHost gave: ordinary host memory (a std::vector, malloc's), which the
@@ -189,6 +210,62 @@ aclError CheckMemset(const std::string& api, const void* dst, size_t max_count, 
 
 }  // namespace
 }  // namespace moe_ep::cann::runtime
+
+namespace moe_ep::cann {
+
+std::vector<const void*> AllocationStarts(const std::vector<const void*>& pointers) {
+  runtime::Allocations& live = runtime::Live();
+  std::lock_guard<std::mutex> lock(live.mu);
+  std::vector<const void*> starts;
+  for (const void* p : pointers) {
+    if (p == nullptr) continue;
+    const auto it = runtime::AllocationHolding(live, p);
+    if (it != live.by_address.end() && std::find(starts.begin(), starts.end(), it->first) == starts.end()) {
+      starts.push_back(it->first);
+    }
+  }
+  return starts;
+}
+
+std::vector<const void*> AllocationStarts(std::initializer_list<const void*> pointers) {
+  return AllocationStarts(std::vector<const void*>(pointers));
+}
+
+MemoryHold::MemoryHold(std::vector<const void*> starts, const std::string& what) : starts_(std::move(starts)) {
+  runtime::Allocations& live = runtime::Live();
+  std::lock_guard<std::mutex> lock(live.mu);
+  for (const void* start : starts_) {
+    if (live.by_address.count(start) == 0) {
+      throw Error(ErrorCode::kInvalidParam,
+                  what + ": the memory at " + runtime::HandleName(start) +
+                      " that one of its tensors points into was freed (aclrtFree / aclrtFreeHost) after phase one; "
+                      "rule: a tensor's memory lives until the operator ran");
+    }
+  }
+  for (const void* start : starts_) ++live.by_address.find(start)->second.holds;
+}
+
+MemoryHold::~MemoryHold() {
+  std::vector<std::pair<void*, runtime::MemoryKind>> given_back;
+  {
+    runtime::Allocations& live = runtime::Live();
+    std::lock_guard<std::mutex> lock(live.mu);
+    for (const void* start : starts_) {
+      // Freed while held (it cannot have been allocated anew meanwhile: its memory was not given back).
+      if (const auto dying = live.freed_but_held.find(start); dying != live.freed_but_held.end()) {
+        if (--dying->second.holds == 0) {
+          given_back.emplace_back(const_cast<void*>(start), dying->second.kind);
+          live.freed_but_held.erase(dying);
+        }
+      } else if (const auto it = live.by_address.find(start); it != live.by_address.end()) {
+        --it->second.holds;
+      }
+    }
+  }
+  for (const auto& [memory, kind] : given_back) runtime::FreeMemory(memory, kind);
+}
+
+}  // namespace moe_ep::cann
 
 using moe_ep::cann::ApiFamily;
 using moe_ep::cann::Fail;
@@ -256,7 +333,10 @@ extern "C" aclError aclrtMemcpyAsync(void* dst, size_t destMax, const void* src,
         status != ACL_SUCCESS) {
       return status;
     }
-    auto copy = [dst, src, count] { std::memmove(dst, src, count); };
+    // Its memory stays until the copy ran, whoever frees it meanwhile.
+    auto hold = std::make_shared<const moe_ep::cann::MemoryHold>(moe_ep::cann::AllocationStarts({dst, src}),
+                                                                 "aclrtMemcpyAsync");
+    auto copy = [dst, src, count, hold] { std::memmove(dst, src, count); };
     // As CANN documents: with host memory that is not aclrtMallocHost's (not page-locked), the call returns once
     // the copy is done, which still runs in stream order; the caller may then reuse its buffer, or read it.
     if (moe_ep::cann::runtime::IsOrdinaryHostMemory(dst) || moe_ep::cann::runtime::IsOrdinaryHostMemory(src)) {
@@ -272,7 +352,9 @@ extern "C" aclError aclrtMemsetAsync(void* devPtr, size_t maxCount, int32_t valu
         status != ACL_SUCCESS) {
       return status;
     }
+    auto hold =
+        std::make_shared<const moe_ep::cann::MemoryHold>(moe_ep::cann::AllocationStarts({devPtr}), "aclrtMemsetAsync");
     return moe_ep::cann::LaunchOnStream(stream, "aclrtMemsetAsync",
-                                        [devPtr, value, count] { std::memset(devPtr, value, count); });
+                                        [devPtr, value, count, hold] { std::memset(devPtr, value, count); });
   });
 }

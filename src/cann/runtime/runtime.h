@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,25 @@ int32_t DeviceCount();
 
 /// Records `message` as the calling thread's recent error (aclGetRecentErrMsg) and returns `code`.
 int32_t Fail(int32_t code, const std::string& message);
+
+/// Keeps the aclrtMalloc / aclrtMallocHost allocations starting at `starts` (AllocationStarts') from being given back
+/// while it lives: an aclrtFree(Host) of one meanwhile (a task queued on a stream still uses it; on a device the
+/// program's bug) succeeds, and the memory goes when the last hold does, instead of under the task. One of them freed
+/// already is an error (moe_ep::Error kInvalidParam naming `what`), with nothing held.
+class MemoryHold {
+ public:
+  MemoryHold(std::vector<const void*> starts, const std::string& what);
+  ~MemoryHold();
+  MemoryHold(const MemoryHold&) = delete;
+  MemoryHold& operator=(const MemoryHold&) = delete;
+
+ private:
+  std::vector<const void*> starts_;
+};
+/// Where the allocations holding `pointers` start (aclrtMalloc's or aclrtMallocHost's; ordinary memory has none),
+/// each once.
+std::vector<const void*> AllocationStarts(std::initializer_list<const void*> pointers);
+std::vector<const void*> AllocationStarts(const std::vector<const void*>& pointers);
 
 /// The work of one launch. It throws moe_ep::Error (or any std::exception) to fail; the stream records
 /// the failure (Stream: which ones) and its synchronize returns that code with the message.
