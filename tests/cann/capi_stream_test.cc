@@ -573,7 +573,8 @@ TEST(CapiStream, AnExecutorIsRefusedAtItsLaunchOnADestroyedGroup) {
 }
 
 // An executor whose tensor's memory was freed after phase one is refused at its launch (161002, saying so), instead of
-// running on freed memory; the refused launch gives the executor back.
+// running on freed memory, also when memory of the same size was allocated since (at the same address, as a heap
+// hands out a block just given back); the refused launch gives the executor back.
 TEST(CapiStream, AnExecutorWhoseTensorMemoryWasFreedIsRefusedAtItsLaunch) {
   EnsureAclReady();
   std::vector<HcclComm> comms = CreateGroup({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15});
@@ -595,6 +596,8 @@ TEST(CapiStream, AnExecutorWhoseTensorMemoryWasFreedIsRefusedAtItsLaunch) {
     ASSERT_EQ(aclnnMoeDistributeBufferResetGetWorkspaceSize(mask, group.c_str(), 16, 0, &ws, &exec), ACL_SUCCESS)
         << RecentErrMsg();
     ASSERT_EQ(aclrtFree(memory), ACL_SUCCESS) << RecentErrMsg();
+    void* since = nullptr;
+    ASSERT_EQ(aclrtMalloc(&since, 64, ACL_MEM_MALLOC_HUGE_FIRST), ACL_SUCCESS) << RecentErrMsg();
     EXPECT_EQ(LaunchAndWait(exec, stream), ACLNN_ERR_PARAM_INVALID) << "an executor ran on freed memory";
     const std::string message = RecentErrMsg();
     for (const char* part : {"aclnnMoeDistributeBufferReset", "freed", "after phase one"}) {
@@ -602,6 +605,7 @@ TEST(CapiStream, AnExecutorWhoseTensorMemoryWasFreedIsRefusedAtItsLaunch) {
     }
     EXPECT_EQ(aclDestroyAclOpExecutor(exec), ACL_SUCCESS) << "a refused launch gives the executor back";
     EXPECT_EQ(aclDestroyTensor(mask), ACL_SUCCESS);
+    EXPECT_EQ(aclrtFree(since), ACL_SUCCESS);
     aclrtDestroyStream(stream);
     aclrtResetDevice(0);
   });

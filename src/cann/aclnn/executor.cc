@@ -47,7 +47,7 @@ aclnnStatus BuildExecutor(const char* op, uint64_t* workspace_size, aclOpExecuto
     ~Noting() { g_noted_memory = nullptr; }
   } noting(&noted);
   OpWork work = build();
-  built->memory = AllocationStarts(noted);
+  built->memory = AllocationsHolding(noted, name);
   built->work = std::move(work.run);
   built->launchable = std::move(work.launchable);
   built->op = name;

@@ -10,6 +10,7 @@
 
 #include "acl/acl.h"
 #include "aclnn/aclnn_base.h"
+#include "cann/runtime/runtime.h"
 
 struct aclOpExecutor {
   std::string op;                       // "aclnnMoeDistributeDispatchV2", ...
@@ -17,7 +18,7 @@ struct aclOpExecutor {
   std::function<void()> launchable;     // checked by each launch (its groups still live); throws to refuse it
   std::atomic<bool> repeatable{false};  // aclSetAclOpExecutorRepeatable: launched any number of times, until destroyed
   int32_t device = -1;                  // phase one's, where the communicators are: its launches' streams must be too
-  std::vector<const void*> memory;      // the allocations phase one's tensors point into: each launch holds them
+  std::vector<moe_ep::cann::AllocationId> memory;  // what phase one's tensors point into: each launch holds it
 };
 
 namespace moe_ep::cann {

@@ -36,13 +36,15 @@ struct Allocation {
   size_t bytes = 0;
   size_t rounded = 0;  // what the allocator gave: bytes up to the alignment
   MemoryKind kind = MemoryKind::kDevice;
-  uint64_t holds = 0;  // MemoryHolds on it: tasks on streams that use it
+  uint64_t holds = 0;   // MemoryHolds on it: tasks on streams that use it
+  uint64_t serial = 0;  // tells it from an allocation at the same address before or after it
 };
 
 struct Allocations {
   std::mutex mu;
-  std::map<const void*, Allocation, std::less<>> by_address;  // ordered: RoomAt finds the one holding a pointer
-  std::map<const void*, Allocation> freed_but_held;           // given back when their last MemoryHold goes
+  std::map<const void*, Allocation, std::less<>> by_address;      // ordered: RoomAt finds the one holding a pointer
+  std::map<const void*, Allocation, std::less<>> freed_but_held;  // given back when their last MemoryHold goes
+  uint64_t serials = 0;
 };
 
 // Never destroyed: stream tasks may still free memory while the process exits.
@@ -88,7 +90,7 @@ aclError Allocate(const char* api, void** ptr, size_t size, MemoryKind kind) {
   try {
     Allocations& live = Live();
     std::lock_guard<std::mutex> lock(live.mu);
-    live.by_address[memory] = Allocation{size, rounded, kind};
+    live.by_address[memory] = Allocation{size, rounded, kind, 0, ++live.serials};
   } catch (...) {
     FreeMemory(memory, kind);
     throw;
@@ -159,14 +161,24 @@ std::optional<size_t> RoomAt(const void* p) {
   return it->second.bytes > offset ? it->second.bytes - offset : 0;
 }
 
-// The live allocation holding `p` (its alignment padding included), or end().
-auto AllocationHolding(Allocations& live, const void* p) {
-  auto it = live.by_address.upper_bound(p);
-  if (it == live.by_address.begin()) return live.by_address.end();
+// The allocation of `allocations` holding `p` (its alignment padding included), or end().
+template <typename Map>
+auto Holding(Map& allocations, const void* p) {
+  auto it = allocations.upper_bound(p);
+  if (it == allocations.begin()) return allocations.end();
   --it;
   const auto* start = static_cast<const uint8_t*>(it->first);
   const auto* at = static_cast<const uint8_t*>(p);
-  return at - start < static_cast<ptrdiff_t>(it->second.rounded) ? it : live.by_address.end();
+  return at - start < static_cast<ptrdiff_t>(it->second.rounded) ? it : allocations.end();
+}
+
+// Why `p` (named `what`) may not be used: it points into memory freed already, which a task queued on a stream still
+// holds (the caller holds live.mu); "" when it may.
+std::string FreedMemoryProblem(Allocations& live, const void* p, const std::string& what) {
+  const auto it = Holding(live.freed_but_held, p);
+  if (it == live.freed_but_held.end()) return "";
+  return what + " points into the " + std::to_string(it->second.bytes) + " bytes at " + HandleName(it->first) +
+         ", freed already (" + FreerOf(it->second.kind) + "; a task queued on a stream still uses them)";
 }
 
 // Memory neither aclrtMalloc nor aclrtMallocHost gave: ordinary host memory (a std::vector, malloc's), which the
@@ -176,6 +188,13 @@ bool IsOrdinaryHostMemory(const void* p) { return !RoomAt(p).has_value(); }
 // The `count` bytes a copy or fill touches at `p` must lie inside the allocation holding p. Only those: a destMax
 // (maxCount) larger than what is left is accepted, as CANN checks no more than count <= destMax.
 aclError CheckRoom(const std::string& api, const char* param, const void* p, size_t count) {
+  {
+    Allocations& live = Live();
+    std::lock_guard<std::mutex> lock(live.mu);
+    if (const std::string problem = FreedMemoryProblem(live, p, api + ": '" + param + "'"); !problem.empty()) {
+      return Fail(ACL_ERROR_INVALID_PARAM, problem);
+    }
+  }
   const std::optional<size_t> room = RoomAt(p);
   if (!room || count <= *room) return ACL_SUCCESS;
   return Fail(ACL_ERROR_INVALID_PARAM, api + ": count " + std::to_string(count) + " is more than the " +
@@ -213,56 +232,78 @@ aclError CheckMemset(const std::string& api, const void* dst, size_t max_count, 
 
 namespace moe_ep::cann {
 
-std::vector<const void*> AllocationStarts(const std::vector<const void*>& pointers) {
+std::vector<AllocationId> AllocationsHolding(const std::vector<const void*>& pointers, const std::string& what) {
   runtime::Allocations& live = runtime::Live();
   std::lock_guard<std::mutex> lock(live.mu);
-  std::vector<const void*> starts;
+  std::vector<AllocationId> ids;
   for (const void* p : pointers) {
     if (p == nullptr) continue;
-    const auto it = runtime::AllocationHolding(live, p);
-    if (it != live.by_address.end() && std::find(starts.begin(), starts.end(), it->first) == starts.end()) {
-      starts.push_back(it->first);
+    if (const std::string problem = runtime::FreedMemoryProblem(live, p, what); !problem.empty()) {
+      throw Error(ErrorCode::kInvalidParam, problem);
     }
+    const auto it = runtime::Holding(live.by_address, p);
+    if (it == live.by_address.end()) continue;
+    const AllocationId id{it->first, it->second.serial};
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
   }
-  return starts;
+  return ids;
 }
 
-std::vector<const void*> AllocationStarts(std::initializer_list<const void*> pointers) {
-  return AllocationStarts(std::vector<const void*>(pointers));
-}
-
-MemoryHold::MemoryHold(std::vector<const void*> starts, const std::string& what) : starts_(std::move(starts)) {
+MemoryHold::MemoryHold(std::vector<AllocationId> ids, const std::string& what) : ids_(std::move(ids)) {
   runtime::Allocations& live = runtime::Live();
   std::lock_guard<std::mutex> lock(live.mu);
-  for (const void* start : starts_) {
-    if (live.by_address.count(start) == 0) {
+  for (const AllocationId& id : ids_) {
+    const auto it = live.by_address.find(id.start);
+    if (it == live.by_address.end() || it->second.serial != id.serial) {
       throw Error(ErrorCode::kInvalidParam,
-                  what + ": the memory at " + runtime::HandleName(start) +
+                  what + ": the memory at " + runtime::HandleName(id.start) +
                       " that one of its tensors points into was freed (aclrtFree / aclrtFreeHost) after phase one; "
                       "rule: a tensor's memory lives until the operator ran");
     }
   }
-  for (const void* start : starts_) ++live.by_address.find(start)->second.holds;
+  for (const AllocationId& id : ids_) ++live.by_address.find(id.start)->second.holds;
+}
+
+std::shared_ptr<const MemoryHold> MemoryHold::Of(const std::vector<const void*>& pointers) {
+  // Made (and its list sized) first, so that nothing can throw once a hold is taken; found and held at once, so that
+  // nothing frees them in between (the checks at the call refused freed memory).
+  std::shared_ptr<MemoryHold> hold(new MemoryHold(std::vector<AllocationId>{}));
+  hold->ids_.reserve(pointers.size());
+  runtime::Allocations& live = runtime::Live();
+  std::lock_guard<std::mutex> lock(live.mu);
+  for (const void* p : pointers) {
+    const auto it = p != nullptr ? runtime::Holding(live.by_address, p) : live.by_address.end();
+    if (it == live.by_address.end()) continue;
+    const AllocationId id{it->first, it->second.serial};
+    if (std::find(hold->ids_.begin(), hold->ids_.end(), id) != hold->ids_.end()) continue;
+    hold->ids_.push_back(id);
+    ++it->second.holds;
+  }
+  return hold;
 }
 
 MemoryHold::~MemoryHold() {
-  std::vector<std::pair<void*, runtime::MemoryKind>> given_back;
-  {
-    runtime::Allocations& live = runtime::Live();
-    std::lock_guard<std::mutex> lock(live.mu);
-    for (const void* start : starts_) {
-      // Freed while held (it cannot have been allocated anew meanwhile: its memory was not given back).
-      if (const auto dying = live.freed_but_held.find(start); dying != live.freed_but_held.end()) {
-        if (--dying->second.holds == 0) {
-          given_back.emplace_back(const_cast<void*>(start), dying->second.kind);
-          live.freed_but_held.erase(dying);
+  // Nothing may escape a destructor: memory that cannot be given back (no memory for the list, a heap error) stays.
+  try {
+    std::vector<std::pair<void*, runtime::MemoryKind>> given_back;
+    {
+      runtime::Allocations& live = runtime::Live();
+      std::lock_guard<std::mutex> lock(live.mu);
+      for (const AllocationId& id : ids_) {
+        // Freed while held (it cannot have been allocated anew meanwhile: its memory was not given back).
+        if (const auto dying = live.freed_but_held.find(id.start); dying != live.freed_but_held.end()) {
+          if (--dying->second.holds == 0) {
+            given_back.emplace_back(const_cast<void*>(id.start), dying->second.kind);
+            live.freed_but_held.erase(dying);
+          }
+        } else if (const auto it = live.by_address.find(id.start); it != live.by_address.end()) {
+          --it->second.holds;
         }
-      } else if (const auto it = live.by_address.find(start); it != live.by_address.end()) {
-        --it->second.holds;
       }
     }
+    for (const auto& [memory, kind] : given_back) runtime::FreeMemory(memory, kind);
+  } catch (...) {
   }
-  for (const auto& [memory, kind] : given_back) runtime::FreeMemory(memory, kind);
 }
 
 }  // namespace moe_ep::cann
@@ -334,8 +375,7 @@ extern "C" aclError aclrtMemcpyAsync(void* dst, size_t destMax, const void* src,
       return status;
     }
     // Its memory stays until the copy ran, whoever frees it meanwhile.
-    auto hold = std::make_shared<const moe_ep::cann::MemoryHold>(moe_ep::cann::AllocationStarts({dst, src}),
-                                                                 "aclrtMemcpyAsync");
+    auto hold = moe_ep::cann::MemoryHold::Of({dst, src});
     auto copy = [dst, src, count, hold] { std::memmove(dst, src, count); };
     // As CANN documents: with host memory that is not aclrtMallocHost's (not page-locked), the call returns once
     // the copy is done, which still runs in stream order; the caller may then reuse its buffer, or read it.
@@ -352,8 +392,7 @@ extern "C" aclError aclrtMemsetAsync(void* devPtr, size_t maxCount, int32_t valu
         status != ACL_SUCCESS) {
       return status;
     }
-    auto hold =
-        std::make_shared<const moe_ep::cann::MemoryHold>(moe_ep::cann::AllocationStarts({devPtr}), "aclrtMemsetAsync");
+    auto hold = moe_ep::cann::MemoryHold::Of({devPtr});
     return moe_ep::cann::LaunchOnStream(stream, "aclrtMemsetAsync",
                                         [devPtr, value, count, hold] { std::memset(devPtr, value, count); });
   });

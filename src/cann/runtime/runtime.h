@@ -4,8 +4,9 @@
 
 #include <cstdint>
 #include <functional>
-#include <initializer_list>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "acl/acl.h"
@@ -43,24 +44,35 @@ int32_t DeviceCount();
 /// Records `message` as the calling thread's recent error (aclGetRecentErrMsg) and returns `code`.
 int32_t Fail(int32_t code, const std::string& message);
 
-/// Keeps the aclrtMalloc / aclrtMallocHost allocations starting at `starts` (AllocationStarts') from being given back
-/// while it lives: an aclrtFree(Host) of one meanwhile (a task queued on a stream still uses it; on a device the
-/// program's bug) succeeds, and the memory goes when the last hold does, instead of under the task. One of them freed
-/// already is an error (moe_ep::Error kInvalidParam naming `what`), with nothing held.
+/// One allocation of aclrtMalloc / aclrtMallocHost: where it starts, and its serial number (an allocation made at the
+/// same address after it was given back is another).
+struct AllocationId {
+  const void* start = nullptr;
+  uint64_t serial = 0;
+  bool operator==(const AllocationId&) const = default;
+};
+/// The allocations holding `pointers` (ordinary memory has none), each once. A pointer into memory freed already
+/// (which a task queued on a stream still uses) is an error (moe_ep::Error kInvalidParam) naming `what`.
+std::vector<AllocationId> AllocationsHolding(const std::vector<const void*>& pointers, const std::string& what);
+
+/// Keeps allocations from being given back while it lives: an aclrtFree(Host) of one meanwhile (a task queued on a
+/// stream still uses it; on a device the program's bug) succeeds, and the memory goes when the last hold does,
+/// instead of under the task.
 class MemoryHold {
  public:
-  MemoryHold(std::vector<const void*> starts, const std::string& what);
+  /// Holds `ids`; one freed since they were found (or freed and allocated anew) is an error (moe_ep::Error
+  /// kInvalidParam naming `what`), with nothing held.
+  MemoryHold(std::vector<AllocationId> ids, const std::string& what);
+  /// Holds the live allocations holding `pointers` now (the caller refused pointers into freed memory).
+  static std::shared_ptr<const MemoryHold> Of(const std::vector<const void*>& pointers);
   ~MemoryHold();
   MemoryHold(const MemoryHold&) = delete;
   MemoryHold& operator=(const MemoryHold&) = delete;
 
  private:
-  std::vector<const void*> starts_;
+  explicit MemoryHold(std::vector<AllocationId> held) : ids_(std::move(held)) {}  // held already
+  std::vector<AllocationId> ids_;
 };
-/// Where the allocations holding `pointers` start (aclrtMalloc's or aclrtMallocHost's; ordinary memory has none),
-/// each once.
-std::vector<const void*> AllocationStarts(std::initializer_list<const void*> pointers);
-std::vector<const void*> AllocationStarts(const std::vector<const void*>& pointers);
 
 /// The work of one launch. It throws moe_ep::Error (or any std::exception) to fail; the stream records
 /// the failure (Stream: which ones) and its synchronize returns that code with the message.
