@@ -232,14 +232,19 @@ aclError CheckMemset(const std::string& api, const void* dst, size_t max_count, 
 
 namespace moe_ep::cann {
 
-std::vector<AllocationId> AllocationsHolding(const std::vector<const void*>& pointers, const std::string& what) {
-  runtime::Allocations& live = runtime::Live();
-  std::lock_guard<std::mutex> lock(live.mu);
+namespace {
+
+// The live allocations holding `pointers`, each once (the caller holds live.mu). With `what`, a pointer into memory
+// freed already is an error naming it.
+std::vector<AllocationId> IdsHolding(runtime::Allocations& live, const std::vector<const void*>& pointers,
+                                     const std::string* what) {
   std::vector<AllocationId> ids;
   for (const void* p : pointers) {
     if (p == nullptr) continue;
-    if (const std::string problem = runtime::FreedMemoryProblem(live, p, what); !problem.empty()) {
-      throw Error(ErrorCode::kInvalidParam, problem);
+    if (what != nullptr) {
+      if (const std::string problem = runtime::FreedMemoryProblem(live, p, *what); !problem.empty()) {
+        throw Error(ErrorCode::kInvalidParam, problem);
+      }
     }
     const auto it = runtime::Holding(live.by_address, p);
     if (it == live.by_address.end()) continue;
@@ -247,6 +252,14 @@ std::vector<AllocationId> AllocationsHolding(const std::vector<const void*>& poi
     if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
   }
   return ids;
+}
+
+}  // namespace
+
+std::vector<AllocationId> AllocationsHolding(const std::vector<const void*>& pointers, const std::string& what) {
+  runtime::Allocations& live = runtime::Live();
+  std::lock_guard<std::mutex> lock(live.mu);
+  return IdsHolding(live, pointers, &what);
 }
 
 MemoryHold::MemoryHold(std::vector<AllocationId> ids, const std::string& what) : ids_(std::move(ids)) {
@@ -265,20 +278,13 @@ MemoryHold::MemoryHold(std::vector<AllocationId> ids, const std::string& what) :
 }
 
 std::shared_ptr<const MemoryHold> MemoryHold::Of(const std::vector<const void*>& pointers) {
-  // Made (and its list sized) first, so that nothing can throw once a hold is taken; found and held at once, so that
-  // nothing frees them in between (the checks at the call refused freed memory).
+  // Found and held at once, so that nothing frees them in between (the checks at the call refused freed memory); the
+  // hold is made first, so that nothing can throw once the counts are taken.
   std::shared_ptr<MemoryHold> hold(new MemoryHold(std::vector<AllocationId>{}));
-  hold->ids_.reserve(pointers.size());
   runtime::Allocations& live = runtime::Live();
   std::lock_guard<std::mutex> lock(live.mu);
-  for (const void* p : pointers) {
-    const auto it = p != nullptr ? runtime::Holding(live.by_address, p) : live.by_address.end();
-    if (it == live.by_address.end()) continue;
-    const AllocationId id{it->first, it->second.serial};
-    if (std::find(hold->ids_.begin(), hold->ids_.end(), id) != hold->ids_.end()) continue;
-    hold->ids_.push_back(id);
-    ++it->second.holds;
-  }
+  hold->ids_ = IdsHolding(live, pointers, nullptr);
+  for (const AllocationId& id : hold->ids_) ++live.by_address.find(id.start)->second.holds;
   return hold;
 }
 

@@ -270,8 +270,8 @@ class HostsWindow final : public Window {
     // died. Everything else (barrier stamps too: a barrier orders the puts before it) takes the route.
     const bool probe = index >= flag_count() + static_cast<uint64_t>(size());
     const int via = probe ? peer : Route(peer);
-    if (index < flag_count())
-      MarkRound(via);  // the group's flags go with the data (Apply); the transport's always land
+    // The group's flags go with the data (Apply drops both of an earlier round); the transport's always land.
+    if (index < flag_count()) MarkRound(via);
     QueueHeader(via, {RecordKind::kSignal, topology_.local_of[peer], index, value, 0});
   }
 
