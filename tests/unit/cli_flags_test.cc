@@ -296,11 +296,25 @@ TEST(CliFlags, HelpWinsWherePlacedBeforeAnyProblem) {
                            {"run", "--help"},
                            {"run", "--bs", "8", "-h"},
                            {"bench", "--bs", "1", "--help"},
-                           {"launch", "--help"}}) {
+                           {"launch", "--help"},
+                           {"help", "bench"},
+                           {"--help", "launch"}}) {
     SCOPED_TRACE(Joined(args));
     const ParseResult result = Parse(args);
     ASSERT_TRUE(result.ok()) << result.error;
     EXPECT_EQ(result.command_line->command, Command::kHelp);
+  }
+}
+
+TEST(CliFlags, HelpRefusesWhatIsNotACommand) {
+  for (const auto& args :
+       {std::initializer_list<const char*>{"help", "bogus"}, {"-h", "--bs", "8"}, {"help", "run", "--bs"}}) {
+    SCOPED_TRACE(Joined(args));
+    const ParseResult result = Parse(args);
+    ASSERT_FALSE(result.ok());
+    EXPECT_EQ(result.exit_code, 2);
+    EXPECT_NE(result.error.find("takes no argument but a command"), std::string::npos) << result.error;
+    EXPECT_NE(result.error.find(*(args.begin() + 1)), std::string::npos) << result.error;
   }
 }
 

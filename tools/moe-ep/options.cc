@@ -470,7 +470,7 @@ commands:
           one of the ranks (128 + signal for a killed rank); SIGINT, SIGTERM and SIGHUP are handed on
           to the ranks (a second one kills them); N in [1, )" +
                      std::to_string(kMaxLaunchRanks) + R"(]
-  help    this text (also --help or -h, after any command)
+  help    [run|bench|launch]: this text, which covers every command (also --help or -h, after any command)
 
 run flags (each at most once), their bounds and [defaults: the realistic decode configuration]:
 )";
@@ -558,7 +558,12 @@ ParseResult ParseCommandLine(std::span<const std::string> args, std::optional<ui
   try {
     if (args.empty()) return Invalid("moe-ep: missing command: run, bench, launch or help");
     const std::string& command = args.front();
-    if (IsHelp(command)) return Valid(CommandLine{});
+    if (IsHelp(command)) {  // one text covers every command, so "help run" is help too; anything else is a typo
+      const bool about_a_command = args.size() == 2 && (args[1] == "run" || args[1] == "bench" || args[1] == "launch");
+      if (args.size() == 1 || about_a_command) return Valid(CommandLine{});
+      return Invalid("moe-ep: " + command + " takes no argument but a command (run, bench or launch), not " +
+                     Shown(args[1]) + (args.size() > 2 ? " ..." : ""));
+    }
     if (command == "run") return ParseRun(args.subspan(1), window_bytes);
     if (command == "launch") return ParseLaunch(args.subspan(1));
     if (command == "bench") return ParseBench(args.subspan(1));
