@@ -29,9 +29,10 @@ struct ExpertLayout {
   /// Elastic scale-down (CANN V3's elasticInfo, docs/semantics.md 2.8): empty (every rank takes part), or
   /// one 0/1 entry per rank of the EP group, as ProbeReachable returns it. The operations then run among
   /// the ranks marked 1, renumbered 0..E'-1 in order; shared-expert ranks stay shared and each MoE rank
-  /// keeps its experts (expert ids then index the survivors' experts). Every shared expert must keep as many
-  /// ranks as the others (each shared rank then keeps its shared expert). Call BufferReset(ep, survivors)
-  /// first; this rank must be one of them, and there is no TP group.
+  /// keeps its experts (routed expert ids then index the survivors' experts, [0, L * MoE survivors); the special
+  /// experts keep their ids from moe_expert_num, and the ids between are refused). Every shared expert must keep as
+  /// many ranks as the others (each shared rank then keeps its shared expert). Call BufferReset(ep, survivors) first;
+  /// this rank must be one of them, and there is no TP group.
   std::vector<int32_t> survivors;
 };
 

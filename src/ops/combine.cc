@@ -564,7 +564,7 @@ class TokenReducer {
         add(SlotData(t, k), w, true);
         continue;
       }
-      const int64_t special = ids_[t * c_.top_k + k] - c_.moe_expert_num - c_.zero_expert_num;
+      const int64_t special = ids_[t * c_.top_k + k] - c_.first_special_expert() - c_.zero_expert_num;
       if (special < 0) continue;                        // a zero expert adds nothing
       if (special >= c_.copy_expert_num) return false;  // a const expert's row is computed in fp32
       add(ori_x_.Half(t), w, true);
@@ -590,7 +590,7 @@ class TokenReducer {
       if (IsMoeExpert(t, k))
         AddSlot(t, k, &w);
       else
-        AddSpecialExpert(t, ids_[t * c_.top_k + k] - c_.moe_expert_num, w);
+        AddSpecialExpert(t, ids_[t * c_.top_k + k] - c_.first_special_expert(), w);
     }
     for (int64_t i = 0; i < c_.shared_expert_num; ++i) AddSlot(t, c_.top_k + i, nullptr);
     if (t_.shared_expert_x.present()) kernels::AccumulateHalf(type_, shared_x_.Half(t), c_.hidden, acc_.data());

@@ -36,6 +36,10 @@ struct MoeConfig {
   int64_t zero_expert_num = 0;         // zeroExpertNum (V3): ids [moe, moe+zero) contribute nothing
   int64_t copy_expert_num = 0;         // copyExpertNum (V3): next ids return oriX
   int64_t const_expert_num = 0;        // constExpertNum (V3): next ids return alpha1*oriX + alpha2*V
+  // Scaled down: the MoE experts that left with their ranks (moeExpertNum - the new moe). Their ids,
+  // [moe, moe + retired), route nowhere, and the special experts keep theirs, counted from the moeExpertNum
+  // attribute as the combine kernels count them (docs/semantics.md 2.8). 0 otherwise.
+  int64_t retired_expert_num = 0;
   // tokens
   int64_t bs = 0;                // local tokens (x.dim0)
   int64_t hidden = 0;            // H
@@ -64,7 +68,10 @@ struct MoeConfig {
 
   /// Special experts are computed on the token's owner in combine and never travel (docs/semantics.md 2.8).
   int64_t special_expert_num() const { return zero_expert_num + copy_expert_num + const_expert_num; }
-  int64_t all_expert_num() const { return moe_expert_num + special_expert_num(); }
+  /// The first special expert's id (zero, then copy, then const experts follow it).
+  int64_t first_special_expert() const { return moe_expert_num + retired_expert_num; }
+  /// One past the largest expert id.
+  int64_t all_expert_num() const { return first_special_expert() + special_expert_num(); }
   bool has_tp() const { return tp_world_size == 2; }
   int64_t tp_size() const { return has_tp() ? 2 : 1; }
   bool has_shared() const { return shared_expert_rank_num > 0; }

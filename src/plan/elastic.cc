@@ -95,6 +95,7 @@ ScaledDown ApplyElasticInfo(const MoeConfig& c, std::span<const int32_t> table, 
   out.config.ep_world_size = new_e;
   out.config.shared_expert_rank_num = new_s;
   out.config.moe_expert_num = new_moe;
+  out.config.retired_expert_num = c.moe_expert_num - new_moe;
   out.config.ep_rank = new_rank;
   if (c.global_bs != 0) out.config.global_bs = c.global_bs / e * new_e;  // maxBs stays
   return out;

@@ -1,11 +1,11 @@
 // Bad data through the native API never crashes or writes out of bounds: a 1-D mask that is not a prefix, corrupted
 // expert ids in a combine handle, corrupted expandIdx and counts in an Atlas A2-layout handle (on every rank, or on
-// one, which its peer then names), a repeated expert in a token, a huge global_bs, malformed views, survivors that drop
-// a shared-expert replica, absurd allocations, TP pairs whose ranks disagree or whose handles count other rows, a
-// peer's attributes from before a reset, combines whose ranks disagree, a combine routed otherwise than its dispatch,
-// outputs that share memory with an input or another output, a refused call's staged copy. Each fails with its code and
-// a message naming the field, and the group stays usable: the next good round, of a random configuration, matches the
-// reference bit for bit.
+// one, which its peer then names), a repeated expert in a token, a huge global_bs, malformed views, survivors that keep
+// the special experts' ids or drop a shared-expert replica, absurd allocations, TP pairs whose ranks disagree or whose
+// handles count other rows, a peer's attributes from before a reset, combines whose ranks disagree, a combine routed
+// otherwise than its dispatch, outputs that share memory with an input or another output, a refused call's staged copy.
+// Each fails with its code and a message naming the field, and the group stays usable: the next good round, of a random
+// configuration, matches the reference bit for bit.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -741,6 +741,36 @@ TEST(BadData, SurvivorsDroppingASharedReplicaRunExactly) {
     if (r == 1) return;  // the dead replica
     BufferReset(groups[r], experts.survivors);
     EXPECT_GE(DispatchReceiveRows(groups[r], kBs, kTopK, experts), kBs * 3) << "sized for the shared role's rows";
+    const int s = SurvivorRank(experts.survivors, r);
+    EXPECT_EQ(CompareScenarioRank(scaled, s, expected.dispatch[s], expected.combine[s],
+                                  RunScenarioRank(scaled, inputs, s, groups[r], nullptr, &elastic)),
+              "")
+        << "rank " << r << ", survivor " << s;
+  });
+}
+
+// A scale-down leaves the special experts their ids, counted from the group's moeExpertNum as the combine kernels
+// count them: with 8 experts on 4 ranks and rank 2 gone, experts 4 and 5 left with it, the survivors' 6 routed
+// experts are numbered 0 to 5 (elasticInfo[3] = 6), ids 6 and 7 route nowhere (refused), and 8, 9 and 10 stay the
+// zero, copy and const experts. A round of random tokens routed to all of them then matches the reference's.
+TEST(BadData, SurvivorsKeepTheSpecialExpertsIds) {
+  auto groups = Groups(4);
+  const ExpertLayout experts{8, 0, 0, 0, 1, 1, 1, {1, 1, 0, 1}};
+  ScenarioSpec full = RoutedSpec(4, static_cast<int>(experts.moe_expert_num), kTopK, kHidden, kBs);
+  full.config.zero_expert_num = full.config.copy_expert_num = full.config.const_expert_num = 1;
+  const ElasticRun elastic{full.config, experts.survivors};
+  const ScenarioSpec scaled = ScaledDown(full, experts.survivors);
+  ASSERT_EQ(scaled.config.moe_expert_num, 6);
+  std::mt19937_64 rng(BaseSeed());
+  ScenarioInputs inputs = MakeInputs(scaled, rng);
+  const Expected expected = ExpectedRound(scaled, inputs);
+  RunRanks(4, [&](int r) {
+    if (r == 2) return;  // the rank that left
+    BufferReset(groups[r], experts.survivors);
+    RankData d(r, 6);
+    d.ids[3] = 6 + r % 2;  // token 1, k 1
+    ExpectDispatchRefused(groups[r], d.XView(), d.IdsView(), Options(experts), ErrorCode::kInvalidParam,
+                          {"expert_ids", "value " + std::to_string(6 + r % 2), "at [1, 1]", "left with their ranks"});
     const int s = SurvivorRank(experts.survivors, r);
     EXPECT_EQ(CompareScenarioRank(scaled, s, expected.dispatch[s], expected.combine[s],
                                   RunScenarioRank(scaled, inputs, s, groups[r], nullptr, &elastic)),

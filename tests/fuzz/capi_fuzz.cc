@@ -749,12 +749,19 @@ class Call {
   std::array<HostTensor*, kSlotCount> slots_{};
 };
 
-/// Expert ids a valid call draws from: the routed experts (the survivors' under a scale-down table) and, in V3,
-/// the special ones.
+bool ScaledDown(const std::vector<int32_t>& table) { return table.size() >= 4 && table[0] == 1 && table[3] > 0; }
+
+/// How many expert ids a valid call draws from: the routed experts (the survivors' under a scale-down table) and, in
+/// V3, the special ones.
 int64_t TotalExperts(const Attrs& a, const std::vector<int32_t>& table) {
-  const bool scaled = table.size() >= 4 && table[0] == 1 && table[3] > 0;
   const __int128 special = a.dispatch_v3 || a.combine_op == kCombineV3 ? __int128(a.zero) + a.copy + a.cnst : 0;
-  return Clamp((scaled ? __int128(table[3]) : __int128(a.moe)) + special, 0, INT32_MAX);
+  return Clamp((ScaledDown(table) ? __int128(table[3]) : __int128(a.moe)) + special, 0, INT32_MAX);
+}
+
+/// Under a scale-down table, the special experts keep their ids past the routed experts that left.
+RetiredExperts Retired(const Attrs& a, const std::vector<int32_t>& table) {
+  if (!ScaledDown(table) || a.moe <= table[3]) return {};
+  return {table[3], Clamp(__int128(a.moe) - table[3], 0, INT32_MAX)};
 }
 
 /// The number of elements of `dims` (all backed tensors are small).
@@ -773,11 +780,11 @@ Call::Contents Bytes(std::vector<uint8_t> dense) {
   return [dense = std::move(dense)](const std::vector<int64_t>&) { return dense; };
 }
 /// Expert ids (rows, K) for the final dims; other dtypes get random bytes.
-Call::Contents Ids(Rng& rng, int32_t dtype, int64_t total, int64_t mode, int64_t value) {
-  return [&rng, dtype, total, mode, value](const std::vector<int64_t>& dims) {
+Call::Contents Ids(Rng& rng, int32_t dtype, int64_t total, int64_t mode, int64_t value, RetiredExperts retired) {
+  return [&rng, dtype, total, mode, value, retired](const std::vector<int64_t>& dims) {
     if (dtype != kInt32 || dims.size() != 2)
       return RandomBytes(rng, Numel(dims) * static_cast<int64_t>(ElementBytes(dtype)));
-    return Int32Bytes(ExpertIds(rng, dims[0], dims[1], total, mode, value));
+    return Int32Bytes(ExpertIds(rng, dims[0], dims[1], total, mode, value, retired));
   };
 }
 Call::Contents Mask(Rng& rng, int64_t fill) {
@@ -805,9 +812,9 @@ void DispatchPhaseOne(Call& c) {
   std::vector<int32_t> table;
   if (a.dispatch_v3) table = ElasticTable(op, a.g, rng, a.ep_world_size, a.shared_rank_num, a.moe);
   c.Input(kSlotX, "x", a.x_dtype, {bs, h}, Floating(rng, a.x_dtype, op.Get(kXFill, a.g, 0)), a.format);
-  c.Input(
-      kSlotIds, "expertIds", a.ids_dtype, {bs, k},
-      Ids(rng, a.ids_dtype, TotalExperts(a, table), op.Get(kIdsMode, a.g, kIdsDistinct), op.Get(kIdsValue, a.g, 0)));
+  c.Input(kSlotIds, "expertIds", a.ids_dtype, {bs, k},
+          Ids(rng, a.ids_dtype, TotalExperts(a, table), op.Get(kIdsMode, a.g, kIdsDistinct), op.Get(kIdsValue, a.g, 0),
+              Retired(a, table)));
   if (op.Flag(kSmoothScales, a.g, 0)) {
     c.Input(kSlotScales, "scales", kFloat, {Clamp(__int128(a.shared_num) + a.moe, -1, INT64_MAX), h},
             Floating(rng, kFloat, op.Get(kScalesFill, a.g, 0)));
@@ -882,7 +889,7 @@ void CombinePhaseOne(Call& c, const Call* from) {
     c.Input(
         kSlotCombineIds, "expertIds", a.ids_dtype, {bs, k},
         Ids(rng, a.ids_dtype, TotalExperts(a, table), op.Get(kCombineIdsMode, a.g, op.Get(kIdsMode, a.g, kIdsDistinct)),
-            op.Get(kCombineIdsValue, a.g, op.Get(kIdsValue, a.g, 0))));
+            op.Get(kCombineIdsValue, a.g, op.Get(kIdsValue, a.g, 0)), Retired(a, table)));
   }
   // The handle: dispatch's outputs (or zeros), then corrupted.
   auto handle = [&](int from_slot, int64_t corrupt) {

@@ -54,8 +54,16 @@ inline std::vector<int32_t> AsInt32(const std::vector<uint8_t>& bytes) {
   return v;
 }
 
-/// expertIds (bs, k) per IdsMode; valid ids range over [0, total).
-inline std::vector<int32_t> ExpertIds(Rng& rng, int64_t bs, int64_t k, int64_t total, int64_t mode, int64_t value) {
+/// The MoE experts a scale-down retired: ids drawn at or past `from` (the survivors' MoE experts) move up by `count`,
+/// where the special experts keep their ids. None by default.
+struct RetiredExperts {
+  int64_t from = INT64_MAX;
+  int64_t count = 0;
+};
+
+/// expertIds (bs, k) per IdsMode; valid ids range over [0, total), past `retired`'s gap.
+inline std::vector<int32_t> ExpertIds(Rng& rng, int64_t bs, int64_t k, int64_t total, int64_t mode, int64_t value,
+                                      RetiredExperts retired = {}) {
   std::vector<int32_t> ids(static_cast<size_t>(bs > 0 && k > 0 ? bs * k : 0));
   const int64_t range = total > 0 ? total : 1;
   for (int64_t t = 0; t < bs && !ids.empty(); ++t) {
@@ -82,6 +90,7 @@ inline std::vector<int32_t> ExpertIds(Rng& rng, int64_t bs, int64_t k, int64_t t
         default:
           break;
       }
+      if (id >= retired.from && id < range) id += retired.count;
       ids[t * k + j] = static_cast<int32_t>(id);
     }
   }

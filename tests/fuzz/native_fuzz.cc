@@ -476,9 +476,9 @@ class RankCall {
     return nullptr;
   }
 
-  /// Expert ids a valid call draws from: the routed experts (the survivors' when some ranks left: each MoE rank
-  /// keeps its experts, so their number is L times the MoE survivors) and the special ones.
-  int64_t TotalExperts() const {
+  /// The routed experts a valid call draws from: all, or the survivors' when some ranks left (each MoE rank keeps
+  /// its experts, so their number is L times the MoE survivors).
+  int64_t RoutedExperts() const {
     int64_t routed = std::clamp<int64_t>(layout_.moe_expert_num, 0, INT32_MAX);
     const int64_t e = t_.ep_size, s = layout_.shared_expert_rank_num;
     if (!layout_.survivors.empty() && static_cast<int64_t>(layout_.survivors.size()) == e && s >= 0 && s < e) {
@@ -486,9 +486,20 @@ class RankCall {
       for (int64_t r = s; r < e; ++r) moe_survivors += layout_.survivors[r] == 1;
       routed = routed / (e - s) * moe_survivors;
     }
-    return routed + std::clamp<int64_t>(layout_.zero_expert_num, 0, INT32_MAX) +
+    return routed;
+  }
+
+  /// How many expert ids a valid call draws from: the routed ones and the special ones.
+  int64_t TotalExperts() const {
+    return RoutedExperts() + std::clamp<int64_t>(layout_.zero_expert_num, 0, INT32_MAX) +
            std::clamp<int64_t>(layout_.copy_expert_num, 0, INT32_MAX) +
            std::clamp<int64_t>(layout_.const_expert_num, 0, INT32_MAX);
+  }
+
+  /// When some ranks left, the special experts keep their ids past the routed experts that left with them.
+  RetiredExperts Retired() const {
+    const int64_t routed = RoutedExperts(), all = std::clamp<int64_t>(layout_.moe_expert_num, 0, INT32_MAX);
+    return routed < all ? RetiredExperts{routed, all - routed} : RetiredExperts{};
   }
 
   void RunDispatch() {
@@ -496,8 +507,9 @@ class RankCall {
     Input(kSlotX, "x", x_dtype_, {bs_, h_}, op_.Get(kXFill, g_, 0));
     const DType ids_dtype = RawDtype(op_.Get(kIdsDtype, g_, static_cast<int64_t>(DType::kInt32)));
     const bool ids_fit = bs_ > 0 && k_ > 0 && __int128(bs_) * k_ * 4 <= kMaxViewBytes;
-    const std::vector<int32_t> ids = ExpertIds(*rng_, ids_fit ? bs_ : 0, ids_fit ? k_ : 0, total,
-                                               op_.Get(kIdsMode, g_, kIdsDistinct), op_.Get(kIdsValue, g_, 0));
+    const std::vector<int32_t> ids =
+        ExpertIds(*rng_, ids_fit ? bs_ : 0, ids_fit ? k_ : 0, total, op_.Get(kIdsMode, g_, kIdsDistinct),
+                  op_.Get(kIdsValue, g_, 0), Retired());
     if (ids_dtype == DType::kInt32) {
       InputBytes(kSlotIds, "expert_ids", ids_dtype, {bs_, k_}, Int32Bytes(ids));
     } else {
@@ -565,8 +577,9 @@ class RankCall {
       handle_.expand_idx_layout = op_.Flag(kExpandIdx, g_, 0);
       const int64_t ids_n = bs_ > 0 && k_ > 0 && __int128(bs_) * k_ <= (1 << 22) ? bs_ * k_ : 0;
       handle_.expert_ids = moe_ep::Tensor(DType::kInt32, {ids_n ? bs_ : 0, ids_n ? k_ : 0});
-      const std::vector<int32_t> ids = ExpertIds(*rng_, ids_n ? bs_ : 0, ids_n ? k_ : 0, TotalExperts(),
-                                                 op_.Get(kIdsMode, g_, kIdsDistinct), op_.Get(kIdsValue, g_, 0));
+      const std::vector<int32_t> ids =
+          ExpertIds(*rng_, ids_n ? bs_ : 0, ids_n ? k_ : 0, TotalExperts(), op_.Get(kIdsMode, g_, kIdsDistinct),
+                    op_.Get(kIdsValue, g_, 0), Retired());
       if (!ids.empty()) std::memcpy(handle_.expert_ids.data(), ids.data(), ids.size() * 4);
       const int e = t_.ep_size;
       handle_.ep_recv_counts = moe_ep::Tensor(DType::kInt32, {2 * e});

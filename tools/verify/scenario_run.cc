@@ -259,6 +259,10 @@ struct RankCalls::State {
   int64_t a = 0;              // rows A this rank may receive from its EP group
   int64_t count_experts = 0;  // entries of expertTokenNums
   int64_t recv_entries = 0;   // entries of epRecvCounts (before kCountsSlack)
+  // Scaled down: how many MoE experts left, and the last dispatch's expert ids as the operations take them (the
+  // special experts' counted from the group's moeExpertNum, the inputs' from the survivors'; combine reads them too).
+  int64_t retired_experts = 0;
+  std::vector<int32_t> expert_ids;
   RankResult r;
   OutputViews dispatch_views{false}, combine_views{false};
   DispatchHandle handle;
@@ -273,6 +277,7 @@ RankCalls::RankCalls(const ScenarioSpec& s, const ScenarioInputs& in, int g, Gro
   st.experts = ExpertLayout{oc.moe_expert_num,  oc.shared_expert_num, oc.shared_expert_rank_num, oc.global_bs,
                             oc.zero_expert_num, oc.copy_expert_num,   oc.const_expert_num,       {}};
   if (elastic) st.experts.survivors = elastic->survivors;
+  st.retired_experts = oc.moe_expert_num - c.moe_expert_num;
   st.a = DispatchReceiveRows(ep, in.dispatch[g].bs, c.top_k, st.experts);
   const bool shared_rank = ep.rank() < oc.shared_expert_rank_num;
   const int64_t l = oc.moe_expert_num / (oc.ep_world_size - oc.shared_expert_rank_num);
@@ -324,7 +329,11 @@ DispatchHandle& RankCalls::Dispatch() {
       views.Of(r.expert_token_nums, DType::kInt64, whole(r.expert_token_nums)),
       views.Of(r.ep_recv_counts, DType::kInt32, whole(r.ep_recv_counts)),
       views.Of(r.tp_recv_counts, DType::kInt32, {tp_size})};
-  st.handle = DispatchInto(st.ep, x.view(), TensorView(d.expert_ids.data(), DType::kInt32, {d.bs, c.top_k}), options,
+  st.expert_ids = d.expert_ids;
+  for (int32_t& id : st.expert_ids) {
+    if (id >= c.moe_expert_num) id += static_cast<int32_t>(st.retired_experts);
+  }
+  st.handle = DispatchInto(st.ep, x.view(), TensorView(st.expert_ids.data(), DType::kInt32, {d.bs, c.top_k}), options,
                            outs, st.tp);
   x.Overwrite();
   return st.handle;
