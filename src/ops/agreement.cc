@@ -26,7 +26,10 @@ struct AgreedAttribute {
 const AgreedAttribute kAgreed[] = {
     {"epWorldSize", "the group's size", [](const MoeConfig& c) { return std::to_string(c.ep_world_size); }},
     {"moeExpertNum", "ExpertLayout::moe_expert_num",
-     [](const MoeConfig& c) { return std::to_string(c.moe_expert_num); }},
+     [](const MoeConfig& c) {  // scaled down: the survivors' experts, of the group's (where special ids start)
+       return std::to_string(c.moe_expert_num) +
+              (c.retired_expert_num > 0 ? " of " + std::to_string(c.first_special_expert()) : "");
+     }},
     {"sharedExpertNum", "ExpertLayout::shared_expert_num",
      [](const MoeConfig& c) { return std::to_string(c.shared_expert_num); }},
     {"sharedExpertRankNum", "ExpertLayout::shared_expert_rank_num",

@@ -33,7 +33,7 @@ struct MoeConfig {
   int64_t shared_expert_num = 0;       // sharedExpertNum (n_s), 0 when shared_expert_rank_num == 0
   int64_t shared_expert_rank_num = 0;  // sharedExpertRankNum (S)
   int64_t expert_shard_type = 0;       // expertShardType (must be 0)
-  int64_t zero_expert_num = 0;         // zeroExpertNum (V3): ids [moe, moe+zero) contribute nothing
+  int64_t zero_expert_num = 0;         // zeroExpertNum (V3): ids from first_special_expert() contribute nothing
   int64_t copy_expert_num = 0;         // copyExpertNum (V3): next ids return oriX
   int64_t const_expert_num = 0;        // constExpertNum (V3): next ids return alpha1*oriX + alpha2*V
   // Scaled down: the MoE experts that left with their ranks (moeExpertNum - the new moe). Their ids,

@@ -58,9 +58,9 @@ void CheckRouting(const MoeConfig& c, const int32_t* expert_ids, const uint8_t* 
       if (e < 0 || e >= c.all_expert_num()) BadExpertId(c, op, t, k, e, range);
       if (e >= c.moe_expert_num && e < c.first_special_expert()) {
         BadExpertId(c, op, t, k, e,
-                    "a scaled-down group routes to its MoE experts [0, " + std::to_string(c.moe_expert_num) +
-                        ") (elasticInfo[3]) and to the special experts from moeExpertNum (" +
-                        std::to_string(c.first_special_expert()) + "); the experts between left with their ranks");
+                    "a scaled-down group routes to the survivors' MoE experts [0, " + std::to_string(c.moe_expert_num) +
+                        ") and to the special experts from moeExpertNum (" + std::to_string(c.first_special_expert()) +
+                        "); the experts between left with their ranks");
       }
       if (e < c.moe_expert_num) routed.emplace_back(e, k);
     }

@@ -29,7 +29,8 @@ int64_t ActiveTokenLimit(const MoeConfig& config, const uint8_t* mask);
 /// The routing inputs as dispatch and combine both demand them: a 1-D mask (Bs bytes) has its trues
 /// before its falses (docs/semantics.md 2.5: the kernel would take tokens [0, sum(mask)) whatever their
 /// bits), and the expert ids of the active (token, k) pairs (contiguous, bs*K; mask: Bs or Bs*K bytes, or
-/// nullptr) are each in [0, all_expert_num()), a token's MoE experts distinct (docs/semantics.md 2.1).
+/// nullptr) are each in [0, all_expert_num()) and none is a retired expert of a scale-down
+/// ([moe_expert_num, first_special_expert())), a token's MoE experts distinct (docs/semantics.md 2.1, 2.8).
 /// Throws Error (161002) naming `op` and the first offending element otherwise.
 void CheckRouting(const MoeConfig& config, const int32_t* expert_ids, const uint8_t* mask, const char* op);
 

@@ -259,11 +259,15 @@ std::pair<uintptr_t, uintptr_t> SpanOf(const TensorView& v) {
   return {first, first + (last + 1) * DTypeSize(v.dtype)};
 }
 
-void CheckApart(const Checker& ck, std::span<const NamedView> outputs, std::span<const NamedView> inputs) {
+void CheckApart(const Checker& ck, std::span<const NamedView> outputs, std::span<const NamedView> inputs,
+                MemoryFilter compared) {
+  const auto span_of = [compared](const TensorView& v) {
+    return compared == nullptr || compared(v.data) ? SpanOf(v) : std::pair<uintptr_t, uintptr_t>{0, 0};
+  };
   for (auto out = outputs.begin(); out != outputs.end(); ++out) {
-    const std::pair<uintptr_t, uintptr_t> span = SpanOf(*out->first);  // not bound by name: clang 14's lambdas
+    const std::pair<uintptr_t, uintptr_t> span = span_of(*out->first);  // not bound by name: clang 14's lambdas
     const auto refuse_shared = [&](const NamedView& other, const char* why) {
-      const std::pair<uintptr_t, uintptr_t> other_span = SpanOf(*other.first);
+      const std::pair<uintptr_t, uintptr_t> other_span = span_of(*other.first);
       ck.Require(
           !(span.first < other_span.second && other_span.first < span.second), ErrorCode::kInvalidParam, out->second,
           *out->first, "must not share memory with '", [&] { return ck.Name(other.second); }, "' = ", *other.first,
@@ -784,7 +788,7 @@ void ValidateCombine(MoeConfig& c, const CombineTensors& t, Profile p, WindowCap
   CheckWindow(ck, c, layout, window, p);
 }
 
-void CheckOutputsApart(const DispatchTensors& t, Profile profile, const char* op) {
+void CheckOutputsApart(const DispatchTensors& t, Profile profile, const char* op, MemoryFilter compared) {
   const NamedView outputs[] = {{&t.expand_x, "expandXOut"},
                                {&t.dynamic_scales, "dynamicScalesOut"},
                                {&t.assist_info, "assistInfoForCombineOut"},
@@ -796,12 +800,12 @@ void CheckOutputsApart(const DispatchTensors& t, Profile profile, const char* op
                               {&t.scales, "scales"},
                               {&t.x_active_mask, "xActiveMask"},
                               {&t.expert_scales, "expertScales"}};
-  CheckApart(Checker(op, profile), outputs, inputs);
+  CheckApart(Checker(op, profile), outputs, inputs, compared);
 }
 
-void CheckOutputsApart(const CombineTensors& t, Profile profile, const char* op) {
+void CheckOutputsApart(const CombineTensors& t, Profile profile, const char* op, MemoryFilter compared) {
   const NamedView outputs[] = {{&t.x, "xOut"}, {&t.y, "yOut"}, {&t.rstd, "rstdOut"}};
-  CheckApart(Checker(op, profile), outputs, CombineInputs(t));
+  CheckApart(Checker(op, profile), outputs, CombineInputs(t), compared);
 }
 
 }  // namespace moe_ep::plan

@@ -43,8 +43,11 @@ void ValidateCombine(MoeConfig& config, const CombineTensors& tensors, Profile p
 /// No output may share memory with another output or with an input (the span from a view's first byte to its
 /// last): peers read the inputs in place while this rank writes its outputs, and an output written over another
 /// loses one of them. 161002 naming both. On views a Validate* accepted, where the outputs are the caller's own
-/// (not stand-ins that only describe them, which Validate* may be given).
-void CheckOutputsApart(const DispatchTensors& tensors, Profile profile, const char* op);
-void CheckOutputsApart(const CombineTensors& tensors, Profile profile, const char* op);
+/// (not stand-ins that only describe them, which Validate* may be given). With `compared`, only the views whose
+/// memory it accepts are compared (the C API's phase one: those in its allocations, which stand-ins never are).
+using MemoryFilter = bool (*)(const void* data);
+void CheckOutputsApart(const DispatchTensors& tensors, Profile profile, const char* op,
+                       MemoryFilter compared = nullptr);
+void CheckOutputsApart(const CombineTensors& tensors, Profile profile, const char* op, MemoryFilter compared = nullptr);
 
 }  // namespace moe_ep::plan

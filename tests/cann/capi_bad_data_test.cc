@@ -98,13 +98,14 @@ struct Rank {
     o.message = RecentErrMsg();
     return o;
   }
-  Outcome Dispatch(int64_t global_bs = 0) {
+  // With `expand_x_out` or `tp_recv_out`, those descriptors instead of the rank's own.
+  Outcome Dispatch(int64_t global_bs = 0, aclTensor* expand_x_out = nullptr, aclTensor* tp_recv_out = nullptr) {
     uint64_t ws = 0;
     aclOpExecutor* exec = nullptr;
     aclnnStatus st = aclnnMoeDistributeDispatchV2GetWorkspaceSize(
         x.get(), ids.get(), nullptr, nullptr, nullptr, group.c_str(), kRanks, rank, kMoe, "", 0, 0, 0, 0, 0, 0,
-        global_bs, 1, "", expand_x.get(), dynamic_scales.get(), assist.get(), token_nums.get(), ep_recv.get(),
-        tp_recv.get(), nullptr, &ws, &exec);
+        global_bs, 1, "", expand_x_out ? expand_x_out : expand_x.get(), dynamic_scales.get(), assist.get(),
+        token_nums.get(), ep_recv.get(), tp_recv_out ? tp_recv_out : tp_recv.get(), nullptr, &ws, &exec);
     if (st == ACL_SUCCESS) st = aclnnMoeDistributeDispatchV2(nullptr, ws, exec, stream);
     return Finish(st);
   }
@@ -203,7 +204,9 @@ TEST_F(CapiBadData, ACombineRoutedOtherwiseThanItsDispatchIsRefusedOnThatRankAlo
 // An xOut over the first rows of expandX (an "in place" combine): peers read those rows in place while this rank
 // writes xOut, so the sums depended on timing. Refused as it runs (phase one may see stand-ins for outputs), naming
 // both, before anything moves; the group stays usable.
-TEST_F(CapiBadData, AnOutputSharingMemoryWithAnInputIsRefused) {
+// In aclrtMalloc memory, whose addresses are fixed once phase one has them, the refusal comes in phase one: the
+// program learns it at the call, before anything is launched (host memory is checked at the launch).
+TEST_F(CapiBadData, AnOutputSharingMemoryWithAnInputIsRefusedInPhaseOne) {
   OnEveryRank([&](int r) {
     Rank rank(r, comm(r));
     ASSERT_EQ(rank.Dispatch().status, ACL_SUCCESS) << RecentErrMsg();
@@ -213,9 +216,42 @@ TEST_F(CapiBadData, AnOutputSharingMemoryWithAnInputIsRefused) {
     ASSERT_NE(over, nullptr) << RecentErrMsg();
     const Outcome o = rank.Combine(nullptr, over);
     aclDestroyTensor(over);
-    ExpectRunTimeFailure(o, ACLNN_ERR_PARAM_INVALID, "xOut", "(8, 1024)");
+    EXPECT_FALSE(o.launched) << "refused at the launch, not in phase one";
+    EXPECT_EQ(o.status, ACLNN_ERR_PARAM_INVALID) << o.message;
+    EXPECT_TRUE(NamesParam(o.message, "xOut")) << o.message;
+    EXPECT_TRUE(ContainsValue(o.message, "(8, 1024)")) << o.message;
     EXPECT_NE(o.message.find("must not share memory with 'expandX' = (32, 1024) bf16"), std::string::npos) << o.message;
     EXPECT_EQ(rank.expand_x.Read<uint16_t>(), rows_before) << "expandX, under xOut, was written";
+    rank.ExpectGoodRound();
+  });
+}
+
+// A view that reaches past the aclrtMalloc allocation it points into would be written out of bounds (here, into
+// whatever the shared heap holds after 64 bytes): phase one refuses it naming the tensor. A required output of no
+// elements made without tensorData (tpRecvCountsOut without TP) is a tensor all the same, not a null pointer.
+TEST_F(CapiBadData, AViewPastItsAllocationIsRefusedInPhaseOne) {
+  OnEveryRank([&](int r) {
+    Rank rank(r, comm(r));
+    void* small = nullptr;
+    ASSERT_EQ(aclrtMalloc(&small, 64, ACL_MEM_MALLOC_HUGE_FIRST), ACL_SUCCESS) << RecentErrMsg();
+    const int64_t dims[] = {kA, kH}, strides[] = {kH, 1};
+    aclTensor* too_long = aclCreateTensor(dims, 2, ACL_BF16, strides, 0, ACL_FORMAT_ND, dims, 2, small);
+    ASSERT_NE(too_long, nullptr) << RecentErrMsg();
+    const Outcome o = rank.Dispatch(0, too_long);
+    aclDestroyTensor(too_long);
+    EXPECT_FALSE(o.launched) << "launched a dispatch into 64 bytes";
+    EXPECT_EQ(o.status, ACLNN_ERR_PARAM_INVALID) << o.message;
+    EXPECT_NE(o.message.find("'expandXOut' reaches " + std::to_string(kA * kH * 2) + " bytes"), std::string::npos)
+        << o.message;
+    EXPECT_NE(o.message.find("past the 64 bytes"), std::string::npos) << o.message;
+    EXPECT_EQ(aclrtFree(small), ACL_SUCCESS);
+
+    const int64_t none[] = {0}, unit[] = {1};
+    aclTensor* no_counts = aclCreateTensor(none, 1, ACL_INT32, unit, 0, ACL_FORMAT_ND, none, 1, nullptr);
+    ASSERT_NE(no_counts, nullptr) << RecentErrMsg();
+    const Outcome accepted = rank.Dispatch(0, nullptr, no_counts);
+    aclDestroyTensor(no_counts);
+    EXPECT_EQ(accepted.status, ACL_SUCCESS) << accepted.message;
     rank.ExpectGoodRound();
   });
 }

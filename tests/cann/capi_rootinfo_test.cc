@@ -424,7 +424,8 @@ TEST(CapiElastic, SurvivorsResetAndRunScaledDownEqualToTheReference) {
   const std::vector<HcclComm> comms = CreateGroup(devices);
   ASSERT_EQ(comms.size(), static_cast<size_t>(kE));
 
-  // The group as created: rank 0 hosts the shared expert, ranks 1..15 two experts each.
+  // The group as created: rank 0 hosts the shared expert, ranks 1..15 two experts each, and ids 30 to 32 are a zero,
+  // a copy and a const expert (they keep those ids once the group scaled down).
   constexpr int64_t kMaxBs = 6;
   CapiCase full;
   full.use_v3 = true;
@@ -433,6 +434,7 @@ TEST(CapiElastic, SurvivorsResetAndRunScaledDownEqualToTheReference) {
   cfg.shared_expert_num = 1;
   cfg.shared_expert_rank_num = 1;
   cfg.moe_expert_num = 2 * (kE - 1);
+  cfg.zero_expert_num = cfg.copy_expert_num = cfg.const_expert_num = 1;
   cfg.top_k = 3;
   cfg.hidden = 1024;
   cfg.global_bs = kMaxBs * kE;

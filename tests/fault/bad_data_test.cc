@@ -763,6 +763,9 @@ TEST(BadData, SurvivorsKeepTheSpecialExpertsIds) {
   ASSERT_EQ(scaled.config.moe_expert_num, 6);
   std::mt19937_64 rng(BaseSeed());
   ScenarioInputs inputs = MakeInputs(scaled, rng);
+  for (auto& d : inputs.dispatch) {  // tokens 0 to 2 meet every special expert (ids 6 to 8 of the scaled-down job)
+    for (int32_t t = 0; t < 3; ++t) d.expert_ids[t * kTopK] = 6 + t;
+  }
   const Expected expected = ExpectedRound(scaled, inputs);
   RunRanks(4, [&](int r) {
     if (r == 2) return;  // the rank that left

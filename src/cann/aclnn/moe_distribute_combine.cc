@@ -138,10 +138,11 @@ OpWork BuildCombine(const std::string& op, const CombineArgs& a, bool add_rms_no
     plan::ValidateCombine(c, t, profile, capacity, op.c_str());
   });
   if (profile == plan::Profile::kA2Hierarchy) RefuseHierarchy(op, a.comm_alg);
+  plan::CheckOutputsApart(t, profile, op.c_str(), InAllocation);  // as dispatch
   const env::Product product = env::SocName().second;
   auto work = [c, t, groups, elastic, op, product, profile] {
     RequireDispatchProduct(op, groups, product);
-    plan::CheckOutputsApart(t, profile, op.c_str());  // as dispatch: not in phase one
+    plan::CheckOutputsApart(t, profile, op.c_str());
     const std::vector<int32_t> table = elastic.present() ? ops::GatherInt32(elastic) : std::vector<int32_t>{};
     plan::CombineTensors run = t;
     const ops::DenseOutputs dense(run.outputs());

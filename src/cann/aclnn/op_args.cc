@@ -31,7 +31,18 @@ TensorView OptionalTensor(const std::string& op, const char* param, const aclTen
     Reject(ErrorCode::kInvalidConfig, op, param, "format FRACTAL_NZ", "tensors must be ND");
   }
   NoteTensorMemory(tensor->data);
-  return ViewOf(*tensor);
+  const TensorView view = ViewOf(*tensor);
+  if (tensor->data != nullptr && view.numel() > 0) {
+    // The view's furthest element, in elements from tensorData (aclCreateTensor checked it cannot overflow).
+    int64_t last = tensor->offset;
+    for (size_t d = 0; d < tensor->view_shape.size(); ++d) last += (tensor->view_shape[d] - 1) * tensor->strides[d];
+    const uint64_t bytes = static_cast<uint64_t>(last + 1) * DTypeSize(dtype);
+    if (const std::string problem = TensorMemoryProblem(tensor->data, bytes, op + ": '" + param + "'");
+        !problem.empty()) {
+      throw Error(ErrorCode::kInvalidParam, problem);
+    }
+  }
+  return view;
 }
 
 TensorView RequiredTensor(const std::string& op, const char* param, const aclTensor* tensor) {

@@ -256,6 +256,22 @@ std::vector<AllocationId> IdsHolding(runtime::Allocations& live, const std::vect
 
 }  // namespace
 
+bool InAllocation(const void* p) { return !runtime::IsOrdinaryHostMemory(p); }
+
+std::string TensorMemoryProblem(const void* start, uint64_t bytes, const std::string& what) {
+  {
+    runtime::Allocations& live = runtime::Live();
+    std::lock_guard<std::mutex> lock(live.mu);
+    if (std::string problem = runtime::FreedMemoryProblem(live, start, what); !problem.empty()) return problem;
+  }
+  const std::optional<size_t> room = runtime::RoomAt(start);
+  if (!room || bytes <= *room) return "";
+  return what + " reaches " + std::to_string(bytes) + " bytes from " + runtime::HandleName(start) + ", past the " +
+         std::to_string(*room) +
+         " bytes its allocation has from there (rule: a tensor's elements lie inside its "
+         "allocation)";
+}
+
 std::vector<AllocationId> AllocationsHolding(const std::vector<const void*>& pointers, const std::string& what) {
   runtime::Allocations& live = runtime::Live();
   std::lock_guard<std::mutex> lock(live.mu);

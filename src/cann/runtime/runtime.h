@@ -34,7 +34,8 @@ bool ToDType(aclDataType acl, DType* out);
 /// "ACL_BF16", ... for messages.
 const char* AclDataTypeName(aclDataType acl);
 
-/// The view of a tensor (data already advanced by the offset). Requires a representable dtype.
+/// The view of a tensor (data already advanced by the offset). Requires a representable dtype. A tensor of no
+/// elements made with no tensorData is present all the same (a placeholder address that nothing reads).
 TensorView ViewOf(const aclTensor& t);
 
 /// The virtual device the calling thread works on (aclrtSetDevice / aclrtSetCurrentContext), or -1.
@@ -54,6 +55,15 @@ struct AllocationId {
 /// The allocations holding `pointers` (ordinary memory has none), each once. A pointer into memory freed already
 /// (which a task queued on a stream still uses) is an error (moe_ep::Error kInvalidParam) naming `what`.
 std::vector<AllocationId> AllocationsHolding(const std::vector<const void*>& pointers, const std::string& what);
+
+/// True for memory in an allocation of aclrtMalloc or aclrtMallocHost, whose address a program cannot change
+/// between an operator's two phases (a stand-in the Python binding describes outputs with never is).
+bool InAllocation(const void* p);
+
+/// Why a tensor whose elements lie in the `bytes` bytes from `start` may not be used, in a message naming it `what`:
+/// they point into memory freed already (which a task queued on a stream still uses), or run past the end of the
+/// aclrtMalloc(Host) allocation holding `start`; "" when they may (ordinary host memory cannot be measured).
+std::string TensorMemoryProblem(const void* start, uint64_t bytes, const std::string& what);
 
 /// Keeps allocations from being given back while it lives: an aclrtFree(Host) of one meanwhile (a task queued on a
 /// stream still uses it; on a device the program's bug) succeeds, and the memory goes when the last hold does,

@@ -136,7 +136,11 @@ TensorView ViewOf(const aclTensor& t) {
     throw Error(ErrorCode::kInvalidParam,
                 "ViewOf: ACL data type " + std::to_string(static_cast<int>(t.dtype)) + " has no moe_ep dtype");
   }
-  void* data = t.data == nullptr ? nullptr : static_cast<std::byte*>(t.data) + t.offset * DTypeSize(dtype);
+  static std::byte no_elements;  // where a tensor of no elements made without tensorData points
+  const bool empty = std::find(t.view_shape.begin(), t.view_shape.end(), 0) != t.view_shape.end();
+  void* data = t.data != nullptr ? static_cast<std::byte*>(t.data) + t.offset * DTypeSize(dtype)
+               : empty           ? &no_elements
+                                 : nullptr;
   return TensorView(data, dtype, t.view_shape, t.strides);
 }
 
