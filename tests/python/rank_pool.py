@@ -91,9 +91,16 @@ def dispatch_combine(torch_npu, names, rank, case):
     x = mine["x"]
     if case.get("strided"):  # the same values in a column-major layout: strides must be honoured
         x = x.t().contiguous().t()
+    # Optional: expert_scales handed to dispatch too (torch_npu then sizes ep_recv_counts for A2's layout), and
+    # elastic_info that scales nothing down (the outputs are then sized for either role).
+    elastic = None
+    if case.get("unscaled_elastic_info"):
+        layout = [0, ep_size, case.get("shared_expert_rank_num", 0), case["moe_expert_num"]]
+        elastic = torch.tensor(layout + list(range(ep_size)) * 2, dtype=torch.int32)
     out = torch_npu.npu_moe_distribute_dispatch_v2(
         x=x, expert_ids=mine["expert_ids"], group_ep=group_ep, ep_world_size=ep_size, ep_rank_id=ep_rank,
         moe_expert_num=case["moe_expert_num"], scales=case.get("scales"), x_active_mask=mine.get("x_active_mask"),
+        expert_scales=mine["expert_scales"] if case.get("dispatch_expert_scales") else None, elastic_info=elastic,
         group_tp=group_tp, tp_world_size=tp, tp_rank_id=tp_rank, quant_mode=case.get("quant_mode", 0),
         expert_token_nums_type=case.get("expert_token_nums_type", 1), **_kw(case, *_LAYOUT))
     expand_x, dynamic_scales, assist, token_nums, ep_counts, tp_counts, expand_scales = out
@@ -103,7 +110,7 @@ def dispatch_combine(torch_npu, names, rank, case):
                   expert_scales=mine["expert_scales"], group_ep=group_ep, ep_world_size=ep_size, ep_rank_id=ep_rank,
                   moe_expert_num=case["moe_expert_num"], tp_send_counts=tp_counts,
                   x_active_mask=mine.get("x_active_mask"), expand_scales=expand_scales,
-                  shared_expert_x=mine.get("shared_expert_x"), group_tp=group_tp, tp_world_size=tp,
+                  shared_expert_x=mine.get("shared_expert_x"), elastic_info=elastic, group_tp=group_tp, tp_world_size=tp,
                   tp_rank_id=tp_rank, **_kw(case, "expert_shard_type", "shared_expert_num", "shared_expert_rank_num",
                                             "global_bs"))
     special = dict(ori_x=mine.get("ori_x"), const_expert_alpha_1=case.get("const_expert_alpha_1"),

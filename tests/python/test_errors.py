@@ -238,6 +238,11 @@ def test_set_device_takes_what_torch_npu_takes(seed):
     for bad in ("cuda:0", "1", "npu:", "npu:-1", torch.device("cpu"), 1.0, True, None):
         with pytest.raises(moe_ep.InvalidArgumentError, match="npu.set_device: device = "):
             set_then_read(bad)
+    # A device past the runtime's devices is refused by the runtime itself (ACL_ERROR_RT_INVALID_DEVICEID): an
+    # argument error too.
+    with pytest.raises(moe_ep.InvalidArgumentError) as refused:
+        set_then_read(100000)
+    assert refused.value.code == 107001, refused.value
 
 
 def test_missing_peer_is_a_timeout_naming_it():

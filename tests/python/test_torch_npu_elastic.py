@@ -78,6 +78,7 @@ def test_survivors_scale_down_with_elastic_info(seed):
         assert_prefix(d[0], want[r]["expand_x"], f"{tag} expand_x")
         assert_prefix(d[2], want[r]["assist_info"], f"{tag} assist_info_for_combine")
         assert_bits(d[3], want[r]["expert_token_nums"], f"{tag} expert_token_nums")
+        assert d[4].numel() == E, f"{tag}: ep_recv_counts sized {d[4].numel()}, not E = {E} (either role)"
         assert_bits(d[4][:n], want[r]["ep_recv_counts"], f"{tag} ep_recv_counts")
         assert_poison(d[4][n:], f"{tag} ep_recv_counts past the {n} survivors' entries")
         for i, name in ((1, "dynamic_scales"), (5, "tp_recv_counts"), (6, "expand_scales")):

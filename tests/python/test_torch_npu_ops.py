@@ -81,6 +81,12 @@ SHAPES = {
             [(24, 1024), (24,), (1536,), (1,), (4,), (2,), (12,)]),
     # quant_mode 2: expand_x int8, same shapes.
     "quant": (dict(quant_mode=2), 0, [(48, 1024), (48,), (6144,), (2,), (8,), (0,), (48,)]),
+    # expert_scales given to dispatch: ep_recv_counts E * L + global_bs * 2 * K * (E // 8) = 8 (E // 8 is 0 here).
+    "expert_scales": (dict(dispatch_expert_scales=True), 0, [(48, 1024), (48,), (6144,), (2,), (8,), (0,), (48,)]),
+    # elastic_info on the shared rank: sized for either role, A = max(24, 48) = 48 and L = max(1, 2) = 2.
+    "elastic_shared_rank": (dict(shared_expert_num=1, shared_expert_rank_num=1, moe_expert_num=6,
+                                 unscaled_elastic_info=True), 0,
+                            [(48, 1024), (48,), (6144,), (2,), (8,), (0,), (48,)]),
 }
 
 
