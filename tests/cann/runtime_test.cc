@@ -1216,6 +1216,14 @@ TEST_F(AclTensors, CreateRejectsEachBrokenRule) {
   const int64_t huge_strides[] = {INT64_MAX / 2, 1};
   ExpectRejected(aclCreateTensor(dims, 2, ACL_FLOAT, huge_strides, 0, ACL_FORMAT_ND, storage_dims, 1, storage),
                  "overflows int64");
+  // Elements that fit int64 but bytes that do not: the byte offset would wrap to below tensorData.
+  const int64_t one[] = {1}, unit[] = {1}, vast_storage[] = {int64_t{1} << 62};
+  ExpectRejected(
+      aclCreateTensor(one, 1, ACL_INT32, unit, (int64_t{1} << 62) - 1, ACL_FORMAT_ND, vast_storage, 1, storage),
+      "of 4-byte elements is more than 2^63 bytes");
+  const int64_t none[] = {0};  // a view of no elements is not bounded by its storage, but its offset is
+  ExpectRejected(aclCreateTensor(none, 1, ACL_INT64, unit, int64_t{1} << 61, ACL_FORMAT_ND, none, 1, storage),
+                 "the offset 2305843009213693952 of 8-byte elements");
   // Each rejection is 161002 through the guard; the returned pointer is the C API's only signal.
   aclTensor* exact = aclCreateTensor(dims, 2, ACL_FLOAT, strides, 0, ACL_FORMAT_ND, storage_dims, 1, storage);
   ASSERT_NE(exact, nullptr) << RecentMessage();

@@ -33,7 +33,8 @@ TensorView OptionalTensor(const std::string& op, const char* param, const aclTen
   NoteTensorMemory(tensor->data);
   const TensorView view = ViewOf(*tensor);
   if (tensor->data != nullptr && view.numel() > 0) {
-    // The view's furthest element, in elements from tensorData (aclCreateTensor checked it cannot overflow).
+    // The view's furthest element, in elements from tensorData (aclCreateTensor checked that it lies in the storage,
+    // whose bytes fit int64).
     int64_t last = tensor->offset;
     for (size_t d = 0; d < tensor->view_shape.size(); ++d) last += (tensor->view_shape[d] - 1) * tensor->strides[d];
     const uint64_t bytes = static_cast<uint64_t>(last + 1) * DTypeSize(dtype);

@@ -34,8 +34,7 @@ bool ToDType(aclDataType acl, DType* out);
 /// "ACL_BF16", ... for messages.
 const char* AclDataTypeName(aclDataType acl);
 
-/// The view of a tensor (data already advanced by the offset). Requires a representable dtype. A tensor of no
-/// elements made with no tensorData is present all the same (a placeholder address that nothing reads).
+/// The view of a tensor (data already advanced by the offset). Requires a representable dtype.
 TensorView ViewOf(const aclTensor& t);
 
 /// The virtual device the calling thread works on (aclrtSetDevice / aclrtSetCurrentContext), or -1.

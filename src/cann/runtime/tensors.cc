@@ -95,6 +95,16 @@ std::unique_ptr<aclTensor> MakeTensor(const int64_t* view_dims, uint64_t n, cons
                   Join(storage_dims, storage_n) + " of " + std::to_string(storage_numel) + " elements");
   }
   if (numel > 0 && data == nullptr) return reject("tensorData is nullptr but the view has elements");
+  // In bytes too, for a dtype moe_ep knows: ViewOf advances tensorData by offset * the element size, and phase one
+  // measures a view up to its furthest byte, below storage * the element size.
+  if (DType known; ToDType(dtype, &known)) {
+    int64_t bytes = 0;
+    const auto size = static_cast<int64_t>(DTypeSize(known));
+    if (__builtin_mul_overflow(storage_numel, size, &bytes) || __builtin_mul_overflow(offset, size, &bytes)) {
+      return reject("the storage " + Join(storage_dims, storage_n) + " or the offset " + std::to_string(offset) +
+                    " of " + std::to_string(size) + "-byte elements is more than 2^63 bytes");
+    }
+  }
 
   auto tensor = std::make_unique<aclTensor>();
   tensor->view_shape.assign(view_dims, view_dims + n);
@@ -136,11 +146,7 @@ TensorView ViewOf(const aclTensor& t) {
     throw Error(ErrorCode::kInvalidParam,
                 "ViewOf: ACL data type " + std::to_string(static_cast<int>(t.dtype)) + " has no moe_ep dtype");
   }
-  static std::byte no_elements;  // where a tensor of no elements made without tensorData points
-  const bool empty = std::find(t.view_shape.begin(), t.view_shape.end(), 0) != t.view_shape.end();
-  void* data = t.data != nullptr ? static_cast<std::byte*>(t.data) + t.offset * DTypeSize(dtype)
-               : empty           ? &no_elements
-                                 : nullptr;
+  void* data = t.data == nullptr ? nullptr : static_cast<std::byte*>(t.data) + t.offset * DTypeSize(dtype);
   return TensorView(data, dtype, t.view_shape, t.strides);
 }
 
