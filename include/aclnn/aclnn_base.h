@@ -27,6 +27,7 @@ ACLNN_API aclnnStatus aclDestroyAclOpExecutor(aclOpExecutor *executor);
 #define ACLNN_ERR_INNER_TILING_ERROR 561002
 #define ACLNN_ERR_INNER_FIND_KERNEL_ERROR 561003
 #define ACLNN_ERR_INNER_CREATE_EXECUTOR 561101
+#define ACLNN_ERR_INNER_NULLPTR 561103
 
 #ifdef __cplusplus
 }

@@ -515,7 +515,8 @@ TEST(CapiStream, RepeatableExecutorsRunAtEachLaunchUntilDestroyed) {
       EXPECT_EQ(aclDestroyAclOpExecutor(dropped), ACL_SUCCESS);
       EXPECT_EQ(launch(dropped), ACLNN_ERR_PARAM_INVALID);
       EXPECT_EQ(aclrtSynchronizeStreamWithTimeout(stream, 30000), ACL_SUCCESS) << "the dropped executor ran";
-      EXPECT_EQ(aclDestroyAclOpExecutor(nullptr), ACLNN_ERR_PARAM_INVALID);
+      EXPECT_EQ(aclDestroyAclOpExecutor(nullptr), ACLNN_ERR_INNER_NULLPTR);  // as CANN documents it
+      EXPECT_EQ(aclSetAclOpExecutorRepeatable(nullptr), ACLNN_ERR_INNER_NULLPTR);
       EXPECT_EQ(aclDestroyAclOpExecutor(reinterpret_cast<aclOpExecutor*>(0x40)), ACLNN_ERR_PARAM_INVALID);
     }
     aclrtDestroyStream(stream);

@@ -104,9 +104,13 @@ using moe_ep::cann::Fail;
 using moe_ep::cann::Guarded;
 
 // As CANN's: a repeatable executor runs at each launch, with its tensors' contents at that time, until destroyed.
+// A null executor is 561103 (ACLNN_ERR_INNER_NULLPTR) for both, as CANN documents; one that is not live, 161002.
 extern "C" aclnnStatus aclSetAclOpExecutorRepeatable(aclOpExecutor* executor) {
   return Guarded("aclSetAclOpExecutorRepeatable", ApiFamily::kAclnn, [&]() -> aclnnStatus {
-    std::shared_ptr<aclOpExecutor> found = executor ? moe_ep::cann::Executors().Find(executor) : nullptr;
+    if (!executor) {
+      return Fail(ACLNN_ERR_INNER_NULLPTR, "aclSetAclOpExecutorRepeatable: parameter 'executor' is nullptr");
+    }
+    std::shared_ptr<aclOpExecutor> found = moe_ep::cann::Executors().Find(executor);
     if (!found) {
       return Fail(ACLNN_ERR_PARAM_INVALID,
                   "aclSetAclOpExecutorRepeatable: parameter 'executor' is not a live executor "
@@ -120,7 +124,8 @@ extern "C" aclnnStatus aclSetAclOpExecutorRepeatable(aclOpExecutor* executor) {
 // Any live executor: one not launched yet (its work never runs), or a repeatable one (launches already made run).
 extern "C" aclnnStatus aclDestroyAclOpExecutor(aclOpExecutor* executor) {
   return Guarded("aclDestroyAclOpExecutor", ApiFamily::kAclnn, [&]() -> aclnnStatus {
-    if (!executor || !moe_ep::cann::Executors().Remove(executor)) {
+    if (!executor) return Fail(ACLNN_ERR_INNER_NULLPTR, "aclDestroyAclOpExecutor: parameter 'executor' is nullptr");
+    if (!moe_ep::cann::Executors().Remove(executor)) {
       return Fail(ACLNN_ERR_PARAM_INVALID,
                   "aclDestroyAclOpExecutor: parameter 'executor' is not a live executor "
                   "(phase one returned it, and it has not run or been destroyed)");
