@@ -410,7 +410,8 @@ void CheckCommonAttributes(const Checker& ck, MoeConfig& c, Profile p, ShapeName
              "maxBs (globalBs / epWorldSize, or Bs when globalBs is 0) = ", c.max_bs(), " times K + sharedExpertNum (",
              slots_per_token, ") must be <= ", kMaxCombineFlags, ", so maxBs <= ", max_bs_limit);
   ck.Require(c.global_bs == 0 || c.max_bs() >= c.bs, "globalBs", c.global_bs, global_rule);
-  ck.Require(!(c.global_bs > full && c.mask != MaskKind::kNone), "globalBs", c.global_bs,
+  // Atlas A3's tiling rule; A2's code never reads globalBs, and its ranks may mask tokens whatever their Bs.
+  ck.Require(IsA2(p) || !(c.global_bs > full && c.mask != MaskKind::kNone), "globalBs", c.global_bs,
              "must not exceed Bs * epWorldSize (", full, ") when xActiveMask is given");
 }
 

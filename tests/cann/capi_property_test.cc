@@ -162,8 +162,9 @@ CapiCase RandomA2Case(std::mt19937_64& rng, A2Feature f) {
   s.smooth_scales = cfg.quant_mode == 2 && f != kA2QuantByDtype && Chance(rng, 0.5);
   cfg.expert_token_nums_type = static_cast<int>(Uniform(rng, 0, 1));
   s.bs = Uniform(rng, f == kA2UnequalBs ? 2 : 1, 16);  // ranks draw their Bs from [1, s.bs]
-  s.mask = f == kA2Mask1d || (f != kA2UnequalBs && Chance(rng, 0.4)) ? MaskKind::kTokens : MaskKind::kNone;
-  if (f == kA2UnequalBs || (s.mask == MaskKind::kNone && Chance(rng, 0.4))) {
+  // A 1-D mask with unequal Bs too: A2's code never reads globalBs (A3's tiling refuses a mask past Bs * E).
+  s.mask = f == kA2Mask1d || Chance(rng, 0.4) ? MaskKind::kTokens : MaskKind::kNone;
+  if (f == kA2UnequalBs || Chance(rng, 0.4)) {
     s.unequal_bs = true;
     cfg.global_bs = (s.bs + Uniform(rng, 0, 3)) * cfg.ep_world_size;
   }

@@ -21,6 +21,7 @@
 #include "api/group_impl.h"
 #include "moe_ep/error.h"
 #include "moe_ep/ops.h"
+#include "reference/numerics.h"
 #include "support/test_seed.h"
 #include "support/thrown_error.h"
 #include "verify/run_ranks.h"
@@ -200,6 +201,36 @@ TEST(BadData, CombineRejectsCorruptedExpandIdxAndCountsInTheHandle) {
       ExpectGoodRound(groups[r], r);
     });
   }
+}
+
+// Atlas A2's layout: combine reads each pair's row where its handle's expandIdx says, as the kernel does, not where
+// its own routing would put it. Tokens 0 and 4 of every rank go to the same two experts; with the expandIdx of their
+// k = 0 pairs exchanged (still a valid handle), each token's first half comes from the other's row.
+TEST(BadData, CombineReadsTheRowsTheHandlesExpandIdxNames) {
+  auto groups = Groups();
+  RunRanks(kRanks, [&](int r) {
+    RankData d(r);
+    DispatchOptions options = Options();
+    options.expand_idx_layout = true;
+    DispatchResult res = Dispatch(groups[r], d.XView(), d.IdsView(), options);
+    int32_t* expand_idx = res.handle.assist_info.data_as<int32_t>();
+    ASSERT_EQ(d.ids[0], d.ids[4 * kTopK]) << "tokens 0 and 4 share their first expert";
+    ASSERT_NE(expand_idx[0], expand_idx[4 * kTopK]);
+    std::swap(expand_idx[0], expand_idx[4 * kTopK]);
+    const Tensor out = Combine(groups[r], res.handle, res.expand_x.view(), d.WeightsView());
+    const auto* got = out.data_as<uint16_t>();
+    for (int64_t t = 0; t < kBs; ++t) {
+      const int64_t first_half_from = t == 0 ? 4 : t == 4 ? 0 : t;  // the row its k = 0 pair now reads
+      for (int64_t j = 0; j < kHidden; ++j) {
+        using moe_ref::numerics::Bf16ToFloat;
+        const float sum =
+            0.0f + 0.5f * Bf16ToFloat(d.x[first_half_from * kHidden + j]) + 0.5f * Bf16ToFloat(d.x[t * kHidden + j]);
+        ASSERT_EQ(got[t * kHidden + j], moe_ref::numerics::FloatToBf16(sum))
+            << "rank " << r << " token " << t << " column " << j;
+      }
+    }
+    ExpectGoodRound(groups[r], r);
+  });
 }
 
 // Atlas A2's layout, one rank's handle corrupted: that rank refuses it before the call communicates (its slots are
