@@ -115,6 +115,10 @@ DispatchSizes DispatchOutputSizes(const Group& ep, const TensorView& x, const Te
 
 /// [collective over ep (and tp)] Sends every token of x (Bs, H) to its top-K experts (expert_ids (Bs, K)
 /// int32) and to the shared experts. `tp` is the rank's TP pair (2 ranks) or nullptr.
+/// Once a call returns, its caller may overwrite or free x (combine: expert_out): no peer reads them any more. After
+/// a call that failed, one caveat: it waits at most 10 s for the peers copying its rows, and a peer held up longer in
+/// the middle of its copy (a debugger, SIGSTOP) may read them later; keep that memory until a BufferReset with
+/// need_sync among those peers returned (thread ranks read it in place: freed memory could crash them).
 DispatchResult Dispatch(Group& ep, const TensorView& x, const TensorView& expert_ids, const DispatchOptions& options,
                         Group* tp = nullptr);
 /// [collective] As Dispatch, writing into caller buffers; returns the handle.

@@ -125,7 +125,10 @@ class Checker {
   const char* op() const { return op_; }
   /// `param` as the caller knows it (for a rule that names another parameter).
   std::string Name(std::string_view param) const {
-    return profile_ == Profile::kNative ? NativeName(std::string(param)) : std::string(param);
+    if (profile_ != Profile::kNative) return std::string(param);
+    // CombineAddRmsNorm's xOut is a field of its outputs, where Combine's is its x_out argument.
+    if (param == "xOut" && std::string_view(op_) == "CombineAddRmsNorm") return "AddRmsNormOutputs::x";
+    return NativeName(std::string(param));
   }
 
  private:

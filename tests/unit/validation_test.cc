@@ -2243,6 +2243,16 @@ TEST(NativeApi, BadCombineCallsThrowLeaveOutputsUntouchedAndGroupUsable) {
                                TensorView(residual.data(), DType::kBf16, {kBs, 1, kHidden}),
                                TensorView(gamma.data(), DType::kBf16, {kHidden}), 1e-6f, {}, {o.y, rstd, o.x_rms});
        }},
+      {"AddRmsNorm x (Bs, H)",
+       ErrorCode::kInvalidConfig,
+       {"CombineAddRmsNorm: parameter 'AddRmsNormOutputs::x' = (4, 32)"},
+       [&](int r, RankInputs& in, PoisonedOutputs& o) {
+         TensorView x = o.x_rms;
+         x.shape = {kBs, kHidden};
+         CombineAddRmsNormInto(groups[r], results[r].handle, results[r].expand_x.view(), in.Weights(),
+                               TensorView(residual.data(), DType::kBf16, {kBs, 1, kHidden}),
+                               TensorView(gamma.data(), DType::kBf16, {kHidden}), 1e-6f, {}, {o.y, o.rstd, x});
+       }},
   };
   for (const BadCall& bad : bad_calls) {
     SCOPED_TRACE(bad.what);
