@@ -17,8 +17,8 @@ INTERNAL = 500002
 # HCCL statuses of the communicator calls (hccl_types.h).
 HCCL_E_PARA, HCCL_E_PTR, HCCL_E_NOT_SUPPORT, HCCL_E_TIMEOUT = 1, 2, 5, 9
 ACL_ERROR_INVALID_PARAM = 100000
-# Runtime parameter errors (acl_base.h): a bad argument to a stream or device call, a device id out of range.
-ACL_ERROR_RT_PARAM_INVALID, ACL_ERROR_RT_INVALID_DEVICEID = 107000, 107001
+# A device id out of range (acl_base.h).
+ACL_ERROR_RT_INVALID_DEVICEID = 107001
 
 
 class Error(RuntimeError):
@@ -143,7 +143,7 @@ class TimeoutError(Error, builtins.TimeoutError):
 
 
 _INVALID = {NULL_POINTER, INVALID_PARAM, INVALID_CONFIG, HCCL_E_PARA, HCCL_E_PTR, HCCL_E_NOT_SUPPORT,
-            ACL_ERROR_INVALID_PARAM, ACL_ERROR_RT_PARAM_INVALID, ACL_ERROR_RT_INVALID_DEVICEID}
+            ACL_ERROR_INVALID_PARAM, ACL_ERROR_RT_INVALID_DEVICEID}
 _TIMEOUTS = {TIMEOUT, STREAM_SYNC_TIMEOUT, HCCL_E_TIMEOUT}
 # The C API reports a timeout as text; the library writes "... from rank 3; ..." / "from ranks 1, 5; ...".
 _MISSING = re.compile(r"from ranks? ([0-9]+(?:, [0-9]+)*)[;)]")

@@ -459,6 +459,10 @@ TEST(CapiA2Validation, DispatchBaseAndAcceptedVariants) {
       {"quantMode 0, int8 expandXOut", int8_out},
       // A 1-D mask.
       {"1-D mask", Make(&D::mask, ACL_BOOL, {kBs})},
+      // ... also with globalBs past Bs * E (ranks of unequal Bs), which A3's tiling refuses: A = 2 * kA.
+      {"1-D mask with globalBs 2 * Bs * E",
+       All<D>({Make(&D::mask, ACL_BOOL, {kBs}), Set(&D::global_bs, 2 * kBs * kE),
+               Make(&D::expand_x, ACL_BF16, {2 * kA, kH}), Make(&D::dyn_scales, ACL_FLOAT, {2 * kA})})},
       // tpWorldSize 1 is no TP.
       {"tpWorldSize 1", Set(&D::tp_world_size, 1)},
       // groupTp is ignored with tpWorldSize 0, even when it names no communicator.

@@ -81,8 +81,6 @@ SHAPES = {
             [(24, 1024), (24,), (1536,), (1,), (4,), (2,), (12,)]),
     # quant_mode 2: expand_x int8, same shapes.
     "quant": (dict(quant_mode=2), 0, [(48, 1024), (48,), (6144,), (2,), (8,), (0,), (48,)]),
-    # expert_scales given to dispatch: ep_recv_counts E * L + global_bs * 2 * K * (E // 8) = 8 (E // 8 is 0 here).
-    "expert_scales": (dict(dispatch_expert_scales=True), 0, [(48, 1024), (48,), (6144,), (2,), (8,), (0,), (48,)]),
     # elastic_info on the shared rank: sized for either role, A = max(24, 48) = 48 and L = max(1, 2) = 2.
     "elastic_shared_rank": (dict(shared_expert_num=1, shared_expert_rank_num=1, moe_expert_num=6,
                                  unscaled_elastic_info=True), 0,
@@ -99,6 +97,17 @@ def test_output_shapes_are_torch_npus(pool, seed, name):
     assert got[0].dtype == (torch.int8 if extra.get("quant_mode") == 2 else torch.bfloat16)
     assert [t.dtype for t in got[1:]] == [torch.float32, torch.int32, torch.int64, torch.int32, torch.int32,
                                           torch.float32]
+
+
+def test_expert_scales_size_ep_recv_counts_as_torch_npu_does():
+    # Given expert_scales, torch_npu sizes ep_recv_counts for A2's layout: E * L + global_bs * 2 * K * (E // 8). The
+    # pool's 4 ranks make E // 8 zero, so the sizing alone, which needs no group, is checked at E 16 (L 2, K 4, Bs 6).
+    from moe_ep.torch_npu import _prepare_dispatch
+    x, ids = torch.zeros(6, 1024, dtype=torch.bfloat16), torch.zeros(6, 4, dtype=torch.int32)
+    for scales, want in ((None, 16 * 2), (torch.rand(6, 4), 16 * 2 + 6 * 16 * 2 * 4 * 2)):
+        outputs, _, _ = _prepare_dispatch(
+            x, ids, "ep", 16, 0, 32, scales, None, None, "", 0, 0, 0, 0, 0, 0, 0, 1, "", 0, 0, 0, None, None, None)
+        assert outputs["ep_recv_counts"][1] == (want,), (scales is not None, outputs["ep_recv_counts"])
 
 
 def test_processes_outside_a_subset_are_told_so(pool, seed):
