@@ -139,9 +139,9 @@ OpWork BuildDispatch(const std::string& op, const DispatchArgs& a) {
   });
   if (profile == plan::Profile::kA2Hierarchy) RefuseHierarchy(op, a.comm_alg);
   if (c.quant_mode == 0) t.scales = {};  // A2 with a half expandX copies rows whatever quantMode and scales say
-  // In phase one among the tensors in aclrtMalloc(Host) memory, whose addresses are fixed now, so that a rank refuses
-  // before its peers wait for it; the rest at the launch: host memory may be described by stand-ins in phase one
-  // (the Python binding's, for outputs it makes only once the call is known to be good).
+  // In phase one among the tensors in aclrtMalloc(Host) memory, whose addresses are fixed now, so that the program
+  // learns it at the call, before anything is launched; the rest at the launch: host memory may be described by
+  // stand-ins in phase one (the Python binding's, for outputs it makes only once the call is known to be good).
   plan::CheckOutputsApart(t, profile, op.c_str(), InAllocation);
   const env::Product product = env::SocName().second;
   auto work = [c, t, groups, elastic, op, product, profile] {
