@@ -789,6 +789,8 @@ TEST(BadData, SurvivorsKeepTheSpecialExpertsIds) {
   const ExpertLayout experts{8, 0, 0, 0, 1, 1, 1, {1, 1, 0, 1}};
   ScenarioSpec full = RoutedSpec(4, static_cast<int>(experts.moe_expert_num), kTopK, kHidden, kBs);
   full.config.zero_expert_num = full.config.copy_expert_num = full.config.const_expert_num = 1;
+  full.config.quant_mode = 2;  // with smooth scales: row n_s + the survivors' id of each expert
+  full.smooth_scales = true;
   const ElasticRun elastic{full.config, experts.survivors};
   const ScenarioSpec scaled = ScaledDown(full, experts.survivors);
   ASSERT_EQ(scaled.config.moe_expert_num, 6);

@@ -263,6 +263,7 @@ struct RankCalls::State {
   // special experts' counted from the group's moeExpertNum, the inputs' from the survivors'; combine reads them too).
   int64_t retired_experts = 0;
   std::vector<int32_t> expert_ids;
+  std::vector<float> smooth_scales;
   RankResult r;
   OutputViews dispatch_views{false}, combine_views{false};
   DispatchHandle handle;
@@ -312,8 +313,12 @@ DispatchHandle& RankCalls::Dispatch() {
   options.cumulative_token_nums = c.expert_token_nums_type == 0;
   options.expand_idx_layout = c.a2;
   if (!d.smooth_scales.empty()) {
-    options.smooth_scales =
-        TensorView(d.smooth_scales.data(), DType::kFloat32, {c.shared_expert_num + c.moe_expert_num, h});
+    // Scaled down, the operations take the group's (n_s + moeExpertNum, H): the survivors' experts are its first rows
+    // (their new ids), and the rows of the experts that left, never read, hold a value that would show.
+    st.smooth_scales = d.smooth_scales;
+    st.smooth_scales.resize((c.shared_expert_num + c.moe_expert_num + st.retired_experts) * h, 1e30f);
+    options.smooth_scales = TensorView(st.smooth_scales.data(), DType::kFloat32,
+                                       {c.shared_expert_num + c.moe_expert_num + st.retired_experts, h});
   }
   if (d.mask_kind == moe_ref::MaskKind::kTokens) options.active_mask = TensorView(d.mask.data(), DType::kBool, {d.bs});
   if (d.mask_kind == moe_ref::MaskKind::kPairs) {
