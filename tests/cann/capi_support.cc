@@ -933,10 +933,7 @@ CapiRankOutcome RunCapiRank(const CapiCase& c, const ScenarioInputs& inputs, int
   Tensor x = Tensor::Strided(half, bs, h, d.x.data(), layout);
   // Scaled down, the special experts keep their ids from the group's moeExpertNum (the inputs count them from the
   // survivors' experts, as the reference's scaled-down job does).
-  std::vector<int32_t> expert_ids = d.expert_ids;
-  for (int32_t& id : expert_ids) {
-    if (id >= cfg.moe_expert_num) id += oc.moe_expert_num - cfg.moe_expert_num;
-  }
+  const std::vector<int32_t> expert_ids = moe_ep::verify::GroupExpertIds(d.expert_ids, cfg, oc);
   Tensor ids = Tensor::Strided(ACL_INT32, bs, k, expert_ids.data(), layout);
   Tensor scales, mask, table, shared_x, ori_x, alpha1, alpha2, const_v;
   if (!d.smooth_scales.empty()) {

@@ -211,6 +211,15 @@ int SurvivorRank(const std::vector<int32_t>& survivors, int rank) {
   return static_cast<int>(std::count_if(survivors.begin(), survivors.begin() + rank, [](int32_t s) { return s != 0; }));
 }
 
+std::vector<int32_t> GroupExpertIds(const std::vector<int32_t>& ids, const moe_ref::Config& scaled,
+                                    const moe_ref::Config& original) {
+  std::vector<int32_t> out = ids;
+  for (int32_t& id : out) {
+    if (id >= scaled.moe_expert_num) id += original.moe_expert_num - scaled.moe_expert_num;
+  }
+  return out;
+}
+
 ScenarioInputs MakeInputs(const ScenarioSpec& s, std::mt19937_64& rng) {
   const auto& c = s.config;
   ScenarioInputs in;

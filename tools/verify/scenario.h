@@ -50,6 +50,10 @@ ScenarioSpec RoutedSpec(int ranks, int experts, int top_k, int hidden, int64_t b
 ScenarioSpec ScaledDown(const ScenarioSpec& spec, const std::vector<int32_t>& survivors);
 /// Original rank `rank`'s number among the survivors (-1 when it is none).
 int SurvivorRank(const std::vector<int32_t>& survivors, int rank);
+/// Expert ids drawn for a scaled-down job (`scaled`, the survivors' numbering) as the operations of the group as made
+/// (`original`) take them: the special experts keep their ids from the group's moeExpertNum (docs/semantics.md 2.8).
+std::vector<int32_t> GroupExpertIds(const std::vector<int32_t>& ids, const moe_ref::Config& scaled,
+                                    const moe_ref::Config& original);
 
 /// Every rank's inputs for a spec, drawn from `rng`. Ranks are numbered g = tp_rank * E + ep_rank.
 struct ScenarioInputs {

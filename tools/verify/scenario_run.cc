@@ -259,9 +259,9 @@ struct RankCalls::State {
   int64_t a = 0;              // rows A this rank may receive from its EP group
   int64_t count_experts = 0;  // entries of expertTokenNums
   int64_t recv_entries = 0;   // entries of epRecvCounts (before kCountsSlack)
-  // Scaled down: how many MoE experts left, and the last dispatch's expert ids as the operations take them (the
-  // special experts' counted from the group's moeExpertNum, the inputs' from the survivors'; combine reads them too).
-  int64_t retired_experts = 0;
+  // The group as made (scaled down: before, where the spec is the survivors' job), and the last dispatch's expert ids
+  // and smooth scales as its operations take them (GroupExpertIds; combine reads the ids too).
+  moe_ref::Config original;
   std::vector<int32_t> expert_ids;
   std::vector<float> smooth_scales;
   RankResult r;
@@ -278,7 +278,7 @@ RankCalls::RankCalls(const ScenarioSpec& s, const ScenarioInputs& in, int g, Gro
   st.experts = ExpertLayout{oc.moe_expert_num,  oc.shared_expert_num, oc.shared_expert_rank_num, oc.global_bs,
                             oc.zero_expert_num, oc.copy_expert_num,   oc.const_expert_num,       {}};
   if (elastic) st.experts.survivors = elastic->survivors;
-  st.retired_experts = oc.moe_expert_num - c.moe_expert_num;
+  st.original = oc;
   st.a = DispatchReceiveRows(ep, in.dispatch[g].bs, c.top_k, st.experts);
   const bool shared_rank = ep.rank() < oc.shared_expert_rank_num;
   const int64_t l = oc.moe_expert_num / (oc.ep_world_size - oc.shared_expert_rank_num);
@@ -316,9 +316,9 @@ DispatchHandle& RankCalls::Dispatch() {
     // Scaled down, the operations take the group's (n_s + moeExpertNum, H): the survivors' experts are its first rows
     // (their new ids), and the rows of the experts that left, never read, hold a value that would show.
     st.smooth_scales = d.smooth_scales;
-    st.smooth_scales.resize((c.shared_expert_num + c.moe_expert_num + st.retired_experts) * h, 1e30f);
-    options.smooth_scales = TensorView(st.smooth_scales.data(), DType::kFloat32,
-                                       {c.shared_expert_num + c.moe_expert_num + st.retired_experts, h});
+    const int64_t rows = c.shared_expert_num + st.original.moe_expert_num;
+    st.smooth_scales.resize(rows * h, 1e30f);
+    options.smooth_scales = TensorView(st.smooth_scales.data(), DType::kFloat32, {rows, h});
   }
   if (d.mask_kind == moe_ref::MaskKind::kTokens) options.active_mask = TensorView(d.mask.data(), DType::kBool, {d.bs});
   if (d.mask_kind == moe_ref::MaskKind::kPairs) {
@@ -334,10 +334,7 @@ DispatchHandle& RankCalls::Dispatch() {
       views.Of(r.expert_token_nums, DType::kInt64, whole(r.expert_token_nums)),
       views.Of(r.ep_recv_counts, DType::kInt32, whole(r.ep_recv_counts)),
       views.Of(r.tp_recv_counts, DType::kInt32, {tp_size})};
-  st.expert_ids = d.expert_ids;
-  for (int32_t& id : st.expert_ids) {
-    if (id >= c.moe_expert_num) id += static_cast<int32_t>(st.retired_experts);
-  }
+  st.expert_ids = GroupExpertIds(d.expert_ids, c, st.original);
   st.handle = DispatchInto(st.ep, x.view(), TensorView(st.expert_ids.data(), DType::kInt32, {d.bs, c.top_k}), options,
                            outs, st.tp);
   x.Overwrite();

@@ -143,10 +143,8 @@ bool ValidMallocPolicy(int64_t policy) {
 // Bytes from `p` to the end of the live allocation that holds it; nullopt for memory aclrtMalloc(Host) did not
 // allocate (ordinary host memory, which it cannot measure). A pointer in the alignment padding, or just past it
 // where no other block starts (the shared heap packs blocks, some of them not aclrtMalloc's), has no room: it is
-// the end of this allocation, not foreign memory.
-std::optional<size_t> RoomAt(const void* p) {
-  Allocations& live = Live();
-  std::lock_guard<std::mutex> lock(live.mu);
+// the end of this allocation, not foreign memory. RoomAtLocked: with live.mu held.
+std::optional<size_t> RoomAtLocked(Allocations& live, const void* p) {
   auto it = live.by_address.upper_bound(p);
   if (it == live.by_address.begin()) return std::nullopt;
   --it;
@@ -159,6 +157,12 @@ std::optional<size_t> RoomAt(const void* p) {
     return std::nullopt;  // the next block of the heap
   }
   return it->second.bytes > offset ? it->second.bytes - offset : 0;
+}
+
+std::optional<size_t> RoomAt(const void* p) {
+  Allocations& live = Live();
+  std::lock_guard<std::mutex> lock(live.mu);
+  return RoomAtLocked(live, p);
 }
 
 // The allocation of `allocations` holding `p` (its alignment padding included), or end().
@@ -181,6 +185,15 @@ std::string FreedMemoryProblem(Allocations& live, const void* p, const std::stri
          ", freed already (" + FreerOf(it->second.kind) + "; a task queued on a stream still uses them)";
 }
 
+// RoomAt(p), once p is known not to point into memory freed already; when it does, `*freed` says why, naming it
+// `what` (FreedMemoryProblem), and the room is nullopt.
+std::optional<size_t> LiveRoomAt(const void* p, const std::string& what, std::string* freed) {
+  Allocations& live = Live();
+  std::lock_guard<std::mutex> lock(live.mu);
+  *freed = FreedMemoryProblem(live, p, what);
+  return freed->empty() ? RoomAtLocked(live, p) : std::nullopt;
+}
+
 // Memory neither aclrtMalloc nor aclrtMallocHost gave: ordinary host memory (a std::vector, malloc's), which the
 // caller may reuse or free as soon as a call returns.
 bool IsOrdinaryHostMemory(const void* p) { return !RoomAt(p).has_value(); }
@@ -188,14 +201,9 @@ bool IsOrdinaryHostMemory(const void* p) { return !RoomAt(p).has_value(); }
 // The `count` bytes a copy or fill touches at `p` must lie inside the allocation holding p. Only those: a destMax
 // (maxCount) larger than what is left is accepted, as CANN checks no more than count <= destMax.
 aclError CheckRoom(const std::string& api, const char* param, const void* p, size_t count) {
-  {
-    Allocations& live = Live();
-    std::lock_guard<std::mutex> lock(live.mu);
-    if (const std::string problem = FreedMemoryProblem(live, p, api + ": '" + param + "'"); !problem.empty()) {
-      return Fail(ACL_ERROR_INVALID_PARAM, problem);
-    }
-  }
-  const std::optional<size_t> room = RoomAt(p);
+  std::string freed;
+  const std::optional<size_t> room = LiveRoomAt(p, api + ": '" + param + "'", &freed);
+  if (!freed.empty()) return Fail(ACL_ERROR_INVALID_PARAM, freed);
   if (!room || count <= *room) return ACL_SUCCESS;
   return Fail(ACL_ERROR_INVALID_PARAM, api + ": count " + std::to_string(count) + " is more than the " +
                                            std::to_string(*room) + " bytes left in the allocation at '" + param + "'");
@@ -259,13 +267,9 @@ std::vector<AllocationId> IdsHolding(runtime::Allocations& live, const std::vect
 bool InAllocation(const void* p) { return !runtime::IsOrdinaryHostMemory(p); }
 
 std::string TensorMemoryProblem(const void* start, uint64_t bytes, const std::string& what) {
-  {
-    runtime::Allocations& live = runtime::Live();
-    std::lock_guard<std::mutex> lock(live.mu);
-    if (std::string problem = runtime::FreedMemoryProblem(live, start, what); !problem.empty()) return problem;
-  }
-  const std::optional<size_t> room = runtime::RoomAt(start);
-  if (!room || bytes <= *room) return "";
+  std::string freed;
+  const std::optional<size_t> room = runtime::LiveRoomAt(start, what, &freed);
+  if (!freed.empty() || !room || bytes <= *room) return freed;
   return what + " reaches " + std::to_string(bytes) + " bytes from " + runtime::HandleName(start) + ", past the " +
          std::to_string(*room) +
          " bytes its allocation has from there (rule: a tensor's elements lie inside its "
